@@ -1,0 +1,675 @@
+/* Native API routes. Each route is a (method, path pattern) pair; the path is split into
+ * percent-decoded segments and matched against the table, so a 405 can list what a path
+ * allows. Handlers validate input completely before calling the engine. */
+#include "api/native.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/out.h"
+#include "api/parse.h"
+#include "util/errors.h"
+#include "util/hash.h"
+#include "util/timeutil.h"
+#include "util/uuid.h"
+
+enum { MAX_SEGS = 8 };
+
+/* A request's decoded path and its route context. */
+struct call {
+    struct api *api;              /* borrowed */
+    struct http_req *req;         /* borrowed */
+    char *seg[MAX_SEGS];          /* owned decoded segments */
+    size_t seg_len[MAX_SEGS];     /* byte lengths (segments may hold any byte but NUL) */
+    size_t nseg;                  /* segments used */
+    struct db *db;                /* acquired database, or NULL */
+};
+
+typedef void route_fn(struct call *c);
+
+struct route {
+    const char *method;    /* "GET", "POST", ... */
+    const char *pattern;   /* segments, '*' = any one segment */
+    route_fn *fn;          /* handler */
+    bool needs_db;         /* segment 2 names a database to acquire */
+};
+
+static void db_list(struct call *c);
+static void db_create(struct call *c);
+static void db_get(struct call *c);
+static void db_delete(struct call *c);
+static void log_read(struct call *c);
+static void event_get(struct call *c);
+static void stream_get(struct call *c);
+static void stream_read(struct call *c);
+static void stream_append(struct call *c);
+static void health(struct call *c);
+
+static const struct route ROUTES[] = {
+    {"GET", "health", health, false},
+    {"GET", "v1/databases", db_list, false},
+    {"POST", "v1/databases", db_create, false},
+    {"GET", "v1/databases/*", db_get, true},
+    {"DELETE", "v1/databases/*", db_delete, false},
+    {"GET", "v1/databases/*/events", log_read, true},
+    {"GET", "v1/databases/*/events/*", event_get, true},
+    {"GET", "v1/databases/*/streams/*", stream_get, true},
+    {"GET", "v1/databases/*/streams/*/events", stream_read, true},
+    {"POST", "v1/databases/*/streams/*/events", stream_append, true},
+};
+
+/* ---- path handling ---- */
+
+static int split_path(struct call *c, struct slice path)
+{
+    size_t i = 0;
+    while (i < path.len && path.ptr[i] == '/') {
+        i++;
+    }
+    while (i < path.len) {
+        size_t start = i;
+        while (i < path.len && path.ptr[i] != '/') {
+            i++;
+        }
+        if (c->nseg == MAX_SEGS) {
+            return ERR_NOTFOUND;
+        }
+        struct buf b;
+        buf_init(&b);
+        if (http_url_decode(path.ptr + start, i - start, false, &b) != 0) {
+            buf_fini(&b);
+            return ERR_INVALID;
+        }
+        c->seg[c->nseg] = buf_steal(&b, &c->seg_len[c->nseg]);
+        c->nseg++;
+        if (i < path.len) {
+            i++; /* the '/' */
+            if (i == path.len) {
+                return ERR_NOTFOUND; /* trailing slash */
+            }
+        }
+    }
+    return 0;
+}
+
+static bool pattern_match(const struct call *c, const char *pat)
+{
+    size_t k = 0;
+    const char *p = pat;
+    while (*p) {
+        const char *end = strchr(p, '/');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (k >= c->nseg) {
+            return false;
+        }
+        bool any = len == 1 && p[0] == '*';
+        if (!any && (c->seg_len[k] != len || memcmp(c->seg[k], p, len) != 0)) {
+            return false;
+        }
+        k++;
+        p += len + (end ? 1 : 0);
+    }
+    return k == c->nseg;
+}
+
+static void call_fini(struct call *c)
+{
+    for (size_t i = 0; i < c->nseg; i++) {
+        free(c->seg[i]);
+    }
+    engine_db_release(c->db);
+}
+
+static struct slice seg(const struct call *c, size_t i)
+{
+    struct slice s = {c->seg[i], c->seg_len[i]};
+    return s;
+}
+
+static void answer_405(struct call *c)
+{
+    char allow[64] = "";
+    for (size_t i = 0; i < sizeof ROUTES / sizeof ROUTES[0]; i++) {
+        if (pattern_match(c, ROUTES[i].pattern)) {
+            if (allow[0]) {
+                strcat(allow, ", ");
+            }
+            strcat(allow, ROUTES[i].method);
+        }
+    }
+    http_add_header(c->req, "Allow", allow);
+    out_error(c->req, 405, "method_not_allowed", "method not allowed on this path", NULL);
+}
+
+static const struct route *find_route(struct call *c, bool *path_known)
+{
+    const char *m = http_req_method(c->req);
+    bool head = strcmp(m, "HEAD") == 0;
+    *path_known = false;
+    for (size_t i = 0; i < sizeof ROUTES / sizeof ROUTES[0]; i++) {
+        if (pattern_match(c, ROUTES[i].pattern)) {
+            *path_known = true;
+            if (strcmp(ROUTES[i].method, m) == 0 || (head && !strcmp(ROUTES[i].method, "GET"))) {
+                return &ROUTES[i];
+            }
+        }
+    }
+    return NULL;
+}
+
+static bool acquire_db(struct call *c)
+{
+    struct slice name = seg(c, 2);
+    if (!engine_db_name_ok(name.ptr, name.len)) {
+        out_error(c->req, 400, "invalid_name",
+                  "database names match [a-z0-9][a-z0-9-]{0,62}", "database");
+        return false;
+    }
+    if (engine_db_acquire(c->api->engine, name.ptr, name.len, &c->db) != 0) {
+        out_error(c->req, 404, "database_not_found", "no such database", "database");
+        return false;
+    }
+    return true;
+}
+
+void api_handle(void *arg, struct http_req *req)
+{
+    struct call c = {.api = arg, .req = req};
+    int rc = split_path(&c, http_req_path(req));
+    bool known = false;
+    const struct route *r = rc ? NULL : find_route(&c, &known);
+    if (rc == ERR_INVALID) {
+        out_error(req, 400, "invalid_path", "the path has a bad percent-escape", NULL);
+    } else if (!r && known) {
+        answer_405(&c);
+    } else if (!r) {
+        out_error(req, 404, "not_found", "no such route", NULL);
+    } else if (!r->needs_db || acquire_db(&c)) {
+        r->fn(&c);
+    }
+    call_fini(&c);
+}
+
+/* ---- helpers ---- */
+
+static void answer_parse_error(struct http_req *req, const struct parse_error *pe)
+{
+    if (pe->offset < 0) {
+        out_error(req, pe->status, pe->code, pe->message, pe->field[0] ? pe->field : NULL);
+        return;
+    }
+    struct buf b;
+    buf_init(&b);
+    buf_adds(&b, "{\"error\":{\"code\":\"invalid_json\",\"message\":");
+    buf_add_json_str(&b, pe->message, strlen(pe->message));
+    buf_adds(&b, ",\"offset\":");
+    buf_add_i64(&b, pe->offset);
+    buf_adds(&b, "}}");
+    out_json(req, pe->status, &b);
+}
+
+static bool json_content_type(struct http_req *req)
+{
+    const char *ct = http_req_header(req, "Content-Type");
+    static const char want[] = "application/json";
+    if (ct && strncasecmp(ct, want, sizeof want - 1) == 0 &&
+        (ct[sizeof want - 1] == '\0' || ct[sizeof want - 1] == ';' ||
+         ct[sizeof want - 1] == ' ')) {
+        return true;
+    }
+    out_error(req, 415, "unsupported_media_type", "send the body as application/json",
+              "Content-Type");
+    return false;
+}
+
+/* Reads an optional unsigned query parameter. Answers 400 and returns false when bad. */
+static bool query_u64(struct call *c, const char *name, uint64_t dflt, uint64_t *out)
+{
+    const char *s = http_req_query(c->req, name);
+    *out = dflt;
+    if (!s) {
+        return true;
+    }
+    if (parse_u64(s, out) != 0) {
+        out_error(c->req, 400, "invalid_parameter", "must be an unsigned decimal integer", name);
+        return false;
+    }
+    return true;
+}
+
+static bool query_limit(struct call *c, size_t *out)
+{
+    uint64_t v;
+    if (!query_u64(c, "limit", LIMIT_READ_DEFAULT, &v)) {
+        return false;
+    }
+    if (v < 1 || v > LIMIT_READ_MAX) {
+        out_error(c->req, 400, "invalid_parameter", "limit must be between 1 and 1000",
+                  "limit");
+        return false;
+    }
+    *out = (size_t)v;
+    return true;
+}
+
+static bool query_direction(struct call *c, bool *backward)
+{
+    const char *s = http_req_query(c->req, "direction");
+    *backward = false;
+    if (!s || strcmp(s, "forward") == 0) {
+        return true;
+    }
+    if (strcmp(s, "backward") == 0) {
+        *backward = true;
+        return true;
+    }
+    out_error(c->req, 400, "invalid_parameter", "direction is forward or backward",
+              "direction");
+    return false;
+}
+
+static bool stream_name(struct call *c, struct slice *out)
+{
+    *out = seg(c, 4);
+    if (!parse_name_ok(out->ptr, out->len, LIMIT_STREAM_NAME_BYTES)) {
+        out_error(c->req, 400, "invalid_name",
+                  "stream names are 1 to 256 bytes of UTF-8 without control characters",
+                  "stream");
+        return false;
+    }
+    return true;
+}
+
+/* ---- health and databases ---- */
+
+static void health(struct call *c)
+{
+    struct buf b;
+    buf_init(&b);
+    buf_printf(&b, "{\"status\":\"ok\",\"version\":\"%s\"}", c->api->version);
+    out_json(c->req, 200, &b);
+}
+
+static void db_list(struct call *c)
+{
+    size_t n;
+    char **names = engine_db_names(c->api->engine, &n);
+    struct buf b;
+    buf_init(&b);
+    buf_adds(&b, "{\"databases\":[");
+    for (size_t i = 0; i < n; i++) {
+        buf_adds(&b, i ? ",{\"name\":" : "{\"name\":");
+        buf_add_json_str(&b, names[i], strlen(names[i]));
+        buf_addc(&b, '}');
+    }
+    buf_adds(&b, "]}");
+    engine_names_free(names, n);
+    out_json(c->req, 200, &b);
+}
+
+static void db_create(struct call *c)
+{
+    if (!json_content_type(c->req)) {
+        return;
+    }
+    struct parse_error pe;
+    void *rootp;
+    if (parse_json_object(http_req_body(c->req), &rootp, &pe) != 0) {
+        answer_parse_error(c->req, &pe);
+        return;
+    }
+    json_t *root = rootp;
+    json_t *name = json_object_get(root, "name");
+    const char *s = json_string_value(name);
+    size_t len = s ? json_string_length(name) : 0;
+    int rc = s && engine_db_name_ok(s, len) ? engine_db_create(c->api->engine, s, len)
+                                             : ERR_INVALID;
+    if (rc == ERR_INVALID) {
+        out_error(c->req, 400, "invalid_name", "database names match [a-z0-9][a-z0-9-]{0,62}",
+                  "name");
+    } else if (rc == ERR_EXISTS) {
+        out_error(c->req, 409, "database_exists", "a database with this name exists", "name");
+    } else if (rc == ERR_TOOBIG) {
+        out_error(c->req, 507, "too_many_databases", "the database limit is reached", NULL);
+    } else if (rc) {
+        out_engine_error(c->req, rc);
+    } else {
+        struct buf b;
+        buf_init(&b);
+        buf_adds(&b, "{\"name\":");
+        buf_add_json_str(&b, s, len);
+        buf_addc(&b, '}');
+        char loc[128];
+        snprintf(loc, sizeof loc, "/v1/databases/%s", s);
+        http_add_header(c->req, "Location", loc);
+        out_json(c->req, 201, &b);
+    }
+    json_decref(root);
+}
+
+static void db_get(struct call *c)
+{
+    struct db_info in;
+    int rc = engine_db_info(c->db, &in);
+    if (rc) {
+        out_engine_error(c->req, rc);
+        return;
+    }
+    char hash[2 * HASH_SHA256_LEN + 1];
+    hash_hex(in.head_hash, HASH_SHA256_LEN, hash);
+    struct buf b;
+    buf_init(&b);
+    buf_adds(&b, "{\"name\":");
+    buf_add_json_str(&b, engine_db_name(c->db), strlen(engine_db_name(c->db)));
+    buf_printf(&b, ",\"streams\":%llu,\"events\":%llu,\"head\":%llu,\"headHash\":\"%s\","
+               "\"bytesOnDisk\":%llu,\"bytesUsed\":%llu,",
+               (unsigned long long)in.streams, (unsigned long long)in.events,
+               (unsigned long long)in.head, hash, (unsigned long long)in.file_bytes,
+               (unsigned long long)in.used_bytes);
+    out_time_field(&b, "created", in.created_us, false);
+    buf_addc(&b, ',');
+    out_time_field(&b, "oldestEvent", in.oldest_us, true);
+    buf_addc(&b, ',');
+    out_time_field(&b, "newestEvent", in.newest_us, true);
+    buf_printf(&b, ",\"writer\":{\"commits\":%llu,\"appends\":%llu,\"queueDepth\":%llu}}",
+               (unsigned long long)in.commits, (unsigned long long)in.appends,
+               (unsigned long long)in.queue_depth);
+    out_json(c->req, 200, &b);
+}
+
+static void db_delete(struct call *c)
+{
+    struct slice name = seg(c, 2);
+    if (!engine_db_name_ok(name.ptr, name.len)) {
+        out_error(c->req, 400, "invalid_name", "database names match [a-z0-9][a-z0-9-]{0,62}",
+                  "database");
+        return;
+    }
+    int rc = engine_db_delete(c->api->engine, name.ptr, name.len);
+    if (rc == ERR_NOTFOUND) {
+        out_error(c->req, 404, "database_not_found", "no such database", "database");
+    } else if (rc) {
+        out_engine_error(c->req, rc);
+    } else {
+        struct buf b;
+        buf_init(&b);
+        http_respond(c->req, 204, &b, NULL);
+    }
+}
+
+/* ---- reads ---- */
+
+/* Collects events into a JSON array while reading. */
+struct page {
+    struct buf b;        /* response being built */
+    size_t count;        /* events written */
+    uint64_t last_pos;   /* position of the last event written */
+    uint64_t last_ver;   /* version of the last event written */
+};
+
+static int on_page_event(void *arg, const struct event_rec *ev)
+{
+    struct page *pg = arg;
+    if (pg->count++) {
+        buf_addc(&pg->b, ',');
+    }
+    out_event(&pg->b, ev);
+    pg->last_pos = ev->position;
+    pg->last_ver = ev->version;
+    return 0;
+}
+
+static void log_read(struct call *c)
+{
+    uint64_t from;
+    size_t limit;
+    bool backward;
+    if (!query_direction(c, &backward) || !query_u64(c, "from", backward ? UINT64_MAX : 1, &from) ||
+        !query_limit(c, &limit)) {
+        return;
+    }
+    struct page pg = {0};
+    buf_init(&pg.b);
+    buf_adds(&pg.b, "{\"events\":[");
+    uint64_t head = 0;
+    int rc = engine_read_log(c->db, from, backward, limit, on_page_event, &pg, &head);
+    if (rc) {
+        buf_fini(&pg.b);
+        out_engine_error(c->req, rc);
+        return;
+    }
+    bool more = pg.count == limit && (backward ? pg.last_pos > 1 : pg.last_pos < head);
+    buf_adds(&pg.b, "],\"head\":");
+    buf_add_u64(&pg.b, head);
+    buf_adds(&pg.b, ",\"next\":");
+    if (more) {
+        buf_add_u64(&pg.b, backward ? pg.last_pos - 1 : pg.last_pos + 1);
+    } else {
+        buf_adds(&pg.b, "null");
+    }
+    buf_addc(&pg.b, '}');
+    out_json(c->req, 200, &pg.b);
+}
+
+static void event_get(struct call *c)
+{
+    uint64_t pos;
+    if (parse_u64(c->seg[4], &pos) != 0 || pos == 0) {
+        out_error(c->req, 400, "invalid_parameter", "positions are integers from 1", "position");
+        return;
+    }
+    struct page pg = {0};
+    buf_init(&pg.b);
+    int rc = engine_read_event(c->db, pos, on_page_event, &pg);
+    if (rc == ERR_NOTFOUND) {
+        buf_fini(&pg.b);
+        out_error(c->req, 404, "event_not_found", "no event at this position", "position");
+        return;
+    }
+    if (rc) {
+        buf_fini(&pg.b);
+        out_engine_error(c->req, rc);
+        return;
+    }
+    out_json(c->req, 200, &pg.b);
+}
+
+static void stream_json(struct buf *b, struct slice name, const struct stream_rec *s)
+{
+    buf_adds(b, "{\"stream\":");
+    buf_add_json_str(b, name.ptr, name.len);
+    buf_adds(b, ",\"version\":");
+    buf_add_u64(b, s->version);
+    buf_adds(b, ",\"firstPosition\":");
+    buf_add_u64(b, s->first_pos);
+    buf_adds(b, ",\"lastPosition\":");
+    buf_add_u64(b, s->last_pos);
+    buf_addc(b, ',');
+    out_time_field(b, "created", s->created_us, false);
+    buf_addc(b, ',');
+    out_time_field(b, "updated", s->updated_us, false);
+    buf_addc(b, '}');
+}
+
+static void stream_get(struct call *c)
+{
+    struct slice name;
+    if (!stream_name(c, &name)) {
+        return;
+    }
+    struct stream_rec s;
+    int rc = engine_stream_info(c->db, name, &s);
+    if (rc == ERR_NOTFOUND) {
+        out_error(c->req, 404, "stream_not_found", "no such stream", "stream");
+        return;
+    }
+    if (rc) {
+        out_engine_error(c->req, rc);
+        return;
+    }
+    struct buf b;
+    buf_init(&b);
+    stream_json(&b, name, &s);
+    out_json(c->req, 200, &b);
+}
+
+static void stream_read(struct call *c)
+{
+    struct slice name;
+    uint64_t from;
+    size_t limit;
+    bool backward;
+    if (!stream_name(c, &name) || !query_direction(c, &backward) ||
+        !query_u64(c, "from", backward ? UINT64_MAX : 1, &from) || !query_limit(c, &limit)) {
+        return;
+    }
+    struct page pg = {0};
+    buf_init(&pg.b);
+    buf_adds(&pg.b, "{\"stream\":");
+    buf_add_json_str(&pg.b, name.ptr, name.len);
+    buf_adds(&pg.b, ",\"events\":[");
+    struct stream_rec s;
+    int rc = engine_read_stream(c->db, name, from, backward, limit, on_page_event, &pg, &s);
+    if (rc) {
+        buf_fini(&pg.b);
+        if (rc == ERR_NOTFOUND) {
+            out_error(c->req, 404, "stream_not_found", "no such stream", "stream");
+        } else {
+            out_engine_error(c->req, rc);
+        }
+        return;
+    }
+    bool more = pg.count == limit && (backward ? pg.last_ver > 1 : pg.last_ver < s.version);
+    buf_adds(&pg.b, "],\"version\":");
+    buf_add_u64(&pg.b, s.version);
+    buf_adds(&pg.b, ",\"next\":");
+    if (more) {
+        buf_add_u64(&pg.b, backward ? pg.last_ver - 1 : pg.last_ver + 1);
+    } else {
+        buf_adds(&pg.b, "null");
+    }
+    buf_addc(&pg.b, '}');
+    out_json(c->req, 200, &pg.b);
+}
+
+/* ---- append ---- */
+
+/* An append in flight: shared by the HTTP request and the writer, freed by the last of the
+ * two to let go (refs). */
+struct append_ctx {
+    struct append_req req;       /* engine request */
+    struct parsed_append parsed; /* events and their text */
+    char *stream;                /* owned stream name */
+    struct db *db;               /* acquired reference */
+    struct http_req *http;       /* borrowed until answered */
+    int refs;                    /* atomic: 2 while queued (HTTP + writer) */
+};
+
+static void append_ctx_unref(void *arg)
+{
+    struct append_ctx *ax = arg;
+    if (__atomic_sub_fetch(&ax->refs, 1, __ATOMIC_ACQ_REL) > 0) {
+        return;
+    }
+    parse_append_fini(&ax->parsed);
+    engine_db_release(ax->db);
+    free(ax->stream);
+    free(ax);
+}
+
+static void answer_conflict(struct http_req *req, const struct append_req *r)
+{
+    struct buf b;
+    buf_init(&b);
+    buf_adds(&b, "{\"error\":{\"code\":\"wrong_expected_version\",\"message\":\"the stream's "
+                 "version does not match expectedVersion\",\"field\":\"expectedVersion\","
+                 "\"actualVersion\":");
+    buf_add_u64(&b, r->actual_version);
+    buf_adds(&b, "}}");
+    out_json(req, 409, &b);
+}
+
+static void answer_appended(struct http_req *req, const struct append_req *r)
+{
+    struct buf b;
+    buf_init(&b);
+    buf_reserve(&b, 128 + r->count * 96);
+    buf_adds(&b, "{\"stream\":");
+    buf_add_json_str(&b, r->stream.ptr, r->stream.len);
+    buf_adds(&b, ",\"version\":");
+    buf_add_u64(&b, r->first_version + r->count - 1);
+    buf_adds(&b, ",\"position\":");
+    buf_add_u64(&b, r->first_position + r->count - 1);
+    buf_adds(&b, ",\"events\":[");
+    for (size_t i = 0; i < r->count; i++) {
+        char id[UUID_TEXT_LEN + 1];
+        uuid_format(r->events[i].id, id);
+        buf_adds(&b, i ? ",{\"id\":\"" : "{\"id\":\"");
+        buf_adds(&b, id);
+        buf_adds(&b, "\",\"position\":");
+        buf_add_u64(&b, r->first_position + i);
+        buf_adds(&b, ",\"version\":");
+        buf_add_u64(&b, r->first_version + i);
+        buf_addc(&b, '}');
+    }
+    buf_adds(&b, "],");
+    out_time_field(&b, "recorded", r->recorded_us, false);
+    buf_addc(&b, '}');
+    out_json(req, 201, &b);
+}
+
+/* Writer thread: the commit holding this request has returned (or it failed). */
+static void on_appended(struct append_req *r)
+{
+    struct append_ctx *ax = r->arg;
+    if (r->err == 0) {
+        answer_appended(ax->http, r);
+    } else if (r->err == ERR_CONFLICT) {
+        answer_conflict(ax->http, r);
+    } else {
+        out_engine_error(ax->http, r->err);
+    }
+    append_ctx_unref(ax);
+}
+
+static void stream_append(struct call *c)
+{
+    struct slice name;
+    if (!stream_name(c, &name) || !json_content_type(c->req)) {
+        return;
+    }
+    struct append_ctx *ax = xcalloc(1, sizeof(*ax));
+    ax->stream = xstrndup(name.ptr, name.len);
+    struct slice sname = {ax->stream, name.len};
+    struct parse_error pe;
+    if (parse_append(http_req_body(c->req), sname, &c->api->limits, &ax->parsed, &pe) != 0) {
+        free(ax->stream);
+        free(ax);
+        answer_parse_error(c->req, &pe);
+        return;
+    }
+    ax->req.stream = sname;
+    ax->req.events = ax->parsed.events;
+    ax->req.count = ax->parsed.count;
+    ax->req.expect = ax->parsed.expect;
+    ax->req.done = on_appended;
+    ax->req.arg = ax;
+    ax->http = c->req;
+    ax->db = c->db;
+    c->db = NULL; /* the context holds the reference now */
+    ax->refs = 2;
+    http_set_user(c->req, ax, append_ctx_unref);
+    http_defer(c->req);
+    int rc = engine_append(ax->db, &ax->req);
+    if (rc) {
+        ax->refs = 1; /* the writer never saw it */
+        if (rc == ERR_TOOBIG) {
+            out_error(c->req, 413, "too_many_events", "too many events or an event too large",
+                      "events");
+        } else {
+            out_engine_error(c->req, rc);
+        }
+    }
+}

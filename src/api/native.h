@@ -1,0 +1,20 @@
+/* The native API (/v1 and /health): routes, request validation, JSON answers. Maps each HTTP
+ * request to an engine call and the result to a response; knows nothing of storage. Wire
+ * format: docs/api.md. */
+#ifndef API_NATIVE_H
+#define API_NATIVE_H
+
+#include "engine/engine.h"
+#include "http/server.h"
+
+struct api {
+    struct engine *engine;   /* borrowed */
+    struct limits limits;    /* copied */
+    const char *version;     /* server version string, static */
+    int64_t started_us;      /* process start time */
+};
+
+/* The http_handler_fn for the server: arg is a struct api. */
+void api_handle(void *arg, struct http_req *req);
+
+#endif

@@ -1,0 +1,106 @@
+/* Error and event encoders for the API layer. */
+#include "api/out.h"
+
+#include <string.h>
+
+#include "util/errors.h"
+#include "util/hash.h"
+#include "util/timeutil.h"
+#include "util/uuid.h"
+
+void out_json(struct http_req *req, unsigned status, struct buf *b)
+{
+    http_respond(req, status, b, NULL);
+}
+
+void out_error(struct http_req *req, unsigned status, const char *code, const char *message,
+               const char *field)
+{
+    struct buf b;
+    buf_init(&b);
+    buf_adds(&b, "{\"error\":{\"code\":");
+    buf_add_json_str(&b, code, strlen(code));
+    buf_adds(&b, ",\"message\":");
+    buf_add_json_str(&b, message, strlen(message));
+    if (field) {
+        buf_adds(&b, ",\"field\":");
+        buf_add_json_str(&b, field, strlen(field));
+    }
+    buf_adds(&b, "}}");
+    out_json(req, status, &b);
+}
+
+void out_engine_error(struct http_req *req, int err)
+{
+    switch (err) {
+    case ERR_NOTFOUND:
+        out_error(req, 404, "not_found", "not found", NULL);
+        return;
+    case ERR_GONE:
+        out_error(req, 404, "database_not_found", "the database was deleted", NULL);
+        return;
+    case ERR_NOSPACE:
+        out_error(req, 507, "storage_full", "the database is out of space; nothing was written",
+                  NULL);
+        return;
+    case ERR_CORRUPT:
+        out_error(req, 500, "data_corrupt",
+                  "stored data failed its integrity check; run annals verify", NULL);
+        return;
+    case ERR_SHUTDOWN:
+        out_error(req, 503, "shutting_down", "the server is shutting down; nothing was written",
+                  NULL);
+        return;
+    default:
+        out_error(req, 500, "storage_error", "storage failed; nothing was written", NULL);
+    }
+}
+
+void out_time_field(struct buf *b, const char *key, int64_t us, bool null_if_zero)
+{
+    buf_addc(b, '"');
+    buf_adds(b, key);
+    buf_adds(b, "\":");
+    if (us == 0 && null_if_zero) {
+        buf_adds(b, "null");
+        return;
+    }
+    char ts[TIME_RFC3339_LEN];
+    time_format(us, ts);
+    buf_addc(b, '"');
+    buf_adds(b, ts);
+    buf_addc(b, '"');
+}
+
+void out_event(struct buf *b, const struct event_rec *ev)
+{
+    char id[UUID_TEXT_LEN + 1];
+    uuid_format(ev->id, id);
+    char hash[2 * HASH_SHA256_LEN + 1];
+    hash_hex(ev->hash, HASH_SHA256_LEN, hash);
+    buf_reserve(b, 256 + ev->stream.len + ev->type.len + ev->data.len + ev->metadata.len +
+                       ev->tags.len);
+    buf_adds(b, "{\"id\":\"");
+    buf_adds(b, id);
+    buf_adds(b, "\",\"stream\":");
+    buf_add_json_str(b, ev->stream.ptr, ev->stream.len);
+    buf_adds(b, ",\"type\":");
+    buf_add_json_str(b, ev->type.ptr, ev->type.len);
+    buf_adds(b, ",\"data\":");
+    buf_add(b, ev->data.ptr, ev->data.len);
+    buf_adds(b, ",\"metadata\":");
+    buf_add(b, ev->metadata.ptr, ev->metadata.len);
+    buf_adds(b, ",\"tags\":");
+    buf_add(b, ev->tags.ptr, ev->tags.len);
+    buf_addc(b, ',');
+    out_time_field(b, "time", ev->time_us, false);
+    buf_addc(b, ',');
+    out_time_field(b, "recorded", ev->recorded_us, false);
+    buf_adds(b, ",\"position\":");
+    buf_add_u64(b, ev->position);
+    buf_adds(b, ",\"version\":");
+    buf_add_u64(b, ev->version);
+    buf_adds(b, ",\"hash\":\"");
+    buf_adds(b, hash);
+    buf_adds(b, "\"}");
+}

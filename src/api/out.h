@@ -1,0 +1,24 @@
+/* Shared answer helpers for API handlers: JSON errors with stable codes, and the JSON form of
+ * a stored event. */
+#ifndef API_OUT_H
+#define API_OUT_H
+
+#include <stdint.h>
+
+#include "http/server.h"
+#include "store/codec.h"
+#include "util/buf.h"
+
+/* Answers {"error":{"code","message","field"?}}. field may be NULL. */
+void out_error(struct http_req *req, unsigned status, const char *code, const char *message,
+               const char *field);
+/* Maps an engine/store error to its HTTP status and stable code, and answers it. */
+void out_engine_error(struct http_req *req, int err);
+/* Answers status with the JSON text in b (taken). */
+void out_json(struct http_req *req, unsigned status, struct buf *b);
+/* Appends the JSON object of a stored event. */
+void out_event(struct buf *b, const struct event_rec *ev);
+/* Appends "key":"<RFC 3339>" or "key":null when us is 0 and null_if_zero. */
+void out_time_field(struct buf *b, const char *key, int64_t us, bool null_if_zero);
+
+#endif

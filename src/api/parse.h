@@ -1,0 +1,47 @@
+/* Parsing of native API request bodies and query values into engine requests. Pure: bytes in,
+ * structures out (jansson for validation, json/jsonx for exact value spans). */
+#ifndef API_PARSE_H
+#define API_PARSE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/engine.h"
+#include "util/buf.h"
+#include "util/limits.h"
+
+/* Why a request was refused: the HTTP status, a stable code, a message and the field. */
+struct parse_error {
+    unsigned status;      /* 400, 413, 415 */
+    const char *code;     /* stable machine-readable code, static */
+    char message[192];    /* human text */
+    char field[96];       /* offending field path, "" when none */
+    long offset;          /* byte offset for invalid_json, -1 otherwise */
+};
+
+/* A parsed append body. Owns its storage: free with parse_append_fini. */
+struct parsed_append {
+    struct append_event *events; /* count entries; slices point into text */
+    size_t count;                /* events */
+    struct expect expect;        /* expectedVersion */
+    struct buf text;             /* minified data, metadata and tags of every event */
+};
+
+/* Parses {"events":[...], "expectedVersion"?} for stream. Returns 0, or ERR_INVALID /
+ * ERR_TOOBIG with *err filled (nothing to free then). */
+int parse_append(struct slice body, struct slice stream, const struct limits *lim,
+                 struct parsed_append *out, struct parse_error *err);
+void parse_append_fini(struct parsed_append *p);
+
+/* Parses a JSON body that must be an object, returning the jansson value through out (a
+ * json_t *, to be json_decref'd). Returns 0 or ERR_INVALID with *err filled. */
+int parse_json_object(struct slice body, void **out, struct parse_error *err);
+
+/* Parses a decimal unsigned integer (no sign, no spaces, at most UINT64_MAX). */
+int parse_u64(const char *s, uint64_t *out);
+
+/* True when s[0..n) is valid UTF-8 without control characters, 1..max bytes. */
+bool parse_name_ok(const char *s, size_t n, size_t max);
+
+#endif

@@ -1,0 +1,126 @@
+/* The engine: the set of databases, the append pipeline (one group-commit writer thread per
+ * database) and reads. Knows nothing of HTTP.
+ *
+ * Threads: engine functions may be called from any thread unless noted. An append's done
+ * callback runs on the database's writer thread. */
+#ifndef ENGINE_ENGINE_H
+#define ENGINE_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/expect.h"
+#include "store/codec.h"
+#include "util/buf.h"
+#include "util/limits.h"
+
+struct engine;
+struct db;
+
+struct engine_config {
+    const char *data_dir;  /* borrowed; must outlive the engine */
+    struct limits limits;  /* copied */
+};
+
+/* Opens every database under data_dir (creating data_dir and the "default" database when
+ * missing) and starts their writers. Returns 0, ERR_IO, ERR_CORRUPT or ERR_INVALID. */
+int engine_open(const struct engine_config *cfg, struct engine **out);
+/* Stops taking appends (they fail with ERR_SHUTDOWN), lets every writer commit and answer
+ * what is queued, and joins the writers. Reads keep working. Idempotent. */
+void engine_stop(struct engine *e);
+/* Stops taking appends, lets each writer commit and answer what is queued, then closes every
+ * store. No database may be acquired any more. NULL is a no-op. */
+void engine_close(struct engine *e);
+
+/* True when name matches [a-z0-9][a-z0-9-]{0,62}. */
+bool engine_db_name_ok(const char *name, size_t len);
+/* Creates a database. Returns 0, ERR_INVALID (bad name), ERR_EXISTS, ERR_TOOBIG (too many
+ * databases), ERR_NOSPACE or ERR_IO. */
+int engine_db_create(struct engine *e, const char *name, size_t len);
+/* Deletes a database: answers its queued appends, waits for its readers, removes its files.
+ * Returns 0, ERR_NOTFOUND or ERR_IO. */
+int engine_db_delete(struct engine *e, const char *name, size_t len);
+/* Takes a reference on a database. Returns 0 or ERR_NOTFOUND. Release with engine_db_release. */
+int engine_db_acquire(struct engine *e, const char *name, size_t len, struct db **out);
+void engine_db_release(struct db *db);
+/* Sorted names of all databases: a malloc'd array of malloc'd strings, *out_count entries.
+ * Free with engine_names_free. */
+char **engine_db_names(struct engine *e, size_t *out_count);
+void engine_names_free(char **names, size_t count);
+const char *engine_db_name(const struct db *db);
+
+/* Statistics of a database. */
+struct db_info {
+    uint64_t streams;        /* streams created */
+    uint64_t events;         /* events stored */
+    uint64_t head;           /* newest position (0 = empty) */
+    uint8_t head_hash[32];   /* chain hash at head */
+    uint64_t file_bytes;     /* data file size */
+    uint64_t used_bytes;     /* bytes of pages in use */
+    int64_t created_us;      /* database creation time */
+    int64_t oldest_us;       /* recorded time of position 1 (0 when empty) */
+    int64_t newest_us;       /* recorded time of the head (0 when empty) */
+    uint64_t commits;        /* write transactions committed since start */
+    uint64_t appends;        /* append requests acknowledged since start */
+    uint64_t queue_depth;    /* appends waiting for the writer now */
+};
+int engine_db_info(struct db *db, struct db_info *out);
+
+/* One event to append. Slices are borrowed from the caller until the append completes. */
+struct append_event {
+    uint8_t id[16];          /* event id; filled by the engine when !has_id */
+    bool has_id;             /* client gave the id */
+    bool has_time;           /* client gave an effective time */
+    int64_t time_us;         /* effective time when has_time */
+    struct slice type;       /* event type, 1..LIMIT_TYPE_BYTES */
+    struct slice data;       /* minified JSON value */
+    struct slice metadata;   /* minified JSON object ("{}" when none) */
+    struct slice tags;       /* minified JSON array of strings ("[]" when none) */
+};
+
+struct append_req;
+typedef void append_done_fn(struct append_req *req);
+
+/* An append request. Owned by the caller; must stay valid until done runs. */
+struct append_req {
+    struct slice stream;           /* stream name */
+    struct append_event *events;   /* count events */
+    size_t count;                  /* 1..limits.batch_events */
+    struct expect expect;          /* expected version */
+    append_done_fn *done;          /* called exactly once when engine_append returned 0 */
+    void *arg;                     /* caller's context for done */
+    /* Results, valid in done: */
+    int err;                       /* 0, ERR_CONFLICT, ERR_NOSPACE, ERR_IO, ERR_GONE, ... */
+    uint64_t actual_version;       /* stream version seen by the check (on ERR_CONFLICT too) */
+    uint64_t first_version;        /* version of events[0] */
+    uint64_t first_position;       /* position of events[0] */
+    int64_t recorded_us;           /* commit time */
+    struct append_req *next;       /* queue link, engine-owned while queued */
+};
+
+/* Bytes the stored record of ev in stream would take (compare with limits.event_bytes). */
+size_t engine_event_bytes(struct slice stream, const struct append_event *ev);
+
+/* Queues req for the database's writer. Validates sizes first. Returns 0 (done will run once,
+ * on the writer thread, after the commit that holds the events has returned, or with req->err
+ * set), or ERR_TOOBIG / ERR_SHUTDOWN / ERR_GONE (done never runs). */
+int engine_append(struct db *db, struct append_req *req);
+
+/* Called per event read. ev borrows storage: valid only during the call. 0 = go on, 1 = stop. */
+typedef int engine_event_fn(void *arg, const struct event_rec *ev);
+
+/* Looks a stream up. Returns 0, ERR_NOTFOUND, ERR_CORRUPT or ERR_IO. */
+int engine_stream_info(struct db *db, struct slice stream, struct stream_rec *out);
+/* Reads up to limit events of a stream from version from (inclusive), forward or backward, in
+ * one snapshot; *out_stream gets the stream row of that snapshot. Returns 0, ERR_NOTFOUND,
+ * ERR_CORRUPT or ERR_IO. */
+int engine_read_stream(struct db *db, struct slice stream, uint64_t from, bool backward,
+                       size_t limit, engine_event_fn *fn, void *arg, struct stream_rec *out_stream);
+/* Reads the log in position order from position from (inclusive); *out_head gets the head. */
+int engine_read_log(struct db *db, uint64_t from, bool backward, size_t limit,
+                    engine_event_fn *fn, void *arg, uint64_t *out_head);
+/* Reads one event by position. Returns 0, ERR_NOTFOUND, ERR_CORRUPT or ERR_IO. */
+int engine_read_event(struct db *db, uint64_t position, engine_event_fn *fn, void *arg);
+
+#endif

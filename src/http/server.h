@@ -1,0 +1,73 @@
+/* The HTTP/1.1 server: a thin layer over libmicrohttpd (epoll, a pool of I/O threads). It
+ * collects each request's body under the configured limits and hands complete requests to one
+ * handler; the handler answers at once (http_respond on the I/O thread) or later from any
+ * thread (http_defer, then http_respond). Knows nothing of routes or storage.
+ *
+ * Request life:  HEAD_READ --body--> BODY_READ --handler--> ANSWERED --(MHD sends)--> freed
+ *                                              \--http_defer--> DEFERRED --http_respond--> ANSWERED
+ */
+#ifndef HTTP_SERVER_H
+#define HTTP_SERVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "util/buf.h"
+#include "util/limits.h"
+
+struct http_server;
+struct http_req;
+
+/* Called once per complete request on an I/O thread. It must call http_respond or http_defer
+ * before returning. */
+typedef void http_handler_fn(void *arg, struct http_req *req);
+/* Called when a request's connection is done with it (answered, or the client went away),
+ * so the handler can free what it attached with http_set_user. */
+typedef void http_cleanup_fn(void *user);
+
+struct http_config {
+    const char *host;            /* IPv4 address to bind, e.g. "127.0.0.1" */
+    uint16_t port;               /* 0 = any free port */
+    unsigned threads;            /* I/O threads */
+    struct limits limits;        /* body, header, connection and timeout limits */
+    http_handler_fn *handler;    /* request handler */
+    void *handler_arg;           /* borrowed, passed to handler */
+};
+
+/* Starts listening and serving. Returns 0 or ERR_IO (bind failed: the log says why). */
+int http_server_start(const struct http_config *cfg, struct http_server **out);
+uint16_t http_server_port(const struct http_server *srv);
+/* Stops accepting new connections; open ones keep being served. */
+void http_server_quiesce(struct http_server *srv);
+unsigned http_server_connections(const struct http_server *srv);
+/* Requests received and not yet fully answered. */
+unsigned http_server_inflight(const struct http_server *srv);
+/* Closes every connection and frees the server. NULL is a no-op. */
+void http_server_stop(struct http_server *srv);
+
+const char *http_req_method(const struct http_req *req);
+/* The request path, still percent-encoded, without the query. */
+struct slice http_req_path(const struct http_req *req);
+/* A query parameter, percent-decoded ('+' is a space), or NULL when absent. The string lives
+ * as long as the request. */
+const char *http_req_query(struct http_req *req, const char *name);
+/* A request header value, or NULL. */
+const char *http_req_header(const struct http_req *req, const char *name);
+struct slice http_req_body(const struct http_req *req);
+
+/* Attaches user data freed by cleanup when the request ends. */
+void http_set_user(struct http_req *req, void *user, http_cleanup_fn *cleanup);
+/* Adds a response header (copied). Call before http_respond. */
+void http_add_header(struct http_req *req, const char *name, const char *value);
+/* Answers with status and body (taken: body is reset). content_type may be NULL for JSON.
+ * Thread-safe for deferred requests; exactly once per request. */
+void http_respond(struct http_req *req, unsigned status, struct buf *body,
+                  const char *content_type);
+/* Marks the request as answered later: the connection is suspended until http_respond. */
+void http_defer(struct http_req *req);
+
+/* Percent-decodes s[0..n) into out (NUL-terminated). '+' becomes a space when plus_space.
+ * Returns 0, or ERR_INVALID on a bad escape or an encoded NUL. */
+int http_url_decode(const char *s, size_t n, bool plus_space, struct buf *out);
+
+#endif

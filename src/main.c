@@ -1,0 +1,302 @@
+/* annals: command line, configuration, start-up and shutdown. The only module that wires the
+ * layers together: engine (storage and write path), api (routes) and http (server). */
+#include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "api/native.h"
+#include "engine/engine.h"
+#include "http/server.h"
+#include "store/store.h"
+#include "util/errors.h"
+#include "util/log.h"
+#include "util/timeutil.h"
+
+#define ANNALS_VERSION "0.1.0"
+
+/* Everything the command line and environment can set. */
+struct options {
+    const char *data_dir;   /* --data */
+    char host[64];          /* from --listen */
+    uint16_t port;          /* from --listen */
+    unsigned threads;       /* --threads */
+    struct limits limits;   /* --max-* and --timeout */
+    enum log_level level;   /* --log-level */
+};
+
+/* One flag: its name, environment variable, help text and where it goes. */
+struct flag {
+    const char *name;
+    const char *env;
+    const char *arg;
+    const char *help;
+};
+
+static const struct flag FLAGS[] = {
+    {"--data", "ANNALS_DATA", "DIR", "data directory (default ./data)"},
+    {"--listen", "ANNALS_LISTEN", "HOST:PORT", "address to serve on (default 127.0.0.1:7070; port 0 = any)"},
+    {"--threads", "ANNALS_THREADS", "N", "I/O threads (default: one per core)"},
+    {"--max-body-bytes", "ANNALS_MAX_BODY_BYTES", "N", "largest request body (default 4194304)"},
+    {"--max-batch-events", "ANNALS_MAX_BATCH_EVENTS", "N", "most events in one append (default 1000)"},
+    {"--max-event-bytes", "ANNALS_MAX_EVENT_BYTES", "N", "largest stored event (default 1048576)"},
+    {"--max-header-bytes", "ANNALS_MAX_HEADER_BYTES", "N", "largest request head (default 16384)"},
+    {"--max-connections", "ANNALS_MAX_CONNECTIONS", "N", "most open connections (default 4096)"},
+    {"--timeout", "ANNALS_TIMEOUT", "SECONDS", "idle connection timeout (default 60)"},
+    {"--max-db-bytes", "ANNALS_MAX_DB_BYTES", "N", "largest size of one database (default 68719476736)"},
+    {"--log-level", "ANNALS_LOG_LEVEL", "LEVEL", "debug, info, warn or error (default info)"},
+};
+enum { NFLAGS = sizeof FLAGS / sizeof FLAGS[0] };
+
+static void usage(FILE *f)
+{
+    fprintf(f, "annals %s: a self-hosted event-sourcing database server\n\n"
+               "usage: annals <command> [flags]\n\n"
+               "commands:\n"
+               "  serve     run the server (zero configuration: ./data, 127.0.0.1:7070, auth off)\n"
+               "  verify    check every database's checksums, hash chain and indexes (server stopped)\n"
+               "  version   print the version\n"
+               "  help      this text; 'annals serve --help' lists the flags\n",
+            ANNALS_VERSION);
+}
+
+static void usage_flags(FILE *f)
+{
+    fprintf(f, "usage: annals serve|verify [flags]\n\nflags (each also read from its environment "
+               "variable; flags win):\n");
+    for (int i = 0; i < NFLAGS; i++) {
+        fprintf(f, "  %-20s %-10s %s [%s]\n", FLAGS[i].name, FLAGS[i].arg, FLAGS[i].help,
+                FLAGS[i].env);
+    }
+}
+
+static int parse_size(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *end || s[0] == '-' || v < min || v > max) {
+        return ERR_INVALID;
+    }
+    *out = v;
+    return 0;
+}
+
+static int parse_listen(struct options *o, const char *v)
+{
+    const char *colon = strrchr(v, ':');
+    uint64_t port;
+    if (!colon || (size_t)(colon - v) >= sizeof o->host || colon == v ||
+        parse_size(colon + 1, 0, 65535, &port)) {
+        return ERR_INVALID;
+    }
+    memcpy(o->host, v, (size_t)(colon - v));
+    o->host[colon - v] = '\0';
+    if (strcmp(o->host, "localhost") == 0) {
+        strcpy(o->host, "127.0.0.1");
+    }
+    o->port = (uint16_t)port;
+    return 0;
+}
+
+static int set_option(struct options *o, int idx, const char *v)
+{
+    uint64_t n = 0;
+    struct limits *l = &o->limits;
+    switch (idx) {
+    case 0: o->data_dir = v; return 0;
+    case 1: return parse_listen(o, v);
+    case 2: if (parse_size(v, 1, 256, &n)) return ERR_INVALID; o->threads = (unsigned)n; return 0;
+    case 3: if (parse_size(v, 1024, 1ull << 30, &n)) return ERR_INVALID; l->body_bytes = n; return 0;
+    case 4: if (parse_size(v, 1, 100000, &n)) return ERR_INVALID; l->batch_events = n; return 0;
+    case 5: if (parse_size(v, 1024, 64ull << 20, &n)) return ERR_INVALID; l->event_bytes = n; return 0;
+    case 6: if (parse_size(v, 1024, 1 << 20, &n)) return ERR_INVALID; l->header_bytes = n; return 0;
+    case 7: if (parse_size(v, 1, 1000000, &n)) return ERR_INVALID; l->connections = (unsigned)n; return 0;
+    case 8: if (parse_size(v, 1, 86400, &n)) return ERR_INVALID; l->timeout_s = (unsigned)n; return 0;
+    case 9: if (parse_size(v, 1ull << 20, 1ull << 44, &n)) return ERR_INVALID; l->map_bytes = n; return 0;
+    case 10: return log_parse_level(v, &o->level);
+    }
+    return ERR_INVALID;
+}
+
+static void defaults(struct options *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->data_dir = "./data";
+    strcpy(o->host, "127.0.0.1");
+    o->port = 7070;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    o->threads = cores > 0 ? (unsigned)cores : 2;
+    o->limits = (struct limits){
+        .body_bytes = LIMIT_DEFAULT_BODY_BYTES,
+        .batch_events = LIMIT_DEFAULT_BATCH_EVENTS,
+        .event_bytes = LIMIT_DEFAULT_EVENT_BYTES,
+        .header_bytes = LIMIT_DEFAULT_HEADER_BYTES,
+        .connections = LIMIT_DEFAULT_CONNECTIONS,
+        .timeout_s = LIMIT_DEFAULT_TIMEOUT_S,
+        .map_bytes = 64ull << 30,
+    };
+    o->level = LOG_INFO;
+}
+
+/* Applies environment variables, then flags. Returns 0, 1 (help printed) or ERR_INVALID. */
+static int parse_options(struct options *o, int argc, char **argv)
+{
+    defaults(o);
+    for (int i = 0; i < NFLAGS; i++) {
+        const char *v = getenv(FLAGS[i].env);
+        if (v && *v && set_option(o, i, v)) {
+            fprintf(stderr, "annals: bad value for %s: %s\n", FLAGS[i].env, v);
+            return ERR_INVALID;
+        }
+    }
+    for (int a = 2; a < argc; a++) {
+        if (!strcmp(argv[a], "--help") || !strcmp(argv[a], "-h")) {
+            usage_flags(stdout);
+            return 1;
+        }
+        const char *eq = strchr(argv[a], '=');
+        size_t nlen = eq ? (size_t)(eq - argv[a]) : strlen(argv[a]);
+        int idx = -1;
+        for (int i = 0; i < NFLAGS; i++) {
+            if (strlen(FLAGS[i].name) == nlen && !strncmp(FLAGS[i].name, argv[a], nlen)) {
+                idx = i;
+            }
+        }
+        const char *v = eq ? eq + 1 : (a + 1 < argc ? argv[++a] : NULL);
+        if (idx < 0 || !v) {
+            fprintf(stderr, "annals: unknown flag or missing value: %s (see --help)\n", argv[a]);
+            return ERR_INVALID;
+        }
+        if (set_option(o, idx, v)) {
+            fprintf(stderr, "annals: bad value for %s: %s\n", FLAGS[idx].name, v);
+            return ERR_INVALID;
+        }
+    }
+    log_set_level(o->level);
+    return 0;
+}
+
+static void shutdown_gracefully(struct http_server *srv, struct engine *e)
+{
+    log_info("shutting down: no new connections; finishing in-flight commits");
+    http_server_quiesce(srv);
+    engine_stop(e);
+    uint64_t deadline = time_mono_ns() + 5000000000ull;
+    while (http_server_inflight(srv) > 0 && time_mono_ns() < deadline) {
+        usleep(10000);
+    }
+    http_server_stop(srv);
+    engine_close(e);
+    log_info("stopped");
+}
+
+static int cmd_serve(const struct options *o)
+{
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* every thread inherits this; main waits */
+    signal(SIGPIPE, SIG_IGN);
+    struct engine_config ec = {.data_dir = o->data_dir, .limits = o->limits};
+    struct engine *e;
+    int rc = engine_open(&ec, &e);
+    if (rc) {
+        log_error("cannot open data directory %s: %s", o->data_dir, err_name(rc));
+        return 1;
+    }
+    struct api api = {.engine = e, .limits = o->limits, .version = ANNALS_VERSION,
+                      .started_us = time_now_us()};
+    struct http_config hc = {.host = o->host, .port = o->port, .threads = o->threads,
+                             .limits = o->limits, .handler = api_handle, .handler_arg = &api};
+    struct http_server *srv;
+    if (http_server_start(&hc, &srv)) {
+        engine_close(e);
+        return 1;
+    }
+    log_warn("authentication is OFF (development mode): any client on %s can read and write",
+             o->host);
+    log_info("annals %s listening on %s:%u, data in %s, %u I/O threads", ANNALS_VERSION, o->host,
+             http_server_port(srv), o->data_dir, o->threads);
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    log_info("received signal %d", sig);
+    shutdown_gracefully(srv, e);
+    return 0;
+}
+
+static int verify_one(const char *dbs, const char *name, uint64_t map_bytes)
+{
+    char dir[4400];
+    snprintf(dir, sizeof dir, "%s/%s", dbs, name);
+    struct store *st;
+    int rc = store_open(dir, map_bytes, false, &st);
+    if (rc == ERR_NOTFOUND) {
+        return 0;
+    }
+    if (rc) {
+        printf("%s: cannot open: %s\n", name, err_name(rc));
+        return 1;
+    }
+    struct store_verify_report rep;
+    rc = store_verify(st, &rep);
+    if (rc) {
+        printf("%s: DAMAGED at position %llu: %s (%llu events intact before it)\n", name,
+               (unsigned long long)rep.first_bad, rep.problem ? rep.problem : err_name(rc),
+               (unsigned long long)rep.events_checked);
+    } else {
+        printf("%s: ok, %llu events, hash chain intact\n", name,
+               (unsigned long long)rep.events_checked);
+    }
+    store_close(st);
+    return rc ? 1 : 0;
+}
+
+static int cmd_verify(const struct options *o)
+{
+    char dbs[4096];
+    snprintf(dbs, sizeof dbs, "%s/dbs", o->data_dir);
+    DIR *d = opendir(dbs);
+    if (!d) {
+        fprintf(stderr, "annals: no databases under %s\n", o->data_dir);
+        return 2;
+    }
+    int bad = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (engine_db_name_ok(de->d_name, strlen(de->d_name))) {
+            bad += verify_one(dbs, de->d_name, o->limits.map_bytes);
+        }
+    }
+    closedir(d);
+    return bad ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *cmd = argc > 1 ? argv[1] : "help";
+    if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+        printf("annals %s\n", ANNALS_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "serve") && strcmp(cmd, "verify")) {
+        fprintf(stderr, "annals: unknown command '%s'\n\n", cmd);
+        usage(stderr);
+        return 2;
+    }
+    struct options o;
+    int rc = parse_options(&o, argc, argv);
+    if (rc) {
+        return rc > 0 ? 0 : 2;
+    }
+    return !strcmp(cmd, "serve") ? cmd_serve(&o) : cmd_verify(&o);
+}

@@ -1,0 +1,163 @@
+/* Event record layout (format 1), all integers big-endian:
+ *
+ *   0  u8  format (1)          1 u8 flags (0)      2 u16 reserved (0)
+ *   4  u32 crc32c of bytes [8, end)
+ *   8  u64 position           16 u64 version
+ *  24  i64 effective time us  32 i64 recorded time us
+ *  40  u8[16] event id        56 u8[32] chain hash
+ *  88  u32 lengths: stream, type, data, metadata, tags
+ * 108  the five byte strings, in that order
+ *
+ * chain hash = SHA-256(previous hash || bytes [8,56) || bytes [88, end)), so it covers every
+ * field but itself and the CRC. The CRC covers the hash too, so one bit flip anywhere is seen.
+ */
+#include "store/codec.h"
+
+#include <string.h>
+
+#include "util/errors.h"
+
+static_assert(RECORD_HEADER_BYTES == 88 + 5 * 4, "record header layout");
+static_assert(RECORD_HASH_AT + HASH_SHA256_LEN == 88, "hash field position");
+
+void codec_stream_key(uint8_t out[STREAM_KEY_BYTES], uint64_t stream_id, uint64_t version)
+{
+    be64_put(out, stream_id);
+    be64_put(out + 8, version);
+}
+
+size_t codec_record_size(const struct event_rec *ev)
+{
+    return RECORD_HEADER_BYTES + ev->stream.len + ev->type.len + ev->data.len +
+           ev->metadata.len + ev->tags.len;
+}
+
+static void chain_hash(const uint8_t *p, size_t n, const uint8_t prev[HASH_SHA256_LEN],
+                       uint8_t out[HASH_SHA256_LEN])
+{
+    struct hash_part parts[3] = {
+        {prev, HASH_SHA256_LEN},
+        {p + RECORD_CRC_FROM, RECORD_HASH_AT - RECORD_CRC_FROM},
+        {p + 88, n - 88},
+    };
+    hash_sha256(parts, 3, out);
+}
+
+void codec_record_encode(struct event_rec *ev, const uint8_t prev_hash[HASH_SHA256_LEN],
+                         uint8_t *out)
+{
+    size_t n = codec_record_size(ev);
+    out[0] = STORE_FORMAT_VERSION;
+    out[1] = 0;
+    out[2] = 0;
+    out[3] = 0;
+    be64_put(out + 8, ev->position);
+    be64_put(out + 16, ev->version);
+    be64_put(out + 24, (uint64_t)ev->time_us);
+    be64_put(out + 32, (uint64_t)ev->recorded_us);
+    memcpy(out + 40, ev->id, UUID_LEN);
+    const struct slice *fields[5] = {&ev->stream, &ev->type, &ev->data, &ev->metadata,
+                                     &ev->tags};
+    uint8_t *w = out + RECORD_HEADER_BYTES;
+    for (int i = 0; i < 5; i++) {
+        be32_put(out + 88 + 4 * i, (uint32_t)fields[i]->len);
+        if (fields[i]->len) {
+            memcpy(w, fields[i]->ptr, fields[i]->len);
+        }
+        w += fields[i]->len;
+    }
+    chain_hash(out, n, prev_hash, ev->hash);
+    memcpy(out + RECORD_HASH_AT, ev->hash, HASH_SHA256_LEN);
+    be32_put(out + 4, hash_crc32c(0, out + RECORD_CRC_FROM, n - RECORD_CRC_FROM));
+}
+
+int codec_record_decode(const uint8_t *p, size_t n, struct event_rec *out)
+{
+    if (n < RECORD_HEADER_BYTES || p[0] != STORE_FORMAT_VERSION) {
+        return ERR(ERR_CORRUPT);
+    }
+    if (be32_get(p + 4) != hash_crc32c(0, p + RECORD_CRC_FROM, n - RECORD_CRC_FROM)) {
+        return ERR(ERR_CORRUPT);
+    }
+    out->position = be64_get(p + 8);
+    out->version = be64_get(p + 16);
+    out->time_us = (int64_t)be64_get(p + 24);
+    out->recorded_us = (int64_t)be64_get(p + 32);
+    memcpy(out->id, p + 40, UUID_LEN);
+    memcpy(out->hash, p + RECORD_HASH_AT, HASH_SHA256_LEN);
+    struct slice *fields[5] = {&out->stream, &out->type, &out->data, &out->metadata,
+                               &out->tags};
+    size_t off = RECORD_HEADER_BYTES;
+    for (int i = 0; i < 5; i++) {
+        size_t len = be32_get(p + 88 + 4 * i);
+        if (len > n - off) {
+            return ERR(ERR_CORRUPT);
+        }
+        fields[i]->ptr = (const char *)p + off;
+        fields[i]->len = len;
+        off += len;
+    }
+    return off == n ? 0 : ERR(ERR_CORRUPT);
+}
+
+bool codec_record_hash_ok(const uint8_t *p, size_t n, const uint8_t prev_hash[HASH_SHA256_LEN])
+{
+    if (n < RECORD_HEADER_BYTES) {
+        return false;
+    }
+    uint8_t h[HASH_SHA256_LEN];
+    chain_hash(p, n, prev_hash, h);
+    return memcmp(h, p + RECORD_HASH_AT, HASH_SHA256_LEN) == 0;
+}
+
+void codec_stream_encode(const struct stream_rec *s, uint8_t out[STREAM_REC_BYTES])
+{
+    be64_put(out, s->id);
+    be64_put(out + 8, s->version);
+    be64_put(out + 16, s->first_pos);
+    be64_put(out + 24, s->last_pos);
+    be64_put(out + 32, (uint64_t)s->created_us);
+    be64_put(out + 40, (uint64_t)s->updated_us);
+}
+
+int codec_stream_decode(const uint8_t *p, size_t n, struct stream_rec *out)
+{
+    if (n != STREAM_REC_BYTES) {
+        return ERR(ERR_CORRUPT);
+    }
+    out->id = be64_get(p);
+    out->version = be64_get(p + 8);
+    out->first_pos = be64_get(p + 16);
+    out->last_pos = be64_get(p + 24);
+    out->created_us = (int64_t)be64_get(p + 32);
+    out->updated_us = (int64_t)be64_get(p + 40);
+    return 0;
+}
+
+/* Head layout: u32 format, u32 crc32c of [8,72), u64 position, u8[32] hash, u64 events,
+ * u64 streams, i64 created. */
+void codec_head_encode(const struct head_rec *h, uint8_t out[HEAD_REC_BYTES])
+{
+    be32_put(out, h->format);
+    be64_put(out + 8, h->position);
+    memcpy(out + 16, h->hash, HASH_SHA256_LEN);
+    be64_put(out + 48, h->event_count);
+    be64_put(out + 56, h->stream_count);
+    be64_put(out + 64, (uint64_t)h->created_us);
+    be32_put(out + 4, hash_crc32c(0, out + 8, HEAD_REC_BYTES - 8));
+}
+
+int codec_head_decode(const uint8_t *p, size_t n, struct head_rec *out)
+{
+    if (n != HEAD_REC_BYTES || be32_get(p) != STORE_FORMAT_VERSION ||
+        be32_get(p + 4) != hash_crc32c(0, p + 8, HEAD_REC_BYTES - 8)) {
+        return ERR(ERR_CORRUPT);
+    }
+    out->format = be32_get(p);
+    out->position = be64_get(p + 8);
+    memcpy(out->hash, p + 16, HASH_SHA256_LEN);
+    out->event_count = be64_get(p + 48);
+    out->stream_count = be64_get(p + 56);
+    out->created_us = (int64_t)be64_get(p + 64);
+    return 0;
+}

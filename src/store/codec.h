@@ -1,0 +1,118 @@
+/* On-disk encodings of the embedded store (docs/design/storage.md): big-endian integers, key
+ * layouts, the event record (with CRC-32C and hash-chain link), stream and head records.
+ * Pure functions over buffers: no I/O, no LMDB. */
+#ifndef STORE_CODEC_H
+#define STORE_CODEC_H
+
+#include <assert.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/buf.h"
+#include "util/hash.h"
+#include "util/uuid.h"
+
+enum {
+    STORE_FORMAT_VERSION = 1,  /* bump on any change to a layout below */
+    RECORD_HEADER_BYTES = 108, /* fixed part of an event record */
+    RECORD_CRC_FROM = 8,       /* the CRC covers bytes [8, end) */
+    RECORD_HASH_AT = 56,       /* offset of the 32-byte chain hash */
+    STREAM_KEY_BYTES = 16,     /* stream index key: stream id, version */
+    STREAM_REC_BYTES = 48,     /* stream table value */
+    HEAD_REC_BYTES = 72,       /* head record in the meta table */
+};
+
+/* A decoded event. Slices borrow from the record bytes (or from the caller when encoding). */
+struct event_rec {
+    uint64_t position;               /* global, 1-based, gap-free per database */
+    uint64_t version;                /* 1-based within the stream */
+    int64_t time_us;                 /* effective time */
+    int64_t recorded_us;             /* commit time */
+    uint8_t id[UUID_LEN];            /* event id */
+    uint8_t hash[HASH_SHA256_LEN];   /* chain hash (output of encode, read by decode) */
+    struct slice stream;             /* stream name */
+    struct slice type;               /* event type */
+    struct slice data;               /* minified JSON value */
+    struct slice metadata;           /* minified JSON object */
+    struct slice tags;               /* minified JSON array of strings */
+};
+
+/* A stream table row. */
+struct stream_rec {
+    uint64_t id;          /* dense id, used in index keys */
+    uint64_t version;     /* current version (events appended) */
+    uint64_t first_pos;   /* position of version 1 */
+    uint64_t last_pos;    /* position of the newest event */
+    int64_t created_us;   /* recorded time of version 1 */
+    int64_t updated_us;   /* recorded time of the newest event */
+};
+
+/* The database head: kept in the meta table, rewritten by every commit. */
+struct head_rec {
+    uint32_t format;                   /* STORE_FORMAT_VERSION of the files */
+    uint64_t position;                 /* newest position (0 = empty) */
+    uint8_t hash[HASH_SHA256_LEN];     /* chain hash of that event (zeros when empty) */
+    uint64_t event_count;              /* events stored */
+    uint64_t stream_count;             /* streams created (next stream id - 1) */
+    int64_t created_us;                /* when the database was created */
+};
+
+static inline void be64_put(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        p[i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+static inline uint64_t be64_get(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) {
+        v = v << 8 | p[i];
+    }
+    return v;
+}
+
+static inline void be32_put(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static inline uint32_t be32_get(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Stream index key = stream id || version, both big-endian: memcmp order is (stream, version). */
+void codec_stream_key(uint8_t out[STREAM_KEY_BYTES], uint64_t stream_id, uint64_t version);
+
+/* Bytes an encoded record of ev takes. */
+size_t codec_record_size(const struct event_rec *ev);
+
+/* Encodes ev into out (codec_record_size bytes), links it to prev_hash, computes its chain
+ * hash (also written to ev->hash) and its CRC. */
+void codec_record_encode(struct event_rec *ev, const uint8_t prev_hash[HASH_SHA256_LEN],
+                         uint8_t *out);
+
+/* Decodes p[0..n) into *out (slices borrow p). Checks the format byte, lengths and CRC.
+ * Returns 0 or ERR_CORRUPT. */
+int codec_record_decode(const uint8_t *p, size_t n, struct event_rec *out);
+
+/* Recomputes the chain hash of the record p[0..n) given its predecessor's hash and compares it
+ * with the stored one. Returns true when they match. */
+bool codec_record_hash_ok(const uint8_t *p, size_t n, const uint8_t prev_hash[HASH_SHA256_LEN]);
+
+void codec_stream_encode(const struct stream_rec *s, uint8_t out[STREAM_REC_BYTES]);
+/* Returns 0 or ERR_CORRUPT when n is wrong. */
+int codec_stream_decode(const uint8_t *p, size_t n, struct stream_rec *out);
+
+void codec_head_encode(const struct head_rec *h, uint8_t out[HEAD_REC_BYTES]);
+/* Returns 0, or ERR_CORRUPT when n is wrong or the format is not STORE_FORMAT_VERSION. */
+int codec_head_decode(const uint8_t *p, size_t n, struct head_rec *out);
+
+#endif

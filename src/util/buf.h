@@ -1,0 +1,42 @@
+/* Growable byte buffer and helpers to write JSON text into it. Single owner, single thread. */
+#ifndef UTIL_BUF_H
+#define UTIL_BUF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct buf {
+    char *ptr;  /* owned heap storage, NUL-terminated after ptr[len] when cap > 0 */
+    size_t len; /* bytes used */
+    size_t cap; /* bytes allocated */
+};
+
+/* Borrowed view of bytes; never owns. */
+struct slice {
+    const char *ptr;
+    size_t len;
+};
+
+void buf_init(struct buf *b);
+void buf_fini(struct buf *b);
+void buf_reset(struct buf *b);
+/* Ensures room for n more bytes (plus a terminating NUL). Aborts on OOM (xmalloc policy). */
+void buf_reserve(struct buf *b, size_t n);
+void buf_add(struct buf *b, const void *p, size_t n);
+void buf_adds(struct buf *b, const char *s);
+void buf_addc(struct buf *b, char c);
+void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void buf_add_u64(struct buf *b, uint64_t v);
+void buf_add_i64(struct buf *b, int64_t v);
+/* Appends s[0..n) as a quoted, escaped JSON string. Bytes >= 0x80 are copied as they are
+ * (callers only pass valid UTF-8). */
+void buf_add_json_str(struct buf *b, const char *s, size_t n);
+/* Transfers the storage to the caller (malloc'd, NUL-terminated) and resets b. */
+char *buf_steal(struct buf *b, size_t *out_len);
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t count, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrndup(const char *s, size_t n);
+
+#endif

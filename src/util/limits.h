@@ -1,0 +1,38 @@
+/* Every size a client controls has a named default limit here. Runtime values live in
+ * struct limits (set from flags / environment), these are the defaults and hard caps. */
+#ifndef UTIL_LIMITS_H
+#define UTIL_LIMITS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum {
+    LIMIT_DEFAULT_BODY_BYTES = 4 * 1024 * 1024,   /* one request body */
+    LIMIT_DEFAULT_BATCH_EVENTS = 1000,            /* events in one append */
+    LIMIT_DEFAULT_EVENT_BYTES = 1024 * 1024,      /* one stored event record */
+    LIMIT_DEFAULT_HEADER_BYTES = 16 * 1024,       /* request line + header section */
+    LIMIT_DEFAULT_CONNECTIONS = 4096,             /* open client connections */
+    LIMIT_DEFAULT_TIMEOUT_S = 60,                 /* idle connection timeout */
+    LIMIT_STREAM_NAME_BYTES = 256,                /* stream name */
+    LIMIT_TYPE_BYTES = 256,                       /* event type */
+    LIMIT_DB_NAME_BYTES = 63,                     /* database name */
+    LIMIT_TAGS = 64,                              /* tags on one event */
+    LIMIT_TAG_BYTES = 256,                        /* one tag */
+    LIMIT_JSON_DEPTH = 64,                        /* nesting of a request body */
+    LIMIT_READ_DEFAULT = 100,                     /* events per read page by default */
+    LIMIT_READ_MAX = 1000,                        /* events per read page at most */
+    LIMIT_DATABASES = 1000,                       /* open databases */
+};
+
+/* The limits in force, as configured. */
+struct limits {
+    size_t body_bytes;    /* max request body */
+    size_t batch_events;  /* max events per append */
+    size_t event_bytes;   /* max encoded size of one event */
+    size_t header_bytes;  /* max request head */
+    unsigned connections; /* max open connections */
+    unsigned timeout_s;   /* idle connection timeout */
+    uint64_t map_bytes;   /* max size of one database's store */
+};
+
+#endif

@@ -1,0 +1,73 @@
+/* UUID text codec and v7 generation (RFC 9562): 48-bit ms timestamp, random rest. */
+#include "util/uuid.h"
+
+#include <string.h>
+#include <sys/random.h>
+
+#include "util/errors.h"
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+int uuid_parse(const char *s, size_t n, uint8_t out[UUID_LEN])
+{
+    if (n != UUID_TEXT_LEN) {
+        return ERR_INVALID;
+    }
+    size_t j = 0;
+    for (size_t i = 0; i < n;) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (s[i] != '-') {
+                return ERR_INVALID;
+            }
+            i++;
+            continue;
+        }
+        int hi = hexval(s[i]);
+        int lo = hexval(s[i + 1]);
+        if (hi < 0 || lo < 0) {
+            return ERR_INVALID;
+        }
+        out[j++] = (uint8_t)(hi << 4 | lo);
+        i += 2;
+    }
+    return 0;
+}
+
+void uuid_format(const uint8_t u[UUID_LEN], char out[UUID_TEXT_LEN + 1])
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    for (size_t i = 0; i < UUID_LEN; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10) {
+            out[o++] = '-';
+        }
+        out[o++] = hex[u[i] >> 4];
+        out[o++] = hex[u[i] & 15];
+    }
+    out[o] = '\0';
+}
+
+void uuid_v7(int64_t now_us, uint8_t out[UUID_LEN])
+{
+    uint64_t ms = (uint64_t)(now_us / 1000);
+    uint8_t rnd[10];
+    size_t got = 0;
+    while (got < sizeof rnd) {
+        ssize_t r = getrandom(rnd + got, sizeof rnd - got, 0);
+        if (r > 0) {
+            got += (size_t)r;
+        }
+    }
+    for (int i = 0; i < 6; i++) {
+        out[i] = (uint8_t)(ms >> (40 - 8 * i));
+    }
+    memcpy(out + 6, rnd, 10);
+    out[6] = (uint8_t)(0x70 | (out[6] & 0x0f));
+    out[8] = (uint8_t)(0x80 | (out[8] & 0x3f));
+}
