@@ -73,7 +73,7 @@ void codec_record_encode(struct event_rec *ev, const uint8_t prev_hash[HASH_SHA2
 
 int codec_record_decode(const uint8_t *p, size_t n, struct event_rec *out)
 {
-    if (n < RECORD_HEADER_BYTES || p[0] != STORE_FORMAT_VERSION) {
+    if (n < RECORD_HEADER_BYTES || p[0] != STORE_FORMAT_VERSION || p[1] || p[2] || p[3]) {
         return ERR(ERR_CORRUPT);
     }
     if (be32_get(p + 4) != hash_crc32c(0, p + RECORD_CRC_FROM, n - RECORD_CRC_FROM)) {

@@ -1,0 +1,58 @@
+#!/usr/bin/env python3
+"""Runs every test tier: each unit-test binary given on the command line, then the integration
+suite against the real server binary. Prints each tier's result and ends with one line
+'N passed, M failed' over all tiers; exits non-zero when anything failed."""
+import argparse
+import os
+import re
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_tier(name, cmd, env=None):
+    print(f"== {name}: {' '.join(cmd)}", flush=True)
+    proc = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, env=env)
+    out = proc.stdout
+    for line in out.splitlines():
+        if line.startswith("FAIL") or line.startswith("  "):
+            print(line)
+    m = None
+    for line in out.splitlines():
+        mm = re.match(r"^(\d+) passed, (\d+) failed$", line.strip())
+        if mm:
+            m = mm
+    if not m:
+        print(out[-4000:])
+        print(f"{name}: no summary line (exit {proc.returncode}); counted as 1 failure")
+        return 0, 1
+    passed, failed = int(m.group(1)), int(m.group(2))
+    if proc.returncode != 0 and failed == 0:
+        failed = 1
+    print(f"{name}: {passed} passed, {failed} failed", flush=True)
+    return passed, failed
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("units", nargs="*")
+    args = ap.parse_args()
+    total_p = total_f = 0
+    for u in args.units:
+        p, f = run_tier(os.path.basename(u), [u])
+        total_p += p
+        total_f += f
+    env = dict(os.environ, ANNALS_BIN=os.path.abspath(args.bin))
+    p, f = run_tier("integration", [sys.executable, "tests/integration/run.py", "--bin",
+                                    os.path.abspath(args.bin)], env)
+    total_p += p
+    total_f += f
+    print(f"{total_p} passed, {total_f} failed")
+    sys.exit(1 if total_f else 0)
+
+
+if __name__ == "__main__":
+    main()

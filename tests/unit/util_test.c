@@ -1,0 +1,83 @@
+/* util: buffers and JSON string escaping, CRC-32C, SHA-256, UUIDs, RFC 3339 time. */
+#include <string.h>
+
+#include "unit.h"
+#include "util/buf.h"
+#include "util/errors.h"
+#include "util/hash.h"
+#include "util/timeutil.h"
+#include "util/uuid.h"
+
+TEST(json_string_escaping)
+{
+    struct buf b;
+    buf_init(&b);
+    buf_add_json_str(&b, "a\"b\\c\n\x01\xc3\xa9", 9);
+    ASSERT_STR(b.ptr, "\"a\\\"b\\\\c\\n\\u0001\xc3\xa9\"");
+    buf_reset(&b);
+    buf_add_u64(&b, 18446744073709551615ull);
+    buf_addc(&b, ' ');
+    buf_add_i64(&b, -9223372036854775807ll - 1);
+    ASSERT_STR(b.ptr, "18446744073709551615 -9223372036854775808");
+    buf_fini(&b);
+}
+
+TEST(crc32c_known_vectors)
+{
+    /* RFC 3720 B.4: 32 bytes of zeros -> 0x8a9136aa; "123456789" -> 0xe3069283. */
+    uint8_t zeros[32] = {0};
+    ASSERT_EQ(hash_crc32c(0, zeros, 32), 0x8a9136aa);
+    ASSERT_EQ(hash_crc32c(0, "123456789", 9), 0xe3069283);
+    uint32_t part = hash_crc32c(0, "1234", 4);
+    ASSERT_EQ(hash_crc32c(part, "56789", 5), 0xe3069283);
+}
+
+TEST(sha256_known_vector)
+{
+    struct hash_part p[2] = {{"a", 1}, {"bc", 2}};
+    uint8_t out[32];
+    hash_sha256(p, 2, out);
+    char hex[65];
+    hash_hex(out, 32, hex);
+    ASSERT_STR(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
+TEST(uuid_parse_format_and_v7)
+{
+    uint8_t u[16];
+    ASSERT_EQ(uuid_parse("0192F3A0-1b2c-7d4e-8f90-a1b2c3d4e5f6", 36, u), 0);
+    char s[37];
+    uuid_format(u, s);
+    ASSERT_STR(s, "0192f3a0-1b2c-7d4e-8f90-a1b2c3d4e5f6");
+    ASSERT_EQ(uuid_parse("0192f3a0-1b2c-7d4e-8f90-a1b2c3d4e5f", 35, u), ERR_INVALID);
+    ASSERT_EQ(uuid_parse("0192f3a0x1b2c-7d4e-8f90-a1b2c3d4e5f6", 36, u), ERR_INVALID);
+    ASSERT_EQ(uuid_parse("0192f3a0-1b2c-7d4e-8f90-a1b2c3d4e5g6", 36, u), ERR_INVALID);
+    uint8_t a[16], b[16];
+    uuid_v7(1700000000000000, a);
+    uuid_v7(1700000000001000, b);
+    ASSERT_EQ(a[6] >> 4, 7);
+    ASSERT_EQ(a[8] >> 6, 2);
+    CHECK(memcmp(a, b, 6) < 0);
+}
+
+TEST(time_format_and_parse)
+{
+    char s[TIME_RFC3339_LEN];
+    time_format(0, s);
+    ASSERT_STR(s, "1970-01-01T00:00:00.000000Z");
+    time_format(1700000000123456, s);
+    ASSERT_STR(s, "2023-11-14T22:13:20.123456Z");
+    int64_t us;
+    ASSERT_EQ(time_parse("2023-11-14T22:13:20.123456Z", 27, &us), 0);
+    ASSERT_EQ(us, 1700000000123456);
+    ASSERT_EQ(time_parse("2023-11-14T23:13:20+01:00", 25, &us), 0);
+    ASSERT_EQ(us, 1700000000000000);
+    ASSERT_EQ(time_parse("2024-02-29T00:00:00Z", 20, &us), 0);
+    ASSERT_EQ(time_parse("2023-02-29T00:00:00Z", 20, &us), ERR_INVALID);
+    ASSERT_EQ(time_parse("2023-11-14 22:13", 16, &us), ERR_INVALID);
+    ASSERT_EQ(time_parse("2023-11-14T22:13:20", 19, &us), ERR_INVALID);
+    ASSERT_EQ(time_parse("2023-13-14T22:13:20Z", 20, &us), ERR_INVALID);
+    ASSERT_EQ(time_parse("2023-11-14T22:13:20.Z", 21, &us), ERR_INVALID);
+    time_format(-1, s);
+    ASSERT_STR(s, "1969-12-31T23:59:59.999999Z");
+}
