@@ -2,6 +2,7 @@
 #include "util/hash.h"
 
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "util/assert.h"
@@ -62,17 +63,39 @@ uint32_t hash_crc32c(uint32_t crc, const void *p, size_t n)
     return ~crc_soft(crc, p, n);
 }
 
+static EVP_MD *sha256_md;
+static pthread_key_t sha256_ctx_key;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void free_ctx(void *ctx)
+{
+    EVP_MD_CTX_free(ctx);
+}
+
+/* Fetches the SHA-256 implementation once (OpenSSL 3 otherwise looks it up on every init) and
+ * makes the key for the per-thread digest context, freed when its thread exits. */
+static void fetch_sha256(void)
+{
+    sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    ASSERT(sha256_md != NULL);
+    ASSERT(pthread_key_create(&sha256_ctx_key, free_ctx) == 0);
+}
+
 void hash_sha256(const struct hash_part *parts, int count, uint8_t out[HASH_SHA256_LEN])
 {
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    ASSERT(ctx != NULL);
+    pthread_once(&sha256_once, fetch_sha256);
+    EVP_MD_CTX *ctx = pthread_getspecific(sha256_ctx_key);
+    if (!ctx) {
+        ctx = EVP_MD_CTX_new();
+        ASSERT(ctx != NULL);
+        pthread_setspecific(sha256_ctx_key, ctx);
+    }
     unsigned int olen = 0;
-    int ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    int ok = EVP_DigestInit_ex(ctx, sha256_md, NULL);
     for (int i = 0; ok && i < count; i++) {
         ok = EVP_DigestUpdate(ctx, parts[i].ptr, parts[i].len);
     }
     ok = ok && EVP_DigestFinal_ex(ctx, out, &olen);
-    EVP_MD_CTX_free(ctx);
     ASSERT(ok && olen == HASH_SHA256_LEN);
 }
 
