@@ -373,9 +373,10 @@ static void db_get(struct call *c)
     out_time_field(&b, "oldestEvent", in.oldest_us, true);
     buf_addc(&b, ',');
     out_time_field(&b, "newestEvent", in.newest_us, true);
-    buf_printf(&b, ",\"writer\":{\"commits\":%llu,\"appends\":%llu,\"queueDepth\":%llu}}",
+    buf_printf(&b, ",\"writer\":{\"commits\":%llu,\"appends\":%llu,\"queueDepth\":%llu,"
+               "\"commitSeconds\":%.6f}}",
                (unsigned long long)in.commits, (unsigned long long)in.appends,
-               (unsigned long long)in.queue_depth);
+               (unsigned long long)in.queue_depth, (double)in.commit_ns / 1e9);
     out_json(c->req, 200, &b);
 }
 

@@ -44,6 +44,7 @@ struct db {
     struct buf scratch;                 /* writer only: record encoding */
     uint64_t commits;                   /* atomic: committed write transactions */
     uint64_t appends;                   /* atomic: acknowledged append requests */
+    uint64_t commit_ns;                 /* atomic: time spent in durable commits */
 };
 
 struct engine {
@@ -164,7 +165,9 @@ static size_t commit_batch(struct db *db, struct append_req *batch)
     if (!fatal && written) {
         fatal = store_put_head(txn, &db->head);
         if (!fatal) {
+            uint64_t t0 = time_mono_ns();
             fatal = store_txn_commit(txn); /* ends txn either way */
+            __atomic_add_fetch(&db->commit_ns, time_mono_ns() - t0, __ATOMIC_RELAXED);
             txn = NULL;
         }
     }
@@ -552,6 +555,7 @@ int engine_db_info(struct db *db, struct db_info *out)
     out->used_bytes = ss.used_bytes;
     out->commits = __atomic_load_n(&db->commits, __ATOMIC_RELAXED);
     out->appends = __atomic_load_n(&db->appends, __ATOMIC_RELAXED);
+    out->commit_ns = __atomic_load_n(&db->commit_ns, __ATOMIC_RELAXED);
     pthread_mutex_lock(&db->mu);
     out->queue_depth = db->queue_len;
     pthread_mutex_unlock(&db->mu);

@@ -63,6 +63,7 @@ struct db_info {
     int64_t newest_us;       /* recorded time of the head (0 when empty) */
     uint64_t commits;        /* write transactions committed since start */
     uint64_t appends;        /* append requests acknowledged since start */
+    uint64_t commit_ns;      /* time spent in durable commits since start */
     uint64_t queue_depth;    /* appends waiting for the writer now */
 };
 int engine_db_info(struct db *db, struct db_info *out);
