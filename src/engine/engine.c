@@ -1,18 +1,22 @@
 /* Databases and the group-commit write path.
  *
  * Each open database has one writer thread. Appends are pushed on the database's queue; the
- * writer takes everything queued, checks each request's expected version in order inside one
- * LMDB write transaction, writes the requests that pass, commits once (fsync), and only then
- * runs every request's done callback. A request that fails its check fails alone; a storage
- * error or failed commit fails every request of the batch, and nothing of it is visible.
+ * writer takes everything queued, checks each request's expected version in order against the
+ * streams as the batch leaves them, lays out the events of the requests that pass, hands them
+ * to the store as one durable write (one fdatasync), and only then runs every request's done
+ * callback. A request that fails its check fails alone; a storage error or failed sync fails
+ * every request of the batch, and nothing of it is visible.
  *
  * Database life:  (open) --engine_db_delete()--> DELETING: queue closed, writer drained and
  * joined, readers waited for --> files removed, freed.
- * Invariant: db->head mirrors the committed head record; only the writer changes it. */
+ * Invariant: only the writer thread appends to a database's store. */
 #include "engine/engine.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +27,7 @@
 #include "util/assert.h"
 #include "util/errors.h"
 #include "util/log.h"
+#include "util/strmap.h"
 #include "util/timeutil.h"
 #include "util/uuid.h"
 
@@ -40,8 +45,9 @@ struct db {
     bool stopping;                      /* no more appends; writer exits once drained */
     bool deleted;                       /* removed from the registry */
     unsigned refs;                      /* registry's one + each acquire */
-    struct head_rec head;               /* writer only: committed head */
-    struct buf scratch;                 /* writer only: record encoding */
+    struct event_rec *evs;              /* writer only: the batch's events */
+    size_t evs_cap;                     /* entries allocated in evs */
+    struct strmap batch_states;         /* writer only: name -> stream_rec changed in batch */
     uint64_t commits;                   /* atomic: committed write transactions */
     uint64_t appends;                   /* atomic: acknowledged append requests */
     uint64_t commit_ns;                 /* atomic: time spent in durable commits */
@@ -49,6 +55,7 @@ struct db {
 
 struct engine {
     char *data_dir;          /* owned copy */
+    int lock_fd;             /* holds the exclusive lock on <data>/LOCK */
     struct limits limits;    /* configured limits */
     pthread_mutex_t mu;      /* guards dbs and count */
     struct db **dbs;         /* owned array of open databases */
@@ -77,116 +84,110 @@ const char *engine_db_name(const struct db *db)
 
 /* ---- the writer ---- */
 
-static int fill_event(struct db *db, struct store_txn *txn, struct append_req *req,
-                      struct stream_rec *s, size_t i, int64_t now)
+/* The stream's state as this batch sees it: changed earlier in the batch, or stored. */
+static int batch_state(struct db *db, struct slice name, struct stream_rec *out)
 {
-    struct append_event *ae = &req->events[i];
-    if (!ae->has_id) {
-        uuid_v7(now, ae->id);
-        ae->has_id = true;
+    const struct stream_rec *s = strmap_get(&db->batch_states, name.ptr, name.len);
+    if (s) {
+        *out = *s;
+        return 0;
     }
-    struct event_rec ev = {
-        .position = db->head.position + 1,
-        .version = s->version + 1,
-        .time_us = ae->has_time ? ae->time_us : now,
-        .recorded_us = now,
-        .stream = req->stream,
-        .type = ae->type,
-        .data = ae->data,
-        .metadata = ae->metadata,
-        .tags = ae->tags,
-    };
-    memcpy(ev.id, ae->id, sizeof ev.id);
-    size_t n = codec_record_size(&ev);
-    buf_reset(&db->scratch);
-    buf_reserve(&db->scratch, n);
-    codec_record_encode(&ev, db->head.hash, (uint8_t *)db->scratch.ptr);
-    int rc = store_put_event(txn, (uint8_t *)db->scratch.ptr, n, ev.position, s->id, ev.version);
-    if (rc) {
-        return rc;
+    int rc = store_stream_state(db->st, name, out);
+    if (rc == ERR_NOTFOUND) {
+        memset(out, 0, sizeof(*out));
+        return 0;
     }
-    db->head.position = ev.position;
-    memcpy(db->head.hash, ev.hash, sizeof ev.hash);
-    s->version = ev.version;
-    s->last_pos = ev.position;
-    s->updated_us = now;
-    return 0;
+    return rc;
 }
 
-/* Checks and writes one request inside txn. Returns 0, ERR_CONFLICT (nothing written for
- * this request) or a storage error (the transaction is poisoned). */
-static int apply_request(struct db *db, struct store_txn *txn, struct append_req *req, int64_t now)
+static struct event_rec *next_event(struct db *db, size_t *count)
+{
+    if (*count == db->evs_cap) {
+        db->evs_cap = db->evs_cap ? db->evs_cap * 2 : 256;
+        db->evs = xrealloc(db->evs, db->evs_cap * sizeof(*db->evs));
+    }
+    return &db->evs[(*count)++];
+}
+
+/* Checks one request against the batch's view and lays out its events after *count.
+ * Returns 0 or ERR_CONFLICT (nothing laid out), or a storage error. */
+static int apply_request(struct db *db, struct append_req *req, uint64_t *next_pos,
+                         size_t *count, int64_t now)
 {
     struct stream_rec s;
-    int rc = store_get_stream(txn, req->stream, &s);
-    if (rc == ERR_NOTFOUND) {
-        memset(&s, 0, sizeof s);
-    } else if (rc) {
+    int rc = batch_state(db, req->stream, &s);
+    if (rc) {
         return rc;
     }
     req->actual_version = s.version;
     if (!expect_ok(&req->expect, s.version)) {
         return ERR_CONFLICT;
     }
-    if (s.version == 0) {
-        s.id = ++db->head.stream_count;
-        s.first_pos = db->head.position + 1;
-        s.created_us = now;
-    }
     req->first_version = s.version + 1;
-    req->first_position = db->head.position + 1;
+    req->first_position = *next_pos;
     req->recorded_us = now;
     for (size_t i = 0; i < req->count; i++) {
-        rc = fill_event(db, txn, req, &s, i, now);
-        if (rc) {
-            return rc;
+        struct append_event *ae = &req->events[i];
+        if (!ae->has_id) {
+            uuid_v7(now, ae->id);
+            ae->has_id = true;
         }
+        struct event_rec *ev = next_event(db, count);
+        *ev = (struct event_rec){
+            .position = (*next_pos)++,
+            .version = ++s.version,
+            .time_us = ae->has_time ? ae->time_us : now,
+            .recorded_us = now,
+            .stream = req->stream,
+            .type = ae->type,
+            .data = ae->data,
+            .metadata = ae->metadata,
+            .tags = ae->tags,
+        };
+        memcpy(ev->id, ae->id, sizeof ev->id);
     }
-    db->head.event_count += req->count;
-    return store_put_stream(txn, req->stream, &s);
+    *(struct stream_rec *)strmap_put(&db->batch_states, req->stream.ptr, req->stream.len,
+                                     NULL) = s;
+    return 0;
 }
 
-/* Runs one batch. Sets each request's err; returns the number written. */
-static size_t commit_batch(struct db *db, struct append_req *batch)
+/* Runs one batch: checks every request in order, writes the passing ones with one durable
+ * log write, and sets each request's err. */
+static void commit_batch(struct db *db, struct append_req *batch)
 {
-    struct head_rec saved = db->head;
-    struct store_txn *txn = NULL;
-    int fatal = store_txn_begin(db->st, true, &txn);
-    size_t written = 0;
+    struct store_head head;
+    store_head(db->st, &head);
+    uint64_t next_pos = head.position + 1;
+    size_t count = 0, written = 0;
+    int fatal = 0;
     int64_t now = time_now_us();
+    strmap_clear(&db->batch_states);
     for (struct append_req *r = batch; r && !fatal; r = r->next) {
-        r->err = apply_request(db, txn, r, now);
+        r->err = apply_request(db, r, &next_pos, &count, now);
         if (r->err == 0) {
             written++;
         } else if (r->err != ERR_CONFLICT) {
             fatal = r->err;
         }
     }
-    if (!fatal && written) {
-        fatal = store_put_head(txn, &db->head);
-        if (!fatal) {
-            uint64_t t0 = time_mono_ns();
-            fatal = store_txn_commit(txn); /* ends txn either way */
-            __atomic_add_fetch(&db->commit_ns, time_mono_ns() - t0, __ATOMIC_RELAXED);
-            txn = NULL;
-        }
+    if (!fatal && count) {
+        uint64_t t0 = time_mono_ns();
+        fatal = store_append(db->st, db->evs, count);
+        __atomic_add_fetch(&db->commit_ns, time_mono_ns() - t0, __ATOMIC_RELAXED);
     }
-    store_txn_abort(txn);
     if (fatal) {
         log_error("database %s: commit failed: %s", db->name, err_name(fatal));
-        db->head = saved;
         for (struct append_req *r = batch; r; r = r->next) {
             if (r->err != ERR_CONFLICT) {
                 r->err = fatal;
             }
         }
-        return 0;
+        return;
     }
     if (written) {
         __atomic_add_fetch(&db->commits, 1, __ATOMIC_RELAXED);
         __atomic_add_fetch(&db->appends, written, __ATOMIC_RELAXED);
     }
-    return written;
 }
 
 static struct append_req *reverse(struct append_req *r)
@@ -266,7 +267,8 @@ int engine_append(struct db *db, struct append_req *req)
 static void db_free(struct db *db)
 {
     store_close(db->st);
-    buf_fini(&db->scratch);
+    free(db->evs);
+    strmap_fini(&db->batch_states);
     pthread_mutex_destroy(&db->mu);
     pthread_cond_destroy(&db->cv);
     free(db->dir);
@@ -285,12 +287,8 @@ static int db_open(struct engine *e, const char *name, bool create, struct db **
     db->refs = 1;
     pthread_mutex_init(&db->mu, NULL);
     pthread_cond_init(&db->cv, NULL);
-    buf_init(&db->scratch);
+    strmap_init(&db->batch_states, sizeof(struct stream_rec));
     int rc = store_open(db->dir, e->limits.map_bytes, create, &db->st);
-    struct store_txn *txn = NULL;
-    if (!rc) rc = store_txn_begin(db->st, false, &txn);
-    if (!rc) rc = store_get_head(txn, &db->head);
-    store_txn_abort(txn);
     if (!rc && pthread_create(&db->writer, NULL, writer_main, db) != 0) {
         rc = ERR(ERR_IO);
     }
@@ -480,7 +478,19 @@ int engine_open(const struct engine_config *cfg, struct engine **out)
         log_error("cannot create data directory %s: %s", cfg->data_dir, strerror(errno));
         return ERR(ERR_IO);
     }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/LOCK", cfg->data_dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        log_error("data directory %s is in use by another annals process (or not writable)",
+                  cfg->data_dir);
+        if (fd >= 0) {
+            close(fd);
+        }
+        return ERR(ERR_EXISTS);
+    }
     struct engine *e = xcalloc(1, sizeof(*e));
+    e->lock_fd = fd;
     e->data_dir = xstrndup(cfg->data_dir, strlen(cfg->data_dir));
     e->limits = cfg->limits;
     pthread_mutex_init(&e->mu, NULL);
@@ -516,109 +526,117 @@ void engine_close(struct engine *e)
     }
     free(e->dbs);
     pthread_mutex_destroy(&e->mu);
+    close(e->lock_fd); /* releases the lock */
     free(e->data_dir);
     free(e);
 }
 
 /* ---- reads ---- */
 
-static int read_edge_time(void *arg, const struct event_rec *ev)
+/* Copies one field of the event it is called with. */
+struct edge {
+    int64_t recorded_us;       /* recorded time */
+    uint8_t hash[32];          /* chain hash */
+};
+
+static int read_edge(void *arg, const struct event_rec *ev)
 {
-    *(int64_t *)arg = ev->recorded_us;
+    struct edge *e = arg;
+    e->recorded_us = ev->recorded_us;
+    memcpy(e->hash, ev->hash, sizeof e->hash);
     return 1;
 }
 
 int engine_db_info(struct db *db, struct db_info *out)
 {
     memset(out, 0, sizeof(*out));
-    struct store_txn *txn;
-    int rc = store_txn_begin(db->st, false, &txn);
+    struct store_reader *r;
+    int rc = store_read_begin(db->st, &r);
     if (rc) {
         return rc;
     }
-    struct head_rec h;
-    rc = store_get_head(txn, &h);
-    if (!rc) rc = store_scan_log(txn, 1, false, 1, read_edge_time, &out->oldest_us);
-    if (!rc) rc = store_scan_log(txn, UINT64_MAX, true, 1, read_edge_time, &out->newest_us);
-    store_txn_abort(txn);
-    if (rc) {
-        return rc;
+    out->head = store_reader_head(r);
+    struct edge first = {0}, last = {0};
+    if (out->head) {
+        rc = store_get_event(r, 1, read_edge, &first);
+        if (!rc) rc = store_get_event(r, out->head, read_edge, &last);
     }
+    store_read_end(r);
     struct store_stats ss;
-    rc = store_stats(db->st, &ss);
-    out->streams = h.stream_count;
-    out->events = h.event_count;
-    out->head = h.position;
-    memcpy(out->head_hash, h.hash, sizeof h.hash);
-    out->created_us = h.created_us;
+    if (!rc) rc = store_stats(db->st, &ss);
+    if (rc) {
+        return rc;
+    }
+    out->streams = ss.streams;
+    out->events = out->head;
+    memcpy(out->head_hash, last.hash, sizeof last.hash);
+    out->created_us = ss.created_us;
+    out->oldest_us = first.recorded_us;
+    out->newest_us = last.recorded_us;
     out->file_bytes = ss.file_bytes;
     out->used_bytes = ss.used_bytes;
+    out->indexed = ss.indexed;
+    out->syncs = ss.syncs;
+    out->sync_ns = ss.sync_ns;
     out->commits = __atomic_load_n(&db->commits, __ATOMIC_RELAXED);
     out->appends = __atomic_load_n(&db->appends, __ATOMIC_RELAXED);
     out->commit_ns = __atomic_load_n(&db->commit_ns, __ATOMIC_RELAXED);
     pthread_mutex_lock(&db->mu);
     out->queue_depth = db->queue_len;
     pthread_mutex_unlock(&db->mu);
-    return rc;
+    return 0;
 }
 
 int engine_stream_info(struct db *db, struct slice stream, struct stream_rec *out)
 {
-    struct store_txn *txn;
-    int rc = store_txn_begin(db->st, false, &txn);
+    struct store_reader *r;
+    int rc = store_read_begin(db->st, &r);
     if (rc) {
         return rc;
     }
-    rc = store_get_stream(txn, stream, out);
-    store_txn_abort(txn);
+    rc = store_reader_stream(r, stream, out);
+    store_read_end(r);
     return rc;
 }
 
 int engine_read_stream(struct db *db, struct slice stream, uint64_t from, bool backward,
                        size_t limit, engine_event_fn *fn, void *arg, struct stream_rec *out_stream)
 {
-    struct store_txn *txn;
-    int rc = store_txn_begin(db->st, false, &txn);
+    struct store_reader *r;
+    int rc = store_read_begin(db->st, &r);
     if (rc) {
         return rc;
     }
-    rc = store_get_stream(txn, stream, out_stream);
+    rc = store_reader_stream(r, stream, out_stream);
     if (!rc) {
-        if (backward && from > out_stream->version) {
-            from = out_stream->version;
-        }
-        rc = store_scan_stream(txn, out_stream, from, backward, limit, fn, arg);
+        rc = store_scan_stream(r, stream, out_stream, from, backward, limit, fn, arg);
     }
-    store_txn_abort(txn);
+    store_read_end(r);
     return rc;
 }
 
 int engine_read_log(struct db *db, uint64_t from, bool backward, size_t limit,
                     engine_event_fn *fn, void *arg, uint64_t *out_head)
 {
-    struct store_txn *txn;
-    int rc = store_txn_begin(db->st, false, &txn);
+    struct store_reader *r;
+    int rc = store_read_begin(db->st, &r);
     if (rc) {
         return rc;
     }
-    struct head_rec h;
-    rc = store_get_head(txn, &h);
-    if (!rc) {
-        *out_head = h.position;
-        rc = store_scan_log(txn, from, backward, limit, fn, arg);
-    }
-    store_txn_abort(txn);
+    *out_head = store_reader_head(r);
+    rc = store_scan_log(r, from, backward, limit, fn, arg);
+    store_read_end(r);
     return rc;
 }
 
 int engine_read_event(struct db *db, uint64_t position, engine_event_fn *fn, void *arg)
 {
-    struct store_txn *txn;
-    int rc = store_txn_begin(db->st, false, &txn);
+    struct store_reader *r;
+    int rc = store_read_begin(db->st, &r);
     if (rc) {
         return rc;
     }
-    rc = store_get_event(txn, position, fn, arg);
-    store_txn_abort(txn);
+    rc = store_get_event(r, position, fn, arg);
+    store_read_end(r);
     return rc;
 }

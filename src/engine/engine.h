@@ -23,8 +23,9 @@ struct engine_config {
     struct limits limits;  /* copied */
 };
 
-/* Opens every database under data_dir (creating data_dir and the "default" database when
- * missing) and starts their writers. Returns 0, ERR_IO, ERR_CORRUPT or ERR_INVALID. */
+/* Locks data_dir (one process per data directory), opens every database under it (creating
+ * data_dir and the "default" database when missing) and starts their writers. Returns 0,
+ * ERR_EXISTS (another process holds the directory), ERR_IO, ERR_CORRUPT or ERR_INVALID. */
 int engine_open(const struct engine_config *cfg, struct engine **out);
 /* Stops taking appends (they fail with ERR_SHUTDOWN), lets every writer commit and answer
  * what is queued, and joins the writers. Reads keep working. Idempotent. */
@@ -64,6 +65,9 @@ struct db_info {
     uint64_t commits;        /* write transactions committed since start */
     uint64_t appends;        /* append requests acknowledged since start */
     uint64_t commit_ns;      /* time spent in durable commits since start */
+    uint64_t indexed;        /* newest position the index covers (the rest is in the tail) */
+    uint64_t syncs;          /* event log syncs since start */
+    uint64_t sync_ns;        /* time spent in them */
     uint64_t queue_depth;    /* appends waiting for the writer now */
 };
 int engine_db_info(struct db *db, struct db_info *out);

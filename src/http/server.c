@@ -375,7 +375,7 @@ int http_server_start(const struct http_config *cfg, struct http_server **out)
         cfg->limits.connections, MHD_OPTION_CONNECTION_TIMEOUT, cfg->limits.timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
         srv, MHD_OPTION_UNESCAPE_CALLBACK, unescape_none, srv, MHD_OPTION_EXTERNAL_LOGGER,
-        on_mhd_log, srv, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, MHD_OPTION_LISTEN_BACKLOG_SIZE,
+        on_mhd_log, srv, MHD_OPTION_LISTEN_BACKLOG_SIZE,
         1024, MHD_OPTION_END);
     if (!srv->d) {
         log_error("cannot listen on %s:%u", cfg->host, cfg->port);

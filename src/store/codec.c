@@ -1,4 +1,4 @@
-/* Event record layout (format 1), all integers big-endian:
+/* Event record layout (unchanged since store format 1), all integers big-endian:
  *
  *   0  u8  format (1)          1 u8 flags (0)      2 u16 reserved (0)
  *   4  u32 crc32c of bytes [8, end)
@@ -134,14 +134,14 @@ int codec_stream_decode(const uint8_t *p, size_t n, struct stream_rec *out)
     return 0;
 }
 
-/* Head layout: u32 format, u32 crc32c of [8,72), u64 position, u8[32] hash, u64 events,
+/* Head layout: u32 format, u32 crc32c of [8,72), u64 position, u8[32] hash, u64 log end,
  * u64 streams, i64 created. */
 void codec_head_encode(const struct head_rec *h, uint8_t out[HEAD_REC_BYTES])
 {
     be32_put(out, h->format);
     be64_put(out + 8, h->position);
     memcpy(out + 16, h->hash, HASH_SHA256_LEN);
-    be64_put(out + 48, h->event_count);
+    be64_put(out + 48, h->log_end);
     be64_put(out + 56, h->stream_count);
     be64_put(out + 64, (uint64_t)h->created_us);
     be32_put(out + 4, hash_crc32c(0, out + 8, HEAD_REC_BYTES - 8));
@@ -156,7 +156,7 @@ int codec_head_decode(const uint8_t *p, size_t n, struct head_rec *out)
     out->format = be32_get(p);
     out->position = be64_get(p + 8);
     memcpy(out->hash, p + 16, HASH_SHA256_LEN);
-    out->event_count = be64_get(p + 48);
+    out->log_end = be64_get(p + 48);
     out->stream_count = be64_get(p + 56);
     out->created_us = (int64_t)be64_get(p + 64);
     return 0;

@@ -14,7 +14,7 @@
 #include "util/uuid.h"
 
 enum {
-    STORE_FORMAT_VERSION = 1,  /* bump on any change to a layout below */
+    STORE_FORMAT_VERSION = 2,  /* bump on any change to a layout below */
     RECORD_HEADER_BYTES = 108, /* fixed part of an event record */
     RECORD_CRC_FROM = 8,       /* the CRC covers bytes [8, end) */
     RECORD_HASH_AT = 56,       /* offset of the 32-byte chain hash */
@@ -48,13 +48,13 @@ struct stream_rec {
     int64_t updated_us;   /* recorded time of the newest event */
 };
 
-/* The database head: kept in the meta table, rewritten by every commit. */
+/* The index head: kept in the index's meta table, rewritten by every index commit. */
 struct head_rec {
     uint32_t format;                   /* STORE_FORMAT_VERSION of the files */
-    uint64_t position;                 /* newest position (0 = empty) */
-    uint8_t hash[HASH_SHA256_LEN];     /* chain hash of that event (zeros when empty) */
-    uint64_t event_count;              /* events stored */
-    uint64_t stream_count;             /* streams created (next stream id - 1) */
+    uint64_t position;                 /* newest indexed position (0 = none) */
+    uint8_t hash[HASH_SHA256_LEN];     /* chain hash of that event (zeros when none) */
+    uint64_t log_end;                  /* log offset just past that event's frame */
+    uint64_t stream_count;             /* streams indexed (highest stream id) */
     int64_t created_us;                /* when the database was created */
 };
 

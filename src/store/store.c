@@ -1,37 +1,96 @@
-/* LMDB backend. One environment per database directory with four named tables:
- *   events   position (u64 BE)            -> event record (codec.h)
- *   sindex   stream id || version (BE)    -> position (u64 BE)
- *   streams  stream name (bytes)          -> stream row
- *   meta     "head"                       -> head record
- * The head record is rewritten by every write transaction, so a committed transaction always
- * leaves events, indexes and head consistent (LMDB commits atomically). */
+/* The embedded backend: event log + LMDB index + the readers' tail.
+ *
+ * Files in the database directory: events.log (log.h), data.mdb and lock.mdb (LMDB) with:
+ *   pos      position (u64 BE)          -> log offset (u64 BE) || record length (u32 BE)
+ *   sindex   stream id || version (BE)  -> position (u64 BE)
+ *   streams  stream name (bytes)        -> stream row (codec.h)
+ *   meta     "head"                     -> head record: how far the index reaches
+ *
+ * Positions (0, indexed] are in LMDB; (indexed, published] only in the tail, an in-memory
+ * array of entries (log offset, name hash, stream id, version) in position order, grown by the
+ * writer without locks (entries are written before `published` is advanced with release order)
+ * and trimmed by the indexer under the tail lock after each index commit. A reader holds the
+ * tail lock (shared) for its whole life and opens its LMDB snapshot while holding it, so the
+ * snapshot's indexed position is at least the tail's base: the two together cover every
+ * position up to the reader's head.
+ *
+ * Writer state (writer thread only): head, the stream states of every stream with events past
+ * the index (a map; others are current in LMDB), and the failed flag.
+ *
+ * Life: store_open (recover tail, start indexer) -> appends/reads -> store_close (final index
+ * commit, join indexer). */
 #include "store/store.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <lmdb.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "store/log.h"
 #include "util/errors.h"
+#include "util/log.h"
+#include "util/strmap.h"
 #include "util/timeutil.h"
 
-struct store {
-    MDB_env *env;      /* owned */
-    MDB_dbi events;    /* position -> record */
-    MDB_dbi sindex;    /* (stream id, version) -> position */
-    MDB_dbi streams;   /* name -> stream row */
-    MDB_dbi meta;      /* "head" -> head record */
-    char *dir;         /* owned copy of the directory path */
+enum {
+    TAIL_CHUNK = 4096,          /* entries per tail chunk */
+    TAIL_CHUNKS = 256,          /* chunk slots: the tail holds < (TAIL_CHUNKS - 1) chunks */
+    INDEX_BATCH = 32768,        /* index as soon as this many events wait */
+    INDEX_DELAY_MS = 200,       /* ... or once the oldest has waited this long */
+    MAP_EVICT_AT = 65536,       /* writer map size that triggers dropping indexed streams */
+    POS_VAL_BYTES = 12,         /* pos table value: offset, length */
+    MAX_RECORD_BYTES = 64 << 20 /* larger frames are damage, not records */
 };
 
-struct store_txn {
-    struct store *st; /* borrowed */
-    MDB_txn *txn;     /* owned until commit/abort */
-    bool is_write;    /* write transaction */
+/* Where one unindexed event is. */
+struct tail_entry {
+    uint64_t offset;     /* of the record (past the frame header) in the log */
+    uint64_t name_hash;  /* strmap_hash of the stream name */
+    uint64_t stream_id;  /* stream id */
+    uint64_t version;    /* version in the stream */
+    uint32_t len;        /* record bytes */
+};
+
+struct store {
+    char *dir;                               /* owned */
+    uint64_t map_bytes;                      /* log mapping size */
+    MDB_env *env;                            /* owned */
+    MDB_dbi pos, sindex, streams, meta;      /* index tables */
+    struct log *log;                         /* owned */
+    int64_t created_us;                      /* database creation time */
+
+    pthread_rwlock_t tail_lock;              /* readers shared; trimming exclusive */
+    struct tail_entry *chunks[TAIL_CHUNKS];  /* chunk slots, see entry_at */
+    uint64_t published;                      /* atomic: newest readable position */
+    uint64_t indexed;                        /* atomic: newest indexed position */
+    uint64_t streams_pub;                    /* atomic: stream count as of published */
+
+    /* writer thread only */
+    struct store_head head;                  /* durable head */
+    struct strmap states;                    /* name -> struct stream_rec, unindexed streams */
+    struct buf wbuf;                         /* frames of the batch being written */
+    bool failed;                             /* a sync failed: appends refused */
+    size_t evict_at;                         /* states size that triggers eviction */
+    uint64_t syncs;                          /* atomic: log syncs done */
+    uint64_t sync_ns;                        /* atomic: time spent in them */
+
+    /* indexer */
+    pthread_t indexer;                       /* the indexer thread */
+    pthread_mutex_t mu;                      /* guards stopping, wakes */
+    pthread_cond_t cv;                       /* wakes the indexer; and the writer for space */
+    bool stopping;                           /* close requested */
+    bool has_indexer;                        /* indexer thread started */
+};
+
+struct store_reader {
+    struct store *st;    /* borrowed */
+    MDB_txn *txn;        /* read snapshot */
+    uint64_t head;       /* newest position in the view */
+    uint64_t indexed;    /* newest position the snapshot's index covers */
 };
 
 static const char HEAD_KEY[] = "head";
@@ -41,8 +100,8 @@ static int map_err(int rc)
     switch (rc) {
     case MDB_SUCCESS: return 0;
     case MDB_NOTFOUND: return ERR_NOTFOUND;
-    case MDB_MAP_FULL: return ERR(ERR_NOSPACE);
-    case ENOSPC: return ERR(ERR_NOSPACE);
+    case MDB_MAP_FULL:
+    case ENOSPC:
     case EDQUOT: return ERR(ERR_NOSPACE);
     case MDB_CORRUPTED:
     case MDB_PAGE_NOTFOUND:
@@ -53,44 +112,512 @@ static int map_err(int rc)
     return ERR(ERR_IO);
 }
 
-static int open_tables(struct store *st, bool create)
+static struct tail_entry *entry_at(struct store *st, uint64_t pos)
+{
+    uint64_t idx = pos - 1;
+    return &st->chunks[(idx / TAIL_CHUNK) % TAIL_CHUNKS][idx % TAIL_CHUNK];
+}
+
+/* ---- LMDB helpers ---- */
+
+static int get_head(MDB_txn *txn, struct store *st, struct head_rec *out)
+{
+    MDB_val k = {sizeof HEAD_KEY - 1, (void *)HEAD_KEY};
+    MDB_val v;
+    int rc = mdb_get(txn, st->meta, &k, &v);
+    if (rc) {
+        return rc == MDB_NOTFOUND ? ERR(ERR_CORRUPT) : map_err(rc);
+    }
+    return codec_head_decode(v.mv_data, v.mv_size, out);
+}
+
+static int put_head(MDB_txn *txn, struct store *st, const struct head_rec *h)
+{
+    uint8_t enc[HEAD_REC_BYTES];
+    codec_head_encode(h, enc);
+    MDB_val k = {sizeof HEAD_KEY - 1, (void *)HEAD_KEY};
+    MDB_val v = {sizeof enc, enc};
+    return map_err(mdb_put(txn, st->meta, &k, &v, 0));
+}
+
+static int get_row(MDB_txn *txn, struct store *st, struct slice name, struct stream_rec *out)
+{
+    MDB_val k = {name.len, (void *)name.ptr};
+    MDB_val v;
+    int rc = mdb_get(txn, st->streams, &k, &v);
+    return rc ? map_err(rc) : codec_stream_decode(v.mv_data, v.mv_size, out);
+}
+
+static int get_pos(MDB_txn *txn, struct store *st, uint64_t pos, uint64_t *off, uint32_t *len)
+{
+    uint8_t kb[8];
+    be64_put(kb, pos);
+    MDB_val k = {8, kb};
+    MDB_val v;
+    int rc = mdb_get(txn, st->pos, &k, &v);
+    if (rc) {
+        return map_err(rc);
+    }
+    if (v.mv_size != POS_VAL_BYTES) {
+        return ERR(ERR_CORRUPT);
+    }
+    *off = be64_get(v.mv_data);
+    *len = be32_get((const uint8_t *)v.mv_data + 8);
+    return 0;
+}
+
+static int open_env(struct store *st, bool create, bool readonly)
+{
+    int rc = mdb_env_create(&st->env);
+    if (!rc) rc = mdb_env_set_maxdbs(st->env, 8);
+    if (!rc) rc = mdb_env_set_maxreaders(st->env, 1024);
+    if (!rc) rc = mdb_env_set_mapsize(st->env, (size_t)st->map_bytes);
+    if (!rc) rc = mdb_env_open(st->env, st->dir, MDB_NOTLS | MDB_NORDAHEAD | (readonly ? MDB_RDONLY : 0), 0640);
+    if (rc) {
+        return map_err(rc);
+    }
+    MDB_txn *txn;
+    rc = mdb_txn_begin(st->env, NULL, readonly ? MDB_RDONLY : 0, &txn);
+    if (rc) {
+        return map_err(rc);
+    }
+    unsigned flags = create ? MDB_CREATE : 0;
+    rc = mdb_dbi_open(txn, "pos", flags, &st->pos);
+    if (!rc) rc = mdb_dbi_open(txn, "sindex", flags, &st->sindex);
+    if (!rc) rc = mdb_dbi_open(txn, "streams", flags, &st->streams);
+    if (!rc) rc = mdb_dbi_open(txn, "meta", flags, &st->meta);
+    struct head_rec h;
+    int err = rc ? (rc == MDB_NOTFOUND ? ERR(ERR_CORRUPT) : map_err(rc)) : get_head(txn, st, &h);
+    if (err == ERR_CORRUPT && create && !rc) {
+        MDB_val k = {sizeof HEAD_KEY - 1, (void *)HEAD_KEY};
+        MDB_val v;
+        if (mdb_get(txn, st->meta, &k, &v) == MDB_NOTFOUND) {
+            memset(&h, 0, sizeof h);
+            h.format = STORE_FORMAT_VERSION;
+            h.created_us = time_now_us();
+            err = put_head(txn, st, &h);
+        }
+    }
+    if (err) {
+        mdb_txn_abort(txn);
+        return err;
+    }
+    st->created_us = h.created_us;
+    return map_err(mdb_txn_commit(txn)); /* keeps the table handles, read-only too */
+}
+
+/* ---- log scanning (recovery and verify) ---- */
+
+/* Outcome of reading the frame at an offset. */
+enum frame_kind { FRAME_OK, FRAME_END, FRAME_BAD };
+
+/* Reads the frame at off: FRAME_END at zeros or the end of the file; FRAME_BAD when the
+ * length, CRC or layout is wrong; otherwise FRAME_OK with *ev decoded and *next set. */
+static enum frame_kind read_frame(const struct log *lg, uint64_t off, struct event_rec *ev,
+                                  uint32_t *len, uint64_t *next)
+{
+    const uint8_t *h = log_at(lg, off, LOG_FRAME_HEADER);
+    if (!h) {
+        return FRAME_END;
+    }
+    uint32_t n = be32_get(h);
+    if (n == 0) {
+        return FRAME_END;
+    }
+    const uint8_t *p = n <= MAX_RECORD_BYTES ? log_at(lg, off + LOG_FRAME_HEADER, n) : NULL;
+    if (!p || codec_record_decode(p, n, ev) != 0) {
+        return FRAME_BAD;
+    }
+    *len = n;
+    *next = off + LOG_FRAME_HEADER + n;
+    return FRAME_OK;
+}
+
+/* After a bad frame at off (expected position pos): is there a valid record of a later
+ * position further on? Then acknowledged events follow the damage: the log is corrupt, not
+ * merely torn by an unacknowledged write. Looks at most 64 MiB ahead. */
+static bool valid_record_follows(const struct log *lg, uint64_t off, uint64_t pos)
+{
+    uint64_t limit = off + MAX_RECORD_BYTES;
+    for (uint64_t o = off + 1; o < limit; o++) {
+        const uint8_t *h = log_at(lg, o, RECORD_HEADER_BYTES + LOG_FRAME_HEADER);
+        if (!h) {
+            return false;
+        }
+        if (h[LOG_FRAME_HEADER] != STORE_FORMAT_VERSION && h[LOG_FRAME_HEADER] != 1) {
+            continue;
+        }
+        uint32_t n = be32_get(h);
+        uint64_t p = be64_get(h + LOG_FRAME_HEADER + 8);
+        struct event_rec ev;
+        const uint8_t *r = n >= RECORD_HEADER_BYTES && n <= MAX_RECORD_BYTES
+                               ? log_at(lg, o + LOG_FRAME_HEADER, n)
+                               : NULL;
+        if (r && p > pos && p < pos + (1u << 24) && codec_record_decode(r, n, &ev) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* ---- the writer's stream states ---- */
+
+/* Looks a stream up for the writer: its state map first (streams with unindexed events),
+ * else the index. */
+static int writer_state(struct store *st, struct slice name, struct stream_rec *out)
+{
+    const struct stream_rec *s = strmap_get(&st->states, name.ptr, name.len);
+    if (s) {
+        *out = *s;
+        return 0;
+    }
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
+    if (rc) {
+        return map_err(rc);
+    }
+    rc = get_row(txn, st, name, out);
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+int store_stream_state(struct store *st, struct slice name, struct stream_rec *out)
+{
+    return writer_state(st, name, out);
+}
+
+/* Records ev (durable at offset off) in the writer state and the tail; stream_id resolved. */
+static void note_event(struct store *st, const struct event_rec *ev, uint64_t stream_id,
+                       uint64_t off, uint32_t len)
+{
+    struct stream_rec *s = strmap_put(&st->states, ev->stream.ptr, ev->stream.len, NULL);
+    if (ev->version == 1) {
+        s->id = stream_id;
+        s->first_pos = ev->position;
+        s->created_us = ev->recorded_us;
+    }
+    s->id = stream_id;
+    s->version = ev->version;
+    s->last_pos = ev->position;
+    s->updated_us = ev->recorded_us;
+    uint64_t idx = ev->position - 1;
+    struct tail_entry **slot = &st->chunks[(idx / TAIL_CHUNK) % TAIL_CHUNKS];
+    if (!*slot) {
+        __atomic_store_n(slot, xcalloc(TAIL_CHUNK, sizeof(struct tail_entry)), __ATOMIC_RELEASE);
+    }
+    struct tail_entry *e = entry_at(st, ev->position);
+    e->offset = off;
+    e->len = len;
+    e->name_hash = strmap_hash(ev->stream.ptr, ev->stream.len);
+    e->stream_id = stream_id;
+    e->version = ev->version;
+}
+
+/* Resolves the stream id of ev: the state map, this batch's new streams, or the index. */
+static int resolve_id(struct store *st, struct strmap *fresh, const struct event_rec *ev,
+                      uint64_t *next_id, uint64_t *out)
+{
+    const uint64_t *fid = strmap_get(fresh, ev->stream.ptr, ev->stream.len);
+    if (fid) {
+        *out = *fid;
+        return 0;
+    }
+    struct stream_rec s;
+    int rc = ev->version == 1 ? ERR_NOTFOUND : writer_state(st, ev->stream, &s);
+    if (rc == ERR_NOTFOUND && ev->version == 1) {
+        *out = ++*next_id;
+        *(uint64_t *)strmap_put(fresh, ev->stream.ptr, ev->stream.len, NULL) = *out;
+        return 0;
+    }
+    if (rc) {
+        return rc == ERR_NOTFOUND ? ERR(ERR_CORRUPT) : rc;
+    }
+    *out = s.id;
+    return 0;
+}
+
+/* Rebuilds the writer state and the tail from the log past the index head. */
+static int recover_tail(struct store *st, const struct head_rec *h)
+{
+    uint64_t off = h->log_end;
+    uint64_t pos = h->position + 1;
+    uint8_t prev[HASH_SHA256_LEN];
+    memcpy(prev, h->hash, sizeof prev);
+    struct strmap fresh;
+    strmap_init(&fresh, sizeof(uint64_t));
+    uint64_t next_id = h->stream_count;
+    enum frame_kind k;
+    struct event_rec ev;
+    uint32_t len;
+    uint64_t next;
+    int rc = 0;
+    while (!rc && (k = read_frame(st->log, off, &ev, &len, &next)) == FRAME_OK) {
+        const uint8_t *rec = log_at(st->log, off + LOG_FRAME_HEADER, len);
+        if (ev.position != pos || !codec_record_hash_ok(rec, len, prev)) {
+            k = FRAME_BAD;
+            break;
+        }
+        uint64_t id;
+        rc = resolve_id(st, &fresh, &ev, &next_id, &id);
+        if (!rc) {
+            note_event(st, &ev, id, off + LOG_FRAME_HEADER, len);
+            memcpy(prev, ev.hash, sizeof prev);
+            off = next;
+            pos++;
+        }
+    }
+    strmap_fini(&fresh);
+    if (rc) {
+        return rc;
+    }
+    if (k == FRAME_BAD && valid_record_follows(st->log, off, pos)) {
+        log_error("%s: the event log is damaged at position %llu and acknowledged events follow;"
+                  " run annals verify", st->dir, (unsigned long long)pos);
+        return ERR(ERR_CORRUPT);
+    }
+    if (k == FRAME_BAD) {
+        log_warn("%s: discarding a torn, unacknowledged write after position %llu", st->dir,
+                 (unsigned long long)(pos - 1));
+        uint64_t file = log_file_bytes(st->log);
+        uint64_t wipe = file - off < MAX_RECORD_BYTES ? file - off : MAX_RECORD_BYTES;
+        rc = log_zero(st->log, off, wipe);
+        if (!rc) rc = log_sync(st->log);
+        if (rc) {
+            return rc;
+        }
+    }
+    log_set_end(st->log, off);
+    st->head.position = pos - 1;
+    memcpy(st->head.hash, prev, sizeof prev);
+    st->head.stream_count = next_id;
+    __atomic_store_n(&st->streams_pub, next_id, __ATOMIC_RELEASE);
+    __atomic_store_n(&st->published, pos - 1, __ATOMIC_RELEASE);
+    if (pos - 1 > h->position) {
+        log_info("%s: %llu events past the index recovered from the log", st->dir,
+                 (unsigned long long)(pos - 1 - h->position));
+    }
+    return 0;
+}
+
+/* ---- the indexer ---- */
+
+/* Index changes of one stream gathered during an index transaction. */
+struct row_acc {
+    struct stream_rec row; /* new row */
+    bool loaded;           /* row was read (or created) */
+};
+
+static int index_event(MDB_txn *txn, struct store *st, struct strmap *rows, uint64_t p,
+                       const struct tail_entry *e, struct event_rec *ev)
+{
+    const uint8_t *rec = log_at(st->log, e->offset, e->len);
+    if (!rec || codec_record_decode(rec, e->len, ev) != 0) {
+        return ERR(ERR_CORRUPT);
+    }
+    uint8_t kb[8], vb[POS_VAL_BYTES];
+    be64_put(kb, p);
+    be64_put(vb, e->offset);
+    be32_put(vb + 8, e->len);
+    MDB_val k = {8, kb}, v = {sizeof vb, vb};
+    int rc = mdb_put(txn, st->pos, &k, &v, MDB_APPEND);
+    uint8_t sk[STREAM_KEY_BYTES];
+    codec_stream_key(sk, e->stream_id, e->version);
+    MDB_val k2 = {sizeof sk, sk}, v2 = {8, kb};
+    if (!rc) rc = mdb_put(txn, st->sindex, &k2, &v2, 0);
+    if (rc) {
+        return map_err(rc);
+    }
+    bool is_new;
+    struct row_acc *ra = strmap_put(rows, ev->stream.ptr, ev->stream.len, &is_new);
+    if (is_new && e->version > 1) {
+        int err = get_row(txn, st, ev->stream, &ra->row);
+        if (err) {
+            return err == ERR_NOTFOUND ? ERR(ERR_CORRUPT) : err;
+        }
+    }
+    if (e->version == 1) {
+        ra->row.id = e->stream_id;
+        ra->row.first_pos = p;
+        ra->row.created_us = ev->recorded_us;
+    }
+    ra->row.version = e->version;
+    ra->row.last_pos = p;
+    ra->row.updated_us = ev->recorded_us;
+    return 0;
+}
+
+static int put_rows(MDB_txn *txn, struct store *st, struct strmap *rows, uint64_t *max_id)
+{
+    size_t it = 0;
+    const char *key;
+    size_t klen;
+    void *val;
+    while (strmap_next(rows, &it, &key, &klen, &val)) {
+        struct row_acc *ra = val;
+        uint8_t enc[STREAM_REC_BYTES];
+        codec_stream_encode(&ra->row, enc);
+        MDB_val k = {klen, (void *)key}, v = {sizeof enc, enc};
+        int rc = mdb_put(txn, st->streams, &k, &v, 0);
+        if (rc) {
+            return map_err(rc);
+        }
+        if (ra->row.id > *max_id) {
+            *max_id = ra->row.id;
+        }
+    }
+    return 0;
+}
+
+/* Indexes positions (from - 1, to] in one durable LMDB transaction. */
+static int index_range(struct store *st, uint64_t from, uint64_t to)
 {
     MDB_txn *txn;
     int rc = mdb_txn_begin(st->env, NULL, 0, &txn);
     if (rc) {
         return map_err(rc);
     }
-    unsigned flags = create ? MDB_CREATE : 0;
-    rc = mdb_dbi_open(txn, "events", flags, &st->events);
-    if (!rc) rc = mdb_dbi_open(txn, "sindex", flags, &st->sindex);
-    if (!rc) rc = mdb_dbi_open(txn, "streams", flags, &st->streams);
-    if (!rc) rc = mdb_dbi_open(txn, "meta", flags, &st->meta);
-    if (rc) {
-        mdb_txn_abort(txn);
-        return rc == MDB_NOTFOUND ? ERR_NOTFOUND : map_err(rc);
+    struct strmap rows;
+    strmap_init(&rows, sizeof(struct row_acc));
+    struct head_rec h;
+    int err = get_head(txn, st, &h);
+    struct event_rec ev;
+    for (uint64_t p = from; !err && p <= to; p++) {
+        err = index_event(txn, st, &rows, p, entry_at(st, p), &ev);
     }
-    MDB_val k = {sizeof HEAD_KEY - 1, (void *)HEAD_KEY};
-    MDB_val v;
-    rc = mdb_get(txn, st->meta, &k, &v);
-    if (rc == MDB_NOTFOUND && create) {
-        struct head_rec h = {.format = STORE_FORMAT_VERSION, .created_us = time_now_us()};
-        uint8_t enc[HEAD_REC_BYTES];
-        codec_head_encode(&h, enc);
-        v.mv_size = sizeof enc;
-        v.mv_data = enc;
-        rc = mdb_put(txn, st->meta, &k, &v, 0);
-    } else if (rc == 0) {
-        struct head_rec h;
-        if (codec_head_decode(v.mv_data, v.mv_size, &h)) {
-            mdb_txn_abort(txn);
-            return ERR(ERR_CORRUPT);
-        }
+    if (!err) {
+        const struct tail_entry *last = entry_at(st, to);
+        h.position = to;
+        memcpy(h.hash, ev.hash, sizeof h.hash);
+        h.log_end = last->offset + last->len;
+        err = put_rows(txn, st, &rows, &h.stream_count);
     }
-    if (rc) {
+    if (!err) err = put_head(txn, st, &h);
+    strmap_fini(&rows);
+    if (err) {
         mdb_txn_abort(txn);
-        return map_err(rc);
+        return err;
     }
     return map_err(mdb_txn_commit(txn));
+}
+
+/* Frees tail chunks wholly at or below upto and publishes the new indexed position. */
+static void trim_tail(struct store *st, uint64_t upto)
+{
+    pthread_rwlock_wrlock(&st->tail_lock);
+    uint64_t old = __atomic_load_n(&st->indexed, __ATOMIC_ACQUIRE);
+    for (uint64_t c = old / TAIL_CHUNK; (c + 1) * TAIL_CHUNK <= upto; c++) {
+        struct tail_entry **slot = &st->chunks[c % TAIL_CHUNKS];
+        free(*slot);
+        *slot = NULL;
+    }
+    __atomic_store_n(&st->indexed, upto, __ATOMIC_RELEASE);
+    pthread_rwlock_unlock(&st->tail_lock);
+}
+
+/* Waits until there is work: enough events, old enough events, or stopping. Returns the
+ * position to index up to (== indexed when there is nothing to do). */
+static uint64_t await_work(struct store *st, bool *stop)
+{
+    pthread_mutex_lock(&st->mu);
+    uint64_t waited_ms = 0;
+    for (;;) {
+        uint64_t pub = __atomic_load_n(&st->published, __ATOMIC_ACQUIRE);
+        uint64_t idx = __atomic_load_n(&st->indexed, __ATOMIC_ACQUIRE);
+        *stop = st->stopping;
+        if (*stop || pub - idx >= INDEX_BATCH || (pub > idx && waited_ms >= INDEX_DELAY_MS)) {
+            pthread_mutex_unlock(&st->mu);
+            return pub;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)INDEX_DELAY_MS * 1000000u;
+        ts.tv_sec += (time_t)(ns / 1000000000u);
+        ts.tv_nsec = (long)(ns % 1000000000u);
+        pthread_cond_timedwait(&st->cv, &st->mu, &ts);
+        waited_ms = pub > idx ? waited_ms + INDEX_DELAY_MS : 0;
+    }
+}
+
+static void *indexer_main(void *arg)
+{
+    struct store *st = arg;
+    for (;;) {
+        bool stop;
+        uint64_t target = await_work(st, &stop);
+        uint64_t idx = __atomic_load_n(&st->indexed, __ATOMIC_ACQUIRE);
+        if (target > idx) {
+            int rc = index_range(st, idx + 1, target);
+            if (rc) {
+                log_error("%s: indexing positions %llu..%llu failed: %s; will retry", st->dir,
+                          (unsigned long long)idx + 1, (unsigned long long)target, err_name(rc));
+                if (stop) {
+                    break;
+                }
+                usleep(200000);
+                continue;
+            }
+            trim_tail(st, target);
+            pthread_mutex_lock(&st->mu);
+            pthread_cond_broadcast(&st->cv);
+            pthread_mutex_unlock(&st->mu);
+        } else if (stop) {
+            break;
+        }
+    }
+    return NULL;
+}
+
+/* ---- open and close ---- */
+
+static void store_free(struct store *st)
+{
+    if (st->env) {
+        mdb_env_close(st->env);
+    }
+    log_close(st->log);
+    for (int i = 0; i < TAIL_CHUNKS; i++) {
+        free(st->chunks[i]);
+    }
+    strmap_fini(&st->states);
+    buf_fini(&st->wbuf);
+    pthread_rwlock_destroy(&st->tail_lock);
+    pthread_mutex_destroy(&st->mu);
+    pthread_cond_destroy(&st->cv);
+    free(st->dir);
+    free(st);
+}
+
+static struct store *store_alloc(const char *dir, uint64_t map_bytes)
+{
+    struct store *st = xcalloc(1, sizeof(*st));
+    st->dir = xstrndup(dir, strlen(dir));
+    st->map_bytes = map_bytes;
+    pthread_rwlock_init(&st->tail_lock, NULL);
+    pthread_mutex_init(&st->mu, NULL);
+    pthread_cond_init(&st->cv, NULL);
+    strmap_init(&st->states, sizeof(struct stream_rec));
+    st->evict_at = MAP_EVICT_AT;
+    buf_init(&st->wbuf);
+    return st;
+}
+
+static int open_log(struct store *st)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/events.log", st->dir);
+    return log_open(path, st->map_bytes, &st->log);
+}
+
+static int read_index_head(struct store *st, struct head_rec *h)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
+    if (rc) {
+        return map_err(rc);
+    }
+    rc = get_head(txn, st, h);
+    mdb_txn_abort(txn);
+    return rc;
 }
 
 int store_open(const char *dir, uint64_t map_bytes, bool create, struct store **out)
@@ -103,19 +630,28 @@ int store_open(const char *dir, uint64_t map_bytes, bool create, struct store **
     if (!create && access(path, F_OK) != 0) {
         return ERR_NOTFOUND;
     }
-    struct store *st = xcalloc(1, sizeof(*st));
-    int rc = mdb_env_create(&st->env);
-    if (!rc) rc = mdb_env_set_maxdbs(st->env, 8);
-    if (!rc) rc = mdb_env_set_maxreaders(st->env, 1024);
-    if (!rc) rc = mdb_env_set_mapsize(st->env, (size_t)map_bytes);
-    if (!rc) rc = mdb_env_open(st->env, dir, MDB_NOTLS | MDB_NORDAHEAD, 0640);
-    int err = rc ? map_err(rc) : open_tables(st, create);
-    if (err) {
-        mdb_env_close(st->env);
-        free(st);
-        return err;
+    struct store *st = store_alloc(dir, map_bytes);
+    struct head_rec h;
+    int rc = open_env(st, create, false);
+    if (!rc) rc = open_log(st);
+    if (!rc) rc = read_index_head(st, &h);
+    if (!rc && h.log_end > log_file_bytes(st->log)) {
+        log_error("%s: the index reaches past the end of the event log", dir);
+        rc = ERR(ERR_CORRUPT);
     }
-    st->dir = xstrndup(dir, strlen(dir));
+    if (!rc) {
+        st->head.created_us = h.created_us;
+        __atomic_store_n(&st->indexed, h.position, __ATOMIC_RELEASE);
+        rc = recover_tail(st, &h);
+    }
+    if (!rc && pthread_create(&st->indexer, NULL, indexer_main, st) != 0) {
+        rc = ERR(ERR_IO);
+    }
+    if (rc) {
+        store_free(st);
+        return rc;
+    }
+    st->has_indexer = true;
     *out = st;
     return 0;
 }
@@ -125,16 +661,21 @@ void store_close(struct store *st)
     if (!st) {
         return;
     }
-    mdb_env_close(st->env);
-    free(st->dir);
-    free(st);
+    if (st->has_indexer) {
+        pthread_mutex_lock(&st->mu);
+        st->stopping = true;
+        pthread_cond_broadcast(&st->cv);
+        pthread_mutex_unlock(&st->mu);
+        pthread_join(st->indexer, NULL);
+    }
+    store_free(st);
 }
 
 int store_remove_files(const char *dir)
 {
-    static const char *files[] = {"data.mdb", "lock.mdb"};
+    static const char *files[] = {"data.mdb", "lock.mdb", "events.log"};
     char path[4096];
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 3; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, files[i]);
         if (unlink(path) != 0 && errno != ENOENT) {
             return ERR(ERR_IO);
@@ -155,201 +696,378 @@ int store_stats(struct store *st, struct store_stats *out)
     MDB_stat ms;
     mdb_env_info(st->env, &info);
     mdb_env_stat(st->env, &ms);
-    out->file_bytes = (uint64_t)sb.st_size;
-    out->used_bytes = (uint64_t)(info.me_last_pgno + 1) * ms.ms_psize;
+    uint64_t pub = __atomic_load_n(&st->published, __ATOMIC_ACQUIRE);
+    uint64_t log_used = 0;
+    pthread_rwlock_rdlock(&st->tail_lock);
+    uint64_t idx = __atomic_load_n(&st->indexed, __ATOMIC_ACQUIRE);
+    if (pub > idx) {
+        const struct tail_entry *e = entry_at(st, pub);
+        log_used = e->offset + e->len;
+    }
+    pthread_rwlock_unlock(&st->tail_lock);
+    if (!log_used) {
+        struct head_rec h;
+        if (read_index_head(st, &h) == 0) {
+            log_used = h.log_end;
+        }
+    }
+    out->file_bytes = (uint64_t)sb.st_size + log_file_bytes(st->log);
+    out->used_bytes = (uint64_t)(info.me_last_pgno + 1) * ms.ms_psize + log_used;
+    out->indexed = idx;
+    out->streams = __atomic_load_n(&st->streams_pub, __ATOMIC_ACQUIRE);
+    out->created_us = st->created_us;
+    out->syncs = __atomic_load_n(&st->syncs, __ATOMIC_RELAXED);
+    out->sync_ns = __atomic_load_n(&st->sync_ns, __ATOMIC_RELAXED);
     return 0;
 }
 
-int store_txn_begin(struct store *st, bool is_write, struct store_txn **out)
+/* ---- the writer ---- */
+
+void store_head(const struct store *st, struct store_head *out)
 {
-    MDB_txn *t;
-    int rc = mdb_txn_begin(st->env, NULL, is_write ? 0 : MDB_RDONLY, &t);
-    if (rc) {
-        return map_err(rc);
+    *out = st->head;
+}
+
+/* Waits until the tail has room for n more events (the indexer is behind). */
+static void await_room(struct store *st, size_t n)
+{
+    uint64_t cap = (uint64_t)(TAIL_CHUNKS - 2) * TAIL_CHUNK;
+    if (st->head.position + n - __atomic_load_n(&st->indexed, __ATOMIC_ACQUIRE) <= cap) {
+        return;
     }
-    struct store_txn *txn = xmalloc(sizeof(*txn));
-    txn->st = st;
-    txn->txn = t;
-    txn->is_write = is_write;
-    *out = txn;
+    log_warn("%s: the indexer is %llu events behind; appends wait for it", st->dir,
+             (unsigned long long)(st->head.position - st->indexed));
+    pthread_mutex_lock(&st->mu);
+    while (st->head.position + n - __atomic_load_n(&st->indexed, __ATOMIC_ACQUIRE) > cap) {
+        pthread_cond_broadcast(&st->cv);
+        pthread_cond_wait(&st->cv, &st->mu);
+    }
+    pthread_mutex_unlock(&st->mu);
+}
+
+/* Drops writer states of streams whose events are all indexed (LMDB has them current). */
+static void evict_states(struct store *st)
+{
+    uint64_t idx = __atomic_load_n(&st->indexed, __ATOMIC_ACQUIRE);
+    struct strmap keep;
+    strmap_init(&keep, sizeof(struct stream_rec));
+    size_t it = 0;
+    const char *key;
+    size_t klen;
+    void *val;
+    while (strmap_next(&st->states, &it, &key, &klen, &val)) {
+        const struct stream_rec *s = val;
+        if (s->last_pos > idx) {
+            *(struct stream_rec *)strmap_put(&keep, key, klen, NULL) = *s;
+        }
+    }
+    strmap_fini(&st->states);
+    st->states = keep;
+    st->evict_at = keep.count * 2 > MAP_EVICT_AT ? keep.count * 2 : MAP_EVICT_AT;
+}
+
+/* Encodes the batch's frames into wbuf, chaining hashes from the head. */
+static void encode_batch(struct store *st, struct event_rec *evs, size_t n, uint32_t *lens)
+{
+    buf_reset(&st->wbuf);
+    const uint8_t *prev = st->head.hash;
+    for (size_t i = 0; i < n; i++) {
+        size_t len = codec_record_size(&evs[i]);
+        buf_reserve(&st->wbuf, LOG_FRAME_HEADER + len);
+        uint8_t *w = (uint8_t *)st->wbuf.ptr + st->wbuf.len;
+        be32_put(w, (uint32_t)len);
+        codec_record_encode(&evs[i], prev, w + LOG_FRAME_HEADER);
+        st->wbuf.len += LOG_FRAME_HEADER + len;
+        lens[i] = (uint32_t)len;
+        prev = evs[i].hash;
+    }
+}
+
+int store_append(struct store *st, struct event_rec *evs, size_t n)
+{
+    if (st->failed) {
+        return ERR(ERR_IO);
+    }
+    await_room(st, n);
+    uint64_t *ids = xmalloc(n * sizeof(*ids));
+    uint32_t *lens = xmalloc(n * sizeof(*lens));
+    struct strmap fresh;
+    strmap_init(&fresh, sizeof(uint64_t));
+    uint64_t next_id = st->head.stream_count;
+    int rc = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        rc = resolve_id(st, &fresh, &evs[i], &next_id, &ids[i]);
+    }
+    strmap_fini(&fresh);
+    uint64_t off = 0;
+    uint64_t end_before = log_end(st->log);
+    if (!rc) {
+        encode_batch(st, evs, n, lens);
+        rc = log_write(st->log, st->wbuf.ptr, st->wbuf.len, &off);
+    }
+    if (!rc) {
+        uint64_t t0 = time_mono_ns();
+        rc = log_sync(st->log);
+        __atomic_add_fetch(&st->sync_ns, time_mono_ns() - t0, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&st->syncs, 1, __ATOMIC_RELAXED);
+        if (rc) {
+            st->failed = true; /* the kernel may have dropped what failed to sync */
+            log_set_end(st->log, end_before);
+            log_error("%s: fdatasync of the event log failed; appends refused until restart",
+                      st->dir);
+        }
+    }
+    if (!rc) {
+        for (size_t i = 0; i < n; i++) {
+            note_event(st, &evs[i], ids[i], off + LOG_FRAME_HEADER, lens[i]);
+            off += LOG_FRAME_HEADER + lens[i];
+        }
+        st->head.position = evs[n - 1].position;
+        memcpy(st->head.hash, evs[n - 1].hash, HASH_SHA256_LEN);
+        st->head.stream_count = next_id;
+        __atomic_store_n(&st->streams_pub, next_id, __ATOMIC_RELEASE);
+        __atomic_store_n(&st->published, st->head.position, __ATOMIC_RELEASE);
+        if (st->head.position - __atomic_load_n(&st->indexed, __ATOMIC_ACQUIRE) >= INDEX_BATCH) {
+            pthread_mutex_lock(&st->mu);
+            pthread_cond_broadcast(&st->cv);
+            pthread_mutex_unlock(&st->mu);
+        }
+        if (st->states.count > st->evict_at) {
+            evict_states(st);
+        }
+    }
+    free(ids);
+    free(lens);
+    return rc;
+}
+
+/* ---- readers ---- */
+
+int store_read_begin(struct store *st, struct store_reader **out)
+{
+    struct store_reader *r = xmalloc(sizeof(*r));
+    r->st = st;
+    pthread_rwlock_rdlock(&st->tail_lock);
+    uint64_t pub = __atomic_load_n(&st->published, __ATOMIC_ACQUIRE);
+    int rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &r->txn);
+    struct head_rec h;
+    int err = rc ? map_err(rc) : get_head(r->txn, st, &h);
+    if (err) {
+        if (!rc) {
+            mdb_txn_abort(r->txn);
+        }
+        pthread_rwlock_unlock(&st->tail_lock);
+        free(r);
+        return err;
+    }
+    r->indexed = h.position;
+    r->head = pub > h.position ? pub : h.position;
+    *out = r;
     return 0;
 }
 
-int store_txn_commit(struct store_txn *txn)
+void store_read_end(struct store_reader *r)
 {
-    int rc = mdb_txn_commit(txn->txn);
-    free(txn);
-    return map_err(rc);
-}
-
-void store_txn_abort(struct store_txn *txn)
-{
-    if (txn) {
-        mdb_txn_abort(txn->txn);
-        free(txn);
+    if (!r) {
+        return;
     }
+    mdb_txn_abort(r->txn);
+    pthread_rwlock_unlock(&r->st->tail_lock);
+    free(r);
 }
 
-int store_get_head(struct store_txn *txn, struct head_rec *out)
+uint64_t store_reader_head(const struct store_reader *r)
 {
-    MDB_val k = {sizeof HEAD_KEY - 1, (void *)HEAD_KEY};
-    MDB_val v;
-    int rc = mdb_get(txn->txn, txn->st->meta, &k, &v);
+    return r->head;
+}
+
+/* Finds where the record of pos is: the tail past the snapshot's index, else the pos table. */
+static int locate(struct store_reader *r, uint64_t pos, const uint8_t **rec, uint32_t *len)
+{
+    if (pos < 1 || pos > r->head) {
+        return ERR_NOTFOUND;
+    }
+    uint64_t off;
+    if (pos > r->indexed) {
+        const struct tail_entry *e = entry_at(r->st, pos);
+        off = e->offset;
+        *len = e->len;
+    } else {
+        int rc = get_pos(r->txn, r->st, pos, &off, len);
+        if (rc) {
+            return rc == ERR_NOTFOUND ? ERR(ERR_CORRUPT) : rc;
+        }
+    }
+    *rec = log_at(r->st->log, off, *len);
+    return *rec ? 0 : ERR(ERR_CORRUPT);
+}
+
+static int emit(struct store_reader *r, uint64_t pos, store_event_fn *fn, void *arg)
+{
+    const uint8_t *rec;
+    uint32_t len;
+    int rc = locate(r, pos, &rec, &len);
     if (rc) {
-        return rc == MDB_NOTFOUND ? ERR(ERR_CORRUPT) : map_err(rc);
+        return rc;
     }
-    return codec_head_decode(v.mv_data, v.mv_size, out);
-}
-
-int store_get_stream(struct store_txn *txn, struct slice name, struct stream_rec *out)
-{
-    MDB_val k = {name.len, (void *)name.ptr};
-    MDB_val v;
-    int rc = mdb_get(txn->txn, txn->st->streams, &k, &v);
-    if (rc) {
-        return map_err(rc);
-    }
-    return codec_stream_decode(v.mv_data, v.mv_size, out);
-}
-
-static int emit(MDB_val *v, store_event_fn *fn, void *arg)
-{
     struct event_rec ev;
-    int rc = codec_record_decode(v->mv_data, v->mv_size, &ev);
+    rc = codec_record_decode(rec, len, &ev);
+    if (!rc && ev.position != pos) {
+        rc = ERR(ERR_CORRUPT);
+    }
     return rc ? rc : fn(arg, &ev);
 }
 
-int store_get_event(struct store_txn *txn, uint64_t pos, store_event_fn *fn, void *arg)
+int store_get_event(struct store_reader *r, uint64_t pos, store_event_fn *fn, void *arg)
 {
-    uint8_t kb[8];
-    be64_put(kb, pos);
-    MDB_val k = {8, kb};
-    MDB_val v;
-    int rc = mdb_get(txn->txn, txn->st->events, &k, &v);
-    if (rc) {
-        return map_err(rc);
-    }
-    rc = emit(&v, fn, arg);
+    int rc = emit(r, pos, fn, arg);
     return rc > 0 ? 0 : rc;
 }
 
-int store_scan_log(struct store_txn *txn, uint64_t from, bool backward, size_t limit,
+int store_scan_log(struct store_reader *r, uint64_t from, bool backward, size_t limit,
                    store_event_fn *fn, void *arg)
 {
-    MDB_cursor *cur;
-    int rc = mdb_cursor_open(txn->txn, txn->st->events, &cur);
-    if (rc) {
-        return map_err(rc);
+    if (backward && from > r->head) {
+        from = r->head;
     }
-    uint8_t kb[8];
-    be64_put(kb, from);
-    MDB_val k = {8, kb};
-    MDB_val v;
-    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-    if (backward) {
-        if (rc == MDB_NOTFOUND) {
-            rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
-        } else if (rc == 0 && be64_get(k.mv_data) > from) {
-            rc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
+    if (from < 1) {
+        from = 1;
+        if (backward) {
+            return 0;
         }
     }
-    size_t n = 0;
-    int err = 0;
-    while (rc == 0 && n < limit) {
-        err = emit(&v, fn, arg);
-        if (err) {
-            break;
-        }
-        n++;
-        rc = mdb_cursor_get(cur, &k, &v, backward ? MDB_PREV : MDB_NEXT);
-    }
-    mdb_cursor_close(cur);
-    if (err) {
-        return err > 0 ? 0 : err;
-    }
-    return rc == 0 || rc == MDB_NOTFOUND ? 0 : map_err(rc);
-}
-
-int store_scan_stream(struct store_txn *txn, const struct stream_rec *s, uint64_t from,
-                      bool backward, size_t limit, store_event_fn *fn, void *arg)
-{
-    MDB_cursor *cur;
-    int rc = mdb_cursor_open(txn->txn, txn->st->sindex, &cur);
-    if (rc) {
-        return map_err(rc);
-    }
-    uint64_t v_at = from;
-    int err = 0;
-    for (size_t n = 0; n < limit && v_at >= 1 && v_at <= s->version; n++) {
-        uint8_t kb[STREAM_KEY_BYTES];
-        codec_stream_key(kb, s->id, v_at);
-        MDB_val k = {sizeof kb, kb};
-        MDB_val pv;
-        rc = mdb_cursor_get(cur, &k, &pv, MDB_SET_KEY);
-        if (rc || pv.mv_size != 8) {
-            err = rc == 0 || rc == MDB_NOTFOUND ? ERR(ERR_CORRUPT) : map_err(rc);
-            break;
-        }
-        MDB_val ek = {8, pv.mv_data};
-        MDB_val ev;
-        rc = mdb_get(txn->txn, txn->st->events, &ek, &ev);
+    uint64_t p = from;
+    for (size_t n = 0; n < limit && p >= 1 && p <= r->head; n++) {
+        int rc = emit(r, p, fn, arg);
         if (rc) {
-            err = rc == MDB_NOTFOUND ? ERR(ERR_CORRUPT) : map_err(rc);
-            break;
+            return rc > 0 ? 0 : rc;
         }
-        err = emit(&ev, fn, arg);
-        if (err) {
-            err = err > 0 ? 0 : err;
-            break;
-        }
-        v_at = backward ? v_at - 1 : v_at + 1;
+        p = backward ? p - 1 : p + 1;
     }
-    mdb_cursor_close(cur);
-    return err;
+    return 0;
 }
 
-int store_put_stream(struct store_txn *txn, struct slice name, const struct stream_rec *s)
+/* True when the tail entry at pos belongs to the stream called name. */
+static bool tail_is(struct store_reader *r, uint64_t pos, uint64_t h, struct slice name,
+                    struct event_rec *ev)
 {
-    uint8_t enc[STREAM_REC_BYTES];
-    codec_stream_encode(s, enc);
-    MDB_val k = {name.len, (void *)name.ptr};
-    MDB_val v = {sizeof enc, enc};
-    return map_err(mdb_put(txn->txn, txn->st->streams, &k, &v, 0));
+    const struct tail_entry *e = entry_at(r->st, pos);
+    if (e->name_hash != h) {
+        return false;
+    }
+    const uint8_t *rec = log_at(r->st->log, e->offset, e->len);
+    return rec && codec_record_decode(rec, e->len, ev) == 0 && ev->stream.len == name.len &&
+           memcmp(ev->stream.ptr, name.ptr, name.len) == 0;
 }
 
-int store_put_event(struct store_txn *txn, const uint8_t *rec, size_t n, uint64_t position,
-                    uint64_t stream_id, uint64_t version)
+int store_reader_stream(struct store_reader *r, struct slice name, struct stream_rec *out)
 {
-    uint8_t kb[8];
-    be64_put(kb, position);
-    MDB_val k = {8, kb};
-    MDB_val v = {n, (void *)rec};
-    int rc = mdb_put(txn->txn, txn->st->events, &k, &v, MDB_APPEND);
-    if (rc) {
-        return rc == MDB_KEYEXIST ? ERR(ERR_CORRUPT) : map_err(rc);
+    int rc = get_row(r->txn, r->st, name, out);
+    if (rc && rc != ERR_NOTFOUND) {
+        return rc;
     }
+    bool found = rc == 0;
+    uint64_t h = strmap_hash(name.ptr, name.len);
+    struct event_rec ev;
+    for (uint64_t p = r->indexed + 1; p <= r->head; p++) {
+        if (!tail_is(r, p, h, name, &ev)) {
+            continue;
+        }
+        const struct tail_entry *e = entry_at(r->st, p);
+        if (!found) {
+            found = true;
+            out->id = e->stream_id;
+            out->first_pos = p;
+            out->created_us = ev.recorded_us;
+        }
+        out->version = e->version;
+        out->last_pos = p;
+        out->updated_us = ev.recorded_us;
+    }
+    return found ? 0 : ERR_NOTFOUND;
+}
+
+/* Position of version v of stream s from the stream index (versions the snapshot indexed). */
+static int indexed_pos(struct store_reader *r, const struct stream_rec *s, uint64_t v,
+                       uint64_t *out)
+{
     uint8_t sk[STREAM_KEY_BYTES];
-    codec_stream_key(sk, stream_id, version);
-    MDB_val k2 = {sizeof sk, sk};
-    MDB_val v2 = {8, kb};
-    return map_err(mdb_put(txn->txn, txn->st->sindex, &k2, &v2, 0));
+    codec_stream_key(sk, s->id, v);
+    MDB_val k = {sizeof sk, sk}, val;
+    int rc = mdb_get(r->txn, r->st->sindex, &k, &val);
+    if (rc) {
+        return rc == MDB_NOTFOUND ? ERR(ERR_CORRUPT) : map_err(rc);
+    }
+    if (val.mv_size != 8) {
+        return ERR(ERR_CORRUPT);
+    }
+    *out = be64_get(val.mv_data);
+    return 0;
 }
 
-int store_put_head(struct store_txn *txn, const struct head_rec *h)
+/* Collects the positions of stream s in the tail (in version order) into *out. */
+static size_t tail_positions(struct store_reader *r, const struct stream_rec *s,
+                             uint64_t **out, uint64_t *first_version)
 {
-    uint8_t enc[HEAD_REC_BYTES];
-    codec_head_encode(h, enc);
-    MDB_val k = {sizeof HEAD_KEY - 1, (void *)HEAD_KEY};
-    MDB_val v = {sizeof enc, enc};
-    return map_err(mdb_put(txn->txn, txn->st->meta, &k, &v, 0));
+    size_t n = 0, cap = 0;
+    *out = NULL;
+    if (s->last_pos <= r->indexed) {
+        return 0;
+    }
+    for (uint64_t p = r->indexed + 1; p <= r->head && p <= s->last_pos; p++) {
+        const struct tail_entry *e = entry_at(r->st, p);
+        if (e->stream_id != s->id) {
+            continue;
+        }
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            *out = xrealloc(*out, cap * sizeof(**out));
+        }
+        if (n == 0) {
+            *first_version = e->version;
+        }
+        (*out)[n++] = p;
+    }
+    return n;
 }
 
-/* State carried through a verification walk. */
+int store_scan_stream(struct store_reader *r, struct slice name, const struct stream_rec *s,
+                      uint64_t from, bool backward, size_t limit, store_event_fn *fn, void *arg)
+{
+    (void)name;
+    if (backward && from > s->version) {
+        from = s->version;
+    }
+    uint64_t *tp;
+    uint64_t tv0 = UINT64_MAX;
+    size_t tn = tail_positions(r, s, &tp, &tv0);
+    uint64_t v = from;
+    int rc = 0;
+    for (size_t n = 0; n < limit && v >= 1 && v <= s->version; n++) {
+        uint64_t pos;
+        if (v >= tv0 && v - tv0 < tn) {
+            pos = tp[v - tv0];
+        } else {
+            rc = indexed_pos(r, s, v, &pos);
+        }
+        if (!rc) rc = emit(r, pos, fn, arg);
+        if (rc) {
+            break;
+        }
+        v = backward ? v - 1 : v + 1;
+    }
+    free(tp);
+    return rc > 0 ? 0 : rc;
+}
+
+/* ---- verification ---- */
+
+/* State of an offline verification walk. */
 struct verify_ctx {
-    struct store_txn *txn;              /* borrowed read transaction */
-    struct store_verify_report *rep;    /* borrowed report */
-    uint8_t prev[HASH_SHA256_LEN];      /* hash of the previous event */
-    uint64_t expect_pos;                /* next position the walk expects */
+    struct store *st;                  /* opened read-only */
+    MDB_txn *txn;                      /* read snapshot of the index */
+    struct head_rec h;                 /* index head */
+    struct store_verify_report *rep;   /* borrowed */
 };
 
 static int verify_fail(struct verify_ctx *vc, uint64_t pos, const char *problem)
@@ -359,77 +1077,85 @@ static int verify_fail(struct verify_ctx *vc, uint64_t pos, const char *problem)
     return ERR(ERR_CORRUPT);
 }
 
-static int verify_index(struct verify_ctx *vc, const struct event_rec *ev)
+/* Checks the index entries of one indexed event. */
+static int verify_indexed(struct verify_ctx *vc, const struct event_rec *ev, uint64_t rec_off,
+                          uint32_t len, uint64_t next)
 {
-    struct stream_rec s;
-    if (store_get_stream(vc->txn, ev->stream, &s) != 0 || ev->version > s.version) {
-        return verify_fail(vc, ev->position, "stream row missing or behind its events");
+    uint64_t off;
+    uint32_t plen;
+    if (get_pos(vc->txn, vc->st, ev->position, &off, &plen) != 0 || off != rec_off ||
+        plen != len) {
+        return verify_fail(vc, ev->position, "position index entry missing or wrong");
     }
-    uint8_t sk[STREAM_KEY_BYTES];
-    codec_stream_key(sk, s.id, ev->version);
-    MDB_val k = {sizeof sk, sk};
-    MDB_val v;
-    if (mdb_get(vc->txn->txn, vc->txn->st->sindex, &k, &v) != 0 || v.mv_size != 8 ||
-        be64_get(v.mv_data) != ev->position) {
+    struct stream_rec s;
+    uint64_t at;
+    struct store_reader r = {.st = vc->st, .txn = vc->txn};
+    if (get_row(vc->txn, vc->st, ev->stream, &s) != 0 || s.version < ev->version ||
+        indexed_pos(&r, &s, ev->version, &at) != 0 || at != ev->position) {
         return verify_fail(vc, ev->position, "stream index entry missing or wrong");
+    }
+    if (ev->position == vc->h.position &&
+        (memcmp(vc->h.hash, ev->hash, HASH_SHA256_LEN) != 0 || vc->h.log_end != next)) {
+        return verify_fail(vc, ev->position, "index head does not match the log");
     }
     return 0;
 }
 
 static int verify_walk(struct verify_ctx *vc)
 {
-    MDB_cursor *cur;
-    int rc = mdb_cursor_open(vc->txn->txn, vc->txn->st->events, &cur);
-    if (rc) {
-        return map_err(rc);
-    }
-    MDB_val k, v;
-    int err = 0;
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && !err;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        uint64_t pos = k.mv_size == 8 ? be64_get(k.mv_data) : 0;
-        struct event_rec ev;
-        if (pos != vc->expect_pos) {
-            err = verify_fail(vc, vc->expect_pos, "gap or disorder in positions");
-        } else if (codec_record_decode(v.mv_data, v.mv_size, &ev) != 0) {
-            err = verify_fail(vc, pos, "record checksum or layout");
-        } else if (ev.position != pos) {
-            err = verify_fail(vc, pos, "record position differs from its key");
-        } else if (!codec_record_hash_ok(v.mv_data, v.mv_size, vc->prev)) {
-            err = verify_fail(vc, pos, "hash chain broken");
-        } else {
-            err = verify_index(vc, &ev);
-            memcpy(vc->prev, ev.hash, HASH_SHA256_LEN);
-            vc->expect_pos++;
-            vc->rep->events_checked++;
+    uint64_t off = 0, pos = 1, next;
+    uint8_t prev[HASH_SHA256_LEN] = {0};
+    struct event_rec ev;
+    uint32_t len;
+    enum frame_kind k;
+    while ((k = read_frame(vc->st->log, off, &ev, &len, &next)) == FRAME_OK) {
+        const uint8_t *rec = log_at(vc->st->log, off + LOG_FRAME_HEADER, len);
+        if (ev.position != pos) {
+            return verify_fail(vc, pos, "gap or disorder in positions");
         }
+        if (!codec_record_hash_ok(rec, len, prev)) {
+            return verify_fail(vc, pos, "hash chain broken");
+        }
+        if (pos <= vc->h.position) {
+            int rc = verify_indexed(vc, &ev, off + LOG_FRAME_HEADER, len, next);
+            if (rc) {
+                return rc;
+            }
+        }
+        memcpy(prev, ev.hash, sizeof prev);
+        vc->rep->events_checked++;
+        off = next;
+        pos++;
     }
-    mdb_cursor_close(cur);
-    if (err) {
-        return err;
+    if (k == FRAME_BAD && (pos <= vc->h.position || valid_record_follows(vc->st->log, off, pos))) {
+        return verify_fail(vc, pos, "record checksum, length or layout");
     }
-    return rc == MDB_NOTFOUND ? 0 : map_err(rc);
+    if (pos - 1 < vc->h.position) {
+        return verify_fail(vc, pos, "the index covers events missing from the log");
+    }
+    vc->rep->torn_tail = k == FRAME_BAD;
+    return 0;
 }
 
-int store_verify(struct store *st, struct store_verify_report *out)
+int store_verify(const char *dir, uint64_t map_bytes, struct store_verify_report *out)
 {
     memset(out, 0, sizeof(*out));
-    struct verify_ctx vc = {.rep = out, .expect_pos = 1};
-    int rc = store_txn_begin(st, false, &vc.txn);
-    if (rc) {
-        return rc;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/data.mdb", dir);
+    if (access(path, F_OK) != 0) {
+        return ERR_NOTFOUND;
     }
-    struct head_rec h;
-    rc = store_get_head(vc.txn, &h);
-    if (rc) {
-        verify_fail(&vc, 0, "head record unreadable");
-    } else {
-        rc = verify_walk(&vc);
+    struct verify_ctx vc = {.st = store_alloc(dir, map_bytes), .rep = out};
+    int rc = open_env(vc.st, false, true);
+    if (!rc) rc = open_log(vc.st);
+    if (!rc) rc = map_err(mdb_txn_begin(vc.st->env, NULL, MDB_RDONLY, &vc.txn));
+    if (!rc) {
+        rc = get_head(vc.txn, vc.st, &vc.h);
+        rc = rc ? verify_fail(&vc, 0, "index head unreadable") : verify_walk(&vc);
+        mdb_txn_abort(vc.txn);
+    } else if (rc == ERR_CORRUPT) {
+        verify_fail(&vc, 0, "index unreadable");
     }
-    if (!rc && (h.position != vc.expect_pos - 1 || h.event_count != out->events_checked ||
-                memcmp(h.hash, vc.prev, HASH_SHA256_LEN) != 0)) {
-        rc = verify_fail(&vc, h.position, "head record does not match the log");
-    }
-    store_txn_abort(vc.txn);
+    store_free(vc.st);
     return rc;
 }

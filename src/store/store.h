@@ -1,10 +1,14 @@
-/* The embedded storage backend: one LMDB environment per database directory. The only module
- * that includes lmdb.h. Layout and formats: docs/design/storage.md.
+/* The embedded storage backend of one database: an append-only event log file (the durable
+ * record of every event, log.h) plus an LMDB index (the only code that includes lmdb.h) that a
+ * background indexer brings up to date. Layout and formats: docs/design/storage.md.
  *
- * Threads: a struct store is shared by all threads. Read transactions may be opened on any
- * thread (MDB_NOTLS) and never wait for the writer; a write transaction belongs to the single
- * writer thread of its database. After any error inside a write transaction, only
- * store_txn_abort() is legal. */
+ * Write path (one writer thread): store_append() writes the batch's frames to the log and
+ * fdatasyncs it once; on return the events are durable and visible to readers. They are
+ * indexed into LMDB later, in bigger transactions, by the store's indexer thread; until then a
+ * readers' tail (in memory) covers them, and recovery rebuilds the tail from the log.
+ *
+ * Readers (any thread) take a struct store_reader: one LMDB snapshot plus the tail, so a read
+ * sees every event up to one head position. Readers never wait for the writer. */
 #ifndef STORE_STORE_H
 #define STORE_STORE_H
 
@@ -16,68 +20,86 @@
 #include "util/buf.h"
 
 struct store;
-struct store_txn;
+struct store_reader;
 
 /* Sizes of a database on disk. */
 struct store_stats {
-    uint64_t file_bytes; /* size of the data file */
-    uint64_t used_bytes; /* pages in use times page size */
+    uint64_t file_bytes;  /* log file + index file sizes */
+    uint64_t used_bytes;  /* log bytes in use + index pages in use */
+    uint64_t indexed;     /* position the LMDB index covers */
+    uint64_t streams;     /* streams created */
+    int64_t created_us;   /* database creation time */
+    uint64_t syncs;       /* log syncs (one per appended batch) since open */
+    uint64_t sync_ns;     /* time spent in them */
 };
 
-/* Opens (creating when create is true) the store in directory dir, with a map of at most
- * map_bytes. Returns 0, ERR_NOTFOUND (no such store and !create), ERR_CORRUPT (head record
- * damaged or other format) or ERR_IO. *out is owned by the caller: store_close() it. */
+/* The writer's view of the database head. */
+struct store_head {
+    uint64_t position;                /* newest durable position (0 = empty) */
+    uint8_t hash[HASH_SHA256_LEN];    /* chain hash at position */
+    uint64_t stream_count;            /* streams created */
+    int64_t created_us;               /* database creation time */
+};
+
+/* Opens (creating when create is true) the store in directory dir; the log may grow to
+ * map_bytes. Recovers the tail of the log past the index, wiping a torn, unacknowledged last
+ * write, and starts the indexer. Returns 0, ERR_NOTFOUND (no store and !create), ERR_CORRUPT
+ * (the log or index is damaged before its tail) or ERR_IO. */
 int store_open(const char *dir, uint64_t map_bytes, bool create, struct store **out);
-/* Closes the environment. No transaction may be open. NULL is a no-op. */
+/* Indexes what is left, stops the indexer and closes. No reader may be open. NULL is a no-op. */
 void store_close(struct store *st);
-/* Removes the store's files and its directory. The store must be closed. Returns 0 or ERR_IO. */
+/* Removes the store's files and directory. The store must be closed. Returns 0 or ERR_IO. */
 int store_remove_files(const char *dir);
 int store_stats(struct store *st, struct store_stats *out);
 
-/* Begins a transaction. Read transactions see one consistent snapshot. Returns 0, ERR_IO. */
-int store_txn_begin(struct store *st, bool is_write, struct store_txn **out);
-/* Commits (write) or ends (read) txn; txn is gone afterwards either way. A write commit is
- * durable (fsync) when it returns 0. Returns 0, ERR_NOSPACE or ERR_IO. */
-int store_txn_commit(struct store_txn *txn);
-void store_txn_abort(struct store_txn *txn);
+/* ---- writer thread only ---- */
 
-/* Reads the head record. Returns 0 or ERR_CORRUPT/ERR_IO. */
-int store_get_head(struct store_txn *txn, struct head_rec *out);
-/* Looks a stream up by name. Returns 0, ERR_NOTFOUND, ERR_CORRUPT or ERR_IO. */
-int store_get_stream(struct store_txn *txn, struct slice name, struct stream_rec *out);
+void store_head(const struct store *st, struct store_head *out);
+/* The current state of a stream, including events not yet indexed. Returns 0, ERR_NOTFOUND,
+ * ERR_CORRUPT or ERR_IO. */
+int store_stream_state(struct store *st, struct slice name, struct stream_rec *out);
+/* Appends events (positions head+1.., versions and every field set; hash is filled in) to the
+ * log and syncs once. On 0 they are durable and readable. On error nothing is visible; after a
+ * failed sync the store refuses further appends (ERR_IO) until reopened, since the kernel may
+ * have dropped the unsynced pages. Returns 0, ERR_NOSPACE or ERR_IO. */
+int store_append(struct store *st, struct event_rec *evs, size_t n);
 
-/* Called once per event during a scan. ev borrows from the store: valid only during the call.
- * Return 0 to continue, 1 to stop, or a negative ERR_* to stop and fail the scan. */
+/* ---- readers, any thread ---- */
+
+/* Opens a consistent view. Returns 0 or ERR_IO. End it with store_read_end. */
+int store_read_begin(struct store *st, struct store_reader **out);
+void store_read_end(struct store_reader *r);
+/* The newest position in this view (0 = empty). */
+uint64_t store_reader_head(const struct store_reader *r);
+/* A stream's state in this view. Returns 0, ERR_NOTFOUND, ERR_CORRUPT or ERR_IO. */
+int store_reader_stream(struct store_reader *r, struct slice name, struct stream_rec *out);
+
+/* Called once per event. ev borrows from the store: valid until store_read_end.
+ * Return 0 to continue, 1 to stop, or a negative ERR_* to fail the scan. */
 typedef int store_event_fn(void *arg, const struct event_rec *ev);
 
-/* Calls fn for up to limit events of the stream, from version from (inclusive) towards newer
- * (or older when backward). Returns 0, or the callback's or a storage error. */
-int store_scan_stream(struct store_txn *txn, const struct stream_rec *s, uint64_t from,
-                      bool backward, size_t limit, store_event_fn *fn, void *arg);
+/* Calls fn for up to limit events of stream s (as returned by store_reader_stream for name),
+ * from version from (inclusive) towards newer, or older when backward. */
+int store_scan_stream(struct store_reader *r, struct slice name, const struct stream_rec *s,
+                      uint64_t from, bool backward, size_t limit, store_event_fn *fn, void *arg);
 /* Same over the whole log in position order, from position from (inclusive). */
-int store_scan_log(struct store_txn *txn, uint64_t from, bool backward, size_t limit,
+int store_scan_log(struct store_reader *r, uint64_t from, bool backward, size_t limit,
                    store_event_fn *fn, void *arg);
-/* Calls fn for the event at position pos. Returns 0, ERR_NOTFOUND, ERR_CORRUPT or ERR_IO. */
-int store_get_event(struct store_txn *txn, uint64_t pos, store_event_fn *fn, void *arg);
-
-/* Write transaction only. Writes/overwrites a stream row. Returns 0, ERR_NOSPACE or ERR_IO. */
-int store_put_stream(struct store_txn *txn, struct slice name, const struct stream_rec *s);
-/* Writes an encoded event record at its position and its stream index entry. Positions must
- * increase across calls. Returns 0, ERR_NOSPACE or ERR_IO. */
-int store_put_event(struct store_txn *txn, const uint8_t *rec, size_t n, uint64_t position,
-                    uint64_t stream_id, uint64_t version);
-int store_put_head(struct store_txn *txn, const struct head_rec *h);
+/* Calls fn for the event at pos. Returns 0, ERR_NOTFOUND, ERR_CORRUPT or ERR_IO. */
+int store_get_event(struct store_reader *r, uint64_t pos, store_event_fn *fn, void *arg);
 
 /* Result of store_verify. */
 struct store_verify_report {
-    uint64_t events_checked;  /* records read */
+    uint64_t events_checked;  /* records that passed */
     uint64_t first_bad;       /* first position that failed (0 = none) */
     const char *problem;      /* static text naming the first failure, or NULL */
+    bool torn_tail;           /* an unacknowledged partial write follows the last event */
 };
 
-/* Walks the whole log: every record's CRC, the hash chain, gap-free positions, each event's
- * stream index entry, and the head record. Returns 0 when intact, ERR_CORRUPT (report filled)
- * or ERR_IO. */
-int store_verify(struct store *st, struct store_verify_report *out);
+/* Walks the whole log: frames, CRCs, gap-free positions, the hash chain; and the index: every
+ * indexed event's position and stream entries, and the index head. Works on a closed store
+ * directory (the server stopped). Returns 0 when intact, ERR_CORRUPT (report filled),
+ * ERR_NOTFOUND or ERR_IO. */
+int store_verify(const char *dir, uint64_t map_bytes, struct store_verify_report *out);
 
 #endif

@@ -118,7 +118,7 @@ TEST(stream_and_head_round_trip)
     ASSERT_EQ(o.last_pos, 50);
     ASSERT_EQ(o.updated_us, 222);
     ASSERT_EQ(codec_stream_decode(enc, 47, &o), ERR_CORRUPT);
-    struct head_rec h = {.format = STORE_FORMAT_VERSION, .position = 77, .event_count = 77,
+    struct head_rec h = {.format = STORE_FORMAT_VERSION, .position = 77, .log_end = 777,
                          .stream_count = 5, .created_us = 99};
     h.hash[0] = 0xab;
     uint8_t he[HEAD_REC_BYTES];
