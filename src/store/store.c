@@ -592,7 +592,12 @@ static struct store *store_alloc(const char *dir, uint64_t map_bytes)
     struct store *st = xcalloc(1, sizeof(*st));
     st->dir = xstrndup(dir, strlen(dir));
     st->map_bytes = map_bytes;
-    pthread_rwlock_init(&st->tail_lock, NULL);
+    pthread_rwlockattr_t attr;
+    pthread_rwlockattr_init(&attr);
+    /* Readers come and go all the time; the indexer's trim must not starve behind them. */
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&st->tail_lock, &attr);
+    pthread_rwlockattr_destroy(&attr);
     pthread_mutex_init(&st->mu, NULL);
     pthread_cond_init(&st->cv, NULL);
     strmap_init(&st->states, sizeof(struct stream_rec));
