@@ -92,9 +92,21 @@ int parse_json_object(struct slice body, void **out, struct parse_error *err)
         return fail(err, 400, "invalid_json", NULL, "JSON nesting deeper than %d levels",
                     LIMIT_JSON_DEPTH);
     }
+    const char *nul = memchr(body.ptr, 0, body.len);
+    if (nul) {
+        /* JSON text never holds a raw NUL; jansson would stop reading at one. */
+        fail(err, 400, "invalid_json", NULL, "malformed JSON: NUL byte");
+        err->offset = nul - body.ptr;
+        return ERR_INVALID;
+    }
     json_error_t je;
     json_t *root = json_loadb(body.ptr, body.len, JSON_REJECT_DUPLICATES, &je);
     if (!root) {
+        for (char *c = je.text; *c; c++) {
+            if ((unsigned char)*c >= 0x80 || (unsigned char)*c < 0x20) {
+                *c = '?'; /* jansson quotes input bytes: keep the answer valid UTF-8 */
+            }
+        }
         fail(err, 400, "invalid_json", NULL, "malformed JSON: %s", je.text);
         err->offset = je.position;
         return ERR_INVALID;

@@ -37,7 +37,8 @@ struct http_req {
     struct slice path;           /* borrowed from MHD's url */
     struct buf body;             /* request body */
     enum req_state state;        /* see server.h */
-    bool too_big;                /* body exceeded the limit: answered 413 */
+    bool too_big;                /* body exceeded the limit: answered 413 at its end */
+    uint64_t discarded;          /* body bytes thrown away after too_big */
     bool suspended;              /* MHD connection is suspended */
     bool queued;                 /* response handed to MHD */
     pthread_mutex_t mu;          /* guards state, suspended and the stored response */
@@ -58,6 +59,10 @@ struct http_server {
 };
 
 static const char JSON_TYPE[] = "application/json";
+
+enum {
+    HTTP_DISCARD_BYTES = 64 * 1024 * 1024, /* body bytes dropped after 413 before closing */
+};
 
 int http_url_decode(const char *s, size_t n, bool plus_space, struct buf *out)
 {
@@ -216,6 +221,24 @@ static bool content_length_too_big(struct http_req *req)
     return v > req->srv->cfg.limits.body_bytes;
 }
 
+/* Adds up one header's share of the request head. */
+static enum MHD_Result add_header_bytes(void *cls, enum MHD_ValueKind kind, const char *key,
+                                        const char *value)
+{
+    (void)kind;
+    *(size_t *)cls += strlen(key) + (value ? strlen(value) : 0) + 4; /* ": " and CRLF */
+    return MHD_YES;
+}
+
+/* True when the request line and headers exceed the configured limit. MHD's own buffer is
+ * larger than the limit so that it can hand us heads a little over it to refuse as JSON. */
+static bool head_too_big(struct http_req *req)
+{
+    size_t n = strlen(req->method) + strlen(req->path.ptr) + 12;
+    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, add_header_bytes, &n);
+    return n > req->srv->cfg.limits.header_bytes;
+}
+
 static struct http_req *req_new(struct http_server *srv, struct MHD_Connection *conn,
                                 const char *url, const char *method)
 {
@@ -290,6 +313,11 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     if (!req) {
         req = req_new(srv, conn, url, method);
         *con_cls = req;
+        if (head_too_big(req)) {
+            respond_error(req, 431, "header_too_large",
+                          "the request line and headers exceed the limit");
+            return queue_stored(req);
+        }
         if (content_length_too_big(req)) {
             req->too_big = true;
             respond_error(req, 413, "body_too_large", "request body exceeds the limit");
@@ -302,15 +330,22 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         return MHD_YES;
     }
     if (*upload_data_size) {
-        if (req->body.len + *upload_data_size > srv->cfg.limits.body_bytes) {
+        /* MHD cannot answer in the middle of a body (a chunked one, whose size was not known
+         * up front): drop the rest, answer 413 when it ends, and cut off a sender that goes
+         * on far past the limit. */
+        if (req->too_big || req->body.len + *upload_data_size > srv->cfg.limits.body_bytes) {
             req->too_big = true;
+            req->discarded += *upload_data_size;
             *upload_data_size = 0;
-            respond_error(req, 413, "body_too_large", "request body exceeds the limit");
-            return queue_stored(req);
+            return req->discarded > HTTP_DISCARD_BYTES ? MHD_NO : MHD_YES;
         }
         buf_add(&req->body, upload_data, *upload_data_size);
         *upload_data_size = 0;
         return MHD_YES;
+    }
+    if (req->too_big && req->state == REQ_READING) {
+        respond_error(req, 413, "body_too_large", "request body exceeds the limit");
+        return queue_stored(req);
     }
     if (req->state == REQ_READING) {
         return dispatch(req);
@@ -366,7 +401,7 @@ int http_server_start(const struct http_config *cfg, struct http_server **out)
         free(srv);
         return ERR_INVALID;
     }
-    size_t pool = cfg->limits.header_bytes + 8192;
+    size_t pool = 2 * cfg->limits.header_bytes + 16384;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG;
     srv->d = MHD_start_daemon(

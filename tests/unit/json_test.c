@@ -125,6 +125,18 @@ TEST(parse_append_rejects)
                 "invalid_json", "");
     expect_fail("{\"events\":[{\"type\":\"A\",\"data\":18446744073709551616}]}", 400,
                 "invalid_json", "");
+    struct parsed_append p;
+    struct parse_error pe;
+    static const char nul_body[] = "{\"events\":[{\"type\":\"A\",\"data\":1\0}]}";
+    struct slice nb = {nul_body, sizeof nul_body - 1};
+    CHECK(parse_append(nb, S("s"), &LIM, &p, &pe) != 0);
+    ASSERT_STR(pe.code, "invalid_json");
+    ASSERT_EQ(pe.offset, 31);
+    static const char esc_body[] = "{\"events\":[{\"type\":\"t\",\"data\":[\"\\\xf0\x9f\x8c\x80\"]}]}";
+    CHECK(parse_append(S(esc_body), S("s"), &LIM, &p, &pe) != 0);
+    for (const char *c = pe.message; *c; c++) {
+        CHECK((unsigned char)*c < 0x80);
+    }
 }
 
 TEST(expected_version_logic)
