@@ -382,6 +382,19 @@ static void db_get(struct call *c)
     out_json(c->req, 200, &b);
 }
 
+/* A deleted database is gone: answer the DELETE (any thread). */
+static void on_deleted(void *arg, int err)
+{
+    struct http_req *req = arg;
+    if (err) {
+        out_engine_error(req, err);
+        return;
+    }
+    struct buf b;
+    buf_init(&b);
+    http_respond(req, 204, &b, NULL);
+}
+
 static void db_delete(struct call *c)
 {
     struct slice name = seg(c, 2);
@@ -390,15 +403,9 @@ static void db_delete(struct call *c)
                   "database");
         return;
     }
-    int rc = engine_db_delete(c->api->engine, name.ptr, name.len);
-    if (rc == ERR_NOTFOUND) {
+    http_defer(c->req);
+    if (engine_db_delete(c->api->engine, name.ptr, name.len, on_deleted, c->req) != 0) {
         out_error(c->req, 404, "database_not_found", "no such database", "database");
-    } else if (rc) {
-        out_engine_error(c->req, rc);
-    } else {
-        struct buf b;
-        buf_init(&b);
-        http_respond(c->req, 204, &b, NULL);
     }
 }
 

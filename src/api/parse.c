@@ -1,6 +1,8 @@
-/* Request body parsing. Strategy: jansson validates the whole body (UTF-8, numbers, duplicate
- * keys) and gives the structure; for each event, the raw text of data/metadata/tags is then
- * found with jsonx and stored minified, so numbers and key order are kept exactly as sent. */
+/* Request body parsing. Strategy: json/validate checks the whole body against RFC 8259 (with
+ * the byte offset of the first error); the envelope is then read straight from the text with
+ * json/jsonx (names decoded, each allowed once), and each event's data, metadata and tags are
+ * stored as their raw text, minified, so numbers, key order, duplicate keys and escapes in
+ * users' data are kept exactly as sent. No DOM is built. */
 #include "api/parse.h"
 
 #include <jansson.h>
@@ -9,6 +11,7 @@
 #include <string.h>
 
 #include "json/jsonx.h"
+#include "json/validate.h"
 #include "util/errors.h"
 #include "util/timeutil.h"
 #include "util/uuid.h"
@@ -86,32 +89,26 @@ bool parse_name_ok(const char *s, size_t n, size_t max)
     return true;
 }
 
+/* Validates body as JSON text; answers invalid_json with the byte offset. */
+static int validate(struct slice body, struct parse_error *err)
+{
+    struct jsonv_error ve;
+    if (jsonv_validate(body.ptr, body.len, LIMIT_JSON_DEPTH, &ve) != 0) {
+        fail(err, 400, "invalid_json", NULL, "malformed JSON: %s", ve.msg);
+        err->offset = (long)ve.offset;
+        return ERR_INVALID;
+    }
+    return 0;
+}
+
 int parse_json_object(struct slice body, void **out, struct parse_error *err)
 {
-    if (jsonx_depth(body.ptr, body.len, LIMIT_JSON_DEPTH) > LIMIT_JSON_DEPTH) {
-        return fail(err, 400, "invalid_json", NULL, "JSON nesting deeper than %d levels",
-                    LIMIT_JSON_DEPTH);
-    }
-    const char *nul = memchr(body.ptr, 0, body.len);
-    if (nul) {
-        /* JSON text never holds a raw NUL; jansson would stop reading at one. */
-        fail(err, 400, "invalid_json", NULL, "malformed JSON: NUL byte");
-        err->offset = nul - body.ptr;
+    if (validate(body, err)) {
         return ERR_INVALID;
     }
     json_error_t je;
-    json_t *root = json_loadb(body.ptr, body.len, JSON_REJECT_DUPLICATES, &je);
-    if (!root) {
-        for (char *c = je.text; *c; c++) {
-            if ((unsigned char)*c >= 0x80 || (unsigned char)*c < 0x20) {
-                *c = '?'; /* jansson quotes input bytes: keep the answer valid UTF-8 */
-            }
-        }
-        fail(err, 400, "invalid_json", NULL, "malformed JSON: %s", je.text);
-        err->offset = je.position;
-        return ERR_INVALID;
-    }
-    if (!json_is_object(root)) {
+    json_t *root = json_loadb(body.ptr, body.len, JSON_ALLOW_NUL, &je);
+    if (!root || !json_is_object(root)) {
         json_decref(root);
         return fail(err, 400, "invalid_request", NULL, "the body must be a JSON object");
     }
@@ -119,53 +116,109 @@ int parse_json_object(struct slice body, void **out, struct parse_error *err)
     return 0;
 }
 
-static int parse_expect(json_t *v, struct expect *out, struct parse_error *err)
+/* Member names of an envelope object, decoded, each allowed once. */
+struct members {
+    const char *const *names;   /* allowed names */
+    int count;                  /* how many */
+    struct slice vals[8];       /* value span per name (ptr NULL when absent) */
+};
+
+/* Collects the members of envelope object obj into m; field names the object in errors. */
+static int take_members(struct slice obj, struct members *m, const char *field,
+                        struct parse_error *err)
+{
+    memset(m->vals, 0, sizeof m->vals);
+    struct buf key;
+    buf_init(&key);
+    size_t pos = 0;
+    struct slice k, v;
+    int rc = 0;
+    while (!rc && jsonx_next_member(obj, &pos, &k, &v)) {
+        int idx = -1;
+        if (jsonx_string(k, &key) == 0) {
+            for (int i = 0; i < m->count; i++) {
+                if (strlen(m->names[i]) == key.len && !memcmp(m->names[i], key.ptr, key.len)) {
+                    idx = i;
+                }
+            }
+        }
+        char f[96];
+        snprintf(f, sizeof f, "%s%s%.60s", field, field[0] ? "." : "", key.ptr ? key.ptr : "");
+        if (idx < 0) {
+            rc = fail(err, 400, field[0] ? "invalid_event" : "invalid_request", f,
+                      "unknown field");
+        } else if (m->vals[idx].ptr) {
+            rc = fail(err, 400, field[0] ? "invalid_event" : "invalid_request", f,
+                      "a member name appears twice");
+        } else {
+            m->vals[idx] = v;
+        }
+    }
+    buf_fini(&key);
+    return rc;
+}
+
+static bool present(struct slice v)
+{
+    return v.ptr && jsonx_kind(v) != 'n';
+}
+
+static int parse_expect(struct slice v, struct expect *out, struct parse_error *err)
 {
     static const char F[] = "expectedVersion";
     out->kind = EXPECT_ANY;
     out->version = 0;
-    if (!v || json_is_null(v)) {
+    if (!present(v)) {
         return 0;
     }
-    if (json_is_integer(v)) {
-        if (json_integer_value(v) < 0) {
-            return fail(err, 400, "invalid_expected_version", F, "must be 0 or more");
+    char k = jsonx_kind(v);
+    if (k >= '0' && k <= '9') {
+        char num[24];
+        if (v.len >= sizeof num) {
+            return fail(err, 400, "invalid_expected_version", F, "version number too large");
+        }
+        memcpy(num, v.ptr, v.len);
+        num[v.len] = '\0';
+        if (parse_u64(num, &out->version) != 0) {
+            return fail(err, 400, "invalid_expected_version", F,
+                        "must be a whole number from 0");
         }
         out->kind = EXPECT_VERSION;
-        out->version = (uint64_t)json_integer_value(v);
         return 0;
     }
-    const char *s = json_string_value(v);
-    if (s && strcmp(s, "any") == 0) {
-        return 0;
-    }
-    if (s && strcmp(s, "no_stream") == 0) {
-        out->kind = EXPECT_NO_STREAM;
-        return 0;
-    }
-    if (s && strcmp(s, "exists") == 0) {
-        out->kind = EXPECT_EXISTS;
-        return 0;
+    static const char *words[] = {"\"any\"", "\"no_stream\"", "\"exists\""};
+    static const enum expect_kind kinds[] = {EXPECT_ANY, EXPECT_NO_STREAM, EXPECT_EXISTS};
+    for (int i = 0; i < 3; i++) {
+        if (v.len == strlen(words[i]) && !memcmp(v.ptr, words[i], v.len)) {
+            out->kind = kinds[i];
+            return 0;
+        }
     }
     return fail(err, 400, "invalid_expected_version", F,
-                "must be a version number, \"any\", \"no_stream\" or \"exists\"");
+                k == '-' ? "must be 0 or more"
+                         : "must be a version number, \"any\", \"no_stream\" or \"exists\"");
 }
 
-static int check_tags(json_t *tags, size_t i, struct parse_error *err)
+/* Decodes a string member into s (reset); false when v is not a string. */
+static bool decode_str(struct slice v, struct buf *s)
+{
+    return jsonx_kind(v) == '"' && jsonx_string(v, s) == 0;
+}
+
+static int check_tags(struct slice tags, size_t i, struct buf *s, struct parse_error *err)
 {
     char f[96];
     snprintf(f, sizeof f, "events[%zu].tags", i);
-    if (!json_is_array(tags)) {
+    if (jsonx_kind(tags) != '[') {
         return fail(err, 400, "invalid_event", f, "tags must be an array of strings");
     }
-    if (json_array_size(tags) > LIMIT_TAGS) {
-        return fail(err, 400, "invalid_event", f, "at most %d tags", LIMIT_TAGS);
-    }
-    size_t k;
-    json_t *t;
-    json_array_foreach(tags, k, t) {
-        if (!json_is_string(t) || !parse_name_ok(json_string_value(t), json_string_length(t),
-                                                 LIMIT_TAG_BYTES)) {
+    size_t pos = 0, count = 0;
+    struct slice t;
+    while (jsonx_next_item(tags, &pos, &t)) {
+        if (++count > LIMIT_TAGS) {
+            return fail(err, 400, "invalid_event", f, "at most %d tags", LIMIT_TAGS);
+        }
+        if (!decode_str(t, s) || !parse_name_ok(s->ptr, s->len, LIMIT_TAG_BYTES)) {
             return fail(err, 400, "invalid_event", f,
                         "each tag must be a string of 1 to %d bytes without control characters",
                         LIMIT_TAG_BYTES);
@@ -174,139 +227,119 @@ static int check_tags(json_t *tags, size_t i, struct parse_error *err)
     return 0;
 }
 
-/* Validates one event object's fields (not its raw text). */
-static int check_event(json_t *ev, size_t i, struct append_event *out, struct parse_error *err)
+enum { EV_TYPE, EV_DATA, EV_METADATA, EV_ID, EV_TAGS, EV_TIME };
+static const char *const EVENT_FIELDS[] = {"type", "data", "metadata", "id", "tags", "time"};
+
+/* Validates one event's fields; fills ids and times into out. */
+static int check_event(const struct members *m, size_t i, struct append_event *out,
+                       struct buf *s, struct parse_error *err)
 {
     char f[96];
-    snprintf(f, sizeof f, "events[%zu]", i);
-    if (!json_is_object(ev)) {
-        return fail(err, 400, "invalid_event", f, "each event must be an object");
-    }
-    const char *key;
-    json_t *v;
-    json_object_foreach(ev, key, v) {
-        if (strcmp(key, "type") && strcmp(key, "data") && strcmp(key, "metadata") &&
-            strcmp(key, "id") && strcmp(key, "tags") && strcmp(key, "time")) {
-            snprintf(f, sizeof f, "events[%zu].%.60s", i, key);
-            return fail(err, 400, "invalid_event", f, "unknown event field");
-        }
-    }
-    json_t *type = json_object_get(ev, "type");
     snprintf(f, sizeof f, "events[%zu].type", i);
-    if (!json_is_string(type) ||
-        !parse_name_ok(json_string_value(type), json_string_length(type), LIMIT_TYPE_BYTES)) {
+    if (!m->vals[EV_TYPE].ptr || !decode_str(m->vals[EV_TYPE], s) ||
+        !parse_name_ok(s->ptr, s->len, LIMIT_TYPE_BYTES)) {
         return fail(err, 400, "invalid_event", f,
                     "type must be a string of 1 to %d bytes without control characters",
                     LIMIT_TYPE_BYTES);
     }
-    if (!json_object_get(ev, "data")) {
-        snprintf(f, sizeof f, "events[%zu].data", i);
+    snprintf(f, sizeof f, "events[%zu].data", i);
+    if (!m->vals[EV_DATA].ptr) {
         return fail(err, 400, "invalid_event", f, "data is required (any JSON value)");
     }
-    json_t *md = json_object_get(ev, "metadata");
-    if (md && !json_is_object(md) && !json_is_null(md)) {
-        snprintf(f, sizeof f, "events[%zu].metadata", i);
+    snprintf(f, sizeof f, "events[%zu].metadata", i);
+    if (present(m->vals[EV_METADATA]) && jsonx_kind(m->vals[EV_METADATA]) != '{') {
         return fail(err, 400, "invalid_event", f, "metadata must be an object");
     }
-    json_t *id = json_object_get(ev, "id");
-    if (id && !json_is_null(id)) {
-        snprintf(f, sizeof f, "events[%zu].id", i);
-        if (!json_is_string(id) ||
-            uuid_parse(json_string_value(id), json_string_length(id), out->id) != 0) {
+    snprintf(f, sizeof f, "events[%zu].id", i);
+    if (present(m->vals[EV_ID])) {
+        if (!decode_str(m->vals[EV_ID], s) || uuid_parse(s->ptr, s->len, out->id) != 0) {
             return fail(err, 400, "invalid_event", f, "id must be a UUID string");
         }
         out->has_id = true;
     }
-    json_t *tm = json_object_get(ev, "time");
-    if (tm && !json_is_null(tm)) {
-        snprintf(f, sizeof f, "events[%zu].time", i);
-        if (!json_is_string(tm) ||
-            time_parse(json_string_value(tm), json_string_length(tm), &out->time_us) != 0) {
+    snprintf(f, sizeof f, "events[%zu].time", i);
+    if (present(m->vals[EV_TIME])) {
+        if (!decode_str(m->vals[EV_TIME], s) || time_parse(s->ptr, s->len, &out->time_us) != 0) {
             return fail(err, 400, "invalid_event", f, "time must be an RFC 3339 date-time");
         }
         out->has_time = true;
     }
-    json_t *tags = json_object_get(ev, "tags");
-    if (tags && !json_is_null(tags)) {
-        return check_tags(tags, i, err);
-    }
-    return 0;
+    return present(m->vals[EV_TAGS]) ? check_tags(m->vals[EV_TAGS], i, s, err) : 0;
 }
 
-/* Text offsets of one event's fields inside parsed_append.text, fixed up into slices at the
- * end (text may move while it grows). */
+/* Text offsets of one event's fields inside parsed_append.text, made into slices at the end
+ * (text may move while it grows). */
 struct spans {
-    size_t type_at, type_len, data_at, data_len, md_at, md_len, tags_at, tags_len;
+    size_t at[4];   /* type, data, metadata, tags */
+    size_t len[4];
 };
 
-static void add_span(struct buf *text, struct slice raw, json_t *v, bool use_raw,
-                     const char *dflt, size_t *at, size_t *len)
+static void add_span(struct buf *text, struct slice v, const char *dflt, size_t *at,
+                     size_t *len)
 {
     *at = text->len;
-    if (!v || json_is_null(v)) {
-        if (dflt) {
-            buf_adds(text, dflt);
-        } else {
-            buf_adds(text, "null");
-        }
-    } else if (use_raw) {
-        jsonx_minify(raw, text);
+    if (present(v)) {
+        jsonx_minify(v, text);
     } else {
-        char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
-        buf_adds(text, s ? s : "null");
-        free(s);
+        buf_adds(text, dflt);
     }
     *len = text->len - *at;
 }
 
-static void take_text(struct parsed_append *out, struct slice item, json_t *ev,
+static void take_text(struct parsed_append *out, const struct members *m, struct buf *type,
                       struct spans *sp)
 {
-    bool raw_ok = !jsonx_has_escaped_key(item);
-    struct slice raw = {0};
-    json_t *type = json_object_get(ev, "type");
-    sp->type_at = out->text.len;
-    buf_add(&out->text, json_string_value(type), json_string_length(type));
-    sp->type_len = json_string_length(type);
-    json_t *data = json_object_get(ev, "data");
-    bool have = raw_ok && jsonx_member(item, "data", &raw);
-    add_span(&out->text, raw, data, have, NULL, &sp->data_at, &sp->data_len);
-    have = raw_ok && jsonx_member(item, "metadata", &raw);
-    add_span(&out->text, raw, json_object_get(ev, "metadata"), have, "{}", &sp->md_at,
-             &sp->md_len);
-    have = raw_ok && jsonx_member(item, "tags", &raw);
-    add_span(&out->text, raw, json_object_get(ev, "tags"), have, "[]", &sp->tags_at,
-             &sp->tags_len);
+    sp->at[0] = out->text.len;
+    buf_add(&out->text, type->ptr, type->len);
+    sp->len[0] = type->len;
+    struct slice data = m->vals[EV_DATA];
+    sp->at[1] = out->text.len;
+    jsonx_minify(data, &out->text);
+    sp->len[1] = out->text.len - sp->at[1];
+    add_span(&out->text, m->vals[EV_METADATA], "{}", &sp->at[2], &sp->len[2]);
+    add_span(&out->text, m->vals[EV_TAGS], "[]", &sp->at[3], &sp->len[3]);
 }
 
-static int parse_events(json_t *events, struct slice raw_events, const struct limits *lim,
-                        struct parsed_append *out, struct parse_error *err)
+static int parse_one(struct parsed_append *out, struct slice item, size_t i, struct spans *sp,
+                     struct buf *s, struct parse_error *err)
 {
-    size_t n = json_array_size(events);
+    char f[32];
+    snprintf(f, sizeof f, "events[%zu]", i);
+    if (jsonx_kind(item) != '{') {
+        return fail(err, 400, "invalid_event", f, "each event must be an object");
+    }
+    struct members m = {EVENT_FIELDS, 6, {{0}}};
+    int rc = take_members(item, &m, f, err);
+    if (!rc) rc = check_event(&m, i, &out->events[i], s, err);
+    if (!rc) {
+        decode_str(m.vals[EV_TYPE], s);
+        take_text(out, &m, s, sp);
+    }
+    return rc;
+}
+
+static int parse_events(struct slice events, size_t n, struct parsed_append *out,
+                        struct parse_error *err)
+{
     out->events = xcalloc(n, sizeof(*out->events));
     struct spans *sp = xcalloc(n, sizeof(*sp));
+    struct buf s;
+    buf_init(&s);
     size_t pos = 0;
+    struct slice item;
     int rc = 0;
-    for (size_t i = 0; i < n && !rc; i++) {
-        json_t *ev = json_array_get(events, i);
-        rc = check_event(ev, i, &out->events[i], err);
-        struct slice item = {0};
-        if (!rc && !jsonx_next_item(raw_events, &pos, &item)) {
-            rc = fail(err, 400, "invalid_request", "events", "events array could not be read");
-        }
-        if (!rc) {
-            take_text(out, item, ev, &sp[i]);
-        }
+    for (size_t i = 0; !rc && jsonx_next_item(events, &pos, &item); i++) {
+        rc = parse_one(out, item, i, &sp[i], &s, err);
     }
     for (size_t i = 0; i < n && !rc; i++) {
         struct append_event *ae = &out->events[i];
-        ae->type = (struct slice){out->text.ptr + sp[i].type_at, sp[i].type_len};
-        ae->data = (struct slice){out->text.ptr + sp[i].data_at, sp[i].data_len};
-        ae->metadata = (struct slice){out->text.ptr + sp[i].md_at, sp[i].md_len};
-        ae->tags = (struct slice){out->text.ptr + sp[i].tags_at, sp[i].tags_len};
+        struct slice *f[4] = {&ae->type, &ae->data, &ae->metadata, &ae->tags};
+        for (int k = 0; k < 4; k++) {
+            *f[k] = (struct slice){out->text.ptr + sp[i].at[k], sp[i].len[k]};
+        }
     }
+    buf_fini(&s);
     free(sp);
-    (void)lim;
     out->count = n;
     return rc;
 }
@@ -326,53 +359,46 @@ static int check_size(struct parsed_append *p, struct slice stream, const struct
     return 0;
 }
 
-static int parse_top(json_t *root, struct slice body, struct slice stream,
-                     const struct limits *lim, struct parsed_append *out,
-                     struct parse_error *err)
+static size_t count_items(struct slice arr)
 {
-    const char *key;
-    json_t *v;
-    json_object_foreach(root, key, v) {
-        if (strcmp(key, "events") && strcmp(key, "expectedVersion")) {
-            return fail(err, 400, "invalid_request", key, "unknown field");
-        }
+    size_t pos = 0, n = 0;
+    struct slice it;
+    while (jsonx_next_item(arr, &pos, &it)) {
+        n++;
     }
-    json_t *events = json_object_get(root, "events");
-    if (!json_is_array(events) || json_array_size(events) == 0) {
-        return fail(err, 400, "invalid_request", "events",
-                    "events must be a non-empty array of events");
-    }
-    if (json_array_size(events) > lim->batch_events) {
-        return fail(err, 413, "too_many_events", "events",
-                    "%zu events in one request; the limit is %zu", json_array_size(events),
-                    lim->batch_events);
-    }
-    int rc = parse_expect(json_object_get(root, "expectedVersion"), &out->expect, err);
-    if (rc) {
-        return rc;
-    }
-    struct slice raw_events = {0};
-    if (!jsonx_member(body, "events", &raw_events)) {
-        return fail(err, 400, "invalid_request", "events",
-                    "events must be written without escapes in its key");
-    }
-    rc = parse_events(events, raw_events, lim, out, err);
-    return rc ? rc : check_size(out, stream, lim, err);
+    return n;
 }
 
 int parse_append(struct slice body, struct slice stream, const struct limits *lim,
                  struct parsed_append *out, struct parse_error *err)
 {
+    static const char *const TOP[] = {"events", "expectedVersion"};
     memset(out, 0, sizeof(*out));
     buf_init(&out->text);
-    void *rootp;
-    int rc = parse_json_object(body, &rootp, err);
+    if (validate(body, err)) {
+        return ERR_INVALID;
+    }
+    if (jsonx_kind(body) != '{') {
+        return fail(err, 400, "invalid_request", NULL, "the body must be a JSON object");
+    }
+    struct members m = {TOP, 2, {{0}}};
+    int rc = take_members(body, &m, "", err);
     if (rc) {
         return rc;
     }
-    json_t *root = rootp;
-    rc = parse_top(root, body, stream, lim, out, err);
-    json_decref(root);
+    struct slice events = m.vals[0];
+    size_t n = events.ptr && jsonx_kind(events) == '[' ? count_items(events) : 0;
+    if (n == 0) {
+        return fail(err, 400, "invalid_request", "events",
+                    "events must be a non-empty array of events");
+    }
+    if (n > lim->batch_events) {
+        return fail(err, 413, "too_many_events", "events",
+                    "%zu events in one request; the limit is %zu", n, lim->batch_events);
+    }
+    rc = parse_expect(m.vals[1], &out->expect, err);
+    if (!rc) rc = parse_events(events, n, out, err);
+    if (!rc) rc = check_size(out, stream, lim, err);
     if (rc) {
         parse_append_fini(out);
     }

@@ -7,8 +7,8 @@
  * callback. A request that fails its check fails alone; a storage error or failed sync fails
  * every request of the batch, and nothing of it is visible.
  *
- * Database life:  (open) --engine_db_delete()--> DELETING: queue closed, writer drained and
- * joined, readers waited for --> files removed, freed.
+ * Database life:  (open) --engine_db_delete()--> DELETING: out of the registry, queue closed,
+ * writer drained and joined --last engine_db_release()--> files removed, deleter told, freed.
  * Invariant: only the writer thread appends to a database's store. */
 #include "engine/engine.h"
 
@@ -45,6 +45,8 @@ struct db {
     bool stopping;                      /* no more appends; writer exits once drained */
     bool deleted;                       /* removed from the registry */
     unsigned refs;                      /* registry's one + each acquire */
+    engine_deleted_fn *deleted_fn;      /* called once a deleted database is gone */
+    void *deleted_arg;                  /* its argument */
     struct event_rec *evs;              /* writer only: the batch's events */
     size_t evs_cap;                     /* entries allocated in evs */
     struct strmap batch_states;         /* writer only: name -> stream_rec changed in batch */
@@ -264,6 +266,8 @@ int engine_append(struct db *db, struct append_req *req)
 
 /* ---- databases ---- */
 
+static void finish_delete(struct db *db);
+
 static void db_free(struct db *db)
 {
     store_close(db->st);
@@ -379,12 +383,29 @@ void engine_db_release(struct db *db)
     }
     pthread_mutex_lock(&db->mu);
     ASSERT(db->refs > 0);
-    db->refs--;
-    pthread_cond_broadcast(&db->cv);
+    bool last = --db->refs == 0 && db->deleted;
     pthread_mutex_unlock(&db->mu);
+    if (last) {
+        finish_delete(db);
+    }
 }
 
-int engine_db_delete(struct engine *e, const char *name, size_t len)
+/* Closes a deleted database's store, removes its files and tells the deleter. Runs on the
+ * thread that let go of the last reference. */
+static void finish_delete(struct db *db)
+{
+    store_abandon(db->st);
+    db->st = NULL;
+    int rc = store_remove_files(db->dir);
+    log_info("database %s deleted", db->name);
+    engine_deleted_fn *fn = db->deleted_fn;
+    void *arg = db->deleted_arg;
+    db_free(db);
+    fn(arg, rc);
+}
+
+int engine_db_delete(struct engine *e, const char *name, size_t len, engine_deleted_fn *done,
+                     void *arg)
 {
     pthread_mutex_lock(&e->mu);
     size_t idx;
@@ -398,19 +419,12 @@ int engine_db_delete(struct engine *e, const char *name, size_t len)
     }
     pthread_mutex_lock(&db->mu);
     db->deleted = true;
+    db->deleted_fn = done;
+    db->deleted_arg = arg;
     pthread_mutex_unlock(&db->mu);
-    db_stop_writer(db);
-    pthread_mutex_lock(&db->mu);
-    while (db->refs > 1) {
-        pthread_cond_wait(&db->cv, &db->mu);
-    }
-    pthread_mutex_unlock(&db->mu);
-    store_close(db->st);
-    db->st = NULL;
-    int rc = store_remove_files(db->dir);
-    log_info("database %s deleted", db->name);
-    db_free(db);
-    return rc;
+    db_stop_writer(db);     /* answers what was queued; never waits for I/O threads */
+    engine_db_release(db);  /* the registry's reference */
+    return 0;
 }
 
 static int cmp_names(const void *a, const void *b)

@@ -39,9 +39,14 @@ bool engine_db_name_ok(const char *name, size_t len);
 /* Creates a database. Returns 0, ERR_INVALID (bad name), ERR_EXISTS, ERR_TOOBIG (too many
  * databases), ERR_NOSPACE or ERR_IO. */
 int engine_db_create(struct engine *e, const char *name, size_t len);
-/* Deletes a database: answers its queued appends, waits for its readers, removes its files.
- * Returns 0, ERR_NOTFOUND or ERR_IO. */
-int engine_db_delete(struct engine *e, const char *name, size_t len);
+/* Called once a deleted database's files are gone; err is 0 or ERR_IO. */
+typedef void engine_deleted_fn(void *arg, int err);
+/* Deletes a database: takes it out of the registry at once (later lookups fail), answers its
+ * queued appends, and when the last request using it lets go, removes its files and calls
+ * done, on the thread that let go (possibly this one, before returning). Never waits for
+ * other requests. Returns 0 (done will run once) or ERR_NOTFOUND (done never runs). */
+int engine_db_delete(struct engine *e, const char *name, size_t len, engine_deleted_fn *done,
+                     void *arg);
 /* Takes a reference on a database. Returns 0 or ERR_NOTFOUND. Release with engine_db_release. */
 int engine_db_acquire(struct engine *e, const char *name, size_t len, struct db **out);
 void engine_db_release(struct db *db);

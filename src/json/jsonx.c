@@ -2,7 +2,10 @@
  * only tracks strings (with escapes) and bracket nesting; it never needs to reject. */
 #include "json/jsonx.h"
 
+#include <stdint.h>
 #include <string.h>
+
+#include "util/errors.h"
 
 static bool is_ws(char c)
 {
@@ -61,31 +64,6 @@ static size_t skip_value(const char *p, size_t n, size_t i)
     return i;
 }
 
-int jsonx_depth(const char *p, size_t n, int max_depth)
-{
-    int depth = 0;
-    int worst = 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = p[i];
-        if (c == '"') {
-            i++;
-            while (i < n && p[i] != '"') {
-                i += (p[i] == '\\') ? 2 : 1;
-            }
-        } else if (c == '{' || c == '[') {
-            if (++depth > worst) {
-                worst = depth;
-                if (worst > max_depth) {
-                    return max_depth + 1;
-                }
-            }
-        } else if ((c == '}' || c == ']') && depth > 0) {
-            depth--;
-        }
-    }
-    return worst;
-}
-
 bool jsonx_member(struct slice obj, const char *key, struct slice *out)
 {
     const char *p = obj.ptr;
@@ -109,30 +87,6 @@ bool jsonx_member(struct slice obj, const char *key, struct slice *out)
             return true;
         }
         i = skip_ws(p, n, vend);
-        if (i < n && p[i] == ',') {
-            i = skip_ws(p, n, i + 1);
-        }
-    }
-    return false;
-}
-
-bool jsonx_has_escaped_key(struct slice obj)
-{
-    const char *p = obj.ptr;
-    size_t n = obj.len;
-    size_t i = skip_ws(p, n, 0);
-    if (i >= n || p[i] != '{') {
-        return false;
-    }
-    i = skip_ws(p, n, i + 1);
-    while (i < n && p[i] == '"') {
-        size_t kend = skip_string(p, n, i);
-        if (memchr(p + i + 1, '\\', kend - i - 1)) {
-            return true;
-        }
-        i = skip_ws(p, n, kend);
-        i = skip_ws(p, n, i + 1);
-        i = skip_ws(p, n, skip_value(p, n, i));
         if (i < n && p[i] == ',') {
             i = skip_ws(p, n, i + 1);
         }
@@ -189,4 +143,134 @@ void jsonx_minify(struct slice span, struct buf *out)
             i++;
         }
     }
+}
+
+bool jsonx_next_member(struct slice obj, size_t *pos, struct slice *key, struct slice *val)
+{
+    const char *p = obj.ptr;
+    size_t n = obj.len;
+    size_t i = *pos;
+    if (i == 0) {
+        i = skip_ws(p, n, 0);
+        if (i >= n || p[i] != '{') {
+            return false;
+        }
+        i++;
+    }
+    i = skip_ws(p, n, i);
+    if (i < n && p[i] == ',') {
+        i = skip_ws(p, n, i + 1);
+    }
+    if (i >= n || p[i] != '"') {
+        *pos = n;
+        return false;
+    }
+    size_t kend = skip_string(p, n, i);
+    key->ptr = p + i;
+    key->len = kend - i;
+    i = skip_ws(p, n, kend);
+    i = skip_ws(p, n, i + 1); /* past ':' */
+    size_t vend = skip_value(p, n, i);
+    val->ptr = p + i;
+    val->len = vend - i;
+    *pos = vend;
+    return true;
+}
+
+char jsonx_kind(struct slice v)
+{
+    size_t i = skip_ws(v.ptr, v.len, 0);
+    return i < v.len ? v.ptr[i] : 0;
+}
+
+static int hex4(const char *p)
+{
+    int v = 0;
+    for (int k = 0; k < 4; k++) {
+        char h = p[k];
+        int d = (h >= '0' && h <= '9') ? h - '0' : (h >= 'a' && h <= 'f') ? h - 'a' + 10 : h - 'A' + 10;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
+static void put_utf8(struct buf *out, uint32_t cp)
+{
+    char b[4];
+    size_t n;
+    if (cp < 0x80) {
+        b[0] = (char)cp;
+        n = 1;
+    } else if (cp < 0x800) {
+        b[0] = (char)(0xc0 | cp >> 6);
+        b[1] = (char)(0x80 | (cp & 0x3f));
+        n = 2;
+    } else if (cp < 0x10000) {
+        b[0] = (char)(0xe0 | cp >> 12);
+        b[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
+        b[2] = (char)(0x80 | (cp & 0x3f));
+        n = 3;
+    } else {
+        b[0] = (char)(0xf0 | cp >> 18);
+        b[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
+        b[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
+        b[3] = (char)(0x80 | (cp & 0x3f));
+        n = 4;
+    }
+    buf_add(out, b, n);
+}
+
+/* Decodes the \u escape at p[i] ('u' at p[i]); advances *i past it (and a low surrogate). */
+static int decode_u(const char *p, size_t end, size_t *i, struct buf *out)
+{
+    uint32_t cp = (uint32_t)hex4(p + *i + 1);
+    *i += 5;
+    if (cp >= 0xdc00 && cp <= 0xdfff) {
+        return ERR_INVALID;
+    }
+    if (cp >= 0xd800 && cp <= 0xdbff) {
+        if (*i + 6 > end || p[*i] != '\\' || p[*i + 1] != 'u') {
+            return ERR_INVALID;
+        }
+        uint32_t lo = (uint32_t)hex4(p + *i + 2);
+        if (lo < 0xdc00 || lo > 0xdfff) {
+            return ERR_INVALID;
+        }
+        cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+        *i += 6;
+    }
+    put_utf8(out, cp);
+    return 0;
+}
+
+int jsonx_string(struct slice raw, struct buf *out)
+{
+    buf_reset(out);
+    buf_reserve(out, raw.len);
+    const char *p = raw.ptr;
+    size_t end = raw.len - 1; /* the closing quote */
+    size_t i = 1;
+    while (i < end) {
+        size_t run = i;
+        while (i < end && p[i] != '\\') {
+            i++;
+        }
+        buf_add(out, p + run, i - run);
+        if (i >= end) {
+            break;
+        }
+        char e = p[i + 1];
+        if (e == 'u') {
+            i++;
+            if (decode_u(p, end, &i, out)) {
+                return ERR_INVALID;
+            }
+            continue;
+        }
+        static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
+        const char *at = strchr(from, e);
+        buf_addc(out, at ? to[at - from] : e);
+        i += 2;
+    }
+    return 0;
 }

@@ -1,6 +1,6 @@
-/* Raw-text helpers over JSON that jansson has already validated: find the byte span of a value
- * (so stored data keeps its exact numbers and key order), minify a span, and bound nesting
- * depth before parsing. Pure functions over buffers; no allocation except into out buffers. */
+/* Raw-text helpers over JSON that json/validate has already accepted: walk objects and arrays
+ * by byte spans (so stored data keeps its exact text), decode strings, minify a span. Pure
+ * functions over buffers; no allocation except into out buffers. */
 #ifndef JSON_JSONX_H
 #define JSON_JSONX_H
 
@@ -8,10 +8,6 @@
 #include <stddef.h>
 
 #include "util/buf.h"
-
-/* Returns the largest nesting depth of [ and { outside strings in p[0..n), stopping early once
- * it exceeds max_depth (then returns max_depth + 1). Works on any bytes, valid JSON or not. */
-int jsonx_depth(const char *p, size_t n, int max_depth);
 
 /* Finds the value of member key in the object spanned by obj (which must be valid JSON text
  * starting, after whitespace, with '{'). Keys are compared by raw bytes; a key written with
@@ -22,11 +18,22 @@ bool jsonx_member(struct slice obj, const char *key, struct slice *out);
  * the next item's span and returns true, or returns false at the end. */
 bool jsonx_next_item(struct slice arr, size_t *pos, struct slice *out);
 
+/* Iterates the members of a valid JSON object span. Start with *pos = 0; each call sets *key
+ * to the member name's raw string token (quotes included) and *val to its value's span, and
+ * returns true, or returns false at the end. */
+bool jsonx_next_member(struct slice obj, size_t *pos, struct slice *key, struct slice *val);
+
+/* Decodes a valid raw string token (quotes included) into UTF-8 in out (reset first,
+ * NUL-terminated; the text itself may hold NUL from \u0000). Returns 0, or ERR_INVALID for an
+ * escaped lone surrogate (not representable in UTF-8). */
+int jsonx_string(struct slice raw, struct buf *out);
+
+/* The first byte of a value span after whitespace: '{', '[', '"', 't', 'f', 'n', or a digit
+ * or '-' for numbers; 0 for an empty span. */
+char jsonx_kind(struct slice v);
+
 /* Appends span without insignificant whitespace to out. Span must be valid JSON. */
 void jsonx_minify(struct slice span, struct buf *out);
 
-/* True when the raw key bytes of some member of obj contain a backslash (then jsonx_member
- * may miss a member that jansson sees). */
-bool jsonx_has_escaped_key(struct slice obj);
 
 #endif

@@ -84,6 +84,7 @@ struct store {
     pthread_cond_t cv;                       /* wakes the indexer; and the writer for space */
     bool stopping;                           /* close requested */
     bool has_indexer;                        /* indexer thread started */
+    bool abandon;                            /* stop without a final index commit */
 };
 
 struct store_reader {
@@ -524,6 +525,10 @@ static uint64_t await_work(struct store *st, bool *stop)
         uint64_t pub = __atomic_load_n(&st->published, __ATOMIC_ACQUIRE);
         uint64_t idx = __atomic_load_n(&st->indexed, __ATOMIC_ACQUIRE);
         *stop = st->stopping;
+        if (st->abandon) {
+            pthread_mutex_unlock(&st->mu);
+            return idx;
+        }
         if (*stop || pub - idx >= INDEX_BATCH || (pub > idx && waited_ms >= INDEX_DELAY_MS)) {
             pthread_mutex_unlock(&st->mu);
             return pub;
@@ -661,7 +666,7 @@ int store_open(const char *dir, uint64_t map_bytes, bool create, struct store **
     return 0;
 }
 
-void store_close(struct store *st)
+static void close_store(struct store *st, bool abandon)
 {
     if (!st) {
         return;
@@ -669,11 +674,22 @@ void store_close(struct store *st)
     if (st->has_indexer) {
         pthread_mutex_lock(&st->mu);
         st->stopping = true;
+        st->abandon = abandon;
         pthread_cond_broadcast(&st->cv);
         pthread_mutex_unlock(&st->mu);
         pthread_join(st->indexer, NULL);
     }
     store_free(st);
+}
+
+void store_close(struct store *st)
+{
+    close_store(st, false);
+}
+
+void store_abandon(struct store *st)
+{
+    close_store(st, true);
 }
 
 int store_remove_files(const char *dir)

@@ -48,6 +48,8 @@ struct store_head {
 int store_open(const char *dir, uint64_t map_bytes, bool create, struct store **out);
 /* Indexes what is left, stops the indexer and closes. No reader may be open. NULL is a no-op. */
 void store_close(struct store *st);
+/* Closes without indexing what is left (the store is about to be removed). */
+void store_abandon(struct store *st);
 /* Removes the store's files and directory. The store must be closed. Returns 0 or ERR_IO. */
 int store_remove_files(const char *dir);
 int store_stats(struct store *st, struct store_stats *out);

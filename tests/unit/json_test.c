@@ -5,6 +5,7 @@
 #include "engine/expect.h"
 #include "http/server.h"
 #include "json/jsonx.h"
+#include "json/validate.h"
 #include "unit.h"
 #include "util/errors.h"
 
@@ -26,8 +27,6 @@ TEST(member_spans_and_minify)
     CHECK(jsonx_member(S(doc), "a", &v));
     CHECK(v.len == 6 && memcmp(v.ptr, "\"x}\\\"\"", 6) == 0);
     CHECK(!jsonx_member(S(doc), "nope", &v));
-    CHECK(!jsonx_has_escaped_key(S(doc)));
-    CHECK(jsonx_has_escaped_key(S("{\"d\\u0061ta\":1}")));
     buf_fini(&b);
 }
 
@@ -47,12 +46,32 @@ TEST(array_items)
     CHECK(!jsonx_next_item(S("[ ]"), &pos, &it));
 }
 
-TEST(depth_limit)
+TEST(validator_offsets)
 {
-    ASSERT_EQ(jsonx_depth("[[{\"a\":\"[[[[\"}]]", 15, 10), 3);
+    struct jsonv_error e;
+    ASSERT_EQ(jsonv_validate("{\"a\":[1,2,]}", 12, 64, &e), ERR_INVALID);
+    ASSERT_EQ(e.offset, 10);
+    ASSERT_EQ(jsonv_validate(" [1e5, -0.5, \"\\u00e9\", true, null] ", 35, 64, &e), 0);
+    ASSERT_EQ(jsonv_validate("[1] x", 5, 64, &e), ERR_INVALID);
+    ASSERT_EQ(e.offset, 4);
     char deep[200];
     memset(deep, '[', sizeof deep);
-    ASSERT_EQ(jsonx_depth(deep, sizeof deep, 64), 65);
+    ASSERT_EQ(jsonv_validate(deep, sizeof deep, 64, &e), ERR_INVALID);
+    ASSERT_EQ(e.offset, 64);
+    ASSERT_EQ(jsonv_validate("\"\xed\xa0\x80\"", 5, 64, &e), ERR_INVALID);
+    ASSERT_EQ(jsonv_validate("\"a\tb\"", 5, 64, &e), ERR_INVALID);
+    ASSERT_EQ(jsonv_validate("", 0, 64, &e), ERR_INVALID);
+}
+
+TEST(string_decoding)
+{
+    struct buf b;
+    buf_init(&b);
+    ASSERT_EQ(jsonx_string(S("\"a\\n\\u00e9\\ud83c\\udf00\\/\""), &b), 0);
+    ASSERT_STR(b.ptr, "a\n\xc3\xa9\xf0\x9f\x8c\x80/");
+    ASSERT_EQ(jsonx_string(S("\"\\udc00\""), &b), ERR_INVALID);
+    ASSERT_EQ(jsonx_string(S("\"\\ud800x\""), &b), ERR_INVALID);
+    buf_fini(&b);
 }
 
 static const struct limits LIM = {.body_bytes = 1 << 20, .batch_events = 3,
@@ -90,6 +109,33 @@ static void expect_fail(const char *body, unsigned status, const char *code, con
     }
 }
 
+TEST(parse_append_keeps_duplicate_keys_and_nul_in_data)
+{
+    const char *body = "{\"events\":[{\"type\":\"A\",\"data\":{\"a\":1,\"a\":2,\"s\":\"\\u0000\"}}]}";
+    struct parsed_append p;
+    struct parse_error pe;
+    ASSERT_EQ(parse_append(S(body), S("s"), &LIM, &p, &pe), 0);
+    static const char want[] = "{\"a\":1,\"a\":2,\"s\":\"\\u0000\"}";
+    CHECK(p.events[0].data.len == sizeof want - 1);
+    CHECK(!memcmp(p.events[0].data.ptr, want, sizeof want - 1));
+    parse_append_fini(&p);
+}
+
+TEST(parse_append_keeps_big_numbers_as_text)
+{
+    const char *body = "{\"events\":[{\"type\":\"\\u00e9t\\u00e9\",\"data\":[18446744073709551616,1e400,-0.0]}],"
+                       "\"expectedVersion\":\"no_stream\"}";
+    struct parsed_append p;
+    struct parse_error pe;
+    ASSERT_EQ(parse_append(S(body), S("s"), &LIM, &p, &pe), 0);
+    static const char want[] = "[18446744073709551616,1e400,-0.0]";
+    CHECK(p.events[0].data.len == sizeof want - 1);
+    CHECK(!memcmp(p.events[0].data.ptr, want, sizeof want - 1));
+    CHECK(p.events[0].type.len == 5 && !memcmp(p.events[0].type.ptr, "\xc3\xa9t\xc3\xa9", 5));
+    ASSERT_EQ(p.expect.kind, EXPECT_NO_STREAM);
+    parse_append_fini(&p);
+}
+
 TEST(parse_append_rejects)
 {
     expect_fail("{\"events\":[", 400, "invalid_json", "");
@@ -122,9 +168,15 @@ TEST(parse_append_rejects)
     snprintf(big, sizeof big, "{\"events\":[{\"type\":\"A\",\"data\":\"%0400d\"}]}", 0);
     expect_fail(big, 413, "event_too_large", "events[0]");
     expect_fail("{\"events\":[{\"type\":\"A\",\"data\":1}],\"events\":[]}", 400,
-                "invalid_json", "");
-    expect_fail("{\"events\":[{\"type\":\"A\",\"data\":18446744073709551616}]}", 400,
-                "invalid_json", "");
+                "invalid_request", "events");
+    expect_fail("{\"events\":[{\"type\":\"A\",\"data\":1}],\"ev\\u0065nts\":[{\"x\":1}]}",
+                400, "invalid_request", "events");
+    expect_fail("{\"events\":[{\"type\":\"A\",\"data\":1,\"d\\u0061ta\":2}]}", 400,
+                "invalid_event", "events[0].data");
+    expect_fail("{\"events\":[{\"type\":\"A\",\"data\":01}]}", 400, "invalid_json", "");
+    expect_fail("{\"events\":[{\"type\":\"A\",\"data\":\"\xc0\xaf\"}]}", 400, "invalid_json", "");
+    expect_fail("{\"events\":[{\"type\":\"\\ud800\",\"data\":1}]}", 400, "invalid_event",
+                "events[0].type");
     struct parsed_append p;
     struct parse_error pe;
     static const char nul_body[] = "{\"events\":[{\"type\":\"A\",\"data\":1\0}]}";

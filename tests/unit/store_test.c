@@ -92,6 +92,39 @@ TEST(append_read_reopen_verify)
     ASSERT_EQ(rep.events_checked, 3);
 }
 
+static void on_deleted(void *arg, int err)
+{
+    *(int *)arg = err;
+}
+
+TEST(database_delete_waits_for_last_reference)
+{
+    char dir[256];
+    fresh_dir(dir, sizeof dir);
+    struct engine_config cfg = {.data_dir = dir, .limits = LIM};
+    struct engine *e;
+    ASSERT_EQ(engine_open(&cfg, &e), 0);
+    ASSERT_EQ(engine_db_create(e, "held", 4), 0);
+    struct db *db;
+    ASSERT_EQ(engine_db_acquire(e, "held", 4, &db), 0);
+    int deleted = -1;
+    ASSERT_EQ(engine_db_delete(e, "held", 4, on_deleted, &deleted), 0);
+    ASSERT_EQ(deleted, -1); /* still held */
+    struct db *again;
+    ASSERT_EQ(engine_db_acquire(e, "held", 4, &again), ERR_NOTFOUND);
+    struct expect any = {EXPECT_ANY, 0};
+    struct append_event ev = {.type = {"T", 1}, .data = {"1", 1}, .metadata = {"{}", 2},
+                              .tags = {"[]", 2}};
+    struct append_req r = {.stream = {"s", 1}, .events = &ev, .count = 1, .expect = any};
+    ASSERT_EQ(engine_append(db, &r), ERR_GONE);
+    engine_db_release(db);
+    ASSERT_EQ(deleted, 0);
+    char path[300];
+    snprintf(path, sizeof path, "%s/dbs/held", dir);
+    CHECK(access(path, F_OK) != 0);
+    engine_close(e);
+}
+
 TEST(database_create_delete)
 {
     char dir[256];
@@ -109,8 +142,10 @@ TEST(database_create_delete)
     ASSERT_STR(names[0], "default");
     ASSERT_STR(names[1], "two");
     engine_names_free(names, count);
-    ASSERT_EQ(engine_db_delete(e, "two", 3), 0);
-    ASSERT_EQ(engine_db_delete(e, "two", 3), ERR_NOTFOUND);
+    int deleted = -1;
+    ASSERT_EQ(engine_db_delete(e, "two", 3, on_deleted, &deleted), 0);
+    ASSERT_EQ(deleted, 0); /* nothing held it: gone before returning */
+    ASSERT_EQ(engine_db_delete(e, "two", 3, on_deleted, &deleted), ERR_NOTFOUND);
     char path[300];
     snprintf(path, sizeof path, "%s/dbs/two", dir);
     CHECK(access(path, F_OK) != 0);
