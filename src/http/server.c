@@ -401,9 +401,9 @@ int http_server_start(const struct http_config *cfg, struct http_server **out)
         free(srv);
         return ERR_INVALID;
     }
-    size_t pool = 2 * cfg->limits.header_bytes + 16384;
+    size_t pool = cfg->limits.header_bytes + 16384;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ERROR_LOG;
+                     MHD_USE_ERROR_LOG | MHD_USE_TURBO;
     srv->d = MHD_start_daemon(
         flags, cfg->port, NULL, NULL, on_access, srv, MHD_OPTION_SOCK_ADDR, &sa,
         MHD_OPTION_THREAD_POOL_SIZE, cfg->threads, MHD_OPTION_CONNECTION_LIMIT,

@@ -173,7 +173,7 @@ static int open_env(struct store *st, bool create, bool readonly)
     if (!rc) rc = mdb_env_set_maxdbs(st->env, 8);
     if (!rc) rc = mdb_env_set_maxreaders(st->env, 1024);
     if (!rc) rc = mdb_env_set_mapsize(st->env, (size_t)st->map_bytes);
-    if (!rc) rc = mdb_env_open(st->env, st->dir, MDB_NOTLS | MDB_NORDAHEAD | (readonly ? MDB_RDONLY : 0), 0640);
+    if (!rc) rc = mdb_env_open(st->env, st->dir, MDB_NOTLS | MDB_NORDAHEAD | MDB_NOMETASYNC | (readonly ? MDB_RDONLY : 0), 0640);
     if (rc) {
         return map_err(rc);
     }
