@@ -3,11 +3,11 @@ CC      ?= cc
 DEBUG   ?= 0
 SANITIZE ?=
 WERROR  ?=
-PKGS    := libmicrohttpd jansson libcrypto
+PKGS    := jansson libcrypto
 CFLAGS  := -std=gnu17 -O2 -g -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wvla -Wformat=2 -fno-omit-frame-pointer -pthread -Isrc \
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS  := -llmdb $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lmicrohttpd -ljansson -lcrypto) -pthread
+LDLIBS  := -llmdb $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljansson -lcrypto) -pthread
 ifeq ($(DEBUG),1)
 CFLAGS  += -O0 -DDEBUG
 endif
@@ -59,9 +59,15 @@ unit: $(UNIT_BIN)
 integration: $(BUILD)/annals
 	@ANNALS_BIN=./$(BUILD)/annals python3 tests/integration/run.py
 
+SAN_UNITS := $(UNIT_SRC:tests/unit/%.c=build-san/tests/%)
+
+# Every tier: unit and integration tests on the optimised build, then again on a build with
+# AddressSanitizer and UndefinedBehaviorSanitizer (any report fails the run).
 test: deps
 	@$(MAKE) --no-print-directory WERROR=1 $(BUILD)/annals $(UNIT_BIN)
-	@python3 tests/run_all.py --bin ./$(BUILD)/annals $(UNIT_BIN)
+	@$(MAKE) --no-print-directory WERROR=1 SANITIZE=address,undefined build-san/annals $(SAN_UNITS)
+	@python3 tests/run_all.py --bin ./$(BUILD)/annals --san-bin ./build-san/annals \
+		--san-units $(SAN_UNITS) -- $(UNIT_BIN)
 
 bench: 
 	@bash scripts/deps.sh --bench

@@ -2,7 +2,7 @@
 # Installs the Debian 12 packages Annals needs to build, test and benchmark.
 # Idempotent: installs only what is missing. Run as root (make run / make test call it).
 set -eu
-BUILD_PKGS="build-essential pkg-config liblmdb-dev libmicrohttpd-dev libjansson-dev libssl-dev"
+BUILD_PKGS="build-essential pkg-config liblmdb-dev libjansson-dev libssl-dev"
 TEST_PKGS="python3 curl procps"
 BENCH_PKGS="wrk redis-server postgresql"
 want="$BUILD_PKGS $TEST_PKGS"

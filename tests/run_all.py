@@ -35,21 +35,33 @@ def run_tier(name, cmd, env=None):
     return passed, failed
 
 
+def run_group(label, binary, units):
+    """Unit binaries, then the integration suite against binary."""
+    total_p = total_f = 0
+    for u in units:
+        p, f = run_tier(f"{label}{os.path.basename(u)}", [u])
+        total_p += p
+        total_f += f
+    env = dict(os.environ, ANNALS_BIN=os.path.abspath(binary))
+    p, f = run_tier(f"{label}integration", [sys.executable, "tests/integration/run.py", "--bin",
+                                            os.path.abspath(binary)], env)
+    return total_p + p, total_f + f
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
+    ap.add_argument("--san-bin", help="the same server built with ASan+UBSan")
+    ap.add_argument("--san-units", nargs="*", default=[])
     ap.add_argument("units", nargs="*")
     args = ap.parse_args()
-    total_p = total_f = 0
-    for u in args.units:
-        p, f = run_tier(os.path.basename(u), [u])
+    total_p, total_f = run_group("", args.bin, args.units)
+    if args.san_bin:
+        os.environ["ASAN_OPTIONS"] = "detect_leaks=1:abort_on_error=1"
+        os.environ["UBSAN_OPTIONS"] = "print_stacktrace=1:halt_on_error=1"
+        p, f = run_group("asan+ubsan ", args.san_bin, args.san_units)
         total_p += p
         total_f += f
-    env = dict(os.environ, ANNALS_BIN=os.path.abspath(args.bin))
-    p, f = run_tier("integration", [sys.executable, "tests/integration/run.py", "--bin",
-                                    os.path.abspath(args.bin)], env)
-    total_p += p
-    total_f += f
     print(f"{total_p} passed, {total_f} failed")
     sys.exit(1 if total_f else 0)
 

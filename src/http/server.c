@@ -1,28 +1,51 @@
-/* libmicrohttpd glue. MHD calls on_access several times per request: first with the head,
- * then once per body chunk, then with an empty chunk when the body is complete. We keep a
- * struct http_req per request (MHD's con_cls), answer from it, and suspend the connection for
- * deferred answers. The lock in struct http_req orders http_respond (any thread) against the
- * decision to suspend (I/O thread), so a fast writer cannot resume before we suspend. */
+/* The HTTP/1.1 server: one epoll loop per I/O thread, all sharing the listening socket
+ * (EPOLLEXCLUSIVE wakes one loop per connection). A connection belongs to the loop that
+ * accepted it; only that thread touches it, except http_respond on a deferred request, which
+ * stores the answer under the request's lock and posts the connection to its loop's completion
+ * queue (woken through an eventfd).
+ *
+ * Connection states:
+ *   HEAD --head parsed--> BODY --body complete--> HANDLING --handler answers--> WRITING
+ *   HANDLING --http_defer--> DEFERRED --http_respond (any thread) + loop wakeup--> WRITING
+ *   WRITING --all written, keep-alive--> HEAD (next pipelined request, if any, at once)
+ *   any --error, close, timeout--> CLOSED (conn_close: socket closed, buffers freed), and the
+ *   struct freed by its loop after the current epoll batch, whose other events may name it.
+ *   Never closed while HANDLING or DEFERRED: the socket is not read then, so a pending answer
+ *   always finds its connection.
+ */
+#define _GNU_SOURCE /* accept4 */
 #include "http/server.h"
 
 #include <arpa/inet.h>
-#include <microhttpd.h>
+#include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "http/parse.h"
 #include "util/errors.h"
 #include "util/log.h"
+#include "util/timeutil.h"
 
-enum req_state {
-    REQ_READING,   /* head seen, body arriving */
-    REQ_HANDLING,  /* handler running */
-    REQ_DEFERRED,  /* waiting for http_respond from another thread */
-    REQ_ANSWERED,  /* response stored (or queued) */
+enum conn_state { C_HEAD, C_BODY, C_HANDLING, C_DEFERRED, C_WRITING, C_CLOSED };
+
+enum {
+    READ_CHUNK = 16384,          /* bytes read per recv */
+    MAX_EVENTS = 256,            /* epoll events per wait */
+    TICK_MS = 1000,              /* timeout scan interval */
 };
+
+struct loop;
 
 struct hdr {
     char *name;        /* owned */
@@ -31,38 +54,71 @@ struct hdr {
 };
 
 struct http_req {
-    struct MHD_Connection *conn; /* borrowed from MHD */
-    struct http_server *srv;     /* borrowed */
-    const char *method;          /* borrowed from MHD */
-    struct slice path;           /* borrowed from MHD's url */
+    struct conn *conn;           /* owning connection */
+    char method[16];             /* NUL-terminated method (longer ones are refused) */
+    struct slice path;           /* into conn->in: target without the query */
+    struct slice query;          /* into conn->in: after '?', may be empty */
+    struct http_head head;       /* parsed head; slices into conn->in */
     struct buf body;             /* request body */
-    enum req_state state;        /* see server.h */
-    bool too_big;                /* body exceeded the limit: answered 413 at its end */
-    uint64_t discarded;          /* body bytes thrown away after too_big */
-    bool suspended;              /* MHD connection is suspended */
-    bool queued;                 /* response handed to MHD */
-    pthread_mutex_t mu;          /* guards state, suspended and the stored response */
-    unsigned status;             /* stored response status */
+    pthread_mutex_t mu;          /* orders http_respond against the loop */
+    bool answered;               /* response stored */
+    bool deferred;               /* http_defer was called */
+    unsigned status;             /* stored response */
     struct buf resp;             /* stored response body */
-    const char *content_type;    /* static string */
+    const char *content_type;    /* static */
     struct hdr *headers;         /* extra response headers */
-    char **qvals;                /* owned copies of decoded query values */
-    size_t qcount;               /* entries in qvals */
+    char **strs;                 /* owned strings handed out (query values, header values) */
+    size_t nstrs;                /* entries in strs */
     void *user;                  /* handler's data */
     http_cleanup_fn *cleanup;    /* frees user */
 };
 
+struct conn {
+    int fd;                      /* socket */
+    struct loop *loop;           /* owner */
+    enum conn_state state;       /* see the diagram */
+    struct buf in;               /* bytes received, from in_off on unconsumed */
+    size_t in_off;               /* start of the current request in in */
+    size_t head_len;             /* bytes of the current head */
+    int64_t body_left;           /* Content-Length bytes still to read */
+    struct http_chunked chunk;   /* chunked decoder */
+    struct buf out;              /* bytes to send, from out_off on */
+    size_t out_off;              /* sent so far */
+    bool close_after;            /* close once out is sent */
+    bool is_head;                /* the request is HEAD: no body in the answer */
+    uint64_t active_ms;          /* last activity, for the idle timeout */
+    struct http_req *req;        /* current request, or NULL */
+    struct conn *prev, *next;    /* the loop's connection list */
+    struct conn *done_next;      /* completion queue link */
+};
+
+struct loop {
+    struct http_server *srv;     /* borrowed */
+    pthread_t thread;            /* the I/O thread */
+    int ep;                      /* epoll fd */
+    int wake;                    /* eventfd: completions and stop */
+    pthread_mutex_t mu;          /* guards done */
+    struct conn *done;           /* connections with a deferred answer ready */
+    struct conn *conns;          /* all connections of this loop */
+    struct conn *dead;           /* closed this iteration; freed at its end */
+    bool listening;              /* the listen socket is registered here */
+};
+
 struct http_server {
-    struct MHD_Daemon *d;        /* owned */
     struct http_config cfg;      /* copied */
-    unsigned inflight;           /* atomic: requests begun and not yet completed */
+    int lfd;                     /* listening socket, -1 after quiesce */
+    uint16_t port;               /* bound port */
+    struct loop *loops;          /* cfg.threads loops */
+    unsigned nloops;             /* count */
+    unsigned conns;              /* atomic: open connections */
+    unsigned inflight;           /* atomic: requests begun and not finished */
+    bool stopping;               /* atomic: loops exit */
+    bool quiesce;                /* atomic: stop accepting */
 };
 
 static const char JSON_TYPE[] = "application/json";
 
-enum {
-    HTTP_DISCARD_BYTES = 64 * 1024 * 1024, /* body bytes dropped after 413 before closing */
-};
+/* ---- small helpers ---- */
 
 int http_url_decode(const char *s, size_t n, bool plus_space, struct buf *out)
 {
@@ -77,7 +133,7 @@ int http_url_decode(const char *s, size_t n, bool plus_space, struct buf *out)
             int v = 0;
             for (int k = 1; k <= 2; k++) {
                 char h = s[i + k];
-                int d = (h >= '0' && h <= '9') ? h - '0'
+                int d = (h >= '0' && h <= '9')   ? h - '0'
                         : (h >= 'a' && h <= 'f') ? h - 'a' + 10
                         : (h >= 'A' && h <= 'F') ? h - 'A' + 10
                                                  : -1;
@@ -97,10 +153,14 @@ int http_url_decode(const char *s, size_t n, bool plus_space, struct buf *out)
             buf_addc(out, c);
         }
     }
-    if (!out->cap) {
-        buf_reserve(out, 0);
-    }
     return 0;
+}
+
+static const char *keep_str(struct http_req *req, char *s)
+{
+    req->strs = xrealloc(req->strs, (req->nstrs + 1) * sizeof(*req->strs));
+    req->strs[req->nstrs++] = s;
+    return s;
 }
 
 const char *http_req_method(const struct http_req *req)
@@ -115,24 +175,38 @@ struct slice http_req_path(const struct http_req *req)
 
 const char *http_req_query(struct http_req *req, const char *name)
 {
-    const char *raw = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
-    if (!raw) {
-        return NULL;
+    size_t nlen = strlen(name);
+    const char *q = req->query.ptr;
+    size_t n = req->query.len, i = 0;
+    while (i < n) {
+        size_t s = i;
+        while (i < n && q[i] != '&') {
+            i++;
+        }
+        const char *eq = memchr(q + s, '=', i - s);
+        size_t klen = eq ? (size_t)(eq - (q + s)) : i - s;
+        if (klen == nlen && memcmp(q + s, name, nlen) == 0) {
+            struct buf b;
+            buf_init(&b);
+            const char *v = eq ? eq + 1 : q + i;
+            if (http_url_decode(v, (size_t)(q + i - v), true, &b) != 0) {
+                buf_fini(&b);
+                return NULL;
+            }
+            return keep_str(req, buf_steal(&b, NULL));
+        }
+        i++;
     }
-    struct buf b;
-    buf_init(&b);
-    if (http_url_decode(raw, strlen(raw), true, &b) != 0) {
-        buf_fini(&b);
-        return NULL;
-    }
-    req->qvals = xrealloc(req->qvals, (req->qcount + 1) * sizeof(*req->qvals));
-    req->qvals[req->qcount++] = buf_steal(&b, NULL);
-    return req->qvals[req->qcount - 1];
+    return NULL;
 }
 
 const char *http_req_header(const struct http_req *req, const char *name)
 {
-    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+    const struct http_header *h = http_head_find(&req->head, name);
+    if (!h) {
+        return NULL;
+    }
+    return keep_str((struct http_req *)req, xstrndup(h->value.ptr, h->value.len));
 }
 
 struct slice http_req_body(const struct http_req *req)
@@ -156,109 +230,11 @@ void http_add_header(struct http_req *req, const char *name, const char *value)
     req->headers = h;
 }
 
-void http_defer(struct http_req *req)
-{
-    pthread_mutex_lock(&req->mu);
-    if (req->state == REQ_HANDLING) {
-        req->state = REQ_DEFERRED;
-    }
-    pthread_mutex_unlock(&req->mu);
-}
-
-void http_respond(struct http_req *req, unsigned status, struct buf *body,
-                  const char *content_type)
-{
-    pthread_mutex_lock(&req->mu);
-    req->status = status;
-    req->resp = *body;
-    buf_init(body);
-    req->content_type = content_type ? content_type : JSON_TYPE;
-    req->state = REQ_ANSWERED;
-    if (req->suspended) {
-        req->suspended = false;
-        MHD_resume_connection(req->conn);
-    }
-    pthread_mutex_unlock(&req->mu);
-}
-
-static enum MHD_Result queue_stored(struct http_req *req)
-{
-    size_t len;
-    char *body = buf_steal(&req->resp, &len);
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
-    if (!r) {
-        free(body);
-        return MHD_NO;
-    }
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, req->content_type);
-    for (struct hdr *h = req->headers; h; h = h->next) {
-        MHD_add_response_header(r, h->name, h->value);
-    }
-    enum MHD_Result rc = MHD_queue_response(req->conn, req->status, r);
-    MHD_destroy_response(r);
-    req->queued = true;
-    return rc;
-}
-
-static void respond_error(struct http_req *req, unsigned status, const char *code,
-                          const char *message)
-{
-    struct buf b;
-    buf_init(&b);
-    buf_printf(&b, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", code, message);
-    http_respond(req, status, &b, NULL);
-}
-
-static bool content_length_too_big(struct http_req *req)
-{
-    const char *cl = http_req_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    if (!cl) {
-        return false;
-    }
-    char *end;
-    unsigned long long v = strtoull(cl, &end, 10);
-    return v > req->srv->cfg.limits.body_bytes;
-}
-
-/* Adds up one header's share of the request head. */
-static enum MHD_Result add_header_bytes(void *cls, enum MHD_ValueKind kind, const char *key,
-                                        const char *value)
-{
-    (void)kind;
-    *(size_t *)cls += strlen(key) + (value ? strlen(value) : 0) + 4; /* ": " and CRLF */
-    return MHD_YES;
-}
-
-/* True when the request line and headers exceed the configured limit. MHD's own buffer is
- * larger than the limit so that it can hand us heads a little over it to refuse as JSON. */
-static bool head_too_big(struct http_req *req)
-{
-    size_t n = strlen(req->method) + strlen(req->path.ptr) + 12;
-    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, add_header_bytes, &n);
-    return n > req->srv->cfg.limits.header_bytes;
-}
-
-static struct http_req *req_new(struct http_server *srv, struct MHD_Connection *conn,
-                                const char *url, const char *method)
-{
-    struct http_req *req = xcalloc(1, sizeof(*req));
-    __atomic_add_fetch(&srv->inflight, 1, __ATOMIC_RELAXED);
-    req->conn = conn;
-    req->srv = srv;
-    req->method = method;
-    req->path.ptr = url;
-    const char *q = strchr(url, '?');
-    req->path.len = q ? (size_t)(q - url) : strlen(url);
-    pthread_mutex_init(&req->mu, NULL);
-    buf_init(&req->body);
-    buf_init(&req->resp);
-    return req;
-}
-
 static void req_free(struct http_req *req)
 {
-    __atomic_sub_fetch(&req->srv->inflight, 1, __ATOMIC_RELAXED);
+    if (!req) {
+        return;
+    }
     if (req->cleanup) {
         req->cleanup(req->user);
     }
@@ -269,153 +245,603 @@ static void req_free(struct http_req *req)
         free(h);
         h = next;
     }
-    for (size_t i = 0; i < req->qcount; i++) {
-        free(req->qvals[i]);
+    for (size_t i = 0; i < req->nstrs; i++) {
+        free(req->strs[i]);
     }
-    free(req->qvals);
+    free(req->strs);
     buf_fini(&req->body);
     buf_fini(&req->resp);
     pthread_mutex_destroy(&req->mu);
     free(req);
 }
 
-/* Runs the handler on a complete request, then queues its answer or suspends. */
-static enum MHD_Result dispatch(struct http_req *req)
+/* ---- answers ---- */
+
+void http_defer(struct http_req *req)
 {
-    req->state = REQ_HANDLING;
-    req->srv->cfg.handler(req->srv->cfg.handler_arg, req);
     pthread_mutex_lock(&req->mu);
-    enum MHD_Result rc = MHD_YES;
-    if (req->state == REQ_ANSWERED) {
-        rc = queue_stored(req);
-    } else if (req->state == REQ_DEFERRED) {
-        req->suspended = true;
-        MHD_suspend_connection(req->conn);
+    req->deferred = true;
+    pthread_mutex_unlock(&req->mu);
+}
+
+static void post_done(struct conn *c)
+{
+    struct loop *lp = c->loop;
+    pthread_mutex_lock(&lp->mu);
+    c->done_next = lp->done;
+    lp->done = c;
+    pthread_mutex_unlock(&lp->mu);
+    uint64_t one = 1;
+    ssize_t w = write(lp->wake, &one, sizeof one);
+    (void)w;
+}
+
+void http_respond(struct http_req *req, unsigned status, struct buf *body,
+                  const char *content_type)
+{
+    pthread_mutex_lock(&req->mu);
+    req->status = status;
+    req->resp = *body;
+    buf_init(body);
+    req->content_type = content_type ? content_type : JSON_TYPE;
+    req->answered = true;
+    bool post = req->conn->state == C_DEFERRED;
+    pthread_mutex_unlock(&req->mu);
+    if (post) {
+        post_done(req->conn);
+    }
+}
+
+static const char *reason(unsigned status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 413: return "Content Too Large";
+    case 415: return "Unsupported Media Type";
+    case 422: return "Unprocessable Content";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 503: return "Service Unavailable";
+    case 505: return "HTTP Version Not Supported";
+    case 507: return "Insufficient Storage";
+    }
+    return "Unknown";
+}
+
+static void add_date(struct buf *out)
+{
+    static const char *days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static const char *months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                   "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    static __thread time_t cached_at;
+    static __thread char cached[40];
+    time_t now = time(NULL);
+    if (now != cached_at) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        snprintf(cached, sizeof cached, "Date: %s, %02d %s %04d %02d:%02d:%02d GMT\r\n",
+                 days[tm.tm_wday % 7], tm.tm_mday, months[tm.tm_mon % 12], tm.tm_year + 1900,
+                 tm.tm_hour, tm.tm_min, tm.tm_sec);
+        cached_at = now;
+    }
+    buf_adds(out, cached);
+}
+
+/* Serialises a response into the connection's output. */
+static void put_response(struct conn *c, unsigned status, const char *type, struct hdr *extra,
+                         const struct buf *body)
+{
+    struct buf *o = &c->out;
+    buf_reserve(o, 256 + body->len);
+    buf_printf(o, "HTTP/1.1 %u %s\r\n", status, reason(status));
+    add_date(o);
+    if (status != 204) {
+        buf_adds(o, "Content-Type: ");
+        buf_adds(o, type);
+        buf_adds(o, "\r\nContent-Length: ");
+        buf_add_u64(o, body->len);
+        buf_adds(o, "\r\n");
+    }
+    for (struct hdr *h = extra; h; h = h->next) {
+        buf_adds(o, h->name);
+        buf_adds(o, ": ");
+        buf_adds(o, h->value);
+        buf_adds(o, "\r\n");
+    }
+    if (c->close_after) {
+        buf_adds(o, "Connection: close\r\n");
+    }
+    buf_adds(o, "\r\n");
+    if (!c->is_head && status != 204) {
+        buf_add(o, body->ptr ? body->ptr : "", body->len);
+    }
+}
+
+/* Queues an error answered by the HTTP layer itself and closes after it. */
+static void put_error(struct conn *c, unsigned status, const char *code, const char *message)
+{
+    struct buf b;
+    buf_init(&b);
+    buf_printf(&b, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", code, message);
+    c->close_after = true;
+    put_response(c, status, JSON_TYPE, NULL, &b);
+    buf_fini(&b);
+    c->state = C_WRITING;
+}
+
+/* Moves the request's stored answer to the output and ends the request. */
+static void finish_request(struct conn *c)
+{
+    struct http_req *req = c->req;
+    if (!req->head.keep_alive || __atomic_load_n(&c->loop->srv->quiesce, __ATOMIC_RELAXED)) {
+        c->close_after = true;
+    }
+    put_response(c, req->status, req->content_type, req->headers, &req->resp);
+    c->req = NULL;
+    req_free(req);
+    __atomic_sub_fetch(&c->loop->srv->inflight, 1, __ATOMIC_RELAXED);
+    c->state = C_WRITING;
+}
+
+/* ---- connections ---- */
+
+enum step { STEP_GO, STEP_WAIT, STEP_CLOSED };
+
+static void conn_close(struct conn *c)
+{
+    struct loop *lp = c->loop;
+    if (c->prev) {
+        c->prev->next = c->next;
     } else {
-        pthread_mutex_unlock(&req->mu);
+        lp->conns = c->next;
+    }
+    if (c->next) {
+        c->next->prev = c->prev;
+    }
+    close(c->fd);
+    if (c->req) {
+        req_free(c->req);
+        __atomic_sub_fetch(&lp->srv->inflight, 1, __ATOMIC_RELAXED);
+    }
+    buf_fini(&c->in);
+    buf_fini(&c->out);
+    /* Other events of this epoll batch may still name c: free it after the batch. */
+    c->state = C_CLOSED;
+    c->next = lp->dead;
+    lp->dead = c;
+    __atomic_sub_fetch(&lp->srv->conns, 1, __ATOMIC_RELAXED);
+}
+
+static void free_dead(struct loop *lp)
+{
+    while (lp->dead) {
+        struct conn *c = lp->dead;
+        lp->dead = c->next;
+        free(c);
+    }
+}
+
+static void consume(struct conn *c, size_t n)
+{
+    memmove(c->in.ptr, c->in.ptr + n, c->in.len - n);
+    c->in.len -= n;
+}
+
+/* Reads what the socket has (up to the buffer cap). Returns STEP_GO when bytes arrived,
+ * STEP_WAIT when none are available, STEP_CLOSED when the peer is gone (conn closed). */
+static enum step try_read(struct conn *c, size_t cap)
+{
+    bool got = false;
+    while (c->in.len < cap) {
+        buf_reserve(&c->in, READ_CHUNK);
+        ssize_t r = recv(c->fd, c->in.ptr + c->in.len, c->in.cap - c->in.len - 1, 0);
+        if (r > 0) {
+            c->in.len += (size_t)r;
+            got = true;
+            continue;
+        }
+        if (r < 0 && errno == EINTR) {
+            continue;
+        }
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            break;
+        }
+        conn_close(c); /* EOF or error */
+        return STEP_CLOSED;
+    }
+    if (got) {
+        c->active_ms = time_mono_ns() / 1000000;
+    }
+    return got ? STEP_GO : STEP_WAIT;
+}
+
+static enum step flush(struct conn *c)
+{
+    while (c->out_off < c->out.len) {
+        ssize_t w = send(c->fd, c->out.ptr + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
+        if (w > 0) {
+            c->out_off += (size_t)w;
+            continue;
+        }
+        if (w < 0 && errno == EINTR) {
+            continue;
+        }
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            return STEP_WAIT; /* EPOLLOUT (edge) resumes us */
+        }
+        conn_close(c);
+        return STEP_CLOSED;
+    }
+    c->out_off = 0;
+    buf_reset(&c->out);
+    c->active_ms = time_mono_ns() / 1000000;
+    return STEP_GO;
+}
+
+static void send_continue(struct conn *c)
+{
+    buf_adds(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
+}
+
+/* Makes the request object for a parsed head held in c->in[0..head_len). */
+static int start_request(struct conn *c, size_t head_len)
+{
+    struct http_req *req = xcalloc(1, sizeof(*req));
+    pthread_mutex_init(&req->mu, NULL);
+    buf_init(&req->body);
+    buf_init(&req->resp);
+    req->conn = c;
+    /* The head is copied so that the input buffer can move while the request lives. */
+    char *copy = xstrndup(c->in.ptr, head_len);
+    keep_str(req, copy);
+    ssize_t rc = http_parse_head(copy, head_len, head_len + 1, &req->head);
+    c->req = req;
+    __atomic_add_fetch(&c->loop->srv->inflight, 1, __ATOMIC_RELAXED);
+    if (rc <= 0 || req->head.method.len >= sizeof req->method) {
+        return HTTP_ERR_BAD;
+    }
+    memcpy(req->method, req->head.method.ptr, req->head.method.len);
+    req->method[req->head.method.len] = '\0';
+    struct slice t = req->head.target;
+    const char *q = memchr(t.ptr, '?', t.len);
+    req->path = (struct slice){t.ptr, q ? (size_t)(q - t.ptr) : t.len};
+    req->query = q ? (struct slice){q + 1, t.len - (size_t)(q + 1 - t.ptr)} : (struct slice){"", 0};
+    c->is_head = strcmp(req->method, "HEAD") == 0;
+    return 0;
+}
+
+static void answer_parse_error(struct conn *c, ssize_t rc)
+{
+    switch (rc) {
+    case HTTP_ERR_TOO_LARGE:
+        put_error(c, 431, "header_too_large", "the request line and headers exceed the limit");
+        break;
+    case HTTP_ERR_TE:
+        put_error(c, 501, "not_implemented", "only the chunked transfer coding is supported");
+        break;
+    case HTTP_ERR_VERSION:
+        put_error(c, 505, "http_version_not_supported", "only HTTP/1.x is supported");
+        break;
+    default:
+        put_error(c, 400, "bad_request", "malformed HTTP request");
+    }
+}
+
+static enum step step_head(struct conn *c)
+{
+    const struct limits *lim = &c->loop->srv->cfg.limits;
+    struct http_head h;
+    ssize_t rc = http_parse_head(c->in.ptr ? c->in.ptr : "", c->in.len, lim->header_bytes, &h);
+    if (rc == HTTP_INCOMPLETE) {
+        enum step s = try_read(c, lim->header_bytes + READ_CHUNK);
+        return s == STEP_GO ? STEP_GO : s;
+    }
+    if (rc < 0) {
+        answer_parse_error(c, rc);
+        return STEP_GO;
+    }
+    if (start_request(c, (size_t)rc) != 0) {
+        answer_parse_error(c, HTTP_ERR_BAD);
+        return STEP_GO;
+    }
+    consume(c, (size_t)rc);
+    if (h.content_length > (int64_t)lim->body_bytes) {
+        put_error(c, 413, "body_too_large", "request body exceeds the limit");
+        return STEP_GO;
+    }
+    c->body_left = h.chunked ? -1 : (h.content_length > 0 ? h.content_length : 0);
+    memset(&c->chunk, 0, sizeof c->chunk);
+    if (h.expect_continue && (h.chunked || h.content_length > 0)) {
+        send_continue(c);
+    }
+    c->state = C_BODY;
+    return STEP_GO;
+}
+
+static enum step step_body(struct conn *c)
+{
+    const struct limits *lim = &c->loop->srv->cfg.limits;
+    struct http_req *req = c->req;
+    if (c->out.len) {
+        enum step s = flush(c); /* the 100 Continue */
+        if (s != STEP_GO) {
+            return s;
+        }
+    }
+    if (c->body_left >= 0) {
+        size_t take = c->in.len < (uint64_t)c->body_left ? c->in.len : (size_t)c->body_left;
+        buf_add(&req->body, c->in.ptr ? c->in.ptr : "", take);
+        consume(c, take);
+        c->body_left -= (int64_t)take;
+        if (c->body_left == 0) {
+            c->state = C_HANDLING;
+            return STEP_GO;
+        }
+    } else {
+        ssize_t n = http_chunked_decode(&c->chunk, c->in.ptr ? c->in.ptr : "", c->in.len,
+                                        &req->body, lim->body_bytes);
+        if (n == HTTP_ERR_TOO_LARGE) {
+            put_error(c, 413, "body_too_large", "request body exceeds the limit");
+            return STEP_GO;
+        }
+        if (n < 0) {
+            put_error(c, 400, "bad_request", "malformed chunked body");
+            return STEP_GO;
+        }
+        consume(c, (size_t)n);
+        if (c->chunk.done) {
+            c->state = C_HANDLING;
+            return STEP_GO;
+        }
+    }
+    return try_read(c, READ_CHUNK * 4);
+}
+
+static void dispatch(struct conn *c)
+{
+    struct http_req *req = c->req;
+    c->loop->srv->cfg.handler(c->loop->srv->cfg.handler_arg, req);
+    pthread_mutex_lock(&req->mu);
+    bool answered = req->answered;
+    bool deferred = req->deferred;
+    if (!answered && deferred) {
+        c->state = C_DEFERRED;
+    }
+    pthread_mutex_unlock(&req->mu);
+    if (answered) {
+        finish_request(c);
+    } else if (!deferred) {
         log_error("handler left %s %.*s unanswered", req->method, (int)req->path.len,
                   req->path.ptr);
-        respond_error(req, 500, "internal", "request was not answered");
-        return queue_stored(req);
+        struct buf b;
+        buf_init(&b);
+        buf_adds(&b, "{\"error\":{\"code\":\"internal\",\"message\":\"request was not answered\"}}");
+        http_respond(req, 500, &b, NULL);
+        finish_request(c);
     }
-    pthread_mutex_unlock(&req->mu);
-    return rc;
 }
 
-static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
-                                 const char *method, const char *version,
-                                 const char *upload_data, size_t *upload_data_size,
-                                 void **con_cls)
+/* Drives a connection as far as it can go without blocking. */
+static void conn_run(struct conn *c)
 {
-    (void)version;
-    struct http_server *srv = cls;
-    struct http_req *req = *con_cls;
-    if (!req) {
-        req = req_new(srv, conn, url, method);
-        *con_cls = req;
-        if (head_too_big(req)) {
-            respond_error(req, 431, "header_too_large",
-                          "the request line and headers exceed the limit");
-            return queue_stored(req);
+    for (;;) {
+        enum step s = STEP_GO;
+        switch (c->state) {
+        case C_HEAD: s = step_head(c); break;
+        case C_BODY: s = step_body(c); break;
+        case C_HANDLING: dispatch(c); break;
+        case C_DEFERRED:
+        case C_CLOSED: return;
+        case C_WRITING:
+            s = flush(c);
+            if (s == STEP_GO) {
+                if (c->close_after) {
+                    conn_close(c);
+                    return;
+                }
+                c->state = C_HEAD;
+                c->is_head = false;
+            }
+            break;
         }
-        if (content_length_too_big(req)) {
-            req->too_big = true;
-            respond_error(req, 413, "body_too_large", "request body exceeds the limit");
-            return queue_stored(req);
+        if (s != STEP_GO) {
+            return;
         }
-        return MHD_YES;
     }
-    if (req->queued) {
-        *upload_data_size = 0; /* answered early: discard the rest */
-        return MHD_YES;
-    }
-    if (*upload_data_size) {
-        /* MHD cannot answer in the middle of a body (a chunked one, whose size was not known
-         * up front): drop the rest, answer 413 when it ends, and cut off a sender that goes
-         * on far past the limit. */
-        if (req->too_big || req->body.len + *upload_data_size > srv->cfg.limits.body_bytes) {
-            req->too_big = true;
-            req->discarded += *upload_data_size;
-            *upload_data_size = 0;
-            return req->discarded > HTTP_DISCARD_BYTES ? MHD_NO : MHD_YES;
+}
+
+/* ---- loops ---- */
+
+static void accept_all(struct loop *lp)
+{
+    struct http_server *srv = lp->srv;
+    for (;;) {
+        int fd = accept4(srv->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) {
+                continue;
+            }
+            if (errno == EMFILE || errno == ENFILE) {
+                log_warn("out of file descriptors: not accepting for now");
+            }
+            return;
         }
-        buf_add(&req->body, upload_data, *upload_data_size);
-        *upload_data_size = 0;
-        return MHD_YES;
+        if (__atomic_add_fetch(&srv->conns, 1, __ATOMIC_RELAXED) > srv->cfg.limits.connections) {
+            static const char busy[] =
+                "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                "Content-Length: 76\r\nConnection: close\r\n\r\n"
+                "{\"error\":{\"code\":\"too_many_connections\",\"message\":\"connection limit\"}}";
+            ssize_t w = send(fd, busy, sizeof busy - 1, MSG_NOSIGNAL);
+            (void)w;
+            close(fd);
+            __atomic_sub_fetch(&srv->conns, 1, __ATOMIC_RELAXED);
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        struct conn *c = xcalloc(1, sizeof(*c));
+        c->fd = fd;
+        c->loop = lp;
+        c->state = C_HEAD;
+        c->active_ms = time_mono_ns() / 1000000;
+        buf_init(&c->in);
+        buf_init(&c->out);
+        c->next = lp->conns;
+        if (lp->conns) {
+            lp->conns->prev = c;
+        }
+        lp->conns = c;
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+                                 .data.ptr = c};
+        if (epoll_ctl(lp->ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
+            conn_close(c);
+            continue;
+        }
+        conn_run(c);
     }
-    if (req->too_big && req->state == REQ_READING) {
-        respond_error(req, 413, "body_too_large", "request body exceeds the limit");
-        return queue_stored(req);
-    }
-    if (req->state == REQ_READING) {
-        return dispatch(req);
-    }
-    pthread_mutex_lock(&req->mu);
-    enum MHD_Result rc = req->state == REQ_ANSWERED ? queue_stored(req) : MHD_YES;
-    pthread_mutex_unlock(&req->mu);
-    return rc;
 }
 
-static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
-                         enum MHD_RequestTerminationCode toe)
+static void run_completions(struct loop *lp)
 {
-    (void)cls;
-    (void)conn;
-    (void)toe;
-    struct http_req *req = *con_cls;
-    if (req) {
-        req_free(req);
-        *con_cls = NULL;
+    uint64_t n;
+    ssize_t r = read(lp->wake, &n, sizeof n);
+    (void)r;
+    pthread_mutex_lock(&lp->mu);
+    struct conn *c = lp->done;
+    lp->done = NULL;
+    pthread_mutex_unlock(&lp->mu);
+    while (c) {
+        struct conn *next = c->done_next;
+        finish_request(c);
+        conn_run(c);
+        c = next;
     }
 }
 
-static size_t unescape_none(void *cls, struct MHD_Connection *c, char *s)
+static void expire_idle(struct loop *lp, uint64_t now_ms)
 {
-    (void)cls;
-    (void)c;
-    return strlen(s);
+    uint64_t limit_ms = (uint64_t)lp->srv->cfg.limits.timeout_s * 1000;
+    for (struct conn *c = lp->conns; c;) {
+        struct conn *next = c->next; /* read first: conn_close relinks c onto dead */
+        bool busy = c->state == C_HANDLING || c->state == C_DEFERRED;
+        if (!busy && now_ms - c->active_ms > limit_ms) {
+            conn_close(c);
+        }
+        c = next;
+    }
 }
 
-static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+static void *loop_main(void *arg)
 {
-    (void)cls;
-    char msg[512];
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    size_t n = strlen(msg);
-    while (n && msg[n - 1] == '\n') {
-        msg[--n] = '\0';
+    struct loop *lp = arg;
+    struct epoll_event evs[MAX_EVENTS];
+    uint64_t last_tick = time_mono_ns() / 1000000;
+    while (!__atomic_load_n(&lp->srv->stopping, __ATOMIC_ACQUIRE)) {
+        int n = epoll_wait(lp->ep, evs, MAX_EVENTS, TICK_MS);
+        for (int i = 0; i < n; i++) {
+            void *p = evs[i].data.ptr;
+            if (p == lp) {
+                run_completions(lp);
+            } else if (p == lp->srv) {
+                accept_all(lp);
+            } else {
+                struct conn *c = p;
+                if (c->state != C_HANDLING && c->state != C_DEFERRED && c->state != C_CLOSED) {
+                    conn_run(c);
+                }
+            }
+        }
+        free_dead(lp);
+        uint64_t now = time_mono_ns() / 1000000;
+        if (now - last_tick >= TICK_MS) {
+            expire_idle(lp, now);
+            last_tick = now;
+        }
     }
-    log_debug("http: %s", msg);
+    return NULL;
+}
+
+static int listen_on(struct http_server *srv)
+{
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(srv->cfg.port);
+    if (inet_pton(AF_INET, srv->cfg.host, &sa.sin_addr) != 1) {
+        log_error("listen address %s is not an IPv4 address", srv->cfg.host);
+        return ERR_INVALID;
+    }
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, 1024) != 0) {
+        log_error("cannot listen on %s:%u: %s", srv->cfg.host, srv->cfg.port, strerror(errno));
+        if (fd >= 0) {
+            close(fd);
+        }
+        return ERR_IO;
+    }
+    socklen_t len = sizeof sa;
+    getsockname(fd, (struct sockaddr *)&sa, &len);
+    srv->port = ntohs(sa.sin_port);
+    srv->lfd = fd;
+    return 0;
+}
+
+static int loop_init(struct loop *lp, struct http_server *srv)
+{
+    lp->srv = srv;
+    pthread_mutex_init(&lp->mu, NULL);
+    lp->ep = epoll_create1(EPOLL_CLOEXEC);
+    lp->wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (lp->ep < 0 || lp->wake < 0) {
+        return ERR_IO;
+    }
+    struct epoll_event w = {.events = EPOLLIN, .data.ptr = lp};
+    struct epoll_event l = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = srv};
+    if (epoll_ctl(lp->ep, EPOLL_CTL_ADD, lp->wake, &w) != 0 ||
+        epoll_ctl(lp->ep, EPOLL_CTL_ADD, srv->lfd, &l) != 0) {
+        return ERR_IO;
+    }
+    lp->listening = true;
+    return pthread_create(&lp->thread, NULL, loop_main, lp) == 0 ? 0 : ERR_IO;
 }
 
 int http_server_start(const struct http_config *cfg, struct http_server **out)
 {
     struct http_server *srv = xcalloc(1, sizeof(*srv));
     srv->cfg = *cfg;
-    struct sockaddr_in sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons(cfg->port);
-    if (inet_pton(AF_INET, cfg->host, &sa.sin_addr) != 1) {
-        log_error("listen address %s is not an IPv4 address", cfg->host);
+    srv->lfd = -1;
+    int rc = listen_on(srv);
+    if (rc) {
         free(srv);
-        return ERR_INVALID;
+        return rc;
     }
-    size_t pool = cfg->limits.header_bytes + 16384;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ERROR_LOG | MHD_USE_TURBO;
-    srv->d = MHD_start_daemon(
-        flags, cfg->port, NULL, NULL, on_access, srv, MHD_OPTION_SOCK_ADDR, &sa,
-        MHD_OPTION_THREAD_POOL_SIZE, cfg->threads, MHD_OPTION_CONNECTION_LIMIT,
-        cfg->limits.connections, MHD_OPTION_CONNECTION_TIMEOUT, cfg->limits.timeout_s,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
-        srv, MHD_OPTION_UNESCAPE_CALLBACK, unescape_none, srv, MHD_OPTION_EXTERNAL_LOGGER,
-        on_mhd_log, srv, MHD_OPTION_LISTEN_BACKLOG_SIZE,
-        1024, MHD_OPTION_END);
-    if (!srv->d) {
-        log_error("cannot listen on %s:%u", cfg->host, cfg->port);
-        free(srv);
-        return ERR_IO;
+    srv->nloops = cfg->threads ? cfg->threads : 1;
+    srv->loops = xcalloc(srv->nloops, sizeof(*srv->loops));
+    for (unsigned i = 0; i < srv->nloops && !rc; i++) {
+        rc = loop_init(&srv->loops[i], srv);
+        if (rc) {
+            srv->nloops = i; /* loops started so far */
+        }
+    }
+    if (rc) {
+        log_error("cannot start the I/O threads");
+        http_server_stop(srv);
+        return rc;
     }
     *out = srv;
     return 0;
@@ -423,23 +849,24 @@ int http_server_start(const struct http_config *cfg, struct http_server **out)
 
 uint16_t http_server_port(const struct http_server *srv)
 {
-    const union MHD_DaemonInfo *i = MHD_get_daemon_info(srv->d, MHD_DAEMON_INFO_BIND_PORT);
-    return i ? i->port : srv->cfg.port;
+    return srv->port;
 }
 
 void http_server_quiesce(struct http_server *srv)
 {
-    MHD_socket s = MHD_quiesce_daemon(srv->d);
-    if (s != MHD_INVALID_SOCKET) {
-        close(s);
+    __atomic_store_n(&srv->quiesce, true, __ATOMIC_RELEASE);
+    for (unsigned i = 0; i < srv->nloops; i++) {
+        epoll_ctl(srv->loops[i].ep, EPOLL_CTL_DEL, srv->lfd, NULL);
+    }
+    if (srv->lfd >= 0) {
+        close(srv->lfd);
+        srv->lfd = -1;
     }
 }
 
 unsigned http_server_connections(const struct http_server *srv)
 {
-    const union MHD_DaemonInfo *i =
-        MHD_get_daemon_info(srv->d, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
-    return i ? i->num_connections : 0;
+    return __atomic_load_n(&srv->conns, __ATOMIC_RELAXED);
 }
 
 unsigned http_server_inflight(const struct http_server *srv)
@@ -452,6 +879,26 @@ void http_server_stop(struct http_server *srv)
     if (!srv) {
         return;
     }
-    MHD_stop_daemon(srv->d);
+    __atomic_store_n(&srv->stopping, true, __ATOMIC_RELEASE);
+    for (unsigned i = 0; i < srv->nloops; i++) {
+        uint64_t one = 1;
+        ssize_t w = write(srv->loops[i].wake, &one, sizeof one);
+        (void)w;
+    }
+    for (unsigned i = 0; i < srv->nloops; i++) {
+        struct loop *lp = &srv->loops[i];
+        pthread_join(lp->thread, NULL);
+        while (lp->conns) {
+            conn_close(lp->conns);
+        }
+        free_dead(lp);
+        close(lp->ep);
+        close(lp->wake);
+        pthread_mutex_destroy(&lp->mu);
+    }
+    if (srv->lfd >= 0) {
+        close(srv->lfd);
+    }
+    free(srv->loops);
     free(srv);
 }

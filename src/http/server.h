@@ -1,10 +1,9 @@
-/* The HTTP/1.1 server: a thin layer over libmicrohttpd (epoll, a pool of I/O threads). It
- * collects each request's body under the configured limits and hands complete requests to one
- * handler; the handler answers at once (http_respond on the I/O thread) or later from any
- * thread (http_defer, then http_respond). Knows nothing of routes or storage.
- *
- * Request life:  HEAD_READ --body--> BODY_READ --handler--> ANSWERED --(MHD sends)--> freed
- *                                              \--http_defer--> DEFERRED --http_respond--> ANSWERED
+/* The HTTP/1.1 server: epoll loops on a few I/O threads (server.c) over a pure parser
+ * (parse.c). It reads each request's head and body under the configured limits and hands
+ * complete requests to one handler; the handler answers at once (http_respond on the I/O
+ * thread) or later from any thread (http_defer, then http_respond). Keep-alive, pipelining,
+ * chunked bodies and 100-continue are handled here; every error it answers itself is JSON.
+ * Knows nothing of routes or storage. Connection states: see server.c.
  */
 #ifndef HTTP_SERVER_H
 #define HTTP_SERVER_H

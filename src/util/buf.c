@@ -76,6 +76,7 @@ void buf_reserve(struct buf *b, size_t n)
     }
     b->ptr = xrealloc(b->ptr, cap);
     b->cap = cap;
+    b->ptr[b->len] = '\0'; /* keeps the invariant for a buffer that was empty */
 }
 
 void buf_add(struct buf *b, const void *p, size_t n)

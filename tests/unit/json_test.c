@@ -227,6 +227,9 @@ TEST(url_decoding)
     ASSERT_STR(b.ptr, "a/b+c");
     ASSERT_EQ(http_url_decode("a%2fb+c", 7, true, &b), 0);
     ASSERT_STR(b.ptr, "a/b c");
+    buf_fini(&b);
+    ASSERT_EQ(http_url_decode("", 0, true, &b), 0); /* empty value: still a C string */
+    ASSERT_EQ(strlen(b.ptr), 0);
     ASSERT_EQ(http_url_decode("a%2", 3, false, &b), ERR_INVALID);
     ASSERT_EQ(http_url_decode("a%zz", 4, false, &b), ERR_INVALID);
     ASSERT_EQ(http_url_decode("a%00", 4, false, &b), ERR_INVALID);

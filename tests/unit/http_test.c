@@ -1,0 +1,106 @@
+/* http/parse: request heads (strictness against smuggling) and chunked bodies. */
+#include <string.h>
+
+#include "http/parse.h"
+#include "unit.h"
+
+static ssize_t parse(const char *s, struct http_head *h)
+{
+    return http_parse_head(s, strlen(s), 16384, h);
+}
+
+TEST(head_basic_and_pipelined)
+{
+    const char *req = "POST /v1/x?a=1 HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n"
+                      "Connection: keep-alive\r\n\r\nhelloGET / HTTP/1.1\r\n\r\n";
+    struct http_head h;
+    ssize_t n = parse(req, &h);
+    CHECK(n > 0);
+    CHECK(!memcmp(req + n, "hello", 5));
+    CHECK(h.method.len == 4 && !memcmp(h.method.ptr, "POST", 4));
+    CHECK(h.target.len == 9 && !memcmp(h.target.ptr, "/v1/x?a=1", 9));
+    ASSERT_EQ(h.content_length, 5);
+    CHECK(h.keep_alive && !h.chunked);
+    const struct http_header *f = http_head_find(&h, "host");
+    CHECK(f && f->value.len == 1);
+    ASSERT_EQ(parse("GET / HTTP/1.0\r\n\r\n", &h), 18);
+    CHECK(!h.keep_alive);
+    ASSERT_EQ(parse("GET / HTTP/1.1\r\nConnection: close\r\n\r\n", &h), 37);
+    CHECK(!h.keep_alive);
+}
+
+TEST(head_incomplete_and_too_large)
+{
+    struct http_head h;
+    ASSERT_EQ(parse("GET / HTTP/1.1\r\nHost: x\r\n", &h), HTTP_INCOMPLETE);
+    char big[300];
+    memset(big, 'a', sizeof big);
+    memcpy(big, "GET /", 5);
+    ASSERT_EQ(http_parse_head(big, sizeof big, 100, &h), HTTP_ERR_TOO_LARGE);
+    const char *many = "GET / HTTP/1.1\r\nX-A: 1234567890\r\nX-B: 1234567890\r\n\r\n";
+    ASSERT_EQ(http_parse_head(many, strlen(many), 40, &h), HTTP_ERR_TOO_LARGE);
+}
+
+TEST(head_refuses_smuggling_vectors)
+{
+    struct http_head h;
+    ASSERT_EQ(parse("POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+                    &h), HTTP_ERR_BAD);
+    ASSERT_EQ(parse("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", &h),
+              HTTP_ERR_BAD);
+    ASSERT_EQ(parse("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n", &h) > 0,
+              1);
+    ASSERT_EQ(parse("POST / HTTP/1.1\r\nContent-Length: -5\r\n\r\n", &h), HTTP_ERR_BAD);
+    ASSERT_EQ(parse("POST / HTTP/1.1\r\nContent-Length: 1e3\r\n\r\n", &h), HTTP_ERR_BAD);
+    ASSERT_EQ(parse("GET / HTTP/1.1\r\nX-A: 1\r\n folded\r\n\r\n", &h), HTTP_ERR_BAD);
+    ASSERT_EQ(parse("GET / HTTP/1.1\nHost: x\n\n", &h), HTTP_ERR_BAD);
+    ASSERT_EQ(parse("GET / HTTP/1.1\r\nHo st: x\r\n\r\n", &h), HTTP_ERR_BAD);
+    ASSERT_EQ(parse("GET / HTTP/1.1\r\nHost : x\r\n\r\n", &h), HTTP_ERR_BAD);
+    ASSERT_EQ(parse("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", &h), HTTP_ERR_TE);
+    ASSERT_EQ(parse("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", &h),
+              HTTP_ERR_BAD);
+    ASSERT_EQ(parse("GET / HTTP/2.0\r\n\r\n", &h), HTTP_ERR_VERSION);
+    ASSERT_EQ(parse("GET  / HTTP/1.1\r\n\r\n", &h), HTTP_ERR_BAD);
+    ASSERT_EQ(parse("GET /\x01 HTTP/1.1\r\n\r\n", &h), HTTP_ERR_BAD);
+    ASSERT_EQ(parse("GET / HTTP/1.1\r\nX: a\x01" "b\r\n\r\n", &h), HTTP_ERR_BAD);
+}
+
+TEST(chunked_decode_split_anywhere)
+{
+    const char *body = "5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nTrailer: x\r\n\r\nNEXT";
+    size_t n = strlen(body);
+    for (size_t split = 0; split <= n; split++) {
+        struct http_chunked c;
+        memset(&c, 0, sizeof c);
+        struct buf out;
+        buf_init(&out);
+        ssize_t a = http_chunked_decode(&c, body, split, &out, 1000);
+        CHECK(a >= 0);
+        ssize_t b = c.done ? 0 : http_chunked_decode(&c, body + a, n - (size_t)a, &out, 1000);
+        CHECK(b >= 0);
+        CHECK(c.done);
+        ASSERT_EQ(a + b, n - 4);
+        CHECK(out.len == 11 && !memcmp(out.ptr, "hello world", 11));
+        buf_fini(&out);
+    }
+}
+
+TEST(chunked_decode_errors)
+{
+    static const char *bad[] = {"x\r\n", "5\r\nhelloX\r\n", "\r\n", "5\nhello", "-1\r\n",
+                                "fffffffffffffffff\r\n"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct http_chunked c;
+        memset(&c, 0, sizeof c);
+        struct buf out;
+        buf_init(&out);
+        ASSERT_EQ(http_chunked_decode(&c, bad[i], strlen(bad[i]), &out, 1000), HTTP_ERR_BAD);
+        buf_fini(&out);
+    }
+    struct http_chunked c;
+    memset(&c, 0, sizeof c);
+    struct buf out;
+    buf_init(&out);
+    ASSERT_EQ(http_chunked_decode(&c, "a\r\n0123456789\r\n", 15, &out, 5), HTTP_ERR_TOO_LARGE);
+    buf_fini(&out);
+}
