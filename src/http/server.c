@@ -346,7 +346,11 @@ static void put_response(struct conn *c, unsigned status, const char *type, stru
 {
     struct buf *o = &c->out;
     buf_reserve(o, 256 + body->len);
-    buf_printf(o, "HTTP/1.1 %u %s\r\n", status, reason(status));
+    buf_adds(o, "HTTP/1.1 ");
+    buf_add_u64(o, status);
+    buf_addc(o, ' ');
+    buf_adds(o, reason(status));
+    buf_adds(o, "\r\n");
     add_date(o);
     if (status != 204) {
         buf_adds(o, "Content-Type: ");
