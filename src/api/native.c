@@ -374,11 +374,13 @@ static void db_get(struct call *c)
     buf_addc(&b, ',');
     out_time_field(&b, "newestEvent", in.newest_us, true);
     buf_printf(&b, ",\"writer\":{\"commits\":%llu,\"appends\":%llu,\"queueDepth\":%llu,"
-               "\"commitSeconds\":%.6f,\"syncs\":%llu,\"syncSeconds\":%.6f},\"indexed\":%llu}",
+               "\"commitSeconds\":%.6f,\"syncs\":%llu,\"syncSeconds\":%.6f},"
+               "\"indexer\":{\"indexed\":%llu,\"commits\":%llu,\"seconds\":%.6f}}",
                (unsigned long long)in.commits, (unsigned long long)in.appends,
                (unsigned long long)in.queue_depth, (double)in.commit_ns / 1e9,
                (unsigned long long)in.syncs, (double)in.sync_ns / 1e9,
-               (unsigned long long)in.indexed);
+               (unsigned long long)in.indexed, (unsigned long long)in.index_commits,
+               (double)in.index_ns / 1e9);
     out_json(c->req, 200, &b);
 }
 

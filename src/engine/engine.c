@@ -592,6 +592,8 @@ int engine_db_info(struct db *db, struct db_info *out)
     out->indexed = ss.indexed;
     out->syncs = ss.syncs;
     out->sync_ns = ss.sync_ns;
+    out->index_commits = ss.index_commits;
+    out->index_ns = ss.index_ns;
     out->commits = __atomic_load_n(&db->commits, __ATOMIC_RELAXED);
     out->appends = __atomic_load_n(&db->appends, __ATOMIC_RELAXED);
     out->commit_ns = __atomic_load_n(&db->commit_ns, __ATOMIC_RELAXED);

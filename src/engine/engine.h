@@ -73,6 +73,8 @@ struct db_info {
     uint64_t indexed;        /* newest position the index covers (the rest is in the tail) */
     uint64_t syncs;          /* event log syncs since start */
     uint64_t sync_ns;        /* time spent in them */
+    uint64_t index_commits;  /* index transactions since start (one sync each) */
+    uint64_t index_ns;       /* time spent indexing */
     uint64_t queue_depth;    /* appends waiting for the writer now */
 };
 int engine_db_info(struct db *db, struct db_info *out);

@@ -77,6 +77,8 @@ struct store {
     size_t evict_at;                         /* states size that triggers eviction */
     uint64_t syncs;                          /* atomic: log syncs done */
     uint64_t sync_ns;                        /* atomic: time spent in them */
+    uint64_t index_commits;                  /* atomic: index transactions committed */
+    uint64_t index_ns;                       /* atomic: time spent indexing */
 
     /* indexer */
     pthread_t indexer;                       /* the indexer thread */
@@ -551,7 +553,12 @@ static void *indexer_main(void *arg)
         uint64_t target = await_work(st, &stop);
         uint64_t idx = __atomic_load_n(&st->indexed, __ATOMIC_ACQUIRE);
         if (target > idx) {
+            uint64_t t0 = time_mono_ns();
             int rc = index_range(st, idx + 1, target);
+            __atomic_add_fetch(&st->index_ns, time_mono_ns() - t0, __ATOMIC_RELAXED);
+            if (!rc) {
+                __atomic_add_fetch(&st->index_commits, 1, __ATOMIC_RELAXED);
+            }
             if (rc) {
                 log_error("%s: indexing positions %llu..%llu failed: %s; will retry", st->dir,
                           (unsigned long long)idx + 1, (unsigned long long)target, err_name(rc));
@@ -739,6 +746,8 @@ int store_stats(struct store *st, struct store_stats *out)
     out->created_us = st->created_us;
     out->syncs = __atomic_load_n(&st->syncs, __ATOMIC_RELAXED);
     out->sync_ns = __atomic_load_n(&st->sync_ns, __ATOMIC_RELAXED);
+    out->index_commits = __atomic_load_n(&st->index_commits, __ATOMIC_RELAXED);
+    out->index_ns = __atomic_load_n(&st->index_ns, __ATOMIC_RELAXED);
     return 0;
 }
 

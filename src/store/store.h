@@ -31,6 +31,8 @@ struct store_stats {
     int64_t created_us;   /* database creation time */
     uint64_t syncs;       /* log syncs (one per appended batch) since open */
     uint64_t sync_ns;     /* time spent in them */
+    uint64_t index_commits; /* index transactions committed since open (one sync each) */
+    uint64_t index_ns;    /* time spent indexing */
 };
 
 /* The writer's view of the database head. */
