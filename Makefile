@@ -26,7 +26,7 @@ UNIT_SRC := $(wildcard tests/unit/*_test.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TOOLS   := $(BUILD)/bench/commit_ceiling
 
-.PHONY: all deps run test unit integration bench clean format
+.PHONY: all deps run test unit integration bench clean format fuzz fuzz-replay
 all: $(BUILD)/annals
 
 deps:
@@ -67,17 +67,43 @@ test: deps
 	@$(MAKE) --no-print-directory WERROR=1 $(BUILD)/annals $(UNIT_BIN)
 	@$(MAKE) --no-print-directory WERROR=1 SANITIZE=address,undefined build-san/annals $(SAN_UNITS)
 	@python3 tests/run_all.py --bin ./$(BUILD)/annals --san-bin ./build-san/annals \
-		--san-units $(SAN_UNITS) -- $(UNIT_BIN)
+		--fuzz-replay --san-units $(SAN_UNITS) -- $(UNIT_BIN)
 
 bench: 
 	@bash scripts/deps.sh --bench
 	@$(MAKE) --no-print-directory $(BUILD)/annals $(TOOLS)
 	@bash bench/run.sh ./$(BUILD)/annals ./$(BUILD)/bench/commit_ceiling
 
+# libFuzzer targets (clang, ASan+UBSan): `make fuzz` fuzzes each for FUZZ_SECONDS with its
+# corpus in tests/fuzz/corpus/<name>/ (new finds are added there); `make fuzz-replay` runs the
+# corpora once (part of make test when clang is installed).
+FUZZ_SECONDS ?= 60
+FUZZ_CFLAGS := $(filter-out -O2,$(CFLAGS)) -O1 -fsanitize=fuzzer-no-link,address,undefined
+FUZZ_OBJ := $(LIB_SRC:src/%.c=build-fuzz/%.o)
+FUZZ_BIN := $(patsubst tests/fuzz/%.c,build-fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
+
+build-fuzz/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -Wno-unused-command-line-argument -c $< -o $@
+
+build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_OBJ)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJ) $(LDLIBS)
+
+fuzz: $(FUZZ_BIN)
+	@for f in $(FUZZ_BIN); do n=$$(basename $$f | sed 's/^fuzz_//'); mkdir -p tests/fuzz/corpus/$$n; \
+	  echo "== $$f for $(FUZZ_SECONDS) s"; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -print_final_stats=1 tests/fuzz/corpus/$$n \
+	    2>&1 | grep -E 'stat::number_of_executed_units|stat::new_units_added|ERROR|SUMMARY' || exit 1; done
+
+fuzz-replay: $(FUZZ_BIN)
+	@for f in $(FUZZ_BIN); do n=$$(basename $$f | sed 's/^fuzz_//'); \
+	  $$f -runs=0 tests/fuzz/corpus/$$n >/dev/null 2>&1 || { echo "FAIL fuzz replay $$n"; exit 1; }; \
+	  echo "PASS fuzz replay $$n ($$(ls tests/fuzz/corpus/$$n | wc -l) inputs)"; done
+
 format:
 	clang-format -i $$(find src tests bench -name '*.[ch]')
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz
 
 -include $(LIB_OBJ:.o=.d) $(BUILD)/main.d

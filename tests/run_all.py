@@ -48,14 +48,38 @@ def run_group(label, binary, units):
     return total_p + p, total_f + f
 
 
+def run_fuzz_replay():
+    """Each fuzz target once over its corpus: PASS/FAIL lines from make fuzz-replay."""
+    print("== fuzz corpora replay (ASan+UBSan, libFuzzer)", flush=True)
+    proc = subprocess.run(["make", "-s", "--no-print-directory", "fuzz-replay"], cwd=ROOT,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = proc.stdout.splitlines()
+    passed = sum(1 for l in lines if l.startswith("PASS"))
+    failed = sum(1 for l in lines if l.startswith("FAIL"))
+    if proc.returncode != 0 and failed == 0:
+        print(proc.stdout[-3000:])
+        failed = 1
+    for l in lines:
+        if l.startswith("FAIL"):
+            print(l)
+    print(f"fuzz replay: {passed} passed, {failed} failed", flush=True)
+    return passed, failed
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
     ap.add_argument("--san-bin", help="the same server built with ASan+UBSan")
     ap.add_argument("--san-units", nargs="*", default=[])
+    ap.add_argument("--fuzz-replay", action="store_true",
+                    help="also replay the fuzzing corpora (make fuzz-replay)")
     ap.add_argument("units", nargs="*")
     args = ap.parse_args()
     total_p, total_f = run_group("", args.bin, args.units)
+    if args.fuzz_replay:
+        p, f = run_fuzz_replay()
+        total_p += p
+        total_f += f
     if args.san_bin:
         os.environ["ASAN_OPTIONS"] = "detect_leaks=1:abort_on_error=1"
         os.environ["UBSAN_OPTIONS"] = "print_stacktrace=1:halt_on_error=1"
