@@ -7,14 +7,25 @@
 #      (b) the same, all to one stream (expectedVersion "any");
 #      (c) 100-event batches (events/s = requests/s * 100);
 #      (d) reading a 100-event stream (GET .../streams/{s}/events?limit=100);
-#      (e) syncs per acknowledged append during (a), from the writer's commit/append counters
-#          (each LMDB commit = fdatasync + one O_DSYNC meta-page write = 2 syncs), confirmed
-#          with strace when it is installed;
-#   2. the in-process LMDB group-commit ceiling (bench/commit_ceiling.c), distinct and ONE=1;
+#      (e) syncs per acknowledged append during (a), from the database statistics
+#          (GET /v1/databases/default): an append is durable once its group-commit batch is in
+#          the append-only event log and that log is fdatasync'd (writer.syncs, one per batch);
+#          the LMDB index is updated later by the indexer thread, one fdatasync per index
+#          transaction (indexer.commits, MDB_NOMETASYNC). So
+#            syncs per append = (d writer.syncs + d indexer.commits) / d writer.appends,
+#          with the index counted until the indexer has caught up with the run's appends.
+#          Confirmed with strace (all threads of the server, fdatasync and friends) when it is
+#          installed;
+#   2. the in-process group-commit ceiling of the log-based store (bench/commit_ceiling.c, no
+#      HTTP), distinct streams and ONE=1;
 #   3. Redis 7 streams (XADD, appendfsync always) with redis-benchmark, distinct keys / one key;
 #   4. PostgreSQL 15 (fsync=on, synchronous_commit=on), a plpgsql append() with a per-stream
 #      version check, driven by pgbench, distinct streams / one stream;
 #   5. ratios of Annals to Redis and PostgreSQL, and the targets next to the figures.
+# Memory: VmRSS of the server after each run, with its anonymous part (RssAnon) and the
+# resident pages of its mapping of the event log (and of the LMDB index) broken out: the log
+# and the index are mmapped read-only, so their page-cache pages count in VmRSS and grow with
+# the data written, although the kernel can reclaim them at any time.
 # It is a report: it exits 0 whatever the figures are, and non-zero only when a component is
 # missing or fails to start. Every process it starts is stopped on exit.
 #
@@ -133,8 +144,26 @@ free_port() { # preferred port if free, else one the kernel picks
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
-mib() { awk -v k="${1:-0}" 'BEGIN { if (k == "" || k == 0) print "-"; else printf "%.1f", k / 1024 }'; }
+# mem_sample PID -> "vmrss anon log index" in KiB: VmRSS, RssAnon, and the resident pages of the
+# process's mappings of an Annals event log (events.log) and LMDB index (data.mdb). Those are
+# page-cache pages of read-only file mappings: they count in VmRSS, grow with the data written,
+# and are reclaimable. A field that cannot be read (process gone, kernel without RssAnon) is "-".
+mem_sample() {
+    local pid=${1:-}
+    [ -n "$pid" ] && [ -r "/proc/$pid/status" ] || { echo "- - - -"; return 0; }
+    local out
+    out=$(awk '
+        FILENAME ~ /status$/ { if ($1 == "VmRSS:") rss = $2; else if ($1 == "RssAnon:") anon = $2; next }
+        /^[0-9a-f]+-[0-9a-f]+ / { cur = ($NF ~ /\/events\.log$/) ? "log" : (($NF ~ /\/data\.mdb$/) ? "idx" : ""); next }
+        $1 == "Rss:" && cur != "" { m[cur] += $2 }
+        END { if (rss == "") rss = "-"; if (anon == "") anon = "-"
+              printf "%s %s %s %s\n", rss, anon, m["log"] + 0, m["idx"] + 0 }' \
+        "/proc/$pid/status" "/proc/$pid/smaps" 2>/dev/null)
+    [ -n "$out" ] || out="- - - -"
+    echo "$out"
+}
+rss_kb() { local m; m=$(mem_sample "$1"); echo "${m%% *}"; }
+mib() { awk -v k="${1:-}" 'BEGIN { if (k !~ /^[0-9.]+$/ || k + 0 == 0) print "-"; else printf "%.1f", k / 1024 }'; }
 
 # Sum of PSS over a process and its children (PostgreSQL is one process per connection
 # plus shared buffers; PSS counts shared pages once).
@@ -162,19 +191,43 @@ fmt_int() { awk -v v="${1:-}" 'BEGIN { if (v == "" || v == "-") { print "-"; exi
 ratio() { awk -v a="${1:-}" -v b="${2:-}" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print "-"; else printf "%.2fx", a / b }'; }
 
 # Results, keyed by case.
-declare -A RPS EVS P50 P99 ERRS RSS NOTE
+declare -A RPS EVS P50 P99 ERRS RSS ANON NOTE
 CASES=()
-record() { # key rps events/s p50 p99 errors rss_kb note
+record() { # key rps events/s p50 p99 errors mem_kb anon_kb note
     CASES+=("$1")
-    RPS[$1]=$2 EVS[$1]=$3 P50[$1]=$4 P99[$1]=$5 ERRS[$1]=$6 RSS[$1]=$7 NOTE[$1]=${8:-}
+    RPS[$1]=$2 EVS[$1]=$3 P50[$1]=$4 P99[$1]=$5 ERRS[$1]=$6 RSS[$1]=$7 ANON[$1]=$8 NOTE[$1]=${9:-}
 }
 
 # ---------------------------------------------------------------- Annals
-annals_stats() { # prints "commits appends" for database default
+# annals_stats: one line of the database statistics of "default", in this order:
+#   writer.commits writer.appends writer.syncs writer.syncSeconds
+#   indexer.commits indexer.indexed head indexer.seconds
+annals_stats() {
     curl -sf "http://127.0.0.1:$APORT/v1/databases/default" | python3 -c '
 import json, sys
-w = json.load(sys.stdin)["writer"]
-print(w["commits"], w["appends"])'
+d = json.load(sys.stdin)
+w, i = d["writer"], d["indexer"]
+print(w["commits"], w["appends"], w["syncs"], "%.6f" % w["syncSeconds"],
+      i["commits"], i["indexed"], d["head"], "%.6f" % i["seconds"])'
+}
+
+# wait_indexed [MAX_SECONDS]: wait until the indexer has caught up with the log (indexed =
+# head), so that the index transactions the appends of a run cause are all counted. Prints
+# the seconds waited; returns 1 if it did not catch up in time.
+wait_indexed() {
+    local max=${1:-60} t0 st
+    t0=$(date +%s.%N)
+    while :; do
+        st=$(annals_stats) || return 1
+        set -- $st
+        [ "$6" -ge "$7" ] && break
+        awk -v t0="$t0" -v now="$(date +%s.%N)" -v m="$max" 'BEGIN { exit !(now - t0 > m) }' && {
+            awk -v t0="$t0" -v now="$(date +%s.%N)" 'BEGIN { printf "%.1f", now - t0 }'
+            return 1
+        }
+        sleep 0.05
+    done
+    awk -v t0="$t0" -v now="$(date +%s.%N)" 'BEGIN { printf "%.1f", now - t0 }'
 }
 
 start_annals() {
@@ -202,8 +255,8 @@ run_wrk() {
     wrk -t"$WRK_THREADS" -c"$CONNS" -d"${SECS}s" --timeout 10s --latency \
         -s "$BENCH_DIR/$script" "http://127.0.0.1:$APORT" -- "$@" >"$out" 2>&1
     local rc=$?
-    local rss
-    rss=$(rss_kb "$APID")
+    local rss anon logm idxm
+    read -r rss anon logm idxm < <(mem_sample "$APID")
     kill -0 "$APID" 2>/dev/null || { cat "$out" "$TMP/annals.log" >&2; APID=""; die "Annals died during $label"; }
     local rps p50 p99 non2xx sockerr statuses first
     rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
@@ -224,18 +277,40 @@ run_wrk() {
     local errs=${non2xx:-?}
     [ -n "$sockerr" ] && errs="$errs (socket: $sockerr)"
     [ $rc -ne 0 ] && errs="$errs (wrk exit $rc)"
-    record "$key" "$rps" "$evs" "$p50" "$p99" "$errs" "$rss" "statuses $statuses"
-    printf '  %-44s %10s req/s %12s events/s  p50 %7s ms  p99 %7s ms  non-2xx %s  RSS %s MiB\n' \
-        "$label" "$(fmt_int "$rps")" "$(fmt_int "$evs")" "$p50" "$p99" "$errs" "$(mib "$rss")"
+    local memnote="RSS = anon $(mib "$anon") + event log mapping $(mib "$logm") + index mapping $(mib "$idxm") + other MiB"
+    record "$key" "$rps" "$evs" "$p50" "$p99" "$errs" "$rss" "$anon" "statuses $statuses; $memnote"
+    printf '  %-44s %10s req/s %12s events/s  p50 %7s ms  p99 %7s ms  non-2xx %s\n' \
+        "$label" "$(fmt_int "$rps")" "$(fmt_int "$evs")" "$p50" "$p99" "$errs"
+    say "    memory: VmRSS $(mib "$rss") MiB = anon $(mib "$anon") + event log mapping $(mib "$logm") + index mapping $(mib "$idxm") + other"
     [ -n "$first" ] && say "    first non-2xx answer: $first"
     return 0
 }
 
+# sync_calls FILE FROM TO: sync system calls in an `strace -f -ttt` log that returned in
+# [FROM, TO) (epoch seconds): prints "fdatasync other".
+sync_calls() {
+    awk -v from="$2" -v to="$3" '
+        { # "PID EPOCH call(...) = 0", "PID EPOCH <... call resumed>...": count at the return
+            if ($0 ~ /<unfinished \.\.\.>/) next
+            ts = ""; call = ""
+            for (k = 1; k <= 2 && k < NF; k++) if ($k ~ /^[0-9]+\.[0-9]+$/) { ts = $k; break }
+            if (ts == "") next
+            if (match($0, /<\.\.\. [a-z_]+ resumed>/)) call = substr($0, RSTART + 5, RLENGTH - 14)
+            else if (match($(k + 1), /^[a-z_]+\(/)) call = substr($(k + 1), 1, RLENGTH - 1)
+            if (call !~ /^(fdatasync|fsync|msync|sync_file_range|syncfs|sync)$/) next
+            if (ts + 0 < from + 0 || ts + 0 >= to + 0) next
+            if (call == "fdatasync") f++; else o++
+        }
+        END { print f + 0, o + 0 }' "$1"
+}
+
 strace_confirm() { # a short extra run of (a) under strace, counting the sync calls
     local out="$TMP/strace.txt"
-    # Attach to the idle server, then run the load: the server commits nothing outside the
-    # wrk run, so strace and the writer counters cover exactly the same commits.
-    strace -f -c -e trace=fdatasync,fsync,msync,sync_file_range -o "$out" -p "$APID" \
+    # Start from an idle server whose index has caught up, trace all its threads (-f on an
+    # attached process attaches every thread), then run 3 s of load. The server syncs nothing
+    # outside the load but the indexer catching up, so strace and the counters see the same syncs.
+    wait_indexed 60 >/dev/null
+    strace -f -ttt -e trace=fdatasync,fsync,msync,sync_file_range,syncfs,sync -o "$out" -p "$APID" \
         >/dev/null 2>"$TMP/strace.err" &
     local spid=$! i
     BGPIDS+=("$spid")
@@ -244,22 +319,38 @@ strace_confirm() { # a short extra run of (a) under strace, counting the sync ca
         kill -0 "$spid" 2>/dev/null || break
         sleep 0.1
     done
-    local before after
-    before=$(annals_stats)
+    local threads
+    threads=$(sed -n 's/.*attached with \([0-9]*\) threads.*/\1/p' "$TMP/strace.err" | head -1)
+    local before after_load after t0 t1 t2 waited
+    t0=$(date +%s.%N)
+    before=$(annals_stats) || die "cannot read Annals statistics"
     wrk -t"$WRK_THREADS" -c"$CONNS" -d3s -s "$BENCH_DIR/append_distinct.lua" \
         "http://127.0.0.1:$APORT" >"$TMP/wrk-strace.txt" 2>&1
-    after=$(annals_stats)
+    after_load=$(annals_stats) || die "cannot read Annals statistics"
+    t1=$(date +%s.%N)
+    waited=$(wait_indexed 60)
+    after=$(annals_stats) || die "cannot read Annals statistics"
+    t2=$(date +%s.%N)
     kill -INT "$spid" 2>/dev/null
     wait "$spid" 2>/dev/null
     BGPIDS=()
-    local calls
-    calls=$(awk '$NF ~ /^(fdatasync|fsync|msync|sync_file_range)$/ { n += $4 } END { print n + 0 }' "$out" 2>/dev/null)
-    set -- $before $after
-    local dc=$(($3 - $1)) da=$(($4 - $2))
-    if [ "$da" -gt 0 ] && [ "${calls:-0}" -gt 0 ]; then
-        STRACE_LINE=$(awk -v c="$calls" -v dc="$dc" -v da="$da" 'BEGIN {
-            printf "strace, 3 s of (a) (slowed by tracing): %d fdatasync calls for %d commits and %d acknowledged appends: (%d fdatasync + %d O_DSYNC meta writes) / %d = %.4f syncs per append",
-                c, dc, da, c, dc, da, (c + dc) / da }')
+    local f_load o_load f_tail o_tail
+    read -r f_load o_load < <(sync_calls "$out" "$t0" "$t1")
+    read -r f_tail o_tail < <(sync_calls "$out" "$t1" "$t2")
+    local b a l
+    read -r -a b <<<"$before"
+    read -r -a l <<<"$after_load"
+    read -r -a a <<<"$after"
+    local da=$((l[1] - b[1])) ds=$((l[2] - b[2])) dic=$((l[4] - b[4])) dic_tail=$((a[4] - l[4]))
+    if [ "$da" -gt 0 ] && [ $((f_load + o_load)) -gt 0 ]; then
+        STRACE_LINE=$(awk -v th="${threads:-?}" -v f="$f_load" -v o="$o_load" -v da="$da" -v ds="$ds" \
+            -v dic="$dic" -v ft="$f_tail" -v ot="$o_tail" -v dt="$dic_tail" -v w="${waited:-?}" 'BEGIN {
+            printf "strace (all %s server threads; tracing slows the server), 3 s of (a): %d fdatasync calls", th, f
+            if (o) printf " + %d other sync calls", o
+            printf " for %d acknowledged appends = %.4f syncs per append", da, (f + o) / da
+            printf " (the counters, same window: %d log + %d index = %d syncs);", ds, dic, ds + dic
+            printf " until the indexer had caught up (within %s s) %d more (counters: %d index commits), %.4f per append in all",
+                w, ft + ot, dt, (f + o + ft + ot) / da }')
     else
         STRACE_LINE="strace: no sync calls seen (tracing not permitted here?); see $TMP/strace.err"
     fi
@@ -269,20 +360,45 @@ strace_confirm() { # a short extra run of (a) under strace, counting the sync ca
 bench_annals() {
     say "== 1. Annals $("$ANNALS" version 2>/dev/null | head -1) on 127.0.0.1 (HTTP, wrk $CONNS connections, $WRK_THREADS threads, ${SECS} s per case)"
     start_annals
-    say "  server pid $APID, port $APORT, data $TMP/annals, RSS at start $(mib "$(rss_kb "$APID")") MiB"
+    say "  server pid $APID ($(ls "/proc/$APID/task" 2>/dev/null | wc -l) threads), port $APORT, data $TMP/annals, RSS at start $(mib "$(rss_kb "$APID")") MiB"
 
-    local before after
+    local before after_load after
     before=$(annals_stats) || die "cannot read Annals statistics"
     run_wrk annals_distinct "(a) 1-event appends, distinct streams" 1 append_distinct.lua
-    after=$(annals_stats)
-    set -- $before $after
-    local dc=$(($3 - $1)) da=$(($4 - $2))
-    SYNC_COMMITS=$dc SYNC_APPENDS=$da
-    SYNC_PER=$(awk -v c="$dc" -v a="$da" 'BEGIN { if (a) printf "%.4f", 2 * c / a; else print "-" }')
-    CPA=$(awk -v c="$dc" -v a="$da" 'BEGIN { if (a) printf "%.4f", c / a; else print "-" }')
-    GROUP=$(awk -v c="$dc" -v a="$da" 'BEGIN { if (c) printf "%.1f", a / c; else print "-" }')
-    say "  (e) during (a): $dc commits for $da acknowledged appends: commits/append $CPA (group commit factor $GROUP),"
-    say "      syncs per acknowledged append (2 per commit) $SYNC_PER   [target < 0.1]"
+    after_load=$(annals_stats) || die "cannot read Annals statistics"
+    # The index is updated in the background: count its transactions until it has caught up
+    # with the appends of the run (nothing else appends meanwhile).
+    local waited lag
+    waited=$(wait_indexed 60) || say "  (e) warning: the indexer had not caught up after ${waited} s"
+    after=$(annals_stats) || die "cannot read Annals statistics"
+    local b l a
+    read -r -a b <<<"$before"
+    read -r -a l <<<"$after_load"
+    read -r -a a <<<"$after"
+    lag=$((l[6] - l[5]))
+    SYNC_COMMITS=$((l[0] - b[0])) SYNC_APPENDS=$((l[1] - b[1])) SYNC_LOG=$((l[2] - b[2]))
+    SYNC_INDEX=$((a[4] - b[4]))
+    local dss dis dix
+    dss=$(awk -v x="${l[3]}" -v y="${b[3]}" 'BEGIN { printf "%.6f", x - y }')
+    dis=$(awk -v x="${a[7]}" -v y="${b[7]}" 'BEGIN { printf "%.6f", x - y }')
+    dix=$((a[5] - b[5]))
+    read -r SYNC_PER LOG_PER INDEX_PER GROUP SYNC_MS INDEX_EVS INDEX_MS < <(awk -v c="$SYNC_COMMITS" \
+        -v a="$SYNC_APPENDS" -v s="$SYNC_LOG" -v i="$SYNC_INDEX" -v ss="$dss" -v is="$dis" -v ix="$dix" 'BEGIN {
+        if (a) printf "%.4f %.4f %.4f ", (s + i) / a, s / a, i / a; else printf "- - - "
+        if (c) printf "%.1f ", a / c; else printf "- "
+        if (s) printf "%.3f ", ss * 1000 / s; else printf "- "
+        if (i) printf "%.0f %.2f\n", ix / i, is * 1000 / i; else printf "- -\n" }')
+    INDEX_LAG=$lag INDEX_WAIT=${waited:-?}
+    if [ "$lag" -gt 0 ]; then
+        INDEX_CATCHUP="$lag events not yet indexed when the load stopped, caught up within $INDEX_WAIT s"
+    else
+        INDEX_CATCHUP="the index was up to date when the load stopped"
+    fi
+    say "  (e) during (a): $SYNC_APPENDS acknowledged appends in $SYNC_COMMITS group commits (group-commit factor $GROUP appends/commit)"
+    say "      log fdatasyncs:   $SYNC_LOG = $LOG_PER per append, average $SYNC_MS ms each"
+    say "      index commits:    $SYNC_INDEX = $INDEX_PER per append ($INDEX_EVS events and $INDEX_MS ms per index transaction;"
+    say "                        $INDEX_CATCHUP)"
+    say "      syncs per acknowledged append (log + index) $SYNC_PER   [target < 0.1]"
     STRACE_LINE=""
     if [ "${BENCH_STRACE:-1}" != 0 ] && command -v strace >/dev/null; then
         strace_confirm
@@ -317,13 +433,13 @@ ceiling_at_64() { # events/s of the 64-appender (or 64-batch) line of the tool's
 }
 bench_ceiling() {
     say ""
-    say "== 2. In-process LMDB group-commit ceiling (no HTTP; $CEIL_SECS s per batch size)"
+    say "== 2. In-process group-commit ceiling of the store (append-only log, one fdatasync per batch; LMDB index in the background; no HTTP; $CEIL_SECS s per case)"
     say "  distinct streams:"
     "$CEILING" "$TMP/ceiling" "$CEIL_SECS" 2>>"$TMP/ceiling.log" | tee "$TMP/ceiling-distinct.txt" |
-        grep -v '^LMDB' | sed 's/^/  /' || die "commit ceiling tool failed"
+        grep -v '^group-commit ceiling' | sed 's/^/  /' || die "commit ceiling tool failed"
     say "  one stream (ONE=1):"
     ONE=1 "$CEILING" "$TMP/ceiling" "$CEIL_SECS" 2>>"$TMP/ceiling.log" | tee "$TMP/ceiling-one.txt" |
-        grep -v '^LMDB' | sed 's/^/  /' || die "commit ceiling tool failed"
+        grep -v '^group-commit ceiling' | sed 's/^/  /' || die "commit ceiling tool failed"
     rm -rf "$TMP/ceiling"
     CEIL64=$(ceiling_at_64 "$TMP/ceiling-distinct.txt")
     CEIL64_ONE=$(ceiling_at_64 "$TMP/ceiling-one.txt")
@@ -344,8 +460,8 @@ run_redis() {
     len0=$(redis-cli -p "$RPORT" XLEN "$stream" 2>/dev/null)
     local line
     line=$(redis-benchmark "${args[@]}" -n "$n" "${cmd[@]}" 2>>"$TMP/redis-$key.err" | tail -1)
-    local rss
-    rss=$(rss_kb "$RPID")
+    local rss anon logm idxm
+    read -r rss anon logm idxm < <(mem_sample "$RPID")
     kill -0 "$RPID" 2>/dev/null || { cat "$TMP/redis/redis.log" >&2; RPID=""; die "Redis died during $label"; }
     local rps p50 p99
     rps=$(awk -F, '{ gsub(/"/, "", $(NF-6)); print $(NF-6) }' <<<"$line")
@@ -359,9 +475,9 @@ run_redis() {
         note="$note; XLEN grew by $((len1 - len0))"
         [ $((len1 - len0)) -ne "$n" ] && errs="$errs (XLEN grew by $((len1 - len0)), sent $n)"
     fi
-    record "$key" "$rps" "$rps" "$p50" "$p99" "$errs" "$rss" "$note"
-    printf '  %-44s %10s req/s %12s events/s  p50 %7s ms  p99 %7s ms  errors %s  RSS %s MiB\n' \
-        "$label" "$(fmt_int "$rps")" "$(fmt_int "$rps")" "$p50" "$p99" "$errs" "$(mib "$rss")"
+    record "$key" "$rps" "$rps" "$p50" "$p99" "$errs" "$rss" "$anon" "$note"
+    printf '  %-44s %10s req/s %12s events/s  p50 %7s ms  p99 %7s ms  errors %s  RSS %s MiB (anon %s)\n' \
+        "$label" "$(fmt_int "$rps")" "$(fmt_int "$rps")" "$p50" "$p99" "$errs" "$(mib "$rss")" "$(mib "$anon")"
 }
 
 bench_redis() {
@@ -421,7 +537,7 @@ run_pgbench() { # KEY LABEL SCRIPT
     [ $rc -ne 0 ] && errs="$errs (pgbench exit $rc)"
     local pss
     pss=$(cat "$TMP/pss-$key" 2>/dev/null)
-    record "$key" "${tps:-0}" "${tps:-0}" "$p50" "$p99" "$errs" "$pss" "$n transactions, avg latency ${avg:-?} ms; memory = PSS of all postgres processes"
+    record "$key" "${tps:-0}" "${tps:-0}" "$p50" "$p99" "$errs" "$pss" "-" "$n transactions, avg latency ${avg:-?} ms; memory = PSS of all postgres processes"
     printf '  %-44s %10s req/s %12s events/s  p50 %7s ms  p99 %7s ms  avg %s ms  failed %s  PSS %s MiB\n' \
         "$label" "$(fmt_int "${tps:-0}")" "$(fmt_int "${tps:-0}")" "$p50" "$p99" "${avg:-?}" "$errs" "$(mib "$pss")"
     [ "$aborted" -gt 0 ] && grep -m3 'aborted' "$out" | sed 's/^/    /'
@@ -490,19 +606,23 @@ report() {
     say "================================ Annals benchmark report ================================"
     say "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)),"
     say "kernel $(uname -r), data on $(df -T "$TMP" | awk 'NR == 2 {print $2, $1}'), load average at start $LOAD0"
-    say "$CONNS connections, ${SECS} s per run; latency = per request; memory = server RSS after the run"
+    say "$CONNS connections, ${SECS} s per run; latency = per request; memory = server VmRSS after the run (anon = RssAnon)"
     say ""
-    printf '%-48s %10s %12s %8s %8s  %-8s %8s\n' "workload" "req/s" "events/s" "p50 ms" "p99 ms" "errors" "mem MiB"
+    printf '%-48s %10s %12s %8s %8s  %-8s %8s %8s\n' "workload" "req/s" "events/s" "p50 ms" "p99 ms" "errors" "mem MiB" "anon MiB"
     for k in "${CASES[@]}"; do
-        printf '%-48s %10s %12s %8s %8s  %-8s %8s\n' "${LABEL[$k]}" "$(fmt_int "${RPS[$k]}")" \
-            "$(fmt_int "${EVS[$k]}")" "${P50[$k]}" "${P99[$k]}" "${ERRS[$k]}" "$(mib "${RSS[$k]}")"
+        printf '%-48s %10s %12s %8s %8s  %-8s %8s %8s\n' "${LABEL[$k]}" "$(fmt_int "${RPS[$k]}")" \
+            "$(fmt_int "${EVS[$k]}")" "${P50[$k]}" "${P99[$k]}" "${ERRS[$k]}" "$(mib "${RSS[$k]}")" "$(mib "${ANON[$k]}")"
     done
-    say "(PostgreSQL memory: PSS summed over all its processes near the end of the run)"
+    say "(mem: VmRSS; for Annals it includes the resident page-cache pages of its read-only mmap of the event log"
+    say " and of the LMDB index, which grow with the data written and are reclaimable; anon = RssAnon, the process's"
+    say " own memory. PostgreSQL: PSS summed over all its processes near the end of the run.)"
     say ""
-    say "Syncs per acknowledged append during (a): $SYNC_COMMITS commits / $SYNC_APPENDS appends = $CPA commits per append"
-    say "  (group commit factor $GROUP) -> $SYNC_PER syncs per append (fdatasync + O_DSYNC meta write per commit)"
+    say "Syncs per acknowledged append during (a): $SYNC_APPENDS appends, $SYNC_COMMITS group commits (factor $GROUP appends/commit)"
+    say "  log:   $SYNC_LOG fdatasyncs (one per batch) = $LOG_PER per append, average $SYNC_MS ms each"
+    say "  index: $SYNC_INDEX index transactions (one fdatasync each, in the background) = $INDEX_PER per append"
+    say "  total: ($SYNC_LOG + $SYNC_INDEX) / $SYNC_APPENDS = $SYNC_PER syncs per acknowledged append"
     [ -n "$STRACE_LINE" ] && say "  $STRACE_LINE"
-    say "LMDB group-commit ceiling in process, 64 appenders: $(fmt_int "$CEIL64") events/s distinct, $(fmt_int "$CEIL64_ONE") one stream"
+    say "Group-commit ceiling in process (log-based store), 64 appenders: $(fmt_int "$CEIL64") events/s distinct, $(fmt_int "$CEIL64_ONE") one stream"
     say ""
     say "Ratios (Annals / other, single-event durable appends at $CONNS connections):"
     say "  distinct streams: vs Redis $(ratio "${RPS[annals_distinct]:-}" "${RPS[redis_distinct]:-}")   vs PostgreSQL $(ratio "${RPS[annals_distinct]:-}" "${RPS[pg_distinct]:-}")"
@@ -511,7 +631,7 @@ report() {
     say "Targets (reported, not asserted):"
     say "  >= 40,000 single-event appends/s at 64 connections: distinct $(fmt_int "${RPS[annals_distinct]:-}") ($(target_note "${RPS[annals_distinct]:-}" ">=" 40000)), one stream $(fmt_int "${RPS[annals_one]:-}") ($(target_note "${RPS[annals_one]:-}" ">=" 40000))"
     say "  >= 300,000 events/s in $BATCH-event batches:            $(fmt_int "${EVS[annals_batch]:-}") ($(target_note "${EVS[annals_batch]:-}" ">=" 300000))"
-    say "  < 0.1 fsyncs per acknowledged request at 64 conns:   $SYNC_PER ($(target_note "$SYNC_PER" "<" 0.1))"
+    say "  < 0.1 syncs (log + index) per acknowledged append:  $SYNC_PER ($(target_note "$SYNC_PER" "<" 0.1))"
     say "  ahead of Redis and PostgreSQL:                       distinct $(ahead distinct), one stream $(ahead one)"
 }
 
@@ -532,23 +652,28 @@ write_results() {
         say "- Storage: data directories on $(df -T "$TMP" | awk 'NR == 2 {print $2}') ($(df "$TMP" | awk 'NR == 2 {print $1}')); load average at start: $LOAD0"
         say "- Load: $CONNS connections, ${SECS} s per run, everything on 127.0.0.1 (client and server share the $(nproc) cores)"
         say "- Tools: $(wrk --version 2>&1 | head -1 | awk '{print $1, $2}'), $(redis-server --version | awk '{print $3}' | sed 's/v=/Redis /'), PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}') (pgbench)"
-        say "- Durability: Annals acknowledges after the LMDB commit is on disk; Redis \`appendfsync always\`; PostgreSQL \`fsync=on\`, \`synchronous_commit=on\`"
+        say "- Durability: Annals acknowledges an append once its group-commit batch is written to the append-only event log and the log is fdatasync'd (one fdatasync per batch; the LMDB index is updated afterwards by a background indexer, one fdatasync per index transaction); Redis \`appendfsync always\`; PostgreSQL \`fsync=on\`, \`synchronous_commit=on\`"
         say ""
-        say "| workload | req/s | events/s | p50 ms | p99 ms | errors | memory MiB | notes |"
-        say "|---|---:|---:|---:|---:|---|---:|---|"
+        say "| workload | req/s | events/s | p50 ms | p99 ms | errors | memory MiB¹ | anon MiB¹ | notes |"
+        say "|---|---:|---:|---:|---:|---|---:|---:|---|"
         for k in "${CASES[@]}"; do
-            say "| ${LABEL[$k]} | $(fmt_int "${RPS[$k]}") | $(fmt_int "${EVS[$k]}") | ${P50[$k]} | ${P99[$k]} | ${ERRS[$k]} | $(mib "${RSS[$k]}") | ${NOTE[$k]} |"
+            say "| ${LABEL[$k]} | $(fmt_int "${RPS[$k]}") | $(fmt_int "${EVS[$k]}") | ${P50[$k]} | ${P99[$k]} | ${ERRS[$k]} | $(mib "${RSS[$k]}") | $(mib "${ANON[$k]}") | ${NOTE[$k]} |"
         done
         say ""
-        say "Memory: server VmRSS after the run (Annals, Redis); for PostgreSQL the PSS summed over all its processes near the end of the run."
+        say "¹ Memory: server VmRSS after the run (Annals, Redis), and its anonymous part (RssAnon). Annals mmaps its event log and its LMDB index read-only, so VmRSS includes the resident page-cache pages of those files (broken out in the notes): they grow with the data written and the kernel can reclaim them at any time; RssAnon is the server's own memory. For PostgreSQL: the PSS summed over all its processes near the end of the run."
         say ""
-        say "## Syncs per acknowledged append (64 connections, run (a))"
+        say "## Syncs per acknowledged append ($CONNS connections, run (a))"
         say ""
-        say "$SYNC_COMMITS LMDB commits for $SYNC_APPENDS acknowledged appends: $CPA commits per append (group commit factor $GROUP)."
-        say "Each commit is 2 syncs (fdatasync of the data, then an O_DSYNC meta-page write): **$SYNC_PER syncs per acknowledged append**."
+        say "$SYNC_APPENDS acknowledged appends in $SYNC_COMMITS group commits: group-commit factor $GROUP appends per commit."
+        say ""
+        say "| | syncs | per append | |"
+        say "|---|---:|---:|---|"
+        say "| event log fdatasync (one per group commit, before the acknowledgement) | $SYNC_LOG | $LOG_PER | average $SYNC_MS ms |"
+        say "| index transactions (one fdatasync each, background indexer) | $SYNC_INDEX | $INDEX_PER | $INDEX_EVS events, $INDEX_MS ms per transaction; $INDEX_CATCHUP |"
+        say "| **total** | $((SYNC_LOG + SYNC_INDEX)) | **$SYNC_PER** | |"
         [ -n "$STRACE_LINE" ] && { say ""; say "Cross-check: $STRACE_LINE."; }
         say ""
-        say "## In-process LMDB group-commit ceiling (bench/commit_ceiling, $CEIL_SECS s per size)"
+        say "## In-process group-commit ceiling (bench/commit_ceiling: log-based store, no HTTP, $CEIL_SECS s per case)"
         say ""
         say '```'
         say "distinct streams:"
@@ -569,7 +694,7 @@ write_results() {
         say "| >= 40,000 single-event appends/s at 64 connections (distinct) | $(fmt_int "${RPS[annals_distinct]:-}") | $(target_note "${RPS[annals_distinct]:-}" ">=" 40000) |"
         say "| >= 40,000 single-event appends/s at 64 connections (one stream) | $(fmt_int "${RPS[annals_one]:-}") | $(target_note "${RPS[annals_one]:-}" ">=" 40000) |"
         say "| >= 300,000 events/s in $BATCH-event batches | $(fmt_int "${EVS[annals_batch]:-}") | $(target_note "${EVS[annals_batch]:-}" ">=" 300000) |"
-        say "| < 0.1 fsyncs per acknowledged request at 64 connections | $SYNC_PER | $(target_note "$SYNC_PER" "<" 0.1) |"
+        say "| < 0.1 syncs per acknowledged append at 64 connections (log + index) | $SYNC_PER | $(target_note "$SYNC_PER" "<" 0.1) |"
         say "| ahead of Redis and PostgreSQL (distinct) | | $(ahead distinct) |"
         say "| ahead of Redis and PostgreSQL (one stream) | | $(ahead one) |"
     } >"$f"
