@@ -142,17 +142,14 @@ static int take_members(struct slice obj, struct members *m, const char *field,
                 }
             }
         }
+        if (idx >= 0 && !m->vals[idx].ptr) {
+            m->vals[idx] = v;
+            continue;
+        }
         char f[96];
         snprintf(f, sizeof f, "%s%s%.60s", field, field[0] ? "." : "", key.ptr ? key.ptr : "");
-        if (idx < 0) {
-            rc = fail(err, 400, field[0] ? "invalid_event" : "invalid_request", f,
-                      "unknown field");
-        } else if (m->vals[idx].ptr) {
-            rc = fail(err, 400, field[0] ? "invalid_event" : "invalid_request", f,
-                      "a member name appears twice");
-        } else {
-            m->vals[idx] = v;
-        }
+        rc = fail(err, 400, field[0] ? "invalid_event" : "invalid_request", f,
+                  idx < 0 ? "unknown field" : "a member name appears twice");
     }
     buf_fini(&key);
     return rc;
@@ -205,23 +202,36 @@ static bool decode_str(struct slice v, struct buf *s)
     return jsonx_kind(v) == '"' && jsonx_string(v, s) == 0;
 }
 
+/* Refuses field `name` of event i (the field path is built only when something fails). */
+static int bad_field(struct parse_error *err, size_t i, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int bad_field(struct parse_error *err, size_t i, const char *name, const char *fmt, ...)
+{
+    char f[64];
+    snprintf(f, sizeof f, "events[%zu].%s", i, name);
+    char msg[160];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return fail(err, 400, "invalid_event", f, "%s", msg);
+}
+
 static int check_tags(struct slice tags, size_t i, struct buf *s, struct parse_error *err)
 {
-    char f[96];
-    snprintf(f, sizeof f, "events[%zu].tags", i);
     if (jsonx_kind(tags) != '[') {
-        return fail(err, 400, "invalid_event", f, "tags must be an array of strings");
+        return bad_field(err, i, "tags", "tags must be an array of strings");
     }
     size_t pos = 0, count = 0;
     struct slice t;
     while (jsonx_next_item(tags, &pos, &t)) {
         if (++count > LIMIT_TAGS) {
-            return fail(err, 400, "invalid_event", f, "at most %d tags", LIMIT_TAGS);
+            return bad_field(err, i, "tags", "at most %d tags", LIMIT_TAGS);
         }
         if (!decode_str(t, s) || !parse_name_ok(s->ptr, s->len, LIMIT_TAG_BYTES)) {
-            return fail(err, 400, "invalid_event", f,
-                        "each tag must be a string of 1 to %d bytes without control characters",
-                        LIMIT_TAG_BYTES);
+            return bad_field(err, i, "tags", "each tag must be a string of 1 to %d bytes "
+                                             "without control characters", LIMIT_TAG_BYTES);
         }
     }
     return 0;
@@ -234,33 +244,26 @@ static const char *const EVENT_FIELDS[] = {"type", "data", "metadata", "id", "ta
 static int check_event(const struct members *m, size_t i, struct append_event *out,
                        struct buf *s, struct parse_error *err)
 {
-    char f[96];
-    snprintf(f, sizeof f, "events[%zu].type", i);
     if (!m->vals[EV_TYPE].ptr || !decode_str(m->vals[EV_TYPE], s) ||
         !parse_name_ok(s->ptr, s->len, LIMIT_TYPE_BYTES)) {
-        return fail(err, 400, "invalid_event", f,
-                    "type must be a string of 1 to %d bytes without control characters",
-                    LIMIT_TYPE_BYTES);
+        return bad_field(err, i, "type", "type must be a string of 1 to %d bytes without "
+                                         "control characters", LIMIT_TYPE_BYTES);
     }
-    snprintf(f, sizeof f, "events[%zu].data", i);
     if (!m->vals[EV_DATA].ptr) {
-        return fail(err, 400, "invalid_event", f, "data is required (any JSON value)");
+        return bad_field(err, i, "data", "data is required (any JSON value)");
     }
-    snprintf(f, sizeof f, "events[%zu].metadata", i);
     if (present(m->vals[EV_METADATA]) && jsonx_kind(m->vals[EV_METADATA]) != '{') {
-        return fail(err, 400, "invalid_event", f, "metadata must be an object");
+        return bad_field(err, i, "metadata", "metadata must be an object");
     }
-    snprintf(f, sizeof f, "events[%zu].id", i);
     if (present(m->vals[EV_ID])) {
         if (!decode_str(m->vals[EV_ID], s) || uuid_parse(s->ptr, s->len, out->id) != 0) {
-            return fail(err, 400, "invalid_event", f, "id must be a UUID string");
+            return bad_field(err, i, "id", "id must be a UUID string");
         }
         out->has_id = true;
     }
-    snprintf(f, sizeof f, "events[%zu].time", i);
     if (present(m->vals[EV_TIME])) {
         if (!decode_str(m->vals[EV_TIME], s) || time_parse(s->ptr, s->len, &out->time_us) != 0) {
-            return fail(err, 400, "invalid_event", f, "time must be an RFC 3339 date-time");
+            return bad_field(err, i, "time", "time must be an RFC 3339 date-time");
         }
         out->has_time = true;
     }
@@ -304,7 +307,7 @@ static int parse_one(struct parsed_append *out, struct slice item, size_t i, str
                      struct buf *s, struct parse_error *err)
 {
     char f[32];
-    snprintf(f, sizeof f, "events[%zu]", i);
+    snprintf(f, sizeof f, "events[%zu]", i); /* the prefix of every field path below */
     if (jsonx_kind(item) != '{') {
         return fail(err, 400, "invalid_event", f, "each event must be an object");
     }

@@ -99,6 +99,8 @@ struct loop {
     int wake;                    /* eventfd: completions and stop */
     pthread_mutex_t mu;          /* guards done */
     struct conn *done;           /* connections with a deferred answer ready */
+    int *handoff;                /* accepted sockets given to this loop by another */
+    size_t nhandoff, handoff_cap;/* entries used, allocated (guarded by mu) */
     struct conn *conns;          /* all connections of this loop */
     struct conn *dead;           /* closed this iteration; freed at its end */
     bool listening;              /* the listen socket is registered here */
@@ -111,6 +113,7 @@ struct http_server {
     struct loop *loops;          /* cfg.threads loops */
     unsigned nloops;             /* count */
     unsigned conns;              /* atomic: open connections */
+    unsigned next_loop;          /* atomic: round-robin counter for new connections */
     unsigned inflight;           /* atomic: requests begun and not finished */
     bool stopping;               /* atomic: loops exit */
     bool quiesce;                /* atomic: stop accepting */
@@ -500,22 +503,34 @@ static void send_continue(struct conn *c)
     buf_adds(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
 }
 
-/* Makes the request object for a parsed head held in c->in[0..head_len). */
-static int start_request(struct conn *c, size_t head_len)
+static void rebase(struct slice *s, const char *from, const char *to)
+{
+    s->ptr = to + (s->ptr - from);
+}
+
+/* Makes the request object for head h, parsed from c->in[0..head_len). The head bytes are
+ * copied (and h's slices moved onto the copy) so that the input buffer can move while the
+ * request lives. */
+static int start_request(struct conn *c, const struct http_head *h, size_t head_len)
 {
     struct http_req *req = xcalloc(1, sizeof(*req));
     pthread_mutex_init(&req->mu, NULL);
     buf_init(&req->body);
     buf_init(&req->resp);
     req->conn = c;
-    /* The head is copied so that the input buffer can move while the request lives. */
-    char *copy = xstrndup(c->in.ptr, head_len);
-    keep_str(req, copy);
-    ssize_t rc = http_parse_head(copy, head_len, head_len + 1, &req->head);
     c->req = req;
     __atomic_add_fetch(&c->loop->srv->inflight, 1, __ATOMIC_RELAXED);
-    if (rc <= 0 || req->head.method.len >= sizeof req->method) {
+    if (h->method.len >= sizeof req->method) {
         return HTTP_ERR_BAD;
+    }
+    char *copy = xstrndup(c->in.ptr, head_len);
+    keep_str(req, copy);
+    req->head = *h;
+    rebase(&req->head.method, c->in.ptr, copy);
+    rebase(&req->head.target, c->in.ptr, copy);
+    for (size_t i = 0; i < req->head.nheaders; i++) {
+        rebase(&req->head.headers[i].name, c->in.ptr, copy);
+        rebase(&req->head.headers[i].value, c->in.ptr, copy);
     }
     memcpy(req->method, req->head.method.ptr, req->head.method.len);
     req->method[req->head.method.len] = '\0';
@@ -557,7 +572,7 @@ static enum step step_head(struct conn *c)
         answer_parse_error(c, rc);
         return STEP_GO;
     }
-    if (start_request(c, (size_t)rc) != 0) {
+    if (start_request(c, &h, (size_t)rc) != 0) {
         answer_parse_error(c, HTTP_ERR_BAD);
         return STEP_GO;
     }
@@ -669,6 +684,47 @@ static void conn_run(struct conn *c)
 
 /* ---- loops ---- */
 
+/* Makes a connection of an accepted socket on loop lp (its thread). */
+static void adopt(struct loop *lp, int fd)
+{
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    struct conn *c = xcalloc(1, sizeof(*c));
+    c->fd = fd;
+    c->loop = lp;
+    c->state = C_HEAD;
+    c->active_ms = time_mono_ns() / 1000000;
+    buf_init(&c->in);
+    buf_init(&c->out);
+    c->next = lp->conns;
+    if (lp->conns) {
+        lp->conns->prev = c;
+    }
+    lp->conns = c;
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = c};
+    if (epoll_ctl(lp->ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        conn_close(c);
+        return;
+    }
+    conn_run(c);
+}
+
+/* Gives an accepted socket to another loop (connections are spread round-robin: the loop
+ * that wins the accept would otherwise take a whole burst of them). */
+static void hand_off(struct loop *to, int fd)
+{
+    pthread_mutex_lock(&to->mu);
+    if (to->nhandoff == to->handoff_cap) {
+        to->handoff_cap = to->handoff_cap ? to->handoff_cap * 2 : 16;
+        to->handoff = xrealloc(to->handoff, to->handoff_cap * sizeof(*to->handoff));
+    }
+    to->handoff[to->nhandoff++] = fd;
+    pthread_mutex_unlock(&to->mu);
+    uint64_t one = 1;
+    ssize_t w = write(to->wake, &one, sizeof one);
+    (void)w;
+}
+
 static void accept_all(struct loop *lp)
 {
     struct http_server *srv = lp->srv;
@@ -694,27 +750,12 @@ static void accept_all(struct loop *lp)
             __atomic_sub_fetch(&srv->conns, 1, __ATOMIC_RELAXED);
             continue;
         }
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        struct conn *c = xcalloc(1, sizeof(*c));
-        c->fd = fd;
-        c->loop = lp;
-        c->state = C_HEAD;
-        c->active_ms = time_mono_ns() / 1000000;
-        buf_init(&c->in);
-        buf_init(&c->out);
-        c->next = lp->conns;
-        if (lp->conns) {
-            lp->conns->prev = c;
+        unsigned k = __atomic_fetch_add(&srv->next_loop, 1, __ATOMIC_RELAXED) % srv->nloops;
+        if (&srv->loops[k] == lp) {
+            adopt(lp, fd);
+        } else {
+            hand_off(&srv->loops[k], fd);
         }
-        lp->conns = c;
-        struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
-                                 .data.ptr = c};
-        if (epoll_ctl(lp->ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
-            conn_close(c);
-            continue;
-        }
-        conn_run(c);
     }
 }
 
@@ -726,7 +767,23 @@ static void run_completions(struct loop *lp)
     pthread_mutex_lock(&lp->mu);
     struct conn *c = lp->done;
     lp->done = NULL;
+    int fds[64];
+    size_t nfds = lp->nhandoff < 64 ? lp->nhandoff : 64;
+    if (nfds) {
+        memcpy(fds, lp->handoff, nfds * sizeof(*fds));
+        memmove(lp->handoff, lp->handoff + nfds, (lp->nhandoff - nfds) * sizeof(*fds));
+        lp->nhandoff -= nfds;
+    }
+    bool more = lp->nhandoff > 0;
     pthread_mutex_unlock(&lp->mu);
+    if (more) {
+        uint64_t one = 1;
+        ssize_t w = write(lp->wake, &one, sizeof one); /* come back for the rest */
+        (void)w;
+    }
+    for (size_t i = 0; i < nfds; i++) {
+        adopt(lp, fds[i]);
+    }
     while (c) {
         struct conn *next = c->done_next;
         finish_request(c);
@@ -896,6 +953,11 @@ void http_server_stop(struct http_server *srv)
             conn_close(lp->conns);
         }
         free_dead(lp);
+        for (size_t k = 0; k < lp->nhandoff; k++) {
+            close(lp->handoff[k]);
+            __atomic_sub_fetch(&srv->conns, 1, __ATOMIC_RELAXED);
+        }
+        free(lp->handoff);
         close(lp->ep);
         close(lp->wake);
         pthread_mutex_destroy(&lp->mu);
