@@ -267,16 +267,22 @@ void http_defer(struct http_req *req)
     pthread_mutex_unlock(&req->mu);
 }
 
+/* Queues a connection whose deferred answer is ready. Only the first of a run of posts wakes
+ * the loop (a syscall and a thread wakeup): the loop takes the whole queue at once, so later
+ * posts ride along until it has emptied the queue again. */
 static void post_done(struct conn *c)
 {
     struct loop *lp = c->loop;
     pthread_mutex_lock(&lp->mu);
+    bool was_empty = lp->done == NULL;
     c->done_next = lp->done;
     lp->done = c;
     pthread_mutex_unlock(&lp->mu);
-    uint64_t one = 1;
-    ssize_t w = write(lp->wake, &one, sizeof one);
-    (void)w;
+    if (was_empty) {
+        uint64_t one = 1;
+        ssize_t w = write(lp->wake, &one, sizeof one);
+        (void)w;
+    }
 }
 
 void http_respond(struct http_req *req, unsigned status, struct buf *body,
