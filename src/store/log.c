@@ -111,19 +111,10 @@ int log_zero(struct log *lg, uint64_t from, uint64_t n)
     return 0;
 }
 
-/* Extends the file with zeros so that need bytes fit, and makes the new size durable. */
-static int grow(struct log *lg, uint64_t need)
+/* Extends the file with zeros to target bytes and makes the new size durable; on failure the
+ * file is cut back to its old size. */
+static int extend_to(struct log *lg, uint64_t target)
 {
-    uint64_t target = lg->alloc;
-    while (target < need) {
-        target += LOG_GROW_BYTES;
-    }
-    if (target > lg->map_bytes) {
-        target = lg->map_bytes;
-    }
-    if (target < need) {
-        return ERR(ERR_NOSPACE);
-    }
     int rc = log_zero(lg, lg->alloc, target - lg->alloc);
     if (rc == 0 && fdatasync(lg->fd) != 0) {
         rc = io_err();
@@ -136,6 +127,29 @@ static int grow(struct log *lg, uint64_t need)
     }
     __atomic_store_n(&lg->alloc, target, __ATOMIC_RELEASE);
     return 0;
+}
+
+/* Makes room for need bytes: a whole growth step when the disk has it, else (disk nearly
+ * full) just what this write needs, rounded up to 64 KiB, so small appends keep working until
+ * the disk is really full. */
+static int grow(struct log *lg, uint64_t need)
+{
+    uint64_t target = lg->alloc;
+    while (target < need) {
+        target += LOG_GROW_BYTES;
+    }
+    if (target > lg->map_bytes) {
+        target = lg->map_bytes;
+    }
+    if (target < need) {
+        return ERR(ERR_NOSPACE);
+    }
+    int rc = extend_to(lg, target);
+    uint64_t small = (need + 65535) & ~(uint64_t)65535;
+    if (rc == ERR_NOSPACE && small < target) {
+        rc = extend_to(lg, small < lg->map_bytes ? small : need);
+    }
+    return rc;
 }
 
 int log_write(struct log *lg, const void *p, size_t n, uint64_t *out_offset)

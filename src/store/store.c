@@ -78,6 +78,7 @@ struct store {
     uint64_t syncs;                          /* atomic: log syncs done */
     uint64_t sync_ns;                        /* atomic: time spent in them */
     uint64_t index_commits;                  /* atomic: index transactions committed */
+    bool index_failing;                      /* atomic: the last index commit failed */
     uint64_t index_ns;                       /* atomic: time spent indexing */
 
     /* indexer */
@@ -559,7 +560,11 @@ static void *indexer_main(void *arg)
             if (!rc) {
                 __atomic_add_fetch(&st->index_commits, 1, __ATOMIC_RELAXED);
             }
+            __atomic_store_n(&st->index_failing, rc != 0, __ATOMIC_RELEASE);
             if (rc) {
+                pthread_mutex_lock(&st->mu);
+                pthread_cond_broadcast(&st->cv); /* a writer waiting for room gives up */
+                pthread_mutex_unlock(&st->mu);
                 log_error("%s: indexing positions %llu..%llu failed: %s; will retry", st->dir,
                           (unsigned long long)idx + 1, (unsigned long long)target, err_name(rc));
                 if (stop) {
@@ -758,21 +763,29 @@ void store_head(const struct store *st, struct store_head *out)
     *out = st->head;
 }
 
-/* Waits until the tail has room for n more events (the indexer is behind). */
-static void await_room(struct store *st, size_t n)
+/* Waits until the tail has room for n more events (the indexer is behind). Returns 0, or
+ * ERR_NOSPACE when the indexer cannot commit (disk or index full): appends then fail fast
+ * instead of queueing behind it. */
+static int await_room(struct store *st, size_t n)
 {
     uint64_t cap = (uint64_t)(TAIL_CHUNKS - 2) * TAIL_CHUNK;
     if (st->head.position + n - __atomic_load_n(&st->indexed, __ATOMIC_ACQUIRE) <= cap) {
-        return;
+        return 0;
     }
     log_warn("%s: the indexer is %llu events behind; appends wait for it", st->dir,
              (unsigned long long)(st->head.position - st->indexed));
+    int rc = 0;
     pthread_mutex_lock(&st->mu);
-    while (st->head.position + n - __atomic_load_n(&st->indexed, __ATOMIC_ACQUIRE) > cap) {
+    while (!rc && st->head.position + n - __atomic_load_n(&st->indexed, __ATOMIC_ACQUIRE) > cap) {
+        if (__atomic_load_n(&st->index_failing, __ATOMIC_ACQUIRE)) {
+            rc = ERR(ERR_NOSPACE);
+            break;
+        }
         pthread_cond_broadcast(&st->cv);
         pthread_cond_wait(&st->cv, &st->mu);
     }
     pthread_mutex_unlock(&st->mu);
+    return rc;
 }
 
 /* Drops writer states of streams whose events are all indexed (LMDB has them current). */
@@ -818,7 +831,10 @@ int store_append(struct store *st, struct event_rec *evs, size_t n)
     if (st->failed) {
         return ERR(ERR_IO);
     }
-    await_room(st, n);
+    int room = await_room(st, n);
+    if (room) {
+        return room;
+    }
     uint64_t *ids = xmalloc(n * sizeof(*ids));
     uint32_t *lens = xmalloc(n * sizeof(*lens));
     struct strmap fresh;
