@@ -1,6 +1,5 @@
-import os
-import random
 """Durability: restarts, graceful shutdown under load, and kill -9 crashes."""
+import os
 import random
 import threading
 import time
