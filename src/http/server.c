@@ -86,6 +86,7 @@ struct conn {
     size_t out_off;              /* sent so far */
     bool close_after;            /* close once out is sent */
     bool is_head;                /* the request is HEAD: no body in the answer */
+    bool peer_eof;               /* the peer finished sending (half-close) or failed */
     uint64_t active_ms;          /* last activity, for the idle timeout */
     struct http_req *req;        /* current request, or NULL */
     struct conn *prev, *next;    /* the loop's connection list */
@@ -454,16 +455,26 @@ static void consume(struct conn *c, size_t n)
 }
 
 /* Reads what the socket has (up to the buffer cap). Returns STEP_GO when bytes arrived,
- * STEP_WAIT when none are available, STEP_CLOSED when the peer is gone (conn closed). */
+ * STEP_WAIT when none are available, STEP_CLOSED when the peer is gone (conn closed). Bytes
+ * followed by EOF (a half-close right after a request) are still processed and answered; the
+ * connection closes when more input would be needed. */
 static enum step try_read(struct conn *c, size_t cap)
 {
+    if (c->peer_eof) {
+        conn_close(c); /* more input is needed and none will come */
+        return STEP_CLOSED;
+    }
     bool got = false;
     while (c->in.len < cap) {
         buf_reserve(&c->in, READ_CHUNK);
-        ssize_t r = recv(c->fd, c->in.ptr + c->in.len, c->in.cap - c->in.len - 1, 0);
+        size_t room = c->in.cap - c->in.len - 1;
+        ssize_t r = recv(c->fd, c->in.ptr + c->in.len, room, 0);
         if (r > 0) {
             c->in.len += (size_t)r;
             got = true;
+            if ((size_t)r < room) {
+                break; /* drained: with edge triggering, later bytes bring a new event */
+            }
             continue;
         }
         if (r < 0 && errno == EINTR) {
@@ -472,7 +483,11 @@ static enum step try_read(struct conn *c, size_t cap)
         if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             break;
         }
-        conn_close(c); /* EOF or error */
+        if (got) {
+            c->peer_eof = true; /* EOF or error after data: answer what came, then close */
+            break;
+        }
+        conn_close(c);
         return STEP_CLOSED;
     }
     if (got) {
@@ -487,6 +502,7 @@ static enum step flush(struct conn *c)
         ssize_t w = send(c->fd, c->out.ptr + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
         if (w > 0) {
             c->out_off += (size_t)w;
+            c->active_ms = time_mono_ns() / 1000000; /* a slow reader that reads is not idle */
             continue;
         }
         if (w < 0 && errno == EINTR) {
@@ -746,11 +762,14 @@ static void accept_all(struct loop *lp)
             return;
         }
         if (__atomic_add_fetch(&srv->conns, 1, __ATOMIC_RELAXED) > srv->cfg.limits.connections) {
-            static const char busy[] =
-                "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                "Content-Length: 76\r\nConnection: close\r\n\r\n"
-                "{\"error\":{\"code\":\"too_many_connections\",\"message\":\"connection limit\"}}";
-            ssize_t w = send(fd, busy, sizeof busy - 1, MSG_NOSIGNAL);
+            static const char body[] = "{\"error\":{\"code\":\"too_many_connections\","
+                                       "\"message\":\"the server's connection limit is reached\"}}";
+            char busy[256];
+            int n = snprintf(busy, sizeof busy,
+                             "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                             "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                             sizeof body - 1, body);
+            ssize_t w = send(fd, busy, (size_t)n, MSG_NOSIGNAL);
             (void)w;
             close(fd);
             __atomic_sub_fetch(&srv->conns, 1, __ATOMIC_RELAXED);
