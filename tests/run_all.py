@@ -73,11 +73,19 @@ def main():
     ap.add_argument("--san-units", nargs="*", default=[])
     ap.add_argument("--fuzz-replay", action="store_true",
                     help="also replay the fuzzing corpora (make fuzz-replay)")
+    ap.add_argument("--powerloss", type=int, default=0, metavar="STATES",
+                    help="also check this many simulated power-loss crash states")
     ap.add_argument("units", nargs="*")
     args = ap.parse_args()
     total_p, total_f = run_group("", args.bin, args.units)
     if args.fuzz_replay:
         p, f = run_fuzz_replay()
+        total_p += p
+        total_f += f
+    if args.powerloss:
+        p, f = run_tier("power loss", [sys.executable, "tests/powerloss/run.py", "--bin",
+                                       os.path.abspath(args.bin), "--states",
+                                       str(args.powerloss)])
         total_p += p
         total_f += f
     if args.san_bin:

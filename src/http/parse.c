@@ -169,6 +169,12 @@ static ssize_t interpret(struct http_head *h)
     }
     h->chunked = te;
     h->keep_alive = h->minor >= 1 ? !conn_close : conn_keep && !conn_close;
+    if (te && h->minor == 0) {
+        h->keep_alive = false; /* RFC 9112 6.1: chunked framing in HTTP/1.0 is faulty */
+    }
+    if (h->minor == 0) {
+        h->expect_continue = false; /* RFC 9110 10.1.1: ignored in HTTP/1.0 */
+    }
     return 0;
 }
 
@@ -179,10 +185,9 @@ ssize_t http_parse_head(const char *buf, size_t len, size_t max_bytes, struct ht
     while (i + 1 < len && buf[i] == '\r' && buf[i + 1] == '\n') {
         i += 2; /* empty lines before a request are ignored (RFC 9112 2.2) */
     }
-    size_t start = i;
     size_t end = line_end(buf, len, i);
     if (end == len) {
-        return len - start > max_bytes ? HTTP_ERR_TOO_LARGE : HTTP_INCOMPLETE;
+        return len > max_bytes ? HTTP_ERR_TOO_LARGE : HTTP_INCOMPLETE;
     }
     ssize_t rc = parse_request_line(buf + i, end - i, out);
     if (rc) {
@@ -192,10 +197,10 @@ ssize_t http_parse_head(const char *buf, size_t len, size_t max_bytes, struct ht
     for (;;) {
         end = line_end(buf, len, i);
         if (end == len) {
-            return len - start > max_bytes ? HTTP_ERR_TOO_LARGE : HTTP_INCOMPLETE;
+            return len > max_bytes ? HTTP_ERR_TOO_LARGE : HTTP_INCOMPLETE;
         }
-        if (end - start + 1 > max_bytes) {
-            return HTTP_ERR_TOO_LARGE;
+        if (end + 1 > max_bytes) {
+            return HTTP_ERR_TOO_LARGE; /* leading empty lines count too: they fill the buffer */
         }
         if (end == i + 1 && buf[i] == '\r') {
             break; /* the empty line */

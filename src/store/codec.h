@@ -14,7 +14,7 @@
 #include "util/uuid.h"
 
 enum {
-    STORE_FORMAT_VERSION = 2,  /* bump on any change to a layout below */
+    STORE_FORMAT_VERSION = 3,  /* bump on any change to a layout (here or in log.h) */
     RECORD_HEADER_BYTES = 108, /* fixed part of an event record */
     RECORD_CRC_FROM = 8,       /* the CRC covers bytes [8, end) */
     RECORD_HASH_AT = 56,       /* offset of the 32-byte chain hash */

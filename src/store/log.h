@@ -1,5 +1,6 @@
-/* The event log file: an append-only sequence of frames (u32 big-endian length, then one
- * event record, see codec.h), followed by zeros. Bytes are written with pwrite and read back
+/* The event log file: an append-only sequence of batches, each a 16-byte header (magic, frames
+ * length, CRC-32C of the frames, event count) followed by frames (u32 big-endian length, then
+ * one event record, see codec.h); then zeros. A batch is one group commit: whole or absent. Bytes are written with pwrite and read back
  * through one read-only shared mapping. The file is grown in zero-filled steps ahead of the
  * writes, so a data sync does not also have to commit a file-size change.
  *
@@ -11,8 +12,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define LOG_BATCH_MAGIC 0xA11A1503u /* not a plausible length: tells batches from garbage */
+
 enum {
     LOG_FRAME_HEADER = 4,              /* u32 length before each record */
+    LOG_BATCH_HEADER = 16,             /* magic, frames length, frames CRC, count */
     LOG_GROW_BYTES = 16 * 1024 * 1024, /* zero-filled growth step */
 };
 

@@ -22,6 +22,7 @@
 #include "store/store.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <lmdb.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -192,6 +193,7 @@ static int open_env(struct store *st, bool create, bool readonly)
     if (!rc) rc = mdb_dbi_open(txn, "meta", flags, &st->meta);
     struct head_rec h;
     int err = rc ? (rc == MDB_NOTFOUND ? ERR(ERR_CORRUPT) : map_err(rc)) : get_head(txn, st, &h);
+    bool made = false;
     if (err == ERR_CORRUPT && create && !rc) {
         MDB_val k = {sizeof HEAD_KEY - 1, (void *)HEAD_KEY};
         MDB_val v;
@@ -200,6 +202,7 @@ static int open_env(struct store *st, bool create, bool readonly)
             h.format = STORE_FORMAT_VERSION;
             h.created_us = time_now_us();
             err = put_head(txn, st, &h);
+            made = true;
         }
     }
     if (err) {
@@ -207,57 +210,116 @@ static int open_env(struct store *st, bool create, bool readonly)
         return err;
     }
     st->created_us = h.created_us;
-    return map_err(mdb_txn_commit(txn)); /* keeps the table handles, read-only too */
+    rc = mdb_txn_commit(txn); /* keeps the table handles, read-only too */
+    if (!rc && made) {
+        /* MDB_NOMETASYNC leaves a commit's meta page unsynced until the next commit: the
+         * creating one must not be lost, or the store could not be opened after a power cut. */
+        rc = mdb_env_sync(st->env, 1);
+    }
+    return map_err(rc);
 }
 
 /* ---- log scanning (recovery and verify) ---- */
 
-/* Outcome of reading the frame at an offset. */
+/* Outcome of reading a batch at an offset. */
 enum frame_kind { FRAME_OK, FRAME_END, FRAME_BAD };
 
-/* Reads the frame at off: FRAME_END at zeros or the end of the file; FRAME_BAD when the
- * length, CRC or layout is wrong; otherwise FRAME_OK with *ev decoded and *next set. */
-static enum frame_kind read_frame(const struct log *lg, uint64_t off, struct event_rec *ev,
-                                  uint32_t *len, uint64_t *next)
+/* A batch of the log: a 16-byte header (magic, frames length, CRC-32C of the frames, event
+ * count, all u32 BE), then its frames (u32 BE record length, record). */
+struct batch_view {
+    uint64_t frames_at;   /* offset of the first frame */
+    uint32_t frames_len;  /* bytes of frames */
+    uint32_t count;       /* events */
+    uint64_t next;        /* offset just past the batch */
+};
+
+/* Reads the batch header at off: FRAME_END at zeros or the end of the file; FRAME_BAD when
+ * the magic, length or CRC is wrong (a torn or damaged batch); FRAME_OK otherwise. */
+static enum frame_kind read_batch(const struct log *lg, uint64_t off, struct batch_view *b)
 {
-    const uint8_t *h = log_at(lg, off, LOG_FRAME_HEADER);
+    const uint8_t *h = log_at(lg, off, LOG_BATCH_HEADER);
     if (!h) {
         return FRAME_END;
     }
-    uint32_t n = be32_get(h);
-    if (n == 0) {
+    uint32_t magic = be32_get(h), len = be32_get(h + 4);
+    if (magic == 0 && len == 0) {
         return FRAME_END;
     }
-    const uint8_t *p = n <= MAX_RECORD_BYTES ? log_at(lg, off + LOG_FRAME_HEADER, n) : NULL;
-    if (!p || codec_record_decode(p, n, ev) != 0) {
+    const uint8_t *f = log_at(lg, off + LOG_BATCH_HEADER, len);
+    if (magic != LOG_BATCH_MAGIC || !f || len == 0 ||
+        be32_get(h + 8) != hash_crc32c(0, f, len)) {
         return FRAME_BAD;
     }
-    *len = n;
-    *next = off + LOG_FRAME_HEADER + n;
+    b->frames_at = off + LOG_BATCH_HEADER;
+    b->frames_len = len;
+    b->count = be32_get(h + 12);
+    b->next = b->frames_at + len;
     return FRAME_OK;
 }
 
-/* After a bad frame at off (expected position pos): is there a valid record of a later
- * position further on? Then acknowledged events follow the damage: the log is corrupt, not
- * merely torn by an unacknowledged write. Looks at most 64 MiB ahead. */
-static bool valid_record_follows(const struct log *lg, uint64_t off, uint64_t pos)
+/* Called per event of a batch: the record is at rec_off (len bytes). */
+typedef int batch_event_fn(void *arg, const struct event_rec *ev, uint64_t rec_off, uint32_t len);
+
+/* Walks the events of a batch whose CRC matched: each must decode, carry position *pos (which
+ * advances) and link to prev (which advances). Returns 0, the callback's error, or
+ * ERR_CORRUPT (a batch that passed its CRC but is not well formed: damage, not a tear). */
+static int walk_batch(const struct log *lg, const struct batch_view *b, uint64_t *pos,
+                      uint8_t prev[HASH_SHA256_LEN], batch_event_fn *fn, void *arg)
 {
-    uint64_t limit = off + MAX_RECORD_BYTES;
-    for (uint64_t o = off + 1; o < limit; o++) {
-        const uint8_t *h = log_at(lg, o, RECORD_HEADER_BYTES + LOG_FRAME_HEADER);
-        if (!h) {
-            return false;
+    uint64_t off = b->frames_at;
+    for (uint32_t i = 0; i < b->count; i++) {
+        const uint8_t *h = log_at(lg, off, LOG_FRAME_HEADER);
+        uint32_t n = h ? be32_get(h) : 0;
+        const uint8_t *rec = n && off + LOG_FRAME_HEADER + n <= b->next
+                                 ? log_at(lg, off + LOG_FRAME_HEADER, n)
+                                 : NULL;
+        struct event_rec ev;
+        if (!rec || codec_record_decode(rec, n, &ev) != 0 || ev.position != *pos ||
+            !codec_record_hash_ok(rec, n, prev)) {
+            return ERR(ERR_CORRUPT);
         }
-        if (h[LOG_FRAME_HEADER] != STORE_FORMAT_VERSION && h[LOG_FRAME_HEADER] != 1) {
+        int rc = fn(arg, &ev, off + LOG_FRAME_HEADER, n);
+        if (rc) {
+            return rc;
+        }
+        memcpy(prev, ev.hash, HASH_SHA256_LEN);
+        (*pos)++;
+        off += LOG_FRAME_HEADER + n;
+    }
+    return off == b->next ? 0 : ERR(ERR_CORRUPT);
+}
+
+/* After the log ends or goes bad at off (next position pos): is there a whole, valid batch of
+ * later positions further on? Batches are written one after another, each only after the
+ * previous one's sync returned, so only the last batch can be torn: a valid later batch means
+ * acknowledged events lie beyond damage. */
+static bool valid_batch_follows(const struct log *lg, uint64_t off, uint64_t pos)
+{
+    uint64_t end = log_file_bytes(lg);
+    for (uint64_t o = off + 1; o + LOG_BATCH_HEADER + LOG_FRAME_HEADER + 16 <= end; o++) {
+        const uint8_t *h = log_at(lg, o, 4);
+        if (!h || be32_get(h) != LOG_BATCH_MAGIC) {
             continue;
         }
-        uint32_t n = be32_get(h);
-        uint64_t p = be64_get(h + LOG_FRAME_HEADER + 8);
-        struct event_rec ev;
-        const uint8_t *r = n >= RECORD_HEADER_BYTES && n <= MAX_RECORD_BYTES
-                               ? log_at(lg, o + LOG_FRAME_HEADER, n)
-                               : NULL;
-        if (r && p > pos && p < pos + (1u << 24) && codec_record_decode(r, n, &ev) == 0) {
+        struct batch_view b;
+        if (read_batch(lg, o, &b) != FRAME_OK) {
+            continue;
+        }
+        const uint8_t *r = log_at(lg, b.frames_at + LOG_FRAME_HEADER, 16);
+        if (r && be64_get(r + 8) > pos) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* True when any byte in [off, end of file) is not zero. */
+static bool nonzero_after(const struct log *lg, uint64_t off)
+{
+    uint64_t end = log_file_bytes(lg);
+    const uint8_t *p = off < end ? log_at(lg, off, (size_t)(end - off)) : NULL;
+    for (uint64_t i = 0; p && i < end - off; i++) {
+        if (p[i]) {
             return true;
         }
     }
@@ -340,7 +402,27 @@ static int resolve_id(struct store *st, struct strmap *fresh, const struct event
     return 0;
 }
 
-/* Rebuilds the writer state and the tail from the log past the index head. */
+/* Recovery context for walk_batch. */
+struct recover_ctx {
+    struct store *st;      /* the store being opened */
+    struct strmap *fresh;  /* streams first seen during recovery */
+    uint64_t *next_id;     /* stream id counter */
+};
+
+static int recover_event(void *arg, const struct event_rec *ev, uint64_t rec_off, uint32_t len)
+{
+    struct recover_ctx *rc = arg;
+    uint64_t id;
+    int err = resolve_id(rc->st, rc->fresh, ev, rc->next_id, &id);
+    if (!err) {
+        note_event(rc->st, ev, id, rec_off, len);
+    }
+    return err;
+}
+
+/* Rebuilds the writer state and the tail from the log past the index head, batch by batch
+ * (a batch is kept whole or not at all). Whatever follows the last whole batch is the remains
+ * of an unacknowledged write: it is wiped, unless a valid later batch shows real damage. */
 static int recover_tail(struct store *st, const struct head_rec *h)
 {
     uint64_t off = h->log_end;
@@ -350,41 +432,24 @@ static int recover_tail(struct store *st, const struct head_rec *h)
     struct strmap fresh;
     strmap_init(&fresh, sizeof(uint64_t));
     uint64_t next_id = h->stream_count;
+    struct recover_ctx ctx = {st, &fresh, &next_id};
+    struct batch_view b;
     enum frame_kind k;
-    struct event_rec ev;
-    uint32_t len;
-    uint64_t next;
     int rc = 0;
-    while (!rc && (k = read_frame(st->log, off, &ev, &len, &next)) == FRAME_OK) {
-        const uint8_t *rec = log_at(st->log, off + LOG_FRAME_HEADER, len);
-        if (ev.position != pos || !codec_record_hash_ok(rec, len, prev)) {
-            k = FRAME_BAD;
-            break;
-        }
-        uint64_t id;
-        rc = resolve_id(st, &fresh, &ev, &next_id, &id);
-        if (!rc) {
-            note_event(st, &ev, id, off + LOG_FRAME_HEADER, len);
-            memcpy(prev, ev.hash, sizeof prev);
-            off = next;
-            pos++;
-        }
+    while (!rc && (k = read_batch(st->log, off, &b)) == FRAME_OK) {
+        rc = walk_batch(st->log, &b, &pos, prev, recover_event, &ctx);
+        off = b.next;
     }
     strmap_fini(&fresh);
-    if (rc) {
-        return rc;
+    if (rc || (k != FRAME_OK && nonzero_after(st->log, off) && valid_batch_follows(st->log, off, pos))) {
+        log_error("%s: the event log is damaged at position %llu; run annals verify", st->dir,
+                  (unsigned long long)pos);
+        return rc && rc != ERR_CORRUPT ? rc : ERR(ERR_CORRUPT);
     }
-    if (k == FRAME_BAD && valid_record_follows(st->log, off, pos)) {
-        log_error("%s: the event log is damaged at position %llu and acknowledged events follow;"
-                  " run annals verify", st->dir, (unsigned long long)pos);
-        return ERR(ERR_CORRUPT);
-    }
-    if (k == FRAME_BAD) {
+    if (nonzero_after(st->log, off)) {
         log_warn("%s: discarding a torn, unacknowledged write after position %llu", st->dir,
                  (unsigned long long)(pos - 1));
-        uint64_t file = log_file_bytes(st->log);
-        uint64_t wipe = file - off < MAX_RECORD_BYTES ? file - off : MAX_RECORD_BYTES;
-        rc = log_zero(st->log, off, wipe);
+        rc = log_zero(st->log, off, log_file_bytes(st->log) - off);
         if (!rc) rc = log_sync(st->log);
         if (rc) {
             return rc;
@@ -642,6 +707,27 @@ static int read_index_head(struct store *st, struct head_rec *h)
     return rc;
 }
 
+/* Makes a directory's entries durable (new files in it survive a power cut). */
+static int sync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        return ERR(ERR_IO);
+    }
+    int rc = fsync(fd) == 0 ? 0 : ERR(ERR_IO);
+    close(fd);
+    return rc;
+}
+
+/* After creating a store: its files' directory entries, and its directory's own entry. */
+static int sync_new_dirs(const char *dir)
+{
+    char parent[4096];
+    snprintf(parent, sizeof parent, "%s/..", dir);
+    int rc = sync_dir(dir);
+    return rc ? rc : sync_dir(parent);
+}
+
 int store_open(const char *dir, uint64_t map_bytes, bool create, struct store **out)
 {
     if (create && mkdir(dir, 0750) != 0 && errno != EEXIST) {
@@ -665,6 +751,9 @@ int store_open(const char *dir, uint64_t map_bytes, bool create, struct store **
         st->head.created_us = h.created_us;
         __atomic_store_n(&st->indexed, h.position, __ATOMIC_RELEASE);
         rc = recover_tail(st, &h);
+    }
+    if (!rc && create) {
+        rc = sync_new_dirs(dir);
     }
     if (!rc && pthread_create(&st->indexer, NULL, indexer_main, st) != 0) {
         rc = ERR(ERR_IO);
@@ -809,10 +898,12 @@ static void evict_states(struct store *st)
     st->evict_at = keep.count * 2 > MAP_EVICT_AT ? keep.count * 2 : MAP_EVICT_AT;
 }
 
-/* Encodes the batch's frames into wbuf, chaining hashes from the head. */
+/* Encodes the batch into wbuf (header, then frames), chaining hashes from the head. */
 static void encode_batch(struct store *st, struct event_rec *evs, size_t n, uint32_t *lens)
 {
     buf_reset(&st->wbuf);
+    buf_reserve(&st->wbuf, LOG_BATCH_HEADER);
+    st->wbuf.len = LOG_BATCH_HEADER;
     const uint8_t *prev = st->head.hash;
     for (size_t i = 0; i < n; i++) {
         size_t len = codec_record_size(&evs[i]);
@@ -824,6 +915,12 @@ static void encode_batch(struct store *st, struct event_rec *evs, size_t n, uint
         lens[i] = (uint32_t)len;
         prev = evs[i].hash;
     }
+    uint8_t *h = (uint8_t *)st->wbuf.ptr;
+    uint32_t frames = (uint32_t)(st->wbuf.len - LOG_BATCH_HEADER);
+    be32_put(h, LOG_BATCH_MAGIC);
+    be32_put(h + 4, frames);
+    be32_put(h + 8, hash_crc32c(0, h + LOG_BATCH_HEADER, frames));
+    be32_put(h + 12, (uint32_t)n);
 }
 
 int store_append(struct store *st, struct event_rec *evs, size_t n)
@@ -864,6 +961,7 @@ int store_append(struct store *st, struct event_rec *evs, size_t n)
         }
     }
     if (!rc) {
+        off += LOG_BATCH_HEADER;
         for (size_t i = 0; i < n; i++) {
             note_event(st, &evs[i], ids[i], off + LOG_FRAME_HEADER, lens[i]);
             off += LOG_FRAME_HEADER + lens[i];
@@ -1147,39 +1245,40 @@ static int verify_indexed(struct verify_ctx *vc, const struct event_rec *ev, uin
     return 0;
 }
 
+static int verify_event(void *arg, const struct event_rec *ev, uint64_t rec_off, uint32_t len)
+{
+    struct verify_ctx *vc = arg;
+    if (ev->position <= vc->h.position) {
+        int rc = verify_indexed(vc, ev, rec_off, len, rec_off + len);
+        if (rc) {
+            return rc;
+        }
+    }
+    vc->rep->events_checked++;
+    return 0;
+}
+
 static int verify_walk(struct verify_ctx *vc)
 {
-    uint64_t off = 0, pos = 1, next;
+    uint64_t off = 0, pos = 1;
     uint8_t prev[HASH_SHA256_LEN] = {0};
-    struct event_rec ev;
-    uint32_t len;
+    struct batch_view b;
     enum frame_kind k;
-    while ((k = read_frame(vc->st->log, off, &ev, &len, &next)) == FRAME_OK) {
-        const uint8_t *rec = log_at(vc->st->log, off + LOG_FRAME_HEADER, len);
-        if (ev.position != pos) {
-            return verify_fail(vc, pos, "gap or disorder in positions");
+    while ((k = read_batch(vc->st->log, off, &b)) == FRAME_OK) {
+        int rc = walk_batch(vc->st->log, &b, &pos, prev, verify_event, vc);
+        if (rc) {
+            return vc->rep->problem ? rc : verify_fail(vc, pos, "record checksum, position or hash chain");
         }
-        if (!codec_record_hash_ok(rec, len, prev)) {
-            return verify_fail(vc, pos, "hash chain broken");
-        }
-        if (pos <= vc->h.position) {
-            int rc = verify_indexed(vc, &ev, off + LOG_FRAME_HEADER, len, next);
-            if (rc) {
-                return rc;
-            }
-        }
-        memcpy(prev, ev.hash, sizeof prev);
-        vc->rep->events_checked++;
-        off = next;
-        pos++;
+        off = b.next;
     }
-    if (k == FRAME_BAD && (pos <= vc->h.position || valid_record_follows(vc->st->log, off, pos))) {
-        return verify_fail(vc, pos, "record checksum, length or layout");
+    bool rest = nonzero_after(vc->st->log, off);
+    if (rest && (pos <= vc->h.position || valid_batch_follows(vc->st->log, off, pos))) {
+        return verify_fail(vc, pos, "batch checksum, length or layout");
     }
     if (pos - 1 < vc->h.position) {
         return verify_fail(vc, pos, "the index covers events missing from the log");
     }
-    vc->rep->torn_tail = k == FRAME_BAD;
+    vc->rep->torn_tail = rest;
     return 0;
 }
 

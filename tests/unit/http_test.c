@@ -41,6 +41,21 @@ TEST(head_incomplete_and_too_large)
     ASSERT_EQ(http_parse_head(many, strlen(many), 40, &h), HTTP_ERR_TOO_LARGE);
 }
 
+TEST(head_http10_rules_and_leading_empty_lines)
+{
+    struct http_head h;
+    ASSERT_EQ(parse("POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n", &h) > 0, 1);
+    CHECK(!h.expect_continue);
+    ASSERT_EQ(parse("POST / HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n", &h) > 0, 1);
+    CHECK(!h.keep_alive);
+    char flood[3000];
+    for (size_t i = 0; i + 1 < sizeof flood; i += 2) {
+        flood[i] = '\r';
+        flood[i + 1] = '\n';
+    }
+    ASSERT_EQ(http_parse_head(flood, sizeof flood, 1024, &h), HTTP_ERR_TOO_LARGE);
+}
+
 TEST(head_refuses_smuggling_vectors)
 {
     struct http_head h;

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include "engine/engine.h"
+#include "store/log.h"
 #include "store/store.h"
 #include "unit.h"
 #include "util/errors.h"
@@ -250,13 +251,12 @@ static long log_end_of(const char *dir)
     FILE *f = fopen(path, "rb");
     CHECK(f != NULL);
     long off = 0;
-    uint8_t h[4];
-    while (fseek(f, off, SEEK_SET) == 0 && fread(h, 1, 4, f) == 4) {
-        uint32_t n = be32_get(h);
-        if (n == 0) {
+    uint8_t h[8];
+    while (fseek(f, off, SEEK_SET) == 0 && fread(h, 1, 8, f) == 8) {
+        if (be32_get(h) != LOG_BATCH_MAGIC) {
             break;
         }
-        off += 4 + (long)n;
+        off += LOG_BATCH_HEADER + (long)be32_get(h + 4);
     }
     fclose(f);
     return off;
@@ -268,7 +268,8 @@ TEST(torn_tail_is_wiped_and_corrupt_tail_refused)
     store_dir(dir, sizeof dir);
     crash_after_fill(dir, 20);
     long end = log_end_of(dir);
-    uint8_t torn[] = {0, 0, 0, 200, 2, 0, 0, 0, 9, 9, 9}; /* a frame cut short */
+    uint8_t torn[] = {0xA1, 0x1A, 0x15, 0x03, 0, 0, 0, 200, 1, 2, 3, 4, 0, 0, 0, 1, 0, 0, 0, 116,
+                      3, 9, 9}; /* a batch cut short: its CRC cannot match */
     append_bytes(dir, torn, sizeof torn, end);
     struct store_verify_report rep;
     ASSERT_EQ(store_verify(dir, 64 << 20, &rep), 0);
@@ -289,7 +290,7 @@ TEST(torn_tail_is_wiped_and_corrupt_tail_refused)
     CHECK(system(cmd) == 0);
     crash_after_fill(dir2, 20);
     uint8_t x = 0x55;
-    append_bytes(dir2, &x, 1, 4 + 110); /* inside the first record's strings */
+    append_bytes(dir2, &x, 1, LOG_BATCH_HEADER + LOG_FRAME_HEADER + 110); /* first record */
     ASSERT_EQ(store_open(dir2, 64 << 20, false, &st), ERR_CORRUPT);
     ASSERT_EQ(store_verify(dir2, 64 << 20, &rep), ERR_CORRUPT);
     ASSERT_EQ(rep.first_bad, 1);

@@ -1,0 +1,571 @@
+#!/usr/bin/env python3
+"""Power-loss test: record the server's file I/O under a concurrent append load, then rebuild
+many states a power cut could have left on disk and check recovery on each.
+
+1. Record: the server runs on an empty data directory with tests/powerloss/trace.c preloaded,
+   which logs every write and sync to files under the data directory. 8 client threads append
+   batches of 1-3 events (client-chosen ids) to 10 streams; every 201 is stamped with
+   CLOCK_MONOTONIC when it arrived (the trace uses the same clock). The server then stops.
+2. Crash states: a cut point k in the trace (the power fails after record k-1). Per file, the
+   writes recorded before the SYNC_BEGIN of its last sync that returned 0 before k are on disk;
+   every later write before k is pending. Each 512-byte sector a pending write touched holds
+   the content it had at some moment between the sync and the cut, chosen per sector
+   (so pending writes are dropped, torn at sector boundaries or persisted out of order), with
+   per-state strategies: all pending lost, all kept, an in-order prefix ending in a torn write,
+   independent random per sector. lock.mdb and LOCK are left out (rebuilt at start).
+3. Checks per state: the server starts on it; the log read over HTTP has positions 1..n with no
+   gap; every event is one that was written, at the position, stream and version it was written
+   with; every event acknowledged (201 received) before the cut is there, and every event whose
+   frame was covered by a completed log sync is there; every request is all-or-nothing; an
+   append after recovery gets position n+1; SIGTERM exits 0; `annals verify` then exits 0 with
+   "hash chain intact"; the server starts again with head n+1.
+
+--broken-sync runs the recording with PL_SKIP_SYNC=1 (fdatasync of events.log is a no-op that
+returns 0, as in a build that forgot it): the run must then report failures.
+
+Prints one PASS/FAIL line per state and `N passed, M failed` last; exit 1 if any failed.
+"""
+import argparse
+import collections
+import concurrent.futures
+import http.client
+import json
+import os
+import random
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
+
+T_OPEN, T_WRITE, T_ZERO, T_SYNC_BEGIN, T_SYNC_END, T_TRUNC, T_SKIP = range(1, 8)
+SECTOR = 512   # --sector
+DB_REL = os.path.join("dbs", "default")
+KEEP_FILES = ("events.log", "data.mdb")   # what a crash state contains, per database
+
+
+# ---------------------------------------------------------------- trace
+
+class Rec:
+    __slots__ = ("i", "type", "ts", "file", "off", "len", "data", "res")
+
+    def __init__(self, i, typ, ts, file):
+        self.i, self.type, self.ts, self.file = i, typ, ts, file
+        self.off = self.len = self.res = 0
+        self.data = None
+
+
+def parse_trace(path):
+    raw = open(path, "rb").read()
+    mv = memoryview(raw)
+    recs, paths = [], {}
+    p = 0
+    while p < len(raw):
+        typ, ts, fid = struct.unpack_from("<BQI", raw, p)
+        p += 13
+        r = Rec(len(recs), typ, ts, fid)
+        if typ == T_OPEN:
+            _flags, n = struct.unpack_from("<II", raw, p)
+            p += 8
+            paths[fid] = raw[p:p + n].decode()
+            p += n
+        elif typ in (T_WRITE, T_ZERO):
+            r.off, r.len = struct.unpack_from("<QI", raw, p)
+            p += 12
+            if typ == T_WRITE:
+                r.data = mv[p:p + r.len]
+                p += r.len
+        elif typ == T_SYNC_END:
+            (r.res,) = struct.unpack_from("<i", raw, p)
+            p += 4
+        elif typ == T_TRUNC:
+            (r.len,) = struct.unpack_from("<Q", raw, p)
+            p += 8
+        elif typ not in (T_SYNC_BEGIN, T_SKIP):
+            raise ValueError(f"bad trace record type {typ} at byte {p - 13}")
+        recs.append(r)
+    return recs, paths
+
+
+BATCH_MAGIC = 0xA11A1503
+BATCH_HEADER = 16
+
+
+def parse_frames(data, off):
+    """Event frames in the bytes of one log write at file offset off: the write is one batch
+    (16-byte header: magic, frames length, CRC, count; then frames) or, for the zero-filled
+    growth of the file, nothing. [(frame offset, position, version, id, stream)]."""
+    out = []
+    if len(data) < BATCH_HEADER or struct.unpack_from(">I", data, 0)[0] != BATCH_MAGIC:
+        return out
+    p = BATCH_HEADER
+    while p + 4 <= len(data):
+        (n,) = struct.unpack_from(">I", data, p)
+        if n == 0 or p + 4 + n > len(data):
+            break
+        rec = bytes(data[p + 4:p + 4 + n])
+        pos, ver = struct.unpack_from(">QQ", rec, 8)
+        eid = str(uuid.UUID(bytes=rec[40:56]))
+        slen = struct.unpack_from(">I", rec, 88)[0]
+        stream = rec[108:108 + slen].decode("utf-8", "replace")
+        out.append((off + p, pos, ver, eid, stream))
+        p += 4 + n
+    return out
+
+
+class Model:
+    """The trace, per file: writes and completed syncs, and what the log writes contained."""
+
+    def __init__(self, recs, paths, data_dir):
+        self.recs = recs
+        self.rel = {fid: os.path.relpath(p, data_dir) for fid, p in paths.items()}
+        self.files = {}   # fid -> {"ops": [rec], "syncs": [(begin_i, end_i)]}
+        for fid, rel in self.rel.items():
+            if os.path.basename(rel) in KEEP_FILES:
+                self.files[fid] = {"ops": [], "syncs": []}
+        begun = collections.defaultdict(list)
+        for r in recs:
+            f = self.files.get(r.file)
+            if f is None:
+                continue
+            if r.type in (T_WRITE, T_ZERO, T_TRUNC):
+                f["ops"].append(r)
+            elif r.type == T_SYNC_BEGIN:
+                begun[r.file].append(r.i)
+            elif r.type == T_SYNC_END:
+                b = begun[r.file].pop(0) if begun[r.file] else None
+                if b is not None and r.res == 0:
+                    f["syncs"].append((b, r.i))
+        self.log_fid = next(fid for fid, rel in self.rel.items()
+                            if rel == os.path.join(DB_REL, "events.log"))
+        # every frame ever written to the log: position -> (id, stream, version, write index)
+        self.written = {}
+        self.frame_write = {}   # position -> index of the trace record that wrote it
+        for r in self.files[self.log_fid]["ops"]:
+            if r.type == T_WRITE:
+                for _off, pos, ver, eid, stream in parse_frames(r.data, r.off):
+                    self.written[pos] = (eid, stream, ver)
+                    self.frame_write[pos] = r.i
+
+    def durable_mark(self, fid, k):
+        """Trace index before which this file's writes are durable for a cut at k."""
+        mark = 0
+        for b, e in self.files[fid]["syncs"]:
+            if e < k:
+                mark = max(mark, b)
+        return mark
+
+    def synced_positions(self, k):
+        mark = self.durable_mark(self.log_fid, k)
+        return {p for p, i in self.frame_write.items() if i < mark}
+
+
+class File:
+    def __init__(self):
+        self.buf = bytearray()
+        self.size = 0
+
+    def write(self, off, data, length, zero):
+        end = off + length
+        if zero:
+            if off < len(self.buf):
+                z = min(end, len(self.buf)) - off
+                self.buf[off:off + z] = bytes(z)
+        else:
+            if len(self.buf) < off:
+                self.buf.extend(bytes(off - len(self.buf)))
+            self.buf[off:end] = data
+        self.size = max(self.size, end)
+
+    def truncate(self, n):
+        del self.buf[n:]
+        self.size = n
+
+
+def apply_op(f, r, lo=None, hi=None):
+    """Applies write r to f, or only its bytes in file range [lo, hi)."""
+    if r.type == T_TRUNC:
+        f.truncate(r.len)
+        return
+    a, b = r.off, r.off + r.len
+    if lo is not None:
+        a, b = max(a, lo), min(b, hi)
+        if a >= b:
+            return
+    f.write(a, None if r.type == T_ZERO else r.data[a - r.off:b - r.off], b - a,
+            r.type == T_ZERO)
+
+
+def sectors(r):
+    return range(r.off // SECTOR, (r.off + r.len + SECTOR - 1) // SECTOR)
+
+
+def category(problem):
+    """A short name for a kind of failure (for the summary)."""
+    for key, name in (("acknowledged before the crash are lost", "acked events lost"),
+                      ("covered by a completed log sync", "synced events lost"),
+                      ("acknowledged events follow", "refuses to start: torn write taken for damage"),
+                      ("cannot open: corrupt", "refuses to start: corrupt"),
+                      ("did not start", "refuses to start: other"),
+                      ("partly recovered", "request partly recovered"),
+                      ("gap-free", "gap in positions"),
+                      ("never written", "event never written"),
+                      ("append after recovery", "append after recovery"),
+                      ("annals verify", "verify fails after recovery + one append"),
+                      ("again after recovery", "no second start after recovery + one append"),
+                      ("exit code", "bad exit code")):
+        if key in problem:
+            return name
+    return "other"
+
+
+def crash_state(model, k, rng, out_dir):
+    """Writes the files of a crash at cut k into out_dir; returns a description."""
+    strategy = rng.choice(["lose-all", "keep-all", "prefix-torn", "sectors", "sectors"])
+    desc = []
+    for fid, info in model.files.items():
+        mark = model.durable_mark(fid, k)
+        f = File()
+        pending = []
+        for r in info["ops"]:
+            if r.i >= k:
+                break
+            if r.i < mark:
+                apply_op(f, r)
+            else:
+                pending.append(r)
+        base_size = f.size
+        if strategy == "keep-all":
+            for r in pending:
+                apply_op(f, r)
+        elif strategy == "prefix-torn" and pending:
+            m = rng.randrange(len(pending) + 1)
+            for r in pending[:m]:
+                apply_op(f, r)
+            if m < len(pending):
+                r = pending[m]
+                if r.type == T_TRUNC:
+                    pass
+                else:
+                    secs = list(sectors(r))
+                    cut = rng.randrange(len(secs) + 1)
+                    if secs[:cut]:
+                        apply_op(f, r, r.off, (secs[cut - 1] + 1) * SECTOR)
+        elif strategy == "sectors" and pending:
+            # per sector: the content after j of the pending writes touching it, j random
+            touch = collections.defaultdict(list)
+            for r in pending:
+                if r.type == T_TRUNC:
+                    continue
+                if r.type == T_ZERO and r.len > 64 * SECTOR:
+                    # large zero fills (log growth): all or nothing
+                    touch[("z", r.i)].append(r)
+                    continue
+                for s in sectors(r):
+                    touch[s].append(r)
+            mode = rng.random()
+            for s, rs in touch.items():
+                j = rng.randrange(len(rs) + 1) if mode < 0.8 else rng.choice([0, len(rs)])
+                for r in rs[:j]:
+                    if isinstance(s, tuple):
+                        apply_op(f, r)
+                    else:
+                        apply_op(f, r, s * SECTOR, (s + 1) * SECTOR)
+        path = os.path.join(out_dir, model.rel[fid])
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as fh:
+            fh.write(bytes(f.buf[:f.size]).rstrip(b"\0"))
+            fh.truncate(f.size)
+        desc.append(f"{os.path.basename(path)}: {len(pending)} pending, {base_size}->{f.size}B")
+    return strategy + "; " + ", ".join(desc)
+
+
+# ---------------------------------------------------------------- load
+
+class Load:
+    def __init__(self, port, threads, streams, seed):
+        self.port = port
+        self.threads = threads
+        self.streams = streams
+        self.seed = seed
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.sent = []    # (stream, [ids])
+        self.acked = []   # (t_recv_ns, stream, [{"id","position","version"}])
+        self.other = []
+
+    def worker(self, i):
+        rng = random.Random(self.seed * 1000 + i)
+        c = None
+        while not self.stop.is_set():
+            stream = rng.choice(self.streams)
+            n = rng.randint(1, 3)
+            ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(n)]
+            evs = [{"type": "PL", "id": ids[j],
+                    "data": {"t": i, "j": j, "pad": "p" * rng.randint(0, 300)}}
+                   for j in range(n)]
+            body = json.dumps({"events": evs})
+            with self.lock:
+                self.sent.append((stream, ids))
+            try:
+                if c is None:
+                    c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+                c.request("POST", f"/v1/databases/default/streams/{stream}/events", body=body,
+                          headers={"Content-Type": "application/json"})
+                resp = c.getresponse()
+                raw = resp.read()
+                t = time.monotonic_ns()
+            except Exception as ex:  # noqa: BLE001
+                with self.lock:
+                    self.other.append(("exception", repr(ex)))
+                if c is not None:
+                    c.close()
+                c = None
+                continue
+            with self.lock:
+                if resp.status == 201:
+                    self.acked.append((t, stream, json.loads(raw)["events"]))
+                else:
+                    self.other.append((resp.status, raw[:200]))
+        if c is not None:
+            c.close()
+
+    def run(self, seconds):
+        ts = [threading.Thread(target=self.worker, args=(i,), daemon=True)
+              for i in range(self.threads)]
+        for t in ts:
+            t.start()
+        time.sleep(seconds)
+        self.stop.set()
+        for t in ts:
+            t.join(60)
+
+
+def record(args, work):
+    """Runs the server under the interposer with the load; returns (model, load)."""
+    import harness
+    data = os.path.join(work, "rec")
+    os.makedirs(data)
+    trace = os.path.join(work, "trace.bin")
+    env = dict(os.environ, LD_PRELOAD=os.path.abspath(args.preload), PL_DIR=data,
+               PL_TRACE=trace)
+    if args.broken_sync:
+        env["PL_SKIP_SYNC"] = "1"
+    s = harness.Server(data_dir=data, env=env)
+    try:
+        load = Load(s.port, args.threads, [f"s{i}" for i in range(10)], args.seed)
+        load.run(args.seconds)
+        rc = s.stop()
+        if rc != 0:
+            raise SystemExit(f"recording server exited {rc}:\n{s.log()[-2000:]}")
+    finally:
+        s.cleanup()
+    recs, paths = parse_trace(trace)
+    model = Model(recs, paths, os.path.realpath(data))
+    return model, load
+
+
+# ---------------------------------------------------------------- checks
+
+def read_log(conn):
+    out, frm = [], 1
+    while True:
+        conn.request("GET", f"/v1/databases/default/events?from={frm}&limit=1000")
+        resp = conn.getresponse()
+        body = resp.read()
+        if resp.status != 200:
+            raise AssertionError(f"log read from {frm}: {resp.status} {body[:300]!r}")
+        page = json.loads(body)
+        out.extend(page["events"])
+        if page["next"] is None:
+            return out
+        frm = page["next"]
+
+
+def check_state(model, load, k, state_dir):
+    """Starts the server on a crash state and checks it; returns a list of problems."""
+    import harness
+    problems = []
+    n_log = -1
+    cut_ts = model.recs[k - 1].ts if k > 0 else 0
+    synced = max(model.synced_positions(k), default=0)
+    acked = max((a["position"] for t, _st, evs in load.acked if t < cut_ts for a in evs),
+                default=0)
+    context = f"(at the cut: log synced through position {synced}, acked through {acked})"
+    s = harness.Server(data_dir=state_dir, start=False)
+    if not s.try_start(timeout=20):
+        return ["server did not start on the crash state: "
+                + " | ".join(json.loads(ln).get("msg", ln) if ln.startswith("{") else ln
+                             for ln in s.log().splitlines()[-3:]), context]
+    try:
+        conn = s.connect()
+        log = read_log(conn)
+        n_log = len(log)
+        positions = [e["position"] for e in log]
+        if positions != list(range(1, len(log) + 1)):
+            problems.append(f"positions not gap-free 1..{len(log)}")
+        by_id = {}
+        for e in log:
+            w = model.written.get(e["position"])
+            if w is None or w != (e["id"], e["stream"], e["version"]):
+                problems.append(f"position {e['position']}: {e['id']} {e['stream']} "
+                                f"v{e['version']} was never written there (wrote {w})")
+                break
+            by_id[e["id"]] = e
+        # acknowledged before the cut => present
+        lost = [a for t, _st, evs in load.acked if t < cut_ts for a in evs
+                if a["id"] not in by_id]
+        if lost:
+            problems.append(f"{len(lost)} events acknowledged before the crash are lost, "
+                            f"first at position {min(a['position'] for a in lost)}")
+        missing = sorted(p for p in model.synced_positions(k) if p > len(log))
+        if missing:
+            problems.append(f"{len(missing)} events covered by a completed log sync are lost, "
+                            f"first position {missing[0]}")
+        for stream, ids in load.sent:
+            n = sum(1 for i in ids if i in by_id)
+            if n not in (0, len(ids)):
+                problems.append(f"request to {stream} partly recovered: {n} of {len(ids)} "
+                                f"events (positions "
+                                f"{[by_id[i]['position'] for i in ids if i in by_id]})")
+        body = json.dumps({"events": [{"type": "after", "data": {"k": k}}]})
+        conn.request("POST", "/v1/databases/default/streams/after/events", body=body,
+                     headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        ans = resp.read()
+        if resp.status != 201 or json.loads(ans)["position"] != len(log) + 1:
+            problems.append(f"append after recovery: {resp.status} {ans[:200]!r}")
+        conn.close()
+    except Exception as ex:  # noqa: BLE001
+        problems.append(f"{type(ex).__name__}: {ex}")
+    try:
+        rc = s.stop()
+        if rc != 0:
+            problems.append(f"server exit code {rc} after SIGTERM")
+    except Exception as ex:  # noqa: BLE001
+        problems.append(f"stop: {ex}")
+        s.cleanup()
+    rc, out = harness.run_cli(["verify", "--data", state_dir])
+    if rc != 0 or "hash chain intact" not in out:
+        problems.append(f"annals verify exit {rc}: {out.strip()[:300]}")
+    if not problems:
+        # a second start on the recovered and appended-to data
+        if not s.try_start(timeout=20):
+            problems.append("server did not start again after recovery and one append: "
+                            + " | ".join(s.log().splitlines()[-2:]))
+        else:
+            try:
+                head = s.db_info()["head"]
+                if head != n_log + 1:
+                    problems.append(f"second start: head {head}, want {n_log + 1}")
+            except Exception as ex:  # noqa: BLE001
+                problems.append(f"second start: {ex}")
+            s.cleanup()
+    return problems + [context] if problems else []
+
+
+def pick_cuts(model, n, rng):
+    """Cut points: half uniform over the whole trace, half around events.log writes and syncs
+    (where acknowledged data is at stake); always the end of the trace."""
+    total = len(model.recs)
+    logk = [r.i + d for r in model.recs if r.file == model.log_fid
+            and r.type in (T_WRITE, T_SYNC_BEGIN, T_SYNC_END, T_SKIP) for d in (0, 1)]
+    cuts = [total]
+    while len(cuts) < n:
+        if logk and len(cuts) % 2:
+            cuts.append(min(rng.choice(logk), total))
+        else:
+            cuts.append(rng.randint(0, total))
+    return cuts
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--bin", default=os.path.join(REPO, "build", "annals"))
+    ap.add_argument("--preload", default=os.path.join(REPO, "build", "pl_trace.so"))
+    ap.add_argument("--states", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--seconds", type=float, default=2.0, help="length of the recorded load")
+    ap.add_argument("--threads", type=int, default=8)
+    ap.add_argument("--jobs", type=int, default=2, help="crash states checked in parallel")
+    ap.add_argument("--broken-sync", action="store_true",
+                    help="record with PL_SKIP_SYNC=1 (fdatasync of the log skipped)")
+    ap.add_argument("--sector", type=int, default=512,
+                    help="bytes a device writes atomically (torn writes split at these)")
+    ap.add_argument("--keep", action="store_true", help="keep failing crash states")
+    args = ap.parse_args()
+    os.environ["ANNALS_BIN"] = os.path.abspath(args.bin)
+    global SECTOR
+    SECTOR = args.sector
+    if not os.path.exists(args.preload):
+        src = os.path.join(HERE, "trace.c")
+        os.makedirs(os.path.dirname(args.preload), exist_ok=True)
+        subprocess.check_call(["gcc", "-shared", "-fPIC", "-O2", "-o", args.preload, src,
+                               "-ldl", "-pthread"])
+    work = tempfile.mkdtemp(prefix="annals-pl-")
+    rng = random.Random(args.seed)
+    try:
+        model, load = record(args, work)
+        nsync = len(model.files[model.log_fid]["syncs"])
+        nskip = sum(1 for r in model.recs if r.type == T_SKIP)
+        print(f"recorded {len(model.recs)} trace records, {len(model.written)} events written,"
+              f" {sum(len(e) for _t, _s, e in load.acked)} acknowledged in {len(load.acked)}"
+              f" requests ({len(load.other)} other answers), {nsync} log syncs"
+              + (f", {nskip} log syncs SKIPPED (--broken-sync)" if args.broken_sync else ""),
+              flush=True)
+        if not load.acked:
+            raise SystemExit("no append was acknowledged during the recording")
+        cuts = pick_cuts(model, args.states, rng)
+        jobs = [(n, k, rng.random()) for n, k in enumerate(cuts)]
+        passed = failed = 0
+        cats = collections.Counter()
+        lock = threading.Lock()
+
+        def one(job):
+            n, k, seed = job
+            d = os.path.join(work, f"state{n:04d}")
+            os.makedirs(d)
+            desc = crash_state(model, k, random.Random(seed), d)
+            if args.keep:   # a pristine copy: the server modifies d when it recovers
+                subprocess.check_call(["cp", "-a", "--sparse=always", d, d + ".crash"])
+            try:
+                problems = check_state(model, load, k, d)
+            except Exception as ex:  # noqa: BLE001
+                problems = [f"harness error: {ex!r}"]
+            return n, k, d, desc, problems
+
+        with concurrent.futures.ThreadPoolExecutor(args.jobs) as ex:
+            for n, k, d, desc, problems in ex.map(one, jobs):
+                with lock:
+                    if problems:
+                        failed += 1
+                        for c in sorted({category(p) for p in problems[:-1]}):
+                            cats[c] += 1
+                        print(f"FAIL state {n} cut {k}/{len(model.recs)} [{desc}]: "
+                              + "; ".join(problems), flush=True)
+                        if args.keep:
+                            print(f"     kept: {d}.crash (as the crash left it), {d} (after)")
+                    else:
+                        passed += 1
+                        print(f"PASS state {n} cut {k}/{len(model.recs)} [{desc}]", flush=True)
+                if not (problems and args.keep):
+                    shutil.rmtree(d, ignore_errors=True)
+                    shutil.rmtree(d + ".crash", ignore_errors=True)
+        for c, n in cats.most_common():
+            print(f"failures: {n} states: {c}")
+        print(f"{passed} passed, {failed} failed")
+        return 1 if failed else 0
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
