@@ -50,7 +50,9 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/libannals.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libannals.a $(LDLIBS)
 
-run: deps $(BUILD)/annals
+run:
+	@bash scripts/deps.sh --run
+	@$(MAKE) --no-print-directory $(BUILD)/annals
 	./$(BUILD)/annals serve
 
 unit: $(UNIT_BIN)

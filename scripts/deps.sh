@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages Annals needs to build, test and benchmark.
+# Installs the Debian 12 packages Annals needs to build (--run), build and test (default), or
+# also benchmark (--bench).
 # Idempotent: installs only what is missing. Run as root (make run / make test call it).
 set -eu
 BUILD_PKGS="build-essential pkg-config liblmdb-dev libjansson-dev libssl-dev"
@@ -7,6 +8,7 @@ TEST_PKGS="python3 curl procps clang libclang-rt-14-dev"
 BENCH_PKGS="wrk redis-server postgresql"
 want="$BUILD_PKGS $TEST_PKGS"
 case "${1:-}" in
+    --run) want="$BUILD_PKGS" ;;              # make run: just what building needs
     --bench) want="$want $BENCH_PKGS" ;;
 esac
 missing=""
