@@ -194,8 +194,8 @@ const char *http_req_query(struct http_req *req, const char *name)
             buf_init(&b);
             const char *v = eq ? eq + 1 : q + i;
             if (http_url_decode(v, (size_t)(q + i - v), true, &b) != 0) {
-                buf_fini(&b);
-                return NULL;
+                buf_fini(&b); /* a bad escape: hand back the raw text, which callers refuse */
+                return keep_str(req, xstrndup(v, (size_t)(q + i - v)));
             }
             return keep_str(req, buf_steal(&b, NULL));
         }

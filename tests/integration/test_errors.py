@@ -362,7 +362,8 @@ def test_bad_query_parameters():
                              ("from=-1", "from"), ("from=1.5", "from"),
                              ("from=99999999999999999999999", "from"),
                              ("direction=sideways", "direction"), ("direction=", "direction"),
-                             ("direction=BACKWARD", "direction")]:
+                             ("direction=BACKWARD", "direction"), ("limit=%zz", "limit"),
+                             ("from=%2", "from"), ("direction=%zz", "direction")]:
                 expect_error(s.get(f"{p}?{q}"), 400, "invalid_parameter", field)
             for q in ["limit=1", "limit=1000", "direction=backward", "from=1", "direction=forward"]:
                 st, _, body = s.get(f"{p}?{q}")
