@@ -63,17 +63,22 @@ integration: $(BUILD)/annals
 
 SAN_UNITS := $(UNIT_SRC:tests/unit/%.c=build-san/tests/%)
 
-# Test-only LD_PRELOAD interposer that records writes and syncs (tests/powerloss/).
+# Test-only LD_PRELOAD interposers: record writes and syncs (tests/powerloss/), fail the Nth
+# write or sync (tests/faults/).
 $(BUILD)/pl_trace.so: tests/powerloss/trace.c
+	$(CC) -shared -fPIC -O2 -o $@ $< -ldl -pthread
+
+$(BUILD)/fi_inject.so: tests/faults/inject.c
 	$(CC) -shared -fPIC -O2 -o $@ $< -ldl -pthread
 
 # Every tier: unit and integration tests on the optimised build, then again on a build with
 # AddressSanitizer and UndefinedBehaviorSanitizer (any report fails the run).
 test: deps
-	@$(MAKE) --no-print-directory WERROR=1 $(BUILD)/annals $(UNIT_BIN) $(BUILD)/pl_trace.so
+	@$(MAKE) --no-print-directory WERROR=1 $(BUILD)/annals $(UNIT_BIN) $(BUILD)/pl_trace.so \
+		$(BUILD)/fi_inject.so
 	@$(MAKE) --no-print-directory WERROR=1 SANITIZE=address,undefined build-san/annals $(SAN_UNITS)
 	@python3 tests/run_all.py --bin ./$(BUILD)/annals --san-bin ./build-san/annals \
-		--fuzz-replay --powerloss 200 --san-units $(SAN_UNITS) -- $(UNIT_BIN)
+		--fuzz-replay --powerloss 200 --faults --san-units $(SAN_UNITS) -- $(UNIT_BIN)
 
 bench: 
 	@bash scripts/deps.sh --bench

@@ -75,11 +75,18 @@ def main():
                     help="also replay the fuzzing corpora (make fuzz-replay)")
     ap.add_argument("--powerloss", type=int, default=0, metavar="STATES",
                     help="also check this many simulated power-loss crash states")
+    ap.add_argument("--faults", action="store_true",
+                    help="also run the disk-fault injection cases (tests/faults, --quick)")
     ap.add_argument("units", nargs="*")
     args = ap.parse_args()
     total_p, total_f = run_group("", args.bin, args.units)
     if args.fuzz_replay:
         p, f = run_fuzz_replay()
+        total_p += p
+        total_f += f
+    if args.faults:
+        p, f = run_tier("disk faults", [sys.executable, "tests/faults/run.py", "--bin",
+                                        os.path.abspath(args.bin), "--quick"])
         total_p += p
         total_f += f
     if args.powerloss:

@@ -337,13 +337,17 @@ static int writer_state(struct store *st, struct slice name, struct stream_rec *
         *out = *s;
         return 0;
     }
+    /* The tail lock (shared) keeps the indexer from reopening the environment meanwhile. */
+    pthread_rwlock_rdlock(&st->tail_lock);
     MDB_txn *txn;
-    int rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
-    if (rc) {
-        return map_err(rc);
+    int rc = st->env ? mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn) : EIO;
+    if (!rc) {
+        rc = get_row(txn, st, name, out);
+        mdb_txn_abort(txn);
+    } else {
+        rc = map_err(rc);
     }
-    rc = get_row(txn, st, name, out);
-    mdb_txn_abort(txn);
+    pthread_rwlock_unlock(&st->tail_lock);
     return rc;
 }
 
@@ -541,7 +545,7 @@ static int put_rows(MDB_txn *txn, struct store *st, struct strmap *rows, uint64_
 static int index_range(struct store *st, uint64_t from, uint64_t to)
 {
     MDB_txn *txn;
-    int rc = mdb_txn_begin(st->env, NULL, 0, &txn);
+    int rc = st->env ? mdb_txn_begin(st->env, NULL, 0, &txn) : EIO;
     if (rc) {
         return map_err(rc);
     }
@@ -611,6 +615,29 @@ static uint64_t await_work(struct store *st, bool *stop)
     }
 }
 
+/* After a failed index commit: LMDB may have marked the environment unusable (a failed
+ * meta-page write is fatal to it until reopened), so close and reopen it, with every reader
+ * and the writer's lookups kept out by the tail lock. The reopened index is the last good
+ * commit; what failed is indexed again from the tail. */
+static void reopen_env(struct store *st)
+{
+    pthread_rwlock_wrlock(&st->tail_lock);
+    if (st->env) {
+        mdb_env_close(st->env);
+        st->env = NULL;
+    }
+    int rc = open_env(st, false, false);
+    if (rc) {
+        if (st->env) {
+            mdb_env_close(st->env);
+            st->env = NULL;
+        }
+        log_error("%s: cannot reopen the index: %s; reads answer 500 until it works",
+                  st->dir, err_name(rc));
+    }
+    pthread_rwlock_unlock(&st->tail_lock);
+}
+
 static void *indexer_main(void *arg)
 {
     struct store *st = arg;
@@ -635,6 +662,7 @@ static void *indexer_main(void *arg)
                 if (stop) {
                     break;
                 }
+                reopen_env(st);
                 usleep(200000);
                 continue;
             }
@@ -728,7 +756,7 @@ static int sync_new_dirs(const char *dir)
     return rc ? rc : sync_dir(parent);
 }
 
-int store_open(const char *dir, uint64_t map_bytes, bool create, struct store **out)
+static int open_once(const char *dir, uint64_t map_bytes, bool create, struct store **out)
 {
     if (create && mkdir(dir, 0750) != 0 && errno != EEXIST) {
         return errno == ENOSPC ? ERR(ERR_NOSPACE) : ERR(ERR_IO);
@@ -765,6 +793,37 @@ int store_open(const char *dir, uint64_t map_bytes, bool create, struct store **
     st->has_indexer = true;
     *out = st;
     return 0;
+}
+
+/* True when the directory's log holds no batch at all: nothing was ever acknowledged there. */
+static bool log_is_empty(const char *dir)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/events.log", dir);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        return errno == ENOENT;
+    }
+    uint8_t h[LOG_BATCH_HEADER] = {0};
+    size_t n = fread(h, 1, sizeof h, f);
+    fclose(f);
+    return n < 4 || be32_get(h) != LOG_BATCH_MAGIC;
+}
+
+int store_open(const char *dir, uint64_t map_bytes, bool create, struct store **out)
+{
+    int rc = open_once(dir, map_bytes, create, out);
+    if (rc != ERR_CORRUPT || !log_is_empty(dir)) {
+        return rc;
+    }
+    /* An index that cannot be read next to a log without a single batch: the creation of this
+     * database was cut short (a crash or an I/O error while LMDB made its first pages), and no
+     * event was ever acknowledged here. Start it afresh rather than refuse forever. */
+    log_warn("%s: discarding an unfinished database creation (no events were ever written)", dir);
+    if (store_remove_files(dir) != 0) {
+        return rc;
+    }
+    return create ? open_once(dir, map_bytes, true, out) : ERR_NOTFOUND;
 }
 
 static void close_store(struct store *st, bool abandon)
@@ -814,10 +873,8 @@ int store_stats(struct store *st, struct store_stats *out)
     if (stat(path, &sb) != 0) {
         return ERR(ERR_IO);
     }
-    MDB_envinfo info;
-    MDB_stat ms;
-    mdb_env_info(st->env, &info);
-    mdb_env_stat(st->env, &ms);
+    MDB_envinfo info = {0};
+    MDB_stat ms = {0};
     uint64_t pub = __atomic_load_n(&st->published, __ATOMIC_ACQUIRE);
     uint64_t log_used = 0;
     pthread_rwlock_rdlock(&st->tail_lock);
@@ -826,13 +883,19 @@ int store_stats(struct store *st, struct store_stats *out)
         const struct tail_entry *e = entry_at(st, pub);
         log_used = e->offset + e->len;
     }
-    pthread_rwlock_unlock(&st->tail_lock);
-    if (!log_used) {
+    MDB_txn *txn;
+    if (st->env) {
+        mdb_env_info(st->env, &info);
+        mdb_env_stat(st->env, &ms);
         struct head_rec h;
-        if (read_index_head(st, &h) == 0) {
-            log_used = h.log_end;
+        if (!log_used && mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn) == 0) {
+            if (get_head(txn, st, &h) == 0) {
+                log_used = h.log_end;
+            }
+            mdb_txn_abort(txn);
         }
     }
+    pthread_rwlock_unlock(&st->tail_lock);
     out->file_bytes = (uint64_t)sb.st_size + log_file_bytes(st->log);
     out->used_bytes = (uint64_t)(info.me_last_pgno + 1) * ms.ms_psize + log_used;
     out->indexed = idx;
@@ -993,7 +1056,7 @@ int store_read_begin(struct store *st, struct store_reader **out)
     r->st = st;
     pthread_rwlock_rdlock(&st->tail_lock);
     uint64_t pub = __atomic_load_n(&st->published, __ATOMIC_ACQUIRE);
-    int rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &r->txn);
+    int rc = st->env ? mdb_txn_begin(st->env, NULL, MDB_RDONLY, &r->txn) : EIO;
     struct head_rec h;
     int err = rc ? map_err(rc) : get_head(r->txn, st, &h);
     if (err) {

@@ -45,8 +45,9 @@ struct store_head {
 
 /* Opens (creating when create is true) the store in directory dir; the log may grow to
  * map_bytes. Recovers the tail of the log past the index, wiping a torn, unacknowledged last
- * write, and starts the indexer. Returns 0, ERR_NOTFOUND (no store and !create), ERR_CORRUPT
- * (the log or index is damaged before its tail) or ERR_IO. */
+ * write, and starts the indexer. A store whose creation was cut short (index unreadable, no
+ * batch in the log) is discarded: re-created when create, else ERR_NOTFOUND. Returns 0,
+ * ERR_NOTFOUND (no store and !create), ERR_CORRUPT (the log or index is damaged) or ERR_IO. */
 int store_open(const char *dir, uint64_t map_bytes, bool create, struct store **out);
 /* Indexes what is left, stops the indexer and closes. No reader may be open. NULL is a no-op. */
 void store_close(struct store *st);
