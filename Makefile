@@ -26,7 +26,7 @@ UNIT_SRC := $(wildcard tests/unit/*_test.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TOOLS   := $(BUILD)/bench/commit_ceiling
 
-.PHONY: all deps run test unit integration bench clean format fuzz fuzz-replay
+.PHONY: all deps run test unit integration bench clean format fuzz fuzz-replay torture
 all: $(BUILD)/annals
 
 deps:
@@ -79,6 +79,12 @@ test: deps
 	@$(MAKE) --no-print-directory WERROR=1 SANITIZE=address,undefined build-san/annals $(SAN_UNITS)
 	@python3 tests/run_all.py --bin ./$(BUILD)/annals --san-bin ./build-san/annals \
 		--fuzz-replay --powerloss 200 --faults --san-units $(SAN_UNITS) -- $(UNIT_BIN)
+
+# The long tier: see tests/torture.sh (about 45 minutes on 2 cores).
+torture: deps
+	@$(MAKE) --no-print-directory $(BUILD)/annals $(UNIT_BIN) $(BUILD)/pl_trace.so $(BUILD)/fi_inject.so
+	@dpkg-query -W valgrind >/dev/null 2>&1 || apt-get install -y -qq valgrind >/dev/null
+	@bash tests/torture.sh
 
 bench: 
 	@bash scripts/deps.sh --bench

@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""Soak: mixed load (appends, stream and log reads, catch-up readers of the whole log) against
+the real server for --minutes, printing the server's RSS (and its anonymous part), open file
+descriptors and threads every --every seconds. After the warm-up (the first fifth of the run)
+RSS may grow at most 5 % and descriptors must not drift. Prints the figures and, last,
+`N passed, M failed` (one check each: RSS growth, descriptor drift, no failed request)."""
+import argparse
+import json
+import os
+import random
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+from harness import Server  # noqa: E402
+
+
+def proc_status(pid):
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            out[k] = v.strip()
+    rss = int(out["VmRSS"].split()[0]) / 1024
+    anon = int(out.get("RssAnon", "0 kB").split()[0]) / 1024
+    fds = len(os.listdir(f"/proc/{pid}/fd"))
+    return rss, anon, fds, int(out["Threads"])
+
+
+class Mixed:
+    """Worker threads doing a random mix of requests until stopped."""
+
+    def __init__(self, s, threads):
+        self.s, self.stop, self.fail, self.ok = s, threading.Event(), [], 0
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self.work, args=(i,), daemon=True)
+                        for i in range(threads)]
+
+    def work(self, i):
+        rng = random.Random(i)
+        conn = self.s.new_conn() if hasattr(self.s, "new_conn") else None
+        while not self.stop.is_set():
+            r = rng.random()
+            stream = f"soak-{rng.randrange(500)}"
+            try:
+                if r < 0.6:
+                    n = rng.randrange(1, 6)
+                    st, _, _ = self.s.append(stream, [{"type": "soak.t", "data": {"i": i,
+                                             "pad": "x" * rng.randrange(10, 400)}}] * n)
+                    good = st == 201
+                elif r < 0.85:
+                    st, _, _ = self.s.get(f"/v1/databases/default/streams/{stream}/events"
+                                          f"?limit={rng.randrange(1, 200)}")
+                    good = st in (200, 404)
+                else:
+                    st, _, _ = self.s.get(f"/v1/databases/default/events?from="
+                                          f"{rng.randrange(1, 100000)}&limit=500")
+                    good = st == 200
+            except Exception as e:  # noqa: BLE001
+                st, good = repr(e), False
+            with self.lock:
+                if good:
+                    self.ok += 1
+                elif len(self.fail) < 20:
+                    self.fail.append(st)
+
+    def start(self):
+        for t in self.threads:
+            t.start()
+
+    def finish(self):
+        self.stop.set()
+        for t in self.threads:
+            t.join(30)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", default=os.path.join(HERE, "..", "..", "build", "annals"))
+    ap.add_argument("--minutes", type=float, default=30.0)
+    ap.add_argument("--every", type=float, default=30.0)
+    ap.add_argument("--threads", type=int, default=8)
+    args = ap.parse_args()
+    os.environ["ANNALS_BIN"] = os.path.abspath(args.bin)
+    samples = []
+    with Server() as s:
+        pid = s.proc.pid
+        load = Mixed(s, args.threads)
+        load.start()
+        t0 = time.time()
+        end = t0 + args.minutes * 60
+        print(f"{'min':>6} {'rss MiB':>8} {'anon MiB':>9} {'fds':>5} {'threads':>7} {'requests':>9}")
+        while time.time() < end:
+            time.sleep(min(args.every, max(0.1, end - time.time())))
+            rss, anon, fds, thr = proc_status(pid)
+            samples.append((time.time() - t0, rss, anon, fds, thr))
+            print(f"{(time.time() - t0) / 60:6.1f} {rss:8.1f} {anon:9.1f} {fds:5d} {thr:7d} "
+                  f"{load.ok:9d}", flush=True)
+        load.finish()
+        info = s.db_info()
+    # Compare the first and last thirds after the warm-up by their medians: per-request
+    # buffers and connections come and go, a leak or a descriptor drift shows as a trend.
+    warm = [x for x in samples if x[0] >= args.minutes * 60 / 5] or samples
+    third = max(1, len(warm) // 3)
+    med = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
+    a0, a1 = med([x[2] for x in warm[:third]]), med([x[2] for x in warm[-third:]])
+    f0, f1 = med([x[3] for x in warm[:third]]), med([x[3] for x in warm[-third:]])
+    growth = (a1 - a0) / a0 * 100 if a0 else 0.0
+    print(f"events stored: {info['events']}, requests answered: {load.ok}, failures: "
+          f"{len(load.fail)} {load.fail[:5]}")
+    print(f"server's own memory (RssAnon, medians) after warm-up: {a0:.1f} -> {a1:.1f} MiB "
+          f"({growth:+.1f} %); descriptors {f0} -> {f1}; RSS with the mapped files "
+          f"{warm[0][1]:.0f} -> {warm[-1][1]:.0f} MiB (page cache of data written)")
+    checks = [("own memory growth after warm-up <= 5 % (or 1 MiB)", growth <= 5.0 or a1 - a0 <= 1.0),
+              ("no descriptor drift (<= 2)", f1 - f0 <= 2),
+              ("no failed request", not load.fail)]
+    for name, good in checks:
+        print(f"{'PASS' if good else 'FAIL'} soak: {name}")
+    passed = sum(1 for _, g in checks if g)
+    print(f"{passed} passed, {len(checks) - passed} failed")
+    sys.exit(0 if passed == len(checks) else 1)
+
+
+if __name__ == "__main__":
+    main()
