@@ -31,7 +31,7 @@ step() { # name, command...
     total_f=$((total_f + f))
 }
 step "crash cycles (100)" env ANNALS_CRASH_CYCLES="${TORTURE_CRASH_CYCLES:-100}" \
-    python3 tests/integration/run.py --bin "$BIN" -k kill9
+    python3 tests/integration/run.py --bin "$BIN" -k kill9 --timeout 3600
 step "power loss (1000 states)" python3 tests/powerloss/run.py --bin "$BIN" \
     --states "${TORTURE_POWERLOSS_STATES:-1000}" --seed "${RANDOM}"
 step "disk faults (every N, EIO)" python3 tests/faults/run.py --bin "$BIN" --all

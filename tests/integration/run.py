@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Runs the integration tests: every function test_* in tests/integration/test_*.py, each in its
-own Python process (so a hung test can be killed with the servers it started) with a 60 s
+own Python process (so a hung test can be killed with the servers it started) with a 180 s
 timeout. Prints 'PASS name' or 'FAIL name: reason' per test ('SKIP name: reason' for a test
 that cannot run here; counted in neither number) and, as the last line, 'N passed, M failed'.
 Exit code 1 when anything failed.
@@ -100,7 +100,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("-k", dest="substr", default=None, help="run tests whose name contains this")
     ap.add_argument("--bin", default=None, help="annals binary (sets ANNALS_BIN)")
-    ap.add_argument("--timeout", type=float, default=60.0, help="per-test timeout in seconds")
+    ap.add_argument("--timeout", type=float, default=180.0, help="per-test timeout in seconds")
     ap.add_argument("-v", action="store_true", help="print the traceback of failures")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
