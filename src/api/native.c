@@ -433,6 +433,25 @@ static int on_page_event(void *arg, const struct event_rec *ev)
     return 0;
 }
 
+/* Closes a page: `"],"<key>":<end>,"next":<cursor or null>}`. A full page (full) whose last
+ * item (last) is not at the end of the range (1 backward, end forward) has a next page. */
+static void page_end(struct buf *b, const char *key, uint64_t end, bool full, uint64_t last,
+                     bool backward)
+{
+    bool more = full && (backward ? last > 1 : last < end);
+    buf_adds(b, "],\"");
+    buf_adds(b, key);
+    buf_adds(b, "\":");
+    buf_add_u64(b, end);
+    buf_adds(b, ",\"next\":");
+    if (more) {
+        buf_add_u64(b, backward ? last - 1 : last + 1);
+    } else {
+        buf_adds(b, "null");
+    }
+    buf_addc(b, '}');
+}
+
 static void log_read(struct call *c)
 {
     uint64_t from;
@@ -452,16 +471,7 @@ static void log_read(struct call *c)
         out_engine_error(c->req, rc);
         return;
     }
-    bool more = pg.count == limit && (backward ? pg.last_pos > 1 : pg.last_pos < head);
-    buf_adds(&pg.b, "],\"head\":");
-    buf_add_u64(&pg.b, head);
-    buf_adds(&pg.b, ",\"next\":");
-    if (more) {
-        buf_add_u64(&pg.b, backward ? pg.last_pos - 1 : pg.last_pos + 1);
-    } else {
-        buf_adds(&pg.b, "null");
-    }
-    buf_addc(&pg.b, '}');
+    page_end(&pg.b, "head", head, pg.count == limit, pg.last_pos, backward);
     out_json(c->req, 200, &pg.b);
 }
 
@@ -553,16 +563,7 @@ static void stream_read(struct call *c)
         }
         return;
     }
-    bool more = pg.count == limit && (backward ? pg.last_ver > 1 : pg.last_ver < s.version);
-    buf_adds(&pg.b, "],\"version\":");
-    buf_add_u64(&pg.b, s.version);
-    buf_adds(&pg.b, ",\"next\":");
-    if (more) {
-        buf_add_u64(&pg.b, backward ? pg.last_ver - 1 : pg.last_ver + 1);
-    } else {
-        buf_adds(&pg.b, "null");
-    }
-    buf_addc(&pg.b, '}');
+    page_end(&pg.b, "version", s.version, pg.count == limit, pg.last_ver, backward);
     out_json(c->req, 200, &pg.b);
 }
 

@@ -52,7 +52,8 @@ void out_engine_error(struct http_req *req, int err)
                   NULL);
         return;
     default:
-        out_error(req, 500, "storage_error", "storage failed; nothing was written", NULL);
+        out_error(req, 500, "storage_error", "storage failed (see the server log); no write in this request was acknowledged",
+                  NULL);
     }
 }
 
