@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <sys/file.h>
 #include <pthread.h>
 #include <signal.h>
@@ -197,6 +198,22 @@ static void shutdown_gracefully(struct http_server *srv, struct engine *e)
     log_info("stopped");
 }
 
+/* Waits for one of sigs. Every HOUSEKEEPING_S seconds meanwhile, hands the allocator's free
+ * memory back to the kernel: with one arena per thread, memory freed by another thread than
+ * the one that allocated it otherwise stays resident as fragmentation. */
+static int wait_for_signal(const sigset_t *sigs)
+{
+    enum { HOUSEKEEPING_S = 10 };
+    for (;;) {
+        struct timespec ts = {.tv_sec = HOUSEKEEPING_S};
+        int sig = sigtimedwait(sigs, NULL, &ts);
+        if (sig > 0) {
+            return sig;
+        }
+        malloc_trim(0);
+    }
+}
+
 static int cmd_serve(const struct options *o)
 {
     sigset_t sigs;
@@ -225,8 +242,7 @@ static int cmd_serve(const struct options *o)
              o->host);
     log_info("annals %s listening on %s:%u, data in %s, %u I/O threads", ANNALS_VERSION, o->host,
              http_server_port(srv), o->data_dir, o->threads);
-    int sig = 0;
-    sigwait(&sigs, &sig);
+    int sig = wait_for_signal(&sigs);
     log_info("received signal %d", sig);
     shutdown_gracefully(srv, e);
     return 0;
