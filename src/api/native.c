@@ -10,6 +10,7 @@
 
 #include "api/out.h"
 #include "api/parse.h"
+#include "api/qparse.h"
 #include "util/errors.h"
 #include "util/hash.h"
 #include "util/timeutil.h"
@@ -41,6 +42,8 @@ static void db_create(struct call *c);
 static void db_get(struct call *c);
 static void db_delete(struct call *c);
 static void log_read(struct call *c);
+static void log_query(struct call *c);
+static void streams_list(struct call *c);
 static void event_get(struct call *c);
 static void stream_get(struct call *c);
 static void stream_read(struct call *c);
@@ -54,6 +57,8 @@ static const struct route ROUTES[] = {
     {"GET", "v1/databases/*", db_get, true},
     {"DELETE", "v1/databases/*", db_delete, false},
     {"GET", "v1/databases/*/events", log_read, true},
+    {"POST", "v1/databases/*/query", log_query, true},
+    {"GET", "v1/databases/*/streams", streams_list, true},
     {"GET", "v1/databases/*/events/*", event_get, true},
     {"GET", "v1/databases/*/streams/*", stream_get, true},
     {"GET", "v1/databases/*/streams/*/events", stream_read, true},
@@ -452,27 +457,59 @@ static void page_end(struct buf *b, const char *key, uint64_t end, bool full, ui
     buf_addc(b, '}');
 }
 
-static void log_read(struct call *c)
+static const char *get_param(void *arg, const char *name)
 {
-    uint64_t from;
-    size_t limit;
-    bool backward;
-    if (!query_direction(c, &backward) || !query_u64(c, "from", backward ? UINT64_MAX : 1, &from) ||
-        !query_limit(c, &limit)) {
-        return;
-    }
+    return http_req_query(arg, name);
+}
+
+/* Runs a parsed query and answers {"events","head","has_more","next"}. */
+static void run_query(struct call *c, struct parsed_query *pq)
+{
     struct page pg = {0};
     buf_init(&pg.b);
     buf_adds(&pg.b, "{\"events\":[");
-    uint64_t head = 0;
-    int rc = engine_read_log(c->db, from, backward, limit, on_page_event, &pg, &head);
+    struct engine_query_result res;
+    int rc = engine_query(c->db, &pq->q, on_page_event, &pg, &res);
     if (rc) {
         buf_fini(&pg.b);
         out_engine_error(c->req, rc);
         return;
     }
-    page_end(&pg.b, "head", head, pg.count == limit, pg.last_pos, backward);
+    buf_adds(&pg.b, "],\"head\":");
+    buf_add_u64(&pg.b, res.head);
+    buf_adds(&pg.b, res.next ? ",\"has_more\":true,\"next\":" : ",\"has_more\":false,\"next\":null");
+    if (res.next) {
+        buf_add_u64(&pg.b, res.next);
+    }
+    buf_addc(&pg.b, '}');
     out_json(c->req, 200, &pg.b);
+}
+
+static void log_read(struct call *c)
+{
+    struct parsed_query pq;
+    struct parse_error pe;
+    if (parse_query_params(get_param, c->req, &pq, &pe) != 0) {
+        answer_parse_error(c->req, &pe);
+    } else {
+        run_query(c, &pq);
+    }
+    parsed_query_fini(&pq);
+}
+
+static void log_query(struct call *c)
+{
+    if (!json_content_type(c->req)) {
+        return;
+    }
+    struct parsed_query pq;
+    struct parse_error pe;
+    if (parse_query_body(http_req_body(c->req), &pq, &pe) != 0) {
+        answer_parse_error(c->req, &pe);
+    } else {
+        run_query(c, &pq);
+    }
+    parsed_query_fini(&pq);
 }
 
 static void event_get(struct call *c)
@@ -515,14 +552,109 @@ static void stream_json(struct buf *b, struct slice name, const struct stream_re
     buf_addc(b, '}');
 }
 
+/* Collects a page of the stream list. */
+struct stream_page {
+    struct buf b;          /* answer being built */
+    size_t count, limit;   /* rows written, rows wanted */
+    size_t examined;       /* names looked at (category filtering skips some) */
+    struct slice category; /* wanted category, or ptr NULL */
+    struct buf last;       /* name to continue after, when the page ends early */
+    bool more;             /* a next page exists */
+};
+
+static int on_stream(void *arg, struct slice name, const struct stream_rec *s)
+{
+    struct stream_page *sp = arg;
+    if (sp->examined++ == QUERY_BUDGET) {
+        sp->more = true; /* continue after the last name looked at */
+        return 1;
+    }
+    struct slice cat = filter_category(name);
+    bool match = !sp->category.ptr || (cat.len == sp->category.len &&
+                                       memcmp(cat.ptr, sp->category.ptr, cat.len) == 0);
+    if (sp->count == sp->limit) {
+        sp->more = match; /* a next page exists: continue after the last name written */
+        return match;
+    }
+    buf_reset(&sp->last);
+    buf_add(&sp->last, name.ptr, name.len);
+    if (!match) {
+        return 0;
+    }
+    if (sp->count++) {
+        buf_addc(&sp->b, ',');
+    }
+    stream_json(&sp->b, name, s);
+    return 0;
+}
+
+static void streams_list(struct call *c)
+{
+    size_t limit;
+    struct as_of at;
+    struct parse_error pe;
+    if (!query_limit(c, &limit)) {
+        return;
+    }
+    if (parse_as_of_params(get_param, c->req, &at, &pe) != 0) {
+        answer_parse_error(c->req, &pe);
+        return;
+    }
+    const char *prefix = http_req_query(c->req, "prefix");
+    const char *category = http_req_query(c->req, "category");
+    const char *after = http_req_query(c->req, "after");
+    if (category && !parse_name_ok(category, strlen(category), LIMIT_STREAM_NAME_BYTES)) {
+        out_error(c->req, 400, "invalid_parameter", "a category is a non-empty name",
+                  "category");
+        return;
+    }
+    struct stream_page sp = {.limit = limit};
+    buf_init(&sp.b);
+    buf_init(&sp.last);
+    if (category) {
+        sp.category = (struct slice){category, strlen(category)};
+    }
+    /* a category's streams all start with it; a prefix narrows further */
+    struct slice pfx = {"", 0};
+    if (prefix) {
+        pfx = (struct slice){prefix, strlen(prefix)};
+    } else if (category) {
+        pfx = sp.category;
+    }
+    struct slice aft = {after, after ? strlen(after) : 0};
+    buf_adds(&sp.b, "{\"streams\":[");
+    int rc = engine_list_streams(c->db, pfx, aft, &at, on_stream, &sp);
+    if (rc) {
+        buf_fini(&sp.b);
+        buf_fini(&sp.last);
+        out_engine_error(c->req, rc);
+        return;
+    }
+    buf_adds(&sp.b, "],\"next\":");
+    if (sp.more) {
+        buf_add_json_str(&sp.b, sp.last.ptr, sp.last.len);
+    } else {
+        buf_adds(&sp.b, "null");
+    }
+    buf_addc(&sp.b, '}');
+    buf_fini(&sp.last);
+    out_json(c->req, 200, &sp.b);
+}
+
 static void stream_get(struct call *c)
 {
     struct slice name;
     if (!stream_name(c, &name)) {
         return;
     }
+    struct as_of at;
+    struct parse_error pe;
+    if (parse_as_of_params(get_param, c->req, &at, &pe) != 0) {
+        answer_parse_error(c->req, &pe);
+        return;
+    }
     struct stream_rec s;
-    int rc = engine_stream_info(c->db, name, &s);
+    int rc = engine_stream_info(c->db, name, &at, &s);
     if (rc == ERR_NOTFOUND) {
         out_error(c->req, 404, "stream_not_found", "no such stream", "stream");
         return;
@@ -547,13 +679,20 @@ static void stream_read(struct call *c)
         !query_u64(c, "from", backward ? UINT64_MAX : 1, &from) || !query_limit(c, &limit)) {
         return;
     }
+    struct as_of at;
+    struct parse_error pe;
+    if (parse_as_of_params(get_param, c->req, &at, &pe) != 0) {
+        answer_parse_error(c->req, &pe);
+        return;
+    }
     struct page pg = {0};
     buf_init(&pg.b);
     buf_adds(&pg.b, "{\"stream\":");
     buf_add_json_str(&pg.b, name.ptr, name.len);
     buf_adds(&pg.b, ",\"events\":[");
     struct stream_rec s;
-    int rc = engine_read_stream(c->db, name, from, backward, limit, on_page_event, &pg, &s);
+    int rc = engine_read_stream(c->db, name, &at, from, backward, limit, on_page_event, &pg,
+                                &s);
     if (rc) {
         buf_fini(&pg.b);
         if (rc == ERR_NOTFOUND) {

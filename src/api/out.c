@@ -80,7 +80,7 @@ void out_event(struct buf *b, const struct event_rec *ev)
     char hash[2 * HASH_SHA256_LEN + 1];
     hash_hex(ev->hash, HASH_SHA256_LEN, hash);
     buf_reserve(b, 256 + ev->stream.len + ev->type.len + ev->data.len + ev->metadata.len +
-                       ev->tags.len);
+                       ev->tags.len + ev->subject.len);
     buf_adds(b, "{\"id\":\"");
     buf_adds(b, id);
     buf_adds(b, "\",\"stream\":");
@@ -93,6 +93,10 @@ void out_event(struct buf *b, const struct event_rec *ev)
     buf_add(b, ev->metadata.ptr, ev->metadata.len);
     buf_adds(b, ",\"tags\":");
     buf_add(b, ev->tags.ptr, ev->tags.len);
+    if (ev->subject.len) {
+        buf_adds(b, ",\"subject\":");
+        buf_add_json_str(b, ev->subject.ptr, ev->subject.len);
+    }
     buf_addc(b, ',');
     out_time_field(b, "time", ev->time_us, false);
     buf_addc(b, ',');

@@ -12,15 +12,13 @@
 
 #include "json/jsonx.h"
 #include "json/validate.h"
+#include "query/filter.h"
 #include "util/errors.h"
 #include "util/timeutil.h"
 #include "util/uuid.h"
 
-static int fail(struct parse_error *err, unsigned status, const char *code, const char *field,
-                const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-
-static int fail(struct parse_error *err, unsigned status, const char *code, const char *field,
-                const char *fmt, ...)
+int parse_fail(struct parse_error *err, unsigned status, const char *code, const char *field,
+               const char *fmt, ...)
 {
     err->status = status;
     err->code = code;
@@ -32,6 +30,7 @@ static int fail(struct parse_error *err, unsigned status, const char *code, cons
     va_end(ap);
     return status == 413 ? ERR_TOOBIG : ERR_INVALID;
 }
+
 
 int parse_u64(const char *s, uint64_t *out)
 {
@@ -94,7 +93,7 @@ static int validate(struct slice body, struct parse_error *err)
 {
     struct jsonv_error ve;
     if (jsonv_validate(body.ptr, body.len, LIMIT_JSON_DEPTH, &ve) != 0) {
-        fail(err, 400, "invalid_json", NULL, "malformed JSON: %s", ve.msg);
+        parse_fail(err, 400, "invalid_json", NULL, "malformed JSON: %s", ve.msg);
         err->offset = (long)ve.offset;
         return ERR_INVALID;
     }
@@ -107,10 +106,13 @@ int parse_json_object(struct slice body, void **out, struct parse_error *err)
         return ERR_INVALID;
     }
     json_error_t je;
-    json_t *root = json_loadb(body.ptr, body.len, JSON_ALLOW_NUL, &je);
-    if (!root || !json_is_object(root)) {
+    json_t *root = json_loadb(body.ptr, body.len, JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES, &je);
+    if (!root) {
+        return parse_fail(err, 400, "invalid_request", NULL, "%s", je.text); /* a name given twice */
+    }
+    if (!json_is_object(root)) {
         json_decref(root);
-        return fail(err, 400, "invalid_request", NULL, "the body must be a JSON object");
+        return parse_fail(err, 400, "invalid_request", NULL, "the body must be a JSON object");
     }
     *out = root;
     return 0;
@@ -148,7 +150,7 @@ static int take_members(struct slice obj, struct members *m, const char *field,
         }
         char f[96];
         snprintf(f, sizeof f, "%s%s%.60s", field, field[0] ? "." : "", key.ptr ? key.ptr : "");
-        rc = fail(err, 400, field[0] ? "invalid_event" : "invalid_request", f,
+        rc = parse_fail(err, 400, field[0] ? "invalid_event" : "invalid_request", f,
                   idx < 0 ? "unknown field" : "a member name appears twice");
     }
     buf_fini(&key);
@@ -172,12 +174,12 @@ static int parse_expect(struct slice v, struct expect *out, struct parse_error *
     if (k >= '0' && k <= '9') {
         char num[24];
         if (v.len >= sizeof num) {
-            return fail(err, 400, "invalid_expected_version", F, "version number too large");
+            return parse_fail(err, 400, "invalid_expected_version", F, "version number too large");
         }
         memcpy(num, v.ptr, v.len);
         num[v.len] = '\0';
         if (parse_u64(num, &out->version) != 0) {
-            return fail(err, 400, "invalid_expected_version", F,
+            return parse_fail(err, 400, "invalid_expected_version", F,
                         "must be a whole number from 0");
         }
         out->kind = EXPECT_VERSION;
@@ -191,7 +193,7 @@ static int parse_expect(struct slice v, struct expect *out, struct parse_error *
             return 0;
         }
     }
-    return fail(err, 400, "invalid_expected_version", F,
+    return parse_fail(err, 400, "invalid_expected_version", F,
                 k == '-' ? "must be 0 or more"
                          : "must be a version number, \"any\", \"no_stream\" or \"exists\"");
 }
@@ -215,7 +217,7 @@ static int bad_field(struct parse_error *err, size_t i, const char *name, const 
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return fail(err, 400, "invalid_event", f, "%s", msg);
+    return parse_fail(err, 400, "invalid_event", f, "%s", msg);
 }
 
 static int check_tags(struct slice tags, size_t i, struct buf *s, struct parse_error *err)
@@ -237,8 +239,9 @@ static int check_tags(struct slice tags, size_t i, struct buf *s, struct parse_e
     return 0;
 }
 
-enum { EV_TYPE, EV_DATA, EV_METADATA, EV_ID, EV_TAGS, EV_TIME };
-static const char *const EVENT_FIELDS[] = {"type", "data", "metadata", "id", "tags", "time"};
+enum { EV_TYPE, EV_DATA, EV_METADATA, EV_ID, EV_TAGS, EV_TIME, EV_SUBJECT, EV_NFIELDS };
+static const char *const EVENT_FIELDS[] = {"type", "data", "metadata", "id",
+                                           "tags", "time", "subject"};
 
 /* Validates one event's fields; fills ids and times into out. */
 static int check_event(const struct members *m, size_t i, struct append_event *out,
@@ -267,14 +270,21 @@ static int check_event(const struct members *m, size_t i, struct append_event *o
         }
         out->has_time = true;
     }
+    if (present(m->vals[EV_SUBJECT]) &&
+        (!decode_str(m->vals[EV_SUBJECT], s) ||
+         !parse_name_ok(s->ptr, s->len, LIMIT_SUBJECT_BYTES))) {
+        return bad_field(err, i, "subject", "subject must be a string of 1 to %d bytes "
+                                            "without control characters", LIMIT_SUBJECT_BYTES);
+    }
     return present(m->vals[EV_TAGS]) ? check_tags(m->vals[EV_TAGS], i, s, err) : 0;
 }
 
 /* Text offsets of one event's fields inside parsed_append.text, made into slices at the end
  * (text may move while it grows). */
+enum { SP_TYPE, SP_DATA, SP_METADATA, SP_TAGS, SP_SUBJECT, SP_N };
 struct spans {
-    size_t at[4];   /* type, data, metadata, tags */
-    size_t len[4];
+    size_t at[SP_N];
+    size_t len[SP_N];
 };
 
 static void add_span(struct buf *text, struct slice v, const char *dflt, size_t *at,
@@ -289,18 +299,48 @@ static void add_span(struct buf *text, struct slice v, const char *dflt, size_t 
     *len = text->len - *at;
 }
 
-static void take_text(struct parsed_append *out, const struct members *m, struct buf *type,
+/* Tags are stored canonical (each string decoded, then written with only '"' and '\\'
+ * escaped; query/filter.h) so that indexes and filters compare plain bytes. */
+static void add_tags(struct buf *text, struct slice tags, struct buf *s, size_t *at,
+                     size_t *len)
+{
+    *at = text->len;
+    buf_addc(text, '[');
+    size_t pos = 0;
+    struct slice t;
+    for (bool first = true; present(tags) && jsonx_next_item(tags, &pos, &t); first = false) {
+        if (!first) {
+            buf_addc(text, ',');
+        }
+        decode_str(t, s); /* checked by check_tags */
+        filter_json_string((struct slice){s->ptr, s->len}, text);
+    }
+    buf_addc(text, ']');
+    *len = text->len - *at;
+}
+
+static void add_decoded(struct buf *text, struct slice v, struct buf *s, size_t *at, size_t *len)
+{
+    *at = text->len;
+    if (present(v)) {
+        decode_str(v, s);
+        buf_add(text, s->ptr, s->len);
+    }
+    *len = text->len - *at;
+}
+
+static void take_text(struct parsed_append *out, const struct members *m, struct buf *s,
                       struct spans *sp)
 {
-    sp->at[0] = out->text.len;
-    buf_add(&out->text, type->ptr, type->len);
-    sp->len[0] = type->len;
+    add_decoded(&out->text, m->vals[EV_TYPE], s, &sp->at[SP_TYPE], &sp->len[SP_TYPE]);
     struct slice data = m->vals[EV_DATA];
-    sp->at[1] = out->text.len;
+    sp->at[SP_DATA] = out->text.len;
     jsonx_minify(data, &out->text);
-    sp->len[1] = out->text.len - sp->at[1];
-    add_span(&out->text, m->vals[EV_METADATA], "{}", &sp->at[2], &sp->len[2]);
-    add_span(&out->text, m->vals[EV_TAGS], "[]", &sp->at[3], &sp->len[3]);
+    sp->len[SP_DATA] = out->text.len - sp->at[SP_DATA];
+    add_span(&out->text, m->vals[EV_METADATA], "{}", &sp->at[SP_METADATA],
+             &sp->len[SP_METADATA]);
+    add_tags(&out->text, m->vals[EV_TAGS], s, &sp->at[SP_TAGS], &sp->len[SP_TAGS]);
+    add_decoded(&out->text, m->vals[EV_SUBJECT], s, &sp->at[SP_SUBJECT], &sp->len[SP_SUBJECT]);
 }
 
 static int parse_one(struct parsed_append *out, struct slice item, size_t i, struct spans *sp,
@@ -309,13 +349,12 @@ static int parse_one(struct parsed_append *out, struct slice item, size_t i, str
     char f[32];
     snprintf(f, sizeof f, "events[%zu]", i); /* the prefix of every field path below */
     if (jsonx_kind(item) != '{') {
-        return fail(err, 400, "invalid_event", f, "each event must be an object");
+        return parse_fail(err, 400, "invalid_event", f, "each event must be an object");
     }
-    struct members m = {EVENT_FIELDS, 6, {{0}}};
+    struct members m = {EVENT_FIELDS, EV_NFIELDS, {{0}}};
     int rc = take_members(item, &m, f, err);
     if (!rc) rc = check_event(&m, i, &out->events[i], s, err);
     if (!rc) {
-        decode_str(m.vals[EV_TYPE], s);
         take_text(out, &m, s, sp);
     }
     return rc;
@@ -336,8 +375,8 @@ static int parse_events(struct slice events, size_t n, struct parsed_append *out
     }
     for (size_t i = 0; i < n && !rc; i++) {
         struct append_event *ae = &out->events[i];
-        struct slice *f[4] = {&ae->type, &ae->data, &ae->metadata, &ae->tags};
-        for (int k = 0; k < 4; k++) {
+        struct slice *f[SP_N] = {&ae->type, &ae->data, &ae->metadata, &ae->tags, &ae->subject};
+        for (int k = 0; k < SP_N; k++) {
             *f[k] = (struct slice){out->text.ptr + sp[i].at[k], sp[i].len[k]};
         }
     }
@@ -355,7 +394,7 @@ static int check_size(struct parsed_append *p, struct slice stream, const struct
         if (bytes > lim->event_bytes) {
             char f[96];
             snprintf(f, sizeof f, "events[%zu]", i);
-            return fail(err, 413, "event_too_large", f,
+            return parse_fail(err, 413, "event_too_large", f,
                         "event takes %zu bytes; the limit is %zu", bytes, lim->event_bytes);
         }
     }
@@ -382,7 +421,7 @@ int parse_append(struct slice body, struct slice stream, const struct limits *li
         return ERR_INVALID;
     }
     if (jsonx_kind(body) != '{') {
-        return fail(err, 400, "invalid_request", NULL, "the body must be a JSON object");
+        return parse_fail(err, 400, "invalid_request", NULL, "the body must be a JSON object");
     }
     struct members m = {TOP, 2, {{0}}};
     int rc = take_members(body, &m, "", err);
@@ -392,11 +431,11 @@ int parse_append(struct slice body, struct slice stream, const struct limits *li
     struct slice events = m.vals[0];
     size_t n = events.ptr && jsonx_kind(events) == '[' ? count_items(events) : 0;
     if (n == 0) {
-        return fail(err, 400, "invalid_request", "events",
+        return parse_fail(err, 400, "invalid_request", "events",
                     "events must be a non-empty array of events");
     }
     if (n > lim->batch_events) {
-        return fail(err, 413, "too_many_events", "events",
+        return parse_fail(err, 413, "too_many_events", "events",
                     "%zu events in one request; the limit is %zu", n, lim->batch_events);
     }
     rc = parse_expect(m.vals[1], &out->expect, err);

@@ -38,6 +38,10 @@ void parse_append_fini(struct parsed_append *p);
  * json_t *, to be json_decref'd). Returns 0 or ERR_INVALID with *err filled. */
 int parse_json_object(struct slice body, void **out, struct parse_error *err);
 
+/* Fills *err (status, code, field or NULL, printf-style message) and returns ERR_TOOBIG for
+ * 413, else ERR_INVALID. */
+int parse_fail(struct parse_error *err, unsigned status, const char *code, const char *field,
+               const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 /* Parses a decimal unsigned integer (no sign, no spaces, at most UINT64_MAX). */
 int parse_u64(const char *s, uint64_t *out);
 

@@ -53,6 +53,7 @@ struct db {
     uint64_t commits;                   /* atomic: committed write transactions */
     uint64_t appends;                   /* atomic: acknowledged append requests */
     uint64_t commit_ns;                 /* atomic: time spent in durable commits */
+    int64_t last_recorded_us;           /* writer only: recorded time of the head */
 };
 
 struct engine {
@@ -145,6 +146,7 @@ static int apply_request(struct db *db, struct append_req *req, uint64_t *next_p
             .data = ae->data,
             .metadata = ae->metadata,
             .tags = ae->tags,
+            .subject = ae->subject,
         };
         memcpy(ev->id, ae->id, sizeof ev->id);
     }
@@ -163,6 +165,9 @@ static void commit_batch(struct db *db, struct append_req *batch)
     size_t count = 0, written = 0;
     int fatal = 0;
     int64_t now = time_now_us();
+    if (now < db->last_recorded_us) {
+        now = db->last_recorded_us; /* recorded times never go back along the log */
+    }
     strmap_clear(&db->batch_states);
     for (struct append_req *r = batch; r && !fatal; r = r->next) {
         r->err = apply_request(db, r, &next_pos, &count, now);
@@ -187,6 +192,7 @@ static void commit_batch(struct db *db, struct append_req *batch)
         return;
     }
     if (written) {
+        db->last_recorded_us = now;
         __atomic_add_fetch(&db->commits, 1, __ATOMIC_RELAXED);
         __atomic_add_fetch(&db->appends, written, __ATOMIC_RELAXED);
     }
@@ -237,7 +243,7 @@ static void *writer_main(void *arg)
 size_t engine_event_bytes(struct slice stream, const struct append_event *ae)
 {
     struct event_rec ev = {.stream = stream, .type = ae->type, .data = ae->data,
-                           .metadata = ae->metadata, .tags = ae->tags};
+                           .metadata = ae->metadata, .tags = ae->tags, .subject = ae->subject};
     return codec_record_size(&ev);
 }
 
@@ -279,6 +285,26 @@ static void db_free(struct db *db)
     free(db);
 }
 
+static int take_recorded(void *arg, const struct event_rec *ev)
+{
+    *(int64_t *)arg = ev->recorded_us;
+    return 1;
+}
+
+/* Reads the head event's recorded time (the writer's floor for the next commit time). */
+static int load_last_recorded(struct db *db)
+{
+    struct store_reader *r;
+    int rc = store_read_begin(db->st, &r);
+    if (rc) {
+        return rc;
+    }
+    uint64_t head = store_reader_head(r);
+    rc = head ? store_get_event(r, head, take_recorded, &db->last_recorded_us) : 0;
+    store_read_end(r);
+    return rc;
+}
+
 static int db_open(struct engine *e, const char *name, bool create, struct db **out)
 {
     struct db *db = xcalloc(1, sizeof(*db));
@@ -293,6 +319,7 @@ static int db_open(struct engine *e, const char *name, bool create, struct db **
     pthread_cond_init(&db->cv, NULL);
     strmap_init(&db->batch_states, sizeof(struct stream_rec));
     int rc = store_open(db->dir, e->limits.map_bytes, create, &db->st);
+    if (!rc) rc = load_last_recorded(db);
     if (!rc && pthread_create(&db->writer, NULL, writer_main, db) != 0) {
         rc = ERR(ERR_IO);
     }
@@ -603,30 +630,106 @@ int engine_db_info(struct db *db, struct db_info *out)
     return 0;
 }
 
-int engine_stream_info(struct db *db, struct slice stream, struct stream_rec *out)
+/* The newest position a read as of at sees in r's view: the head, lowered by at. */
+static int view_head(struct store_reader *r, const struct as_of *at, uint64_t *out)
+{
+    *out = store_reader_head(r);
+    if (at && at->has_pos && at->pos < *out) {
+        *out = at->pos;
+    }
+    if (at && at->has_time) {
+        uint64_t p;
+        int rc = store_position_at_time(r, at->time_us, false, &p);
+        if (rc) {
+            return rc;
+        }
+        if (p < *out) {
+            *out = p;
+        }
+    }
+    return 0;
+}
+
+int engine_stream_info(struct db *db, struct slice stream, const struct as_of *at,
+                       struct stream_rec *out)
+{
+    return engine_read_stream(db, stream, at, 1, false, 0, NULL, NULL, out);
+}
+
+int engine_read_stream(struct db *db, struct slice stream, const struct as_of *at,
+                       uint64_t from, bool backward, size_t limit, engine_event_fn *fn,
+                       void *arg, struct stream_rec *out_stream)
 {
     struct store_reader *r;
     int rc = store_read_begin(db->st, &r);
     if (rc) {
         return rc;
     }
-    rc = store_reader_stream(r, stream, out);
+    uint64_t head;
+    rc = view_head(r, at, &head);
+    if (!rc) rc = store_reader_stream_at(r, stream, head, out_stream);
+    if (!rc && limit) {
+        rc = store_scan_stream(r, stream, out_stream, from, backward, limit, fn, arg);
+    }
     store_read_end(r);
     return rc;
 }
 
-int engine_read_stream(struct db *db, struct slice stream, uint64_t from, bool backward,
-                       size_t limit, engine_event_fn *fn, void *arg, struct stream_rec *out_stream)
+int engine_query(struct db *db, const struct engine_query *q, engine_event_fn *fn, void *arg,
+                 struct engine_query_result *out)
+{
+    memset(out, 0, sizeof(*out));
+    struct store_reader *r;
+    int rc = store_read_begin(db->st, &r);
+    if (rc) {
+        return rc;
+    }
+    uint64_t head, lo = 1, hi;
+    rc = view_head(r, &q->at, &head);
+    hi = head;
+    out->head = head;
+    if (q->backward) {
+        if (q->has_from && q->from < hi) hi = q->from;
+        if (q->has_to && q->to > lo) lo = q->to;
+    } else {
+        if (q->has_from && q->from > lo) lo = q->from;
+        if (q->has_to && q->to < hi) hi = q->to;
+    }
+    if (!rc && q->has_recorded_from) {
+        uint64_t p;
+        rc = store_position_at_time(r, q->recorded_from_us, true, &p);
+        if (p > lo) lo = p;
+    }
+    if (!rc && q->has_recorded_to) {
+        uint64_t p;
+        rc = store_position_at_time(r, q->recorded_to_us, false, &p);
+        if (p < hi) hi = p;
+    }
+    if (!rc && lo <= hi) {
+        struct store_query sq = {.filter = q->filter, .from = q->backward ? hi : lo,
+                                 .to = q->backward ? lo : hi, .backward = q->backward,
+                                 .limit = q->limit, .budget = q->budget};
+        struct store_query_result res;
+        rc = store_query(r, &sq, fn, arg, &res);
+        out->next = res.next;
+        out->delivered = res.delivered;
+        out->examined = res.examined;
+    }
+    store_read_end(r);
+    return rc;
+}
+
+int engine_list_streams(struct db *db, struct slice prefix, struct slice after,
+                        const struct as_of *at, engine_stream_fn *fn, void *arg)
 {
     struct store_reader *r;
     int rc = store_read_begin(db->st, &r);
     if (rc) {
         return rc;
     }
-    rc = store_reader_stream(r, stream, out_stream);
-    if (!rc) {
-        rc = store_scan_stream(r, stream, out_stream, from, backward, limit, fn, arg);
-    }
+    uint64_t head;
+    rc = view_head(r, at, &head);
+    if (!rc) rc = store_list_streams(r, prefix, after, head, fn, arg);
     store_read_end(r);
     return rc;
 }

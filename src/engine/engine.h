@@ -88,7 +88,8 @@ struct append_event {
     struct slice type;       /* event type, 1..LIMIT_TYPE_BYTES */
     struct slice data;       /* minified JSON value */
     struct slice metadata;   /* minified JSON object ("{}" when none) */
-    struct slice tags;       /* minified JSON array of strings ("[]" when none) */
+    struct slice tags;       /* canonical JSON array of strings ("[]" when none) */
+    struct slice subject;    /* subject, empty when none */
 };
 
 struct append_req;
@@ -122,13 +123,56 @@ int engine_append(struct db *db, struct append_req *req);
 /* Called per event read. ev borrows storage: valid only during the call. 0 = go on, 1 = stop. */
 typedef int engine_event_fn(void *arg, const struct event_rec *ev);
 
-/* Looks a stream up. Returns 0, ERR_NOTFOUND, ERR_CORRUPT or ERR_IO. */
-int engine_stream_info(struct db *db, struct slice stream, struct stream_rec *out);
+/* A point in time to read at (both may be given; the earlier wins). */
+struct as_of {
+    bool has_pos;     /* see the database as of position pos */
+    uint64_t pos;
+    bool has_time;    /* ... as of the newest position recorded at or before time_us */
+    int64_t time_us;
+};
+
+/* Looks a stream up as of at (NULL = now). Returns 0, ERR_NOTFOUND, ERR_CORRUPT or ERR_IO. */
+int engine_stream_info(struct db *db, struct slice stream, const struct as_of *at,
+                       struct stream_rec *out);
 /* Reads up to limit events of a stream from version from (inclusive), forward or backward, in
- * one snapshot; *out_stream gets the stream row of that snapshot. Returns 0, ERR_NOTFOUND,
- * ERR_CORRUPT or ERR_IO. */
-int engine_read_stream(struct db *db, struct slice stream, uint64_t from, bool backward,
-                       size_t limit, engine_event_fn *fn, void *arg, struct stream_rec *out_stream);
+ * one snapshot, as of at (NULL = now); *out_stream gets the stream row of that view. Returns 0,
+ * ERR_NOTFOUND, ERR_CORRUPT or ERR_IO. */
+int engine_read_stream(struct db *db, struct slice stream, const struct as_of *at,
+                       uint64_t from, bool backward, size_t limit, engine_event_fn *fn,
+                       void *arg, struct stream_rec *out_stream);
+
+/* A filtered read of the log (query/filter.h). */
+struct engine_query {
+    const struct filter *filter;    /* borrowed */
+    bool has_from, has_to;          /* position range, inclusive, in the direction of travel */
+    uint64_t from, to;              /* (defaults: the whole view) */
+    bool backward;                  /* newest first */
+    size_t limit;                   /* events per page */
+    size_t budget;                  /* candidates examined per page at most */
+    bool has_recorded_from, has_recorded_to; /* recorded-time range, inclusive */
+    int64_t recorded_from_us, recorded_to_us;
+    struct as_of at;                /* point in time */
+};
+
+struct engine_query_result {
+    uint64_t head;       /* newest position of the view */
+    uint64_t next;       /* where the next page starts; 0 = no more */
+    size_t delivered;    /* events passed to fn */
+    size_t examined;     /* candidates checked */
+};
+
+/* Runs q on one snapshot, calling fn per matching event in order. Returns 0, ERR_CORRUPT or
+ * ERR_IO. */
+int engine_query(struct db *db, const struct engine_query *q, engine_event_fn *fn, void *arg,
+                 struct engine_query_result *out);
+
+/* Called per listed stream: 0 = go on, 1 = stop. */
+typedef int engine_stream_fn(void *arg, struct slice name, const struct stream_rec *s);
+/* Lists streams whose names start with prefix and sort after `after` (after.ptr NULL: from
+ * the first), in byte order, as of at (NULL = now). */
+int engine_list_streams(struct db *db, struct slice prefix, struct slice after,
+                        const struct as_of *at, engine_stream_fn *fn, void *arg);
+
 /* Reads the log in position order from position from (inclusive); *out_head gets the head. */
 int engine_read_log(struct db *db, uint64_t from, bool backward, size_t limit,
                     engine_event_fn *fn, void *arg, uint64_t *out_head);

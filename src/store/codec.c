@@ -1,12 +1,12 @@
-/* Event record layout (unchanged since store format 1), all integers big-endian:
+/* Event record layout, all integers big-endian:
  *
- *   0  u8  format (1)          1 u8 flags (0)      2 u16 reserved (0)
+ *   0  u8  format (4)          1 u8 flags (0)      2 u16 reserved (0)
  *   4  u32 crc32c of bytes [8, end)
  *   8  u64 position           16 u64 version
  *  24  i64 effective time us  32 i64 recorded time us
  *  40  u8[16] event id        56 u8[32] chain hash
- *  88  u32 lengths: stream, type, data, metadata, tags
- * 108  the five byte strings, in that order
+ *  88  u32 lengths: stream, type, data, metadata, tags, subject
+ * 112  the six byte strings, in that order
  *
  * chain hash = SHA-256(previous hash || bytes [8,56) || bytes [88, end)), so it covers every
  * field but itself and the CRC. The CRC covers the hash too, so one bit flip anywhere is seen.
@@ -17,7 +17,7 @@
 
 #include "util/errors.h"
 
-static_assert(RECORD_HEADER_BYTES == 88 + 5 * 4, "record header layout");
+static_assert(RECORD_HEADER_BYTES == 88 + RECORD_FIELDS * 4, "record header layout");
 static_assert(RECORD_HASH_AT + HASH_SHA256_LEN == 88, "hash field position");
 
 void codec_stream_key(uint8_t out[STREAM_KEY_BYTES], uint64_t stream_id, uint64_t version)
@@ -29,7 +29,7 @@ void codec_stream_key(uint8_t out[STREAM_KEY_BYTES], uint64_t stream_id, uint64_
 size_t codec_record_size(const struct event_rec *ev)
 {
     return RECORD_HEADER_BYTES + ev->stream.len + ev->type.len + ev->data.len +
-           ev->metadata.len + ev->tags.len;
+           ev->metadata.len + ev->tags.len + ev->subject.len;
 }
 
 static void chain_hash(const uint8_t *p, size_t n, const uint8_t prev[HASH_SHA256_LEN],
@@ -56,10 +56,10 @@ void codec_record_encode(struct event_rec *ev, const uint8_t prev_hash[HASH_SHA2
     be64_put(out + 24, (uint64_t)ev->time_us);
     be64_put(out + 32, (uint64_t)ev->recorded_us);
     memcpy(out + 40, ev->id, UUID_LEN);
-    const struct slice *fields[5] = {&ev->stream, &ev->type, &ev->data, &ev->metadata,
-                                     &ev->tags};
+    const struct slice *fields[RECORD_FIELDS] = {&ev->stream,   &ev->type, &ev->data,
+                                                 &ev->metadata, &ev->tags, &ev->subject};
     uint8_t *w = out + RECORD_HEADER_BYTES;
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < RECORD_FIELDS; i++) {
         be32_put(out + 88 + 4 * i, (uint32_t)fields[i]->len);
         if (fields[i]->len) {
             memcpy(w, fields[i]->ptr, fields[i]->len);
@@ -85,10 +85,10 @@ int codec_record_decode(const uint8_t *p, size_t n, struct event_rec *out)
     out->recorded_us = (int64_t)be64_get(p + 32);
     memcpy(out->id, p + 40, UUID_LEN);
     memcpy(out->hash, p + RECORD_HASH_AT, HASH_SHA256_LEN);
-    struct slice *fields[5] = {&out->stream, &out->type, &out->data, &out->metadata,
-                               &out->tags};
+    struct slice *fields[RECORD_FIELDS] = {&out->stream,   &out->type, &out->data,
+                                           &out->metadata, &out->tags, &out->subject};
     size_t off = RECORD_HEADER_BYTES;
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < RECORD_FIELDS; i++) {
         size_t len = be32_get(p + 88 + 4 * i);
         if (len > n - off) {
             return ERR(ERR_CORRUPT);
@@ -134,8 +134,8 @@ int codec_stream_decode(const uint8_t *p, size_t n, struct stream_rec *out)
     return 0;
 }
 
-/* Head layout: u32 format, u32 crc32c of [8,72), u64 position, u8[32] hash, u64 log end,
- * u64 streams, i64 created. */
+/* Head layout: u32 format, u32 crc32c of [8,80), u64 position, u8[32] hash, u64 log end,
+ * u64 streams, i64 created, u64 terms. */
 void codec_head_encode(const struct head_rec *h, uint8_t out[HEAD_REC_BYTES])
 {
     be32_put(out, h->format);
@@ -144,6 +144,7 @@ void codec_head_encode(const struct head_rec *h, uint8_t out[HEAD_REC_BYTES])
     be64_put(out + 48, h->log_end);
     be64_put(out + 56, h->stream_count);
     be64_put(out + 64, (uint64_t)h->created_us);
+    be64_put(out + 72, h->term_count);
     be32_put(out + 4, hash_crc32c(0, out + 8, HEAD_REC_BYTES - 8));
 }
 
@@ -159,5 +160,6 @@ int codec_head_decode(const uint8_t *p, size_t n, struct head_rec *out)
     out->log_end = be64_get(p + 48);
     out->stream_count = be64_get(p + 56);
     out->created_us = (int64_t)be64_get(p + 64);
+    out->term_count = be64_get(p + 72);
     return 0;
 }

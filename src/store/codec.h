@@ -14,13 +14,14 @@
 #include "util/uuid.h"
 
 enum {
-    STORE_FORMAT_VERSION = 3,  /* bump on any change to a layout (here or in log.h) */
-    RECORD_HEADER_BYTES = 108, /* fixed part of an event record */
+    STORE_FORMAT_VERSION = 4,  /* bump on any change to a layout (here or in log.h) */
+    RECORD_FIELDS = 6,         /* variable-length fields of a record */
+    RECORD_HEADER_BYTES = 112, /* fixed part of an event record */
     RECORD_CRC_FROM = 8,       /* the CRC covers bytes [8, end) */
     RECORD_HASH_AT = 56,       /* offset of the 32-byte chain hash */
     STREAM_KEY_BYTES = 16,     /* stream index key: stream id, version */
     STREAM_REC_BYTES = 48,     /* stream table value */
-    HEAD_REC_BYTES = 72,       /* head record in the meta table */
+    HEAD_REC_BYTES = 80,       /* head record in the meta table */
 };
 
 /* A decoded event. Slices borrow from the record bytes (or from the caller when encoding). */
@@ -35,7 +36,8 @@ struct event_rec {
     struct slice type;               /* event type */
     struct slice data;               /* minified JSON value */
     struct slice metadata;           /* minified JSON object */
-    struct slice tags;               /* minified JSON array of strings */
+    struct slice tags;               /* JSON array of strings, canonical (query/filter.h) */
+    struct slice subject;            /* subject, empty when none */
 };
 
 /* A stream table row. */
@@ -56,6 +58,7 @@ struct head_rec {
     uint64_t log_end;                  /* log offset just past that event's frame */
     uint64_t stream_count;             /* streams indexed (highest stream id) */
     int64_t created_us;                /* when the database was created */
+    uint64_t term_count;               /* query index terms (highest term id) */
 };
 
 static inline void be64_put(uint8_t *p, uint64_t v)

@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define LOG_BATCH_MAGIC 0xA11A1503u /* not a plausible length: tells batches from garbage */
+#define LOG_BATCH_MAGIC 0xA11A1504u /* not a plausible length: tells batches from garbage */
 
 enum {
     LOG_FRAME_HEADER = 4,              /* u32 length before each record */

@@ -32,75 +32,15 @@
 #include <unistd.h>
 
 #include "store/log.h"
+#include "store/store_int.h"
 #include "util/errors.h"
 #include "util/log.h"
 #include "util/strmap.h"
 #include "util/timeutil.h"
 
-enum {
-    TAIL_CHUNK = 4096,          /* entries per tail chunk */
-    TAIL_CHUNKS = 256,          /* chunk slots: the tail holds < (TAIL_CHUNKS - 1) chunks */
-    INDEX_BATCH = 32768,        /* index as soon as this many events wait */
-    INDEX_DELAY_MS = 200,       /* ... or once the oldest has waited this long */
-    MAP_EVICT_AT = 65536,       /* writer map size that triggers dropping indexed streams */
-    POS_VAL_BYTES = 12,         /* pos table value: offset, length */
-    MAX_RECORD_BYTES = 64 << 20 /* larger frames are damage, not records */
-};
-
-/* Where one unindexed event is. */
-struct tail_entry {
-    uint64_t offset;     /* of the record (past the frame header) in the log */
-    uint64_t name_hash;  /* strmap_hash of the stream name */
-    uint64_t stream_id;  /* stream id */
-    uint64_t version;    /* version in the stream */
-    uint32_t len;        /* record bytes */
-};
-
-struct store {
-    char *dir;                               /* owned */
-    uint64_t map_bytes;                      /* log mapping size */
-    MDB_env *env;                            /* owned */
-    MDB_dbi pos, sindex, streams, meta;      /* index tables */
-    struct log *log;                         /* owned */
-    int64_t created_us;                      /* database creation time */
-
-    pthread_rwlock_t tail_lock;              /* readers shared; trimming exclusive */
-    struct tail_entry *chunks[TAIL_CHUNKS];  /* chunk slots, see entry_at */
-    uint64_t published;                      /* atomic: newest readable position */
-    uint64_t indexed;                        /* atomic: newest indexed position */
-    uint64_t streams_pub;                    /* atomic: stream count as of published */
-
-    /* writer thread only */
-    struct store_head head;                  /* durable head */
-    struct strmap states;                    /* name -> struct stream_rec, unindexed streams */
-    struct buf wbuf;                         /* frames of the batch being written */
-    bool failed;                             /* a sync failed: appends refused */
-    size_t evict_at;                         /* states size that triggers eviction */
-    uint64_t syncs;                          /* atomic: log syncs done */
-    uint64_t sync_ns;                        /* atomic: time spent in them */
-    uint64_t index_commits;                  /* atomic: index transactions committed */
-    bool index_failing;                      /* atomic: the last index commit failed */
-    uint64_t index_ns;                       /* atomic: time spent indexing */
-
-    /* indexer */
-    pthread_t indexer;                       /* the indexer thread */
-    pthread_mutex_t mu;                      /* guards stopping, wakes */
-    pthread_cond_t cv;                       /* wakes the indexer; and the writer for space */
-    bool stopping;                           /* close requested */
-    bool has_indexer;                        /* indexer thread started */
-    bool abandon;                            /* stop without a final index commit */
-};
-
-struct store_reader {
-    struct store *st;    /* borrowed */
-    MDB_txn *txn;        /* read snapshot */
-    uint64_t head;       /* newest position in the view */
-    uint64_t indexed;    /* newest position the snapshot's index covers */
-};
-
 static const char HEAD_KEY[] = "head";
 
-static int map_err(int rc)
+int st_map_err(int rc)
 {
     switch (rc) {
     case MDB_SUCCESS: return 0;
@@ -117,12 +57,6 @@ static int map_err(int rc)
     return ERR(ERR_IO);
 }
 
-static struct tail_entry *entry_at(struct store *st, uint64_t pos)
-{
-    uint64_t idx = pos - 1;
-    return &st->chunks[(idx / TAIL_CHUNK) % TAIL_CHUNKS][idx % TAIL_CHUNK];
-}
-
 /* ---- LMDB helpers ---- */
 
 static int get_head(MDB_txn *txn, struct store *st, struct head_rec *out)
@@ -131,7 +65,7 @@ static int get_head(MDB_txn *txn, struct store *st, struct head_rec *out)
     MDB_val v;
     int rc = mdb_get(txn, st->meta, &k, &v);
     if (rc) {
-        return rc == MDB_NOTFOUND ? ERR(ERR_CORRUPT) : map_err(rc);
+        return rc == MDB_NOTFOUND ? ERR(ERR_CORRUPT) : st_map_err(rc);
     }
     return codec_head_decode(v.mv_data, v.mv_size, out);
 }
@@ -142,15 +76,15 @@ static int put_head(MDB_txn *txn, struct store *st, const struct head_rec *h)
     codec_head_encode(h, enc);
     MDB_val k = {sizeof HEAD_KEY - 1, (void *)HEAD_KEY};
     MDB_val v = {sizeof enc, enc};
-    return map_err(mdb_put(txn, st->meta, &k, &v, 0));
+    return st_map_err(mdb_put(txn, st->meta, &k, &v, 0));
 }
 
-static int get_row(MDB_txn *txn, struct store *st, struct slice name, struct stream_rec *out)
+int st_get_row(MDB_txn *txn, struct store *st, struct slice name, struct stream_rec *out)
 {
     MDB_val k = {name.len, (void *)name.ptr};
     MDB_val v;
     int rc = mdb_get(txn, st->streams, &k, &v);
-    return rc ? map_err(rc) : codec_stream_decode(v.mv_data, v.mv_size, out);
+    return rc ? st_map_err(rc) : codec_stream_decode(v.mv_data, v.mv_size, out);
 }
 
 static int get_pos(MDB_txn *txn, struct store *st, uint64_t pos, uint64_t *off, uint32_t *len)
@@ -161,7 +95,7 @@ static int get_pos(MDB_txn *txn, struct store *st, uint64_t pos, uint64_t *off, 
     MDB_val v;
     int rc = mdb_get(txn, st->pos, &k, &v);
     if (rc) {
-        return map_err(rc);
+        return st_map_err(rc);
     }
     if (v.mv_size != POS_VAL_BYTES) {
         return ERR(ERR_CORRUPT);
@@ -179,20 +113,22 @@ static int open_env(struct store *st, bool create, bool readonly)
     if (!rc) rc = mdb_env_set_mapsize(st->env, (size_t)st->map_bytes);
     if (!rc) rc = mdb_env_open(st->env, st->dir, MDB_NOTLS | MDB_NORDAHEAD | MDB_NOMETASYNC | (readonly ? MDB_RDONLY : 0), 0640);
     if (rc) {
-        return map_err(rc);
+        return st_map_err(rc);
     }
     MDB_txn *txn;
     rc = mdb_txn_begin(st->env, NULL, readonly ? MDB_RDONLY : 0, &txn);
     if (rc) {
-        return map_err(rc);
+        return st_map_err(rc);
     }
     unsigned flags = create ? MDB_CREATE : 0;
     rc = mdb_dbi_open(txn, "pos", flags, &st->pos);
     if (!rc) rc = mdb_dbi_open(txn, "sindex", flags, &st->sindex);
     if (!rc) rc = mdb_dbi_open(txn, "streams", flags, &st->streams);
     if (!rc) rc = mdb_dbi_open(txn, "meta", flags, &st->meta);
+    if (!rc) rc = mdb_dbi_open(txn, "terms", flags, &st->terms);
+    if (!rc) rc = mdb_dbi_open(txn, "postings", flags, &st->postings);
     struct head_rec h;
-    int err = rc ? (rc == MDB_NOTFOUND ? ERR(ERR_CORRUPT) : map_err(rc)) : get_head(txn, st, &h);
+    int err = rc ? (rc == MDB_NOTFOUND ? ERR(ERR_CORRUPT) : st_map_err(rc)) : get_head(txn, st, &h);
     bool made = false;
     if (err == ERR_CORRUPT && create && !rc) {
         MDB_val k = {sizeof HEAD_KEY - 1, (void *)HEAD_KEY};
@@ -216,7 +152,7 @@ static int open_env(struct store *st, bool create, bool readonly)
          * creating one must not be lost, or the store could not be opened after a power cut. */
         rc = mdb_env_sync(st->env, 1);
     }
-    return map_err(rc);
+    return st_map_err(rc);
 }
 
 /* ---- log scanning (recovery and verify) ---- */
@@ -342,10 +278,10 @@ static int writer_state(struct store *st, struct slice name, struct stream_rec *
     MDB_txn *txn;
     int rc = st->env ? mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn) : EIO;
     if (!rc) {
-        rc = get_row(txn, st, name, out);
+        rc = st_get_row(txn, st, name, out);
         mdb_txn_abort(txn);
     } else {
-        rc = map_err(rc);
+        rc = st_map_err(rc);
     }
     pthread_rwlock_unlock(&st->tail_lock);
     return rc;
@@ -498,12 +434,12 @@ static int index_event(MDB_txn *txn, struct store *st, struct strmap *rows, uint
     MDB_val k2 = {sizeof sk, sk}, v2 = {8, kb};
     if (!rc) rc = mdb_put(txn, st->sindex, &k2, &v2, 0);
     if (rc) {
-        return map_err(rc);
+        return st_map_err(rc);
     }
     bool is_new;
     struct row_acc *ra = strmap_put(rows, ev->stream.ptr, ev->stream.len, &is_new);
     if (is_new && e->version > 1) {
-        int err = get_row(txn, st, ev->stream, &ra->row);
+        int err = st_get_row(txn, st, ev->stream, &ra->row);
         if (err) {
             return err == ERR_NOTFOUND ? ERR(ERR_CORRUPT) : err;
         }
@@ -532,7 +468,7 @@ static int put_rows(MDB_txn *txn, struct store *st, struct strmap *rows, uint64_
         MDB_val k = {klen, (void *)key}, v = {sizeof enc, enc};
         int rc = mdb_put(txn, st->streams, &k, &v, 0);
         if (rc) {
-            return map_err(rc);
+            return st_map_err(rc);
         }
         if (ra->row.id > *max_id) {
             *max_id = ra->row.id;
@@ -547,16 +483,20 @@ static int index_range(struct store *st, uint64_t from, uint64_t to)
     MDB_txn *txn;
     int rc = st->env ? mdb_txn_begin(st->env, NULL, 0, &txn) : EIO;
     if (rc) {
-        return map_err(rc);
+        return st_map_err(rc);
     }
-    struct strmap rows;
+    struct strmap rows, terms;
     strmap_init(&rows, sizeof(struct row_acc));
+    st_terms_begin(&terms);
     struct head_rec h;
     int err = get_head(txn, st, &h);
     struct event_rec ev;
     for (uint64_t p = from; !err && p <= to; p++) {
         err = index_event(txn, st, &rows, p, entry_at(st, p), &ev);
+        if (!err) err = st_index_terms(txn, st, &terms, &ev, &h.term_count);
     }
+    if (!err) err = st_terms_flush(txn, st, &terms);
+    st_terms_end(&terms);
     if (!err) {
         const struct tail_entry *last = entry_at(st, to);
         h.position = to;
@@ -570,7 +510,7 @@ static int index_range(struct store *st, uint64_t from, uint64_t to)
         mdb_txn_abort(txn);
         return err;
     }
-    return map_err(mdb_txn_commit(txn));
+    return st_map_err(mdb_txn_commit(txn));
 }
 
 /* Frees tail chunks wholly at or below upto and publishes the new indexed position. */
@@ -728,7 +668,7 @@ static int read_index_head(struct store *st, struct head_rec *h)
     MDB_txn *txn;
     int rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
     if (rc) {
-        return map_err(rc);
+        return st_map_err(rc);
     }
     rc = get_head(txn, st, h);
     mdb_txn_abort(txn);
@@ -1058,7 +998,7 @@ int store_read_begin(struct store *st, struct store_reader **out)
     uint64_t pub = __atomic_load_n(&st->published, __ATOMIC_ACQUIRE);
     int rc = st->env ? mdb_txn_begin(st->env, NULL, MDB_RDONLY, &r->txn) : EIO;
     struct head_rec h;
-    int err = rc ? map_err(rc) : get_head(r->txn, st, &h);
+    int err = rc ? st_map_err(rc) : get_head(r->txn, st, &h);
     if (err) {
         if (!rc) {
             mdb_txn_abort(r->txn);
@@ -1089,7 +1029,7 @@ uint64_t store_reader_head(const struct store_reader *r)
 }
 
 /* Finds where the record of pos is: the tail past the snapshot's index, else the pos table. */
-static int locate(struct store_reader *r, uint64_t pos, const uint8_t **rec, uint32_t *len)
+int st_locate(struct store_reader *r, uint64_t pos, const uint8_t **rec, uint32_t *len)
 {
     if (pos < 1 || pos > r->head) {
         return ERR_NOTFOUND;
@@ -1109,11 +1049,11 @@ static int locate(struct store_reader *r, uint64_t pos, const uint8_t **rec, uin
     return *rec ? 0 : ERR(ERR_CORRUPT);
 }
 
-static int emit(struct store_reader *r, uint64_t pos, store_event_fn *fn, void *arg)
+int st_emit(struct store_reader *r, uint64_t pos, store_event_fn *fn, void *arg)
 {
     const uint8_t *rec;
     uint32_t len;
-    int rc = locate(r, pos, &rec, &len);
+    int rc = st_locate(r, pos, &rec, &len);
     if (rc) {
         return rc;
     }
@@ -1127,7 +1067,7 @@ static int emit(struct store_reader *r, uint64_t pos, store_event_fn *fn, void *
 
 int store_get_event(struct store_reader *r, uint64_t pos, store_event_fn *fn, void *arg)
 {
-    int rc = emit(r, pos, fn, arg);
+    int rc = st_emit(r, pos, fn, arg);
     return rc > 0 ? 0 : rc;
 }
 
@@ -1145,7 +1085,7 @@ int store_scan_log(struct store_reader *r, uint64_t from, bool backward, size_t 
     }
     uint64_t p = from;
     for (size_t n = 0; n < limit && p >= 1 && p <= r->head; n++) {
-        int rc = emit(r, p, fn, arg);
+        int rc = st_emit(r, p, fn, arg);
         if (rc) {
             return rc > 0 ? 0 : rc;
         }
@@ -1169,7 +1109,7 @@ static bool tail_is(struct store_reader *r, uint64_t pos, uint64_t h, struct sli
 
 int store_reader_stream(struct store_reader *r, struct slice name, struct stream_rec *out)
 {
-    int rc = get_row(r->txn, r->st, name, out);
+    int rc = st_get_row(r->txn, r->st, name, out);
     if (rc && rc != ERR_NOTFOUND) {
         return rc;
     }
@@ -1195,7 +1135,7 @@ int store_reader_stream(struct store_reader *r, struct slice name, struct stream
 }
 
 /* Position of version v of stream s from the stream index (versions the snapshot indexed). */
-static int indexed_pos(struct store_reader *r, const struct stream_rec *s, uint64_t v,
+int st_indexed_pos(struct store_reader *r, const struct stream_rec *s, uint64_t v,
                        uint64_t *out)
 {
     uint8_t sk[STREAM_KEY_BYTES];
@@ -1203,7 +1143,7 @@ static int indexed_pos(struct store_reader *r, const struct stream_rec *s, uint6
     MDB_val k = {sizeof sk, sk}, val;
     int rc = mdb_get(r->txn, r->st->sindex, &k, &val);
     if (rc) {
-        return rc == MDB_NOTFOUND ? ERR(ERR_CORRUPT) : map_err(rc);
+        return rc == MDB_NOTFOUND ? ERR(ERR_CORRUPT) : st_map_err(rc);
     }
     if (val.mv_size != 8) {
         return ERR(ERR_CORRUPT);
@@ -1255,15 +1195,185 @@ int store_scan_stream(struct store_reader *r, struct slice name, const struct st
         if (v >= tv0 && v - tv0 < tn) {
             pos = tp[v - tv0];
         } else {
-            rc = indexed_pos(r, s, v, &pos);
+            rc = st_indexed_pos(r, s, v, &pos);
         }
-        if (!rc) rc = emit(r, pos, fn, arg);
+        if (!rc) rc = st_emit(r, pos, fn, arg);
         if (rc) {
             break;
         }
         v = backward ? v - 1 : v + 1;
     }
     free(tp);
+    return rc > 0 ? 0 : rc;
+}
+
+static int recorded_at(struct store_reader *r, uint64_t p, int64_t *out)
+{
+    const uint8_t *rec;
+    uint32_t len;
+    struct event_rec ev;
+    int rc = st_locate(r, p, &rec, &len);
+    if (!rc) rc = codec_record_decode(rec, len, &ev);
+    if (!rc && ev.position != p) {
+        rc = ERR(ERR_CORRUPT);
+    }
+    *out = rc ? 0 : ev.recorded_us;
+    return rc;
+}
+
+int store_position_at_time(struct store_reader *r, int64_t t_us, bool at_or_after,
+                           uint64_t *out)
+{
+    uint64_t a = 1, b = r->head;
+    *out = at_or_after ? r->head + 1 : 0;
+    while (a <= b) {
+        uint64_t mid = a + (b - a) / 2;
+        int64_t t;
+        int rc = recorded_at(r, mid, &t);
+        if (rc) {
+            return rc;
+        }
+        bool fits = at_or_after ? t >= t_us : t <= t_us;
+        if (fits) {
+            *out = mid;
+        }
+        if (fits == at_or_after) {
+            b = mid - 1; /* an earlier position may fit too (at_or_after), or is too late */
+        } else {
+            a = mid + 1;
+        }
+    }
+    return 0;
+}
+
+int store_reader_stream_at(struct store_reader *r, struct slice name, uint64_t as_of,
+                           struct stream_rec *out)
+{
+    int rc = store_reader_stream(r, name, out);
+    if (rc || as_of >= out->last_pos) {
+        return rc;
+    }
+    if (out->first_pos > as_of) {
+        return ERR_NOTFOUND;
+    }
+    uint64_t *tp, tv0 = UINT64_MAX;
+    size_t tn = tail_positions(r, out, &tp, &tv0);
+    uint64_t a = 1, b = out->version, best = 1, best_pos = out->first_pos;
+    while (a <= b && !rc) {
+        uint64_t mid = a + (b - a) / 2, p = 0;
+        if (mid >= tv0 && mid - tv0 < tn) {
+            p = tp[mid - tv0];
+        } else {
+            rc = st_indexed_pos(r, out, mid, &p);
+        }
+        if (!rc && p <= as_of) {
+            best = mid;
+            best_pos = p;
+            a = mid + 1;
+        } else {
+            b = mid - 1;
+        }
+    }
+    free(tp);
+    int64_t t = 0;
+    if (!rc) rc = recorded_at(r, best_pos, &t);
+    if (!rc) {
+        out->version = best;
+        out->last_pos = best_pos;
+        out->updated_us = t;
+    }
+    return rc;
+}
+
+static int cmp_slices(const void *a, const void *b)
+{
+    const struct slice *x = a, *y = b;
+    size_t n = x->len < y->len ? x->len : y->len;
+    int c = memcmp(x->ptr, y->ptr, n);
+    return c ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+static bool listed(struct slice name, struct slice prefix, struct slice after)
+{
+    return name.len >= prefix.len && memcmp(name.ptr, prefix.ptr, prefix.len) == 0 &&
+           (!after.ptr || cmp_slices(&name, &after) > 0);
+}
+
+/* Names of the streams created in the tail part of r's view (up to as_of) that are listed,
+ * sorted. The slices borrow the log mapping. */
+static size_t tail_streams(struct store_reader *r, struct slice prefix, struct slice after,
+                           uint64_t as_of, struct slice **out)
+{
+    size_t n = 0, cap = 0;
+    *out = NULL;
+    for (uint64_t p = r->indexed + 1; p <= r->head && p <= as_of; p++) {
+        const struct tail_entry *e = entry_at(r->st, p);
+        const uint8_t *rec = log_at(r->st->log, e->offset, e->len);
+        struct event_rec ev;
+        if (e->version != 1 || !rec || codec_record_decode(rec, e->len, &ev) != 0 ||
+            !listed(ev.stream, prefix, after)) {
+            continue;
+        }
+        if (n == cap) {
+            cap = cap ? cap * 2 : 32;
+            *out = xrealloc(*out, cap * sizeof(**out));
+        }
+        (*out)[n++] = ev.stream;
+    }
+    qsort(*out, n, sizeof(**out), cmp_slices);
+    return n;
+}
+
+static int list_one(struct store_reader *r, struct slice name, uint64_t as_of,
+                    store_stream_fn *fn, void *arg)
+{
+    struct stream_rec s;
+    int rc = store_reader_stream_at(r, name, as_of, &s);
+    if (rc == ERR_NOTFOUND) {
+        return 0; /* created after as_of */
+    }
+    return rc ? rc : fn(arg, name, &s);
+}
+
+int store_list_streams(struct store_reader *r, struct slice prefix, struct slice after,
+                       uint64_t as_of, store_stream_fn *fn, void *arg)
+{
+    struct slice *tn;
+    size_t nt = tail_streams(r, prefix, after, as_of, &tn), ti = 0;
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(r->txn, r->st->streams, &c);
+    if (rc) {
+        free(tn);
+        return st_map_err(rc);
+    }
+    struct slice start = after.ptr && cmp_slices(&after, &prefix) > 0 ? after : prefix;
+    MDB_val k = {start.len, (void *)start.ptr}, v;
+    int mrc = mdb_cursor_get(c, &k, &v, start.len ? MDB_SET_RANGE : MDB_FIRST);
+    rc = 0;
+    while (!rc) {
+        struct slice key = {k.mv_data, k.mv_size};
+        bool have_key = mrc == 0 && key.len >= prefix.len &&
+                        memcmp(key.ptr, prefix.ptr, prefix.len) == 0;
+        if (have_key && !listed(key, prefix, after)) {
+            mrc = mdb_cursor_get(c, &k, &v, MDB_NEXT); /* the `after` name itself */
+            continue;
+        }
+        bool take_tail = ti < nt && (!have_key || cmp_slices(&tn[ti], &key) < 0);
+        if (!have_key && !take_tail) {
+            break;
+        }
+        if (take_tail) {
+            rc = list_one(r, tn[ti++], as_of, fn, arg);
+        } else {
+            rc = list_one(r, key, as_of, fn, arg);
+            mrc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+        }
+    }
+    if (mrc && mrc != MDB_NOTFOUND && rc == 0) {
+        rc = st_map_err(mrc);
+    }
+    mdb_cursor_close(c);
+    free(tn);
     return rc > 0 ? 0 : rc;
 }
 
@@ -1297,8 +1407,8 @@ static int verify_indexed(struct verify_ctx *vc, const struct event_rec *ev, uin
     struct stream_rec s;
     uint64_t at;
     struct store_reader r = {.st = vc->st, .txn = vc->txn};
-    if (get_row(vc->txn, vc->st, ev->stream, &s) != 0 || s.version < ev->version ||
-        indexed_pos(&r, &s, ev->version, &at) != 0 || at != ev->position) {
+    if (st_get_row(vc->txn, vc->st, ev->stream, &s) != 0 || s.version < ev->version ||
+        st_indexed_pos(&r, &s, ev->version, &at) != 0 || at != ev->position) {
         return verify_fail(vc, ev->position, "stream index entry missing or wrong");
     }
     if (ev->position == vc->h.position &&
@@ -1356,7 +1466,7 @@ int store_verify(const char *dir, uint64_t map_bytes, struct store_verify_report
     struct verify_ctx vc = {.st = store_alloc(dir, map_bytes), .rep = out};
     int rc = open_env(vc.st, false, true);
     if (!rc) rc = open_log(vc.st);
-    if (!rc) rc = map_err(mdb_txn_begin(vc.st->env, NULL, MDB_RDONLY, &vc.txn));
+    if (!rc) rc = st_map_err(mdb_txn_begin(vc.st->env, NULL, MDB_RDONLY, &vc.txn));
     if (!rc) {
         rc = get_head(vc.txn, vc.st, &vc.h);
         rc = rc ? verify_fail(&vc, 0, "index head unreadable") : verify_walk(&vc);

@@ -90,6 +90,47 @@ int store_scan_stream(struct store_reader *r, struct slice name, const struct st
 /* Same over the whole log in position order, from position from (inclusive). */
 int store_scan_log(struct store_reader *r, uint64_t from, bool backward, size_t limit,
                    store_event_fn *fn, void *arg);
+/* The first position recorded at or after t_us (at_or_after; head + 1 when none), or the last
+ * recorded at or before it (0 when none), by binary search: recorded times never decrease
+ * along the log. Returns 0, ERR_CORRUPT or ERR_IO. */
+int store_position_at_time(struct store_reader *r, int64_t t_us, bool at_or_after,
+                           uint64_t *out);
+/* A stream's state as of position as_of (its newest version at or before it). Returns 0,
+ * ERR_NOTFOUND (no such stream then), ERR_CORRUPT or ERR_IO. */
+int store_reader_stream_at(struct store_reader *r, struct slice name, uint64_t as_of,
+                           struct stream_rec *out);
+/* Called per listed stream; return 0 to go on, 1 to stop, or a negative ERR_*. */
+typedef int store_stream_fn(void *arg, struct slice name, const struct stream_rec *s);
+/* Calls fn for every stream whose name starts with prefix and sorts (bytewise) after `after`
+ * (after.ptr NULL: from the start), in name order, as of position as_of. */
+int store_list_streams(struct store_reader *r, struct slice prefix, struct slice after,
+                       uint64_t as_of, store_stream_fn *fn, void *arg);
+
+struct filter;
+
+/* A filtered read of the log (query/filter.h). */
+struct store_query {
+    const struct filter *filter; /* borrowed */
+    uint64_t from, to;           /* positions, inclusive, in the direction of travel */
+    bool backward;               /* newest first */
+    size_t limit;                /* matching events to deliver */
+    size_t budget;               /* candidate events to examine at most */
+};
+
+struct store_query_result {
+    size_t delivered; /* events passed to fn */
+    size_t examined;  /* candidates decoded and checked */
+    uint64_t next;    /* where a next page starts (the next match, or where the budget ran
+                         out), 0 when the range holds no more matches */
+};
+
+/* Calls fn for each event of the reader's view that matches q->filter, in position order,
+ * within [from, to] (clipped to the view), until limit events or budget candidates. Uses the
+ * query indexes for the indexed part and checks the tail event by event. Returns 0,
+ * ERR_CORRUPT or ERR_IO. */
+int store_query(struct store_reader *r, const struct store_query *q, store_event_fn *fn,
+                void *arg, struct store_query_result *out);
+
 /* Calls fn for the event at pos. Returns 0, ERR_NOTFOUND, ERR_CORRUPT or ERR_IO. */
 int store_get_event(struct store_reader *r, uint64_t pos, store_event_fn *fn, void *arg);
 

@@ -18,6 +18,7 @@ enum {
     LIMIT_DB_NAME_BYTES = 63,                     /* database name */
     LIMIT_TAGS = 64,                              /* tags on one event */
     LIMIT_TAG_BYTES = 256,                        /* one tag */
+    LIMIT_SUBJECT_BYTES = 256,                    /* an event's subject */
     LIMIT_JSON_DEPTH = 64,                        /* nesting of a request body */
     LIMIT_READ_DEFAULT = 100,                     /* events per read page by default */
     LIMIT_READ_MAX = 1000,                        /* events per read page at most */

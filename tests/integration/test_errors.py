@@ -327,7 +327,7 @@ def test_header_section_too_large():
 
 def test_unknown_route():
     with seeded() as s, Unchanged(s):
-        for path in ["/", "/v2/databases", "/v1", "/v1/databases/default/streams",
+        for path in ["/", "/v2/databases", "/v1", "/v1/databases/default/streamz",
                      "/v1/databases/default/streams/s/events/1", "/health/", "/v1/databases/",
                      "/v1/databases/default/events/1/x", "/v1/databases/default/other"]:
             expect_error(s.get(path), 404, "not_found")

@@ -10,7 +10,7 @@ static struct event_rec sample(void)
     struct event_rec ev = {
         .position = 42, .version = 7, .time_us = 1700000000123456, .recorded_us = 1700000000999999,
         .stream = {"order-1", 7}, .type = {"OrderPlaced", 11}, .data = {"{\"a\":1.10}", 10},
-        .metadata = {"{}", 2}, .tags = {"[\"t\"]", 5},
+        .metadata = {"{}", 2}, .tags = {"[\"t\"]", 5}, .subject = {"orders/1", 8},
     };
     for (int i = 0; i < 16; i++) {
         ev.id[i] = (uint8_t)i;
@@ -36,6 +36,7 @@ TEST(record_round_trip)
     CHECK(out.stream.len == 7 && memcmp(out.stream.ptr, "order-1", 7) == 0);
     CHECK(out.data.len == 10 && memcmp(out.data.ptr, "{\"a\":1.10}", 10) == 0);
     CHECK(out.tags.len == 5);
+    CHECK(out.subject.len == 8 && memcmp(out.subject.ptr, "orders/1", 8) == 0);
     CHECK(codec_record_hash_ok(buf, n, prev));
     free(buf);
 }
@@ -119,7 +120,7 @@ TEST(stream_and_head_round_trip)
     ASSERT_EQ(o.updated_us, 222);
     ASSERT_EQ(codec_stream_decode(enc, 47, &o), ERR_CORRUPT);
     struct head_rec h = {.format = STORE_FORMAT_VERSION, .position = 77, .log_end = 777,
-                         .stream_count = 5, .created_us = 99};
+                         .stream_count = 5, .created_us = 99, .term_count = 12};
     h.hash[0] = 0xab;
     uint8_t he[HEAD_REC_BYTES];
     codec_head_encode(&h, he);
@@ -127,6 +128,7 @@ TEST(stream_and_head_round_trip)
     ASSERT_EQ(codec_head_decode(he, sizeof he, &ho), 0);
     ASSERT_EQ(ho.position, 77);
     ASSERT_EQ(ho.hash[0], 0xab);
+    ASSERT_EQ(ho.term_count, 12);
     he[20] ^= 1;
     ASSERT_EQ(codec_head_decode(he, sizeof he, &ho), ERR_CORRUPT);
 }

@@ -1,0 +1,36 @@
+/* Parsing of native query requests (docs/api.md, "Querying the log") into a filter
+ * (query/filter.h) and an engine query: from GET parameters or a POST /query JSON body. Pure:
+ * text in, structures out; every refusal names its parameter or member. */
+#ifndef API_QPARSE_H
+#define API_QPARSE_H
+
+#include "api/parse.h"
+#include "engine/engine.h"
+#include "query/filter.h"
+
+enum { QUERY_BUDGET = 65536, SELECTOR_MAX_DEPTH = 8 };
+
+/* A parsed query. q.filter points at filter: do not copy the struct. */
+struct parsed_query {
+    struct filter filter;
+    struct engine_query q;
+};
+
+/* Returns the value of query parameter name (decoded), or NULL when absent. */
+typedef const char *param_fn(void *arg, const char *name);
+
+/* Builds a query from GET parameters (types, streams, category, tags, subject, from, to,
+ * direction, limit, recordedFrom, recordedTo, timeFrom, timeTo, asOf, asOfTime). Returns 0, or
+ * ERR_INVALID with *err filled (400 invalid_parameter naming the parameter); out must be
+ * freed with parsed_query_fini either way. */
+int parse_query_params(param_fn *get, void *arg, struct parsed_query *out,
+                       struct parse_error *err);
+/* The same from a POST /query body, plus items and selector. Errors are 400 invalid_json or
+ * invalid_request naming the member. */
+int parse_query_body(struct slice body, struct parsed_query *out, struct parse_error *err);
+void parsed_query_fini(struct parsed_query *pq);
+
+/* Reads asOf / asOfTime parameters into *out. Returns 0 or ERR_INVALID with *err filled. */
+int parse_as_of_params(param_fn *get, void *arg, struct as_of *out, struct parse_error *err);
+
+#endif

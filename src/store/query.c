@@ -1,0 +1,638 @@
+/* Query indexes and filtered reads (docs/design/storage.md, "Query indexes").
+ *
+ * Tables:
+ *   terms     kind (1 byte) || name  -> term id (u64 BE) || postings count (u64 BE)
+ *   postings  term id || position     -> (empty)
+ * Kinds: 'T' event type, 'C' stream category, 'G' tag, 'S' subject. Streams use the stream
+ * index (sindex) as their posting list: versions follow positions.
+ *
+ * A query picks, for each item of its filter, the atom whose posting lists are shortest (the
+ * union of the terms its patterns expand to), merges the picked lists of all items in
+ * position order, and checks each candidate against the whole filter. Positions past the
+ * snapshot's index (the tail) are checked one by one. An item with no usable atom (or a plan
+ * with too many lists) falls back to reading every position in the range. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "query/filter.h"
+#include "store/store_int.h"
+#include "util/errors.h"
+
+enum {
+    TERM_KEY_MAX = 1 + 512,  /* kind + a name (names are <= 256 bytes) */
+    TERM_VAL_BYTES = 16,     /* id, count */
+    POSTING_KEY_BYTES = 16,  /* term id, position */
+    EXPAND_MAX = 1024,       /* terms one prefix pattern may expand to */
+    SUFFIX_SCAN_MAX = 4096,  /* terms a suffix pattern may look at */
+    STREAM_EXPAND_MAX = 256, /* streams one stream prefix may expand to */
+    SOURCES_MAX = 1024,      /* posting lists one query may merge */
+};
+
+static const char TERM_KIND[] = {
+    [FF_TYPE] = 'T', [FF_CATEGORY] = 'C', [FF_TAG] = 'G', [FF_SUBJECT] = 'S', [FF_STREAM] = 0};
+
+/* ---------------------------------------------------------------- indexing */
+
+/* A term seen in the current index transaction. */
+struct term_val {
+    uint64_t id;    /* term id */
+    uint64_t count; /* postings before this transaction */
+    uint64_t added; /* postings added in it */
+};
+
+void st_terms_begin(struct strmap *acc)
+{
+    strmap_init(acc, sizeof(struct term_val));
+}
+
+void st_terms_end(struct strmap *acc)
+{
+    strmap_fini(acc);
+}
+
+static size_t term_key(uint8_t out[TERM_KEY_MAX], char kind, struct slice name)
+{
+    size_t n = name.len < TERM_KEY_MAX - 1 ? name.len : TERM_KEY_MAX - 1;
+    out[0] = (uint8_t)kind;
+    memcpy(out + 1, name.ptr, n);
+    return n + 1;
+}
+
+static int add_posting(MDB_txn *txn, struct store *st, struct strmap *acc, char kind,
+                       struct slice name, uint64_t pos, uint64_t *term_count)
+{
+    uint8_t kb[TERM_KEY_MAX];
+    size_t kn = term_key(kb, kind, name);
+    bool is_new;
+    struct term_val *tv = strmap_put(acc, kb, kn, &is_new);
+    if (is_new) {
+        MDB_val k = {kn, kb}, v;
+        int rc = mdb_get(txn, st->terms, &k, &v);
+        if (rc == 0 && v.mv_size == TERM_VAL_BYTES) {
+            tv->id = be64_get(v.mv_data);
+            tv->count = be64_get((const uint8_t *)v.mv_data + 8);
+        } else if (rc == MDB_NOTFOUND) {
+            tv->id = ++*term_count;
+        } else {
+            return rc ? st_map_err(rc) : ERR(ERR_CORRUPT);
+        }
+    }
+    tv->added++;
+    uint8_t pk[POSTING_KEY_BYTES];
+    be64_put(pk, tv->id);
+    be64_put(pk + 8, pos);
+    MDB_val k = {sizeof pk, pk}, v = {0, NULL};
+    return st_map_err(mdb_put(txn, st->postings, &k, &v, 0));
+}
+
+static bool seen_before(struct slice tags, size_t upto, struct slice tag)
+{
+    char scratch[FILTER_TAG_SCRATCH];
+    size_t pos = 0;
+    struct slice t;
+    while (pos < upto && filter_next_tag(tags, &pos, scratch, &t)) {
+        if (t.len == tag.len && memcmp(t.ptr, tag.ptr, t.len) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+int st_index_terms(MDB_txn *txn, struct store *st, struct strmap *acc,
+                   const struct event_rec *ev, uint64_t *term_count)
+{
+    uint64_t p = ev->position;
+    int rc = add_posting(txn, st, acc, 'T', ev->type, p, term_count);
+    if (!rc) rc = add_posting(txn, st, acc, 'C', filter_category(ev->stream), p, term_count);
+    if (!rc && ev->subject.len) rc = add_posting(txn, st, acc, 'S', ev->subject, p, term_count);
+    char scratch[FILTER_TAG_SCRATCH];
+    size_t pos = 0, before = 0;
+    struct slice t;
+    while (!rc && filter_next_tag(ev->tags, &pos, scratch, &t)) {
+        if (!seen_before(ev->tags, before, t)) {
+            rc = add_posting(txn, st, acc, 'G', t, p, term_count);
+        }
+        before = pos;
+    }
+    return rc;
+}
+
+int st_terms_flush(MDB_txn *txn, struct store *st, struct strmap *acc)
+{
+    size_t it = 0;
+    const char *key;
+    size_t klen;
+    void *val;
+    while (strmap_next(acc, &it, &key, &klen, &val)) {
+        const struct term_val *tv = val;
+        uint8_t vb[TERM_VAL_BYTES];
+        be64_put(vb, tv->id);
+        be64_put(vb + 8, tv->count + tv->added);
+        MDB_val k = {klen, (void *)key}, v = {sizeof vb, vb};
+        int rc = mdb_put(txn, st->terms, &k, &v, 0);
+        if (rc) {
+            return st_map_err(rc);
+        }
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- plans */
+
+/* One posting list: a term's postings or a stream's index, walked in position order. */
+struct source {
+    bool is_stream;   /* sindex (values are positions) rather than postings */
+    uint64_t id;      /* term id or stream id */
+    uint64_t cost;    /* postings (or indexed versions) */
+    MDB_cursor *cur;  /* open while walking */
+    uint64_t pos;     /* current position, 0 when exhausted */
+};
+
+struct plan {
+    struct source *srcs;
+    size_t n, cap;
+    bool full_scan; /* read every position instead */
+};
+
+static void plan_add(struct plan *pl, bool is_stream, uint64_t id, uint64_t cost)
+{
+    for (size_t i = 0; i < pl->n; i++) {
+        if (pl->srcs[i].is_stream == is_stream && pl->srcs[i].id == id) {
+            return;
+        }
+    }
+    if (pl->n == pl->cap) {
+        pl->cap = pl->cap ? pl->cap * 2 : 16;
+        pl->srcs = xrealloc(pl->srcs, pl->cap * sizeof(*pl->srcs));
+    }
+    pl->srcs[pl->n++] = (struct source){.is_stream = is_stream, .id = id, .cost = cost};
+}
+
+static void plan_free(struct plan *pl)
+{
+    for (size_t i = 0; i < pl->n; i++) {
+        if (pl->srcs[i].cur) {
+            mdb_cursor_close(pl->srcs[i].cur);
+        }
+    }
+    free(pl->srcs);
+}
+
+static bool has_prefix(MDB_val k, const uint8_t *p, size_t n)
+{
+    return k.mv_size >= n && memcmp(k.mv_data, p, n) == 0;
+}
+
+static bool ends_with(MDB_val k, struct slice suffix)
+{
+    return k.mv_size - 1 >= suffix.len &&
+           memcmp((const char *)k.mv_data + k.mv_size - suffix.len, suffix.ptr, suffix.len) == 0;
+}
+
+/* Expands one pattern of a term field into plan pl. Returns 0, 1 when the pattern cannot use
+ * the index (too many terms, or a pattern no index answers), or an error. */
+static int expand_term(struct store_reader *r, char kind, const struct pattern *p,
+                       struct plan *pl)
+{
+    uint8_t kb[TERM_KEY_MAX];
+    size_t kn = term_key(kb, kind, p->text);
+    if (p->kind == PAT_ANY || p->kind == PAT_NONE) {
+        return 1;
+    }
+    if (p->kind == PAT_EXACT) {
+        MDB_val k = {kn, kb}, v;
+        int rc = mdb_get(r->txn, r->st->terms, &k, &v);
+        if (rc == 0 && v.mv_size == TERM_VAL_BYTES) {
+            plan_add(pl, false, be64_get(v.mv_data), be64_get((uint8_t *)v.mv_data + 8));
+        }
+        return rc == 0 || rc == MDB_NOTFOUND ? 0 : st_map_err(rc);
+    }
+    size_t match = p->kind == PAT_PREFIX ? kn : 1; /* key prefix to walk */
+    size_t limit = p->kind == PAT_PREFIX ? EXPAND_MAX : SUFFIX_SCAN_MAX;
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(r->txn, r->st->terms, &c);
+    if (rc) {
+        return st_map_err(rc);
+    }
+    MDB_val k = {match, kb}, v;
+    size_t seen = 0;
+    int out = 0;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0 && has_prefix(k, kb, match);
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        if (++seen > limit) {
+            out = 1;
+            break;
+        }
+        if (v.mv_size != TERM_VAL_BYTES) {
+            out = ERR(ERR_CORRUPT);
+            break;
+        }
+        if (p->kind == PAT_PREFIX || ends_with(k, p->text)) {
+            plan_add(pl, false, be64_get(v.mv_data), be64_get((uint8_t *)v.mv_data + 8));
+        }
+    }
+    if (!out && rc && rc != MDB_NOTFOUND) {
+        out = st_map_err(rc);
+    }
+    mdb_cursor_close(c);
+    return out;
+}
+
+/* Expands one stream pattern (exact or prefix) into stream sources. */
+static int expand_stream(struct store_reader *r, const struct pattern *p, struct plan *pl)
+{
+    if (p->kind == PAT_EXACT) {
+        struct stream_rec s;
+        int rc = st_get_row(r->txn, r->st, p->text, &s);
+        if (!rc) {
+            plan_add(pl, true, s.id, s.version);
+        }
+        return rc == ERR_NOTFOUND ? 0 : rc;
+    }
+    if (p->kind != PAT_PREFIX) {
+        return 1;
+    }
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(r->txn, r->st->streams, &c);
+    if (rc) {
+        return st_map_err(rc);
+    }
+    MDB_val k = {p->text.len, (void *)p->text.ptr}, v;
+    size_t seen = 0;
+    int out = 0;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+         rc == 0 && has_prefix(k, (const uint8_t *)p->text.ptr, p->text.len);
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        struct stream_rec s;
+        if (++seen > STREAM_EXPAND_MAX) {
+            out = 1;
+            break;
+        }
+        if (codec_stream_decode(v.mv_data, v.mv_size, &s) != 0) {
+            out = ERR(ERR_CORRUPT);
+            break;
+        }
+        plan_add(pl, true, s.id, s.version);
+    }
+    if (!out && rc && rc != MDB_NOTFOUND) {
+        out = st_map_err(rc);
+    }
+    mdb_cursor_close(c);
+    return out;
+}
+
+/* The sources of one atom into *out; *out->full_scan when the index cannot answer it. */
+static int expand_atom(struct store_reader *r, const struct filter_atom *a, struct plan *out)
+{
+    for (size_t i = 0; i < a->npats && !out->full_scan; i++) {
+        int rc = a->field == FF_STREAM ? expand_stream(r, &a->pats[i], out)
+                                       : expand_term(r, TERM_KIND[a->field], &a->pats[i], out);
+        if (rc < 0) {
+            return rc;
+        }
+        if (rc > 0) {
+            out->full_scan = true;
+        }
+    }
+    return 0;
+}
+
+static uint64_t plan_cost(const struct plan *pl)
+{
+    uint64_t c = 0;
+    for (size_t i = 0; i < pl->n; i++) {
+        c += pl->srcs[i].cost;
+    }
+    return c;
+}
+
+/* Picks the cheapest atom of item it and adds its sources to pl. */
+static int plan_item(struct store_reader *r, const struct filter_item *it, struct plan *pl)
+{
+    struct plan best = {.full_scan = true};
+    uint64_t best_cost = UINT64_MAX;
+    for (size_t i = 0; i < it->natoms; i++) {
+        struct plan cand = {0};
+        int rc = expand_atom(r, &it->atoms[i], &cand);
+        if (rc) {
+            plan_free(&cand);
+            plan_free(&best);
+            return rc;
+        }
+        uint64_t cost = cand.full_scan ? UINT64_MAX : plan_cost(&cand);
+        if (!cand.full_scan && cost < best_cost) {
+            plan_free(&best);
+            best = cand;
+            best_cost = cost;
+        } else {
+            plan_free(&cand);
+        }
+    }
+    if (best.full_scan) {
+        pl->full_scan = true;
+    }
+    for (size_t i = 0; i < best.n && !pl->full_scan; i++) {
+        plan_add(pl, best.srcs[i].is_stream, best.srcs[i].id, best.srcs[i].cost);
+    }
+    plan_free(&best);
+    return 0;
+}
+
+static int make_plan(struct store_reader *r, const struct filter *f, uint64_t span,
+                     struct plan *pl)
+{
+    memset(pl, 0, sizeof(*pl));
+    pl->full_scan = f->nitems == 0;
+    for (size_t i = 0; i < f->nitems && !pl->full_scan; i++) {
+        int rc = plan_item(r, &f->items[i], pl);
+        if (rc) {
+            return rc;
+        }
+    }
+    if (!pl->full_scan && (pl->n > SOURCES_MAX || plan_cost(pl) >= span)) {
+        pl->full_scan = true; /* reading every position costs no more */
+    }
+    if (pl->full_scan) {
+        plan_free(pl);
+        memset(pl, 0, sizeof(*pl));
+        pl->full_scan = true;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- walking sources */
+
+/* The walk of one query: the range, its direction, and the sources' heap. */
+struct walk {
+    struct store_reader *r;
+    bool backward;
+    uint64_t lo, hi;    /* indexed part of the range, inclusive (lo > hi: empty) */
+    struct source **heap;
+    size_t nheap;
+};
+
+static bool before(const struct walk *w, uint64_t a, uint64_t b)
+{
+    return w->backward ? a > b : a < b;
+}
+
+static void sift_down(struct walk *w, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, m = i;
+        if (l < w->nheap && before(w, w->heap[l]->pos, w->heap[m]->pos)) m = l;
+        if (l + 1 < w->nheap && before(w, w->heap[l + 1]->pos, w->heap[m]->pos)) m = l + 1;
+        if (m == i) {
+            return;
+        }
+        struct source *t = w->heap[i];
+        w->heap[i] = w->heap[m];
+        w->heap[m] = t;
+        i = m;
+    }
+}
+
+/* Reads the cursor's current entry into s->pos (0 when outside the source or the range). */
+static int take(struct walk *w, struct source *s, int rc, MDB_val k, MDB_val v)
+{
+    s->pos = 0;
+    if (rc == MDB_NOTFOUND) {
+        return 0;
+    }
+    if (rc) {
+        return st_map_err(rc);
+    }
+    if (k.mv_size != 16 || be64_get(k.mv_data) != s->id) {
+        return 0;
+    }
+    uint64_t p;
+    if (s->is_stream) {
+        if (v.mv_size != 8) {
+            return ERR(ERR_CORRUPT);
+        }
+        p = be64_get(v.mv_data);
+    } else {
+        p = be64_get((const uint8_t *)k.mv_data + 8);
+    }
+    if (p >= w->lo && p <= w->hi) {
+        s->pos = p;
+    }
+    return 0;
+}
+
+static int step(struct walk *w, struct source *s)
+{
+    MDB_val k, v;
+    int rc = mdb_cursor_get(s->cur, &k, &v, w->backward ? MDB_PREV : MDB_NEXT);
+    return take(w, s, rc, k, v);
+}
+
+/* Version of stream source s to start from: the first (forward) or last (backward) whose
+ * position is inside [lo, hi], by binary search over versions 1..cost. */
+static int stream_start(struct walk *w, const struct source *s, uint64_t *out)
+{
+    uint64_t a = 1, b = s->cost, target = w->backward ? w->hi : w->lo;
+    struct stream_rec row = {.id = s->id};
+    *out = w->backward ? 0 : s->cost + 1;
+    while (a <= b) {
+        uint64_t mid = a + (b - a) / 2, p;
+        int rc = st_indexed_pos(w->r, &row, mid, &p);
+        if (rc) {
+            return rc;
+        }
+        if (w->backward ? p <= target : p >= target) {
+            *out = mid;
+            if (w->backward) {
+                a = mid + 1;
+            } else {
+                b = mid - 1;
+            }
+        } else if (w->backward) {
+            b = mid - 1;
+        } else {
+            a = mid + 1;
+        }
+    }
+    return 0;
+}
+
+static int seek(struct walk *w, struct source *s)
+{
+    MDB_dbi dbi = s->is_stream ? w->r->st->sindex : w->r->st->postings;
+    int rc = mdb_cursor_open(w->r->txn, dbi, &s->cur);
+    if (rc) {
+        return st_map_err(rc);
+    }
+    uint8_t kb[16];
+    be64_put(kb, s->id);
+    if (s->is_stream) {
+        uint64_t v0;
+        rc = stream_start(w, s, &v0);
+        if (rc || v0 < 1 || v0 > s->cost) {
+            s->pos = 0;
+            return rc;
+        }
+        be64_put(kb + 8, v0);
+        MDB_val k = {16, kb}, v;
+        return take(w, s, mdb_cursor_get(s->cur, &k, &v, MDB_SET_KEY), k, v);
+    }
+    be64_put(kb + 8, w->backward ? w->hi + 1 : w->lo);
+    MDB_val k = {16, kb}, v;
+    rc = mdb_cursor_get(s->cur, &k, &v, MDB_SET_RANGE);
+    if (w->backward) {
+        rc = mdb_cursor_get(s->cur, &k, &v, rc == MDB_NOTFOUND ? MDB_LAST : MDB_PREV);
+    }
+    return take(w, s, rc, k, v);
+}
+
+static int walk_start(struct walk *w, struct plan *pl)
+{
+    w->heap = xcalloc(pl->n ? pl->n : 1, sizeof(*w->heap));
+    w->nheap = 0;
+    if (w->lo > w->hi) {
+        return 0;
+    }
+    for (size_t i = 0; i < pl->n; i++) {
+        int rc = seek(w, &pl->srcs[i]);
+        if (rc) {
+            return rc;
+        }
+        if (pl->srcs[i].pos) {
+            w->heap[w->nheap++] = &pl->srcs[i];
+        }
+    }
+    for (size_t i = w->nheap / 2 + 1; i-- > 0;) {
+        sift_down(w, i);
+    }
+    return 0;
+}
+
+/* The next candidate position of the indexed part (0 when none), advancing every source that
+ * stood on it. */
+static int walk_next(struct walk *w, uint64_t *out)
+{
+    *out = 0;
+    if (w->nheap == 0) {
+        return 0;
+    }
+    uint64_t p = w->heap[0]->pos;
+    *out = p;
+    while (w->nheap && w->heap[0]->pos == p) {
+        int rc = step(w, w->heap[0]);
+        if (rc) {
+            return rc;
+        }
+        if (!w->heap[0]->pos) {
+            w->heap[0] = w->heap[--w->nheap];
+        }
+        sift_down(w, 0);
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- the query */
+
+/* State of one query run. */
+struct run {
+    struct store_reader *r;
+    const struct store_query *q;
+    store_event_fn *fn;
+    void *arg;
+    size_t examined;
+    struct store_query_result *res;
+};
+
+/* Looks at candidate p. Returns 0 to go on, 1 when the query is over (limit or budget), or
+ * an error. */
+static int consider(struct run *run, uint64_t p)
+{
+    if (run->examined == run->q->budget) {
+        run->res->next = p; /* resume here */
+        return 1;
+    }
+    run->examined++;
+    const uint8_t *rec;
+    uint32_t len;
+    int rc = st_locate(run->r, p, &rec, &len);
+    struct event_rec ev;
+    if (!rc) rc = codec_record_decode(rec, len, &ev);
+    if (!rc && ev.position != p) {
+        rc = ERR(ERR_CORRUPT);
+    }
+    if (rc) {
+        return rc;
+    }
+    if (!filter_match(run->q->filter, &ev)) {
+        return 0;
+    }
+    if (run->res->delivered == run->q->limit) {
+        run->res->next = p; /* the next page starts at the next match */
+        return 1;
+    }
+    run->res->delivered++;
+    rc = run->fn(run->arg, &ev);
+    return rc < 0 ? rc : 0;
+}
+
+/* Every position of [lo, hi] in the direction of travel. */
+static int scan_range(struct run *run, uint64_t lo, uint64_t hi)
+{
+    if (lo > hi) {
+        return 0;
+    }
+    for (uint64_t i = 0; i <= hi - lo; i++) {
+        int rc = consider(run, run->q->backward ? hi - i : lo + i);
+        if (rc) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static int indexed_part(struct run *run, const struct plan *pl, uint64_t lo, uint64_t hi)
+{
+    if (pl->full_scan) {
+        return scan_range(run, lo, hi);
+    }
+    struct walk w = {.r = run->r, .backward = run->q->backward, .lo = lo, .hi = hi};
+    int rc = walk_start(&w, (struct plan *)pl);
+    while (!rc) {
+        uint64_t p;
+        rc = walk_next(&w, &p);
+        if (rc || !p) {
+            break;
+        }
+        rc = consider(run, p);
+    }
+    free(w.heap);
+    return rc;
+}
+
+int store_query(struct store_reader *r, const struct store_query *q, store_event_fn *fn,
+                void *arg, struct store_query_result *out)
+{
+    memset(out, 0, sizeof(*out));
+    uint64_t lo = q->backward ? q->to : q->from, hi = q->backward ? q->from : q->to;
+    if (lo < 1) lo = 1;
+    if (hi > r->head) hi = r->head;
+    if (lo > hi || q->limit == 0) {
+        return 0;
+    }
+    uint64_t ihi = hi < r->indexed ? hi : r->indexed;       /* indexed part [lo, ihi] */
+    uint64_t tlo = lo > r->indexed ? lo : r->indexed + 1;   /* tail part [tlo, hi] */
+    struct plan pl;
+    int rc = make_plan(r, q->filter, ihi >= lo ? ihi - lo + 1 : 0, &pl);
+    struct run run = {.r = r, .q = q, .fn = fn, .arg = arg, .res = out};
+    if (!rc) {
+        if (q->backward) {
+            rc = scan_range(&run, tlo, hi);
+            if (!rc) rc = indexed_part(&run, &pl, lo, ihi);
+        } else {
+            rc = indexed_part(&run, &pl, lo, ihi);
+            if (!rc) rc = scan_range(&run, tlo, hi);
+        }
+    }
+    plan_free(&pl);
+    out->examined = run.examined;
+    return rc > 0 ? 0 : rc;
+}

@@ -1,0 +1,103 @@
+/* Internals of the embedded store shared by its files (store.c: log, index, tail, recovery;
+ * query.c: filtered reads). Not for use outside src/store/. */
+#ifndef STORE_STORE_INT_H
+#define STORE_STORE_INT_H
+
+#include <lmdb.h>
+#include <pthread.h>
+
+#include "store/log.h"
+#include "store/store.h"
+#include "util/strmap.h"
+
+enum {
+    TAIL_CHUNK = 4096,          /* entries per tail chunk */
+    TAIL_CHUNKS = 256,          /* chunk slots: the tail holds < (TAIL_CHUNKS - 1) chunks */
+    INDEX_BATCH = 32768,        /* index as soon as this many events wait */
+    INDEX_DELAY_MS = 200,       /* ... or once the oldest has waited this long */
+    MAP_EVICT_AT = 65536,       /* writer map size that triggers dropping indexed streams */
+    POS_VAL_BYTES = 12,         /* pos table value: offset, length */
+    MAX_RECORD_BYTES = 64 << 20 /* larger frames are damage, not records */
+};
+
+/* Where one unindexed event is. */
+struct tail_entry {
+    uint64_t offset;     /* of the record (past the frame header) in the log */
+    uint64_t name_hash;  /* strmap_hash of the stream name */
+    uint64_t stream_id;  /* stream id */
+    uint64_t version;    /* version in the stream */
+    uint32_t len;        /* record bytes */
+};
+
+struct store {
+    char *dir;                               /* owned */
+    uint64_t map_bytes;                      /* log mapping size */
+    MDB_env *env;                            /* owned */
+    MDB_dbi pos, sindex, streams, meta;      /* index tables */
+    MDB_dbi terms, postings;                 /* query index tables (query.c) */
+    struct log *log;                         /* owned */
+    int64_t created_us;                      /* database creation time */
+
+    pthread_rwlock_t tail_lock;              /* readers shared; trimming exclusive */
+    struct tail_entry *chunks[TAIL_CHUNKS];  /* chunk slots, see entry_at */
+    uint64_t published;                      /* atomic: newest readable position */
+    uint64_t indexed;                        /* atomic: newest indexed position */
+    uint64_t streams_pub;                    /* atomic: stream count as of published */
+
+    /* writer thread only */
+    struct store_head head;                  /* durable head */
+    struct strmap states;                    /* name -> struct stream_rec, unindexed streams */
+    struct buf wbuf;                         /* frames of the batch being written */
+    bool failed;                             /* a sync failed: appends refused */
+    size_t evict_at;                         /* states size that triggers eviction */
+    uint64_t syncs;                          /* atomic: log syncs done */
+    uint64_t sync_ns;                        /* atomic: time spent in them */
+    uint64_t index_commits;                  /* atomic: index transactions committed */
+    bool index_failing;                      /* atomic: the last index commit failed */
+    uint64_t index_ns;                       /* atomic: time spent indexing */
+
+    /* indexer */
+    pthread_t indexer;                       /* the indexer thread */
+    pthread_mutex_t mu;                      /* guards stopping, wakes */
+    pthread_cond_t cv;                       /* wakes the indexer; and the writer for space */
+    bool stopping;                           /* close requested */
+    bool has_indexer;                        /* indexer thread started */
+    bool abandon;                            /* stop without a final index commit */
+};
+
+struct store_reader {
+    struct store *st;    /* borrowed */
+    MDB_txn *txn;        /* read snapshot */
+    uint64_t head;       /* newest position in the view */
+    uint64_t indexed;    /* newest position the snapshot's index covers */
+};
+
+static inline struct tail_entry *entry_at(struct store *st, uint64_t pos)
+{
+    uint64_t idx = pos - 1;
+    return &st->chunks[(idx / TAIL_CHUNK) % TAIL_CHUNKS][idx % TAIL_CHUNK];
+}
+
+/* Maps an LMDB or errno code to an ERR_* code (0 for MDB_SUCCESS). */
+int st_map_err(int rc);
+/* The indexed row of stream name. Returns 0, ERR_NOTFOUND or an error. */
+int st_get_row(MDB_txn *txn, struct store *st, struct slice name, struct stream_rec *out);
+/* Where the record of pos is in r's view (tail or index). Returns 0, ERR_NOTFOUND, ERR_CORRUPT
+ * or ERR_IO. */
+int st_locate(struct store_reader *r, uint64_t pos, const uint8_t **rec, uint32_t *len);
+/* Decodes the record at pos and calls fn; returns fn's answer (> 0 = stop) or an error. */
+int st_emit(struct store_reader *r, uint64_t pos, store_event_fn *fn, void *arg);
+/* Position of version v of stream s from the stream index (versions the snapshot indexed). */
+int st_indexed_pos(struct store_reader *r, const struct stream_rec *s, uint64_t v,
+                   uint64_t *out);
+
+/* Query indexes (query.c), maintained by the indexer inside its transaction: begin an
+ * accumulator, add each event's terms and postings (new term ids come from *term_count),
+ * flush the terms' counts before the commit, end (also after an abort). */
+void st_terms_begin(struct strmap *acc);
+int st_index_terms(MDB_txn *txn, struct store *st, struct strmap *acc,
+                   const struct event_rec *ev, uint64_t *term_count);
+int st_terms_flush(MDB_txn *txn, struct store *st, struct strmap *acc);
+void st_terms_end(struct strmap *acc);
+
+#endif
