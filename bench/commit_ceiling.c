@@ -51,8 +51,8 @@ static void *worker_main(void *arg)
         }
         struct append_event ev = {.type = {"bench.appended", 14}, .data = {data, sizeof data - 1},
                                   .metadata = {"{}", 2}, .tags = {"[]", 2}};
-        struct append_req r = {.stream = {name, strlen(name)}, .events = &ev, .count = 1,
-                               .done = on_done, .arg = w};
+        struct append_part part = {.stream = {name, strlen(name)}, .events = &ev, .count = 1};
+        struct append_req r = {.parts = &part, .nparts = 1, .done = on_done, .arg = w};
         uint64_t t0 = time_mono_ns();
         if (engine_append(w->db, &r) != 0) {
             w->err = -1;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/append.h"
 #include "api/out.h"
 #include "api/parse.h"
 #include "api/qparse.h"
@@ -48,6 +49,7 @@ static void event_get(struct call *c);
 static void stream_get(struct call *c);
 static void stream_read(struct call *c);
 static void stream_append(struct call *c);
+static void multi_append(struct call *c);
 static void health(struct call *c);
 
 static const struct route ROUTES[] = {
@@ -57,6 +59,7 @@ static const struct route ROUTES[] = {
     {"GET", "v1/databases/*", db_get, true},
     {"DELETE", "v1/databases/*", db_delete, false},
     {"GET", "v1/databases/*/events", log_read, true},
+    {"POST", "v1/databases/*/events", multi_append, true},
     {"POST", "v1/databases/*/query", log_query, true},
     {"GET", "v1/databases/*/streams", streams_list, true},
     {"GET", "v1/databases/*/events/*", event_get, true},
@@ -199,36 +202,6 @@ void api_handle(void *arg, struct http_req *req)
 
 /* ---- helpers ---- */
 
-static void answer_parse_error(struct http_req *req, const struct parse_error *pe)
-{
-    if (pe->offset < 0) {
-        out_error(req, pe->status, pe->code, pe->message, pe->field[0] ? pe->field : NULL);
-        return;
-    }
-    struct buf b;
-    buf_init(&b);
-    buf_adds(&b, "{\"error\":{\"code\":\"invalid_json\",\"message\":");
-    buf_add_json_str(&b, pe->message, strlen(pe->message));
-    buf_adds(&b, ",\"offset\":");
-    buf_add_i64(&b, pe->offset);
-    buf_adds(&b, "}}");
-    out_json(req, pe->status, &b);
-}
-
-static bool json_content_type(struct http_req *req)
-{
-    const char *ct = http_req_header(req, "Content-Type");
-    static const char want[] = "application/json";
-    if (ct && strncasecmp(ct, want, sizeof want - 1) == 0 &&
-        (ct[sizeof want - 1] == '\0' || ct[sizeof want - 1] == ';' ||
-         ct[sizeof want - 1] == ' ')) {
-        return true;
-    }
-    out_error(req, 415, "unsupported_media_type", "send the body as application/json",
-              "Content-Type");
-    return false;
-}
-
 /* Reads an optional unsigned query parameter. Answers 400 and returns false when bad. */
 static bool query_u64(struct call *c, const char *name, uint64_t dflt, uint64_t *out)
 {
@@ -316,13 +289,13 @@ static void db_list(struct call *c)
 
 static void db_create(struct call *c)
 {
-    if (!json_content_type(c->req)) {
+    if (!out_require_json(c->req)) {
         return;
     }
     struct parse_error pe;
     void *rootp;
     if (parse_json_object(http_req_body(c->req), &rootp, &pe) != 0) {
-        answer_parse_error(c->req, &pe);
+        out_parse_error(c->req, &pe);
         return;
     }
     json_t *root = rootp;
@@ -490,7 +463,7 @@ static void log_read(struct call *c)
     struct parsed_query pq;
     struct parse_error pe;
     if (parse_query_params(get_param, c->req, &pq, &pe) != 0) {
-        answer_parse_error(c->req, &pe);
+        out_parse_error(c->req, &pe);
     } else {
         run_query(c, &pq);
     }
@@ -499,13 +472,13 @@ static void log_read(struct call *c)
 
 static void log_query(struct call *c)
 {
-    if (!json_content_type(c->req)) {
+    if (!out_require_json(c->req)) {
         return;
     }
     struct parsed_query pq;
     struct parse_error pe;
     if (parse_query_body(http_req_body(c->req), &pq, &pe) != 0) {
-        answer_parse_error(c->req, &pe);
+        out_parse_error(c->req, &pe);
     } else {
         run_query(c, &pq);
     }
@@ -597,7 +570,7 @@ static void streams_list(struct call *c)
         return;
     }
     if (parse_as_of_params(get_param, c->req, &at, &pe) != 0) {
-        answer_parse_error(c->req, &pe);
+        out_parse_error(c->req, &pe);
         return;
     }
     const char *prefix = http_req_query(c->req, "prefix");
@@ -650,7 +623,7 @@ static void stream_get(struct call *c)
     struct as_of at;
     struct parse_error pe;
     if (parse_as_of_params(get_param, c->req, &at, &pe) != 0) {
-        answer_parse_error(c->req, &pe);
+        out_parse_error(c->req, &pe);
         return;
     }
     struct stream_rec s;
@@ -682,7 +655,7 @@ static void stream_read(struct call *c)
     struct as_of at;
     struct parse_error pe;
     if (parse_as_of_params(get_param, c->req, &at, &pe) != 0) {
-        answer_parse_error(c->req, &pe);
+        out_parse_error(c->req, &pe);
         return;
     }
     struct page pg = {0};
@@ -708,120 +681,23 @@ static void stream_read(struct call *c)
 
 /* ---- append ---- */
 
-/* An append in flight: shared by the HTTP request and the writer, freed by the last of the
- * two to let go (refs). */
-struct append_ctx {
-    struct append_req req;       /* engine request */
-    struct parsed_append parsed; /* events and their text */
-    char *stream;                /* owned stream name */
-    struct db *db;               /* acquired reference */
-    struct http_req *http;       /* borrowed until answered */
-    int refs;                    /* atomic: 2 while queued (HTTP + writer) */
-};
-
-static void append_ctx_unref(void *arg)
-{
-    struct append_ctx *ax = arg;
-    if (__atomic_sub_fetch(&ax->refs, 1, __ATOMIC_ACQ_REL) > 0) {
-        return;
-    }
-    parse_append_fini(&ax->parsed);
-    engine_db_release(ax->db);
-    free(ax->stream);
-    free(ax);
-}
-
-static void answer_conflict(struct http_req *req, const struct append_req *r)
-{
-    struct buf b;
-    buf_init(&b);
-    buf_adds(&b, "{\"error\":{\"code\":\"wrong_expected_version\",\"message\":\"the stream's "
-                 "version does not match expectedVersion\",\"field\":\"expectedVersion\","
-                 "\"actualVersion\":");
-    buf_add_u64(&b, r->actual_version);
-    buf_adds(&b, "}}");
-    out_json(req, 409, &b);
-}
-
-static void answer_appended(struct http_req *req, const struct append_req *r)
-{
-    struct buf b;
-    buf_init(&b);
-    buf_reserve(&b, 128 + r->count * 96);
-    buf_adds(&b, "{\"stream\":");
-    buf_add_json_str(&b, r->stream.ptr, r->stream.len);
-    buf_adds(&b, ",\"version\":");
-    buf_add_u64(&b, r->first_version + r->count - 1);
-    buf_adds(&b, ",\"position\":");
-    buf_add_u64(&b, r->first_position + r->count - 1);
-    buf_adds(&b, ",\"events\":[");
-    for (size_t i = 0; i < r->count; i++) {
-        char id[UUID_TEXT_LEN + 1];
-        uuid_format(r->events[i].id, id);
-        buf_adds(&b, i ? ",{\"id\":\"" : "{\"id\":\"");
-        buf_adds(&b, id);
-        buf_adds(&b, "\",\"position\":");
-        buf_add_u64(&b, r->first_position + i);
-        buf_adds(&b, ",\"version\":");
-        buf_add_u64(&b, r->first_version + i);
-        buf_addc(&b, '}');
-    }
-    buf_adds(&b, "],");
-    out_time_field(&b, "recorded", r->recorded_us, false);
-    buf_addc(&b, '}');
-    out_json(req, 201, &b);
-}
-
-/* Writer thread: the commit holding this request has returned (or it failed). */
-static void on_appended(struct append_req *r)
-{
-    struct append_ctx *ax = r->arg;
-    if (r->err == 0) {
-        answer_appended(ax->http, r);
-    } else if (r->err == ERR_CONFLICT) {
-        answer_conflict(ax->http, r);
-    } else {
-        out_engine_error(ax->http, r->err);
-    }
-    append_ctx_unref(ax);
-}
-
 static void stream_append(struct call *c)
 {
     struct slice name;
-    if (!stream_name(c, &name) || !json_content_type(c->req)) {
+    if (!stream_name(c, &name) || !out_require_json(c->req)) {
         return;
     }
-    struct append_ctx *ax = xcalloc(1, sizeof(*ax));
-    ax->stream = xstrndup(name.ptr, name.len);
-    struct slice sname = {ax->stream, name.len};
-    struct parse_error pe;
-    if (parse_append(http_req_body(c->req), sname, &c->api->limits, &ax->parsed, &pe) != 0) {
-        free(ax->stream);
-        free(ax);
-        answer_parse_error(c->req, &pe);
+    struct db *db = c->db;
+    c->db = NULL; /* the append holds the reference now */
+    append_stream(c->req, db, name, &c->api->limits);
+}
+
+static void multi_append(struct call *c)
+{
+    if (!out_require_json(c->req)) {
         return;
     }
-    ax->req.stream = sname;
-    ax->req.events = ax->parsed.events;
-    ax->req.count = ax->parsed.count;
-    ax->req.expect = ax->parsed.expect;
-    ax->req.done = on_appended;
-    ax->req.arg = ax;
-    ax->http = c->req;
-    ax->db = c->db;
-    c->db = NULL; /* the context holds the reference now */
-    ax->refs = 2;
-    http_set_user(c->req, ax, append_ctx_unref);
-    http_defer(c->req);
-    int rc = engine_append(ax->db, &ax->req);
-    if (rc) {
-        ax->refs = 1; /* the writer never saw it */
-        if (rc == ERR_TOOBIG) {
-            out_error(c->req, 413, "too_many_events", "too many events or an event too large",
-                      "events");
-        } else {
-            out_engine_error(c->req, rc);
-        }
-    }
+    struct db *db = c->db;
+    c->db = NULL;
+    append_multi(c->req, db, &c->api->limits);
 }

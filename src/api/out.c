@@ -2,7 +2,9 @@
 #include "api/out.h"
 
 #include <string.h>
+#include <strings.h>
 
+#include "api/parse.h"
 #include "util/errors.h"
 #include "util/hash.h"
 #include "util/timeutil.h"
@@ -108,4 +110,34 @@ void out_event(struct buf *b, const struct event_rec *ev)
     buf_adds(b, ",\"hash\":\"");
     buf_adds(b, hash);
     buf_adds(b, "\"}");
+}
+
+void out_parse_error(struct http_req *req, const struct parse_error *pe)
+{
+    if (pe->offset < 0) {
+        out_error(req, pe->status, pe->code, pe->message, pe->field[0] ? pe->field : NULL);
+        return;
+    }
+    struct buf b;
+    buf_init(&b);
+    buf_adds(&b, "{\"error\":{\"code\":\"invalid_json\",\"message\":");
+    buf_add_json_str(&b, pe->message, strlen(pe->message));
+    buf_adds(&b, ",\"offset\":");
+    buf_add_i64(&b, pe->offset);
+    buf_adds(&b, "}}");
+    out_json(req, pe->status, &b);
+}
+
+bool out_require_json(struct http_req *req)
+{
+    const char *ct = http_req_header(req, "Content-Type");
+    static const char want[] = "application/json";
+    if (ct && strncasecmp(ct, want, sizeof want - 1) == 0 &&
+        (ct[sizeof want - 1] == '\0' || ct[sizeof want - 1] == ';' ||
+         ct[sizeof want - 1] == ' ')) {
+        return true;
+    }
+    out_error(req, 415, "unsupported_media_type", "send the body as application/json",
+              "Content-Type");
+    return false;
 }

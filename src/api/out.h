@@ -21,4 +21,11 @@ void out_event(struct buf *b, const struct event_rec *ev);
 /* Appends "key":"<RFC 3339>" or "key":null when us is 0 and null_if_zero. */
 void out_time_field(struct buf *b, const char *key, int64_t us, bool null_if_zero);
 
+struct parse_error;
+/* Answers a refused request body or parameter (api/parse.h): the error JSON, or for
+ * invalid_json the message with the byte offset. */
+void out_parse_error(struct http_req *req, const struct parse_error *pe);
+/* True when the request's Content-Type is application/json; else answers 415, false. */
+bool out_require_json(struct http_req *req);
+
 #endif

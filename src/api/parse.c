@@ -411,6 +411,40 @@ static size_t count_items(struct slice arr)
     return n;
 }
 
+/* Prefixes err->field with prefix (a part's path, "appends[2].") when it names a field. */
+static int in_part(int rc, const char *prefix, struct parse_error *err)
+{
+    if (rc && prefix[0]) {
+        char f[sizeof err->field];
+        snprintf(f, sizeof f, "%.40s%.55s", prefix, err->field[0] ? err->field : "events");
+        memcpy(err->field, f, sizeof f);
+    }
+    return rc;
+}
+
+/* Parses the events and expectedVersion of one part (values already validated) for stream. */
+static int parse_part(struct slice events, struct slice expect, struct slice stream,
+                      const char *prefix, const struct limits *lim, struct parsed_append *out,
+                      struct parse_error *err)
+{
+    size_t n = events.ptr && jsonx_kind(events) == '[' ? count_items(events) : 0;
+    if (n == 0) {
+        return in_part(parse_fail(err, 400, "invalid_request", "events",
+                                  "events must be a non-empty array of events"),
+                       prefix, err);
+    }
+    if (n > lim->batch_events) {
+        return in_part(parse_fail(err, 413, "too_many_events", "events",
+                                  "%zu events in one request; the limit is %zu", n,
+                                  lim->batch_events),
+                       prefix, err);
+    }
+    int rc = parse_expect(expect, &out->expect, err);
+    if (!rc) rc = parse_events(events, n, out, err);
+    if (!rc) rc = check_size(out, stream, lim, err);
+    return in_part(rc, prefix, err);
+}
+
 int parse_append(struct slice body, struct slice stream, const struct limits *lim,
                  struct parsed_append *out, struct parse_error *err)
 {
@@ -425,31 +459,150 @@ int parse_append(struct slice body, struct slice stream, const struct limits *li
     }
     struct members m = {TOP, 2, {{0}}};
     int rc = take_members(body, &m, "", err);
-    if (rc) {
-        return rc;
-    }
-    struct slice events = m.vals[0];
-    size_t n = events.ptr && jsonx_kind(events) == '[' ? count_items(events) : 0;
-    if (n == 0) {
-        return parse_fail(err, 400, "invalid_request", "events",
-                    "events must be a non-empty array of events");
-    }
-    if (n > lim->batch_events) {
-        return parse_fail(err, 413, "too_many_events", "events",
-                    "%zu events in one request; the limit is %zu", n, lim->batch_events);
-    }
-    rc = parse_expect(m.vals[1], &out->expect, err);
-    if (!rc) rc = parse_events(events, n, out, err);
-    if (!rc) rc = check_size(out, stream, lim, err);
+    if (!rc) rc = parse_part(m.vals[0], m.vals[1], stream, "", lim, out, err);
     if (rc) {
         parse_append_fini(out);
     }
     return rc;
 }
 
+static bool stream_name_ok(const char *s, size_t n)
+{
+    return parse_name_ok(s, n, LIMIT_STREAM_NAME_BYTES) && s[0] != '$';
+}
+
+/* One element of "appends": {"stream", "events", "expectedVersion"?}. */
+static int parse_multi_part(struct slice obj, size_t i, const struct limits *lim,
+                            struct parsed_append *out, struct parse_error *err)
+{
+    static const char *const PART[] = {"stream", "events", "expectedVersion"};
+    char prefix[32];
+    snprintf(prefix, sizeof prefix, "appends[%zu].", i);
+    memset(out, 0, sizeof(*out));
+    buf_init(&out->text);
+    if (jsonx_kind(obj) != '{') {
+        prefix[strlen(prefix) - 1] = '\0';
+        return parse_fail(err, 400, "invalid_request", prefix,
+                          "each part is an object with stream, events and expectedVersion");
+    }
+    struct members m = {PART, 3, {{0}}};
+    int rc = in_part(take_members(obj, &m, "", err), prefix, err);
+    struct buf name;
+    buf_init(&name);
+    if (!rc && (!m.vals[0].ptr || jsonx_kind(m.vals[0]) != '"' ||
+                jsonx_string(m.vals[0], &name) != 0 || !stream_name_ok(name.ptr, name.len))) {
+        rc = in_part(parse_fail(err, 400, "invalid_name", "stream",
+                                "stream names are 1 to 256 bytes of UTF-8 without control "
+                                "characters, not starting with $"),
+                     prefix, err);
+    }
+    if (!rc) {
+        out->stream = buf_steal(&name, &out->stream_len);
+        rc = parse_part(m.vals[1], m.vals[2], (struct slice){out->stream, out->stream_len},
+                        prefix, lim, out, err);
+    }
+    buf_fini(&name);
+    return rc;
+}
+
+static int check_distinct(const struct parsed_multi *pm, struct parse_error *err)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < pm->nparts; i++) {
+        total += pm->parts[i].count;
+        for (size_t j = 0; j < i; j++) {
+            if (pm->parts[i].stream_len == pm->parts[j].stream_len &&
+                memcmp(pm->parts[i].stream, pm->parts[j].stream, pm->parts[i].stream_len) == 0) {
+                char f[48];
+                snprintf(f, sizeof f, "appends[%zu].stream", i);
+                return parse_fail(err, 400, "invalid_request", f,
+                                  "a stream may appear in one part only");
+            }
+        }
+    }
+    return 0;
+}
+
+static int parse_parts(struct slice appends, const struct limits *lim, struct parsed_multi *out,
+                       struct parse_error *err)
+{
+    size_t n = appends.ptr && jsonx_kind(appends) == '[' ? count_items(appends) : 0;
+    if (n == 0 || n > LIMIT_APPEND_PARTS) {
+        return parse_fail(err, 400, "invalid_request", "appends",
+                          "appends must be an array of 1 to %d parts", LIMIT_APPEND_PARTS);
+    }
+    out->parts = xcalloc(n, sizeof(*out->parts));
+    size_t pos = 0, total = 0;
+    struct slice item;
+    int rc = 0;
+    for (size_t i = 0; !rc && jsonx_next_item(appends, &pos, &item); i++) {
+        rc = parse_multi_part(item, i, lim, &out->parts[i], err);
+        out->nparts = i + 1;
+        total += out->parts[i].count;
+    }
+    if (!rc && total > lim->batch_events) {
+        rc = parse_fail(err, 413, "too_many_events", "appends",
+                        "%zu events in one request; the limit is %zu", total, lim->batch_events);
+    }
+    return rc ? rc : check_distinct(out, err);
+}
+
+static int parse_dcb_events(struct slice events, const struct limits *lim,
+                            struct parsed_multi *out, struct parse_error *err)
+{
+    out->parts = xcalloc(1, sizeof(*out->parts));
+    out->nparts = 1;
+    struct parsed_append *p = &out->parts[0];
+    buf_init(&p->text);
+    p->stream = xstrndup(DCB_STREAM, sizeof DCB_STREAM - 1);
+    p->stream_len = sizeof DCB_STREAM - 1;
+    return parse_part(events, (struct slice){NULL, 0}, (struct slice){p->stream, p->stream_len},
+                      "", lim, p, err);
+}
+
+int parse_multi_append(struct slice body, const struct limits *lim, struct parsed_multi *out,
+                       struct parse_error *err)
+{
+    static const char *const TOP[] = {"appends", "events", "condition", "conditions"};
+    memset(out, 0, sizeof(*out));
+    if (validate(body, err)) {
+        return ERR_INVALID;
+    }
+    if (jsonx_kind(body) != '{') {
+        return parse_fail(err, 400, "invalid_request", NULL, "the body must be a JSON object");
+    }
+    struct members m = {TOP, 4, {{0}}};
+    int rc = take_members(body, &m, "", err);
+    if (!rc && (!m.vals[0].ptr) == (!m.vals[1].ptr)) {
+        rc = parse_fail(err, 400, "invalid_request", m.vals[0].ptr ? "events" : "appends",
+                        "give appends (parts per stream) or events (stream-less), not both");
+    }
+    if (!rc) {
+        rc = m.vals[0].ptr ? parse_parts(m.vals[0], lim, out, err)
+                           : parse_dcb_events(m.vals[1], lim, out, err);
+    }
+    out->condition = m.vals[2];
+    out->conditions = m.vals[3];
+    if (rc) {
+        parse_multi_fini(out);
+    }
+    return rc;
+}
+
+void parse_multi_fini(struct parsed_multi *pm)
+{
+    for (size_t i = 0; i < pm->nparts; i++) {
+        parse_append_fini(&pm->parts[i]);
+    }
+    free(pm->parts);
+    memset(pm, 0, sizeof(*pm));
+}
+
 void parse_append_fini(struct parsed_append *p)
 {
     free(p->events);
+    free(p->stream);
+    p->stream = NULL;
     buf_fini(&p->text);
     p->events = NULL;
     p->count = 0;

@@ -26,6 +26,20 @@ struct parsed_append {
     size_t count;                /* events */
     struct expect expect;        /* expectedVersion */
     struct buf text;             /* minified data, metadata and tags of every event */
+    char *stream;                /* parts of a multi-stream append: the stream (owned) */
+    size_t stream_len;
+};
+
+/* The reserved stream of stream-less (DCB) events. Names starting with '$' are reserved. */
+#define DCB_STREAM "$dcb"
+
+/* A parsed multi-stream (or stream-less) append body. Owns its parts; the condition spans
+ * point into the body (validated JSON) and are parsed separately (api/qparse.h). */
+struct parsed_multi {
+    struct parsed_append *parts; /* nparts, each with its stream */
+    size_t nparts;
+    struct slice condition;      /* "condition" value span, ptr NULL when absent */
+    struct slice conditions;     /* "conditions" value span, ptr NULL when absent */
 };
 
 /* Parses {"events":[...], "expectedVersion"?} for stream. Returns 0, or ERR_INVALID /
@@ -33,6 +47,12 @@ struct parsed_append {
 int parse_append(struct slice body, struct slice stream, const struct limits *lim,
                  struct parsed_append *out, struct parse_error *err);
 void parse_append_fini(struct parsed_append *p);
+/* Parses {"appends":[{"stream","events","expectedVersion"?}, ...] | "events":[...],
+ * "condition"?, "conditions"?} (the conditions are only located here). Returns 0, or
+ * ERR_INVALID / ERR_TOOBIG with *err filled (nothing to free then). */
+int parse_multi_append(struct slice body, const struct limits *lim, struct parsed_multi *out,
+                       struct parse_error *err);
+void parse_multi_fini(struct parsed_multi *pm);
 
 /* Parses a JSON body that must be an object, returning the jansson value through out (a
  * json_t *, to be json_decref'd). Returns 0 or ERR_INVALID with *err filled. */

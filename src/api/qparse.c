@@ -499,3 +499,58 @@ int parse_query_body(struct slice body, struct parsed_query *out, struct parse_e
     json_decref(root);
     return rc;
 }
+
+/* ---- filters inside append conditions ---- */
+
+static int prefixed(int rc, const char *prefix, struct parse_error *err)
+{
+    if (rc) {
+        char f[sizeof err->field];
+        snprintf(f, sizeof f, "%.40s%s%.54s", prefix, err->field[0] ? "." : "", err->field);
+        memcpy(err->field, f, sizeof f);
+        err->code = "invalid_request";
+    }
+    return rc;
+}
+
+int parse_filter_text(struct slice text, const char *field, struct filter *out,
+                      struct parse_error *err)
+{
+    static const char *const ALLOWED[] = {"types", "streams", "categories", "tags",
+                                          "subjects", "items", "selector"};
+    json_error_t je;
+    json_t *root = json_loadb(text.ptr, text.len, JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES, &je);
+    if (!json_is_object(root)) {
+        json_decref(root);
+        return parse_fail(err, 400, "invalid_request", field,
+                          "a query object (types, streams, categories, tags, subjects, items "
+                          "or selector)");
+    }
+    const char *key;
+    json_t *val;
+    int rc = 0;
+    json_object_foreach(root, key, val) {
+        bool ok = false;
+        for (size_t k = 0; k < sizeof ALLOWED / sizeof ALLOWED[0]; k++) {
+            ok = ok || strcmp(key, ALLOWED[k]) == 0;
+        }
+        if (!ok && !rc) {
+            char f[64];
+            snprintf(f, sizeof f, "%.60s", key);
+            rc = bad(err, f, "unknown member");
+        }
+    }
+    if (!rc && json_object_get(root, "items") && json_object_get(root, "selector")) {
+        rc = bad(err, "selector", "give items or selector, not both");
+    }
+    struct parsed_query pq;
+    pq_init(&pq);
+    if (!rc) rc = body_filter(root, &pq, err);
+    json_decref(root);
+    if (!rc) {
+        *out = pq.filter;
+    } else {
+        parsed_query_fini(&pq);
+    }
+    return prefixed(rc, field, err);
+}

@@ -30,6 +30,12 @@ int parse_query_params(param_fn *get, void *arg, struct parsed_query *out,
 int parse_query_body(struct slice body, struct parsed_query *out, struct parse_error *err);
 void parsed_query_fini(struct parsed_query *pq);
 
+/* Parses a query object's filter (types, streams, categories, tags, subjects, items,
+ * selector; no ranges) from JSON text already validated, into *out (initialised here; free
+ * with filter_fini on success). Errors are 400 invalid_request with field under `field`. */
+int parse_filter_text(struct slice text, const char *field, struct filter *out,
+                      struct parse_error *err);
+
 /* Reads asOf / asOfTime parameters into *out. Returns 0 or ERR_INVALID with *err filled. */
 int parse_as_of_params(param_fn *get, void *arg, struct as_of *out, struct parse_error *err);
 

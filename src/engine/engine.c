@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "engine/engine_int.h"
 #include "store/store.h"
 #include "util/assert.h"
 #include "util/errors.h"
@@ -30,40 +31,6 @@
 #include "util/strmap.h"
 #include "util/timeutil.h"
 #include "util/uuid.h"
-
-struct db {
-    char name[LIMIT_DB_NAME_BYTES + 1]; /* database name */
-    char *dir;                          /* owned: directory of its store */
-    struct store *st;                   /* owned */
-    struct engine *e;                   /* borrowed back-pointer */
-    const struct limits *limits;        /* borrowed from the engine */
-    pthread_t writer;                   /* the writer thread */
-    pthread_mutex_t mu;                 /* guards queue, stopping, refs */
-    pthread_cond_t cv;                  /* signals the writer (queue/stopping) and deleters (refs) */
-    struct append_req *queue;           /* pushed newest-first */
-    uint64_t queue_len;                 /* requests queued */
-    bool stopping;                      /* no more appends; writer exits once drained */
-    bool deleted;                       /* removed from the registry */
-    unsigned refs;                      /* registry's one + each acquire */
-    engine_deleted_fn *deleted_fn;      /* called once a deleted database is gone */
-    void *deleted_arg;                  /* its argument */
-    struct event_rec *evs;              /* writer only: the batch's events */
-    size_t evs_cap;                     /* entries allocated in evs */
-    struct strmap batch_states;         /* writer only: name -> stream_rec changed in batch */
-    uint64_t commits;                   /* atomic: committed write transactions */
-    uint64_t appends;                   /* atomic: acknowledged append requests */
-    uint64_t commit_ns;                 /* atomic: time spent in durable commits */
-    int64_t last_recorded_us;           /* writer only: recorded time of the head */
-};
-
-struct engine {
-    char *data_dir;          /* owned copy */
-    int lock_fd;             /* holds the exclusive lock on <data>/LOCK */
-    struct limits limits;    /* configured limits */
-    pthread_mutex_t mu;      /* guards dbs and count */
-    struct db **dbs;         /* owned array of open databases */
-    size_t count;            /* entries in dbs */
-};
 
 bool engine_db_name_ok(const char *name, size_t len)
 {
@@ -85,191 +52,6 @@ const char *engine_db_name(const struct db *db)
     return db->name;
 }
 
-/* ---- the writer ---- */
-
-/* The stream's state as this batch sees it: changed earlier in the batch, or stored. */
-static int batch_state(struct db *db, struct slice name, struct stream_rec *out)
-{
-    const struct stream_rec *s = strmap_get(&db->batch_states, name.ptr, name.len);
-    if (s) {
-        *out = *s;
-        return 0;
-    }
-    int rc = store_stream_state(db->st, name, out);
-    if (rc == ERR_NOTFOUND) {
-        memset(out, 0, sizeof(*out));
-        return 0;
-    }
-    return rc;
-}
-
-static struct event_rec *next_event(struct db *db, size_t *count)
-{
-    if (*count == db->evs_cap) {
-        db->evs_cap = db->evs_cap ? db->evs_cap * 2 : 256;
-        db->evs = xrealloc(db->evs, db->evs_cap * sizeof(*db->evs));
-    }
-    return &db->evs[(*count)++];
-}
-
-/* Checks one request against the batch's view and lays out its events after *count.
- * Returns 0 or ERR_CONFLICT (nothing laid out), or a storage error. */
-static int apply_request(struct db *db, struct append_req *req, uint64_t *next_pos,
-                         size_t *count, int64_t now)
-{
-    struct stream_rec s;
-    int rc = batch_state(db, req->stream, &s);
-    if (rc) {
-        return rc;
-    }
-    req->actual_version = s.version;
-    if (!expect_ok(&req->expect, s.version)) {
-        return ERR_CONFLICT;
-    }
-    req->first_version = s.version + 1;
-    req->first_position = *next_pos;
-    req->recorded_us = now;
-    for (size_t i = 0; i < req->count; i++) {
-        struct append_event *ae = &req->events[i];
-        if (!ae->has_id) {
-            uuid_v7(now, ae->id);
-            ae->has_id = true;
-        }
-        struct event_rec *ev = next_event(db, count);
-        *ev = (struct event_rec){
-            .position = (*next_pos)++,
-            .version = ++s.version,
-            .time_us = ae->has_time ? ae->time_us : now,
-            .recorded_us = now,
-            .stream = req->stream,
-            .type = ae->type,
-            .data = ae->data,
-            .metadata = ae->metadata,
-            .tags = ae->tags,
-            .subject = ae->subject,
-        };
-        memcpy(ev->id, ae->id, sizeof ev->id);
-    }
-    *(struct stream_rec *)strmap_put(&db->batch_states, req->stream.ptr, req->stream.len,
-                                     NULL) = s;
-    return 0;
-}
-
-/* Runs one batch: checks every request in order, writes the passing ones with one durable
- * log write, and sets each request's err. */
-static void commit_batch(struct db *db, struct append_req *batch)
-{
-    struct store_head head;
-    store_head(db->st, &head);
-    uint64_t next_pos = head.position + 1;
-    size_t count = 0, written = 0;
-    int fatal = 0;
-    int64_t now = time_now_us();
-    if (now < db->last_recorded_us) {
-        now = db->last_recorded_us; /* recorded times never go back along the log */
-    }
-    strmap_clear(&db->batch_states);
-    for (struct append_req *r = batch; r && !fatal; r = r->next) {
-        r->err = apply_request(db, r, &next_pos, &count, now);
-        if (r->err == 0) {
-            written++;
-        } else if (r->err != ERR_CONFLICT) {
-            fatal = r->err;
-        }
-    }
-    if (!fatal && count) {
-        uint64_t t0 = time_mono_ns();
-        fatal = store_append(db->st, db->evs, count);
-        __atomic_add_fetch(&db->commit_ns, time_mono_ns() - t0, __ATOMIC_RELAXED);
-    }
-    if (fatal) {
-        log_error("database %s: commit failed: %s", db->name, err_name(fatal));
-        for (struct append_req *r = batch; r; r = r->next) {
-            if (r->err != ERR_CONFLICT) {
-                r->err = fatal;
-            }
-        }
-        return;
-    }
-    if (written) {
-        db->last_recorded_us = now;
-        __atomic_add_fetch(&db->commits, 1, __ATOMIC_RELAXED);
-        __atomic_add_fetch(&db->appends, written, __ATOMIC_RELAXED);
-    }
-}
-
-static struct append_req *reverse(struct append_req *r)
-{
-    struct append_req *out = NULL;
-    while (r) {
-        struct append_req *next = r->next;
-        r->next = out;
-        out = r;
-        r = next;
-    }
-    return out;
-}
-
-static void *writer_main(void *arg)
-{
-    struct db *db = arg;
-    for (;;) {
-        pthread_mutex_lock(&db->mu);
-        while (!db->queue && !db->stopping) {
-            pthread_cond_wait(&db->cv, &db->mu);
-        }
-        struct append_req *batch = reverse(db->queue);
-        db->queue = NULL;
-        db->queue_len = 0;
-        bool stop = db->stopping;
-        pthread_mutex_unlock(&db->mu);
-        if (!batch) {
-            if (stop) {
-                break;
-            }
-            continue;
-        }
-        commit_batch(db, batch);
-        while (batch) {
-            struct append_req *next = batch->next;
-            batch->next = NULL;
-            batch->done(batch);
-            batch = next;
-        }
-    }
-    return NULL;
-}
-
-size_t engine_event_bytes(struct slice stream, const struct append_event *ae)
-{
-    struct event_rec ev = {.stream = stream, .type = ae->type, .data = ae->data,
-                           .metadata = ae->metadata, .tags = ae->tags, .subject = ae->subject};
-    return codec_record_size(&ev);
-}
-
-int engine_append(struct db *db, struct append_req *req)
-{
-    if (req->count == 0 || req->count > db->limits->batch_events) {
-        return ERR_TOOBIG;
-    }
-    for (size_t i = 0; i < req->count; i++) {
-        if (engine_event_bytes(req->stream, &req->events[i]) > db->limits->event_bytes) {
-            return ERR_TOOBIG;
-        }
-    }
-    req->err = 0;
-    pthread_mutex_lock(&db->mu);
-    int rc = db->deleted ? ERR_GONE : db->stopping ? ERR_SHUTDOWN : 0;
-    if (!rc) {
-        req->next = db->queue;
-        db->queue = req;
-        db->queue_len++;
-        pthread_cond_broadcast(&db->cv);
-    }
-    pthread_mutex_unlock(&db->mu);
-    return rc;
-}
-
 /* ---- databases ---- */
 
 static void finish_delete(struct db *db);
@@ -279,6 +61,7 @@ static void db_free(struct db *db)
     store_close(db->st);
     free(db->evs);
     strmap_fini(&db->batch_states);
+    strmap_fini(&db->batch_ids);
     pthread_mutex_destroy(&db->mu);
     pthread_cond_destroy(&db->cv);
     free(db->dir);
@@ -318,6 +101,7 @@ static int db_open(struct engine *e, const char *name, bool create, struct db **
     pthread_mutex_init(&db->mu, NULL);
     pthread_cond_init(&db->cv, NULL);
     strmap_init(&db->batch_states, sizeof(struct stream_rec));
+    strmap_init(&db->batch_ids, sizeof(size_t));
     int rc = store_open(db->dir, e->limits.map_bytes, create, &db->st);
     if (!rc) rc = load_last_recorded(db);
     if (!rc && pthread_create(&db->writer, NULL, writer_main, db) != 0) {

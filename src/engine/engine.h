@@ -90,32 +90,68 @@ struct append_event {
     struct slice metadata;   /* minified JSON object ("{}" when none) */
     struct slice tags;       /* canonical JSON array of strings ("[]" when none) */
     struct slice subject;    /* subject, empty when none */
+    uint64_t position;       /* result: its position */
+    uint64_t version;        /* result: its version in the stream */
+};
+
+/* The events of one stream in an append, with their expected version. */
+struct append_part {
+    struct slice stream;           /* stream name */
+    struct append_event *events;   /* count events */
+    size_t count;                  /* >= 1 */
+    struct expect expect;          /* expected version */
+    uint64_t actual_version;       /* result: the version the check saw */
+};
+
+enum { APPEND_CONFLICTS_MAX = 16 }; /* conflicting positions reported per condition */
+
+/* A condition over the database (query/filter.h): with L the position of the newest event
+ * matching filter (0 when none), require min <= L (has_min) and L <= max (has_max). DCB's
+ * failIfEventsMatch with `after` is max = after. */
+struct append_cond {
+    const struct filter *filter;   /* borrowed */
+    bool has_min, has_max;
+    uint64_t min, max;
+    uint64_t last_position;        /* result: L */
+    uint64_t conflicts[APPEND_CONFLICTS_MAX]; /* result: matching positions > max, ascending */
+    size_t nconflicts;
+};
+
+/* Why an append was refused with ERR_CONFLICT. */
+enum append_conflict {
+    CONFLICT_VERSION,      /* parts[failed].expect */
+    CONFLICT_CONDITION,    /* conds[failed] */
+    CONFLICT_DUPLICATE_ID, /* event index failed (over all parts, in order): stored with other
+                              content, or the request mixes stored and new ids */
 };
 
 struct append_req;
 typedef void append_done_fn(struct append_req *req);
 
-/* An append request. Owned by the caller; must stay valid until done runs. */
+/* An append request: parts (distinct streams) committed together, all or nothing, if every
+ * expected version and condition holds. Owned by the caller; valid until done runs. */
 struct append_req {
-    struct slice stream;           /* stream name */
-    struct append_event *events;   /* count events */
-    size_t count;                  /* 1..limits.batch_events */
-    struct expect expect;          /* expected version */
+    struct append_part *parts;     /* nparts >= 1, distinct streams */
+    size_t nparts;
+    struct append_cond *conds;     /* nconds conditions, may be 0 */
+    size_t nconds;
     append_done_fn *done;          /* called exactly once when engine_append returned 0 */
     void *arg;                     /* caller's context for done */
     /* Results, valid in done: */
     int err;                       /* 0, ERR_CONFLICT, ERR_NOSPACE, ERR_IO, ERR_GONE, ... */
-    uint64_t actual_version;       /* stream version seen by the check (on ERR_CONFLICT too) */
-    uint64_t first_version;        /* version of events[0] */
-    uint64_t first_position;       /* position of events[0] */
-    int64_t recorded_us;           /* commit time */
+    enum append_conflict conflict; /* with ERR_CONFLICT: which check */
+    size_t failed;                 /* with ERR_CONFLICT: index of the part, condition or event */
+    bool duplicate;                /* every event was already stored: nothing written, results
+                                      are the stored positions and versions */
+    int64_t recorded_us;           /* commit time (of the original, for duplicates) */
     struct append_req *next;       /* queue link, engine-owned while queued */
 };
 
 /* Bytes the stored record of ev in stream would take (compare with limits.event_bytes). */
 size_t engine_event_bytes(struct slice stream, const struct append_event *ev);
 
-/* Queues req for the database's writer. Validates sizes first. Returns 0 (done will run once,
+/* Queues req for the database's writer. Validates sizes (events in all parts at most
+ * limits.batch_events, each event at most limits.event_bytes) first. Returns 0 (done will run once,
  * on the writer thread, after the commit that holds the events has returned, or with req->err
  * set), or ERR_TOOBIG / ERR_SHUTDOWN / ERR_GONE (done never runs). */
 int engine_append(struct db *db, struct append_req *req);

@@ -108,7 +108,7 @@ static int get_pos(MDB_txn *txn, struct store *st, uint64_t pos, uint64_t *off, 
 static int open_env(struct store *st, bool create, bool readonly)
 {
     int rc = mdb_env_create(&st->env);
-    if (!rc) rc = mdb_env_set_maxdbs(st->env, 8);
+    if (!rc) rc = mdb_env_set_maxdbs(st->env, 16);
     if (!rc) rc = mdb_env_set_maxreaders(st->env, 1024);
     if (!rc) rc = mdb_env_set_mapsize(st->env, (size_t)st->map_bytes);
     if (!rc) rc = mdb_env_open(st->env, st->dir, MDB_NOTLS | MDB_NORDAHEAD | MDB_NOMETASYNC | (readonly ? MDB_RDONLY : 0), 0640);
@@ -127,6 +127,7 @@ static int open_env(struct store *st, bool create, bool readonly)
     if (!rc) rc = mdb_dbi_open(txn, "meta", flags, &st->meta);
     if (!rc) rc = mdb_dbi_open(txn, "terms", flags, &st->terms);
     if (!rc) rc = mdb_dbi_open(txn, "postings", flags, &st->postings);
+    if (!rc) rc = mdb_dbi_open(txn, "ids", flags, &st->ids);
     struct head_rec h;
     int err = rc ? (rc == MDB_NOTFOUND ? ERR(ERR_CORRUPT) : st_map_err(rc)) : get_head(txn, st, &h);
     bool made = false;
@@ -266,12 +267,16 @@ static bool nonzero_after(const struct log *lg, uint64_t off)
 
 /* Looks a stream up for the writer: its state map first (streams with unindexed events),
  * else the index. */
-static int writer_state(struct store *st, struct slice name, struct stream_rec *out)
+static int writer_state(struct store *st, struct store_reader *r, struct slice name,
+                        struct stream_rec *out)
 {
     const struct stream_rec *s = strmap_get(&st->states, name.ptr, name.len);
     if (s) {
         *out = *s;
         return 0;
+    }
+    if (r) {
+        return st_get_row(r->txn, st, name, out);
     }
     /* The tail lock (shared) keeps the indexer from reopening the environment meanwhile. */
     pthread_rwlock_rdlock(&st->tail_lock);
@@ -287,9 +292,10 @@ static int writer_state(struct store *st, struct slice name, struct stream_rec *
     return rc;
 }
 
-int store_stream_state(struct store *st, struct slice name, struct stream_rec *out)
+int store_stream_state(struct store *st, struct store_reader *r, struct slice name,
+                       struct stream_rec *out)
 {
-    return writer_state(st, name, out);
+    return writer_state(st, r, name, out);
 }
 
 /* Records ev (durable at offset off) in the writer state and the tail; stream_id resolved. */
@@ -311,6 +317,7 @@ static void note_event(struct store *st, const struct event_rec *ev, uint64_t st
     if (!*slot) {
         __atomic_store_n(slot, xcalloc(TAIL_CHUNK, sizeof(struct tail_entry)), __ATOMIC_RELEASE);
     }
+    *(uint64_t *)strmap_put(&st->tail_ids, ev->id, UUID_LEN, NULL) = ev->position;
     struct tail_entry *e = entry_at(st, ev->position);
     e->offset = off;
     e->len = len;
@@ -329,7 +336,7 @@ static int resolve_id(struct store *st, struct strmap *fresh, const struct event
         return 0;
     }
     struct stream_rec s;
-    int rc = ev->version == 1 ? ERR_NOTFOUND : writer_state(st, ev->stream, &s);
+    int rc = ev->version == 1 ? ERR_NOTFOUND : writer_state(st, NULL, ev->stream, &s);
     if (rc == ERR_NOTFOUND && ev->version == 1) {
         *out = ++*next_id;
         *(uint64_t *)strmap_put(fresh, ev->stream.ptr, ev->stream.len, NULL) = *out;
@@ -433,6 +440,8 @@ static int index_event(MDB_txn *txn, struct store *st, struct strmap *rows, uint
     codec_stream_key(sk, e->stream_id, e->version);
     MDB_val k2 = {sizeof sk, sk}, v2 = {8, kb};
     if (!rc) rc = mdb_put(txn, st->sindex, &k2, &v2, 0);
+    MDB_val k3 = {UUID_LEN, ev->id}, v3 = {8, kb};
+    if (!rc) rc = mdb_put(txn, st->ids, &k3, &v3, 0);
     if (rc) {
         return st_map_err(rc);
     }
@@ -629,6 +638,7 @@ static void store_free(struct store *st)
         free(st->chunks[i]);
     }
     strmap_fini(&st->states);
+    strmap_fini(&st->tail_ids);
     buf_fini(&st->wbuf);
     pthread_rwlock_destroy(&st->tail_lock);
     pthread_mutex_destroy(&st->mu);
@@ -652,6 +662,8 @@ static struct store *store_alloc(const char *dir, uint64_t map_bytes)
     pthread_cond_init(&st->cv, NULL);
     strmap_init(&st->states, sizeof(struct stream_rec));
     st->evict_at = MAP_EVICT_AT;
+    strmap_init(&st->tail_ids, sizeof(uint64_t));
+    st->ids_evict_at = MAP_EVICT_AT;
     buf_init(&st->wbuf);
     return st;
 }
@@ -881,6 +893,25 @@ static int await_room(struct store *st, size_t n)
 }
 
 /* Drops writer states of streams whose events are all indexed (LMDB has them current). */
+static void evict_ids(struct store *st)
+{
+    uint64_t idx = __atomic_load_n(&st->indexed, __ATOMIC_ACQUIRE);
+    struct strmap keep;
+    strmap_init(&keep, sizeof(uint64_t));
+    size_t it = 0;
+    const char *key;
+    size_t klen;
+    void *val;
+    while (strmap_next(&st->tail_ids, &it, &key, &klen, &val)) {
+        if (*(const uint64_t *)val > idx) {
+            *(uint64_t *)strmap_put(&keep, key, klen, NULL) = *(const uint64_t *)val;
+        }
+    }
+    strmap_fini(&st->tail_ids);
+    st->tail_ids = keep;
+    st->ids_evict_at = keep.count * 2 > MAP_EVICT_AT ? keep.count * 2 : MAP_EVICT_AT;
+}
+
 static void evict_states(struct store *st)
 {
     uint64_t idx = __atomic_load_n(&st->indexed, __ATOMIC_ACQUIRE);
@@ -982,10 +1013,33 @@ int store_append(struct store *st, struct event_rec *evs, size_t n)
         if (st->states.count > st->evict_at) {
             evict_states(st);
         }
+        if (st->tail_ids.count > st->ids_evict_at) {
+            evict_ids(st);
+        }
     }
     free(ids);
     free(lens);
     return rc;
+}
+
+int store_find_id(struct store *st, struct store_reader *r, const uint8_t id[UUID_LEN],
+                  uint64_t *pos)
+{
+    const uint64_t *p = strmap_get(&st->tail_ids, id, UUID_LEN);
+    if (p) {
+        *pos = *p;
+        return 0;
+    }
+    MDB_val k = {UUID_LEN, (void *)id}, v;
+    int rc = mdb_get(r->txn, st->ids, &k, &v);
+    if (rc) {
+        return rc == MDB_NOTFOUND ? ERR_NOTFOUND : st_map_err(rc);
+    }
+    if (v.mv_size != 8) {
+        return ERR(ERR_CORRUPT);
+    }
+    *pos = be64_get(v.mv_data);
+    return 0;
 }
 
 /* ---- readers ---- */

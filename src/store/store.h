@@ -60,14 +60,22 @@ int store_stats(struct store *st, struct store_stats *out);
 /* ---- writer thread only ---- */
 
 void store_head(const struct store *st, struct store_head *out);
-/* The current state of a stream, including events not yet indexed. Returns 0, ERR_NOTFOUND,
- * ERR_CORRUPT or ERR_IO. */
-int store_stream_state(struct store *st, struct slice name, struct stream_rec *out);
+/* The current state of a stream, including events not yet indexed; r (may be NULL) is a view
+ * the writer opened after its last append, used instead of a new one. Returns 0,
+ * ERR_NOTFOUND, ERR_CORRUPT or ERR_IO. */
+int store_stream_state(struct store *st, struct store_reader *r, struct slice name,
+                       struct stream_rec *out);
 /* Appends events (positions head+1.., versions and every field set; hash is filled in) to the
  * log and syncs once. On 0 they are durable and readable. On error nothing is visible; after a
  * failed sync the store refuses further appends (ERR_IO) until reopened, since the kernel may
  * have dropped the unsynced pages. Returns 0, ERR_NOSPACE or ERR_IO. */
 int store_append(struct store *st, struct event_rec *evs, size_t n);
+
+/* Finds the position of the event with this id: the unindexed events (writer state), else
+ * the id index in r's snapshot (r opened by the writer thread after its last append). Returns
+ * 0, ERR_NOTFOUND, ERR_CORRUPT or ERR_IO. */
+int store_find_id(struct store *st, struct store_reader *r, const uint8_t id[UUID_LEN],
+                  uint64_t *pos);
 
 /* ---- readers, any thread ---- */
 

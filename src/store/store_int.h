@@ -35,6 +35,7 @@ struct store {
     MDB_env *env;                            /* owned */
     MDB_dbi pos, sindex, streams, meta;      /* index tables */
     MDB_dbi terms, postings;                 /* query index tables (query.c) */
+    MDB_dbi ids;                             /* event id -> position */
     struct log *log;                         /* owned */
     int64_t created_us;                      /* database creation time */
 
@@ -47,6 +48,8 @@ struct store {
     /* writer thread only */
     struct store_head head;                  /* durable head */
     struct strmap states;                    /* name -> struct stream_rec, unindexed streams */
+    struct strmap tail_ids;                  /* event id -> position, unindexed events */
+    size_t ids_evict_at;                     /* tail_ids size that triggers eviction */
     struct buf wbuf;                         /* frames of the batch being written */
     bool failed;                             /* a sync failed: appends refused */
     size_t evict_at;                         /* states size that triggers eviction */

@@ -339,7 +339,7 @@ def test_wrong_method():
         cases = [("PUT", "/v1/databases", {"GET", "POST"}),
                  ("DELETE", "/health", {"GET"}),
                  ("POST", "/health", {"GET"}),
-                 ("POST", "/v1/databases/default/events", {"GET"}),
+                 ("PUT", "/v1/databases/default/events", {"GET", "POST"}),
                  ("PUT", "/v1/databases/default", {"GET", "DELETE"}),
                  ("DELETE", "/v1/databases/default/streams/s/events", {"GET", "POST"}),
                  ("PATCH", "/v1/databases/default/streams/s", {"GET"}),

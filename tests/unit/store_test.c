@@ -36,14 +36,15 @@ static int append_one(struct db *db, const char *stream, struct expect ex, uint6
     struct append_event ev = {.type = {"T", 1}, .data = {"{\"k\":1}", 7},
                               .metadata = {"{}", 2}, .tags = {"[]", 2}};
     struct done_flag f = {0};
-    struct append_req r = {.stream = {stream, strlen(stream)}, .events = &ev, .count = 1,
-                           .expect = ex, .done = on_done, .arg = &f};
+    struct append_part part = {.stream = {stream, strlen(stream)}, .events = &ev, .count = 1,
+                               .expect = ex};
+    struct append_req r = {.parts = &part, .nparts = 1, .done = on_done, .arg = &f};
     CHECK(engine_append(db, &r) == 0);
     while (!__atomic_load_n(&f.n, __ATOMIC_ACQUIRE)) {
         usleep(100);
     }
     if (pos) {
-        *pos = r.first_position;
+        *pos = ev.position;
     }
     return r.err;
 }
@@ -116,7 +117,8 @@ TEST(database_delete_waits_for_last_reference)
     struct expect any = {EXPECT_ANY, 0};
     struct append_event ev = {.type = {"T", 1}, .data = {"1", 1}, .metadata = {"{}", 2},
                               .tags = {"[]", 2}};
-    struct append_req r = {.stream = {"s", 1}, .events = &ev, .count = 1, .expect = any};
+    struct append_part part = {.stream = {"s", 1}, .events = &ev, .count = 1, .expect = any};
+    struct append_req r = {.parts = &part, .nparts = 1};
     ASSERT_EQ(engine_append(db, &r), ERR_GONE);
     engine_db_release(db);
     ASSERT_EQ(deleted, 0);
@@ -170,7 +172,7 @@ static void store_fill(struct store *st, int count)
         char name[8];
         snprintf(name, sizeof name, "s%d", i % 3);
         struct stream_rec s;
-        int rc = store_stream_state(st, (struct slice){name, 2}, &s);
+        int rc = store_stream_state(st, NULL, (struct slice){name, 2}, &s);
         uint64_t version = rc == ERR_NOTFOUND ? 1 : s.version + 1;
         struct event_rec ev = {.position = h.position + 1, .version = version,
                                .stream = {name, 2}, .type = {"T", 1}, .data = {"1", 1},
@@ -223,7 +225,7 @@ TEST(recovers_unindexed_tail_after_crash)
     ASSERT_EQ(s.version, 17);
     store_read_end(r);
     store_fill(st, 10); /* versions continue after recovery */
-    ASSERT_EQ(store_stream_state(st, (struct slice){"s1", 2}, &s), 0);
+    ASSERT_EQ(store_stream_state(st, NULL, (struct slice){"s1", 2}, &s), 0);
     ASSERT_EQ(s.version, 20);
     store_close(st);
     struct store_verify_report rep;

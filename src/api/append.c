@@ -1,0 +1,432 @@
+#include "api/append.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/out.h"
+#include "api/parse.h"
+#include "api/qparse.h"
+#include "json/jsonx.h"
+#include "query/filter.h"
+#include "util/errors.h"
+#include "util/strmap.h"
+#include "util/uuid.h"
+
+/* An append in flight: shared by the HTTP request and the writer, freed by the last of the
+ * two to let go (refs). */
+struct append_ctx {
+    struct append_req req;          /* engine request */
+    struct parsed_multi parsed;     /* parts (one for a single-stream append) */
+    struct append_part *parts;      /* engine parts, one per parsed part */
+    struct filter *filters;         /* one per condition */
+    struct append_cond *conds;
+    char cond_field[LIMIT_APPEND_CONDS + 1][24]; /* each condition's path for errors */
+    bool has_after;                 /* the DCB condition gave `after` */
+    bool multi;                     /* answer in the multi-stream shape */
+    bool dcb;                       /* stream-less events (one part, DCB_STREAM) */
+    struct db *db;                  /* acquired reference */
+    struct http_req *http;          /* borrowed until answered */
+    int refs;                       /* atomic: 2 while queued (HTTP + writer) */
+};
+
+static void ctx_free(struct append_ctx *ax)
+{
+    for (size_t i = 0; i < ax->req.nconds; i++) {
+        filter_fini(&ax->filters[i]);
+    }
+    free(ax->filters);
+    free(ax->conds);
+    free(ax->parts);
+    parse_multi_fini(&ax->parsed);
+    engine_db_release(ax->db);
+    free(ax);
+}
+
+static void ctx_unref(void *arg)
+{
+    struct append_ctx *ax = arg;
+    if (__atomic_sub_fetch(&ax->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+        ctx_free(ax);
+    }
+}
+
+/* The path of event i of part p in the request's own shape. */
+static void event_field(const struct append_ctx *ax, size_t p, size_t i, const char *leaf,
+                        char *out, size_t n)
+{
+    if (ax->multi && !ax->dcb) {
+        snprintf(out, n, "appends[%zu].events[%zu]%s", p, i, leaf);
+    } else {
+        snprintf(out, n, "events[%zu]%s", i, leaf);
+    }
+}
+
+/* ---- answers ---- */
+
+static void add_part_json(struct buf *b, const struct append_part *p)
+{
+    const struct append_event *last = &p->events[p->count - 1];
+    buf_adds(b, "{\"stream\":");
+    buf_add_json_str(b, p->stream.ptr, p->stream.len);
+    buf_adds(b, ",\"version\":");
+    buf_add_u64(b, last->version);
+    buf_adds(b, ",\"position\":");
+    buf_add_u64(b, last->position);
+    buf_adds(b, ",\"events\":[");
+    for (size_t i = 0; i < p->count; i++) {
+        char id[UUID_TEXT_LEN + 1];
+        uuid_format(p->events[i].id, id);
+        buf_adds(b, i ? ",{\"id\":\"" : "{\"id\":\"");
+        buf_adds(b, id);
+        buf_adds(b, "\",\"position\":");
+        buf_add_u64(b, p->events[i].position);
+        buf_adds(b, ",\"version\":");
+        buf_add_u64(b, p->events[i].version);
+        buf_addc(b, '}');
+    }
+    buf_addc(b, ']');
+}
+
+static void answer_appended(struct append_ctx *ax)
+{
+    const struct append_req *r = &ax->req;
+    struct buf b;
+    buf_init(&b);
+    if (ax->multi) {
+        uint64_t last = 0;
+        for (size_t p = 0; p < r->nparts; p++) {
+            const struct append_part *part = &r->parts[p];
+            uint64_t pos = part->events[part->count - 1].position;
+            last = pos > last ? pos : last;
+        }
+        buf_adds(&b, "{\"position\":");
+        buf_add_u64(&b, last);
+        buf_adds(&b, ",\"appends\":[");
+        for (size_t p = 0; p < r->nparts; p++) {
+            if (p) {
+                buf_addc(&b, ',');
+            }
+            add_part_json(&b, &r->parts[p]);
+            buf_addc(&b, '}');
+        }
+        buf_addc(&b, ']');
+    } else {
+        add_part_json(&b, &r->parts[0]);
+    }
+    if (r->duplicate) {
+        buf_adds(&b, ",\"duplicate\":true");
+    }
+    buf_addc(&b, ',');
+    out_time_field(&b, "recorded", r->recorded_us, false);
+    buf_addc(&b, '}');
+    out_json(ax->http, r->duplicate ? 200 : 201, &b);
+}
+
+static void answer_version_conflict(struct append_ctx *ax)
+{
+    const struct append_part *p = &ax->req.parts[ax->req.failed];
+    struct buf b;
+    buf_init(&b);
+    buf_adds(&b, "{\"error\":{\"code\":\"wrong_expected_version\",\"message\":\"the stream's "
+                 "version does not match expectedVersion\",\"field\":\"");
+    if (ax->multi) {
+        buf_printf(&b, "appends[%zu].", ax->req.failed);
+    }
+    buf_adds(&b, "expectedVersion\",\"stream\":");
+    buf_add_json_str(&b, p->stream.ptr, p->stream.len);
+    buf_adds(&b, ",\"actualVersion\":");
+    buf_add_u64(&b, p->actual_version);
+    buf_adds(&b, "}}");
+    out_json(ax->http, 409, &b);
+}
+
+static void answer_condition_failed(struct append_ctx *ax)
+{
+    const struct append_cond *c = &ax->req.conds[ax->req.failed];
+    struct buf b;
+    buf_init(&b);
+    buf_adds(&b, "{\"error\":{\"code\":\"condition_failed\",\"message\":\"an append condition "
+                 "does not hold\",\"field\":\"");
+    buf_adds(&b, ax->cond_field[ax->req.failed]);
+    buf_adds(&b, "\",\"lastPosition\":");
+    buf_add_u64(&b, c->last_position);
+    buf_adds(&b, ",\"conflictingPositions\":[");
+    for (size_t i = 0; i < c->nconflicts; i++) {
+        if (i) {
+            buf_addc(&b, ',');
+        }
+        buf_add_u64(&b, c->conflicts[i]);
+    }
+    buf_addc(&b, ']');
+    if (strcmp(ax->cond_field[ax->req.failed], "condition") == 0) {
+        buf_adds(&b, ",\"after\":");
+        if (ax->has_after) {
+            buf_add_u64(&b, c->max);
+        } else {
+            buf_adds(&b, "null");
+        }
+    }
+    buf_adds(&b, "}}");
+    out_json(ax->http, 409, &b);
+}
+
+static void answer_duplicate_id(struct append_ctx *ax)
+{
+    size_t k = ax->req.failed, p = 0;
+    while (p + 1 < ax->req.nparts && k >= ax->req.parts[p].count) {
+        k -= ax->req.parts[p++].count;
+    }
+    char field[64];
+    event_field(ax, p, k, ".id", field, sizeof field);
+    out_error(ax->http, 409, "duplicate_event_id",
+              "an event with this id is stored with other content, or the request mixes "
+              "stored and new event ids",
+              field);
+}
+
+/* Writer thread: the commit holding this request has returned (or it failed). */
+static void on_appended(struct append_req *r)
+{
+    struct append_ctx *ax = r->arg;
+    if (r->err == 0) {
+        answer_appended(ax);
+    } else if (r->err != ERR_CONFLICT) {
+        out_engine_error(ax->http, r->err);
+    } else if (r->conflict == CONFLICT_VERSION) {
+        answer_version_conflict(ax);
+    } else if (r->conflict == CONFLICT_CONDITION) {
+        answer_condition_failed(ax);
+    } else {
+        answer_duplicate_id(ax);
+    }
+    ctx_unref(ax);
+}
+
+/* ---- building the request ---- */
+
+/* Refuses a request that names one event id twice (it could never be stored). */
+static int distinct_ids(const struct append_ctx *ax, struct parse_error *err)
+{
+    struct strmap seen;
+    strmap_init(&seen, 1);
+    int rc = 0;
+    for (size_t p = 0; p < ax->parsed.nparts && !rc; p++) {
+        const struct parsed_append *pa = &ax->parsed.parts[p];
+        for (size_t i = 0; i < pa->count && !rc; i++) {
+            bool is_new = true;
+            if (pa->events[i].has_id) {
+                strmap_put(&seen, pa->events[i].id, UUID_LEN, &is_new);
+            }
+            if (!is_new) {
+                char f[64];
+                event_field(ax, p, i, ".id", f, sizeof f);
+                rc = parse_fail(err, 400, "invalid_event", f,
+                                "the same event id appears twice in the request");
+            }
+        }
+    }
+    strmap_fini(&seen);
+    return rc;
+}
+
+static void make_parts(struct append_ctx *ax)
+{
+    ax->parts = xcalloc(ax->parsed.nparts, sizeof(*ax->parts));
+    for (size_t p = 0; p < ax->parsed.nparts; p++) {
+        struct parsed_append *pa = &ax->parsed.parts[p];
+        ax->parts[p] = (struct append_part){.stream = {pa->stream, pa->stream_len},
+                                            .events = pa->events,
+                                            .count = pa->count,
+                                            .expect = pa->expect};
+    }
+    ax->req.parts = ax->parts;
+    ax->req.nparts = ax->parsed.nparts;
+}
+
+/* Queues the request; answers now when the engine refuses it. */
+static void submit(struct http_req *req, struct append_ctx *ax)
+{
+    ax->req.done = on_appended;
+    ax->req.arg = ax;
+    ax->http = req;
+    ax->refs = 2;
+    http_set_user(req, ax, ctx_unref);
+    http_defer(req);
+    int rc = engine_append(ax->db, &ax->req);
+    if (rc) {
+        ax->refs = 1; /* the writer never saw it */
+        if (rc == ERR_TOOBIG) {
+            out_error(req, 413, "too_many_events", "too many events or an event too large",
+                      "events");
+        } else {
+            out_engine_error(req, rc);
+        }
+    }
+}
+
+void append_stream(struct http_req *req, struct db *db, struct slice stream,
+                   const struct limits *lim)
+{
+    struct append_ctx *ax = xcalloc(1, sizeof(*ax));
+    ax->db = db;
+    if (stream.ptr[0] == '$') {
+        out_error(req, 400, "invalid_name", "stream names starting with $ are reserved",
+                  "stream");
+        ctx_free(ax);
+        return;
+    }
+    ax->parsed.parts = xcalloc(1, sizeof(*ax->parsed.parts));
+    ax->parsed.nparts = 1;
+    struct parsed_append *pa = &ax->parsed.parts[0];
+    struct parse_error pe;
+    if (parse_append(http_req_body(req), stream, lim, pa, &pe) != 0 ||
+        distinct_ids(ax, &pe) != 0) {
+        out_parse_error(req, &pe);
+        ctx_free(ax);
+        return;
+    }
+    pa->stream = xstrndup(stream.ptr, stream.len);
+    pa->stream_len = stream.len;
+    make_parts(ax);
+    submit(req, ax);
+}
+
+/* ---- conditions ---- */
+
+static int span_u64(struct slice v, const char *field, uint64_t *out, struct parse_error *err)
+{
+    char num[24];
+    if (v.len == 0 || v.len >= sizeof num || jsonx_kind(v) < '0' || jsonx_kind(v) > '9') {
+        return parse_fail(err, 400, "invalid_request", field, "must be a non-negative integer");
+    }
+    memcpy(num, v.ptr, v.len);
+    num[v.len] = '\0';
+    return parse_u64(num, out) == 0
+               ? 0
+               : parse_fail(err, 400, "invalid_request", field, "must be a non-negative integer");
+}
+
+/* Refuses members of object span obj other than the allowed ones. */
+static int only_members(struct slice obj, const char *field, const char *const *allowed,
+                        size_t n, struct parse_error *err)
+{
+    if (jsonx_kind(obj) != '{') {
+        return parse_fail(err, 400, "invalid_request", field, "must be an object");
+    }
+    size_t pos = 0;
+    struct slice k, v;
+    struct buf key;
+    buf_init(&key);
+    int rc = 0;
+    while (!rc && jsonx_next_member(obj, &pos, &k, &v)) {
+        bool ok = false;
+        if (jsonx_string(k, &key) == 0) {
+            for (size_t i = 0; i < n; i++) {
+                ok = ok || (strlen(allowed[i]) == key.len && !memcmp(allowed[i], key.ptr, key.len));
+            }
+        }
+        if (!ok) {
+            char f[96];
+            snprintf(f, sizeof f, "%s.%.48s", field, key.ptr ? key.ptr : "");
+            rc = parse_fail(err, 400, "invalid_request", f, "unknown member");
+        }
+    }
+    buf_fini(&key);
+    return rc;
+}
+
+static struct append_cond *next_cond(struct append_ctx *ax, const char *field)
+{
+    size_t i = ax->req.nconds++;
+    snprintf(ax->cond_field[i], sizeof ax->cond_field[i], "%s", field);
+    filter_init(&ax->filters[i]);
+    ax->conds[i] = (struct append_cond){.filter = &ax->filters[i]};
+    return &ax->conds[i];
+}
+
+/* "condition": {"failIfEventsMatch": query, "after"?: n}. */
+static int parse_dcb_condition(struct append_ctx *ax, struct slice v, struct parse_error *err)
+{
+    static const char *const ALLOWED[] = {"failIfEventsMatch", "after"};
+    int rc = only_members(v, "condition", ALLOWED, 2, err);
+    struct slice q, after;
+    if (!rc && !jsonx_member(v, "failIfEventsMatch", &q)) {
+        rc = parse_fail(err, 400, "invalid_request", "condition.failIfEventsMatch",
+                        "failIfEventsMatch (a query) is required");
+    }
+    if (rc) {
+        return rc;
+    }
+    struct append_cond *c = next_cond(ax, "condition");
+    rc = parse_filter_text(q, "condition.failIfEventsMatch", &ax->filters[ax->req.nconds - 1],
+                           err);
+    c->has_max = true; /* no `after`: no matching event may exist at all (max 0) */
+    ax->has_after = jsonx_member(v, "after", &after);
+    if (!rc && ax->has_after) {
+        rc = span_u64(after, "condition.after", &c->max, err);
+    }
+    return rc;
+}
+
+/* "conditions": [{"query", "min"?, "max"?}, ...]. */
+static int parse_conditions(struct append_ctx *ax, struct slice v, struct parse_error *err)
+{
+    static const char *const ALLOWED[] = {"query", "min", "max"};
+    if (jsonx_kind(v) != '[') {
+        return parse_fail(err, 400, "invalid_request", "conditions",
+                          "conditions must be an array of {query, min, max}");
+    }
+    size_t pos = 0;
+    struct slice item;
+    int rc = 0;
+    for (size_t i = 0; !rc && jsonx_next_item(v, &pos, &item); i++) {
+        char f[24];
+        snprintf(f, sizeof f, "conditions[%zu]", i);
+        if (ax->req.nconds == LIMIT_APPEND_CONDS) {
+            return parse_fail(err, 400, "invalid_request", "conditions",
+                              "at most %d conditions", LIMIT_APPEND_CONDS);
+        }
+        struct slice q, mn, mx;
+        rc = only_members(item, f, ALLOWED, 3, err);
+        if (!rc && !jsonx_member(item, "query", &q)) {
+            rc = parse_fail(err, 400, "invalid_request", f, "query is required");
+        }
+        if (rc) {
+            break;
+        }
+        struct append_cond *c = next_cond(ax, f);
+        rc = parse_filter_text(q, f, &ax->filters[ax->req.nconds - 1], err);
+        c->has_min = jsonx_member(item, "min", &mn);
+        c->has_max = jsonx_member(item, "max", &mx);
+        if (!rc && c->has_min) rc = span_u64(mn, f, &c->min, err);
+        if (!rc && c->has_max) rc = span_u64(mx, f, &c->max, err);
+        if (!rc && !c->has_min && !c->has_max) {
+            rc = parse_fail(err, 400, "invalid_request", f, "give min, max or both");
+        }
+    }
+    return rc;
+}
+
+void append_multi(struct http_req *req, struct db *db, const struct limits *lim)
+{
+    struct append_ctx *ax = xcalloc(1, sizeof(*ax));
+    ax->db = db;
+    ax->multi = true;
+    ax->filters = xcalloc(LIMIT_APPEND_CONDS + 1, sizeof(*ax->filters));
+    ax->conds = xcalloc(LIMIT_APPEND_CONDS + 1, sizeof(*ax->conds));
+    struct parse_error pe;
+    int rc = parse_multi_append(http_req_body(req), lim, &ax->parsed, &pe);
+    ax->dcb = !rc && ax->parsed.nparts == 1 && ax->parsed.parts[0].stream[0] == '$';
+    if (!rc) rc = distinct_ids(ax, &pe);
+    if (!rc && ax->parsed.condition.ptr) rc = parse_dcb_condition(ax, ax->parsed.condition, &pe);
+    if (!rc && ax->parsed.conditions.ptr) rc = parse_conditions(ax, ax->parsed.conditions, &pe);
+    if (rc) {
+        out_parse_error(req, &pe);
+        ctx_free(ax);
+        return;
+    }
+    ax->req.conds = ax->conds;
+    make_parts(ax);
+    submit(req, ax);
+}

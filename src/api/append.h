@@ -1,0 +1,17 @@
+/* Append requests of the native API: one stream (POST .../streams/{stream}/events) and several
+ * streams or stream-less events with conditions (POST .../events). Each parses the body,
+ * queues an engine append and answers once the commit holding the events is on disk (or with
+ * the conflict or error). Wire format: docs/api.md. */
+#ifndef API_APPEND_H
+#define API_APPEND_H
+
+#include "engine/engine.h"
+#include "http/server.h"
+
+/* Appends to stream (decoded, valid) of db. Takes over the reference on db. */
+void append_stream(struct http_req *req, struct db *db, struct slice stream,
+                   const struct limits *lim);
+/* Multi-stream / stream-less append with conditions. Takes over the reference on db. */
+void append_multi(struct http_req *req, struct db *db, const struct limits *lim);
+
+#endif

@@ -1,0 +1,457 @@
+/* The group-commit write path of a database (one writer thread each).
+ *
+ * The writer takes every queued append, and for each request in order, against the database
+ * as the batch leaves it (stored events plus the events laid out earlier in this batch):
+ *   1. client event ids: all already stored with the same content -> acknowledged as a
+ *      duplicate, nothing written; some stored, or stored with other content -> conflict;
+ *   2. each part's expected version;
+ *   3. each condition (the newest matching position against min/max);
+ * then lays out the events of the requests that pass, hands them to the store as one durable
+ * write (one fdatasync), and only then runs every request's done callback. A request that
+ * fails a check fails alone; a storage error or failed sync fails every request of the batch,
+ * and nothing of it is visible. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/engine_int.h"
+#include "query/filter.h"
+#include "util/errors.h"
+#include "util/log.h"
+#include "util/timeutil.h"
+#include "util/uuid.h"
+
+/* What the checks of one batch share: a read view opened on first need (the writer is the
+ * only appender, so it sees every stored event), closed before the batch is written. */
+struct checks {
+    struct db *db;
+    struct store_reader *r; /* NULL until needed */
+    size_t count;           /* events laid out so far in this batch (db->evs) */
+};
+
+static int view(struct checks *cx, struct store_reader **out)
+{
+    if (!cx->r) {
+        int rc = store_read_begin(cx->db->st, &cx->r);
+        if (rc) {
+            return rc;
+        }
+    }
+    *out = cx->r;
+    return 0;
+}
+
+static void view_end(struct checks *cx)
+{
+    store_read_end(cx->r);
+    cx->r = NULL;
+}
+
+/* ---- stream states ---- */
+
+/* The stream's state as this batch sees it: changed earlier in the batch, or stored (through
+ * the batch's view when it is open: a second read lock on the tail could wait behind the
+ * indexer, which waits for the first). */
+static int batch_state(struct checks *cx, struct slice name, struct stream_rec *out)
+{
+    const struct stream_rec *s = strmap_get(&cx->db->batch_states, name.ptr, name.len);
+    if (s) {
+        *out = *s;
+        return 0;
+    }
+    int rc = store_stream_state(cx->db->st, cx->r, name, out);
+    if (rc == ERR_NOTFOUND) {
+        memset(out, 0, sizeof(*out));
+        return 0;
+    }
+    return rc;
+}
+
+/* ---- duplicate event ids ---- */
+
+static bool same_slice(struct slice a, struct slice b)
+{
+    return a.len == b.len && (a.len == 0 || memcmp(a.ptr, b.ptr, a.len) == 0);
+}
+
+/* True when stored event ev has the content of ae appended to stream. */
+static bool same_content(struct slice stream, const struct append_event *ae,
+                         const struct event_rec *ev)
+{
+    return same_slice(stream, ev->stream) && same_slice(ae->type, ev->type) &&
+           same_slice(ae->data, ev->data) && same_slice(ae->metadata, ev->metadata) &&
+           same_slice(ae->tags, ev->tags) && same_slice(ae->subject, ev->subject) &&
+           (!ae->has_time || ae->time_us == ev->time_us);
+}
+
+/* A stored event fetched by position. */
+struct stored {
+    struct slice stream;
+    const struct append_event *ae;
+    bool same;
+    uint64_t position, version;
+    int64_t recorded_us;
+};
+
+static int compare_stored(void *arg, const struct event_rec *ev)
+{
+    struct stored *s = arg;
+    s->same = same_content(s->stream, s->ae, ev);
+    s->position = ev->position;
+    s->version = ev->version;
+    s->recorded_us = ev->recorded_us;
+    return 1;
+}
+
+/* Looks event ae (of stream) up by id. Returns 0 with *found false (new), or with the stored
+ * copy compared in *out; or an error. */
+static int find_stored(struct checks *cx, struct slice stream, const struct append_event *ae,
+                       bool *found, struct stored *out)
+{
+    *out = (struct stored){.stream = stream, .ae = ae};
+    const size_t *idx = strmap_get(&cx->db->batch_ids, ae->id, UUID_LEN);
+    if (idx) {
+        const struct event_rec *ev = &cx->db->evs[*idx];
+        *found = true;
+        compare_stored(out, ev);
+        return 0;
+    }
+    struct store_reader *r;
+    uint64_t pos;
+    int rc = view(cx, &r);
+    if (!rc) rc = store_find_id(cx->db->st, r, ae->id, &pos);
+    *found = rc == 0;
+    if (rc == ERR_NOTFOUND) {
+        return 0;
+    }
+    return rc ? rc : store_get_event(r, pos, compare_stored, out);
+}
+
+/* Step 1. Returns 0 (no client id is stored yet), 1 (every event is stored identically: the
+ * results are filled in and req->duplicate set), ERR_CONFLICT (req->conflict and failed
+ * set), or an error. */
+static int check_ids(struct checks *cx, struct append_req *req)
+{
+    size_t total = 0, stored = 0, first_stored = SIZE_MAX;
+    int64_t recorded = 0;
+    for (size_t p = 0; p < req->nparts; p++) {
+        struct append_part *part = &req->parts[p];
+        for (size_t i = 0; i < part->count; i++, total++) {
+            struct append_event *ae = &part->events[i];
+            if (!ae->has_id) {
+                continue;
+            }
+            bool found;
+            struct stored s;
+            int rc = find_stored(cx, part->stream, ae, &found, &s);
+            if (rc) {
+                return rc;
+            }
+            if (found && !s.same) {
+                req->conflict = CONFLICT_DUPLICATE_ID;
+                req->failed = total;
+                return ERR_CONFLICT;
+            }
+            if (found) {
+                ae->position = s.position;
+                ae->version = s.version;
+                recorded = stored++ ? recorded : s.recorded_us;
+                first_stored = first_stored == SIZE_MAX ? total : first_stored;
+            }
+        }
+    }
+    if (stored == 0) {
+        return 0;
+    }
+    if (stored < total) {
+        req->conflict = CONFLICT_DUPLICATE_ID; /* a retry must carry exactly what was stored */
+        req->failed = first_stored;
+        return ERR_CONFLICT;
+    }
+    req->duplicate = true;
+    req->recorded_us = recorded;
+    return 1;
+}
+
+/* ---- conditions ---- */
+
+static int take_position(void *arg, const struct event_rec *ev)
+{
+    uint64_t *out = arg;
+    *out = ev->position;
+    return 0;
+}
+
+static int take_conflict(void *arg, const struct event_rec *ev)
+{
+    struct append_cond *c = arg;
+    if (c->nconflicts < APPEND_CONFLICTS_MAX) {
+        c->conflicts[c->nconflicts++] = ev->position;
+    }
+    return 0;
+}
+
+/* The newest stored event matching c->filter, or 0. Exact: no examination budget. */
+static int newest_stored(struct store_reader *r, const struct append_cond *c, uint64_t *out)
+{
+    *out = 0;
+    struct store_query q = {.filter = c->filter, .from = UINT64_MAX, .to = 1,
+                            .backward = true, .limit = 1, .budget = SIZE_MAX};
+    struct store_query_result res;
+    return store_query(r, &q, take_position, out, &res);
+}
+
+/* The first matching positions after c->max: stored ones, then this batch's. */
+static int collect_conflicts(struct checks *cx, struct store_reader *r, struct append_cond *c)
+{
+    struct store_query q = {.filter = c->filter, .from = c->max + 1, .to = UINT64_MAX,
+                            .limit = APPEND_CONFLICTS_MAX, .budget = SIZE_MAX};
+    struct store_query_result res;
+    int rc = store_query(r, &q, take_conflict, c, &res);
+    for (size_t i = 0; !rc && i < cx->count; i++) {
+        if (cx->db->evs[i].position > c->max && filter_match(c->filter, &cx->db->evs[i])) {
+            take_conflict(c, &cx->db->evs[i]);
+        }
+    }
+    return rc;
+}
+
+/* Step 3 for one condition. Returns 0 (holds), ERR_CONFLICT or an error. */
+static int check_cond(struct checks *cx, struct append_cond *c)
+{
+    c->last_position = 0;
+    c->nconflicts = 0;
+    for (size_t i = cx->count; i-- > 0;) {
+        if (filter_match(c->filter, &cx->db->evs[i])) {
+            c->last_position = cx->db->evs[i].position;
+            break;
+        }
+    }
+    struct store_reader *r;
+    int rc = view(cx, &r);
+    if (!rc && !c->last_position) {
+        rc = newest_stored(r, c, &c->last_position);
+    }
+    if (rc) {
+        return rc;
+    }
+    uint64_t l = c->last_position;
+    if ((c->has_min && l < c->min) || (c->has_max && l > c->max)) {
+        rc = c->has_max && l > c->max ? collect_conflicts(cx, r, c) : 0;
+        return rc ? rc : ERR_CONFLICT;
+    }
+    return 0;
+}
+
+/* ---- laying out ---- */
+
+static struct event_rec *next_event(struct db *db, size_t *count)
+{
+    if (*count == db->evs_cap) {
+        db->evs_cap = db->evs_cap ? db->evs_cap * 2 : 256;
+        db->evs = xrealloc(db->evs, db->evs_cap * sizeof(*db->evs));
+    }
+    return &db->evs[(*count)++];
+}
+
+static void lay_out_part(struct db *db, struct append_part *part, struct stream_rec *s,
+                         uint64_t *next_pos, size_t *count, int64_t now)
+{
+    for (size_t i = 0; i < part->count; i++) {
+        struct append_event *ae = &part->events[i];
+        if (!ae->has_id) {
+            uuid_v7(now, ae->id);
+        } else {
+            *(size_t *)strmap_put(&db->batch_ids, ae->id, UUID_LEN, NULL) = *count;
+        }
+        ae->position = *next_pos;
+        ae->version = s->version + 1;
+        struct event_rec *ev = next_event(db, count);
+        *ev = (struct event_rec){
+            .position = (*next_pos)++,
+            .version = ++s->version,
+            .time_us = ae->has_time ? ae->time_us : now,
+            .recorded_us = now,
+            .stream = part->stream,
+            .type = ae->type,
+            .data = ae->data,
+            .metadata = ae->metadata,
+            .tags = ae->tags,
+            .subject = ae->subject,
+        };
+        memcpy(ev->id, ae->id, sizeof ev->id);
+    }
+    *(struct stream_rec *)strmap_put(&db->batch_states, part->stream.ptr, part->stream.len,
+                                     NULL) = *s;
+}
+
+/* Checks one request against the batch's view and lays out its events after cx->count.
+ * Returns 0 (laid out), 1 (a duplicate: acknowledged, nothing laid out), ERR_CONFLICT
+ * (nothing laid out), or a storage error. */
+static int apply_request(struct checks *cx, struct append_req *req, uint64_t *next_pos,
+                         int64_t now)
+{
+    struct db *db = cx->db;
+    int rc = check_ids(cx, req);
+    if (rc) {
+        return rc;
+    }
+    for (size_t p = 0; p < req->nparts; p++) {
+        struct stream_rec s;
+        rc = batch_state(cx, req->parts[p].stream, &s);
+        if (rc) {
+            return rc;
+        }
+        req->parts[p].actual_version = s.version;
+        if (!expect_ok(&req->parts[p].expect, s.version)) {
+            req->conflict = CONFLICT_VERSION;
+            req->failed = p;
+            return ERR_CONFLICT;
+        }
+    }
+    for (size_t i = 0; i < req->nconds; i++) {
+        rc = check_cond(cx, &req->conds[i]);
+        if (rc == ERR_CONFLICT) {
+            req->conflict = CONFLICT_CONDITION;
+            req->failed = i;
+        }
+        if (rc) {
+            return rc;
+        }
+    }
+    req->recorded_us = now;
+    for (size_t p = 0; p < req->nparts; p++) {
+        struct stream_rec s;
+        batch_state(cx, req->parts[p].stream, &s); /* read above: cannot fail now */
+        lay_out_part(db, &req->parts[p], &s, next_pos, &cx->count, now);
+    }
+    return 0;
+}
+
+/* Runs one batch: checks every request in order, writes the passing ones with one durable
+ * log write, and sets each request's err. */
+static void commit_batch(struct db *db, struct append_req *batch)
+{
+    struct store_head head;
+    store_head(db->st, &head);
+    uint64_t next_pos = head.position + 1;
+    size_t written = 0;
+    int fatal = 0;
+    int64_t now = time_now_us();
+    if (now < db->last_recorded_us) {
+        now = db->last_recorded_us; /* recorded times never go back along the log */
+    }
+    strmap_clear(&db->batch_states);
+    strmap_clear(&db->batch_ids);
+    struct checks cx = {.db = db};
+    for (struct append_req *r = batch; r && !fatal; r = r->next) {
+        r->duplicate = false;
+        r->err = apply_request(&cx, r, &next_pos, now);
+        if (r->err == 0) {
+            written++;
+        } else if (r->err == 1) {
+            r->err = 0; /* a duplicate: acknowledged, nothing to write */
+        } else if (r->err != ERR_CONFLICT) {
+            fatal = r->err;
+        }
+    }
+    view_end(&cx); /* before writing: the store may wait for the indexer, which needs it */
+    if (!fatal && cx.count) {
+        uint64_t t0 = time_mono_ns();
+        fatal = store_append(db->st, db->evs, cx.count);
+        __atomic_add_fetch(&db->commit_ns, time_mono_ns() - t0, __ATOMIC_RELAXED);
+    }
+    if (fatal) {
+        log_error("database %s: commit failed: %s", db->name, err_name(fatal));
+        for (struct append_req *r = batch; r; r = r->next) {
+            if (r->err != ERR_CONFLICT && !r->duplicate) {
+                r->err = fatal;
+            }
+        }
+        return;
+    }
+    if (written) {
+        db->last_recorded_us = now;
+        __atomic_add_fetch(&db->commits, 1, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&db->appends, written, __ATOMIC_RELAXED);
+    }
+}
+
+static struct append_req *reverse(struct append_req *r)
+{
+    struct append_req *out = NULL;
+    while (r) {
+        struct append_req *next = r->next;
+        r->next = out;
+        out = r;
+        r = next;
+    }
+    return out;
+}
+
+void *writer_main(void *arg)
+{
+    struct db *db = arg;
+    for (;;) {
+        pthread_mutex_lock(&db->mu);
+        while (!db->queue && !db->stopping) {
+            pthread_cond_wait(&db->cv, &db->mu);
+        }
+        struct append_req *batch = reverse(db->queue);
+        db->queue = NULL;
+        db->queue_len = 0;
+        bool stop = db->stopping;
+        pthread_mutex_unlock(&db->mu);
+        if (!batch) {
+            if (stop) {
+                break;
+            }
+            continue;
+        }
+        commit_batch(db, batch);
+        while (batch) {
+            struct append_req *next = batch->next;
+            batch->next = NULL;
+            batch->done(batch);
+            batch = next;
+        }
+    }
+    return NULL;
+}
+
+size_t engine_event_bytes(struct slice stream, const struct append_event *ae)
+{
+    struct event_rec ev = {.stream = stream, .type = ae->type, .data = ae->data,
+                           .metadata = ae->metadata, .tags = ae->tags, .subject = ae->subject};
+    return codec_record_size(&ev);
+}
+
+int engine_append(struct db *db, struct append_req *req)
+{
+    size_t total = 0;
+    for (size_t p = 0; p < req->nparts; p++) {
+        const struct append_part *part = &req->parts[p];
+        total += part->count;
+        for (size_t i = 0; i < part->count; i++) {
+            if (engine_event_bytes(part->stream, &part->events[i]) > db->limits->event_bytes) {
+                return ERR_TOOBIG;
+            }
+        }
+        if (part->count == 0) {
+            return ERR_TOOBIG;
+        }
+    }
+    if (req->nparts == 0 || total > db->limits->batch_events) {
+        return ERR_TOOBIG;
+    }
+    req->err = 0;
+    pthread_mutex_lock(&db->mu);
+    int rc = db->deleted ? ERR_GONE : db->stopping ? ERR_SHUTDOWN : 0;
+    if (!rc) {
+        req->next = db->queue;
+        db->queue = req;
+        db->queue_len++;
+        pthread_cond_broadcast(&db->cv);
+    }
+    pthread_mutex_unlock(&db->mu);
+    return rc;
+}
