@@ -507,9 +507,7 @@ static int parse_multi_part(struct slice obj, size_t i, const struct limits *lim
 
 static int check_distinct(const struct parsed_multi *pm, struct parse_error *err)
 {
-    size_t total = 0;
     for (size_t i = 0; i < pm->nparts; i++) {
-        total += pm->parts[i].count;
         for (size_t j = 0; j < i; j++) {
             if (pm->parts[i].stream_len == pm->parts[j].stream_len &&
                 memcmp(pm->parts[i].stream, pm->parts[j].stream, pm->parts[i].stream_len) == 0) {
