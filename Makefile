@@ -24,7 +24,7 @@ LIB_SRC := $(wildcard src/util/*.c src/json/*.c src/store/*.c src/engine/*.c src
 LIB_OBJ := $(LIB_SRC:src/%.c=$(BUILD)/%.o)
 UNIT_SRC := $(wildcard tests/unit/*_test.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
-TOOLS   := $(BUILD)/bench/commit_ceiling
+TOOLS   := $(BUILD)/bench/commit_ceiling $(BUILD)/bench/load_events
 
 .PHONY: all deps run test unit integration bench clean format fuzz fuzz-replay torture
 all: $(BUILD)/annals
@@ -89,7 +89,7 @@ torture: deps
 bench: 
 	@bash scripts/deps.sh --bench
 	@$(MAKE) --no-print-directory $(BUILD)/annals $(TOOLS)
-	@bash bench/run.sh ./$(BUILD)/annals ./$(BUILD)/bench/commit_ceiling
+	@bash bench/run.sh ./$(BUILD)/annals ./$(BUILD)/bench/commit_ceiling ./$(BUILD)/bench/load_events
 
 # libFuzzer targets (clang, ASan+UBSan): `make fuzz` fuzzes each for FUZZ_SECONDS with its
 # corpus in tests/fuzz/corpus/<name>/ (new finds are added there); `make fuzz-replay` runs the

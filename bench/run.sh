@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Annals benchmark harness (`make bench`). Usage: bench/run.sh ANNALS_BIN COMMIT_CEILING_BIN
+# Annals benchmark harness (`make bench`). Usage: bench/run.sh ANNALS_BIN COMMIT_CEILING_BIN LOADER
 #
 # Measures, on this machine, with every server on 127.0.0.1 and a fresh temporary data dir:
 #   1. Annals over HTTP (wrk --latency, 64 connections):
@@ -16,6 +16,10 @@
 #          with the index counted until the indexer has caught up with the run's appends.
 #          Confirmed with strace (all threads of the server, fdatasync and friends) when it is
 #          installed;
+#      (f) conditional appends: one stream-less event per request with a DCB condition
+#          (failIfEventsMatch on a tag no other request uses, so every condition holds);
+#      (g) a query returning 100 events of a rare type with 1M and then 10M events stored
+#          (loaded in process by bench/load_events; BENCH_QUERY_SMALL / BENCH_QUERY_BIG);
 #   2. the in-process group-commit ceiling of the log-based store (bench/commit_ceiling.c, no
 #      HTTP), distinct streams and ONE=1;
 #   3. Redis 7 streams (XADD, appendfsync always) with redis-benchmark, distinct keys / one key;
@@ -44,6 +48,7 @@ set -o pipefail
 
 ANNALS=${1:-./build/annals}
 CEILING=${2:-./build/bench/commit_ceiling}
+LOADER=${3:-./build/bench/load_events}
 SECS=${BENCH_SECONDS:-10}
 CONNS=${BENCH_CONNECTIONS:-64}
 WRK_THREADS=${BENCH_WRK_THREADS:-2}
@@ -62,6 +67,7 @@ for tool in wrk curl python3 redis-server redis-benchmark redis-cli pgbench psql
 done
 [ -x "$ANNALS" ] || die "no Annals binary at $ANNALS (run: make)"
 [ -x "$CEILING" ] || die "no commit ceiling tool at $CEILING (run: make build/bench/commit_ceiling)"
+[ -x "$LOADER" ] || die "no loader at $LOADER (run: make build/bench/load_events)"
 PGBIN=""
 for d in /usr/lib/postgresql/15/bin $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -rV); do
     if [ -x "$d/initdb" ] && [ -x "$d/pg_ctl" ]; then
@@ -230,10 +236,11 @@ wait_indexed() {
     awk -v t0="$t0" -v now="$(date +%s.%N)" 'BEGIN { printf "%.1f", now - t0 }'
 }
 
-start_annals() {
+start_annals() { # [DATA_DIR]
     APORT=$(free_port 7171)
-    mkdir -p "$TMP/annals"
-    "$ANNALS" serve --data "$TMP/annals" --listen "127.0.0.1:$APORT" --log-level warn \
+    local data=${1:-$TMP/annals}
+    mkdir -p "$data"
+    "$ANNALS" serve --data "$data" --listen "127.0.0.1:$APORT" --log-level warn \
         >"$TMP/annals.log" 2>&1 &
     APID=$!
     local i
@@ -416,6 +423,7 @@ print(json.dumps({'events': [{'type': 'bench.appended', 'data': {'n': i, 'text':
         "http://127.0.0.1:$APORT/v1/databases/default/streams/bench-read/events" >/dev/null ||
         die "could not create the stream to read"
     run_wrk annals_read "(d) read 100-event stream (limit=100)" 100 read_stream.lua bench-read 100
+    run_wrk annals_cond "(f) conditional appends (DCB, one tag each)" 1 append_cond.lua
 
     ANNALS_RSS_END=$(rss_kb "$APID")
     stop_pid "$APID"
@@ -424,6 +432,28 @@ print(json.dumps({'events': [{'type': 'bench.appended', 'data': {'n': i, 'text':
         say "  server errors logged:"
         grep '"level":"error"' "$TMP/annals.log" | head -5 | sed 's/^/    /'
     fi
+}
+
+# ---------------------------------------------------------------- queries
+# A query returning 100 events of a rare type (1 event in 10,000) with QUERY_SMALL and then
+# QUERY_BIG events stored: the figures should be close (the type index reads only the rare
+# events). The events are loaded in process (bench/load_events, no HTTP), then served.
+bench_query() {
+    local small=${BENCH_QUERY_SMALL:-1000000} big=${BENCH_QUERY_BIG:-10000000} n key out
+    say ""
+    say "== 3. Queries: 100 events of a rare type (1 in 10,000), ${SECS} s per run, $CONNS connections"
+    for n in "$small" "$big"; do
+        out=$("$LOADER" "$TMP/query" "$n" 2>>"$TMP/load.log") || die "loading $n events failed"
+        say "  load: $out"
+        key=annals_query_$n
+        LABEL[$key]="Annals (g) query, rare type, $(fmt_int "$n") events stored (events/s = 100 per request)"
+        start_annals "$TMP/query"
+        run_wrk "$key" "(g) query rare type at $(fmt_int "$n") events" 100 read_query.lua \
+            "types=bench.rare&limit=100&direction=backward"
+        stop_pid "$APID"
+        APID=""
+    done
+    rm -rf "$TMP/query"
 }
 
 # ---------------------------------------------------------------- commit ceiling
@@ -594,6 +624,7 @@ declare -A LABEL=(
     [annals_one]="Annals (b) 1-event appends, one stream"
     [annals_batch]="Annals (c) $BATCH-event batches"
     [annals_read]="Annals (d) read 100-event stream (events read/s)"
+    [annals_cond]="Annals (f) conditional appends (DCB, one tag each)"
     [redis_distinct]="Redis XADD, distinct keys"
     [redis_one]="Redis XADD, one key"
     [pg_distinct]="PostgreSQL append(), distinct streams"
@@ -707,6 +738,7 @@ LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 T0=$(date +%s)
 say "Annals benchmark: $CONNS connections, ${SECS} s per run, $(nproc) cores, temp dir $TMP"
 bench_annals
+bench_query
 bench_ceiling
 bench_redis
 bench_postgres

@@ -25,6 +25,9 @@ struct append_ctx {
     bool has_after;                 /* the DCB condition gave `after` */
     bool multi;                     /* answer in the multi-stream shape */
     bool dcb;                       /* stream-less events (one part, DCB_STREAM) */
+    char *meta_stream;              /* lifecycle requests: "$$<stream>" (owned) */
+    struct append_event meta_event; /* lifecycle requests: the "$metadata" event */
+    struct append_part meta_part;
     struct db *db;                  /* acquired reference */
     struct http_req *http;          /* borrowed until answered */
     int refs;                       /* atomic: 2 while queued (HTTP + writer) */
@@ -32,6 +35,8 @@ struct append_ctx {
 
 static void ctx_free(struct append_ctx *ax)
 {
+    buf_fini(&ax->req.meta_text);
+    free(ax->meta_stream);
     for (size_t i = 0; i < ax->req.nconds; i++) {
         filter_fini(&ax->filters[i]);
     }
@@ -185,11 +190,38 @@ static void answer_duplicate_id(struct append_ctx *ax)
               field);
 }
 
+static void answer_meta(struct append_ctx *ax)
+{
+    const struct append_req *r = &ax->req;
+    if (r->op != META_SET) {
+        struct buf b;
+        buf_init(&b);
+        http_respond(ax->http, 204, &b, NULL);
+        return;
+    }
+    struct buf b;
+    buf_init(&b);
+    buf_adds(&b, "{\"stream\":");
+    buf_add_json_str(&b, r->target.ptr, r->target.len);
+    buf_adds(&b, ",\"metadata\":");
+    buf_add(&b, r->meta_text.ptr, r->meta_text.len);
+    buf_adds(&b, ",\"metadataVersion\":");
+    buf_add_u64(&b, r->parts[0].events[0].version);
+    buf_addc(&b, '}');
+    out_json(ax->http, 200, &b);
+}
+
 /* Writer thread: the commit holding this request has returned (or it failed). */
 static void on_appended(struct append_req *r)
 {
     struct append_ctx *ax = r->arg;
-    if (r->err == 0) {
+    if (r->err == 0 && r->op != META_NONE) {
+        answer_meta(ax);
+    } else if (r->err == ERR_CONFLICT && r->conflict == CONFLICT_DELETED) {
+        out_engine_error(ax->http, ERR_DELETED);
+    } else if (r->err == ERR_CONFLICT && r->conflict == CONFLICT_NO_STREAM) {
+        out_error(ax->http, 404, "stream_not_found", "no such stream", "stream");
+    } else if (r->err == 0) {
         answer_appended(ax);
     } else if (r->err != ERR_CONFLICT) {
         out_engine_error(ax->http, r->err);
@@ -428,5 +460,30 @@ void append_multi(struct http_req *req, struct db *db, const struct limits *lim)
     }
     ax->req.conds = ax->conds;
     make_parts(ax);
+    submit(req, ax);
+}
+
+void append_meta_op(struct http_req *req, struct db *db, struct slice stream, enum meta_op op,
+                    const struct stream_meta *meta)
+{
+    struct append_ctx *ax = xcalloc(1, sizeof(*ax));
+    ax->db = db;
+    buf_init(&ax->req.meta_text);
+    size_t n = sizeof META_PREFIX - 1 + stream.len;
+    ax->meta_stream = xmalloc(n + 1);
+    memcpy(ax->meta_stream, META_PREFIX, sizeof META_PREFIX - 1);
+    memcpy(ax->meta_stream + sizeof META_PREFIX - 1, stream.ptr, stream.len);
+    ax->meta_stream[n] = '\0';
+    ax->meta_event = (struct append_event){.type = {"$metadata", 9}, .data = {"{}", 2},
+                                           .metadata = {"{}", 2}, .tags = {"[]", 2}};
+    ax->meta_part = (struct append_part){.stream = {ax->meta_stream, n},
+                                         .events = &ax->meta_event, .count = 1};
+    ax->req.parts = &ax->meta_part;
+    ax->req.nparts = 1;
+    ax->req.op = op;
+    ax->req.target = (struct slice){ax->meta_stream + sizeof META_PREFIX - 1, stream.len};
+    if (meta) {
+        ax->req.meta = *meta;
+    }
     submit(req, ax);
 }

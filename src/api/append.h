@@ -14,4 +14,12 @@ void append_stream(struct http_req *req, struct db *db, struct slice stream,
 /* Multi-stream / stream-less append with conditions. Takes over the reference on db. */
 void append_multi(struct http_req *req, struct db *db, const struct limits *lim);
 
+/* The prefix of a stream's metadata stream (its settings are "$metadata" events there). */
+#define META_PREFIX "$$"
+
+/* Changes a stream's lifecycle settings (META_SET with meta, or a delete), answering 200 with
+ * the settings, or 204, once durable. Takes over the reference on db. */
+void append_meta_op(struct http_req *req, struct db *db, struct slice stream, enum meta_op op,
+                    const struct stream_meta *meta);
+
 #endif

@@ -49,6 +49,9 @@ static void event_get(struct call *c);
 static void stream_get(struct call *c);
 static void stream_read(struct call *c);
 static void stream_append(struct call *c);
+static void stream_delete(struct call *c);
+static void meta_read(struct call *c);
+static void meta_write(struct call *c);
 static void multi_append(struct call *c);
 static void health(struct call *c);
 
@@ -64,6 +67,9 @@ static const struct route ROUTES[] = {
     {"GET", "v1/databases/*/streams", streams_list, true},
     {"GET", "v1/databases/*/events/*", event_get, true},
     {"GET", "v1/databases/*/streams/*", stream_get, true},
+    {"DELETE", "v1/databases/*/streams/*", stream_delete, true},
+    {"GET", "v1/databases/*/streams/*/metadata", meta_read, true},
+    {"PUT", "v1/databases/*/streams/*/metadata", meta_write, true},
     {"GET", "v1/databases/*/streams/*/events", stream_read, true},
     {"POST", "v1/databases/*/streams/*/events", stream_append, true},
 };
@@ -700,4 +706,83 @@ static void multi_append(struct call *c)
     struct db *db = c->db;
     c->db = NULL;
     append_multi(c->req, db, &c->api->limits);
+}
+
+/* ---- stream lifecycle ---- */
+
+static void stream_delete(struct call *c)
+{
+    struct slice name;
+    if (!stream_name(c, &name)) {
+        return;
+    }
+    const char *hard = http_req_query(c->req, "hard");
+    if (hard && strcmp(hard, "true") != 0 && strcmp(hard, "false") != 0) {
+        out_error(c->req, 400, "invalid_parameter", "hard is true or false", "hard");
+        return;
+    }
+    if (name.ptr[0] == '$') {
+        out_error(c->req, 400, "invalid_name", "stream names starting with $ are reserved",
+                  "stream");
+        return;
+    }
+    struct db *db = c->db;
+    c->db = NULL;
+    append_meta_op(c->req, db, name,
+                   hard && strcmp(hard, "true") == 0 ? META_HARD_DELETE : META_SOFT_DELETE, NULL);
+}
+
+static void meta_json(struct buf *b, const struct stream_meta *m)
+{
+    buf_adds(b, "{\"maxAge\":");
+    m->max_age_us ? buf_add_u64(b, m->max_age_us / 1000000u) : buf_adds(b, "null");
+    buf_adds(b, ",\"maxCount\":");
+    m->max_count ? buf_add_u64(b, m->max_count) : buf_adds(b, "null");
+    buf_adds(b, ",\"truncateBefore\":");
+    m->truncate_before ? buf_add_u64(b, m->truncate_before) : buf_adds(b, "null");
+    buf_addc(b, '}');
+}
+
+static void meta_read(struct call *c)
+{
+    struct slice name;
+    if (!stream_name(c, &name)) {
+        return;
+    }
+    struct stream_meta m;
+    engine_stream_settings(c->db, name, &m);
+    if (m.tombstone) {
+        out_engine_error(c->req, ERR_DELETED);
+        return;
+    }
+    struct buf b;
+    buf_init(&b);
+    buf_adds(&b, "{\"stream\":");
+    buf_add_json_str(&b, name.ptr, name.len);
+    buf_adds(&b, ",\"metadata\":");
+    meta_json(&b, &m);
+    buf_addc(&b, '}');
+    out_json(c->req, 200, &b);
+}
+
+static void meta_write(struct call *c)
+{
+    struct slice name;
+    if (!stream_name(c, &name) || !out_require_json(c->req)) {
+        return;
+    }
+    if (name.ptr[0] == '$') {
+        out_error(c->req, 400, "invalid_name", "stream names starting with $ are reserved",
+                  "stream");
+        return;
+    }
+    struct stream_meta m;
+    struct parse_error pe;
+    if (parse_stream_meta(http_req_body(c->req), &m, &pe) != 0) {
+        out_parse_error(c->req, &pe);
+        return;
+    }
+    struct db *db = c->db;
+    c->db = NULL;
+    append_meta_op(c->req, db, name, META_SET, &m);
 }

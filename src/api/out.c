@@ -41,6 +41,10 @@ void out_engine_error(struct http_req *req, int err)
     case ERR_GONE:
         out_error(req, 404, "database_not_found", "the database was deleted", NULL);
         return;
+    case ERR_DELETED:
+        out_error(req, 410, "stream_deleted", "the stream was deleted for good (tombstone)",
+                  "stream");
+        return;
     case ERR_NOSPACE:
         out_error(req, 507, "storage_full", "the database is out of space; nothing was written",
                   NULL);

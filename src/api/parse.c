@@ -605,3 +605,48 @@ void parse_append_fini(struct parsed_append *p)
     p->events = NULL;
     p->count = 0;
 }
+
+int parse_stream_meta(struct slice body, struct stream_meta *out, struct parse_error *err)
+{
+    static const char *const NAMES[] = {"maxAge", "maxCount", "truncateBefore"};
+    memset(out, 0, sizeof(*out));
+    json_t *root;
+    int rc = parse_json_object(body, (void **)&root, err);
+    if (rc) {
+        return rc;
+    }
+    const char *key;
+    json_t *val;
+    json_object_foreach(root, key, val) {
+        int k = -1;
+        for (int i = 0; i < 3; i++) {
+            k = strcmp(key, NAMES[i]) == 0 ? i : k;
+        }
+        if (k < 0) {
+            char f[64];
+            snprintf(f, sizeof f, "%.60s", key);
+            rc = parse_fail(err, 400, "invalid_request", f, "unknown member");
+            break;
+        }
+        if (json_is_null(val)) {
+            continue;
+        }
+        if (!json_is_integer(val) || json_integer_value(val) < 1 ||
+            (k == 0 && json_integer_value(val) > LIMIT_MAX_AGE_S)) {
+            rc = parse_fail(err, 400, "invalid_request", NAMES[k],
+                            "must be a whole number from 1 (maxAge: seconds, at most %d), or null",
+                            LIMIT_MAX_AGE_S);
+            break;
+        }
+        uint64_t v = (uint64_t)json_integer_value(val);
+        if (k == 0) {
+            out->max_age_us = v * 1000000u;
+        } else if (k == 1) {
+            out->max_count = v;
+        } else {
+            out->truncate_before = v;
+        }
+    }
+    json_decref(root);
+    return rc;
+}

@@ -58,6 +58,9 @@ void parse_multi_fini(struct parsed_multi *pm);
  * json_t *, to be json_decref'd). Returns 0 or ERR_INVALID with *err filled. */
 int parse_json_object(struct slice body, void **out, struct parse_error *err);
 
+/* Parses a stream settings body {"maxAge"?, "maxCount"?, "truncateBefore"?} (each a whole
+ * number from 1, or null). Returns 0 or ERR_INVALID with *err filled. */
+int parse_stream_meta(struct slice body, struct stream_meta *out, struct parse_error *err);
 /* Fills *err (status, code, field or NULL, printf-style message) and returns ERR_TOOBIG for
  * 413, else ERR_INVALID. */
 int parse_fail(struct parse_error *err, unsigned status, const char *code, const char *field,

@@ -62,6 +62,9 @@ static void db_free(struct db *db)
     free(db->evs);
     strmap_fini(&db->batch_states);
     strmap_fini(&db->batch_ids);
+    strmap_fini(&db->metas);
+    strmap_fini(&db->batch_metas);
+    pthread_rwlock_destroy(&db->meta_lock);
     pthread_mutex_destroy(&db->mu);
     pthread_cond_destroy(&db->cv);
     free(db->dir);
@@ -102,8 +105,12 @@ static int db_open(struct engine *e, const char *name, bool create, struct db **
     pthread_cond_init(&db->cv, NULL);
     strmap_init(&db->batch_states, sizeof(struct stream_rec));
     strmap_init(&db->batch_ids, sizeof(size_t));
+    strmap_init(&db->metas, sizeof(struct stream_meta));
+    strmap_init(&db->batch_metas, sizeof(struct stream_meta));
+    pthread_rwlock_init(&db->meta_lock, NULL);
     int rc = store_open(db->dir, e->limits.map_bytes, create, &db->st);
     if (!rc) rc = load_last_recorded(db);
+    if (!rc) rc = meta_load(db);
     if (!rc && pthread_create(&db->writer, NULL, writer_main, db) != 0) {
         rc = ERR(ERR_IO);
     }
@@ -434,6 +441,30 @@ static int view_head(struct store_reader *r, const struct as_of *at, uint64_t *o
     return 0;
 }
 
+/* The oldest visible version of stream (row s of r's view) under its lifecycle settings.
+ * Returns 0, ERR_DELETED (tombstone), ERR_NOTFOUND (nothing visible: deleted or expired) or a
+ * storage error. */
+static int visible_from(struct db *db, struct store_reader *r, struct slice stream,
+                        const struct stream_rec *s, uint64_t *out)
+{
+    struct stream_meta m;
+    *out = 1;
+    if (!meta_get(db, stream, &m)) {
+        return 0;
+    }
+    if (m.tombstone) {
+        return ERR_DELETED;
+    }
+    int rc = meta_min_version(r, &m, s, time_now_us(), out);
+    return rc ? rc : *out > s->version ? ERR_NOTFOUND : 0;
+}
+
+bool engine_stream_settings(struct db *db, struct slice stream, struct stream_meta *out)
+{
+    memset(out, 0, sizeof(*out));
+    return meta_get(db, stream, out);
+}
+
 int engine_stream_info(struct db *db, struct slice stream, const struct as_of *at,
                        struct stream_rec *out)
 {
@@ -449,14 +480,51 @@ int engine_read_stream(struct db *db, struct slice stream, const struct as_of *a
     if (rc) {
         return rc;
     }
-    uint64_t head;
+    uint64_t head, vmin = 1;
     rc = view_head(r, at, &head);
+    struct stream_meta m;
+    if (!rc && meta_get(db, stream, &m) && m.tombstone) {
+        rc = ERR_DELETED; /* also when it never had events */
+    }
     if (!rc) rc = store_reader_stream_at(r, stream, head, out_stream);
+    if (!rc) rc = visible_from(db, r, stream, out_stream, &vmin);
     if (!rc && limit) {
-        rc = store_scan_stream(r, stream, out_stream, from, backward, limit, fn, arg);
+        rc = store_scan_stream(r, stream, out_stream, from, vmin, backward, limit, fn, arg);
     }
     store_read_end(r);
     return rc;
+}
+
+/* Hides events of deleted and expired streams from a query: the oldest visible version of
+ * each stream with settings, computed once per query. */
+struct visibility {
+    struct db *db;
+    struct store_reader *r;
+    int64_t now_us;
+    struct strmap vmin; /* stream name -> uint64_t oldest visible version */
+    int err;            /* first storage error */
+};
+
+static bool visible(void *arg, const struct event_rec *ev)
+{
+    struct visibility *vis = arg;
+    if (__atomic_load_n(&vis->db->nmetas, __ATOMIC_ACQUIRE) == 0) {
+        return true;
+    }
+    bool is_new;
+    uint64_t *v = strmap_put(&vis->vmin, ev->stream.ptr, ev->stream.len, &is_new);
+    if (is_new) {
+        struct stream_meta m;
+        struct stream_rec s;
+        *v = 1;
+        if (meta_get(vis->db, ev->stream, &m)) {
+            int rc = m.tombstone ? 0 : store_reader_stream(vis->r, ev->stream, &s);
+            if (!rc) rc = m.tombstone ? 0 : meta_min_version(vis->r, &m, &s, vis->now_us, v);
+            *v = m.tombstone ? UINT64_MAX : *v;
+            vis->err = vis->err ? vis->err : rc;
+        }
+    }
+    return ev->version >= *v;
 }
 
 int engine_query(struct db *db, const struct engine_query *q, engine_event_fn *fn, void *arg,
@@ -490,17 +558,45 @@ int engine_query(struct db *db, const struct engine_query *q, engine_event_fn *f
         if (p < hi) hi = p;
     }
     if (!rc && lo <= hi) {
+        struct visibility vis = {.db = db, .r = r, .now_us = time_now_us()};
+        strmap_init(&vis.vmin, sizeof(uint64_t));
         struct store_query sq = {.filter = q->filter, .from = q->backward ? hi : lo,
                                  .to = q->backward ? lo : hi, .backward = q->backward,
-                                 .limit = q->limit, .budget = q->budget};
+                                 .limit = q->limit, .budget = q->budget,
+                                 .accept = visible, .accept_arg = &vis};
         struct store_query_result res;
         rc = store_query(r, &sq, fn, arg, &res);
+        rc = rc ? rc : vis.err;
+        strmap_fini(&vis.vmin);
         out->next = res.next;
         out->delivered = res.delivered;
         out->examined = res.examined;
     }
     store_read_end(r);
     return rc;
+}
+
+/* Skips deleted and expired streams, and the reserved ones unless asked for by prefix. */
+struct listing {
+    struct db *db;
+    struct store_reader *r;
+    bool reserved;
+    engine_stream_fn *fn;
+    void *arg;
+};
+
+static int list_visible(void *arg, struct slice name, const struct stream_rec *s)
+{
+    struct listing *ls = arg;
+    if (name.ptr[0] == '$' && !ls->reserved) {
+        return 0;
+    }
+    uint64_t vmin;
+    int rc = visible_from(ls->db, ls->r, name, s, &vmin);
+    if (rc == ERR_DELETED || rc == ERR_NOTFOUND) {
+        return 0;
+    }
+    return rc ? rc : ls->fn(ls->arg, name, s);
 }
 
 int engine_list_streams(struct db *db, struct slice prefix, struct slice after,
@@ -512,8 +608,10 @@ int engine_list_streams(struct db *db, struct slice prefix, struct slice after,
         return rc;
     }
     uint64_t head;
+    struct listing ls = {.db = db, .r = r, .reserved = prefix.len && prefix.ptr[0] == '$',
+                         .fn = fn, .arg = arg};
     rc = view_head(r, at, &head);
-    if (!rc) rc = store_list_streams(r, prefix, after, head, fn, arg);
+    if (!rc) rc = store_list_streams(r, prefix, after, head, list_visible, &ls);
     store_read_end(r);
     return rc;
 }

@@ -123,6 +123,24 @@ enum append_conflict {
     CONFLICT_CONDITION,    /* conds[failed] */
     CONFLICT_DUPLICATE_ID, /* event index failed (over all parts, in order): stored with other
                               content, or the request mixes stored and new ids */
+    CONFLICT_DELETED,      /* parts[failed]'s stream (or the op's target) is hard-deleted */
+    CONFLICT_NO_STREAM,    /* a soft delete of a stream that does not exist */
+};
+
+/* Lifecycle settings of a stream (the newest event of its "$$<name>" metadata stream). */
+struct stream_meta {
+    bool tombstone;            /* hard-deleted: reads and writes answer 410 */
+    uint64_t truncate_before;  /* versions below are hidden (0 = none) */
+    uint64_t max_count;        /* only the newest max_count versions are visible (0 = all) */
+    uint64_t max_age_us;       /* only events recorded within this age are visible (0 = all) */
+};
+
+/* A stream lifecycle operation carried by an append request (see struct append_req). */
+enum meta_op {
+    META_NONE,        /* a normal append */
+    META_SET,         /* replace the stream's settings with append_req.meta */
+    META_SOFT_DELETE, /* hide every event so far (the stream can be written again) */
+    META_HARD_DELETE, /* tombstone: reads and writes answer ERR_DELETED from now on */
 };
 
 struct append_req;
@@ -137,6 +155,12 @@ struct append_req {
     size_t nconds;
     append_done_fn *done;          /* called exactly once when engine_append returned 0 */
     void *arg;                     /* caller's context for done */
+    /* Lifecycle operations: one part, stream "$$<target>", one event of type "$metadata"
+     * whose data the writer fills in from meta_text (buf_init'd by the caller, who frees it). */
+    enum meta_op op;
+    struct slice target;           /* the stream whose settings change */
+    struct stream_meta meta;       /* META_SET: the new settings; result: the settings stored */
+    struct buf meta_text;          /* the event's data, written by the writer */
     /* Results, valid in done: */
     int err;                       /* 0, ERR_CONFLICT, ERR_NOSPACE, ERR_IO, ERR_GONE, ... */
     enum append_conflict conflict; /* with ERR_CONFLICT: which check */
@@ -167,6 +191,8 @@ struct as_of {
     int64_t time_us;
 };
 
+/* The lifecycle settings of stream (zeros and false when it has none). */
+bool engine_stream_settings(struct db *db, struct slice stream, struct stream_meta *out);
 /* Looks a stream up as of at (NULL = now). Returns 0, ERR_NOTFOUND, ERR_CORRUPT or ERR_IO. */
 int engine_stream_info(struct db *db, struct slice stream, const struct as_of *at,
                        struct stream_rec *out);

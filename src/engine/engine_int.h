@@ -33,6 +33,10 @@ struct db {
     uint64_t appends;                   /* atomic: acknowledged append requests */
     uint64_t commit_ns;                 /* atomic: time spent in durable commits */
     int64_t last_recorded_us;           /* writer only: recorded time of the head */
+    pthread_rwlock_t meta_lock;         /* guards metas */
+    struct strmap metas;                /* stream name -> struct stream_meta (meta.c) */
+    size_t nmetas;                      /* atomic: metas.count, read without the lock */
+    struct strmap batch_metas;          /* writer only: metadata changed in this batch */
 };
 
 struct engine {
@@ -43,6 +47,25 @@ struct engine {
     struct db **dbs;         /* owned array of open databases */
     size_t count;            /* entries in dbs */
 };
+
+/* The metadata stream's event type and name prefix. */
+#define META_EVENT_TYPE "$metadata"
+#define META_STREAM_PREFIX "$$"
+
+/* Parses a "$metadata" event's data. Returns 0 or ERR_CORRUPT. */
+int meta_parse(struct slice data, struct stream_meta *out);
+/* Appends the JSON text of m (only its set fields) to out. */
+void meta_format(const struct stream_meta *m, struct buf *out);
+/* The published settings of stream; false when it has none. Any thread. */
+bool meta_get(struct db *db, struct slice stream, struct stream_meta *out);
+/* Publishes new settings of stream (writer, after the commit holding them). */
+void meta_publish(struct db *db, struct slice stream, const struct stream_meta *m);
+/* (Re)loads every stream's settings from the store. */
+int meta_load(struct db *db);
+/* The oldest visible version of stream s under m in r's view at now_us (s->version + 1 when
+ * nothing is visible). Returns 0 or a storage error. */
+int meta_min_version(struct store_reader *r, const struct stream_meta *m,
+                     const struct stream_rec *s, int64_t now_us, uint64_t *out);
 
 /* The writer thread of a database (arg: struct db *). */
 void *writer_main(void *arg);

@@ -242,6 +242,56 @@ static int check_cond(struct checks *cx, struct append_cond *c)
     return 0;
 }
 
+/* ---- lifecycle ---- */
+
+/* The settings of stream as this batch sees them (changed earlier in it, or published). */
+static bool batch_meta(struct checks *cx, struct slice stream, struct stream_meta *out)
+{
+    const struct stream_meta *m = strmap_get(&cx->db->batch_metas, stream.ptr, stream.len);
+    if (m) {
+        *out = *m;
+        return true;
+    }
+    return meta_get(cx->db, stream, out);
+}
+
+static bool tombstoned(struct checks *cx, struct slice stream)
+{
+    struct stream_meta m;
+    return batch_meta(cx, stream, &m) && m.tombstone;
+}
+
+/* Computes the new settings of a lifecycle request and writes its event's data. Returns 0 or
+ * ERR_CONFLICT (req->conflict set). */
+static int apply_meta_op(struct checks *cx, struct append_req *req)
+{
+    struct stream_meta m = {0};
+    batch_meta(cx, req->target, &m); /* none: all zero */
+    if (req->op == META_SET) {
+        m = req->meta;
+        m.tombstone = false;
+    } else if (req->op == META_HARD_DELETE) {
+        m.tombstone = true;
+    } else {
+        struct stream_rec s;
+        int rc = batch_state(cx, req->target, &s);
+        if (rc) {
+            return rc;
+        }
+        if (s.version == 0) {
+            req->conflict = CONFLICT_NO_STREAM;
+            req->failed = 0;
+            return ERR_CONFLICT;
+        }
+        m.truncate_before = s.version + 1;
+    }
+    req->meta = m;
+    buf_reset(&req->meta_text);
+    meta_format(&m, &req->meta_text);
+    req->parts[0].events[0].data = (struct slice){req->meta_text.ptr, req->meta_text.len};
+    return 0;
+}
+
 /* ---- laying out ---- */
 
 static struct event_rec *next_event(struct db *db, size_t *count)
@@ -296,6 +346,20 @@ static int apply_request(struct checks *cx, struct append_req *req, uint64_t *ne
         return rc;
     }
     for (size_t p = 0; p < req->nparts; p++) {
+        struct slice name = req->op == META_NONE ? req->parts[p].stream : req->target;
+        if (tombstoned(cx, name)) {
+            req->conflict = CONFLICT_DELETED;
+            req->failed = p;
+            return ERR_CONFLICT;
+        }
+    }
+    if (req->op != META_NONE) {
+        rc = apply_meta_op(cx, req);
+        if (rc) {
+            return rc;
+        }
+    }
+    for (size_t p = 0; p < req->nparts; p++) {
         struct stream_rec s;
         rc = batch_state(cx, req->parts[p].stream, &s);
         if (rc) {
@@ -319,6 +383,10 @@ static int apply_request(struct checks *cx, struct append_req *req, uint64_t *ne
         }
     }
     req->recorded_us = now;
+    if (req->op != META_NONE) {
+        *(struct stream_meta *)strmap_put(&db->batch_metas, req->target.ptr, req->target.len,
+                                          NULL) = req->meta;
+    }
     for (size_t p = 0; p < req->nparts; p++) {
         struct stream_rec s;
         batch_state(cx, req->parts[p].stream, &s); /* read above: cannot fail now */
@@ -342,6 +410,7 @@ static void commit_batch(struct db *db, struct append_req *batch)
     }
     strmap_clear(&db->batch_states);
     strmap_clear(&db->batch_ids);
+    strmap_clear(&db->batch_metas);
     struct checks cx = {.db = db};
     for (struct append_req *r = batch; r && !fatal; r = r->next) {
         r->duplicate = false;
@@ -368,6 +437,11 @@ static void commit_batch(struct db *db, struct append_req *batch)
             }
         }
         return;
+    }
+    for (struct append_req *r = batch; r; r = r->next) {
+        if (r->op != META_NONE && r->err == 0 && !r->duplicate) {
+            meta_publish(db, r->target, &r->meta); /* durable now: readers may see it */
+        }
     }
     if (written) {
         db->last_recorded_us = now;

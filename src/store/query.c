@@ -137,6 +137,37 @@ int st_terms_flush(MDB_txn *txn, struct store *st, struct strmap *acc)
     return 0;
 }
 
+static int has_posting(MDB_txn *txn, struct store *st, char kind, struct slice name,
+                       uint64_t pos)
+{
+    uint8_t kb[TERM_KEY_MAX];
+    size_t kn = term_key(kb, kind, name);
+    MDB_val k = {kn, kb}, v;
+    if (mdb_get(txn, st->terms, &k, &v) != 0 || v.mv_size != TERM_VAL_BYTES) {
+        return ERR(ERR_CORRUPT);
+    }
+    uint8_t pk[POSTING_KEY_BYTES];
+    be64_put(pk, be64_get(v.mv_data));
+    be64_put(pk + 8, pos);
+    MDB_val k2 = {sizeof pk, pk}, v2;
+    return mdb_get(txn, st->postings, &k2, &v2) == 0 ? 0 : ERR(ERR_CORRUPT);
+}
+
+int st_verify_terms(MDB_txn *txn, struct store *st, const struct event_rec *ev)
+{
+    uint64_t p = ev->position;
+    int rc = has_posting(txn, st, 'T', ev->type, p);
+    if (!rc) rc = has_posting(txn, st, 'C', filter_category(ev->stream), p);
+    if (!rc && ev->subject.len) rc = has_posting(txn, st, 'S', ev->subject, p);
+    char scratch[FILTER_TAG_SCRATCH];
+    size_t pos = 0;
+    struct slice t;
+    while (!rc && filter_next_tag(ev->tags, &pos, scratch, &t)) {
+        rc = has_posting(txn, st, 'G', t, p);
+    }
+    return rc;
+}
+
 /* ---------------------------------------------------------------- plans */
 
 /* One posting list: a term's postings or a stream's index, walked in position order. */
@@ -562,7 +593,8 @@ static int consider(struct run *run, uint64_t p)
     if (rc) {
         return rc;
     }
-    if (!filter_match(run->q->filter, &ev)) {
+    if (!filter_match(run->q->filter, &ev) ||
+        (run->q->accept && !run->q->accept(run->q->accept_arg, &ev))) {
         return 0;
     }
     if (run->res->delivered == run->q->limit) {

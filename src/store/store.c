@@ -1233,18 +1233,22 @@ static size_t tail_positions(struct store_reader *r, const struct stream_rec *s,
 }
 
 int store_scan_stream(struct store_reader *r, struct slice name, const struct stream_rec *s,
-                      uint64_t from, bool backward, size_t limit, store_event_fn *fn, void *arg)
+                      uint64_t from, uint64_t min_version, bool backward, size_t limit,
+                      store_event_fn *fn, void *arg)
 {
     (void)name;
     if (backward && from > s->version) {
         from = s->version;
+    }
+    if (!backward && from < min_version) {
+        from = min_version;
     }
     uint64_t *tp;
     uint64_t tv0 = UINT64_MAX;
     size_t tn = tail_positions(r, s, &tp, &tv0);
     uint64_t v = from;
     int rc = 0;
-    for (size_t n = 0; n < limit && v >= 1 && v <= s->version; n++) {
+    for (size_t n = 0; n < limit && v >= 1 && v >= min_version && v <= s->version; n++) {
         uint64_t pos;
         if (v >= tv0 && v - tv0 < tn) {
             pos = tp[v - tv0];
@@ -1339,6 +1343,41 @@ int store_reader_stream_at(struct store_reader *r, struct slice name, uint64_t a
     return rc;
 }
 
+/* Position of version v of stream s (index or the tail positions tp[0..tn) from tv0). */
+static int version_pos(struct store_reader *r, const struct stream_rec *s, const uint64_t *tp,
+                       size_t tn, uint64_t tv0, uint64_t v, uint64_t *out)
+{
+    if (v >= tv0 && v - tv0 < tn) {
+        *out = tp[v - tv0];
+        return 0;
+    }
+    return st_indexed_pos(r, s, v, out);
+}
+
+int store_stream_first_since(struct store_reader *r, const struct stream_rec *s, int64_t t_us,
+                             uint64_t *out)
+{
+    uint64_t *tp, tv0 = UINT64_MAX;
+    size_t tn = tail_positions(r, s, &tp, &tv0);
+    uint64_t a = 1, b = s->version;
+    int rc = 0;
+    *out = s->version + 1;
+    while (a <= b && !rc) {
+        uint64_t mid = a + (b - a) / 2, p;
+        int64_t t = 0;
+        rc = version_pos(r, s, tp, tn, tv0, mid, &p);
+        if (!rc) rc = recorded_at(r, p, &t);
+        if (!rc && t >= t_us) {
+            *out = mid;
+            b = mid - 1;
+        } else {
+            a = mid + 1;
+        }
+    }
+    free(tp);
+    return rc;
+}
+
 static int cmp_slices(const void *a, const void *b)
 {
     const struct slice *x = a, *y = b;
@@ -1374,7 +1413,9 @@ static size_t tail_streams(struct store_reader *r, struct slice prefix, struct s
         }
         (*out)[n++] = ev.stream;
     }
-    qsort(*out, n, sizeof(**out), cmp_slices);
+    if (n) {
+        qsort(*out, n, sizeof(**out), cmp_slices);
+    }
     return n;
 }
 
@@ -1464,6 +1505,14 @@ static int verify_indexed(struct verify_ctx *vc, const struct event_rec *ev, uin
     if (st_get_row(vc->txn, vc->st, ev->stream, &s) != 0 || s.version < ev->version ||
         st_indexed_pos(&r, &s, ev->version, &at) != 0 || at != ev->position) {
         return verify_fail(vc, ev->position, "stream index entry missing or wrong");
+    }
+    MDB_val ik = {UUID_LEN, (void *)ev->id}, iv;
+    if (mdb_get(vc->txn, vc->st->ids, &ik, &iv) != 0 || iv.mv_size != 8 ||
+        be64_get(iv.mv_data) != ev->position) {
+        return verify_fail(vc, ev->position, "event id index entry missing or wrong");
+    }
+    if (st_verify_terms(vc->txn, vc->st, ev) != 0) {
+        return verify_fail(vc, ev->position, "query index entry missing");
     }
     if (ev->position == vc->h.position &&
         (memcmp(vc->h.hash, ev->hash, HASH_SHA256_LEN) != 0 || vc->h.log_end != next)) {

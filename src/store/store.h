@@ -92,9 +92,11 @@ int store_reader_stream(struct store_reader *r, struct slice name, struct stream
 typedef int store_event_fn(void *arg, const struct event_rec *ev);
 
 /* Calls fn for up to limit events of stream s (as returned by store_reader_stream for name),
- * from version from (inclusive) towards newer, or older when backward. */
+ * from version from (inclusive) towards newer, or older when backward, never below
+ * min_version. */
 int store_scan_stream(struct store_reader *r, struct slice name, const struct stream_rec *s,
-                      uint64_t from, bool backward, size_t limit, store_event_fn *fn, void *arg);
+                      uint64_t from, uint64_t min_version, bool backward, size_t limit,
+                      store_event_fn *fn, void *arg);
 /* Same over the whole log in position order, from position from (inclusive). */
 int store_scan_log(struct store_reader *r, uint64_t from, bool backward, size_t limit,
                    store_event_fn *fn, void *arg);
@@ -107,6 +109,10 @@ int store_position_at_time(struct store_reader *r, int64_t t_us, bool at_or_afte
  * ERR_NOTFOUND (no such stream then), ERR_CORRUPT or ERR_IO. */
 int store_reader_stream_at(struct store_reader *r, struct slice name, uint64_t as_of,
                            struct stream_rec *out);
+/* The first version of stream s (a row of r's view) recorded at or after t_us (s->version + 1
+ * when none), by binary search. Returns 0, ERR_CORRUPT or ERR_IO. */
+int store_stream_first_since(struct store_reader *r, const struct stream_rec *s, int64_t t_us,
+                             uint64_t *out);
 /* Called per listed stream; return 0 to go on, 1 to stop, or a negative ERR_*. */
 typedef int store_stream_fn(void *arg, struct slice name, const struct stream_rec *s);
 /* Calls fn for every stream whose name starts with prefix and sorts (bytewise) after `after`
@@ -123,6 +129,10 @@ struct store_query {
     bool backward;               /* newest first */
     size_t limit;                /* matching events to deliver */
     size_t budget;               /* candidate events to examine at most */
+    /* Optional: a matching event is delivered only when accept says so (hidden events are
+     * neither delivered nor counted against the limit). */
+    bool (*accept)(void *arg, const struct event_rec *ev);
+    void *accept_arg;
 };
 
 struct store_query_result {

@@ -102,5 +102,7 @@ int st_index_terms(MDB_txn *txn, struct store *st, struct strmap *acc,
                    const struct event_rec *ev, uint64_t *term_count);
 int st_terms_flush(MDB_txn *txn, struct store *st, struct strmap *acc);
 void st_terms_end(struct strmap *acc);
+/* ERR_CORRUPT when one of ev's postings (type, category, subject, tags) is missing. */
+int st_verify_terms(MDB_txn *txn, struct store *st, const struct event_rec *ev);
 
 #endif

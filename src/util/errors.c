@@ -19,6 +19,7 @@ const char *err_name(int err)
     case ERR_SHUTDOWN: return "shutting_down";
     case ERR_PROTOCOL: return "protocol_error";
     case ERR_GONE: return "gone";
+    case ERR_DELETED: return "stream_deleted";
     }
     return "unknown_error";
 }

@@ -17,6 +17,7 @@ enum {
     ERR_SHUTDOWN = -10, /* the server is stopping; request not taken */
     ERR_PROTOCOL = -11, /* malformed wire bytes */
     ERR_GONE = -12,     /* the database was deleted while in use */
+    ERR_DELETED = -13,  /* the stream was hard-deleted (tombstone) */
 };
 
 /* Returns a stable lower-case name for an error code ("conflict", "io_error", ...). */

@@ -21,6 +21,7 @@ enum {
     LIMIT_SUBJECT_BYTES = 256,                    /* an event's subject */
     LIMIT_APPEND_PARTS = 100,                     /* streams in one multi-stream append */
     LIMIT_APPEND_CONDS = 16,                      /* conditions on one append */
+    LIMIT_MAX_AGE_S = 10 * 365 * 24 * 3600,       /* a stream's maxAge setting, seconds */
     LIMIT_JSON_DEPTH = 64,                        /* nesting of a request body */
     LIMIT_READ_DEFAULT = 100,                     /* events per read page by default */
     LIMIT_READ_MAX = 1000,                        /* events per read page at most */

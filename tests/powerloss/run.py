@@ -114,7 +114,7 @@ def parse_frames(data, off):
         pos, ver = struct.unpack_from(">QQ", rec, 8)
         eid = str(uuid.UUID(bytes=rec[40:56]))
         slen = struct.unpack_from(">I", rec, 88)[0]
-        stream = rec[112:112 + slen]  # RECORD_HEADER_BYTES (store format 4).decode("utf-8", "replace")
+        stream = rec[112:112 + slen].decode("utf-8", "replace")  # 112: RECORD_HEADER_BYTES
         out.append((off + p, pos, ver, eid, stream))
         p += 4 + n
     return out
