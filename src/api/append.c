@@ -219,6 +219,13 @@ static void on_appended(struct append_req *r)
         answer_meta(ax);
     } else if (r->err == ERR_CONFLICT && r->conflict == CONFLICT_DELETED) {
         out_engine_error(ax->http, ERR_DELETED);
+    } else if (r->err == ERR_CONFLICT && r->conflict == CONFLICT_TOO_LARGE) {
+        char f[32] = "events";
+        if (ax->multi && !ax->dcb) {
+            snprintf(f, sizeof f, "appends[%zu].events", r->failed);
+        }
+        out_error(ax->http, 413, "stream_too_large",
+                  "the stream would grow past the database's maxStreamSizeBytes", f);
     } else if (r->err == ERR_CONFLICT && r->conflict == CONFLICT_NO_STREAM) {
         out_error(ax->http, 404, "stream_not_found", "no such stream", "stream");
     } else if (r->err == 0) {

@@ -308,7 +308,13 @@ static void db_create(struct call *c)
     json_t *name = json_object_get(root, "name");
     const char *s = json_string_value(name);
     size_t len = s ? json_string_length(name) : 0;
-    int rc = s && engine_db_name_ok(s, len) ? engine_db_create(c->api->engine, s, len)
+    struct db_settings settings;
+    if (parse_db_settings(root, &settings, &pe) != 0) {
+        out_parse_error(c->req, &pe);
+        json_decref(root);
+        return;
+    }
+    int rc = s && engine_db_name_ok(s, len) ? engine_db_create(c->api->engine, s, len, &settings)
                                              : ERR_INVALID;
     if (rc == ERR_INVALID) {
         out_error(c->req, 400, "invalid_name", "database names match [a-z0-9][a-z0-9-]{0,62}",
@@ -357,6 +363,15 @@ static void db_get(struct call *c)
     out_time_field(&b, "oldestEvent", in.oldest_us, true);
     buf_addc(&b, ',');
     out_time_field(&b, "newestEvent", in.newest_us, true);
+    struct db_settings set;
+    engine_db_settings(c->db, &set);
+    buf_adds(&b, ",\"description\":");
+    buf_add_json_str(&b, set.description, strlen(set.description));
+    buf_adds(&b, ",\"settings\":{\"retentionPeriodDays\":");
+    set.retention_days ? buf_add_u64(&b, set.retention_days) : buf_adds(&b, "null");
+    buf_adds(&b, ",\"maxStreamSizeBytes\":");
+    set.max_stream_bytes ? buf_add_u64(&b, set.max_stream_bytes) : buf_adds(&b, "null");
+    buf_addc(&b, '}');
     buf_printf(&b, ",\"writer\":{\"commits\":%llu,\"appends\":%llu,\"queueDepth\":%llu,"
                "\"commitSeconds\":%.6f,\"syncs\":%llu,\"syncSeconds\":%.6f},"
                "\"indexer\":{\"indexed\":%llu,\"commits\":%llu,\"seconds\":%.6f}}",
@@ -524,6 +539,8 @@ static void stream_json(struct buf *b, struct slice name, const struct stream_re
     buf_add_u64(b, s->first_pos);
     buf_adds(b, ",\"lastPosition\":");
     buf_add_u64(b, s->last_pos);
+    buf_adds(b, ",\"bytes\":");
+    buf_add_u64(b, s->bytes);
     buf_addc(b, ',');
     out_time_field(b, "created", s->created_us, false);
     buf_addc(b, ',');

@@ -650,3 +650,66 @@ int parse_stream_meta(struct slice body, struct stream_meta *out, struct parse_e
     json_decref(root);
     return rc;
 }
+
+/* A whole number from 1 to max, or null/absent (0). */
+static int setting_u64(json_t *v, const char *field, uint64_t max, uint64_t *out,
+                       struct parse_error *err)
+{
+    *out = 0;
+    if (!v || json_is_null(v)) {
+        return 0;
+    }
+    if (!json_is_integer(v) || json_integer_value(v) < 1 || (uint64_t)json_integer_value(v) > max) {
+        return parse_fail(err, 400, "invalid_request", field,
+                          "must be a whole number from 1 to %llu, or null",
+                          (unsigned long long)max);
+    }
+    *out = (uint64_t)json_integer_value(v);
+    return 0;
+}
+
+int parse_db_settings(const void *rootp, struct db_settings *out, struct parse_error *err)
+{
+    json_t *root = (json_t *)rootp;
+    memset(out, 0, sizeof(*out));
+    const char *key;
+    json_t *val;
+    json_object_foreach(root, key, val) {
+        if (strcmp(key, "name") != 0 && strcmp(key, "description") != 0 &&
+            strcmp(key, "settings") != 0) {
+            char f[64];
+            snprintf(f, sizeof f, "%.60s", key);
+            return parse_fail(err, 400, "invalid_request", f, "unknown member");
+        }
+    }
+    json_t *d = json_object_get(root, "description");
+    if (d && !json_is_null(d)) {
+        if (!json_is_string(d) || json_string_length(d) > LIMIT_DESCRIPTION_BYTES ||
+            strlen(json_string_value(d)) != json_string_length(d)) {
+            return parse_fail(err, 400, "invalid_request", "description",
+                              "a string of at most %d bytes", LIMIT_DESCRIPTION_BYTES);
+        }
+        snprintf(out->description, sizeof out->description, "%s", json_string_value(d));
+    }
+    json_t *s = json_object_get(root, "settings");
+    if (!s || json_is_null(s)) {
+        return 0;
+    }
+    if (!json_is_object(s)) {
+        return parse_fail(err, 400, "invalid_request", "settings", "settings must be an object");
+    }
+    json_object_foreach(s, key, val) {
+        if (strcmp(key, "retentionPeriodDays") != 0 && strcmp(key, "maxStreamSizeBytes") != 0) {
+            char f[80];
+            snprintf(f, sizeof f, "settings.%.60s", key);
+            return parse_fail(err, 400, "invalid_request", f, "unknown member");
+        }
+    }
+    int rc = setting_u64(json_object_get(s, "retentionPeriodDays"),
+                         "settings.retentionPeriodDays", LIMIT_RETENTION_DAYS,
+                         &out->retention_days, err);
+    if (!rc) rc = setting_u64(json_object_get(s, "maxStreamSizeBytes"),
+                              "settings.maxStreamSizeBytes", UINT64_MAX >> 1,
+                              &out->max_stream_bytes, err);
+    return rc;
+}

@@ -61,6 +61,10 @@ int parse_json_object(struct slice body, void **out, struct parse_error *err);
 /* Parses a stream settings body {"maxAge"?, "maxCount"?, "truncateBefore"?} (each a whole
  * number from 1, or null). Returns 0 or ERR_INVALID with *err filled. */
 int parse_stream_meta(struct slice body, struct stream_meta *out, struct parse_error *err);
+/* Reads the optional "description" and "settings" {"retentionPeriodDays", "maxStreamSizeBytes"}
+ * of a database creation body (a json_t * object; other members but "name" are refused).
+ * Returns 0 or ERR_INVALID with *err filled. */
+int parse_db_settings(const void *root, struct db_settings *out, struct parse_error *err);
 /* Fills *err (status, code, field or NULL, printf-style message) and returns ERR_TOOBIG for
  * 413, else ERR_INVALID. */
 int parse_fail(struct parse_error *err, unsigned status, const char *code, const char *field,

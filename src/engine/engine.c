@@ -15,6 +15,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <sys/file.h>
 #include <unistd.h>
 #include <pthread.h>
@@ -91,7 +92,43 @@ static int load_last_recorded(struct db *db)
     return rc;
 }
 
-static int db_open(struct engine *e, const char *name, bool create, struct db **out)
+/* Settings are kept with the store as JSON text. */
+static void settings_format(const struct db_settings *s, struct buf *out)
+{
+    buf_adds(out, "{\"description\":");
+    buf_add_json_str(out, s->description, strlen(s->description));
+    buf_printf(out, ",\"retentionPeriodDays\":%llu,\"maxStreamSizeBytes\":%llu}",
+               (unsigned long long)s->retention_days, (unsigned long long)s->max_stream_bytes);
+}
+
+static int settings_load(struct db *db)
+{
+    struct buf b;
+    buf_init(&b);
+    int rc = store_settings(db->st, &b);
+    json_t *root = !rc && b.len ? json_loadb(b.ptr, b.len, 0, NULL) : NULL;
+    if (root) {
+        const char *d = json_string_value(json_object_get(root, "description"));
+        snprintf(db->settings.description, sizeof db->settings.description, "%s", d ? d : "");
+        db->settings.retention_days =
+            (uint64_t)json_integer_value(json_object_get(root, "retentionPeriodDays"));
+        db->settings.max_stream_bytes =
+            (uint64_t)json_integer_value(json_object_get(root, "maxStreamSizeBytes"));
+    } else if (!rc && b.len) {
+        rc = ERR(ERR_CORRUPT);
+    }
+    json_decref(root);
+    buf_fini(&b);
+    return rc;
+}
+
+void engine_db_settings(struct db *db, struct db_settings *out)
+{
+    *out = db->settings;
+}
+
+static int db_open(struct engine *e, const char *name, bool create,
+                   const struct db_settings *settings, struct db **out)
 {
     struct db *db = xcalloc(1, sizeof(*db));
     snprintf(db->name, sizeof db->name, "%s", name);
@@ -108,7 +145,15 @@ static int db_open(struct engine *e, const char *name, bool create, struct db **
     strmap_init(&db->metas, sizeof(struct stream_meta));
     strmap_init(&db->batch_metas, sizeof(struct stream_meta));
     pthread_rwlock_init(&db->meta_lock, NULL);
-    int rc = store_open(db->dir, e->limits.map_bytes, create, &db->st);
+    struct buf text;
+    buf_init(&text);
+    if (create && settings) {
+        settings_format(settings, &text);
+    }
+    int rc = store_open(db->dir, e->limits.map_bytes, create, (struct slice){text.ptr, text.len},
+                        &db->st);
+    buf_fini(&text);
+    if (!rc) rc = settings_load(db);
     if (!rc) rc = load_last_recorded(db);
     if (!rc) rc = meta_load(db);
     if (!rc && pthread_create(&db->writer, NULL, writer_main, db) != 0) {
@@ -154,7 +199,8 @@ static void add_locked(struct engine *e, struct db *db)
     e->dbs[e->count++] = db;
 }
 
-int engine_db_create(struct engine *e, const char *name, size_t len)
+int engine_db_create(struct engine *e, const char *name, size_t len,
+                     const struct db_settings *settings)
 {
     if (!engine_db_name_ok(name, len)) {
         return ERR_INVALID;
@@ -170,7 +216,7 @@ int engine_db_create(struct engine *e, const char *name, size_t len)
     } else if (e->count >= LIMIT_DATABASES) {
         rc = ERR_TOOBIG;
     } else {
-        rc = db_open(e, nm, true, &db);
+        rc = db_open(e, nm, true, settings, &db);
     }
     if (!rc) {
         add_locked(e, db);
@@ -289,7 +335,7 @@ static int open_existing(struct engine *e)
             continue;
         }
         struct db *db;
-        rc = db_open(e, de->d_name, false, &db);
+        rc = db_open(e, de->d_name, false, NULL, &db);
         if (rc == ERR_NOTFOUND) {
             rc = 0; /* a directory without a store: not a database */
             continue;
@@ -328,7 +374,7 @@ int engine_open(const struct engine_config *cfg, struct engine **out)
     pthread_mutex_init(&e->mu, NULL);
     int rc = open_existing(e);
     if (!rc && !find_locked(e, "default", 7, NULL)) {
-        rc = engine_db_create(e, "default", 7);
+        rc = engine_db_create(e, "default", 7, NULL);
     }
     if (rc) {
         engine_close(e);
@@ -447,15 +493,18 @@ static int view_head(struct store_reader *r, const struct as_of *at, uint64_t *o
 static int visible_from(struct db *db, struct store_reader *r, struct slice stream,
                         const struct stream_rec *s, uint64_t *out)
 {
-    struct stream_meta m;
+    struct stream_meta m = {0};
     *out = 1;
-    if (!meta_get(db, stream, &m)) {
-        return 0;
-    }
-    if (m.tombstone) {
+    bool has = meta_get(db, stream, &m);
+    if (has && m.tombstone) {
         return ERR_DELETED;
     }
-    int rc = meta_min_version(r, &m, s, time_now_us(), out);
+    uint64_t retention_us = db->settings.retention_days * 86400ull * 1000000ull;
+    if (retention_us && (!m.max_age_us || m.max_age_us > retention_us)) {
+        m.max_age_us = retention_us; /* the database's retention caps every stream's age */
+        has = true;
+    }
+    int rc = has ? meta_min_version(r, &m, s, time_now_us(), out) : 0;
     return rc ? rc : *out > s->version ? ERR_NOTFOUND : 0;
 }
 
@@ -550,6 +599,12 @@ int engine_query(struct db *db, const struct engine_query *q, engine_event_fn *f
     if (!rc && q->has_recorded_from) {
         uint64_t p;
         rc = store_position_at_time(r, q->recorded_from_us, true, &p);
+        if (p > lo) lo = p;
+    }
+    uint64_t retention_us = db->settings.retention_days * 86400ull * 1000000ull;
+    if (!rc && retention_us) { /* older events are hidden: start at the first one kept */
+        uint64_t p;
+        rc = store_position_at_time(r, time_now_us() - (int64_t)retention_us, true, &p);
         if (p > lo) lo = p;
     }
     if (!rc && q->has_recorded_to) {

@@ -34,11 +34,22 @@ void engine_stop(struct engine *e);
  * store. No database may be acquired any more. NULL is a no-op. */
 void engine_close(struct engine *e);
 
+/* Settings of a database, given when it is created (DeltaBase's event store settings). */
+struct db_settings {
+    char description[LIMIT_DESCRIPTION_BYTES + 1]; /* free text, "" when none */
+    uint64_t retention_days;   /* events recorded longer ago are hidden (0 = keep all) */
+    uint64_t max_stream_bytes; /* appends that would make a stream larger are refused (0 = no
+                                  limit); a stream's size is the sum of its stored records */
+};
+
 /* True when name matches [a-z0-9][a-z0-9-]{0,62}. */
 bool engine_db_name_ok(const char *name, size_t len);
-/* Creates a database. Returns 0, ERR_INVALID (bad name), ERR_EXISTS, ERR_TOOBIG (too many
+/* Creates a database (settings NULL: the defaults). Returns 0, ERR_INVALID (bad name), ERR_EXISTS, ERR_TOOBIG (too many
  * databases), ERR_NOSPACE or ERR_IO. */
-int engine_db_create(struct engine *e, const char *name, size_t len);
+int engine_db_create(struct engine *e, const char *name, size_t len,
+                     const struct db_settings *settings);
+/* The database's settings. */
+void engine_db_settings(struct db *db, struct db_settings *out);
 /* Called once a deleted database's files are gone; err is 0 or ERR_IO. */
 typedef void engine_deleted_fn(void *arg, int err);
 /* Deletes a database: takes it out of the registry at once (later lookups fail), answers its
@@ -125,6 +136,7 @@ enum append_conflict {
                               content, or the request mixes stored and new ids */
     CONFLICT_DELETED,      /* parts[failed]'s stream (or the op's target) is hard-deleted */
     CONFLICT_NO_STREAM,    /* a soft delete of a stream that does not exist */
+    CONFLICT_TOO_LARGE,    /* parts[failed] would grow past the database's max stream size */
 };
 
 /* Lifecycle settings of a stream (the newest event of its "$$<name>" metadata stream). */

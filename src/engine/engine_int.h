@@ -33,6 +33,7 @@ struct db {
     uint64_t appends;                   /* atomic: acknowledged append requests */
     uint64_t commit_ns;                 /* atomic: time spent in durable commits */
     int64_t last_recorded_us;           /* writer only: recorded time of the head */
+    struct db_settings settings;        /* fixed at creation */
     pthread_rwlock_t meta_lock;         /* guards metas */
     struct strmap metas;                /* stream name -> struct stream_meta (meta.c) */
     size_t nmetas;                      /* atomic: metas.count, read without the lock */

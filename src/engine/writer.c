@@ -329,9 +329,25 @@ static void lay_out_part(struct db *db, struct append_part *part, struct stream_
             .subject = ae->subject,
         };
         memcpy(ev->id, ae->id, sizeof ev->id);
+        s->bytes += codec_record_size(ev);
     }
     *(struct stream_rec *)strmap_put(&db->batch_states, part->stream.ptr, part->stream.len,
                                      NULL) = *s;
+}
+
+/* True when part would grow its stream (now s) past the database's max stream size. Metadata
+ * streams are not limited. */
+static bool too_large(const struct db *db, const struct append_part *part,
+                      const struct stream_rec *s)
+{
+    uint64_t max = db->settings.max_stream_bytes, bytes = s->bytes;
+    if (!max || part->stream.ptr[0] == '$') {
+        return false;
+    }
+    for (size_t i = 0; i < part->count; i++) {
+        bytes += engine_event_bytes(part->stream, &part->events[i]);
+    }
+    return bytes > max;
 }
 
 /* Checks one request against the batch's view and lays out its events after cx->count.
@@ -368,6 +384,11 @@ static int apply_request(struct checks *cx, struct append_req *req, uint64_t *ne
         req->parts[p].actual_version = s.version;
         if (!expect_ok(&req->parts[p].expect, s.version)) {
             req->conflict = CONFLICT_VERSION;
+            req->failed = p;
+            return ERR_CONFLICT;
+        }
+        if (too_large(db, &req->parts[p], &s)) {
+            req->conflict = CONFLICT_TOO_LARGE;
             req->failed = p;
             return ERR_CONFLICT;
         }

@@ -118,6 +118,7 @@ void codec_stream_encode(const struct stream_rec *s, uint8_t out[STREAM_REC_BYTE
     be64_put(out + 24, s->last_pos);
     be64_put(out + 32, (uint64_t)s->created_us);
     be64_put(out + 40, (uint64_t)s->updated_us);
+    be64_put(out + 48, s->bytes);
 }
 
 int codec_stream_decode(const uint8_t *p, size_t n, struct stream_rec *out)
@@ -131,6 +132,7 @@ int codec_stream_decode(const uint8_t *p, size_t n, struct stream_rec *out)
     out->last_pos = be64_get(p + 24);
     out->created_us = (int64_t)be64_get(p + 32);
     out->updated_us = (int64_t)be64_get(p + 40);
+    out->bytes = be64_get(p + 48);
     return 0;
 }
 

@@ -20,7 +20,7 @@ enum {
     RECORD_CRC_FROM = 8,       /* the CRC covers bytes [8, end) */
     RECORD_HASH_AT = 56,       /* offset of the 32-byte chain hash */
     STREAM_KEY_BYTES = 16,     /* stream index key: stream id, version */
-    STREAM_REC_BYTES = 48,     /* stream table value */
+    STREAM_REC_BYTES = 56,     /* stream table value */
     HEAD_REC_BYTES = 80,       /* head record in the meta table */
 };
 
@@ -48,6 +48,7 @@ struct stream_rec {
     uint64_t last_pos;    /* position of the newest event */
     int64_t created_us;   /* recorded time of version 1 */
     int64_t updated_us;   /* recorded time of the newest event */
+    uint64_t bytes;       /* stored record bytes of all its events */
 };
 
 /* The index head: kept in the index's meta table, rewritten by every index commit. */

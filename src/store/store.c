@@ -39,6 +39,7 @@
 #include "util/timeutil.h"
 
 static const char HEAD_KEY[] = "head";
+static const char SETTINGS_KEY[] = "settings";
 
 int st_map_err(int rc)
 {
@@ -140,6 +141,11 @@ static int open_env(struct store *st, bool create, bool readonly)
             h.created_us = time_now_us();
             err = put_head(txn, st, &h);
             made = true;
+            MDB_val sk = {sizeof SETTINGS_KEY - 1, (void *)SETTINGS_KEY};
+            MDB_val sv = {st->init_settings.len, (void *)st->init_settings.ptr};
+            if (!err && st->init_settings.len) {
+                err = st_map_err(mdb_put(txn, st->meta, &sk, &sv, 0));
+            }
         }
     }
     if (err) {
@@ -307,7 +313,9 @@ static void note_event(struct store *st, const struct event_rec *ev, uint64_t st
         s->id = stream_id;
         s->first_pos = ev->position;
         s->created_us = ev->recorded_us;
+        s->bytes = 0;
     }
+    s->bytes += len;
     s->id = stream_id;
     s->version = ev->version;
     s->last_pos = ev->position;
@@ -457,7 +465,9 @@ static int index_event(MDB_txn *txn, struct store *st, struct strmap *rows, uint
         ra->row.id = e->stream_id;
         ra->row.first_pos = p;
         ra->row.created_us = ev->recorded_us;
+        ra->row.bytes = 0;
     }
+    ra->row.bytes += e->len;
     ra->row.version = e->version;
     ra->row.last_pos = p;
     ra->row.updated_us = ev->recorded_us;
@@ -708,7 +718,8 @@ static int sync_new_dirs(const char *dir)
     return rc ? rc : sync_dir(parent);
 }
 
-static int open_once(const char *dir, uint64_t map_bytes, bool create, struct store **out)
+static int open_once(const char *dir, uint64_t map_bytes, bool create, struct slice settings,
+                     struct store **out)
 {
     if (create && mkdir(dir, 0750) != 0 && errno != EEXIST) {
         return errno == ENOSPC ? ERR(ERR_NOSPACE) : ERR(ERR_IO);
@@ -719,6 +730,7 @@ static int open_once(const char *dir, uint64_t map_bytes, bool create, struct st
         return ERR_NOTFOUND;
     }
     struct store *st = store_alloc(dir, map_bytes);
+    st->init_settings = settings;
     struct head_rec h;
     int rc = open_env(st, create, false);
     if (!rc) rc = open_log(st);
@@ -762,9 +774,10 @@ static bool log_is_empty(const char *dir)
     return n < 4 || be32_get(h) != LOG_BATCH_MAGIC;
 }
 
-int store_open(const char *dir, uint64_t map_bytes, bool create, struct store **out)
+int store_open(const char *dir, uint64_t map_bytes, bool create, struct slice settings,
+               struct store **out)
 {
-    int rc = open_once(dir, map_bytes, create, out);
+    int rc = open_once(dir, map_bytes, create, settings, out);
     if (rc != ERR_CORRUPT || !log_is_empty(dir)) {
         return rc;
     }
@@ -775,7 +788,7 @@ int store_open(const char *dir, uint64_t map_bytes, bool create, struct store **
     if (store_remove_files(dir) != 0) {
         return rc;
     }
-    return create ? open_once(dir, map_bytes, true, out) : ERR_NOTFOUND;
+    return create ? open_once(dir, map_bytes, true, settings, out) : ERR_NOTFOUND;
 }
 
 static void close_store(struct store *st, bool abandon)
@@ -815,6 +828,24 @@ int store_remove_files(const char *dir)
         }
     }
     return rmdir(dir) == 0 || errno == ENOENT ? 0 : ERR(ERR_IO);
+}
+
+int store_settings(struct store *st, struct buf *out)
+{
+    buf_reset(out);
+    pthread_rwlock_rdlock(&st->tail_lock);
+    MDB_txn *txn;
+    int rc = st->env ? mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn) : EIO;
+    if (!rc) {
+        MDB_val k = {sizeof SETTINGS_KEY - 1, (void *)SETTINGS_KEY}, v;
+        rc = mdb_get(txn, st->meta, &k, &v);
+        if (!rc) {
+            buf_add(out, v.mv_data, v.mv_size);
+        }
+        mdb_txn_abort(txn);
+    }
+    pthread_rwlock_unlock(&st->tail_lock);
+    return rc == MDB_NOTFOUND ? 0 : st_map_err(rc);
 }
 
 int store_stats(struct store *st, struct store_stats *out)
@@ -1180,7 +1211,9 @@ int store_reader_stream(struct store_reader *r, struct slice name, struct stream
             out->id = e->stream_id;
             out->first_pos = p;
             out->created_us = ev.recorded_us;
+            out->bytes = 0;
         }
+        out->bytes += e->len;
         out->version = e->version;
         out->last_pos = p;
         out->updated_us = ev.recorded_us;

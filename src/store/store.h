@@ -43,12 +43,16 @@ struct store_head {
     int64_t created_us;               /* database creation time */
 };
 
-/* Opens (creating when create is true) the store in directory dir; the log may grow to
- * map_bytes. Recovers the tail of the log past the index, wiping a torn, unacknowledged last
+/* Opens (creating when create is true, with settings, an opaque text kept with it) the store
+ * in directory dir; the log may grow to map_bytes. Recovers the tail of the log past the index, wiping a torn, unacknowledged last
  * write, and starts the indexer. A store whose creation was cut short (index unreadable, no
  * batch in the log) is discarded: re-created when create, else ERR_NOTFOUND. Returns 0,
  * ERR_NOTFOUND (no store and !create), ERR_CORRUPT (the log or index is damaged) or ERR_IO. */
-int store_open(const char *dir, uint64_t map_bytes, bool create, struct store **out);
+int store_open(const char *dir, uint64_t map_bytes, bool create, struct slice settings,
+               struct store **out);
+/* The settings text given when the store was created (settings of store_open; recorded in
+ * the creating index commit), empty when none. Returns 0 or ERR_IO. */
+int store_settings(struct store *st, struct buf *out);
 /* Indexes what is left, stops the indexer and closes. No reader may be open. NULL is a no-op. */
 void store_close(struct store *st);
 /* Closes without indexing what is left (the store is about to be removed). */

@@ -38,6 +38,7 @@ struct store {
     MDB_dbi ids;                             /* event id -> position */
     struct log *log;                         /* owned */
     int64_t created_us;                      /* database creation time */
+    struct slice init_settings;              /* during store_open: settings of a new store */
 
     pthread_rwlock_t tail_lock;              /* readers shared; trimming exclusive */
     struct tail_entry *chunks[TAIL_CHUNKS];  /* chunk slots, see entry_at */

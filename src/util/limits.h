@@ -22,6 +22,8 @@ enum {
     LIMIT_APPEND_PARTS = 100,                     /* streams in one multi-stream append */
     LIMIT_APPEND_CONDS = 16,                      /* conditions on one append */
     LIMIT_MAX_AGE_S = 10 * 365 * 24 * 3600,       /* a stream's maxAge setting, seconds */
+    LIMIT_RETENTION_DAYS = 36500,                 /* a database's retention setting */
+    LIMIT_DESCRIPTION_BYTES = 1024,               /* a database's description */
     LIMIT_JSON_DEPTH = 64,                        /* nesting of a request body */
     LIMIT_READ_DEFAULT = 100,                     /* events per read page by default */
     LIMIT_READ_MAX = 1000,                        /* events per read page at most */

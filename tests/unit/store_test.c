@@ -188,7 +188,7 @@ static void crash_after_fill(const char *dir, int count)
     pid_t pid = fork();
     if (pid == 0) {
         struct store *st;
-        if (store_open(dir, 64 << 20, true, &st) != 0) {
+        if (store_open(dir, 64 << 20, true, (struct slice){NULL, 0}, &st) != 0) {
             _exit(3);
         }
         store_fill(st, count);
@@ -213,7 +213,7 @@ TEST(recovers_unindexed_tail_after_crash)
     store_dir(dir, sizeof dir);
     crash_after_fill(dir, 50);
     struct store *st;
-    ASSERT_EQ(store_open(dir, 64 << 20, false, &st), 0);
+    ASSERT_EQ(store_open(dir, 64 << 20, false, (struct slice){NULL, 0}, &st), 0);
     struct store_reader *r;
     ASSERT_EQ(store_read_begin(st, &r), 0);
     ASSERT_EQ(store_reader_head(r), 50);
@@ -277,7 +277,7 @@ TEST(torn_tail_is_wiped_and_corrupt_tail_refused)
     ASSERT_EQ(store_verify(dir, 64 << 20, &rep), 0);
     CHECK(rep.torn_tail);
     struct store *st;
-    ASSERT_EQ(store_open(dir, 64 << 20, false, &st), 0);
+    ASSERT_EQ(store_open(dir, 64 << 20, false, (struct slice){NULL, 0}, &st), 0);
     store_fill(st, 5);
     store_close(st);
     ASSERT_EQ(store_verify(dir, 64 << 20, &rep), 0);
@@ -293,7 +293,7 @@ TEST(torn_tail_is_wiped_and_corrupt_tail_refused)
     crash_after_fill(dir2, 20);
     uint8_t x = 0x55;
     append_bytes(dir2, &x, 1, LOG_BATCH_HEADER + LOG_FRAME_HEADER + 110); /* first record */
-    ASSERT_EQ(store_open(dir2, 64 << 20, false, &st), ERR_CORRUPT);
+    ASSERT_EQ(store_open(dir2, 64 << 20, false, (struct slice){NULL, 0}, &st), ERR_CORRUPT);
     ASSERT_EQ(store_verify(dir2, 64 << 20, &rep), ERR_CORRUPT);
     ASSERT_EQ(rep.first_bad, 1);
 }
