@@ -106,7 +106,7 @@ TEST(database_delete_waits_for_last_reference)
     struct engine_config cfg = {.data_dir = dir, .limits = LIM};
     struct engine *e;
     ASSERT_EQ(engine_open(&cfg, &e), 0);
-    ASSERT_EQ(engine_db_create(e, "held", 4), 0);
+    ASSERT_EQ(engine_db_create(e, "held", 4, NULL), 0);
     struct db *db;
     ASSERT_EQ(engine_db_acquire(e, "held", 4, &db), 0);
     int deleted = -1;
@@ -135,10 +135,10 @@ TEST(database_create_delete)
     struct engine_config cfg = {.data_dir = dir, .limits = LIM};
     struct engine *e;
     ASSERT_EQ(engine_open(&cfg, &e), 0);
-    ASSERT_EQ(engine_db_create(e, "two", 3), 0);
-    ASSERT_EQ(engine_db_create(e, "two", 3), ERR_EXISTS);
-    ASSERT_EQ(engine_db_create(e, "Two", 3), ERR_INVALID);
-    ASSERT_EQ(engine_db_create(e, "-x", 2), ERR_INVALID);
+    ASSERT_EQ(engine_db_create(e, "two", 3, NULL), 0);
+    ASSERT_EQ(engine_db_create(e, "two", 3, NULL), ERR_EXISTS);
+    ASSERT_EQ(engine_db_create(e, "Two", 3, NULL), ERR_INVALID);
+    ASSERT_EQ(engine_db_create(e, "-x", 2, NULL), ERR_INVALID);
     size_t count;
     char **names = engine_db_names(e, &count);
     ASSERT_EQ(count, 2);
@@ -177,7 +177,7 @@ static void store_fill(struct store *st, int count)
         struct event_rec ev = {.position = h.position + 1, .version = version,
                                .stream = {name, 2}, .type = {"T", 1}, .data = {"1", 1},
                                .metadata = {"{}", 2}, .tags = {"[]", 2}};
-        ev.id[0] = (uint8_t)i;
+        be64_put(ev.id, ev.position); /* event ids are unique per database */
         ASSERT_EQ(store_append(st, &ev, 1), 0);
     }
 }
