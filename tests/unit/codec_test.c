@@ -110,7 +110,7 @@ TEST(stream_key_orders_by_stream_then_version)
 
 TEST(stream_and_head_round_trip)
 {
-    struct stream_rec s = {3, 9, 10, 50, 111, 222};
+    struct stream_rec s = {3, 9, 10, 50, 111, 222, 4096};
     uint8_t enc[STREAM_REC_BYTES];
     codec_stream_encode(&s, enc);
     struct stream_rec o;
@@ -118,7 +118,8 @@ TEST(stream_and_head_round_trip)
     ASSERT_EQ(o.id, 3);
     ASSERT_EQ(o.last_pos, 50);
     ASSERT_EQ(o.updated_us, 222);
-    ASSERT_EQ(codec_stream_decode(enc, 47, &o), ERR_CORRUPT);
+    ASSERT_EQ(o.bytes, 4096);
+    ASSERT_EQ(codec_stream_decode(enc, STREAM_REC_BYTES - 1, &o), ERR_CORRUPT);
     struct head_rec h = {.format = STORE_FORMAT_VERSION, .position = 77, .log_end = 777,
                          .stream_count = 5, .created_us = 99, .term_count = 12};
     h.hash[0] = 0xab;
