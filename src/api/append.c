@@ -204,7 +204,7 @@ static void answer_meta(struct append_ctx *ax)
     buf_adds(&b, "{\"stream\":");
     buf_add_json_str(&b, r->target.ptr, r->target.len);
     buf_adds(&b, ",\"metadata\":");
-    buf_add(&b, r->meta_text.ptr, r->meta_text.len);
+    out_stream_meta(&b, &r->meta);
     buf_adds(&b, ",\"metadataVersion\":");
     buf_add_u64(&b, r->parts[0].events[0].version);
     buf_addc(&b, '}');
@@ -218,7 +218,12 @@ static void on_appended(struct append_req *r)
     if (r->err == 0 && r->op != META_NONE) {
         answer_meta(ax);
     } else if (r->err == ERR_CONFLICT && r->conflict == CONFLICT_DELETED) {
-        out_engine_error(ax->http, ERR_DELETED);
+        char f[40] = "stream";
+        if (ax->multi && !ax->dcb) {
+            snprintf(f, sizeof f, "appends[%zu].stream", r->failed);
+        }
+        out_error(ax->http, 410, "stream_deleted", "the stream was deleted for good (tombstone)",
+                  f);
     } else if (r->err == ERR_CONFLICT && r->conflict == CONFLICT_TOO_LARGE) {
         char f[32] = "events";
         if (ax->multi && !ax->dcb) {

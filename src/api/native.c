@@ -433,11 +433,11 @@ static int on_page_event(void *arg, const struct event_rec *ev)
 }
 
 /* Closes a page: `"],"<key>":<end>,"next":<cursor or null>}`. A full page (full) whose last
- * item (last) is not at the end of the range (1 backward, end forward) has a next page. */
-static void page_end(struct buf *b, const char *key, uint64_t end, bool full, uint64_t last,
-                     bool backward)
+ * item (last) is not at the end of the range (first backward, end forward) has a next page. */
+static void page_end(struct buf *b, const char *key, uint64_t end, uint64_t first, bool full,
+                     uint64_t last, bool backward)
 {
-    bool more = full && (backward ? last > 1 : last < end);
+    bool more = full && (backward ? last > first : last < end);
     buf_adds(b, "],\"");
     buf_adds(b, key);
     buf_adds(b, "\":");
@@ -687,8 +687,9 @@ static void stream_read(struct call *c)
     buf_add_json_str(&pg.b, name.ptr, name.len);
     buf_adds(&pg.b, ",\"events\":[");
     struct stream_rec s;
+    uint64_t first_visible = 1;
     int rc = engine_read_stream(c->db, name, &at, from, backward, limit, on_page_event, &pg,
-                                &s);
+                                &s, &first_visible);
     if (rc) {
         buf_fini(&pg.b);
         if (rc == ERR_NOTFOUND) {
@@ -698,7 +699,8 @@ static void stream_read(struct call *c)
         }
         return;
     }
-    page_end(&pg.b, "version", s.version, pg.count == limit, pg.last_ver, backward);
+    page_end(&pg.b, "version", s.version, first_visible, pg.count == limit, pg.last_ver,
+             backward);
     out_json(c->req, 200, &pg.b);
 }
 
@@ -749,21 +751,15 @@ static void stream_delete(struct call *c)
                    hard && strcmp(hard, "true") == 0 ? META_HARD_DELETE : META_SOFT_DELETE, NULL);
 }
 
-static void meta_json(struct buf *b, const struct stream_meta *m)
-{
-    buf_adds(b, "{\"maxAge\":");
-    m->max_age_us ? buf_add_u64(b, m->max_age_us / 1000000u) : buf_adds(b, "null");
-    buf_adds(b, ",\"maxCount\":");
-    m->max_count ? buf_add_u64(b, m->max_count) : buf_adds(b, "null");
-    buf_adds(b, ",\"truncateBefore\":");
-    m->truncate_before ? buf_add_u64(b, m->truncate_before) : buf_adds(b, "null");
-    buf_addc(b, '}');
-}
-
 static void meta_read(struct call *c)
 {
     struct slice name;
     if (!stream_name(c, &name)) {
+        return;
+    }
+    if (name.ptr[0] == '$') {
+        out_error(c->req, 400, "invalid_name", "stream names starting with $ are reserved",
+                  "stream");
         return;
     }
     struct stream_meta m;
@@ -777,7 +773,7 @@ static void meta_read(struct call *c)
     buf_adds(&b, "{\"stream\":");
     buf_add_json_str(&b, name.ptr, name.len);
     buf_adds(&b, ",\"metadata\":");
-    meta_json(&b, &m);
+    out_stream_meta(&b, &m);
     buf_addc(&b, '}');
     out_json(c->req, 200, &b);
 }

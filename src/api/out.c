@@ -5,6 +5,7 @@
 #include <strings.h>
 
 #include "api/parse.h"
+#include "engine/engine.h"
 #include "util/errors.h"
 #include "util/hash.h"
 #include "util/timeutil.h"
@@ -144,4 +145,17 @@ bool out_require_json(struct http_req *req)
     out_error(req, 415, "unsupported_media_type", "send the body as application/json",
               "Content-Type");
     return false;
+}
+
+
+
+void out_stream_meta(struct buf *b, const struct stream_meta *m)
+{
+    buf_adds(b, "{\"maxAge\":");
+    m->max_age_us ? buf_add_u64(b, m->max_age_us / 1000000u) : buf_adds(b, "null");
+    buf_adds(b, ",\"maxCount\":");
+    m->max_count ? buf_add_u64(b, m->max_count) : buf_adds(b, "null");
+    buf_adds(b, ",\"truncateBefore\":");
+    m->truncate_before ? buf_add_u64(b, m->truncate_before) : buf_adds(b, "null");
+    buf_addc(b, '}');
 }

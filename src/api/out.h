@@ -21,6 +21,10 @@ void out_event(struct buf *b, const struct event_rec *ev);
 /* Appends "key":"<RFC 3339>" or "key":null when us is 0 and null_if_zero. */
 void out_time_field(struct buf *b, const char *key, int64_t us, bool null_if_zero);
 
+struct stream_meta;
+/* Appends a stream's settings as {"maxAge","maxCount","truncateBefore"} (null when unset). */
+void out_stream_meta(struct buf *b, const struct stream_meta *m);
+
 struct parse_error;
 /* Answers a refused request body or parameter (api/parse.h): the error JSON, or for
  * invalid_json the message with the byte offset. */

@@ -517,12 +517,12 @@ bool engine_stream_settings(struct db *db, struct slice stream, struct stream_me
 int engine_stream_info(struct db *db, struct slice stream, const struct as_of *at,
                        struct stream_rec *out)
 {
-    return engine_read_stream(db, stream, at, 1, false, 0, NULL, NULL, out);
+    return engine_read_stream(db, stream, at, 1, false, 0, NULL, NULL, out, NULL);
 }
 
 int engine_read_stream(struct db *db, struct slice stream, const struct as_of *at,
                        uint64_t from, bool backward, size_t limit, engine_event_fn *fn,
-                       void *arg, struct stream_rec *out_stream)
+                       void *arg, struct stream_rec *out_stream, uint64_t *out_first_visible)
 {
     struct store_reader *r;
     int rc = store_read_begin(db->st, &r);
@@ -539,6 +539,9 @@ int engine_read_stream(struct db *db, struct slice stream, const struct as_of *a
     if (!rc) rc = visible_from(db, r, stream, out_stream, &vmin);
     if (!rc && limit) {
         rc = store_scan_stream(r, stream, out_stream, from, vmin, backward, limit, fn, arg);
+    }
+    if (out_first_visible) {
+        *out_first_visible = vmin;
     }
     store_read_end(r);
     return rc;
@@ -685,6 +688,28 @@ int engine_read_log(struct db *db, uint64_t from, bool backward, size_t limit,
     return rc;
 }
 
+/* One event read by position: delivered only when visible. */
+struct hidden_check {
+    struct db *db;
+    struct store_reader *r;
+    struct visibility vis;
+    engine_event_fn *fn;
+    void *arg;
+    bool hidden;
+};
+
+static int emit_if_visible(void *arg, const struct event_rec *ev)
+{
+    struct hidden_check *hc = arg;
+    uint64_t retention_us = hc->db->settings.retention_days * 86400ull * 1000000ull;
+    if (!visible(&hc->vis, ev) ||
+        (retention_us && ev->recorded_us < hc->vis.now_us - (int64_t)retention_us)) {
+        hc->hidden = true;
+        return 1;
+    }
+    return hc->fn(hc->arg, ev);
+}
+
 int engine_read_event(struct db *db, uint64_t position, engine_event_fn *fn, void *arg)
 {
     struct store_reader *r;
@@ -692,7 +717,12 @@ int engine_read_event(struct db *db, uint64_t position, engine_event_fn *fn, voi
     if (rc) {
         return rc;
     }
-    rc = store_get_event(r, position, fn, arg);
+    struct hidden_check hc = {.db = db, .r = r, .fn = fn, .arg = arg,
+                              .vis = {.db = db, .r = r, .now_us = time_now_us()}};
+    strmap_init(&hc.vis.vmin, sizeof(uint64_t));
+    rc = store_get_event(r, position, emit_if_visible, &hc);
+    rc = rc ? rc : hc.vis.err ? hc.vis.err : hc.hidden ? ERR_NOTFOUND : 0;
+    strmap_fini(&hc.vis.vmin);
     store_read_end(r);
     return rc;
 }

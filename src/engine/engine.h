@@ -209,11 +209,12 @@ bool engine_stream_settings(struct db *db, struct slice stream, struct stream_me
 int engine_stream_info(struct db *db, struct slice stream, const struct as_of *at,
                        struct stream_rec *out);
 /* Reads up to limit events of a stream from version from (inclusive), forward or backward, in
- * one snapshot, as of at (NULL = now); *out_stream gets the stream row of that view. Returns 0,
+ * one snapshot, as of at (NULL = now); *out_stream gets the stream row of that view and
+ * *out_first_visible (may be NULL) its oldest visible version (lifecycle settings). Returns 0,
  * ERR_NOTFOUND, ERR_CORRUPT or ERR_IO. */
 int engine_read_stream(struct db *db, struct slice stream, const struct as_of *at,
                        uint64_t from, bool backward, size_t limit, engine_event_fn *fn,
-                       void *arg, struct stream_rec *out_stream);
+                       void *arg, struct stream_rec *out_stream, uint64_t *out_first_visible);
 
 /* A filtered read of the log (query/filter.h). */
 struct engine_query {

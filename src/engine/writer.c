@@ -283,7 +283,9 @@ static int apply_meta_op(struct checks *cx, struct append_req *req)
             req->failed = 0;
             return ERR_CONFLICT;
         }
-        m.truncate_before = s.version + 1;
+        if (m.truncate_before < s.version + 1) {
+            m.truncate_before = s.version + 1; /* never lower what was already hidden */
+        }
     }
     req->meta = m;
     buf_reset(&req->meta_text);

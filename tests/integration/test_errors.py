@@ -342,7 +342,7 @@ def test_wrong_method():
                  ("PUT", "/v1/databases/default/events", {"GET", "POST"}),
                  ("PUT", "/v1/databases/default", {"GET", "DELETE"}),
                  ("DELETE", "/v1/databases/default/streams/s/events", {"GET", "POST"}),
-                 ("PATCH", "/v1/databases/default/streams/s", {"GET"}),
+                 ("PATCH", "/v1/databases/default/streams/s", {"GET", "DELETE"}),
                  ("DELETE", "/v1/databases/default/events/1", {"GET"})]
         for method, path, allowed in cases:
             body = GOOD if method in ("PUT", "POST", "PATCH") else None

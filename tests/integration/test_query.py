@@ -19,7 +19,8 @@ TIME_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(
                      r"([Zz]|[+-]\d{2}:\d{2})$")
 EVENT_KEYS = {"id", "stream", "type", "data", "metadata", "tags", "time", "recorded",
               "position", "version", "hash"}
-STREAM_ROW_KEYS = {"stream", "version", "firstPosition", "lastPosition", "created", "updated"}
+STREAM_ROW_KEYS = {"stream", "version", "firstPosition", "lastPosition", "bytes", "created",
+                   "updated"}
 QUERY_KEYS = {"events", "head", "has_more", "next"}
 DEFAULT_LIMIT = 100
 
