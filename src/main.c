@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <malloc.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 #include <unistd.h>
 
 #include "api/native.h"
+#include "auth/keys.h"
 #include "engine/engine.h"
 #include "http/server.h"
 #include "store/store.h"
@@ -60,8 +62,9 @@ static void usage(FILE *f)
     fprintf(f, "annals %s: a self-hosted event-sourcing database server\n\n"
                "usage: annals <command> [flags]\n\n"
                "commands:\n"
-               "  serve     run the server (zero configuration: ./data, 127.0.0.1:7070, auth off)\n"
+               "  serve     run the server (zero configuration: ./data, 127.0.0.1:7070, auth off until a key exists)\n"
                "  verify    check every database's checksums, hash chain and indexes (server stopped)\n"
+               "  keys      create, list, revoke and rotate API keys (server stopped; see keys --help)\n"
                "  version   print the version\n"
                "  help      this text; 'annals serve --help' lists the flags\n",
             ANNALS_VERSION);
@@ -214,6 +217,13 @@ static int wait_for_signal(const sigset_t *sigs)
     }
 }
 
+/* True for 127.0.0.0/8 and ::1 (clients on this machine only). */
+static bool is_loopback(const char *host)
+{
+    return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 ||
+           strcmp(host, "[::1]") == 0;
+}
+
 static int cmd_serve(const struct options *o)
 {
     sigset_t sigs;
@@ -229,7 +239,26 @@ static int cmd_serve(const struct options *o)
         log_error("cannot open data directory %s: %s", o->data_dir, err_name(rc));
         return 1;
     }
-    struct api api = {.engine = e, .limits = o->limits, .version = ANNALS_VERSION,
+    struct keyring *keys;
+    rc = keyring_open(o->data_dir, &keys);
+    if (rc) {
+        log_error("cannot read the API keys in %s/keys.json: %s", o->data_dir, err_name(rc));
+        engine_close(e);
+        return 1;
+    }
+    bool loopback = is_loopback(o->host);
+    size_t active = keyring_active(keys, time_now_us());
+    if (!loopback && active == 0) {
+        log_error("refusing to listen on %s without API keys: anyone could read and write. "
+                  "Stop here, create a key with 'annals keys create --scope admin --data %s', "
+                  "then start again (or listen on 127.0.0.1 for development)",
+                  o->host, o->data_dir);
+        keyring_close(keys);
+        engine_close(e);
+        return 1;
+    }
+    struct api api = {.engine = e, .keys = keys, .auth_required = active > 0 || !loopback,
+                      .limits = o->limits, .version = ANNALS_VERSION,
                       .started_us = time_now_us()};
     struct http_config hc = {.host = o->host, .port = o->port, .threads = o->threads,
                              .limits = o->limits, .handler = api_handle, .handler_arg = &api};
@@ -238,13 +267,19 @@ static int cmd_serve(const struct options *o)
         engine_close(e);
         return 1;
     }
-    log_warn("authentication is OFF (development mode): any client on %s can read and write",
-             o->host);
+    if (api.auth_required) {
+        log_info("authentication is on: %zu active API keys", active);
+    } else {
+        log_warn("authentication is OFF (development mode, loopback, no API keys): any client "
+                 "on %s can read and write; creating a key turns it on",
+                 o->host);
+    }
     log_info("annals %s listening on %s:%u, data in %s, %u I/O threads", ANNALS_VERSION, o->host,
              http_server_port(srv), o->data_dir, o->threads);
     int sig = wait_for_signal(&sigs);
     log_info("received signal %d", sig);
     shutdown_gracefully(srv, e);
+    keyring_close(keys);
     return 0;
 }
 
@@ -309,6 +344,164 @@ static int cmd_verify(const struct options *o)
     return bad ? 1 : 0;
 }
 
+/* ---- annals keys ---- */
+
+struct keys_args {
+    const char *data_dir, *scope, *database, *name, *not_after, *at, *id;
+    long grace_s;
+};
+
+static void keys_usage(FILE *f)
+{
+    fprintf(f, "usage: annals keys create --scope read|write|admin [--database NAME] [--name LABEL]\n"
+               "                          [--not-after RFC3339] [--data DIR]\n"
+               "       annals keys list [--data DIR]\n"
+               "       annals keys revoke ID [--at RFC3339] [--data DIR]\n"
+               "       annals keys rotate ID [--grace SECONDS] [--data DIR]\n"
+               "Works on a stopped server's data directory (use the /v1/keys API on a running one).\n"
+               "A new key is printed once; only its hash is stored.\n");
+}
+
+static int keys_parse(int argc, char **argv, struct keys_args *a)
+{
+    memset(a, 0, sizeof(*a));
+    a->data_dir = getenv("ANNALS_DATA") && *getenv("ANNALS_DATA") ? getenv("ANNALS_DATA")
+                                                                  : "./data";
+    for (int i = 3; i < argc; i++) {
+        const char *f = argv[i];
+        const char **dst = !strcmp(f, "--data")        ? &a->data_dir
+                           : !strcmp(f, "--scope")     ? &a->scope
+                           : !strcmp(f, "--database")  ? &a->database
+                           : !strcmp(f, "--name")      ? &a->name
+                           : !strcmp(f, "--not-after") ? &a->not_after
+                           : !strcmp(f, "--at")        ? &a->at
+                                                       : NULL;
+        if (dst && i + 1 < argc) {
+            *dst = argv[++i];
+        } else if (!strcmp(f, "--grace") && i + 1 < argc) {
+            a->grace_s = strtol(argv[++i], NULL, 10);
+        } else if (f[0] != '-' && !a->id) {
+            a->id = f;
+        } else {
+            fprintf(stderr, "annals keys: unknown argument %s\n", f);
+            return ERR_INVALID;
+        }
+    }
+    return 0;
+}
+
+static void print_key(const struct api_key *k)
+{
+    char created[40], until[40] = "-";
+    time_format(k->created_us, created);
+    if (k->not_after_us) {
+        time_format(k->not_after_us, until);
+    }
+    printf("%s  %-5s  %-20s  %-20s  created %s  until %s\n", k->id, key_scope_name(k->scope),
+           k->database[0] ? k->database : "(all databases)", k->name[0] ? k->name : "-", created,
+           until);
+}
+
+static int keys_run(const char *sub, struct keyring *kr, const struct keys_args *a)
+{
+    char text[KEY_TEXT_MAX];
+    struct api_key k;
+    int64_t t = 0;
+    if (!strcmp(sub, "list")) {
+        size_t n;
+        struct api_key *all = keyring_list(kr, &n);
+        for (size_t i = 0; i < n; i++) {
+            print_key(&all[i]);
+        }
+        free(all);
+        return 0;
+    }
+    if (!strcmp(sub, "create")) {
+        enum key_scope scope;
+        if (key_scope_parse(a->scope, &scope) ||
+            (a->database && !engine_db_name_ok(a->database, strlen(a->database))) ||
+            (a->not_after && time_parse(a->not_after, strlen(a->not_after), &t))) {
+            keys_usage(stderr);
+            return 2;
+        }
+        int rc = keyring_create(kr, scope, a->database, a->name, t, text, &k);
+        if (!rc) {
+            printf("%s\n", text);
+            fprintf(stderr, "created key %s (%s); the key above is shown only this once\n", k.id,
+                    key_scope_name(k.scope));
+        }
+        return rc ? 1 : 0;
+    }
+    if (!a->id) {
+        keys_usage(stderr);
+        return 2;
+    }
+    if (!strcmp(sub, "revoke")) {
+        t = time_now_us();
+        if (a->at && time_parse(a->at, strlen(a->at), &t)) {
+            keys_usage(stderr);
+            return 2;
+        }
+        int rc = keyring_revoke(kr, a->id, t);
+        if (rc == ERR_NOTFOUND) {
+            fprintf(stderr, "annals keys: no key %s\n", a->id);
+        }
+        return rc ? 1 : 0;
+    }
+    if (!strcmp(sub, "rotate")) {
+        int rc = keyring_rotate(kr, a->id, time_now_us() + a->grace_s * 1000000, text, &k);
+        if (rc == ERR_NOTFOUND) {
+            fprintf(stderr, "annals keys: no key %s\n", a->id);
+        } else if (!rc) {
+            printf("%s\n", text);
+            fprintf(stderr, "new key %s replaces %s; the key above is shown only this once\n",
+                    k.id, a->id);
+        }
+        return rc ? 1 : 0;
+    }
+    keys_usage(stderr);
+    return 2;
+}
+
+static int cmd_keys(int argc, char **argv)
+{
+    const char *sub = argc > 2 ? argv[2] : "";
+    struct keys_args a;
+    if (!strcmp(sub, "--help") || !strcmp(sub, "-h") || !*sub) {
+        keys_usage(*sub ? stdout : stderr);
+        return *sub ? 0 : 2;
+    }
+    if (keys_parse(argc, argv, &a)) {
+        return 2;
+    }
+    if (mkdir(a.data_dir, 0750) != 0 && errno != EEXIST) {
+        fprintf(stderr, "annals keys: cannot create %s: %s\n", a.data_dir, strerror(errno));
+        return 1;
+    }
+    char lock[4096];
+    snprintf(lock, sizeof lock, "%s/LOCK", a.data_dir);
+    int lfd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    if (lfd < 0 || flock(lfd, LOCK_EX | LOCK_NB) != 0) {
+        fprintf(stderr, "annals keys: %s is in use by a running server; use its /v1/keys API\n",
+                a.data_dir);
+        if (lfd >= 0) {
+            close(lfd);
+        }
+        return 1;
+    }
+    struct keyring *kr;
+    int rc = keyring_open(a.data_dir, &kr);
+    if (rc) {
+        fprintf(stderr, "annals keys: cannot read %s/keys.json: %s\n", a.data_dir, err_name(rc));
+        close(lfd);
+        return 1;
+    }
+    rc = keys_run(sub, kr, &a);
+    keyring_close(kr);
+    close(lfd);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     const char *cmd = argc > 1 ? argv[1] : "help";
@@ -319,6 +512,9 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("annals %s\n", ANNALS_VERSION);
         return 0;
+    }
+    if (!strcmp(cmd, "keys")) {
+        return cmd_keys(argc, argv);
     }
     if (strcmp(cmd, "serve") && strcmp(cmd, "verify")) {
         fprintf(stderr, "annals: unknown command '%s'\n\n", cmd);

@@ -9,9 +9,11 @@
 #include <string.h>
 
 #include "api/append.h"
+#include "api/keys_api.h"
 #include "api/out.h"
 #include "api/parse.h"
 #include "api/qparse.h"
+#include "auth/keys.h"
 #include "util/errors.h"
 #include "util/hash.h"
 #include "util/timeutil.h"
@@ -27,15 +29,22 @@ struct call {
     size_t seg_len[MAX_SEGS];     /* byte lengths (segments may hold any byte but NUL) */
     size_t nseg;                  /* segments used */
     struct db *db;                /* acquired database, or NULL */
+    bool authed;                  /* key holds the caller's verified key */
+    struct api_key key;           /* valid when authed */
 };
 
 typedef void route_fn(struct call *c);
+
+/* What a route asks of the caller's key (each level includes the ones before it). */
+enum need { NEED_NONE, NEED_ANY, NEED_READ, NEED_WRITE, NEED_ADMIN };
 
 struct route {
     const char *method;    /* "GET", "POST", ... */
     const char *pattern;   /* segments, '*' = any one segment */
     route_fn *fn;          /* handler */
     bool needs_db;         /* segment 2 names a database to acquire */
+    enum need need;        /* scope the key needs (segment 2, when it names a database,
+                              must be the key's database unless the key is for all) */
 };
 
 static void db_list(struct call *c);
@@ -54,24 +63,34 @@ static void meta_read(struct call *c);
 static void meta_write(struct call *c);
 static void multi_append(struct call *c);
 static void health(struct call *c);
+static void whoami(struct call *c);
+static void keys_list(struct call *c);
+static void keys_create(struct call *c);
+static void keys_revoke(struct call *c);
+static void keys_rotate(struct call *c);
 
 static const struct route ROUTES[] = {
-    {"GET", "health", health, false},
-    {"GET", "v1/databases", db_list, false},
-    {"POST", "v1/databases", db_create, false},
-    {"GET", "v1/databases/*", db_get, true},
-    {"DELETE", "v1/databases/*", db_delete, false},
-    {"GET", "v1/databases/*/events", log_read, true},
-    {"POST", "v1/databases/*/events", multi_append, true},
-    {"POST", "v1/databases/*/query", log_query, true},
-    {"GET", "v1/databases/*/streams", streams_list, true},
-    {"GET", "v1/databases/*/events/*", event_get, true},
-    {"GET", "v1/databases/*/streams/*", stream_get, true},
-    {"DELETE", "v1/databases/*/streams/*", stream_delete, true},
-    {"GET", "v1/databases/*/streams/*/metadata", meta_read, true},
-    {"PUT", "v1/databases/*/streams/*/metadata", meta_write, true},
-    {"GET", "v1/databases/*/streams/*/events", stream_read, true},
-    {"POST", "v1/databases/*/streams/*/events", stream_append, true},
+    {"GET", "health", health, false, NEED_NONE},
+    {"GET", "v1/whoami", whoami, false, NEED_ANY},
+    {"GET", "v1/keys", keys_list, false, NEED_ADMIN},
+    {"POST", "v1/keys", keys_create, false, NEED_ADMIN},
+    {"DELETE", "v1/keys/*", keys_revoke, false, NEED_ADMIN},
+    {"POST", "v1/keys/*/rotate", keys_rotate, false, NEED_ADMIN},
+    {"GET", "v1/databases", db_list, false, NEED_ANY},
+    {"POST", "v1/databases", db_create, false, NEED_ADMIN},
+    {"GET", "v1/databases/*", db_get, true, NEED_READ},
+    {"DELETE", "v1/databases/*", db_delete, false, NEED_ADMIN},
+    {"GET", "v1/databases/*/events", log_read, true, NEED_READ},
+    {"POST", "v1/databases/*/events", multi_append, true, NEED_WRITE},
+    {"POST", "v1/databases/*/query", log_query, true, NEED_READ},
+    {"GET", "v1/databases/*/streams", streams_list, true, NEED_READ},
+    {"GET", "v1/databases/*/events/*", event_get, true, NEED_READ},
+    {"GET", "v1/databases/*/streams/*", stream_get, true, NEED_READ},
+    {"DELETE", "v1/databases/*/streams/*", stream_delete, true, NEED_WRITE},
+    {"GET", "v1/databases/*/streams/*/metadata", meta_read, true, NEED_READ},
+    {"PUT", "v1/databases/*/streams/*/metadata", meta_write, true, NEED_WRITE},
+    {"GET", "v1/databases/*/streams/*/events", stream_read, true, NEED_READ},
+    {"POST", "v1/databases/*/streams/*/events", stream_append, true, NEED_WRITE},
 };
 
 /* ---- path handling ---- */
@@ -188,6 +207,55 @@ static bool acquire_db(struct call *c)
     return true;
 }
 
+/* The key presented as "Authorization: Bearer <key>" or "X-API-Key: <key>", or NULL. */
+static const char *presented_key(struct http_req *req)
+{
+    const char *a = http_req_header(req, "Authorization");
+    if (a && strncasecmp(a, "Bearer ", 7) == 0) {
+        a += 7;
+        while (*a == ' ') {
+            a++;
+        }
+        return a;
+    }
+    return http_req_header(req, "X-API-Key");
+}
+
+static bool scope_covers(enum key_scope have, enum need need)
+{
+    return need <= NEED_ANY || (int)have >= (int)need - 1; /* READ=2->1, WRITE->2, ADMIN->3 */
+}
+
+/* Checks the caller's key against route r. Answers 401/403/404 and returns false when it may
+ * not proceed. A key bound to another database gets 404 for it (no existence leak). */
+static bool authorize(struct call *c, const struct route *r)
+{
+    if (r->need == NEED_NONE || !__atomic_load_n(&c->api->auth_required, __ATOMIC_ACQUIRE)) {
+        return true;
+    }
+    const char *k = presented_key(c->req);
+    if (!k || keyring_verify(c->api->keys, k, strlen(k), time_now_us(), &c->key) != 0) {
+        http_add_header(c->req, "WWW-Authenticate", "Bearer realm=\"annals\"");
+        out_error(c->req, 401, "unauthorized",
+                  k ? "unknown, expired or revoked API key" : "an API key is required",
+                  "Authorization");
+        return false;
+    }
+    c->authed = true;
+    bool db_route = c->nseg >= 3 && strcmp(c->seg[1], "databases") == 0;
+    if (db_route && c->key.database[0] && strcmp(c->key.database, c->seg[2]) != 0) {
+        out_error(c->req, 404, "database_not_found", "no such database", "database");
+        return false;
+    }
+    bool all_dbs_needed = !strcmp(r->pattern, "v1/databases") && !strcmp(r->method, "POST");
+    if (!scope_covers(c->key.scope, r->need) || (all_dbs_needed && c->key.database[0])) {
+        out_error(c->req, 403, "forbidden", "this API key's scope does not allow this request",
+                  NULL);
+        return false;
+    }
+    return true;
+}
+
 void api_handle(void *arg, struct http_req *req)
 {
     struct call c = {.api = arg, .req = req};
@@ -200,7 +268,7 @@ void api_handle(void *arg, struct http_req *req)
         answer_405(&c);
     } else if (!r) {
         out_error(req, 404, "not_found", "no such route", NULL);
-    } else if (!r->needs_db || acquire_db(&c)) {
+    } else if (authorize(&c, r) && (!r->needs_db || acquire_db(&c))) {
         r->fn(&c);
     }
     call_fini(&c);
@@ -283,8 +351,11 @@ static void db_list(struct call *c)
     struct buf b;
     buf_init(&b);
     buf_adds(&b, "{\"databases\":[");
-    for (size_t i = 0; i < n; i++) {
-        buf_adds(&b, i ? ",{\"name\":" : "{\"name\":");
+    for (size_t i = 0, shown = 0; i < n; i++) {
+        if (c->authed && c->key.database[0] && strcmp(c->key.database, names[i]) != 0) {
+            continue; /* a key for one database sees only that one */
+        }
+        buf_adds(&b, shown++ ? ",{\"name\":" : "{\"name\":");
         buf_add_json_str(&b, names[i], strlen(names[i]));
         buf_addc(&b, '}');
     }
@@ -798,4 +869,40 @@ static void meta_write(struct call *c)
     struct db *db = c->db;
     c->db = NULL;
     append_meta_op(c->req, db, name, META_SET, &m);
+}
+
+/* ---- keys and identity ---- */
+
+static const struct api_key *caller(const struct call *c)
+{
+    return c->authed ? &c->key : NULL;
+}
+
+static void whoami(struct call *c)
+{
+    keys_api_whoami(c->req, c->api, caller(c));
+}
+
+static void keys_list(struct call *c)
+{
+    keys_api_list(c->req, c->api, caller(c));
+}
+
+static void keys_create(struct call *c)
+{
+    if (out_require_json(c->req)) {
+        keys_api_create(c->req, c->api, caller(c));
+    }
+}
+
+static void keys_revoke(struct call *c)
+{
+    keys_api_revoke(c->req, c->api, caller(c), c->seg[2]);
+}
+
+static void keys_rotate(struct call *c)
+{
+    if (out_require_json(c->req)) {
+        keys_api_rotate(c->req, c->api, caller(c), c->seg[2]);
+    }
 }

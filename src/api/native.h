@@ -7,8 +7,13 @@
 #include "engine/engine.h"
 #include "http/server.h"
 
+struct keyring;
+
 struct api {
     struct engine *engine;   /* borrowed */
+    struct keyring *keys;    /* borrowed: API keys */
+    bool auth_required;      /* atomic: keys are checked (sticky: set at start when keys exist
+                                or the address is not loopback, and when a key is created) */
     struct limits limits;    /* copied */
     const char *version;     /* server version string, static */
     int64_t started_us;      /* process start time */

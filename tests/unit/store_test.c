@@ -79,7 +79,7 @@ TEST(append_read_reopen_verify)
     ASSERT_EQ(engine_db_acquire(e, "default", 7, &db), 0);
     struct stream_rec s;
     int n = 0;
-    ASSERT_EQ(engine_read_stream(db, (struct slice){"a", 1}, NULL, 1, false, 10, count_event, &n, &s),
+    ASSERT_EQ(engine_read_stream(db, (struct slice){"a", 1}, NULL, 1, false, 10, count_event, &n, &s, NULL),
               0);
     ASSERT_EQ(n, 1);
     ASSERT_EQ(s.version, 1);
