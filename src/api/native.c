@@ -45,6 +45,7 @@ struct route {
     bool needs_db;         /* segment 2 names a database to acquire */
     enum need need;        /* scope the key needs (segment 2, when it names a database,
                               must be the key's database unless the key is for all) */
+    const char *summary;   /* one line for the OpenAPI document */
 };
 
 static void db_list(struct call *c);
@@ -63,6 +64,7 @@ static void meta_read(struct call *c);
 static void meta_write(struct call *c);
 static void multi_append(struct call *c);
 static void health(struct call *c);
+static void openapi(struct call *c);
 static void whoami(struct call *c);
 static void keys_list(struct call *c);
 static void keys_create(struct call *c);
@@ -70,27 +72,33 @@ static void keys_revoke(struct call *c);
 static void keys_rotate(struct call *c);
 
 static const struct route ROUTES[] = {
-    {"GET", "health", health, false, NEED_NONE},
-    {"GET", "v1/whoami", whoami, false, NEED_ANY},
-    {"GET", "v1/keys", keys_list, false, NEED_ADMIN},
-    {"POST", "v1/keys", keys_create, false, NEED_ADMIN},
-    {"DELETE", "v1/keys/*", keys_revoke, false, NEED_ADMIN},
-    {"POST", "v1/keys/*/rotate", keys_rotate, false, NEED_ADMIN},
-    {"GET", "v1/databases", db_list, false, NEED_ANY},
-    {"POST", "v1/databases", db_create, false, NEED_ADMIN},
-    {"GET", "v1/databases/*", db_get, true, NEED_READ},
-    {"DELETE", "v1/databases/*", db_delete, false, NEED_ADMIN},
-    {"GET", "v1/databases/*/events", log_read, true, NEED_READ},
-    {"POST", "v1/databases/*/events", multi_append, true, NEED_WRITE},
-    {"POST", "v1/databases/*/query", log_query, true, NEED_READ},
-    {"GET", "v1/databases/*/streams", streams_list, true, NEED_READ},
-    {"GET", "v1/databases/*/events/*", event_get, true, NEED_READ},
-    {"GET", "v1/databases/*/streams/*", stream_get, true, NEED_READ},
-    {"DELETE", "v1/databases/*/streams/*", stream_delete, true, NEED_WRITE},
-    {"GET", "v1/databases/*/streams/*/metadata", meta_read, true, NEED_READ},
-    {"PUT", "v1/databases/*/streams/*/metadata", meta_write, true, NEED_WRITE},
-    {"GET", "v1/databases/*/streams/*/events", stream_read, true, NEED_READ},
-    {"POST", "v1/databases/*/streams/*/events", stream_append, true, NEED_WRITE},
+    {"GET", "health", health, false, NEED_NONE, "Liveness"},
+    {"GET", "v1/openapi.json", openapi, false, NEED_NONE, "This API as an OpenAPI 3.1 document"},
+    {"GET", "v1/whoami", whoami, false, NEED_ANY, "The caller's key: scope and database"},
+    {"GET", "v1/keys", keys_list, false, NEED_ADMIN, "List API keys"},
+    {"POST", "v1/keys", keys_create, false, NEED_ADMIN, "Create an API key"},
+    {"DELETE", "v1/keys/*", keys_revoke, false, NEED_ADMIN, "Revoke an API key (now or at)"},
+    {"POST", "v1/keys/*/rotate", keys_rotate, false, NEED_ADMIN, "Replace an API key"},
+    {"GET", "v1/databases", db_list, false, NEED_ANY, "List databases"},
+    {"POST", "v1/databases", db_create, false, NEED_ADMIN, "Create a database"},
+    {"GET", "v1/databases/*", db_get, true, NEED_READ, "Database statistics and settings"},
+    {"DELETE", "v1/databases/*", db_delete, false, NEED_ADMIN, "Delete a database"},
+    {"GET", "v1/databases/*/events", log_read, true, NEED_READ, "Read or query the log"},
+    {"POST", "v1/databases/*/events", multi_append, true, NEED_WRITE,
+     "Append to several streams, or stream-less events, with conditions"},
+    {"POST", "v1/databases/*/query", log_query, true, NEED_READ, "Query the log (JSON body)"},
+    {"GET", "v1/databases/*/streams", streams_list, true, NEED_READ, "List streams"},
+    {"GET", "v1/databases/*/events/*", event_get, true, NEED_READ, "One event by position"},
+    {"GET", "v1/databases/*/streams/*", stream_get, true, NEED_READ, "Stream info"},
+    {"DELETE", "v1/databases/*/streams/*", stream_delete, true, NEED_WRITE,
+     "Delete a stream (soft, or hard with hard=true)"},
+    {"GET", "v1/databases/*/streams/*/metadata", meta_read, true, NEED_READ,
+     "A stream's lifecycle settings"},
+    {"PUT", "v1/databases/*/streams/*/metadata", meta_write, true, NEED_WRITE,
+     "Set a stream's lifecycle settings"},
+    {"GET", "v1/databases/*/streams/*/events", stream_read, true, NEED_READ, "Read a stream"},
+    {"POST", "v1/databases/*/streams/*/events", stream_append, true, NEED_WRITE,
+     "Append to a stream"},
 };
 
 /* ---- path handling ---- */
@@ -905,4 +913,109 @@ static void keys_rotate(struct call *c)
     if (out_require_json(c->req)) {
         keys_api_rotate(c->req, c->api, caller(c), c->seg[2]);
     }
+}
+
+/* ---- the OpenAPI document, generated from the route table ---- */
+
+/* The OpenAPI path of a route pattern: each '*' becomes the parameter named by the segment
+ * before it. */
+static void openapi_path(const char *pattern, struct buf *out, struct buf *params)
+{
+    static const struct {
+        const char *after, *param;
+    } NAMES[] = {{"databases", "db"}, {"streams", "stream"}, {"events", "position"},
+                 {"keys", "id"}};
+    const char *prev = "", *p = pattern;
+    while (*p) {
+        const char *end = strchr(p, '/');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        buf_addc(out, '/');
+        if (len == 1 && *p == '*') {
+            const char *name = "param";
+            for (size_t i = 0; i < sizeof NAMES / sizeof NAMES[0]; i++) {
+                name = strncmp(prev, NAMES[i].after, strlen(NAMES[i].after)) == 0 ? NAMES[i].param
+                                                                                 : name;
+            }
+            buf_printf(out, "{%s}", name);
+            buf_printf(params, "%s{\"name\":\"%s\",\"in\":\"path\",\"required\":true,"
+                       "\"schema\":{\"type\":\"%s\"}}",
+                       params->len ? "," : "", name, strcmp(name, "position") ? "string" : "integer");
+        } else {
+            buf_add(out, p, len);
+        }
+        prev = p;
+        p += len + (end ? 1 : 0);
+    }
+}
+
+static void openapi_operation(struct buf *b, const struct route *r)
+{
+    static const char *const NEED[] = {"none", "any", "read", "write", "admin"};
+    struct buf path, params;
+    buf_init(&path);
+    buf_init(&params);
+    openapi_path(r->pattern, &path, &params);
+    char op[96];
+    snprintf(op, sizeof op, "%s", r->method);
+    for (char *q = op; *q; q++) {
+        *q = (char)(*q - 'A' + 'a');
+    }
+    buf_printf(b, "\"%s\":{\"summary\":", op);
+    buf_add_json_str(b, r->summary, strlen(r->summary));
+    buf_printf(b, ",\"x-annals-scope\":\"%s\",\"parameters\":[%.*s]", NEED[r->need],
+               (int)params.len, params.ptr ? params.ptr : "");
+    if (r->need == NEED_NONE) {
+        buf_adds(b, ",\"security\":[]");
+    }
+    if (!strcmp(r->method, "POST") || !strcmp(r->method, "PUT")) {
+        buf_adds(b, ",\"requestBody\":{\"required\":true,\"content\":{\"application/json\":"
+                    "{\"schema\":{\"type\":\"object\"}}}}");
+    }
+    buf_adds(b, ",\"responses\":{\"2XX\":{\"description\":\"Success (docs/api.md)\","
+                "\"content\":{\"application/json\":{\"schema\":{\"type\":\"object\"}}}},"
+                "\"default\":{\"description\":\"An error\",\"content\":{\"application/json\":"
+                "{\"schema\":{\"$ref\":\"#/components/schemas/Error\"}}}}}}");
+    buf_fini(&path);
+    buf_fini(&params);
+}
+
+static void openapi(struct call *c)
+{
+    enum { N = sizeof ROUTES / sizeof ROUTES[0] };
+    struct buf b;
+    buf_init(&b);
+    buf_printf(&b, "{\"openapi\":\"3.1.0\",\"info\":{\"title\":\"Annals native API\","
+               "\"version\":\"%s\",\"description\":\"Generated from the server's route table; "
+               "semantics in docs/api.md.\"},\"paths\":{", c->api->version);
+    bool done[N] = {false};
+    for (size_t i = 0, npaths = 0; i < N; i++) {
+        if (done[i]) {
+            continue;
+        }
+        struct buf path, params;
+        buf_init(&path);
+        buf_init(&params);
+        openapi_path(ROUTES[i].pattern, &path, &params);
+        buf_printf(&b, "%s\"%.*s\":{", npaths++ ? "," : "", (int)path.len, path.ptr);
+        for (size_t j = i, nops = 0; j < N; j++) {
+            if (!strcmp(ROUTES[j].pattern, ROUTES[i].pattern)) {
+                done[j] = true;
+                if (nops++) {
+                    buf_addc(&b, ',');
+                }
+                openapi_operation(&b, &ROUTES[j]);
+            }
+        }
+        buf_addc(&b, '}');
+        buf_fini(&path);
+        buf_fini(&params);
+    }
+    buf_adds(&b, "},\"components\":{\"securitySchemes\":{\"bearer\":{\"type\":\"http\","
+                 "\"scheme\":\"bearer\"},\"apiKey\":{\"type\":\"apiKey\",\"in\":\"header\","
+                 "\"name\":\"X-API-Key\"}},\"schemas\":{\"Error\":{\"type\":\"object\","
+                 "\"required\":[\"error\"],\"properties\":{\"error\":{\"type\":\"object\","
+                 "\"required\":[\"code\",\"message\"],\"properties\":{\"code\":{\"type\":"
+                 "\"string\"},\"message\":{\"type\":\"string\"},\"field\":{\"type\":\"string\"}"
+                 "}}}}}},\"security\":[{\"bearer\":[]},{\"apiKey\":[]}]}");
+    out_json(c->req, 200, &b);
 }
