@@ -32,6 +32,7 @@ struct options {
     unsigned threads;       /* --threads */
     struct limits limits;   /* --max-* and --timeout */
     enum log_level level;   /* --log-level */
+    const char *cors;       /* --cors-origins */
 };
 
 /* One flag: its name, environment variable, help text and where it goes. */
@@ -54,6 +55,8 @@ static const struct flag FLAGS[] = {
     {"--timeout", "ANNALS_TIMEOUT", "SECONDS", "idle connection timeout (default 60)"},
     {"--max-db-bytes", "ANNALS_MAX_DB_BYTES", "N", "largest size of one database (default 68719476736)"},
     {"--log-level", "ANNALS_LOG_LEVEL", "LEVEL", "debug, info, warn or error (default info)"},
+    {"--cors-origins", "ANNALS_CORS_ORIGINS", "LIST",
+     "browser origins allowed (comma-separated, or *; default: any in development mode, none otherwise)"},
 };
 enum { NFLAGS = sizeof FLAGS / sizeof FLAGS[0] };
 
@@ -125,6 +128,7 @@ static int set_option(struct options *o, int idx, const char *v)
     case 8: if (parse_size(v, 1, 86400, &n)) return ERR_INVALID; l->timeout_s = (unsigned)n; return 0;
     case 9: if (parse_size(v, 1ull << 20, 1ull << 44, &n)) return ERR_INVALID; l->map_bytes = n; return 0;
     case 10: return log_parse_level(v, &o->level);
+    case 11: o->cors = v; return 0;
     }
     return ERR_INVALID;
 }
@@ -259,7 +263,7 @@ static int cmd_serve(const struct options *o)
     }
     struct api api = {.engine = e, .keys = keys, .auth_required = active > 0 || !loopback,
                       .limits = o->limits, .version = ANNALS_VERSION,
-                      .started_us = time_now_us()};
+                      .started_us = time_now_us(), .cors_origins = o->cors};
     struct http_config hc = {.host = o->host, .port = o->port, .threads = o->threads,
                              .limits = o->limits, .handler = api_handle, .handler_arg = &api};
     struct http_server *srv;

@@ -129,7 +129,7 @@ static int parse_new_key(json_t *root, enum key_scope *scope, const char **db,
     }
     json_t *d = json_object_get(root, "database");
     *db = d && !json_is_null(d) ? json_string_value(d) : "";
-    if (!*db || (**db && !engine_db_name_ok(*db, strlen(*db)))) {
+    if (!*db || (d && !json_is_null(d) && !engine_db_name_ok(*db, strlen(*db)))) {
         return parse_fail(pe, 400, "invalid_request", "database",
                           "a database name, or null for every database");
     }

@@ -64,6 +64,7 @@ static void meta_read(struct call *c);
 static void meta_write(struct call *c);
 static void multi_append(struct call *c);
 static void health(struct call *c);
+static void health_detailed(struct call *c);
 static void openapi(struct call *c);
 static void whoami(struct call *c);
 static void keys_list(struct call *c);
@@ -73,6 +74,8 @@ static void keys_rotate(struct call *c);
 
 static const struct route ROUTES[] = {
     {"GET", "health", health, false, NEED_NONE, "Liveness"},
+    {"GET", "health/detailed", health_detailed, false, NEED_ANY,
+     "Storage status, uptime, each database's head and writer queue"},
     {"GET", "v1/openapi.json", openapi, false, NEED_NONE, "This API as an OpenAPI 3.1 document"},
     {"GET", "v1/whoami", whoami, false, NEED_ANY, "The caller's key: scope and database"},
     {"GET", "v1/keys", keys_list, false, NEED_ADMIN, "List API keys"},
@@ -264,13 +267,103 @@ static bool authorize(struct call *c, const struct route *r)
     return true;
 }
 
+/* ---- request ids and CORS ---- */
+
+/* Sets X-Request-Id: the client's (a token of at most 64 characters) or a new one. */
+static void request_id(struct http_req *req)
+{
+    const char *given = http_req_header(req, "X-Request-Id");
+    bool ok = given && *given && strlen(given) <= 64;
+    for (const char *p = given; ok && *p; p++) {
+        ok = (*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+             *p == '-' || *p == '_' || *p == '.';
+    }
+    char id[40];
+    if (!ok) {
+        /* unique per process: a random prefix drawn at the first request, then a counter */
+        static uint64_t counter, prefix;
+        uint64_t n = __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
+        if (!__atomic_load_n(&prefix, __ATOMIC_RELAXED)) {
+            uint8_t u[16];
+            uuid_v7(time_now_us(), u);
+            uint64_t p = 0;
+            memcpy(&p, u + 8, sizeof p);
+            __atomic_store_n(&prefix, p | 1, __ATOMIC_RELAXED);
+        }
+        snprintf(id, sizeof id, "%016llx-%llx",
+                 (unsigned long long)__atomic_load_n(&prefix, __ATOMIC_RELAXED),
+                 (unsigned long long)n);
+        given = id;
+    }
+    http_add_header(req, "X-Request-Id", given);
+}
+
+/* The request's Origin when the configuration allows it (dev mode: any), else NULL. */
+static const char *allowed_origin(const struct api *api, struct http_req *req)
+{
+    const char *origin = http_req_header(req, "Origin");
+    const char *list = api->cors_origins;
+    bool dev = !__atomic_load_n(&api->auth_required, __ATOMIC_ACQUIRE);
+    if (!origin || (!list && !dev)) {
+        return NULL;
+    }
+    if (!list || strcmp(list, "*") == 0) {
+        return origin;
+    }
+    size_t n = strlen(origin);
+    for (const char *p = list; *p;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (len == n && strncmp(p, origin, n) == 0) {
+            return origin;
+        }
+        p += len + (comma ? 1 : 0);
+    }
+    return NULL;
+}
+
+static const char CORS_HEADERS[] = "Authorization, Content-Type, X-API-Key, Idempotency-Key, "
+                                   "X-Idempotency-Key, X-Request-Id, Last-Event-ID";
+
+/* Adds the CORS answer headers; answers a preflight (OPTIONS) itself and returns true. */
+static bool cors(const struct api *api, struct http_req *req)
+{
+    const char *origin = allowed_origin(api, req);
+    bool preflight = strcmp(http_req_method(req), "OPTIONS") == 0;
+    if (origin) {
+        http_add_header(req, "Access-Control-Allow-Origin", origin);
+        http_add_header(req, "Vary", "Origin");
+        http_add_header(req, "Access-Control-Expose-Headers",
+                        "X-Request-Id, X-Idempotency-Replayed, Location, Allow");
+    }
+    if (!preflight) {
+        return false;
+    }
+    if (origin) {
+        http_add_header(req, "Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS");
+        http_add_header(req, "Access-Control-Allow-Headers", CORS_HEADERS);
+        http_add_header(req, "Access-Control-Max-Age", "600");
+    }
+    struct buf b;
+    buf_init(&b);
+    http_respond(req, 204, &b, NULL);
+    return true;
+}
+
 void api_handle(void *arg, struct http_req *req)
 {
     struct call c = {.api = arg, .req = req};
+    request_id(req);
+    if (cors(c.api, req)) {
+        return;
+    }
     int rc = split_path(&c, http_req_path(req));
     bool known = false;
     const struct route *r = rc ? NULL : find_route(&c, &known);
-    if (rc == ERR_INVALID) {
+    static const struct route ANY_KEY = {"", "", NULL, false, NEED_ANY, ""};
+    if (!r && !authorize(&c, &ANY_KEY)) {
+        /* without a valid key, nothing tells which routes exist */
+    } else if (rc == ERR_INVALID) {
         out_error(req, 400, "invalid_path", "the path has a bad percent-escape", NULL);
     } else if (!r && known) {
         answer_405(&c);
@@ -349,6 +442,49 @@ static void health(struct call *c)
     struct buf b;
     buf_init(&b);
     buf_printf(&b, "{\"status\":\"ok\",\"version\":\"%s\"}", c->api->version);
+    out_json(c->req, 200, &b);
+}
+
+static int db_health(struct call *c, const char *name, struct buf *b, bool first)
+{
+    struct db *db;
+    if (engine_db_acquire(c->api->engine, name, strlen(name), &db) != 0) {
+        return 0; /* deleted meanwhile */
+    }
+    struct db_info in;
+    int rc = engine_db_info(db, &in);
+    engine_db_release(db);
+    buf_adds(b, first ? "{\"name\":" : ",{\"name\":");
+    buf_add_json_str(b, name, strlen(name));
+    buf_printf(b, ",\"status\":\"%s\",\"head\":%llu,\"indexed\":%llu,\"queueDepth\":%llu}",
+               rc ? "failing" : "ok", (unsigned long long)in.head,
+               (unsigned long long)in.indexed, (unsigned long long)in.queue_depth);
+    return rc;
+}
+
+static void health_detailed(struct call *c)
+{
+    size_t n;
+    char **names = engine_db_names(c->api->engine, &n);
+    struct buf dbs;
+    buf_init(&dbs);
+    bool failing = false;
+    for (size_t i = 0, shown = 0; i < n; i++) {
+        if (c->authed && c->key.database[0] && strcmp(c->key.database, names[i]) != 0) {
+            continue;
+        }
+        failing |= db_health(c, names[i], &dbs, shown++ == 0) != 0;
+    }
+    engine_names_free(names, n);
+    struct buf b;
+    buf_init(&b);
+    buf_printf(&b, "{\"status\":\"%s\",\"version\":\"%s\",\"uptimeSeconds\":%.3f,"
+               "\"auth\":%s,\"databases\":[%.*s]}",
+               failing ? "degraded" : "ok", c->api->version,
+               (double)(time_now_us() - c->api->started_us) / 1e6,
+               __atomic_load_n(&c->api->auth_required, __ATOMIC_ACQUIRE) ? "true" : "false",
+               (int)dbs.len, dbs.ptr ? dbs.ptr : "");
+    buf_fini(&dbs);
     out_json(c->req, 200, &b);
 }
 

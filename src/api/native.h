@@ -17,6 +17,7 @@ struct api {
     struct limits limits;    /* copied */
     const char *version;     /* server version string, static */
     int64_t started_us;      /* process start time */
+    const char *cors_origins; /* comma-separated allowed origins, "*" = any, NULL/"" = none */
 };
 
 /* The http_handler_fn for the server: arg is a struct api. */
