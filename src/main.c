@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "api/metrics.h"
 #include "api/native.h"
 #include "auth/keys.h"
 #include "engine/engine.h"
@@ -263,9 +264,11 @@ static int cmd_serve(const struct options *o)
     }
     struct api api = {.engine = e, .keys = keys, .auth_required = active > 0 || !loopback,
                       .limits = o->limits, .version = ANNALS_VERSION,
-                      .started_us = time_now_us(), .cors_origins = o->cors};
+                      .started_us = time_now_us(), .cors_origins = o->cors,
+                      .metrics = metrics_new()};
     struct http_config hc = {.host = o->host, .port = o->port, .threads = o->threads,
-                             .limits = o->limits, .handler = api_handle, .handler_arg = &api};
+                             .limits = o->limits, .handler = api_handle, .handler_arg = &api,
+                             .observe = metrics_observe, .observe_arg = api.metrics};
     struct http_server *srv;
     if (http_server_start(&hc, &srv)) {
         engine_close(e);
@@ -280,10 +283,12 @@ static int cmd_serve(const struct options *o)
     }
     log_info("annals %s listening on %s:%u, data in %s, %u I/O threads", ANNALS_VERSION, o->host,
              http_server_port(srv), o->data_dir, o->threads);
+    __atomic_store_n(&api.srv, srv, __ATOMIC_RELEASE);
     int sig = wait_for_signal(&sigs);
     log_info("received signal %d", sig);
     shutdown_gracefully(srv, e);
     keyring_close(keys);
+    metrics_free(api.metrics);
     return 0;
 }
 

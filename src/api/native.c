@@ -10,6 +10,7 @@
 
 #include "api/append.h"
 #include "api/keys_api.h"
+#include "api/metrics.h"
 #include "api/out.h"
 #include "api/parse.h"
 #include "api/qparse.h"
@@ -65,6 +66,7 @@ static void meta_write(struct call *c);
 static void multi_append(struct call *c);
 static void health(struct call *c);
 static void health_detailed(struct call *c);
+static void metrics(struct call *c);
 static void openapi(struct call *c);
 static void whoami(struct call *c);
 static void keys_list(struct call *c);
@@ -77,6 +79,7 @@ static const struct route ROUTES[] = {
     {"GET", "health/detailed", health_detailed, false, NEED_ANY,
      "Storage status, uptime, each database's head and writer queue"},
     {"GET", "v1/openapi.json", openapi, false, NEED_NONE, "This API as an OpenAPI 3.1 document"},
+    {"GET", "metrics", metrics, false, NEED_ANY, "Counters in the Prometheus text format"},
     {"GET", "v1/whoami", whoami, false, NEED_ANY, "The caller's key: scope and database"},
     {"GET", "v1/keys", keys_list, false, NEED_ADMIN, "List API keys"},
     {"POST", "v1/keys", keys_create, false, NEED_ADMIN, "Create an API key"},
@@ -361,6 +364,9 @@ void api_handle(void *arg, struct http_req *req)
     bool known = false;
     const struct route *r = rc ? NULL : find_route(&c, &known);
     static const struct route ANY_KEY = {"", "", NULL, false, NEED_ANY, ""};
+    if (r) {
+        http_set_tag(req, (int)(r - ROUTES));
+    }
     if (!r && !authorize(&c, &ANY_KEY)) {
         /* without a valid key, nothing tells which routes exist */
     } else if (rc == ERR_INVALID) {
@@ -1154,4 +1160,69 @@ static void openapi(struct call *c)
                  "\"string\"},\"message\":{\"type\":\"string\"},\"field\":{\"type\":\"string\"}"
                  "}}}}}},\"security\":[{\"bearer\":[]},{\"apiKey\":[]}]}");
     out_json(c->req, 200, &b);
+}
+
+/* ---- metrics ---- */
+
+static void db_metrics(struct call *c, const char *name, struct buf *b)
+{
+    struct db *db;
+    struct db_info in;
+    if (engine_db_acquire(c->api->engine, name, strlen(name), &db) != 0) {
+        return;
+    }
+    int rc = engine_db_info(db, &in);
+    engine_db_release(db);
+    if (rc) {
+        return;
+    }
+    static const char *const NAMES[] = {
+        "annals_appends_total", "annals_commits_total", "annals_events", "annals_streams",
+        "annals_fsyncs_total", "annals_bytes_on_disk", "annals_index_lag_events",
+        "annals_writer_queue_depth", "annals_index_commits_total"};
+    uint64_t v[] = {in.appends, in.commits, in.head, in.streams, in.syncs, in.file_bytes,
+                    in.head - in.indexed, in.queue_depth, in.index_commits};
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+        buf_printf(b, "%s{database=\"%s\"} %llu\n", NAMES[i], name, (unsigned long long)v[i]);
+    }
+    buf_printf(b, "annals_fsync_seconds_total{database=\"%s\"} %.6f\n", name,
+               (double)in.sync_ns / 1e9);
+    buf_printf(b, "annals_commit_seconds_total{database=\"%s\"} %.6f\n", name,
+               (double)in.commit_ns / 1e9);
+}
+
+static void metrics(struct call *c)
+{
+    const int n_routes = (int)(sizeof ROUTES / sizeof ROUTES[0]);
+    char text[sizeof ROUTES / sizeof ROUTES[0]][96];
+    const char *labels[sizeof ROUTES / sizeof ROUTES[0]];
+    for (int i = 0; i < n_routes; i++) {
+        snprintf(text[i], sizeof text[i], "%s /%s", ROUTES[i].method, ROUTES[i].pattern);
+        labels[i] = text[i];
+    }
+    struct buf b;
+    buf_init(&b);
+    metrics_render_requests(c->api->metrics, labels,
+                            n_routes < METRICS_ROUTES ? n_routes : METRICS_ROUTES, &b);
+    buf_adds(&b, "# HELP annals_appends_total Acknowledged append requests (a database's "
+                 "appends/commits is its group-commit factor); the other per-database series: "
+                 "commits, events stored, streams, event-log fsyncs and their time, bytes on "
+                 "disk, events not yet indexed, queued appends, index commits.\n");
+    size_t n;
+    char **names = engine_db_names(c->api->engine, &n);
+    for (size_t i = 0; i < n; i++) {
+        if (!(c->authed && c->key.database[0] && strcmp(c->key.database, names[i]) != 0)) {
+            db_metrics(c, names[i], &b);
+        }
+    }
+    engine_names_free(names, n);
+    struct http_server *srv = __atomic_load_n(&c->api->srv, __ATOMIC_ACQUIRE);
+    buf_printf(&b, "# HELP annals_open_connections Open client connections.\n"
+                   "annals_open_connections %u\n"
+                   "# HELP annals_subscribers Live subscribers (SSE, WebSocket).\n"
+                   "annals_subscribers 0\n"
+                   "annals_uptime_seconds %.3f\n",
+               srv ? http_server_connections(srv) : 0,
+               (double)(time_now_us() - c->api->started_us) / 1e6);
+    http_respond(c->req, 200, &b, "text/plain; version=0.0.4");
 }

@@ -8,6 +8,7 @@
 #include "http/server.h"
 
 struct keyring;
+struct api_metrics;
 
 struct api {
     struct engine *engine;   /* borrowed */
@@ -18,6 +19,8 @@ struct api {
     const char *version;     /* server version string, static */
     int64_t started_us;      /* process start time */
     const char *cors_origins; /* comma-separated allowed origins, "*" = any, NULL/"" = none */
+    struct api_metrics *metrics; /* owned by the caller: request counters (api/metrics.h) */
+    struct http_server *srv;  /* atomic, set once serving: for the connection gauge */
 };
 
 /* The http_handler_fn for the server: arg is a struct api. */

@@ -71,6 +71,8 @@ struct http_req {
     size_t nstrs;                /* entries in strs */
     void *user;                  /* handler's data */
     http_cleanup_fn *cleanup;    /* frees user */
+    int tag;                     /* http_set_tag, -1 when none */
+    uint64_t started_ns;         /* monotonic time the head was complete */
 };
 
 struct conn {
@@ -286,9 +288,18 @@ static void post_done(struct conn *c)
     }
 }
 
+void http_set_tag(struct http_req *req, int tag)
+{
+    req->tag = tag;
+}
+
 void http_respond(struct http_req *req, unsigned status, struct buf *body,
                   const char *content_type)
 {
+    const struct http_config *cfg = &req->conn->loop->srv->cfg;
+    if (cfg->observe) {
+        cfg->observe(cfg->observe_arg, req->tag, status, time_mono_ns() - req->started_ns);
+    }
     pthread_mutex_lock(&req->mu);
     req->status = status;
     req->resp = *body;
@@ -540,6 +551,8 @@ static int start_request(struct conn *c, const struct http_head *h, size_t head_
     buf_init(&req->body);
     buf_init(&req->resp);
     req->conn = c;
+    req->tag = -1;
+    req->started_ns = time_mono_ns();
     c->req = req;
     __atomic_add_fetch(&c->loop->srv->inflight, 1, __ATOMIC_RELAXED);
     if (h->method.len >= sizeof req->method) {

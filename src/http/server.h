@@ -24,6 +24,10 @@ typedef void http_handler_fn(void *arg, struct http_req *req);
  * so the handler can free what it attached with http_set_user. */
 typedef void http_cleanup_fn(void *user);
 
+/* Told of every answer the handler gives (any thread): the request's tag (http_set_tag; -1
+ * when none), its status and the time from its head's arrival to the answer. */
+typedef void http_observe_fn(void *arg, int tag, unsigned status, uint64_t ns);
+
 struct http_config {
     const char *host;            /* IPv4 address to bind, e.g. "127.0.0.1" */
     uint16_t port;               /* 0 = any free port */
@@ -31,6 +35,8 @@ struct http_config {
     struct limits limits;        /* body, header, connection and timeout limits */
     http_handler_fn *handler;    /* request handler */
     void *handler_arg;           /* borrowed, passed to handler */
+    http_observe_fn *observe;    /* optional */
+    void *observe_arg;           /* borrowed, passed to observe */
 };
 
 /* Starts listening and serving. Returns 0 or ERR_IO (bind failed: the log says why). */
@@ -59,6 +65,8 @@ struct slice http_req_body(const struct http_req *req);
 void http_set_user(struct http_req *req, void *user, http_cleanup_fn *cleanup);
 /* Adds a response header (copied). Call before http_respond. */
 void http_add_header(struct http_req *req, const char *name, const char *value);
+/* Labels the request for the observe callback (e.g. the route it matched). */
+void http_set_tag(struct http_req *req, int tag);
 /* Answers with status and body (taken: body is reset). content_type may be NULL for JSON.
  * Thread-safe for deferred requests; exactly once per request. */
 void http_respond(struct http_req *req, unsigned status, struct buf *body,

@@ -1,0 +1,122 @@
+"""Operations: Prometheus metrics, request ids, CORS, detailed health."""
+import re
+
+from harness import Server, check, run_cli
+
+
+def metric(text, name, **labels):
+    """The value of one series in a Prometheus text page, or None."""
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    for line in text.splitlines():
+        m = re.match(r"^([a-z_]+)(\{[^}]*\})? ([0-9.e+-]+)$", line)
+        if m and m.group(1) == name and (m.group(2) or "{}") == "{" + want + "}":
+            return float(m.group(3))
+    return None
+
+
+def page(s, headers=None):
+    st, hdrs, body = s.request("GET", "/metrics", headers=headers)
+    check(st == 200 and hdrs.get("content-type", "").startswith("text/plain"), f"{st} {hdrs}")
+    return body.decode() if isinstance(body, bytes) else body
+
+
+def test_metrics_count_requests_and_commits():
+    with Server() as s:
+        route = "POST /v1/databases/*/streams/*/events"
+        for i in range(5):
+            st, _, _ = s.append(f"m-{i % 2}", [{"type": "t", "data": i}])
+            check(st == 201, f"append {st}")
+        s.append("m-0", [{"type": "t", "data": 0}], expected=0)  # 409
+        s.get("/v1/nope")
+        text = page(s)
+        check(metric(text, "annals_http_requests_total", route=route, status="201") == 5, text[:800])
+        check(metric(text, "annals_http_requests_total", route=route, status="409") == 1, "409")
+        check(metric(text, "annals_http_requests_total", route="none", status="404") == 1, "404")
+        check(metric(text, "annals_http_request_duration_seconds_count", route=route) == 6,
+              "histogram count")
+        check(metric(text, "annals_http_request_duration_seconds_bucket", route=route,
+                     le="+Inf") == 6, "+Inf bucket")
+        check(metric(text, "annals_appends_total", database="default") == 5, "appends")
+        check(metric(text, "annals_events", database="default") == 5, "events")
+        commits = metric(text, "annals_commits_total", database="default")
+        check(1 <= commits <= 5, f"commits {commits}")
+        check(metric(text, "annals_fsyncs_total", database="default") >= commits, "fsyncs")
+        check(metric(text, "annals_open_connections") >= 1, "connections")
+        check(metric(text, "annals_subscribers") == 0, "subscribers")
+
+
+def test_metrics_need_a_key_when_auth_is_on():
+    with Server(start=False) as s:
+        rc, out = run_cli(["keys", "create", "--scope", "read", "--database", "default",
+                           "--data", s.data])
+        key = next(line for line in out.splitlines() if line.startswith("ak_"))
+        s.start()
+        st, _, _ = s.request("GET", "/metrics")
+        check(st == 401, f"no key: {st}")
+        st, _, _ = s.post("/v1/databases", {"name": "secret"}, headers={})
+        text = page(s, headers={"X-API-Key": key})
+        check(metric(text, "annals_events", database="default") == 0, "own database listed")
+
+
+def test_request_ids():
+    with Server() as s:
+        st, hdrs, _ = s.request("GET", "/health", headers={"X-Request-Id": "trace-42.a_b"})
+        check(hdrs.get("x-request-id") == "trace-42.a_b", f"echo: {hdrs}")
+        ids = set()
+        for _ in range(3):
+            st, hdrs, _ = s.request("GET", "/health")
+            ids.add(hdrs.get("x-request-id"))
+        check(len(ids) == 3 and None not in ids, f"generated ids: {ids}")
+        st, hdrs, _ = s.request("GET", "/health", headers={"X-Request-Id": "bad id!"})
+        check(hdrs.get("x-request-id") not in (None, "bad id!"), f"invalid id replaced: {hdrs}")
+        st, hdrs, _ = s.request("GET", "/v1/nope")
+        check(st == 404 and hdrs.get("x-request-id"), "errors carry an id too")
+
+
+def test_cors_development_mode_allows_any_origin():
+    with Server() as s:
+        st, hdrs, _ = s.request("OPTIONS", "/v1/databases/default/events",
+                                headers={"Origin": "https://app.example",
+                                         "Access-Control-Request-Method": "POST"})
+        check(st == 204, f"preflight {st}")
+        check(hdrs.get("access-control-allow-origin") == "https://app.example", f"{hdrs}")
+        allowed = hdrs.get("access-control-allow-headers", "")
+        for h in ("Authorization", "Content-Type", "X-API-Key", "Idempotency-Key",
+                  "X-Idempotency-Key"):
+            check(h in allowed, f"{h} not in {allowed}")
+        check("POST" in hdrs.get("access-control-allow-methods", ""), f"{hdrs}")
+        st, hdrs, _ = s.request("GET", "/health", headers={"Origin": "https://x.example"})
+        check(hdrs.get("access-control-allow-origin") == "https://x.example", f"{hdrs}")
+
+
+def test_cors_configured_origins_only():
+    with Server(extra=["--cors-origins", "https://a.example,https://b.example"]) as s:
+        st, hdrs, _ = s.request("GET", "/health", headers={"Origin": "https://b.example"})
+        check(hdrs.get("access-control-allow-origin") == "https://b.example", f"{hdrs}")
+        st, hdrs, _ = s.request("GET", "/health", headers={"Origin": "https://evil.example"})
+        check("access-control-allow-origin" not in hdrs, f"other origin allowed: {hdrs}")
+        st, hdrs, _ = s.request("OPTIONS", "/v1/databases",
+                                headers={"Origin": "https://evil.example",
+                                         "Access-Control-Request-Method": "POST"})
+        check(st == 204 and "access-control-allow-origin" not in hdrs, f"{st} {hdrs}")
+
+
+def test_cors_none_by_default_with_keys():
+    with Server(start=False) as s:
+        run_cli(["keys", "create", "--scope", "admin", "--data", s.data])
+        s.start()
+        st, hdrs, _ = s.request("GET", "/health", headers={"Origin": "https://app.example"})
+        check(st == 200 and "access-control-allow-origin" not in hdrs, f"{hdrs}")
+
+
+def test_health_detailed():
+    with Server() as s:
+        s.post("/v1/databases", {"name": "two"})
+        s.append("h", [{"type": "t", "data": 1}, {"type": "t", "data": 2}])
+        st, _, h = s.get("/health/detailed")
+        check(st == 200 and h["status"] == "ok" and h["version"] and h["uptimeSeconds"] >= 0,
+              f"{h}")
+        check(h["auth"] is False, f"{h}")
+        dbs = {d["name"]: d for d in h["databases"]}
+        check(set(dbs) == {"default", "two"} and dbs["default"]["head"] == 2 and
+              dbs["default"]["queueDepth"] == 0 and dbs["two"]["head"] == 0, f"{dbs}")
