@@ -14,7 +14,7 @@ step() { # name, command...
     local out rc
     out=$("$@" 2>&1)
     rc=$?
-    echo "$out" | grep -E '^(FAIL|PASS soak)|passed, [0-9]+ failed|^ *[0-9.]+ +[0-9.]+ +[0-9.]+|stat::|SUMMARY|ERROR' | tail -40
+    echo "$out" | grep -E '^(FAIL|PASS soak)|passed, [0-9]+ failed|^ *[0-9.]+ +[0-9.]+ +[0-9.]+|stat::|SUMMARY|ERROR|own memory|events stored' | tail -80
     local line p f
     line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed$' | tail -1)
     if [ -n "$line" ]; then

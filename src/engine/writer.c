@@ -10,6 +10,7 @@
  * write (one fdatasync), and only then runs every request's done callback. A request that
  * fails a check fails alone; a storage error or failed sync fails every request of the batch,
  * and nothing of it is visible. */
+#define _GNU_SOURCE /* pthread_setname_np */
 #include <stdlib.h>
 #include <string.h>
 
@@ -331,6 +332,7 @@ static void lay_out_part(struct db *db, struct append_part *part, struct stream_
             .subject = ae->subject,
         };
         memcpy(ev->id, ae->id, sizeof ev->id);
+        ev->client_id = ae->has_id;
         s->bytes += codec_record_size(ev);
     }
     *(struct stream_rec *)strmap_put(&db->batch_states, part->stream.ptr, part->stream.len,
@@ -488,6 +490,7 @@ static struct append_req *reverse(struct append_req *r)
 void *writer_main(void *arg)
 {
     struct db *db = arg;
+    pthread_setname_np(pthread_self(), "annals-writer");
     for (;;) {
         pthread_mutex_lock(&db->mu);
         while (!db->queue && !db->stopping) {

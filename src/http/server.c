@@ -846,6 +846,7 @@ static void expire_idle(struct loop *lp, uint64_t now_ms)
 static void *loop_main(void *arg)
 {
     struct loop *lp = arg;
+    pthread_setname_np(pthread_self(), "annals-io");
     struct epoll_event evs[MAX_EVENTS];
     uint64_t last_tick = time_mono_ns() / 1000000;
     while (!__atomic_load_n(&lp->srv->stopping, __ATOMIC_ACQUIRE)) {

@@ -73,12 +73,19 @@ void codec_record_encode(struct event_rec *ev, const uint8_t prev_hash[HASH_SHA2
 
 int codec_record_decode(const uint8_t *p, size_t n, struct event_rec *out)
 {
+    if (n < RECORD_HEADER_BYTES ||
+        be32_get(p + 4) != hash_crc32c(0, p + RECORD_CRC_FROM, n - RECORD_CRC_FROM)) {
+        return ERR(ERR_CORRUPT);
+    }
+    return codec_record_parse(p, n, out);
+}
+
+int codec_record_parse(const uint8_t *p, size_t n, struct event_rec *out)
+{
     if (n < RECORD_HEADER_BYTES || p[0] != STORE_FORMAT_VERSION || p[1] || p[2] || p[3]) {
         return ERR(ERR_CORRUPT);
     }
-    if (be32_get(p + 4) != hash_crc32c(0, p + RECORD_CRC_FROM, n - RECORD_CRC_FROM)) {
-        return ERR(ERR_CORRUPT);
-    }
+    out->client_id = false;
     out->position = be64_get(p + 8);
     out->version = be64_get(p + 16);
     out->time_us = (int64_t)be64_get(p + 24);

@@ -38,6 +38,7 @@ struct event_rec {
     struct slice metadata;           /* minified JSON object */
     struct slice tags;               /* JSON array of strings, canonical (query/filter.h) */
     struct slice subject;            /* subject, empty when none */
+    bool client_id;                  /* not stored: the id came from the client (appends) */
 };
 
 /* A stream table row. */
@@ -106,6 +107,8 @@ void codec_record_encode(struct event_rec *ev, const uint8_t prev_hash[HASH_SHA2
 /* Decodes p[0..n) into *out (slices borrow p). Checks the format byte, lengths and CRC.
  * Returns 0 or ERR_CORRUPT. */
 int codec_record_decode(const uint8_t *p, size_t n, struct event_rec *out);
+/* The same without the CRC check, for bytes this process wrote or already checked. */
+int codec_record_parse(const uint8_t *p, size_t n, struct event_rec *out);
 
 /* Recomputes the chain hash of the record p[0..n) given its predecessor's hash and compares it
  * with the stored one. Returns true when they match. */

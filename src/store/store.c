@@ -19,6 +19,7 @@
  *
  * Life: store_open (recover tail, start indexer) -> appends/reads -> store_close (final index
  * commit, join indexer). */
+#define _GNU_SOURCE /* pthread_setname_np */
 #include "store/store.h"
 
 #include <errno.h>
@@ -325,7 +326,9 @@ static void note_event(struct store *st, const struct event_rec *ev, uint64_t st
     if (!*slot) {
         __atomic_store_n(slot, xcalloc(TAIL_CHUNK, sizeof(struct tail_entry)), __ATOMIC_RELEASE);
     }
-    *(uint64_t *)strmap_put(&st->tail_ids, ev->id, UUID_LEN, NULL) = ev->position;
+    if (ev->client_id) {
+        idmap_put(&st->tail_ids, ev->id, ev->position); /* server ids: see find_v7_in_tail */
+    }
     struct tail_entry *e = entry_at(st, ev->position);
     e->offset = off;
     e->len = len;
@@ -370,7 +373,9 @@ static int recover_event(void *arg, const struct event_rec *ev, uint64_t rec_off
     uint64_t id;
     int err = resolve_id(rc->st, rc->fresh, ev, rc->next_id, &id);
     if (!err) {
-        note_event(rc->st, ev, id, rec_off, len);
+        struct event_rec copy = *ev;
+        copy.client_id = true; /* who made it is not stored: track every recovered id */
+        note_event(rc->st, &copy, id, rec_off, len);
     }
     return err;
 }
@@ -435,7 +440,8 @@ static int index_event(MDB_txn *txn, struct store *st, struct strmap *rows, uint
                        const struct tail_entry *e, struct event_rec *ev)
 {
     const uint8_t *rec = log_at(st->log, e->offset, e->len);
-    if (!rec || codec_record_decode(rec, e->len, ev) != 0) {
+    /* the writer made these bytes (or recovery checked their CRC): parse, do not re-check */
+    if (!rec || codec_record_parse(rec, e->len, ev) != 0) {
         return ERR(ERR_CORRUPT);
     }
     uint8_t kb[8], vb[POS_VAL_BYTES];
@@ -449,7 +455,8 @@ static int index_event(MDB_txn *txn, struct store *st, struct strmap *rows, uint
     MDB_val k2 = {sizeof sk, sk}, v2 = {8, kb};
     if (!rc) rc = mdb_put(txn, st->sindex, &k2, &v2, 0);
     MDB_val k3 = {UUID_LEN, ev->id}, v3 = {8, kb};
-    if (!rc) rc = mdb_put(txn, st->ids, &k3, &v3, 0);
+    if (!rc) rc = mdb_put(txn, st->ids, &k3, &v3, MDB_APPEND); /* server ids increase */
+    if (rc == MDB_KEYEXIST) rc = mdb_put(txn, st->ids, &k3, &v3, 0);
     if (rc) {
         return st_map_err(rc);
     }
@@ -600,6 +607,7 @@ static void reopen_env(struct store *st)
 static void *indexer_main(void *arg)
 {
     struct store *st = arg;
+    pthread_setname_np(pthread_self(), "annals-index");
     for (;;) {
         bool stop;
         uint64_t target = await_work(st, &stop);
@@ -648,7 +656,7 @@ static void store_free(struct store *st)
         free(st->chunks[i]);
     }
     strmap_fini(&st->states);
-    strmap_fini(&st->tail_ids);
+    idmap_fini(&st->tail_ids);
     buf_fini(&st->wbuf);
     pthread_rwlock_destroy(&st->tail_lock);
     pthread_mutex_destroy(&st->mu);
@@ -672,7 +680,7 @@ static struct store *store_alloc(const char *dir, uint64_t map_bytes)
     pthread_cond_init(&st->cv, NULL);
     strmap_init(&st->states, sizeof(struct stream_rec));
     st->evict_at = MAP_EVICT_AT;
-    strmap_init(&st->tail_ids, sizeof(uint64_t));
+    idmap_init(&st->tail_ids);
     st->ids_evict_at = MAP_EVICT_AT;
     buf_init(&st->wbuf);
     return st;
@@ -926,21 +934,9 @@ static int await_room(struct store *st, size_t n)
 /* Drops writer states of streams whose events are all indexed (LMDB has them current). */
 static void evict_ids(struct store *st)
 {
-    uint64_t idx = __atomic_load_n(&st->indexed, __ATOMIC_ACQUIRE);
-    struct strmap keep;
-    strmap_init(&keep, sizeof(uint64_t));
-    size_t it = 0;
-    const char *key;
-    size_t klen;
-    void *val;
-    while (strmap_next(&st->tail_ids, &it, &key, &klen, &val)) {
-        if (*(const uint64_t *)val > idx) {
-            *(uint64_t *)strmap_put(&keep, key, klen, NULL) = *(const uint64_t *)val;
-        }
-    }
-    strmap_fini(&st->tail_ids);
-    st->tail_ids = keep;
-    st->ids_evict_at = keep.count * 2 > MAP_EVICT_AT ? keep.count * 2 : MAP_EVICT_AT;
+    idmap_keep_above(&st->tail_ids, __atomic_load_n(&st->indexed, __ATOMIC_ACQUIRE));
+    st->ids_evict_at = st->tail_ids.count * 2 > MAP_EVICT_AT ? st->tail_ids.count * 2
+                                                             : MAP_EVICT_AT;
 }
 
 static void evict_states(struct store *st)
@@ -1053,18 +1049,69 @@ int store_append(struct store *st, struct event_rec *evs, size_t n)
     return rc;
 }
 
+/* Bytes at offset `at` of the record at tail position p. */
+static const uint8_t *tail_field(struct store_reader *r, uint64_t p, uint32_t at, uint32_t n)
+{
+    const struct tail_entry *e = entry_at(r->st, p);
+    return e->len >= at + n ? log_at(r->st->log, e->offset + at, n) : NULL;
+}
+
+/* Server-made ids are UUIDv7 stamped with their commit's recorded time (in ms), and recorded
+ * times never decrease along the log: so an unindexed event with a server-made id is found by
+ * a binary search of the tail by time, then a look at the events of that millisecond. This
+ * keeps the writer from tracking every id it makes. Returns 0 or ERR_NOTFOUND. */
+static int find_v7_in_tail(struct store_reader *r, const uint8_t id[UUID_LEN], uint64_t *pos)
+{
+    if ((id[6] >> 4) != 7 || r->head <= r->indexed) {
+        return ERR_NOTFOUND;
+    }
+    uint64_t ms = 0;
+    for (int i = 0; i < 6; i++) {
+        ms = ms << 8 | id[i];
+    }
+    ms = ms > 4 ? ms - 4 : 0; /* an id's time may run ahead of its commit's (uuid_v7) */
+    uint64_t a = r->indexed + 1, b = r->head, first = r->head + 1;
+    while (a <= b) { /* the first position recorded at or after ms */
+        uint64_t mid = a + (b - a) / 2;
+        const uint8_t *t = tail_field(r, mid, 32, 8);
+        if (!t) {
+            return ERR_NOTFOUND;
+        }
+        if ((uint64_t)be64_get(t) / 1000 >= ms) {
+            first = mid;
+            b = mid - 1;
+        } else {
+            a = mid + 1;
+        }
+    }
+    for (uint64_t p = first; p <= r->head; p++) {
+        const uint8_t *t = tail_field(r, p, 32, 8 + UUID_LEN);
+        if (!t || (uint64_t)be64_get(t) / 1000 > ms + 4) {
+            break;
+        }
+        if (memcmp(t + 8, id, UUID_LEN) == 0) {
+            *pos = p;
+            return 0;
+        }
+    }
+    return ERR_NOTFOUND;
+}
+
 int store_find_id(struct store *st, struct store_reader *r, const uint8_t id[UUID_LEN],
                   uint64_t *pos)
 {
-    const uint64_t *p = strmap_get(&st->tail_ids, id, UUID_LEN);
+    uint64_t p = idmap_get(&st->tail_ids, id);
     if (p) {
-        *pos = *p;
+        *pos = p;
         return 0;
     }
     MDB_val k = {UUID_LEN, (void *)id}, v;
     int rc = mdb_get(r->txn, st->ids, &k, &v);
+    if (rc == MDB_NOTFOUND) {
+        return find_v7_in_tail(r, id, pos);
+    }
     if (rc) {
-        return rc == MDB_NOTFOUND ? ERR_NOTFOUND : st_map_err(rc);
+        return st_map_err(rc);
     }
     if (v.mv_size != 8) {
         return ERR(ERR_CORRUPT);

@@ -75,8 +75,9 @@ int store_stream_state(struct store *st, struct store_reader *r, struct slice na
  * have dropped the unsynced pages. Returns 0, ERR_NOSPACE or ERR_IO. */
 int store_append(struct store *st, struct event_rec *evs, size_t n);
 
-/* Finds the position of the event with this id: the unindexed events (writer state), else
- * the id index in r's snapshot (r opened by the writer thread after its last append). Returns
+/* Finds the position of the event with this id: the unindexed events (client-given ids in the
+ * writer's map, server-made UUIDv7s by their time), else the id index in r's snapshot (r
+ * opened by the writer thread after its last append). Returns
  * 0, ERR_NOTFOUND, ERR_CORRUPT or ERR_IO. */
 int store_find_id(struct store *st, struct store_reader *r, const uint8_t id[UUID_LEN],
                   uint64_t *pos);

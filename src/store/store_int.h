@@ -8,6 +8,7 @@
 
 #include "store/log.h"
 #include "store/store.h"
+#include "util/idmap.h"
 #include "util/strmap.h"
 
 enum {
@@ -49,7 +50,7 @@ struct store {
     /* writer thread only */
     struct store_head head;                  /* durable head */
     struct strmap states;                    /* name -> struct stream_rec, unindexed streams */
-    struct strmap tail_ids;                  /* event id -> position, unindexed events */
+    struct idmap tail_ids;                   /* event id -> position, unindexed events */
     size_t ids_evict_at;                     /* tail_ids size that triggers eviction */
     struct buf wbuf;                         /* frames of the batch being written */
     bool failed;                             /* a sync failed: appends refused */

@@ -72,10 +72,26 @@ void uuid_v7(int64_t now_us, uint8_t out[UUID_LEN])
     }
     const uint8_t *rnd = pool + sizeof pool - avail;
     avail -= 10;
+    /* Monotonic per thread (RFC 9562, method 1): within one millisecond the 12-bit rand_a field
+     * is a counter started at a random value below 2048, so the ids a thread makes increase
+     * (an index appends them in order); on overflow the time moves on by a millisecond. */
+    static __thread uint64_t last_ms;
+    static __thread unsigned seq;
+    if (ms <= last_ms) {
+        ms = last_ms;
+        if (++seq > 0xfff) {
+            ms++;
+            seq = (unsigned)(rnd[0] << 8 | rnd[1]) & 0x7ff;
+        }
+    } else {
+        seq = (unsigned)(rnd[0] << 8 | rnd[1]) & 0x7ff;
+    }
+    last_ms = ms;
     for (int i = 0; i < 6; i++) {
         out[i] = (uint8_t)(ms >> (40 - 8 * i));
     }
     memcpy(out + 6, rnd, 10);
-    out[6] = (uint8_t)(0x70 | (out[6] & 0x0f));
+    out[6] = (uint8_t)(0x70 | (seq >> 8));
+    out[7] = (uint8_t)seq;
     out[8] = (uint8_t)(0x80 | (out[8] & 0x3f));
 }

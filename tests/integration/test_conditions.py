@@ -1249,3 +1249,25 @@ def test_duplicate_id_twice_in_one_request():
                       f"{what}: the same id twice in one request answered {st} {b!r}")
         ans = append_ok(s, "x", [ev("t", id=a)])
         check(ans["position"] == 2 and ans["events"][0]["id"] == a, f"{ans!r}")
+
+
+def test_server_made_ids_found_while_unindexed_and_after_restart():
+    """Re-sending an event with the id the server gave it is a duplicate, also while the event
+    is not indexed yet (the writer finds server-made UUIDv7 ids in the tail by their time)
+    and after a restart; other content under that id is refused."""
+    with Server() as s:
+        evs = [{"type": "t", "data": i} for i in range(50)]
+        st, _, first = s.append("srv-1", evs)
+        check(st == 201, f"append {st}")
+        ids = [e["id"] for e in first["events"]]
+        check(ids == sorted(ids), "one writer's ids increase (monotonic UUIDv7)")
+        for round_ in range(2):
+            again = [dict(e, id=i) for e, i in zip(evs, ids)]
+            st, _, ans = s.append("srv-1", again)
+            check(st == 200 and ans.get("duplicate") is True and
+                  [e["position"] for e in ans["events"]] == list(range(1, 51)),
+                  f"round {round_}: {st} {ans}")
+            st, _, ans = s.append("srv-1", [{"type": "t", "data": "other", "id": ids[7]}])
+            check(st == 409 and ans["error"]["code"] == "duplicate_event_id", f"{st} {ans}")
+            s.restart()
+        check(s.head() == 50, "nothing written twice")

@@ -5,6 +5,7 @@
 #include "util/buf.h"
 #include "util/errors.h"
 #include "util/hash.h"
+#include "util/idmap.h"
 #include "util/timeutil.h"
 #include "util/uuid.h"
 
@@ -80,4 +81,43 @@ TEST(time_format_and_parse)
     ASSERT_EQ(time_parse("2023-11-14T22:13:20.Z", 21, &us), ERR_INVALID);
     time_format(-1, s);
     ASSERT_STR(s, "1969-12-31T23:59:59.999999Z");
+}
+
+TEST(uuid_v7_is_monotonic_per_thread)
+{
+    uint8_t prev[UUID_LEN] = {0}, cur[UUID_LEN];
+    int64_t t = 1700000000000000;
+    for (int i = 0; i < 10000; i++) {
+        uuid_v7(t + (i % 3 == 0 ? 1000 : 0) * (i / 3000), cur); /* same ms, and steps */
+        CHECK(memcmp(prev, cur, UUID_LEN) < 0);
+        CHECK((cur[6] >> 4) == 7 && (cur[8] >> 6) == 2);
+        memcpy(prev, cur, UUID_LEN);
+    }
+    uuid_v7(t - 5000000, cur); /* the clock went back: still after the last one */
+    CHECK(memcmp(prev, cur, UUID_LEN) < 0);
+}
+
+TEST(idmap_put_get_keep_above)
+{
+    struct idmap m;
+    idmap_init(&m);
+    uint8_t id[16] = {0};
+    for (uint64_t i = 1; i <= 5000; i++) {
+        memcpy(id + 8, &i, sizeof i); /* ids alike but for their low bytes */
+        idmap_put(&m, id, i);
+    }
+    ASSERT_EQ(m.count, 5000);
+    uint64_t k = 1234;
+    memcpy(id + 8, &k, sizeof k);
+    ASSERT_EQ(idmap_get(&m, id), 1234);
+    idmap_put(&m, id, 99999); /* replace */
+    ASSERT_EQ(idmap_get(&m, id), 99999);
+    ASSERT_EQ(m.count, 5000);
+    idmap_keep_above(&m, 4000);
+    ASSERT_EQ(m.count, 1001); /* 4001..5000 and the replaced one */
+    ASSERT_EQ(idmap_get(&m, id), 99999);
+    k = 17;
+    memcpy(id + 8, &k, sizeof k);
+    ASSERT_EQ(idmap_get(&m, id), 0);
+    idmap_fini(&m);
 }
