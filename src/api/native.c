@@ -4,6 +4,7 @@
 #include "api/native.h"
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,6 +142,26 @@ static int split_path(struct call *c, struct slice path)
     return 0;
 }
 
+static size_t pattern_segments(const char *pat)
+{
+    size_t n = 1;
+    for (const char *p = pat; *p; p++) {
+        n += *p == '/';
+    }
+    return n;
+}
+
+enum { NROUTES = sizeof ROUTES / sizeof ROUTES[0] };
+static size_t route_segments[NROUTES]; /* segments of each pattern, set once */
+static pthread_once_t routes_once = PTHREAD_ONCE_INIT;
+
+static void count_route_segments(void)
+{
+    for (size_t i = 0; i < NROUTES; i++) {
+        route_segments[i] = pattern_segments(ROUTES[i].pattern);
+    }
+}
+
 static bool pattern_match(const struct call *c, const char *pat)
 {
     size_t k = 0;
@@ -192,11 +213,12 @@ static void answer_405(struct call *c)
 
 static const struct route *find_route(struct call *c, bool *path_known)
 {
+    pthread_once(&routes_once, count_route_segments);
     const char *m = http_req_method(c->req);
     bool head = strcmp(m, "HEAD") == 0;
     *path_known = false;
     for (size_t i = 0; i < sizeof ROUTES / sizeof ROUTES[0]; i++) {
-        if (pattern_match(c, ROUTES[i].pattern)) {
+        if (route_segments[i] == c->nseg && pattern_match(c, ROUTES[i].pattern)) {
             *path_known = true;
             if (strcmp(ROUTES[i].method, m) == 0 || (head && !strcmp(ROUTES[i].method, "GET"))) {
                 return &ROUTES[i];
@@ -293,12 +315,26 @@ static void request_id(struct http_req *req)
             memcpy(&p, u + 8, sizeof p);
             __atomic_store_n(&prefix, p | 1, __ATOMIC_RELAXED);
         }
-        snprintf(id, sizeof id, "%016llx-%llx",
-                 (unsigned long long)__atomic_load_n(&prefix, __ATOMIC_RELAXED),
-                 (unsigned long long)n);
+        static const char HEX[] = "0123456789abcdef";
+        uint64_t p = __atomic_load_n(&prefix, __ATOMIC_RELAXED);
+        for (int i = 0; i < 16; i++) {
+            id[i] = HEX[(p >> (60 - 4 * i)) & 15];
+        }
+        size_t o = 16;
+        id[o++] = '-';
+        char digits[17];
+        int nd = 0;
+        do {
+            digits[nd++] = HEX[n & 15];
+            n >>= 4;
+        } while (n);
+        while (nd) {
+            id[o++] = digits[--nd];
+        }
+        id[o] = '\0';
         given = id;
     }
-    http_add_header(req, "X-Request-Id", given);
+    http_set_request_id(req, given);
 }
 
 /* The request's Origin when the configuration allows it (dev mode: any), else NULL. */

@@ -72,6 +72,7 @@ struct http_req {
     void *user;                  /* handler's data */
     http_cleanup_fn *cleanup;    /* frees user */
     int tag;                     /* http_set_tag, -1 when none */
+    char request_id[72];         /* http_set_request_id, "" when none */
     uint64_t started_ns;         /* monotonic time the head was complete */
 };
 
@@ -293,6 +294,11 @@ void http_set_tag(struct http_req *req, int tag)
     req->tag = tag;
 }
 
+void http_set_request_id(struct http_req *req, const char *id)
+{
+    snprintf(req->request_id, sizeof req->request_id, "%s", id);
+}
+
 void http_respond(struct http_req *req, unsigned status, struct buf *body,
                   const char *content_type)
 {
@@ -363,7 +369,7 @@ static void add_date(struct buf *out)
 
 /* Serialises a response into the connection's output. */
 static void put_response(struct conn *c, unsigned status, const char *type, struct hdr *extra,
-                         const struct buf *body)
+                         const char *request_id, const struct buf *body)
 {
     struct buf *o = &c->out;
     buf_reserve(o, 256 + body->len);
@@ -378,6 +384,11 @@ static void put_response(struct conn *c, unsigned status, const char *type, stru
         buf_adds(o, type);
         buf_adds(o, "\r\nContent-Length: ");
         buf_add_u64(o, body->len);
+        buf_adds(o, "\r\n");
+    }
+    if (request_id && request_id[0]) {
+        buf_adds(o, "X-Request-Id: ");
+        buf_adds(o, request_id);
         buf_adds(o, "\r\n");
     }
     for (struct hdr *h = extra; h; h = h->next) {
@@ -402,7 +413,7 @@ static void put_error(struct conn *c, unsigned status, const char *code, const c
     buf_init(&b);
     buf_printf(&b, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", code, message);
     c->close_after = true;
-    put_response(c, status, JSON_TYPE, NULL, &b);
+    put_response(c, status, JSON_TYPE, NULL, NULL, &b);
     buf_fini(&b);
     c->state = C_WRITING;
 }
@@ -414,7 +425,7 @@ static void finish_request(struct conn *c)
     if (!req->head.keep_alive || __atomic_load_n(&c->loop->srv->quiesce, __ATOMIC_RELAXED)) {
         c->close_after = true;
     }
-    put_response(c, req->status, req->content_type, req->headers, &req->resp);
+    put_response(c, req->status, req->content_type, req->headers, req->request_id, &req->resp);
     c->req = NULL;
     req_free(req);
     __atomic_sub_fetch(&c->loop->srv->inflight, 1, __ATOMIC_RELAXED);

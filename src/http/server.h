@@ -67,6 +67,8 @@ void http_set_user(struct http_req *req, void *user, http_cleanup_fn *cleanup);
 void http_add_header(struct http_req *req, const char *name, const char *value);
 /* Labels the request for the observe callback (e.g. the route it matched). */
 void http_set_tag(struct http_req *req, int tag);
+/* Sets the X-Request-Id answer header (at most 71 bytes, no CR/LF). */
+void http_set_request_id(struct http_req *req, const char *id);
 /* Answers with status and body (taken: body is reset). content_type may be NULL for JSON.
  * Thread-safe for deferred requests; exactly once per request. */
 void http_respond(struct http_req *req, unsigned status, struct buf *body,
