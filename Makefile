@@ -26,7 +26,7 @@ UNIT_SRC := $(wildcard tests/unit/*_test.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TOOLS   := $(BUILD)/bench/commit_ceiling $(BUILD)/bench/load_events
 
-.PHONY: all deps run test unit integration bench clean format fuzz fuzz-replay torture
+.PHONY: all deps run test unit integration bench clean format fuzz fuzz-replay fuzz-ci torture
 all: $(BUILD)/annals
 
 deps:
@@ -78,7 +78,8 @@ test: deps
 		$(BUILD)/fi_inject.so
 	@$(MAKE) --no-print-directory WERROR=1 SANITIZE=address,undefined build-san/annals $(SAN_UNITS)
 	@python3 tests/run_all.py --bin ./$(BUILD)/annals --san-bin ./build-san/annals \
-		--fuzz-replay --powerloss 200 --faults --san-units $(SAN_UNITS) -- $(UNIT_BIN)
+		--fuzz-replay --fuzz-seconds $(FUZZ_CI_SECONDS) --powerloss 200 --faults \
+		--san-units $(SAN_UNITS) -- $(UNIT_BIN)
 
 # The long tier: see tests/torture.sh (about 45 minutes on 2 cores).
 torture: deps
@@ -93,7 +94,8 @@ bench:
 
 # libFuzzer targets (clang, ASan+UBSan): `make fuzz` fuzzes each for FUZZ_SECONDS with its
 # corpus in tests/fuzz/corpus/<name>/ (new finds are added there); `make fuzz-replay` runs the
-# corpora once (part of make test when clang is installed).
+# corpora once; `make fuzz-ci` fuzzes each for FUZZ_CI_SECONDS without touching the corpora
+# (both part of make test).
 FUZZ_SECONDS ?= 60
 FUZZ_CFLAGS := $(filter-out -O2,$(CFLAGS)) -O1 -fsanitize=fuzzer-no-link,address,undefined
 FUZZ_OBJ := $(LIB_SRC:src/%.c=build-fuzz/%.o)
@@ -107,10 +109,12 @@ build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_OBJ)
 	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJ) $(LDLIBS)
 
 fuzz: $(FUZZ_BIN)
-	@for f in $(FUZZ_BIN); do n=$$(basename $$f | sed 's/^fuzz_//'); mkdir -p tests/fuzz/corpus/$$n; \
-	  echo "== $$f for $(FUZZ_SECONDS) s"; \
-	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -print_final_stats=1 tests/fuzz/corpus/$$n \
-	    2>&1 | grep -E 'stat::number_of_executed_units|stat::new_units_added|ERROR|SUMMARY' || exit 1; done
+	@bash tests/fuzz/run.sh $(FUZZ_SECONDS) keep $(FUZZ_BIN)
+
+# make test's tier: each target for FUZZ_CI_SECONDS, new inputs kept out of the repository.
+FUZZ_CI_SECONDS ?= 60
+fuzz-ci: $(FUZZ_BIN)
+	@bash tests/fuzz/run.sh $(FUZZ_CI_SECONDS) scratch $(FUZZ_BIN)
 
 fuzz-replay: $(FUZZ_BIN)
 	@for f in $(FUZZ_BIN); do n=$$(basename $$f | sed 's/^fuzz_//'); \

@@ -73,6 +73,8 @@ def main():
     ap.add_argument("--san-units", nargs="*", default=[])
     ap.add_argument("--fuzz-replay", action="store_true",
                     help="also replay the fuzzing corpora (make fuzz-replay)")
+    ap.add_argument("--fuzz-seconds", type=int, default=0, metavar="S",
+                    help="also fuzz each target for S seconds (make fuzz-ci)")
     ap.add_argument("--powerloss", type=int, default=0, metavar="STATES",
                     help="also check this many simulated power-loss crash states")
     ap.add_argument("--faults", action="store_true",
@@ -82,6 +84,11 @@ def main():
     total_p, total_f = run_group("", args.bin, args.units)
     if args.fuzz_replay:
         p, f = run_fuzz_replay()
+        total_p += p
+        total_f += f
+    if args.fuzz_seconds:
+        p, f = run_tier("fuzzing", ["make", "-s", "--no-print-directory", "fuzz-ci",
+                                    f"FUZZ_CI_SECONDS={args.fuzz_seconds}"])
         total_p += p
         total_f += f
     if args.faults:
