@@ -268,7 +268,7 @@ static int cmd_serve(const struct options *o)
                       .metrics = metrics_new()};
     struct http_config hc = {.host = o->host, .port = o->port, .threads = o->threads,
                              .limits = o->limits, .handler = api_handle, .handler_arg = &api,
-                             .observe = metrics_observe, .observe_arg = api.metrics};
+                             .observe = api_observe, .observe_arg = &api};
     struct http_server *srv;
     if (http_server_start(&hc, &srv)) {
         engine_close(e);

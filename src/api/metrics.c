@@ -33,9 +33,8 @@ void metrics_free(struct api_metrics *m)
     free(m);
 }
 
-void metrics_observe(void *arg, int tag, unsigned status, uint64_t ns)
+void metrics_observe(struct api_metrics *m, int tag, unsigned status, uint64_t ns)
 {
-    struct api_metrics *m = arg;
     struct route_metrics *r = &m->r[tag >= 0 && tag < METRICS_ROUTES ? tag : METRICS_ROUTES];
     size_t s = NSTATUS - 1;
     for (size_t i = 0; i < NSTATUS - 1; i++) {

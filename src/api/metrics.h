@@ -14,8 +14,8 @@ struct api_metrics;
 
 struct api_metrics *metrics_new(void);
 void metrics_free(struct api_metrics *m);
-/* An http_observe_fn: counts one answer of route tag. */
-void metrics_observe(void *arg, int tag, unsigned status, uint64_t ns);
+/* Counts one answer of route tag (any thread). */
+void metrics_observe(struct api_metrics *m, int tag, unsigned status, uint64_t ns);
 /* Appends the request metrics; labels[i] is route i's label text (e.g. `GET /v1/...`), n
  * routes. */
 void metrics_render_requests(const struct api_metrics *m, const char *const *labels, int n,

@@ -18,6 +18,7 @@
 #include "auth/keys.h"
 #include "util/errors.h"
 #include "util/hash.h"
+#include "util/log.h"
 #include "util/timeutil.h"
 #include "util/uuid.h"
 
@@ -1261,4 +1262,16 @@ static void metrics(struct call *c)
                srv ? http_server_connections(srv) : 0,
                (double)(time_now_us() - c->api->started_us) / 1e6);
     http_respond(c->req, 200, &b, "text/plain; version=0.0.4");
+}
+
+void api_observe(void *arg, struct http_req *req, int tag, unsigned status, uint64_t ns)
+{
+    struct api *api = arg;
+    metrics_observe(api->metrics, tag, status, ns);
+    enum log_level lvl = status >= 500 ? LOG_WARN : LOG_DEBUG;
+    if (log_enabled(lvl)) {
+        struct slice path = http_req_path(req);
+        log_request(lvl, http_req_request_id(req), http_req_method(req), path.ptr, path.len,
+                    status, (double)ns / 1e6);
+    }
 }

@@ -23,6 +23,9 @@ struct api {
     struct http_server *srv;  /* atomic, set once serving: for the connection gauge */
 };
 
+/* The http_observe_fn for the server (arg: struct api): counts the answer in api->metrics and
+ * logs it (debug; warn for 5xx) with its request id. */
+void api_observe(void *arg, struct http_req *req, int tag, unsigned status, uint64_t ns);
 /* The http_handler_fn for the server: arg is a struct api. */
 void api_handle(void *arg, struct http_req *req);
 

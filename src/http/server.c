@@ -294,6 +294,11 @@ void http_set_tag(struct http_req *req, int tag)
     req->tag = tag;
 }
 
+const char *http_req_request_id(const struct http_req *req)
+{
+    return req->request_id;
+}
+
 void http_set_request_id(struct http_req *req, const char *id)
 {
     snprintf(req->request_id, sizeof req->request_id, "%s", id);
@@ -304,7 +309,7 @@ void http_respond(struct http_req *req, unsigned status, struct buf *body,
 {
     const struct http_config *cfg = &req->conn->loop->srv->cfg;
     if (cfg->observe) {
-        cfg->observe(cfg->observe_arg, req->tag, status, time_mono_ns() - req->started_ns);
+        cfg->observe(cfg->observe_arg, req, req->tag, status, time_mono_ns() - req->started_ns);
     }
     pthread_mutex_lock(&req->mu);
     req->status = status;

@@ -26,7 +26,8 @@ typedef void http_cleanup_fn(void *user);
 
 /* Told of every answer the handler gives (any thread): the request's tag (http_set_tag; -1
  * when none), its status and the time from its head's arrival to the answer. */
-typedef void http_observe_fn(void *arg, int tag, unsigned status, uint64_t ns);
+typedef void http_observe_fn(void *arg, struct http_req *req, int tag, unsigned status,
+                             uint64_t ns);
 
 struct http_config {
     const char *host;            /* IPv4 address to bind, e.g. "127.0.0.1" */
@@ -69,6 +70,7 @@ void http_add_header(struct http_req *req, const char *name, const char *value);
 void http_set_tag(struct http_req *req, int tag);
 /* Sets the X-Request-Id answer header (at most 71 bytes, no CR/LF). */
 void http_set_request_id(struct http_req *req, const char *id);
+const char *http_req_request_id(const struct http_req *req);
 /* Answers with status and body (taken: body is reset). content_type may be NULL for JSON.
  * Thread-safe for deferred requests; exactly once per request. */
 void http_respond(struct http_req *req, unsigned status, struct buf *body,

@@ -29,9 +29,49 @@ int log_parse_level(const char *s, enum log_level *out)
     return ERR_INVALID;
 }
 
+static const char *const NAMES[] = {"debug", "info", "warn", "error"};
+
+bool log_enabled(enum log_level lvl)
+{
+    return lvl >= min_level;
+}
+
+static void emit(struct buf *b)
+{
+    ssize_t w = write(STDERR_FILENO, b->ptr, b->len);
+    (void)w;
+    buf_fini(b);
+}
+
+void log_request(enum log_level lvl, const char *request_id, const char *method,
+                 const char *path, size_t n, unsigned status, double ms)
+{
+    if (lvl < min_level) {
+        return;
+    }
+    char ts[TIME_RFC3339_LEN];
+    time_format(time_now_us(), ts);
+    struct buf b;
+    buf_init(&b);
+    if (isatty(STDERR_FILENO)) {
+        buf_printf(&b, "%s %-5s request %s %s %.*s %u %.3f ms\n", ts, NAMES[lvl], request_id,
+                   method, (int)n, path, status, ms);
+    } else {
+        buf_printf(&b, "{\"time\":\"%s\",\"level\":\"%s\",\"msg\":\"request\",\"requestId\":",
+                   ts, NAMES[lvl]);
+        buf_add_json_str(&b, request_id, strlen(request_id));
+        buf_adds(&b, ",\"method\":");
+        buf_add_json_str(&b, method, strlen(method));
+        buf_adds(&b, ",\"path\":");
+        buf_add_json_str(&b, path, n);
+        buf_printf(&b, ",\"status\":%u,\"ms\":%.3f}\n", status, ms);
+    }
+    emit(&b);
+}
+
 void log_msg(enum log_level lvl, const char *fmt, ...)
 {
-    static const char *names[] = {"debug", "info", "warn", "error"};
+    const char *const *names = NAMES;
     if (lvl < min_level) {
         return;
     }
@@ -55,7 +95,5 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
         buf_add_json_str(&b, msg, strlen(msg));
         buf_adds(&b, "}\n");
     }
-    ssize_t w = write(STDERR_FILENO, b.ptr, b.len);
-    (void)w;
-    buf_fini(&b);
+    emit(&b);
 }

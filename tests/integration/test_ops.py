@@ -120,3 +120,27 @@ def test_health_detailed():
         dbs = {d["name"]: d for d in h["databases"]}
         check(set(dbs) == {"default", "two"} and dbs["default"]["head"] == 2 and
               dbs["default"]["queueDepth"] == 0 and dbs["two"]["head"] == 0, f"{dbs}")
+
+
+def test_request_log_lines_carry_the_request_id():
+    with Server(extra=["--log-level", "debug"]) as s:
+        s.request("GET", "/v1/databases/default/streams/none", headers={"X-Request-Id": "rid-77"})
+        import json as _json
+
+        def logged():
+            for line in s.log().splitlines():
+                try:
+                    rec = _json.loads(line)
+                except ValueError:
+                    continue
+                if rec.get("msg") == "request" and rec.get("requestId") == "rid-77":
+                    return rec
+            return None
+        import time as _time
+        deadline = _time.time() + 5
+        while not logged() and _time.time() < deadline:
+            _time.sleep(0.05)
+        rec = logged()
+        check(rec and rec["status"] == 404 and rec["method"] == "GET" and
+              rec["path"] == "/v1/databases/default/streams/none" and rec["ms"] >= 0,
+              f"request line: {rec}")
