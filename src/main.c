@@ -15,6 +15,7 @@
 
 #include "api/metrics.h"
 #include "api/native.h"
+#include "api/ratelimit.h"
 #include "auth/keys.h"
 #include "engine/engine.h"
 #include "http/server.h"
@@ -34,6 +35,8 @@ struct options {
     struct limits limits;   /* --max-* and --timeout */
     enum log_level level;   /* --log-level */
     const char *cors;       /* --cors-origins */
+    uint32_t rate_limit;    /* --rate-limit */
+    uint32_t rate_burst;    /* --rate-burst */
 };
 
 /* One flag: its name, environment variable, help text and where it goes. */
@@ -56,6 +59,9 @@ static const struct flag FLAGS[] = {
     {"--timeout", "ANNALS_TIMEOUT", "SECONDS", "idle connection timeout (default 60)"},
     {"--max-db-bytes", "ANNALS_MAX_DB_BYTES", "N", "largest size of one database (default 68719476736)"},
     {"--log-level", "ANNALS_LOG_LEVEL", "LEVEL", "debug, info, warn or error (default info)"},
+    {"--rate-limit", "ANNALS_RATE_LIMIT", "N",
+     "requests per second per client (API key, or address) and database; 0 = none (default)"},
+    {"--rate-burst", "ANNALS_RATE_BURST", "N", "requests a client may make at once (default: one second's worth)"},
     {"--cors-origins", "ANNALS_CORS_ORIGINS", "LIST",
      "browser origins allowed (comma-separated, or *; default: any in development mode, none otherwise)"},
 };
@@ -129,7 +135,9 @@ static int set_option(struct options *o, int idx, const char *v)
     case 8: if (parse_size(v, 1, 86400, &n)) return ERR_INVALID; l->timeout_s = (unsigned)n; return 0;
     case 9: if (parse_size(v, 1ull << 20, 1ull << 44, &n)) return ERR_INVALID; l->map_bytes = n; return 0;
     case 10: return log_parse_level(v, &o->level);
-    case 11: o->cors = v; return 0;
+    case 11: if (parse_size(v, 0, LIMIT_RATE_MAX, &n)) return ERR_INVALID; o->rate_limit = (uint32_t)n; return 0;
+    case 12: if (parse_size(v, 1, LIMIT_RATE_MAX, &n)) return ERR_INVALID; o->rate_burst = (uint32_t)n; return 0;
+    case 13: o->cors = v; return 0;
     }
     return ERR_INVALID;
 }
@@ -265,7 +273,8 @@ static int cmd_serve(const struct options *o)
     struct api api = {.engine = e, .keys = keys, .auth_required = active > 0 || !loopback,
                       .limits = o->limits, .version = ANNALS_VERSION,
                       .started_us = time_now_us(), .cors_origins = o->cors,
-                      .metrics = metrics_new()};
+                      .metrics = metrics_new(), .limiter = rl_new(),
+                      .rate_limit = o->rate_limit, .rate_burst = o->rate_burst};
     struct http_config hc = {.host = o->host, .port = o->port, .threads = o->threads,
                              .limits = o->limits, .handler = api_handle, .handler_arg = &api,
                              .observe = api_observe, .observe_arg = &api};
@@ -289,6 +298,7 @@ static int cmd_serve(const struct options *o)
     shutdown_gracefully(srv, e);
     keyring_close(keys);
     metrics_free(api.metrics);
+    rl_free(api.limiter);
     return 0;
 }
 
@@ -357,13 +367,13 @@ static int cmd_verify(const struct options *o)
 
 struct keys_args {
     const char *data_dir, *scope, *database, *name, *not_after, *at, *id;
-    long grace_s;
+    long grace_s, rate;
 };
 
 static void keys_usage(FILE *f)
 {
     fprintf(f, "usage: annals keys create --scope read|write|admin [--database NAME] [--name LABEL]\n"
-               "                          [--not-after RFC3339] [--data DIR]\n"
+               "                          [--not-after RFC3339] [--rate-limit PER_SECOND] [--data DIR]\n"
                "       annals keys list [--data DIR]\n"
                "       annals keys revoke ID [--at RFC3339] [--data DIR]\n"
                "       annals keys rotate ID [--grace SECONDS] [--data DIR]\n"
@@ -389,6 +399,8 @@ static int keys_parse(int argc, char **argv, struct keys_args *a)
             *dst = argv[++i];
         } else if (!strcmp(f, "--grace") && i + 1 < argc) {
             a->grace_s = strtol(argv[++i], NULL, 10);
+        } else if (!strcmp(f, "--rate-limit") && i + 1 < argc) {
+            a->rate = strtol(argv[++i], NULL, 10);
         } else if (f[0] != '-' && !a->id) {
             a->id = f;
         } else {
@@ -427,13 +439,13 @@ static int keys_run(const char *sub, struct keyring *kr, const struct keys_args 
     }
     if (!strcmp(sub, "create")) {
         enum key_scope scope;
-        if (key_scope_parse(a->scope, &scope) ||
+        if (key_scope_parse(a->scope, &scope) || a->rate < 0 || a->rate > LIMIT_RATE_MAX ||
             (a->database && !engine_db_name_ok(a->database, strlen(a->database))) ||
             (a->not_after && time_parse(a->not_after, strlen(a->not_after), &t))) {
             keys_usage(stderr);
             return 2;
         }
-        int rc = keyring_create(kr, scope, a->database, a->name, t, text, &k);
+        int rc = keyring_create(kr, scope, a->database, a->name, t, (uint32_t)a->rate, text, &k);
         if (!rc) {
             printf("%s\n", text);
             fprintf(stderr, "created key %s (%s); the key above is shown only this once\n", k.id,

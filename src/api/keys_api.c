@@ -28,6 +28,8 @@ static void key_json(struct buf *b, const struct api_key *k, int64_t now_us)
     out_time_field(b, "created", k->created_us, false);
     buf_addc(b, ',');
     out_time_field(b, "notAfter", k->not_after_us, true);
+    buf_adds(b, ",\"rateLimit\":");
+    k->rate_limit ? buf_add_u64(b, k->rate_limit) : buf_adds(b, "null");
     buf_adds(b, (k->not_after_us == 0 || now_us < k->not_after_us) ? ",\"active\":true}"
                                                                      : ",\"active\":false}");
 }
@@ -112,13 +114,25 @@ static int time_member(json_t *root, const char *name, int64_t *out, struct pars
 
 /* Reads {"scope", "database"?, "name"?, "notAfter"?}. */
 static int parse_new_key(json_t *root, enum key_scope *scope, const char **db,
-                         const char **name, int64_t *not_after, struct parse_error *pe)
+                         const char **name, int64_t *not_after, uint32_t *rate,
+                         struct parse_error *pe)
 {
+    json_t *r = json_object_get(root, "rateLimit");
+    *rate = 0;
+    if (r && !json_is_null(r)) {
+        if (!json_is_integer(r) || json_integer_value(r) < 1 ||
+            json_integer_value(r) > LIMIT_RATE_MAX) {
+            return parse_fail(pe, 400, "invalid_request", "rateLimit",
+                              "requests per second: a whole number from 1 to %d, or null",
+                              LIMIT_RATE_MAX);
+        }
+        *rate = (uint32_t)json_integer_value(r);
+    }
     const char *key;
     json_t *val;
     json_object_foreach(root, key, val) {
         if (strcmp(key, "scope") && strcmp(key, "database") && strcmp(key, "name") &&
-            strcmp(key, "notAfter")) {
+            strcmp(key, "notAfter") && strcmp(key, "rateLimit")) {
             char f[64];
             snprintf(f, sizeof f, "%.60s", key);
             return parse_fail(pe, 400, "invalid_request", f, "unknown member");
@@ -155,7 +169,8 @@ void keys_api_create(struct http_req *req, struct api *api, const struct api_key
     enum key_scope scope;
     const char *db = "", *name = "";
     int64_t not_after = 0;
-    if (parse_new_key(root, &scope, &db, &name, &not_after, &pe) != 0) {
+    uint32_t rate = 0;
+    if (parse_new_key(root, &scope, &db, &name, &not_after, &rate, &pe) != 0) {
         out_parse_error(req, &pe);
     } else if (!may_manage(caller, db)) {
         out_error(req, 403, "forbidden", "this key may only make keys for its own database",
@@ -163,7 +178,7 @@ void keys_api_create(struct http_req *req, struct api *api, const struct api_key
     } else {
         char text[KEY_TEXT_MAX];
         struct api_key k;
-        int rc = keyring_create(api->keys, scope, db, name, not_after, text, &k);
+        int rc = keyring_create(api->keys, scope, db, name, not_after, rate, text, &k);
         if (rc == ERR_TOOBIG) {
             out_error(req, 507, "too_many_keys", "the key limit is reached", NULL);
         } else if (rc) {

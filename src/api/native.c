@@ -15,6 +15,7 @@
 #include "api/out.h"
 #include "api/parse.h"
 #include "api/qparse.h"
+#include "api/ratelimit.h"
 #include "auth/keys.h"
 #include "util/errors.h"
 #include "util/hash.h"
@@ -390,6 +391,41 @@ static bool cors(const struct api *api, struct http_req *req)
     return true;
 }
 
+/* Applies the caller's rate limit (its key's, else its database's, else the server's) and
+ * sets the X-RateLimit-* headers. Answers 429 and returns false when the bucket is empty. */
+static bool rate_ok(struct call *c)
+{
+    uint32_t rate = c->api->rate_limit;
+    uint32_t db_rate = c->db ? engine_db_rate_limit(c->db) : 0;
+    rate = db_rate ? db_rate : rate;
+    rate = c->authed && c->key.rate_limit ? c->key.rate_limit : rate;
+    if (!rate || !c->api->limiter) {
+        return true;
+    }
+    char who[160];
+    int n = snprintf(who, sizeof who, "%s%s|%s", c->authed ? "key:" : "ip:",
+                     c->authed ? c->key.id : http_req_peer(c->req),
+                     c->db ? engine_db_name(c->db) : "");
+    double burst = c->api->rate_burst ? c->api->rate_burst : rate;
+    struct rl_result rr;
+    rl_take(c->api->limiter, who, (size_t)n, rate, burst, time_mono_ns(), &rr);
+    char v[24];
+    snprintf(v, sizeof v, "%u", rr.limit);
+    http_add_header(c->req, "X-RateLimit-Limit", v);
+    snprintf(v, sizeof v, "%u", rr.remaining);
+    http_add_header(c->req, "X-RateLimit-Remaining", v);
+    snprintf(v, sizeof v, "%u", rr.reset_s);
+    http_add_header(c->req, "X-RateLimit-Reset", v);
+    if (rr.limited) {
+        snprintf(v, sizeof v, "%u", rr.retry_after_s);
+        http_add_header(c->req, "Retry-After", v);
+        out_error(c->req, 429, "rate_limited", "too many requests; retry after Retry-After "
+                  "seconds", NULL);
+        return false;
+    }
+    return true;
+}
+
 void api_handle(void *arg, struct http_req *req)
 {
     struct call c = {.api = arg, .req = req};
@@ -412,7 +448,7 @@ void api_handle(void *arg, struct http_req *req)
         answer_405(&c);
     } else if (!r) {
         out_error(req, 404, "not_found", "no such route", NULL);
-    } else if (authorize(&c, r) && (!r->needs_db || acquire_db(&c))) {
+    } else if (authorize(&c, r) && (!r->needs_db || acquire_db(&c)) && rate_ok(&c)) {
         r->fn(&c);
     }
     call_fini(&c);
@@ -629,6 +665,8 @@ static void db_get(struct call *c)
     set.retention_days ? buf_add_u64(&b, set.retention_days) : buf_adds(&b, "null");
     buf_adds(&b, ",\"maxStreamSizeBytes\":");
     set.max_stream_bytes ? buf_add_u64(&b, set.max_stream_bytes) : buf_adds(&b, "null");
+    buf_adds(&b, ",\"rateLimit\":");
+    set.rate_limit ? buf_add_u64(&b, set.rate_limit) : buf_adds(&b, "null");
     buf_addc(&b, '}');
     buf_printf(&b, ",\"writer\":{\"commits\":%llu,\"appends\":%llu,\"queueDepth\":%llu,"
                "\"commitSeconds\":%.6f,\"syncs\":%llu,\"syncSeconds\":%.6f},"

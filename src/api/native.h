@@ -21,6 +21,9 @@ struct api {
     const char *cors_origins; /* comma-separated allowed origins, "*" = any, NULL/"" = none */
     struct api_metrics *metrics; /* owned by the caller: request counters (api/metrics.h) */
     struct http_server *srv;  /* atomic, set once serving: for the connection gauge */
+    struct ratelimiter *limiter; /* owned by the caller; NULL = no rate limits at all */
+    uint32_t rate_limit;      /* default requests per second per client (0 = none) */
+    uint32_t rate_burst;      /* bucket size (0 = one second's worth) */
 };
 
 /* The http_observe_fn for the server (arg: struct api): counts the answer in api->metrics and

@@ -699,7 +699,8 @@ int parse_db_settings(const void *rootp, struct db_settings *out, struct parse_e
         return parse_fail(err, 400, "invalid_request", "settings", "settings must be an object");
     }
     json_object_foreach(s, key, val) {
-        if (strcmp(key, "retentionPeriodDays") != 0 && strcmp(key, "maxStreamSizeBytes") != 0) {
+        if (strcmp(key, "retentionPeriodDays") != 0 && strcmp(key, "maxStreamSizeBytes") != 0 &&
+            strcmp(key, "rateLimit") != 0) {
             char f[80];
             snprintf(f, sizeof f, "settings.%.60s", key);
             return parse_fail(err, 400, "invalid_request", f, "unknown member");
@@ -711,5 +712,9 @@ int parse_db_settings(const void *rootp, struct db_settings *out, struct parse_e
     if (!rc) rc = setting_u64(json_object_get(s, "maxStreamSizeBytes"),
                               "settings.maxStreamSizeBytes", UINT64_MAX >> 1,
                               &out->max_stream_bytes, err);
+    uint64_t rate = 0;
+    if (!rc) rc = setting_u64(json_object_get(s, "rateLimit"), "settings.rateLimit",
+                              LIMIT_RATE_MAX, &rate, err);
+    out->rate_limit = (uint32_t)rate;
     return rc;
 }

@@ -79,6 +79,7 @@ static int key_from_json(json_t *o, struct api_key *k)
     strcpy(k->name, name);
     k->created_us = json_integer_value(json_object_get(o, "created"));
     k->not_after_us = json_integer_value(json_object_get(o, "notAfter"));
+    k->rate_limit = (uint32_t)json_integer_value(json_object_get(o, "rateLimit"));
     return 0;
 }
 
@@ -134,11 +135,12 @@ static int save(struct keyring *kr)
         const struct api_key *k = &kr->keys[i];
         char hash[65];
         hash_hex(k->hash, 32, hash);
-        json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:I}", "id", k->id,
+        json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:I}", "id", k->id,
                                              "hash", hash, "scope", key_scope_name(k->scope),
                                              "database", k->database, "name", k->name,
                                              "created", (json_int_t)k->created_us, "notAfter",
-                                             (json_int_t)k->not_after_us));
+                                             (json_int_t)k->not_after_us, "rateLimit",
+                                             (json_int_t)k->rate_limit));
     }
     json_t *root = json_pack("{s:i,s:o}", "version", 1, "keys", arr);
     char *text = json_dumps(root, JSON_INDENT(1));
@@ -308,10 +310,10 @@ static int64_t now(void)
 }
 
 int keyring_create(struct keyring *kr, enum key_scope scope, const char *database,
-                   const char *name, int64_t not_after_us, char text_out[KEY_TEXT_MAX],
-                   struct api_key *out)
+                   const char *name, int64_t not_after_us, uint32_t rate_limit,
+                   char text_out[KEY_TEXT_MAX], struct api_key *out)
 {
-    struct api_key k = {.scope = scope, .not_after_us = not_after_us};
+    struct api_key k = {.scope = scope, .not_after_us = not_after_us, .rate_limit = rate_limit};
     snprintf(k.database, sizeof k.database, "%s", database ? database : "");
     snprintf(k.name, sizeof k.name, "%s", name ? name : "");
     make_key(&k, text_out, now());
@@ -350,7 +352,7 @@ int keyring_rotate(struct keyring *kr, const char *id, int64_t old_until_us,
         pthread_mutex_unlock(&kr->mu);
         return ERR_NOTFOUND;
     }
-    struct api_key k = {.scope = old->scope};
+    struct api_key k = {.scope = old->scope, .rate_limit = old->rate_limit};
     strcpy(k.database, old->database);
     strcpy(k.name, old->name);
     make_key(&k, text_out, now());

@@ -34,6 +34,7 @@ struct api_key {
     char name[KEY_NAME_BYTES + 1];  /* label, may be "" */
     int64_t created_us;
     int64_t not_after_us;           /* valid before this time; 0 = no end */
+    uint32_t rate_limit;            /* requests per second for this key (0 = the default) */
 };
 
 struct keyring;
@@ -52,8 +53,8 @@ int keyring_verify(struct keyring *kr, const char *text, size_t len, int64_t now
 /* Makes and stores a key; its text (shown once) goes to text_out. database "" = all.
  * Returns 0, ERR_TOOBIG (KEYS_MAX) or ERR_IO (nothing changed). */
 int keyring_create(struct keyring *kr, enum key_scope scope, const char *database,
-                   const char *name, int64_t not_after_us, char text_out[KEY_TEXT_MAX],
-                   struct api_key *out);
+                   const char *name, int64_t not_after_us, uint32_t rate_limit,
+                   char text_out[KEY_TEXT_MAX], struct api_key *out);
 /* Ends key id's validity at at_us (now or later; an earlier end is kept). Returns 0,
  * ERR_NOTFOUND or ERR_IO. */
 int keyring_revoke(struct keyring *kr, const char *id, int64_t at_us);

@@ -97,8 +97,9 @@ static void settings_format(const struct db_settings *s, struct buf *out)
 {
     buf_adds(out, "{\"description\":");
     buf_add_json_str(out, s->description, strlen(s->description));
-    buf_printf(out, ",\"retentionPeriodDays\":%llu,\"maxStreamSizeBytes\":%llu}",
-               (unsigned long long)s->retention_days, (unsigned long long)s->max_stream_bytes);
+    buf_printf(out, ",\"retentionPeriodDays\":%llu,\"maxStreamSizeBytes\":%llu,\"rateLimit\":%u}",
+               (unsigned long long)s->retention_days, (unsigned long long)s->max_stream_bytes,
+               s->rate_limit);
 }
 
 static int settings_load(struct db *db)
@@ -114,6 +115,7 @@ static int settings_load(struct db *db)
             (uint64_t)json_integer_value(json_object_get(root, "retentionPeriodDays"));
         db->settings.max_stream_bytes =
             (uint64_t)json_integer_value(json_object_get(root, "maxStreamSizeBytes"));
+        db->settings.rate_limit = (uint32_t)json_integer_value(json_object_get(root, "rateLimit"));
     } else if (!rc && b.len) {
         rc = ERR(ERR_CORRUPT);
     }
@@ -125,6 +127,11 @@ static int settings_load(struct db *db)
 void engine_db_settings(struct db *db, struct db_settings *out)
 {
     *out = db->settings;
+}
+
+uint32_t engine_db_rate_limit(const struct db *db)
+{
+    return db->settings.rate_limit;
 }
 
 static int db_open(struct engine *e, const char *name, bool create,

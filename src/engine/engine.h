@@ -40,6 +40,8 @@ struct db_settings {
     uint64_t retention_days;   /* events recorded longer ago are hidden (0 = keep all) */
     uint64_t max_stream_bytes; /* appends that would make a stream larger are refused (0 = no
                                   limit); a stream's size is the sum of its stored records */
+    uint32_t rate_limit;       /* requests per second per client on this database (0 = the
+                                  server's default) */
 };
 
 /* True when name matches [a-z0-9][a-z0-9-]{0,62}. */
@@ -50,6 +52,8 @@ int engine_db_create(struct engine *e, const char *name, size_t len,
                      const struct db_settings *settings);
 /* The database's settings. */
 void engine_db_settings(struct db *db, struct db_settings *out);
+/* Its rate_limit setting alone (cheap: for every request). */
+uint32_t engine_db_rate_limit(const struct db *db);
 /* Called once a deleted database's files are gone; err is 0 or ERR_IO. */
 typedef void engine_deleted_fn(void *arg, int err);
 /* Deletes a database: takes it out of the registry at once (later lookups fail), answers its

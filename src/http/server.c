@@ -94,6 +94,7 @@ struct conn {
     struct http_req *req;        /* current request, or NULL */
     struct conn *prev, *next;    /* the loop's connection list */
     struct conn *done_next;      /* completion queue link */
+    char peer[48];               /* client address (text) */
 };
 
 struct loop {
@@ -292,6 +293,11 @@ static void post_done(struct conn *c)
 void http_set_tag(struct http_req *req, int tag)
 {
     req->tag = tag;
+}
+
+const char *http_req_peer(const struct http_req *req)
+{
+    return req->conn->peer;
 }
 
 const char *http_req_request_id(const struct http_req *req)
@@ -743,6 +749,14 @@ static void adopt(struct loop *lp, int fd)
     struct conn *c = xcalloc(1, sizeof(*c));
     c->fd = fd;
     c->loop = lp;
+    struct sockaddr_storage sa;
+    socklen_t salen = sizeof sa;
+    if (getpeername(fd, (struct sockaddr *)&sa, &salen) == 0) {
+        const void *addr = sa.ss_family == AF_INET6
+                               ? (const void *)&((struct sockaddr_in6 *)&sa)->sin6_addr
+                               : (const void *)&((struct sockaddr_in *)&sa)->sin_addr;
+        inet_ntop(sa.ss_family, addr, c->peer, sizeof c->peer);
+    }
     c->state = C_HEAD;
     c->active_ms = time_mono_ns() / 1000000;
     buf_init(&c->in);

@@ -71,6 +71,8 @@ void http_set_tag(struct http_req *req, int tag);
 /* Sets the X-Request-Id answer header (at most 71 bytes, no CR/LF). */
 void http_set_request_id(struct http_req *req, const char *id);
 const char *http_req_request_id(const struct http_req *req);
+/* The client's address as text ("" when unknown). */
+const char *http_req_peer(const struct http_req *req);
 /* Answers with status and body (taken: body is reset). content_type may be NULL for JSON.
  * Thread-safe for deferred requests; exactly once per request. */
 void http_respond(struct http_req *req, unsigned status, struct buf *body,

@@ -23,6 +23,7 @@ enum {
     LIMIT_APPEND_CONDS = 16,                      /* conditions on one append */
     LIMIT_MAX_AGE_S = 10 * 365 * 24 * 3600,       /* a stream's maxAge setting, seconds */
     LIMIT_RETENTION_DAYS = 36500,                 /* a database's retention setting */
+    LIMIT_RATE_MAX = 10000000,                    /* a rate limit, requests per second */
     LIMIT_DESCRIPTION_BYTES = 1024,               /* a database's description */
     LIMIT_JSON_DEPTH = 64,                        /* nesting of a request body */
     LIMIT_READ_DEFAULT = 100,                     /* events per read page by default */
