@@ -62,6 +62,12 @@ static const struct flag FLAGS[] = {
     {"--rate-limit", "ANNALS_RATE_LIMIT", "N",
      "requests per second per client (API key, or address) and database; 0 = none (default)"},
     {"--rate-burst", "ANNALS_RATE_BURST", "N", "requests a client may make at once (default: one second's worth)"},
+    {"--header-timeout", "ANNALS_HEADER_TIMEOUT", "SECONDS",
+     "a request head must arrive whole within this (default 10; 0 = no limit)"},
+    {"--body-timeout", "ANNALS_BODY_TIMEOUT", "SECONDS",
+     "a request body must arrive whole within this (default 60; 0 = no limit)"},
+    {"--max-client-connections", "ANNALS_MAX_CLIENT_CONNECTIONS", "N",
+     "most open connections from one address (default 1024; 0 = no limit)"},
     {"--cors-origins", "ANNALS_CORS_ORIGINS", "LIST",
      "browser origins allowed (comma-separated, or *; default: any in development mode, none otherwise)"},
 };
@@ -137,7 +143,10 @@ static int set_option(struct options *o, int idx, const char *v)
     case 10: return log_parse_level(v, &o->level);
     case 11: if (parse_size(v, 0, LIMIT_RATE_MAX, &n)) return ERR_INVALID; o->rate_limit = (uint32_t)n; return 0;
     case 12: if (parse_size(v, 1, LIMIT_RATE_MAX, &n)) return ERR_INVALID; o->rate_burst = (uint32_t)n; return 0;
-    case 13: o->cors = v; return 0;
+    case 13: if (parse_size(v, 0, 86400, &n)) return ERR_INVALID; l->header_timeout_s = (unsigned)n; return 0;
+    case 14: if (parse_size(v, 0, 86400, &n)) return ERR_INVALID; l->body_timeout_s = (unsigned)n; return 0;
+    case 15: if (parse_size(v, 0, 1000000, &n)) return ERR_INVALID; l->client_connections = (unsigned)n; return 0;
+    case 16: o->cors = v; return 0;
     }
     return ERR_INVALID;
 }
@@ -157,6 +166,9 @@ static void defaults(struct options *o)
         .header_bytes = LIMIT_DEFAULT_HEADER_BYTES,
         .connections = LIMIT_DEFAULT_CONNECTIONS,
         .timeout_s = LIMIT_DEFAULT_TIMEOUT_S,
+        .header_timeout_s = LIMIT_DEFAULT_HEADER_TIMEOUT_S,
+        .body_timeout_s = LIMIT_DEFAULT_BODY_TIMEOUT_S,
+        .client_connections = LIMIT_DEFAULT_CLIENT_CONNECTIONS,
         .map_bytes = 64ull << 30,
     };
     o->level = LOG_INFO;

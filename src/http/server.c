@@ -35,6 +35,7 @@
 #include "http/parse.h"
 #include "util/errors.h"
 #include "util/log.h"
+#include "util/strmap.h"
 #include "util/timeutil.h"
 
 enum conn_state { C_HEAD, C_BODY, C_HANDLING, C_DEFERRED, C_WRITING, C_CLOSED };
@@ -91,6 +92,8 @@ struct conn {
     bool is_head;                /* the request is HEAD: no body in the answer */
     bool peer_eof;               /* the peer finished sending (half-close) or failed */
     uint64_t active_ms;          /* last activity, for the idle timeout */
+    uint64_t head_ms;            /* when the current head's first byte came (0 = none yet) */
+    uint64_t body_ms;            /* when the current body began (0 = not in a body) */
     struct http_req *req;        /* current request, or NULL */
     struct conn *prev, *next;    /* the loop's connection list */
     struct conn *done_next;      /* completion queue link */
@@ -122,6 +125,8 @@ struct http_server {
     unsigned inflight;           /* atomic: requests begun and not finished */
     bool stopping;               /* atomic: loops exit */
     bool quiesce;                /* atomic: stop accepting */
+    pthread_mutex_t peers_mu;    /* guards peers */
+    struct strmap peers;         /* client address -> unsigned open connections */
 };
 
 static const char JSON_TYPE[] = "application/json";
@@ -447,6 +452,34 @@ static void finish_request(struct conn *c)
 
 enum step { STEP_GO, STEP_WAIT, STEP_CLOSED };
 
+/* Counts a connection from peer; false when peer has its limit open already. */
+static bool peer_joins(struct http_server *srv, const char *peer)
+{
+    unsigned max = srv->cfg.limits.client_connections;
+    if (!max || !peer[0]) {
+        return true;
+    }
+    pthread_mutex_lock(&srv->peers_mu);
+    unsigned *n = strmap_put(&srv->peers, peer, strlen(peer), NULL);
+    bool ok = *n < max;
+    *n += ok;
+    pthread_mutex_unlock(&srv->peers_mu);
+    return ok;
+}
+
+static void peer_leaves(struct http_server *srv, const char *peer)
+{
+    if (!srv->cfg.limits.client_connections || !peer[0]) {
+        return;
+    }
+    pthread_mutex_lock(&srv->peers_mu);
+    unsigned *n = strmap_get(&srv->peers, peer, strlen(peer));
+    if (n && --*n == 0) {
+        strmap_remove(&srv->peers, peer, strlen(peer));
+    }
+    pthread_mutex_unlock(&srv->peers_mu);
+}
+
 static void conn_close(struct conn *c)
 {
     struct loop *lp = c->loop;
@@ -470,6 +503,7 @@ static void conn_close(struct conn *c)
     c->next = lp->dead;
     lp->dead = c;
     __atomic_sub_fetch(&lp->srv->conns, 1, __ATOMIC_RELAXED);
+    peer_leaves(lp->srv, c->peer);
 }
 
 static void free_dead(struct loop *lp)
@@ -623,8 +657,12 @@ static enum step step_head(struct conn *c)
     ssize_t rc = http_parse_head(c->in.ptr ? c->in.ptr : "", c->in.len, lim->header_bytes, &h);
     if (rc == HTTP_INCOMPLETE) {
         enum step s = try_read(c, lim->header_bytes + READ_CHUNK);
+        if (s == STEP_GO && !c->head_ms) {
+            c->head_ms = time_mono_ns() / 1000000; /* the head's clock starts at its first byte */
+        }
         return s == STEP_GO ? STEP_GO : s;
     }
+    c->head_ms = 0;
     if (rc < 0) {
         answer_parse_error(c, rc);
         return STEP_GO;
@@ -644,6 +682,7 @@ static enum step step_head(struct conn *c)
         send_continue(c);
     }
     c->state = C_BODY;
+    c->body_ms = time_mono_ns() / 1000000;
     return STEP_GO;
 }
 
@@ -757,6 +796,10 @@ static void adopt(struct loop *lp, int fd)
                                : (const void *)&((struct sockaddr_in *)&sa)->sin_addr;
         inet_ntop(sa.ss_family, addr, c->peer, sizeof c->peer);
     }
+    bool too_many = !peer_joins(lp->srv, c->peer);
+    if (too_many) {
+        c->peer[0] = '\0'; /* not counted: nothing to give back at close */
+    }
     c->state = C_HEAD;
     c->active_ms = time_mono_ns() / 1000000;
     buf_init(&c->in);
@@ -770,6 +813,10 @@ static void adopt(struct loop *lp, int fd)
     if (epoll_ctl(lp->ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
         conn_close(c);
         return;
+    }
+    if (too_many) {
+        put_error(c, 503, "too_many_connections",
+                  "this address has the most open connections allowed");
     }
     conn_run(c);
 }
@@ -860,13 +907,31 @@ static void run_completions(struct loop *lp)
     }
 }
 
+/* True when c has spent longer than its limit on the current head or body (a slow client:
+ * trickling bytes keeps it from being idle, not from being slow). */
+static bool too_slow(const struct conn *c, const struct limits *lim, uint64_t now_ms)
+{
+    if (c->state == C_HEAD && c->head_ms && lim->header_timeout_s) {
+        return now_ms - c->head_ms > (uint64_t)lim->header_timeout_s * 1000;
+    }
+    if (c->state == C_BODY && c->body_ms && lim->body_timeout_s) {
+        return now_ms - c->body_ms > (uint64_t)lim->body_timeout_s * 1000;
+    }
+    return false;
+}
+
 static void expire_idle(struct loop *lp, uint64_t now_ms)
 {
-    uint64_t limit_ms = (uint64_t)lp->srv->cfg.limits.timeout_s * 1000;
+    const struct limits *lim = &lp->srv->cfg.limits;
+    uint64_t limit_ms = (uint64_t)lim->timeout_s * 1000;
     for (struct conn *c = lp->conns; c;) {
         struct conn *next = c->next; /* read first: conn_close relinks c onto dead */
         bool busy = c->state == C_HANDLING || c->state == C_DEFERRED;
-        if (!busy && now_ms - c->active_ms > limit_ms) {
+        if (!busy && too_slow(c, lim, now_ms)) {
+            put_error(c, 408, "request_timeout", "the request did not arrive in time");
+            c->head_ms = c->body_ms = 0;
+            conn_run(c); /* sends what it can, then closes */
+        } else if (!busy && now_ms - c->active_ms > limit_ms) {
             conn_close(c);
         }
         c = next;
@@ -955,6 +1020,8 @@ int http_server_start(const struct http_config *cfg, struct http_server **out)
     struct http_server *srv = xcalloc(1, sizeof(*srv));
     srv->cfg = *cfg;
     srv->lfd = -1;
+    pthread_mutex_init(&srv->peers_mu, NULL);
+    strmap_init(&srv->peers, sizeof(unsigned));
     int rc = listen_on(srv);
     if (rc) {
         free(srv);
@@ -1035,5 +1102,7 @@ void http_server_stop(struct http_server *srv)
         close(srv->lfd);
     }
     free(srv->loops);
+    strmap_fini(&srv->peers);
+    pthread_mutex_destroy(&srv->peers_mu);
     free(srv);
 }

@@ -13,6 +13,9 @@ enum {
     LIMIT_DEFAULT_HEADER_BYTES = 16 * 1024,       /* request line + header section */
     LIMIT_DEFAULT_CONNECTIONS = 4096,             /* open client connections */
     LIMIT_DEFAULT_TIMEOUT_S = 60,                 /* idle connection timeout */
+    LIMIT_DEFAULT_HEADER_TIMEOUT_S = 10,          /* whole request head */
+    LIMIT_DEFAULT_BODY_TIMEOUT_S = 60,            /* whole request body */
+    LIMIT_DEFAULT_CLIENT_CONNECTIONS = 1024,      /* open connections from one address */
     LIMIT_STREAM_NAME_BYTES = 256,                /* stream name */
     LIMIT_TYPE_BYTES = 256,                       /* event type */
     LIMIT_DB_NAME_BYTES = 63,                     /* database name */
@@ -39,6 +42,9 @@ struct limits {
     size_t header_bytes;  /* max request head */
     unsigned connections; /* max open connections */
     unsigned timeout_s;   /* idle connection timeout */
+    unsigned header_timeout_s; /* a request head must arrive whole within this (0 = none) */
+    unsigned body_timeout_s;   /* a request body must arrive whole within this (0 = none) */
+    unsigned client_connections; /* max open connections from one address (0 = no limit) */
     uint64_t map_bytes;   /* max size of one database's store */
 };
 
