@@ -69,7 +69,7 @@ static const struct flag FLAGS[] = {
     {"--max-client-connections", "ANNALS_MAX_CLIENT_CONNECTIONS", "N",
      "most open connections from one address (default 1024; 0 = no limit)"},
     {"--cors-origins", "ANNALS_CORS_ORIGINS", "LIST",
-     "browser origins allowed (comma-separated, or *; default: any in development mode, none otherwise)"},
+     "browser origins allowed (comma-separated, or *; default: localhost pages in development mode, none otherwise)"},
 };
 enum { NFLAGS = sizeof FLAGS / sizeof FLAGS[0] };
 
@@ -272,7 +272,8 @@ static int cmd_serve(const struct options *o)
         return 1;
     }
     bool loopback = is_loopback(o->host);
-    size_t active = keyring_active(keys, time_now_us());
+    size_t active = keyring_active(keys, time_now_us()), known;
+    free(keyring_list(keys, &known));
     if (!loopback && active == 0) {
         log_error("refusing to listen on %s without API keys: anyone could read and write. "
                   "Stop here, create a key with 'annals keys create --scope admin --data %s', "
@@ -282,7 +283,9 @@ static int cmd_serve(const struct options *o)
         engine_close(e);
         return 1;
     }
-    struct api api = {.engine = e, .keys = keys, .auth_required = active > 0 || !loopback,
+    /* any key on file (even expired or revoked ones) keeps auth on: revoking every key must not
+     * open the server */
+    struct api api = {.engine = e, .keys = keys, .auth_required = known > 0 || !loopback,
                       .limits = o->limits, .version = ANNALS_VERSION,
                       .started_us = time_now_us(), .cors_origins = o->cors,
                       .metrics = metrics_new(), .limiter = rl_new(),
@@ -296,7 +299,7 @@ static int cmd_serve(const struct options *o)
         return 1;
     }
     if (api.auth_required) {
-        log_info("authentication is on: %zu active API keys", active);
+        log_info("authentication is on: %zu active API keys (%zu on file)", active, known);
     } else {
         log_warn("authentication is OFF (development mode, loopback, no API keys): any client "
                  "on %s can read and write; creating a key turns it on",

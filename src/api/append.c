@@ -231,6 +231,12 @@ static void on_appended(struct append_req *r)
         }
         out_error(ax->http, 413, "stream_too_large",
                   "the stream would grow past the database's maxStreamSizeBytes", f);
+    } else if (r->err == ERR_CONFLICT && r->conflict == CONFLICT_TOO_BROAD) {
+        out_error(ax->http, 400, "condition_too_broad",
+                  "the condition's query is not narrowed by an index (exact or prefix types, "
+                  "tags, categories, subjects or streams) and the database is too large to "
+                  "check it; nothing was written",
+                  ax->cond_field[r->failed]);
     } else if (r->err == ERR_CONFLICT && r->conflict == CONFLICT_NO_STREAM) {
         out_error(ax->http, 404, "stream_not_found", "no such stream", "stream");
     } else if (r->err == 0) {
@@ -427,7 +433,7 @@ static int parse_conditions(struct append_ctx *ax, struct slice v, struct parse_
     for (size_t i = 0; !rc && jsonx_next_item(v, &pos, &item); i++) {
         char f[24];
         snprintf(f, sizeof f, "conditions[%zu]", i);
-        if (ax->req.nconds == LIMIT_APPEND_CONDS) {
+        if (i == LIMIT_APPEND_CONDS) {
             return parse_fail(err, 400, "invalid_request", "conditions",
                               "at most %d conditions", LIMIT_APPEND_CONDS);
         }

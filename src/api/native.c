@@ -348,7 +348,18 @@ static const char *allowed_origin(const struct api *api, struct http_req *req)
     if (!origin || (!list && !dev)) {
         return NULL;
     }
-    if (!list || strcmp(list, "*") == 0) {
+    if (!list) { /* development mode: pages served from this machine only */
+        static const char *const LOCAL[] = {"http://localhost", "http://127.0.0.1",
+                                            "https://localhost", "https://127.0.0.1"};
+        for (size_t i = 0; i < sizeof LOCAL / sizeof LOCAL[0]; i++) {
+            size_t n = strlen(LOCAL[i]);
+            if (strncmp(origin, LOCAL[i], n) == 0 && (origin[n] == '\0' || origin[n] == ':')) {
+                return origin;
+            }
+        }
+        return NULL;
+    }
+    if (strcmp(list, "*") == 0) {
         return origin;
     }
     size_t n = strlen(origin);
@@ -1307,7 +1318,9 @@ void api_observe(void *arg, struct http_req *req, int tag, unsigned status, uint
     struct api *api = arg;
     metrics_observe(api->metrics, tag, status, ns);
     enum log_level lvl = status >= 500 ? LOG_WARN : LOG_DEBUG;
-    if (log_enabled(lvl)) {
+    if (log_enabled(lvl) && !req) {
+        log_request(lvl, "", "", "", 0, status, 0); /* framing or limit errors of the HTTP layer */
+    } else if (log_enabled(lvl)) {
         struct slice path = http_req_path(req);
         log_request(lvl, http_req_request_id(req), http_req_method(req), path.ptr, path.len,
                     status, (double)ns / 1e6);

@@ -559,6 +559,7 @@ int engine_read_stream(struct db *db, struct slice stream, const struct as_of *a
 struct visibility {
     struct db *db;
     struct store_reader *r;
+    uint64_t head;      /* the view's head (asOf): streams are judged as of it */
     int64_t now_us;
     struct strmap vmin; /* stream name -> uint64_t oldest visible version */
     int err;            /* first storage error */
@@ -577,7 +578,7 @@ static bool visible(void *arg, const struct event_rec *ev)
         struct stream_rec s;
         *v = 1;
         if (meta_get(vis->db, ev->stream, &m)) {
-            int rc = m.tombstone ? 0 : store_reader_stream(vis->r, ev->stream, &s);
+            int rc = m.tombstone ? 0 : store_reader_stream_at(vis->r, ev->stream, vis->head, &s);
             if (!rc) rc = m.tombstone ? 0 : meta_min_version(vis->r, &m, &s, vis->now_us, v);
             *v = m.tombstone ? UINT64_MAX : *v;
             vis->err = vis->err ? vis->err : rc;
@@ -623,7 +624,7 @@ int engine_query(struct db *db, const struct engine_query *q, engine_event_fn *f
         if (p < hi) hi = p;
     }
     if (!rc && lo <= hi) {
-        struct visibility vis = {.db = db, .r = r, .now_us = time_now_us()};
+        struct visibility vis = {.db = db, .r = r, .head = head, .now_us = time_now_us()};
         strmap_init(&vis.vmin, sizeof(uint64_t));
         struct store_query sq = {.filter = q->filter, .from = q->backward ? hi : lo,
                                  .to = q->backward ? lo : hi, .backward = q->backward,
@@ -681,20 +682,6 @@ int engine_list_streams(struct db *db, struct slice prefix, struct slice after,
     return rc;
 }
 
-int engine_read_log(struct db *db, uint64_t from, bool backward, size_t limit,
-                    engine_event_fn *fn, void *arg, uint64_t *out_head)
-{
-    struct store_reader *r;
-    int rc = store_read_begin(db->st, &r);
-    if (rc) {
-        return rc;
-    }
-    *out_head = store_reader_head(r);
-    rc = store_scan_log(r, from, backward, limit, fn, arg);
-    store_read_end(r);
-    return rc;
-}
-
 /* One event read by position: delivered only when visible. */
 struct hidden_check {
     struct db *db;
@@ -725,7 +712,8 @@ int engine_read_event(struct db *db, uint64_t position, engine_event_fn *fn, voi
         return rc;
     }
     struct hidden_check hc = {.db = db, .r = r, .fn = fn, .arg = arg,
-                              .vis = {.db = db, .r = r, .now_us = time_now_us()}};
+                              .vis = {.db = db, .r = r, .head = store_reader_head(r),
+                                      .now_us = time_now_us()}};
     strmap_init(&hc.vis.vmin, sizeof(uint64_t));
     rc = store_get_event(r, position, emit_if_visible, &hc);
     rc = rc ? rc : hc.vis.err ? hc.vis.err : hc.hidden ? ERR_NOTFOUND : 0;

@@ -141,6 +141,8 @@ enum append_conflict {
     CONFLICT_DELETED,      /* parts[failed]'s stream (or the op's target) is hard-deleted */
     CONFLICT_NO_STREAM,    /* a soft delete of a stream that does not exist */
     CONFLICT_TOO_LARGE,    /* parts[failed] would grow past the database's max stream size */
+    CONFLICT_TOO_BROAD,    /* conds[failed] could not be decided within its examination budget
+                              (its filter is not narrowed by an index) */
 };
 
 /* Lifecycle settings of a stream (the newest event of its "$$<name>" metadata stream). */
@@ -183,6 +185,7 @@ struct append_req {
     size_t failed;                 /* with ERR_CONFLICT: index of the part, condition or event */
     bool duplicate;                /* every event was already stored: nothing written, results
                                       are the stored positions and versions */
+    bool dup_in_batch;             /* (engine) some of them only earlier in the same batch */
     int64_t recorded_us;           /* commit time (of the original, for duplicates) */
     struct append_req *next;       /* queue link, engine-owned while queued */
 };
@@ -252,9 +255,6 @@ typedef int engine_stream_fn(void *arg, struct slice name, const struct stream_r
 int engine_list_streams(struct db *db, struct slice prefix, struct slice after,
                         const struct as_of *at, engine_stream_fn *fn, void *arg);
 
-/* Reads the log in position order from position from (inclusive); *out_head gets the head. */
-int engine_read_log(struct db *db, uint64_t from, bool backward, size_t limit,
-                    engine_event_fn *fn, void *arg, uint64_t *out_head);
 /* Reads one event by position. Returns 0, ERR_NOTFOUND, ERR_CORRUPT or ERR_IO. */
 int engine_read_event(struct db *db, uint64_t position, engine_event_fn *fn, void *arg);
 

@@ -91,6 +91,7 @@ struct stored {
     bool same;
     uint64_t position, version;
     int64_t recorded_us;
+    bool in_batch;        /* laid out earlier in this batch, not yet written */
 };
 
 static int compare_stored(void *arg, const struct event_rec *ev)
@@ -113,6 +114,7 @@ static int find_stored(struct checks *cx, struct slice stream, const struct appe
     if (idx) {
         const struct event_rec *ev = &cx->db->evs[*idx];
         *found = true;
+        out->in_batch = true; /* not stored yet: only as good as this batch's write */
         compare_stored(out, ev);
         return 0;
     }
@@ -153,6 +155,7 @@ static int check_ids(struct checks *cx, struct append_req *req)
                 return ERR_CONFLICT;
             }
             if (found) {
+                req->dup_in_batch |= s.in_batch;
                 ae->position = s.position;
                 ae->version = s.version;
                 recorded = stored++ ? recorded : s.recorded_us;
@@ -175,11 +178,13 @@ static int check_ids(struct checks *cx, struct append_req *req)
 
 /* ---- conditions ---- */
 
+enum { CONDITION_BUDGET = 100000 }; /* candidate events one condition may examine */
+
 static int take_position(void *arg, const struct event_rec *ev)
 {
     uint64_t *out = arg;
     *out = ev->position;
-    return 0;
+    return 1; /* the newest is all a condition needs */
 }
 
 static int take_conflict(void *arg, const struct event_rec *ev)
@@ -191,21 +196,24 @@ static int take_conflict(void *arg, const struct event_rec *ev)
     return 0;
 }
 
-/* The newest stored event matching c->filter, or 0. Exact: no examination budget. */
+/* The newest stored event matching c->filter, or 0. Returns ERR_TOOBIG when CONDITION_BUDGET
+ * candidates did not settle it (a filter no index narrows, on a large database): the writer
+ * must not stall every append, nor the readers waiting behind the indexer, on one scan. */
 static int newest_stored(struct store_reader *r, const struct append_cond *c, uint64_t *out)
 {
     *out = 0;
     struct store_query q = {.filter = c->filter, .from = UINT64_MAX, .to = 1,
-                            .backward = true, .limit = 1, .budget = SIZE_MAX};
+                            .backward = true, .limit = 1, .budget = CONDITION_BUDGET};
     struct store_query_result res;
-    return store_query(r, &q, take_position, out, &res);
+    int rc = store_query(r, &q, take_position, out, &res);
+    return !rc && !*out && res.next ? ERR_TOOBIG : rc;
 }
 
 /* The first matching positions after c->max: stored ones, then this batch's. */
 static int collect_conflicts(struct checks *cx, struct store_reader *r, struct append_cond *c)
 {
     struct store_query q = {.filter = c->filter, .from = c->max + 1, .to = UINT64_MAX,
-                            .limit = APPEND_CONFLICTS_MAX, .budget = SIZE_MAX};
+                            .limit = APPEND_CONFLICTS_MAX, .budget = CONDITION_BUDGET};
     struct store_query_result res;
     int rc = store_query(r, &q, take_conflict, c, &res);
     for (size_t i = 0; !rc && i < cx->count; i++) {
@@ -379,12 +387,14 @@ static int apply_request(struct checks *cx, struct append_req *req, uint64_t *ne
             return rc;
         }
     }
+    struct stream_rec states[LIMIT_APPEND_PARTS];
     for (size_t p = 0; p < req->nparts; p++) {
         struct stream_rec s;
         rc = batch_state(cx, req->parts[p].stream, &s);
         if (rc) {
             return rc;
         }
+        states[p] = s;
         req->parts[p].actual_version = s.version;
         if (!expect_ok(&req->parts[p].expect, s.version)) {
             req->conflict = CONFLICT_VERSION;
@@ -399,9 +409,10 @@ static int apply_request(struct checks *cx, struct append_req *req, uint64_t *ne
     }
     for (size_t i = 0; i < req->nconds; i++) {
         rc = check_cond(cx, &req->conds[i]);
-        if (rc == ERR_CONFLICT) {
-            req->conflict = CONFLICT_CONDITION;
+        if (rc == ERR_CONFLICT || rc == ERR_TOOBIG) {
+            req->conflict = rc == ERR_TOOBIG ? CONFLICT_TOO_BROAD : CONFLICT_CONDITION;
             req->failed = i;
+            return ERR_CONFLICT; /* this request fails alone */
         }
         if (rc) {
             return rc;
@@ -412,10 +423,8 @@ static int apply_request(struct checks *cx, struct append_req *req, uint64_t *ne
         *(struct stream_meta *)strmap_put(&db->batch_metas, req->target.ptr, req->target.len,
                                           NULL) = req->meta;
     }
-    for (size_t p = 0; p < req->nparts; p++) {
-        struct stream_rec s;
-        batch_state(cx, req->parts[p].stream, &s); /* read above: cannot fail now */
-        lay_out_part(db, &req->parts[p], &s, next_pos, &cx->count, now);
+    for (size_t p = 0; p < req->nparts; p++) { /* parts name distinct streams */
+        lay_out_part(db, &req->parts[p], &states[p], next_pos, &cx->count, now);
     }
     return 0;
 }
@@ -439,6 +448,7 @@ static void commit_batch(struct db *db, struct append_req *batch)
     struct checks cx = {.db = db};
     for (struct append_req *r = batch; r && !fatal; r = r->next) {
         r->duplicate = false;
+        r->dup_in_batch = false;
         r->err = apply_request(&cx, r, &next_pos, now);
         if (r->err == 0) {
             written++;
@@ -457,8 +467,8 @@ static void commit_batch(struct db *db, struct append_req *batch)
     if (fatal) {
         log_error("database %s: commit failed: %s", db->name, err_name(fatal));
         for (struct append_req *r = batch; r; r = r->next) {
-            if (r->err != ERR_CONFLICT && !r->duplicate) {
-                r->err = fatal;
+            if (r->err != ERR_CONFLICT && (!r->duplicate || r->dup_in_batch)) {
+                r->err = fatal; /* a duplicate of this batch's events was not written either */
             }
         }
         return;
@@ -540,7 +550,8 @@ int engine_append(struct db *db, struct append_req *req)
             return ERR_TOOBIG;
         }
     }
-    if (req->nparts == 0 || total > db->limits->batch_events) {
+    if (req->nparts == 0 || req->nparts > LIMIT_APPEND_PARTS || total > db->limits->batch_events ||
+        req->nconds > LIMIT_APPEND_CONDS + 1) {
         return ERR_TOOBIG;
     }
     req->err = 0;

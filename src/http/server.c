@@ -425,6 +425,10 @@ static void put_response(struct conn *c, unsigned status, const char *type, stru
 /* Queues an error answered by the HTTP layer itself and closes after it. */
 static void put_error(struct conn *c, unsigned status, const char *code, const char *message)
 {
+    const struct http_config *cfg = &c->loop->srv->cfg;
+    if (cfg->observe) {
+        cfg->observe(cfg->observe_arg, NULL, -1, status, 0); /* answered before any handler */
+    }
     struct buf b;
     buf_init(&b);
     buf_printf(&b, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", code, message);

@@ -24,8 +24,9 @@ typedef void http_handler_fn(void *arg, struct http_req *req);
  * so the handler can free what it attached with http_set_user. */
 typedef void http_cleanup_fn(void *user);
 
-/* Told of every answer the handler gives (any thread): the request's tag (http_set_tag; -1
- * when none), its status and the time from its head's arrival to the answer. */
+/* Told of every answer (any thread): the request (NULL for errors the HTTP layer answers
+ * itself, with tag -1 and ns 0), its tag (http_set_tag; -1 when none), its status and the time
+ * from its head's arrival to the answer. */
 typedef void http_observe_fn(void *arg, struct http_req *req, int tag, unsigned status,
                              uint64_t ns);
 

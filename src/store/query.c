@@ -603,7 +603,7 @@ static int consider(struct run *run, uint64_t p)
     }
     run->res->delivered++;
     rc = run->fn(run->arg, &ev);
-    return rc < 0 ? rc : 0;
+    return rc; /* > 0: the caller has what it wants (next stays 0) */
 }
 
 /* Every position of [lo, hi] in the direction of travel. */

@@ -328,6 +328,15 @@ static void note_event(struct store *st, const struct event_rec *ev, uint64_t st
     }
     if (ev->client_id) {
         idmap_put(&st->tail_ids, ev->id, ev->position); /* server ids: see find_v7_in_tail */
+    } else {
+        uint64_t id_ms = 0;
+        for (int i = 0; i < 6; i++) {
+            id_ms = id_ms << 8 | ev->id[i];
+        }
+        uint64_t rec_ms = (uint64_t)ev->recorded_us / 1000;
+        if (id_ms > rec_ms && id_ms - rec_ms > st->max_id_lead_ms) {
+            __atomic_store_n(&st->max_id_lead_ms, id_ms - rec_ms, __ATOMIC_RELAXED);
+        }
     }
     struct tail_entry *e = entry_at(st, ev->position);
     e->offset = off;
@@ -347,7 +356,12 @@ static int resolve_id(struct store *st, struct strmap *fresh, const struct event
         return 0;
     }
     struct stream_rec s;
+    bool known = strmap_get(&st->states, ev->stream.ptr, ev->stream.len) != NULL;
     int rc = ev->version == 1 ? ERR_NOTFOUND : writer_state(st, NULL, ev->stream, &s);
+    if (!rc && !known) {
+        /* seed the writer's state with the indexed row, so note_event adds to its size */
+        *(struct stream_rec *)strmap_put(&st->states, ev->stream.ptr, ev->stream.len, NULL) = s;
+    }
     if (rc == ERR_NOTFOUND && ev->version == 1) {
         *out = ++*next_id;
         *(uint64_t *)strmap_put(fresh, ev->stream.ptr, ev->stream.len, NULL) = *out;
@@ -456,7 +470,12 @@ static int index_event(MDB_txn *txn, struct store *st, struct strmap *rows, uint
     if (!rc) rc = mdb_put(txn, st->sindex, &k2, &v2, 0);
     MDB_val k3 = {UUID_LEN, ev->id}, v3 = {8, kb};
     if (!rc) rc = mdb_put(txn, st->ids, &k3, &v3, MDB_APPEND); /* server ids increase */
-    if (rc == MDB_KEYEXIST) rc = mdb_put(txn, st->ids, &k3, &v3, 0);
+    if (rc == MDB_KEYEXIST) rc = mdb_put(txn, st->ids, &k3, &v3, MDB_NOOVERWRITE);
+    if (rc == MDB_KEYEXIST) { /* the writer refuses repeated ids: this should never happen */
+        log_error("%s: event id at position %llu was already stored; the index keeps the first",
+                  st->dir, (unsigned long long)p);
+        rc = 0;
+    }
     if (rc) {
         return st_map_err(rc);
     }
@@ -1069,7 +1088,11 @@ static int find_v7_in_tail(struct store_reader *r, const uint8_t id[UUID_LEN], u
     for (int i = 0; i < 6; i++) {
         ms = ms << 8 | id[i];
     }
-    ms = ms > 4 ? ms - 4 : 0; /* an id's time may run ahead of its commit's (uuid_v7) */
+    /* an id's time may run ahead of its commit's (uuid_v7 moves on a millisecond every 2048+
+     * ids): search from the largest lead the writer has made */
+    uint64_t lead = __atomic_load_n(&r->st->max_id_lead_ms, __ATOMIC_RELAXED) + 1;
+    uint64_t hi_ms = ms;
+    ms = ms > lead ? ms - lead : 0;
     uint64_t a = r->indexed + 1, b = r->head, first = r->head + 1;
     while (a <= b) { /* the first position recorded at or after ms */
         uint64_t mid = a + (b - a) / 2;
@@ -1086,7 +1109,7 @@ static int find_v7_in_tail(struct store_reader *r, const uint8_t id[UUID_LEN], u
     }
     for (uint64_t p = first; p <= r->head; p++) {
         const uint8_t *t = tail_field(r, p, 32, 8 + UUID_LEN);
-        if (!t || (uint64_t)be64_get(t) / 1000 > ms + 4) {
+        if (!t || (uint64_t)be64_get(t) / 1000 > hi_ms) {
             break;
         }
         if (memcmp(t + 8, id, UUID_LEN) == 0) {

@@ -52,6 +52,8 @@ struct store {
     struct strmap states;                    /* name -> struct stream_rec, unindexed streams */
     struct idmap tail_ids;                   /* event id -> position, unindexed events */
     size_t ids_evict_at;                     /* tail_ids size that triggers eviction */
+    uint64_t max_id_lead_ms;                 /* atomic: largest lead of a server id's time
+                                                over its commit's */
     struct buf wbuf;                         /* frames of the batch being written */
     bool failed;                             /* a sync failed: appends refused */
     size_t evict_at;                         /* states size that triggers eviction */

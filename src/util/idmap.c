@@ -2,16 +2,29 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "util/buf.h"
 
+/* Mixes all 16 bytes with a per-process random seed: ids chosen by clients (UUIDv1 of one
+ * machine, or crafted ones) must not pile onto one probe chain. */
 static size_t slot_of(const struct idmap *m, const uint8_t id[16])
 {
-    uint64_t h;
-    memcpy(&h, id + 8, sizeof h);
-    h ^= h >> 31;
-    h *= 0x9e3779b97f4a7c15ull; /* spread ids whose low bytes are alike */
-    return (size_t)(h >> 17) & (m->cap - 1);
+    static uint64_t seed;
+    if (!__atomic_load_n(&seed, __ATOMIC_RELAXED)) {
+        uint64_t s = 0;
+        if (getrandom(&s, sizeof s, 0) != sizeof s) {
+            s = (uint64_t)(uintptr_t)&seed;
+        }
+        __atomic_store_n(&seed, s | 1, __ATOMIC_RELAXED);
+    }
+    uint64_t a, b;
+    memcpy(&a, id, sizeof a);
+    memcpy(&b, id + 8, sizeof b);
+    uint64_t h = (a ^ __atomic_load_n(&seed, __ATOMIC_RELAXED)) * 0x9e3779b97f4a7c15ull;
+    h = (h ^ (h >> 29) ^ b) * 0xbf58476d1ce4e5b9ull;
+    h ^= h >> 32;
+    return (size_t)h & (m->cap - 1);
 }
 
 void idmap_init(struct idmap *m)

@@ -1,7 +1,7 @@
 /* A hash map from 16-byte ids (event UUIDs) to 64-bit values: open addressing with linear
  * probing, keys stored inline (no allocation per entry, one cache line per probe). Ids are
- * random or time-ordered with random low bytes, so their bytes 8..15 serve as the hash.
- * No single removal: rebuild with idmap_filter. Single-threaded: the owner serialises access. */
+ * hashed whole with a per-process random seed.
+ * No single removal: rebuild with idmap_keep_above. Single-threaded: the owner serialises access. */
 #ifndef UTIL_IDMAP_H
 #define UTIL_IDMAP_H
 

@@ -21,7 +21,7 @@ from harness import Server, check, expect_error, run_cli
 KEY_RE = re.compile(r"^ak_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
 KEY_IN_TEXT = re.compile(r"\bak_[0-9a-f]{16}_[A-Za-z0-9_-]{43}")
 RANK = {"read": 1, "write": 2, "admin": 3}
-KEY_FIELDS = {"id", "scope", "database", "name", "created", "notAfter", "active"}
+KEY_FIELDS = {"id", "scope", "database", "name", "created", "notAfter", "rateLimit", "active"}
 UNKNOWN_KEY = "ak_0123456789abcdef_" + "A" * 43
 
 
@@ -975,3 +975,15 @@ def test_auth_keys_file_holds_no_key():
                       f"keys.json ({when}) holds the key or secret of {key_id(k)}")
                 check(key_id(k) in text, f"keys.json ({when}) does not hold id {key_id(k)}")
             s.stop()
+
+
+def test_auth_stays_on_when_every_key_is_expired_or_revoked():
+    """Revoking every key (say after a leak) and restarting must not reopen the server."""
+    with Server(start=False) as s:
+        run_cli(["keys", "create", "--scope", "admin", "--not-after", "2000-01-01T00:00:00Z",
+                 "--data", s.data])
+        s.start()
+        st, _, _ = s.request("GET", "/v1/databases")
+        check(st == 401, f"anonymous request with only an expired key on file: {st}")
+        st, _, _ = s.post("/v1/keys", {"scope": "admin"})
+        check(st == 401, f"anonymous key creation: {st}")

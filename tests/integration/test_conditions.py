@@ -11,7 +11,7 @@ import re
 import threading
 import uuid
 
-from harness import Server, check, expect_error, quote, wait_until
+from harness import Server, check, expect_error, quote, run_cli, wait_until
 
 DB = "default"
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -1271,3 +1271,75 @@ def test_server_made_ids_found_while_unindexed_and_after_restart():
             check(st == 409 and ans["error"]["code"] == "duplicate_event_id", f"{st} {ans}")
             s.restart()
         check(s.head() == 50, "nothing written twice")
+
+
+def test_server_ids_of_a_big_batch_are_found_in_the_tail():
+    """A big batch's server-made ids run ahead of its commit time (the UUIDv7 counter moves on a
+    millisecond every 2048+ ids): re-sending the last one must still be a duplicate."""
+    with Server(extra=["--max-batch-events", "20000"]) as s:
+        evs = [{"type": "t", "data": i} for i in range(20000)]
+        st, _, first = s.append("big", evs)
+        check(st == 201, f"append {st}")
+        last = first["events"][-1]
+        st, _, ans = s.append("big", [{"type": "t", "data": 19999, "id": last["id"]}])
+        check(st == 200 and ans.get("duplicate") is True and
+              ans["events"][0]["position"] == last["position"], f"{st} {str(ans)[:300]}")
+        s.stop()
+        rc, out = run_cli(["verify", "--data", s.data])
+        check(rc == 0, f"verify: {out}")
+
+
+def test_condition_too_broad_for_the_index_is_refused():
+    """A condition whose query no index narrows cannot scan a large database on the writer:
+    it is refused (400 condition_too_broad) and nothing is written; narrow ones still work."""
+    with Server() as s:
+        batch = [{"type": "bulk", "data": i} for i in range(1000)]
+        for i in range(120):
+            st, _, _ = s.post("/v1/databases/default/events",
+                              {"appends": [{"stream": f"bulk-{i}", "events": batch}]})
+            check(st == 201, f"load {st}")
+        head = s.head()
+        r = s.post("/v1/databases/default/events", {
+            "events": [{"type": "t", "data": 1}],
+            "conditions": [{"query": {"subjects": ["*"]}, "max": 0}]})
+        expect_error(r, 400, "condition_too_broad", "conditions[0]")
+        check(s.head() == head, "a refused append wrote")
+        st, _, _ = s.post("/v1/databases/default/events", {
+            "events": [{"type": "t", "data": 1}],
+            "conditions": [{"query": {"types": ["never"]}, "max": 0}]})
+        check(st == 201, f"an indexed condition still works: {st}")
+
+
+def test_retry_racing_its_original_in_a_failed_batch_is_not_acknowledged():
+    """Identical requests with the same client id land in one batch; when the batch's write
+    fails (here: the database is full), none of them is acknowledged as a duplicate of the
+    events that were never written."""
+    import threading
+    with Server(extra=["--max-db-bytes", "1048576"]) as s:
+        big = {"type": "fill", "data": "x" * 60000}
+        for _ in range(40):
+            st, _, _ = s.append("fill", [big])
+            if st == 507:
+                break
+        check(st == 507, f"database did not fill: {st}")
+        head = s.head()
+        body = {"events": [{"type": "t", "data": "y" * 30000,
+                            "id": "0192f0c0-0000-7000-8000-0000000000aa"}]}
+        statuses = []
+        lock = threading.Lock()
+
+        def go():
+            conn = s.connect()
+            st, _, _ = s.request("POST", "/v1/databases/default/streams/r/events", body,
+                                 conn=conn)
+            with lock:
+                statuses.append(st)
+
+        threads = [threading.Thread(target=go) for _ in range(24)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        check(200 not in statuses and 201 not in statuses, f"statuses {sorted(statuses)}")
+        check(s.head() == head, "something was written")
+        expect_error(s.get("/v1/databases/default/streams/r"), 404, "stream_not_found")

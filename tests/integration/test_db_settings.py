@@ -22,11 +22,13 @@ def test_settings_round_trip_and_restart():
             st, _, info = s.get("/v1/databases/shop")
             check(st == 200 and info["description"] == "orders of the shop", f"{info}")
             check(info["settings"] == {"retentionPeriodDays": 365,
-                                       "maxStreamSizeBytes": 104857600}, f"{info}")
+                                       "maxStreamSizeBytes": 104857600, "rateLimit": None},
+              f"{info}")
             s.restart()
         st, _, info = s.get("/v1/databases/default")
         check(info["description"] == "" and info["settings"] == {
-            "retentionPeriodDays": None, "maxStreamSizeBytes": None}, f"default {info}")
+            "retentionPeriodDays": None, "maxStreamSizeBytes": None, "rateLimit": None},
+            f"default {info}")
         st, _, _ = create(s, {"name": "plain"})
         st, _, info = s.get("/v1/databases/plain")
         check(info["settings"]["retentionPeriodDays"] is None, f"{info}")
@@ -126,3 +128,18 @@ def test_retention_hides_old_events():
         finally:
             later.stop()
             later.cleanup()
+
+
+def test_max_stream_size_holds_across_restart():
+    """The writer's idea of a stream's size is seeded from the index after a restart (it used
+    to restart from zero and let the stream grow past the limit)."""
+    with Server() as s:
+        create(s, {"name": "lim", "settings": {"maxStreamSizeBytes": 2000}})
+        ev = {"type": "x", "data": "a" * 100}
+        for _ in range(8):
+            s.post("/v1/databases/lim/streams/st/events", {"events": [ev]})
+        s.restart()
+        for _ in range(8):
+            s.post("/v1/databases/lim/streams/st/events", {"events": [ev]})
+        st, _, row = s.get("/v1/databases/lim/streams/st")
+        check(row["bytes"] <= 2000, f"stream grew past its limit: {row}")

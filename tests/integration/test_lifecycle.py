@@ -1051,3 +1051,14 @@ def test_hidden_events_by_position_and_soft_delete_never_lowers():
         r = s.post(f"/v1/databases/{DB}/events", {"appends": [
             {"stream": "h-3", "events": [ev()]}, {"stream": "h-2", "events": [ev()]}]})
         expect_error(r, 410, "stream_deleted", "appends[1].stream")
+
+
+def test_as_of_reads_agree_between_stream_reads_and_queries():
+    """Visibility is judged as of the read's point in time in stream reads and queries alike."""
+    with Server() as s:
+        append_ok(s, "ao", 5)
+        put_meta(s, "ao", {"maxCount": 1})
+        st, _, page = s.get(spath("ao") + "/events?asOf=1")
+        check(st == 200 and [e["version"] for e in page["events"]] == [1], f"stream read {page}")
+        st, _, page = s.get(f"/v1/databases/{DB}/events?streams=ao&asOf=1")
+        check([e["version"] for e in page["events"]] == [1], f"query {page}")

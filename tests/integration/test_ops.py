@@ -73,20 +73,23 @@ def test_request_ids():
         check(st == 404 and hdrs.get("x-request-id"), "errors carry an id too")
 
 
-def test_cors_development_mode_allows_any_origin():
+def test_cors_development_mode_allows_local_pages():
     with Server() as s:
         st, hdrs, _ = s.request("OPTIONS", "/v1/databases/default/events",
-                                headers={"Origin": "https://app.example",
+                                headers={"Origin": "http://localhost:3000",
                                          "Access-Control-Request-Method": "POST"})
         check(st == 204, f"preflight {st}")
-        check(hdrs.get("access-control-allow-origin") == "https://app.example", f"{hdrs}")
+        check(hdrs.get("access-control-allow-origin") == "http://localhost:3000", f"{hdrs}")
         allowed = hdrs.get("access-control-allow-headers", "")
         for h in ("Authorization", "Content-Type", "X-API-Key", "Idempotency-Key",
                   "X-Idempotency-Key"):
             check(h in allowed, f"{h} not in {allowed}")
         check("POST" in hdrs.get("access-control-allow-methods", ""), f"{hdrs}")
-        st, hdrs, _ = s.request("GET", "/health", headers={"Origin": "https://x.example"})
-        check(hdrs.get("access-control-allow-origin") == "https://x.example", f"{hdrs}")
+        st, hdrs, _ = s.request("GET", "/health", headers={"Origin": "http://127.0.0.1:8080"})
+        check(hdrs.get("access-control-allow-origin") == "http://127.0.0.1:8080", f"{hdrs}")
+        for other in ("https://x.example", "http://localhost.evil.example"):
+            st, hdrs, _ = s.request("GET", "/health", headers={"Origin": other})
+            check("access-control-allow-origin" not in hdrs, f"{other} allowed: {hdrs}")
 
 
 def test_cors_configured_origins_only():
