@@ -35,6 +35,8 @@ struct options {
     struct limits limits;   /* --max-* and --timeout */
     enum log_level level;   /* --log-level */
     const char *cors;       /* --cors-origins */
+    const char *tls_cert;   /* --tls-cert */
+    const char *tls_key;    /* --tls-key */
     uint32_t rate_limit;    /* --rate-limit */
     uint32_t rate_burst;    /* --rate-burst */
 };
@@ -68,6 +70,8 @@ static const struct flag FLAGS[] = {
      "a request body must arrive whole within this (default 60; 0 = no limit)"},
     {"--max-client-connections", "ANNALS_MAX_CLIENT_CONNECTIONS", "N",
      "most open connections from one address (default 1024; 0 = no limit)"},
+    {"--tls-cert", "ANNALS_TLS_CERT", "FILE", "serve HTTPS with this PEM certificate chain (with --tls-key)"},
+    {"--tls-key", "ANNALS_TLS_KEY", "FILE", "the PEM private key of --tls-cert"},
     {"--cors-origins", "ANNALS_CORS_ORIGINS", "LIST",
      "browser origins allowed (comma-separated, or *; default: localhost pages in development mode, none otherwise)"},
 };
@@ -146,7 +150,9 @@ static int set_option(struct options *o, int idx, const char *v)
     case 13: if (parse_size(v, 0, 86400, &n)) return ERR_INVALID; l->header_timeout_s = (unsigned)n; return 0;
     case 14: if (parse_size(v, 0, 86400, &n)) return ERR_INVALID; l->body_timeout_s = (unsigned)n; return 0;
     case 15: if (parse_size(v, 0, 1000000, &n)) return ERR_INVALID; l->client_connections = (unsigned)n; return 0;
-    case 16: o->cors = v; return 0;
+    case 16: o->tls_cert = v; return 0;
+    case 17: o->tls_key = v; return 0;
+    case 18: o->cors = v; return 0;
     }
     return ERR_INVALID;
 }
@@ -292,7 +298,14 @@ static int cmd_serve(const struct options *o)
                       .rate_limit = o->rate_limit, .rate_burst = o->rate_burst};
     struct http_config hc = {.host = o->host, .port = o->port, .threads = o->threads,
                              .limits = o->limits, .handler = api_handle, .handler_arg = &api,
-                             .observe = api_observe, .observe_arg = &api};
+                             .observe = api_observe, .observe_arg = &api,
+                             .tls_cert = o->tls_cert, .tls_key = o->tls_key};
+    if (!o->tls_cert != !o->tls_key) {
+        log_error("--tls-cert and --tls-key go together");
+        keyring_close(keys);
+        engine_close(e);
+        return 1;
+    }
     struct http_server *srv;
     if (http_server_start(&hc, &srv)) {
         engine_close(e);
@@ -305,8 +318,9 @@ static int cmd_serve(const struct options *o)
                  "on %s can read and write; creating a key turns it on",
                  o->host);
     }
-    log_info("annals %s listening on %s:%u, data in %s, %u I/O threads", ANNALS_VERSION, o->host,
-             http_server_port(srv), o->data_dir, o->threads);
+    log_info("annals %s listening on %s:%u (%s), data in %s, %u I/O threads", ANNALS_VERSION,
+             o->host, http_server_port(srv), o->tls_cert ? "HTTPS" : "HTTP", o->data_dir,
+             o->threads);
     __atomic_store_n(&api.srv, srv, __ATOMIC_RELEASE);
     int sig = wait_for_signal(&sigs);
     log_info("received signal %d", sig);

@@ -17,6 +17,8 @@
 #include "http/server.h"
 
 #include <arpa/inet.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -98,6 +100,7 @@ struct conn {
     struct conn *prev, *next;    /* the loop's connection list */
     struct conn *done_next;      /* completion queue link */
     char peer[48];               /* client address (text) */
+    SSL *ssl;                    /* TLS session, or NULL for plain HTTP */
 };
 
 struct loop {
@@ -125,6 +128,7 @@ struct http_server {
     unsigned inflight;           /* atomic: requests begun and not finished */
     bool stopping;               /* atomic: loops exit */
     bool quiesce;                /* atomic: stop accepting */
+    SSL_CTX *tls;                /* HTTPS: shared context, or NULL */
     pthread_mutex_t peers_mu;    /* guards peers */
     struct strmap peers;         /* client address -> unsigned open connections */
 };
@@ -495,6 +499,11 @@ static void conn_close(struct conn *c)
     if (c->next) {
         c->next->prev = c->prev;
     }
+    if (c->ssl) {
+        SSL_shutdown(c->ssl); /* best effort: the socket is non-blocking */
+        SSL_free(c->ssl);
+        ERR_clear_error();
+    }
     close(c->fd);
     if (c->req) {
         req_free(c->req);
@@ -525,6 +534,43 @@ static void consume(struct conn *c, size_t n)
     c->in.len -= n;
 }
 
+/* ---- socket I/O, plain or TLS ---- */
+
+/* Maps an OpenSSL result: WANT_READ/WANT_WRITE become EAGAIN, a clean close 0, the rest EIO. */
+static ssize_t tls_result(struct conn *c, int r)
+{
+    if (r > 0) {
+        return r;
+    }
+    int e = SSL_get_error(c->ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        errno = EAGAIN;
+        return -1;
+    }
+    ERR_clear_error();
+    if (e == SSL_ERROR_ZERO_RETURN) {
+        return 0;
+    }
+    errno = EIO;
+    return -1;
+}
+
+static ssize_t conn_recv(struct conn *c, char *p, size_t n)
+{
+    if (!c->ssl) {
+        return recv(c->fd, p, n, 0);
+    }
+    return tls_result(c, SSL_read(c->ssl, p, n > INT32_MAX ? INT32_MAX : (int)n));
+}
+
+static ssize_t conn_send(struct conn *c, const char *p, size_t n)
+{
+    if (!c->ssl) {
+        return send(c->fd, p, n, MSG_NOSIGNAL);
+    }
+    return tls_result(c, SSL_write(c->ssl, p, n > INT32_MAX ? INT32_MAX : (int)n));
+}
+
 /* Reads what the socket has (up to the buffer cap). Returns STEP_GO when bytes arrived,
  * STEP_WAIT when none are available, STEP_CLOSED when the peer is gone (conn closed). Bytes
  * followed by EOF (a half-close right after a request) are still processed and answered; the
@@ -539,12 +585,14 @@ static enum step try_read(struct conn *c, size_t cap)
     while (c->in.len < cap) {
         buf_reserve(&c->in, READ_CHUNK);
         size_t room = c->in.cap - c->in.len - 1;
-        ssize_t r = recv(c->fd, c->in.ptr + c->in.len, room, 0);
+        ssize_t r = conn_recv(c, c->in.ptr + c->in.len, room);
         if (r > 0) {
             c->in.len += (size_t)r;
             got = true;
-            if ((size_t)r < room) {
-                break; /* drained: with edge triggering, later bytes bring a new event */
+            if ((size_t)r < room && !c->ssl) {
+                /* drained: with edge triggering, later bytes bring a new event (not with TLS,
+                 * whose library may hold decrypted bytes the socket no longer signals) */
+                break;
             }
             continue;
         }
@@ -570,7 +618,7 @@ static enum step try_read(struct conn *c, size_t cap)
 static enum step flush(struct conn *c)
 {
     while (c->out_off < c->out.len) {
-        ssize_t w = send(c->fd, c->out.ptr + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
+        ssize_t w = conn_send(c, c->out.ptr + c->out_off, c->out.len - c->out_off);
         if (w > 0) {
             c->out_off += (size_t)w;
             c->active_ms = time_mono_ns() / 1000000; /* a slow reader that reads is not idle */
@@ -800,6 +848,14 @@ static void adopt(struct loop *lp, int fd)
                                : (const void *)&((struct sockaddr_in *)&sa)->sin_addr;
         inet_ntop(sa.ss_family, addr, c->peer, sizeof c->peer);
     }
+    if (lp->srv->tls) {
+        c->ssl = SSL_new(lp->srv->tls);
+        if (!c->ssl || SSL_set_fd(c->ssl, fd) != 1) {
+            log_warn("cannot start a TLS session: out of memory?");
+        } else {
+            SSL_set_accept_state(c->ssl); /* the handshake runs inside the first reads */
+        }
+    }
     bool too_many = !peer_joins(lp->srv, c->peer);
     if (too_many) {
         c->peer[0] = '\0'; /* not counted: nothing to give back at close */
@@ -855,7 +911,13 @@ static void accept_all(struct loop *lp)
             }
             return;
         }
-        if (__atomic_add_fetch(&srv->conns, 1, __ATOMIC_RELAXED) > srv->cfg.limits.connections) {
+        if (__atomic_add_fetch(&srv->conns, 1, __ATOMIC_RELAXED) > srv->cfg.limits.connections &&
+            srv->tls) {
+            __atomic_sub_fetch(&srv->conns, 1, __ATOMIC_RELAXED);
+            close(fd); /* no plain-text answer on a TLS port */
+            continue;
+        }
+        if (__atomic_load_n(&srv->conns, __ATOMIC_RELAXED) > srv->cfg.limits.connections) {
             static const char body[] = "{\"error\":{\"code\":\"too_many_connections\","
                                        "\"message\":\"the server's connection limit is reached\"}}";
             char busy[256];
@@ -1019,11 +1081,37 @@ static int loop_init(struct loop *lp, struct http_server *srv)
     return pthread_create(&lp->thread, NULL, loop_main, lp) == 0 ? 0 : ERR_IO;
 }
 
+/* Loads the certificate and key into a shared TLS context (TLS 1.2 and later). */
+static int tls_setup(struct http_server *srv)
+{
+    srv->tls = SSL_CTX_new(TLS_server_method());
+    if (!srv->tls || SSL_CTX_set_min_proto_version(srv->tls, TLS1_2_VERSION) != 1 ||
+        SSL_CTX_use_certificate_chain_file(srv->tls, srv->cfg.tls_cert) != 1 ||
+        SSL_CTX_use_PrivateKey_file(srv->tls, srv->cfg.tls_key, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(srv->tls) != 1) {
+        char why[256];
+        ERR_error_string_n(ERR_get_error(), why, sizeof why);
+        log_error("cannot use the TLS certificate %s and key %s: %s", srv->cfg.tls_cert,
+                  srv->cfg.tls_key ? srv->cfg.tls_key : "(none)", why);
+        SSL_CTX_free(srv->tls);
+        srv->tls = NULL;
+        return ERR_IO;
+    }
+    SSL_CTX_set_mode(srv->tls, SSL_MODE_ENABLE_PARTIAL_WRITE |
+                                   SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_CTX_set_options(srv->tls, SSL_OP_NO_RENEGOTIATION);
+    return 0;
+}
+
 int http_server_start(const struct http_config *cfg, struct http_server **out)
 {
     struct http_server *srv = xcalloc(1, sizeof(*srv));
     srv->cfg = *cfg;
     srv->lfd = -1;
+    if (cfg->tls_cert && tls_setup(srv) != 0) {
+        free(srv);
+        return ERR_IO;
+    }
     pthread_mutex_init(&srv->peers_mu, NULL);
     strmap_init(&srv->peers, sizeof(unsigned));
     int rc = listen_on(srv);
@@ -1108,5 +1196,6 @@ void http_server_stop(struct http_server *srv)
     free(srv->loops);
     strmap_fini(&srv->peers);
     pthread_mutex_destroy(&srv->peers_mu);
+    SSL_CTX_free(srv->tls);
     free(srv);
 }

@@ -39,6 +39,8 @@ struct http_config {
     void *handler_arg;           /* borrowed, passed to handler */
     http_observe_fn *observe;    /* optional */
     void *observe_arg;           /* borrowed, passed to observe */
+    const char *tls_cert;        /* PEM certificate chain file: serve HTTPS (NULL: plain) */
+    const char *tls_key;         /* PEM private key file (with tls_cert) */
 };
 
 /* Starts listening and serving. Returns 0 or ERR_IO (bind failed: the log says why). */
