@@ -320,12 +320,6 @@ void append_stream(struct http_req *req, struct db *db, struct slice stream,
 {
     struct append_ctx *ax = xcalloc(1, sizeof(*ax));
     ax->db = db;
-    if (stream.ptr[0] == '$') {
-        out_error(req, 400, "invalid_name", "stream names starting with $ are reserved",
-                  "stream");
-        ctx_free(ax);
-        return;
-    }
     ax->parsed.parts = xcalloc(1, sizeof(*ax->parsed.parts));
     ax->parsed.nparts = 1;
     struct parsed_append *pa = &ax->parsed.parts[0];

@@ -85,10 +85,19 @@ void keys_api_list(struct http_req *req, struct api *api, const struct api_key *
     out_json(req, 200, &b);
 }
 
-/* Answers a new key: 201 with its text (shown this once). */
-static void answer_new_key(struct http_req *req, struct api *api, const struct api_key *k,
-                           const char *text)
+/* Answers the making of a key (rc from keyring_create/rotate): 201 with its text (shown this
+ * once), or the error. */
+static void answer_new_key(struct http_req *req, struct api *api, int rc,
+                           const struct api_key *k, const char *text)
 {
+    if (rc == ERR_TOOBIG) {
+        out_error(req, 507, "too_many_keys", "the key limit is reached", NULL);
+        return;
+    }
+    if (rc) {
+        out_engine_error(req, rc);
+        return;
+    }
     __atomic_store_n(&api->auth_required, true, __ATOMIC_RELEASE); /* keys exist now */
     struct buf b;
     buf_init(&b);
@@ -178,14 +187,9 @@ void keys_api_create(struct http_req *req, struct api *api, const struct api_key
     } else {
         char text[KEY_TEXT_MAX];
         struct api_key k;
-        int rc = keyring_create(api->keys, scope, db, name, not_after, rate, text, &k);
-        if (rc == ERR_TOOBIG) {
-            out_error(req, 507, "too_many_keys", "the key limit is reached", NULL);
-        } else if (rc) {
-            out_engine_error(req, rc);
-        } else {
-            answer_new_key(req, api, &k, text);
-        }
+        answer_new_key(req, api,
+                       keyring_create(api->keys, scope, db, name, not_after, rate, text, &k),
+                       &k, text);
     }
     json_decref(root);
 }
@@ -261,12 +265,5 @@ void keys_api_rotate(struct http_req *req, struct api *api, const struct api_key
     json_decref(root);
     char text[KEY_TEXT_MAX];
     struct api_key k;
-    int rc = keyring_rotate(api->keys, id, until, text, &k);
-    if (rc == ERR_TOOBIG) {
-        out_error(req, 507, "too_many_keys", "the key limit is reached", NULL);
-    } else if (rc) {
-        out_engine_error(req, rc);
-    } else {
-        answer_new_key(req, api, &k, text);
-    }
+    answer_new_key(req, api, keyring_rotate(api->keys, id, until, text, &k), &k, text);
 }

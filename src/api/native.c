@@ -525,6 +525,21 @@ static bool stream_name(struct call *c, struct slice *out)
     return true;
 }
 
+/* stream_name, for the paths that write or configure a stream: names starting with '$' are
+ * the server's ($dcb, $$<stream>) and answer 400. */
+static bool user_stream_name(struct call *c, struct slice *out)
+{
+    if (!stream_name(c, out)) {
+        return false;
+    }
+    if (out->ptr[0] == '$') {
+        out_error(c->req, 400, "invalid_name", "stream names starting with $ are reserved",
+                  "stream");
+        return false;
+    }
+    return true;
+}
+
 /* ---- health and databases ---- */
 
 static void health(struct call *c)
@@ -1016,7 +1031,7 @@ static void stream_read(struct call *c)
 static void stream_append(struct call *c)
 {
     struct slice name;
-    if (!stream_name(c, &name) || !out_require_json(c->req)) {
+    if (!user_stream_name(c, &name) || !out_require_json(c->req)) {
         return;
     }
     struct db *db = c->db;
@@ -1039,17 +1054,12 @@ static void multi_append(struct call *c)
 static void stream_delete(struct call *c)
 {
     struct slice name;
-    if (!stream_name(c, &name)) {
+    if (!user_stream_name(c, &name)) {
         return;
     }
     const char *hard = http_req_query(c->req, "hard");
     if (hard && strcmp(hard, "true") != 0 && strcmp(hard, "false") != 0) {
         out_error(c->req, 400, "invalid_parameter", "hard is true or false", "hard");
-        return;
-    }
-    if (name.ptr[0] == '$') {
-        out_error(c->req, 400, "invalid_name", "stream names starting with $ are reserved",
-                  "stream");
         return;
     }
     struct db *db = c->db;
@@ -1061,12 +1071,7 @@ static void stream_delete(struct call *c)
 static void meta_read(struct call *c)
 {
     struct slice name;
-    if (!stream_name(c, &name)) {
-        return;
-    }
-    if (name.ptr[0] == '$') {
-        out_error(c->req, 400, "invalid_name", "stream names starting with $ are reserved",
-                  "stream");
+    if (!user_stream_name(c, &name)) {
         return;
     }
     struct stream_meta m;
@@ -1088,12 +1093,7 @@ static void meta_read(struct call *c)
 static void meta_write(struct call *c)
 {
     struct slice name;
-    if (!stream_name(c, &name) || !out_require_json(c->req)) {
-        return;
-    }
-    if (name.ptr[0] == '$') {
-        out_error(c->req, 400, "invalid_name", "stream names starting with $ are reserved",
-                  "stream");
+    if (!user_stream_name(c, &name) || !out_require_json(c->req)) {
         return;
     }
     struct stream_meta m;
