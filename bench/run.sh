@@ -20,6 +20,8 @@
 #          (failIfEventsMatch on a tag no other request uses, so every condition holds);
 #      (g) a query returning 100 events of a rare type with 1M and then 10M events stored
 #          (loaded in process by bench/load_events; BENCH_QUERY_SMALL / BENCH_QUERY_BIG);
+#      (h) single-event appends as (a), each with a new Idempotency-Key (the key, a request
+#          hash and the answer are stored in the same batch as the event);
 #   2. the in-process group-commit ceiling of the log-based store (bench/commit_ceiling.c, no
 #      HTTP), distinct streams and ONE=1;
 #   3. Redis 7 streams (XADD, appendfsync always) with redis-benchmark, distinct keys / one key;
@@ -424,6 +426,7 @@ print(json.dumps({'events': [{'type': 'bench.appended', 'data': {'n': i, 'text':
         die "could not create the stream to read"
     run_wrk annals_read "(d) read 100-event stream (limit=100)" 100 read_stream.lua bench-read 100
     run_wrk annals_cond "(f) conditional appends (DCB, one tag each)" 1 append_cond.lua
+    run_wrk annals_keyed "(h) 1-event appends, each with a new Idempotency-Key" 1 append_keyed.lua
 
     ANNALS_RSS_END=$(rss_kb "$APID")
     stop_pid "$APID"
@@ -625,6 +628,7 @@ declare -A LABEL=(
     [annals_batch]="Annals (c) $BATCH-event batches"
     [annals_read]="Annals (d) read 100-event stream (events read/s)"
     [annals_cond]="Annals (f) conditional appends (DCB, one tag each)"
+    [annals_keyed]="Annals (h) 1-event appends with Idempotency-Key"
     [redis_distinct]="Redis XADD, distinct keys"
     [redis_one]="Redis XADD, one key"
     [pg_distinct]="PostgreSQL append(), distinct streams"

@@ -74,6 +74,8 @@ static const struct flag FLAGS[] = {
     {"--tls-key", "ANNALS_TLS_KEY", "FILE", "the PEM private key of --tls-cert"},
     {"--cors-origins", "ANNALS_CORS_ORIGINS", "LIST",
      "browser origins allowed (comma-separated, or *; default: localhost pages in development mode, none otherwise)"},
+    {"--idempotency-ttl", "ANNALS_IDEMPOTENCY_TTL", "SECONDS",
+     "how long idempotency keys are kept, unless a database sets its own (default 86400)"},
 };
 enum { NFLAGS = sizeof FLAGS / sizeof FLAGS[0] };
 
@@ -153,6 +155,7 @@ static int set_option(struct options *o, int idx, const char *v)
     case 16: o->tls_cert = v; return 0;
     case 17: o->tls_key = v; return 0;
     case 18: o->cors = v; return 0;
+    case 19: if (parse_size(v, 1, LIMIT_IDEM_TTL_MAX_S, &n)) return ERR_INVALID; l->idem_ttl_s = (unsigned)n; return 0;
     }
     return ERR_INVALID;
 }
@@ -176,6 +179,7 @@ static void defaults(struct options *o)
         .body_timeout_s = LIMIT_DEFAULT_BODY_TIMEOUT_S,
         .client_connections = LIMIT_DEFAULT_CLIENT_CONNECTIONS,
         .map_bytes = 64ull << 30,
+        .idem_ttl_s = LIMIT_DEFAULT_IDEM_TTL_S,
     };
     o->level = LOG_INFO;
 }

@@ -30,12 +30,15 @@ struct append_ctx {
     struct append_part meta_part;
     struct db *db;                  /* acquired reference */
     struct http_req *http;          /* borrowed until answered */
+    char idem_key[LIMIT_IDEM_KEY_BYTES + 1]; /* the request's idempotency key, "" when none */
+    const char *idem_header;        /* the header that carried it */
     int refs;                       /* atomic: 2 while queued (HTTP + writer) */
 };
 
 static void ctx_free(struct append_ctx *ax)
 {
     buf_fini(&ax->req.meta_text);
+    buf_fini(&ax->req.answer);
     free(ax->meta_stream);
     for (size_t i = 0; i < ax->req.nconds; i++) {
         filter_fini(&ax->filters[i]);
@@ -93,11 +96,11 @@ static void add_part_json(struct buf *b, const struct append_part *p)
     buf_addc(b, ']');
 }
 
-static void answer_appended(struct append_ctx *ax)
+/* The body of a successful append's answer, and its status. */
+static unsigned render_appended(struct append_ctx *ax, struct buf *out)
 {
     const struct append_req *r = &ax->req;
-    struct buf b;
-    buf_init(&b);
+    struct buf *b = out;
     if (ax->multi) {
         uint64_t last = 0;
         for (size_t p = 0; p < r->nparts; p++) {
@@ -105,27 +108,27 @@ static void answer_appended(struct append_ctx *ax)
             uint64_t pos = part->events[part->count - 1].position;
             last = pos > last ? pos : last;
         }
-        buf_adds(&b, "{\"position\":");
-        buf_add_u64(&b, last);
-        buf_adds(&b, ",\"appends\":[");
+        buf_adds(b, "{\"position\":");
+        buf_add_u64(b, last);
+        buf_adds(b, ",\"appends\":[");
         for (size_t p = 0; p < r->nparts; p++) {
             if (p) {
-                buf_addc(&b, ',');
+                buf_addc(b, ',');
             }
-            add_part_json(&b, &r->parts[p]);
-            buf_addc(&b, '}');
+            add_part_json(b, &r->parts[p]);
+            buf_addc(b, '}');
         }
-        buf_addc(&b, ']');
+        buf_addc(b, ']');
     } else {
-        add_part_json(&b, &r->parts[0]);
+        add_part_json(b, &r->parts[0]);
     }
     if (r->duplicate) {
-        buf_adds(&b, ",\"duplicate\":true");
+        buf_adds(b, ",\"duplicate\":true");
     }
-    buf_addc(&b, ',');
-    out_time_field(&b, "recorded", r->recorded_us, false);
-    buf_addc(&b, '}');
-    out_json(ax->http, r->duplicate ? 200 : 201, &b);
+    buf_addc(b, ',');
+    out_time_field(b, "recorded", r->recorded_us, false);
+    buf_addc(b, '}');
+    return r->duplicate ? 200 : 201;
 }
 
 static void answer_version_conflict(struct append_ctx *ax)
@@ -190,33 +193,61 @@ static void answer_duplicate_id(struct append_ctx *ax)
               field);
 }
 
-static void answer_meta(struct append_ctx *ax)
+/* The answer of a lifecycle request that succeeded: 204 (no body) for deletes. */
+static unsigned render_meta(struct append_ctx *ax, struct buf *b)
 {
     const struct append_req *r = &ax->req;
     if (r->op != META_SET) {
-        struct buf b;
-        buf_init(&b);
-        http_respond(ax->http, 204, &b, NULL);
-        return;
+        return 204;
     }
-    struct buf b;
-    buf_init(&b);
-    buf_adds(&b, "{\"stream\":");
-    buf_add_json_str(&b, r->target.ptr, r->target.len);
-    buf_adds(&b, ",\"metadata\":");
-    out_stream_meta(&b, &r->meta);
-    buf_adds(&b, ",\"metadataVersion\":");
-    buf_add_u64(&b, r->parts[0].events[0].version);
-    buf_addc(&b, '}');
-    out_json(ax->http, 200, &b);
+    buf_adds(b, "{\"stream\":");
+    buf_add_json_str(b, r->target.ptr, r->target.len);
+    buf_adds(b, ",\"metadata\":");
+    out_stream_meta(b, &r->meta);
+    buf_adds(b, ",\"metadataVersion\":");
+    buf_add_u64(b, r->parts[0].events[0].version);
+    buf_addc(b, '}');
+    return 200;
+}
+
+/* Writer thread, before the write: renders the success answer that is stored with the
+ * request's idempotency key (and sent). */
+static void on_render(struct append_req *r)
+{
+    struct append_ctx *ax = r->arg;
+    buf_reset(&r->answer);
+    r->answer_status = (uint16_t)(r->op != META_NONE ? render_meta(ax, &r->answer)
+                                                     : render_appended(ax, &r->answer));
+}
+
+/* Sends a success answer: the stored one (rendered for the key, or replayed), else a new one. */
+static void answer_success(struct append_ctx *ax)
+{
+    struct append_req *r = &ax->req;
+    if (!r->replayed && !(ax->idem_key[0] && !r->duplicate)) {
+        on_render(r);
+    }
+    if (r->replayed) {
+        http_add_header(ax->http, "X-Idempotency-Replayed", "true");
+    }
+    if (r->answer.len) {
+        out_json(ax->http, r->answer_status, &r->answer);
+    } else {
+        http_respond(ax->http, r->answer_status, &r->answer, NULL);
+    }
 }
 
 /* Writer thread: the commit holding this request has returned (or it failed). */
 static void on_appended(struct append_req *r)
 {
     struct append_ctx *ax = r->arg;
-    if (r->err == 0 && r->op != META_NONE) {
-        answer_meta(ax);
+    if (r->err == 0) {
+        answer_success(ax);
+    } else if (r->err == ERR_CONFLICT && r->conflict == CONFLICT_IDEM_MISMATCH) {
+        out_error(ax->http, 422, "idempotency_key_reused",
+                  "this idempotency key was used by a different request (method, path or body) "
+                  "within its lifetime; nothing was written",
+                  ax->idem_header);
     } else if (r->err == ERR_CONFLICT && r->conflict == CONFLICT_DELETED) {
         char f[40] = "stream";
         if (ax->multi && !ax->dcb) {
@@ -239,8 +270,6 @@ static void on_appended(struct append_req *r)
                   ax->cond_field[r->failed]);
     } else if (r->err == ERR_CONFLICT && r->conflict == CONFLICT_NO_STREAM) {
         out_error(ax->http, 404, "stream_not_found", "no such stream", "stream");
-    } else if (r->err == 0) {
-        answer_appended(ax);
     } else if (r->err != ERR_CONFLICT) {
         out_engine_error(ax->http, r->err);
     } else if (r->conflict == CONFLICT_VERSION) {
@@ -294,9 +323,49 @@ static void make_parts(struct append_ctx *ax)
     ax->req.nparts = ax->parsed.nparts;
 }
 
+/* Takes the request's idempotency key (Idempotency-Key or X-Idempotency-Key) and hashes what
+ * it asks (method, path, body). Returns 0 (also when there is none) or answers 400 and
+ * returns ERR_INVALID. */
+static int take_idem_key(struct http_req *req, struct append_ctx *ax)
+{
+    const char *a = http_req_header(req, "Idempotency-Key");
+    const char *b = http_req_header(req, "X-Idempotency-Key");
+    const char *key = a ? a : b;
+    ax->idem_header = a ? "Idempotency-Key" : "X-Idempotency-Key";
+    if (!key) {
+        return 0;
+    }
+    size_t n = strlen(key);
+    bool ok = n >= 1 && n <= LIMIT_IDEM_KEY_BYTES && (!a || !b || strcmp(a, b) == 0);
+    for (size_t i = 0; ok && i < n; i++) {
+        ok = key[i] >= 0x20 && key[i] < 0x7f;
+    }
+    if (!ok) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "an idempotency key is 1 to %d printable ASCII characters "
+                 "(and both headers, when given, must agree)", LIMIT_IDEM_KEY_BYTES);
+        out_error(req, 400, "invalid_idempotency_key", msg, ax->idem_header);
+        return ERR_INVALID;
+    }
+    memcpy(ax->idem_key, key, n + 1);
+    const char *m = http_req_method(req);
+    struct slice path = http_req_path(req), body = http_req_body(req);
+    struct hash_part parts[5] = {
+        {m, strlen(m)}, {"\n", 1}, {path.ptr, path.len}, {"\n", 1}, {body.ptr, body.len},
+    };
+    hash_sha256(parts, 5, ax->req.idem_hash);
+    ax->req.idem_key = (struct slice){ax->idem_key, n};
+    ax->req.render = on_render;
+    return 0;
+}
+
 /* Queues the request; answers now when the engine refuses it. */
 static void submit(struct http_req *req, struct append_ctx *ax)
 {
+    if (take_idem_key(req, ax) != 0) {
+        ctx_free(ax);
+        return;
+    }
     ax->req.done = on_appended;
     ax->req.arg = ax;
     ax->http = req;

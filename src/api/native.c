@@ -437,6 +437,23 @@ static bool rate_ok(struct call *c)
     return true;
 }
 
+/* Idempotency keys are kept by the database writes (need write): an administrative write with
+ * one is refused rather than run without the promised protection. */
+static bool idem_ok(struct call *c, const struct route *r)
+{
+    if (r->need != NEED_ADMIN || strcmp(r->method, "GET") == 0 ||
+        (!http_req_header(c->req, "Idempotency-Key") &&
+         !http_req_header(c->req, "X-Idempotency-Key"))) {
+        return true;
+    }
+    out_error(c->req, 400, "idempotency_not_supported",
+              "idempotency keys are kept for database writes (appends, stream metadata and "
+              "deletes), not for administrative requests",
+              http_req_header(c->req, "Idempotency-Key") ? "Idempotency-Key"
+                                                          : "X-Idempotency-Key");
+    return false;
+}
+
 void api_handle(void *arg, struct http_req *req)
 {
     struct call c = {.api = arg, .req = req};
@@ -459,7 +476,8 @@ void api_handle(void *arg, struct http_req *req)
         answer_405(&c);
     } else if (!r) {
         out_error(req, 404, "not_found", "no such route", NULL);
-    } else if (authorize(&c, r) && (!r->needs_db || acquire_db(&c)) && rate_ok(&c)) {
+    } else if (authorize(&c, r) && (!r->needs_db || acquire_db(&c)) && rate_ok(&c) &&
+               idem_ok(&c, r)) {
         r->fn(&c);
     }
     call_fini(&c);
@@ -693,7 +711,9 @@ static void db_get(struct call *c)
     set.max_stream_bytes ? buf_add_u64(&b, set.max_stream_bytes) : buf_adds(&b, "null");
     buf_adds(&b, ",\"rateLimit\":");
     set.rate_limit ? buf_add_u64(&b, set.rate_limit) : buf_adds(&b, "null");
-    buf_addc(&b, '}');
+    buf_adds(&b, ",\"idempotencyTtlSeconds\":");
+    set.idem_ttl_s ? buf_add_u64(&b, set.idem_ttl_s) : buf_adds(&b, "null");
+    buf_printf(&b, "},\"idempotencyKeys\":%llu", (unsigned long long)in.idem_keys);
     buf_printf(&b, ",\"writer\":{\"commits\":%llu,\"appends\":%llu,\"queueDepth\":%llu,"
                "\"commitSeconds\":%.6f,\"syncs\":%llu,\"syncSeconds\":%.6f},"
                "\"indexer\":{\"indexed\":%llu,\"commits\":%llu,\"seconds\":%.6f}}",
@@ -1190,6 +1210,13 @@ static void openapi_operation(struct buf *b, const struct route *r)
     }
     buf_printf(b, "\"%s\":{\"summary\":", op);
     buf_add_json_str(b, r->summary, strlen(r->summary));
+    if (r->need == NEED_WRITE) { /* database writes keep idempotency keys */
+        buf_adds(&params, params.len ? "," : "");
+        buf_adds(&params, "{\"name\":\"Idempotency-Key\",\"in\":\"header\",\"required\":false,"
+                          "\"description\":\"Replays the original answer for a retry (also "
+                          "X-Idempotency-Key)\",\"schema\":{\"type\":\"string\","
+                          "\"minLength\":1,\"maxLength\":255}}");
+    }
     buf_printf(b, ",\"x-annals-scope\":\"%s\",\"parameters\":[%.*s]", NEED[r->need],
                (int)params.len, params.ptr ? params.ptr : "");
     if (r->need == NEED_NONE) {

@@ -700,7 +700,7 @@ int parse_db_settings(const void *rootp, struct db_settings *out, struct parse_e
     }
     json_object_foreach(s, key, val) {
         if (strcmp(key, "retentionPeriodDays") != 0 && strcmp(key, "maxStreamSizeBytes") != 0 &&
-            strcmp(key, "rateLimit") != 0) {
+            strcmp(key, "rateLimit") != 0 && strcmp(key, "idempotencyTtlSeconds") != 0) {
             char f[80];
             snprintf(f, sizeof f, "settings.%.60s", key);
             return parse_fail(err, 400, "invalid_request", f, "unknown member");
@@ -716,5 +716,8 @@ int parse_db_settings(const void *rootp, struct db_settings *out, struct parse_e
     if (!rc) rc = setting_u64(json_object_get(s, "rateLimit"), "settings.rateLimit",
                               LIMIT_RATE_MAX, &rate, err);
     out->rate_limit = (uint32_t)rate;
+    if (!rc) rc = setting_u64(json_object_get(s, "idempotencyTtlSeconds"),
+                              "settings.idempotencyTtlSeconds", LIMIT_IDEM_TTL_MAX_S,
+                              &out->idem_ttl_s, err);
     return rc;
 }

@@ -65,6 +65,8 @@ static void db_free(struct db *db)
     strmap_fini(&db->batch_ids);
     strmap_fini(&db->metas);
     strmap_fini(&db->batch_metas);
+    strmap_fini(&db->batch_idem);
+    free(db->idems);
     pthread_rwlock_destroy(&db->meta_lock);
     pthread_mutex_destroy(&db->mu);
     pthread_cond_destroy(&db->cv);
@@ -97,9 +99,10 @@ static void settings_format(const struct db_settings *s, struct buf *out)
 {
     buf_adds(out, "{\"description\":");
     buf_add_json_str(out, s->description, strlen(s->description));
-    buf_printf(out, ",\"retentionPeriodDays\":%llu,\"maxStreamSizeBytes\":%llu,\"rateLimit\":%u}",
+    buf_printf(out, ",\"retentionPeriodDays\":%llu,\"maxStreamSizeBytes\":%llu,\"rateLimit\":%u,"
+               "\"idempotencyTtlSeconds\":%llu}",
                (unsigned long long)s->retention_days, (unsigned long long)s->max_stream_bytes,
-               s->rate_limit);
+               s->rate_limit, (unsigned long long)s->idem_ttl_s);
 }
 
 static int settings_load(struct db *db)
@@ -116,6 +119,8 @@ static int settings_load(struct db *db)
         db->settings.max_stream_bytes =
             (uint64_t)json_integer_value(json_object_get(root, "maxStreamSizeBytes"));
         db->settings.rate_limit = (uint32_t)json_integer_value(json_object_get(root, "rateLimit"));
+        db->settings.idem_ttl_s =
+            (uint64_t)json_integer_value(json_object_get(root, "idempotencyTtlSeconds"));
     } else if (!rc && b.len) {
         rc = ERR(ERR_CORRUPT);
     }
@@ -151,6 +156,7 @@ static int db_open(struct engine *e, const char *name, bool create,
     strmap_init(&db->batch_ids, sizeof(size_t));
     strmap_init(&db->metas, sizeof(struct stream_meta));
     strmap_init(&db->batch_metas, sizeof(struct stream_meta));
+    strmap_init(&db->batch_idem, sizeof(struct append_req *));
     pthread_rwlock_init(&db->meta_lock, NULL);
     struct buf text;
     buf_init(&text);
@@ -161,6 +167,12 @@ static int db_open(struct engine *e, const char *name, bool create,
                         &db->st);
     buf_fini(&text);
     if (!rc) rc = settings_load(db);
+    if (!rc) {
+        uint64_t ttl_s = db->settings.idem_ttl_s    ? db->settings.idem_ttl_s
+                         : e->limits.idem_ttl_s ? e->limits.idem_ttl_s
+                                                : LIMIT_DEFAULT_IDEM_TTL_S;
+        store_set_idem_ttl(db->st, ttl_s * 1000000u);
+    }
     if (!rc) rc = load_last_recorded(db);
     if (!rc) rc = meta_load(db);
     if (!rc && pthread_create(&db->writer, NULL, writer_main, db) != 0) {
@@ -465,6 +477,7 @@ int engine_db_info(struct db *db, struct db_info *out)
     out->sync_ns = ss.sync_ns;
     out->index_commits = ss.index_commits;
     out->index_ns = ss.index_ns;
+    out->idem_keys = ss.idem_keys;
     out->commits = __atomic_load_n(&db->commits, __ATOMIC_RELAXED);
     out->appends = __atomic_load_n(&db->appends, __ATOMIC_RELAXED);
     out->commit_ns = __atomic_load_n(&db->commit_ns, __ATOMIC_RELAXED);

@@ -42,6 +42,8 @@ struct db_settings {
                                   limit); a stream's size is the sum of its stored records */
     uint32_t rate_limit;       /* requests per second per client on this database (0 = the
                                   server's default) */
+    uint64_t idem_ttl_s;       /* idempotency keys live this long (0 = the server's default,
+                                  limits.idem_ttl_s) */
 };
 
 /* True when name matches [a-z0-9][a-z0-9-]{0,62}. */
@@ -91,6 +93,7 @@ struct db_info {
     uint64_t index_commits;  /* index transactions since start (one sync each) */
     uint64_t index_ns;       /* time spent indexing */
     uint64_t queue_depth;    /* appends waiting for the writer now */
+    uint64_t idem_keys;      /* idempotency keys in the index (expired ones until purged) */
 };
 int engine_db_info(struct db *db, struct db_info *out);
 
@@ -143,6 +146,7 @@ enum append_conflict {
     CONFLICT_TOO_LARGE,    /* parts[failed] would grow past the database's max stream size */
     CONFLICT_TOO_BROAD,    /* conds[failed] could not be decided within its examination budget
                               (its filter is not narrowed by an index) */
+    CONFLICT_IDEM_MISMATCH, /* the idempotency key was used by a request with another hash */
 };
 
 /* Lifecycle settings of a stream (the newest event of its "$$<name>" metadata stream). */
@@ -187,6 +191,19 @@ struct append_req {
                                       are the stored positions and versions */
     bool dup_in_batch;             /* (engine) some of them only earlier in the same batch */
     int64_t recorded_us;           /* commit time (of the original, for duplicates) */
+    /* Idempotency (optional, idem_key.len > 0): the writer looks the key up first. Stored (and
+     * not expired) with the same idem_hash: nothing is done, replayed is set and answer_status
+     * and answer hold the stored answer. With another hash: ERR_CONFLICT,
+     * CONFLICT_IDEM_MISMATCH. Else the request runs; when it writes events, render runs on the
+     * writer thread once they are laid out (positions, versions, recorded_us set) and before
+     * the write, and must fill answer_status and answer: that answer is stored with the
+     * events, in the same durable write. A request that writes nothing stores no key. */
+    struct slice idem_key;         /* borrowed; 1..LIMIT_IDEM_KEY_BYTES when used */
+    uint8_t idem_hash[32];         /* SHA-256 of what the request asks */
+    void (*render)(struct append_req *req);
+    bool replayed;                 /* result: the stored answer is in answer */
+    uint16_t answer_status;        /* HTTP status of the answer */
+    struct buf answer;             /* its body (buf_init'd and freed by the caller) */
     struct append_req *next;       /* queue link, engine-owned while queued */
 };
 

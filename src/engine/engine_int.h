@@ -38,6 +38,10 @@ struct db {
     struct strmap metas;                /* stream name -> struct stream_meta (meta.c) */
     size_t nmetas;                      /* atomic: metas.count, read without the lock */
     struct strmap batch_metas;          /* writer only: metadata changed in this batch */
+    struct strmap batch_idem;           /* writer only: idempotency key -> request (struct
+                                           append_req *) storing it in this batch */
+    struct idem_rec *idems;             /* writer only: the batch's idempotency records */
+    size_t idems_cap;                   /* entries allocated in idems */
 };
 
 struct engine {

@@ -429,6 +429,84 @@ static int apply_request(struct checks *cx, struct append_req *req, uint64_t *ne
     return 0;
 }
 
+/* ---- idempotency keys ---- */
+
+/* Answers req from an idempotency record (or conflicts when it asked something else). */
+static int replay(struct append_req *req, const uint8_t hash[32], uint16_t status,
+                  struct slice answer)
+{
+    if (memcmp(hash, req->idem_hash, sizeof req->idem_hash) != 0) {
+        req->conflict = CONFLICT_IDEM_MISMATCH;
+        req->failed = 0;
+        return ERR_CONFLICT;
+    }
+    req->replayed = true;
+    req->answer_status = status;
+    buf_reset(&req->answer);
+    buf_add(&req->answer, answer.ptr, answer.len);
+    return 1;
+}
+
+/* Step 0, for a request with an idempotency key. Returns 0 (the key is new: run it), 1 (an
+ * earlier request with this key succeeded: its answer is replayed), ERR_CONFLICT (the key
+ * was used by another request) or a storage error. */
+static int check_idem(struct checks *cx, struct append_req *req, int64_t now)
+{
+    struct append_req *const *earlier =
+        strmap_get(&cx->db->batch_idem, req->idem_key.ptr, req->idem_key.len);
+    if (earlier) {
+        struct append_req *e = *earlier;
+        int rc = replay(req, e->idem_hash, e->answer_status,
+                        (struct slice){e->answer.ptr, e->answer.len});
+        req->dup_in_batch = rc == 1; /* only as good as this batch's write */
+        return rc;
+    }
+    struct store_reader *r;
+    struct idem_rec ir;
+    int rc = view(cx, &r);
+    if (!rc) rc = store_find_idem(cx->db->st, r, req->idem_key, now, &ir);
+    if (rc == ERR_NOTFOUND) {
+        return 0;
+    }
+    return rc ? rc : replay(req, ir.hash, ir.status, ir.answer);
+}
+
+/* After req's events were laid out: has its answer rendered and queues its record. */
+static void keep_idem(struct db *db, struct append_req *req, size_t *nidem, int64_t now)
+{
+    req->render(req);
+    if (*nidem == db->idems_cap) {
+        db->idems_cap = db->idems_cap ? db->idems_cap * 2 : 16;
+        db->idems = xrealloc(db->idems, db->idems_cap * sizeof(*db->idems));
+    }
+    struct idem_rec *ir = &db->idems[(*nidem)++];
+    *ir = (struct idem_rec){.key = req->idem_key, .status = req->answer_status,
+                            .created_us = now,
+                            .answer = {req->answer.ptr, req->answer.len}};
+    memcpy(ir->hash, req->idem_hash, sizeof ir->hash);
+    *(struct append_req **)strmap_put(&db->batch_idem, req->idem_key.ptr, req->idem_key.len,
+                                      NULL) = req;
+}
+
+/* Checks the idempotency key (if any), then the request. Returns as apply_request. */
+static int run_request(struct checks *cx, struct append_req *req, uint64_t *next_pos,
+                       size_t *nidem, int64_t now)
+{
+    req->duplicate = false;
+    req->dup_in_batch = false;
+    req->replayed = false;
+    bool keyed = req->idem_key.len > 0;
+    int rc = keyed ? check_idem(cx, req, now) : 0;
+    if (rc) {
+        return rc;
+    }
+    rc = apply_request(cx, req, next_pos, now);
+    if (rc == 0 && keyed) {
+        keep_idem(cx->db, req, nidem, now);
+    }
+    return rc;
+}
+
 /* Runs one batch: checks every request in order, writes the passing ones with one durable
  * log write, and sets each request's err. */
 static void commit_batch(struct db *db, struct append_req *batch)
@@ -445,11 +523,11 @@ static void commit_batch(struct db *db, struct append_req *batch)
     strmap_clear(&db->batch_states);
     strmap_clear(&db->batch_ids);
     strmap_clear(&db->batch_metas);
+    strmap_clear(&db->batch_idem);
     struct checks cx = {.db = db};
+    size_t nidem = 0;
     for (struct append_req *r = batch; r && !fatal; r = r->next) {
-        r->duplicate = false;
-        r->dup_in_batch = false;
-        r->err = apply_request(&cx, r, &next_pos, now);
+        r->err = run_request(&cx, r, &next_pos, &nidem, now);
         if (r->err == 0) {
             written++;
         } else if (r->err == 1) {
@@ -461,20 +539,20 @@ static void commit_batch(struct db *db, struct append_req *batch)
     view_end(&cx); /* before writing: the store may wait for the indexer, which needs it */
     if (!fatal && cx.count) {
         uint64_t t0 = time_mono_ns();
-        fatal = store_append(db->st, db->evs, cx.count);
+        fatal = store_append(db->st, db->evs, cx.count, db->idems, nidem);
         __atomic_add_fetch(&db->commit_ns, time_mono_ns() - t0, __ATOMIC_RELAXED);
     }
     if (fatal) {
         log_error("database %s: commit failed: %s", db->name, err_name(fatal));
         for (struct append_req *r = batch; r; r = r->next) {
-            if (r->err != ERR_CONFLICT && (!r->duplicate || r->dup_in_batch)) {
+            if (r->err != ERR_CONFLICT && (!(r->duplicate || r->replayed) || r->dup_in_batch)) {
                 r->err = fatal; /* a duplicate of this batch's events was not written either */
             }
         }
         return;
     }
     for (struct append_req *r = batch; r; r = r->next) {
-        if (r->op != META_NONE && r->err == 0 && !r->duplicate) {
+        if (r->op != META_NONE && r->err == 0 && !r->duplicate && !r->replayed) {
             meta_publish(db, r->target, &r->meta); /* durable now: readers may see it */
         }
     }

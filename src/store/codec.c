@@ -1,6 +1,6 @@
 /* Event record layout, all integers big-endian:
  *
- *   0  u8  format (4)          1 u8 flags (0)      2 u16 reserved (0)
+ *   0  u8  format (RECORD_FORMAT, 4)          1 u8 flags (0)      2 u16 reserved (0)
  *   4  u32 crc32c of bytes [8, end)
  *   8  u64 position           16 u64 version
  *  24  i64 effective time us  32 i64 recorded time us
@@ -47,7 +47,7 @@ void codec_record_encode(struct event_rec *ev, const uint8_t prev_hash[HASH_SHA2
                          uint8_t *out)
 {
     size_t n = codec_record_size(ev);
-    out[0] = STORE_FORMAT_VERSION;
+    out[0] = RECORD_FORMAT;
     out[1] = 0;
     out[2] = 0;
     out[3] = 0;
@@ -82,7 +82,7 @@ int codec_record_decode(const uint8_t *p, size_t n, struct event_rec *out)
 
 int codec_record_parse(const uint8_t *p, size_t n, struct event_rec *out)
 {
-    if (n < RECORD_HEADER_BYTES || p[0] != STORE_FORMAT_VERSION || p[1] || p[2] || p[3]) {
+    if (n < RECORD_HEADER_BYTES || p[0] != RECORD_FORMAT || p[1] || p[2] || p[3]) {
         return ERR(ERR_CORRUPT);
     }
     out->client_id = false;
@@ -115,6 +115,47 @@ bool codec_record_hash_ok(const uint8_t *p, size_t n, const uint8_t prev_hash[HA
     uint8_t h[HASH_SHA256_LEN];
     chain_hash(p, n, prev_hash, h);
     return memcmp(h, p + RECORD_HASH_AT, HASH_SHA256_LEN) == 0;
+}
+
+/* Idempotency record layout: u8 kind (AUX_IDEM), u8 reserved (0), u16 status, u32 key
+ * length k, i64 created us, u8[32] request hash, u32 answer length a, then the key and the
+ * answer. */
+size_t codec_idem_size(const struct idem_rec *r)
+{
+    return IDEM_HEADER_BYTES + r->key.len + r->answer.len;
+}
+
+void codec_idem_encode(const struct idem_rec *r, uint8_t *out)
+{
+    out[0] = AUX_IDEM;
+    out[1] = 0;
+    out[2] = (uint8_t)(r->status >> 8);
+    out[3] = (uint8_t)r->status;
+    be32_put(out + 4, (uint32_t)r->key.len);
+    be64_put(out + 8, (uint64_t)r->created_us);
+    memcpy(out + 16, r->hash, HASH_SHA256_LEN);
+    be32_put(out + 48, (uint32_t)r->answer.len);
+    memcpy(out + IDEM_HEADER_BYTES, r->key.ptr, r->key.len);
+    if (r->answer.len) {
+        memcpy(out + IDEM_HEADER_BYTES + r->key.len, r->answer.ptr, r->answer.len);
+    }
+}
+
+int codec_idem_decode(const uint8_t *p, size_t n, struct idem_rec *out)
+{
+    if (n < IDEM_HEADER_BYTES || p[0] != AUX_IDEM || p[1]) {
+        return ERR(ERR_CORRUPT);
+    }
+    size_t k = be32_get(p + 4), a = be32_get(p + 48);
+    if (k == 0 || k > n - IDEM_HEADER_BYTES || a != n - IDEM_HEADER_BYTES - k) {
+        return ERR(ERR_CORRUPT);
+    }
+    out->status = (uint16_t)(p[2] << 8 | p[3]);
+    out->created_us = (int64_t)be64_get(p + 8);
+    memcpy(out->hash, p + 16, HASH_SHA256_LEN);
+    out->key = (struct slice){(const char *)p + IDEM_HEADER_BYTES, k};
+    out->answer = (struct slice){(const char *)p + IDEM_HEADER_BYTES + k, a};
+    return 0;
 }
 
 void codec_stream_encode(const struct stream_rec *s, uint8_t out[STREAM_REC_BYTES])
@@ -159,7 +200,8 @@ void codec_head_encode(const struct head_rec *h, uint8_t out[HEAD_REC_BYTES])
 
 int codec_head_decode(const uint8_t *p, size_t n, struct head_rec *out)
 {
-    if (n != HEAD_REC_BYTES || be32_get(p) != STORE_FORMAT_VERSION ||
+    uint32_t format = n == HEAD_REC_BYTES ? be32_get(p) : 0;
+    if (format < STORE_FORMAT_OLDEST || format > STORE_FORMAT_VERSION ||
         be32_get(p + 4) != hash_crc32c(0, p + 8, HEAD_REC_BYTES - 8)) {
         return ERR(ERR_CORRUPT);
     }

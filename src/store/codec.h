@@ -14,7 +14,10 @@
 #include "util/uuid.h"
 
 enum {
-    STORE_FORMAT_VERSION = 4,  /* bump on any change to a layout (here or in log.h) */
+    STORE_FORMAT_VERSION = 5,  /* bump on any change to a layout (here or in log.h) */
+    STORE_FORMAT_OLDEST = 4,   /* oldest format opened (and upgraded): 4 lacks only what 5
+                                  added (idempotency frames and tables) */
+    RECORD_FORMAT = 4,         /* first byte of an event record (its layout's version) */
     RECORD_FIELDS = 6,         /* variable-length fields of a record */
     RECORD_HEADER_BYTES = 112, /* fixed part of an event record */
     RECORD_CRC_FROM = 8,       /* the CRC covers bytes [8, end) */
@@ -39,6 +42,21 @@ struct event_rec {
     struct slice tags;               /* JSON array of strings, canonical (query/filter.h) */
     struct slice subject;            /* subject, empty when none */
     bool client_id;                  /* not stored: the id came from the client (appends) */
+};
+
+/* An idempotency record (an aux frame of a log batch, and the value of the idem table): what
+ * a write that carried an idempotency key answered. Slices borrow. */
+struct idem_rec {
+    struct slice key;                /* the client's key, 1..LIMIT_IDEM_KEY_BYTES */
+    uint8_t hash[HASH_SHA256_LEN];   /* of the request (method, path, body) */
+    uint16_t status;                 /* HTTP status of the answer */
+    int64_t created_us;              /* commit time of the write */
+    struct slice answer;             /* the answer's body */
+};
+
+enum {
+    AUX_IDEM = 1,            /* aux frame kind: an idempotency record */
+    IDEM_HEADER_BYTES = 52,  /* fixed part of an encoded idempotency record */
 };
 
 /* A stream table row. */
@@ -114,12 +132,20 @@ int codec_record_parse(const uint8_t *p, size_t n, struct event_rec *out);
  * with the stored one. Returns true when they match. */
 bool codec_record_hash_ok(const uint8_t *p, size_t n, const uint8_t prev_hash[HASH_SHA256_LEN]);
 
+/* Bytes the encoded idempotency record r takes. */
+size_t codec_idem_size(const struct idem_rec *r);
+/* Encodes r into out (codec_idem_size bytes). */
+void codec_idem_encode(const struct idem_rec *r, uint8_t *out);
+/* Decodes p[0..n) (slices borrow p). Returns 0 or ERR_CORRUPT (wrong kind or lengths). */
+int codec_idem_decode(const uint8_t *p, size_t n, struct idem_rec *out);
+
 void codec_stream_encode(const struct stream_rec *s, uint8_t out[STREAM_REC_BYTES]);
 /* Returns 0 or ERR_CORRUPT when n is wrong. */
 int codec_stream_decode(const uint8_t *p, size_t n, struct stream_rec *out);
 
 void codec_head_encode(const struct head_rec *h, uint8_t out[HEAD_REC_BYTES]);
-/* Returns 0, or ERR_CORRUPT when n is wrong or the format is not STORE_FORMAT_VERSION. */
+/* Returns 0, or ERR_CORRUPT when n is wrong or the format is not between STORE_FORMAT_OLDEST
+ * and STORE_FORMAT_VERSION. */
 int codec_head_decode(const uint8_t *p, size_t n, struct head_rec *out);
 
 #endif

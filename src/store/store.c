@@ -5,6 +5,8 @@
  *   sindex   stream id || version (BE)  -> position (u64 BE)
  *   streams  stream name (bytes)        -> stream row (codec.h)
  *   meta     "head"                     -> head record: how far the index reaches
+ *   idem     idempotency key            -> idempotency record (codec.h)
+ *   idemage  created us (BE) || key     -> empty: the records in expiry order
  *
  * Positions (0, indexed] are in LMDB; (indexed, published] only in the tail, an in-memory
  * array of entries (log offset, name hash, stream id, version) in position order, grown by the
@@ -35,6 +37,7 @@
 #include "store/log.h"
 #include "store/store_int.h"
 #include "util/errors.h"
+#include "util/limits.h"
 #include "util/log.h"
 #include "util/strmap.h"
 #include "util/timeutil.h"
@@ -107,6 +110,17 @@ static int get_pos(MDB_txn *txn, struct store *st, uint64_t pos, uint64_t *off, 
     return 0;
 }
 
+/* The idempotency tables, created when missing (a format-4 store gains them on its first
+ * writable open); a read-only open of a store without them goes on without. */
+static int open_idem_tables(MDB_txn *txn, struct store *st, bool readonly)
+{
+    unsigned flags = readonly ? 0 : MDB_CREATE;
+    int rc = mdb_dbi_open(txn, "idem", flags, &st->idem);
+    if (!rc) rc = mdb_dbi_open(txn, "idemage", flags, &st->idemage);
+    st->has_idem = rc == 0;
+    return readonly && rc == MDB_NOTFOUND ? 0 : rc;
+}
+
 static int open_env(struct store *st, bool create, bool readonly)
 {
     int rc = mdb_env_create(&st->env);
@@ -130,6 +144,7 @@ static int open_env(struct store *st, bool create, bool readonly)
     if (!rc) rc = mdb_dbi_open(txn, "terms", flags, &st->terms);
     if (!rc) rc = mdb_dbi_open(txn, "postings", flags, &st->postings);
     if (!rc) rc = mdb_dbi_open(txn, "ids", flags, &st->ids);
+    if (!rc) rc = open_idem_tables(txn, st, readonly);
     struct head_rec h;
     int err = rc ? (rc == MDB_NOTFOUND ? ERR(ERR_CORRUPT) : st_map_err(rc)) : get_head(txn, st, &h);
     bool made = false;
@@ -204,9 +219,35 @@ static enum frame_kind read_batch(const struct log *lg, uint64_t off, struct bat
 /* Called per event of a batch: the record is at rec_off (len bytes). */
 typedef int batch_event_fn(void *arg, const struct event_rec *ev, uint64_t rec_off, uint32_t len);
 
+/* Walks the aux frames in [off, end): each must be a well-formed idempotency record. Calls fn
+ * (may be NULL) for each with the record's offset and length. Returns 0, fn's error or
+ * ERR_CORRUPT. */
+static int walk_aux(const struct log *lg, uint64_t off, uint64_t end,
+                    int (*fn)(void *arg, uint64_t rec_off, uint32_t len), void *arg)
+{
+    while (off < end) {
+        const uint8_t *h = log_at(lg, off, LOG_FRAME_HEADER);
+        uint32_t n = h ? be32_get(h) : 0;
+        const uint8_t *rec = n && off + LOG_FRAME_HEADER + n <= end
+                                 ? log_at(lg, off + LOG_FRAME_HEADER, n)
+                                 : NULL;
+        struct idem_rec ir;
+        if (!rec || codec_idem_decode(rec, n, &ir) != 0) {
+            return ERR(ERR_CORRUPT);
+        }
+        int rc = fn ? fn(arg, off + LOG_FRAME_HEADER, n) : 0;
+        if (rc) {
+            return rc;
+        }
+        off += LOG_FRAME_HEADER + n;
+    }
+    return 0;
+}
+
 /* Walks the events of a batch whose CRC matched: each must decode, carry position *pos (which
- * advances) and link to prev (which advances). Returns 0, the callback's error, or
- * ERR_CORRUPT (a batch that passed its CRC but is not well formed: damage, not a tear). */
+ * advances) and link to prev (which advances); then its aux frames, which must be well formed.
+ * Returns 0, the callback's error, or ERR_CORRUPT (a batch that passed its CRC but is not well
+ * formed: damage, not a tear). */
 static int walk_batch(const struct log *lg, const struct batch_view *b, uint64_t *pos,
                       uint8_t prev[HASH_SHA256_LEN], batch_event_fn *fn, void *arg)
 {
@@ -230,7 +271,7 @@ static int walk_batch(const struct log *lg, const struct batch_view *b, uint64_t
         (*pos)++;
         off += LOG_FRAME_HEADER + n;
     }
-    return off == b->next ? 0 : ERR(ERR_CORRUPT);
+    return b->count ? walk_aux(lg, off, b->next, NULL, NULL) : ERR(ERR_CORRUPT);
 }
 
 /* After the log ends or goes bad at off (next position pos): is there a whole, valid batch of
@@ -344,6 +385,21 @@ static void note_event(struct store *st, const struct event_rec *ev, uint64_t st
     e->name_hash = strmap_hash(ev->stream.ptr, ev->stream.len);
     e->stream_id = stream_id;
     e->version = ev->version;
+    e->aux_len = 0;
+}
+
+/* Records an idempotency record (durable at off, len bytes, in the batch ending at last_pos)
+ * in the writer's map of unindexed records. */
+static int note_idem(struct store *st, uint64_t last_pos, uint64_t off, uint32_t len)
+{
+    struct idem_rec ir;
+    const uint8_t *rec = log_at(st->log, off, len);
+    if (!rec || codec_idem_decode(rec, len, &ir) != 0) {
+        return ERR(ERR_CORRUPT);
+    }
+    struct idem_loc *l = strmap_put(&st->tail_idem, ir.key.ptr, ir.key.len, NULL);
+    *l = (struct idem_loc){.last_pos = last_pos, .offset = off, .len = len};
+    return 0;
 }
 
 /* Resolves the stream id of ev: the state map, this batch's new streams, or the index. */
@@ -379,6 +435,7 @@ struct recover_ctx {
     struct store *st;      /* the store being opened */
     struct strmap *fresh;  /* streams first seen during recovery */
     uint64_t *next_id;     /* stream id counter */
+    uint64_t last_pos;     /* aux frames: the last position of their batch */
 };
 
 static int recover_event(void *arg, const struct event_rec *ev, uint64_t rec_off, uint32_t len)
@@ -394,6 +451,22 @@ static int recover_event(void *arg, const struct event_rec *ev, uint64_t rec_off
     return err;
 }
 
+static int recover_idem(void *arg, uint64_t rec_off, uint32_t len)
+{
+    struct recover_ctx *rc = arg;
+    return note_idem(rc->st, rc->last_pos, rec_off, len);
+}
+
+/* After recovering the events of batch b (last position last_pos): notes its aux frames. */
+static int recover_aux(struct store *st, const struct batch_view *b, uint64_t last_pos)
+{
+    struct tail_entry *e = entry_at(st, last_pos);
+    uint64_t aux_at = e->offset + e->len;
+    e->aux_len = (uint32_t)(b->next - aux_at);
+    struct recover_ctx ctx = {.st = st, .last_pos = last_pos};
+    return walk_aux(st->log, aux_at, b->next, recover_idem, &ctx);
+}
+
 /* Rebuilds the writer state and the tail from the log past the index head, batch by batch
  * (a batch is kept whole or not at all). Whatever follows the last whole batch is the remains
  * of an unacknowledged write: it is wiped, unless a valid later batch shows real damage. */
@@ -406,12 +479,13 @@ static int recover_tail(struct store *st, const struct head_rec *h)
     struct strmap fresh;
     strmap_init(&fresh, sizeof(uint64_t));
     uint64_t next_id = h->stream_count;
-    struct recover_ctx ctx = {st, &fresh, &next_id};
+    struct recover_ctx ctx = {st, &fresh, &next_id, 0};
     struct batch_view b;
     enum frame_kind k;
     int rc = 0;
     while (!rc && (k = read_batch(st->log, off, &b)) == FRAME_OK) {
         rc = walk_batch(st->log, &b, &pos, prev, recover_event, &ctx);
+        if (!rc) rc = recover_aux(st, &b, pos - 1);
         off = b.next;
     }
     strmap_fini(&fresh);
@@ -522,6 +596,94 @@ static int put_rows(MDB_txn *txn, struct store *st, struct strmap *rows, uint64_
     return 0;
 }
 
+/* ---- idempotency records in the index ---- */
+
+/* An index transaction, for walk_aux callbacks. */
+struct index_ctx {
+    struct store *st;
+    MDB_txn *txn;
+};
+
+/* Key of the expiry table: created us (BE) || idempotency key. */
+static size_t idemage_key(uint8_t *out, int64_t created_us, struct slice key)
+{
+    be64_put(out, (uint64_t)created_us);
+    memcpy(out + 8, key.ptr, key.len);
+    return 8 + key.len;
+}
+
+static int put_idem(void *arg, uint64_t rec_off, uint32_t len)
+{
+    struct index_ctx *ix = arg;
+    const uint8_t *rec = log_at(ix->st->log, rec_off, len);
+    struct idem_rec ir;
+    if (!rec || codec_idem_decode(rec, len, &ir) != 0) {
+        return ERR(ERR_CORRUPT);
+    }
+    MDB_val k = {ir.key.len, (void *)ir.key.ptr}, v = {len, (void *)rec};
+    uint8_t ak[8 + LIMIT_IDEM_KEY_BYTES];
+    MDB_val k2 = {idemage_key(ak, ir.created_us, ir.key), ak}, v2 = {0, NULL};
+    int rc = mdb_put(ix->txn, ix->st->idem, &k, &v, 0);
+    if (!rc) rc = mdb_put(ix->txn, ix->st->idemage, &k2, &v2, 0);
+    return st_map_err(rc);
+}
+
+/* Deletes up to IDEM_PURGE_MAX records created before now - ttl (a record replaced by a newer
+ * one under the same key keeps the newer). Sets *more when expired ones are left. */
+static int purge_idem(MDB_txn *txn, struct store *st, bool *more)
+{
+    int64_t cutoff = time_now_us() - (int64_t)__atomic_load_n(&st->idem_ttl_us, __ATOMIC_RELAXED);
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(txn, st->idemage, &c);
+    if (rc) {
+        return st_map_err(rc);
+    }
+    MDB_val k, v;
+    size_t n = 0;
+    *more = false;
+    while ((rc = mdb_cursor_get(c, &k, &v, n ? MDB_NEXT : MDB_FIRST)) == 0) {
+        if (k.mv_size <= 8 || (int64_t)be64_get(k.mv_data) >= cutoff) {
+            break;
+        }
+        if (n++ == IDEM_PURGE_MAX) {
+            *more = true;
+            break;
+        }
+        int64_t created = (int64_t)be64_get(k.mv_data);
+        MDB_val ik = {k.mv_size - 8, (uint8_t *)k.mv_data + 8}, iv;
+        struct idem_rec ir;
+        rc = mdb_get(txn, st->idem, &ik, &iv);
+        if (!rc && codec_idem_decode(iv.mv_data, iv.mv_size, &ir) == 0 &&
+            ir.created_us == created) {
+            rc = mdb_del(txn, st->idem, &ik, NULL);
+        }
+        if (!rc || rc == MDB_NOTFOUND) rc = mdb_cursor_del(c, 0);
+        if (rc) {
+            break;
+        }
+    }
+    mdb_cursor_close(c);
+    return rc == MDB_NOTFOUND ? 0 : st_map_err(rc);
+}
+
+/* One index transaction that only purges expired idempotency records (an idle database).
+ * Returns 0 or an error. */
+static int purge_alone(struct store *st)
+{
+    MDB_txn *txn;
+    int rc = st->env ? mdb_txn_begin(st->env, NULL, 0, &txn) : EIO;
+    if (rc) {
+        return st_map_err(rc);
+    }
+    bool more;
+    rc = purge_idem(txn, st, &more);
+    if (rc) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    return st_map_err(mdb_txn_commit(txn));
+}
+
 /* Indexes positions (from - 1, to] in one durable LMDB transaction. */
 static int index_range(struct store *st, uint64_t from, uint64_t to)
 {
@@ -536,17 +698,26 @@ static int index_range(struct store *st, uint64_t from, uint64_t to)
     struct head_rec h;
     int err = get_head(txn, st, &h);
     struct event_rec ev;
+    struct index_ctx ix = {st, txn};
     for (uint64_t p = from; !err && p <= to; p++) {
-        err = index_event(txn, st, &rows, p, entry_at(st, p), &ev);
+        const struct tail_entry *e = entry_at(st, p);
+        err = index_event(txn, st, &rows, p, e, &ev);
         if (!err) err = st_index_terms(txn, st, &terms, &ev, &h.term_count);
+        if (!err && e->aux_len) {
+            err = walk_aux(st->log, e->offset + e->len, e->offset + e->len + e->aux_len,
+                           put_idem, &ix);
+        }
     }
+    bool more;
+    if (!err) err = purge_idem(txn, st, &more);
     if (!err) err = st_terms_flush(txn, st, &terms);
     st_terms_end(&terms);
     if (!err) {
         const struct tail_entry *last = entry_at(st, to);
+        h.format = STORE_FORMAT_VERSION; /* a format-4 store is one from here on */
         h.position = to;
         memcpy(h.hash, ev.hash, sizeof h.hash);
-        h.log_end = last->offset + last->len;
+        h.log_end = last->offset + last->len + last->aux_len;
         err = put_rows(txn, st, &rows, &h.stream_count);
     }
     if (!err) err = put_head(txn, st, &h);
@@ -658,6 +829,13 @@ static void *indexer_main(void *arg)
             pthread_mutex_unlock(&st->mu);
         } else if (stop) {
             break;
+        } else if (time_now_us() - st->purged_us >= (int64_t)IDEM_PURGE_IDLE_S * 1000000) {
+            st->purged_us = time_now_us();
+            int rc = purge_alone(st);
+            if (rc) {
+                log_warn("%s: purging expired idempotency keys failed: %s", st->dir,
+                         err_name(rc));
+            }
         }
     }
     return NULL;
@@ -676,6 +854,7 @@ static void store_free(struct store *st)
     }
     strmap_fini(&st->states);
     idmap_fini(&st->tail_ids);
+    strmap_fini(&st->tail_idem);
     buf_fini(&st->wbuf);
     pthread_rwlock_destroy(&st->tail_lock);
     pthread_mutex_destroy(&st->mu);
@@ -701,6 +880,10 @@ static struct store *store_alloc(const char *dir, uint64_t map_bytes)
     st->evict_at = MAP_EVICT_AT;
     idmap_init(&st->tail_ids);
     st->ids_evict_at = MAP_EVICT_AT;
+    strmap_init(&st->tail_idem, sizeof(struct idem_loc));
+    st->idem_evict_at = MAP_EVICT_AT;
+    st->idem_ttl_us = (uint64_t)LIMIT_DEFAULT_IDEM_TTL_S * 1000000u;
+    st->purged_us = time_now_us();
     buf_init(&st->wbuf);
     return st;
 }
@@ -885,22 +1068,27 @@ int store_stats(struct store *st, struct store_stats *out)
     }
     MDB_envinfo info = {0};
     MDB_stat ms = {0};
+    out->idem_keys = 0;
     uint64_t pub = __atomic_load_n(&st->published, __ATOMIC_ACQUIRE);
     uint64_t log_used = 0;
     pthread_rwlock_rdlock(&st->tail_lock);
     uint64_t idx = __atomic_load_n(&st->indexed, __ATOMIC_ACQUIRE);
     if (pub > idx) {
         const struct tail_entry *e = entry_at(st, pub);
-        log_used = e->offset + e->len;
+        log_used = e->offset + e->len + e->aux_len;
     }
     MDB_txn *txn;
     if (st->env) {
         mdb_env_info(st->env, &info);
         mdb_env_stat(st->env, &ms);
         struct head_rec h;
-        if (!log_used && mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn) == 0) {
-            if (get_head(txn, st, &h) == 0) {
+        if (mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn) == 0) {
+            if (!log_used && get_head(txn, st, &h) == 0) {
                 log_used = h.log_end;
+            }
+            MDB_stat is = {0};
+            if (st->has_idem && mdb_stat(txn, st->idem, &is) == 0) {
+                out->idem_keys = is.ms_entries;
             }
             mdb_txn_abort(txn);
         }
@@ -978,8 +1166,44 @@ static void evict_states(struct store *st)
     st->evict_at = keep.count * 2 > MAP_EVICT_AT ? keep.count * 2 : MAP_EVICT_AT;
 }
 
-/* Encodes the batch into wbuf (header, then frames), chaining hashes from the head. */
-static void encode_batch(struct store *st, struct event_rec *evs, size_t n, uint32_t *lens)
+/* Drops unindexed idempotency records the index has (LMDB has them). */
+static void evict_idem(struct store *st)
+{
+    uint64_t idx = __atomic_load_n(&st->indexed, __ATOMIC_ACQUIRE);
+    struct strmap keep;
+    strmap_init(&keep, sizeof(struct idem_loc));
+    size_t it = 0;
+    const char *key;
+    size_t klen;
+    void *val;
+    while (strmap_next(&st->tail_idem, &it, &key, &klen, &val)) {
+        const struct idem_loc *l = val;
+        if (l->last_pos > idx) {
+            *(struct idem_loc *)strmap_put(&keep, key, klen, NULL) = *l;
+        }
+    }
+    strmap_fini(&st->tail_idem);
+    st->tail_idem = keep;
+    st->idem_evict_at = keep.count * 2 > MAP_EVICT_AT ? keep.count * 2 : MAP_EVICT_AT;
+}
+
+/* Appends the aux frames of the batch's idempotency records to wbuf. */
+static void encode_aux(struct store *st, const struct idem_rec *idems, size_t nidem)
+{
+    for (size_t i = 0; i < nidem; i++) {
+        size_t len = codec_idem_size(&idems[i]);
+        buf_reserve(&st->wbuf, LOG_FRAME_HEADER + len);
+        uint8_t *w = (uint8_t *)st->wbuf.ptr + st->wbuf.len;
+        be32_put(w, (uint32_t)len);
+        codec_idem_encode(&idems[i], w + LOG_FRAME_HEADER);
+        st->wbuf.len += LOG_FRAME_HEADER + len;
+    }
+}
+
+/* Encodes the batch into wbuf (header, event frames, aux frames), chaining hashes from the
+ * head. */
+static void encode_batch(struct store *st, struct event_rec *evs, size_t n,
+                         const struct idem_rec *idems, size_t nidem, uint32_t *lens)
 {
     buf_reset(&st->wbuf);
     buf_reserve(&st->wbuf, LOG_BATCH_HEADER);
@@ -995,6 +1219,7 @@ static void encode_batch(struct store *st, struct event_rec *evs, size_t n, uint
         lens[i] = (uint32_t)len;
         prev = evs[i].hash;
     }
+    encode_aux(st, idems, nidem);
     uint8_t *h = (uint8_t *)st->wbuf.ptr;
     uint32_t frames = (uint32_t)(st->wbuf.len - LOG_BATCH_HEADER);
     be32_put(h, LOG_BATCH_MAGIC);
@@ -1003,7 +1228,26 @@ static void encode_batch(struct store *st, struct event_rec *evs, size_t n, uint
     be32_put(h + 12, (uint32_t)n);
 }
 
-int store_append(struct store *st, struct event_rec *evs, size_t n)
+/* Records the published batch (its records at off, past the header) in the writer state,
+ * the tail and the map of unindexed idempotency records. */
+static void note_batch(struct store *st, const struct event_rec *evs, size_t n,
+                       const uint64_t *ids, const uint32_t *lens, uint64_t frames_at)
+{
+    uint64_t off = frames_at;
+    for (size_t i = 0; i < n; i++) {
+        note_event(st, &evs[i], ids[i], off + LOG_FRAME_HEADER, lens[i]);
+        off += LOG_FRAME_HEADER + lens[i];
+    }
+    uint64_t last = evs[n - 1].position;
+    uint64_t end = frames_at + (st->wbuf.len - LOG_BATCH_HEADER);
+    entry_at(st, last)->aux_len = (uint32_t)(end - off);
+    struct recover_ctx ctx = {.st = st, .last_pos = last};
+    /* these bytes were just encoded here: they decode (walk_aux cannot fail) */
+    (void)walk_aux(st->log, off, end, recover_idem, &ctx);
+}
+
+int store_append(struct store *st, struct event_rec *evs, size_t n, const struct idem_rec *idems,
+                 size_t nidem)
 {
     if (st->failed) {
         return ERR(ERR_IO);
@@ -1025,7 +1269,7 @@ int store_append(struct store *st, struct event_rec *evs, size_t n)
     uint64_t off = 0;
     uint64_t end_before = log_end(st->log);
     if (!rc) {
-        encode_batch(st, evs, n, lens);
+        encode_batch(st, evs, n, idems, nidem, lens);
         rc = log_write(st->log, st->wbuf.ptr, st->wbuf.len, &off);
     }
     if (!rc) {
@@ -1041,11 +1285,7 @@ int store_append(struct store *st, struct event_rec *evs, size_t n)
         }
     }
     if (!rc) {
-        off += LOG_BATCH_HEADER;
-        for (size_t i = 0; i < n; i++) {
-            note_event(st, &evs[i], ids[i], off + LOG_FRAME_HEADER, lens[i]);
-            off += LOG_FRAME_HEADER + lens[i];
-        }
+        note_batch(st, evs, n, ids, lens, off + LOG_BATCH_HEADER);
         st->head.position = evs[n - 1].position;
         memcpy(st->head.hash, evs[n - 1].hash, HASH_SHA256_LEN);
         st->head.stream_count = next_id;
@@ -1061,6 +1301,9 @@ int store_append(struct store *st, struct event_rec *evs, size_t n)
         }
         if (st->tail_ids.count > st->ids_evict_at) {
             evict_ids(st);
+        }
+        if (st->tail_idem.count > st->idem_evict_at) {
+            evict_idem(st);
         }
     }
     free(ids);
@@ -1141,6 +1384,36 @@ int store_find_id(struct store *st, struct store_reader *r, const uint8_t id[UUI
     }
     *pos = be64_get(v.mv_data);
     return 0;
+}
+
+int store_find_idem(struct store *st, struct store_reader *r, struct slice key, int64_t now_us,
+                    struct idem_rec *out)
+{
+    const struct idem_loc *l = strmap_get(&st->tail_idem, key.ptr, key.len);
+    int rc = 0;
+    if (l) {
+        const uint8_t *rec = log_at(st->log, l->offset, l->len);
+        rc = rec ? codec_idem_decode(rec, l->len, out) : ERR(ERR_CORRUPT);
+    } else if (!st->has_idem) {
+        return ERR_NOTFOUND;
+    } else {
+        MDB_val k = {key.len, (void *)key.ptr}, v;
+        rc = mdb_get(r->txn, st->idem, &k, &v);
+        if (rc) {
+            return rc == MDB_NOTFOUND ? ERR_NOTFOUND : st_map_err(rc);
+        }
+        rc = codec_idem_decode(v.mv_data, v.mv_size, out);
+    }
+    if (rc) {
+        return rc;
+    }
+    uint64_t ttl = __atomic_load_n(&st->idem_ttl_us, __ATOMIC_RELAXED);
+    return now_us - out->created_us >= (int64_t)ttl ? ERR_NOTFOUND : 0;
+}
+
+void store_set_idem_ttl(struct store *st, uint64_t ttl_us)
+{
+    __atomic_store_n(&st->idem_ttl_us, ttl_us, __ATOMIC_RELAXED);
 }
 
 /* ---- readers ---- */
@@ -1594,7 +1867,7 @@ static int verify_fail(struct verify_ctx *vc, uint64_t pos, const char *problem)
 
 /* Checks the index entries of one indexed event. */
 static int verify_indexed(struct verify_ctx *vc, const struct event_rec *ev, uint64_t rec_off,
-                          uint32_t len, uint64_t next)
+                          uint32_t len)
 {
     uint64_t off;
     uint32_t plen;
@@ -1617,8 +1890,7 @@ static int verify_indexed(struct verify_ctx *vc, const struct event_rec *ev, uin
     if (st_verify_terms(vc->txn, vc->st, ev) != 0) {
         return verify_fail(vc, ev->position, "query index entry missing");
     }
-    if (ev->position == vc->h.position &&
-        (memcmp(vc->h.hash, ev->hash, HASH_SHA256_LEN) != 0 || vc->h.log_end != next)) {
+    if (ev->position == vc->h.position && memcmp(vc->h.hash, ev->hash, HASH_SHA256_LEN) != 0) {
         return verify_fail(vc, ev->position, "index head does not match the log");
     }
     return 0;
@@ -1628,7 +1900,7 @@ static int verify_event(void *arg, const struct event_rec *ev, uint64_t rec_off,
 {
     struct verify_ctx *vc = arg;
     if (ev->position <= vc->h.position) {
-        int rc = verify_indexed(vc, ev, rec_off, len, rec_off + len);
+        int rc = verify_indexed(vc, ev, rec_off, len);
         if (rc) {
             return rc;
         }
@@ -1646,7 +1918,10 @@ static int verify_walk(struct verify_ctx *vc)
     while ((k = read_batch(vc->st->log, off, &b)) == FRAME_OK) {
         int rc = walk_batch(vc->st->log, &b, &pos, prev, verify_event, vc);
         if (rc) {
-            return vc->rep->problem ? rc : verify_fail(vc, pos, "record checksum, position or hash chain");
+            return vc->rep->problem ? rc : verify_fail(vc, pos, "record checksum, position, hash chain or idempotency record");
+        }
+        if (pos - 1 == vc->h.position && vc->h.log_end != b.next) {
+            return verify_fail(vc, pos - 1, "index head does not match the log");
         }
         off = b.next;
     }

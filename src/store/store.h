@@ -33,6 +33,7 @@ struct store_stats {
     uint64_t sync_ns;     /* time spent in them */
     uint64_t index_commits; /* index transactions committed since open (one sync each) */
     uint64_t index_ns;    /* time spent indexing */
+    uint64_t idem_keys;   /* idempotency records in the index (expired ones until purged) */
 };
 
 /* The writer's view of the database head. */
@@ -69,11 +70,22 @@ void store_head(const struct store *st, struct store_head *out);
  * ERR_NOTFOUND, ERR_CORRUPT or ERR_IO. */
 int store_stream_state(struct store *st, struct store_reader *r, struct slice name,
                        struct stream_rec *out);
-/* Appends events (positions head+1.., versions and every field set; hash is filled in) to the
- * log and syncs once. On 0 they are durable and readable. On error nothing is visible; after a
- * failed sync the store refuses further appends (ERR_IO) until reopened, since the kernel may
- * have dropped the unsynced pages. Returns 0, ERR_NOSPACE or ERR_IO. */
-int store_append(struct store *st, struct event_rec *evs, size_t n);
+/* Appends events (n >= 1; positions head+1.., versions and every field set; hash is filled
+ * in) and the nidem idempotency records (keys distinct) to the log in one batch and syncs once.
+ * On 0 they are durable and readable. On error nothing is visible; after a failed sync the
+ * store refuses further appends (ERR_IO) until reopened, since the kernel may have dropped the
+ * unsynced pages. Returns 0, ERR_NOSPACE or ERR_IO. */
+int store_append(struct store *st, struct event_rec *evs, size_t n, const struct idem_rec *idems,
+                 size_t nidem);
+
+/* Finds the idempotency record of key as of now_us: the unindexed records, else the idem index
+ * in r's snapshot (r opened by the writer thread after its last append). *out borrows the log
+ * or r: valid until r ends. Returns 0, ERR_NOTFOUND (never stored, or expired: created at
+ * least the TTL before now_us), ERR_CORRUPT or ERR_IO. */
+int store_find_idem(struct store *st, struct store_reader *r, struct slice key, int64_t now_us,
+                    struct idem_rec *out);
+/* How long idempotency records live (lookups and the background purge); any thread. */
+void store_set_idem_ttl(struct store *st, uint64_t ttl_us);
 
 /* Finds the position of the event with this id: the unindexed events (client-given ids in the
  * writer's map, server-made UUIDv7s by their time), else the id index in r's snapshot (r

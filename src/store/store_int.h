@@ -16,6 +16,8 @@ enum {
     TAIL_CHUNKS = 256,          /* chunk slots: the tail holds < (TAIL_CHUNKS - 1) chunks */
     INDEX_BATCH = 32768,        /* index as soon as this many events wait */
     INDEX_DELAY_MS = 200,       /* ... or once the oldest has waited this long */
+    IDEM_PURGE_MAX = 4096,      /* expired idempotency records deleted per index commit */
+    IDEM_PURGE_IDLE_S = 60,     /* an idle database purges them this often */
     MAP_EVICT_AT = 65536,       /* writer map size that triggers dropping indexed streams */
     POS_VAL_BYTES = 12,         /* pos table value: offset, length */
     MAX_RECORD_BYTES = 64 << 20 /* larger frames are damage, not records */
@@ -28,6 +30,14 @@ struct tail_entry {
     uint64_t stream_id;  /* stream id */
     uint64_t version;    /* version in the stream */
     uint32_t len;        /* record bytes */
+    uint32_t aux_len;    /* bytes of aux frames after the record (a batch's last event) */
+};
+
+/* Where one unindexed idempotency record is (the writer's map, by key). */
+struct idem_loc {
+    uint64_t last_pos;   /* the last position of its batch: indexed with it */
+    uint64_t offset;     /* of the record (past the frame header) in the log */
+    uint32_t len;        /* record bytes */
 };
 
 struct store {
@@ -37,6 +47,13 @@ struct store {
     MDB_dbi pos, sindex, streams, meta;      /* index tables */
     MDB_dbi terms, postings;                 /* query index tables (query.c) */
     MDB_dbi ids;                             /* event id -> position */
+    MDB_dbi idem, idemage;                   /* idempotency records: key -> record; created
+                                                us (BE) || key -> empty (expiry order) */
+    bool has_idem;                           /* those tables exist (a read-only open of a
+                                                format-4 store has none) */
+    uint64_t idem_ttl_us;                    /* atomic: idempotency records live this long */
+    int64_t purged_us;                       /* indexer: when expired records were last
+                                                purged */
     struct log *log;                         /* owned */
     int64_t created_us;                      /* database creation time */
     struct slice init_settings;              /* during store_open: settings of a new store */
@@ -51,6 +68,8 @@ struct store {
     struct store_head head;                  /* durable head */
     struct strmap states;                    /* name -> struct stream_rec, unindexed streams */
     struct idmap tail_ids;                   /* event id -> position, unindexed events */
+    struct strmap tail_idem;                 /* key -> struct idem_loc, unindexed records */
+    size_t idem_evict_at;                    /* tail_idem size that triggers eviction */
     size_t ids_evict_at;                     /* tail_ids size that triggers eviction */
     uint64_t max_id_lead_ms;                 /* atomic: largest lead of a server id's time
                                                 over its commit's */

@@ -32,6 +32,9 @@ enum {
     LIMIT_READ_DEFAULT = 100,                     /* events per read page by default */
     LIMIT_READ_MAX = 1000,                        /* events per read page at most */
     LIMIT_DATABASES = 1000,                       /* open databases */
+    LIMIT_IDEM_KEY_BYTES = 255,                   /* an Idempotency-Key header value */
+    LIMIT_DEFAULT_IDEM_TTL_S = 24 * 3600,         /* how long idempotency keys are kept */
+    LIMIT_IDEM_TTL_MAX_S = 365 * 24 * 3600,       /* ... at most (a setting) */
 };
 
 /* The limits in force, as configured. */
@@ -46,6 +49,7 @@ struct limits {
     unsigned body_timeout_s;   /* a request body must arrive whole within this (0 = none) */
     unsigned client_connections; /* max open connections from one address (0 = no limit) */
     uint64_t map_bytes;   /* max size of one database's store */
+    unsigned idem_ttl_s;  /* idempotency keys live this long unless a database says otherwise */
 };
 
 #endif

@@ -16,18 +16,21 @@ def test_settings_round_trip_and_restart():
     with Server() as s:
         st, _, _ = create(s, {"name": "shop", "description": "orders of the shop",
                               "settings": {"retentionPeriodDays": 365,
-                                           "maxStreamSizeBytes": 104857600}})
+                                           "maxStreamSizeBytes": 104857600,
+                                           "idempotencyTtlSeconds": 3600}})
         check(st == 201, f"create {st}")
         for _ in range(2):
             st, _, info = s.get("/v1/databases/shop")
             check(st == 200 and info["description"] == "orders of the shop", f"{info}")
             check(info["settings"] == {"retentionPeriodDays": 365,
-                                       "maxStreamSizeBytes": 104857600, "rateLimit": None},
+                                       "maxStreamSizeBytes": 104857600, "rateLimit": None,
+                                       "idempotencyTtlSeconds": 3600},
               f"{info}")
             s.restart()
         st, _, info = s.get("/v1/databases/default")
         check(info["description"] == "" and info["settings"] == {
-            "retentionPeriodDays": None, "maxStreamSizeBytes": None, "rateLimit": None},
+            "retentionPeriodDays": None, "maxStreamSizeBytes": None, "rateLimit": None,
+            "idempotencyTtlSeconds": None},
             f"default {info}")
         st, _, _ = create(s, {"name": "plain"})
         st, _, info = s.get("/v1/databases/plain")

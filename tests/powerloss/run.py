@@ -105,8 +105,9 @@ def parse_frames(data, off):
     out = []
     if len(data) < BATCH_HEADER or struct.unpack_from(">I", data, 0)[0] != BATCH_MAGIC:
         return out
+    (count,) = struct.unpack_from(">I", data, 12)  # event frames; aux frames follow them
     p = BATCH_HEADER
-    while p + 4 <= len(data):
+    while p + 4 <= len(data) and len(out) < count:
         (n,) = struct.unpack_from(">I", data, p)
         if n == 0 or p + 4 + n > len(data):
             break
@@ -298,6 +299,7 @@ class Load:
         self.stop = threading.Event()
         self.lock = threading.Lock()
         self.sent = []    # (stream, [ids])
+        self.keyed = []   # (stream, [ids], idempotency key, body) of requests that had one
         self.acked = []   # (t_recv_ns, stream, [{"id","position","version"}])
         self.other = []
 
@@ -312,13 +314,19 @@ class Load:
                     "data": {"t": i, "j": j, "pad": "p" * rng.randint(0, 300)}}
                    for j in range(n)]
             body = json.dumps({"events": evs})
+            key = f"pl-{i}-{ids[0]}" if rng.random() < 0.5 else None
+            hdrs = {"Content-Type": "application/json"}
+            if key:
+                hdrs["Idempotency-Key"] = key
             with self.lock:
                 self.sent.append((stream, ids))
+                if key:
+                    self.keyed.append((stream, ids, key, body))
             try:
                 if c is None:
                     c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
                 c.request("POST", f"/v1/databases/default/streams/{stream}/events", body=body,
-                          headers={"Content-Type": "application/json"})
+                          headers=hdrs)
                 resp = c.getresponse()
                 raw = resp.read()
                 t = time.monotonic_ns()
@@ -389,6 +397,26 @@ def read_log(conn):
         frm = page["next"]
 
 
+def check_replays(conn, load, by_id, k):
+    """Idempotency records are written in the same batch as their events: every keyed request
+    whose events survived must replay (the same ids, X-Idempotency-Replayed). Checks the last
+    25 and 25 others of those."""
+    present = [x for x in load.keyed if x[1][0] in by_id]
+    rng = random.Random(k)
+    sample = present[-25:] + rng.sample(present[:-25], min(25, max(0, len(present) - 25)))
+    for stream, ids, key, body in sample:
+        conn.request("POST", f"/v1/databases/default/streams/{stream}/events", body=body,
+                     headers={"Content-Type": "application/json", "Idempotency-Key": key})
+        resp = conn.getresponse()
+        ans = resp.read()
+        got = json.loads(ans).get("events") if resp.status == 201 else None
+        if resp.getheader("X-Idempotency-Replayed") != "true" or \
+                [e["id"] for e in got or []] != ids:
+            return [f"request with idempotency key {key} (events recovered) did not replay: "
+                    f"{resp.status} {ans[:200]!r}"]
+    return []
+
+
 def check_state(model, load, k, state_dir):
     """Starts the server on a crash state and checks it; returns a list of problems."""
     import harness
@@ -435,6 +463,7 @@ def check_state(model, load, k, state_dir):
                 problems.append(f"request to {stream} partly recovered: {n} of {len(ids)} "
                                 f"events (positions "
                                 f"{[by_id[i]['position'] for i in ids if i in by_id]})")
+        problems += check_replays(conn, load, by_id, k)
         body = json.dumps({"events": [{"type": "after", "data": {"k": k}}]})
         conn.request("POST", "/v1/databases/default/streams/after/events", body=body,
                      headers={"Content-Type": "application/json"})

@@ -133,3 +133,44 @@ TEST(stream_and_head_round_trip)
     he[20] ^= 1;
     ASSERT_EQ(codec_head_decode(he, sizeof he, &ho), ERR_CORRUPT);
 }
+
+TEST(head_formats_older_than_4_or_newer_than_this_are_refused)
+{
+    struct head_rec h = {.format = 3};
+    uint8_t he[HEAD_REC_BYTES];
+    struct head_rec ho;
+    codec_head_encode(&h, he);
+    ASSERT_EQ(codec_head_decode(he, sizeof he, &ho), ERR_CORRUPT);
+    h.format = STORE_FORMAT_VERSION + 1;
+    codec_head_encode(&h, he);
+    ASSERT_EQ(codec_head_decode(he, sizeof he, &ho), ERR_CORRUPT);
+    h.format = STORE_FORMAT_OLDEST;
+    codec_head_encode(&h, he);
+    ASSERT_EQ(codec_head_decode(he, sizeof he, &ho), 0);
+}
+
+TEST(idempotency_record_round_trip_and_damage)
+{
+    struct idem_rec r = {.key = {"order-7", 7}, .status = 201, .created_us = -5,
+                         .answer = {"{\"a\":1}", 7}};
+    memset(r.hash, 0x5a, sizeof r.hash);
+    size_t n = codec_idem_size(&r);
+    ASSERT_EQ(n, IDEM_HEADER_BYTES + 14);
+    uint8_t buf[128];
+    codec_idem_encode(&r, buf);
+    struct idem_rec o;
+    ASSERT_EQ(codec_idem_decode(buf, n, &o), 0);
+    ASSERT_EQ(o.status, 201);
+    ASSERT_EQ(o.created_us, -5);
+    CHECK(o.key.len == 7 && memcmp(o.key.ptr, "order-7", 7) == 0);
+    CHECK(o.answer.len == 7 && memcmp(o.answer.ptr, "{\"a\":1}", 7) == 0);
+    CHECK(memcmp(o.hash, r.hash, sizeof r.hash) == 0);
+    ASSERT_EQ(codec_idem_decode(buf, n - 1, &o), ERR_CORRUPT);  /* lengths disagree */
+    ASSERT_EQ(codec_idem_decode(buf, 10, &o), ERR_CORRUPT);     /* shorter than a header */
+    buf[0] = 2;                                                 /* unknown kind */
+    ASSERT_EQ(codec_idem_decode(buf, n, &o), ERR_CORRUPT);
+    buf[0] = AUX_IDEM;
+    r.key.len = 0;                                              /* keys are never empty */
+    codec_idem_encode(&r, buf);
+    ASSERT_EQ(codec_idem_decode(buf, codec_idem_size(&r), &o), ERR_CORRUPT);
+}

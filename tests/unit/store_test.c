@@ -5,11 +5,14 @@
 
 #include <sys/stat.h>
 
+#include <lmdb.h>
+
 #include "engine/engine.h"
 #include "store/log.h"
 #include "store/store.h"
 #include "unit.h"
 #include "util/errors.h"
+#include "util/timeutil.h"
 
 static void fresh_dir(char *dir, size_t n)
 {
@@ -178,7 +181,7 @@ static void store_fill(struct store *st, int count)
                                .stream = {name, 2}, .type = {"T", 1}, .data = {"1", 1},
                                .metadata = {"{}", 2}, .tags = {"[]", 2}};
         be64_put(ev.id, ev.position); /* event ids are unique per database */
-        ASSERT_EQ(store_append(st, &ev, 1), 0);
+        ASSERT_EQ(store_append(st, &ev, 1, NULL, 0), 0);
     }
 }
 
@@ -296,4 +299,132 @@ TEST(torn_tail_is_wiped_and_corrupt_tail_refused)
     ASSERT_EQ(store_open(dir2, 64 << 20, false, (struct slice){NULL, 0}, &st), ERR_CORRUPT);
     ASSERT_EQ(store_verify(dir2, 64 << 20, &rep), ERR_CORRUPT);
     ASSERT_EQ(rep.first_bad, 1);
+}
+
+/* ---- idempotency records ---- */
+
+/* Appends one event carrying the idempotency record key -> answer "A<key>", status 201. */
+static void store_fill_idem(struct store *st, const char *key, int64_t created_us)
+{
+    struct store_head h;
+    store_head(st, &h);
+    struct stream_rec s;
+    int rc = store_stream_state(st, NULL, (struct slice){"s", 1}, &s);
+    struct event_rec ev = {.position = h.position + 1,
+                           .version = rc == ERR_NOTFOUND ? 1 : s.version + 1,
+                           .stream = {"s", 1}, .type = {"T", 1}, .data = {"1", 1},
+                           .metadata = {"{}", 2}, .tags = {"[]", 2}};
+    be64_put(ev.id, ev.position);
+    char answer[64];
+    snprintf(answer, sizeof answer, "A%s", key);
+    struct idem_rec ir = {.key = {key, strlen(key)}, .status = 201, .created_us = created_us,
+                          .answer = {answer, strlen(answer)}};
+    memset(ir.hash, 7, sizeof ir.hash);
+    ASSERT_EQ(store_append(st, &ev, 1, &ir, 1), 0);
+}
+
+/* Looks key up in a fresh view: 0 and the answer "A<key>", or the error. */
+static int find_idem(struct store *st, const char *key, int64_t now_us)
+{
+    struct store_reader *r;
+    ASSERT_EQ(store_read_begin(st, &r), 0);
+    struct idem_rec ir;
+    int rc = store_find_idem(st, r, (struct slice){key, strlen(key)}, now_us, &ir);
+    if (rc == 0) {
+        ASSERT_EQ(ir.status, 201);
+        CHECK(ir.answer.len == strlen(key) + 1 && ir.answer.ptr[0] == 'A' &&
+              memcmp(ir.answer.ptr + 1, key, strlen(key)) == 0);
+        CHECK(ir.hash[0] == 7 && ir.hash[31] == 7);
+    }
+    store_read_end(r);
+    return rc;
+}
+
+TEST(idempotency_records_survive_crash_and_index_and_expire)
+{
+    char dir[256];
+    store_dir(dir, sizeof dir);
+    int64_t t0 = time_now_us(); /* the index purges records older than the TTL */
+    pid_t pid = fork();
+    if (pid == 0) {
+        struct store *st;
+        if (store_open(dir, 64 << 20, true, (struct slice){NULL, 0}, &st) != 0) {
+            _exit(3);
+        }
+        store_fill_idem(st, "k1", t0);
+        store_fill_idem(st, "k2", t0 + 10);
+        store_fill_idem(st, "k1", t0 + 20); /* the same key again (after it expired) */
+        raise(SIGKILL);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    CHECK(WIFSIGNALED(status));
+    struct store *st;
+    ASSERT_EQ(store_open(dir, 64 << 20, false, (struct slice){NULL, 0}, &st), 0);
+    int64_t day = 86400ll * 1000000;
+    ASSERT_EQ(find_idem(st, "k1", t0 + 30), 0); /* recovered from the log (the tail) */
+    ASSERT_EQ(find_idem(st, "k2", t0 + 30), 0);
+    ASSERT_EQ(find_idem(st, "k3", t0 + 30), ERR_NOTFOUND);
+    ASSERT_EQ(find_idem(st, "k2", t0 + 10 + day), ERR_NOTFOUND); /* expired (24 h) */
+    store_close(st);
+    ASSERT_EQ(store_open(dir, 64 << 20, false, (struct slice){NULL, 0}, &st), 0);
+    ASSERT_EQ(find_idem(st, "k1", t0 + 30), 0); /* from the index now */
+    ASSERT_EQ(find_idem(st, "k1", t0 + 10 + day), 0); /* the newer k1 (t0 + 20) lives on */
+    store_set_idem_ttl(st, 5);
+    ASSERT_EQ(find_idem(st, "k1", t0 + 30), ERR_NOTFOUND);
+    store_close(st);
+    struct store_verify_report rep;
+    ASSERT_EQ(store_verify(dir, 64 << 20, &rep), 0);
+    ASSERT_EQ(rep.events_checked, 3);
+}
+
+TEST(a_format_4_store_opens_and_is_upgraded)
+{
+    char dir[256];
+    store_dir(dir, sizeof dir);
+    struct store *st;
+    ASSERT_EQ(store_open(dir, 64 << 20, true, (struct slice){NULL, 0}, &st), 0);
+    store_fill(st, 5);
+    store_close(st);
+    /* make it what format 4 wrote: head format 4, no idempotency tables */
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi meta, idem, age;
+    ASSERT_EQ(mdb_env_create(&env), 0);
+    ASSERT_EQ(mdb_env_set_maxdbs(env, 16), 0);
+    ASSERT_EQ(mdb_env_open(env, dir, 0, 0640), 0);
+    ASSERT_EQ(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    ASSERT_EQ(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+    ASSERT_EQ(mdb_dbi_open(txn, "idem", 0, &idem), 0);
+    ASSERT_EQ(mdb_dbi_open(txn, "idemage", 0, &age), 0);
+    ASSERT_EQ(mdb_drop(txn, idem, 1), 0);
+    ASSERT_EQ(mdb_drop(txn, age, 1), 0);
+    MDB_val k = {4, "head"}, v;
+    ASSERT_EQ(mdb_get(txn, meta, &k, &v), 0);
+    struct head_rec h;
+    ASSERT_EQ(codec_head_decode(v.mv_data, v.mv_size, &h), 0);
+    h.format = 4;
+    uint8_t enc[HEAD_REC_BYTES];
+    codec_head_encode(&h, enc);
+    v = (MDB_val){sizeof enc, enc};
+    ASSERT_EQ(mdb_put(txn, meta, &k, &v, 0), 0);
+    ASSERT_EQ(mdb_txn_commit(txn), 0);
+    struct store_verify_report rep;
+    ASSERT_EQ(store_verify(dir, 64 << 20, &rep), 0); /* read-only, without the tables */
+    ASSERT_EQ(store_open(dir, 64 << 20, false, (struct slice){NULL, 0}, &st), 0);
+    int64_t now = time_now_us();
+    ASSERT_EQ(find_idem(st, "k", now), ERR_NOTFOUND);
+    store_fill_idem(st, "k", now);
+    store_close(st);
+    ASSERT_EQ(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    ASSERT_EQ(mdb_get(txn, meta, &k, &v), 0);
+    ASSERT_EQ(codec_head_decode(v.mv_data, v.mv_size, &h), 0);
+    ASSERT_EQ(h.format, STORE_FORMAT_VERSION); /* rewritten by the index commit */
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+    ASSERT_EQ(store_open(dir, 64 << 20, false, (struct slice){NULL, 0}, &st), 0);
+    ASSERT_EQ(find_idem(st, "k", now + 1), 0);
+    store_close(st);
+    ASSERT_EQ(store_verify(dir, 64 << 20, &rep), 0);
+    ASSERT_EQ(rep.events_checked, 6);
 }
