@@ -22,6 +22,8 @@
 #          (loaded in process by bench/load_events; BENCH_QUERY_SMALL / BENCH_QUERY_BIG);
 #      (h) single-event appends as (a), each with a new Idempotency-Key (the key, a request
 #          hash and the answer are stored in the same batch as the event);
+#   1b. live fan-out (bench/sse_fanout): 1,000 SSE subscribers on one database under a steady
+#      append load, delivery latency p50/p99 from commit to receipt, and server memory;
 #   2. the in-process group-commit ceiling of the log-based store (bench/commit_ceiling.c, no
 #      HTTP), distinct streams and ONE=1;
 #   3. Redis 7 streams (XADD, appendfsync always) with redis-benchmark, distinct keys / one key;
@@ -51,6 +53,7 @@ set -o pipefail
 ANNALS=${1:-./build/annals}
 CEILING=${2:-./build/bench/commit_ceiling}
 LOADER=${3:-./build/bench/load_events}
+FANOUT=${4:-$(dirname "$CEILING")/sse_fanout}
 SECS=${BENCH_SECONDS:-10}
 CONNS=${BENCH_CONNECTIONS:-64}
 WRK_THREADS=${BENCH_WRK_THREADS:-2}
@@ -459,6 +462,27 @@ bench_query() {
     rm -rf "$TMP/query"
 }
 
+# ---------------------------------------------------------------- live fan-out
+# BENCH_FANOUT_SUBS SSE subscribers (default 1000) on one database, single-event appends at
+# BENCH_FANOUT_RATE per second (default 200, one at a time over one connection: the rate is
+# what the server sustains when it cannot keep up); latency from each event's commit time
+# ("recorded") to its receipt by each subscriber; server memory after the run.
+FANOUT_LINE=""
+FANOUT_MEM=""
+bench_fanout() {
+    local subs=${BENCH_FANOUT_SUBS:-1000} rate=${BENCH_FANOUT_RATE:-200}
+    say ""
+    say "== 4. Live fan-out: $subs SSE subscribers, single-event appends at up to $rate/s, ${SECS} s"
+    start_annals "$TMP/fanout"
+    FANOUT_LINE=$("$FANOUT" "$APORT" "$subs" "$rate" "$SECS" 2>>"$TMP/fanout.log") ||
+        die "the fan-out benchmark failed: $(tail -1 "$TMP/fanout.log")"
+    FANOUT_MEM="server VmRSS $(mib "$(rss_kb "$APID")") MiB, RssAnon $(mib "$(mem_sample "$APID" | awk '{print $2}')") MiB"
+    stop_pid "$APID"
+    APID=""
+    say "  $FANOUT_LINE"
+    say "  $FANOUT_MEM"
+}
+
 # ---------------------------------------------------------------- commit ceiling
 ceiling_at_64() { # events/s of the 64-appender (or 64-batch) line of the tool's output
     awk '/events\/s/ && ($1 == "64" || $2 == "64:") {
@@ -657,6 +681,7 @@ report() {
     say "  index: $SYNC_INDEX index transactions (one fdatasync each, in the background) = $INDEX_PER per append"
     say "  total: ($SYNC_LOG + $SYNC_INDEX) / $SYNC_APPENDS = $SYNC_PER syncs per acknowledged append"
     [ -n "$STRACE_LINE" ] && say "  $STRACE_LINE"
+    say "Live fan-out: $FANOUT_LINE; $FANOUT_MEM"
     say "Group-commit ceiling in process (log-based store), 64 appenders: $(fmt_int "$CEIL64") events/s distinct, $(fmt_int "$CEIL64_ONE") one stream"
     say ""
     say "Ratios (Annals / other, single-event durable appends at $CONNS connections):"
@@ -708,6 +733,10 @@ write_results() {
         say "| **total** | $((SYNC_LOG + SYNC_INDEX)) | **$SYNC_PER** | |"
         [ -n "$STRACE_LINE" ] && { say ""; say "Cross-check: $STRACE_LINE."; }
         say ""
+        say "## Live fan-out (bench/sse_fanout: ${BENCH_FANOUT_SUBS:-1000} SSE subscribers, single-event appends at up to ${BENCH_FANOUT_RATE:-200}/s, ${SECS} s)"
+        say ""
+        say "\`$FANOUT_LINE\` — $FANOUT_MEM. Latency is from each event's commit time to its receipt by a subscriber (client and server on this machine)."
+        say ""
         say "## In-process group-commit ceiling (bench/commit_ceiling: log-based store, no HTTP, $CEIL_SECS s per case)"
         say ""
         say '```'
@@ -743,6 +772,7 @@ T0=$(date +%s)
 say "Annals benchmark: $CONNS connections, ${SECS} s per run, $(nproc) cores, temp dir $TMP"
 bench_annals
 bench_query
+bench_fanout
 bench_ceiling
 bench_redis
 bench_postgres

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "api/live.h"
 #include "api/metrics.h"
 #include "api/native.h"
 #include "api/ratelimit.h"
@@ -39,6 +40,7 @@ struct options {
     const char *tls_key;    /* --tls-key */
     uint32_t rate_limit;    /* --rate-limit */
     uint32_t rate_burst;    /* --rate-burst */
+    struct live_config live; /* --live-heartbeat, --live-max-lag */
 };
 
 /* One flag: its name, environment variable, help text and where it goes. */
@@ -76,6 +78,10 @@ static const struct flag FLAGS[] = {
      "browser origins allowed (comma-separated, or *; default: localhost pages in development mode, none otherwise)"},
     {"--idempotency-ttl", "ANNALS_IDEMPOTENCY_TTL", "SECONDS",
      "how long idempotency keys are kept, unless a database sets its own (default 86400)"},
+    {"--live-heartbeat", "ANNALS_LIVE_HEARTBEAT", "SECONDS",
+     "a live subscription with nothing to send sends a heartbeat this often (default 15)"},
+    {"--live-max-lag", "ANNALS_LIVE_MAX_LAG", "EVENTS",
+     "a live subscriber this far behind the head is disconnected (default 100000; 0 = never)"},
 };
 enum { NFLAGS = sizeof FLAGS / sizeof FLAGS[0] };
 
@@ -156,6 +162,8 @@ static int set_option(struct options *o, int idx, const char *v)
     case 17: o->tls_key = v; return 0;
     case 18: o->cors = v; return 0;
     case 19: if (parse_size(v, 1, LIMIT_IDEM_TTL_MAX_S, &n)) return ERR_INVALID; l->idem_ttl_s = (unsigned)n; return 0;
+    case 20: if (parse_size(v, 1, 3600, &n)) return ERR_INVALID; o->live.heartbeat_s = (unsigned)n; return 0;
+    case 21: if (parse_size(v, 0, 1ull << 40, &n)) return ERR_INVALID; o->live.max_lag = n; return 0;
     }
     return ERR_INVALID;
 }
@@ -182,6 +190,7 @@ static void defaults(struct options *o)
         .idem_ttl_s = LIMIT_DEFAULT_IDEM_TTL_S,
     };
     o->level = LOG_INFO;
+    o->live = (struct live_config){.heartbeat_s = 15, .max_lag = 100000};
 }
 
 /* Applies environment variables, then flags. Returns 0, 1 (help printed) or ERR_INVALID. */
@@ -299,7 +308,8 @@ static int cmd_serve(const struct options *o)
                       .limits = o->limits, .version = ANNALS_VERSION,
                       .started_us = time_now_us(), .cors_origins = o->cors,
                       .metrics = metrics_new(), .limiter = rl_new(),
-                      .rate_limit = o->rate_limit, .rate_burst = o->rate_burst};
+                      .rate_limit = o->rate_limit, .rate_burst = o->rate_burst,
+                      .live = live_registry_new(&o->live)};
     struct http_config hc = {.host = o->host, .port = o->port, .threads = o->threads,
                              .limits = o->limits, .handler = api_handle, .handler_arg = &api,
                              .observe = api_observe, .observe_arg = &api,
@@ -332,6 +342,7 @@ static int cmd_serve(const struct options *o)
     keyring_close(keys);
     metrics_free(api.metrics);
     rl_free(api.limiter);
+    live_registry_free(api.live);
     return 0;
 }
 

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "api/append.h"
+#include "api/live.h"
 #include "api/keys_api.h"
 #include "api/metrics.h"
 #include "api/out.h"
@@ -76,6 +77,10 @@ static void keys_list(struct call *c);
 static void keys_create(struct call *c);
 static void keys_revoke(struct call *c);
 static void keys_rotate(struct call *c);
+static void log_live(struct call *c);
+static void stream_live(struct call *c);
+static void live_conns(struct call *c);
+static void live_conn_close(struct call *c);
 
 static const struct route ROUTES[] = {
     {"GET", "health", health, false, NEED_NONE, "Liveness"},
@@ -92,7 +97,12 @@ static const struct route ROUTES[] = {
     {"POST", "v1/databases", db_create, false, NEED_ADMIN, "Create a database"},
     {"GET", "v1/databases/*", db_get, true, NEED_READ, "Database statistics and settings"},
     {"DELETE", "v1/databases/*", db_delete, false, NEED_ADMIN, "Delete a database"},
+    {"GET", "v1/connections", live_conns, false, NEED_ADMIN, "Open live subscriptions"},
+    {"DELETE", "v1/connections/*", live_conn_close, false, NEED_ADMIN,
+     "Close a live subscription"},
     {"GET", "v1/databases/*/events", log_read, true, NEED_READ, "Read or query the log"},
+    {"GET", "v1/databases/*/events/live", log_live, true, NEED_READ,
+     "Subscribe to the log (Server-Sent Events): history, then live"},
     {"POST", "v1/databases/*/events", multi_append, true, NEED_WRITE,
      "Append to several streams, or stream-less events, with conditions"},
     {"POST", "v1/databases/*/query", log_query, true, NEED_READ, "Query the log (JSON body)"},
@@ -106,6 +116,8 @@ static const struct route ROUTES[] = {
     {"PUT", "v1/databases/*/streams/*/metadata", meta_write, true, NEED_WRITE,
      "Set a stream's lifecycle settings"},
     {"GET", "v1/databases/*/streams/*/events", stream_read, true, NEED_READ, "Read a stream"},
+    {"GET", "v1/databases/*/streams/*/events/live", stream_live, true, NEED_READ,
+     "Subscribe to a stream (Server-Sent Events)"},
     {"POST", "v1/databases/*/streams/*/events", stream_append, true, NEED_WRITE,
      "Append to a stream"},
 };
@@ -245,9 +257,14 @@ static bool acquire_db(struct call *c)
     return true;
 }
 
-/* The key presented as "Authorization: Bearer <key>" or "X-API-Key: <key>", or NULL. */
-static const char *presented_key(struct http_req *req)
+/* The key presented as "Authorization: Bearer <key>" or "X-API-Key: <key>" (or, when
+ * in_query, as the api_key query parameter), or NULL. */
+static const char *presented_key(struct http_req *req, bool in_query)
 {
+    const char *q = in_query ? http_req_query(req, "api_key") : NULL;
+    if (q) {
+        return q;
+    }
     const char *a = http_req_header(req, "Authorization");
     if (a && strncasecmp(a, "Bearer ", 7) == 0) {
         a += 7;
@@ -271,7 +288,8 @@ static bool authorize(struct call *c, const struct route *r)
     if (r->need == NEED_NONE || !__atomic_load_n(&c->api->auth_required, __ATOMIC_ACQUIRE)) {
         return true;
     }
-    const char *k = presented_key(c->req);
+    /* browsers' EventSource sends no headers: subscriptions also take ?api_key= */
+    const char *k = presented_key(c->req, r->fn == log_live || r->fn == stream_live);
     if (!k || keyring_verify(c->api->keys, k, strlen(k), time_now_us(), &c->key) != 0) {
         http_add_header(c->req, "WWW-Authenticate", "Bearer realm=\"annals\"");
         out_error(c->req, 401, "unauthorized",
@@ -602,9 +620,9 @@ static void health_detailed(struct call *c)
     struct buf b;
     buf_init(&b);
     buf_printf(&b, "{\"status\":\"%s\",\"version\":\"%s\",\"uptimeSeconds\":%.3f,"
-               "\"auth\":%s,\"databases\":[%.*s]}",
+               "\"subscribers\":%u,\"auth\":%s,\"databases\":[%.*s]}",
                failing ? "degraded" : "ok", c->api->version,
-               (double)(time_now_us() - c->api->started_us) / 1e6,
+               (double)(time_now_us() - c->api->started_us) / 1e6, live_count(c->api->live),
                __atomic_load_n(&c->api->auth_required, __ATOMIC_ACQUIRE) ? "true" : "false",
                (int)dbs.len, dbs.ptr ? dbs.ptr : "");
     buf_fini(&dbs);
@@ -846,6 +864,126 @@ static void log_query(struct call *c)
         run_query(c, &pq);
     }
     parsed_query_fini(&pq);
+}
+
+/* ---- live subscriptions ---- */
+
+/* Parameters of a query that mean nothing to a subscription (it runs forward, unbounded,
+ * over the current log). */
+static const char *const NOT_LIVE[] = {"to", "direction", "limit", "asOf", "asOfTime",
+                                       "recordedFrom", "recordedTo"};
+
+/* get_param without `from` (a subscription reads it itself). */
+static const char *get_param_live(void *arg, const char *name)
+{
+    return strcmp(name, "from") == 0 ? NULL : http_req_query(arg, name);
+}
+
+/* The first position to deliver: after Last-Event-ID (a reconnect), else `from` (a position,
+ * or "latest": only new events), else 1. Answers 400 and returns false when bad. */
+static bool live_first(struct call *c, uint64_t *out)
+{
+    const char *last = http_req_header(c->req, "Last-Event-ID");
+    const char *from = http_req_query(c->req, "from");
+    uint64_t v;
+    if (last) {
+        if (parse_u64(last, &v) != 0 || v == UINT64_MAX) {
+            out_error(c->req, 400, "invalid_parameter", "Last-Event-ID is a position",
+                      "Last-Event-ID");
+            return false;
+        }
+        *out = v + 1;
+    } else if (!from) {
+        *out = 1;
+    } else if (strcmp(from, "latest") == 0) {
+        *out = engine_db_head(c->db) + 1;
+    } else if (parse_u64(from, &v) != 0 || v == 0) {
+        out_error(c->req, 400, "invalid_parameter", "from is a position (from 1) or latest",
+                  "from");
+        return false;
+    } else {
+        *out = v;
+    }
+    return true;
+}
+
+/* Subscribes to the events of c->db matching the query parameters (and stream, when given). */
+static void live_start(struct call *c, const struct slice *stream)
+{
+    for (size_t i = 0; i < sizeof NOT_LIVE / sizeof NOT_LIVE[0]; i++) {
+        if (http_req_query(c->req, NOT_LIVE[i])) {
+            out_error(c->req, 400, "invalid_parameter",
+                      "a live subscription reads forward from its start position: this "
+                      "parameter does not apply", NOT_LIVE[i]);
+            return;
+        }
+    }
+    uint64_t first;
+    if (!live_first(c, &first)) {
+        return;
+    }
+    struct parsed_query pq;
+    struct parse_error pe;
+    int rc = parse_query_params(get_param_live, c->req, &pq, &pe);
+    if (!rc && stream) {
+        struct filter only;
+        filter_init(&only);
+        struct pattern p = {PAT_EXACT, *stream};
+        struct filter_item *it = filter_add_item(&only);
+        rc = filter_add_atom(&only, it, FF_STREAM, &p, 1);
+        if (!rc) rc = filter_and(&pq.filter, &only);
+        filter_fini(&only);
+        if (rc) {
+            rc = parse_fail(&pe, 400, "invalid_parameter", "streams", "filter too large");
+        }
+    }
+    if (rc) {
+        out_parse_error(c->req, &pe);
+        parsed_query_fini(&pq);
+        return;
+    }
+    struct slice path = http_req_path(c->req);
+    char label[256];
+    snprintf(label, sizeof label, "%.*s", (int)(path.len < 250 ? path.len : 250), path.ptr);
+    live_sse(c->api->live, c->req, c->db, &pq, first, label);
+    c->db = NULL; /* the subscription holds the reference now */
+    parsed_query_fini(&pq);
+}
+
+static void log_live(struct call *c)
+{
+    live_start(c, NULL);
+}
+
+static void stream_live(struct call *c)
+{
+    struct slice name;
+    if (stream_name(c, &name)) {
+        live_start(c, &name);
+    }
+}
+
+static void live_conns(struct call *c)
+{
+    struct buf b;
+    buf_init(&b);
+    buf_adds(&b, "{\"connections\":");
+    live_list(c->api->live, &b);
+    buf_addc(&b, '}');
+    out_json(c->req, 200, &b);
+}
+
+static void live_conn_close(struct call *c)
+{
+    uint64_t id;
+    if (parse_u64(c->seg[2], &id) != 0 || live_close(c->api->live, id) != 0) {
+        out_error(c->req, 404, "connection_not_found", "no open subscription with this id",
+                  "id");
+        return;
+    }
+    struct buf b;
+    buf_init(&b);
+    http_respond(c->req, 204, &b, NULL);
 }
 
 static void event_get(struct call *c)
@@ -1172,7 +1310,7 @@ static void openapi_path(const char *pattern, struct buf *out, struct buf *param
     static const struct {
         const char *after, *param;
     } NAMES[] = {{"databases", "db"}, {"streams", "stream"}, {"events", "position"},
-                 {"keys", "id"}};
+                 {"keys", "id"}, {"connections", "id"}};
     const char *prev = "", *p = pattern;
     while (*p) {
         const char *end = strchr(p, '/');
@@ -1333,9 +1471,9 @@ static void metrics(struct call *c)
     buf_printf(&b, "# HELP annals_open_connections Open client connections.\n"
                    "annals_open_connections %u\n"
                    "# HELP annals_subscribers Live subscribers (SSE, WebSocket).\n"
-                   "annals_subscribers 0\n"
+                   "annals_subscribers %u\n"
                    "annals_uptime_seconds %.3f\n",
-               srv ? http_server_connections(srv) : 0,
+               srv ? http_server_connections(srv) : 0, live_count(c->api->live),
                (double)(time_now_us() - c->api->started_us) / 1e6);
     http_respond(c->req, 200, &b, "text/plain; version=0.0.4");
 }

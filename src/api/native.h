@@ -9,6 +9,7 @@
 
 struct keyring;
 struct api_metrics;
+struct live_registry;
 
 struct api {
     struct engine *engine;   /* borrowed */
@@ -24,6 +25,7 @@ struct api {
     struct ratelimiter *limiter; /* owned by the caller; NULL = no rate limits at all */
     uint32_t rate_limit;      /* default requests per second per client (0 = none) */
     uint32_t rate_burst;      /* bucket size (0 = one second's worth) */
+    struct live_registry *live; /* owned by the caller: open live subscriptions (api/live.h) */
 };
 
 /* The http_observe_fn for the server (arg: struct api): counts the answer in api->metrics and

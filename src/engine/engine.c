@@ -67,6 +67,7 @@ static void db_free(struct db *db)
     strmap_fini(&db->batch_metas);
     strmap_fini(&db->batch_idem);
     free(db->idems);
+    pthread_mutex_destroy(&db->watch_mu);
     pthread_rwlock_destroy(&db->meta_lock);
     pthread_mutex_destroy(&db->mu);
     pthread_cond_destroy(&db->cv);
@@ -157,6 +158,7 @@ static int db_open(struct engine *e, const char *name, bool create,
     strmap_init(&db->metas, sizeof(struct stream_meta));
     strmap_init(&db->batch_metas, sizeof(struct stream_meta));
     strmap_init(&db->batch_idem, sizeof(struct append_req *));
+    pthread_mutex_init(&db->watch_mu, NULL);
     pthread_rwlock_init(&db->meta_lock, NULL);
     struct buf text;
     buf_init(&text);
@@ -306,8 +308,81 @@ int engine_db_delete(struct engine *e, const char *name, size_t len, engine_dele
     db->deleted_arg = arg;
     pthread_mutex_unlock(&db->mu);
     db_stop_writer(db);     /* answers what was queued; never waits for I/O threads */
+    watch_notify(db, true); /* live readers let go of it */
     engine_db_release(db);  /* the registry's reference */
     return 0;
+}
+
+/* ---- live fan-out ---- */
+
+struct engine_watch {
+    struct db *db;
+    engine_commit_fn *fn;
+    void *arg;
+    struct engine_watch *prev, *next;
+};
+
+uint64_t engine_db_head(struct db *db)
+{
+    return store_published(db->st);
+}
+
+int engine_watch(struct db *db, engine_commit_fn *fn, void *arg, struct engine_watch **out)
+{
+    struct engine_watch *w = xcalloc(1, sizeof(*w));
+    *w = (struct engine_watch){.db = db, .fn = fn, .arg = arg};
+    pthread_mutex_lock(&db->watch_mu);
+    bool gone = db->watch_gone;
+    if (!gone) {
+        w->next = db->watches;
+        if (db->watches) {
+            db->watches->prev = w;
+        }
+        db->watches = w;
+    }
+    pthread_mutex_unlock(&db->watch_mu);
+    if (gone) {
+        free(w);
+        return ERR_GONE;
+    }
+    *out = w;
+    return 0;
+}
+
+void engine_unwatch(struct engine_watch *w)
+{
+    if (!w) {
+        return;
+    }
+    struct db *db = w->db;
+    pthread_mutex_lock(&db->watch_mu);
+    if (w->prev) {
+        w->prev->next = w->next;
+    } else if (db->watches == w) {
+        db->watches = w->next;
+    }
+    if (w->next) {
+        w->next->prev = w->prev;
+    }
+    pthread_mutex_unlock(&db->watch_mu);
+    free(w);
+}
+
+void watch_notify(struct db *db, bool gone)
+{
+    pthread_mutex_lock(&db->watch_mu);
+    for (struct engine_watch *w = db->watches; w; w = w->next) {
+        w->fn(w->arg, gone);
+    }
+    if (gone) {
+        db->watch_gone = true;
+        for (struct engine_watch *w = db->watches, *next; w; w = next) {
+            next = w->next;
+            w->prev = w->next = NULL; /* detached: engine_unwatch only frees them */
+        }
+        db->watches = NULL;
+    }
+    pthread_mutex_unlock(&db->watch_mu);
 }
 
 static int cmp_names(const void *a, const void *b)

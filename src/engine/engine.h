@@ -275,4 +275,19 @@ int engine_list_streams(struct db *db, struct slice prefix, struct slice after,
 /* Reads one event by position. Returns 0, ERR_NOTFOUND, ERR_CORRUPT or ERR_IO. */
 int engine_read_event(struct db *db, uint64_t position, engine_event_fn *fn, void *arg);
 
+/* The newest durable position of db (0 = empty); cheap (an atomic load). */
+uint64_t engine_db_head(struct db *db);
+
+/* ---- live fan-out: being told of commits ---- */
+
+struct engine_watch;
+/* Called on the writer thread after every commit that wrote events (gone false), and once
+ * when the database is deleted (gone true; no call follows). It must be quick and must not
+ * call into the engine: it is meant to wake whoever reads the new events. */
+typedef void engine_commit_fn(void *arg, bool gone);
+/* Registers fn for db's commits. Returns 0, or ERR_GONE when db is deleted already. */
+int engine_watch(struct db *db, engine_commit_fn *fn, void *arg, struct engine_watch **out);
+/* Unregisters; on return fn is not running and will not run again. NULL is a no-op. */
+void engine_unwatch(struct engine_watch *w);
+
 #endif

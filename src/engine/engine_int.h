@@ -41,6 +41,9 @@ struct db {
     struct strmap batch_idem;           /* writer only: idempotency key -> request (struct
                                            append_req *) storing it in this batch */
     struct idem_rec *idems;             /* writer only: the batch's idempotency records */
+    pthread_mutex_t watch_mu;           /* guards watches, watch_gone; held while notifying */
+    struct engine_watch *watches;       /* told of commits (engine_watch) */
+    bool watch_gone;                    /* the database was deleted: no new watches */
     size_t idems_cap;                   /* entries allocated in idems */
 };
 
@@ -71,6 +74,9 @@ int meta_load(struct db *db);
  * nothing is visible). Returns 0 or a storage error. */
 int meta_min_version(struct store_reader *r, const struct stream_meta *m,
                      const struct stream_rec *s, int64_t now_us, uint64_t *out);
+
+/* Tells every watcher of db of a commit (gone false) or of its deletion (gone true). */
+void watch_notify(struct db *db, bool gone);
 
 /* The writer thread of a database (arg: struct db *). */
 void *writer_main(void *arg);

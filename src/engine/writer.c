@@ -508,8 +508,8 @@ static int run_request(struct checks *cx, struct append_req *req, uint64_t *next
 }
 
 /* Runs one batch: checks every request in order, writes the passing ones with one durable
- * log write, and sets each request's err. */
-static void commit_batch(struct db *db, struct append_req *batch)
+ * log write, and sets each request's err. Returns true when events were written. */
+static bool commit_batch(struct db *db, struct append_req *batch)
 {
     struct store_head head;
     store_head(db->st, &head);
@@ -549,7 +549,7 @@ static void commit_batch(struct db *db, struct append_req *batch)
                 r->err = fatal; /* a duplicate of this batch's events was not written either */
             }
         }
-        return;
+        return false;
     }
     for (struct append_req *r = batch; r; r = r->next) {
         if (r->op != META_NONE && r->err == 0 && !r->duplicate && !r->replayed) {
@@ -561,6 +561,7 @@ static void commit_batch(struct db *db, struct append_req *batch)
         __atomic_add_fetch(&db->commits, 1, __ATOMIC_RELAXED);
         __atomic_add_fetch(&db->appends, written, __ATOMIC_RELAXED);
     }
+    return cx.count > 0;
 }
 
 static struct append_req *reverse(struct append_req *r)
@@ -595,12 +596,15 @@ void *writer_main(void *arg)
             }
             continue;
         }
-        commit_batch(db, batch);
+        bool wrote = commit_batch(db, batch);
         while (batch) {
             struct append_req *next = batch->next;
             batch->next = NULL;
             batch->done(batch);
             batch = next;
+        }
+        if (wrote) {
+            watch_notify(db, false); /* after the answers: live readers read what is durable */
         }
     }
     return NULL;

@@ -8,6 +8,8 @@
  *   HEAD --head parsed--> BODY --body complete--> HANDLING --handler answers--> WRITING
  *   HANDLING --http_defer--> DEFERRED --http_respond (any thread) + loop wakeup--> WRITING
  *   WRITING --all written, keep-alive--> HEAD (next pipelined request, if any, at once)
+ *   HANDLING --http_stream_start--> STREAM (the pump writes; http_stream_wake from any thread
+ *   posts the connection like a deferred answer) --end sent, or client gone--> CLOSED
  *   any --error, close, timeout--> CLOSED (conn_close: socket closed, buffers freed), and the
  *   struct freed by its loop after the current epoll batch, whose other events may name it.
  *   Never closed while HANDLING or DEFERRED: the socket is not read then, so a pending answer
@@ -40,7 +42,7 @@
 #include "util/strmap.h"
 #include "util/timeutil.h"
 
-enum conn_state { C_HEAD, C_BODY, C_HANDLING, C_DEFERRED, C_WRITING, C_CLOSED };
+enum conn_state { C_HEAD, C_BODY, C_HANDLING, C_DEFERRED, C_WRITING, C_STREAM, C_CLOSED };
 
 enum {
     READ_CHUNK = 16384,          /* bytes read per recv */
@@ -77,6 +79,10 @@ struct http_req {
     int tag;                     /* http_set_tag, -1 when none */
     char request_id[72];         /* http_set_request_id, "" when none */
     uint64_t started_ns;         /* monotonic time the head was complete */
+    http_pump_fn *pump;          /* streaming answer: its producer, or NULL */
+    void *pump_arg;              /* passed to pump */
+    bool stream_end;             /* http_stream_end was called */
+    bool pump_again;             /* the pump stopped for lack of room */
 };
 
 struct conn {
@@ -99,6 +105,8 @@ struct conn {
     struct http_req *req;        /* current request, or NULL */
     struct conn *prev, *next;    /* the loop's connection list */
     struct conn *done_next;      /* completion queue link */
+    bool queued;                 /* on the loop's completion queue (guarded by loop->mu) */
+    bool woken;                  /* a stream wake is pending (guarded by loop->mu) */
     char peer[48];               /* client address (text) */
     SSL *ssl;                    /* TLS session, or NULL for plain HTTP */
 };
@@ -284,11 +292,17 @@ void http_defer(struct http_req *req)
 /* Queues a connection whose deferred answer is ready. Only the first of a run of posts wakes
  * the loop (a syscall and a thread wakeup): the loop takes the whole queue at once, so later
  * posts ride along until it has emptied the queue again. */
-static void post_done(struct conn *c)
+static void post_done(struct conn *c, bool wake)
 {
     struct loop *lp = c->loop;
     pthread_mutex_lock(&lp->mu);
     bool was_empty = lp->done == NULL;
+    c->woken |= wake;
+    if (c->queued) {
+        pthread_mutex_unlock(&lp->mu);
+        return;
+    }
+    c->queued = true;
     c->done_next = lp->done;
     lp->done = c;
     pthread_mutex_unlock(&lp->mu);
@@ -335,8 +349,45 @@ void http_respond(struct http_req *req, unsigned status, struct buf *body,
     bool post = req->conn->state == C_DEFERRED;
     pthread_mutex_unlock(&req->mu);
     if (post) {
-        post_done(req->conn);
+        post_done(req->conn, false);
     }
+}
+
+/* ---- streaming answers ---- */
+
+void http_stream_start(struct http_req *req, unsigned status, const char *content_type,
+                       http_pump_fn *pump, void *arg)
+{
+    req->status = status;
+    req->content_type = content_type;
+    req->pump = pump;
+    req->pump_arg = arg;
+}
+
+void http_stream_write(struct http_req *req, const void *p, size_t n)
+{
+    buf_add(&req->conn->out, p, n);
+}
+
+size_t http_stream_queued(const struct http_req *req)
+{
+    return req->conn->out.len - req->conn->out_off;
+}
+
+size_t http_stream_room(const struct http_req *req)
+{
+    size_t queued = http_stream_queued(req);
+    return queued >= HTTP_STREAM_MAX_BYTES ? 0 : HTTP_STREAM_MAX_BYTES - queued;
+}
+
+void http_stream_end(struct http_req *req)
+{
+    req->stream_end = true;
+}
+
+void http_stream_wake(struct http_req *req)
+{
+    post_done(req->conn, true);
 }
 
 static const char *reason(unsigned status)
@@ -488,6 +539,23 @@ static void peer_leaves(struct http_server *srv, const char *peer)
     pthread_mutex_unlock(&srv->peers_mu);
 }
 
+/* Takes a closing connection off its loop's completion queue (a stream may be posted). */
+static void unqueue(struct conn *c)
+{
+    struct loop *lp = c->loop;
+    pthread_mutex_lock(&lp->mu);
+    if (c->queued) {
+        for (struct conn **p = &lp->done; *p; p = &(*p)->done_next) {
+            if (*p == c) {
+                *p = c->done_next;
+                break;
+            }
+        }
+        c->queued = false;
+    }
+    pthread_mutex_unlock(&lp->mu);
+}
+
 static void conn_close(struct conn *c)
 {
     struct loop *lp = c->loop;
@@ -506,9 +574,13 @@ static void conn_close(struct conn *c)
     }
     close(c->fd);
     if (c->req) {
-        req_free(c->req);
-        __atomic_sub_fetch(&lp->srv->inflight, 1, __ATOMIC_RELAXED);
+        bool counted = c->state != C_STREAM; /* a stream stopped counting when it began */
+        req_free(c->req); /* a stream's cleanup: no wake follows it */
+        if (counted) {
+            __atomic_sub_fetch(&lp->srv->inflight, 1, __ATOMIC_RELAXED);
+        }
     }
+    unqueue(c);
     buf_fini(&c->in);
     buf_fini(&c->out);
     /* Other events of this epoll batch may still name c: free it after the batch. */
@@ -777,10 +849,110 @@ static enum step step_body(struct conn *c)
     return try_read(c, READ_CHUNK * 4);
 }
 
+static void conn_run(struct conn *c);
+
+/* Queues the head of a streaming answer and enters C_STREAM. */
+static void begin_stream(struct conn *c)
+{
+    struct http_req *req = c->req;
+    const struct http_config *cfg = &c->loop->srv->cfg;
+    if (cfg->observe) {
+        cfg->observe(cfg->observe_arg, req, req->tag, req->status,
+                     time_mono_ns() - req->started_ns);
+    }
+    struct buf *o = &c->out;
+    buf_adds(o, "HTTP/1.1 ");
+    buf_add_u64(o, req->status);
+    buf_addc(o, ' ');
+    buf_adds(o, reason(req->status));
+    buf_adds(o, "\r\n");
+    add_date(o);
+    buf_adds(o, "Content-Type: ");
+    buf_adds(o, req->content_type);
+    buf_adds(o, "\r\n");
+    if (req->request_id[0]) {
+        buf_adds(o, "X-Request-Id: ");
+        buf_adds(o, req->request_id);
+        buf_adds(o, "\r\n");
+    }
+    for (struct hdr *h = req->headers; h; h = h->next) {
+        buf_adds(o, h->name);
+        buf_adds(o, ": ");
+        buf_adds(o, h->value);
+        buf_adds(o, "\r\n");
+    }
+    buf_adds(o, "Connection: close\r\n\r\n");
+    c->close_after = true;
+    c->state = C_STREAM;
+    __atomic_sub_fetch(&c->loop->srv->inflight, 1, __ATOMIC_RELAXED);
+    req->pump_again = req->pump(req->pump_arg, req, HTTP_PUMP_MORE);
+}
+
+/* Discards what a streaming client sends; STEP_CLOSED when it has gone. */
+static enum step drain_input(struct conn *c)
+{
+    char scratch[4096];
+    for (;;) {
+        ssize_t r = conn_recv(c, scratch, sizeof scratch);
+        if (r > 0) {
+            continue;
+        }
+        if (r < 0 && errno == EINTR) {
+            continue;
+        }
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            return STEP_GO;
+        }
+        conn_close(c);
+        return STEP_CLOSED;
+    }
+}
+
+/* Drives a stream: sends what is queued; once it is all sent, ends the stream or lets the
+ * pump add more when it asked to be called again. */
+static enum step step_stream(struct conn *c)
+{
+    if (drain_input(c) == STEP_CLOSED) {
+        return STEP_CLOSED;
+    }
+    for (;;) {
+        enum step s = flush(c);
+        if (s != STEP_GO) {
+            return s;
+        }
+        struct http_req *req = c->req;
+        if (req->stream_end) {
+            conn_close(c);
+            return STEP_CLOSED;
+        }
+        if (!req->pump_again) {
+            return STEP_WAIT;
+        }
+        req->pump_again = req->pump(req->pump_arg, req, HTTP_PUMP_MORE);
+        if (c->out.len == 0 && !req->stream_end) {
+            return STEP_WAIT;
+        }
+    }
+}
+
+/* Calls a stream's pump for reason why (a wake or a tick), then sends what it queued. */
+static void pump_stream(struct conn *c, enum http_pump_reason why)
+{
+    struct http_req *req = c->req;
+    if (!req->stream_end) {
+        req->pump_again = req->pump(req->pump_arg, req, why);
+    }
+    conn_run(c);
+}
+
 static void dispatch(struct conn *c)
 {
     struct http_req *req = c->req;
     c->loop->srv->cfg.handler(c->loop->srv->cfg.handler_arg, req);
+    if (req->pump) {
+        begin_stream(c);
+        return;
+    }
     pthread_mutex_lock(&req->mu);
     bool answered = req->answered;
     bool deferred = req->deferred;
@@ -810,6 +982,7 @@ static void conn_run(struct conn *c)
         case C_HEAD: s = step_head(c); break;
         case C_BODY: s = step_body(c); break;
         case C_HANDLING: dispatch(c); break;
+        case C_STREAM: s = step_stream(c); break;
         case C_DEFERRED:
         case C_CLOSED: return;
         case C_WRITING:
@@ -966,9 +1139,22 @@ static void run_completions(struct loop *lp)
         adopt(lp, fds[i]);
     }
     while (c) {
+        /* queued stays set until its turn, so a post meanwhile (a stream's wake) cannot
+         * relink it onto the new queue while this list still runs through it */
+        pthread_mutex_lock(&lp->mu);
         struct conn *next = c->done_next;
-        finish_request(c);
-        conn_run(c);
+        c->queued = false;
+        bool woken = c->woken;
+        c->woken = false;
+        pthread_mutex_unlock(&lp->mu);
+        if (c->state == C_STREAM) {
+            if (woken) {
+                pump_stream(c, HTTP_PUMP_MORE);
+            }
+        } else if (c->state == C_DEFERRED) {
+            finish_request(c);
+            conn_run(c);
+        }
         c = next;
     }
 }
@@ -993,7 +1179,9 @@ static void expire_idle(struct loop *lp, uint64_t now_ms)
     for (struct conn *c = lp->conns; c;) {
         struct conn *next = c->next; /* read first: conn_close relinks c onto dead */
         bool busy = c->state == C_HANDLING || c->state == C_DEFERRED;
-        if (!busy && too_slow(c, lim, now_ms)) {
+        if (c->state == C_STREAM && now_ms - c->active_ms <= limit_ms) {
+            pump_stream(c, HTTP_PUMP_TICK); /* heartbeats; a stalled reader times out below */
+        } else if (!busy && too_slow(c, lim, now_ms)) {
             put_error(c, 408, "request_timeout", "the request did not arrive in time");
             c->head_ms = c->body_ms = 0;
             conn_run(c); /* sends what it can, then closes */

@@ -83,6 +83,35 @@ void http_respond(struct http_req *req, unsigned status, struct buf *body,
 /* Marks the request as answered later: the connection is suspended until http_respond. */
 void http_defer(struct http_req *req);
 
+/* ---- streaming answers (Server-Sent Events) ----
+ *
+ * A handler may answer with a stream instead of a body: http_stream_start (on the I/O thread,
+ * during the handler) queues the status line and headers (no Content-Length; the body ends
+ * when the connection closes) and hands the connection to pump, which the connection's I/O
+ * thread calls with HTTP_PUMP_MORE once at the start, after http_stream_wake, and when the
+ * output has drained after a call that returned true; and with HTTP_PUMP_TICK about once a
+ * second. The pump writes with http_stream_write while http_stream_room allows (so a slow
+ * client never makes the server buffer more than HTTP_STREAM_MAX_BYTES) and returns true when
+ * it stopped for lack of room. http_stream_end closes the connection once the output is sent.
+ * When the connection closes (the end, the client gone, the idle timeout, the server
+ * stopping) the request's cleanup (http_set_user) runs on the I/O thread; no pump call and no
+ * wake may follow it. A stream does not count as in flight (http_server_inflight). */
+enum { HTTP_STREAM_MAX_BYTES = 256 * 1024 };
+enum http_pump_reason { HTTP_PUMP_MORE, HTTP_PUMP_TICK };
+typedef bool http_pump_fn(void *arg, struct http_req *req, enum http_pump_reason why);
+void http_stream_start(struct http_req *req, unsigned status, const char *content_type,
+                       http_pump_fn *pump, void *arg);
+/* Queues bytes on the stream (pump only). */
+void http_stream_write(struct http_req *req, const void *p, size_t n);
+/* Bytes the pump may still queue before the stream is full (pump only). */
+size_t http_stream_room(const struct http_req *req);
+/* Bytes queued and not yet sent (pump only). */
+size_t http_stream_queued(const struct http_req *req);
+/* Ends the stream after what is queued (pump only). */
+void http_stream_end(struct http_req *req);
+/* Asks for a pump call soon (any thread, until the request's cleanup has started). */
+void http_stream_wake(struct http_req *req);
+
 /* Percent-decodes s[0..n) into out (NUL-terminated). '+' becomes a space when plus_space.
  * Returns 0, or ERR_INVALID on a bad escape or an encoded NUL. */
 int http_url_decode(const char *s, size_t n, bool plus_space, struct buf *out);

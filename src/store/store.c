@@ -1418,6 +1418,11 @@ void store_set_idem_ttl(struct store *st, uint64_t ttl_us)
 
 /* ---- readers ---- */
 
+uint64_t store_published(const struct store *st)
+{
+    return __atomic_load_n(&st->published, __ATOMIC_ACQUIRE);
+}
+
 int store_read_begin(struct store *st, struct store_reader **out)
 {
     struct store_reader *r = xmalloc(sizeof(*r));

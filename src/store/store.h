@@ -96,6 +96,9 @@ int store_find_id(struct store *st, struct store_reader *r, const uint8_t id[UUI
 
 /* ---- readers, any thread ---- */
 
+/* The newest durable position (0 = empty): what a reader opened now would see. */
+uint64_t store_published(const struct store *st);
+
 /* Opens a consistent view. Returns 0 or ERR_IO. End it with store_read_end. */
 int store_read_begin(struct store *st, struct store_reader **out);
 void store_read_end(struct store_reader *r);

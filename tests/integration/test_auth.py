@@ -273,6 +273,12 @@ ROUTES = [
           prepare=lambda c: (lambda n: (f"/v1/databases/main/streams/{n}?hard=true", None,
                                         "main", None, n))(c.fresh_stream()),
           unchanged=_stream_gone_check),
+    # a subscription never ends: these carry a parameter the handler refuses (400), which it
+    # only gets to once the key passed (see classify)
+    Route("GET", "/v1/databases/main/events/live?limit=1", "read", db="main"),
+    Route("GET", "/v1/databases/main/streams/s1/events/live?limit=1", "read", db="main"),
+    Route("GET", "/v1/connections", "admin"),
+    Route("DELETE", "/v1/connections/999999", "admin"),
     Route("GET", "/v1/keys", "admin"),
     Route("POST", "/v1/keys", "admin", key_route="create",
           prepare=lambda c: ("/v1/keys", {"scope": "read", "database": "main",
@@ -328,10 +334,13 @@ def expected(route, kind, target_db, key_db):
     return "ok"
 
 
-def classify(st, b):
+def classify(st, b, path=""):
     code = b.get("error", {}).get("code") if isinstance(b, dict) else None
     if 200 <= st < 300:
         return "ok"
+    if (st == 400 and code == "invalid_parameter" and "/live?" in path) or \
+            (st == 404 and code == "connection_not_found"):
+        return "ok"  # the live routes above: refused by their handler, after authorization
     if st == 401 and code == "unauthorized":
         return "401"
     if st == 403 and code == "forbidden":
@@ -400,7 +409,7 @@ def test_auth_matrix_every_route_every_kind_of_key():
                 hdr = bearer(kind.key) if (ri + ki) % 2 == 0 else xkey(kind.key)
                 st, h, b = s.request(route.method, path, body, headers=hdr)
                 tried += 1
-                got = classify(st, b)
+                got = classify(st, b, path)
                 where = f"{route.name} with {kind.name} key ({path})"
                 if got != want:
                     failures.append(f"{where}: expected {want}, got {st} {b!r}")
@@ -500,7 +509,7 @@ def test_auth_development_mode():
                 continue
             path, body, _, _, _ = route.prepare(ctx)
             st, _, b = s.request(route.method, path, body)
-            if not 200 <= st < 300:
+            if classify(st, b, path) != "ok":
                 failures.append(f"{route.name} ({path}) without a key: {st} {b!r}")
         check(not failures, "development mode refused:\n" + "\n".join(failures))
         # the key routes too, as long as they create nothing

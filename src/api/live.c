@@ -1,0 +1,305 @@
+#include "api/live.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/out.h"
+#include "util/errors.h"
+#include "util/timeutil.h"
+
+enum {
+    LIVE_PAGE = 256,            /* events read per query while catching up */
+    LIVE_LOW_ROOM = 64 * 1024,  /* stop reading when less output room than this is left */
+    LIVE_LABEL_BYTES = 200,     /* of a subscription's label in listings */
+};
+
+struct live_registry {
+    struct live_config cfg;
+    pthread_mutex_t mu;         /* guards the list, next_id, count */
+    struct live_sub *subs;      /* open subscriptions */
+    uint64_t next_id;
+    unsigned count;
+};
+
+/* One SSE subscriber. Fields without a note belong to its connection's I/O thread. */
+struct live_sub {
+    uint64_t id;
+    struct live_registry *reg;
+    struct db *db;              /* acquired */
+    struct parsed_query pq;     /* filter and query template */
+    struct http_req *req;       /* the stream */
+    struct engine_watch *watch; /* commit notifications */
+    uint64_t next;              /* atomic (read by listings): next position to deliver */
+    uint64_t delivered;         /* atomic (read by listings): events sent */
+    uint64_t buffered;          /* atomic (read by listings): output queued after the last
+                                   pump call */
+    bool caught_up;             /* reached the head once: lag limits apply from then on */
+    bool gone;                  /* atomic: the database was deleted */
+    bool kill;                  /* atomic: closed through the admin API */
+    bool started;               /* the stream's preamble was sent */
+    bool full;                  /* on_event stopped the page: the output is full */
+    uint64_t last_sent;         /* position of the last event sent */
+    uint64_t last_out_ms;       /* last write, for heartbeats */
+    int64_t since_us;           /* when it began */
+    char label[LIVE_LABEL_BYTES + 1];
+    char peer[48];
+    struct live_sub *prev, *next_sub; /* registry list (guarded by reg->mu) */
+};
+
+struct live_registry *live_registry_new(const struct live_config *cfg)
+{
+    struct live_registry *reg = xcalloc(1, sizeof(*reg));
+    reg->cfg = *cfg;
+    pthread_mutex_init(&reg->mu, NULL);
+    reg->next_id = 1;
+    return reg;
+}
+
+void live_registry_free(struct live_registry *reg)
+{
+    if (!reg) {
+        return;
+    }
+    pthread_mutex_destroy(&reg->mu);
+    free(reg);
+}
+
+/* ---- output ---- */
+
+static void emit(struct live_sub *s, const char *p, size_t n)
+{
+    http_stream_write(s->req, p, n);
+    s->last_out_ms = time_mono_ns() / 1000000;
+}
+
+static void emit_buf(struct live_sub *s, struct buf *b)
+{
+    emit(s, b->ptr, b->len);
+    buf_reset(b);
+}
+
+/* Sends an `error` message and ends the stream. */
+static void fail(struct live_sub *s, const char *code, const char *message)
+{
+    struct buf b;
+    buf_init(&b);
+    buf_printf(&b, "event: error\ndata: {\"code\":\"%s\",\"message\":\"%s\"}\n\n", code, message);
+    emit_buf(s, &b);
+    buf_fini(&b);
+    http_stream_end(s->req);
+}
+
+static int on_event(void *arg, const struct event_rec *ev)
+{
+    struct live_sub *s = arg;
+    struct buf b;
+    buf_init(&b);
+    buf_adds(&b, "id: ");
+    buf_add_u64(&b, ev->position);
+    buf_adds(&b, "\ndata: ");
+    out_event(&b, ev); /* one line: stored JSON is minified */
+    buf_adds(&b, "\n\n");
+    emit_buf(s, &b);
+    buf_fini(&b);
+    __atomic_add_fetch(&s->delivered, 1, __ATOMIC_RELAXED);
+    s->last_sent = ev->position;
+    s->full = http_stream_room(s->req) < LIVE_LOW_ROOM; /* at most one event past the cap */
+    return s->full ? 1 : 0;
+}
+
+/* ---- the loop: catch up, then wait ---- */
+
+/* Reads and sends matching events from s->next while the output has room. Returns true when
+ * it stopped for lack of room, false when caught up (or ended). */
+static bool catch_up(struct live_sub *s)
+{
+    while (http_stream_room(s->req) >= LIVE_LOW_ROOM) {
+        struct engine_query q = s->pq.q;
+        q.filter = &s->pq.filter;
+        q.has_from = true;
+        q.from = __atomic_load_n(&s->next, __ATOMIC_RELAXED);
+        q.limit = LIVE_PAGE;
+        q.budget = QUERY_BUDGET;
+        struct engine_query_result res;
+        s->full = false;
+        int rc = engine_query(s->db, &q, on_event, s, &res);
+        if (rc) {
+            fail(s, "storage_error", "reading the log failed; reconnect to resume");
+            return false;
+        }
+        if (s->full) { /* stopped mid-page: go on after the last event sent */
+            __atomic_store_n(&s->next, s->last_sent + 1, __ATOMIC_RELAXED);
+            return true;
+        }
+        uint64_t next = res.next ? res.next : res.head + 1;
+        if (next > q.from) {
+            __atomic_store_n(&s->next, next, __ATOMIC_RELAXED);
+        }
+        if (!res.next) {
+            if (!s->caught_up) {
+                s->caught_up = true;
+                struct buf b;
+                buf_init(&b);
+                buf_printf(&b, "event: caught_up\ndata: {\"position\":%llu}\n\n",
+                           (unsigned long long)res.head);
+                emit_buf(s, &b);
+                buf_fini(&b);
+            }
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool on_pump(void *arg, struct http_req *req, enum http_pump_reason why)
+{
+    struct live_sub *s = arg;
+    if (!s->started) {
+        s->started = true;
+        emit(s, "retry: 2000\n\n", 13); /* EventSource reconnects after 2 s */
+    }
+    if (__atomic_load_n(&s->kill, __ATOMIC_ACQUIRE)) {
+        fail(s, "closed", "closed by an administrator");
+        return false;
+    }
+    if (__atomic_load_n(&s->gone, __ATOMIC_ACQUIRE)) {
+        fail(s, "database_deleted", "the database was deleted");
+        return false;
+    }
+    uint64_t next = __atomic_load_n(&s->next, __ATOMIC_RELAXED);
+    uint64_t max_lag = s->reg->cfg.max_lag;
+    if (s->caught_up && max_lag && engine_db_head(s->db) + 1 - next > max_lag) {
+        fail(s, "too_far_behind", "the subscriber fell too far behind the log; reconnect "
+                                  "with Last-Event-ID to catch up");
+        return false;
+    }
+    bool more = catch_up(s);
+    uint64_t now_ms = time_mono_ns() / 1000000;
+    if (why == HTTP_PUMP_TICK && now_ms - s->last_out_ms >= s->reg->cfg.heartbeat_s * 1000ull) {
+        emit(s, ": heartbeat\n\n", 13);
+    }
+    __atomic_store_n(&s->buffered, http_stream_queued(req), __ATOMIC_RELAXED);
+    return more;
+}
+
+/* Writer thread: a commit (or the database's deletion). */
+static void on_commit(void *arg, bool gone)
+{
+    struct live_sub *s = arg;
+    if (gone) {
+        __atomic_store_n(&s->gone, true, __ATOMIC_RELEASE);
+    }
+    http_stream_wake(s->req);
+}
+
+/* The connection closed: no pump call or wake follows once the watch is gone. */
+static void on_closed(void *user)
+{
+    struct live_sub *s = user;
+    engine_unwatch(s->watch);
+    struct live_registry *reg = s->reg;
+    pthread_mutex_lock(&reg->mu);
+    if (s->prev) {
+        s->prev->next_sub = s->next_sub;
+    } else {
+        reg->subs = s->next_sub;
+    }
+    if (s->next_sub) {
+        s->next_sub->prev = s->prev;
+    }
+    reg->count--;
+    pthread_mutex_unlock(&reg->mu);
+    parsed_query_fini(&s->pq);
+    engine_db_release(s->db);
+    free(s);
+}
+
+void live_sse(struct live_registry *reg, struct http_req *req, struct db *db,
+              struct parsed_query *pq, uint64_t first, const char *label)
+{
+    struct live_sub *s = xcalloc(1, sizeof(*s));
+    s->reg = reg;
+    s->db = db;
+    s->pq = *pq;
+    s->pq.q.filter = &s->pq.filter;
+    memset(pq, 0, sizeof(*pq));
+    filter_init(&pq->filter); /* the caller's fini finds nothing to free */
+    s->req = req;
+    s->next = first ? first : 1;
+    s->since_us = time_now_us();
+    s->last_out_ms = time_mono_ns() / 1000000;
+    snprintf(s->label, sizeof s->label, "%s", label);
+    snprintf(s->peer, sizeof s->peer, "%s", http_req_peer(req));
+    if (engine_watch(db, on_commit, s, &s->watch) != 0) {
+        out_error(req, 404, "database_not_found", "no such database", NULL);
+        parsed_query_fini(&s->pq);
+        engine_db_release(db);
+        free(s);
+        return;
+    }
+    pthread_mutex_lock(&reg->mu);
+    s->id = reg->next_id++;
+    s->next_sub = reg->subs;
+    if (reg->subs) {
+        reg->subs->prev = s;
+    }
+    reg->subs = s;
+    reg->count++;
+    pthread_mutex_unlock(&reg->mu);
+    http_set_user(req, s, on_closed);
+    http_add_header(req, "Cache-Control", "no-cache");
+    http_add_header(req, "X-Accel-Buffering", "no");
+    http_stream_start(req, 200, "text/event-stream", on_pump, s);
+}
+
+/* ---- the registry ---- */
+
+void live_list(struct live_registry *reg, struct buf *out)
+{
+    buf_addc(out, '[');
+    pthread_mutex_lock(&reg->mu);
+    for (struct live_sub *s = reg->subs; s; s = s->next_sub) {
+        buf_printf(out, "%s{\"id\":%llu,\"kind\":\"sse\",\"database\":", s == reg->subs ? "" : ",",
+                   (unsigned long long)s->id);
+        const char *name = engine_db_name(s->db);
+        buf_add_json_str(out, name, strlen(name));
+        buf_adds(out, ",\"path\":");
+        buf_add_json_str(out, s->label, strlen(s->label));
+        buf_adds(out, ",\"peer\":");
+        buf_add_json_str(out, s->peer, strlen(s->peer));
+        buf_addc(out, ',');
+        out_time_field(out, "since", s->since_us, false);
+        buf_printf(out, ",\"position\":%llu,\"delivered\":%llu,\"buffered\":%llu}",
+                   (unsigned long long)__atomic_load_n(&s->next, __ATOMIC_RELAXED) - 1,
+                   (unsigned long long)__atomic_load_n(&s->delivered, __ATOMIC_RELAXED),
+                   (unsigned long long)__atomic_load_n(&s->buffered, __ATOMIC_RELAXED));
+    }
+    pthread_mutex_unlock(&reg->mu);
+    buf_addc(out, ']');
+}
+
+int live_close(struct live_registry *reg, uint64_t id)
+{
+    int rc = ERR_NOTFOUND;
+    pthread_mutex_lock(&reg->mu); /* keeps s alive: its cleanup takes this lock */
+    for (struct live_sub *s = reg->subs; s; s = s->next_sub) {
+        if (s->id == id) {
+            __atomic_store_n(&s->kill, true, __ATOMIC_RELEASE);
+            http_stream_wake(s->req);
+            rc = 0;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&reg->mu);
+    return rc;
+}
+
+unsigned live_count(struct live_registry *reg)
+{
+    pthread_mutex_lock(&reg->mu);
+    unsigned n = reg->count;
+    pthread_mutex_unlock(&reg->mu);
+    return n;
+}
