@@ -6,7 +6,10 @@
 #include <string.h>
 
 #include "api/out.h"
+#include "json/jsonx.h"
+#include "json/validate.h"
 #include "util/errors.h"
+#include "util/limits.h"
 #include "util/timeutil.h"
 
 enum {
@@ -39,6 +42,10 @@ struct live_sub {
     bool gone;                  /* atomic: the database was deleted */
     bool kill;                  /* atomic: closed through the admin API */
     bool started;               /* the stream's preamble was sent */
+    bool ws;                    /* a WebSocket (else SSE) */
+    bool active;                /* subscribed (a WebSocket between subscribe and unsubscribe) */
+    char *stream;               /* WebSocket on a stream's path: its name (owned), else NULL */
+    size_t stream_len;
     bool full;                  /* on_event stopped the page: the output is full */
     uint64_t last_sent;         /* position of the last event sent */
     uint64_t last_out_ms;       /* last write, for heartbeats */
@@ -80,15 +87,46 @@ static void emit_buf(struct live_sub *s, struct buf *b)
     buf_reset(b);
 }
 
-/* Sends an `error` message and ends the stream. */
-static void fail(struct live_sub *s, const char *code, const char *message)
+/* Sends a WebSocket message. */
+static void ws_out(struct live_sub *s, struct buf *b)
+{
+    http_ws_send(s->req, b->ptr, b->len);
+    s->last_out_ms = time_mono_ns() / 1000000;
+    buf_reset(b);
+}
+
+/* Sends an error message (code and message are plain text without quotes). */
+static void send_error(struct live_sub *s, const char *code, const char *message,
+                       const char *field)
 {
     struct buf b;
     buf_init(&b);
-    buf_printf(&b, "event: error\ndata: {\"code\":\"%s\",\"message\":\"%s\"}\n\n", code, message);
-    emit_buf(s, &b);
+    if (s->ws) {
+        buf_printf(&b, "{\"type\":\"error\",\"code\":\"%s\",\"message\":", code);
+        buf_add_json_str(&b, message, strlen(message));
+        if (field && field[0]) {
+            buf_adds(&b, ",\"field\":");
+            buf_add_json_str(&b, field, strlen(field));
+        }
+        buf_addc(&b, '}');
+        ws_out(s, &b);
+    } else {
+        buf_printf(&b, "event: error\ndata: {\"code\":\"%s\",\"message\":\"%s\"}\n\n", code,
+                   message);
+        emit_buf(s, &b);
+    }
     buf_fini(&b);
-    http_stream_end(s->req);
+}
+
+/* Sends an error message and ends the stream (a WebSocket with close code ws_code). */
+static void fail(struct live_sub *s, const char *code, const char *message)
+{
+    send_error(s, code, message, NULL);
+    if (s->ws) {
+        http_ws_close(s->req, strcmp(code, "too_far_behind") == 0 ? 1008 : 1001, code);
+    } else {
+        http_stream_end(s->req);
+    }
 }
 
 static int on_event(void *arg, const struct event_rec *ev)
@@ -96,12 +134,19 @@ static int on_event(void *arg, const struct event_rec *ev)
     struct live_sub *s = arg;
     struct buf b;
     buf_init(&b);
-    buf_adds(&b, "id: ");
-    buf_add_u64(&b, ev->position);
-    buf_adds(&b, "\ndata: ");
-    out_event(&b, ev); /* one line: stored JSON is minified */
-    buf_adds(&b, "\n\n");
-    emit_buf(s, &b);
+    if (s->ws) {
+        buf_adds(&b, "{\"type\":\"event\",\"event\":");
+        out_event(&b, ev);
+        buf_addc(&b, '}');
+        ws_out(s, &b);
+    } else {
+        buf_adds(&b, "id: ");
+        buf_add_u64(&b, ev->position);
+        buf_adds(&b, "\ndata: ");
+        out_event(&b, ev); /* one line: stored JSON is minified */
+        buf_adds(&b, "\n\n");
+        emit_buf(s, &b);
+    }
     buf_fini(&b);
     __atomic_add_fetch(&s->delivered, 1, __ATOMIC_RELAXED);
     s->last_sent = ev->position;
@@ -142,9 +187,15 @@ static bool catch_up(struct live_sub *s)
                 s->caught_up = true;
                 struct buf b;
                 buf_init(&b);
-                buf_printf(&b, "event: caught_up\ndata: {\"position\":%llu}\n\n",
-                           (unsigned long long)res.head);
-                emit_buf(s, &b);
+                if (s->ws) {
+                    buf_printf(&b, "{\"type\":\"caught_up\",\"position\":%llu}",
+                               (unsigned long long)res.head);
+                    ws_out(s, &b);
+                } else {
+                    buf_printf(&b, "event: caught_up\ndata: {\"position\":%llu}\n\n",
+                               (unsigned long long)res.head);
+                    emit_buf(s, &b);
+                }
                 buf_fini(&b);
             }
             return false;
@@ -158,7 +209,9 @@ static bool on_pump(void *arg, struct http_req *req, enum http_pump_reason why)
     struct live_sub *s = arg;
     if (!s->started) {
         s->started = true;
-        emit(s, "retry: 2000\n\n", 13); /* EventSource reconnects after 2 s */
+        if (!s->ws) {
+            emit(s, "retry: 2000\n\n", 13); /* EventSource reconnects after 2 s */
+        }
     }
     if (__atomic_load_n(&s->kill, __ATOMIC_ACQUIRE)) {
         fail(s, "closed", "closed by an administrator");
@@ -170,15 +223,20 @@ static bool on_pump(void *arg, struct http_req *req, enum http_pump_reason why)
     }
     uint64_t next = __atomic_load_n(&s->next, __ATOMIC_RELAXED);
     uint64_t max_lag = s->reg->cfg.max_lag;
-    if (s->caught_up && max_lag && engine_db_head(s->db) + 1 - next > max_lag) {
+    if (s->active && s->caught_up && max_lag && engine_db_head(s->db) + 1 - next > max_lag) {
         fail(s, "too_far_behind", "the subscriber fell too far behind the log; reconnect "
                                   "with Last-Event-ID to catch up");
         return false;
     }
-    bool more = catch_up(s);
+    bool more = s->active && catch_up(s);
     uint64_t now_ms = time_mono_ns() / 1000000;
     if (why == HTTP_PUMP_TICK && now_ms - s->last_out_ms >= s->reg->cfg.heartbeat_s * 1000ull) {
-        emit(s, ": heartbeat\n\n", 13);
+        if (s->ws) {
+            http_ws_ping(s->req);
+            s->last_out_ms = now_ms;
+        } else {
+            emit(s, ": heartbeat\n\n", 13);
+        }
     }
     __atomic_store_n(&s->buffered, http_stream_queued(req), __ATOMIC_RELAXED);
     return more;
@@ -213,31 +271,31 @@ static void on_closed(void *user)
     pthread_mutex_unlock(&reg->mu);
     parsed_query_fini(&s->pq);
     engine_db_release(s->db);
+    free(s->stream);
     free(s);
 }
 
-void live_sse(struct live_registry *reg, struct http_req *req, struct db *db,
-              struct parsed_query *pq, uint64_t first, const char *label)
+/* A new subscriber of db on req, watching commits and listed. Returns NULL (answered 404)
+ * when db is being deleted. */
+static struct live_sub *sub_new(struct live_registry *reg, struct http_req *req, struct db *db,
+                                const char *label)
 {
     struct live_sub *s = xcalloc(1, sizeof(*s));
     s->reg = reg;
     s->db = db;
-    s->pq = *pq;
-    s->pq.q.filter = &s->pq.filter;
-    memset(pq, 0, sizeof(*pq));
-    filter_init(&pq->filter); /* the caller's fini finds nothing to free */
     s->req = req;
-    s->next = first ? first : 1;
+    s->next = 1;
+    filter_init(&s->pq.filter);
     s->since_us = time_now_us();
     s->last_out_ms = time_mono_ns() / 1000000;
     snprintf(s->label, sizeof s->label, "%s", label);
     snprintf(s->peer, sizeof s->peer, "%s", http_req_peer(req));
     if (engine_watch(db, on_commit, s, &s->watch) != 0) {
         out_error(req, 404, "database_not_found", "no such database", NULL);
-        parsed_query_fini(&s->pq);
+        filter_fini(&s->pq.filter);
         engine_db_release(db);
         free(s);
-        return;
+        return NULL;
     }
     pthread_mutex_lock(&reg->mu);
     s->id = reg->next_id++;
@@ -249,9 +307,155 @@ void live_sse(struct live_registry *reg, struct http_req *req, struct db *db,
     reg->count++;
     pthread_mutex_unlock(&reg->mu);
     http_set_user(req, s, on_closed);
+    return s;
+}
+
+void live_sse(struct live_registry *reg, struct http_req *req, struct db *db,
+              struct parsed_query *pq, uint64_t first, const char *label)
+{
+    struct live_sub *s = sub_new(reg, req, db, label);
+    if (!s) {
+        return;
+    }
+    filter_fini(&s->pq.filter);
+    s->pq = *pq;
+    s->pq.q.filter = &s->pq.filter;
+    memset(pq, 0, sizeof(*pq));
+    filter_init(&pq->filter); /* the caller's fini finds nothing to free */
+    s->next = first ? first : 1;
+    s->active = true;
     http_add_header(req, "Cache-Control", "no-cache");
     http_add_header(req, "X-Accel-Buffering", "no");
     http_stream_start(req, 200, "text/event-stream", on_pump, s);
+}
+
+/* ---- WebSocket subscriptions ---- */
+
+static void ws_reply(struct live_sub *s, const char *json)
+{
+    struct buf b;
+    buf_init(&b);
+    buf_adds(&b, json);
+    ws_out(s, &b);
+    buf_fini(&b);
+}
+
+/* The start of a subscribe message: `after` (continue after a position), else `from` (a
+ * position, or "latest"), else 1. Returns 0 or ERR_INVALID (*field set). */
+static int ws_start(struct live_sub *s, struct slice msg, uint64_t *out, const char **field)
+{
+    struct slice v;
+    char text[32];
+    uint64_t n;
+    bool has_after = jsonx_member(msg, "after", &v);
+    *field = has_after ? "after" : "from";
+    if (!has_after && !jsonx_member(msg, "from", &v)) {
+        *out = 1;
+        return 0;
+    }
+    if (!has_after && v.len == 8 && memcmp(v.ptr, "\"latest\"", 8) == 0) {
+        *out = engine_db_head(s->db) + 1;
+        return 0;
+    }
+    if (v.len >= sizeof text) {
+        return ERR_INVALID;
+    }
+    memcpy(text, v.ptr, v.len);
+    text[v.len] = '\0';
+    if (parse_u64(text, &n) != 0 || (!has_after && n == 0) || n == UINT64_MAX) {
+        return ERR_INVALID;
+    }
+    *out = has_after ? n + 1 : n;
+    return 0;
+}
+
+/* Replaces the connection's subscription with the one msg asks for. */
+static void ws_subscribe(struct live_sub *s, struct slice msg)
+{
+    struct filter f;
+    struct parse_error pe;
+    struct slice fv;
+    uint64_t first;
+    const char *field;
+    if (ws_start(s, msg, &first, &field) != 0) {
+        send_error(s, "invalid_message", "a position from 1 (from: or \"latest\"; after:)",
+                   field);
+        return;
+    }
+    int rc = 0;
+    if (jsonx_member(msg, "filter", &fv)) {
+        rc = parse_filter_text(fv, "filter", &f, &pe);
+    } else {
+        filter_init(&f);
+    }
+    if (rc) {
+        send_error(s, "invalid_message", pe.message, pe.field);
+        return;
+    }
+    if (s->stream) {
+        struct filter only;
+        filter_init(&only);
+        struct pattern p = {PAT_EXACT, {s->stream, s->stream_len}};
+        rc = filter_add_atom(&only, filter_add_item(&only), FF_STREAM, &p, 1);
+        if (!rc) rc = filter_and(&f, &only);
+        filter_fini(&only);
+    }
+    if (rc) {
+        filter_fini(&f);
+        send_error(s, "invalid_message", "the filter is too large", "filter");
+        return;
+    }
+    filter_fini(&s->pq.filter);
+    memset(&s->pq, 0, sizeof s->pq);
+    s->pq.filter = f;
+    s->pq.q.filter = &s->pq.filter;
+    __atomic_store_n(&s->next, first, __ATOMIC_RELAXED);
+    s->caught_up = false;
+    s->active = true;
+    struct buf b;
+    buf_init(&b);
+    buf_printf(&b, "{\"type\":\"subscribed\",\"from\":%llu}", (unsigned long long)first);
+    ws_out(s, &b);
+    buf_fini(&b);
+    http_stream_wake(s->req); /* the pump catches up */
+}
+
+static void on_ws_msg(void *arg, struct http_req *req, int opcode, const char *p, size_t n)
+{
+    (void)req;
+    struct live_sub *s = arg;
+    struct jsonv_error je;
+    struct slice msg = {p, n}, type;
+    if (opcode != HTTP_WS_TEXT || jsonv_validate(p, n, LIMIT_JSON_DEPTH, &je) != 0 ||
+        jsonx_kind(msg) != '{' || !jsonx_member(msg, "type", &type)) {
+        send_error(s, "invalid_message", "messages are JSON objects with a type", NULL);
+        return;
+    }
+    if (type.len == 11 && memcmp(type.ptr, "\"subscribe\"", 11) == 0) {
+        ws_subscribe(s, msg);
+    } else if (type.len == 13 && memcmp(type.ptr, "\"unsubscribe\"", 13) == 0) {
+        s->active = false;
+        ws_reply(s, "{\"type\":\"unsubscribed\"}");
+    } else if (type.len == 6 && memcmp(type.ptr, "\"ping\"", 6) == 0) {
+        ws_reply(s, "{\"type\":\"pong\"}");
+    } else {
+        send_error(s, "invalid_message", "type is subscribe, unsubscribe or ping", "type");
+    }
+}
+
+void live_ws(struct live_registry *reg, struct http_req *req, struct db *db,
+             const struct slice *stream, const char *label)
+{
+    struct live_sub *s = sub_new(reg, req, db, label);
+    if (!s) {
+        return;
+    }
+    s->ws = true;
+    if (stream) {
+        s->stream = xstrndup(stream->ptr, stream->len);
+        s->stream_len = stream->len;
+    }
+    http_ws_accept(req, on_ws_msg, on_pump, s);
 }
 
 /* ---- the registry ---- */
@@ -261,8 +465,9 @@ void live_list(struct live_registry *reg, struct buf *out)
     buf_addc(out, '[');
     pthread_mutex_lock(&reg->mu);
     for (struct live_sub *s = reg->subs; s; s = s->next_sub) {
-        buf_printf(out, "%s{\"id\":%llu,\"kind\":\"sse\",\"database\":", s == reg->subs ? "" : ",",
-                   (unsigned long long)s->id);
+        buf_printf(out, "%s{\"id\":%llu,\"kind\":\"%s\",\"database\":",
+                   s == reg->subs ? "" : ",", (unsigned long long)s->id,
+                   s->ws ? "websocket" : "sse");
         const char *name = engine_db_name(s->db);
         buf_add_json_str(out, name, strlen(name));
         buf_adds(out, ",\"path\":");

@@ -36,6 +36,12 @@ void live_registry_free(struct live_registry *reg);
 void live_sse(struct live_registry *reg, struct http_req *req, struct db *db,
               struct parsed_query *pq, uint64_t first, const char *label);
 
+/* Answers req (which asked to upgrade, http_ws_requested) with a WebSocket on which the
+ * client subscribes to events of db (of stream only, when given) with messages (docs/api.md).
+ * Takes over the reference on db. */
+void live_ws(struct live_registry *reg, struct http_req *req, struct db *db,
+             const struct slice *stream, const char *label);
+
 /* Appends the JSON array of open subscriptions to out. */
 void live_list(struct live_registry *reg, struct buf *out);
 /* Closes subscription id (it is told why, then disconnected). Returns 0 or ERR_NOTFOUND. */

@@ -950,15 +950,39 @@ static void live_start(struct call *c, const struct slice *stream)
     parsed_query_fini(&pq);
 }
 
+/* A WebSocket on a live path: its subscriptions come as messages. Answers 400 when the
+ * request asked to upgrade but not as RFC 6455 says. */
+static bool live_ws_start(struct call *c, const struct slice *stream)
+{
+    if (!http_req_header(c->req, "Upgrade")) {
+        return false;
+    }
+    if (!http_ws_requested(c->req)) {
+        out_error(c->req, 400, "invalid_upgrade",
+                  "a WebSocket upgrade needs Upgrade: websocket, Connection: Upgrade, "
+                  "Sec-WebSocket-Version: 13 and a Sec-WebSocket-Key",
+                  "Upgrade");
+        return true;
+    }
+    struct slice path = http_req_path(c->req);
+    char label[256];
+    snprintf(label, sizeof label, "%.*s", (int)(path.len < 250 ? path.len : 250), path.ptr);
+    live_ws(c->api->live, c->req, c->db, stream, label);
+    c->db = NULL; /* the connection holds the reference now */
+    return true;
+}
+
 static void log_live(struct call *c)
 {
-    live_start(c, NULL);
+    if (!live_ws_start(c, NULL)) {
+        live_start(c, NULL);
+    }
 }
 
 static void stream_live(struct call *c)
 {
     struct slice name;
-    if (stream_name(c, &name)) {
+    if (stream_name(c, &name) && !live_ws_start(c, &name)) {
         live_start(c, &name);
     }
 }

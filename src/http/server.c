@@ -20,7 +20,10 @@
 
 #include <arpa/inet.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
 #include <openssl/ssl.h>
+#include <wslay/wslay.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -82,6 +85,7 @@ struct http_req {
     http_pump_fn *pump;          /* streaming answer: its producer, or NULL */
     void *pump_arg;              /* passed to pump */
     bool stream_end;             /* http_stream_end was called */
+    http_ws_msg_fn *ws_msg;      /* WebSocket: the message callback (http_ws_accept) */
     bool pump_again;             /* the pump stopped for lack of room */
 };
 
@@ -107,6 +111,7 @@ struct conn {
     struct conn *done_next;      /* completion queue link */
     bool queued;                 /* on the loop's completion queue (guarded by loop->mu) */
     bool woken;                  /* a stream wake is pending (guarded by loop->mu) */
+    wslay_event_context_ptr ws;  /* a WebSocket's framing state, or NULL */
     char peer[48];               /* client address (text) */
     SSL *ssl;                    /* TLS session, or NULL for plain HTTP */
 };
@@ -581,6 +586,10 @@ static void conn_close(struct conn *c)
         }
     }
     unqueue(c);
+    if (c->ws) {
+        wslay_event_context_free(c->ws);
+        c->ws = NULL;
+    }
     buf_fini(&c->in);
     buf_fini(&c->out);
     /* Other events of this epoll batch may still name c: free it after the batch. */
@@ -851,7 +860,153 @@ static enum step step_body(struct conn *c)
 
 static void conn_run(struct conn *c);
 
-/* Queues the head of a streaming answer and enters C_STREAM. */
+/* ---- WebSocket framing (wslay, driven by our buffers) ---- */
+
+static bool has_token(const char *list, const char *token)
+{
+    size_t n = strlen(token);
+    for (const char *p = list; p && *p;) {
+        while (*p == ' ' || *p == '\t' || *p == ',') {
+            p++;
+        }
+        const char *end = p;
+        while (*end && *end != ',') {
+            end++;
+        }
+        const char *last = end;
+        while (last > p && (last[-1] == ' ' || last[-1] == '\t')) {
+            last--;
+        }
+        if ((size_t)(last - p) == n && strncasecmp(p, token, n) == 0) {
+            return true;
+        }
+        p = end;
+    }
+    return false;
+}
+
+bool http_ws_requested(const struct http_req *req)
+{
+    const char *up = http_req_header(req, "Upgrade");
+    const char *conn = http_req_header(req, "Connection");
+    const char *ver = http_req_header(req, "Sec-WebSocket-Version");
+    const char *key = http_req_header(req, "Sec-WebSocket-Key");
+    return up && strcasecmp(up, "websocket") == 0 && has_token(conn, "upgrade") && ver &&
+           strcmp(ver, "13") == 0 && key && strlen(key) == 24 && key[22] == '=' &&
+           key[23] == '=' && strcmp(req->method, "GET") == 0;
+}
+
+void http_ws_accept(struct http_req *req, http_ws_msg_fn *on_msg, http_pump_fn *pump,
+                    void *arg)
+{
+    static const char GUID[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    char both[24 + sizeof GUID];
+    snprintf(both, sizeof both, "%s%s", http_req_header(req, "Sec-WebSocket-Key"), GUID);
+    unsigned char digest[SHA_DIGEST_LENGTH];
+    SHA1((const unsigned char *)both, strlen(both), digest);
+    unsigned char accept[4 * ((SHA_DIGEST_LENGTH + 2) / 3) + 1];
+    EVP_EncodeBlock(accept, digest, SHA_DIGEST_LENGTH);
+    http_add_header(req, "Upgrade", "websocket");
+    http_add_header(req, "Connection", "Upgrade");
+    http_add_header(req, "Sec-WebSocket-Accept", (const char *)accept);
+    req->ws_msg = on_msg;
+    http_stream_start(req, 101, NULL, pump, arg);
+}
+
+static ssize_t ws_recv(wslay_event_context_ptr ctx, uint8_t *p, size_t n, int flags, void *user)
+{
+    (void)flags;
+    struct conn *c = user;
+    if (c->in.len) { /* bytes that came right behind the upgrade request */
+        size_t take = c->in.len < n ? c->in.len : n;
+        memcpy(p, c->in.ptr, take);
+        consume(c, take);
+        return (ssize_t)take;
+    }
+    ssize_t r = conn_recv(c, (char *)p, n);
+    if (r > 0) {
+        return r;
+    }
+    bool again = r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR);
+    wslay_event_set_error(ctx, again ? WSLAY_ERR_WOULDBLOCK : WSLAY_ERR_CALLBACK_FAILURE);
+    return -1;
+}
+
+static ssize_t ws_send(wslay_event_context_ptr ctx, const uint8_t *p, size_t n, int flags,
+                       void *user)
+{
+    (void)ctx;
+    (void)flags;
+    struct conn *c = user;
+    buf_add(&c->out, p, n); /* bounded by the pump's room checks */
+    return (ssize_t)n;
+}
+
+static void ws_on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *m,
+                      void *user)
+{
+    (void)ctx;
+    struct conn *c = user;
+    struct http_req *req = c->req;
+    if ((m->opcode == WSLAY_TEXT_FRAME || m->opcode == WSLAY_BINARY_FRAME) && !req->stream_end) {
+        req->ws_msg(req->pump_arg, req, m->opcode == WSLAY_TEXT_FRAME ? HTTP_WS_TEXT
+                                                                      : HTTP_WS_BINARY,
+                    (const char *)m->msg, m->msg_length);
+    }
+}
+
+static int ws_begin(struct conn *c)
+{
+    static const struct wslay_event_callbacks CALLBACKS = {
+        .recv_callback = ws_recv, .send_callback = ws_send, .on_msg_recv_callback = ws_on_msg};
+    if (wslay_event_context_server_init(&c->ws, &CALLBACKS, c) != 0) {
+        c->ws = NULL;
+        return ERR(ERR_NOMEM);
+    }
+    wslay_event_config_set_max_recv_msg_length(c->ws, HTTP_WS_MAX_MESSAGE);
+    return 0;
+}
+
+/* Reads what the client sent (answering pings and closes); STEP_CLOSED when it has gone. */
+static enum step ws_read(struct conn *c)
+{
+    if (wslay_event_recv(c->ws) != 0) {
+        conn_close(c);
+        return STEP_CLOSED;
+    }
+    wslay_event_send(c->ws);
+    if (!wslay_event_want_read(c->ws) && !wslay_event_want_write(c->ws)) {
+        c->req->stream_end = true; /* the close handshake is done */
+    }
+    return STEP_GO;
+}
+
+void http_ws_send(struct http_req *req, const char *p, size_t n)
+{
+    struct wslay_event_msg m = {WSLAY_TEXT_FRAME, (const uint8_t *)p, n};
+    if (req->conn->ws && wslay_event_queue_msg(req->conn->ws, &m) == 0) {
+        wslay_event_send(req->conn->ws);
+    }
+}
+
+void http_ws_ping(struct http_req *req)
+{
+    struct wslay_event_msg m = {WSLAY_PING, (const uint8_t *)"", 0};
+    if (req->conn->ws && wslay_event_queue_msg(req->conn->ws, &m) == 0) {
+        wslay_event_send(req->conn->ws);
+    }
+}
+
+void http_ws_close(struct http_req *req, uint16_t code, const char *reason)
+{
+    if (req->conn->ws) {
+        wslay_event_queue_close(req->conn->ws, code, (const uint8_t *)reason, strlen(reason));
+        wslay_event_send(req->conn->ws);
+    }
+    req->stream_end = true;
+}
+
+/* Queues the head of a streaming answer (or a WebSocket's 101) and enters C_STREAM. */
 static void begin_stream(struct conn *c)
 {
     struct http_req *req = c->req;
@@ -864,12 +1019,14 @@ static void begin_stream(struct conn *c)
     buf_adds(o, "HTTP/1.1 ");
     buf_add_u64(o, req->status);
     buf_addc(o, ' ');
-    buf_adds(o, reason(req->status));
+    buf_adds(o, req->status == 101 ? "Switching Protocols" : reason(req->status));
     buf_adds(o, "\r\n");
     add_date(o);
-    buf_adds(o, "Content-Type: ");
-    buf_adds(o, req->content_type);
-    buf_adds(o, "\r\n");
+    if (req->content_type) {
+        buf_adds(o, "Content-Type: ");
+        buf_adds(o, req->content_type);
+        buf_adds(o, "\r\n");
+    }
     if (req->request_id[0]) {
         buf_adds(o, "X-Request-Id: ");
         buf_adds(o, req->request_id);
@@ -881,9 +1038,12 @@ static void begin_stream(struct conn *c)
         buf_adds(o, h->value);
         buf_adds(o, "\r\n");
     }
-    buf_adds(o, "Connection: close\r\n\r\n");
+    buf_adds(o, req->ws_msg ? "\r\n" : "Connection: close\r\n\r\n");
     c->close_after = true;
     c->state = C_STREAM;
+    if (req->ws_msg && ws_begin(c) != 0) {
+        req->stream_end = true;
+    }
     __atomic_sub_fetch(&c->loop->srv->inflight, 1, __ATOMIC_RELAXED);
     req->pump_again = req->pump(req->pump_arg, req, HTTP_PUMP_MORE);
 }
@@ -912,7 +1072,7 @@ static enum step drain_input(struct conn *c)
  * pump add more when it asked to be called again. */
 static enum step step_stream(struct conn *c)
 {
-    if (drain_input(c) == STEP_CLOSED) {
+    if ((c->ws ? ws_read(c) : drain_input(c)) == STEP_CLOSED) {
         return STEP_CLOSED;
     }
     for (;;) {

@@ -112,6 +112,29 @@ void http_stream_end(struct http_req *req);
 /* Asks for a pump call soon (any thread, until the request's cleanup has started). */
 void http_stream_wake(struct http_req *req);
 
+/* ---- WebSocket (RFC 6455) ----
+ *
+ * A WebSocket is a stream whose input is read too: http_ws_accept (instead of
+ * http_stream_start, for a request that asked to upgrade) answers 101 Switching Protocols and
+ * from then on calls on_msg (I/O thread) for each complete text or binary message of at most
+ * HTTP_WS_MAX_MESSAGE bytes (a larger one closes the connection with 1009); pings are
+ * answered, a close is echoed and ends the connection. The pump is driven as for any stream;
+ * it and on_msg send with http_ws_send / http_ws_ping and end with http_ws_close. */
+enum { HTTP_WS_MAX_MESSAGE = 64 * 1024, HTTP_WS_TEXT = 1, HTTP_WS_BINARY = 2 };
+typedef void http_ws_msg_fn(void *arg, struct http_req *req, int opcode, const char *p,
+                            size_t n);
+/* True when req asks to upgrade to a WebSocket (Upgrade: websocket, Connection: upgrade,
+ * Sec-WebSocket-Version: 13 and a Sec-WebSocket-Key of 16 bytes in base64). */
+bool http_ws_requested(const struct http_req *req);
+void http_ws_accept(struct http_req *req, http_ws_msg_fn *on_msg, http_pump_fn *pump,
+                    void *arg);
+/* Queues one text message (pump or on_msg only). */
+void http_ws_send(struct http_req *req, const char *p, size_t n);
+/* Queues a ping (pump or on_msg only). */
+void http_ws_ping(struct http_req *req);
+/* Queues a close frame with code and reason and ends the stream after it. */
+void http_ws_close(struct http_req *req, uint16_t code, const char *reason);
+
 /* Percent-decodes s[0..n) into out (NUL-terminated). '+' becomes a space when plus_space.
  * Returns 0, or ERR_INVALID on a bad escape or an encoded NUL. */
 int http_url_decode(const char *s, size_t n, bool plus_space, struct buf *out);
