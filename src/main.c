@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "api/groups_api.h"
 #include "api/live.h"
 #include "api/metrics.h"
 #include "api/native.h"
@@ -276,7 +277,8 @@ static int cmd_serve(const struct options *o)
     sigaddset(&sigs, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* every thread inherits this; main waits */
     signal(SIGPIPE, SIG_IGN);
-    struct engine_config ec = {.data_dir = o->data_dir, .limits = o->limits};
+    struct engine_config ec = {.data_dir = o->data_dir, .limits = o->limits,
+                               .parse_filter = groups_parse_filter};
     struct engine *e;
     int rc = engine_open(&ec, &e);
     if (rc) {

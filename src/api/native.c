@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "api/append.h"
+#include "api/groups_api.h"
 #include "api/live.h"
 #include "api/keys_api.h"
 #include "api/metrics.h"
@@ -81,6 +82,15 @@ static void log_live(struct call *c);
 static void stream_live(struct call *c);
 static void live_conns(struct call *c);
 static void live_conn_close(struct call *c);
+static void sub_create(struct call *c);
+static void sub_list(struct call *c);
+static void sub_get(struct call *c);
+static void sub_delete(struct call *c);
+static void sub_pull(struct call *c);
+static void sub_ack(struct call *c);
+static void sub_nack(struct call *c);
+static void sub_parked(struct call *c);
+static void sub_replay(struct call *c);
 
 static const struct route ROUTES[] = {
     {"GET", "health", health, false, NEED_NONE, "Liveness"},
@@ -118,6 +128,24 @@ static const struct route ROUTES[] = {
     {"GET", "v1/databases/*/streams/*/events", stream_read, true, NEED_READ, "Read a stream"},
     {"GET", "v1/databases/*/streams/*/events/live", stream_live, true, NEED_READ,
      "Subscribe to a stream (Server-Sent Events)"},
+    {"POST", "v1/databases/*/subscriptions", sub_create, true, NEED_WRITE,
+     "Create a durable subscription (consumer group)"},
+    {"GET", "v1/databases/*/subscriptions", sub_list, true, NEED_READ,
+     "List durable subscriptions"},
+    {"GET", "v1/databases/*/subscriptions/*", sub_get, true, NEED_READ,
+     "A durable subscription's state"},
+    {"DELETE", "v1/databases/*/subscriptions/*", sub_delete, true, NEED_WRITE,
+     "Delete a durable subscription"},
+    {"POST", "v1/databases/*/subscriptions/*/pull", sub_pull, true, NEED_READ,
+     "Lease a batch of events to a consumer"},
+    {"POST", "v1/databases/*/subscriptions/*/ack", sub_ack, true, NEED_READ,
+     "Acknowledge events"},
+    {"POST", "v1/databases/*/subscriptions/*/nack", sub_nack, true, NEED_READ,
+     "Reject events (redeliver or park)"},
+    {"GET", "v1/databases/*/subscriptions/*/parked", sub_parked, true, NEED_READ,
+     "Parked (dead-letter) events"},
+    {"POST", "v1/databases/*/subscriptions/*/replay", sub_replay, true, NEED_WRITE,
+     "Deliver parked events again"},
     {"POST", "v1/databases/*/streams/*/events", stream_append, true, NEED_WRITE,
      "Append to a stream"},
 };
@@ -459,14 +487,15 @@ static bool rate_ok(struct call *c)
  * one is refused rather than run without the promised protection. */
 static bool idem_ok(struct call *c, const struct route *r)
 {
-    if (r->need != NEED_ADMIN || strcmp(r->method, "GET") == 0 ||
+    bool keeps = r->need != NEED_ADMIN && !strstr(r->pattern, "subscriptions");
+    if (keeps || strcmp(r->method, "GET") == 0 ||
         (!http_req_header(c->req, "Idempotency-Key") &&
          !http_req_header(c->req, "X-Idempotency-Key"))) {
         return true;
     }
     out_error(c->req, 400, "idempotency_not_supported",
               "idempotency keys are kept for database writes (appends, stream metadata and "
-              "deletes), not for administrative requests",
+              "deletes), not for administrative or subscription requests",
               http_req_header(c->req, "Idempotency-Key") ? "Idempotency-Key"
                                                           : "X-Idempotency-Key");
     return false;
@@ -1010,6 +1039,53 @@ static void live_conn_close(struct call *c)
     http_respond(c->req, 204, &b, NULL);
 }
 
+/* ---- durable subscriptions (api/groups_api.c) ---- */
+
+static void sub_create(struct call *c)
+{
+    groups_api_create(c->req, c->db);
+}
+
+static void sub_list(struct call *c)
+{
+    groups_api_list(c->req, c->db, NULL);
+}
+
+static void sub_get(struct call *c)
+{
+    groups_api_list(c->req, c->db, c->seg[4]);
+}
+
+static void sub_delete(struct call *c)
+{
+    groups_api_delete(c->req, c->db, c->seg[4]);
+}
+
+static void sub_pull(struct call *c)
+{
+    groups_api_pull(c->req, c->db, c->seg[4]);
+}
+
+static void sub_ack(struct call *c)
+{
+    groups_api_ack(c->req, c->db, c->seg[4], false);
+}
+
+static void sub_nack(struct call *c)
+{
+    groups_api_ack(c->req, c->db, c->seg[4], true);
+}
+
+static void sub_parked(struct call *c)
+{
+    groups_api_parked(c->req, c->db, c->seg[4]);
+}
+
+static void sub_replay(struct call *c)
+{
+    groups_api_replay(c->req, c->db, c->seg[4]);
+}
+
 static void event_get(struct call *c)
 {
     uint64_t pos;
@@ -1334,7 +1410,7 @@ static void openapi_path(const char *pattern, struct buf *out, struct buf *param
     static const struct {
         const char *after, *param;
     } NAMES[] = {{"databases", "db"}, {"streams", "stream"}, {"events", "position"},
-                 {"keys", "id"}, {"connections", "id"}};
+                 {"keys", "id"}, {"connections", "id"}, {"subscriptions", "name"}};
     const char *prev = "", *p = pattern;
     while (*p) {
         const char *end = strchr(p, '/');

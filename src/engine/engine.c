@@ -59,6 +59,8 @@ static void finish_delete(struct db *db);
 
 static void db_free(struct db *db)
 {
+    groups_fini(db);
+    pthread_mutex_destroy(&db->groups_mu);
     store_close(db->st);
     free(db->evs);
     strmap_fini(&db->batch_states);
@@ -159,6 +161,7 @@ static int db_open(struct engine *e, const char *name, bool create,
     strmap_init(&db->batch_metas, sizeof(struct stream_meta));
     strmap_init(&db->batch_idem, sizeof(struct append_req *));
     pthread_mutex_init(&db->watch_mu, NULL);
+    pthread_mutex_init(&db->groups_mu, NULL);
     pthread_rwlock_init(&db->meta_lock, NULL);
     struct buf text;
     buf_init(&text);
@@ -177,6 +180,7 @@ static int db_open(struct engine *e, const char *name, bool create,
     }
     if (!rc) rc = load_last_recorded(db);
     if (!rc) rc = meta_load(db);
+    if (!rc) rc = groups_load(db);
     if (!rc && pthread_create(&db->writer, NULL, writer_main, db) != 0) {
         rc = ERR(ERR_IO);
     }
@@ -281,6 +285,9 @@ static void finish_delete(struct db *db)
 {
     store_abandon(db->st);
     db->st = NULL;
+    char groups[4200];
+    snprintf(groups, sizeof groups, "%s/groups.json", db->dir);
+    unlink(groups);
     int rc = store_remove_files(db->dir);
     log_info("database %s deleted", db->name);
     engine_deleted_fn *fn = db->deleted_fn;
@@ -465,6 +472,7 @@ int engine_open(const struct engine_config *cfg, struct engine **out)
     e->lock_fd = fd;
     e->data_dir = xstrndup(cfg->data_dir, strlen(cfg->data_dir));
     e->limits = cfg->limits;
+    e->parse_filter = cfg->parse_filter;
     pthread_mutex_init(&e->mu, NULL);
     int rc = open_existing(e);
     if (!rc && !find_locked(e, "default", 7, NULL)) {

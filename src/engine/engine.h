@@ -18,9 +18,14 @@
 struct engine;
 struct db;
 
+struct filter;
+/* Parses a filter's JSON text (durable subscriptions keep theirs as text). 0 or ERR_INVALID. */
+typedef int engine_filter_parse_fn(struct slice text, struct filter *out);
+
 struct engine_config {
     const char *data_dir;  /* borrowed; must outlive the engine */
     struct limits limits;  /* copied */
+    engine_filter_parse_fn *parse_filter; /* NULL: subscriptions take only empty filters */
 };
 
 /* Locks data_dir (one process per data directory), opens every database under it (creating

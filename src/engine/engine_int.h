@@ -44,6 +44,10 @@ struct db {
     pthread_mutex_t watch_mu;           /* guards watches, watch_gone; held while notifying */
     struct engine_watch *watches;       /* told of commits (engine_watch) */
     bool watch_gone;                    /* the database was deleted: no new watches */
+    pthread_mutex_t groups_mu;          /* guards the durable subscriptions (groups.c) */
+    struct group **groups;              /* owned */
+    size_t ngroups;
+    int64_t groups_saved_ms;            /* last write of groups.json (monotonic) */
     size_t idems_cap;                   /* entries allocated in idems */
 };
 
@@ -51,6 +55,7 @@ struct engine {
     char *data_dir;          /* owned copy */
     int lock_fd;             /* holds the exclusive lock on <data>/LOCK */
     struct limits limits;    /* configured limits */
+    engine_filter_parse_fn *parse_filter; /* from the config */
     pthread_mutex_t mu;      /* guards dbs and count */
     struct db **dbs;         /* owned array of open databases */
     size_t count;            /* entries in dbs */
@@ -77,6 +82,11 @@ int meta_min_version(struct store_reader *r, const struct stream_meta *m,
 
 /* Tells every watcher of db of a commit (gone false) or of its deletion (gone true). */
 void watch_notify(struct db *db, bool gone);
+
+/* Loads the durable subscriptions of db (groups.json). Returns 0 or ERR_CORRUPT. */
+int groups_load(struct db *db);
+/* Saves moved checkpoints (unless the database was deleted) and frees the subscriptions. */
+void groups_fini(struct db *db);
 
 /* The writer thread of a database (arg: struct db *). */
 void *writer_main(void *arg);

@@ -149,6 +149,11 @@ class Ctx:
         self.must("POST", "/v1/databases", {"name": name})
         return name
 
+    def fresh_sub(self):
+        name = self.uniq("sub")
+        self.must("POST", "/v1/databases/main/subscriptions", {"name": name})
+        return name
+
     def fresh_key(self):
         return self.must("POST", "/v1/keys", {"scope": "read", "database": "main",
                                               "name": self.uniq("victim")})["key"]
@@ -164,6 +169,7 @@ def setup_data(ctx):
              {"events": [{"type": "t", "data": 1}]})
     ctx.must("POST", "/v1/databases/main/streams/meta-s/events",
              {"events": [{"type": "t", "data": 3}]})
+    ctx.must("POST", "/v1/databases/main/subscriptions", {"name": "g"})
 
 
 class Route:
@@ -215,6 +221,16 @@ def _key_alive_check(ctx, thing, before):
 def _head_check(ctx, thing, before):
     check(ctx.head() == before, f"a refused request wrote to main (head {before} -> "
                                 f"{ctx.head()})")
+
+
+def _sub_exists_check(ctx, thing, before):
+    st, _, b = ctx.req("GET", f"/v1/databases/main/subscriptions/{thing}")
+    check(st == 200, f"subscription {thing} must still exist after a refused delete: {st}")
+
+
+def _sub_absent_check(ctx, thing, before):
+    st, _, b = ctx.req("GET", f"/v1/databases/main/subscriptions/{thing}")
+    check(st == 404, f"subscription {thing} was created by a refused request: {st}")
 
 
 def _key_count_check(ctx, thing, before):
@@ -278,6 +294,24 @@ ROUTES = [
     Route("GET", "/v1/databases/main/events/live?limit=1", "read", db="main"),
     Route("GET", "/v1/databases/main/streams/s1/events/live?limit=1", "read", db="main"),
     Route("GET", "/v1/connections", "admin"),
+    Route("POST", "/v1/databases/main/subscriptions", "write",
+          prepare=lambda c: (lambda n: ("/v1/databases/main/subscriptions", {"name": n}, "main",
+                                        None, n))(c.uniq("newsub")),
+          unchanged=_sub_absent_check),
+    Route("GET", "/v1/databases/main/subscriptions", "read", db="main"),
+    Route("GET", "/v1/databases/main/subscriptions/g", "read", db="main"),
+    Route("DELETE", "/v1/databases/main/subscriptions/{throwaway}", "write",
+          prepare=lambda c: (lambda n: (f"/v1/databases/main/subscriptions/{n}", None, "main",
+                                        None, n))(c.fresh_sub()),
+          unchanged=_sub_exists_check),
+    Route("POST", "/v1/databases/main/subscriptions/g/pull", "read",
+          body={"consumer": "c", "max": 1}, db="main"),
+    Route("POST", "/v1/databases/main/subscriptions/g/ack", "read", body={"positions": [1]},
+          db="main"),
+    Route("POST", "/v1/databases/main/subscriptions/g/nack", "read", body={"positions": [1]},
+          db="main"),
+    Route("GET", "/v1/databases/main/subscriptions/g/parked", "read", db="main"),
+    Route("POST", "/v1/databases/main/subscriptions/g/replay", "write", body={}, db="main"),
     Route("DELETE", "/v1/connections/999999", "admin"),
     Route("GET", "/v1/keys", "admin"),
     Route("POST", "/v1/keys", "admin", key_route="create",

@@ -8,7 +8,8 @@ from harness import REPO, Server, check
 
 SCOPES = {"none": "none", "any key": "any", "read": "read", "write": "write", "admin": "admin",
           "admin (all databases)": "admin"}
-SAMPLE = {"db": "default", "stream": "s-1", "position": "1", "id": "0123456789abcdef"}
+SAMPLE = {"db": "default", "stream": "s-1", "position": "1", "id": "0123456789abcdef",
+          "name": "sub-1"}
 
 
 def documented_routes():

@@ -1,0 +1,675 @@
+#include "engine/groups.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine/engine_int.h"
+#include "query/filter.h"
+#include "util/errors.h"
+#include "util/log.h"
+#include "util/strmap.h"
+#include "util/timeutil.h"
+
+/* One event read and not yet acknowledged. */
+struct pend {
+    uint64_t pos;
+    uint64_t stream_hash;                     /* strmap_hash of its stream */
+    char consumer[GROUP_CONSUMER_BYTES + 1];  /* holder of the lease, "" = available */
+    int64_t deadline_ms;                      /* lease end (monotonic) */
+    uint32_t attempts;                        /* deliveries so far */
+};
+
+struct group {
+    char name[GROUP_NAME_BYTES + 1];
+    char *filter_text;           /* owned */
+    struct filter filter;
+    uint32_t ack_timeout_s, max_retries;
+    uint64_t checkpoint;         /* durable */
+    uint64_t scan;               /* next position to read */
+    struct pend *pend;           /* by position */
+    size_t npend, pend_cap;
+    uint64_t *parked;            /* durable, ascending */
+    size_t nparked, parked_cap;
+    int64_t created_us;
+    bool dirty;                  /* checkpoint changed since the last save */
+};
+
+bool group_name_ok(const char *s, size_t len)
+{
+    if (len == 0 || len > GROUP_NAME_BYTES) {
+        return false;
+    }
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-' || c == '.')) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static void group_free(struct group *g)
+{
+    filter_fini(&g->filter);
+    free(g->filter_text);
+    free(g->pend);
+    free(g->parked);
+    free(g);
+}
+
+static struct group *find(struct db *db, const char *name)
+{
+    for (size_t i = 0; i < db->ngroups; i++) {
+        if (strcmp(db->groups[i]->name, name) == 0) {
+            return db->groups[i];
+        }
+    }
+    return NULL;
+}
+
+/* ---- durability: groups.json ---- */
+
+static json_t *group_json(const struct group *g)
+{
+    json_t *parked = json_array();
+    for (size_t i = 0; i < g->nparked; i++) {
+        json_array_append_new(parked, json_integer((json_int_t)g->parked[i]));
+    }
+    return json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:o}", "name", g->name, "filter",
+                     g->filter_text, "ackTimeoutSeconds", (json_int_t)g->ack_timeout_s,
+                     "maxRetries", (json_int_t)g->max_retries, "checkpoint",
+                     (json_int_t)g->checkpoint, "createdUs", (json_int_t)g->created_us,
+                     "parked", parked);
+}
+
+/* Rewrites groups.json (temporary file, fsync, rename, directory fsync). */
+static int save(struct db *db)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; i < db->ngroups; i++) {
+        json_array_append_new(arr, group_json(db->groups[i]));
+        db->groups[i]->dirty = false;
+    }
+    json_t *root = json_pack("{s:o}", "groups", arr);
+    char *text = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+    char path[4200], tmp[4210];
+    snprintf(path, sizeof path, "%s/groups.json", db->dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    int rc = ERR(ERR_IO);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    if (fd >= 0) {
+        size_t n = strlen(text);
+        bool ok = write(fd, text, n) == (ssize_t)n && fsync(fd) == 0;
+        ok = close(fd) == 0 && ok;
+        if (ok && rename(tmp, path) == 0) {
+            int dfd = open(db->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            rc = dfd >= 0 && fsync(dfd) == 0 ? 0 : ERR(ERR_IO);
+            if (dfd >= 0) {
+                close(dfd);
+            }
+        }
+    }
+    free(text);
+    if (rc) {
+        log_error("database %s: cannot write groups.json: %s", db->name, strerror(errno));
+    }
+    return rc;
+}
+
+/* Saves when a checkpoint moved and GROUP_SAVE_MS passed since the last save. */
+static void save_soon(struct db *db)
+{
+    int64_t now = (int64_t)(time_mono_ns() / 1000000);
+    if (now - db->groups_saved_ms >= GROUP_SAVE_MS) {
+        db->groups_saved_ms = now;
+        save(db);
+    }
+}
+
+static int parse_def_filter(struct db *db, const char *text, struct filter *out)
+{
+    if (!text[0] || !db->e->parse_filter) {
+        filter_init(out);
+        return text[0] ? ERR_INVALID : 0;
+    }
+    return db->e->parse_filter((struct slice){text, strlen(text)}, out);
+}
+
+static struct group *group_new(const char *name, const char *filter_text)
+{
+    struct group *g = xcalloc(1, sizeof(*g));
+    snprintf(g->name, sizeof g->name, "%s", name);
+    g->filter_text = xstrndup(filter_text, strlen(filter_text));
+    return g;
+}
+
+static int load_one(struct db *db, json_t *o)
+{
+    const char *name = json_string_value(json_object_get(o, "name"));
+    const char *ft = json_string_value(json_object_get(o, "filter"));
+    if (!name || !ft || !group_name_ok(name, strlen(name))) {
+        return ERR(ERR_CORRUPT);
+    }
+    struct group *g = group_new(name, ft);
+    if (parse_def_filter(db, ft, &g->filter) != 0) {
+        group_free(g);
+        return ERR(ERR_CORRUPT);
+    }
+    g->ack_timeout_s = (uint32_t)json_integer_value(json_object_get(o, "ackTimeoutSeconds"));
+    g->max_retries = (uint32_t)json_integer_value(json_object_get(o, "maxRetries"));
+    g->checkpoint = (uint64_t)json_integer_value(json_object_get(o, "checkpoint"));
+    g->created_us = json_integer_value(json_object_get(o, "createdUs"));
+    g->scan = g->checkpoint + 1;
+    json_t *parked = json_object_get(o, "parked");
+    size_t i;
+    json_t *v;
+    json_array_foreach(parked, i, v) {
+        if (g->nparked == g->parked_cap) {
+            g->parked_cap = g->parked_cap ? g->parked_cap * 2 : 64;
+            g->parked = xrealloc(g->parked, g->parked_cap * sizeof(*g->parked));
+        }
+        g->parked[g->nparked++] = (uint64_t)json_integer_value(v);
+    }
+    db->groups = xrealloc(db->groups, (db->ngroups + 1) * sizeof(*db->groups));
+    db->groups[db->ngroups++] = g;
+    return 0;
+}
+
+int groups_load(struct db *db)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/groups.json", db->dir);
+    if (access(path, F_OK) != 0) {
+        return 0;
+    }
+    json_error_t je;
+    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+    json_t *arr = root ? json_object_get(root, "groups") : NULL;
+    int rc = json_is_array(arr) ? 0 : ERR(ERR_CORRUPT);
+    size_t i;
+    json_t *o;
+    if (!rc) {
+        json_array_foreach(arr, i, o) {
+            if (!rc) rc = load_one(db, o);
+        }
+    }
+    json_decref(root);
+    if (rc) {
+        log_error("database %s: %s is damaged", db->name, path);
+    }
+    return rc;
+}
+
+void groups_fini(struct db *db)
+{
+    if (db->ngroups && !db->deleted) {
+        bool dirty = false;
+        for (size_t i = 0; i < db->ngroups; i++) {
+            dirty |= db->groups[i]->dirty;
+        }
+        if (dirty) {
+            save(db); /* the last checkpoints */
+        }
+    }
+    for (size_t i = 0; i < db->ngroups; i++) {
+        group_free(db->groups[i]);
+    }
+    free(db->groups);
+    db->groups = NULL;
+    db->ngroups = 0;
+}
+
+/* ---- definitions ---- */
+
+int engine_group_create(struct db *db, const struct group_def *def)
+{
+    char *text = xstrndup(def->filter.ptr ? def->filter.ptr : "", def->filter.len);
+    struct group *g = group_new(def->name, text);
+    free(text);
+    if (parse_def_filter(db, g->filter_text, &g->filter) != 0) {
+        group_free(g);
+        return ERR_INVALID;
+    }
+    g->ack_timeout_s = def->ack_timeout_s;
+    g->max_retries = def->max_retries;
+    g->checkpoint = def->start ? def->start - 1 : 0;
+    g->scan = g->checkpoint + 1;
+    g->created_us = time_now_us();
+    pthread_mutex_lock(&db->groups_mu);
+    int rc = find(db, def->name) ? ERR_EXISTS : db->ngroups >= GROUPS_MAX ? ERR_TOOBIG : 0;
+    if (!rc) {
+        db->groups = xrealloc(db->groups, (db->ngroups + 1) * sizeof(*db->groups));
+        db->groups[db->ngroups++] = g;
+        rc = save(db);
+        if (rc) {
+            db->ngroups--; /* not durable: not made */
+        }
+    }
+    pthread_mutex_unlock(&db->groups_mu);
+    if (rc) {
+        group_free(g);
+    }
+    return rc;
+}
+
+int engine_group_delete(struct db *db, const char *name)
+{
+    pthread_mutex_lock(&db->groups_mu);
+    int rc = ERR_NOTFOUND;
+    for (size_t i = 0; i < db->ngroups; i++) {
+        if (strcmp(db->groups[i]->name, name) == 0) {
+            struct group *g = db->groups[i];
+            db->groups[i] = db->groups[--db->ngroups];
+            rc = save(db);
+            if (rc) {
+                db->groups[db->ngroups++] = g; /* still on disk: still here */
+            } else {
+                group_free(g);
+            }
+            break;
+        }
+    }
+    pthread_mutex_unlock(&db->groups_mu);
+    return rc;
+}
+
+static int cmp_groups(const void *a, const void *b)
+{
+    return strcmp((*(struct group *const *)a)->name, (*(struct group *const *)b)->name);
+}
+
+int engine_group_list(struct db *db, const char *only, group_info_fn *fn, void *arg)
+{
+    pthread_mutex_lock(&db->groups_mu);
+    if (db->ngroups > 1) {
+        qsort(db->groups, db->ngroups, sizeof(*db->groups), cmp_groups);
+    }
+    int64_t now = (int64_t)(time_mono_ns() / 1000000);
+    int rc = only ? ERR_NOTFOUND : 0;
+    for (size_t i = 0; i < db->ngroups; i++) {
+        struct group *g = db->groups[i];
+        if (only && strcmp(g->name, only) != 0) {
+            continue;
+        }
+        struct group_info in = {.filter = g->filter_text, .ack_timeout_s = g->ack_timeout_s,
+                                .max_retries = g->max_retries, .checkpoint = g->checkpoint,
+                                .read_to = g->scan, .pending = g->npend, .parked = g->nparked,
+                                .created_us = g->created_us};
+        snprintf(in.name, sizeof in.name, "%s", g->name);
+        for (size_t k = 0; k < g->npend; k++) {
+            in.leased += g->pend[k].consumer[0] && g->pend[k].deadline_ms > now;
+        }
+        fn(arg, &in);
+        rc = 0;
+    }
+    pthread_mutex_unlock(&db->groups_mu);
+    return rc;
+}
+
+/* ---- delivery ---- */
+
+static bool is_parked(const struct group *g, uint64_t pos)
+{
+    size_t lo = 0, hi = g->nparked;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (g->parked[mid] == pos) {
+            return true;
+        }
+        if (g->parked[mid] < pos) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return false;
+}
+
+static void park(struct group *g, uint64_t pos)
+{
+    if (g->nparked == GROUP_PARKED_MAX) {
+        log_warn("subscription %s: more than %d parked events; dropping the oldest", g->name,
+                 GROUP_PARKED_MAX);
+        memmove(g->parked, g->parked + 1, (g->nparked - 1) * sizeof(*g->parked));
+        g->nparked--;
+    }
+    if (g->nparked == g->parked_cap) {
+        g->parked_cap = g->parked_cap ? g->parked_cap * 2 : 64;
+        g->parked = xrealloc(g->parked, g->parked_cap * sizeof(*g->parked));
+    }
+    size_t at = g->nparked;
+    while (at > 0 && g->parked[at - 1] > pos) {
+        at--;
+    }
+    memmove(g->parked + at + 1, g->parked + at, (g->nparked - at) * sizeof(*g->parked));
+    g->parked[at] = pos;
+    g->nparked++;
+}
+
+/* The checkpoint: below the first pending event, or below what is still to be read. */
+static void advance(struct group *g)
+{
+    uint64_t cp = (g->npend ? g->pend[0].pos : g->scan) - 1;
+    if (cp != g->checkpoint) {
+        g->checkpoint = cp;
+        g->dirty = true;
+    }
+}
+
+static void drop_pend(struct group *g, size_t i)
+{
+    memmove(g->pend + i, g->pend + i + 1, (g->npend - i - 1) * sizeof(*g->pend));
+    g->npend--;
+}
+
+/* Expired leases: available again, or parked when out of retries. Returns true when
+ * something was parked (the parked list must be saved). */
+static bool expire(struct group *g, int64_t now)
+{
+    bool parked = false;
+    for (size_t i = 0; i < g->npend;) {
+        struct pend *p = &g->pend[i];
+        if (p->consumer[0] && p->deadline_ms <= now) {
+            p->consumer[0] = '\0';
+            if (p->attempts > g->max_retries) {
+                park(g, p->pos);
+                drop_pend(g, i);
+                parked = true;
+                continue;
+            }
+        }
+        i++;
+    }
+    return parked;
+}
+
+struct fill_ctx {
+    struct group *g;
+};
+
+static int on_fill(void *arg, const struct event_rec *ev)
+{
+    struct group *g = ((struct fill_ctx *)arg)->g;
+    if (is_parked(g, ev->position)) {
+        return 0;
+    }
+    if (g->npend == g->pend_cap) {
+        g->pend_cap = g->pend_cap ? g->pend_cap * 2 : 256;
+        g->pend = xrealloc(g->pend, g->pend_cap * sizeof(*g->pend));
+    }
+    g->pend[g->npend++] = (struct pend){.pos = ev->position,
+                                        .stream_hash = strmap_hash(ev->stream.ptr,
+                                                                   ev->stream.len)};
+    return 0;
+}
+
+/* Reads matching events after scan into pending, up to GROUP_PENDING_MAX. */
+static int fill(struct db *db, struct group *g)
+{
+    while (g->npend < GROUP_PENDING_MAX) {
+        struct engine_query q = {.filter = &g->filter, .has_from = true, .from = g->scan,
+                                 .limit = GROUP_PENDING_MAX - g->npend, .budget = 65536};
+        struct engine_query_result res;
+        struct fill_ctx fc = {g};
+        int rc = engine_query(db, &q, on_fill, &fc, &res);
+        if (rc) {
+            return rc;
+        }
+        uint64_t next = res.next ? res.next : res.head + 1;
+        g->scan = next > g->scan ? next : g->scan;
+        if (!res.next) {
+            return 0;
+        }
+    }
+    return 0;
+}
+
+/* The consumer holding stream h (a live lease on one of its pending events), or NULL. */
+static const char *holder(const struct group *g, uint64_t h, int64_t now)
+{
+    for (size_t i = 0; i < g->npend; i++) {
+        const struct pend *p = &g->pend[i];
+        if (p->stream_hash == h && p->consumer[0] && p->deadline_ms > now) {
+            return p->consumer;
+        }
+    }
+    return NULL;
+}
+
+struct lease_out {
+    uint64_t pos;
+    uint32_t attempt;
+};
+
+/* Leases up to max available events to consumer, in order, keeping streams exclusive. */
+static size_t assign(struct group *g, const char *consumer, size_t max, int64_t now,
+                     struct lease_out *out)
+{
+    size_t n = 0;
+    struct strmap blocked; /* stream hashes held by another consumer */
+    strmap_init(&blocked, 1);
+    for (size_t i = 0; i < g->npend && n < max; i++) {
+        struct pend *p = &g->pend[i];
+        if (p->consumer[0] && p->deadline_ms > now) {
+            continue;
+        }
+        if (strmap_get(&blocked, &p->stream_hash, sizeof p->stream_hash)) {
+            continue;
+        }
+        const char *h = holder(g, p->stream_hash, now);
+        if (h && strcmp(h, consumer) != 0) {
+            strmap_put(&blocked, &p->stream_hash, sizeof p->stream_hash, NULL);
+            continue;
+        }
+        snprintf(p->consumer, sizeof p->consumer, "%s", consumer);
+        p->deadline_ms = now + (int64_t)g->ack_timeout_s * 1000;
+        p->attempts++;
+        out[n++] = (struct lease_out){p->pos, p->attempts};
+    }
+    strmap_fini(&blocked);
+    return n;
+}
+
+struct emit_ctx {
+    group_event_fn *fn;
+    void *arg;
+    uint32_t attempt;
+};
+
+static int on_leased(void *arg, const struct event_rec *ev)
+{
+    struct emit_ctx *ec = arg;
+    return ec->fn(ec->arg, ev, ec->attempt);
+}
+
+int engine_group_pull(struct db *db, const char *name, const char *consumer, size_t max,
+                      group_event_fn *fn, void *arg)
+{
+    max = max > GROUP_PULL_MAX ? GROUP_PULL_MAX : max;
+    struct lease_out *out = xmalloc((max ? max : 1) * sizeof(*out));
+    pthread_mutex_lock(&db->groups_mu);
+    struct group *g = find(db, name);
+    int rc = g ? 0 : ERR_NOTFOUND;
+    size_t n = 0;
+    if (!rc) {
+        int64_t now = (int64_t)(time_mono_ns() / 1000000);
+        if (expire(g, now)) {
+            advance(g);
+            save(db);
+        }
+        rc = fill(db, g);
+        if (!rc) n = assign(g, consumer, max, now, out);
+        advance(g);
+    }
+    pthread_mutex_unlock(&db->groups_mu);
+    for (size_t i = 0; !rc && i < n; i++) {
+        struct emit_ctx ec = {fn, arg, out[i].attempt};
+        rc = engine_read_event(db, out[i].pos, on_leased, &ec);
+        if (rc == ERR_NOTFOUND) {
+            rc = 0; /* hidden since (deleted or expired): nothing to deliver */
+        }
+    }
+    free(out);
+    return rc;
+}
+
+static size_t find_pend(const struct group *g, uint64_t pos)
+{
+    size_t lo = 0, hi = g->npend;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (g->pend[mid].pos < pos) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo < g->npend && g->pend[lo].pos == pos ? lo : SIZE_MAX;
+}
+
+int engine_group_ack(struct db *db, const char *name, const uint64_t *pos, size_t n,
+                     size_t *done)
+{
+    *done = 0;
+    pthread_mutex_lock(&db->groups_mu);
+    struct group *g = find(db, name);
+    if (g) {
+        for (size_t i = 0; i < n; i++) {
+            size_t at = find_pend(g, pos[i]);
+            if (at != SIZE_MAX) {
+                drop_pend(g, at);
+                (*done)++;
+            }
+        }
+        advance(g);
+        if (g->dirty) {
+            save_soon(db);
+        }
+    }
+    pthread_mutex_unlock(&db->groups_mu);
+    return g ? 0 : ERR_NOTFOUND;
+}
+
+int engine_group_nack(struct db *db, const char *name, const uint64_t *pos, size_t n, bool to_park,
+                      size_t *done)
+{
+    *done = 0;
+    pthread_mutex_lock(&db->groups_mu);
+    struct group *g = find(db, name);
+    bool parked = false;
+    if (g) {
+        for (size_t i = 0; i < n; i++) {
+            size_t at = find_pend(g, pos[i]);
+            if (at == SIZE_MAX) {
+                continue;
+            }
+            (*done)++;
+            struct pend *p = &g->pend[at];
+            p->consumer[0] = '\0';
+            if (to_park || p->attempts > g->max_retries) {
+                park(g, p->pos);
+                drop_pend(g, at);
+                parked = true;
+            }
+        }
+        advance(g);
+        if (parked) {
+            save(db);
+        }
+    }
+    pthread_mutex_unlock(&db->groups_mu);
+    return g ? 0 : ERR_NOTFOUND;
+}
+
+int engine_group_parked(struct db *db, const char *name, uint64_t from, size_t limit,
+                        engine_event_fn *fn, void *arg)
+{
+    pthread_mutex_lock(&db->groups_mu);
+    struct group *g = find(db, name);
+    uint64_t *list = NULL;
+    size_t n = 0;
+    if (g) {
+        list = xmalloc((g->nparked ? g->nparked : 1) * sizeof(*list));
+        for (size_t i = 0; i < g->nparked && n < limit; i++) {
+            if (g->parked[i] >= from) {
+                list[n++] = g->parked[i];
+            }
+        }
+    }
+    pthread_mutex_unlock(&db->groups_mu);
+    int rc = g ? 0 : ERR_NOTFOUND;
+    for (size_t i = 0; !rc && i < n; i++) {
+        rc = engine_read_event(db, list[i], fn, arg);
+        if (rc == ERR_NOTFOUND) {
+            rc = 0;
+        }
+    }
+    free(list);
+    return rc;
+}
+
+/* Puts one parked position back into pending (position order). */
+static void unpark_into_pending(struct group *g, uint64_t pos)
+{
+    if (g->npend == g->pend_cap) {
+        g->pend_cap = g->pend_cap ? g->pend_cap * 2 : 256;
+        g->pend = xrealloc(g->pend, g->pend_cap * sizeof(*g->pend));
+    }
+    size_t at = g->npend;
+    while (at > 0 && g->pend[at - 1].pos > pos) {
+        at--;
+    }
+    memmove(g->pend + at + 1, g->pend + at, (g->npend - at) * sizeof(*g->pend));
+    g->pend[at] = (struct pend){.pos = pos};
+    g->npend++;
+}
+
+struct hash_ctx {
+    uint64_t h;
+};
+
+static int take_hash(void *arg, const struct event_rec *ev)
+{
+    ((struct hash_ctx *)arg)->h = strmap_hash(ev->stream.ptr, ev->stream.len);
+    return 1;
+}
+
+int engine_group_replay(struct db *db, const char *name, const uint64_t *pos, size_t n,
+                        size_t *done)
+{
+    *done = 0;
+    pthread_mutex_lock(&db->groups_mu);
+    struct group *g = find(db, name);
+    int rc = g ? 0 : ERR_NOTFOUND;
+    for (size_t i = 0; g && i < g->nparked;) {
+        bool take = n == 0;
+        for (size_t k = 0; !take && k < n; k++) {
+            take = pos[k] == g->parked[i];
+        }
+        if (!take) {
+            i++;
+            continue;
+        }
+        uint64_t p = g->parked[i];
+        memmove(g->parked + i, g->parked + i + 1, (g->nparked - i - 1) * sizeof(*g->parked));
+        g->nparked--;
+        struct hash_ctx hc = {0};
+        engine_read_event(db, p, take_hash, &hc);
+        unpark_into_pending(g, p);
+        g->pend[find_pend(g, p)].stream_hash = hc.h;
+        (*done)++;
+    }
+    if (g && *done) {
+        advance(g);
+        rc = save(db);
+    }
+    pthread_mutex_unlock(&db->groups_mu);
+    return rc;
+}
