@@ -7,7 +7,7 @@ PKGS    := jansson libssl libcrypto
 CFLAGS  := -std=gnu17 -O2 -g -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wvla -Wformat=2 -fno-omit-frame-pointer -pthread -Isrc \
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS  := -llmdb -lwslay $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljansson -lssl -lcrypto) -lm -pthread
+LDLIBS  := -llmdb -lwslay -lcurl $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljansson -lssl -lcrypto) -lm -pthread
 ifeq ($(DEBUG),1)
 CFLAGS  += -O0 -DDEBUG
 endif

@@ -1,5 +1,6 @@
 /* annals: command line, configuration, start-up and shutdown. The only module that wires the
  * layers together: engine (storage and write path), api (routes) and http (server). */
+#include <curl/curl.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -15,6 +16,7 @@
 
 #include "api/groups_api.h"
 #include "api/live.h"
+#include "api/out.h"
 #include "api/metrics.h"
 #include "api/native.h"
 #include "api/ratelimit.h"
@@ -42,6 +44,7 @@ struct options {
     uint32_t rate_limit;    /* --rate-limit */
     uint32_t rate_burst;    /* --rate-burst */
     struct live_config live; /* --live-heartbeat, --live-max-lag */
+    const char *webhook_allow; /* --webhook-allow */
 };
 
 /* One flag: its name, environment variable, help text and where it goes. */
@@ -83,6 +86,8 @@ static const struct flag FLAGS[] = {
      "a live subscription with nothing to send sends a heartbeat this often (default 15)"},
     {"--live-max-lag", "ANNALS_LIVE_MAX_LAG", "EVENTS",
      "a live subscriber this far behind the head is disconnected (default 100000; 0 = never)"},
+    {"--webhook-allow", "ANNALS_WEBHOOK_ALLOW", "LIST",
+     "hosts or addresses webhooks may reach although loopback or private (comma-separated; default none)"},
 };
 enum { NFLAGS = sizeof FLAGS / sizeof FLAGS[0] };
 
@@ -165,6 +170,7 @@ static int set_option(struct options *o, int idx, const char *v)
     case 19: if (parse_size(v, 1, LIMIT_IDEM_TTL_MAX_S, &n)) return ERR_INVALID; l->idem_ttl_s = (unsigned)n; return 0;
     case 20: if (parse_size(v, 1, 3600, &n)) return ERR_INVALID; o->live.heartbeat_s = (unsigned)n; return 0;
     case 21: if (parse_size(v, 0, 1ull << 40, &n)) return ERR_INVALID; o->live.max_lag = n; return 0;
+    case 22: o->webhook_allow = v; return 0;
     }
     return ERR_INVALID;
 }
@@ -278,7 +284,9 @@ static int cmd_serve(const struct options *o)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* every thread inherits this; main waits */
     signal(SIGPIPE, SIG_IGN);
     struct engine_config ec = {.data_dir = o->data_dir, .limits = o->limits,
-                               .parse_filter = groups_parse_filter};
+                               .parse_filter = groups_parse_filter, .format_event = out_event,
+                               .webhook_allow = o->webhook_allow};
+    curl_global_init(CURL_GLOBAL_DEFAULT); /* before any thread: webhooks post with libcurl */
     struct engine *e;
     int rc = engine_open(&ec, &e);
     if (rc) {

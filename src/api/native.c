@@ -18,6 +18,7 @@
 #include "api/parse.h"
 #include "api/qparse.h"
 #include "api/ratelimit.h"
+#include "api/webhooks_api.h"
 #include "auth/keys.h"
 #include "util/errors.h"
 #include "util/hash.h"
@@ -91,6 +92,11 @@ static void sub_ack(struct call *c);
 static void sub_nack(struct call *c);
 static void sub_parked(struct call *c);
 static void sub_replay(struct call *c);
+static void hook_create(struct call *c);
+static void hook_list(struct call *c);
+static void hook_get(struct call *c);
+static void hook_delete(struct call *c);
+static void hook_rotate(struct call *c);
 
 static const struct route ROUTES[] = {
     {"GET", "health", health, false, NEED_NONE, "Liveness"},
@@ -146,6 +152,14 @@ static const struct route ROUTES[] = {
      "Parked (dead-letter) events"},
     {"POST", "v1/databases/*/subscriptions/*/replay", sub_replay, true, NEED_WRITE,
      "Deliver parked events again"},
+    {"POST", "v1/databases/*/webhooks", hook_create, true, NEED_ADMIN,
+     "Create a webhook (its secret is shown once)"},
+    {"GET", "v1/databases/*/webhooks", hook_list, true, NEED_ADMIN, "List webhooks"},
+    {"GET", "v1/databases/*/webhooks/*", hook_get, true, NEED_ADMIN,
+     "A webhook with its delivery log and parked batches"},
+    {"DELETE", "v1/databases/*/webhooks/*", hook_delete, true, NEED_ADMIN, "Delete a webhook"},
+    {"POST", "v1/databases/*/webhooks/*/rotate", hook_rotate, true, NEED_ADMIN,
+     "Replace a webhook's secret (the old one signs during a grace period)"},
     {"POST", "v1/databases/*/streams/*/events", stream_append, true, NEED_WRITE,
      "Append to a stream"},
 };
@@ -488,6 +502,7 @@ static bool rate_ok(struct call *c)
 static bool idem_ok(struct call *c, const struct route *r)
 {
     bool keeps = r->need != NEED_ADMIN && !strstr(r->pattern, "subscriptions");
+    keeps = keeps && !strstr(r->pattern, "webhooks");
     if (keeps || strcmp(r->method, "GET") == 0 ||
         (!http_req_header(c->req, "Idempotency-Key") &&
          !http_req_header(c->req, "X-Idempotency-Key"))) {
@@ -1086,6 +1101,33 @@ static void sub_replay(struct call *c)
     groups_api_replay(c->req, c->db, c->seg[4]);
 }
 
+/* ---- webhooks (api/webhooks_api.c) ---- */
+
+static void hook_create(struct call *c)
+{
+    webhooks_api_create(c->req, c->db);
+}
+
+static void hook_list(struct call *c)
+{
+    webhooks_api_list(c->req, c->db, NULL);
+}
+
+static void hook_get(struct call *c)
+{
+    webhooks_api_list(c->req, c->db, c->seg[4]);
+}
+
+static void hook_delete(struct call *c)
+{
+    webhooks_api_delete(c->req, c->db, c->seg[4]);
+}
+
+static void hook_rotate(struct call *c)
+{
+    webhooks_api_rotate(c->req, c->db, c->seg[4]);
+}
+
 static void event_get(struct call *c)
 {
     uint64_t pos;
@@ -1410,7 +1452,8 @@ static void openapi_path(const char *pattern, struct buf *out, struct buf *param
     static const struct {
         const char *after, *param;
     } NAMES[] = {{"databases", "db"}, {"streams", "stream"}, {"events", "position"},
-                 {"keys", "id"}, {"connections", "id"}, {"subscriptions", "name"}};
+                 {"keys", "id"}, {"connections", "id"}, {"subscriptions", "name"},
+                 {"webhooks", "name"}};
     const char *prev = "", *p = pattern;
     while (*p) {
         const char *end = strchr(p, '/');

@@ -59,6 +59,8 @@ static void finish_delete(struct db *db);
 
 static void db_free(struct db *db)
 {
+    webhooks_fini(db); /* their threads read the store */
+    pthread_mutex_destroy(&db->hooks_mu);
     groups_fini(db);
     pthread_mutex_destroy(&db->groups_mu);
     store_close(db->st);
@@ -162,6 +164,7 @@ static int db_open(struct engine *e, const char *name, bool create,
     strmap_init(&db->batch_idem, sizeof(struct append_req *));
     pthread_mutex_init(&db->watch_mu, NULL);
     pthread_mutex_init(&db->groups_mu, NULL);
+    pthread_mutex_init(&db->hooks_mu, NULL);
     pthread_rwlock_init(&db->meta_lock, NULL);
     struct buf text;
     buf_init(&text);
@@ -181,6 +184,7 @@ static int db_open(struct engine *e, const char *name, bool create,
     if (!rc) rc = load_last_recorded(db);
     if (!rc) rc = meta_load(db);
     if (!rc) rc = groups_load(db);
+    if (!rc) rc = webhooks_load(db);
     if (!rc && pthread_create(&db->writer, NULL, writer_main, db) != 0) {
         rc = ERR(ERR_IO);
     }
@@ -283,11 +287,16 @@ void engine_db_release(struct db *db)
  * thread that let go of the last reference. */
 static void finish_delete(struct db *db)
 {
+    webhooks_fini(db); /* before the store goes: their threads read it */
     store_abandon(db->st);
     db->st = NULL;
-    char groups[4200];
-    snprintf(groups, sizeof groups, "%s/groups.json", db->dir);
-    unlink(groups);
+    static const char *const OWN[] = {"groups.json", "webhooks.json", "groups.json.tmp",
+                                      "webhooks.json.tmp"};
+    for (size_t i = 0; i < sizeof OWN / sizeof OWN[0]; i++) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/%s", db->dir, OWN[i]);
+        unlink(path);
+    }
     int rc = store_remove_files(db->dir);
     log_info("database %s deleted", db->name);
     engine_deleted_fn *fn = db->deleted_fn;
@@ -473,6 +482,8 @@ int engine_open(const struct engine_config *cfg, struct engine **out)
     e->data_dir = xstrndup(cfg->data_dir, strlen(cfg->data_dir));
     e->limits = cfg->limits;
     e->parse_filter = cfg->parse_filter;
+    e->format_event = cfg->format_event;
+    e->webhook_allow = cfg->webhook_allow;
     pthread_mutex_init(&e->mu, NULL);
     int rc = open_existing(e);
     if (!rc && !find_locked(e, "default", 7, NULL)) {

@@ -19,6 +19,9 @@ struct engine;
 struct db;
 
 struct filter;
+struct event_rec;
+/* Appends the JSON object of an event (webhook bodies carry events as reads show them). */
+typedef void engine_event_json_fn(struct buf *out, const struct event_rec *ev);
 /* Parses a filter's JSON text (durable subscriptions keep theirs as text). 0 or ERR_INVALID. */
 typedef int engine_filter_parse_fn(struct slice text, struct filter *out);
 
@@ -26,6 +29,9 @@ struct engine_config {
     const char *data_dir;  /* borrowed; must outlive the engine */
     struct limits limits;  /* copied */
     engine_filter_parse_fn *parse_filter; /* NULL: subscriptions take only empty filters */
+    engine_event_json_fn *format_event;   /* an event's JSON in webhook bodies */
+    const char *webhook_allow; /* hosts or addresses webhooks may reach though private,
+                                  comma-separated ("*" = any; borrowed) */
 };
 
 /* Locks data_dir (one process per data directory), opens every database under it (creating

@@ -48,6 +48,9 @@ struct db {
     struct group **groups;              /* owned */
     size_t ngroups;
     int64_t groups_saved_ms;            /* last write of groups.json (monotonic) */
+    pthread_mutex_t hooks_mu;           /* guards the webhooks (webhooks.c) */
+    struct webhook **hooks;             /* owned */
+    size_t nhooks;
     size_t idems_cap;                   /* entries allocated in idems */
 };
 
@@ -56,6 +59,8 @@ struct engine {
     int lock_fd;             /* holds the exclusive lock on <data>/LOCK */
     struct limits limits;    /* configured limits */
     engine_filter_parse_fn *parse_filter; /* from the config */
+    engine_event_json_fn *format_event;   /* from the config */
+    const char *webhook_allow;            /* from the config */
     pthread_mutex_t mu;      /* guards dbs and count */
     struct db **dbs;         /* owned array of open databases */
     size_t count;            /* entries in dbs */
@@ -87,6 +92,9 @@ void watch_notify(struct db *db, bool gone);
 int groups_load(struct db *db);
 /* Saves moved checkpoints (unless the database was deleted) and frees the subscriptions. */
 void groups_fini(struct db *db);
+/* Starts / stops the webhooks of db (webhooks.c). */
+int webhooks_load(struct db *db);
+void webhooks_fini(struct db *db);
 
 /* The writer thread of a database (arg: struct db *). */
 void *writer_main(void *arg);

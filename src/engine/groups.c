@@ -1,7 +1,6 @@
 #include "engine/groups.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +10,7 @@
 #include "engine/engine_int.h"
 #include "query/filter.h"
 #include "util/errors.h"
+#include "util/fsutil.h"
 #include "util/log.h"
 #include "util/strmap.h"
 #include "util/timeutil.h"
@@ -88,7 +88,7 @@ static json_t *group_json(const struct group *g)
                      "parked", parked);
 }
 
-/* Rewrites groups.json (temporary file, fsync, rename, directory fsync). */
+/* Rewrites groups.json (util/fsutil.h: atomic and durable). */
 static int save(struct db *db)
 {
     json_t *arr = json_array();
@@ -99,23 +99,7 @@ static int save(struct db *db)
     json_t *root = json_pack("{s:o}", "groups", arr);
     char *text = json_dumps(root, JSON_COMPACT);
     json_decref(root);
-    char path[4200], tmp[4210];
-    snprintf(path, sizeof path, "%s/groups.json", db->dir);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    int rc = ERR(ERR_IO);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-    if (fd >= 0) {
-        size_t n = strlen(text);
-        bool ok = write(fd, text, n) == (ssize_t)n && fsync(fd) == 0;
-        ok = close(fd) == 0 && ok;
-        if (ok && rename(tmp, path) == 0) {
-            int dfd = open(db->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-            rc = dfd >= 0 && fsync(dfd) == 0 ? 0 : ERR(ERR_IO);
-            if (dfd >= 0) {
-                close(dfd);
-            }
-        }
-    }
+    int rc = fs_write_atomic(db->dir, "groups.json", text, strlen(text), 0640);
     free(text);
     if (rc) {
         log_error("database %s: cannot write groups.json: %s", db->name, strerror(errno));

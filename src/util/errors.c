@@ -20,6 +20,7 @@ const char *err_name(int err)
     case ERR_PROTOCOL: return "protocol_error";
     case ERR_GONE: return "gone";
     case ERR_DELETED: return "stream_deleted";
+    case ERR_DENIED: return "denied";
     }
     return "unknown_error";
 }

@@ -18,6 +18,7 @@ enum {
     ERR_PROTOCOL = -11, /* malformed wire bytes */
     ERR_GONE = -12,     /* the database was deleted while in use */
     ERR_DELETED = -13,  /* the stream was hard-deleted (tombstone) */
+    ERR_DENIED = -14,   /* refused by policy (e.g. a webhook URL to a private address) */
 };
 
 /* Returns a stable lower-case name for an error code ("conflict", "io_error", ...). */

@@ -233,6 +233,11 @@ def _sub_absent_check(ctx, thing, before):
     check(st == 404, f"subscription {thing} was created by a refused request: {st}")
 
 
+def _hook_absent_check(ctx, thing, before):
+    st, _, b = ctx.req("GET", f"/v1/databases/main/webhooks/{thing}")
+    check(st == 404, f"webhook {thing} was created by a refused request: {st}")
+
+
 def _key_count_check(ctx, thing, before):
     check(len(list_keys(ctx.s, ctx.admin)) == before, "a refused POST /v1/keys added a key")
 
@@ -313,6 +318,12 @@ ROUTES = [
     Route("GET", "/v1/databases/main/subscriptions/g/parked", "read", db="main"),
     Route("POST", "/v1/databases/main/subscriptions/g/replay", "write", body={}, db="main"),
     Route("DELETE", "/v1/connections/999999", "admin"),
+    Route("GET", "/v1/databases/main/webhooks", "admin", db="main"),
+    Route("POST", "/v1/databases/main/webhooks", "admin",
+          prepare=lambda c: (lambda n: ("/v1/databases/main/webhooks",
+                                        {"name": n, "url": "http://93.184.216.34/hook",
+                                         "from": "latest"}, "main", None, n))(c.uniq("hook")),
+          unchanged=_hook_absent_check),
     Route("GET", "/v1/keys", "admin"),
     Route("POST", "/v1/keys", "admin", key_route="create",
           prepare=lambda c: ("/v1/keys", {"scope": "read", "database": "main",

@@ -1,0 +1,15 @@
+/* Webhooks of the native API: /v1/databases/{db}/webhooks (docs/api.md, "Webhooks"). Each
+ * handler parses its request, calls engine/webhooks.h and answers. */
+#ifndef API_WEBHOOKS_API_H
+#define API_WEBHOOKS_API_H
+
+#include "engine/engine.h"
+#include "http/server.h"
+
+void webhooks_api_create(struct http_req *req, struct db *db);
+/* All webhooks, or the named one with its delivery log and parked batches. */
+void webhooks_api_list(struct http_req *req, struct db *db, const char *name);
+void webhooks_api_delete(struct http_req *req, struct db *db, const char *name);
+void webhooks_api_rotate(struct http_req *req, struct db *db, const char *name);
+
+#endif

@@ -1,0 +1,802 @@
+#define _GNU_SOURCE /* pthread_setname_np */
+#include "engine/webhooks.h"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <jansson.h>
+#include <netdb.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "engine/engine_int.h"
+#include "engine/groups.h"
+#include "query/filter.h"
+#include "util/errors.h"
+#include "util/fsutil.h"
+#include "util/log.h"
+#include "util/timeutil.h"
+#include "util/uuid.h"
+
+enum { SECRET_BYTES = 24, SECRET_TEXT = 64 };
+
+/* One delivery attempt's outcome, kept in the log. */
+struct delivery {
+    char id[UUID_TEXT_LEN + 1];  /* webhook-id: the same for every attempt of a batch */
+    uint64_t first, last;        /* positions of the batch */
+    uint32_t attempt;
+    int status;                  /* HTTP status, 0 when none */
+    char error[160];             /* "" on success */
+    int64_t at_us;
+};
+
+struct webhook {
+    struct db *db;
+    char name[65];
+    char *url;
+    char *filter_text;
+    struct filter filter;
+    char *headers[WEBHOOK_HEADERS_MAX];
+    size_t nheaders;
+    uint32_t max_attempts, backoff_ms;
+    char secret[SECRET_TEXT], old_secret[SECRET_TEXT];
+    int64_t old_until_us;              /* the old secret signs until then */
+    uint64_t checkpoint;               /* every position <= it was delivered or parked */
+    struct delivery log[WEBHOOK_LOG];  /* ring */
+    size_t nlog, log_at;
+    uint64_t (*parked)[2];             /* parked batches: first, last */
+    size_t nparked;
+    uint64_t delivered;                /* events delivered since start */
+    struct engine_watch *watch;        /* commit notifications */
+    pthread_t thread;
+    bool running;
+    bool stop;                         /* guarded by db->hooks_mu */
+    bool woken;                        /* a commit since the thread last looked */
+    pthread_cond_t cv;                 /* with db->hooks_mu */
+};
+
+/* ---- addresses: never a private one unless allowed ---- */
+
+static bool v4_public(uint32_t a)
+{
+    uint8_t b0 = a >> 24, b1 = (a >> 16) & 0xff;
+    return !(b0 == 0 || b0 == 10 || b0 == 127 || (b0 == 100 && (b1 & 0xc0) == 64) ||
+             (b0 == 169 && b1 == 254) || (b0 == 172 && (b1 & 0xf0) == 16) ||
+             (b0 == 192 && b1 == 168) || b0 >= 224);
+}
+
+static bool addr_public(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET) {
+        return v4_public(ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr));
+    }
+    if (sa->sa_family != AF_INET6) {
+        return false;
+    }
+    const uint8_t *b = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
+    static const uint8_t MAPPED[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (memcmp(b, MAPPED, 12) == 0) {
+        return v4_public((uint32_t)b[12] << 24 | (uint32_t)b[13] << 16 | (uint32_t)b[14] << 8 |
+                         b[15]);
+    }
+    bool zero_prefix = true;
+    for (int i = 0; i < 15; i++) {
+        zero_prefix &= b[i] == 0;
+    }
+    return !(zero_prefix || (b[0] & 0xfe) == 0xfc || (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) ||
+             b[0] == 0xff);
+}
+
+/* True when the operator allowed host (the URL's host text) or the address text. */
+static bool allowed(const struct engine *e, const char *what)
+{
+    const char *list = e->webhook_allow;
+    size_t n = strlen(what);
+    for (const char *p = list; p && *p;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if ((len == n && strncasecmp(p, what, n) == 0) || (len == 1 && *p == '*')) {
+            return true;
+        }
+        p = end ? end + 1 : p + len;
+    }
+    return false;
+}
+
+static bool sockaddr_ok(const struct engine *e, const struct sockaddr *sa)
+{
+    char text[INET6_ADDRSTRLEN] = "";
+    const void *a = sa->sa_family == AF_INET6 ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
+                                              : (const void *)&((const struct sockaddr_in *)sa)->sin_addr;
+    inet_ntop(sa->sa_family, a, text, sizeof text);
+    return addr_public(sa) || allowed(e, text);
+}
+
+/* The host of an http(s) URL into host (without brackets). Returns 0 or ERR_INVALID. */
+static int url_host(const char *url, char *host, size_t n)
+{
+    CURLU *u = curl_url();
+    char *scheme = NULL, *h = NULL;
+    int rc = curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+                     curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+                     curl_url_get(u, CURLUPART_HOST, &h, 0) == CURLUE_OK &&
+                     (strcmp(scheme, "http") == 0 || strcmp(scheme, "https") == 0) && h[0]
+                 ? 0
+                 : ERR_INVALID;
+    if (!rc) {
+        size_t len = strlen(h);
+        if (h[0] == '[' && len > 2) {
+            snprintf(host, n, "%.*s", (int)(len - 2), h + 1);
+        } else {
+            snprintf(host, n, "%s", h);
+        }
+    }
+    curl_free(scheme);
+    curl_free(h);
+    curl_url_cleanup(u);
+    return rc;
+}
+
+/* Checks url: http(s), a host, every address reachable. 0, ERR_INVALID or ERR_DENIED. */
+static int check_url(const struct engine *e, const char *url, char *why, size_t why_len)
+{
+    char host[256];
+    if (strlen(url) > WEBHOOK_URL_BYTES || url_host(url, host, sizeof host) != 0) {
+        snprintf(why, why_len, "not an http(s) URL with a host");
+        return ERR_INVALID;
+    }
+    if (allowed(e, host)) {
+        return 0;
+    }
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
+    if (getaddrinfo(host, NULL, &hints, &res) != 0) {
+        snprintf(why, why_len, "the host %s does not resolve", host);
+        return ERR_INVALID;
+    }
+    int rc = 0;
+    for (struct addrinfo *ai = res; ai && !rc; ai = ai->ai_next) {
+        if (!sockaddr_ok(e, ai->ai_addr)) {
+            snprintf(why, why_len, "%s is a loopback, private or link-local address (allow it "
+                     "with --webhook-allow)", host);
+            rc = ERR_DENIED;
+        }
+    }
+    freeaddrinfo(res);
+    return rc;
+}
+
+/* curl's socket opener: refuses a connection to an address that may not be reached (the
+ * name could resolve differently than when the webhook was made). */
+static curl_socket_t open_checked(void *arg, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    (void)purpose;
+    const struct webhook *w = arg;
+    if (!sockaddr_ok(w->db->e, &a->addr)) {
+        return CURL_SOCKET_BAD;
+    }
+    return socket(a->family, a->socktype, a->protocol);
+}
+
+/* ---- secrets and signatures ---- */
+
+static void new_secret(char out[SECRET_TEXT])
+{
+    unsigned char raw[SECRET_BYTES];
+    RAND_bytes(raw, sizeof raw);
+    memcpy(out, "whsec_", 6);
+    EVP_EncodeBlock((unsigned char *)out + 6, raw, sizeof raw);
+}
+
+/* Appends "v1,<base64 HMAC-SHA256(key, msg)>" for secret (whsec_<base64 key>). */
+static void sign(struct buf *out, const char *secret, const struct buf *msg)
+{
+    unsigned char key[64], mac[32], b64[64];
+    int klen = EVP_DecodeBlock(key, (const unsigned char *)secret + 6, (int)strlen(secret + 6));
+    klen = klen > 0 ? SECRET_BYTES : 0; /* DecodeBlock counts the padding */
+    unsigned int mlen = 0;
+    HMAC(EVP_sha256(), key, klen, (const unsigned char *)msg->ptr, msg->len, mac, &mlen);
+    EVP_EncodeBlock(b64, mac, (int)mlen);
+    buf_printf(out, "%sv1,%s", out->len ? " " : "", b64);
+}
+
+/* ---- durability: webhooks.json ---- */
+
+static json_t *hook_json(const struct webhook *w)
+{
+    json_t *headers = json_array(), *parked = json_array(), *log = json_array();
+    for (size_t i = 0; i < w->nheaders; i++) {
+        json_array_append_new(headers, json_string(w->headers[i]));
+    }
+    for (size_t i = 0; i < w->nparked; i++) {
+        json_array_append_new(parked, json_pack("[I,I]", (json_int_t)w->parked[i][0],
+                                                (json_int_t)w->parked[i][1]));
+    }
+    for (size_t i = 0; i < w->nlog; i++) {
+        const struct delivery *d = &w->log[(w->log_at + WEBHOOK_LOG - w->nlog + i) % WEBHOOK_LOG];
+        json_array_append_new(log, json_pack("{s:s,s:I,s:I,s:I,s:i,s:s,s:I}", "id", d->id,
+                                             "first", (json_int_t)d->first, "last",
+                                             (json_int_t)d->last, "attempt",
+                                             (json_int_t)d->attempt, "status", d->status,
+                                             "error", d->error, "atUs", (json_int_t)d->at_us));
+    }
+    return json_pack("{s:s,s:s,s:s,s:o,s:I,s:I,s:s,s:s,s:I,s:I,s:o,s:o}", "name", w->name, "url",
+                     w->url, "filter", w->filter_text, "headers", headers, "maxAttempts",
+                     (json_int_t)w->max_attempts, "backoffMs", (json_int_t)w->backoff_ms,
+                     "secret", w->secret, "oldSecret", w->old_secret, "oldUntilUs",
+                     (json_int_t)w->old_until_us, "checkpoint", (json_int_t)w->checkpoint,
+                     "parked", parked, "log", log);
+}
+
+/* Rewrites webhooks.json (caller holds hooks_mu). */
+static int save(struct db *db)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; i < db->nhooks; i++) {
+        json_array_append_new(arr, hook_json(db->hooks[i]));
+    }
+    json_t *root = json_pack("{s:o}", "webhooks", arr);
+    char *text = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+    int rc = fs_write_atomic(db->dir, "webhooks.json", text, strlen(text), 0600);
+    free(text);
+    if (rc) {
+        log_error("database %s: cannot write webhooks.json: %s", db->name, strerror(errno));
+    }
+    return rc;
+}
+
+/* ---- delivery ---- */
+
+static void add_log(struct webhook *w, const struct delivery *d)
+{
+    w->log[w->log_at] = *d;
+    w->log_at = (w->log_at + 1) % WEBHOOK_LOG;
+    w->nlog += w->nlog < WEBHOOK_LOG;
+}
+
+struct batch {
+    struct db *db;
+    struct buf events;  /* JSON objects, comma-separated */
+    size_t n;
+    uint64_t first, last;
+};
+
+static int on_batch_event(void *arg, const struct event_rec *ev)
+{
+    struct batch *b = arg;
+    if (b->n++) {
+        buf_addc(&b->events, ',');
+    } else {
+        b->first = ev->position;
+    }
+    b->last = ev->position;
+    b->db->e->format_event(&b->events, ev);
+    return 0;
+}
+
+static size_t discard(char *p, size_t size, size_t n, void *arg)
+{
+    (void)p;
+    (void)arg;
+    return size * n;
+}
+
+/* One POST of body. Returns the HTTP status, or 0 with why filled. */
+static int post_once(struct webhook *w, const struct buf *body, const char *id, uint32_t attempt,
+                     char *why, size_t why_len)
+{
+    CURL *h = curl_easy_init();
+    if (!h) {
+        snprintf(why, why_len, "cannot start an HTTP client");
+        return 0;
+    }
+    int64_t ts = time_now_us() / 1000000;
+    struct buf msg, sig;
+    buf_init(&msg);
+    buf_init(&sig);
+    buf_printf(&msg, "%s.%lld.", id, (long long)ts);
+    buf_add(&msg, body->ptr, body->len);
+    sign(&sig, w->secret, &msg);
+    if (w->old_secret[0] && time_now_us() < w->old_until_us) {
+        sign(&sig, w->old_secret, &msg);
+    }
+    char line[256];
+    struct curl_slist *hl = curl_slist_append(NULL, "Content-Type: application/json");
+    snprintf(line, sizeof line, "webhook-id: %s", id);
+    hl = curl_slist_append(hl, line);
+    snprintf(line, sizeof line, "webhook-timestamp: %lld", (long long)ts);
+    hl = curl_slist_append(hl, line);
+    struct buf sigline;
+    buf_init(&sigline);
+    buf_printf(&sigline, "webhook-signature: %s", sig.ptr);
+    hl = curl_slist_append(hl, sigline.ptr);
+    snprintf(line, sizeof line, "X-Annals-Attempt: %u", attempt);
+    hl = curl_slist_append(hl, line);
+    hl = curl_slist_append(hl, "Expect:");
+    for (size_t i = 0; i < w->nheaders; i++) {
+        hl = curl_slist_append(hl, w->headers[i]);
+    }
+    curl_easy_setopt(h, CURLOPT_URL, w->url);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT, (long)WEBHOOK_TIMEOUT_S);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 5L);
+    curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, open_checked);
+    curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, w);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, body->ptr);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)body->len);
+    curl_easy_setopt(h, CURLOPT_USERAGENT, "annals-webhooks");
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard);
+    CURLcode cc = curl_easy_perform(h);
+    long status = 0;
+    if (cc == CURLE_OK) {
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    } else {
+        snprintf(why, why_len, "%s", cc == CURLE_COULDNT_CONNECT || cc == CURLE_RECV_ERROR
+                                         ? "connection refused or reset, or a refused address"
+                                         : curl_easy_strerror(cc));
+    }
+    curl_slist_free_all(hl);
+    curl_easy_cleanup(h);
+    buf_fini(&msg);
+    buf_fini(&sig);
+    buf_fini(&sigline);
+    return (int)status;
+}
+
+/* Waits ms (or until stopped). Returns false when stopping. Caller holds hooks_mu. */
+static bool nap(struct webhook *w, uint64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t ns = (uint64_t)ts.tv_nsec + ms * 1000000u;
+    ts.tv_sec += (time_t)(ns / 1000000000u);
+    ts.tv_nsec = (long)(ns % 1000000000u);
+    while (!w->stop && !w->woken) {
+        if (pthread_cond_timedwait(&w->cv, &w->db->hooks_mu, &ts) != 0) {
+            break;
+        }
+    }
+    return !w->stop;
+}
+
+/* Delivers one batch with retries; true when delivered, false when parked or stopping. */
+static bool deliver(struct webhook *w, struct batch *b)
+{
+    char id[UUID_TEXT_LEN + 1];
+    uint8_t raw[16];
+    uuid_v7(time_now_us(), raw);
+    uuid_format(raw, id);
+    struct db *db = w->db;
+    for (uint32_t attempt = 1;; attempt++) {
+        struct buf body;
+        buf_init(&body);
+        buf_printf(&body, "{\"webhook\":\"%s\",\"deliveryId\":\"%s\",\"attempt\":%u,\"events\":[",
+                   w->name, id, attempt);
+        buf_add(&body, b->events.ptr, b->events.len);
+        buf_adds(&body, "]}");
+        struct delivery d = {.first = b->first, .last = b->last, .attempt = attempt,
+                             .at_us = time_now_us()};
+        snprintf(d.id, sizeof d.id, "%s", id);
+        pthread_mutex_unlock(&db->hooks_mu);
+        d.status = post_once(w, &body, id, attempt, d.error, sizeof d.error);
+        pthread_mutex_lock(&db->hooks_mu);
+        buf_fini(&body);
+        bool ok = d.status >= 200 && d.status < 300;
+        if (!ok && !d.error[0]) {
+            snprintf(d.error, sizeof d.error, "HTTP %d", d.status);
+        }
+        add_log(w, &d);
+        if (ok) {
+            return true;
+        }
+        if (w->stop) {
+            return false;
+        }
+        if (attempt >= w->max_attempts) {
+            if (w->nparked == WEBHOOK_PARKED_MAX) {
+                memmove(w->parked, w->parked + 1, (w->nparked - 1) * sizeof(*w->parked));
+                w->nparked--;
+            }
+            w->parked = xrealloc(w->parked, (w->nparked + 1) * sizeof(*w->parked));
+            w->parked[w->nparked][0] = b->first;
+            w->parked[w->nparked++][1] = b->last;
+            log_warn("webhook %s: events %llu..%llu parked after %u attempts", w->name,
+                     (unsigned long long)b->first, (unsigned long long)b->last, attempt);
+            return false;
+        }
+        uint64_t wait = (uint64_t)w->backoff_ms << (attempt - 1 < 16 ? attempt - 1 : 16);
+        w->woken = false;
+        while (wait && !w->stop) { /* commits do not cut a backoff short */
+            uint64_t step = wait < 200 ? wait : 200;
+            nap(w, step);
+            w->woken = false;
+            wait -= step;
+        }
+        if (w->stop) {
+            return false;
+        }
+    }
+}
+
+static void *hook_main(void *arg)
+{
+    struct webhook *w = arg;
+    struct db *db = w->db;
+    pthread_setname_np(pthread_self(), "annals-webhook");
+    pthread_mutex_lock(&db->hooks_mu);
+    while (!w->stop) {
+        struct batch b = {.db = db};
+        buf_init(&b.events);
+        w->woken = false; /* a commit from here on wakes the nap below */
+        struct engine_query q = {.filter = &w->filter, .has_from = true, .from = w->checkpoint + 1,
+                                 .limit = WEBHOOK_BATCH, .budget = 65536};
+        struct engine_query_result res;
+        pthread_mutex_unlock(&db->hooks_mu);
+        int rc = engine_query(db, &q, on_batch_event, &b, &res);
+        pthread_mutex_lock(&db->hooks_mu);
+        if (rc) {
+            buf_fini(&b.events);
+            nap(w, 1000);
+            continue;
+        }
+        uint64_t done = b.n ? b.last : (res.next ? res.next - 1 : res.head);
+        if (b.n && !deliver(w, &b) && w->stop) {
+            buf_fini(&b.events);
+            break; /* stopping mid-batch: it is delivered again after the restart */
+        }
+        buf_fini(&b.events);
+        if (done > w->checkpoint) {
+            w->checkpoint = done;
+            w->delivered += b.n;
+            if (b.n) {
+                save(db);
+            }
+        }
+        if (!b.n && !res.next) {
+            nap(w, 1000); /* until the next commit */
+        }
+    }
+    pthread_mutex_unlock(&db->hooks_mu);
+    return NULL;
+}
+
+static void on_hook_commit(void *arg, bool gone)
+{
+    struct webhook *w = arg;
+    struct db *db = w->db;
+    pthread_mutex_lock(&db->hooks_mu);
+    w->woken = true;
+    w->stop |= gone;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&db->hooks_mu);
+}
+
+/* ---- lifecycle ---- */
+
+static void hook_free(struct webhook *w)
+{
+    filter_fini(&w->filter);
+    free(w->url);
+    free(w->filter_text);
+    for (size_t i = 0; i < w->nheaders; i++) {
+        free(w->headers[i]);
+    }
+    free(w->parked);
+    pthread_cond_destroy(&w->cv);
+    free(w);
+}
+
+static int start(struct webhook *w)
+{
+    if (pthread_create(&w->thread, NULL, hook_main, w) != 0) {
+        return ERR(ERR_IO);
+    }
+    w->running = true;
+    return 0;
+}
+
+/* Stops w's thread (caller does not hold hooks_mu). */
+static void stop(struct webhook *w)
+{
+    pthread_mutex_lock(&w->db->hooks_mu);
+    w->stop = true;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->db->hooks_mu);
+    if (w->running) {
+        pthread_join(w->thread, NULL);
+        w->running = false;
+    }
+}
+
+static struct webhook *hook_new(struct db *db, const char *name, const char *url,
+                                const char *filter_text)
+{
+    struct webhook *w = xcalloc(1, sizeof(*w));
+    w->db = db;
+    snprintf(w->name, sizeof w->name, "%s", name);
+    w->url = xstrndup(url, strlen(url));
+    w->filter_text = xstrndup(filter_text, strlen(filter_text));
+    pthread_cond_init(&w->cv, NULL);
+    return w;
+}
+
+static int parse_hook_filter(struct db *db, struct webhook *w)
+{
+    if (!w->filter_text[0]) {
+        filter_init(&w->filter);
+        return 0;
+    }
+    filter_init(&w->filter);
+    return db->e->parse_filter
+               ? db->e->parse_filter((struct slice){w->filter_text, strlen(w->filter_text)},
+                                     &w->filter)
+               : ERR_INVALID;
+}
+
+static struct webhook *find(struct db *db, const char *name)
+{
+    for (size_t i = 0; i < db->nhooks; i++) {
+        if (strcmp(db->hooks[i]->name, name) == 0) {
+            return db->hooks[i];
+        }
+    }
+    return NULL;
+}
+
+int engine_webhook_create(struct db *db, const struct webhook_def *def, char *secret_out,
+                          char *why, size_t why_len)
+{
+    int rc = check_url(db->e, def->url, why, why_len);
+    if (rc) {
+        return rc;
+    }
+    char *ft = xstrndup(def->filter.ptr ? def->filter.ptr : "", def->filter.len);
+    struct webhook *w = hook_new(db, def->name, def->url, ft);
+    free(ft);
+    if (parse_hook_filter(db, w) != 0) {
+        hook_free(w);
+        snprintf(why, why_len, "the filter does not parse");
+        return ERR_INVALID;
+    }
+    for (size_t i = 0; i < def->nheaders; i++) {
+        w->headers[w->nheaders++] = xstrndup(def->headers[i], strlen(def->headers[i]));
+    }
+    w->max_attempts = def->max_attempts;
+    w->backoff_ms = def->backoff_ms;
+    w->checkpoint = def->start ? def->start - 1 : 0;
+    new_secret(w->secret);
+    pthread_mutex_lock(&db->hooks_mu);
+    rc = find(db, def->name) ? ERR_EXISTS : db->nhooks >= WEBHOOKS_MAX ? ERR_TOOBIG : 0;
+    if (!rc) {
+        db->hooks = xrealloc(db->hooks, (db->nhooks + 1) * sizeof(*db->hooks));
+        db->hooks[db->nhooks++] = w;
+        rc = save(db);
+        if (rc) {
+            db->nhooks--;
+        }
+    }
+    pthread_mutex_unlock(&db->hooks_mu);
+    if (rc) {
+        hook_free(w);
+        return rc;
+    }
+    if (engine_watch(db, on_hook_commit, w, &w->watch) != 0 || start(w) != 0) {
+        log_error("webhook %s: cannot start its delivery (the database is going away?)", w->name);
+    }
+    snprintf(secret_out, SECRET_TEXT, "%s", w->secret);
+    return 0;
+}
+
+int engine_webhook_delete(struct db *db, const char *name)
+{
+    pthread_mutex_lock(&db->hooks_mu);
+    struct webhook *w = NULL;
+    int rc = ERR_NOTFOUND;
+    for (size_t i = 0; i < db->nhooks; i++) {
+        if (strcmp(db->hooks[i]->name, name) == 0) {
+            w = db->hooks[i];
+            db->hooks[i] = db->hooks[--db->nhooks];
+            rc = save(db);
+            if (rc) {
+                db->hooks[db->nhooks++] = w;
+                w = NULL;
+            }
+            break;
+        }
+    }
+    pthread_mutex_unlock(&db->hooks_mu);
+    if (w) {
+        engine_unwatch(w->watch);
+        stop(w);
+        hook_free(w);
+    }
+    return rc;
+}
+
+int engine_webhook_rotate(struct db *db, const char *name, uint32_t grace_s, char *secret_out)
+{
+    pthread_mutex_lock(&db->hooks_mu);
+    struct webhook *w = find(db, name);
+    int rc = w ? 0 : ERR_NOTFOUND;
+    if (w) {
+        memcpy(w->old_secret, w->secret, sizeof w->secret);
+        w->old_until_us = time_now_us() + (int64_t)grace_s * 1000000;
+        new_secret(w->secret);
+        rc = save(db);
+        snprintf(secret_out, SECRET_TEXT, "%s", w->secret);
+    }
+    pthread_mutex_unlock(&db->hooks_mu);
+    return rc;
+}
+
+static void describe_one(const struct webhook *w, bool with_log, struct buf *b)
+{
+    buf_adds(b, "{\"name\":");
+    buf_add_json_str(b, w->name, strlen(w->name));
+    buf_adds(b, ",\"url\":");
+    buf_add_json_str(b, w->url, strlen(w->url));
+    buf_adds(b, ",\"filter\":");
+    buf_adds(b, w->filter_text[0] ? w->filter_text : "{}");
+    buf_adds(b, ",\"headers\":[");
+    for (size_t i = 0; i < w->nheaders; i++) {
+        buf_adds(b, i ? "," : "");
+        buf_add_json_str(b, w->headers[i], strlen(w->headers[i]));
+    }
+    buf_printf(b, "],\"maxAttempts\":%u,\"backoffMs\":%u,\"checkpoint\":%llu,\"delivered\":%llu,"
+               "\"parked\":%zu", w->max_attempts, w->backoff_ms,
+               (unsigned long long)w->checkpoint, (unsigned long long)w->delivered, w->nparked);
+    if (with_log) {
+        buf_adds(b, ",\"parkedBatches\":[");
+        for (size_t i = 0; i < w->nparked; i++) {
+            buf_printf(b, "%s{\"first\":%llu,\"last\":%llu}", i ? "," : "",
+                       (unsigned long long)w->parked[i][0], (unsigned long long)w->parked[i][1]);
+        }
+        buf_adds(b, "],\"deliveries\":[");
+        for (size_t i = 0; i < w->nlog; i++) { /* newest first */
+            const struct delivery *d = &w->log[(w->log_at + WEBHOOK_LOG - 1 - i) % WEBHOOK_LOG];
+            buf_printf(b, "%s{\"id\":\"%s\",\"first\":%llu,\"last\":%llu,\"attempt\":%u,"
+                       "\"status\":%d,\"error\":", i ? "," : "", d->id,
+                       (unsigned long long)d->first, (unsigned long long)d->last, d->attempt,
+                       d->status);
+            if (d->error[0]) {
+                buf_add_json_str(b, d->error, strlen(d->error));
+            } else {
+                buf_adds(b, "null");
+            }
+            char at[40];
+            time_format(d->at_us, at);
+            buf_printf(b, ",\"at\":\"%s\"}", at);
+        }
+        buf_addc(b, ']');
+    }
+    buf_addc(b, '}');
+}
+
+int engine_webhook_describe(struct db *db, const char *only, bool with_log, struct buf *out)
+{
+    pthread_mutex_lock(&db->hooks_mu);
+    int rc = only ? ERR_NOTFOUND : 0;
+    size_t n = 0;
+    for (size_t i = 0; i < db->nhooks; i++) {
+        if (only && strcmp(db->hooks[i]->name, only) != 0) {
+            continue;
+        }
+        if (n++) {
+            buf_addc(out, ',');
+        }
+        describe_one(db->hooks[i], with_log, out);
+        rc = 0;
+    }
+    pthread_mutex_unlock(&db->hooks_mu);
+    return rc;
+}
+
+static int load_one(struct db *db, json_t *o)
+{
+    const char *name = json_string_value(json_object_get(o, "name"));
+    const char *url = json_string_value(json_object_get(o, "url"));
+    const char *ft = json_string_value(json_object_get(o, "filter"));
+    const char *secret = json_string_value(json_object_get(o, "secret"));
+    const char *old = json_string_value(json_object_get(o, "oldSecret"));
+    if (!name || !url || !ft || !secret || !old || strlen(secret) >= SECRET_TEXT ||
+        strlen(old) >= SECRET_TEXT) {
+        return ERR(ERR_CORRUPT);
+    }
+    struct webhook *w = hook_new(db, name, url, ft);
+    if (parse_hook_filter(db, w) != 0) {
+        hook_free(w);
+        return ERR(ERR_CORRUPT);
+    }
+    snprintf(w->secret, sizeof w->secret, "%s", secret);
+    snprintf(w->old_secret, sizeof w->old_secret, "%s", old);
+    w->old_until_us = json_integer_value(json_object_get(o, "oldUntilUs"));
+    w->max_attempts = (uint32_t)json_integer_value(json_object_get(o, "maxAttempts"));
+    w->backoff_ms = (uint32_t)json_integer_value(json_object_get(o, "backoffMs"));
+    w->checkpoint = (uint64_t)json_integer_value(json_object_get(o, "checkpoint"));
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(o, "headers"), i, v) {
+        if (json_is_string(v) && w->nheaders < WEBHOOK_HEADERS_MAX) {
+            w->headers[w->nheaders++] = xstrndup(json_string_value(v), json_string_length(v));
+        }
+    }
+    json_array_foreach(json_object_get(o, "parked"), i, v) {
+        w->parked = xrealloc(w->parked, (w->nparked + 1) * sizeof(*w->parked));
+        w->parked[w->nparked][0] = (uint64_t)json_integer_value(json_array_get(v, 0));
+        w->parked[w->nparked++][1] = (uint64_t)json_integer_value(json_array_get(v, 1));
+    }
+    json_array_foreach(json_object_get(o, "log"), i, v) {
+        struct delivery d = {0};
+        snprintf(d.id, sizeof d.id, "%s", json_string_value(json_object_get(v, "id")) ?: "");
+        d.first = (uint64_t)json_integer_value(json_object_get(v, "first"));
+        d.last = (uint64_t)json_integer_value(json_object_get(v, "last"));
+        d.attempt = (uint32_t)json_integer_value(json_object_get(v, "attempt"));
+        d.status = (int)json_integer_value(json_object_get(v, "status"));
+        snprintf(d.error, sizeof d.error, "%s",
+                 json_string_value(json_object_get(v, "error")) ?: "");
+        d.at_us = json_integer_value(json_object_get(v, "atUs"));
+        add_log(w, &d);
+    }
+    db->hooks = xrealloc(db->hooks, (db->nhooks + 1) * sizeof(*db->hooks));
+    db->hooks[db->nhooks++] = w;
+    return 0;
+}
+
+int webhooks_load(struct db *db)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/webhooks.json", db->dir);
+    if (access(path, F_OK) != 0) {
+        return 0;
+    }
+    json_error_t je;
+    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+    json_t *arr = root ? json_object_get(root, "webhooks") : NULL;
+    int rc = json_is_array(arr) ? 0 : ERR(ERR_CORRUPT);
+    size_t i;
+    json_t *o;
+    json_array_foreach(arr, i, o) {
+        if (!rc) rc = load_one(db, o);
+    }
+    json_decref(root);
+    for (size_t k = 0; !rc && k < db->nhooks; k++) {
+        struct webhook *w = db->hooks[k];
+        rc = engine_watch(db, on_hook_commit, w, &w->watch);
+        if (!rc) rc = start(w);
+    }
+    if (rc) {
+        log_error("database %s: cannot load %s", db->name, path);
+    }
+    return rc;
+}
+
+void webhooks_fini(struct db *db)
+{
+    for (size_t i = 0; i < db->nhooks; i++) {
+        engine_unwatch(db->hooks[i]->watch);
+        db->hooks[i]->watch = NULL;
+        stop(db->hooks[i]);
+    }
+    if (db->nhooks && !db->deleted) {
+        pthread_mutex_lock(&db->hooks_mu);
+        save(db);
+        pthread_mutex_unlock(&db->hooks_mu);
+    }
+    for (size_t i = 0; i < db->nhooks; i++) {
+        hook_free(db->hooks[i]);
+    }
+    free(db->hooks);
+    db->hooks = NULL;
+    db->nhooks = 0;
+}

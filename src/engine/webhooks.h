@@ -1,0 +1,62 @@
+/* Webhook subscriptions of a database: each delivers the events matching its filter, in order,
+ * as signed HTTP POSTs to its URL, at least once, from a durable checkpoint. One delivery
+ * thread per webhook: read the next batch after the checkpoint (up to WEBHOOK_BATCH events),
+ * POST it (retrying with exponential backoff up to max_attempts), then move the checkpoint;
+ * a batch that keeps failing is parked and delivery goes on. Signatures follow the Standard
+ * Webhooks scheme (docs/api.md, "Webhooks"): webhook-id, webhook-timestamp and
+ * webhook-signature = "v1,<base64 HMAC-SHA256(key, id.timestamp.body)>", one per valid secret
+ * during a rotation's grace period. Outbound requests never reach loopback, private,
+ * link-local or other non-public addresses unless the operator allows the host
+ * (engine_config.webhook_allow), never follow redirects, and time out.
+ *
+ * State (definitions with their secrets, checkpoints, parked batches, the delivery log) is in
+ * the database directory's webhooks.json (mode 0600, rewritten atomically). Any thread. */
+#ifndef ENGINE_WEBHOOKS_H
+#define ENGINE_WEBHOOKS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/engine.h"
+
+enum {
+    WEBHOOKS_MAX = 20,              /* per database */
+    WEBHOOK_URL_BYTES = 2048,
+    WEBHOOK_HEADERS_MAX = 10,       /* custom headers per webhook */
+    WEBHOOK_HEADER_BYTES = 1024,    /* one "Name: value" */
+    WEBHOOK_BATCH = 100,            /* events per delivery */
+    WEBHOOK_LOG = 50,               /* deliveries kept in the log */
+    WEBHOOK_PARKED_MAX = 1000,      /* parked batches kept (oldest dropped) */
+    WEBHOOK_ATTEMPTS_MAX = 20,
+    WEBHOOK_TIMEOUT_S = 10,         /* one attempt, connect included */
+};
+
+struct webhook_def {
+    char name[65];                  /* as subscription names (groups.h) */
+    const char *url;                /* http:// or https:// */
+    struct slice filter;            /* JSON text ("" = every event) */
+    const char *headers[WEBHOOK_HEADERS_MAX]; /* "Name: value" */
+    size_t nheaders;
+    uint32_t max_attempts;          /* attempts per batch before it is parked (default 5) */
+    uint32_t backoff_ms;            /* wait before the 2nd attempt; doubles each time */
+    uint64_t start;                 /* first position to deliver */
+};
+
+/* Creates a webhook and starts its delivery; secret_out (at least 64 bytes) gets its secret
+ * ("whsec_" + base64 of 24 random bytes), shown once. The url must be http(s) with a host
+ * whose every address may be reached (public, or allowed by the configuration). Returns 0,
+ * ERR_EXISTS, ERR_TOOBIG, ERR_INVALID (filter or url; why says which), ERR_DENIED (a refused
+ * address; why names it) or ERR_IO. */
+int engine_webhook_create(struct db *db, const struct webhook_def *def, char *secret_out,
+                          char *why, size_t why_len);
+/* Stops and deletes. Returns 0, ERR_NOTFOUND or ERR_IO. */
+int engine_webhook_delete(struct db *db, const char *name);
+/* A new secret (to secret_out); the old one also signs for grace_s seconds. */
+int engine_webhook_rotate(struct db *db, const char *name, uint32_t grace_s, char *secret_out);
+/* Appends the JSON of every webhook (or the named one: the object alone), with its state and
+ * (when with_log) its delivery log and parked batches, to out. Returns 0 or ERR_NOTFOUND. */
+int engine_webhook_describe(struct db *db, const char *only, bool with_log, struct buf *out);
+
+
+#endif
