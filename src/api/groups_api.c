@@ -17,6 +17,7 @@ enum {
     GROUP_ACK_TIMEOUT_MAX = 3600,
     GROUP_RETRIES_DEFAULT = 5,
     GROUP_RETRIES_MAX = 100,
+    GROUP_ANSWER_BYTES = 4 * 1024 * 1024, /* a pull answer stops growing past this */
 };
 
 int groups_parse_filter(struct slice text, struct filter *out)
@@ -253,7 +254,7 @@ static int on_pulled(void *arg, const struct event_rec *ev, uint32_t attempt)
     buf_adds(&pc->b, ",\"event\":");
     out_event(&pc->b, ev);
     buf_addc(&pc->b, '}');
-    return 0;
+    return pc->b.len >= GROUP_ANSWER_BYTES ? 1 : 0; /* full: the rest stays unleased */
 }
 
 void groups_api_pull(struct http_req *req, struct db *db, const char *name)

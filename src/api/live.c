@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "api/out.h"
+#include "engine/groups.h"
 #include "json/jsonx.h"
 #include "json/validate.h"
 #include "util/errors.h"
@@ -45,6 +46,10 @@ struct live_sub {
     bool ws;                    /* a WebSocket (else SSE) */
     bool active;                /* subscribed (a WebSocket between subscribe and unsubscribe) */
     char *stream;               /* WebSocket on a stream's path: its name (owned), else NULL */
+    bool consuming;             /* a WebSocket consumer of a durable subscription: */
+    char group[GROUP_NAME_BYTES + 1];        /* its subscription */
+    char consumer[GROUP_CONSUMER_BYTES + 1]; /* its consumer id */
+    uint32_t group_max;                      /* leases it holds at most */
     size_t stream_len;
     bool full;                  /* on_event stopped the page: the output is full */
     uint64_t last_sent;         /* position of the last event sent */
@@ -54,6 +59,8 @@ struct live_sub {
     char peer[48];
     struct live_sub *prev, *next_sub; /* registry list (guarded by reg->mu) */
 };
+
+static void consume(struct live_sub *s);
 
 struct live_registry *live_registry_new(const struct live_config *cfg)
 {
@@ -229,6 +236,9 @@ static bool on_pump(void *arg, struct http_req *req, enum http_pump_reason why)
         return false;
     }
     bool more = s->active && catch_up(s);
+    if (s->consuming && http_stream_room(req) >= LIVE_LOW_ROOM) {
+        consume(s);
+    }
     uint64_t now_ms = time_mono_ns() / 1000000;
     if (why == HTTP_PUMP_TICK && now_ms - s->last_out_ms >= s->reg->cfg.heartbeat_s * 1000ull) {
         if (s->ws) {
@@ -240,6 +250,49 @@ static bool on_pump(void *arg, struct http_req *req, enum http_pump_reason why)
     }
     __atomic_store_n(&s->buffered, http_stream_queued(req), __ATOMIC_RELAXED);
     return more;
+}
+
+/* ---- WebSocket consumers of durable subscriptions ---- */
+
+struct lease_msg {
+    struct buf b;
+    size_t n;
+};
+
+static int on_lease(void *arg, const struct event_rec *ev, uint32_t attempt)
+{
+    struct lease_msg *lm = arg;
+    buf_adds(&lm->b, lm->n++ ? ",{\"attempt\":" : "{\"attempt\":");
+    buf_add_u64(&lm->b, attempt);
+    buf_adds(&lm->b, ",\"event\":");
+    out_event(&lm->b, ev);
+    buf_addc(&lm->b, '}');
+    return lm->b.len >= LIVE_LOW_ROOM * 4 ? 1 : 0; /* the rest stays unleased */
+}
+
+/* Leases the consumer more events, up to its maximum held at once, and sends them. */
+static void consume(struct live_sub *s)
+{
+    size_t held;
+    if (engine_group_leased(s->db, s->group, s->consumer, &held) != 0) {
+        s->consuming = false;
+        send_error(s, "subscription_not_found", "the subscription was deleted", "subscription");
+        return;
+    }
+    if (held >= s->group_max) {
+        return;
+    }
+    struct lease_msg lm = {.n = 0};
+    buf_init(&lm.b);
+    buf_adds(&lm.b, "{\"type\":\"leased\",\"subscription\":");
+    buf_add_json_str(&lm.b, s->group, strlen(s->group));
+    buf_adds(&lm.b, ",\"events\":[");
+    if (engine_group_pull(s->db, s->group, s->consumer, s->group_max - held, on_lease, &lm) ==
+            0 && lm.n) {
+        buf_adds(&lm.b, "]}");
+        ws_out(s, &lm.b);
+    }
+    buf_fini(&lm.b);
 }
 
 /* Writer thread: a commit (or the database's deletion). */
@@ -420,6 +473,96 @@ static void ws_subscribe(struct live_sub *s, struct slice msg)
     http_stream_wake(s->req); /* the pump catches up */
 }
 
+/* A string member of msg into out (at most cap - 1 bytes). */
+static bool str_member(struct slice msg, const char *name, char *out, size_t cap)
+{
+    struct slice v;
+    struct buf b;
+    buf_init(&b);
+    bool ok = jsonx_member(msg, name, &v) && jsonx_kind(v) == '"' && jsonx_string(v, &b) == 0 &&
+              b.len > 0 && b.len < cap;
+    if (ok) {
+        memcpy(out, b.ptr, b.len + 1);
+    }
+    buf_fini(&b);
+    return ok;
+}
+
+static void ws_consume(struct live_sub *s, struct slice msg)
+{
+    char group[GROUP_NAME_BYTES + 1], consumer[GROUP_CONSUMER_BYTES + 1], text[24];
+    struct slice v;
+    uint64_t max = 10;
+    size_t held;
+    if (!str_member(msg, "subscription", group, sizeof group) ||
+        engine_group_leased(s->db, group, "", &held) != 0) {
+        send_error(s, "subscription_not_found", "no such subscription", "subscription");
+        return;
+    }
+    if (!str_member(msg, "consumer", consumer, sizeof consumer) ||
+        !group_name_ok(consumer, strlen(consumer))) {
+        send_error(s, "invalid_message", "consumer is 1 to 64 of A-Z a-z 0-9 _ - .", "consumer");
+        return;
+    }
+    if (jsonx_member(msg, "max", &v) &&
+        (v.len >= sizeof text || (memcpy(text, v.ptr, v.len), text[v.len] = '\0',
+                                  parse_u64(text, &max) != 0) || max < 1 || max > GROUP_PULL_MAX)) {
+        send_error(s, "invalid_message", "max is 1 to 1000", "max");
+        return;
+    }
+    memcpy(s->group, group, sizeof group);
+    memcpy(s->consumer, consumer, sizeof consumer);
+    s->group_max = (uint32_t)max;
+    s->consuming = true;
+    struct buf b;
+    buf_init(&b);
+    buf_adds(&b, "{\"type\":\"consuming\",\"subscription\":");
+    buf_add_json_str(&b, group, strlen(group));
+    buf_printf(&b, ",\"max\":%llu}", (unsigned long long)max);
+    ws_out(s, &b);
+    buf_fini(&b);
+    http_stream_wake(s->req);
+}
+
+/* ack / nack of leased events: {"positions":[...], "park"?}. */
+static void ws_ack(struct live_sub *s, struct slice msg, bool nack)
+{
+    struct slice arr, item, park;
+    uint64_t pos[GROUP_PULL_MAX];
+    size_t n = 0, at = 0, done = 0;
+    bool ok = s->consuming && jsonx_member(msg, "positions", &arr) && jsonx_kind(arr) == '[';
+    while (ok && jsonx_next_item(arr, &at, &item)) {
+        char text[24];
+        ok = n < GROUP_PULL_MAX && item.len < sizeof text;
+        if (ok) {
+            memcpy(text, item.ptr, item.len);
+            text[item.len] = '\0';
+            ok = parse_u64(text, &pos[n]) == 0 && pos[n] > 0;
+            n++;
+        }
+    }
+    if (!ok || n == 0) {
+        send_error(s, "invalid_message", s->consuming ? "positions is an array of 1 to 1000 "
+                   "positions" : "send consume first", s->consuming ? "positions" : "type");
+        return;
+    }
+    bool to_park = jsonx_member(msg, "park", &park) && park.len == 4 &&
+                   memcmp(park.ptr, "true", 4) == 0;
+    int rc = nack ? engine_group_nack(s->db, s->group, pos, n, to_park, &done)
+                  : engine_group_ack(s->db, s->group, pos, n, &done);
+    if (rc) {
+        send_error(s, "subscription_not_found", "the subscription was deleted", "subscription");
+        return;
+    }
+    struct buf b;
+    buf_init(&b);
+    buf_printf(&b, "{\"type\":\"%s\",\"%s\":%zu}", nack ? "nacked" : "acked",
+               nack ? "rejected" : "acknowledged", done);
+    ws_out(s, &b);
+    buf_fini(&b);
+    http_stream_wake(s->req); /* room for more leases */
+}
+
 static void on_ws_msg(void *arg, struct http_req *req, int opcode, const char *p, size_t n)
 {
     (void)req;
@@ -435,11 +578,19 @@ static void on_ws_msg(void *arg, struct http_req *req, int opcode, const char *p
         ws_subscribe(s, msg);
     } else if (type.len == 13 && memcmp(type.ptr, "\"unsubscribe\"", 13) == 0) {
         s->active = false;
+        s->consuming = false;
         ws_reply(s, "{\"type\":\"unsubscribed\"}");
+    } else if (type.len == 9 && memcmp(type.ptr, "\"consume\"", 9) == 0) {
+        ws_consume(s, msg);
+    } else if (type.len == 5 && memcmp(type.ptr, "\"ack\"", 5) == 0) {
+        ws_ack(s, msg, false);
+    } else if (type.len == 6 && memcmp(type.ptr, "\"nack\"", 6) == 0) {
+        ws_ack(s, msg, true);
     } else if (type.len == 6 && memcmp(type.ptr, "\"ping\"", 6) == 0) {
         ws_reply(s, "{\"type\":\"pong\"}");
     } else {
-        send_error(s, "invalid_message", "type is subscribe, unsubscribe or ping", "type");
+        send_error(s, "invalid_message",
+                   "type is subscribe, unsubscribe, consume, ack, nack or ping", "type");
     }
 }
 

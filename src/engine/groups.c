@@ -461,16 +461,35 @@ static size_t assign(struct group *g, const char *consumer, size_t max, int64_t 
     return n;
 }
 
+static size_t find_pend(const struct group *g, uint64_t pos);
+
+/* Gives back leases that were taken but not delivered. */
+static void unlease(struct db *db, const char *name, const struct lease_out *l, size_t n)
+{
+    pthread_mutex_lock(&db->groups_mu);
+    struct group *g = find(db, name);
+    for (size_t i = 0; g && i < n; i++) {
+        size_t at = find_pend(g, l[i].pos);
+        if (at != SIZE_MAX) {
+            g->pend[at].consumer[0] = '\0';
+            g->pend[at].attempts--;
+        }
+    }
+    pthread_mutex_unlock(&db->groups_mu);
+}
+
 struct emit_ctx {
     group_event_fn *fn;
     void *arg;
     uint32_t attempt;
+    bool stop;          /* fn asked to stop (the store does not pass that on) */
 };
 
 static int on_leased(void *arg, const struct event_rec *ev)
 {
     struct emit_ctx *ec = arg;
-    return ec->fn(ec->arg, ev, ec->attempt);
+    ec->stop = ec->fn(ec->arg, ev, ec->attempt) > 0;
+    return ec->stop ? 1 : 0;
 }
 
 int engine_group_pull(struct db *db, const char *name, const char *consumer, size_t max,
@@ -493,15 +512,35 @@ int engine_group_pull(struct db *db, const char *name, const char *consumer, siz
         advance(g);
     }
     pthread_mutex_unlock(&db->groups_mu);
-    for (size_t i = 0; !rc && i < n; i++) {
-        struct emit_ctx ec = {fn, arg, out[i].attempt};
+    size_t i = 0;
+    bool stop = false;
+    for (; !rc && !stop && i < n; i++) {
+        struct emit_ctx ec = {fn, arg, out[i].attempt, false};
         rc = engine_read_event(db, out[i].pos, on_leased, &ec);
         if (rc == ERR_NOTFOUND) {
             rc = 0; /* hidden since (deleted or expired): nothing to deliver */
         }
+        stop = ec.stop;
+    }
+    if (i < n) {
+        unlease(db, name, out + i, n - i); /* not delivered: not leased either */
     }
     free(out);
     return rc;
+}
+
+int engine_group_leased(struct db *db, const char *name, const char *consumer, size_t *out)
+{
+    *out = 0;
+    pthread_mutex_lock(&db->groups_mu);
+    struct group *g = find(db, name);
+    int64_t now = (int64_t)(time_mono_ns() / 1000000);
+    for (size_t i = 0; g && i < g->npend; i++) {
+        const struct pend *p = &g->pend[i];
+        *out += p->deadline_ms > now && strcmp(p->consumer, consumer) == 0;
+    }
+    pthread_mutex_unlock(&db->groups_mu);
+    return g ? 0 : ERR_NOTFOUND;
 }
 
 static size_t find_pend(const struct group *g, uint64_t pos)

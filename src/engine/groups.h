@@ -64,12 +64,15 @@ typedef void group_info_fn(void *arg, const struct group_info *g);
 /* Calls fn for each subscription (name order) or the named one. Returns 0 or ERR_NOTFOUND. */
 int engine_group_list(struct db *db, const char *only, group_info_fn *fn, void *arg);
 
-/* Called per leased event with its delivery attempt (1 = first). */
+/* Called per leased event with its delivery attempt (1 = first). Return 0 to go on, 1 to
+ * stop (the answer is full): the events not passed to fn are not leased. */
 typedef int group_event_fn(void *arg, const struct event_rec *ev, uint32_t attempt);
 /* Leases up to max events to consumer and calls fn for each, in position order. Returns 0,
  * ERR_NOTFOUND, or a storage error. */
 int engine_group_pull(struct db *db, const char *name, const char *consumer, size_t max,
                       group_event_fn *fn, void *arg);
+/* How many events consumer holds leases on now. Returns 0 or ERR_NOTFOUND. */
+int engine_group_leased(struct db *db, const char *name, const char *consumer, size_t *out);
 /* Acknowledges positions (pending ones; others are ignored); *done gets how many were
  * pending. Returns 0 or ERR_NOTFOUND. */
 int engine_group_ack(struct db *db, const char *name, const uint64_t *pos, size_t n,

@@ -225,3 +225,18 @@ def test_deleting_the_database_removes_its_subscriptions():
         s.stop()
         rc, out = run_cli(["verify", "--data", s.data])
         check(rc == 0, out)
+
+
+def test_a_pull_answer_is_bounded_and_the_rest_stays_unleased():
+    with Server() as s:
+        big = "x" * 900_000
+        for i in range(8):
+            st, _, b = s.append(f"big-{i}", [{"type": "T", "data": {"pad": big}}])
+            check(st == 201, f"{st}")
+        create(s, "g")
+        first = pull(s, "g", "a", 8)
+        check(4 <= len(first) < 8, f"the answer stops near 4 MiB: {len(first)} events")
+        rest = pull(s, "g", "b", 8)
+        check(sorted(p for p, _, _ in first + rest) == list(range(1, 9)),
+              "what did not fit was not leased: another consumer gets it")
+        check(all(a == 1 for _, a, _ in rest), "first attempts")

@@ -270,3 +270,42 @@ def test_slow_websocket_reader_is_disconnected():
         check(m["code"] == "too_far_behind", f"{m}")
         op, p = ws.frame()
         check(op == 8 and struct.unpack(">H", p[:2])[0] == 1008, f"close {op} {p!r}")
+
+
+def test_consumer_groups_over_websocket():
+    with Server() as s:
+        append(s, "a-1", 3)
+        append(s, "b-1", 2)
+        st, _, _ = s.post(f"/v1/databases/{DB}/subscriptions",
+                          {"name": "g", "ackTimeoutSeconds": 1, "maxRetries": 1})
+        check(st == 201, "create subscription")
+        ws = WS(s.port, path())
+        ws.send({"type": "consume", "subscription": "nope", "consumer": "w1"})
+        check(ws.message()["code"] == "subscription_not_found", "unknown subscription")
+        ws.send({"type": "ack", "positions": [1]})
+        check(ws.message()["code"] == "invalid_message", "ack before consume")
+        ws.send({"type": "consume", "subscription": "g", "consumer": "w1", "max": 3})
+        check(ws.message() == {"type": "consuming", "subscription": "g", "max": 3}, "consuming")
+        m = ws.until("leased")
+        got = [(e["event"]["position"], e["attempt"]) for e in m["events"]]
+        check(got == [(1, 1), (2, 1), (3, 1)], f"at most max held at once: {got}")
+        ws.send({"type": "ack", "positions": [1, 2]})
+        check(ws.until("acked") == {"type": "acked", "acknowledged": 2}, "acked")
+        m = ws.until("leased")
+        check([e["event"]["position"] for e in m["events"]] == [4, 5], f"room for more: {m}")
+        ws.send({"type": "nack", "positions": [4], "park": True})
+        check(ws.until("nacked")["rejected"] == 1, "nacked")
+        # 3 and 5 are not acknowledged: after the timeout they come again (attempt 2)
+        m = ws.until("leased")
+        check(sorted((e["event"]["position"], e["attempt"]) for e in m["events"]) ==
+              [(3, 2), (5, 2)], f"redelivered: {m}")
+        ws.send({"type": "ack", "positions": [3, 5]})
+        ws.until("acked")
+        append(s, "c-1", 1)
+        m = ws.until("leased")
+        check([e["event"]["position"] for e in m["events"]] == [6], "new events are pushed")
+        ws.send({"type": "ack", "positions": [6]})
+        ws.until("acked")
+        st, _, g = s.get(f"/v1/databases/{DB}/subscriptions/g")
+        check(g["checkpoint"] == 6 and g["parked"] == 1, f"{g}")
+        ws.close()
