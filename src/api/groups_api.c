@@ -26,41 +26,6 @@ int groups_parse_filter(struct slice text, struct filter *out)
     return parse_filter_text(text, "filter", out, &pe) == 0 ? 0 : ERR_INVALID;
 }
 
-/* Parses the JSON object body of req; answers and returns NULL when it is not one. */
-static json_t *body_object(struct http_req *req)
-{
-    if (!out_require_json(req)) {
-        return NULL;
-    }
-    struct parse_error pe;
-    void *root;
-    if (parse_json_object(http_req_body(req), &root, &pe) != 0) {
-        out_parse_error(req, &pe);
-        return NULL;
-    }
-    return root;
-}
-
-/* Refuses members other than the allowed ones (answers 400). */
-static bool only_members(struct http_req *req, json_t *o, const char *const *allowed, size_t n)
-{
-    const char *key;
-    json_t *v;
-    json_object_foreach(o, key, v) {
-        bool ok = false;
-        for (size_t i = 0; i < n && !ok; i++) {
-            ok = strcmp(key, allowed[i]) == 0;
-        }
-        if (!ok) {
-            char f[80];
-            snprintf(f, sizeof f, "%.70s", key);
-            out_error(req, 400, "invalid_request", "unknown member", f);
-            return false;
-        }
-    }
-    return true;
-}
-
 /* An optional whole number in [min, max] (dflt when absent). Answers 400 when bad. */
 static bool member_u64(struct http_req *req, json_t *o, const char *name, uint64_t min,
                        uint64_t max, uint64_t dflt, uint64_t *out)
@@ -141,7 +106,7 @@ void groups_api_create(struct http_req *req, struct db *db)
 {
     static const char *const ALLOWED[] = {"name", "filter", "from", "ackTimeoutSeconds",
                                           "maxRetries"};
-    json_t *root = body_object(req);
+    json_t *root = out_body_object(req);
     if (!root) {
         return;
     }
@@ -149,7 +114,7 @@ void groups_api_create(struct http_req *req, struct db *db)
     const char *name = json_string_value(json_object_get(root, "name"));
     char *filter = NULL;
     uint64_t timeout, retries;
-    bool ok = only_members(req, root, ALLOWED, sizeof ALLOWED / sizeof ALLOWED[0]);
+    bool ok = out_only_members(req, root, ALLOWED, sizeof ALLOWED / sizeof ALLOWED[0], "");
     if (ok && (!name || !group_name_ok(name, strlen(name)))) {
         out_error(req, 400, "invalid_name", "subscription names are 1 to 64 of A-Z a-z 0-9 _ - .",
                   "name");
@@ -260,13 +225,13 @@ static int on_pulled(void *arg, const struct event_rec *ev, uint32_t attempt)
 void groups_api_pull(struct http_req *req, struct db *db, const char *name)
 {
     static const char *const ALLOWED[] = {"consumer", "max"};
-    json_t *root = body_object(req);
+    json_t *root = out_body_object(req);
     if (!root) {
         return;
     }
     const char *consumer = json_string_value(json_object_get(root, "consumer"));
     uint64_t max;
-    bool ok = only_members(req, root, ALLOWED, 2);
+    bool ok = out_only_members(req, root, ALLOWED, 2, "");
     if (ok && (!consumer || !group_name_ok(consumer, strlen(consumer)))) {
         out_error(req, 400, "invalid_request",
                   "consumer is an id of 1 to 64 of A-Z a-z 0-9 _ - .", "consumer");
@@ -324,14 +289,14 @@ static uint64_t *take_positions(struct http_req *req, json_t *root, bool optiona
 void groups_api_ack(struct http_req *req, struct db *db, const char *name, bool nack)
 {
     static const char *const ALLOWED[] = {"positions", "park"};
-    json_t *root = body_object(req);
+    json_t *root = out_body_object(req);
     if (!root) {
         return;
     }
     size_t n = 0, done = 0;
     json_t *park = json_object_get(root, "park");
     uint64_t *pos = NULL;
-    if (!only_members(req, root, ALLOWED, nack ? 2 : 1)) {
+    if (!out_only_members(req, root, ALLOWED, nack ? 2 : 1, "")) {
         /* answered */
     } else if (park && !json_is_boolean(park)) {
         out_error(req, 400, "invalid_request", "park is true or false", "park");
@@ -392,13 +357,13 @@ void groups_api_parked(struct http_req *req, struct db *db, const char *name)
 void groups_api_replay(struct http_req *req, struct db *db, const char *name)
 {
     static const char *const ALLOWED[] = {"positions"};
-    json_t *root = body_object(req);
+    json_t *root = out_body_object(req);
     if (!root) {
         return;
     }
     size_t n = 0, done = 0;
     uint64_t *pos = NULL;
-    if (only_members(req, root, ALLOWED, 1) &&
+    if (out_only_members(req, root, ALLOWED, 1, "") &&
         (pos = take_positions(req, root, true, &n)) != NULL) {
         int rc = engine_group_replay(db, name, pos, n, &done);
         if (rc) {

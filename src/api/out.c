@@ -1,6 +1,9 @@
 /* Error and event encoders for the API layer. */
 #include "api/out.h"
 
+#include <jansson.h>
+#include <stdio.h>
+
 #include <string.h>
 #include <strings.h>
 
@@ -158,4 +161,38 @@ void out_stream_meta(struct buf *b, const struct stream_meta *m)
     buf_adds(b, ",\"truncateBefore\":");
     m->truncate_before ? buf_add_u64(b, m->truncate_before) : buf_adds(b, "null");
     buf_addc(b, '}');
+}
+
+void *out_body_object(struct http_req *req)
+{
+    if (!out_require_json(req)) {
+        return NULL;
+    }
+    struct parse_error pe;
+    void *root;
+    if (parse_json_object(http_req_body(req), &root, &pe) != 0) {
+        out_parse_error(req, &pe);
+        return NULL;
+    }
+    return root;
+}
+
+bool out_only_members(struct http_req *req, const void *obj, const char *const *allowed,
+                      size_t n, const char *prefix)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)obj, key, v) {
+        bool ok = false;
+        for (size_t i = 0; i < n && !ok; i++) {
+            ok = strcmp(key, allowed[i]) == 0;
+        }
+        if (!ok) {
+            char f[96];
+            snprintf(f, sizeof f, "%s%.70s", prefix, key);
+            out_error(req, 400, "invalid_request", "unknown member", f);
+            return false;
+        }
+    }
+    return true;
 }

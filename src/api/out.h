@@ -31,5 +31,12 @@ struct parse_error;
 void out_parse_error(struct http_req *req, const struct parse_error *pe);
 /* True when the request's Content-Type is application/json; else answers 415, false. */
 bool out_require_json(struct http_req *req);
+/* The request's JSON object body (a jansson json_t *, json_decref it), or NULL after
+ * answering 415 or 400. */
+void *out_body_object(struct http_req *req);
+/* True when every member of the jansson object obj is one of allowed[0..n); else answers 400
+ * invalid_request naming prefix + the member, false. */
+bool out_only_members(struct http_req *req, const void *obj, const char *const *allowed,
+                      size_t n, const char *prefix);
 
 #endif

@@ -21,20 +21,6 @@ enum {
     HOOK_GRACE_MAX_S = 7 * 24 * 3600,
 };
 
-static json_t *body_object(struct http_req *req)
-{
-    if (!out_require_json(req)) {
-        return NULL;
-    }
-    struct parse_error pe;
-    void *root;
-    if (parse_json_object(http_req_body(req), &root, &pe) != 0) {
-        out_parse_error(req, &pe);
-        return NULL;
-    }
-    return root;
-}
-
 static bool bad(struct http_req *req, const char *field, const char *message)
 {
     out_error(req, 400, "invalid_request", message, field);
@@ -109,25 +95,6 @@ static bool take_u32(struct http_req *req, json_t *o, const char *name, const ch
     return true;
 }
 
-static bool only(struct http_req *req, json_t *o, const char *const *allowed, size_t n,
-                 const char *prefix)
-{
-    const char *key;
-    json_t *v;
-    json_object_foreach(o, key, v) {
-        bool ok = false;
-        for (size_t i = 0; i < n && !ok; i++) {
-            ok = strcmp(key, allowed[i]) == 0;
-        }
-        if (!ok) {
-            char f[96];
-            snprintf(f, sizeof f, "%s%.70s", prefix, key);
-            return bad(req, f, "unknown member");
-        }
-    }
-    return true;
-}
-
 /* The filter member as validated JSON text (malloc'd; "" when absent), or NULL (answered). */
 static char *take_filter(struct http_req *req, json_t *root)
 {
@@ -188,7 +155,7 @@ void webhooks_api_create(struct http_req *req, struct db *db)
 {
     static const char *const ALLOWED[] = {"name", "url", "filter", "headers", "retry", "from"};
     static const char *const RETRY[] = {"maxAttempts", "backoffMs"};
-    json_t *root = body_object(req);
+    json_t *root = out_body_object(req);
     if (!root) {
         return;
     }
@@ -198,7 +165,7 @@ void webhooks_api_create(struct http_req *req, struct db *db)
     const char *url = json_string_value(json_object_get(root, "url"));
     json_t *retry = json_object_get(root, "retry"), *from = json_object_get(root, "from");
     char *filter = NULL;
-    bool ok = only(req, root, ALLOWED, 6, "");
+    bool ok = out_only_members(req, root, ALLOWED, 6, "");
     if (ok && (!name || !group_name_ok(name, strlen(name)))) {
         ok = false;
         out_error(req, 400, "invalid_name", "webhook names are 1 to 64 of A-Z a-z 0-9 _ - .",
@@ -210,7 +177,7 @@ void webhooks_api_create(struct http_req *req, struct db *db)
     if (ok && retry && !json_is_object(retry)) {
         ok = bad(req, "retry", "retry is {\"maxAttempts\", \"backoffMs\"}");
     }
-    ok = ok && (!retry || only(req, retry, RETRY, 2, "retry.")) &&
+    ok = ok && (!retry || out_only_members(req, retry, RETRY, 2, "retry.")) &&
          take_u32(req, retry, "maxAttempts", "retry.maxAttempts", 1, WEBHOOK_ATTEMPTS_MAX,
                   HOOK_ATTEMPTS_DEFAULT, &def.max_attempts) &&
          take_u32(req, retry, "backoffMs", "retry.backoffMs", 10, HOOK_BACKOFF_MAX_MS,
@@ -275,12 +242,12 @@ void webhooks_api_delete(struct http_req *req, struct db *db, const char *name)
 void webhooks_api_rotate(struct http_req *req, struct db *db, const char *name)
 {
     static const char *const ALLOWED[] = {"graceSeconds"};
-    json_t *root = body_object(req);
+    json_t *root = out_body_object(req);
     if (!root) {
         return;
     }
     uint32_t grace;
-    if (only(req, root, ALLOWED, 1, "") &&
+    if (out_only_members(req, root, ALLOWED, 1, "") &&
         take_u32(req, root, "graceSeconds", "graceSeconds", 0, HOOK_GRACE_MAX_S,
                  HOOK_GRACE_DEFAULT_S, &grace)) {
         char secret[64];

@@ -329,6 +329,31 @@ int engine_db_delete(struct engine *e, const char *name, size_t len, engine_dele
     return 0;
 }
 
+/* ---- state files of engine features (groups.json, webhooks.json) ---- */
+
+int db_state_load(struct db *db, const char *file, const char *member, db_state_item_fn *fn)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", db->dir, file);
+    if (access(path, F_OK) != 0) {
+        return 0;
+    }
+    json_error_t je;
+    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+    json_t *arr = root ? json_object_get(root, member) : NULL;
+    int rc = json_is_array(arr) ? 0 : ERR(ERR_CORRUPT);
+    size_t i;
+    json_t *o;
+    json_array_foreach(arr, i, o) {
+        if (!rc) rc = fn(db, o);
+    }
+    json_decref(root);
+    if (rc) {
+        log_error("database %s: %s is damaged", db->name, path);
+    }
+    return rc;
+}
+
 /* ---- live fan-out ---- */
 
 struct engine_watch {

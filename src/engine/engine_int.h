@@ -88,6 +88,12 @@ int meta_min_version(struct store_reader *r, const struct stream_meta *m,
 /* Tells every watcher of db of a commit (gone false) or of its deletion (gone true). */
 void watch_notify(struct db *db, bool gone);
 
+/* Called per item of a state file's array (a jansson json_t *). Returns 0 or ERR_CORRUPT. */
+typedef int db_state_item_fn(struct db *db, void *item);
+/* Reads db's state file <dir>/file, {"<member>": [items]}, calling fn per item. A missing
+ * file is no state. Returns 0 or ERR_CORRUPT (logged). */
+int db_state_load(struct db *db, const char *file, const char *member, db_state_item_fn *fn);
+
 /* Loads the durable subscriptions of db (groups.json). Returns 0 or ERR_CORRUPT. */
 int groups_load(struct db *db);
 /* Saves moved checkpoints (unless the database was deleted) and frees the subscriptions. */

@@ -134,8 +134,9 @@ static struct group *group_new(const char *name, const char *filter_text)
     return g;
 }
 
-static int load_one(struct db *db, json_t *o)
+static int load_one(struct db *db, void *item)
 {
+    json_t *o = item;
     const char *name = json_string_value(json_object_get(o, "name"));
     const char *ft = json_string_value(json_object_get(o, "filter"));
     if (!name || !ft || !group_name_ok(name, strlen(name))) {
@@ -168,27 +169,7 @@ static int load_one(struct db *db, json_t *o)
 
 int groups_load(struct db *db)
 {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/groups.json", db->dir);
-    if (access(path, F_OK) != 0) {
-        return 0;
-    }
-    json_error_t je;
-    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
-    json_t *arr = root ? json_object_get(root, "groups") : NULL;
-    int rc = json_is_array(arr) ? 0 : ERR(ERR_CORRUPT);
-    size_t i;
-    json_t *o;
-    if (!rc) {
-        json_array_foreach(arr, i, o) {
-            if (!rc) rc = load_one(db, o);
-        }
-    }
-    json_decref(root);
-    if (rc) {
-        log_error("database %s: %s is damaged", db->name, path);
-    }
-    return rc;
+    return db_state_load(db, "groups.json", "groups", load_one);
 }
 
 void groups_fini(struct db *db)

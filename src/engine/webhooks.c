@@ -702,8 +702,9 @@ int engine_webhook_describe(struct db *db, const char *only, bool with_log, stru
     return rc;
 }
 
-static int load_one(struct db *db, json_t *o)
+static int load_one(struct db *db, void *item)
 {
+    json_t *o = item;
     const char *name = json_string_value(json_object_get(o, "name"));
     const char *url = json_string_value(json_object_get(o, "url"));
     const char *ft = json_string_value(json_object_get(o, "filter"));
@@ -755,28 +756,11 @@ static int load_one(struct db *db, json_t *o)
 
 int webhooks_load(struct db *db)
 {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/webhooks.json", db->dir);
-    if (access(path, F_OK) != 0) {
-        return 0;
-    }
-    json_error_t je;
-    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
-    json_t *arr = root ? json_object_get(root, "webhooks") : NULL;
-    int rc = json_is_array(arr) ? 0 : ERR(ERR_CORRUPT);
-    size_t i;
-    json_t *o;
-    json_array_foreach(arr, i, o) {
-        if (!rc) rc = load_one(db, o);
-    }
-    json_decref(root);
+    int rc = db_state_load(db, "webhooks.json", "webhooks", load_one);
     for (size_t k = 0; !rc && k < db->nhooks; k++) {
         struct webhook *w = db->hooks[k];
         rc = engine_watch(db, on_hook_commit, w, &w->watch);
         if (!rc) rc = start(w);
-    }
-    if (rc) {
-        log_error("database %s: cannot load %s", db->name, path);
     }
     return rc;
 }

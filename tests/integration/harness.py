@@ -54,6 +54,19 @@ def run_cli(args, env=None, timeout=60):
     return p.returncode, out.decode("utf-8", "replace")
 
 
+def cli_keys(data_dir, *scopes):
+    """Creates one API key per scope with `annals keys create` on a stopped data directory;
+    returns {scope: key}."""
+    os.makedirs(data_dir, exist_ok=True)
+    keys = {}
+    for scope in scopes:
+        rc, out = run_cli(["keys", "create", "--scope", scope, "--data", data_dir])
+        if rc != 0:
+            raise AssertionError(f"annals keys create --scope {scope}: {out}")
+        keys[scope] = next(w for w in out.split() if w.startswith("ak_"))
+    return keys
+
+
 def quote(segment):
     """Percent-encodes one path segment (also '/')."""
     return urllib.parse.quote(segment, safe="")

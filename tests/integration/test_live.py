@@ -9,7 +9,7 @@ import socket
 import threading
 import time
 
-from harness import Server, check, expect_error, quote, run_cli
+from harness import Server, check, cli_keys, expect_error, quote, run_cli
 from harness import binary as harness_binary
 
 DB = "default"
@@ -356,12 +356,7 @@ def test_bad_subscriptions_are_refused():
 def test_keys_in_a_header_or_the_query():
     s = Server(start=False)  # keys are made with the CLI before the server starts
     try:
-        os.makedirs(s.data, exist_ok=True)
-        keys = {}
-        for scope in ("admin", "read"):
-            rc, out = run_cli(["keys", "create", "--scope", scope, "--data", s.data])
-            check(rc == 0, out)
-            keys[scope] = next(w for w in out.split() if w.startswith("ak_"))
+        keys = cli_keys(s.data, "admin", "read")
         s.start()
         c = SSE(s.port, live_path())
         check(c.status == 401, f"no key: {c.status}")

@@ -8,11 +8,10 @@ import hashlib
 import hmac
 import http.server
 import json
-import os
 import threading
 import time
 
-from harness import Server, check, expect_error, run_cli
+from harness import Server, check, cli_keys, expect_error
 
 DB = "default"
 HOOKS = f"/v1/databases/{DB}/webhooks"
@@ -253,10 +252,7 @@ def test_validation_scope_and_deletion():
             check(s.get(HOOKS)[2]["webhooks"] == [], "deleted for good")
         s = Server(start=False, extra=ALLOW)
         try:
-            os.makedirs(s.data, exist_ok=True)
-            rc, out = run_cli(["keys", "create", "--scope", "write", "--data", s.data])
-            check(rc == 0, out)
-            key = next(w for w in out.split() if w.startswith("ak_"))
+            key = cli_keys(s.data, "write")["write"]
             s.start()
             st, _, _ = s.request("POST", HOOKS, {"name": "h", "url": u},
                                  headers={"Authorization": f"Bearer {key}"})

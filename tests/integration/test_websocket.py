@@ -11,7 +11,7 @@ import socket
 import struct
 import time
 
-from harness import Server, check, quote, run_cli
+from harness import Server, check, cli_keys, quote, run_cli
 
 DB = "default"
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -214,12 +214,7 @@ def test_bad_upgrades_are_refused():
 def test_admin_list_and_close_and_keys_in_the_query():
     s = Server(start=False)
     try:
-        os.makedirs(s.data, exist_ok=True)
-        keys = {}
-        for scope in ("admin", "read"):
-            rc, out = run_cli(["keys", "create", "--scope", scope, "--data", s.data])
-            check(rc == 0, out)
-            keys[scope] = next(w for w in out.split() if w.startswith("ak_"))
+        keys = cli_keys(s.data, "admin", "read")
         s.start()
         check(WS(s.port, path()).status == 401, "no key")
         ws = WS(s.port, path(query=f"api_key={keys['read']}"))
