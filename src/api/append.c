@@ -324,7 +324,7 @@ static void make_parts(struct append_ctx *ax)
 }
 
 /* Takes the request's idempotency key (Idempotency-Key or X-Idempotency-Key) and hashes what
- * it asks (method, path, body). Returns 0 (also when there is none) or answers 400 and
+ * it asks (method, path, query, body). Returns 0 (also when there is none) or answers 400 and
  * returns ERR_INVALID. */
 static int take_idem_key(struct http_req *req, struct append_ctx *ax)
 {
@@ -349,11 +349,13 @@ static int take_idem_key(struct http_req *req, struct append_ctx *ax)
     }
     memcpy(ax->idem_key, key, n + 1);
     const char *m = http_req_method(req);
-    struct slice path = http_req_path(req), body = http_req_body(req);
-    struct hash_part parts[5] = {
-        {m, strlen(m)}, {"\n", 1}, {path.ptr, path.len}, {"\n", 1}, {body.ptr, body.len},
+    struct slice path = http_req_path(req), query = http_req_query_string(req);
+    struct slice body = http_req_body(req);
+    struct hash_part parts[7] = {
+        {m, strlen(m)}, {"\n", 1}, {path.ptr, path.len}, {"?", 1}, {query.ptr, query.len},
+        {"\n", 1}, {body.ptr, body.len},
     };
-    hash_sha256(parts, 5, ax->req.idem_hash);
+    hash_sha256(parts, 7, ax->req.idem_hash);
     ax->req.idem_key = (struct slice){ax->idem_key, n};
     ax->req.render = on_render;
     return 0;

@@ -207,6 +207,12 @@ static bool catch_up(struct live_sub *s)
             }
             return false;
         }
+        if (res.delivered == 0) {
+            /* a whole page of candidates matched nothing (a filter no index narrows): give
+             * the loop back to the other connections and go on from the next turn */
+            http_stream_wake(s->req);
+            return false;
+        }
     }
     return true;
 }
@@ -230,7 +236,8 @@ static bool on_pump(void *arg, struct http_req *req, enum http_pump_reason why)
     }
     uint64_t next = __atomic_load_n(&s->next, __ATOMIC_RELAXED);
     uint64_t max_lag = s->reg->cfg.max_lag;
-    if (s->active && s->caught_up && max_lag && engine_db_head(s->db) + 1 - next > max_lag) {
+    uint64_t head = engine_db_head(s->db);
+    if (s->active && s->caught_up && max_lag && head + 1 > next && head + 1 - next > max_lag) {
         fail(s, "too_far_behind", "the subscriber fell too far behind the log; reconnect "
                                   "with Last-Event-ID to catch up");
         return false;
@@ -257,6 +264,7 @@ static bool on_pump(void *arg, struct http_req *req, enum http_pump_reason why)
 struct lease_msg {
     struct buf b;
     size_t n;
+    size_t room;   /* stop leasing once the message is this large */
 };
 
 static int on_lease(void *arg, const struct event_rec *ev, uint32_t attempt)
@@ -267,7 +275,7 @@ static int on_lease(void *arg, const struct event_rec *ev, uint32_t attempt)
     buf_adds(&lm->b, ",\"event\":");
     out_event(&lm->b, ev);
     buf_addc(&lm->b, '}');
-    return lm->b.len >= LIVE_LOW_ROOM * 4 ? 1 : 0; /* the rest stays unleased */
+    return lm->b.len >= lm->room ? 1 : 0; /* the rest stays unleased */
 }
 
 /* Leases the consumer more events, up to its maximum held at once, and sends them. */
@@ -282,7 +290,7 @@ static void consume(struct live_sub *s)
     if (held >= s->group_max) {
         return;
     }
-    struct lease_msg lm = {.n = 0};
+    struct lease_msg lm = {.n = 0, .room = http_stream_room(s->req)};
     buf_init(&lm.b);
     buf_adds(&lm.b, "{\"type\":\"leased\",\"subscription\":");
     buf_add_json_str(&lm.b, s->group, strlen(s->group));

@@ -375,10 +375,12 @@ static int on_fill(void *arg, const struct event_rec *ev)
     return 0;
 }
 
-/* Reads matching events after scan into pending, up to GROUP_PENDING_MAX. */
+/* Reads matching events after scan into pending, up to GROUP_PENDING_MAX, examining at most
+ * GROUP_FILL_PAGES pages of candidates (a filter no index narrows must not scan a large log
+ * in one request: the next pull goes on from scan). */
 static int fill(struct db *db, struct group *g)
 {
-    while (g->npend < GROUP_PENDING_MAX) {
+    for (int page = 0; page < GROUP_FILL_PAGES && g->npend < GROUP_PENDING_MAX; page++) {
         struct engine_query q = {.filter = &g->filter, .has_from = true, .from = g->scan,
                                  .limit = GROUP_PENDING_MAX - g->npend, .budget = 65536};
         struct engine_query_result res;
@@ -444,17 +446,33 @@ static size_t assign(struct group *g, const char *consumer, size_t max, int64_t 
 
 static size_t find_pend(const struct group *g, uint64_t pos);
 
-/* Gives back leases that were taken but not delivered. */
-static void unlease(struct db *db, const char *name, const struct lease_out *l, size_t n)
+/* Gives back consumer's leases that were taken but not delivered. */
+static void unlease(struct db *db, const char *name, const char *consumer,
+                    const struct lease_out *l, size_t n)
 {
     pthread_mutex_lock(&db->groups_mu);
     struct group *g = find(db, name);
     for (size_t i = 0; g && i < n; i++) {
         size_t at = find_pend(g, l[i].pos);
-        if (at != SIZE_MAX) {
-            g->pend[at].consumer[0] = '\0';
-            g->pend[at].attempts--;
+        struct pend *p = at != SIZE_MAX ? &g->pend[at] : NULL;
+        if (p && strcmp(p->consumer, consumer) == 0 && p->attempts == l[i].attempt) {
+            p->consumer[0] = '\0';
+            p->attempts--;
         }
+    }
+    pthread_mutex_unlock(&db->groups_mu);
+}
+
+/* An event that was leased but is hidden now (its stream was deleted, or it expired): it will
+ * never be delivered, so it counts as done. */
+static void drop_hidden(struct db *db, const char *name, uint64_t pos)
+{
+    pthread_mutex_lock(&db->groups_mu);
+    struct group *g = find(db, name);
+    size_t at = g ? find_pend(g, pos) : SIZE_MAX;
+    if (at != SIZE_MAX) {
+        drop_pend(g, at);
+        advance(g);
     }
     pthread_mutex_unlock(&db->groups_mu);
 }
@@ -499,12 +517,13 @@ int engine_group_pull(struct db *db, const char *name, const char *consumer, siz
         struct emit_ctx ec = {fn, arg, out[i].attempt, false};
         rc = engine_read_event(db, out[i].pos, on_leased, &ec);
         if (rc == ERR_NOTFOUND) {
-            rc = 0; /* hidden since (deleted or expired): nothing to deliver */
+            drop_hidden(db, name, out[i].pos); /* hidden since: nothing to deliver */
+            rc = 0;
         }
         stop = ec.stop;
     }
     if (i < n) {
-        unlease(db, name, out + i, n - i); /* not delivered: not leased either */
+        unlease(db, name, consumer, out + i, n - i); /* not delivered: not leased either */
     }
     free(out);
     return rc;

@@ -30,6 +30,7 @@ enum {
     GROUP_FILTER_BYTES = 16384,  /* a filter's JSON text */
     GROUP_PULL_MAX = 1000,       /* events per pull */
     GROUP_SAVE_MS = 100,         /* checkpoints are written at most this often */
+    GROUP_FILL_PAGES = 4,        /* query pages (65,536 candidates each) read per pull */
 };
 
 struct group_def {

@@ -58,9 +58,11 @@ struct webhook {
     struct engine_watch *watch;        /* commit notifications */
     pthread_t thread;
     bool running;
-    bool stop;                         /* guarded by db->hooks_mu */
-    bool woken;                        /* a commit since the thread last looked */
-    pthread_cond_t cv;                 /* with db->hooks_mu */
+    bool stop;                         /* atomic: the thread must end */
+    bool woken;                        /* atomic: a commit since the thread last looked */
+    bool host_allowed;                 /* the URL's host is in --webhook-allow */
+    pthread_mutex_t wmu;               /* with cv: the thread's naps (never held for I/O) */
+    pthread_cond_t cv;
 };
 
 /* ---- addresses: never a private one unless allowed ---- */
@@ -179,7 +181,7 @@ static curl_socket_t open_checked(void *arg, curlsocktype purpose, struct curl_s
 {
     (void)purpose;
     const struct webhook *w = arg;
-    if (!sockaddr_ok(w->db->e, &a->addr)) {
+    if (!w->host_allowed && !sockaddr_ok(w->db->e, &a->addr)) {
         return CURL_SOCKET_BAD;
     }
     return socket(a->family, a->socktype, a->protocol);
@@ -290,8 +292,25 @@ static size_t discard(char *p, size_t size, size_t n, void *arg)
 }
 
 /* One POST of body. Returns the HTTP status, or 0 with why filled. */
-static int post_once(struct webhook *w, const struct buf *body, const char *id, uint32_t attempt,
-                     char *why, size_t why_len)
+/* The signing secrets as of one attempt (copied under the lock: a rotation may run). */
+struct secrets {
+    char now[SECRET_TEXT], old[SECRET_TEXT];
+    int64_t old_until_us;
+};
+
+/* curl's progress callback: abandons a transfer once the webhook is stopping (a delete or
+ * the server's stop must not wait out a slow receiver). */
+static int on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+{
+    (void)dt;
+    (void)dn;
+    (void)ut;
+    (void)un;
+    return __atomic_load_n(&((const struct webhook *)arg)->stop, __ATOMIC_ACQUIRE) ? 1 : 0;
+}
+
+static int post_once(struct webhook *w, const struct secrets *keys, const struct buf *body,
+                     const char *id, uint32_t attempt, char *why, size_t why_len)
 {
     CURL *h = curl_easy_init();
     if (!h) {
@@ -304,9 +323,9 @@ static int post_once(struct webhook *w, const struct buf *body, const char *id, 
     buf_init(&sig);
     buf_printf(&msg, "%s.%lld.", id, (long long)ts);
     buf_add(&msg, body->ptr, body->len);
-    sign(&sig, w->secret, &msg);
-    if (w->old_secret[0] && time_now_us() < w->old_until_us) {
-        sign(&sig, w->old_secret, &msg);
+    sign(&sig, keys->now, &msg);
+    if (keys->old[0] && time_now_us() < keys->old_until_us) {
+        sign(&sig, keys->old, &msg);
     }
     char line[256];
     struct curl_slist *hl = curl_slist_append(NULL, "Content-Type: application/json");
@@ -337,6 +356,9 @@ static int post_once(struct webhook *w, const struct buf *body, const char *id, 
     curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)body->len);
     curl_easy_setopt(h, CURLOPT_USERAGENT, "annals-webhooks");
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard);
+    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(h, CURLOPT_XFERINFODATA, w);
     CURLcode cc = curl_easy_perform(h);
     long status = 0;
     if (cc == CURLE_OK) {
@@ -354,20 +376,41 @@ static int post_once(struct webhook *w, const struct buf *body, const char *id, 
     return (int)status;
 }
 
-/* Waits ms (or until stopped). Returns false when stopping. Caller holds hooks_mu. */
-static bool nap(struct webhook *w, uint64_t ms)
+static bool stopping(const struct webhook *w)
+{
+    return __atomic_load_n(&w->stop, __ATOMIC_ACQUIRE);
+}
+
+/* Waits up to ms, until stopped or (when wake) a commit. Takes no lock but w->wmu, so the
+ * writer thread telling of a commit never waits for a delivery or a file write. */
+static void nap(struct webhook *w, uint64_t ms, bool wake)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     uint64_t ns = (uint64_t)ts.tv_nsec + ms * 1000000u;
     ts.tv_sec += (time_t)(ns / 1000000000u);
     ts.tv_nsec = (long)(ns % 1000000000u);
-    while (!w->stop && !w->woken) {
-        if (pthread_cond_timedwait(&w->cv, &w->db->hooks_mu, &ts) != 0) {
+    pthread_mutex_lock(&w->wmu);
+    while (!stopping(w) && !(wake && w->woken)) {
+        if (pthread_cond_timedwait(&w->cv, &w->wmu, &ts) != 0) {
             break;
         }
     }
-    return !w->stop;
+    pthread_mutex_unlock(&w->wmu);
+}
+
+/* Parks batch b (caller holds hooks_mu). */
+static void park_batch(struct webhook *w, const struct batch *b, uint32_t attempts)
+{
+    if (w->nparked == WEBHOOK_PARKED_MAX) {
+        memmove(w->parked, w->parked + 1, (w->nparked - 1) * sizeof(*w->parked));
+        w->nparked--;
+    }
+    w->parked = xrealloc(w->parked, (w->nparked + 1) * sizeof(*w->parked));
+    w->parked[w->nparked][0] = b->first;
+    w->parked[w->nparked++][1] = b->last;
+    log_warn("webhook %s: events %llu..%llu parked after %u attempts", w->name,
+             (unsigned long long)b->first, (unsigned long long)b->last, attempts);
 }
 
 /* Delivers one batch with retries; true when delivered, false when parked or stopping. */
@@ -388,42 +431,31 @@ static bool deliver(struct webhook *w, struct batch *b)
         struct delivery d = {.first = b->first, .last = b->last, .attempt = attempt,
                              .at_us = time_now_us()};
         snprintf(d.id, sizeof d.id, "%s", id);
+        struct secrets keys;
+        pthread_mutex_lock(&db->hooks_mu); /* a rotation may change them meanwhile */
+        memcpy(keys.now, w->secret, sizeof keys.now);
+        memcpy(keys.old, w->old_secret, sizeof keys.old);
+        keys.old_until_us = w->old_until_us;
         pthread_mutex_unlock(&db->hooks_mu);
-        d.status = post_once(w, &body, id, attempt, d.error, sizeof d.error);
-        pthread_mutex_lock(&db->hooks_mu);
+        d.status = post_once(w, &keys, &body, id, attempt, d.error, sizeof d.error);
         buf_fini(&body);
         bool ok = d.status >= 200 && d.status < 300;
         if (!ok && !d.error[0]) {
             snprintf(d.error, sizeof d.error, "HTTP %d", d.status);
         }
+        bool give_up = !ok && !stopping(w) && attempt >= w->max_attempts;
+        pthread_mutex_lock(&db->hooks_mu);
         add_log(w, &d);
-        if (ok) {
-            return true;
+        if (give_up) {
+            park_batch(w, b, attempt);
         }
-        if (w->stop) {
-            return false;
-        }
-        if (attempt >= w->max_attempts) {
-            if (w->nparked == WEBHOOK_PARKED_MAX) {
-                memmove(w->parked, w->parked + 1, (w->nparked - 1) * sizeof(*w->parked));
-                w->nparked--;
-            }
-            w->parked = xrealloc(w->parked, (w->nparked + 1) * sizeof(*w->parked));
-            w->parked[w->nparked][0] = b->first;
-            w->parked[w->nparked++][1] = b->last;
-            log_warn("webhook %s: events %llu..%llu parked after %u attempts", w->name,
-                     (unsigned long long)b->first, (unsigned long long)b->last, attempt);
-            return false;
+        pthread_mutex_unlock(&db->hooks_mu);
+        if (ok || give_up || stopping(w)) {
+            return ok;
         }
         uint64_t wait = (uint64_t)w->backoff_ms << (attempt - 1 < 16 ? attempt - 1 : 16);
-        w->woken = false;
-        while (wait && !w->stop) { /* commits do not cut a backoff short */
-            uint64_t step = wait < 200 ? wait : 200;
-            nap(w, step);
-            w->woken = false;
-            wait -= step;
-        }
-        if (w->stop) {
+        nap(w, wait, false); /* commits do not cut a backoff short; stopping does */
+        if (stopping(w)) {
             return false;
         }
     }
@@ -434,52 +466,56 @@ static void *hook_main(void *arg)
     struct webhook *w = arg;
     struct db *db = w->db;
     pthread_setname_np(pthread_self(), "annals-webhook");
-    pthread_mutex_lock(&db->hooks_mu);
-    while (!w->stop) {
+    while (!stopping(w)) {
+        __atomic_store_n(&w->woken, false, __ATOMIC_RELEASE); /* a commit from here on counts */
+        pthread_mutex_lock(&db->hooks_mu);
+        uint64_t from = w->checkpoint + 1; /* only this thread moves it */
+        pthread_mutex_unlock(&db->hooks_mu);
         struct batch b = {.db = db};
         buf_init(&b.events);
-        w->woken = false; /* a commit from here on wakes the nap below */
-        struct engine_query q = {.filter = &w->filter, .has_from = true, .from = w->checkpoint + 1,
+        struct engine_query q = {.filter = &w->filter, .has_from = true, .from = from,
                                  .limit = WEBHOOK_BATCH, .budget = 65536};
         struct engine_query_result res;
-        pthread_mutex_unlock(&db->hooks_mu);
         int rc = engine_query(db, &q, on_batch_event, &b, &res);
-        pthread_mutex_lock(&db->hooks_mu);
         if (rc) {
             buf_fini(&b.events);
-            nap(w, 1000);
+            nap(w, 1000, false);
             continue;
         }
         uint64_t done = b.n ? b.last : (res.next ? res.next - 1 : res.head);
-        if (b.n && !deliver(w, &b) && w->stop) {
+        bool delivered = b.n && deliver(w, &b);
+        if (b.n && !delivered && stopping(w)) {
             buf_fini(&b.events);
             break; /* stopping mid-batch: it is delivered again after the restart */
         }
-        buf_fini(&b.events);
+        pthread_mutex_lock(&db->hooks_mu);
         if (done > w->checkpoint) {
             w->checkpoint = done;
-            w->delivered += b.n;
+            w->delivered += delivered ? b.n : 0;
             if (b.n) {
-                save(db);
+                save(db); /* the batch is delivered or parked */
             }
         }
+        pthread_mutex_unlock(&db->hooks_mu);
+        buf_fini(&b.events);
         if (!b.n && !res.next) {
-            nap(w, 1000); /* until the next commit */
+            nap(w, 1000, true); /* until the next commit */
         }
     }
-    pthread_mutex_unlock(&db->hooks_mu);
     return NULL;
 }
 
+/* Writer thread: a commit (or the database's deletion). */
 static void on_hook_commit(void *arg, bool gone)
 {
     struct webhook *w = arg;
-    struct db *db = w->db;
-    pthread_mutex_lock(&db->hooks_mu);
-    w->woken = true;
-    w->stop |= gone;
+    pthread_mutex_lock(&w->wmu);
+    __atomic_store_n(&w->woken, true, __ATOMIC_RELEASE);
+    if (gone) {
+        __atomic_store_n(&w->stop, true, __ATOMIC_RELEASE);
+    }
     pthread_cond_signal(&w->cv);
-    pthread_mutex_unlock(&db->hooks_mu);
+    pthread_mutex_unlock(&w->wmu);
 }
 
 /* ---- lifecycle ---- */
@@ -494,6 +530,7 @@ static void hook_free(struct webhook *w)
     }
     free(w->parked);
     pthread_cond_destroy(&w->cv);
+    pthread_mutex_destroy(&w->wmu);
     free(w);
 }
 
@@ -509,10 +546,10 @@ static int start(struct webhook *w)
 /* Stops w's thread (caller does not hold hooks_mu). */
 static void stop(struct webhook *w)
 {
-    pthread_mutex_lock(&w->db->hooks_mu);
-    w->stop = true;
+    pthread_mutex_lock(&w->wmu);
+    __atomic_store_n(&w->stop, true, __ATOMIC_RELEASE);
     pthread_cond_signal(&w->cv);
-    pthread_mutex_unlock(&w->db->hooks_mu);
+    pthread_mutex_unlock(&w->wmu);
     if (w->running) {
         pthread_join(w->thread, NULL);
         w->running = false;
@@ -527,7 +564,10 @@ static struct webhook *hook_new(struct db *db, const char *name, const char *url
     snprintf(w->name, sizeof w->name, "%s", name);
     w->url = xstrndup(url, strlen(url));
     w->filter_text = xstrndup(filter_text, strlen(filter_text));
+    pthread_mutex_init(&w->wmu, NULL);
     pthread_cond_init(&w->cv, NULL);
+    char host[256];
+    w->host_allowed = url_host(url, host, sizeof host) == 0 && allowed(db->e, host);
     return w;
 }
 
@@ -586,13 +626,15 @@ int engine_webhook_create(struct db *db, const struct webhook_def *def, char *se
             db->nhooks--;
         }
     }
+    /* started before the lock is let go: a delete that finds it finds it running (the
+     * writer's commit callback takes only w->wmu, so holding hooks_mu here cannot block it) */
+    if (!rc && (engine_watch(db, on_hook_commit, w, &w->watch) != 0 || start(w) != 0)) {
+        log_error("webhook %s: cannot start its delivery (the database is going away?)", w->name);
+    }
     pthread_mutex_unlock(&db->hooks_mu);
     if (rc) {
         hook_free(w);
         return rc;
-    }
-    if (engine_watch(db, on_hook_commit, w, &w->watch) != 0 || start(w) != 0) {
-        log_error("webhook %s: cannot start its delivery (the database is going away?)", w->name);
     }
     snprintf(secret_out, SECRET_TEXT, "%s", w->secret);
     return 0;
@@ -772,11 +814,8 @@ void webhooks_fini(struct db *db)
         db->hooks[i]->watch = NULL;
         stop(db->hooks[i]);
     }
-    if (db->nhooks && !db->deleted) {
-        pthread_mutex_lock(&db->hooks_mu);
-        save(db);
-        pthread_mutex_unlock(&db->hooks_mu);
-    }
+    /* no save here: every change was written when it was made, and a store that failed to
+     * load must keep its file as it is */
     for (size_t i = 0; i < db->nhooks; i++) {
         hook_free(db->hooks[i]);
     }

@@ -51,6 +51,8 @@ enum {
     READ_CHUNK = 16384,          /* bytes read per recv */
     MAX_EVENTS = 256,            /* epoll events per wait */
     TICK_MS = 1000,              /* timeout scan interval */
+    WS_QUEUED_MAX = 4096,        /* WebSocket answers (pongs) waiting in wslay before reading
+                                    more of a client's input */
 };
 
 struct loop;
@@ -112,6 +114,7 @@ struct conn {
     bool queued;                 /* on the loop's completion queue (guarded by loop->mu) */
     bool woken;                  /* a stream wake is pending (guarded by loop->mu) */
     wslay_event_context_ptr ws;  /* a WebSocket's framing state, or NULL */
+    bool in_paused;              /* a stream's input was left unread (output full) */
     char peer[48];               /* client address (text) */
     SSL *ssl;                    /* TLS session, or NULL for plain HTTP */
 };
@@ -196,6 +199,11 @@ static const char *keep_str(struct http_req *req, char *s)
 const char *http_req_method(const struct http_req *req)
 {
     return req->method;
+}
+
+struct slice http_req_query_string(const struct http_req *req)
+{
+    return req->query;
 }
 
 struct slice http_req_path(const struct http_req *req)
@@ -917,6 +925,13 @@ static ssize_t ws_recv(wslay_event_context_ptr ctx, uint8_t *p, size_t n, int fl
 {
     (void)flags;
     struct conn *c = user;
+    if (c->out.len - c->out_off >= HTTP_STREAM_MAX_BYTES ||
+        wslay_event_get_queued_msg_count(ctx) >= WS_QUEUED_MAX ||
+        wslay_event_get_queued_msg_length(ctx) >= HTTP_STREAM_MAX_BYTES) {
+        c->in_paused = true; /* answers pile up: read the rest once they are sent */
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
     if (c->in.len) { /* bytes that came right behind the upgrade request */
         size_t take = c->in.len < n ? c->in.len : n;
         memcpy(p, c->in.ptr, take);
@@ -1072,10 +1087,17 @@ static enum step drain_input(struct conn *c)
  * pump add more when it asked to be called again. */
 static enum step step_stream(struct conn *c)
 {
-    if ((c->ws ? ws_read(c) : drain_input(c)) == STEP_CLOSED) {
-        return STEP_CLOSED;
-    }
+    bool unread = true; /* the client's input is still to be read */
     for (;;) {
+        if (unread && c->out.len - c->out_off < HTTP_STREAM_MAX_BYTES) {
+            /* a client that sends without reading what it is sent waits (TCP pushes back):
+             * its messages may make answers, and they must not pile up */
+            c->in_paused = false;
+            if ((c->ws ? ws_read(c) : drain_input(c)) == STEP_CLOSED) {
+                return STEP_CLOSED;
+            }
+            unread = c->in_paused;
+        }
         enum step s = flush(c);
         if (s != STEP_GO) {
             return s;
@@ -1084,6 +1106,9 @@ static enum step step_stream(struct conn *c)
         if (req->stream_end) {
             conn_close(c);
             return STEP_CLOSED;
+        }
+        if (unread) {
+            continue; /* drained: read what waited */
         }
         if (!req->pump_again) {
             return STEP_WAIT;

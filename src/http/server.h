@@ -57,6 +57,8 @@ void http_server_stop(struct http_server *srv);
 const char *http_req_method(const struct http_req *req);
 /* The request path, still percent-encoded, without the query. */
 struct slice http_req_path(const struct http_req *req);
+/* The query string after '?' as sent (empty when none). */
+struct slice http_req_query_string(const struct http_req *req);
 /* A query parameter, percent-decoded ('+' is a space), or NULL when absent. A value with a bad
  * percent-escape is returned undecoded (still holding its '%'), so that it fails validation
  * instead of passing for absent. The string lives as long as the request. */

@@ -48,7 +48,7 @@ struct event_rec {
  * a write that carried an idempotency key answered. Slices borrow. */
 struct idem_rec {
     struct slice key;                /* the client's key, 1..LIMIT_IDEM_KEY_BYTES */
-    uint8_t hash[HASH_SHA256_LEN];   /* of the request (method, path, body) */
+    uint8_t hash[HASH_SHA256_LEN];   /* of the request (method, path, query, body) */
     uint16_t status;                 /* HTTP status of the answer */
     int64_t created_us;              /* commit time of the write */
     struct slice answer;             /* the answer's body */

@@ -304,3 +304,16 @@ def test_cors_preflight_allows_the_idempotency_headers():
                              headers={"Origin": "https://app.example", "Idempotency-Key": "c"})
         exposed = h.get("access-control-expose-headers", "").lower()
         check("x-idempotency-replayed" in exposed, f"exposed: {exposed}")
+
+
+def test_the_query_string_is_part_of_the_request():
+    """Regression: the request hash left out the query string, so a hard delete
+    (?hard=true) with the key of an earlier soft delete was answered as its replay and the
+    stream was never tombstoned."""
+    with Server() as s:
+        check(s.append("s1", body_of()["events"])[0] == 201, "seed")
+        st, h, _ = keyed(s, "DELETE", spath("s1"), None, "del-1")
+        check(st == 204 and "x-idempotency-replayed" not in h, f"soft delete {st}")
+        expect_error(keyed(s, "DELETE", spath("s1") + "?hard=true", None, "del-1"), 422,
+                     "idempotency_key_reused")
+        check(s.append("s1", body_of()["events"])[0] == 201, "not tombstoned")

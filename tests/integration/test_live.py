@@ -417,3 +417,17 @@ def test_wakes_racing_deferred_answers_on_one_loop():
             check(len(c.events(400)) == 400, "every event")
         for c in subs:
             c.close()
+
+
+def test_a_start_past_the_head_waits_instead_of_failing():
+    """Regression: a subscription starting after head + 1 (from=50 on a short log, or an old
+    Last-Event-ID after the database was made again) counted as billions of events behind and
+    was cut off with too_far_behind within a second."""
+    with Server(extra=["--live-heartbeat", "1"]) as s:
+        append(s, "a", 1)
+        sub = SSE(s.port, live_path("from=50"))
+        sub.until("caught_up")
+        for _ in range(3):  # three ticks, each checking the lag
+            m = sub.message()
+            check(m["event"] != "error", f"cut off: {m}")
+        sub.close()

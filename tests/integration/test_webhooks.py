@@ -261,3 +261,27 @@ def test_validation_scope_and_deletion():
             s.cleanup()
     finally:
         r.close()
+
+
+def test_damaged_state_is_never_rewritten_and_allowed_names_reach_their_host():
+    """Regressions: a webhooks.json that failed to load was saved back with only the webhooks
+    read before the damage (secrets of the others lost); and a host name allowed with
+    --webhook-allow passed at creation but its address was refused at connect time."""
+    r = Receiver()
+    try:
+        with Server(extra=["--webhook-allow", "localhost"]) as s:
+            h = create(s, name="h1", url=f"http://localhost:{r.port}/hook")
+            create(s, name="h2", url=f"http://localhost:{r.port}/hook")
+            append(s, "a", 1)
+            got = r.wait(2)
+            check(any(verify(h["secret"], g) for g in got), "delivered to the allowed name")
+            s.stop()
+            path = f"{s.data}/dbs/{DB}/webhooks.json"
+            doc = json.load(open(path))
+            doc["webhooks"][1]["secret"] = 7  # damage the second one
+            damaged = json.dumps(doc).encode()
+            open(path, "wb").write(damaged)
+            check(not s.try_start(timeout=10), "a damaged state file stops the start")
+            check(open(path, "rb").read() == damaged, "the file was left as it was")
+    finally:
+        r.close()

@@ -304,3 +304,27 @@ def test_consumer_groups_over_websocket():
         st, _, g = s.get(f"/v1/databases/{DB}/subscriptions/g")
         check(g["checkpoint"] == 6 and g["parked"] == 1, f"{g}")
         ws.close()
+
+
+def test_a_client_that_sends_without_reading_is_pushed_back():
+    """Regression: every message a client sent was read and answered into an unbounded output
+    buffer, so a client sending pings and never reading grew the server without limit. Now
+    the server stops reading while its answers wait, and TCP pushes back on the client."""
+    with Server() as s:
+        ws = WS(s.port, path())
+        mask = b"\x01\x02\x03\x04"
+        frame = bytes([0x89, 0x80]) + mask  # a masked, empty ping
+        chunk = frame * (1 << 17)           # 768 KiB of pings, each answered with a pong
+        ws.sock.settimeout(3)
+        sent = 0
+        try:
+            for _ in range(80):             # 60 MiB: far more than socket buffers hold
+                ws.sock.sendall(chunk)
+                sent += len(chunk)
+            blocked = False
+        except (socket.timeout, TimeoutError):
+            blocked = True
+        check(blocked, f"the server kept reading: {sent} bytes sent without reading an answer")
+        st, _, _ = s.get("/health")
+        check(st == 200, "the server is fine")
+        ws.close()
