@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Soak: mixed load (appends, stream and log reads, catch-up readers of the whole log) against
+"""Soak: mixed load (appends, some with idempotency keys, stream and log reads, catch-up readers
+of the whole log; SSE and WebSocket subscribers that connect, read and leave over and over; a
+consumer group pulling and acknowledging; a webhook delivering to a local receiver) against
 the real server for --minutes, printing the server's RSS (and its anonymous part), open file
 descriptors and threads every --every seconds. After the warm-up (the first fifth of the run)
 RSS may grow at most 5 % and descriptors must not drift. Prints the figures and, last,
@@ -15,6 +17,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 from harness import Server  # noqa: E402
+from test_live import SSE  # noqa: E402
+from test_webhooks import Receiver  # noqa: E402
+from test_websocket import WS  # noqa: E402
 
 
 def proc_status(pid):
@@ -45,7 +50,14 @@ class Mixed:
             r = rng.random()
             stream = f"soak-{rng.randrange(500)}"
             try:
-                if r < 0.6:
+                if r < 0.06:  # keyed: the same key always carries the same request
+                    k = rng.randrange(2000)
+                    st, _, _ = self.s.request(
+                        "POST", f"/v1/databases/default/streams/keyed-{k % 50}/events",
+                        {"events": [{"type": "soak.t", "data": {"k": k}}]},
+                        headers={"Idempotency-Key": f"soak-{i}-{k}"})
+                    good = st == 201
+                elif r < 0.6:
                     n = rng.randrange(1, 6)
                     st, _, _ = self.s.append(stream, [{"type": "soak.t", "data": {"i": i,
                                              "pad": "x" * rng.randrange(10, 400)}}] * n)
@@ -76,6 +88,110 @@ class Mixed:
             t.join(30)
 
 
+class Live:
+    """Live delivery under churn: SSE and WebSocket subscribers that come and go, a consumer
+    group consumer, and a webhook receiver. Counts cycles and failures."""
+
+    def __init__(self, s, receiver):
+        self.s, self.rcv = s, receiver
+        self.stop = threading.Event()
+        self.counts = {"sse": 0, "ws": 0, "acked": 0}
+        self.fail = []
+        self.reasons = []
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=f, daemon=True)
+                        for f in (self.sse, self.ws, self.consume)]
+
+    def _run(self, name, fn):
+        # (client threads share one interpreter lock: generous timeouts and a short pause per
+        # cycle keep the appending threads from being starved into false alarms)
+        while not self.stop.is_set():
+            time.sleep(0.02)
+            try:
+                n = fn()
+                with self.lock:
+                    self.counts[name] += n
+            except Exception as e:  # noqa: BLE001
+                with self.lock:
+                    if len(self.fail) < 20:
+                        self.fail.append(f"{name}: {e!r}")
+                time.sleep(0.5)
+
+    def sse(self):
+        def once():
+            c = SSE(self.s.port, "/v1/databases/default/events/live?from=latest&types=soak.t",
+                    timeout=60)
+            try:
+                got = 0
+                while got < 5:
+                    m = c.message()
+                    if m["event"] == "error":
+                        return self.dropped(m["data"])
+                    got += m["data"] is not None and m["event"] is None
+            finally:
+                c.close()
+            return 1
+        self._run("sse", once)
+
+    def ws(self):
+        def once():
+            c = WS(self.s.port, "/v1/databases/default/events/live", timeout=60)
+            try:
+                c.send({"type": "subscribe", "from": "latest", "filter": {"types": ["soak.t"]}})
+                got = 0
+                while got < 3:
+                    m = c.message()
+                    if m["type"] == "error":
+                        return self.dropped(json.dumps(m))
+                    got += m["type"] == "event"
+                c.send({"type": "unsubscribe"})
+                c.until("unsubscribed")
+            finally:
+                c.close()
+            return 1
+        self._run("ws", once)
+
+    def dropped(self, why):
+        """The server ended a subscription with a reason (a client thread starved by the
+        interpreter lock fell too far behind): its policy at work, counted, not a failure."""
+        with self.lock:
+            self.reasons.append(why[:120])
+        return 0
+
+    def consume(self):
+        def once():
+            st, _, b = self.s.post("/v1/databases/default/subscriptions/soak-g/pull",
+                                   {"consumer": "c1", "max": 50})
+            if st != 200:
+                raise AssertionError(f"pull {st} {b}")
+            pos = [e["event"]["position"] for e in b["events"]]
+            if pos:
+                st, _, b = self.s.post("/v1/databases/default/subscriptions/soak-g/ack",
+                                       {"positions": pos})
+                if st != 200:
+                    raise AssertionError(f"ack {st} {b}")
+            else:
+                time.sleep(0.1)
+            return len(pos)
+        self._run("acked", once)
+
+    def start(self):
+        st, _, b = self.s.post("/v1/databases/default/subscriptions",
+                               {"name": "soak-g", "from": "latest", "ackTimeoutSeconds": 30})
+        assert st == 201, (st, b)
+        st, _, b = self.s.post("/v1/databases/default/webhooks",
+                               {"name": "soak-h", "url": self.rcv.url(), "from": "latest",
+                                "filter": {"types": ["soak.t"]}})
+        assert st == 201, (st, b)
+        for t in self.threads:
+            t.start()
+
+    def finish(self):
+        self.stop.set()
+        for t in self.threads:
+            t.join(30)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default=os.path.join(HERE, "..", "..", "build", "annals"))
@@ -85,10 +201,14 @@ def main():
     args = ap.parse_args()
     os.environ["ANNALS_BIN"] = os.path.abspath(args.bin)
     samples = []
-    with Server() as s:
+    receiver = Receiver()
+    with Server(extra=["--webhook-allow", "127.0.0.1"]) as s:
         pid = s.proc.pid
+        idle_fds = proc_status(pid)[2]
         load = Mixed(s, args.threads)
         load.start()
+        live = Live(s, receiver)
+        live.start()
         t0 = time.time()
         end = t0 + args.minutes * 60
         print(f"{'min':>6} {'rss MiB':>8} {'anon MiB':>9} {'fds':>5} {'threads':>7} {'requests':>9}")
@@ -98,8 +218,14 @@ def main():
             samples.append((time.time() - t0, rss, anon, fds, thr))
             print(f"{(time.time() - t0) / 60:6.1f} {rss:8.1f} {anon:9.1f} {fds:5d} {thr:7d} "
                   f"{load.ok:9d}", flush=True)
+        live.finish()  # first: its subscribers wait for events the load appends
         load.finish()
+        time.sleep(2)  # clients gone: the server's descriptors are back to its own
+        end_fds = proc_status(pid)[2]
         info = s.db_info()
+        hook = s.get("/v1/databases/default/webhooks/soak-h")[2]
+    hooks_got = len(receiver.got)
+    receiver.close()
     # Compare the first and last thirds after the warm-up by their medians: per-request
     # buffers and connections come and go, a leak or a descriptor drift shows as a trend.
     warm = [x for x in samples if x[0] >= args.minutes * 60 / 5] or samples
@@ -111,11 +237,20 @@ def main():
     print(f"events stored: {info['events']}, requests answered: {load.ok}, failures: "
           f"{len(load.fail)} {load.fail[:5]}")
     print(f"server's own memory (RssAnon, medians) after warm-up: {a0:.1f} -> {a1:.1f} MiB "
-          f"({growth:+.1f} %); descriptors {f0} -> {f1}; RSS with the mapped files "
+          f"({growth:+.1f} %); descriptors {f0} -> {f1} under load, {idle_fds} idle before and "
+          f"{end_fds} after; RSS with the mapped files "
           f"{warm[0][1]:.0f} -> {warm[-1][1]:.0f} MiB (page cache of data written)")
+    print(f"live: {live.counts['sse']} SSE and {live.counts['ws']} WebSocket subscriptions "
+          f"opened, read and closed; {live.counts['acked']} events pulled and acknowledged; "
+          f"{hooks_got} webhook deliveries ({hook.get('delivered')} events, "
+          f"{hook.get('parked')} parked); ended by the server with a reason: "
+          f"{len(live.reasons)} {live.reasons[:3]}; failures: {live.fail[:5]}")
     checks = [("own memory growth after warm-up <= 5 % (or 1 MiB)", growth <= 5.0 or a1 - a0 <= 1.0),
-              ("no descriptor drift (<= 2)", f1 - f0 <= 2),
-              ("no failed request", not load.fail)]
+              ("no descriptor drift (<= 2 under load; idle again at the end)",
+               f1 - f0 <= 2 or end_fds <= idle_fds + 1),
+              ("no failed request", not load.fail),
+              ("live delivery kept going without failures",
+               not live.fail and all(live.counts.values()) and hooks_got > 0)]
     for name, good in checks:
         print(f"{'PASS' if good else 'FAIL'} soak: {name}")
     passed = sum(1 for _, g in checks if g)
