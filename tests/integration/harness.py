@@ -54,6 +54,16 @@ def run_cli(args, env=None, timeout=60):
     return p.returncode, out.decode("utf-8", "replace")
 
 
+def split_head(buf):
+    """(status, {lower-case header: value}, the bytes after the head) of the response head at
+    the start of buf, which must hold it whole (up to its blank line)."""
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {ln.split(":", 1)[0].lower(): ln.split(":", 1)[1].strip()
+               for ln in lines[1:] if ":" in ln}
+    return int(lines[0].split()[1]), headers, rest
+
+
 def cli_keys(data_dir, *scopes):
     """Creates one API key per scope with `annals keys create` on a stopped data directory;
     returns {scope: key}."""

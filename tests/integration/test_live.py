@@ -9,7 +9,7 @@ import socket
 import threading
 import time
 
-from harness import Server, check, cli_keys, expect_error, quote, run_cli
+from harness import Server, check, cli_keys, split_head, expect_error, quote, run_cli
 from harness import binary as harness_binary
 
 DB = "default"
@@ -32,11 +32,7 @@ class SSE:
         self.eof = False
         while b"\r\n\r\n" not in self.buf:
             self._recv()
-        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
-        lines = head.decode("latin-1").split("\r\n")
-        self.status = int(lines[0].split()[1])
-        self.headers = {ln.split(":", 1)[0].lower(): ln.split(":", 1)[1].strip()
-                        for ln in lines[1:] if ":" in ln}
+        self.status, self.headers, self.buf = split_head(self.buf)
         self.seen = []  # every message, in order
 
     def _recv(self):

@@ -11,7 +11,7 @@ import socket
 import struct
 import time
 
-from harness import Server, check, cli_keys, quote, run_cli
+from harness import Server, check, cli_keys, split_head, quote, run_cli
 
 DB = "default"
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -29,11 +29,7 @@ class WS:
         self.buf = b""
         while b"\r\n\r\n" not in self.buf:
             self._recv()
-        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
-        lines = head.decode("latin-1").split("\r\n")
-        self.status = int(lines[0].split()[1])
-        self.headers = {ln.split(":", 1)[0].lower(): ln.split(":", 1)[1].strip()
-                        for ln in lines[1:] if ":" in ln}
+        self.status, self.headers, self.buf = split_head(self.buf)
 
     def _recv(self):
         d = self.sock.recv(65536)
