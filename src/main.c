@@ -88,6 +88,8 @@ static const struct flag FLAGS[] = {
      "a live subscriber this far behind the head is disconnected (default 100000; 0 = never)"},
     {"--webhook-allow", "ANNALS_WEBHOOK_ALLOW", "LIST",
      "hosts or addresses webhooks may reach although loopback or private (comma-separated; default none)"},
+    {"--compact-interval", "ANNALS_COMPACT_INTERVAL", "SECONDS",
+     "how often each database checks whether compaction would reclaim enough of its log (default 3600; 0 = only on request)"},
 };
 enum { NFLAGS = sizeof FLAGS / sizeof FLAGS[0] };
 
@@ -171,6 +173,7 @@ static int set_option(struct options *o, int idx, const char *v)
     case 20: if (parse_size(v, 1, 3600, &n)) return ERR_INVALID; o->live.heartbeat_s = (unsigned)n; return 0;
     case 21: if (parse_size(v, 0, 1ull << 40, &n)) return ERR_INVALID; o->live.max_lag = n; return 0;
     case 22: o->webhook_allow = v; return 0;
+    case 23: if (parse_size(v, 0, 30 * 86400, &n)) return ERR_INVALID; l->compact_interval_s = (unsigned)n; return 0;
     }
     return ERR_INVALID;
 }
@@ -195,6 +198,7 @@ static void defaults(struct options *o)
         .client_connections = LIMIT_DEFAULT_CLIENT_CONNECTIONS,
         .map_bytes = 64ull << 30,
         .idem_ttl_s = LIMIT_DEFAULT_IDEM_TTL_S,
+        .compact_interval_s = LIMIT_DEFAULT_COMPACT_INTERVAL_S,
     };
     o->level = LOG_INFO;
     o->live = (struct live_config){.heartbeat_s = 15, .max_lag = 100000};

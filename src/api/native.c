@@ -97,6 +97,9 @@ static void hook_list(struct call *c);
 static void hook_get(struct call *c);
 static void hook_delete(struct call *c);
 static void hook_rotate(struct call *c);
+static void compact_get(struct call *c);
+static void compact_start(struct call *c);
+static void compaction_json(struct db *db, struct buf *b);
 
 static const struct route ROUTES[] = {
     {"GET", "health", health, false, NEED_NONE, "Liveness"},
@@ -113,6 +116,10 @@ static const struct route ROUTES[] = {
     {"POST", "v1/databases", db_create, false, NEED_ADMIN, "Create a database"},
     {"GET", "v1/databases/*", db_get, true, NEED_READ, "Database statistics and settings"},
     {"DELETE", "v1/databases/*", db_delete, false, NEED_ADMIN, "Delete a database"},
+    {"GET", "v1/databases/*/compaction", compact_get, true, NEED_READ,
+     "Compaction status: log generation, space reclaimed, the last run"},
+    {"POST", "v1/databases/*/compaction", compact_start, true, NEED_ADMIN,
+     "Compact the log now: reclaim the space of deleted and expired events"},
     {"GET", "v1/connections", live_conns, false, NEED_ADMIN, "Open live subscriptions"},
     {"DELETE", "v1/connections/*", live_conn_close, false, NEED_ADMIN,
      "Close a live subscription"},
@@ -778,13 +785,62 @@ static void db_get(struct call *c)
     buf_printf(&b, "},\"idempotencyKeys\":%llu", (unsigned long long)in.idem_keys);
     buf_printf(&b, ",\"writer\":{\"commits\":%llu,\"appends\":%llu,\"queueDepth\":%llu,"
                "\"commitSeconds\":%.6f,\"syncs\":%llu,\"syncSeconds\":%.6f},"
-               "\"indexer\":{\"indexed\":%llu,\"commits\":%llu,\"seconds\":%.6f}}",
+               "\"indexer\":{\"indexed\":%llu,\"commits\":%llu,\"seconds\":%.6f},",
                (unsigned long long)in.commits, (unsigned long long)in.appends,
                (unsigned long long)in.queue_depth, (double)in.commit_ns / 1e9,
                (unsigned long long)in.syncs, (double)in.sync_ns / 1e9,
                (unsigned long long)in.indexed, (unsigned long long)in.index_commits,
                (double)in.index_ns / 1e9);
+    compaction_json(c->db, &b);
+    buf_addc(&b, '}');
     out_json(c->req, 200, &b);
+}
+
+/* The "compaction" object of a database (docs/api.md, "Compaction"). */
+static void compaction_json(struct db *db, struct buf *b)
+{
+    struct compact_status cs;
+    engine_compact_status(db, &cs);
+    buf_printf(b, "\"compaction\":{\"running\":%s,\"requested\":%s,\"generation\":%llu,"
+               "\"runs\":%llu,\"checks\":%llu,\"reclaimedBytes\":%llu,"
+               "\"redactedEvents\":%llu,\"last\":",
+               cs.running ? "true" : "false", cs.asked ? "true" : "false",
+               (unsigned long long)cs.generation, (unsigned long long)cs.runs,
+               (unsigned long long)cs.checks, (unsigned long long)cs.reclaimed_bytes,
+               (unsigned long long)cs.redacted_events);
+    if (!cs.last_us) {
+        buf_adds(b, "null}");
+        return;
+    }
+    buf_addc(b, '{');
+    out_time_field(b, "at", cs.last_us, false);
+    buf_printf(b, ",\"outcome\":\"%s\",\"rewrote\":%s,\"redactedEvents\":%llu,"
+               "\"reclaimedBytes\":%llu,\"logBytesBefore\":%llu,\"logBytesAfter\":%llu}}",
+               cs.last_err == 0 ? "ok" : cs.last_err == ERR_SHUTDOWN ? "abandoned" : "failed",
+               cs.last_rewrote ? "true" : "false", (unsigned long long)cs.last_redacted,
+               (unsigned long long)cs.last_reclaimed, (unsigned long long)cs.last_log_before,
+               (unsigned long long)cs.last_log_after);
+}
+
+static void compact_get(struct call *c)
+{
+    struct buf b;
+    buf_init(&b);
+    buf_addc(&b, '{');
+    compaction_json(c->db, &b);
+    buf_addc(&b, '}');
+    out_json(c->req, 200, &b);
+}
+
+static void compact_start(struct call *c)
+{
+    engine_compact_request(c->db);
+    struct buf b;
+    buf_init(&b);
+    buf_addc(&b, '{');
+    compaction_json(c->db, &b);
+    buf_addc(&b, '}');
+    out_json(c->req, 202, &b);
 }
 
 /* A deleted database is gone: answer the DELETE (any thread). */

@@ -59,6 +59,7 @@ static void finish_delete(struct db *db);
 
 static void db_free(struct db *db)
 {
+    compactor_stop(db); /* it reads and rewrites the store */
     webhooks_fini(db); /* their threads read the store */
     pthread_mutex_destroy(&db->hooks_mu);
     groups_fini(db);
@@ -94,7 +95,7 @@ static int load_last_recorded(struct db *db)
         return rc;
     }
     uint64_t head = store_reader_head(r);
-    rc = head ? store_get_event(r, head, take_recorded, &db->last_recorded_us) : 0;
+    rc = head ? store_get_record(r, head, take_recorded, &db->last_recorded_us) : 0;
     store_read_end(r);
     return rc;
 }
@@ -185,6 +186,7 @@ static int db_open(struct engine *e, const char *name, bool create,
     if (!rc) rc = meta_load(db);
     if (!rc) rc = groups_load(db);
     if (!rc) rc = webhooks_load(db);
+    if (!rc) rc = compactor_start(db);
     if (!rc && pthread_create(&db->writer, NULL, writer_main, db) != 0) {
         rc = ERR(ERR_IO);
     }
@@ -287,6 +289,7 @@ void engine_db_release(struct db *db)
  * thread that let go of the last reference. */
 static void finish_delete(struct db *db)
 {
+    compactor_stop(db); /* abandons a compaction under way */
     webhooks_fini(db); /* before the store goes: their threads read it */
     store_abandon(db->st);
     db->st = NULL;
@@ -574,8 +577,8 @@ int engine_db_info(struct db *db, struct db_info *out)
     out->head = store_reader_head(r);
     struct edge first = {0}, last = {0};
     if (out->head) {
-        rc = store_get_event(r, 1, read_edge, &first);
-        if (!rc) rc = store_get_event(r, out->head, read_edge, &last);
+        rc = store_get_record(r, 1, read_edge, &first); /* a header: compacted away or not */
+        if (!rc) rc = store_get_record(r, out->head, read_edge, &last);
     }
     store_read_end(r);
     struct store_stats ss;

@@ -108,6 +108,28 @@ struct db_info {
 };
 int engine_db_info(struct db *db, struct db_info *out);
 
+/* Compaction of a database's log (docs/design/storage.md, "Compaction"). */
+struct compact_status {
+    bool running;              /* a compaction (or its check) runs now */
+    bool asked;                /* one was requested and has not started yet */
+    uint64_t runs;             /* compactions that rewrote the log since start */
+    uint64_t checks;           /* looks for reclaimable space since start (runs included) */
+    uint64_t generation;       /* the log file's generation */
+    uint64_t reclaimed_bytes;  /* log bytes reclaimed since start */
+    uint64_t redacted_events;  /* records redacted since start */
+    int64_t last_us;           /* when the last check or run ended (0 = none yet) */
+    int last_err;              /* its outcome: 0 or ERR_* */
+    uint64_t last_redacted;    /* records it redacted (or found redactable, when it only
+                                  checked) */
+    uint64_t last_reclaimed;   /* bytes it reclaimed (or found reclaimable) */
+    uint64_t last_log_before;  /* log bytes in use before it */
+    uint64_t last_log_after;   /* ... and after */
+    bool last_rewrote;         /* it rewrote the log */
+};
+/* Asks db's compactor to compact now, whatever there is to reclaim; returns at once. */
+void engine_compact_request(struct db *db);
+void engine_compact_status(struct db *db, struct compact_status *out);
+
 /* One event to append. Slices are borrowed from the caller until the append completes. */
 struct append_event {
     uint8_t id[16];          /* event id; filled by the engine when !has_id */

@@ -52,6 +52,15 @@ struct db {
     struct webhook **hooks;             /* owned */
     size_t nhooks;
     size_t idems_cap;                   /* entries allocated in idems */
+    uint64_t meta_changes;              /* atomic: lifecycle changes laid out by the writer
+                                           (a compaction planned before one is abandoned) */
+    pthread_t compactor;                /* compactor.c */
+    bool has_compactor;                 /* the thread runs */
+    pthread_mutex_t compact_mu;         /* guards the fields below */
+    pthread_cond_t compact_cv;          /* wakes the compactor */
+    bool compact_asked;                 /* a compaction was requested */
+    bool compact_stop;                  /* atomic: the database closes */
+    struct compact_status compact;      /* what it did */
 };
 
 struct engine {
@@ -101,6 +110,10 @@ void groups_fini(struct db *db);
 /* Starts / stops the webhooks of db (webhooks.c). */
 int webhooks_load(struct db *db);
 void webhooks_fini(struct db *db);
+
+/* Starts / stops the compactor thread of db (compactor.c). */
+int compactor_start(struct db *db);
+void compactor_stop(struct db *db);
 
 /* The writer thread of a database (arg: struct db *). */
 void *writer_main(void *arg);

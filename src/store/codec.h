@@ -14,17 +14,22 @@
 #include "util/uuid.h"
 
 enum {
-    STORE_FORMAT_VERSION = 5,  /* bump on any change to a layout (here or in log.h) */
-    STORE_FORMAT_OLDEST = 4,   /* oldest format opened (and upgraded): 4 lacks only what 5
-                                  added (idempotency frames and tables) */
-    RECORD_FORMAT = 4,         /* first byte of an event record (its layout's version) */
+    STORE_FORMAT_VERSION = 6,  /* bump on any change to a layout (here or in log.h) */
+    STORE_FORMAT_OLDEST = 4,   /* oldest format opened (and upgraded): 4 lacks idempotency
+                                  frames and tables, 5 log generations and format-5 records */
+    RECORD_FORMAT = 5,         /* first byte of an event record (its layout's version) */
+    RECORD_FORMAT_4 = 4,       /* the previous record format: read, never written */
+    RECORD_REDACTED = 1,       /* flags bit: content removed, body digest kept */
     RECORD_FIELDS = 6,         /* variable-length fields of a record */
     RECORD_HEADER_BYTES = 112, /* fixed part of an event record */
+    RECORD_BODY_AT = 88,       /* the lengths and fields: what the body digest covers */
+    REDACTED_RECORD_BYTES = RECORD_BODY_AT + 32, /* header, then the body digest */
     RECORD_CRC_FROM = 8,       /* the CRC covers bytes [8, end) */
     RECORD_HASH_AT = 56,       /* offset of the 32-byte chain hash */
     STREAM_KEY_BYTES = 16,     /* stream index key: stream id, version */
     STREAM_REC_BYTES = 56,     /* stream table value */
-    HEAD_REC_BYTES = 80,       /* head record in the meta table */
+    HEAD_REC_BYTES = 88,       /* head record in the meta table */
+    HEAD_REC_BYTES_5 = 80,     /* ... as formats 4 and 5 wrote it (no generation) */
 };
 
 /* A decoded event. Slices borrow from the record bytes (or from the caller when encoding). */
@@ -42,6 +47,9 @@ struct event_rec {
     struct slice tags;               /* JSON array of strings, canonical (query/filter.h) */
     struct slice subject;            /* subject, empty when none */
     bool client_id;                  /* not stored: the id came from the client (appends) */
+    bool redacted;                   /* decoded from a redacted record: the six fields are
+                                        empty, digest holds their body digest */
+    uint8_t digest[HASH_SHA256_LEN]; /* body digest of a redacted record */
 };
 
 /* An idempotency record (an aux frame of a log batch, and the value of the idem table): what
@@ -79,6 +87,7 @@ struct head_rec {
     uint64_t stream_count;             /* streams indexed (highest stream id) */
     int64_t created_us;                /* when the database was created */
     uint64_t term_count;               /* query index terms (highest term id) */
+    uint64_t generation;               /* log file generation (compactions done) */
 };
 
 static inline void be64_put(uint8_t *p, uint64_t v)
@@ -132,6 +141,19 @@ int codec_record_parse(const uint8_t *p, size_t n, struct event_rec *out);
  * with the stored one. Returns true when they match. */
 bool codec_record_hash_ok(const uint8_t *p, size_t n, const uint8_t prev_hash[HASH_SHA256_LEN]);
 
+/* SHA-256 of a record body (bytes [RECORD_BODY_AT, end)): lengths, then the fields. */
+void codec_body_digest(const uint8_t *body, size_t n, uint8_t out[HASH_SHA256_LEN]);
+/* The body digest a record of ev's content would have (its six fields): compares an event
+ * with a redacted record without the stored content. */
+void codec_content_digest(const struct event_rec *ev, uint8_t out[HASH_SHA256_LEN]);
+/* True when record p[0..n) (already checked) may be redacted: current format, not redacted
+ * yet, and longer than what would be left of it. */
+bool codec_record_redactable(const uint8_t *p, size_t n);
+/* Writes the redacted form of record p[0..n) (codec_record_redactable) to out: its header
+ * with RECORD_REDACTED set and the body digest, CRC recomputed. Its chain hash is unchanged,
+ * so the chain verifies through it (codec_record_hash_ok). */
+void codec_record_redact(const uint8_t *p, size_t n, uint8_t out[REDACTED_RECORD_BYTES]);
+
 /* Bytes the encoded idempotency record r takes. */
 size_t codec_idem_size(const struct idem_rec *r);
 /* Encodes r into out (codec_idem_size bytes). */
@@ -143,7 +165,8 @@ void codec_stream_encode(const struct stream_rec *s, uint8_t out[STREAM_REC_BYTE
 /* Returns 0 or ERR_CORRUPT when n is wrong. */
 int codec_stream_decode(const uint8_t *p, size_t n, struct stream_rec *out);
 
-void codec_head_encode(const struct head_rec *h, uint8_t out[HEAD_REC_BYTES]);
+/* Encodes h as its format lays it out (88 bytes; 80 before format 6). Returns the size. */
+size_t codec_head_encode(const struct head_rec *h, uint8_t out[HEAD_REC_BYTES]);
 /* Returns 0, or ERR_CORRUPT when n is wrong or the format is not between STORE_FORMAT_OLDEST
  * and STORE_FORMAT_VERSION. */
 int codec_head_decode(const uint8_t *p, size_t n, struct head_rec *out);

@@ -593,7 +593,7 @@ static int consider(struct run *run, uint64_t p)
     if (rc) {
         return rc;
     }
-    if (!filter_match(run->q->filter, &ev) ||
+    if (ev.redacted || !filter_match(run->q->filter, &ev) ||
         (run->q->accept && !run->q->accept(run->q->accept_arg, &ev))) {
         return 0;
     }

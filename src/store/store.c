@@ -25,6 +25,7 @@
 #include "store/store.h"
 
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <lmdb.h>
 #include <pthread.h>
@@ -64,7 +65,7 @@ int st_map_err(int rc)
 
 /* ---- LMDB helpers ---- */
 
-static int get_head(MDB_txn *txn, struct store *st, struct head_rec *out)
+int st_get_head(MDB_txn *txn, struct store *st, struct head_rec *out)
 {
     MDB_val k = {sizeof HEAD_KEY - 1, (void *)HEAD_KEY};
     MDB_val v;
@@ -75,12 +76,12 @@ static int get_head(MDB_txn *txn, struct store *st, struct head_rec *out)
     return codec_head_decode(v.mv_data, v.mv_size, out);
 }
 
-static int put_head(MDB_txn *txn, struct store *st, const struct head_rec *h)
+int st_put_head(MDB_txn *txn, struct store *st, const struct head_rec *h)
 {
     uint8_t enc[HEAD_REC_BYTES];
-    codec_head_encode(h, enc);
+    size_t n = codec_head_encode(h, enc);
     MDB_val k = {sizeof HEAD_KEY - 1, (void *)HEAD_KEY};
-    MDB_val v = {sizeof enc, enc};
+    MDB_val v = {n, enc};
     return st_map_err(mdb_put(txn, st->meta, &k, &v, 0));
 }
 
@@ -146,7 +147,7 @@ static int open_env(struct store *st, bool create, bool readonly)
     if (!rc) rc = mdb_dbi_open(txn, "ids", flags, &st->ids);
     if (!rc) rc = open_idem_tables(txn, st, readonly);
     struct head_rec h;
-    int err = rc ? (rc == MDB_NOTFOUND ? ERR(ERR_CORRUPT) : st_map_err(rc)) : get_head(txn, st, &h);
+    int err = rc ? (rc == MDB_NOTFOUND ? ERR(ERR_CORRUPT) : st_map_err(rc)) : st_get_head(txn, st, &h);
     bool made = false;
     if (err == ERR_CORRUPT && create && !rc) {
         MDB_val k = {sizeof HEAD_KEY - 1, (void *)HEAD_KEY};
@@ -155,7 +156,7 @@ static int open_env(struct store *st, bool create, bool readonly)
             memset(&h, 0, sizeof h);
             h.format = STORE_FORMAT_VERSION;
             h.created_us = time_now_us();
-            err = put_head(txn, st, &h);
+            err = st_put_head(txn, st, &h);
             made = true;
             MDB_val sk = {sizeof SETTINGS_KEY - 1, (void *)SETTINGS_KEY};
             MDB_val sv = {st->init_settings.len, (void *)st->init_settings.ptr};
@@ -180,21 +181,9 @@ static int open_env(struct store *st, bool create, bool readonly)
 
 /* ---- log scanning (recovery and verify) ---- */
 
-/* Outcome of reading a batch at an offset. */
-enum frame_kind { FRAME_OK, FRAME_END, FRAME_BAD };
-
-/* A batch of the log: a 16-byte header (magic, frames length, CRC-32C of the frames, event
- * count, all u32 BE), then its frames (u32 BE record length, record). */
-struct batch_view {
-    uint64_t frames_at;   /* offset of the first frame */
-    uint32_t frames_len;  /* bytes of frames */
-    uint32_t count;       /* events */
-    uint64_t next;        /* offset just past the batch */
-};
-
 /* Reads the batch header at off: FRAME_END at zeros or the end of the file; FRAME_BAD when
  * the magic, length or CRC is wrong (a torn or damaged batch); FRAME_OK otherwise. */
-static enum frame_kind read_batch(const struct log *lg, uint64_t off, struct batch_view *b)
+enum frame_kind st_read_batch(const struct log *lg, uint64_t off, struct batch_view *b)
 {
     const uint8_t *h = log_at(lg, off, LOG_BATCH_HEADER);
     if (!h) {
@@ -216,13 +205,10 @@ static enum frame_kind read_batch(const struct log *lg, uint64_t off, struct bat
     return FRAME_OK;
 }
 
-/* Called per event of a batch: the record is at rec_off (len bytes). */
-typedef int batch_event_fn(void *arg, const struct event_rec *ev, uint64_t rec_off, uint32_t len);
-
 /* Walks the aux frames in [off, end): each must be a well-formed idempotency record. Calls fn
  * (may be NULL) for each with the record's offset and length. Returns 0, fn's error or
  * ERR_CORRUPT. */
-static int walk_aux(const struct log *lg, uint64_t off, uint64_t end,
+int st_walk_aux(const struct log *lg, uint64_t off, uint64_t end,
                     int (*fn)(void *arg, uint64_t rec_off, uint32_t len), void *arg)
 {
     while (off < end) {
@@ -248,7 +234,7 @@ static int walk_aux(const struct log *lg, uint64_t off, uint64_t end,
  * advances) and link to prev (which advances); then its aux frames, which must be well formed.
  * Returns 0, the callback's error, or ERR_CORRUPT (a batch that passed its CRC but is not well
  * formed: damage, not a tear). */
-static int walk_batch(const struct log *lg, const struct batch_view *b, uint64_t *pos,
+int st_walk_batch(const struct log *lg, const struct batch_view *b, uint64_t *pos,
                       uint8_t prev[HASH_SHA256_LEN], batch_event_fn *fn, void *arg)
 {
     uint64_t off = b->frames_at;
@@ -271,7 +257,7 @@ static int walk_batch(const struct log *lg, const struct batch_view *b, uint64_t
         (*pos)++;
         off += LOG_FRAME_HEADER + n;
     }
-    return b->count ? walk_aux(lg, off, b->next, NULL, NULL) : ERR(ERR_CORRUPT);
+    return b->count ? st_walk_aux(lg, off, b->next, NULL, NULL) : ERR(ERR_CORRUPT);
 }
 
 /* After the log ends or goes bad at off (next position pos): is there a whole, valid batch of
@@ -287,7 +273,7 @@ static bool valid_batch_follows(const struct log *lg, uint64_t off, uint64_t pos
             continue;
         }
         struct batch_view b;
-        if (read_batch(lg, o, &b) != FRAME_OK) {
+        if (st_read_batch(lg, o, &b) != FRAME_OK) {
             continue;
         }
         const uint8_t *r = log_at(lg, b.frames_at + LOG_FRAME_HEADER, 16);
@@ -464,7 +450,7 @@ static int recover_aux(struct store *st, const struct batch_view *b, uint64_t la
     uint64_t aux_at = e->offset + e->len;
     e->aux_len = (uint32_t)(b->next - aux_at);
     struct recover_ctx ctx = {.st = st, .last_pos = last_pos};
-    return walk_aux(st->log, aux_at, b->next, recover_idem, &ctx);
+    return st_walk_aux(st->log, aux_at, b->next, recover_idem, &ctx);
 }
 
 /* Rebuilds the writer state and the tail from the log past the index head, batch by batch
@@ -483,8 +469,8 @@ static int recover_tail(struct store *st, const struct head_rec *h)
     struct batch_view b;
     enum frame_kind k;
     int rc = 0;
-    while (!rc && (k = read_batch(st->log, off, &b)) == FRAME_OK) {
-        rc = walk_batch(st->log, &b, &pos, prev, recover_event, &ctx);
+    while (!rc && (k = st_read_batch(st->log, off, &b)) == FRAME_OK) {
+        rc = st_walk_batch(st->log, &b, &pos, prev, recover_event, &ctx);
         if (!rc) rc = recover_aux(st, &b, pos - 1);
         off = b.next;
     }
@@ -696,7 +682,7 @@ static int index_range(struct store *st, uint64_t from, uint64_t to)
     strmap_init(&rows, sizeof(struct row_acc));
     st_terms_begin(&terms);
     struct head_rec h;
-    int err = get_head(txn, st, &h);
+    int err = st_get_head(txn, st, &h);
     struct event_rec ev;
     struct index_ctx ix = {st, txn};
     for (uint64_t p = from; !err && p <= to; p++) {
@@ -704,7 +690,7 @@ static int index_range(struct store *st, uint64_t from, uint64_t to)
         err = index_event(txn, st, &rows, p, e, &ev);
         if (!err) err = st_index_terms(txn, st, &terms, &ev, &h.term_count);
         if (!err && e->aux_len) {
-            err = walk_aux(st->log, e->offset + e->len, e->offset + e->len + e->aux_len,
+            err = st_walk_aux(st->log, e->offset + e->len, e->offset + e->len + e->aux_len,
                            put_idem, &ix);
         }
     }
@@ -720,7 +706,7 @@ static int index_range(struct store *st, uint64_t from, uint64_t to)
         h.log_end = last->offset + last->len + last->aux_len;
         err = put_rows(txn, st, &rows, &h.stream_count);
     }
-    if (!err) err = put_head(txn, st, &h);
+    if (!err) err = st_put_head(txn, st, &h);
     strmap_fini(&rows);
     if (err) {
         mdb_txn_abort(txn);
@@ -804,7 +790,13 @@ static void *indexer_main(void *arg)
         uint64_t idx = __atomic_load_n(&st->indexed, __ATOMIC_ACQUIRE);
         if (target > idx) {
             uint64_t t0 = time_mono_ns();
+            pthread_mutex_lock(&st->index_mu);
+            idx = __atomic_load_n(&st->indexed, __ATOMIC_ACQUIRE);
             int rc = index_range(st, idx + 1, target);
+            if (!rc) {
+                trim_tail(st, target);
+            }
+            pthread_mutex_unlock(&st->index_mu);
             __atomic_add_fetch(&st->index_ns, time_mono_ns() - t0, __ATOMIC_RELAXED);
             if (!rc) {
                 __atomic_add_fetch(&st->index_commits, 1, __ATOMIC_RELAXED);
@@ -823,7 +815,6 @@ static void *indexer_main(void *arg)
                 usleep(200000);
                 continue;
             }
-            trim_tail(st, target);
             pthread_mutex_lock(&st->mu);
             pthread_cond_broadcast(&st->cv);
             pthread_mutex_unlock(&st->mu);
@@ -831,7 +822,9 @@ static void *indexer_main(void *arg)
             break;
         } else if (time_now_us() - st->purged_us >= (int64_t)IDEM_PURGE_IDLE_S * 1000000) {
             st->purged_us = time_now_us();
+            pthread_mutex_lock(&st->index_mu);
             int rc = purge_alone(st);
+            pthread_mutex_unlock(&st->index_mu);
             if (rc) {
                 log_warn("%s: purging expired idempotency keys failed: %s", st->dir,
                          err_name(rc));
@@ -858,6 +851,8 @@ static void store_free(struct store *st)
     buf_fini(&st->wbuf);
     pthread_rwlock_destroy(&st->tail_lock);
     pthread_mutex_destroy(&st->mu);
+    pthread_mutex_destroy(&st->append_mu);
+    pthread_mutex_destroy(&st->index_mu);
     pthread_cond_destroy(&st->cv);
     free(st->dir);
     free(st);
@@ -875,6 +870,8 @@ static struct store *store_alloc(const char *dir, uint64_t map_bytes)
     pthread_rwlock_init(&st->tail_lock, &attr);
     pthread_rwlockattr_destroy(&attr);
     pthread_mutex_init(&st->mu, NULL);
+    pthread_mutex_init(&st->append_mu, NULL);
+    pthread_mutex_init(&st->index_mu, NULL);
     pthread_cond_init(&st->cv, NULL);
     strmap_init(&st->states, sizeof(struct stream_rec));
     st->evict_at = MAP_EVICT_AT;
@@ -888,10 +885,59 @@ static struct store *store_alloc(const char *dir, uint64_t map_bytes)
     return st;
 }
 
-static int open_log(struct store *st)
+void st_log_path(const char *dir, uint64_t gen, char *out, size_t n)
+{
+    if (gen == 0) {
+        snprintf(out, n, "%s/events.log", dir);
+    } else {
+        snprintf(out, n, "%s/events.%llu.log", dir, (unsigned long long)gen);
+    }
+}
+
+/* The generation of a log file named name (events.log: 0, events.<g>.log: g), or -1 when
+ * name is not a log file's. */
+static int64_t log_generation_of(const char *name)
+{
+    if (strcmp(name, "events.log") == 0) {
+        return 0;
+    }
+    unsigned long long g;
+    int used = 0;
+    if (sscanf(name, "events.%llu.log%n", &g, &used) != 1 || name[used] != '\0' || g == 0) {
+        return -1;
+    }
+    return (int64_t)g;
+}
+
+/* Removes the log files of dir other than generation keep (keep < 0: all of them): what an
+ * interrupted compaction left, or the generation a finished one replaced. Returns how many
+ * were removed, or ERR_IO. */
+static int remove_other_logs(const char *dir, int64_t keep)
+{
+    DIR *d = opendir(dir);
+    if (!d) {
+        return errno == ENOENT ? 0 : ERR(ERR_IO);
+    }
+    int removed = 0;
+    struct dirent *de;
+    while (removed >= 0 && (de = readdir(d)) != NULL) {
+        int64_t g = log_generation_of(de->d_name);
+        if (g < 0 || g == keep) {
+            continue;
+        }
+        char path[4096];
+        st_log_path(dir, (uint64_t)g, path, sizeof path);
+        removed = unlink(path) == 0 || errno == ENOENT ? removed + 1 : ERR(ERR_IO);
+    }
+    closedir(d);
+    return removed;
+}
+
+static int open_log(struct store *st, uint64_t gen)
 {
     char path[4096];
-    snprintf(path, sizeof path, "%s/events.log", st->dir);
+    st_log_path(st->dir, gen, path, sizeof path);
+    st->generation = gen;
     return log_open(path, st->map_bytes, &st->log);
 }
 
@@ -902,13 +948,13 @@ static int read_index_head(struct store *st, struct head_rec *h)
     if (rc) {
         return st_map_err(rc);
     }
-    rc = get_head(txn, st, h);
+    rc = st_get_head(txn, st, h);
     mdb_txn_abort(txn);
     return rc;
 }
 
 /* Makes a directory's entries durable (new files in it survive a power cut). */
-static int sync_dir(const char *dir)
+int st_sync_dir(const char *dir)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) {
@@ -924,8 +970,8 @@ static int sync_new_dirs(const char *dir)
 {
     char parent[4096];
     snprintf(parent, sizeof parent, "%s/..", dir);
-    int rc = sync_dir(dir);
-    return rc ? rc : sync_dir(parent);
+    int rc = st_sync_dir(dir);
+    return rc ? rc : st_sync_dir(parent);
 }
 
 static int open_once(const char *dir, uint64_t map_bytes, bool create, struct slice settings,
@@ -943,8 +989,11 @@ static int open_once(const char *dir, uint64_t map_bytes, bool create, struct sl
     st->init_settings = settings;
     struct head_rec h;
     int rc = open_env(st, create, false);
-    if (!rc) rc = open_log(st);
     if (!rc) rc = read_index_head(st, &h);
+    if (!rc && remove_other_logs(dir, (int64_t)h.generation) > 0) {
+        log_warn("%s: removed log files of an interrupted or finished compaction", dir);
+    }
+    if (!rc) rc = open_log(st, h.generation);
     if (!rc && h.log_end > log_file_bytes(st->log)) {
         log_error("%s: the index reaches past the end of the event log", dir);
         rc = ERR(ERR_CORRUPT);
@@ -969,14 +1018,15 @@ static int open_once(const char *dir, uint64_t map_bytes, bool create, struct sl
     return 0;
 }
 
-/* True when the directory's log holds no batch at all: nothing was ever acknowledged there. */
+/* True when the directory's log holds no batch at all: nothing was ever acknowledged there
+ * (a compaction's generations only exist once events do). */
 static bool log_is_empty(const char *dir)
 {
     char path[4096];
-    snprintf(path, sizeof path, "%s/events.log", dir);
+    st_log_path(dir, 0, path, sizeof path);
     FILE *f = fopen(path, "rb");
     if (!f) {
-        return errno == ENOENT;
+        return errno == ENOENT && remove_other_logs(dir, 0) == 0;
     }
     uint8_t h[LOG_BATCH_HEADER] = {0};
     size_t n = fread(h, 1, sizeof h, f);
@@ -1029,9 +1079,12 @@ void store_abandon(struct store *st)
 
 int store_remove_files(const char *dir)
 {
-    static const char *files[] = {"data.mdb", "lock.mdb", "events.log"};
+    static const char *files[] = {"data.mdb", "lock.mdb"};
     char path[4096];
-    for (int i = 0; i < 3; i++) {
+    if (remove_other_logs(dir, -1) < 0) {
+        return ERR(ERR_IO);
+    }
+    for (int i = 0; i < 2; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, files[i]);
         if (unlink(path) != 0 && errno != ENOENT) {
             return ERR(ERR_IO);
@@ -1083,7 +1136,7 @@ int store_stats(struct store *st, struct store_stats *out)
         mdb_env_stat(st->env, &ms);
         struct head_rec h;
         if (mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn) == 0) {
-            if (!log_used && get_head(txn, st, &h) == 0) {
+            if (!log_used && st_get_head(txn, st, &h) == 0) {
                 log_used = h.log_end;
             }
             MDB_stat is = {0};
@@ -1093,8 +1146,8 @@ int store_stats(struct store *st, struct store_stats *out)
             mdb_txn_abort(txn);
         }
     }
-    pthread_rwlock_unlock(&st->tail_lock);
     out->file_bytes = (uint64_t)sb.st_size + log_file_bytes(st->log);
+    pthread_rwlock_unlock(&st->tail_lock);
     out->used_bytes = (uint64_t)(info.me_last_pgno + 1) * ms.ms_psize + log_used;
     out->indexed = idx;
     out->streams = __atomic_load_n(&st->streams_pub, __ATOMIC_ACQUIRE);
@@ -1103,6 +1156,10 @@ int store_stats(struct store *st, struct store_stats *out)
     out->sync_ns = __atomic_load_n(&st->sync_ns, __ATOMIC_RELAXED);
     out->index_commits = __atomic_load_n(&st->index_commits, __ATOMIC_RELAXED);
     out->index_ns = __atomic_load_n(&st->index_ns, __ATOMIC_RELAXED);
+    out->generation = __atomic_load_n(&st->generation, __ATOMIC_RELAXED);
+    out->compactions = __atomic_load_n(&st->compactions, __ATOMIC_RELAXED);
+    out->compacted_bytes = __atomic_load_n(&st->compacted_bytes, __ATOMIC_RELAXED);
+    out->compacted_events = __atomic_load_n(&st->compacted_events, __ATOMIC_RELAXED);
     return 0;
 }
 
@@ -1167,7 +1224,7 @@ static void evict_states(struct store *st)
 }
 
 /* Drops unindexed idempotency records the index has (LMDB has them). */
-static void evict_idem(struct store *st)
+void st_evict_idem(struct store *st)
 {
     uint64_t idx = __atomic_load_n(&st->indexed, __ATOMIC_ACQUIRE);
     struct strmap keep;
@@ -1243,7 +1300,7 @@ static void note_batch(struct store *st, const struct event_rec *evs, size_t n,
     entry_at(st, last)->aux_len = (uint32_t)(end - off);
     struct recover_ctx ctx = {.st = st, .last_pos = last};
     /* these bytes were just encoded here: they decode (walk_aux cannot fail) */
-    (void)walk_aux(st->log, off, end, recover_idem, &ctx);
+    (void)st_walk_aux(st->log, off, end, recover_idem, &ctx);
 }
 
 int store_append(struct store *st, struct event_rec *evs, size_t n, const struct idem_rec *idems,
@@ -1267,6 +1324,7 @@ int store_append(struct store *st, struct event_rec *evs, size_t n, const struct
     }
     strmap_fini(&fresh);
     uint64_t off = 0;
+    pthread_mutex_lock(&st->append_mu); /* a compaction's switch waits for this write */
     uint64_t end_before = log_end(st->log);
     if (!rc) {
         encode_batch(st, evs, n, idems, nidem, lens);
@@ -1303,9 +1361,10 @@ int store_append(struct store *st, struct event_rec *evs, size_t n, const struct
             evict_ids(st);
         }
         if (st->tail_idem.count > st->idem_evict_at) {
-            evict_idem(st);
+            st_evict_idem(st);
         }
     }
+    pthread_mutex_unlock(&st->append_mu);
     free(ids);
     free(lens);
     return rc;
@@ -1431,7 +1490,7 @@ int store_read_begin(struct store *st, struct store_reader **out)
     uint64_t pub = __atomic_load_n(&st->published, __ATOMIC_ACQUIRE);
     int rc = st->env ? mdb_txn_begin(st->env, NULL, MDB_RDONLY, &r->txn) : EIO;
     struct head_rec h;
-    int err = rc ? st_map_err(rc) : get_head(r->txn, st, &h);
+    int err = rc ? st_map_err(rc) : st_get_head(r->txn, st, &h);
     if (err) {
         if (!rc) {
             mdb_txn_abort(r->txn);
@@ -1482,7 +1541,10 @@ int st_locate(struct store_reader *r, uint64_t pos, const uint8_t **rec, uint32_
     return *rec ? 0 : ERR(ERR_CORRUPT);
 }
 
-int st_emit(struct store_reader *r, uint64_t pos, store_event_fn *fn, void *arg)
+/* Decodes the record at pos and calls fn, also for a redacted record when redacted_too
+ * (else it is skipped: 0). */
+static int emit(struct store_reader *r, uint64_t pos, bool redacted_too, store_event_fn *fn,
+                void *arg)
 {
     const uint8_t *rec;
     uint32_t len;
@@ -1495,12 +1557,41 @@ int st_emit(struct store_reader *r, uint64_t pos, store_event_fn *fn, void *arg)
     if (!rc && ev.position != pos) {
         rc = ERR(ERR_CORRUPT);
     }
+    if (!rc && ev.redacted && !redacted_too) {
+        return 0; /* compacted away: no longer an event anyone reads */
+    }
     return rc ? rc : fn(arg, &ev);
+}
+
+int st_emit(struct store_reader *r, uint64_t pos, store_event_fn *fn, void *arg)
+{
+    return emit(r, pos, false, fn, arg);
+}
+
+/* Notes that fn was called. */
+struct get_one {
+    store_event_fn *fn;
+    void *arg;
+    bool called;
+};
+
+static int get_one(void *arg, const struct event_rec *ev)
+{
+    struct get_one *g = arg;
+    g->called = true;
+    return g->fn(g->arg, ev);
 }
 
 int store_get_event(struct store_reader *r, uint64_t pos, store_event_fn *fn, void *arg)
 {
-    int rc = st_emit(r, pos, fn, arg);
+    struct get_one g = {fn, arg, false};
+    int rc = emit(r, pos, false, get_one, &g);
+    return rc < 0 ? rc : g.called ? 0 : ERR_NOTFOUND;
+}
+
+int store_get_record(struct store_reader *r, uint64_t pos, store_event_fn *fn, void *arg)
+{
+    int rc = emit(r, pos, true, fn, arg);
     return rc > 0 ? 0 : rc;
 }
 
@@ -1883,8 +1974,10 @@ static int verify_indexed(struct verify_ctx *vc, const struct event_rec *ev, uin
     struct stream_rec s;
     uint64_t at;
     struct store_reader r = {.st = vc->st, .txn = vc->txn};
-    if (st_get_row(vc->txn, vc->st, ev->stream, &s) != 0 || s.version < ev->version ||
-        st_indexed_pos(&r, &s, ev->version, &at) != 0 || at != ev->position) {
+    /* a redacted record's stream and terms went with its content: its pos and id remain */
+    if (!ev->redacted &&
+        (st_get_row(vc->txn, vc->st, ev->stream, &s) != 0 || s.version < ev->version ||
+         st_indexed_pos(&r, &s, ev->version, &at) != 0 || at != ev->position)) {
         return verify_fail(vc, ev->position, "stream index entry missing or wrong");
     }
     MDB_val ik = {UUID_LEN, (void *)ev->id}, iv;
@@ -1892,7 +1985,7 @@ static int verify_indexed(struct verify_ctx *vc, const struct event_rec *ev, uin
         be64_get(iv.mv_data) != ev->position) {
         return verify_fail(vc, ev->position, "event id index entry missing or wrong");
     }
-    if (st_verify_terms(vc->txn, vc->st, ev) != 0) {
+    if (!ev->redacted && st_verify_terms(vc->txn, vc->st, ev) != 0) {
         return verify_fail(vc, ev->position, "query index entry missing");
     }
     if (ev->position == vc->h.position && memcmp(vc->h.hash, ev->hash, HASH_SHA256_LEN) != 0) {
@@ -1920,8 +2013,8 @@ static int verify_walk(struct verify_ctx *vc)
     uint8_t prev[HASH_SHA256_LEN] = {0};
     struct batch_view b;
     enum frame_kind k;
-    while ((k = read_batch(vc->st->log, off, &b)) == FRAME_OK) {
-        int rc = walk_batch(vc->st->log, &b, &pos, prev, verify_event, vc);
+    while ((k = st_read_batch(vc->st->log, off, &b)) == FRAME_OK) {
+        int rc = st_walk_batch(vc->st->log, &b, &pos, prev, verify_event, vc);
         if (rc) {
             return vc->rep->problem ? rc : verify_fail(vc, pos, "record checksum, position, hash chain or idempotency record");
         }
@@ -1951,11 +2044,15 @@ int store_verify(const char *dir, uint64_t map_bytes, struct store_verify_report
     }
     struct verify_ctx vc = {.st = store_alloc(dir, map_bytes), .rep = out};
     int rc = open_env(vc.st, false, true);
-    if (!rc) rc = open_log(vc.st);
     if (!rc) rc = st_map_err(mdb_txn_begin(vc.st->env, NULL, MDB_RDONLY, &vc.txn));
     if (!rc) {
-        rc = get_head(vc.txn, vc.st, &vc.h);
-        rc = rc ? verify_fail(&vc, 0, "index head unreadable") : verify_walk(&vc);
+        rc = st_get_head(vc.txn, vc.st, &vc.h);
+        if (rc) {
+            rc = verify_fail(&vc, 0, "index head unreadable");
+        } else {
+            rc = open_log(vc.st, vc.h.generation);
+            rc = rc ? rc : verify_walk(&vc);
+        }
         mdb_txn_abort(vc.txn);
     } else if (rc == ERR_CORRUPT) {
         verify_fail(&vc, 0, "index unreadable");

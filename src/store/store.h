@@ -34,6 +34,10 @@ struct store_stats {
     uint64_t index_commits; /* index transactions committed since open (one sync each) */
     uint64_t index_ns;    /* time spent indexing */
     uint64_t idem_keys;   /* idempotency records in the index (expired ones until purged) */
+    uint64_t generation;  /* log file generation: compactions done over the store's life */
+    uint64_t compactions; /* compactions finished since open */
+    uint64_t compacted_bytes;  /* log bytes they reclaimed */
+    uint64_t compacted_events; /* records they redacted */
 };
 
 /* The writer's view of the database head. */
@@ -169,8 +173,47 @@ struct store_query_result {
 int store_query(struct store_reader *r, const struct store_query *q, store_event_fn *fn,
                 void *arg, struct store_query_result *out);
 
-/* Calls fn for the event at pos. Returns 0, ERR_NOTFOUND, ERR_CORRUPT or ERR_IO. */
+/* Calls fn for the event at pos. Returns 0, ERR_NOTFOUND (also when compaction redacted it),
+ * ERR_CORRUPT or ERR_IO. Scans and queries skip redacted records too. */
 int store_get_event(struct store_reader *r, uint64_t pos, store_event_fn *fn, void *arg);
+/* The same, also for a redacted record (ev->redacted: header and body digest only), for
+ * checks that must know what was stored there (duplicate event ids). */
+int store_get_record(struct store_reader *r, uint64_t pos, store_event_fn *fn, void *arg);
+
+/* What store_compact rewrites. */
+struct store_compact_spec {
+    /* Whether an event stays readable (false: its record is redacted, its space reclaimed).
+     * Called on the compacting thread for every indexed event whose record can be redacted;
+     * ev borrows the log. Deciding false for an event readers may still see is the caller's
+     * error: redaction cannot be undone. */
+    bool (*keep)(void *arg, const struct event_rec *ev);
+    /* Optional: asked between batches and, with appends paused, just before the switch;
+     * true abandons the compaction (ERR_SHUTDOWN, nothing changed). */
+    bool (*cancelled)(void *arg);
+    void *arg;
+    bool dry_run; /* only count what would be reclaimed */
+};
+
+struct store_compact_result {
+    uint64_t examined;        /* indexed records looked at */
+    uint64_t redacted;        /* records redacted (or that would be, dry run) */
+    uint64_t reclaimed_bytes; /* log bytes that freed */
+    uint64_t log_before;      /* log bytes in use before */
+    uint64_t log_after;       /* ... and after */
+    uint64_t generation;      /* the log generation now */
+};
+
+/* Rewrites the indexed part of the log into a new generation with the records of events
+ * spec->keep refuses redacted (their header and body digest stay, so positions, versions,
+ * ids and the hash chain stay verifiable), and switches to it; the unindexed rest is copied
+ * as is. Reads go on meanwhile; appends go on too, pausing only for the switch (a copy of what
+ * they wrote during the rewrite, one sync, one index commit); indexing waits for it, and
+ * appends with it once the tail is full. Nothing redacted: nothing changes. Blocks the
+ * calling thread for the whole rewrite; one at a time per store (the caller's duty). Returns 0,
+ * ERR_SHUTDOWN (cancelled), ERR_CORRUPT (the log does not read back: nothing changed),
+ * ERR_NOSPACE or ERR_IO. */
+int store_compact(struct store *st, const struct store_compact_spec *spec,
+                  struct store_compact_result *out);
 
 /* Result of store_verify. */
 struct store_verify_report {

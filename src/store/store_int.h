@@ -54,7 +54,16 @@ struct store {
     uint64_t idem_ttl_us;                    /* atomic: idempotency records live this long */
     int64_t purged_us;                       /* indexer: when expired records were last
                                                 purged */
-    struct log *log;                         /* owned */
+    struct log *log;                         /* owned; replaced by a compaction with the
+                                                tail lock and append_mu held */
+    uint64_t generation;                     /* the log file's generation (head) */
+    pthread_mutex_t append_mu;               /* held by store_append while it writes and
+                                                publishes; a compaction's switch holds it */
+    pthread_mutex_t index_mu;                /* held by whoever writes the index: the
+                                                indexer, or a compaction */
+    uint64_t compactions;                    /* atomic: compactions switched to since open */
+    uint64_t compacted_bytes;                /* atomic: log bytes they reclaimed */
+    uint64_t compacted_events;               /* atomic: records they redacted */
     int64_t created_us;                      /* database creation time */
     struct slice init_settings;              /* during store_open: settings of a new store */
 
@@ -103,6 +112,44 @@ static inline struct tail_entry *entry_at(struct store *st, uint64_t pos)
     uint64_t idx = pos - 1;
     return &st->chunks[(idx / TAIL_CHUNK) % TAIL_CHUNKS][idx % TAIL_CHUNK];
 }
+
+/* Outcome of reading a batch at an offset. */
+enum frame_kind { FRAME_OK, FRAME_END, FRAME_BAD };
+
+/* A batch of the log: a 16-byte header (magic, frames length, CRC-32C of the frames, event
+ * count, all u32 BE), then its frames (u32 BE record length, record). */
+struct batch_view {
+    uint64_t frames_at;   /* offset of the first frame */
+    uint32_t frames_len;  /* bytes of frames */
+    uint32_t count;       /* events */
+    uint64_t next;        /* offset just past the batch */
+};
+
+/* Called per event of a batch: the record is at rec_off (len bytes). */
+typedef int batch_event_fn(void *arg, const struct event_rec *ev, uint64_t rec_off, uint32_t len);
+
+/* Reads the batch header at off: FRAME_END at zeros or the end of the file; FRAME_BAD when
+ * the magic, length or CRC is wrong (a torn or damaged batch); FRAME_OK otherwise. */
+enum frame_kind st_read_batch(const struct log *lg, uint64_t off, struct batch_view *b);
+/* Walks the events of a batch whose CRC matched: each must decode, carry position *pos (which
+ * advances) and link to prev (which advances); then its aux frames, which must be well formed.
+ * Returns 0, fn's error or ERR_CORRUPT. */
+int st_walk_batch(const struct log *lg, const struct batch_view *b, uint64_t *pos,
+                  uint8_t prev[HASH_SHA256_LEN], batch_event_fn *fn, void *arg);
+/* Walks the aux frames in [off, end), calling fn (may be NULL) for each. Returns 0, fn's
+ * error or ERR_CORRUPT. */
+int st_walk_aux(const struct log *lg, uint64_t off, uint64_t end,
+                int (*fn)(void *arg, uint64_t rec_off, uint32_t len), void *arg);
+/* The index head in txn. Returns 0, ERR_CORRUPT or an error. */
+int st_get_head(MDB_txn *txn, struct store *st, struct head_rec *out);
+int st_put_head(MDB_txn *txn, struct store *st, const struct head_rec *h);
+/* fsyncs directory dir (new or removed entries in it survive a power cut). */
+int st_sync_dir(const char *dir);
+/* The path of log generation gen of the store in dir: events.log, then events.<gen>.log. */
+void st_log_path(const char *dir, uint64_t gen, char *out, size_t n);
+
+/* Drops the writer's idempotency map entries the index has (writer, or with it paused). */
+void st_evict_idem(struct store *st);
 
 /* Maps an LMDB or errno code to an ERR_* code (0 for MDB_SUCCESS). */
 int st_map_err(int rc);

@@ -35,6 +35,7 @@ enum {
     LIMIT_IDEM_KEY_BYTES = 255,                   /* an Idempotency-Key header value */
     LIMIT_DEFAULT_IDEM_TTL_S = 24 * 3600,         /* how long idempotency keys are kept */
     LIMIT_IDEM_TTL_MAX_S = 365 * 24 * 3600,       /* ... at most (a setting) */
+    LIMIT_DEFAULT_COMPACT_INTERVAL_S = 3600,      /* databases look for space to reclaim */
 };
 
 /* The limits in force, as configured. */
@@ -50,6 +51,8 @@ struct limits {
     unsigned client_connections; /* max open connections from one address (0 = no limit) */
     uint64_t map_bytes;   /* max size of one database's store */
     unsigned idem_ttl_s;  /* idempotency keys live this long unless a database says otherwise */
+    unsigned compact_interval_s; /* how often a database checks for space to reclaim (0 =
+                                    only when asked) */
 };
 
 #endif

@@ -121,15 +121,18 @@ TEST(stream_and_head_round_trip)
     ASSERT_EQ(o.bytes, 4096);
     ASSERT_EQ(codec_stream_decode(enc, STREAM_REC_BYTES - 1, &o), ERR_CORRUPT);
     struct head_rec h = {.format = STORE_FORMAT_VERSION, .position = 77, .log_end = 777,
-                         .stream_count = 5, .created_us = 99, .term_count = 12};
+                         .stream_count = 5, .created_us = 99, .term_count = 12,
+                         .generation = 3};
     h.hash[0] = 0xab;
     uint8_t he[HEAD_REC_BYTES];
-    codec_head_encode(&h, he);
+    ASSERT_EQ(codec_head_encode(&h, he), HEAD_REC_BYTES);
     struct head_rec ho;
     ASSERT_EQ(codec_head_decode(he, sizeof he, &ho), 0);
     ASSERT_EQ(ho.position, 77);
     ASSERT_EQ(ho.hash[0], 0xab);
     ASSERT_EQ(ho.term_count, 12);
+    ASSERT_EQ(ho.generation, 3);
+    ASSERT_EQ(codec_head_decode(he, HEAD_REC_BYTES_5, &ho), ERR_CORRUPT);
     he[20] ^= 1;
     ASSERT_EQ(codec_head_decode(he, sizeof he, &ho), ERR_CORRUPT);
 }
@@ -145,8 +148,78 @@ TEST(head_formats_older_than_4_or_newer_than_this_are_refused)
     codec_head_encode(&h, he);
     ASSERT_EQ(codec_head_decode(he, sizeof he, &ho), ERR_CORRUPT);
     h.format = STORE_FORMAT_OLDEST;
-    codec_head_encode(&h, he);
-    ASSERT_EQ(codec_head_decode(he, sizeof he, &ho), 0);
+    h.generation = 9;
+    ASSERT_EQ(codec_head_encode(&h, he), HEAD_REC_BYTES_5); /* formats 4, 5: 80 bytes */
+    ASSERT_EQ(codec_head_decode(he, HEAD_REC_BYTES_5, &ho), 0);
+    ASSERT_EQ(ho.generation, 0); /* they had one log file */
+    ASSERT_EQ(codec_head_decode(he, HEAD_REC_BYTES, &ho), ERR_CORRUPT);
+}
+
+TEST(redacted_record_keeps_header_and_chain)
+{
+    struct event_rec a = sample(), b = sample();
+    b.position = 43;
+    uint8_t prev[32] = {7};
+    size_t na = codec_record_size(&a), nb = codec_record_size(&b);
+    uint8_t *ra = malloc(na), *rb = malloc(nb);
+    codec_record_encode(&a, prev, ra);
+    codec_record_encode(&b, a.hash, rb);
+    CHECK(codec_record_redactable(ra, na));
+    uint8_t stub[REDACTED_RECORD_BYTES];
+    codec_record_redact(ra, na, stub);
+    CHECK(!codec_record_redactable(stub, sizeof stub));
+    struct event_rec out;
+    ASSERT_EQ(codec_record_decode(stub, sizeof stub, &out), 0);
+    CHECK(out.redacted);
+    ASSERT_EQ(out.position, 42);
+    ASSERT_EQ(out.version, 7);
+    ASSERT_EQ(out.recorded_us, 1700000000999999);
+    CHECK(memcmp(out.id, a.id, 16) == 0);
+    CHECK(memcmp(out.hash, a.hash, 32) == 0);
+    ASSERT_EQ(out.stream.len + out.type.len + out.data.len, 0);
+    uint8_t d[32];
+    codec_content_digest(&a, d); /* the content compares without being stored */
+    CHECK(memcmp(d, out.digest, 32) == 0);
+    b.data = (struct slice){"{\"a\":2}", 7};
+    codec_content_digest(&b, d);
+    CHECK(memcmp(d, out.digest, 32) != 0);
+    CHECK(codec_record_hash_ok(stub, sizeof stub, prev)); /* verifies from its predecessor */
+    CHECK(codec_record_hash_ok(rb, nb, out.hash));       /* and its successor still links */
+    uint8_t other[32] = {8};
+    CHECK(!codec_record_hash_ok(stub, sizeof stub, other));
+    for (size_t i = 0; i < sizeof stub; i++) { /* every bit of a stub is covered */
+        for (int bit = 0; bit < 8; bit++) {
+            stub[i] ^= (uint8_t)(1 << bit);
+            CHECK(codec_record_decode(stub, sizeof stub, &out) == ERR_CORRUPT ||
+                  !codec_record_hash_ok(stub, sizeof stub, prev));
+            stub[i] ^= (uint8_t)(1 << bit);
+        }
+    }
+    ASSERT_EQ(codec_record_decode(stub, sizeof stub - 1, &out), ERR_CORRUPT);
+    free(ra);
+    free(rb);
+}
+
+TEST(format_4_records_still_verify)
+{
+    struct event_rec a = sample();
+    uint8_t prev[32] = {1};
+    size_t n = codec_record_size(&a);
+    uint8_t *r = malloc(n);
+    codec_record_encode(&a, prev, r);
+    /* what format 4 wrote: hash over the body bytes themselves */
+    r[0] = RECORD_FORMAT_4;
+    struct hash_part parts[3] = {{prev, 32}, {r + 8, 48}, {r + 88, n - 88}};
+    uint8_t h[32];
+    hash_sha256(parts, 3, h);
+    memcpy(r + RECORD_HASH_AT, h, 32);
+    be32_put(r + 4, hash_crc32c(0, r + 8, n - 8));
+    struct event_rec out;
+    ASSERT_EQ(codec_record_decode(r, n, &out), 0);
+    CHECK(!out.redacted);
+    CHECK(codec_record_hash_ok(r, n, prev));
+    CHECK(!codec_record_redactable(r, n)); /* its hash needs the body: kept whole */
+    free(r);
 }
 
 TEST(idempotency_record_round_trip_and_damage)
