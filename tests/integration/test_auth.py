@@ -318,6 +318,8 @@ ROUTES = [
     Route("GET", "/v1/databases/main/subscriptions/g/parked", "read", db="main"),
     Route("POST", "/v1/databases/main/subscriptions/g/replay", "write", body={}, db="main"),
     Route("DELETE", "/v1/connections/999999", "admin"),
+    Route("GET", "/v1/databases/main/compaction", "read", db="main"),
+    Route("POST", "/v1/databases/main/compaction", "admin", body={}, db="main"),
     Route("GET", "/v1/databases/main/webhooks", "admin", db="main"),
     Route("POST", "/v1/databases/main/webhooks", "admin",
           prepare=lambda c: (lambda n: ("/v1/databases/main/webhooks",

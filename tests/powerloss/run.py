@@ -3,25 +3,39 @@
 many states a power cut could have left on disk and check recovery on each.
 
 1. Record: the server runs on an empty data directory with tests/powerloss/trace.c preloaded,
-   which logs every write and sync to files under the data directory. 8 client threads append
-   batches of 1-3 events (client-chosen ids) to 10 streams; every 201 is stamped with
-   CLOCK_MONOTONIC when it arrived (the trace uses the same clock). The server then stops.
-2. Crash states: a cut point k in the trace (the power fails after record k-1). Per file, the
-   writes recorded before the SYNC_BEGIN of its last sync that returned 0 before k are on disk;
-   every later write before k is pending. Each 512-byte sector a pending write touched holds
-   the content it had at some moment between the sync and the cut, chosen per sector
+   which logs every write and sync to files under the data directory, and every file creation,
+   unlink, rename and directory fsync there. 8 client threads append batches of 1-3 events
+   (client-chosen ids) to 10 streams; every 201 is stamped with CLOCK_MONOTONIC when it arrived
+   (the trace uses the same clock). Meanwhile a compaction thread, --compactions times, appends
+   a few events to a throwaway stream del-<r>, waits until they are indexed, soft-deletes the
+   stream (DELETE, 204 stamped too), requests a compaction (POST .../compaction) and waits for
+   it to end, so the log is rewritten into events.1.log, events.2.log, ... while the appenders
+   go on. The server then stops.
+2. Crash states: a cut point k in the trace (the power fails after record k-1).
+   Directory entries: a creation, unlink or rename recorded before the SYNC_BEGIN of an fsync
+   of its directory that returned 0 before k is on disk; any later one before k is pending and
+   per state either all lost, all kept, or each kept or lost at random (so a new log generation
+   may be missing, and an unlinked one still there). Contents, per file (inode) that exists:
+   the writes recorded before the SYNC_BEGIN of its last sync that returned 0 before k are on
+   disk; every later write before k is pending. Each 512-byte sector a pending write touched
+   holds the content it had at some moment between the sync and the cut, chosen per sector
    (so pending writes are dropped, torn at sector boundaries or persisted out of order), with
    per-state strategies: all pending lost, all kept, an in-order prefix ending in a torn write,
-   independent random per sector. lock.mdb and LOCK are left out (rebuilt at start).
-3. Checks per state: the server starts on it; the log read over HTTP has positions 1..n with no
-   gap; every event is one that was written, at the position, stream and version it was written
-   with; every event acknowledged (201 received) before the cut is there, and every event whose
-   frame was covered by a completed log sync is there; every request is all-or-nothing; an
-   append after recovery gets position n+1; SIGTERM exits 0; `annals verify` then exits 0 with
-   "hash chain intact"; the server starts again with head n+1.
+   independent random per sector. Files kept: every log generation and data.mdb; lock.mdb and
+   LOCK are left out (rebuilt at start).
+3. Checks per state: the server starts on it; the log read over HTTP has increasing positions
+   1..n whose only holes are the events of deleted streams whose delete survived (and those
+   are never served); every event is one that was written, at the position, stream and version
+   it was written with; every event acknowledged (201 received) before the cut is there unless
+   its stream's delete survived, every delete acknowledged (204) before the cut survived, and
+   every event whose frame was covered by a completed log sync is there (or deleted); every
+   request is all-or-nothing; exactly one log file is left in the database directory, the
+   generation in force, at least the generation of every compaction seen finished before the
+   cut; an append after recovery gets position n+1; SIGTERM exits 0 (still one log file);
+   `annals verify` then exits 0 with "hash chain intact"; the server starts again with head n+1.
 
---broken-sync runs the recording with PL_SKIP_SYNC=1 (fdatasync of events.log is a no-op that
-returns 0, as in a build that forgot it): the run must then report failures.
+--broken-sync runs the recording with PL_SKIP_SYNC=1 (fdatasync of every log generation is a
+no-op that returns 0, as in a build that forgot it): the run must then report failures.
 
 Prints one PASS/FAIL line per state and `N passed, M failed` last; exit 1 if any failed.
 """
@@ -32,6 +46,7 @@ import http.client
 import json
 import os
 import random
+import re
 import shutil
 import struct
 import subprocess
@@ -45,37 +60,71 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 
-T_OPEN, T_WRITE, T_ZERO, T_SYNC_BEGIN, T_SYNC_END, T_TRUNC, T_SKIP = range(1, 8)
+(T_OPEN, T_WRITE, T_ZERO, T_SYNC_BEGIN, T_SYNC_END, T_TRUNC, T_SKIP, T_CREATE, T_UNLINK,
+ T_RENAME, T_DIR) = range(1, 12)
 SECTOR = 512   # --sector
 DB_REL = os.path.join("dbs", "default")
-KEEP_FILES = ("events.log", "data.mdb")   # what a crash state contains, per database
+# what a crash state contains, per database: every log generation (events.log = generation 0,
+# events.<g>.log) and data.mdb
+KEEP_FILES = ("events.log", "events.<g>.log", "data.mdb")
+LOG_NAME = re.compile(r"^events(?:\.([1-9][0-9]*))?\.log$")
+
+
+def is_log_name(name):
+    return LOG_NAME.match(name) is not None
+
+
+def kept(name):
+    return name == "data.mdb" or is_log_name(name)
+
+
+def log_name(gen):
+    return "events.log" if gen == 0 else f"events.{gen}.log"
 
 
 # ---------------------------------------------------------------- trace
 
 class Rec:
-    __slots__ = ("i", "type", "ts", "file", "off", "len", "data", "res")
+    __slots__ = ("i", "type", "ts", "file", "off", "len", "data", "res", "path", "path2")
 
     def __init__(self, i, typ, ts, file):
         self.i, self.type, self.ts, self.file = i, typ, ts, file
         self.off = self.len = self.res = 0
-        self.data = None
+        self.data = self.path = self.path2 = None
 
 
 def parse_trace(path):
+    """[Rec], {file id: path when first opened}, {ids of directories}."""
     raw = open(path, "rb").read()
     mv = memoryview(raw)
-    recs, paths = [], {}
+    recs, paths, dirs = [], {}, set()
     p = 0
+
+    def take_path():
+        nonlocal p
+        (n,) = struct.unpack_from("<I", raw, p)
+        p += 4
+        v = raw[p:p + n].decode()
+        p += n
+        return v
+
     while p < len(raw):
         typ, ts, fid = struct.unpack_from("<BQI", raw, p)
         p += 13
         r = Rec(len(recs), typ, ts, fid)
         if typ == T_OPEN:
-            _flags, n = struct.unpack_from("<II", raw, p)
-            p += 8
-            paths[fid] = raw[p:p + n].decode()
-            p += n
+            p += 4   # open flags
+            r.path = take_path()
+            paths.setdefault(fid, r.path)
+        elif typ == T_DIR:
+            r.path = take_path()
+            paths.setdefault(fid, r.path)
+            dirs.add(fid)
+        elif typ == T_UNLINK:
+            r.path = take_path()
+        elif typ == T_RENAME:
+            r.path = take_path()
+            r.path2 = take_path()
         elif typ in (T_WRITE, T_ZERO):
             r.off, r.len = struct.unpack_from("<QI", raw, p)
             p += 12
@@ -88,10 +137,10 @@ def parse_trace(path):
         elif typ == T_TRUNC:
             (r.len,) = struct.unpack_from("<Q", raw, p)
             p += 8
-        elif typ not in (T_SYNC_BEGIN, T_SKIP):
+        elif typ not in (T_SYNC_BEGIN, T_SKIP, T_CREATE):
             raise ValueError(f"bad trace record type {typ} at byte {p - 13}")
         recs.append(r)
-    return recs, paths
+    return recs, paths, dirs
 
 
 BATCH_MAGIC = 0xA11A1504
@@ -101,59 +150,101 @@ BATCH_HEADER = 16
 def parse_frames(data, off):
     """Event frames in the bytes of one log write at file offset off: the write is one batch
     (16-byte header: magic, frames length, CRC, count; then frames) or, for the zero-filled
-    growth of the file, nothing. [(frame offset, position, version, id, stream)]."""
+    growth of the file, nothing. A compaction's writes to a new generation are batches too
+    (rebuilt, or copied verbatim: then only the first batch of the write is parsed); redacted
+    records (flag 1, 120 bytes) are skipped. [(frame offset, position, version, id, stream)]."""
     out = []
     if len(data) < BATCH_HEADER or struct.unpack_from(">I", data, 0)[0] != BATCH_MAGIC:
         return out
     (count,) = struct.unpack_from(">I", data, 12)  # event frames; aux frames follow them
     p = BATCH_HEADER
-    while p + 4 <= len(data) and len(out) < count:
+    seen = 0
+    while p + 4 <= len(data) and seen < count:
         (n,) = struct.unpack_from(">I", data, p)
         if n == 0 or p + 4 + n > len(data):
             break
+        seen += 1
         rec = bytes(data[p + 4:p + 4 + n])
-        pos, ver = struct.unpack_from(">QQ", rec, 8)
-        eid = str(uuid.UUID(bytes=rec[40:56]))
-        slen = struct.unpack_from(">I", rec, 88)[0]
-        stream = rec[112:112 + slen].decode("utf-8", "replace")  # 112: RECORD_HEADER_BYTES
-        out.append((off + p, pos, ver, eid, stream))
+        if n >= 112 and not rec[1] & 1:   # 112: RECORD_HEADER_BYTES; flag 1: redacted
+            pos, ver = struct.unpack_from(">QQ", rec, 8)
+            eid = str(uuid.UUID(bytes=rec[40:56]))
+            slen = struct.unpack_from(">I", rec, 88)[0]
+            stream = rec[112:112 + slen].decode("utf-8", "replace")
+            out.append((off + p, pos, ver, eid, stream))
         p += 4 + n
     return out
 
 
 class Model:
-    """The trace, per file: writes and completed syncs, and what the log writes contained."""
+    """The trace: per file (inode) its writes and completed syncs; the directory entries of the
+    kept files (created, unlinked, renamed) and the completed fsyncs of each directory; what
+    the log writes contained."""
 
-    def __init__(self, recs, paths, data_dir):
+    def __init__(self, recs, paths, dirs, data_dir):
         self.recs = recs
-        self.rel = {fid: os.path.relpath(p, data_dir) for fid, p in paths.items()}
+        rel = lambda p: os.path.relpath(p, data_dir)  # noqa: E731
+        self.rel = {fid: rel(p) for fid, p in paths.items()}
         self.files = {}   # fid -> {"ops": [rec], "syncs": [(begin_i, end_i)]}
-        for fid, rel in self.rel.items():
-            if os.path.basename(rel) in KEEP_FILES:
+        for fid, r in self.rel.items():
+            if fid not in dirs and kept(os.path.basename(r)):
                 self.files[fid] = {"ops": [], "syncs": []}
+        self.dir_syncs = collections.defaultdict(list)   # rel dir -> [(begin_i, end_i)]
+        # directory entry changes of kept files, in trace order: (i, kind, rel, rel2, fid),
+        # kind "create" (rel now names fid), "unlink" (rel names nothing), "rename" (rel2 now
+        # names what rel named); files never created in the trace exist from the start
+        self.ns = []
+        created = set()
         begun = collections.defaultdict(list)
         for r in recs:
-            f = self.files.get(r.file)
-            if f is None:
-                continue
-            if r.type in (T_WRITE, T_ZERO, T_TRUNC):
-                f["ops"].append(r)
+            if r.type == T_CREATE and r.file in self.files:
+                created.add(r.file)
+                self.ns.append((r.i, "create", self.rel[r.file], None, r.file))
+            elif r.type == T_UNLINK and kept(os.path.basename(r.path)):
+                self.ns.append((r.i, "unlink", rel(r.path), None, r.file))
+            elif r.type == T_RENAME and (kept(os.path.basename(r.path or "")) or
+                                         kept(os.path.basename(r.path2 or ""))):
+                self.ns.append((r.i, "rename", rel(r.path) if r.path else None,
+                                rel(r.path2) if r.path2 else None, r.file))
             elif r.type == T_SYNC_BEGIN:
                 begun[r.file].append(r.i)
             elif r.type == T_SYNC_END:
                 b = begun[r.file].pop(0) if begun[r.file] else None
-                if b is not None and r.res == 0:
-                    f["syncs"].append((b, r.i))
-        self.log_fid = next(fid for fid, rel in self.rel.items()
-                            if rel == os.path.join(DB_REL, "events.log"))
-        # every frame ever written to the log: position -> (id, stream, version, write index)
+                if b is None or r.res != 0:
+                    continue
+                if r.file in self.files:
+                    self.files[r.file]["syncs"].append((b, r.i))
+                elif r.file in dirs:
+                    self.dir_syncs[self.rel[r.file]].append((b, r.i))
+            elif r.type in (T_WRITE, T_ZERO, T_TRUNC) and r.file in self.files:
+                self.files[r.file]["ops"].append(r)
+        self.initial = {self.rel[fid]: fid for fid in self.files if fid not in created}
+        self.log_fids = {fid for fid in self.files
+                         if os.path.dirname(self.rel[fid]) == DB_REL
+                         and is_log_name(os.path.basename(self.rel[fid]))}
+        # every frame ever written to a log: position -> (id, stream, version), from its first
+        # write (the append; a compaction only copies it later)
         self.written = {}
-        self.frame_write = {}   # position -> index of the trace record that wrote it
-        for r in self.files[self.log_fid]["ops"]:
-            if r.type == T_WRITE:
+        self.frame_write = {}   # position -> (file id, index of the trace record that wrote it)
+        for r in recs:
+            if r.type == T_WRITE and r.file in self.log_fids:
                 for _off, pos, ver, eid, stream in parse_frames(r.data, r.off):
-                    self.written[pos] = (eid, stream, ver)
-                    self.frame_write[pos] = r.i
+                    if pos not in self.written:
+                        self.written[pos] = (eid, stream, ver)
+                        self.frame_write[pos] = (r.file, r.i)
+        # compactions: from the creation of a log generation >= 1 to the first completed
+        # fsync of the directory after the unlink of the generation it replaced (or of itself)
+        self.windows = []
+        for i, kind, r, _r2, fid in self.ns:
+            if kind != "create" or fid not in self.log_fids or \
+                    os.path.basename(r) == "events.log":
+                continue
+            end = len(recs)
+            unl = [j for j, k2, r2, _x, _f in self.ns if k2 == "unlink" and j > i
+                   and os.path.dirname(r2) == DB_REL]
+            if unl:
+                ends = [e for b, e in self.dir_syncs[DB_REL] if b > unl[0]]
+                end = min(ends) + 1 if ends else len(recs)
+            self.windows.append((i, end))
 
     def durable_mark(self, fid, k):
         """Trace index before which this file's writes are durable for a cut at k."""
@@ -163,9 +254,50 @@ class Model:
                 mark = max(mark, b)
         return mark
 
+    def dir_mark(self, rel_dir, k):
+        """Trace index before which the entry changes in this directory are durable."""
+        mark = -1
+        for b, e in self.dir_syncs.get(rel_dir, ()):
+            if e < k:
+                mark = max(mark, b)
+        return mark
+
     def synced_positions(self, k):
-        mark = self.durable_mark(self.log_fid, k)
-        return {p for p, i in self.frame_write.items() if i < mark}
+        marks = {fid: self.durable_mark(fid, k) for fid in self.log_fids}
+        return {p for p, (fid, i) in self.frame_write.items() if i < marks[fid]}
+
+    def names(self, k, mode, rng):
+        """Which file each kept path names after a cut at k: {rel path: fid}, and a description
+        of the pending entry changes. mode: "ns-durable" (all pending lost), "ns-all" (all kept),
+        "ns-random" (each kept or lost at random)."""
+        names = dict(self.initial)
+        desc = []
+        for i, kind, r, r2, fid in self.ns:
+            if i >= k:
+                break
+            dirs = {os.path.dirname(x) for x in (r, r2) if x}
+            durable = all(i < self.dir_mark(d, k) for d in dirs)
+            if not durable:
+                apply = mode == "ns-all" or (mode == "ns-random" and rng.random() < 0.5)
+                what = {"create": "+", "unlink": "-", "rename": "~"}[kind] + \
+                    os.path.basename(r or "?") + (f">{os.path.basename(r2)}" if r2 else "")
+                desc.append(what + ("" if apply else " lost"))
+                if not apply:
+                    continue
+            if kind == "create":
+                names[r] = fid
+            elif kind == "unlink":
+                names.pop(r, None)
+            else:
+                f = names.pop(r, None) if r else None
+                if r2:
+                    if f is None and fid in self.files:
+                        f = fid
+                    if f is not None and kept(os.path.basename(r2)):
+                        names[r2] = f
+                    else:
+                        names.pop(r2, None)
+        return names, desc
 
 
 class File:
@@ -230,8 +362,12 @@ def category(problem):
 def crash_state(model, k, rng, out_dir):
     """Writes the files of a crash at cut k into out_dir; returns a description."""
     strategy = rng.choice(["lose-all", "keep-all", "prefix-torn", "sectors", "sectors"])
+    ns_mode = rng.choice(["ns-durable", "ns-all", "ns-random"])
+    names, ns_desc = model.names(k, ns_mode, rng)
+    os.makedirs(os.path.join(out_dir, DB_REL), exist_ok=True)
     desc = []
-    for fid, info in model.files.items():
+    for rel, fid in sorted(names.items()):
+        info = model.files[fid]
         mark = model.durable_mark(fid, k)
         f = File()
         pending = []
@@ -279,13 +415,14 @@ def crash_state(model, k, rng, out_dir):
                         apply_op(f, r)
                     else:
                         apply_op(f, r, s * SECTOR, (s + 1) * SECTOR)
-        path = os.path.join(out_dir, model.rel[fid])
+        path = os.path.join(out_dir, rel)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "wb") as fh:
             fh.write(bytes(f.buf[:f.size]).rstrip(b"\0"))
             fh.truncate(f.size)
         desc.append(f"{os.path.basename(path)}: {len(pending)} pending, {base_size}->{f.size}B")
-    return strategy + "; " + ", ".join(desc)
+    ns = f"{ns_mode}" + (f" ({' '.join(ns_desc)})" if ns_desc else "")
+    return f"{strategy}; {ns}; " + ", ".join(desc)
 
 
 # ---------------------------------------------------------------- load

@@ -4,22 +4,40 @@
  * ($PL_TRACE), passing each call through to the real function, so that tests/powerloss/run.py
  * can later rebuild, offline, the states a power cut could leave on disk at any point of the
  * run: the writes a file's last completed sync covered are kept, the writes not yet synced are
- * kept, dropped, torn or persisted out of order.
+ * kept, dropped, torn or persisted out of order. It also records the directory entries that
+ * change (files created, unlinked, renamed) and the fsyncs of directories under $PL_DIR, so
+ * the replay knows which files exist: an entry change not covered by a completed fsync of its
+ * directory may or may not have reached the disk.
  *
- * PL_SKIP_SYNC=1 simulates a broken build: fsync/fdatasync of events.log return 0 without
- * syncing, and the trace records SKIP instead of SYNC_BEGIN/SYNC_END (so the replay treats them
- * as having made nothing durable).
+ * PL_SKIP_SYNC=1 simulates a broken build: fsync/fdatasync of the event log (every generation:
+ * events.log and events.<g>.log) return 0 without syncing, and the trace records SKIP instead
+ * of SYNC_BEGIN/SYNC_END (so the replay treats them as having made nothing durable).
+ * Directory fsyncs and data.mdb's syncs are never skipped.
+ *
+ * File ids: one per file (inode) the trace saw, in order of first sight, and one per directory.
+ * A file created by an open gets a new id even when an earlier file had the same path (a log
+ * generation removed, then made again), so the writes of one id are always one inode's.
  *
  * Trace records (little-endian, packed), each starting with
  *   u8 type, u64 monotonic ns (CLOCK_MONOTONIC), u32 file id
  * then by type:
- *   OPEN  (1): u32 open flags, u32 path length, path bytes (absolute)
+ *   OPEN  (1): u32 open flags, u32 path length, path bytes (absolute, canonical)
  *   WRITE (2): u64 offset, u32 length, length data bytes
  *   ZERO  (3): u64 offset, u32 length            (a write of only zero bytes)
  *   SYNC_BEGIN (4): nothing                      (fsync/fdatasync called)
  *   SYNC_END   (5): i32 result                   (it returned; 0 = success)
  *   TRUNC (6): u64 length                        (ftruncate that succeeded)
  *   SKIP  (7): nothing                           (PL_SKIP_SYNC swallowed a sync)
+ *   CREATE (8): nothing                          (the OPEN just before created the file)
+ *   UNLINK (9): u32 path length, path            (unlink/unlinkat of a non-directory that
+ *                                                 succeeded; file id 0 if never opened)
+ *   RENAME (10): u32 length, old path, u32 length, new path  (succeeded; id of the old path's
+ *                                                 file, or 0)
+ *   DIR   (11): u32 path length, path            (a directory under PL_DIR, or PL_DIR itself,
+ *                                                 was opened: its fsyncs carry this id)
+ * An open with O_TRUNC of an existing file is recorded as OPEN + TRUNC 0. Entry changes are
+ * recorded after the real call returned, so one recorded before the SYNC_BEGIN of a directory
+ * fsync whose SYNC_END succeeded is durable.
  * A write through an fd opened with O_SYNC/O_DSYNC is followed by SYNC_BEGIN + SYNC_END.
  * Writes are recorded after the real call returns (only the bytes it wrote); SYNC_BEGIN before
  * the real sync starts, SYNC_END after it returns. So a write recorded before a SYNC_BEGIN
@@ -44,7 +62,19 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { T_OPEN = 1, T_WRITE, T_ZERO, T_SYNC_BEGIN, T_SYNC_END, T_TRUNC, T_SKIP };
+enum {
+    T_OPEN = 1,
+    T_WRITE,
+    T_ZERO,
+    T_SYNC_BEGIN,
+    T_SYNC_END,
+    T_TRUNC,
+    T_SKIP,
+    T_CREATE,
+    T_UNLINK,
+    T_RENAME,
+    T_DIR,
+};
 
 #define MAX_FD 65536
 #define MAX_FILES 4096
@@ -59,6 +89,8 @@ static int inited;
 static uint32_t fd_file[MAX_FD];
 static uint8_t fd_sync[MAX_FD];
 static char *file_path[MAX_FILES];
+static uint8_t file_live[MAX_FILES]; /* the path names this id now (not unlinked, renamed over) */
+static uint8_t file_dir[MAX_FILES];  /* a directory */
 static uint32_t n_files;
 
 static int (*real_open)(const char *, int, ...);
@@ -75,6 +107,11 @@ static int (*real_fsync)(int);
 static int (*real_fdatasync)(int);
 static int (*real_ftruncate)(int, off_t);
 static int (*real_ftruncate64)(int, off_t);
+static int (*real_unlink)(const char *);
+static int (*real_unlinkat)(int, const char *, int);
+static int (*real_rename)(const char *, const char *);
+static int (*real_renameat)(int, const char *, int, const char *);
+static int (*real_renameat2)(int, const char *, int, const char *, unsigned);
 
 static void init(void)
 {
@@ -97,6 +134,11 @@ static void init(void)
         real_fdatasync = dlsym(RTLD_NEXT, "fdatasync");
         real_ftruncate = dlsym(RTLD_NEXT, "ftruncate");
         real_ftruncate64 = dlsym(RTLD_NEXT, "ftruncate64");
+        real_unlink = dlsym(RTLD_NEXT, "unlink");
+        real_unlinkat = dlsym(RTLD_NEXT, "unlinkat");
+        real_rename = dlsym(RTLD_NEXT, "rename");
+        real_renameat = dlsym(RTLD_NEXT, "renameat");
+        real_renameat2 = dlsym(RTLD_NEXT, "renameat2");
         const char *d = getenv("PL_DIR");
         const char *t = getenv("PL_TRACE");
         const char *s = getenv("PL_SKIP_SYNC");
@@ -155,8 +197,49 @@ static uint32_t traced(int fd)
     return __atomic_load_n(&fd_file[fd], __ATOMIC_ACQUIRE);
 }
 
-/* After a successful open: if the file lies under PL_DIR, map fd to its file id. */
-static void note_open(int fd, int flags)
+/* True when the canonical path p is PL_DIR or lies under it. */
+static int under_dir(const char *p)
+{
+    return strncmp(p, dir, dir_len) == 0 && (p[dir_len] == '/' || p[dir_len] == 0);
+}
+
+/* The id the path names now (0: none); called with mu held. */
+static uint32_t live_id(const char *path)
+{
+    for (uint32_t i = n_files; i > 0; i--) {
+        if (file_live[i - 1] && strcmp(file_path[i - 1], path) == 0) {
+            return i;
+        }
+    }
+    return 0;
+}
+
+/* A new id for path (which it now names); called with mu held. 0 when the table is full. */
+static uint32_t new_id(const char *path, int is_dir)
+{
+    if (n_files >= MAX_FILES) {
+        return 0;
+    }
+    uint32_t old = live_id(path);
+    if (old) {
+        file_live[old - 1] = 0;
+    }
+    file_path[n_files] = strdup(path);
+    file_live[n_files] = 1;
+    file_dir[n_files] = (uint8_t)is_dir;
+    return ++n_files;
+}
+
+static void out_path(const char *p)
+{
+    uint32_t len = (uint32_t)strlen(p);
+    out(&len, 4);
+    out(p, len);
+}
+
+/* After a successful open: if the file (or directory) lies under PL_DIR, map fd to its id.
+ * created: the open made the file. */
+static void note_open(int fd, int flags, int created)
 {
     if (fd < 0 || fd >= MAX_FD || trace_fd < 0) {
         return;
@@ -168,36 +251,102 @@ static void note_open(int fd, int flags)
         return;
     }
     path[n] = 0;
-    if ((size_t)n <= dir_len || strncmp(path, dir, dir_len) != 0 || path[dir_len] != '/') {
+    if ((size_t)n < dir_len || !under_dir(path)) {
         __atomic_store_n(&fd_file[fd], 0, __ATOMIC_RELEASE);
         return;
     }
     struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+    if (fstat(fd, &sb) != 0) {
+        return;
+    }
+    int is_dir = S_ISDIR(sb.st_mode);
+    if (!is_dir && (!S_ISREG(sb.st_mode) || (size_t)n == dir_len)) {
         return;
     }
     pthread_mutex_lock(&mu);
-    uint32_t id = 0;
-    for (uint32_t i = 0; i < n_files; i++) {
-        if (strcmp(file_path[i], path) == 0) {
-            id = i + 1;
-            break;
-        }
+    uint32_t id = created ? 0 : live_id(path);
+    if (id && file_dir[id - 1] != is_dir) {
+        id = 0;
     }
-    if (!id && n_files < MAX_FILES) {
-        file_path[n_files] = strdup(path);
-        id = ++n_files;
+    int fresh = !id;
+    if (!id) {
+        id = new_id(path, is_dir);
     }
-    if (id) {
+    if (id && is_dir) {
+        head(T_DIR, id);
+        out_path(path);
+        fd_sync[fd] = 0;
+        __atomic_store_n(&fd_file[fd], id, __ATOMIC_RELEASE);
+    } else if (id) {
         head(T_OPEN, id);
-        uint32_t fl = (uint32_t)flags, len = (uint32_t)n;
+        uint32_t fl = (uint32_t)flags;
         out(&fl, 4);
-        out(&len, 4);
-        out(path, (size_t)n);
+        out_path(path);
+        if (created && fresh) {
+            head(T_CREATE, id);
+        } else if (flags & O_TRUNC) {
+            head(T_TRUNC, id);
+            uint64_t zero = 0;
+            out(&zero, 8);
+        }
         fd_sync[fd] = (flags & (O_SYNC | O_DSYNC)) != 0;
         __atomic_store_n(&fd_file[fd], id, __ATOMIC_RELEASE);
     }
     pthread_mutex_unlock(&mu);
+}
+
+/* The canonical absolute path of (dfd, path) — its directory resolved, its last component
+ * kept — into out. Returns 1 when it lies under PL_DIR (and is not PL_DIR itself), else 0. */
+static int resolve(int dfd, const char *path, char *out_p)
+{
+    if (trace_fd < 0 || !path || !*path) {
+        return 0;
+    }
+    char full[PATH_MAX * 2], base[PATH_MAX];
+    if (path[0] == '/') {
+        snprintf(full, sizeof full, "%s", path);
+    } else {
+        if (dfd == AT_FDCWD) {
+            if (!getcwd(base, sizeof base)) {
+                return 0;
+            }
+        } else {
+            char link[64];
+            snprintf(link, sizeof link, "/proc/self/fd/%d", dfd);
+            ssize_t n = readlink(link, base, sizeof base - 1);
+            if (n <= 0) {
+                return 0;
+            }
+            base[n] = 0;
+        }
+        snprintf(full, sizeof full, "%s/%s", base, path);
+    }
+    size_t len = strlen(full);
+    while (len > 1 && full[len - 1] == '/') {
+        full[--len] = 0;
+    }
+    char *slash = strrchr(full, '/');
+    if (!slash) {
+        return 0;
+    }
+    const char *name = slash + 1;
+    if (!*name || strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
+        return 0;
+    }
+    char dpath[PATH_MAX];
+    if (slash == full) {
+        strcpy(dpath, "/");
+    } else {
+        *slash = 0;
+        if (!realpath(full, dpath)) {
+            return 0;
+        }
+    }
+    int n = snprintf(out_p, PATH_MAX, "%s/%s", strcmp(dpath, "/") == 0 ? "" : dpath, name);
+    if (n <= 0 || n >= PATH_MAX) {
+        return 0;
+    }
+    return (size_t)n > dir_len && under_dir(out_p);
 }
 
 static int all_zero(const uint8_t *p, size_t n)
@@ -246,6 +395,19 @@ static void note_write(int fd, uint32_t id, const struct iovec *iov, int cnt, ui
     pthread_mutex_unlock(&mu);
 }
 
+/* Before an open with O_CREAT: does the file exist already? (1: no, the open will create it) */
+static int will_create(int dfd, const char *path, int flags)
+{
+    if (trace_fd < 0 || !(flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE) {
+        return 0;
+    }
+    if (flags & O_EXCL) {
+        return 1;
+    }
+    struct stat sb;
+    return fstatat(dfd, path, &sb, 0) != 0 && errno == ENOENT;
+}
+
 static int open_common(int (*fn)(const char *, int, ...), const char *path, int flags,
                        va_list ap)
 {
@@ -253,9 +415,14 @@ static int open_common(int (*fn)(const char *, int, ...), const char *path, int 
     if (flags & (O_CREAT | O_TMPFILE)) {
         mode = va_arg(ap, mode_t);
     }
+    int saved = errno;
+    int create = will_create(AT_FDCWD, path, flags);
+    errno = saved;
     int fd = fn(path, flags, mode);
     if (fd >= 0) {
-        note_open(fd, flags);
+        saved = errno;
+        note_open(fd, flags, create);
+        errno = saved;
     }
     return fd;
 }
@@ -287,9 +454,14 @@ static int openat_common(int (*fn)(int, const char *, int, ...), int dfd, const 
     if (flags & (O_CREAT | O_TMPFILE)) {
         mode = va_arg(ap, mode_t);
     }
+    int saved = errno;
+    int create = will_create(dfd, path, flags);
+    errno = saved;
     int fd = fn(dfd, path, flags, mode);
     if (fd >= 0) {
-        note_open(fd, flags);
+        saved = errno;
+        note_open(fd, flags, create);
+        errno = saved;
     }
     return fd;
 }
@@ -383,11 +555,23 @@ ssize_t writev(int fd, const struct iovec *iov, int cnt)
     return r;
 }
 
+/* A log file of any generation: events.log or events.<digits>.log. */
 static int is_log(uint32_t id)
 {
-    const char *p = file_path[id - 1];
-    size_t n = strlen(p);
-    return n >= 11 && strcmp(p + n - 11, "/events.log") == 0;
+    if (file_dir[id - 1]) {
+        return 0;
+    }
+    const char *slash = strrchr(file_path[id - 1], '/');
+    const char *b = slash ? slash + 1 : file_path[id - 1];
+    if (strcmp(b, "events.log") == 0) {
+        return 1;
+    }
+    if (strncmp(b, "events.", 7) != 0) {
+        return 0;
+    }
+    const char *d = b + 7;
+    size_t nd = strspn(d, "0123456789");
+    return nd > 0 && strcmp(d + nd, ".log") == 0;
 }
 
 static int sync_common(int (*fn)(int), int fd)
@@ -452,4 +636,100 @@ int ftruncate64(int fd, off_t len)
 {
     init();
     return trunc_common(real_ftruncate64 ? real_ftruncate64 : real_ftruncate, fd, len);
+}
+
+/* ---- directory entries ---- */
+
+static int unlink_common(int dfd, const char *path, int flags)
+{
+    char p[PATH_MAX];
+    int saved = errno;
+    int traced_path = !(flags & AT_REMOVEDIR) && resolve(dfd, path, p);
+    errno = saved;
+    int r = dfd == AT_FDCWD && !flags && real_unlink ? real_unlink(path)
+                                                     : real_unlinkat(dfd, path, flags);
+    if (r == 0 && traced_path) {
+        saved = errno;
+        pthread_mutex_lock(&mu);
+        uint32_t id = live_id(p);
+        if (id) {
+            file_live[id - 1] = 0;
+        }
+        head(T_UNLINK, id);
+        out_path(p);
+        pthread_mutex_unlock(&mu);
+        errno = saved;
+    }
+    return r;
+}
+
+int unlink(const char *path)
+{
+    init();
+    return unlink_common(AT_FDCWD, path, 0);
+}
+
+int unlinkat(int dfd, const char *path, int flags)
+{
+    init();
+    return unlink_common(dfd, path, flags);
+}
+
+static int rename_common(int odfd, const char *oldp, int ndfd, const char *newp,
+                         unsigned flags, int which)
+{
+    char po[PATH_MAX], pn[PATH_MAX];
+    int saved = errno;
+    int to = resolve(odfd, oldp, po), tn = resolve(ndfd, newp, pn);
+    errno = saved;
+    int r = which == 0   ? real_rename(oldp, newp)
+            : which == 1 ? real_renameat(odfd, oldp, ndfd, newp)
+                         : real_renameat2(odfd, oldp, ndfd, newp, flags);
+    if (r == 0 && (to || tn)) {
+        saved = errno;
+        pthread_mutex_lock(&mu);
+        uint32_t id = to ? live_id(po) : 0;
+        if (!to) {
+            po[0] = 0;
+        }
+        if (!tn) {
+            pn[0] = 0;
+        }
+        uint32_t over = tn ? live_id(pn) : 0;
+        if (over && over != id) {
+            file_live[over - 1] = 0;
+        }
+        if (id) {
+            if (tn) {
+                /* the old string is left allocated: is_log may read it without mu */
+                file_path[id - 1] = strdup(pn);
+            } else {
+                file_live[id - 1] = 0;
+            }
+        }
+        head(T_RENAME, id);
+        out_path(po);
+        out_path(pn);
+        pthread_mutex_unlock(&mu);
+        errno = saved;
+    }
+    return r;
+}
+
+int rename(const char *oldp, const char *newp)
+{
+    init();
+    return rename_common(AT_FDCWD, oldp, AT_FDCWD, newp, 0, 0);
+}
+
+int renameat(int odfd, const char *oldp, int ndfd, const char *newp)
+{
+    init();
+    return rename_common(odfd, oldp, ndfd, newp, 0, 1);
+}
+
+int renameat2(int odfd, const char *oldp, int ndfd, const char *newp, unsigned flags)
+{
+    init();
+    return rename_common(odfd, oldp, ndfd, newp, flags, real_renameat2 ? 2 : 1);
 }

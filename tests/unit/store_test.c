@@ -452,6 +452,12 @@ static void store_fill_pairs(struct store *st, int count)
     }
 }
 
+static bool always(void *arg)
+{
+    (void)arg;
+    return true;
+}
+
 static bool keep_kept(void *arg, const struct event_rec *ev)
 {
     (*(int *)arg)++;
@@ -497,6 +503,11 @@ TEST(compaction_redacts_unkept_events_and_keeps_the_chain)
     ASSERT_EQ(res.generation, 0);
     ASSERT_EQ(asked, 300);
     spec.dry_run = false;
+    spec.cancelled = always; /* abandoned: nothing changes, the partial file goes */
+    ASSERT_EQ(store_compact(st, &spec, &res), ERR_SHUTDOWN);
+    ASSERT_EQ(res.generation, 0);
+    CHECK(file_exists(dir, "events.log") && !file_exists(dir, "events.1.log"));
+    spec.cancelled = NULL;
     ASSERT_EQ(store_compact(st, &spec, &res), 0);
     ASSERT_EQ(res.redacted, 150);
     ASSERT_EQ(res.examined, 300);
