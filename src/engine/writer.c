@@ -568,6 +568,9 @@ static bool commit_batch(struct db *db, struct append_req *batch)
     for (struct append_req *r = batch; r; r = r->next) {
         if (r->op != META_NONE && r->err == 0 && !r->duplicate && !r->replayed) {
             meta_publish(db, r->target, &r->meta); /* durable now: readers may see it */
+            /* and once more: a compaction that read the count before this publication
+               planned with the old settings */
+            __atomic_add_fetch(&db->meta_changes, 1, __ATOMIC_ACQ_REL);
         }
     }
     if (written) {

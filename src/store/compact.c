@@ -241,7 +241,6 @@ static int switch_logs(struct compaction *c, struct head_rec *h, uint64_t copied
                   "restart", st->dir);
     }
     shift_tail(st, h->position, delta);
-    log_set_end(c->nl, log_end(c->nl));
     struct log *old = st->log;
     st->log = c->nl;
     c->nl = old; /* closed by the caller */

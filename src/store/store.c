@@ -789,8 +789,8 @@ static void *indexer_main(void *arg)
         uint64_t target = await_work(st, &stop);
         uint64_t idx = __atomic_load_n(&st->indexed, __ATOMIC_ACQUIRE);
         if (target > idx) {
+            pthread_mutex_lock(&st->index_mu); /* a compaction may hold it for a while */
             uint64_t t0 = time_mono_ns();
-            pthread_mutex_lock(&st->index_mu);
             idx = __atomic_load_n(&st->indexed, __ATOMIC_ACQUIRE);
             int rc = index_range(st, idx + 1, target);
             if (!rc) {
@@ -811,7 +811,9 @@ static void *indexer_main(void *arg)
                 if (stop) {
                     break;
                 }
+                pthread_mutex_lock(&st->index_mu); /* a compaction may want the index next */
                 reopen_env(st);
+                pthread_mutex_unlock(&st->index_mu);
                 usleep(200000);
                 continue;
             }
@@ -1326,6 +1328,9 @@ int store_append(struct store *st, struct event_rec *evs, size_t n, const struct
     uint64_t off = 0;
     pthread_mutex_lock(&st->append_mu); /* a compaction's switch waits for this write */
     uint64_t end_before = log_end(st->log);
+    if (!rc && st->failed) {
+        rc = ERR(ERR_IO); /* a compaction's index sync failed while this batch waited */
+    }
     if (!rc) {
         encode_batch(st, evs, n, idems, nidem, lens);
         rc = log_write(st->log, st->wbuf.ptr, st->wbuf.len, &off);
