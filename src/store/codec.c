@@ -122,8 +122,11 @@ int codec_record_parse(const uint8_t *p, size_t n, struct event_rec *out)
         for (int i = 0; i < RECORD_FIELDS; i++) {
             *fields[i] = (struct slice){"", 0};
         }
+        if (p[0] != RECORD_FORMAT || n != REDACTED_RECORD_BYTES) {
+            return ERR(ERR_CORRUPT);
+        }
         memcpy(out->digest, p + RECORD_BODY_AT, HASH_SHA256_LEN);
-        return p[0] == RECORD_FORMAT && n == REDACTED_RECORD_BYTES ? 0 : ERR(ERR_CORRUPT);
+        return 0;
     }
     if (n < RECORD_HEADER_BYTES) {
         return ERR(ERR_CORRUPT);
