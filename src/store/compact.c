@@ -23,6 +23,7 @@
 
 enum {
     COMPACT_COPY_STEP = 4 << 20, /* bytes copied per write when copying verbatim */
+    COMPACT_TXN_ENTRIES = 65536, /* position entries per transaction filling the table */
     COMPACT_CHECK_EVERY = 64,    /* batches between cancellation checks */
     COMPACT_CATCH_UP = 1 << 20,  /* copy published bytes until fewer than this remain */
 };
@@ -30,8 +31,6 @@ enum {
 /* One record of the batch being rebuilt. */
 struct moved {
     uint64_t position;
-    uint64_t old_off;  /* record offset in the old log */
-    uint32_t old_len;
     uint32_t rel;      /* record offset within the rebuilt batch */
     uint32_t len;      /* record bytes now */
 };
@@ -41,7 +40,10 @@ struct compaction {
     const struct store_compact_spec *spec;
     struct store_compact_result *res;
     struct log *nl;         /* the new generation (NULL in a dry run) */
-    MDB_txn *txn;           /* pos updates, then the head (NULL in a dry run) */
+    MDB_dbi fresh;          /* the position table of the new generation */
+    bool filling;           /* fresh is being filled (emptied again unless switched to) */
+    MDB_txn *txn;           /* filling it, then the head (NULL in a dry run) */
+    size_t in_txn;          /* entries put in txn */
     struct buf batch;       /* the batch being rebuilt */
     struct moved *moved;    /* its records */
     size_t nmoved, cap;
@@ -75,13 +77,24 @@ static void take(struct compaction *c, const struct event_rec *ev, uint64_t rec_
         c->cap = c->cap ? c->cap * 2 : 256;
         c->moved = xrealloc(c->moved, c->cap * sizeof(*c->moved));
     }
-    c->moved[c->nmoved++] = (struct moved){ev->position, rec_off, len,
+    c->moved[c->nmoved++] = (struct moved){ev->position,
                                            (uint32_t)(c->batch.len + LOG_FRAME_HEADER), nlen};
     c->batch.len += LOG_FRAME_HEADER + nlen;
 }
 
-/* Writes the rebuilt batch to the new log and points the pos entries of its moved records at
- * their new places. */
+/* Commits the entries put so far and opens the next transaction: a table of millions of
+ * entries is filled a bounded number of pages at a time. Nothing reads it until the head
+ * names its generation. */
+static int next_txn(struct compaction *c)
+{
+    int rc = st_map_err(mdb_txn_commit(c->txn));
+    c->txn = NULL;
+    c->in_txn = 0;
+    return rc ? rc : st_map_err(mdb_txn_begin(c->st->env, NULL, 0, &c->txn));
+}
+
+/* Writes the rebuilt batch to the new log and enters the new places of its records in the new
+ * position table. */
 static int put_batch(struct compaction *c, uint32_t count)
 {
     uint8_t *h = (uint8_t *)c->batch.ptr;
@@ -94,17 +107,15 @@ static int put_batch(struct compaction *c, uint32_t count)
     int rc = log_write(c->nl, c->batch.ptr, c->batch.len, &at);
     for (size_t i = 0; !rc && i < c->nmoved; i++) {
         const struct moved *m = &c->moved[i];
-        if (at + m->rel == m->old_off && m->len == m->old_len) {
-            continue;
-        }
         uint8_t key[8], val[POS_VAL_BYTES];
         be64_put(key, m->position);
         be64_put(val, at + m->rel);
         be32_put(val + 8, m->len);
         MDB_val k = {sizeof key, key}, v = {sizeof val, val};
-        rc = st_map_err(mdb_put(c->txn, c->st->pos, &k, &v, 0));
+        rc = st_map_err(mdb_put(c->txn, c->fresh, &k, &v, MDB_APPEND));
     }
-    return rc;
+    c->in_txn += c->nmoved;
+    return rc || c->in_txn < COMPACT_TXN_ENTRIES ? rc : next_txn(c);
 }
 
 /* Rebuilds the batch b of the old log (positions from *pos on, which advances). */
@@ -241,6 +252,7 @@ static int switch_logs(struct compaction *c, struct head_rec *h, uint64_t copied
                   "restart", st->dir);
     }
     shift_tail(st, h->position, delta);
+    st->pos = c->fresh;
     struct log *old = st->log;
     st->log = c->nl;
     c->nl = old; /* closed by the caller */
@@ -276,14 +288,24 @@ static int finish(struct compaction *c, struct head_rec *h, bool *switched, bool
     return rc;
 }
 
-/* Opens the next generation's file (empty) and the transaction. */
+/* Reads the head; unless dry, opens the next generation's file (empty) and the transaction
+ * that starts its position table afresh (what an abandoned compaction left in it goes). */
 static int start(struct compaction *c, struct head_rec *h, char *path, size_t pathlen)
 {
     struct store *st = c->st;
     unsigned flags = c->spec->dry_run ? MDB_RDONLY : 0;
     int rc = st->env ? st_map_err(mdb_txn_begin(st->env, NULL, flags, &c->txn)) : ERR(ERR_IO);
     if (!rc) rc = st_get_head(c->txn, st, h);
+    if (!rc && !st->has_pos1) {
+        rc = ERR(ERR_IO); /* a store opened without it cannot change generation */
+    }
     if (rc || c->spec->dry_run) {
+        return rc;
+    }
+    c->fresh = st->pos_tab[(h->generation + 1) & 1];
+    c->filling = true;
+    rc = st_map_err(mdb_drop(c->txn, c->fresh, 0));
+    if (rc) {
         return rc;
     }
     st_log_path(st->dir, h->generation + 1, path, pathlen);
@@ -292,6 +314,21 @@ static int start(struct compaction *c, struct head_rec *h, char *path, size_t pa
     }
     rc = log_open(path, st->map_bytes, &c->nl);
     return rc ? rc : st_sync_dir(st->dir); /* the head may name it: its entry must last */
+}
+
+/* Empties a position table no generation uses (the replaced one, or one left half filled),
+ * giving its pages back to the index. Best effort: the next compaction empties it anyway. */
+static void empty_table(struct store *st, MDB_dbi dbi)
+{
+    MDB_txn *txn;
+    int rc = st->env ? mdb_txn_begin(st->env, NULL, 0, &txn) : EIO;
+    if (!rc) {
+        rc = mdb_drop(txn, dbi, 0);
+        rc = rc ? (mdb_txn_abort(txn), rc) : mdb_txn_commit(txn);
+    }
+    if (rc) {
+        log_warn("%s: cannot empty an unused position table: %s", st->dir, mdb_strerror(rc));
+    }
 }
 
 int store_compact(struct store *st, const struct store_compact_spec *spec,
@@ -312,6 +349,11 @@ int store_compact(struct store *st, const struct store_compact_spec *spec,
     }
     if (c.txn) {
         mdb_txn_abort(c.txn);
+    }
+    /* after a switch the replaced table (once the head naming the new one is durable), else
+       the one filled in vain */
+    if (c.filling && (!switched || head_synced)) {
+        empty_table(st, switched ? st->pos_tab[(h.generation + 1) & 1] : c.fresh);
     }
     pthread_mutex_unlock(&st->index_mu);
     log_close(c.nl); /* the old log after a switch, else the unused new one */

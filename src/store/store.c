@@ -138,7 +138,13 @@ static int open_env(struct store *st, bool create, bool readonly)
         return st_map_err(rc);
     }
     unsigned flags = create ? MDB_CREATE : 0;
-    rc = mdb_dbi_open(txn, "pos", flags, &st->pos);
+    rc = mdb_dbi_open(txn, "pos", flags, &st->pos_tab[0]);
+    if (!rc) {
+        int r1 = mdb_dbi_open(txn, "pos1", readonly ? 0 : MDB_CREATE, &st->pos_tab[1]);
+        st->has_pos1 = r1 == 0;
+        rc = r1 == MDB_NOTFOUND && readonly ? 0 : r1;
+    }
+    st->pos = st->pos_tab[st->generation & 1];
     if (!rc) rc = mdb_dbi_open(txn, "sindex", flags, &st->sindex);
     if (!rc) rc = mdb_dbi_open(txn, "streams", flags, &st->streams);
     if (!rc) rc = mdb_dbi_open(txn, "meta", flags, &st->meta);
@@ -935,11 +941,18 @@ static int remove_other_logs(const char *dir, int64_t keep)
     return removed;
 }
 
+/* Opens log generation gen and selects its position table. */
 static int open_log(struct store *st, uint64_t gen)
 {
     char path[4096];
     st_log_path(st->dir, gen, path, sizeof path);
+    if ((gen & 1) && !st->has_pos1) {
+        log_error("%s: log generation %llu without its position table", st->dir,
+                  (unsigned long long)gen);
+        return ERR(ERR_CORRUPT);
+    }
     st->generation = gen;
+    st->pos = st->pos_tab[gen & 1];
     return log_open(path, st->map_bytes, &st->log);
 }
 

@@ -44,7 +44,13 @@ struct store {
     char *dir;                               /* owned */
     uint64_t map_bytes;                      /* log mapping size */
     MDB_env *env;                            /* owned */
-    MDB_dbi pos, sindex, streams, meta;      /* index tables */
+    MDB_dbi pos, sindex, streams, meta;      /* index tables; pos is the position table of
+                                                the log generation in force (below) */
+    MDB_dbi pos_tab[2];                      /* position tables: "pos" for even log
+                                                generations, "pos1" for odd ones (a
+                                                compaction fills the other one) */
+    bool has_pos1;                           /* "pos1" exists (a read-only open of an older
+                                                store has none) */
     MDB_dbi terms, postings;                 /* query index tables (query.c) */
     MDB_dbi ids;                             /* event id -> position */
     MDB_dbi idem, idemage;                   /* idempotency records: key -> record; created
