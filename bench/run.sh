@@ -24,6 +24,8 @@
 #          hash and the answer are stored in the same batch as the event);
 #   1b. live fan-out (bench/sse_fanout): 1,000 SSE subscribers on one database under a steady
 #      append load, delivery latency p50/p99 from commit to receipt, and server memory;
+#   1c. compaction (bench_compact): 1M events, half the streams deleted: duration, MB/s of log,
+#      bytes reclaimed, server memory;
 #   2. the in-process group-commit ceiling of the log-based store (bench/commit_ceiling.c, no
 #      HTTP), distinct streams and ONE=1;
 #   3. Redis 7 streams (XADD, appendfsync always) with redis-benchmark, distinct keys / one key;
@@ -165,7 +167,7 @@ mem_sample() {
     local out
     out=$(awk '
         FILENAME ~ /status$/ { if ($1 == "VmRSS:") rss = $2; else if ($1 == "RssAnon:") anon = $2; next }
-        /^[0-9a-f]+-[0-9a-f]+ / { cur = ($NF ~ /\/events\.log$/) ? "log" : (($NF ~ /\/data\.mdb$/) ? "idx" : ""); next }
+        /^[0-9a-f]+-[0-9a-f]+ / { cur = ($NF ~ /\/events(\.[0-9]+)?\.log$/) ? "log" : (($NF ~ /\/data\.mdb$/) ? "idx" : ""); next }
         $1 == "Rss:" && cur != "" { m[cur] += $2 }
         END { if (rss == "") rss = "-"; if (anon == "") anon = "-"
               printf "%s %s %s %s\n", rss, anon, m["log"] + 0, m["idx"] + 0 }' \
@@ -462,6 +464,52 @@ bench_query() {
     rm -rf "$TMP/query"
 }
 
+# ---------------------------------------------------------------- compaction
+# BENCH_COMPACT_EVENTS (default 1M) events loaded in process over 1,000 streams, half the
+# streams soft-deleted, then one compaction (POST .../compaction): its duration, the log bytes
+# it read and reclaimed, and the server's own memory (RssAnon) before, at the peak and after.
+COMPACT_LINE=""
+bench_compact() {
+    local n=${BENCH_COMPACT_EVENTS:-1000000} i out
+    say ""
+    say "== 3c. Compaction: $(fmt_int "$n") events over 1,000 streams, half the streams deleted"
+    out=$("$LOADER" "$TMP/compact" "$n" 2>>"$TMP/load.log") || die "loading $n events failed"
+    start_annals "$TMP/compact"
+    for i in $(seq 0 2 999); do
+        curl -sf -o /dev/null -X DELETE "http://127.0.0.1:$APORT/v1/databases/default/streams/load-$i"
+    done
+    sleep 1 # the deletes are indexed
+    local a0 peak a t0 t1 st=""
+    a0=$(mem_sample "$APID" | awk '{print $2}')
+    peak=$a0
+    t0=$(date +%s.%N)
+    curl -sf -o /dev/null -X POST "http://127.0.0.1:$APORT/v1/databases/default/compaction"
+    for i in $(seq 1 6000); do
+        a=$(mem_sample "$APID" | awk '{print $2}')
+        [ "$a" -gt "$peak" ] && peak=$a
+        st=$(curl -sf "http://127.0.0.1:$APORT/v1/databases/default/compaction")
+        case $st in *'"checks":1'*'"running":false'*|*'"running":false'*'"checks":1'*) break ;; esac
+        sleep 0.05
+    done
+    t1=$(date +%s.%N)
+    a=$(mem_sample "$APID" | awk '{print $2}')
+    stop_pid "$APID"
+    APID=""
+    rm -rf "$TMP/compact"
+    COMPACT_LINE=$(python3 -c '
+import json, sys
+c = json.loads(sys.argv[1])["compaction"]["last"] or {}
+secs = float(sys.argv[3]) - float(sys.argv[2])
+mb = lambda b: b / 1e6
+print("%s: %.2f s, %.0f MB of log read (%.0f MB/s), %d events redacted, %.1f MB reclaimed; "
+      "server RssAnon %.1f MiB before, %.1f at the peak, %.1f after" % (
+      c.get("outcome"), secs, mb(c.get("logBytesBefore", 0)),
+      mb(c.get("logBytesBefore", 0)) / secs if secs > 0 else 0, c.get("redactedEvents", 0),
+      mb(c.get("reclaimedBytes", 0)), int(sys.argv[4]) / 1024, int(sys.argv[5]) / 1024,
+      int(sys.argv[6]) / 1024))' "$st" "$t0" "$t1" "$a0" "$peak" "$a")
+    say "  $COMPACT_LINE"
+}
+
 # ---------------------------------------------------------------- live fan-out
 # BENCH_FANOUT_SUBS SSE subscribers (default 1000) on one database, single-event appends at
 # BENCH_FANOUT_RATE per second (default 200, one at a time over one connection: the rate is
@@ -682,6 +730,7 @@ report() {
     say "  total: ($SYNC_LOG + $SYNC_INDEX) / $SYNC_APPENDS = $SYNC_PER syncs per acknowledged append"
     [ -n "$STRACE_LINE" ] && say "  $STRACE_LINE"
     say "Live fan-out: $FANOUT_LINE; $FANOUT_MEM"
+    say "Compaction: $COMPACT_LINE"
     say "Group-commit ceiling in process (log-based store), 64 appenders: $(fmt_int "$CEIL64") events/s distinct, $(fmt_int "$CEIL64_ONE") one stream"
     say ""
     say "Ratios (Annals / other, single-event durable appends at $CONNS connections):"
@@ -737,6 +786,10 @@ write_results() {
         say ""
         say "\`$FANOUT_LINE\` — $FANOUT_MEM. Latency is from each event's commit time to its receipt by a subscriber (client and server on this machine)."
         say ""
+        say "## Compaction (${BENCH_COMPACT_EVENTS:-1000000} events over 1,000 streams, half the streams deleted, one POST .../compaction)"
+        say ""
+        say "$COMPACT_LINE."
+        say ""
         say "## In-process group-commit ceiling (bench/commit_ceiling: log-based store, no HTTP, $CEIL_SECS s per case)"
         say ""
         say '```'
@@ -772,6 +825,7 @@ T0=$(date +%s)
 say "Annals benchmark: $CONNS connections, ${SECS} s per run, $(nproc) cores, temp dir $TMP"
 bench_annals
 bench_query
+bench_compact
 bench_fanout
 bench_ceiling
 bench_redis

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Soak: mixed load (appends, some with idempotency keys, stream and log reads, catch-up readers
 of the whole log; SSE and WebSocket subscribers that connect, read and leave over and over; a
-consumer group pulling and acknowledging; a webhook delivering to a local receiver) against
+consumer group pulling and acknowledging; a webhook delivering to a local receiver; streams
+given maxCount or deleted, compacted every 10 s when worth it) against
 the real server for --minutes, printing the server's RSS (and its anonymous part), open file
 descriptors and threads every --every seconds. After the warm-up (the first fifth of the run)
 RSS may grow at most 5 % and descriptors must not drift. Prints the figures and, last,
@@ -57,6 +58,14 @@ class Mixed:
                         {"events": [{"type": "soak.t", "data": {"k": k}}]},
                         headers={"Idempotency-Key": f"soak-{i}-{k}"})
                     good = st == 201
+                elif r < 0.07:  # lifecycle churn: hidden events for the compactor
+                    st, _, _ = self.s.request(
+                        "PUT", f"/v1/databases/default/streams/{stream}/metadata",
+                        {"maxCount": 20})
+                    good = st == 200
+                elif r < 0.075:
+                    st, _, _ = self.s.request("DELETE", f"/v1/databases/default/streams/{stream}")
+                    good = st in (204, 404)
                 elif r < 0.6:
                     n = rng.randrange(1, 6)
                     st, _, _ = self.s.append(stream, [{"type": "soak.t", "data": {"i": i,
@@ -202,7 +211,7 @@ def main():
     os.environ["ANNALS_BIN"] = os.path.abspath(args.bin)
     samples = []
     receiver = Receiver()
-    with Server(extra=["--webhook-allow", "127.0.0.1"]) as s:
+    with Server(extra=["--webhook-allow", "127.0.0.1", "--compact-interval", "10"]) as s:
         pid = s.proc.pid
         idle_fds = proc_status(pid)[2]
         load = Mixed(s, args.threads)
@@ -223,6 +232,9 @@ def main():
         time.sleep(2)  # clients gone: the server's descriptors are back to its own
         end_fds = proc_status(pid)[2]
         info = s.db_info()
+        s.post("/v1/databases/default/compaction", {})  # one more, at rest
+        time.sleep(1)
+        comp = s.get("/v1/databases/default/compaction")[2]["compaction"]
         hook = s.get("/v1/databases/default/webhooks/soak-h")[2]
     hooks_got = len(receiver.got)
     receiver.close()
@@ -245,12 +257,17 @@ def main():
           f"{hooks_got} webhook deliveries ({hook.get('delivered')} events, "
           f"{hook.get('parked')} parked); ended by the server with a reason: "
           f"{len(live.reasons)} {live.reasons[:3]}; failures: {live.fail[:5]}")
+    print(f"compaction: {comp['runs']} runs, {comp['checks']} checks, "
+          f"{comp['reclaimedBytes']} bytes reclaimed, {comp['redactedEvents']} events redacted; "
+          f"last {comp['last']}")
     checks = [("own memory growth after warm-up <= 5 % (or 1 MiB)", growth <= 5.0 or a1 - a0 <= 1.0),
               ("no descriptor drift (<= 2 under load; idle again at the end)",
                f1 - f0 <= 2 or end_fds <= idle_fds + 1),
               ("no failed request", not load.fail),
               ("live delivery kept going without failures",
-               not live.fail and all(live.counts.values()) and hooks_got > 0)]
+               not live.fail and all(live.counts.values()) and hooks_got > 0),
+              ("compaction under load: checked, never failed",
+               comp["checks"] > 0 and comp["last"] and comp["last"]["outcome"] != "failed")]
     for name, good in checks:
         print(f"{'PASS' if good else 'FAIL'} soak: {name}")
     passed = sum(1 for _, g in checks if g)
