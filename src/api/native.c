@@ -1618,10 +1618,12 @@ static void db_metrics(struct call *c, const char *name, struct buf *b)
 {
     struct db *db;
     struct db_info in;
+    struct compact_status cs;
     if (engine_db_acquire(c->api->engine, name, strlen(name), &db) != 0) {
         return;
     }
     int rc = engine_db_info(db, &in);
+    engine_compact_status(db, &cs);
     engine_db_release(db);
     if (rc) {
         return;
@@ -1629,9 +1631,11 @@ static void db_metrics(struct call *c, const char *name, struct buf *b)
     static const char *const NAMES[] = {
         "annals_appends_total", "annals_commits_total", "annals_events", "annals_streams",
         "annals_fsyncs_total", "annals_bytes_on_disk", "annals_index_lag_events",
-        "annals_writer_queue_depth", "annals_index_commits_total"};
+        "annals_writer_queue_depth", "annals_index_commits_total", "annals_compactions_total",
+        "annals_compaction_reclaimed_bytes_total"};
     uint64_t v[] = {in.appends, in.commits, in.head, in.streams, in.syncs, in.file_bytes,
-                    in.head - in.indexed, in.queue_depth, in.index_commits};
+                    in.head - in.indexed, in.queue_depth, in.index_commits, cs.runs,
+                    cs.reclaimed_bytes};
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
         buf_printf(b, "%s{database=\"%s\"} %llu\n", NAMES[i], name, (unsigned long long)v[i]);
     }
@@ -1657,7 +1661,8 @@ static void metrics(struct call *c)
     buf_adds(&b, "# HELP annals_appends_total Acknowledged append requests (a database's "
                  "appends/commits is its group-commit factor); the other per-database series: "
                  "commits, events stored, streams, event-log fsyncs and their time, bytes on "
-                 "disk, events not yet indexed, queued appends, index commits.\n");
+                 "disk, events not yet indexed, queued appends, index commits, compactions "
+                 "that rewrote the log and the bytes they reclaimed.\n");
     size_t n;
     char **names = engine_db_names(c->api->engine, &n);
     for (size_t i = 0; i < n; i++) {

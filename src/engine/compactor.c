@@ -132,6 +132,7 @@ static void note(struct db *db, int rc, const struct store_compact_result *res, 
     cs->last_log_after = res->log_after;
     cs->last_rewrote = rewrote;
     if (rewrote) {
+        cs->generation = res->generation;
         cs->runs++;
         cs->reclaimed_bytes += res->reclaimed_bytes;
         cs->redacted_events += res->redacted;
@@ -258,8 +259,4 @@ void engine_compact_status(struct db *db, struct compact_status *out)
     pthread_mutex_lock(&db->compact_mu);
     *out = db->compact;
     pthread_mutex_unlock(&db->compact_mu);
-    struct store_stats ss;
-    if (store_stats(db->st, &ss) == 0) {
-        out->generation = ss.generation;
-    }
 }

@@ -122,6 +122,11 @@ def test_compaction_reclaims_deleted_and_expired_events():
         for k in ("head", "headHash", "events", "streams"):
             check(info1[k] == info0[k], f"{k} changed {info0[k]} -> {info1[k]}")
         check(info1["compaction"]["runs"] == 1, f"db stats carry the compaction: {info1}")
+        st, _, text = s.get("/metrics")
+        text = text.decode() if isinstance(text, bytes) else text
+        check(f'annals_compactions_total{{database="{DB}"}} 1' in text and
+              f'annals_compaction_reclaimed_bytes_total{{database="{DB}"}} '
+              f'{last["reclaimedBytes"]}' in text, "metrics carry the compaction")
         after = visible_state(s)
         check(after == before, "visible reads changed by the compaction")
 
