@@ -4,9 +4,10 @@ first sector was lost (zeros) but whose later sectors reached the disk is not wi
 recovery; after the next append, `annals verify` reports DAMAGED and the server refuses to
 start ("the event log is damaged ... and acknowledged events follow").
 
-The crash state is built by hand: one request of 4 large events (positions 2-5, one pwrite),
-then the first 512-byte sector of that write (which holds the frame header of position 2) is
-zeroed, as a power cut during that write can leave it. Exit 0 when the bug is present.
+The crash state is built by hand: one request of 4 large events (positions 2-5, one pwrite:
+one batch), then the first 512-byte sector of that write (which holds the batch header and the
+frame header of position 2) is zeroed, as a power cut during that write can leave it. Exit 0
+when the bug is present.
 """
 import os
 import struct
@@ -25,8 +26,14 @@ with Server() as s:
     assert st == 201
     s.kill9()   # within 200 ms: nothing indexed yet, recovery reads the log from the start
     b = bytearray(open(log, "rb").read())
-    n1 = struct.unpack_from(">I", b, 0)[0]
-    off = 4 + n1                              # the write of positions 2-5 starts here
+    # the first batch (position 1): 16-byte header (magic, frames length L, CRC, count), then
+    # L bytes of frames; the write of positions 2-5 (the second batch) starts right after it
+    magic, n1 = struct.unpack_from(">II", b, 0)
+    assert magic == 0xA11A1504, f"no batch at offset 0 (format changed?): {magic:#x}"
+    off = 16 + n1
+    magic2, n2, _crc, count2 = struct.unpack_from(">IIII", b, off)
+    assert magic2 == 0xA11A1504 and count2 == 4 and off + 16 + n2 > (off // 512 + 1) * 512, \
+        "the second batch is not where expected, or fits in one sector"
     sec_end = (off // 512 + 1) * 512          # end of the sector holding its first bytes
     b[off:sec_end] = bytes(sec_end - off)     # that sector never reached the disk
     open(log, "r+b").write(b[:sec_end])

@@ -63,6 +63,7 @@ sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 (T_OPEN, T_WRITE, T_ZERO, T_SYNC_BEGIN, T_SYNC_END, T_TRUNC, T_SKIP, T_CREATE, T_UNLINK,
  T_RENAME, T_DIR) = range(1, 12)
 SECTOR = 512   # --sector
+SERVER_FLAGS = ["--compact-interval", "0"]   # compactions only when the load asks for them
 DB_REL = os.path.join("dbs", "default")
 # what a crash state contains, per database: every log generation (events.log = generation 0,
 # events.<g>.log) and data.mdb
@@ -245,6 +246,13 @@ class Model:
                 ends = [e for b, e in self.dir_syncs[DB_REL] if b > unl[0]]
                 end = min(ends) + 1 if ends else len(recs)
             self.windows.append((i, end))
+        # while an entry change is pending: from just after it to the end of the first fsync
+        # of its directory that covers it (cuts there may lose it or not)
+        self.ns_pending = []
+        for i, _kind, r, r2, _fid in self.ns:
+            for d in {os.path.dirname(x) for x in (r, r2) if x}:
+                ends = [e for b, e in self.dir_syncs.get(d, ()) if b > i]
+                self.ns_pending.append((i + 1, min(ends) if ends else len(recs)))
 
     def durable_mark(self, fid, k):
         """Trace index before which this file's writes are durable for a cut at k."""
@@ -349,6 +357,10 @@ def category(problem):
                       ("did not start", "refuses to start: other"),
                       ("partly recovered", "request partly recovered"),
                       ("gap-free", "gap in positions"),
+                      ("deletes answered 204", "acked delete lost"),
+                      ("deleted streams are served", "deleted events served"),
+                      ("log files after", "not exactly one log file after recovery"),
+                      ("had finished before the cut", "finished compaction undone"),
                       ("never written", "event never written"),
                       ("append after recovery", "append after recovery"),
                       ("annals verify", "verify fails after recovery + one append"),
@@ -428,17 +440,21 @@ def crash_state(model, k, rng, out_dir):
 # ---------------------------------------------------------------- load
 
 class Load:
-    def __init__(self, port, threads, streams, seed):
+    def __init__(self, port, threads, streams, seed, compactions=0):
         self.port = port
         self.threads = threads
         self.streams = streams
         self.seed = seed
+        self.compactions = compactions
         self.stop = threading.Event()
         self.lock = threading.Lock()
         self.sent = []    # (stream, [ids])
         self.keyed = []   # (stream, [ids], idempotency key, body) of requests that had one
         self.acked = []   # (t_recv_ns, stream, [{"id","position","version"}])
         self.other = []
+        self.deleted = set()   # throwaway streams a DELETE was sent for
+        self.deletes = []      # (t_recv_ns, stream) of DELETEs answered 204
+        self.compacted = []    # (t_seen_ns, compaction status) once each requested one ended
 
     def worker(self, i):
         rng = random.Random(self.seed * 1000 + i)
@@ -482,12 +498,105 @@ class Load:
         if c is not None:
             c.close()
 
+    def call(self, c, method, path, body=None):
+        hdrs = {"Content-Type": "application/json"} if body is not None else {}
+        c.request(method, path, body=body, headers=hdrs)
+        resp = c.getresponse()
+        raw = resp.read()
+        return resp.status, raw, time.monotonic_ns()
+
+    def compaction_round(self, c, rng, r):
+        """Throwaway events in del-<r>, indexed, then deleted, then a compaction, waited for.
+        Returns False when something went wrong (noted in other)."""
+        db = "/v1/databases/default"
+        stream = f"del-{r}"
+        last = 0
+        for _ in range(rng.randint(1, 3)):
+            n = rng.randint(1, 4)
+            ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(n)]
+            body = json.dumps({"events": [{"type": "PL", "id": ids[j], "data": {
+                "del": r, "j": j, "pad": "d" * rng.randint(100, 3000)}} for j in range(n)]})
+            with self.lock:
+                self.sent.append((stream, ids))
+            st, raw, t = self.call(c, "POST", f"{db}/streams/{stream}/events", body)
+            if st != 201:
+                with self.lock:
+                    self.other.append((st, raw[:200]))
+                return False
+            evs = json.loads(raw)["events"]
+            last = max(last, evs[-1]["position"])
+            with self.lock:
+                self.acked.append((t, stream, evs))
+        deadline = time.monotonic() + 10
+        while True:   # a compaction only rewrites the indexed part of the log
+            st, raw, _t = self.call(c, "GET", db)
+            if st == 200 and json.loads(raw)["indexer"]["indexed"] >= last:
+                break
+            if time.monotonic() > deadline:
+                with self.lock:
+                    self.other.append(("not indexed in 10 s", raw[:200]))
+                return False
+            time.sleep(0.02)
+        with self.lock:
+            self.deleted.add(stream)
+        st, raw, t = self.call(c, "DELETE", f"{db}/streams/{stream}")
+        if st != 204:
+            with self.lock:
+                self.other.append((st, raw[:200]))
+            return False
+        with self.lock:
+            self.deletes.append((t, stream))
+        st, raw, _t = self.call(c, "GET", f"{db}/compaction")
+        before = json.loads(raw)["compaction"]["checks"]
+        st, raw, _t = self.call(c, "POST", f"{db}/compaction", "{}")
+        if st != 202:
+            with self.lock:
+                self.other.append((st, raw[:200]))
+            return False
+        deadline = time.monotonic() + 60
+        while True:
+            st, raw, t = self.call(c, "GET", f"{db}/compaction")
+            cs = json.loads(raw)["compaction"]
+            if cs["checks"] > before and not cs["running"]:
+                with self.lock:
+                    self.compacted.append((t, cs))
+                return True
+            if time.monotonic() > deadline:
+                with self.lock:
+                    self.other.append(("compaction did not end in 60 s", cs))
+                return False
+            time.sleep(0.01)
+
+    def compactor(self, seconds):
+        """--compactions rounds, spread over the run (each takes at least an index delay)."""
+        rng = random.Random(self.seed * 1000 + 999)
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        t0 = time.monotonic()
+        try:
+            for r in range(self.compactions):
+                slot = t0 + 0.1 + seconds * r / self.compactions
+                if time.monotonic() < slot:
+                    time.sleep(slot - time.monotonic())
+                if not self.compaction_round(c, rng, r):
+                    break
+        except Exception as ex:  # noqa: BLE001
+            with self.lock:
+                self.other.append(("compactor exception", repr(ex)))
+        finally:
+            c.close()
+
     def run(self, seconds):
         ts = [threading.Thread(target=self.worker, args=(i,), daemon=True)
               for i in range(self.threads)]
         for t in ts:
             t.start()
+        comp = None
+        if self.compactions:
+            comp = threading.Thread(target=self.compactor, args=(seconds,), daemon=True)
+            comp.start()
         time.sleep(seconds)
+        if comp is not None:   # the appenders go on until the last compaction ended
+            comp.join(120)
         self.stop.set()
         for t in ts:
             t.join(60)
@@ -503,17 +612,18 @@ def record(args, work):
                PL_TRACE=trace)
     if args.broken_sync:
         env["PL_SKIP_SYNC"] = "1"
-    s = harness.Server(data_dir=data, env=env)
+    s = harness.Server(data_dir=data, env=env, extra=SERVER_FLAGS)
     try:
-        load = Load(s.port, args.threads, [f"s{i}" for i in range(10)], args.seed)
+        load = Load(s.port, args.threads, [f"s{i}" for i in range(10)], args.seed,
+                    args.compactions)
         load.run(args.seconds)
         rc = s.stop()
         if rc != 0:
             raise SystemExit(f"recording server exited {rc}:\n{s.log()[-2000:]}")
     finally:
         s.cleanup()
-    recs, paths = parse_trace(trace)
-    model = Model(recs, paths, os.path.realpath(data))
+    recs, paths, dirs = parse_trace(trace)
+    model = Model(recs, paths, dirs, os.path.realpath(data))
     return model, load
 
 
@@ -554,17 +664,26 @@ def check_replays(conn, load, by_id, k):
     return []
 
 
+def log_files(state_dir):
+    return sorted(f for f in os.listdir(os.path.join(state_dir, DB_REL)) if is_log_name(f))
+
+
 def check_state(model, load, k, state_dir):
     """Starts the server on a crash state and checks it; returns a list of problems."""
     import harness
     problems = []
     n_log = -1
     cut_ts = model.recs[k - 1].ts if k > 0 else 0
-    synced = max(model.synced_positions(k), default=0)
+    synced_set = model.synced_positions(k)
+    synced = max(synced_set, default=0)
     acked = max((a["position"] for t, _st, evs in load.acked if t < cut_ts for a in evs),
                 default=0)
-    context = f"(at the cut: log synced through position {synced}, acked through {acked})"
-    s = harness.Server(data_dir=state_dir, start=False)
+    # the newest generation a compaction was seen to have finished with before the cut: its
+    # head was synced and the log it replaced removed, so recovery cannot go back past it
+    min_gen = max((cs["generation"] for t, cs in load.compacted if t < cut_ts), default=0)
+    context = (f"(at the cut: log synced through position {synced}, acked through {acked}, "
+               f"generation >= {min_gen}; files {log_files(state_dir)})")
+    s = harness.Server(data_dir=state_dir, start=False, extra=SERVER_FLAGS)
     if not s.try_start(timeout=20):
         return ["server did not start on the crash state: "
                 + " | ".join(json.loads(ln).get("msg", ln) if ln.startswith("{") else ln
@@ -572,10 +691,21 @@ def check_state(model, load, k, state_dir):
     try:
         conn = s.connect()
         log = read_log(conn)
-        n_log = len(log)
         positions = [e["position"] for e in log]
-        if positions != list(range(1, len(log) + 1)):
-            problems.append(f"positions not gap-free 1..{len(log)}")
+        n_log = max(positions, default=0)
+        present = set(positions)
+        # deleted streams whose delete survived: their events are hidden (a delete is a
+        # $metadata event in $$<stream>, after all of the stream's events)
+        hidden_streams = {e["stream"][2:] for e in log
+                          if e["stream"].startswith("$$") and e["stream"][2:] in load.deleted}
+        hidden = {p for p, w in model.written.items() if w[1] in hidden_streams}
+        holes = set(range(1, n_log + 1)) - present
+        if positions != sorted(present) or not holes <= hidden:
+            problems.append(f"positions not gap-free 1..{n_log} (holes other than deleted "
+                            f"events: {sorted(holes - hidden)[:5]})")
+        if present & hidden:
+            problems.append(f"events of deleted streams are served: positions "
+                            f"{sorted(present & hidden)[:5]}")
         by_id = {}
         for e in log:
             w = model.written.get(e["position"])
@@ -584,13 +714,16 @@ def check_state(model, load, k, state_dir):
                                 f"v{e['version']} was never written there (wrote {w})")
                 break
             by_id[e["id"]] = e
-        # acknowledged before the cut => present
-        lost = [a for t, _st, evs in load.acked if t < cut_ts for a in evs
-                if a["id"] not in by_id]
+        # acknowledged before the cut => present (unless deleted by a delete that survived)
+        lost = [a for t, st, evs in load.acked if t < cut_ts and st not in hidden_streams
+                for a in evs if a["id"] not in by_id]
         if lost:
             problems.append(f"{len(lost)} events acknowledged before the crash are lost, "
                             f"first at position {min(a['position'] for a in lost)}")
-        missing = sorted(p for p in model.synced_positions(k) if p > len(log))
+        lost_del = [st for t, st in load.deletes if t < cut_ts and st not in hidden_streams]
+        if lost_del:
+            problems.append(f"deletes answered 204 before the crash did not survive: {lost_del}")
+        missing = sorted(p for p in synced_set if p not in present and p not in hidden)
         if missing:
             problems.append(f"{len(missing)} events covered by a completed log sync are lost, "
                             f"first position {missing[0]}")
@@ -601,12 +734,21 @@ def check_state(model, load, k, state_dir):
                                 f"events (positions "
                                 f"{[by_id[i]['position'] for i in ids if i in by_id]})")
         problems += check_replays(conn, load, by_id, k)
+        conn.request("GET", "/v1/databases/default/compaction")
+        resp = conn.getresponse()
+        gen = json.loads(resp.read())["compaction"]["generation"]
+        files = log_files(state_dir)
+        if files != [log_name(gen)]:
+            problems.append(f"log files after recovery: {files}, generation in force {gen}")
+        if gen < min_gen:
+            problems.append(f"generation {gen} in force after recovery, but a compaction to "
+                            f"generation {min_gen} had finished before the cut")
         body = json.dumps({"events": [{"type": "after", "data": {"k": k}}]})
         conn.request("POST", "/v1/databases/default/streams/after/events", body=body,
                      headers={"Content-Type": "application/json"})
         resp = conn.getresponse()
         ans = resp.read()
-        if resp.status != 201 or json.loads(ans)["position"] != len(log) + 1:
+        if resp.status != 201 or json.loads(ans)["position"] != n_log + 1:
             problems.append(f"append after recovery: {resp.status} {ans[:200]!r}")
         conn.close()
     except Exception as ex:  # noqa: BLE001
@@ -618,6 +760,9 @@ def check_state(model, load, k, state_dir):
     except Exception as ex:  # noqa: BLE001
         problems.append(f"stop: {ex}")
         s.cleanup()
+    files = log_files(state_dir)
+    if len(files) != 1:
+        problems.append(f"log files after recovery and stop: {files}")
     rc, out = harness.run_cli(["verify", "--data", state_dir])
     if rc != 0 or "hash chain intact" not in out:
         problems.append(f"annals verify exit {rc}: {out.strip()[:300]}")
@@ -638,15 +783,39 @@ def check_state(model, load, k, state_dir):
 
 
 def pick_cuts(model, n, rng):
-    """Cut points: half uniform over the whole trace, half around events.log writes and syncs
-    (where acknowledged data is at stake); always the end of the trace."""
+    """Cut points: half uniform over the whole trace, a quarter around log writes and syncs
+    (where acknowledged data is at stake), a quarter inside compactions (from the creation of
+    a new generation to the directory fsync after the old one's unlink): 40 % of those while a
+    directory entry change is pending (not yet covered by a directory fsync), 30 % right at an
+    entry change, a directory fsync or a sync of data.mdb (the head naming the new
+    generation), 30 % anywhere in a compaction; always the end of the trace."""
     total = len(model.recs)
-    logk = [r.i + d for r in model.recs if r.file == model.log_fid
+    logk = [r.i + d for r in model.recs if r.file in model.log_fids
             and r.type in (T_WRITE, T_SYNC_BEGIN, T_SYNC_END, T_SKIP) for d in (0, 1)]
+    inside, key = [], []
+    mdb = {fid for fid in model.files if os.path.basename(model.rel[fid]) == "data.mdb"}
+    for b, e in model.windows:
+        inside.append((b, e))
+        for r in model.recs[b:e]:
+            if r.type in (T_CREATE, T_UNLINK, T_RENAME) or \
+                    (r.type in (T_SYNC_BEGIN, T_SYNC_END) and
+                     (r.file not in model.files or r.file in mdb)):
+                key += [r.i, r.i + 1]
     cuts = [total]
     while len(cuts) < n:
-        if logk and len(cuts) % 2:
+        m = len(cuts) % 4
+        if logk and m == 1:
             cuts.append(min(rng.choice(logk), total))
+        elif inside and m == 3:
+            x = rng.random()
+            if model.ns_pending and x < 0.4:
+                b, e = rng.choice(model.ns_pending)
+                cuts.append(rng.randint(b, min(e, total)))
+            elif key and x < 0.7:
+                cuts.append(min(rng.choice(key), total))
+            else:
+                b, e = rng.choice(inside)
+                cuts.append(rng.randint(b, min(e, total)))
         else:
             cuts.append(rng.randint(0, total))
     return cuts
@@ -660,6 +829,8 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--seconds", type=float, default=2.0, help="length of the recorded load")
     ap.add_argument("--threads", type=int, default=8)
+    ap.add_argument("--compactions", type=int, default=4,
+                    help="delete-and-compact rounds during the recorded load (0: none)")
     ap.add_argument("--jobs", type=int, default=2, help="crash states checked in parallel")
     ap.add_argument("--broken-sync", action="store_true",
                     help="record with PL_SKIP_SYNC=1 (fdatasync of the log skipped)")
@@ -679,15 +850,24 @@ def main():
     rng = random.Random(args.seed)
     try:
         model, load = record(args, work)
-        nsync = len(model.files[model.log_fid]["syncs"])
+        nsync = sum(len(model.files[fid]["syncs"]) for fid in model.log_fids)
         nskip = sum(1 for r in model.recs if r.type == T_SKIP)
+        runs = sum(1 for _t, cs in load.compacted if cs["last"] and cs["last"]["rewrote"])
+        gens = sorted({os.path.basename(model.rel[f]) for f in model.log_fids},
+                      key=lambda n: int(LOG_NAME.match(n).group(1) or 0))
         print(f"recorded {len(model.recs)} trace records, {len(model.written)} events written,"
               f" {sum(len(e) for _t, _s, e in load.acked)} acknowledged in {len(load.acked)}"
               f" requests ({len(load.other)} other answers), {nsync} log syncs"
-              + (f", {nskip} log syncs SKIPPED (--broken-sync)" if args.broken_sync else ""),
+              + (f", {nskip} log syncs SKIPPED (--broken-sync)" if args.broken_sync else "")
+              + f"; {len(load.deletes)} streams deleted, {len(load.compacted)} compactions "
+              f"requested and finished, {runs} rewrote the log (log files {', '.join(gens)})",
               flush=True)
+        for o in load.other[:5]:
+            print(f"  other answer: {o}", flush=True)
         if not load.acked:
             raise SystemExit("no append was acknowledged during the recording")
+        if args.compactions and runs == 0:
+            raise SystemExit("no compaction rewrote the log during the recording")
         cuts = pick_cuts(model, args.states, rng)
         jobs = [(n, k, rng.random()) for n, k in enumerate(cuts)]
         passed = failed = 0
