@@ -44,6 +44,7 @@ struct compaction {
     bool filling;           /* fresh is being filled (emptied again unless switched to) */
     MDB_txn *txn;           /* filling it, then the head (NULL in a dry run) */
     size_t in_txn;          /* entries put in txn */
+    bool commit_failed;     /* an index commit failed: LMDB may need reopening */
     struct buf batch;       /* the batch being rebuilt */
     struct moved *moved;    /* its records */
     size_t nmoved, cap;
@@ -90,6 +91,7 @@ static int next_txn(struct compaction *c)
     int rc = st_map_err(mdb_txn_commit(c->txn));
     c->txn = NULL;
     c->in_txn = 0;
+    c->commit_failed = rc != 0;
     return rc ? rc : st_map_err(mdb_txn_begin(c->st->env, NULL, 0, &c->txn));
 }
 
@@ -241,6 +243,7 @@ static int switch_logs(struct compaction *c, struct head_rec *h, uint64_t copied
     rc = st_map_err(mdb_txn_commit(c->txn));
     c->txn = NULL;
     if (rc) {
+        c->commit_failed = true;
         return rc; /* nothing changed: the old log and index stay in force */
     }
     *head_synced = mdb_env_sync(st->env, 1) == 0;
@@ -317,8 +320,9 @@ static int start(struct compaction *c, struct head_rec *h, char *path, size_t pa
 }
 
 /* Empties a position table no generation uses (the replaced one, or one left half filled),
- * giving its pages back to the index. Best effort: the next compaction empties it anyway. */
-static void empty_table(struct store *st, MDB_dbi dbi)
+ * giving its pages back to the index. Best effort: the next compaction empties it anyway.
+ * Returns false when its commit failed. */
+static bool empty_table(struct store *st, MDB_dbi dbi)
 {
     MDB_txn *txn;
     int rc = st->env ? mdb_txn_begin(st->env, NULL, 0, &txn) : EIO;
@@ -329,6 +333,7 @@ static void empty_table(struct store *st, MDB_dbi dbi)
     if (rc) {
         log_warn("%s: cannot empty an unused position table: %s", st->dir, mdb_strerror(rc));
     }
+    return rc == 0;
 }
 
 int store_compact(struct store *st, const struct store_compact_spec *spec,
@@ -352,8 +357,15 @@ int store_compact(struct store *st, const struct store_compact_spec *spec,
     }
     /* after a switch the replaced table (once the head naming the new one is durable), else
        the one filled in vain */
-    if (c.filling && (!switched || head_synced)) {
-        empty_table(st, switched ? st->pos_tab[(h.generation + 1) & 1] : c.fresh);
+    if (c.filling && (!switched || head_synced) &&
+        !empty_table(st, switched ? st->pos_tab[(h.generation + 1) & 1] : c.fresh)) {
+        c.commit_failed = true;
+    }
+    if (c.commit_failed) {
+        /* a failed commit can leave LMDB unusable (a failed meta page write is fatal to the
+           environment): reopen it now rather than wait for the indexer's next failure,
+           which may never come while nothing waits to be indexed */
+        st_reopen_env(st);
     }
     pthread_mutex_unlock(&st->index_mu);
     log_close(c.nl); /* the old log after a switch, else the unused new one */

@@ -767,7 +767,7 @@ static uint64_t await_work(struct store *st, bool *stop)
  * meta-page write is fatal to it until reopened), so close and reopen it, with every reader
  * and the writer's lookups kept out by the tail lock. The reopened index is the last good
  * commit; what failed is indexed again from the tail. */
-static void reopen_env(struct store *st)
+void st_reopen_env(struct store *st)
 {
     pthread_rwlock_wrlock(&st->tail_lock);
     if (st->env) {
@@ -818,7 +818,7 @@ static void *indexer_main(void *arg)
                     break;
                 }
                 pthread_mutex_lock(&st->index_mu); /* a compaction may want the index next */
-                reopen_env(st);
+                st_reopen_env(st);
                 pthread_mutex_unlock(&st->index_mu);
                 usleep(200000);
                 continue;

@@ -154,6 +154,9 @@ int st_sync_dir(const char *dir);
 /* The path of log generation gen of the store in dir: events.log, then events.<gen>.log. */
 void st_log_path(const char *dir, uint64_t gen, char *out, size_t n);
 
+/* After a failed index commit (LMDB may have marked the environment unusable): closes and
+ * reopens it with the tail lock held exclusively; the caller holds index_mu. */
+void st_reopen_env(struct store *st);
 /* Drops the writer's idempotency map entries the index has (writer, or with it paused). */
 void st_evict_idem(struct store *st);
 
