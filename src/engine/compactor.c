@@ -161,7 +161,7 @@ static void compact_once(struct db *db, bool asked)
     }
     uint64_t t0 = time_mono_ns();
     if (!rc) rc = store_compact(db->st, &spec, &res);
-    bool rewrote = !rc && res.redacted > 0;
+    bool rewrote = !rc && res.reclaimed_bytes > 0;
     strmap_fini(&p.vmin);
     note(db, rc, &res, rewrote);
     if (rewrote) {

@@ -3,9 +3,10 @@
  *
  * The indexed part of the log is rewritten into a new generation file, batch by batch: every
  * record the caller does not keep becomes its redacted form (header and body digest, so the
- * hash chain still verifies), the others and the aux frames are copied. The pos entries of
- * moved records are rewritten in one LMDB transaction, held open meanwhile (the indexer waits
- * on index_mu). The unindexed rest of the log is copied verbatim: first what is published,
+ * hash chain still verifies), the others are copied, and aux frames (idempotency records,
+ * whose copies the index holds once their batch is indexed) are dropped. The place of every
+ * record goes into the position table of the new generation, filled in bounded transactions
+ * (the indexer waits on index_mu meanwhile). The unindexed rest of the log is copied verbatim: first what is published,
  * without stopping anyone, then, with readers drained (tail lock) and the writer paused
  * (append_mu), whatever was appended since. Then the new file is synced, the transaction
  * commits with a head naming the new generation and is synced, the tail's offsets shift by
@@ -143,12 +144,9 @@ static int rebuild(struct compaction *c, const struct batch_view *b, uint64_t *p
         (*pos)++;
         off += LOG_FRAME_HEADER + n;
     }
-    if (!c->nl) {
-        return 0;
-    }
-    size_t aux = (size_t)(b->next - off); /* idempotency records: copied as they are */
-    buf_add(&c->batch, log_at(lg, off, aux), aux);
-    return put_batch(c, b->count);
+    /* idempotency records: the idem table has them since this batch was indexed */
+    c->res->reclaimed_bytes += b->next - off;
+    return c->nl ? put_batch(c, b->count) : 0;
 }
 
 /* Copies the old log's bytes [from, to) verbatim to the end of the new one. */
@@ -349,7 +347,7 @@ int store_compact(struct store *st, const struct store_compact_spec *spec,
     int rc = start(&c, &h, path, sizeof path);
     out->log_before = rc ? 0 : published_end(st, h.position, h.log_end);
     if (!rc) rc = rewrite_indexed(&c, &h);
-    if (!rc && !spec->dry_run && out->redacted) {
+    if (!rc && !spec->dry_run && out->reclaimed_bytes) {
         rc = finish(&c, &h, &switched, &head_synced);
     }
     if (c.txn) {

@@ -197,7 +197,7 @@ struct store_compact_spec {
 struct store_compact_result {
     uint64_t examined;        /* indexed records looked at */
     uint64_t redacted;        /* records redacted (or that would be, dry run) */
-    uint64_t reclaimed_bytes; /* log bytes that freed */
+    uint64_t reclaimed_bytes; /* log bytes that freed (redactions, idempotency records) */
     uint64_t log_before;      /* log bytes in use before */
     uint64_t log_after;       /* ... and after */
     uint64_t generation;      /* the log generation now */
@@ -205,10 +205,10 @@ struct store_compact_result {
 
 /* Rewrites the indexed part of the log into a new generation with the records of events
  * spec->keep refuses redacted (their header and body digest stay, so positions, versions,
- * ids and the hash chain stay verifiable), and switches to it; the unindexed rest is copied
- * as is. Reads go on meanwhile; appends go on too, pausing only for the switch (a copy of what
+ * ids and the hash chain stay verifiable) and its idempotency records dropped (the index
+ * holds them), and switches to it; the unindexed rest is copied as is. Reads go on meanwhile; appends go on too, pausing only for the switch (a copy of what
  * they wrote during the rewrite, one sync, one index commit); indexing waits for it, and
- * appends with it once the tail is full. Nothing redacted: nothing changes. Blocks the
+ * appends with it once the tail is full. Nothing to reclaim: nothing changes. Blocks the
  * calling thread for the whole rewrite; one at a time per store (the caller's duty). Returns 0,
  * ERR_SHUTDOWN (cancelled), ERR_CORRUPT (the log does not read back: nothing changed),
  * ERR_NOSPACE or ERR_IO. */

@@ -86,6 +86,9 @@ def test_compaction_reclaims_deleted_and_expired_events():
         fill(s, "old", 6)              # maxAge 1 s: 6 redacted
         first_id = str(uuid.uuid4())
         append_ok(s, "keep", [ev(-1, id=first_id)])
+        keyed = ("POST", f"/v1/databases/{DB}/streams/keep/events", {"events": [ev(-2)]})
+        st, _, keyed_ans = s.request(*keyed, headers={"Idempotency-Key": "before-compaction"})
+        check(st == 201, f"keyed append {st} {keyed_ans}")
         fill(s, "keep", 30)            # nothing hidden
         check(s.request("DELETE", f"/v1/databases/{DB}/streams/gone-1")[0] == 204, "delete")
         check(s.request("DELETE", f"/v1/databases/{DB}/streams/hard?hard=true")[0] == 204,
@@ -151,6 +154,10 @@ def test_compaction_reclaims_deleted_and_expired_events():
         expect_error(r, 409, "duplicate_event_id")
         st, _, ans = s.append("keep", [ev(-1, id=first_id)])
         check(st == 200 and ans.get("duplicate") is True, f"kept duplicate {st} {ans}")
+        # the log's copy of an indexed idempotency record is dropped; the key still replays
+        st, h, ans = s.request(*keyed, headers={"Idempotency-Key": "before-compaction"})
+        check(st == 201 and h.get("x-idempotency-replayed") == "true" and ans == keyed_ans,
+              f"keyed request after compaction: {st} {h} {ans}")
 
         final = visible_state(s)
         s.restart()
