@@ -105,6 +105,10 @@ struct conn {
     bool close_after;            /* close once out is sent */
     bool is_head;                /* the request is HEAD: no body in the answer */
     bool peer_eof;               /* the peer finished sending (half-close) or failed */
+    bool drained;                /* the last read emptied the socket and no readiness event
+                                    came since: a read would only say EAGAIN (plain TCP) */
+    bool hup_seen;               /* the peer's FIN or an error was signalled: reads go on
+                                    until they see it (it brings no further event) */
     uint64_t active_ms;          /* last activity, for the idle timeout */
     uint64_t head_ms;            /* when the current head's first byte came (0 = none yet) */
     uint64_t body_ms;            /* when the current body began (0 = not in a body) */
@@ -670,6 +674,9 @@ static enum step try_read(struct conn *c, size_t cap)
         conn_close(c); /* more input is needed and none will come */
         return STEP_CLOSED;
     }
+    if (c->drained && !c->hup_seen && !c->ssl) {
+        return STEP_WAIT; /* edge triggering: new bytes bring a new event */
+    }
     bool got = false;
     while (c->in.len < cap) {
         buf_reserve(&c->in, READ_CHUNK);
@@ -681,6 +688,7 @@ static enum step try_read(struct conn *c, size_t cap)
             if ((size_t)r < room && !c->ssl) {
                 /* drained: with edge triggering, later bytes bring a new event (not with TLS,
                  * whose library may hold decrypted bytes the socket no longer signals) */
+                c->drained = true;
                 break;
             }
             continue;
@@ -689,6 +697,7 @@ static enum step try_read(struct conn *c, size_t cap)
             continue;
         }
         if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            c->drained = true;
             break;
         }
         if (got) {
@@ -1393,6 +1402,10 @@ static void *loop_main(void *arg)
                 accept_all(lp);
             } else {
                 struct conn *c = p;
+                if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+                    c->drained = false; /* also while handling: read once it is done */
+                    c->hup_seen |= (evs[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0;
+                }
                 if (c->state != C_HANDLING && c->state != C_DEFERRED && c->state != C_CLOSED) {
                     conn_run(c);
                 }
