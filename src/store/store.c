@@ -1722,6 +1722,59 @@ static size_t tail_positions(struct store_reader *r, const struct stream_rec *s,
     return n;
 }
 
+/* Whether indexed version v of stream s is a redacted record (the tail is never compacted). */
+static int version_redacted(struct store_reader *r, const struct stream_rec *s, uint64_t v,
+                            bool *out)
+{
+    uint64_t pos;
+    const uint8_t *rec;
+    uint32_t len;
+    int rc = st_indexed_pos(r, s, v, &pos);
+    if (!rc) rc = st_locate(r, pos, &rec, &len);
+    *out = !rc && len > 1 && (rec[1] & RECORD_REDACTED);
+    return rc;
+}
+
+/* The first version from `from` on that compaction left whole (s->version + 1 when none).
+ * A stream's redacted versions are one range (compaction redacts below a version or before a
+ * recorded time, recorded times follow versions, and only records of format 5, a suffix of
+ * the stream, are ever redacted), so from a redacted version a binary search finds its end:
+ * a read whose settings were relaxed after a compaction starts past what is gone instead of
+ * stepping through it. */
+static int first_whole(struct store_reader *r, const struct stream_rec *s, uint64_t from,
+                       uint64_t first_tail, uint64_t *out)
+{
+    uint64_t hi = first_tail <= s->version ? first_tail : s->version + 1; /* whole */
+    bool red = false;
+    int rc = from < hi ? version_redacted(r, s, from, &red) : 0;
+    *out = from;
+    if (rc || !red) {
+        return rc;
+    }
+    uint64_t lo = from; /* redacted */
+    while (!rc && hi - lo > 1) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        rc = version_redacted(r, s, mid, &red);
+        *(red ? &lo : &hi) = mid;
+    }
+    *out = hi;
+    return rc;
+}
+
+/* Notes whether the scan's callback ran (a redacted record is skipped without it). */
+struct scan_call {
+    store_event_fn *fn;
+    void *arg;
+    bool called;
+};
+
+static int scan_call(void *arg, const struct event_rec *ev)
+{
+    struct scan_call *sc = arg;
+    sc->called = true;
+    return sc->fn(sc->arg, ev);
+}
+
 int store_scan_stream(struct store_reader *r, struct slice name, const struct stream_rec *s,
                       uint64_t from, uint64_t min_version, bool backward, size_t limit,
                       store_event_fn *fn, void *arg)
@@ -1737,18 +1790,19 @@ int store_scan_stream(struct store_reader *r, struct slice name, const struct st
     uint64_t tv0 = UINT64_MAX;
     size_t tn = tail_positions(r, s, &tp, &tv0);
     uint64_t v = from;
-    int rc = 0;
-    for (size_t n = 0; n < limit && v >= 1 && v >= min_version && v <= s->version; n++) {
+    int rc = backward || from < 1 ? 0 : first_whole(r, s, from, tn ? tv0 : UINT64_MAX, &v);
+    struct scan_call sc = {fn, arg, false};
+    size_t n = 0; /* delivered: a redacted record met on the way does not count */
+    while (!rc && n < limit && v >= 1 && v >= min_version && v <= s->version) {
         uint64_t pos;
         if (v >= tv0 && v - tv0 < tn) {
             pos = tp[v - tv0];
         } else {
             rc = st_indexed_pos(r, s, v, &pos);
         }
-        if (!rc) rc = st_emit(r, pos, fn, arg);
-        if (rc) {
-            break;
-        }
+        sc.called = false;
+        if (!rc) rc = st_emit(r, pos, scan_call, &sc);
+        n += sc.called;
         v = backward ? v - 1 : v + 1;
     }
     free(tp);

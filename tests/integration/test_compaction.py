@@ -262,3 +262,34 @@ def test_compaction_requests_and_errors():
         check(st == 204, f"delete database during compaction: {st}")
         check(not os.path.exists(os.path.join(s.data, "dbs", "doomed")), "files gone")
         check(s.stop() == 0, "stop")
+
+
+def test_relaxed_settings_after_a_compaction_page_past_what_is_gone():
+    """Settings relaxed after a compaction show nothing of what it removed, and stream pages
+    (forward, backward, from the start, asOf) skip the removed versions without ending early."""
+    with Server() as s:
+        fill(s, "relax", 40)
+        st, _, _ = s.request("PUT", f"/v1/databases/{DB}/streams/relax/metadata",
+                             {"maxCount": 5})
+        check(st == 200, "maxCount")
+        wait_indexed(s)
+        c = compact(s)
+        check(c["last"]["redactedEvents"] == 35, f"compaction {c}")
+        st, _, _ = s.request("PUT", f"/v1/databases/{DB}/streams/relax/metadata", {})
+        check(st == 200, "settings removed")
+        base = f"/v1/databases/{DB}/streams/relax/events"
+        st, _, page = s.get(base + "?from=1&limit=3")
+        check(st == 200 and [e["version"] for e in page["events"]] == [36, 37, 38]
+              and page["next"] == 39, f"forward page from 1: {st} {page}")
+        check([e["version"] for e in s.read_stream("relax")] == list(range(36, 41)),
+              "whole stream read")
+        st, _, page = s.get(base + "?direction=backward&limit=10")
+        check(st == 200 and [e["version"] for e in page["events"]] == [40, 39, 38, 37, 36],
+              f"backward page: {st} {page}")
+        st, _, page = s.get(base + "?from=1&limit=3&asOf=38")  # versions 1..38 then
+        check(st == 200 and [e["version"] for e in page["events"]] == [36, 37, 38],
+              f"asOf page: {st} {page}")
+        st, _, info = s.get(f"/v1/databases/{DB}/streams/relax")
+        check(st == 200 and info["version"] == 40, f"stream info {info}")
+        check(s.stop() == 0, "stop")
+        verify_ok(s.data)
