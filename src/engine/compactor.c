@@ -140,8 +140,8 @@ static void note(struct db *db, int rc, const struct store_compact_result *res, 
     pthread_mutex_unlock(&db->compact_mu);
 }
 
-/* One wake: plans, checks when periodic, compacts. */
-static void compact_once(struct db *db, bool asked)
+/* One wake: plans, checks when periodic, compacts. Returns the outcome. */
+static int compact_once(struct db *db, bool asked)
 {
     struct store_compact_result res = {0};
     struct plan p;
@@ -155,7 +155,7 @@ static void compact_once(struct db *db, bool asked)
         if (rc || !worth) {
             strmap_fini(&p.vmin);
             note(db, rc, &res, false);
-            return;
+            return rc;
         }
         spec.dry_run = false;
     }
@@ -173,6 +173,7 @@ static void compact_once(struct db *db, bool asked)
     } else if (rc && rc != ERR_SHUTDOWN) {
         log_error("database %s: compaction failed: %s", db->name, err_name(rc));
     }
+    return rc;
 }
 
 /* Waits for a request, the interval or the stop. Returns false on stop; *asked tells why. */
@@ -205,10 +206,13 @@ static void *compactor_main(void *arg)
     while (await_wake(db, &asked)) {
         bool lifecycle = __atomic_load_n(&db->nmetas, __ATOMIC_ACQUIRE) > 0 ||
                          db->settings.retention_days > 0;
-        if (asked || (db->limits->compact_interval_s && lifecycle)) {
-            compact_once(db, asked);
-        }
+        int rc = asked || (db->limits->compact_interval_s && lifecycle) ? compact_once(db, asked)
+                                                                        : 0;
         pthread_mutex_lock(&db->compact_mu);
+        if (asked && rc == ERR_SHUTDOWN && !db->compact_stop) {
+            db->compact_asked = true; /* abandoned for a settings change: plan again */
+            db->compact.asked = true;
+        }
         db->compact.running = false;
         pthread_mutex_unlock(&db->compact_mu);
     }
@@ -224,6 +228,8 @@ int compactor_start(struct db *db)
         db->compact.generation = ss.generation;
     }
     if (pthread_create(&db->compactor, NULL, compactor_main, db) != 0) {
+        pthread_mutex_destroy(&db->compact_mu);
+        pthread_cond_destroy(&db->compact_cv);
         return ERR(ERR_IO);
     }
     db->has_compactor = true;

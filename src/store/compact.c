@@ -46,6 +46,7 @@ struct compaction {
     MDB_txn *txn;           /* filling it, then the head (NULL in a dry run) */
     size_t in_txn;          /* entries put in txn */
     bool commit_failed;     /* an index commit failed: LMDB may need reopening */
+    bool head_unknown;      /* the head's commit failed: both generations are kept */
     struct buf batch;       /* the batch being rebuilt */
     struct moved *moved;    /* its records */
     size_t nmoved, cap;
@@ -241,8 +242,17 @@ static int switch_logs(struct compaction *c, struct head_rec *h, uint64_t copied
     rc = st_map_err(mdb_txn_commit(c->txn));
     c->txn = NULL;
     if (rc) {
+        /* LMDB may have failed while writing the meta page: the head on disk may name either
+         * generation. Both files and both position tables stay whole and in place, reads go on
+         * from the old ones (which agree with either head up to the indexed position), and
+         * nothing more is appended or indexed until a restart settles it. */
         c->commit_failed = true;
-        return rc; /* nothing changed: the old log and index stay in force */
+        c->head_unknown = true;
+        st->failed = true;
+        __atomic_store_n(&st->index_frozen, true, __ATOMIC_RELEASE);
+        log_error("%s: the index commit switching to log generation %llu failed; appends "
+                  "refused until restart", st->dir, (unsigned long long)h->generation);
+        return rc;
     }
     *head_synced = mdb_env_sync(st->env, 1) == 0;
     if (!*head_synced) {
@@ -269,6 +279,9 @@ static int finish(struct compaction *c, struct head_rec *h, bool *switched, bool
     uint64_t copied = h->log_end;
     int rc = 0;
     for (int i = 0; !rc && i < 4; i++) {
+        if (cancelled(c)) {
+            return ERR_SHUTDOWN; /* a delete or a stop waits for us: the copy may be long */
+        }
         uint64_t to = published_end(st, h->position, h->log_end);
         rc = copy_range(c, copied, to);
         copied = to;
@@ -299,6 +312,10 @@ static int start(struct compaction *c, struct head_rec *h, char *path, size_t pa
     if (!rc) rc = st_get_head(c->txn, st, h);
     if (!rc && !st->has_pos1) {
         rc = ERR(ERR_IO); /* a store opened without it cannot change generation */
+    }
+    if (!rc && c->spec->dry_run) {
+        mdb_txn_abort(c->txn); /* the indexed part of the log does not change: read it free */
+        c->txn = NULL;
     }
     if (rc || c->spec->dry_run) {
         return rc;
@@ -343,9 +360,15 @@ int store_compact(struct store *st, const struct store_compact_spec *spec,
     char path[4096] = "";
     struct head_rec h;
     bool switched = false, head_synced = false;
-    pthread_mutex_lock(&st->index_mu);
+    /* a dry run only reads the indexed part of the log, which never changes (and only this
+       caller switches logs): the indexer goes on meanwhile */
+    if (!spec->dry_run) {
+        pthread_mutex_lock(&st->index_mu);
+    }
     int rc = start(&c, &h, path, sizeof path);
-    out->log_before = rc ? 0 : published_end(st, h.position, h.log_end);
+    out->log_before = rc               ? 0
+                      : spec->dry_run ? h.log_end
+                                      : published_end(st, h.position, h.log_end);
     if (!rc) rc = rewrite_indexed(&c, &h);
     if (!rc && !spec->dry_run && out->reclaimed_bytes) {
         rc = finish(&c, &h, &switched, &head_synced);
@@ -355,7 +378,7 @@ int store_compact(struct store *st, const struct store_compact_spec *spec,
     }
     /* after a switch the replaced table (once the head naming the new one is durable), else
        the one filled in vain */
-    if (c.filling && (!switched || head_synced) &&
+    if (c.filling && (!switched || head_synced) && !c.head_unknown &&
         !empty_table(st, switched ? st->pos_tab[(h.generation + 1) & 1] : c.fresh)) {
         c.commit_failed = true;
     }
@@ -365,12 +388,15 @@ int store_compact(struct store *st, const struct store_compact_spec *spec,
            which may never come while nothing waits to be indexed */
         st_reopen_env(st);
     }
-    pthread_mutex_unlock(&st->index_mu);
+    if (!spec->dry_run) {
+        pthread_mutex_unlock(&st->index_mu);
+    }
     log_close(c.nl); /* the old log after a switch, else the unused new one */
     if (switched) {
         st_log_path(st->dir, h.generation - 1, path, sizeof path);
     }
-    if (path[0] && (!switched || head_synced) && unlink(path) != 0 && errno != ENOENT) {
+    if (path[0] && (!switched || head_synced) && !c.head_unknown && unlink(path) != 0 &&
+        errno != ENOENT) {
         log_warn("%s: cannot remove %s: %s", st->dir, path, strerror(errno));
     }
     if (switched) {

@@ -794,6 +794,13 @@ static void *indexer_main(void *arg)
         bool stop;
         uint64_t target = await_work(st, &stop);
         uint64_t idx = __atomic_load_n(&st->indexed, __ATOMIC_ACQUIRE);
+        if (target > idx && __atomic_load_n(&st->index_frozen, __ATOMIC_ACQUIRE)) {
+            if (stop) {
+                break; /* the tail stays in the log: recovery indexes it */
+            }
+            usleep(200000);
+            continue;
+        }
         if (target > idx) {
             pthread_mutex_lock(&st->index_mu); /* a compaction may hold it for a while */
             uint64_t t0 = time_mono_ns();
@@ -915,6 +922,23 @@ static int64_t log_generation_of(const char *name)
         return -1;
     }
     return (int64_t)g;
+}
+
+/* True when dir holds a log file of a generation after the first: a compaction made it, so
+ * events were stored (nothing is removed). */
+static bool has_later_generation(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) {
+        return false;
+    }
+    bool found = false;
+    struct dirent *de;
+    while (!found && (de = readdir(d)) != NULL) {
+        found = log_generation_of(de->d_name) > 0;
+    }
+    closedir(d);
+    return found;
 }
 
 /* Removes the log files of dir other than generation keep (keep < 0: all of them): what an
@@ -1039,9 +1063,12 @@ static bool log_is_empty(const char *dir)
 {
     char path[4096];
     st_log_path(dir, 0, path, sizeof path);
+    if (has_later_generation(dir)) {
+        return false;
+    }
     FILE *f = fopen(path, "rb");
     if (!f) {
-        return errno == ENOENT && remove_other_logs(dir, 0) == 0;
+        return errno == ENOENT;
     }
     uint8_t h[LOG_BATCH_HEADER] = {0};
     size_t n = fread(h, 1, sizeof h, f);

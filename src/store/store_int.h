@@ -95,6 +95,9 @@ struct store {
     uint64_t sync_ns;                        /* atomic: time spent in them */
     uint64_t index_commits;                  /* atomic: index transactions committed */
     bool index_failing;                      /* atomic: the last index commit failed */
+    bool index_frozen;                       /* atomic: a compaction's head commit failed;
+                                                which head is on disk is unknown until a
+                                                restart, so nothing more is indexed */
     uint64_t index_ns;                       /* atomic: time spent indexing */
 
     /* indexer */

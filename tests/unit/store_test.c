@@ -549,6 +549,13 @@ TEST(compaction_redacts_unkept_events_and_keeps_the_chain)
     ASSERT_EQ(find_idem(st, "tail-key", time_now_us()), 0);
     ASSERT_EQ(find_idem(st, "indexed-key", time_now_us()), 0);
     store_close(st);
+    /* an index that cannot be read next to a compacted log is damage, not an unfinished
+     * creation: the store is refused and its log kept (it was once removed as "empty") */
+    char path[512];
+    snprintf(path, sizeof path, "%s/data.mdb", dir);
+    ASSERT_EQ(truncate(path, 0), 0);
+    CHECK(store_open(dir, 64 << 20, false, (struct slice){NULL, 0}, &st) != 0);
+    CHECK(file_exists(dir, "events.1.log"));
 }
 
 TEST(an_interrupted_compaction_leaves_the_old_generation_in_force)
