@@ -132,11 +132,8 @@ static int rebuild(struct compaction *c, const struct batch_view *b, uint64_t *p
     c->nmoved = 0;
     uint64_t off = b->frames_at;
     for (uint32_t i = 0; i < b->count; i++) {
-        const uint8_t *fh = log_at(lg, off, LOG_FRAME_HEADER);
-        uint32_t n = fh ? be32_get(fh) : 0;
-        const uint8_t *rec = n && off + LOG_FRAME_HEADER + n <= b->next
-                                 ? log_at(lg, off + LOG_FRAME_HEADER, n)
-                                 : NULL;
+        uint32_t n;
+        const uint8_t *rec = st_frame_at(lg, off, b->next, &n);
         struct event_rec ev;
         if (!rec || codec_record_parse(rec, n, &ev) != 0 || ev.position != *pos) {
             return ERR(ERR_CORRUPT);
@@ -402,9 +399,6 @@ int store_compact(struct store *st, const struct store_compact_spec *spec,
     if (switched) {
         st_sync_dir(st->dir);
         out->generation = h.generation;
-        __atomic_add_fetch(&st->compactions, 1, __ATOMIC_RELAXED);
-        __atomic_add_fetch(&st->compacted_bytes, out->reclaimed_bytes, __ATOMIC_RELAXED);
-        __atomic_add_fetch(&st->compacted_events, out->redacted, __ATOMIC_RELAXED);
     } else {
         out->log_after = out->log_before;
         out->generation = st->generation;

@@ -211,18 +211,24 @@ enum frame_kind st_read_batch(const struct log *lg, uint64_t off, struct batch_v
     return FRAME_OK;
 }
 
+const uint8_t *st_frame_at(const struct log *lg, uint64_t off, uint64_t end, uint32_t *len)
+{
+    const uint8_t *h = log_at(lg, off, LOG_FRAME_HEADER);
+    *len = h ? be32_get(h) : 0;
+    return *len && off + LOG_FRAME_HEADER + *len <= end
+               ? log_at(lg, off + LOG_FRAME_HEADER, *len)
+               : NULL;
+}
+
 /* Walks the aux frames in [off, end): each must be a well-formed idempotency record. Calls fn
  * (may be NULL) for each with the record's offset and length. Returns 0, fn's error or
  * ERR_CORRUPT. */
 int st_walk_aux(const struct log *lg, uint64_t off, uint64_t end,
-                    int (*fn)(void *arg, uint64_t rec_off, uint32_t len), void *arg)
+                int (*fn)(void *arg, uint64_t rec_off, uint32_t len), void *arg)
 {
     while (off < end) {
-        const uint8_t *h = log_at(lg, off, LOG_FRAME_HEADER);
-        uint32_t n = h ? be32_get(h) : 0;
-        const uint8_t *rec = n && off + LOG_FRAME_HEADER + n <= end
-                                 ? log_at(lg, off + LOG_FRAME_HEADER, n)
-                                 : NULL;
+        uint32_t n;
+        const uint8_t *rec = st_frame_at(lg, off, end, &n);
         struct idem_rec ir;
         if (!rec || codec_idem_decode(rec, n, &ir) != 0) {
             return ERR(ERR_CORRUPT);
@@ -241,15 +247,12 @@ int st_walk_aux(const struct log *lg, uint64_t off, uint64_t end,
  * Returns 0, the callback's error, or ERR_CORRUPT (a batch that passed its CRC but is not well
  * formed: damage, not a tear). */
 int st_walk_batch(const struct log *lg, const struct batch_view *b, uint64_t *pos,
-                      uint8_t prev[HASH_SHA256_LEN], batch_event_fn *fn, void *arg)
+                  uint8_t prev[HASH_SHA256_LEN], batch_event_fn *fn, void *arg)
 {
     uint64_t off = b->frames_at;
     for (uint32_t i = 0; i < b->count; i++) {
-        const uint8_t *h = log_at(lg, off, LOG_FRAME_HEADER);
-        uint32_t n = h ? be32_get(h) : 0;
-        const uint8_t *rec = n && off + LOG_FRAME_HEADER + n <= b->next
-                                 ? log_at(lg, off + LOG_FRAME_HEADER, n)
-                                 : NULL;
+        uint32_t n;
+        const uint8_t *rec = st_frame_at(lg, off, b->next, &n);
         struct event_rec ev;
         if (!rec || codec_record_decode(rec, n, &ev) != 0 || ev.position != *pos ||
             !codec_record_hash_ok(rec, n, prev)) {
@@ -1199,9 +1202,6 @@ int store_stats(struct store *st, struct store_stats *out)
     out->index_commits = __atomic_load_n(&st->index_commits, __ATOMIC_RELAXED);
     out->index_ns = __atomic_load_n(&st->index_ns, __ATOMIC_RELAXED);
     out->generation = __atomic_load_n(&st->generation, __ATOMIC_RELAXED);
-    out->compactions = __atomic_load_n(&st->compactions, __ATOMIC_RELAXED);
-    out->compacted_bytes = __atomic_load_n(&st->compacted_bytes, __ATOMIC_RELAXED);
-    out->compacted_events = __atomic_load_n(&st->compacted_events, __ATOMIC_RELAXED);
     return 0;
 }
 
@@ -1613,25 +1613,25 @@ int st_emit(struct store_reader *r, uint64_t pos, store_event_fn *fn, void *arg)
     return emit(r, pos, false, fn, arg);
 }
 
-/* Notes that fn was called. */
-struct get_one {
+/* A callback that notes whether it ran (a redacted record is skipped without a call). */
+struct noted_call {
     store_event_fn *fn;
     void *arg;
     bool called;
 };
 
-static int get_one(void *arg, const struct event_rec *ev)
+static int noted_call(void *arg, const struct event_rec *ev)
 {
-    struct get_one *g = arg;
-    g->called = true;
-    return g->fn(g->arg, ev);
+    struct noted_call *nc = arg;
+    nc->called = true;
+    return nc->fn(nc->arg, ev);
 }
 
 int store_get_event(struct store_reader *r, uint64_t pos, store_event_fn *fn, void *arg)
 {
-    struct get_one g = {fn, arg, false};
-    int rc = emit(r, pos, false, get_one, &g);
-    return rc < 0 ? rc : g.called ? 0 : ERR_NOTFOUND;
+    struct noted_call nc = {fn, arg, false};
+    int rc = emit(r, pos, false, noted_call, &nc);
+    return rc < 0 ? rc : nc.called ? 0 : ERR_NOTFOUND;
 }
 
 int store_get_record(struct store_reader *r, uint64_t pos, store_event_fn *fn, void *arg)
@@ -1788,20 +1788,6 @@ static int first_whole(struct store_reader *r, const struct stream_rec *s, uint6
     return rc;
 }
 
-/* Notes whether the scan's callback ran (a redacted record is skipped without it). */
-struct scan_call {
-    store_event_fn *fn;
-    void *arg;
-    bool called;
-};
-
-static int scan_call(void *arg, const struct event_rec *ev)
-{
-    struct scan_call *sc = arg;
-    sc->called = true;
-    return sc->fn(sc->arg, ev);
-}
-
 int store_scan_stream(struct store_reader *r, struct slice name, const struct stream_rec *s,
                       uint64_t from, uint64_t min_version, bool backward, size_t limit,
                       store_event_fn *fn, void *arg)
@@ -1818,7 +1804,7 @@ int store_scan_stream(struct store_reader *r, struct slice name, const struct st
     size_t tn = tail_positions(r, s, &tp, &tv0);
     uint64_t v = from;
     int rc = backward || from < 1 ? 0 : first_whole(r, s, from, tn ? tv0 : UINT64_MAX, &v);
-    struct scan_call sc = {fn, arg, false};
+    struct noted_call sc = {fn, arg, false};
     size_t n = 0; /* delivered: a redacted record met on the way does not count */
     while (!rc && n < limit && v >= 1 && v >= min_version && v <= s->version) {
         uint64_t pos;
@@ -1828,7 +1814,7 @@ int store_scan_stream(struct store_reader *r, struct slice name, const struct st
             rc = st_indexed_pos(r, s, v, &pos);
         }
         sc.called = false;
-        if (!rc) rc = st_emit(r, pos, scan_call, &sc);
+        if (!rc) rc = st_emit(r, pos, noted_call, &sc);
         n += sc.called;
         v = backward ? v - 1 : v + 1;
     }

@@ -35,9 +35,6 @@ struct store_stats {
     uint64_t index_ns;    /* time spent indexing */
     uint64_t idem_keys;   /* idempotency records in the index (expired ones until purged) */
     uint64_t generation;  /* log file generation: compactions done over the store's life */
-    uint64_t compactions; /* compactions finished since open */
-    uint64_t compacted_bytes;  /* log bytes they reclaimed */
-    uint64_t compacted_events; /* records they redacted */
 };
 
 /* The writer's view of the database head. */

@@ -67,9 +67,6 @@ struct store {
                                                 publishes; a compaction's switch holds it */
     pthread_mutex_t index_mu;                /* held by whoever writes the index: the
                                                 indexer, or a compaction */
-    uint64_t compactions;                    /* atomic: compactions switched to since open */
-    uint64_t compacted_bytes;                /* atomic: log bytes they reclaimed */
-    uint64_t compacted_events;               /* atomic: records they redacted */
     int64_t created_us;                      /* database creation time */
     struct slice init_settings;              /* during store_open: settings of a new store */
 
@@ -140,6 +137,9 @@ typedef int batch_event_fn(void *arg, const struct event_rec *ev, uint64_t rec_o
 /* Reads the batch header at off: FRAME_END at zeros or the end of the file; FRAME_BAD when
  * the magic, length or CRC is wrong (a torn or damaged batch); FRAME_OK otherwise. */
 enum frame_kind st_read_batch(const struct log *lg, uint64_t off, struct batch_view *b);
+/* The record of the frame at off (its u32 length, then the record), lying wholly before end;
+ * *len gets its length. NULL when the frame is empty or runs past end. */
+const uint8_t *st_frame_at(const struct log *lg, uint64_t off, uint64_t end, uint32_t *len);
 /* Walks the events of a batch whose CRC matched: each must decode, carry position *pos (which
  * advances) and link to prev (which advances); then its aux frames, which must be well formed.
  * Returns 0, fn's error or ERR_CORRUPT. */
