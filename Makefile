@@ -24,7 +24,7 @@ LIB_SRC := $(wildcard src/util/*.c src/json/*.c src/store/*.c src/engine/*.c src
 LIB_OBJ := $(LIB_SRC:src/%.c=$(BUILD)/%.o)
 UNIT_SRC := $(wildcard tests/unit/*_test.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
-TOOLS   := $(BUILD)/bench/commit_ceiling $(BUILD)/bench/load_events $(BUILD)/bench/sse_fanout
+TOOLS   := $(BUILD)/bench/commit_ceiling $(BUILD)/bench/load_events $(BUILD)/bench/sse_fanout $(BUILD)/bench/loadgen
 
 .PHONY: all deps run test unit integration bench clean format fuzz fuzz-replay fuzz-ci torture
 all: $(BUILD)/annals

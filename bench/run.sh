@@ -2,7 +2,9 @@
 # Annals benchmark harness (`make bench`). Usage: bench/run.sh ANNALS_BIN COMMIT_CEILING_BIN LOADER
 #
 # Measures, on this machine, with every server on 127.0.0.1 and a fresh temporary data dir:
-#   1. Annals over HTTP (wrk --latency, 64 connections):
+#   1. Annals over HTTP (bench/loadgen, 64 keep-alive connections, one request in flight on
+#      each; a C load generator, because wrk's per-request Lua took a third of the 2 cores
+#      from the server it measured; (a) is run once more with wrk + Lua as a cross-check):
 #      (a) single-event durable appends, each connection to its own streams;
 #      (b) the same, all to one stream (expectedVersion "any");
 #      (c) 100-event batches (events/s = requests/s * 100);
@@ -42,7 +44,7 @@
 # Environment:
 #   BENCH_SECONDS=10          seconds per measured run
 #   BENCH_CONNECTIONS=64      concurrent connections / clients
-#   BENCH_WRK_THREADS=2       wrk threads (and pgbench -j)
+#   BENCH_WRK_THREADS=2       load generator threads (loadgen -t, wrk -t, pgbench -j)
 #   BENCH_CEILING_SECONDS=1   seconds per batch size in the commit ceiling tool (5 sizes x 2)
 #   BENCH_STRACE=1            0 skips the strace confirmation of (e)
 #   BENCH_WRITE_RESULTS=0     1 writes the figures to bench/RESULTS.md
@@ -56,6 +58,7 @@ ANNALS=${1:-./build/annals}
 CEILING=${2:-./build/bench/commit_ceiling}
 LOADER=${3:-./build/bench/load_events}
 FANOUT=${4:-$(dirname "$CEILING")/sse_fanout}
+LOADGEN=${5:-$(dirname "$CEILING")/loadgen}
 SECS=${BENCH_SECONDS:-10}
 CONNS=${BENCH_CONNECTIONS:-64}
 WRK_THREADS=${BENCH_WRK_THREADS:-2}
@@ -75,6 +78,7 @@ done
 [ -x "$ANNALS" ] || die "no Annals binary at $ANNALS (run: make)"
 [ -x "$CEILING" ] || die "no commit ceiling tool at $CEILING (run: make build/bench/commit_ceiling)"
 [ -x "$LOADER" ] || die "no loader at $LOADER (run: make build/bench/load_events)"
+[ -x "$LOADGEN" ] || die "no load generator at $LOADGEN (run: make build/bench/loadgen)"
 PGBIN=""
 for d in /usr/lib/postgresql/15/bin $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -rV); do
     if [ -x "$d/initdb" ] && [ -x "$d/pg_ctl" ]; then
@@ -300,6 +304,58 @@ run_wrk() {
     return 0
 }
 
+# run_load KEY LABEL EVENTS_PER_REQUEST [loadgen options...] PATH: $CONNS connections for
+# $SECS s against the Annals under test. PATH and the options may hold loadgen's tokens ({p}
+# a prefix unique to the load generator's thread and run, {n} its counter, {m} the counter
+# modulo 10000).
+run_load() {
+    local key=$1 label=$2 per=$3
+    shift 3
+    local args=("$@")
+    local path=${args[-1]}
+    unset 'args[-1]'
+    local out="$TMP/load-$key.txt"
+    "$LOADGEN" -t "$WRK_THREADS" -c "$CONNS" -d "$SECS" "${args[@]}" "http://127.0.0.1:$APORT$path" \
+        >"$out" 2>&1
+    local rc=$?
+    local rss anon logm idxm
+    read -r rss anon logm idxm < <(mem_sample "$APID")
+    kill -0 "$APID" 2>/dev/null || { cat "$out" "$TMP/annals.log" >&2; APID=""; die "Annals died during $label"; }
+    local line rps p50 p99 non2xx statuses first sockerr
+    line=$(grep '^loadgen: requests=' "$out")
+    field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$line"; }
+    rps=$(field rps) p50=$(field p50_ms) p99=$(field p99_ms) statuses=$(field statuses)
+    sockerr=$(field errors)
+    first=$(sed -n 's/^loadgen: first non-2xx: //p' "$out")
+    [ -n "$rps" ] || { sed 's/^/    loadgen: /' "$out"; rps=0; }
+    non2xx=$(tr ',' '\n' <<<"$statuses" | awk -F: '$1 !~ /^2/ { n += $2 } END { print n + 0 }')
+    local evs
+    evs=$(awk -v r="$rps" -v k="$per" 'BEGIN { printf "%.0f", r * k }')
+    local errs=$non2xx
+    [ "${sockerr:-0}" != 0 ] && errs="$errs (connection errors: $sockerr)"
+    [ $rc -ne 0 ] && errs="$errs (loadgen exit $rc)"
+    local memnote="RSS = anon $(mib "$anon") + event log mapping $(mib "$logm") + index mapping $(mib "$idxm") + other MiB"
+    record "$key" "$rps" "$evs" "$p50" "$p99" "$errs" "$rss" "$anon" "statuses $statuses; $memnote"
+    printf '  %-44s %10s req/s %12s events/s  p50 %7s ms  p99 %7s ms  non-2xx %s\n' \
+        "$label" "$(fmt_int "$rps")" "$(fmt_int "$evs")" "$p50" "$p99" "$errs"
+    say "    memory: VmRSS $(mib "$rss") MiB = anon $(mib "$anon") + event log mapping $(mib "$logm") + index mapping $(mib "$idxm") + other"
+    [ -n "$first" ] && say "    first non-2xx answer: $first"
+    return 0
+}
+
+# The request bodies of the append cases.
+EVENT='{"type":"bench.appended","data":{"n":1,"text":"hello world"}}'
+JSON=(-X POST -H 'Content-Type: application/json')
+batch_body() { # N: N events in one append
+    local i sep="" out='{"events":['
+    for i in $(seq 1 "$1"); do
+        out="$out$sep{\"type\":\"bench.appended\",\"data\":{\"n\":$i,\"text\":\"hello world\"}}"
+        sep=,
+    done
+    printf '%s]}' "$out"
+}
+STREAMS=/v1/databases/default/streams
+
 # sync_calls FILE FROM TO: sync system calls in an `strace -f -ttt` log that returned in
 # [FROM, TO) (epoch seconds): prints "fdatasync other".
 sync_calls() {
@@ -338,8 +394,8 @@ strace_confirm() { # a short extra run of (a) under strace, counting the sync ca
     local before after_load after t0 t1 t2 waited
     t0=$(date +%s.%N)
     before=$(annals_stats) || die "cannot read Annals statistics"
-    wrk -t"$WRK_THREADS" -c"$CONNS" -d3s -s "$BENCH_DIR/append_distinct.lua" \
-        "http://127.0.0.1:$APORT" >"$TMP/wrk-strace.txt" 2>&1
+    "$LOADGEN" -t "$WRK_THREADS" -c "$CONNS" -d 3 "${JSON[@]}" -b "{\"events\":[$EVENT]}" \
+        "http://127.0.0.1:$APORT$STREAMS/s-{p}-{m}/events" >"$TMP/load-strace.txt" 2>&1
     after_load=$(annals_stats) || die "cannot read Annals statistics"
     t1=$(date +%s.%N)
     waited=$(wait_indexed 60)
@@ -372,13 +428,14 @@ strace_confirm() { # a short extra run of (a) under strace, counting the sync ca
 }
 
 bench_annals() {
-    say "== 1. Annals $("$ANNALS" version 2>/dev/null | head -1) on 127.0.0.1 (HTTP, wrk $CONNS connections, $WRK_THREADS threads, ${SECS} s per case)"
+    say "== 1. Annals $("$ANNALS" version 2>/dev/null | head -1) on 127.0.0.1 (HTTP, loadgen $CONNS connections, $WRK_THREADS threads, ${SECS} s per case)"
     start_annals
     say "  server pid $APID ($(ls "/proc/$APID/task" 2>/dev/null | wc -l) threads), port $APORT, data $TMP/annals, RSS at start $(mib "$(rss_kb "$APID")") MiB"
 
     local before after_load after
     before=$(annals_stats) || die "cannot read Annals statistics"
-    run_wrk annals_distinct "(a) 1-event appends, distinct streams" 1 append_distinct.lua
+    run_load annals_distinct "(a) 1-event appends, distinct streams" 1 "${JSON[@]}" \
+        -b "{\"events\":[$EVENT]}" "$STREAMS/d-{p}-{m}/events"
     after_load=$(annals_stats) || die "cannot read Annals statistics"
     # The index is updated in the background: count its transactions until it has caught up
     # with the appends of the run (nothing else appends meanwhile).
@@ -418,8 +475,13 @@ bench_annals() {
         strace_confirm
     fi
 
-    run_wrk annals_one "(b) 1-event appends, one stream" 1 append_one.lua bench-one
-    run_wrk annals_batch "(c) $BATCH-event batches, distinct streams" "$BATCH" append_batch.lua "$BATCH"
+    # The same workload as (a), driven by wrk with a Lua script per request (the load generator
+    # of earlier figures): the difference is the client's own CPU, taken from the server.
+    run_wrk annals_distinct_wrk "(a') as (a), load from wrk + Lua" 1 append_distinct.lua
+    run_load annals_one "(b) 1-event appends, one stream" 1 "${JSON[@]}" \
+        -b "{\"events\":[$EVENT],\"expectedVersion\":\"any\"}" "$STREAMS/bench-one/events"
+    run_load annals_batch "(c) $BATCH-event batches, distinct streams" "$BATCH" "${JSON[@]}" \
+        -b "$(batch_body "$BATCH")" "$STREAMS/b-{p}-{m}/events"
 
     # A stream of exactly 100 events to read.
     python3 -c "
@@ -429,9 +491,14 @@ print(json.dumps({'events': [{'type': 'bench.appended', 'data': {'n': i, 'text':
     curl -sf -X POST -H 'Content-Type: application/json' --data-binary @"$TMP/read-body.json" \
         "http://127.0.0.1:$APORT/v1/databases/default/streams/bench-read/events" >/dev/null ||
         die "could not create the stream to read"
-    run_wrk annals_read "(d) read 100-event stream (limit=100)" 100 read_stream.lua bench-read 100
-    run_wrk annals_cond "(f) conditional appends (DCB, one tag each)" 1 append_cond.lua
-    run_wrk annals_keyed "(h) 1-event appends, each with a new Idempotency-Key" 1 append_keyed.lua
+    run_load annals_read "(d) read 100-event stream (limit=100)" 100 "$STREAMS/bench-read/events?limit=100"
+    # (f): one stream-less event per request, tagged with a key no other request uses, and the
+    # condition that no event of its type carries that tag yet (so every condition holds).
+    run_load annals_cond "(f) conditional appends (DCB, one tag each)" 1 "${JSON[@]}" \
+        -b '{"events":[{"type":"bench.reserved","data":{"n":{n}},"tags":["key:c-{p}-{n}"]}],"condition":{"failIfEventsMatch":{"items":[{"types":["bench.reserved"],"tags":["key:c-{p}-{n}"]}]}}}' \
+        /v1/databases/default/events
+    run_load annals_keyed "(h) 1-event appends, each with a new Idempotency-Key" 1 "${JSON[@]}" \
+        -H 'Idempotency-Key: k-{p}-{n}' -b "{\"events\":[$EVENT]}" "$STREAMS/h-{p}-{m}/events"
 
     ANNALS_RSS_END=$(rss_kb "$APID")
     stop_pid "$APID"
@@ -456,8 +523,8 @@ bench_query() {
         key=annals_query_$n
         LABEL[$key]="Annals (g) query, rare type, $(fmt_int "$n") events stored (events/s = 100 per request)"
         start_annals "$TMP/query"
-        run_wrk "$key" "(g) query rare type at $(fmt_int "$n") events" 100 read_query.lua \
-            "types=bench.rare&limit=100&direction=backward"
+        run_load "$key" "(g) query rare type at $(fmt_int "$n") events" 100 \
+            "/v1/databases/default/events?types=bench.rare&limit=100&direction=backward"
         stop_pid "$APID"
         APID=""
     done
@@ -696,6 +763,7 @@ target_note() { # value op threshold
 
 declare -A LABEL=(
     [annals_distinct]="Annals (a) 1-event appends, distinct streams"
+    [annals_distinct_wrk]="Annals (a') as (a), load from wrk + Lua (cross-check)"
     [annals_one]="Annals (b) 1-event appends, one stream"
     [annals_batch]="Annals (c) $BATCH-event batches"
     [annals_read]="Annals (d) read 100-event stream (events read/s)"
@@ -760,7 +828,7 @@ write_results() {
         say "- Machine: $(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo) RAM, kernel $(uname -r)"
         say "- Storage: data directories on $(df -T "$TMP" | awk 'NR == 2 {print $2}') ($(df "$TMP" | awk 'NR == 2 {print $1}')); load average at start: $LOAD0"
         say "- Load: $CONNS connections, ${SECS} s per run, everything on 127.0.0.1 (client and server share the $(nproc) cores)"
-        say "- Tools: $(wrk --version 2>&1 | head -1 | awk '{print $1, $2}'), $(redis-server --version | awk '{print $3}' | sed 's/v=/Redis /'), PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}') (pgbench)"
+        say "- Tools: bench/loadgen (C, epoll) for the Annals HTTP cases, $(wrk --version 2>&1 | head -1 | awk '{print $1, $2}'), $(redis-server --version | awk '{print $3}' | sed 's/v=/Redis /'), PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}') (pgbench); wrk for the cross-check (a')"
         say "- Durability: Annals acknowledges an append once its group-commit batch is written to the append-only event log and the log is fdatasync'd (one fdatasync per batch; the LMDB index is updated afterwards by a background indexer, one fdatasync per index transaction); Redis \`appendfsync always\`; PostgreSQL \`fsync=on\`, \`synchronous_commit=on\`"
         say ""
         say "| workload | req/s | events/s | p50 ms | p99 ms | errors | memory MiB¹ | anon MiB¹ | notes |"
