@@ -39,8 +39,11 @@ $(BUILD)/%.o: src/%.c
 $(BUILD)/libannals.a: $(LIB_OBJ)
 	ar rcs $@ $^
 
+# The server's allocator is tcmalloc (docs/design/decisions.md), except under sanitizers,
+# which bring their own. Tests and tools keep glibc's.
+MALLOC_LIB := $(if $(SANITIZE),,-l:libtcmalloc_minimal.so.4)
 $(BUILD)/annals: $(BUILD)/main.o $(BUILD)/libannals.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(MALLOC_LIB) $(LDLIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h $(BUILD)/libannals.a
 	@mkdir -p $(dir $@)

@@ -2,6 +2,7 @@
  * layers together: engine (storage and write path), api (routes) and http (server). */
 #include <curl/curl.h>
 #include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
@@ -256,9 +257,27 @@ static void shutdown_gracefully(struct http_server *srv, struct engine *e)
     log_info("stopped");
 }
 
+/* Hands the allocator's free memory back to the kernel: tcmalloc's call when the binary runs
+ * on it, else (sanitizer builds, glibc's allocator) malloc_trim. Looked up at run time: a weak
+ * reference would not do, since in a PIE an undefined weak function's address is not NULL. */
+static void release_free_memory(void)
+{
+    static void (*tc_release)(void);
+    static bool looked_up;
+    if (!looked_up) {
+        *(void **)&tc_release = dlsym(RTLD_DEFAULT, "MallocExtension_ReleaseFreeMemory");
+        looked_up = true;
+    }
+    if (tc_release) {
+        tc_release();
+    } else {
+        malloc_trim(0);
+    }
+}
+
 /* Waits for one of sigs. Every HOUSEKEEPING_S seconds meanwhile, hands the allocator's free
- * memory back to the kernel: with one arena per thread, memory freed by another thread than
- * the one that allocated it otherwise stays resident as fragmentation. */
+ * memory back to the kernel: memory freed by the requests of a burst otherwise stays
+ * resident in the allocator's caches. */
 static int wait_for_signal(const sigset_t *sigs)
 {
     enum { HOUSEKEEPING_S = 10 };
@@ -268,7 +287,7 @@ static int wait_for_signal(const sigset_t *sigs)
         if (sig > 0) {
             return sig;
         }
-        malloc_trim(0);
+        release_free_memory();
     }
 }
 
