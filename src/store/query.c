@@ -117,6 +117,123 @@ int st_index_terms(MDB_txn *txn, struct store *st, struct strmap *acc,
     return rc;
 }
 
+/* ---------------------------------------------------------------- tail Bloom filters */
+
+/* The three bit numbers of a term in a TAIL_BLOOM_BYTES filter (double hashing of one
+ * 64-bit hash of kind and name). */
+static void bloom_bits(char kind, struct slice name, uint32_t out[3])
+{
+    uint64_t h = strmap_hash(name.ptr, name.len) ^ ((uint64_t)(uint8_t)kind * 0x9e3779b97f4a7c15ull);
+    h ^= h >> 33; /* splitmix64's finalizer: every input bit reaches both halves */
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 33;
+    uint32_t a = (uint32_t)h, b = (uint32_t)(h >> 32) | 1;
+    for (int i = 0; i < 3; i++) {
+        out[i] = (a + (uint32_t)i * b) % (TAIL_BLOOM_BYTES * 8);
+    }
+}
+
+static void bloom_add(uint8_t *bloom, char kind, struct slice name)
+{
+    uint32_t bit[3];
+    bloom_bits(kind, name, bit);
+    for (int i = 0; i < 3; i++) {
+        __atomic_fetch_or(&bloom[bit[i] / 8], (uint8_t)(1u << (bit[i] % 8)), __ATOMIC_RELAXED);
+    }
+}
+
+static bool bloom_has(const uint8_t *bloom, char kind, struct slice name)
+{
+    uint32_t bit[3];
+    bloom_bits(kind, name, bit);
+    for (int i = 0; i < 3; i++) {
+        if (!(__atomic_load_n(&bloom[bit[i] / 8], __ATOMIC_RELAXED) & (1u << (bit[i] % 8)))) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* The kind byte of field f in the tail filters: the index's kinds, and 0 for streams. */
+static char bloom_kind(enum filter_field f)
+{
+    return f == FF_STREAM ? 0 : TERM_KIND[f];
+}
+
+void st_bloom_note(struct store *st, const struct event_rec *ev)
+{
+    uint8_t *bloom = bloom_at(st, ev->position);
+    bloom_add(bloom, bloom_kind(FF_STREAM), ev->stream);
+    bloom_add(bloom, bloom_kind(FF_TYPE), ev->type);
+    bloom_add(bloom, bloom_kind(FF_CATEGORY), filter_category(ev->stream));
+    if (ev->subject.len) {
+        bloom_add(bloom, bloom_kind(FF_SUBJECT), ev->subject);
+    }
+    char scratch[FILTER_TAG_SCRATCH];
+    size_t pos = 0;
+    struct slice t;
+    while (filter_next_tag(ev->tags, &pos, scratch, &t)) {
+        bloom_add(bloom, bloom_kind(FF_TAG), t);
+    }
+}
+
+/* True when every pattern of atom a is exact: an event the atom matches then has one of those
+ * names among its terms, which the tail filters can test. */
+static bool bloom_testable(const struct filter_atom *a)
+{
+    for (size_t k = 0; k < a->npats; k++) {
+        if (a->pats[k].kind != PAT_EXACT) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* True when the tail filters can rule blocks out for f: every item has a testable atom (a
+ * filter without items matches every event). */
+static bool bloom_usable(const struct filter *f)
+{
+    if (f->nitems == 0) {
+        return false;
+    }
+    for (size_t i = 0; i < f->nitems; i++) {
+        bool any = false;
+        for (size_t a = 0; a < f->items[i].natoms && !any; a++) {
+            any = bloom_testable(&f->items[i].atoms[a]);
+        }
+        if (!any) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* False when no event of the tail block can match f: for every item, some testable atom has
+ * none of its names in the block's filter. */
+static bool block_may_match(const uint8_t *bloom, const struct filter *f)
+{
+    for (size_t i = 0; i < f->nitems; i++) {
+        const struct filter_item *it = &f->items[i];
+        bool possible = true;
+        for (size_t a = 0; a < it->natoms && possible; a++) {
+            const struct filter_atom *at = &it->atoms[a];
+            if (!bloom_testable(at)) {
+                continue;
+            }
+            possible = false;
+            for (size_t k = 0; k < at->npats && !possible; k++) {
+                possible = bloom_has(bloom, bloom_kind(at->field), at->pats[k].text);
+            }
+        }
+        if (possible) {
+            return true;
+        }
+    }
+    return false;
+}
+
 int st_terms_flush(MDB_txn *txn, struct store *st, struct strmap *acc)
 {
     size_t it = 0;
@@ -621,6 +738,29 @@ static int scan_range(struct run *run, uint64_t lo, uint64_t hi)
     return 0;
 }
 
+/* The tail part [lo, hi] (unindexed positions): every position, except whole blocks whose
+ * Bloom filter shows that none of their events can match. */
+static int tail_part(struct run *run, uint64_t lo, uint64_t hi)
+{
+    if (lo > hi || !run->q->filter || !bloom_usable(run->q->filter)) {
+        return scan_range(run, lo, hi);
+    }
+    uint64_t first = (lo - 1) / TAIL_BLOCK, last = (hi - 1) / TAIL_BLOCK;
+    for (uint64_t i = 0; i <= last - first; i++) {
+        uint64_t b = run->q->backward ? last - i : first + i;
+        uint64_t blo = b * TAIL_BLOCK + 1, bhi = blo + TAIL_BLOCK - 1;
+        if (blo < lo) blo = lo;
+        if (bhi > hi) bhi = hi;
+        if (block_may_match(bloom_at(run->r->st, blo), run->q->filter)) {
+            int rc = scan_range(run, blo, bhi);
+            if (rc) {
+                return rc;
+            }
+        }
+    }
+    return 0;
+}
+
 static int indexed_part(struct run *run, const struct plan *pl, uint64_t lo, uint64_t hi)
 {
     if (pl->full_scan) {
@@ -657,11 +797,11 @@ int store_query(struct store_reader *r, const struct store_query *q, store_event
     struct run run = {.r = r, .q = q, .fn = fn, .arg = arg, .res = out};
     if (!rc) {
         if (q->backward) {
-            rc = scan_range(&run, tlo, hi);
+            rc = tail_part(&run, tlo, hi);
             if (!rc) rc = indexed_part(&run, &pl, lo, ihi);
         } else {
             rc = indexed_part(&run, &pl, lo, ihi);
-            if (!rc) rc = scan_range(&run, tlo, hi);
+            if (!rc) rc = tail_part(&run, tlo, hi);
         }
     }
     plan_free(&pl);

@@ -360,8 +360,11 @@ static void note_event(struct store *st, const struct event_rec *ev, uint64_t st
     uint64_t idx = ev->position - 1;
     struct tail_entry **slot = &st->chunks[(idx / TAIL_CHUNK) % TAIL_CHUNKS];
     if (!*slot) {
+        st->blooms[(idx / TAIL_CHUNK) % TAIL_CHUNKS] =
+            xcalloc(TAIL_CHUNK / TAIL_BLOCK, TAIL_BLOOM_BYTES);
         __atomic_store_n(slot, xcalloc(TAIL_CHUNK, sizeof(struct tail_entry)), __ATOMIC_RELEASE);
     }
+    st_bloom_note(st, ev);
     if (ev->client_id) {
         idmap_put(&st->tail_ids, ev->id, ev->position); /* server ids: see find_v7_in_tail */
     } else {
@@ -733,6 +736,8 @@ static void trim_tail(struct store *st, uint64_t upto)
         struct tail_entry **slot = &st->chunks[c % TAIL_CHUNKS];
         free(*slot);
         *slot = NULL;
+        free(st->blooms[c % TAIL_CHUNKS]);
+        st->blooms[c % TAIL_CHUNKS] = NULL;
     }
     __atomic_store_n(&st->indexed, upto, __ATOMIC_RELEASE);
     pthread_rwlock_unlock(&st->tail_lock);
@@ -862,6 +867,7 @@ static void store_free(struct store *st)
     log_close(st->log);
     for (int i = 0; i < TAIL_CHUNKS; i++) {
         free(st->chunks[i]);
+        free(st->blooms[i]);
     }
     strmap_fini(&st->states);
     idmap_fini(&st->tail_ids);

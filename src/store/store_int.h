@@ -14,6 +14,9 @@
 enum {
     TAIL_CHUNK = 4096,          /* entries per tail chunk */
     TAIL_CHUNKS = 256,          /* chunk slots: the tail holds < (TAIL_CHUNKS - 1) chunks */
+    TAIL_BLOCK = 256,           /* positions per Bloom filter of the tail's terms */
+    TAIL_BLOOM_BYTES = 2048,    /* bits of one such filter (8 per event: ~1 % false
+                                   positives at 4 terms per event, 3 bits per term) */
     INDEX_BATCH = 32768,        /* index as soon as this many events wait */
     INDEX_DELAY_MS = 200,       /* ... or once the oldest has waited this long */
     IDEM_PURGE_MAX = 4096,      /* expired idempotency records deleted per index commit */
@@ -72,6 +75,9 @@ struct store {
 
     pthread_rwlock_t tail_lock;              /* readers shared; trimming exclusive */
     struct tail_entry *chunks[TAIL_CHUNKS];  /* chunk slots, see entry_at */
+    uint8_t *blooms[TAIL_CHUNKS];            /* per chunk, TAIL_CHUNK / TAIL_BLOCK Bloom
+                                                filters of the terms of its events (see
+                                                bloom_at); allocated and freed with it */
     uint64_t published;                      /* atomic: newest readable position */
     uint64_t indexed;                        /* atomic: newest indexed position */
     uint64_t streams_pub;                    /* atomic: stream count as of published */
@@ -117,6 +123,16 @@ static inline struct tail_entry *entry_at(struct store *st, uint64_t pos)
 {
     uint64_t idx = pos - 1;
     return &st->chunks[(idx / TAIL_CHUNK) % TAIL_CHUNKS][idx % TAIL_CHUNK];
+}
+
+/* The Bloom filter of the block of tail positions holding pos (whose chunk exists). Bits are
+ * only ever set (by the writer, before it publishes the position) until the chunk is freed:
+ * read and set them with atomic byte operations. */
+static inline uint8_t *bloom_at(struct store *st, uint64_t pos)
+{
+    uint64_t idx = pos - 1;
+    return st->blooms[(idx / TAIL_CHUNK) % TAIL_CHUNKS] +
+           (idx % TAIL_CHUNK) / TAIL_BLOCK * TAIL_BLOOM_BYTES;
 }
 
 /* Outcome of reading a batch at an offset. */
@@ -184,6 +200,9 @@ int st_index_terms(MDB_txn *txn, struct store *st, struct strmap *acc,
                    const struct event_rec *ev, uint64_t *term_count);
 int st_terms_flush(MDB_txn *txn, struct store *st, struct strmap *acc);
 void st_terms_end(struct strmap *acc);
+/* Sets the bits of ev's terms (type, category, subject, tags, stream) in the Bloom filter of
+ * its tail block. Writer only. */
+void st_bloom_note(struct store *st, const struct event_rec *ev);
 /* ERR_CORRUPT when one of ev's postings (type, category, subject, tags) is missing. */
 int st_verify_terms(MDB_txn *txn, struct store *st, const struct event_rec *ev);
 
