@@ -689,18 +689,19 @@ int engine_read_stream(struct db *db, struct slice stream, const struct as_of *a
     return rc;
 }
 
-/* Hides events of deleted and expired streams from a query: the oldest visible version of
- * each stream with settings, computed once per query. */
-struct visibility {
-    struct db *db;
-    struct store_reader *r;
-    uint64_t head;      /* the view's head (asOf): streams are judged as of it */
-    int64_t now_us;
-    struct strmap vmin; /* stream name -> uint64_t oldest visible version */
-    int err;            /* first storage error */
-};
+void vis_init(struct visibility *vis, struct db *db, struct store_reader *r, uint64_t head,
+              int64_t now_us)
+{
+    *vis = (struct visibility){.db = db, .r = r, .head = head, .now_us = now_us};
+    strmap_init(&vis->vmin, sizeof(uint64_t));
+}
 
-static bool visible(void *arg, const struct event_rec *ev)
+void vis_fini(struct visibility *vis)
+{
+    strmap_fini(&vis->vmin);
+}
+
+bool vis_accept(void *arg, const struct event_rec *ev)
 {
     struct visibility *vis = arg;
     if (__atomic_load_n(&vis->db->nmetas, __ATOMIC_ACQUIRE) == 0) {
@@ -720,6 +721,13 @@ static bool visible(void *arg, const struct event_rec *ev)
         }
     }
     return ev->version >= *v;
+}
+
+int vis_first_position(struct db *db, struct store_reader *r, int64_t now_us, uint64_t *out)
+{
+    *out = 1;
+    uint64_t retention_us = db->settings.retention_days * 86400ull * 1000000ull;
+    return retention_us ? store_position_at_time(r, now_us - (int64_t)retention_us, true, out) : 0;
 }
 
 int engine_query(struct db *db, const struct engine_query *q, engine_event_fn *fn, void *arg,
@@ -747,10 +755,9 @@ int engine_query(struct db *db, const struct engine_query *q, engine_event_fn *f
         rc = store_position_at_time(r, q->recorded_from_us, true, &p);
         if (p > lo) lo = p;
     }
-    uint64_t retention_us = db->settings.retention_days * 86400ull * 1000000ull;
-    if (!rc && retention_us) { /* older events are hidden: start at the first one kept */
+    if (!rc) { /* events past the retention period are hidden: start at the first one kept */
         uint64_t p;
-        rc = store_position_at_time(r, time_now_us() - (int64_t)retention_us, true, &p);
+        rc = vis_first_position(db, r, time_now_us(), &p);
         if (p > lo) lo = p;
     }
     if (!rc && q->has_recorded_to) {
@@ -759,16 +766,16 @@ int engine_query(struct db *db, const struct engine_query *q, engine_event_fn *f
         if (p < hi) hi = p;
     }
     if (!rc && lo <= hi) {
-        struct visibility vis = {.db = db, .r = r, .head = head, .now_us = time_now_us()};
-        strmap_init(&vis.vmin, sizeof(uint64_t));
+        struct visibility vis;
+        vis_init(&vis, db, r, head, time_now_us());
         struct store_query sq = {.filter = q->filter, .from = q->backward ? hi : lo,
                                  .to = q->backward ? lo : hi, .backward = q->backward,
                                  .limit = q->limit, .budget = q->budget,
-                                 .accept = visible, .accept_arg = &vis};
+                                 .accept = vis_accept, .accept_arg = &vis};
         struct store_query_result res;
         rc = store_query(r, &sq, fn, arg, &res);
         rc = rc ? rc : vis.err;
-        strmap_fini(&vis.vmin);
+        vis_fini(&vis);
         out->next = res.next;
         out->delivered = res.delivered;
         out->examined = res.examined;
@@ -831,7 +838,7 @@ static int emit_if_visible(void *arg, const struct event_rec *ev)
 {
     struct hidden_check *hc = arg;
     uint64_t retention_us = hc->db->settings.retention_days * 86400ull * 1000000ull;
-    if (!visible(&hc->vis, ev) ||
+    if (!vis_accept(&hc->vis, ev) ||
         (retention_us && ev->recorded_us < hc->vis.now_us - (int64_t)retention_us)) {
         hc->hidden = true;
         return 1;
@@ -846,13 +853,11 @@ int engine_read_event(struct db *db, uint64_t position, engine_event_fn *fn, voi
     if (rc) {
         return rc;
     }
-    struct hidden_check hc = {.db = db, .r = r, .fn = fn, .arg = arg,
-                              .vis = {.db = db, .r = r, .head = store_reader_head(r),
-                                      .now_us = time_now_us()}};
-    strmap_init(&hc.vis.vmin, sizeof(uint64_t));
+    struct hidden_check hc = {.db = db, .r = r, .fn = fn, .arg = arg};
+    vis_init(&hc.vis, db, r, store_reader_head(r), time_now_us());
     rc = store_get_event(r, position, emit_if_visible, &hc);
     rc = rc ? rc : hc.vis.err ? hc.vis.err : hc.hidden ? ERR_NOTFOUND : 0;
-    strmap_fini(&hc.vis.vmin);
+    vis_fini(&hc.vis);
     store_read_end(r);
     return rc;
 }

@@ -115,6 +115,25 @@ void webhooks_fini(struct db *db);
 int compactor_start(struct db *db);
 void compactor_stop(struct db *db);
 
+/* Which stored events readers see (deleted and expired streams hidden, engine.c): the oldest
+ * visible version of each stream with settings, computed once per use. vis_accept is a
+ * store_query accept function; err keeps the first storage error it met. */
+struct visibility {
+    struct db *db;
+    struct store_reader *r;
+    uint64_t head;      /* the view's head (asOf): streams are judged as of it */
+    int64_t now_us;
+    struct strmap vmin; /* stream name -> uint64_t oldest visible version */
+    int err;            /* first storage error */
+};
+void vis_init(struct visibility *vis, struct db *db, struct store_reader *r, uint64_t head,
+              int64_t now_us);
+bool vis_accept(void *arg, const struct event_rec *ev);
+void vis_fini(struct visibility *vis);
+/* The oldest position past the database's retention period as of now_us (1 without one).
+ * Returns 0 or a storage error. */
+int vis_first_position(struct db *db, struct store_reader *r, int64_t now_us, uint64_t *out);
+
 /* The writer thread of a database (arg: struct db *). */
 void *writer_main(void *arg);
 

@@ -27,6 +27,7 @@ struct checks {
     struct db *db;
     struct store_reader *r; /* NULL until needed */
     size_t count;           /* events laid out so far in this batch (db->evs) */
+    int64_t now_us;         /* the batch's commit time */
 };
 
 static int view(struct checks *cx, struct store_reader **out)
@@ -211,13 +212,38 @@ static int take_conflict(void *arg, const struct event_rec *ev)
 /* The newest stored event matching c->filter, or 0. Returns ERR_TOOBIG when CONDITION_BUDGET
  * candidates did not settle it (a filter no index narrows, on a large database): the writer
  * must not stall every append, nor the readers waiting behind the indexer, on one scan. */
-static int newest_stored(struct store_reader *r, const struct append_cond *c, uint64_t *out)
+/* Runs query q (its filter, range and limit set) over the events reads would show as of the
+ * batch: events of deleted or expired streams and events past the database's retention
+ * period do not count for a condition, as they do not for the reads its client made. */
+static int query_visible(struct checks *cx, struct store_reader *r, struct store_query *q,
+                         store_event_fn *fn, void *arg, struct store_query_result *res)
+{
+    uint64_t first;
+    int rc = vis_first_position(cx->db, r, cx->now_us, &first);
+    if (rc) {
+        return rc;
+    }
+    if (q->backward ? q->to < first : q->from < first) {
+        *(q->backward ? &q->to : &q->from) = first;
+    }
+    struct visibility vis;
+    vis_init(&vis, cx->db, r, store_reader_head(r), cx->now_us);
+    q->accept = vis_accept;
+    q->accept_arg = &vis;
+    rc = store_query(r, q, fn, arg, res);
+    rc = rc ? rc : vis.err;
+    vis_fini(&vis);
+    return rc;
+}
+
+static int newest_stored(struct checks *cx, struct store_reader *r, const struct append_cond *c,
+                         uint64_t *out)
 {
     *out = 0;
     struct store_query q = {.filter = c->filter, .from = UINT64_MAX, .to = 1,
                             .backward = true, .limit = 1, .budget = CONDITION_BUDGET};
     struct store_query_result res;
-    int rc = store_query(r, &q, take_position, out, &res);
+    int rc = query_visible(cx, r, &q, take_position, out, &res);
     return !rc && !*out && res.next ? ERR_TOOBIG : rc;
 }
 
@@ -227,7 +253,7 @@ static int collect_conflicts(struct checks *cx, struct store_reader *r, struct a
     struct store_query q = {.filter = c->filter, .from = c->max + 1, .to = UINT64_MAX,
                             .limit = APPEND_CONFLICTS_MAX, .budget = CONDITION_BUDGET};
     struct store_query_result res;
-    int rc = store_query(r, &q, take_conflict, c, &res);
+    int rc = query_visible(cx, r, &q, take_conflict, c, &res);
     for (size_t i = 0; !rc && i < cx->count; i++) {
         if (cx->db->evs[i].position > c->max && filter_match(c->filter, &cx->db->evs[i])) {
             take_conflict(c, &cx->db->evs[i]);
@@ -250,7 +276,7 @@ static int check_cond(struct checks *cx, struct append_cond *c)
     struct store_reader *r;
     int rc = view(cx, &r);
     if (!rc && !c->last_position) {
-        rc = newest_stored(r, c, &c->last_position);
+        rc = newest_stored(cx, r, c, &c->last_position);
     }
     if (rc) {
         return rc;
@@ -538,7 +564,7 @@ static bool commit_batch(struct db *db, struct append_req *batch)
     strmap_clear(&db->batch_ids);
     strmap_clear(&db->batch_metas);
     strmap_clear(&db->batch_idem);
-    struct checks cx = {.db = db};
+    struct checks cx = {.db = db, .now_us = now};
     size_t nidem = 0;
     for (struct append_req *r = batch; r && !fatal; r = r->next) {
         r->err = run_request(&cx, r, &next_pos, &nidem, now);

@@ -893,6 +893,57 @@ def test_conditions_query_forms_unindexed_indexed_restarted():
         _condition_forms(s, queries, "after a restart")
 
 
+def test_conditions_judge_only_the_events_reads_show():
+    """Events hidden by a soft delete or by maxCount do not count for conditions, as they do
+    not for the read a client decided on (before, a deleted holder of a key blocked a new
+    reservation of it forever, or until a compaction happened to remove the event)."""
+    with Server() as s:
+        q = {"items": [{"types": ["user.registered"], "tags": ["user:x"]}]}
+
+        def reserve(after=None):
+            cond = {"failIfEventsMatch": q}
+            if after is not None:
+                cond["after"] = after
+            return {"events": [ev("user.registered", tags=["user:x"])], "condition": cond}
+
+        p1 = append_ok(s, "acct-1", [ev("user.registered", tags=["user:x"])])["position"]
+        with Unchanged(s):
+            b = condition_failed(post_multi(s, reserve()), what="the key is held")
+        check(conflicting(b) == [p1], f"conflictingPositions {conflicting(b)}")
+        st, _, body = s.request("DELETE", f"/v1/databases/{DB}/streams/acct-1")
+        check(st == 204, f"soft delete: {st} {body!r}")
+        got, head = matching(s, q)
+        check(got == [] and head > p1, f"read after the delete: {got} head {head}")
+        p2 = multi_ok(s, reserve(), what="the key again, its holder deleted")["position"]
+        with Unchanged(s):
+            b = condition_failed(post_multi(s, reserve()), what="held again")
+        check(conflicting(b) == [p2], f"only the visible holder conflicts: {conflicting(b)}")
+
+        # maxCount 1 hides the older of two events: only the newer one counts
+        r = {"items": [{"types": ["user.renamed"], "tags": ["user:y"]}]}
+        p3 = append_ok(s, "acct-2", [ev("user.renamed", tags=["user:y"])])["position"]
+        p4 = append_ok(s, "acct-2", [ev("user.renamed", tags=["user:y"])])["position"]
+        st, _, body = s.request("PUT", f"/v1/databases/{DB}/streams/acct-2/metadata",
+                                {"maxCount": 1})
+        check(st == 200, f"maxCount: {st} {body!r}")
+        got, head = matching(s, r)
+        check(got == [p4], f"read with maxCount 1: {got}")
+        with Unchanged(s):
+            b = condition_failed(post_multi(s, {"events": [ev("user.renamed")],
+                                                "condition": {"failIfEventsMatch": r,
+                                                              "after": p3 - 1}}))
+        check(conflicting(b) == [p4], f"the hidden version does not conflict: {conflicting(b)}")
+
+        # min/max conditions count what reads show too
+        one = {"streams": ["acct-1"]}
+        multi_ok(s, {"events": [ev("x")], "conditions": [{"query": one, "max": 0}]},
+                 what="max 0 on a deleted stream")
+        with Unchanged(s):
+            b = condition_failed(post_multi(s, {"events": [ev("x")], "conditions": [
+                {"query": one, "min": 1}]}), "conditions[0]", "min 1 on a deleted stream")
+        check(last_position(b) == 0, f"lastPosition {last_position(b)}, want 0")
+
+
 def test_conditions_with_multi_stream_append():
     with Server() as s:
         append_ok(s, "stock-7", [ev("stock.added", 10, tags=["sku:7"])])          # 1
