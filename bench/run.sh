@@ -48,7 +48,7 @@
 #   BENCH_WRK_THREADS=2       load generator threads (loadgen -t, wrk -t, pgbench -j)
 #   BENCH_CEILING_SECONDS=1   seconds per batch size in the commit ceiling tool (5 sizes x 2)
 #   BENCH_STRACE=1            0 skips the strace confirmation of (e)
-#   BENCH_WRITE_RESULTS=0     1 writes the figures to bench/RESULTS.md
+#   BENCH_WRITE_RESULTS=0     1 writes the figures to docs/benchmarks.md
 #   BENCH_KEEP=0              1 keeps the temporary directory (logs, data) for inspection
 #   BENCH_TMPDIR=/tmp         where the temporary directory is made (must be a real disk:
 #                             on tmpfs fsync is free and the figures mean nothing)
@@ -844,7 +844,7 @@ ahead() { # distinct|one
 }
 
 write_results() {
-    local f="$BENCH_DIR/RESULTS.md" k
+    local f="$BENCH_DIR/../docs/benchmarks.md" k
     {
         say "# Annals benchmark results"
         say ""
