@@ -757,7 +757,7 @@ static uint64_t await_work(struct store *st, bool *stop)
             pthread_mutex_unlock(&st->mu);
             return idx;
         }
-        if (*stop || pub - idx >= INDEX_BATCH || (pub > idx && waited_ms >= INDEX_DELAY_MS)) {
+        if (*stop || pub - idx >= INDEX_BATCH || (pub > idx && waited_ms >= st->index_delay_ms)) {
             pthread_mutex_unlock(&st->mu);
             return pub;
         }
@@ -816,6 +816,11 @@ static void *indexer_main(void *arg)
             int rc = index_range(st, idx + 1, target);
             if (!rc) {
                 trim_tail(st, target);
+                /* Under a heavy load, bigger transactions: with many streams written, each
+                   transaction rewrites a page of the stream index per stream it touches, so
+                   five times the events cost about the same pages (and syncs) as one. */
+                st->index_delay_ms = target - idx >= INDEX_BUSY_EVENTS ? INDEX_BUSY_DELAY_MS
+                                                                       : INDEX_DELAY_MS;
             }
             pthread_mutex_unlock(&st->index_mu);
             __atomic_add_fetch(&st->index_ns, time_mono_ns() - t0, __ATOMIC_RELAXED);
@@ -899,6 +904,7 @@ static struct store *store_alloc(const char *dir, uint64_t map_bytes)
     pthread_cond_init(&st->cv, NULL);
     strmap_init(&st->states, sizeof(struct stream_rec));
     st->evict_at = MAP_EVICT_AT;
+    st->index_delay_ms = INDEX_DELAY_MS;
     idmap_init(&st->tail_ids);
     st->ids_evict_at = MAP_EVICT_AT;
     strmap_init(&st->tail_idem, sizeof(struct idem_loc));

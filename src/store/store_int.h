@@ -17,8 +17,10 @@ enum {
     TAIL_BLOCK = 256,           /* positions per Bloom filter of the tail's terms */
     TAIL_BLOOM_BYTES = 2048,    /* bits of one such filter (8 per event: ~1 % false
                                    positives at 4 terms per event, 3 bits per term) */
-    INDEX_BATCH = 32768,        /* index as soon as this many events wait */
+    INDEX_BATCH = 65536,        /* index as soon as this many events wait */
     INDEX_DELAY_MS = 200,       /* ... or once the oldest has waited this long */
+    INDEX_BUSY_EVENTS = 4096,   /* after an index transaction of at least this many events, */
+    INDEX_BUSY_DELAY_MS = 1000, /* ... wait this long instead (bigger, fewer transactions) */
     IDEM_PURGE_MAX = 4096,      /* expired idempotency records deleted per index commit */
     IDEM_PURGE_IDLE_S = 60,     /* an idle database purges them this often */
     MAP_EVICT_AT = 65536,       /* writer map size that triggers dropping indexed streams */
@@ -110,6 +112,8 @@ struct store {
     bool stopping;                           /* close requested */
     bool has_indexer;                        /* indexer thread started */
     bool abandon;                            /* stop without a final index commit */
+    uint64_t index_delay_ms;                 /* indexer: INDEX_DELAY_MS, or
+                                                INDEX_BUSY_DELAY_MS after a big transaction */
 };
 
 struct store_reader {
