@@ -61,7 +61,7 @@ run:
 unit: $(UNIT_BIN)
 	@for t in $(UNIT_BIN); do ./$$t || exit 1; done
 
-integration: $(BUILD)/annals
+integration: $(BUILD)/annals $(BUILD)/slow_dns.so
 	@ANNALS_BIN=./$(BUILD)/annals python3 tests/integration/run.py
 
 SAN_UNITS := $(UNIT_SRC:tests/unit/%.c=build-san/tests/%)
@@ -74,11 +74,15 @@ $(BUILD)/pl_trace.so: tests/powerloss/trace.c
 $(BUILD)/fi_inject.so: tests/faults/inject.c
 	$(CC) -shared -fPIC -O2 -o $@ $< -ldl -pthread
 
+# A resolver that takes 2 s for *.slow.test (tests/integration/test_webhooks.py).
+$(BUILD)/slow_dns.so: tests/integration/slow_dns.c
+	$(CC) -shared -fPIC -O2 -o $@ $< -ldl
+
 # Every tier: unit and integration tests on the optimised build, then again on a build with
 # AddressSanitizer and UndefinedBehaviorSanitizer (any report fails the run).
 test: deps
 	@$(MAKE) --no-print-directory WERROR=1 $(BUILD)/annals $(UNIT_BIN) $(BUILD)/pl_trace.so \
-		$(BUILD)/fi_inject.so
+		$(BUILD)/fi_inject.so $(BUILD)/slow_dns.so
 	@$(MAKE) --no-print-directory WERROR=1 SANITIZE=address,undefined build-san/annals $(SAN_UNITS)
 	@python3 tests/run_all.py --bin ./$(BUILD)/annals --san-bin ./build-san/annals \
 		--fuzz-replay --fuzz-seconds $(FUZZ_CI_SECONDS) --powerloss 200 --faults \
@@ -86,7 +90,8 @@ test: deps
 
 # The long tier: see tests/torture.sh (about 45 minutes on 2 cores).
 torture: deps
-	@$(MAKE) --no-print-directory $(BUILD)/annals $(UNIT_BIN) $(BUILD)/pl_trace.so $(BUILD)/fi_inject.so
+	@$(MAKE) --no-print-directory $(BUILD)/annals $(UNIT_BIN) $(BUILD)/pl_trace.so $(BUILD)/fi_inject.so \
+		$(BUILD)/slow_dns.so
 	@dpkg-query -W valgrind >/dev/null 2>&1 || apt-get install -y -qq valgrind >/dev/null
 	@bash tests/torture.sh
 

@@ -1161,7 +1161,9 @@ static void sub_replay(struct call *c)
 
 static void hook_create(struct call *c)
 {
-    webhooks_api_create(c->req, c->db);
+    struct db *db = c->db;
+    c->db = NULL; /* the creation holds the reference now */
+    webhooks_api_create(c->req, db);
 }
 
 static void hook_list(struct call *c)

@@ -1,6 +1,7 @@
 #include "api/webhooks_api.h"
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -151,12 +152,69 @@ static void answer_with_secret(struct http_req *req, struct db *db, const char *
     out_json(req, status, &b);
 }
 
+/* A webhook creation, run off the I/O thread: checking the URL resolves its host (a slow
+ * resolver can take seconds) and saving webhooks.json syncs the disk; meanwhile the I/O
+ * thread serves its other connections. */
+struct create_job {
+    struct http_req *req;    /* deferred */
+    struct db *db;           /* a reference, the job's */
+    struct webhook_def def;  /* url, filter and headers point into the fields below */
+    char *url, *filter;      /* owned */
+    char lines[WEBHOOK_HEADERS_MAX][WEBHOOK_HEADER_BYTES + 1];
+};
+
+static void *run_create(void *arg)
+{
+    struct create_job *j = arg;
+    char why[160] = "", secret[64];
+    int rc = engine_webhook_create(j->db, &j->def, secret, why, sizeof why);
+    if (rc) {
+        answer_hook_error(j->req, rc, why);
+    } else {
+        answer_with_secret(j->req, j->db, j->def.name, secret, 201);
+    }
+    engine_db_release(j->db);
+    free(j->url);
+    free(j->filter);
+    free(j);
+    return NULL;
+}
+
+/* Answers req from a thread of its own (or, when none can start, this one). Takes db's
+ * reference and filter. */
+static void start_create(struct http_req *req, struct db *db, const struct webhook_def *def,
+                         char *filter)
+{
+    struct create_job *j = xcalloc(1, sizeof(*j));
+    j->req = req;
+    j->db = db;
+    j->def = *def;
+    j->url = xstrndup(def->url, strlen(def->url));
+    j->filter = filter;
+    j->def.url = j->url;
+    j->def.filter = (struct slice){filter, strlen(filter)};
+    for (size_t i = 0; i < def->nheaders; i++) {
+        snprintf(j->lines[i], sizeof j->lines[i], "%s", def->headers[i]);
+        j->def.headers[i] = j->lines[i];
+    }
+    http_defer(req);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_t t;
+    if (pthread_create(&t, &attr, run_create, j) != 0) {
+        run_create(j);
+    }
+    pthread_attr_destroy(&attr);
+}
+
 void webhooks_api_create(struct http_req *req, struct db *db)
 {
     static const char *const ALLOWED[] = {"name", "url", "filter", "headers", "retry", "from"};
     static const char *const RETRY[] = {"maxAttempts", "backoffMs"};
     json_t *root = out_body_object(req);
     if (!root) {
+        engine_db_release(db);
         return;
     }
     struct webhook_def def = {0};
@@ -196,15 +254,11 @@ void webhooks_api_create(struct http_req *req, struct db *db)
         def.filter = (struct slice){filter, strlen(filter)};
         def.start = !from ? 1 : json_is_string(from) ? engine_db_head(db) + 1
                                                      : (uint64_t)json_integer_value(from);
-        char why[160] = "", secret[64];
-        int rc = engine_webhook_create(db, &def, secret, why, sizeof why);
-        if (rc) {
-            answer_hook_error(req, rc, why);
-        } else {
-            answer_with_secret(req, db, def.name, secret, 201);
-        }
+        start_create(req, db, &def, filter);
+    } else {
+        free(filter);
+        engine_db_release(db);
     }
-    free(filter);
     json_decref(root);
 }
 

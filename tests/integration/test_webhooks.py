@@ -8,10 +8,11 @@ import hashlib
 import hmac
 import http.server
 import json
+import os
 import threading
 import time
 
-from harness import Server, check, cli_keys, expect_error
+from harness import Server, binary, check, cli_keys, expect_error
 
 DB = "default"
 HOOKS = f"/v1/databases/{DB}/webhooks"
@@ -178,6 +179,37 @@ def test_targets_that_are_not_public_are_refused():
             check(s.get(f"{HOOKS}/h")[2]["parked"] == 1, "redirects are failures")
     finally:
         r.close()
+
+
+def test_a_slow_resolver_holds_up_only_its_own_creation():
+    """Creating a webhook resolves its host. With a resolver that takes 2 s (an LD_PRELOAD
+    shim for *.slow.test), requests on every other connection are answered meanwhile: the
+    creation runs off the I/O threads (it held one of them, and every connection it serves,
+    for as long as the resolver took)."""
+    shim = os.path.join(os.path.dirname(binary()), "slow_dns.so")
+    if not os.path.exists(shim):  # the sanitizer build has none (ASan must load first)
+        return
+    with Server(env=dict(os.environ, LD_PRELOAD=shim)) as s:
+        answered = []
+
+        def create_slow():
+            answered.append(s.post(HOOKS, {"name": "h", "url": "http://a.slow.test/hook"}))
+
+        t = threading.Thread(target=create_slow)
+        t.start()
+        time.sleep(0.3)  # the creation is waiting for the resolver now
+        for i in range(8):  # fresh connections: the server deals them to all its I/O threads
+            st, _, body = s.get("/health")
+            check(st == 200, f"health {i}: {st} {body!r}")
+            st, _, body = s.get(HOOKS)
+            check(st == 200 and body["webhooks"] == [], f"list {i}: {st} {body!r}")
+        check(not answered, "the other requests waited for the slow creation")
+        t.join(15)
+        check(answered, "the creation was never answered")
+        expect_error(answered[0], 400, "invalid_url", "url")
+        check("does not resolve" in answered[0][2]["error"]["message"], f"{answered[0]!r}")
+        refused = s.post(HOOKS, {"name": "h2", "url": "http://10.0.0.1/x"})
+        expect_error(refused, 400, "url_not_allowed", "url")  # no lookup: a literal address
 
 
 def test_secret_rotation_signs_with_both_during_the_grace():
