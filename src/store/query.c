@@ -144,10 +144,8 @@ static void bloom_add(uint8_t *bloom, char kind, struct slice name)
     }
 }
 
-static bool bloom_has(const uint8_t *bloom, char kind, struct slice name)
+static bool bloom_has(const uint8_t *bloom, const uint32_t bit[3])
 {
-    uint32_t bit[3];
-    bloom_bits(kind, name, bit);
     for (int i = 0; i < 3; i++) {
         if (!(__atomic_load_n(&bloom[bit[i] / 8], __ATOMIC_RELAXED) & (1u << (bit[i] % 8)))) {
             return false;
@@ -210,22 +208,48 @@ static bool bloom_usable(const struct filter *f)
     return true;
 }
 
-/* False when no event of the tail block can match f: for every item, some testable atom has
- * none of its names in the block's filter. */
-static bool block_may_match(const uint8_t *bloom, const struct filter *f)
+/* The bit numbers of every pattern of f's testable atoms, three each, in filter order (item,
+ * atom, pattern): hashed once per query, tested per block. Freed by the caller. */
+static uint32_t *bloom_probes(const struct filter *f)
 {
+    size_t n = 0;
+    for (size_t i = 0; i < f->nitems; i++) {
+        for (size_t a = 0; a < f->items[i].natoms; a++) {
+            n += bloom_testable(&f->items[i].atoms[a]) ? f->items[i].atoms[a].npats : 0;
+        }
+    }
+    uint32_t *bits = xmalloc((n ? n : 1) * 3 * sizeof(*bits));
+    size_t k = 0;
+    for (size_t i = 0; i < f->nitems; i++) {
+        for (size_t a = 0; a < f->items[i].natoms; a++) {
+            const struct filter_atom *at = &f->items[i].atoms[a];
+            for (size_t j = 0; bloom_testable(at) && j < at->npats; j++, k++) {
+                bloom_bits(bloom_kind(at->field), at->pats[j].text, &bits[k * 3]);
+            }
+        }
+    }
+    return bits;
+}
+
+/* False when no event of the tail block can match f: for every item, some testable atom has
+ * none of its names in the block's filter. bits: from bloom_probes(f). */
+static bool block_may_match(const uint8_t *bloom, const struct filter *f, const uint32_t *bits)
+{
+    size_t k = 0; /* the first pattern of the atom at hand in bits */
     for (size_t i = 0; i < f->nitems; i++) {
         const struct filter_item *it = &f->items[i];
         bool possible = true;
-        for (size_t a = 0; a < it->natoms && possible; a++) {
+        for (size_t a = 0; a < it->natoms; a++) {
             const struct filter_atom *at = &it->atoms[a];
             if (!bloom_testable(at)) {
                 continue;
             }
-            possible = false;
-            for (size_t k = 0; k < at->npats && !possible; k++) {
-                possible = bloom_has(bloom, bloom_kind(at->field), at->pats[k].text);
+            bool any = false;
+            for (size_t j = 0; possible && j < at->npats && !any; j++) {
+                any = bloom_has(bloom, &bits[(k + j) * 3]);
             }
+            possible = possible && any;
+            k += at->npats;
         }
         if (possible) {
             return true;
@@ -745,20 +769,20 @@ static int tail_part(struct run *run, uint64_t lo, uint64_t hi)
     if (lo > hi || !run->q->filter || !bloom_usable(run->q->filter)) {
         return scan_range(run, lo, hi);
     }
+    uint32_t *bits = bloom_probes(run->q->filter);
     uint64_t first = (lo - 1) / TAIL_BLOCK, last = (hi - 1) / TAIL_BLOCK;
-    for (uint64_t i = 0; i <= last - first; i++) {
+    int rc = 0;
+    for (uint64_t i = 0; !rc && i <= last - first; i++) {
         uint64_t b = run->q->backward ? last - i : first + i;
         uint64_t blo = b * TAIL_BLOCK + 1, bhi = blo + TAIL_BLOCK - 1;
         if (blo < lo) blo = lo;
         if (bhi > hi) bhi = hi;
-        if (block_may_match(bloom_at(run->r->st, blo), run->q->filter)) {
-            int rc = scan_range(run, blo, bhi);
-            if (rc) {
-                return rc;
-            }
+        if (block_may_match(bloom_at(run->r->st, blo), run->q->filter, bits)) {
+            rc = scan_range(run, blo, bhi);
         }
     }
-    return 0;
+    free(bits);
+    return rc;
 }
 
 static int indexed_part(struct run *run, const struct plan *pl, uint64_t lo, uint64_t hi)
