@@ -71,7 +71,6 @@ struct conn {
 
 struct worker {
     pthread_t thread;
-    int id;
     int nconns;
     char prefix[32];
     uint64_t counter;
@@ -544,7 +543,6 @@ int main(int argc, char **argv)
     struct worker *ws = calloc((size_t)nthreads, sizeof(*ws));
     srandom((unsigned)(now_ns() ^ getpid()));
     for (int t = 0; t < nthreads; t++) {
-        ws[t].id = t + 1;
         ws[t].nconns = conns / nthreads + (t < conns % nthreads);
         snprintf(ws[t].prefix, sizeof ws[t].prefix, "%d-%06lx", t + 1, random() & 0xffffff);
     }
