@@ -834,6 +834,14 @@ static void compact_get(struct call *c)
 
 static void compact_start(struct call *c)
 {
+    if (http_req_body(c->req).len) { /* no options yet: nothing, or an empty object */
+        json_t *root = out_body_object(c->req);
+        bool ok = root && out_only_members(c->req, root, NULL, 0, "");
+        json_decref(root);
+        if (!ok) {
+            return;
+        }
+    }
     engine_compact_request(c->db);
     struct buf b;
     buf_init(&b);

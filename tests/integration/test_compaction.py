@@ -253,6 +253,15 @@ def test_compaction_requests_and_errors():
         expect_error(s.post(f"/v1/databases/{DB}/compaction", {},
                             headers={"Idempotency-Key": "k1"}), 400,
                      "idempotency_not_supported")
+        # a body is nothing or an empty object: no options exist, none is silently ignored
+        runs = compaction(s)["checks"]
+        expect_error(s.post(f"/v1/databases/{DB}/compaction", {"dryRun": True}), 400,
+                     "invalid_request", "dryRun")
+        expect_error(s.post(f"/v1/databases/{DB}/compaction", "{nope",
+                            headers={"Content-Type": "application/json"}), 400, None)
+        check(compaction(s)["checks"] == runs, "a refused request started nothing")
+        st, _, _ = s.post(f"/v1/databases/{DB}/compaction", b"")
+        check(st == 202, f"no body: {st}")
         st, _, _ = s.post("/v1/databases", {"name": "doomed"})
         for i in range(5):
             s.append("d", [ev(i)], db="doomed")
