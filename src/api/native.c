@@ -1171,7 +1171,7 @@ static void hook_create(struct call *c)
 {
     struct db *db = c->db;
     c->db = NULL; /* the creation holds the reference now */
-    webhooks_api_create(c->req, db);
+    webhooks_api_create(c->req, c->api->engine, db);
 }
 
 static void hook_list(struct call *c)

@@ -157,6 +157,7 @@ static void answer_with_secret(struct http_req *req, struct db *db, const char *
  * thread serves its other connections. */
 struct create_job {
     struct http_req *req;    /* deferred */
+    struct engine *e;        /* an engine job (engine_job_begin) until answered */
     struct db *db;           /* a reference, the job's */
     struct webhook_def def;  /* url, filter and headers point into the fields below */
     char *url, *filter;      /* owned */
@@ -174,6 +175,7 @@ static void *run_create(void *arg)
         answer_with_secret(j->req, j->db, j->def.name, secret, 201);
     }
     engine_db_release(j->db);
+    engine_job_end(j->e);
     free(j->url);
     free(j->filter);
     free(j);
@@ -182,11 +184,18 @@ static void *run_create(void *arg)
 
 /* Answers req from a thread of its own (or, when none can start, this one). Takes db's
  * reference and filter. */
-static void start_create(struct http_req *req, struct db *db, const struct webhook_def *def,
-                         char *filter)
+static void start_create(struct http_req *req, struct engine *e, struct db *db,
+                         const struct webhook_def *def, char *filter)
 {
+    if (!engine_job_begin(e)) {
+        out_engine_error(req, ERR_SHUTDOWN);
+        engine_db_release(db);
+        free(filter);
+        return;
+    }
     struct create_job *j = xcalloc(1, sizeof(*j));
     j->req = req;
+    j->e = e;
     j->db = db;
     j->def = *def;
     j->url = xstrndup(def->url, strlen(def->url));
@@ -208,7 +217,7 @@ static void start_create(struct http_req *req, struct db *db, const struct webho
     pthread_attr_destroy(&attr);
 }
 
-void webhooks_api_create(struct http_req *req, struct db *db)
+void webhooks_api_create(struct http_req *req, struct engine *e, struct db *db)
 {
     static const char *const ALLOWED[] = {"name", "url", "filter", "headers", "retry", "from"};
     static const char *const RETRY[] = {"maxAttempts", "backoffMs"};
@@ -254,7 +263,7 @@ void webhooks_api_create(struct http_req *req, struct db *db)
         def.filter = (struct slice){filter, strlen(filter)};
         def.start = !from ? 1 : json_is_string(from) ? engine_db_head(db) + 1
                                                      : (uint64_t)json_integer_value(from);
-        start_create(req, db, &def, filter);
+        start_create(req, e, db, &def, filter);
     } else {
         free(filter);
         engine_db_release(db);

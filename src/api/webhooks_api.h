@@ -7,8 +7,9 @@
 #include "http/server.h"
 
 /* Takes the caller's reference to db. Checking the URL resolves its host, so the creation
- * runs on a thread of its own and answers from there (the request is deferred). */
-void webhooks_api_create(struct http_req *req, struct db *db);
+ * runs on a thread of its own, an engine job (e), and answers from there (the request is
+ * deferred); 503 once the engine is stopping. */
+void webhooks_api_create(struct http_req *req, struct engine *e, struct db *db);
 /* All webhooks, or the named one with its delivery log and parked batches. */
 void webhooks_api_list(struct http_req *req, struct db *db, const char *name);
 void webhooks_api_delete(struct http_req *req, struct db *db, const char *name);

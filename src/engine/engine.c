@@ -513,6 +513,7 @@ int engine_open(const struct engine_config *cfg, struct engine **out)
     e->format_event = cfg->format_event;
     e->webhook_allow = cfg->webhook_allow;
     pthread_mutex_init(&e->mu, NULL);
+    pthread_cond_init(&e->jobs_cv, NULL);
     int rc = open_existing(e);
     if (!rc && !find_locked(e, "default", 7, NULL)) {
         rc = engine_db_create(e, "default", 7, NULL);
@@ -525,9 +526,31 @@ int engine_open(const struct engine_config *cfg, struct engine **out)
     return 0;
 }
 
+bool engine_job_begin(struct engine *e)
+{
+    pthread_mutex_lock(&e->mu);
+    bool ok = !e->stopping;
+    e->jobs += ok;
+    pthread_mutex_unlock(&e->mu);
+    return ok;
+}
+
+void engine_job_end(struct engine *e)
+{
+    pthread_mutex_lock(&e->mu);
+    if (--e->jobs == 0) {
+        pthread_cond_broadcast(&e->jobs_cv);
+    }
+    pthread_mutex_unlock(&e->mu);
+}
+
 void engine_stop(struct engine *e)
 {
     pthread_mutex_lock(&e->mu);
+    e->stopping = true;
+    while (e->jobs) { /* they answer requests the HTTP server still holds */
+        pthread_cond_wait(&e->jobs_cv, &e->mu);
+    }
     for (size_t i = 0; i < e->count; i++) {
         db_stop_writer(e->dbs[i]);
     }
@@ -544,6 +567,7 @@ void engine_close(struct engine *e)
         db_free(e->dbs[i]);
     }
     free(e->dbs);
+    pthread_cond_destroy(&e->jobs_cv);
     pthread_mutex_destroy(&e->mu);
     close(e->lock_fd); /* releases the lock */
     free(e->data_dir);

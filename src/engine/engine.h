@@ -38,9 +38,15 @@ struct engine_config {
  * data_dir and the "default" database when missing) and starts their writers. Returns 0,
  * ERR_EXISTS (another process holds the directory), ERR_IO, ERR_CORRUPT or ERR_INVALID. */
 int engine_open(const struct engine_config *cfg, struct engine **out);
-/* Stops taking appends (they fail with ERR_SHUTDOWN), lets every writer commit and answer
- * what is queued, and joins the writers. Reads keep working. Idempotent. */
+/* Stops taking appends (they fail with ERR_SHUTDOWN), waits for the background jobs, lets
+ * every writer commit and answer what is queued, and joins the writers. Reads keep working.
+ * Idempotent. */
 void engine_stop(struct engine *e);
+/* Background jobs: work that uses the engine from a thread of its own and must end before
+ * the engine stops (a webhook creation, which resolves a host name). begin returns false
+ * once engine_stop has begun (then do not start the job); end is called once per true. */
+bool engine_job_begin(struct engine *e);
+void engine_job_end(struct engine *e);
 /* Stops taking appends, lets each writer commit and answer what is queued, then closes every
  * store. No database may be acquired any more. NULL is a no-op. */
 void engine_close(struct engine *e);

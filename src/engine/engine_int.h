@@ -70,7 +70,10 @@ struct engine {
     engine_filter_parse_fn *parse_filter; /* from the config */
     engine_event_json_fn *format_event;   /* from the config */
     const char *webhook_allow;            /* from the config */
-    pthread_mutex_t mu;      /* guards dbs and count */
+    pthread_mutex_t mu;      /* guards dbs and count, jobs, stopping */
+    pthread_cond_t jobs_cv;  /* signalled when jobs falls to 0 */
+    unsigned jobs;           /* background jobs running (engine_job_begin) */
+    bool stopping;           /* engine_stop has begun: no new jobs */
     struct db **dbs;         /* owned array of open databases */
     size_t count;            /* entries in dbs */
 };

@@ -212,6 +212,29 @@ def test_a_slow_resolver_holds_up_only_its_own_creation():
         expect_error(refused, 400, "url_not_allowed", "url")  # no lookup: a literal address
 
 
+def test_shutdown_waits_for_a_creation_that_is_resolving():
+    """SIGTERM while a webhook creation waits 6 s for its resolver (longer than the 5 s the
+    shutdown gives in-flight requests): the server waits for it, answers it, and exits
+    cleanly (the creation's thread used to outlive the database it was creating in)."""
+    shim = os.path.join(os.path.dirname(binary()), "slow_dns.so")
+    if not os.path.exists(shim):
+        return
+    with Server(env=dict(os.environ, LD_PRELOAD=shim, SLOW_DNS_SECONDS="6")) as s:
+        answered = []
+
+        def create_slow():
+            answered.append(s.post(HOOKS, {"name": "h", "url": "http://b.slow.test/hook"}))
+
+        t = threading.Thread(target=create_slow)
+        t.start()
+        time.sleep(0.5)
+        rc = s.stop()
+        t.join(15)
+        check(rc == 0, f"exit code {rc}")
+        check(answered, "the creation was never answered")
+        expect_error(answered[0], 400, "invalid_url", "url")
+
+
 def test_secret_rotation_signs_with_both_during_the_grace():
     r = Receiver()
     try:
