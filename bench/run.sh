@@ -266,6 +266,24 @@ start_annals() { # [DATA_DIR]
     die "Annals did not start on 127.0.0.1:$APORT"
 }
 
+# note_case KEY LABEL EVENTS_PER_REQUEST RPS P50 P99 ERRORS STATUSES FIRST_ERROR OUTPUT_FILE:
+# after a load run, samples the server's memory (and dies if the server did), records the
+# case and prints its line.
+note_case() {
+    local key=$1 label=$2 per=$3 rps=$4 p50=$5 p99=$6 errs=$7 statuses=$8 first=$9 out=${10}
+    local rss anon logm idxm evs memnote
+    read -r rss anon logm idxm < <(mem_sample "$APID")
+    kill -0 "$APID" 2>/dev/null || { cat "$out" "$TMP/annals.log" >&2; APID=""; die "Annals died during $label"; }
+    evs=$(awk -v r="$rps" -v k="$per" 'BEGIN { printf "%.0f", r * k }')
+    memnote="RSS = anon $(mib "$anon") + event log mapping $(mib "$logm") + index mapping $(mib "$idxm") + other MiB"
+    record "$key" "$rps" "$evs" "$p50" "$p99" "$errs" "$rss" "$anon" "statuses $statuses; $memnote"
+    printf '  %-44s %10s req/s %12s events/s  p50 %7s ms  p99 %7s ms  non-2xx %s\n' \
+        "$label" "$(fmt_int "$rps")" "$(fmt_int "$evs")" "$p50" "$p99" "$errs"
+    say "    memory: VmRSS $(mib "$rss") MiB = anon $(mib "$anon") + event log mapping $(mib "$logm") + index mapping $(mib "$idxm") + other"
+    [ -n "$first" ] && say "    first non-2xx answer: $first"
+    return 0
+}
+
 # run_wrk KEY LABEL EVENTS_PER_REQUEST SCRIPT [script args...]
 run_wrk() {
     local key=$1 label=$2 per=$3 script=$4
@@ -274,9 +292,6 @@ run_wrk() {
     wrk -t"$WRK_THREADS" -c"$CONNS" -d"${SECS}s" --timeout 10s --latency \
         -s "$BENCH_DIR/$script" "http://127.0.0.1:$APORT" -- "$@" >"$out" 2>&1
     local rc=$?
-    local rss anon logm idxm
-    read -r rss anon logm idxm < <(mem_sample "$APID")
-    kill -0 "$APID" 2>/dev/null || { cat "$out" "$TMP/annals.log" >&2; APID=""; die "Annals died during $label"; }
     local rps p50 p99 non2xx sockerr statuses first
     rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
     p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")")
@@ -291,18 +306,10 @@ run_wrk() {
         non2xx="${non2xx:-0} (wrk count; Lua summary missing)"
         grep -v -e '^ ' -e '^Running' -e '^Requests/sec' -e '^Transfer/sec' "$out" | head -5 | sed 's/^/    wrk: /'
     fi
-    local evs
-    evs=$(awk -v r="$rps" -v k="$per" 'BEGIN { printf "%.0f", r * k }')
     local errs=${non2xx:-?}
     [ -n "$sockerr" ] && errs="$errs (socket: $sockerr)"
     [ $rc -ne 0 ] && errs="$errs (wrk exit $rc)"
-    local memnote="RSS = anon $(mib "$anon") + event log mapping $(mib "$logm") + index mapping $(mib "$idxm") + other MiB"
-    record "$key" "$rps" "$evs" "$p50" "$p99" "$errs" "$rss" "$anon" "statuses $statuses; $memnote"
-    printf '  %-44s %10s req/s %12s events/s  p50 %7s ms  p99 %7s ms  non-2xx %s\n' \
-        "$label" "$(fmt_int "$rps")" "$(fmt_int "$evs")" "$p50" "$p99" "$errs"
-    say "    memory: VmRSS $(mib "$rss") MiB = anon $(mib "$anon") + event log mapping $(mib "$logm") + index mapping $(mib "$idxm") + other"
-    [ -n "$first" ] && say "    first non-2xx answer: $first"
-    return 0
+    note_case "$key" "$label" "$per" "$rps" "$p50" "$p99" "$errs" "$statuses" "$first" "$out"
 }
 
 # run_load KEY LABEL EVENTS_PER_REQUEST [loadgen options...] PATH: $CONNS connections for
@@ -319,9 +326,6 @@ run_load() {
     "$LOADGEN" -t "$WRK_THREADS" -c "$CONNS" -d "$SECS" "${args[@]}" "http://127.0.0.1:$APORT$path" \
         >"$out" 2>&1
     local rc=$?
-    local rss anon logm idxm
-    read -r rss anon logm idxm < <(mem_sample "$APID")
-    kill -0 "$APID" 2>/dev/null || { cat "$out" "$TMP/annals.log" >&2; APID=""; die "Annals died during $label"; }
     local line rps p50 p99 non2xx statuses first sockerr
     line=$(grep '^loadgen: requests=' "$out")
     field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$line"; }
@@ -330,18 +334,10 @@ run_load() {
     first=$(sed -n 's/^loadgen: first non-2xx: //p' "$out")
     [ -n "$rps" ] || { sed 's/^/    loadgen: /' "$out"; rps=0; }
     non2xx=$(tr ',' '\n' <<<"$statuses" | awk -F: '$1 !~ /^2/ { n += $2 } END { print n + 0 }')
-    local evs
-    evs=$(awk -v r="$rps" -v k="$per" 'BEGIN { printf "%.0f", r * k }')
     local errs=$non2xx
     [ "${sockerr:-0}" != 0 ] && errs="$errs (connection errors: $sockerr)"
     [ $rc -ne 0 ] && errs="$errs (loadgen exit $rc)"
-    local memnote="RSS = anon $(mib "$anon") + event log mapping $(mib "$logm") + index mapping $(mib "$idxm") + other MiB"
-    record "$key" "$rps" "$evs" "$p50" "$p99" "$errs" "$rss" "$anon" "statuses $statuses; $memnote"
-    printf '  %-44s %10s req/s %12s events/s  p50 %7s ms  p99 %7s ms  non-2xx %s\n' \
-        "$label" "$(fmt_int "$rps")" "$(fmt_int "$evs")" "$p50" "$p99" "$errs"
-    say "    memory: VmRSS $(mib "$rss") MiB = anon $(mib "$anon") + event log mapping $(mib "$logm") + index mapping $(mib "$idxm") + other"
-    [ -n "$first" ] && say "    first non-2xx answer: $first"
-    return 0
+    note_case "$key" "$label" "$per" "$rps" "$p50" "$p99" "$errs" "$statuses" "$first" "$out"
 }
 
 # run_load_median KEY LABEL EVENTS_PER_REQUEST [loadgen options...] PATH: run_load RUNS times

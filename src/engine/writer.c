@@ -209,9 +209,6 @@ static int take_conflict(void *arg, const struct event_rec *ev)
     return 0;
 }
 
-/* The newest stored event matching c->filter, or 0. Returns ERR_TOOBIG when CONDITION_BUDGET
- * candidates did not settle it (a filter no index narrows, on a large database): the writer
- * must not stall every append, nor the readers waiting behind the indexer, on one scan. */
 /* Runs query q (its filter, range and limit set) over the events reads would show as of the
  * batch: events of deleted or expired streams and events past the database's retention
  * period do not count for a condition, as they do not for the reads its client made. */
@@ -236,6 +233,9 @@ static int query_visible(struct checks *cx, struct store_reader *r, struct store
     return rc;
 }
 
+/* The newest stored event matching c->filter, or 0. Returns ERR_TOOBIG when CONDITION_BUDGET
+ * candidates did not settle it (a filter no index narrows, on a large database): the writer
+ * must not stall every append, nor the readers waiting behind the indexer, on one scan. */
 static int newest_stored(struct checks *cx, struct store_reader *r, const struct append_cond *c,
                          uint64_t *out)
 {
