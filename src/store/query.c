@@ -33,21 +33,30 @@ static const char TERM_KIND[] = {
 
 /* ---------------------------------------------------------------- indexing */
 
-/* A term seen in the current index transaction. */
+/* A term seen in the current index transaction, with the positions it adds (ascending). */
 struct term_val {
     uint64_t id;    /* term id */
     uint64_t count; /* postings before this transaction */
-    uint64_t added; /* postings added in it */
+    uint64_t *pos;  /* positions added in it */
+    size_t added, cap;
 };
 
-void st_terms_begin(struct strmap *acc)
+void st_terms_begin(struct term_acc *acc)
 {
-    strmap_init(acc, sizeof(struct term_val));
+    memset(acc, 0, sizeof(*acc));
+    strmap_init(&acc->terms, sizeof(struct term_val));
 }
 
-void st_terms_end(struct strmap *acc)
+void st_terms_end(struct term_acc *acc)
 {
-    strmap_fini(acc);
+    size_t it = 0;
+    const char *key;
+    size_t klen;
+    void *val;
+    while (strmap_next(&acc->terms, &it, &key, &klen, &val)) {
+        free(((struct term_val *)val)->pos);
+    }
+    strmap_fini(&acc->terms);
 }
 
 static size_t term_key(uint8_t out[TERM_KEY_MAX], char kind, struct slice name)
@@ -58,13 +67,29 @@ static size_t term_key(uint8_t out[TERM_KEY_MAX], char kind, struct slice name)
     return n + 1;
 }
 
-static int add_posting(MDB_txn *txn, struct store *st, struct strmap *acc, char kind,
-                       struct slice name, uint64_t pos, uint64_t *term_count)
+/* The accumulated term of kind and name: the one of the previous event of this kind when
+ * the name is the same (events in a row mostly share their type and category), else looked
+ * up, or created with its stored id and count (or a new id from *term_count). Tags are not
+ * remembered: their names may lie in a scratch buffer. */
+static int find_term(MDB_txn *txn, struct store *st, struct term_acc *acc, char kind,
+                     struct slice name, uint64_t *term_count, struct term_val **out)
 {
+    struct term_last *last = NULL;
+    for (size_t i = 0; kind != 'G' && i < TERM_LAST_KINDS; i++) {
+        if (acc->last[i].kind == kind || !acc->last[i].kind) {
+            last = &acc->last[i];
+            break;
+        }
+    }
+    if (last && last->kind && last->name.len == name.len &&
+        memcmp(last->name.ptr, name.ptr, name.len) == 0) {
+        *out = last->tv;
+        return 0;
+    }
     uint8_t kb[TERM_KEY_MAX];
     size_t kn = term_key(kb, kind, name);
     bool is_new;
-    struct term_val *tv = strmap_put(acc, kb, kn, &is_new);
+    struct term_val *tv = strmap_put(&acc->terms, kb, kn, &is_new);
     if (is_new) {
         MDB_val k = {kn, kb}, v;
         int rc = mdb_get(txn, st->terms, &k, &v);
@@ -77,12 +102,27 @@ static int add_posting(MDB_txn *txn, struct store *st, struct strmap *acc, char 
             return rc ? st_map_err(rc) : ERR(ERR_CORRUPT);
         }
     }
-    tv->added++;
-    uint8_t pk[POSTING_KEY_BYTES];
-    be64_put(pk, tv->id);
-    be64_put(pk + 8, pos);
-    MDB_val k = {sizeof pk, pk}, v = {0, NULL};
-    return st_map_err(mdb_put(txn, st->postings, &k, &v, 0));
+    if (last) {
+        *last = (struct term_last){.kind = kind, .name = name, .tv = tv};
+    }
+    *out = tv;
+    return 0;
+}
+
+static int add_posting(MDB_txn *txn, struct store *st, struct term_acc *acc, char kind,
+                       struct slice name, uint64_t pos, uint64_t *term_count)
+{
+    struct term_val *tv;
+    int rc = find_term(txn, st, acc, kind, name, term_count, &tv);
+    if (rc) {
+        return rc;
+    }
+    if (tv->added == tv->cap) {
+        tv->cap = tv->cap ? tv->cap * 2 : 64;
+        tv->pos = xrealloc(tv->pos, tv->cap * sizeof(*tv->pos));
+    }
+    tv->pos[tv->added++] = pos;
+    return 0;
 }
 
 static bool seen_before(struct slice tags, size_t upto, struct slice tag)
@@ -98,7 +138,7 @@ static bool seen_before(struct slice tags, size_t upto, struct slice tag)
     return false;
 }
 
-int st_index_terms(MDB_txn *txn, struct store *st, struct strmap *acc,
+int st_index_terms(MDB_txn *txn, struct store *st, struct term_acc *acc,
                    const struct event_rec *ev, uint64_t *term_count)
 {
     uint64_t p = ev->position;
@@ -258,24 +298,58 @@ static bool block_may_match(const uint8_t *bloom, const struct filter *f, const 
     return false;
 }
 
-int st_terms_flush(MDB_txn *txn, struct store *st, struct strmap *acc)
+/* A term of the transaction, for writing in term id order. */
+struct term_ref {
+    const char *key;
+    size_t klen;
+    struct term_val *tv;
+};
+
+static int cmp_term_ref(const void *a, const void *b)
 {
-    size_t it = 0;
+    const struct term_ref *x = a, *y = b;
+    return x->tv->id < y->tv->id ? -1 : x->tv->id > y->tv->id;
+}
+
+/* Writes each term's postings through one cursor, terms in id order and each term's
+ * positions ascending: key order, so LMDB finds most keys on the page it is on instead of
+ * searching from the root. Then the terms' counts. */
+int st_terms_flush(MDB_txn *txn, struct store *st, struct term_acc *acc)
+{
+    struct term_ref *refs = xmalloc((acc->terms.count + 1) * sizeof(*refs));
+    size_t n = 0, it = 0;
     const char *key;
     size_t klen;
     void *val;
-    while (strmap_next(acc, &it, &key, &klen, &val)) {
-        const struct term_val *tv = val;
+    while (strmap_next(&acc->terms, &it, &key, &klen, &val)) {
+        refs[n++] = (struct term_ref){key, klen, val};
+    }
+    qsort(refs, n, sizeof(*refs), cmp_term_ref);
+    MDB_cursor *c = NULL;
+    int rc = mdb_cursor_open(txn, st->postings, &c);
+    for (size_t i = 0; !rc && i < n; i++) {
+        const struct term_val *tv = refs[i].tv;
+        for (size_t j = 0; !rc && j < tv->added; j++) {
+            uint8_t pk[POSTING_KEY_BYTES];
+            be64_put(pk, tv->id);
+            be64_put(pk + 8, tv->pos[j]);
+            MDB_val k = {sizeof pk, pk}, v = {0, NULL};
+            rc = mdb_cursor_put(c, &k, &v, 0);
+        }
+    }
+    if (c) {
+        mdb_cursor_close(c);
+    }
+    for (size_t i = 0; !rc && i < n; i++) {
+        const struct term_val *tv = refs[i].tv;
         uint8_t vb[TERM_VAL_BYTES];
         be64_put(vb, tv->id);
         be64_put(vb + 8, tv->count + tv->added);
-        MDB_val k = {klen, (void *)key}, v = {sizeof vb, vb};
-        int rc = mdb_put(txn, st->terms, &k, &v, 0);
-        if (rc) {
-            return st_map_err(rc);
-        }
+        MDB_val k = {refs[i].klen, (void *)refs[i].key}, v = {sizeof vb, vb};
+        rc = mdb_put(txn, st->terms, &k, &v, 0);
     }
-    return 0;
+    free(refs);
+    return st_map_err(rc);
 }
 
 static int has_posting(MDB_txn *txn, struct store *st, char kind, struct slice name,

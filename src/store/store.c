@@ -516,14 +516,9 @@ static int recover_tail(struct store *st, const struct head_rec *h)
 
 /* ---- the indexer ---- */
 
-/* Index changes of one stream gathered during an index transaction. */
-struct row_acc {
-    struct stream_rec row; /* new row */
-    bool loaded;           /* row was read (or created) */
-};
-
-static int index_event(MDB_txn *txn, struct store *st, struct strmap *rows, uint64_t p,
-                       const struct tail_entry *e, struct event_rec *ev)
+/* Indexes the event at p by position and id, and notes its stream index entry in *out. */
+static int index_event(MDB_txn *txn, struct store *st, uint64_t p, const struct tail_entry *e,
+                       struct event_rec *ev, struct stream_add *out)
 {
     const uint8_t *rec = log_at(st->log, e->offset, e->len);
     /* the writer made these bytes (or recovery checked their CRC): parse, do not re-check */
@@ -536,10 +531,6 @@ static int index_event(MDB_txn *txn, struct store *st, struct strmap *rows, uint
     be32_put(vb + 8, e->len);
     MDB_val k = {8, kb}, v = {sizeof vb, vb};
     int rc = mdb_put(txn, st->pos, &k, &v, MDB_APPEND);
-    uint8_t sk[STREAM_KEY_BYTES];
-    codec_stream_key(sk, e->stream_id, e->version);
-    MDB_val k2 = {sizeof sk, sk}, v2 = {8, kb};
-    if (!rc) rc = mdb_put(txn, st->sindex, &k2, &v2, 0);
     MDB_val k3 = {UUID_LEN, ev->id}, v3 = {8, kb};
     if (!rc) rc = mdb_put(txn, st->ids, &k3, &v3, MDB_APPEND); /* server ids increase */
     if (rc == MDB_KEYEXIST) rc = mdb_put(txn, st->ids, &k3, &v3, MDB_NOOVERWRITE);
@@ -548,50 +539,163 @@ static int index_event(MDB_txn *txn, struct store *st, struct strmap *rows, uint
                   st->dir, (unsigned long long)p);
         rc = 0;
     }
+    *out = (struct stream_add){.stream_id = e->stream_id, .version = e->version, .pos = p,
+                               .recorded_us = ev->recorded_us, .name = ev->stream.ptr,
+                               .name_len = (uint32_t)ev->stream.len, .len = e->len};
+    return st_map_err(rc);
+}
+
+enum { RADIX_BITS = 11 }; /* bits of the key sorted per pass */
+
+/* Sorts adds (in position order) by stream id, keeping each stream's adds in position order,
+ * which is their version order: a stable LSD radix sort, as many passes as the highest id
+ * needs (two up to 4 million streams). */
+static void sort_adds(struct stream_add *adds, struct stream_add *tmp, size_t n)
+{
+    uint64_t bits = 0;
+    for (size_t i = 0; i < n; i++) {
+        bits |= adds[i].stream_id;
+    }
+    struct stream_add *src = adds, *dst = tmp;
+    for (unsigned shift = 0; shift < 64 && bits >> shift; shift += RADIX_BITS) {
+        size_t at[1u << RADIX_BITS] = {0};
+        for (size_t i = 0; i < n; i++) {
+            at[(src[i].stream_id >> shift) & ((1u << RADIX_BITS) - 1)]++;
+        }
+        size_t sum = 0;
+        for (size_t d = 0; d < (1u << RADIX_BITS); d++) {
+            size_t c = at[d];
+            at[d] = sum;
+            sum += c;
+        }
+        for (size_t i = 0; i < n; i++) {
+            dst[at[(src[i].stream_id >> shift) & ((1u << RADIX_BITS) - 1)]++] = src[i];
+        }
+        struct stream_add *t = src;
+        src = dst;
+        dst = t;
+    }
+    if (src != adds) {
+        memcpy(adds, src, n * sizeof(*adds));
+    }
+}
+
+/* Writes the stream index entries of adds (sorted by sort_adds) in key order through one
+ * cursor: LMDB then finds most keys on the page it is on, instead of searching from the
+ * root for each (with many streams, each entry lands somewhere else in the tree). */
+static int put_sindex(MDB_txn *txn, struct store *st, const struct stream_add *adds, size_t n)
+{
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(txn, st->sindex, &c);
     if (rc) {
         return st_map_err(rc);
     }
-    bool is_new;
-    struct row_acc *ra = strmap_put(rows, ev->stream.ptr, ev->stream.len, &is_new);
-    if (is_new && e->version > 1) {
-        int err = st_get_row(txn, st, ev->stream, &ra->row);
-        if (err) {
-            return err == ERR_NOTFOUND ? ERR(ERR_CORRUPT) : err;
-        }
+    for (size_t i = 0; !rc && i < n; i++) {
+        uint8_t sk[STREAM_KEY_BYTES], pb[8];
+        codec_stream_key(sk, adds[i].stream_id, adds[i].version);
+        be64_put(pb, adds[i].pos);
+        MDB_val k = {sizeof sk, sk}, v = {sizeof pb, pb};
+        rc = mdb_cursor_put(c, &k, &v, 0);
     }
-    if (e->version == 1) {
-        ra->row.id = e->stream_id;
-        ra->row.first_pos = p;
-        ra->row.created_us = ev->recorded_us;
-        ra->row.bytes = 0;
-    }
-    ra->row.bytes += e->len;
-    ra->row.version = e->version;
-    ra->row.last_pos = p;
-    ra->row.updated_us = ev->recorded_us;
-    return 0;
+    mdb_cursor_close(c);
+    return st_map_err(rc);
 }
 
-static int put_rows(MDB_txn *txn, struct store *st, struct strmap *rows, uint64_t *max_id)
+/* The adds of one stream: adds[first..last], and its name. */
+struct stream_run {
+    size_t first, last;
+    const char *name;
+    uint32_t name_len;
+};
+
+/* Name order (LMDB's order of the stream table's keys). */
+static int cmp_run(const void *a, const void *b)
 {
-    size_t it = 0;
-    const char *key;
-    size_t klen;
-    void *val;
-    while (strmap_next(rows, &it, &key, &klen, &val)) {
-        struct row_acc *ra = val;
-        uint8_t enc[STREAM_REC_BYTES];
-        codec_stream_encode(&ra->row, enc);
-        MDB_val k = {klen, (void *)key}, v = {sizeof enc, enc};
-        int rc = mdb_put(txn, st->streams, &k, &v, 0);
-        if (rc) {
-            return st_map_err(rc);
+    const struct stream_run *x = a, *y = b;
+    size_t n = x->name_len < y->name_len ? x->name_len : y->name_len;
+    int c = memcmp(x->name, y->name, n);
+    return c ? c : (x->name_len > y->name_len) - (x->name_len < y->name_len);
+}
+
+/* The new row of the stream of adds[r], from its stored row (or none: new). */
+static void apply_run(const struct stream_add *adds, struct stream_run r, struct stream_rec *row)
+{
+    for (size_t i = r.first; i <= r.last; i++) {
+        const struct stream_add *a = &adds[i];
+        if (a->version == 1) {
+            row->first_pos = a->pos;
+            row->created_us = a->recorded_us;
+            row->bytes = 0;
         }
-        if (ra->row.id > *max_id) {
-            *max_id = ra->row.id;
+        row->id = a->stream_id;
+        row->bytes += a->len;
+        row->version = a->version;
+        row->last_pos = a->pos;
+        row->updated_us = a->recorded_us;
+    }
+}
+
+/* Reads, updates and writes back the row of each stream of runs (in name order), through
+ * one cursor. *max_id gets the highest stream id seen. */
+static int put_runs(MDB_txn *txn, struct store *st, const struct stream_add *adds,
+                    const struct stream_run *runs, size_t nruns, uint64_t *max_id)
+{
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(txn, st->streams, &c);
+    if (rc) {
+        return st_map_err(rc);
+    }
+    int err = 0;
+    for (size_t i = 0; !err && i < nruns; i++) {
+        const struct stream_add *a = &adds[runs[i].first];
+        MDB_val k = {runs[i].name_len, (void *)runs[i].name}, v;
+        struct stream_rec row = {0};
+        bool stored = false;
+        if (a->version > 1) {
+            rc = mdb_cursor_get(c, &k, &v, MDB_SET);
+            err = rc == MDB_NOTFOUND ? ERR(ERR_CORRUPT) /* events of a stream with no row */
+                  : rc ? st_map_err(rc)
+                       : codec_stream_decode(v.mv_data, v.mv_size, &row);
+            stored = true;
+        }
+        if (err) {
+            break;
+        }
+        apply_run(adds, runs[i], &row);
+        uint8_t enc[STREAM_REC_BYTES];
+        codec_stream_encode(&row, enc);
+        MDB_val nv = {sizeof enc, enc};
+        err = st_map_err(mdb_cursor_put(c, &k, &nv, stored ? MDB_CURRENT : 0));
+        if (row.id > *max_id) {
+            *max_id = row.id;
         }
     }
-    return 0;
+    mdb_cursor_close(c);
+    return err;
+}
+
+/* Writes the stream index entries and the stream rows of the n adds in st->ix_adds. */
+static int put_streams(MDB_txn *txn, struct store *st, size_t n, uint64_t *max_id)
+{
+    struct stream_add *adds = st->ix_adds;
+    sort_adds(adds, st->ix_tmp, n);
+    int rc = put_sindex(txn, st, adds, n);
+    if (rc || n == 0) {
+        return rc;
+    }
+    struct stream_run *runs = xmalloc(n * sizeof(*runs));
+    size_t nruns = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i == 0 || adds[i].stream_id != adds[i - 1].stream_id) {
+            runs[nruns++] = (struct stream_run){i, i, adds[i].name, adds[i].name_len};
+        } else {
+            runs[nruns - 1].last = i;
+        }
+    }
+    qsort(runs, nruns, sizeof(*runs), cmp_run);
+    rc = put_runs(txn, st, adds, runs, nruns, max_id);
+    free(runs);
+    return rc;
 }
 
 /* ---- idempotency records in the index ---- */
@@ -682,7 +786,7 @@ static int purge_alone(struct store *st)
     return st_map_err(mdb_txn_commit(txn));
 }
 
-/* Indexes positions (from - 1, to] in one durable LMDB transaction. */
+/* Indexes positions [from, to] in one durable LMDB transaction. */
 static int index_range(struct store *st, uint64_t from, uint64_t to)
 {
     MDB_txn *txn;
@@ -690,8 +794,16 @@ static int index_range(struct store *st, uint64_t from, uint64_t to)
     if (rc) {
         return st_map_err(rc);
     }
-    struct strmap rows, terms;
-    strmap_init(&rows, sizeof(struct row_acc));
+    size_t n = (size_t)(to - from + 1);
+    if (n > st->ix_cap) { /* kept from one transaction to the next: no page faults */
+        free(st->ix_adds);
+        free(st->ix_tmp);
+        st->ix_cap = n;
+        st->ix_adds = xmalloc(n * sizeof(*st->ix_adds));
+        st->ix_tmp = xmalloc(n * sizeof(*st->ix_tmp));
+    }
+    struct stream_add *adds = st->ix_adds;
+    struct term_acc terms;
     st_terms_begin(&terms);
     struct head_rec h;
     int err = st_get_head(txn, st, &h);
@@ -699,7 +811,7 @@ static int index_range(struct store *st, uint64_t from, uint64_t to)
     struct index_ctx ix = {st, txn};
     for (uint64_t p = from; !err && p <= to; p++) {
         const struct tail_entry *e = entry_at(st, p);
-        err = index_event(txn, st, &rows, p, e, &ev);
+        err = index_event(txn, st, p, e, &ev, &adds[p - from]);
         if (!err) err = st_index_terms(txn, st, &terms, &ev, &h.term_count);
         if (!err && e->aux_len) {
             err = st_walk_aux(st->log, e->offset + e->len, e->offset + e->len + e->aux_len,
@@ -716,10 +828,9 @@ static int index_range(struct store *st, uint64_t from, uint64_t to)
         h.position = to;
         memcpy(h.hash, ev.hash, sizeof h.hash);
         h.log_end = last->offset + last->len + last->aux_len;
-        err = put_rows(txn, st, &rows, &h.stream_count);
+        err = put_streams(txn, st, n, &h.stream_count);
     }
     if (!err) err = st_put_head(txn, st, &h);
-    strmap_fini(&rows);
     if (err) {
         mdb_txn_abort(txn);
         return err;
@@ -768,6 +879,12 @@ static uint64_t await_work(struct store *st, bool *stop)
         ts.tv_nsec = (long)(ns % 1000000000u);
         pthread_cond_timedwait(&st->cv, &st->mu, &ts);
         waited_ms = pub > idx ? waited_ms + INDEX_DELAY_MS : 0;
+        if (pub == idx && st->ix_cap) { /* idle: the buffers of a busy spell go */
+            free(st->ix_adds);
+            free(st->ix_tmp);
+            st->ix_adds = st->ix_tmp = NULL;
+            st->ix_cap = 0;
+        }
     }
 }
 
@@ -813,6 +930,9 @@ static void *indexer_main(void *arg)
             pthread_mutex_lock(&st->index_mu); /* a compaction may hold it for a while */
             uint64_t t0 = time_mono_ns();
             idx = __atomic_load_n(&st->indexed, __ATOMIC_ACQUIRE);
+            if (target - idx > INDEX_TXN_MAX) {
+                target = idx + INDEX_TXN_MAX; /* the rest in the next transaction */
+            }
             int rc = index_range(st, idx + 1, target);
             if (!rc) {
                 trim_tail(st, target);
@@ -874,6 +994,8 @@ static void store_free(struct store *st)
         free(st->chunks[i]);
         free(st->blooms[i]);
     }
+    free(st->ix_adds);
+    free(st->ix_tmp);
     strmap_fini(&st->states);
     idmap_fini(&st->tail_ids);
     strmap_fini(&st->tail_idem);

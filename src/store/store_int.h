@@ -18,6 +18,7 @@ enum {
     TAIL_BLOOM_BYTES = 2048,    /* bits of one such filter (8 per event: ~1 % false
                                    positives at 4 terms per event, 3 bits per term) */
     INDEX_BATCH = 65536,        /* index as soon as this many events wait */
+    INDEX_TXN_MAX = 262144,     /* events one index transaction takes at most */
     INDEX_DELAY_MS = 200,       /* ... or once the oldest has waited this long */
     INDEX_BUSY_EVENTS = 4096,   /* after an index transaction of at least this many events, */
     INDEX_BUSY_DELAY_MS = 1000, /* ... wait this long instead (bigger, fewer transactions) */
@@ -36,6 +37,18 @@ struct tail_entry {
     uint64_t version;    /* version in the stream */
     uint32_t len;        /* record bytes */
     uint32_t aux_len;    /* bytes of aux frames after the record (a batch's last event) */
+};
+
+/* One event's entry in the stream index, gathered during an index transaction and written
+ * with the others in key order at its end. */
+struct stream_add {
+    uint64_t stream_id;
+    uint64_t version;
+    uint64_t pos;
+    int64_t recorded_us;
+    const char *name;  /* the stream's name: borrows the log */
+    uint32_t name_len;
+    uint32_t len;      /* record bytes */
 };
 
 /* Where one unindexed idempotency record is (the writer's map, by key). */
@@ -114,6 +127,10 @@ struct store {
     bool abandon;                            /* stop without a final index commit */
     uint64_t index_delay_ms;                 /* indexer: INDEX_DELAY_MS, or
                                                 INDEX_BUSY_DELAY_MS after a big transaction */
+    struct stream_add *ix_adds, *ix_tmp;     /* indexer: a transaction's stream index
+                                                entries, and room to sort them (kept while
+                                                busy, freed when idle) */
+    size_t ix_cap;                           /* entries allocated in each */
 };
 
 struct store_reader {
@@ -196,14 +213,32 @@ int st_emit(struct store_reader *r, uint64_t pos, store_event_fn *fn, void *arg)
 int st_indexed_pos(struct store_reader *r, const struct stream_rec *s, uint64_t v,
                    uint64_t *out);
 
+enum { TERM_LAST_KINDS = 4 }; /* term kinds whose last term an accumulator remembers */
+
+struct term_val;
+
+/* The last term of one kind an accumulator used (query.c). */
+struct term_last {
+    char kind;            /* 0: unused */
+    struct slice name;    /* borrows the log */
+    struct term_val *tv;  /* its entry in terms */
+};
+
+/* The terms and postings of one index transaction (query.c). */
+struct term_acc {
+    struct strmap terms;  /* term key -> struct term_val: id, counts, new positions */
+    struct term_last last[TERM_LAST_KINDS];
+};
+
 /* Query indexes (query.c), maintained by the indexer inside its transaction: begin an
  * accumulator, add each event's terms and postings (new term ids come from *term_count),
- * flush the terms' counts before the commit, end (also after an abort). */
-void st_terms_begin(struct strmap *acc);
-int st_index_terms(MDB_txn *txn, struct store *st, struct strmap *acc,
+ * flush (the postings, in key order, and the terms' counts) before the commit, end (also
+ * after an abort). */
+void st_terms_begin(struct term_acc *acc);
+int st_index_terms(MDB_txn *txn, struct store *st, struct term_acc *acc,
                    const struct event_rec *ev, uint64_t *term_count);
-int st_terms_flush(MDB_txn *txn, struct store *st, struct strmap *acc);
-void st_terms_end(struct strmap *acc);
+int st_terms_flush(MDB_txn *txn, struct store *st, struct term_acc *acc);
+void st_terms_end(struct term_acc *acc);
 /* Sets the bits of ev's terms (type, category, subject, tags, stream) in the Bloom filter of
  * its tail block. Writer only. */
 void st_bloom_note(struct store *st, const struct event_rec *ev);

@@ -755,3 +755,161 @@ TEST(tail_queries_skip_blocks_their_bloom_filters_rule_out)
     CHECK(scanned >= BLOOM_EVENTS - ss.indexed);
     store_close(st);
 }
+
+/* ---- the indexer: many streams per transaction, rows carried across transactions ---- */
+
+enum { IX_ROUNDS = 4, IX_PER_ROUND = 3000, IX_STREAMS = 700, IX_TOTAL = IX_ROUNDS * IX_PER_ROUND };
+
+/* The stream of event i: round r writes streams 0..100+200r-1 in a scattered order, so each
+ * index transaction holds new streams, streams indexed before, and several events of most. */
+static int ix_stream(int i)
+{
+    int r = i / IX_PER_ROUND;
+    return (int)(((long)i * 7919 + r * 13) % (100 + 200 * r));
+}
+
+static void ix_event(int i, uint64_t version, char *buf, struct event_rec *ev)
+{
+    char *stream = buf, *type = buf + 16, *tags = buf + 32;
+    snprintf(stream, 16, "ix%d", ix_stream(i));
+    snprintf(type, 16, "t%d", i % 3);
+    snprintf(tags, 64, "[\"g%d\"]", i % 5);
+    *ev = (struct event_rec){.position = (uint64_t)i + 1, .version = version,
+                             .stream = {stream, strlen(stream)}, .type = {type, strlen(type)},
+                             .data = {"{\"n\":1}", 7}, .metadata = {"{}", 2},
+                             .tags = {tags, strlen(tags)}};
+    be64_put(ev->id, ev->position);
+}
+
+/* Checks that a query for field = text over the whole store returns exactly the positions
+ * of the events for which want(i) holds. */
+struct ix_positions {
+    uint64_t pos[IX_TOTAL];
+    size_t n;
+};
+
+static int ix_take_pos(void *arg, const struct event_rec *ev)
+{
+    struct ix_positions *ps = arg;
+    CHECK(ps->n < IX_TOTAL);
+    ps->pos[ps->n++] = ev->position;
+    return 0;
+}
+
+static void ix_check_query(struct store_reader *r, enum filter_field field, const char *text,
+                           bool (*want)(int i))
+{
+    static struct ix_positions got;
+    got.n = 0;
+    struct filter f;
+    filter_init(&f);
+    add_exact_item(&f, 1, &field, &text);
+    struct store_query q = {.filter = &f, .from = 1, .to = UINT64_MAX, .limit = IX_TOTAL,
+                            .budget = IX_TOTAL};
+    struct store_query_result res;
+    ASSERT_EQ(store_query(r, &q, ix_take_pos, &got, &res), 0);
+    size_t k = 0;
+    for (int i = 0; i < IX_TOTAL; i++) {
+        if (want(i)) {
+            CHECK(k < got.n);
+            ASSERT_EQ(got.pos[k], (uint64_t)i + 1);
+            k++;
+        }
+    }
+    ASSERT_EQ(got.n, k);
+    CHECK(res.examined <= k + 1); /* the postings, not a scan */
+    filter_fini(&f);
+}
+
+static bool ix_type1(int i)
+{
+    return i % 3 == 1;
+}
+
+static bool ix_tag4(int i)
+{
+    return i % 5 == 4;
+}
+
+struct ix_scan {
+    int stream;
+    int next; /* the event index to look for next */
+};
+
+static int ix_take(void *arg, const struct event_rec *ev)
+{
+    struct ix_scan *sc = arg;
+    while (sc->next < IX_TOTAL && ix_stream(sc->next) != sc->stream) {
+        sc->next++;
+    }
+    ASSERT_EQ(ev->position, (uint64_t)sc->next + 1);
+    sc->next++;
+    return 0;
+}
+
+TEST(index_transactions_keep_stream_rows_entries_and_postings)
+{
+    char dir[256];
+    store_dir(dir, sizeof dir);
+    static struct stream_rec want[IX_STREAMS];
+    static uint64_t versions[IX_STREAMS];
+    memset(want, 0, sizeof want);
+    memset(versions, 0, sizeof versions);
+    for (int round = 0; round < IX_ROUNDS; round++) {
+        struct store *st;
+        ASSERT_EQ(store_open(dir, 64 << 20, round == 0, (struct slice){NULL, 0}, &st), 0);
+        static char bufs[50][128];
+        struct event_rec evs[50];
+        for (int b = 0; b < IX_PER_ROUND / 50; b++) {
+            for (int k = 0; k < 50; k++) {
+                int i = round * IX_PER_ROUND + b * 50 + k;
+                ix_event(i, ++versions[ix_stream(i)], bufs[k], &evs[k]);
+            }
+            ASSERT_EQ(store_append(st, evs, 50, NULL, 0), 0);
+        }
+        /* the writer's own account of each stream, before the indexer's is read back */
+        for (int s = 0; s < IX_STREAMS; s++) {
+            char name[16];
+            snprintf(name, sizeof name, "ix%d", s);
+            int rc = store_stream_state(st, NULL, (struct slice){name, strlen(name)}, &want[s]);
+            ASSERT_EQ(rc, versions[s] ? 0 : ERR_NOTFOUND);
+        }
+        store_close(st); /* indexes the rest: one more transaction */
+    }
+    struct store *st;
+    ASSERT_EQ(store_open(dir, 64 << 20, false, (struct slice){NULL, 0}, &st), 0);
+    struct store_reader *r;
+    ASSERT_EQ(store_read_begin(st, &r), 0);
+    struct store_stats ss;
+    ASSERT_EQ(store_stats(st, &ss), 0);
+    ASSERT_EQ(ss.indexed, IX_TOTAL);
+    ASSERT_EQ(ss.streams, IX_STREAMS);
+    for (int s = 0; s < IX_STREAMS; s++) {
+        char name[16];
+        snprintf(name, sizeof name, "ix%d", s);
+        struct slice n = {name, strlen(name)};
+        struct stream_rec got;
+        ASSERT_EQ(store_reader_stream(r, n, &got), 0);
+        ASSERT_EQ(got.id, want[s].id);
+        ASSERT_EQ(got.version, versions[s]);
+        ASSERT_EQ(got.version, want[s].version);
+        ASSERT_EQ(got.first_pos, want[s].first_pos);
+        ASSERT_EQ(got.last_pos, want[s].last_pos);
+        ASSERT_EQ(got.created_us, want[s].created_us);
+        ASSERT_EQ(got.updated_us, want[s].updated_us);
+        ASSERT_EQ(got.bytes, want[s].bytes);
+        struct ix_scan sc = {.stream = s, .next = 0};
+        ASSERT_EQ(store_scan_stream(r, n, &got, 1, 1, false, IX_TOTAL, ix_take, &sc), 0);
+        while (sc.next < IX_TOTAL && ix_stream(sc.next) != s) {
+            sc.next++;
+        }
+        ASSERT_EQ(sc.next, IX_TOTAL); /* every event of the stream was read */
+    }
+    ix_check_query(r, FF_TYPE, "t1", ix_type1);
+    ix_check_query(r, FF_TAG, "g4", ix_tag4);
+    store_read_end(r);
+    store_close(st);
+    struct store_verify_report rep;
+    ASSERT_EQ(store_verify(dir, 64 << 20, &rep), 0);
+    ASSERT_EQ(rep.events_checked, IX_TOTAL);
+}
