@@ -409,8 +409,12 @@ static int resolve_id(struct store *st, struct strmap *fresh, const struct event
         *out = *fid;
         return 0;
     }
+    const struct stream_rec *known = strmap_get(&st->states, ev->stream.ptr, ev->stream.len);
+    if (known && ev->version > 1) {
+        *out = known->id;
+        return 0;
+    }
     struct stream_rec s;
-    bool known = strmap_get(&st->states, ev->stream.ptr, ev->stream.len) != NULL;
     int rc = ev->version == 1 ? ERR_NOTFOUND : writer_state(st, NULL, ev->stream, &s);
     if (!rc && !known) {
         /* seed the writer's state with the indexed row, so note_event adds to its size */

@@ -1,6 +1,8 @@
-/* Open-addressing string map. Each slot holds the key's hash, an owned copy of the key and an
- * owned value block. Deletion shifts later members of the probe run back, so there are no
- * tombstones and lookups stop at the first empty slot. Load factor is kept <= 1/2. */
+/* Open-addressing string map. Each slot holds the key's hash and one owned block: the value
+ * (value_size bytes, rounded up to 8), then a NUL-terminated copy of the key, so a lookup
+ * that finds its slot touches one more cache line or two, not two separate allocations.
+ * Deletion shifts later members of the probe run back, so there are no tombstones and lookups
+ * stop at the first empty slot. Load factor is kept <= 1/2. */
 #include "util/strmap.h"
 
 #include <stdlib.h>
@@ -10,10 +12,16 @@
 
 struct strmap_slot {
     uint64_t hash;  /* full hash of the key */
-    char *key;      /* owned; NULL = empty slot */
+    char *key;      /* in val's block; NULL = empty slot */
     size_t len;     /* key bytes */
-    void *val;      /* owned value block */
+    void *val;      /* owned block: the value, then the key */
 };
+
+/* Where the key starts in a slot's block. */
+static size_t key_offset(const struct strmap *m)
+{
+    return (m->value_size + 7) & ~(size_t)7;
+}
 
 uint64_t strmap_hash(const void *key, size_t len)
 {
@@ -35,7 +43,6 @@ void strmap_clear(struct strmap *m)
 {
     for (size_t i = 0; i < m->cap; i++) {
         if (m->slots[i].key) {
-            free(m->slots[i].key);
             free(m->slots[i].val);
         }
     }
@@ -103,10 +110,13 @@ void *strmap_put(struct strmap *m, const void *key, size_t len, bool *out_is_new
         *out_is_new = s->key == NULL;
     }
     if (!s->key) {
+        size_t at = key_offset(m);
+        char *block = xcalloc(1, at + len + 1);
+        memcpy(block + at, key, len);
         s->hash = h;
-        s->key = xstrndup(key, len);
+        s->key = block + at;
         s->len = len;
-        s->val = xcalloc(1, m->value_size);
+        s->val = block;
         m->count++;
     }
     return s->val;
@@ -122,7 +132,6 @@ bool strmap_remove(struct strmap *m, const void *key, size_t len)
     if (!m->slots[i].key) {
         return false;
     }
-    free(m->slots[i].key);
     free(m->slots[i].val);
     m->slots[i].key = NULL;
     m->count--;
