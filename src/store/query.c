@@ -33,13 +33,21 @@ static const char TERM_KIND[] = {
 
 /* ---------------------------------------------------------------- indexing */
 
-/* A term seen in the current index transaction, with the positions it adds (ascending). */
+/* A term seen in the current index transaction, with the positions it adds (ascending):
+ * the first inline (many terms, unique tags say, get one), the others in more. */
 struct term_val {
     uint64_t id;    /* term id */
     uint64_t count; /* postings before this transaction */
-    uint64_t *pos;  /* positions added in it */
+    uint64_t first; /* the first position added in it */
+    uint64_t *more; /* the next ones: added - 1 of them */
     size_t added, cap;
 };
+
+/* The j-th position tv adds. */
+static uint64_t term_pos(const struct term_val *tv, size_t j)
+{
+    return j == 0 ? tv->first : tv->more[j - 1];
+}
 
 void st_terms_begin(struct term_acc *acc)
 {
@@ -54,7 +62,7 @@ void st_terms_end(struct term_acc *acc)
     size_t klen;
     void *val;
     while (strmap_next(&acc->terms, &it, &key, &klen, &val)) {
-        free(((struct term_val *)val)->pos);
+        free(((struct term_val *)val)->more);
     }
     strmap_fini(&acc->terms);
 }
@@ -117,11 +125,16 @@ static int add_posting(MDB_txn *txn, struct store *st, struct term_acc *acc, cha
     if (rc) {
         return rc;
     }
-    if (tv->added == tv->cap) {
-        tv->cap = tv->cap ? tv->cap * 2 : 64;
-        tv->pos = xrealloc(tv->pos, tv->cap * sizeof(*tv->pos));
+    if (tv->added == 0) {
+        tv->first = pos;
+    } else {
+        if (tv->added - 1 == tv->cap) {
+            tv->cap = tv->cap ? tv->cap * 2 : 16;
+            tv->more = xrealloc(tv->more, tv->cap * sizeof(*tv->more));
+        }
+        tv->more[tv->added - 1] = pos;
     }
-    tv->pos[tv->added++] = pos;
+    tv->added++;
     return 0;
 }
 
@@ -332,7 +345,7 @@ int st_terms_flush(MDB_txn *txn, struct store *st, struct term_acc *acc)
         for (size_t j = 0; !rc && j < tv->added; j++) {
             uint8_t pk[POSTING_KEY_BYTES];
             be64_put(pk, tv->id);
-            be64_put(pk + 8, tv->pos[j]);
+            be64_put(pk + 8, term_pos(tv, j));
             MDB_val k = {sizeof pk, pk}, v = {0, NULL};
             rc = mdb_cursor_put(c, &k, &v, 0);
         }

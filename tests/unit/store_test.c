@@ -768,12 +768,13 @@ static int ix_stream(int i)
     return (int)(((long)i * 7919 + r * 13) % (100 + 200 * r));
 }
 
+/* Event i: stream ix<ix_stream(i)>, type t<i%3>, tags g<i%5> and u<i>. */
 static void ix_event(int i, uint64_t version, char *buf, struct event_rec *ev)
 {
     char *stream = buf, *type = buf + 16, *tags = buf + 32;
     snprintf(stream, 16, "ix%d", ix_stream(i));
     snprintf(type, 16, "t%d", i % 3);
-    snprintf(tags, 64, "[\"g%d\"]", i % 5);
+    snprintf(tags, 64, "[\"g%d\",\"u%d\"]", i % 5, i);
     *ev = (struct event_rec){.position = (uint64_t)i + 1, .version = version,
                              .stream = {stream, strlen(stream)}, .type = {type, strlen(type)},
                              .data = {"{\"n\":1}", 7}, .metadata = {"{}", 2},
@@ -829,6 +830,11 @@ static bool ix_type1(int i)
 static bool ix_tag4(int i)
 {
     return i % 5 == 4;
+}
+
+static bool ix_unique(int i)
+{
+    return i == 4321;
 }
 
 struct ix_scan {
@@ -907,6 +913,7 @@ TEST(index_transactions_keep_stream_rows_entries_and_postings)
     }
     ix_check_query(r, FF_TYPE, "t1", ix_type1);
     ix_check_query(r, FF_TAG, "g4", ix_tag4);
+    ix_check_query(r, FF_TAG, "u4321", ix_unique); /* one of 12,000 terms of one posting */
     store_read_end(r);
     store_close(st);
     struct store_verify_report rep;
