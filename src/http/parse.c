@@ -140,14 +140,33 @@ static bool has_token(struct slice v, const char *tok)
     return false;
 }
 
+/* A Host value: uri-host [ ":" port ] (RFC 9110 7.2), possibly empty. Checks the characters
+ * an authority may hold (RFC 3986 3.2: unreserved, percent-encoded, sub-delims, ":" and the
+ * brackets of an IP literal); "@" (user information) is not one. */
+static bool host_ok(struct slice v)
+{
+    static const char extra[] = "-._~%!$&'()*+,;=:[]";
+    for (size_t i = 0; i < v.len; i++) {
+        char c = v.ptr[i];
+        bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+        if (!alnum && (!c || !strchr(extra, c))) {
+            return false;
+        }
+    }
+    return true;
+}
+
 static ssize_t interpret(struct http_head *h)
 {
     h->content_length = -1;
     bool te = false, conn_close = false, conn_keep = false;
+    size_t hosts = 0;
     for (size_t i = 0; i < h->nheaders; i++) {
         struct http_header *f = &h->headers[i];
         ssize_t rc = 0;
-        if (ieq(f->name, "content-length")) {
+        if (ieq(f->name, "host")) {
+            rc = ++hosts > 1 || !host_ok(f->value) ? HTTP_ERR_HOST : 0;
+        } else if (ieq(f->name, "content-length")) {
             rc = content_length(f->value, &h->content_length);
         } else if (ieq(f->name, "transfer-encoding")) {
             if (te || !ieq(f->value, "chunked")) {
@@ -166,6 +185,9 @@ static ssize_t interpret(struct http_head *h)
     }
     if (te && h->content_length >= 0) {
         return HTTP_ERR_BAD; /* smuggling vector: refuse both */
+    }
+    if (h->minor >= 1 && hosts == 0) {
+        return HTTP_ERR_HOST; /* RFC 9112 3.2: an HTTP/1.1 request without Host is refused */
     }
     h->chunked = te;
     h->keep_alive = h->minor >= 1 ? !conn_close : conn_keep && !conn_close;

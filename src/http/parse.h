@@ -20,6 +20,7 @@ enum {
 /* Why a head was refused: the status to answer with. */
 enum http_parse_error {
     HTTP_ERR_BAD = -400,        /* malformed */
+    HTTP_ERR_HOST = -1400,      /* 400: no Host in HTTP/1.1, two Hosts, or a bad Host value */
     HTTP_ERR_TOO_LARGE = -431,  /* head over the limit, or too many fields */
     HTTP_ERR_TE = -501,         /* a transfer coding other than chunked */
     HTTP_ERR_VERSION = -505,    /* not HTTP/1.x */

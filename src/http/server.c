@@ -795,6 +795,10 @@ static void answer_parse_error(struct conn *c, ssize_t rc)
     case HTTP_ERR_VERSION:
         put_error(c, 505, "http_version_not_supported", "only HTTP/1.x is supported");
         break;
+    case HTTP_ERR_HOST:
+        put_error(c, 400, "bad_request",
+                  "an HTTP/1.1 request needs exactly one Host header, an authority (RFC 9112 3.2)");
+        break;
     default:
         put_error(c, 400, "bad_request", "malformed HTTP request");
     }

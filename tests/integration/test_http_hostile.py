@@ -383,14 +383,14 @@ def test_malformed_heads():
         ("space before colon", g + b"Host : t\r\n\r\n", 400, "bad_request"),
         ("space before colon in Content-Length", POST_HEAD + b"Content-Length : %d\r\n\r\n"
          % len(BODY) + BODY, 400, "bad_request"),
-        ("space inside a name", g + b"X A: t\r\n\r\n", 400, "bad_request"),
+        ("space inside a name", g + b"Host: t\r\nX A: t\r\n\r\n", 400, "bad_request"),
         ("field without colon", g + b"Host t\r\n\r\n", 400, "bad_request"),
-        ("empty field name", g + b": t\r\n\r\n", 400, "bad_request"),
-        ("NUL in a value", g + b"X-A: a\x00b\r\n\r\n", 400, "bad_request"),
-        ("0x01 in a value", g + b"X-A: a\x01b\r\n\r\n", 400, "bad_request"),
-        ("0x1f in a value", g + b"X-A: a\x1fb\r\n\r\n", 400, "bad_request"),
-        ("DEL in a value", g + b"X-A: a\x7fb\r\n\r\n", 400, "bad_request"),
-        ("NUL in a name", g + b"X-\x00A: b\r\n\r\n", 400, "bad_request"),
+        ("empty field name", g + b"Host: t\r\n: t\r\n\r\n", 400, "bad_request"),
+        ("NUL in a value", g + b"Host: t\r\nX-A: a\x00b\r\n\r\n", 400, "bad_request"),
+        ("0x01 in a value", g + b"Host: t\r\nX-A: a\x01b\r\n\r\n", 400, "bad_request"),
+        ("0x1f in a value", g + b"Host: t\r\nX-A: a\x1fb\r\n\r\n", 400, "bad_request"),
+        ("DEL in a value", g + b"Host: t\r\nX-A: a\x7fb\r\n\r\n", 400, "bad_request"),
+        ("NUL in a name", g + b"Host: t\r\nX-\x00A: b\r\n\r\n", 400, "bad_request"),
         ("HTTP/2.0", b"GET /health HTTP/2.0\r\nHost: t\r\n\r\n", 505,
          "http_version_not_supported"),
         ("HTTP/2 preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505,
@@ -406,6 +406,11 @@ def test_malformed_heads():
         ("bad method char", b"G@T /health HTTP/1.1\r\n\r\n", 400, "bad_request"),
         ("NUL in target", b"GET /hea\x00lth HTTP/1.1\r\n\r\n", 400, "bad_request"),
         ("method of 40 chars", b"A" * 40 + b" /health HTTP/1.1\r\n\r\n", 400, "bad_request"),
+        # RFC 9112 3.2: exactly one Host, an authority; HTTP/1.0 may leave it out
+        ("HTTP/1.1 without Host", g + b"X-A: 1\r\n\r\n", 400, "bad_request"),
+        ("two Host fields", g + b"Host: t\r\nHost: t\r\n\r\n", 400, "bad_request"),
+        ("Host with user information", g + b"Host: u@t\r\n\r\n", 400, "bad_request"),
+        ("Host with a path", g + b"Host: t/x\r\n\r\n", 400, "bad_request"),
     ]
     with seeded() as s:
         run_cases(s, cases)
@@ -629,10 +634,21 @@ def test_request_line_100k():
         after_case(s, before, 0, "100 KB request line")
 
 
+def test_host_header():
+    """RFC 9112 3.2: HTTP/1.1 needs one Host (the answer says so); HTTP/1.0 may omit it."""
+    with seeded() as s:
+        r = one_exchange(s, b"GET /health HTTP/1.1\r\nAccept: */*\r\n\r\n")
+        check(r.status == 400 and b"Host" in r.body, f"HTTP/1.1 without Host: {r!r}")
+        r = one_exchange(s, b"GET /health HTTP/1.0\r\n\r\n")
+        check(r.status == 200, f"HTTP/1.0 without Host: {r!r}")
+        r = one_exchange(s, b"GET /health HTTP/1.1\r\nHost: [::1]:7070\r\n\r\n")
+        check(r.status == 200, f"IPv6 literal and port: {r!r}")
+
+
 def test_too_many_header_fields():
     def head(n):
-        return (b"GET /health HTTP/1.1\r\n" +
-                b"".join(b"H%02d: v\r\n" % i for i in range(n)) + b"\r\n")
+        return (b"GET /health HTTP/1.1\r\nHost: t\r\n" +
+                b"".join(b"H%02d: v\r\n" % i for i in range(n - 1)) + b"\r\n")
     with seeded() as s:
         r = one_exchange(s, head(64))
         check(r.status == 200, f"64 header fields (the limit): {r!r}")
@@ -702,10 +718,10 @@ def test_slow_head_idle_and_half_head_timeouts():
                     threading.Thread(target=watch, args=("half", half, t_half))]
         for w in watchers:
             w.start()
-        # a head sent one byte every 100 ms (2.4 s in all: the timeout is an idle timeout)
+        # a head sent one byte every 100 ms (3.3 s in all: the timeout is an idle timeout)
         slow = Conn(s)
         try:
-            for b in b"GET /health HTTP/1.1\r\n\r\n":
+            for b in b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n":
                 slow.send(bytes([b]))
                 time.sleep(0.1)
             r = slow.response(5.0, what="answer to a head sent byte by byte")

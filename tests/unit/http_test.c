@@ -25,8 +25,25 @@ TEST(head_basic_and_pipelined)
     CHECK(f && f->value.len == 1);
     ASSERT_EQ(parse("GET / HTTP/1.0\r\n\r\n", &h), 18);
     CHECK(!h.keep_alive);
-    ASSERT_EQ(parse("GET / HTTP/1.1\r\nConnection: close\r\n\r\n", &h), 37);
+    ASSERT_EQ(parse("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", &h), 46);
     CHECK(!h.keep_alive);
+}
+
+TEST(head_host_rules)
+{
+    struct http_head h;
+    /* RFC 9112 3.2: HTTP/1.1 needs exactly one Host; HTTP/1.0 may omit it */
+    ASSERT_EQ(parse("GET / HTTP/1.1\r\nConnection: close\r\n\r\n", &h), HTTP_ERR_HOST);
+    ASSERT_EQ(parse("GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n", &h), HTTP_ERR_HOST);
+    ASSERT_EQ(parse("GET / HTTP/1.0\r\nHost: a\r\nhost: b\r\n\r\n", &h), HTTP_ERR_HOST);
+    ASSERT_EQ(parse("GET / HTTP/1.0\r\n\r\n", &h), 18);
+    /* its value is an authority without user information */
+    ASSERT_EQ(parse("GET / HTTP/1.1\r\nHost: u@example.com\r\n\r\n", &h), HTTP_ERR_HOST);
+    ASSERT_EQ(parse("GET / HTTP/1.1\r\nHost: a b\r\n\r\n", &h), HTTP_ERR_HOST);
+    ASSERT_EQ(parse("GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", &h), HTTP_ERR_HOST);
+    CHECK(parse("GET / HTTP/1.1\r\nHost: example.com:7070\r\n\r\n", &h) > 0);
+    CHECK(parse("GET / HTTP/1.1\r\nHost: [::1]:7070\r\n\r\n", &h) > 0);
+    CHECK(parse("GET / HTTP/1.1\r\nHost: \r\n\r\n", &h) > 0); /* empty: allowed */
 }
 
 TEST(head_incomplete_and_too_large)
@@ -63,7 +80,7 @@ TEST(head_refuses_smuggling_vectors)
                     &h), HTTP_ERR_BAD);
     ASSERT_EQ(parse("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", &h),
               HTTP_ERR_BAD);
-    ASSERT_EQ(parse("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n", &h) > 0,
+    ASSERT_EQ(parse("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n", &h) > 0,
               1);
     ASSERT_EQ(parse("POST / HTTP/1.1\r\nContent-Length: -5\r\n\r\n", &h), HTTP_ERR_BAD);
     ASSERT_EQ(parse("POST / HTTP/1.1\r\nContent-Length: 1e3\r\n\r\n", &h), HTTP_ERR_BAD);
