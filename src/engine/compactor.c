@@ -89,7 +89,7 @@ static int plan_build(struct db *db, struct plan *p)
     strmap_init(&p->vmin, sizeof(uint64_t));
     p->meta_changes = __atomic_load_n(&db->meta_changes, __ATOMIC_ACQUIRE);
     int64_t now = time_now_us();
-    uint64_t retention_us = db->settings.retention_days * 86400ull * 1000000ull;
+    uint64_t retention_us = db_retention_us(db);
     p->cutoff_us = retention_us ? now - (int64_t)retention_us : 0;
     size_t n;
     struct named_meta *metas = copy_metas(db, &n);

@@ -665,7 +665,7 @@ static int visible_from(struct db *db, struct store_reader *r, struct slice stre
     if (has && m.tombstone) {
         return ERR_DELETED;
     }
-    uint64_t retention_us = db->settings.retention_days * 86400ull * 1000000ull;
+    uint64_t retention_us = db_retention_us(db);
     if (retention_us && (!m.max_age_us || m.max_age_us > retention_us)) {
         m.max_age_us = retention_us; /* the database's retention caps every stream's age */
         has = true;
@@ -750,7 +750,7 @@ bool vis_accept(void *arg, const struct event_rec *ev)
 int vis_first_position(struct db *db, struct store_reader *r, int64_t now_us, uint64_t *out)
 {
     *out = 1;
-    uint64_t retention_us = db->settings.retention_days * 86400ull * 1000000ull;
+    uint64_t retention_us = db_retention_us(db);
     return retention_us ? store_position_at_time(r, now_us - (int64_t)retention_us, true, out) : 0;
 }
 
@@ -861,7 +861,7 @@ struct hidden_check {
 static int emit_if_visible(void *arg, const struct event_rec *ev)
 {
     struct hidden_check *hc = arg;
-    uint64_t retention_us = hc->db->settings.retention_days * 86400ull * 1000000ull;
+    uint64_t retention_us = db_retention_us(hc->db);
     if (!vis_accept(&hc->vis, ev) ||
         (retention_us && ev->recorded_us < hc->vis.now_us - (int64_t)retention_us)) {
         hc->hidden = true;

@@ -97,6 +97,13 @@ int meta_load(struct db *db);
 int meta_min_version(struct store_reader *r, const struct stream_meta *m,
                      const struct stream_rec *s, int64_t now_us, uint64_t *out);
 
+/* The database's retention period in µs (0 = none): events recorded longer ago are hidden
+ * from reads and conditions, and compaction reclaims them. */
+static inline uint64_t db_retention_us(const struct db *db)
+{
+    return db->settings.retention_days * 86400ull * 1000000ull;
+}
+
 /* Tells every watcher of db of a commit (gone false) or of its deletion (gone true). */
 void watch_notify(struct db *db, bool gone);
 
