@@ -58,8 +58,8 @@ enum {
 struct loop;
 
 struct hdr {
-    char *name;        /* owned */
-    char *value;       /* owned */
+    char *name;        /* in this block, after the struct */
+    char *value;       /* ... after the name */
     struct hdr *next;  /* list link */
 };
 
@@ -78,7 +78,7 @@ struct http_req {
     const char *content_type;    /* static */
     struct hdr *headers;         /* extra response headers */
     char **strs;                 /* owned strings handed out (query values, header values) */
-    size_t nstrs;                /* entries in strs */
+    size_t nstrs, strs_cap;      /* entries in strs, and allocated */
     void *user;                  /* handler's data */
     http_cleanup_fn *cleanup;    /* frees user */
     int tag;                     /* http_set_tag, -1 when none */
@@ -195,7 +195,10 @@ int http_url_decode(const char *s, size_t n, bool plus_space, struct buf *out)
 
 static const char *keep_str(struct http_req *req, char *s)
 {
-    req->strs = xrealloc(req->strs, (req->nstrs + 1) * sizeof(*req->strs));
+    if (req->nstrs == req->strs_cap) {
+        req->strs_cap = req->strs_cap ? req->strs_cap * 2 : 8;
+        req->strs = xrealloc(req->strs, req->strs_cap * sizeof(*req->strs));
+    }
     req->strs[req->nstrs++] = s;
     return s;
 }
@@ -265,9 +268,12 @@ void http_set_user(struct http_req *req, void *user, http_cleanup_fn *cleanup)
 
 void http_add_header(struct http_req *req, const char *name, const char *value)
 {
-    struct hdr *h = xmalloc(sizeof(*h));
-    h->name = xstrndup(name, strlen(name));
-    h->value = xstrndup(value, strlen(value));
+    size_t nl = strlen(name), vl = strlen(value);
+    struct hdr *h = xmalloc(sizeof(*h) + nl + 1 + vl + 1); /* one block for all three */
+    h->name = (char *)(h + 1);
+    h->value = h->name + nl + 1;
+    memcpy(h->name, name, nl + 1);
+    memcpy(h->value, value, vl + 1);
     h->next = req->headers;
     req->headers = h;
 }
@@ -282,8 +288,6 @@ static void req_free(struct http_req *req)
     }
     for (struct hdr *h = req->headers; h;) {
         struct hdr *next = h->next;
-        free(h->name);
-        free(h->value);
         free(h);
         h = next;
     }
@@ -347,7 +351,9 @@ const char *http_req_request_id(const struct http_req *req)
 
 void http_set_request_id(struct http_req *req, const char *id)
 {
-    snprintf(req->request_id, sizeof req->request_id, "%s", id);
+    size_t n = strnlen(id, sizeof req->request_id - 1); /* cut as snprintf would */
+    memcpy(req->request_id, id, n);
+    req->request_id[n] = '\0';
 }
 
 void http_respond(struct http_req *req, unsigned status, struct buf *body,
