@@ -61,7 +61,7 @@ run:
 unit: $(UNIT_BIN)
 	@for t in $(UNIT_BIN); do ./$$t || exit 1; done
 
-integration: $(BUILD)/annals $(BUILD)/slow_dns.so
+integration: $(BUILD)/annals $(BUILD)/slow_dns.so $(BUILD)/fi_inject.so
 	@ANNALS_BIN=./$(BUILD)/annals python3 tests/integration/run.py
 
 SAN_UNITS := $(UNIT_SRC:tests/unit/%.c=build-san/tests/%)

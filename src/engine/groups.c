@@ -107,6 +107,17 @@ static int save(struct db *db)
     return rc;
 }
 
+/* After a failed save whose change the caller undid in memory: the file may hold the change
+ * all the same (renamed into place, then its directory's fsync failed), so it is written
+ * again without it, or a restart would bring back what the client was told failed. Best
+ * effort: the disk is failing. */
+static void save_undone(struct db *db)
+{
+    if (save(db) != 0) {
+        log_error("database %s: groups.json may still hold a change that failed", db->name);
+    }
+}
+
 /* Saves when a checkpoint moved and GROUP_SAVE_MS passed since the last save. */
 static void save_soon(struct db *db)
 {
@@ -215,6 +226,7 @@ int engine_group_create(struct db *db, const struct group_def *def)
         rc = save(db);
         if (rc) {
             db->ngroups--; /* not durable: not made */
+            save_undone(db);
         }
     }
     pthread_mutex_unlock(&db->groups_mu);
@@ -235,6 +247,7 @@ int engine_group_delete(struct db *db, const char *name)
             rc = save(db);
             if (rc) {
                 db->groups[db->ngroups++] = g; /* still on disk: still here */
+                save_undone(db);
             } else {
                 group_free(g);
             }

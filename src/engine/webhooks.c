@@ -255,6 +255,17 @@ static int save(struct db *db)
     return rc;
 }
 
+/* After a failed save whose change the caller undid in memory: the file may hold the change
+ * all the same (renamed into place, then its directory's fsync failed), so it is written
+ * again without it, or a restart would bring back what the client was told failed. Best
+ * effort: the disk is failing. */
+static void save_undone(struct db *db)
+{
+    if (save(db) != 0) {
+        log_error("database %s: webhooks.json may still hold a change that failed", db->name);
+    }
+}
+
 /* ---- delivery ---- */
 
 static void add_log(struct webhook *w, const struct delivery *d)
@@ -624,6 +635,7 @@ int engine_webhook_create(struct db *db, const struct webhook_def *def, char *se
         rc = save(db);
         if (rc) {
             db->nhooks--;
+            save_undone(db);
         }
     }
     /* started before the lock is let go: a delete that finds it finds it running (the
@@ -653,6 +665,7 @@ int engine_webhook_delete(struct db *db, const char *name)
             if (rc) {
                 db->hooks[db->nhooks++] = w;
                 w = NULL;
+                save_undone(db);
             }
             break;
         }
@@ -672,11 +685,22 @@ int engine_webhook_rotate(struct db *db, const char *name, uint32_t grace_s, cha
     struct webhook *w = find(db, name);
     int rc = w ? 0 : ERR_NOTFOUND;
     if (w) {
+        char secret[sizeof w->secret], old[sizeof w->old_secret];
+        int64_t old_until = w->old_until_us;
+        memcpy(secret, w->secret, sizeof secret);
+        memcpy(old, w->old_secret, sizeof old);
         memcpy(w->old_secret, w->secret, sizeof w->secret);
         w->old_until_us = time_now_us() + (int64_t)grace_s * 1000000;
         new_secret(w->secret);
         rc = save(db);
-        snprintf(secret_out, SECRET_TEXT, "%s", w->secret);
+        if (rc) { /* the client gets no new secret: deliveries keep the one it has */
+            memcpy(w->secret, secret, sizeof secret);
+            memcpy(w->old_secret, old, sizeof old);
+            w->old_until_us = old_until;
+            save_undone(db);
+        } else {
+            snprintf(secret_out, SECRET_TEXT, "%s", w->secret);
+        }
     }
     pthread_mutex_unlock(&db->hooks_mu);
     return rc;

@@ -7,7 +7,7 @@ import os
 import threading
 import time
 
-from harness import Server, check, expect_error, run_cli
+from harness import Server, binary, check, expect_error, run_cli
 
 DB = "default"
 SUBS = f"/v1/databases/{DB}/subscriptions"
@@ -240,3 +240,53 @@ def test_a_pull_answer_is_bounded_and_the_rest_stays_unleased():
         check(sorted(p for p, _, _ in first + rest) == list(range(1, 9)),
               "what did not fit was not leased: another consumer gets it")
         check(all(a == 1 for _, a, _ in rest), "first attempts")
+
+
+def _db_syncs(count_file):
+    """The sync calls the fault interposer counted so far (its FI_COUNT_FILE)."""
+    with open(count_file) as f:
+        fields = dict(kv.split("=") for kv in f.read().split())
+    return int(fields["sync"])
+
+
+def test_a_creation_whose_save_failed_is_not_brought_back_by_a_restart():
+    """groups.json is renamed into place, then the fsync of its directory fails (the fault
+    interposer of tests/faults/, on the data directory): the creation is answered as
+    failed and undone in memory, and the file is written again without it, so a restart does
+    not bring back a subscription its client was told was not made."""
+    inject = os.path.join(os.path.dirname(binary()), "fi_inject.so")
+    if not os.path.exists(inject):  # the sanitizer build has none (ASan must load first)
+        return
+    # a dry run: the syncs under the data directory until the server is up and idle (the
+    # interposer resolves FI_DIR when it loads: the directory must exist by then)
+    dry = Server(start=False)
+    os.makedirs(dry.data)
+    count = os.path.join(dry.tmp, "fi-count")
+    dry.env = dict(os.environ, LD_PRELOAD=inject, FI_DIR=dry.data, FI_OP="sync",
+                   FI_N="1000000", FI_COUNT_FILE=count)
+    with dry:
+        dry.start()
+        time.sleep(0.5)
+        before = _db_syncs(count)
+    # the run: the second sync of the creation (the directory's, after the rename) fails
+    s = Server(start=False)
+    os.makedirs(s.data)
+    count = os.path.join(s.tmp, "fi-count")
+    s.env = dict(os.environ, LD_PRELOAD=inject, FI_DIR=s.data, FI_OP="sync",
+                 FI_N=str(before + 2), FI_MODE="once", FI_COUNT_FILE=count)
+    with s:
+        s.start()
+        time.sleep(0.5)
+        check(_db_syncs(count) == before, f"the start is not repeatable: {_db_syncs(count)} "
+              f"syncs, {before} in the dry run")
+        st, _, b = s.post(SUBS, {"name": "ghost"})
+        check(st == 500, f"a creation whose directory sync failed: {st} {b}")
+        failed = [ln for ln in s.log_lines if "fi_inject: failing" in ln]
+        check(len(failed) == 1 and f"dbs/{DB} (" in failed[0],
+              f"the failed call is the directory's fsync: {failed}")
+        check(s.get(SUBS)[2]["subscriptions"] == [], "undone in memory")
+        s.stop()
+        s.env = None
+        s.start()
+        names = [x["name"] for x in s.get(SUBS)[2]["subscriptions"]]
+        check(names == [], f"a restart brings back the failed creation: {names}")
