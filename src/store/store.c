@@ -544,8 +544,8 @@ static int index_event(MDB_txn *txn, struct store *st, uint64_t p, const struct 
         rc = 0;
     }
     *out = (struct stream_add){.stream_id = e->stream_id, .version = e->version, .pos = p,
-                               .recorded_us = ev->recorded_us, .name = ev->stream.ptr,
-                               .name_len = (uint32_t)ev->stream.len, .len = e->len};
+                               .recorded_us = ev->recorded_us, .name = ev->stream,
+                               .len = e->len};
     return st_map_err(rc);
 }
 
@@ -605,21 +605,21 @@ static int put_sindex(MDB_txn *txn, struct store *st, const struct stream_add *a
     return st_map_err(rc);
 }
 
-/* The adds of one stream: adds[first..last], and its name. */
-struct stream_run {
-    size_t first, last;
-    const char *name;
-    uint32_t name_len;
-};
-
-/* Name order (LMDB's order of the stream table's keys). */
-static int cmp_run(const void *a, const void *b)
+/* Bytewise order of two struct slice (LMDB's order of keys), shorter first on a tie. */
+static int cmp_slices(const void *a, const void *b)
 {
-    const struct stream_run *x = a, *y = b;
-    size_t n = x->name_len < y->name_len ? x->name_len : y->name_len;
-    int c = memcmp(x->name, y->name, n);
-    return c ? c : (x->name_len > y->name_len) - (x->name_len < y->name_len);
+    const struct slice *x = a, *y = b;
+    size_t n = x->len < y->len ? x->len : y->len;
+    int c = memcmp(x->ptr, y->ptr, n);
+    return c ? c : (x->len > y->len) - (x->len < y->len);
 }
+
+/* The adds of one stream: its name (first: runs sort with cmp_slices, in the stream table's
+ * key order), adds[first..last]. */
+struct stream_run {
+    struct slice name;
+    size_t first, last;
+};
 
 /* The new row of the stream of adds[r], from its stored row (or none: new). */
 static void apply_run(const struct stream_add *adds, struct stream_run r, struct stream_rec *row)
@@ -652,7 +652,7 @@ static int put_runs(MDB_txn *txn, struct store *st, const struct stream_add *add
     int err = 0;
     for (size_t i = 0; !err && i < nruns; i++) {
         const struct stream_add *a = &adds[runs[i].first];
-        MDB_val k = {runs[i].name_len, (void *)runs[i].name}, v;
+        MDB_val k = {runs[i].name.len, (void *)runs[i].name.ptr}, v;
         struct stream_rec row = {0};
         bool stored = false;
         if (a->version > 1) {
@@ -691,12 +691,12 @@ static int put_streams(MDB_txn *txn, struct store *st, size_t n, uint64_t *max_i
     size_t nruns = 0;
     for (size_t i = 0; i < n; i++) {
         if (i == 0 || adds[i].stream_id != adds[i - 1].stream_id) {
-            runs[nruns++] = (struct stream_run){i, i, adds[i].name, adds[i].name_len};
+            runs[nruns++] = (struct stream_run){adds[i].name, i, i};
         } else {
             runs[nruns - 1].last = i;
         }
     }
-    qsort(runs, nruns, sizeof(*runs), cmp_run);
+    qsort(runs, nruns, sizeof(*runs), cmp_slices);
     rc = put_runs(txn, st, adds, runs, nruns, max_id);
     free(runs);
     return rc;
@@ -2071,14 +2071,6 @@ int store_stream_first_since(struct store_reader *r, const struct stream_rec *s,
     }
     free(tp);
     return rc;
-}
-
-static int cmp_slices(const void *a, const void *b)
-{
-    const struct slice *x = a, *y = b;
-    size_t n = x->len < y->len ? x->len : y->len;
-    int c = memcmp(x->ptr, y->ptr, n);
-    return c ? c : (x->len > y->len) - (x->len < y->len);
 }
 
 static bool listed(struct slice name, struct slice prefix, struct slice after)

@@ -46,8 +46,7 @@ struct stream_add {
     uint64_t version;
     uint64_t pos;
     int64_t recorded_us;
-    const char *name;  /* the stream's name: borrows the log */
-    uint32_t name_len;
+    struct slice name; /* the stream's name: borrows the log */
     uint32_t len;      /* record bytes */
 };
 
