@@ -728,6 +728,10 @@ void vis_fini(struct visibility *vis)
 bool vis_accept(void *arg, const struct event_rec *ev)
 {
     struct visibility *vis = arg;
+    uint64_t retention_us = db_retention_us(vis->db); /* ranges start past it: a backstop */
+    if (retention_us && ev->recorded_us < vis->now_us - (int64_t)retention_us) {
+        return false;
+    }
     if (__atomic_load_n(&vis->db->nmetas, __ATOMIC_ACQUIRE) == 0) {
         return true;
     }
@@ -752,6 +756,29 @@ int vis_first_position(struct db *db, struct store_reader *r, int64_t now_us, ui
     *out = 1;
     uint64_t retention_us = db_retention_us(db);
     return retention_us ? store_position_at_time(r, now_us - (int64_t)retention_us, true, out) : 0;
+}
+
+int vis_query(struct db *db, struct store_reader *r, uint64_t head, int64_t now_us,
+              struct store_query *q, store_event_fn *fn, void *arg, struct store_query_result *res)
+{
+    memset(res, 0, sizeof(*res));
+    uint64_t first;
+    int rc = vis_first_position(db, r, now_us, &first);
+    uint64_t *low = q->backward ? &q->to : &q->from;
+    if (*low < first) {
+        *low = first; /* events past the retention period are hidden: start at the first kept */
+    }
+    if (rc || (q->backward ? q->from < q->to : q->from > q->to)) {
+        return rc;
+    }
+    struct visibility vis;
+    vis_init(&vis, db, r, head, now_us);
+    q->accept = vis_accept;
+    q->accept_arg = &vis;
+    rc = store_query(r, q, fn, arg, res);
+    rc = rc ? rc : vis.err;
+    vis_fini(&vis);
+    return rc;
 }
 
 int engine_query(struct db *db, const struct engine_query *q, engine_event_fn *fn, void *arg,
@@ -779,27 +806,17 @@ int engine_query(struct db *db, const struct engine_query *q, engine_event_fn *f
         rc = store_position_at_time(r, q->recorded_from_us, true, &p);
         if (p > lo) lo = p;
     }
-    if (!rc) { /* events past the retention period are hidden: start at the first one kept */
-        uint64_t p;
-        rc = vis_first_position(db, r, time_now_us(), &p);
-        if (p > lo) lo = p;
-    }
     if (!rc && q->has_recorded_to) {
         uint64_t p;
         rc = store_position_at_time(r, q->recorded_to_us, false, &p);
         if (p < hi) hi = p;
     }
     if (!rc && lo <= hi) {
-        struct visibility vis;
-        vis_init(&vis, db, r, head, time_now_us());
         struct store_query sq = {.filter = q->filter, .from = q->backward ? hi : lo,
                                  .to = q->backward ? lo : hi, .backward = q->backward,
-                                 .limit = q->limit, .budget = q->budget,
-                                 .accept = vis_accept, .accept_arg = &vis};
+                                 .limit = q->limit, .budget = q->budget};
         struct store_query_result res;
-        rc = store_query(r, &sq, fn, arg, &res);
-        rc = rc ? rc : vis.err;
-        vis_fini(&vis);
+        rc = vis_query(db, r, head, time_now_us(), &sq, fn, arg, &res);
         out->next = res.next;
         out->delivered = res.delivered;
         out->examined = res.examined;
@@ -861,9 +878,7 @@ struct hidden_check {
 static int emit_if_visible(void *arg, const struct event_rec *ev)
 {
     struct hidden_check *hc = arg;
-    uint64_t retention_us = db_retention_us(hc->db);
-    if (!vis_accept(&hc->vis, ev) ||
-        (retention_us && ev->recorded_us < hc->vis.now_us - (int64_t)retention_us)) {
+    if (!vis_accept(&hc->vis, ev)) {
         hc->hidden = true;
         return 1;
     }

@@ -125,9 +125,10 @@ void webhooks_fini(struct db *db);
 int compactor_start(struct db *db);
 void compactor_stop(struct db *db);
 
-/* Which stored events readers see (deleted and expired streams hidden, engine.c): the oldest
- * visible version of each stream with settings, computed once per use. vis_accept is a
- * store_query accept function; err keeps the first storage error it met. */
+/* Which stored events readers see (engine.c): events of deleted and expired streams and events
+ * past the database's retention period are hidden; the oldest visible version of each stream
+ * with settings is computed once per use. vis_accept is a store_query accept function; err
+ * keeps the first storage error it met. */
 struct visibility {
     struct db *db;
     struct store_reader *r;
@@ -143,6 +144,11 @@ void vis_fini(struct visibility *vis);
 /* The oldest position past the database's retention period as of now_us (1 without one).
  * Returns 0 or a storage error. */
 int vis_first_position(struct db *db, struct store_reader *r, int64_t now_us, uint64_t *out);
+/* Runs q (filter, range, limit, budget set) over the events readers see in r's view as of
+ * head (asOf) and now_us: the range starts no earlier than vis_first_position, and vis_accept
+ * judges each match. res is zeroed for an empty range. Returns 0 or a storage error. */
+int vis_query(struct db *db, struct store_reader *r, uint64_t head, int64_t now_us,
+              struct store_query *q, store_event_fn *fn, void *arg, struct store_query_result *res);
 
 /* The writer thread of a database (arg: struct db *). */
 void *writer_main(void *arg);

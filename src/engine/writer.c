@@ -215,22 +215,7 @@ static int take_conflict(void *arg, const struct event_rec *ev)
 static int query_visible(struct checks *cx, struct store_reader *r, struct store_query *q,
                          store_event_fn *fn, void *arg, struct store_query_result *res)
 {
-    uint64_t first;
-    int rc = vis_first_position(cx->db, r, cx->now_us, &first);
-    if (rc) {
-        return rc;
-    }
-    if (q->backward ? q->to < first : q->from < first) {
-        *(q->backward ? &q->to : &q->from) = first;
-    }
-    struct visibility vis;
-    vis_init(&vis, cx->db, r, store_reader_head(r), cx->now_us);
-    q->accept = vis_accept;
-    q->accept_arg = &vis;
-    rc = store_query(r, q, fn, arg, res);
-    rc = rc ? rc : vis.err;
-    vis_fini(&vis);
-    return rc;
+    return vis_query(cx->db, r, store_reader_head(r), cx->now_us, q, fn, arg, res);
 }
 
 /* The newest stored event matching c->filter, or 0. Returns ERR_TOOBIG when CONDITION_BUDGET
