@@ -156,16 +156,65 @@ static bool host_ok(struct slice v)
     return true;
 }
 
+/* Case-insensitive prefix test of s against the lower-case literal p. */
+static bool has_prefix_ci(struct slice s, const char *p)
+{
+    size_t n = strlen(p);
+    if (s.len < n) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char c = s.ptr[i];
+        if ((c >= 'A' && c <= 'Z' ? c + 32 : c) != p[i]) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Splits the target into path, query and (absolute-form) authority. */
+static ssize_t split_target(struct http_head *h)
+{
+    struct slice t = h->target;
+    size_t skip = has_prefix_ci(t, "http://") ? 7 : has_prefix_ci(t, "https://") ? 8 : 0;
+    if (skip) {
+        size_t a = skip;
+        while (a < t.len && t.ptr[a] != '/' && t.ptr[a] != '?') {
+            a++;
+        }
+        h->authority = (struct slice){t.ptr + skip, a - skip};
+        if (h->authority.len == 0 || !host_ok(h->authority)) {
+            return HTTP_ERR_HOST;
+        }
+        h->absolute_form = true;
+        t = (struct slice){t.ptr + a, t.len - a};
+    }
+    const char *q = memchr(t.ptr, '?', t.len);
+    h->path = (struct slice){t.ptr, q ? (size_t)(q - t.ptr) : t.len};
+    h->query = q ? (struct slice){q + 1, t.len - (size_t)(q + 1 - t.ptr)} : (struct slice){"", 0};
+    if (h->path.len == 0) {
+        h->path = (struct slice){"/", 1}; /* "http://host" and "http://host?q" ask for "/" */
+    }
+    return 0;
+}
+
 static ssize_t interpret(struct http_head *h)
 {
     h->content_length = -1;
     bool te = false, conn_close = false, conn_keep = false;
     size_t hosts = 0;
+    ssize_t trc = split_target(h);
+    if (trc) {
+        return trc;
+    }
     for (size_t i = 0; i < h->nheaders; i++) {
         struct http_header *f = &h->headers[i];
         ssize_t rc = 0;
         if (ieq(f->name, "host")) {
             rc = ++hosts > 1 || !host_ok(f->value) ? HTTP_ERR_HOST : 0;
+            if (!h->absolute_form) {
+                h->authority = f->value;
+            }
         } else if (ieq(f->name, "content-length")) {
             rc = content_length(f->value, &h->content_length);
         } else if (ieq(f->name, "transfer-encoding")) {

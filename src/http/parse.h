@@ -34,6 +34,17 @@ struct http_header {
 struct http_head {
     struct slice method;                           /* token */
     struct slice target;                           /* request-target as sent */
+    struct slice path;                             /* target's path, still percent-encoded:
+                                                      origin-form up to '?', the path of an
+                                                      absolute-form target ("/" when empty),
+                                                      or the target as sent (asterisk- and
+                                                      authority-form) */
+    struct slice query;                            /* after '?', empty when none */
+    struct slice authority;                        /* the host the request is for: an
+                                                      absolute-form target's authority (RFC
+                                                      9112 3.2.2: it overrides Host), else the
+                                                      Host value; empty when neither */
+    bool absolute_form;                            /* the target was "http[s]://authority..." */
     int minor;                                     /* HTTP/1.minor */
     struct http_header headers[HTTP_MAX_HEADERS];  /* fields */
     size_t nheaders;                               /* fields used */
@@ -45,7 +56,10 @@ struct http_head {
 
 /* Parses one request head from buf[0..len). Returns the head's length in bytes (> 0),
  * HTTP_INCOMPLETE, or a negative enum http_parse_error. A head longer than max_bytes is
- * HTTP_ERR_TOO_LARGE even while incomplete. Leading empty lines are skipped (counted). */
+ * HTTP_ERR_TOO_LARGE even while incomplete. Leading empty lines are skipped (counted).
+ * An absolute-form target (RFC 9112 3.2.2) is split into its authority, path and query; its
+ * scheme must be http or https and its authority a valid host (else HTTP_ERR_HOST); a Host
+ * field is then still required in HTTP/1.1 but its value is ignored. */
 ssize_t http_parse_head(const char *buf, size_t len, size_t max_bytes, struct http_head *out);
 
 /* Case-insensitive lookup of a field; NULL when absent. */

@@ -218,7 +218,47 @@ struct slice http_req_path(const struct http_req *req)
     return req->path;
 }
 
-const char *http_req_query(struct http_req *req, const char *name)
+/* Decodes q[0..n) into a string kept by req (the raw text when it has a bad escape, so that
+ * it fails validation instead of passing for absent). */
+static const char *query_text(struct http_req *req, const char *q, size_t n)
+{
+    struct buf b;
+    buf_init(&b);
+    if (http_url_decode(q, n, true, &b) != 0) {
+        buf_fini(&b);
+        return keep_str(req, xstrndup(q, n));
+    }
+    return keep_str(req, buf_steal(&b, NULL));
+}
+
+bool http_req_query_next(struct http_req *req, size_t *pos, const char **name,
+                         const char **value)
+{
+    const char *q = req->query.ptr;
+    size_t n = req->query.len, i = *pos;
+    while (i < n && q[i] == '&') {
+        i++; /* empty pairs ("a=1&&b=2") are nothing */
+    }
+    if (i >= n) {
+        *pos = n;
+        return false;
+    }
+    size_t s = i;
+    while (i < n && q[i] != '&') {
+        i++;
+    }
+    const char *eq = memchr(q + s, '=', i - s);
+    size_t klen = eq ? (size_t)(eq - (q + s)) : i - s;
+    *name = keep_str(req, xstrndup(q + s, klen));
+    const char *v = eq ? eq + 1 : q + i;
+    if (value) {
+        *value = query_text(req, v, (size_t)(q + i - v));
+    }
+    *pos = i;
+    return true;
+}
+
+const char *http_req_query_nth(struct http_req *req, const char *name, size_t nth)
 {
     size_t nlen = strlen(name);
     const char *q = req->query.ptr;
@@ -230,19 +270,28 @@ const char *http_req_query(struct http_req *req, const char *name)
         }
         const char *eq = memchr(q + s, '=', i - s);
         size_t klen = eq ? (size_t)(eq - (q + s)) : i - s;
-        if (klen == nlen && memcmp(q + s, name, nlen) == 0) {
-            struct buf b;
-            buf_init(&b);
+        if (klen == nlen && memcmp(q + s, name, nlen) == 0 && nth-- == 0) {
             const char *v = eq ? eq + 1 : q + i;
-            if (http_url_decode(v, (size_t)(q + i - v), true, &b) != 0) {
-                buf_fini(&b); /* a bad escape: hand back the raw text, which callers refuse */
-                return keep_str(req, xstrndup(v, (size_t)(q + i - v)));
-            }
-            return keep_str(req, buf_steal(&b, NULL));
+            return query_text(req, v, (size_t)(q + i - v));
         }
         i++;
     }
     return NULL;
+}
+
+const char *http_req_query(struct http_req *req, const char *name)
+{
+    return http_req_query_nth(req, name, 0);
+}
+
+struct slice http_req_host(const struct http_req *req)
+{
+    return req->head.authority;
+}
+
+bool http_req_absolute_form(const struct http_req *req)
+{
+    return req->head.absolute_form;
 }
 
 const char *http_req_header(const struct http_req *req, const char *name)
@@ -748,9 +797,13 @@ static void send_continue(struct conn *c)
     buf_adds(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
 }
 
-static void rebase(struct slice *s, const char *from, const char *to)
+/* Moves s from the buffer at from (of n bytes) onto its copy at to; a slice pointing
+ * elsewhere (the parser's constant "/") stays. */
+static void rebase(struct slice *s, const char *from, size_t n, const char *to)
 {
-    s->ptr = to + (s->ptr - from);
+    if (s->ptr >= from && s->ptr <= from + n) {
+        s->ptr = to + (s->ptr - from);
+    }
 }
 
 /* Makes the request object for head h, parsed from c->in[0..head_len). The head bytes are
@@ -773,18 +826,19 @@ static int start_request(struct conn *c, const struct http_head *h, size_t head_
     char *copy = xstrndup(c->in.ptr, head_len);
     keep_str(req, copy);
     req->head = *h;
-    rebase(&req->head.method, c->in.ptr, copy);
-    rebase(&req->head.target, c->in.ptr, copy);
+    struct slice *moved[] = {&req->head.method, &req->head.target, &req->head.path,
+                             &req->head.query, &req->head.authority};
+    for (size_t i = 0; i < sizeof moved / sizeof moved[0]; i++) {
+        rebase(moved[i], c->in.ptr, head_len, copy);
+    }
     for (size_t i = 0; i < req->head.nheaders; i++) {
-        rebase(&req->head.headers[i].name, c->in.ptr, copy);
-        rebase(&req->head.headers[i].value, c->in.ptr, copy);
+        rebase(&req->head.headers[i].name, c->in.ptr, head_len, copy);
+        rebase(&req->head.headers[i].value, c->in.ptr, head_len, copy);
     }
     memcpy(req->method, req->head.method.ptr, req->head.method.len);
     req->method[req->head.method.len] = '\0';
-    struct slice t = req->head.target;
-    const char *q = memchr(t.ptr, '?', t.len);
-    req->path = (struct slice){t.ptr, q ? (size_t)(q - t.ptr) : t.len};
-    req->query = q ? (struct slice){q + 1, t.len - (size_t)(q + 1 - t.ptr)} : (struct slice){"", 0};
+    req->path = req->head.path;
+    req->query = req->head.query;
     c->is_head = strcmp(req->method, "HEAD") == 0;
     return 0;
 }
@@ -1431,29 +1485,54 @@ static void *loop_main(void *arg)
     return NULL;
 }
 
+/* Fills sa with the numeric IPv4 or IPv6 address host (brackets allowed around IPv6) and
+ * port. Returns its length, or 0 when host is not a numeric address. */
+static socklen_t listen_addr(const char *host, uint16_t port, struct sockaddr_storage *sa)
+{
+    memset(sa, 0, sizeof(*sa));
+    struct sockaddr_in *v4 = (struct sockaddr_in *)sa;
+    if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons(port);
+        return sizeof(*v4);
+    }
+    char bare[64];
+    size_t n = strlen(host);
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']' && n - 2 < sizeof bare) {
+        memcpy(bare, host + 1, n - 2);
+        bare[n - 2] = '\0';
+        host = bare;
+    }
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)sa;
+    if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons(port);
+        return sizeof(*v6);
+    }
+    return 0;
+}
+
 static int listen_on(struct http_server *srv)
 {
-    struct sockaddr_in sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons(srv->cfg.port);
-    if (inet_pton(AF_INET, srv->cfg.host, &sa.sin_addr) != 1) {
-        log_error("listen address %s is not an IPv4 address", srv->cfg.host);
+    struct sockaddr_storage sa;
+    socklen_t len = listen_addr(srv->cfg.host, srv->cfg.port, &sa);
+    if (!len) {
+        log_error("listen address %s is not an IPv4 or IPv6 address", srv->cfg.host);
         return ERR_INVALID;
     }
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
-        bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, 1024) != 0) {
+        bind(fd, (struct sockaddr *)&sa, len) != 0 || listen(fd, 1024) != 0) {
         log_error("cannot listen on %s:%u: %s", srv->cfg.host, srv->cfg.port, strerror(errno));
         if (fd >= 0) {
             close(fd);
         }
         return ERR_IO;
     }
-    socklen_t len = sizeof sa;
     getsockname(fd, (struct sockaddr *)&sa, &len);
-    srv->port = ntohs(sa.sin_port);
+    srv->port = ntohs(sa.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&sa)->sin6_port
+                                               : ((struct sockaddr_in *)&sa)->sin_port);
     srv->lfd = fd;
     return 0;
 }
@@ -1499,7 +1578,7 @@ static int tls_setup(struct http_server *srv)
     return 0;
 }
 
-int http_server_start(const struct http_config *cfg, struct http_server **out)
+int http_server_bind(const struct http_config *cfg, struct http_server **out)
 {
     struct http_server *srv = xcalloc(1, sizeof(*srv));
     srv->cfg = *cfg;
@@ -1512,24 +1591,39 @@ int http_server_start(const struct http_config *cfg, struct http_server **out)
     strmap_init(&srv->peers, sizeof(unsigned));
     int rc = listen_on(srv);
     if (rc) {
-        free(srv);
-        return rc;
-    }
-    srv->nloops = cfg->threads ? cfg->threads : 1;
-    srv->loops = xcalloc(srv->nloops, sizeof(*srv->loops));
-    for (unsigned i = 0; i < srv->nloops && !rc; i++) {
-        rc = loop_init(&srv->loops[i], srv);
-        if (rc) {
-            srv->nloops = i; /* loops started so far */
-        }
-    }
-    if (rc) {
-        log_error("cannot start the I/O threads");
         http_server_stop(srv);
         return rc;
     }
     *out = srv;
     return 0;
+}
+
+int http_server_run(struct http_server *srv)
+{
+    int rc = 0;
+    unsigned want = srv->cfg.threads ? srv->cfg.threads : 1;
+    srv->loops = xcalloc(want, sizeof(*srv->loops));
+    for (unsigned i = 0; i < want && !rc; i++) {
+        rc = loop_init(&srv->loops[i], srv);
+        srv->nloops = rc ? i : i + 1; /* loops started so far */
+    }
+    if (rc) {
+        log_error("cannot start the I/O threads");
+    }
+    return rc;
+}
+
+int http_server_start(const struct http_config *cfg, struct http_server **out)
+{
+    struct http_server *srv;
+    int rc = http_server_bind(cfg, &srv);
+    if (!rc && (rc = http_server_run(srv)) != 0) {
+        http_server_stop(srv);
+    }
+    if (!rc) {
+        *out = srv;
+    }
+    return rc;
 }
 
 uint16_t http_server_port(const struct http_server *srv)

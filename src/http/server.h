@@ -31,7 +31,7 @@ typedef void http_observe_fn(void *arg, struct http_req *req, int tag, unsigned 
                              uint64_t ns);
 
 struct http_config {
-    const char *host;            /* IPv4 address to bind, e.g. "127.0.0.1" */
+    const char *host;            /* IPv4 or IPv6 address to bind ("127.0.0.1", "::1", "[::1]") */
     uint16_t port;               /* 0 = any free port */
     unsigned threads;            /* I/O threads */
     struct limits limits;        /* body, header, connection and timeout limits */
@@ -43,8 +43,16 @@ struct http_config {
     const char *tls_key;         /* PEM private key file (with tls_cert) */
 };
 
-/* Starts listening and serving. Returns 0 or ERR_IO (bind failed: the log says why). */
+/* Starts listening and serving: http_server_bind, then http_server_run. Returns 0, ERR_IO
+ * (bind failed: the log says why) or ERR_INVALID (not an address). */
 int http_server_start(const struct http_config *cfg, struct http_server **out);
+/* Loads the TLS certificate and opens the listening socket, without serving yet (so a start
+ * can fail on a port in use before it creates anything). cfg is copied; its handler_arg and
+ * observe_arg are only used once running. Returns 0, ERR_IO or ERR_INVALID (logged); on
+ * failure nothing is left open. Free with http_server_stop. */
+int http_server_bind(const struct http_config *cfg, struct http_server **out);
+/* Starts the I/O threads of a bound server. Returns 0 or ERR_IO; then http_server_stop. */
+int http_server_run(struct http_server *srv);
 uint16_t http_server_port(const struct http_server *srv);
 /* Stops accepting new connections; open ones keep being served. */
 void http_server_quiesce(struct http_server *srv);
@@ -63,6 +71,20 @@ struct slice http_req_query_string(const struct http_req *req);
  * percent-escape is returned undecoded (still holding its '%'), so that it fails validation
  * instead of passing for absent. The string lives as long as the request. */
 const char *http_req_query(struct http_req *req, const char *name);
+/* The nth (from 0) occurrence of query parameter name, decoded as http_req_query does, or
+ * NULL when there are fewer. Names are matched as sent (not decoded). */
+const char *http_req_query_nth(struct http_req *req, const char *name, size_t nth);
+/* Iterates the query's parameters in order: start with *pos = 0; each call sets *name (as
+ * sent, not decoded, as http_req_query matches it) and *value (decoded as http_req_query
+ * does; "" for a parameter without '='; value may be NULL), both living as long as the
+ * request, and returns true, or returns false at the end. */
+bool http_req_query_next(struct http_req *req, size_t *pos, const char **name,
+                         const char **value);
+/* The authority the request is addressed to: an absolute-form target's (RFC 9112 3.2.2),
+ * else the Host header's value; empty when there is neither (HTTP/1.0). */
+struct slice http_req_host(const struct http_req *req);
+/* True when the request target was in absolute form ("http://host/path"). */
+bool http_req_absolute_form(const struct http_req *req);
 /* A request header value, or NULL. */
 const char *http_req_header(const struct http_req *req, const char *name);
 struct slice http_req_body(const struct http_req *req);

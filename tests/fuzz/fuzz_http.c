@@ -1,6 +1,6 @@
 /* libFuzzer target: the HTTP request head parser and the chunked-body decoder. Properties: no
  * crash or sanitizer report; a parsed head's length never exceeds the input; every parsed
- * slice lies inside the input; the chunked decoder never consumes more than it was given nor
+ * slice lies inside the input (the path may also be the parser's "/"); the chunked decoder never consumes more than it was given nor
  * produces more body than the limit. */
 #include <stdint.h>
 #include <stdlib.h>
@@ -27,6 +27,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         check_inside(data, size, h.method);
         check_inside(data, size, h.target);
+        check_inside(data, size, h.query);
+        check_inside(data, size, h.authority);
+        if (!(h.path.len == 1 && h.path.ptr[0] == '/')) { /* or the parser's constant "/" */
+            check_inside(data, size, h.path);
+        }
         for (size_t i = 0; i < h.nheaders; i++) {
             check_inside(data, size, h.headers[i].name);
             check_inside(data, size, h.headers[i].value);

@@ -46,6 +46,35 @@ TEST(head_host_rules)
     CHECK(parse("GET / HTTP/1.1\r\nHost: \r\n\r\n", &h) > 0); /* empty: allowed */
 }
 
+static bool is(struct slice s, const char *want)
+{
+    return s.len == strlen(want) && !memcmp(s.ptr, want, s.len);
+}
+
+TEST(head_target_forms)
+{
+    struct http_head h;
+    /* origin-form: path and query; the authority is the Host value */
+    CHECK(parse("GET /a/b?x=1&y HTTP/1.1\r\nHost: h:1\r\n\r\n", &h) > 0);
+    CHECK(is(h.path, "/a/b") && is(h.query, "x=1&y") && is(h.authority, "h:1"));
+    CHECK(!h.absolute_form);
+    /* absolute-form (RFC 9112 3.2.2): its authority wins over Host */
+    CHECK(parse("GET http://ex.com:8080/v1/x?q=2 HTTP/1.1\r\nHost: other\r\n\r\n", &h) > 0);
+    CHECK(is(h.path, "/v1/x") && is(h.query, "q=2") && is(h.authority, "ex.com:8080"));
+    CHECK(h.absolute_form);
+    CHECK(parse("GET HTTPS://[::1]?z HTTP/1.1\r\nHost: x\r\n\r\n", &h) > 0);
+    CHECK(is(h.path, "/") && is(h.query, "z") && is(h.authority, "[::1]"));
+    CHECK(parse("GET http://h HTTP/1.0\r\n\r\n", &h) > 0);
+    CHECK(is(h.path, "/") && is(h.query, "") && is(h.authority, "h"));
+    /* a bad authority is a bad host; a Host is still needed in HTTP/1.1 */
+    ASSERT_EQ(parse("GET http://u@h/ HTTP/1.1\r\nHost: h\r\n\r\n", &h), HTTP_ERR_HOST);
+    ASSERT_EQ(parse("GET http:///x HTTP/1.1\r\nHost: h\r\n\r\n", &h), HTTP_ERR_HOST);
+    ASSERT_EQ(parse("GET http://h/ HTTP/1.1\r\n\r\n", &h), HTTP_ERR_HOST);
+    /* other schemes are paths (answered 404 by the router) */
+    CHECK(parse("GET ftp://h/x HTTP/1.1\r\nHost: h\r\n\r\n", &h) > 0);
+    CHECK(is(h.path, "ftp://h/x") && !h.absolute_form);
+}
+
 TEST(head_incomplete_and_too_large)
 {
     struct http_head h;
