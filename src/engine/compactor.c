@@ -205,7 +205,7 @@ static void *compactor_main(void *arg)
     bool asked;
     while (await_wake(db, &asked)) {
         bool lifecycle = __atomic_load_n(&db->nmetas, __ATOMIC_ACQUIRE) > 0 ||
-                         db->settings.retention_days > 0;
+                         db_retention_us(db) > 0;
         int rc = asked || (db->limits->compact_interval_s && lifecycle) ? compact_once(db, asked)
                                                                         : 0;
         pthread_mutex_lock(&db->compact_mu);

@@ -74,6 +74,7 @@ static void db_free(struct db *db)
     free(db->idems);
     pthread_mutex_destroy(&db->watch_mu);
     pthread_rwlock_destroy(&db->meta_lock);
+    pthread_mutex_destroy(&db->settings_mu);
     pthread_mutex_destroy(&db->mu);
     pthread_cond_destroy(&db->cv);
     free(db->dir);
@@ -137,12 +138,46 @@ static int settings_load(struct db *db)
 
 void engine_db_settings(struct db *db, struct db_settings *out)
 {
+    pthread_mutex_lock(&db->settings_mu);
     *out = db->settings;
+    pthread_mutex_unlock(&db->settings_mu);
 }
 
 uint32_t engine_db_rate_limit(const struct db *db)
 {
-    return db->settings.rate_limit;
+    return __atomic_load_n(&db->settings.rate_limit, __ATOMIC_ACQUIRE);
+}
+
+/* Gives the store the idempotency TTL of db's settings (or the server's). */
+static void apply_idem_ttl(struct db *db)
+{
+    uint64_t ttl_s = __atomic_load_n(&db->settings.idem_ttl_s, __ATOMIC_ACQUIRE);
+    ttl_s = ttl_s ? ttl_s : db->limits->idem_ttl_s ? db->limits->idem_ttl_s
+                                                   : LIMIT_DEFAULT_IDEM_TTL_S;
+    store_set_idem_ttl(db->st, ttl_s * 1000000u);
+}
+
+int engine_db_set_settings(struct db *db, const struct db_settings *s)
+{
+    struct buf text;
+    buf_init(&text);
+    settings_format(s, &text);
+    pthread_mutex_lock(&db->settings_mu);
+    int rc = store_set_settings(db->st, (struct slice){text.ptr, text.len});
+    if (!rc) {
+        struct db_settings *d = &db->settings;
+        snprintf(d->description, sizeof d->description, "%s", s->description);
+        __atomic_store_n(&d->retention_days, s->retention_days, __ATOMIC_RELEASE);
+        __atomic_store_n(&d->max_stream_bytes, s->max_stream_bytes, __ATOMIC_RELEASE);
+        __atomic_store_n(&d->rate_limit, s->rate_limit, __ATOMIC_RELEASE);
+        __atomic_store_n(&d->idem_ttl_s, s->idem_ttl_s, __ATOMIC_RELEASE);
+        apply_idem_ttl(db);
+        /* after the new retention: a compaction planned under the old one gives up */
+        __atomic_add_fetch(&db->meta_changes, 1, __ATOMIC_ACQ_REL);
+    }
+    pthread_mutex_unlock(&db->settings_mu);
+    buf_fini(&text);
+    return rc;
 }
 
 static int db_open(struct engine *e, const char *name, bool create,
@@ -167,6 +202,7 @@ static int db_open(struct engine *e, const char *name, bool create,
     pthread_mutex_init(&db->groups_mu, NULL);
     pthread_mutex_init(&db->hooks_mu, NULL);
     pthread_rwlock_init(&db->meta_lock, NULL);
+    pthread_mutex_init(&db->settings_mu, NULL);
     struct buf text;
     buf_init(&text);
     if (create && settings) {
@@ -177,10 +213,7 @@ static int db_open(struct engine *e, const char *name, bool create,
     buf_fini(&text);
     if (!rc) rc = settings_load(db);
     if (!rc) {
-        uint64_t ttl_s = db->settings.idem_ttl_s    ? db->settings.idem_ttl_s
-                         : e->limits.idem_ttl_s ? e->limits.idem_ttl_s
-                                                : LIMIT_DEFAULT_IDEM_TTL_S;
-        store_set_idem_ttl(db->st, ttl_s * 1000000u);
+        apply_idem_ttl(db);
     }
     if (!rc) rc = load_last_recorded(db);
     if (!rc) rc = meta_load(db);
@@ -455,11 +488,14 @@ void engine_names_free(char **names, size_t count)
     free(names);
 }
 
-static int open_existing(struct engine *e)
+/* Opens every database under <data>/dbs. *fresh: the directory did not exist (a new data
+ * directory, where the database "default" is made). */
+static int open_existing(struct engine *e, bool *fresh)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/dbs", e->data_dir);
-    if (mkdir(path, 0750) != 0 && errno != EEXIST) {
+    *fresh = mkdir(path, 0750) == 0;
+    if (!*fresh && errno != EEXIST) {
         return ERR(ERR_IO);
     }
     DIR *d = opendir(path);
@@ -514,8 +550,9 @@ int engine_open(const struct engine_config *cfg, struct engine **out)
     e->webhook_allow = cfg->webhook_allow;
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->jobs_cv, NULL);
-    int rc = open_existing(e);
-    if (!rc && !find_locked(e, "default", 7, NULL)) {
+    bool fresh = false;
+    int rc = open_existing(e, &fresh);
+    if (!rc && fresh) { /* only then: a deleted "default" stays deleted */
         rc = engine_db_create(e, "default", 7, NULL);
     }
     if (rc) {

@@ -35,7 +35,8 @@ struct engine_config {
 };
 
 /* Locks data_dir (one process per data directory), opens every database under it (creating
- * data_dir and the "default" database when missing) and starts their writers. Returns 0,
+ * data_dir when missing, and the "default" database in a new data directory only: once
+ * deleted it stays deleted) and starts their writers. Returns 0,
  * ERR_EXISTS (another process holds the directory), ERR_IO, ERR_CORRUPT or ERR_INVALID. */
 int engine_open(const struct engine_config *cfg, struct engine **out);
 /* Stops taking appends (they fail with ERR_SHUTDOWN), waits for the background jobs, lets
@@ -51,7 +52,8 @@ void engine_job_end(struct engine *e);
  * store. No database may be acquired any more. NULL is a no-op. */
 void engine_close(struct engine *e);
 
-/* Settings of a database, given when it is created (DeltaBase's event store settings). */
+/* Settings of a database, given when it is created (DeltaBase's event store settings) and
+ * changed with engine_db_set_settings. */
 struct db_settings {
     char description[LIMIT_DESCRIPTION_BYTES + 1]; /* free text, "" when none */
     uint64_t retention_days;   /* events recorded longer ago are hidden (0 = keep all) */
@@ -71,6 +73,11 @@ int engine_db_create(struct engine *e, const char *name, size_t len,
                      const struct db_settings *settings);
 /* The database's settings. */
 void engine_db_settings(struct db *db, struct db_settings *out);
+/* Replaces the database's description and settings: durable before it returns, then in
+ * force at once for reads (retention), the writer's checks (maximum stream size), rate
+ * limits and idempotency keys (TTL); a compaction planned under the old retention gives up.
+ * Returns 0, ERR_IO or ERR_NOSPACE. Any thread but the database's own. */
+int engine_db_set_settings(struct db *db, const struct db_settings *s);
 /* Its rate_limit setting alone (cheap: for every request). */
 uint32_t engine_db_rate_limit(const struct db *db);
 /* Called once a deleted database's files are gone; err is 0 or ERR_IO. */

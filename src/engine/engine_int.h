@@ -33,7 +33,8 @@ struct db {
     uint64_t appends;                   /* atomic: acknowledged append requests */
     uint64_t commit_ns;                 /* atomic: time spent in durable commits */
     int64_t last_recorded_us;           /* writer only: recorded time of the head */
-    struct db_settings settings;        /* fixed at creation */
+    pthread_mutex_t settings_mu;        /* guards settings.description; serializes changes */
+    struct db_settings settings;        /* the numbers are atomic (read without the lock) */
     pthread_rwlock_t meta_lock;         /* guards metas */
     struct strmap metas;                /* stream name -> struct stream_meta (meta.c) */
     size_t nmetas;                      /* atomic: metas.count, read without the lock */
@@ -101,7 +102,8 @@ int meta_min_version(struct store_reader *r, const struct stream_meta *m,
  * from reads and conditions, and compaction reclaims them. */
 static inline uint64_t db_retention_us(const struct db *db)
 {
-    return db->settings.retention_days * 86400ull * 1000000ull;
+    return __atomic_load_n(&db->settings.retention_days, __ATOMIC_ACQUIRE) * 86400ull *
+           1000000ull;
 }
 
 /* Tells every watcher of db of a commit (gone false) or of its deletion (gone true). */

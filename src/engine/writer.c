@@ -375,7 +375,8 @@ static void lay_out_part(struct db *db, struct append_part *part, struct stream_
 static bool too_large(const struct db *db, const struct append_part *part,
                       const struct stream_rec *s)
 {
-    uint64_t max = db->settings.max_stream_bytes, bytes = s->bytes;
+    uint64_t max = __atomic_load_n(&db->settings.max_stream_bytes, __ATOMIC_ACQUIRE);
+    uint64_t bytes = s->bytes;
     if (!max || part->stream.ptr[0] == '$') {
         return false;
     }

@@ -1294,6 +1294,24 @@ int store_settings(struct store *st, struct buf *out)
     return rc == MDB_NOTFOUND ? 0 : st_map_err(rc);
 }
 
+int store_set_settings(struct store *st, struct slice settings)
+{
+    pthread_rwlock_rdlock(&st->tail_lock);
+    MDB_txn *txn;
+    int rc = st->env ? mdb_txn_begin(st->env, NULL, 0, &txn) : EIO;
+    if (!rc) {
+        MDB_val k = {sizeof SETTINGS_KEY - 1, (void *)SETTINGS_KEY};
+        MDB_val v = {settings.len, (void *)settings.ptr};
+        rc = mdb_put(txn, st->meta, &k, &v, 0);
+        rc = rc ? (mdb_txn_abort(txn), rc) : mdb_txn_commit(txn);
+    }
+    if (!rc) {
+        rc = mdb_env_sync(st->env, 1); /* MDB_NOMETASYNC: the commit's meta page too */
+    }
+    pthread_rwlock_unlock(&st->tail_lock);
+    return st_map_err(rc);
+}
+
 int store_stats(struct store *st, struct store_stats *out)
 {
     char path[4096];

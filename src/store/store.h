@@ -55,6 +55,9 @@ int store_open(const char *dir, uint64_t map_bytes, bool create, struct slice se
 /* The settings text given when the store was created (settings of store_open; recorded in
  * the creating index commit), empty when none. Returns 0 or ERR_IO. */
 int store_settings(struct store *st, struct buf *out);
+/* Replaces the settings text durably (an index commit, synced). Returns 0, ERR_IO or
+ * ERR_NOSPACE. Any thread but the indexer's. */
+int store_set_settings(struct store *st, struct slice settings);
 /* Indexes what is left, stops the indexer and closes. No reader may be open. NULL is a no-op. */
 void store_close(struct store *st);
 /* Closes without indexing what is left (the store is about to be removed). */
