@@ -36,6 +36,9 @@ $(BUILD)/%.o: src/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
+# The OpenAPI schemas are linked in as they are (.incbin in openapi.c).
+$(BUILD)/api/openapi.o build-fuzz/api/openapi.o: src/api/openapi_schemas.json
+
 $(BUILD)/libannals.a: $(LIB_OBJ)
 	ar rcs $@ $^
 

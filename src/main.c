@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "api/groups_api.h"
+#include "api/keys_api.h"
 #include "api/live.h"
 #include "api/out.h"
 #include "api/metrics.h"
@@ -46,6 +47,7 @@ struct options {
     uint32_t rate_burst;    /* --rate-burst */
     struct live_config live; /* --live-heartbeat, --live-max-lag */
     const char *webhook_allow; /* --webhook-allow */
+    const char *allowed_hosts; /* --allowed-hosts */
 };
 
 /* One flag: its name, environment variable, help text and where it goes. */
@@ -91,6 +93,8 @@ static const struct flag FLAGS[] = {
      "hosts or addresses webhooks may reach although loopback or private (comma-separated; default none)"},
     {"--compact-interval", "ANNALS_COMPACT_INTERVAL", "SECONDS",
      "how often each database checks whether compaction would reclaim enough of its log (default 3600; 0 = only on request)"},
+    {"--allowed-hosts", "ANNALS_ALLOWED_HOSTS", "LIST",
+     "host names requests may be addressed to (comma-separated, or *; default: loopback names without API keys, any with keys)"},
 };
 enum { NFLAGS = sizeof FLAGS / sizeof FLAGS[0] };
 
@@ -100,20 +104,46 @@ static void usage(FILE *f)
                "usage: annals <command> [flags]\n\n"
                "commands:\n"
                "  serve     run the server (zero configuration: ./data, 127.0.0.1:7070, auth off until a key exists)\n"
-               "  verify    check every database's checksums, hash chain and indexes (server stopped)\n"
+               "  verify    check every database's checksums, hash chain and indexes (server stopped;\n"
+               "            see verify --help)\n"
                "  keys      create, list, revoke and rotate API keys (server stopped; see keys --help)\n"
                "  version   print the version\n"
                "  help      this text; 'annals serve --help' lists the flags\n",
             ANNALS_VERSION);
 }
 
-static void usage_flags(FILE *f)
+/* The flags of annals verify (indexes into FLAGS); serve takes all of them. */
+static const int VERIFY_FLAGS[] = {0, 9};
+
+static bool takes_flag(bool verify, int idx)
 {
-    fprintf(f, "usage: annals serve|verify [flags]\n\nflags (each also read from its environment "
-               "variable; flags win):\n");
+    for (size_t i = 0; verify && i < sizeof VERIFY_FLAGS / sizeof VERIFY_FLAGS[0]; i++) {
+        if (VERIFY_FLAGS[i] == idx) {
+            return true;
+        }
+    }
+    return !verify;
+}
+
+static void usage_flags(FILE *f, bool verify)
+{
+    if (verify) {
+        fprintf(f, "usage: annals verify [--data DIR] [--max-db-bytes N]\n\n"
+                   "Checks every database of a stopped server's data directory: record "
+                   "checksums,\nthe hash chain, positions and the stream index.\n\n"
+                   "exit status: 0 every database is intact; 1 a database is damaged (the "
+                   "first\ndamaged position is printed) or cannot be opened; 2 usage error, no "
+                   "databases,\nor the directory is in use by a running server.\n\nflags "
+                   "(each also read from its environment variable; flags win):\n");
+    } else {
+        fprintf(f, "usage: annals serve [flags]\n\nflags (each also read from its environment "
+                   "variable; flags win):\n");
+    }
     for (int i = 0; i < NFLAGS; i++) {
-        fprintf(f, "  %-20s %-10s %s [%s]\n", FLAGS[i].name, FLAGS[i].arg, FLAGS[i].help,
-                FLAGS[i].env);
+        if (takes_flag(verify, i)) {
+            fprintf(f, "  %-20s %-10s %s [%s]\n", FLAGS[i].name, FLAGS[i].arg, FLAGS[i].help,
+                    FLAGS[i].env);
+        }
     }
 }
 
@@ -175,6 +205,7 @@ static int set_option(struct options *o, int idx, const char *v)
     case 21: if (parse_size(v, 0, 1ull << 40, &n)) return ERR_INVALID; o->live.max_lag = n; return 0;
     case 22: o->webhook_allow = v; return 0;
     case 23: if (parse_size(v, 0, 30 * 86400, &n)) return ERR_INVALID; l->compact_interval_s = (unsigned)n; return 0;
+    case 24: o->allowed_hosts = v; return 0;
     }
     return ERR_INVALID;
 }
@@ -205,37 +236,45 @@ static void defaults(struct options *o)
     o->live = (struct live_config){.heartbeat_s = 15, .max_lag = 100000};
 }
 
-/* Applies environment variables, then flags. Returns 0, 1 (help printed) or ERR_INVALID. */
-static int parse_options(struct options *o, int argc, char **argv)
+/* Applies environment variables, then flags (those of cmd: serve or verify). Returns 0, 1
+ * (help printed) or ERR_INVALID (the message names the flag). */
+static int parse_options(struct options *o, const char *cmd, int argc, char **argv)
 {
+    bool verify = !strcmp(cmd, "verify");
     defaults(o);
     for (int i = 0; i < NFLAGS; i++) {
         const char *v = getenv(FLAGS[i].env);
-        if (v && *v && set_option(o, i, v)) {
+        if (takes_flag(verify, i) && v && *v && set_option(o, i, v)) {
             fprintf(stderr, "annals: bad value for %s: %s\n", FLAGS[i].env, v);
             return ERR_INVALID;
         }
     }
     for (int a = 2; a < argc; a++) {
         if (!strcmp(argv[a], "--help") || !strcmp(argv[a], "-h")) {
-            usage_flags(stdout);
+            usage_flags(stdout, verify);
             return 1;
         }
-        const char *eq = strchr(argv[a], '=');
-        size_t nlen = eq ? (size_t)(eq - argv[a]) : strlen(argv[a]);
+        const char *flag = argv[a], *eq = strchr(flag, '=');
+        size_t nlen = eq ? (size_t)(eq - flag) : strlen(flag);
         int idx = -1;
         for (int i = 0; i < NFLAGS; i++) {
-            if (strlen(FLAGS[i].name) == nlen && !strncmp(FLAGS[i].name, argv[a], nlen)) {
-                idx = i;
+            if (strlen(FLAGS[i].name) == nlen && !strncmp(FLAGS[i].name, flag, nlen)) {
+                idx = takes_flag(verify, i) ? i : -1;
             }
         }
+        if (idx < 0) {
+            fprintf(stderr, "annals %s: unknown flag %.*s (see annals %s --help)\n", cmd,
+                    (int)nlen, flag, cmd);
+            return ERR_INVALID;
+        }
         const char *v = eq ? eq + 1 : (a + 1 < argc ? argv[++a] : NULL);
-        if (idx < 0 || !v) {
-            fprintf(stderr, "annals: unknown flag or missing value: %s (see --help)\n", argv[a]);
+        if (!v) {
+            fprintf(stderr, "annals %s: %s needs a value (%s)\n", cmd, FLAGS[idx].name,
+                    FLAGS[idx].arg);
             return ERR_INVALID;
         }
         if (set_option(o, idx, v)) {
-            fprintf(stderr, "annals: bad value for %s: %s\n", FLAGS[idx].name, v);
+            fprintf(stderr, "annals %s: bad value for %s: %s\n", cmd, FLAGS[idx].name, v);
             return ERR_INVALID;
         }
     }
@@ -298,6 +337,55 @@ static bool is_loopback(const char *host)
            strcmp(host, "[::1]") == 0;
 }
 
+/* Logs the start, waits for SIGINT/SIGTERM, logs it. */
+static void serve_until_signal(const struct options *o, struct api *api,
+                               struct http_server *srv, const sigset_t *sigs)
+{
+    if (api->auth_required) {
+        size_t active = keyring_active(api->keys, time_now_us()), known;
+        free(keyring_list(api->keys, &known));
+        log_info("authentication is on: %zu active API keys (%zu on file)", active, known);
+    } else {
+        log_warn("authentication is OFF (development mode, loopback, no API keys): any client "
+                 "on %s can read and write; creating a key turns it on",
+                 o->host);
+    }
+    bool v6 = strchr(o->host, ':') && o->host[0] != '[';
+    log_info("annals %s listening on %s%s%s:%u (%s), data in %s, %u I/O threads",
+             ANNALS_VERSION, v6 ? "[" : "", o->host, v6 ? "]" : "", http_server_port(srv),
+             o->tls_cert ? "HTTPS" : "HTTP", o->data_dir, o->threads);
+    __atomic_store_n(&api->srv, srv, __ATOMIC_RELEASE);
+    int sig = wait_for_signal(sigs);
+    log_info("received signal %d", sig);
+}
+
+/* Refuses a start that would serve an open address without keys (logged). Reads the keys
+ * on file without creating anything. Returns 0 or 1. */
+static int check_keys(const struct options *o, bool *out_known)
+{
+    struct keyring *keys;
+    int rc = keyring_open(o->data_dir, &keys);
+    if (rc) {
+        log_error("cannot read the API keys in %s/keys.json: %s", o->data_dir, err_name(rc));
+        return 1;
+    }
+    size_t active = keyring_active(keys, time_now_us()), known;
+    free(keyring_list(keys, &known));
+    keyring_close(keys);
+    *out_known = known > 0;
+    if (!is_loopback(o->host) && active == 0) {
+        log_error("refusing to listen on %s without API keys: anyone could read and write. "
+                  "Stop here, create a key with 'annals keys create --scope admin --data %s', "
+                  "then start again (or listen on 127.0.0.1 for development)",
+                  o->host, o->data_dir);
+        return 1;
+    }
+    return 0;
+}
+
+/* Serves until SIGINT/SIGTERM. A start refused for its configuration (no keys on an open
+ * address, the port in use, a bad certificate) creates nothing on disk: those are checked
+ * before the data directory is opened. */
 static int cmd_serve(const struct options *o)
 {
     sigset_t sigs;
@@ -306,77 +394,59 @@ static int cmd_serve(const struct options *o)
     sigaddset(&sigs, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* every thread inherits this; main waits */
     signal(SIGPIPE, SIG_IGN);
-    struct engine_config ec = {.data_dir = o->data_dir, .limits = o->limits,
-                               .parse_filter = groups_parse_filter, .format_event = out_event,
-                               .webhook_allow = o->webhook_allow};
-    curl_global_init(CURL_GLOBAL_DEFAULT); /* before any thread: webhooks post with libcurl */
-    struct engine *e;
-    int rc = engine_open(&ec, &e);
-    if (rc) {
-        log_error("cannot open data directory %s: %s", o->data_dir, err_name(rc));
+    bool known_keys;
+    if (!o->tls_cert != !o->tls_key) {
+        log_error("--tls-cert and --tls-key go together");
         return 1;
     }
-    struct keyring *keys;
-    rc = keyring_open(o->data_dir, &keys);
-    if (rc) {
-        log_error("cannot read the API keys in %s/keys.json: %s", o->data_dir, err_name(rc));
-        engine_close(e);
+    if (check_keys(o, &known_keys)) {
         return 1;
     }
-    bool loopback = is_loopback(o->host);
-    size_t active = keyring_active(keys, time_now_us()), known;
-    free(keyring_list(keys, &known));
-    if (!loopback && active == 0) {
-        log_error("refusing to listen on %s without API keys: anyone could read and write. "
-                  "Stop here, create a key with 'annals keys create --scope admin --data %s', "
-                  "then start again (or listen on 127.0.0.1 for development)",
-                  o->host, o->data_dir);
-        keyring_close(keys);
-        engine_close(e);
-        return 1;
-    }
-    /* any key on file (even expired or revoked ones) keeps auth on: revoking every key must not
-     * open the server */
-    struct api api = {.engine = e, .keys = keys, .auth_required = known > 0 || !loopback,
-                      .limits = o->limits, .version = ANNALS_VERSION,
+    struct api api = {.limits = o->limits, .version = ANNALS_VERSION,
                       .started_us = time_now_us(), .cors_origins = o->cors,
-                      .metrics = metrics_new(), .limiter = rl_new(),
-                      .rate_limit = o->rate_limit, .rate_burst = o->rate_burst,
-                      .live = live_registry_new(&o->live)};
+                      .allowed_hosts = o->allowed_hosts, .rate_limit = o->rate_limit,
+                      .rate_burst = o->rate_burst,
+                      /* any key on file (even expired or revoked ones) keeps auth on: revoking
+                         every key must not open the server */
+                      .auth_required = known_keys || !is_loopback(o->host)};
     struct http_config hc = {.host = o->host, .port = o->port, .threads = o->threads,
                              .limits = o->limits, .handler = api_handle, .handler_arg = &api,
                              .observe = api_observe, .observe_arg = &api,
                              .tls_cert = o->tls_cert, .tls_key = o->tls_key};
-    if (!o->tls_cert != !o->tls_key) {
-        log_error("--tls-cert and --tls-key go together");
-        keyring_close(keys);
-        engine_close(e);
-        return 1;
-    }
     struct http_server *srv;
-    if (http_server_start(&hc, &srv)) {
-        engine_close(e);
+    if (http_server_bind(&hc, &srv)) {
         return 1;
     }
-    if (api.auth_required) {
-        log_info("authentication is on: %zu active API keys (%zu on file)", active, known);
-    } else {
-        log_warn("authentication is OFF (development mode, loopback, no API keys): any client "
-                 "on %s can read and write; creating a key turns it on",
-                 o->host);
+    struct engine_config ec = {.data_dir = o->data_dir, .limits = o->limits,
+                               .parse_filter = groups_parse_filter, .format_event = out_event,
+                               .webhook_allow = o->webhook_allow};
+    curl_global_init(CURL_GLOBAL_DEFAULT); /* before any thread: webhooks post with libcurl */
+    int rc = engine_open(&ec, &api.engine);
+    if (rc) {
+        log_error("cannot open data directory %s: %s", o->data_dir, err_name(rc));
+        http_server_stop(srv);
+        return 1;
     }
-    log_info("annals %s listening on %s:%u (%s), data in %s, %u I/O threads", ANNALS_VERSION,
-             o->host, http_server_port(srv), o->tls_cert ? "HTTPS" : "HTTP", o->data_dir,
-             o->threads);
-    __atomic_store_n(&api.srv, srv, __ATOMIC_RELEASE);
-    int sig = wait_for_signal(&sigs);
-    log_info("received signal %d", sig);
-    shutdown_gracefully(srv, e);
-    keyring_close(keys);
+    rc = keyring_open(o->data_dir, &api.keys); /* again, now that the directory is ours */
+    if (rc) {
+        log_error("cannot read the API keys in %s/keys.json: %s", o->data_dir, err_name(rc));
+        http_server_stop(srv);
+        engine_close(api.engine);
+        return 1;
+    }
+    api.metrics = metrics_new();
+    api.limiter = rl_new();
+    api.live = live_registry_new(&o->live);
+    rc = http_server_run(srv);
+    if (!rc) {
+        serve_until_signal(o, &api, srv, &sigs);
+    }
+    shutdown_gracefully(srv, api.engine);
+    keyring_close(api.keys);
     metrics_free(api.metrics);
     rl_free(api.limiter);
     live_registry_free(api.live);
-    return 0;
+    return rc ? 1 : 0;
 }
 
 static int verify_one(const char *dbs, const char *name, uint64_t map_bytes)
@@ -444,14 +514,15 @@ static int cmd_verify(const struct options *o)
 
 struct keys_args {
     const char *data_dir, *scope, *database, *name, *not_after, *at, *id;
-    long grace_s, rate;
+    uint64_t grace_s, rate;
+    bool json;
 };
 
 static void keys_usage(FILE *f)
 {
     fprintf(f, "usage: annals keys create --scope read|write|admin [--database NAME] [--name LABEL]\n"
                "                          [--not-after RFC3339] [--rate-limit PER_SECOND] [--data DIR]\n"
-               "       annals keys list [--data DIR]\n"
+               "       annals keys list [--json] [--data DIR]\n"
                "       annals keys revoke ID [--at RFC3339] [--data DIR]\n"
                "       annals keys rotate ID [--grace SECONDS] [--data DIR]\n"
                "Works on a stopped server's data directory (use the /v1/keys API on a running one).\n"
@@ -472,20 +543,45 @@ static int keys_parse(int argc, char **argv, struct keys_args *a)
                            : !strcmp(f, "--not-after") ? &a->not_after
                            : !strcmp(f, "--at")        ? &a->at
                                                        : NULL;
-        if (dst && i + 1 < argc) {
+        uint64_t *num = !strcmp(f, "--grace") ? &a->grace_s
+                        : !strcmp(f, "--rate-limit") ? &a->rate : NULL;
+        if ((dst || num) && i + 1 == argc) {
+            fprintf(stderr, "annals keys: %s needs a value\n", f);
+            return ERR_INVALID;
+        }
+        if (dst) {
             *dst = argv[++i];
-        } else if (!strcmp(f, "--grace") && i + 1 < argc) {
-            a->grace_s = strtol(argv[++i], NULL, 10);
-        } else if (!strcmp(f, "--rate-limit") && i + 1 < argc) {
-            a->rate = strtol(argv[++i], NULL, 10);
+        } else if (num) {
+            uint64_t max = num == &a->rate ? LIMIT_RATE_MAX : 30 * 86400;
+            if (parse_size(argv[++i], 0, max, num)) {
+                fprintf(stderr, "annals keys: %s takes a whole number from 0 to %llu\n", f,
+                        (unsigned long long)max);
+                return ERR_INVALID;
+            }
+        } else if (!strcmp(f, "--json")) {
+            a->json = true;
         } else if (f[0] != '-' && !a->id) {
             a->id = f;
         } else {
-            fprintf(stderr, "annals keys: unknown argument %s\n", f);
+            fprintf(stderr, "annals keys: unknown argument %s (see annals keys --help)\n", f);
             return ERR_INVALID;
         }
     }
     return 0;
+}
+
+/* True when database name exists in data_dir (or will: "default" in a directory never
+ * served). */
+static bool database_exists(const char *data_dir, const char *name)
+{
+    char path[4400];
+    struct stat sb;
+    snprintf(path, sizeof path, "%s/dbs", data_dir);
+    if (stat(path, &sb) != 0) {
+        return !strcmp(name, "default");
+    }
+    snprintf(path, sizeof path, "%s/dbs/%s/data.mdb", data_dir, name);
+    return stat(path, &sb) == 0;
 }
 
 static void print_key(const struct api_key *k)
@@ -500,27 +596,68 @@ static void print_key(const struct api_key *k)
            until);
 }
 
+static int keys_list_print(struct keyring *kr, bool json)
+{
+    size_t n;
+    struct api_key *all = keyring_list(kr, &n);
+    if (json) {
+        struct buf b;
+        buf_init(&b);
+        buf_adds(&b, "{\"keys\":[");
+        for (size_t i = 0; i < n; i++) {
+            buf_adds(&b, i ? "," : "");
+            keys_api_key_json(&b, &all[i], time_now_us());
+        }
+        buf_adds(&b, "]}");
+        printf("%s\n", b.ptr);
+        buf_fini(&b);
+    } else if (n == 0) {
+        printf("no API keys (authentication is off until one exists; create one with "
+               "annals keys create --scope admin)\n");
+    }
+    for (size_t i = 0; !json && i < n; i++) {
+        print_key(&all[i]);
+    }
+    free(all);
+    return 0;
+}
+
+/* Checks the arguments of keys create; prints why and returns 2 when they are wrong. */
+static int keys_create_check(const struct keys_args *a, enum key_scope *scope, int64_t *t)
+{
+    if (key_scope_parse(a->scope, scope)) {
+        fprintf(stderr, "annals keys create: --scope is read, write or admin\n");
+        return 2;
+    }
+    if (a->database && (!engine_db_name_ok(a->database, strlen(a->database)) ||
+                        !database_exists(a->data_dir, a->database))) {
+        fprintf(stderr, "annals keys create: no database %s in %s\n", a->database, a->data_dir);
+        return 2;
+    }
+    if (a->not_after && time_parse(a->not_after, strlen(a->not_after), t)) {
+        fprintf(stderr, "annals keys create: --not-after is an RFC 3339 time\n");
+        return 2;
+    }
+    if (a->not_after && *t <= time_now_us()) {
+        fprintf(stderr, "annals keys create: --not-after %s is in the past\n", a->not_after);
+        return 2;
+    }
+    return 0;
+}
+
 static int keys_run(const char *sub, struct keyring *kr, const struct keys_args *a)
 {
     char text[KEY_TEXT_MAX];
     struct api_key k;
     int64_t t = 0;
     if (!strcmp(sub, "list")) {
-        size_t n;
-        struct api_key *all = keyring_list(kr, &n);
-        for (size_t i = 0; i < n; i++) {
-            print_key(&all[i]);
-        }
-        free(all);
-        return 0;
+        return keys_list_print(kr, a->json);
     }
     if (!strcmp(sub, "create")) {
         enum key_scope scope;
-        if (key_scope_parse(a->scope, &scope) || a->rate < 0 || a->rate > LIMIT_RATE_MAX ||
-            (a->database && !engine_db_name_ok(a->database, strlen(a->database))) ||
-            (a->not_after && time_parse(a->not_after, strlen(a->not_after), &t))) {
-            keys_usage(stderr);
-            return 2;
+        int bad = keys_create_check(a, &scope, &t);
+        if (bad) {
+            return bad;
         }
         int rc = keyring_create(kr, scope, a->database, a->name, t, (uint32_t)a->rate, text, &k);
         if (!rc) {
@@ -547,7 +684,8 @@ static int keys_run(const char *sub, struct keyring *kr, const struct keys_args 
         return rc ? 1 : 0;
     }
     if (!strcmp(sub, "rotate")) {
-        int rc = keyring_rotate(kr, a->id, time_now_us() + a->grace_s * 1000000, text, &k);
+        int rc = keyring_rotate(kr, a->id, time_now_us() + (int64_t)a->grace_s * 1000000, text,
+                                &k);
         if (rc == ERR_NOTFOUND) {
             fprintf(stderr, "annals keys: no key %s\n", a->id);
         } else if (!rc) {
@@ -620,7 +758,7 @@ int main(int argc, char **argv)
         return 2;
     }
     struct options o;
-    int rc = parse_options(&o, argc, argv);
+    int rc = parse_options(&o, cmd, argc, argv);
     if (rc) {
         return rc > 0 ? 0 : 2;
     }

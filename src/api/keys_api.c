@@ -7,10 +7,10 @@
 #include "api/out.h"
 #include "api/parse.h"
 #include "util/errors.h"
+#include "util/log.h"
 #include "util/timeutil.h"
 
-/* A key as JSON (never its secret). */
-static void key_json(struct buf *b, const struct api_key *k, int64_t now_us)
+void keys_api_key_json(struct buf *b, const struct api_key *k, int64_t now_us)
 {
     buf_adds(b, "{\"id\":\"");
     buf_adds(b, k->id);
@@ -49,7 +49,7 @@ void keys_api_whoami(struct http_req *req, struct api *api, const struct api_key
         buf_adds(&b, "{\"mode\":\"development\",\"scope\":\"admin\",\"database\":null}");
     } else {
         buf_adds(&b, "{\"mode\":\"keys\",\"key\":");
-        key_json(&b, caller, time_now_us());
+        keys_api_key_json(&b, caller, time_now_us());
         buf_adds(&b, ",\"scope\":\"");
         buf_adds(&b, key_scope_name(caller->scope));
         buf_adds(&b, "\",\"database\":");
@@ -78,7 +78,7 @@ void keys_api_list(struct http_req *req, struct api *api, const struct api_key *
         if (shown++) {
             buf_addc(&b, ',');
         }
-        key_json(&b, &all[i], now);
+        keys_api_key_json(&b, &all[i], now);
     }
     buf_adds(&b, "]}");
     free(all);
@@ -98,13 +98,19 @@ static void answer_new_key(struct http_req *req, struct api *api, int rc,
         out_engine_error(req, rc);
         return;
     }
-    __atomic_store_n(&api->auth_required, true, __ATOMIC_RELEASE); /* keys exist now */
+    if (!__atomic_exchange_n(&api->auth_required, true, __ATOMIC_ACQ_REL)) { /* keys exist */
+        log_warn("authentication is now ON: the first API key was created (%s, %s scope); every "
+                 "request but GET /health and /v1/openapi.json needs a key from now on%s",
+                 k->id, key_scope_name(k->scope),
+                 api->cors_origins ? "" : ", and browser pages of this machine are no longer "
+                 "allowed by default (list them with --cors-origins)");
+    }
     struct buf b;
     buf_init(&b);
     buf_adds(&b, "{\"key\":\"");
     buf_adds(&b, text);
     buf_adds(&b, "\",\"apiKey\":");
-    key_json(&b, k, time_now_us());
+    keys_api_key_json(&b, k, time_now_us());
     buf_addc(&b, '}');
     out_json(req, 201, &b);
 }

@@ -7,6 +7,9 @@
 #include "api/native.h"
 #include "auth/keys.h"
 
+/* Appends key k as JSON, never its secret: {"id","scope","database","name","created",
+ * "notAfter","rateLimit","active"} (active: valid at now_us). */
+void keys_api_key_json(struct buf *b, const struct api_key *k, int64_t now_us);
 void keys_api_whoami(struct http_req *req, struct api *api, const struct api_key *caller);
 void keys_api_list(struct http_req *req, struct api *api, const struct api_key *caller);
 void keys_api_create(struct http_req *req, struct api *api, const struct api_key *caller);

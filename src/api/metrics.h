@@ -8,7 +8,7 @@
 
 #include "util/buf.h"
 
-enum { METRICS_ROUTES = 48 }; /* routes counted (tag = route index; other tags = "none") */
+enum { METRICS_ROUTES = 64 }; /* routes counted (tag = route index; other tags = "none") */
 
 struct api_metrics;
 

@@ -3,6 +3,7 @@
  * allows. Handlers validate input completely before calling the engine. */
 #include "api/native.h"
 
+#include <arpa/inet.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -18,6 +19,7 @@
 #include "api/parse.h"
 #include "api/qparse.h"
 #include "api/ratelimit.h"
+#include "api/route.h"
 #include "api/webhooks_api.h"
 #include "auth/keys.h"
 #include "util/errors.h"
@@ -32,6 +34,7 @@ enum { MAX_SEGS = 8 };
 struct call {
     struct api *api;              /* borrowed */
     struct http_req *req;         /* borrowed */
+    const struct route *route;    /* the route matched, or NULL */
     char *seg[MAX_SEGS];          /* owned decoded segments */
     size_t seg_len[MAX_SEGS];     /* byte lengths (segments may hold any byte but NUL) */
     size_t nseg;                  /* segments used */
@@ -40,24 +43,11 @@ struct call {
     struct api_key key;           /* valid when authed */
 };
 
-typedef void route_fn(struct call *c);
-
-/* What a route asks of the caller's key (each level includes the ones before it). */
-enum need { NEED_NONE, NEED_ANY, NEED_READ, NEED_WRITE, NEED_ADMIN };
-
-struct route {
-    const char *method;    /* "GET", "POST", ... */
-    const char *pattern;   /* segments, '*' = any one segment */
-    route_fn *fn;          /* handler */
-    bool needs_db;         /* segment 2 names a database to acquire */
-    enum need need;        /* scope the key needs (segment 2, when it names a database,
-                              must be the key's database unless the key is for all) */
-    const char *summary;   /* one line for the OpenAPI document */
-};
-
+static void root(struct call *c);
 static void db_list(struct call *c);
 static void db_create(struct call *c);
 static void db_get(struct call *c);
+static void db_update(struct call *c);
 static void db_delete(struct call *c);
 static void log_read(struct call *c);
 static void log_query(struct call *c);
@@ -101,85 +91,221 @@ static void compact_get(struct call *c);
 static void compact_start(struct call *c);
 static void compaction_json(struct db *db, struct buf *b);
 
-static const struct route ROUTES[] = {
-    {"GET", "health", health, false, NEED_NONE, "Liveness"},
-    {"GET", "health/detailed", health_detailed, false, NEED_ANY,
-     "Storage status, uptime, each database's head and writer queue"},
-    {"GET", "v1/openapi.json", openapi, false, NEED_NONE, "This API as an OpenAPI 3.1 document"},
-    {"GET", "metrics", metrics, false, NEED_ANY, "Counters in the Prometheus text format"},
-    {"GET", "v1/whoami", whoami, false, NEED_ANY, "The caller's key: scope and database"},
-    {"GET", "v1/keys", keys_list, false, NEED_ADMIN, "List API keys"},
-    {"POST", "v1/keys", keys_create, false, NEED_ADMIN, "Create an API key"},
-    {"DELETE", "v1/keys/*", keys_revoke, false, NEED_ADMIN, "Revoke an API key (now or at)"},
-    {"POST", "v1/keys/*/rotate", keys_rotate, false, NEED_ADMIN, "Replace an API key"},
-    {"GET", "v1/databases", db_list, false, NEED_ANY, "List databases"},
-    {"POST", "v1/databases", db_create, false, NEED_ADMIN, "Create a database"},
-    {"GET", "v1/databases/*", db_get, true, NEED_READ, "Database statistics and settings"},
-    {"DELETE", "v1/databases/*", db_delete, false, NEED_ADMIN, "Delete a database"},
-    {"GET", "v1/databases/*/compaction", compact_get, true, NEED_READ,
-     "Compaction status: log generation, space reclaimed, the last run"},
-    {"POST", "v1/databases/*/compaction", compact_start, true, NEED_ADMIN,
-     "Compact the log now: reclaim the space of deleted and expired events"},
-    {"GET", "v1/connections", live_conns, false, NEED_ADMIN, "Open live subscriptions"},
-    {"DELETE", "v1/connections/*", live_conn_close, false, NEED_ADMIN,
-     "Close a live subscription"},
-    {"GET", "v1/databases/*/events", log_read, true, NEED_READ, "Read or query the log"},
-    {"GET", "v1/databases/*/events/live", log_live, true, NEED_READ,
-     "Subscribe to the log (Server-Sent Events): history, then live"},
-    {"POST", "v1/databases/*/events", multi_append, true, NEED_WRITE,
-     "Append to several streams, or stream-less events, with conditions"},
-    {"POST", "v1/databases/*/query", log_query, true, NEED_READ, "Query the log (JSON body)"},
-    {"GET", "v1/databases/*/streams", streams_list, true, NEED_READ, "List streams"},
-    {"GET", "v1/databases/*/events/*", event_get, true, NEED_READ, "One event by position"},
-    {"GET", "v1/databases/*/streams/*", stream_get, true, NEED_READ, "Stream info"},
-    {"DELETE", "v1/databases/*/streams/*", stream_delete, true, NEED_WRITE,
-     "Delete a stream (soft, or hard with hard=true)"},
-    {"GET", "v1/databases/*/streams/*/metadata", meta_read, true, NEED_READ,
-     "A stream's lifecycle settings"},
-    {"PUT", "v1/databases/*/streams/*/metadata", meta_write, true, NEED_WRITE,
-     "Set a stream's lifecycle settings"},
-    {"GET", "v1/databases/*/streams/*/events", stream_read, true, NEED_READ, "Read a stream"},
-    {"GET", "v1/databases/*/streams/*/events/live", stream_live, true, NEED_READ,
-     "Subscribe to a stream (Server-Sent Events)"},
-    {"POST", "v1/databases/*/subscriptions", sub_create, true, NEED_WRITE,
-     "Create a durable subscription (consumer group)"},
-    {"GET", "v1/databases/*/subscriptions", sub_list, true, NEED_READ,
-     "List durable subscriptions"},
-    {"GET", "v1/databases/*/subscriptions/*", sub_get, true, NEED_READ,
-     "A durable subscription's state"},
-    {"DELETE", "v1/databases/*/subscriptions/*", sub_delete, true, NEED_WRITE,
-     "Delete a durable subscription"},
-    {"POST", "v1/databases/*/subscriptions/*/pull", sub_pull, true, NEED_READ,
-     "Lease a batch of events to a consumer"},
-    {"POST", "v1/databases/*/subscriptions/*/ack", sub_ack, true, NEED_READ,
-     "Acknowledge events"},
-    {"POST", "v1/databases/*/subscriptions/*/nack", sub_nack, true, NEED_READ,
-     "Reject events (redeliver or park)"},
-    {"GET", "v1/databases/*/subscriptions/*/parked", sub_parked, true, NEED_READ,
-     "Parked (dead-letter) events"},
-    {"POST", "v1/databases/*/subscriptions/*/replay", sub_replay, true, NEED_WRITE,
-     "Deliver parked events again"},
-    {"POST", "v1/databases/*/webhooks", hook_create, true, NEED_ADMIN,
-     "Create a webhook (its secret is shown once)"},
-    {"GET", "v1/databases/*/webhooks", hook_list, true, NEED_ADMIN, "List webhooks"},
-    {"GET", "v1/databases/*/webhooks/*", hook_get, true, NEED_ADMIN,
-     "A webhook with its delivery log and parked batches"},
-    {"DELETE", "v1/databases/*/webhooks/*", hook_delete, true, NEED_ADMIN, "Delete a webhook"},
-    {"POST", "v1/databases/*/webhooks/*/rotate", hook_rotate, true, NEED_ADMIN,
-     "Replace a webhook's secret (the old one signs during a grace period)"},
-    {"POST", "v1/databases/*/streams/*/events", stream_append, true, NEED_WRITE,
-     "Append to a stream"},
+/* ---- the query parameters of each route ---- */
+
+#define P_FILTERS                                                                              \
+    {"types", PARAM_LIST, "Event types: exact, prefix.*, *.suffix or *", NULL},                \
+    {"streams", PARAM_LIST, "Stream names (exact)", NULL},                                     \
+    {"category", PARAM_LIST, "Stream categories (the name before the first - _ : or /)", NULL},\
+    {"tags", PARAM_LIST, "Tags, all of which an event must carry", NULL},                      \
+    {"subject", PARAM_LIST, "Subjects: exact, or a prefix ending in *", NULL},                 \
+    {"timeFrom", PARAM_TIME, "Effective time from (inclusive)", NULL},                         \
+    {"timeTo", PARAM_TIME, "Effective time to (exclusive)", NULL}
+#define P_AS_OF                                                                                \
+    {"asOf", PARAM_INTEGER, "Read as of this position (point in time; 0: before any)", NULL},   \
+    {"asOfTime", PARAM_TIME, "Read as of this recorded time", NULL}
+#define P_LIMIT {"limit", PARAM_INTEGER, "Most items in the answer, 1 to 1000 (default 100)", NULL}
+#define P_DIRECTION {"direction", PARAM_ENUM, "Read order (default forward)", "forward,backward"}
+
+static const struct route_param P_LOG[] = {
+    P_FILTERS,
+    {"from", PARAM_POSITIVE, "First position (inclusive; default: 1, or the newest backward)",
+     NULL},
+    {"to", PARAM_POSITIVE, "Last position (inclusive)", NULL},
+    P_DIRECTION,
+    P_LIMIT,
+    {"recordedFrom", PARAM_TIME, "Recorded (commit) time from (inclusive)", NULL},
+    {"recordedTo", PARAM_TIME, "Recorded (commit) time to (exclusive)", NULL},
+    P_AS_OF,
+    {NULL, 0, NULL, NULL},
 };
+static const struct route_param P_LIVE[] = {
+    P_FILTERS,
+    {"from", PARAM_FROM, "First position to deliver, or latest (only new events); default 1. "
+     "A Last-Event-ID header wins", NULL},
+    {"api_key", PARAM_STRING, "The API key (browsers' EventSource cannot send headers)", NULL},
+    {NULL, 0, NULL, NULL},
+};
+static const struct route_param P_STREAM_READ[] = {
+    {"from", PARAM_POSITIVE, "First version (inclusive; default: 1, or the newest backward)",
+     NULL},
+    P_DIRECTION,
+    P_LIMIT,
+    P_AS_OF,
+    {NULL, 0, NULL, NULL},
+};
+static const struct route_param P_STREAM_LIST[] = {
+    {"prefix", PARAM_STRING, "Only streams whose name starts with this", NULL},
+    {"category", PARAM_STRING, "Only streams of this category", NULL},
+    {"after", PARAM_STRING, "The name to continue after (the previous page's next)", NULL},
+    P_LIMIT,
+    P_AS_OF,
+    {NULL, 0, NULL, NULL},
+};
+static const struct route_param P_AS_OF_ONLY[] = {P_AS_OF, {NULL, 0, NULL, NULL}};
+static const struct route_param P_HARD[] = {
+    {"hard", PARAM_BOOLEAN, "Hard delete (a tombstone: the name stays unusable)", NULL},
+    {NULL, 0, NULL, NULL},
+};
+static const struct route_param P_AT[] = {
+    {"at", PARAM_TIME, "Revoke at this time instead of now", NULL},
+    {NULL, 0, NULL, NULL},
+};
+static const struct route_param P_PARKED[] = {
+    {"from", PARAM_INTEGER, "First position (default 1)", NULL},
+    P_LIMIT,
+    {NULL, 0, NULL, NULL},
+};
+
+/* ---- the route table ---- */
+
+#define DB ROUTE_DB
+#define IDEM ROUTE_IDEMPOTENT
+#define LIVE (ROUTE_DB | ROUTE_KEY_IN_QUERY | ROUTE_STREAMING)
+
+static const struct route ROUTES[] = {
+    {"GET", "", root, 0, NEED_NONE, "getIndex", "What this server is, and where its API "
+     "document is", NULL, NULL, "Index", 200},
+    {"GET", "health", health, 0, NEED_NONE, "getHealth", "Liveness", NULL, NULL, "Health", 200},
+    {"GET", "health/detailed", health_detailed, 0, NEED_ANY, "getHealthDetailed",
+     "Storage status, uptime, each database's head and writer queue", NULL, NULL,
+     "HealthDetailed", 200},
+    {"GET", "v1/openapi.json", openapi, 0, NEED_NONE, "getOpenApi",
+     "This API as an OpenAPI 3.1 document", NULL, NULL, "OpenApiDocument", 200},
+    {"GET", "metrics", metrics, 0, NEED_ANY, "getMetrics",
+     "Counters in the Prometheus text format", NULL, NULL, "PrometheusText", 200},
+    {"GET", "v1/whoami", whoami, 0, NEED_ANY, "whoAmI", "The caller's key: scope and database",
+     NULL, NULL, "WhoAmI", 200},
+    {"GET", "v1/keys", keys_list, 0, NEED_ADMIN, "listKeys", "List API keys", NULL, NULL,
+     "KeyList", 200},
+    {"POST", "v1/keys", keys_create, 0, NEED_ADMIN, "createKey", "Create an API key", NULL,
+     "KeyCreate", "NewKey", 201},
+    {"DELETE", "v1/keys/{id}", keys_revoke, 0, NEED_ADMIN, "revokeKey",
+     "Revoke an API key (now or at)", P_AT, NULL, NULL, 204},
+    {"POST", "v1/keys/{id}/rotate", keys_rotate, 0, NEED_ADMIN, "rotateKey",
+     "Replace an API key", NULL, "KeyRotate", "NewKey", 201},
+    {"GET", "v1/databases", db_list, 0, NEED_ANY, "listDatabases", "List databases", NULL, NULL,
+     "DatabaseList", 200},
+    {"POST", "v1/databases", db_create, ROUTE_ALL_DBS, NEED_ADMIN, "createDatabase",
+     "Create a database", NULL, "DatabaseCreate", "DatabaseName", 201},
+    {"GET", "v1/databases/{db}", db_get, DB, NEED_READ, "getDatabase",
+     "Database statistics and settings", NULL, NULL, "Database", 200},
+    {"PATCH", "v1/databases/{db}", db_update, DB, NEED_ADMIN, "updateDatabase",
+     "Change a database's description and settings", NULL, "DatabaseUpdate", "Database", 200},
+    {"DELETE", "v1/databases/{db}", db_delete, 0, NEED_ADMIN, "deleteDatabase",
+     "Delete a database", NULL, NULL, NULL, 204},
+    {"GET", "v1/databases/{db}/compaction", compact_get, DB, NEED_READ, "getCompaction",
+     "Compaction status: log generation, space reclaimed, the last run", NULL, NULL,
+     "CompactionStatus", 200},
+    {"POST", "v1/databases/{db}/compaction", compact_start, DB, NEED_ADMIN, "startCompaction",
+     "Compact the log now: reclaim the space of deleted and expired events", NULL,
+     "CompactionRequest", "CompactionStatus", 202},
+    {"GET", "v1/connections", live_conns, 0, NEED_ADMIN, "listConnections",
+     "Open live subscriptions", NULL, NULL, "ConnectionList", 200},
+    {"DELETE", "v1/connections/{id}", live_conn_close, 0, NEED_ADMIN, "closeConnection",
+     "Close a live subscription", NULL, NULL, NULL, 204},
+    {"GET", "v1/databases/{db}/events", log_read, DB, NEED_READ, "readLog",
+     "Read or query the log", P_LOG, NULL, "EventPage", 200},
+    {"GET", "v1/databases/{db}/events/live", log_live, LIVE, NEED_READ, "subscribeLog",
+     "Subscribe to the log (Server-Sent Events, or a WebSocket): history, then live", P_LIVE,
+     NULL, "EventStream", 200},
+    {"POST", "v1/databases/{db}/events", multi_append, DB | IDEM, NEED_WRITE, "appendMulti",
+     "Append to several streams, or stream-less events, with conditions", NULL, "MultiAppend",
+     "MultiAppendResult", 201},
+    {"POST", "v1/databases/{db}/query", log_query, DB | ROUTE_READ_BODY, NEED_READ, "queryLog",
+     "Query the log (JSON body)", NULL, "Query", "EventPage", 200},
+    {"GET", "v1/databases/{db}/streams", streams_list, DB, NEED_READ, "listStreams",
+     "List streams", P_STREAM_LIST, NULL, "StreamList", 200},
+    {"GET", "v1/databases/{db}/events/{position}", event_get, DB, NEED_READ, "getEvent",
+     "One event by position", NULL, NULL, "Event", 200},
+    {"GET", "v1/databases/{db}/streams/{stream}", stream_get, DB, NEED_READ, "getStream",
+     "Stream info", P_AS_OF_ONLY, NULL, "Stream", 200},
+    {"DELETE", "v1/databases/{db}/streams/{stream}", stream_delete, DB | IDEM, NEED_WRITE,
+     "deleteStream", "Delete a stream (soft, or hard with hard=true)", P_HARD, NULL, NULL, 204},
+    {"GET", "v1/databases/{db}/streams/{stream}/metadata", meta_read, DB, NEED_READ,
+     "getStreamMetadata", "A stream's lifecycle settings", NULL, NULL, "StreamMetadata", 200},
+    {"PUT", "v1/databases/{db}/streams/{stream}/metadata", meta_write, DB | IDEM, NEED_WRITE,
+     "setStreamMetadata", "Set a stream's lifecycle settings", NULL, "StreamSettings",
+     "StreamMetadataWritten", 200},
+    {"GET", "v1/databases/{db}/streams/{stream}/events", stream_read, DB, NEED_READ,
+     "readStream", "Read a stream", P_STREAM_READ, NULL, "StreamPage", 200},
+    {"GET", "v1/databases/{db}/streams/{stream}/events/live", stream_live, LIVE, NEED_READ,
+     "subscribeStream", "Subscribe to a stream (Server-Sent Events, or a WebSocket)", P_LIVE,
+     NULL, "EventStream", 200},
+    {"POST", "v1/databases/{db}/subscriptions", sub_create, DB, NEED_WRITE,
+     "createSubscription", "Create a durable subscription (consumer group)", NULL,
+     "SubscriptionCreate", "Subscription", 201},
+    {"GET", "v1/databases/{db}/subscriptions", sub_list, DB, NEED_READ, "listSubscriptions",
+     "List durable subscriptions", NULL, NULL, "SubscriptionList", 200},
+    {"GET", "v1/databases/{db}/subscriptions/{name}", sub_get, DB, NEED_READ,
+     "getSubscription", "A durable subscription's state", NULL, NULL, "Subscription", 200},
+    {"DELETE", "v1/databases/{db}/subscriptions/{name}", sub_delete, DB, NEED_WRITE,
+     "deleteSubscription", "Delete a durable subscription", NULL, NULL, NULL, 204},
+    {"POST", "v1/databases/{db}/subscriptions/{name}/pull", sub_pull, DB, NEED_READ,
+     "pullSubscription", "Lease a batch of events to a consumer", NULL, "Pull", "PulledEvents",
+     200},
+    {"POST", "v1/databases/{db}/subscriptions/{name}/ack", sub_ack, DB, NEED_READ,
+     "ackSubscription", "Acknowledge events", NULL, "Ack", "Acknowledged", 200},
+    {"POST", "v1/databases/{db}/subscriptions/{name}/nack", sub_nack, DB, NEED_READ,
+     "nackSubscription", "Reject events (redeliver or park)", NULL, "Nack", "Rejected", 200},
+    {"GET", "v1/databases/{db}/subscriptions/{name}/parked", sub_parked, DB, NEED_READ,
+     "listParked", "Parked (dead-letter) events", P_PARKED, NULL, "ParkedEvents", 200},
+    {"POST", "v1/databases/{db}/subscriptions/{name}/replay", sub_replay, DB, NEED_WRITE,
+     "replayParked", "Deliver parked events again", NULL, "Replay", "Replayed", 200},
+    {"POST", "v1/databases/{db}/webhooks", hook_create, DB, NEED_ADMIN, "createWebhook",
+     "Create a webhook (its secret is shown once)", NULL, "WebhookCreate", "WebhookWithSecret",
+     201},
+    {"GET", "v1/databases/{db}/webhooks", hook_list, DB, NEED_ADMIN, "listWebhooks",
+     "List webhooks", NULL, NULL, "WebhookList", 200},
+    {"GET", "v1/databases/{db}/webhooks/{name}", hook_get, DB, NEED_ADMIN, "getWebhook",
+     "A webhook with its delivery log and parked batches", NULL, NULL, "WebhookDetail", 200},
+    {"DELETE", "v1/databases/{db}/webhooks/{name}", hook_delete, DB, NEED_ADMIN,
+     "deleteWebhook", "Delete a webhook", NULL, NULL, NULL, 204},
+    {"POST", "v1/databases/{db}/webhooks/{name}/rotate", hook_rotate, DB, NEED_ADMIN,
+     "rotateWebhookSecret", "Replace a webhook's secret (the old one signs during a grace "
+     "period)", NULL, "WebhookRotate", "WebhookWithSecret", 200},
+    {"POST", "v1/databases/{db}/streams/{stream}/events", stream_append, DB | IDEM, NEED_WRITE,
+     "appendStream", "Append to a stream", NULL, "Append", "AppendResult", 201},
+};
+
+#undef DB
+#undef IDEM
+#undef LIVE
+
+enum { NROUTES = sizeof ROUTES / sizeof ROUTES[0] };
+_Static_assert((int)NROUTES <= (int)METRICS_ROUTES, "metrics count every route");
+
+const struct route_param *route_param_find(const struct route *r, const char *name, size_t n)
+{
+    for (const struct route_param *p = r->params; p && p->name; p++) {
+        if (strlen(p->name) == n && memcmp(p->name, name, n) == 0) {
+            return p;
+        }
+    }
+    return NULL;
+}
 
 /* ---- path handling ---- */
 
+/* True for the segments RFC 3986 5.2.4 would remove or that name nothing: "", "." and "..". */
+static bool bad_segment(const char *s, size_t n)
+{
+    return n == 0 || (n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.');
+}
+
+/* Splits the path into percent-decoded segments. "/" has none. Returns 0, ERR_NOTFOUND (no
+ * leading '/', or too many segments) or ERR_INVALID (a bad escape, an empty segment, or a dot
+ * segment, sent as such or percent-encoded: clients would have collapsed them). */
 static int split_path(struct call *c, struct slice path)
 {
-    size_t i = 0;
-    while (i < path.len && path.ptr[i] == '/') {
-        i++;
+    if (path.len == 0 || path.ptr[0] != '/') {
+        return ERR_NOTFOUND;
     }
-    while (i < path.len) {
+    if (path.len == 1) {
+        return 0;
+    }
+    size_t i = 1;
+    for (;;) {
         size_t start = i;
         while (i < path.len && path.ptr[i] != '/') {
             i++;
@@ -189,32 +315,28 @@ static int split_path(struct call *c, struct slice path)
         }
         struct buf b;
         buf_init(&b);
-        if (http_url_decode(path.ptr + start, i - start, false, &b) != 0) {
-            buf_fini(&b);
-            return ERR_INVALID;
-        }
+        int rc = http_url_decode(path.ptr + start, i - start, false, &b);
         c->seg[c->nseg] = buf_steal(&b, &c->seg_len[c->nseg]);
         c->nseg++;
-        if (i < path.len) {
-            i++; /* the '/' */
-            if (i == path.len) {
-                return ERR_NOTFOUND; /* trailing slash */
-            }
+        if (rc || bad_segment(c->seg[c->nseg - 1], c->seg_len[c->nseg - 1])) {
+            return ERR_INVALID;
         }
+        if (i == path.len) {
+            return 0;
+        }
+        i++; /* the '/': a segment follows, possibly empty */
     }
-    return 0;
 }
 
 static size_t pattern_segments(const char *pat)
 {
-    size_t n = 1;
+    size_t n = *pat ? 1 : 0;
     for (const char *p = pat; *p; p++) {
         n += *p == '/';
     }
     return n;
 }
 
-enum { NROUTES = sizeof ROUTES / sizeof ROUTES[0] };
 static size_t route_segments[NROUTES]; /* segments of each pattern, set once */
 static pthread_once_t routes_once = PTHREAD_ONCE_INIT;
 
@@ -235,7 +357,7 @@ static bool pattern_match(const struct call *c, const char *pat)
         if (k >= c->nseg) {
             return false;
         }
-        bool any = len == 1 && p[0] == '*';
+        bool any = len >= 2 && p[0] == '{' && p[len - 1] == '}';
         if (!any && (c->seg_len[k] != len || memcmp(c->seg[k], p, len) != 0)) {
             return false;
         }
@@ -262,8 +384,8 @@ static struct slice seg(const struct call *c, size_t i)
 static void answer_405(struct call *c)
 {
     char allow[64] = "";
-    for (size_t i = 0; i < sizeof ROUTES / sizeof ROUTES[0]; i++) {
-        if (pattern_match(c, ROUTES[i].pattern)) {
+    for (size_t i = 0; i < NROUTES; i++) {
+        if (route_segments[i] == c->nseg && pattern_match(c, ROUTES[i].pattern)) {
             if (allow[0]) {
                 strcat(allow, ", ");
             }
@@ -280,7 +402,7 @@ static const struct route *find_route(struct call *c, bool *path_known)
     const char *m = http_req_method(c->req);
     bool head = strcmp(m, "HEAD") == 0;
     *path_known = false;
-    for (size_t i = 0; i < sizeof ROUTES / sizeof ROUTES[0]; i++) {
+    for (size_t i = 0; i < NROUTES; i++) {
         if (route_segments[i] == c->nseg && pattern_match(c, ROUTES[i].pattern)) {
             *path_known = true;
             if (strcmp(ROUTES[i].method, m) == 0 || (head && !strcmp(ROUTES[i].method, "GET"))) {
@@ -306,23 +428,66 @@ static bool acquire_db(struct call *c)
     return true;
 }
 
-/* The key presented as "Authorization: Bearer <key>" or "X-API-Key: <key>" (or, when
- * in_query, as the api_key query parameter), or NULL. */
-static const char *presented_key(struct http_req *req, bool in_query)
+/* Answers 400 invalid_parameter for an unknown query parameter, listing the known ones. */
+static void unknown_param(struct call *c, const char *name)
 {
-    const char *q = in_query ? http_req_query(req, "api_key") : NULL;
-    if (q) {
-        return q;
+    struct buf m;
+    buf_init(&m);
+    buf_adds(&m, "unknown query parameter; this route takes ");
+    if (!c->route->params) {
+        buf_adds(&m, "none");
     }
+    for (const struct route_param *p = c->route->params; p && p->name; p++) {
+        buf_adds(&m, p == c->route->params ? "" : ", ");
+        buf_adds(&m, p->name);
+    }
+    out_error(c->req, 400, "invalid_parameter", m.ptr, name);
+    buf_fini(&m);
+}
+
+/* Refuses query parameters the route does not declare, and a non-list parameter given
+ * twice: 400 invalid_parameter naming it. */
+static bool params_ok(struct call *c)
+{
+    size_t pos = 0;
+    const char *name;
+    while (http_req_query_next(c->req, &pos, &name, NULL)) {
+        const struct route_param *p = route_param_find(c->route, name, strlen(name));
+        if (!p) {
+            unknown_param(c, name);
+            return false;
+        }
+        if (p->kind != PARAM_LIST && http_req_query_nth(c->req, name, 1)) {
+            out_error(c->req, 400, "invalid_parameter", "given more than once", name);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* The key presented as "Authorization: Bearer <key>", "X-API-Key: <key>" or (when in_query)
+ * the api_key query parameter, in *out (NULL when none). Returns 0, or ERR_INVALID when two
+ * of them present different keys. */
+static int presented_key(struct http_req *req, bool in_query, const char **out)
+{
+    const char *from[3] = {in_query ? http_req_query(req, "api_key") : NULL, NULL,
+                           http_req_header(req, "X-API-Key")};
     const char *a = http_req_header(req, "Authorization");
     if (a && strncasecmp(a, "Bearer ", 7) == 0) {
         a += 7;
         while (*a == ' ') {
             a++;
         }
-        return a;
+        from[1] = a;
     }
-    return http_req_header(req, "X-API-Key");
+    *out = NULL;
+    for (size_t i = 0; i < 3; i++) {
+        if (from[i] && *out && strcmp(from[i], *out) != 0) {
+            return ERR_INVALID;
+        }
+        *out = *out ? *out : from[i];
+    }
+    return 0;
 }
 
 static bool scope_covers(enum key_scope have, enum need need)
@@ -330,15 +495,20 @@ static bool scope_covers(enum key_scope have, enum need need)
     return need <= NEED_ANY || (int)have >= (int)need - 1; /* READ=2->1, WRITE->2, ADMIN->3 */
 }
 
-/* Checks the caller's key against route r. Answers 401/403/404 and returns false when it may
- * not proceed. A key bound to another database gets 404 for it (no existence leak). */
+/* Checks the caller's key against route r. Answers 400/401/403/404 and returns false when it
+ * may not proceed. A key bound to another database gets 404 for it (no existence leak). */
 static bool authorize(struct call *c, const struct route *r)
 {
+    const char *k;
+    if (presented_key(c->req, r->flags & ROUTE_KEY_IN_QUERY, &k) != 0) {
+        out_error(c->req, 400, "conflicting_credentials",
+                  "two different API keys were presented (Authorization, X-API-Key, api_key): "
+                  "send one", "X-API-Key");
+        return false;
+    }
     if (r->need == NEED_NONE || !__atomic_load_n(&c->api->auth_required, __ATOMIC_ACQUIRE)) {
         return true;
     }
-    /* browsers' EventSource sends no headers: subscriptions also take ?api_key= */
-    const char *k = presented_key(c->req, r->fn == log_live || r->fn == stream_live);
     if (!k || keyring_verify(c->api->keys, k, strlen(k), time_now_us(), &c->key) != 0) {
         http_add_header(c->req, "WWW-Authenticate", "Bearer realm=\"annals\"");
         out_error(c->req, 401, "unauthorized",
@@ -352,8 +522,8 @@ static bool authorize(struct call *c, const struct route *r)
         out_error(c->req, 404, "database_not_found", "no such database", "database");
         return false;
     }
-    bool all_dbs_needed = !strcmp(r->pattern, "v1/databases") && !strcmp(r->method, "POST");
-    if (!scope_covers(c->key.scope, r->need) || (all_dbs_needed && c->key.database[0])) {
+    if (!scope_covers(c->key.scope, r->need) ||
+        ((r->flags & ROUTE_ALL_DBS) && c->key.database[0])) {
         out_error(c->req, 403, "forbidden", "this API key's scope does not allow this request",
                   NULL);
         return false;
@@ -406,67 +576,168 @@ static void request_id(struct http_req *req)
     http_set_request_id(req, given);
 }
 
-/* The request's Origin when the configuration allows it (dev mode: any), else NULL. */
-static const char *allowed_origin(const struct api *api, struct http_req *req)
+/* ---- Host and Origin: what browsers may reach ---- */
+
+/* The host of an authority ("host", "host:port", "[v6]:port"), lower-cased, without a
+ * trailing dot, into out (size cap). False when it does not fit. */
+static bool authority_host(struct slice a, char *out, size_t cap)
 {
-    const char *origin = http_req_header(req, "Origin");
-    const char *list = api->cors_origins;
-    bool dev = !__atomic_load_n(&api->auth_required, __ATOMIC_ACQUIRE);
-    if (!origin || (!list && !dev)) {
-        return NULL;
+    size_t n = a.len;
+    if (n && a.ptr[0] == '[') {
+        const char *close = memchr(a.ptr, ']', a.len);
+        n = close ? (size_t)(close - a.ptr) + 1 : a.len;
+    } else {
+        const char *colon = memchr(a.ptr, ':', a.len);
+        n = colon ? (size_t)(colon - a.ptr) : a.len;
     }
-    if (!list) { /* development mode: pages served from this machine only */
-        static const char *const LOCAL[] = {"http://localhost", "http://127.0.0.1",
-                                            "https://localhost", "https://127.0.0.1"};
-        for (size_t i = 0; i < sizeof LOCAL / sizeof LOCAL[0]; i++) {
-            size_t n = strlen(LOCAL[i]);
-            if (strncmp(origin, LOCAL[i], n) == 0 && (origin[n] == '\0' || origin[n] == ':')) {
-                return origin;
-            }
-        }
-        return NULL;
+    if (n && a.ptr[n - 1] == '.') {
+        n--;
     }
-    if (strcmp(list, "*") == 0) {
-        return origin;
+    if (n >= cap) {
+        return false;
     }
-    size_t n = strlen(origin);
-    for (const char *p = list; *p;) {
+    for (size_t i = 0; i < n; i++) {
+        char ch = a.ptr[i];
+        out[i] = ch >= 'A' && ch <= 'Z' ? (char)(ch + 32) : ch;
+    }
+    out[n] = '\0';
+    return true;
+}
+
+/* True for names of this machine's loopback interface: localhost and *.localhost (RFC 6761:
+ * never resolved elsewhere), 127.0.0.0/8 and [::1]. */
+static bool host_is_loopback(const char *h)
+{
+    size_t n = strlen(h);
+    if (!strcmp(h, "localhost") || (n > 10 && !strcmp(h + n - 10, ".localhost"))) {
+        return true;
+    }
+    struct in_addr v4;
+    if (inet_pton(AF_INET, h, &v4) == 1) {
+        return (ntohl(v4.s_addr) >> 24) == 127;
+    }
+    struct in6_addr v6;
+    char bare[64];
+    if (n > 2 && n - 2 < sizeof bare && h[0] == '[' && h[n - 1] == ']') {
+        memcpy(bare, h + 1, n - 2);
+        bare[n - 2] = '\0';
+        return inet_pton(AF_INET6, bare, &v6) == 1 &&
+               (IN6_IS_ADDR_LOOPBACK(&v6) || (IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127));
+    }
+    return false;
+}
+
+/* True when the comma-separated list holds item (n bytes; "*" holds everything). */
+static bool list_has(const char *list, const char *item, size_t n)
+{
+    for (const char *p = list; p && *p;) {
         const char *comma = strchr(p, ',');
         size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        if (len == n && strncmp(p, origin, n) == 0) {
-            return origin;
+        while (len && *p == ' ') {
+            p++, len--;
+        }
+        if ((len == 1 && *p == '*') || (len == n && strncasecmp(p, item, n) == 0)) {
+            return true;
         }
         p += len + (comma ? 1 : 0);
     }
-    return NULL;
+    return false;
+}
+
+/* DNS rebinding: while authentication is off, only requests addressed to this machine's
+ * loopback names (or to --allowed-hosts) are served; with --allowed-hosts, always only those.
+ * A request without any host (HTTP/1.0) comes from no browser and passes. */
+static bool host_allowed(const struct api *api, struct http_req *req)
+{
+    struct slice a = http_req_host(req);
+    bool dev = !__atomic_load_n(&api->auth_required, __ATOMIC_ACQUIRE);
+    if (a.len == 0 || (!dev && !api->allowed_hosts)) {
+        return true;
+    }
+    char host[256];
+    if (!authority_host(a, host, sizeof host)) {
+        return false;
+    }
+    return list_has(api->allowed_hosts, host, strlen(host)) ||
+           (!api->allowed_hosts && host_is_loopback(host));
+}
+
+/* True when the request's Origin (n bytes) is the origin of the request itself: its
+ * authority is the one the request is addressed to (the scheme is not compared). */
+static bool same_origin(struct http_req *req, const char *origin)
+{
+    const char *sep = strstr(origin, "://");
+    struct slice a = http_req_host(req);
+    return sep && a.len && strlen(sep + 3) == a.len && strncasecmp(sep + 3, a.ptr, a.len) == 0;
+}
+
+/* True when a page of origin may use this server: --cors-origins lists it (or is "*"), or
+ * without the flag in development mode it is a page of this machine
+ * (http[s]://localhost|127.0.0.1|[::1][:port]); or it is the server's own origin. */
+static bool origin_allowed(const struct api *api, struct http_req *req, const char *origin)
+{
+    if (api->cors_origins) {
+        return list_has(api->cors_origins, origin, strlen(origin)) || same_origin(req, origin);
+    }
+    if (!__atomic_load_n(&api->auth_required, __ATOMIC_ACQUIRE)) {
+        const char *sep = strstr(origin, "://");
+        char host[256];
+        bool web = !strncmp(origin, "http://", 7) || !strncmp(origin, "https://", 8);
+        if (web && sep && authority_host((struct slice){sep + 3, strlen(sep + 3)}, host,
+                                         sizeof host)) {
+            return !strcmp(host, "localhost") || !strcmp(host, "127.0.0.1") ||
+                   !strcmp(host, "[::1]");
+        }
+    }
+    return same_origin(req, origin);
 }
 
 static const char CORS_HEADERS[] = "Authorization, Content-Type, X-API-Key, Idempotency-Key, "
                                    "X-Idempotency-Key, X-Request-Id, Last-Event-ID";
+static const char CORS_EXPOSE[] = "X-Request-Id, X-Idempotency-Replayed, Location, Allow, "
+                                  "X-RateLimit-Limit, X-RateLimit-Remaining, "
+                                  "X-RateLimit-Reset, Retry-After";
 
 /* Adds the CORS answer headers; answers a preflight (OPTIONS) itself and returns true. */
-static bool cors(const struct api *api, struct http_req *req)
+static bool cors(const struct api *api, struct http_req *req, bool allowed)
 {
-    const char *origin = allowed_origin(api, req);
+    const char *origin = http_req_header(req, "Origin");
     bool preflight = strcmp(http_req_method(req), "OPTIONS") == 0;
-    if (origin) {
+    if (origin && allowed) {
         http_add_header(req, "Access-Control-Allow-Origin", origin);
         http_add_header(req, "Vary", "Origin");
-        http_add_header(req, "Access-Control-Expose-Headers",
-                        "X-Request-Id, X-Idempotency-Replayed, Location, Allow");
+        http_add_header(req, "Access-Control-Expose-Headers", CORS_EXPOSE);
     }
     if (!preflight) {
         return false;
     }
-    if (origin) {
-        http_add_header(req, "Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS");
+    if (origin && allowed) {
+        http_add_header(req, "Access-Control-Allow-Methods",
+                        "GET, POST, PUT, PATCH, DELETE, OPTIONS");
         http_add_header(req, "Access-Control-Allow-Headers", CORS_HEADERS);
         http_add_header(req, "Access-Control-Max-Age", "600");
     }
+    (void)api;
     struct buf b;
     buf_init(&b);
     http_respond(req, 204, &b, NULL);
     return true;
+}
+
+/* Browsers apply no CORS to what a request does, only to who reads its answer, and none at
+ * all to WebSockets: a request that changes something (any method but GET, HEAD and OPTIONS)
+ * or opens a WebSocket from a page whose origin is not allowed is refused here. */
+static bool browser_ok(struct http_req *req, const char *origin, bool allowed)
+{
+    const char *m = http_req_method(req);
+    bool safe = !strcmp(m, "GET") || !strcmp(m, "HEAD") || !strcmp(m, "OPTIONS");
+    if (!origin || allowed || (safe && !http_req_header(req, "Upgrade"))) {
+        return true;
+    }
+    out_error(req, 403, "origin_not_allowed",
+              "requests that change data or open a WebSocket are refused from pages of this "
+              "origin (allow it with --cors-origins)", "Origin");
+    return false;
 }
 
 /* Applies the caller's rate limit (its key's, else its database's, else the server's) and
@@ -504,13 +775,11 @@ static bool rate_ok(struct call *c)
     return true;
 }
 
-/* Idempotency keys are kept by the database writes (need write): an administrative write with
- * one is refused rather than run without the promised protection. */
+/* An Idempotency-Key on a write that does not keep it is refused rather than run without the
+ * promised protection. */
 static bool idem_ok(struct call *c, const struct route *r)
 {
-    bool keeps = r->need != NEED_ADMIN && !strstr(r->pattern, "subscriptions");
-    keeps = keeps && !strstr(r->pattern, "webhooks");
-    if (keeps || strcmp(r->method, "GET") == 0 ||
+    if ((r->flags & (ROUTE_IDEMPOTENT | ROUTE_READ_BODY)) || strcmp(r->method, "GET") == 0 ||
         (!http_req_header(c->req, "Idempotency-Key") &&
          !http_req_header(c->req, "X-Idempotency-Key"))) {
         return true;
@@ -523,32 +792,50 @@ static bool idem_ok(struct call *c, const struct route *r)
     return false;
 }
 
+/* Answers what the path and method select: 400 for a bad path, 404, 405, or the route after
+ * its key, database, parameters, rate limit and idempotency checks. */
+static void dispatch(struct call *c)
+{
+    int rc = split_path(c, http_req_path(c->req));
+    bool known = false;
+    const struct route *r = rc ? NULL : find_route(c, &known);
+    static const struct route ANY_KEY = {.method = "", .pattern = "", .need = NEED_ANY};
+    c->route = r;
+    if (r) {
+        http_set_tag(c->req, (int)(r - ROUTES));
+    }
+    if (!r && !authorize(c, &ANY_KEY)) {
+        /* without a valid key, nothing tells which routes exist */
+    } else if (rc == ERR_INVALID) {
+        out_error(c->req, 400, "invalid_path", "the path has a bad percent-escape, an empty "
+                  "segment or a dot segment (. or ..)", NULL);
+    } else if (!r && known) {
+        answer_405(c);
+    } else if (!r) {
+        out_error(c->req, 404, "not_found", "no such route", NULL);
+    } else if (authorize(c, r) && params_ok(c) && (!(r->flags & ROUTE_DB) || acquire_db(c)) &&
+               rate_ok(c) && idem_ok(c, r)) {
+        r->fn(c);
+    }
+}
+
 void api_handle(void *arg, struct http_req *req)
 {
     struct call c = {.api = arg, .req = req};
     request_id(req);
-    if (cors(c.api, req)) {
+    if (!host_allowed(c.api, req)) {
+        out_error(req, 403, "host_not_allowed",
+                  "while authentication is off this server answers only requests addressed to "
+                  "localhost, 127.0.0.1 or [::1] (a defence against DNS rebinding); list other "
+                  "names with --allowed-hosts", "Host");
         return;
     }
-    int rc = split_path(&c, http_req_path(req));
-    bool known = false;
-    const struct route *r = rc ? NULL : find_route(&c, &known);
-    static const struct route ANY_KEY = {"", "", NULL, false, NEED_ANY, ""};
-    if (r) {
-        http_set_tag(req, (int)(r - ROUTES));
+    const char *origin = http_req_header(req, "Origin");
+    bool allowed = origin && origin_allowed(c.api, req, origin);
+    if (cors(c.api, req, allowed) || !browser_ok(req, origin, allowed)) {
+        return;
     }
-    if (!r && !authorize(&c, &ANY_KEY)) {
-        /* without a valid key, nothing tells which routes exist */
-    } else if (rc == ERR_INVALID) {
-        out_error(req, 400, "invalid_path", "the path has a bad percent-escape", NULL);
-    } else if (!r && known) {
-        answer_405(&c);
-    } else if (!r) {
-        out_error(req, 404, "not_found", "no such route", NULL);
-    } else if (authorize(&c, r) && (!r->needs_db || acquire_db(&c)) && rate_ok(&c) &&
-               idem_ok(&c, r)) {
-        r->fn(&c);
-    }
+    dispatch(&c);
     call_fini(&c);
 }
 
@@ -603,10 +890,10 @@ static bool query_direction(struct call *c, bool *backward)
 static bool stream_name(struct call *c, struct slice *out)
 {
     *out = seg(c, 4);
-    if (!parse_name_ok(out->ptr, out->len, LIMIT_STREAM_NAME_BYTES)) {
+    if (!parse_stream_name_ok(out->ptr, out->len)) {
         out_error(c->req, 400, "invalid_name",
-                  "stream names are 1 to 256 bytes of UTF-8 without control characters",
-                  "stream");
+                  "stream names are 1 to 256 bytes of UTF-8 without control characters, "
+                  "other than . and ..", "stream");
         return false;
     }
     return true;
@@ -627,7 +914,29 @@ static bool user_stream_name(struct call *c, struct slice *out)
     return true;
 }
 
-/* ---- health and databases ---- */
+/* ---- the root, health and databases ---- */
+
+/* GET /: what this is and where to read on: a short page for browsers, else JSON. */
+static void root(struct call *c)
+{
+    const char *accept = http_req_header(c->req, "Accept");
+    struct buf b;
+    buf_init(&b);
+    if (accept && strstr(accept, "text/html")) {
+        buf_printf(&b, "<!doctype html><html><head><meta charset=\"utf-8\"><title>Annals</title>"
+                   "</head><body><h1>Annals %s</h1><p>A self-hosted event-sourcing database "
+                   "server.</p><ul><li><a href=\"/v1/openapi.json\">The API as an OpenAPI "
+                   "document</a></li><li><a href=\"/health\">Health</a></li><li>The manual: "
+                   "docs/api.md in the source tree</li></ul></body></html>\n",
+                   c->api->version);
+        http_respond(c->req, 200, &b, "text/html; charset=utf-8");
+        return;
+    }
+    buf_printf(&b, "{\"name\":\"annals\",\"version\":\"%s\",\"openapi\":\"/v1/openapi.json\","
+               "\"health\":\"/health\",\"docs\":\"docs/api.md in the source tree\"}",
+               c->api->version);
+    out_json(c->req, 200, &b);
+}
 
 static void health(struct call *c)
 {
@@ -716,7 +1025,7 @@ static void db_create(struct call *c)
     const char *s = json_string_value(name);
     size_t len = s ? json_string_length(name) : 0;
     struct db_settings settings;
-    if (parse_db_settings(root, &settings, &pe) != 0) {
+    if (parse_db_settings(root, false, &settings, &pe) != 0) {
         out_parse_error(c->req, &pe);
         json_decref(root);
         return;
@@ -851,6 +1160,31 @@ static void compact_start(struct call *c)
     out_json(c->req, 202, &b);
 }
 
+/* PATCH /v1/databases/{db}: changes the description and settings given (null clears one);
+ * answers the database as GET does. */
+static void db_update(struct call *c)
+{
+    json_t *root = out_body_object(c->req);
+    if (!root) {
+        return;
+    }
+    struct db_settings settings;
+    engine_db_settings(c->db, &settings);
+    struct parse_error pe;
+    int rc = parse_db_settings(root, true, &settings, &pe);
+    json_decref(root);
+    if (rc) {
+        out_parse_error(c->req, &pe);
+        return;
+    }
+    rc = engine_db_set_settings(c->db, &settings);
+    if (rc) {
+        out_engine_error(c->req, rc);
+        return;
+    }
+    db_get(c);
+}
+
 /* A deleted database is gone: answer the DELETE (any thread). */
 static void on_deleted(void *arg, int err)
 {
@@ -900,31 +1234,28 @@ static int on_page_event(void *arg, const struct event_rec *ev)
     return 0;
 }
 
-/* Closes a page: `"],"<key>":<end>,"next":<cursor or null>}`. A full page (full) whose last
- * item (last) is not at the end of the range (first backward, end forward) has a next page. */
-static void page_end(struct buf *b, const char *key, uint64_t end, uint64_t first, bool full,
-                     uint64_t last, bool backward)
+/* Closes a stream page: `"],"version":<end>,"hasMore":..,"next":<from of the next page or
+ * null>}`. A full page (full) whose last item (last) is not at the end of the range (first
+ * backward, end forward) has a next page. */
+static void page_end(struct buf *b, uint64_t end, uint64_t first, bool full, uint64_t last,
+                     bool backward)
 {
     bool more = full && (backward ? last > first : last < end);
-    buf_adds(b, "],\"");
-    buf_adds(b, key);
-    buf_adds(b, "\":");
+    buf_adds(b, "],\"version\":");
     buf_add_u64(b, end);
-    buf_adds(b, ",\"next\":");
+    buf_adds(b, more ? ",\"hasMore\":true,\"next\":" : ",\"hasMore\":false,\"next\":null");
     if (more) {
         buf_add_u64(b, backward ? last - 1 : last + 1);
-    } else {
-        buf_adds(b, "null");
     }
     buf_addc(b, '}');
 }
 
-static const char *get_param(void *arg, const char *name)
+static const char *get_param(void *arg, const char *name, size_t nth)
 {
-    return http_req_query(arg, name);
+    return http_req_query_nth(arg, name, nth);
 }
 
-/* Runs a parsed query and answers {"events","head","has_more","next"}. */
+/* Runs a parsed query and answers {"events","head","hasMore","next"}. */
 static void run_query(struct call *c, struct parsed_query *pq)
 {
     struct page pg = {0};
@@ -939,7 +1270,7 @@ static void run_query(struct call *c, struct parsed_query *pq)
     }
     buf_adds(&pg.b, "],\"head\":");
     buf_add_u64(&pg.b, res.head);
-    buf_adds(&pg.b, res.next ? ",\"has_more\":true,\"next\":" : ",\"has_more\":false,\"next\":null");
+    buf_adds(&pg.b, res.next ? ",\"hasMore\":true,\"next\":" : ",\"hasMore\":false,\"next\":null");
     if (res.next) {
         buf_add_u64(&pg.b, res.next);
     }
@@ -976,15 +1307,10 @@ static void log_query(struct call *c)
 
 /* ---- live subscriptions ---- */
 
-/* Parameters of a query that mean nothing to a subscription (it runs forward, unbounded,
- * over the current log). */
-static const char *const NOT_LIVE[] = {"to", "direction", "limit", "asOf", "asOfTime",
-                                       "recordedFrom", "recordedTo"};
-
 /* get_param without `from` (a subscription reads it itself). */
-static const char *get_param_live(void *arg, const char *name)
+static const char *get_param_live(void *arg, const char *name, size_t nth)
 {
-    return strcmp(name, "from") == 0 ? NULL : http_req_query(arg, name);
+    return strcmp(name, "from") == 0 ? NULL : http_req_query_nth(arg, name, nth);
 }
 
 /* The first position to deliver: after Last-Event-ID (a reconnect), else `from` (a position,
@@ -1018,14 +1344,6 @@ static bool live_first(struct call *c, uint64_t *out)
 /* Subscribes to the events of c->db matching the query parameters (and stream, when given). */
 static void live_start(struct call *c, const struct slice *stream)
 {
-    for (size_t i = 0; i < sizeof NOT_LIVE / sizeof NOT_LIVE[0]; i++) {
-        if (http_req_query(c->req, NOT_LIVE[i])) {
-            out_error(c->req, 400, "invalid_parameter",
-                      "a live subscription reads forward from its start position: this "
-                      "parameter does not apply", NOT_LIVE[i]);
-            return;
-        }
-    }
     uint64_t first;
     if (!live_first(c, &first)) {
         return;
@@ -1064,6 +1382,15 @@ static bool live_ws_start(struct call *c, const struct slice *stream)
 {
     if (!http_req_header(c->req, "Upgrade")) {
         return false;
+    }
+    size_t pos = 0;
+    const char *name;
+    while (http_req_query_next(c->req, &pos, &name, NULL)) {
+        if (strcmp(name, "api_key") != 0) {
+            out_error(c->req, 400, "invalid_parameter", "a WebSocket takes its filters and "
+                      "start positions in subscribe messages, not in the URL", name);
+            return true;
+        }
     }
     if (!http_ws_requested(c->req)) {
         out_error(c->req, 400, "invalid_upgrade",
@@ -1363,6 +1690,10 @@ static void stream_read(struct call *c)
         !query_u64(c, "from", backward ? UINT64_MAX : 1, &from) || !query_limit(c, &limit)) {
         return;
     }
+    if (from == 0) {
+        out_error(c->req, 400, "invalid_parameter", "versions are integers from 1", "from");
+        return;
+    }
     struct as_of at;
     struct parse_error pe;
     if (parse_as_of_params(get_param, c->req, &at, &pe) != 0) {
@@ -1387,8 +1718,7 @@ static void stream_read(struct call *c)
         }
         return;
     }
-    page_end(&pg.b, "version", s.version, first_visible, pg.count == limit, pg.last_ver,
-             backward);
+    page_end(&pg.b, s.version, first_visible, pg.count == limit, pg.last_ver, backward);
     out_json(c->req, 200, &pg.b);
 }
 
@@ -1509,187 +1839,112 @@ static void keys_rotate(struct call *c)
     }
 }
 
-/* ---- the OpenAPI document, generated from the route table ---- */
-
-/* The OpenAPI path of a route pattern: each '*' becomes the parameter named by the segment
- * before it. */
-static void openapi_path(const char *pattern, struct buf *out, struct buf *params)
-{
-    static const struct {
-        const char *after, *param;
-    } NAMES[] = {{"databases", "db"}, {"streams", "stream"}, {"events", "position"},
-                 {"keys", "id"}, {"connections", "id"}, {"subscriptions", "name"},
-                 {"webhooks", "name"}};
-    const char *prev = "", *p = pattern;
-    while (*p) {
-        const char *end = strchr(p, '/');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        buf_addc(out, '/');
-        if (len == 1 && *p == '*') {
-            const char *name = "param";
-            for (size_t i = 0; i < sizeof NAMES / sizeof NAMES[0]; i++) {
-                name = strncmp(prev, NAMES[i].after, strlen(NAMES[i].after)) == 0 ? NAMES[i].param
-                                                                                 : name;
-            }
-            buf_printf(out, "{%s}", name);
-            buf_printf(params, "%s{\"name\":\"%s\",\"in\":\"path\",\"required\":true,"
-                       "\"schema\":{\"type\":\"%s\"}}",
-                       params->len ? "," : "", name, strcmp(name, "position") ? "string" : "integer");
-        } else {
-            buf_add(out, p, len);
-        }
-        prev = p;
-        p += len + (end ? 1 : 0);
-    }
-}
-
-static void openapi_operation(struct buf *b, const struct route *r)
-{
-    static const char *const NEED[] = {"none", "any", "read", "write", "admin"};
-    struct buf path, params;
-    buf_init(&path);
-    buf_init(&params);
-    openapi_path(r->pattern, &path, &params);
-    char op[96];
-    snprintf(op, sizeof op, "%s", r->method);
-    for (char *q = op; *q; q++) {
-        *q = (char)(*q - 'A' + 'a');
-    }
-    buf_printf(b, "\"%s\":{\"summary\":", op);
-    buf_add_json_str(b, r->summary, strlen(r->summary));
-    if (r->need == NEED_WRITE) { /* database writes keep idempotency keys */
-        buf_adds(&params, params.len ? "," : "");
-        buf_adds(&params, "{\"name\":\"Idempotency-Key\",\"in\":\"header\",\"required\":false,"
-                          "\"description\":\"Replays the original answer for a retry (also "
-                          "X-Idempotency-Key)\",\"schema\":{\"type\":\"string\","
-                          "\"minLength\":1,\"maxLength\":255}}");
-    }
-    buf_printf(b, ",\"x-annals-scope\":\"%s\",\"parameters\":[%.*s]", NEED[r->need],
-               (int)params.len, params.ptr ? params.ptr : "");
-    if (r->need == NEED_NONE) {
-        buf_adds(b, ",\"security\":[]");
-    }
-    if (!strcmp(r->method, "POST") || !strcmp(r->method, "PUT")) {
-        buf_adds(b, ",\"requestBody\":{\"required\":true,\"content\":{\"application/json\":"
-                    "{\"schema\":{\"type\":\"object\"}}}}");
-    }
-    buf_adds(b, ",\"responses\":{\"2XX\":{\"description\":\"Success (docs/api.md)\","
-                "\"content\":{\"application/json\":{\"schema\":{\"type\":\"object\"}}}},"
-                "\"default\":{\"description\":\"An error\",\"content\":{\"application/json\":"
-                "{\"schema\":{\"$ref\":\"#/components/schemas/Error\"}}}}}}");
-    buf_fini(&path);
-    buf_fini(&params);
-}
+/* ---- the OpenAPI document, generated from the route table (openapi.c) ---- */
 
 static void openapi(struct call *c)
 {
-    enum { N = sizeof ROUTES / sizeof ROUTES[0] };
     struct buf b;
     buf_init(&b);
-    buf_printf(&b, "{\"openapi\":\"3.1.0\",\"info\":{\"title\":\"Annals native API\","
-               "\"version\":\"%s\",\"description\":\"Generated from the server's route table; "
-               "semantics in docs/api.md.\"},\"paths\":{", c->api->version);
-    bool done[N] = {false};
-    for (size_t i = 0, npaths = 0; i < N; i++) {
-        if (done[i]) {
-            continue;
-        }
-        struct buf path, params;
-        buf_init(&path);
-        buf_init(&params);
-        openapi_path(ROUTES[i].pattern, &path, &params);
-        buf_printf(&b, "%s\"%.*s\":{", npaths++ ? "," : "", (int)path.len, path.ptr);
-        for (size_t j = i, nops = 0; j < N; j++) {
-            if (!strcmp(ROUTES[j].pattern, ROUTES[i].pattern)) {
-                done[j] = true;
-                if (nops++) {
-                    buf_addc(&b, ',');
-                }
-                openapi_operation(&b, &ROUTES[j]);
-            }
-        }
-        buf_addc(&b, '}');
-        buf_fini(&path);
-        buf_fini(&params);
-    }
-    buf_adds(&b, "},\"components\":{\"securitySchemes\":{\"bearer\":{\"type\":\"http\","
-                 "\"scheme\":\"bearer\"},\"apiKey\":{\"type\":\"apiKey\",\"in\":\"header\","
-                 "\"name\":\"X-API-Key\"}},\"schemas\":{\"Error\":{\"type\":\"object\","
-                 "\"required\":[\"error\"],\"properties\":{\"error\":{\"type\":\"object\","
-                 "\"required\":[\"code\",\"message\"],\"properties\":{\"code\":{\"type\":"
-                 "\"string\"},\"message\":{\"type\":\"string\"},\"field\":{\"type\":\"string\"}"
-                 "}}}}}},\"security\":[{\"bearer\":[]},{\"apiKey\":[]}]}");
+    openapi_render(ROUTES, NROUTES, c->api->version, &b);
     out_json(c->req, 200, &b);
 }
 
 /* ---- metrics ---- */
 
-static void db_metrics(struct call *c, const char *name, struct buf *b)
+/* The per-database metric families: name, type, help. */
+static const struct {
+    const char *name, *type, *help;
+} DB_METRICS[] = {
+    {"annals_appends_total", "counter",
+     "Acknowledged append requests since start (appends/commits is the group-commit factor)."},
+    {"annals_commits_total", "counter", "Durable write commits (one log fdatasync each)."},
+    {"annals_events", "gauge", "Events stored (the head position)."},
+    {"annals_streams", "gauge", "Streams."},
+    {"annals_fsyncs_total", "counter", "Event-log fsyncs since start."},
+    {"annals_fsync_seconds_total", "counter", "Time spent in event-log fsyncs."},
+    {"annals_commit_seconds_total", "counter", "Time spent in durable commits."},
+    {"annals_bytes_on_disk", "gauge", "Bytes of the database's index file."},
+    {"annals_index_lag_events", "gauge", "Events not indexed yet."},
+    {"annals_writer_queue_depth", "gauge", "Appends queued for the writer."},
+    {"annals_index_commits_total", "counter", "Index transactions since start."},
+    {"annals_compactions_total", "counter", "Compactions that rewrote the log since start."},
+    {"annals_compaction_reclaimed_bytes_total", "counter",
+     "Log bytes reclaimed by compactions since start."},
+};
+enum { NDB_METRICS = sizeof DB_METRICS / sizeof DB_METRICS[0] };
+
+/* One database's values, in DB_METRICS order. Returns false when it is gone. */
+static bool db_metric_values(struct call *c, const char *name, double v[NDB_METRICS])
 {
     struct db *db;
     struct db_info in;
     struct compact_status cs;
     if (engine_db_acquire(c->api->engine, name, strlen(name), &db) != 0) {
-        return;
+        return false;
     }
     int rc = engine_db_info(db, &in);
     engine_compact_status(db, &cs);
     engine_db_release(db);
-    if (rc) {
-        return;
+    double vals[NDB_METRICS] = {
+        (double)in.appends, (double)in.commits, (double)in.head, (double)in.streams,
+        (double)in.syncs, (double)in.sync_ns / 1e9, (double)in.commit_ns / 1e9,
+        (double)in.file_bytes, (double)(in.head - in.indexed), (double)in.queue_depth,
+        (double)in.index_commits, (double)cs.runs, (double)cs.reclaimed_bytes};
+    memcpy(v, vals, sizeof vals);
+    return rc == 0;
+}
+
+/* Appends every per-database family once (HELP, TYPE, then one series per database). */
+static void db_metrics(struct call *c, struct buf *b)
+{
+    size_t n;
+    char **names = engine_db_names(c->api->engine, &n);
+    double(*vals)[NDB_METRICS] = xcalloc(n ? n : 1, sizeof(*vals));
+    bool *shown = xcalloc(n ? n : 1, sizeof(*shown));
+    for (size_t i = 0; i < n; i++) {
+        bool visible = !(c->authed && c->key.database[0] && strcmp(c->key.database, names[i]));
+        shown[i] = visible && db_metric_values(c, names[i], vals[i]);
     }
-    static const char *const NAMES[] = {
-        "annals_appends_total", "annals_commits_total", "annals_events", "annals_streams",
-        "annals_fsyncs_total", "annals_bytes_on_disk", "annals_index_lag_events",
-        "annals_writer_queue_depth", "annals_index_commits_total", "annals_compactions_total",
-        "annals_compaction_reclaimed_bytes_total"};
-    uint64_t v[] = {in.appends, in.commits, in.head, in.streams, in.syncs, in.file_bytes,
-                    in.head - in.indexed, in.queue_depth, in.index_commits, cs.runs,
-                    cs.reclaimed_bytes};
-    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
-        buf_printf(b, "%s{database=\"%s\"} %llu\n", NAMES[i], name, (unsigned long long)v[i]);
+    for (size_t m = 0; m < NDB_METRICS; m++) {
+        buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", DB_METRICS[m].name, DB_METRICS[m].help,
+                   DB_METRICS[m].name, DB_METRICS[m].type);
+        for (size_t i = 0; i < n; i++) {
+            if (shown[i]) {
+                buf_printf(b, "%s{database=\"%s\"} %.17g\n", DB_METRICS[m].name, names[i],
+                           vals[i][m]);
+            }
+        }
     }
-    buf_printf(b, "annals_fsync_seconds_total{database=\"%s\"} %.6f\n", name,
-               (double)in.sync_ns / 1e9);
-    buf_printf(b, "annals_commit_seconds_total{database=\"%s\"} %.6f\n", name,
-               (double)in.commit_ns / 1e9);
+    free(shown);
+    free(vals);
+    engine_names_free(names, n);
 }
 
 static void metrics(struct call *c)
 {
-    const int n_routes = (int)(sizeof ROUTES / sizeof ROUTES[0]);
-    char text[sizeof ROUTES / sizeof ROUTES[0]][96];
-    const char *labels[sizeof ROUTES / sizeof ROUTES[0]];
-    for (int i = 0; i < n_routes; i++) {
+    char text[NROUTES][96];
+    const char *labels[NROUTES];
+    for (size_t i = 0; i < NROUTES; i++) {
         snprintf(text[i], sizeof text[i], "%s /%s", ROUTES[i].method, ROUTES[i].pattern);
         labels[i] = text[i];
     }
     struct buf b;
     buf_init(&b);
-    metrics_render_requests(c->api->metrics, labels,
-                            n_routes < METRICS_ROUTES ? n_routes : METRICS_ROUTES, &b);
-    buf_adds(&b, "# HELP annals_appends_total Acknowledged append requests (a database's "
-                 "appends/commits is its group-commit factor); the other per-database series: "
-                 "commits, events stored, streams, event-log fsyncs and their time, bytes on "
-                 "disk, events not yet indexed, queued appends, index commits, compactions "
-                 "that rewrote the log and the bytes they reclaimed.\n");
-    size_t n;
-    char **names = engine_db_names(c->api->engine, &n);
-    for (size_t i = 0; i < n; i++) {
-        if (!(c->authed && c->key.database[0] && strcmp(c->key.database, names[i]) != 0)) {
-            db_metrics(c, names[i], &b);
-        }
-    }
-    engine_names_free(names, n);
+    metrics_render_requests(c->api->metrics, labels, (int)NROUTES, &b);
+    db_metrics(c, &b);
     struct http_server *srv = __atomic_load_n(&c->api->srv, __ATOMIC_ACQUIRE);
     buf_printf(&b, "# HELP annals_open_connections Open client connections.\n"
+                   "# TYPE annals_open_connections gauge\n"
                    "annals_open_connections %u\n"
                    "# HELP annals_subscribers Live subscribers (SSE, WebSocket).\n"
+                   "# TYPE annals_subscribers gauge\n"
                    "annals_subscribers %u\n"
+                   "# HELP annals_uptime_seconds Seconds since the server started.\n"
+                   "# TYPE annals_uptime_seconds gauge\n"
                    "annals_uptime_seconds %.3f\n",
                srv ? http_server_connections(srv) : 0, live_count(c->api->live),
                (double)(time_now_us() - c->api->started_us) / 1e6);
-    http_respond(c->req, 200, &b, "text/plain; version=0.0.4");
+    http_respond(c->req, 200, &b, "text/plain; version=0.0.4; charset=utf-8");
 }
 
 void api_observe(void *arg, struct http_req *req, int tag, unsigned status, uint64_t ns)

@@ -19,7 +19,10 @@ struct api {
     struct limits limits;    /* copied */
     const char *version;     /* server version string, static */
     int64_t started_us;      /* process start time */
-    const char *cors_origins; /* comma-separated allowed origins, "*" = any, NULL/"" = none */
+    const char *cors_origins; /* comma-separated allowed origins, "*" = any; NULL: pages of
+                                 this machine in development mode, none otherwise */
+    const char *allowed_hosts; /* comma-separated host names requests may be addressed to
+                                  ("*" = any); NULL: any with keys, loopback names without */
     struct api_metrics *metrics; /* owned by the caller: request counters (api/metrics.h) */
     struct http_server *srv;  /* atomic, set once serving: for the connection gauge */
     struct ratelimiter *limiter; /* owned by the caller; NULL = no rate limits at all */

@@ -466,9 +466,15 @@ int parse_append(struct slice body, struct slice stream, const struct limits *li
     return rc;
 }
 
+bool parse_stream_name_ok(const char *s, size_t n)
+{
+    bool dots = (n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.');
+    return parse_name_ok(s, n, LIMIT_STREAM_NAME_BYTES) && !dots;
+}
+
 static bool stream_name_ok(const char *s, size_t n)
 {
-    return parse_name_ok(s, n, LIMIT_STREAM_NAME_BYTES) && s[0] != '$';
+    return parse_stream_name_ok(s, n) && s[0] != '$';
 }
 
 /* One element of "appends": {"stream", "events", "expectedVersion"?}. */
@@ -493,7 +499,7 @@ static int parse_multi_part(struct slice obj, size_t i, const struct limits *lim
                 jsonx_string(m.vals[0], &name) != 0 || !stream_name_ok(name.ptr, name.len))) {
         rc = in_part(parse_fail(err, 400, "invalid_name", "stream",
                                 "stream names are 1 to 256 bytes of UTF-8 without control "
-                                "characters, not starting with $"),
+                                "characters, not starting with $, other than . and .."),
                      prefix, err);
     }
     if (!rc) {
@@ -651,12 +657,15 @@ int parse_stream_meta(struct slice body, struct stream_meta *out, struct parse_e
     return rc;
 }
 
-/* A whole number from 1 to max, or null/absent (0). */
+/* A whole number from 1 to max, or null (0); absent leaves *out as it is. */
 static int setting_u64(json_t *v, const char *field, uint64_t max, uint64_t *out,
                        struct parse_error *err)
 {
+    if (!v) {
+        return 0;
+    }
     *out = 0;
-    if (!v || json_is_null(v)) {
+    if (json_is_null(v)) {
         return 0;
     }
     if (!json_is_integer(v) || json_integer_value(v) < 1 || (uint64_t)json_integer_value(v) > max) {
@@ -668,19 +677,61 @@ static int setting_u64(json_t *v, const char *field, uint64_t max, uint64_t *out
     return 0;
 }
 
-int parse_db_settings(const void *rootp, struct db_settings *out, struct parse_error *err)
+/* Checks that obj has no member but allowed[0..n); field_prefix names it in the error. */
+static int known_members(json_t *obj, const char *const *allowed, size_t n,
+                         const char *field_prefix, struct parse_error *err)
 {
-    json_t *root = (json_t *)rootp;
-    memset(out, 0, sizeof(*out));
     const char *key;
     json_t *val;
-    json_object_foreach(root, key, val) {
-        if (strcmp(key, "name") != 0 && strcmp(key, "description") != 0 &&
-            strcmp(key, "settings") != 0) {
-            char f[64];
-            snprintf(f, sizeof f, "%.60s", key);
+    json_object_foreach(obj, key, val) {
+        size_t i = 0;
+        while (i < n && strcmp(key, allowed[i]) != 0) {
+            i++;
+        }
+        if (i == n) {
+            char f[96];
+            snprintf(f, sizeof f, "%s%.60s", field_prefix, key);
             return parse_fail(err, 400, "invalid_request", f, "unknown member");
         }
+    }
+    return 0;
+}
+
+static int settings_members(json_t *s, struct db_settings *out, struct parse_error *err)
+{
+    static const char *const KNOWN[] = {"retentionPeriodDays", "maxStreamSizeBytes",
+                                        "rateLimit", "idempotencyTtlSeconds"};
+    if (!json_is_object(s)) {
+        return parse_fail(err, 400, "invalid_request", "settings", "settings must be an object");
+    }
+    int rc = known_members(s, KNOWN, 4, "settings.", err);
+    if (!rc) rc = setting_u64(json_object_get(s, "retentionPeriodDays"),
+                              "settings.retentionPeriodDays", LIMIT_RETENTION_DAYS,
+                              &out->retention_days, err);
+    if (!rc) rc = setting_u64(json_object_get(s, "maxStreamSizeBytes"),
+                              "settings.maxStreamSizeBytes", UINT64_MAX >> 1,
+                              &out->max_stream_bytes, err);
+    uint64_t rate = out->rate_limit;
+    if (!rc) rc = setting_u64(json_object_get(s, "rateLimit"), "settings.rateLimit",
+                              LIMIT_RATE_MAX, &rate, err);
+    out->rate_limit = (uint32_t)rate;
+    if (!rc) rc = setting_u64(json_object_get(s, "idempotencyTtlSeconds"),
+                              "settings.idempotencyTtlSeconds", LIMIT_IDEM_TTL_MAX_S,
+                              &out->idem_ttl_s, err);
+    return rc;
+}
+
+int parse_db_settings(const void *rootp, bool patch, struct db_settings *out,
+                      struct parse_error *err)
+{
+    static const char *const KNOWN[] = {"description", "settings", "name"};
+    json_t *root = (json_t *)rootp;
+    if (!patch) {
+        memset(out, 0, sizeof(*out));
+    }
+    int rc = known_members(root, KNOWN, patch ? 2 : 3, "", err);
+    if (rc) {
+        return rc;
     }
     json_t *d = json_object_get(root, "description");
     if (d && !json_is_null(d)) {
@@ -690,34 +741,9 @@ int parse_db_settings(const void *rootp, struct db_settings *out, struct parse_e
                               "a string of at most %d bytes", LIMIT_DESCRIPTION_BYTES);
         }
         snprintf(out->description, sizeof out->description, "%s", json_string_value(d));
+    } else if (d) {
+        out->description[0] = '\0';
     }
     json_t *s = json_object_get(root, "settings");
-    if (!s || json_is_null(s)) {
-        return 0;
-    }
-    if (!json_is_object(s)) {
-        return parse_fail(err, 400, "invalid_request", "settings", "settings must be an object");
-    }
-    json_object_foreach(s, key, val) {
-        if (strcmp(key, "retentionPeriodDays") != 0 && strcmp(key, "maxStreamSizeBytes") != 0 &&
-            strcmp(key, "rateLimit") != 0 && strcmp(key, "idempotencyTtlSeconds") != 0) {
-            char f[80];
-            snprintf(f, sizeof f, "settings.%.60s", key);
-            return parse_fail(err, 400, "invalid_request", f, "unknown member");
-        }
-    }
-    int rc = setting_u64(json_object_get(s, "retentionPeriodDays"),
-                         "settings.retentionPeriodDays", LIMIT_RETENTION_DAYS,
-                         &out->retention_days, err);
-    if (!rc) rc = setting_u64(json_object_get(s, "maxStreamSizeBytes"),
-                              "settings.maxStreamSizeBytes", UINT64_MAX >> 1,
-                              &out->max_stream_bytes, err);
-    uint64_t rate = 0;
-    if (!rc) rc = setting_u64(json_object_get(s, "rateLimit"), "settings.rateLimit",
-                              LIMIT_RATE_MAX, &rate, err);
-    out->rate_limit = (uint32_t)rate;
-    if (!rc) rc = setting_u64(json_object_get(s, "idempotencyTtlSeconds"),
-                              "settings.idempotencyTtlSeconds", LIMIT_IDEM_TTL_MAX_S,
-                              &out->idem_ttl_s, err);
-    return rc;
+    return s && !json_is_null(s) ? settings_members(s, out, err) : 0;
 }

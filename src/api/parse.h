@@ -61,10 +61,13 @@ int parse_json_object(struct slice body, void **out, struct parse_error *err);
 /* Parses a stream settings body {"maxAge"?, "maxCount"?, "truncateBefore"?} (each a whole
  * number from 1, or null). Returns 0 or ERR_INVALID with *err filled. */
 int parse_stream_meta(struct slice body, struct stream_meta *out, struct parse_error *err);
-/* Reads the optional "description" and "settings" {"retentionPeriodDays", "maxStreamSizeBytes"}
- * of a database creation body (a json_t * object; other members but "name" are refused).
- * Returns 0 or ERR_INVALID with *err filled. */
-int parse_db_settings(const void *root, struct db_settings *out, struct parse_error *err);
+/* Reads the optional "description" and "settings" {"retentionPeriodDays",
+ * "maxStreamSizeBytes", "rateLimit", "idempotencyTtlSeconds"} of a database body (a json_t *
+ * object). A creation (patch false) starts from no settings and allows "name" too; a change
+ * (patch true, PATCH /v1/databases/{db}) starts from *out and changes only the members given
+ * (null clears one). Other members are refused. Returns 0 or ERR_INVALID with *err filled. */
+int parse_db_settings(const void *root, bool patch, struct db_settings *out,
+                      struct parse_error *err);
 /* Fills *err (status, code, field or NULL, printf-style message) and returns ERR_TOOBIG for
  * 413, else ERR_INVALID. */
 int parse_fail(struct parse_error *err, unsigned status, const char *code, const char *field,
@@ -74,5 +77,8 @@ int parse_u64(const char *s, uint64_t *out);
 
 /* True when s[0..n) is valid UTF-8 without control characters, 1..max bytes. */
 bool parse_name_ok(const char *s, size_t n, size_t max);
+/* True for a stream name: parse_name_ok up to LIMIT_STREAM_NAME_BYTES, and not "." or ".."
+ * (which no URL can carry: clients collapse them). */
+bool parse_stream_name_ok(const char *s, size_t n);
 
 #endif

@@ -78,30 +78,64 @@ static const char *kind_rule(const struct list_kind *k)
 
 /* ---------------------------------------------------------------- GET parameters */
 
+/* Appends the values of list parameter text to vals (decoded bytes, back to back) and their
+ * end offsets to ends[*n..]: values are separated by commas; in a value `\,` is a comma and
+ * `\\` a backslash. Returns 0, ERR_INVALID (another escape) or ERR_TOOBIG (more than max
+ * values in all). */
+static int split_list(const char *text, struct buf *vals, size_t *ends, size_t *n, size_t max)
+{
+    for (const char *p = text;; p++) {
+        if (*p == '\\') {
+            if (p[1] != ',' && p[1] != '\\') {
+                return ERR_INVALID;
+            }
+            buf_addc(vals, *++p);
+            continue;
+        }
+        if (*p && *p != ',') {
+            buf_addc(vals, *p);
+            continue;
+        }
+        if (*n == max) {
+            return ERR_TOOBIG;
+        }
+        ends[(*n)++] = vals->len;
+        if (!*p) {
+            return 0;
+        }
+    }
+}
+
+/* Reads every occurrence of list parameter name into one atom of item it. */
 static int param_list(struct filter *f, struct filter_item *it, const char *name,
-                      const char *text, const struct list_kind *k, struct parse_error *err)
+                      param_fn *get, void *arg, const struct list_kind *k,
+                      struct parse_error *err)
 {
     struct pattern pats[FILTER_MAX_PATTERNS];
-    size_t n = 0;
-    const char *p = text;
-    for (;;) {
-        const char *comma = strchr(p, ',');
-        struct slice v = {p, comma ? (size_t)(comma - p) : strlen(p)};
-        if (n == FILTER_MAX_PATTERNS) {
-            return parse_fail(err, 400, "invalid_parameter", name, "at most %d values",
-                              FILTER_MAX_PATTERNS);
-        }
-        if (read_value(k, v, &pats[n++]) != 0) {
-            return parse_fail(err, 400, "invalid_parameter", name,
-                              "a comma-separated list of %s", kind_rule(k));
-        }
-        if (!comma) {
-            break;
-        }
-        p = comma + 1;
+    size_t ends[FILTER_MAX_PATTERNS], n = 0;
+    struct buf vals;
+    buf_init(&vals);
+    int rc = 0;
+    const char *text;
+    for (size_t nth = 0; !rc && (text = get(arg, name, nth)) != NULL; nth++) {
+        rc = split_list(text, &vals, ends, &n, FILTER_MAX_PATTERNS);
     }
-    if (add_values(f, it, k, pats, n) != 0) {
-        return parse_fail(err, 400, "invalid_parameter", name, "too many values");
+    for (size_t i = 0, start = 0; !rc && i < n; start = ends[i++]) {
+        struct slice v = {vals.ptr + start, ends[i] - start};
+        rc = read_value(k, v, &pats[i]);
+    }
+    if (!rc && add_values(f, it, k, pats, n) != 0) {
+        rc = ERR_TOOBIG;
+    }
+    buf_fini(&vals);
+    if (rc == ERR_TOOBIG) {
+        return parse_fail(err, 400, "invalid_parameter", name, "at most %d values",
+                          FILTER_MAX_PATTERNS);
+    }
+    if (rc) {
+        return parse_fail(err, 400, "invalid_parameter", name,
+                          "a comma-separated list of %s (in a value, \\, is a comma and "
+                          "\\\\ a backslash)", kind_rule(k));
     }
     return 0;
 }
@@ -109,7 +143,7 @@ static int param_list(struct filter *f, struct filter_item *it, const char *name
 static int param_u64(param_fn *get, void *arg, const char *name, bool *has, uint64_t *out,
                      struct parse_error *err)
 {
-    const char *s = get(arg, name);
+    const char *s = get(arg, name, 0);
     *has = s != NULL;
     if (s && parse_u64(s, out) != 0) {
         return parse_fail(err, 400, "invalid_parameter", name,
@@ -121,7 +155,7 @@ static int param_u64(param_fn *get, void *arg, const char *name, bool *has, uint
 static int param_time(param_fn *get, void *arg, const char *name, bool *has, int64_t *out,
                       struct parse_error *err)
 {
-    const char *s = get(arg, name);
+    const char *s = get(arg, name, 0);
     *has = s != NULL;
     if (s && time_parse(s, strlen(s), out) != 0) {
         return parse_fail(err, 400, "invalid_parameter", name, "must be an RFC 3339 date-time");
@@ -142,7 +176,7 @@ static int params_range(param_fn *get, void *arg, struct parsed_query *pq,
 {
     struct engine_query *q = &pq->q;
     struct filter *f = &pq->filter;
-    const char *dir = get(arg, "direction");
+    const char *dir = get(arg, "direction", 0);
     if (dir && strcmp(dir, "forward") != 0 && strcmp(dir, "backward") != 0) {
         return parse_fail(err, 400, "invalid_parameter", "direction",
                           "direction is forward or backward");
@@ -158,6 +192,10 @@ static int params_range(param_fn *get, void *arg, struct parsed_query *pq,
     q->limit = (size_t)limit;
     if (!rc) rc = param_u64(get, arg, "from", &q->has_from, &q->from, err);
     if (!rc) rc = param_u64(get, arg, "to", &q->has_to, &q->to, err);
+    if (!rc && ((q->has_from && q->from == 0) || (q->has_to && q->to == 0))) {
+        rc = parse_fail(err, 400, "invalid_parameter", q->has_from && !q->from ? "from" : "to",
+                        "positions are integers from 1");
+    }
     if (!rc) rc = param_time(get, arg, "recordedFrom", &q->has_recorded_from,
                              &q->recorded_from_us, err);
     if (!rc) rc = param_time(get, arg, "recordedTo", &q->has_recorded_to, &q->recorded_to_us,
@@ -179,14 +217,13 @@ int parse_query_params(param_fn *get, void *arg, struct parsed_query *out,
     pq_init(out);
     struct filter_item *it = NULL;
     for (size_t i = 0; i < sizeof LISTS / sizeof LISTS[0]; i++) {
-        const char *v = get(arg, LISTS[i].name);
-        if (!v) {
+        if (!get(arg, LISTS[i].name, 0)) {
             continue;
         }
         if (!it) {
             it = filter_add_item(&out->filter);
         }
-        int rc = param_list(&out->filter, it, LISTS[i].name, v, LISTS[i].kind, err);
+        int rc = param_list(&out->filter, it, LISTS[i].name, get, arg, LISTS[i].kind, err);
         if (rc) {
             return rc;
         }
@@ -432,6 +469,10 @@ static int body_range(json_t *root, struct parsed_query *pq, struct parse_error 
     q->limit = (size_t)limit;
     if (!rc) rc = body_u64(root, "from", &q->has_from, &q->from, err);
     if (!rc) rc = body_u64(root, "to", &q->has_to, &q->to, err);
+    if (!rc && ((q->has_from && q->from == 0) || (q->has_to && q->to == 0))) {
+        rc = parse_fail(err, 400, "invalid_request", q->has_from && !q->from ? "from" : "to",
+                        "positions are integers from 1");
+    }
     if (!rc) rc = body_u64(root, "asOf", &q->at.has_pos, &q->at.pos, err);
     if (!rc) rc = body_time(root, "asOfTime", &q->at.has_time, &q->at.time_us, err);
     if (!rc) rc = body_time(root, "recordedFrom", &q->has_recorded_from, &q->recorded_from_us,

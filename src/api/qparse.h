@@ -16,8 +16,10 @@ struct parsed_query {
     struct engine_query q;
 };
 
-/* Returns the value of query parameter name (decoded), or NULL when absent. */
-typedef const char *param_fn(void *arg, const char *name);
+/* Returns the value of the nth occurrence (from 0) of query parameter name (decoded), or NULL
+ * when there are fewer. A list parameter (types, streams, category, tags, subject) may be
+ * repeated: every occurrence adds values. */
+typedef const char *param_fn(void *arg, const char *name, size_t nth);
 
 /* Builds a query from GET parameters (types, streams, category, tags, subject, from, to,
  * direction, limit, recordedFrom, recordedTo, timeFrom, timeTo, asOf, asOfTime). Returns 0, or

@@ -357,7 +357,7 @@ def test_log_read_paging():
 def test_empty_log_read():
     with Server() as s:
         st, _, page = s.get("/v1/databases/default/events")
-        check(st == 200 and page == {"events": [], "head": 0, "has_more": False, "next": None},
+        check(st == 200 and page == {"events": [], "head": 0, "hasMore": False, "next": None},
               f"{st} {page!r}")
         st, _, page = s.get("/v1/databases/default/events?direction=backward")
         check(st == 200 and page["events"] == [] and page["next"] is None, f"{st} {page!r}")

@@ -507,11 +507,11 @@ def test_auth_unknown_routes_need_a_key():
         s.start()
         # with a key: the ordinary 404 / 405
         expect_error(s.get("/v1/nope", headers=bearer(admin)), 404, "not_found")
-        expect_error(s.request("PATCH", "/v1/databases/default", headers=bearer(admin)), 405,
+        expect_error(s.request("PUT", "/v1/databases/default", headers=bearer(admin)), 405,
                      "method_not_allowed")
         for method, path in (("GET", "/v1/nope"), ("DELETE", "/v1/nope"),
                              ("GET", "/v1/databases/default/bogus"),
-                             ("PATCH", "/v1/databases/default"), ("PUT", "/v1/keys"),
+                             ("PUT", "/v1/databases/default"), ("PUT", "/v1/keys"),
                              ("GET", "/v1/keys/0123456789abcdef")):
             expect_401(s.request(method, path), f"{method} {path} without a key")
 
@@ -934,12 +934,12 @@ def test_auth_database_bound_admin():
 def test_auth_keys_survive_restart_and_cli():
     with Server(start=False) as s:
         admin = cli_create(s.data, "admin", name="boot")
-        cli_r = cli_create(s.data, "read", database="main", name="cli-reader",
+        cli_r = cli_create(s.data, "read", database="default", name="cli-reader",
                            not_after=rfc3339(utc_now() + datetime.timedelta(days=30)))
         s.start()
         expect_401(s.get("/v1/whoami"), "no key")
         st, _, w = whoami(s, cli_r)
-        check(st == 200 and w["scope"] == "read" and w["database"] == "main"
+        check(st == 200 and w["scope"] == "read" and w["database"] == "default"
               and w["key"]["name"] == "cli-reader" and w["key"]["notAfter"] is not None,
               f"whoami of a CLI key: {st} {w!r}")
         w_key = api_create(s, admin, {"scope": "write", "name": "api-writer"})["key"]
@@ -997,7 +997,7 @@ def test_auth_keys_survive_restart_and_cli():
         expect_401(whoami(s, w_key), "key revoked by the CLI")
         expect_401(whoami(s, cli_r), "key rotated by the CLI (grace 0)")
         st, _, w = whoami(s, rotated[0])
-        check(st == 200 and w["scope"] == "read" and w["database"] == "main"
+        check(st == 200 and w["scope"] == "read" and w["database"] == "default"
               and w["key"]["name"] == "cli-reader", f"CLI-rotated key: {st} {w!r}")
         st, _, w = whoami(s, admin)
         check(st == 200 and w["key"]["notAfter"] is not None
@@ -1008,11 +1008,11 @@ def test_auth_keys_survive_restart_and_cli():
 def test_auth_keys_file_holds_no_key():
     with Server(start=False) as s:
         made = [cli_create(s.data, "admin", name="boot"),
-                cli_create(s.data, "read", database="main")]
+                cli_create(s.data, "read", database="default")]
         s.start()
         admin = made[0]
         made.append(api_create(s, admin, {"scope": "write", "name": "w"})["key"])
-        made.append(api_create(s, admin, {"scope": "read", "database": "x",
+        made.append(api_create(s, admin, {"scope": "read", "database": "default",
                                           "notAfter": "2031-01-01T00:00:00Z"})["key"])
         st, _, b = s.post(f"/v1/keys/{key_id(made[2])}/rotate", {"graceSeconds": 60},
                           headers=bearer(admin))
@@ -1036,8 +1036,10 @@ def test_auth_keys_file_holds_no_key():
 def test_auth_stays_on_when_every_key_is_expired_or_revoked():
     """Revoking every key (say after a leak) and restarting must not reopen the server."""
     with Server(start=False) as s:
-        run_cli(["keys", "create", "--scope", "admin", "--not-after", "2000-01-01T00:00:00Z",
-                 "--data", s.data])
+        rc, out = run_cli(["keys", "create", "--scope", "admin", "--data", s.data])
+        check(rc == 0, out)
+        key = next(w for w in out.split() if w.startswith("ak_"))
+        run_cli(["keys", "revoke", key.split("_")[1], "--data", s.data])
         s.start()
         st, _, _ = s.request("GET", "/v1/databases")
         check(st == 401, f"anonymous request with only an expired key on file: {st}")

@@ -168,7 +168,7 @@ def matching(s, query, db=DB):
     q["limit"] = 1000
     st, _, page = s.post(f"/v1/databases/{db}/query", q)
     check(st == 200, f"query {query!r}: {st} {page!r}")
-    check(page["has_more"] is False, f"query {query!r}: more than one page")
+    check(page["hasMore"] is False, f"query {query!r}: more than one page")
     return [e["position"] for e in page["events"]], page["head"]
 
 

@@ -146,3 +146,71 @@ def test_max_stream_size_holds_across_restart():
             s.post("/v1/databases/lim/streams/st/events", {"events": [ev]})
         st, _, row = s.get("/v1/databases/lim/streams/st")
         check(row["bytes"] <= 2000, f"stream grew past its limit: {row}")
+
+
+def test_settings_can_be_changed_after_creation():
+    with Server() as s:
+        create(s, {"name": "shop", "description": "first",
+                   "settings": {"maxStreamSizeBytes": 1000, "idempotencyTtlSeconds": 60}})
+        base = "/v1/databases/shop"
+        ev = {"type": "x", "data": "a" * 400}
+        check(s.post(f"{base}/streams/s/events", {"events": [ev]})[0] == 201, "first")
+        expect_error(s.post(f"{base}/streams/s/events", {"events": [ev]}), 413,
+                     "stream_too_large")
+        # raise the limit, set a rate limit, clear the TTL, keep the rest
+        st, _, info = s.request("PATCH", base, {"description": "second",
+                                                "settings": {"maxStreamSizeBytes": 100000,
+                                                             "rateLimit": 50,
+                                                             "idempotencyTtlSeconds": None}})
+        check(st == 200 and info["description"] == "second" and info["settings"] == {
+            "retentionPeriodDays": None, "maxStreamSizeBytes": 100000, "rateLimit": 50,
+            "idempotencyTtlSeconds": None}, f"PATCH: {st} {info}")
+        st, h, _ = s.post(f"{base}/streams/s/events", {"events": [ev]})
+        check(st == 201, f"the new limit is in force at once: {st}")
+        check(h.get("x-ratelimit-limit") == "50", f"the new rate limit: {h}")
+        # only the members given change
+        st, _, info = s.request("PATCH", base, {"settings": {"retentionPeriodDays": 7}})
+        check(info["description"] == "second" and info["settings"]["maxStreamSizeBytes"] == 100000
+              and info["settings"]["retentionPeriodDays"] == 7, f"{info}")
+        s.restart()
+        st, _, info = s.get(base)
+        check(info["description"] == "second" and info["settings"] == {
+            "retentionPeriodDays": 7, "maxStreamSizeBytes": 100000, "rateLimit": 50,
+            "idempotencyTtlSeconds": None}, f"after a restart: {info}")
+        # bad changes change nothing
+        for body, field in (({"name": "other"}, "name"),
+                            ({"settings": {"maxStreamSizeBytes": 0}}, "settings.maxStreamSizeBytes"),
+                            ({"settings": {"bogus": 1}}, "settings.bogus"),
+                            ({"settings": 5}, "settings"),
+                            ({"description": 7}, "description")):
+            expect_error(s.request("PATCH", base, body), 400, "invalid_request", field)
+        expect_error(s.request("PATCH", base, "not json",
+                               headers={"Content-Type": "application/json"}), 400, "invalid_json")
+        expect_error(s.request("PATCH", "/v1/databases/nope", {"description": "x"}), 404,
+                     "database_not_found")
+        st, _, after = s.get(base)
+        check(after["settings"] == info["settings"] and after["description"] == "second",
+              f"a refused change changed something: {after}")
+
+
+def test_retention_set_later_hides_old_events():
+    if not os.path.exists(FAKETIME):
+        raise Skip("libfaketime is not installed")
+    with Server() as s:
+        create(s, {"name": "ret"})
+        base = "/v1/databases/ret"
+        s.post(f"{base}/streams/old-1/events", {"events": [{"type": "t", "data": 1}]})
+        s.stop()
+        env = dict(os.environ, LD_PRELOAD=FAKETIME, FAKETIME="+31d",
+                   ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0")
+        s.env = env
+        s.start()
+        st, _, page = s.get(f"{base}/events")
+        check(len(page["events"]) == 1, f"no retention yet: {page}")
+        st, _, _ = s.request("PATCH", base, {"settings": {"retentionPeriodDays": 30}})
+        check(st == 200, f"PATCH {st}")
+        st, _, page = s.get(f"{base}/events")
+        check(page["events"] == [], f"older than the new retention: {page}")
+        st, _, _ = s.request("PATCH", base, {"settings": {"retentionPeriodDays": None}})
+        st, _, page = s.get(f"{base}/events")
+        check(len(page["events"]) == 1, f"retention lifted before any compaction: {page}")

@@ -43,7 +43,7 @@ def post_raw(s, body, path=APPEND, headers=JSON):
 def chunked_request(path, body, chunk=64, content_type=b"application/json"):
     chunks = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + chunk]), body[i:i + chunk])
                       for i in range(0, len(body), chunk))
-    return (b"POST " + path.encode() + b" HTTP/1.1\r\nHost: t\r\nContent-Type: " + content_type +
+    return (b"POST " + path.encode() + b" HTTP/1.1\r\nHost: localhost\r\nContent-Type: " + content_type +
             b"\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n")
 
 
@@ -314,7 +314,7 @@ def test_header_section_too_large():
         check(st == 200, "health")
         wrong = []
         for pad in [1500, 4000, 8500, 9000, 9100, 12000, 40000]:
-            req = (b"GET /health HTTP/1.1\r\nHost: t\r\nX-Pad: " + b"a" * pad + b"\r\n\r\n")
+            req = (b"GET /health HTTP/1.1\r\nHost: localhost\r\nX-Pad: " + b"a" * pad + b"\r\n\r\n")
             raw = s.raw(req, read_all=False)
             st, _, _ = split_raw(raw)
             if st != 431:
@@ -327,10 +327,12 @@ def test_header_section_too_large():
 
 def test_unknown_route():
     with seeded() as s, Unchanged(s):
-        for path in ["/", "/v2/databases", "/v1", "/v1/databases/default/streamz",
-                     "/v1/databases/default/streams/s/events/1", "/health/", "/v1/databases/",
+        for path in ["/v2/databases", "/v1", "/v1/databases/default/streamz",
+                     "/v1/databases/default/streams/s/events/1",
                      "/v1/databases/default/events/1/x", "/v1/databases/default/other"]:
             expect_error(s.get(path), 404, "not_found")
+        for path in ["/health/", "/v1/databases/", "//health", "/v1/./databases"]:
+            expect_error(s.get(path), 400, "invalid_path")  # empty and dot segments
         expect_error(s.post("/v1/databases/default/streams/s/evnts", GOOD), 404, "not_found")
 
 
@@ -340,7 +342,7 @@ def test_wrong_method():
                  ("DELETE", "/health", {"GET"}),
                  ("POST", "/health", {"GET"}),
                  ("PUT", "/v1/databases/default/events", {"GET", "POST"}),
-                 ("PUT", "/v1/databases/default", {"GET", "DELETE"}),
+                 ("PUT", "/v1/databases/default", {"GET", "PATCH", "DELETE"}),
                  ("DELETE", "/v1/databases/default/streams/s/events", {"GET", "POST"}),
                  ("PATCH", "/v1/databases/default/streams/s", {"GET", "DELETE"}),
                  ("DELETE", "/v1/databases/default/events/1", {"GET"})]

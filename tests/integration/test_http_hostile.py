@@ -139,13 +139,13 @@ class Conn:
 
 def append_req(stream="s", data=1, close=False, extra=b""):
     body = json.dumps({"events": [{"type": "t", "data": data}]}).encode()
-    return (b"POST " + (STREAM_PATH % stream).encode() + b" HTTP/1.1\r\nHost: t\r\n"
+    return (b"POST " + (STREAM_PATH % stream).encode() + b" HTTP/1.1\r\nHost: localhost\r\n"
             b"Content-Type: application/json\r\nContent-Length: " + str(len(body)).encode() +
             b"\r\n" + extra + (b"Connection: close\r\n" if close else b"") + b"\r\n" + body)
 
 
 def get_req(path, close=False, method=b"GET", version=b"HTTP/1.1", extra=b""):
-    return (method + b" " + path.encode() + b" " + version + b"\r\nHost: t\r\n" + extra +
+    return (method + b" " + path.encode() + b" " + version + b"\r\nHost: localhost\r\n" + extra +
             (b"Connection: close\r\n" if close else b"") + b"\r\n")
 
 
@@ -258,7 +258,7 @@ def seeded(extra=None):
 # ---- 1. smuggling vectors and malformed heads ----
 
 BODY = json.dumps({"events": [{"type": "t", "data": "smuggled"}]}).encode()
-POST_HEAD = (b"POST " + (STREAM_PATH % "s").encode() + b" HTTP/1.1\r\nHost: t\r\n"
+POST_HEAD = (b"POST " + (STREAM_PATH % "s").encode() + b" HTTP/1.1\r\nHost: localhost\r\n"
              b"Content-Type: application/json\r\n")
 CL = b"Content-Length: %d\r\n" % len(BODY)
 
@@ -323,9 +323,9 @@ def test_body_of_get_not_executed():
         before = db_state(s)
         inner = append_req("smug", "inner")
         for label, req in [
-                ("GET with Content-Length body", b"GET /health HTTP/1.1\r\nHost: t\r\n"
+                ("GET with Content-Length body", b"GET /health HTTP/1.1\r\nHost: localhost\r\n"
                  b"Content-Length: %d\r\n\r\n" % len(inner) + inner),
-                ("GET with chunked body", b"GET /health HTTP/1.1\r\nHost: t\r\n"
+                ("GET with chunked body", b"GET /health HTTP/1.1\r\nHost: localhost\r\n"
                  b"Transfer-Encoding: chunked\r\n\r\n" + chunked(inner, [50]) + b"0\r\n\r\n")]:
             c = Conn(s)
             try:
@@ -348,7 +348,7 @@ def test_http10_transfer_encoding_closes():
         before = db_state(s)
         c = Conn(s)
         try:
-            c.send(b"POST " + (STREAM_PATH % "te10").encode() + b" HTTP/1.0\r\nHost: t\r\n"
+            c.send(b"POST " + (STREAM_PATH % "te10").encode() + b" HTTP/1.0\r\nHost: localhost\r\n"
                    b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
                    b"Connection: keep-alive\r\n\r\n" + chunked(BODY, [10]) + b"0\r\n\r\n" +
                    append_req("te10", "behind"))
@@ -372,26 +372,26 @@ def test_http10_transfer_encoding_closes():
 def test_malformed_heads():
     g = b"GET /health HTTP/1.1\r\n"
     cases = [
-        ("obs-fold (space)", g + b"Host: t\r\nX-A: 1\r\n continued\r\n\r\n", 400, "bad_request"),
-        ("obs-fold (tab)", g + b"Host: t\r\nX-A: 1\r\n\tcontinued\r\n\r\n", 400, "bad_request"),
+        ("obs-fold (space)", g + b"Host: localhost\r\nX-A: 1\r\n continued\r\n\r\n", 400, "bad_request"),
+        ("obs-fold (tab)", g + b"Host: localhost\r\nX-A: 1\r\n\tcontinued\r\n\r\n", 400, "bad_request"),
         ("obs-fold on Content-Length", POST_HEAD + b"Content-Length:\r\n %d\r\n\r\n"
          % len(BODY) + BODY, 400, "bad_request"),
-        ("bare LF everywhere", b"GET /health HTTP/1.1\nHost: t\n\n", 400, "bad_request"),
-        ("bare LF after one field", g + b"Host: t\nX-A: 1\r\n\r\n", 400, "bad_request"),
-        ("bare LF ending the head", g + b"Host: t\r\n\n", 400, "bad_request"),
-        ("bare CR in a value", g + b"Host: t\r\nX-A: a\rb\r\n\r\n", 400, "bad_request"),
+        ("bare LF everywhere", b"GET /health HTTP/1.1\nHost: localhost\n\n", 400, "bad_request"),
+        ("bare LF after one field", g + b"Host: localhost\nX-A: 1\r\n\r\n", 400, "bad_request"),
+        ("bare LF ending the head", g + b"Host: localhost\r\n\n", 400, "bad_request"),
+        ("bare CR in a value", g + b"Host: localhost\r\nX-A: a\rb\r\n\r\n", 400, "bad_request"),
         ("space before colon", g + b"Host : t\r\n\r\n", 400, "bad_request"),
         ("space before colon in Content-Length", POST_HEAD + b"Content-Length : %d\r\n\r\n"
          % len(BODY) + BODY, 400, "bad_request"),
-        ("space inside a name", g + b"Host: t\r\nX A: t\r\n\r\n", 400, "bad_request"),
+        ("space inside a name", g + b"Host: localhost\r\nX A: t\r\n\r\n", 400, "bad_request"),
         ("field without colon", g + b"Host t\r\n\r\n", 400, "bad_request"),
-        ("empty field name", g + b"Host: t\r\n: t\r\n\r\n", 400, "bad_request"),
-        ("NUL in a value", g + b"Host: t\r\nX-A: a\x00b\r\n\r\n", 400, "bad_request"),
-        ("0x01 in a value", g + b"Host: t\r\nX-A: a\x01b\r\n\r\n", 400, "bad_request"),
-        ("0x1f in a value", g + b"Host: t\r\nX-A: a\x1fb\r\n\r\n", 400, "bad_request"),
-        ("DEL in a value", g + b"Host: t\r\nX-A: a\x7fb\r\n\r\n", 400, "bad_request"),
-        ("NUL in a name", g + b"Host: t\r\nX-\x00A: b\r\n\r\n", 400, "bad_request"),
-        ("HTTP/2.0", b"GET /health HTTP/2.0\r\nHost: t\r\n\r\n", 505,
+        ("empty field name", g + b"Host: localhost\r\n: t\r\n\r\n", 400, "bad_request"),
+        ("NUL in a value", g + b"Host: localhost\r\nX-A: a\x00b\r\n\r\n", 400, "bad_request"),
+        ("0x01 in a value", g + b"Host: localhost\r\nX-A: a\x01b\r\n\r\n", 400, "bad_request"),
+        ("0x1f in a value", g + b"Host: localhost\r\nX-A: a\x1fb\r\n\r\n", 400, "bad_request"),
+        ("DEL in a value", g + b"Host: localhost\r\nX-A: a\x7fb\r\n\r\n", 400, "bad_request"),
+        ("NUL in a name", g + b"Host: localhost\r\nX-\x00A: b\r\n\r\n", 400, "bad_request"),
+        ("HTTP/2.0", b"GET /health HTTP/2.0\r\nHost: localhost\r\n\r\n", 505,
          "http_version_not_supported"),
         ("HTTP/2 preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505,
          "http_version_not_supported"),
@@ -408,7 +408,7 @@ def test_malformed_heads():
         ("method of 40 chars", b"A" * 40 + b" /health HTTP/1.1\r\n\r\n", 400, "bad_request"),
         # RFC 9112 3.2: exactly one Host, an authority; HTTP/1.0 may leave it out
         ("HTTP/1.1 without Host", g + b"X-A: 1\r\n\r\n", 400, "bad_request"),
-        ("two Host fields", g + b"Host: t\r\nHost: t\r\n\r\n", 400, "bad_request"),
+        ("two Host fields", g + b"Host: localhost\r\nHost: localhost\r\n\r\n", 400, "bad_request"),
         ("Host with user information", g + b"Host: u@t\r\n\r\n", 400, "bad_request"),
         ("Host with a path", g + b"Host: t/x\r\n\r\n", 400, "bad_request"),
     ]
@@ -558,7 +558,7 @@ def test_pipelined_malformed_third():
         c = Conn(s)
         try:
             c.send(append_req("m", 1) + append_req("m", 2) +
-                   b"POST /x HTTP/1.1\nHost: t\n\n" +  # bare LF: malformed
+                   b"POST /x HTTP/1.1\nHost: localhost\n\n" +  # bare LF: malformed
                    append_req("m", 4) + append_req("m", 5))
             r1, r2 = c.response(), c.response()
             check(r1.status == 201 and r2.status == 201, f"first two: {r1!r} {r2!r}")
@@ -596,7 +596,7 @@ def test_pipelined_many_small():
 
 def test_head_too_large():
     with seeded(["--max-header-bytes", "1024", "--max-body-bytes", "2048"]) as s:
-        base = b"GET /health HTTP/1.1\r\nHost: t\r\nX-Pad: \r\n\r\n"
+        base = b"GET /health HTTP/1.1\r\nHost: localhost\r\nX-Pad: \r\n\r\n"
         pad = 1024 - len(base)
         exact = base.replace(b"X-Pad: ", b"X-Pad: " + b"a" * pad)
         check(len(exact) == 1024, "test setup")
@@ -621,7 +621,7 @@ def test_request_line_100k():
         before = db_state(s)
         c = Conn(s)
         try:
-            req = b"GET /" + b"a" * 100000 + b" HTTP/1.1\r\nHost: t\r\n\r\n"
+            req = b"GET /" + b"a" * 100000 + b" HTTP/1.1\r\nHost: localhost\r\n\r\n"
             t = threading.Thread(target=c.send_quietly, args=(req,), daemon=True)
             t.start()
             r = c.response(10.0, what="answer to a 100 KB request line")
@@ -647,7 +647,7 @@ def test_host_header():
 
 def test_too_many_header_fields():
     def head(n):
-        return (b"GET /health HTTP/1.1\r\nHost: t\r\n" +
+        return (b"GET /health HTTP/1.1\r\nHost: localhost\r\n" +
                 b"".join(b"H%02d: v\r\n" % i for i in range(n - 1)) + b"\r\n")
     with seeded() as s:
         r = one_exchange(s, head(64))
@@ -721,7 +721,7 @@ def test_slow_head_idle_and_half_head_timeouts():
         # a head sent one byte every 100 ms (3.3 s in all: the timeout is an idle timeout)
         slow = Conn(s)
         try:
-            for b in b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n":
+            for b in b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n":
                 slow.send(bytes([b]))
                 time.sleep(0.1)
             r = slow.response(5.0, what="answer to a head sent byte by byte")
@@ -956,7 +956,7 @@ def test_expect_continue_ignored_for_http10():
         body = json.dumps({"events": [{"type": "t", "data": "h10"}]}).encode()
         c = Conn(s)
         try:
-            c.send(b"POST " + (STREAM_PATH % "ex10").encode() + b" HTTP/1.0\r\nHost: t\r\n"
+            c.send(b"POST " + (STREAM_PATH % "ex10").encode() + b" HTTP/1.0\r\nHost: localhost\r\n"
                    b"Content-Type: application/json\r\nContent-Length: %d\r\n"
                    b"Expect: 100-continue\r\n\r\n" % len(body) + body)
             r = c.response()

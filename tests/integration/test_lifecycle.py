@@ -121,7 +121,9 @@ def stream_pages(s, stream, direction="forward", limit=100, frm=None, db=DB):
         q = f"?direction={direction}&limit={limit}" + (f"&from={cur}" if cur is not None else "")
         st, _, body = s.get(spath(stream, db) + "/events" + q)
         check(st == 200, f"read {stream}{q}: {st} {body!r}")
-        check(set(body) == {"stream", "events", "version", "next"}, f"read answer {body!r}")
+        check(set(body) == {"stream", "events", "version", "hasMore", "next"},
+              f"read answer {body!r}")
+        check(body["hasMore"] == (body["next"] is not None), f"hasMore vs next: {body!r}")
         check(body["stream"] == stream, f"read {stream}: stream {body['stream']!r}")
         check(ver is None or body["version"] == ver, f"read {stream}: version moved")
         ver = body["version"]
@@ -196,8 +198,8 @@ def query_get(s, params, db=DB):
         st, _, body = s.get(f"/v1/databases/{db}/events?{q}")
         check(st == 200, f"query ?{q}: {st} {body!r}")
         out.extend((e["stream"], e["version"], e["position"]) for e in body["events"])
-        if not body.get("has_more"):
-            check(body["next"] is None, f"query ?{q}: has_more false with next {body['next']}")
+        if not body.get("hasMore"):
+            check(body["next"] is None, f"query ?{q}: hasMore false with next {body['next']}")
             return out
         frm = body["next"]
     raise AssertionError("query paging did not end")
@@ -210,8 +212,8 @@ def query_post(s, body, db=DB):
         st, _, page = s.post(f"/v1/databases/{db}/query", q)
         check(st == 200, f"POST query {q!r}: {st} {page!r}")
         out.extend((e["stream"], e["version"], e["position"]) for e in page["events"])
-        if not page["has_more"]:
-            check(page["next"] is None, f"POST query: has_more false with next {page['next']}")
+        if not page["hasMore"]:
+            check(page["next"] is None, f"POST query: hasMore false with next {page['next']}")
             return out
         q["from"] = page["next"]
     raise AssertionError("POST query paging did not end")

@@ -17,7 +17,7 @@ def documented_routes():
     text = open(os.path.join(REPO, "docs", "api.md"), encoding="utf-8").read()
     block = text.split("<!-- routes:begin -->")[1].split("<!-- routes:end -->")[0]
     out = {}
-    for m in re.finditer(r"^\| (GET|POST|PUT|DELETE) \| `([^`]+)` \| ([^|]+) \|$", block, re.M):
+    for m in re.finditer(r"^\| (GET|POST|PUT|PATCH|DELETE) \| `([^`]+)` \| ([^|]+) \|$", block, re.M):
         out[(m.group(1), m.group(2))] = SCOPES[m.group(3).strip()]
     check(len(out) >= 20, f"routes table not found or too short: {len(out)}")
     return out
@@ -48,8 +48,8 @@ def test_document_matches_docs_and_server():
                 continue  # would delete the database the other requests use; checked below
             url = re.sub(r"\{(\w+)\}", lambda m: SAMPLE[m.group(1)], path)
             if url.endswith("/live"):
-                url += "?limit=1"  # a subscription never ends: a refused one proves the route
-            body = {} if method in ("POST", "PUT") else None
+                url += "?from=0"  # a subscription never ends: a refused one proves the route
+            body = {} if method in ("POST", "PUT", "PATCH") else None
             st, _, ans = s.request(method, url, body)
             routed = not (st == 405 or (st == 404 and isinstance(ans, dict) and
                                         ans.get("error", {}).get("code") == "not_found"))

@@ -1,14 +1,14 @@
 """Operations: Prometheus metrics, request ids, CORS, detailed health."""
 import re
 
-from harness import Server, check, run_cli
+from harness import Server, check, run_cli, wait_until
 
 
 def metric(text, name, **labels):
     """The value of one series in a Prometheus text page, or None."""
     want = ",".join(f'{k}="{v}"' for k, v in labels.items())
     for line in text.splitlines():
-        m = re.match(r"^([a-z_]+)(\{[^}]*\})? ([0-9.e+-]+)$", line)
+        m = re.match(r"^([a-z_]+)(\{.*\})? ([0-9.e+-]+)$", line)
         if m and m.group(1) == name and (m.group(2) or "{}") == "{" + want + "}":
             return float(m.group(3))
     return None
@@ -22,7 +22,7 @@ def page(s, headers=None):
 
 def test_metrics_count_requests_and_commits():
     with Server() as s:
-        route = "POST /v1/databases/*/streams/*/events"
+        route = "POST /v1/databases/{db}/streams/{stream}/events"
         for i in range(5):
             st, _, _ = s.append(f"m-{i % 2}", [{"type": "t", "data": i}])
             check(st == 201, f"append {st}")
@@ -147,3 +147,83 @@ def test_request_log_lines_carry_the_request_id():
         check(rec and rec["status"] == 404 and rec["method"] == "GET" and
               rec["path"] == "/v1/databases/default/streams/none" and rec["ms"] >= 0,
               f"request line: {rec}")
+
+
+def prometheus_parser():
+    """Debian's python3-prometheus-client (scripts/deps.sh installs it)."""
+    try:
+        from prometheus_client.parser import text_string_to_metric_families
+    except ImportError:
+        import sys
+        sys.path.append("/usr/lib/python3/dist-packages")
+        try:
+            from prometheus_client.parser import text_string_to_metric_families
+        except ImportError:
+            from harness import Skip
+            raise Skip("python3-prometheus-client is not installed")
+    return text_string_to_metric_families
+
+
+def test_metrics_page_is_valid_prometheus_text_with_several_databases():
+    parse = prometheus_parser()
+    with Server() as s:
+        for name in ("alpha", "beta"):
+            check(s.post("/v1/databases", {"name": name})[0] == 201, "create")
+            s.append("x", [{"type": "t", "data": 1}], db=name)
+        text = page(s)
+        families = list(parse(text))
+        names = [f.name for f in families]
+        check(len(names) == len(set(names)), f"families repeated: {sorted(names)}")
+        for f in families:
+            check(f.type != "unknown", f"{f.name} has no TYPE")
+            check(f.documentation, f"{f.name} has no HELP")
+        by = {f.name: f for f in families}
+        events = {smp.labels["database"]: smp.value for smp in by["annals_events"].samples}
+        check(events == {"alpha": 1, "beta": 1, "default": 0}, f"{events}")
+        check(by["annals_uptime_seconds"].type == "gauge", "uptime")
+        check(by["annals_appends"].type == "counter", "a counter family (its _total dropped)")
+        # each family's lines are together: HELP, TYPE, then its series
+        seen, current = set(), None
+        for line in text.splitlines():
+            m = re.match(r"^(?:# (?:HELP|TYPE) )?([a-z_]+)", line)
+            base = re.sub(r"_(bucket|sum|count)$", "", m.group(1))
+            if base != current:
+                check(base not in seen, f"family {base} is split: line {line!r}")
+                seen.add(base)
+                current = base
+
+
+def test_root_points_to_the_api_document():
+    with Server() as s:
+        st, _, body = s.get("/")
+        check(st == 200 and body["openapi"] == "/v1/openapi.json" and body["name"] == "annals",
+              f"{st} {body}")
+        st, h, body = s.get("/", headers={"Accept": "text/html,*/*"})
+        check(st == 200 and h["content-type"].startswith("text/html")
+              and b"/v1/openapi.json" in body, f"{st} {h}")
+
+
+def test_absolute_form_targets_are_served():
+    from harness import split_raw
+    with Server() as s:
+        s.append("s", [{"type": "t", "data": 1}])
+        raw = (f"GET http://127.0.0.1:{s.port}/v1/databases/default/events?limit=1 HTTP/1.1\r\n"
+               f"Host: 127.0.0.1:{s.port}\r\nConnection: close\r\n\r\n").encode()
+        st, _, body = split_raw(s.raw(raw))
+        check(st == 200 and b'"position":1' in body, f"{st} {body[:200]!r}")
+        st, _, _ = split_raw(s.raw(b"GET HTTP://LOCALHOST HTTP/1.1\r\nHost: localhost\r\n"
+                                   b"Connection: close\r\n\r\n"))
+        check(st == 200, f"scheme and host in capitals, empty path: {st}")
+        st, _, body = split_raw(s.raw(b"GET http://u@localhost/health HTTP/1.1\r\n"
+                                      b"Host: localhost\r\nConnection: close\r\n\r\n"))
+        check(st == 400, f"user information in the authority: {st} {body!r}")
+
+
+def test_the_first_key_switches_authentication_on_loudly():
+    with Server() as s:
+        st, _, body = s.post("/v1/keys", {"scope": "admin"})
+        check(st == 201, f"{st} {body}")
+        check(wait_until(lambda: "authentication is now ON" in s.log()), s.log())
+        st, _, _ = s.post("/v1/keys", {"scope": "read"},
+                          headers={"Authorization": f"Bearer {body['key']}"})
+        check(st == 201 and s.log().count("authentication is now ON") == 1, "said once")

@@ -3,7 +3,7 @@ listing streams (GET /v1/databases/{db}/streams) and asOf / asOfTime on stream r
 
 Most results are checked against a Python re-implementation of the filters (Model below) over
 the whole log read back without filters, and every query is paged to its end (following `next`
-until `has_more` is false) so that gaps and repeats between pages are caught too."""
+until `hasMore` is false) so that gaps and repeats between pages are caught too."""
 import datetime
 import random
 import re
@@ -21,7 +21,7 @@ EVENT_KEYS = {"id", "stream", "type", "data", "metadata", "tags", "time", "recor
               "position", "version", "hash"}
 STREAM_ROW_KEYS = {"stream", "version", "firstPosition", "lastPosition", "bytes", "created",
                    "updated"}
-QUERY_KEYS = {"events", "head", "has_more", "next"}
+QUERY_KEYS = {"events", "head", "hasMore", "next"}
 DEFAULT_LIMIT = 100
 
 # ---------------------------------------------------------------- times
@@ -237,9 +237,9 @@ def check_page(page, limit, direction, strict=True, what=""):
     """The shape of one query answer; strict: fewer than limit events means the end (true for
     every test database here, far below 65,536 candidate events)."""
     check(isinstance(page, dict) and QUERY_KEYS <= set(page), f"{what}: answer {page!r}")
-    check(isinstance(page["has_more"], bool), f"{what}: has_more {page['has_more']!r}")
-    check((page["next"] is None) == (not page["has_more"]),
-          f"{what}: next {page['next']!r} with has_more {page['has_more']}")
+    check(isinstance(page["hasMore"], bool), f"{what}: hasMore {page['hasMore']!r}")
+    check((page["next"] is None) == (not page["hasMore"]),
+          f"{what}: next {page['next']!r} with hasMore {page['hasMore']}")
     check(isinstance(page["head"], int) and not isinstance(page["head"], bool),
           f"{what}: head {page['head']!r}")
     evs = page["events"]
@@ -251,9 +251,9 @@ def check_page(page, limit, direction, strict=True, what=""):
         check(all(a < b for a, b in zip(pos, pos[1:])), f"{what}: not ascending: {pos}")
     check(all(p <= page["head"] for p in pos), f"{what}: position above head {page['head']}")
     if strict and len(evs) < limit:
-        check(page["has_more"] is False, f"{what}: {len(evs)} < limit {limit} events but "
-                                         f"has_more true")
-    if page["has_more"]:
+        check(page["hasMore"] is False, f"{what}: {len(evs)} < limit {limit} events but "
+                                         f"hasMore true")
+    if page["hasMore"]:
         nxt = page["next"]
         check(isinstance(nxt, int) and not isinstance(nxt, bool), f"{what}: next {nxt!r}")
         if pos:
@@ -292,7 +292,7 @@ def page_all(s, q, post=False, db="default", max_pages=3000):
         check(page["head"] == head, f"head moved while nothing was appended: {head} -> "
                                     f"{page['head']} ({q!r})")
         out.extend(page["events"])
-        if not page["has_more"]:
+        if not page["hasMore"]:
             return out, head
         q["from"] = page["next"]
     raise AssertionError(f"paging {q!r} does not end")
@@ -495,34 +495,34 @@ def random_selector(rng, depth=3):
 def test_query_response_shape_and_empty_database():
     with Server() as s:
         st, _, page = s.get(events_path() + "?types=*")
-        check(st == 200 and page == {"events": [], "head": 0, "has_more": False, "next": None},
+        check(st == 200 and page == {"events": [], "head": 0, "hasMore": False, "next": None},
               f"empty database GET query: {st} {page!r}")
         st, _, page = s.post(query_path(), {})
-        check(st == 200 and page == {"events": [], "head": 0, "has_more": False, "next": None},
+        check(st == 200 and page == {"events": [], "head": 0, "hasMore": False, "next": None},
               f"empty database POST query: {st} {page!r}")
         for i in range(12):
             append_ok(s, f"s-{i % 3}", [ev("t", data=i), ev("u", data=i)])
         page = get_page(s, {"types": ["t"], "limit": 5})
         check(positions(page["events"]) == [1, 3, 5, 7, 9], f"first page {page!r}")
-        check(page["head"] == 24 and page["has_more"] is True and isinstance(page["next"], int)
+        check(page["head"] == 24 and page["hasMore"] is True and isinstance(page["next"], int)
               and 9 < page["next"] <= 11, f"first page cursor {page!r}")
         for e in page["events"]:
             check(set(e) == EVENT_KEYS, f"event keys {sorted(e)}")
         page2 = get_page(s, {"types": ["t"], "limit": 5, "from": page["next"]})
         check(positions(page2["events"]) == [11, 13, 15, 17, 19], f"second page {page2!r}")
         page3 = get_page(s, {"types": ["t"], "limit": 5, "from": page2["next"]})
-        check(positions(page3["events"]) == [21, 23] and page3["has_more"] is False and
+        check(positions(page3["events"]) == [21, 23] and page3["hasMore"] is False and
               page3["next"] is None, f"last page {page3!r}")
         # from past the head: nothing, the end
         page = get_page(s, {"types": ["t"], "from": 25})
-        check(page["events"] == [] and page["has_more"] is False and page["next"] is None
+        check(page["events"] == [] and page["hasMore"] is False and page["next"] is None
               and page["head"] == 24, f"from past head {page!r}")
         # the same through POST
         page = post_page(s, {"types": ["t"], "limit": 5})
-        check(positions(page["events"]) == [1, 3, 5, 7, 9] and page["has_more"] is True,
+        check(positions(page["events"]) == [1, 3, 5, 7, 9] and page["hasMore"] is True,
               f"POST first page {page!r}")
         page = post_page(s, {})
-        check(positions(page["events"]) == list(range(1, 25)) and page["has_more"] is False,
+        check(positions(page["events"]) == list(range(1, 25)) and page["hasMore"] is False,
               f"POST with no filter: every event {positions(page['events'])}")
 
 
@@ -697,14 +697,14 @@ def test_query_from_to_forward_and_backward():
                 check(got == want, f"POST {params}: {got}, want {want}")
         # one page with a range: next stays inside it and the end says so
         page = get_page(s, {"streams": ["a-1"], "from": 5, "to": 13, "limit": 2})
-        check(positions(page["events"]) == [5, 7] and page["has_more"] is True and
+        check(positions(page["events"]) == [5, 7] and page["hasMore"] is True and
               7 < page["next"] <= 9, f"ranged first page {page!r}")
         page = get_page(s, {"streams": ["a-1"], "from": 11, "to": 13, "limit": 2})
-        check(positions(page["events"]) == [11, 13] and page["has_more"] in (True, False),
+        check(positions(page["events"]) == [11, 13] and page["hasMore"] in (True, False),
               f"ranged last page {page!r}")
-        if page["has_more"]:
+        if page["hasMore"]:
             page = get_page(s, {"streams": ["a-1"], "from": page["next"], "to": 13, "limit": 2})
-            check(page["events"] == [] and page["has_more"] is False,
+            check(page["events"] == [] and page["hasMore"] is False,
                   f"after the last page of a range: {page!r}")
 
 
@@ -716,16 +716,16 @@ def test_query_direction_and_limit():
         t_pos = [e["position"] for e in s.read_log() if e["type"] == "t"]
         check(len(t_pos) == 150, "150 events of type t")
         page = get_page(s, {"types": ["t"]})
-        check(positions(page["events"]) == t_pos[:100] and page["has_more"] is True,
+        check(positions(page["events"]) == t_pos[:100] and page["hasMore"] is True,
               f"default limit 100: {len(page['events'])} events")
         page = get_page(s, {"types": ["t"], "from": page["next"]})
-        check(positions(page["events"]) == t_pos[100:] and page["has_more"] is False,
+        check(positions(page["events"]) == t_pos[100:] and page["hasMore"] is False,
               "second page of the default limit")
         page = get_page(s, {"types": ["t"], "direction": "backward"})
-        check(positions(page["events"]) == t_pos[::-1][:100] and page["has_more"] is True,
+        check(positions(page["events"]) == t_pos[::-1][:100] and page["hasMore"] is True,
               "backward default limit")
         page = get_page(s, {"types": ["t"], "limit": 1000})
-        check(positions(page["events"]) == t_pos and page["has_more"] is False, "limit 1000")
+        check(positions(page["events"]) == t_pos and page["hasMore"] is False, "limit 1000")
         page = get_page(s, {"types": ["t"], "limit": 1000, "direction": "forward"})
         check(positions(page["events"]) == t_pos, "direction=forward")
         for limit in (1, 7, 149, 150, 151):
@@ -738,7 +738,7 @@ def test_query_direction_and_limit():
         want = [e["position"] for e in s.read_log() if e["type"] == "u"][::-1]
         check(got == want, f"POST backward limit 4: {got}, want {want}")
         page = post_page(s, {"types": ["t"]})
-        check(len(page["events"]) == 100 and page["has_more"] is True, "POST default limit")
+        check(len(page["events"]) == 100 and page["hasMore"] is True, "POST default limit")
 
 
 def test_query_recorded_time_range():
@@ -808,7 +808,7 @@ def test_query_as_of_position():
             append_ok(s, f"as-{i % 2}", [ev("t" if i % 3 else "u", data=i)])
         page = get_page(s, {"asOf": 4})
         check(positions(page["events"]) == [1, 2, 3, 4] and page["head"] == 4 and
-              page["has_more"] is False, f"asOf=4: {page!r}")
+              page["hasMore"] is False, f"asOf=4: {page!r}")
         page = get_page(s, {"asOf": 4, "direction": "backward"})
         check(positions(page["events"]) == [4, 3, 2, 1] and page["head"] == 4,
               f"asOf=4 backward: {page!r}")
@@ -818,12 +818,12 @@ def test_query_as_of_position():
         page = get_page(s, {"asOf": 100, "types": ["*"]})
         check(page["head"] == 10 and len(page["events"]) == 10, f"asOf past the head: {page!r}")
         page = get_page(s, {"asOf": 4, "from": 5, "types": ["*"]})
-        check(page["events"] == [] and page["has_more"] is False and page["head"] == 4,
+        check(page["events"] == [] and page["hasMore"] is False and page["head"] == 4,
               f"asOf=4 from=5: {page!r}")
         got = plain_positions(s, {"asOf": 6, "limit": 2, "streams": ["as-1"]})
         check(got == [2, 4, 6], f"asOf=6 streams=as-1 paged: {got}")
         page = post_page(s, {"asOf": 5, "direction": "backward", "limit": 2})
-        check(positions(page["events"]) == [5, 4] and page["head"] == 5 and page["has_more"],
+        check(positions(page["events"]) == [5, 4] and page["head"] == 5 and page["hasMore"],
               f"POST asOf=5 backward: {page!r}")
         got = plain_positions(s, {"asOf": 5, "direction": "backward", "limit": 2}, post=True)
         check(got == [5, 4, 3, 2, 1], f"POST asOf=5 backward paged: {got}")
@@ -853,7 +853,7 @@ def test_query_as_of_time():
         page = get_page(s, {"asOfTime": fmt_us(r[2], 600)})
         check(page["head"] == 6, f"asOfTime with an offset: {page!r}")
         page = get_page(s, {"asOfTime": "2000-01-01T00:00:00Z"})
-        check(page["head"] == 0 and page["events"] == [] and page["has_more"] is False,
+        check(page["head"] == 0 and page["events"] == [] and page["hasMore"] is False,
               f"asOfTime before the first event: {page!r}")
         page = get_page(s, {"asOfTime": "2999-01-01T00:00:00Z"})
         check(page["head"] == 10 and len(page["events"]) == 10, f"asOfTime in the future {page!r}")
@@ -1071,7 +1071,7 @@ def test_query_paging_during_concurrent_appends():
                     page = (post_page(s, q, strict=False) if post
                             else get_page(s, q, strict=False))
                     seen.extend(positions(page["events"]))
-                    if page["has_more"]:
+                    if page["hasMore"]:
                         q["from"] = page["next"]
                         continue
                     if finished:
@@ -1100,7 +1100,7 @@ def test_query_paging_during_concurrent_appends():
             if back_head is None:
                 back_head = page["head"]
             back_seen.extend(positions(page["events"]))
-            if not page["has_more"]:
+            if not page["hasMore"]:
                 break
             back["from"] = page["next"]
         for t in ws:
@@ -1517,7 +1517,7 @@ def test_query_bad_post_bodies():
                      {"types": [f"t{i}" for i in range(64)]}, {"limit": 1000},
                      {"timeFrom": "2026-11-28T10:00:00+02:00"}):
             st, _, ans = s.post(p, body)
-            check(st == 200 and isinstance(ans, dict) and "has_more" in ans,
+            check(st == 200 and isinstance(ans, dict) and "hasMore" in ans,
                   f"POST {str(body)[:120]}: {st} {ans!r}")
         st, _, ans = s.post(p, {"selector": _deep_selector(8)})
         check(positions(ans["events"]) == [1], f"8-deep selector matches seed-1: {ans!r}")

@@ -47,7 +47,7 @@ def test_https_round_trip():
             conn.close()
             # plain HTTP on the TLS port: no HTTP answer
             raw = socket.create_connection(("127.0.0.1", s.port), timeout=5)
-            raw.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            raw.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
             try:
                 got = raw.recv(100)
             except OSError:

@@ -240,7 +240,7 @@ def test_slow_websocket_reader_is_disconnected():
         ws.sock.settimeout(15)
         ws.sock.connect(("127.0.0.1", s.port))
         ws.key = base64.b64encode(os.urandom(16)).decode()
-        ws.sock.sendall((f"GET {path()} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+        ws.sock.sendall((f"GET {path()} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
                          f"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
                          f"Sec-WebSocket-Key: {ws.key}\r\n\r\n").encode())
         ws.buf = b""
