@@ -26,7 +26,7 @@ UNIT_SRC := $(wildcard tests/unit/*_test.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TOOLS   := $(BUILD)/bench/commit_ceiling $(BUILD)/bench/load_events $(BUILD)/bench/sse_fanout $(BUILD)/bench/loadgen
 
-.PHONY: all deps run test unit integration bench clean format fuzz fuzz-replay fuzz-ci torture
+.PHONY: all deps run test unit integration bench clean format fuzz fuzz-replay fuzz-ci torture install uninstall
 all: $(BUILD)/annals
 
 deps:
@@ -131,6 +131,24 @@ fuzz-replay: $(FUZZ_BIN)
 	@for f in $(FUZZ_BIN); do n=$$(basename $$f | sed 's/^fuzz_//'); \
 	  $$f -runs=0 tests/fuzz/corpus/$$n >/dev/null 2>&1 || { echo "FAIL fuzz replay $$n"; exit 1; }; \
 	  echo "PASS fuzz replay $$n ($$(ls tests/fuzz/corpus/$$n | wc -l) inputs)"; done
+
+# `make install` (as root): the binary to $(PREFIX)/bin, the systemd unit to
+# $(UNITDIR), and (unless DESTDIR is set, for packaging) the annals user and /var/lib/annals.
+PREFIX  ?= /usr/local
+UNITDIR ?= /etc/systemd/system
+DESTDIR ?=
+install: all
+	install -D -m 0755 $(BUILD)/annals $(DESTDIR)$(PREFIX)/bin/annals
+	install -D -m 0644 scripts/systemd/annals.service $(DESTDIR)$(UNITDIR)/annals.service
+	sed -i 's|/usr/local/bin/annals|$(PREFIX)/bin/annals|' $(DESTDIR)$(UNITDIR)/annals.service
+	@if [ -z "$(DESTDIR)" ]; then \
+		id annals >/dev/null 2>&1 || useradd --system --home-dir /var/lib/annals --shell /usr/sbin/nologin annals; \
+		install -d -m 0750 -o annals -g annals /var/lib/annals; \
+		echo "installed: run 'systemctl daemon-reload && systemctl enable --now annals' to start it"; \
+	fi
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/annals $(DESTDIR)$(UNITDIR)/annals.service
 
 format:
 	clang-format -i $$(find src tests bench -name '*.[ch]')

@@ -185,3 +185,20 @@ def test_a_deleted_default_database_stays_deleted():
         check(body["databases"] == [], f"default came back: {body}")
         st, _, _ = s.post("/v1/databases", {"name": "default"})
         check(st == 201, "it can be made again")
+
+
+def test_make_install_places_the_binary_and_the_unit():
+    from harness import REPO
+    import subprocess
+    with tempfile.TemporaryDirectory() as d:
+        p = subprocess.run(["make", "-s", "-o", "all", "install", f"DESTDIR={d}",
+                            "PREFIX=/opt/annals"], cwd=REPO, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, timeout=120)
+        check(p.returncode == 0, f"make install: {p.stdout}")
+        binary = os.path.join(d, "opt/annals/bin/annals")
+        unit = os.path.join(d, "etc/systemd/system/annals.service")
+        check(os.access(binary, os.X_OK), f"no binary: {os.listdir(d)}")
+        out = subprocess.run([binary, "version"], stdout=subprocess.PIPE, text=True).stdout
+        check(out.startswith("annals "), out)
+        text = open(unit).read()
+        check("ExecStart=/opt/annals/bin/annals serve" in text and "[Install]" in text, text)
