@@ -81,7 +81,13 @@ def main():
                     help="also run the disk-fault injection cases (tests/faults, --quick)")
     ap.add_argument("units", nargs="*")
     args = ap.parse_args()
-    total_p, total_f = run_group("", args.bin, args.units)
+    total_p, total_f = run_tier("layers", [sys.executable, "scripts/check_layers.py"])
+    p, f = run_tier("layer check self-test", [sys.executable, "tests/check_layers_test.py"])
+    total_p += p
+    total_f += f
+    p, f = run_group("", args.bin, args.units)
+    total_p += p
+    total_f += f
     if args.fuzz_replay:
         p, f = run_fuzz_replay()
         total_p += p

@@ -6,7 +6,7 @@
 #include <stdint.h>
 
 #include "http/server.h"
-#include "store/codec.h"
+#include "model/event.h"
 #include "util/buf.h"
 
 /* Answers {"error":{"code","message","field"?}}. field may be NULL. */

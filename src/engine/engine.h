@@ -11,7 +11,7 @@
 #include <stdint.h>
 
 #include "engine/expect.h"
-#include "store/codec.h"
+#include "model/event.h"
 #include "util/buf.h"
 #include "util/limits.h"
 

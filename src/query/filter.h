@@ -16,7 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "store/codec.h"
+#include "model/event.h"
 #include "util/buf.h"
 
 enum {

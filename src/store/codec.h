@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "model/event.h"
 #include "util/buf.h"
 #include "util/hash.h"
 #include "util/uuid.h"
@@ -32,26 +33,6 @@ enum {
     HEAD_REC_BYTES_5 = 80,     /* ... as formats 4 and 5 wrote it (no generation) */
 };
 
-/* A decoded event. Slices borrow from the record bytes (or from the caller when encoding). */
-struct event_rec {
-    uint64_t position;               /* global, 1-based, gap-free per database */
-    uint64_t version;                /* 1-based within the stream */
-    int64_t time_us;                 /* effective time */
-    int64_t recorded_us;             /* commit time */
-    uint8_t id[UUID_LEN];            /* event id */
-    uint8_t hash[HASH_SHA256_LEN];   /* chain hash (output of encode, read by decode) */
-    struct slice stream;             /* stream name */
-    struct slice type;               /* event type */
-    struct slice data;               /* minified JSON value */
-    struct slice metadata;           /* minified JSON object */
-    struct slice tags;               /* JSON array of strings, canonical (query/filter.h) */
-    struct slice subject;            /* subject, empty when none */
-    bool client_id;                  /* not stored: the id came from the client (appends) */
-    bool redacted;                   /* decoded from a redacted record: the six fields are
-                                        empty, digest holds their body digest */
-    uint8_t digest[HASH_SHA256_LEN]; /* body digest of a redacted record */
-};
-
 /* An idempotency record (an aux frame of a log batch, and the value of the idem table): what
  * a write that carried an idempotency key answered. Slices borrow. */
 struct idem_rec {
@@ -67,16 +48,6 @@ enum {
     IDEM_HEADER_BYTES = 52,  /* fixed part of an encoded idempotency record */
 };
 
-/* A stream table row. */
-struct stream_rec {
-    uint64_t id;          /* dense id, used in index keys */
-    uint64_t version;     /* current version (events appended) */
-    uint64_t first_pos;   /* position of version 1 */
-    uint64_t last_pos;    /* position of the newest event */
-    int64_t created_us;   /* recorded time of version 1 */
-    int64_t updated_us;   /* recorded time of the newest event */
-    uint64_t bytes;       /* stored record bytes of all its events */
-};
 
 /* The index head: kept in the index's meta table, rewritten by every index commit. */
 struct head_rec {
