@@ -21,7 +21,8 @@
 #include "api/out.h"
 #include "api/metrics.h"
 #include "api/native.h"
-#include "api/ratelimit.h"
+#include "gate/gate.h"
+#include "gate/ratelimit.h"
 #include "auth/keys.h"
 #include "engine/engine.h"
 #include "http/server.h"
@@ -341,9 +342,9 @@ static bool is_loopback(const char *host)
 static void serve_until_signal(const struct options *o, struct api *api,
                                struct http_server *srv, const sigset_t *sigs)
 {
-    if (api->auth_required) {
-        size_t active = keyring_active(api->keys, time_now_us()), known;
-        free(keyring_list(api->keys, &known));
+    if (api->gate->auth_required) {
+        size_t active = keyring_active(api->gate->keys, time_now_us()), known;
+        free(keyring_list(api->gate->keys, &known));
         log_info("authentication is on: %zu active API keys (%zu on file)", active, known);
     } else {
         log_warn("authentication is OFF (development mode, loopback, no API keys): any client "
@@ -402,16 +403,18 @@ static int cmd_serve(const struct options *o)
     if (check_keys(o, &known_keys)) {
         return 1;
     }
-    struct api api = {.limits = o->limits, .version = ANNALS_VERSION,
-                      .started_us = time_now_us(), .cors_origins = o->cors,
-                      .allowed_hosts = o->allowed_hosts, .rate_limit = o->rate_limit,
-                      .rate_burst = o->rate_burst,
-                      /* any key on file (even expired or revoked ones) keeps auth on: revoking
-                         every key must not open the server */
-                      .auth_required = known_keys || !is_loopback(o->host)};
+    /* any key on file (even expired or revoked ones) keeps auth on: revoking every key must
+       not open the server */
+    struct gate gate = {.cors_origins = o->cors, .allowed_hosts = o->allowed_hosts,
+                        .rate_limit = o->rate_limit, .rate_burst = o->rate_burst,
+                        .auth_required = known_keys || !is_loopback(o->host)};
+    struct api api = {.gate = &gate, .limits = o->limits, .version = ANNALS_VERSION,
+                      .started_us = time_now_us()};
+    gate_mount(&gate, &api_native_mount, "", &api);
     struct http_config hc = {.host = o->host, .port = o->port, .threads = o->threads,
-                             .limits = o->limits, .handler = api_handle, .handler_arg = &api,
+                             .limits = o->limits, .handler = gate_handle, .handler_arg = &gate,
                              .observe = api_observe, .observe_arg = &api,
+                             .error_body = gate_http_error, .error_arg = &gate,
                              .tls_cert = o->tls_cert, .tls_key = o->tls_key};
     struct http_server *srv;
     if (http_server_bind(&hc, &srv)) {
@@ -427,7 +430,8 @@ static int cmd_serve(const struct options *o)
         http_server_stop(srv);
         return 1;
     }
-    rc = keyring_open(o->data_dir, &api.keys); /* again, now that the directory is ours */
+    gate.engine = api.engine;
+    rc = keyring_open(o->data_dir, &gate.keys); /* again, now that the directory is ours */
     if (rc) {
         log_error("cannot read the API keys in %s/keys.json: %s", o->data_dir, err_name(rc));
         http_server_stop(srv);
@@ -435,16 +439,16 @@ static int cmd_serve(const struct options *o)
         return 1;
     }
     api.metrics = metrics_new();
-    api.limiter = rl_new();
+    gate.limiter = rl_new();
     api.live = live_registry_new(&o->live);
     rc = http_server_run(srv);
     if (!rc) {
         serve_until_signal(o, &api, srv, &sigs);
     }
     shutdown_gracefully(srv, api.engine);
-    keyring_close(api.keys);
+    keyring_close(gate.keys);
     metrics_free(api.metrics);
-    rl_free(api.limiter);
+    rl_free(gate.limiter);
     live_registry_free(api.live);
     return rc ? 1 : 0;
 }

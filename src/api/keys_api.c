@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "api/out.h"
+#include "gate/gate.h"
 #include "api/parse.h"
 #include "util/errors.h"
 #include "util/log.h"
@@ -66,7 +67,7 @@ void keys_api_whoami(struct http_req *req, struct api *api, const struct api_key
 void keys_api_list(struct http_req *req, struct api *api, const struct api_key *caller)
 {
     size_t n;
-    struct api_key *all = keyring_list(api->keys, &n);
+    struct api_key *all = keyring_list(api->gate->keys, &n);
     int64_t now = time_now_us();
     struct buf b;
     buf_init(&b);
@@ -98,11 +99,11 @@ static void answer_new_key(struct http_req *req, struct api *api, int rc,
         out_engine_error(req, rc);
         return;
     }
-    if (!__atomic_exchange_n(&api->auth_required, true, __ATOMIC_ACQ_REL)) { /* keys exist */
+    if (!__atomic_exchange_n(&api->gate->auth_required, true, __ATOMIC_ACQ_REL)) { /* keys exist */
         log_warn("authentication is now ON: the first API key was created (%s, %s scope); every "
                  "request but GET /health and /v1/openapi.json needs a key from now on%s",
                  k->id, key_scope_name(k->scope),
-                 api->cors_origins ? "" : ", and browser pages of this machine are no longer "
+                 api->gate->cors_origins ? "" : ", and browser pages of this machine are no longer "
                  "allowed by default (list them with --cors-origins)");
     }
     struct buf b;
@@ -194,7 +195,7 @@ void keys_api_create(struct http_req *req, struct api *api, const struct api_key
         char text[KEY_TEXT_MAX];
         struct api_key k;
         answer_new_key(req, api,
-                       keyring_create(api->keys, scope, db, name, not_after, rate, text, &k),
+                       keyring_create(api->gate->keys, scope, db, name, not_after, rate, text, &k),
                        &k, text);
     }
     json_decref(root);
@@ -204,7 +205,7 @@ void keys_api_create(struct http_req *req, struct api *api, const struct api_key
 static bool find_managed(struct http_req *req, struct api *api, const struct api_key *caller,
                          const char *id, struct api_key *out)
 {
-    if (keyring_get(api->keys, id, out) != 0 || !may_manage(caller, out->database)) {
+    if (keyring_get(api->gate->keys, id, out) != 0 || !may_manage(caller, out->database)) {
         out_error(req, 404, "key_not_found", "no such API key", "id");
         return false;
     }
@@ -224,7 +225,7 @@ void keys_api_revoke(struct http_req *req, struct api *api, const struct api_key
         out_error(req, 400, "invalid_parameter", "at must be an RFC 3339 date-time", "at");
         return;
     }
-    int rc = keyring_revoke(api->keys, id, when);
+    int rc = keyring_revoke(api->gate->keys, id, when);
     if (rc) {
         out_engine_error(req, rc);
         return;
@@ -271,5 +272,5 @@ void keys_api_rotate(struct http_req *req, struct api *api, const struct api_key
     json_decref(root);
     char text[KEY_TEXT_MAX];
     struct api_key k;
-    answer_new_key(req, api, keyring_rotate(api->keys, id, until, text, &k), &k, text);
+    answer_new_key(req, api, keyring_rotate(api->gate->keys, id, until, text, &k), &k, text);
 }

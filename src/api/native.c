@@ -3,6 +3,8 @@
  * allows. Handlers validate input completely before calling the engine. */
 #include "api/native.h"
 
+#include "gate/gate.h"
+
 #include <arpa/inet.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -18,8 +20,8 @@
 #include "api/out.h"
 #include "api/parse.h"
 #include "api/qparse.h"
-#include "api/ratelimit.h"
-#include "api/route.h"
+#include "gate/ratelimit.h"
+#include "gate/route.h"
 #include "api/webhooks_api.h"
 #include "auth/keys.h"
 #include "util/errors.h"
@@ -28,67 +30,58 @@
 #include "util/timeutil.h"
 #include "util/uuid.h"
 
-enum { MAX_SEGS = 8 };
+/* The native API's context (struct api), as its handlers see it. */
+static struct api *api_of(const struct gate_call *c)
+{
+    return c->ctx;
+}
 
-/* A request's decoded path and its route context. */
-struct call {
-    struct api *api;              /* borrowed */
-    struct http_req *req;         /* borrowed */
-    const struct route *route;    /* the route matched, or NULL */
-    char *seg[MAX_SEGS];          /* owned decoded segments */
-    size_t seg_len[MAX_SEGS];     /* byte lengths (segments may hold any byte but NUL) */
-    size_t nseg;                  /* segments used */
-    struct db *db;                /* acquired database, or NULL */
-    bool authed;                  /* key holds the caller's verified key */
-    struct api_key key;           /* valid when authed */
-};
-
-static void root(struct call *c);
-static void db_list(struct call *c);
-static void db_create(struct call *c);
-static void db_get(struct call *c);
-static void db_update(struct call *c);
-static void db_delete(struct call *c);
-static void log_read(struct call *c);
-static void log_query(struct call *c);
-static void streams_list(struct call *c);
-static void event_get(struct call *c);
-static void stream_get(struct call *c);
-static void stream_read(struct call *c);
-static void stream_append(struct call *c);
-static void stream_delete(struct call *c);
-static void meta_read(struct call *c);
-static void meta_write(struct call *c);
-static void multi_append(struct call *c);
-static void health(struct call *c);
-static void health_detailed(struct call *c);
-static void metrics(struct call *c);
-static void openapi(struct call *c);
-static void whoami(struct call *c);
-static void keys_list(struct call *c);
-static void keys_create(struct call *c);
-static void keys_revoke(struct call *c);
-static void keys_rotate(struct call *c);
-static void log_live(struct call *c);
-static void stream_live(struct call *c);
-static void live_conns(struct call *c);
-static void live_conn_close(struct call *c);
-static void sub_create(struct call *c);
-static void sub_list(struct call *c);
-static void sub_get(struct call *c);
-static void sub_delete(struct call *c);
-static void sub_pull(struct call *c);
-static void sub_ack(struct call *c);
-static void sub_nack(struct call *c);
-static void sub_parked(struct call *c);
-static void sub_replay(struct call *c);
-static void hook_create(struct call *c);
-static void hook_list(struct call *c);
-static void hook_get(struct call *c);
-static void hook_delete(struct call *c);
-static void hook_rotate(struct call *c);
-static void compact_get(struct call *c);
-static void compact_start(struct call *c);
+static void root(struct gate_call *c);
+static void db_list(struct gate_call *c);
+static void db_create(struct gate_call *c);
+static void db_get(struct gate_call *c);
+static void db_update(struct gate_call *c);
+static void db_delete(struct gate_call *c);
+static void log_read(struct gate_call *c);
+static void log_query(struct gate_call *c);
+static void streams_list(struct gate_call *c);
+static void event_get(struct gate_call *c);
+static void stream_get(struct gate_call *c);
+static void stream_read(struct gate_call *c);
+static void stream_append(struct gate_call *c);
+static void stream_delete(struct gate_call *c);
+static void meta_read(struct gate_call *c);
+static void meta_write(struct gate_call *c);
+static void multi_append(struct gate_call *c);
+static void health(struct gate_call *c);
+static void health_detailed(struct gate_call *c);
+static void metrics(struct gate_call *c);
+static void openapi(struct gate_call *c);
+static void whoami(struct gate_call *c);
+static void keys_list(struct gate_call *c);
+static void keys_create(struct gate_call *c);
+static void keys_revoke(struct gate_call *c);
+static void keys_rotate(struct gate_call *c);
+static void log_live(struct gate_call *c);
+static void stream_live(struct gate_call *c);
+static void live_conns(struct gate_call *c);
+static void live_conn_close(struct gate_call *c);
+static void sub_create(struct gate_call *c);
+static void sub_list(struct gate_call *c);
+static void sub_get(struct gate_call *c);
+static void sub_delete(struct gate_call *c);
+static void sub_pull(struct gate_call *c);
+static void sub_ack(struct gate_call *c);
+static void sub_nack(struct gate_call *c);
+static void sub_parked(struct gate_call *c);
+static void sub_replay(struct gate_call *c);
+static void hook_create(struct gate_call *c);
+static void hook_list(struct gate_call *c);
+static void hook_get(struct gate_call *c);
+static void hook_delete(struct gate_call *c);
+static void hook_rotate(struct gate_call *c);
+static void compact_get(struct gate_call *c);
+static void compact_start(struct gate_call *c);
 static void compaction_json(struct db *db, struct buf *b);
 
 /* ---- the query parameters of each route ---- */
@@ -273,576 +266,50 @@ static const struct route ROUTES[] = {
 #undef LIVE
 
 enum { NROUTES = sizeof ROUTES / sizeof ROUTES[0] };
-_Static_assert((int)NROUTES <= (int)METRICS_ROUTES, "metrics count every route");
 
-const struct route_param *route_param_find(const struct route *r, const char *name, size_t n)
+/* The native error envelope: {"error":{"code","message","field"?, details...}}. */
+static unsigned native_error(const struct gate_error *e, struct buf *out)
 {
-    for (const struct route_param *p = r->params; p && p->name; p++) {
-        if (strlen(p->name) == n && memcmp(p->name, name, n) == 0) {
-            return p;
-        }
+    buf_adds(out, "{\"error\":{\"code\":");
+    buf_add_json_str(out, e->code, strlen(e->code));
+    buf_adds(out, ",\"message\":");
+    buf_add_json_str(out, e->message, strlen(e->message));
+    if (e->field) {
+        buf_adds(out, ",\"field\":");
+        buf_add_json_str(out, e->field, strlen(e->field));
     }
-    return NULL;
+    if (e->details && *e->details) {
+        buf_addc(out, ',');
+        buf_adds(out, e->details);
+    }
+    buf_adds(out, "}}");
+    return e->kind;
 }
 
-/* ---- path handling ---- */
-
-/* True for the segments RFC 3986 5.2.4 would remove or that name nothing: "", "." and "..". */
-static bool bad_segment(const char *s, size_t n)
-{
-    return n == 0 || (n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.');
-}
-
-/* Splits the path into percent-decoded segments. "/" has none. Returns 0, ERR_NOTFOUND (no
- * leading '/', or too many segments) or ERR_INVALID (a bad escape, an empty segment, or a dot
- * segment, sent as such or percent-encoded: clients would have collapsed them). */
-static int split_path(struct call *c, struct slice path)
-{
-    if (path.len == 0 || path.ptr[0] != '/') {
-        return ERR_NOTFOUND;
-    }
-    if (path.len == 1) {
-        return 0;
-    }
-    size_t i = 1;
-    for (;;) {
-        size_t start = i;
-        while (i < path.len && path.ptr[i] != '/') {
-            i++;
-        }
-        if (c->nseg == MAX_SEGS) {
-            return ERR_NOTFOUND;
-        }
-        struct buf b;
-        buf_init(&b);
-        int rc = http_url_decode(path.ptr + start, i - start, false, &b);
-        c->seg[c->nseg] = buf_steal(&b, &c->seg_len[c->nseg]);
-        c->nseg++;
-        if (rc || bad_segment(c->seg[c->nseg - 1], c->seg_len[c->nseg - 1])) {
-            return ERR_INVALID;
-        }
-        if (i == path.len) {
-            return 0;
-        }
-        i++; /* the '/': a segment follows, possibly empty */
-    }
-}
-
-static size_t pattern_segments(const char *pat)
-{
-    size_t n = *pat ? 1 : 0;
-    for (const char *p = pat; *p; p++) {
-        n += *p == '/';
-    }
-    return n;
-}
-
-static size_t route_segments[NROUTES]; /* segments of each pattern, set once */
-static pthread_once_t routes_once = PTHREAD_ONCE_INIT;
-
-static void count_route_segments(void)
-{
-    for (size_t i = 0; i < NROUTES; i++) {
-        route_segments[i] = pattern_segments(ROUTES[i].pattern);
-    }
-}
-
-static bool pattern_match(const struct call *c, const char *pat)
-{
-    size_t k = 0;
-    const char *p = pat;
-    while (*p) {
-        const char *end = strchr(p, '/');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        if (k >= c->nseg) {
-            return false;
-        }
-        bool any = len >= 2 && p[0] == '{' && p[len - 1] == '}';
-        if (!any && (c->seg_len[k] != len || memcmp(c->seg[k], p, len) != 0)) {
-            return false;
-        }
-        k++;
-        p += len + (end ? 1 : 0);
-    }
-    return k == c->nseg;
-}
-
-static void call_fini(struct call *c)
-{
-    for (size_t i = 0; i < c->nseg; i++) {
-        free(c->seg[i]);
-    }
-    engine_db_release(c->db);
-}
-
-static struct slice seg(const struct call *c, size_t i)
-{
-    struct slice s = {c->seg[i], c->seg_len[i]};
-    return s;
-}
-
-static void answer_405(struct call *c)
-{
-    char allow[64] = "";
-    for (size_t i = 0; i < NROUTES; i++) {
-        if (route_segments[i] == c->nseg && pattern_match(c, ROUTES[i].pattern)) {
-            if (allow[0]) {
-                strcat(allow, ", ");
-            }
-            strcat(allow, ROUTES[i].method);
-        }
-    }
-    http_add_header(c->req, "Allow", allow);
-    out_error(c->req, 405, "method_not_allowed", "method not allowed on this path", NULL);
-}
-
-static const struct route *find_route(struct call *c, bool *path_known)
-{
-    pthread_once(&routes_once, count_route_segments);
-    const char *m = http_req_method(c->req);
-    bool head = strcmp(m, "HEAD") == 0;
-    *path_known = false;
-    for (size_t i = 0; i < NROUTES; i++) {
-        if (route_segments[i] == c->nseg && pattern_match(c, ROUTES[i].pattern)) {
-            *path_known = true;
-            if (strcmp(ROUTES[i].method, m) == 0 || (head && !strcmp(ROUTES[i].method, "GET"))) {
-                return &ROUTES[i];
-            }
-        }
-    }
-    return NULL;
-}
-
-static bool acquire_db(struct call *c)
-{
-    struct slice name = seg(c, 2);
-    if (!engine_db_name_ok(name.ptr, name.len)) {
-        out_error(c->req, 400, "invalid_name",
-                  "database names match [a-z0-9][a-z0-9-]{0,62}", "database");
-        return false;
-    }
-    if (engine_db_acquire(c->api->engine, name.ptr, name.len, &c->db) != 0) {
-        out_error(c->req, 404, "database_not_found", "no such database", "database");
-        return false;
-    }
-    return true;
-}
-
-/* Answers 400 invalid_parameter for an unknown query parameter, listing the known ones. */
-static void unknown_param(struct call *c, const char *name)
-{
-    struct buf m;
-    buf_init(&m);
-    buf_adds(&m, "unknown query parameter; this route takes ");
-    if (!c->route->params) {
-        buf_adds(&m, "none");
-    }
-    for (const struct route_param *p = c->route->params; p && p->name; p++) {
-        buf_adds(&m, p == c->route->params ? "" : ", ");
-        buf_adds(&m, p->name);
-    }
-    out_error(c->req, 400, "invalid_parameter", m.ptr, name);
-    buf_fini(&m);
-}
-
-/* Refuses query parameters the route does not declare, and a non-list parameter given
- * twice: 400 invalid_parameter naming it. */
-static bool params_ok(struct call *c)
-{
-    size_t pos = 0;
-    const char *name;
-    while (http_req_query_next(c->req, &pos, &name, NULL)) {
-        const struct route_param *p = route_param_find(c->route, name, strlen(name));
-        if (!p) {
-            unknown_param(c, name);
-            return false;
-        }
-        if (p->kind != PARAM_LIST && http_req_query_nth(c->req, name, 1)) {
-            out_error(c->req, 400, "invalid_parameter", "given more than once", name);
-            return false;
-        }
-    }
-    return true;
-}
-
-/* The key presented as "Authorization: Bearer <key>", "X-API-Key: <key>" or (when in_query)
- * the api_key query parameter, in *out (NULL when none). Returns 0, or ERR_INVALID when two
- * of them present different keys. */
-static int presented_key(struct http_req *req, bool in_query, const char **out)
-{
-    const char *from[3] = {in_query ? http_req_query(req, "api_key") : NULL, NULL,
-                           http_req_header(req, "X-API-Key")};
-    const char *a = http_req_header(req, "Authorization");
-    if (a && strncasecmp(a, "Bearer ", 7) == 0) {
-        a += 7;
-        while (*a == ' ') {
-            a++;
-        }
-        from[1] = a;
-    }
-    *out = NULL;
-    for (size_t i = 0; i < 3; i++) {
-        if (from[i] && *out && strcmp(from[i], *out) != 0) {
-            return ERR_INVALID;
-        }
-        *out = *out ? *out : from[i];
-    }
-    return 0;
-}
-
-static bool scope_covers(enum key_scope have, enum need need)
-{
-    return need <= NEED_ANY || (int)have >= (int)need - 1; /* READ=2->1, WRITE->2, ADMIN->3 */
-}
-
-/* Checks the caller's key against route r. Answers 400/401/403/404 and returns false when it
- * may not proceed. A key bound to another database gets 404 for it (no existence leak). */
-static bool authorize(struct call *c, const struct route *r)
-{
-    const char *k;
-    if (presented_key(c->req, r->flags & ROUTE_KEY_IN_QUERY, &k) != 0) {
-        out_error(c->req, 400, "conflicting_credentials",
-                  "two different API keys were presented (Authorization, X-API-Key, api_key): "
-                  "send one", "X-API-Key");
-        return false;
-    }
-    if (r->need == NEED_NONE || !__atomic_load_n(&c->api->auth_required, __ATOMIC_ACQUIRE)) {
-        return true;
-    }
-    if (!k || keyring_verify(c->api->keys, k, strlen(k), time_now_us(), &c->key) != 0) {
-        http_add_header(c->req, "WWW-Authenticate", "Bearer realm=\"annals\"");
-        out_error(c->req, 401, "unauthorized",
-                  k ? "unknown, expired or revoked API key" : "an API key is required",
-                  "Authorization");
-        return false;
-    }
-    c->authed = true;
-    bool db_route = c->nseg >= 3 && strcmp(c->seg[1], "databases") == 0;
-    if (db_route && c->key.database[0] && strcmp(c->key.database, c->seg[2]) != 0) {
-        out_error(c->req, 404, "database_not_found", "no such database", "database");
-        return false;
-    }
-    if (!scope_covers(c->key.scope, r->need) ||
-        ((r->flags & ROUTE_ALL_DBS) && c->key.database[0])) {
-        out_error(c->req, 403, "forbidden", "this API key's scope does not allow this request",
-                  NULL);
-        return false;
-    }
-    return true;
-}
-
-/* ---- request ids and CORS ---- */
-
-/* Sets X-Request-Id: the client's (a token of at most 64 characters) or a new one. */
-static void request_id(struct http_req *req)
-{
-    const char *given = http_req_header(req, "X-Request-Id");
-    bool ok = given && *given && strlen(given) <= 64;
-    for (const char *p = given; ok && *p; p++) {
-        ok = (*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-             *p == '-' || *p == '_' || *p == '.';
-    }
-    char id[40];
-    if (!ok) {
-        /* unique per process: a random prefix drawn at the first request, then a counter */
-        static uint64_t counter, prefix;
-        uint64_t n = __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
-        if (!__atomic_load_n(&prefix, __ATOMIC_RELAXED)) {
-            uint8_t u[16];
-            uuid_v7(time_now_us(), u);
-            uint64_t p = 0;
-            memcpy(&p, u + 8, sizeof p);
-            __atomic_store_n(&prefix, p | 1, __ATOMIC_RELAXED);
-        }
-        static const char HEX[] = "0123456789abcdef";
-        uint64_t p = __atomic_load_n(&prefix, __ATOMIC_RELAXED);
-        for (int i = 0; i < 16; i++) {
-            id[i] = HEX[(p >> (60 - 4 * i)) & 15];
-        }
-        size_t o = 16;
-        id[o++] = '-';
-        char digits[17];
-        int nd = 0;
-        do {
-            digits[nd++] = HEX[n & 15];
-            n >>= 4;
-        } while (n);
-        while (nd) {
-            id[o++] = digits[--nd];
-        }
-        id[o] = '\0';
-        given = id;
-    }
-    http_set_request_id(req, given);
-}
-
-/* ---- Host and Origin: what browsers may reach ---- */
-
-/* The host of an authority ("host", "host:port", "[v6]:port"), lower-cased, without a
- * trailing dot, into out (size cap). False when it does not fit. */
-static bool authority_host(struct slice a, char *out, size_t cap)
-{
-    size_t n = a.len;
-    if (n && a.ptr[0] == '[') {
-        const char *close = memchr(a.ptr, ']', a.len);
-        n = close ? (size_t)(close - a.ptr) + 1 : a.len;
-    } else {
-        const char *colon = memchr(a.ptr, ':', a.len);
-        n = colon ? (size_t)(colon - a.ptr) : a.len;
-    }
-    if (n && a.ptr[n - 1] == '.') {
-        n--;
-    }
-    if (n >= cap) {
-        return false;
-    }
-    for (size_t i = 0; i < n; i++) {
-        char ch = a.ptr[i];
-        out[i] = ch >= 'A' && ch <= 'Z' ? (char)(ch + 32) : ch;
-    }
-    out[n] = '\0';
-    return true;
-}
-
-/* True for names of this machine's loopback interface: localhost and *.localhost (RFC 6761:
- * never resolved elsewhere), 127.0.0.0/8 and [::1]. */
-static bool host_is_loopback(const char *h)
-{
-    size_t n = strlen(h);
-    if (!strcmp(h, "localhost") || (n > 10 && !strcmp(h + n - 10, ".localhost"))) {
-        return true;
-    }
-    struct in_addr v4;
-    if (inet_pton(AF_INET, h, &v4) == 1) {
-        return (ntohl(v4.s_addr) >> 24) == 127;
-    }
-    struct in6_addr v6;
-    char bare[64];
-    if (n > 2 && n - 2 < sizeof bare && h[0] == '[' && h[n - 1] == ']') {
-        memcpy(bare, h + 1, n - 2);
-        bare[n - 2] = '\0';
-        return inet_pton(AF_INET6, bare, &v6) == 1 &&
-               (IN6_IS_ADDR_LOOPBACK(&v6) || (IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127));
-    }
-    return false;
-}
-
-/* True when the comma-separated list holds item (n bytes; "*" holds everything). */
-static bool list_has(const char *list, const char *item, size_t n)
-{
-    for (const char *p = list; p && *p;) {
-        const char *comma = strchr(p, ',');
-        size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        while (len && *p == ' ') {
-            p++, len--;
-        }
-        if ((len == 1 && *p == '*') || (len == n && strncasecmp(p, item, n) == 0)) {
-            return true;
-        }
-        p += len + (comma ? 1 : 0);
-    }
-    return false;
-}
-
-/* DNS rebinding: while authentication is off, only requests addressed to this machine's
- * loopback names (or to --allowed-hosts) are served; with --allowed-hosts, always only those.
- * A request without any host (HTTP/1.0) comes from no browser and passes. */
-static bool host_allowed(const struct api *api, struct http_req *req)
-{
-    struct slice a = http_req_host(req);
-    bool dev = !__atomic_load_n(&api->auth_required, __ATOMIC_ACQUIRE);
-    if (a.len == 0 || (!dev && !api->allowed_hosts)) {
-        return true;
-    }
-    char host[256];
-    if (!authority_host(a, host, sizeof host)) {
-        return false;
-    }
-    return list_has(api->allowed_hosts, host, strlen(host)) ||
-           (!api->allowed_hosts && host_is_loopback(host));
-}
-
-/* True when the request's Origin (n bytes) is the origin of the request itself: its
- * authority is the one the request is addressed to (the scheme is not compared). */
-static bool same_origin(struct http_req *req, const char *origin)
-{
-    const char *sep = strstr(origin, "://");
-    struct slice a = http_req_host(req);
-    return sep && a.len && strlen(sep + 3) == a.len && strncasecmp(sep + 3, a.ptr, a.len) == 0;
-}
-
-/* True when a page of origin may use this server: --cors-origins lists it (or is "*"), or
- * without the flag in development mode it is a page of this machine
- * (http[s]://localhost|127.0.0.1|[::1][:port]); or it is the server's own origin. */
-static bool origin_allowed(const struct api *api, struct http_req *req, const char *origin)
-{
-    if (api->cors_origins) {
-        return list_has(api->cors_origins, origin, strlen(origin)) || same_origin(req, origin);
-    }
-    if (!__atomic_load_n(&api->auth_required, __ATOMIC_ACQUIRE)) {
-        const char *sep = strstr(origin, "://");
-        char host[256];
-        bool web = !strncmp(origin, "http://", 7) || !strncmp(origin, "https://", 8);
-        if (web && sep && authority_host((struct slice){sep + 3, strlen(sep + 3)}, host,
-                                         sizeof host)) {
-            return !strcmp(host, "localhost") || !strcmp(host, "127.0.0.1") ||
-                   !strcmp(host, "[::1]");
-        }
-    }
-    return same_origin(req, origin);
-}
-
-static const char CORS_HEADERS[] = "Authorization, Content-Type, X-API-Key, Idempotency-Key, "
-                                   "X-Idempotency-Key, X-Request-Id, Last-Event-ID";
+static const char CORS_ALLOW[] = "Authorization, Content-Type, X-API-Key, Idempotency-Key, "
+                                 "X-Idempotency-Key, X-Request-Id, Last-Event-ID";
 static const char CORS_EXPOSE[] = "X-Request-Id, X-Idempotency-Replayed, Location, Allow, "
                                   "X-RateLimit-Limit, X-RateLimit-Remaining, "
                                   "X-RateLimit-Reset, Retry-After";
 
-/* Adds the CORS answer headers; answers a preflight (OPTIONS) itself and returns true. */
-static bool cors(const struct api *api, struct http_req *req, bool allowed)
-{
-    const char *origin = http_req_header(req, "Origin");
-    bool preflight = strcmp(http_req_method(req), "OPTIONS") == 0;
-    if (origin && allowed) {
-        http_add_header(req, "Access-Control-Allow-Origin", origin);
-        http_add_header(req, "Vary", "Origin");
-        http_add_header(req, "Access-Control-Expose-Headers", CORS_EXPOSE);
-    }
-    if (!preflight) {
-        return false;
-    }
-    if (origin && allowed) {
-        http_add_header(req, "Access-Control-Allow-Methods",
-                        "GET, POST, PUT, PATCH, DELETE, OPTIONS");
-        http_add_header(req, "Access-Control-Allow-Headers", CORS_HEADERS);
-        http_add_header(req, "Access-Control-Max-Age", "600");
-    }
-    (void)api;
-    struct buf b;
-    buf_init(&b);
-    http_respond(req, 204, &b, NULL);
-    return true;
-}
-
-/* Browsers apply no CORS to what a request does, only to who reads its answer, and none at
- * all to WebSockets: a request that changes something (any method but GET, HEAD and OPTIONS)
- * or opens a WebSocket from a page whose origin is not allowed is refused here. */
-static bool browser_ok(struct http_req *req, const char *origin, bool allowed)
-{
-    const char *m = http_req_method(req);
-    bool safe = !strcmp(m, "GET") || !strcmp(m, "HEAD") || !strcmp(m, "OPTIONS");
-    if (!origin || allowed || (safe && !http_req_header(req, "Upgrade"))) {
-        return true;
-    }
-    out_error(req, 403, "origin_not_allowed",
-              "requests that change data or open a WebSocket are refused from pages of this "
-              "origin (allow it with --cors-origins)", "Origin");
-    return false;
-}
-
-/* Applies the caller's rate limit (its key's, else its database's, else the server's) and
- * sets the X-RateLimit-* headers. Answers 429 and returns false when the bucket is empty. */
-static bool rate_ok(struct call *c)
-{
-    uint32_t rate = c->api->rate_limit;
-    uint32_t db_rate = c->db ? engine_db_rate_limit(c->db) : 0;
-    rate = db_rate ? db_rate : rate;
-    rate = c->authed && c->key.rate_limit ? c->key.rate_limit : rate;
-    if (!rate || !c->api->limiter) {
-        return true;
-    }
-    char who[160];
-    int n = snprintf(who, sizeof who, "%s%s|%s", c->authed ? "key:" : "ip:",
-                     c->authed ? c->key.id : http_req_peer(c->req),
-                     c->db ? engine_db_name(c->db) : "");
-    double burst = c->api->rate_burst ? c->api->rate_burst : rate;
-    struct rl_result rr;
-    rl_take(c->api->limiter, who, (size_t)n, rate, burst, time_mono_ns(), &rr);
-    char v[24];
-    snprintf(v, sizeof v, "%u", rr.limit);
-    http_add_header(c->req, "X-RateLimit-Limit", v);
-    snprintf(v, sizeof v, "%u", rr.remaining);
-    http_add_header(c->req, "X-RateLimit-Remaining", v);
-    snprintf(v, sizeof v, "%u", rr.reset_s);
-    http_add_header(c->req, "X-RateLimit-Reset", v);
-    if (rr.limited) {
-        snprintf(v, sizeof v, "%u", rr.retry_after_s);
-        http_add_header(c->req, "Retry-After", v);
-        out_error(c->req, 429, "rate_limited", "too many requests; retry after Retry-After "
-                  "seconds", NULL);
-        return false;
-    }
-    return true;
-}
-
-/* An Idempotency-Key on a write that does not keep it is refused rather than run without the
- * promised protection. */
-static bool idem_ok(struct call *c, const struct route *r)
-{
-    if ((r->flags & (ROUTE_IDEMPOTENT | ROUTE_READ_BODY)) || strcmp(r->method, "GET") == 0 ||
-        (!http_req_header(c->req, "Idempotency-Key") &&
-         !http_req_header(c->req, "X-Idempotency-Key"))) {
-        return true;
-    }
-    out_error(c->req, 400, "idempotency_not_supported",
-              "idempotency keys are kept for database writes (appends, stream metadata and "
-              "deletes), not for administrative or subscription requests",
-              http_req_header(c->req, "Idempotency-Key") ? "Idempotency-Key"
-                                                          : "X-Idempotency-Key");
-    return false;
-}
-
-/* Answers what the path and method select: 400 for a bad path, 404, 405, or the route after
- * its key, database, parameters, rate limit and idempotency checks. */
-static void dispatch(struct call *c)
-{
-    int rc = split_path(c, http_req_path(c->req));
-    bool known = false;
-    const struct route *r = rc ? NULL : find_route(c, &known);
-    static const struct route ANY_KEY = {.method = "", .pattern = "", .need = NEED_ANY};
-    c->route = r;
-    if (r) {
-        http_set_tag(c->req, (int)(r - ROUTES));
-    }
-    if (!r && !authorize(c, &ANY_KEY)) {
-        /* without a valid key, nothing tells which routes exist */
-    } else if (rc == ERR_INVALID) {
-        out_error(c->req, 400, "invalid_path", "the path has a bad percent-escape, an empty "
-                  "segment or a dot segment (. or ..)", NULL);
-    } else if (!r && known) {
-        answer_405(c);
-    } else if (!r) {
-        out_error(c->req, 404, "not_found", "no such route", NULL);
-    } else if (authorize(c, r) && params_ok(c) && (!(r->flags & ROUTE_DB) || acquire_db(c)) &&
-               rate_ok(c) && idem_ok(c, r)) {
-        r->fn(c);
-    }
-}
-
-void api_handle(void *arg, struct http_req *req)
-{
-    struct call c = {.api = arg, .req = req};
-    request_id(req);
-    if (!host_allowed(c.api, req)) {
-        out_error(req, 403, "host_not_allowed",
-                  "while authentication is off this server answers only requests addressed to "
-                  "localhost, 127.0.0.1 or [::1] (a defence against DNS rebinding); list other "
-                  "names with --allowed-hosts", "Host");
-        return;
-    }
-    const char *origin = http_req_header(req, "Origin");
-    bool allowed = origin && origin_allowed(c.api, req, origin);
-    if (cors(c.api, req, allowed) || !browser_ok(req, origin, allowed)) {
-        return;
-    }
-    dispatch(&c);
-    call_fini(&c);
-}
+const struct gate_mount api_native_mount = {
+    .name = "native",
+    .routes = ROUTES,
+    .nroutes = NROUTES,
+    .key_from = GATE_KEY_BEARER | GATE_KEY_HEADER,
+    .key_param = "api_key",
+    .db_from = GATE_DB_PATH,
+    .db_param = "db",
+    .error = native_error,
+    .rate_window_s = 1,
+    .cors_allow_headers = CORS_ALLOW,
+    .cors_expose_headers = CORS_EXPOSE,
+};
 
 /* ---- helpers ---- */
 
 /* Reads an optional unsigned query parameter. Answers 400 and returns false when bad. */
-static bool query_u64(struct call *c, const char *name, uint64_t dflt, uint64_t *out)
+static bool query_u64(struct gate_call *c, const char *name, uint64_t dflt, uint64_t *out)
 {
     const char *s = http_req_query(c->req, name);
     *out = dflt;
@@ -856,7 +323,7 @@ static bool query_u64(struct call *c, const char *name, uint64_t dflt, uint64_t 
     return true;
 }
 
-static bool query_limit(struct call *c, size_t *out)
+static bool query_limit(struct gate_call *c, size_t *out)
 {
     uint64_t v;
     if (!query_u64(c, "limit", LIMIT_READ_DEFAULT, &v)) {
@@ -871,7 +338,7 @@ static bool query_limit(struct call *c, size_t *out)
     return true;
 }
 
-static bool query_direction(struct call *c, bool *backward)
+static bool query_direction(struct gate_call *c, bool *backward)
 {
     const char *s = http_req_query(c->req, "direction");
     *backward = false;
@@ -887,9 +354,9 @@ static bool query_direction(struct call *c, bool *backward)
     return false;
 }
 
-static bool stream_name(struct call *c, struct slice *out)
+static bool stream_name(struct gate_call *c, struct slice *out)
 {
-    *out = seg(c, 4);
+    *out = gate_param(c, "stream");
     if (!parse_stream_name_ok(out->ptr, out->len)) {
         out_error(c->req, 400, "invalid_name",
                   "stream names are 1 to 256 bytes of UTF-8 without control characters, "
@@ -901,7 +368,7 @@ static bool stream_name(struct call *c, struct slice *out)
 
 /* stream_name, for the paths that write or configure a stream: names starting with '$' are
  * the server's ($dcb, $$<stream>) and answer 400. */
-static bool user_stream_name(struct call *c, struct slice *out)
+static bool user_stream_name(struct gate_call *c, struct slice *out)
 {
     if (!stream_name(c, out)) {
         return false;
@@ -917,7 +384,7 @@ static bool user_stream_name(struct call *c, struct slice *out)
 /* ---- the root, health and databases ---- */
 
 /* GET /: what this is and where to read on: a short page for browsers, else JSON. */
-static void root(struct call *c)
+static void root(struct gate_call *c)
 {
     const char *accept = http_req_header(c->req, "Accept");
     struct buf b;
@@ -928,28 +395,28 @@ static void root(struct call *c)
                    "server.</p><ul><li><a href=\"/v1/openapi.json\">The API as an OpenAPI "
                    "document</a></li><li><a href=\"/health\">Health</a></li><li>The manual: "
                    "docs/api.md in the source tree</li></ul></body></html>\n",
-                   c->api->version);
+                   api_of(c)->version);
         http_respond(c->req, 200, &b, "text/html; charset=utf-8");
         return;
     }
     buf_printf(&b, "{\"name\":\"annals\",\"version\":\"%s\",\"openapi\":\"/v1/openapi.json\","
                "\"health\":\"/health\",\"docs\":\"docs/api.md in the source tree\"}",
-               c->api->version);
+               api_of(c)->version);
     out_json(c->req, 200, &b);
 }
 
-static void health(struct call *c)
+static void health(struct gate_call *c)
 {
     struct buf b;
     buf_init(&b);
-    buf_printf(&b, "{\"status\":\"ok\",\"version\":\"%s\"}", c->api->version);
+    buf_printf(&b, "{\"status\":\"ok\",\"version\":\"%s\"}", api_of(c)->version);
     out_json(c->req, 200, &b);
 }
 
-static int db_health(struct call *c, const char *name, struct buf *b, bool first)
+static int db_health(struct gate_call *c, const char *name, struct buf *b, bool first)
 {
     struct db *db;
-    if (engine_db_acquire(c->api->engine, name, strlen(name), &db) != 0) {
+    if (engine_db_acquire(api_of(c)->engine, name, strlen(name), &db) != 0) {
         return 0; /* deleted meanwhile */
     }
     struct db_info in;
@@ -963,10 +430,10 @@ static int db_health(struct call *c, const char *name, struct buf *b, bool first
     return rc;
 }
 
-static void health_detailed(struct call *c)
+static void health_detailed(struct gate_call *c)
 {
     size_t n;
-    char **names = engine_db_names(c->api->engine, &n);
+    char **names = engine_db_names(api_of(c)->engine, &n);
     struct buf dbs;
     buf_init(&dbs);
     bool failing = false;
@@ -981,18 +448,18 @@ static void health_detailed(struct call *c)
     buf_init(&b);
     buf_printf(&b, "{\"status\":\"%s\",\"version\":\"%s\",\"uptimeSeconds\":%.3f,"
                "\"subscribers\":%u,\"auth\":%s,\"databases\":[%.*s]}",
-               failing ? "degraded" : "ok", c->api->version,
-               (double)(time_now_us() - c->api->started_us) / 1e6, live_count(c->api->live),
-               __atomic_load_n(&c->api->auth_required, __ATOMIC_ACQUIRE) ? "true" : "false",
+               failing ? "degraded" : "ok", api_of(c)->version,
+               (double)(time_now_us() - api_of(c)->started_us) / 1e6, live_count(api_of(c)->live),
+               __atomic_load_n(&c->gate->auth_required, __ATOMIC_ACQUIRE) ? "true" : "false",
                (int)dbs.len, dbs.ptr ? dbs.ptr : "");
     buf_fini(&dbs);
     out_json(c->req, 200, &b);
 }
 
-static void db_list(struct call *c)
+static void db_list(struct gate_call *c)
 {
     size_t n;
-    char **names = engine_db_names(c->api->engine, &n);
+    char **names = engine_db_names(api_of(c)->engine, &n);
     struct buf b;
     buf_init(&b);
     buf_adds(&b, "{\"databases\":[");
@@ -1009,7 +476,7 @@ static void db_list(struct call *c)
     out_json(c->req, 200, &b);
 }
 
-static void db_create(struct call *c)
+static void db_create(struct gate_call *c)
 {
     if (!out_require_json(c->req)) {
         return;
@@ -1030,7 +497,7 @@ static void db_create(struct call *c)
         json_decref(root);
         return;
     }
-    int rc = s && engine_db_name_ok(s, len) ? engine_db_create(c->api->engine, s, len, &settings)
+    int rc = s && engine_db_name_ok(s, len) ? engine_db_create(api_of(c)->engine, s, len, &settings)
                                              : ERR_INVALID;
     if (rc == ERR_INVALID) {
         out_error(c->req, 400, "invalid_name", "database names match [a-z0-9][a-z0-9-]{0,62}",
@@ -1055,7 +522,7 @@ static void db_create(struct call *c)
     json_decref(root);
 }
 
-static void db_get(struct call *c)
+static void db_get(struct gate_call *c)
 {
     struct db_info in;
     int rc = engine_db_info(c->db, &in);
@@ -1131,7 +598,7 @@ static void compaction_json(struct db *db, struct buf *b)
                (unsigned long long)cs.last_log_after);
 }
 
-static void compact_get(struct call *c)
+static void compact_get(struct gate_call *c)
 {
     struct buf b;
     buf_init(&b);
@@ -1141,7 +608,7 @@ static void compact_get(struct call *c)
     out_json(c->req, 200, &b);
 }
 
-static void compact_start(struct call *c)
+static void compact_start(struct gate_call *c)
 {
     if (http_req_body(c->req).len) { /* no options yet: nothing, or an empty object */
         json_t *root = out_body_object(c->req);
@@ -1162,7 +629,7 @@ static void compact_start(struct call *c)
 
 /* PATCH /v1/databases/{db}: changes the description and settings given (null clears one);
  * answers the database as GET does. */
-static void db_update(struct call *c)
+static void db_update(struct gate_call *c)
 {
     json_t *root = out_body_object(c->req);
     if (!root) {
@@ -1198,16 +665,16 @@ static void on_deleted(void *arg, int err)
     http_respond(req, 204, &b, NULL);
 }
 
-static void db_delete(struct call *c)
+static void db_delete(struct gate_call *c)
 {
-    struct slice name = seg(c, 2);
+    struct slice name = gate_param(c, "db");
     if (!engine_db_name_ok(name.ptr, name.len)) {
         out_error(c->req, 400, "invalid_name", "database names match [a-z0-9][a-z0-9-]{0,62}",
                   "database");
         return;
     }
     http_defer(c->req);
-    if (engine_db_delete(c->api->engine, name.ptr, name.len, on_deleted, c->req) != 0) {
+    if (engine_db_delete(api_of(c)->engine, name.ptr, name.len, on_deleted, c->req) != 0) {
         out_error(c->req, 404, "database_not_found", "no such database", "database");
     }
 }
@@ -1256,7 +723,7 @@ static const char *get_param(void *arg, const char *name, size_t nth)
 }
 
 /* Runs a parsed query and answers {"events","head","hasMore","next"}. */
-static void run_query(struct call *c, struct parsed_query *pq)
+static void run_query(struct gate_call *c, struct parsed_query *pq)
 {
     struct page pg = {0};
     buf_init(&pg.b);
@@ -1278,7 +745,7 @@ static void run_query(struct call *c, struct parsed_query *pq)
     out_json(c->req, 200, &pg.b);
 }
 
-static void log_read(struct call *c)
+static void log_read(struct gate_call *c)
 {
     struct parsed_query pq;
     struct parse_error pe;
@@ -1290,7 +757,7 @@ static void log_read(struct call *c)
     parsed_query_fini(&pq);
 }
 
-static void log_query(struct call *c)
+static void log_query(struct gate_call *c)
 {
     if (!out_require_json(c->req)) {
         return;
@@ -1315,7 +782,7 @@ static const char *get_param_live(void *arg, const char *name, size_t nth)
 
 /* The first position to deliver: after Last-Event-ID (a reconnect), else `from` (a position,
  * or "latest": only new events), else 1. Answers 400 and returns false when bad. */
-static bool live_first(struct call *c, uint64_t *out)
+static bool live_first(struct gate_call *c, uint64_t *out)
 {
     const char *last = http_req_header(c->req, "Last-Event-ID");
     const char *from = http_req_query(c->req, "from");
@@ -1342,7 +809,7 @@ static bool live_first(struct call *c, uint64_t *out)
 }
 
 /* Subscribes to the events of c->db matching the query parameters (and stream, when given). */
-static void live_start(struct call *c, const struct slice *stream)
+static void live_start(struct gate_call *c, const struct slice *stream)
 {
     uint64_t first;
     if (!live_first(c, &first)) {
@@ -1371,14 +838,14 @@ static void live_start(struct call *c, const struct slice *stream)
     struct slice path = http_req_path(c->req);
     char label[256];
     snprintf(label, sizeof label, "%.*s", (int)(path.len < 250 ? path.len : 250), path.ptr);
-    live_sse(c->api->live, c->req, c->db, &pq, first, label);
+    live_sse(api_of(c)->live, c->req, c->db, &pq, first, label);
     c->db = NULL; /* the subscription holds the reference now */
     parsed_query_fini(&pq);
 }
 
 /* A WebSocket on a live path: its subscriptions come as messages. Answers 400 when the
  * request asked to upgrade but not as RFC 6455 says. */
-static bool live_ws_start(struct call *c, const struct slice *stream)
+static bool live_ws_start(struct gate_call *c, const struct slice *stream)
 {
     if (!http_req_header(c->req, "Upgrade")) {
         return false;
@@ -1402,19 +869,19 @@ static bool live_ws_start(struct call *c, const struct slice *stream)
     struct slice path = http_req_path(c->req);
     char label[256];
     snprintf(label, sizeof label, "%.*s", (int)(path.len < 250 ? path.len : 250), path.ptr);
-    live_ws(c->api->live, c->req, c->db, stream, label);
+    live_ws(api_of(c)->live, c->req, c->db, stream, label);
     c->db = NULL; /* the connection holds the reference now */
     return true;
 }
 
-static void log_live(struct call *c)
+static void log_live(struct gate_call *c)
 {
     if (!live_ws_start(c, NULL)) {
         live_start(c, NULL);
     }
 }
 
-static void stream_live(struct call *c)
+static void stream_live(struct gate_call *c)
 {
     struct slice name;
     if (stream_name(c, &name) && !live_ws_start(c, &name)) {
@@ -1422,20 +889,20 @@ static void stream_live(struct call *c)
     }
 }
 
-static void live_conns(struct call *c)
+static void live_conns(struct gate_call *c)
 {
     struct buf b;
     buf_init(&b);
     buf_adds(&b, "{\"connections\":");
-    live_list(c->api->live, &b);
+    live_list(api_of(c)->live, &b);
     buf_addc(&b, '}');
     out_json(c->req, 200, &b);
 }
 
-static void live_conn_close(struct call *c)
+static void live_conn_close(struct gate_call *c)
 {
     uint64_t id;
-    if (parse_u64(c->seg[2], &id) != 0 || live_close(c->api->live, id) != 0) {
+    if (parse_u64(gate_param_str(c, "id"), &id) != 0 || live_close(api_of(c)->live, id) != 0) {
         out_error(c->req, 404, "connection_not_found", "no open subscription with this id",
                   "id");
         return;
@@ -1447,84 +914,84 @@ static void live_conn_close(struct call *c)
 
 /* ---- durable subscriptions (api/groups_api.c) ---- */
 
-static void sub_create(struct call *c)
+static void sub_create(struct gate_call *c)
 {
     groups_api_create(c->req, c->db);
 }
 
-static void sub_list(struct call *c)
+static void sub_list(struct gate_call *c)
 {
     groups_api_list(c->req, c->db, NULL);
 }
 
-static void sub_get(struct call *c)
+static void sub_get(struct gate_call *c)
 {
-    groups_api_list(c->req, c->db, c->seg[4]);
+    groups_api_list(c->req, c->db, gate_param_str(c, "name"));
 }
 
-static void sub_delete(struct call *c)
+static void sub_delete(struct gate_call *c)
 {
-    groups_api_delete(c->req, c->db, c->seg[4]);
+    groups_api_delete(c->req, c->db, gate_param_str(c, "name"));
 }
 
-static void sub_pull(struct call *c)
+static void sub_pull(struct gate_call *c)
 {
-    groups_api_pull(c->req, c->db, c->seg[4]);
+    groups_api_pull(c->req, c->db, gate_param_str(c, "name"));
 }
 
-static void sub_ack(struct call *c)
+static void sub_ack(struct gate_call *c)
 {
-    groups_api_ack(c->req, c->db, c->seg[4], false);
+    groups_api_ack(c->req, c->db, gate_param_str(c, "name"), false);
 }
 
-static void sub_nack(struct call *c)
+static void sub_nack(struct gate_call *c)
 {
-    groups_api_ack(c->req, c->db, c->seg[4], true);
+    groups_api_ack(c->req, c->db, gate_param_str(c, "name"), true);
 }
 
-static void sub_parked(struct call *c)
+static void sub_parked(struct gate_call *c)
 {
-    groups_api_parked(c->req, c->db, c->seg[4]);
+    groups_api_parked(c->req, c->db, gate_param_str(c, "name"));
 }
 
-static void sub_replay(struct call *c)
+static void sub_replay(struct gate_call *c)
 {
-    groups_api_replay(c->req, c->db, c->seg[4]);
+    groups_api_replay(c->req, c->db, gate_param_str(c, "name"));
 }
 
 /* ---- webhooks (api/webhooks_api.c) ---- */
 
-static void hook_create(struct call *c)
+static void hook_create(struct gate_call *c)
 {
     struct db *db = c->db;
     c->db = NULL; /* the creation holds the reference now */
-    webhooks_api_create(c->req, c->api->engine, db);
+    webhooks_api_create(c->req, api_of(c)->engine, db);
 }
 
-static void hook_list(struct call *c)
+static void hook_list(struct gate_call *c)
 {
     webhooks_api_list(c->req, c->db, NULL);
 }
 
-static void hook_get(struct call *c)
+static void hook_get(struct gate_call *c)
 {
-    webhooks_api_list(c->req, c->db, c->seg[4]);
+    webhooks_api_list(c->req, c->db, gate_param_str(c, "name"));
 }
 
-static void hook_delete(struct call *c)
+static void hook_delete(struct gate_call *c)
 {
-    webhooks_api_delete(c->req, c->db, c->seg[4]);
+    webhooks_api_delete(c->req, c->db, gate_param_str(c, "name"));
 }
 
-static void hook_rotate(struct call *c)
+static void hook_rotate(struct gate_call *c)
 {
-    webhooks_api_rotate(c->req, c->db, c->seg[4]);
+    webhooks_api_rotate(c->req, c->db, gate_param_str(c, "name"));
 }
 
-static void event_get(struct call *c)
+static void event_get(struct gate_call *c)
 {
     uint64_t pos;
-    if (parse_u64(c->seg[4], &pos) != 0 || pos == 0) {
+    if (parse_u64(gate_param_str(c, "position"), &pos) != 0 || pos == 0) {
         out_error(c->req, 400, "invalid_parameter", "positions are integers from 1", "position");
         return;
     }
@@ -1599,7 +1066,7 @@ static int on_stream(void *arg, struct slice name, const struct stream_rec *s)
     return 0;
 }
 
-static void streams_list(struct call *c)
+static void streams_list(struct gate_call *c)
 {
     size_t limit;
     struct as_of at;
@@ -1652,7 +1119,7 @@ static void streams_list(struct call *c)
     out_json(c->req, 200, &sp.b);
 }
 
-static void stream_get(struct call *c)
+static void stream_get(struct gate_call *c)
 {
     struct slice name;
     if (!stream_name(c, &name)) {
@@ -1680,7 +1147,7 @@ static void stream_get(struct call *c)
     out_json(c->req, 200, &b);
 }
 
-static void stream_read(struct call *c)
+static void stream_read(struct gate_call *c)
 {
     struct slice name;
     uint64_t from;
@@ -1724,7 +1191,7 @@ static void stream_read(struct call *c)
 
 /* ---- append ---- */
 
-static void stream_append(struct call *c)
+static void stream_append(struct gate_call *c)
 {
     struct slice name;
     if (!user_stream_name(c, &name) || !out_require_json(c->req)) {
@@ -1732,22 +1199,22 @@ static void stream_append(struct call *c)
     }
     struct db *db = c->db;
     c->db = NULL; /* the append holds the reference now */
-    append_stream(c->req, db, name, &c->api->limits);
+    append_stream(c->req, db, name, &api_of(c)->limits);
 }
 
-static void multi_append(struct call *c)
+static void multi_append(struct gate_call *c)
 {
     if (!out_require_json(c->req)) {
         return;
     }
     struct db *db = c->db;
     c->db = NULL;
-    append_multi(c->req, db, &c->api->limits);
+    append_multi(c->req, db, &api_of(c)->limits);
 }
 
 /* ---- stream lifecycle ---- */
 
-static void stream_delete(struct call *c)
+static void stream_delete(struct gate_call *c)
 {
     struct slice name;
     if (!user_stream_name(c, &name)) {
@@ -1764,7 +1231,7 @@ static void stream_delete(struct call *c)
                    hard && strcmp(hard, "true") == 0 ? META_HARD_DELETE : META_SOFT_DELETE, NULL);
 }
 
-static void meta_read(struct call *c)
+static void meta_read(struct gate_call *c)
 {
     struct slice name;
     if (!user_stream_name(c, &name)) {
@@ -1786,7 +1253,7 @@ static void meta_read(struct call *c)
     out_json(c->req, 200, &b);
 }
 
-static void meta_write(struct call *c)
+static void meta_write(struct gate_call *c)
 {
     struct slice name;
     if (!user_stream_name(c, &name) || !out_require_json(c->req)) {
@@ -1805,47 +1272,47 @@ static void meta_write(struct call *c)
 
 /* ---- keys and identity ---- */
 
-static const struct api_key *caller(const struct call *c)
+static const struct api_key *caller(const struct gate_call *c)
 {
     return c->authed ? &c->key : NULL;
 }
 
-static void whoami(struct call *c)
+static void whoami(struct gate_call *c)
 {
-    keys_api_whoami(c->req, c->api, caller(c));
+    keys_api_whoami(c->req, api_of(c), caller(c));
 }
 
-static void keys_list(struct call *c)
+static void keys_list(struct gate_call *c)
 {
-    keys_api_list(c->req, c->api, caller(c));
+    keys_api_list(c->req, api_of(c), caller(c));
 }
 
-static void keys_create(struct call *c)
+static void keys_create(struct gate_call *c)
 {
     if (out_require_json(c->req)) {
-        keys_api_create(c->req, c->api, caller(c));
+        keys_api_create(c->req, api_of(c), caller(c));
     }
 }
 
-static void keys_revoke(struct call *c)
+static void keys_revoke(struct gate_call *c)
 {
-    keys_api_revoke(c->req, c->api, caller(c), c->seg[2]);
+    keys_api_revoke(c->req, api_of(c), caller(c), gate_param_str(c, "id"));
 }
 
-static void keys_rotate(struct call *c)
+static void keys_rotate(struct gate_call *c)
 {
     if (out_require_json(c->req)) {
-        keys_api_rotate(c->req, c->api, caller(c), c->seg[2]);
+        keys_api_rotate(c->req, api_of(c), caller(c), gate_param_str(c, "id"));
     }
 }
 
 /* ---- the OpenAPI document, generated from the route table (openapi.c) ---- */
 
-static void openapi(struct call *c)
+static void openapi(struct gate_call *c)
 {
     struct buf b;
     buf_init(&b);
-    openapi_render(ROUTES, NROUTES, c->api->version, &b);
+    openapi_render(ROUTES, NROUTES, api_of(c)->version, &b);
     out_json(c->req, 200, &b);
 }
 
@@ -1874,12 +1341,12 @@ static const struct {
 enum { NDB_METRICS = sizeof DB_METRICS / sizeof DB_METRICS[0] };
 
 /* One database's values, in DB_METRICS order. Returns false when it is gone. */
-static bool db_metric_values(struct call *c, const char *name, double v[NDB_METRICS])
+static bool db_metric_values(struct gate_call *c, const char *name, double v[NDB_METRICS])
 {
     struct db *db;
     struct db_info in;
     struct compact_status cs;
-    if (engine_db_acquire(c->api->engine, name, strlen(name), &db) != 0) {
+    if (engine_db_acquire(api_of(c)->engine, name, strlen(name), &db) != 0) {
         return false;
     }
     int rc = engine_db_info(db, &in);
@@ -1895,10 +1362,10 @@ static bool db_metric_values(struct call *c, const char *name, double v[NDB_METR
 }
 
 /* Appends every per-database family once (HELP, TYPE, then one series per database). */
-static void db_metrics(struct call *c, struct buf *b)
+static void db_metrics(struct gate_call *c, struct buf *b)
 {
     size_t n;
-    char **names = engine_db_names(c->api->engine, &n);
+    char **names = engine_db_names(api_of(c)->engine, &n);
     double(*vals)[NDB_METRICS] = xcalloc(n ? n : 1, sizeof(*vals));
     bool *shown = xcalloc(n ? n : 1, sizeof(*shown));
     for (size_t i = 0; i < n; i++) {
@@ -1920,19 +1387,23 @@ static void db_metrics(struct call *c, struct buf *b)
     engine_names_free(names, n);
 }
 
-static void metrics(struct call *c)
+static void metrics(struct gate_call *c)
 {
-    char text[NROUTES][96];
-    const char *labels[NROUTES];
-    for (size_t i = 0; i < NROUTES; i++) {
-        snprintf(text[i], sizeof text[i], "%s /%s", ROUTES[i].method, ROUTES[i].pattern);
+    size_t nroutes = gate_route_count(c->gate);
+    nroutes = nroutes < METRICS_ROUTES ? nroutes : METRICS_ROUTES;
+    char(*text)[112] = xcalloc(nroutes ? nroutes : 1, sizeof(*text));
+    const char **labels = xcalloc(nroutes ? nroutes : 1, sizeof(*labels));
+    for (size_t i = 0; i < nroutes; i++) {
+        gate_route_label(c->gate, (int)i, text[i], sizeof text[i]);
         labels[i] = text[i];
     }
     struct buf b;
     buf_init(&b);
-    metrics_render_requests(c->api->metrics, labels, (int)NROUTES, &b);
+    metrics_render_requests(api_of(c)->metrics, labels, (int)nroutes, &b);
+    free(labels);
+    free(text);
     db_metrics(c, &b);
-    struct http_server *srv = __atomic_load_n(&c->api->srv, __ATOMIC_ACQUIRE);
+    struct http_server *srv = __atomic_load_n(&api_of(c)->srv, __ATOMIC_ACQUIRE);
     buf_printf(&b, "# HELP annals_open_connections Open client connections.\n"
                    "# TYPE annals_open_connections gauge\n"
                    "annals_open_connections %u\n"
@@ -1942,8 +1413,8 @@ static void metrics(struct call *c)
                    "# HELP annals_uptime_seconds Seconds since the server started.\n"
                    "# TYPE annals_uptime_seconds gauge\n"
                    "annals_uptime_seconds %.3f\n",
-               srv ? http_server_connections(srv) : 0, live_count(c->api->live),
-               (double)(time_now_us() - c->api->started_us) / 1e6);
+               srv ? http_server_connections(srv) : 0, live_count(api_of(c)->live),
+               (double)(time_now_us() - api_of(c)->started_us) / 1e6);
     http_respond(c->req, 200, &b, "text/plain; version=0.0.4; charset=utf-8");
 }
 

@@ -1,7 +1,7 @@
 /* The OpenAPI 3.1 document of a route table: one operation per route, with its operationId,
  * path and query parameters, body and answer schemas, scope and error answers. The schemas
  * themselves are JSON text in openapi_schemas.json, linked into the binary as it is. */
-#include "api/route.h"
+#include "gate/route.h"
 
 #include <stdio.h>
 #include <stdlib.h>

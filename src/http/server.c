@@ -558,7 +558,12 @@ static void put_error(struct conn *c, unsigned status, const char *code, const c
     }
     struct buf b;
     buf_init(&b);
-    buf_printf(&b, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", code, message);
+    if (cfg->error_body) {
+        struct slice path = c->req ? c->req->path : (struct slice){"", 0};
+        cfg->error_body(cfg->error_arg, path, status, code, message, &b);
+    } else {
+        buf_printf(&b, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", code, message);
+    }
     c->close_after = true;
     put_response(c, status, JSON_TYPE, NULL, NULL, &b);
     buf_fini(&b);

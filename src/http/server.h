@@ -30,6 +30,12 @@ typedef void http_cleanup_fn(void *user);
 typedef void http_observe_fn(void *arg, struct http_req *req, int tag, unsigned status,
                              uint64_t ns);
 
+/* Writes into out the JSON body of an error the HTTP layer answers itself (a body too large,
+ * a malformed chunked body, a timeout, a malformed head), so that an API surface can use its
+ * own envelope; path is the request's path when its head was parsed, else empty. */
+typedef void http_error_body_fn(void *arg, struct slice path, unsigned status, const char *code,
+                                const char *message, struct buf *out);
+
 struct http_config {
     const char *host;            /* IPv4 or IPv6 address to bind ("127.0.0.1", "::1", "[::1]") */
     uint16_t port;               /* 0 = any free port */
@@ -39,6 +45,9 @@ struct http_config {
     void *handler_arg;           /* borrowed, passed to handler */
     http_observe_fn *observe;    /* optional */
     void *observe_arg;           /* borrowed, passed to observe */
+    http_error_body_fn *error_body; /* optional: bodies of the layer's own errors (default
+                                       {"error":{"code","message"}}) */
+    void *error_arg;             /* borrowed, passed to error_body */
     const char *tls_cert;        /* PEM certificate chain file: serve HTTPS (NULL: plain) */
     const char *tls_key;         /* PEM private key file (with tls_cert) */
 };

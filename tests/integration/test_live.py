@@ -239,8 +239,11 @@ def test_a_slow_reader_is_bounded_then_disconnected_with_a_reason():
         check(conns and conns[0]["buffered"] <= 256 * 1024 + 4096,
               f"output queued for one stalled reader: {conns}")
         if "san" not in os.path.basename(os.path.dirname(harness_binary())):
-            grew = rss_anon_kib(s.proc.pid) - before  # (sanitizers keep freed memory)
-            check(grew < 6 * 1024, f"server memory grew {grew} KiB for one stalled reader")
+            # (sanitizers keep freed memory). Well under the 23 MiB not read; the allocator
+            # keeps some freed request memory cached until its periodic release, more so
+            # when the machine is busy (6.2 MiB seen under the full suite), hence the margin
+            grew = rss_anon_kib(s.proc.pid) - before
+            check(grew < 10 * 1024, f"server memory grew {grew} KiB for one stalled reader")
         # now read: the events that were buffered, then the reason, then the end
         err = sub.until("error")
         check('"too_far_behind"' in err["data"], f"{err}")

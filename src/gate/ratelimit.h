@@ -1,8 +1,8 @@
 /* Token-bucket rate limits: one bucket per client (an API key, or an address when no key is
  * used) and database. A bucket holds up to `burst` tokens and refills at `rate` per second;
  * each request takes one. Thread-safe. Idle full buckets are dropped when there are many. */
-#ifndef API_RATELIMIT_H
-#define API_RATELIMIT_H
+#ifndef GATE_RATELIMIT_H
+#define GATE_RATELIMIT_H
 
 #include <stdbool.h>
 #include <stddef.h>

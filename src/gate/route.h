@@ -3,16 +3,16 @@
  * query parameters it accepts (every other one is refused), its body and answer schemas.
  * The router (native.c), the OpenAPI document (openapi.c) and the metrics labels all read the
  * same table, so none of them can disagree with what the server does. */
-#ifndef API_ROUTE_H
-#define API_ROUTE_H
+#ifndef GATE_ROUTE_H
+#define GATE_ROUTE_H
 
 #include <stdbool.h>
 #include <stddef.h>
 
 #include "util/buf.h"
 
-struct call;
-typedef void route_fn(struct call *c);
+struct gate_call;
+typedef void route_fn(struct gate_call *c);
 
 /* What a route asks of the caller's key (each level includes the ones before it). */
 enum need { NEED_NONE, NEED_ANY, NEED_READ, NEED_WRITE, NEED_ADMIN };

@@ -1,0 +1,770 @@
+/* The request pipeline (gate.h). One request: request id, Host, Origin and CORS, the mount
+ * and route, the key and its scope, the query parameters, the database, the rate limit, the
+ * idempotency gate, then the handler. */
+#include "gate/gate.h"
+
+#include <arpa/inet.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "gate/ratelimit.h"
+#include "util/errors.h"
+#include "util/log.h"
+#include "util/timeutil.h"
+#include "util/uuid.h"
+
+/* ---- mounts ---- */
+
+int gate_mount(struct gate *g, const struct gate_mount *desc, const char *prefix, void *ctx)
+{
+    if (g->nmounts == GATE_MAX_MOUNTS || strlen(prefix) >= sizeof g->mounts[0].prefix) {
+        return ERR_TOOBIG;
+    }
+    size_t i = g->nmounts++;
+    /* longest prefix first: insert before the first shorter one */
+    while (i > 0 && strlen(g->mounts[i - 1].prefix) < strlen(prefix)) {
+        g->mounts[i] = g->mounts[i - 1];
+        i--;
+    }
+    g->mounts[i].desc = desc;
+    snprintf(g->mounts[i].prefix, sizeof g->mounts[i].prefix, "%s", prefix);
+    g->mounts[i].ctx = ctx;
+    int tag = 0;
+    for (size_t k = 0; k < g->nmounts; k++) {
+        g->mounts[k].tag_base = tag;
+        tag += (int)g->mounts[k].desc->nroutes;
+    }
+    return 0;
+}
+
+size_t gate_route_count(const struct gate *g)
+{
+    size_t n = 0;
+    for (size_t k = 0; k < g->nmounts; k++) {
+        n += g->mounts[k].desc->nroutes;
+    }
+    return n;
+}
+
+bool gate_route_label(const struct gate *g, int tag, char *out, size_t cap)
+{
+    for (size_t k = 0; k < g->nmounts; k++) {
+        int rel = tag - g->mounts[k].tag_base;
+        if (rel >= 0 && (size_t)rel < g->mounts[k].desc->nroutes) {
+            const struct route *r = &g->mounts[k].desc->routes[rel];
+            snprintf(out, cap, "%s %s/%s", r->method, g->mounts[k].prefix, r->pattern);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The mount whose prefix starts path (a whole segment), with *rest the path after it. */
+static int find_mount(const struct gate *g, struct slice path, struct slice *rest)
+{
+    for (size_t k = 0; k < g->nmounts; k++) {
+        size_t n = strlen(g->mounts[k].prefix);
+        if (path.len >= n && memcmp(path.ptr, g->mounts[k].prefix, n) == 0 &&
+            (n == 0 || path.len == n || path.ptr[n] == '/')) {
+            *rest = (struct slice){path.ptr + n, path.len - n};
+            if (rest->len == 0) {
+                *rest = (struct slice){"/", 1};
+            }
+            return (int)k;
+        }
+    }
+    return -1;
+}
+
+/* ---- errors ---- */
+
+void gate_fail_req(const struct gate_mount *m, struct http_req *req, const struct gate_error *e)
+{
+    struct buf b;
+    buf_init(&b);
+    unsigned status = m->error(e, &b);
+    http_respond(req, status, &b, NULL);
+}
+
+void gate_fail(const struct gate_call *c, const struct gate_error *e)
+{
+    gate_fail_req(c->mount, c->req, e);
+}
+
+void gate_engine_error(int err, struct gate_error *out)
+{
+    *out = (struct gate_error){GK_INTERNAL, "storage_error",
+                               "storage failed (see the server log); no write in this request "
+                               "was acknowledged", NULL, NULL};
+    switch (err) {
+    case ERR_NOTFOUND:
+        *out = (struct gate_error){GK_NOT_FOUND, "not_found", "not found", NULL, NULL};
+        break;
+    case ERR_GONE:
+        *out = (struct gate_error){GK_NOT_FOUND, "database_not_found",
+                                   "the database was deleted", NULL, NULL};
+        break;
+    case ERR_DELETED:
+        *out = (struct gate_error){GK_GONE, "stream_deleted",
+                                   "the stream was deleted for good (tombstone)", "stream", NULL};
+        break;
+    case ERR_NOSPACE:
+        *out = (struct gate_error){GK_STORAGE_FULL, "storage_full",
+                                   "the database is out of space; nothing was written", NULL,
+                                   NULL};
+        break;
+    case ERR_CORRUPT:
+        *out = (struct gate_error){GK_INTERNAL, "data_corrupt",
+                                   "stored data failed its integrity check; run annals verify",
+                                   NULL, NULL};
+        break;
+    case ERR_SHUTDOWN:
+        *out = (struct gate_error){GK_UNAVAILABLE, "shutting_down",
+                                   "the server is shutting down; nothing was written", NULL, NULL};
+        break;
+    }
+}
+
+void gate_fail_engine(const struct gate_call *c, int err)
+{
+    struct gate_error e;
+    gate_engine_error(err, &e);
+    gate_fail(c, &e);
+}
+
+static void fail(const struct gate_call *c, unsigned kind, const char *code, const char *message,
+                 const char *field)
+{
+    struct gate_error e = {kind, code, message, field, NULL};
+    gate_fail(c, &e);
+}
+
+void gate_http_error(void *arg, struct slice path, unsigned status, const char *code,
+                     const char *message, struct buf *out)
+{
+    struct gate *g = arg;
+    struct slice rest;
+    int k = path.len ? find_mount(g, path, &rest) : -1;
+    const struct gate_mount *m = k >= 0 ? g->mounts[k].desc : NULL;
+    if (!m) {
+        m = g->nmounts ? g->mounts[g->nmounts - 1].desc : NULL; /* the root's (shortest) */
+    }
+    if (!m) {
+        buf_printf(out, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", code, message);
+        return;
+    }
+    struct gate_error e = {status, code, message, NULL, NULL};
+    (void)m->error(&e, out); /* the HTTP layer keeps its own status */
+}
+
+/* ---- request ids ---- */
+
+/* Sets X-Request-Id: the client's (a token of at most 64 characters) or a new one. */
+static void request_id(struct http_req *req)
+{
+    const char *given = http_req_header(req, "X-Request-Id");
+    bool ok = given && *given && strlen(given) <= 64;
+    for (const char *p = given; ok && *p; p++) {
+        ok = (*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+             *p == '-' || *p == '_' || *p == '.';
+    }
+    char id[40];
+    if (!ok) {
+        /* unique per process: a random prefix drawn at the first request, then a counter */
+        static uint64_t counter, prefix;
+        uint64_t n = __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
+        if (!__atomic_load_n(&prefix, __ATOMIC_RELAXED)) {
+            uint8_t u[16];
+            uuid_v7(time_now_us(), u);
+            uint64_t p = 0;
+            memcpy(&p, u + 8, sizeof p);
+            __atomic_store_n(&prefix, p | 1, __ATOMIC_RELAXED);
+        }
+        static const char HEX[] = "0123456789abcdef";
+        uint64_t p = __atomic_load_n(&prefix, __ATOMIC_RELAXED);
+        for (int i = 0; i < 16; i++) {
+            id[i] = HEX[(p >> (60 - 4 * i)) & 15];
+        }
+        size_t o = 16;
+        id[o++] = '-';
+        char digits[17];
+        int nd = 0;
+        do {
+            digits[nd++] = HEX[n & 15];
+            n >>= 4;
+        } while (n);
+        while (nd) {
+            id[o++] = digits[--nd];
+        }
+        id[o] = '\0';
+        given = id;
+    }
+    http_set_request_id(req, given);
+}
+
+/* ---- Host and Origin: what browsers may reach ---- */
+
+/* The host of an authority ("host", "host:port", "[v6]:port"), lower-cased, without a
+ * trailing dot, into out (size cap). False when it does not fit. */
+static bool authority_host(struct slice a, char *out, size_t cap)
+{
+    size_t n = a.len;
+    if (n && a.ptr[0] == '[') {
+        const char *close = memchr(a.ptr, ']', a.len);
+        n = close ? (size_t)(close - a.ptr) + 1 : a.len;
+    } else {
+        const char *colon = memchr(a.ptr, ':', a.len);
+        n = colon ? (size_t)(colon - a.ptr) : a.len;
+    }
+    if (n && a.ptr[n - 1] == '.') {
+        n--;
+    }
+    if (n >= cap) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char ch = a.ptr[i];
+        out[i] = ch >= 'A' && ch <= 'Z' ? (char)(ch + 32) : ch;
+    }
+    out[n] = '\0';
+    return true;
+}
+
+/* True for names of this machine's loopback interface: localhost and *.localhost (RFC 6761:
+ * never resolved elsewhere), 127.0.0.0/8 and [::1]. */
+static bool host_is_loopback(const char *h)
+{
+    size_t n = strlen(h);
+    if (!strcmp(h, "localhost") || (n > 10 && !strcmp(h + n - 10, ".localhost"))) {
+        return true;
+    }
+    struct in_addr v4;
+    if (inet_pton(AF_INET, h, &v4) == 1) {
+        return (ntohl(v4.s_addr) >> 24) == 127;
+    }
+    struct in6_addr v6;
+    char bare[64];
+    if (n > 2 && n - 2 < sizeof bare && h[0] == '[' && h[n - 1] == ']') {
+        memcpy(bare, h + 1, n - 2);
+        bare[n - 2] = '\0';
+        return inet_pton(AF_INET6, bare, &v6) == 1 &&
+               (IN6_IS_ADDR_LOOPBACK(&v6) || (IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127));
+    }
+    return false;
+}
+
+/* True when the comma-separated list holds item (n bytes; "*" holds everything). */
+static bool list_has(const char *list, const char *item, size_t n)
+{
+    for (const char *p = list; p && *p;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        while (len && *p == ' ') {
+            p++, len--;
+        }
+        if ((len == 1 && *p == '*') || (len == n && strncasecmp(p, item, n) == 0)) {
+            return true;
+        }
+        p += len + (comma ? 1 : 0);
+    }
+    return false;
+}
+
+/* DNS rebinding: while authentication is off, only requests addressed to this machine's
+ * loopback names (or to --allowed-hosts) are served; with --allowed-hosts, always only those.
+ * A request without any host (HTTP/1.0) comes from no browser and passes. */
+static bool host_allowed(const struct gate *g, struct http_req *req)
+{
+    struct slice a = http_req_host(req);
+    bool dev = !__atomic_load_n(&g->auth_required, __ATOMIC_ACQUIRE);
+    if (a.len == 0 || (!dev && !g->allowed_hosts)) {
+        return true;
+    }
+    char host[256];
+    if (!authority_host(a, host, sizeof host)) {
+        return false;
+    }
+    return list_has(g->allowed_hosts, host, strlen(host)) ||
+           (!g->allowed_hosts && host_is_loopback(host));
+}
+
+/* True when the request's Origin (n bytes) is the origin of the request itself: its
+ * authority is the one the request is addressed to (the scheme is not compared). */
+static bool same_origin(struct http_req *req, const char *origin)
+{
+    const char *sep = strstr(origin, "://");
+    struct slice a = http_req_host(req);
+    return sep && a.len && strlen(sep + 3) == a.len && strncasecmp(sep + 3, a.ptr, a.len) == 0;
+}
+
+/* True when a page of origin may use this server: --cors-origins lists it (or is "*"), or
+ * without the flag in development mode it is a page of this machine
+ * (http[s]://localhost|127.0.0.1|[::1][:port]); or it is the server's own origin. */
+static bool origin_allowed(const struct gate *g, struct http_req *req, const char *origin)
+{
+    if (g->cors_origins) {
+        return list_has(g->cors_origins, origin, strlen(origin)) || same_origin(req, origin);
+    }
+    if (!__atomic_load_n(&g->auth_required, __ATOMIC_ACQUIRE)) {
+        const char *sep = strstr(origin, "://");
+        char host[256];
+        bool web = !strncmp(origin, "http://", 7) || !strncmp(origin, "https://", 8);
+        if (web && sep && authority_host((struct slice){sep + 3, strlen(sep + 3)}, host,
+                                         sizeof host)) {
+            return !strcmp(host, "localhost") || !strcmp(host, "127.0.0.1") ||
+                   !strcmp(host, "[::1]");
+        }
+    }
+    return same_origin(req, origin);
+}
+
+/* Adds the CORS answer headers; answers a preflight (OPTIONS) itself and returns true. */
+static bool cors(const struct gate_mount *m, struct http_req *req, const char *origin,
+                 bool allowed)
+{
+    bool preflight = strcmp(http_req_method(req), "OPTIONS") == 0;
+    if (origin && allowed) {
+        http_add_header(req, "Access-Control-Allow-Origin", origin);
+        http_add_header(req, "Vary", "Origin");
+        http_add_header(req, "Access-Control-Expose-Headers", m->cors_expose_headers);
+    }
+    if (!preflight) {
+        return false;
+    }
+    if (origin && allowed) {
+        http_add_header(req, "Access-Control-Allow-Methods",
+                        "GET, POST, PUT, PATCH, DELETE, OPTIONS");
+        http_add_header(req, "Access-Control-Allow-Headers", m->cors_allow_headers);
+        http_add_header(req, "Access-Control-Max-Age", "600");
+    }
+    struct buf b;
+    buf_init(&b);
+    http_respond(req, 204, &b, NULL);
+    return true;
+}
+
+/* Browsers apply no CORS to what a request does, only to who reads its answer, and none at
+ * all to WebSockets: a request that changes something (any method but GET, HEAD and OPTIONS)
+ * or opens a WebSocket from a page whose origin is not allowed is refused here. */
+static bool browser_ok(const struct gate_call *c, const char *origin, bool allowed)
+{
+    const char *m = http_req_method(c->req);
+    bool safe = !strcmp(m, "GET") || !strcmp(m, "HEAD") || !strcmp(m, "OPTIONS");
+    if (!origin || allowed || (safe && !http_req_header(c->req, "Upgrade"))) {
+        return true;
+    }
+    fail(c, GK_FORBIDDEN, "origin_not_allowed",
+         "requests that change data or open a WebSocket are refused from pages of this origin "
+         "(allow it with --cors-origins)", "Origin");
+    return false;
+}
+
+/* ---- paths and routes ---- */
+
+/* True for the segments RFC 3986 5.2.4 would remove or that name nothing: "", "." and "..". */
+static bool bad_segment(const char *s, size_t n)
+{
+    return n == 0 || (n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.');
+}
+
+/* Splits the path into percent-decoded segments. "/" has none. Returns 0, ERR_NOTFOUND (no
+ * leading '/', or too many segments) or ERR_INVALID (a bad escape, an empty segment, or a dot
+ * segment, sent as such or percent-encoded: clients would have collapsed them). */
+static int split_path(struct gate_call *c, struct slice path)
+{
+    if (path.len == 0 || path.ptr[0] != '/') {
+        return ERR_NOTFOUND;
+    }
+    if (path.len == 1) {
+        return 0;
+    }
+    size_t i = 1;
+    for (;;) {
+        size_t start = i;
+        while (i < path.len && path.ptr[i] != '/') {
+            i++;
+        }
+        if (c->nseg == GATE_MAX_SEGS) {
+            return ERR_NOTFOUND;
+        }
+        struct buf b;
+        buf_init(&b);
+        int rc = http_url_decode(path.ptr + start, i - start, false, &b);
+        c->seg[c->nseg] = buf_steal(&b, &c->seg_len[c->nseg]);
+        c->nseg++;
+        if (rc || bad_segment(c->seg[c->nseg - 1], c->seg_len[c->nseg - 1])) {
+            return ERR_INVALID;
+        }
+        if (i == path.len) {
+            return 0;
+        }
+        i++; /* the '/': a segment follows, possibly empty */
+    }
+}
+
+/* True when the call's segments match pat ("a/{x}/b"); "{...}" matches any one segment. */
+static bool pattern_match(const struct gate_call *c, const char *pat)
+{
+    size_t k = 0;
+    const char *p = pat;
+    while (*p) {
+        const char *end = strchr(p, '/');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (k >= c->nseg) {
+            return false;
+        }
+        bool any = len >= 2 && p[0] == '{' && p[len - 1] == '}';
+        if (!any && (c->seg_len[k] != len || memcmp(c->seg[k], p, len) != 0)) {
+            return false;
+        }
+        k++;
+        p += len + (end ? 1 : 0);
+    }
+    return k == c->nseg;
+}
+
+static void answer_405(struct gate_call *c)
+{
+    char allow[96] = "";
+    for (size_t i = 0; i < c->mount->nroutes; i++) {
+        const struct route *r = &c->mount->routes[i];
+        if (pattern_match(c, r->pattern) && strlen(allow) + strlen(r->method) + 3 < sizeof allow) {
+            strcat(allow, allow[0] ? ", " : "");
+            strcat(allow, r->method);
+        }
+    }
+    http_add_header(c->req, "Allow", allow);
+    fail(c, GK_METHOD, "method_not_allowed", "method not allowed on this path", NULL);
+}
+
+static const struct route *find_route(struct gate_call *c, bool *path_known)
+{
+    const char *m = http_req_method(c->req);
+    bool head = strcmp(m, "HEAD") == 0;
+    *path_known = false;
+    for (size_t i = 0; i < c->mount->nroutes; i++) {
+        const struct route *r = &c->mount->routes[i];
+        if (pattern_match(c, r->pattern)) {
+            *path_known = true;
+            if (strcmp(r->method, m) == 0 || (head && !strcmp(r->method, "GET"))) {
+                return r;
+            }
+        }
+    }
+    return NULL;
+}
+
+const struct route_param *route_param_find(const struct route *r, const char *name, size_t n)
+{
+    for (const struct route_param *p = r->params; p && p->name; p++) {
+        if (strlen(p->name) == n && memcmp(p->name, name, n) == 0) {
+            return p;
+        }
+    }
+    return NULL;
+}
+
+/* The segment index of path parameter name in pattern, or -1. */
+static int param_index(const char *pattern, const char *name)
+{
+    size_t n = strlen(name);
+    int k = 0;
+    for (const char *p = pattern; *p; k++) {
+        const char *end = strchr(p, '/');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len == n + 2 && p[0] == '{' && !memcmp(p + 1, name, n) && p[len - 1] == '}') {
+            return k;
+        }
+        p += len + (end ? 1 : 0);
+    }
+    return -1;
+}
+
+struct slice gate_param(const struct gate_call *c, const char *name)
+{
+    int k = c->route ? param_index(c->route->pattern, name) : -1;
+    if (k < 0 || (size_t)k >= c->nseg) {
+        return (struct slice){NULL, 0};
+    }
+    return (struct slice){c->seg[k], c->seg_len[k]};
+}
+
+const char *gate_param_str(const struct gate_call *c, const char *name)
+{
+    return gate_param(c, name).ptr;
+}
+
+/* ---- keys, parameters, databases, rate limits, idempotency ---- */
+
+/* The key presented the mount's ways (and, on ROUTE_KEY_IN_QUERY routes, as its query
+ * parameter), in *out (NULL when none). Returns 0, or ERR_INVALID when two of them present
+ * different keys. */
+static int presented_key(const struct gate_call *c, const struct route *r, const char **out)
+{
+    const struct gate_mount *m = c->mount;
+    bool in_query = (r->flags & ROUTE_KEY_IN_QUERY) && m->key_param;
+    const char *from[3] = {in_query ? http_req_query(c->req, m->key_param) : NULL, NULL,
+                           (m->key_from & GATE_KEY_HEADER) ? http_req_header(c->req, "X-API-Key")
+                                                           : NULL};
+    const char *a = (m->key_from & GATE_KEY_BEARER) ? http_req_header(c->req, "Authorization")
+                                                    : NULL;
+    if (a && strncasecmp(a, "Bearer ", 7) == 0) {
+        a += 7;
+        while (*a == ' ') {
+            a++;
+        }
+        from[1] = a;
+    }
+    *out = NULL;
+    for (size_t i = 0; i < 3; i++) {
+        if (from[i] && *out && strcmp(from[i], *out) != 0) {
+            return ERR_INVALID;
+        }
+        *out = *out ? *out : from[i];
+    }
+    return 0;
+}
+
+static bool scope_covers(enum key_scope have, enum need need)
+{
+    return need <= NEED_ANY || (int)have >= (int)need - 1; /* READ=2->1, WRITE->2, ADMIN->3 */
+}
+
+/* The database the route names in its path, or an empty slice. */
+static struct slice path_db(const struct gate_call *c, const struct route *r)
+{
+    if (c->mount->db_from != GATE_DB_PATH || !c->mount->db_param) {
+        return (struct slice){NULL, 0};
+    }
+    int k = param_index(r->pattern, c->mount->db_param);
+    return k >= 0 && (size_t)k < c->nseg ? (struct slice){c->seg[k], c->seg_len[k]}
+                                         : (struct slice){NULL, 0};
+}
+
+/* Checks the caller's key against route r. Answers 400/401/403/404 and returns false when it
+ * may not proceed. A key bound to another database gets 404 for it (no existence leak). */
+static bool authorize(struct gate_call *c, const struct route *r)
+{
+    const char *k;
+    if (presented_key(c, r, &k) != 0) {
+        fail(c, GK_INVALID, "conflicting_credentials",
+             "two different API keys were presented: send one", "Authorization");
+        return false;
+    }
+    if (r->need == NEED_NONE || !__atomic_load_n(&c->gate->auth_required, __ATOMIC_ACQUIRE)) {
+        return true;
+    }
+    if (!k || keyring_verify(c->gate->keys, k, strlen(k), time_now_us(), &c->key) != 0) {
+        http_add_header(c->req, "WWW-Authenticate", "Bearer realm=\"annals\"");
+        fail(c, GK_UNAUTHORIZED, "unauthorized",
+             k ? "unknown, expired or revoked API key" : "an API key is required",
+             "Authorization");
+        return false;
+    }
+    c->authed = true;
+    struct slice db = path_db(c, r);
+    if (db.ptr && c->key.database[0] &&
+        (strlen(c->key.database) != db.len || memcmp(c->key.database, db.ptr, db.len) != 0)) {
+        fail(c, GK_NOT_FOUND, "database_not_found", "no such database", "database");
+        return false;
+    }
+    if (!scope_covers(c->key.scope, r->need) ||
+        ((r->flags & ROUTE_ALL_DBS) && c->key.database[0])) {
+        fail(c, GK_FORBIDDEN, "forbidden", "this API key's scope does not allow this request",
+             NULL);
+        return false;
+    }
+    return true;
+}
+
+/* Answers 400 invalid_parameter for an unknown query parameter, listing the known ones. */
+static void unknown_param(struct gate_call *c, const char *name)
+{
+    struct buf m;
+    buf_init(&m);
+    buf_adds(&m, "unknown query parameter; this route takes ");
+    if (!c->route->params) {
+        buf_adds(&m, "none");
+    }
+    for (const struct route_param *p = c->route->params; p && p->name; p++) {
+        buf_adds(&m, p == c->route->params ? "" : ", ");
+        buf_adds(&m, p->name);
+    }
+    fail(c, GK_INVALID, "invalid_parameter", m.ptr, name);
+    buf_fini(&m);
+}
+
+/* Refuses query parameters the route does not declare (the mount's key parameter aside, on
+ * routes that take it), and a non-list parameter given twice: 400 naming it. */
+static bool params_ok(struct gate_call *c)
+{
+    size_t pos = 0;
+    const char *name;
+    while (http_req_query_next(c->req, &pos, &name, NULL)) {
+        const struct route_param *p = route_param_find(c->route, name, strlen(name));
+        if (!p) {
+            unknown_param(c, name);
+            return false;
+        }
+        if (p->kind != PARAM_LIST && http_req_query_nth(c->req, name, 1)) {
+            fail(c, GK_INVALID, "invalid_parameter", "given more than once", name);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Acquires the database the request is about: its path names it, or the key's (or, without
+ * keys, the mount's default). */
+static bool acquire_db(struct gate_call *c)
+{
+    struct slice name = path_db(c, c->route);
+    if (!name.ptr) {
+        const char *k = c->authed && c->key.database[0] ? c->key.database : c->mount->default_db;
+        if (!k) {
+            fail(c, GK_FORBIDDEN, "database_required",
+                 "this API's paths name no database: use a key bound to one", NULL);
+            return false;
+        }
+        name = (struct slice){k, strlen(k)};
+    }
+    if (!engine_db_name_ok(name.ptr, name.len)) {
+        fail(c, GK_INVALID, "invalid_name", "database names match [a-z0-9][a-z0-9-]{0,62}",
+             "database");
+        return false;
+    }
+    if (engine_db_acquire(c->gate->engine, name.ptr, name.len, &c->db) != 0) {
+        fail(c, GK_NOT_FOUND, "database_not_found", "no such database", "database");
+        return false;
+    }
+    return true;
+}
+
+static void rate_headers(struct http_req *req, const struct rl_result *rr, unsigned window_s,
+                         double rate_per_s)
+{
+    char v[24];
+    snprintf(v, sizeof v, "%u", window_s > 1 ? (unsigned)(rate_per_s * window_s + 0.5)
+                                             : rr->limit);
+    http_add_header(req, "X-RateLimit-Limit", v);
+    snprintf(v, sizeof v, "%u", rr->remaining);
+    http_add_header(req, "X-RateLimit-Remaining", v);
+    snprintf(v, sizeof v, "%u", rr->reset_s);
+    http_add_header(req, "X-RateLimit-Reset", v);
+}
+
+/* Applies the caller's rate limit (its key's, else its database's, else the mount's or the
+ * server's) and sets the X-RateLimit-* headers. Answers 429 and returns false when the
+ * bucket is empty. The mount's window turns the per-second bucket into its unit. */
+static bool rate_ok(struct gate_call *c)
+{
+    const struct gate_mount *m = c->mount;
+    unsigned window = m->rate_window_s ? m->rate_window_s : 1;
+    double rate = m->default_rate ? (double)m->default_rate / window : c->gate->rate_limit;
+    uint32_t db_rate = c->db ? engine_db_rate_limit(c->db) : 0;
+    rate = db_rate ? db_rate : rate;
+    rate = c->authed && c->key.rate_limit ? c->key.rate_limit : rate;
+    if (rate <= 0 || !c->gate->limiter) {
+        return true;
+    }
+    char who[200];
+    int n = snprintf(who, sizeof who, "%s|%s%s|%s", m->name, c->authed ? "key:" : "ip:",
+                     c->authed ? c->key.id : http_req_peer(c->req),
+                     c->db ? engine_db_name(c->db) : "");
+    double burst = window > 1 ? rate * window : c->gate->rate_burst ? c->gate->rate_burst : rate;
+    struct rl_result rr;
+    rl_take(c->gate->limiter, who, (size_t)n, rate, burst, time_mono_ns(), &rr);
+    rate_headers(c->req, &rr, window, rate);
+    if (rr.limited) {
+        char v[24];
+        snprintf(v, sizeof v, "%u", rr.retry_after_s);
+        http_add_header(c->req, "Retry-After", v);
+        fail(c, GK_RATE_LIMITED, "rate_limited",
+             "too many requests; retry after Retry-After seconds", NULL);
+        return false;
+    }
+    return true;
+}
+
+/* An Idempotency-Key on a write that does not keep it is refused rather than run without the
+ * promised protection. */
+static bool idem_ok(struct gate_call *c, const struct route *r)
+{
+    const char *h = http_req_header(c->req, "Idempotency-Key") ? "Idempotency-Key"
+                    : http_req_header(c->req, "X-Idempotency-Key") ? "X-Idempotency-Key"
+                                                                    : NULL;
+    if (!h || (r->flags & (ROUTE_IDEMPOTENT | ROUTE_READ_BODY)) || !strcmp(r->method, "GET")) {
+        return true;
+    }
+    fail(c, GK_INVALID, "idempotency_not_supported",
+         "idempotency keys are kept for database writes (appends, stream metadata and "
+         "deletes), not for administrative or subscription requests", h);
+    return false;
+}
+
+/* ---- the pipeline ---- */
+
+/* Answers what the path and method select: 400 for a bad path, 404, 405, or the route after
+ * its key, parameters, database, rate limit and idempotency checks. */
+static void dispatch(struct gate_call *c, struct slice rest, int tag_base)
+{
+    int rc = split_path(c, rest);
+    bool known = false;
+    const struct route *r = rc ? NULL : find_route(c, &known);
+    static const struct route ANY_KEY = {.method = "", .pattern = "", .need = NEED_ANY};
+    c->route = r;
+    if (r) {
+        http_set_tag(c->req, tag_base + (int)(r - c->mount->routes));
+    }
+    if (!r && !authorize(c, &ANY_KEY)) {
+        /* without a valid key, nothing tells which routes exist */
+    } else if (rc == ERR_INVALID) {
+        fail(c, GK_INVALID, "invalid_path", "the path has a bad percent-escape, an empty "
+             "segment or a dot segment (. or ..)", NULL);
+    } else if (!r && known) {
+        answer_405(c);
+    } else if (!r) {
+        fail(c, GK_NOT_FOUND, "not_found", "no such route", NULL);
+    } else if (authorize(c, r) && params_ok(c) && (!(r->flags & ROUTE_DB) || acquire_db(c)) &&
+               rate_ok(c) && idem_ok(c, r)) {
+        r->fn(c);
+    }
+}
+
+static void call_fini(struct gate_call *c)
+{
+    for (size_t i = 0; i < c->nseg; i++) {
+        free(c->seg[i]);
+    }
+    engine_db_release(c->db);
+}
+
+void gate_handle(void *arg, struct http_req *req)
+{
+    struct gate *g = arg;
+    request_id(req);
+    struct slice rest;
+    int k = find_mount(g, http_req_path(req), &rest);
+    if (k < 0) { /* no mount at the root: answer in the last mount's envelope */
+        k = (int)g->nmounts - 1;
+        rest = (struct slice){"", 0};
+    }
+    struct gate_call c = {.gate = g, .mount = g->mounts[k].desc, .ctx = g->mounts[k].ctx,
+                          .req = req};
+    if (!host_allowed(g, req)) {
+        fail(&c, GK_FORBIDDEN, "host_not_allowed",
+             "while authentication is off this server answers only requests addressed to "
+             "localhost, 127.0.0.1 or [::1] (a defence against DNS rebinding); list other names "
+             "with --allowed-hosts", "Host");
+        return;
+    }
+    const char *origin = http_req_header(req, "Origin");
+    bool allowed = origin && origin_allowed(g, req, origin);
+    if (!cors(c.mount, req, origin, allowed) && browser_ok(&c, origin, allowed)) {
+        dispatch(&c, rest, g->mounts[k].tag_base);
+    }
+    call_fini(&c);
+}
