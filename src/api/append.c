@@ -4,7 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/native.h"
 #include "api/out.h"
+#include "gate/gate.h"
 #include "api/parse.h"
 #include "api/qparse.h"
 #include "json/jsonx.h"
@@ -30,10 +32,27 @@ struct append_ctx {
     struct append_part meta_part;
     struct db *db;                  /* acquired reference */
     struct http_req *http;          /* borrowed until answered */
-    char idem_key[LIMIT_IDEM_KEY_BYTES + 1]; /* the request's idempotency key, "" when none */
+    char idem_key[LIMIT_IDEM_KEY_BYTES + 2]; /* the request's idempotency key (after the
+                                                 style's namespace byte), "" when none */
     const char *idem_header;        /* the header that carried it */
+    struct append_style style;      /* how this request is answered */
     int refs;                       /* atomic: 2 while queued (HTTP + writer) */
 };
+
+static const struct append_style NATIVE_STYLE = {&api_native_mount, 0, NULL};
+
+/* Answers e in the style's envelope. */
+static void fail(struct append_ctx *ax, struct http_req *req, const struct gate_error *e)
+{
+    gate_fail_req(ax->style.mount, req, e);
+}
+
+static void fail_simple(struct append_ctx *ax, struct http_req *req, unsigned kind,
+                        const char *code, const char *message, const char *field)
+{
+    struct gate_error e = {.kind = kind, .code = code, .message = message, .field = field};
+    fail(ax, req, &e);
+}
 
 static void ctx_free(struct append_ctx *ax)
 {
@@ -134,49 +153,28 @@ static unsigned render_appended(struct append_ctx *ax, struct buf *out)
 static void answer_version_conflict(struct append_ctx *ax)
 {
     const struct append_part *p = &ax->req.parts[ax->req.failed];
-    struct buf b;
-    buf_init(&b);
-    buf_adds(&b, "{\"error\":{\"code\":\"wrong_expected_version\",\"message\":\"the stream's "
-                 "version does not match expectedVersion\",\"field\":\"");
+    char field[48] = "expectedVersion";
     if (ax->multi) {
-        buf_printf(&b, "appends[%zu].", ax->req.failed);
+        snprintf(field, sizeof field, "appends[%zu].expectedVersion", ax->req.failed);
     }
-    buf_adds(&b, "expectedVersion\",\"stream\":");
-    buf_add_json_str(&b, p->stream.ptr, p->stream.len);
-    buf_adds(&b, ",\"actualVersion\":");
-    buf_add_u64(&b, p->actual_version);
-    buf_adds(&b, "}}");
-    out_json(ax->http, 409, &b);
+    struct gate_error e = {.kind = GK_CONFLICT, .code = "wrong_expected_version",
+                           .message = "the stream's version does not match expectedVersion",
+                           .field = field, .stream = p->stream, .has_actual_version = true,
+                           .actual_version = p->actual_version};
+    fail(ax, ax->http, &e);
 }
 
 static void answer_condition_failed(struct append_ctx *ax)
 {
     const struct append_cond *c = &ax->req.conds[ax->req.failed];
-    struct buf b;
-    buf_init(&b);
-    buf_adds(&b, "{\"error\":{\"code\":\"condition_failed\",\"message\":\"an append condition "
-                 "does not hold\",\"field\":\"");
-    buf_adds(&b, ax->cond_field[ax->req.failed]);
-    buf_adds(&b, "\",\"lastPosition\":");
-    buf_add_u64(&b, c->last_position);
-    buf_adds(&b, ",\"conflictingPositions\":[");
-    for (size_t i = 0; i < c->nconflicts; i++) {
-        if (i) {
-            buf_addc(&b, ',');
-        }
-        buf_add_u64(&b, c->conflicts[i]);
-    }
-    buf_addc(&b, ']');
-    if (strcmp(ax->cond_field[ax->req.failed], "condition") == 0) {
-        buf_adds(&b, ",\"after\":");
-        if (ax->has_after) {
-            buf_add_u64(&b, c->max);
-        } else {
-            buf_adds(&b, "null");
-        }
-    }
-    buf_adds(&b, "}}");
-    out_json(ax->http, 409, &b);
+    bool dcb = strcmp(ax->cond_field[ax->req.failed], "condition") == 0;
+    struct gate_error e = {.kind = GK_CONFLICT, .code = "condition_failed",
+                           .message = "an append condition does not hold",
+                           .field = ax->cond_field[ax->req.failed], .has_last_position = true,
+                           .last_position = c->last_position, .conflicts = c->conflicts,
+                           .nconflicts = c->nconflicts, .has_after = dcb,
+                           .after_given = ax->has_after, .after = c->max};
+    fail(ax, ax->http, &e);
 }
 
 static void answer_duplicate_id(struct append_ctx *ax)
@@ -187,10 +185,10 @@ static void answer_duplicate_id(struct append_ctx *ax)
     }
     char field[64];
     event_field(ax, p, k, ".id", field, sizeof field);
-    out_error(ax->http, 409, "duplicate_event_id",
-              "an event with this id is stored with other content, or the request mixes "
-              "stored and new event ids",
-              field);
+    fail_simple(ax, ax->http, GK_CONFLICT, "duplicate_event_id",
+                "an event with this id is stored with other content, or the request mixes "
+                "stored and new event ids",
+                field);
 }
 
 /* The answer of a lifecycle request that succeeded: 204 (no body) for deletes. */
@@ -230,7 +228,13 @@ static void answer_success(struct append_ctx *ax)
     if (r->replayed) {
         http_add_header(ax->http, "X-Idempotency-Replayed", "true");
     }
-    if (r->answer.len) {
+    if (ax->style.answer) {
+        struct buf copy; /* the stored answer stays the request's */
+        buf_init(&copy);
+        buf_add(&copy, r->answer.ptr ? r->answer.ptr : "", r->answer.len);
+        ax->style.answer(ax->http, r->answer_status, &copy, r->replayed);
+        buf_fini(&copy);
+    } else if (r->answer.len) {
         out_json(ax->http, r->answer_status, &r->answer);
     } else {
         http_respond(ax->http, r->answer_status, &r->answer, NULL);
@@ -241,37 +245,33 @@ static void answer_success(struct append_ctx *ax)
 static void on_appended(struct append_req *r)
 {
     struct append_ctx *ax = r->arg;
+    char f[48] = "";
+    bool part = ax->multi && !ax->dcb;
     if (r->err == 0) {
         answer_success(ax);
     } else if (r->err == ERR_CONFLICT && r->conflict == CONFLICT_IDEM_MISMATCH) {
-        out_error(ax->http, 422, "idempotency_key_reused",
-                  "this idempotency key was used by a different request (method, path or body) "
-                  "within its lifetime; nothing was written",
-                  ax->idem_header);
+        fail_simple(ax, ax->http, GK_UNPROCESSABLE, "idempotency_key_reused",
+                    "this idempotency key was used by a different request (method, path or "
+                    "body) within its lifetime; nothing was written", ax->idem_header);
     } else if (r->err == ERR_CONFLICT && r->conflict == CONFLICT_DELETED) {
-        char f[40] = "stream";
-        if (ax->multi && !ax->dcb) {
-            snprintf(f, sizeof f, "appends[%zu].stream", r->failed);
-        }
-        out_error(ax->http, 410, "stream_deleted", "the stream was deleted for good (tombstone)",
-                  f);
+        snprintf(f, sizeof f, part ? "appends[%zu].stream" : "stream", r->failed);
+        fail_simple(ax, ax->http, GK_GONE, "stream_deleted",
+                    "the stream was deleted for good (tombstone)", f);
     } else if (r->err == ERR_CONFLICT && r->conflict == CONFLICT_TOO_LARGE) {
-        char f[32] = "events";
-        if (ax->multi && !ax->dcb) {
-            snprintf(f, sizeof f, "appends[%zu].events", r->failed);
-        }
-        out_error(ax->http, 413, "stream_too_large",
-                  "the stream would grow past the database's maxStreamSizeBytes", f);
+        snprintf(f, sizeof f, part ? "appends[%zu].events" : "events", r->failed);
+        fail_simple(ax, ax->http, GK_TOO_LARGE, "stream_too_large",
+                    "the stream would grow past the database's maxStreamSizeBytes", f);
     } else if (r->err == ERR_CONFLICT && r->conflict == CONFLICT_TOO_BROAD) {
-        out_error(ax->http, 400, "condition_too_broad",
-                  "the condition's query is not narrowed by an index (exact or prefix types, "
-                  "tags, categories, subjects or streams) and the database is too large to "
-                  "check it; nothing was written",
-                  ax->cond_field[r->failed]);
+        fail_simple(ax, ax->http, GK_INVALID, "condition_too_broad",
+                    "the condition's query is not narrowed by an index (exact or prefix types, "
+                    "tags, categories, subjects or streams) and the database is too large to "
+                    "check it; nothing was written", ax->cond_field[r->failed]);
     } else if (r->err == ERR_CONFLICT && r->conflict == CONFLICT_NO_STREAM) {
-        out_error(ax->http, 404, "stream_not_found", "no such stream", "stream");
+        fail_simple(ax, ax->http, GK_NOT_FOUND, "stream_not_found", "no such stream", "stream");
     } else if (r->err != ERR_CONFLICT) {
-        out_engine_error(ax->http, r->err);
+        struct gate_error e;
+        gate_engine_error(r->err, &e);
+        fail(ax, ax->http, &e);
     } else if (r->conflict == CONFLICT_VERSION) {
         answer_version_conflict(ax);
     } else if (r->conflict == CONFLICT_CONDITION) {
@@ -344,10 +344,13 @@ static int take_idem_key(struct http_req *req, struct append_ctx *ax)
         char msg[160];
         snprintf(msg, sizeof msg, "an idempotency key is 1 to %d printable ASCII characters "
                  "(and both headers, when given, must agree)", LIMIT_IDEM_KEY_BYTES);
-        out_error(req, 400, "invalid_idempotency_key", msg, ax->idem_header);
+        fail_simple(ax, req, GK_INVALID, "invalid_idempotency_key", msg, ax->idem_header);
         return ERR_INVALID;
     }
-    memcpy(ax->idem_key, key, n + 1);
+    /* a surface's keys live in its own namespace: a leading byte no client key holds */
+    size_t ns = ax->style.idem_ns ? 1 : 0;
+    ax->idem_key[0] = (char)ax->style.idem_ns;
+    memcpy(ax->idem_key + ns, key, n + 1);
     const char *m = http_req_method(req);
     struct slice path = http_req_path(req), query = http_req_query_string(req);
     struct slice body = http_req_body(req);
@@ -356,7 +359,7 @@ static int take_idem_key(struct http_req *req, struct append_ctx *ax)
         {"\n", 1}, {body.ptr, body.len},
     };
     hash_sha256(parts, 7, ax->req.idem_hash);
-    ax->req.idem_key = (struct slice){ax->idem_key, n};
+    ax->req.idem_key = (struct slice){ax->idem_key, n + ns};
     ax->req.render = on_render;
     return 0;
 }
@@ -378,26 +381,29 @@ static void submit(struct http_req *req, struct append_ctx *ax)
     if (rc) {
         ax->refs = 1; /* the writer never saw it */
         if (rc == ERR_TOOBIG) {
-            out_error(req, 413, "too_many_events", "too many events or an event too large",
-                      "events");
+            fail_simple(ax, req, GK_TOO_LARGE, "too_many_events",
+                        "too many events or an event too large", "events");
         } else {
-            out_engine_error(req, rc);
+            struct gate_error e;
+            gate_engine_error(rc, &e);
+            fail(ax, req, &e);
         }
     }
 }
 
 void append_stream(struct http_req *req, struct db *db, struct slice stream,
-                   const struct limits *lim)
+                   const struct limits *lim, const struct append_style *style)
 {
     struct append_ctx *ax = xcalloc(1, sizeof(*ax));
     ax->db = db;
+    ax->style = style ? *style : NATIVE_STYLE;
     ax->parsed.parts = xcalloc(1, sizeof(*ax->parsed.parts));
     ax->parsed.nparts = 1;
     struct parsed_append *pa = &ax->parsed.parts[0];
     struct parse_error pe;
     if (parse_append(http_req_body(req), stream, lim, pa, &pe) != 0 ||
         distinct_ids(ax, &pe) != 0) {
-        out_parse_error(req, &pe);
+        out_parse_error_as(ax->style.mount, req, &pe);
         ctx_free(ax);
         return;
     }
@@ -523,10 +529,12 @@ static int parse_conditions(struct append_ctx *ax, struct slice v, struct parse_
     return rc;
 }
 
-void append_multi(struct http_req *req, struct db *db, const struct limits *lim)
+void append_multi(struct http_req *req, struct db *db, const struct limits *lim,
+                  const struct append_style *style)
 {
     struct append_ctx *ax = xcalloc(1, sizeof(*ax));
     ax->db = db;
+    ax->style = style ? *style : NATIVE_STYLE;
     ax->multi = true;
     ax->filters = xcalloc(LIMIT_APPEND_CONDS + 1, sizeof(*ax->filters));
     ax->conds = xcalloc(LIMIT_APPEND_CONDS + 1, sizeof(*ax->conds));
@@ -537,7 +545,7 @@ void append_multi(struct http_req *req, struct db *db, const struct limits *lim)
     if (!rc && ax->parsed.condition.ptr) rc = parse_dcb_condition(ax, ax->parsed.condition, &pe);
     if (!rc && ax->parsed.conditions.ptr) rc = parse_conditions(ax, ax->parsed.conditions, &pe);
     if (rc) {
-        out_parse_error(req, &pe);
+        out_parse_error_as(ax->style.mount, req, &pe);
         ctx_free(ax);
         return;
     }
@@ -551,6 +559,7 @@ void append_meta_op(struct http_req *req, struct db *db, struct slice stream, en
 {
     struct append_ctx *ax = xcalloc(1, sizeof(*ax));
     ax->db = db;
+    ax->style = NATIVE_STYLE;
     buf_init(&ax->req.meta_text);
     size_t n = sizeof META_PREFIX - 1 + stream.len;
     ax->meta_stream = xmalloc(n + 1);

@@ -8,11 +8,27 @@
 #include "engine/engine.h"
 #include "http/server.h"
 
-/* Appends to stream (decoded, valid) of db. Takes over the reference on db. */
+struct gate_mount;
+
+/* How an API surface answers the shared append operations. The request body is always in
+ * the native shape (a dialect translates its own into it first). */
+struct append_style {
+    const struct gate_mount *mount; /* errors go out in its envelope */
+    uint8_t idem_ns;                /* its idempotency keys' namespace (0: the native API's):
+                                       the same key on two surfaces names two requests */
+    /* Sends a success answer given in the native shape (status 201, or 200 for events
+     * already stored; replayed: an idempotent replay, the stored native answer). NULL: send
+     * it as it is. Any thread; native is the callee's to use, not to keep. */
+    void (*answer)(struct http_req *req, unsigned status, struct buf *native, bool replayed);
+};
+
+/* Appends to stream (decoded, valid) of db. Takes over the reference on db. style NULL: the
+ * native API's. */
 void append_stream(struct http_req *req, struct db *db, struct slice stream,
-                   const struct limits *lim);
+                   const struct limits *lim, const struct append_style *style);
 /* Multi-stream / stream-less append with conditions. Takes over the reference on db. */
-void append_multi(struct http_req *req, struct db *db, const struct limits *lim);
+void append_multi(struct http_req *req, struct db *db, const struct limits *lim,
+                  const struct append_style *style);
 
 /* The prefix of a stream's metadata stream (its settings are "$metadata" events there). */
 #define META_PREFIX "$$"

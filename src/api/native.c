@@ -282,6 +282,26 @@ static unsigned native_error(const struct gate_error *e, struct buf *out)
         buf_addc(out, ',');
         buf_adds(out, e->details);
     }
+    if (e->stream.ptr) {
+        buf_adds(out, ",\"stream\":");
+        buf_add_json_str(out, e->stream.ptr, e->stream.len);
+    }
+    if (e->has_actual_version) {
+        buf_printf(out, ",\"actualVersion\":%llu", (unsigned long long)e->actual_version);
+    }
+    if (e->has_last_position) {
+        buf_printf(out, ",\"lastPosition\":%llu", (unsigned long long)e->last_position);
+        buf_adds(out, ",\"conflictingPositions\":[");
+        for (size_t i = 0; i < e->nconflicts; i++) {
+            buf_printf(out, "%s%llu", i ? "," : "", (unsigned long long)e->conflicts[i]);
+        }
+        buf_addc(out, ']');
+    }
+    if (e->has_after && e->after_given) {
+        buf_printf(out, ",\"after\":%llu", (unsigned long long)e->after);
+    } else if (e->has_after) {
+        buf_adds(out, ",\"after\":null");
+    }
     buf_adds(out, "}}");
     return e->kind;
 }
@@ -1199,7 +1219,7 @@ static void stream_append(struct gate_call *c)
     }
     struct db *db = c->db;
     c->db = NULL; /* the append holds the reference now */
-    append_stream(c->req, db, name, &api_of(c)->limits);
+    append_stream(c->req, db, name, &api_of(c)->limits, NULL);
 }
 
 static void multi_append(struct gate_call *c)
@@ -1209,7 +1229,7 @@ static void multi_append(struct gate_call *c)
     }
     struct db *db = c->db;
     c->db = NULL;
-    append_multi(c->req, db, &api_of(c)->limits);
+    append_multi(c->req, db, &api_of(c)->limits, NULL);
 }
 
 /* ---- stream lifecycle ---- */

@@ -7,7 +7,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include "api/native.h"
 #include "api/parse.h"
+#include "gate/gate.h"
 #include "engine/engine.h"
 #include "util/errors.h"
 #include "util/hash.h"
@@ -118,6 +120,19 @@ void out_event(struct buf *b, const struct event_rec *ev)
     buf_adds(b, ",\"hash\":\"");
     buf_adds(b, hash);
     buf_adds(b, "\"}");
+}
+
+void out_parse_error_as(const struct gate_mount *m, struct http_req *req,
+                        const struct parse_error *pe)
+{
+    char offset[32] = "";
+    if (pe->offset >= 0) {
+        snprintf(offset, sizeof offset, "\"offset\":%ld", pe->offset);
+    }
+    struct gate_error e = {.kind = pe->status, .code = pe->code, .message = pe->message,
+                           .field = pe->field[0] ? pe->field : NULL,
+                           .details = offset[0] ? offset : NULL};
+    gate_fail_req(m, req, &e);
 }
 
 void out_parse_error(struct http_req *req, const struct parse_error *pe)

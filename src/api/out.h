@@ -26,6 +26,10 @@ struct stream_meta;
 void out_stream_meta(struct buf *b, const struct stream_meta *m);
 
 struct parse_error;
+struct gate_mount;
+/* The same in the envelope of mount m. */
+void out_parse_error_as(const struct gate_mount *m, struct http_req *req,
+                        const struct parse_error *pe);
 /* Answers a refused request body or parameter (api/parse.h): the error JSON, or for
  * invalid_json the message with the byte offset. */
 void out_parse_error(struct http_req *req, const struct parse_error *pe);

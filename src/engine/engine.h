@@ -244,7 +244,7 @@ struct append_req {
      * writer thread once they are laid out (positions, versions, recorded_us set) and before
      * the write, and must fill answer_status and answer: that answer is stored with the
      * events, in the same durable write. A request that writes nothing stores no key. */
-    struct slice idem_key;         /* borrowed; 1..LIMIT_IDEM_KEY_BYTES when used */
+    struct slice idem_key;         /* borrowed; 1..LIMIT_IDEM_STORED_KEY_BYTES when used */
     uint8_t idem_hash[32];         /* SHA-256 of what the request asks */
     void (*render)(struct append_req *req);
     bool replayed;                 /* result: the stored answer is in answer */

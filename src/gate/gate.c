@@ -96,34 +96,37 @@ void gate_fail(const struct gate_call *c, const struct gate_error *e)
 
 void gate_engine_error(int err, struct gate_error *out)
 {
-    *out = (struct gate_error){GK_INTERNAL, "storage_error",
-                               "storage failed (see the server log); no write in this request "
-                               "was acknowledged", NULL, NULL};
+    *out = (struct gate_error){.kind = GK_INTERNAL, .code = "storage_error",
+                               .message = "storage failed (see the server log); no write in "
+                                          "this request was acknowledged"};
     switch (err) {
     case ERR_NOTFOUND:
-        *out = (struct gate_error){GK_NOT_FOUND, "not_found", "not found", NULL, NULL};
+        *out = (struct gate_error){.kind = GK_NOT_FOUND, .code = "not_found",
+                                   .message = "not found"};
         break;
     case ERR_GONE:
-        *out = (struct gate_error){GK_NOT_FOUND, "database_not_found",
-                                   "the database was deleted", NULL, NULL};
+        *out = (struct gate_error){.kind = GK_NOT_FOUND, .code = "database_not_found",
+                                   .message = "the database was deleted"};
         break;
     case ERR_DELETED:
-        *out = (struct gate_error){GK_GONE, "stream_deleted",
-                                   "the stream was deleted for good (tombstone)", "stream", NULL};
+        *out = (struct gate_error){.kind = GK_GONE, .code = "stream_deleted",
+                                   .message = "the stream was deleted for good (tombstone)",
+                                   .field = "stream"};
         break;
     case ERR_NOSPACE:
-        *out = (struct gate_error){GK_STORAGE_FULL, "storage_full",
-                                   "the database is out of space; nothing was written", NULL,
-                                   NULL};
+        *out = (struct gate_error){.kind = GK_STORAGE_FULL, .code = "storage_full",
+                                   .message = "the database is out of space; nothing was "
+                                              "written"};
         break;
     case ERR_CORRUPT:
-        *out = (struct gate_error){GK_INTERNAL, "data_corrupt",
-                                   "stored data failed its integrity check; run annals verify",
-                                   NULL, NULL};
+        *out = (struct gate_error){.kind = GK_INTERNAL, .code = "data_corrupt",
+                                   .message = "stored data failed its integrity check; run "
+                                              "annals verify"};
         break;
     case ERR_SHUTDOWN:
-        *out = (struct gate_error){GK_UNAVAILABLE, "shutting_down",
-                                   "the server is shutting down; nothing was written", NULL, NULL};
+        *out = (struct gate_error){.kind = GK_UNAVAILABLE, .code = "shutting_down",
+                                   .message = "the server is shutting down; nothing was "
+                                              "written"};
         break;
     }
 }
@@ -138,7 +141,7 @@ void gate_fail_engine(const struct gate_call *c, int err)
 static void fail(const struct gate_call *c, unsigned kind, const char *code, const char *message,
                  const char *field)
 {
-    struct gate_error e = {kind, code, message, field, NULL};
+    struct gate_error e = {.kind = kind, .code = code, .message = message, .field = field};
     gate_fail(c, &e);
 }
 
@@ -156,7 +159,7 @@ void gate_http_error(void *arg, struct slice path, unsigned status, const char *
         buf_printf(out, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", code, message);
         return;
     }
-    struct gate_error e = {status, code, message, NULL, NULL};
+    struct gate_error e = {.kind = status, .code = code, .message = message};
     (void)m->error(&e, out); /* the HTTP layer keeps its own status */
 }
 

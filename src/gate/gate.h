@@ -50,7 +50,18 @@ struct gate_error {
     const char *message;   /* human text */
     const char *field;     /* the offending input ("expectedVersion", "Host"), or NULL */
     const char *details;   /* more members of the native error object as JSON text without
-                              braces ("\"actualVersion\":3"), or NULL */
+                              braces ("\"offset\":3"), or NULL */
+    /* what the engine reports with a conflict, each when present: */
+    struct slice stream;   /* the stream concerned (ptr NULL: none) */
+    bool has_actual_version;
+    uint64_t actual_version;        /* the stream's version (native, 1-based count) */
+    bool has_last_position;
+    uint64_t last_position;         /* a condition's newest matching position (0: none) */
+    const uint64_t *conflicts;      /* conflicting positions, ascending */
+    size_t nconflicts;
+    bool has_after;                 /* a DCB condition's `after` (null when absent) */
+    bool after_given;
+    uint64_t after;
 };
 
 /* Writes e as the mount's error body into out; returns the status to answer with (usually

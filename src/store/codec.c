@@ -18,6 +18,8 @@
  */
 #include "store/codec.h"
 
+#include "util/limits.h"
+
 #include <string.h>
 
 #include "util/errors.h"
@@ -212,7 +214,8 @@ int codec_idem_decode(const uint8_t *p, size_t n, struct idem_rec *out)
         return ERR(ERR_CORRUPT);
     }
     size_t k = be32_get(p + 4), a = be32_get(p + 48);
-    if (k == 0 || k > n - IDEM_HEADER_BYTES || a != n - IDEM_HEADER_BYTES - k) {
+    if (k == 0 || k > LIMIT_IDEM_STORED_KEY_BYTES || k > n - IDEM_HEADER_BYTES ||
+        a != n - IDEM_HEADER_BYTES - k) {
         return ERR(ERR_CORRUPT);
     }
     out->status = (uint16_t)(p[2] << 8 | p[3]);

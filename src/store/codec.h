@@ -36,7 +36,7 @@ enum {
 /* An idempotency record (an aux frame of a log batch, and the value of the idem table): what
  * a write that carried an idempotency key answered. Slices borrow. */
 struct idem_rec {
-    struct slice key;                /* the client's key, 1..LIMIT_IDEM_KEY_BYTES */
+    struct slice key;                /* the stored key, 1..LIMIT_IDEM_STORED_KEY_BYTES */
     uint8_t hash[HASH_SHA256_LEN];   /* of the request (method, path, query, body) */
     uint16_t status;                 /* HTTP status of the answer */
     int64_t created_us;              /* commit time of the write */

@@ -727,7 +727,7 @@ static int put_idem(void *arg, uint64_t rec_off, uint32_t len)
         return ERR(ERR_CORRUPT);
     }
     MDB_val k = {ir.key.len, (void *)ir.key.ptr}, v = {len, (void *)rec};
-    uint8_t ak[8 + LIMIT_IDEM_KEY_BYTES];
+    uint8_t ak[8 + LIMIT_IDEM_STORED_KEY_BYTES];
     MDB_val k2 = {idemage_key(ak, ir.created_us, ir.key), ak}, v2 = {0, NULL};
     int rc = mdb_put(ix->txn, ix->st->idem, &k, &v, 0);
     if (!rc) rc = mdb_put(ix->txn, ix->st->idemage, &k2, &v2, 0);

@@ -3,6 +3,7 @@
 
 #include "store/codec.h"
 #include "unit.h"
+#include "util/limits.h"
 #include "util/errors.h"
 
 static struct event_rec sample(void)
@@ -246,4 +247,15 @@ TEST(idempotency_record_round_trip_and_damage)
     r.key.len = 0;                                              /* keys are never empty */
     codec_idem_encode(&r, buf);
     ASSERT_EQ(codec_idem_decode(buf, codec_idem_size(&r), &o), ERR_CORRUPT);
+    /* a stored key is at most a namespace byte and 255 bytes: longer is damage (the indexer
+     * copies keys into a buffer of that size) */
+    static char longkey[LIMIT_IDEM_STORED_KEY_BYTES + 1];
+    memset(longkey, 'k', sizeof longkey);
+    static uint8_t big[IDEM_HEADER_BYTES + sizeof longkey + 8];
+    r.key = (struct slice){longkey, LIMIT_IDEM_STORED_KEY_BYTES};
+    codec_idem_encode(&r, big);
+    ASSERT_EQ(codec_idem_decode(big, codec_idem_size(&r), &o), 0);
+    r.key.len = LIMIT_IDEM_STORED_KEY_BYTES + 1;
+    codec_idem_encode(&r, big);
+    ASSERT_EQ(codec_idem_decode(big, codec_idem_size(&r), &o), ERR_CORRUPT);
 }
