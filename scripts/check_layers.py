@@ -20,10 +20,11 @@ ALLOWED = {
     "http": BASE | {"json", "http"},
     "auth": BASE | {"auth"},
     "gate": BASE | {"json", "model", "query", "engine", "http", "auth", "gate"},
-    "api": BASE | {"json", "model", "query", "engine", "http", "auth", "gate", "api"},
+    "ops": BASE | {"json", "model", "query", "engine", "http", "auth", "gate", "ops"},
+    "api": BASE | {"json", "model", "query", "engine", "http", "auth", "gate", "ops", "api"},
 }
-# every dialect: what the API layer may use, except the native API itself and storage
-DIALECT = BASE | {"json", "model", "query", "engine", "http", "auth", "gate"}
+# every dialect: what the native API may use, except the native API itself (and storage)
+DIALECT = BASE | {"json", "model", "query", "engine", "http", "auth", "gate", "ops"}
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([a-z0-9_]+)/([^"]+)"', re.M)
 
 

@@ -17,8 +17,8 @@
 
 #include "api/groups_api.h"
 #include "api/keys_api.h"
-#include "api/live.h"
-#include "api/out.h"
+#include "ops/live.h"
+#include "ops/out.h"
 #include "api/metrics.h"
 #include "api/native.h"
 #include "gate/gate.h"

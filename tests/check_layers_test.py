@@ -26,7 +26,9 @@ CASES = [
                            "main.c": '#include "store/store.h"\n'}, 0),
     ("api including store fails", {"api/a.c": '#include "store/codec.h"\n'}, 1),
     ("engine including http fails", {"engine/e.c": '#include "http/server.h"\n'}, 1),
-    ("dialect including api fails", {"dialect/x/r.c": '#include "api/out.h"\n'}, 1),
+    ("dialect including api fails", {"dialect/x/r.c": '#include "api/native.h"\n'}, 1),
+    ("ops including api fails", {"ops/a.c": '#include "api/native.h"\n'}, 1),
+    ("dialect using ops passes", {"dialect/x/r.c": '#include "ops/append.h"\n'}, 0),
     ("dialect including another dialect fails", {"dialect/x/r.c": '#include "dialect/y/t.h"\n'}, 1),
     ("unknown folder fails", {"weird/w.c": '#include "util/buf.h"\n'}, 1),
 ]

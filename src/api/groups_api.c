@@ -5,9 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/out.h"
-#include "api/parse.h"
-#include "api/qparse.h"
+#include "ops/out.h"
+#include "ops/parse.h"
+#include "ops/qparse.h"
 #include "engine/groups.h"
 #include "util/errors.h"
 

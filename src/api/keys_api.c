@@ -4,9 +4,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "api/out.h"
+#include "ops/out.h"
 #include "gate/gate.h"
-#include "api/parse.h"
+#include "ops/parse.h"
 #include "util/errors.h"
 #include "util/log.h"
 #include "util/timeutil.h"

@@ -12,14 +12,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/append.h"
+#include "ops/append.h"
 #include "api/groups_api.h"
-#include "api/live.h"
+#include "ops/live.h"
 #include "api/keys_api.h"
 #include "api/metrics.h"
-#include "api/out.h"
-#include "api/parse.h"
-#include "api/qparse.h"
+#include "ops/out.h"
+#include "ops/parse.h"
+#include "ops/qparse.h"
 #include "gate/ratelimit.h"
 #include "gate/route.h"
 #include "api/webhooks_api.h"
@@ -267,45 +267,6 @@ static const struct route ROUTES[] = {
 
 enum { NROUTES = sizeof ROUTES / sizeof ROUTES[0] };
 
-/* The native error envelope: {"error":{"code","message","field"?, details...}}. */
-static unsigned native_error(const struct gate_error *e, struct buf *out)
-{
-    buf_adds(out, "{\"error\":{\"code\":");
-    buf_add_json_str(out, e->code, strlen(e->code));
-    buf_adds(out, ",\"message\":");
-    buf_add_json_str(out, e->message, strlen(e->message));
-    if (e->field) {
-        buf_adds(out, ",\"field\":");
-        buf_add_json_str(out, e->field, strlen(e->field));
-    }
-    if (e->details && *e->details) {
-        buf_addc(out, ',');
-        buf_adds(out, e->details);
-    }
-    if (e->stream.ptr) {
-        buf_adds(out, ",\"stream\":");
-        buf_add_json_str(out, e->stream.ptr, e->stream.len);
-    }
-    if (e->has_actual_version) {
-        buf_printf(out, ",\"actualVersion\":%llu", (unsigned long long)e->actual_version);
-    }
-    if (e->has_last_position) {
-        buf_printf(out, ",\"lastPosition\":%llu", (unsigned long long)e->last_position);
-        buf_adds(out, ",\"conflictingPositions\":[");
-        for (size_t i = 0; i < e->nconflicts; i++) {
-            buf_printf(out, "%s%llu", i ? "," : "", (unsigned long long)e->conflicts[i]);
-        }
-        buf_addc(out, ']');
-    }
-    if (e->has_after && e->after_given) {
-        buf_printf(out, ",\"after\":%llu", (unsigned long long)e->after);
-    } else if (e->has_after) {
-        buf_adds(out, ",\"after\":null");
-    }
-    buf_adds(out, "}}");
-    return e->kind;
-}
-
 static const char CORS_ALLOW[] = "Authorization, Content-Type, X-API-Key, Idempotency-Key, "
                                  "X-Idempotency-Key, X-Request-Id, Last-Event-ID";
 static const char CORS_EXPOSE[] = "X-Request-Id, X-Idempotency-Replayed, Location, Allow, "
@@ -320,7 +281,7 @@ const struct gate_mount api_native_mount = {
     .key_param = "api_key",
     .db_from = GATE_DB_PATH,
     .db_param = "db",
-    .error = native_error,
+    .error = gate_native_error,
     .rate_window_s = 1,
     .cors_allow_headers = CORS_ALLOW,
     .cors_expose_headers = CORS_EXPOSE,

@@ -7,9 +7,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include "api/out.h"
-#include "api/parse.h"
-#include "api/qparse.h"
+#include "ops/out.h"
+#include "ops/parse.h"
+#include "ops/qparse.h"
 #include "engine/groups.h"
 #include "engine/webhooks.h"
 #include "util/errors.h"

@@ -81,11 +81,50 @@ static int find_mount(const struct gate *g, struct slice path, struct slice *res
 
 /* ---- errors ---- */
 
+/* The native error envelope: {"error":{"code","message","field"?, details...}}. */
+unsigned gate_native_error(const struct gate_error *e, struct buf *out)
+{
+    buf_adds(out, "{\"error\":{\"code\":");
+    buf_add_json_str(out, e->code, strlen(e->code));
+    buf_adds(out, ",\"message\":");
+    buf_add_json_str(out, e->message, strlen(e->message));
+    if (e->field) {
+        buf_adds(out, ",\"field\":");
+        buf_add_json_str(out, e->field, strlen(e->field));
+    }
+    if (e->details && *e->details) {
+        buf_addc(out, ',');
+        buf_adds(out, e->details);
+    }
+    if (e->stream.ptr) {
+        buf_adds(out, ",\"stream\":");
+        buf_add_json_str(out, e->stream.ptr, e->stream.len);
+    }
+    if (e->has_actual_version) {
+        buf_printf(out, ",\"actualVersion\":%llu", (unsigned long long)e->actual_version);
+    }
+    if (e->has_last_position) {
+        buf_printf(out, ",\"lastPosition\":%llu", (unsigned long long)e->last_position);
+        buf_adds(out, ",\"conflictingPositions\":[");
+        for (size_t i = 0; i < e->nconflicts; i++) {
+            buf_printf(out, "%s%llu", i ? "," : "", (unsigned long long)e->conflicts[i]);
+        }
+        buf_addc(out, ']');
+    }
+    if (e->has_after && e->after_given) {
+        buf_printf(out, ",\"after\":%llu", (unsigned long long)e->after);
+    } else if (e->has_after) {
+        buf_adds(out, ",\"after\":null");
+    }
+    buf_adds(out, "}}");
+    return e->kind;
+}
+
 void gate_fail_req(const struct gate_mount *m, struct http_req *req, const struct gate_error *e)
 {
     struct buf b;
     buf_init(&b);
-    unsigned status = m->error(e, &b);
+    unsigned status = m ? m->error(e, &b) : gate_native_error(e, &b);
     http_respond(req, status, &b, NULL);
 }
 

@@ -153,9 +153,14 @@ bool gate_route_label(const struct gate *g, int tag, char *out, size_t cap);
 /* Total routes over every mount (the tags are 0..n-1). */
 size_t gate_route_count(const struct gate *g);
 
+/* The native envelope (a gate_error_fn): {"error":{"code","message","field"?, the conflict's
+ * members (stream, actualVersion, lastPosition, conflictingPositions, after), details}}. */
+unsigned gate_native_error(const struct gate_error *e, struct buf *out);
+
 /* Answers the request of c with e in its mount's envelope. */
 void gate_fail(const struct gate_call *c, const struct gate_error *e);
-/* The same for a request whose call is gone (deferred answers): mount's envelope. */
+/* The same for a request whose call is gone (deferred answers): m's envelope (NULL: the
+ * native one). */
 void gate_fail_req(const struct gate_mount *m, struct http_req *req, const struct gate_error *e);
 /* Answers an engine error (ERR_*) in c's envelope. */
 void gate_fail_engine(const struct gate_call *c, int err);

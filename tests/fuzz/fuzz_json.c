@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/parse.h"
+#include "ops/parse.h"
 #include "json/validate.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

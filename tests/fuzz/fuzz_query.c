@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/parse.h"
-#include "api/qparse.h"
+#include "ops/parse.h"
+#include "ops/qparse.h"
 #include "query/filter.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

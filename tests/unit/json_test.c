@@ -1,7 +1,7 @@
 /* json/jsonx span scanning and minifying, and api/parse request parsing. */
 #include <string.h>
 
-#include "api/parse.h"
+#include "ops/parse.h"
 #include "engine/expect.h"
 #include "http/server.h"
 #include "json/jsonx.h"

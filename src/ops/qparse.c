@@ -1,4 +1,4 @@
-#include "api/qparse.h"
+#include "ops/qparse.h"
 
 #include <jansson.h>
 #include <stdio.h>

@@ -1,10 +1,10 @@
 /* Parsing of native query requests (docs/api.md, "Querying the log") into a filter
  * (query/filter.h) and an engine query: from GET parameters or a POST /query JSON body. Pure:
  * text in, structures out; every refusal names its parameter or member. */
-#ifndef API_QPARSE_H
-#define API_QPARSE_H
+#ifndef OPS_QPARSE_H
+#define OPS_QPARSE_H
 
-#include "api/parse.h"
+#include "ops/parse.h"
 #include "engine/engine.h"
 #include "query/filter.h"
 

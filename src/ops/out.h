@@ -1,7 +1,7 @@
 /* Shared answer helpers for API handlers: JSON errors with stable codes, and the JSON form of
  * a stored event. */
-#ifndef API_OUT_H
-#define API_OUT_H
+#ifndef OPS_OUT_H
+#define OPS_OUT_H
 
 #include <stdint.h>
 

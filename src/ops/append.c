@@ -1,14 +1,13 @@
-#include "api/append.h"
+#include "ops/append.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/native.h"
-#include "api/out.h"
+#include "ops/out.h"
 #include "gate/gate.h"
-#include "api/parse.h"
-#include "api/qparse.h"
+#include "ops/parse.h"
+#include "ops/qparse.h"
 #include "json/jsonx.h"
 #include "query/filter.h"
 #include "util/errors.h"
@@ -39,7 +38,7 @@ struct append_ctx {
     int refs;                       /* atomic: 2 while queued (HTTP + writer) */
 };
 
-static const struct append_style NATIVE_STYLE = {&api_native_mount, 0, NULL};
+static const struct append_style NATIVE_STYLE = {NULL, 0, NULL}; /* NULL: native envelope */
 
 /* Answers e in the style's envelope. */
 static void fail(struct append_ctx *ax, struct http_req *req, const struct gate_error *e)

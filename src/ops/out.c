@@ -1,5 +1,5 @@
 /* Error and event encoders for the API layer. */
-#include "api/out.h"
+#include "ops/out.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -7,8 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "api/native.h"
-#include "api/parse.h"
+#include "ops/parse.h"
 #include "gate/gate.h"
 #include "engine/engine.h"
 #include "util/errors.h"

@@ -8,12 +8,12 @@
  *
  * Threads: a subscription's pump runs on its connection's I/O thread; the registry may be
  * used from any thread. */
-#ifndef API_LIVE_H
-#define API_LIVE_H
+#ifndef OPS_LIVE_H
+#define OPS_LIVE_H
 
 #include <stdint.h>
 
-#include "api/qparse.h"
+#include "ops/qparse.h"
 #include "engine/engine.h"
 #include "http/server.h"
 

@@ -1,7 +1,7 @@
 /* Parsing of native API request bodies and query values into engine requests. Pure: bytes in,
  * structures out (jansson for validation, json/jsonx for exact value spans). */
-#ifndef API_PARSE_H
-#define API_PARSE_H
+#ifndef OPS_PARSE_H
+#define OPS_PARSE_H
 
 #include <stdbool.h>
 #include <stddef.h>

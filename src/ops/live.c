@@ -1,11 +1,11 @@
-#include "api/live.h"
+#include "ops/live.h"
 
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/out.h"
+#include "ops/out.h"
 #include "engine/groups.h"
 #include "json/jsonx.h"
 #include "json/validate.h"

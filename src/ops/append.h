@@ -2,8 +2,8 @@
  * streams or stream-less events with conditions (POST .../events). Each parses the body,
  * queues an engine append and answers once the commit holding the events is on disk (or with
  * the conflict or error). Wire format: docs/api.md. */
-#ifndef API_APPEND_H
-#define API_APPEND_H
+#ifndef OPS_APPEND_H
+#define OPS_APPEND_H
 
 #include "engine/engine.h"
 #include "http/server.h"

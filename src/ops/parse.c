@@ -3,7 +3,7 @@
  * json/jsonx (names decoded, each allowed once), and each event's data, metadata and tags are
  * stored as their raw text, minified, so numbers, key order, duplicate keys and escapes in
  * users' data are kept exactly as sent. No DOM is built. */
-#include "api/parse.h"
+#include "ops/parse.h"
 
 #include <jansson.h>
 #include <stdarg.h>
