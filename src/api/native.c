@@ -1180,7 +1180,7 @@ static void stream_append(struct gate_call *c)
     }
     struct db *db = c->db;
     c->db = NULL; /* the append holds the reference now */
-    append_stream(c->req, db, name, &api_of(c)->limits, NULL);
+    append_stream(c->req, db, name, http_req_body(c->req), &api_of(c)->limits, NULL);
 }
 
 static void multi_append(struct gate_call *c)
@@ -1190,7 +1190,7 @@ static void multi_append(struct gate_call *c)
     }
     struct db *db = c->db;
     c->db = NULL;
-    append_multi(c->req, db, &api_of(c)->limits, NULL);
+    append_multi(c->req, db, http_req_body(c->req), &api_of(c)->limits, NULL);
 }
 
 /* ---- stream lifecycle ---- */

@@ -107,9 +107,11 @@ static void settings_format(const struct db_settings *s, struct buf *out)
     buf_adds(out, "{\"description\":");
     buf_add_json_str(out, s->description, strlen(s->description));
     buf_printf(out, ",\"retentionPeriodDays\":%llu,\"maxStreamSizeBytes\":%llu,\"rateLimit\":%u,"
-               "\"idempotencyTtlSeconds\":%llu}",
+               "\"idempotencyTtlSeconds\":%llu,\"updatedUs\":%lld,\"region\":",
                (unsigned long long)s->retention_days, (unsigned long long)s->max_stream_bytes,
-               s->rate_limit, (unsigned long long)s->idem_ttl_s);
+               s->rate_limit, (unsigned long long)s->idem_ttl_s, (long long)s->updated_us);
+    buf_add_json_str(out, s->region, strlen(s->region));
+    buf_addc(out, '}');
 }
 
 static int settings_load(struct db *db)
@@ -128,6 +130,9 @@ static int settings_load(struct db *db)
         db->settings.rate_limit = (uint32_t)json_integer_value(json_object_get(root, "rateLimit"));
         db->settings.idem_ttl_s =
             (uint64_t)json_integer_value(json_object_get(root, "idempotencyTtlSeconds"));
+        db->settings.updated_us = json_integer_value(json_object_get(root, "updatedUs"));
+        const char *rg = json_string_value(json_object_get(root, "region"));
+        snprintf(db->settings.region, sizeof db->settings.region, "%s", rg ? rg : "");
     } else if (!rc && b.len) {
         rc = ERR(ERR_CORRUPT);
     }
@@ -157,8 +162,11 @@ static void apply_idem_ttl(struct db *db)
     store_set_idem_ttl(db->st, ttl_s * 1000000u);
 }
 
-int engine_db_set_settings(struct db *db, const struct db_settings *s)
+int engine_db_set_settings(struct db *db, const struct db_settings *given)
 {
+    struct db_settings copy = *given;
+    const struct db_settings *s = &copy;
+    copy.updated_us = time_now_us();
     struct buf text;
     buf_init(&text);
     settings_format(s, &text);
@@ -166,7 +174,9 @@ int engine_db_set_settings(struct db *db, const struct db_settings *s)
     int rc = store_set_settings(db->st, (struct slice){text.ptr, text.len});
     if (!rc) {
         struct db_settings *d = &db->settings;
-        snprintf(d->description, sizeof d->description, "%s", s->description);
+        memcpy(d->description, s->description, sizeof d->description);
+        memcpy(d->region, s->region, sizeof d->region);
+        d->updated_us = s->updated_us;
         __atomic_store_n(&d->retention_days, s->retention_days, __ATOMIC_RELEASE);
         __atomic_store_n(&d->max_stream_bytes, s->max_stream_bytes, __ATOMIC_RELEASE);
         __atomic_store_n(&d->rate_limit, s->rate_limit, __ATOMIC_RELEASE);

@@ -61,6 +61,9 @@ struct db_settings {
                                   limit); a stream's size is the sum of its stored records */
     uint32_t rate_limit;       /* requests per second per client on this database (0 = the
                                   server's default) */
+    char region[LIMIT_REGION_BYTES + 1]; /* a placement label a client gave ("" = none); Annals
+                                             keeps and shows it, nothing more */
+    int64_t updated_us;        /* when the settings last changed (0 = at creation) */
     uint64_t idem_ttl_s;       /* idempotency keys live this long (0 = the server's default,
                                   limits.idem_ttl_s) */
 };

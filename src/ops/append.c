@@ -390,7 +390,7 @@ static void submit(struct http_req *req, struct append_ctx *ax)
     }
 }
 
-void append_stream(struct http_req *req, struct db *db, struct slice stream,
+void append_stream(struct http_req *req, struct db *db, struct slice stream, struct slice body,
                    const struct limits *lim, const struct append_style *style)
 {
     struct append_ctx *ax = xcalloc(1, sizeof(*ax));
@@ -400,7 +400,7 @@ void append_stream(struct http_req *req, struct db *db, struct slice stream,
     ax->parsed.nparts = 1;
     struct parsed_append *pa = &ax->parsed.parts[0];
     struct parse_error pe;
-    if (parse_append(http_req_body(req), stream, lim, pa, &pe) != 0 ||
+    if (parse_append(body, stream, lim, pa, &pe) != 0 ||
         distinct_ids(ax, &pe) != 0) {
         out_parse_error_as(ax->style.mount, req, &pe);
         ctx_free(ax);
@@ -528,8 +528,8 @@ static int parse_conditions(struct append_ctx *ax, struct slice v, struct parse_
     return rc;
 }
 
-void append_multi(struct http_req *req, struct db *db, const struct limits *lim,
-                  const struct append_style *style)
+void append_multi(struct http_req *req, struct db *db, struct slice body,
+                  const struct limits *lim, const struct append_style *style)
 {
     struct append_ctx *ax = xcalloc(1, sizeof(*ax));
     ax->db = db;
@@ -538,7 +538,7 @@ void append_multi(struct http_req *req, struct db *db, const struct limits *lim,
     ax->filters = xcalloc(LIMIT_APPEND_CONDS + 1, sizeof(*ax->filters));
     ax->conds = xcalloc(LIMIT_APPEND_CONDS + 1, sizeof(*ax->conds));
     struct parse_error pe;
-    int rc = parse_multi_append(http_req_body(req), lim, &ax->parsed, &pe);
+    int rc = parse_multi_append(body, lim, &ax->parsed, &pe);
     ax->dcb = !rc && ax->parsed.nparts == 1 && ax->parsed.parts[0].stream[0] == '$';
     if (!rc) rc = distinct_ids(ax, &pe);
     if (!rc && ax->parsed.condition.ptr) rc = parse_dcb_condition(ax, ax->parsed.condition, &pe);

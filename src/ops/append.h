@@ -22,13 +22,15 @@ struct append_style {
     void (*answer)(struct http_req *req, unsigned status, struct buf *native, bool replayed);
 };
 
-/* Appends to stream (decoded, valid) of db. Takes over the reference on db. style NULL: the
- * native API's. */
-void append_stream(struct http_req *req, struct db *db, struct slice stream,
+/* Appends to stream (decoded, valid) of db what body (native shape; read before this
+ * returns, so a translation may be freed then) asks. Takes over the reference on db. style
+ * NULL: the native API's. The idempotency key hashes the request as sent. */
+void append_stream(struct http_req *req, struct db *db, struct slice stream, struct slice body,
                    const struct limits *lim, const struct append_style *style);
-/* Multi-stream / stream-less append with conditions. Takes over the reference on db. */
-void append_multi(struct http_req *req, struct db *db, const struct limits *lim,
-                  const struct append_style *style);
+/* Multi-stream / stream-less append with conditions (body as above). Takes over the
+ * reference on db. */
+void append_multi(struct http_req *req, struct db *db, struct slice body,
+                  const struct limits *lim, const struct append_style *style);
 
 /* The prefix of a stream's metadata stream (its settings are "$metadata" events there). */
 #define META_PREFIX "$$"

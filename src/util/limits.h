@@ -33,6 +33,7 @@ enum {
     LIMIT_READ_MAX = 1000,                        /* events per read page at most */
     LIMIT_DATABASES = 1000,                       /* open databases */
     LIMIT_IDEM_KEY_BYTES = 255,                   /* an Idempotency-Key header value */
+    LIMIT_REGION_BYTES = 64,                      /* a database's region label */
     LIMIT_IDEM_STORED_KEY_BYTES = 256,            /* a stored key: an API surface's namespace
                                                      byte, then the client's key */
     LIMIT_DEFAULT_IDEM_TTL_S = 24 * 3600,         /* how long idempotency keys are kept */

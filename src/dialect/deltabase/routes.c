@@ -1,0 +1,729 @@
+/* DeltaBase routes: thin handlers that read DeltaBase requests, call the engine or a shared
+ * operation (ops/) and answer in DeltaBase's shapes (translate.c does the pure parts). */
+#include "dialect/deltabase/deltabase.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "dialect/deltabase/translate.h"
+#include "ops/append.h"
+#include "ops/out.h"
+#include "ops/parse.h"
+#include "ops/qparse.h"
+#include "query/filter.h"
+#include "util/errors.h"
+#include "util/timeutil.h"
+
+static const struct dlb_ctx *ctx_of(const struct gate_call *c)
+{
+    return c->ctx;
+}
+
+static void fail(const struct gate_call *c, unsigned kind, const char *code, const char *msg,
+                 const char *field)
+{
+    struct gate_error e = {.kind = kind, .code = code, .message = msg, .field = field};
+    gate_fail(c, &e);
+}
+
+static void fail_parse(const struct gate_call *c, const struct parse_error *pe)
+{
+    out_parse_error_as(c->mount, c->req, pe);
+}
+
+/* True when the body is JSON (Content-Type application/json); else answers 415. */
+static bool json_body(const struct gate_call *c)
+{
+    const char *ct = http_req_header(c->req, "Content-Type");
+    static const char want[] = "application/json";
+    size_t n = sizeof want - 1;
+    if (ct && !strncasecmp(ct, want, n) && (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ')) {
+        return true;
+    }
+    fail(c, GK_MEDIA_TYPE, "unsupported_media_type", "send the body as application/json",
+         "Content-Type");
+    return false;
+}
+
+/* An unsigned query parameter with a default and a maximum; answers 400 when bad. */
+static bool query_num(const struct gate_call *c, const char *name, uint64_t dflt, uint64_t max,
+                      uint64_t *out)
+{
+    const char *s = http_req_query(c->req, name);
+    *out = dflt;
+    if (s && (parse_u64(s, out) != 0 || *out > max)) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "%s is a whole number from 0 to %llu", name,
+                 (unsigned long long)max);
+        fail(c, GK_INVALID, "invalid_parameter", msg, name);
+        return false;
+    }
+    return true;
+}
+
+static bool query_direction(const struct gate_call *c, bool *backward)
+{
+    const char *s = http_req_query(c->req, "direction");
+    *backward = s && !strcmp(s, "backward");
+    if (s && !*backward && strcmp(s, "forward") != 0) {
+        fail(c, GK_INVALID, "invalid_parameter", "direction is forward or backward",
+             "direction");
+        return false;
+    }
+    return true;
+}
+
+/* The stream id of the path, refused when it is DeltaBase's reserved DCB stream or one of
+ * Annals' reserved names. */
+static bool stream_id(const struct gate_call *c, struct slice *out)
+{
+    *out = gate_param(c, "streamId");
+    bool reserved = (out->len == sizeof DLB_DCB_STREAM - 1 &&
+                     !memcmp(out->ptr, DLB_DCB_STREAM, out->len)) ||
+                    (out->len && out->ptr[0] == '$');
+    if (reserved || !parse_stream_name_ok(out->ptr, out->len)) {
+        fail(c, GK_INVALID, "invalid_name",
+             reserved ? "this stream id is reserved (__dcb__ holds the DCB events)"
+                      : "stream ids are 1 to 256 bytes of UTF-8 without control characters",
+             "stream");
+        return false;
+    }
+    return true;
+}
+
+/* ---- event stores ---- */
+
+static void time_member(struct buf *b, const char *key, int64_t us)
+{
+    char t[TIME_RFC3339_LEN];
+    buf_printf(b, "\"%s\":", key);
+    if (!us) {
+        buf_adds(b, "null");
+        return;
+    }
+    time_format(us, t);
+    buf_printf(b, "\"%s\"", t);
+}
+
+/* {"id","name","description","region","status","createdAt","updatedAt"} without the brace. */
+static void store_fields(struct buf *b, struct db *db, const struct db_info *in)
+{
+    struct db_settings set;
+    engine_db_settings(db, &set);
+    const char *name = engine_db_name(db);
+    buf_adds(b, "{\"id\":");
+    buf_add_json_str(b, name, strlen(name));
+    buf_adds(b, ",\"name\":");
+    buf_add_json_str(b, name, strlen(name));
+    buf_adds(b, ",\"description\":");
+    buf_add_json_str(b, set.description, strlen(set.description));
+    buf_adds(b, ",\"region\":");
+    if (set.region[0]) {
+        buf_add_json_str(b, set.region, strlen(set.region));
+    } else {
+        buf_adds(b, "null");
+    }
+    buf_adds(b, ",\"status\":\"active\",");
+    time_member(b, "createdAt", in->created_us);
+    buf_addc(b, ',');
+    time_member(b, "updatedAt", set.updated_us ? set.updated_us : in->created_us);
+}
+
+static void store_json(struct buf *b, struct db *db, bool details)
+{
+    struct db_info in;
+    memset(&in, 0, sizeof in);
+    engine_db_info(db, &in);
+    store_fields(b, db, &in);
+    if (details) {
+        struct db_settings set;
+        engine_db_settings(db, &set);
+        buf_printf(b, ",\"statistics\":{\"totalStreams\":%llu,\"totalEvents\":%llu,"
+                   "\"databaseSizeBytes\":%llu,",
+                   (unsigned long long)in.streams, (unsigned long long)in.events,
+                   (unsigned long long)in.file_bytes);
+        time_member(b, "oldestEventTimestamp", in.oldest_us);
+        buf_addc(b, ',');
+        time_member(b, "newestEventTimestamp", in.newest_us);
+        buf_adds(b, "},\"settings\":{\"retentionPeriodDays\":");
+        set.retention_days ? buf_add_u64(b, set.retention_days) : buf_adds(b, "null");
+        buf_adds(b, ",\"maxStreamSizeBytes\":");
+        set.max_stream_bytes ? buf_add_u64(b, set.max_stream_bytes) : buf_adds(b, "null");
+        buf_addc(b, '}');
+    }
+    buf_addc(b, '}');
+}
+
+/* Reads {"name","description"?,"region"?,"settings"?} into name and settings. */
+static int store_body(struct slice body, char *name, size_t cap, struct db_settings *set,
+                      struct parse_error *pe)
+{
+    void *rootp;
+    if (parse_json_object(body, &rootp, pe) != 0) {
+        return ERR_INVALID;
+    }
+    json_t *root = rootp;
+    json_t *region = json_object_get(root, "region");
+    const char *nm = json_string_value(json_object_get(root, "name"));
+    int rc = 0;
+    if (region && !json_is_null(region) &&
+        (!json_is_string(region) || json_string_length(region) > LIMIT_REGION_BYTES ||
+         !parse_name_ok(json_string_value(region), json_string_length(region),
+                        LIMIT_REGION_BYTES))) {
+        rc = parse_fail(pe, 400, "invalid_request", "region", "a label of at most %d bytes",
+                        LIMIT_REGION_BYTES);
+    }
+    const char *rg = json_string_value(region);
+    json_object_del(root, "region"); /* Annals' settings parser knows no region */
+    if (!rc) rc = parse_db_settings(root, false, set, pe);
+    if (!rc && (!nm || !engine_db_name_ok(nm, strlen(nm)) || strlen(nm) >= cap)) {
+        rc = parse_fail(pe, 400, "invalid_name", "name",
+                        "event store names match [a-z0-9][a-z0-9-]{0,62}");
+    }
+    if (!rc) {
+        snprintf(name, cap, "%s", nm);
+        snprintf(set->region, sizeof set->region, "%s", rg ? rg : "");
+    }
+    json_decref(root);
+    return rc;
+}
+
+static void store_create(struct gate_call *c)
+{
+    if (!json_body(c)) {
+        return;
+    }
+    char name[LIMIT_DB_NAME_BYTES + 1];
+    struct db_settings set;
+    struct parse_error pe;
+    if (store_body(http_req_body(c->req), name, sizeof name, &set, &pe) != 0) {
+        fail_parse(c, &pe);
+        return;
+    }
+    int rc = engine_db_create(c->gate->engine, name, strlen(name), &set);
+    struct db *db = NULL;
+    if (rc == ERR_EXISTS) {
+        fail(c, GK_CONFLICT, "database_exists", "an event store with this name exists", "name");
+    } else if (rc == ERR_TOOBIG) {
+        fail(c, GK_STORAGE_FULL, "too_many_databases", "the event store limit is reached", NULL);
+    } else if (rc || engine_db_acquire(c->gate->engine, name, strlen(name), &db) != 0) {
+        gate_fail_engine(c, rc ? rc : ERR_GONE);
+    } else {
+        struct buf b;
+        buf_init(&b);
+        store_json(&b, db, false);
+        engine_db_release(db);
+        out_json(c->req, 201, &b);
+    }
+}
+
+static void store_list(struct gate_call *c)
+{
+    uint64_t limit, offset;
+    if (!query_num(c, "limit", 50, 1000, &limit) || !query_num(c, "offset", 0, 1u << 20, &offset)) {
+        return;
+    }
+    const char *filter = http_req_query(c->req, "filter");
+    size_t n;
+    char **names = engine_db_names(c->gate->engine, &n);
+    struct buf b;
+    buf_init(&b);
+    buf_adds(&b, "{\"eventStores\":[");
+    size_t matched = 0, shown = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool visible = !(c->authed && c->key.database[0] && strcmp(c->key.database, names[i]));
+        struct db *db;
+        if (!visible || (filter && !strstr(names[i], filter)) || matched++ < offset ||
+            shown == limit ||
+            engine_db_acquire(c->gate->engine, names[i], strlen(names[i]), &db) != 0) {
+            continue;
+        }
+        buf_adds(&b, shown++ ? "," : "");
+        store_json(&b, db, false);
+        engine_db_release(db);
+    }
+    buf_printf(&b, "],\"total\":%zu}", matched);
+    engine_names_free(names, n);
+    out_json(c->req, 200, &b);
+}
+
+static void store_get(struct gate_call *c)
+{
+    struct buf b;
+    buf_init(&b);
+    store_json(&b, c->db, true);
+    out_json(c->req, 200, &b);
+}
+
+struct deleting {
+    struct http_req *req;
+    const struct gate_mount *mount;
+};
+
+static void on_store_deleted(void *arg, int err)
+{
+    struct deleting *d = arg;
+    struct buf b;
+    buf_init(&b);
+    if (err) {
+        struct gate_error e;
+        gate_engine_error(err, &e);
+        gate_fail_req(d->mount, d->req, &e);
+    } else {
+        http_respond(d->req, 204, &b, NULL);
+    }
+    free(d);
+}
+
+static void store_delete(struct gate_call *c)
+{
+    struct slice name = gate_param(c, "eventStoreId");
+    engine_db_release(c->db); /* the deletion waits for every user to let go */
+    c->db = NULL;
+    struct deleting *d = xcalloc(1, sizeof(*d));
+    *d = (struct deleting){c->req, c->mount};
+    http_defer(c->req);
+    if (engine_db_delete(c->gate->engine, name.ptr, name.len, on_store_deleted, d) != 0) {
+        free(d);
+        fail(c, GK_NOT_FOUND, "database_not_found", "no such event store", "eventStoreId");
+    }
+}
+
+/* ---- streams ---- */
+
+static void answer_appended(struct http_req *req, unsigned status, struct buf *native,
+                            bool replayed)
+{
+    (void)status;
+    (void)replayed;
+    struct buf b;
+    buf_init(&b);
+    if (dlb_append_answer((struct slice){native->ptr, native->len}, &b) != 0) {
+        buf_adds(&b, "{}");
+    }
+    http_respond(req, 200, &b, NULL); /* DeltaBase answers 200, a replay too */
+}
+
+static const struct append_style STREAM_STYLE = {&deltabase_mount, 1, answer_appended};
+
+static void stream_append(struct gate_call *c)
+{
+    struct slice stream;
+    if (!stream_id(c, &stream) || !json_body(c)) {
+        return;
+    }
+    struct buf native;
+    buf_init(&native);
+    struct parse_error pe;
+    if (dlb_append_request(http_req_body(c->req), &native, &pe) != 0) {
+        fail_parse(c, &pe);
+    } else {
+        struct db *db = c->db;
+        c->db = NULL; /* the append holds the reference now */
+        append_stream(c->req, db, stream, (struct slice){native.ptr, native.len},
+                      &ctx_of(c)->limits, &STREAM_STYLE);
+    }
+    buf_fini(&native);
+}
+
+/* A page of a stream being read. */
+struct stream_page {
+    struct buf b;
+    size_t count;
+    bool has_to, backward, past_to;
+    uint64_t to_version;   /* native version of toStreamPosition */
+    uint64_t last_version; /* native version of the last event written */
+};
+
+static int on_stream_event(void *arg, const struct event_rec *ev)
+{
+    struct stream_page *sp = arg;
+    if (sp->has_to && (sp->backward ? ev->version < sp->to_version : ev->version > sp->to_version)) {
+        sp->past_to = true;
+        return 1;
+    }
+    buf_adds(&sp->b, sp->count++ ? "," : "");
+    dlb_event(&sp->b, ev);
+    sp->last_version = ev->version;
+    return 0;
+}
+
+static void not_found_stream(const struct gate_call *c, struct slice stream)
+{
+    struct buf details;
+    buf_init(&details);
+    buf_adds(&details, "\"streamId\":");
+    buf_add_json_str(&details, stream.ptr, stream.len);
+    buf_adds(&details, ",\"eventStoreId\":");
+    buf_add_json_str(&details, engine_db_name(c->db), strlen(engine_db_name(c->db)));
+    char msg[320];
+    snprintf(msg, sizeof msg, "Stream '%.*s' not found", (int)(stream.len < 256 ? stream.len : 256),
+             stream.ptr);
+    struct gate_error e = {.kind = GK_NOT_FOUND, .code = "stream_not_found", .message = msg,
+                           .details = details.ptr};
+    gate_fail(c, &e);
+    buf_fini(&details);
+}
+
+static void stream_read(struct gate_call *c)
+{
+    struct slice stream;
+    uint64_t limit, from_pos, to_pos;
+    bool backward;
+    if (!stream_id(c, &stream) || !query_direction(c, &backward) ||
+        !query_num(c, "limit", 100, 1000, &limit) ||
+        !query_num(c, "fromStreamPosition", backward ? UINT64_MAX - 1 : 0, UINT64_MAX - 1,
+                   &from_pos) ||
+        !query_num(c, "toStreamPosition", 0, UINT64_MAX - 1, &to_pos)) {
+        return;
+    }
+    if (limit == 0) {
+        fail(c, GK_INVALID, "invalid_parameter", "limit is 1 to 1000", "limit");
+        return;
+    }
+    struct stream_page sp = {.backward = backward, .to_version = to_pos + 1,
+                             .has_to = http_req_query(c->req, "toStreamPosition") != NULL};
+    buf_init(&sp.b);
+    buf_adds(&sp.b, "{\"streamId\":");
+    buf_add_json_str(&sp.b, stream.ptr, stream.len);
+    buf_adds(&sp.b, ",\"events\":[");
+    struct stream_rec s;
+    uint64_t first_visible = 1;
+    int rc = engine_read_stream(c->db, stream, NULL, from_pos + 1, backward, limit,
+                                on_stream_event, &sp, &s, &first_visible);
+    if (rc == ERR_NOTFOUND || (!rc && sp.count == 0 && s.version < first_visible)) {
+        buf_fini(&sp.b);
+        not_found_stream(c, stream);
+        return;
+    }
+    if (rc) {
+        buf_fini(&sp.b);
+        gate_fail_engine(c, rc);
+        return;
+    }
+    bool more = sp.count == limit && !sp.past_to &&
+                (backward ? sp.last_version > first_visible : sp.last_version < s.version) &&
+                !(sp.has_to && sp.last_version == sp.to_version);
+    buf_printf(&sp.b, "],\"hasMore\":%s,\"streamVersion\":%lld}", more ? "true" : "false",
+               (long long)s.version - 1);
+    out_json(c->req, 200, &sp.b);
+}
+
+/* ---- reading the log ---- */
+
+/* The DeltaBase query parameters behind the native names parse_query_params asks for. */
+struct events_params {
+    struct http_req *req;
+    char after[TIME_RFC3339_LEN];  /* "after" moved 1 µs later: native ranges are inclusive */
+    char before[TIME_RFC3339_LEN]; /* "before" moved 1 µs earlier */
+};
+
+static const char *events_param(void *arg, const char *name, size_t nth)
+{
+    struct events_params *ep = arg;
+    if (!strcmp(name, "types") || !strcmp(name, "streams") || !strcmp(name, "direction")) {
+        return http_req_query_nth(ep->req, name, nth);
+    }
+    if (nth) {
+        return NULL;
+    }
+    if (!strcmp(name, "from")) {
+        return http_req_query(ep->req, "fromGlobalPosition");
+    }
+    if (!strcmp(name, "recordedFrom")) {
+        return ep->after[0] ? ep->after : NULL;
+    }
+    return !strcmp(name, "recordedTo") && ep->before[0] ? ep->before : NULL;
+}
+
+/* Collects a page of DeltaBase events, skipping the first `skip`. */
+struct event_page {
+    struct buf b;
+    size_t skip, count;
+};
+
+static int on_page_event(void *arg, const struct event_rec *ev)
+{
+    struct event_page *pg = arg;
+    if (pg->skip) {
+        pg->skip--;
+        return 0;
+    }
+    buf_adds(&pg->b, pg->count++ ? "," : "");
+    dlb_event(&pg->b, ev);
+    return 0;
+}
+
+static bool time_param(const struct gate_call *c, const char *name, int64_t delta, char *out)
+{
+    const char *v = http_req_query(c->req, name);
+    out[0] = '\0';
+    if (v && dlb_shift_time(v, delta, out) != 0) {
+        fail(c, GK_INVALID, "invalid_parameter", "an ISO 8601 (RFC 3339) timestamp", name);
+        return false;
+    }
+    return true;
+}
+
+static void events_read(struct gate_call *c)
+{
+    uint64_t limit, offset;
+    struct events_params ep = {.req = c->req};
+    if (!query_num(c, "limit", 100, 1000, &limit) || !query_num(c, "offset", 0, 10000, &offset) ||
+        !time_param(c, "after", 1, ep.after) || !time_param(c, "before", -1, ep.before)) {
+        return;
+    }
+    struct parsed_query pq;
+    struct parse_error pe;
+    if (parse_query_params(events_param, &ep, &pq, &pe) != 0) {
+        if (!strcmp(pe.field, "from")) {
+            snprintf(pe.field, sizeof pe.field, "fromGlobalPosition");
+        }
+        parsed_query_fini(&pq);
+        fail_parse(c, &pe);
+        return;
+    }
+    pq.q.limit = (size_t)(limit + offset);
+    struct event_page pg = {.skip = (size_t)offset};
+    buf_init(&pg.b);
+    buf_adds(&pg.b, "{\"events\":[");
+    struct engine_query_result res;
+    int rc = engine_query(c->db, &pq.q, on_page_event, &pg, &res);
+    parsed_query_fini(&pq);
+    if (rc) {
+        buf_fini(&pg.b);
+        gate_fail_engine(c, rc);
+        return;
+    }
+    buf_printf(&pg.b, "],\"hasMore\":%s}", res.next ? "true" : "false");
+    out_json(c->req, 200, &pg.b);
+}
+
+/* ---- the stream list ---- */
+
+struct stream_list {
+    struct buf b;
+    size_t skip, limit, count;
+    struct slice type;  /* wanted stream type, ptr NULL: any */
+    bool more;
+};
+
+static int on_listed(void *arg, struct slice name, const struct stream_rec *s)
+{
+    struct stream_list *sl = arg;
+    struct slice t = dlb_stream_type(name);
+    if (name.len && name.ptr[0] == '$') {
+        return 0; /* Annals' own streams ($dcb, $$settings) are not DeltaBase streams */
+    }
+    if (sl->type.ptr && (t.len != sl->type.len || memcmp(t.ptr, sl->type.ptr, t.len))) {
+        return 0;
+    }
+    if (sl->skip) {
+        sl->skip--;
+        return 0;
+    }
+    if (sl->count == sl->limit) {
+        sl->more = true;
+        return 1;
+    }
+    buf_adds(&sl->b, sl->count++ ? ",{\"streamId\":" : "{\"streamId\":");
+    buf_add_json_str(&sl->b, name.ptr, name.len);
+    buf_adds(&sl->b, ",\"streamType\":");
+    buf_add_json_str(&sl->b, t.ptr, t.len);
+    buf_printf(&sl->b, ",\"streamVersion\":%lld,\"eventCount\":%llu,\"lastGlobalPosition\":%llu,",
+               (long long)s->version - 1, (unsigned long long)s->version,
+               (unsigned long long)s->last_pos);
+    time_member(&sl->b, "createdAt", s->created_us);
+    buf_addc(&sl->b, ',');
+    time_member(&sl->b, "updatedAt", s->updated_us);
+    buf_addc(&sl->b, '}');
+    return 0;
+}
+
+static void streams_list(struct gate_call *c)
+{
+    uint64_t limit, offset;
+    if (!query_num(c, "limit", 100, 1000, &limit) || !query_num(c, "offset", 0, 1u << 20, &offset)) {
+        return;
+    }
+    const char *has = http_req_query(c->req, "hasEvents");
+    if (has && strcmp(has, "true") && strcmp(has, "false")) {
+        fail(c, GK_INVALID, "invalid_parameter", "hasEvents is true or false", "hasEvents");
+        return;
+    }
+    const char *type = http_req_query(c->req, "streamType");
+    struct stream_list sl = {.skip = (size_t)offset, .limit = (size_t)limit};
+    if (type) {
+        sl.type = (struct slice){type, strlen(type)};
+    }
+    buf_init(&sl.b);
+    buf_adds(&sl.b, "{\"streams\":[");
+    /* a stream type starts every name of its streams */
+    int rc = engine_list_streams(c->db, type ? sl.type : (struct slice){"", 0},
+                                 (struct slice){NULL, 0}, NULL, on_listed, &sl);
+    if (rc) {
+        buf_fini(&sl.b);
+        gate_fail_engine(c, rc);
+        return;
+    }
+    buf_printf(&sl.b, "],\"hasMore\":%s}", sl.more ? "true" : "false");
+    out_json(c->req, 200, &sl.b);
+}
+
+/* ---- the DCB API ---- */
+
+static void answer_dcb(struct http_req *req, unsigned status, struct buf *native, bool replayed)
+{
+    (void)status;
+    (void)replayed;
+    struct buf b;
+    buf_init(&b);
+    if (dlb_dcb_answer((struct slice){native->ptr, native->len}, &b) != 0) {
+        buf_adds(&b, "{}");
+    }
+    http_respond(req, 200, &b, NULL);
+}
+
+static const struct append_style DCB_STYLE = {&deltabase_mount, 1, answer_dcb};
+
+static void dcb_append(struct gate_call *c)
+{
+    if (!json_body(c)) {
+        return;
+    }
+    struct buf native;
+    buf_init(&native);
+    struct parse_error pe;
+    if (dlb_dcb_request(http_req_body(c->req), &native, &pe) != 0) {
+        fail_parse(c, &pe);
+    } else {
+        struct db *db = c->db;
+        c->db = NULL;
+        append_multi(c->req, db, (struct slice){native.ptr, native.len}, &ctx_of(c)->limits,
+                     &DCB_STYLE);
+    }
+    buf_fini(&native);
+}
+
+static void dcb_query(struct gate_call *c)
+{
+    if (!json_body(c)) {
+        return;
+    }
+    struct buf native;
+    buf_init(&native);
+    struct parsed_query pq;
+    struct parse_error pe;
+    int rc = dlb_dcb_query(http_req_body(c->req), &native, &pe);
+    if (!rc) rc = parse_query_body((struct slice){native.ptr, native.len}, &pq, &pe);
+    buf_fini(&native);
+    if (rc) {
+        if (!strcmp(pe.field, "from")) {
+            snprintf(pe.field, sizeof pe.field, "after");
+        }
+        fail_parse(c, &pe);
+        return;
+    }
+    struct event_page pg = {0};
+    buf_init(&pg.b);
+    buf_adds(&pg.b, "{\"events\":[");
+    struct engine_query_result res;
+    rc = engine_query(c->db, &pq.q, on_page_event, &pg, &res);
+    parsed_query_fini(&pq);
+    if (rc) {
+        buf_fini(&pg.b);
+        gate_fail_engine(c, rc);
+        return;
+    }
+    /* the position a following append's condition is judged after: the snapshot's head, or
+     * where this page stopped when there is more */
+    buf_printf(&pg.b, "],\"lastPosition\":%llu,\"hasMore\":%s}",
+               (unsigned long long)(res.next ? res.next - 1 : res.head),
+               res.next ? "true" : "false");
+    out_json(c->req, 200, &pg.b);
+}
+
+/* ---- the table ---- */
+
+static const struct route_param P_STORES[] = {
+    {"limit", PARAM_INTEGER, "Most event stores in the answer (default 50)", NULL},
+    {"offset", PARAM_INTEGER, "Event stores to skip (default 0)", NULL},
+    {"filter", PARAM_STRING, "Only names containing this", NULL},
+    {NULL, 0, NULL, NULL},
+};
+static const struct route_param P_STREAM_READ[] = {
+    {"direction", PARAM_ENUM, "Read order (default forward)", "forward,backward"},
+    {"limit", PARAM_INTEGER, "Most events (default 100, at most 1000)", NULL},
+    {"fromStreamPosition", PARAM_INTEGER, "First stream position (0-based, inclusive)", NULL},
+    {"toStreamPosition", PARAM_INTEGER, "Last stream position (inclusive)", NULL},
+    {NULL, 0, NULL, NULL},
+};
+static const struct route_param P_EVENTS[] = {
+    {"types", PARAM_LIST, "Event types (comma-separated)", NULL},
+    {"streams", PARAM_LIST, "Stream ids (comma-separated)", NULL},
+    {"limit", PARAM_INTEGER, "Most events (default 100, at most 1000)", NULL},
+    {"offset", PARAM_INTEGER, "Matching events to skip (default 0, at most 10000)", NULL},
+    {"after", PARAM_TIME, "Only events recorded after this time", NULL},
+    {"before", PARAM_TIME, "Only events recorded before this time", NULL},
+    {"fromGlobalPosition", PARAM_POSITIVE, "First global position (inclusive)", NULL},
+    {"direction", PARAM_ENUM, "Read order (default forward)", "forward,backward"},
+    {NULL, 0, NULL, NULL},
+};
+static const struct route_param P_STREAMS[] = {
+    {"limit", PARAM_INTEGER, "Most streams (default 100, at most 1000)", NULL},
+    {"offset", PARAM_INTEGER, "Streams to skip (default 0)", NULL},
+    {"streamType", PARAM_STRING, "Only streams of this type (the id before - _ or :)", NULL},
+    {"hasEvents", PARAM_BOOLEAN, "Only streams with events (every listed stream has)", NULL},
+    {NULL, 0, NULL, NULL},
+};
+
+#define STORE ROUTE_DB
+static const struct route ROUTES[] = {
+    {"POST", "event-stores", store_create, ROUTE_ALL_DBS, NEED_ADMIN, "createEventStore",
+     "Create an event store", NULL, "CreateEventStore", "EventStore", 201},
+    {"GET", "event-stores", store_list, 0, NEED_ANY, "listEventStores", "List event stores",
+     P_STORES, NULL, "EventStoreList", 200},
+    {"GET", "event-stores/{eventStoreId}", store_get, STORE, NEED_READ, "getEventStore",
+     "An event store with statistics and settings", NULL, NULL, "EventStoreDetail", 200},
+    {"DELETE", "event-stores/{eventStoreId}", store_delete, STORE, NEED_ADMIN,
+     "deleteEventStore", "Delete an event store", NULL, NULL, NULL, 204},
+    {"POST", "event-stores/{eventStoreId}/streams/{streamId}", stream_append,
+     STORE | ROUTE_IDEMPOTENT, NEED_WRITE, "appendToStream", "Append events to a stream", NULL,
+     "AppendRequest", "AppendResult", 200},
+    {"GET", "event-stores/{eventStoreId}/streams/{streamId}", stream_read, STORE, NEED_READ,
+     "readStream", "Read a stream", P_STREAM_READ, NULL, "StreamEvents", 200},
+    {"GET", "event-stores/{eventStoreId}/events", events_read, STORE, NEED_READ, "queryEvents",
+     "Query events across streams", P_EVENTS, NULL, "Events", 200},
+    {"POST", "event-stores/{eventStoreId}/events", dcb_append, STORE | ROUTE_IDEMPOTENT,
+     NEED_WRITE, "appendDcb", "Append stream-less events with a DCB condition", NULL,
+     "DcbAppend", "DcbAppendResult", 200},
+    {"POST", "event-stores/{eventStoreId}/query", dcb_query, STORE | ROUTE_READ_BODY, NEED_READ,
+     "queryDcb", "Read events matching a DCB query", NULL, "DcbQuery", "DcbQueryResult", 200},
+    {"GET", "event-stores/{eventStoreId}/streams", streams_list, STORE, NEED_READ,
+     "listStreams", "List streams", P_STREAMS, NULL, "StreamList", 200},
+};
+#undef STORE
+
+static const char CORS_ALLOW[] = "Authorization, Content-Type, Idempotency-Key, X-Request-Id";
+static const char CORS_EXPOSE[] = "X-Request-Id, X-Idempotency-Replayed, Location, "
+                                  "X-RateLimit-Limit, X-RateLimit-Remaining, "
+                                  "X-RateLimit-Reset, Retry-After";
+
+const struct gate_mount deltabase_mount = {
+    .name = "deltabase",
+    .routes = ROUTES,
+    .nroutes = sizeof ROUTES / sizeof ROUTES[0],
+    .key_from = GATE_KEY_BEARER,
+    .key_param = "apiKey",
+    .db_from = GATE_DB_PATH,
+    .db_param = "eventStoreId",
+    .error = dlb_error,
+    .rate_window_s = 60,
+    .default_rate = 1000,
+    .cors_allow_headers = CORS_ALLOW,
+    .cors_expose_headers = CORS_EXPOSE,
+    .idem_namespace = 1,
+};

@@ -1,0 +1,70 @@
+/* DeltaBase dialect: pure translators between DeltaBase's wire shapes and the native ones
+ * (docs/dialects/deltabase.md). Bytes in, bytes out: no I/O, no engine calls, so each is
+ * unit-tested on its own (tests/unit/deltabase_test.c).
+ *
+ * Numbering: DeltaBase counts stream positions from 0 and calls a stream's version the
+ * position of its last event; Annals counts versions from 1. So DeltaBase streamPosition =
+ * native version - 1, and expectedStreamVersion n = native expectedVersion n + 1. */
+#ifndef DIALECT_DELTABASE_TRANSLATE_H
+#define DIALECT_DELTABASE_TRANSLATE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "gate/gate.h"
+#include "model/event.h"
+#include "ops/parse.h"
+#include "util/buf.h"
+
+/* The stream that holds stream-less (DCB) events, as DeltaBase names it. Refused as a
+ * stream id on the stream routes. */
+#define DLB_DCB_STREAM "__dcb__"
+
+/* The DeltaBase error envelope (a gate_error_fn): {"error":{"code","message","details"}}
+ * with DeltaBase's codes (UNAUTHORIZED, FORBIDDEN, NOT_FOUND, STREAM_NOT_FOUND,
+ * VERSION_CONFLICT, RATE_LIMITED, VALIDATION_ERROR, ...), except a failed DCB condition:
+ * {"error":"Append condition failed","details","conflictingPositions","afterPosition"}. */
+unsigned dlb_error(const struct gate_error *e, struct buf *out);
+
+/* Appends the DeltaBase JSON of a stored event: streamId, streamPosition, globalPosition,
+ * eventId, type, data, metadata, tags (when any), schemaVersion, transactionId, createdAt. */
+void dlb_event(struct buf *out, const struct event_rec *ev);
+
+/* Translates an append body {"events":[{type,data,metadata?,tags?}],
+ * "expectedStreamVersion"?: n|"any"|"no_stream"|"stream_exists"} into the native one
+ * {"events":[...],"expectedVersion":...} (the events' bytes as sent). Returns 0, or
+ * ERR_INVALID with *err filled (DeltaBase member names). */
+int dlb_append_request(struct slice body, struct buf *native, struct parse_error *err);
+
+/* The DeltaBase answer of an append from the native one: {"streamId","eventsAppended",
+ * "currentStreamVersion","globalPosition"}. Returns 0 or ERR_INVALID (not a native append
+ * answer). */
+int dlb_append_answer(struct slice native, struct buf *out);
+
+/* Translates a DCB append body {"events":[{type,data,tags?,metadata?}], "condition"?:
+ * {"failIfEventsMatch":{"items":[...]}, "after"?: n}} into the native stream-less append
+ * (the same members). A tag holding a comma is refused. Returns 0 or ERR_INVALID. */
+int dlb_dcb_request(struct slice body, struct buf *native, struct parse_error *err);
+
+/* The answer of a DCB append from the native one: {"lastPosition": n}. */
+int dlb_dcb_answer(struct slice native, struct buf *out);
+
+/* Translates a DCB query body {"query":{"items":[...]}, "after"?: n, "limit"?: n} into the
+ * native query body {"items":[...], "from": after + 1, "limit": n}. Returns 0 or
+ * ERR_INVALID. */
+int dlb_dcb_query(struct slice body, struct buf *native, struct parse_error *err);
+
+/* Reads an expected stream version given as a DeltaBase query or member value ("any",
+ * "no_stream", "stream_exists", or an integer from -1) into the native expectation text
+ * ("\"any\"", "\"no_stream\"", "\"exists\"", or the count). Returns 0 or ERR_INVALID. */
+int dlb_expected_version(struct slice v, struct buf *native);
+
+/* The stream type of a stream id: the part before its first '-', '_' or ':' (the whole id
+ * when it has none). */
+struct slice dlb_stream_type(struct slice stream);
+
+/* Parses an RFC 3339 time and moves it by delta_us; writes it back as RFC 3339 into out (at
+ * least TIME_RFC3339_LEN bytes). Returns 0 or ERR_INVALID. */
+int dlb_shift_time(const char *text, int64_t delta_us, char *out);
+
+#endif
