@@ -100,7 +100,7 @@ static void compaction_json(struct db *db, struct buf *b);
     {"tags", PARAM_LIST, "Tags, all of which an event must carry", NULL},                      \
     {"subject", PARAM_LIST, "Subjects: exact, or a prefix ending in *", NULL},                 \
     {"timeFrom", PARAM_TIME, "Effective time from (inclusive)", NULL},                         \
-    {"timeTo", PARAM_TIME, "Effective time to (exclusive)", NULL}
+    {"timeTo", PARAM_TIME, "Effective time to (inclusive)", NULL}
 #define P_AS_OF                                                                                \
     {"asOf", PARAM_INTEGER, "Read as of this position (point in time; 0: before any)", NULL},   \
     {"asOfTime", PARAM_TIME, "Read as of this recorded time", NULL}
@@ -115,7 +115,7 @@ static const struct route_param P_LOG[] = {
     P_DIRECTION,
     P_LIMIT,
     {"recordedFrom", PARAM_TIME, "Recorded (commit) time from (inclusive)", NULL},
-    {"recordedTo", PARAM_TIME, "Recorded (commit) time to (exclusive)", NULL},
+    {"recordedTo", PARAM_TIME, "Recorded (commit) time to (inclusive)", NULL},
     P_AS_OF,
     {NULL, 0, NULL, NULL},
 };
