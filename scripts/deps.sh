@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages Annals needs to build (--run), build and test (default), or
-# also benchmark (--bench).
+# also benchmark (--bench); for testing, also the npm packages of tests/package.json (npm ci,
+# from its lockfile, when tests/node_modules is missing or older than the lockfile).
 # Idempotent: installs only what is missing. Run as root (make run / make test call it).
 set -eu
 BUILD_PKGS="build-essential pkg-config liblmdb-dev libjansson-dev libssl-dev libwslay-dev libcurl4-openssl-dev libtcmalloc-minimal4"
@@ -11,16 +12,38 @@ case "${1:-}" in
     --run) want="$BUILD_PKGS" ;;              # make run: just what building needs
     --bench) want="$want $BENCH_PKGS" ;;
 esac
+
+# True when package p is installed, or (nodejs, npm) its command is there: a machine whose
+# Node.js comes from another build (NodeSource's nodejs ships npm) cannot take Debian's npm.
+have() {
+    case "$1" in
+        nodejs) command -v node >/dev/null 2>&1 && return 0 ;;
+        npm) command -v npm >/dev/null 2>&1 && return 0 ;;
+    esac
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
+}
+
 missing=""
 for p in $want; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+    have "$p" || missing="$missing $p"
 done
-[ -z "$missing" ] && exit 0
-if [ "$(id -u)" != 0 ]; then
-    echo "deps: missing packages:$missing (run as root, or install them)" >&2
-    exit 1
+if [ -n "$missing" ]; then
+    if [ "$(id -u)" != 0 ]; then
+        echo "deps: missing packages:$missing (run as root, or install them)" >&2
+        exit 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    echo "deps: installing$missing"
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
-export DEBIAN_FRONTEND=noninteractive
-echo "deps: installing$missing"
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends $missing >/dev/null
+
+[ "${1:-}" = --run ] && exit 0
+# The tests' npm packages (tests/package.json), exactly as tests/package-lock.json pins them.
+tests="$(cd "$(dirname "$0")/../tests" && pwd)"
+stamp="$tests/node_modules/.package-lock.json"
+if [ ! -f "$stamp" ] || [ "$tests/package-lock.json" -nt "$stamp" ] ||
+    [ "$tests/package.json" -nt "$stamp" ]; then
+    echo "deps: npm ci in tests/"
+    (cd "$tests" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi

@@ -97,7 +97,7 @@ static void compaction_json(struct db *db, struct buf *b);
 #define P_AS_OF                                                                                \
     {"asOf", PARAM_INTEGER, "Read as of this position (point in time; 0: before any)", NULL},   \
     {"asOfTime", PARAM_TIME, "Read as of this recorded time", NULL}
-#define P_LIMIT {"limit", PARAM_INTEGER, "Most items in the answer, 1 to 1000 (default 100)", NULL}
+#define P_LIMIT {"limit", PARAM_LIMIT, "Most items in the answer, 1 to 1000 (default 100)", NULL}
 #define P_DIRECTION {"direction", PARAM_ENUM, "Read order (default forward)", "forward,backward"}
 
 static const struct route_param P_LOG[] = {
@@ -145,7 +145,7 @@ static const struct route_param P_AT[] = {
     {NULL, 0, NULL, NULL},
 };
 static const struct route_param P_PARKED[] = {
-    {"from", PARAM_INTEGER, "First position (default 1)", NULL},
+    {"from", PARAM_POSITIVE, "First position (default 1)", NULL},
     P_LIMIT,
     {NULL, 0, NULL, NULL},
 };
@@ -154,6 +154,7 @@ static const struct route_param P_PARKED[] = {
 
 #define DB ROUTE_DB
 #define IDEM ROUTE_IDEMPOTENT
+#define DUP ROUTE_DUPLICATE_200
 #define LIVE (ROUTE_DB | ROUTE_KEY_IN_QUERY | ROUTE_STREAMING)
 
 static const struct route ROUTES[] = {
@@ -190,7 +191,8 @@ static const struct route ROUTES[] = {
     {"GET", "v1/databases/{db}/compaction", compact_get, DB, NEED_READ, "getCompaction",
      "Compaction status: log generation, space reclaimed, the last run", NULL, NULL,
      "CompactionStatus", 200},
-    {"POST", "v1/databases/{db}/compaction", compact_start, DB, NEED_ADMIN, "startCompaction",
+    {"POST", "v1/databases/{db}/compaction", compact_start, DB | ROUTE_BODY_OPTIONAL, NEED_ADMIN,
+     "startCompaction",
      "Compact the log now: reclaim the space of deleted and expired events", NULL,
      "CompactionRequest", "CompactionStatus", 202},
     {"GET", "v1/connections", live_conns, 0, NEED_ADMIN, "listConnections",
@@ -202,7 +204,7 @@ static const struct route ROUTES[] = {
     {"GET", "v1/databases/{db}/events/live", log_live, LIVE, NEED_READ, "subscribeLog",
      "Subscribe to the log (Server-Sent Events, or a WebSocket): history, then live", P_LIVE,
      NULL, "EventStream", 200},
-    {"POST", "v1/databases/{db}/events", multi_append, DB | IDEM, NEED_WRITE, "appendMulti",
+    {"POST", "v1/databases/{db}/events", multi_append, DB | IDEM | DUP, NEED_WRITE, "appendMulti",
      "Append to several streams, or stream-less events, with conditions", NULL, "MultiAppend",
      "MultiAppendResult", 201},
     {"POST", "v1/databases/{db}/query", log_query, DB | ROUTE_READ_BODY, NEED_READ, "queryLog",
@@ -257,12 +259,14 @@ static const struct route ROUTES[] = {
     {"POST", "v1/databases/{db}/webhooks/{name}/rotate", hook_rotate, DB, NEED_ADMIN,
      "rotateWebhookSecret", "Replace a webhook's secret (the old one signs during a grace "
      "period)", NULL, "WebhookRotate", "WebhookWithSecret", 200},
-    {"POST", "v1/databases/{db}/streams/{stream}/events", stream_append, DB | IDEM, NEED_WRITE,
+    {"POST", "v1/databases/{db}/streams/{stream}/events", stream_append, DB | IDEM | DUP,
+     NEED_WRITE,
      "appendStream", "Append to a stream", NULL, "Append", "AppendResult", 201},
 };
 
 #undef DB
 #undef IDEM
+#undef DUP
 #undef LIVE
 
 enum { NROUTES = sizeof ROUTES / sizeof ROUTES[0] };

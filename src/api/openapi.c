@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/limits.h"
+
 /* openapi_schemas.json, NUL-terminated: {"Name": {schema}, ...}. */
 extern const char openapi_schemas_json[];
 __asm__(".section .rodata\n"
@@ -28,6 +30,9 @@ static void param_schema(struct buf *b, const struct route_param *p)
         break;
     case PARAM_POSITIVE:
         buf_adds(b, "{\"type\":\"integer\",\"minimum\":1}");
+        break;
+    case PARAM_LIMIT:
+        buf_printf(b, "{\"type\":\"integer\",\"minimum\":1,\"maximum\":%d}", LIMIT_READ_MAX);
         break;
     case PARAM_BOOLEAN:
         buf_adds(b, "{\"type\":\"boolean\"}");
@@ -109,25 +114,52 @@ static void parameters(struct buf *b, const struct route *r)
     buf_fini(&params);
 }
 
-/* The media type of an answer schema: the Prometheus text, Server-Sent Events, or JSON. */
-static const char *media_type(const char *schema)
+/* Answers that are not JSON: the media type of an answer schema, and the text one some
+ * answers give instead when the client asks for it (Accept). */
+static const struct {
+    const char *schema; /* components/schemas name */
+    const char *media;  /* its media type */
+    const char *alt;    /* a text answer given instead (a string), or NULL */
+} MEDIA[] = {
+    {"PrometheusText", "text/plain", NULL},
+    {"EventStream", "text/event-stream", NULL},
+    {"Index", "application/json", "text/html"}, /* a page for browsers */
+};
+
+/* One answer: its description and, when it has a body, its content. */
+static void answer(struct buf *b, unsigned status, const struct route *r, const char *what)
 {
-    if (!strcmp(schema, "PrometheusText")) {
-        return "text/plain";
+    buf_printf(b, "\"%u\":{\"description\":", status);
+    buf_add_json_str(b, what, strlen(what));
+    if (r->response) {
+        const char *media = "application/json", *alt = NULL;
+        for (size_t i = 0; i < sizeof MEDIA / sizeof MEDIA[0]; i++) {
+            if (!strcmp(MEDIA[i].schema, r->response)) {
+                media = MEDIA[i].media;
+                alt = MEDIA[i].alt;
+            }
+        }
+        buf_printf(b, ",\"content\":{\"%s\":{\"schema\":{\"$ref\":"
+                      "\"#/components/schemas/%s\"}}",
+                   media, r->response);
+        if (alt) {
+            buf_printf(b, ",\"%s\":{\"schema\":{\"type\":\"string\"}}", alt);
+        }
+        buf_addc(b, '}');
     }
-    return !strcmp(schema, "EventStream") ? "text/event-stream" : "application/json";
+    buf_addc(b, '}');
 }
 
 static void responses(struct buf *b, const struct route *r)
 {
-    buf_printf(b, ",\"responses\":{\"%u\":{\"description\":", r->status);
-    buf_add_json_str(b, r->summary, strlen(r->summary));
-    if (r->response) {
-        buf_printf(b, ",\"content\":{\"%s\":{\"schema\":{\"$ref\":"
-                      "\"#/components/schemas/%s\"}}}",
-                   media_type(r->response), r->response);
+    buf_adds(b, ",\"responses\":{");
+    answer(b, r->status, r, r->summary);
+    if (r->flags & ROUTE_DUPLICATE_200) {
+        buf_addc(b, ',');
+        answer(b, 200, r, "Every event was stored already (a retry): acknowledged with the "
+                          "stored positions and duplicate: true; nothing was written");
     }
-    buf_adds(b, "},\"default\":{\"description\":\"An error (docs/api.md, Errors and limits)\","
+    buf_adds(b, ",\"default\":{\"description\":\"An error (docs/api.md, Errors and limits)\","
                 "\"content\":{\"application/json\":{\"schema\":{\"$ref\":"
                 "\"#/components/schemas/Error\"}}}}}");
 }
@@ -150,9 +182,7 @@ static void operation(struct buf *b, const struct route *r)
     if (r->request) {
         buf_printf(b, ",\"requestBody\":{\"required\":%s,\"content\":{\"application/json\":"
                       "{\"schema\":{\"$ref\":\"#/components/schemas/%s\"}}}}",
-                   strcmp(r->method, "POST") || strstr(r->pattern, "compaction") ? "false"
-                                                                                 : "true",
-                   r->request);
+                   r->flags & ROUTE_BODY_OPTIONAL ? "false" : "true", r->request);
     }
     responses(b, r);
     buf_addc(b, '}');

@@ -26,6 +26,10 @@ enum route_flag {
     ROUTE_STREAMING = 1 << 4,    /* answers with Server-Sent Events or a WebSocket */
     ROUTE_READ_BODY = 1 << 5,    /* a read sent as POST (its body is the question): changes
                                     nothing, so an Idempotency-Key is ignored as on GET */
+    ROUTE_BODY_OPTIONAL = 1 << 6, /* the request body may be left out (and then needs no
+                                     Content-Type) */
+    ROUTE_DUPLICATE_200 = 1 << 7, /* an append: a re-sent one, acknowledged as a duplicate
+                                     without writing, answers 200 with the same schema */
 };
 
 /* How a query parameter reads (for the OpenAPI document; handlers validate values). */
@@ -33,6 +37,7 @@ enum param_kind {
     PARAM_STRING,   /* any text */
     PARAM_INTEGER,  /* an unsigned decimal integer */
     PARAM_POSITIVE, /* an integer from 1 (positions, versions) */
+    PARAM_LIMIT,    /* a page size: an integer from 1 to LIMIT_READ_MAX */
     PARAM_BOOLEAN,  /* true or false */
     PARAM_TIME,     /* an RFC 3339 date-time */
     PARAM_LIST,     /* comma-separated values (`\,` is a comma in a value, `\\` a backslash);
