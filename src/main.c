@@ -21,6 +21,7 @@
 #include "ops/out.h"
 #include "api/metrics.h"
 #include "api/native.h"
+#include "dialect/deltabase/deltabase.h"
 #include "gate/gate.h"
 #include "gate/ratelimit.h"
 #include "auth/keys.h"
@@ -49,7 +50,19 @@ struct options {
     struct live_config live; /* --live-heartbeat, --live-max-lag */
     const char *webhook_allow; /* --webhook-allow */
     const char *allowed_hosts; /* --allowed-hosts */
+    const char *dialects;      /* --dialect: NAME=off|PREFIX,... */
+    const char *dialect_listen; /* --dialect-listen: NAME=HOST:PORT,... */
 };
+
+/* The API surfaces besides the native one, and where they are mounted by default. */
+static const struct {
+    const char *name;
+    const struct gate_mount *mount;
+    const char *prefix;
+} DIALECTS[] = {
+    {"deltabase", &deltabase_mount, "/deltabase"},
+};
+enum { NDIALECTS = sizeof DIALECTS / sizeof DIALECTS[0] };
 
 /* One flag: its name, environment variable, help text and where it goes. */
 struct flag {
@@ -96,6 +109,10 @@ static const struct flag FLAGS[] = {
      "how often each database checks whether compaction would reclaim enough of its log (default 3600; 0 = only on request)"},
     {"--allowed-hosts", "ANNALS_ALLOWED_HOSTS", "LIST",
      "host names requests may be addressed to (comma-separated, or *; default: loopback names without API keys, any with keys)"},
+    {"--dialect", "ANNALS_DIALECT", "NAME=MODE",
+     "mount a dialect elsewhere or not at all: deltabase=/path or deltabase=off, comma-separated (default: each under /NAME)"},
+    {"--dialect-listen", "ANNALS_DIALECT_LISTEN", "NAME=ADDR",
+     "also serve a dialect at the root of its own address, e.g. deltabase=127.0.0.1:8787 (comma-separated)"},
 };
 enum { NFLAGS = sizeof FLAGS / sizeof FLAGS[0] };
 
@@ -160,20 +177,70 @@ static int parse_size(const char *s, uint64_t min, uint64_t max, uint64_t *out)
     return 0;
 }
 
-static int parse_listen(struct options *o, const char *v)
+/* Splits "HOST:PORT" (HOST may be "[v6]"; "localhost" is 127.0.0.1). */
+static int split_listen(const char *v, char *host, size_t cap, uint16_t *out_port)
 {
     const char *colon = strrchr(v, ':');
     uint64_t port;
-    if (!colon || (size_t)(colon - v) >= sizeof o->host || colon == v ||
+    if (!colon || (size_t)(colon - v) >= cap || colon == v ||
         parse_size(colon + 1, 0, 65535, &port)) {
         return ERR_INVALID;
     }
-    memcpy(o->host, v, (size_t)(colon - v));
-    o->host[colon - v] = '\0';
-    if (strcmp(o->host, "localhost") == 0) {
-        strcpy(o->host, "127.0.0.1");
+    memcpy(host, v, (size_t)(colon - v));
+    host[colon - v] = '\0';
+    if (strcmp(host, "localhost") == 0) {
+        snprintf(host, cap, "127.0.0.1");
     }
-    o->port = (uint16_t)port;
+    *out_port = (uint16_t)port;
+    return 0;
+}
+
+static int parse_listen(struct options *o, const char *v)
+{
+    return split_listen(v, o->host, sizeof o->host, &o->port);
+}
+
+/* The value of NAME in a "NAME=VALUE,..." list into out, or false. */
+static bool dialect_value(const char *list, const char *name, char *out, size_t cap)
+{
+    size_t n = strlen(name);
+    for (const char *p = list; p && *p;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (len > n && !strncmp(p, name, n) && p[n] == '=' && len - n - 1 < cap) {
+            memcpy(out, p + n + 1, len - n - 1);
+            out[len - n - 1] = '\0';
+            return true;
+        }
+        p += len + (comma ? 1 : 0);
+    }
+    return false;
+}
+
+/* Checks a --dialect (listen false: off or a /prefix) or --dialect-listen (HOST:PORT) list. */
+static int dialect_setting_ok(const char *list, bool listen)
+{
+    for (const char *p = list; *p;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        const char *eq = memchr(p, '=', len);
+        char v[80];
+        int known = -1;
+        for (int i = 0; eq && i < NDIALECTS; i++) {
+            known = (size_t)(eq - p) == strlen(DIALECTS[i].name) &&
+                            !strncmp(p, DIALECTS[i].name, (size_t)(eq - p)) ? i : known;
+        }
+        if (known < 0 || !dialect_value(p, DIALECTS[known].name, v, sizeof v)) {
+            return ERR_INVALID;
+        }
+        bool ok = listen ? strrchr(v, ':') != NULL
+                         : !strcmp(v, "off") || (v[0] == '/' && v[1] && !strchr(v + 1, '/') &&
+                                                 strlen(v) < 64);
+        if (!ok) {
+            return ERR_INVALID;
+        }
+        p += len + (comma ? 1 : 0);
+    }
     return 0;
 }
 
@@ -207,6 +274,8 @@ static int set_option(struct options *o, int idx, const char *v)
     case 22: o->webhook_allow = v; return 0;
     case 23: if (parse_size(v, 0, 30 * 86400, &n)) return ERR_INVALID; l->compact_interval_s = (unsigned)n; return 0;
     case 24: o->allowed_hosts = v; return 0;
+    case 25: o->dialects = v; return dialect_setting_ok(v, false);
+    case 26: o->dialect_listen = v; return dialect_setting_ok(v, true);
     }
     return ERR_INVALID;
 }
@@ -281,20 +350,6 @@ static int parse_options(struct options *o, const char *cmd, int argc, char **ar
     }
     log_set_level(o->level);
     return 0;
-}
-
-static void shutdown_gracefully(struct http_server *srv, struct engine *e)
-{
-    log_info("shutting down: no new connections; finishing in-flight commits");
-    http_server_quiesce(srv);
-    engine_stop(e);
-    uint64_t deadline = time_mono_ns() + 5000000000ull;
-    while (http_server_inflight(srv) > 0 && time_mono_ns() < deadline) {
-        usleep(10000);
-    }
-    http_server_stop(srv);
-    engine_close(e);
-    log_info("stopped");
 }
 
 /* Hands the allocator's free memory back to the kernel: tcmalloc's call when the binary runs
@@ -387,6 +442,150 @@ static int check_keys(const struct options *o, bool *out_known)
 /* Serves until SIGINT/SIGTERM. A start refused for its configuration (no keys on an open
  * address, the port in use, a bad certificate) creates nothing on disk: those are checked
  * before the data directory is opened. */
+/* Everything a running server holds. */
+struct serving {
+    struct gate gate;
+    struct api api;
+    struct dlb_ctx dlb;
+    struct http_server *srv;                 /* the main listener */
+    struct http_server *ports[NDIALECTS];    /* --dialect-listen listeners */
+    struct gate_port port_of[NDIALECTS];
+};
+
+/* Mounts the native API at the root and every dialect not turned off. */
+static void mount_surfaces(const struct options *o, struct serving *sv)
+{
+    gate_mount(&sv->gate, &api_native_mount, "", &sv->api);
+    void *ctx[NDIALECTS] = {&sv->dlb};
+    for (int i = 0; i < NDIALECTS; i++) {
+        char prefix[80], addr[96];
+        if (!o->dialects || !dialect_value(o->dialects, DIALECTS[i].name, prefix, sizeof prefix)) {
+            snprintf(prefix, sizeof prefix, "%s", DIALECTS[i].prefix);
+        }
+        bool own_port = o->dialect_listen &&
+                        dialect_value(o->dialect_listen, DIALECTS[i].name, addr, sizeof addr);
+        if (strcmp(prefix, "off") != 0) {
+            gate_mount(&sv->gate, DIALECTS[i].mount, prefix, ctx[i]);
+        } else if (own_port) { /* off the main listener, on its own port only */
+            gate_mount(&sv->gate, DIALECTS[i].mount, NULL, ctx[i]);
+        }
+    }
+}
+
+/* Binds each --dialect-listen address (refusing open ones without keys). Returns 0 or 1. */
+static int bind_dialect_ports(const struct options *o, struct serving *sv, bool keys)
+{
+    for (int i = 0; i < NDIALECTS && o->dialect_listen; i++) {
+        char addr[96], host[64];
+        uint16_t port;
+        if (!dialect_value(o->dialect_listen, DIALECTS[i].name, addr, sizeof addr)) {
+            continue;
+        }
+        if (split_listen(addr, host, sizeof host, &port) != 0) {
+            log_error("--dialect-listen %s=%s is not HOST:PORT", DIALECTS[i].name, addr);
+            return 1;
+        }
+        if (!keys && !is_loopback(host)) {
+            log_error("refusing to serve the %s dialect on %s without API keys",
+                      DIALECTS[i].name, host);
+            return 1;
+        }
+        sv->port_of[i] = (struct gate_port){&sv->gate, DIALECTS[i].mount};
+        struct http_config hc = {.host = host, .port = port, .threads = 1,
+                                 .limits = o->limits, .handler = gate_handle_port,
+                                 .handler_arg = &sv->port_of[i], .observe = api_observe,
+                                 .observe_arg = &sv->api, .error_body = gate_http_error_port,
+                                 .error_arg = &sv->port_of[i], .tls_cert = o->tls_cert,
+                                 .tls_key = o->tls_key};
+        if (http_server_bind(&hc, &sv->ports[i])) {
+            return 1;
+        }
+        bool v6 = strchr(host, ':') && host[0] != '[';
+        log_info("%s dialect listening on %s%s%s:%u", DIALECTS[i].name, v6 ? "[" : "", host,
+                 v6 ? "]" : "", http_server_port(sv->ports[i]));
+    }
+    return 0;
+}
+
+/* Binds the listeners. A start refused for its configuration (no keys on an open address,
+ * a port in use, a bad certificate) creates nothing on disk: this runs before the data
+ * directory is opened. Returns 0 or 1. */
+static int bind_listeners(const struct options *o, struct serving *sv, bool keys)
+{
+    struct http_config hc = {.host = o->host, .port = o->port, .threads = o->threads,
+                             .limits = o->limits, .handler = gate_handle,
+                             .handler_arg = &sv->gate, .observe = api_observe,
+                             .observe_arg = &sv->api, .error_body = gate_http_error,
+                             .error_arg = &sv->gate, .tls_cert = o->tls_cert,
+                             .tls_key = o->tls_key};
+    return http_server_bind(&hc, &sv->srv) || bind_dialect_ports(o, sv, keys) ? 1 : 0;
+}
+
+static void stop_listeners(struct serving *sv)
+{
+    for (int i = 0; i < NDIALECTS; i++) {
+        http_server_stop(sv->ports[i]);
+        sv->ports[i] = NULL;
+    }
+    http_server_stop(sv->srv);
+    sv->srv = NULL;
+}
+
+/* Opens the data directory and the keys. Returns 0 or 1 (logged). */
+static int open_data(const struct options *o, struct serving *sv)
+{
+    struct engine_config ec = {.data_dir = o->data_dir, .limits = o->limits,
+                               .parse_filter = groups_parse_filter, .format_event = out_event,
+                               .webhook_allow = o->webhook_allow};
+    curl_global_init(CURL_GLOBAL_DEFAULT); /* before any thread: webhooks post with libcurl */
+    int rc = engine_open(&ec, &sv->api.engine);
+    if (rc) {
+        log_error("cannot open data directory %s: %s", o->data_dir, err_name(rc));
+        return 1;
+    }
+    sv->gate.engine = sv->api.engine;
+    rc = keyring_open(o->data_dir, &sv->gate.keys); /* again, now the directory is ours */
+    if (rc) {
+        log_error("cannot read the API keys in %s/keys.json: %s", o->data_dir, err_name(rc));
+        engine_close(sv->api.engine);
+        return 1;
+    }
+    return 0;
+}
+
+static int run_listeners(struct serving *sv)
+{
+    int rc = http_server_run(sv->srv);
+    for (int i = 0; !rc && i < NDIALECTS; i++) {
+        rc = sv->ports[i] ? http_server_run(sv->ports[i]) : 0;
+    }
+    return rc;
+}
+
+/* Stops taking connections, lets queued commits finish and be answered (up to 5 s for the
+ * answers to leave), then closes the listeners and the stores. */
+static void shutdown_gracefully(struct serving *sv)
+{
+    log_info("shutting down: no new connections; finishing in-flight commits");
+    struct http_server *all[NDIALECTS + 1] = {sv->srv};
+    memcpy(all + 1, sv->ports, sizeof sv->ports);
+    for (int i = 0; i <= NDIALECTS; i++) {
+        if (all[i]) {
+            http_server_quiesce(all[i]);
+        }
+    }
+    engine_stop(sv->api.engine);
+    uint64_t deadline = time_mono_ns() + 5000000000ull;
+    for (int i = 0; i <= NDIALECTS; i++) {
+        while (all[i] && http_server_inflight(all[i]) > 0 && time_mono_ns() < deadline) {
+            usleep(10000);
+        }
+    }
+    stop_listeners(sv);
+    engine_close(sv->api.engine);
+    log_info("stopped");
+}
+
 static int cmd_serve(const struct options *o)
 {
     sigset_t sigs;
@@ -403,53 +602,33 @@ static int cmd_serve(const struct options *o)
     if (check_keys(o, &known_keys)) {
         return 1;
     }
+    static struct serving sv; /* large; lives until the process ends */
     /* any key on file (even expired or revoked ones) keeps auth on: revoking every key must
        not open the server */
-    struct gate gate = {.cors_origins = o->cors, .allowed_hosts = o->allowed_hosts,
-                        .rate_limit = o->rate_limit, .rate_burst = o->rate_burst,
-                        .auth_required = known_keys || !is_loopback(o->host)};
-    struct api api = {.gate = &gate, .limits = o->limits, .version = ANNALS_VERSION,
-                      .started_us = time_now_us()};
-    gate_mount(&gate, &api_native_mount, "", &api);
-    struct http_config hc = {.host = o->host, .port = o->port, .threads = o->threads,
-                             .limits = o->limits, .handler = gate_handle, .handler_arg = &gate,
-                             .observe = api_observe, .observe_arg = &api,
-                             .error_body = gate_http_error, .error_arg = &gate,
-                             .tls_cert = o->tls_cert, .tls_key = o->tls_key};
-    struct http_server *srv;
-    if (http_server_bind(&hc, &srv)) {
+    sv.gate = (struct gate){.cors_origins = o->cors, .allowed_hosts = o->allowed_hosts,
+                            .rate_limit = o->rate_limit, .rate_burst = o->rate_burst,
+                            .auth_required = known_keys || !is_loopback(o->host)};
+    sv.api = (struct api){.gate = &sv.gate, .limits = o->limits, .version = ANNALS_VERSION,
+                          .started_us = time_now_us()};
+    sv.dlb = (struct dlb_ctx){.limits = o->limits};
+    mount_surfaces(o, &sv);
+    if (bind_listeners(o, &sv, known_keys) || open_data(o, &sv)) {
+        stop_listeners(&sv);
         return 1;
     }
-    struct engine_config ec = {.data_dir = o->data_dir, .limits = o->limits,
-                               .parse_filter = groups_parse_filter, .format_event = out_event,
-                               .webhook_allow = o->webhook_allow};
-    curl_global_init(CURL_GLOBAL_DEFAULT); /* before any thread: webhooks post with libcurl */
-    int rc = engine_open(&ec, &api.engine);
-    if (rc) {
-        log_error("cannot open data directory %s: %s", o->data_dir, err_name(rc));
-        http_server_stop(srv);
-        return 1;
-    }
-    gate.engine = api.engine;
-    rc = keyring_open(o->data_dir, &gate.keys); /* again, now that the directory is ours */
-    if (rc) {
-        log_error("cannot read the API keys in %s/keys.json: %s", o->data_dir, err_name(rc));
-        http_server_stop(srv);
-        engine_close(api.engine);
-        return 1;
-    }
-    api.metrics = metrics_new();
-    gate.limiter = rl_new();
-    api.live = live_registry_new(&o->live);
-    rc = http_server_run(srv);
+    sv.api.metrics = metrics_new();
+    sv.gate.limiter = rl_new();
+    sv.api.live = live_registry_new(&o->live);
+    sv.dlb.live = sv.api.live;
+    int rc = run_listeners(&sv);
     if (!rc) {
-        serve_until_signal(o, &api, srv, &sigs);
+        serve_until_signal(o, &sv.api, sv.srv, &sigs);
     }
-    shutdown_gracefully(srv, api.engine);
-    keyring_close(gate.keys);
-    metrics_free(api.metrics);
-    rl_free(gate.limiter);
-    live_registry_free(api.live);
+    shutdown_gracefully(&sv);
+    keyring_close(sv.gate.keys);
+    metrics_free(sv.api.metrics);
+    rl_free(sv.gate.limiter);
+    live_registry_free(sv.api.live);
     return rc ? 1 : 0;
 }
 

@@ -20,6 +20,8 @@
 
 int gate_mount(struct gate *g, const struct gate_mount *desc, const char *prefix, void *ctx)
 {
+    bool unlisted = prefix == NULL;
+    prefix = unlisted ? "" : prefix;
     if (g->nmounts == GATE_MAX_MOUNTS || strlen(prefix) >= sizeof g->mounts[0].prefix) {
         return ERR_TOOBIG;
     }
@@ -32,6 +34,7 @@ int gate_mount(struct gate *g, const struct gate_mount *desc, const char *prefix
     g->mounts[i].desc = desc;
     snprintf(g->mounts[i].prefix, sizeof g->mounts[i].prefix, "%s", prefix);
     g->mounts[i].ctx = ctx;
+    g->mounts[i].unlisted = unlisted;
     int tag = 0;
     for (size_t k = 0; k < g->nmounts; k++) {
         g->mounts[k].tag_base = tag;
@@ -67,6 +70,9 @@ static int find_mount(const struct gate *g, struct slice path, struct slice *res
 {
     for (size_t k = 0; k < g->nmounts; k++) {
         size_t n = strlen(g->mounts[k].prefix);
+        if (g->mounts[k].unlisted) {
+            continue;
+        }
         if (path.len >= n && memcmp(path.ptr, g->mounts[k].prefix, n) == 0 &&
             (n == 0 || path.len == n || path.ptr[n] == '/')) {
             *rest = (struct slice){path.ptr + n, path.len - n};
@@ -784,16 +790,9 @@ static void call_fini(struct gate_call *c)
     engine_db_release(c->db);
 }
 
-void gate_handle(void *arg, struct http_req *req)
+/* Runs the pipeline for req on mount k, whose routes see rest. */
+static void handle_on(struct gate *g, int k, struct slice rest, struct http_req *req)
 {
-    struct gate *g = arg;
-    request_id(req);
-    struct slice rest;
-    int k = find_mount(g, http_req_path(req), &rest);
-    if (k < 0) { /* no mount at the root: answer in the last mount's envelope */
-        k = (int)g->nmounts - 1;
-        rest = (struct slice){"", 0};
-    }
     struct gate_call c = {.gate = g, .mount = g->mounts[k].desc, .ctx = g->mounts[k].ctx,
                           .req = req};
     if (!host_allowed(g, req)) {
@@ -809,4 +808,44 @@ void gate_handle(void *arg, struct http_req *req)
         dispatch(&c, rest, g->mounts[k].tag_base);
     }
     call_fini(&c);
+}
+
+void gate_handle(void *arg, struct http_req *req)
+{
+    struct gate *g = arg;
+    request_id(req);
+    struct slice rest;
+    int k = find_mount(g, http_req_path(req), &rest);
+    if (k < 0) { /* no mount at the root: answer in the last mount's envelope */
+        k = (int)g->nmounts - 1;
+        rest = (struct slice){"", 0};
+    }
+    handle_on(g, k, rest, req);
+}
+
+/* The mount index of desc, or -1. */
+static int mount_index(const struct gate *g, const struct gate_mount *desc)
+{
+    for (size_t k = 0; k < g->nmounts; k++) {
+        if (g->mounts[k].desc == desc) {
+            return (int)k;
+        }
+    }
+    return -1;
+}
+
+void gate_handle_port(void *arg, struct http_req *req)
+{
+    struct gate_port *p = arg;
+    request_id(req);
+    handle_on(p->gate, mount_index(p->gate, p->mount), http_req_path(req), req);
+}
+
+void gate_http_error_port(void *arg, struct slice path, unsigned status, const char *code,
+                          const char *message, struct buf *out)
+{
+    struct gate_port *p = arg;
+    struct gate_error e = {.kind = status, .code = code, .message = message};
+    (void)path;
+    (void)p->mount->error(&e, out);
 }

@@ -114,6 +114,7 @@ struct gate {
         const struct gate_mount *desc;
         char prefix[64];           /* "" (root) or "/deltabase" */
         void *ctx;                 /* passed to the handlers (struct api * for native) */
+        bool unlisted;             /* not on the main listener (only a port of its own) */
         int tag_base;              /* metrics tag of its first route */
     } mounts[GATE_MAX_MOUNTS];
     size_t nmounts;
@@ -135,12 +136,25 @@ struct gate_call {
     struct api_key key;              /* valid when authed */
 };
 
-/* Adds a mount of desc under prefix ("" = the root; otherwise "/name", no trailing '/') with
- * ctx for its handlers. Prefixes are matched longest first. Returns 0 or ERR_TOOBIG. */
+/* Adds a mount of desc under prefix ("" = the root; otherwise "/name", no trailing '/'; NULL =
+ * not on the main listener, only on a gate_port of its own) with ctx for its handlers.
+ * Prefixes are matched longest first. Returns 0 or ERR_TOOBIG. */
 int gate_mount(struct gate *g, const struct gate_mount *desc, const char *prefix, void *ctx);
 
 /* The http_handler_fn: arg is a struct gate. */
 void gate_handle(void *arg, struct http_req *req);
+
+/* A listener of its own for one mount (--dialect-listen): the mount's routes at its root,
+ * with the gate's keys, settings and rate limits. desc must be mounted in gate. */
+struct gate_port {
+    struct gate *gate;               /* borrowed */
+    const struct gate_mount *mount;  /* borrowed */
+};
+/* The http_handler_fn of such a listener: arg is a struct gate_port. */
+void gate_handle_port(void *arg, struct http_req *req);
+/* Its http_error_body_fn (arg: struct gate_port). */
+void gate_http_error_port(void *arg, struct slice path, unsigned status, const char *code,
+                          const char *message, struct buf *out);
 
 /* The http_error_fn of the HTTP layer (arg: struct gate): the error body of a request the
  * HTTP layer refuses itself, in the envelope of the mount its path falls under. */

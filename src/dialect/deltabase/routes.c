@@ -176,7 +176,8 @@ static int store_body(struct slice body, char *name, size_t cap, struct db_setti
         rc = parse_fail(pe, 400, "invalid_request", "region", "a label of at most %d bytes",
                         LIMIT_REGION_BYTES);
     }
-    const char *rg = json_string_value(region);
+    char rg[LIMIT_REGION_BYTES + 1];
+    snprintf(rg, sizeof rg, "%s", !rc && json_is_string(region) ? json_string_value(region) : "");
     json_object_del(root, "region"); /* Annals' settings parser knows no region */
     if (!rc) rc = parse_db_settings(root, false, set, pe);
     if (!rc && (!nm || !engine_db_name_ok(nm, strlen(nm)) || strlen(nm) >= cap)) {
@@ -185,7 +186,7 @@ static int store_body(struct slice body, char *name, size_t cap, struct db_setti
     }
     if (!rc) {
         snprintf(name, cap, "%s", nm);
-        snprintf(set->region, sizeof set->region, "%s", rg ? rg : "");
+        memcpy(set->region, rg, sizeof set->region);
     }
     json_decref(root);
     return rc;

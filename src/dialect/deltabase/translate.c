@@ -92,10 +92,14 @@ unsigned dlb_error(const struct gate_error *e, struct buf *out)
         return dcb_conflict(e, out);
     }
     const char *code = dlb_code(e);
+    const char *msg = !strcmp(e->code, "database_not_found") ? "event store not found"
+                      : !strcmp(e->code, "wrong_expected_version")
+                          ? "the stream's version does not match expectedStreamVersion"
+                          : e->message;
     buf_adds(out, "{\"error\":{\"code\":");
     buf_add_json_str(out, code, strlen(code));
     buf_adds(out, ",\"message\":");
-    buf_add_json_str(out, e->message, strlen(e->message));
+    buf_add_json_str(out, msg, strlen(msg));
     buf_adds(out, ",\"details\":{");
     bool first = true;
     if (e->field) {
