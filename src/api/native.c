@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "api/append.h"
+#include "api/backup_api.h"
 #include "api/groups_api.h"
 #include "api/live.h"
 #include "api/keys_api.h"
@@ -100,6 +101,7 @@ static void hook_rotate(struct call *c);
 static void compact_get(struct call *c);
 static void compact_start(struct call *c);
 static void compaction_json(struct db *db, struct buf *b);
+static void backup(struct call *c);
 
 static const struct route ROUTES[] = {
     {"GET", "health", health, false, NEED_NONE, "Liveness"},
@@ -169,6 +171,8 @@ static const struct route ROUTES[] = {
      "Replace a webhook's secret (the old one signs during a grace period)"},
     {"POST", "v1/databases/*/streams/*/events", stream_append, true, NEED_WRITE,
      "Append to a stream"},
+    {"GET", "v1/backup", backup, false, NEED_ADMIN,
+     "Stream a consistent backup of every database (application/vnd.annals.backup)"},
 };
 
 /* ---- path handling ---- */
@@ -352,7 +356,8 @@ static bool authorize(struct call *c, const struct route *r)
         out_error(c->req, 404, "database_not_found", "no such database", "database");
         return false;
     }
-    bool all_dbs_needed = !strcmp(r->pattern, "v1/databases") && !strcmp(r->method, "POST");
+    bool all_dbs_needed = (!strcmp(r->pattern, "v1/databases") && !strcmp(r->method, "POST")) ||
+                          r->fn == backup;
     if (!scope_covers(c->key.scope, r->need) || (all_dbs_needed && c->key.database[0])) {
         out_error(c->req, 403, "forbidden", "this API key's scope does not allow this request",
                   NULL);
@@ -1507,6 +1512,11 @@ static void keys_rotate(struct call *c)
     if (out_require_json(c->req)) {
         keys_api_rotate(c->req, c->api, caller(c), c->seg[2]);
     }
+}
+
+static void backup(struct call *c)
+{
+    backup_api_start(c->req, c->api->engine, c->api->version);
 }
 
 /* ---- the OpenAPI document, generated from the route table ---- */
