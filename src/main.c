@@ -22,6 +22,8 @@
 #include "api/native.h"
 #include "api/ratelimit.h"
 #include "auth/keys.h"
+#include "cli/backup_cmd.h"
+#include "cli/restore_cmd.h"
 #include "engine/engine.h"
 #include "http/server.h"
 #include "store/store.h"
@@ -102,6 +104,8 @@ static void usage(FILE *f)
                "  serve     run the server (zero configuration: ./data, 127.0.0.1:7070, auth off until a key exists)\n"
                "  verify    check every database's checksums, hash chain and indexes (server stopped)\n"
                "  keys      create, list, revoke and rotate API keys (server stopped; see keys --help)\n"
+               "  backup    copy every database of a running server into a new directory (see backup --help)\n"
+               "  restore   bring a backup back as a data directory, checked (see restore --help)\n"
                "  version   print the version\n"
                "  help      this text; 'annals serve --help' lists the flags\n",
             ANNALS_VERSION);
@@ -613,6 +617,10 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "keys")) {
         return cmd_keys(argc, argv);
+    }
+    if (!strcmp(cmd, "backup") || !strcmp(cmd, "restore")) {
+        return !strcmp(cmd, "backup") ? cli_backup_main(argc - 1, argv + 1)
+                                      : cli_restore_main(argc - 1, argv + 1);
     }
     if (strcmp(cmd, "serve") && strcmp(cmd, "verify")) {
         fprintf(stderr, "annals: unknown command '%s'\n\n", cmd);
