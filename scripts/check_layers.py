@@ -14,14 +14,18 @@ ALLOWED = {
     "util": BASE,
     "json": BASE | {"json"},
     "model": BASE | {"model"},
+    "backup": BASE | {"backup"},
     "query": BASE | {"json", "model", "query"},
     "store": BASE | {"json", "model", "query", "store"},
-    "engine": BASE | {"json", "model", "query", "store", "engine"},
+    "engine": BASE | {"json", "model", "query", "store", "engine", "backup"},
     "http": BASE | {"json", "http"},
     "auth": BASE | {"auth"},
     "gate": BASE | {"json", "model", "query", "engine", "http", "auth", "gate"},
     "ops": BASE | {"json", "model", "query", "engine", "http", "auth", "gate", "ops"},
-    "api": BASE | {"json", "model", "query", "engine", "http", "auth", "gate", "ops", "api"},
+    "api": BASE | {"json", "model", "query", "engine", "http", "auth", "gate", "ops", "api",
+                   "backup"},
+    # the command-line tools beside the server (annals backup, restore): main's level
+    "cli": BASE | {"json", "model", "query", "store", "engine", "http", "auth", "backup", "cli"},
 }
 # every dialect: what the native API may use, except the native API itself (and storage)
 DIALECT = BASE | {"json", "model", "query", "engine", "http", "auth", "gate", "ops"}

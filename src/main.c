@@ -25,6 +25,8 @@
 #include "gate/gate.h"
 #include "gate/ratelimit.h"
 #include "auth/keys.h"
+#include "cli/backup_cmd.h"
+#include "cli/restore_cmd.h"
 #include "engine/engine.h"
 #include "http/server.h"
 #include "store/store.h"
@@ -125,6 +127,8 @@ static void usage(FILE *f)
                "  verify    check every database's checksums, hash chain and indexes (server stopped;\n"
                "            see verify --help)\n"
                "  keys      create, list, revoke and rotate API keys (server stopped; see keys --help)\n"
+               "  backup    copy every database of a running server into a new directory (see backup --help)\n"
+               "  restore   bring a backup back as a data directory, checked (see restore --help)\n"
                "  version   print the version\n"
                "  help      this text; 'annals serve --help' lists the flags\n",
             ANNALS_VERSION);
@@ -934,6 +938,10 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "keys")) {
         return cmd_keys(argc, argv);
+    }
+    if (!strcmp(cmd, "backup") || !strcmp(cmd, "restore")) {
+        return !strcmp(cmd, "backup") ? cli_backup_main(argc - 1, argv + 1)
+                                      : cli_restore_main(argc - 1, argv + 1);
     }
     if (strcmp(cmd, "serve") && strcmp(cmd, "verify")) {
         fprintf(stderr, "annals: unknown command '%s'\n\n", cmd);

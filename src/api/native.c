@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "ops/append.h"
+#include "api/backup_api.h"
 #include "api/groups_api.h"
 #include "ops/live.h"
 #include "api/keys_api.h"
@@ -83,6 +84,7 @@ static void hook_rotate(struct gate_call *c);
 static void compact_get(struct gate_call *c);
 static void compact_start(struct gate_call *c);
 static void compaction_json(struct db *db, struct buf *b);
+static void backup(struct gate_call *c);
 
 /* ---- the query parameters of each route ---- */
 
@@ -262,6 +264,9 @@ static const struct route ROUTES[] = {
     {"POST", "v1/databases/{db}/streams/{stream}/events", stream_append, DB | IDEM | DUP,
      NEED_WRITE,
      "appendStream", "Append to a stream", NULL, "Append", "AppendResult", 201},
+    {"GET", "v1/backup", backup, ROUTE_ALL_DBS | ROUTE_STREAMING, NEED_ADMIN, "backup",
+     "Stream a consistent backup of every database (application/vnd.annals.backup)", NULL,
+     NULL, "BackupStream", 200},
 };
 
 #undef DB
@@ -1289,6 +1294,11 @@ static void keys_rotate(struct gate_call *c)
     if (out_require_json(c->req)) {
         keys_api_rotate(c->req, api_of(c), caller(c), gate_param_str(c, "id"));
     }
+}
+
+static void backup(struct gate_call *c)
+{
+    backup_api_start(c->req, api_of(c)->engine, api_of(c)->version);
 }
 
 /* ---- the OpenAPI document, generated from the route table (openapi.c) ---- */

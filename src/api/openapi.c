@@ -123,6 +123,7 @@ static const struct {
 } MEDIA[] = {
     {"PrometheusText", "text/plain", NULL},
     {"EventStream", "text/event-stream", NULL},
+    {"BackupStream", "application/vnd.annals.backup", NULL},
     {"Index", "application/json", "text/html"}, /* a page for browsers */
 };
 

@@ -358,8 +358,16 @@ int store_compact(struct store *st, const struct store_compact_spec *spec,
     struct head_rec h;
     bool switched = false, head_synced = false;
     /* a dry run only reads the indexed part of the log, which never changes (and only this
-       caller switches logs): the indexer goes on meanwhile */
+       caller switches logs): the indexer goes on meanwhile. A real one may switch, so it
+       waits for backups that pin the generation first (snapshot.c) */
     if (!spec->dry_run) {
+        int erc = st_compact_enter(st, spec->cancelled, spec->arg);
+        if (erc) {
+            free(c.moved);
+            buf_fini(&c.batch);
+            out->generation = st->generation;
+            return erc;
+        }
         pthread_mutex_lock(&st->index_mu);
     }
     int rc = start(&c, &h, path, sizeof path);
@@ -405,5 +413,8 @@ int store_compact(struct store *st, const struct store_compact_spec *spec,
     }
     free(c.moved);
     buf_fini(&c.batch);
+    if (!spec->dry_run) {
+        st_compact_leave(st);
+    }
     return rc;
 }

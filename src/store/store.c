@@ -899,6 +899,13 @@ static uint64_t await_work(struct store *st, bool *stop)
 void st_reopen_env(struct store *st)
 {
     pthread_rwlock_wrlock(&st->tail_lock);
+    if (__atomic_load_n(&st->env_copies, __ATOMIC_ACQUIRE)) {
+        /* a backup copies the environment (snapshot.c): closing it now would pull it from
+           under the copy; the indexer retries, and reopens it after the copy */
+        pthread_rwlock_unlock(&st->tail_lock);
+        log_warn("%s: the index is being copied by a backup; reopening it waits", st->dir);
+        return;
+    }
     if (st->env) {
         mdb_env_close(st->env);
         st->env = NULL;
@@ -1008,6 +1015,8 @@ static void store_free(struct store *st)
     pthread_mutex_destroy(&st->mu);
     pthread_mutex_destroy(&st->append_mu);
     pthread_mutex_destroy(&st->index_mu);
+    pthread_mutex_destroy(&st->pin_mu);
+    pthread_cond_destroy(&st->pin_cv);
     pthread_cond_destroy(&st->cv);
     free(st->dir);
     free(st);
@@ -1027,6 +1036,8 @@ static struct store *store_alloc(const char *dir, uint64_t map_bytes)
     pthread_mutex_init(&st->mu, NULL);
     pthread_mutex_init(&st->append_mu, NULL);
     pthread_mutex_init(&st->index_mu, NULL);
+    pthread_mutex_init(&st->pin_mu, NULL);
+    pthread_cond_init(&st->pin_cv, NULL);
     pthread_cond_init(&st->cv, NULL);
     strmap_init(&st->states, sizeof(struct stream_rec));
     st->evict_at = MAP_EVICT_AT;
@@ -2237,6 +2248,8 @@ static int verify_event(void *arg, const struct event_rec *ev, uint64_t rec_off,
         }
     }
     vc->rep->events_checked++;
+    vc->rep->last_position = ev->position;
+    memcpy(vc->rep->last_hash, ev->hash, HASH_SHA256_LEN);
     return 0;
 }
 

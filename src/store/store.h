@@ -221,6 +221,8 @@ struct store_verify_report {
     uint64_t first_bad;       /* first position that failed (0 = none) */
     const char *problem;      /* static text naming the first failure, or NULL */
     bool torn_tail;           /* an unacknowledged partial write follows the last event */
+    uint64_t last_position;   /* the last record that passed (0 = none) */
+    uint8_t last_hash[HASH_SHA256_LEN]; /* its chain hash */
 };
 
 /* Walks the whole log: frames, CRCs, gap-free positions, the hash chain; and the index: every

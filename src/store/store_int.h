@@ -84,6 +84,15 @@ struct store {
                                                 publishes; a compaction's switch holds it */
     pthread_mutex_t index_mu;                /* held by whoever writes the index: the
                                                 indexer, or a compaction */
+    pthread_mutex_t pin_mu;                  /* guards pins and rewriting (snapshot.c) */
+    pthread_cond_t pin_cv;                   /* signalled when either falls */
+    unsigned pins;                           /* backups holding the log generation: no
+                                                compaction may switch it meanwhile */
+    bool rewriting;                          /* a compaction that may switch generations
+                                                runs (st_compact_enter .. _leave) */
+    unsigned env_copies;                     /* atomic: index copies running (snapshot.c);
+                                                st_reopen_env leaves the environment open
+                                                while there are any */
     int64_t created_us;                      /* database creation time */
     struct slice init_settings;              /* during store_open: settings of a new store */
 
@@ -196,6 +205,12 @@ void st_log_path(const char *dir, uint64_t gen, char *out, size_t n);
 /* After a failed index commit (LMDB may have marked the environment unusable): closes and
  * reopens it with the tail lock held exclusively; the caller holds index_mu. */
 void st_reopen_env(struct store *st);
+/* A compaction that may switch log generations: enter waits until no backup pins the store
+ * (asking cancelled, which may be NULL, between waits: true gives up with ERR_SHUTDOWN), then
+ * keeps new pins waiting until leave. Returns 0 or ERR_SHUTDOWN (leave must not follow). */
+int st_compact_enter(struct store *st, bool (*cancelled)(void *arg), void *arg);
+void st_compact_leave(struct store *st);
+
 /* Drops the writer's idempotency map entries the index has (writer, or with it paused). */
 void st_evict_idem(struct store *st);
 

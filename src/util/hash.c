@@ -99,6 +99,34 @@ void hash_sha256(const struct hash_part *parts, int count, uint8_t out[HASH_SHA2
     ASSERT(ok && olen == HASH_SHA256_LEN);
 }
 
+void hash_sha256_begin(struct hash_sha256_ctx *c)
+{
+    pthread_once(&sha256_once, fetch_sha256);
+    if (!c->md) {
+        c->md = EVP_MD_CTX_new();
+        ASSERT(c->md != NULL);
+    }
+    ASSERT(EVP_DigestInit_ex(c->md, sha256_md, NULL));
+}
+
+void hash_sha256_add(struct hash_sha256_ctx *c, const void *p, size_t n)
+{
+    ASSERT(EVP_DigestUpdate(c->md, p, n));
+}
+
+void hash_sha256_end(struct hash_sha256_ctx *c, uint8_t out[HASH_SHA256_LEN])
+{
+    unsigned int olen = 0;
+    ASSERT(EVP_DigestFinal_ex(c->md, out, &olen) && olen == HASH_SHA256_LEN);
+    hash_sha256_drop(c);
+}
+
+void hash_sha256_drop(struct hash_sha256_ctx *c)
+{
+    EVP_MD_CTX_free(c->md);
+    c->md = NULL;
+}
+
 void hash_hex(const uint8_t *p, size_t n, char *out)
 {
     static const char hex[] = "0123456789abcdef";

@@ -39,6 +39,11 @@ enum {
     LIMIT_DEFAULT_IDEM_TTL_S = 24 * 3600,         /* how long idempotency keys are kept */
     LIMIT_IDEM_TTL_MAX_S = 365 * 24 * 3600,       /* ... at most (a setting) */
     LIMIT_DEFAULT_COMPACT_INTERVAL_S = 3600,      /* databases look for space to reclaim */
+    LIMIT_BACKUP_CHUNK_BYTES = 1 << 20,           /* payload of one data frame of a backup
+                                                     stream (docs/design/backup.md) */
+    LIMIT_BACKUP_PATH_BYTES = 255,                /* a file's relative path in a backup */
+    LIMIT_BACKUP_JSON_BYTES = 4 << 20,            /* a backup's manifest, a database's
+                                                     summary or an error, as JSON text */
 };
 
 /* The limits in force, as configured. */

@@ -1,5 +1,6 @@
 /* The store and the engine's write path on a real LMDB directory: group commit, expected
  * versions, persistence across reopen, verify detecting damage. */
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -10,6 +11,7 @@
 #include "engine/engine.h"
 #include "query/filter.h"
 #include "store/log.h"
+#include "store/snapshot.h"
 #include "store/store.h"
 #include "unit.h"
 #include "util/errors.h"
@@ -919,4 +921,106 @@ TEST(index_transactions_keep_stream_rows_entries_and_postings)
     struct store_verify_report rep;
     ASSERT_EQ(store_verify(dir, 64 << 20, &rep), 0);
     ASSERT_EQ(rep.events_checked, IX_TOTAL);
+}
+
+/* ---- snapshots for online backups (store/snapshot.h) ---- */
+
+static int to_file(void *arg, const void *p, size_t n)
+{
+    return fwrite(p, 1, n, arg) == n ? 0 : ERR_IO;
+}
+
+/* A compaction on a thread of its own (it waits for pins). */
+struct bg_compact {
+    struct store *st;
+    int kept_asked;
+    int rc;
+    bool done;
+};
+
+static void *compact_main(void *arg)
+{
+    struct bg_compact *b = arg;
+    struct store_compact_spec spec = {.keep = keep_kept, .arg = &b->kept_asked};
+    struct store_compact_result res;
+    b->rc = store_compact(b->st, &spec, &res);
+    __atomic_store_n(&b->done, true, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+/* Copies the pinned store's index and log into copy (a directory) and returns the point. */
+static void snapshot_into(struct store *st, const char *copy, struct store_snapshot_point *pt)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/data.mdb", copy);
+    FILE *f = fopen(path, "wb");
+    uint64_t index_bytes;
+    ASSERT_EQ(store_snapshot_index(st, to_file, f, &index_bytes), 0);
+    fclose(f);
+    CHECK(index_bytes > 0);
+    ASSERT_EQ(store_snapshot_point(st, pt), 0);
+    char name[64];
+    store_log_name(pt->generation, name, sizeof name);
+    snprintf(path, sizeof path, "%s/%s", copy, name);
+    f = fopen(path, "wb");
+    ASSERT_EQ(store_snapshot_log(st, pt, to_file, f), 0);
+    fclose(f);
+}
+
+TEST(a_snapshot_of_a_live_store_opens_whole_while_a_compaction_waits)
+{
+    char dir[256], copy[300];
+    store_dir(dir, sizeof dir);
+    snprintf(copy, sizeof copy, "%s-copy", dir);
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir %s", copy, copy);
+    CHECK(system(cmd) == 0);
+    struct store *st;
+    ASSERT_EQ(store_open(dir, 64 << 20, true, (struct slice){NULL, 0}, &st), 0);
+    store_fill_pairs(st, 300);
+    store_close(st); /* indexed */
+    ASSERT_EQ(store_open(dir, 64 << 20, false, (struct slice){NULL, 0}, &st), 0);
+    store_fill_pairs(st, 10); /* the unindexed tail: in the copy's log, past its index */
+    store_fill_idem(st, "tail-key", time_now_us());
+    store_pin(st);
+    struct bg_compact bg = {.st = st};
+    pthread_t t;
+    ASSERT_EQ(pthread_create(&t, NULL, compact_main, &bg), 0);
+    usleep(300000);
+    CHECK(!__atomic_load_n(&bg.done, __ATOMIC_ACQUIRE)); /* waits for the pin */
+    struct store_snapshot_point pt;
+    snapshot_into(st, copy, &pt);
+    ASSERT_EQ(pt.position, 311);
+    ASSERT_EQ(pt.generation, 0);
+    store_fill_pairs(st, 5); /* after the point: not in the copy */
+    store_unpin(st);
+    pthread_join(t, NULL);
+    ASSERT_EQ(bg.rc, 0);
+    struct store_stats ss;
+    ASSERT_EQ(store_stats(st, &ss), 0);
+    ASSERT_EQ(ss.generation, 1); /* it ran once the pin was gone */
+    /* a pinned store: a compaction that is cancelled meanwhile gives up */
+    store_pin(st);
+    struct store_compact_spec spec = {.keep = keep_kept, .arg = &bg.kept_asked,
+                                      .cancelled = always};
+    struct store_compact_result res;
+    ASSERT_EQ(store_compact(st, &spec, &res), ERR_SHUTDOWN);
+    store_unpin(st);
+    store_close(st);
+
+    char path[512];
+    struct stat sb;
+    snprintf(path, sizeof path, "%s/events.log", copy);
+    ASSERT_EQ(stat(path, &sb), 0);
+    ASSERT_EQ((uint64_t)sb.st_size, pt.log_end); /* ends at its last batch: no zeros */
+    struct store_verify_report rep;
+    ASSERT_EQ(store_verify(copy, 64 << 20, &rep), 0);
+    ASSERT_EQ(rep.last_position, 311);
+    CHECK(memcmp(rep.last_hash, pt.hash, HASH_SHA256_LEN) == 0);
+    ASSERT_EQ(store_open(copy, 64 << 20, false, (struct slice){NULL, 0}, &st), 0);
+    ASSERT_EQ(find_idem(st, "tail-key", time_now_us()), 0);
+    store_fill_pairs(st, 3); /* the short log grows from its end */
+    store_close(st);
+    ASSERT_EQ(store_verify(copy, 64 << 20, &rep), 0);
+    ASSERT_EQ(rep.last_position, 314);
 }
