@@ -54,6 +54,7 @@ struct options {
     const char *allowed_hosts; /* --allowed-hosts */
     const char *dialects;      /* --dialect: NAME=off|PREFIX,... */
     const char *dialect_listen; /* --dialect-listen: NAME=HOST:PORT,... */
+    const char *dialect_rate;  /* --dialect-rate: NAME=N,... */
 };
 
 /* The API surfaces besides the native one, and where they are mounted by default. */
@@ -115,6 +116,8 @@ static const struct flag FLAGS[] = {
      "mount a dialect elsewhere or not at all: deltabase=/path or deltabase=off, comma-separated (default: each under /NAME)"},
     {"--dialect-listen", "ANNALS_DIALECT_LISTEN", "NAME=ADDR",
      "also serve a dialect at the root of its own address, e.g. deltabase=127.0.0.1:8787 (comma-separated)"},
+    {"--dialect-rate", "ANNALS_DIALECT_RATE", "NAME=N",
+     "a dialect's default rate limit in its own unit (deltabase: requests per minute per key, default 1000; 0 = none)"},
 };
 enum { NFLAGS = sizeof FLAGS / sizeof FLAGS[0] };
 
@@ -237,9 +240,11 @@ static int dialect_setting_ok(const char *list, bool listen)
         if (known < 0 || !dialect_value(p, DIALECTS[known].name, v, sizeof v)) {
             return ERR_INVALID;
         }
+        uint64_t n;
         bool ok = listen ? strrchr(v, ':') != NULL
                          : !strcmp(v, "off") || (v[0] == '/' && v[1] && !strchr(v + 1, '/') &&
-                                                 strlen(v) < 64);
+                                                 strlen(v) < 64) ||
+                               !parse_size(v, 0, LIMIT_RATE_MAX, &n);
         if (!ok) {
             return ERR_INVALID;
         }
@@ -280,6 +285,7 @@ static int set_option(struct options *o, int idx, const char *v)
     case 24: o->allowed_hosts = v; return 0;
     case 25: o->dialects = v; return dialect_setting_ok(v, false);
     case 26: o->dialect_listen = v; return dialect_setting_ok(v, true);
+    case 27: o->dialect_rate = v; return dialect_setting_ok(v, false);
     }
     return ERR_INVALID;
 }
@@ -472,6 +478,12 @@ static void mount_surfaces(const struct options *o, struct serving *sv)
             gate_mount(&sv->gate, DIALECTS[i].mount, prefix, ctx[i]);
         } else if (own_port) { /* off the main listener, on its own port only */
             gate_mount(&sv->gate, DIALECTS[i].mount, NULL, ctx[i]);
+        }
+        char rate[24];
+        uint64_t n;
+        if (o->dialect_rate && dialect_value(o->dialect_rate, DIALECTS[i].name, rate, sizeof rate) &&
+            !parse_size(rate, 0, LIMIT_RATE_MAX, &n)) {
+            gate_set_rate(&sv->gate, DIALECTS[i].mount, (uint32_t)n);
         }
     }
 }

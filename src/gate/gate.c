@@ -43,6 +43,16 @@ int gate_mount(struct gate *g, const struct gate_mount *desc, const char *prefix
     return 0;
 }
 
+void gate_set_rate(struct gate *g, const struct gate_mount *desc, uint32_t rate)
+{
+    for (size_t k = 0; k < g->nmounts; k++) {
+        if (g->mounts[k].desc == desc) {
+            g->mounts[k].has_rate = true;
+            g->mounts[k].rate = rate;
+        }
+    }
+}
+
 size_t gate_route_count(const struct gate *g)
 {
     size_t n = 0;
@@ -707,11 +717,13 @@ static void rate_headers(struct http_req *req, const struct rl_result *rr, unsig
 /* Applies the caller's rate limit (its key's, else its database's, else the mount's or the
  * server's) and sets the X-RateLimit-* headers. Answers 429 and returns false when the
  * bucket is empty. The mount's window turns the per-second bucket into its unit. */
-static bool rate_ok(struct gate_call *c)
+static bool rate_ok(struct gate_call *c, int k)
 {
     const struct gate_mount *m = c->mount;
     unsigned window = m->rate_window_s ? m->rate_window_s : 1;
-    double rate = m->default_rate ? (double)m->default_rate / window : c->gate->rate_limit;
+    uint32_t dflt = c->gate->mounts[k].has_rate ? c->gate->mounts[k].rate : m->default_rate;
+    bool own = c->gate->mounts[k].has_rate || m->default_rate;
+    double rate = own ? (double)dflt / window : c->gate->rate_limit;
     uint32_t db_rate = c->db ? engine_db_rate_limit(c->db) : 0;
     rate = db_rate ? db_rate : rate;
     rate = c->authed && c->key.rate_limit ? c->key.rate_limit : rate;
@@ -757,8 +769,9 @@ static bool idem_ok(struct gate_call *c, const struct route *r)
 
 /* Answers what the path and method select: 400 for a bad path, 404, 405, or the route after
  * its key, parameters, database, rate limit and idempotency checks. */
-static void dispatch(struct gate_call *c, struct slice rest, int tag_base)
+static void dispatch(struct gate_call *c, struct slice rest, int k)
 {
+    int tag_base = c->gate->mounts[k].tag_base;
     int rc = split_path(c, rest);
     bool known = false;
     const struct route *r = rc ? NULL : find_route(c, &known);
@@ -777,7 +790,7 @@ static void dispatch(struct gate_call *c, struct slice rest, int tag_base)
     } else if (!r) {
         fail(c, GK_NOT_FOUND, "not_found", "no such route", NULL);
     } else if (authorize(c, r) && params_ok(c) && (!(r->flags & ROUTE_DB) || acquire_db(c)) &&
-               rate_ok(c) && idem_ok(c, r)) {
+               rate_ok(c, k) && idem_ok(c, r)) {
         r->fn(c);
     }
 }
@@ -805,7 +818,7 @@ static void handle_on(struct gate *g, int k, struct slice rest, struct http_req 
     const char *origin = http_req_header(req, "Origin");
     bool allowed = origin && origin_allowed(g, req, origin);
     if (!cors(c.mount, req, origin, allowed) && browser_ok(&c, origin, allowed)) {
-        dispatch(&c, rest, g->mounts[k].tag_base);
+        dispatch(&c, rest, k);
     }
     call_fini(&c);
 }

@@ -115,6 +115,8 @@ struct gate {
         char prefix[64];           /* "" (root) or "/deltabase" */
         void *ctx;                 /* passed to the handlers (struct api * for native) */
         bool unlisted;             /* not on the main listener (only a port of its own) */
+        bool has_rate;             /* rate replaces desc->default_rate (gate_set_rate) */
+        uint32_t rate;
         int tag_base;              /* metrics tag of its first route */
     } mounts[GATE_MAX_MOUNTS];
     size_t nmounts;
@@ -140,6 +142,9 @@ struct gate_call {
  * not on the main listener, only on a gate_port of its own) with ctx for its handlers.
  * Prefixes are matched longest first. Returns 0 or ERR_TOOBIG. */
 int gate_mount(struct gate *g, const struct gate_mount *desc, const char *prefix, void *ctx);
+
+/* Replaces the default rate limit of mount desc (requests per its window; 0 = none). */
+void gate_set_rate(struct gate *g, const struct gate_mount *desc, uint32_t rate);
 
 /* The http_handler_fn: arg is a struct gate. */
 void gate_handle(void *arg, struct http_req *req);

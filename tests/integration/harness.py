@@ -22,7 +22,7 @@ import urllib.parse
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SHARED_TESTDATA = os.path.join(os.path.dirname(REPO), "shared", "testdata")
 
-_LISTEN_RE = re.compile(r"listening on (?:127\.0\.0\.1|\[::1\]):(\d+)")
+_LISTEN_RE = re.compile(r"annals \S+ listening on (?:127\.0\.0\.1|\[::1\]):(\d+)")
 
 
 def binary():

@@ -23,14 +23,26 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SKIP_EXIT = 77
 
 
+def test_files():
+    """Module names of the test files: test_*.py here, and dir.test_*.py in subdirectories
+    (a dialect's tests, e.g. deltabase/test_streams.py)."""
+    out = []
+    for fn in sorted(os.listdir(HERE)):
+        path = os.path.join(HERE, fn)
+        if fn.startswith("test_") and fn.endswith(".py"):
+            out.append(fn[:-3])
+        elif os.path.isdir(path) and not fn.startswith((".", "_")):
+            out.extend(f"{fn}.{sub[:-3]}" for sub in sorted(os.listdir(path))
+                       if sub.startswith("test_") and sub.endswith(".py"))
+    return out
+
+
 def discover():
     """(module, function) pairs in file order, found without importing the modules."""
     out = []
-    for fn in sorted(os.listdir(HERE)):
-        if not (fn.startswith("test_") and fn.endswith(".py")):
-            continue
-        mod = fn[:-3]
-        with open(os.path.join(HERE, fn), encoding="utf-8") as f:
+    for mod in test_files():
+        fn = os.path.join(HERE, *mod.split(".")) + ".py"
+        with open(fn, encoding="utf-8") as f:
             tree = ast.parse(f.read(), fn)
         for node in tree.body:
             if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
@@ -42,6 +54,8 @@ def worker(spec):
     """Runs one test in this process: exit 0 on success, 1 with the reason on stderr."""
     mod, func = spec.split(":")
     sys.path.insert(0, HERE)
+    if "." in mod:  # a subdirectory's test: its own helpers import as top-level modules
+        sys.path.insert(0, os.path.join(HERE, mod.split(".")[0]))
     try:
         m = importlib.import_module(mod)
         getattr(m, func)()
