@@ -57,6 +57,7 @@ struct live_sub {
     int64_t since_us;           /* when it began */
     char label[LIVE_LABEL_BYTES + 1];
     char peer[48];
+    const struct live_protocol *proto; /* a dialect's WebSocket messages, or NULL */
     struct live_sub *prev, *next_sub; /* registry list (guarded by reg->mu) */
 };
 
@@ -108,7 +109,10 @@ static void send_error(struct live_sub *s, const char *code, const char *message
 {
     struct buf b;
     buf_init(&b);
-    if (s->ws) {
+    if (s->proto) {
+        s->proto->error(&b, code, message);
+        ws_out(s, &b);
+    } else if (s->ws) {
         buf_printf(&b, "{\"type\":\"error\",\"code\":\"%s\",\"message\":", code);
         buf_add_json_str(&b, message, strlen(message));
         if (field && field[0]) {
@@ -141,7 +145,10 @@ static int on_event(void *arg, const struct event_rec *ev)
     struct live_sub *s = arg;
     struct buf b;
     buf_init(&b);
-    if (s->ws) {
+    if (s->proto) {
+        s->proto->event(&b, ev);
+        ws_out(s, &b);
+    } else if (s->ws) {
         buf_adds(&b, "{\"type\":\"event\",\"event\":");
         out_event(&b, ev);
         buf_addc(&b, '}');
@@ -194,7 +201,12 @@ static bool catch_up(struct live_sub *s)
                 s->caught_up = true;
                 struct buf b;
                 buf_init(&b);
-                if (s->ws) {
+                if (s->proto) {
+                    s->proto->note(&b, LIVE_NOTE_CAUGHT_UP, res.head);
+                    if (b.len) {
+                        ws_out(s, &b);
+                    }
+                } else if (s->ws) {
                     buf_printf(&b, "{\"type\":\"caught_up\",\"position\":%llu}",
                                (unsigned long long)res.head);
                     ws_out(s, &b);
@@ -617,7 +629,115 @@ void live_ws(struct live_registry *reg, struct http_req *req, struct db *db,
     http_ws_accept(req, on_ws_msg, on_pump, s);
 }
 
+/* Starts the subscription of s: filter (taken) from position first. */
+static void set_subscription(struct live_sub *s, struct filter *f, uint64_t first)
+{
+    filter_fini(&s->pq.filter);
+    memset(&s->pq, 0, sizeof s->pq);
+    s->pq.filter = *f;
+    s->pq.q.filter = &s->pq.filter;
+    __atomic_store_n(&s->next, first, __ATOMIC_RELAXED);
+    s->caught_up = false;
+    s->active = true;
+}
+
+static void proto_note(struct live_sub *s, enum live_note note, uint64_t pos)
+{
+    struct buf b;
+    buf_init(&b);
+    s->proto->note(&b, note, pos);
+    if (b.len) {
+        ws_out(s, &b);
+    }
+    buf_fini(&b);
+}
+
+static void on_proto_msg(void *arg, struct http_req *req, int opcode, const char *p, size_t n)
+{
+    (void)req;
+    struct live_sub *s = arg;
+    struct jsonv_error je;
+    struct slice msg = {p, n};
+    if (opcode != HTTP_WS_TEXT || jsonv_validate(p, n, LIMIT_JSON_DEPTH, &je) != 0 ||
+        jsonx_kind(msg) != '{') {
+        send_error(s, "invalid_message", "messages are JSON objects", NULL);
+        return;
+    }
+    struct filter f;
+    uint64_t first = 0;
+    const char *why = "unknown message";
+    char desc[LIVE_LABEL_BYTES + 1] = "";
+    switch (s->proto->read(msg, engine_db_head(s->db), &f, &first, desc, sizeof desc, &why)) {
+    case LIVE_MSG_SUBSCRIBE:
+        set_subscription(s, &f, first);
+        if (desc[0]) {
+            pthread_mutex_lock(&s->reg->mu); /* listings read the label */
+            snprintf(s->label, sizeof s->label, "%s", desc);
+            pthread_mutex_unlock(&s->reg->mu);
+        }
+        proto_note(s, LIVE_NOTE_SUBSCRIBED, first);
+        http_stream_wake(s->req);
+        break;
+    case LIVE_MSG_UNSUBSCRIBE:
+        s->active = false;
+        proto_note(s, LIVE_NOTE_UNSUBSCRIBED, 0);
+        break;
+    case LIVE_MSG_PING:
+        proto_note(s, LIVE_NOTE_PONG, 0);
+        break;
+    case LIVE_MSG_BAD:
+        send_error(s, "invalid_message", why, NULL);
+        break;
+    }
+}
+
+void live_ws_proto(struct live_registry *reg, struct http_req *req, struct db *db,
+                   const struct live_protocol *proto, const char *label)
+{
+    struct live_sub *s = sub_new(reg, req, db, label);
+    if (!s) {
+        return;
+    }
+    s->ws = true;
+    s->proto = proto;
+    http_ws_accept(req, on_proto_msg, on_pump, s);
+}
+
 /* ---- the registry ---- */
+
+void live_each(struct live_registry *reg, void (*fn)(void *arg, const struct live_info *info),
+               void *arg)
+{
+    pthread_mutex_lock(&reg->mu);
+    for (struct live_sub *s = reg->subs; s; s = s->next_sub) {
+        struct live_info in = {
+            .id = s->id, .owner = s->proto ? s->proto->owner : "",
+            .database = engine_db_name(s->db), .label = s->label, .peer = s->peer,
+            .since_us = s->since_us,
+            .position = __atomic_load_n(&s->next, __ATOMIC_RELAXED) - 1,
+            .delivered = __atomic_load_n(&s->delivered, __ATOMIC_RELAXED), .ws = s->ws};
+        fn(arg, &in);
+    }
+    pthread_mutex_unlock(&reg->mu);
+}
+
+int live_close_owned(struct live_registry *reg, uint64_t id, const char *owner,
+                     const char *database)
+{
+    int rc = ERR_NOTFOUND;
+    pthread_mutex_lock(&reg->mu);
+    for (struct live_sub *s = reg->subs; s; s = s->next_sub) {
+        const char *o = s->proto ? s->proto->owner : "";
+        if (s->id == id && !strcmp(o, owner) && !strcmp(engine_db_name(s->db), database)) {
+            __atomic_store_n(&s->kill, true, __ATOMIC_RELEASE);
+            http_stream_wake(s->req);
+            rc = 0;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&reg->mu);
+    return rc;
+}
 
 void live_list(struct live_registry *reg, struct buf *out)
 {

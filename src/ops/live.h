@@ -42,6 +42,47 @@ void live_sse(struct live_registry *reg, struct http_req *req, struct db *db,
 void live_ws(struct live_registry *reg, struct http_req *req, struct db *db,
              const struct slice *stream, const char *label);
 
+/* A WebSocket protocol other than the native one (a dialect's): how client messages read and
+ * what the server sends. The loop (catch-up, live, slow readers, closing) stays live.c's. */
+enum live_msg { LIVE_MSG_SUBSCRIBE, LIVE_MSG_UNSUBSCRIBE, LIVE_MSG_PING, LIVE_MSG_BAD };
+enum live_note { LIVE_NOTE_SUBSCRIBED, LIVE_NOTE_UNSUBSCRIBED, LIVE_NOTE_PONG,
+                 LIVE_NOTE_CAUGHT_UP };
+struct live_protocol {
+    const char *owner;  /* who opens such connections ("deltabase"): listings filter on it */
+    /* Reads a client message. SUBSCRIBE: *filter (initialised here) selects the events and
+     * *first is the first position to deliver (head: the database's head now), desc (cap
+     * bytes) describes it for listings. BAD: *why says what is wrong. */
+    enum live_msg (*read)(struct slice msg, uint64_t head, struct filter *filter,
+                          uint64_t *first, char *desc, size_t cap, const char **why);
+    void (*event)(struct buf *out, const struct event_rec *ev);          /* one event */
+    void (*note)(struct buf *out, enum live_note note, uint64_t position); /* may write nothing */
+    void (*error)(struct buf *out, const char *code, const char *message);
+};
+
+/* live_ws with proto's messages. */
+void live_ws_proto(struct live_registry *reg, struct http_req *req, struct db *db,
+                   const struct live_protocol *proto, const char *label);
+
+/* What a listing shows of one open subscription. */
+struct live_info {
+    uint64_t id;
+    const char *owner;     /* the protocol's owner, "" for the native API */
+    const char *database;
+    const char *label;     /* the path, or the protocol's description of its subscription */
+    const char *peer;
+    int64_t since_us;
+    uint64_t position;     /* the last position delivered (0: none yet) */
+    uint64_t delivered;
+    bool ws;
+};
+/* Calls fn for each open subscription (under the registry's lock: fn must not call back). */
+void live_each(struct live_registry *reg, void (*fn)(void *arg, const struct live_info *info),
+               void *arg);
+/* Closes subscription id when it belongs to owner ("" native) and database. Returns 0 or
+ * ERR_NOTFOUND. */
+int live_close_owned(struct live_registry *reg, uint64_t id, const char *owner,
+                     const char *database);
+
 /* Appends the JSON array of open subscriptions to out. */
 void live_list(struct live_registry *reg, struct buf *out);
 /* Closes subscription id (it is told why, then disconnected). Returns 0 or ERR_NOTFOUND. */

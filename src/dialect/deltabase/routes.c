@@ -10,6 +10,7 @@
 
 #include "dialect/deltabase/translate.h"
 #include "ops/append.h"
+#include "ops/live.h"
 #include "ops/out.h"
 #include "ops/parse.h"
 #include "ops/qparse.h"
@@ -647,6 +648,73 @@ static void dcb_query(struct gate_call *c)
     out_json(c->req, 200, &pg.b);
 }
 
+/* ---- WebSocket ---- */
+
+static const struct live_protocol WS = {"deltabase", dlb_ws_read, dlb_ws_event, dlb_ws_note,
+                                        dlb_ws_error};
+
+static void events_ws(struct gate_call *c)
+{
+    if (!http_ws_requested(c->req)) {
+        fail(c, GK_INVALID, "invalid_upgrade",
+             "this path is a WebSocket: send Upgrade: websocket, Connection: Upgrade, "
+             "Sec-WebSocket-Version: 13 and a Sec-WebSocket-Key", "Upgrade");
+        return;
+    }
+    struct db *db = c->db;
+    c->db = NULL; /* the connection holds the reference now */
+    live_ws_proto(ctx_of(c)->live, c->req, db, &WS, "*");
+}
+
+/* Collects the store's DeltaBase WebSocket connections. */
+struct conns {
+    struct buf b;
+    const char *database;
+    size_t n;
+};
+
+static void on_conn(void *arg, const struct live_info *in)
+{
+    struct conns *cs = arg;
+    if (strcmp(in->owner, WS.owner) || strcmp(in->database, cs->database)) {
+        return;
+    }
+    buf_printf(&cs->b, "%s{\"clientId\":\"ws_%llu\",\"eventFilter\":", cs->n++ ? "," : "",
+               (unsigned long long)in->id);
+    buf_add_json_str(&cs->b, in->label, strlen(in->label));
+    buf_adds(&cs->b, ",\"remoteAddress\":");
+    buf_add_json_str(&cs->b, in->peer, strlen(in->peer));
+    buf_addc(&cs->b, ',');
+    time_member(&cs->b, "connectedAt", in->since_us);
+    buf_printf(&cs->b, ",\"globalPosition\":%llu,\"eventsDelivered\":%llu}",
+               (unsigned long long)in->position, (unsigned long long)in->delivered);
+}
+
+static void ws_list(struct gate_call *c)
+{
+    struct conns cs = {.database = engine_db_name(c->db)};
+    buf_init(&cs.b);
+    buf_adds(&cs.b, "{\"connections\":[");
+    live_each(ctx_of(c)->live, on_conn, &cs);
+    buf_printf(&cs.b, "],\"total\":%zu}", cs.n);
+    out_json(c->req, 200, &cs.b);
+}
+
+static void ws_close(struct gate_call *c)
+{
+    const char *id = gate_param_str(c, "clientId");
+    uint64_t n;
+    if (strncmp(id, "ws_", 3) || parse_u64(id + 3, &n) ||
+        live_close_owned(ctx_of(c)->live, n, WS.owner, engine_db_name(c->db))) {
+        fail(c, GK_NOT_FOUND, "connection_not_found", "no such WebSocket connection",
+             "clientId");
+        return;
+    }
+    struct buf b;
+    buf_init(&b);
+    http_respond(c->req, 204, &b, NULL);
+}
+
 /* ---- the table ---- */
 
 static const struct route_param P_STORES[] = {
@@ -671,6 +739,10 @@ static const struct route_param P_EVENTS[] = {
     {"before", PARAM_TIME, "Only events recorded before this time", NULL},
     {"fromGlobalPosition", PARAM_POSITIVE, "First global position (inclusive)", NULL},
     {"direction", PARAM_ENUM, "Read order (default forward)", "forward,backward"},
+    {NULL, 0, NULL, NULL},
+};
+static const struct route_param P_WS[] = {
+    {"apiKey", PARAM_STRING, "The API key (browsers' WebSocket cannot send headers)", NULL},
     {NULL, 0, NULL, NULL},
 };
 static const struct route_param P_STREAMS[] = {
@@ -705,6 +777,15 @@ static const struct route ROUTES[] = {
      "queryDcb", "Read events matching a DCB query", NULL, "DcbQuery", "DcbQueryResult", 200},
     {"GET", "event-stores/{eventStoreId}/streams", streams_list, STORE, NEED_READ,
      "listStreams", "List streams", P_STREAMS, NULL, "StreamList", 200},
+    {"GET", "event-stores/{eventStoreId}/events/ws", events_ws,
+     STORE | ROUTE_KEY_IN_QUERY | ROUTE_STREAMING, NEED_READ, "eventsWebSocket",
+     "Real-time events over a WebSocket", P_WS, NULL, NULL, 101},
+    {"GET", "event-stores/{eventStoreId}/websocket-connections", ws_list, STORE, NEED_ADMIN,
+     "listWebSocketConnections", "The store's open WebSocket connections", NULL, NULL,
+     "ConnectionList", 200},
+    {"DELETE", "event-stores/{eventStoreId}/websocket-connections/{clientId}", ws_close, STORE,
+     NEED_ADMIN, "closeWebSocketConnection", "Close a WebSocket connection", NULL, NULL, NULL,
+     204},
 };
 #undef STORE
 

@@ -415,3 +415,120 @@ int dlb_shift_time(const char *text, int64_t delta_us, char *out)
     time_format(t + delta_us, out);
     return 0;
 }
+
+/* ---- WebSocket messages ---- */
+
+/* The string member name of msg into out (cap bytes). */
+static bool str_member(struct slice msg, const char *name, struct buf *out)
+{
+    struct slice v;
+    buf_reset(out);
+    return jsonx_member(msg, name, &v) && jsonx_kind(v) == '"' && jsonx_string(v, out) == 0;
+}
+
+/* A subscribe message's first position: "latest", "earliest" or a position to go on after. */
+static bool ws_position(struct slice msg, uint64_t head, uint64_t *first)
+{
+    struct slice v;
+    if (!jsonx_member(msg, "position", &v) || (v.len == 8 && !memcmp(v.ptr, "\"latest\"", 8))) {
+        *first = head + 1;
+        return true;
+    }
+    if (v.len == 10 && !memcmp(v.ptr, "\"earliest\"", 10)) {
+        *first = 1;
+        return true;
+    }
+    char num[24];
+    uint64_t n;
+    if (v.len == 0 || v.len >= sizeof num || jsonx_kind(v) < '0' || jsonx_kind(v) > '9') {
+        return false;
+    }
+    memcpy(num, v.ptr, v.len);
+    num[v.len] = '\0';
+    if (parse_u64(num, &n) != 0 || n == UINT64_MAX) {
+        return false;
+    }
+    *first = n + 1;
+    return true;
+}
+
+enum live_msg dlb_ws_read(struct slice msg, uint64_t head, struct filter *filter,
+                          uint64_t *first, char *desc, size_t cap, const char **why)
+{
+    struct buf action, pat;
+    buf_init(&action);
+    buf_init(&pat);
+    enum live_msg kind = LIVE_MSG_BAD;
+    *why = "action is subscribe, unsubscribe or ping";
+    const char *a = str_member(msg, "action", &action) && action.ptr ? action.ptr : "";
+    if (!strcmp(a, "unsubscribe")) {
+        kind = LIVE_MSG_UNSUBSCRIBE;
+    } else if (!strcmp(a, "ping")) {
+        kind = LIVE_MSG_PING;
+    } else if (!strcmp(a, "subscribe")) {
+        struct slice fv;
+        bool has = jsonx_member(msg, "eventFilter", &fv);
+        if (!has) {
+            buf_adds(&pat, "*");
+        }
+        struct pattern p;
+        filter_init(filter);
+        if (has && !str_member(msg, "eventFilter", &pat)) {
+            *why = "eventFilter is a string: *, prefix.*, *.suffix or a type";
+        } else if (!pat.len || pattern_parse((struct slice){pat.ptr, pat.len}, true, &p) != 0 ||
+                   filter_add_atom(filter, filter_add_item(filter), FF_TYPE, &p, 1) != 0) {
+            *why = "eventFilter is *, prefix.*, *.suffix or a type";
+        } else if (!ws_position(msg, head, first)) {
+            *why = "position is \"latest\", \"earliest\" or a global position";
+        } else {
+            snprintf(desc, cap, "%s", pat.ptr);
+            kind = LIVE_MSG_SUBSCRIBE;
+        }
+        if (kind != LIVE_MSG_SUBSCRIBE) {
+            filter_fini(filter);
+        }
+    }
+    buf_fini(&action);
+    buf_fini(&pat);
+    return kind;
+}
+
+void dlb_ws_event(struct buf *out, const struct event_rec *ev)
+{
+    buf_adds(out, "{\"type\":\"event\",\"event\":");
+    dlb_event(out, ev);
+    buf_addc(out, '}');
+}
+
+void dlb_ws_note(struct buf *out, enum live_note note, uint64_t position)
+{
+    switch (note) {
+    case LIVE_NOTE_SUBSCRIBED:
+        buf_printf(out, "{\"type\":\"subscribed\",\"position\":%llu}",
+                   (unsigned long long)(position ? position - 1 : 0));
+        break;
+    case LIVE_NOTE_UNSUBSCRIBED:
+        buf_adds(out, "{\"type\":\"unsubscribed\"}");
+        break;
+    case LIVE_NOTE_PONG:
+        buf_adds(out, "{\"type\":\"pong\"}");
+        break;
+    case LIVE_NOTE_CAUGHT_UP:
+        break; /* DeltaBase tells nothing when the history is sent */
+    }
+}
+
+void dlb_ws_error(struct buf *out, const char *code, const char *message)
+{
+    static const struct {
+        const char *native, *dlb;
+    } CODES[] = {{"invalid_message", "VALIDATION_ERROR"}, {"too_far_behind", "TOO_FAR_BEHIND"},
+                 {"closed", "CONNECTION_CLOSED"}, {"database_deleted", "NOT_FOUND"}};
+    const char *c = "INTERNAL_ERROR";
+    for (size_t i = 0; i < sizeof CODES / sizeof CODES[0]; i++) {
+        c = !strcmp(code, CODES[i].native) ? CODES[i].dlb : c;
+    }
+    buf_printf(out, "{\"type\":\"error\",\"error\":{\"code\":\"%s\",\"message\":", c);
+    buf_add_json_str(out, message, strlen(message));
+    buf_adds(out, "}}");
+}

@@ -13,7 +13,9 @@
 
 #include "gate/gate.h"
 #include "model/event.h"
+#include "ops/live.h"
 #include "ops/parse.h"
+#include "query/filter.h"
 #include "util/buf.h"
 
 /* The stream that holds stream-less (DCB) events, as DeltaBase names it. Refused as a
@@ -58,6 +60,19 @@ int dlb_dcb_query(struct slice body, struct buf *native, struct parse_error *err
  * "no_stream", "stream_exists", or an integer from -1) into the native expectation text
  * ("\"any\"", "\"no_stream\"", "\"exists\"", or the count). Returns 0 or ERR_INVALID. */
 int dlb_expected_version(struct slice v, struct buf *native);
+
+/* Reads a WebSocket message {"action":"subscribe","eventFilter"?,"position"?} |
+ * {"action":"unsubscribe"} | {"action":"ping"} (a live_protocol's read): eventFilter is "*",
+ * "prefix.*", "*.suffix" or an exact type (default "*"); position "latest" (default: only new
+ * events), "earliest" (from the first) or a global position to continue after. */
+enum live_msg dlb_ws_read(struct slice msg, uint64_t head, struct filter *filter,
+                          uint64_t *first, char *desc, size_t cap, const char **why);
+/* The server's WebSocket messages: {"type":"event","event":{...}}, {"type":"subscribed",
+ * "position"}, {"type":"unsubscribed"}, {"type":"pong"}, {"type":"error","error":{"code",
+ * "message"}}. */
+void dlb_ws_event(struct buf *out, const struct event_rec *ev);
+void dlb_ws_note(struct buf *out, enum live_note note, uint64_t position);
+void dlb_ws_error(struct buf *out, const char *code, const char *message);
 
 /* The stream type of a stream id: the part before its first '-', '_' or ':' (the whole id
  * when it has none). */

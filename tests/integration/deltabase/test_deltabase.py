@@ -328,3 +328,93 @@ def test_mount_options():
         st, _, _ = Dlb(s, base="", port=port).get("/event-stores")
         check(st == 200, f"only on its port: {st}")
         expect_error(s.get("/deltabase/event-stores"), 404, "not_found")
+
+
+def ws_client(url, count, msgs, headers=None, timeout_ms=15000):
+    """Starts the npm `ws` client (ws_client.mjs); returns the Popen (stdout: JSON lines)."""
+    import os
+    import shutil
+    import subprocess
+    from harness import REPO, Skip
+    node = shutil.which("node")
+    if not node or not os.path.isdir(os.path.join(REPO, "tests", "node_modules", "ws")):
+        raise Skip("node and tests/node_modules (scripts/deps.sh) are needed")
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ws_client.mjs")
+    env = dict(os.environ, NODE_PATH=os.path.join(REPO, "tests", "node_modules"))
+    return subprocess.Popen([node, script, url, str(count), str(timeout_ms),
+                             json.dumps(headers or {})] + [json.dumps(m) for m in msgs],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=os.path.join(REPO, "tests"), env=env)
+
+
+def messages(proc, timeout=30):
+    out, err = proc.communicate(timeout=timeout)
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def test_websocket_with_a_real_client():
+    with Server(start=False) as s:
+        keys = cli_keys(s.data, "admin", "read")
+        s.start()
+        d = Dlb(s, key=keys["admin"])
+        d.store("shop")
+        d.append("shop", "user-1", [dict(EV, type="user.created")])
+        d.append("shop", "order-1", [dict(EV, type="order.placed")])
+        url = f"ws://127.0.0.1:{s.port}/deltabase/event-stores/shop/events/ws"
+        # history from the start, user.* only, key in the query
+        p = ws_client(f"{url}?apiKey={keys['read']}", 3,
+                      [{"action": "subscribe", "eventFilter": "user.*", "position": "earliest"}])
+        time.sleep(1.0)
+        d.append("shop", "user-2", [dict(EV, type="user.updated")])
+        d.append("shop", "order-2", [dict(EV, type="order.placed")])
+        got = messages(p)
+        check(got[0]["type"] == "subscribed", f"{got}")
+        evs = [m["event"] for m in got if m.get("type") == "event"]
+        check([(e["streamId"], e["type"], e["streamPosition"]) for e in evs] ==
+              [("user-1", "user.created", 0), ("user-2", "user.updated", 0)], f"{got}")
+        # position latest (the default): only new events; Bearer key in the header
+        p = ws_client(url, 2, [{"action": "subscribe", "eventFilter": "*.placed"}],
+                      headers={"Authorization": f"Bearer {keys['read']}"})
+        time.sleep(1.0)
+        d.append("shop", "order-3", [dict(EV, type="order.placed")])
+        got = messages(p)
+        check(got[1]["type"] == "event" and got[1]["event"]["streamId"] == "order-3", f"{got}")
+        # a missing or wrong key is 401 on the upgrade too
+        for q in ("", "?apiKey=ak_0000000000000000_nope"):
+            got = messages(ws_client(url + q, 1, []))
+            check(got == [{"upgradeRefused": 401}], f"{q}: {got}")
+        # a bad message is answered, the connection stays
+        got = messages(ws_client(url + f"?apiKey={keys['read']}", 2,
+                                 [{"action": "dance"}, {"action": "ping"}]))
+        check(got[0]["type"] == "error" and got[0]["error"]["code"] == "VALIDATION_ERROR" and
+              got[1] == {"type": "pong"}, f"{got}")
+
+
+def test_websocket_connections_listed_and_closed():
+    with Server() as s:
+        d = Dlb(s)
+        d.store("shop")
+        d.store("other")
+        url = f"ws://127.0.0.1:{s.port}/deltabase/event-stores/shop/events/ws"
+        p = ws_client(url, 5, [{"action": "subscribe", "eventFilter": "user.*"}])
+        deadline = time.monotonic() + 10
+        conns = []
+        while time.monotonic() < deadline and not conns:
+            st, _, b = d.get("/event-stores/shop/websocket-connections")
+            conns = b["connections"]
+            time.sleep(0.1)
+        check(len(conns) == 1 and conns[0]["clientId"].startswith("ws_") and
+              conns[0]["connectedAt"], f"{conns}")
+        # another store's list is empty; the native live subscriptions are not listed
+        st, _, b = d.get("/event-stores/other/websocket-connections")
+        check(b["connections"] == [], f"{b}")
+        cid = conns[0]["clientId"]
+        dlb_error(d.request("DELETE", f"/event-stores/other/websocket-connections/{cid}"), 404,
+                  "NOT_FOUND")
+        st, _, _ = d.request("DELETE", f"/event-stores/shop/websocket-connections/{cid}")
+        check(st == 204, f"{st}")
+        got = messages(p)
+        check(any(m.get("type") == "error" for m in got) and got[-1].get("closed"), f"{got}")
+        dlb_error(d.request("DELETE", f"/event-stores/shop/websocket-connections/{cid}"), 404,
+                  "NOT_FOUND")
+        dlb_error(d.get("/event-stores/shop/events/ws"), 400, "VALIDATION_ERROR")
