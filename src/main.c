@@ -22,6 +22,7 @@
 #include "api/metrics.h"
 #include "api/native.h"
 #include "dialect/deltabase/deltabase.h"
+#include "dialect/deltabase/translate.h"
 #include "gate/gate.h"
 #include "gate/ratelimit.h"
 #include "auth/keys.h"
@@ -550,9 +551,10 @@ static void stop_listeners(struct serving *sv)
 /* Opens the data directory and the keys. Returns 0 or 1 (logged). */
 static int open_data(const struct options *o, struct serving *sv)
 {
+    static const struct webhook_format *const formats[] = {&dlb_webhook_format, NULL};
     struct engine_config ec = {.data_dir = o->data_dir, .limits = o->limits,
                                .parse_filter = groups_parse_filter, .format_event = out_event,
-                               .webhook_allow = o->webhook_allow};
+                               .webhook_allow = o->webhook_allow, .webhook_formats = formats};
     curl_global_init(CURL_GLOBAL_DEFAULT); /* before any thread: webhooks post with libcurl */
     int rc = engine_open(&ec, &sv->api.engine);
     if (rc) {

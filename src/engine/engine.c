@@ -558,6 +558,7 @@ int engine_open(const struct engine_config *cfg, struct engine **out)
     e->parse_filter = cfg->parse_filter;
     e->format_event = cfg->format_event;
     e->webhook_allow = cfg->webhook_allow;
+    e->webhook_formats = cfg->webhook_formats;
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->jobs_cv, NULL);
     bool fresh = false;

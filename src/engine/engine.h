@@ -17,6 +17,7 @@
 
 struct engine;
 struct db;
+struct webhook_format;
 
 struct filter;
 struct event_rec;
@@ -32,6 +33,8 @@ struct engine_config {
     engine_event_json_fn *format_event;   /* an event's JSON in webhook bodies */
     const char *webhook_allow; /* hosts or addresses webhooks may reach though private,
                                   comma-separated ("*" = any; borrowed) */
+    const struct webhook_format *const *webhook_formats; /* the API surfaces' webhook
+                                  envelopes (engine/webhooks.h), NULL-ended; borrowed */
 };
 
 /* Locks data_dir (one process per data directory), opens every database under it (creating

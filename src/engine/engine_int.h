@@ -71,6 +71,7 @@ struct engine {
     engine_filter_parse_fn *parse_filter; /* from the config */
     engine_event_json_fn *format_event;   /* from the config */
     const char *webhook_allow;            /* from the config */
+    const struct webhook_format *const *webhook_formats; /* from the config */
     pthread_mutex_t mu;      /* guards dbs and count, jobs, stopping */
     pthread_cond_t jobs_cv;  /* signalled when jobs falls to 0 */
     unsigned jobs;           /* background jobs running (engine_job_begin) */

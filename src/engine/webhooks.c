@@ -41,7 +41,10 @@ struct delivery {
 struct webhook {
     struct db *db;
     char name[65];
-    char *url;
+    char *url;                         /* "" when record_only */
+    const struct webhook_format *format; /* NULL: native */
+    char *meta;                        /* its maker's JSON object, or NULL */
+    bool record_only;                  /* nothing to deliver: no thread */
     char *filter_text;
     struct filter filter;
     char *headers[WEBHOOK_HEADERS_MAX];
@@ -229,12 +232,22 @@ static json_t *hook_json(const struct webhook *w)
                                              (json_int_t)d->attempt, "status", d->status,
                                              "error", d->error, "atUs", (json_int_t)d->at_us));
     }
-    return json_pack("{s:s,s:s,s:s,s:o,s:I,s:I,s:s,s:s,s:I,s:I,s:o,s:o}", "name", w->name, "url",
-                     w->url, "filter", w->filter_text, "headers", headers, "maxAttempts",
-                     (json_int_t)w->max_attempts, "backoffMs", (json_int_t)w->backoff_ms,
-                     "secret", w->secret, "oldSecret", w->old_secret, "oldUntilUs",
-                     (json_int_t)w->old_until_us, "checkpoint", (json_int_t)w->checkpoint,
-                     "parked", parked, "log", log);
+    json_t *o = json_pack("{s:s,s:s,s:s,s:o,s:I,s:I,s:s,s:s,s:I,s:I,s:o,s:o}", "name", w->name,
+                          "url", w->url, "filter", w->filter_text, "headers", headers,
+                          "maxAttempts", (json_int_t)w->max_attempts, "backoffMs",
+                          (json_int_t)w->backoff_ms, "secret", w->secret, "oldSecret",
+                          w->old_secret, "oldUntilUs", (json_int_t)w->old_until_us,
+                          "checkpoint", (json_int_t)w->checkpoint, "parked", parked, "log", log);
+    if (w->format) {
+        json_object_set_new(o, "format", json_string(w->format->name));
+    }
+    if (w->meta) {
+        json_object_set_new(o, "meta", json_loads(w->meta, 0, NULL));
+    }
+    if (w->record_only) {
+        json_object_set_new(o, "recordOnly", json_true());
+    }
+    return o;
 }
 
 /* Rewrites webhooks.json (caller holds hooks_mu). */
@@ -277,6 +290,7 @@ static void add_log(struct webhook *w, const struct delivery *d)
 
 struct batch {
     struct db *db;
+    const struct webhook_format *format; /* the webhook's, or NULL */
     struct buf events;  /* JSON objects, comma-separated */
     size_t n;
     uint64_t first, last;
@@ -291,7 +305,11 @@ static int on_batch_event(void *arg, const struct event_rec *ev)
         b->first = ev->position;
     }
     b->last = ev->position;
-    b->db->e->format_event(&b->events, ev);
+    if (b->format) {
+        b->format->event(&b->events, ev);
+    } else {
+        b->db->e->format_event(&b->events, ev);
+    }
     return 0;
 }
 
@@ -329,25 +347,26 @@ static int post_once(struct webhook *w, const struct secrets *keys, const struct
         return 0;
     }
     int64_t ts = time_now_us() / 1000000;
-    struct buf msg, sig;
+    struct buf msg, sig, sigline;
     buf_init(&msg);
     buf_init(&sig);
-    buf_printf(&msg, "%s.%lld.", id, (long long)ts);
-    buf_add(&msg, body->ptr, body->len);
-    sign(&sig, keys->now, &msg);
-    if (keys->old[0] && time_now_us() < keys->old_until_us) {
-        sign(&sig, keys->old, &msg);
-    }
+    buf_init(&sigline);
     char line[256];
     struct curl_slist *hl = curl_slist_append(NULL, "Content-Type: application/json");
-    snprintf(line, sizeof line, "webhook-id: %s", id);
-    hl = curl_slist_append(hl, line);
-    snprintf(line, sizeof line, "webhook-timestamp: %lld", (long long)ts);
-    hl = curl_slist_append(hl, line);
-    struct buf sigline;
-    buf_init(&sigline);
-    buf_printf(&sigline, "webhook-signature: %s", sig.ptr);
-    hl = curl_slist_append(hl, sigline.ptr);
+    if (!w->format || w->format->sign) {
+        buf_printf(&msg, "%s.%lld.", id, (long long)ts);
+        buf_add(&msg, body->ptr, body->len);
+        sign(&sig, keys->now, &msg);
+        if (keys->old[0] && time_now_us() < keys->old_until_us) {
+            sign(&sig, keys->old, &msg);
+        }
+        snprintf(line, sizeof line, "webhook-id: %s", id);
+        hl = curl_slist_append(hl, line);
+        snprintf(line, sizeof line, "webhook-timestamp: %lld", (long long)ts);
+        hl = curl_slist_append(hl, line);
+        buf_printf(&sigline, "webhook-signature: %s", sig.ptr);
+        hl = curl_slist_append(hl, sigline.ptr);
+    }
     snprintf(line, sizeof line, "X-Annals-Attempt: %u", attempt);
     hl = curl_slist_append(hl, line);
     hl = curl_slist_append(hl, "Expect:");
@@ -435,10 +454,15 @@ static bool deliver(struct webhook *w, struct batch *b)
     for (uint32_t attempt = 1;; attempt++) {
         struct buf body;
         buf_init(&body);
-        buf_printf(&body, "{\"webhook\":\"%s\",\"deliveryId\":\"%s\",\"attempt\":%u,\"events\":[",
-                   w->name, id, attempt);
-        buf_add(&body, b->events.ptr, b->events.len);
-        buf_adds(&body, "]}");
+        if (w->format) {
+            w->format->body(&body, db->name, w->name, (struct slice){b->events.ptr, b->events.len},
+                            attempt);
+        } else {
+            buf_printf(&body, "{\"webhook\":\"%s\",\"deliveryId\":\"%s\",\"attempt\":%u,"
+                       "\"events\":[", w->name, id, attempt);
+            buf_add(&body, b->events.ptr, b->events.len);
+            buf_adds(&body, "]}");
+        }
         struct delivery d = {.first = b->first, .last = b->last, .attempt = attempt,
                              .at_us = time_now_us()};
         snprintf(d.id, sizeof d.id, "%s", id);
@@ -482,10 +506,11 @@ static void *hook_main(void *arg)
         pthread_mutex_lock(&db->hooks_mu);
         uint64_t from = w->checkpoint + 1; /* only this thread moves it */
         pthread_mutex_unlock(&db->hooks_mu);
-        struct batch b = {.db = db};
+        struct batch b = {.db = db, .format = w->format};
         buf_init(&b.events);
         struct engine_query q = {.filter = &w->filter, .has_from = true, .from = from,
-                                 .limit = WEBHOOK_BATCH, .budget = 65536};
+                                 .limit = w->format ? w->format->batch : WEBHOOK_BATCH,
+                                 .budget = 65536};
         struct engine_query_result res;
         int rc = engine_query(db, &q, on_batch_event, &b, &res);
         if (rc) {
@@ -535,6 +560,7 @@ static void hook_free(struct webhook *w)
 {
     filter_fini(&w->filter);
     free(w->url);
+    free(w->meta);
     free(w->filter_text);
     for (size_t i = 0; i < w->nheaders; i++) {
         free(w->headers[i]);
@@ -547,6 +573,9 @@ static void hook_free(struct webhook *w)
 
 static int start(struct webhook *w)
 {
+    if (w->record_only) {
+        return 0; /* nothing to deliver */
+    }
     if (pthread_create(&w->thread, NULL, hook_main, w) != 0) {
         return ERR(ERR_IO);
     }
@@ -582,6 +611,38 @@ static struct webhook *hook_new(struct db *db, const char *name, const char *url
     return w;
 }
 
+/* The registered format named name, or NULL. */
+static const struct webhook_format *find_format(const struct engine *e, const char *name)
+{
+    for (size_t i = 0; name && e->webhook_formats && e->webhook_formats[i]; i++) {
+        if (!strcmp(e->webhook_formats[i]->name, name)) {
+            return e->webhook_formats[i];
+        }
+    }
+    return NULL;
+}
+
+/* Sets the format, meta and record_only of a new or loaded webhook. Returns 0 or
+ * ERR_INVALID (an unknown format, or a meta that is no JSON object or too large). */
+static int set_kind(struct webhook *w, const char *format, struct slice meta, bool record_only)
+{
+    w->format = find_format(w->db->e, format);
+    if (format && !w->format) {
+        return ERR_INVALID;
+    }
+    if (meta.ptr) {
+        json_t *m = meta.len <= WEBHOOK_META_BYTES ? json_loadb(meta.ptr, meta.len, 0, NULL) : NULL;
+        bool ok = json_is_object(m);
+        json_decref(m);
+        if (!ok) {
+            return ERR_INVALID;
+        }
+        w->meta = xstrndup(meta.ptr, meta.len);
+    }
+    w->record_only = record_only;
+    return 0;
+}
+
 static int parse_hook_filter(struct db *db, struct webhook *w)
 {
     if (!w->filter_text[0]) {
@@ -608,16 +669,21 @@ static struct webhook *find(struct db *db, const char *name)
 int engine_webhook_create(struct db *db, const struct webhook_def *def, char *secret_out,
                           char *why, size_t why_len)
 {
-    int rc = check_url(db->e, def->url, why, why_len);
+    int rc = def->record_only ? 0 : check_url(db->e, def->url, why, why_len);
     if (rc) {
         return rc;
     }
     char *ft = xstrndup(def->filter.ptr ? def->filter.ptr : "", def->filter.len);
-    struct webhook *w = hook_new(db, def->name, def->url, ft);
+    struct webhook *w = hook_new(db, def->name, def->record_only ? "" : def->url, ft);
     free(ft);
     if (parse_hook_filter(db, w) != 0) {
         hook_free(w);
         snprintf(why, why_len, "the filter does not parse");
+        return ERR_INVALID;
+    }
+    if (set_kind(w, def->format, def->meta, def->record_only) != 0) {
+        hook_free(w);
+        snprintf(why, why_len, "an unknown format, or a meta object that does not fit");
         return ERR_INVALID;
     }
     for (size_t i = 0; i < def->nheaders; i++) {
@@ -722,6 +788,17 @@ static void describe_one(const struct webhook *w, bool with_log, struct buf *b)
     buf_printf(b, "],\"maxAttempts\":%u,\"backoffMs\":%u,\"checkpoint\":%llu,\"delivered\":%llu,"
                "\"parked\":%zu", w->max_attempts, w->backoff_ms,
                (unsigned long long)w->checkpoint, (unsigned long long)w->delivered, w->nparked);
+    if (w->format) {
+        buf_adds(b, ",\"format\":");
+        buf_add_json_str(b, w->format->name, strlen(w->format->name));
+    }
+    if (w->meta) {
+        buf_adds(b, ",\"meta\":");
+        buf_adds(b, w->meta);
+    }
+    if (w->record_only) {
+        buf_adds(b, ",\"recordOnly\":true");
+    }
     if (with_log) {
         buf_adds(b, ",\"parkedBatches\":[");
         for (size_t i = 0; i < w->nparked; i++) {
@@ -781,7 +858,13 @@ static int load_one(struct db *db, void *item)
         return ERR(ERR_CORRUPT);
     }
     struct webhook *w = hook_new(db, name, url, ft);
-    if (parse_hook_filter(db, w) != 0) {
+    json_t *meta = json_object_get(o, "meta");
+    char *mt = meta ? json_dumps(meta, JSON_COMPACT) : NULL;
+    int krc = set_kind(w, json_string_value(json_object_get(o, "format")),
+                       (struct slice){mt, mt ? strlen(mt) : 0},
+                       json_is_true(json_object_get(o, "recordOnly")));
+    free(mt);
+    if (krc || parse_hook_filter(db, w) != 0) {
         hook_free(w);
         return ERR(ERR_CORRUPT);
     }

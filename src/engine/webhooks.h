@@ -30,11 +30,31 @@ enum {
     WEBHOOK_PARKED_MAX = 1000,      /* parked batches kept (oldest dropped) */
     WEBHOOK_ATTEMPTS_MAX = 20,
     WEBHOOK_TIMEOUT_S = 10,         /* one attempt, connect included */
+    WEBHOOK_META_BYTES = 4096,      /* a webhook's meta object */
+};
+
+/* How a webhook's deliveries look, chosen by the API surface that made it (engine_config's
+ * webhook_formats; NULL format: the native one: batches of up to WEBHOOK_BATCH events,
+ * {"webhook","deliveryId","attempt","events"}, Standard Webhooks signatures). */
+struct webhook_format {
+    const char *name;          /* stored with the webhook */
+    unsigned batch;            /* events per POST, 1..WEBHOOK_BATCH */
+    bool sign;                 /* send the webhook-id/-timestamp/-signature headers */
+    /* Appends one event's JSON. */
+    void (*event)(struct buf *out, const struct event_rec *ev);
+    /* Writes the POST body: events is the batch's event JSON, comma-separated. */
+    void (*body)(struct buf *out, const char *database, const char *webhook,
+                 struct slice events, uint32_t attempt);
 };
 
 struct webhook_def {
     char name[65];                  /* as subscription names (groups.h) */
-    const char *url;                /* http:// or https:// */
+    const char *url;                /* http:// or https://; NULL with record_only */
+    const char *format;             /* a webhook_format's name, NULL = native */
+    struct slice meta;              /* JSON object kept with it for its maker (ptr NULL:
+                                       none), at most WEBHOOK_META_BYTES */
+    bool record_only;               /* a definition only: nothing is delivered (a
+                                       dialect's record of a subscription served otherwise) */
     struct slice filter;            /* JSON text ("" = every event) */
     const char *headers[WEBHOOK_HEADERS_MAX]; /* "Name: value" */
     size_t nheaders;
@@ -55,7 +75,8 @@ int engine_webhook_delete(struct db *db, const char *name);
 /* A new secret (to secret_out); the old one also signs for grace_s seconds. */
 int engine_webhook_rotate(struct db *db, const char *name, uint32_t grace_s, char *secret_out);
 /* Appends the JSON of every webhook (or the named one: the object alone), with its state and
- * (when with_log) its delivery log and parked batches, to out. Returns 0 or ERR_NOTFOUND. */
+ * (when with_log) its delivery log and parked batches, to out; "format", "meta" and
+ * "recordOnly" only when set. Returns 0 or ERR_NOTFOUND. */
 int engine_webhook_describe(struct db *db, const char *only, bool with_log, struct buf *out);
 
 

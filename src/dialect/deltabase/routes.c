@@ -3,12 +3,14 @@
 #include "dialect/deltabase/deltabase.h"
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "dialect/deltabase/translate.h"
+#include "engine/webhooks.h"
 #include "ops/append.h"
 #include "ops/live.h"
 #include "ops/out.h"
@@ -648,6 +650,179 @@ static void dcb_query(struct gate_call *c)
     out_json(c->req, 200, &pg.b);
 }
 
+/* ---- subscriptions ---- */
+
+/* A subscription being made off the I/O thread (the URL's host is resolved and checked). */
+struct sub_job {
+    struct engine *e;       /* an engine job until answered */
+    struct db *db;          /* a reference, the job's */
+    struct http_req *req;
+    struct webhook_def def; /* points into the buffers below */
+    struct buf meta, filter, hdrs;
+};
+
+static void sub_job_answer(struct sub_job *j)
+{
+    struct buf d, out;
+    buf_init(&d);
+    buf_init(&out);
+    int rc = engine_webhook_describe(j->db, j->def.name, true, &d);
+    if (!rc && dlb_subscription((struct slice){d.ptr, d.len}, &out) == 0) {
+        /* the same configuration again: the subscription it made */
+        out.len--; /* reopen the object */
+        buf_adds(&out, ",\"isExistingSubscription\":true,\"message\":\"a subscription with "
+                       "this configuration exists\"}");
+        http_respond(j->req, 200, &out, NULL);
+        buf_fini(&d);
+        return;
+    }
+    char secret[64], why[256] = "";
+    rc = engine_webhook_create(j->db, &j->def, secret, why, sizeof why);
+    buf_reset(&d);
+    if (!rc) rc = engine_webhook_describe(j->db, j->def.name, true, &d);
+    if (!rc && dlb_subscription((struct slice){d.ptr, d.len}, &out) == 0) {
+        http_respond(j->req, 201, &out, NULL);
+    } else {
+        struct gate_error e = {.kind = GK_INVALID, .code = "invalid_url", .message = why,
+                               .field = "subscriberConfig.url"};
+        if (rc == ERR_TOOBIG) {
+            e = (struct gate_error){.kind = GK_STORAGE_FULL, .code = "too_many_webhooks",
+                                    .message = "the store's subscription limit is reached"};
+        } else if (rc != ERR_INVALID && rc != ERR_DENIED) {
+            gate_engine_error(rc, &e);
+        }
+        gate_fail_req(&deltabase_mount, j->req, &e);
+        buf_fini(&out);
+    }
+    buf_fini(&d);
+}
+
+static void *run_sub_job(void *arg)
+{
+    struct sub_job *j = arg;
+    sub_job_answer(j);
+    engine_db_release(j->db);
+    buf_fini(&j->meta);
+    buf_fini(&j->filter);
+    buf_fini(&j->hdrs);
+    engine_job_end(j->e);
+    free(j);
+    return NULL;
+}
+
+static void subscribe(struct gate_call *c)
+{
+    if (!json_body(c)) {
+        return;
+    }
+    struct sub_job *j = xcalloc(1, sizeof(*j));
+    buf_init(&j->meta);
+    buf_init(&j->filter);
+    buf_init(&j->hdrs);
+    struct parse_error pe = {0};
+    if (dlb_subscribe_request(http_req_body(c->req), engine_db_head(c->db), time_now_us(),
+                              &j->def, &j->meta, &j->filter, &j->hdrs, &pe) != 0 ||
+        !engine_job_begin(c->gate->engine)) {
+        buf_fini(&j->meta);
+        buf_fini(&j->filter);
+        buf_fini(&j->hdrs);
+        free(j);
+        if (pe.code) {
+            fail_parse(c, &pe);
+        } else {
+            gate_fail_engine(c, ERR_SHUTDOWN);
+        }
+        return;
+    }
+    *j = (struct sub_job){c->gate->engine, c->db, c->req, j->def, j->meta, j->filter, j->hdrs};
+    c->db = NULL; /* the job holds the reference now */
+    http_defer(c->req);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_t t;
+    if (pthread_create(&t, &attr, run_sub_job, j) != 0) {
+        run_sub_job(j);
+    }
+    pthread_attr_destroy(&attr);
+}
+
+/* Appends the DeltaBase subscriptions among the store's webhooks. */
+static void sub_list(struct gate_call *c)
+{
+    struct buf all, b;
+    buf_init(&all);
+    buf_init(&b);
+    buf_adds(&all, "[");
+    engine_webhook_describe(c->db, NULL, true, &all);
+    buf_addc(&all, ']');
+    json_t *arr = json_loadb(all.ptr, all.len, 0, NULL);
+    buf_adds(&b, "{\"subscriptions\":[");
+    size_t i, n = 0;
+    json_t *w;
+    json_array_foreach(arr, i, w) {
+        char *text = json_dumps(w, JSON_COMPACT);
+        struct buf one;
+        buf_init(&one);
+        if (dlb_subscription((struct slice){text, strlen(text)}, &one) == 0) {
+            buf_adds(&b, n++ ? "," : "");
+            buf_add(&b, one.ptr, one.len);
+        }
+        buf_fini(&one);
+        free(text);
+    }
+    buf_printf(&b, "],\"total\":%zu}", n);
+    json_decref(arr);
+    buf_fini(&all);
+    out_json(c->req, 200, &b);
+}
+
+/* The named subscription's description into out; answers 404 and returns false when it is
+ * not a DeltaBase subscription of this store. */
+static bool sub_find(struct gate_call *c, struct buf *out)
+{
+    const char *id = gate_param_str(c, "subscriptionId");
+    struct buf d;
+    buf_init(&d);
+    bool ok = engine_webhook_describe(c->db, id, true, &d) == 0 &&
+              dlb_subscription((struct slice){d.ptr, d.len}, out) == 0;
+    buf_fini(&d);
+    if (!ok) {
+        fail(c, GK_NOT_FOUND, "subscription_not_found", "no such subscription",
+             "subscriptionId");
+    }
+    return ok;
+}
+
+static void sub_get(struct gate_call *c)
+{
+    struct buf b;
+    buf_init(&b);
+    if (sub_find(c, &b)) {
+        out_json(c->req, 200, &b);
+    } else {
+        buf_fini(&b);
+    }
+}
+
+static void sub_delete(struct gate_call *c)
+{
+    struct buf b;
+    buf_init(&b);
+    if (!sub_find(c, &b)) {
+        buf_fini(&b);
+        return;
+    }
+    buf_reset(&b);
+    int rc = engine_webhook_delete(c->db, gate_param_str(c, "subscriptionId"));
+    if (rc) {
+        buf_fini(&b);
+        gate_fail_engine(c, rc);
+        return;
+    }
+    http_respond(c->req, 204, &b, NULL);
+}
+
 /* ---- WebSocket ---- */
 
 static const struct live_protocol WS = {"deltabase", dlb_ws_read, dlb_ws_event, dlb_ws_note,
@@ -777,6 +952,15 @@ static const struct route ROUTES[] = {
      "queryDcb", "Read events matching a DCB query", NULL, "DcbQuery", "DcbQueryResult", 200},
     {"GET", "event-stores/{eventStoreId}/streams", streams_list, STORE, NEED_READ,
      "listStreams", "List streams", P_STREAMS, NULL, "StreamList", 200},
+    {"POST", "event-stores/{eventStoreId}/subscribe", subscribe, STORE, NEED_ADMIN,
+     "subscribe", "Subscribe a webhook (or record a WebSocket subscription)", NULL,
+     "Subscribe", "Subscription", 201},
+    {"GET", "event-stores/{eventStoreId}/subscriptions", sub_list, STORE, NEED_ADMIN,
+     "listSubscriptions", "The store's subscriptions", NULL, NULL, "SubscriptionList", 200},
+    {"GET", "event-stores/{eventStoreId}/subscriptions/{subscriptionId}", sub_get, STORE,
+     NEED_ADMIN, "getSubscription", "A subscription", NULL, NULL, "Subscription", 200},
+    {"DELETE", "event-stores/{eventStoreId}/subscriptions/{subscriptionId}", sub_delete, STORE,
+     NEED_ADMIN, "deleteSubscription", "Delete a subscription", NULL, NULL, NULL, 204},
     {"GET", "event-stores/{eventStoreId}/events/ws", events_ws,
      STORE | ROUTE_KEY_IN_QUERY | ROUTE_STREAMING, NEED_READ, "eventsWebSocket",
      "Real-time events over a WebSocket", P_WS, NULL, NULL, 101},

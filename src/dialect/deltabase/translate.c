@@ -5,11 +5,13 @@
 
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "json/jsonx.h"
 #include "json/validate.h"
 #include "util/errors.h"
+#include "util/hash.h"
 #include "util/timeutil.h"
 #include "util/uuid.h"
 
@@ -57,7 +59,7 @@ static void dlb_field(const char *f, struct buf *out)
     static const struct {
         const char *native, *dlb;
     } NAMES[] = {{"expectedVersion", "expectedStreamVersion"}, {"stream", "streamId"},
-                 {"database", "eventStoreId"}, {"position", "globalPosition"}};
+                 {"database", "eventStoreId"}};
     for (size_t i = 0; i < sizeof NAMES / sizeof NAMES[0]; i++) {
         if (!strcmp(f, NAMES[i].native)) {
             buf_add_json_str(out, NAMES[i].dlb, strlen(NAMES[i].dlb));
@@ -531,4 +533,199 @@ void dlb_ws_error(struct buf *out, const char *code, const char *message)
     buf_printf(out, "{\"type\":\"error\",\"error\":{\"code\":\"%s\",\"message\":", c);
     buf_add_json_str(out, message, strlen(message));
     buf_adds(out, "}}");
+}
+
+/* ---- subscriptions ---- */
+
+static void hook_body(struct buf *out, const char *database, const char *webhook,
+                      struct slice events, uint32_t attempt)
+{
+    (void)attempt;
+    buf_adds(out, "{\"event\":");
+    buf_add(out, events.ptr, events.len); /* one event: the batch size is 1 */
+    buf_adds(out, ",\"eventStoreId\":");
+    buf_add_json_str(out, database, strlen(database));
+    buf_adds(out, ",\"subscriptionId\":");
+    buf_add_json_str(out, webhook, strlen(webhook));
+    buf_addc(out, '}');
+}
+
+const struct webhook_format dlb_webhook_format = {"deltabase", 1, false, dlb_event, hook_body};
+
+/* Reads retryPolicy {maxRetries, backoffMultiplier, initialBackoffMs} into def. */
+static int retry_policy(json_t *rp, struct webhook_def *def, struct parse_error *err)
+{
+    def->max_attempts = 4; /* DeltaBase's example: 3 retries */
+    def->backoff_ms = 1000;
+    if (!rp) {
+        return 0;
+    }
+    json_t *mr = json_object_get(rp, "maxRetries"), *ib = json_object_get(rp, "initialBackoffMs");
+    json_t *bm = json_object_get(rp, "backoffMultiplier");
+    if (!json_is_object(rp) || json_object_size(rp) > (size_t)(!!mr + !!ib + !!bm) ||
+        (mr && (!json_is_integer(mr) || json_integer_value(mr) < 0 ||
+                json_integer_value(mr) >= WEBHOOK_ATTEMPTS_MAX)) ||
+        (ib && (!json_is_integer(ib) || json_integer_value(ib) < 10 ||
+                json_integer_value(ib) > 3600000)) ||
+        (bm && (!json_is_number(bm) || json_number_value(bm) != 2))) {
+        return parse_fail(err, 400, "invalid_request", "retryPolicy",
+                          "retryPolicy is {maxRetries: 0..%d, backoffMultiplier: 2, "
+                          "initialBackoffMs: 10..3600000}", WEBHOOK_ATTEMPTS_MAX - 1);
+    }
+    def->max_attempts = mr ? (uint32_t)json_integer_value(mr) + 1 : def->max_attempts;
+    def->backoff_ms = ib ? (uint32_t)json_integer_value(ib) : def->backoff_ms;
+    return 0;
+}
+
+/* subscriberConfig {url, headers?}: the URL and "Name: value" headers. */
+static int subscriber_config(json_t *sc, struct webhook_def *def, struct buf *hdrs,
+                             struct parse_error *err)
+{
+    const char *url = json_string_value(json_object_get(sc, "url"));
+    json_t *h = json_object_get(sc, "headers");
+    if (!json_is_object(sc) || !url || (h && !json_is_object(h)) ||
+        json_object_size(sc) > (size_t)(1 + !!h) || (h && json_object_size(h) > WEBHOOK_HEADERS_MAX)) {
+        return parse_fail(err, 400, "invalid_request", "subscriberConfig",
+                          "subscriberConfig is {url, headers?} for a webhook");
+    }
+    const char *name;
+    json_t *v;
+    size_t offs[WEBHOOK_HEADERS_MAX + 1];
+    json_object_foreach(h, name, v) {
+        const char *val = json_string_value(v);
+        if (!val || strpbrk(name, ":\r\n") || strpbrk(val, "\r\n") ||
+            strlen(name) + strlen(val) + 2 >= WEBHOOK_HEADER_BYTES) {
+            return parse_fail(err, 400, "invalid_request", "subscriberConfig.headers",
+                              "headers are names and string values without line breaks");
+        }
+        offs[def->nheaders++] = hdrs->len;
+        buf_printf(hdrs, "%s: %s", name, val);
+        buf_addc(hdrs, '\0');
+    }
+    offs[def->nheaders] = hdrs->len; /* the URL last: hdrs outlives the parsed body */
+    buf_adds(hdrs, url);
+    buf_addc(hdrs, '\0');
+    for (size_t i = 0; i < def->nheaders; i++) {
+        def->headers[i] = hdrs->ptr + offs[i];
+    }
+    def->url = hdrs->ptr + offs[def->nheaders];
+    return 0;
+}
+
+/* The native filter text of an eventFilter ("" for every event). */
+static int event_filter(const char *f, struct buf *filter, struct parse_error *err)
+{
+    struct pattern p;
+    if (!f || !*f || pattern_parse((struct slice){f, strlen(f)}, true, &p) != 0) {
+        return parse_fail(err, 400, "invalid_request", "eventFilter",
+                          "eventFilter is *, prefix.*, *.suffix or an event type");
+    }
+    if (strcmp(f, "*") != 0) {
+        buf_adds(filter, "{\"types\":[");
+        buf_add_json_str(filter, f, strlen(f));
+        buf_adds(filter, "]}");
+    }
+    return 0;
+}
+
+/* The first position of a subscription: "latest" (default) or a position to go on after. */
+static int sub_position(json_t *pos, uint64_t head, uint64_t *start, struct parse_error *err)
+{
+    if (!pos || (json_is_string(pos) && !strcmp(json_string_value(pos), "latest"))) {
+        *start = head + 1;
+    } else if (json_is_string(pos) && !strcmp(json_string_value(pos), "earliest")) {
+        *start = 1;
+    } else if (json_is_integer(pos) && json_integer_value(pos) >= 0) {
+        *start = (uint64_t)json_integer_value(pos) + 1;
+    } else {
+        return parse_fail(err, 400, "invalid_request", "position",
+                          "position is \"latest\", \"earliest\" or a global position");
+    }
+    return 0;
+}
+
+int dlb_subscribe_request(struct slice body, uint64_t head, int64_t now_us,
+                          struct webhook_def *def, struct buf *meta, struct buf *filter,
+                          struct buf *hdrs, struct parse_error *err)
+{
+    static const char *const TOP[] = {"eventFilter", "subscriberType", "subscriberConfig",
+                                      "retryPolicy", "position"};
+    int rc = object_with(body, TOP, 5, err);
+    json_t *root = rc ? NULL : json_loadb(body.ptr, body.len, 0, NULL);
+    const char *type = json_string_value(json_object_get(root, "subscriberType"));
+    memset(def, 0, sizeof(*def));
+    if (!rc && (!type || (strcmp(type, "webhook") && strcmp(type, "websocket")))) {
+        rc = parse_fail(err, 400, "invalid_request", "subscriberType",
+                        "subscriberType is webhook or websocket (queue and durable_object "
+                        "are not offered)");
+    }
+    if (!rc) rc = event_filter(json_string_value(json_object_get(root, "eventFilter")), filter,
+                               err);
+    if (!rc) rc = retry_policy(json_object_get(root, "retryPolicy"), def, err);
+    if (!rc) rc = sub_position(json_object_get(root, "position"), head, &def->start, err);
+    def->record_only = type && !strcmp(type, "websocket");
+    if (!rc && !def->record_only) {
+        rc = subscriber_config(json_object_get(root, "subscriberConfig"), def, hdrs, err);
+    }
+    if (!rc) {
+        /* the configuration, canonical (jansson sorts keys): it names the subscription */
+        json_t *conf = json_deep_copy(root);
+        json_object_del(conf, "position");
+        char *text = json_dumps(conf, JSON_COMPACT | JSON_SORT_KEYS);
+        uint8_t h[HASH_SHA256_LEN];
+        struct hash_part part = {text, strlen(text)};
+        hash_sha256(&part, 1, h);
+        snprintf(def->name, sizeof def->name, "sub_%02x%02x%02x%02x%02x%02x", h[0], h[1], h[2],
+                 h[3], h[4], h[5]);
+        char when[TIME_RFC3339_LEN];
+        time_format(now_us, when);
+        buf_printf(meta, "{\"createdAt\":\"%s\",\"config\":%s}", when, text);
+        def->meta = (struct slice){meta->ptr, meta->len};
+        def->filter = (struct slice){filter->ptr, filter->len};
+        def->format = dlb_webhook_format.name;
+        free(text);
+        json_decref(conf);
+    }
+    json_decref(root);
+    return rc;
+}
+
+int dlb_subscription(struct slice described, struct buf *out)
+{
+    json_t *w = json_loadb(described.ptr, described.len, 0, NULL);
+    json_t *meta = json_object_get(w, "meta"), *conf = json_object_get(meta, "config");
+    const char *fmt = json_string_value(json_object_get(w, "format"));
+    if (!fmt || strcmp(fmt, dlb_webhook_format.name) || !json_is_object(conf)) {
+        json_decref(w);
+        return ERR_NOTFOUND;
+    }
+    json_t *o = json_object();
+    json_object_set(o, "subscriptionId", json_object_get(w, "name"));
+    json_object_set(o, "eventFilter", json_object_get(conf, "eventFilter"));
+    json_object_set(o, "subscriberType", json_object_get(conf, "subscriberType"));
+    if (json_object_get(conf, "subscriberConfig")) {
+        json_object_set(o, "subscriberConfig", json_object_get(conf, "subscriberConfig"));
+    }
+    if (json_object_get(conf, "retryPolicy")) {
+        json_object_set(o, "retryPolicy", json_object_get(conf, "retryPolicy"));
+    }
+    json_object_set_new(o, "status", json_string("active"));
+    json_object_set(o, "createdAt", json_object_get(meta, "createdAt"));
+    json_t *deliveries = json_object_get(w, "deliveries");
+    json_t *last = json_array_get(deliveries, 0);
+    json_object_set(o, "lastDeliveryAttempt", last ? json_object_get(last, "at") : json_null());
+    size_t failed = 0, i;
+    json_t *d;
+    json_array_foreach(deliveries, i, d) {
+        failed += !json_is_null(json_object_get(d, "error"));
+    }
+    json_object_set_new(o, "failedDeliveries", json_integer((json_int_t)failed));
+    json_object_set(o, "deliveredEvents", json_object_get(w, "delivered"));
+    json_object_set(o, "globalPosition", json_object_get(w, "checkpoint"));
+    char *text = json_dumps(o, JSON_COMPACT);
+    buf_adds(out, text);
+    free(text);
+    json_decref(o);
+    json_decref(w);
+    return 0;
 }

@@ -13,6 +13,7 @@
 
 #include "gate/gate.h"
 #include "model/event.h"
+#include "engine/webhooks.h"
 #include "ops/live.h"
 #include "ops/parse.h"
 #include "query/filter.h"
@@ -73,6 +74,24 @@ enum live_msg dlb_ws_read(struct slice msg, uint64_t head, struct filter *filter
 void dlb_ws_event(struct buf *out, const struct event_rec *ev);
 void dlb_ws_note(struct buf *out, enum live_note note, uint64_t position);
 void dlb_ws_error(struct buf *out, const char *code, const char *message);
+
+/* The envelope of DeltaBase webhook deliveries: one event per POST,
+ * {"event":{...},"eventStoreId","subscriptionId"}, unsigned (DeltaBase documents no
+ * signature; a subscription's own headers, e.g. Authorization, are sent). */
+extern const struct webhook_format dlb_webhook_format;
+
+/* Translates a subscribe body {"eventFilter","subscriberType","subscriberConfig"?,
+ * "retryPolicy"?,"position"?} into a webhook definition (def->name gets a name derived from
+ * the configuration, so the same configuration names the same subscription; the meta JSON,
+ * kept with it, is written to meta and def->meta points into it; headers into hdrs). head is
+ * the store's head for position "latest". Returns 0 or ERR_INVALID with *err filled. */
+int dlb_subscribe_request(struct slice body, uint64_t head, int64_t now_us,
+                          struct webhook_def *def, struct buf *meta, struct buf *filter,
+                          struct buf *hdrs, struct parse_error *err);
+/* A subscription's DeltaBase JSON from the native description of its webhook (one object of
+ * engine_webhook_describe with the log). Returns 0, or ERR_NOTFOUND when it is not a
+ * DeltaBase subscription. */
+int dlb_subscription(struct slice described, struct buf *out);
 
 /* The stream type of a stream id: the part before its first '-', '_' or ':' (the whole id
  * when it has none). */

@@ -418,3 +418,78 @@ def test_websocket_connections_listed_and_closed():
         dlb_error(d.request("DELETE", f"/event-stores/shop/websocket-connections/{cid}"), 404,
                   "NOT_FOUND")
         dlb_error(d.get("/event-stores/shop/events/ws"), 400, "VALIDATION_ERROR")
+
+
+def test_webhook_subscriptions_deliver_each_event():
+    import sys
+    import os
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from test_webhooks import Receiver
+    rx = Receiver()
+    with Server(extra=["--webhook-allow", "127.0.0.1"]) as s:
+        d = Dlb(s)
+        d.store("shop")
+        d.append("shop", "user-0", [dict(EV, type="user.created")])  # before: not delivered
+        conf = {"eventFilter": "user.*", "subscriberType": "webhook",
+                "subscriberConfig": {"url": rx.url("/deltabase"),
+                                     "headers": {"Authorization": "Bearer webhook-secret"}},
+                "retryPolicy": {"maxRetries": 3, "backoffMultiplier": 2,
+                                "initialBackoffMs": 50},
+                "position": "latest"}
+        st, _, sub = d.post("/event-stores/shop/subscribe", conf)
+        check(st == 201 and sub["subscriptionId"].startswith("sub_") and
+              sub["eventFilter"] == "user.*" and sub["subscriberType"] == "webhook" and
+              sub["status"] == "active" and sub["createdAt"] and
+              sub["lastDeliveryAttempt"] is None and sub["failedDeliveries"] == 0, f"{st} {sub}")
+        st, _, again = d.post("/event-stores/shop/subscribe", conf)
+        check(st == 200 and again["subscriptionId"] == sub["subscriptionId"] and
+              again["isExistingSubscription"] is True and again["message"], f"{st} {again}")
+        d.append("shop", "user-1", [dict(EV, type="user.created")])
+        d.append("shop", "order-1", [dict(EV, type="order.placed")])
+        d.append("shop", "user-1", [dict(EV, type="user.updated")])
+        got = rx.wait(2)
+        bodies = [json.loads(g["body"]) for g in got]
+        check(len(got) == 2 and all(g["headers"].get("Authorization") == "Bearer webhook-secret"
+                                    for g in got), f"{got}")
+        check([b["event"]["type"] for b in bodies] == ["user.created", "user.updated"] and
+              all(b["eventStoreId"] == "shop" and b["subscriptionId"] == sub["subscriptionId"]
+                  for b in bodies) and bodies[1]["event"]["streamPosition"] == 1, f"{bodies}")
+        time.sleep(0.3)
+        st, _, one = d.get(f"/event-stores/shop/subscriptions/{sub['subscriptionId']}")
+        check(st == 200 and one["lastDeliveryAttempt"] and one["failedDeliveries"] == 0, f"{one}")
+        st, _, lst = d.get("/event-stores/shop/subscriptions")
+        check([x["subscriptionId"] for x in lst["subscriptions"]] == [sub["subscriptionId"]],
+              f"{lst}")
+        # a websocket subscription is a record; the native webhooks are not DeltaBase's
+        st, _, ws = d.post("/event-stores/shop/subscribe",
+                           {"eventFilter": "*", "subscriberType": "websocket"})
+        check(st == 201 and ws["subscriberType"] == "websocket", f"{st} {ws}")
+        s.post("/v1/databases/shop/webhooks", {"name": "native-one", "url": rx.url("/n")})
+        st, _, lst = d.get("/event-stores/shop/subscriptions")
+        check(len(lst["subscriptions"]) == 2, f"{lst}")
+        # bad configurations
+        for body, field in (({"eventFilter": "user.*", "subscriberType": "queue"},
+                             "subscriberType"),
+                            ({"eventFilter": "", "subscriberType": "websocket"}, "eventFilter"),
+                            ({"eventFilter": "*", "subscriberType": "webhook"},
+                             "subscriberConfig"),
+                            ({"eventFilter": "*", "subscriberType": "websocket",
+                              "position": "soon"}, "position"),
+                            ({"eventFilter": "*", "subscriberType": "websocket", "x": 1}, "x")):
+            dlb_error(d.post("/event-stores/shop/subscribe", body), 400, "VALIDATION_ERROR",
+                      field=field)
+        # survives a restart; delete stops it
+        s.restart()
+        d.append("shop", "user-2", [dict(EV, type="user.created")])
+        deadline = time.monotonic() + 20
+        mine = []
+        while time.monotonic() < deadline and len(mine) < 3:
+            mine = [g for g in rx.wait(1) if g["path"] == "/deltabase"]
+            time.sleep(0.05)
+        check(len(mine) == 3 and json.loads(mine[2]["body"])["event"]["streamId"] == "user-2",
+              f"after a restart: {mine}")
+        st, _, _ = d.request("DELETE", f"/event-stores/shop/subscriptions/{sub['subscriptionId']}")
+        check(st == 204, f"{st}")
+        dlb_error(d.get(f"/event-stores/shop/subscriptions/{sub['subscriptionId']}"), 404,
+                  "NOT_FOUND")
+        dlb_error(d.get("/event-stores/shop/subscriptions/native-one"), 404, "NOT_FOUND")
