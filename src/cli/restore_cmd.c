@@ -21,6 +21,7 @@
 #include "cli/common.h"
 #include "store/store.h"
 #include "util/errors.h"
+#include "util/fsutil.h"
 #include "util/hash.h"
 
 enum { COPY_CHUNK = 1 << 20 }; /* bytes read per copy step */
@@ -252,7 +253,12 @@ static int commit(struct restore *r)
         r->dbs[i].dir[0] = '\0';
     }
     snprintf(path, sizeof path, "%s/dbs", r->dest);
-    return cli_fsync_dir(path) == 0 && cli_fsync_dir(r->dest) == 0 ? 0 : 1;
+    if (cli_fsync_dir(path) != 0) {
+        return 1;
+    }
+    /* the databases are the backup's: a first start must not add "default" (engine.c) */
+    static const char NOTE[] = "restored from a backup: its databases, no others\n";
+    return fs_write_atomic(r->dest, "INITIALIZED", NOTE, sizeof NOTE - 1, 0640) == 0 ? 0 : 1;
 }
 
 /* Removes whatever is still staged. */

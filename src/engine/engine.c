@@ -28,6 +28,7 @@
 #include "store/store.h"
 #include "util/assert.h"
 #include "util/errors.h"
+#include "util/fsutil.h"
 #include "util/log.h"
 #include "util/strmap.h"
 #include "util/timeutil.h"
@@ -498,14 +499,30 @@ void engine_names_free(char **names, size_t count)
     free(names);
 }
 
-/* Opens every database under <data>/dbs. *fresh: the directory did not exist (a new data
- * directory, where the database "default" is made). */
-static int open_existing(struct engine *e, bool *fresh)
+/* The first start of a data directory makes the database "default", then records that it
+ * did (<data>/INITIALIZED, durable): from then on a deleted "default" stays deleted. A crash
+ * before the record leaves it to the next start, so "default" is never lost to one. */
+static int first_start(struct engine *e)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/INITIALIZED", e->data_dir);
+    if (access(path, F_OK) == 0) {
+        return 0;
+    }
+    int rc = find_locked(e, "default", 7, NULL) ? 0 : engine_db_create(e, "default", 7, NULL);
+    static const char NOTE[] = "the database default was made; a deleted default stays deleted\n";
+    if (!rc && fs_write_atomic(e->data_dir, "INITIALIZED", NOTE, sizeof NOTE - 1, 0640) != 0) {
+        rc = ERR(ERR_IO);
+    }
+    return rc;
+}
+
+/* Opens every database under <data>/dbs. */
+static int open_existing(struct engine *e)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/dbs", e->data_dir);
-    *fresh = mkdir(path, 0750) == 0;
-    if (!*fresh && errno != EEXIST) {
+    if (mkdir(path, 0750) != 0 && errno != EEXIST) {
         return ERR(ERR_IO);
     }
     DIR *d = opendir(path);
@@ -561,11 +578,8 @@ int engine_open(const struct engine_config *cfg, struct engine **out)
     e->webhook_formats = cfg->webhook_formats;
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->jobs_cv, NULL);
-    bool fresh = false;
-    int rc = open_existing(e, &fresh);
-    if (!rc && fresh) { /* only then: a deleted "default" stays deleted */
-        rc = engine_db_create(e, "default", 7, NULL);
-    }
+    int rc = open_existing(e);
+    if (!rc) rc = first_start(e);
     if (rc) {
         engine_close(e);
         return rc;

@@ -38,8 +38,9 @@ struct engine_config {
 };
 
 /* Locks data_dir (one process per data directory), opens every database under it (creating
- * data_dir when missing, and the "default" database in a new data directory only: once
- * deleted it stays deleted) and starts their writers. Returns 0,
+ * data_dir when missing, and the "default" database at the data directory's first start only,
+ * recorded in <data>/INITIALIZED: once deleted it stays deleted) and starts their writers.
+ * Returns 0,
  * ERR_EXISTS (another process holds the directory), ERR_IO, ERR_CORRUPT or ERR_INVALID. */
 int engine_open(const struct engine_config *cfg, struct engine **out);
 /* Stops taking appends (they fail with ERR_SHUTDOWN), waits for the background jobs, lets

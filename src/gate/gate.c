@@ -431,6 +431,37 @@ static bool bad_segment(const char *s, size_t n)
 /* Splits the path into percent-decoded segments. "/" has none. Returns 0, ERR_NOTFOUND (no
  * leading '/', or too many segments) or ERR_INVALID (a bad escape, an empty segment, or a dot
  * segment, sent as such or percent-encoded: clients would have collapsed them). */
+static int hex_digit(char h)
+{
+    return (h >= '0' && h <= '9')   ? h - '0'
+           : (h >= 'a' && h <= 'f') ? h - 'a' + 10
+           : (h >= 'A' && h <= 'F') ? h - 'A' + 10
+                                    : -1;
+}
+
+/* Percent-decodes s[0..n) into out (room for n bytes and a NUL; decoding only shrinks), as
+ * http_url_decode does for paths ('+' stays). Returns the decoded length, or -1 for a bad
+ * escape or an encoded NUL. */
+static long decode_segment(const char *s, size_t n, char *out)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] != '%') {
+            out[o++] = s[i];
+            continue;
+        }
+        int hi = i + 2 < n ? hex_digit(s[i + 1]) : -1;
+        int lo = i + 2 < n ? hex_digit(s[i + 2]) : -1;
+        if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
+            return -1;
+        }
+        out[o++] = (char)(hi * 16 + lo);
+        i += 2;
+    }
+    out[o] = '\0';
+    return (long)o;
+}
+
 static int split_path(struct gate_call *c, struct slice path)
 {
     if (path.len == 0 || path.ptr[0] != '/') {
@@ -438,6 +469,10 @@ static int split_path(struct gate_call *c, struct slice path)
     }
     if (path.len == 1) {
         return 0;
+    }
+    char *room = c->segbuf;
+    if (path.len + GATE_MAX_SEGS >= sizeof c->segbuf) {
+        room = c->seg_heap = xmalloc(path.len + GATE_MAX_SEGS + 1);
     }
     size_t i = 1;
     for (;;) {
@@ -448,12 +483,12 @@ static int split_path(struct gate_call *c, struct slice path)
         if (c->nseg == GATE_MAX_SEGS) {
             return ERR_NOTFOUND;
         }
-        struct buf b;
-        buf_init(&b);
-        int rc = http_url_decode(path.ptr + start, i - start, false, &b);
-        c->seg[c->nseg] = buf_steal(&b, &c->seg_len[c->nseg]);
+        long n = decode_segment(path.ptr + start, i - start, room);
+        c->seg[c->nseg] = room;
+        c->seg_len[c->nseg] = n < 0 ? 0 : (size_t)n;
         c->nseg++;
-        if (rc || bad_segment(c->seg[c->nseg - 1], c->seg_len[c->nseg - 1])) {
+        room += (n < 0 ? 0 : n) + 1;
+        if (n < 0 || bad_segment(c->seg[c->nseg - 1], c->seg_len[c->nseg - 1])) {
             return ERR_INVALID;
         }
         if (i == path.len) {
@@ -797,9 +832,7 @@ static void dispatch(struct gate_call *c, struct slice rest, int k)
 
 static void call_fini(struct gate_call *c)
 {
-    for (size_t i = 0; i < c->nseg; i++) {
-        free(c->seg[i]);
-    }
+    free(c->seg_heap);
     engine_db_release(c->db);
 }
 

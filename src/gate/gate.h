@@ -129,9 +129,12 @@ struct gate_call {
     void *ctx;                       /* the mount's context */
     struct http_req *req;            /* borrowed */
     const struct route *route;       /* the route matched, or NULL */
-    char *seg[GATE_MAX_SEGS];        /* owned, percent-decoded segments after the prefix */
+    char *seg[GATE_MAX_SEGS];        /* percent-decoded segments after the prefix, each
+                                        NUL-terminated, in segbuf (or seg_heap) */
     size_t seg_len[GATE_MAX_SEGS];   /* their byte lengths */
     size_t nseg;
+    char segbuf[256];                /* the segments of most paths: no allocation */
+    char *seg_heap;                  /* owned: the segments of a longer path */
     struct db *db;                   /* acquired database, or NULL; a handler that hands it
                                         on sets this to NULL */
     bool authed;                     /* key holds the caller's verified key */

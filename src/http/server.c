@@ -297,10 +297,7 @@ bool http_req_absolute_form(const struct http_req *req)
 const char *http_req_header(const struct http_req *req, const char *name)
 {
     const struct http_header *h = http_head_find(&req->head, name);
-    if (!h) {
-        return NULL;
-    }
-    return keep_str((struct http_req *)req, xstrndup(h->value.ptr, h->value.len));
+    return h ? h->value.ptr : NULL; /* NUL-terminated in the request's copy of its head */
 }
 
 struct slice http_req_body(const struct http_req *req)
@@ -839,6 +836,9 @@ static int start_request(struct conn *c, const struct http_head *h, size_t head_
     for (size_t i = 0; i < req->head.nheaders; i++) {
         rebase(&req->head.headers[i].name, c->in.ptr, head_len, copy);
         rebase(&req->head.headers[i].value, c->in.ptr, head_len, copy);
+        /* the byte after a value is whitespace or its line's CR: ending the value there makes
+           it a C string, so header lookups allocate nothing */
+        copy[req->head.headers[i].value.ptr + req->head.headers[i].value.len - copy] = '\0';
     }
     memcpy(req->method, req->head.method.ptr, req->head.method.len);
     req->method[req->head.method.len] = '\0';

@@ -94,7 +94,8 @@ bool http_req_query_next(struct http_req *req, size_t *pos, const char **name,
 struct slice http_req_host(const struct http_req *req);
 /* True when the request target was in absolute form ("http://host/path"). */
 bool http_req_absolute_form(const struct http_req *req);
-/* A request header value, or NULL. */
+/* A request header value (the first of its name), or NULL. Allocates nothing; the string lives
+ * as long as the request. */
 const char *http_req_header(const struct http_req *req, const char *name);
 struct slice http_req_body(const struct http_req *req);
 

@@ -140,6 +140,7 @@ def test_retries_back_off_then_park_and_go_on():
             # now a batch that keeps failing: parked after 3 attempts, then delivery goes on
             r.plan = [500, 500, 500]
             append(s, "b", 1)
+            r.wait(4)  # b's batch is formed (and failing) before c exists: c is its own batch
             append(s, "c", 1)
             got = r.wait(7)
             bodies = [json.loads(g["body"]) for g in got[3:]]
