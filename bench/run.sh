@@ -24,6 +24,8 @@
 #          (loaded in process by bench/load_events; BENCH_QUERY_SMALL / BENCH_QUERY_BIG);
 #      (h) single-event appends as (a), each with a new Idempotency-Key (the key, a request
 #          hash and the answer are stored in the same batch as the event);
+#      (i) single-event appends as (a) through the DeltaBase dialect (its rate limit off),
+#          then (i') native ones right after, on the same store: the dialect's cost;
 #   1b. live fan-out (bench/sse_fanout): 1,000 SSE subscribers on one database under a steady
 #      append load, delivery latency p50/p99 from commit to receipt, and server memory;
 #   1c. compaction (bench_compact): 1M events, half the streams deleted: duration, MB/s of log,
@@ -253,6 +255,7 @@ start_annals() { # [DATA_DIR]
     local data=${1:-$TMP/annals}
     mkdir -p "$data"
     "$ANNALS" serve --data "$data" --listen "127.0.0.1:$APORT" --log-level warn \
+        --dialect-rate deltabase=0 \
         >"$TMP/annals.log" 2>&1 &
     APID=$!
     local i
@@ -520,6 +523,12 @@ print(json.dumps({'events': [{'type': 'bench.appended', 'data': {'n': i, 'text':
         /v1/databases/default/events
     run_load annals_keyed "(h) 1-event appends, each with a new Idempotency-Key" 1 "${JSON[@]}" \
         -H 'Idempotency-Key: k-{p}-{n}' -b "{\"events\":[$EVENT]}" "$STREAMS/h-{p}-{m}/events"
+    # (i): (a) through the DeltaBase dialect (its rate limit off), and (a) again right after,
+    # so the two are measured on the same store at the same moment
+    run_load_median annals_dlb "(i) 1-event appends through the DeltaBase dialect" 1 "${JSON[@]}" \
+        -b "{\"events\":[$EVENT]}" "/deltabase/event-stores/default/streams/i-{p}-{m}"
+    run_load_median annals_native_i "(i') (a) again, next to (i)" 1 "${JSON[@]}" \
+        -b "{\"events\":[$EVENT]}" "$STREAMS/j-{p}-{m}/events"
 
     ANNALS_RSS_END=$(rss_kb "$APID")
     stop_pid "$APID"
@@ -790,6 +799,8 @@ declare -A LABEL=(
     [annals_read]="Annals (d) read 100-event stream (events read/s)"
     [annals_cond]="Annals (f) conditional appends (DCB, one tag each)"
     [annals_keyed]="Annals (h) 1-event appends with Idempotency-Key"
+    [annals_dlb]="Annals (i) 1-event appends through the DeltaBase dialect"
+    [annals_native_i]="Annals (i') native 1-event appends next to (i)"
     [redis_distinct]="Redis XADD, distinct keys"
     [redis_one]="Redis XADD, one key"
     [pg_distinct]="PostgreSQL append(), distinct streams"
@@ -831,6 +842,15 @@ report() {
     say "  >= 300,000 events/s in $BATCH-event batches:            $(fmt_int "${EVS[annals_batch]:-}") ($(target_note "${EVS[annals_batch]:-}" ">=" 300000))"
     say "  < 0.1 syncs (log + index) per acknowledged append:  $SYNC_PER ($(target_note "$SYNC_PER" "<" 0.1))"
     say "  ahead of Redis and PostgreSQL:                       distinct $(ahead distinct), one stream $(ahead one)"
+    say "  the DeltaBase dialect within 10 % of native appends:  $(dialect_cost)"
+}
+
+# The DeltaBase dialect's cost: (i) against (i'), measured back to back.
+dialect_cost() {
+    awk -v d="${RPS[annals_dlb]:-}" -v n="${RPS[annals_native_i]:-}" 'BEGIN {
+        if (d == "" || n == "" || n + 0 == 0) { print "n/a"; exit }
+        c = (1 - d / n) * 100
+        printf "%s (%.1f %% below native)\n", (c <= 10 ? "met" : "not met"), c }'
 }
 
 ahead() { # distinct|one
@@ -903,6 +923,7 @@ write_results() {
         say "| < 0.1 syncs per acknowledged append at 64 connections (log + index) | $SYNC_PER | $(target_note "$SYNC_PER" "<" 0.1) |"
         say "| ahead of Redis and PostgreSQL (distinct) | | $(ahead distinct) |"
         say "| ahead of Redis and PostgreSQL (one stream) | | $(ahead one) |"
+        say "| the DeltaBase dialect within 10 % of native single-event appends ((i) vs (i')) | $(fmt_int "${RPS[annals_dlb]:-}") vs $(fmt_int "${RPS[annals_native_i]:-}") | $(dialect_cost) |"
     } >"$f"
     say ""
     say "wrote $f"

@@ -32,6 +32,15 @@ int gate_mount(struct gate *g, const struct gate_mount *desc, const char *prefix
         i--;
     }
     g->mounts[i].desc = desc;
+    g->mounts[i].route_segs = xcalloc(desc->nroutes ? desc->nroutes : 1, 1);
+    for (size_t r = 0; r < desc->nroutes; r++) {
+        const char *p = desc->routes[r].pattern;
+        size_t n = *p ? 1 : 0;
+        for (; *p; p++) {
+            n += *p == '/';
+        }
+        g->mounts[i].route_segs[r] = (uint8_t)n;
+    }
     snprintf(g->mounts[i].prefix, sizeof g->mounts[i].prefix, "%s", prefix);
     g->mounts[i].ctx = ctx;
     g->mounts[i].unlisted = unlisted;
@@ -524,7 +533,8 @@ static void answer_405(struct gate_call *c)
     char allow[96] = "";
     for (size_t i = 0; i < c->mount->nroutes; i++) {
         const struct route *r = &c->mount->routes[i];
-        if (pattern_match(c, r->pattern) && strlen(allow) + strlen(r->method) + 3 < sizeof allow) {
+        if (c->route_segs[i] == c->nseg && pattern_match(c, r->pattern) &&
+            strlen(allow) + strlen(r->method) + 3 < sizeof allow) {
             strcat(allow, allow[0] ? ", " : "");
             strcat(allow, r->method);
         }
@@ -540,7 +550,7 @@ static const struct route *find_route(struct gate_call *c, bool *path_known)
     *path_known = false;
     for (size_t i = 0; i < c->mount->nroutes; i++) {
         const struct route *r = &c->mount->routes[i];
-        if (pattern_match(c, r->pattern)) {
+        if (c->route_segs[i] == c->nseg && pattern_match(c, r->pattern)) {
             *path_known = true;
             if (strcmp(r->method, m) == 0 || (head && !strcmp(r->method, "GET"))) {
                 return r;
@@ -840,7 +850,7 @@ static void call_fini(struct gate_call *c)
 static void handle_on(struct gate *g, int k, struct slice rest, struct http_req *req)
 {
     struct gate_call c = {.gate = g, .mount = g->mounts[k].desc, .ctx = g->mounts[k].ctx,
-                          .req = req};
+                          .req = req, .route_segs = g->mounts[k].route_segs};
     if (!host_allowed(g, req)) {
         fail(&c, GK_FORBIDDEN, "host_not_allowed",
              "while authentication is off this server answers only requests addressed to "

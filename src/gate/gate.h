@@ -116,6 +116,8 @@ struct gate {
         void *ctx;                 /* passed to the handlers (struct api * for native) */
         bool unlisted;             /* not on the main listener (only a port of its own) */
         bool has_rate;             /* rate replaces desc->default_rate (gate_set_rate) */
+        uint8_t *route_segs;       /* owned: segments of each route's pattern (a route is
+                                      tried only for paths of as many segments) */
         uint32_t rate;
         int tag_base;              /* metrics tag of its first route */
     } mounts[GATE_MAX_MOUNTS];
@@ -129,6 +131,7 @@ struct gate_call {
     void *ctx;                       /* the mount's context */
     struct http_req *req;            /* borrowed */
     const struct route *route;       /* the route matched, or NULL */
+    const uint8_t *route_segs;       /* the mount's route_segs */
     char *seg[GATE_MAX_SEGS];        /* percent-decoded segments after the prefix, each
                                         NUL-terminated, in segbuf (or seg_heap) */
     size_t seg_len[GATE_MAX_SEGS];   /* their byte lengths */

@@ -362,38 +362,49 @@ int dlb_dcb_query(struct slice body, struct buf *native, struct parse_error *err
 
 /* ---- answers ---- */
 
+/* A non-negative integer member of our own answer object. */
+static bool u64_member(struct slice obj, const char *name, uint64_t *out)
+{
+    struct slice v;
+    char num[24];
+    if (!jsonx_member(obj, name, &v) || v.len == 0 || v.len >= sizeof num) {
+        return false;
+    }
+    memcpy(num, v.ptr, v.len);
+    num[v.len] = '\0';
+    return parse_u64(num, out) == 0;
+}
+
+/* The native answers are the server's own JSON: read with the span scanner (no DOM, no
+ * allocation but the output) since this runs once per append. */
 int dlb_append_answer(struct slice native, struct buf *out)
 {
-    json_t *root = json_loadb(native.ptr, native.len, 0, NULL);
-    json_t *events = json_object_get(root, "events");
-    const char *stream = json_string_value(json_object_get(root, "stream"));
-    json_t *version = json_object_get(root, "version");
-    json_t *position = json_object_get(root, "position");
-    if (!stream || !json_is_array(events) || !json_is_integer(version) ||
-        !json_is_integer(position)) {
-        json_decref(root);
+    struct slice stream, events, item;
+    uint64_t version, position;
+    if (jsonx_kind(native) != '{' || !jsonx_member(native, "stream", &stream) ||
+        !jsonx_member(native, "events", &events) || jsonx_kind(events) != '[' ||
+        !u64_member(native, "version", &version) || !u64_member(native, "position", &position)) {
         return ERR_INVALID;
     }
+    size_t n = 0, pos = 0;
+    while (jsonx_next_item(events, &pos, &item)) {
+        n++;
+    }
     buf_adds(out, "{\"streamId\":");
-    buf_add_json_str(out, stream, strlen(stream));
+    buf_add(out, stream.ptr, stream.len); /* already a JSON string */
     buf_printf(out, ",\"eventsAppended\":%zu,\"currentStreamVersion\":%lld,"
-               "\"globalPosition\":%lld}",
-               json_array_size(events), (long long)json_integer_value(version) - 1,
-               (long long)json_integer_value(position));
-    json_decref(root);
+               "\"globalPosition\":%llu}",
+               n, (long long)version - 1, (unsigned long long)position);
     return 0;
 }
 
 int dlb_dcb_answer(struct slice native, struct buf *out)
 {
-    json_t *root = json_loadb(native.ptr, native.len, 0, NULL);
-    json_t *position = json_object_get(root, "position");
-    if (!json_is_integer(position)) {
-        json_decref(root);
+    uint64_t position;
+    if (jsonx_kind(native) != '{' || !u64_member(native, "position", &position)) {
         return ERR_INVALID;
     }
-    buf_printf(out, "{\"lastPosition\":%lld}", (long long)json_integer_value(position));
-    json_decref(root);
+    buf_printf(out, "{\"lastPosition\":%llu}", (unsigned long long)position);
     return 0;
 }
 
