@@ -108,7 +108,7 @@ static void *appender(void *arg)
                           (unsigned long long)i);
         int rn = snprintf(req, sizeof req,
                           "POST /v1/databases/default/streams/fanout-%llu/events HTTP/1.1\r\n"
-                          "Host: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
+                          "Host: localhost\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
                           (unsigned long long)(i % 100), bn, body);
         send_all(fd, req, (size_t)rn);
         if (read_answer(fd) != 201) {
@@ -230,7 +230,7 @@ int main(int argc, char **argv)
     int ep = epoll_create1(0);
     struct sub *subs = calloc((size_t)nsubs, sizeof(*subs));
     static const char GET[] = "GET /v1/databases/default/events/live?from=latest HTTP/1.1\r\n"
-                              "Host: x\r\nAccept: text/event-stream\r\n\r\n";
+                              "Host: localhost\r\nAccept: text/event-stream\r\n\r\n";
     for (int i = 0; i < nsubs; i++) {
         subs[i].fd = dial();
         send_all(subs[i].fd, GET, sizeof GET - 1);
