@@ -223,6 +223,10 @@ typedef void append_done_fn(struct append_req *req);
 
 /* An append request: parts (distinct streams) committed together, all or nothing, if every
  * expected version and condition holds. Owned by the caller; valid until done runs. */
+/* The stream that holds stream-less (DCB) events: they are found by their types and tags.
+ * Names starting with '$' are the engine's; callers use this name, never spell it. */
+#define ENGINE_DCB_STREAM "$dcb"
+
 struct append_req {
     struct append_part *parts;     /* nparts >= 1, distinct streams */
     size_t nparts;
@@ -230,10 +234,12 @@ struct append_req {
     size_t nconds;
     append_done_fn *done;          /* called exactly once when engine_append returned 0 */
     void *arg;                     /* caller's context for done */
-    /* Lifecycle operations: one part, stream "$$<target>", one event of type "$metadata"
-     * whose data the writer fills in from meta_text (buf_init'd by the caller, who frees it). */
+    /* Lifecycle operations (op != META_NONE): the caller gives no parts, only target; the
+     * engine makes the one part itself (the stream's metadata stream and one settings event,
+     * whose data the writer fills in from meta_text, buf_init'd by the caller, who frees it). */
     enum meta_op op;
-    struct slice target;           /* the stream whose settings change */
+    struct slice target;           /* the stream whose settings change (engine_append copies
+                                      it, and points target at its copy) */
     struct stream_meta meta;       /* META_SET: the new settings; result: the settings stored */
     struct buf meta_text;          /* the event's data, written by the writer */
     /* Results, valid in done: */
@@ -258,15 +264,20 @@ struct append_req {
     uint16_t answer_status;        /* HTTP status of the answer */
     struct buf answer;             /* its body (buf_init'd and freed by the caller) */
     struct append_req *next;       /* queue link, engine-owned while queued */
+    /* engine-owned: a lifecycle operation's part */
+    struct append_part meta_part;
+    struct append_event meta_event;
+    char meta_stream[2 + LIMIT_STREAM_NAME_BYTES + 1];
 };
 
 /* Bytes the stored record of ev in stream would take (compare with limits.event_bytes). */
 size_t engine_event_bytes(struct slice stream, const struct append_event *ev);
 
-/* Queues req for the database's writer. Validates sizes (events in all parts at most
- * limits.batch_events, each event at most limits.event_bytes) first. Returns 0 (done will run once,
- * on the writer thread, after the commit that holds the events has returned, or with req->err
- * set), or ERR_TOOBIG / ERR_SHUTDOWN / ERR_GONE (done never runs). */
+/* Queues req for the database's writer. Makes a lifecycle operation's part, then validates
+ * sizes (events in all parts at most limits.batch_events, each event at most
+ * limits.event_bytes). Returns 0 (done will run once, on the writer thread, after the commit
+ * that holds the events has returned, or with req->err set), or ERR_TOOBIG / ERR_INVALID (a
+ * lifecycle operation without a valid target) / ERR_SHUTDOWN / ERR_GONE (done never runs). */
 int engine_append(struct db *db, struct append_req *req);
 
 /* Called per event read. ev borrows storage: valid only during the call. 0 = go on, 1 = stop. */

@@ -646,8 +646,32 @@ size_t engine_event_bytes(struct slice stream, const struct append_event *ae)
     return codec_record_size(&ev);
 }
 
+/* Makes a lifecycle operation's part: one settings event in target's metadata stream. */
+static int meta_part(struct append_req *req)
+{
+    size_t n = sizeof META_STREAM_PREFIX - 1;
+    if (req->target.len == 0 || req->target.len > LIMIT_STREAM_NAME_BYTES) {
+        return ERR_INVALID;
+    }
+    memcpy(req->meta_stream, META_STREAM_PREFIX, n);
+    memcpy(req->meta_stream + n, req->target.ptr, req->target.len);
+    req->meta_stream[n + req->target.len] = '\0';
+    req->target = (struct slice){req->meta_stream + n, req->target.len};
+    req->meta_event = (struct append_event){.type = {META_EVENT_TYPE, sizeof META_EVENT_TYPE - 1},
+                                            .data = {"{}", 2}, .metadata = {"{}", 2},
+                                            .tags = {"[]", 2}};
+    req->meta_part = (struct append_part){.stream = {req->meta_stream, n + req->target.len},
+                                          .events = &req->meta_event, .count = 1};
+    req->parts = &req->meta_part;
+    req->nparts = 1;
+    return 0;
+}
+
 int engine_append(struct db *db, struct append_req *req)
 {
+    if (req->op != META_NONE && meta_part(req) != 0) {
+        return ERR_INVALID;
+    }
     size_t total = 0;
     for (size_t p = 0; p < req->nparts; p++) {
         const struct append_part *part = &req->parts[p];
@@ -662,7 +686,7 @@ int engine_append(struct db *db, struct append_req *req)
         }
     }
     if (req->nparts == 0 || req->nparts > LIMIT_APPEND_PARTS || total > db->limits->batch_events ||
-        req->nconds > LIMIT_APPEND_CONDS + 1) {
+        req->nconds > LIMIT_APPEND_CONDS_ALL) {
         return ERR_TOOBIG;
     }
     req->err = 0;

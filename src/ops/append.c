@@ -22,13 +22,10 @@ struct append_ctx {
     struct append_part *parts;      /* engine parts, one per parsed part */
     struct filter *filters;         /* one per condition */
     struct append_cond *conds;
-    char cond_field[LIMIT_APPEND_CONDS + 1][24]; /* each condition's path for errors */
+    char cond_field[LIMIT_APPEND_CONDS_ALL][24]; /* each condition's path for errors */
     bool has_after;                 /* the DCB condition gave `after` */
     bool multi;                     /* answer in the multi-stream shape */
-    bool dcb;                       /* stream-less events (one part, DCB_STREAM) */
-    char *meta_stream;              /* lifecycle requests: "$$<stream>" (owned) */
-    struct append_event meta_event; /* lifecycle requests: the "$metadata" event */
-    struct append_part meta_part;
+    bool dcb;                       /* stream-less events (one part, ENGINE_DCB_STREAM) */
     struct db *db;                  /* acquired reference */
     struct http_req *http;          /* borrowed until answered */
     char idem_key[LIMIT_IDEM_KEY_BYTES + 2]; /* the request's idempotency key (after the
@@ -57,7 +54,6 @@ static void ctx_free(struct append_ctx *ax)
 {
     buf_fini(&ax->req.meta_text);
     buf_fini(&ax->req.answer);
-    free(ax->meta_stream);
     for (size_t i = 0; i < ax->req.nconds; i++) {
         filter_fini(&ax->filters[i]);
     }
@@ -535,8 +531,8 @@ void append_multi(struct http_req *req, struct db *db, struct slice body,
     ax->db = db;
     ax->style = style ? *style : NATIVE_STYLE;
     ax->multi = true;
-    ax->filters = xcalloc(LIMIT_APPEND_CONDS + 1, sizeof(*ax->filters));
-    ax->conds = xcalloc(LIMIT_APPEND_CONDS + 1, sizeof(*ax->conds));
+    ax->filters = xcalloc(LIMIT_APPEND_CONDS_ALL, sizeof(*ax->filters));
+    ax->conds = xcalloc(LIMIT_APPEND_CONDS_ALL, sizeof(*ax->conds));
     struct parse_error pe;
     int rc = parse_multi_append(body, lim, &ax->parsed, &pe);
     ax->dcb = !rc && ax->parsed.nparts == 1 && ax->parsed.parts[0].stream[0] == '$';
@@ -560,19 +556,8 @@ void append_meta_op(struct http_req *req, struct db *db, struct slice stream, en
     ax->db = db;
     ax->style = NATIVE_STYLE;
     buf_init(&ax->req.meta_text);
-    size_t n = sizeof META_PREFIX - 1 + stream.len;
-    ax->meta_stream = xmalloc(n + 1);
-    memcpy(ax->meta_stream, META_PREFIX, sizeof META_PREFIX - 1);
-    memcpy(ax->meta_stream + sizeof META_PREFIX - 1, stream.ptr, stream.len);
-    ax->meta_stream[n] = '\0';
-    ax->meta_event = (struct append_event){.type = {"$metadata", 9}, .data = {"{}", 2},
-                                           .metadata = {"{}", 2}, .tags = {"[]", 2}};
-    ax->meta_part = (struct append_part){.stream = {ax->meta_stream, n},
-                                         .events = &ax->meta_event, .count = 1};
-    ax->req.parts = &ax->meta_part;
-    ax->req.nparts = 1;
-    ax->req.op = op;
-    ax->req.target = (struct slice){ax->meta_stream + sizeof META_PREFIX - 1, stream.len};
+    ax->req.op = op; /* the engine makes the part: the stream's metadata stream */
+    ax->req.target = stream;
     if (meta) {
         ax->req.meta = *meta;
     }

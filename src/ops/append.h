@@ -32,9 +32,6 @@ void append_stream(struct http_req *req, struct db *db, struct slice stream, str
 void append_multi(struct http_req *req, struct db *db, struct slice body,
                   const struct limits *lim, const struct append_style *style);
 
-/* The prefix of a stream's metadata stream (its settings are "$metadata" events there). */
-#define META_PREFIX "$$"
-
 /* Changes a stream's lifecycle settings (META_SET with meta, or a delete), answering 200 with
  * the settings, or 204, once durable. Takes over the reference on db. */
 void append_meta_op(struct http_req *req, struct db *db, struct slice stream, enum meta_op op,

@@ -558,8 +558,8 @@ static int parse_dcb_events(struct slice events, const struct limits *lim,
     out->nparts = 1;
     struct parsed_append *p = &out->parts[0];
     buf_init(&p->text);
-    p->stream = xstrndup(DCB_STREAM, sizeof DCB_STREAM - 1);
-    p->stream_len = sizeof DCB_STREAM - 1;
+    p->stream = xstrndup(ENGINE_DCB_STREAM, sizeof ENGINE_DCB_STREAM - 1);
+    p->stream_len = sizeof ENGINE_DCB_STREAM - 1;
     return parse_part(events, (struct slice){NULL, 0}, (struct slice){p->stream, p->stream_len},
                       "", lim, p, err);
 }

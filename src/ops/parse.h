@@ -30,8 +30,6 @@ struct parsed_append {
     size_t stream_len;
 };
 
-/* The reserved stream of stream-less (DCB) events. Names starting with '$' are reserved. */
-#define DCB_STREAM "$dcb"
 
 /* A parsed multi-stream (or stream-less) append body. Owns its parts; the condition spans
  * point into the body (validated JSON) and are parsed separately (api/qparse.h). */

@@ -24,6 +24,7 @@ enum {
     LIMIT_SUBJECT_BYTES = 256,                    /* an event's subject */
     LIMIT_APPEND_PARTS = 100,                     /* streams in one multi-stream append */
     LIMIT_APPEND_CONDS = 16,                      /* conditions on one append */
+    LIMIT_APPEND_CONDS_ALL = LIMIT_APPEND_CONDS + 1, /* ... and its DCB condition */
     LIMIT_MAX_AGE_S = 10 * 365 * 24 * 3600,       /* a stream's maxAge setting, seconds */
     LIMIT_RETENTION_DAYS = 36500,                 /* a database's retention setting */
     LIMIT_RATE_MAX = 10000000,                    /* a rate limit, requests per second */

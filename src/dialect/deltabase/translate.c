@@ -131,7 +131,8 @@ unsigned dlb_error(const struct gate_error *e, struct buf *out)
 
 void dlb_event(struct buf *out, const struct event_rec *ev)
 {
-    bool dcb = ev->stream.len == 4 && !memcmp(ev->stream.ptr, "$dcb", 4);
+    bool dcb = ev->stream.len == sizeof ENGINE_DCB_STREAM - 1 &&
+               !memcmp(ev->stream.ptr, ENGINE_DCB_STREAM, ev->stream.len);
     char id[UUID_TEXT_LEN + 1], when[TIME_RFC3339_LEN];
     uuid_format(ev->id, id);
     time_format(ev->recorded_us, when);
