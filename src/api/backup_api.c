@@ -75,11 +75,7 @@ static int on_frame(void *arg, const uint8_t *p, size_t n)
         if (engine_backup_stopping(j->e)) {
             break;
         }
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)BACKUP_API_WAIT_MS * 1000000u;
-        ts.tv_sec += (time_t)(ns / 1000000000u);
-        ts.tv_nsec = (long)(ns % 1000000000u);
+        struct timespec ts = time_deadline_ms(BACKUP_API_WAIT_MS);
         pthread_cond_timedwait(&j->cv, &j->mu, &ts);
     }
     if (j->closed) {

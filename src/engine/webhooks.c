@@ -415,11 +415,7 @@ static bool stopping(const struct webhook *w)
  * writer thread telling of a commit never waits for a delivery or a file write. */
 static void nap(struct webhook *w, uint64_t ms, bool wake)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t ns = (uint64_t)ts.tv_nsec + ms * 1000000u;
-    ts.tv_sec += (time_t)(ns / 1000000000u);
-    ts.tv_nsec = (long)(ns % 1000000000u);
+    struct timespec ts = time_deadline_ms(ms);
     pthread_mutex_lock(&w->wmu);
     while (!stopping(w) && !(wake && w->woken)) {
         if (pthread_cond_timedwait(&w->cv, &w->wmu, &ts) != 0) {

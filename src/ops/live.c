@@ -695,12 +695,11 @@ void live_ws_proto(struct live_registry *reg, struct http_req *req, struct db *d
                    const struct live_protocol *proto, const char *label)
 {
     struct live_sub *s = sub_new(reg, req, db, label);
-    if (!s) {
-        return;
+    if (s) {
+        s->ws = true;
+        s->proto = proto;
+        http_ws_accept(req, on_proto_msg, on_pump, s);
     }
-    s->ws = true;
-    s->proto = proto;
-    http_ws_accept(req, on_proto_msg, on_pump, s);
 }
 
 /* ---- the registry ---- */

@@ -31,6 +31,7 @@
 
 #include "store/store_int.h"
 #include "util/errors.h"
+#include "util/timeutil.h"
 #include "util/log.h"
 
 enum {
@@ -73,11 +74,7 @@ int st_compact_enter(struct store *st, bool (*cancelled)(void *arg), void *arg)
             log_info("%s: compaction waits for a backup of this database to finish", st->dir);
             logged = true;
         }
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)COMPACT_WAIT_MS * 1000000u;
-        ts.tv_sec += (time_t)(ns / 1000000000u);
-        ts.tv_nsec = (long)(ns % 1000000000u);
+        struct timespec ts = time_deadline_ms(COMPACT_WAIT_MS);
         pthread_cond_timedwait(&st->pin_cv, &st->pin_mu, &ts);
     }
     st->rewriting = true;

@@ -876,11 +876,7 @@ static uint64_t await_work(struct store *st, bool *stop)
             pthread_mutex_unlock(&st->mu);
             return pub;
         }
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)INDEX_DELAY_MS * 1000000u;
-        ts.tv_sec += (time_t)(ns / 1000000000u);
-        ts.tv_nsec = (long)(ns % 1000000000u);
+        struct timespec ts = time_deadline_ms(INDEX_DELAY_MS);
         pthread_cond_timedwait(&st->cv, &st->mu, &ts);
         waited_ms = pub > idx ? waited_ms + INDEX_DELAY_MS : 0;
         if (pub == idx && st->ix_cap) { /* idle: the buffers of a busy spell go */

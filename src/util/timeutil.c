@@ -5,6 +5,16 @@
 
 #include "util/errors.h"
 
+struct timespec time_deadline_ms(uint64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t ns = (uint64_t)ts.tv_nsec + ms % 1000u * 1000000u;
+    ts.tv_sec += (time_t)(ms / 1000u + ns / 1000000000u);
+    ts.tv_nsec = (long)(ns % 1000000000u);
+    return ts;
+}
+
 int64_t time_now_us(void)
 {
     struct timespec ts;

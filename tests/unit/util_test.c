@@ -121,3 +121,15 @@ TEST(idmap_put_get_keep_above)
     ASSERT_EQ(idmap_get(&m, id), 0);
     idmap_fini(&m);
 }
+
+TEST(deadline_carries_into_seconds)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    struct timespec d = time_deadline_ms(2500);
+    CHECK(d.tv_nsec >= 0 && d.tv_nsec < 1000000000L);
+    double dt = (double)(d.tv_sec - now.tv_sec) + (double)(d.tv_nsec - now.tv_nsec) / 1e9;
+    CHECK(dt >= 2.49 && dt < 2.6);
+    d = time_deadline_ms(3600000ull << 16); /* a long webhook backoff does not overflow */
+    CHECK(d.tv_sec - now.tv_sec >= (time_t)(3600ull << 16) - 1);
+}
