@@ -21,14 +21,16 @@ ALLOWED = {
     "http": BASE | {"json", "http"},
     "auth": BASE | {"auth"},
     "gate": BASE | {"json", "model", "query", "engine", "http", "auth", "gate"},
-    "ops": BASE | {"json", "model", "query", "engine", "http", "auth", "gate", "ops"},
-    "api": BASE | {"json", "model", "query", "engine", "http", "auth", "gate", "ops", "api",
+    "ops": BASE | {"json", "model", "query", "engine", "logic", "http", "auth", "gate", "ops"},
+    "api": BASE | {"json", "model", "query", "engine", "logic", "http", "auth", "gate", "ops", "api",
                    "backup"},
+    # user code: the runtimes (util, json only) and, above the engine, what runs on them
+    "logic": BASE | {"json", "model", "query", "engine", "logic"},
     # the command-line tools beside the server (annals backup, restore): main's level
     "cli": BASE | {"json", "model", "query", "store", "engine", "http", "auth", "backup", "cli"},
 }
 # every dialect: what the native API may use, except the native API itself (and storage)
-DIALECT = BASE | {"json", "model", "query", "engine", "http", "auth", "gate", "ops"}
+DIALECT = BASE | {"json", "model", "query", "engine", "logic", "http", "auth", "gate", "ops"}
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([a-z0-9_]+)/([^"]+)"', re.M)
 
 

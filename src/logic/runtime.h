@@ -1,0 +1,151 @@
+/* One interface for every user-code runtime (docs/design/logic.md).
+ *
+ * A runtime turns a component's source into a loaded module and calls its entry points with
+ * JSON in and JSON out. Lua 5.4 runs in process (logic/lua_rt.c); JavaScript and TypeScript
+ * run in sandboxed worker processes (logic/js_rt.c, the worker itself in logic/jsworker/).
+ * A third runtime plugs in by providing a struct logic_runtime.
+ *
+ * Threads: a module is used by one thread at a time (the caller serialises); different modules
+ * may be used from different threads at once. No call here may run on an I/O thread or the
+ * writer thread (docs/design/architecture.md, threading rules): logic runs on the logic
+ * worker pool.
+ *
+ * Hostile code: every call is bounded by the module's limits (CPU time, memory, output size,
+ * nesting depth). Exceeding one fails that call with LOGIC_E_CPU, LOGIC_E_MEMORY or
+ * LOGIC_E_OUTPUT and leaves the server and every other module undisturbed. A module whose
+ * call failed on a limit stays usable: the next call starts from a clean stack (its resident
+ * state, if any, is dropped).
+ */
+#ifndef LOGIC_RUNTIME_H
+#define LOGIC_RUNTIME_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/buf.h"
+
+enum logic_lang {
+    LOGIC_LANG_LUA = 1,
+    LOGIC_LANG_JAVASCRIPT = 2,
+    LOGIC_LANG_TYPESCRIPT = 3, /* transpiled to JavaScript at load (esbuild) */
+};
+
+/* Returns the language for "lua", "javascript"/"js", "typescript"/"ts"; 0 when unknown. */
+enum logic_lang logic_lang_parse(const char *name);
+const char *logic_lang_name(enum logic_lang lang);
+
+/* Named defaults; each is also a setting (logic_limits). */
+enum {
+    LOGIC_DEFAULT_CPU_MS = 1000,                 /* one call (a fold counts as one call) */
+    LOGIC_DEFAULT_MEM_BYTES = 64 * 1024 * 1024,  /* one module's heap */
+    LOGIC_DEFAULT_OUTPUT_BYTES = 1024 * 1024,    /* one call's JSON result */
+    LOGIC_MAX_SOURCE_BYTES = 5 * 1024 * 1024,    /* one component's source */
+    LOGIC_MAX_JSON_DEPTH = 64,                   /* nesting of values crossing the boundary */
+    LOGIC_LOG_LINES = 100,                       /* log lines kept per module */
+    LOGIC_LOG_LINE_BYTES = 1024,                 /* one log line (longer ones are cut) */
+    LOGIC_DEFAULT_JS_WORKERS = 2,                /* JavaScript worker processes */
+    LOGIC_DEFAULT_JS_WORKER_MEM = 1024u * 1024 * 1024, /* address space of one worker */
+};
+
+struct logic_limits {
+    uint32_t cpu_ms;
+    size_t mem_bytes;
+    size_t output_bytes;
+};
+
+/* Fills the defaults above. */
+void logic_limits_default(struct logic_limits *lim);
+
+enum logic_err_kind {
+    LOGIC_E_NONE = 0,
+    LOGIC_E_SYNTAX,    /* source does not compile: line and column set */
+    LOGIC_E_MISSING,   /* an entry point the component's kind needs is not defined */
+    LOGIC_E_RUNTIME,   /* the code raised an error (message, line when known) */
+    LOGIC_E_CPU,       /* the CPU budget of the call ran out */
+    LOGIC_E_MEMORY,    /* the module's memory budget ran out */
+    LOGIC_E_OUTPUT,    /* the result exceeded the output budget or cannot be JSON */
+    LOGIC_E_FORBIDDEN, /* the code reached for something the sandbox does not offer */
+    LOGIC_E_WORKER,    /* the worker process died or could not be reached (restarted) */
+    LOGIC_E_INVALID,   /* the caller's input was not valid (bad JSON argument) */
+};
+
+struct logic_error {
+    enum logic_err_kind kind;
+    int line;   /* 1-based, 0 when unknown */
+    int column; /* 1-based, 0 when unknown */
+    char message[512];
+};
+
+/* Stable lower-case name of a kind ("syntax_error", "cpu_limit", ...). */
+const char *logic_err_name(enum logic_err_kind kind);
+
+struct logic_module;
+
+/* What the runtimes share for one server: the JavaScript worker pool (started lazily, at the
+ * first JavaScript load). One per server, made by main; thread-safe. */
+struct logic_env;
+
+struct logic_env_config {
+    const char *js_worker_path; /* the annals-jsworker binary; NULL: JavaScript unavailable */
+    const char *esbuild_path;   /* NULL: "esbuild" on PATH; TypeScript unavailable if absent */
+    unsigned js_workers;        /* worker processes (0: LOGIC_DEFAULT_JS_WORKERS) */
+    size_t js_worker_mem_bytes; /* RLIMIT_AS of one worker (0: LOGIC_DEFAULT_JS_WORKER_MEM) */
+};
+
+int logic_env_new(const struct logic_env_config *cfg, struct logic_env **out);
+/* Stops the workers. Every module must have been unloaded. NULL is allowed. */
+void logic_env_free(struct logic_env *env);
+
+/* Loads source (len bytes, need not be NUL-terminated) as a module and checks that each name in
+ * entries (NULL-terminated list) is a function it defines. name labels logs and errors.
+ * Returns 0 and *out, or a negative ERR_* with err filled (ERR_INVALID for syntax and missing
+ * entries, ERR_TOOBIG for a source over LOGIC_MAX_SOURCE_BYTES, ERR_IO when a worker cannot
+ * be started). */
+int logic_load(struct logic_env *env, enum logic_lang lang, const char *name,
+               const char *source, size_t len, const char *const *entries, const struct logic_limits *lim,
+               struct logic_module **out, struct logic_error *err);
+
+/* Calls entry with nargs JSON texts as its arguments and appends the JSON text of its result to
+ * out (a function returning nothing gives "null"). Returns 0, or a negative ERR_* with err set
+ * (ERR_INVALID for errors of the code or its limits). out is unchanged on failure. */
+int logic_call(struct logic_module *m, const char *entry, const struct slice *args, size_t nargs,
+               struct buf *out, struct logic_error *err);
+
+/* The hot path of reducers and views: state = entry(state, event[, extra]) for each of the n
+ * events in order, the state staying inside the runtime between events. state is a JSON text
+ * ("null" before the first event); extra (may be NULL) is passed as a third argument to every
+ * call (a view's parameters). Appends the final state's JSON text to out. One CPU budget covers
+ * the whole fold. On failure *out_failed_at (if not NULL) is the index of the failing event. */
+int logic_fold(struct logic_module *m, const char *entry, struct slice state,
+               const struct slice *events, size_t n, const struct slice *extra,
+               struct buf *out, size_t *out_failed_at, struct logic_error *err);
+
+/* Copies up to max of the module's latest log lines (oldest first), each a malloc'd string
+ * the caller frees; returns how many. */
+size_t logic_logs(struct logic_module *m, char **lines, size_t max);
+
+/* Frees the module (NULL is allowed). */
+void logic_unload(struct logic_module *m);
+
+/* What a runtime provides (one per language family). */
+struct logic_runtime {
+    const char *name;
+    int (*load)(struct logic_env *env, const char *name, const char *source, size_t len,
+                const char *const *entries, const struct logic_limits *lim, struct logic_module **out,
+                struct logic_error *err);
+    int (*call)(struct logic_module *m, const char *entry, const struct slice *args,
+                size_t nargs, struct buf *out, struct logic_error *err);
+    int (*fold)(struct logic_module *m, const char *entry, struct slice state,
+                const struct slice *events, size_t n, const struct slice *extra,
+                struct buf *out, size_t *out_failed_at, struct logic_error *err);
+    size_t (*logs)(struct logic_module *m, char **lines, size_t max);
+    void (*unload)(struct logic_module *m);
+};
+
+/* Every module starts with this header so the generic functions find their runtime. */
+struct logic_module_base {
+    const struct logic_runtime *rt;
+};
+
+#endif
