@@ -1,3 +1,4 @@
+#include "engine/canon.h"
 #include "api/keys_api.h"
 
 #include <jansson.h>
@@ -166,7 +167,7 @@ static int parse_new_key(json_t *root, enum key_scope *scope, const char **db,
     json_t *n = json_object_get(root, "name");
     *name = n && !json_is_null(n) ? json_string_value(n) : "";
     if (!*name || strlen(*name) > KEY_NAME_BYTES ||
-        (**name && !parse_name_ok(*name, strlen(*name), KEY_NAME_BYTES))) {
+        (**name && !engine_name_ok(*name, strlen(*name), KEY_NAME_BYTES))) {
         return parse_fail(pe, 400, "invalid_request", "name",
                           "a label of at most 64 bytes without control characters");
     }

@@ -1,6 +1,7 @@
 /* Native API routes. Each route is a (method, path pattern) pair; the path is split into
  * percent-decoded segments and matched against the table, so a 405 can list what a path
  * allows. Handlers validate input completely before calling the engine. */
+#include "engine/canon.h"
 #include "api/native.h"
 
 #include "gate/gate.h"
@@ -347,7 +348,7 @@ static bool query_direction(struct gate_call *c, bool *backward)
 static bool stream_name(struct gate_call *c, struct slice *out)
 {
     *out = gate_param(c, "stream");
-    if (!parse_stream_name_ok(out->ptr, out->len)) {
+    if (!engine_stream_name_ok(out->ptr, out->len)) {
         out_error(c->req, 400, "invalid_name",
                   "stream names are 1 to 256 bytes of UTF-8 without control characters, "
                   "other than . and ..", "stream");
@@ -1071,7 +1072,7 @@ static void streams_list(struct gate_call *c)
     const char *prefix = http_req_query(c->req, "prefix");
     const char *category = http_req_query(c->req, "category");
     const char *after = http_req_query(c->req, "after");
-    if (category && !parse_name_ok(category, strlen(category), LIMIT_STREAM_NAME_BYTES)) {
+    if (category && !engine_name_ok(category, strlen(category), LIMIT_STREAM_NAME_BYTES)) {
         out_error(c->req, 400, "invalid_parameter", "a category is a non-empty name",
                   "category");
         return;

@@ -221,6 +221,22 @@ enum meta_op {
 struct append_req;
 typedef void append_done_fn(struct append_req *req);
 
+/* Flags of an append request (and of engine_events_parse). */
+enum {
+    APPEND_TAGS_NO_COMMA = 1u << 0, /* no tag may hold a comma (an API surface forbids them) */
+};
+
+/* What is wrong with a request engine_append refused with ERR_INVALID (engine/canon.h). The
+ * API surface names the place in its own request shape. */
+struct append_fault {
+    const char *code;   /* "invalid_event", "invalid_name" or "invalid_request"; static */
+    size_t part;        /* the part */
+    bool has_event;     /* the fault is in event `event` of that part (else in the part) */
+    size_t event;
+    char leaf[64];      /* the member: "type", "tags", "stream", ... ("" = the whole event) */
+    char message[160];
+};
+
 /* An append request: parts (distinct streams) committed together, all or nothing, if every
  * expected version and condition holds. Owned by the caller; valid until done runs. */
 /* The stream that holds stream-less (DCB) events: they are found by their types and tags.
@@ -232,6 +248,7 @@ struct append_req {
     size_t nparts;
     struct append_cond *conds;     /* nconds conditions, may be 0 */
     size_t nconds;
+    unsigned flags;                /* APPEND_* */
     append_done_fn *done;          /* called exactly once when engine_append returned 0 */
     void *arg;                     /* caller's context for done */
     /* Lifecycle operations (op != META_NONE): the caller gives no parts, only target; the
@@ -263,6 +280,7 @@ struct append_req {
     bool replayed;                 /* result: the stored answer is in answer */
     uint16_t answer_status;        /* HTTP status of the answer */
     struct buf answer;             /* its body (buf_init'd and freed by the caller) */
+    struct append_fault fault;     /* result: why engine_append returned ERR_INVALID */
     struct append_req *next;       /* queue link, engine-owned while queued */
     /* engine-owned: a lifecycle operation's part */
     struct append_part meta_part;
@@ -273,11 +291,12 @@ struct append_req {
 /* Bytes the stored record of ev in stream would take (compare with limits.event_bytes). */
 size_t engine_event_bytes(struct slice stream, const struct append_event *ev);
 
-/* Queues req for the database's writer. Makes a lifecycle operation's part, then validates
- * sizes (events in all parts at most limits.batch_events, each event at most
- * limits.event_bytes). Returns 0 (done will run once, on the writer thread, after the commit
- * that holds the events has returned, or with req->err set), or ERR_TOOBIG / ERR_INVALID (a
- * lifecycle operation without a valid target) / ERR_SHUTDOWN / ERR_GONE (done never runs). */
+/* Queues req for the database's writer. Makes a lifecycle operation's part, or checks the
+ * request against the event contract (engine/canon.h), then validates sizes (events in all
+ * parts at most limits.batch_events, each event at most limits.event_bytes). Returns 0 (done
+ * will run once, on the writer thread, after the commit that holds the events has returned,
+ * or with req->err set), or ERR_TOOBIG / ERR_INVALID (req->fault says why; or a lifecycle
+ * operation without a valid target) / ERR_SHUTDOWN / ERR_GONE (done never runs). */
 int engine_append(struct db *db, struct append_req *req);
 
 /* Called per event read. ev borrows storage: valid only during the call. 0 = go on, 1 = stop. */

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/canon.h"
 #include "engine/engine_int.h"
 #include "query/filter.h"
 #include "util/errors.h"
@@ -669,7 +670,11 @@ static int meta_part(struct append_req *req)
 
 int engine_append(struct db *db, struct append_req *req)
 {
-    if (req->op != META_NONE && meta_part(req) != 0) {
+    if (req->op != META_NONE) {
+        if (!engine_stream_writable(req->target.ptr, req->target.len) || meta_part(req) != 0) {
+            return ERR_INVALID;
+        }
+    } else if (engine_append_check(req, &req->fault) != 0) {
         return ERR_INVALID;
     }
     size_t total = 0;

@@ -274,3 +274,49 @@ int jsonx_string(struct slice raw, struct buf *out)
     }
     return 0;
 }
+
+bool jsonx_is_minified(struct slice span)
+{
+    bool in_str = false;
+    for (size_t i = 0; i < span.len; i++) {
+        char c = span.ptr[i];
+        if (in_str) {
+            if (c == '\\') {
+                i++;
+            } else if (c == '"') {
+                in_str = false;
+            }
+        } else if (c == '"') {
+            in_str = true;
+        } else if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+            return false;
+        }
+    }
+    return true;
+}
+
+int jsonx_members(struct slice obj, const char *const *names, int count, struct slice *vals,
+                  struct buf *bad, bool *out_dup)
+{
+    for (int i = 0; i < count; i++) {
+        vals[i] = (struct slice){NULL, 0};
+    }
+    size_t pos = 0;
+    struct slice k, v;
+    while (jsonx_next_member(obj, &pos, &k, &v)) {
+        int idx = -1;
+        if (jsonx_string(k, bad) == 0) {
+            for (int i = 0; i < count && idx < 0; i++) {
+                if (strlen(names[i]) == bad->len && !memcmp(names[i], bad->ptr, bad->len)) {
+                    idx = i;
+                }
+            }
+        }
+        if (idx < 0 || vals[idx].ptr) {
+            *out_dup = idx >= 0;
+            return ERR_INVALID;
+        }
+        vals[idx] = v;
+    }
+    return 0;
+}

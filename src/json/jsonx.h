@@ -35,5 +35,15 @@ char jsonx_kind(struct slice v);
 /* Appends span without insignificant whitespace to out. Span must be valid JSON. */
 void jsonx_minify(struct slice span, struct buf *out);
 
+/* True when span (valid JSON) holds no insignificant whitespace, as jsonx_minify writes it. */
+bool jsonx_is_minified(struct slice span);
+
+/* Reads the members of object obj (valid JSON) whose decoded names are names[0..count) into
+ * vals[i] (span of the value; ptr NULL when absent). Returns 0, or ERR_INVALID when a member
+ * is not one of names (*out_dup false) or one of them appears twice (*out_dup true); its
+ * decoded name is then in bad (reset first). */
+int jsonx_members(struct slice obj, const char *const *names, int count, struct slice *vals,
+                  struct buf *bad, bool *out_dup);
+
 
 #endif

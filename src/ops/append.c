@@ -35,7 +35,7 @@ struct append_ctx {
     int refs;                       /* atomic: 2 while queued (HTTP + writer) */
 };
 
-static const struct append_style NATIVE_STYLE = {NULL, 0, NULL}; /* NULL: native envelope */
+static const struct append_style NATIVE_STYLE = {NULL, 0, NULL, 0}; /* NULL: native envelope */
 
 /* Answers e in the style's envelope. */
 static void fail(struct append_ctx *ax, struct http_req *req, const struct gate_error *e)
@@ -279,31 +279,6 @@ static void on_appended(struct append_req *r)
 
 /* ---- building the request ---- */
 
-/* Refuses a request that names one event id twice (it could never be stored). */
-static int distinct_ids(const struct append_ctx *ax, struct parse_error *err)
-{
-    struct strmap seen;
-    strmap_init(&seen, 1);
-    int rc = 0;
-    for (size_t p = 0; p < ax->parsed.nparts && !rc; p++) {
-        const struct parsed_append *pa = &ax->parsed.parts[p];
-        for (size_t i = 0; i < pa->count && !rc; i++) {
-            bool is_new = true;
-            if (pa->events[i].has_id) {
-                strmap_put(&seen, pa->events[i].id, UUID_LEN, &is_new);
-            }
-            if (!is_new) {
-                char f[64];
-                event_field(ax, p, i, ".id", f, sizeof f);
-                rc = parse_fail(err, 400, "invalid_event", f,
-                                "the same event id appears twice in the request");
-            }
-        }
-    }
-    strmap_fini(&seen);
-    return rc;
-}
-
 static void make_parts(struct append_ctx *ax)
 {
     ax->parts = xcalloc(ax->parsed.nparts, sizeof(*ax->parts));
@@ -316,6 +291,7 @@ static void make_parts(struct append_ctx *ax)
     }
     ax->req.parts = ax->parts;
     ax->req.nparts = ax->parsed.nparts;
+    ax->req.flags = ax->style.flags;
 }
 
 /* Takes the request's idempotency key (Idempotency-Key or X-Idempotency-Key) and hashes what
@@ -359,6 +335,22 @@ static int take_idem_key(struct http_req *req, struct append_ctx *ax)
     return 0;
 }
 
+/* Answers what the engine's contract check found, naming the place in the request. */
+static void answer_fault(struct append_ctx *ax, struct http_req *req,
+                         const struct append_fault *f)
+{
+    char field[128], leaf[sizeof f->leaf + 1];
+    snprintf(leaf, sizeof leaf, "%s%s", f->leaf[0] ? "." : "", f->leaf);
+    if (f->has_event) {
+        event_field(ax, f->part, f->event, leaf, field, sizeof field);
+    } else if (ax->multi && !ax->dcb) {
+        snprintf(field, sizeof field, "appends[%zu]%s", f->part, leaf);
+    } else {
+        snprintf(field, sizeof field, "%s", f->leaf);
+    }
+    fail_simple(ax, req, GK_INVALID, f->code, f->message, field);
+}
+
 /* Queues the request; answers now when the engine refuses it. */
 static void submit(struct http_req *req, struct append_ctx *ax)
 {
@@ -378,6 +370,8 @@ static void submit(struct http_req *req, struct append_ctx *ax)
         if (rc == ERR_TOOBIG) {
             fail_simple(ax, req, GK_TOO_LARGE, "too_many_events",
                         "too many events or an event too large", "events");
+        } else if (rc == ERR_INVALID && ax->req.fault.code) {
+            answer_fault(ax, req, &ax->req.fault);
         } else {
             struct gate_error e;
             gate_engine_error(rc, &e);
@@ -396,8 +390,7 @@ void append_stream(struct http_req *req, struct db *db, struct slice stream, str
     ax->parsed.nparts = 1;
     struct parsed_append *pa = &ax->parsed.parts[0];
     struct parse_error pe;
-    if (parse_append(body, stream, lim, pa, &pe) != 0 ||
-        distinct_ids(ax, &pe) != 0) {
+    if (parse_append(body, stream, lim, ax->style.flags, pa, &pe) != 0) {
         out_parse_error_as(ax->style.mount, req, &pe);
         ctx_free(ax);
         return;
@@ -534,9 +527,8 @@ void append_multi(struct http_req *req, struct db *db, struct slice body,
     ax->filters = xcalloc(LIMIT_APPEND_CONDS_ALL, sizeof(*ax->filters));
     ax->conds = xcalloc(LIMIT_APPEND_CONDS_ALL, sizeof(*ax->conds));
     struct parse_error pe;
-    int rc = parse_multi_append(body, lim, &ax->parsed, &pe);
+    int rc = parse_multi_append(body, lim, ax->style.flags, &ax->parsed, &pe);
     ax->dcb = !rc && ax->parsed.nparts == 1 && ax->parsed.parts[0].stream[0] == '$';
-    if (!rc) rc = distinct_ids(ax, &pe);
     if (!rc && ax->parsed.condition.ptr) rc = parse_dcb_condition(ax, ax->parsed.condition, &pe);
     if (!rc && ax->parsed.conditions.ptr) rc = parse_conditions(ax, ax->parsed.conditions, &pe);
     if (rc) {

@@ -20,6 +20,7 @@ struct append_style {
      * already stored; replayed: an idempotent replay, the stored native answer). NULL: send
      * it as it is. Any thread; native is the callee's to use, not to keep. */
     void (*answer)(struct http_req *req, unsigned status, struct buf *native, bool replayed);
+    unsigned flags;                 /* APPEND_* asked of the engine (APPEND_TAGS_NO_COMMA) */
 };
 
 /* Appends to stream (decoded, valid) of db what body (native shape; read before this

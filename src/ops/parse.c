@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "engine/canon.h"
 #include "json/jsonx.h"
 #include "json/validate.h"
 #include "query/filter.h"
@@ -50,42 +51,6 @@ int parse_u64(const char *s, uint64_t *out)
     }
     *out = v;
     return 0;
-}
-
-bool parse_name_ok(const char *s, size_t n, size_t max)
-{
-    if (n < 1 || n > max) {
-        return false;
-    }
-    size_t i = 0;
-    while (i < n) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c == 0x7f) {
-            return false;
-        }
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t len = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 ? 2 : 0;
-        if (len == 0 || c > 0xf4 || i + len > n) {
-            return false;
-        }
-        uint32_t cp = c & (0x7f >> len);
-        for (size_t k = 1; k < len; k++) {
-            unsigned char cc = (unsigned char)s[i + k];
-            if ((cc & 0xc0) != 0x80) {
-                return false;
-            }
-            cp = cp << 6 | (cc & 0x3f);
-        }
-        if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-            (len == 4 && (cp < 0x10000 || cp > 0x10ffff))) {
-            return false;
-        }
-        i += len;
-    }
-    return true;
 }
 
 /* Validates body as JSON text; answers invalid_json with the byte offset. */
@@ -129,29 +94,15 @@ struct members {
 static int take_members(struct slice obj, struct members *m, const char *field,
                         struct parse_error *err)
 {
-    memset(m->vals, 0, sizeof m->vals);
     struct buf key;
     buf_init(&key);
-    size_t pos = 0;
-    struct slice k, v;
+    bool dup = false;
     int rc = 0;
-    while (!rc && jsonx_next_member(obj, &pos, &k, &v)) {
-        int idx = -1;
-        if (jsonx_string(k, &key) == 0) {
-            for (int i = 0; i < m->count; i++) {
-                if (strlen(m->names[i]) == key.len && !memcmp(m->names[i], key.ptr, key.len)) {
-                    idx = i;
-                }
-            }
-        }
-        if (idx >= 0 && !m->vals[idx].ptr) {
-            m->vals[idx] = v;
-            continue;
-        }
+    if (jsonx_members(obj, m->names, m->count, m->vals, &key, &dup) != 0) {
         char f[96];
         snprintf(f, sizeof f, "%s%s%.60s", field, field[0] ? "." : "", key.ptr ? key.ptr : "");
         rc = parse_fail(err, 400, field[0] ? "invalid_event" : "invalid_request", f,
-                  idx < 0 ? "unknown field" : "a member name appears twice");
+                        dup ? "a member name appears twice" : "unknown field");
     }
     buf_fini(&key);
     return rc;
@@ -198,192 +149,27 @@ static int parse_expect(struct slice v, struct expect *out, struct parse_error *
                          : "must be a version number, \"any\", \"no_stream\" or \"exists\"");
 }
 
-/* Decodes a string member into s (reset); false when v is not a string. */
-static bool decode_str(struct slice v, struct buf *s)
+/* Names event i's member leaf ("" = the event) as a field path. */
+static int event_fault(const struct append_fault *f, struct parse_error *err)
 {
-    return jsonx_kind(v) == '"' && jsonx_string(v, s) == 0;
+    char path[96];
+    snprintf(path, sizeof path, "events[%zu]%s%.60s", f->event, f->leaf[0] ? "." : "", f->leaf);
+    return parse_fail(err, 400, f->code, path, "%s", f->message);
 }
 
-/* Refuses field `name` of event i (the field path is built only when something fails). */
-static int bad_field(struct parse_error *err, size_t i, const char *name, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int bad_field(struct parse_error *err, size_t i, const char *name, const char *fmt, ...)
+static int parse_events(struct slice events, size_t n, unsigned flags,
+                        struct parsed_append *out, struct parse_error *err)
 {
-    char f[64];
-    snprintf(f, sizeof f, "events[%zu].%s", i, name);
-    char msg[160];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    return parse_fail(err, 400, "invalid_event", f, "%s", msg);
-}
-
-static int check_tags(struct slice tags, size_t i, struct buf *s, struct parse_error *err)
-{
-    if (jsonx_kind(tags) != '[') {
-        return bad_field(err, i, "tags", "tags must be an array of strings");
+    struct engine_events evs;
+    struct append_fault f;
+    if (engine_events_parse(events, n, flags, &evs, &f) != 0) {
+        return event_fault(&f, err);
     }
-    size_t pos = 0, count = 0;
-    struct slice t;
-    while (jsonx_next_item(tags, &pos, &t)) {
-        if (++count > LIMIT_TAGS) {
-            return bad_field(err, i, "tags", "at most %d tags", LIMIT_TAGS);
-        }
-        if (!decode_str(t, s) || !parse_name_ok(s->ptr, s->len, LIMIT_TAG_BYTES)) {
-            return bad_field(err, i, "tags", "each tag must be a string of 1 to %d bytes "
-                                             "without control characters", LIMIT_TAG_BYTES);
-        }
-    }
+    buf_fini(&out->text);
+    out->events = evs.events;
+    out->count = evs.count;
+    out->text = evs.text;
     return 0;
-}
-
-enum { EV_TYPE, EV_DATA, EV_METADATA, EV_ID, EV_TAGS, EV_TIME, EV_SUBJECT, EV_NFIELDS };
-static const char *const EVENT_FIELDS[] = {"type", "data", "metadata", "id",
-                                           "tags", "time", "subject"};
-
-/* Validates one event's fields; fills ids and times into out. */
-static int check_event(const struct members *m, size_t i, struct append_event *out,
-                       struct buf *s, struct parse_error *err)
-{
-    if (!m->vals[EV_TYPE].ptr || !decode_str(m->vals[EV_TYPE], s) ||
-        !parse_name_ok(s->ptr, s->len, LIMIT_TYPE_BYTES)) {
-        return bad_field(err, i, "type", "type must be a string of 1 to %d bytes without "
-                                         "control characters", LIMIT_TYPE_BYTES);
-    }
-    if (!m->vals[EV_DATA].ptr) {
-        return bad_field(err, i, "data", "data is required (any JSON value)");
-    }
-    if (present(m->vals[EV_METADATA]) && jsonx_kind(m->vals[EV_METADATA]) != '{') {
-        return bad_field(err, i, "metadata", "metadata must be an object");
-    }
-    if (present(m->vals[EV_ID])) {
-        if (!decode_str(m->vals[EV_ID], s) || uuid_parse(s->ptr, s->len, out->id) != 0) {
-            return bad_field(err, i, "id", "id must be a UUID string");
-        }
-        out->has_id = true;
-    }
-    if (present(m->vals[EV_TIME])) {
-        if (!decode_str(m->vals[EV_TIME], s) || time_parse(s->ptr, s->len, &out->time_us) != 0) {
-            return bad_field(err, i, "time", "time must be an RFC 3339 date-time");
-        }
-        out->has_time = true;
-    }
-    if (present(m->vals[EV_SUBJECT]) &&
-        (!decode_str(m->vals[EV_SUBJECT], s) ||
-         !parse_name_ok(s->ptr, s->len, LIMIT_SUBJECT_BYTES))) {
-        return bad_field(err, i, "subject", "subject must be a string of 1 to %d bytes "
-                                            "without control characters", LIMIT_SUBJECT_BYTES);
-    }
-    return present(m->vals[EV_TAGS]) ? check_tags(m->vals[EV_TAGS], i, s, err) : 0;
-}
-
-/* Text offsets of one event's fields inside parsed_append.text, made into slices at the end
- * (text may move while it grows). */
-enum { SP_TYPE, SP_DATA, SP_METADATA, SP_TAGS, SP_SUBJECT, SP_N };
-struct spans {
-    size_t at[SP_N];
-    size_t len[SP_N];
-};
-
-static void add_span(struct buf *text, struct slice v, const char *dflt, size_t *at,
-                     size_t *len)
-{
-    *at = text->len;
-    if (present(v)) {
-        jsonx_minify(v, text);
-    } else {
-        buf_adds(text, dflt);
-    }
-    *len = text->len - *at;
-}
-
-/* Tags are stored canonical (each string decoded, then written with only '"' and '\\'
- * escaped; query/filter.h) so that indexes and filters compare plain bytes. */
-static void add_tags(struct buf *text, struct slice tags, struct buf *s, size_t *at,
-                     size_t *len)
-{
-    *at = text->len;
-    buf_addc(text, '[');
-    size_t pos = 0;
-    struct slice t;
-    for (bool first = true; present(tags) && jsonx_next_item(tags, &pos, &t); first = false) {
-        if (!first) {
-            buf_addc(text, ',');
-        }
-        decode_str(t, s); /* checked by check_tags */
-        filter_json_string((struct slice){s->ptr, s->len}, text);
-    }
-    buf_addc(text, ']');
-    *len = text->len - *at;
-}
-
-static void add_decoded(struct buf *text, struct slice v, struct buf *s, size_t *at, size_t *len)
-{
-    *at = text->len;
-    if (present(v)) {
-        decode_str(v, s);
-        buf_add(text, s->ptr, s->len);
-    }
-    *len = text->len - *at;
-}
-
-static void take_text(struct parsed_append *out, const struct members *m, struct buf *s,
-                      struct spans *sp)
-{
-    add_decoded(&out->text, m->vals[EV_TYPE], s, &sp->at[SP_TYPE], &sp->len[SP_TYPE]);
-    struct slice data = m->vals[EV_DATA];
-    sp->at[SP_DATA] = out->text.len;
-    jsonx_minify(data, &out->text);
-    sp->len[SP_DATA] = out->text.len - sp->at[SP_DATA];
-    add_span(&out->text, m->vals[EV_METADATA], "{}", &sp->at[SP_METADATA],
-             &sp->len[SP_METADATA]);
-    add_tags(&out->text, m->vals[EV_TAGS], s, &sp->at[SP_TAGS], &sp->len[SP_TAGS]);
-    add_decoded(&out->text, m->vals[EV_SUBJECT], s, &sp->at[SP_SUBJECT], &sp->len[SP_SUBJECT]);
-}
-
-static int parse_one(struct parsed_append *out, struct slice item, size_t i, struct spans *sp,
-                     struct buf *s, struct parse_error *err)
-{
-    char f[32];
-    snprintf(f, sizeof f, "events[%zu]", i); /* the prefix of every field path below */
-    if (jsonx_kind(item) != '{') {
-        return parse_fail(err, 400, "invalid_event", f, "each event must be an object");
-    }
-    struct members m = {EVENT_FIELDS, EV_NFIELDS, {{0}}};
-    int rc = take_members(item, &m, f, err);
-    if (!rc) rc = check_event(&m, i, &out->events[i], s, err);
-    if (!rc) {
-        take_text(out, &m, s, sp);
-    }
-    return rc;
-}
-
-static int parse_events(struct slice events, size_t n, struct parsed_append *out,
-                        struct parse_error *err)
-{
-    out->events = xcalloc(n, sizeof(*out->events));
-    struct spans *sp = xcalloc(n, sizeof(*sp));
-    struct buf s;
-    buf_init(&s);
-    size_t pos = 0;
-    struct slice item;
-    int rc = 0;
-    for (size_t i = 0; !rc && jsonx_next_item(events, &pos, &item); i++) {
-        rc = parse_one(out, item, i, &sp[i], &s, err);
-    }
-    for (size_t i = 0; i < n && !rc; i++) {
-        struct append_event *ae = &out->events[i];
-        struct slice *f[SP_N] = {&ae->type, &ae->data, &ae->metadata, &ae->tags, &ae->subject};
-        for (int k = 0; k < SP_N; k++) {
-            *f[k] = (struct slice){out->text.ptr + sp[i].at[k], sp[i].len[k]};
-        }
-    }
-    buf_fini(&s);
-    free(sp);
-    out->count = n;
-    return rc;
 }
 
 static int check_size(struct parsed_append *p, struct slice stream, const struct limits *lim,
@@ -424,8 +210,8 @@ static int in_part(int rc, const char *prefix, struct parse_error *err)
 
 /* Parses the events and expectedVersion of one part (values already validated) for stream. */
 static int parse_part(struct slice events, struct slice expect, struct slice stream,
-                      const char *prefix, const struct limits *lim, struct parsed_append *out,
-                      struct parse_error *err)
+                      const char *prefix, const struct limits *lim, unsigned flags,
+                      struct parsed_append *out, struct parse_error *err)
 {
     size_t n = events.ptr && jsonx_kind(events) == '[' ? count_items(events) : 0;
     if (n == 0) {
@@ -440,13 +226,13 @@ static int parse_part(struct slice events, struct slice expect, struct slice str
                        prefix, err);
     }
     int rc = parse_expect(expect, &out->expect, err);
-    if (!rc) rc = parse_events(events, n, out, err);
+    if (!rc) rc = parse_events(events, n, flags, out, err);
     if (!rc) rc = check_size(out, stream, lim, err);
     return in_part(rc, prefix, err);
 }
 
 int parse_append(struct slice body, struct slice stream, const struct limits *lim,
-                 struct parsed_append *out, struct parse_error *err)
+                 unsigned flags, struct parsed_append *out, struct parse_error *err)
 {
     static const char *const TOP[] = {"events", "expectedVersion"};
     memset(out, 0, sizeof(*out));
@@ -459,26 +245,15 @@ int parse_append(struct slice body, struct slice stream, const struct limits *li
     }
     struct members m = {TOP, 2, {{0}}};
     int rc = take_members(body, &m, "", err);
-    if (!rc) rc = parse_part(m.vals[0], m.vals[1], stream, "", lim, out, err);
+    if (!rc) rc = parse_part(m.vals[0], m.vals[1], stream, "", lim, flags, out, err);
     if (rc) {
         parse_append_fini(out);
     }
     return rc;
 }
 
-bool parse_stream_name_ok(const char *s, size_t n)
-{
-    bool dots = (n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.');
-    return parse_name_ok(s, n, LIMIT_STREAM_NAME_BYTES) && !dots;
-}
-
-static bool stream_name_ok(const char *s, size_t n)
-{
-    return parse_stream_name_ok(s, n) && s[0] != '$';
-}
-
 /* One element of "appends": {"stream", "events", "expectedVersion"?}. */
-static int parse_multi_part(struct slice obj, size_t i, const struct limits *lim,
+static int parse_multi_part(struct slice obj, size_t i, const struct limits *lim, unsigned flags,
                             struct parsed_append *out, struct parse_error *err)
 {
     static const char *const PART[] = {"stream", "events", "expectedVersion"};
@@ -496,7 +271,8 @@ static int parse_multi_part(struct slice obj, size_t i, const struct limits *lim
     struct buf name;
     buf_init(&name);
     if (!rc && (!m.vals[0].ptr || jsonx_kind(m.vals[0]) != '"' ||
-                jsonx_string(m.vals[0], &name) != 0 || !stream_name_ok(name.ptr, name.len))) {
+                jsonx_string(m.vals[0], &name) != 0 ||
+                !engine_stream_writable(name.ptr, name.len))) {
         rc = in_part(parse_fail(err, 400, "invalid_name", "stream",
                                 "stream names are 1 to 256 bytes of UTF-8 without control "
                                 "characters, not starting with $, other than . and .."),
@@ -505,30 +281,14 @@ static int parse_multi_part(struct slice obj, size_t i, const struct limits *lim
     if (!rc) {
         out->stream = buf_steal(&name, &out->stream_len);
         rc = parse_part(m.vals[1], m.vals[2], (struct slice){out->stream, out->stream_len},
-                        prefix, lim, out, err);
+                        prefix, lim, flags, out, err);
     }
     buf_fini(&name);
     return rc;
 }
 
-static int check_distinct(const struct parsed_multi *pm, struct parse_error *err)
-{
-    for (size_t i = 0; i < pm->nparts; i++) {
-        for (size_t j = 0; j < i; j++) {
-            if (pm->parts[i].stream_len == pm->parts[j].stream_len &&
-                memcmp(pm->parts[i].stream, pm->parts[j].stream, pm->parts[i].stream_len) == 0) {
-                char f[48];
-                snprintf(f, sizeof f, "appends[%zu].stream", i);
-                return parse_fail(err, 400, "invalid_request", f,
-                                  "a stream may appear in one part only");
-            }
-        }
-    }
-    return 0;
-}
-
-static int parse_parts(struct slice appends, const struct limits *lim, struct parsed_multi *out,
-                       struct parse_error *err)
+static int parse_parts(struct slice appends, const struct limits *lim, unsigned flags,
+                       struct parsed_multi *out, struct parse_error *err)
 {
     size_t n = appends.ptr && jsonx_kind(appends) == '[' ? count_items(appends) : 0;
     if (n == 0 || n > LIMIT_APPEND_PARTS) {
@@ -540,7 +300,7 @@ static int parse_parts(struct slice appends, const struct limits *lim, struct pa
     struct slice item;
     int rc = 0;
     for (size_t i = 0; !rc && jsonx_next_item(appends, &pos, &item); i++) {
-        rc = parse_multi_part(item, i, lim, &out->parts[i], err);
+        rc = parse_multi_part(item, i, lim, flags, &out->parts[i], err);
         out->nparts = i + 1;
         total += out->parts[i].count;
     }
@@ -548,10 +308,10 @@ static int parse_parts(struct slice appends, const struct limits *lim, struct pa
         rc = parse_fail(err, 413, "too_many_events", "appends",
                         "%zu events in one request; the limit is %zu", total, lim->batch_events);
     }
-    return rc ? rc : check_distinct(out, err);
+    return rc;
 }
 
-static int parse_dcb_events(struct slice events, const struct limits *lim,
+static int parse_dcb_events(struct slice events, const struct limits *lim, unsigned flags,
                             struct parsed_multi *out, struct parse_error *err)
 {
     out->parts = xcalloc(1, sizeof(*out->parts));
@@ -561,11 +321,11 @@ static int parse_dcb_events(struct slice events, const struct limits *lim,
     p->stream = xstrndup(ENGINE_DCB_STREAM, sizeof ENGINE_DCB_STREAM - 1);
     p->stream_len = sizeof ENGINE_DCB_STREAM - 1;
     return parse_part(events, (struct slice){NULL, 0}, (struct slice){p->stream, p->stream_len},
-                      "", lim, p, err);
+                      "", lim, flags, p, err);
 }
 
-int parse_multi_append(struct slice body, const struct limits *lim, struct parsed_multi *out,
-                       struct parse_error *err)
+int parse_multi_append(struct slice body, const struct limits *lim, unsigned flags,
+                       struct parsed_multi *out, struct parse_error *err)
 {
     static const char *const TOP[] = {"appends", "events", "condition", "conditions"};
     memset(out, 0, sizeof(*out));
@@ -582,8 +342,8 @@ int parse_multi_append(struct slice body, const struct limits *lim, struct parse
                         "give appends (parts per stream) or events (stream-less), not both");
     }
     if (!rc) {
-        rc = m.vals[0].ptr ? parse_parts(m.vals[0], lim, out, err)
-                           : parse_dcb_events(m.vals[1], lim, out, err);
+        rc = m.vals[0].ptr ? parse_parts(m.vals[0], lim, flags, out, err)
+                           : parse_dcb_events(m.vals[1], lim, flags, out, err);
     }
     out->condition = m.vals[2];
     out->conditions = m.vals[3];

@@ -40,16 +40,17 @@ struct parsed_multi {
     struct slice conditions;     /* "conditions" value span, ptr NULL when absent */
 };
 
-/* Parses {"events":[...], "expectedVersion"?} for stream. Returns 0, or ERR_INVALID /
+/* Parses {"events":[...], "expectedVersion"?} for stream; flags (APPEND_*) go to the engine's
+ * event parser (engine/canon.h), which makes every event canonical. Returns 0, or ERR_INVALID /
  * ERR_TOOBIG with *err filled (nothing to free then). */
 int parse_append(struct slice body, struct slice stream, const struct limits *lim,
-                 struct parsed_append *out, struct parse_error *err);
+                 unsigned flags, struct parsed_append *out, struct parse_error *err);
 void parse_append_fini(struct parsed_append *p);
 /* Parses {"appends":[{"stream","events","expectedVersion"?}, ...] | "events":[...],
  * "condition"?, "conditions"?} (the conditions are only located here). Returns 0, or
  * ERR_INVALID / ERR_TOOBIG with *err filled (nothing to free then). */
-int parse_multi_append(struct slice body, const struct limits *lim, struct parsed_multi *out,
-                       struct parse_error *err);
+int parse_multi_append(struct slice body, const struct limits *lim, unsigned flags,
+                       struct parsed_multi *out, struct parse_error *err);
 void parse_multi_fini(struct parsed_multi *pm);
 
 /* Parses a JSON body that must be an object, returning the jansson value through out (a
@@ -73,10 +74,5 @@ int parse_fail(struct parse_error *err, unsigned status, const char *code, const
 /* Parses a decimal unsigned integer (no sign, no spaces, at most UINT64_MAX). */
 int parse_u64(const char *s, uint64_t *out);
 
-/* True when s[0..n) is valid UTF-8 without control characters, 1..max bytes. */
-bool parse_name_ok(const char *s, size_t n, size_t max);
-/* True for a stream name: parse_name_ok up to LIMIT_STREAM_NAME_BYTES, and not "." or ".."
- * (which no URL can carry: clients collapse them). */
-bool parse_stream_name_ok(const char *s, size_t n);
 
 #endif

@@ -1,3 +1,4 @@
+#include "engine/canon.h"
 #include "ops/qparse.h"
 
 #include <jansson.h>
@@ -42,7 +43,7 @@ void parsed_query_fini(struct parsed_query *pq)
 /* Reads one value of a list into *p. Returns 0 or ERR_INVALID. */
 static int read_value(const struct list_kind *k, struct slice v, struct pattern *p)
 {
-    if (!parse_name_ok(v.ptr, v.len, k->max_bytes)) {
+    if (!engine_name_ok(v.ptr, v.len, k->max_bytes)) {
         return ERR_INVALID;
     }
     if (!k->patterns) {
@@ -367,7 +368,7 @@ static int selector_leaf(json_t *sel, bool prefix, const char *field, struct fil
     if (json_is_null(v) && ff == FF_SUBJECT && !prefix) {
         p = (struct pattern){PAT_NONE, {"", 0}};
     } else if (json_is_string(v) &&
-               parse_name_ok(json_string_value(v), json_string_length(v), max)) {
+               engine_name_ok(json_string_value(v), json_string_length(v), max)) {
         p = (struct pattern){prefix ? PAT_PREFIX : PAT_EXACT,
                              {json_string_value(v), json_string_length(v)}};
     } else {

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/canon.h"
 #include "ops/parse.h"
 #include "json/validate.h"
 
@@ -31,7 +32,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct parsed_append p;
     struct parse_error pe;
     struct slice body = {(const char *)data, size};
-    if (parse_append(body, (struct slice){"s", 1}, &lim, &p, &pe) == 0) {
+    if (parse_append(body, (struct slice){"s", 1}, &lim, 0, &p, &pe) == 0) {
         if (v != 0) {
             abort(); /* accepted text the validator refuses */
         }
@@ -39,7 +40,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             must_be_json(p.events[i].data);
             must_be_json(p.events[i].metadata);
             must_be_json(p.events[i].tags);
-            if (!parse_name_ok(p.events[i].type.ptr, p.events[i].type.len, 256)) {
+            if (!engine_name_ok(p.events[i].type.ptr, p.events[i].type.len, 256)) {
                 abort();
             }
         }

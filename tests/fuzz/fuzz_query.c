@@ -83,7 +83,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static const struct limits lim = {.body_bytes = 1 << 20, .batch_events = 100,
                                       .event_bytes = 1 << 16};
     struct parsed_multi pm;
-    if (parse_multi_append(body, &lim, &pm, &pe) == 0) {
+    if (parse_multi_append(body, &lim, 0, &pm, &pe) == 0) {
         parse_multi_fini(&pm);
     }
     return 0;

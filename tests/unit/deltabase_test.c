@@ -109,10 +109,8 @@ TEST(dcb_requests_and_queries)
     CHECK(eq(&out, "{\"events\":[{\"type\":\"T\",\"data\":1,\"tags\":[\"u:a\"]}],\"condition\":"
                    "{\"failIfEventsMatch\":{\"items\":[]},\"after\":3}}"));
     buf_reset(&out);
-    ASSERT_EQ(dlb_dcb_request(S("{\"events\":[{\"type\":\"T\",\"data\":1,\"tags\":[\"ok\","
-                                "\"a\\u002cb\"]}]}"), &out, &pe), ERR_INVALID);
-    CHECK(strcmp(pe.field, "events[0].tags") == 0);
-    buf_reset(&out);
+    /* a comma in a tag passes the translator: the engine refuses it (APPEND_TAGS_NO_COMMA,
+     * tests/unit/canon_test.c; over HTTP in tests/integration/deltabase/) */
     ASSERT_EQ(dlb_dcb_query(S("{\"query\":{\"items\":[{\"types\":[\"T\"]}]},\"after\":7,"
                               "\"limit\":10}"), &out, &pe), 0);
     CHECK(eq(&out, "{\"items\":[{\"types\":[\"T\"]}],\"from\":8,\"limit\":10}"));

@@ -1,6 +1,7 @@
 /* json/jsonx span scanning and minifying, and api/parse request parsing. */
 #include <string.h>
 
+#include "engine/canon.h"
 #include "ops/parse.h"
 #include "engine/expect.h"
 #include "http/server.h"
@@ -85,7 +86,7 @@ TEST(parse_append_valid)
                        "\"metadata\":{\"u\":1}}]}";
     struct parsed_append p;
     struct parse_error pe;
-    ASSERT_EQ(parse_append(S(body), S("s-1"), &LIM, &p, &pe), 0);
+    ASSERT_EQ(parse_append(S(body), S("s-1"), &LIM, 0, &p, &pe), 0);
     ASSERT_EQ(p.count, 2);
     ASSERT_EQ(p.expect.kind, EXPECT_VERSION);
     ASSERT_EQ(p.expect.version, 4);
@@ -102,7 +103,7 @@ static void expect_fail(const char *body, unsigned status, const char *code, con
 {
     struct parsed_append p;
     struct parse_error pe;
-    CHECK(parse_append(S(body), S("s"), &LIM, &p, &pe) != 0);
+    CHECK(parse_append(S(body), S("s"), &LIM, 0, &p, &pe) != 0);
     if (pe.status != status || strcmp(pe.code, code) != 0 || strcmp(pe.field, field) != 0) {
         fprintf(stderr, "  %s -> %u %s %s\n", body, pe.status, pe.code, pe.field);
         exit(1);
@@ -114,7 +115,7 @@ TEST(parse_append_keeps_duplicate_keys_and_nul_in_data)
     const char *body = "{\"events\":[{\"type\":\"A\",\"data\":{\"a\":1,\"a\":2,\"s\":\"\\u0000\"}}]}";
     struct parsed_append p;
     struct parse_error pe;
-    ASSERT_EQ(parse_append(S(body), S("s"), &LIM, &p, &pe), 0);
+    ASSERT_EQ(parse_append(S(body), S("s"), &LIM, 0, &p, &pe), 0);
     static const char want[] = "{\"a\":1,\"a\":2,\"s\":\"\\u0000\"}";
     CHECK(p.events[0].data.len == sizeof want - 1);
     CHECK(!memcmp(p.events[0].data.ptr, want, sizeof want - 1));
@@ -127,7 +128,7 @@ TEST(parse_append_keeps_big_numbers_as_text)
                        "\"expectedVersion\":\"no_stream\"}";
     struct parsed_append p;
     struct parse_error pe;
-    ASSERT_EQ(parse_append(S(body), S("s"), &LIM, &p, &pe), 0);
+    ASSERT_EQ(parse_append(S(body), S("s"), &LIM, 0, &p, &pe), 0);
     static const char want[] = "[18446744073709551616,1e400,-0.0]";
     CHECK(p.events[0].data.len == sizeof want - 1);
     CHECK(!memcmp(p.events[0].data.ptr, want, sizeof want - 1));
@@ -181,11 +182,11 @@ TEST(parse_append_rejects)
     struct parse_error pe;
     static const char nul_body[] = "{\"events\":[{\"type\":\"A\",\"data\":1\0}]}";
     struct slice nb = {nul_body, sizeof nul_body - 1};
-    CHECK(parse_append(nb, S("s"), &LIM, &p, &pe) != 0);
+    CHECK(parse_append(nb, S("s"), &LIM, 0, &p, &pe) != 0);
     ASSERT_STR(pe.code, "invalid_json");
     ASSERT_EQ(pe.offset, 31);
     static const char esc_body[] = "{\"events\":[{\"type\":\"t\",\"data\":[\"\\\xf0\x9f\x8c\x80\"]}]}";
-    CHECK(parse_append(S(esc_body), S("s"), &LIM, &p, &pe) != 0);
+    CHECK(parse_append(S(esc_body), S("s"), &LIM, 0, &p, &pe) != 0);
     for (const char *c = pe.message; *c; c++) {
         CHECK((unsigned char)*c < 0x80);
     }
@@ -204,13 +205,13 @@ TEST(expected_version_logic)
 
 TEST(names_and_numbers)
 {
-    CHECK(parse_name_ok("order-1", 7, 256));
-    CHECK(parse_name_ok("caf\xc3\xa9", 5, 256));
-    CHECK(!parse_name_ok("", 0, 256));
-    CHECK(!parse_name_ok("a\x01", 2, 256));
-    CHECK(!parse_name_ok("\xc3", 1, 256));
-    CHECK(!parse_name_ok("\xed\xa0\x80", 3, 256)); /* surrogate */
-    CHECK(!parse_name_ok("\xc0\xaf", 2, 256));     /* overlong */
+    CHECK(engine_name_ok("order-1", 7, 256));
+    CHECK(engine_name_ok("caf\xc3\xa9", 5, 256));
+    CHECK(!engine_name_ok("", 0, 256));
+    CHECK(!engine_name_ok("a\x01", 2, 256));
+    CHECK(!engine_name_ok("\xc3", 1, 256));
+    CHECK(!engine_name_ok("\xed\xa0\x80", 3, 256)); /* surrogate */
+    CHECK(!engine_name_ok("\xc0\xaf", 2, 256));     /* overlong */
     uint64_t v;
     ASSERT_EQ(parse_u64("18446744073709551615", &v), 0);
     ASSERT_EQ(parse_u64("18446744073709551616", &v), ERR_INVALID);

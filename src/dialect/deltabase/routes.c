@@ -1,5 +1,6 @@
 /* DeltaBase routes: thin handlers that read DeltaBase requests, call the engine or a shared
  * operation (ops/) and answer in DeltaBase's shapes (translate.c does the pure parts). */
+#include "engine/canon.h"
 #include "dialect/deltabase/deltabase.h"
 
 #include <jansson.h>
@@ -87,7 +88,7 @@ static bool stream_id(const struct gate_call *c, struct slice *out)
     bool reserved = (out->len == sizeof DLB_DCB_STREAM - 1 &&
                      !memcmp(out->ptr, DLB_DCB_STREAM, out->len)) ||
                     (out->len && out->ptr[0] == '$');
-    if (reserved || !parse_stream_name_ok(out->ptr, out->len)) {
+    if (reserved || !engine_stream_name_ok(out->ptr, out->len)) {
         fail(c, GK_INVALID, "invalid_name",
              reserved ? "this stream id is reserved (__dcb__ holds the DCB events)"
                       : "stream ids are 1 to 256 bytes of UTF-8 without control characters",
@@ -174,7 +175,7 @@ static int store_body(struct slice body, char *name, size_t cap, struct db_setti
     int rc = 0;
     if (region && !json_is_null(region) &&
         (!json_is_string(region) || json_string_length(region) > LIMIT_REGION_BYTES ||
-         !parse_name_ok(json_string_value(region), json_string_length(region),
+         !engine_name_ok(json_string_value(region), json_string_length(region),
                         LIMIT_REGION_BYTES))) {
         rc = parse_fail(pe, 400, "invalid_request", "region", "a label of at most %d bytes",
                         LIMIT_REGION_BYTES);
@@ -311,7 +312,7 @@ static void answer_appended(struct http_req *req, unsigned status, struct buf *n
     http_respond(req, 200, &b, NULL); /* DeltaBase answers 200, a replay too */
 }
 
-static const struct append_style STREAM_STYLE = {&deltabase_mount, 1, answer_appended};
+static const struct append_style STREAM_STYLE = {&deltabase_mount, 1, answer_appended, 0};
 
 static void stream_append(struct gate_call *c)
 {
@@ -591,7 +592,8 @@ static void answer_dcb(struct http_req *req, unsigned status, struct buf *native
     http_respond(req, 200, &b, NULL);
 }
 
-static const struct append_style DCB_STYLE = {&deltabase_mount, 1, answer_dcb};
+static const struct append_style DCB_STYLE = {&deltabase_mount, 1, answer_dcb,
+                                              APPEND_TAGS_NO_COMMA};
 
 static void dcb_append(struct gate_call *c)
 {

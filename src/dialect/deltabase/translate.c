@@ -273,32 +273,6 @@ int dlb_append_request(struct slice body, struct buf *native, struct parse_error
     return rc;
 }
 
-/* Refuses tags that hold a comma (DeltaBase's DCB forbids them). */
-static int comma_free_tags(struct slice events, struct parse_error *err)
-{
-    size_t pos = 0, i = 0;
-    struct slice ev, tags, tag;
-    struct buf text;
-    buf_init(&text);
-    int rc = 0;
-    for (; !rc && jsonx_next_item(events, &pos, &ev); i++) {
-        size_t tpos = 0;
-        if (jsonx_kind(ev) != '{' || !jsonx_member(ev, "tags", &tags) || jsonx_kind(tags) != '[') {
-            continue; /* the native parser says what is wrong with it */
-        }
-        while (!rc && jsonx_next_item(tags, &tpos, &tag)) {
-            if (jsonx_kind(tag) == '"' && jsonx_string(tag, &text) == 0 &&
-                memchr(text.ptr ? text.ptr : "", ',', text.len)) {
-                char f[48];
-                snprintf(f, sizeof f, "events[%zu].tags", i);
-                rc = bad(err, f, "tags may not contain a comma");
-            }
-        }
-    }
-    buf_fini(&text);
-    return rc;
-}
-
 int dlb_dcb_request(struct slice body, struct buf *native, struct parse_error *err)
 {
     static const char *const TOP[] = {"events", "condition"};
@@ -307,7 +281,6 @@ int dlb_dcb_request(struct slice body, struct buf *native, struct parse_error *e
     if (!rc && (!jsonx_member(body, "events", &events) || jsonx_kind(events) != '[')) {
         rc = bad(err, "events", "events must be an array of {type, data, tags?, metadata?}");
     }
-    if (!rc) rc = comma_free_tags(events, err);
     if (rc) {
         return rc;
     }
