@@ -1,10 +1,10 @@
-#include "engine/canon.h"
 #include "api/keys_api.h"
 
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "engine/canon.h"
 #include "ops/out.h"
 #include "gate/gate.h"
 #include "ops/parse.h"

@@ -1,10 +1,10 @@
-#include "engine/canon.h"
 #include "ops/qparse.h"
 
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "engine/canon.h"
 #include "util/errors.h"
 #include "util/limits.h"
 #include "util/timeutil.h"

@@ -1,6 +1,5 @@
 /* DeltaBase routes: thin handlers that read DeltaBase requests, call the engine or a shared
  * operation (ops/) and answer in DeltaBase's shapes (translate.c does the pure parts). */
-#include "engine/canon.h"
 #include "dialect/deltabase/deltabase.h"
 
 #include <jansson.h>
@@ -11,6 +10,7 @@
 #include <strings.h>
 
 #include "dialect/deltabase/translate.h"
+#include "engine/canon.h"
 #include "engine/webhooks.h"
 #include "ops/append.h"
 #include "ops/live.h"
