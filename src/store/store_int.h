@@ -1,5 +1,5 @@
-/* Internals of the embedded store shared by its files (store.c: log, index, tail, recovery;
- * query.c: filtered reads). Not for use outside src/store/. */
+/* Internals of the embedded store shared by its files (which file holds what: the head of
+ * store.c). Not for use outside src/store/. */
 #ifndef STORE_STORE_INT_H
 #define STORE_STORE_INT_H
 
@@ -164,6 +164,54 @@ static inline uint8_t *bloom_at(struct store *st, uint64_t pos)
            (idx % TAIL_CHUNK) / TAIL_BLOCK * TAIL_BLOOM_BYTES;
 }
 
+/* ---- store.c: LMDB helpers, open and close, the writer ---- */
+
+/* Maps an LMDB or errno code to an ERR_* code (0 for MDB_SUCCESS). */
+int st_map_err(int rc);
+/* The index head in txn. Returns 0, ERR_CORRUPT or an error. */
+int st_get_head(MDB_txn *txn, struct store *st, struct head_rec *out);
+/* Writes h as the index head in txn (a write transaction). Returns 0 or an error. */
+int st_put_head(MDB_txn *txn, struct store *st, const struct head_rec *h);
+/* The indexed row of stream name. Returns 0, ERR_NOTFOUND or an error. */
+int st_get_row(MDB_txn *txn, struct store *st, struct slice name, struct stream_rec *out);
+/* Where the position table of txn puts the record of pos. Returns 0, ERR_NOTFOUND,
+ * ERR_CORRUPT (an entry of the wrong size) or an error. */
+int st_get_pos(MDB_txn *txn, struct store *st, uint64_t pos, uint64_t *off, uint32_t *len);
+/* Bytewise order of two struct slice (LMDB's order of keys), shorter first: a qsort
+ * comparator. */
+int st_cmp_slices(const void *a, const void *b);
+/* Opens st->env and its tables (creating them when create; a new index gets its head and
+ * st->init_settings in a synced commit); readonly opens what exists. Returns 0, ERR_CORRUPT
+ * (tables or head missing or unreadable) or another error; st->env may be set on failure. */
+int st_open_env(struct store *st, bool create, bool readonly);
+/* A new, closed store for dir (no environment, no log, no indexer): store_open's start, and
+ * store_verify's. Free it with st_free. */
+struct store *st_alloc(const char *dir, uint64_t map_bytes);
+/* Closes what st has open and frees it (its indexer, if any, has stopped). */
+void st_free(struct store *st);
+/* Opens log generation gen as st->log and selects its position table. Returns 0,
+ * ERR_CORRUPT (an odd generation without "pos1") or log_open's error. */
+int st_open_log(struct store *st, uint64_t gen);
+/* Records ev (durable at off, len bytes; stream id resolved) in the writer's stream states,
+ * the tail (entry, Bloom filter) and its id tracking. Writer, or recovery. */
+void st_note_event(struct store *st, const struct event_rec *ev, uint64_t stream_id,
+                   uint64_t off, uint32_t len);
+/* Records the idempotency record at off (len bytes) of the batch ending at last_pos in the
+ * writer's map of unindexed records. Returns 0 or ERR_CORRUPT. */
+int st_note_idem(struct store *st, uint64_t last_pos, uint64_t off, uint32_t len);
+/* The stream id of ev: the writer's states, fresh (streams new in this batch or recovery,
+ * where a new one gets ++*next_id) or the index. Returns 0, ERR_CORRUPT or an error. */
+int st_resolve_id(struct store *st, struct strmap *fresh, const struct event_rec *ev,
+                  uint64_t *next_id, uint64_t *out);
+/* fsyncs directory dir (new or removed entries in it survive a power cut). */
+int st_sync_dir(const char *dir);
+/* The path of log generation gen of the store in dir: events.log, then events.<gen>.log. */
+void st_log_path(const char *dir, uint64_t gen, char *out, size_t n);
+/* Drops the writer's idempotency map entries the index has (writer, or with it paused). */
+void st_evict_idem(struct store *st);
+
+/* ---- recovery.c: reading the log back; recovery of the tail ---- */
+
 /* Outcome of reading a batch at an offset. */
 enum frame_kind { FRAME_OK, FRAME_END, FRAME_BAD };
 
@@ -178,6 +226,15 @@ struct batch_view {
 
 /* Called per event of a batch: the record is at rec_off (len bytes). */
 typedef int batch_event_fn(void *arg, const struct event_rec *ev, uint64_t rec_off, uint32_t len);
+
+/* Recovery context for st_walk_batch and st_walk_aux callbacks; the writer notes a new
+ * batch's idempotency records with one too (st and last_pos only). */
+struct recover_ctx {
+    struct store *st;      /* the store being opened */
+    struct strmap *fresh;  /* streams first seen during recovery */
+    uint64_t *next_id;     /* stream id counter */
+    uint64_t last_pos;     /* aux frames: the last position of their batch */
+};
 
 /* Reads the batch header at off: FRAME_END at zeros or the end of the file; FRAME_BAD when
  * the magic, length or CRC is wrong (a torn or damaged batch); FRAME_OK otherwise. */
@@ -194,30 +251,47 @@ int st_walk_batch(const struct log *lg, const struct batch_view *b, uint64_t *po
  * error or ERR_CORRUPT. */
 int st_walk_aux(const struct log *lg, uint64_t off, uint64_t end,
                 int (*fn)(void *arg, uint64_t rec_off, uint32_t len), void *arg);
-/* The index head in txn. Returns 0, ERR_CORRUPT or an error. */
-int st_get_head(MDB_txn *txn, struct store *st, struct head_rec *out);
-int st_put_head(MDB_txn *txn, struct store *st, const struct head_rec *h);
-/* fsyncs directory dir (new or removed entries in it survive a power cut). */
-int st_sync_dir(const char *dir);
-/* The path of log generation gen of the store in dir: events.log, then events.<gen>.log. */
-void st_log_path(const char *dir, uint64_t gen, char *out, size_t n);
+/* After the log ends or goes bad at off (next position pos): true when a whole, valid batch
+ * of later positions follows (acknowledged events beyond damage). */
+bool st_valid_batch_follows(const struct log *lg, uint64_t off, uint64_t pos);
+/* True when any byte in [off, end of file) is not zero. */
+bool st_nonzero_after(const struct log *lg, uint64_t off);
+/* st_walk_aux callback (arg: struct recover_ctx): st_note_idem for the batch ending at
+ * last_pos. */
+int st_recover_idem(void *arg, uint64_t rec_off, uint32_t len);
+/* Rebuilds the writer state and the tail from the log past head h, wiping a torn,
+ * unacknowledged last write; publishes the recovered head. Returns 0, ERR_CORRUPT (damage,
+ * logged) or an error. */
+int st_recover_tail(struct store *st, const struct head_rec *h);
 
+/* ---- indexer.c: the indexer thread ---- */
+
+/* The indexer thread's body (arg: the store). Returns once st->stopping is set, having indexed
+ * what was published unless st->abandon (or that commit fails, or indexing is frozen). */
+void *st_indexer_main(void *arg);
 /* After a failed index commit (LMDB may have marked the environment unusable): closes and
  * reopens it with the tail lock held exclusively; the caller holds index_mu. */
 void st_reopen_env(struct store *st);
-/* A compaction that may switch log generations: enter waits until no backup pins the store
- * (asking cancelled, which may be NULL, between waits: true gives up with ERR_SHUTDOWN), then
- * keeps new pins waiting until leave. Returns 0 or ERR_SHUTDOWN (leave must not follow). */
-int st_compact_enter(struct store *st, bool (*cancelled)(void *arg), void *arg);
-void st_compact_leave(struct store *st);
 
-/* Drops the writer's idempotency map entries the index has (writer, or with it paused). */
-void st_evict_idem(struct store *st);
+/* ---- idem.c: idempotency records in the index ---- */
 
-/* Maps an LMDB or errno code to an ERR_* code (0 for MDB_SUCCESS). */
-int st_map_err(int rc);
-/* The indexed row of stream name. Returns 0, ERR_NOTFOUND or an error. */
-int st_get_row(MDB_txn *txn, struct store *st, struct slice name, struct stream_rec *out);
+/* An index transaction, for st_walk_aux callbacks. */
+struct index_ctx {
+    struct store *st;
+    MDB_txn *txn;
+};
+
+/* st_walk_aux callback (arg: struct index_ctx): puts the idempotency record at rec_off into
+ * idem and idemage. Returns 0, ERR_CORRUPT or an error. */
+int st_put_idem(void *arg, uint64_t rec_off, uint32_t len);
+/* Deletes up to IDEM_PURGE_MAX expired idempotency records in txn; *more: expired ones are
+ * left. Returns 0 or an error. */
+int st_purge_idem(MDB_txn *txn, struct store *st, bool *more);
+/* st_purge_idem in a transaction of its own (an idle database). Returns 0 or an error. */
+int st_purge_alone(struct store *st);
+
+/* ---- reader.c: read views ---- */
+
 /* Where the record of pos is in r's view (tail or index). Returns 0, ERR_NOTFOUND, ERR_CORRUPT
  * or ERR_IO. */
 int st_locate(struct store_reader *r, uint64_t pos, const uint8_t **rec, uint32_t *len);
@@ -226,6 +300,16 @@ int st_emit(struct store_reader *r, uint64_t pos, store_event_fn *fn, void *arg)
 /* Position of version v of stream s from the stream index (versions the snapshot indexed). */
 int st_indexed_pos(struct store_reader *r, const struct stream_rec *s, uint64_t v,
                    uint64_t *out);
+
+/* ---- snapshot.c: the pin ---- */
+
+/* A compaction that may switch log generations: enter waits until no backup pins the store
+ * (asking cancelled, which may be NULL, between waits: true gives up with ERR_SHUTDOWN), then
+ * keeps new pins waiting until leave. Returns 0 or ERR_SHUTDOWN (leave must not follow). */
+int st_compact_enter(struct store *st, bool (*cancelled)(void *arg), void *arg);
+void st_compact_leave(struct store *st);
+
+/* ---- query.c: query indexes ---- */
 
 enum { TERM_LAST_KINDS = 4 }; /* term kinds whose last term an accumulator remembers */
 
