@@ -1,0 +1,276 @@
+/* Components: definitions and their JSON forms (logic/component.h). */
+#include "logic/component.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json/jsonx.h"
+#include "json/validate.h"
+#include "util/errors.h"
+#include "util/limits.h"
+
+static const char *const KIND_NAMES[] = {NULL, "reducer", "projection", "view", "command"};
+
+enum comp_kind comp_kind_parse(const char *s)
+{
+    for (int k = COMP_REDUCER; k <= COMP_COMMAND; k++) {
+        if (s && strcmp(s, KIND_NAMES[k]) == 0) {
+            return (enum comp_kind)k;
+        }
+    }
+    return 0;
+}
+
+const char *comp_kind_name(enum comp_kind kind)
+{
+    return kind >= COMP_REDUCER && kind <= COMP_COMMAND ? KIND_NAMES[kind] : "unknown";
+}
+
+const char *const *comp_entries(enum comp_kind kind)
+{
+    static const char *const reducer[] = {"reduce", NULL};
+    static const char *const projection[] = {"key", "apply", NULL};
+    static const char *const view[] = {"evolve", NULL};
+    static const char *const command[] = {"decide", NULL};
+    switch (kind) {
+    case COMP_REDUCER: return reducer;
+    case COMP_PROJECTION: return projection;
+    case COMP_VIEW: return view;
+    case COMP_COMMAND: return command;
+    }
+    return NULL;
+}
+
+bool comp_name_ok(const char *s, size_t n)
+{
+    if (n < 1 || n > COMP_NAME_BYTES) {
+        return false;
+    }
+    bool letter = (s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z');
+    for (size_t i = 0; letter && i < n; i++) {
+        char c = s[i];
+        letter = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 c == '_' || c == '-' || c == '.';
+    }
+    return letter;
+}
+
+static int refuse(struct comp_error *err, int rc, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int refuse(struct comp_error *err, int rc, const char *field, const char *fmt, ...)
+{
+    snprintf(err->field, sizeof err->field, "%s", field);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->message, sizeof err->message, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* A string member decoded into a malloc'd NUL-terminated copy; NULL when v is not a string
+ * (or holds a NUL byte). */
+static char *take_string(struct slice v, size_t *len)
+{
+    if (!v.ptr || jsonx_kind(v) != '"') {
+        return NULL;
+    }
+    struct buf b;
+    buf_init(&b);
+    if (jsonx_string(v, &b) != 0 || (b.len && memchr(b.ptr, '\0', b.len))) {
+        buf_fini(&b);
+        return NULL;
+    }
+    buf_addc(&b, '\0');
+    b.len--;
+    return buf_steal(&b, len);
+}
+
+enum { M_KIND, M_LANG, M_SOURCE, M_CATEGORY, M_FILTER, M_N };
+static const char *const MEMBERS[] = {"kind", "language", "source", "category", "filter"};
+
+static int take_kind_lang(const struct slice *m, struct comp_def *out, struct comp_error *err)
+{
+    char *s = take_string(m[M_KIND], NULL);
+    out->kind = comp_kind_parse(s);
+    free(s);
+    if (!out->kind) {
+        return refuse(err, ERR_INVALID, "kind",
+                      "kind is one of \"reducer\", \"projection\", \"view\", \"command\"");
+    }
+    s = take_string(m[M_LANG], NULL);
+    out->lang = logic_lang_parse(s ? s : "");
+    free(s);
+    if (!out->lang) {
+        return refuse(err, ERR_INVALID, "language",
+                      "language is one of \"lua\", \"javascript\", \"typescript\"");
+    }
+    return 0;
+}
+
+static int take_binding(const struct slice *m, struct comp_def *out, struct comp_error *err)
+{
+    bool wants_category = out->kind == COMP_REDUCER;
+    bool wants_filter = out->kind == COMP_PROJECTION || out->kind == COMP_VIEW;
+    if (m[M_CATEGORY].ptr && jsonx_kind(m[M_CATEGORY]) != 'n' && !wants_category) {
+        return refuse(err, ERR_INVALID, "category", "only a reducer is bound to a category");
+    }
+    if (m[M_FILTER].ptr && jsonx_kind(m[M_FILTER]) != 'n' && !wants_filter) {
+        return refuse(err, ERR_INVALID, "filter", "only projections and views take a filter");
+    }
+    if (wants_category) {
+        size_t n = 0;
+        out->category = take_string(m[M_CATEGORY], &n);
+        if (!out->category || n == 0 || n > LIMIT_STREAM_NAME_BYTES ||
+            memchr(out->category, '-', n)) {
+            return refuse(err, ERR_INVALID, "category",
+                          "a reducer needs a category: the part of its streams' names before "
+                          "the first '-' (1 to %d bytes)", LIMIT_STREAM_NAME_BYTES);
+        }
+    }
+    if (wants_filter && m[M_FILTER].ptr && jsonx_kind(m[M_FILTER]) != 'n') {
+        if (jsonx_kind(m[M_FILTER]) != '{' || m[M_FILTER].len > COMP_FILTER_BYTES) {
+            return refuse(err, ERR_INVALID, "filter",
+                          "filter is a query filter object of at most %d bytes",
+                          COMP_FILTER_BYTES);
+        }
+        struct buf f;
+        buf_init(&f);
+        jsonx_minify(m[M_FILTER], &f);
+        out->filter = buf_steal(&f, NULL);
+    }
+    return 0;
+}
+
+static int parse_members(struct slice body, struct comp_def *out, struct comp_error *err)
+{
+    struct jsonv_error ve;
+    if (jsonv_validate(body.ptr, body.len, LIMIT_JSON_DEPTH, &ve) != 0 ||
+        jsonx_kind(body) != '{') {
+        return refuse(err, ERR_INVALID, "", "the body must be a JSON object");
+    }
+    struct slice m[M_N];
+    struct buf bad;
+    buf_init(&bad);
+    bool dup = false;
+    int rc = jsonx_members(body, MEMBERS, M_N, m, &bad, &dup);
+    if (rc) {
+        refuse(err, ERR_INVALID, "", "%s: %.60s", dup ? "a member appears twice"
+                                                       : "unknown member", bad.ptr ? bad.ptr : "");
+    }
+    buf_fini(&bad);
+    if (!rc) rc = take_kind_lang(m, out, err);
+    if (!rc) {
+        out->source = take_string(m[M_SOURCE], &out->source_len);
+        if (!out->source || out->source_len == 0) {
+            rc = refuse(err, ERR_INVALID, "source", "source is the component's code, a string");
+        } else if (out->source_len > COMP_SOURCE_BYTES) {
+            rc = refuse(err, ERR_TOOBIG, "source", "source is at most %d bytes",
+                        COMP_SOURCE_BYTES);
+        }
+    }
+    return rc ? rc : take_binding(m, out, err);
+}
+
+int comp_parse(const char *name, struct slice body, struct comp_def *out,
+               struct comp_error *err)
+{
+    memset(out, 0, sizeof(*out));
+    if (!comp_name_ok(name, strlen(name))) {
+        return refuse(err, ERR_INVALID, "name",
+                      "a component name is 1 to %d letters, digits, '_', '-' or '.', from a "
+                      "letter", COMP_NAME_BYTES);
+    }
+    snprintf(out->name, sizeof out->name, "%s", name);
+    int rc = parse_members(body, out, err);
+    if (rc) {
+        comp_def_fini(out);
+    }
+    return rc;
+}
+
+void comp_to_json(const struct comp_def *def, struct buf *out)
+{
+    buf_adds(out, "{\"name\":");
+    buf_add_json_str(out, def->name, strlen(def->name));
+    buf_adds(out, ",\"kind\":\"");
+    buf_adds(out, comp_kind_name(def->kind));
+    buf_adds(out, "\",\"language\":\"");
+    buf_adds(out, logic_lang_name(def->lang));
+    buf_adds(out, "\",\"version\":");
+    buf_add_u64(out, def->version);
+    if (def->category) {
+        buf_adds(out, ",\"category\":");
+        buf_add_json_str(out, def->category, strlen(def->category));
+    }
+    if (def->filter) {
+        buf_adds(out, ",\"filter\":");
+        buf_adds(out, def->filter);
+    }
+    buf_adds(out, ",\"source\":");
+    buf_add_json_str(out, def->source, def->source_len);
+    buf_addc(out, '}');
+}
+
+int comp_from_json(struct slice text, struct comp_def *out)
+{
+    struct slice name, version;
+    struct buf n;
+    buf_init(&n);
+    memset(out, 0, sizeof(*out));
+    struct jsonv_error ve;
+    if (jsonv_validate(text.ptr, text.len, LIMIT_JSON_DEPTH, &ve) != 0 ||
+        jsonx_kind(text) != '{' || !jsonx_member(text, "name", &name) ||
+        !jsonx_member(text, "version", &version) || jsonx_kind(name) != '"' ||
+        jsonx_string(name, &n) != 0 || n.len > COMP_NAME_BYTES) {
+        buf_fini(&n);
+        return ERR_CORRUPT;
+    }
+    char *end = NULL;
+    char num[24];
+    snprintf(num, sizeof num, "%.*s", (int)(version.len < 23 ? version.len : 23), version.ptr);
+    unsigned long long v = strtoull(num, &end, 10);
+    /* the stored form is the deploy body's members plus name and version */
+    struct buf body;
+    buf_init(&body);
+    size_t pos = 0;
+    struct slice k, val;
+    buf_addc(&body, '{');
+    while (jsonx_next_member(text, &pos, &k, &val)) {
+        if ((k.len == 6 && !memcmp(k.ptr, "\"name\"", 6)) ||
+            (k.len == 9 && !memcmp(k.ptr, "\"version\"", 9))) {
+            continue;
+        }
+        buf_adds(&body, body.len > 1 ? "," : "");
+        buf_add(&body, k.ptr, k.len);
+        buf_addc(&body, ':');
+        buf_add(&body, val.ptr, val.len);
+    }
+    buf_addc(&body, '}');
+    struct comp_error err;
+    int rc = comp_parse(n.ptr, (struct slice){body.ptr, body.len}, out, &err);
+    buf_fini(&body);
+    buf_fini(&n);
+    if (rc || !end || *end || v == 0) {
+        comp_def_fini(out);
+        return ERR_CORRUPT;
+    }
+    out->version = v;
+    return 0;
+}
+
+struct slice comp_category_of(struct slice stream)
+{
+    const char *dash = stream.len ? memchr(stream.ptr, '-', stream.len) : NULL;
+    return (struct slice){stream.ptr, dash ? (size_t)(dash - stream.ptr) : stream.len};
+}
+
+void comp_def_fini(struct comp_def *def)
+{
+    free(def->source);
+    free(def->category);
+    free(def->filter);
+    def->source = def->category = def->filter = NULL;
+}

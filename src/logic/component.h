@@ -1,0 +1,80 @@
+/* Components: user code deployed to a database (docs/design/logic.md, "Components").
+ *
+ * A component has a name, a kind (reducer, projection, view, command handler), a language,
+ * its source and its binding: a stream category for a reducer, a filter (the query filter
+ * JSON of the native API) for a projection or a view. Each deploy of a name gets the next
+ * version. Deploys and removals are kept as events of the database's ENGINE_LOGIC_STREAM, so
+ * they are durable, ordered and in every backup; the registry is rebuilt from that stream.
+ *
+ * This file holds the pure parts: the definition, its JSON forms and what each kind needs.
+ * Any thread. */
+#ifndef LOGIC_COMPONENT_H
+#define LOGIC_COMPONENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "logic/runtime.h"
+#include "util/buf.h"
+
+enum comp_kind {
+    COMP_REDUCER = 1,   /* reduce(state, event) over the streams of a category */
+    COMP_PROJECTION,    /* key(event), apply(state, event) over a filter of the log */
+    COMP_VIEW,          /* evolve(state, event, params) over a filter, at read time */
+    COMP_COMMAND,       /* decide(command, ctx) */
+};
+
+enum {
+    COMP_NAME_BYTES = 64,                 /* a component's name: [A-Za-z0-9_.-], from a letter */
+    COMP_SOURCE_BYTES = 1000 * 1000,      /* its source (it is stored as one event) */
+    COMP_FILTER_BYTES = 16 * 1024,        /* its filter's JSON text */
+};
+
+struct comp_def {
+    char name[COMP_NAME_BYTES + 1];
+    enum comp_kind kind;
+    enum logic_lang lang;
+    char *source;          /* owned, NUL-terminated (source_len bytes) */
+    size_t source_len;
+    char *category;        /* reducers: owned; NULL for other kinds */
+    char *filter;          /* projections and views: owned minified JSON, NULL = every event */
+    uint64_t version;      /* 1 for the first deploy of the name */
+    int64_t deployed_us;   /* when that deploy committed */
+};
+
+/* "reducer", "projection", "view", "command"; 0 when unknown. */
+enum comp_kind comp_kind_parse(const char *s);
+const char *comp_kind_name(enum comp_kind kind);
+
+/* The entry points a kind must define, NULL-terminated. */
+const char *const *comp_entries(enum comp_kind kind);
+
+/* True for a valid component name. */
+bool comp_name_ok(const char *s, size_t n);
+
+/* Why a definition was refused: the member and a message. */
+struct comp_error {
+    char field[32];
+    char message[192];
+};
+
+/* Reads a deploy body {"kind", "language", "source", "category"?, "filter"?} (valid JSON text)
+ * for name into *out (version 0, deployed_us 0: set by the registry). The filter is kept as
+ * minified text and only checked to be an object here; the caller parses it. Returns 0, or
+ * ERR_INVALID / ERR_TOOBIG with *err filled (nothing to free then). */
+int comp_parse(const char *name, struct slice body, struct comp_def *out,
+               struct comp_error *err);
+
+/* Appends the stored form of def, {"name","kind","language","version","source",
+ * "category"?, "filter"?}, the data of its deploy event. */
+void comp_to_json(const struct comp_def *def, struct buf *out);
+/* Reads a stored form back (version included). Returns 0 or ERR_CORRUPT. */
+int comp_from_json(struct slice text, struct comp_def *out);
+
+/* The category of a stream: its name up to the first '-' (the whole name when it has none). */
+struct slice comp_category_of(struct slice stream);
+
+void comp_def_fini(struct comp_def *def);
+
+#endif
