@@ -7,7 +7,13 @@
  *
  * The job is freed by whichever of the producer and the connection lets go last (refs). The
  * producer calls http_stream_wake only under the job's lock and only while !closed, and the
- * cleanup sets closed under that lock: no wake follows the cleanup. */
+ * cleanup sets closed under that lock: no wake follows the cleanup.
+ *
+ * The producer has a thread of its own (an engine job, engine_job_begin), not a worker of the
+ * engine's pool (engine_submit): a backup lasts as long as its client takes to read every
+ * database, minutes or hours, waiting on the client between frames; on the pool it would hold
+ * one of the few workers for all that time and queue every short job (webhook creations)
+ * behind it. */
 #include "api/backup_api.h"
 
 #include <pthread.h>

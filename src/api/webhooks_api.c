@@ -1,7 +1,6 @@
 #include "api/webhooks_api.h"
 
 #include <jansson.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,50 +151,42 @@ static void answer_with_secret(struct http_req *req, struct db *db, const char *
     out_json(req, status, &b);
 }
 
-/* A webhook creation, run off the I/O thread: checking the URL resolves its host (a slow
- * resolver can take seconds) and saving webhooks.json syncs the disk; meanwhile the I/O
- * thread serves its other connections. */
+/* A webhook creation, run on the engine's worker pool (engine_submit): checking the URL
+ * resolves its host (a slow resolver can take seconds) and saving webhooks.json syncs the
+ * disk; meanwhile the I/O thread serves its other connections. */
 struct create_job {
-    struct http_req *req;    /* deferred */
-    struct engine *e;        /* an engine job (engine_job_begin) until answered */
+    struct http_req *req;    /* deferred; answered by the job */
     struct db *db;           /* a reference, the job's */
     struct webhook_def def;  /* url, filter and headers point into the fields below */
     char *url, *filter;      /* owned */
     char lines[WEBHOOK_HEADERS_MAX][WEBHOOK_HEADER_BYTES + 1];
 };
 
-static void *run_create(void *arg)
+/* Worker thread. */
+static void run_create(void *arg, bool cancelled)
 {
     struct create_job *j = arg;
     char why[160] = "", secret[64];
-    int rc = engine_webhook_create(j->db, &j->def, secret, why, sizeof why);
+    int rc = cancelled ? ERR_SHUTDOWN
+                       : engine_webhook_create(j->db, &j->def, secret, why, sizeof why);
     if (rc) {
         answer_hook_error(j->req, rc, why);
     } else {
         answer_with_secret(j->req, j->db, j->def.name, secret, 201);
     }
     engine_db_release(j->db);
-    engine_job_end(j->e);
     free(j->url);
     free(j->filter);
     free(j);
-    return NULL;
 }
 
-/* Answers req from a thread of its own (or, when none can start, this one). Takes db's
- * reference and filter. */
+/* Answers req from the engine's worker pool (503 at once when it cannot take the job). Takes
+ * db's reference and filter. */
 static void start_create(struct http_req *req, struct engine *e, struct db *db,
                          const struct webhook_def *def, char *filter)
 {
-    if (!engine_job_begin(e)) {
-        out_engine_error(req, ERR_SHUTDOWN);
-        engine_db_release(db);
-        free(filter);
-        return;
-    }
     struct create_job *j = xcalloc(1, sizeof(*j));
     j->req = req;
-    j->e = e;
     j->db = db;
     j->def = *def;
     j->url = xstrndup(def->url, strlen(def->url));
@@ -206,15 +197,20 @@ static void start_create(struct http_req *req, struct engine *e, struct db *db,
         snprintf(j->lines[i], sizeof j->lines[i], "%s", def->headers[i]);
         j->def.headers[i] = j->lines[i];
     }
-    http_defer(req);
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_t t;
-    if (pthread_create(&t, &attr, run_create, j) != 0) {
-        run_create(j);
+    http_defer(req); /* before the job may answer it */
+    int rc = engine_submit(e, run_create, j);
+    if (rc == ERR_TOOBIG) {
+        out_error(req, 503, "server_busy", "too many webhook creations are waiting; try "
+                  "again shortly", NULL);
+    } else if (rc) {
+        out_engine_error(req, rc);
     }
-    pthread_attr_destroy(&attr);
+    if (rc) {
+        engine_db_release(db);
+        free(j->url);
+        free(filter);
+        free(j);
+    }
 }
 
 void webhooks_api_create(struct http_req *req, struct engine *e, struct db *db)

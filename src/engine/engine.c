@@ -578,7 +578,9 @@ int engine_open(const struct engine_config *cfg, struct engine **out)
     e->webhook_formats = cfg->webhook_formats;
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->jobs_cv, NULL);
-    int rc = open_existing(e);
+    int rc = workq_new("annals-work", cfg->workers ? cfg->workers : ENGINE_WORKERS,
+                       ENGINE_WORK_QUEUE, &e->work);
+    if (!rc) rc = open_existing(e);
     if (!rc) rc = first_start(e);
     if (rc) {
         engine_close(e);
@@ -586,6 +588,11 @@ int engine_open(const struct engine_config *cfg, struct engine **out)
     }
     *out = e;
     return 0;
+}
+
+int engine_submit(struct engine *e, workq_fn *fn, void *arg)
+{
+    return workq_submit(e->work, fn, arg);
 }
 
 bool engine_job_begin(struct engine *e)
@@ -610,6 +617,11 @@ void engine_stop(struct engine *e)
 {
     pthread_mutex_lock(&e->mu);
     e->stopping = true;
+    pthread_mutex_unlock(&e->mu);
+    if (e->work) {
+        workq_stop(e->work, WORKQ_DRAIN); /* queued jobs answer requests the server holds */
+    }
+    pthread_mutex_lock(&e->mu);
     while (e->jobs) { /* they answer requests the HTTP server still holds */
         pthread_cond_wait(&e->jobs_cv, &e->mu);
     }
@@ -629,6 +641,7 @@ void engine_close(struct engine *e)
         db_free(e->dbs[i]);
     }
     free(e->dbs);
+    workq_free(e->work);
     pthread_cond_destroy(&e->jobs_cv);
     pthread_mutex_destroy(&e->mu);
     close(e->lock_fd); /* releases the lock */

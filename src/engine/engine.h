@@ -14,6 +14,7 @@
 #include "model/event.h"
 #include "util/buf.h"
 #include "util/limits.h"
+#include "util/workq.h"
 
 struct engine;
 struct db;
@@ -35,6 +36,12 @@ struct engine_config {
                                   comma-separated ("*" = any; borrowed) */
     const struct webhook_format *const *webhook_formats; /* the API surfaces' webhook
                                   envelopes (engine/webhooks.h), NULL-ended; borrowed */
+    unsigned workers;      /* threads of the engine's worker pool (0 = ENGINE_WORKERS) */
+};
+
+enum {
+    ENGINE_WORKERS = 2,          /* worker threads by default (engine_submit) */
+    ENGINE_WORK_QUEUE = 1024,    /* jobs waiting for a worker at most */
 };
 
 /* Locks data_dir (one process per data directory), opens every database under it (creating
@@ -43,13 +50,25 @@ struct engine_config {
  * Returns 0,
  * ERR_EXISTS (another process holds the directory), ERR_IO, ERR_CORRUPT or ERR_INVALID. */
 int engine_open(const struct engine_config *cfg, struct engine **out);
-/* Stops taking appends (they fail with ERR_SHUTDOWN), waits for the background jobs, lets
- * every writer commit and answer what is queued, and joins the writers. Reads keep working.
- * Idempotent. */
+/* Stops taking appends (they fail with ERR_SHUTDOWN), runs the jobs queued on the worker pool
+ * and waits for them and for the background jobs, lets every writer commit and answer what is
+ * queued, and joins the writers. Reads keep working. Idempotent. */
 void engine_stop(struct engine *e);
-/* Background jobs: work that uses the engine from a thread of its own and must end before
- * the engine stops (a webhook creation, which resolves a host name). begin returns false
- * once engine_stop has begun (then do not start the job); end is called once per true. */
+/* Runs fn(arg, cancelled) on the engine's worker pool (util/workq.h; docs/design/
+ * architecture.md, "Threads"): short work that must not run on an I/O or writer thread, such
+ * as a webhook creation, which resolves a host name and syncs a state file. The job may use
+ * the engine (databases it holds a reference on, appends: the writers run until every queued
+ * job has run) and answer a deferred request with http_respond. engine_stop runs every job
+ * queued before it, so cancelled is false for engine jobs today; a job still treats
+ * cancelled true as "release what you hold and answer 503". Returns 0 (fn runs exactly once,
+ * on a worker thread), ERR_TOOBIG (ENGINE_WORK_QUEUE jobs are waiting: answer 503) or
+ * ERR_SHUTDOWN (engine_stop has begun); fn never runs on error. Any thread but a worker's
+ * own engine_stop. */
+int engine_submit(struct engine *e, workq_fn *fn, void *arg);
+/* Background jobs: long work that uses the engine from a thread of its own and must end
+ * before the engine stops (a backup stream, which may last as long as its client reads: it
+ * would hold a worker for that long). begin returns false once engine_stop has begun (then do
+ * not start the job); end is called once per true. */
 bool engine_job_begin(struct engine *e);
 void engine_job_end(struct engine *e);
 /* Stops taking appends, lets each writer commit and answer what is queued, then closes every

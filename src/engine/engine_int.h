@@ -8,6 +8,7 @@
 #include "engine/engine.h"
 #include "store/store.h"
 #include "util/strmap.h"
+#include "util/workq.h"
 
 struct db {
     char name[LIMIT_DB_NAME_BYTES + 1]; /* database name */
@@ -72,6 +73,7 @@ struct engine {
     engine_event_json_fn *format_event;   /* from the config */
     const char *webhook_allow;            /* from the config */
     const struct webhook_format *const *webhook_formats; /* from the config */
+    struct workq *work;      /* owned: the worker pool (engine_submit) */
     pthread_mutex_t mu;      /* guards dbs and count, jobs, stopping */
     pthread_cond_t jobs_cv;  /* signalled when jobs falls to 0 */
     unsigned jobs;           /* background jobs running (engine_job_begin) */

@@ -1,4 +1,6 @@
-/* util: buffers and JSON string escaping, CRC-32C, SHA-256, UUIDs, RFC 3339 time. */
+/* util: buffers and JSON string escaping, CRC-32C, SHA-256, UUIDs, RFC 3339 time, the worker
+ * pool. */
+#include <pthread.h>
 #include <string.h>
 
 #include "unit.h"
@@ -8,6 +10,7 @@
 #include "util/idmap.h"
 #include "util/timeutil.h"
 #include "util/uuid.h"
+#include "util/workq.h"
 
 TEST(json_string_escaping)
 {
@@ -132,4 +135,180 @@ TEST(deadline_carries_into_seconds)
     CHECK(dt >= 2.49 && dt < 2.6);
     d = time_deadline_ms(3600000ull << 16); /* a long webhook backoff does not overflow */
     CHECK(d.tv_sec - now.tv_sec >= (time_t)(3600ull << 16) - 1);
+}
+
+/* ---- the worker pool ---- */
+
+/* What the jobs of one test saw. */
+struct wq_probe {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool gate_open;          /* jobs that wait at the gate may go on */
+    unsigned runs[64];       /* how often each job ran */
+    unsigned cancelled;      /* jobs run with cancelled true */
+    unsigned started;        /* gated jobs that began */
+    pthread_t submitter;     /* the thread that submitted (jobs must not run on it) */
+    bool on_submitter;       /* some job ran on the submitting thread */
+};
+
+struct wq_job {
+    struct wq_probe *p;
+    unsigned id;
+    bool gated;              /* waits for gate_open */
+};
+
+static void wq_probe_init(struct wq_probe *p)
+{
+    memset(p, 0, sizeof(*p));
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    p->submitter = pthread_self();
+}
+
+static void wq_run(void *arg, bool cancelled)
+{
+    struct wq_job *j = arg;
+    struct wq_probe *p = j->p;
+    pthread_mutex_lock(&p->mu);
+    p->on_submitter |= pthread_equal(pthread_self(), p->submitter) != 0;
+    if (j->gated && !cancelled) {
+        p->started++;
+        pthread_cond_broadcast(&p->cv);
+        while (!p->gate_open) {
+            pthread_cond_wait(&p->cv, &p->mu);
+        }
+    }
+    p->runs[j->id]++;
+    p->cancelled += cancelled;
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* Waits until n gated jobs began. */
+static void wq_wait_started(struct wq_probe *p, unsigned n)
+{
+    pthread_mutex_lock(&p->mu);
+    while (p->started < n) {
+        pthread_cond_wait(&p->cv, &p->mu);
+    }
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void wq_open_gate(struct wq_probe *p)
+{
+    pthread_mutex_lock(&p->mu);
+    p->gate_open = true;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+TEST(workq_runs_every_job_once_on_its_threads)
+{
+    struct wq_probe p;
+    wq_probe_init(&p);
+    struct wq_job jobs[64];
+    struct workq *q;
+    ASSERT_EQ(workq_new("test-work", 3, 64, &q), 0);
+    for (unsigned i = 0; i < 64; i++) {
+        jobs[i] = (struct wq_job){&p, i, false};
+        ASSERT_EQ(workq_submit(q, wq_run, &jobs[i]), 0);
+    }
+    workq_stop(q, WORKQ_DRAIN);
+    for (unsigned i = 0; i < 64; i++) {
+        ASSERT_EQ(p.runs[i], 1);
+    }
+    ASSERT_EQ(p.cancelled, 0);
+    CHECK(!p.on_submitter);
+    ASSERT_EQ(workq_submit(q, wq_run, &jobs[0]), ERR_SHUTDOWN); /* refused: never runs */
+    workq_stop(q, WORKQ_CANCEL); /* idempotent */
+    workq_free(q);
+    ASSERT_EQ(p.runs[0], 1);
+    ASSERT_EQ(workq_new("x", 0, 4, &q), ERR_INVALID);
+    ASSERT_EQ(workq_new("x", 1, 0, &q), ERR_INVALID);
+    workq_free(NULL);
+}
+
+/* Opens the gate once the pool refuses jobs (workq_stop has begun); the probe jobs it got in
+ * before that are counted in probes. */
+struct wq_opener {
+    struct workq *q;
+    struct wq_probe *p;
+    struct wq_job probes[32];
+    unsigned nprobes;
+};
+
+static void *wq_open_when_stopping(void *arg)
+{
+    struct wq_opener *o = arg;
+    for (;;) {
+        struct wq_job *j = &o->probes[o->nprobes];
+        *j = (struct wq_job){o->p, 10 + o->nprobes, false};
+        int rc = workq_submit(o->q, wq_run, j);
+        if (rc == ERR_SHUTDOWN) {
+            break;
+        }
+        o->nprobes += rc == 0;
+        CHECK(o->nprobes < 32);
+        usleep(2000);
+    }
+    wq_open_gate(o->p);
+    return NULL;
+}
+
+/* One thread held by a gated job and 4 more queued when the pool stops: a drain runs them, a
+ * cancel tells them they are cancelled; the running one finishes normally either way. */
+static void wq_stop_with_queued(enum workq_stop_mode mode)
+{
+    struct wq_probe p;
+    wq_probe_init(&p);
+    struct wq_job jobs[5];
+    struct workq *q;
+    ASSERT_EQ(workq_new("test-work", 1, 64, &q), 0);
+    for (unsigned i = 0; i < 5; i++) {
+        jobs[i] = (struct wq_job){&p, i, i == 0};
+        ASSERT_EQ(workq_submit(q, wq_run, &jobs[i]), 0);
+    }
+    wq_wait_started(&p, 1);
+    ASSERT_EQ(workq_queued(q), 4);
+    struct wq_opener o = {.q = q, .p = &p};
+    pthread_t t;
+    ASSERT_EQ(pthread_create(&t, NULL, wq_open_when_stopping, &o), 0);
+    workq_stop(q, mode); /* waits for the gated job, which waits for the opener */
+    pthread_join(t, NULL);
+    for (unsigned i = 0; i < 5; i++) {
+        ASSERT_EQ(p.runs[i], 1);
+    }
+    for (unsigned i = 0; i < o.nprobes; i++) {
+        ASSERT_EQ(p.runs[10 + i], 1);
+    }
+    ASSERT_EQ(p.cancelled, mode == WORKQ_CANCEL ? 4 + o.nprobes : 0);
+    ASSERT_EQ(workq_queued(q), 0);
+    workq_free(q);
+}
+
+TEST(workq_shutdown_drains_or_cancels_queued_jobs)
+{
+    wq_stop_with_queued(WORKQ_DRAIN);
+    wq_stop_with_queued(WORKQ_CANCEL);
+}
+
+TEST(workq_refuses_jobs_when_full)
+{
+    struct wq_probe p;
+    wq_probe_init(&p);
+    struct wq_job jobs[4];
+    struct workq *q;
+    ASSERT_EQ(workq_new("test-work", 1, 2, &q), 0);
+    jobs[0] = (struct wq_job){&p, 0, true};
+    ASSERT_EQ(workq_submit(q, wq_run, &jobs[0]), 0);
+    wq_wait_started(&p, 1); /* the thread is busy: the next two wait in the queue */
+    for (unsigned i = 1; i < 4; i++) {
+        jobs[i] = (struct wq_job){&p, i, false};
+    }
+    ASSERT_EQ(workq_submit(q, wq_run, &jobs[1]), 0);
+    ASSERT_EQ(workq_submit(q, wq_run, &jobs[2]), 0);
+    ASSERT_EQ(workq_submit(q, wq_run, &jobs[3]), ERR_TOOBIG);
+    wq_open_gate(&p);
+    workq_free(q);
+    ASSERT_EQ(p.runs[0] + p.runs[1] + p.runs[2], 3);
+    ASSERT_EQ(p.runs[3], 0); /* refused: never ran */
 }

@@ -3,7 +3,6 @@
 #include "dialect/deltabase/deltabase.h"
 
 #include <jansson.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -654,9 +653,9 @@ static void dcb_query(struct gate_call *c)
 
 /* ---- subscriptions ---- */
 
-/* A subscription being made off the I/O thread (the URL's host is resolved and checked). */
+/* A subscription being made on the engine's worker pool (the URL's host is resolved and
+ * checked, webhooks.json is synced). */
 struct sub_job {
-    struct engine *e;       /* an engine job until answered */
     struct db *db;          /* a reference, the job's */
     struct http_req *req;
     struct webhook_def def; /* points into the buffers below */
@@ -699,17 +698,27 @@ static void sub_job_answer(struct sub_job *j)
     buf_fini(&d);
 }
 
-static void *run_sub_job(void *arg)
+static void sub_job_free(struct sub_job *j)
 {
-    struct sub_job *j = arg;
-    sub_job_answer(j);
     engine_db_release(j->db);
     buf_fini(&j->meta);
     buf_fini(&j->filter);
     buf_fini(&j->hdrs);
-    engine_job_end(j->e);
     free(j);
-    return NULL;
+}
+
+/* Worker thread (engine_submit). */
+static void run_sub_job(void *arg, bool cancelled)
+{
+    struct sub_job *j = arg;
+    if (cancelled) {
+        struct gate_error e;
+        gate_engine_error(ERR_SHUTDOWN, &e);
+        gate_fail_req(&deltabase_mount, j->req, &e);
+    } else {
+        sub_job_answer(j);
+    }
+    sub_job_free(j);
 }
 
 static void subscribe(struct gate_call *c)
@@ -723,30 +732,30 @@ static void subscribe(struct gate_call *c)
     buf_init(&j->hdrs);
     struct parse_error pe = {0};
     if (dlb_subscribe_request(http_req_body(c->req), engine_db_head(c->db), time_now_us(),
-                              &j->def, &j->meta, &j->filter, &j->hdrs, &pe) != 0 ||
-        !engine_job_begin(c->gate->engine)) {
+                              &j->def, &j->meta, &j->filter, &j->hdrs, &pe) != 0) {
         buf_fini(&j->meta);
         buf_fini(&j->filter);
         buf_fini(&j->hdrs);
         free(j);
-        if (pe.code) {
-            fail_parse(c, &pe);
-        } else {
-            gate_fail_engine(c, ERR_SHUTDOWN);
-        }
+        fail_parse(c, &pe);
         return;
     }
-    *j = (struct sub_job){c->gate->engine, c->db, c->req, j->def, j->meta, j->filter, j->hdrs};
+    j->db = c->db;
+    j->req = c->req;
     c->db = NULL; /* the job holds the reference now */
-    http_defer(c->req);
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_t t;
-    if (pthread_create(&t, &attr, run_sub_job, j) != 0) {
-        run_sub_job(j);
+    http_defer(c->req); /* before the job may answer it */
+    int rc = engine_submit(c->gate->engine, run_sub_job, j);
+    if (rc) {
+        struct gate_error e;
+        gate_engine_error(ERR_SHUTDOWN, &e);
+        if (rc == ERR_TOOBIG) {
+            e = (struct gate_error){.kind = GK_UNAVAILABLE, .code = "server_busy",
+                                    .message = "too many subscriptions are being made; try "
+                                               "again shortly"};
+        }
+        gate_fail_req(&deltabase_mount, j->req, &e);
+        sub_job_free(j);
     }
-    pthread_attr_destroy(&attr);
 }
 
 /* Appends the DeltaBase subscriptions among the store's webhooks. */
