@@ -372,12 +372,18 @@ static int part_fault(struct append_fault *f, size_t p, const char *code, const 
     return ERR_INVALID;
 }
 
+/* The reserved streams callers may append to (by their names in engine.h). */
+static bool is_reserved_ok(struct slice s)
+{
+    return (s.len == sizeof ENGINE_DCB_STREAM - 1 && !memcmp(s.ptr, ENGINE_DCB_STREAM, s.len)) ||
+           (s.len == sizeof ENGINE_LOGIC_STREAM - 1 &&
+            !memcmp(s.ptr, ENGINE_LOGIC_STREAM, s.len));
+}
+
 static int check_stream(const struct append_req *req, size_t p, struct append_fault *f)
 {
     struct slice s = req->parts[p].stream;
-    bool dcb = s.len == sizeof ENGINE_DCB_STREAM - 1 &&
-               !memcmp(s.ptr, ENGINE_DCB_STREAM, s.len);
-    if (!dcb && !engine_stream_writable(s.ptr, s.len)) {
+    if (!is_reserved_ok(s) && !engine_stream_writable(s.ptr, s.len)) {
         return part_fault(f, p, "invalid_name",
                           "stream names are 1 to 256 bytes of UTF-8 without control "
                           "characters, not starting with $, other than . and ..");

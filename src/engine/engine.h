@@ -261,6 +261,9 @@ struct append_fault {
 /* The stream that holds stream-less (DCB) events: they are found by their types and tags.
  * Names starting with '$' are the engine's; callers use this name, never spell it. */
 #define ENGINE_DCB_STREAM "$dcb"
+/* The stream that holds a database's deployed user code (logic/component.h): one event per
+ * deploy or removal. Written only by the logic layer. */
+#define ENGINE_LOGIC_STREAM "$logic"
 
 struct append_req {
     struct append_part *parts;     /* nparts >= 1, distinct streams */

@@ -146,7 +146,9 @@ TEST(check_refuses_reserved_and_repeated_streams_and_ids)
         ASSERT_EQ(engine_append_check(&req, &f), ERR_INVALID);
         CHECK(strcmp(f.code, "invalid_name") == 0 && f.part == 1);
     }
-    parts[1].stream = S(ENGINE_DCB_STREAM); /* the one reserved name callers may use */
+    parts[1].stream = S(ENGINE_DCB_STREAM); /* the reserved names callers may use */
+    ASSERT_EQ(engine_append_check(&req, &f), 0);
+    parts[1].stream = S(ENGINE_LOGIC_STREAM);
     ASSERT_EQ(engine_append_check(&req, &f), 0);
     parts[1].stream = S("b");
     ev[0].has_id = ev[1].has_id = true;
