@@ -1,0 +1,275 @@
+/* The components in force in a database, read from its logic stream (logic/registry.h). */
+#include "logic/registry.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json/jsonx.h"
+#include "util/errors.h"
+
+/* What reading the stream gathers: every name's newest deploy or removal. */
+struct reading {
+    struct comp_def *defs;   /* by name; a removed name has kind 0 */
+    struct comp_seen *seen;
+    size_t count;
+    int err;
+};
+
+static size_t find_name(const struct reading *r, const char *name)
+{
+    for (size_t i = 0; i < r->count; i++) {
+        if (strcmp(r->seen[i].name, name) == 0) {
+            return i;
+        }
+    }
+    return r->count;
+}
+
+/* The slot of name, appended when new; r->count when the database has too many names. */
+static size_t slot(struct reading *r, const char *name)
+{
+    size_t i = find_name(r, name);
+    if (i < r->count) {
+        return i;
+    }
+    if (r->count == COMP_MAX_PER_DB) {
+        return r->count;
+    }
+    if ((r->count & (r->count - 1)) == 0) { /* grow at powers of two */
+        size_t cap = r->count ? r->count * 2 : 4;
+        r->defs = xrealloc(r->defs, cap * sizeof(*r->defs));
+        r->seen = xrealloc(r->seen, cap * sizeof(*r->seen));
+    }
+    memset(&r->defs[r->count], 0, sizeof(r->defs[0]));
+    memset(&r->seen[r->count], 0, sizeof(r->seen[0]));
+    snprintf(r->seen[r->count].name, sizeof r->seen[0].name, "%s", name);
+    return r->count++;
+}
+
+static bool type_is(const struct event_rec *ev, const char *t)
+{
+    return ev->type.len == strlen(t) && memcmp(ev->type.ptr, t, ev->type.len) == 0;
+}
+
+static int take_removal(struct reading *r, struct slice data)
+{
+    struct slice name;
+    struct buf n;
+    buf_init(&n);
+    int rc = ERR_CORRUPT;
+    if (jsonx_kind(data) == '{' && jsonx_member(data, "name", &name) &&
+        jsonx_kind(name) == '"' && jsonx_string(name, &n) == 0 && n.len <= COMP_NAME_BYTES) {
+        size_t i = find_name(r, n.ptr);
+        if (i < r->count) {
+            comp_def_fini(&r->defs[i]);
+            r->defs[i].kind = 0;
+        }
+        rc = 0;
+    }
+    buf_fini(&n);
+    return rc;
+}
+
+static int on_event(void *arg, const struct event_rec *ev)
+{
+    struct reading *r = arg;
+    if (type_is(ev, COMP_EVENT_REMOVED)) {
+        r->err = take_removal(r, ev->data);
+        return r->err ? 1 : 0;
+    }
+    struct comp_def def;
+    if (!type_is(ev, COMP_EVENT_DEPLOYED) || comp_from_json(ev->data, &def) != 0) {
+        r->err = ERR_CORRUPT;
+        return 1;
+    }
+    def.deployed_us = ev->recorded_us;
+    size_t i = slot(r, def.name);
+    if (i == r->count) {
+        comp_def_fini(&def);
+        r->err = ERR_CORRUPT;
+        return 1;
+    }
+    comp_def_fini(&r->defs[i]);
+    r->defs[i] = def;
+    if (def.version > r->seen[i].version) {
+        r->seen[i].version = def.version;
+    }
+    return 0;
+}
+
+static int cmp_defs(const void *a, const void *b)
+{
+    return strcmp(((const struct comp_def *)a)->name, ((const struct comp_def *)b)->name);
+}
+
+/* Makes the set from what was read: the names in force, sorted. */
+static struct comp_set *make_set(struct reading *r, const struct stream_rec *s)
+{
+    struct comp_set *set = xcalloc(1, sizeof(*set));
+    set->defs = xcalloc(r->count ? r->count : 1, sizeof(*set->defs));
+    for (size_t i = 0; i < r->count; i++) {
+        if (r->defs[i].kind) {
+            set->defs[set->count++] = r->defs[i];
+        }
+    }
+    qsort(set->defs, set->count, sizeof(*set->defs), cmp_defs);
+    free(r->defs);
+    set->seen = r->seen;
+    set->nseen = r->count;
+    set->stream_version = s->version;
+    set->stream_updated_us = s->updated_us;
+    set->refs = 1;
+    return set;
+}
+
+static void reading_fini(struct reading *r)
+{
+    for (size_t i = 0; i < r->count; i++) {
+        comp_def_fini(&r->defs[i]);
+    }
+    free(r->defs);
+    free(r->seen);
+}
+
+int comp_set_read(struct db *db, struct comp_set **out)
+{
+    struct reading r = {0};
+    struct stream_rec s = {0};
+    struct slice name = {ENGINE_LOGIC_STREAM, sizeof ENGINE_LOGIC_STREAM - 1};
+    uint64_t from = 1;
+    int rc = 0;
+    for (;;) { /* pages of the stream, each in its own snapshot, until its end */
+        struct stream_rec page = {0};
+        rc = engine_read_stream(db, name, NULL, from, false, LIMIT_READ_MAX, on_event, &r,
+                                &page, NULL);
+        if (rc == ERR_NOTFOUND) {
+            rc = 0; /* nothing deployed yet */
+            break;
+        }
+        if (rc || r.err || page.version < from + LIMIT_READ_MAX) {
+            s = page;
+            break;
+        }
+        from += LIMIT_READ_MAX;
+    }
+    rc = rc ? rc : r.err;
+    if (rc) {
+        reading_fini(&r);
+        return rc;
+    }
+    *out = make_set(&r, &s);
+    return 0;
+}
+
+void comp_set_ref(struct comp_set *set)
+{
+    __atomic_add_fetch(&set->refs, 1, __ATOMIC_RELAXED);
+}
+
+void comp_set_unref(struct comp_set *set)
+{
+    if (!set || __atomic_sub_fetch(&set->refs, 1, __ATOMIC_ACQ_REL) != 0) {
+        return;
+    }
+    for (size_t i = 0; i < set->count; i++) {
+        comp_def_fini(&set->defs[i]);
+    }
+    free(set->defs);
+    free(set->seen);
+    free(set);
+}
+
+const struct comp_def *comp_set_find(const struct comp_set *set, const char *name)
+{
+    struct comp_def key;
+    snprintf(key.name, sizeof key.name, "%s", name);
+    return bsearch(&key, set->defs, set->count, sizeof(*set->defs), cmp_defs);
+}
+
+const struct comp_def *comp_set_reducer_for(const struct comp_set *set, struct slice stream)
+{
+    struct slice cat = comp_category_of(stream);
+    for (size_t i = 0; i < set->count; i++) {
+        const struct comp_def *d = &set->defs[i];
+        if (d->kind == COMP_REDUCER && strlen(d->category) == cat.len &&
+            memcmp(d->category, cat.ptr, cat.len) == 0) {
+            return d;
+        }
+    }
+    return NULL;
+}
+
+uint64_t comp_set_next_version(const struct comp_set *set, const char *name)
+{
+    for (size_t i = 0; i < set->nseen; i++) {
+        if (strcmp(set->seen[i].name, name) == 0) {
+            return set->seen[i].version + 1;
+        }
+    }
+    return 1;
+}
+
+/* ---- writing ---- */
+
+struct waiter {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+};
+
+static void on_committed(struct append_req *req)
+{
+    struct waiter *w = req->arg;
+    pthread_mutex_lock(&w->mu);
+    w->done = true;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* Appends one event of type to the logic stream at version at and waits for the outcome. */
+static int append_wait(struct db *db, const char *type, struct slice data, uint64_t at)
+{
+    struct append_event ev = {.type = {type, strlen(type)}, .data = data,
+                              .metadata = {"{}", 2}, .tags = {"[]", 2}};
+    struct append_part part = {.stream = {ENGINE_LOGIC_STREAM, sizeof ENGINE_LOGIC_STREAM - 1},
+                               .events = &ev, .count = 1,
+                               .expect = {EXPECT_VERSION, at}};
+    struct waiter w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false};
+    struct append_req req = {.parts = &part, .nparts = 1, .done = on_committed, .arg = &w};
+    buf_init(&req.answer);
+    int rc = engine_append(db, &req);
+    if (!rc) {
+        pthread_mutex_lock(&w.mu);
+        while (!w.done) {
+            pthread_cond_wait(&w.cv, &w.mu);
+        }
+        pthread_mutex_unlock(&w.mu);
+        rc = req.err;
+    }
+    buf_fini(&req.answer);
+    return rc;
+}
+
+int comp_deploy(struct db *db, const struct comp_def *def, uint64_t at)
+{
+    struct buf data;
+    buf_init(&data);
+    comp_to_json(def, &data);
+    int rc = append_wait(db, COMP_EVENT_DEPLOYED, (struct slice){data.ptr, data.len}, at);
+    buf_fini(&data);
+    return rc;
+}
+
+int comp_remove(struct db *db, const char *name, uint64_t at)
+{
+    struct buf data;
+    buf_init(&data);
+    buf_adds(&data, "{\"name\":");
+    buf_add_json_str(&data, name, strlen(name));
+    buf_addc(&data, '}');
+    int rc = append_wait(db, COMP_EVENT_REMOVED, (struct slice){data.ptr, data.len}, at);
+    buf_fini(&data);
+    return rc;
+}
