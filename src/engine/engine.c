@@ -65,6 +65,8 @@ static void db_free(struct db *db)
     pthread_mutex_destroy(&db->hooks_mu);
     groups_fini(db);
     pthread_mutex_destroy(&db->groups_mu);
+    derived_close(db, false);
+    pthread_mutex_destroy(&db->derived_mu);
     store_close(db->st);
     free(db->evs);
     strmap_fini(&db->batch_states);
@@ -212,6 +214,7 @@ static int db_open(struct engine *e, const char *name, bool create,
     pthread_mutex_init(&db->watch_mu, NULL);
     pthread_mutex_init(&db->groups_mu, NULL);
     pthread_mutex_init(&db->hooks_mu, NULL);
+    pthread_mutex_init(&db->derived_mu, NULL);
     pthread_rwlock_init(&db->meta_lock, NULL);
     pthread_mutex_init(&db->settings_mu, NULL);
     struct buf text;
@@ -337,6 +340,7 @@ static void finish_delete(struct db *db)
     webhooks_fini(db); /* before the store goes: their threads read it */
     store_abandon(db->st);
     db->st = NULL;
+    derived_close(db, true); /* its files go before the directory */
     static const char *const OWN[] = {"groups.json", "webhooks.json", "groups.json.tmp",
                                       "webhooks.json.tmp"};
     for (size_t i = 0; i < sizeof OWN / sizeof OWN[0]; i++) {

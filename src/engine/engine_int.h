@@ -10,6 +10,8 @@
 #include "util/strmap.h"
 #include "util/workq.h"
 
+struct kv;
+
 struct db {
     char name[LIMIT_DB_NAME_BYTES + 1]; /* database name */
     char *dir;                          /* owned: directory of its store */
@@ -63,7 +65,13 @@ struct db {
     bool compact_asked;                 /* a compaction was requested */
     bool compact_stop;                  /* atomic: the database closes */
     struct compact_status compact;      /* what it did */
+    pthread_mutex_t derived_mu;         /* guards derived's opening */
+    struct kv *derived;                 /* derived-state store (derived.c), opened lazily */
 };
+
+/* Closes db's derived-state store (the database is closing and unused), removing its files
+ * when remove (a deleted database). */
+void derived_close(struct db *db, bool remove);
 
 struct engine {
     char *data_dir;          /* owned copy */

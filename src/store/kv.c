@@ -6,7 +6,9 @@
 #include <lmdb.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "store/store_int.h"
 #include "util/errors.h"
@@ -59,6 +61,19 @@ void kv_close(struct kv *kv)
     }
     mdb_env_close(kv->env);
     free(kv);
+}
+
+int kv_remove(const char *dir)
+{
+    static const char *const files[] = {"data.mdb", "lock.mdb"};
+    char path[4200];
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        if (unlink(path) != 0 && errno != ENOENT) {
+            return ERR(ERR_IO);
+        }
+    }
+    return rmdir(dir) == 0 || errno == ENOENT ? 0 : ERR(ERR_IO);
 }
 
 int kv_begin(struct kv *kv, bool write, struct kv_txn **out)

@@ -40,6 +40,9 @@ int kv_open(const char *dir, uint64_t max_bytes, struct kv **out);
 /* Closes it; every transaction must have ended. NULL is allowed. */
 void kv_close(struct kv *kv);
 
+/* Removes a closed store's files and its directory. Returns 0 or ERR_IO. */
+int kv_remove(const char *dir);
+
 /* Begins a transaction (write: the only writer until it ends). Returns 0 or ERR_*. */
 int kv_begin(struct kv *kv, bool write, struct kv_txn **out);
 /* Commits a write transaction (ends it in every case). Returns 0, ERR_NOSPACE or ERR_IO:
