@@ -8,6 +8,10 @@
 #include "store/kv.h"
 #include "util/errors.h"
 
+_Static_assert((int)DERIVED_TABLE_BYTES == (int)KV_TABLE_BYTES &&
+                   (int)DERIVED_KEY_BYTES == (int)KV_KEY_BYTES,
+               "derived.h repeats store/kv.h's bounds");
+
 /* kv_txn is the derived transaction: the names differ only for the layers' sake. */
 static struct kv_txn *kt(struct derived_txn *t)
 {

@@ -12,6 +12,11 @@
 
 struct derived_txn;
 
+enum {
+    DERIVED_TABLE_BYTES = 96, /* a table's name (store/kv.h KV_TABLE_BYTES) */
+    DERIVED_KEY_BYTES = 384,  /* a key (KV_KEY_BYTES) */
+};
+
 /* Begins a transaction on db's derived store, opening it at first use. Returns 0, ERR_GONE
  * (the database was deleted) or ERR_*. */
 int derived_begin(struct db *db, bool write, struct derived_txn **out);

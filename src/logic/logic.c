@@ -1,0 +1,436 @@
+/* The logic layer (logic/logic.h): component sets per database, loaded modules, reducer state
+ * with snapshots. */
+#include "logic/logic.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/derived.h"
+#include "util/errors.h"
+#include "util/strmap.h"
+
+/* A database's cached set. */
+struct set_ent {
+    struct comp_set *set;
+};
+
+/* A loaded module of one component of one database (entries live until logic_free). */
+struct mod_ent {
+    pthread_mutex_t mu;          /* held while the module is used or replaced */
+    struct logic_module *m;      /* NULL until loaded */
+    uint64_t version;            /* the component version it holds */
+    int64_t deployed_us;         /* ... and its deploy time (identifies it across databases
+                                    deleted and made again under one name) */
+};
+
+struct logic {
+    struct logic_config cfg;
+    pthread_mutex_t mu;          /* guards sets and mods (the maps, not what entries hold) */
+    struct strmap sets;          /* db name -> struct set_ent */
+    struct strmap mods;          /* "db\0component" -> struct mod_ent * */
+};
+
+int logic_new(const struct logic_config *cfg, struct logic **out)
+{
+    struct logic *lg = xcalloc(1, sizeof(*lg));
+    lg->cfg = *cfg;
+    pthread_mutex_init(&lg->mu, NULL);
+    strmap_init(&lg->sets, sizeof(struct set_ent));
+    strmap_init(&lg->mods, sizeof(struct mod_ent *));
+    *out = lg;
+    return 0;
+}
+
+void logic_free(struct logic *lg)
+{
+    if (!lg) {
+        return;
+    }
+    const char *k;
+    size_t klen;
+    void *v;
+    for (size_t i = 0; strmap_next(&lg->sets, &i, &k, &klen, &v);) {
+        comp_set_unref(((struct set_ent *)v)->set);
+    }
+    for (size_t i = 0; strmap_next(&lg->mods, &i, &k, &klen, &v);) {
+        struct mod_ent *me = *(struct mod_ent **)v;
+        logic_unload(me->m);
+        pthread_mutex_destroy(&me->mu);
+        free(me);
+    }
+    strmap_fini(&lg->sets);
+    strmap_fini(&lg->mods);
+    pthread_mutex_destroy(&lg->mu);
+    free(lg);
+}
+
+/* ---- component sets ---- */
+
+static const struct slice LOGIC_STREAM = {ENGINE_LOGIC_STREAM, sizeof ENGINE_LOGIC_STREAM - 1};
+
+/* True when set is what db's logic stream holds now. */
+static bool set_current(struct db *db, const struct comp_set *set)
+{
+    struct stream_rec s;
+    int rc = engine_stream_info(db, LOGIC_STREAM, NULL, &s);
+    if (rc == ERR_NOTFOUND) {
+        return set->stream_version == 0;
+    }
+    return rc == 0 && s.version == set->stream_version &&
+           s.updated_us == set->stream_updated_us;
+}
+
+int logic_set(struct logic *lg, struct db *db, struct comp_set **out)
+{
+    const char *name = engine_db_name(db);
+    size_t n = strlen(name);
+    pthread_mutex_lock(&lg->mu);
+    struct set_ent *se = strmap_get(&lg->sets, name, n);
+    struct comp_set *set = se ? se->set : NULL;
+    if (set) {
+        comp_set_ref(set);
+    }
+    pthread_mutex_unlock(&lg->mu);
+    if (set && set_current(db, set)) {
+        *out = set;
+        return 0;
+    }
+    comp_set_unref(set);
+    int rc = comp_set_read(db, &set);
+    if (rc) {
+        return rc;
+    }
+    pthread_mutex_lock(&lg->mu);
+    bool is_new;
+    se = strmap_put(&lg->sets, name, n, &is_new);
+    if (is_new || !se->set || se->set->stream_version <= set->stream_version) {
+        comp_set_unref(se->set);
+        se->set = set;
+        comp_set_ref(set);
+    }
+    pthread_mutex_unlock(&lg->mu);
+    *out = set;
+    return 0;
+}
+
+/* ---- modules ---- */
+
+static struct mod_ent *mod_entry(struct logic *lg, struct db *db, const char *comp)
+{
+    char key[LIMIT_DB_NAME_BYTES + 1 + COMP_NAME_BYTES + 1];
+    int n = snprintf(key, sizeof key, "%s%c%s", engine_db_name(db), '\0', comp);
+    pthread_mutex_lock(&lg->mu);
+    bool is_new;
+    struct mod_ent **slot = strmap_put(&lg->mods, key, (size_t)n, &is_new);
+    if (is_new) {
+        *slot = xcalloc(1, sizeof(**slot));
+        pthread_mutex_init(&(*slot)->mu, NULL);
+    }
+    struct mod_ent *me = *slot;
+    pthread_mutex_unlock(&lg->mu);
+    return me;
+}
+
+/* Locks and returns def's module in db, loading it (or its new version) first. Returns NULL
+ * with *err and *rc set when it does not load (nothing locked then). */
+static struct mod_ent *mod_acquire(struct logic *lg, struct db *db, const struct comp_def *def,
+                                   struct logic_error *err, int *rc)
+{
+    struct mod_ent *me = mod_entry(lg, db, def->name);
+    pthread_mutex_lock(&me->mu);
+    if (me->m && me->version == def->version && me->deployed_us == def->deployed_us) {
+        return me;
+    }
+    logic_unload(me->m);
+    me->m = NULL;
+    *rc = logic_load(lg->cfg.env, def->lang, def->name, def->source, def->source_len,
+                     comp_entries(def->kind), &lg->cfg.limits, &me->m, err);
+    if (*rc) {
+        me->m = NULL;
+        pthread_mutex_unlock(&me->mu);
+        return NULL;
+    }
+    me->version = def->version;
+    me->deployed_us = def->deployed_us;
+    return me;
+}
+
+static void mod_release(struct mod_ent *me)
+{
+    pthread_mutex_unlock(&me->mu);
+}
+
+/* ---- deploys ---- */
+
+/* The derived table of a reducer version's snapshots. */
+static void snap_table(char *out, size_t n, const char *name, uint64_t version)
+{
+    snprintf(out, n, "r:%s:%llu", name, (unsigned long long)version);
+}
+
+static void drop_snapshots(struct db *db, const char *name, uint64_t version)
+{
+    struct derived_txn *t;
+    char table[DERIVED_TABLE_BYTES + 1];
+    snap_table(table, sizeof table, name, version);
+    if (derived_begin(db, true, &t) == 0) {
+        if (derived_drop(t, table) == 0) {
+            derived_commit(t);
+        } else {
+            derived_abort(t);
+        }
+    }
+}
+
+enum { DEPLOY_TRIES = 8 }; /* a deploy racing others re-reads the set this often */
+
+int logic_deploy(struct logic *lg, struct db *db, struct comp_def *def,
+                 struct logic_error *err)
+{
+    struct logic_module *m;
+    int rc = logic_load(lg->cfg.env, def->lang, def->name, def->source, def->source_len,
+                        comp_entries(def->kind), &lg->cfg.limits, &m, err);
+    if (rc) {
+        return rc;
+    }
+    logic_unload(m);
+    uint64_t replaced = 0;
+    rc = ERR_CONFLICT;
+    for (int i = 0; i < DEPLOY_TRIES && rc == ERR_CONFLICT; i++) {
+        struct comp_set *set;
+        rc = logic_set(lg, db, &set);
+        if (rc) {
+            break;
+        }
+        const struct comp_def *old = comp_set_find(set, def->name);
+        replaced = old && old->kind == COMP_REDUCER ? old->version : 0;
+        def->version = comp_set_next_version(set, def->name);
+        rc = comp_deploy(db, def, set->stream_version);
+        comp_set_unref(set);
+    }
+    if (!rc && replaced) {
+        drop_snapshots(db, def->name, replaced);
+    }
+    return rc;
+}
+
+int logic_remove(struct logic *lg, struct db *db, const char *name)
+{
+    int rc = ERR_CONFLICT;
+    for (int i = 0; i < DEPLOY_TRIES && rc == ERR_CONFLICT; i++) {
+        struct comp_set *set;
+        rc = logic_set(lg, db, &set);
+        if (rc) {
+            break;
+        }
+        const struct comp_def *old = comp_set_find(set, name);
+        uint64_t version = old ? old->version : 0;
+        bool reducer = old && old->kind == COMP_REDUCER;
+        rc = old ? comp_remove(db, name, set->stream_version) : ERR_NOTFOUND;
+        comp_set_unref(set);
+        if (!rc && reducer) {
+            drop_snapshots(db, name, version);
+        }
+    }
+    return rc;
+}
+
+/* ---- reducer state ---- */
+
+void logic_state_init(struct logic_state *s)
+{
+    memset(s, 0, sizeof(*s));
+    buf_init(&s->state);
+}
+
+void logic_state_fini(struct logic_state *s)
+{
+    buf_fini(&s->state);
+}
+
+enum { SNAP_HEADER = 24 }; /* version, position (u64), updated (i64), little-endian */
+
+static void put_u64(char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++) {
+        p[i] = (char)(v >> (8 * i));
+    }
+}
+
+static uint64_t get_u64(const char *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) {
+        v |= (uint64_t)(unsigned char)p[i] << (8 * i);
+    }
+    return v;
+}
+
+/* Loads the snapshot of stream into out (state, version, position, updated) when there is one
+ * usable for at. */
+static void snap_load(struct db *db, const char *table, struct slice stream,
+                      const struct as_of *at, struct logic_state *out)
+{
+    struct derived_txn *t;
+    if (derived_begin(db, false, &t) != 0) {
+        return;
+    }
+    struct slice v;
+    if (derived_get(t, table, stream, &v) == 0 && v.len > SNAP_HEADER) {
+        uint64_t pos = get_u64(v.ptr + 8);
+        bool usable = !at || (!at->has_time && at->has_pos && pos <= at->pos);
+        if (usable) {
+            out->version = get_u64(v.ptr);
+            out->position = pos;
+            out->updated_us = (int64_t)get_u64(v.ptr + 16);
+            buf_reset(&out->state);
+            buf_add(&out->state, v.ptr + SNAP_HEADER, v.len - SNAP_HEADER);
+        }
+    }
+    derived_abort(t);
+}
+
+static void snap_store(struct db *db, const char *table, struct slice stream,
+                       const struct logic_state *s)
+{
+    struct derived_txn *t;
+    if (derived_begin(db, true, &t) != 0) {
+        return;
+    }
+    struct buf v;
+    buf_init(&v);
+    buf_reserve(&v, SNAP_HEADER + s->state.len);
+    put_u64(v.ptr, s->version);
+    put_u64(v.ptr + 8, s->position);
+    put_u64(v.ptr + 16, (uint64_t)s->updated_us);
+    v.len = SNAP_HEADER;
+    buf_add(&v, s->state.ptr, s->state.len);
+    if (derived_put(t, table, stream, (struct slice){v.ptr, v.len}) == 0) {
+        derived_commit(t); /* a snapshot that cannot be kept only costs the next read */
+    } else {
+        derived_abort(t);
+    }
+    buf_fini(&v);
+}
+
+/* One page of a stream's events as JSON texts, for a fold. */
+struct page {
+    struct logic *lg;
+    struct buf text;             /* the events' JSON, one after the other */
+    size_t at[LOGIC_FOLD_PAGE];  /* where each starts in text */
+    uint64_t pos[LOGIC_FOLD_PAGE];
+    uint64_t ver[LOGIC_FOLD_PAGE];
+    int64_t rec[LOGIC_FOLD_PAGE];
+    size_t count;
+};
+
+static int on_page_event(void *arg, const struct event_rec *ev)
+{
+    struct page *pg = arg;
+    pg->at[pg->count] = pg->text.len;
+    pg->pos[pg->count] = ev->position;
+    pg->ver[pg->count] = ev->version;
+    pg->rec[pg->count] = ev->recorded_us;
+    pg->lg->cfg.format_event(&pg->text, ev);
+    pg->count++;
+    return 0;
+}
+
+/* Folds one page into out->state. */
+static int fold_page(struct logic_module *m, struct page *pg, struct logic_state *out,
+                     struct logic_error *err)
+{
+    struct slice evs[LOGIC_FOLD_PAGE];
+    for (size_t i = 0; i < pg->count; i++) {
+        size_t end = i + 1 < pg->count ? pg->at[i + 1] : pg->text.len;
+        evs[i] = (struct slice){pg->text.ptr + pg->at[i], end - pg->at[i]};
+    }
+    struct buf next;
+    buf_init(&next);
+    size_t failed = 0;
+    struct slice state = {out->state.ptr, out->state.len};
+    int rc = logic_fold(m, "reduce", state, evs, pg->count, NULL, &next, &failed, err);
+    if (rc) {
+        out->failed_position = failed < pg->count ? pg->pos[failed] : 0;
+        buf_fini(&next);
+        return rc;
+    }
+    buf_fini(&out->state);
+    out->state = next;
+    out->version = pg->ver[pg->count - 1];
+    out->position = pg->pos[pg->count - 1];
+    out->updated_us = pg->rec[pg->count - 1];
+    out->folded += pg->count;
+    return 0;
+}
+
+/* Folds stream's events after out->version (as of at) into out->state. */
+static int fold_stream(struct logic *lg, struct db *db, struct logic_module *m,
+                       struct slice stream, const struct as_of *at, struct logic_state *out,
+                       struct logic_error *err)
+{
+    struct page *pg = xmalloc(sizeof(*pg));
+    pg->lg = lg;
+    buf_init(&pg->text);
+    int rc = 0;
+    for (;;) {
+        pg->count = 0;
+        buf_reset(&pg->text);
+        struct stream_rec s;
+        rc = engine_read_stream(db, stream, at, out->version + 1, false, LOGIC_FOLD_PAGE,
+                                on_page_event, pg, &s, NULL);
+        if (rc == ERR_NOTFOUND && out->version > 0) {
+            rc = 0; /* the snapshot covers the view */
+        }
+        if (rc || pg->count == 0) {
+            break;
+        }
+        rc = fold_page(m, pg, out, err);
+        if (rc || pg->count < LOGIC_FOLD_PAGE) {
+            break;
+        }
+    }
+    buf_fini(&pg->text);
+    free(pg);
+    return rc;
+}
+
+int logic_stream_state(struct logic *lg, struct db *db, struct slice stream,
+                       const struct as_of *at, struct logic_state *out, bool *no_reducer,
+                       struct logic_error *err)
+{
+    struct comp_set *set;
+    *no_reducer = false;
+    int rc = logic_set(lg, db, &set);
+    if (rc) {
+        return rc;
+    }
+    const struct comp_def *def = comp_set_reducer_for(set, stream);
+    if (!def) {
+        comp_set_unref(set);
+        *no_reducer = true;
+        return ERR_NOTFOUND;
+    }
+    snprintf(out->reducer, sizeof out->reducer, "%s", def->name);
+    out->reducer_version = def->version;
+    char table[DERIVED_TABLE_BYTES + 1];
+    snap_table(table, sizeof table, def->name, def->version);
+    buf_reset(&out->state);
+    buf_adds(&out->state, "null");
+    snap_load(db, table, stream, at, out);
+    struct mod_ent *me = mod_acquire(lg, db, def, err, &rc);
+    if (me) {
+        rc = fold_stream(lg, db, me->m, stream, at, out, err);
+        mod_release(me);
+    }
+    if (!rc && out->version == 0) {
+        rc = ERR_NOTFOUND; /* no events in this view */
+    }
+    if (!rc && !at && out->folded >= LOGIC_SNAPSHOT_MIN_EVENTS) {
+        snap_store(db, table, stream, out);
+    }
+    comp_set_unref(set);
+    return rc;
+}

@@ -1,0 +1,73 @@
+/* The logic layer: user code deployed to databases and run on the server (docs/design/
+ * logic.md). It keeps each database's components in force (logic/registry.h), loaded modules
+ * (logic/runtime.h), and reducer state with snapshots in the database's derived store.
+ *
+ * Threads: calls marked "worker" run user code or wait for commits and must run on the
+ * engine's worker pool (engine_submit), never on an I/O or writer thread. The others only
+ * read and may run anywhere. A struct logic is shared by every thread. */
+#ifndef LOGIC_LOGIC_H
+#define LOGIC_LOGIC_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "engine/engine.h"
+#include "logic/registry.h"
+#include "logic/runtime.h"
+
+enum {
+    LOGIC_SNAPSHOT_MIN_EVENTS = 16, /* a state read that folded this many events stores a
+                                       snapshot (so the next read starts from it) */
+    LOGIC_FOLD_PAGE = 1000,         /* events converted and folded per runtime call */
+};
+
+struct logic_config {
+    struct engine *engine;               /* borrowed */
+    struct logic_env *env;               /* borrowed: the runtimes */
+    struct logic_limits limits;          /* every module's budgets */
+    engine_event_json_fn *format_event;  /* an event's JSON as user code sees it */
+};
+
+struct logic;
+
+int logic_new(const struct logic_config *cfg, struct logic **out);
+/* Unloads every module. No call may be running. NULL is allowed. */
+void logic_free(struct logic *lg);
+
+/* The components in force in db (one reference for the caller: comp_set_unref). Cached per
+ * database and re-read when its logic stream moved. Returns 0 or ERR_*. */
+int logic_set(struct logic *lg, struct db *db, struct comp_set **out);
+
+/* Worker. Checks def by loading it (its syntax, the entry points its kind needs), then
+ * deploys it as the next version of its name (def->version and deployed_us are set). A
+ * reducer's snapshots of earlier versions are dropped. Returns 0; ERR_INVALID with *err (the
+ * code does not load); ERR_TOOBIG (larger than the database takes in one event); ERR_*. */
+int logic_deploy(struct logic *lg, struct db *db, struct comp_def *def,
+                 struct logic_error *err);
+/* Worker. Removes the component called name. Returns 0, ERR_NOTFOUND or ERR_*. */
+int logic_remove(struct logic *lg, struct db *db, const char *name);
+
+/* A stream's state as its reducer computes it. */
+struct logic_state {
+    struct buf state;            /* JSON text of the state ("null" before any event) */
+    uint64_t version;            /* the stream version it covers (0: no events) */
+    uint64_t position;           /* that event's position */
+    int64_t updated_us;          /* that event's commit time */
+    char reducer[COMP_NAME_BYTES + 1]; /* the reducer's name */
+    uint64_t reducer_version;
+    uint64_t failed_position;    /* with a failure: the event the reducer failed on */
+    size_t folded;               /* events folded for this answer (not from the snapshot) */
+};
+
+void logic_state_init(struct logic_state *s);
+void logic_state_fini(struct logic_state *s);
+
+/* Worker. The state of stream as of at (NULL = now), folded from the newest usable snapshot.
+ * Returns 0; ERR_NOTFOUND (*no_reducer tells whether no reducer is bound to the stream's
+ * category, else the stream has no events in that view); ERR_INVALID with *err when the
+ * reducer failed (out->failed_position says on which event); ERR_*. */
+int logic_stream_state(struct logic *lg, struct db *db, struct slice stream,
+                       const struct as_of *at, struct logic_state *out, bool *no_reducer,
+                       struct logic_error *err);
+
+#endif
