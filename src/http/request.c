@@ -94,27 +94,14 @@ static const char *query_text(struct http_req *req, const char *q, size_t n)
 bool http_req_query_next(struct http_req *req, size_t *pos, const char **name,
                          const char **value)
 {
-    const char *q = req->query.ptr;
-    size_t n = req->query.len, i = *pos;
-    while (i < n && q[i] == '&') {
-        i++; /* empty pairs ("a=1&&b=2") are nothing */
-    }
-    if (i >= n) {
-        *pos = n;
+    struct slice k, v;
+    if (!http_query_next(req->query, pos, &k, &v)) {
         return false;
     }
-    size_t s = i;
-    while (i < n && q[i] != '&') {
-        i++;
-    }
-    const char *eq = memchr(q + s, '=', i - s);
-    size_t klen = eq ? (size_t)(eq - (q + s)) : i - s;
-    *name = keep_str(req, xstrndup(q + s, klen));
-    const char *v = eq ? eq + 1 : q + i;
+    *name = keep_str(req, xstrndup(k.ptr, k.len));
     if (value) {
-        *value = query_text(req, v, (size_t)(q + i - v));
+        *value = query_text(req, v.ptr, v.len);
     }
-    *pos = i;
     return true;
 }
 
