@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "gate/ratelimit.h"
+#include "http/parse.h"
 #include "util/errors.h"
 #include "util/log.h"
 #include "util/timeutil.h"
@@ -84,8 +85,7 @@ bool gate_route_label(const struct gate *g, int tag, char *out, size_t cap)
     return false;
 }
 
-/* The mount whose prefix starts path (a whole segment), with *rest the path after it. */
-static int find_mount(const struct gate *g, struct slice path, struct slice *rest)
+int gate_find_mount(const struct gate *g, struct slice path, struct slice *rest)
 {
     for (size_t k = 0; k < g->nmounts; k++) {
         size_t n = strlen(g->mounts[k].prefix);
@@ -214,7 +214,7 @@ void gate_http_error(void *arg, struct slice path, unsigned status, const char *
 {
     struct gate *g = arg;
     struct slice rest;
-    int k = path.len ? find_mount(g, path, &rest) : -1;
+    int k = path.len ? gate_find_mount(g, path, &rest) : -1;
     const struct gate_mount *m = k >= 0 ? g->mounts[k].desc : NULL;
     if (!m) {
         m = g->nmounts ? g->mounts[g->nmounts - 1].desc : NULL; /* the root's (shortest) */
@@ -528,24 +528,29 @@ static bool pattern_match(const struct gate_call *c, const char *pat)
     return k == c->nseg;
 }
 
-static void answer_405(struct gate_call *c)
+void gate_allowed_methods(const struct gate_call *c, char *out, size_t cap)
 {
-    char allow[96] = "";
+    out[0] = '\0';
     for (size_t i = 0; i < c->mount->nroutes; i++) {
         const struct route *r = &c->mount->routes[i];
         if (c->route_segs[i] == c->nseg && pattern_match(c, r->pattern) &&
-            strlen(allow) + strlen(r->method) + 3 < sizeof allow) {
-            strcat(allow, allow[0] ? ", " : "");
-            strcat(allow, r->method);
+            strlen(out) + strlen(r->method) + 3 < cap) {
+            strcat(out, out[0] ? ", " : "");
+            strcat(out, r->method);
         }
     }
+}
+
+static void answer_405(struct gate_call *c)
+{
+    char allow[96];
+    gate_allowed_methods(c, allow, sizeof allow);
     http_add_header(c->req, "Allow", allow);
     fail(c, GK_METHOD, "method_not_allowed", "method not allowed on this path", NULL);
 }
 
-static const struct route *find_route(struct gate_call *c, bool *path_known)
+static const struct route *find_route(const struct gate_call *c, const char *m, bool *path_known)
 {
-    const char *m = http_req_method(c->req);
     bool head = strcmp(m, "HEAD") == 0;
     *path_known = false;
     for (size_t i = 0; i < c->mount->nroutes; i++) {
@@ -558,6 +563,18 @@ static const struct route *find_route(struct gate_call *c, bool *path_known)
         }
     }
     return NULL;
+}
+
+int gate_match(struct gate_call *c, const char *method, struct slice rest, bool *path_known)
+{
+    *path_known = false;
+    c->route = NULL;
+    int rc = split_path(c, rest);
+    if (rc) {
+        return rc;
+    }
+    c->route = find_route(c, method, path_known);
+    return c->route ? 0 : ERR_NOTFOUND;
 }
 
 const struct route_param *route_param_find(const struct route *r, const char *name, size_t n)
@@ -602,18 +619,13 @@ const char *gate_param_str(const struct gate_call *c, const char *name)
 
 /* ---- keys, parameters, databases, rate limits, idempotency ---- */
 
-/* The key presented the mount's ways (and, on ROUTE_KEY_IN_QUERY routes, as its query
- * parameter), in *out (NULL when none). Returns 0, or ERR_INVALID when two of them present
- * different keys. */
-static int presented_key(const struct gate_call *c, const struct route *r, const char **out)
+int gate_presented_key(const struct gate_mount *m, const struct route *r,
+                       const struct gate_credentials *cred, const char **out)
 {
-    const struct gate_mount *m = c->mount;
     bool in_query = (r->flags & ROUTE_KEY_IN_QUERY) && m->key_param;
-    const char *from[3] = {in_query ? http_req_query(c->req, m->key_param) : NULL, NULL,
-                           (m->key_from & GATE_KEY_HEADER) ? http_req_header(c->req, "X-API-Key")
-                                                           : NULL};
-    const char *a = (m->key_from & GATE_KEY_BEARER) ? http_req_header(c->req, "Authorization")
-                                                    : NULL;
+    const char *from[3] = {in_query ? cred->query : NULL, NULL,
+                           (m->key_from & GATE_KEY_HEADER) ? cred->api_key : NULL};
+    const char *a = (m->key_from & GATE_KEY_BEARER) ? cred->authorization : NULL;
     if (a && strncasecmp(a, "Bearer ", 7) == 0) {
         a += 7;
         while (*a == ' ') {
@@ -631,9 +643,35 @@ static int presented_key(const struct gate_call *c, const struct route *r, const
     return 0;
 }
 
+/* The key presented on c's request the mount's ways (gate_presented_key). The query parameter
+ * is decoded only on routes where it counts. */
+static int presented_key(const struct gate_call *c, const struct route *r, const char **out)
+{
+    const struct gate_mount *m = c->mount;
+    bool in_query = (r->flags & ROUTE_KEY_IN_QUERY) && m->key_param;
+    struct gate_credentials cred = {
+        .query = in_query ? http_req_query(c->req, m->key_param) : NULL,
+        .authorization = http_req_header(c->req, "Authorization"),
+        .api_key = http_req_header(c->req, "X-API-Key"),
+    };
+    return gate_presented_key(m, r, &cred, out);
+}
+
 static bool scope_covers(enum key_scope have, enum need need)
 {
     return need <= NEED_ANY || (int)have >= (int)need - 1; /* READ=2->1, WRITE->2, ADMIN->3 */
+}
+
+unsigned gate_key_refusal(const struct api_key *key, const struct route *r, struct slice db)
+{
+    if (db.ptr && key->database[0] &&
+        (strlen(key->database) != db.len || memcmp(key->database, db.ptr, db.len) != 0)) {
+        return GK_NOT_FOUND;
+    }
+    if (!scope_covers(key->scope, r->need) || ((r->flags & ROUTE_ALL_DBS) && key->database[0])) {
+        return GK_FORBIDDEN;
+    }
+    return 0;
 }
 
 /* The database the route names in its path, or an empty slice. */
@@ -668,14 +706,12 @@ static bool authorize(struct gate_call *c, const struct route *r)
         return false;
     }
     c->authed = true;
-    struct slice db = path_db(c, r);
-    if (db.ptr && c->key.database[0] &&
-        (strlen(c->key.database) != db.len || memcmp(c->key.database, db.ptr, db.len) != 0)) {
+    unsigned refusal = gate_key_refusal(&c->key, r, path_db(c, r));
+    if (refusal == GK_NOT_FOUND) {
         fail(c, GK_NOT_FOUND, "database_not_found", "no such database", "database");
         return false;
     }
-    if (!scope_covers(c->key.scope, r->need) ||
-        ((r->flags & ROUTE_ALL_DBS) && c->key.database[0])) {
+    if (refusal == GK_FORBIDDEN) {
         fail(c, GK_FORBIDDEN, "forbidden", "this API key's scope does not allow this request",
              NULL);
         return false;
@@ -700,39 +736,72 @@ static void unknown_param(struct gate_call *c, const char *name)
     buf_fini(&m);
 }
 
-/* Refuses query parameters the route does not declare (the mount's key parameter aside, on
- * routes that take it), and a non-list parameter given twice: 400 naming it. */
-static bool params_ok(struct gate_call *c)
+/* True when query has a parameter named name other than the one at pos (which ends it). */
+static bool given_again(struct slice query, size_t pos, struct slice name)
 {
-    size_t pos = 0;
-    const char *name;
-    while (http_req_query_next(c->req, &pos, &name, NULL)) {
-        const struct route_param *p = route_param_find(c->route, name, strlen(name));
-        if (!p) {
-            unknown_param(c, name);
-            return false;
-        }
-        if (p->kind != PARAM_LIST && http_req_query_nth(c->req, name, 1)) {
-            fail(c, GK_INVALID, "invalid_parameter", "given more than once", name);
-            return false;
+    size_t i = 0;
+    struct slice k, v;
+    while (http_query_next(query, &i, &k, &v)) {
+        if (i != pos && k.len == name.len && memcmp(k.ptr, name.ptr, name.len) == 0) {
+            return true;
         }
     }
-    return true;
+    return false;
+}
+
+int gate_check_query(const struct route *r, struct slice query, struct slice *bad, bool *twice)
+{
+    size_t pos = 0;
+    struct slice name, value;
+    while (http_query_next(query, &pos, &name, &value)) {
+        const struct route_param *p = route_param_find(r, name.ptr, name.len);
+        *bad = name;
+        *twice = p != NULL;
+        if (!p || (p->kind != PARAM_LIST && given_again(query, pos, name))) {
+            return ERR_INVALID;
+        }
+    }
+    return 0;
+}
+
+/* Refuses query parameters the route does not declare, and a non-list parameter given twice:
+ * 400 naming it. */
+static bool params_ok(struct gate_call *c)
+{
+    struct slice bad;
+    bool twice;
+    if (gate_check_query(c->route, http_req_query_string(c->req), &bad, &twice) == 0) {
+        return true;
+    }
+    char *name = xstrndup(bad.ptr, bad.len);
+    if (twice) {
+        fail(c, GK_INVALID, "invalid_parameter", "given more than once", name);
+    } else {
+        unknown_param(c, name);
+    }
+    free(name);
+    return false;
+}
+
+struct slice gate_db_name(const struct gate_call *c)
+{
+    struct slice name = path_db(c, c->route);
+    if (!name.ptr) {
+        const char *k = c->authed && c->key.database[0] ? c->key.database : c->mount->default_db;
+        name = k ? (struct slice){k, strlen(k)} : (struct slice){NULL, 0};
+    }
+    return name;
 }
 
 /* Acquires the database the request is about: its path names it, or the key's (or, without
  * keys, the mount's default). */
 static bool acquire_db(struct gate_call *c)
 {
-    struct slice name = path_db(c, c->route);
+    struct slice name = gate_db_name(c);
     if (!name.ptr) {
-        const char *k = c->authed && c->key.database[0] ? c->key.database : c->mount->default_db;
-        if (!k) {
-            fail(c, GK_FORBIDDEN, "database_required",
-                 "this API's paths name no database: use a key bound to one", NULL);
-            return false;
-        }
-        name = (struct slice){k, strlen(k)};
+        fail(c, GK_FORBIDDEN, "database_required",
+             "this API's paths name no database: use a key bound to one", NULL);
+        return false;
     }
     if (!engine_db_name_ok(name.ptr, name.len)) {
         fail(c, GK_INVALID, "invalid_name", "database names match [a-z0-9][a-z0-9-]{0,62}",
@@ -794,6 +863,11 @@ static bool rate_ok(struct gate_call *c, int k)
     return true;
 }
 
+bool gate_takes_idempotency_key(const struct route *r)
+{
+    return (r->flags & (ROUTE_IDEMPOTENT | ROUTE_READ_BODY)) || !strcmp(r->method, "GET");
+}
+
 /* An Idempotency-Key on a write that does not keep it is refused rather than run without the
  * promised protection. */
 static bool idem_ok(struct gate_call *c, const struct route *r)
@@ -801,7 +875,7 @@ static bool idem_ok(struct gate_call *c, const struct route *r)
     const char *h = http_req_header(c->req, "Idempotency-Key") ? "Idempotency-Key"
                     : http_req_header(c->req, "X-Idempotency-Key") ? "X-Idempotency-Key"
                                                                     : NULL;
-    if (!h || (r->flags & (ROUTE_IDEMPOTENT | ROUTE_READ_BODY)) || !strcmp(r->method, "GET")) {
+    if (!h || gate_takes_idempotency_key(r)) {
         return true;
     }
     fail(c, GK_INVALID, "idempotency_not_supported",
@@ -817,11 +891,10 @@ static bool idem_ok(struct gate_call *c, const struct route *r)
 static void dispatch(struct gate_call *c, struct slice rest, int k)
 {
     int tag_base = c->gate->mounts[k].tag_base;
-    int rc = split_path(c, rest);
-    bool known = false;
-    const struct route *r = rc ? NULL : find_route(c, &known);
+    bool known;
+    int rc = gate_match(c, http_req_method(c->req), rest, &known);
+    const struct route *r = c->route;
     static const struct route ANY_KEY = {.method = "", .pattern = "", .need = NEED_ANY};
-    c->route = r;
     if (r) {
         http_set_tag(c->req, tag_base + (int)(r - c->mount->routes));
     }
@@ -871,7 +944,7 @@ void gate_handle(void *arg, struct http_req *req)
     struct gate *g = arg;
     request_id(req);
     struct slice rest;
-    int k = find_mount(g, http_req_path(req), &rest);
+    int k = gate_find_mount(g, http_req_path(req), &rest);
     if (k < 0) { /* no mount at the root: answer in the last mount's envelope */
         k = (int)g->nmounts - 1;
         rest = (struct slice){"", 0};

@@ -192,6 +192,69 @@ void gate_fail_engine(const struct gate_call *c, int err);
 /* The neutral error of an engine error code. */
 void gate_engine_error(int err, struct gate_error *out);
 
+/* ---- the pipeline's pure steps ----
+ *
+ * gate_handle runs these on each request; they do no I/O and read no request object, so they
+ * are unit-tested alone (tests/unit/gate_test.c). */
+
+/* The index in g->mounts of the mount whose prefix starts path at a segment boundary ("/x"
+ * takes "/x" and "/x/...", not "/xy"; the root mount "" takes every path), the longest prefix
+ * first, with *rest the path after the prefix ("/" when nothing follows). Mounts not on the
+ * main listener (gate_mount with prefix NULL) are never found. -1 when no mount matches. */
+int gate_find_mount(const struct gate *g, struct slice path, struct slice *rest);
+
+/* Splits rest (the path after c's mount prefix, still percent-encoded) into c's decoded
+ * segments and finds the route of c->mount for method among those of as many segments (a
+ * "{name}" segment of the pattern matches any one segment; HEAD is answered by a GET route);
+ * sets c->route (NULL when none). c must be zeroed but for gate, mount and route_segs; a path
+ * longer than c->segbuf decodes into c->seg_heap, which the caller frees. Returns 0 (a route),
+ * ERR_INVALID (a bad percent-escape, an encoded NUL, an empty segment, or a dot segment sent
+ * as such or encoded), or ERR_NOTFOUND (no route; *path_known tells whether a route of
+ * another method has this path: a 405). */
+int gate_match(struct gate_call *c, const char *method, struct slice rest, bool *path_known);
+
+/* The methods of the routes of c's mount that have c's path (after gate_match), joined with
+ * ", ", into out (cap > 0 bytes; methods that do not fit are left out): a 405's Allow. */
+void gate_allowed_methods(const struct gate_call *c, char *out, size_t cap);
+
+/* Checks query (the text after '?', as sent) against route r's declared parameters: each
+ * parameter must be declared (by its name as sent), and one that is not a PARAM_LIST must not
+ * be given twice. Returns 0, or ERR_INVALID with *bad the first offending parameter's name
+ * (pointing into query) and *twice true when it is declared but repeated. */
+int gate_check_query(const struct route *r, struct slice query, struct slice *bad, bool *twice);
+
+/* Where a request may present an API key, as sent (each NULL when absent; borrowed). */
+struct gate_credentials {
+    const char *query;          /* the mount's key_param query parameter, decoded */
+    const char *authorization;  /* the Authorization header */
+    const char *api_key;        /* the X-API-Key header */
+};
+
+/* The API key a request presenting cred offers to mount m on route r, in *out (borrowed from
+ * cred; NULL when none): the query parameter counts only on ROUTE_KEY_IN_QUERY routes of a
+ * mount with a key_param, Authorization only as "Bearer <key>" on a mount with
+ * GATE_KEY_BEARER, X-API-Key only on one with GATE_KEY_HEADER. Returns 0, or ERR_INVALID when
+ * two of them present different keys. */
+int gate_presented_key(const struct gate_mount *m, const struct route *r,
+                       const struct gate_credentials *cred, const char **out);
+
+/* Why verified key may not make a request on route r about database db (ptr NULL: its path
+ * names none): GK_NOT_FOUND when the key is bound to another database (no existence leak),
+ * GK_FORBIDDEN when its scope is below r->need or r is ROUTE_ALL_DBS and the key is bound to
+ * one database; 0 when it may. */
+unsigned gate_key_refusal(const struct api_key *key, const struct route *r, struct slice db);
+
+/* The name of the database c's request is about (for a ROUTE_DB route, after gate_match): its
+ * mount's db_param path segment on a GATE_DB_PATH mount whose route has one, else the key's
+ * database when c->authed with a key bound to one, else the mount's default_db; ptr NULL when
+ * none (the request needs a key bound to a database). Not checked for validity. */
+struct slice gate_db_name(const struct gate_call *c);
+
+/* True when route r takes an Idempotency-Key (or X-Idempotency-Key): a write that keeps its
+ * answers (ROUTE_IDEMPOTENT), a read sent as POST (ROUTE_READ_BODY: ignored there) or a GET.
+ * On any other route the gate refuses one rather than run without the promised protection. */
+bool gate_takes_idempotency_key(const struct route *r);
+
 /* The path parameter name of c's route ("stream" for "{stream}"), or a slice with ptr NULL. */
 struct slice gate_param(const struct gate_call *c, const char *name);
 /* The same as a NUL-terminated string owned by the call, or NULL. */

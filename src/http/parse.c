@@ -198,6 +198,28 @@ static ssize_t split_target(struct http_head *h)
     return 0;
 }
 
+bool http_query_next(struct slice query, size_t *pos, struct slice *name, struct slice *value)
+{
+    const char *q = query.ptr;
+    size_t n = query.len, i = *pos;
+    while (i < n && q[i] == '&') {
+        i++; /* empty pairs ("a=1&&b=2") are nothing */
+    }
+    if (i >= n) {
+        *pos = n;
+        return false;
+    }
+    size_t s = i;
+    while (i < n && q[i] != '&') {
+        i++;
+    }
+    const char *eq = memchr(q + s, '=', i - s);
+    *name = (struct slice){q + s, eq ? (size_t)(eq - (q + s)) : i - s};
+    *value = eq ? (struct slice){eq + 1, (size_t)(q + i - (eq + 1))} : (struct slice){q + i, 0};
+    *pos = i;
+    return true;
+}
+
 static ssize_t interpret(struct http_head *h)
 {
     h->content_length = -1;

@@ -65,6 +65,13 @@ ssize_t http_parse_head(const char *buf, size_t len, size_t max_bytes, struct ht
 /* Case-insensitive lookup of a field; NULL when absent. */
 const struct http_header *http_head_find(const struct http_head *h, const char *name);
 
+/* Iterates the parameters of a query (the text after '?', as sent): start with *pos = 0; each
+ * call sets *name and *value to the next parameter's name (up to the first '=') and value
+ * (after it; empty for a parameter without '='), both as sent (not decoded) and pointing into
+ * query, and returns true, or returns false at the end. Empty pairs ("a=1&&b=2") are skipped.
+ * Pure. */
+bool http_query_next(struct slice query, size_t *pos, struct slice *name, struct slice *value);
+
 /* Incremental chunked-body decoder state; zero it to start. */
 struct http_chunked {
     int state;           /* internal */

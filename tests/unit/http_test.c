@@ -165,3 +165,32 @@ TEST(chunked_decode_errors)
     ASSERT_EQ(http_chunked_decode(&c, "a\r\n0123456789\r\n", 15, &out, 5), HTTP_ERR_TOO_LARGE);
     buf_fini(&out);
 }
+
+/* Joins the parameters of query as "name=value|" as http_query_next gives them. */
+static const char *query_pairs(const char *query)
+{
+    static char out[256];
+    size_t o = 0, pos = 0;
+    struct slice q = {query, strlen(query)}, name, value;
+    while (http_query_next(q, &pos, &name, &value)) {
+        CHECK(name.ptr >= query && value.ptr >= query && value.ptr + value.len <= query + q.len);
+        o += (size_t)snprintf(out + o, sizeof out - o, "%.*s=%.*s|", (int)name.len, name.ptr,
+                              (int)value.len, value.ptr);
+    }
+    ASSERT_EQ(pos, q.len);
+    out[o] = '\0';
+    return out;
+}
+
+TEST(query_pairs_as_sent)
+{
+    ASSERT_STR(query_pairs(""), "");
+    ASSERT_STR(query_pairs("a=1&b=2"), "a=1|b=2|");
+    ASSERT_STR(query_pairs("&&a=1&&&b=&"), "a=1|b=|");  /* empty pairs are nothing */
+    ASSERT_STR(query_pairs("flag&x=1=2"), "flag=|x=1=2|"); /* the first '=' splits */
+    ASSERT_STR(query_pairs("%61+b=c%20d+e&=v"), "%61+b=c%20d+e|=v|"); /* not decoded */
+    size_t pos = 0;
+    struct slice name, value;
+    CHECK(!http_query_next((struct slice){"&&", 2}, &pos, &name, &value));
+    ASSERT_EQ(pos, 2);
+}
