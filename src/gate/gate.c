@@ -216,8 +216,10 @@ void gate_http_error(void *arg, struct slice path, unsigned status, const char *
     struct slice rest;
     int k = path.len ? gate_find_mount(g, path, &rest) : -1;
     const struct gate_mount *m = k >= 0 ? g->mounts[k].desc : NULL;
-    if (!m) {
-        m = g->nmounts ? g->mounts[g->nmounts - 1].desc : NULL; /* the root's (shortest) */
+    for (size_t i = g->nmounts; !m && i > 0; i--) {
+        /* the main listener's shortest prefix (the root's): never a mount that is only on a
+           port of its own, whose path the main listener does not serve */
+        m = g->mounts[i - 1].unlisted ? NULL : g->mounts[i - 1].desc;
     }
     if (!m) {
         buf_printf(out, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", code, message);

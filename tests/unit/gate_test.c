@@ -606,6 +606,22 @@ TEST(error_envelope_without_a_root_mount_is_the_shortest_prefix_s)
     buf_fini(&b);
 }
 
+TEST(error_envelope_for_no_path_is_never_an_own_port_mount_s)
+{
+    /* --dialect NAME=off with --dialect-listen: the dialect is mounted only on its port, at
+       its root; a malformed request on the main listener answers in the native envelope */
+    CHECK(gate_mount(&G, &NATIVE, "", NULL) == 0);
+    CHECK(gate_mount(&G, &DIALECT, NULL, NULL) == 0);
+    struct buf b;
+    buf_init(&b);
+    gate_http_error(&G, S(""), 400, "bad_request", "bad", &b);
+    CHECK(buf_is(&b, "{\"error\":{\"code\":\"bad_request\",\"message\":\"bad\"}}"));
+    buf_reset(&b);
+    gate_http_error(&G, S("/v1/x"), 413, "body_too_large", "big", &b);
+    CHECK(buf_is(&b, "{\"error\":{\"code\":\"body_too_large\",\"message\":\"big\"}}"));
+    buf_fini(&b);
+}
+
 TEST(error_native_envelope_members)
 {
     struct buf b;
