@@ -8,6 +8,7 @@
 
 #include "json/jsonx.h"
 #include "json/validate.h"
+#include "query/filter.h"
 #include "util/errors.h"
 #include "util/limits.h"
 
@@ -123,11 +124,13 @@ static int take_binding(const struct slice *m, struct comp_def *out, struct comp
     if (wants_category) {
         size_t n = 0;
         out->category = take_string(m[M_CATEGORY], &n);
+        struct slice cat = {out->category, n};
         if (!out->category || n == 0 || n > LIMIT_STREAM_NAME_BYTES ||
-            memchr(out->category, '-', n)) {
+            comp_category_of(cat).len != n) {
             return refuse(err, ERR_INVALID, "category",
                           "a reducer needs a category: the part of its streams' names before "
-                          "the first '-' (1 to %d bytes)", LIMIT_STREAM_NAME_BYTES);
+                          "the first '-', '_', ':' or '/' (1 to %d bytes)",
+                          LIMIT_STREAM_NAME_BYTES);
         }
     }
     if (wants_filter && m[M_FILTER].ptr && jsonx_kind(m[M_FILTER]) != 'n') {
@@ -263,8 +266,7 @@ int comp_from_json(struct slice text, struct comp_def *out)
 
 struct slice comp_category_of(struct slice stream)
 {
-    const char *dash = stream.len ? memchr(stream.ptr, '-', stream.len) : NULL;
-    return (struct slice){stream.ptr, dash ? (size_t)(dash - stream.ptr) : stream.len};
+    return filter_category(stream); /* as the native API's `categories` filter cuts it */
 }
 
 void comp_def_fini(struct comp_def *def)

@@ -72,7 +72,8 @@ void comp_to_json(const struct comp_def *def, struct buf *out);
 /* Reads a stored form back (version included). Returns 0 or ERR_CORRUPT. */
 int comp_from_json(struct slice text, struct comp_def *out);
 
-/* The category of a stream: its name up to the first '-' (the whole name when it has none). */
+/* The category of a stream: its name up to the first '-', '_', ':' or '/' (the whole name when
+ * it has none), as the native API's `categories` filter takes it. */
 struct slice comp_category_of(struct slice stream);
 
 void comp_def_fini(struct comp_def *def);
