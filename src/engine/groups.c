@@ -10,7 +10,6 @@
 #include "engine/engine_int.h"
 #include "query/filter.h"
 #include "util/errors.h"
-#include "util/fsutil.h"
 #include "util/log.h"
 #include "util/strmap.h"
 #include "util/timeutil.h"
@@ -88,44 +87,33 @@ static json_t *group_json(const struct group *g)
                      "parked", parked);
 }
 
-/* Rewrites groups.json (util/fsutil.h: atomic and durable). */
-static int save(struct db *db)
+/* groups.json's document (statefile_render_fn; under groups_mu): every subscription's
+ * definition, checkpoint and parked list. Clears the dirty marks: they are in it. */
+static json_t *render_groups(void *arg)
 {
+    struct db *db = arg;
     json_t *arr = json_array();
     for (size_t i = 0; i < db->ngroups; i++) {
         json_array_append_new(arr, group_json(db->groups[i]));
         db->groups[i]->dirty = false;
     }
-    json_t *root = json_pack("{s:o}", "groups", arr);
-    char *text = json_dumps(root, JSON_COMPACT);
-    json_decref(root);
-    int rc = fs_write_atomic(db->dir, "groups.json", text, strlen(text), 0640);
-    free(text);
-    if (rc) {
-        log_error("database %s: cannot write groups.json: %s", db->name, strerror(errno));
-    }
-    return rc;
+    return json_pack("{s:o}", "groups", arr);
 }
 
-/* After a failed save whose change the caller undid in memory: the file may hold the change
- * all the same (renamed into place, then its directory's fsync failed), so it is written
- * again without it, or a restart would bring back what the client was told failed. Best
- * effort: the disk is failing. */
+static int save(struct db *db)
+{
+    return statefile_save(&db->groups_file);
+}
+
 static void save_undone(struct db *db)
 {
-    if (save(db) != 0) {
-        log_error("database %s: groups.json may still hold a change that failed", db->name);
-    }
+    statefile_save_undone(&db->groups_file);
 }
 
-/* Saves when a checkpoint moved and GROUP_SAVE_MS passed since the last save. */
+/* Saves moved checkpoints at most every GROUP_SAVE_MS (groups_fini saves the last ones). */
 static void save_soon(struct db *db)
 {
-    int64_t now = (int64_t)(time_mono_ns() / 1000000);
-    if (now - db->groups_saved_ms >= GROUP_SAVE_MS) {
-        db->groups_saved_ms = now;
-        save(db);
-    }
+    statefile_save_soon(&db->groups_file);
 }
 
 static int parse_def_filter(struct db *db, const char *text, struct filter *out)
@@ -145,9 +133,9 @@ static struct group *group_new(const char *name, const char *filter_text)
     return g;
 }
 
-static int load_one(struct db *db, void *item)
+static int load_one(void *arg, json_t *o)
 {
-    json_t *o = item;
+    struct db *db = arg;
     const char *name = json_string_value(json_object_get(o, "name"));
     const char *ft = json_string_value(json_object_get(o, "filter"));
     if (!name || !ft || !group_name_ok(name, strlen(name))) {
@@ -180,7 +168,9 @@ static int load_one(struct db *db, void *item)
 
 int groups_load(struct db *db)
 {
-    return db_state_load(db, "groups.json", "groups", load_one);
+    statefile_init(&db->groups_file, db->dir, "groups.json", db->name, 0640, GROUP_SAVE_MS,
+                   render_groups, db);
+    return statefile_load(db->dir, "groups.json", "groups", db->name, load_one, db);
 }
 
 void groups_fini(struct db *db)

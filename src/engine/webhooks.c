@@ -21,7 +21,6 @@
 #include "engine/groups.h"
 #include "query/filter.h"
 #include "util/errors.h"
-#include "util/fsutil.h"
 #include "util/log.h"
 #include "util/timeutil.h"
 #include "util/uuid.h"
@@ -250,33 +249,26 @@ static json_t *hook_json(const struct webhook *w)
     return o;
 }
 
-/* Rewrites webhooks.json (caller holds hooks_mu). */
-static int save(struct db *db)
+/* webhooks.json's document (statefile_render_fn; under hooks_mu). */
+static json_t *render_hooks(void *arg)
 {
+    struct db *db = arg;
     json_t *arr = json_array();
     for (size_t i = 0; i < db->nhooks; i++) {
         json_array_append_new(arr, hook_json(db->hooks[i]));
     }
-    json_t *root = json_pack("{s:o}", "webhooks", arr);
-    char *text = json_dumps(root, JSON_COMPACT);
-    json_decref(root);
-    int rc = fs_write_atomic(db->dir, "webhooks.json", text, strlen(text), 0600);
-    free(text);
-    if (rc) {
-        log_error("database %s: cannot write webhooks.json: %s", db->name, strerror(errno));
-    }
-    return rc;
+    return json_pack("{s:o}", "webhooks", arr);
 }
 
-/* After a failed save whose change the caller undid in memory: the file may hold the change
- * all the same (renamed into place, then its directory's fsync failed), so it is written
- * again without it, or a restart would bring back what the client was told failed. Best
- * effort: the disk is failing. */
+/* Rewrites webhooks.json (caller holds hooks_mu). */
+static int save(struct db *db)
+{
+    return statefile_save(&db->hooks_file);
+}
+
 static void save_undone(struct db *db)
 {
-    if (save(db) != 0) {
-        log_error("database %s: webhooks.json may still hold a change that failed", db->name);
-    }
+    statefile_save_undone(&db->hooks_file);
 }
 
 /* ---- delivery ---- */
@@ -841,9 +833,9 @@ int engine_webhook_describe(struct db *db, const char *only, bool with_log, stru
     return rc;
 }
 
-static int load_one(struct db *db, void *item)
+static int load_one(void *arg, json_t *o)
 {
-    json_t *o = item;
+    struct db *db = arg;
     const char *name = json_string_value(json_object_get(o, "name"));
     const char *url = json_string_value(json_object_get(o, "url"));
     const char *ft = json_string_value(json_object_get(o, "filter"));
@@ -901,7 +893,9 @@ static int load_one(struct db *db, void *item)
 
 int webhooks_load(struct db *db)
 {
-    int rc = db_state_load(db, "webhooks.json", "webhooks", load_one);
+    statefile_init(&db->hooks_file, db->dir, "webhooks.json", db->name, 0600, 0, render_hooks,
+                   db);
+    int rc = statefile_load(db->dir, "webhooks.json", "webhooks", db->name, load_one, db);
     for (size_t k = 0; !rc && k < db->nhooks; k++) {
         struct webhook *w = db->hooks[k];
         rc = engine_watch(db, on_hook_commit, w, &w->watch);

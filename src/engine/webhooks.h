@@ -10,7 +10,7 @@
  * (engine_config.webhook_allow), never follow redirects, and time out.
  *
  * State (definitions with their secrets, checkpoints, parked batches, the delivery log) is in
- * the database directory's webhooks.json (mode 0600, rewritten atomically). Any thread. */
+ * the database directory's webhooks.json (mode 0600, engine/statefile.h). Any thread. */
 #ifndef ENGINE_WEBHOOKS_H
 #define ENGINE_WEBHOOKS_H
 
