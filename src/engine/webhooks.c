@@ -1,22 +1,13 @@
 #define _GNU_SOURCE /* pthread_setname_np */
 #include "engine/webhooks.h"
 
-#include <arpa/inet.h>
-#include <curl/curl.h>
-#include <errno.h>
 #include <jansson.h>
-#include <netdb.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-#include <openssl/rand.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
+#include "delivery/delivery.h"
 #include "engine/engine_int.h"
 #include "engine/groups.h"
 #include "query/filter.h"
@@ -25,7 +16,8 @@
 #include "util/timeutil.h"
 #include "util/uuid.h"
 
-enum { SECRET_BYTES = 24, SECRET_TEXT = 64 };
+enum { SECRET_TEXT = DELIVERY_SECRET_TEXT };
+_Static_assert((int)WEBHOOK_URL_BYTES == (int)DELIVERY_URL_BYTES, "the API checks this limit");
 
 /* One delivery attempt's outcome, kept in the log. */
 struct delivery {
@@ -62,154 +54,9 @@ struct webhook {
     bool running;
     bool stop;                         /* atomic: the thread must end */
     bool woken;                        /* atomic: a commit since the thread last looked */
-    bool host_allowed;                 /* the URL's host is in --webhook-allow */
     pthread_mutex_t wmu;               /* with cv: the thread's naps (never held for I/O) */
     pthread_cond_t cv;
 };
-
-/* ---- addresses: never a private one unless allowed ---- */
-
-static bool v4_public(uint32_t a)
-{
-    uint8_t b0 = a >> 24, b1 = (a >> 16) & 0xff;
-    return !(b0 == 0 || b0 == 10 || b0 == 127 || (b0 == 100 && (b1 & 0xc0) == 64) ||
-             (b0 == 169 && b1 == 254) || (b0 == 172 && (b1 & 0xf0) == 16) ||
-             (b0 == 192 && b1 == 168) || b0 >= 224);
-}
-
-static bool addr_public(const struct sockaddr *sa)
-{
-    if (sa->sa_family == AF_INET) {
-        return v4_public(ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr));
-    }
-    if (sa->sa_family != AF_INET6) {
-        return false;
-    }
-    const uint8_t *b = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
-    static const uint8_t MAPPED[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-    if (memcmp(b, MAPPED, 12) == 0) {
-        return v4_public((uint32_t)b[12] << 24 | (uint32_t)b[13] << 16 | (uint32_t)b[14] << 8 |
-                         b[15]);
-    }
-    bool zero_prefix = true;
-    for (int i = 0; i < 15; i++) {
-        zero_prefix &= b[i] == 0;
-    }
-    return !(zero_prefix || (b[0] & 0xfe) == 0xfc || (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) ||
-             b[0] == 0xff);
-}
-
-/* True when the operator allowed host (the URL's host text) or the address text. */
-static bool allowed(const struct engine *e, const char *what)
-{
-    const char *list = e->webhook_allow;
-    size_t n = strlen(what);
-    for (const char *p = list; p && *p;) {
-        const char *end = strchr(p, ',');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        if ((len == n && strncasecmp(p, what, n) == 0) || (len == 1 && *p == '*')) {
-            return true;
-        }
-        p = end ? end + 1 : p + len;
-    }
-    return false;
-}
-
-static bool sockaddr_ok(const struct engine *e, const struct sockaddr *sa)
-{
-    char text[INET6_ADDRSTRLEN] = "";
-    const void *a = sa->sa_family == AF_INET6 ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
-                                              : (const void *)&((const struct sockaddr_in *)sa)->sin_addr;
-    inet_ntop(sa->sa_family, a, text, sizeof text);
-    return addr_public(sa) || allowed(e, text);
-}
-
-/* The host of an http(s) URL into host (without brackets). Returns 0 or ERR_INVALID. */
-static int url_host(const char *url, char *host, size_t n)
-{
-    CURLU *u = curl_url();
-    char *scheme = NULL, *h = NULL;
-    int rc = curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
-                     curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
-                     curl_url_get(u, CURLUPART_HOST, &h, 0) == CURLUE_OK &&
-                     (strcmp(scheme, "http") == 0 || strcmp(scheme, "https") == 0) && h[0]
-                 ? 0
-                 : ERR_INVALID;
-    if (!rc) {
-        size_t len = strlen(h);
-        if (h[0] == '[' && len > 2) {
-            snprintf(host, n, "%.*s", (int)(len - 2), h + 1);
-        } else {
-            snprintf(host, n, "%s", h);
-        }
-    }
-    curl_free(scheme);
-    curl_free(h);
-    curl_url_cleanup(u);
-    return rc;
-}
-
-/* Checks url: http(s), a host, every address reachable. 0, ERR_INVALID or ERR_DENIED. */
-static int check_url(const struct engine *e, const char *url, char *why, size_t why_len)
-{
-    char host[256];
-    if (strlen(url) > WEBHOOK_URL_BYTES || url_host(url, host, sizeof host) != 0) {
-        snprintf(why, why_len, "not an http(s) URL with a host");
-        return ERR_INVALID;
-    }
-    if (allowed(e, host)) {
-        return 0;
-    }
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
-    if (getaddrinfo(host, NULL, &hints, &res) != 0) {
-        snprintf(why, why_len, "the host %s does not resolve", host);
-        return ERR_INVALID;
-    }
-    int rc = 0;
-    for (struct addrinfo *ai = res; ai && !rc; ai = ai->ai_next) {
-        if (!sockaddr_ok(e, ai->ai_addr)) {
-            snprintf(why, why_len, "%s is a loopback, private or link-local address (allow it "
-                     "with --webhook-allow)", host);
-            rc = ERR_DENIED;
-        }
-    }
-    freeaddrinfo(res);
-    return rc;
-}
-
-/* curl's socket opener: refuses a connection to an address that may not be reached (the
- * name could resolve differently than when the webhook was made). */
-static curl_socket_t open_checked(void *arg, curlsocktype purpose, struct curl_sockaddr *a)
-{
-    (void)purpose;
-    const struct webhook *w = arg;
-    if (!w->host_allowed && !sockaddr_ok(w->db->e, &a->addr)) {
-        return CURL_SOCKET_BAD;
-    }
-    return socket(a->family, a->socktype, a->protocol);
-}
-
-/* ---- secrets and signatures ---- */
-
-static void new_secret(char out[SECRET_TEXT])
-{
-    unsigned char raw[SECRET_BYTES];
-    RAND_bytes(raw, sizeof raw);
-    memcpy(out, "whsec_", 6);
-    EVP_EncodeBlock((unsigned char *)out + 6, raw, sizeof raw);
-}
-
-/* Appends "v1,<base64 HMAC-SHA256(key, msg)>" for secret (whsec_<base64 key>). */
-static void sign(struct buf *out, const char *secret, const struct buf *msg)
-{
-    unsigned char key[64], mac[32], b64[64];
-    int klen = EVP_DecodeBlock(key, (const unsigned char *)secret + 6, (int)strlen(secret + 6));
-    klen = klen > 0 ? SECRET_BYTES : 0; /* DecodeBlock counts the padding */
-    unsigned int mlen = 0;
-    HMAC(EVP_sha256(), key, klen, (const unsigned char *)msg->ptr, msg->len, mac, &mlen);
-    EVP_EncodeBlock(b64, mac, (int)mlen);
-    buf_printf(out, "%sv1,%s", out->len ? " " : "", b64);
-}
 
 /* ---- durability: webhooks.json ---- */
 
@@ -305,97 +152,31 @@ static int on_batch_event(void *arg, const struct event_rec *ev)
     return 0;
 }
 
-static size_t discard(char *p, size_t size, size_t n, void *arg)
-{
-    (void)p;
-    (void)arg;
-    return size * n;
-}
-
-/* One POST of body. Returns the HTTP status, or 0 with why filled. */
 /* The signing secrets as of one attempt (copied under the lock: a rotation may run). */
 struct secrets {
     char now[SECRET_TEXT], old[SECRET_TEXT];
     int64_t old_until_us;
 };
 
-/* curl's progress callback: abandons a transfer once the webhook is stopping (a delete or
- * the server's stop must not wait out a slow receiver). */
-static int on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+/* One POST of body (delivery/delivery.h) with w's URL, headers and signing. */
+static void post_once(struct webhook *w, const struct secrets *keys, const struct buf *body,
+                      const char *id, uint32_t attempt, struct delivery_result *res)
 {
-    (void)dt;
-    (void)dn;
-    (void)ut;
-    (void)un;
-    return __atomic_load_n(&((const struct webhook *)arg)->stop, __ATOMIC_ACQUIRE) ? 1 : 0;
-}
-
-static int post_once(struct webhook *w, const struct secrets *keys, const struct buf *body,
-                     const char *id, uint32_t attempt, char *why, size_t why_len)
-{
-    CURL *h = curl_easy_init();
-    if (!h) {
-        snprintf(why, why_len, "cannot start an HTTP client");
-        return 0;
-    }
-    int64_t ts = time_now_us() / 1000000;
-    struct buf msg, sig, sigline;
-    buf_init(&msg);
-    buf_init(&sig);
-    buf_init(&sigline);
-    char line[256];
-    struct curl_slist *hl = curl_slist_append(NULL, "Content-Type: application/json");
-    if (!w->format || w->format->sign) {
-        buf_printf(&msg, "%s.%lld.", id, (long long)ts);
-        buf_add(&msg, body->ptr, body->len);
-        sign(&sig, keys->now, &msg);
-        if (keys->old[0] && time_now_us() < keys->old_until_us) {
-            sign(&sig, keys->old, &msg);
-        }
-        snprintf(line, sizeof line, "webhook-id: %s", id);
-        hl = curl_slist_append(hl, line);
-        snprintf(line, sizeof line, "webhook-timestamp: %lld", (long long)ts);
-        hl = curl_slist_append(hl, line);
-        buf_printf(&sigline, "webhook-signature: %s", sig.ptr);
-        hl = curl_slist_append(hl, sigline.ptr);
-    }
-    snprintf(line, sizeof line, "X-Annals-Attempt: %u", attempt);
-    hl = curl_slist_append(hl, line);
-    hl = curl_slist_append(hl, "Expect:");
+    char attempt_line[48];
+    snprintf(attempt_line, sizeof attempt_line, "X-Annals-Attempt: %u", attempt);
+    const char *headers[WEBHOOK_HEADERS_MAX + 1] = {attempt_line};
     for (size_t i = 0; i < w->nheaders; i++) {
-        hl = curl_slist_append(hl, w->headers[i]);
+        headers[i + 1] = w->headers[i];
     }
-    curl_easy_setopt(h, CURLOPT_URL, w->url);
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT, (long)WEBHOOK_TIMEOUT_S);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 5L);
-    curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, open_checked);
-    curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, w);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDS, body->ptr);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)body->len);
-    curl_easy_setopt(h, CURLOPT_USERAGENT, "annals-webhooks");
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard);
-    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
-    curl_easy_setopt(h, CURLOPT_XFERINFODATA, w);
-    CURLcode cc = curl_easy_perform(h);
-    long status = 0;
-    if (cc == CURLE_OK) {
-        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-    } else {
-        snprintf(why, why_len, "%s", cc == CURLE_COULDNT_CONNECT || cc == CURLE_RECV_ERROR
-                                         ? "connection refused or reset, or a refused address"
-                                         : curl_easy_strerror(cc));
-    }
-    curl_slist_free_all(hl);
-    curl_easy_cleanup(h);
-    buf_fini(&msg);
-    buf_fini(&sig);
-    buf_fini(&sigline);
-    return (int)status;
+    bool old_valid = keys->old[0] && time_now_us() < keys->old_until_us;
+    struct delivery_request rq = {
+        .url = w->url, .allow = w->db->e->webhook_allow,
+        .body = {body->ptr, body->len}, .headers = headers, .nheaders = w->nheaders + 1,
+        .signing = !w->format || w->format->sign ? DELIVERY_STANDARD_WEBHOOKS
+                                                 : DELIVERY_UNSIGNED,
+        .msg_id = id, .secret = keys->now, .old_secret = old_valid ? keys->old : NULL,
+        .cancel = &w->stop};
+    delivery_post(&rq, res);
 }
 
 static bool stopping(const struct webhook *w)
@@ -460,13 +241,13 @@ static bool deliver(struct webhook *w, struct batch *b)
         memcpy(keys.old, w->old_secret, sizeof keys.old);
         keys.old_until_us = w->old_until_us;
         pthread_mutex_unlock(&db->hooks_mu);
-        d.status = post_once(w, &keys, &body, id, attempt, d.error, sizeof d.error);
+        struct delivery_result res;
+        post_once(w, &keys, &body, id, attempt, &res);
         buf_fini(&body);
-        bool ok = d.status >= 200 && d.status < 300;
-        if (!ok && !d.error[0]) {
-            snprintf(d.error, sizeof d.error, "HTTP %d", d.status);
-        }
-        bool give_up = !ok && !stopping(w) && attempt >= w->max_attempts;
+        d.status = res.status;
+        snprintf(d.error, sizeof d.error, "%s", res.error);
+        bool ok = res.ok;
+        bool give_up = !ok && !stopping(w) && (!res.retry || attempt >= w->max_attempts);
         pthread_mutex_lock(&db->hooks_mu);
         add_log(w, &d);
         if (give_up) {
@@ -476,8 +257,7 @@ static bool deliver(struct webhook *w, struct batch *b)
         if (ok || give_up || stopping(w)) {
             return ok;
         }
-        uint64_t wait = (uint64_t)w->backoff_ms << (attempt - 1 < 16 ? attempt - 1 : 16);
-        nap(w, wait, false); /* commits do not cut a backoff short; stopping does */
+        nap(w, delivery_backoff_ms(w->backoff_ms, attempt), false); /* commits do not cut a backoff short; stopping does */
         if (stopping(w)) {
             return false;
         }
@@ -594,8 +374,6 @@ static struct webhook *hook_new(struct db *db, const char *name, const char *url
     w->filter_text = xstrndup(filter_text, strlen(filter_text));
     pthread_mutex_init(&w->wmu, NULL);
     pthread_cond_init(&w->cv, NULL);
-    char host[256];
-    w->host_allowed = url_host(url, host, sizeof host) == 0 && allowed(db->e, host);
     return w;
 }
 
@@ -657,7 +435,9 @@ static struct webhook *find(struct db *db, const char *name)
 int engine_webhook_create(struct db *db, const struct webhook_def *def, char *secret_out,
                           char *why, size_t why_len)
 {
-    int rc = def->record_only ? 0 : check_url(db->e, def->url, why, why_len);
+    int rc = def->record_only
+                 ? 0
+                 : delivery_check_url(db->e->webhook_allow, def->url, why, why_len);
     if (rc) {
         return rc;
     }
@@ -680,7 +460,7 @@ int engine_webhook_create(struct db *db, const struct webhook_def *def, char *se
     w->max_attempts = def->max_attempts;
     w->backoff_ms = def->backoff_ms;
     w->checkpoint = def->start ? def->start - 1 : 0;
-    new_secret(w->secret);
+    delivery_secret_new(w->secret);
     pthread_mutex_lock(&db->hooks_mu);
     rc = find(db, def->name) ? ERR_EXISTS : db->nhooks >= WEBHOOKS_MAX ? ERR_TOOBIG : 0;
     if (!rc) {
@@ -745,7 +525,7 @@ int engine_webhook_rotate(struct db *db, const char *name, uint32_t grace_s, cha
         memcpy(old, w->old_secret, sizeof old);
         memcpy(w->old_secret, w->secret, sizeof w->secret);
         w->old_until_us = time_now_us() + (int64_t)grace_s * 1000000;
-        new_secret(w->secret);
+        delivery_secret_new(w->secret);
         rc = save(db);
         if (rc) { /* the client gets no new secret: deliveries keep the one it has */
             memcpy(w->secret, secret, sizeof secret);
