@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "engine/cursor.h"
 #include "engine/engine_int.h"
 #include "query/filter.h"
 #include "util/errors.h"
@@ -29,7 +30,8 @@ struct group {
     struct filter filter;
     uint32_t ack_timeout_s, max_retries;
     uint64_t checkpoint;         /* durable */
-    uint64_t scan;               /* next position to read */
+    struct engine_cursor *cur;   /* reads the log from the checkpoint on (engine/cursor.h);
+                                    its position is the next position to read */
     struct pend *pend;           /* by position */
     size_t npend, pend_cap;
     uint64_t *parked;            /* durable, ascending */
@@ -55,6 +57,7 @@ bool group_name_ok(const char *s, size_t len)
 
 static void group_free(struct group *g)
 {
+    engine_cursor_close(g->cur); /* before the filter it borrows */
     filter_fini(&g->filter);
     free(g->filter_text);
     free(g->pend);
@@ -133,6 +136,20 @@ static struct group *group_new(const char *name, const char *filter_text)
     return g;
 }
 
+/* The next position to read into pending. */
+static uint64_t scan_of(const struct group *g)
+{
+    return engine_cursor_position(g->cur);
+}
+
+/* Opens g's cursor after its checkpoint (its filter is parsed, its checkpoint set). Returns 0
+ * or ERR_GONE (the database is being deleted). */
+static int open_cursor(struct db *db, struct group *g)
+{
+    struct engine_cursor_opts o = {.filter = &g->filter, .from = g->checkpoint + 1};
+    return engine_cursor_open(db, &o, &g->cur);
+}
+
 static int load_one(void *arg, json_t *o)
 {
     struct db *db = arg;
@@ -150,7 +167,10 @@ static int load_one(void *arg, json_t *o)
     g->max_retries = (uint32_t)json_integer_value(json_object_get(o, "maxRetries"));
     g->checkpoint = (uint64_t)json_integer_value(json_object_get(o, "checkpoint"));
     g->created_us = json_integer_value(json_object_get(o, "createdUs"));
-    g->scan = g->checkpoint + 1;
+    if (open_cursor(db, g) != 0) {
+        group_free(g);
+        return ERR(ERR_CORRUPT);
+    }
     json_t *parked = json_object_get(o, "parked");
     size_t i;
     json_t *v;
@@ -206,10 +226,14 @@ int engine_group_create(struct db *db, const struct group_def *def)
     g->ack_timeout_s = def->ack_timeout_s;
     g->max_retries = def->max_retries;
     g->checkpoint = def->start ? def->start - 1 : 0;
-    g->scan = g->checkpoint + 1;
     g->created_us = time_now_us();
+    int rc = open_cursor(db, g);
+    if (rc) {
+        group_free(g);
+        return rc;
+    }
     pthread_mutex_lock(&db->groups_mu);
-    int rc = find(db, def->name) ? ERR_EXISTS : db->ngroups >= GROUPS_MAX ? ERR_TOOBIG : 0;
+    rc = find(db, def->name) ? ERR_EXISTS : db->ngroups >= GROUPS_MAX ? ERR_TOOBIG : 0;
     if (!rc) {
         db->groups = xrealloc(db->groups, (db->ngroups + 1) * sizeof(*db->groups));
         db->groups[db->ngroups++] = g;
@@ -268,7 +292,7 @@ int engine_group_list(struct db *db, const char *only, group_info_fn *fn, void *
         }
         struct group_info in = {.filter = g->filter_text, .ack_timeout_s = g->ack_timeout_s,
                                 .max_retries = g->max_retries, .checkpoint = g->checkpoint,
-                                .read_to = g->scan, .pending = g->npend, .parked = g->nparked,
+                                .read_to = scan_of(g), .pending = g->npend, .parked = g->nparked,
                                 .created_us = g->created_us};
         snprintf(in.name, sizeof in.name, "%s", g->name);
         for (size_t k = 0; k < g->npend; k++) {
@@ -324,7 +348,7 @@ static void park(struct group *g, uint64_t pos)
 /* The checkpoint: below the first pending event, or below what is still to be read. */
 static void advance(struct group *g)
 {
-    uint64_t cp = (g->npend ? g->pend[0].pos : g->scan) - 1;
+    uint64_t cp = (g->npend ? g->pend[0].pos : scan_of(g)) - 1;
     if (cp != g->checkpoint) {
         g->checkpoint = cp;
         g->dirty = true;
@@ -378,23 +402,20 @@ static int on_fill(void *arg, const struct event_rec *ev)
     return 0;
 }
 
-/* Reads matching events after scan into pending, up to GROUP_PENDING_MAX, examining at most
- * GROUP_FILL_PAGES pages of candidates (a filter no index narrows must not scan a large log
- * in one request: the next pull goes on from scan). */
-static int fill(struct db *db, struct group *g)
+/* Reads matching events from the cursor into pending, up to GROUP_PENDING_MAX, examining at
+ * most GROUP_FILL_PAGES pages of candidates (a filter no index narrows must not scan a large
+ * log in one request: the next pull goes on from where the cursor stopped). Caller holds
+ * groups_mu, which serializes the cursor. */
+static int fill(struct group *g)
 {
     for (int page = 0; page < GROUP_FILL_PAGES && g->npend < GROUP_PENDING_MAX; page++) {
-        struct engine_query q = {.filter = &g->filter, .has_from = true, .from = g->scan,
-                                 .limit = GROUP_PENDING_MAX - g->npend, .budget = 65536};
-        struct engine_query_result res;
+        struct engine_cursor_page pg;
         struct fill_ctx fc = {g};
-        int rc = engine_query(db, &q, on_fill, &fc, &res);
+        int rc = engine_cursor_next(g->cur, GROUP_PENDING_MAX - g->npend, on_fill, &fc, &pg);
         if (rc) {
             return rc;
         }
-        uint64_t next = res.next ? res.next : res.head + 1;
-        g->scan = next > g->scan ? next : g->scan;
-        if (!res.next) {
+        if (pg.caught_up) {
             return 0;
         }
     }
@@ -509,7 +530,7 @@ int engine_group_pull(struct db *db, const char *name, const char *consumer, siz
             advance(g);
             save(db);
         }
-        rc = fill(db, g);
+        rc = fill(g);
         if (!rc) n = assign(g, consumer, max, now, out);
         advance(g);
     }

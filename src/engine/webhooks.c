@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "delivery/delivery.h"
+#include "engine/cursor.h"
 #include "engine/engine_int.h"
 #include "engine/groups.h"
 #include "query/filter.h"
@@ -49,11 +50,11 @@ struct webhook {
     uint64_t (*parked)[2];             /* parked batches: first, last */
     size_t nparked;
     uint64_t delivered;                /* events delivered since start */
-    struct engine_watch *watch;        /* commit notifications */
+    struct engine_cursor *cur;         /* reads the log after the checkpoint (delivery thread
+                                          only; opened by start, closed by stop) */
     pthread_t thread;
     bool running;
     bool stop;                         /* atomic: the thread must end */
-    bool woken;                        /* atomic: a commit since the thread last looked */
     pthread_mutex_t wmu;               /* with cv: the thread's naps (never held for I/O) */
     pthread_cond_t cv;
 };
@@ -184,13 +185,14 @@ static bool stopping(const struct webhook *w)
     return __atomic_load_n(&w->stop, __ATOMIC_ACQUIRE);
 }
 
-/* Waits up to ms, until stopped or (when wake) a commit. Takes no lock but w->wmu, so the
- * writer thread telling of a commit never waits for a delivery or a file write. */
-static void nap(struct webhook *w, uint64_t ms, bool wake)
+/* Waits up to ms, or until stopped (commits do not end it: backoffs and pauses after a
+ * storage error). Takes no lock but w->wmu, so the writer thread telling of the database's
+ * deletion never waits for a delivery or a file write. */
+static void nap(struct webhook *w, uint64_t ms)
 {
     struct timespec ts = time_deadline_ms(ms);
     pthread_mutex_lock(&w->wmu);
-    while (!stopping(w) && !(wake && w->woken)) {
+    while (!stopping(w)) {
         if (pthread_cond_timedwait(&w->cv, &w->wmu, &ts) != 0) {
             break;
         }
@@ -257,67 +259,68 @@ static bool deliver(struct webhook *w, struct batch *b)
         if (ok || give_up || stopping(w)) {
             return ok;
         }
-        nap(w, delivery_backoff_ms(w->backoff_ms, attempt), false); /* commits do not cut a backoff short; stopping does */
+        nap(w, delivery_backoff_ms(w->backoff_ms, attempt));
         if (stopping(w)) {
             return false;
         }
     }
 }
 
+/* Moves the checkpoint to done after a batch of n events (delivered, or parked), saving it
+ * when the batch had events. */
+static void advance(struct webhook *w, uint64_t done, size_t n, bool delivered)
+{
+    struct db *db = w->db;
+    pthread_mutex_lock(&db->hooks_mu);
+    if (done > w->checkpoint) {
+        w->checkpoint = done;
+        w->delivered += delivered ? n : 0;
+        if (n) {
+            save(db); /* the batch is delivered or parked */
+        }
+    }
+    pthread_mutex_unlock(&db->hooks_mu);
+}
+
+/* The delivery thread: the catch-up loop over w's cursor (engine/cursor.h). */
 static void *hook_main(void *arg)
 {
     struct webhook *w = arg;
-    struct db *db = w->db;
     pthread_setname_np(pthread_self(), "annals-webhook");
     while (!stopping(w)) {
-        __atomic_store_n(&w->woken, false, __ATOMIC_RELEASE); /* a commit from here on counts */
-        pthread_mutex_lock(&db->hooks_mu);
-        uint64_t from = w->checkpoint + 1; /* only this thread moves it */
-        pthread_mutex_unlock(&db->hooks_mu);
-        struct batch b = {.db = db, .format = w->format};
+        struct batch b = {.db = w->db, .format = w->format};
         buf_init(&b.events);
-        struct engine_query q = {.filter = &w->filter, .has_from = true, .from = from,
-                                 .limit = w->format ? w->format->batch : WEBHOOK_BATCH,
-                                 .budget = 65536};
-        struct engine_query_result res;
-        int rc = engine_query(db, &q, on_batch_event, &b, &res);
-        if (rc) {
-            buf_fini(&b.events);
-            nap(w, 1000, false);
-            continue;
-        }
-        uint64_t done = b.n ? b.last : (res.next ? res.next - 1 : res.head);
-        bool delivered = b.n && deliver(w, &b);
-        if (b.n && !delivered && stopping(w)) {
+        struct engine_cursor_page pg;
+        int rc = engine_cursor_next(w->cur, w->format ? w->format->batch : WEBHOOK_BATCH,
+                                    on_batch_event, &b, &pg);
+        bool delivered = !rc && b.n && deliver(w, &b);
+        if (rc == ERR_GONE || (b.n && !delivered && stopping(w))) {
             buf_fini(&b.events);
             break; /* stopping mid-batch: it is delivered again after the restart */
         }
-        pthread_mutex_lock(&db->hooks_mu);
-        if (done > w->checkpoint) {
-            w->checkpoint = done;
-            w->delivered += delivered ? b.n : 0;
-            if (b.n) {
-                save(db); /* the batch is delivered or parked */
-            }
-        }
-        pthread_mutex_unlock(&db->hooks_mu);
         buf_fini(&b.events);
-        if (!b.n && !res.next) {
-            nap(w, 1000, true); /* until the next commit */
+        if (rc) {
+            nap(w, 1000); /* a storage error: the cursor did not move; try again */
+            continue;
+        }
+        advance(w, pg.position - 1, b.n, delivered);
+        if (pg.caught_up) {
+            engine_cursor_wait(w->cur, 1000); /* until the next commit */
         }
     }
     return NULL;
 }
 
-/* Writer thread: a commit (or the database's deletion). */
+/* Writer thread: the database's deletion stops the delivery (a commit needs nothing here:
+ * the cursor's wait wakes for it). */
 static void on_hook_commit(void *arg, bool gone)
 {
     struct webhook *w = arg;
-    pthread_mutex_lock(&w->wmu);
-    __atomic_store_n(&w->woken, true, __ATOMIC_RELEASE);
-    if (gone) {
-        __atomic_store_n(&w->stop, true, __ATOMIC_RELEASE);
+    if (!gone) {
+        return;
     }
+    pthread_mutex_lock(&w->wmu);
+    __atomic_store_n(&w->stop, true, __ATOMIC_RELEASE);
     pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&w->wmu);
 }
@@ -339,12 +342,22 @@ static void hook_free(struct webhook *w)
     free(w);
 }
 
+/* Opens w's cursor after its checkpoint and starts its delivery thread. Returns 0, ERR_GONE
+ * (the database is being deleted) or ERR_IO. */
 static int start(struct webhook *w)
 {
     if (w->record_only) {
         return 0; /* nothing to deliver */
     }
+    struct engine_cursor_opts o = {.filter = &w->filter, .from = w->checkpoint + 1,
+                                   .wait = true, .on_commit = on_hook_commit, .on_commit_arg = w};
+    int rc = engine_cursor_open(w->db, &o, &w->cur);
+    if (rc) {
+        return rc;
+    }
     if (pthread_create(&w->thread, NULL, hook_main, w) != 0) {
+        engine_cursor_close(w->cur);
+        w->cur = NULL;
         return ERR(ERR_IO);
     }
     w->running = true;
@@ -358,10 +371,15 @@ static void stop(struct webhook *w)
     __atomic_store_n(&w->stop, true, __ATOMIC_RELEASE);
     pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&w->wmu);
+    if (w->cur) {
+        engine_cursor_interrupt(w->cur); /* ends a wait for commits */
+    }
     if (w->running) {
         pthread_join(w->thread, NULL);
         w->running = false;
     }
+    engine_cursor_close(w->cur);
+    w->cur = NULL;
 }
 
 static struct webhook *hook_new(struct db *db, const char *name, const char *url,
@@ -473,8 +491,9 @@ int engine_webhook_create(struct db *db, const struct webhook_def *def, char *se
         }
     }
     /* started before the lock is let go: a delete that finds it finds it running (the
-     * writer's commit callback takes only w->wmu, so holding hooks_mu here cannot block it) */
-    if (!rc && (engine_watch(db, on_hook_commit, w, &w->watch) != 0 || start(w) != 0)) {
+     * writer's commit callbacks take only the cursor's lock and w->wmu, so holding hooks_mu
+     * here cannot block it) */
+    if (!rc && start(w) != 0) {
         log_error("webhook %s: cannot start its delivery (the database is going away?)", w->name);
     }
     pthread_mutex_unlock(&db->hooks_mu);
@@ -506,7 +525,6 @@ int engine_webhook_delete(struct db *db, const char *name)
     }
     pthread_mutex_unlock(&db->hooks_mu);
     if (w) {
-        engine_unwatch(w->watch);
         stop(w);
         hook_free(w);
     }
@@ -677,9 +695,7 @@ int webhooks_load(struct db *db)
                    db);
     int rc = statefile_load(db->dir, "webhooks.json", "webhooks", db->name, load_one, db);
     for (size_t k = 0; !rc && k < db->nhooks; k++) {
-        struct webhook *w = db->hooks[k];
-        rc = engine_watch(db, on_hook_commit, w, &w->watch);
-        if (!rc) rc = start(w);
+        rc = start(db->hooks[k]);
     }
     return rc;
 }
@@ -687,8 +703,6 @@ int webhooks_load(struct db *db)
 void webhooks_fini(struct db *db)
 {
     for (size_t i = 0; i < db->nhooks; i++) {
-        engine_unwatch(db->hooks[i]->watch);
-        db->hooks[i]->watch = NULL;
         stop(db->hooks[i]);
     }
     /* no save here: every change was written when it was made, and a store that failed to
