@@ -20,7 +20,7 @@ CFLAGS  += -Werror
 endif
 
 BUILD   := build$(if $(SANITIZE),-san)
-LIB_SRC := $(wildcard src/util/*.c src/json/*.c src/backup/*.c src/store/*.c src/engine/*.c src/http/*.c src/gate/*.c src/ops/*.c src/api/*.c src/query/*.c src/auth/*.c src/dialect/*/*.c src/cli/*.c src/logic/*.c)
+LIB_SRC := $(wildcard src/util/*.c src/json/*.c src/delivery/*.c src/backup/*.c src/store/*.c src/engine/*.c src/http/*.c src/gate/*.c src/ops/*.c src/api/*.c src/query/*.c src/auth/*.c src/dialect/*/*.c src/cli/*.c src/logic/*.c)
 LIB_OBJ := $(LIB_SRC:src/%.c=$(BUILD)/%.o)
 UNIT_SRC := $(wildcard tests/unit/*_test.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)

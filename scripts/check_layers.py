@@ -17,7 +17,9 @@ ALLOWED = {
     "backup": BASE | {"backup"},
     "query": BASE | {"json", "model", "query"},
     "store": BASE | {"json", "model", "query", "store"},
-    "engine": BASE | {"json", "model", "query", "store", "engine", "backup"},
+    # outbound HTTP deliveries (webhooks): the transport under the engine
+    "delivery": BASE | {"json", "delivery"},
+    "engine": BASE | {"json", "model", "query", "store", "engine", "backup", "delivery"},
     "http": BASE | {"json", "http"},
     "auth": BASE | {"auth"},
     "gate": BASE | {"json", "model", "query", "engine", "http", "auth", "gate"},

@@ -341,13 +341,8 @@ static void finish_delete(struct db *db)
     store_abandon(db->st);
     db->st = NULL;
     derived_close(db, true); /* its files go before the directory */
-    static const char *const OWN[] = {"groups.json", "webhooks.json", "groups.json.tmp",
-                                      "webhooks.json.tmp"};
-    for (size_t i = 0; i < sizeof OWN / sizeof OWN[0]; i++) {
-        char path[4200];
-        snprintf(path, sizeof path, "%s/%s", db->dir, OWN[i]);
-        unlink(path);
-    }
+    statefile_remove(db->dir, "groups.json");
+    statefile_remove(db->dir, "webhooks.json");
     int rc = store_remove_files(db->dir);
     log_info("database %s deleted", db->name);
     engine_deleted_fn *fn = db->deleted_fn;
@@ -378,31 +373,6 @@ int engine_db_delete(struct engine *e, const char *name, size_t len, engine_dele
     watch_notify(db, true); /* live readers let go of it */
     engine_db_release(db);  /* the registry's reference */
     return 0;
-}
-
-/* ---- state files of engine features (groups.json, webhooks.json) ---- */
-
-int db_state_load(struct db *db, const char *file, const char *member, db_state_item_fn *fn)
-{
-    char path[4200];
-    snprintf(path, sizeof path, "%s/%s", db->dir, file);
-    if (access(path, F_OK) != 0) {
-        return 0;
-    }
-    json_error_t je;
-    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
-    json_t *arr = root ? json_object_get(root, member) : NULL;
-    int rc = json_is_array(arr) ? 0 : ERR(ERR_CORRUPT);
-    size_t i;
-    json_t *o;
-    json_array_foreach(arr, i, o) {
-        if (!rc) rc = fn(db, o);
-    }
-    json_decref(root);
-    if (rc) {
-        log_error("database %s: %s is damaged", db->name, path);
-    }
-    return rc;
 }
 
 /* ---- live fan-out ---- */

@@ -62,8 +62,7 @@ void engine_stop(struct engine *e);
  * queued before it, so cancelled is false for engine jobs today; a job still treats
  * cancelled true as "release what you hold and answer 503". Returns 0 (fn runs exactly once,
  * on a worker thread), ERR_TOOBIG (ENGINE_WORK_QUEUE jobs are waiting: answer 503) or
- * ERR_SHUTDOWN (engine_stop has begun); fn never runs on error. Any thread but a worker's
- * own engine_stop. */
+ * ERR_SHUTDOWN (engine_stop has begun); fn never runs on error. Any thread. */
 int engine_submit(struct engine *e, workq_fn *fn, void *arg);
 /* Background jobs: long work that uses the engine from a thread of its own and must end
  * before the engine stops (a backup stream, which may last as long as its client reads: it

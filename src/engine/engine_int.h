@@ -6,6 +6,7 @@
 #include <pthread.h>
 
 #include "engine/engine.h"
+#include "engine/statefile.h"
 #include "store/store.h"
 #include "util/strmap.h"
 #include "util/workq.h"
@@ -51,10 +52,11 @@ struct db {
     pthread_mutex_t groups_mu;          /* guards the durable subscriptions (groups.c) */
     struct group **groups;              /* owned */
     size_t ngroups;
-    int64_t groups_saved_ms;            /* last write of groups.json (monotonic) */
+    struct statefile groups_file;       /* groups.json (guarded by groups_mu) */
     pthread_mutex_t hooks_mu;           /* guards the webhooks (webhooks.c) */
     struct webhook **hooks;             /* owned */
     size_t nhooks;
+    struct statefile hooks_file;        /* webhooks.json (guarded by hooks_mu) */
     size_t idems_cap;                   /* entries allocated in idems */
     uint64_t meta_changes;              /* atomic: lifecycle changes laid out by the writer
                                            (a compaction planned before one is abandoned) */
@@ -120,13 +122,8 @@ static inline uint64_t db_retention_us(const struct db *db)
 /* Tells every watcher of db of a commit (gone false) or of its deletion (gone true). */
 void watch_notify(struct db *db, bool gone);
 
-/* Called per item of a state file's array (a jansson json_t *). Returns 0 or ERR_CORRUPT. */
-typedef int db_state_item_fn(struct db *db, void *item);
-/* Reads db's state file <dir>/file, {"<member>": [items]}, calling fn per item. A missing
- * file is no state. Returns 0 or ERR_CORRUPT (logged). */
-int db_state_load(struct db *db, const char *file, const char *member, db_state_item_fn *fn);
-
-/* Loads the durable subscriptions of db (groups.json). Returns 0 or ERR_CORRUPT. */
+/* Loads the durable subscriptions of db (groups.json, engine/statefile.h). Returns 0 or
+ * ERR_CORRUPT. */
 int groups_load(struct db *db);
 /* Saves moved checkpoints (unless the database was deleted) and frees the subscriptions. */
 void groups_fini(struct db *db);

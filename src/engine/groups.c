@@ -7,10 +7,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "engine/cursor.h"
 #include "engine/engine_int.h"
 #include "query/filter.h"
 #include "util/errors.h"
-#include "util/fsutil.h"
 #include "util/log.h"
 #include "util/strmap.h"
 #include "util/timeutil.h"
@@ -30,7 +30,8 @@ struct group {
     struct filter filter;
     uint32_t ack_timeout_s, max_retries;
     uint64_t checkpoint;         /* durable */
-    uint64_t scan;               /* next position to read */
+    struct engine_cursor *cur;   /* reads the log from the checkpoint on (engine/cursor.h);
+                                    its position is the next position to read */
     struct pend *pend;           /* by position */
     size_t npend, pend_cap;
     uint64_t *parked;            /* durable, ascending */
@@ -56,6 +57,7 @@ bool group_name_ok(const char *s, size_t len)
 
 static void group_free(struct group *g)
 {
+    engine_cursor_close(g->cur); /* before the filter it borrows */
     filter_fini(&g->filter);
     free(g->filter_text);
     free(g->pend);
@@ -88,44 +90,33 @@ static json_t *group_json(const struct group *g)
                      "parked", parked);
 }
 
-/* Rewrites groups.json (util/fsutil.h: atomic and durable). */
-static int save(struct db *db)
+/* groups.json's document (statefile_render_fn; under groups_mu): every subscription's
+ * definition, checkpoint and parked list. Clears the dirty marks: they are in it. */
+static json_t *render_groups(void *arg)
 {
+    struct db *db = arg;
     json_t *arr = json_array();
     for (size_t i = 0; i < db->ngroups; i++) {
         json_array_append_new(arr, group_json(db->groups[i]));
         db->groups[i]->dirty = false;
     }
-    json_t *root = json_pack("{s:o}", "groups", arr);
-    char *text = json_dumps(root, JSON_COMPACT);
-    json_decref(root);
-    int rc = fs_write_atomic(db->dir, "groups.json", text, strlen(text), 0640);
-    free(text);
-    if (rc) {
-        log_error("database %s: cannot write groups.json: %s", db->name, strerror(errno));
-    }
-    return rc;
+    return json_pack("{s:o}", "groups", arr);
 }
 
-/* After a failed save whose change the caller undid in memory: the file may hold the change
- * all the same (renamed into place, then its directory's fsync failed), so it is written
- * again without it, or a restart would bring back what the client was told failed. Best
- * effort: the disk is failing. */
+static int save(struct db *db)
+{
+    return statefile_save(&db->groups_file);
+}
+
 static void save_undone(struct db *db)
 {
-    if (save(db) != 0) {
-        log_error("database %s: groups.json may still hold a change that failed", db->name);
-    }
+    statefile_save_undone(&db->groups_file);
 }
 
-/* Saves when a checkpoint moved and GROUP_SAVE_MS passed since the last save. */
+/* Saves moved checkpoints at most every GROUP_SAVE_MS (groups_fini saves the last ones). */
 static void save_soon(struct db *db)
 {
-    int64_t now = (int64_t)(time_mono_ns() / 1000000);
-    if (now - db->groups_saved_ms >= GROUP_SAVE_MS) {
-        db->groups_saved_ms = now;
-        save(db);
-    }
+    statefile_save_soon(&db->groups_file);
 }
 
 static int parse_def_filter(struct db *db, const char *text, struct filter *out)
@@ -145,9 +136,23 @@ static struct group *group_new(const char *name, const char *filter_text)
     return g;
 }
 
-static int load_one(struct db *db, void *item)
+/* The next position to read into pending. */
+static uint64_t scan_of(const struct group *g)
 {
-    json_t *o = item;
+    return engine_cursor_position(g->cur);
+}
+
+/* Opens g's cursor after its checkpoint (its filter is parsed, its checkpoint set). Returns 0
+ * or ERR_GONE (the database is being deleted). */
+static int open_cursor(struct db *db, struct group *g)
+{
+    struct engine_cursor_opts o = {.filter = &g->filter, .from = g->checkpoint + 1};
+    return engine_cursor_open(db, &o, &g->cur);
+}
+
+static int load_one(void *arg, json_t *o)
+{
+    struct db *db = arg;
     const char *name = json_string_value(json_object_get(o, "name"));
     const char *ft = json_string_value(json_object_get(o, "filter"));
     if (!name || !ft || !group_name_ok(name, strlen(name))) {
@@ -162,7 +167,10 @@ static int load_one(struct db *db, void *item)
     g->max_retries = (uint32_t)json_integer_value(json_object_get(o, "maxRetries"));
     g->checkpoint = (uint64_t)json_integer_value(json_object_get(o, "checkpoint"));
     g->created_us = json_integer_value(json_object_get(o, "createdUs"));
-    g->scan = g->checkpoint + 1;
+    if (open_cursor(db, g) != 0) {
+        group_free(g);
+        return ERR(ERR_CORRUPT);
+    }
     json_t *parked = json_object_get(o, "parked");
     size_t i;
     json_t *v;
@@ -180,7 +188,9 @@ static int load_one(struct db *db, void *item)
 
 int groups_load(struct db *db)
 {
-    return db_state_load(db, "groups.json", "groups", load_one);
+    statefile_init(&db->groups_file, db->dir, "groups.json", db->name, 0640, GROUP_SAVE_MS,
+                   render_groups, db);
+    return statefile_load(db->dir, "groups.json", "groups", db->name, load_one, db);
 }
 
 void groups_fini(struct db *db)
@@ -216,10 +226,14 @@ int engine_group_create(struct db *db, const struct group_def *def)
     g->ack_timeout_s = def->ack_timeout_s;
     g->max_retries = def->max_retries;
     g->checkpoint = def->start ? def->start - 1 : 0;
-    g->scan = g->checkpoint + 1;
     g->created_us = time_now_us();
+    int rc = open_cursor(db, g);
+    if (rc) {
+        group_free(g);
+        return rc;
+    }
     pthread_mutex_lock(&db->groups_mu);
-    int rc = find(db, def->name) ? ERR_EXISTS : db->ngroups >= GROUPS_MAX ? ERR_TOOBIG : 0;
+    rc = find(db, def->name) ? ERR_EXISTS : db->ngroups >= GROUPS_MAX ? ERR_TOOBIG : 0;
     if (!rc) {
         db->groups = xrealloc(db->groups, (db->ngroups + 1) * sizeof(*db->groups));
         db->groups[db->ngroups++] = g;
@@ -278,7 +292,7 @@ int engine_group_list(struct db *db, const char *only, group_info_fn *fn, void *
         }
         struct group_info in = {.filter = g->filter_text, .ack_timeout_s = g->ack_timeout_s,
                                 .max_retries = g->max_retries, .checkpoint = g->checkpoint,
-                                .read_to = g->scan, .pending = g->npend, .parked = g->nparked,
+                                .read_to = scan_of(g), .pending = g->npend, .parked = g->nparked,
                                 .created_us = g->created_us};
         snprintf(in.name, sizeof in.name, "%s", g->name);
         for (size_t k = 0; k < g->npend; k++) {
@@ -334,7 +348,7 @@ static void park(struct group *g, uint64_t pos)
 /* The checkpoint: below the first pending event, or below what is still to be read. */
 static void advance(struct group *g)
 {
-    uint64_t cp = (g->npend ? g->pend[0].pos : g->scan) - 1;
+    uint64_t cp = (g->npend ? g->pend[0].pos : scan_of(g)) - 1;
     if (cp != g->checkpoint) {
         g->checkpoint = cp;
         g->dirty = true;
@@ -388,23 +402,20 @@ static int on_fill(void *arg, const struct event_rec *ev)
     return 0;
 }
 
-/* Reads matching events after scan into pending, up to GROUP_PENDING_MAX, examining at most
- * GROUP_FILL_PAGES pages of candidates (a filter no index narrows must not scan a large log
- * in one request: the next pull goes on from scan). */
-static int fill(struct db *db, struct group *g)
+/* Reads matching events from the cursor into pending, up to GROUP_PENDING_MAX, examining at
+ * most GROUP_FILL_PAGES pages of candidates (a filter no index narrows must not scan a large
+ * log in one request: the next pull goes on from where the cursor stopped). Caller holds
+ * groups_mu, which serializes the cursor. */
+static int fill(struct group *g)
 {
     for (int page = 0; page < GROUP_FILL_PAGES && g->npend < GROUP_PENDING_MAX; page++) {
-        struct engine_query q = {.filter = &g->filter, .has_from = true, .from = g->scan,
-                                 .limit = GROUP_PENDING_MAX - g->npend, .budget = 65536};
-        struct engine_query_result res;
+        struct engine_cursor_page pg;
         struct fill_ctx fc = {g};
-        int rc = engine_query(db, &q, on_fill, &fc, &res);
+        int rc = engine_cursor_next(g->cur, GROUP_PENDING_MAX - g->npend, on_fill, &fc, &pg);
         if (rc) {
             return rc;
         }
-        uint64_t next = res.next ? res.next : res.head + 1;
-        g->scan = next > g->scan ? next : g->scan;
-        if (!res.next) {
+        if (pg.caught_up) {
             return 0;
         }
     }
@@ -519,7 +530,7 @@ int engine_group_pull(struct db *db, const char *name, const char *consumer, siz
             advance(g);
             save(db);
         }
-        rc = fill(db, g);
+        rc = fill(g);
         if (!rc) n = assign(g, consumer, max, now, out);
         advance(g);
     }

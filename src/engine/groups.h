@@ -8,7 +8,8 @@
  * below it is acknowledged or parked), the definitions and the parked lists are durable, in
  * the database directory's groups.json (rewritten atomically); after a restart delivery
  * resumes after the checkpoint (at least once: what was acknowledged past it is delivered
- * again). Any thread; one mutex per database.
+ * again). Each subscription reads the log with its own catch-up cursor (engine/cursor.h),
+ * under the database's groups mutex. Any thread; one mutex per database.
  *
  * Filters are kept as the client's JSON text and parsed with the engine's filter parser
  * (engine_config.parse_filter). */

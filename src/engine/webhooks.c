@@ -1,32 +1,24 @@
 #define _GNU_SOURCE /* pthread_setname_np */
 #include "engine/webhooks.h"
 
-#include <arpa/inet.h>
-#include <curl/curl.h>
-#include <errno.h>
 #include <jansson.h>
-#include <netdb.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-#include <openssl/rand.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
+#include "delivery/delivery.h"
+#include "engine/cursor.h"
 #include "engine/engine_int.h"
 #include "engine/groups.h"
 #include "query/filter.h"
 #include "util/errors.h"
-#include "util/fsutil.h"
 #include "util/log.h"
 #include "util/timeutil.h"
 #include "util/uuid.h"
 
-enum { SECRET_BYTES = 24, SECRET_TEXT = 64 };
+enum { SECRET_TEXT = DELIVERY_SECRET_TEXT };
+_Static_assert((int)WEBHOOK_URL_BYTES == (int)DELIVERY_URL_BYTES, "the API checks this limit");
 
 /* One delivery attempt's outcome, kept in the log. */
 struct delivery {
@@ -58,159 +50,14 @@ struct webhook {
     uint64_t (*parked)[2];             /* parked batches: first, last */
     size_t nparked;
     uint64_t delivered;                /* events delivered since start */
-    struct engine_watch *watch;        /* commit notifications */
+    struct engine_cursor *cur;         /* reads the log after the checkpoint (delivery thread
+                                          only; opened by start, closed by stop) */
     pthread_t thread;
     bool running;
     bool stop;                         /* atomic: the thread must end */
-    bool woken;                        /* atomic: a commit since the thread last looked */
-    bool host_allowed;                 /* the URL's host is in --webhook-allow */
     pthread_mutex_t wmu;               /* with cv: the thread's naps (never held for I/O) */
     pthread_cond_t cv;
 };
-
-/* ---- addresses: never a private one unless allowed ---- */
-
-static bool v4_public(uint32_t a)
-{
-    uint8_t b0 = a >> 24, b1 = (a >> 16) & 0xff;
-    return !(b0 == 0 || b0 == 10 || b0 == 127 || (b0 == 100 && (b1 & 0xc0) == 64) ||
-             (b0 == 169 && b1 == 254) || (b0 == 172 && (b1 & 0xf0) == 16) ||
-             (b0 == 192 && b1 == 168) || b0 >= 224);
-}
-
-static bool addr_public(const struct sockaddr *sa)
-{
-    if (sa->sa_family == AF_INET) {
-        return v4_public(ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr));
-    }
-    if (sa->sa_family != AF_INET6) {
-        return false;
-    }
-    const uint8_t *b = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
-    static const uint8_t MAPPED[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-    if (memcmp(b, MAPPED, 12) == 0) {
-        return v4_public((uint32_t)b[12] << 24 | (uint32_t)b[13] << 16 | (uint32_t)b[14] << 8 |
-                         b[15]);
-    }
-    bool zero_prefix = true;
-    for (int i = 0; i < 15; i++) {
-        zero_prefix &= b[i] == 0;
-    }
-    return !(zero_prefix || (b[0] & 0xfe) == 0xfc || (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) ||
-             b[0] == 0xff);
-}
-
-/* True when the operator allowed host (the URL's host text) or the address text. */
-static bool allowed(const struct engine *e, const char *what)
-{
-    const char *list = e->webhook_allow;
-    size_t n = strlen(what);
-    for (const char *p = list; p && *p;) {
-        const char *end = strchr(p, ',');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        if ((len == n && strncasecmp(p, what, n) == 0) || (len == 1 && *p == '*')) {
-            return true;
-        }
-        p = end ? end + 1 : p + len;
-    }
-    return false;
-}
-
-static bool sockaddr_ok(const struct engine *e, const struct sockaddr *sa)
-{
-    char text[INET6_ADDRSTRLEN] = "";
-    const void *a = sa->sa_family == AF_INET6 ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
-                                              : (const void *)&((const struct sockaddr_in *)sa)->sin_addr;
-    inet_ntop(sa->sa_family, a, text, sizeof text);
-    return addr_public(sa) || allowed(e, text);
-}
-
-/* The host of an http(s) URL into host (without brackets). Returns 0 or ERR_INVALID. */
-static int url_host(const char *url, char *host, size_t n)
-{
-    CURLU *u = curl_url();
-    char *scheme = NULL, *h = NULL;
-    int rc = curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
-                     curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
-                     curl_url_get(u, CURLUPART_HOST, &h, 0) == CURLUE_OK &&
-                     (strcmp(scheme, "http") == 0 || strcmp(scheme, "https") == 0) && h[0]
-                 ? 0
-                 : ERR_INVALID;
-    if (!rc) {
-        size_t len = strlen(h);
-        if (h[0] == '[' && len > 2) {
-            snprintf(host, n, "%.*s", (int)(len - 2), h + 1);
-        } else {
-            snprintf(host, n, "%s", h);
-        }
-    }
-    curl_free(scheme);
-    curl_free(h);
-    curl_url_cleanup(u);
-    return rc;
-}
-
-/* Checks url: http(s), a host, every address reachable. 0, ERR_INVALID or ERR_DENIED. */
-static int check_url(const struct engine *e, const char *url, char *why, size_t why_len)
-{
-    char host[256];
-    if (strlen(url) > WEBHOOK_URL_BYTES || url_host(url, host, sizeof host) != 0) {
-        snprintf(why, why_len, "not an http(s) URL with a host");
-        return ERR_INVALID;
-    }
-    if (allowed(e, host)) {
-        return 0;
-    }
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
-    if (getaddrinfo(host, NULL, &hints, &res) != 0) {
-        snprintf(why, why_len, "the host %s does not resolve", host);
-        return ERR_INVALID;
-    }
-    int rc = 0;
-    for (struct addrinfo *ai = res; ai && !rc; ai = ai->ai_next) {
-        if (!sockaddr_ok(e, ai->ai_addr)) {
-            snprintf(why, why_len, "%s is a loopback, private or link-local address (allow it "
-                     "with --webhook-allow)", host);
-            rc = ERR_DENIED;
-        }
-    }
-    freeaddrinfo(res);
-    return rc;
-}
-
-/* curl's socket opener: refuses a connection to an address that may not be reached (the
- * name could resolve differently than when the webhook was made). */
-static curl_socket_t open_checked(void *arg, curlsocktype purpose, struct curl_sockaddr *a)
-{
-    (void)purpose;
-    const struct webhook *w = arg;
-    if (!w->host_allowed && !sockaddr_ok(w->db->e, &a->addr)) {
-        return CURL_SOCKET_BAD;
-    }
-    return socket(a->family, a->socktype, a->protocol);
-}
-
-/* ---- secrets and signatures ---- */
-
-static void new_secret(char out[SECRET_TEXT])
-{
-    unsigned char raw[SECRET_BYTES];
-    RAND_bytes(raw, sizeof raw);
-    memcpy(out, "whsec_", 6);
-    EVP_EncodeBlock((unsigned char *)out + 6, raw, sizeof raw);
-}
-
-/* Appends "v1,<base64 HMAC-SHA256(key, msg)>" for secret (whsec_<base64 key>). */
-static void sign(struct buf *out, const char *secret, const struct buf *msg)
-{
-    unsigned char key[64], mac[32], b64[64];
-    int klen = EVP_DecodeBlock(key, (const unsigned char *)secret + 6, (int)strlen(secret + 6));
-    klen = klen > 0 ? SECRET_BYTES : 0; /* DecodeBlock counts the padding */
-    unsigned int mlen = 0;
-    HMAC(EVP_sha256(), key, klen, (const unsigned char *)msg->ptr, msg->len, mac, &mlen);
-    EVP_EncodeBlock(b64, mac, (int)mlen);
-    buf_printf(out, "%sv1,%s", out->len ? " " : "", b64);
-}
 
 /* ---- durability: webhooks.json ---- */
 
@@ -250,33 +97,26 @@ static json_t *hook_json(const struct webhook *w)
     return o;
 }
 
-/* Rewrites webhooks.json (caller holds hooks_mu). */
-static int save(struct db *db)
+/* webhooks.json's document (statefile_render_fn; under hooks_mu). */
+static json_t *render_hooks(void *arg)
 {
+    struct db *db = arg;
     json_t *arr = json_array();
     for (size_t i = 0; i < db->nhooks; i++) {
         json_array_append_new(arr, hook_json(db->hooks[i]));
     }
-    json_t *root = json_pack("{s:o}", "webhooks", arr);
-    char *text = json_dumps(root, JSON_COMPACT);
-    json_decref(root);
-    int rc = fs_write_atomic(db->dir, "webhooks.json", text, strlen(text), 0600);
-    free(text);
-    if (rc) {
-        log_error("database %s: cannot write webhooks.json: %s", db->name, strerror(errno));
-    }
-    return rc;
+    return json_pack("{s:o}", "webhooks", arr);
 }
 
-/* After a failed save whose change the caller undid in memory: the file may hold the change
- * all the same (renamed into place, then its directory's fsync failed), so it is written
- * again without it, or a restart would bring back what the client was told failed. Best
- * effort: the disk is failing. */
+/* Rewrites webhooks.json (caller holds hooks_mu). */
+static int save(struct db *db)
+{
+    return statefile_save(&db->hooks_file);
+}
+
 static void save_undone(struct db *db)
 {
-    if (save(db) != 0) {
-        log_error("database %s: webhooks.json may still hold a change that failed", db->name);
-    }
+    statefile_save_undone(&db->hooks_file);
 }
 
 /* ---- delivery ---- */
@@ -313,97 +153,31 @@ static int on_batch_event(void *arg, const struct event_rec *ev)
     return 0;
 }
 
-static size_t discard(char *p, size_t size, size_t n, void *arg)
-{
-    (void)p;
-    (void)arg;
-    return size * n;
-}
-
-/* One POST of body. Returns the HTTP status, or 0 with why filled. */
 /* The signing secrets as of one attempt (copied under the lock: a rotation may run). */
 struct secrets {
     char now[SECRET_TEXT], old[SECRET_TEXT];
     int64_t old_until_us;
 };
 
-/* curl's progress callback: abandons a transfer once the webhook is stopping (a delete or
- * the server's stop must not wait out a slow receiver). */
-static int on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+/* One POST of body (delivery/delivery.h) with w's URL, headers and signing. */
+static void post_once(struct webhook *w, const struct secrets *keys, const struct buf *body,
+                      const char *id, uint32_t attempt, struct delivery_result *res)
 {
-    (void)dt;
-    (void)dn;
-    (void)ut;
-    (void)un;
-    return __atomic_load_n(&((const struct webhook *)arg)->stop, __ATOMIC_ACQUIRE) ? 1 : 0;
-}
-
-static int post_once(struct webhook *w, const struct secrets *keys, const struct buf *body,
-                     const char *id, uint32_t attempt, char *why, size_t why_len)
-{
-    CURL *h = curl_easy_init();
-    if (!h) {
-        snprintf(why, why_len, "cannot start an HTTP client");
-        return 0;
-    }
-    int64_t ts = time_now_us() / 1000000;
-    struct buf msg, sig, sigline;
-    buf_init(&msg);
-    buf_init(&sig);
-    buf_init(&sigline);
-    char line[256];
-    struct curl_slist *hl = curl_slist_append(NULL, "Content-Type: application/json");
-    if (!w->format || w->format->sign) {
-        buf_printf(&msg, "%s.%lld.", id, (long long)ts);
-        buf_add(&msg, body->ptr, body->len);
-        sign(&sig, keys->now, &msg);
-        if (keys->old[0] && time_now_us() < keys->old_until_us) {
-            sign(&sig, keys->old, &msg);
-        }
-        snprintf(line, sizeof line, "webhook-id: %s", id);
-        hl = curl_slist_append(hl, line);
-        snprintf(line, sizeof line, "webhook-timestamp: %lld", (long long)ts);
-        hl = curl_slist_append(hl, line);
-        buf_printf(&sigline, "webhook-signature: %s", sig.ptr);
-        hl = curl_slist_append(hl, sigline.ptr);
-    }
-    snprintf(line, sizeof line, "X-Annals-Attempt: %u", attempt);
-    hl = curl_slist_append(hl, line);
-    hl = curl_slist_append(hl, "Expect:");
+    char attempt_line[48];
+    snprintf(attempt_line, sizeof attempt_line, "X-Annals-Attempt: %u", attempt);
+    const char *headers[WEBHOOK_HEADERS_MAX + 1] = {attempt_line};
     for (size_t i = 0; i < w->nheaders; i++) {
-        hl = curl_slist_append(hl, w->headers[i]);
+        headers[i + 1] = w->headers[i];
     }
-    curl_easy_setopt(h, CURLOPT_URL, w->url);
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT, (long)WEBHOOK_TIMEOUT_S);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 5L);
-    curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, open_checked);
-    curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, w);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDS, body->ptr);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)body->len);
-    curl_easy_setopt(h, CURLOPT_USERAGENT, "annals-webhooks");
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard);
-    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
-    curl_easy_setopt(h, CURLOPT_XFERINFODATA, w);
-    CURLcode cc = curl_easy_perform(h);
-    long status = 0;
-    if (cc == CURLE_OK) {
-        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-    } else {
-        snprintf(why, why_len, "%s", cc == CURLE_COULDNT_CONNECT || cc == CURLE_RECV_ERROR
-                                         ? "connection refused or reset, or a refused address"
-                                         : curl_easy_strerror(cc));
-    }
-    curl_slist_free_all(hl);
-    curl_easy_cleanup(h);
-    buf_fini(&msg);
-    buf_fini(&sig);
-    buf_fini(&sigline);
-    return (int)status;
+    bool old_valid = keys->old[0] && time_now_us() < keys->old_until_us;
+    struct delivery_request rq = {
+        .url = w->url, .allow = w->db->e->webhook_allow,
+        .body = {body->ptr, body->len}, .headers = headers, .nheaders = w->nheaders + 1,
+        .signing = !w->format || w->format->sign ? DELIVERY_STANDARD_WEBHOOKS
+                                                 : DELIVERY_UNSIGNED,
+        .msg_id = id, .secret = keys->now, .old_secret = old_valid ? keys->old : NULL,
+        .cancel = &w->stop};
+    delivery_post(&rq, res);
 }
 
 static bool stopping(const struct webhook *w)
@@ -411,13 +185,14 @@ static bool stopping(const struct webhook *w)
     return __atomic_load_n(&w->stop, __ATOMIC_ACQUIRE);
 }
 
-/* Waits up to ms, until stopped or (when wake) a commit. Takes no lock but w->wmu, so the
- * writer thread telling of a commit never waits for a delivery or a file write. */
-static void nap(struct webhook *w, uint64_t ms, bool wake)
+/* Waits up to ms, or until stopped (commits do not end it: backoffs and pauses after a
+ * storage error). Takes no lock but w->wmu, so the writer thread telling of the database's
+ * deletion never waits for a delivery or a file write. */
+static void nap(struct webhook *w, uint64_t ms)
 {
     struct timespec ts = time_deadline_ms(ms);
     pthread_mutex_lock(&w->wmu);
-    while (!stopping(w) && !(wake && w->woken)) {
+    while (!stopping(w)) {
         if (pthread_cond_timedwait(&w->cv, &w->wmu, &ts) != 0) {
             break;
         }
@@ -468,13 +243,13 @@ static bool deliver(struct webhook *w, struct batch *b)
         memcpy(keys.old, w->old_secret, sizeof keys.old);
         keys.old_until_us = w->old_until_us;
         pthread_mutex_unlock(&db->hooks_mu);
-        d.status = post_once(w, &keys, &body, id, attempt, d.error, sizeof d.error);
+        struct delivery_result res;
+        post_once(w, &keys, &body, id, attempt, &res);
         buf_fini(&body);
-        bool ok = d.status >= 200 && d.status < 300;
-        if (!ok && !d.error[0]) {
-            snprintf(d.error, sizeof d.error, "HTTP %d", d.status);
-        }
-        bool give_up = !ok && !stopping(w) && attempt >= w->max_attempts;
+        d.status = res.status;
+        snprintf(d.error, sizeof d.error, "%s", res.error);
+        bool ok = res.ok;
+        bool give_up = !ok && !stopping(w) && (!res.retry || attempt >= w->max_attempts);
         pthread_mutex_lock(&db->hooks_mu);
         add_log(w, &d);
         if (give_up) {
@@ -484,68 +259,68 @@ static bool deliver(struct webhook *w, struct batch *b)
         if (ok || give_up || stopping(w)) {
             return ok;
         }
-        uint64_t wait = (uint64_t)w->backoff_ms << (attempt - 1 < 16 ? attempt - 1 : 16);
-        nap(w, wait, false); /* commits do not cut a backoff short; stopping does */
+        nap(w, delivery_backoff_ms(w->backoff_ms, attempt));
         if (stopping(w)) {
             return false;
         }
     }
 }
 
+/* Moves the checkpoint to done after a batch of n events (delivered, or parked), saving it
+ * when the batch had events. */
+static void advance(struct webhook *w, uint64_t done, size_t n, bool delivered)
+{
+    struct db *db = w->db;
+    pthread_mutex_lock(&db->hooks_mu);
+    if (done > w->checkpoint) {
+        w->checkpoint = done;
+        w->delivered += delivered ? n : 0;
+        if (n) {
+            save(db); /* the batch is delivered or parked */
+        }
+    }
+    pthread_mutex_unlock(&db->hooks_mu);
+}
+
+/* The delivery thread: the catch-up loop over w's cursor (engine/cursor.h). */
 static void *hook_main(void *arg)
 {
     struct webhook *w = arg;
-    struct db *db = w->db;
     pthread_setname_np(pthread_self(), "annals-webhook");
     while (!stopping(w)) {
-        __atomic_store_n(&w->woken, false, __ATOMIC_RELEASE); /* a commit from here on counts */
-        pthread_mutex_lock(&db->hooks_mu);
-        uint64_t from = w->checkpoint + 1; /* only this thread moves it */
-        pthread_mutex_unlock(&db->hooks_mu);
-        struct batch b = {.db = db, .format = w->format};
+        struct batch b = {.db = w->db, .format = w->format};
         buf_init(&b.events);
-        struct engine_query q = {.filter = &w->filter, .has_from = true, .from = from,
-                                 .limit = w->format ? w->format->batch : WEBHOOK_BATCH,
-                                 .budget = 65536};
-        struct engine_query_result res;
-        int rc = engine_query(db, &q, on_batch_event, &b, &res);
-        if (rc) {
-            buf_fini(&b.events);
-            nap(w, 1000, false);
-            continue;
-        }
-        uint64_t done = b.n ? b.last : (res.next ? res.next - 1 : res.head);
-        bool delivered = b.n && deliver(w, &b);
-        if (b.n && !delivered && stopping(w)) {
+        struct engine_cursor_page pg;
+        int rc = engine_cursor_next(w->cur, w->format ? w->format->batch : WEBHOOK_BATCH,
+                                    on_batch_event, &b, &pg);
+        bool delivered = !rc && b.n && deliver(w, &b);
+        if (rc == ERR_GONE || (b.n && !delivered && stopping(w))) {
             buf_fini(&b.events);
             break; /* stopping mid-batch: it is delivered again after the restart */
         }
-        pthread_mutex_lock(&db->hooks_mu);
-        if (done > w->checkpoint) {
-            w->checkpoint = done;
-            w->delivered += delivered ? b.n : 0;
-            if (b.n) {
-                save(db); /* the batch is delivered or parked */
-            }
-        }
-        pthread_mutex_unlock(&db->hooks_mu);
         buf_fini(&b.events);
-        if (!b.n && !res.next) {
-            nap(w, 1000, true); /* until the next commit */
+        if (rc) {
+            nap(w, 1000); /* a storage error: the cursor did not move; try again */
+            continue;
+        }
+        advance(w, pg.position - 1, b.n, delivered);
+        if (pg.caught_up) {
+            engine_cursor_wait(w->cur, 1000); /* until the next commit */
         }
     }
     return NULL;
 }
 
-/* Writer thread: a commit (or the database's deletion). */
+/* Writer thread: the database's deletion stops the delivery (a commit needs nothing here:
+ * the cursor's wait wakes for it). */
 static void on_hook_commit(void *arg, bool gone)
 {
     struct webhook *w = arg;
-    pthread_mutex_lock(&w->wmu);
-    __atomic_store_n(&w->woken, true, __ATOMIC_RELEASE);
-    if (gone) {
-        __atomic_store_n(&w->stop, true, __ATOMIC_RELEASE);
+    if (!gone) {
+        return;
     }
+    pthread_mutex_lock(&w->wmu);
+    __atomic_store_n(&w->stop, true, __ATOMIC_RELEASE);
     pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&w->wmu);
 }
@@ -567,12 +342,22 @@ static void hook_free(struct webhook *w)
     free(w);
 }
 
+/* Opens w's cursor after its checkpoint and starts its delivery thread. Returns 0, ERR_GONE
+ * (the database is being deleted) or ERR_IO. */
 static int start(struct webhook *w)
 {
     if (w->record_only) {
         return 0; /* nothing to deliver */
     }
+    struct engine_cursor_opts o = {.filter = &w->filter, .from = w->checkpoint + 1,
+                                   .wait = true, .on_commit = on_hook_commit, .on_commit_arg = w};
+    int rc = engine_cursor_open(w->db, &o, &w->cur);
+    if (rc) {
+        return rc;
+    }
     if (pthread_create(&w->thread, NULL, hook_main, w) != 0) {
+        engine_cursor_close(w->cur);
+        w->cur = NULL;
         return ERR(ERR_IO);
     }
     w->running = true;
@@ -586,10 +371,15 @@ static void stop(struct webhook *w)
     __atomic_store_n(&w->stop, true, __ATOMIC_RELEASE);
     pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&w->wmu);
+    if (w->cur) {
+        engine_cursor_interrupt(w->cur); /* ends a wait for commits */
+    }
     if (w->running) {
         pthread_join(w->thread, NULL);
         w->running = false;
     }
+    engine_cursor_close(w->cur);
+    w->cur = NULL;
 }
 
 static struct webhook *hook_new(struct db *db, const char *name, const char *url,
@@ -602,8 +392,6 @@ static struct webhook *hook_new(struct db *db, const char *name, const char *url
     w->filter_text = xstrndup(filter_text, strlen(filter_text));
     pthread_mutex_init(&w->wmu, NULL);
     pthread_cond_init(&w->cv, NULL);
-    char host[256];
-    w->host_allowed = url_host(url, host, sizeof host) == 0 && allowed(db->e, host);
     return w;
 }
 
@@ -665,7 +453,9 @@ static struct webhook *find(struct db *db, const char *name)
 int engine_webhook_create(struct db *db, const struct webhook_def *def, char *secret_out,
                           char *why, size_t why_len)
 {
-    int rc = def->record_only ? 0 : check_url(db->e, def->url, why, why_len);
+    int rc = def->record_only
+                 ? 0
+                 : delivery_check_url(db->e->webhook_allow, def->url, why, why_len);
     if (rc) {
         return rc;
     }
@@ -688,7 +478,7 @@ int engine_webhook_create(struct db *db, const struct webhook_def *def, char *se
     w->max_attempts = def->max_attempts;
     w->backoff_ms = def->backoff_ms;
     w->checkpoint = def->start ? def->start - 1 : 0;
-    new_secret(w->secret);
+    delivery_secret_new(w->secret);
     pthread_mutex_lock(&db->hooks_mu);
     rc = find(db, def->name) ? ERR_EXISTS : db->nhooks >= WEBHOOKS_MAX ? ERR_TOOBIG : 0;
     if (!rc) {
@@ -701,8 +491,9 @@ int engine_webhook_create(struct db *db, const struct webhook_def *def, char *se
         }
     }
     /* started before the lock is let go: a delete that finds it finds it running (the
-     * writer's commit callback takes only w->wmu, so holding hooks_mu here cannot block it) */
-    if (!rc && (engine_watch(db, on_hook_commit, w, &w->watch) != 0 || start(w) != 0)) {
+     * writer's commit callbacks take only the cursor's lock and w->wmu, so holding hooks_mu
+     * here cannot block it) */
+    if (!rc && start(w) != 0) {
         log_error("webhook %s: cannot start its delivery (the database is going away?)", w->name);
     }
     pthread_mutex_unlock(&db->hooks_mu);
@@ -734,7 +525,6 @@ int engine_webhook_delete(struct db *db, const char *name)
     }
     pthread_mutex_unlock(&db->hooks_mu);
     if (w) {
-        engine_unwatch(w->watch);
         stop(w);
         hook_free(w);
     }
@@ -753,7 +543,7 @@ int engine_webhook_rotate(struct db *db, const char *name, uint32_t grace_s, cha
         memcpy(old, w->old_secret, sizeof old);
         memcpy(w->old_secret, w->secret, sizeof w->secret);
         w->old_until_us = time_now_us() + (int64_t)grace_s * 1000000;
-        new_secret(w->secret);
+        delivery_secret_new(w->secret);
         rc = save(db);
         if (rc) { /* the client gets no new secret: deliveries keep the one it has */
             memcpy(w->secret, secret, sizeof secret);
@@ -841,9 +631,9 @@ int engine_webhook_describe(struct db *db, const char *only, bool with_log, stru
     return rc;
 }
 
-static int load_one(struct db *db, void *item)
+static int load_one(void *arg, json_t *o)
 {
-    json_t *o = item;
+    struct db *db = arg;
     const char *name = json_string_value(json_object_get(o, "name"));
     const char *url = json_string_value(json_object_get(o, "url"));
     const char *ft = json_string_value(json_object_get(o, "filter"));
@@ -901,11 +691,11 @@ static int load_one(struct db *db, void *item)
 
 int webhooks_load(struct db *db)
 {
-    int rc = db_state_load(db, "webhooks.json", "webhooks", load_one);
+    statefile_init(&db->hooks_file, db->dir, "webhooks.json", db->name, 0600, 0, render_hooks,
+                   db);
+    int rc = statefile_load(db->dir, "webhooks.json", "webhooks", db->name, load_one, db);
     for (size_t k = 0; !rc && k < db->nhooks; k++) {
-        struct webhook *w = db->hooks[k];
-        rc = engine_watch(db, on_hook_commit, w, &w->watch);
-        if (!rc) rc = start(w);
+        rc = start(db->hooks[k]);
     }
     return rc;
 }
@@ -913,8 +703,6 @@ int webhooks_load(struct db *db)
 void webhooks_fini(struct db *db)
 {
     for (size_t i = 0; i < db->nhooks; i++) {
-        engine_unwatch(db->hooks[i]->watch);
-        db->hooks[i]->watch = NULL;
         stop(db->hooks[i]);
     }
     /* no save here: every change was written when it was made, and a store that failed to

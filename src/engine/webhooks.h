@@ -1,16 +1,17 @@
 /* Webhook subscriptions of a database: each delivers the events matching its filter, in order,
- * as signed HTTP POSTs to its URL, at least once, from a durable checkpoint. One delivery
- * thread per webhook: read the next batch after the checkpoint (up to WEBHOOK_BATCH events),
- * POST it (retrying with exponential backoff up to max_attempts), then move the checkpoint;
- * a batch that keeps failing is parked and delivery goes on. Signatures follow the Standard
- * Webhooks scheme (docs/api.md, "Webhooks"): webhook-id, webhook-timestamp and
- * webhook-signature = "v1,<base64 HMAC-SHA256(key, id.timestamp.body)>", one per valid secret
- * during a rotation's grace period. Outbound requests never reach loopback, private,
- * link-local or other non-public addresses unless the operator allows the host
- * (engine_config.webhook_allow), never follow redirects, and time out.
+ * as HTTP POSTs to its URL, at least once, from a durable checkpoint. One delivery thread per
+ * webhook: read the next batch after the checkpoint with its catch-up cursor
+ * (engine/cursor.h; up to the format's batch size), POST it (retrying with exponential backoff
+ * up to max_attempts), then move the checkpoint; a batch that keeps failing is parked and
+ * delivery goes on. The POST itself, the address policy (no loopback, private, link-local or
+ * other non-public address unless the operator allows the host, engine_config.webhook_allow;
+ * no redirects; a time limit) and the signatures are the delivery module's
+ * (delivery/delivery.h): native webhooks are signed with the Standard Webhooks scheme
+ * (docs/api.md, "Webhooks"), one signature per valid secret during a rotation's grace period;
+ * a format (struct webhook_format) chooses its own envelope and whether to sign.
  *
  * State (definitions with their secrets, checkpoints, parked batches, the delivery log) is in
- * the database directory's webhooks.json (mode 0600, rewritten atomically). Any thread. */
+ * the database directory's webhooks.json (mode 0600, engine/statefile.h). Any thread. */
 #ifndef ENGINE_WEBHOOKS_H
 #define ENGINE_WEBHOOKS_H
 
@@ -22,14 +23,13 @@
 
 enum {
     WEBHOOKS_MAX = 20,              /* per database */
-    WEBHOOK_URL_BYTES = 2048,
+    WEBHOOK_URL_BYTES = 2048,       /* = DELIVERY_URL_BYTES */
     WEBHOOK_HEADERS_MAX = 10,       /* custom headers per webhook */
     WEBHOOK_HEADER_BYTES = 1024,    /* one "Name: value" */
     WEBHOOK_BATCH = 100,            /* events per delivery */
     WEBHOOK_LOG = 50,               /* deliveries kept in the log */
     WEBHOOK_PARKED_MAX = 1000,      /* parked batches kept (oldest dropped) */
     WEBHOOK_ATTEMPTS_MAX = 20,
-    WEBHOOK_TIMEOUT_S = 10,         /* one attempt, connect included */
     WEBHOOK_META_BYTES = 4096,      /* a webhook's meta object */
 };
 

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "ops/out.h"
+#include "engine/cursor.h"
 #include "engine/groups.h"
 #include "json/jsonx.h"
 #include "json/validate.h"
@@ -32,15 +33,15 @@ struct live_sub {
     uint64_t id;
     struct live_registry *reg;
     struct db *db;              /* acquired */
-    struct parsed_query pq;     /* filter and query template */
+    struct parsed_query pq;     /* its filter (the cursor reads with it) */
     struct http_req *req;       /* the stream */
-    struct engine_watch *watch; /* commit notifications */
-    uint64_t next;              /* atomic (read by listings): next position to deliver */
+    struct engine_cursor *cur;  /* reads the log and wakes the stream on commits
+                                   (engine/cursor.h); its position (read by listings, under
+                                   the registry's lock) is the next position to deliver */
     uint64_t delivered;         /* atomic (read by listings): events sent */
     uint64_t buffered;          /* atomic (read by listings): output queued after the last
                                    pump call */
     bool caught_up;             /* reached the head once: lag limits apply from then on */
-    bool gone;                  /* atomic: the database was deleted */
     bool kill;                  /* atomic: closed through the admin API */
     bool started;               /* the stream's preamble was sent */
     bool ws;                    /* a WebSocket (else SSE) */
@@ -52,7 +53,6 @@ struct live_sub {
     uint32_t group_max;                      /* leases it holds at most */
     size_t stream_len;
     bool full;                  /* on_event stopped the page: the output is full */
-    uint64_t last_sent;         /* position of the last event sent */
     uint64_t last_out_ms;       /* last write, for heartbeats */
     int64_t since_us;           /* when it began */
     char label[LIVE_LABEL_BYTES + 1];
@@ -163,63 +163,61 @@ static int on_event(void *arg, const struct event_rec *ev)
     }
     buf_fini(&b);
     __atomic_add_fetch(&s->delivered, 1, __ATOMIC_RELAXED);
-    s->last_sent = ev->position;
     s->full = http_stream_room(s->req) < LIVE_LOW_ROOM; /* at most one event past the cap */
     return s->full ? 1 : 0;
 }
 
 /* ---- the loop: catch up, then wait ---- */
 
-/* Reads and sends matching events from s->next while the output has room. Returns true when
- * it stopped for lack of room, false when caught up (or ended). */
+/* Tells the subscriber it has caught up with head (once per subscription). */
+static void note_caught_up(struct live_sub *s, uint64_t head)
+{
+    if (s->caught_up) {
+        return;
+    }
+    s->caught_up = true;
+    struct buf b;
+    buf_init(&b);
+    if (s->proto) {
+        s->proto->note(&b, LIVE_NOTE_CAUGHT_UP, head);
+        if (b.len) {
+            ws_out(s, &b);
+        }
+    } else if (s->ws) {
+        buf_printf(&b, "{\"type\":\"caught_up\",\"position\":%llu}", (unsigned long long)head);
+        ws_out(s, &b);
+    } else {
+        buf_printf(&b, "event: caught_up\ndata: {\"position\":%llu}\n\n",
+                   (unsigned long long)head);
+        emit_buf(s, &b);
+    }
+    buf_fini(&b);
+}
+
+/* Reads and sends matching events from the cursor while the output has room. Returns true
+ * when it stopped for lack of room, false when caught up (or ended). */
 static bool catch_up(struct live_sub *s)
 {
     while (http_stream_room(s->req) >= LIVE_LOW_ROOM) {
-        struct engine_query q = s->pq.q;
-        q.filter = &s->pq.filter;
-        q.has_from = true;
-        q.from = __atomic_load_n(&s->next, __ATOMIC_RELAXED);
-        q.limit = LIVE_PAGE;
-        q.budget = QUERY_BUDGET;
-        struct engine_query_result res;
+        struct engine_cursor_page pg;
         s->full = false;
-        int rc = engine_query(s->db, &q, on_event, s, &res);
+        int rc = engine_cursor_next(s->cur, LIVE_PAGE, on_event, s, &pg);
+        if (rc == ERR_GONE) {
+            fail(s, "database_deleted", "the database was deleted");
+            return false;
+        }
         if (rc) {
             fail(s, "storage_error", "reading the log failed; reconnect to resume");
             return false;
         }
-        if (s->full) { /* stopped mid-page: go on after the last event sent */
-            __atomic_store_n(&s->next, s->last_sent + 1, __ATOMIC_RELAXED);
+        if (pg.stopped) { /* the output is full: the cursor goes on after the last event */
             return true;
         }
-        uint64_t next = res.next ? res.next : res.head + 1;
-        if (next > q.from) {
-            __atomic_store_n(&s->next, next, __ATOMIC_RELAXED);
-        }
-        if (!res.next) {
-            if (!s->caught_up) {
-                s->caught_up = true;
-                struct buf b;
-                buf_init(&b);
-                if (s->proto) {
-                    s->proto->note(&b, LIVE_NOTE_CAUGHT_UP, res.head);
-                    if (b.len) {
-                        ws_out(s, &b);
-                    }
-                } else if (s->ws) {
-                    buf_printf(&b, "{\"type\":\"caught_up\",\"position\":%llu}",
-                               (unsigned long long)res.head);
-                    ws_out(s, &b);
-                } else {
-                    buf_printf(&b, "event: caught_up\ndata: {\"position\":%llu}\n\n",
-                               (unsigned long long)res.head);
-                    emit_buf(s, &b);
-                }
-                buf_fini(&b);
-            }
+        if (pg.caught_up) {
+            note_caught_up(s, pg.head);
             return false;
         }
-        if (res.delivered == 0) {
+        if (pg.delivered == 0) {
             /* a whole page of candidates matched nothing (a filter no index narrows): give
              * the loop back to the other connections and go on from the next turn */
             http_stream_wake(s->req);
@@ -242,11 +240,11 @@ static bool on_pump(void *arg, struct http_req *req, enum http_pump_reason why)
         fail(s, "closed", "closed by an administrator");
         return false;
     }
-    if (__atomic_load_n(&s->gone, __ATOMIC_ACQUIRE)) {
+    if (engine_cursor_gone(s->cur)) {
         fail(s, "database_deleted", "the database was deleted");
         return false;
     }
-    uint64_t next = __atomic_load_n(&s->next, __ATOMIC_RELAXED);
+    uint64_t next = engine_cursor_position(s->cur);
     uint64_t max_lag = s->reg->cfg.max_lag;
     uint64_t head = engine_db_head(s->db);
     if (s->active && s->caught_up && max_lag && head + 1 > next && head + 1 - next > max_lag) {
@@ -315,13 +313,11 @@ static void consume(struct live_sub *s)
     buf_fini(&lm.b);
 }
 
-/* Writer thread: a commit (or the database's deletion). */
+/* Writer thread: a commit (or the database's deletion, which the cursor records). */
 static void on_commit(void *arg, bool gone)
 {
+    (void)gone;
     struct live_sub *s = arg;
-    if (gone) {
-        __atomic_store_n(&s->gone, true, __ATOMIC_RELEASE);
-    }
     http_stream_wake(s->req);
 }
 
@@ -329,9 +325,8 @@ static void on_commit(void *arg, bool gone)
 static void on_closed(void *user)
 {
     struct live_sub *s = user;
-    engine_unwatch(s->watch);
     struct live_registry *reg = s->reg;
-    pthread_mutex_lock(&reg->mu);
+    pthread_mutex_lock(&reg->mu); /* listings read the cursor: it closes while they cannot */
     if (s->prev) {
         s->prev->next_sub = s->next_sub;
     } else {
@@ -341,6 +336,7 @@ static void on_closed(void *user)
         s->next_sub->prev = s->prev;
     }
     reg->count--;
+    engine_cursor_close(s->cur); /* no commit wakes the stream from here on */
     pthread_mutex_unlock(&reg->mu);
     parsed_query_fini(&s->pq);
     engine_db_release(s->db);
@@ -348,8 +344,9 @@ static void on_closed(void *user)
     free(s);
 }
 
-/* A new subscriber of db on req, watching commits and listed. Returns NULL (answered 404)
- * when db is being deleted. */
+/* A new subscriber of db on req, with a cursor (every event from 1 until a subscription says
+ * otherwise) that wakes it on commits, and listed. Returns NULL (answered 404) when db is
+ * being deleted. */
 static struct live_sub *sub_new(struct live_registry *reg, struct http_req *req, struct db *db,
                                 const char *label)
 {
@@ -357,13 +354,14 @@ static struct live_sub *sub_new(struct live_registry *reg, struct http_req *req,
     s->reg = reg;
     s->db = db;
     s->req = req;
-    s->next = 1;
     filter_init(&s->pq.filter);
     s->since_us = time_now_us();
     s->last_out_ms = time_mono_ns() / 1000000;
     snprintf(s->label, sizeof s->label, "%s", label);
     snprintf(s->peer, sizeof s->peer, "%s", http_req_peer(req));
-    if (engine_watch(db, on_commit, s, &s->watch) != 0) {
+    struct engine_cursor_opts o = {.filter = &s->pq.filter, .from = 1, .on_commit = on_commit,
+                                   .on_commit_arg = s};
+    if (engine_cursor_open(db, &o, &s->cur) != 0) {
         out_error(req, 404, "database_not_found", "no such database", NULL);
         filter_fini(&s->pq.filter);
         engine_db_release(db);
@@ -395,7 +393,7 @@ void live_sse(struct live_registry *reg, struct http_req *req, struct db *db,
     s->pq.q.filter = &s->pq.filter;
     memset(pq, 0, sizeof(*pq));
     filter_init(&pq->filter); /* the caller's fini finds nothing to free */
-    s->next = first ? first : 1;
+    engine_cursor_reset(s->cur, &s->pq.filter, first);
     s->active = true;
     http_add_header(req, "Cache-Control", "no-cache");
     http_add_header(req, "X-Accel-Buffering", "no");
@@ -482,7 +480,7 @@ static void ws_subscribe(struct live_sub *s, struct slice msg)
     memset(&s->pq, 0, sizeof s->pq);
     s->pq.filter = f;
     s->pq.q.filter = &s->pq.filter;
-    __atomic_store_n(&s->next, first, __ATOMIC_RELAXED);
+    engine_cursor_reset(s->cur, &s->pq.filter, first);
     s->caught_up = false;
     s->active = true;
     struct buf b;
@@ -636,7 +634,7 @@ static void set_subscription(struct live_sub *s, struct filter *f, uint64_t firs
     memset(&s->pq, 0, sizeof s->pq);
     s->pq.filter = *f;
     s->pq.q.filter = &s->pq.filter;
-    __atomic_store_n(&s->next, first, __ATOMIC_RELAXED);
+    engine_cursor_reset(s->cur, &s->pq.filter, first);
     s->caught_up = false;
     s->active = true;
 }
@@ -713,7 +711,7 @@ void live_each(struct live_registry *reg, void (*fn)(void *arg, const struct liv
             .id = s->id, .owner = s->proto ? s->proto->owner : "",
             .database = engine_db_name(s->db), .label = s->label, .peer = s->peer,
             .since_us = s->since_us,
-            .position = __atomic_load_n(&s->next, __ATOMIC_RELAXED) - 1,
+            .position = engine_cursor_position(s->cur) - 1,
             .delivered = __atomic_load_n(&s->delivered, __ATOMIC_RELAXED), .ws = s->ws};
         fn(arg, &in);
     }
@@ -755,7 +753,7 @@ void live_list(struct live_registry *reg, struct buf *out)
         buf_addc(out, ',');
         out_time_field(out, "since", s->since_us, false);
         buf_printf(out, ",\"position\":%llu,\"delivered\":%llu,\"buffered\":%llu}",
-                   (unsigned long long)__atomic_load_n(&s->next, __ATOMIC_RELAXED) - 1,
+                   (unsigned long long)engine_cursor_position(s->cur) - 1,
                    (unsigned long long)__atomic_load_n(&s->delivered, __ATOMIC_RELAXED),
                    (unsigned long long)__atomic_load_n(&s->buffered, __ATOMIC_RELAXED));
     }

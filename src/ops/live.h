@@ -1,8 +1,9 @@
 /* Live subscriptions of the native API over Server-Sent Events (docs/api.md, "Live
  * subscriptions"): GET .../events/live and .../streams/{stream}/events/live. One loop serves
- * catch-up and live: read the matching events from the subscriber's position to the head (an
- * engine query, at most a page at a time and only while the connection's output has room),
- * then wait for the next commit (the engine's watch wakes the stream). A slow reader is never
+ * catch-up and live over the engine's catch-up cursor (engine/cursor.h): read the matching
+ * events from the subscriber's position to the head (at most a page at a time and only while
+ * the connection's output has room), then wait for the next commit (the cursor's commit
+ * callback wakes the stream; the I/O thread never blocks in it). A slow reader is never
  * buffered for beyond the HTTP stream's cap; one that falls too far behind is told why and
  * disconnected. A registry lists the open subscriptions for the admin API and can close them.
  *
