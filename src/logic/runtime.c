@@ -1,0 +1,243 @@
+/* The generic side of logic/runtime.h: names, limits, the shared environment, and the
+ * dispatch of load, call, fold, logs and unload to the runtime that loaded a module.
+ *
+ * Invariants: every module begins with a struct logic_module_base naming its runtime, so the
+ * dispatch needs no table; the limits a runtime receives are complete (a zero field of the
+ * caller's limits means the default); err is always set on failure and cleared on entry.
+ */
+#include "logic/runtime.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "logic/lua_rt.h"
+#include "util/errors.h"
+
+static void clear_error(struct logic_error *err)
+{
+    err->kind = LOGIC_E_NONE;
+    err->line = 0;
+    err->column = 0;
+    err->message[0] = '\0';
+}
+
+static int fail(struct logic_error *err, int rc, enum logic_err_kind kind, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int fail(struct logic_error *err, int rc, enum logic_err_kind kind, const char *fmt, ...)
+{
+    va_list ap;
+    err->kind = kind;
+    va_start(ap, fmt);
+    vsnprintf(err->message, sizeof err->message, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+enum logic_lang logic_lang_parse(const char *name)
+{
+    if (!name) {
+        return 0;
+    }
+    if (strcmp(name, "lua") == 0) {
+        return LOGIC_LANG_LUA;
+    }
+    if (strcmp(name, "javascript") == 0 || strcmp(name, "js") == 0) {
+        return LOGIC_LANG_JAVASCRIPT;
+    }
+    if (strcmp(name, "typescript") == 0 || strcmp(name, "ts") == 0) {
+        return LOGIC_LANG_TYPESCRIPT;
+    }
+    return 0;
+}
+
+const char *logic_lang_name(enum logic_lang lang)
+{
+    switch (lang) {
+    case LOGIC_LANG_LUA: return "lua";
+    case LOGIC_LANG_JAVASCRIPT: return "javascript";
+    case LOGIC_LANG_TYPESCRIPT: return "typescript";
+    }
+    return "unknown";
+}
+
+const char *logic_err_name(enum logic_err_kind kind)
+{
+    switch (kind) {
+    case LOGIC_E_NONE: return "none";
+    case LOGIC_E_SYNTAX: return "syntax_error";
+    case LOGIC_E_MISSING: return "missing_entry";
+    case LOGIC_E_RUNTIME: return "runtime_error";
+    case LOGIC_E_CPU: return "cpu_limit";
+    case LOGIC_E_MEMORY: return "memory_limit";
+    case LOGIC_E_OUTPUT: return "output_limit";
+    case LOGIC_E_FORBIDDEN: return "forbidden";
+    case LOGIC_E_WORKER: return "worker_error";
+    case LOGIC_E_INVALID: return "invalid_input";
+    }
+    return "unknown";
+}
+
+void logic_limits_default(struct logic_limits *lim)
+{
+    lim->cpu_ms = LOGIC_DEFAULT_CPU_MS;
+    lim->mem_bytes = LOGIC_DEFAULT_MEM_BYTES;
+    lim->output_bytes = LOGIC_DEFAULT_OUTPUT_BYTES;
+}
+
+/* The caller's limits with each zero field (or all of them, for NULL) at its default. */
+static struct logic_limits complete_limits(const struct logic_limits *lim)
+{
+    struct logic_limits l;
+    logic_limits_default(&l);
+    if (lim) {
+        l.cpu_ms = lim->cpu_ms ? lim->cpu_ms : l.cpu_ms;
+        l.mem_bytes = lim->mem_bytes ? lim->mem_bytes : l.mem_bytes;
+        l.output_bytes = lim->output_bytes ? lim->output_bytes : l.output_bytes;
+    }
+    return l;
+}
+
+static char *copy_path(const char *s)
+{
+    return s ? strcpy(xmalloc(strlen(s) + 1), s) : NULL;
+}
+
+/* ===== JavaScript and TypeScript: the one place logic/js_rt.c plugs in ===================
+ * No JavaScript runtime is linked yet: a JavaScript or TypeScript load fails with
+ * LOGIC_E_INVALID "javascript runtime not available". The JavaScript runtime adds its worker
+ * pool to struct logic_env (started lazily at the first load, thread-safe), returns its
+ * struct logic_runtime from js_runtime() for both languages (TypeScript is transpiled at
+ * load), and stops the pool in js_env_stop(). Nothing outside this section needs to change. */
+
+struct logic_env {
+    struct logic_env_config cfg; /* a copy; the path strings are owned */
+};
+
+static const struct logic_runtime *js_runtime(struct logic_env *env, enum logic_lang lang,
+                                              struct logic_error *err)
+{
+    (void)env;
+    (void)lang;
+    fail(err, ERR_INVALID, LOGIC_E_INVALID, "javascript runtime not available");
+    return NULL;
+}
+
+static void js_env_stop(struct logic_env *env)
+{
+    (void)env;
+}
+
+/* ===== end of the JavaScript section ===================================================== */
+
+int logic_env_new(const struct logic_env_config *cfg, struct logic_env **out)
+{
+    struct logic_env *env = xcalloc(1, sizeof *env);
+    if (cfg) {
+        env->cfg = *cfg;
+    }
+    env->cfg.js_worker_path = copy_path(env->cfg.js_worker_path);
+    env->cfg.esbuild_path = copy_path(env->cfg.esbuild_path);
+    if (env->cfg.js_workers == 0) {
+        env->cfg.js_workers = LOGIC_DEFAULT_JS_WORKERS;
+    }
+    if (env->cfg.js_worker_mem_bytes == 0) {
+        env->cfg.js_worker_mem_bytes = LOGIC_DEFAULT_JS_WORKER_MEM;
+    }
+    *out = env;
+    return 0;
+}
+
+void logic_env_free(struct logic_env *env)
+{
+    if (!env) {
+        return;
+    }
+    js_env_stop(env);
+    free((char *)env->cfg.js_worker_path);
+    free((char *)env->cfg.esbuild_path);
+    free(env);
+}
+
+static const struct logic_runtime *runtime_for(struct logic_env *env, enum logic_lang lang,
+                                               struct logic_error *err)
+{
+    switch (lang) {
+    case LOGIC_LANG_LUA: return &logic_lua_runtime;
+    case LOGIC_LANG_JAVASCRIPT:
+    case LOGIC_LANG_TYPESCRIPT: return js_runtime(env, lang, err);
+    }
+    fail(err, ERR_INVALID, LOGIC_E_INVALID, "unknown language %d", (int)lang);
+    return NULL;
+}
+
+int logic_load(struct logic_env *env, enum logic_lang lang, const char *name,
+               const char *source, size_t len, const char *const *entries,
+               const struct logic_limits *lim, struct logic_module **out, struct logic_error *err)
+{
+    struct logic_error spare;
+    err = err ? err : &spare;
+    clear_error(err);
+    *out = NULL;
+    if (!source && len > 0) {
+        return fail(err, ERR_INVALID, LOGIC_E_INVALID, "no source");
+    }
+    if (len > LOGIC_MAX_SOURCE_BYTES) {
+        return fail(err, ERR_TOOBIG, LOGIC_E_INVALID, "source of %zu bytes exceeds the limit of %d",
+                    len, LOGIC_MAX_SOURCE_BYTES);
+    }
+    const struct logic_runtime *rt = runtime_for(env, lang, err);
+    if (!rt) {
+        return ERR_INVALID;
+    }
+    struct logic_limits l = complete_limits(lim);
+    return rt->load(env, name && *name ? name : "module", source ? source : "", len, entries, &l,
+                    out, err);
+}
+
+static const struct logic_runtime *runtime_of(struct logic_module *m)
+{
+    return ((const struct logic_module_base *)(const void *)m)->rt;
+}
+
+int logic_call(struct logic_module *m, const char *entry, const struct slice *args, size_t nargs,
+               struct buf *out, struct logic_error *err)
+{
+    struct logic_error spare;
+    err = err ? err : &spare;
+    clear_error(err);
+    if (!m || !entry || (nargs > 0 && !args)) {
+        return fail(err, ERR_INVALID, LOGIC_E_INVALID, "no module, entry or arguments");
+    }
+    return runtime_of(m)->call(m, entry, args, nargs, out, err);
+}
+
+int logic_fold(struct logic_module *m, const char *entry, struct slice state,
+               const struct slice *events, size_t n, const struct slice *extra, struct buf *out,
+               size_t *out_failed_at, struct logic_error *err)
+{
+    struct logic_error spare;
+    err = err ? err : &spare;
+    clear_error(err);
+    if (!m || !entry || (n > 0 && !events)) {
+        return fail(err, ERR_INVALID, LOGIC_E_INVALID, "no module, entry or events");
+    }
+    return runtime_of(m)->fold(m, entry, state, events, n, extra, out, out_failed_at, err);
+}
+
+size_t logic_logs(struct logic_module *m, char **lines, size_t max)
+{
+    if (!m || !lines || max == 0) {
+        return 0;
+    }
+    return runtime_of(m)->logs(m, lines, max);
+}
+
+void logic_unload(struct logic_module *m)
+{
+    if (m) {
+        runtime_of(m)->unload(m);
+    }
+}
