@@ -30,6 +30,7 @@
 #include "cli/restore_cmd.h"
 #include "engine/engine.h"
 #include "http/server.h"
+#include "logic/logic.h"
 #include "store/store.h"
 #include "util/errors.h"
 #include "util/log.h"
@@ -56,6 +57,7 @@ struct options {
     const char *dialects;      /* --dialect: NAME=off|PREFIX,... */
     const char *dialect_listen; /* --dialect-listen: NAME=HOST:PORT,... */
     const char *dialect_rate;  /* --dialect-rate: NAME=N,... */
+    struct logic_limits logic_limits; /* --logic-cpu-ms, --logic-memory-bytes, --logic-output-bytes */
 };
 
 /* The API surfaces besides the native one, and where they are mounted by default. */
@@ -119,6 +121,12 @@ static const struct flag FLAGS[] = {
      "also serve a dialect at the root of its own address, e.g. deltabase=127.0.0.1:8787 (comma-separated)"},
     {"--dialect-rate", "ANNALS_DIALECT_RATE", "NAME=N",
      "a dialect's default rate limit in its own unit (deltabase: requests per minute per key, default 1000; 0 = none)"},
+    {"--logic-cpu-ms", "ANNALS_LOGIC_CPU_MS", "N",
+     "CPU time one call of user code may take (default 1000)"},
+    {"--logic-memory-bytes", "ANNALS_LOGIC_MEMORY_BYTES", "N",
+     "memory one component's code may hold (default 67108864)"},
+    {"--logic-output-bytes", "ANNALS_LOGIC_OUTPUT_BYTES", "N",
+     "largest JSON result of one call of user code (default 1048576)"},
 };
 enum { NFLAGS = sizeof FLAGS / sizeof FLAGS[0] };
 
@@ -287,6 +295,9 @@ static int set_option(struct options *o, int idx, const char *v)
     case 25: o->dialects = v; return dialect_setting_ok(v, false);
     case 26: o->dialect_listen = v; return dialect_setting_ok(v, true);
     case 27: o->dialect_rate = v; return dialect_setting_ok(v, false);
+    case 28: if (parse_size(v, 1, 600000, &n)) return ERR_INVALID; o->logic_limits.cpu_ms = (uint32_t)n; return 0;
+    case 29: if (parse_size(v, 1 << 20, 1ull << 36, &n)) return ERR_INVALID; o->logic_limits.mem_bytes = n; return 0;
+    case 30: if (parse_size(v, 1024, 1ull << 30, &n)) return ERR_INVALID; o->logic_limits.output_bytes = n; return 0;
     }
     return ERR_INVALID;
 }
@@ -314,6 +325,7 @@ static void defaults(struct options *o)
         .compact_interval_s = LIMIT_DEFAULT_COMPACT_INTERVAL_S,
     };
     o->level = LOG_INFO;
+    logic_limits_default(&o->logic_limits);
     o->live = (struct live_config){.heartbeat_s = 15, .max_lag = 100000};
 }
 
@@ -461,6 +473,7 @@ struct serving {
     struct http_server *srv;                 /* the main listener */
     struct http_server *ports[NDIALECTS];    /* --dialect-listen listeners */
     struct gate_port port_of[NDIALECTS];
+    struct logic_env *logic_env;             /* the user-code runtimes */
 };
 
 /* Mounts the native API at the root and every dialect not turned off. */
@@ -548,6 +561,38 @@ static void stop_listeners(struct serving *sv)
     sv->srv = NULL;
 }
 
+/* The JavaScript worker beside this binary (annals-jsworker), or NULL when there is none. */
+static const char *js_worker_path(char *buf, size_t n)
+{
+    ssize_t len = readlink("/proc/self/exe", buf, n - 32);
+    if (len <= 0) {
+        return NULL;
+    }
+    buf[len] = '\0';
+    char *slash = strrchr(buf, '/');
+    snprintf(slash ? slash + 1 : buf, 32, "annals-jsworker");
+    return access(buf, X_OK) == 0 ? buf : NULL;
+}
+
+/* Starts the user-code runtimes and the logic layer. Returns 0 or 1 (logged). */
+static int open_logic(const struct options *o, struct serving *sv)
+{
+    static char worker[4096];
+    struct logic_env_config lc = {.js_worker_path = js_worker_path(worker, sizeof worker)};
+    int rc = logic_env_new(&lc, &sv->logic_env);
+    struct logic_config cfg = {.engine = sv->api.engine, .env = sv->logic_env,
+                               .limits = o->logic_limits, .format_event = out_event,
+                               .parse_filter = groups_parse_filter};
+    if (!rc) rc = logic_new(&cfg, &sv->api.logic);
+    if (rc) {
+        log_error("cannot start the user-code runtimes: %s", err_name(rc));
+        logic_env_free(sv->logic_env);
+        sv->logic_env = NULL;
+        return 1;
+    }
+    return 0;
+}
+
 /* Opens the data directory and the keys. Returns 0 or 1 (logged). */
 static int open_data(const struct options *o, struct serving *sv)
 {
@@ -562,6 +607,10 @@ static int open_data(const struct options *o, struct serving *sv)
         return 1;
     }
     sv->gate.engine = sv->api.engine;
+    if (open_logic(o, sv)) {
+        engine_close(sv->api.engine);
+        return 1;
+    }
     rc = keyring_open(o->data_dir, &sv->gate.keys); /* again, now the directory is ours */
     if (rc) {
         log_error("cannot read the API keys in %s/keys.json: %s", o->data_dir, err_name(rc));
@@ -600,6 +649,8 @@ static void shutdown_gracefully(struct serving *sv)
         }
     }
     stop_listeners(sv);
+    logic_free(sv->api.logic); /* after engine_stop: no job runs user code any more */
+    logic_env_free(sv->logic_env);
     engine_close(sv->api.engine);
     log_info("stopped");
 }

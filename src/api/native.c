@@ -99,6 +99,11 @@ static const struct route_param P_HARD[] = {
     {"hard", PARAM_BOOLEAN, "Hard delete (a tombstone: the name stays unusable)", NULL},
     {NULL, 0, NULL, NULL},
 };
+static const struct route_param P_RETURN_STATE[] = {
+    {"returnState", PARAM_BOOLEAN, "Answer the stream's state too, from its category's reducer",
+     NULL},
+    {NULL, 0, NULL, NULL},
+};
 static const struct route_param P_AT[] = {
     {"at", PARAM_TIME, "Revoke at this time instead of now", NULL},
     {NULL, 0, NULL, NULL},
@@ -221,7 +226,24 @@ static const struct route ROUTES[] = {
      "period)", NULL, "WebhookRotate", "WebhookWithSecret", 200},
     {"POST", "v1/databases/{db}/streams/{stream}/events", api_stream_append, DB | IDEM | DUP,
      NEED_WRITE,
-     "appendStream", "Append to a stream", NULL, "Append", "AppendResult", 201},
+     "appendStream", "Append to a stream", P_RETURN_STATE, "Append", "AppendResult", 201},
+    {"GET", "v1/databases/{db}/components", api_comp_list, DB, NEED_READ, "listComponents",
+     "List the user code deployed to a database", NULL, NULL, "ComponentList", 200},
+    {"GET", "v1/databases/{db}/components/{name}", api_comp_get, DB, NEED_READ, "getComponent",
+     "A deployed component with its source", NULL, NULL, "ComponentWithSource", 200},
+    {"PUT", "v1/databases/{db}/components/{name}", api_comp_put, DB | ROUTE_REPLACE_200,
+     NEED_ADMIN,
+     "deployComponent", "Deploy a component (reducer, projection, view or command handler); "
+     "a new version of an existing name replaces it", NULL, "ComponentDeploy", "Component",
+     201},
+    {"DELETE", "v1/databases/{db}/components/{name}", api_comp_delete, DB, NEED_ADMIN,
+     "removeComponent", "Remove a component", NULL, NULL, NULL, 204},
+    {"GET", "v1/databases/{db}/streams/{stream}/state", api_stream_state, DB, NEED_READ,
+     "getStreamState", "A stream's state, computed by the reducer of its category",
+     P_AS_OF_ONLY, NULL, "StreamState", 200},
+    {"GET", "v1/databases/{db}/views/{name}", api_view_get, DB | ROUTE_OPEN_QUERY, NEED_READ,
+     "getView", "A view computed for the given parameters (every query parameter but asOf and "
+     "asOfTime is one, as a string)", P_AS_OF_ONLY, NULL, "ViewResult", 200},
     {"GET", "v1/backup", backup, ROUTE_ALL_DBS | ROUTE_STREAMING, NEED_ADMIN, "backup",
      "Stream a consistent backup of every database (application/vnd.annals.backup)", NULL,
      NULL, "BackupStream", 200},

@@ -13,6 +13,8 @@ struct gate;
 struct gate_mount;
 
 /* The native API's context: what its handlers need beyond the gate. */
+struct logic;
+
 struct api {
     struct gate *gate;       /* borrowed: keys, auth_required, CORS and host settings */
     struct engine *engine;   /* borrowed */
@@ -22,6 +24,7 @@ struct api {
     struct api_metrics *metrics; /* owned by the caller: request counters (api/metrics.h) */
     struct http_server *srv;  /* atomic, set once serving: for the connection gauge */
     struct live_registry *live; /* owned by the caller: open live subscriptions (api/live.h) */
+    struct logic *logic;     /* borrowed: user code (logic/logic.h) */
 };
 
 /* The native API's mount (/v1, /health, /metrics, /): its routes and descriptor. Mount it

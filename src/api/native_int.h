@@ -74,4 +74,13 @@ void api_stream_delete(struct gate_call *c); /* DELETE .../streams/{stream} */
 void api_meta_read(struct gate_call *c);     /* GET .../streams/{stream}/metadata */
 void api_meta_write(struct gate_call *c);    /* PUT .../streams/{stream}/metadata */
 
+/* ---- user code (logic_api.c): deploys, removals and state reads run on the workers ---- */
+
+void api_comp_put(struct gate_call *c);      /* PUT .../components/{name} (deferred) */
+void api_comp_list(struct gate_call *c);     /* GET .../components */
+void api_comp_get(struct gate_call *c);      /* GET .../components/{name} */
+void api_comp_delete(struct gate_call *c);   /* DELETE .../components/{name} (deferred) */
+void api_stream_state(struct gate_call *c);  /* GET .../streams/{stream}/state (deferred) */
+void api_view_get(struct gate_call *c);      /* GET .../views/{name}?<params> (deferred) */
+
 #endif

@@ -103,6 +103,14 @@ static void parameters(struct buf *b, const struct route *r)
         buf_adds(&params, params.len ? "," : "");
         query_param(&params, p);
     }
+    if (r->flags & ROUTE_OPEN_QUERY) { /* every other query parameter is the handler's */
+        buf_adds(&params, params.len ? "," : "");
+        buf_adds(&params, "{\"name\":\"params\",\"in\":\"query\",\"required\":false,"
+                          "\"style\":\"form\",\"explode\":true,\"description\":\"Any other "
+                          "query parameters: the view's parameters (strings, each name once)\","
+                          "\"schema\":{\"type\":\"object\",\"additionalProperties\":"
+                          "{\"type\":\"string\"}}}");
+    }
     if (r->flags & ROUTE_IDEMPOTENT) {
         buf_adds(&params, params.len ? "," : "");
         buf_adds(&params, "{\"name\":\"Idempotency-Key\",\"in\":\"header\",\"required\":false,"
@@ -159,6 +167,10 @@ static void responses(struct buf *b, const struct route *r)
         buf_addc(b, ',');
         answer(b, 200, r, "Every event was stored already (a retry): acknowledged with the "
                           "stored positions and duplicate: true; nothing was written");
+    }
+    if (r->flags & ROUTE_REPLACE_200) {
+        buf_addc(b, ',');
+        answer(b, 200, r, "Replaced what the name held (a new version)");
     }
     buf_adds(b, ",\"default\":{\"description\":\"An error (docs/api.md, Errors and limits)\","
                 "\"content\":{\"application/json\":{\"schema\":{\"$ref\":"

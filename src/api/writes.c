@@ -21,9 +21,17 @@ void api_stream_append(struct gate_call *c)
     if (!api_user_stream_name(c, &name) || !out_require_json(c->req)) {
         return;
     }
+    const char *rs = http_req_query(c->req, "returnState");
+    if (rs && strcmp(rs, "true") != 0 && strcmp(rs, "false") != 0) {
+        out_error(c->req, 400, "invalid_parameter", "returnState is true or false",
+                  "returnState");
+        return;
+    }
+    struct append_style style = {.return_state = rs && !strcmp(rs, "true") ? api_of(c)->logic
+                                                                          : NULL};
     struct db *db = c->db;
     c->db = NULL; /* the append holds the reference now */
-    append_stream(c->req, db, name, http_req_body(c->req), &api_of(c)->limits, NULL);
+    append_stream(c->req, db, name, http_req_body(c->req), &api_of(c)->limits, &style);
 }
 
 void api_multi_append(struct gate_call *c)

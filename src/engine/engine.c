@@ -54,6 +54,11 @@ const char *engine_db_name(const struct db *db)
     return db->name;
 }
 
+struct engine *engine_db_engine(const struct db *db)
+{
+    return db->e;
+}
+
 /* ---- databases ---- */
 
 static void finish_delete(struct db *db);

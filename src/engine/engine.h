@@ -121,6 +121,8 @@ void engine_db_release(struct db *db);
 char **engine_db_names(struct engine *e, size_t *out_count);
 void engine_names_free(char **names, size_t count);
 const char *engine_db_name(const struct db *db);
+/* The engine db belongs to. */
+struct engine *engine_db_engine(const struct db *db);
 
 /* Statistics of a database. */
 struct db_info {

@@ -757,9 +757,10 @@ int gate_check_query(const struct route *r, struct slice query, struct slice *ba
     struct slice name, value;
     while (http_query_next(query, &pos, &name, &value)) {
         const struct route_param *p = route_param_find(r, name.ptr, name.len);
+        bool open = !p && (r->flags & ROUTE_OPEN_QUERY);
         *bad = name;
-        *twice = p != NULL;
-        if (!p || (p->kind != PARAM_LIST && given_again(query, pos, name))) {
+        *twice = p != NULL || open;
+        if ((!p && !open) || ((!p || p->kind != PARAM_LIST) && given_again(query, pos, name))) {
             return ERR_INVALID;
         }
     }

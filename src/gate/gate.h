@@ -218,9 +218,10 @@ int gate_match(struct gate_call *c, const char *method, struct slice rest, bool 
 void gate_allowed_methods(const struct gate_call *c, char *out, size_t cap);
 
 /* Checks query (the text after '?', as sent) against route r's declared parameters: each
- * parameter must be declared (by its name as sent), and one that is not a PARAM_LIST must not
- * be given twice. Returns 0, or ERR_INVALID with *bad the first offending parameter's name
- * (pointing into query) and *twice true when it is declared but repeated. */
+ * parameter must be declared (by its name as sent; on a ROUTE_OPEN_QUERY route any other name
+ * is the handler's), and one that is not a PARAM_LIST must not be given twice. Returns 0, or
+ * ERR_INVALID with *bad the first offending parameter's name (pointing into query) and *twice
+ * true when it is allowed but repeated. */
 int gate_check_query(const struct route *r, struct slice query, struct slice *bad, bool *twice);
 
 /* Where a request may present an API key, as sent (each NULL when absent; borrowed). */

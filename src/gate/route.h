@@ -30,6 +30,10 @@ enum route_flag {
                                      Content-Type) */
     ROUTE_DUPLICATE_200 = 1 << 7, /* an append: a re-sent one, acknowledged as a duplicate
                                      without writing, answers 200 with the same schema */
+    ROUTE_REPLACE_200 = 1 << 9,  /* a PUT that creates (its status) or replaces: 200 then,
+                                    with the same schema */
+    ROUTE_OPEN_QUERY = 1 << 8,   /* query parameters the route does not declare are the
+                                    handler's (a view's parameters), each at most once */
 };
 
 /* How a query parameter reads (for the OpenAPI document; handlers validate values). */

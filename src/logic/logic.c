@@ -8,7 +8,9 @@
 #include <string.h>
 
 #include "engine/derived.h"
+#include "query/filter.h"
 #include "util/errors.h"
+#include "util/hash.h"
 #include "util/strmap.h"
 
 /* A database's cached set. */
@@ -186,10 +188,29 @@ static void drop_snapshots(struct db *db, const char *name, uint64_t version)
 
 enum { DEPLOY_TRIES = 8 }; /* a deploy racing others re-reads the set this often */
 
+/* Checks a projection's or view's filter as queries take it. */
+static int check_filter(struct logic *lg, const struct comp_def *def, struct logic_error *err)
+{
+    if (!def->filter || !lg->cfg.parse_filter) {
+        return 0;
+    }
+    struct filter f;
+    if (lg->cfg.parse_filter((struct slice){def->filter, strlen(def->filter)}, &f) != 0) {
+        err->kind = LOGIC_E_INVALID;
+        snprintf(err->message, sizeof err->message, "filter: not a valid query filter");
+        return ERR_INVALID;
+    }
+    filter_fini(&f);
+    return 0;
+}
+
 int logic_deploy(struct logic *lg, struct db *db, struct comp_def *def,
                  struct logic_error *err)
 {
     struct logic_module *m;
+    if (check_filter(lg, def, err)) {
+        return ERR_INVALID;
+    }
     int rc = logic_load(lg->cfg.env, def->lang, def->name, def->source, def->source_len,
                         comp_entries(def->kind), &lg->cfg.limits, &m, err);
     if (rc) {
@@ -299,6 +320,12 @@ static void snap_store(struct db *db, const char *table, struct slice stream,
     if (derived_begin(db, true, &t) != 0) {
         return;
     }
+    struct slice old;
+    if (derived_get(t, table, stream, &old) == 0 && old.len >= SNAP_HEADER &&
+        get_u64(old.ptr) >= s->version) {
+        derived_abort(t); /* a read as of an earlier point: the newer snapshot stays */
+        return;
+    }
     struct buf v;
     buf_init(&v);
     buf_reserve(&v, SNAP_HEADER + s->state.len);
@@ -324,6 +351,7 @@ struct page {
     uint64_t ver[LOGIC_FOLD_PAGE];
     int64_t rec[LOGIC_FOLD_PAGE];
     size_t count;
+    uint64_t last_pos;           /* views: the newest position read, shown or not */
 };
 
 static int on_page_event(void *arg, const struct event_rec *ev)
@@ -338,9 +366,9 @@ static int on_page_event(void *arg, const struct event_rec *ev)
     return 0;
 }
 
-/* Folds one page into out->state. */
-static int fold_page(struct logic_module *m, struct page *pg, struct logic_state *out,
-                     struct logic_error *err)
+/* Folds one page into out->state with entry's extra argument (NULL: none). */
+static int fold_events(struct logic_module *m, struct page *pg, const struct slice *extra,
+                       struct logic_state *out, struct logic_error *err)
 {
     struct slice evs[LOGIC_FOLD_PAGE];
     for (size_t i = 0; i < pg->count; i++) {
@@ -351,7 +379,8 @@ static int fold_page(struct logic_module *m, struct page *pg, struct logic_state
     buf_init(&next);
     size_t failed = 0;
     struct slice state = {out->state.ptr, out->state.len};
-    int rc = logic_fold(m, "reduce", state, evs, pg->count, NULL, &next, &failed, err);
+    int rc = logic_fold(m, extra ? "evolve" : "reduce", state, evs, pg->count, extra, &next,
+                        &failed, err);
     if (rc) {
         out->failed_position = failed < pg->count ? pg->pos[failed] : 0;
         buf_fini(&next);
@@ -387,7 +416,7 @@ static int fold_stream(struct logic *lg, struct db *db, struct logic_module *m,
         if (rc || pg->count == 0) {
             break;
         }
-        rc = fold_page(m, pg, out, err);
+        rc = fold_events(m, pg, NULL, out, err);
         if (rc || pg->count < LOGIC_FOLD_PAGE) {
             break;
         }
@@ -428,8 +457,122 @@ int logic_stream_state(struct logic *lg, struct db *db, struct slice stream,
     if (!rc && out->version == 0) {
         rc = ERR_NOTFOUND; /* no events in this view */
     }
-    if (!rc && !at && out->folded >= LOGIC_SNAPSHOT_MIN_EVENTS) {
+    if (!rc && out->folded >= LOGIC_SNAPSHOT_MIN_EVENTS) { /* a state at a version holds */
         snap_store(db, table, stream, out);
+    }
+    comp_set_unref(set);
+    return rc;
+}
+
+/* ---- views ---- */
+
+/* The view's cache key for params: the SHA-256 of their JSON text, in hex. */
+static void view_key(struct slice params, char out[65])
+{
+    struct hash_part part = {params.ptr, params.len};
+    uint8_t h[32];
+    hash_sha256(&part, 1, h);
+    for (int i = 0; i < 32; i++) {
+        snprintf(out + 2 * i, 3, "%02x", h[i]);
+    }
+}
+
+/* Events a view or projection sees: every stream's but the server's own (except DCB's). */
+static bool user_event(const struct event_rec *ev)
+{
+    return ev->stream.len == 0 || ev->stream.ptr[0] != '$' ||
+           (ev->stream.len == sizeof ENGINE_DCB_STREAM - 1 &&
+            !memcmp(ev->stream.ptr, ENGINE_DCB_STREAM, ev->stream.len));
+}
+
+static int on_view_event(void *arg, const struct event_rec *ev)
+{
+    struct page *pg = arg;
+    pg->last_pos = ev->position;
+    return user_event(ev) ? on_page_event(arg, ev) : 0;
+}
+
+/* Folds the events of filter after out->position (as of at) into out->state with params. */
+static int fold_view(struct logic *lg, struct db *db, struct logic_module *m,
+                     const struct filter *filter, struct slice params, const struct as_of *at,
+                     struct logic_state *out, struct logic_error *err)
+{
+    struct page *pg = xmalloc(sizeof(*pg));
+    pg->lg = lg;
+    buf_init(&pg->text);
+    int rc = 0;
+    uint64_t from = out->position + 1;
+    for (;;) {
+        pg->count = 0;
+        pg->last_pos = 0;
+        buf_reset(&pg->text);
+        struct engine_query q = {.filter = filter, .has_from = true, .from = from,
+                                 .limit = LOGIC_FOLD_PAGE, .budget = 64 * LOGIC_FOLD_PAGE};
+        if (at) {
+            q.at = *at;
+        }
+        struct engine_query_result res;
+        rc = engine_query(db, &q, on_view_event, pg, &res);
+        if (!rc && pg->count) {
+            rc = fold_events(m, pg, &params, out, err);
+        }
+        if (!rc && pg->last_pos) {
+            out->position = pg->last_pos; /* skipped '$' events are covered too */
+        }
+        if (rc || res.next == 0) {
+            break;
+        }
+        from = res.next;
+    }
+    buf_fini(&pg->text);
+    free(pg);
+    return rc;
+}
+
+static int view_filter(struct logic *lg, const struct comp_def *def, struct filter *f)
+{
+    filter_init(f);
+    if (!def->filter || !lg->cfg.parse_filter) {
+        return 0;
+    }
+    filter_fini(f);
+    return lg->cfg.parse_filter((struct slice){def->filter, strlen(def->filter)}, f);
+}
+
+int logic_view(struct logic *lg, struct db *db, const char *name, struct slice params,
+               const struct as_of *at, struct logic_state *out, struct logic_error *err)
+{
+    struct comp_set *set;
+    int rc = logic_set(lg, db, &set);
+    if (rc) {
+        return rc;
+    }
+    const struct comp_def *def = comp_set_find(set, name);
+    if (!def || def->kind != COMP_VIEW) {
+        comp_set_unref(set);
+        return ERR_NOTFOUND;
+    }
+    snprintf(out->reducer, sizeof out->reducer, "%s", def->name);
+    out->reducer_version = def->version;
+    struct filter f;
+    rc = view_filter(lg, def, &f);
+    char table[DERIVED_TABLE_BYTES + 1], key[65];
+    snprintf(table, sizeof table, "v:%s:%llu", def->name, (unsigned long long)def->version);
+    view_key(params, key);
+    struct slice k = {key, 64};
+    buf_reset(&out->state);
+    buf_adds(&out->state, "null");
+    if (!rc) {
+        snap_load(db, table, k, at, out);
+        struct mod_ent *me = mod_acquire(lg, db, def, err, &rc);
+        if (me) {
+            rc = fold_view(lg, db, me->m, &f, params, at, out, err);
+            mod_release(me);
+        }
+        filter_fini(&f);
+    }
+    if (!rc && out->folded >= LOGIC_SNAPSHOT_MIN_EVENTS) {
+        snap_store(db, table, k, out);
     }
     comp_set_unref(set);
     return rc;

@@ -17,7 +17,8 @@
 
 enum {
     LOGIC_SNAPSHOT_MIN_EVENTS = 16, /* a state read that folded this many events stores a
-                                       snapshot (so the next read starts from it) */
+                                       snapshot (unless one of a later version is stored), so
+                                       the next read starts from it */
     LOGIC_FOLD_PAGE = 1000,         /* events converted and folded per runtime call */
 };
 
@@ -26,6 +27,7 @@ struct logic_config {
     struct logic_env *env;               /* borrowed: the runtimes */
     struct logic_limits limits;          /* every module's budgets */
     engine_event_json_fn *format_event;  /* an event's JSON as user code sees it */
+    engine_filter_parse_fn *parse_filter; /* checks projection and view filters */
 };
 
 struct logic;
@@ -41,7 +43,7 @@ int logic_set(struct logic *lg, struct db *db, struct comp_set **out);
 /* Worker. Checks def by loading it (its syntax, the entry points its kind needs), then
  * deploys it as the next version of its name (def->version and deployed_us are set). A
  * reducer's snapshots of earlier versions are dropped. Returns 0; ERR_INVALID with *err (the
- * code does not load); ERR_TOOBIG (larger than the database takes in one event); ERR_*. */
+ * code does not load, or its filter is not a valid query filter); ERR_TOOBIG (larger than the database takes in one event); ERR_*. */
 int logic_deploy(struct logic *lg, struct db *db, struct comp_def *def,
                  struct logic_error *err);
 /* Worker. Removes the component called name. Returns 0, ERR_NOTFOUND or ERR_*. */
@@ -69,5 +71,15 @@ void logic_state_fini(struct logic_state *s);
 int logic_stream_state(struct logic *lg, struct db *db, struct slice stream,
                        const struct as_of *at, struct logic_state *out, bool *no_reducer,
                        struct logic_error *err);
+
+/* Worker. The view called name computed for params (a JSON object: the view's parameters) as
+ * of at (NULL = now): evolve(state, event, params) over every event of its filter in log
+ * order (events of the server's own '$' streams other than the DCB stream are not shown),
+ * from the newest cached result for these parameters that is not past at. out->position is
+ * the newest position the result covers (0: no events yet, state null); out->reducer names
+ * the view. Returns 0; ERR_NOTFOUND (no view of that name); ERR_INVALID with *err (the code
+ * failed; out->failed_position) or ERR_*. */
+int logic_view(struct logic *lg, struct db *db, const char *name, struct slice params,
+               const struct as_of *at, struct logic_state *out, struct logic_error *err);
 
 #endif

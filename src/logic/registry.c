@@ -228,8 +228,10 @@ static void on_committed(struct append_req *req)
     pthread_mutex_unlock(&w->mu);
 }
 
-/* Appends one event of type to the logic stream at version at and waits for the outcome. */
-static int append_wait(struct db *db, const char *type, struct slice data, uint64_t at)
+/* Appends one event of type to the logic stream at version at and waits for the outcome;
+ * *out_us (may be NULL) gets its commit time. */
+static int append_wait(struct db *db, const char *type, struct slice data, uint64_t at,
+                       int64_t *out_us)
 {
     struct append_event ev = {.type = {type, strlen(type)}, .data = data,
                               .metadata = {"{}", 2}, .tags = {"[]", 2}};
@@ -247,17 +249,21 @@ static int append_wait(struct db *db, const char *type, struct slice data, uint6
         }
         pthread_mutex_unlock(&w.mu);
         rc = req.err;
+        if (!rc && out_us) {
+            *out_us = req.recorded_us;
+        }
     }
     buf_fini(&req.answer);
     return rc;
 }
 
-int comp_deploy(struct db *db, const struct comp_def *def, uint64_t at)
+int comp_deploy(struct db *db, struct comp_def *def, uint64_t at)
 {
     struct buf data;
     buf_init(&data);
     comp_to_json(def, &data);
-    int rc = append_wait(db, COMP_EVENT_DEPLOYED, (struct slice){data.ptr, data.len}, at);
+    int rc = append_wait(db, COMP_EVENT_DEPLOYED, (struct slice){data.ptr, data.len}, at,
+                         &def->deployed_us);
     buf_fini(&data);
     return rc;
 }
@@ -269,7 +275,7 @@ int comp_remove(struct db *db, const char *name, uint64_t at)
     buf_adds(&data, "{\"name\":");
     buf_add_json_str(&data, name, strlen(name));
     buf_addc(&data, '}');
-    int rc = append_wait(db, COMP_EVENT_REMOVED, (struct slice){data.ptr, data.len}, at);
+    int rc = append_wait(db, COMP_EVENT_REMOVED, (struct slice){data.ptr, data.len}, at, NULL);
     buf_fini(&data);
     return rc;
 }

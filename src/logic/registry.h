@@ -55,10 +55,10 @@ uint64_t comp_set_next_version(const struct comp_set *set, const char *name);
 
 /* Appends a deploy of def (its version set by the caller, from comp_set_next_version) to db's
  * logic stream if the stream is still at version at (the set the caller read), and waits for
- * the commit. Returns 0 once durable, ERR_CONFLICT (another deploy or removal came first: read
+ * the commit (def->deployed_us gets its time). Returns 0 once durable, ERR_CONFLICT (another deploy or removal came first: read
  * the set again), ERR_TOOBIG (larger than the database's event limit) or ERR_*. Blocks: worker
  * threads only. */
-int comp_deploy(struct db *db, const struct comp_def *def, uint64_t at);
+int comp_deploy(struct db *db, struct comp_def *def, uint64_t at);
 /* The same for the removal of name. */
 int comp_remove(struct db *db, const char *name, uint64_t at);
 

@@ -9,6 +9,7 @@
 #include "ops/parse.h"
 #include "ops/qparse.h"
 #include "json/jsonx.h"
+#include "logic/logic.h"
 #include "query/filter.h"
 #include "util/errors.h"
 #include "util/strmap.h"
@@ -35,7 +36,7 @@ struct append_ctx {
     int refs;                       /* atomic: 2 while queued (HTTP + writer) */
 };
 
-static const struct append_style NATIVE_STYLE = {NULL, 0, NULL, 0}; /* NULL: native envelope */
+static const struct append_style NATIVE_STYLE = {.mount = NULL}; /* the native envelope */
 
 /* Answers e in the style's envelope. */
 static void fail(struct append_ctx *ax, struct http_req *req, const struct gate_error *e)
@@ -213,13 +214,26 @@ static void on_render(struct append_req *r)
                                                      : render_appended(ax, &r->answer));
 }
 
-/* Sends a success answer: the stored one (rendered for the key, or replayed), else a new one. */
+static void send_answer(struct append_ctx *ax);
+static bool answer_with_state(struct append_ctx *ax);
+
+/* Sends a success answer: the stored one (rendered for the key, or replayed), else a new one;
+ * with the stream's state when asked (computed on a worker, which then sends it). */
 static void answer_success(struct append_ctx *ax)
 {
     struct append_req *r = &ax->req;
     if (!r->replayed && !(ax->idem_key[0] && !r->duplicate)) {
         on_render(r);
     }
+    if (ax->style.return_state && answer_with_state(ax)) {
+        return;
+    }
+    send_answer(ax);
+}
+
+static void send_answer(struct append_ctx *ax)
+{
+    struct append_req *r = &ax->req;
     if (r->replayed) {
         http_add_header(ax->http, "X-Idempotency-Replayed", "true");
     }
@@ -234,6 +248,67 @@ static void answer_success(struct append_ctx *ax)
     } else {
         http_respond(ax->http, r->answer_status, &r->answer, NULL);
     }
+}
+
+/* ---- the stream's state in the answer (returnState) ---- */
+
+/* Worker thread: computes the state as of the append's last event and sends the answer with
+ * it (or with the reducer's error; the events are committed either way). */
+static void run_state(void *arg, bool cancelled)
+{
+    struct append_ctx *ax = arg;
+    struct append_req *r = &ax->req;
+    const struct append_part *p = &r->parts[0];
+    struct as_of at = {.has_pos = true, .pos = p->events[p->count - 1].position};
+    struct logic_state st;
+    logic_state_init(&st);
+    struct logic_error le = {0};
+    bool no_reducer = false;
+    int rc = cancelled ? ERR_SHUTDOWN
+                       : logic_stream_state(ax->style.return_state, ax->db, p->stream,
+                                            r->replayed ? NULL : &at, &st, &no_reducer, &le);
+    struct buf b;
+    buf_init(&b);
+    buf_add(&b, r->answer.ptr, r->answer.len ? r->answer.len - 1 : 0); /* without its '}' */
+    if (!rc) {
+        buf_adds(&b, ",\"state\":");
+        buf_add(&b, st.state.ptr, st.state.len);
+    } else {
+        buf_adds(&b, ",\"state\":null,\"stateError\":{\"code\":\"");
+        buf_adds(&b, no_reducer ? "no_reducer" : le.kind ? "reducer_failed" : err_name(rc));
+        buf_adds(&b, "\",\"message\":");
+        const char *msg = no_reducer ? "no reducer is deployed for this stream's category"
+                        : le.kind ? le.message : "the state could not be computed";
+        buf_add_json_str(&b, msg, strlen(msg));
+        if (le.kind) {
+            buf_adds(&b, ",\"kind\":\"");
+            buf_adds(&b, logic_err_name(le.kind));
+            buf_addc(&b, '"');
+        }
+        buf_addc(&b, '}');
+    }
+    buf_addc(&b, '}');
+    buf_fini(&r->answer);
+    r->answer = b;
+    logic_state_fini(&st);
+    send_answer(ax);
+    ctx_unref(ax);
+}
+
+/* Hands the answer to a worker that adds the state; false when it cannot (answer without). */
+static bool answer_with_state(struct append_ctx *ax)
+{
+    struct append_req *r = &ax->req;
+    if (ax->multi || r->nparts != 1 || r->answer.len < 2 ||
+        r->answer.ptr[r->answer.len - 1] != '}') {
+        return false;
+    }
+    __atomic_add_fetch(&ax->refs, 1, __ATOMIC_ACQ_REL); /* the job's */
+    if (engine_submit(engine_db_engine(ax->db), run_state, ax) != 0) {
+        __atomic_sub_fetch(&ax->refs, 1, __ATOMIC_ACQ_REL);
+        return false;
+    }
+    return true;
 }
 
 /* Writer thread: the commit holding this request has returned (or it failed). */

@@ -9,6 +9,7 @@
 #include "http/server.h"
 
 struct gate_mount;
+struct logic;
 
 /* How an API surface answers the shared append operations. The request body is always in
  * the native shape (a dialect translates its own into it first). */
@@ -21,6 +22,9 @@ struct append_style {
      * it as it is. Any thread; native is the callee's to use, not to keep. */
     void (*answer)(struct http_req *req, unsigned status, struct buf *native, bool replayed);
     unsigned flags;                 /* APPEND_* asked of the engine (APPEND_TAGS_NO_COMMA) */
+    struct logic *return_state;     /* non-NULL: a single-stream append answers the stream's
+                                       state too, from its reducer (logic/logic.h), as of
+                                       the append's last event */
 };
 
 /* Appends to stream (decoded, valid) of db what body (native shape; read before this

@@ -40,9 +40,15 @@ def test_every_route_refuses_unknown_parameters_and_takes_its_documented_ones():
         ops = [(path, method, op) for path, o in doc["paths"].items() for method, op in o.items()]
         for path, method, op in ops:
             body = {} if "requestBody" in op else None
+            free = any(p["in"] == "query" and p.get("explode") for p in op.get("parameters", []))
+            st, _, ans = s.request(method.upper(), concrete(path) + "?bogusParam=1", body)
+            if free:
+                # a route whose other parameters are the handler's (a view's): taken
+                check(not (st == 400 and ans["error"]["code"] == "invalid_parameter"),
+                      f"{method} {path}: a free parameter refused: {ans}")
+                continue
             # an undocumented parameter: 400 naming it, before anything happens
-            expect_error(s.request(method.upper(), concrete(path) + "?bogusParam=1", body), 400,
-                         "invalid_parameter", "bogusParam")
+            expect_error((st, _, ans), 400, "invalid_parameter", "bogusParam")
         check(s.head() == 1, "a refused request wrote something")
         probed = 0
         for path, method, op in ops:

@@ -521,6 +521,24 @@ TEST(query_params_must_be_declared)
     ASSERT_STR(verdict(N_STREAM_READ, "api_key=k"), "unknown api_key");
 }
 
+TEST(query_params_of_an_open_route_are_the_handlers_once_each)
+{
+    static const struct route_param p_as_of[] = {
+        {"asOf", PARAM_INTEGER, "", NULL},
+        {NULL, 0, NULL, NULL},
+    };
+    static const struct route view = {"GET", "v1/databases/{db}/views/{name}", handler,
+                                      ROUTE_DB | ROUTE_OPEN_QUERY, NEED_READ, "view", "",
+                                      p_as_of, NULL, NULL, 200};
+    struct slice bad = {NULL, 0};
+    bool twice = false;
+    ASSERT_EQ(gate_check_query(&view, S("asOf=3&region=eu&min=5"), &bad, &twice), 0);
+    ASSERT_EQ(gate_check_query(&view, S("region=eu&region=us"), &bad, &twice), ERR_INVALID);
+    CHECK(twice && bad.len == 6 && memcmp(bad.ptr, "region", 6) == 0);
+    ASSERT_EQ(gate_check_query(&view, S("asOf=1&asOf=2"), &bad, &twice), ERR_INVALID);
+    CHECK(twice);
+}
+
 TEST(query_params_given_twice_unless_a_list)
 {
     ASSERT_STR(verdict(N_STREAM_READ, "limit=1&limit=2"), "twice limit");

@@ -311,7 +311,8 @@ static void answer_appended(struct http_req *req, unsigned status, struct buf *n
     http_respond(req, 200, &b, NULL); /* DeltaBase answers 200, a replay too */
 }
 
-static const struct append_style STREAM_STYLE = {&deltabase_mount, 1, answer_appended, 0};
+static const struct append_style STREAM_STYLE = {.mount = &deltabase_mount, .idem_ns = 1,
+                                                 .answer = answer_appended};
 
 static void stream_append(struct gate_call *c)
 {
@@ -591,8 +592,9 @@ static void answer_dcb(struct http_req *req, unsigned status, struct buf *native
     http_respond(req, 200, &b, NULL);
 }
 
-static const struct append_style DCB_STYLE = {&deltabase_mount, 1, answer_dcb,
-                                              APPEND_TAGS_NO_COMMA};
+static const struct append_style DCB_STYLE = {.mount = &deltabase_mount, .idem_ns = 1,
+                                              .answer = answer_dcb,
+                                              .flags = APPEND_TAGS_NO_COMMA};
 
 static void dcb_append(struct gate_call *c)
 {

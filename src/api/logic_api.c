@@ -1,0 +1,401 @@
+/* User code over the native API (docs/api.md, "Components and state"): deploy, list, read and
+ * remove components; a stream's state from its reducer. Deploys, removals and state reads run
+ * user code or wait for commits, so they run on the engine's worker pool; the I/O thread only
+ * parses and hands over. */
+#include "api/native_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "logic/logic.h"
+#include "http/parse.h"
+#include "ops/out.h"
+#include "ops/parse.h"
+#include "ops/qparse.h"
+#include "util/errors.h"
+
+/* ---- answers ---- */
+
+static void add_component(struct buf *b, const struct comp_def *d, bool with_source)
+{
+    buf_adds(b, "{\"name\":");
+    buf_add_json_str(b, d->name, strlen(d->name));
+    buf_adds(b, ",\"kind\":\"");
+    buf_adds(b, comp_kind_name(d->kind));
+    buf_adds(b, "\",\"language\":\"");
+    buf_adds(b, logic_lang_name(d->lang));
+    buf_adds(b, "\",\"version\":");
+    buf_add_u64(b, d->version);
+    if (d->category) {
+        buf_adds(b, ",\"category\":");
+        buf_add_json_str(b, d->category, strlen(d->category));
+    }
+    if (d->kind == COMP_PROJECTION || d->kind == COMP_VIEW) {
+        buf_adds(b, ",\"filter\":");
+        buf_adds(b, d->filter ? d->filter : "null");
+    }
+    buf_addc(b, ',');
+    out_time_field(b, "deployedAt", d->deployed_us, false);
+    buf_adds(b, ",\"status\":\"active\"");
+    if (with_source) {
+        buf_adds(b, ",\"source\":");
+        buf_add_json_str(b, d->source, d->source_len);
+    }
+    buf_addc(b, '}');
+}
+
+/* Answers a logic error of user code: the kind's code, the message, line and column. */
+static void fail_logic(struct http_req *req, unsigned status, const char *code,
+                       const struct logic_error *le, uint64_t position)
+{
+    char details[160];
+    int n = snprintf(details, sizeof details, "\"kind\":\"%s\"", logic_err_name(le->kind));
+    if (le->line > 0) {
+        n += snprintf(details + n, sizeof details - (size_t)n, ",\"line\":%d", le->line);
+    }
+    if (le->column > 0) {
+        n += snprintf(details + n, sizeof details - (size_t)n, ",\"column\":%d", le->column);
+    }
+    if (position > 0) {
+        snprintf(details + n, sizeof details - (size_t)n, ",\"position\":%llu",
+                 (unsigned long long)position);
+    }
+    struct gate_error e = {.kind = status, .code = code, .message = le->message,
+                           .details = details};
+    gate_fail_req(NULL, req, &e);
+}
+
+/* The code for a deploy whose source did not load. */
+static const char *deploy_code(const struct logic_error *le)
+{
+    switch (le->kind) {
+    case LOGIC_E_SYNTAX: return "syntax_error";
+    case LOGIC_E_MISSING: return "missing_entry_point";
+    default: return "invalid_component";
+    }
+}
+
+/* ---- jobs on the worker pool ---- */
+
+struct logic_job {
+    struct http_req *req;     /* deferred; the job answers it */
+    struct logic *lg;
+    struct db *db;            /* a reference, the job's */
+    struct comp_def def;      /* deploys */
+    char name[COMP_NAME_BYTES + 1];
+    char *stream;             /* state reads: owned */
+    char *params;             /* view reads: the parameters' JSON object, owned */
+    size_t stream_len;
+    bool has_at;
+    struct as_of at;
+};
+
+static void job_free(struct logic_job *j)
+{
+    engine_db_release(j->db);
+    comp_def_fini(&j->def);
+    free(j->stream);
+    free(j->params);
+    free(j);
+}
+
+/* Hands j to the engine's workers (answering 503 when it cannot); takes j. */
+static void submit(struct gate_call *c, struct logic_job *j, workq_fn *fn)
+{
+    j->req = c->req;
+    j->lg = api_of(c)->logic;
+    j->db = c->db;
+    c->db = NULL; /* the job's reference now */
+    http_defer(c->req);
+    int rc = engine_submit(api_of(c)->engine, fn, j);
+    if (rc == ERR_TOOBIG) {
+        out_error(j->req, 503, "server_busy", "too many requests wait for user code; try "
+                  "again shortly", NULL);
+    } else if (rc) {
+        out_engine_error(j->req, rc);
+    }
+    if (rc) {
+        job_free(j);
+    }
+}
+
+static void run_deploy(void *arg, bool cancelled)
+{
+    struct logic_job *j = arg;
+    struct logic_error le = {0};
+    int rc = cancelled ? ERR_SHUTDOWN : logic_deploy(j->lg, j->db, &j->def, &le);
+    if (rc == ERR_INVALID && le.kind) {
+        fail_logic(j->req, 400, deploy_code(&le), &le, 0);
+    } else if (rc == ERR_TOOBIG) {
+        out_error(j->req, 413, "component_too_large",
+                  "the component is larger than one event of this database may be", "source");
+    } else if (rc) {
+        out_engine_error(j->req, rc);
+    } else {
+        struct buf b;
+        buf_init(&b);
+        add_component(&b, &j->def, false);
+        out_json(j->req, j->def.version == 1 ? 201 : 200, &b);
+    }
+    job_free(j);
+}
+
+static void run_remove(void *arg, bool cancelled)
+{
+    struct logic_job *j = arg;
+    int rc = cancelled ? ERR_SHUTDOWN : logic_remove(j->lg, j->db, j->name);
+    if (rc == ERR_NOTFOUND) {
+        out_error(j->req, 404, "component_not_found", "no component of that name", "name");
+    } else if (rc) {
+        out_engine_error(j->req, rc);
+    } else {
+        api_respond_no_content(j->req);
+    }
+    job_free(j);
+}
+
+static void answer_state(struct logic_job *j, const struct logic_state *s)
+{
+    struct buf b;
+    buf_init(&b);
+    buf_adds(&b, "{\"stream\":");
+    buf_add_json_str(&b, j->stream, j->stream_len);
+    buf_adds(&b, ",\"state\":");
+    buf_add(&b, s->state.ptr, s->state.len);
+    buf_adds(&b, ",\"version\":");
+    buf_add_u64(&b, s->version);
+    buf_adds(&b, ",\"position\":");
+    buf_add_u64(&b, s->position);
+    buf_addc(&b, ',');
+    out_time_field(&b, "updatedAt", s->updated_us, false);
+    buf_adds(&b, ",\"reducer\":{\"name\":");
+    buf_add_json_str(&b, s->reducer, strlen(s->reducer));
+    buf_adds(&b, ",\"version\":");
+    buf_add_u64(&b, s->reducer_version);
+    buf_adds(&b, "}}");
+    out_json(j->req, 200, &b);
+}
+
+static void run_state(void *arg, bool cancelled)
+{
+    struct logic_job *j = arg;
+    struct logic_state s;
+    logic_state_init(&s);
+    struct logic_error le = {0};
+    bool no_reducer = false;
+    int rc = cancelled ? ERR_SHUTDOWN
+                       : logic_stream_state(j->lg, j->db, (struct slice){j->stream, j->stream_len},
+                                            j->has_at ? &j->at : NULL, &s, &no_reducer, &le);
+    if (rc == ERR_NOTFOUND) {
+        out_error(j->req, 404, no_reducer ? "no_reducer" : "stream_not_found",
+                  no_reducer ? "no reducer is deployed for this stream's category"
+                             : "the stream has no events", "stream");
+    } else if (rc == ERR_INVALID && le.kind) {
+        fail_logic(j->req, 422, "reducer_failed", &le, s.failed_position);
+    } else if (rc) {
+        out_engine_error(j->req, rc);
+    } else {
+        answer_state(j, &s);
+    }
+    logic_state_fini(&s);
+    job_free(j);
+}
+
+static void answer_view(struct logic_job *j, const struct logic_state *s)
+{
+    struct buf b;
+    buf_init(&b);
+    buf_adds(&b, "{\"view\":");
+    buf_add_json_str(&b, j->name, strlen(j->name));
+    buf_adds(&b, ",\"params\":");
+    buf_adds(&b, j->params);
+    buf_adds(&b, ",\"state\":");
+    buf_add(&b, s->state.ptr, s->state.len);
+    buf_adds(&b, ",\"position\":");
+    buf_add_u64(&b, s->position);
+    buf_adds(&b, ",\"version\":");
+    buf_add_u64(&b, s->reducer_version);
+    buf_addc(&b, '}');
+    out_json(j->req, 200, &b);
+}
+
+static void run_view(void *arg, bool cancelled)
+{
+    struct logic_job *j = arg;
+    struct logic_state s;
+    logic_state_init(&s);
+    struct logic_error le = {0};
+    int rc = cancelled ? ERR_SHUTDOWN
+                       : logic_view(j->lg, j->db, j->name,
+                                    (struct slice){j->params, strlen(j->params)},
+                                    j->has_at ? &j->at : NULL, &s, &le);
+    if (rc == ERR_NOTFOUND) {
+        out_error(j->req, 404, "view_not_found", "no view of that name", "name");
+    } else if (rc == ERR_INVALID && le.kind) {
+        fail_logic(j->req, 422, "view_failed", &le, s.failed_position);
+    } else if (rc) {
+        out_engine_error(j->req, rc);
+    } else {
+        answer_view(j, &s);
+    }
+    logic_state_fini(&s);
+    job_free(j);
+}
+
+/* ---- handlers ---- */
+
+static const char *get_param(void *arg, const char *name, size_t nth)
+{
+    return http_req_query_nth(arg, name, nth);
+}
+
+void api_comp_put(struct gate_call *c)
+{
+    struct logic_job *j = xcalloc(1, sizeof(*j));
+    struct comp_error ce;
+    const char *name = gate_param_str(c, "name");
+    if (!out_require_json(c->req)) {
+        free(j);
+        return;
+    }
+    int rc = comp_parse(name, http_req_body(c->req), &j->def, &ce);
+    if (rc) {
+        free(j);
+        out_error(c->req, rc == ERR_TOOBIG ? 413 : 400,
+                  rc == ERR_TOOBIG ? "component_too_large" : "invalid_component", ce.message,
+                  ce.field[0] ? ce.field : NULL);
+        return;
+    }
+    submit(c, j, run_deploy);
+}
+
+void api_comp_delete(struct gate_call *c)
+{
+    struct logic_job *j = xcalloc(1, sizeof(*j));
+    snprintf(j->name, sizeof j->name, "%s", gate_param_str(c, "name"));
+    submit(c, j, run_remove);
+}
+
+void api_comp_list(struct gate_call *c)
+{
+    struct comp_set *set;
+    int rc = logic_set(api_of(c)->logic, c->db, &set);
+    if (rc) {
+        out_engine_error(c->req, rc);
+        return;
+    }
+    struct buf b;
+    buf_init(&b);
+    buf_adds(&b, "{\"components\":[");
+    for (size_t i = 0; i < set->count; i++) {
+        buf_adds(&b, i ? "," : "");
+        add_component(&b, &set->defs[i], false);
+    }
+    buf_adds(&b, "]}");
+    comp_set_unref(set);
+    out_json(c->req, 200, &b);
+}
+
+void api_comp_get(struct gate_call *c)
+{
+    struct comp_set *set;
+    int rc = logic_set(api_of(c)->logic, c->db, &set);
+    if (rc) {
+        out_engine_error(c->req, rc);
+        return;
+    }
+    const struct comp_def *d = comp_set_find(set, gate_param_str(c, "name"));
+    if (!d) {
+        comp_set_unref(set);
+        out_error(c->req, 404, "component_not_found", "no component of that name", "name");
+        return;
+    }
+    struct buf b;
+    buf_init(&b);
+    add_component(&b, d, true);
+    comp_set_unref(set);
+    out_json(c->req, 200, &b);
+}
+
+void api_stream_state(struct gate_call *c)
+{
+    struct slice stream;
+    if (!api_stream_name(c, &stream)) {
+        return;
+    }
+    struct logic_job *j = xcalloc(1, sizeof(*j));
+    struct parse_error pe;
+    if (parse_as_of_params(get_param, c->req, &j->at, &pe) != 0) {
+        free(j);
+        out_parse_error(c->req, &pe);
+        return;
+    }
+    j->has_at = j->at.has_pos || j->at.has_time;
+    j->stream = xstrndup(stream.ptr, stream.len);
+    j->stream_len = stream.len;
+    submit(c, j, run_state);
+}
+
+/* The query parameters a view route does not declare, as a JSON object of strings (the
+ * view's parameters), sorted by name so that one set of parameters is one cache entry. */
+static char *view_params(struct http_req *req)
+{
+    struct slice q = http_req_query_string(req), name, value;
+    struct { struct slice name, value; } all[64];
+    size_t n = 0, pos = 0;
+    while (n < 64 && http_query_next(q, &pos, &name, &value)) {
+        bool own = name.len == 4 && !memcmp(name.ptr, "asOf", 4);
+        own = own || (name.len == 8 && !memcmp(name.ptr, "asOfTime", 8));
+        if (!own && name.len) {
+            all[n].name = name;
+            all[n++].value = value;
+        }
+    }
+    for (size_t i = 1; i < n; i++) { /* insertion sort by name */
+        for (size_t k = i; k > 0; k--) {
+            size_t a = all[k - 1].name.len, b = all[k].name.len;
+            int c = memcmp(all[k - 1].name.ptr, all[k].name.ptr, a < b ? a : b);
+            if (c < 0 || (c == 0 && a <= b)) {
+                break;
+            }
+            __typeof__(all[0]) t = all[k];
+            all[k] = all[k - 1];
+            all[k - 1] = t;
+        }
+    }
+    struct buf b, dec;
+    buf_init(&b);
+    buf_init(&dec);
+    buf_addc(&b, '{');
+    for (size_t i = 0; i < n; i++) {
+        buf_adds(&b, i ? "," : "");
+        if (http_url_decode(all[i].name.ptr, all[i].name.len, true, &dec) != 0) {
+            buf_reset(&dec); /* a bad escape: the name as an empty string, refused below */
+        }
+        buf_add_json_str(&b, dec.ptr ? dec.ptr : "", dec.len);
+        buf_addc(&b, ':');
+        if (http_url_decode(all[i].value.ptr, all[i].value.len, true, &dec) != 0) {
+            buf_reset(&dec);
+        }
+        buf_add_json_str(&b, dec.ptr ? dec.ptr : "", dec.len);
+    }
+    buf_addc(&b, '}');
+    buf_fini(&dec);
+    return buf_steal(&b, NULL);
+}
+
+void api_view_get(struct gate_call *c)
+{
+    struct logic_job *j = xcalloc(1, sizeof(*j));
+    struct parse_error pe;
+    if (parse_as_of_params(get_param, c->req, &j->at, &pe) != 0) {
+        free(j);
+        out_parse_error(c->req, &pe);
+        return;
+    }
+    j->has_at = j->at.has_pos || j->at.has_time;
+    snprintf(j->name, sizeof j->name, "%s", gate_param_str(c, "name"));
+    j->params = view_params(c->req);
+    submit(c, j, run_view);
+}

@@ -1,0 +1,268 @@
+"""User code over the native API: deploying components (validated, versioned, durable,
+listed, removable) and stream state from a Lua reducer (snapshots, asOf, redeploys, failures
+that never lose an append, budgets that stop hostile code with the server still serving)."""
+import datetime
+import json
+
+from harness import Server, check, expect_error
+
+DB = "/v1/databases/default"
+
+COUNTER = """
+function reduce(state, event)
+  state = state or {count = 0, total = 0}
+  state.count = state.count + 1
+  state.total = state.total + (event.data.amount or 0)
+  state.last = event.type
+  return state
+end
+"""
+
+
+def put(s, name, body):
+    return s.request("PUT", f"{DB}/components/{name}", body)
+
+
+def reducer(source=COUNTER, category="order", language="lua"):
+    return {"kind": "reducer", "language": language, "source": source, "category": category}
+
+
+def append_n(s, stream, n, amount=1, start=0):
+    for i in range(n):
+        st, _, b = s.append(stream, [{"type": "Added", "data": {"amount": amount, "i": start + i}}])
+        check(st == 201, f"append: {st} {b}")
+
+
+def state(s, stream, query=""):
+    return s.get(f"{DB}/streams/{stream}/state{query}")
+
+
+def test_deploy_list_get_redeploy_remove():
+    with Server() as s:
+        st, _, b = s.get(f"{DB}/components")
+        check(st == 200 and b == {"components": []}, f"fresh: {st} {b}")
+        st, _, b = put(s, "orders", reducer())
+        check(st == 201, f"deploy: {st} {b}")
+        check(b["name"] == "orders" and b["kind"] == "reducer" and b["language"] == "lua" and
+              b["version"] == 1 and b["category"] == "order" and b["status"] == "active" and
+              "source" not in b, f"{b}")
+        deployed = datetime.datetime.fromisoformat(b["deployedAt"].replace("Z", "+00:00"))
+        now = datetime.datetime.now(datetime.timezone.utc)
+        check(abs((now - deployed).total_seconds()) < 60, f"deployedAt: {b}")
+        put_answer = b
+        st, _, b = s.get(f"{DB}/components/orders")
+        check(st == 200 and b["source"] == COUNTER and b["version"] == 1 and
+              b["deployedAt"] == put_answer["deployedAt"], f"get: {st} {b}")
+        st, _, b = put(s, "orders", reducer(COUNTER + "\n-- v2\n"))
+        check(st == 200 and b["version"] == 2, f"redeploy: {st} {b}")
+        st, _, b = put(s, "totals", {"kind": "projection", "language": "lua",
+                                     "source": "function key(e) return e.stream end\n"
+                                               "function apply(s, e) return s end",
+                                     "filter": {"types": ["Added"]}})
+        check(st == 201 and b["filter"] == {"types": ["Added"]}, f"projection: {st} {b}")
+        st, _, b = s.get(f"{DB}/components")
+        check([c["name"] for c in b["components"]] == ["orders", "totals"], f"list: {b}")
+        st, _, b = s.request("DELETE", f"{DB}/components/totals")
+        check(st == 204, f"remove: {st} {b}")
+        expect_error(s.request("DELETE", f"{DB}/components/totals"), 404, "component_not_found")
+        expect_error(s.get(f"{DB}/components/totals"), 404, "component_not_found")
+        # versions are never reused: a name deployed again after removal goes on counting
+        st, _, b = put(s, "totals", {"kind": "command", "language": "lua",
+                                     "source": "function decide(c, ctx) return {} end"})
+        check(st == 200 and b["version"] == 2, f"after removal: {st} {b}")
+        # durable: a restart keeps everything
+        s.restart()
+        st, _, b = s.get(f"{DB}/components")
+        check([(c["name"], c["version"]) for c in b["components"]] ==
+              [("orders", 2), ("totals", 2)], f"after restart: {b}")
+        # the deploys are events of a reserved stream no client can write
+        expect_error(s.append("$logic", [{"type": "ComponentDeployed", "data": {}}]), 400,
+                     "invalid_name")
+
+
+def test_deploy_refuses_bad_code_and_definitions():
+    with Server() as s:
+        st, _, b = put(s, "bad", reducer("function reduce(state, event)\n  return state +\nend"))
+        check(st == 400 and b["error"]["code"] == "syntax_error", f"syntax: {st} {b}")
+        check(b["error"]["line"] == 3 or b["error"]["line"] == 2, f"line: {b}")
+        st, _, b = put(s, "bad", reducer("function fold(s, e) return s end"))
+        check(st == 400 and b["error"]["code"] == "missing_entry_point" and
+              "reduce" in b["error"]["message"], f"missing entry: {st} {b}")
+        expect_error(put(s, "bad", {"kind": "reducer", "language": "lua", "source": "x"}), 400,
+                     "invalid_component", field="category")
+        expect_error(put(s, "bad", {"kind": "saga", "language": "lua", "source": "x"}), 400,
+                     "invalid_component", field="kind")
+        expect_error(put(s, "bad", {"kind": "view", "language": "cobol", "source": "x"}), 400,
+                     "invalid_component", field="language")
+        expect_error(put(s, "9bad", reducer()), 400, "invalid_component", field="name")
+        expect_error(put(s, "bad", {"kind": "projection", "language": "lua",
+                                    "source": "function key(e) end function apply(s,e) end",
+                                    "filter": {"types": 7}}), 400, "invalid_component")
+        # nothing of it was kept
+        st, _, b = s.get(f"{DB}/components")
+        check(b == {"components": []}, f"{b}")
+
+
+def test_reducer_state_snapshots_as_of_and_redeploy():
+    with Server() as s:
+        expect_error(state(s, "order-1"), 404, "no_reducer")
+        check(put(s, "orders", reducer())[0] == 201, "deploy")
+        expect_error(state(s, "order-1"), 404, "stream_not_found")
+        expect_error(state(s, "user-1"), 404, "no_reducer")
+        append_n(s, "order-1", 40, amount=2)
+        st, _, b = state(s, "order-1")
+        check(st == 200, f"state: {st} {b}")
+        check(b["state"] == {"count": 40, "total": 80, "last": "Added"}, f"{b}")
+        check(b["version"] == 40 and b["stream"] == "order-1" and
+              b["reducer"] == {"name": "orders", "version": 1}, f"{b}")
+        first_pos = s.read_stream("order-1")[0]["position"]
+        # again (from the snapshot), then after more events
+        st, _, b2 = state(s, "order-1")
+        check(b2 == b, f"second read differs: {b2} {b}")
+        append_n(s, "order-1", 5, amount=10)
+        st, _, b = state(s, "order-1")
+        check(b["state"]["count"] == 45 and b["state"]["total"] == 130 and b["version"] == 45,
+              f"{b}")
+        # as of a position: the state then
+        st, _, b = state(s, "order-1", f"?asOf={first_pos + 9}")
+        check(st == 200 and b["state"]["count"] == 10 and b["version"] == 10, f"asOf: {b}")
+        # a redeploy computes with the new code (the old snapshots do not count)
+        doubled = COUNTER.replace("state.count + 1", "state.count + 2")
+        check(put(s, "orders", reducer(doubled))[0] == 200, "redeploy")
+        st, _, b = state(s, "order-1")
+        check(b["state"]["count"] == 90 and b["reducer"]["version"] == 2, f"{b}")
+        # survives a restart (snapshot files and all)
+        s.restart()
+        st, _, b = state(s, "order-1")
+        check(b["state"]["count"] == 90 and b["state"]["total"] == 130, f"restart: {b}")
+
+
+def test_failing_reducer_never_loses_an_append():
+    with Server() as s:
+        src = """
+function reduce(state, event)
+  if event.data.boom then error("no booms here") end
+  return (state or 0) + 1
+end
+"""
+        check(put(s, "orders", reducer(src))[0] == 201, "deploy")
+        append_n(s, "order-7", 3)
+        st, _, b = s.append("order-7", [{"type": "Boom", "data": {"boom": True}}])
+        check(st == 201, f"the append commits whatever the reducer does: {st} {b}")
+        st, _, b = state(s, "order-7")
+        check(st == 422 and b["error"]["code"] == "reducer_failed", f"{st} {b}")
+        check("no booms here" in b["error"]["message"] and b["error"]["kind"] == "runtime_error",
+              f"{b}")
+        check(b["error"]["position"] == s.read_stream("order-7")[-1]["position"], f"{b}")
+        check(len(s.read_stream("order-7")) == 4, "the events are all there")
+
+
+def test_hostile_reducers_are_stopped_and_the_server_serves_on():
+    cases = {
+        "loop": ("function reduce(s, e) while true do end end", "cpu_limit"),
+        "pcall_loop": ("function reduce(s, e) pcall(function() while true do end end) "
+                       "return 1 end", "cpu_limit"),
+        "memory": ("function reduce(s, e) local t = {} for i = 1, 1e9 do t[i] = i end end",
+                   "memory_limit"),
+        "strings": ("function reduce(s, e) local x = 'x' for i = 1, 64 do x = x .. x end end",
+                    "memory_limit"),
+        "files": ("function reduce(s, e) return io.open('/etc/passwd'):read('a') end", None),
+        "process": ("function reduce(s, e) return os.execute('id') end", None),
+        "require": ("function reduce(s, e) return require('socket') end", None),
+        "load": ("function reduce(s, e) return load('return 1')() end", None),
+        "output": ("function reduce(s, e) return string.rep('x', 8 * 1024 * 1024) end",
+                   None),
+    }
+    with Server(extra=["--logic-cpu-ms", "300", "--logic-memory-bytes", "33554432",
+                       "--logic-output-bytes", "1048576"]) as s:
+        for i, (name, (src, kind)) in enumerate(cases.items()):
+            cat = f"c{i}"
+            st, _, b = put(s, name, reducer(src, category=cat))
+            check(st == 201, f"{name}: deploy {st} {b}")
+            st, _, b = s.append(f"{cat}-1", [{"type": "T", "data": {}}])
+            check(st == 201, f"{name}: append {st} {b}")
+            st, _, b = state(s, f"{cat}-1")
+            check(st == 422 and b["error"]["code"] == "reducer_failed", f"{name}: {st} {b}")
+            if kind:
+                check(b["error"]["kind"] == kind, f"{name}: {b}")
+            st, _, h = s.get("/health")
+            check(st == 200, f"{name}: the server stopped serving")
+        # a good reducer still works next to them
+        check(put(s, "fine", reducer(COUNTER, category="fine"))[0] == 201, "deploy")
+        append_n(s, "fine-1", 2)
+        st, _, b = state(s, "fine-1")
+        check(st == 200 and b["state"]["count"] == 2, f"{st} {b}")
+
+
+def test_append_returns_the_new_state():
+    with Server() as s:
+        events = [{"type": "Added", "data": {"amount": 5}}]
+        path = f"{DB}/streams/order-3/events?returnState=true"
+        st, _, b = s.post(path, {"events": events})
+        check(st == 201 and b["state"] is None and b["stateError"]["code"] == "no_reducer",
+              f"no reducer yet: {st} {b}")
+        check(put(s, "orders", reducer())[0] == 201, "deploy")
+        st, _, b = s.post(path, {"events": events * 2})
+        check(st == 201 and b["version"] == 3, f"{st} {b}")
+        check(b["state"] == {"count": 3, "total": 15, "last": "Added"}, f"state: {b}")
+        # the state is the one right after this append's events
+        st, _, b2 = s.post(path, {"events": events})
+        check(b2["state"]["count"] == 4, f"{b2}")
+        # without the parameter the answer is as before
+        st, _, b3 = s.post(f"{DB}/streams/order-3/events", {"events": events})
+        check(st == 201 and "state" not in b3, f"{b3}")
+        expect_error(s.post(f"{DB}/streams/order-3/events?returnState=yes", {"events": events}),
+                     400, "invalid_parameter", field="returnState")
+        # a failing reducer: the append commits, the answer carries the error
+        bad = reducer("function reduce(s, e) error('nope') end")
+        check(put(s, "orders", bad)[0] == 200, "redeploy")
+        st, _, b = s.post(path, {"events": events})
+        check(st == 201 and b["state"] is None and
+              b["stateError"]["code"] == "reducer_failed" and
+              "nope" in b["stateError"]["message"], f"{st} {b}")
+        check(s.read_stream("order-3")[-1]["version"] == 6, "the append committed")
+
+
+def test_views_with_parameters_and_as_of():
+    src = """
+function evolve(state, event, params)
+  state = state or {count = 0, total = 0}
+  if event.data.region == params.region and event.data.amount >= tonumber(params.min or "0") then
+    state.count = state.count + 1
+    state.total = state.total + event.data.amount
+  end
+  return state
+end
+"""
+    with Server() as s:
+        st, _, b = put(s, "sales", {"kind": "view", "language": "lua", "source": src,
+                                    "filter": {"types": ["Sold"]}})
+        check(st == 201, f"deploy: {st} {b}")
+        st, _, b = s.get(f"{DB}/views/sales?region=eu")
+        check(st == 200 and b["state"] is None and b["position"] == 0 and
+              b["params"] == {"region": "eu"}, f"empty: {st} {b}")
+        for i in range(30):
+            region = "eu" if i % 3 else "us"
+            s.append(f"shop-{i % 4}", [{"type": "Sold", "data": {"region": region, "amount": i}},
+                                       {"type": "Viewed", "data": {"region": region, "amount": 1000}}])
+        st, _, b = s.get(f"{DB}/views/sales?region=eu")
+        eu = [i for i in range(30) if i % 3]
+        check(b["state"] == {"count": len(eu), "total": sum(eu)}, f"eu: {b}")
+        st, _, b = s.get(f"{DB}/views/sales?min=20&region=eu")
+        big = [i for i in eu if i >= 20]
+        check(b["state"] == {"count": len(big), "total": sum(big)} and
+              b["params"] == {"min": "20", "region": "eu"}, f"eu min 20: {b}")
+        head = s.head()
+        # as of a point: only the events up to it
+        early = [e["data"]["amount"] for e in s.read_log()
+                 if e["position"] <= 20 and e["type"] == "Sold" and e["data"]["region"] == "us"]
+        st, _, b = s.get(f"{DB}/views/sales?region=us&asOf=20")
+        check(b["state"] == {"count": len(early), "total": sum(early)} and b["position"] <= 20,
+              f"asOf: {b} {early}")
+        # more events: the cached result is extended, not recomputed wrongly
+        s.append("shop-9", [{"type": "Sold", "data": {"region": "eu", "amount": 1}}])
+        st, _, b = s.get(f"{DB}/views/sales?region=eu")
+        check(b["state"] == {"count": len(eu) + 1, "total": sum(eu) + 1} and
+              b["position"] == head + 1, f"after one more: {b}")
+        expect_error(s.get(f"{DB}/views/nope"), 404, "view_not_found")
+        expect_error(s.get(f"{DB}/views/sales?region=eu&region=us"), 400, "invalid_parameter")

@@ -1,0 +1,176 @@
+/* logic/component: deploy bodies, names, kinds, bindings and the stored form. */
+#include <string.h>
+
+#include "logic/component.h"
+#include "unit.h"
+#include "util/errors.h"
+
+static struct slice S(const char *s)
+{
+    return (struct slice){s, strlen(s)};
+}
+
+TEST(parses_each_kind_with_its_binding)
+{
+    struct comp_def d;
+    struct comp_error err;
+    ASSERT_EQ(comp_parse("orders", S("{\"kind\":\"reducer\",\"language\":\"lua\",\"source\":"
+                                     "\"function reduce(s,e) return s end\",\"category\":"
+                                     "\"order\"}"), &d, &err), 0);
+    CHECK(d.kind == COMP_REDUCER && d.lang == LOGIC_LANG_LUA && strcmp(d.category, "order") == 0);
+    CHECK(d.filter == NULL && d.source_len == strlen("function reduce(s,e) return s end"));
+    CHECK(strcmp(comp_entries(d.kind)[0], "reduce") == 0 && comp_entries(d.kind)[1] == NULL);
+    comp_def_fini(&d);
+    ASSERT_EQ(comp_parse("p.1", S("{\"kind\":\"projection\",\"language\":\"javascript\","
+                                  "\"source\":\"x\",\"filter\":{ \"types\" : [\"A\"] }}"),
+                         &d, &err), 0);
+    ASSERT_STR(d.filter, "{\"types\":[\"A\"]}");
+    CHECK(strcmp(comp_entries(d.kind)[1], "apply") == 0);
+    comp_def_fini(&d);
+    ASSERT_EQ(comp_parse("v", S("{\"kind\":\"view\",\"language\":\"ts\",\"source\":\"x\"}"), &d,
+                         &err), 0);
+    CHECK(d.filter == NULL && d.lang == LOGIC_LANG_TYPESCRIPT);
+    comp_def_fini(&d);
+}
+
+TEST(refuses_bad_definitions_naming_the_member)
+{
+    static const struct {
+        const char *name, *body, *field;
+    } cases[] = {
+        {"9lives", "{\"kind\":\"command\",\"language\":\"lua\",\"source\":\"x\"}", "name"},
+        {"a/b", "{\"kind\":\"command\",\"language\":\"lua\",\"source\":\"x\"}", "name"},
+        {"c", "{\"kind\":\"saga\",\"language\":\"lua\",\"source\":\"x\"}", "kind"},
+        {"c", "{\"kind\":\"command\",\"language\":\"cobol\",\"source\":\"x\"}", "language"},
+        {"c", "{\"kind\":\"command\",\"language\":\"lua\",\"source\":\"\"}", "source"},
+        {"c", "{\"kind\":\"command\",\"language\":\"lua\"}", "source"},
+        {"r", "{\"kind\":\"reducer\",\"language\":\"lua\",\"source\":\"x\"}", "category"},
+        {"r", "{\"kind\":\"reducer\",\"language\":\"lua\",\"source\":\"x\",\"category\":\"a-b\"}",
+         "category"},
+        {"c", "{\"kind\":\"command\",\"language\":\"lua\",\"source\":\"x\",\"category\":\"a\"}",
+         "category"},
+        {"r", "{\"kind\":\"reducer\",\"language\":\"lua\",\"source\":\"x\",\"category\":\"a\","
+              "\"filter\":{}}", "filter"},
+        {"p", "{\"kind\":\"projection\",\"language\":\"lua\",\"source\":\"x\",\"filter\":[1]}",
+         "filter"},
+        {"c", "{\"kind\":\"command\",\"language\":\"lua\",\"source\":\"x\",\"extra\":1}", ""},
+        {"c", "[1]", ""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct comp_def d;
+        struct comp_error err;
+        ASSERT_EQ(comp_parse(cases[i].name, S(cases[i].body), &d, &err), ERR_INVALID);
+        ASSERT_STR(err.field, cases[i].field);
+        CHECK(err.message[0]);
+    }
+}
+
+TEST(stored_form_round_trips)
+{
+    struct comp_def d, back;
+    struct comp_error err;
+    ASSERT_EQ(comp_parse("orders", S("{\"kind\":\"reducer\",\"language\":\"lua\",\"source\":"
+                                     "\"-- \\\"quoted\\\"\\nfunction reduce(s,e) end\","
+                                     "\"category\":\"order\"}"), &d, &err), 0);
+    d.version = 3;
+    struct buf b;
+    buf_init(&b);
+    comp_to_json(&d, &b);
+    ASSERT_EQ(comp_from_json((struct slice){b.ptr, b.len}, &back), 0);
+    CHECK(back.version == 3 && back.kind == d.kind && back.lang == d.lang);
+    CHECK(strcmp(back.name, "orders") == 0 && strcmp(back.category, "order") == 0);
+    CHECK(back.source_len == d.source_len && memcmp(back.source, d.source, d.source_len) == 0);
+    ASSERT_EQ(comp_from_json(S("{\"name\":\"x\"}"), &back), ERR_CORRUPT);
+    buf_fini(&b);
+    comp_def_fini(&d);
+    comp_def_fini(&back);
+}
+
+TEST(category_of_a_stream)
+{
+    struct slice c = comp_category_of(S("order-12-a"));
+    CHECK(c.len == 5 && memcmp(c.ptr, "order", 5) == 0);
+    c = comp_category_of(S("single"));
+    CHECK(c.len == 6);
+}
+
+/* ---- the registry over a real engine ---- */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "logic/registry.h"
+#include "util/limits.h"
+
+static struct engine *open_engine(char *dir, size_t n)
+{
+    snprintf(dir, n, "/tmp/annals-comp-%d", (int)getpid());
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0);
+    struct engine_config cfg = {.data_dir = dir};
+    cfg.limits = (struct limits){.body_bytes = LIMIT_DEFAULT_BODY_BYTES,
+                                 .batch_events = LIMIT_DEFAULT_BATCH_EVENTS,
+                                 .event_bytes = LIMIT_DEFAULT_EVENT_BYTES,
+                                 .map_bytes = 1ull << 30,
+                                 .idem_ttl_s = LIMIT_DEFAULT_IDEM_TTL_S};
+    struct engine *e;
+    ASSERT_EQ(engine_open(&cfg, &e), 0);
+    return e;
+}
+
+static void def_of(struct comp_def *d, const char *name, const char *body, uint64_t version)
+{
+    struct comp_error err;
+    ASSERT_EQ(comp_parse(name, S(body), d, &err), 0);
+    d->version = version;
+}
+
+TEST(registry_deploys_redeploys_and_removes)
+{
+    char dir[128];
+    struct engine *e = open_engine(dir, sizeof dir);
+    struct db *db;
+    ASSERT_EQ(engine_db_acquire(e, "default", 7, &db), 0);
+    struct comp_set *set;
+    ASSERT_EQ(comp_set_read(db, &set), 0);
+    CHECK(set->count == 0 && set->stream_version == 0);
+    CHECK(comp_set_next_version(set, "orders") == 1);
+    struct comp_def d;
+    def_of(&d, "orders", "{\"kind\":\"reducer\",\"language\":\"lua\",\"source\":\"a\","
+                         "\"category\":\"order\"}", 1);
+    ASSERT_EQ(comp_deploy(db, &d, set->stream_version), 0);
+    /* a deploy against the set read before it is refused: versions stay in order */
+    ASSERT_EQ(comp_deploy(db, &d, set->stream_version), ERR_CONFLICT);
+    comp_def_fini(&d);
+    comp_set_unref(set);
+    ASSERT_EQ(comp_set_read(db, &set), 0);
+    CHECK(set->count == 1 && set->stream_version == 1);
+    const struct comp_def *r = comp_set_reducer_for(set, S("order-17"));
+    CHECK(r && r->version == 1 && strcmp(r->source, "a") == 0 && r->deployed_us > 0);
+    CHECK(comp_set_reducer_for(set, S("user-1")) == NULL);
+    def_of(&d, "orders", "{\"kind\":\"reducer\",\"language\":\"lua\",\"source\":\"b\","
+                         "\"category\":\"order\"}", comp_set_next_version(set, "orders"));
+    ASSERT_EQ(comp_deploy(db, &d, set->stream_version), 0);
+    comp_def_fini(&d);
+    def_of(&d, "totals", "{\"kind\":\"projection\",\"language\":\"lua\",\"source\":\"p\"}", 1);
+    ASSERT_EQ(comp_deploy(db, &d, 2), 0);
+    comp_def_fini(&d);
+    comp_set_unref(set);
+    ASSERT_EQ(comp_set_read(db, &set), 0);
+    CHECK(set->count == 2 && strcmp(set->defs[0].name, "orders") == 0);
+    CHECK(comp_set_find(set, "orders")->version == 2);
+    CHECK(strcmp(comp_set_find(set, "orders")->source, "b") == 0);
+    ASSERT_EQ(comp_remove(db, "orders", set->stream_version), 0);
+    struct comp_set *old = set;
+    ASSERT_EQ(comp_set_read(db, &set), 0);
+    CHECK(set->count == 1 && comp_set_find(set, "orders") == NULL);
+    CHECK(comp_set_next_version(set, "orders") == 3); /* versions are never reused */
+    CHECK(comp_set_find(old, "orders") != NULL);     /* an older set stays as it was */
+    comp_set_unref(old);
+    comp_set_unref(set);
+    engine_db_release(db);
+    engine_stop(e);
+    engine_close(e);
+}
