@@ -9,11 +9,13 @@
 #include <string.h>
 
 #include "logic/logic.h"
+#include "logic/projection.h"
 #include "http/parse.h"
 #include "ops/out.h"
 #include "ops/parse.h"
 #include "ops/qparse.h"
 #include "util/errors.h"
+#include "util/limits.h"
 
 /* ---- answers ---- */
 
@@ -398,4 +400,191 @@ void api_view_get(struct gate_call *c)
     snprintf(j->name, sizeof j->name, "%s", gate_param_str(c, "name"));
     j->params = view_params(c->req);
     submit(c, j, run_view);
+}
+
+/* ---- projections ---- */
+
+static const char *const PROJ_STATUS[] = {"", "catching_up", "live", "failed"};
+
+/* Answers 404 for a projection that does not run: not deployed (projection_not_found), or
+ * deployed but not started yet (202 catching_up). Returns true when it answered. */
+static bool proj_missing(struct gate_call *c, const char *name, int rc)
+{
+    if (rc != ERR_NOTFOUND) {
+        if (rc) {
+            out_engine_error(c->req, rc);
+        }
+        return rc != 0;
+    }
+    struct comp_set *set;
+    const struct comp_def *d = NULL;
+    if (logic_set(api_of(c)->logic, c->db, &set) == 0) {
+        d = comp_set_find(set, name);
+        d = d && d->kind == COMP_PROJECTION ? d : NULL;
+        comp_set_unref(set);
+    }
+    if (!d) {
+        out_error(c->req, 404, "projection_not_found", "no projection of that name", "name");
+        return true;
+    }
+    struct buf b;
+    buf_init(&b);
+    buf_adds(&b, "{\"projection\":");
+    buf_add_json_str(&b, name, strlen(name));
+    buf_adds(&b, ",\"status\":\"catching_up\"}");
+    out_json(c->req, 202, &b);
+    return true;
+}
+
+static void add_proj_info(struct buf *b, const char *name, const struct proj_info *in)
+{
+    buf_adds(b, "{\"projection\":");
+    buf_add_json_str(b, name, strlen(name));
+    buf_adds(b, ",\"version\":");
+    buf_add_u64(b, in->version);
+    buf_adds(b, ",\"status\":\"");
+    buf_adds(b, PROJ_STATUS[in->status]);
+    buf_adds(b, "\",\"position\":");
+    buf_add_u64(b, in->position > 0 ? in->position - 1 : 0);
+    buf_adds(b, ",\"head\":");
+    buf_add_u64(b, in->head);
+    buf_adds(b, ",\"lag\":");
+    buf_add_u64(b, in->head + 1 > in->position ? in->head + 1 - in->position : 0);
+    buf_adds(b, ",\"sequence\":");
+    buf_add_u64(b, in->sequence);
+    if (in->status == PROJ_FAILED) {
+        buf_adds(b, ",\"error\":{\"kind\":");
+        buf_add_json_str(b, in->error_kind, strlen(in->error_kind));
+        buf_adds(b, ",\"message\":");
+        buf_add_json_str(b, in->error, strlen(in->error));
+        buf_adds(b, ",\"position\":");
+        buf_add_u64(b, in->failed_position);
+        buf_addc(b, '}');
+    }
+    buf_addc(b, '}');
+}
+
+void api_proj_get(struct gate_call *c)
+{
+    const char *name = gate_param_str(c, "name");
+    struct proj_info in;
+    int rc = proj_info(logic_projections(api_of(c)->logic), c->db, name, &in);
+    if (proj_missing(c, name, rc)) {
+        return;
+    }
+    struct buf b;
+    buf_init(&b);
+    add_proj_info(&b, name, &in);
+    out_json(c->req, 200, &b);
+}
+
+void api_proj_state(struct gate_call *c)
+{
+    const char *name = gate_param_str(c, "name");
+    struct slice key = gate_param(c, "key");
+    struct proj_info in;
+    struct buf state;
+    buf_init(&state);
+    uint64_t pos = 0;
+    int rc = proj_state(logic_projections(api_of(c)->logic), c->db, name, key, &state, &pos,
+                        &in);
+    if (rc == ERR_NOTFOUND && in.status == 0) {
+        buf_fini(&state);
+        proj_missing(c, name, rc);
+        return;
+    }
+    struct buf b;
+    buf_init(&b);
+    buf_adds(&b, "{\"projection\":");
+    buf_add_json_str(&b, name, strlen(name));
+    if (in.status == PROJ_CATCHING_UP) { /* what it holds may not be what the log says yet */
+        buf_adds(&b, ",\"status\":\"catching_up\",\"position\":");
+        buf_add_u64(&b, in.position > 0 ? in.position - 1 : 0);
+        buf_adds(&b, ",\"head\":");
+        buf_add_u64(&b, in.head);
+        buf_addc(&b, '}');
+        out_json(c->req, 202, &b);
+    } else if (rc == ERR_NOTFOUND) {
+        buf_fini(&b);
+        out_error(c->req, 404, "key_not_found", "the projection holds no state for this key",
+                  "key");
+    } else if (rc) {
+        buf_fini(&b);
+        out_engine_error(c->req, rc);
+    } else {
+        buf_adds(&b, ",\"key\":");
+        buf_add_json_str(&b, key.ptr, key.len);
+        buf_adds(&b, ",\"state\":");
+        buf_add(&b, state.ptr, state.len);
+        buf_adds(&b, ",\"position\":");
+        buf_add_u64(&b, pos);
+        buf_adds(&b, ",\"status\":\"");
+        buf_adds(&b, PROJ_STATUS[in.status]);
+        buf_adds(&b, "\",\"version\":");
+        buf_add_u64(&b, in.version);
+        buf_addc(&b, '}');
+        out_json(c->req, 200, &b);
+    }
+    buf_fini(&state);
+}
+
+/* The limit parameter (default LIMIT_READ_DEFAULT, at most LIMIT_READ_MAX); false after
+ * answering 400. */
+static bool page_limit(struct gate_call *c, size_t *out)
+{
+    const char *v = http_req_query(c->req, "limit");
+    uint64_t n = LIMIT_READ_DEFAULT;
+    if (v && (parse_u64(v, &n) != 0 || n < 1 || n > LIMIT_READ_MAX)) {
+        out_error(c->req, 400, "invalid_parameter", "limit is a whole number from 1 to 1000",
+                  "limit");
+        return false;
+    }
+    *out = (size_t)n;
+    return true;
+}
+
+void api_proj_keys(struct gate_call *c)
+{
+    const char *name = gate_param_str(c, "name");
+    size_t limit;
+    if (!page_limit(c, &limit)) {
+        return;
+    }
+    const char *prefix = http_req_query(c->req, "prefix");
+    const char *after = http_req_query(c->req, "after");
+    struct buf b;
+    buf_init(&b);
+    int rc = proj_keys(logic_projections(api_of(c)->logic), c->db, name,
+                       (struct slice){prefix, prefix ? strlen(prefix) : 0},
+                       (struct slice){after, after ? strlen(after) : 0}, limit, &b);
+    if (rc) {
+        buf_fini(&b);
+        proj_missing(c, name, rc);
+        return;
+    }
+    out_json(c->req, 200, &b);
+}
+
+void api_proj_changes(struct gate_call *c)
+{
+    const char *name = gate_param_str(c, "name");
+    size_t limit;
+    if (!page_limit(c, &limit)) {
+        return;
+    }
+    const char *a = http_req_query(c->req, "after");
+    uint64_t after = 0;
+    if (a && parse_u64(a, &after) != 0) {
+        out_error(c->req, 400, "invalid_parameter", "after is a sequence number", "after");
+        return;
+    }
+    struct buf b;
+    buf_init(&b);
+    int rc = proj_changes(logic_projections(api_of(c)->logic), c->db, name, after, limit, &b);
+    if (rc) {
+        buf_fini(&b);
+        proj_missing(c, name, rc);
+        return;
+    }
+    out_json(c->req, 200, &b);
 }

@@ -99,6 +99,17 @@ static const struct route_param P_HARD[] = {
     {"hard", PARAM_BOOLEAN, "Hard delete (a tombstone: the name stays unusable)", NULL},
     {NULL, 0, NULL, NULL},
 };
+static const struct route_param P_PROJ_KEYS[] = {
+    {"prefix", PARAM_STRING, "Only keys that start so", NULL},
+    {"after", PARAM_STRING, "Keys after this one (the previous page's next)", NULL},
+    P_LIMIT,
+    {NULL, 0, NULL, NULL},
+};
+static const struct route_param P_PROJ_CHANGES[] = {
+    {"after", PARAM_INTEGER, "Changes after this sequence (0: from the first)", NULL},
+    P_LIMIT,
+    {NULL, 0, NULL, NULL},
+};
 static const struct route_param P_RETURN_STATE[] = {
     {"returnState", PARAM_BOOLEAN, "Answer the stream's state too, from its category's reducer",
      NULL},
@@ -244,6 +255,22 @@ static const struct route ROUTES[] = {
     {"GET", "v1/databases/{db}/views/{name}", api_view_get, DB | ROUTE_OPEN_QUERY, NEED_READ,
      "getView", "A view computed for the given parameters (every query parameter but asOf and "
      "asOfTime is one, as a string)", P_AS_OF_ONLY, NULL, "ViewResult", 200},
+    {"GET", "v1/databases/{db}/projections/{name}", api_proj_get, DB | ROUTE_PENDING_202,
+     NEED_READ,
+     "getProjection", "A projection's status: catching_up, live or failed (with the error "
+     "and the event), its checkpoint and lag", NULL, NULL, "ProjectionStatus", 200},
+    {"GET", "v1/databases/{db}/projections/{name}/state/{key}", api_proj_state,
+     DB | ROUTE_PENDING_202, NEED_READ,
+     "getProjectionState", "The state a projection holds under a key (202 while it catches "
+     "up)", NULL, NULL, "ProjectionState", 200},
+    {"GET", "v1/databases/{db}/projections/{name}/keys", api_proj_keys, DB | ROUTE_PENDING_202,
+     NEED_READ,
+     "listProjectionKeys", "The keys a projection holds state under, in order", P_PROJ_KEYS,
+     NULL, "ProjectionKeys", 200},
+    {"GET", "v1/databases/{db}/projections/{name}/changes", api_proj_changes,
+     DB | ROUTE_PENDING_202, NEED_READ,
+     "listProjectionChanges", "A projection's state changes, by sequence", P_PROJ_CHANGES,
+     NULL, "ProjectionChanges", 200},
     {"GET", "v1/backup", backup, ROUTE_ALL_DBS | ROUTE_STREAMING, NEED_ADMIN, "backup",
      "Stream a consistent backup of every database (application/vnd.annals.backup)", NULL,
      NULL, "BackupStream", 200},

@@ -82,5 +82,9 @@ void api_comp_get(struct gate_call *c);      /* GET .../components/{name} */
 void api_comp_delete(struct gate_call *c);   /* DELETE .../components/{name} (deferred) */
 void api_stream_state(struct gate_call *c);  /* GET .../streams/{stream}/state (deferred) */
 void api_view_get(struct gate_call *c);      /* GET .../views/{name}?<params> (deferred) */
+void api_proj_get(struct gate_call *c);      /* GET .../projections/{name} */
+void api_proj_state(struct gate_call *c);    /* GET .../projections/{name}/state/{key} */
+void api_proj_keys(struct gate_call *c);     /* GET .../projections/{name}/keys */
+void api_proj_changes(struct gate_call *c);  /* GET .../projections/{name}/changes */
 
 #endif

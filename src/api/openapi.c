@@ -168,6 +168,11 @@ static void responses(struct buf *b, const struct route *r)
         answer(b, 200, r, "Every event was stored already (a retry): acknowledged with the "
                           "stored positions and duplicate: true; nothing was written");
     }
+    if (r->flags & ROUTE_PENDING_202) {
+        buf_adds(b, ",\"202\":{\"description\":\"Not caught up yet: ask again\","
+                    "\"content\":{\"application/json\":{\"schema\":{\"$ref\":"
+                    "\"#/components/schemas/Pending\"}}}}");
+    }
     if (r->flags & ROUTE_REPLACE_200) {
         buf_addc(b, ',');
         answer(b, 200, r, "Replaced what the name held (a new version)");

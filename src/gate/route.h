@@ -32,6 +32,7 @@ enum route_flag {
                                      without writing, answers 200 with the same schema */
     ROUTE_REPLACE_200 = 1 << 9,  /* a PUT that creates (its status) or replaces: 200 then,
                                     with the same schema */
+    ROUTE_PENDING_202 = 1 << 10, /* may answer 202 Pending (not caught up yet) instead */
     ROUTE_OPEN_QUERY = 1 << 8,   /* query parameters the route does not declare are the
                                     handler's (a view's parameters), each at most once */
 };

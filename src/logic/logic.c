@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "engine/derived.h"
+#include "logic/projection.h"
 #include "query/filter.h"
 #include "util/errors.h"
 #include "util/hash.h"
@@ -29,6 +30,7 @@ struct mod_ent {
 
 struct logic {
     struct logic_config cfg;
+    struct projections *projections; /* the runner (logic/projection.h) */
     pthread_mutex_t mu;          /* guards sets and mods (the maps, not what entries hold) */
     struct strmap sets;          /* db name -> struct set_ent */
     struct strmap mods;          /* "db\0component" -> struct mod_ent * */
@@ -41,8 +43,38 @@ int logic_new(const struct logic_config *cfg, struct logic **out)
     pthread_mutex_init(&lg->mu, NULL);
     strmap_init(&lg->sets, sizeof(struct set_ent));
     strmap_init(&lg->mods, sizeof(struct mod_ent *));
+    int rc = proj_start(lg, cfg->engine, &lg->projections);
+    if (rc) {
+        logic_free(lg);
+        return rc;
+    }
     *out = lg;
     return 0;
+}
+
+struct logic_env *logic_runtimes(struct logic *lg)
+{
+    return lg->cfg.env;
+}
+
+const struct logic_limits *logic_budgets(struct logic *lg)
+{
+    return &lg->cfg.limits;
+}
+
+engine_filter_parse_fn *logic_filter_parser(struct logic *lg)
+{
+    return lg->cfg.parse_filter;
+}
+
+void logic_format_event(struct logic *lg, struct buf *out, const struct event_rec *ev)
+{
+    lg->cfg.format_event(out, ev);
+}
+
+struct projections *logic_projections(struct logic *lg)
+{
+    return lg->projections;
 }
 
 void logic_free(struct logic *lg)
@@ -50,6 +82,7 @@ void logic_free(struct logic *lg)
     if (!lg) {
         return;
     }
+    proj_stop(lg->projections); /* first: it uses the sets and the runtimes */
     const char *k;
     size_t klen;
     void *v;
@@ -234,6 +267,9 @@ int logic_deploy(struct logic *lg, struct db *db, struct comp_def *def,
     if (!rc && replaced) {
         drop_snapshots(db, def->name, replaced);
     }
+    if (!rc) {
+        proj_kick(lg->projections);
+    }
     return rc;
 }
 
@@ -254,6 +290,9 @@ int logic_remove(struct logic *lg, struct db *db, const char *name)
         if (!rc && reducer) {
             drop_snapshots(db, name, version);
         }
+    }
+    if (!rc) {
+        proj_kick(lg->projections);
     }
     return rc;
 }

@@ -33,8 +33,16 @@ struct logic_config {
 struct logic;
 
 int logic_new(const struct logic_config *cfg, struct logic **out);
-/* Unloads every module. No call may be running. NULL is allowed. */
+/* Unloads every module and stops the projection runner. No call may be running. NULL is
+ * allowed. */
 void logic_free(struct logic *lg);
+
+/* What the logic layer's parts share (logic/projection.c). */
+struct logic_env *logic_runtimes(struct logic *lg);
+const struct logic_limits *logic_budgets(struct logic *lg);
+engine_filter_parse_fn *logic_filter_parser(struct logic *lg);
+void logic_format_event(struct logic *lg, struct buf *out, const struct event_rec *ev);
+struct projections *logic_projections(struct logic *lg);
 
 /* The components in force in db (one reference for the caller: comp_set_unref). Cached per
  * database and re-read when its logic stream moved. Returns 0 or ERR_*. */

@@ -266,3 +266,162 @@ end
               b["position"] == head + 1, f"after one more: {b}")
         expect_error(s.get(f"{DB}/views/nope"), 404, "view_not_found")
         expect_error(s.get(f"{DB}/views/sales?region=eu&region=us"), 400, "invalid_parameter")
+
+
+# ---- projections ----
+
+PROJ = """
+function key(e)
+  if e.type ~= "Placed" then return nil end
+  return e.stream
+end
+function apply(s, e)
+  s = s or {n = 0, sum = 0, seen = json.array()}
+  s.n = s.n + 1
+  s.sum = s.sum + e.data.amount
+  s.seen[#s.seen + 1] = e.position
+  return s
+end
+"""
+
+
+def projection(source=PROJ, filt=None):
+    body = {"kind": "projection", "language": "lua", "source": source}
+    if filt is not None:
+        body["filter"] = filt
+    return body
+
+
+def wait_live(s, name, timeout=30.0, version=None):
+    import time
+    end = time.time() + timeout
+    while time.time() < end:
+        st, _, b = s.get(f"{DB}/projections/{name}")
+        now = st == 200 and (version is None or b["version"] == version)
+        if now and b["status"] == "live" and b["lag"] == 0:
+            return b
+        if now and b["status"] == "failed":
+            return b
+        time.sleep(0.05)
+    raise AssertionError(f"projection {name} never caught up: {st} {b}")
+
+
+def expected_states(s):
+    """What PROJ must hold, computed from the log itself."""
+    want = {}
+    for e in s.read_log(limit=1000):
+        if e["type"] != "Placed":
+            continue
+        st = want.setdefault(e["stream"], {"n": 0, "sum": 0, "seen": []})
+        st["n"] += 1
+        st["sum"] += e["data"]["amount"]
+        st["seen"].append(e["position"])
+    return want
+
+
+def check_states(s, name, want):
+    for stream, st in want.items():
+        code, _, b = s.get(f"{DB}/projections/{name}/state/{stream}")
+        check(code == 200 and b["state"] == st, f"{stream}: {code} {b} want {st}")
+
+
+def test_projection_catches_up_goes_live_and_serves_keys_and_changes():
+    import threading
+    with Server() as s:
+        for i in range(60):
+            s.append(f"shop-{i % 5}", [{"type": "Placed", "data": {"amount": i}},
+                                       {"type": "Noise", "data": {"amount": 1}}])
+        st, _, b = put(s, "totals", projection())
+        check(st == 201, f"deploy: {st} {b}")
+        wait_live(s, "totals")
+        check_states(s, "totals", expected_states(s))
+        # live, with appends racing on four connections
+        def writer(k):
+            for i in range(40):
+                s.append(f"shop-{(i + k) % 5}", [{"type": "Placed", "data": {"amount": 1000 + i}}],
+                         conn=s.connect())
+        threads = [threading.Thread(target=writer, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        info = wait_live(s, "totals")
+        want = expected_states(s)
+        check_states(s, "totals", want)  # each event once, in log order (seen lists)
+        check(info["sequence"] == sum(st["n"] for st in want.values()), f"{info}")
+        st, _, b = s.get(f"{DB}/projections/totals/keys?prefix=shop-&limit=2")
+        check(b == {"keys": ["shop-0", "shop-1"], "next": "shop-1"}, f"keys: {b}")
+        st, _, b = s.get(f"{DB}/projections/totals/keys?after=shop-1&limit=10")
+        check(b["keys"] == ["shop-2", "shop-3", "shop-4"] and b["next"] is None, f"{b}")
+        st, _, b = s.get(f"{DB}/projections/totals/changes?after=3&limit=2")
+        check([c["sequence"] for c in b["changes"]] == [4, 5] and b["next"] == 5, f"{b}")
+        check(b["changes"][0]["state"]["n"] >= 1 and b["changes"][0]["key"].startswith("shop-"),
+              f"{b}")
+        expect_error(s.get(f"{DB}/projections/totals/state/nope"), 404, "key_not_found")
+        expect_error(s.get(f"{DB}/projections/nope"), 404, "projection_not_found")
+
+
+def test_projection_is_exactly_once_across_kill9():
+    with Server() as s:
+        for i in range(300):
+            s.append(f"shop-{i % 7}", [{"type": "Placed", "data": {"amount": i}}])
+        check(put(s, "totals", projection())[0] == 201, "deploy")
+        s.kill9()  # somewhere in the catch-up (or just after)
+        s.start()
+        wait_live(s, "totals")
+        check_states(s, "totals", expected_states(s))
+        for i in range(50):
+            s.append(f"shop-{i % 7}", [{"type": "Placed", "data": {"amount": 5}}])
+        s.kill9()  # during live
+        s.start()
+        info = wait_live(s, "totals")
+        want = expected_states(s)
+        check_states(s, "totals", want)
+        check(info["sequence"] == 350, f"one change per event, none twice: {info}")
+
+
+def test_projection_failure_stops_it_and_a_fix_rebuilds():
+    bad = PROJ.replace("s.n = s.n + 1", "if e.data.amount == 13 then error('unlucky') end\n"
+                                        "  s.n = s.n + 1")
+    with Server() as s:
+        for i in range(20):
+            s.append(f"shop-{i % 2}", [{"type": "Placed", "data": {"amount": i}}])
+        check(put(s, "totals", projection(bad))[0] == 201, "deploy")
+        info = wait_live(s, "totals")
+        check(info["status"] == "failed" and "unlucky" in info["error"]["message"] and
+              info["error"]["kind"] == "runtime_error", f"{info}")
+        failing = [e for e in s.read_log() if e["type"] == "Placed" and
+                   e["data"]["amount"] == 13][0]
+        check(info["error"]["position"] == failing["position"] and
+              info["position"] == failing["position"] - 1, f"stopped at the failing event: {info}")
+        # the states before the failure are there
+        st, _, b = s.get(f"{DB}/projections/totals/state/shop-0")
+        check(st == 200 and b["state"]["n"] == 7, f"{st} {b}")
+        # appends go on; a fixed version starts over from the first event
+        s.append("shop-0", [{"type": "Placed", "data": {"amount": 1}}])
+        check(put(s, "totals", projection(PROJ))[0] == 200, "redeploy")
+        info = wait_live(s, "totals", version=2)
+        check(info["status"] == "live" and info["version"] == 2, f"{info}")
+        check_states(s, "totals", expected_states(s))
+
+
+def test_projection_over_a_filter_and_removal():
+    src = "function key(e) return e.data.sku end\n" \
+          "function apply(s, e) return (s or 0) + e.data.qty end"
+    with Server() as s:
+        check(put(s, "stock", projection(src, {"types": ["Received"]}))[0] == 201, "deploy")
+        s.append("wh-1", [{"type": "Received", "data": {"sku": "a", "qty": 5}},
+                          {"type": "Shipped", "data": {"sku": "a", "qty": 2}},
+                          {"type": "Received", "data": {"sku": "b", "qty": 1}}])
+        wait_live(s, "stock")
+        st, _, b = s.get(f"{DB}/projections/stock/state/a")
+        check(b["state"] == 5, f"only the filter's events: {b}")
+        check(s.request("DELETE", f"{DB}/components/stock")[0] == 204, "remove")
+        import time
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            st, _, b = s.get(f"{DB}/projections/stock")
+            if st == 404:
+                break
+            time.sleep(0.05)
+        check(st == 404 and b["error"]["code"] == "projection_not_found", f"{st} {b}")

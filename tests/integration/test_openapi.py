@@ -18,7 +18,7 @@ from harness import REPO, Server, check, quote, split_head, wait_until
 SCOPES = {"none": "none", "any key": "any", "read": "read", "write": "write", "admin": "admin",
           "admin (all databases)": "admin"}
 SAMPLE = {"db": "default", "stream": "s-1", "position": "1", "id": "0123456789abcdef",
-          "name": "sub-1"}
+          "name": "sub-1", "key": "k"}
 
 
 def documented_routes():
@@ -609,6 +609,22 @@ def exercise_logic(c):
     c.fails("GET", state, {"db": DB, "stream": "stock-7"}, status=404, code="no_reducer")
     c.call("GET", "/v1/databases/{db}/views/{name}", {"db": DB, "name": "counts"}, status=200,
            query={"who": "me", "asOfTime": "2999-01-01T00:00:00Z"})
+    proj = "/v1/databases/{db}/projections/{name}"
+    for _ in range(200):
+        _, _, info = c.call("GET", proj, {"db": DB, "name": "later"})
+        if info.get("status") == "live" and info["lag"] == 0:
+            break
+        time.sleep(0.05)
+    check(info["status"] == "live", f"{info}")
+    c.call("GET", proj + "/state/{key}", {"db": DB, "name": "later", "key": "order-1"},
+           status=200)
+    c.fails("GET", proj + "/state/{key}", {"db": DB, "name": "later", "key": "nope"},
+            status=404, code="key_not_found")
+    c.call("GET", proj + "/keys", {"db": DB, "name": "later"}, status=200,
+           query={"prefix": "order", "limit": "2"})
+    c.call("GET", proj + "/changes", {"db": DB, "name": "later"}, status=200,
+           query={"after": "1", "limit": "5"})
+    c.fails("GET", proj, {"db": DB, "name": "nope"}, status=404, code="projection_not_found")
     c.call("DELETE", comp, {"db": DB, "name": "later"}, status=204)
 
 

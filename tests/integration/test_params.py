@@ -28,8 +28,8 @@ def sample(param):
 
 def concrete(path):
     return re.sub(r"\{(\w+)\}", lambda m: {"db": "default", "stream": "s", "position": "1",
-                                           "id": "0123456789abcdef", "name": "sub"}[m.group(1)],
-                  path)
+                                           "id": "0123456789abcdef", "name": "sub",
+                                           "key": "k"}[m.group(1)], path)
 
 
 def test_every_route_refuses_unknown_parameters_and_takes_its_documented_ones():

@@ -1,0 +1,818 @@
+/* Projections: the runner thread and the reads of what it wrote (logic/projection.h). */
+#include "logic/projection.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/cursor.h"
+#include "engine/derived.h"
+#include "json/jsonx.h"
+#include "logic/logic.h"
+#include "query/filter.h"
+#include "util/errors.h"
+#include "util/log.h"
+#include "util/strmap.h"
+#include "util/timeutil.h"
+
+/* One running projection (one version of one component of one database). */
+struct proj {
+    char db_name[LIMIT_DB_NAME_BYTES + 1];
+    struct db *db;                 /* a reference, the runner's */
+    struct comp_def def;           /* a copy */
+    struct logic_module *m;        /* the runner's own instance */
+    struct filter filter;
+    struct engine_cursor *cursor;
+    char t_state[DERIVED_TABLE_BYTES + 1];
+    char t_changes[DERIVED_TABLE_BYTES + 1];
+    char t_meta[DERIVED_TABLE_BYTES + 1];
+    bool seen;                     /* rescans: still deployed */
+    /* guarded by projections.mu: */
+    enum proj_status status;
+    uint64_t position;             /* checkpoint: the next position to read */
+    uint64_t sequence;             /* newest change */
+    uint64_t failed_position;
+    char error[512];
+    char error_kind[32];
+};
+
+struct projections {
+    struct logic *lg;
+    struct engine *e;
+    pthread_t thread;
+    pthread_mutex_t mu;            /* guards what follows and each proj's status fields */
+    pthread_cond_t cv;
+    bool stop;
+    bool kicked;                   /* a deploy or removal: rescan now */
+    bool woken;                    /* a commit: read again */
+    struct proj **list;
+    size_t n;
+};
+
+static const char META_KEY[] = "checkpoint";
+
+/* ---- tables ---- */
+
+static void tables(struct proj *pr)
+{
+    unsigned long long v = (unsigned long long)pr->def.version;
+    snprintf(pr->t_state, sizeof pr->t_state, "p:%s:%llu", pr->def.name, v);
+    snprintf(pr->t_changes, sizeof pr->t_changes, "pc:%s:%llu", pr->def.name, v);
+    snprintf(pr->t_meta, sizeof pr->t_meta, "pm:%s:%llu", pr->def.name, v);
+}
+
+static void put_be64(char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++) {
+        p[i] = (char)(v >> (56 - 8 * i));
+    }
+}
+
+static uint64_t get_be64(const char *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) {
+        v = v << 8 | (unsigned char)p[i];
+    }
+    return v;
+}
+
+/* Reads the checkpoint (position, sequence) of pr; zeros when it never ran. */
+static void read_checkpoint(struct proj *pr)
+{
+    pr->position = 1;
+    pr->sequence = 0;
+    struct derived_txn *t;
+    if (derived_begin(pr->db, false, &t) != 0) {
+        return;
+    }
+    struct slice v;
+    if (derived_get(t, pr->t_meta, (struct slice){META_KEY, sizeof META_KEY - 1}, &v) == 0 &&
+        v.len == 16) {
+        pr->position = get_be64(v.ptr);
+        pr->sequence = get_be64(v.ptr + 8);
+    }
+    derived_abort(t);
+}
+
+/* Drops the tables of every other version of pr's name (a redeploy starts over). */
+static void drop_old_versions(struct proj *pr)
+{
+    struct derived_txn *t;
+    if (derived_begin(pr->db, true, &t) != 0) {
+        return;
+    }
+    char name[DERIVED_TABLE_BYTES + 1];
+    int rc = 0;
+    for (uint64_t v = 1; v < pr->def.version && !rc; v++) {
+        static const char *const prefix[] = {"p", "pc", "pm"};
+        for (int i = 0; i < 3 && !rc; i++) {
+            snprintf(name, sizeof name, "%s:%s:%llu", prefix[i], pr->def.name,
+                     (unsigned long long)v);
+            rc = derived_drop(t, name);
+        }
+    }
+    if (rc || derived_commit(t) != 0) {
+        if (rc) {
+            derived_abort(t);
+        }
+    }
+}
+
+/* ---- starting and stopping one ---- */
+
+static void on_commit(void *arg, bool gone)
+{
+    struct projections *p = arg;
+    pthread_mutex_lock(&p->mu);
+    p->woken = true;
+    p->kicked = p->kicked || gone; /* let the deleted database go at once */
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void proj_free(struct proj *pr)
+{
+    engine_cursor_close(pr->cursor);
+    logic_unload(pr->m);
+    filter_fini(&pr->filter);
+    comp_def_fini(&pr->def);
+    engine_db_release(pr->db);
+    free(pr);
+}
+
+static void fail(struct projections *p, struct proj *pr, const char *kind, const char *msg,
+                 uint64_t position)
+{
+    pthread_mutex_lock(&p->mu);
+    pr->status = PROJ_FAILED;
+    pr->failed_position = position;
+    snprintf(pr->error_kind, sizeof pr->error_kind, "%s", kind);
+    snprintf(pr->error, sizeof pr->error, "%s", msg);
+    pthread_mutex_unlock(&p->mu);
+    log_warn("projection %s of %s stopped at position %llu: %s", pr->def.name, pr->db_name,
+             (unsigned long long)position, msg);
+}
+
+/* Makes a running projection of def in db (takes a new reference on db). */
+static struct proj *proj_new(struct projections *p, struct db *db, const struct comp_def *def,
+                             engine_filter_parse_fn *parse)
+{
+    struct proj *pr = xcalloc(1, sizeof(*pr));
+    snprintf(pr->db_name, sizeof pr->db_name, "%s", engine_db_name(db));
+    if (engine_db_acquire(p->e, pr->db_name, strlen(pr->db_name), &pr->db) != 0) {
+        free(pr);
+        return NULL;
+    }
+    pr->def = *def;
+    pr->def.source = xstrndup(def->source, def->source_len);
+    pr->def.category = def->category ? xstrndup(def->category, strlen(def->category)) : NULL;
+    pr->def.filter = def->filter ? xstrndup(def->filter, strlen(def->filter)) : NULL;
+    pr->status = PROJ_CATCHING_UP;
+    tables(pr);
+    filter_init(&pr->filter);
+    if (def->filter && parse) {
+        filter_fini(&pr->filter);
+        if (parse((struct slice){def->filter, strlen(def->filter)}, &pr->filter) != 0) {
+            filter_init(&pr->filter);
+            fail(p, pr, "invalid_input", "the filter is not a valid query filter", 0);
+        }
+    }
+    struct logic_error le = {0};
+    if (pr->status != PROJ_FAILED &&
+        logic_load(logic_runtimes(p->lg), def->lang, def->name, def->source, def->source_len,
+                   comp_entries(def->kind), logic_budgets(p->lg), &pr->m, &le) != 0) {
+        pr->m = NULL;
+        fail(p, pr, logic_err_name(le.kind), le.message, 0);
+    }
+    drop_old_versions(pr);
+    read_checkpoint(pr);
+    struct engine_cursor_opts o = {.filter = &pr->filter, .from = pr->position,
+                                   .on_commit = on_commit, .on_commit_arg = p};
+    if (engine_cursor_open(pr->db, &o, &pr->cursor) != 0) {
+        proj_free(pr);
+        return NULL;
+    }
+    return pr;
+}
+
+/* ---- applying a batch ---- */
+
+/* The events of one batch, as JSON texts, and the states they changed. */
+struct batch {
+    struct projections *p;
+    struct buf text;               /* every event's JSON, one after the other */
+    size_t at[PROJ_BATCH_EVENTS + 1];
+    uint64_t pos[PROJ_BATCH_EVENTS];
+    size_t count;
+    struct strmap keys;            /* key -> index into states */
+    struct buf *states;            /* the batch's newest state per key */
+    char **key_of;                 /* each state's key (owned) */
+    uint64_t *state_pos;           /* the position that last changed it */
+    size_t nstates, cap;
+    struct buf changes;            /* change records: u64 seq, u32 key len, key, state */
+    size_t nchanges;
+};
+
+static bool user_event(const struct event_rec *ev)
+{
+    return ev->stream.len == 0 || ev->stream.ptr[0] != '$' ||
+           (ev->stream.len == sizeof ENGINE_DCB_STREAM - 1 &&
+            !memcmp(ev->stream.ptr, ENGINE_DCB_STREAM, ev->stream.len));
+}
+
+static int on_event(void *arg, const struct event_rec *ev)
+{
+    struct batch *b = arg;
+    if (!user_event(ev)) {
+        return 0;
+    }
+    b->at[b->count] = b->text.len;
+    b->pos[b->count] = ev->position;
+    logic_format_event(b->p->lg, &b->text, ev);
+    b->count++;
+    return 0;
+}
+
+static struct slice event_at(const struct batch *b, size_t i)
+{
+    size_t end = i + 1 < b->count ? b->at[i + 1] : b->text.len;
+    return (struct slice){b->text.ptr + b->at[i], end - b->at[i]};
+}
+
+/* The state of key: this batch's, or the stored one ("null" when none). */
+static size_t state_slot(struct batch *b, struct proj *pr, struct derived_txn *t,
+                         struct slice key)
+{
+    bool is_new;
+    size_t *idx = strmap_put(&b->keys, key.ptr, key.len, &is_new);
+    if (!is_new) {
+        return *idx;
+    }
+    if (b->nstates == b->cap) {
+        b->cap = b->cap ? 2 * b->cap : 64;
+        b->states = xrealloc(b->states, b->cap * sizeof(*b->states));
+        b->key_of = xrealloc(b->key_of, b->cap * sizeof(*b->key_of));
+        b->state_pos = xrealloc(b->state_pos, b->cap * sizeof(*b->state_pos));
+    }
+    size_t i = b->nstates++;
+    *idx = i;
+    buf_init(&b->states[i]);
+    b->key_of[i] = xstrndup(key.ptr, key.len);
+    b->state_pos[i] = 0;
+    struct slice v;
+    if (derived_get(t, pr->t_state, key, &v) == 0 && v.len > 8) {
+        buf_add(&b->states[i], v.ptr + 8, v.len - 8);
+    } else {
+        buf_adds(&b->states[i], "null");
+    }
+    return i;
+}
+
+/* key(event): a string key (decoded into *key), or false for null (the event is skipped).
+ * Returns <0 on failure (le set). */
+static int event_key(struct proj *pr, struct slice ev, struct buf *scratch, struct buf *key,
+                     struct logic_error *le)
+{
+    buf_reset(scratch);
+    int rc = logic_call(pr->m, "key", &ev, 1, scratch, le);
+    if (rc) {
+        return rc;
+    }
+    struct slice k = {scratch->ptr, scratch->len};
+    if (jsonx_kind(k) == 'n') {
+        return 0;
+    }
+    if (jsonx_kind(k) != '"' || jsonx_string(k, key) != 0 || key->len == 0 ||
+        key->len > PROJ_KEY_BYTES || memchr(key->ptr, '\0', key->len)) {
+        le->kind = LOGIC_E_OUTPUT;
+        snprintf(le->message, sizeof le->message, "key must return a string of 1 to %d "
+                 "bytes, or nil", PROJ_KEY_BYTES);
+        return ERR_INVALID;
+    }
+    return 1;
+}
+
+static void add_change(struct batch *b, uint64_t seq, struct slice key, const struct buf *state,
+                       uint64_t pos)
+{
+    char head[20];
+    put_be64(head, seq);
+    put_be64(head + 8, pos);
+    uint32_t kl = (uint32_t)key.len;
+    memcpy(head + 16, &kl, 4);
+    buf_add(&b->changes, head, sizeof head);
+    buf_add(&b->changes, key.ptr, key.len);
+    uint32_t sl = (uint32_t)state->len;
+    buf_add(&b->changes, &sl, 4);
+    buf_add(&b->changes, state->ptr, state->len);
+    b->nchanges++;
+}
+
+/* Applies events [0, n) of b; stops at the first failure (*failed_at, le). */
+static int apply_events(struct batch *b, struct proj *pr, struct derived_txn *t, uint64_t *seq,
+                        size_t *failed_at, struct logic_error *le)
+{
+    struct buf scratch, key, next;
+    buf_init(&scratch);
+    buf_init(&key);
+    buf_init(&next);
+    int rc = 0;
+    size_t i = 0;
+    for (; i < b->count && !rc; i++) {
+        struct slice ev = event_at(b, i);
+        int k = event_key(pr, ev, &scratch, &key, le);
+        if (k <= 0) {
+            rc = k;
+            continue;
+        }
+        struct slice ks = {key.ptr, key.len};
+        size_t s = state_slot(b, pr, t, ks);
+        struct slice args[2] = {{b->states[s].ptr, b->states[s].len}, ev};
+        buf_reset(&next);
+        rc = logic_call(pr->m, "apply", args, 2, &next, le);
+        if (!rc) {
+            buf_reset(&b->states[s]);
+            buf_add(&b->states[s], next.ptr, next.len);
+            b->state_pos[s] = b->pos[i];
+            add_change(b, ++*seq, ks, &next, b->pos[i]);
+        }
+    }
+    *failed_at = rc ? i - 1 : b->count;
+    buf_fini(&scratch);
+    buf_fini(&key);
+    buf_fini(&next);
+    return rc;
+}
+
+/* Writes the batch's states and changes and the checkpoint (position, seq) into t. */
+static int write_batch(struct batch *b, struct proj *pr, struct derived_txn *t,
+                       uint64_t position, uint64_t seq)
+{
+    int rc = 0;
+    struct buf v;
+    buf_init(&v);
+    for (size_t i = 0; i < b->nstates && !rc; i++) {
+        if (!b->state_pos[i]) {
+            continue; /* read, never changed */
+        }
+        buf_reset(&v);
+        char head[8];
+        put_be64(head, b->state_pos[i]);
+        buf_add(&v, head, 8);
+        buf_add(&v, b->states[i].ptr, b->states[i].len);
+        rc = derived_put(t, pr->t_state, (struct slice){b->key_of[i], strlen(b->key_of[i])},
+                         (struct slice){v.ptr, v.len});
+    }
+    for (size_t off = 0, i = 0; i < b->nchanges && !rc; i++) {
+        const char *c = b->changes.ptr + off;
+        uint32_t kl, sl;
+        memcpy(&kl, c + 16, 4);
+        memcpy(&sl, c + 20 + kl, 4);
+        size_t len = 24 + kl + sl;
+        rc = derived_put(t, pr->t_changes, (struct slice){c, 8},
+                         (struct slice){c + 8, len - 8});
+        off += len;
+    }
+    char meta[16];
+    put_be64(meta, position);
+    put_be64(meta + 8, seq);
+    if (!rc) {
+        rc = derived_put(t, pr->t_meta, (struct slice){META_KEY, sizeof META_KEY - 1},
+                         (struct slice){meta, 16});
+    }
+    buf_fini(&v);
+    return rc;
+}
+
+static void batch_fini(struct batch *b)
+{
+    for (size_t i = 0; i < b->nstates; i++) {
+        buf_fini(&b->states[i]);
+        free(b->key_of[i]);
+    }
+    free(b->states);
+    free(b->key_of);
+    free(b->state_pos);
+    strmap_fini(&b->keys);
+    buf_fini(&b->text);
+    buf_fini(&b->changes);
+}
+
+/* Applies and commits one batch of pr. Returns true when it did work (or more is waiting). */
+static bool step(struct projections *p, struct proj *pr)
+{
+    struct batch *b = xcalloc(1, sizeof(*b));
+    b->p = p;
+    buf_init(&b->text);
+    buf_init(&b->changes);
+    strmap_init(&b->keys, sizeof(size_t));
+    struct engine_cursor_page page;
+    int rc = engine_cursor_next(pr->cursor, PROJ_BATCH_EVENTS, on_event, b, &page);
+    bool busy = !rc && (!page.caught_up || page.delivered > 0);
+    struct derived_txn *t = NULL;
+    struct logic_error le = {0};
+    size_t failed_at = 0;
+    uint64_t seq = pr->sequence;
+    int urc = 0;
+    if (!rc && page.position > pr->position) {
+        rc = derived_begin(pr->db, true, &t);
+        if (!rc) urc = apply_events(b, pr, t, &seq, &failed_at, &le);
+        uint64_t upto = urc ? b->pos[failed_at] : page.position; /* stop at the failing one */
+        if (!rc) rc = write_batch(b, pr, t, upto, seq);
+        if (!rc) {
+            rc = derived_commit(t);
+            t = NULL;
+        }
+        if (!rc) {
+            pthread_mutex_lock(&p->mu);
+            pr->position = upto;
+            pr->sequence = seq;
+            pthread_mutex_unlock(&p->mu);
+        }
+    }
+    derived_abort(t);
+    if (rc == ERR_GONE) {
+        busy = false; /* the rescan lets it go */
+    } else if (rc) {
+        /* storage: read the batch again from the checkpoint later */
+        engine_cursor_reset(pr->cursor, &pr->filter, pr->position);
+        busy = false;
+    } else if (urc) {
+        fail(p, pr, logic_err_name(le.kind), le.message, b->pos[failed_at]);
+        busy = false;
+    } else if (page.caught_up && pr->status == PROJ_CATCHING_UP) {
+        pthread_mutex_lock(&p->mu);
+        pr->status = PROJ_LIVE;
+        pthread_mutex_unlock(&p->mu);
+    }
+    batch_fini(b);
+    free(b);
+    return busy;
+}
+
+/* ---- the runner ---- */
+
+static struct proj *find(struct projections *p, const char *db, const char *name)
+{
+    for (size_t i = 0; i < p->n; i++) {
+        if (!strcmp(p->list[i]->db_name, db) && !strcmp(p->list[i]->def.name, name)) {
+            return p->list[i];
+        }
+    }
+    return NULL;
+}
+
+static void add(struct projections *p, struct proj *pr)
+{
+    pthread_mutex_lock(&p->mu);
+    p->list = xrealloc(p->list, (p->n + 1) * sizeof(*p->list));
+    p->list[p->n++] = pr;
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* Starts the projections of db's set that do not run yet (or run an older version). */
+static void scan_db(struct projections *p, struct db *db)
+{
+    struct comp_set *set;
+    if (logic_set(p->lg, db, &set) != 0) {
+        return;
+    }
+    for (size_t i = 0; i < set->count; i++) {
+        const struct comp_def *d = &set->defs[i];
+        if (d->kind != COMP_PROJECTION) {
+            continue;
+        }
+        struct proj *pr = find(p, engine_db_name(db), d->name);
+        if (pr && pr->db == db && pr->def.version == d->version &&
+            pr->def.deployed_us == d->deployed_us && !engine_cursor_gone(pr->cursor)) {
+            pr->seen = true;
+            continue;
+        }
+        struct proj *fresh = proj_new(p, db, d, logic_filter_parser(p->lg));
+        if (fresh) {
+            fresh->seen = true;
+            add(p, fresh);
+        }
+    }
+    comp_set_unref(set);
+}
+
+/* Drops the projections no longer deployed (or replaced, or of deleted databases). */
+static void sweep(struct projections *p)
+{
+    pthread_mutex_lock(&p->mu);
+    size_t kept = 0;
+    struct proj **gone = xcalloc(p->n ? p->n : 1, sizeof(*gone));
+    size_t ngone = 0;
+    for (size_t i = 0; i < p->n; i++) {
+        struct proj *pr = p->list[i];
+        bool newer = false;
+        for (size_t k = 0; k < p->n; k++) {
+            struct proj *o = p->list[k];
+            newer = newer || (o != pr && o->seen && !strcmp(o->db_name, pr->db_name) &&
+                              !strcmp(o->def.name, pr->def.name) && k > i);
+        }
+        if (pr->seen && !newer) {
+            p->list[kept++] = pr;
+        } else {
+            gone[ngone++] = pr;
+        }
+    }
+    p->n = kept;
+    pthread_mutex_unlock(&p->mu);
+    for (size_t i = 0; i < ngone; i++) {
+        proj_free(gone[i]);
+    }
+    free(gone);
+}
+
+static void rescan(struct projections *p)
+{
+    for (size_t i = 0; i < p->n; i++) {
+        p->list[i]->seen = false;
+    }
+    size_t count;
+    char **names = engine_db_names(p->e, &count);
+    for (size_t i = 0; i < count; i++) {
+        struct db *db;
+        if (engine_db_acquire(p->e, names[i], strlen(names[i]), &db) == 0) {
+            scan_db(p, db);
+            engine_db_release(db);
+        }
+    }
+    engine_names_free(names, count);
+    sweep(p);
+}
+
+static void *runner_main(void *arg)
+{
+    struct projections *p = arg;
+    int64_t last_scan = 0;
+    for (;;) {
+        pthread_mutex_lock(&p->mu);
+        bool stop = p->stop, kicked = p->kicked;
+        p->kicked = false;
+        p->woken = false;
+        pthread_mutex_unlock(&p->mu);
+        if (stop) {
+            break;
+        }
+        int64_t now = time_mono_ns() / 1000000;
+        if (kicked || now - last_scan >= PROJ_RESCAN_MS) {
+            rescan(p);
+            last_scan = now;
+        }
+        bool busy = false;
+        for (size_t i = 0; i < p->n; i++) {
+            struct proj *pr = p->list[i];
+            if (pr->status != PROJ_FAILED) {
+                busy = step(p, pr) || busy;
+            }
+        }
+        if (!busy) {
+            pthread_mutex_lock(&p->mu);
+            struct timespec until = time_deadline_ms(PROJ_RESCAN_MS);
+            while (!p->stop && !p->kicked && !p->woken &&
+                   pthread_cond_timedwait(&p->cv, &p->mu, &until) == 0) {
+            }
+            pthread_mutex_unlock(&p->mu);
+        }
+    }
+    return NULL;
+}
+
+int proj_start(struct logic *lg, struct engine *e, struct projections **out)
+{
+    struct projections *p = xcalloc(1, sizeof(*p));
+    p->lg = lg;
+    p->e = e;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL); /* time_deadline_ms gives wall-clock deadlines */
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 8u << 20); /* user code and the Lua runtime's C stack */
+    int rc = pthread_create(&p->thread, &attr, runner_main, p);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        pthread_cond_destroy(&p->cv);
+        pthread_mutex_destroy(&p->mu);
+        free(p);
+        return ERR_IO;
+    }
+    *out = p;
+    return 0;
+}
+
+void proj_stop(struct projections *p)
+{
+    if (!p) {
+        return;
+    }
+    pthread_mutex_lock(&p->mu);
+    p->stop = true;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    pthread_join(p->thread, NULL);
+    for (size_t i = 0; i < p->n; i++) {
+        proj_free(p->list[i]);
+    }
+    free(p->list);
+    pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->mu);
+    free(p);
+}
+
+void proj_kick(struct projections *p)
+{
+    pthread_mutex_lock(&p->mu);
+    p->kicked = true;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* ---- reads ---- */
+
+/* Copies the status of the projection called name of db into out (and its tables). */
+static int lookup(struct projections *p, struct db *db, const char *name, struct proj_info *out,
+                  char *t_state, char *t_changes)
+{
+    memset(out, 0, sizeof(*out));
+    pthread_mutex_lock(&p->mu);
+    struct proj *pr = NULL;
+    for (size_t i = 0; i < p->n && !pr; i++) {
+        struct proj *o = p->list[i];
+        pr = o->db == db && !strcmp(o->def.name, name) ? o : NULL;
+    }
+    if (pr) {
+        out->status = pr->status;
+        out->version = pr->def.version;
+        out->position = pr->position;
+        out->sequence = pr->sequence;
+        out->failed_position = pr->failed_position;
+        snprintf(out->error, sizeof out->error, "%s", pr->error);
+        snprintf(out->error_kind, sizeof out->error_kind, "%s", pr->error_kind);
+        if (t_state) {
+            memcpy(t_state, pr->t_state, sizeof pr->t_state);
+        }
+        if (t_changes) {
+            memcpy(t_changes, pr->t_changes, sizeof pr->t_changes);
+        }
+    }
+    pthread_mutex_unlock(&p->mu);
+    if (!pr) {
+        return ERR_NOTFOUND;
+    }
+    struct db_info di;
+    if (engine_db_info(db, &di) == 0) {
+        out->head = di.head;
+    }
+    return 0;
+}
+
+int proj_info(struct projections *p, struct db *db, const char *name, struct proj_info *out)
+{
+    return lookup(p, db, name, out, NULL, NULL);
+}
+
+int proj_state(struct projections *p, struct db *db, const char *name, struct slice key,
+               struct buf *out, uint64_t *out_position, struct proj_info *info)
+{
+    char table[DERIVED_TABLE_BYTES + 1];
+    int rc = lookup(p, db, name, info, table, NULL);
+    if (rc) {
+        return rc;
+    }
+    if (key.len == 0 || key.len > PROJ_KEY_BYTES) {
+        return ERR_NOTFOUND;
+    }
+    struct derived_txn *t;
+    rc = derived_begin(db, false, &t);
+    if (rc) {
+        return rc;
+    }
+    struct slice v;
+    rc = derived_get(t, table, key, &v);
+    if (!rc && v.len > 8) {
+        *out_position = get_be64(v.ptr);
+        buf_add(out, v.ptr + 8, v.len - 8);
+    } else if (!rc) {
+        rc = ERR_CORRUPT;
+    }
+    derived_abort(t);
+    return rc;
+}
+
+struct key_page {
+    struct buf *out;
+    size_t count;
+    struct buf last;
+};
+
+static int on_key(void *arg, struct slice key, struct slice val)
+{
+    struct key_page *kp = arg;
+    (void)val;
+    buf_adds(kp->out, kp->count++ ? "," : "");
+    buf_add_json_str(kp->out, key.ptr, key.len);
+    buf_reset(&kp->last);
+    buf_add(&kp->last, key.ptr, key.len);
+    return 0;
+}
+
+int proj_keys(struct projections *p, struct db *db, const char *name, struct slice prefix,
+              struct slice after, size_t limit, struct buf *out)
+{
+    char table[DERIVED_TABLE_BYTES + 1];
+    struct proj_info info;
+    int rc = lookup(p, db, name, &info, table, NULL);
+    if (rc) {
+        return rc;
+    }
+    struct derived_txn *t;
+    rc = derived_begin(db, false, &t);
+    if (rc) {
+        return rc;
+    }
+    struct key_page kp = {.out = out};
+    buf_init(&kp.last);
+    buf_adds(out, "{\"keys\":[");
+    rc = derived_scan(t, table, prefix, after, limit, on_key, &kp);
+    derived_abort(t);
+    buf_adds(out, "],\"next\":"); /* a full page: go on after its last key */
+    if (kp.count == limit && kp.count > 0) {
+        buf_add_json_str(out, kp.last.ptr, kp.last.len);
+    } else {
+        buf_adds(out, "null");
+    }
+    buf_addc(out, '}');
+    buf_fini(&kp.last);
+    return rc;
+}
+
+struct change_page {
+    struct buf *out;
+    size_t count;
+    uint64_t last;
+};
+
+static int on_change(void *arg, struct slice key, struct slice val)
+{
+    struct change_page *cp = arg;
+    if (key.len != 8 || val.len < 16) {
+        return 1;
+    }
+    uint64_t seq = get_be64(key.ptr);
+    uint32_t kl, sl;
+    memcpy(&kl, val.ptr + 8, 4);
+    if (12 + (size_t)kl + 4 > val.len) {
+        return 1;
+    }
+    memcpy(&sl, val.ptr + 12 + kl, 4);
+    if (16 + (size_t)kl + sl != val.len) {
+        return 1;
+    }
+    buf_adds(cp->out, cp->count++ ? "," : "");
+    buf_adds(cp->out, "{\"sequence\":");
+    buf_add_u64(cp->out, seq);
+    buf_adds(cp->out, ",\"key\":");
+    buf_add_json_str(cp->out, val.ptr + 12, kl);
+    buf_adds(cp->out, ",\"state\":");
+    buf_add(cp->out, val.ptr + 16 + kl, sl);
+    buf_adds(cp->out, ",\"position\":");
+    buf_add_u64(cp->out, get_be64(val.ptr));
+    buf_addc(cp->out, '}');
+    cp->last = seq;
+    return 0;
+}
+
+int proj_changes(struct projections *p, struct db *db, const char *name, uint64_t after,
+                 size_t limit, struct buf *out)
+{
+    char table[DERIVED_TABLE_BYTES + 1];
+    struct proj_info info;
+    int rc = lookup(p, db, name, &info, NULL, table);
+    if (rc) {
+        return rc;
+    }
+    struct derived_txn *t;
+    rc = derived_begin(db, false, &t);
+    if (rc) {
+        return rc;
+    }
+    char from[8];
+    put_be64(from, after);
+    struct change_page cp = {.out = out, .last = after};
+    buf_adds(out, "{\"changes\":[");
+    rc = derived_scan(t, table, (struct slice){NULL, 0},
+                      after ? (struct slice){from, 8} : (struct slice){NULL, 0}, limit,
+                      on_change, &cp);
+    derived_abort(t);
+    buf_adds(out, "],\"next\":");
+    buf_add_u64(out, cp.last);
+    buf_adds(out, ",\"sequence\":");
+    buf_add_u64(out, info.sequence);
+    buf_addc(out, '}');
+    return rc;
+}

@@ -1,0 +1,83 @@
+/* Projections (docs/design/logic.md, "Projections"): key(event) -> key | null and
+ * apply(state, event) -> state over a filter of a database's log, run in the background by
+ * one runner thread of the logic layer: catch-up from the start, then live.
+ *
+ * Exactly once: each batch's new states, their change records and the checkpoint (the next
+ * position to read) are committed in one transaction of the database's derived store, so
+ * after a crash the projection resumes from its last checkpoint and no event is applied
+ * twice or skipped. Every state change gets the next sequence number of its projection
+ * (1, 2, ...), readable as a feed of changes.
+ *
+ * A projection whose code fails stops at that event (status failed, with the error and the
+ * event's position) and stays there; a redeploy (a new version) starts it over from the first
+ * event. Events of the server's own '$' streams are not shown, except stream-less DCB events.
+ *
+ * Tables (the derived store, per projection version): "p:<name>:<v>" key -> state,
+ * "pc:<name>:<v>" sequence (8 bytes big-endian) -> change, "pm:<name>:<v>" "checkpoint" ->
+ * position and sequence. Older versions' tables are dropped when a new one starts.
+ *
+ * Threads: the runner is its own thread (user code runs there, never on an I/O or writer
+ * thread); the read calls below read the derived store and may run on any thread. */
+#ifndef LOGIC_PROJECTION_H
+#define LOGIC_PROJECTION_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "engine/engine.h"
+#include "logic/registry.h"
+#include "logic/runtime.h"
+#include "util/buf.h"
+
+enum {
+    PROJ_BATCH_EVENTS = 1000,     /* events applied per derived-store transaction */
+    PROJ_KEY_BYTES = 256,         /* a state's key (what key(event) returns) */
+    PROJ_RESCAN_MS = 1000,        /* the runner looks for new or removed projections this
+                                     often when nothing wakes it */
+    PROJ_CHANGES_MAX = 1000,      /* changes per page of the feed */
+};
+
+enum proj_status { PROJ_CATCHING_UP = 1, PROJ_LIVE, PROJ_FAILED };
+
+struct projections;
+struct logic;
+
+/* Starts the runner for every database of e (it finds projections as they are deployed). */
+int proj_start(struct logic *lg, struct engine *e, struct projections **out);
+/* Stops the runner (and every cursor), releasing its databases. NULL is allowed. */
+void proj_stop(struct projections *p);
+/* Wakes the runner: a deploy or removal happened. Any thread. */
+void proj_kick(struct projections *p);
+
+/* What a projection is doing. */
+struct proj_info {
+    enum proj_status status;
+    uint64_t version;        /* the component version running */
+    uint64_t position;       /* the next position it will read (its checkpoint) */
+    uint64_t head;           /* the database's head when asked */
+    uint64_t sequence;       /* its newest change's sequence (0: none) */
+    uint64_t failed_position;
+    char error[512];         /* with PROJ_FAILED */
+    char error_kind[32];
+};
+
+/* The status of projection name of db. Returns 0, ERR_NOTFOUND (no such projection running:
+ * not deployed, or deployed a moment ago and not started yet) or ERR_*. */
+int proj_info(struct projections *p, struct db *db, const char *name, struct proj_info *out);
+
+/* The state under key (JSON text appended to out) and the position of the event that last
+ * changed it. Returns 0, ERR_NOTFOUND (no state for key) or ERR_*; *info as proj_info. */
+int proj_state(struct projections *p, struct db *db, const char *name, struct slice key,
+               struct buf *out, uint64_t *out_position, struct proj_info *info);
+
+/* Appends {"keys":[...],"next":...} for keys starting with prefix after `after`, at most
+ * limit. Returns 0, ERR_NOTFOUND or ERR_*. */
+int proj_keys(struct projections *p, struct db *db, const char *name, struct slice prefix,
+              struct slice after, size_t limit, struct buf *out);
+
+/* Appends {"changes":[{"sequence","key","state","position"}...],"next"} after sequence after,
+ * at most limit. Returns 0, ERR_NOTFOUND or ERR_*. */
+int proj_changes(struct projections *p, struct db *db, const char *name, uint64_t after,
+                 size_t limit, struct buf *out);
+
+#endif
