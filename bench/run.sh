@@ -26,6 +26,10 @@
 #          hash and the answer are stored in the same batch as the event);
 #      (i) single-event appends as (a) through the DeltaBase dialect (its rate limit off),
 #          then (i') native ones right after, on the same store: the dialect's cost;
+#      (j) single-event appends with ?returnState=true, a Lua reducer bound to their category,
+#          then (j') plain ones right after: the cost of the state in the answer;
+#      (k) the state of a 100-event stream (GET .../state, from the reducer's snapshot);
+#   1a. projection catch-up: a Lua projection deployed over 1M events, until live;
 #   1b. live fan-out (bench/sse_fanout): 1,000 SSE subscribers on one database under a steady
 #      append load, delivery latency p50/p99 from commit to receipt, and server memory;
 #   1c. compaction (bench_compact): 1M events, half the streams deleted: duration, MB/s of log,
@@ -530,6 +534,20 @@ print(json.dumps({'events': [{'type': 'bench.appended', 'data': {'n': i, 'text':
     run_load_median annals_native_i "(i') (a) again, next to (i)" 1 "${JSON[@]}" \
         -b "{\"events\":[$EVENT]}" "$STREAMS/j-{p}-{m}/events"
 
+    # (j): (a) with ?returnState=true and a Lua reducer bound to the streams' category, then
+    # (j') (a) right after: the cost of computing and returning the state with each append
+    deploy_component bench_reducer '{"kind":"reducer","language":"lua","category":"rs","source":"function reduce(s, e) s = s or {n = 0, total = 0} s.n = s.n + 1 s.total = s.total + e.data.n return s end"}'
+    run_load_median annals_state_append "(j) 1-event appends returning a Lua reducer's state" 1 \
+        "${JSON[@]}" -b "{\"events\":[$EVENT]}" "$STREAMS/rs-{p}-{m}/events?returnState=true"
+    run_load_median annals_native_j "(j') (a) again, next to (j)" 1 "${JSON[@]}" \
+        -b "{\"events\":[$EVENT]}" "$STREAMS/k-{p}-{m}/events"
+    # (k): the state of a 100-event stream (served from its snapshot after the first read)
+    curl -sf -X POST -H 'Content-Type: application/json' --data-binary @"$TMP/read-body.json" \
+        "http://127.0.0.1:$APORT/v1/databases/default/streams/rs-read/events" >/dev/null ||
+        die "could not create the stream whose state is read"
+    run_load annals_state_get "(k) state of a 100-event stream (Lua reducer, snapshot)" 1 \
+        "$STREAMS/rs-read/state"
+
     ANNALS_RSS_END=$(rss_kb "$APID")
     stop_pid "$APID"
     APID=""
@@ -537,6 +555,43 @@ print(json.dumps({'events': [{'type': 'bench.appended', 'data': {'n': i, 'text':
         say "  server errors logged:"
         grep '"level":"error"' "$TMP/annals.log" | head -5 | sed 's/^/    /'
     fi
+}
+
+# deploy_component NAME JSON: deploys user code to the default database of the Annals under test.
+deploy_component() {
+    curl -sf -o /dev/null -X PUT -H 'Content-Type: application/json' -d "$2" \
+        "http://127.0.0.1:$APORT/v1/databases/default/components/$1" ||
+        die "could not deploy component $1"
+}
+
+# ---------------------------------------------------------------- projections
+# A Lua projection (one state per stream: a count and the newest position) deployed over
+# BENCH_PROJ_EVENTS events (default 1M, loaded in process by bench/load_events): the time from
+# the deploy until it reports live with no lag, as events applied per second.
+PROJ_LINE=""
+bench_projection() {
+    local n=${BENCH_PROJ_EVENTS:-1000000} out t0 t1 st i
+    say ""
+    say "== 3b. Projection catch-up: Lua, $(fmt_int "$n") events"
+    out=$("$LOADER" "$TMP/proj" "$n" 2>>"$TMP/load.log") || die "loading $n events failed"
+    start_annals "$TMP/proj"
+    t0=$(date +%s.%N)
+    deploy_component bench_proj '{"kind":"projection","language":"lua","source":"function key(e) return e.stream end\nfunction apply(s, e) s = s or {n = 0} s.n = s.n + 1 s.last = e.position return s end"}'
+    for i in $(seq 1 36000); do
+        st=$(curl -sf "http://127.0.0.1:$APORT/v1/databases/default/projections/bench_proj")
+        case $st in *'"status":"live"'*'"lag":0'*|*'"status":"failed"'*) break ;; esac
+        sleep 0.05
+    done
+    t1=$(date +%s.%N)
+    PROJ_LINE=$(python3 -c '
+import json, sys
+s = json.loads(sys.argv[1]); secs = float(sys.argv[3]) - float(sys.argv[2]); n = int(sys.argv[4])
+print("%s after %.1f s: %d events applied, %.0f events/s, %d state changes [target >= 200,000 events/s]" % (
+      s["status"], secs, n, n / secs if secs > 0 else 0, s["sequence"]))' "$st" "$t0" "$t1" "$n")
+    say "  $PROJ_LINE"
+    stop_pid "$APID"
+    APID=""
+    rm -rf "$TMP/proj"
 }
 
 # ---------------------------------------------------------------- queries
@@ -801,6 +856,9 @@ declare -A LABEL=(
     [annals_keyed]="Annals (h) 1-event appends with Idempotency-Key"
     [annals_dlb]="Annals (i) 1-event appends through the DeltaBase dialect"
     [annals_native_i]="Annals (i') native 1-event appends next to (i)"
+    [annals_state_append]="Annals (j) 1-event appends returning a Lua reducer's state"
+    [annals_native_j]="Annals (j') native 1-event appends next to (j)"
+    [annals_state_get]="Annals (k) state of a 100-event stream (Lua reducer)"
     [redis_distinct]="Redis XADD, distinct keys"
     [redis_one]="Redis XADD, one key"
     [pg_distinct]="PostgreSQL append(), distinct streams"
@@ -843,6 +901,17 @@ report() {
     say "  < 0.1 syncs (log + index) per acknowledged append:  $SYNC_PER ($(target_note "$SYNC_PER" "<" 0.1))"
     say "  ahead of Redis and PostgreSQL:                       distinct $(ahead distinct), one stream $(ahead one)"
     say "  the DeltaBase dialect within 10 % of native appends:  $(dialect_cost)"
+    say "  appends returning Lua state >= 70 % of plain appends: $(state_cost)"
+    say "  >= 30,000 state reads/s of 100-event streams:        $(fmt_int "${RPS[annals_state_get]:-}") ($(target_note "${RPS[annals_state_get]:-}" ">=" 30000))"
+    say "  projection catch-up (Lua): $PROJ_LINE"
+}
+
+# Appends returning a reducer's state: (j) against (j'), measured back to back.
+state_cost() {
+    awk -v d="${RPS[annals_state_append]:-}" -v n="${RPS[annals_native_j]:-}" 'BEGIN {
+        if (d == "" || n == "" || n + 0 == 0) { print "n/a"; exit }
+        r = d / n * 100
+        printf "%s (%.1f %% of plain)\n", (r >= 70 ? "met" : "not met"), r }'
 }
 
 # The DeltaBase dialect's cost: (i) against (i'), measured back to back.
@@ -924,6 +993,9 @@ write_results() {
         say "| ahead of Redis and PostgreSQL (distinct) | | $(ahead distinct) |"
         say "| ahead of Redis and PostgreSQL (one stream) | | $(ahead one) |"
         say "| the DeltaBase dialect within 10 % of native single-event appends ((i) vs (i')) | $(fmt_int "${RPS[annals_dlb]:-}") vs $(fmt_int "${RPS[annals_native_i]:-}") | $(dialect_cost) |"
+        say "| appends returning a Lua reducer's state at least 70 % of plain appends ((j) vs (j')) | $(fmt_int "${RPS[annals_state_append]:-}") vs $(fmt_int "${RPS[annals_native_j]:-}") | $(state_cost) |"
+        say "| >= 30,000 state reads/s of 100-event streams ((k)) | $(fmt_int "${RPS[annals_state_get]:-}") | $(target_note "${RPS[annals_state_get]:-}" ">=" 30000) |"
+        say "| projection catch-up in Lua >= 200,000 events/s | $PROJ_LINE | |"
     } >"$f"
     say ""
     say "wrote $f"
@@ -935,6 +1007,7 @@ T0=$(date +%s)
 say "Annals benchmark: $CONNS connections, ${SECS} s per run, $(nproc) cores, temp dir $TMP"
 bench_annals
 bench_query
+bench_projection
 bench_compact
 bench_fanout
 bench_ceiling

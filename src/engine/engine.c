@@ -54,6 +54,11 @@ const char *engine_db_name(const struct db *db)
     return db->name;
 }
 
+uint64_t engine_db_id(const struct db *db)
+{
+    return db->id;
+}
+
 struct engine *engine_db_engine(const struct db *db)
 {
     return db->e;
@@ -207,6 +212,7 @@ static int db_open(struct engine *e, const char *name, bool create,
     db->dir = xmalloc(dlen);
     snprintf(db->dir, dlen, "%s/dbs/%s", e->data_dir, name);
     db->e = e;
+    db->id = __atomic_add_fetch(&e->next_db_id, 1, __ATOMIC_RELAXED);
     db->limits = &e->limits;
     db->refs = 1;
     pthread_mutex_init(&db->mu, NULL);

@@ -121,6 +121,9 @@ void engine_db_release(struct db *db);
 char **engine_db_names(struct engine *e, size_t *out_count);
 void engine_names_free(char **names, size_t count);
 const char *engine_db_name(const struct db *db);
+/* An id no other database opened by this process has had (a database deleted and made again
+ * under its name gets a new one). */
+uint64_t engine_db_id(const struct db *db);
 /* The engine db belongs to. */
 struct engine *engine_db_engine(const struct db *db);
 

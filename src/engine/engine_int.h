@@ -67,6 +67,7 @@ struct db {
     bool compact_asked;                 /* a compaction was requested */
     bool compact_stop;                  /* atomic: the database closes */
     struct compact_status compact;      /* what it did */
+    uint64_t id;                        /* unique among the databases this process opened */
     pthread_mutex_t derived_mu;         /* guards derived's opening */
     struct kv *derived;                 /* derived-state store (derived.c), opened lazily */
 };
@@ -90,6 +91,7 @@ struct engine {
     bool stopping;           /* engine_stop has begun: no new jobs */
     struct db **dbs;         /* owned array of open databases */
     size_t count;            /* entries in dbs */
+    uint64_t next_db_id;     /* atomic: the last id given to an opened database */
 };
 
 /* The metadata stream's event type and name prefix. */

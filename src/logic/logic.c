@@ -16,10 +16,12 @@
 
 /* A database's cached set. */
 struct set_ent {
-    struct comp_set *set;
+    struct comp_set *set;        /* NULL: read it again */
+    uint64_t db_id;              /* the database it was read from (engine_db_id) */
+    uint64_t gen;                /* bumped by each invalidation (a deploy or removal) */
 };
 
-/* A loaded module of one component of one database (entries live until logic_free). */
+/* One loaded instance of a component's code (a module serves one thread at a time). */
 struct mod_ent {
     pthread_mutex_t mu;          /* held while the module is used or replaced */
     struct logic_module *m;      /* NULL until loaded */
@@ -28,13 +30,103 @@ struct mod_ent {
                                     deleted and made again under one name) */
 };
 
+/* The instances of one component of one database (entries live until logic_free): calls on
+ * several workers at once each take a free one. */
+struct mod_set {
+    struct mod_ent inst[LOGIC_INSTANCES];
+};
+
 struct logic {
     struct logic_config cfg;
     struct projections *projections; /* the runner (logic/projection.h) */
     pthread_mutex_t mu;          /* guards sets and mods (the maps, not what entries hold) */
     struct strmap sets;          /* db name -> struct set_ent */
-    struct strmap mods;          /* "db\0component" -> struct mod_ent * */
+    struct strmap mods;          /* "db\0component" -> struct mod_set * */
+    pthread_mutex_t states_mu;   /* guards states, states_bytes */
+    struct strmap states;        /* state_key() -> struct state_ent * */
+    size_t states_bytes;
 };
+
+/* A reducer state kept in memory: the newest known of one stream. */
+struct state_ent {
+    uint64_t version, position;
+    int64_t updated_us;
+    struct buf state;
+};
+
+/* ---- reducer states in memory ---- */
+
+static void states_clear(struct logic *lg)
+{
+    const char *k;
+    size_t klen;
+    void *v;
+    for (size_t i = 0; strmap_next(&lg->states, &i, &k, &klen, &v);) {
+        struct state_ent *se = *(struct state_ent **)v;
+        buf_fini(&se->state);
+        free(se);
+    }
+    strmap_clear(&lg->states);
+    lg->states_bytes = 0;
+}
+
+enum { STATE_KEY_BYTES = 24 + COMP_NAME_BYTES + 24 + LIMIT_STREAM_NAME_BYTES };
+
+/* The key of a stream's state under one reducer version of one database. */
+static size_t state_key(char *out, size_t cap, struct db *db, const struct comp_def *def,
+                        struct slice stream)
+{
+    int n = snprintf(out, cap, "%llu:%s:%llu:", (unsigned long long)engine_db_id(db), def->name,
+                     (unsigned long long)def->version);
+    size_t len = (size_t)n < cap ? (size_t)n : cap;
+    size_t take = stream.len < cap - len ? stream.len : cap - len;
+    memcpy(out + len, stream.ptr, take);
+    return len + take;
+}
+
+/* Copies the kept state of key into out when it is at version (0: any); true when it was. */
+static bool states_get(struct logic *lg, const char *key, size_t klen, uint64_t version,
+                       struct logic_state *out)
+{
+    pthread_mutex_lock(&lg->states_mu);
+    struct state_ent **se = strmap_get(&lg->states, key, klen);
+    bool hit = se && (!version || (*se)->version == version);
+    if (hit) {
+        out->version = (*se)->version;
+        out->position = (*se)->position;
+        out->updated_us = (*se)->updated_us;
+        buf_reset(&out->state);
+        buf_add(&out->state, (*se)->state.ptr, (*se)->state.len);
+    }
+    pthread_mutex_unlock(&lg->states_mu);
+    return hit;
+}
+
+/* Keeps s as key's state unless a newer one is kept. */
+static void states_put(struct logic *lg, const char *key, size_t klen, const struct logic_state *s)
+{
+    pthread_mutex_lock(&lg->states_mu);
+    if (lg->states.count >= LOGIC_STATE_CACHE ||
+        lg->states_bytes + s->state.len > LOGIC_STATE_CACHE_BYTES) {
+        states_clear(lg); /* rare: start over rather than track recency */
+    }
+    bool is_new;
+    struct state_ent **se = strmap_put(&lg->states, key, klen, &is_new);
+    if (is_new) {
+        *se = xcalloc(1, sizeof(**se));
+        buf_init(&(*se)->state);
+    }
+    if (is_new || (*se)->version < s->version) {
+        lg->states_bytes -= (*se)->state.len;
+        buf_reset(&(*se)->state);
+        buf_add(&(*se)->state, s->state.ptr, s->state.len);
+        lg->states_bytes += s->state.len;
+        (*se)->version = s->version;
+        (*se)->position = s->position;
+        (*se)->updated_us = s->updated_us;
+    }
+    pthread_mutex_unlock(&lg->states_mu);
+}
 
 int logic_new(const struct logic_config *cfg, struct logic **out)
 {
@@ -42,7 +134,9 @@ int logic_new(const struct logic_config *cfg, struct logic **out)
     lg->cfg = *cfg;
     pthread_mutex_init(&lg->mu, NULL);
     strmap_init(&lg->sets, sizeof(struct set_ent));
-    strmap_init(&lg->mods, sizeof(struct mod_ent *));
+    strmap_init(&lg->mods, sizeof(struct mod_set *));
+    pthread_mutex_init(&lg->states_mu, NULL);
+    strmap_init(&lg->states, sizeof(struct state_ent *));
     int rc = proj_start(lg, cfg->engine, &lg->projections);
     if (rc) {
         logic_free(lg);
@@ -90,11 +184,16 @@ void logic_free(struct logic *lg)
         comp_set_unref(((struct set_ent *)v)->set);
     }
     for (size_t i = 0; strmap_next(&lg->mods, &i, &k, &klen, &v);) {
-        struct mod_ent *me = *(struct mod_ent **)v;
-        logic_unload(me->m);
-        pthread_mutex_destroy(&me->mu);
-        free(me);
+        struct mod_set *ms = *(struct mod_set **)v;
+        for (int j = 0; j < LOGIC_INSTANCES; j++) {
+            logic_unload(ms->inst[j].m);
+            pthread_mutex_destroy(&ms->inst[j].mu);
+        }
+        free(ms);
     }
+    states_clear(lg);
+    strmap_fini(&lg->states);
+    pthread_mutex_destroy(&lg->states_mu);
     strmap_fini(&lg->sets);
     strmap_fini(&lg->mods);
     pthread_mutex_destroy(&lg->mu);
@@ -103,46 +202,37 @@ void logic_free(struct logic *lg)
 
 /* ---- component sets ---- */
 
-static const struct slice LOGIC_STREAM = {ENGINE_LOGIC_STREAM, sizeof ENGINE_LOGIC_STREAM - 1};
-
-/* True when set is what db's logic stream holds now. */
-static bool set_current(struct db *db, const struct comp_set *set)
-{
-    struct stream_rec s;
-    int rc = engine_stream_info(db, LOGIC_STREAM, NULL, &s);
-    if (rc == ERR_NOTFOUND) {
-        return set->stream_version == 0;
-    }
-    return rc == 0 && s.version == set->stream_version &&
-           s.updated_us == set->stream_updated_us;
-}
-
+/* The set is cached per database; only this layer writes the logic stream, and it drops the
+ * cached set after each deploy or removal (logic_set_changed), so a cached set read from the
+ * same database (engine_db_id: not one deleted and made again under its name) is current. */
 int logic_set(struct logic *lg, struct db *db, struct comp_set **out)
 {
     const char *name = engine_db_name(db);
     size_t n = strlen(name);
+    uint64_t id = engine_db_id(db);
     pthread_mutex_lock(&lg->mu);
-    struct set_ent *se = strmap_get(&lg->sets, name, n);
-    struct comp_set *set = se ? se->set : NULL;
+    bool is_new;
+    struct set_ent *se = strmap_put(&lg->sets, name, n, &is_new);
+    struct comp_set *set = se->set && se->db_id == id ? se->set : NULL;
+    uint64_t gen = se->gen;
     if (set) {
         comp_set_ref(set);
     }
     pthread_mutex_unlock(&lg->mu);
-    if (set && set_current(db, set)) {
+    if (set) {
         *out = set;
         return 0;
     }
-    comp_set_unref(set);
     int rc = comp_set_read(db, &set);
     if (rc) {
         return rc;
     }
     pthread_mutex_lock(&lg->mu);
-    bool is_new;
     se = strmap_put(&lg->sets, name, n, &is_new);
-    if (is_new || !se->set || se->set->stream_version <= set->stream_version) {
+    if (se->gen == gen) { /* no deploy or removal since the read began: it is current */
         comp_set_unref(se->set);
         se->set = set;
+        se->db_id = id;
         comp_set_ref(set);
     }
     pthread_mutex_unlock(&lg->mu);
@@ -150,31 +240,54 @@ int logic_set(struct logic *lg, struct db *db, struct comp_set **out)
     return 0;
 }
 
+/* Drops db's cached set: its logic stream changed (or may have). */
+static void logic_set_changed(struct logic *lg, struct db *db)
+{
+    const char *name = engine_db_name(db);
+    pthread_mutex_lock(&lg->mu);
+    bool is_new;
+    struct set_ent *se = strmap_put(&lg->sets, name, strlen(name), &is_new);
+    comp_set_unref(se->set);
+    se->set = NULL;
+    se->gen++;
+    pthread_mutex_unlock(&lg->mu);
+}
+
 /* ---- modules ---- */
 
-static struct mod_ent *mod_entry(struct logic *lg, struct db *db, const char *comp)
+static struct mod_set *mod_entry(struct logic *lg, struct db *db, const char *comp)
 {
     char key[LIMIT_DB_NAME_BYTES + 1 + COMP_NAME_BYTES + 1];
     int n = snprintf(key, sizeof key, "%s%c%s", engine_db_name(db), '\0', comp);
     pthread_mutex_lock(&lg->mu);
     bool is_new;
-    struct mod_ent **slot = strmap_put(&lg->mods, key, (size_t)n, &is_new);
+    struct mod_set **slot = strmap_put(&lg->mods, key, (size_t)n, &is_new);
     if (is_new) {
         *slot = xcalloc(1, sizeof(**slot));
-        pthread_mutex_init(&(*slot)->mu, NULL);
+        for (int k = 0; k < LOGIC_INSTANCES; k++) {
+            pthread_mutex_init(&(*slot)->inst[k].mu, NULL);
+        }
     }
-    struct mod_ent *me = *slot;
+    struct mod_set *ms = *slot;
     pthread_mutex_unlock(&lg->mu);
-    return me;
+    return ms;
 }
 
-/* Locks and returns def's module in db, loading it (or its new version) first. Returns NULL
- * with *err and *rc set when it does not load (nothing locked then). */
+/* Locks and returns an instance of def's module in db (a free one if any, else the first),
+ * loading it (or its new version) first. Returns NULL with *err and *rc set when it does not
+ * load (nothing locked then). */
 static struct mod_ent *mod_acquire(struct logic *lg, struct db *db, const struct comp_def *def,
                                    struct logic_error *err, int *rc)
 {
-    struct mod_ent *me = mod_entry(lg, db, def->name);
-    pthread_mutex_lock(&me->mu);
+    struct mod_set *ms = mod_entry(lg, db, def->name);
+    struct mod_ent *me = NULL;
+    for (int k = 0; k < LOGIC_INSTANCES && !me; k++) {
+        me = pthread_mutex_trylock(&ms->inst[k].mu) == 0 ? &ms->inst[k] : NULL;
+    }
+    if (!me) {
+        me = &ms->inst[0];
+        pthread_mutex_lock(&me->mu);
+    }
     if (me->m && me->version == def->version && me->deployed_us == def->deployed_us) {
         return me;
     }
@@ -263,6 +376,7 @@ int logic_deploy(struct logic *lg, struct db *db, struct comp_def *def,
         def->version = comp_set_next_version(set, def->name);
         rc = comp_deploy(db, def, set->stream_version);
         comp_set_unref(set);
+        logic_set_changed(lg, db); /* done, or another came first: read it again */
     }
     if (!rc && replaced) {
         drop_snapshots(db, def->name, replaced);
@@ -287,6 +401,9 @@ int logic_remove(struct logic *lg, struct db *db, const char *name)
         bool reducer = old && old->kind == COMP_REDUCER;
         rc = old ? comp_remove(db, name, set->stream_version) : ERR_NOTFOUND;
         comp_set_unref(set);
+        if (old) {
+            logic_set_changed(lg, db);
+        }
         if (!rc && reducer) {
             drop_snapshots(db, name, version);
         }
@@ -499,8 +616,97 @@ int logic_stream_state(struct logic *lg, struct db *db, struct slice stream,
     if (!rc && out->folded >= LOGIC_SNAPSHOT_MIN_EVENTS) { /* a state at a version holds */
         snap_store(db, table, stream, out);
     }
+    if (!rc) {
+        char key[STATE_KEY_BYTES];
+        size_t klen = state_key(key, sizeof key, db, def, stream);
+        states_put(lg, key, klen, out);
+    }
     comp_set_unref(set);
     return rc;
+}
+
+/* Folds the n events of evs (one stream's, in order) into out->state with def's module. */
+static int fold_records(struct logic *lg, struct db *db, const struct comp_def *def,
+                        const struct event_rec *evs, size_t n, struct logic_state *out,
+                        struct logic_error *err)
+{
+    struct buf text;
+    buf_init(&text);
+    size_t *at = xcalloc(n + 1, sizeof(*at));
+    for (size_t i = 0; i < n; i++) {
+        at[i] = text.len;
+        lg->cfg.format_event(&text, &evs[i]);
+    }
+    at[n] = text.len;
+    struct slice *sl = xcalloc(n, sizeof(*sl));
+    for (size_t i = 0; i < n; i++) {
+        sl[i] = (struct slice){text.ptr + at[i], at[i + 1] - at[i]};
+    }
+    int rc = 0;
+    struct mod_ent *me = mod_acquire(lg, db, def, err, &rc);
+    if (me) {
+        struct buf next;
+        buf_init(&next);
+        size_t failed = 0;
+        rc = logic_fold(me->m, "reduce", (struct slice){out->state.ptr, out->state.len}, sl, n,
+                        NULL, &next, &failed, err);
+        mod_release(me);
+        if (rc) {
+            out->failed_position = failed < n ? evs[failed].position : 0;
+            buf_fini(&next);
+        } else {
+            buf_fini(&out->state);
+            out->state = next;
+            out->version = evs[n - 1].version;
+            out->position = evs[n - 1].position;
+            out->updated_us = evs[n - 1].recorded_us;
+            out->folded += n;
+        }
+    }
+    free(sl);
+    free(at);
+    buf_fini(&text);
+    return rc;
+}
+
+int logic_state_after(struct logic *lg, struct db *db, struct slice stream,
+                      const struct event_rec *evs, size_t n, struct logic_state *out,
+                      bool *no_reducer, struct logic_error *err)
+{
+    struct comp_set *set;
+    *no_reducer = false;
+    int rc = logic_set(lg, db, &set);
+    if (rc) {
+        return rc;
+    }
+    const struct comp_def *def = n ? comp_set_reducer_for(set, stream) : NULL;
+    if (!def) {
+        comp_set_unref(set);
+        *no_reducer = true;
+        return ERR_NOTFOUND;
+    }
+    snprintf(out->reducer, sizeof out->reducer, "%s", def->name);
+    out->reducer_version = def->version;
+    char key[STATE_KEY_BYTES];
+    size_t klen = state_key(key, sizeof key, db, def, stream);
+    bool have = evs[0].version == 1; /* the stream's first events: from null */
+    if (have) {
+        buf_reset(&out->state);
+        buf_adds(&out->state, "null");
+    } else {
+        have = states_get(lg, key, klen, evs[0].version - 1, out);
+    }
+    if (have) {
+        rc = fold_records(lg, db, def, evs, n, out, err);
+        if (!rc) {
+            states_put(lg, key, klen, out);
+        }
+        comp_set_unref(set);
+        return rc;
+    }
+    comp_set_unref(set);
+    struct as_of at = {.has_pos = true, .pos = evs[n - 1].position};
+    return logic_stream_state(lg, db, stream, &at, out, no_reducer, err);
 }
 
 /* ---- views ---- */

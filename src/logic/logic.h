@@ -20,6 +20,11 @@ enum {
                                        snapshot (unless one of a later version is stored), so
                                        the next read starts from it */
     LOGIC_FOLD_PAGE = 1000,         /* events converted and folded per runtime call */
+    LOGIC_STATE_CACHE = 65536,      /* reducer states kept in memory (the newest of recently
+                                       appended streams), and their bytes at most: */
+    LOGIC_STATE_CACHE_BYTES = 64 * 1024 * 1024,
+    LOGIC_INSTANCES = 4,            /* loaded instances of one component at most (calls on
+                                       several workers at once run side by side) */
 };
 
 struct logic_config {
@@ -79,6 +84,14 @@ void logic_state_fini(struct logic_state *s);
 int logic_stream_state(struct logic *lg, struct db *db, struct slice stream,
                        const struct as_of *at, struct logic_state *out, bool *no_reducer,
                        struct logic_error *err);
+
+/* Worker. The state of stream right after an append whose events are evs[0..n) (committed,
+ * in version order): folded from the state before them when it is in memory (the common case
+ * for a stream appended to through this server), else as logic_stream_state as of the last
+ * one. Returns as logic_stream_state. */
+int logic_state_after(struct logic *lg, struct db *db, struct slice stream,
+                      const struct event_rec *evs, size_t n, struct logic_state *out,
+                      bool *no_reducer, struct logic_error *err);
 
 /* Worker. The view called name computed for params (a JSON object: the view's parameters) as
  * of at (NULL = now): evolve(state, event, params) over every event of its filter in log

@@ -259,14 +259,30 @@ static void run_state(void *arg, bool cancelled)
     struct append_ctx *ax = arg;
     struct append_req *r = &ax->req;
     const struct append_part *p = &r->parts[0];
-    struct as_of at = {.has_pos = true, .pos = p->events[p->count - 1].position};
     struct logic_state st;
     logic_state_init(&st);
     struct logic_error le = {0};
     bool no_reducer = false;
-    int rc = cancelled ? ERR_SHUTDOWN
-                       : logic_stream_state(ax->style.return_state, ax->db, p->stream,
-                                            r->replayed ? NULL : &at, &st, &no_reducer, &le);
+    int rc = ERR_SHUTDOWN;
+    if (!cancelled && (r->replayed || r->duplicate)) { /* written earlier: the state now */
+        rc = logic_stream_state(ax->style.return_state, ax->db, p->stream, NULL, &st,
+                                &no_reducer, &le);
+    } else if (!cancelled) {
+        struct event_rec *evs = xcalloc(p->count, sizeof(*evs));
+        for (size_t i = 0; i < p->count; i++) {
+            const struct append_event *e = &p->events[i];
+            evs[i] = (struct event_rec){.position = e->position, .version = e->version,
+                                        .time_us = e->has_time ? e->time_us : r->recorded_us,
+                                        .recorded_us = r->recorded_us, .stream = p->stream,
+                                        .type = e->type, .data = e->data,
+                                        .metadata = e->metadata, .tags = e->tags,
+                                        .subject = e->subject, .client_id = e->has_id};
+            memcpy(evs[i].id, e->id, sizeof evs[i].id);
+        }
+        rc = logic_state_after(ax->style.return_state, ax->db, p->stream, evs, p->count, &st,
+                               &no_reducer, &le);
+        free(evs);
+    }
     struct buf b;
     buf_init(&b);
     buf_add(&b, r->answer.ptr, r->answer.len ? r->answer.len - 1 : 0); /* without its '}' */
