@@ -304,6 +304,7 @@ static bool match_class(int c, int cl)
     case 'u': res = isupper(c); break;
     case 'w': res = isalnum(c); break;
     case 'x': res = isxdigit(c); break;
+    case 'z': res = (c == 0); break; /* deprecated in Lua, still matched */
     default: return cl == c;
     }
     return isupper(cl) ? res == 0 : res != 0;
@@ -1121,6 +1122,35 @@ static int sb_setmetatable(lua_State *L)
     return 1;
 }
 
+/* xpcall: Lua calls a message handler before unwinding, and when the error comes from the
+ * count hook it runs with hooks off, so a looping handler could never be stopped. Here the
+ * handler runs after the protected call has unwound (hooks back on), and not at all once the
+ * CPU budget is spent or for a memory error (as in Lua). The handler cannot tell the
+ * difference: without the debug library it cannot look at the stack it was raised in. */
+static int sb_xpcall(lua_State *L)
+{
+    int n = lua_gettop(L);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_pushboolean(L, 1);
+    lua_pushvalue(L, 1);
+    lua_rotate(L, 3, 2); /* f, handler, true, f, args... */
+    int st = lua_pcall(L, n - 2, LUA_MULTRET, 0);
+    if (st == LUA_OK) {
+        return lua_gettop(L) - 2;
+    }
+    if (module_of(L)->cpu_expired) {
+        return lua_error(L);
+    }
+    if (st != LUA_ERRMEM) {
+        lua_pushvalue(L, 2);
+        lua_insert(L, -2);
+        lua_pcall(L, 1, 1, 0); /* the handler's result, or its own error */
+    }
+    lua_pushboolean(L, 0);
+    lua_insert(L, -2);
+    return 2;
+}
+
 static int sb_rawset(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
@@ -1269,6 +1299,7 @@ static void trim_libraries(lua_State *L, struct lua_module *m)
     }
     set_fn(L, "setmetatable", sb_setmetatable);
     set_fn(L, "rawset", sb_rawset);
+    set_fn(L, "xpcall", sb_xpcall);
     set_fn(L, "log", sb_log);
     luajson_push_lib(&m->json, L);
     lua_setfield(L, -2, "json");
