@@ -15,6 +15,7 @@
 enum {
     LOGIC_LUA_HOOK_INSTRUCTIONS = 1000, /* VM instructions between two CPU-deadline checks */
     LOGIC_LUA_C_LOOP_CHECK = 1024,      /* iterations of a sandbox C loop between checks */
+    LOGIC_LUA_ALLOC_CHECK_BYTES = 1 << 20, /* bytes allocated in a call between checks */
     LOGIC_LUA_PATTERN_DEPTH = 200,      /* recursion of one pattern match ("too complex") */
     LOGIC_LUA_PATTERN_CAPTURES = 32,    /* captures in one pattern */
     LOGIC_LUA_MAX_ENTRIES = 16,         /* entry points checked at load */

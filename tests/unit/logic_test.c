@@ -476,6 +476,32 @@ TEST(cpu_limit_stops_loops_even_inside_pcall)
     logic_unload(m);
 }
 
+/* Work done by one instruction or one library call between two count hooks: the allocator
+ * and the sandbox's C functions look at the budget too, so the overshoot stays small (before
+ * they did, json.encode in a loop ran 25 times past its limit). */
+TEST(cpu_limit_covers_long_library_calls)
+{
+    struct logic_limits lim = limits(100, 32u << 20, 0);
+    struct logic_module *m = load_with(
+        "local a = string.rep('x', 4e6)\n"
+        "function upper() while true do local _ = a:upper() end end\n"
+        "function cat() while true do local _ = a .. 'y' end end\n"
+        "function enc() local t = {} for i = 1, 5e4 do t['k' .. i] = i end\n"
+        "  while true do pcall(json.encode, t) end end\n"
+        "function u8() while true do local _ = utf8.len(a) end end\n"
+        "function plain() while true do local _ = a:find('y', 1, true) end end\n"
+        "function ok() return 'ok' end\n",
+        NO_ENTRIES, &lim);
+    static const char *const probes[] = {"upper", "cat", "enc", "u8", "plain"};
+    for (size_t i = 0; i < sizeof probes / sizeof probes[0]; i++) {
+        double t0 = now_ms();
+        call_fails(m, probes[i], LOGIC_E_CPU);
+        CHECK(now_ms() - t0 < 1000);
+        check_usable(m);
+    }
+    logic_unload(m);
+}
+
 TEST(cpu_limit_at_load)
 {
     struct logic_limits lim = limits(100, 0, 0);
