@@ -3,9 +3,10 @@
  *
  * Reached through logic/runtime.h (logic_load with LOGIC_LANG_LUA); nothing else is exported.
  * The environment may be NULL for Lua. A module is used by one thread at a time; its CPU
- * limit is measured on the calling thread's CPU clock. The thread needs a C stack of about
- * 1 MB: Lua's own C recursion stops at LUAI_MAXCCALLS (200) levels, the sandbox's pattern
- * matcher at LOGIC_LUA_PATTERN_DEPTH, the JSON mapping at LOGIC_MAX_JSON_DEPTH.
+ * limit is measured on the calling thread's CPU clock. The thread needs 512 KiB of C stack
+ * (give it 1 MiB): Lua stops its own C recursion at 200 levels, the sandbox's pattern matcher
+ * at LOGIC_LUA_PATTERN_DEPTH, the JSON mapping at LOGIC_MAX_JSON_DEPTH; 256 KiB crashed in
+ * 200 levels of gsub callbacks.
  */
 #ifndef LOGIC_LUA_RT_H
 #define LOGIC_LUA_RT_H
