@@ -1785,11 +1785,13 @@ static int do_call(lua_State *L)
     return encode_result(L, c, -1);
 }
 
-/* Stack: 1 the call, 2 the entry, 3 the parameters (or nil), 4 the state. */
+/* Stack: 1 the call, 2 the entry, 3 the parameters (or nil), 4 the state. c->index is n
+ * while no event is being folded (entry, parameters, state, final state's JSON). */
 static int do_fold(lua_State *L)
 {
     struct call *c = lua_touserdata(L, 1);
     struct lua_module *m = c->m;
+    c->index = c->n;
     if (!push_entry(L, m, c->entry)) {
         return fail_call(c, LOGIC_E_MISSING, "%s is not defined as a global function", c->entry);
     }

@@ -224,6 +224,11 @@ TEST(fold_passes_view_parameters_and_reports_the_failing_event)
     ASSERT_EQ(err.kind, LOGIC_E_INVALID);
     ASSERT_EQ(failed_at, 1);
     printf("    %s\n", err.message);
+    /* a failure that is no event's: failed_at is n */
+    ASSERT_EQ(logic_fold(m, "evolve", S("{bad"), ev, 2, &params, &out, &failed_at, &err),
+              ERR_INVALID);
+    ASSERT_EQ(err.kind, LOGIC_E_INVALID);
+    ASSERT_EQ(failed_at, 2);
     check_usable(m);
     buf_fini(&out);
     logic_unload(m);
