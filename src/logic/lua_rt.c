@@ -65,6 +65,8 @@ struct lua_module {
     uint64_t cpu_start_ns;             /* the thread's CPU clock when the call began */
     uint64_t next_check_ns;            /* monotonic time before which the budget is not spent */
     bool cpu_expired;                  /* the deadline passed during this call */
+    bool in_call;                      /* between call_begin and finish */
+    size_t alloc_since_check;          /* bytes allocated since the last look at the budget */
     enum logic_err_kind raised_kind;   /* what the sandbox last raised during this call */
     char raised_msg[200];              /* ... and its message */
     int err_line;                      /* the user chunk's line where the error was raised */
@@ -140,28 +142,6 @@ static _Noreturn void raise_sandbox(lua_State *L, enum logic_err_kind kind, cons
 /* ------------------------------------------------------------------------------------------ */
 /* memory and CPU limits */
 
-static void *on_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
-{
-    struct lua_module *m = ud;
-    size_t old = ptr ? osize : 0; /* without ptr, osize is a type tag */
-    if (nsize == 0) {
-        free(ptr);
-        m->mem_used -= old;
-        return NULL;
-    }
-    if (nsize > old && nsize - old > m->lim.mem_bytes - m->mem_used) {
-        m->mem_refused = true;
-        return NULL;
-    }
-    void *p = realloc(ptr, nsize);
-    if (!p) {
-        m->mem_refused = true;
-        return NULL;
-    }
-    m->mem_used = m->mem_used - old + nsize;
-    return p;
-}
-
 static uint64_t thread_cpu_ns(void)
 {
     struct timespec ts;
@@ -227,6 +207,46 @@ static void on_json_tick(lua_State *L, void *arg)
     check_cpu(L);
 }
 
+/* Once the budget is spent: marks the call and sets the hook to raise at the next
+ * instruction. lua_sethook may be called at any point (Lua allows it in signal handlers). */
+static void expire_if_spent(struct lua_module *m)
+{
+    if (!m->cpu_expired && budget_spent(m)) {
+        m->cpu_expired = true;
+        lua_sethook(m->L, on_count, LUA_MASKCOUNT, 1);
+    }
+}
+
+/* The state's allocator: refuses blocks beyond the memory limit, and during a call looks at
+ * the CPU budget every LOGIC_LUA_ALLOC_CHECK_BYTES allocated, since one instruction or one
+ * library call can do a lot of work that allocates (s:upper() of megabytes, a long concat)
+ * between two count hooks. */
+static void *on_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    struct lua_module *m = ud;
+    size_t old = ptr ? osize : 0; /* without ptr, osize is a type tag */
+    if (nsize == 0) {
+        free(ptr);
+        m->mem_used -= old;
+        return NULL;
+    }
+    if (nsize > old && nsize - old > m->lim.mem_bytes - m->mem_used) {
+        m->mem_refused = true;
+        return NULL;
+    }
+    void *p = realloc(ptr, nsize);
+    if (!p) {
+        m->mem_refused = true;
+        return NULL;
+    }
+    m->mem_used = m->mem_used - old + nsize;
+    if (m->in_call && (m->alloc_since_check += nsize) >= LOGIC_LUA_ALLOC_CHECK_BYTES) {
+        m->alloc_since_check = 0;
+        expire_if_spent(m);
+    }
+    return p;
+}
+
 static void call_begin(struct lua_module *m)
 {
     m->cpu_expired = false;
@@ -235,6 +255,8 @@ static void call_begin(struct lua_module *m)
     m->raised_msg[0] = '\0';
     m->err_line = 0;
     m->has_err_msg = false;
+    m->in_call = true;
+    m->alloc_since_check = 0;
     m->cpu_start_ns = thread_cpu_ns();
     m->next_check_ns = time_mono_ns() + (uint64_t)m->lim.cpu_ms * 1000000u;
     lua_sethook(m->L, on_count, LUA_MASKCOUNT, LOGIC_LUA_HOOK_INSTRUCTIONS);
@@ -304,6 +326,7 @@ static bool match_class(int c, int cl)
     case 'u': res = isupper(c); break;
     case 'w': res = isalnum(c); break;
     case 'x': res = isxdigit(c); break;
+    case 'z': res = (c == 0); break; /* deprecated in Lua, still matched */
     default: return cl == c;
     }
     return isupper(cl) ? res == 0 : res != 0;
@@ -681,6 +704,7 @@ static int find_aux(lua_State *L, bool find)
     if (find && (lua_toboolean(L, 4) || no_specials(p, lp))) {
         /* glibc's memmem is linear in the worst case (two-way) */
         const char *hit = memmem(s + init - 1, ls - (init - 1), p, lp);
+        check_cpu(L); /* up to megabytes scanned since the last count hook */
         if (!hit) {
             luaL_pushfail(L);
             return 1;
@@ -1121,6 +1145,35 @@ static int sb_setmetatable(lua_State *L)
     return 1;
 }
 
+/* xpcall: Lua calls a message handler before unwinding, and when the error comes from the
+ * count hook it runs with hooks off, so a looping handler could never be stopped. Here the
+ * handler runs after the protected call has unwound (hooks back on), and not at all once the
+ * CPU budget is spent or for a memory error (as in Lua). The handler cannot tell the
+ * difference: without the debug library it cannot look at the stack it was raised in. */
+static int sb_xpcall(lua_State *L)
+{
+    int n = lua_gettop(L);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_pushboolean(L, 1);
+    lua_pushvalue(L, 1);
+    lua_rotate(L, 3, 2); /* f, handler, true, f, args... */
+    int st = lua_pcall(L, n - 2, LUA_MULTRET, 0);
+    if (st == LUA_OK) {
+        return lua_gettop(L) - 2;
+    }
+    if (module_of(L)->cpu_expired) {
+        return lua_error(L);
+    }
+    if (st != LUA_ERRMEM) {
+        lua_pushvalue(L, 2);
+        lua_insert(L, -2);
+        lua_pcall(L, 1, 1, 0); /* the handler's result, or its own error */
+    }
+    lua_pushboolean(L, 0);
+    lua_insert(L, -2);
+    return 2;
+}
+
 static int sb_rawset(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
@@ -1240,6 +1293,24 @@ static void set_fn(lua_State *L, const char *field, lua_CFunction fn)
     lua_setfield(L, -2, field);
 }
 
+/* A library function whose work grows with a string's length without allocating (so the
+ * allocator's budget check does not see it): the budget is checked after each call. */
+static int sb_checked(lua_State *L)
+{
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    check_cpu(L);
+    return lua_gettop(L);
+}
+
+static void wrap_checked(lua_State *L, const char *field)
+{
+    lua_getfield(L, -1, field);
+    lua_pushcclosure(L, sb_checked, 1);
+    lua_setfield(L, -2, field);
+}
+
 /* The string library with our patterns, a bounded rep, and no dump or pack. */
 static void trim_string(lua_State *L)
 {
@@ -1269,6 +1340,7 @@ static void trim_libraries(lua_State *L, struct lua_module *m)
     }
     set_fn(L, "setmetatable", sb_setmetatable);
     set_fn(L, "rawset", sb_rawset);
+    set_fn(L, "xpcall", sb_xpcall);
     set_fn(L, "log", sb_log);
     luajson_push_lib(&m->json, L);
     lua_setfield(L, -2, "json");
@@ -1284,6 +1356,10 @@ static void trim_libraries(lua_State *L, struct lua_module *m)
     set_fn(L, "move", sb_move);
     set_fn(L, "concat", sb_concat);
     set_fn(L, "sort", sb_sort);
+    lua_pop(L, 1);
+    lua_getglobal(L, LUA_UTF8LIBNAME);
+    wrap_checked(L, "len");
+    wrap_checked(L, "offset");
     lua_pop(L, 1);
 }
 
@@ -1464,6 +1540,7 @@ static int finish(struct lua_module *m, struct call *c, int status, struct logic
         rc = ERR_INVALID;
     }
     lua_settop(m->L, 0);
+    m->in_call = false;
     if (rc < 0 && c->out) {
         c->out->len = c->out_start;
         if (c->out->cap) {
@@ -1708,11 +1785,13 @@ static int do_call(lua_State *L)
     return encode_result(L, c, -1);
 }
 
-/* Stack: 1 the call, 2 the entry, 3 the parameters (or nil), 4 the state. */
+/* Stack: 1 the call, 2 the entry, 3 the parameters (or nil), 4 the state. c->index is n
+ * while no event is being folded (entry, parameters, state, final state's JSON). */
 static int do_fold(lua_State *L)
 {
     struct call *c = lua_touserdata(L, 1);
     struct lua_module *m = c->m;
+    c->index = c->n;
     if (!push_entry(L, m, c->entry)) {
         return fail_call(c, LOGIC_E_MISSING, "%s is not defined as a global function", c->entry);
     }

@@ -456,6 +456,7 @@ struct enc {
     size_t start;    /* out->len before this encode */
     size_t max;      /* bytes this encode may add */
     int depth;       /* tables open */
+    unsigned values; /* values and keys visited, for the tick */
     const void *open[LOGIC_MAX_JSON_DEPTH]; /* the tables open, for cycles */
     /* path[d]: the member being encoded in the table opened at depth d (1-based; index 0
      * and no key: none yet) */
@@ -494,6 +495,13 @@ static int enc_fail(struct enc *e, int rc, const char *fmt, ...)
     format_path(e, path, sizeof path);
     snprintf(e->j->err, sizeof e->j->err, "%s: %s", path, what);
     return rc;
+}
+
+static void enc_tick(struct enc *e)
+{
+    if (++e->values % LUAJSON_TICK_VALUES == 0 && e->j->tick) {
+        e->j->tick(e->L, e->j->tick_arg);
+    }
 }
 
 static int check_budget(struct enc *e, size_t more)
@@ -603,6 +611,10 @@ static int enc_string(struct enc *e, const char *s, size_t n)
 size_t luajson_format_real(double v, char *out)
 {
     int n = 0;
+    if (fabs(v) < 1e15 && v == (double)(long long)v && !(v == 0 && signbit(v))) {
+        /* integral and exact in 15 digits: the common case, without the strtod check */
+        return (size_t)snprintf(out, REAL_TEXT_BYTES, "%lld.0", (long long)v);
+    }
     for (int prec = 15; prec <= 17; prec++) {
         n = snprintf(out, REAL_TEXT_BYTES, "%.*g", prec, v);
         if (strtod(out, NULL) == v) {
@@ -713,6 +725,7 @@ static int scan_keys(struct enc *e, int idx, struct shape *sh)
     lua_pushnil(L);
     while (lua_next(L, idx)) {
         lua_pop(L, 1);
+        enc_tick(e);
         sh->count++;
         if (lua_type(L, -1) == LUA_TSTRING) {
             size_t n;
@@ -851,6 +864,7 @@ static int enc_table(struct enc *e, int idx)
 static int enc_value(struct enc *e, int idx)
 {
     lua_State *L = e->L;
+    enc_tick(e);
     switch (lua_type(L, idx)) {
     case LUA_TNIL: return enc_raw(e, "null", 4);
     case LUA_TBOOLEAN:
@@ -932,6 +946,9 @@ static int lib_encode(lua_State *L)
     luaL_checkany(L, 1);
     buf_reset(&j->encoded);
     int rc = luajson_encode(j, L, 1, &j->encoded, j->encode_max_bytes);
+    if (j->tick) {
+        j->tick(L, j->tick_arg); /* the work since the last count hook may be large */
+    }
     if (rc < 0) {
         return luaL_error(L, "json.encode: %s", j->err);
     }
@@ -946,6 +963,9 @@ static int lib_decode(lua_State *L)
     const char *s = luaL_checklstring(L, 1, &n);
     if (luajson_decode(j, L, s, n) < 0) {
         return luaL_error(L, "json.decode: %s", j->err);
+    }
+    if (j->tick) {
+        j->tick(L, j->tick_arg);
     }
     return 1;
 }

@@ -26,11 +26,11 @@
 
 enum {
     LUAJSON_ERR_BYTES = 300,  /* room for an error message with its path */
-    LUAJSON_TICK_VALUES = 4096, /* decoded values between two calls of the tick function */
+    LUAJSON_TICK_VALUES = 4096, /* values between two calls of the tick function */
 };
 
-/* Called while decoding every LUAJSON_TICK_VALUES values; may raise a Lua error (the CPU
- * deadline of the runtime). */
+/* Called every LUAJSON_TICK_VALUES values decoded or visited while encoding, and after each
+ * json.encode and json.decode; may raise a Lua error (the CPU deadline of the runtime). */
 typedef void luajson_tick_fn(lua_State *L, void *arg);
 
 struct luajson_key {
@@ -69,7 +69,8 @@ int luajson_decode(struct luajson *j, lua_State *L, const char *s, size_t len);
  * (a value JSON cannot hold: function, NaN, infinity, a key neither string nor array index,
  * a sparse array, mixed keys, a cycle, invalid UTF-8, nesting deeper than
  * LOGIC_MAX_JSON_DEPTH), or ERR_TOOBIG with j->err set (the text would exceed max_bytes).
- * On failure out->len is back where it was. May raise a Lua memory error. */
+ * On such a failure out->len is back where it was. May raise a Lua error (memory, or from the
+ * tick function), after which out holds a partial text the caller discards. */
 int luajson_encode(struct luajson *j, lua_State *L, int idx, struct buf *out, size_t max_bytes);
 
 /* Pushes the `json` library table: null, array([t]), object([t]), encode(v), decode(s).
