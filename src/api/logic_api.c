@@ -4,13 +4,16 @@
  * parses and hands over. */
 #include "api/native_int.h"
 
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "http/parse.h"
+#include "json/jsonx.h"
+#include "logic/command.h"
 #include "logic/logic.h"
 #include "logic/projection.h"
-#include "http/parse.h"
 #include "ops/out.h"
 #include "ops/parse.h"
 #include "ops/qparse.h"
@@ -587,4 +590,108 @@ void api_proj_changes(struct gate_call *c)
         return;
     }
     out_json(c->req, 200, &b);
+}
+
+/* ---- command handlers ---- */
+
+static void answer_command(struct logic_job *j, const struct command_result *r, bool dry)
+{
+    struct buf b;
+    buf_init(&b);
+    buf_adds(&b, "{\"command\":");
+    buf_add_json_str(&b, j->name, strlen(j->name));
+    buf_adds(&b, ",\"events\":");
+    buf_add(&b, r->events.ptr, r->events.len);
+    if (dry) {
+        buf_adds(&b, ",\"conditions\":");
+        buf_add(&b, r->conditions.ptr, r->conditions.len);
+        buf_adds(&b, ",\"dryRun\":true");
+    } else if (r->last_position) {
+        buf_adds(&b, ",\"position\":");
+        buf_add_u64(&b, r->last_position);
+    }
+    buf_adds(&b, ",\"attempts\":");
+    buf_add_u64(&b, r->attempts);
+    buf_addc(&b, '}');
+    out_json(j->req, !dry && r->last_position ? 201 : 200, &b);
+}
+
+static void answer_rejection(struct logic_job *j, const struct command_result *r)
+{
+    struct buf details, msg;
+    buf_init(&details);
+    buf_init(&msg);
+    struct slice rej = {r->rejection.ptr, r->rejection.len}, m;
+    if (jsonx_kind(rej) == '{' && jsonx_member(rej, "message", &m) && jsonx_kind(m) == '"') {
+        jsonx_string(m, &msg);
+    }
+    buf_adds(&details, "\"rejection\":");
+    buf_add(&details, rej.ptr, rej.len);
+    struct gate_error e = {.kind = 422, .code = "command_rejected",
+                           .message = msg.len ? msg.ptr : "the command handler rejected it",
+                           .details = details.ptr};
+    gate_fail_req(NULL, j->req, &e);
+    buf_fini(&details);
+    buf_fini(&msg);
+}
+
+static void run_command(void *arg, bool cancelled)
+{
+    struct logic_job *j = arg;
+    struct command_result r;
+    command_result_init(&r);
+    struct logic_error le = {0};
+    int rc = cancelled ? ERR_SHUTDOWN
+                       : logic_command(j->lg, j->db, j->name,
+                                       (struct slice){j->params, strlen(j->params)}, j->has_at,
+                                       &r, &le);
+    if (rc == ERR_NOTFOUND) {
+        out_error(j->req, 404, "command_not_found", "no command handler of that name", "name");
+    } else if (rc == ERR_INVALID && le.kind) {
+        fail_logic(j->req, 422, "command_failed", &le, 0);
+    } else if (rc == ERR_CONFLICT) {
+        out_error(j->req, 409, "command_conflict", "what the command handler read kept "
+                  "changing while it decided; nothing was written", NULL);
+    } else if (rc) {
+        out_engine_error(j->req, rc);
+    } else if (r.rejected) {
+        answer_rejection(j, &r);
+    } else {
+        answer_command(j, &r, j->has_at);
+    }
+    command_result_fini(&r);
+    job_free(j);
+}
+
+void api_command(struct gate_call *c)
+{
+    const char *dry = http_req_query(c->req, "dryRun");
+    if (dry && strcmp(dry, "true") != 0 && strcmp(dry, "false") != 0) {
+        out_error(c->req, 400, "invalid_parameter", "dryRun is true or false", "dryRun");
+        return;
+    }
+    if (!out_require_json(c->req)) {
+        return;
+    }
+    struct slice body = http_req_body(c->req), cmd;
+    struct parse_error pe;
+    void *root;
+    if (parse_json_object(body, &root, &pe) != 0) {
+        out_parse_error(c->req, &pe);
+        return;
+    }
+    json_decref(root);
+    if (!jsonx_member(body, "command", &cmd) || jsonx_kind(cmd) != '{') {
+        out_error(c->req, 400, "invalid_request", "the body is {\"command\": {...}}",
+                  "command");
+        return;
+    }
+    struct logic_job *j = xcalloc(1, sizeof(*j));
+    snprintf(j->name, sizeof j->name, "%s", gate_param_str(c, "name"));
+    struct buf text;
+    buf_init(&text);
+    jsonx_minify(cmd, &text);
+    j->params = buf_steal(&text, NULL);
+    j->has_at = dry && !strcmp(dry, "true"); /* dry run */
+    submit(c, j, run_command);
 }

@@ -110,6 +110,10 @@ static const struct route_param P_PROJ_CHANGES[] = {
     P_LIMIT,
     {NULL, 0, NULL, NULL},
 };
+static const struct route_param P_DRY_RUN[] = {
+    {"dryRun", PARAM_BOOLEAN, "Decide, write nothing: answer the events and conditions", NULL},
+    {NULL, 0, NULL, NULL},
+};
 static const struct route_param P_RETURN_STATE[] = {
     {"returnState", PARAM_BOOLEAN, "Answer the stream's state too, from its category's reducer",
      NULL},
@@ -271,6 +275,10 @@ static const struct route ROUTES[] = {
      DB | ROUTE_PENDING_202, NEED_READ,
      "listProjectionChanges", "A projection's state changes, by sequence", P_PROJ_CHANGES,
      NULL, "ProjectionChanges", 200},
+    {"POST", "v1/databases/{db}/commands/{name}", api_command, DB | ROUTE_REPLACE_200,
+     NEED_WRITE, "runCommand", "Run a command handler: append what it decides (with the "
+     "conditions its reads imply), or with dryRun=true say what it would", P_DRY_RUN,
+     "CommandRequest", "CommandResult", 201},
     {"GET", "v1/backup", backup, ROUTE_ALL_DBS | ROUTE_STREAMING, NEED_ADMIN, "backup",
      "Stream a consistent backup of every database (application/vnd.annals.backup)", NULL,
      NULL, "BackupStream", 200},

@@ -310,6 +310,22 @@ static void mod_release(struct mod_ent *me)
     pthread_mutex_unlock(&me->mu);
 }
 
+struct logic_module *logic_acquire(struct logic *lg, struct db *db, const struct comp_def *def,
+                                   struct logic_instance **out, struct logic_error *err,
+                                   int *rc)
+{
+    struct mod_ent *me = mod_acquire(lg, db, def, err, rc);
+    *out = (struct logic_instance *)me;
+    return me ? me->m : NULL;
+}
+
+void logic_release(struct logic_instance *inst)
+{
+    if (inst) {
+        mod_release((struct mod_ent *)inst);
+    }
+}
+
 /* ---- deploys ---- */
 
 /* The derived table of a reducer version's snapshots. */

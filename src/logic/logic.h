@@ -49,6 +49,14 @@ engine_filter_parse_fn *logic_filter_parser(struct logic *lg);
 void logic_format_event(struct logic *lg, struct buf *out, const struct event_rec *ev);
 struct projections *logic_projections(struct logic *lg);
 
+/* A loaded instance of def's code in db, for the caller's thread alone until released (loaded
+ * or reloaded for def's version first). Returns the module, or NULL with *err and *rc set. */
+struct logic_instance;
+struct logic_module *logic_acquire(struct logic *lg, struct db *db, const struct comp_def *def,
+                                   struct logic_instance **out, struct logic_error *err,
+                                   int *rc);
+void logic_release(struct logic_instance *inst);
+
 /* The components in force in db (one reference for the caller: comp_set_unref). Cached per
  * database and re-read when its logic stream moved. Returns 0 or ERR_*. */
 int logic_set(struct logic *lg, struct db *db, struct comp_set **out);

@@ -89,6 +89,7 @@ struct call {
     const struct slice *events;
     size_t n;
     const struct slice *extra;
+    const struct logic_host *host; /* call_ctx: what ctx's functions reach */
     size_t index;             /* fold: the event being folded */
     const char *source;       /* load */
     size_t len;
@@ -1820,6 +1821,82 @@ static int do_fold(lua_State *L)
     return encode_result(L, c, 4);
 }
 
+/* ctx.<op>(...): upvalue 1 the call, 2 the op's name. Encodes the arguments as a JSON array,
+ * asks the host, decodes its answer. */
+static int ctx_trampoline(lua_State *L)
+{
+    struct call *c = lua_touserdata(L, lua_upvalueindex(1));
+    const char *op = lua_tostring(L, lua_upvalueindex(2));
+    struct lua_module *m = c->m;
+    int n = lua_gettop(L);
+    struct buf args, res;
+    buf_init(&args);
+    buf_init(&res);
+    buf_addc(&args, '[');
+    for (int i = 1; i <= n; i++) {
+        buf_adds(&args, i > 1 ? "," : "");
+        if (luajson_encode(&m->json, L, i, &args, m->lim.output_bytes) < 0) {
+            buf_fini(&args);
+            buf_fini(&res);
+            raise_fmt(L, "ctx.%s: argument %d: %s", op, i, m->json.err);
+        }
+    }
+    buf_addc(&args, ']');
+    char why[200] = "";
+    int rc = c->host->fn(c->host->arg, op, (struct slice){args.ptr, args.len}, &res, why,
+                         sizeof why);
+    buf_fini(&args);
+    if (rc == 0 && luajson_decode(&m->json, L, res.ptr ? res.ptr : "null",
+                                  res.ptr ? res.len : 4) < 0) {
+        snprintf(why, sizeof why, "its answer: %.180s", m->json.err);
+        rc = -1;
+    }
+    buf_fini(&res);
+    if (rc) {
+        raise_fmt(L, "ctx.%s: %s", op, why[0] ? why : "failed");
+    }
+    return 1;
+}
+
+/* Like do_call, with the ctx table as the last argument. */
+static int do_call_ctx(lua_State *L)
+{
+    struct call *c = lua_touserdata(L, 1);
+    struct lua_module *m = c->m;
+    if (!push_entry(L, m, c->entry)) {
+        return fail_call(c, LOGIC_E_MISSING, "%s is not defined as a global function", c->entry);
+    }
+    if (c->nargs > INT_MAX - 8) {
+        return fail_call(c, LOGIC_E_INVALID, "too many arguments");
+    }
+    luaL_checkstack(L, (int)c->nargs + 4, "too many arguments");
+    for (size_t i = 0; i < c->nargs; i++) {
+        if (luajson_decode(&m->json, L, c->args[i].ptr, c->args[i].len) < 0) {
+            return fail_call(c, LOGIC_E_INVALID, "argument %zu: %s", i + 1, m->json.err);
+        }
+    }
+    lua_newtable(L);
+    for (const char *const *op = c->host->ops; *op; op++) {
+        lua_pushlightuserdata(L, c);
+        lua_pushstring(L, *op);
+        lua_pushcclosure(L, ctx_trampoline, 2);
+        lua_setfield(L, -2, *op);
+    }
+    lua_call(L, (int)c->nargs + 1, 1);
+    return encode_result(L, c, -1);
+}
+
+static int call_ctx_module(struct logic_module *lm, const char *entry, const struct slice *args,
+                           size_t nargs, const struct logic_host *host, struct buf *out,
+                           struct logic_error *err)
+{
+    struct lua_module *m = (struct lua_module *)lm;
+    struct call c = {.m = m, .entry = entry, .args = args, .nargs = nargs, .host = host,
+                     .out = out, .out_start = out->len};
+    call_begin(m);
+    return finish(m, &c, run(m, do_call_ctx, &c), err);
+}
+
 static int call_module(struct logic_module *lm, const char *entry, const struct slice *args,
                        size_t nargs, struct buf *out, struct logic_error *err)
 {
@@ -1880,6 +1957,7 @@ const struct logic_runtime logic_lua_runtime = {
     .load = load_module,
     .call = call_module,
     .fold = fold_module,
+    .call_ctx = call_ctx_module,
     .logs = copy_logs,
     .unload = unload_module,
 };

@@ -227,6 +227,23 @@ int logic_fold(struct logic_module *m, const char *entry, struct slice state,
     return runtime_of(m)->fold(m, entry, state, events, n, extra, out, out_failed_at, err);
 }
 
+int logic_call_ctx(struct logic_module *m, const char *entry, const struct slice *args,
+                   size_t nargs, const struct logic_host *host, struct buf *out,
+                   struct logic_error *err)
+{
+    struct logic_error spare;
+    err = err ? err : &spare;
+    clear_error(err);
+    if (!m || !entry || (nargs > 0 && !args) || !host || !host->fn || !host->ops) {
+        return fail(err, ERR_INVALID, LOGIC_E_INVALID, "no module, entry, arguments or host");
+    }
+    if (!runtime_of(m)->call_ctx) {
+        return fail(err, ERR_INVALID, LOGIC_E_INVALID, "the %s runtime offers no ctx calls yet",
+                    runtime_of(m)->name);
+    }
+    return runtime_of(m)->call_ctx(m, entry, args, nargs, host, out, err);
+}
+
 size_t logic_logs(struct logic_module *m, char **lines, size_t max)
 {
     if (!m || !lines || max == 0) {

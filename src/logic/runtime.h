@@ -121,6 +121,26 @@ int logic_fold(struct logic_module *m, const char *entry, struct slice state,
                const struct slice *events, size_t n, const struct slice *extra,
                struct buf *out, size_t *out_failed_at, struct logic_error *err);
 
+/* A host function user code reaches through its ctx object during logic_call_ctx: ctx.<op>(...)
+ * calls fn with op and the JSON array of the arguments; fn appends the JSON text of the result
+ * to out and returns 0, or returns a negative ERR_* with a reason in why (the call then raises
+ * an error "ctx.<op>: <why>" in the user's code). Runs on the calling thread, inside the call
+ * (its time counts against the call's CPU budget). */
+typedef int logic_host_fn(void *arg, const char *op, struct slice args_json, struct buf *out,
+                          char *why, size_t why_cap);
+
+struct logic_host {
+    const char *const *ops; /* the ctx functions offered, NULL-terminated */
+    logic_host_fn *fn;
+    void *arg;
+};
+
+/* logic_call with one more argument after args: a ctx object whose functions are host->ops.
+ * Returns as logic_call; LOGIC_E_INVALID when the runtime offers no ctx calls. */
+int logic_call_ctx(struct logic_module *m, const char *entry, const struct slice *args,
+                   size_t nargs, const struct logic_host *host, struct buf *out,
+                   struct logic_error *err);
+
 /* Copies up to max of the module's latest log lines (oldest first), each a malloc'd string
  * the caller frees; returns how many. */
 size_t logic_logs(struct logic_module *m, char **lines, size_t max);
@@ -139,6 +159,9 @@ struct logic_runtime {
     int (*fold)(struct logic_module *m, const char *entry, struct slice state,
                 const struct slice *events, size_t n, const struct slice *extra,
                 struct buf *out, size_t *out_failed_at, struct logic_error *err);
+    int (*call_ctx)(struct logic_module *m, const char *entry, const struct slice *args,
+                    size_t nargs, const struct logic_host *host, struct buf *out,
+                    struct logic_error *err); /* NULL: no ctx calls in this runtime */
     size_t (*logs)(struct logic_module *m, char **lines, size_t max);
     void (*unload)(struct logic_module *m);
 };

@@ -425,3 +425,129 @@ def test_projection_over_a_filter_and_removal():
                 break
             time.sleep(0.05)
         check(st == 404 and b["error"]["code"] == "projection_not_found", f"{st} {b}")
+
+
+# ---- command handlers ----
+
+ACCOUNTS = """
+function reduce(s, e)
+  s = s or {balance = 0}
+  if e.type == "Deposited" then s.balance = s.balance + e.data.amount
+  else s.balance = s.balance - e.data.amount end
+  return s
+end
+"""
+
+WITHDRAW = """
+function decide(c, ctx)
+  local s = ctx.state("acct-" .. c.id)
+  local bal = s and s.balance or 0
+  if bal < c.amount then
+    return {error = {code = "insufficient_funds", message = "balance " .. bal,
+                     details = {balance = bal}}}
+  end
+  return {events = {{stream = "acct-" .. c.id, type = "Withdrawn", data = {amount = c.amount}}}}
+end
+"""
+
+
+def command(s, name, cmd, dry=False):
+    q = "?dryRun=true" if dry else ""
+    return s.post(f"{DB}/commands/{name}{q}", {"command": cmd})
+
+
+def setup_accounts(s):
+    check(put(s, "accounts", reducer(ACCOUNTS, category="acct"))[0] == 201, "reducer")
+    check(put(s, "withdraw", {"kind": "command", "language": "lua", "source": WITHDRAW})[0]
+          == 201, "command")
+    s.append("acct-1", [{"type": "Deposited", "data": {"amount": 100}}])
+
+
+def test_command_decides_appends_rejects_and_dry_runs():
+    with Server() as s:
+        setup_accounts(s)
+        head = s.head()
+        st, _, b = command(s, "withdraw", {"id": 1, "amount": 30}, dry=True)
+        check(st == 200 and b["dryRun"] is True and b["events"] == [
+            {"stream": "acct-1", "type": "Withdrawn", "data": {"amount": 30}}] and
+            b["conditions"] == [{"after": head}], f"dry run: {st} {b}")
+        check(s.head() == head, "a dry run wrote")
+        st, _, b = command(s, "withdraw", {"id": 1, "amount": 30})
+        check(st == 201 and b["events"][0]["position"] == head + 1 and
+              b["events"][0]["version"] == 2 and b["position"] == head + 1, f"{st} {b}")
+        st, _, b = command(s, "withdraw", {"id": 1, "amount": 300})
+        check(st == 422 and b["error"]["code"] == "command_rejected" and
+              b["error"]["rejection"] == {"code": "insufficient_funds", "message": "balance 70",
+                                          "details": {"balance": 70}}, f"{st} {b}")
+        check(s.head() == head + 1, "a rejection wrote")
+        expect_error(command(s, "nope", {}), 404, "command_not_found")
+        expect_error(s.post(f"{DB}/commands/withdraw", {"cmd": {}}), 400, "invalid_request")
+        # a handler that fails, or returns what is not a decision
+        bad = (("boom", "function decide(c, ctx) error('kaput') end"),
+               ("junk", "function decide(c, ctx) return 7 end"),
+               ("badev", "function decide(c, ctx) return {events = {{type = 'x'}}} end"))
+        for name, src in bad:
+            check(put(s, name, {"kind": "command", "language": "lua", "source": src})[0] == 201,
+                  name)
+        head = s.head()  # (each deploy is an event of the $logic stream)
+        for name, _ in bad:
+            st, _, b = command(s, name, {})
+            check(st == 422 and b["error"]["code"] == "command_failed", f"{name}: {st} {b}")
+        check(s.head() == head, "a failed command wrote")
+
+
+def test_concurrent_commands_over_one_state_exactly_one_commits():
+    import threading
+    with Server() as s:
+        setup_accounts(s)
+        answers = []
+
+        def go():
+            answers.append(command(s, "withdraw", {"id": 1, "amount": 60}))
+        threads = [threading.Thread(target=go) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        ok = [b for st, _, b in answers if st == 201]
+        rejected = [b for st, _, b in answers if st == 422]
+        check(len(ok) == 1 and len(rejected) == 5, f"{[(st, b) for st, _, b in answers]}")
+        check(all(b["error"]["rejection"]["details"]["balance"] == 40 for b in rejected),
+              f"the losers decided again on the new state: {rejected}")
+        withdrawn = [e for e in s.read_stream("acct-1") if e["type"] == "Withdrawn"]
+        check(len(withdrawn) == 1, f"{withdrawn}")
+
+
+def test_command_reads_queries_projections_views_and_its_own_conditions():
+    src = """
+function decide(c, ctx)
+  local seen = ctx.query({types = {"Registered"}, tags = {"email:" .. c.email}}, 10)
+  if #seen > 0 then return {error = {code = "taken", message = "email taken"}} end
+  local count = ctx.projection("users", "all") or 0
+  local v = ctx.view("names", {prefix = "a"})
+  return {events = {{stream = "user-" .. c.id, type = "Registered", data = {n = count, v = v},
+                     tags = {"email:" .. c.email}}},
+          conditions = {{stream = "user-" .. c.id, expectedVersion = "no_stream"}}}
+end
+"""
+    with Server() as s:
+        check(put(s, "users", projection("function key(e) return 'all' end\n"
+                                         "function apply(s, e) return (s or 0) + 1 end",
+                                         {"types": ["Registered"]}))[0] == 201, "projection")
+        check(put(s, "names", {"kind": "view", "language": "lua", "filter": {"types": ["Registered"]},
+                               "source": "function evolve(s, e, p) return (s or 0) + 1 end"})[0]
+              == 201, "view")
+        check(put(s, "register", {"kind": "command", "language": "lua", "source": src})[0] == 201,
+              "command")
+        wait_live(s, "users")
+        st, _, b = command(s, "register", {"id": 1, "email": "a@x"})
+        check(st == 201 and b["events"][0]["data"] == {"n": 0}, f"{st} {b}")  # v: nil
+        wait_live(s, "users")
+        st, _, b = command(s, "register", {"id": 2, "email": "b@x"})
+        check(st == 201 and b["events"][0]["data"] == {"n": 1, "v": 1}, f"{st} {b}")
+        st, _, b = command(s, "register", {"id": 3, "email": "a@x"})
+        check(st == 422 and b["error"]["rejection"]["code"] == "taken", f"{st} {b}")
+        # its own expectedVersion: the stream exists already, so it never holds
+        st, _, b = command(s, "register", {"id": 1, "email": "c@x"})
+        check(st == 409 and b["error"]["code"] == "command_conflict", f"{st} {b}")
+        check(len(s.read_stream("user-1")) == 1, "a conflict wrote")

@@ -625,6 +625,19 @@ def exercise_logic(c):
     c.call("GET", proj + "/changes", {"db": DB, "name": "later"}, status=200,
            query={"after": "1", "limit": "5"})
     c.fails("GET", proj, {"db": DB, "name": "nope"}, status=404, code="projection_not_found")
+    c.call("PUT", comp, {"db": DB, "name": "act"}, status=201, body={
+        "kind": "command", "language": "lua",
+        "source": "function decide(c, ctx) if c.no then return {error = {code = 'no'}} end "
+                  "local s = ctx.state('order-1') return {events = {{stream = 'order-9', "
+                  "type = 'Acted', data = {seen = s}}}} end"})
+    cmd = "/v1/databases/{db}/commands/{name}"
+    c.call("POST", cmd, {"db": DB, "name": "act"}, body={"command": {}}, status=201)
+    c.call("POST", cmd, {"db": DB, "name": "act"}, body={"command": {}}, status=200,
+           query={"dryRun": "true"})
+    c.fails("POST", cmd, {"db": DB, "name": "act"}, body={"command": {"no": True}}, status=422,
+            code="command_rejected")
+    c.fails("POST", cmd, {"db": DB, "name": "act"}, body={"order": {}}, status=400,
+            code="invalid_request", bad_request=True)
     c.call("DELETE", comp, {"db": DB, "name": "later"}, status=204)
 
 

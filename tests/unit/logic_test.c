@@ -916,3 +916,53 @@ TEST(timing_of_reduce)
     free(ev);
     logic_unload(m);
 }
+
+/* ---- ctx calls (command handlers) ---- */
+
+struct host_log {
+    char ops[256];
+};
+
+static int test_host(void *arg, const char *op, struct slice args, struct buf *out, char *why,
+                     size_t cap)
+{
+    struct host_log *h = arg;
+    size_t n = strlen(h->ops);
+    snprintf(h->ops + n, sizeof h->ops - n, "%s%.*s;", op, (int)args.len, args.ptr);
+    if (!strcmp(op, "fail")) {
+        snprintf(why, cap, "no such thing");
+        return ERR_NOTFOUND;
+    }
+    buf_adds(out, "{\"got\":");
+    buf_add(out, args.ptr, args.len);
+    buf_addc(out, '}');
+    return 0;
+}
+
+TEST(ctx_calls_reach_the_host_with_json_and_back)
+{
+    struct logic_module *m = load("function decide(c, ctx)\n"
+                                  "  local a = ctx.state('s-1')\n"
+                                  "  local b = ctx.projection('p', c.key)\n"
+                                  "  return {a = a, b = b, n = c.n}\n"
+                                  "end\n"
+                                  "function bad(c, ctx) return ctx.fail(1) end\n"
+                                  "function sneaky(c, ctx) return ctx.other() end\n");
+    static const char *const ops[] = {"state", "projection", "fail", NULL};
+    struct host_log h = {""};
+    struct logic_host host = {ops, test_host, &h};
+    struct slice cmd = S("{\"key\":\"k\",\"n\":2}");
+    struct buf out;
+    buf_init(&out);
+    struct logic_error err;
+    ASSERT_EQ(logic_call_ctx(m, "decide", &cmd, 1, &host, &out, &err), 0);
+    ASSERT_STR(out.ptr, "{\"a\":{\"got\":[\"s-1\"]},\"b\":{\"got\":[\"p\",\"k\"]},\"n\":2}");
+    ASSERT_STR(h.ops, "state[\"s-1\"];projection[\"p\",\"k\"];");
+    buf_reset(&out);
+    ASSERT_EQ(logic_call_ctx(m, "bad", &cmd, 1, &host, &out, &err), ERR_INVALID);
+    CHECK(err.kind == LOGIC_E_RUNTIME && strstr(err.message, "ctx.fail: no such thing"));
+    ASSERT_EQ(logic_call_ctx(m, "sneaky", &cmd, 1, &host, &out, &err), ERR_INVALID);
+    CHECK(err.kind == LOGIC_E_RUNTIME); /* only the offered functions exist */
+    buf_fini(&out);
+    logic_unload(m);
+}

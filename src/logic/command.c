@@ -1,0 +1,669 @@
+/* Command handlers: decide, read through ctx, append with the implied conditions, retry
+ * (logic/command.h). */
+#include "logic/command.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/canon.h"
+#include "json/jsonx.h"
+#include "logic/logic.h"
+#include "logic/projection.h"
+#include "query/filter.h"
+#include "util/errors.h"
+#include "util/uuid.h"
+
+void command_result_init(struct command_result *r)
+{
+    memset(r, 0, sizeof(*r));
+    buf_init(&r->rejection);
+    buf_init(&r->events);
+    buf_init(&r->conditions);
+}
+
+void command_result_fini(struct command_result *r)
+{
+    buf_fini(&r->rejection);
+    buf_fini(&r->events);
+    buf_fini(&r->conditions);
+}
+
+/* ---- what one decision read (each read becomes a condition) ---- */
+
+struct decision {
+    struct logic *lg;
+    struct db *db;
+    const struct comp_set *set;
+    struct filter filters[COMMAND_READS_MAX + LIMIT_APPEND_CONDS]; /* reads, then the
+                                                                    handler's conditions */
+    uint64_t max[COMMAND_READS_MAX + LIMIT_APPEND_CONDS];
+    bool used[COMMAND_READS_MAX + LIMIT_APPEND_CONDS];
+    size_t nreads;
+};
+
+static int why(char *w, size_t cap, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int why(char *w, size_t cap, int rc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(w, cap, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* Adds a condition: no event of the filter in text (parsed) after position max. */
+static int add_read(struct decision *d, struct slice filter_text, uint64_t max, char *w,
+                    size_t cap)
+{
+    if (d->nreads >= COMMAND_READS_MAX) {
+        return why(w, cap, ERR_TOOBIG, "at most %s reads in one decision", "64");
+    }
+    struct filter *f = &d->filters[d->nreads];
+    if (!filter_text.len) {
+        filter_init(f);
+    } else if (logic_filter_parser(d->lg)(filter_text, f) != 0) {
+        return why(w, cap, ERR_INVALID, "%s", "not a valid query filter");
+    }
+    d->used[d->nreads] = true;
+    d->max[d->nreads++] = max;
+    return 0;
+}
+
+/* The i-th item of a JSON array as a decoded string into out; false when it is not one. */
+static bool arg_string(struct slice args, size_t i, struct buf *out)
+{
+    size_t pos = 0;
+    struct slice it;
+    for (size_t k = 0; jsonx_next_item(args, &pos, &it); k++) {
+        if (k == i) {
+            return jsonx_kind(it) == '"' && jsonx_string(it, out) == 0 && out->len > 0;
+        }
+    }
+    return false;
+}
+
+static bool arg_value(struct slice args, size_t i, struct slice *out)
+{
+    size_t pos = 0;
+    for (size_t k = 0; jsonx_next_item(args, &pos, out); k++) {
+        if (k == i) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* ctx.state(stream) */
+static int read_state(struct decision *d, struct slice args, struct buf *out, char *w, size_t cap)
+{
+    struct buf stream;
+    buf_init(&stream);
+    if (!arg_string(args, 0, &stream) || !engine_stream_name_ok(stream.ptr, stream.len)) {
+        buf_fini(&stream);
+        return why(w, cap, ERR_INVALID, "%s", "state takes a stream name");
+    }
+    struct logic_state st;
+    logic_state_init(&st);
+    struct logic_error le = {0};
+    bool no_reducer = false;
+    int rc = logic_stream_state(d->lg, d->db, (struct slice){stream.ptr, stream.len}, NULL, &st,
+                                &no_reducer, &le);
+    if (rc == ERR_NOTFOUND || rc == 0) {
+        buf_add(out, rc ? "null" : st.state.ptr, rc ? 4 : st.state.len);
+        struct buf f;
+        buf_init(&f);
+        buf_adds(&f, "{\"streams\":[");
+        buf_add_json_str(&f, stream.ptr, stream.len);
+        buf_adds(&f, "]}");
+        rc = add_read(d, (struct slice){f.ptr, f.len}, rc ? 0 : st.position, w, cap);
+        buf_fini(&f);
+    } else if (rc == ERR_INVALID) {
+        snprintf(w, cap, "the reducer failed: %.150s", le.message);
+    }
+    logic_state_fini(&st);
+    buf_fini(&stream);
+    return rc;
+}
+
+/* ctx.projection(name, key) */
+static int read_projection(struct decision *d, struct slice args, struct buf *out, char *w,
+                           size_t cap)
+{
+    struct buf name, key;
+    buf_init(&name);
+    buf_init(&key);
+    int rc = 0;
+    const struct comp_def *def = NULL;
+    if (!arg_string(args, 0, &name) || !arg_string(args, 1, &key)) {
+        rc = why(w, cap, ERR_INVALID, "%s", "projection takes a name and a key");
+    } else {
+        def = comp_set_find(d->set, name.ptr);
+        rc = def && def->kind == COMP_PROJECTION
+                 ? 0 : why(w, cap, ERR_NOTFOUND, "no projection %.80s", name.ptr);
+    }
+    struct proj_info info;
+    uint64_t pos = 0;
+    if (!rc) {
+        size_t before = out->len;
+        rc = proj_state(logic_projections(d->lg), d->db, name.ptr,
+                        (struct slice){key.ptr, key.len}, out, &pos, &info);
+        if (rc == ERR_NOTFOUND && info.status) {
+            out->len = before;
+            buf_adds(out, "null");
+            rc = 0;
+        } else if (rc) {
+            why(w, cap, rc, "projection %.80s is not running yet", name.ptr);
+        }
+    }
+    if (!rc) {
+        const char *f = def->filter ? def->filter : "";
+        rc = add_read(d, (struct slice){f, strlen(f)}, info.position ? info.position - 1 : 0, w,
+                      cap);
+    }
+    buf_fini(&name);
+    buf_fini(&key);
+    return rc;
+}
+
+/* ctx.view(name, params) */
+static int read_view(struct decision *d, struct slice args, struct buf *out, char *w, size_t cap)
+{
+    struct buf name;
+    buf_init(&name);
+    struct slice params = {"{}", 2};
+    int rc = 0;
+    const struct comp_def *def = NULL;
+    if (!arg_string(args, 0, &name) ||
+        (arg_value(args, 1, &params) && jsonx_kind(params) != '{')) {
+        rc = why(w, cap, ERR_INVALID, "%s", "view takes a name and a table of parameters");
+    } else {
+        def = comp_set_find(d->set, name.ptr);
+        rc = def && def->kind == COMP_VIEW ? 0 : why(w, cap, ERR_NOTFOUND, "no view %.80s",
+                                                     name.ptr);
+    }
+    struct logic_state st;
+    logic_state_init(&st);
+    if (!rc) {
+        struct logic_error le = {0};
+        rc = logic_view(d->lg, d->db, name.ptr, params, NULL, &st, &le);
+        if (rc == ERR_INVALID) {
+            snprintf(w, cap, "the view failed: %.150s", le.message);
+        }
+    }
+    if (!rc) {
+        buf_add(out, st.state.ptr, st.state.len);
+        const char *f = def->filter ? def->filter : "";
+        rc = add_read(d, (struct slice){f, strlen(f)}, st.position, w, cap);
+    }
+    logic_state_fini(&st);
+    buf_fini(&name);
+    return rc;
+}
+
+struct query_out {
+    struct logic *lg;
+    struct buf *out;
+    size_t count;
+};
+
+static int on_query_event(void *arg, const struct event_rec *ev)
+{
+    struct query_out *q = arg;
+    buf_adds(q->out, q->count++ ? "," : "");
+    logic_format_event(q->lg, q->out, ev);
+    return 0;
+}
+
+/* ctx.query(filter[, limit]) */
+static int read_query(struct decision *d, struct slice args, struct buf *out, char *w, size_t cap)
+{
+    struct slice f, lim;
+    uint64_t limit = COMMAND_QUERY_MAX;
+    if (!arg_value(args, 0, &f) || jsonx_kind(f) != '{') {
+        return why(w, cap, ERR_INVALID, "%s", "query takes a filter table");
+    }
+    if (arg_value(args, 1, &lim)) {
+        char num[24];
+        snprintf(num, sizeof num, "%.*s", (int)(lim.len < 23 ? lim.len : 23), lim.ptr);
+        char *end;
+        unsigned long long v = strtoull(num, &end, 10);
+        if (*end || v < 1 || v > COMMAND_QUERY_MAX) {
+            return why(w, cap, ERR_INVALID, "%s", "query's limit is 1 to 1000");
+        }
+        limit = v;
+    }
+    struct buf text;
+    buf_init(&text);
+    jsonx_minify(f, &text);
+    size_t idx = d->nreads;
+    int rc = add_read(d, (struct slice){text.ptr, text.len}, 0, w, cap);
+    buf_fini(&text);
+    if (rc) {
+        return rc;
+    }
+    struct engine_query q = {.filter = &d->filters[idx], .limit = limit,
+                             .budget = 64 * COMMAND_QUERY_MAX};
+    struct engine_query_result res;
+    struct query_out qo = {d->lg, out, 0};
+    buf_addc(out, '[');
+    rc = engine_query(d->db, &q, on_query_event, &qo, &res);
+    buf_addc(out, ']');
+    d->max[idx] = res.head; /* the snapshot it read: nothing of the filter may come after */
+    return rc ? why(w, cap, rc, "%s", "the query failed") : 0;
+}
+
+static int on_host(void *arg, const char *op, struct slice args, struct buf *out, char *w,
+                   size_t cap)
+{
+    struct decision *d = arg;
+    if (!strcmp(op, "state")) return read_state(d, args, out, w, cap);
+    if (!strcmp(op, "projection")) return read_projection(d, args, out, w, cap);
+    if (!strcmp(op, "view")) return read_view(d, args, out, w, cap);
+    if (!strcmp(op, "query")) return read_query(d, args, out, w, cap);
+    return why(w, cap, ERR_INVALID, "no such function: %s", op);
+}
+
+static const char *const CTX_OPS[] = {"state", "projection", "view", "query", NULL};
+
+static void decision_fini(struct decision *d)
+{
+    for (size_t i = 0; i < COMMAND_READS_MAX + LIMIT_APPEND_CONDS; i++) {
+        if (d->used[i]) {
+            filter_fini(&d->filters[i]);
+        }
+    }
+}
+
+/* ---- the decision's events and conditions ---- */
+
+/* One stream's events of a decision. */
+struct part {
+    struct buf stream;
+    struct buf events;          /* a JSON array of event objects without "stream" */
+    struct engine_events parsed;
+    struct expect expect;
+};
+
+struct plan {
+    struct part parts[LIMIT_APPEND_PARTS];
+    size_t nparts;
+    size_t nevents;
+};
+
+static int bad(struct logic_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int bad(struct logic_error *err, const char *fmt, ...)
+{
+    err->kind = LOGIC_E_OUTPUT;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->message, sizeof err->message, fmt, ap);
+    va_end(ap);
+    return ERR_INVALID;
+}
+
+static struct part *part_for(struct plan *pl, struct slice stream)
+{
+    for (size_t i = 0; i < pl->nparts; i++) {
+        if (pl->parts[i].stream.len == stream.len &&
+            !memcmp(pl->parts[i].stream.ptr, stream.ptr, stream.len)) {
+            return &pl->parts[i];
+        }
+    }
+    if (pl->nparts == LIMIT_APPEND_PARTS) {
+        return NULL;
+    }
+    struct part *p = &pl->parts[pl->nparts++];
+    memset(p, 0, sizeof(*p));
+    buf_init(&p->stream);
+    buf_init(&p->events);
+    buf_add(&p->stream, stream.ptr, stream.len);
+    buf_addc(&p->events, '[');
+    p->expect.kind = EXPECT_ANY;
+    return p;
+}
+
+/* Sorts one event object of the decision into its stream's part. */
+static int take_event(struct plan *pl, struct slice ev, struct logic_error *err)
+{
+    if (jsonx_kind(ev) != '{') {
+        return bad(err, "decide: each event is a table with a stream");
+    }
+    struct slice stream_v = {NULL, 0};
+    struct buf stream;
+    buf_init(&stream);
+    if (!jsonx_member(ev, "stream", &stream_v) || jsonx_string(stream_v, &stream) != 0 ||
+        !engine_stream_writable(stream.ptr, stream.len)) {
+        buf_fini(&stream);
+        return bad(err, "decide: an event needs a stream (a name not starting with $)");
+    }
+    struct part *p = part_for(pl, (struct slice){stream.ptr, stream.len});
+    buf_fini(&stream);
+    if (!p) {
+        return bad(err, "decide: events for at most 100 streams");
+    }
+    buf_adds(&p->events, p->events.len > 1 ? ",{" : "{");
+    size_t pos = 0, n = 0;
+    struct slice k, v;
+    while (jsonx_next_member(ev, &pos, &k, &v)) {
+        if (k.len == 8 && !memcmp(k.ptr, "\"stream\"", 8)) {
+            continue;
+        }
+        buf_adds(&p->events, n++ ? "," : "");
+        buf_add(&p->events, k.ptr, k.len);
+        buf_addc(&p->events, ':');
+        buf_add(&p->events, v.ptr, v.len);
+    }
+    buf_addc(&p->events, '}');
+    pl->nevents++;
+    return 0;
+}
+
+/* {"stream", "expectedVersion"} of the decision's conditions. */
+static int take_expect(struct plan *pl, struct slice c, struct logic_error *err)
+{
+    struct slice s = {NULL, 0}, e = {NULL, 0};
+    struct buf name;
+    buf_init(&name);
+    jsonx_member(c, "expectedVersion", &e);
+    int rc = jsonx_member(c, "stream", &s) && jsonx_kind(s) == '"' ? jsonx_string(s, &name)
+                                                                  : ERR_INVALID;
+    struct part *p = NULL;
+    for (size_t i = 0; !rc && i < pl->nparts; i++) {
+        p = pl->parts[i].stream.len == name.len &&
+            !memcmp(pl->parts[i].stream.ptr, name.ptr, name.len) ? &pl->parts[i] : p;
+    }
+    buf_fini(&name);
+    if (rc || !p) {
+        return bad(err, "decide: an expectedVersion condition names a stream it writes to");
+    }
+    char t[24];
+    snprintf(t, sizeof t, "%.*s", (int)(e.len < 23 ? e.len : 23), e.ptr);
+    if (!strcmp(t, "\"any\"")) p->expect.kind = EXPECT_ANY;
+    else if (!strcmp(t, "\"no_stream\"")) p->expect.kind = EXPECT_NO_STREAM;
+    else if (!strcmp(t, "\"exists\"")) p->expect.kind = EXPECT_EXISTS;
+    else {
+        char *end;
+        unsigned long long v = strtoull(t, &end, 10);
+        if (*end || t[0] < '0' || t[0] > '9') {
+            return bad(err, "decide: expectedVersion is a number, \"any\", \"no_stream\" or "
+                            "\"exists\"");
+        }
+        p->expect = (struct expect){EXPECT_VERSION, v};
+    }
+    return 0;
+}
+
+/* {"failIfEventsMatch": filter, "after": position} */
+static int take_condition(struct decision *d, struct plan *pl, struct slice c,
+                          struct logic_error *err)
+{
+    struct slice f, after;
+    if (jsonx_kind(c) != '{') {
+        return bad(err, "decide: each condition is a table");
+    }
+    if (jsonx_member(c, "expectedVersion", &f)) {
+        return take_expect(pl, c, err);
+    }
+    if (!jsonx_member(c, "failIfEventsMatch", &f) || jsonx_kind(f) != '{') {
+        return bad(err, "decide: a condition is {failIfEventsMatch, after} or {stream, "
+                        "expectedVersion}");
+    }
+    uint64_t max = 0;
+    if (jsonx_member(c, "after", &after) && jsonx_kind(after) != 'n') {
+        char t[24];
+        snprintf(t, sizeof t, "%.*s", (int)(after.len < 23 ? after.len : 23), after.ptr);
+        char *end;
+        max = strtoull(t, &end, 10);
+        if (*end || t[0] < '0' || t[0] > '9') {
+            return bad(err, "decide: a condition's after is a position");
+        }
+    }
+    struct buf text;
+    buf_init(&text);
+    jsonx_minify(f, &text);
+    char w[160];
+    int rc = add_read(d, (struct slice){text.ptr, text.len}, max, w, sizeof w);
+    buf_fini(&text);
+    return rc ? bad(err, "decide: condition: %s", w) : 0;
+}
+
+static void plan_fini(struct plan *pl)
+{
+    for (size_t i = 0; i < pl->nparts; i++) {
+        buf_fini(&pl->parts[i].stream);
+        buf_fini(&pl->parts[i].events);
+        engine_events_fini(&pl->parts[i].parsed);
+    }
+    pl->nparts = 0;
+}
+
+/* Reads decide's answer: {events, conditions?} into pl and d, or a rejection into out. */
+static int take_decision(struct decision *d, struct plan *pl, struct slice answer,
+                         struct command_result *out, struct logic_error *err)
+{
+    struct slice events, conds, e;
+    if (jsonx_kind(answer) != '{') {
+        return bad(err, "decide must return {events = ..., conditions = ...} or "
+                        "{error = ...}");
+    }
+    if (jsonx_member(answer, "error", &e) && jsonx_kind(e) != 'n') {
+        out->rejected = true;
+        buf_add(&out->rejection, e.ptr, e.len);
+        return 0;
+    }
+    if (!jsonx_member(answer, "events", &events) ||
+        (jsonx_kind(events) != '[' && !(jsonx_kind(events) == '{' && events.len == 2))) {
+        return bad(err, "decide must return {events = ..., conditions = ...} or "
+                        "{error = ...}");
+    }
+    size_t pos = 0;
+    int rc = 0;
+    while (!rc && jsonx_kind(events) == '[' && jsonx_next_item(events, &pos, &e)) {
+        rc = pl->nevents >= COMMAND_EVENTS_MAX
+                 ? bad(err, "decide: at most 1000 events") : take_event(pl, e, err);
+    }
+    pos = 0;
+    if (!rc && jsonx_member(answer, "conditions", &conds) && jsonx_kind(conds) == '[') {
+        for (size_t n = 0; !rc && jsonx_next_item(conds, &pos, &e); n++) {
+            rc = n >= LIMIT_APPEND_CONDS ? bad(err, "decide: at most 16 conditions")
+                                          : take_condition(d, pl, e, err);
+        }
+    }
+    for (size_t i = 0; !rc && i < pl->nparts; i++) {
+        struct part *p = &pl->parts[i];
+        buf_addc(&p->events, ']');
+        struct append_fault f;
+        size_t n = 0, at = 0;
+        struct slice it;
+        while (jsonx_next_item((struct slice){p->events.ptr, p->events.len}, &at, &it)) {
+            n++;
+        }
+        if (engine_events_parse((struct slice){p->events.ptr, p->events.len}, n, 0, &p->parsed,
+                                &f) != 0) {
+            err->kind = LOGIC_E_OUTPUT;
+            snprintf(err->message, sizeof err->message, "decide: an event of %.60s: %.30s: %s",
+                     p->stream.ptr, f.leaf, f.message);
+            rc = ERR_INVALID;
+        }
+    }
+    return rc;
+}
+
+/* ---- appending ---- */
+
+struct waiter {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+};
+
+static void on_committed(struct append_req *req)
+{
+    struct waiter *w = req->arg;
+    pthread_mutex_lock(&w->mu);
+    w->done = true;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void answer_events(struct command_result *out, const struct append_part *parts,
+                          size_t nparts, bool written)
+{
+    buf_reset(&out->events);
+    buf_addc(&out->events, '[');
+    size_t n = 0;
+    for (size_t p = 0; p < nparts; p++) {
+        for (size_t i = 0; i < parts[p].count; i++) {
+            const struct append_event *e = &parts[p].events[i];
+            buf_adds(&out->events, n++ ? ",{\"stream\":" : "{\"stream\":");
+            buf_add_json_str(&out->events, parts[p].stream.ptr, parts[p].stream.len);
+            buf_adds(&out->events, ",\"type\":");
+            buf_add_json_str(&out->events, e->type.ptr, e->type.len);
+            buf_adds(&out->events, ",\"data\":");
+            buf_add(&out->events, e->data.ptr, e->data.len);
+            if (written) {
+                char id[UUID_TEXT_LEN + 1];
+                uuid_format(e->id, id);
+                buf_adds(&out->events, ",\"id\":\"");
+                buf_adds(&out->events, id);
+                buf_adds(&out->events, "\",\"position\":");
+                buf_add_u64(&out->events, e->position);
+                buf_adds(&out->events, ",\"version\":");
+                buf_add_u64(&out->events, e->version);
+                out->last_position = e->position;
+            }
+            buf_addc(&out->events, '}');
+        }
+    }
+    buf_addc(&out->events, ']');
+}
+
+static void answer_conditions(struct command_result *out, const struct decision *d)
+{
+    buf_reset(&out->conditions);
+    buf_addc(&out->conditions, '[');
+    for (size_t i = 0; i < d->nreads; i++) {
+        buf_adds(&out->conditions, i ? ",{\"after\":" : "{\"after\":");
+        buf_add_u64(&out->conditions, d->max[i]);
+        buf_addc(&out->conditions, '}');
+    }
+    buf_addc(&out->conditions, ']');
+}
+
+/* Appends the plan with every condition; waits for the outcome. */
+static int append_plan(struct decision *d, struct plan *pl, struct command_result *out,
+                       struct logic_error *err)
+{
+    struct append_part parts[LIMIT_APPEND_PARTS];
+    for (size_t i = 0; i < pl->nparts; i++) {
+        parts[i] = (struct append_part){.stream = {pl->parts[i].stream.ptr,
+                                                   pl->parts[i].stream.len},
+                                        .events = pl->parts[i].parsed.events,
+                                        .count = pl->parts[i].parsed.count,
+                                        .expect = pl->parts[i].expect};
+    }
+    if (d->nreads > LIMIT_APPEND_CONDS_ALL) {
+        err->kind = LOGIC_E_OUTPUT;
+        snprintf(err->message, sizeof err->message, "a decision that read %zu times and "
+                 "writes: at most %d reads and conditions together", d->nreads,
+                 LIMIT_APPEND_CONDS_ALL);
+        return ERR_INVALID;
+    }
+    struct append_cond conds[LIMIT_APPEND_CONDS_ALL];
+    for (size_t i = 0; i < d->nreads; i++) {
+        conds[i] = (struct append_cond){.filter = &d->filters[i], .has_max = true,
+                                        .max = d->max[i]};
+    }
+    struct waiter w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false};
+    struct append_req req = {.parts = parts, .nparts = pl->nparts, .conds = conds,
+                             .nconds = d->nreads, .done = on_committed, .arg = &w};
+    buf_init(&req.answer);
+    int rc = engine_append(d->db, &req);
+    if (rc == ERR_INVALID) {
+        err->kind = LOGIC_E_OUTPUT;
+        snprintf(err->message, sizeof err->message, "decide: an event: %s", req.fault.message);
+    }
+    if (!rc) {
+        pthread_mutex_lock(&w.mu);
+        while (!w.done) {
+            pthread_cond_wait(&w.cv, &w.mu);
+        }
+        pthread_mutex_unlock(&w.mu);
+        rc = req.err;
+    }
+    if (!rc) {
+        answer_events(out, parts, pl->nparts, true);
+    }
+    buf_fini(&req.answer);
+    return rc;
+}
+
+/* ---- the command ---- */
+
+/* One decision: runs decide with a fresh ctx, then writes (or, dry, describes) it. */
+static int decide_once(struct decision *d, struct logic_module *m, struct slice command,
+                       bool dry_run, struct command_result *out, struct logic_error *err)
+{
+    struct buf answer;
+    buf_init(&answer);
+    struct logic_host host = {CTX_OPS, on_host, d};
+    int rc = logic_call_ctx(m, "decide", &command, 1, &host, &answer, err);
+    struct plan *pl = xcalloc(1, sizeof(*pl));
+    if (!rc) rc = take_decision(d, pl, (struct slice){answer.ptr, answer.len}, out, err);
+    if (!rc && !out->rejected) {
+        if (dry_run || pl->nparts == 0) {
+            struct append_part parts[LIMIT_APPEND_PARTS];
+            for (size_t i = 0; i < pl->nparts; i++) {
+                parts[i] = (struct append_part){
+                    .stream = {pl->parts[i].stream.ptr, pl->parts[i].stream.len},
+                    .events = pl->parts[i].parsed.events, .count = pl->parts[i].parsed.count};
+            }
+            answer_events(out, parts, pl->nparts, false);
+            answer_conditions(out, d);
+        } else {
+            rc = append_plan(d, pl, out, err);
+        }
+    }
+    plan_fini(pl);
+    free(pl);
+    buf_fini(&answer);
+    return rc;
+}
+
+int logic_command(struct logic *lg, struct db *db, const char *name, struct slice command,
+                  bool dry_run, struct command_result *out, struct logic_error *err)
+{
+    struct comp_set *set;
+    int rc = logic_set(lg, db, &set);
+    if (rc) {
+        return rc;
+    }
+    const struct comp_def *def = comp_set_find(set, name);
+    if (!def || def->kind != COMP_COMMAND) {
+        comp_set_unref(set);
+        return ERR_NOTFOUND;
+    }
+    struct logic_instance *inst;
+    struct logic_module *m = logic_acquire(lg, db, def, &inst, err, &rc);
+    rc = m ? ERR_CONFLICT : rc;
+    for (unsigned i = 0; i < COMMAND_TRIES && rc == ERR_CONFLICT; i++) {
+        struct decision *d = xcalloc(1, sizeof(*d));
+        *d = (struct decision){.lg = lg, .db = db, .set = set};
+        out->attempts = i + 1;
+        out->rejected = false;
+        buf_reset(&out->rejection);
+        rc = decide_once(d, m, command, dry_run, out, err);
+        decision_fini(d);
+        free(d);
+    }
+    logic_release(inst);
+    comp_set_unref(set);
+    return rc;
+}
