@@ -316,9 +316,23 @@ void api_comp_get(struct gate_call *c)
         out_error(c->req, 404, "component_not_found", "no component of that name", "name");
         return;
     }
-    struct buf b;
+    struct buf b, logs;
     buf_init(&b);
+    buf_init(&logs);
+    struct logic_stats st;
+    logic_component_stats(api_of(c)->logic, c->db, d->name, &st, &logs);
     add_component(&b, d, true);
+    b.len--; /* its closing brace */
+    buf_adds(&b, ",\"stats\":{\"calls\":");
+    buf_add_u64(&b, st.calls);
+    buf_adds(&b, ",\"errors\":");
+    buf_add_u64(&b, st.errors);
+    buf_adds(&b, ",\"timeMs\":");
+    buf_add_u64(&b, st.busy_ns / 1000000);
+    buf_adds(&b, "},\"logs\":[");
+    buf_add(&b, logs.ptr ? logs.ptr : "", logs.len);
+    buf_adds(&b, "]}");
+    buf_fini(&logs);
     comp_set_unref(set);
     out_json(c->req, 200, &b);
 }

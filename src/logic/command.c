@@ -663,7 +663,7 @@ int logic_command(struct logic *lg, struct db *db, const char *name, struct slic
         decision_fini(d);
         free(d);
     }
-    logic_release(inst);
+    logic_release(inst, rc == ERR_INVALID && err->kind != LOGIC_E_NONE);
     comp_set_unref(set);
     return rc;
 }

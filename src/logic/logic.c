@@ -12,6 +12,7 @@
 #include "query/filter.h"
 #include "util/errors.h"
 #include "util/hash.h"
+#include "util/timeutil.h"
 #include "util/strmap.h"
 
 /* A database's cached set. */
@@ -24,6 +25,8 @@ struct set_ent {
 /* One loaded instance of a component's code (a module serves one thread at a time). */
 struct mod_ent {
     pthread_mutex_t mu;          /* held while the module is used or replaced */
+    struct mod_set *set;         /* the instances it is one of */
+    uint64_t since_ns;           /* when it was taken (time_mono_ns) */
     struct logic_module *m;      /* NULL until loaded */
     uint64_t version;            /* the component version it holds */
     int64_t deployed_us;         /* ... and its deploy time (identifies it across databases
@@ -34,6 +37,9 @@ struct mod_ent {
  * several workers at once each take a free one. */
 struct mod_set {
     struct mod_ent inst[LOGIC_INSTANCES];
+    uint64_t calls;              /* atomic: uses of an instance (calls, folds, decisions) */
+    uint64_t errors;             /* atomic: ... that failed */
+    uint64_t busy_ns;            /* atomic: time instances were held */
 };
 
 struct logic {
@@ -266,6 +272,7 @@ static struct mod_set *mod_entry(struct logic *lg, struct db *db, const char *co
         *slot = xcalloc(1, sizeof(**slot));
         for (int k = 0; k < LOGIC_INSTANCES; k++) {
             pthread_mutex_init(&(*slot)->inst[k].mu, NULL);
+            (*slot)->inst[k].set = *slot;
         }
     }
     struct mod_set *ms = *slot;
@@ -288,6 +295,8 @@ static struct mod_ent *mod_acquire(struct logic *lg, struct db *db, const struct
         me = &ms->inst[0];
         pthread_mutex_lock(&me->mu);
     }
+    me->since_ns = time_mono_ns();
+    __atomic_add_fetch(&ms->calls, 1, __ATOMIC_RELAXED);
     if (me->m && me->version == def->version && me->deployed_us == def->deployed_us) {
         return me;
     }
@@ -297,6 +306,7 @@ static struct mod_ent *mod_acquire(struct logic *lg, struct db *db, const struct
                      comp_entries(def->kind), &lg->cfg.limits, &me->m, err);
     if (*rc) {
         me->m = NULL;
+        __atomic_add_fetch(&ms->errors, 1, __ATOMIC_RELAXED);
         pthread_mutex_unlock(&me->mu);
         return NULL;
     }
@@ -307,7 +317,37 @@ static struct mod_ent *mod_acquire(struct logic *lg, struct db *db, const struct
 
 static void mod_release(struct mod_ent *me)
 {
+    __atomic_add_fetch(&me->set->busy_ns, time_mono_ns() - me->since_ns, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&me->mu);
+}
+
+/* Counts a failed use of an instance (its code failed). */
+static void mod_failed(struct mod_ent *me)
+{
+    __atomic_add_fetch(&me->set->errors, 1, __ATOMIC_RELAXED);
+}
+
+void logic_component_stats(struct logic *lg, struct db *db, const char *name,
+                           struct logic_stats *out, struct buf *logs)
+{
+    memset(out, 0, sizeof(*out));
+    struct mod_set *ms = mod_entry(lg, db, name);
+    out->calls = __atomic_load_n(&ms->calls, __ATOMIC_RELAXED);
+    out->errors = __atomic_load_n(&ms->errors, __ATOMIC_RELAXED);
+    out->busy_ns = __atomic_load_n(&ms->busy_ns, __ATOMIC_RELAXED);
+    size_t shown = 0;
+    for (int k = 0; k < LOGIC_INSTANCES && logs; k++) {
+        struct mod_ent *me = &ms->inst[k];
+        char *lines[LOGIC_LOG_LINES];
+        pthread_mutex_lock(&me->mu);
+        size_t n = me->m ? logic_logs(me->m, lines, LOGIC_LOG_LINES) : 0;
+        pthread_mutex_unlock(&me->mu);
+        for (size_t i = 0; i < n; i++) {
+            buf_adds(logs, shown++ ? "," : "");
+            buf_add_json_str(logs, lines[i], strlen(lines[i]));
+            free(lines[i]);
+        }
+    }
 }
 
 struct logic_module *logic_acquire(struct logic *lg, struct db *db, const struct comp_def *def,
@@ -319,9 +359,12 @@ struct logic_module *logic_acquire(struct logic *lg, struct db *db, const struct
     return me ? me->m : NULL;
 }
 
-void logic_release(struct logic_instance *inst)
+void logic_release(struct logic_instance *inst, bool failed)
 {
     if (inst) {
+        if (failed) {
+            mod_failed((struct mod_ent *)inst);
+        }
         mod_release((struct mod_ent *)inst);
     }
 }
@@ -624,6 +667,9 @@ int logic_stream_state(struct logic *lg, struct db *db, struct slice stream,
     struct mod_ent *me = mod_acquire(lg, db, def, err, &rc);
     if (me) {
         rc = fold_stream(lg, db, me->m, stream, at, out, err);
+        if (rc == ERR_INVALID && err->kind) {
+            mod_failed(me);
+        }
         mod_release(me);
     }
     if (!rc && out->version == 0) {
@@ -666,6 +712,9 @@ static int fold_records(struct logic *lg, struct db *db, const struct comp_def *
         size_t failed = 0;
         rc = logic_fold(me->m, "reduce", (struct slice){out->state.ptr, out->state.len}, sl, n,
                         NULL, &next, &failed, err);
+        if (rc) {
+            mod_failed(me);
+        }
         mod_release(me);
         if (rc) {
             out->failed_position = failed < n ? evs[failed].position : 0;
@@ -828,6 +877,9 @@ int logic_view(struct logic *lg, struct db *db, const char *name, struct slice p
         struct mod_ent *me = mod_acquire(lg, db, def, err, &rc);
         if (me) {
             rc = fold_view(lg, db, me->m, &f, params, at, out, err);
+            if (rc == ERR_INVALID && err->kind) {
+                mod_failed(me);
+            }
             mod_release(me);
         }
         filter_fini(&f);

@@ -55,7 +55,20 @@ struct logic_instance;
 struct logic_module *logic_acquire(struct logic *lg, struct db *db, const struct comp_def *def,
                                    struct logic_instance **out, struct logic_error *err,
                                    int *rc);
-void logic_release(struct logic_instance *inst);
+/* Gives the instance back; failed: the use failed (counted in its component's errors). */
+void logic_release(struct logic_instance *inst, bool failed);
+
+/* What a component's code has done in this process (reducer states, views, decisions; a
+ * projection's runner keeps its own instance, not counted here). */
+struct logic_stats {
+    uint64_t calls;     /* uses of a loaded instance */
+    uint64_t errors;    /* ... in which the code failed or did not load */
+    uint64_t busy_ns;   /* time spent in them */
+};
+/* Fills *out for component name of db and appends its loaded instances' log lines (JSON
+ * strings, comma-separated; logs may be NULL). */
+void logic_component_stats(struct logic *lg, struct db *db, const char *name,
+                           struct logic_stats *out, struct buf *logs);
 
 /* The components in force in db (one reference for the caller: comp_set_unref). Cached per
  * database and re-read when its logic stream moved. Returns 0 or ERR_*. */

@@ -137,6 +137,23 @@ def test_reducer_state_snapshots_as_of_and_redeploy():
         check(b["state"]["count"] == 90 and b["state"]["total"] == 130, f"restart: {b}")
 
 
+def test_component_stats_and_logs():
+    src = COUNTER.replace("state.last = event.type", "state.last = event.type\n"
+                          "  log('seen', event.version, {x = 1})")
+    with Server() as s:
+        check(put(s, "orders", reducer(src))[0] == 201, "deploy")
+        append_n(s, "order-1", 3)
+        check(state(s, "order-1")[0] == 200, "state")
+        st, _, b = s.get(f"{DB}/components/orders")
+        check(b["stats"]["calls"] >= 1 and b["stats"]["errors"] == 0, f"{b}")
+        check(b["logs"][-3:] == ['seen 1 {"x":1}', 'seen 2 {"x":1}', 'seen 3 {"x":1}'],
+              f"logs: {b['logs']}")
+        check(put(s, "orders", reducer("function reduce(s, e) error('x') end"))[0] == 200, "")
+        check(state(s, "order-1")[0] == 422, "fails")
+        st, _, b = s.get(f"{DB}/components/orders")
+        check(b["stats"]["errors"] >= 1, f"{b}")
+
+
 def test_failing_reducer_never_loses_an_append():
     with Server() as s:
         src = """
