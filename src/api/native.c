@@ -110,6 +110,11 @@ static const struct route_param P_PROJ_CHANGES[] = {
     P_LIMIT,
     {NULL, 0, NULL, NULL},
 };
+static const struct route_param P_PROJ_LIVE[] = {
+    {"after", PARAM_INTEGER, "Changes after this sequence (0: from the first)", NULL},
+    {"api_key", PARAM_STRING, "The API key (EventSource sends no headers)", NULL},
+    {NULL, 0, NULL, NULL},
+};
 static const struct route_param P_DRY_RUN[] = {
     {"dryRun", PARAM_BOOLEAN, "Decide, write nothing: answer the events and conditions", NULL},
     {NULL, 0, NULL, NULL},
@@ -275,6 +280,10 @@ static const struct route ROUTES[] = {
      DB | ROUTE_PENDING_202, NEED_READ,
      "listProjectionChanges", "A projection's state changes, by sequence", P_PROJ_CHANGES,
      NULL, "ProjectionChanges", 200},
+    {"GET", "v1/databases/{db}/projections/{name}/changes/live", api_proj_live,
+     LIVE | ROUTE_PENDING_202, NEED_READ, "subscribeProjectionChanges",
+     "A projection's state changes as they happen (Server-Sent Events, or a WebSocket), "
+     "after a sequence", P_PROJ_LIVE, NULL, "EventStream", 200},
     {"POST", "v1/databases/{db}/commands/{name}", api_command, DB | ROUTE_REPLACE_200,
      NEED_WRITE, "runCommand", "Run a command handler: append what it decides (with the "
      "conditions its reads imply), or with dryRun=true say what it would", P_DRY_RUN,

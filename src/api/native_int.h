@@ -87,5 +87,6 @@ void api_proj_state(struct gate_call *c);    /* GET .../projections/{name}/state
 void api_proj_keys(struct gate_call *c);     /* GET .../projections/{name}/keys */
 void api_proj_changes(struct gate_call *c);  /* GET .../projections/{name}/changes */
 void api_command(struct gate_call *c);       /* POST .../commands/{name} (deferred) */
+void api_proj_live(struct gate_call *c);     /* GET .../projections/{name}/changes/live */
 
 #endif

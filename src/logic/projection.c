@@ -37,7 +37,16 @@ struct proj {
     char error_kind[32];
 };
 
+struct proj_watch {
+    struct proj_watch *next;
+    uint64_t db_id;
+    char name[COMP_NAME_BYTES + 1];
+    proj_watch_fn *fn;
+    void *arg;
+};
+
 struct projections {
+    struct proj_watch *watches;    /* guarded by mu */
     struct logic *lg;
     struct engine *e;
     pthread_t thread;
@@ -427,8 +436,14 @@ static bool step(struct projections *p, struct proj *pr)
         }
         if (!rc) {
             pthread_mutex_lock(&p->mu);
+            bool changed = seq != pr->sequence;
             pr->position = upto;
             pr->sequence = seq;
+            for (struct proj_watch *w = p->watches; changed && w; w = w->next) {
+                if (w->db_id == engine_db_id(pr->db) && !strcmp(w->name, pr->def.name)) {
+                    w->fn(w->arg);
+                }
+            }
             pthread_mutex_unlock(&p->mu);
         }
     }
@@ -815,4 +830,35 @@ int proj_changes(struct projections *p, struct db *db, const char *name, uint64_
     buf_add_u64(out, info.sequence);
     buf_addc(out, '}');
     return rc;
+}
+
+struct proj_watch *proj_watch(struct projections *p, struct db *db, const char *name,
+                              proj_watch_fn *fn, void *arg)
+{
+    struct proj_watch *w = xcalloc(1, sizeof(*w));
+    w->db_id = engine_db_id(db);
+    snprintf(w->name, sizeof w->name, "%s", name);
+    w->fn = fn;
+    w->arg = arg;
+    pthread_mutex_lock(&p->mu);
+    w->next = p->watches;
+    p->watches = w;
+    pthread_mutex_unlock(&p->mu);
+    return w;
+}
+
+void proj_unwatch(struct projections *p, struct proj_watch *w)
+{
+    if (!w) {
+        return;
+    }
+    pthread_mutex_lock(&p->mu);
+    for (struct proj_watch **pp = &p->watches; *pp; pp = &(*pp)->next) {
+        if (*pp == w) {
+            *pp = w->next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&p->mu);
+    free(w);
 }

@@ -80,4 +80,14 @@ int proj_keys(struct projections *p, struct db *db, const char *name, struct sli
 int proj_changes(struct projections *p, struct db *db, const char *name, uint64_t after,
                  size_t limit, struct buf *out);
 
+/* Tells fn(arg) (on the runner thread, under the runner's lock: quick, no logic or engine
+ * calls) each time projection name of db commits new changes, until proj_unwatch. Returns a
+ * handle (never NULL). */
+struct proj_watch;
+typedef void proj_watch_fn(void *arg);
+struct proj_watch *proj_watch(struct projections *p, struct db *db, const char *name,
+                              proj_watch_fn *fn, void *arg);
+/* On return fn is not running and will not run again. NULL is allowed. */
+void proj_unwatch(struct projections *p, struct proj_watch *w);
+
 #endif

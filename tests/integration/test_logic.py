@@ -568,3 +568,50 @@ end
         st, _, b = command(s, "register", {"id": 1, "email": "c@x"})
         check(st == 409 and b["error"]["code"] == "command_conflict", f"{st} {b}")
         check(len(s.read_stream("user-1")) == 1, "a conflict wrote")
+
+
+def test_projection_changes_live_over_sse_with_resume():
+    from test_live import SSE
+    with Server() as s:
+        for i in range(5):
+            s.append(f"shop-{i % 2}", [{"type": "Placed", "data": {"amount": i}}])
+        check(put(s, "totals", projection())[0] == 201, "deploy")
+        wait_live(s, "totals")
+        sub = SSE(s.port, f"{DB}/projections/totals/changes/live?after=2")
+        check(sub.status == 200 and sub.headers.get("content-type") == "text/event-stream",
+              f"{sub.status} {sub.headers}")
+
+        def changes(n):
+            out = []
+            while len(out) < n:
+                m = sub.message()
+                if m["event"] == "change":
+                    c = json.loads(m["data"])
+                    check(m["id"] == str(c["sequence"]), f"{m}")
+                    out.append(c)
+            return out
+        got = changes(3)  # history after 2: 3, 4, 5
+        check([c["sequence"] for c in got] == [3, 4, 5], f"{got}")
+        s.append("shop-0", [{"type": "Placed", "data": {"amount": 100}}])
+        live = changes(1)[0]  # then live
+        check(live["sequence"] == 6 and live["key"] == "shop-0" and
+              live["state"]["sum"] == 0 + 2 + 4 + 100, f"{live}")
+        sub.close()
+        # an EventSource that reconnects sends Last-Event-ID
+        sub = SSE(s.port, f"{DB}/projections/totals/changes/live",
+                  headers={"Last-Event-ID": "5"})
+        got = changes(1)
+        check(got[0]["sequence"] == 6, f"resumed after 5: {got}")
+        # a new version starts its sequences over: the stream ends
+        check(put(s, "totals", projection(PROJ + "\n-- v2"))[0] == 200, "redeploy")
+        try:
+            while True:
+                sub.message()
+        except EOFError:
+            pass
+        sub.close()
+        # a projection that is not there
+        sub = SSE(s.port, f"{DB}/projections/nope/changes/live")
+        check(sub.status == 404 and sub.body()["error"]["code"] == "projection_not_found",
+              f"{sub.status}")
+        sub.close()

@@ -625,6 +625,13 @@ def exercise_logic(c):
     c.call("GET", proj + "/changes", {"db": DB, "name": "later"}, status=200,
            query={"after": "1", "limit": "5"})
     c.fails("GET", proj, {"db": DB, "name": "nope"}, status=404, code="projection_not_found")
+    sock, rest = open_live(c.s, c, proj + "/changes/live", {"db": DB, "name": "later"},
+                           {"after": "0"})
+    deadline = time.monotonic() + 10
+    while b"event: change" not in rest and time.monotonic() < deadline:
+        rest += sock.recv(65536)
+    sock.close()
+    check(b"event: change" in rest, f"no change over the live feed: {rest[:300]!r}")
     c.call("PUT", comp, {"db": DB, "name": "act"}, status=201, body={
         "kind": "command", "language": "lua",
         "source": "function decide(c, ctx) if c.no then return {error = {code = 'no'}} end "
