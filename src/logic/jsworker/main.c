@@ -33,7 +33,6 @@
 enum {
     JSW_STACK_BYTES = 2 * 1024 * 1024,   /* native stack JavaScript may use */
     JSW_MIN_MEM_BYTES = 16 * 1024 * 1024, /* a smaller budget is raised to this */
-    JSW_ENTRY_NAME_BYTES = 128,          /* an entry point's name, NUL included */
     JSW_WARMUP_CPU_MS = 5000,            /* budget of the start-up self-check */
     /* The garbage-collected heap may take this share of the memory budget: the engine then
      * throws "out of memory" before the address space runs out in the programs measured (at
@@ -449,7 +448,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "annals-jsworker: the engine did not start\n");
         return EXIT_START_FAILED;
     }
-    if (probe) return jsw_sandbox_probe(probe);
+    if (probe) _exit(jsw_sandbox_probe(probe)); /* no teardown: the engine still runs */
     struct jsw_reply_head ready = {0};
     int rc = send_reply(w, &ready, NULL, 0) < 0 ? 0 : serve(w);
     finish(w);

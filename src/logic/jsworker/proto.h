@@ -12,7 +12,10 @@
  *
  * Answers: part 0 is the result JSON (kind 0) or the error message, then the console lines
  * the request produced (at most LOGIC_LOG_LINES, the latest kept). Right after start the
- * worker sends one answer (kind 0, no parts) when it is ready, or exits.
+ * worker sends one answer (kind 0, no parts) when it is ready, or exits. An answer flagged
+ * JSW_REPLY_EXITING is the worker's last (it crashed while serving the request).
+ *
+ * The worker runs as: annals-jsworker --mem-bytes N (N: the module's memory budget).
  */
 #ifndef LOGIC_JSWORKER_PROTO_H
 #define LOGIC_JSWORKER_PROTO_H
@@ -26,6 +29,7 @@ enum {
     JSW_MAX_FRAME_BYTES = 64 * 1024 * 1024, /* one frame, head included */
     JSW_MAX_PARTS = 1 << 20,                /* parts of one frame */
     JSW_PART_HEAD_BYTES = 4,                /* the u32 length before each part */
+    JSW_ENTRY_NAME_BYTES = 128,             /* an entry point's or module's name, NUL included */
 };
 
 enum jsw_op {
