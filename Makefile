@@ -74,7 +74,7 @@ $(BUILD)/annals-jsworker: $(JSW_OBJ)
 
 # The JavaScript runtime's unit test starts the worker built beside it.
 $(BUILD)/tests/logic_js_test: $(BUILD)/annals-jsworker
-$(BUILD)/tests/logic_js_test: CFLAGS += -DLOGIC_JS_TEST_WORKER='"$(abspath $(BUILD)/annals-jsworker)"'
+$(BUILD)/tests/logic_js_test: private CFLAGS += -DLOGIC_JS_TEST_WORKER='"$(abspath $(BUILD)/annals-jsworker)"'
 
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h $(BUILD)/libannals.a
 	@mkdir -p $(dir $@)

@@ -502,6 +502,7 @@ static int js_fold(struct logic_module *lm, const char *entry, struct slice stat
     struct buf st;
     size_t done = 0;
     uint64_t used_us = 0;
+    if (out_failed_at) *out_failed_at = n; /* until an event is to blame */
     if (!name_ok(entry) || (extra && !frame_has_room(m, extra->len)))
         return fail(err, LOGIC_E_INVALID, ERR_INVALID, "bad entry point or argument");
     buf_init(&st);
@@ -521,10 +522,13 @@ static int js_fold(struct logic_module *lm, const char *entry, struct slice stat
                    (uint32_t)left_ms, &count);
         if (count == 0 && n > done) {
             rc = fail(err, LOGIC_E_INVALID, ERR_TOOBIG, "an event exceeds the frame size");
+            if (out_failed_at) *out_failed_at = done;
             break;
         }
         rc = exchange(m, (uint32_t)left_ms, &h, &result, err);
-        if (rc < 0 && out_failed_at) *out_failed_at = done + h.failed_at;
+        bool answered = h.len != 0; /* else the worker died: no event is to blame */
+        if (rc < 0 && out_failed_at && answered && h.failed_at < count)
+            *out_failed_at = done + h.failed_at;
         if (rc < 0) break;
         buf_reset(&st);
         buf_add(&st, result.ptr, result.len);

@@ -194,6 +194,15 @@ TEST(fold_reports_the_failing_event)
     ASSERT_EQ(rt_of(m)->fold(m, "reduce", S("null"), &bad, 1, NULL, &out,
                              &failed_at, &err), ERR_INVALID);
     ASSERT_EQ(err.kind, LOGIC_E_INVALID);
+    ASSERT_EQ(failed_at, 0);
+    ASSERT_EQ(rt_of(m)->fold(m, "nope", S("null"), events, 4, NULL, &out, &failed_at, &err),
+              ERR_INVALID);
+    ASSERT_EQ(err.kind, LOGIC_E_MISSING);
+    ASSERT_EQ(failed_at, 4); /* no event's failure */
+    ASSERT_EQ(rt_of(m)->fold(m, "reduce", S("{"), events, 4, NULL, &out, &failed_at, &err),
+              ERR_INVALID);
+    ASSERT_EQ(err.kind, LOGIC_E_INVALID);
+    ASSERT_EQ(failed_at, 4);
     buf_fini(&out);
     done(env, m);
 }
@@ -458,6 +467,54 @@ TEST(worker_killed_mid_call_and_while_idle)
     expect_call(m, "count", "1"); /* killed while idle: restarted before the call */
     expect_call(m, "count", "2");
     done(env, m);
+}
+
+struct parallel_arg {
+    struct logic_env *env;
+    int index;
+    bool is_ok;
+};
+
+/* One thread's module: loaded, called 100 times and folded while other threads do the same. */
+static void *parallel_module(void *arg)
+{
+    struct parallel_arg *a = arg;
+    char src[128], want[32];
+    snprintf(src, sizeof src, "function who() { return %d }\n"
+                              "function add(s, e) { return (s || 0) + e + %d }", a->index, a->index);
+    struct logic_module *m;
+    struct logic_error err;
+    struct buf out;
+    buf_init(&out);
+    a->is_ok = load(a->env, a->index % 2, src, NULL, 0, &m, &err) == 0;
+    snprintf(want, sizeof want, "%d", a->index);
+    for (int i = 0; a->is_ok && i < 100; i++)
+        a->is_ok = call(m, "who", NULL, NULL, &out, &err) == 0 && !strcmp(out.ptr, want);
+    struct slice ev[3] = {S("1"), S("2"), S("3")};
+    buf_reset(&out);
+    a->is_ok = a->is_ok && rt_of(m)->fold(m, "add", S("0"), ev, 3, NULL, &out, NULL, &err) == 0;
+    snprintf(want, sizeof want, "%d", 6 + 3 * a->index);
+    a->is_ok = a->is_ok && !strcmp(out.ptr, want);
+    if (m) rt_of(m)->unload(m);
+    buf_fini(&out);
+    return NULL;
+}
+
+TEST(modules_in_parallel_threads)
+{
+    enum { THREADS = 4 };
+    struct logic_env *env = env_new();
+    pthread_t t[THREADS];
+    struct parallel_arg args[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        args[i] = (struct parallel_arg){env, i + 1, false};
+        pthread_create(&t[i], NULL, parallel_module, &args[i]);
+    }
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(t[i], NULL);
+        CHECK(args[i].is_ok);
+    }
+    done(env, NULL);
 }
 
 /* Runs the worker with --probe name; returns its wait status. */

@@ -289,8 +289,9 @@ static int do_fold(struct worker *w, const struct jsw_request_head *h, size_t *f
     size_t first = (h->flags & JSW_FLAG_EXTRA) ? 3 : 2; /* first event's part */
     if (h->nparts < first || !entry_name(w->parts[0], entry))
         return set_error(err, LOGIC_E_INVALID, "bad fold request", "");
-    size_t n = h->nparts - first;
-    if (check_inputs(w->parts + 1, first - 1, failed_at, err) < 0) return ERR_INVALID;
+    size_t n = h->nparts - first, bad;
+    *failed_at = n; /* no event's failure */
+    if (check_inputs(w->parts + 1, first - 1, &bad, err) < 0) return ERR_INVALID;
     if (check_inputs(w->parts + first, n, failed_at, err) < 0) return ERR_INVALID;
     return jsw_fold(w->module, entry, w->parts[1], w->parts + first, n,
                     first == 3 ? &w->parts[2] : NULL, on_result, &w->result, failed_at, err);

@@ -567,7 +567,7 @@ extern "C" int jsw_fold(jsw_module *m, const char *entry, struct slice state,
     JSContext *cx = m->eng->cx;
     JSAutoRealm ar(cx, m->global);
     JS::RootedValue fn(cx);
-    *failed_at = 0;
+    *failed_at = n; /* no event's failure */
     if (!find_entry(m, entry, &fn)) {
         JS_ClearPendingException(cx);
         return fail_with(err, LOGIC_E_MISSING, "missing entry point: ", entry);

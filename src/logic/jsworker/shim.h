@@ -89,7 +89,8 @@ int jsw_call(struct jsw_module *m, const char *entry, const struct slice *args, 
 
 /* state = entry(state, events[i][, extra]) for i in [0, n), the state staying an engine value
  * between events; writes the final state's JSON to w. Errors as jsw_call; *failed_at is the
- * failing event's index (n when the final conversion failed). */
+ * failing event's index, or n when the failure is no event's (the entry, the state, extra,
+ * or the final state's JSON). */
 int jsw_fold(struct jsw_module *m, const char *entry, struct slice state,
              const struct slice *events, size_t n, const struct slice *extra, jsw_write_fn *w,
              void *w_arg, size_t *failed_at, struct logic_error *err);
