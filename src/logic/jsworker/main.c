@@ -215,25 +215,9 @@ static bool entry_name(struct slice s, char out[JSW_ENTRY_NAME_BYTES])
     return true;
 }
 
-/* True when the JSON text nests at most LOGIC_MAX_JSON_DEPTH arrays and objects deep. */
 static bool depth_ok(struct slice s)
 {
-    int depth = 0;
-    bool in_string = false;
-    for (size_t i = 0; i < s.len; i++) {
-        char c = s.ptr[i];
-        if (in_string) {
-            if (c == '\\') i++;
-            else if (c == '"') in_string = false;
-        } else if (c == '"') {
-            in_string = true;
-        } else if (c == '[' || c == '{') {
-            if (++depth > LOGIC_MAX_JSON_DEPTH) return false;
-        } else if (c == ']' || c == '}') {
-            depth--;
-        }
-    }
-    return true;
+    return jsw_json_depth_ok(s.ptr, s.len, LOGIC_MAX_JSON_DEPTH);
 }
 
 static int check_inputs(const struct slice *texts, size_t n, size_t *bad, struct logic_error *err)

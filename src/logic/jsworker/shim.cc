@@ -74,11 +74,6 @@ const JSClass global_class = {"global", JSCLASS_GLOBAL_FLAGS, &JS::DefaultGlobal
 /* Globals removed from every module (shim.h says why). */
 const char *const removed_globals[] = {"WeakRef", "FinalizationRegistry", "WebAssembly"};
 
-/* Host objects other runtimes offer: a ReferenceError naming one is LOGIC_E_FORBIDDEN. */
-const char *const host_names[] = {"require", "process", "fetch", "XMLHttpRequest", "setTimeout",
-                                  "setInterval", "Deno", "Bun", "module", "window", "document",
-                                  "WebSocket", "importScripts", "Buffer"};
-
 } // namespace
 
 struct jsw_engine {
@@ -125,85 +120,20 @@ static jsw_module *current_module(JSContext *cx)
     return static_cast<jsw_module *>(JS::GetRealmPrivate(js::GetContextRealm(cx)));
 }
 
-/* Math.random: splitmix64 from the module's state (reset to JSW_RANDOM_SEED per call). */
+/* Math.random from the module's state (reset to JSW_RANDOM_SEED per invocation). */
 static bool native_random(JSContext *cx, unsigned argc, JS::Value *vp)
 {
     JS::CallArgs args = JS::CallArgsFromVp(argc, vp);
-    jsw_module *m = current_module(cx);
-    uint64_t z = (m->rng += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    args.rval().setDouble((double)(z >> 11) * (1.0 / 9007199254740992.0));
+    args.rval().setDouble(jsw_random_next(&current_module(cx)->rng));
     return true;
-}
-
-/* ---- JSON out: UTF-16 pieces to UTF-8 ----------------------------------------------------- */
-
-struct json_sink {
-    jsw_write_fn *w;
-    void *arg;
-    char16_t high; /* a high surrogate waiting for its pair */
-    bool stopped;  /* w refused: over the budget */
-    size_t written;
-};
-
-static size_t put_utf8(char *o, uint32_t c)
-{
-    if (c < 0x80) return o[0] = (char)c, 1;
-    if (c < 0x800) return o[0] = (char)(0xc0 | c >> 6), o[1] = (char)(0x80 | (c & 0x3f)), 2;
-    if (c < 0x10000) {
-        o[0] = (char)(0xe0 | c >> 12);
-        o[1] = (char)(0x80 | ((c >> 6) & 0x3f));
-        o[2] = (char)(0x80 | (c & 0x3f));
-        return 3;
-    }
-    o[0] = (char)(0xf0 | c >> 18);
-    o[1] = (char)(0x80 | ((c >> 12) & 0x3f));
-    o[2] = (char)(0x80 | ((c >> 6) & 0x3f));
-    o[3] = (char)(0x80 | (c & 0x3f));
-    return 4;
 }
 
 static bool on_json(const char16_t *p, uint32_t n, void *data)
 {
-    auto *s = static_cast<json_sink *>(data);
-    char out[1024];
-    size_t len = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        uint32_t c = p[i];
-        if (s->high) {
-            if (c >= 0xdc00 && c <= 0xdfff) c = 0x10000 + ((s->high - 0xd800) << 10) + (c - 0xdc00);
-            else len += put_utf8(out + len, 0xfffd);
-            s->high = 0;
-        } else if (c >= 0xd800 && c <= 0xdbff) {
-            s->high = (char16_t)c;
-            continue;
-        }
-        len += put_utf8(out + len, (c >= 0xd800 && c <= 0xdfff) ? 0xfffd : c);
-        if (len > sizeof out - 8) {
-            if (!s->w(s->arg, out, len)) return !(s->stopped = true);
-            s->written += len;
-            len = 0;
-        }
-    }
-    if (len && !s->w(s->arg, out, len)) return !(s->stopped = true);
-    s->written += len;
-    return true;
+    return jsw_utf8_put(static_cast<jsw_utf8_sink *>(data), reinterpret_cast<const uint16_t *>(p), n);
 }
 
 /* ---- errors ------------------------------------------------------------------------------- */
-
-static bool names_host_object(const char *msg)
-{
-    for (const char *name : host_names) {
-        size_t n = strlen(name);
-        if (!strncmp(msg, "ReferenceError: ", 16) && !strncmp(msg + 16, name, n) &&
-            !strcmp(msg + 16 + n, " is not defined"))
-            return true;
-    }
-    return false;
-}
 
 /* Fills err from the pending exception (or its absence) of a failed engine call; kind is what
  * a thrown error means at this stage. Always returns ERR_INVALID. */
@@ -239,12 +169,7 @@ static int fail(jsw_engine *e, logic_err_kind kind, logic_error *err)
         err->line = (int)report.report()->lineno;
         err->column = (int)report.report()->column + 1;
     }
-    if (strstr(msg, "allocation size overflow") || strstr(msg, "out of memory"))
-        err->kind = LOGIC_E_MEMORY;
-    else if (strstr(msg, "blocked by CSP") || strstr(msg, "is not available: a module") ||
-             strstr(msg, "Dynamic module import is disabled") ||
-             names_host_object(msg))
-        err->kind = LOGIC_E_FORBIDDEN;
+    err->kind = jsw_classify(msg, kind);
     return ERR_INVALID;
 }
 
@@ -307,46 +232,24 @@ extern "C" void jsw_engine_rearm(jsw_engine *e) { e->stopped.store(false); }
 
 extern "C" void jsw_engine_gc(jsw_engine *e) { JS_GC(e->cx); }
 
-extern "C" size_t jsw_engine_heap_bytes(jsw_engine *e)
-{
-    return JS_GetGCParameter(e->cx, JSGC_BYTES);
-}
-
 /* ---- modules ------------------------------------------------------------------------------ */
 
-/* Appends to a console line, stopping when it is full. */
-struct line_buf {
-    char *p;
-    size_t len;
-    size_t cap;
-};
-
-static bool on_line(void *arg, const char *p, size_t n)
-{
-    auto *l = static_cast<line_buf *>(arg);
-    size_t room = l->cap - l->len;
-    memcpy(l->p + l->len, p, n < room ? n : room);
-    l->len += n < room ? n : room;
-    return n < room;
-}
-
 /* One console argument: a string as it is, another value as JSON, else as String(v). */
-static bool log_value(JSContext *cx, JS::HandleValue v, line_buf *l)
+static bool log_value(JSContext *cx, JS::HandleValue v, jsw_line *l)
 {
     JS::RootedValue val(cx, v);
     JS::RootedString str(cx, v.isString() ? v.toString() : nullptr);
     if (!str) {
-        json_sink s = {on_line, l, 0, false, 0};
-        if (JS_Stringify(cx, &val, nullptr, JS::NullHandleValue, on_json, &s) && s.written)
-            return true;
-        if (s.stopped) return JS_ClearPendingException(cx), true;
+        jsw_utf8_sink s = {jsw_line_add, l, 0, false, 0};
+        bool ok = JS_Stringify(cx, &val, nullptr, JS::NullHandleValue, on_json, &s);
         JS_ClearPendingException(cx);
+        if ((ok && s.written) || s.is_stopped) return true;
         str = JS::ToString(cx, val);
         if (!str) return false;
     }
     JS::UniqueChars u = JS_EncodeStringToUTF8(cx, str);
     if (!u) return false;
-    on_line(l, u.get(), strlen(u.get()));
+    jsw_line_add(l, u.get(), strlen(u.get()));
     return true;
 }
 
@@ -356,9 +259,9 @@ static bool native_log(JSContext *cx, unsigned argc, JS::Value *vp)
     JS::CallArgs args = JS::CallArgsFromVp(argc, vp);
     jsw_module *m = current_module(cx);
     char line[LOGIC_LOG_LINE_BYTES];
-    line_buf l = {line, 0, sizeof line};
+    jsw_line l = {line, 0, sizeof line};
     for (unsigned i = 0; i < args.length(); i++) {
-        if (i) on_line(&l, " ", 1);
+        if (i) jsw_line_add(&l, " ", 1);
         if (!log_value(cx, args[i], &l)) return false;
     }
     m->log(m->log_arg, line, l.len);
@@ -521,9 +424,9 @@ static int write_json(jsw_module *m, JS::MutableHandleValue v, jsw_write_fn *w, 
                       logic_error *err)
 {
     JSContext *cx = m->eng->cx;
-    json_sink s = {w, w_arg, 0, false, 0};
+    jsw_utf8_sink s = {w, w_arg, 0, false, 0};
     if (!JS_Stringify(cx, v, nullptr, JS::NullHandleValue, on_json, &s)) {
-        if (!s.stopped) return fail(m->eng, LOGIC_E_OUTPUT, err);
+        if (!s.is_stopped) return fail(m->eng, LOGIC_E_OUTPUT, err);
         JS_ClearPendingException(cx);
         return fail_with(err, LOGIC_E_OUTPUT, "output_limit: the result exceeds the output budget", "");
     }

@@ -21,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "logic/jsworker/text.h"
 #include "logic/runtime.h"
 
 #ifdef __cplusplus
@@ -35,8 +36,6 @@ extern "C" {
 struct jsw_engine;
 struct jsw_module;
 
-/* Receives UTF-8 JSON text in pieces; returns false to stop (the output budget is spent). */
-typedef bool jsw_write_fn(void *arg, const char *p, size_t n);
 /* Receives one console line (UTF-8, at most LOGIC_LOG_LINE_BYTES bytes, not NUL-terminated). */
 typedef void jsw_log_fn(void *arg, const char *line, size_t n);
 
@@ -61,8 +60,6 @@ void jsw_engine_interrupt(struct jsw_engine *e);
 void jsw_engine_rearm(struct jsw_engine *e);
 /* Collects garbage now (after an unload or a failed call). */
 void jsw_engine_gc(struct jsw_engine *e);
-/* Bytes of the garbage-collected heap in use. */
-size_t jsw_engine_heap_bytes(struct jsw_engine *e);
 
 /* Compiles and runs source[0..len) (UTF-8) in a new global of its own, as a classic script or,
  * when it uses import/export, as an ES module (whose exports are then the entry points; its
