@@ -270,6 +270,7 @@ static void frame_end(struct js_module *m, uint32_t nparts)
 
 static void keep_log(struct js_module *m, const char *p, size_t n)
 {
+    if (n > LOGIC_LOG_LINE_BYTES) n = LOGIC_LOG_LINE_BYTES; /* the worker cuts them already */
     free(m->logs[m->log_next]);
     m->logs[m->log_next] = xstrndup(p, n);
     m->log_next = (m->log_next + 1) % LOGIC_LOG_LINES;
@@ -291,6 +292,7 @@ static int take_reply(struct js_module *m, const struct jsw_reply_head *h, struc
         if (i == 0) *result = (struct slice){p, n};
         else keep_log(m, p, n);
     }
+    if (h->kind == LOGIC_E_NONE && result->len > m->lim.output_bytes) return ERR_PROTOCOL;
     if (h->kind == LOGIC_E_NONE) return 0;
     if (h->kind > LOGIC_E_INVALID) return ERR_PROTOCOL;
     fail(err, (enum logic_err_kind)h->kind, h->kind == LOGIC_E_WORKER ? ERR_IO : ERR_INVALID,

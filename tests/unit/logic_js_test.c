@@ -287,6 +287,16 @@ TEST(es_module_exports_and_forbidden_imports)
                      "function hidden() { return 0 }", 0);
     expect_call(m, "later", "42");
     expect_fail(m, "hidden", LOGIC_E_MISSING);
+    rt_of(m)->unload(m);
+    ASSERT_EQ(load(env, false, "await null;\nexport function ok() { return 1 }\n"
+                               "await Promise.reject(new RangeError('top level'));", NULL, 0, &m,
+                   &err), ERR_INVALID);
+    ASSERT_EQ(err.kind, LOGIC_E_RUNTIME);
+    ASSERT_STR(err.message, "RangeError: top level");
+    ASSERT_EQ(err.line, 3);
+    m = load_ok(env, "const base = await Promise.resolve(1);\n"
+                     "export function ok() { return base }", 0);
+    expect_call(m, "ok", "1");
     done(env, m);
 }
 

@@ -292,9 +292,10 @@ static bool init_global(JSContext *cx, JS::HandleObject global)
 }
 
 /* Runs the source as a classic script; on a syntax error that an ES module would not have,
- * as a module. *compiled tells whether a compile error (syntax) or a run failed. */
+ * as a module. *compiled tells whether a compile error (syntax) or a run failed; *rv is a
+ * module's evaluation promise (top-level await), undefined for a script. */
 static bool run_source(jsw_module *m, const char *name, const char *src, size_t len,
-                       bool *compiled)
+                       bool *compiled, JS::MutableHandleValue rv)
 {
     JSContext *cx = m->eng->cx;
     JS::CompileOptions opts(cx);
@@ -302,9 +303,9 @@ static bool run_source(jsw_module *m, const char *name, const char *src, size_t 
     JS::SourceText<mozilla::Utf8Unit> text;
     if (!text.init(cx, src, len, JS::SourceOwnership::Borrowed)) return *compiled = false;
     JS::RootedScript script(cx, JS::Compile(cx, opts, text));
-    JS::RootedValue rv(cx);
+    JS::RootedValue completion(cx);
     *compiled = true;
-    if (script) return JS_ExecuteScript(cx, script, &rv);
+    if (script) return JS_ExecuteScript(cx, script, &completion);
     JS::RootedValue first(cx);
     (void)JS_GetPendingException(cx, &first);
     JS_ClearPendingException(cx);
@@ -319,7 +320,7 @@ static bool run_source(jsw_module *m, const char *name, const char *src, size_t 
         JS_SetPendingException(cx, about_modules ? second : first);
         return *compiled = false;
     }
-    if (!JS::ModuleInstantiate(cx, mod) || !JS::ModuleEvaluate(cx, mod, &rv)) return false;
+    if (!JS::ModuleInstantiate(cx, mod) || !JS::ModuleEvaluate(cx, mod, rv)) return false;
     m->exports = JS::GetModuleNamespace(cx, mod);
     return m->exports != nullptr;
 }
@@ -370,9 +371,9 @@ extern "C" jsw_module *jsw_module_new(jsw_engine *e, const char *name, const cha
     JSAutoRealm ar(cx, global);
     JS::SetRealmPrivate(js::GetContextRealm(cx), m);
     bool compiled = false;
-    JS::RootedValue none(cx);
-    if (!init_global(cx, global) || !run_source(m, name, source, len, &compiled) ||
-        !settle(m, &none)) {
+    JS::RootedValue evaluated(cx);
+    if (!init_global(cx, global) || !run_source(m, name, source, len, &compiled, &evaluated) ||
+        !settle(m, &evaluated)) {
         fail(e, compiled ? LOGIC_E_RUNTIME : LOGIC_E_SYNTAX, err);
         jsw_module_free(m);
         return nullptr;
