@@ -61,6 +61,22 @@ struct js_worker {
     int fd;    /* the server's end of its socketpair, -1 when none */
 };
 
+/* One mapping of a source map: a place in the generated JavaScript and its TypeScript origin,
+ * all counted from 0. */
+struct js_seg {
+    uint32_t gen_col;
+    uint32_t src_line;
+    uint32_t src_col;
+};
+
+/* esbuild's source map of a TypeScript module, to report positions in the TypeScript. */
+struct js_srcmap {
+    struct js_seg *segs;  /* owned: every mapping, by generated line then column */
+    size_t nsegs;
+    uint32_t *line_start; /* owned: line_start[l] is generated line l's first mapping */
+    size_t lines;         /* generated lines; 0 when there is no map (JavaScript) */
+};
+
 struct js_module {
     struct logic_module_base base; /* first: the generic functions find the runtime here */
     struct js_pool *pool;          /* borrowed; outlives the module */
@@ -76,7 +92,10 @@ struct js_module {
     char *logs[LOGIC_LOG_LINES];       /* owned ring of the latest console lines */
     size_t log_count;                  /* lines in the ring */
     size_t log_next;                   /* the slot of the next line */
+    struct js_srcmap map;              /* TypeScript: the positions' origins */
 };
+
+static void srcmap_to_origin(const struct js_srcmap *map, int *line, int *column);
 
 /* ---- errors ------------------------------------------------------------------------------- */
 
@@ -299,6 +318,7 @@ static int take_reply(struct js_module *m, const struct jsw_reply_head *h, struc
          "%.*s", (int)result->len, result->ptr);
     err->line = h->line;
     err->column = h->column;
+    srcmap_to_origin(&m->map, &err->line, &err->column);
     return h->kind == LOGIC_E_WORKER ? ERR_IO : ERR_INVALID;
 }
 
@@ -373,6 +393,8 @@ static void module_free(struct js_module *m)
     buf_fini(&m->reply);
     free(m->name);
     free(m->js);
+    free(m->map.segs);
+    free(m->map.line_start);
     free(m);
 }
 
@@ -415,6 +437,7 @@ static struct js_module *module_new(struct js_pool *pool, const char *name,
 
 static int ts_transpile(const struct js_pool *pool, const char *name, const char *src,
                         size_t len, struct buf *js, struct logic_error *err);
+static void srcmap_take(struct buf *js, struct js_srcmap *map);
 
 int js_rt_load(struct js_pool *pool, enum logic_lang lang, const char *name, const char *source,
                size_t len, const char *const *entries, const struct logic_limits *lim,
@@ -438,6 +461,7 @@ int js_rt_load(struct js_pool *pool, enum logic_lang lang, const char *name, con
     if (lang != LOGIC_LANG_TYPESCRIPT) buf_add(&js, source, len);
     struct js_module *m = module_new(pool, name, entries, lim);
     m->base.rt = lang == LOGIC_LANG_TYPESCRIPT ? &logic_ts_runtime : &logic_js_runtime;
+    if (lang == LOGIC_LANG_TYPESCRIPT) srcmap_take(&js, &m->map);
     m->js = buf_steal(&js, &m->js_len);
     rc = worker_load(m, err);
     if (rc < 0) {
@@ -652,7 +676,8 @@ static int ts_transpile(const struct js_pool *pool, const char *name, const char
     char sourcefile[JSW_ENTRY_NAME_BYTES + 16];
     snprintf(sourcefile, sizeof sourcefile, "--sourcefile=%s", name);
     char *argv[] = {pool->esbuild_path, "--loader=ts", "--target=es2022", "--log-level=error",
-                    "--color=false", sourcefile, NULL};
+                    "--color=false", "--sourcemap=inline", "--sources-content=false",
+                    sourcefile, NULL};
     posix_spawn_file_actions_t fa;
     struct buf errors;
     pid_t pid = 0;
@@ -695,6 +720,118 @@ out_close:
     }
     buf_fini(&errors);
     return rc;
+}
+
+/* ---- source maps (TypeScript positions) -------------------------------------------------- */
+
+static int base64_value(char c)
+{
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+}
+
+/* Decodes base64 text s[0..n) into out (padding and other bytes end it). */
+static void base64_decode(const char *s, size_t n, struct buf *out)
+{
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < n; i++) {
+        int v = base64_value(s[i]);
+        if (v < 0) break;
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            buf_addc(out, (char)((acc >> bits) & 0xff));
+        }
+    }
+}
+
+/* Reads one base64 VLQ number at *p (advancing it); false at a separator or the end. */
+static bool vlq_next(const char **p, const char *end, int64_t *out)
+{
+    uint64_t value = 0;
+    int shift = 0, v;
+    do {
+        if (*p >= end || shift > 60 || (v = base64_value(**p)) < 0) return false;
+        (*p)++;
+        value |= (uint64_t)(v & 31) << shift;
+        shift += 5;
+    } while (v & 32);
+    *out = (value & 1) ? -(int64_t)(value >> 1) : (int64_t)(value >> 1);
+    return true;
+}
+
+/* Parses a source map's "mappings" (p[0..n)) into map: segments ';'-separated by generated
+ * line, ','-separated within one, each 1, 4 or 5 VLQ fields relative to the one before. */
+static void srcmap_parse(const char *p, size_t n, struct js_srcmap *map)
+{
+    const char *end = p + n;
+    int64_t f[5] = {0}, src_line = 0, src_col = 0;
+    size_t cap_lines = 16, cap_segs = 64;
+    map->line_start = xcalloc(cap_lines, sizeof *map->line_start);
+    map->segs = xcalloc(cap_segs, sizeof *map->segs);
+    map->lines = 1;
+    for (int64_t gen_col = 0; p < end; p++) {
+        if (*p == ';') {
+            if (map->lines + 1 >= cap_lines)
+                map->line_start = xrealloc(map->line_start, (cap_lines *= 2) * sizeof(uint32_t));
+            map->line_start[map->lines++] = (uint32_t)map->nsegs;
+            gen_col = 0;
+            continue;
+        }
+        if (*p == ',') continue;
+        int k = 0;
+        while (k < 5 && vlq_next(&p, end, &f[k])) k++;
+        if (k == 0) continue; /* not base64: skipped */
+        p--; /* the loop's p++ passes the separator */
+        gen_col += f[0];
+        if (k < 4) continue;
+        src_line += f[2];
+        src_col += f[3];
+        if (map->nsegs == cap_segs) map->segs = xrealloc(map->segs, (cap_segs *= 2) * sizeof *map->segs);
+        map->segs[map->nsegs++] = (struct js_seg){(uint32_t)gen_col, (uint32_t)src_line,
+                                                  (uint32_t)src_col};
+    }
+    map->line_start[map->lines] = (uint32_t)map->nsegs;
+}
+
+/* Takes esbuild's inline source map off the end of js and keeps its mappings in map. */
+static void srcmap_take(struct buf *js, struct js_srcmap *map)
+{
+    static const char tag[] = "//# sourceMappingURL=data:application/json;base64,";
+    static const char key[] = "\"mappings\": \"";
+    char *at = js->len ? strstr(js->ptr, tag) : NULL;
+    if (!at) return;
+    struct buf json;
+    buf_init(&json);
+    base64_decode(at + sizeof tag - 1, js->len - (size_t)(at - js->ptr) - (sizeof tag - 1), &json);
+    const char *mappings = json.len ? strstr(json.ptr, key) : NULL;
+    if (mappings) {
+        mappings += sizeof key - 1;
+        srcmap_parse(mappings, strcspn(mappings, "\""), map);
+    }
+    buf_fini(&json);
+    js->len = (size_t)(at - js->ptr);
+    js->ptr[js->len] = 0;
+}
+
+/* Moves a 1-based position in the generated JavaScript to its TypeScript origin: the last
+ * mapping at or before it on its line (the first of the line when none is). */
+static void srcmap_to_origin(const struct js_srcmap *map, int *line, int *column)
+{
+    if (map->lines == 0 || *line < 1 || (size_t)*line > map->lines) return;
+    uint32_t first = map->line_start[*line - 1], last = map->line_start[*line];
+    if (first == last) return;
+    uint32_t col = *column > 0 ? (uint32_t)*column - 1 : 0;
+    const struct js_seg *best = &map->segs[first];
+    for (uint32_t i = first; i < last && map->segs[i].gen_col <= col; i++) best = &map->segs[i];
+    *line = (int)best->src_line + 1;
+    *column = (int)(best->src_col + (col - (best->gen_col <= col ? best->gen_col : col))) + 1;
 }
 
 /* ---- the runtimes and the pool ------------------------------------------------------------ */

@@ -218,7 +218,13 @@ TEST(typescript_with_types)
         "  const s = state ?? { count: 0, total: 0 };\n"
         "  return { count: s.count + 1, total: s.total + event.data.amount };\n"
         "}\n"
-        "export const kind = (): Kind => Kind.A;\n";
+        "export const kind = (): Kind => Kind.A;\n"
+        "export function boom(n: number): number {\n"
+        "  // a comment, then a type: neither is in the JavaScript\n"
+        "  type Local = { x: number };\n"
+        "  const v: Local = { x: n };\n"
+        "  throw new RangeError('boom ' + v.x);\n"
+        "}\n";
     const char *entries[] = {"reduce", "kind", NULL};
     struct logic_module *m;
     struct logic_error err;
@@ -232,6 +238,13 @@ TEST(typescript_with_types)
     ASSERT_STR(out.ptr, "{\"count\":2,\"total\":3}");
     buf_fini(&out);
     expect_call(m, "kind", "\"a\"");
+    buf_init(&out);
+    ASSERT_EQ(call(m, "boom", "7", NULL, &out, &err), ERR_INVALID);
+    ASSERT_EQ(err.kind, LOGIC_E_RUNTIME);
+    ASSERT_STR(err.message, "RangeError: boom 7");
+    ASSERT_EQ(err.line, 13); /* the TypeScript's line, through esbuild's source map */
+    CHECK(err.column > 0);    /* the engine's runtime columns are approximate */
+    buf_fini(&out);
     done(env, m);
 }
 
