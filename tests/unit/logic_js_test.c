@@ -207,6 +207,38 @@ TEST(fold_reports_the_failing_event)
     done(env, m);
 }
 
+TEST(fold_larger_than_a_frame)
+{
+    enum { EVENTS = 40000, EVENT_BYTES = 1000 }; /* 40 MB: three frames of 16 MiB */
+    struct logic_env *env = env_new();
+    struct logic_module *m = load_ok(
+        env, "function reduce(s, e) { s = s || {n: 0, sum: 0}; s.n++; s.sum += e.v; return s }"
+             "\nfunction ok() { return 1 }", 0);
+    char *ev = malloc(EVENT_BYTES + 1);
+    int head = snprintf(ev, EVENT_BYTES, "{\"v\":2,\"pad\":\"");
+    memset(ev + head, 'x', EVENT_BYTES - head - 2);
+    memcpy(ev + EVENT_BYTES - 2, "\"}", 3);
+    struct slice *events = calloc(EVENTS, sizeof *events);
+    for (size_t i = 0; i < EVENTS; i++) events[i] = (struct slice){ev, EVENT_BYTES};
+    struct buf out;
+    struct logic_error err;
+    buf_init(&out);
+    int rc = rt_of(m)->fold(m, "reduce", S("null"), events, EVENTS, NULL, &out, NULL, &err);
+    if (rc) fprintf(stderr, "  fold: %s\n", err.message);
+    ASSERT_EQ(rc, 0);
+    ASSERT_STR(out.ptr, "{\"n\":40000,\"sum\":80000}");
+    events[30000] = S("{\"v\":");
+    size_t failed_at = 0;
+    ASSERT_EQ(rt_of(m)->fold(m, "reduce", S("null"), events, EVENTS, NULL, &out, &failed_at,
+                             &err), ERR_INVALID);
+    ASSERT_EQ(failed_at, 30000); /* counted across frames */
+    expect_call(m, "ok", "1");
+    buf_fini(&out);
+    free(events);
+    free(ev);
+    done(env, m);
+}
+
 TEST(typescript_with_types)
 {
     struct logic_env *env = env_new();

@@ -429,7 +429,7 @@ int main(int argc, char **argv)
     if (!w || jsw_sandbox_prepare(mem_bytes) < 0 || jsw_init() < 0) return EXIT_START_FAILED;
     w->engine = jsw_engine_new(mem_bytes / 100 * JSW_GC_SHARE_PERCENT, JSW_STACK_BYTES);
     if (!w->engine || jsw_watchdog_start(&w->watchdog, w->engine) < 0 || warm_up(w) < 0 ||
-        catch_crashes() < 0 || jsw_sandbox_lock(mem_bytes) < 0) {
+        catch_crashes() < 0 || jsw_sandbox_lock(mem_bytes + JSW_IO_BYTES) < 0) {
         fprintf(stderr, "annals-jsworker: the engine did not start\n");
         return EXIT_START_FAILED;
     }

@@ -26,8 +26,12 @@
 
 enum {
     JSW_SOCKET_FD = 3,                      /* the worker's end of the socketpair */
-    JSW_MAX_FRAME_BYTES = 64 * 1024 * 1024, /* one frame, head included */
-    JSW_MAX_PARTS = 1 << 20,                /* parts of one frame */
+    JSW_MAX_FRAME_BYTES = 16 * 1024 * 1024, /* one frame, head included (bigger folds are
+                                               sent as several frames) */
+    JSW_MAX_PARTS = 1 << 18,                /* parts of one frame */
+    /* What the worker's own buffers may take besides the module's memory budget: the request
+     * frame, the answer (at most half a frame) and its copy, and the request's part table. */
+    JSW_IO_BYTES = 2 * JSW_MAX_FRAME_BYTES + JSW_MAX_PARTS * 16,
     JSW_PART_HEAD_BYTES = 4,                /* the u32 length before each part */
     JSW_ENTRY_NAME_BYTES = 128,             /* an entry point's or module's name, NUL included */
 };
