@@ -27,7 +27,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TOOLS   := $(BUILD)/bench/commit_ceiling $(BUILD)/bench/load_events $(BUILD)/bench/sse_fanout $(BUILD)/bench/loadgen
 
 .PHONY: all deps run test unit integration bench clean format fuzz fuzz-replay fuzz-ci torture install uninstall
-all: $(BUILD)/annals
+all: $(BUILD)/annals $(BUILD)/annals-jsworker
 
 deps:
 	@bash scripts/deps.sh
@@ -48,6 +48,34 @@ MALLOC_LIB := $(if $(SANITIZE),,-l:libtcmalloc_minimal.so.4)
 $(BUILD)/annals: $(BUILD)/main.o $(BUILD)/libannals.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(MALLOC_LIB) $(LDLIBS)
 
+# The JavaScript worker (src/logic/jsworker/, docs/design/jsworker.md): an executable of its
+# own, kept out of libannals.a, and never sanitized (its RLIMIT_AS and seccomp filter leave no
+# room for ASan's shadow memory; the engine library is not instrumented anyway). C++ only in
+# shim.cc, built without RTTI or exceptions like the engine, and without DEBUG (it changes
+# the engine headers' layouts). GCC 12 mistakes the engine's stack roots for dangling pointers.
+JSW_SRC := $(wildcard src/logic/jsworker/*.c src/logic/jsworker/*.cc)
+JSW_OBJ := $(patsubst src/%,$(BUILD)/jsw/%.o,$(basename $(JSW_SRC)))
+JSW_CFLAGS := $(filter-out -fsanitize=% -fno-sanitize-recover=%,$(CFLAGS))
+JSW_CXXFLAGS := -std=c++17 -O2 -g -Wall -Wextra -Wno-dangling-pointer -fno-rtti -fno-exceptions \
+           -fno-omit-frame-pointer -pthread -Isrc $(shell pkg-config --cflags mozjs-102 2>/dev/null) \
+           $(if $(WERROR),-Werror)
+JSW_LIBS := $(shell pkg-config --libs mozjs-102 2>/dev/null || echo -lmozjs-102) -pthread
+
+$(BUILD)/jsw/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(JSW_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/jsw/%.o: src/%.cc
+	@mkdir -p $(dir $@)
+	$(CXX) $(JSW_CXXFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/annals-jsworker: $(JSW_OBJ)
+	$(CXX) -o $@ $^ $(JSW_LIBS)
+
+# The JavaScript runtime's unit test starts the worker built beside it.
+$(BUILD)/tests/logic_js_test: $(BUILD)/annals-jsworker
+$(BUILD)/tests/logic_js_test: private CFLAGS += -DLOGIC_JS_TEST_WORKER='"$(abspath $(BUILD)/annals-jsworker)"'
+
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h $(BUILD)/libannals.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(BUILD)/libannals.a $(LDLIBS)
@@ -58,13 +86,13 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/libannals.a
 
 run:
 	@bash scripts/deps.sh --run
-	@$(MAKE) --no-print-directory $(BUILD)/annals
+	@$(MAKE) --no-print-directory $(BUILD)/annals $(BUILD)/annals-jsworker
 	./$(BUILD)/annals serve
 
 unit: $(UNIT_BIN)
 	@for t in $(UNIT_BIN); do ./$$t || exit 1; done
 
-integration: $(BUILD)/annals $(BUILD)/slow_dns.so $(BUILD)/fi_inject.so
+integration: $(BUILD)/annals $(BUILD)/annals-jsworker $(BUILD)/slow_dns.so $(BUILD)/fi_inject.so
 	@ANNALS_BIN=./$(BUILD)/annals python3 tests/integration/run.py
 
 SAN_UNITS := $(UNIT_SRC:tests/unit/%.c=build-san/tests/%)
@@ -84,23 +112,24 @@ $(BUILD)/slow_dns.so: tests/integration/slow_dns.c
 # Every tier: unit and integration tests on the optimised build, then again on a build with
 # AddressSanitizer and UndefinedBehaviorSanitizer (any report fails the run).
 test: deps
-	@$(MAKE) --no-print-directory WERROR=1 $(BUILD)/annals $(UNIT_BIN) $(BUILD)/pl_trace.so \
-		$(BUILD)/fi_inject.so $(BUILD)/slow_dns.so
-	@$(MAKE) --no-print-directory WERROR=1 SANITIZE=address,undefined build-san/annals $(SAN_UNITS)
+	@$(MAKE) --no-print-directory WERROR=1 $(BUILD)/annals $(BUILD)/annals-jsworker $(UNIT_BIN) \
+		$(BUILD)/pl_trace.so $(BUILD)/fi_inject.so $(BUILD)/slow_dns.so
+	@$(MAKE) --no-print-directory WERROR=1 SANITIZE=address,undefined build-san/annals \
+		build-san/annals-jsworker $(SAN_UNITS)
 	@python3 tests/run_all.py --bin ./$(BUILD)/annals --san-bin ./build-san/annals \
 		--fuzz-replay --fuzz-seconds $(FUZZ_CI_SECONDS) --powerloss 200 --faults \
 		--san-units $(SAN_UNITS) -- $(UNIT_BIN)
 
 # The long tier: see tests/torture.sh (about 45 minutes on 2 cores).
 torture: deps
-	@$(MAKE) --no-print-directory $(BUILD)/annals $(UNIT_BIN) $(BUILD)/pl_trace.so $(BUILD)/fi_inject.so \
-		$(BUILD)/slow_dns.so
+	@$(MAKE) --no-print-directory $(BUILD)/annals $(BUILD)/annals-jsworker $(UNIT_BIN) \
+		$(BUILD)/pl_trace.so $(BUILD)/fi_inject.so $(BUILD)/slow_dns.so
 	@dpkg-query -W valgrind >/dev/null 2>&1 || apt-get install -y -qq valgrind >/dev/null
 	@bash tests/torture.sh
 
 bench: 
 	@bash scripts/deps.sh --bench
-	@$(MAKE) --no-print-directory $(BUILD)/annals $(TOOLS)
+	@$(MAKE) --no-print-directory $(BUILD)/annals $(BUILD)/annals-jsworker $(TOOLS)
 	@bash bench/run.sh ./$(BUILD)/annals ./$(BUILD)/bench/commit_ceiling ./$(BUILD)/bench/load_events
 
 # libFuzzer targets (clang, ASan+UBSan): `make fuzz` fuzzes each for FUZZ_SECONDS with its
@@ -156,4 +185,4 @@ format:
 clean:
 	rm -rf build build-san build-fuzz
 
--include $(LIB_OBJ:.o=.d) $(BUILD)/main.d
+-include $(LIB_OBJ:.o=.d) $(BUILD)/main.d $(JSW_OBJ:.o=.d)

@@ -1,0 +1,491 @@
+/* The SpiderMonkey side of the JavaScript worker, kept small: an engine (one JSContext on the
+ * worker's main thread, a promise job queue drained after every request, an interrupt flag
+ * the watchdog sets), and modules (one global each, in its own compartment and zone, so one
+ * module's prototypes and globals are not another's). JSON crosses in and out through the
+ * engine's own JSON.parse and JSON.stringify. Everything the worker decides (limits, wire
+ * format, sandbox) lives in C (main.c); this file only speaks JSAPI.
+ *
+ * Invariant: no promise job outlives the request that queued it (drained or dropped before
+ * the answer), so code of one module never runs inside another module's call.
+ */
+#include "logic/jsworker/shim.h"
+
+#include <jsapi.h>
+#include <jsfriendapi.h>
+#include <js/CompilationAndEvaluation.h>
+#include <js/Date.h>
+#include <js/ErrorReport.h>
+#include <js/Exception.h>
+#include <js/Initialization.h>
+#include <js/JSON.h>
+#include <js/Modules.h>
+#include <js/Promise.h>
+#include <js/PropertyAndElement.h>
+#include <js/SourceText.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstring>
+
+#include "util/errors.h"
+
+namespace {
+
+/* Promise jobs of the current request, run by drain() and dropped by clear(). */
+class job_queue final : public JS::JobQueue {
+  public:
+    explicit job_queue(JSContext *cx) : jobs_(cx) {}
+    JSObject *getIncumbentGlobal(JSContext *cx) override { return JS::CurrentGlobalOrNull(cx); }
+    bool enqueuePromiseJob(JSContext *cx, JS::HandleObject, JS::HandleObject job,
+                           JS::HandleObject, JS::HandleObject) override
+    {
+        if (jobs_.append(job)) return true;
+        JS_ReportOutOfMemory(cx);
+        return false;
+    }
+    void runJobs(JSContext *cx) override { (void)drain(cx); }
+    bool empty() const override { return jobs_.empty(); }
+    /* Runs the jobs in order, and those they queue; false (jobs dropped) when one fails. */
+    bool drain(JSContext *cx)
+    {
+        JS::RootedObject job(cx);
+        JS::RootedValue rv(cx);
+        for (size_t i = 0; i < jobs_.length(); i++) {
+            job = jobs_[i];
+            JSAutoRealm ar(cx, job);
+            if (!JS::Call(cx, JS::UndefinedHandleValue, job, JS::HandleValueArray::empty(), &rv)) {
+                jobs_.clear();
+                return false;
+            }
+        }
+        jobs_.clear();
+        return true;
+    }
+    void clear() { jobs_.clear(); }
+
+  private:
+    js::UniquePtr<SavedJobQueue> saveJobQueue(JSContext *) override { return nullptr; }
+    JS::PersistentRooted<JS::GCVector<JSObject *, 0, js::SystemAllocPolicy>> jobs_;
+};
+
+const JSClass global_class = {"global", JSCLASS_GLOBAL_FLAGS, &JS::DefaultGlobalClassOps,
+                              nullptr, nullptr, nullptr};
+
+/* Globals removed from every module (shim.h says why). */
+const char *const removed_globals[] = {"WeakRef", "FinalizationRegistry", "WebAssembly"};
+
+} // namespace
+
+struct jsw_engine {
+    JSContext *cx;
+    job_queue *jobs;
+    std::atomic<bool> stopped; /* set by the watchdog: the request's budget is spent */
+};
+
+struct jsw_module {
+    jsw_engine *eng;
+    JS::PersistentRootedObject global;
+    JS::PersistentRootedObject exports; /* an ES module's namespace, or null */
+    uint64_t rng;                       /* Math.random state, reset per invocation */
+    jsw_log_fn *log;
+    void *log_arg;
+    jsw_module(JSContext *cx) : global(cx), exports(cx) {}
+};
+
+/* ---- hooks -------------------------------------------------------------------------------- */
+
+static bool on_interrupt(JSContext *cx)
+{
+    auto *e = static_cast<jsw_engine *>(JS_GetContextPrivate(cx));
+    return !e->stopped.load(std::memory_order_relaxed);
+}
+
+static bool on_eval(JSContext *, JS::RuntimeCode, JS::HandleString) { return false; }
+
+static const JSSecurityCallbacks security_callbacks = {on_eval, nullptr};
+
+static double on_clock(double, JSContext *) { return JSW_FIXED_TIME_MS * 1000.0; }
+
+static JSObject *on_import(JSContext *cx, JS::HandleValue, JS::HandleObject request)
+{
+    JS::RootedString spec(cx, JS::GetModuleRequestSpecifier(cx, request));
+    JS::UniqueChars s = spec ? JS_EncodeStringToUTF8(cx, spec) : nullptr;
+    JS_ReportErrorUTF8(cx, "import of '%s' is not available: a module is one file",
+                       s ? s.get() : "?");
+    return nullptr;
+}
+
+static jsw_module *current_module(JSContext *cx)
+{
+    return static_cast<jsw_module *>(JS::GetRealmPrivate(js::GetContextRealm(cx)));
+}
+
+/* Math.random from the module's state (reset to JSW_RANDOM_SEED per invocation). */
+static bool native_random(JSContext *cx, unsigned argc, JS::Value *vp)
+{
+    JS::CallArgs args = JS::CallArgsFromVp(argc, vp);
+    args.rval().setDouble(jsw_random_next(&current_module(cx)->rng));
+    return true;
+}
+
+static bool on_json(const char16_t *p, uint32_t n, void *data)
+{
+    return jsw_utf8_put(static_cast<jsw_utf8_sink *>(data), reinterpret_cast<const uint16_t *>(p), n);
+}
+
+/* ---- errors ------------------------------------------------------------------------------- */
+
+/* Fills err from the pending exception (or its absence) of a failed engine call; kind is what
+ * a thrown error means at this stage. Always returns ERR_INVALID. */
+static int fail(jsw_engine *e, logic_err_kind kind, logic_error *err)
+{
+    JSContext *cx = e->cx;
+    memset(err, 0, sizeof *err);
+    err->kind = kind;
+    e->jobs->clear();
+    if (e->stopped.load()) {
+        JS_ClearPendingException(cx);
+        err->kind = LOGIC_E_CPU;
+        snprintf(err->message, sizeof err->message, "cpu_limit: the call's CPU budget ran out");
+        return ERR_INVALID;
+    }
+    if (!JS_IsExceptionPending(cx) || JS_IsThrowingOutOfMemory(cx)) {
+        JS_ClearPendingException(cx);
+        err->kind = LOGIC_E_MEMORY;
+        snprintf(err->message, sizeof err->message, "memory_limit: out of memory");
+        return ERR_INVALID;
+    }
+    JS::ExceptionStack exn(cx);
+    JS::ErrorReportBuilder report(cx);
+    if (!JS::StealPendingExceptionStack(cx, &exn) ||
+        !report.init(cx, exn, JS::ErrorReportBuilder::NoSideEffects)) {
+        JS_ClearPendingException(cx);
+        snprintf(err->message, sizeof err->message, "uncaught exception");
+        return ERR_INVALID;
+    }
+    const char *msg = report.toStringResult() ? report.toStringResult().c_str() : "error";
+    snprintf(err->message, sizeof err->message, "%s", msg);
+    if (report.report()) {
+        err->line = (int)report.report()->lineno;
+        err->column = (int)report.report()->column + 1;
+    }
+    err->kind = jsw_classify(msg, kind);
+    return ERR_INVALID;
+}
+
+static int fail_with(logic_error *err, logic_err_kind kind, const char *what, const char *name)
+{
+    memset(err, 0, sizeof *err);
+    err->kind = kind;
+    snprintf(err->message, sizeof err->message, "%s%s", what, name);
+    return ERR_INVALID;
+}
+
+/* ---- engine ------------------------------------------------------------------------------- */
+
+extern "C" int jsw_init(void)
+{
+    if (!JS_Init()) return ERR_NOMEM;
+    JS::SetReduceMicrosecondTimePrecisionCallback(on_clock);
+    return 0;
+}
+
+extern "C" void jsw_shutdown(void) { JS_ShutDown(); }
+
+extern "C" const char *jsw_crash_reason(void) { return gMozCrashReason; }
+
+extern "C" jsw_engine *jsw_engine_new(size_t gc_max_bytes, size_t stack_bytes)
+{
+    JSContext *cx = JS_NewContext(gc_max_bytes);
+    if (!cx) return nullptr;
+    JS_SetNativeStackQuota(cx, stack_bytes);
+    auto *e = new jsw_engine();
+    e->cx = cx;
+    e->jobs = new job_queue(cx);
+    e->stopped = false;
+    JS::SetJobQueue(cx, e->jobs);
+    JS_SetContextPrivate(cx, e);
+    if (!JS::InitSelfHostedCode(cx) || !JS_AddInterruptCallback(cx, on_interrupt)) {
+        jsw_engine_free(e);
+        return nullptr;
+    }
+    JS_SetSecurityCallbacks(cx, &security_callbacks);
+    JS::SetModuleResolveHook(JS_GetRuntime(cx), on_import);
+    return e;
+}
+
+extern "C" void jsw_engine_free(jsw_engine *e)
+{
+    if (!e) return;
+    delete e->jobs;
+    JS_DestroyContext(e->cx);
+    delete e;
+}
+
+extern "C" void jsw_engine_interrupt(jsw_engine *e)
+{
+    e->stopped.store(true);
+    JS_RequestInterruptCallback(e->cx);
+}
+
+extern "C" void jsw_engine_rearm(jsw_engine *e) { e->stopped.store(false); }
+
+extern "C" void jsw_engine_gc(jsw_engine *e) { JS_GC(e->cx); }
+
+/* ---- modules ------------------------------------------------------------------------------ */
+
+/* One console argument: a string as it is, another value as JSON, else as String(v). */
+static bool log_value(JSContext *cx, JS::HandleValue v, jsw_line *l)
+{
+    JS::RootedValue val(cx, v);
+    JS::RootedString str(cx, v.isString() ? v.toString() : nullptr);
+    if (!str) {
+        jsw_utf8_sink s = {jsw_line_add, l, 0, false, 0};
+        bool ok = JS_Stringify(cx, &val, nullptr, JS::NullHandleValue, on_json, &s);
+        JS_ClearPendingException(cx);
+        if ((ok && s.written) || s.is_stopped) return true;
+        str = JS::ToString(cx, val);
+        if (!str) return false;
+    }
+    JS::UniqueChars u = JS_EncodeStringToUTF8(cx, str);
+    if (!u) return false;
+    jsw_line_add(l, u.get(), strlen(u.get()));
+    return true;
+}
+
+/* console.log and friends: arguments joined by spaces, one line to the module's log. */
+static bool native_log(JSContext *cx, unsigned argc, JS::Value *vp)
+{
+    JS::CallArgs args = JS::CallArgsFromVp(argc, vp);
+    jsw_module *m = current_module(cx);
+    char line[LOGIC_LOG_LINE_BYTES];
+    jsw_line l = {line, 0, sizeof line};
+    for (unsigned i = 0; i < args.length(); i++) {
+        if (i) jsw_line_add(&l, " ", 1);
+        if (!log_value(cx, args[i], &l)) return false;
+    }
+    m->log(m->log_arg, line, l.len);
+    args.rval().setUndefined();
+    return true;
+}
+
+static const JSFunctionSpec console_functions[] = {
+    JS_FN("log", native_log, 0, 0),  JS_FN("info", native_log, 0, 0),
+    JS_FN("warn", native_log, 0, 0), JS_FN("error", native_log, 0, 0),
+    JS_FN("debug", native_log, 0, 0), JS_FS_END};
+
+/* The global's standard library, minus what shim.h lists, plus console and Math.random. */
+static bool init_global(JSContext *cx, JS::HandleObject global)
+{
+    if (!JS::InitRealmStandardClasses(cx)) return false;
+    for (const char *name : removed_globals) {
+        if (!JS_DeleteProperty(cx, global, name)) return false;
+    }
+    JS::RootedObject console(cx, JS_NewPlainObject(cx));
+    JS::RootedValue math(cx);
+    if (!console || !JS_DefineFunctions(cx, console, console_functions) ||
+        !JS_DefineProperty(cx, global, "console", console, 0) ||
+        !JS_GetProperty(cx, global, "Math", &math) || !math.isObject())
+        return false;
+    JS::RootedObject mathobj(cx, &math.toObject());
+    return JS_DefineFunction(cx, mathobj, "random", native_random, 0, 0) != nullptr;
+}
+
+/* Runs the source as a classic script; on a syntax error that an ES module would not have,
+ * as a module. *compiled tells whether a compile error (syntax) or a run failed; *rv is a
+ * module's evaluation promise (top-level await), undefined for a script. */
+static bool run_source(jsw_module *m, const char *name, const char *src, size_t len,
+                       bool *compiled, JS::MutableHandleValue rv)
+{
+    JSContext *cx = m->eng->cx;
+    JS::CompileOptions opts(cx);
+    opts.setFileAndLine(name, 1);
+    JS::SourceText<mozilla::Utf8Unit> text;
+    if (!text.init(cx, src, len, JS::SourceOwnership::Borrowed)) return *compiled = false;
+    JS::RootedScript script(cx, JS::Compile(cx, opts, text));
+    JS::RootedValue completion(cx);
+    *compiled = true;
+    if (script) return JS_ExecuteScript(cx, script, &completion);
+    JS::RootedValue first(cx);
+    (void)JS_GetPendingException(cx, &first);
+    JS_ClearPendingException(cx);
+    JS::RootedObject mod(cx, JS::CompileModule(cx, opts, text));
+    if (!mod) {
+        /* both failed: report the script's error unless it is about module syntax */
+        JS::RootedValue second(cx);
+        (void)JS_GetPendingException(cx, &second);
+        JS::RootedString s(cx, first.isObject() ? JS::ToString(cx, first) : nullptr);
+        JS::UniqueChars u = s ? JS_EncodeStringToUTF8(cx, s) : nullptr;
+        bool about_modules = u && strstr(u.get(), "module");
+        JS_SetPendingException(cx, about_modules ? second : first);
+        return *compiled = false;
+    }
+    if (!JS::ModuleInstantiate(cx, mod) || !JS::ModuleEvaluate(cx, mod, rv)) return false;
+    m->exports = JS::GetModuleNamespace(cx, mod);
+    return m->exports != nullptr;
+}
+
+/* Settles a promise result by running the queued jobs; other values pass through. */
+static bool settle(jsw_module *m, JS::MutableHandleValue v)
+{
+    JSContext *cx = m->eng->cx;
+    if (!m->eng->jobs->drain(cx)) return false;
+    if (!v.isObject()) return true;
+    JS::RootedObject obj(cx, &v.toObject());
+    if (!JS::IsPromiseObject(obj)) return true;
+    switch (JS::GetPromiseState(obj)) {
+    case JS::PromiseState::Fulfilled:
+        v.set(JS::GetPromiseResult(obj));
+        return true;
+    case JS::PromiseState::Rejected: {
+        JS::RootedValue reason(cx, JS::GetPromiseResult(obj));
+        JS_SetPendingException(cx, reason);
+        return false;
+    }
+    default:
+        JS_ReportErrorASCII(cx, "the returned promise never settled (no timers or I/O exist)");
+        return false;
+    }
+}
+
+extern "C" jsw_module *jsw_module_new(jsw_engine *e, const char *name, const char *source,
+                                      size_t len, jsw_log_fn *log, void *log_arg,
+                                      logic_error *err)
+{
+    JSContext *cx = e->cx;
+    JS::RealmOptions options;
+    options.creationOptions().setNewCompartmentAndZone();
+    options.behaviors().setClampAndJitterTime(true);
+    JS::RootedObject global(cx, JS_NewGlobalObject(cx, &global_class, nullptr,
+                                                   JS::FireOnNewGlobalHook, options));
+    if (!global) {
+        fail(e, LOGIC_E_MEMORY, err);
+        return nullptr;
+    }
+    auto *m = new jsw_module(cx);
+    m->eng = e;
+    m->global = global;
+    m->rng = JSW_RANDOM_SEED;
+    m->log = log;
+    m->log_arg = log_arg;
+    JSAutoRealm ar(cx, global);
+    JS::SetRealmPrivate(js::GetContextRealm(cx), m);
+    bool compiled = false;
+    JS::RootedValue evaluated(cx);
+    if (!init_global(cx, global) || !run_source(m, name, source, len, &compiled, &evaluated) ||
+        !settle(m, &evaluated)) {
+        fail(e, compiled ? LOGIC_E_RUNTIME : LOGIC_E_SYNTAX, err);
+        jsw_module_free(m);
+        return nullptr;
+    }
+    return m;
+}
+
+extern "C" void jsw_module_free(jsw_module *m)
+{
+    if (!m) return;
+    delete m;
+}
+
+static bool find_entry(jsw_module *m, const char *entry, JS::MutableHandleValue fn)
+{
+    JSContext *cx = m->eng->cx;
+    bool found = false;
+    if (m->exports && JS_HasProperty(cx, m->exports, entry, &found) && found &&
+        JS_GetProperty(cx, m->exports, entry, fn) && fn.isObject() &&
+        JS::IsCallable(&fn.toObject()))
+        return true;
+    if (JS_HasOwnProperty(cx, m->global, entry, &found) && found &&
+        JS_GetProperty(cx, m->global, entry, fn) && fn.isObject() &&
+        JS::IsCallable(&fn.toObject()))
+        return true;
+    return false;
+}
+
+extern "C" bool jsw_module_has(jsw_module *m, const char *entry)
+{
+    JSContext *cx = m->eng->cx;
+    JSAutoRealm ar(cx, m->global);
+    JS::RootedValue fn(cx);
+    bool ok = find_entry(m, entry, &fn);
+    JS_ClearPendingException(cx);
+    return ok;
+}
+
+/* ---- calls -------------------------------------------------------------------------------- */
+
+static bool parse_json(JSContext *cx, struct slice text, JS::MutableHandleValue v)
+{
+    JS::RootedString s(cx, JS_NewStringCopyUTF8N(cx, JS::UTF8Chars(text.ptr, text.len)));
+    return s && JS_ParseJSON(cx, s, v);
+}
+
+/* Writes v's JSON (null for undefined, functions, symbols) to w. */
+static int write_json(jsw_module *m, JS::MutableHandleValue v, jsw_write_fn *w, void *w_arg,
+                      logic_error *err)
+{
+    JSContext *cx = m->eng->cx;
+    jsw_utf8_sink s = {w, w_arg, 0, false, 0};
+    if (!JS_Stringify(cx, v, nullptr, JS::NullHandleValue, on_json, &s)) {
+        if (!s.is_stopped) return fail(m->eng, LOGIC_E_OUTPUT, err);
+        JS_ClearPendingException(cx);
+        return fail_with(err, LOGIC_E_OUTPUT, "output_limit: the result exceeds the output budget", "");
+    }
+    if (s.written == 0 && !w(w_arg, "null", 4))
+        return fail_with(err, LOGIC_E_OUTPUT, "output_limit", "");
+    return 0;
+}
+
+/* Calls fn with argv after resetting Math.random; settles a returned promise. */
+static bool invoke(jsw_module *m, JS::HandleValue fn, const JS::HandleValueArray &argv,
+                   JS::MutableHandleValue rv)
+{
+    m->rng = JSW_RANDOM_SEED;
+    return JS::Call(m->eng->cx, JS::UndefinedHandleValue, fn, argv, rv) && settle(m, rv);
+}
+
+extern "C" int jsw_call(jsw_module *m, const char *entry, const struct slice *args, size_t nargs,
+                        jsw_write_fn *w, void *w_arg, logic_error *err)
+{
+    JSContext *cx = m->eng->cx;
+    JSAutoRealm ar(cx, m->global);
+    JS::RootedValue fn(cx);
+    if (!find_entry(m, entry, &fn)) {
+        JS_ClearPendingException(cx);
+        return fail_with(err, LOGIC_E_MISSING, "missing entry point: ", entry);
+    }
+    JS::RootedValueVector argv(cx);
+    JS::RootedValue v(cx);
+    for (size_t i = 0; i < nargs; i++) {
+        if (!parse_json(cx, args[i], &v)) return fail(m->eng, LOGIC_E_INVALID, err);
+        if (!argv.append(v)) return fail(m->eng, LOGIC_E_MEMORY, err);
+    }
+    if (!invoke(m, fn, argv, &v)) return fail(m->eng, LOGIC_E_RUNTIME, err);
+    return write_json(m, &v, w, w_arg, err);
+}
+
+extern "C" int jsw_fold(jsw_module *m, const char *entry, struct slice state,
+                        const struct slice *events, size_t n, const struct slice *extra,
+                        jsw_write_fn *w, void *w_arg, size_t *failed_at, logic_error *err)
+{
+    JSContext *cx = m->eng->cx;
+    JSAutoRealm ar(cx, m->global);
+    JS::RootedValue fn(cx);
+    *failed_at = n; /* no event's failure */
+    if (!find_entry(m, entry, &fn)) {
+        JS_ClearPendingException(cx);
+        return fail_with(err, LOGIC_E_MISSING, "missing entry point: ", entry);
+    }
+    JS::RootedValueArray<3> argv(cx);
+    if (!parse_json(cx, state, argv[0]) || (extra && !parse_json(cx, *extra, argv[2])))
+        return fail(m->eng, LOGIC_E_INVALID, err);
+    JS::RootedValue rv(cx);
+    for (size_t i = 0; i < n; i++) {
+        *failed_at = i;
+        if (!parse_json(cx, events[i], argv[1])) return fail(m->eng, LOGIC_E_INVALID, err);
+        if (!invoke(m, fn, argv, &rv)) return fail(m->eng, LOGIC_E_RUNTIME, err);
+        argv[0].set(rv);
+    }
+    *failed_at = n;
+    return write_json(m, argv[0], w, w_arg, err);
+}

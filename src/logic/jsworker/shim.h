@@ -1,0 +1,99 @@
+/* The JavaScript engine (SpiderMonkey 102) behind a small C API: the only C++ in Annals
+ * (logic/jsworker/shim.cc). The worker (main.c) owns one engine on its main thread and one
+ * module per loaded component; this API compiles, calls and folds with JSON text in and JSON
+ * text out, and turns every failure into a struct logic_error.
+ *
+ * Threads: everything runs on the thread that called jsw_engine_new, except
+ * jsw_engine_interrupt, which any thread may call (the watchdog does).
+ *
+ * What user code sees: the ECMAScript standard library of SpiderMonkey 102 (ES2022), plus
+ * console.log/info/warn/error/debug (lines go to the module's log function) and nothing of
+ * the host: no require, import, fetch, timers, process or file access. Removed: eval and the
+ * Function constructors (EvalError), WeakRef and FinalizationRegistry (their results depend
+ * on garbage-collection timing), WebAssembly. Date.now() and new Date() are JSW_FIXED_TIME_MS;
+ * Math.random() restarts the same sequence (seed JSW_RANDOM_SEED) at every entry-point call
+ * and every event of a fold. docs/design/jsworker.md has the reasons.
+ */
+#ifndef LOGIC_JSWORKER_SHIM_H
+#define LOGIC_JSWORKER_SHIM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "logic/jsworker/text.h"
+#include "logic/runtime.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* What Date.now() answers (milliseconds since 1970-01-01T00:00:00Z). */
+#define JSW_FIXED_TIME_MS 0.0
+/* The state Math.random() restarts from at each invocation (splitmix64). */
+#define JSW_RANDOM_SEED 0x414e4e414c53ull /* "ANNALS" */
+
+struct jsw_engine;
+struct jsw_module;
+
+/* Receives one console line (UTF-8, at most LOGIC_LOG_LINE_BYTES bytes, not NUL-terminated). */
+typedef void jsw_log_fn(void *arg, const char *line, size_t n);
+
+/* The reason the engine gave for crashing on purpose, or NULL. Async-signal-safe. */
+const char *jsw_crash_reason(void);
+
+/* Starts the engine library (JS_Init) once per process. Returns 0 or ERR_NOMEM. */
+int jsw_init(void);
+/* Ends the library (JS_ShutDown) after every engine is freed. */
+void jsw_shutdown(void);
+
+/* Makes the engine on the calling thread: gc_max_bytes caps the garbage-collected heap,
+ * stack_bytes the native stack JavaScript may use (deep recursion then throws
+ * "too much recursion"). Returns NULL when the engine cannot start. */
+struct jsw_engine *jsw_engine_new(size_t gc_max_bytes, size_t stack_bytes);
+/* Frees every module's remains and the engine; the engine's thread only. NULL is allowed. */
+void jsw_engine_free(struct jsw_engine *e);
+/* Stops the running code at its next interrupt check; it fails with LOGIC_E_CPU, uncatchable
+ * by try/catch, and so does any code run until jsw_engine_rearm. Thread-safe. */
+void jsw_engine_interrupt(struct jsw_engine *e);
+/* Clears the interrupt before the next request. Engine thread. */
+void jsw_engine_rearm(struct jsw_engine *e);
+/* Collects garbage now (after an unload or a failed call). */
+void jsw_engine_gc(struct jsw_engine *e);
+
+/* Compiles and runs source[0..len) (UTF-8) in a new global of its own, as a classic script or,
+ * when it uses import/export, as an ES module (whose exports are then the entry points; its
+ * imports fail with LOGIC_E_FORBIDDEN). name labels errors. log receives console lines from
+ * now on (log_arg is borrowed until jsw_module_free). Returns the module, or NULL with err
+ * set (LOGIC_E_SYNTAX with line and column, LOGIC_E_RUNTIME, LOGIC_E_CPU, LOGIC_E_MEMORY,
+ * LOGIC_E_FORBIDDEN). */
+struct jsw_module *jsw_module_new(struct jsw_engine *e, const char *name, const char *source,
+                                  size_t len, jsw_log_fn *log, void *log_arg,
+                                  struct logic_error *err);
+/* True when the module exports, or its global holds, a function called entry. May run user
+ * code (a getter): call it under a CPU budget. */
+bool jsw_module_has(struct jsw_module *m, const char *entry);
+/* Drops the module's global (the memory returns at the next collection). NULL is allowed. */
+void jsw_module_free(struct jsw_module *m);
+
+/* Calls entry with nargs JSON texts as arguments and writes the JSON of its result (a promise
+ * is settled first; undefined gives null) to w. Returns 0, or ERR_INVALID with err set
+ * (LOGIC_E_MISSING, LOGIC_E_INVALID for an argument that is not JSON, LOGIC_E_RUNTIME,
+ * LOGIC_E_CPU, LOGIC_E_MEMORY, LOGIC_E_OUTPUT when w stops or the result cannot be JSON,
+ * LOGIC_E_FORBIDDEN). */
+int jsw_call(struct jsw_module *m, const char *entry, const struct slice *args, size_t nargs,
+             jsw_write_fn *w, void *w_arg, struct logic_error *err);
+
+/* state = entry(state, events[i][, extra]) for i in [0, n), the state staying an engine value
+ * between events; writes the final state's JSON to w. Errors as jsw_call; *failed_at is the
+ * failing event's index, or n when the failure is no event's (the entry, the state, extra,
+ * or the final state's JSON). */
+int jsw_fold(struct jsw_module *m, const char *entry, struct slice state,
+             const struct slice *events, size_t n, const struct slice *extra, jsw_write_fn *w,
+             void *w_arg, size_t *failed_at, struct logic_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

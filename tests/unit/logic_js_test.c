@@ -1,0 +1,664 @@
+/* logic/js_rt.c with the real annals-jsworker (built beside this test, LOGIC_JS_TEST_WORKER,
+ * or ANNALS_JSWORKER): results byte for byte, TypeScript, errors with positions, and one test
+ * per attack, each a clean error after which the module still works. Prints (does not
+ * assert) the cost of an event in a 10,000-event fold and of a call's round trip.
+ *
+ * runtime.c (logic_env) is not needed: a test-local env hands out a pool of its own. */
+#include <dirent.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "logic/js_rt.h"
+#include "unit.h"
+#include "util/buf.h"
+#include "util/errors.h"
+
+#ifndef LOGIC_JS_TEST_WORKER
+#define LOGIC_JS_TEST_WORKER "build/annals-jsworker"
+#endif
+
+struct logic_env {
+    struct js_pool *pool;
+};
+
+struct js_pool *logic_env_js_pool(struct logic_env *env)
+{
+    return env->pool;
+}
+
+static const char *worker_path(void)
+{
+    const char *p = getenv("ANNALS_JSWORKER");
+    return p ? p : LOGIC_JS_TEST_WORKER;
+}
+
+static struct logic_env *env_new(void)
+{
+    struct logic_env_config cfg = {.js_worker_path = worker_path()};
+    struct logic_env *env = calloc(1, sizeof *env);
+    CHECK(env && js_pool_new(&cfg, &env->pool) == 0);
+    return env;
+}
+
+static const struct logic_runtime *rt_of(struct logic_module *m)
+{
+    return ((struct logic_module_base *)m)->rt;
+}
+
+/* Loads source (JavaScript unless is_ts) with entries (NULL-terminated), cpu_ms (0: default);
+ * returns the load's status, *m and err. */
+static int load(struct logic_env *env, bool is_ts, const char *src, const char *const *entries,
+                uint32_t cpu_ms, struct logic_module **m, struct logic_error *err)
+{
+    struct logic_limits lim = {.cpu_ms = cpu_ms};
+    const struct logic_runtime *rt = is_ts ? &logic_ts_runtime : &logic_js_runtime;
+    *m = NULL;
+    return rt->load(env, "test", src, strlen(src), entries, &lim, m, err);
+}
+
+static struct logic_module *load_ok(struct logic_env *env, const char *src, uint32_t cpu_ms)
+{
+    struct logic_module *m;
+    struct logic_error err;
+    int rc = load(env, false, src, NULL, cpu_ms, &m, &err);
+    if (rc != 0) fprintf(stderr, "  load: %s (%d:%d)\n", err.message, err.line, err.column);
+    CHECK(rc == 0);
+    return m;
+}
+
+/* Calls entry with up to 3 JSON arguments; returns the status, the result in out. */
+static int call(struct logic_module *m, const char *entry, const char *a0, const char *a1,
+                struct buf *out, struct logic_error *err)
+{
+    struct slice args[2] = {{a0, a0 ? strlen(a0) : 0}, {a1, a1 ? strlen(a1) : 0}};
+    size_t nargs = a1 ? 2 : a0 ? 1 : 0;
+    buf_reset(out);
+    return rt_of(m)->call(m, entry, args, nargs, out, err);
+}
+
+/* Calls entry() and checks its result is expect. */
+static void expect_call(struct logic_module *m, const char *entry, const char *expect)
+{
+    struct buf out;
+    struct logic_error err;
+    buf_init(&out);
+    int rc = call(m, entry, NULL, NULL, &out, &err);
+    if (rc != 0) fprintf(stderr, "  %s: %s\n", entry, err.message);
+    ASSERT_EQ(rc, 0);
+    ASSERT_STR(out.ptr ? out.ptr : "", expect);
+    buf_fini(&out);
+}
+
+/* Calls entry() and checks it fails with kind; then checks ok() answers 1 (still usable). */
+static void expect_fail(struct logic_module *m, const char *entry, enum logic_err_kind kind)
+{
+    struct buf out;
+    struct logic_error err;
+    buf_init(&out);
+    int rc = call(m, entry, NULL, NULL, &out, &err);
+    if ((int)err.kind != (int)kind || rc >= 0)
+        fprintf(stderr, "  %s: rc %d kind %d: %s\n", entry, rc, err.kind, err.message);
+    CHECK(rc < 0);
+    ASSERT_EQ(err.kind, kind);
+    ASSERT_EQ(out.len, 0);
+    buf_fini(&out);
+    expect_call(m, "ok", "1");
+}
+
+static void done(struct logic_env *env, struct logic_module *m)
+{
+    if (m) rt_of(m)->unload(m);
+    js_pool_free(env->pool);
+    free(env);
+}
+
+/* A slice of a string literal. */
+#define S(lit) ((struct slice){(lit), sizeof(lit) - 1})
+
+static double now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+static const char reducer[] =
+    "function reduce(state, event) {\n"
+    "  state = state || {count: 0, total: 0, items: []};\n"
+    "  state.count += 1;\n"
+    "  state.total += event.data.amount;\n"
+    "  state.items.push(event.id);\n"
+    "  if (state.items.length > 5) state.items.shift();\n"
+    "  console.log('event', event.id);\n"
+    "  return state;\n"
+    "}\n"
+    "function view(state, event, params) {\n"
+    "  return {n: (state ? state.n : 0) + event.data.amount * params.factor, q: 'a\\u00e9\\ud83d\\ude00'};\n"
+    "}\n"
+    "function ok() { return 1; }\n";
+
+TEST(reducer_call_and_fold_byte_exact)
+{
+    struct logic_env *env = env_new();
+    struct logic_module *m = load_ok(env, reducer, 0);
+    struct buf out;
+    struct logic_error err;
+    buf_init(&out);
+    ASSERT_EQ(call(m, "reduce", "null", "{\"id\":\"e1\",\"data\":{\"amount\":2.5}}", &out, &err), 0);
+    ASSERT_STR(out.ptr, "{\"count\":1,\"total\":2.5,\"items\":[\"e1\"]}");
+    struct slice events[3] = {S("{\"id\":\"a\",\"data\":{\"amount\":1}}"),
+                              S("{\"id\":\"b\",\"data\":{\"amount\":2}}"),
+                              S("{\"id\":\"c\",\"data\":{\"amount\":0.1}}")};
+    buf_reset(&out);
+    size_t failed_at = 99;
+    ASSERT_EQ(rt_of(m)->fold(m, "reduce", S("null"), events, 3, NULL, &out,
+                             &failed_at, &err), 0);
+    ASSERT_STR(out.ptr, "{\"count\":3,\"total\":3.1,\"items\":[\"a\",\"b\",\"c\"]}");
+    struct slice params = S("{\"factor\":10}");
+    buf_reset(&out);
+    ASSERT_EQ(rt_of(m)->fold(m, "view", S("null"), events, 2, &params, &out,
+                             NULL, &err), 0);
+    ASSERT_STR(out.ptr, "{\"n\":30,\"q\":\"a\xc3\xa9\xf0\x9f\x98\x80\"}");
+    char *lines[10];
+    size_t n = rt_of(m)->logs(m, lines, 10);
+    ASSERT_EQ(n, 4);
+    ASSERT_STR(lines[0], "event e1");
+    ASSERT_STR(lines[3], "event c");
+    for (size_t i = 0; i < n; i++) free(lines[i]);
+    buf_fini(&out);
+    done(env, m);
+}
+
+TEST(fold_reports_the_failing_event)
+{
+    struct logic_env *env = env_new();
+    struct logic_module *m =
+        load_ok(env, "function reduce(s, e) { if (e.bad) throw new TypeError('bad event ' + e.i);"
+                     " return (s || 0) + 1; }", 0);
+    struct slice events[4] = {S("{\"i\":0}"), S("{\"i\":1}"), S("{\"i\":2,\"bad\":1}"),
+                              S("{\"i\":3}")};
+    struct buf out;
+    struct logic_error err;
+    size_t failed_at = 0;
+    buf_init(&out);
+    ASSERT_EQ(rt_of(m)->fold(m, "reduce", S("null"), events, 4, NULL, &out,
+                             &failed_at, &err), ERR_INVALID);
+    ASSERT_EQ(err.kind, LOGIC_E_RUNTIME);
+    ASSERT_EQ(failed_at, 2);
+    ASSERT_EQ(err.line, 1);
+    ASSERT_STR(err.message, "TypeError: bad event 2");
+    ASSERT_EQ(out.len, 0);
+    struct slice bad = S("{\"i\":");
+    ASSERT_EQ(rt_of(m)->fold(m, "reduce", S("null"), &bad, 1, NULL, &out,
+                             &failed_at, &err), ERR_INVALID);
+    ASSERT_EQ(err.kind, LOGIC_E_INVALID);
+    ASSERT_EQ(failed_at, 0);
+    ASSERT_EQ(rt_of(m)->fold(m, "nope", S("null"), events, 4, NULL, &out, &failed_at, &err),
+              ERR_INVALID);
+    ASSERT_EQ(err.kind, LOGIC_E_MISSING);
+    ASSERT_EQ(failed_at, 4); /* no event's failure */
+    ASSERT_EQ(rt_of(m)->fold(m, "reduce", S("{"), events, 4, NULL, &out, &failed_at, &err),
+              ERR_INVALID);
+    ASSERT_EQ(err.kind, LOGIC_E_INVALID);
+    ASSERT_EQ(failed_at, 4);
+    buf_fini(&out);
+    done(env, m);
+}
+
+TEST(fold_larger_than_a_frame)
+{
+    enum { EVENTS = 40000, EVENT_BYTES = 1000 }; /* 40 MB: three frames of 16 MiB */
+    struct logic_env *env = env_new();
+    struct logic_module *m = load_ok(
+        env, "function reduce(s, e) { s = s || {n: 0, sum: 0}; s.n++; s.sum += e.v; return s }"
+             "\nfunction ok() { return 1 }", 0);
+    char *ev = malloc(EVENT_BYTES + 1);
+    int head = snprintf(ev, EVENT_BYTES, "{\"v\":2,\"pad\":\"");
+    memset(ev + head, 'x', EVENT_BYTES - head - 2);
+    memcpy(ev + EVENT_BYTES - 2, "\"}", 3);
+    struct slice *events = calloc(EVENTS, sizeof *events);
+    for (size_t i = 0; i < EVENTS; i++) events[i] = (struct slice){ev, EVENT_BYTES};
+    struct buf out;
+    struct logic_error err;
+    buf_init(&out);
+    int rc = rt_of(m)->fold(m, "reduce", S("null"), events, EVENTS, NULL, &out, NULL, &err);
+    if (rc) fprintf(stderr, "  fold: %s\n", err.message);
+    ASSERT_EQ(rc, 0);
+    ASSERT_STR(out.ptr, "{\"n\":40000,\"sum\":80000}");
+    events[30000] = S("{\"v\":");
+    size_t failed_at = 0;
+    ASSERT_EQ(rt_of(m)->fold(m, "reduce", S("null"), events, EVENTS, NULL, &out, &failed_at,
+                             &err), ERR_INVALID);
+    ASSERT_EQ(failed_at, 30000); /* counted across frames */
+    expect_call(m, "ok", "1");
+    buf_fini(&out);
+    free(events);
+    free(ev);
+    done(env, m);
+}
+
+TEST(typescript_with_types)
+{
+    struct logic_env *env = env_new();
+    static const char ts[] =
+        "interface Ev { id: string; data: { amount: number } }\n"
+        "type State = { count: number; total: number } | null;\n"
+        "enum Kind { A = 'a' }\n"
+        "export function reduce(state: State, event: Ev): State {\n"
+        "  const s = state ?? { count: 0, total: 0 };\n"
+        "  return { count: s.count + 1, total: s.total + event.data.amount };\n"
+        "}\n"
+        "export const kind = (): Kind => Kind.A;\n"
+        "export function boom(n: number): number {\n"
+        "  // a comment, then a type: neither is in the JavaScript\n"
+        "  type Local = { x: number };\n"
+        "  const v: Local = { x: n };\n"
+        "  throw new RangeError('boom ' + v.x);\n"
+        "}\n";
+    const char *entries[] = {"reduce", "kind", NULL};
+    struct logic_module *m;
+    struct logic_error err;
+    ASSERT_EQ(load(env, true, ts, entries, 0, &m, &err), 0);
+    struct slice events[2] = {S("{\"id\":\"a\",\"data\":{\"amount\":1}}"),
+                              S("{\"id\":\"b\",\"data\":{\"amount\":2}}")};
+    struct buf out;
+    buf_init(&out);
+    ASSERT_EQ(rt_of(m)->fold(m, "reduce", S("null"), events, 2, NULL, &out,
+                             NULL, &err), 0);
+    ASSERT_STR(out.ptr, "{\"count\":2,\"total\":3}");
+    buf_fini(&out);
+    expect_call(m, "kind", "\"a\"");
+    buf_init(&out);
+    ASSERT_EQ(call(m, "boom", "7", NULL, &out, &err), ERR_INVALID);
+    ASSERT_EQ(err.kind, LOGIC_E_RUNTIME);
+    ASSERT_STR(err.message, "RangeError: boom 7");
+    ASSERT_EQ(err.line, 13); /* the TypeScript's line, through esbuild's source map */
+    CHECK(err.column > 0);    /* the engine's runtime columns are approximate */
+    buf_fini(&out);
+    done(env, m);
+}
+
+TEST(syntax_errors_have_line_and_column)
+{
+    struct logic_env *env = env_new();
+    struct logic_module *m;
+    struct logic_error err;
+    ASSERT_EQ(load(env, false, "function f() {\n  let x = ;\n}\n", NULL, 0, &m, &err),
+              ERR_INVALID);
+    ASSERT_EQ(err.kind, LOGIC_E_SYNTAX);
+    ASSERT_EQ(err.line, 2);
+    ASSERT_EQ(err.column, 11);
+    ASSERT_EQ(load(env, false, "export function f() {}\nexport const = 1;\n", NULL, 0, &m, &err),
+              ERR_INVALID);
+    ASSERT_EQ(err.kind, LOGIC_E_SYNTAX);
+    ASSERT_EQ(err.line, 2);
+    ASSERT_EQ(err.column, 14);
+    ASSERT_EQ(load(env, true, "type T = number;\nfunction f(x: T) {\n  let y = x x;\n}\n", NULL,
+                   0, &m, &err), ERR_INVALID);
+    ASSERT_EQ(err.kind, LOGIC_E_SYNTAX);
+    ASSERT_EQ(err.line, 3);
+    ASSERT_EQ(err.column, 13);
+    CHECK(strstr(err.message, "Expected \";\""));
+    done(env, NULL);
+}
+
+TEST(missing_entries)
+{
+    struct logic_env *env = env_new();
+    struct logic_module *m;
+    struct logic_error err;
+    const char *entries[] = {"key", "apply", NULL};
+    ASSERT_EQ(load(env, false, "function key(e) { return e.id } var apply = 3;", entries, 0, &m,
+                   &err), ERR_INVALID);
+    ASSERT_EQ(err.kind, LOGIC_E_MISSING);
+    ASSERT_STR(err.message, "missing entry point: apply");
+    m = load_ok(env, "function ok() { return 1 }", 0);
+    expect_fail(m, "nope", LOGIC_E_MISSING);
+    done(env, m);
+}
+
+TEST(es_module_exports_and_forbidden_imports)
+{
+    struct logic_env *env = env_new();
+    struct logic_module *m;
+    struct logic_error err;
+    ASSERT_EQ(load(env, false, "import fs from 'fs';\nexport function ok() { return 1 }", NULL, 0,
+                   &m, &err), ERR_INVALID);
+    ASSERT_EQ(err.kind, LOGIC_E_FORBIDDEN);
+    m = load_ok(env, "const k = 41;\nexport function ok() { return 1 }\n"
+                     "export async function later() { await null; return k + 1 }\n"
+                     "function hidden() { return 0 }", 0);
+    expect_call(m, "later", "42");
+    expect_fail(m, "hidden", LOGIC_E_MISSING);
+    rt_of(m)->unload(m);
+    ASSERT_EQ(load(env, false, "await null;\nexport function ok() { return 1 }\n"
+                               "await Promise.reject(new RangeError('top level'));", NULL, 0, &m,
+                   &err), ERR_INVALID);
+    ASSERT_EQ(err.kind, LOGIC_E_RUNTIME);
+    ASSERT_STR(err.message, "RangeError: top level");
+    ASSERT_EQ(err.line, 3);
+    m = load_ok(env, "const base = await Promise.resolve(1);\n"
+                     "export function ok() { return base }", 0);
+    expect_call(m, "ok", "1");
+    done(env, m);
+}
+
+static const char attacks[] =
+    "function ok() { return 1 }\n"
+    "function spin() { while (true) {} }\n"
+    "function spin_caught() { for (;;) { try { while (true) {} } catch (e) {} finally { continue } } }\n"
+    "function recurse(n) { return recurse((n || 0) + 1) + 1 }\n"
+    "function grow_array() { const a = []; for (;;) a.push(a.length) }\n"
+    "function double_string() { let s = 'x'; for (;;) { s = s + s; s.charCodeAt(s.length - 1) } }\n"
+    "function buffers() { const k = []; for (let i = 0; i < 100; i++) k.push(new ArrayBuffer(64 << 20)); return k.length }\n"
+    "function huge_output() { return 'x'.repeat(2 << 20) }\n"
+    "function deep_output() { let o = {}; for (let i = 0; i < 100; i++) o = {o}; return o }\n"
+    "function cyclic_output() { const o = {}; o.o = o; return o }\n"
+    "function use_eval() { return eval('1 + 1') }\n"
+    "function use_function() { return new Function('return 1')() }\n"
+    "function use_require() { return require('fs') }\n"
+    "function use_import() { return import('fs') }\n"
+    "function use_fetch() { return fetch('http://127.0.0.1/') }\n"
+    "function use_process() { return process.env }\n"
+    "function use_xhr() { return new XMLHttpRequest() }\n"
+    "function absent() { return [typeof require, typeof fetch, typeof process, typeof XMLHttpRequest,\n"
+    "  typeof setTimeout, typeof WebAssembly, typeof WeakRef, typeof FinalizationRegistry] }\n";
+
+static struct logic_module *attack_module(struct logic_env *env)
+{
+    return load_ok(env, attacks, 300);
+}
+
+TEST(attack_infinite_loop)
+{
+    struct logic_env *env = env_new();
+    struct logic_module *m = attack_module(env);
+    double t0 = now_us();
+    expect_fail(m, "spin", LOGIC_E_CPU);
+    CHECK(now_us() - t0 < 3e6);
+    done(env, m);
+}
+
+TEST(attack_loop_inside_try_catch_finally)
+{
+    struct logic_env *env = env_new();
+    struct logic_module *m = attack_module(env);
+    expect_fail(m, "spin_caught", LOGIC_E_CPU);
+    done(env, m);
+}
+
+TEST(attack_deep_recursion)
+{
+    struct logic_env *env = env_new();
+    struct logic_module *m = attack_module(env);
+    expect_fail(m, "recurse", LOGIC_E_RUNTIME);
+    done(env, m);
+}
+
+TEST(attack_memory_array_growth)
+{
+    struct logic_env *env = env_new();
+    struct logic_module *m = attack_module(env);
+    expect_fail(m, "grow_array", LOGIC_E_MEMORY);
+    done(env, m);
+}
+
+TEST(attack_memory_string_doubling)
+{
+    struct logic_env *env = env_new();
+    struct logic_module *m = attack_module(env);
+    expect_fail(m, "double_string", LOGIC_E_MEMORY);
+    done(env, m);
+}
+
+TEST(attack_memory_array_buffers)
+{
+    struct logic_env *env = env_new();
+    struct logic_module *m = attack_module(env);
+    expect_fail(m, "buffers", LOGIC_E_MEMORY);
+    done(env, m);
+}
+
+TEST(attack_huge_deep_and_cyclic_output)
+{
+    struct logic_env *env = env_new();
+    struct logic_module *m = attack_module(env);
+    expect_fail(m, "huge_output", LOGIC_E_OUTPUT);
+    expect_fail(m, "deep_output", LOGIC_E_OUTPUT);
+    expect_fail(m, "cyclic_output", LOGIC_E_OUTPUT);
+    done(env, m);
+}
+
+TEST(attack_host_objects_and_eval_absent)
+{
+    struct logic_env *env = env_new();
+    struct logic_module *m = attack_module(env);
+    expect_call(m, "absent", "[\"undefined\",\"undefined\",\"undefined\",\"undefined\","
+                             "\"undefined\",\"undefined\",\"undefined\",\"undefined\"]");
+    const char *names[] = {"use_eval", "use_function", "use_require", "use_import",
+                           "use_fetch", "use_process", "use_xhr"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        expect_fail(m, names[i], LOGIC_E_FORBIDDEN);
+    done(env, m);
+}
+
+TEST(prototype_pollution_does_not_cross_modules)
+{
+    struct logic_env *env = env_new();
+    struct logic_module *a = load_ok(
+        env, "Object.prototype.polluted = 'yes'; Array.prototype.push = function () { return -1 };"
+             "JSON.stringify = function () { return '\"hijacked\"' };"
+             "function ok() { return [({}).polluted, [].push(1)] }", 0);
+    struct logic_module *b = load_ok(
+        env, "function ok() { const a = []; a.push(1); return [({}).polluted === undefined, a] }", 0);
+    expect_call(a, "ok", "[\"yes\",-1]");
+    expect_call(b, "ok", "[true,[1]]");
+    rt_of(a)->unload(a);
+    done(env, b);
+}
+
+TEST(deterministic_clock_and_random)
+{
+    struct logic_env *env = env_new();
+    static const char src[] =
+        "function ok() { return [Date.now(), new Date().toISOString(), Date(), Math.random(),"
+        "  Math.random(), new Date(86400000).getHours()] }";
+    struct logic_module *a = load_ok(env, src, 0);
+    struct logic_module *b = load_ok(env, src, 0);
+    struct buf x, y;
+    struct logic_error err;
+    buf_init(&x);
+    buf_init(&y);
+    ASSERT_EQ(call(a, "ok", NULL, NULL, &x, &err), 0);
+    ASSERT_EQ(call(b, "ok", NULL, NULL, &y, &err), 0);
+    ASSERT_STR(x.ptr, y.ptr);
+    static const char start[] = "[0,\"1970-01-01T00:00:00.000Z\",\"Thu Jan 01 1970 00:00:00 GMT";
+    CHECK(!strncmp(x.ptr, start, sizeof start - 1));
+    ASSERT_EQ(call(a, "ok", NULL, NULL, &y, &err), 0); /* the sequence restarts per call */
+    ASSERT_STR(x.ptr, y.ptr);
+    CHECK(strstr(x.ptr, ",0]"));
+    buf_fini(&x);
+    buf_fini(&y);
+    rt_of(a)->unload(a);
+    done(env, b);
+}
+
+/* Kills every child process of this test after delay_ms (the module's worker). */
+static void *kill_children(void *arg)
+{
+    usleep((useconds_t)(intptr_t)arg * 1000);
+    char path[300], pids[4096];
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *t;
+    while (d && (t = readdir(d))) {
+        snprintf(path, sizeof path, "/proc/self/task/%s/children", t->d_name);
+        FILE *f = fopen(path, "r");
+        size_t n = f ? fread(pids, 1, sizeof pids - 1, f) : 0;
+        if (f) fclose(f);
+        pids[n] = 0;
+        for (char *p = strtok(pids, " "); p; p = strtok(NULL, " ")) kill(atoi(p), SIGKILL);
+    }
+    if (d) closedir(d);
+    return NULL;
+}
+
+TEST(worker_killed_mid_call_and_while_idle)
+{
+    struct logic_env *env = env_new();
+    struct logic_module *m = load_ok(env, "var calls = 0; function ok() { return 1 }\n"
+                                          "function spin() { while (true) {} }\n"
+                                          "function count() { return ++calls }", 5000);
+    pthread_t killer;
+    pthread_create(&killer, NULL, kill_children, (void *)(intptr_t)300);
+    double t0 = now_us();
+    expect_fail(m, "spin", LOGIC_E_WORKER); /* the next call restarts the worker */
+    CHECK(now_us() - t0 < 3e6);
+    pthread_join(killer, NULL);
+    expect_call(m, "count", "1"); /* reloaded from the kept source: fresh state */
+    kill_children((void *)(intptr_t)0);
+    usleep(100 * 1000);
+    expect_call(m, "count", "1"); /* killed while idle: restarted before the call */
+    expect_call(m, "count", "2");
+    done(env, m);
+}
+
+struct parallel_arg {
+    struct logic_env *env;
+    int index;
+    bool is_ok;
+};
+
+/* One thread's module: loaded, called 100 times and folded while other threads do the same. */
+static void *parallel_module(void *arg)
+{
+    struct parallel_arg *a = arg;
+    char src[128], want[32];
+    snprintf(src, sizeof src, "function who() { return %d }\n"
+                              "function add(s, e) { return (s || 0) + e + %d }", a->index, a->index);
+    struct logic_module *m;
+    struct logic_error err;
+    struct buf out;
+    buf_init(&out);
+    a->is_ok = load(a->env, a->index % 2, src, NULL, 0, &m, &err) == 0;
+    snprintf(want, sizeof want, "%d", a->index);
+    for (int i = 0; a->is_ok && i < 100; i++)
+        a->is_ok = call(m, "who", NULL, NULL, &out, &err) == 0 && !strcmp(out.ptr, want);
+    struct slice ev[3] = {S("1"), S("2"), S("3")};
+    buf_reset(&out);
+    a->is_ok = a->is_ok && rt_of(m)->fold(m, "add", S("0"), ev, 3, NULL, &out, NULL, &err) == 0;
+    snprintf(want, sizeof want, "%d", 6 + 3 * a->index);
+    a->is_ok = a->is_ok && !strcmp(out.ptr, want);
+    if (m) rt_of(m)->unload(m);
+    buf_fini(&out);
+    return NULL;
+}
+
+TEST(modules_in_parallel_threads)
+{
+    enum { THREADS = 4 };
+    struct logic_env *env = env_new();
+    pthread_t t[THREADS];
+    struct parallel_arg args[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        args[i] = (struct parallel_arg){env, i + 1, false};
+        pthread_create(&t[i], NULL, parallel_module, &args[i]);
+    }
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(t[i], NULL);
+        CHECK(args[i].is_ok);
+    }
+    done(env, NULL);
+}
+
+/* Runs the worker with --probe name; returns its wait status. */
+static int probe(const char *name)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        execl(worker_path(), worker_path(), "--mem-bytes", "67108864", "--probe", name,
+              (char *)NULL);
+        _exit(100);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return status;
+}
+
+TEST(sandbox_kills_open_socket_execve_fork_and_kill)
+{
+    const char *fatal[] = {"open", "socket", "execve", "fork", "kill"};
+    for (size_t i = 0; i < sizeof fatal / sizeof fatal[0]; i++) {
+        int status = probe(fatal[i]);
+        if (!WIFSIGNALED(status)) fprintf(stderr, "  probe %s: status %d\n", fatal[i], status);
+        CHECK(WIFSIGNALED(status));
+        ASSERT_EQ(WTERMSIG(status), SIGSYS);
+    }
+    int status = probe("write"); /* stdout is not the socket: EPERM, the worker lives */
+    CHECK(WIFEXITED(status));
+    ASSERT_EQ(WEXITSTATUS(status), 0);
+}
+
+TEST(bad_arguments_are_invalid)
+{
+    struct logic_env *env = env_new();
+    struct logic_module *m = load_ok(env, "function ok(x) { return 1 }", 0);
+    struct buf out;
+    struct logic_error err;
+    buf_init(&out);
+    ASSERT_EQ(call(m, "ok", "{nope", NULL, &out, &err), ERR_INVALID);
+    ASSERT_EQ(err.kind, LOGIC_E_INVALID);
+    char deep[201];
+    memset(deep, '[', 100);
+    memset(deep + 100, ']', 100);
+    deep[200] = 0;
+    ASSERT_EQ(call(m, "ok", deep, NULL, &out, &err), ERR_INVALID);
+    ASSERT_EQ(err.kind, LOGIC_E_INVALID);
+    expect_call(m, "ok", "1");
+    buf_fini(&out);
+    done(env, m);
+}
+
+TEST(figures_fold_and_round_trip)
+{
+    enum { EVENTS = 10000, CALLS = 2000, LOADS = 5 };
+    struct logic_env *env = env_new();
+    struct logic_module *m = load_ok(env, reducer, 0);
+    static const char ev[] = "{\"id\":\"00000000-0000-4000-8000-000000000000\",\"type\":"
+                             "\"OrderPlaced\",\"stream\":\"order-1\",\"data\":{\"amount\":12.5,"
+                             "\"currency\":\"EUR\",\"customer\":\"c-42\",\"lines\":3,"
+                             "\"note\":\"deliver after 5pm\"},\"position\":1234}";
+    struct slice *events = calloc(EVENTS, sizeof *events);
+    for (size_t i = 0; i < EVENTS; i++) events[i] = (struct slice){ev, sizeof ev - 1};
+    struct buf out;
+    struct logic_error err;
+    buf_init(&out);
+    static const char quiet[] =
+        "function reduce(state, event) {\n"
+        "  state = state || {count: 0, total: 0, status: 'new', lastId: null, items: []};\n"
+        "  state.count++; state.total += event.data.amount; state.lastId = event.id;\n"
+        "  state.items.push(event.data.lines); if (state.items.length > 5) state.items.shift();\n"
+        "  return state;\n}\n";
+    rt_of(m)->unload(m);
+    double t0 = now_us();
+    for (int i = 0; i < LOADS; i++) {
+        m = load_ok(env, quiet, 0);
+        if (i + 1 < LOADS) rt_of(m)->unload(m);
+    }
+    double load_ms = (now_us() - t0) / LOADS / 1000;
+    t0 = now_us();
+    ASSERT_EQ(rt_of(m)->fold(m, "reduce", S("null"), events, EVENTS, NULL, &out,
+                             NULL, &err), 0);
+    double fold_us = (now_us() - t0) / EVENTS;
+    CHECK(strstr(out.ptr, "\"count\":10000"));
+    t0 = now_us();
+    for (int i = 0; i < CALLS; i++)
+        ASSERT_EQ(call(m, "reduce", "null", ev, &out, &err), 0);
+    double call_us = (now_us() - t0) / CALLS;
+    printf("  figure: %.2f us per event in a %d-event fold, %.1f us per call round trip, "
+           "%.1f ms per load (worker start included)\n", fold_us, EVENTS, call_us, load_ms);
+    buf_fini(&out);
+    free(events);
+    done(env, m);
+}
