@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "logic/js_rt.h"
 #include "logic/lua_rt.h"
 #include "util/errors.h"
 
@@ -106,28 +107,41 @@ static char *copy_path(const char *s)
 }
 
 /* ===== JavaScript and TypeScript: the one place logic/js_rt.c plugs in ===================
- * No JavaScript runtime is linked yet: a JavaScript or TypeScript load fails with
- * LOGIC_E_INVALID "javascript runtime not available". The JavaScript runtime adds its worker
- * pool to struct logic_env (started lazily at the first load, thread-safe), returns its
- * struct logic_runtime from js_runtime() for both languages (TypeScript is transpiled at
- * load), and stops the pool in js_env_stop(). Nothing outside this section needs to change. */
+ * The environment holds the JavaScript worker pool (logic/js_rt.h: one sandboxed
+ * annals-jsworker process per loaded module, started at load); without a worker binary
+ * (js_worker_path NULL) JavaScript and TypeScript loads fail with LOGIC_E_INVALID
+ * "javascript runtime not available". */
 
 struct logic_env {
     struct logic_env_config cfg; /* a copy; the path strings are owned */
+    struct js_pool *js_pool;     /* JavaScript's workers (js_rt.h); NULL without a worker */
 };
+
+struct js_pool *logic_env_js_pool(struct logic_env *env)
+{
+    return env ? env->js_pool : NULL;
+}
 
 static const struct logic_runtime *js_runtime(struct logic_env *env, enum logic_lang lang,
                                               struct logic_error *err)
 {
-    (void)env;
-    (void)lang;
-    fail(err, ERR_INVALID, LOGIC_E_INVALID, "javascript runtime not available");
-    return NULL;
+    if (!logic_env_js_pool(env)) {
+        fail(err, ERR_INVALID, LOGIC_E_INVALID, "javascript runtime not available");
+        return NULL;
+    }
+    return lang == LOGIC_LANG_TYPESCRIPT ? &logic_ts_runtime : &logic_js_runtime;
+}
+
+static void js_env_start(struct logic_env *env) /* starts no process */
+{
+    if (env->cfg.js_worker_path) {
+        (void)js_pool_new(&env->cfg, &env->js_pool);
+    }
 }
 
 static void js_env_stop(struct logic_env *env)
 {
-    (void)env;
+    js_pool_free(env->js_pool);
 }
 
 /* ===== end of the JavaScript section ===================================================== */
@@ -146,6 +160,7 @@ int logic_env_new(const struct logic_env_config *cfg, struct logic_env **out)
     if (env->cfg.js_worker_mem_bytes == 0) {
         env->cfg.js_worker_mem_bytes = LOGIC_DEFAULT_JS_WORKER_MEM;
     }
+    js_env_start(env);
     *out = env;
     return 0;
 }
