@@ -168,6 +168,7 @@ UNITDIR ?= /etc/systemd/system
 DESTDIR ?=
 install: all
 	install -D -m 0755 $(BUILD)/annals $(DESTDIR)$(PREFIX)/bin/annals
+	install -D -m 0755 $(BUILD)/annals-jsworker $(DESTDIR)$(PREFIX)/bin/annals-jsworker
 	install -D -m 0644 scripts/systemd/annals.service $(DESTDIR)$(UNITDIR)/annals.service
 	sed -i 's|/usr/local/bin/annals|$(PREFIX)/bin/annals|' $(DESTDIR)$(UNITDIR)/annals.service
 	@if [ -z "$(DESTDIR)" ]; then \
@@ -177,7 +178,8 @@ install: all
 	fi
 
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/bin/annals $(DESTDIR)$(UNITDIR)/annals.service
+	rm -f $(DESTDIR)$(PREFIX)/bin/annals $(DESTDIR)$(PREFIX)/bin/annals-jsworker \
+		$(DESTDIR)$(UNITDIR)/annals.service
 
 format:
 	clang-format -i $$(find src tests bench -name '*.[ch]')

@@ -583,12 +583,30 @@ bench_projection() {
         sleep 0.05
     done
     t1=$(date +%s.%N)
+    PROJ_LINE_JS=""
     PROJ_LINE=$(python3 -c '
 import json, sys
 s = json.loads(sys.argv[1]); secs = float(sys.argv[3]) - float(sys.argv[2]); n = int(sys.argv[4])
 print("%s after %.1f s: %d events applied, %.0f events/s, %d state changes [target >= 200,000 events/s]" % (
       s["status"], secs, n, n / secs if secs > 0 else 0, s["sequence"]))' "$st" "$t0" "$t1" "$n")
-    say "  $PROJ_LINE"
+    say "  Lua: $PROJ_LINE"
+    # the same projection in JavaScript, on the same events
+    if [ -x "$(dirname "$ANNALS")/annals-jsworker" ]; then
+        t0=$(date +%s.%N)
+        deploy_component bench_proj_js '{"kind":"projection","language":"javascript","source":"export function key(e) { return e.stream; }\nexport function apply(s, e) { s = s ?? {n: 0}; s.n += 1; s.last = e.position; return s; }"}'
+        for i in $(seq 1 36000); do
+            st=$(curl -sf "http://127.0.0.1:$APORT/v1/databases/default/projections/bench_proj_js")
+            case $st in *'"status":"live"'*'"lag":0'*|*'"status":"failed"'*) break ;; esac
+            sleep 0.05
+        done
+        t1=$(date +%s.%N)
+        PROJ_LINE_JS=$(python3 -c '
+import json, sys
+s = json.loads(sys.argv[1]); secs = float(sys.argv[3]) - float(sys.argv[2]); n = int(sys.argv[4])
+print("%s after %.1f s: %d events applied, %.0f events/s [target >= 100,000 events/s]" % (
+      s["status"], secs, n, n / secs if secs > 0 else 0))' "$st" "$t0" "$t1" "$n")
+        say "  JavaScript: $PROJ_LINE_JS"
+    fi
     stop_pid "$APID"
     APID=""
     rm -rf "$TMP/proj"
@@ -904,6 +922,7 @@ report() {
     say "  appends returning Lua state >= 70 % of plain appends: $(state_cost)"
     say "  >= 30,000 state reads/s of 100-event streams:        $(fmt_int "${RPS[annals_state_get]:-}") ($(target_note "${RPS[annals_state_get]:-}" ">=" 30000))"
     say "  projection catch-up (Lua): $PROJ_LINE"
+    say "  projection catch-up (JavaScript): $PROJ_LINE_JS"
 }
 
 # Appends returning a reducer's state: (j) against (j'), measured back to back.
@@ -996,6 +1015,7 @@ write_results() {
         say "| appends returning a Lua reducer's state at least 70 % of plain appends ((j) vs (j')) | $(fmt_int "${RPS[annals_state_append]:-}") vs $(fmt_int "${RPS[annals_native_j]:-}") | $(state_cost) |"
         say "| >= 30,000 state reads/s of 100-event streams ((k)) | $(fmt_int "${RPS[annals_state_get]:-}") | $(target_note "${RPS[annals_state_get]:-}" ">=" 30000) |"
         say "| projection catch-up in Lua >= 200,000 events/s | $PROJ_LINE | |"
+        say "| projection catch-up in JavaScript >= 100,000 events/s | $PROJ_LINE_JS | |"
     } >"$f"
     say ""
     say "wrote $f"

@@ -4,7 +4,7 @@ that never lose an append, budgets that stop hostile code with the server still 
 import datetime
 import json
 
-from harness import Server, check, expect_error
+from harness import Server, binary, check, expect_error
 
 DB = "/v1/databases/default"
 
@@ -615,3 +615,84 @@ def test_projection_changes_live_over_sse_with_resume():
         check(sub.status == 404 and sub.body()["error"]["code"] == "projection_not_found",
               f"{sub.status}")
         sub.close()
+
+
+# ---- JavaScript and TypeScript ----
+
+def test_javascript_and_typescript_reducers_and_projections():
+    import os
+    with Server() as s:
+        if not os.path.exists(os.path.join(os.path.dirname(binary()), "annals-jsworker")):
+            from harness import Skip
+            raise Skip("no annals-jsworker beside the binary")
+        js = "export function reduce(s, e) { s = s ?? {n: 0, total: 0}; s.n += 1; " \
+             "s.total += e.data.amount; return s; }"
+        check(put(s, "jsr", reducer(js, category="jsa", language="javascript"))[0] == 201, "js")
+        ts = "type S = {n: number};\nexport function reduce(s: S | null, e: any): S {\n" \
+             "  return {n: (s?.n ?? 0) + e.data.amount};\n}"
+        check(put(s, "tsr", reducer(ts, category="tsa", language="typescript"))[0] == 201, "ts")
+        append_n(s, "jsa-1", 3, amount=2)
+        append_n(s, "tsa-1", 3, amount=5)
+        st, _, b = state(s, "jsa-1")
+        check(st == 200 and b["state"] == {"n": 3, "total": 6}, f"{st} {b}")
+        st, _, b = state(s, "tsa-1")
+        check(st == 200 and b["state"] == {"n": 15}, f"{st} {b}")
+        st, _, b = put(s, "bad", reducer("export function reduce(s, e) {\n  return s +;\n}",
+                                         category="x", language="javascript"))
+        check(st == 400 and b["error"]["code"] == "syntax_error" and b["error"]["line"] == 2,
+              f"{st} {b}")
+        st, _, b = put(s, "badts", reducer("let x: number = ;\nexport function reduce() {}",
+                                           category="y", language="typescript"))
+        check(st == 400 and b["error"]["code"] == "syntax_error" and b["error"]["line"] == 1,
+              f"{st} {b}")
+        # a projection and a command handler in JavaScript
+        pj = "export function key(e) { return e.stream; }\n" \
+             "export function apply(s, e) { return (s ?? 0) + 1; }"
+        check(put(s, "jsp", {"kind": "projection", "language": "javascript", "source": pj,
+                             "filter": {"categories": ["jsa"]}})[0] == 201, "projection")
+        wait_live(s, "jsp")
+        st, _, b = s.get(f"{DB}/projections/jsp/state/jsa-1")
+        check(st == 200 and b["state"] == 3, f"{st} {b}")
+
+
+def test_hostile_javascript_is_stopped_and_the_server_serves_on():
+    import os
+    cases = {
+        "loop": ("export function reduce(s, e) { for (;;) {} }", "cpu_limit"),
+        "catch_loop": ("export function reduce(s, e) { for (;;) { try { for (;;) {} } "
+                       "catch (x) {} } }", "cpu_limit"),
+        "memory": ("export function reduce(s, e) { const a = []; for (;;) a.push(new "
+                   "Array(1e6).fill(1)); }", "memory_limit"),
+        "require": ("export function reduce(s, e) { return require('fs').readFileSync("
+                    "'/etc/passwd', 'utf8'); }", None),
+        "fetch": ("export function reduce(s, e) { return fetch('http://127.0.0.1/'); }", None),
+        "process": ("export function reduce(s, e) { return process.env; }", None),
+        "eval": ("export function reduce(s, e) { return eval('1 + 1'); }", None),
+        "output": ("export function reduce(s, e) { return 'x'.repeat(8 * 1024 * 1024); }", None),
+    }
+    with Server(extra=["--logic-cpu-ms", "300", "--logic-memory-bytes", "67108864"]) as s:
+        if not os.path.exists(os.path.join(os.path.dirname(binary()), "annals-jsworker")):
+            from harness import Skip
+            raise Skip("no annals-jsworker beside the binary")
+        for i, (name, (src, kind)) in enumerate(cases.items()):
+            cat = f"h{i}"
+            st, _, b = put(s, name, reducer(src, category=cat, language="javascript"))
+            check(st == 201, f"{name}: deploy {st} {b}")
+            s.append(f"{cat}-1", [{"type": "T", "data": {}}])
+            st, _, b = state(s, f"{cat}-1")
+            check(st == 422 and b["error"]["code"] == "reducer_failed", f"{name}: {st} {b}")
+            if kind:
+                check(b["error"]["kind"] == kind, f"{name}: {b}")
+            check(s.get("/health")[0] == 200, f"{name}: the server stopped serving")
+        # a killed worker: the next call gets a fresh one
+        good = "export function reduce(s, e) { return (s ?? 0) + 1; }"
+        check(put(s, "good", reducer(good, category="ok", language="javascript"))[0] == 201, "")
+        append_n(s, "ok-1", 2)
+        check(state(s, "ok-1")[2]["state"] == 2, "before the kill")
+        os.system(f"pkill -9 -P {s.proc.pid} -f annals-jsworker")  # this server's workers
+        append_n(s, "ok-1", 1)
+        st, _, b = state(s, "ok-1")
+        if st != 200:  # the call that found the worker dead fails cleanly; the next works
+            check(st == 422 and b["error"]["code"] == "reducer_failed", f"{st} {b}")
+            st, _, b = state(s, "ok-1")
+        check(st == 200 and b["state"] == 3, f"after the kill: {st} {b}")
