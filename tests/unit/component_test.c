@@ -80,6 +80,7 @@ TEST(stored_form_round_trips)
     CHECK(back.version == 3 && back.kind == d.kind && back.lang == d.lang);
     CHECK(strcmp(back.name, "orders") == 0 && strcmp(back.category, "order") == 0);
     CHECK(back.source_len == d.source_len && memcmp(back.source, d.source, d.source_len) == 0);
+    comp_def_fini(&back);
     ASSERT_EQ(comp_from_json(S("{\"name\":\"x\"}"), &back), ERR_CORRUPT);
     buf_fini(&b);
     comp_def_fini(&d);
