@@ -495,39 +495,38 @@ void api_proj_get(struct gate_call *c)
     out_json(c->req, 200, &b);
 }
 
-void api_proj_state(struct gate_call *c)
+/* Answers the state of key in projection name (200, 202 while catching up or not reached,
+ * 404). Returns false when the projection does not run (nothing answered). Any thread. */
+static bool answer_proj_state(struct http_req *req, struct logic *lg, struct db *db,
+                              const char *name, struct slice key, bool waited_in_vain)
 {
-    const char *name = gate_param_str(c, "name");
-    struct slice key = gate_param(c, "key");
     struct proj_info in;
     struct buf state;
     buf_init(&state);
     uint64_t pos = 0;
-    int rc = proj_state(logic_projections(api_of(c)->logic), c->db, name, key, &state, &pos,
-                        &in);
+    int rc = proj_state(logic_projections(lg), db, name, key, &state, &pos, &in);
     if (rc == ERR_NOTFOUND && in.status == 0) {
         buf_fini(&state);
-        proj_missing(c, name, rc);
-        return;
+        return false;
     }
     struct buf b;
     buf_init(&b);
     buf_adds(&b, "{\"projection\":");
     buf_add_json_str(&b, name, strlen(name));
-    if (in.status == PROJ_CATCHING_UP) { /* what it holds may not be what the log says yet */
+    if (in.status == PROJ_CATCHING_UP || waited_in_vain) { /* not what the log says yet */
         buf_adds(&b, ",\"status\":\"catching_up\",\"position\":");
         buf_add_u64(&b, in.position > 0 ? in.position - 1 : 0);
         buf_adds(&b, ",\"head\":");
         buf_add_u64(&b, in.head);
         buf_addc(&b, '}');
-        out_json(c->req, 202, &b);
+        out_json(req, 202, &b);
     } else if (rc == ERR_NOTFOUND) {
         buf_fini(&b);
-        out_error(c->req, 404, "key_not_found", "the projection holds no state for this key",
+        out_error(req, 404, "key_not_found", "the projection holds no state for this key",
                   "key");
     } else if (rc) {
         buf_fini(&b);
-        out_engine_error(c->req, rc);
+        out_engine_error(req, rc);
     } else {
         buf_adds(&b, ",\"key\":");
         buf_add_json_str(&b, key.ptr, key.len);
@@ -540,9 +539,68 @@ void api_proj_state(struct gate_call *c)
         buf_adds(&b, "\",\"version\":");
         buf_add_u64(&b, in.version);
         buf_addc(&b, '}');
-        out_json(c->req, 200, &b);
+        out_json(req, 200, &b);
     }
     buf_fini(&state);
+    return true;
+}
+
+/* A state read waiting for its projection to reach a position. */
+struct state_wait {
+    struct http_req *req;          /* deferred */
+    struct logic *lg;
+    struct db *db;                 /* a reference, the wait's */
+    char name[COMP_NAME_BYTES + 1];
+    char *key;
+    size_t key_len;
+};
+
+/* Runner thread: reached, or the time ran out. */
+static void on_state_wait(void *arg, bool reached)
+{
+    struct state_wait *w = arg;
+    if (!answer_proj_state(w->req, w->lg, w->db, w->name, (struct slice){w->key, w->key_len},
+                           !reached)) {
+        out_error(w->req, 404, "projection_not_found", "no projection of that name", "name");
+    }
+    engine_db_release(w->db);
+    free(w->key);
+    free(w);
+}
+
+void api_proj_state(struct gate_call *c)
+{
+    const char *name = gate_param_str(c, "name");
+    struct slice key = gate_param(c, "key");
+    const char *mp = http_req_query(c->req, "minPosition");
+    const char *tm = http_req_query(c->req, "timeoutMs");
+    uint64_t min_pos = 0, timeout = 5000;
+    if ((mp && (parse_u64(mp, &min_pos) != 0 || min_pos == 0)) ||
+        (tm && (parse_u64(tm, &timeout) != 0 || timeout > PROJ_WAIT_MAX_MS))) {
+        out_error(c->req, 400, "invalid_parameter", "minPosition is a position from 1, "
+                  "timeoutMs 0 to 30000", mp && (parse_u64(mp, &min_pos) != 0 || !min_pos)
+                  ? "minPosition" : "timeoutMs");
+        return;
+    }
+    struct proj_info in;
+    bool running = proj_info(logic_projections(api_of(c)->logic), c->db, name, &in) == 0;
+    if (mp && (!running || in.position <= min_pos) && timeout > 0) {
+        struct state_wait *w = xcalloc(1, sizeof(*w));
+        w->req = c->req;
+        w->lg = api_of(c)->logic;
+        w->db = c->db;
+        c->db = NULL;
+        snprintf(w->name, sizeof w->name, "%s", name);
+        w->key = xstrndup(key.ptr, key.len);
+        w->key_len = key.len;
+        http_defer(c->req);
+        proj_wait(logic_projections(w->lg), w->db, name, min_pos, timeout, on_state_wait, w);
+        return;
+    }
+    bool short_of = mp && running && in.position <= min_pos;
+    if (!answer_proj_state(c->req, api_of(c)->logic, c->db, name, key, short_of)) {
+        proj_missing(c, name, ERR_NOTFOUND);
+    }
 }
 
 /* The limit parameter (default LIMIT_READ_DEFAULT, at most LIMIT_READ_MAX); false after

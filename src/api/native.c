@@ -99,6 +99,13 @@ static const struct route_param P_HARD[] = {
     {"hard", PARAM_BOOLEAN, "Hard delete (a tombstone: the name stays unusable)", NULL},
     {NULL, 0, NULL, NULL},
 };
+static const struct route_param P_PROJ_STATE[] = {
+    {"minPosition", PARAM_POSITIVE, "Answer once the projection has applied this position "
+     "(read your own writes): it waits up to timeoutMs, then answers 202", NULL},
+    {"timeoutMs", PARAM_INTEGER, "How long to wait for minPosition, 0 to 30000 (default 5000)",
+     NULL},
+    {NULL, 0, NULL, NULL},
+};
 static const struct route_param P_PROJ_KEYS[] = {
     {"prefix", PARAM_STRING, "Only keys that start so", NULL},
     {"after", PARAM_STRING, "Keys after this one (the previous page's next)", NULL},
@@ -271,7 +278,8 @@ static const struct route ROUTES[] = {
     {"GET", "v1/databases/{db}/projections/{name}/state/{key}", api_proj_state,
      DB | ROUTE_PENDING_202, NEED_READ,
      "getProjectionState", "The state a projection holds under a key (202 while it catches "
-     "up)", NULL, NULL, "ProjectionState", 200},
+     "up; with minPosition, once it has applied that position)", P_PROJ_STATE, NULL,
+     "ProjectionState", 200},
     {"GET", "v1/databases/{db}/projections/{name}/keys", api_proj_keys, DB | ROUTE_PENDING_202,
      NEED_READ,
      "listProjectionKeys", "The keys a projection holds state under, in order", P_PROJ_KEYS,

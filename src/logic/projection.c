@@ -45,8 +45,19 @@ struct proj_watch {
     void *arg;
 };
 
+struct proj_waiter {
+    struct proj_waiter *next;
+    uint64_t db_id;
+    char name[COMP_NAME_BYTES + 1];
+    uint64_t min_position;
+    uint64_t deadline_ns;          /* time_mono_ns */
+    proj_wait_fn *fn;
+    void *arg;
+};
+
 struct projections {
     struct proj_watch *watches;    /* guarded by mu */
+    struct proj_waiter *waiters;   /* guarded by mu */
     struct logic *lg;
     struct engine *e;
     pthread_t thread;
@@ -561,6 +572,67 @@ static void rescan(struct projections *p)
     sweep(p);
 }
 
+/* Whether waiter w's projection has applied its position: 1 yes, 0 not yet, -1 never (it
+ * is not running, or failed before it). Under mu. */
+static int waiter_state(struct projections *p, const struct proj_waiter *w)
+{
+    for (size_t i = 0; i < p->n; i++) {
+        struct proj *pr = p->list[i];
+        if (engine_db_id(pr->db) == w->db_id && !strcmp(pr->def.name, w->name)) {
+            if (pr->position > w->min_position) {
+                return 1;
+            }
+            return pr->status == PROJ_FAILED ? -1 : 0;
+        }
+    }
+    return 0; /* deployed a moment ago, perhaps: wait for the deadline */
+}
+
+/* Calls the waiters that are done (all of them when stopping), outside the lock. */
+static void settle_waiters(struct projections *p, bool stopping)
+{
+    struct proj_waiter *done = NULL;
+    uint64_t now = time_mono_ns();
+    pthread_mutex_lock(&p->mu);
+    for (struct proj_waiter **pp = &p->waiters; *pp;) {
+        struct proj_waiter *w = *pp;
+        int st = waiter_state(p, w);
+        if (stopping || st != 0 || now >= w->deadline_ns) {
+            *pp = w->next;
+            w->next = done;
+            w->min_position = st > 0; /* reached, for the call below */
+            done = w;
+        } else {
+            pp = &w->next;
+        }
+    }
+    pthread_mutex_unlock(&p->mu);
+    while (done) {
+        struct proj_waiter *w = done;
+        done = w->next;
+        w->fn(w->arg, w->min_position != 0);
+        free(w);
+    }
+}
+
+void proj_wait(struct projections *p, struct db *db, const char *name, uint64_t min_position,
+               uint64_t timeout_ms, proj_wait_fn *fn, void *arg)
+{
+    struct proj_waiter *w = xcalloc(1, sizeof(*w));
+    w->db_id = engine_db_id(db);
+    snprintf(w->name, sizeof w->name, "%s", name);
+    w->min_position = min_position;
+    w->deadline_ns = time_mono_ns() + timeout_ms * 1000000ull;
+    w->fn = fn;
+    w->arg = arg;
+    pthread_mutex_lock(&p->mu);
+    w->next = p->waiters;
+    p->waiters = w;
+    p->woken = true; /* let the runner look at it now */
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
 static void *runner_main(void *arg)
 {
     struct projections *p = arg;
@@ -586,9 +658,15 @@ static void *runner_main(void *arg)
                 busy = step(p, pr) || busy;
             }
         }
+        settle_waiters(p, false);
         if (!busy) {
             pthread_mutex_lock(&p->mu);
-            struct timespec until = time_deadline_ms(PROJ_RESCAN_MS);
+            uint64_t nap_ms = PROJ_RESCAN_MS, now_ns = time_mono_ns();
+            for (struct proj_waiter *w = p->waiters; w; w = w->next) { /* the next deadline */
+                uint64_t left = w->deadline_ns > now_ns ? (w->deadline_ns - now_ns) / 1000000 : 0;
+                nap_ms = left + 1 < nap_ms ? left + 1 : nap_ms;
+            }
+            struct timespec until = time_deadline_ms(nap_ms);
             while (!p->stop && !p->kicked && !p->woken &&
                    pthread_cond_timedwait(&p->cv, &p->mu, &until) == 0) {
             }
@@ -630,6 +708,7 @@ void proj_stop(struct projections *p)
     pthread_cond_signal(&p->cv);
     pthread_mutex_unlock(&p->mu);
     pthread_join(p->thread, NULL);
+    settle_waiters(p, true);
     for (size_t i = 0; i < p->n; i++) {
         proj_free(p->list[i]);
     }

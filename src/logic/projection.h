@@ -35,6 +35,7 @@ enum {
     PROJ_RESCAN_MS = 1000,        /* the runner looks for new or removed projections this
                                      often when nothing wakes it */
     PROJ_CHANGES_MAX = 1000,      /* changes per page of the feed */
+    PROJ_WAIT_MAX_MS = 30000,     /* a state read waits for a position this long at most */
 };
 
 enum proj_status { PROJ_CATCHING_UP = 1, PROJ_LIVE, PROJ_FAILED };
@@ -79,6 +80,14 @@ int proj_keys(struct projections *p, struct db *db, const char *name, struct sli
  * at most limit. Returns 0, ERR_NOTFOUND or ERR_*. */
 int proj_changes(struct projections *p, struct db *db, const char *name, uint64_t after,
                  size_t limit, struct buf *out);
+
+/* Calls fn(arg, reached) exactly once, on the runner thread (not under its lock): reached true
+ * as soon as projection name of db has applied every event up to position min_position,
+ * false when timeout_ms pass first (checked at least every PROJ_RESCAN_MS) or the runner
+ * stops. fn may read the derived store and answer a request; no user code. */
+typedef void proj_wait_fn(void *arg, bool reached);
+void proj_wait(struct projections *p, struct db *db, const char *name, uint64_t min_position,
+               uint64_t timeout_ms, proj_wait_fn *fn, void *arg);
 
 /* Tells fn(arg) (on the runner thread, under the runner's lock: quick, no logic or engine
  * calls) each time projection name of db commits new changes, until proj_unwatch. Returns a

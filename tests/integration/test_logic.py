@@ -696,3 +696,25 @@ def test_hostile_javascript_is_stopped_and_the_server_serves_on():
             check(st == 422 and b["error"]["code"] == "reducer_failed", f"{st} {b}")
             st, _, b = state(s, "ok-1")
         check(st == 200 and b["state"] == 3, f"after the kill: {st} {b}")
+
+
+def test_projection_state_waits_for_a_position():
+    import time
+    with Server() as s:
+        check(put(s, "totals", projection())[0] == 201, "deploy")
+        wait_live(s, "totals")
+        for i in range(20):
+            st, _, b = s.append("shop-1", [{"type": "Placed", "data": {"amount": 1}}])
+            pos = b["position"]
+            # read your own write: the answer waits until the projection has applied it
+            st, _, b = s.get(f"{DB}/projections/totals/state/shop-1?minPosition={pos}")
+            check(st == 200 and b["state"]["n"] == i + 1 and b["position"] == pos, f"{st} {b}")
+        t0 = time.time()
+        st, _, b = s.get(f"{DB}/projections/totals/state/shop-1?minPosition={pos + 100}"
+                         "&timeoutMs=300")
+        waited = time.time() - t0
+        check(st == 202 and b["status"] == "catching_up" and waited >= 0.29, f"{st} {b} {waited}")
+        expect_error(s.get(f"{DB}/projections/totals/state/shop-1?minPosition=0"), 400,
+                     "invalid_parameter", field="minPosition")
+        expect_error(s.get(f"{DB}/projections/totals/state/shop-1?minPosition=1&timeoutMs=99999"),
+                     400, "invalid_parameter", field="timeoutMs")
