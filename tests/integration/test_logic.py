@@ -670,7 +670,8 @@ def test_hostile_javascript_is_stopped_and_the_server_serves_on():
         "eval": ("export function reduce(s, e) { return eval('1 + 1'); }", None),
         "output": ("export function reduce(s, e) { return 'x'.repeat(8 * 1024 * 1024); }", None),
     }
-    with Server(extra=["--logic-cpu-ms", "300", "--logic-memory-bytes", "67108864"]) as s:
+    # the CPU budget leaves the memory bomb time to reach its budget first on a busy machine
+    with Server(extra=["--logic-cpu-ms", "1500", "--logic-memory-bytes", "67108864"]) as s:
         if not os.path.exists(os.path.join(os.path.dirname(binary()), "annals-jsworker")):
             from harness import Skip
             raise Skip("no annals-jsworker beside the binary")
