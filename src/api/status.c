@@ -11,6 +11,8 @@
 
 #include "api/metrics.h"
 #include "http/server.h"
+#include "logic/logic.h"
+#include "logic/projection.h"
 #include "ops/live.h"
 #include "ops/out.h"
 #include "util/buf.h"
@@ -168,6 +170,82 @@ static void db_metrics(struct gate_call *c, struct buf *b)
     engine_names_free(names, n);
 }
 
+/* One series of a component family. */
+struct comp_series {
+    char db[LIMIT_DB_NAME_BYTES + 1];
+    char name[COMP_NAME_BYTES + 1];
+    const char *kind;
+    double v[4]; /* calls, errors, seconds, projection lag (-1: not a projection) */
+};
+
+/* The components of every database the caller may see, with their counters. */
+static struct comp_series *comp_series_of(struct gate_call *c, size_t *out_n)
+{
+    size_t n, count = 0, cap = 16;
+    char **names = engine_db_names(api_of(c)->engine, &n);
+    struct comp_series *all = xcalloc(cap, sizeof(*all));
+    for (size_t i = 0; i < n; i++) {
+        struct db *db;
+        struct comp_set *set;
+        if (!api_key_sees_db(c, names[i]) ||
+            engine_db_acquire(api_of(c)->engine, names[i], strlen(names[i]), &db) != 0) {
+            continue;
+        }
+        if (logic_set(api_of(c)->logic, db, &set) == 0) {
+            for (size_t k = 0; k < set->count; k++) {
+                if (count == cap) {
+                    cap *= 2;
+                    all = xrealloc(all, cap * sizeof(*all));
+                }
+                struct comp_series *cs = &all[count++];
+                const struct comp_def *d = &set->defs[k];
+                snprintf(cs->db, sizeof cs->db, "%s", names[i]);
+                snprintf(cs->name, sizeof cs->name, "%s", d->name);
+                cs->kind = comp_kind_name(d->kind);
+                struct logic_stats st;
+                logic_component_stats(api_of(c)->logic, db, d->name, &st, NULL);
+                struct proj_info pi;
+                bool proj = d->kind == COMP_PROJECTION &&
+                            proj_info(logic_projections(api_of(c)->logic), db, d->name, &pi) == 0;
+                double lag = proj ? (double)(pi.head + 1 > pi.position ? pi.head + 1 - pi.position
+                                                                       : 0) : -1;
+                double v[4] = {(double)st.calls, (double)st.errors, st.busy_ns / 1e9, lag};
+                memcpy(cs->v, v, sizeof v);
+            }
+            comp_set_unref(set);
+        }
+        engine_db_release(db);
+    }
+    engine_names_free(names, n);
+    *out_n = count;
+    return all;
+}
+
+/* Appends the per-component families (user code). */
+static void comp_metrics(struct gate_call *c, struct buf *b)
+{
+    static const struct { const char *name, *type, *help; } F[] = {
+        {"annals_component_calls_total", "counter",
+         "Uses of a component's loaded code (reducer states, views, decisions)."},
+        {"annals_component_errors_total", "counter", "... in which its code failed."},
+        {"annals_component_seconds_total", "counter", "Time spent in its code."},
+        {"annals_projection_lag_events", "gauge", "Positions a projection has not applied."},
+    };
+    size_t n;
+    struct comp_series *all = comp_series_of(c, &n);
+    for (size_t f = 0; f < 4; f++) {
+        buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", F[f].name, F[f].help, F[f].name,
+                   F[f].type);
+        for (size_t i = 0; i < n; i++) {
+            if (all[i].v[f] >= 0) {
+                buf_printf(b, "%s{database=\"%s\",component=\"%s\",kind=\"%s\"} %.17g\n",
+                           F[f].name, all[i].db, all[i].name, all[i].kind, all[i].v[f]);
+            }
+        }
+    }
+    free(all);
+}
+
 void api_metrics_get(struct gate_call *c)
 {
     size_t nroutes = gate_route_count(c->gate);
@@ -184,6 +262,7 @@ void api_metrics_get(struct gate_call *c)
     free(labels);
     free(text);
     db_metrics(c, &b);
+    comp_metrics(c, &b);
     struct http_server *srv = __atomic_load_n(&api_of(c)->srv, __ATOMIC_ACQUIRE);
     buf_printf(&b, "# HELP annals_open_connections Open client connections.\n"
                    "# TYPE annals_open_connections gauge\n"

@@ -719,3 +719,24 @@ def test_projection_state_waits_for_a_position():
                      "invalid_parameter", field="minPosition")
         expect_error(s.get(f"{DB}/projections/totals/state/shop-1?minPosition=1&timeoutMs=99999"),
                      400, "invalid_parameter", field="timeoutMs")
+
+
+def test_component_metrics():
+    import sys
+    sys.path.append("/usr/lib/python3/dist-packages")
+    from prometheus_client.parser import text_string_to_metric_families
+    with Server() as s:
+        check(put(s, "orders", reducer())[0] == 201, "deploy")
+        check(put(s, "totals", projection())[0] == 201, "projection")
+        append_n(s, "order-1", 2)
+        check(state(s, "order-1")[0] == 200, "state")
+        wait_live(s, "totals")
+        st, _, text = s.get("/metrics")
+        text = text.decode() if isinstance(text, bytes) else text
+        fams = {f.name: f for f in text_string_to_metric_families(text)}
+        calls = [x for x in fams["annals_component_calls"].samples
+                 if x.labels.get("component") == "orders"]
+        check(calls and calls[0].value >= 1 and calls[0].labels["kind"] == "reducer", f"{calls}")
+        lag = [x for x in fams["annals_projection_lag_events"].samples
+               if x.labels.get("component") == "totals"]
+        check(lag and lag[0].value == 0, f"{lag}")
