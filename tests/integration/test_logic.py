@@ -740,3 +740,25 @@ def test_component_metrics():
         lag = [x for x in fams["annals_projection_lag_events"].samples
                if x.labels.get("component") == "totals"]
         check(lag and lag[0].value == 0, f"{lag}")
+
+
+def test_projection_changes_live_over_a_websocket():
+    from test_websocket import WS
+    with Server() as s:
+        for i in range(3):
+            s.append("shop-1", [{"type": "Placed", "data": {"amount": i}}])
+        check(put(s, "totals", projection())[0] == 201, "deploy")
+        wait_live(s, "totals")
+        ws = WS(s.port, f"{DB}/projections/totals/changes/live?after=1")
+        check(ws.status == 101, f"{ws.status}")
+
+        def change():
+            while True:
+                op, payload = ws.frame()
+                if op == 1:
+                    return json.loads(payload)
+        check([change()["sequence"] for _ in range(2)] == [2, 3], "history after 1")
+        s.append("shop-1", [{"type": "Placed", "data": {"amount": 10}}])
+        c = change()
+        check(c["sequence"] == 4 and c["state"]["sum"] == 0 + 1 + 2 + 10, f"{c}")
+        ws.sock.close()
