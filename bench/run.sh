@@ -569,42 +569,38 @@ deploy_component() {
 # BENCH_PROJ_EVENTS events (default 1M, loaded in process by bench/load_events): the time from
 # the deploy until it reports live with no lag, as events applied per second.
 PROJ_LINE=""
-bench_projection() {
-    local n=${BENCH_PROJ_EVENTS:-1000000} out t0 t1 st i
-    say ""
-    say "== 3b. Projection catch-up: Lua, $(fmt_int "$n") events"
-    out=$("$LOADER" "$TMP/proj" "$n" 2>>"$TMP/load.log") || die "loading $n events failed"
-    start_annals "$TMP/proj"
+PROJ_LINE_JS=""
+# proj_catchup NAME EVENTS TARGET JSON: deploys the projection JSON as NAME on the Annals under
+# test, waits until it reports live with no lag, and prints its catch-up rate.
+proj_catchup() {
+    local name=$1 n=$2 target=$3 t0 t1 st i
     t0=$(date +%s.%N)
-    deploy_component bench_proj '{"kind":"projection","language":"lua","source":"function key(e) return e.stream end\nfunction apply(s, e) s = s or {n = 0} s.n = s.n + 1 s.last = e.position return s end"}'
+    deploy_component "$name" "$4"
     for i in $(seq 1 36000); do
-        st=$(curl -sf "http://127.0.0.1:$APORT/v1/databases/default/projections/bench_proj")
+        st=$(curl -sf "http://127.0.0.1:$APORT/v1/databases/default/projections/$name")
         case $st in *'"status":"live"'*'"lag":0'*|*'"status":"failed"'*) break ;; esac
         sleep 0.05
     done
     t1=$(date +%s.%N)
-    PROJ_LINE_JS=""
-    PROJ_LINE=$(python3 -c '
+    python3 -c '
 import json, sys
 s = json.loads(sys.argv[1]); secs = float(sys.argv[3]) - float(sys.argv[2]); n = int(sys.argv[4])
-print("%s after %.1f s: %d events applied, %.0f events/s, %d state changes [target >= 200,000 events/s]" % (
-      s["status"], secs, n, n / secs if secs > 0 else 0, s["sequence"]))' "$st" "$t0" "$t1" "$n")
+print("%s after %.1f s: %d events applied, %.0f events/s, %d state changes [target >= %s events/s]" % (
+      s["status"], secs, n, n / secs if secs > 0 else 0, s["sequence"], sys.argv[5]))' "$st" "$t0" "$t1" "$n" "$target"
+}
+
+bench_projection() {
+    local n=${BENCH_PROJ_EVENTS:-1000000} out
+    say ""
+    say "== 3b. Projection catch-up over $(fmt_int "$n") events: Lua, then JavaScript"
+    out=$("$LOADER" "$TMP/proj" "$n" 2>>"$TMP/load.log") || die "loading $n events failed"
+    start_annals "$TMP/proj"
+    PROJ_LINE=$(proj_catchup bench_proj "$n" 200,000 '{"kind":"projection","language":"lua","source":"function key(e) return e.stream end\nfunction apply(s, e) s = s or {n = 0} s.n = s.n + 1 s.last = e.position return s end"}')
     say "  Lua: $PROJ_LINE"
     # the same projection in JavaScript, on the same events
+    PROJ_LINE_JS=""
     if [ -x "$(dirname "$ANNALS")/annals-jsworker" ]; then
-        t0=$(date +%s.%N)
-        deploy_component bench_proj_js '{"kind":"projection","language":"javascript","source":"export function key(e) { return e.stream; }\nexport function apply(s, e) { s = s ?? {n: 0}; s.n += 1; s.last = e.position; return s; }"}'
-        for i in $(seq 1 36000); do
-            st=$(curl -sf "http://127.0.0.1:$APORT/v1/databases/default/projections/bench_proj_js")
-            case $st in *'"status":"live"'*'"lag":0'*|*'"status":"failed"'*) break ;; esac
-            sleep 0.05
-        done
-        t1=$(date +%s.%N)
-        PROJ_LINE_JS=$(python3 -c '
-import json, sys
-s = json.loads(sys.argv[1]); secs = float(sys.argv[3]) - float(sys.argv[2]); n = int(sys.argv[4])
-print("%s after %.1f s: %d events applied, %.0f events/s [target >= 100,000 events/s]" % (
-      s["status"], secs, n, n / secs if secs > 0 else 0))' "$st" "$t0" "$t1" "$n")
+        PROJ_LINE_JS=$(proj_catchup bench_proj_js "$n" 100,000 '{"kind":"projection","language":"javascript","source":"export function key(e) { return e.stream; }\nexport function apply(s, e) { s = s ?? {n: 0}; s.n += 1; s.last = e.position; return s; }"}')
         say "  JavaScript: $PROJ_LINE_JS"
     fi
     stop_pid "$APID"

@@ -325,6 +325,11 @@ size_t engine_event_bytes(struct slice stream, const struct append_event *ev);
  * operation without a valid target) / ERR_SHUTDOWN / ERR_GONE (done never runs). */
 int engine_append(struct db *db, struct append_req *req);
 
+/* engine_append that waits: sets req->done and req->arg itself, queues req and blocks until
+ * its commit has returned. Returns engine_append's refusal, or 0 with req->err (and the
+ * results) set. Blocks: worker threads only, never an I/O or writer thread. */
+int engine_append_wait(struct db *db, struct append_req *req);
+
 /* Called per event read. ev borrows storage: valid only during the call. 0 = go on, 1 = stop. */
 typedef int engine_event_fn(void *arg, const struct event_rec *ev);
 

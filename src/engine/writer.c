@@ -706,3 +706,37 @@ int engine_append(struct db *db, struct append_req *req)
     pthread_mutex_unlock(&db->mu);
     return rc;
 }
+
+/* ---- a waiting append (workers) ---- */
+
+struct append_waiter {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+};
+
+static void on_waited(struct append_req *req)
+{
+    struct append_waiter *w = req->arg;
+    pthread_mutex_lock(&w->mu);
+    w->done = true;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+int engine_append_wait(struct db *db, struct append_req *req)
+{
+    struct append_waiter w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false};
+    req->done = on_waited;
+    req->arg = &w;
+    int rc = engine_append(db, req);
+    if (rc) {
+        return rc;
+    }
+    pthread_mutex_lock(&w.mu);
+    while (!w.done) {
+        pthread_cond_wait(&w.cv, &w.mu);
+    }
+    pthread_mutex_unlock(&w.mu);
+    return 0;
+}

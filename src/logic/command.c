@@ -498,21 +498,6 @@ static int take_decision(struct decision *d, struct plan *pl, struct slice answe
 
 /* ---- appending ---- */
 
-struct waiter {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool done;
-};
-
-static void on_committed(struct append_req *req)
-{
-    struct waiter *w = req->arg;
-    pthread_mutex_lock(&w->mu);
-    w->done = true;
-    pthread_cond_signal(&w->cv);
-    pthread_mutex_unlock(&w->mu);
-}
-
 static void answer_events(struct command_result *out, const struct append_part *parts,
                           size_t nparts, bool written)
 {
@@ -581,23 +566,15 @@ static int append_plan(struct decision *d, struct plan *pl, struct command_resul
         conds[i] = (struct append_cond){.filter = &d->filters[i], .has_max = true,
                                         .max = d->max[i]};
     }
-    struct waiter w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false};
     struct append_req req = {.parts = parts, .nparts = pl->nparts, .conds = conds,
-                             .nconds = d->nreads, .done = on_committed, .arg = &w};
+                             .nconds = d->nreads};
     buf_init(&req.answer);
-    int rc = engine_append(d->db, &req);
+    int rc = engine_append_wait(d->db, &req);
     if (rc == ERR_INVALID) {
         err->kind = LOGIC_E_OUTPUT;
         snprintf(err->message, sizeof err->message, "decide: an event: %s", req.fault.message);
     }
-    if (!rc) {
-        pthread_mutex_lock(&w.mu);
-        while (!w.done) {
-            pthread_cond_wait(&w.cv, &w.mu);
-        }
-        pthread_mutex_unlock(&w.mu);
-        rc = req.err;
-    }
+    rc = rc ? rc : req.err;
     if (!rc) {
         answer_events(out, parts, pl->nparts, true);
     }

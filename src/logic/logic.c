@@ -787,8 +787,7 @@ static void view_key(struct slice params, char out[65])
     }
 }
 
-/* Events a view or projection sees: every stream's but the server's own (except DCB's). */
-static bool user_event(const struct event_rec *ev)
+bool logic_user_event(const struct event_rec *ev)
 {
     return ev->stream.len == 0 || ev->stream.ptr[0] != '$' ||
            (ev->stream.len == sizeof ENGINE_DCB_STREAM - 1 &&
@@ -799,7 +798,7 @@ static int on_view_event(void *arg, const struct event_rec *ev)
 {
     struct page *pg = arg;
     pg->last_pos = ev->position;
-    return user_event(ev) ? on_page_event(arg, ev) : 0;
+    return logic_user_event(ev) ? on_page_event(arg, ev) : 0;
 }
 
 /* Folds the events of filter after out->position (as of at) into out->state with params. */

@@ -42,6 +42,10 @@ int logic_new(const struct logic_config *cfg, struct logic **out);
  * allowed. */
 void logic_free(struct logic *lg);
 
+/* True for the events views and projections see: every stream's but the server's own '$'
+ * streams (the DCB stream's are users' events, so they are seen). */
+bool logic_user_event(const struct event_rec *ev);
+
 /* What the logic layer's parts share (logic/projection.c). */
 struct logic_env *logic_runtimes(struct logic *lg);
 const struct logic_limits *logic_budgets(struct logic *lg);

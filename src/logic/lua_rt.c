@@ -1766,21 +1766,33 @@ static int encode_result(lua_State *L, struct call *c, int idx)
     return 0;
 }
 
+/* Pushes the entry and the call's arguments; false with c->kind set when it cannot. */
+static bool push_call(lua_State *L, struct call *c)
+{
+    struct lua_module *m = c->m;
+    if (!push_entry(L, m, c->entry)) {
+        fail_call(c, LOGIC_E_MISSING, "%s is not defined as a global function", c->entry);
+        return false;
+    }
+    if (c->nargs > INT_MAX - 8) {
+        fail_call(c, LOGIC_E_INVALID, "too many arguments");
+        return false;
+    }
+    luaL_checkstack(L, (int)c->nargs + 4, "too many arguments");
+    for (size_t i = 0; i < c->nargs; i++) {
+        if (luajson_decode(&m->json, L, c->args[i].ptr, c->args[i].len) < 0) {
+            fail_call(c, LOGIC_E_INVALID, "argument %zu: %s", i + 1, m->json.err);
+            return false;
+        }
+    }
+    return true;
+}
+
 static int do_call(lua_State *L)
 {
     struct call *c = lua_touserdata(L, 1);
-    struct lua_module *m = c->m;
-    if (!push_entry(L, m, c->entry)) {
-        return fail_call(c, LOGIC_E_MISSING, "%s is not defined as a global function", c->entry);
-    }
-    if (c->nargs > INT_MAX - 8) {
-        return fail_call(c, LOGIC_E_INVALID, "too many arguments");
-    }
-    luaL_checkstack(L, (int)c->nargs + 2, "too many arguments");
-    for (size_t i = 0; i < c->nargs; i++) {
-        if (luajson_decode(&m->json, L, c->args[i].ptr, c->args[i].len) < 0) {
-            return fail_call(c, LOGIC_E_INVALID, "argument %zu: %s", i + 1, m->json.err);
-        }
+    if (!push_call(L, c)) {
+        return 0;
     }
     lua_call(L, (int)c->nargs, 1);
     return encode_result(L, c, -1);
@@ -1862,18 +1874,8 @@ static int ctx_trampoline(lua_State *L)
 static int do_call_ctx(lua_State *L)
 {
     struct call *c = lua_touserdata(L, 1);
-    struct lua_module *m = c->m;
-    if (!push_entry(L, m, c->entry)) {
-        return fail_call(c, LOGIC_E_MISSING, "%s is not defined as a global function", c->entry);
-    }
-    if (c->nargs > INT_MAX - 8) {
-        return fail_call(c, LOGIC_E_INVALID, "too many arguments");
-    }
-    luaL_checkstack(L, (int)c->nargs + 4, "too many arguments");
-    for (size_t i = 0; i < c->nargs; i++) {
-        if (luajson_decode(&m->json, L, c->args[i].ptr, c->args[i].len) < 0) {
-            return fail_call(c, LOGIC_E_INVALID, "argument %zu: %s", i + 1, m->json.err);
-        }
+    if (!push_call(L, c)) {
+        return 0;
     }
     lua_newtable(L);
     for (const char *const *op = c->host->ops; *op; op++) {

@@ -235,17 +235,10 @@ struct batch {
     size_t nchanges;
 };
 
-static bool user_event(const struct event_rec *ev)
-{
-    return ev->stream.len == 0 || ev->stream.ptr[0] != '$' ||
-           (ev->stream.len == sizeof ENGINE_DCB_STREAM - 1 &&
-            !memcmp(ev->stream.ptr, ENGINE_DCB_STREAM, ev->stream.len));
-}
-
 static int on_event(void *arg, const struct event_rec *ev)
 {
     struct batch *b = arg;
-    if (!user_event(ev)) {
+    if (!logic_user_event(ev)) {
         return 0;
     }
     b->at[b->count] = b->text.len;
@@ -765,6 +758,15 @@ static int lookup(struct projections *p, struct db *db, const char *name, struct
     return 0;
 }
 
+/* lookup, then a read transaction on db's derived store (*t, the caller ends it). */
+static int lookup_read(struct projections *p, struct db *db, const char *name,
+                       struct proj_info *out, char *t_state, char *t_changes,
+                       struct derived_txn **t)
+{
+    int rc = lookup(p, db, name, out, t_state, t_changes);
+    return rc ? rc : derived_begin(db, false, t);
+}
+
 int proj_info(struct projections *p, struct db *db, const char *name, struct proj_info *out)
 {
     return lookup(p, db, name, out, NULL, NULL);
@@ -820,12 +822,8 @@ int proj_keys(struct projections *p, struct db *db, const char *name, struct sli
 {
     char table[DERIVED_TABLE_BYTES + 1];
     struct proj_info info;
-    int rc = lookup(p, db, name, &info, table, NULL);
-    if (rc) {
-        return rc;
-    }
     struct derived_txn *t;
-    rc = derived_begin(db, false, &t);
+    int rc = lookup_read(p, db, name, &info, table, NULL, &t);
     if (rc) {
         return rc;
     }
@@ -886,12 +884,8 @@ int proj_changes(struct projections *p, struct db *db, const char *name, uint64_
 {
     char table[DERIVED_TABLE_BYTES + 1];
     struct proj_info info;
-    int rc = lookup(p, db, name, &info, NULL, table);
-    if (rc) {
-        return rc;
-    }
     struct derived_txn *t;
-    rc = derived_begin(db, false, &t);
+    int rc = lookup_read(p, db, name, &info, NULL, table, &t);
     if (rc) {
         return rc;
     }

@@ -213,21 +213,6 @@ uint64_t comp_set_next_version(const struct comp_set *set, const char *name)
 
 /* ---- writing ---- */
 
-struct waiter {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool done;
-};
-
-static void on_committed(struct append_req *req)
-{
-    struct waiter *w = req->arg;
-    pthread_mutex_lock(&w->mu);
-    w->done = true;
-    pthread_cond_signal(&w->cv);
-    pthread_mutex_unlock(&w->mu);
-}
-
 /* Appends one event of type to the logic stream at version at and waits for the outcome;
  * *out_us (may be NULL) gets its commit time. */
 static int append_wait(struct db *db, const char *type, struct slice data, uint64_t at,
@@ -238,20 +223,12 @@ static int append_wait(struct db *db, const char *type, struct slice data, uint6
     struct append_part part = {.stream = {ENGINE_LOGIC_STREAM, sizeof ENGINE_LOGIC_STREAM - 1},
                                .events = &ev, .count = 1,
                                .expect = {EXPECT_VERSION, at}};
-    struct waiter w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false};
-    struct append_req req = {.parts = &part, .nparts = 1, .done = on_committed, .arg = &w};
+    struct append_req req = {.parts = &part, .nparts = 1};
     buf_init(&req.answer);
-    int rc = engine_append(db, &req);
-    if (!rc) {
-        pthread_mutex_lock(&w.mu);
-        while (!w.done) {
-            pthread_cond_wait(&w.cv, &w.mu);
-        }
-        pthread_mutex_unlock(&w.mu);
-        rc = req.err;
-        if (!rc && out_us) {
-            *out_us = req.recorded_us;
-        }
+    int rc = engine_append_wait(db, &req);
+    rc = rc ? rc : req.err;
+    if (!rc && out_us) {
+        *out_us = req.recorded_us;
     }
     buf_fini(&req.answer);
     return rc;
