@@ -30,6 +30,7 @@
 #include "cli/restore_cmd.h"
 #include "engine/engine.h"
 #include "http/server.h"
+#include "logic/command.h"
 #include "logic/logic.h"
 #include "store/store.h"
 #include "util/errors.h"
@@ -58,6 +59,7 @@ struct options {
     const char *dialect_listen; /* --dialect-listen: NAME=HOST:PORT,... */
     const char *dialect_rate;  /* --dialect-rate: NAME=N,... */
     struct logic_limits logic_limits; /* --logic-cpu-ms, --logic-memory-bytes, --logic-output-bytes */
+    unsigned command_tries;   /* --logic-command-tries */
 };
 
 /* The API surfaces besides the native one, and where they are mounted by default. */
@@ -127,6 +129,8 @@ static const struct flag FLAGS[] = {
      "memory one component's code may hold (default 67108864)"},
     {"--logic-output-bytes", "ANNALS_LOGIC_OUTPUT_BYTES", "N",
      "largest JSON result of one call of user code (default 1048576)"},
+    {"--logic-command-tries", "ANNALS_LOGIC_COMMAND_TRIES", "N",
+     "decisions a command handler may run when what it read changed (default 5, at most 100)"},
 };
 enum { NFLAGS = sizeof FLAGS / sizeof FLAGS[0] };
 
@@ -298,6 +302,7 @@ static int set_option(struct options *o, int idx, const char *v)
     case 28: if (parse_size(v, 1, 600000, &n)) return ERR_INVALID; o->logic_limits.cpu_ms = (uint32_t)n; return 0;
     case 29: if (parse_size(v, 1 << 20, 1ull << 36, &n)) return ERR_INVALID; o->logic_limits.mem_bytes = n; return 0;
     case 30: if (parse_size(v, 1024, 1ull << 30, &n)) return ERR_INVALID; o->logic_limits.output_bytes = n; return 0;
+    case 31: if (parse_size(v, 1, COMMAND_TRIES_MAX, &n)) return ERR_INVALID; o->command_tries = (unsigned)n; return 0;
     }
     return ERR_INVALID;
 }
@@ -582,7 +587,8 @@ static int open_logic(const struct options *o, struct serving *sv)
     int rc = logic_env_new(&lc, &sv->logic_env);
     struct logic_config cfg = {.engine = sv->api.engine, .env = sv->logic_env,
                                .limits = o->logic_limits, .format_event = out_event,
-                               .parse_filter = groups_parse_filter};
+                               .parse_filter = groups_parse_filter,
+                               .command_tries = o->command_tries};
     if (!rc) rc = logic_new(&cfg, &sv->api.logic);
     if (rc) {
         log_error("cannot start the user-code runtimes: %s", err_name(rc));

@@ -630,7 +630,8 @@ int logic_command(struct logic *lg, struct db *db, const char *name, struct slic
     struct logic_instance *inst;
     struct logic_module *m = logic_acquire(lg, db, def, &inst, err, &rc);
     rc = m ? ERR_CONFLICT : rc;
-    for (unsigned i = 0; i < COMMAND_TRIES && rc == ERR_CONFLICT; i++) {
+    unsigned tries = logic_command_tries(lg);
+    for (unsigned i = 0; i < tries && rc == ERR_CONFLICT; i++) {
         struct decision *d = xcalloc(1, sizeof(*d));
         *d = (struct decision){.lg = lg, .db = db, .set = set};
         out->attempts = i + 1;

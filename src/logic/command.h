@@ -29,7 +29,10 @@
 #include "util/buf.h"
 
 enum {
-    COMMAND_TRIES = 5,        /* decisions run for one command at most (a condition failed) */
+    COMMAND_TRIES = 5,        /* decisions run for one command at most (a condition failed),
+                                 by default (logic_config.command_tries; at most
+                                 COMMAND_TRIES_MAX) */
+    COMMAND_TRIES_MAX = 100,
     COMMAND_QUERY_MAX = 1000, /* events one ctx.query returns at most */
     COMMAND_READS_MAX = 64,   /* ctx reads in one decision (each becomes a condition) */
     COMMAND_EVENTS_MAX = 1000, /* events one decision may return */
@@ -55,7 +58,7 @@ void command_result_fini(struct command_result *r);
  * (dry_run: only says what it would). Returns 0 (see *out), ERR_NOTFOUND (no such command
  * handler), ERR_INVALID with *err (the code failed, or returned something that is not a
  * decision; err->message says what), ERR_CONFLICT (its conditions still failed after
- * COMMAND_TRIES decisions), ERR_TOOBIG or another engine error. */
+ * the configured number of decisions), ERR_TOOBIG or another engine error. */
 int logic_command(struct logic *lg, struct db *db, const char *name, struct slice command,
                   bool dry_run, struct command_result *out, struct logic_error *err);
 

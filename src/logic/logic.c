@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "engine/derived.h"
+#include "logic/command.h"
 #include "logic/projection.h"
 #include "query/filter.h"
 #include "util/errors.h"
@@ -175,6 +176,11 @@ void logic_format_event(struct logic *lg, struct buf *out, const struct event_re
 struct projections *logic_projections(struct logic *lg)
 {
     return lg->projections;
+}
+
+unsigned logic_command_tries(struct logic *lg)
+{
+    return lg->cfg.command_tries ? lg->cfg.command_tries : COMMAND_TRIES;
 }
 
 void logic_free(struct logic *lg)

@@ -33,6 +33,7 @@ struct logic_config {
     struct logic_limits limits;          /* every module's budgets */
     engine_event_json_fn *format_event;  /* an event's JSON as user code sees it */
     engine_filter_parse_fn *parse_filter; /* checks projection and view filters */
+    unsigned command_tries;              /* decisions per command at most (0: COMMAND_TRIES) */
 };
 
 struct logic;
@@ -52,6 +53,7 @@ const struct logic_limits *logic_budgets(struct logic *lg);
 engine_filter_parse_fn *logic_filter_parser(struct logic *lg);
 void logic_format_event(struct logic *lg, struct buf *out, const struct event_rec *ev);
 struct projections *logic_projections(struct logic *lg);
+unsigned logic_command_tries(struct logic *lg);
 
 /* A loaded instance of def's code in db, for the caller's thread alone until released (loaded
  * or reloaded for def's version first). Returns the module, or NULL with *err and *rc set. */

@@ -567,6 +567,10 @@ end
         # its own expectedVersion: the stream exists already, so it never holds
         st, _, b = command(s, "register", {"id": 1, "email": "c@x"})
         check(st == 409 and b["error"]["code"] == "command_conflict", f"{st} {b}")
+        s.restart(extra=["--logic-command-tries", "1"])
+        wait_live(s, "users")
+        st, _, b = command(s, "register", {"id": 1, "email": "d@x"})
+        check(st == 409, f"one try: {st} {b}")
         check(len(s.read_stream("user-1")) == 1, "a conflict wrote")
 
 
