@@ -187,6 +187,12 @@ def test_hostile_reducers_are_stopped_and_the_server_serves_on():
         "process": ("function reduce(s, e) return os.execute('id') end", None),
         "require": ("function reduce(s, e) return require('socket') end", None),
         "load": ("function reduce(s, e) return load('return 1')() end", None),
+        "recursion": ("local function f(n) return f(n + 1) + 1 end\n"
+                      "function reduce(s, e) return f(1) end", None),
+        "gc": ("function reduce(s, e) setmetatable({}, {__gc = function() while true do end "
+               "end}) return 1 end", None),
+        "pattern": ("function reduce(s, e) return string.find(string.rep('a', 400), "
+                    "'.-.-.-.-b') end", "cpu_limit"),
         "output": ("function reduce(s, e) return string.rep('x', 8 * 1024 * 1024) end",
                    None),
     }
@@ -672,6 +678,8 @@ def test_hostile_javascript_is_stopped_and_the_server_serves_on():
         "fetch": ("export function reduce(s, e) { return fetch('http://127.0.0.1/'); }", None),
         "process": ("export function reduce(s, e) { return process.env; }", None),
         "eval": ("export function reduce(s, e) { return eval('1 + 1'); }", None),
+        "recursion": ("function f(n) { return f(n + 1) + 1; }\n"
+                      "export function reduce(s, e) { return f(1); }", None),
         "output": ("export function reduce(s, e) { return 'x'.repeat(8 * 1024 * 1024); }", None),
     }
     # the CPU budget leaves the memory bomb time to reach its budget first on a busy machine
@@ -766,3 +774,25 @@ def test_projection_changes_live_over_a_websocket():
         c = change()
         check(c["sequence"] == 4 and c["state"]["sum"] == 0 + 1 + 2 + 10, f"{c}")
         ws.sock.close()
+
+
+def test_javascript_prototype_pollution_does_not_cross_databases():
+    import os
+    with Server() as s:
+        if not os.path.exists(os.path.join(os.path.dirname(binary()), "annals-jsworker")):
+            from harness import Skip
+            raise Skip("no annals-jsworker beside the binary")
+        check(s.post("/v1/databases", {"name": "other"})[0] == 201, "db")
+        evil = "export function reduce(s, e) { Object.prototype.pwned = 'yes'; " \
+               "Array.prototype.push = () => 0; return 1; }"
+        probe = "export function reduce(s, e) { return {pwned: ({}).pwned ?? null, " \
+                "len: [1].push(2)}; }"
+        check(put(s, "evil", reducer(evil, category="ev", language="javascript"))[0] == 201, "")
+        st, _, b = s.request("PUT", "/v1/databases/other/components/probe",
+                             reducer(probe, category="pr", language="javascript"))
+        check(st == 201, f"{st} {b}")
+        s.append("ev-1", [{"type": "T", "data": {}}])
+        check(state(s, "ev-1")[0] == 200, "the polluter ran")
+        s.append("pr-1", [{"type": "T", "data": {}}], db="other")
+        st, _, b = s.get("/v1/databases/other/streams/pr-1/state")
+        check(st == 200 and b["state"] == {"pwned": None, "len": 2}, f"{st} {b}")
