@@ -481,6 +481,20 @@ int logic_remove(struct logic *lg, struct db *db, const char *name)
 
 /* ---- reducer state ---- */
 
+/* True when what a read of stream shows can only grow by appends: no lifecycle settings
+ * (truncation, max count or age, deletion) and no database retention. Only then is a state
+ * kept (snapshot or memory) valid for later reads; otherwise every read folds what is visible
+ * now. */
+static bool stable_stream(struct db *db, struct slice stream)
+{
+    struct stream_meta sm;
+    struct db_settings ds;
+    engine_stream_settings(db, stream, &sm);
+    engine_db_settings(db, &ds);
+    return !sm.tombstone && !sm.truncate_before && !sm.max_count && !sm.max_age_us &&
+           !ds.retention_days;
+}
+
 void logic_state_init(struct logic_state *s)
 {
     memset(s, 0, sizeof(*s));
@@ -669,7 +683,10 @@ int logic_stream_state(struct logic *lg, struct db *db, struct slice stream,
     snap_table(table, sizeof table, def->name, def->version);
     buf_reset(&out->state);
     buf_adds(&out->state, "null");
-    snap_load(db, table, stream, at, out);
+    bool stable = stable_stream(db, stream);
+    if (stable) {
+        snap_load(db, table, stream, at, out);
+    }
     struct mod_ent *me = mod_acquire(lg, db, def, err, &rc);
     if (me) {
         rc = fold_stream(lg, db, me->m, stream, at, out, err);
@@ -681,10 +698,11 @@ int logic_stream_state(struct logic *lg, struct db *db, struct slice stream,
     if (!rc && out->version == 0) {
         rc = ERR_NOTFOUND; /* no events in this view */
     }
-    if (!rc && out->folded >= LOGIC_SNAPSHOT_MIN_EVENTS) { /* a state at a version holds */
+    if (!rc && stable && out->folded >= LOGIC_SNAPSHOT_MIN_EVENTS) { /* a state at a version
+                                                                          holds */
         snap_store(db, table, stream, out);
     }
-    if (!rc) {
+    if (!rc && stable) {
         char key[STATE_KEY_BYTES];
         size_t klen = state_key(key, sizeof key, db, def, stream);
         states_put(lg, key, klen, out);
@@ -760,11 +778,11 @@ int logic_state_after(struct logic *lg, struct db *db, struct slice stream,
     out->reducer_version = def->version;
     char key[STATE_KEY_BYTES];
     size_t klen = state_key(key, sizeof key, db, def, stream);
-    bool have = evs[0].version == 1; /* the stream's first events: from null */
+    bool have = evs[0].version == 1 && stable_stream(db, stream); /* first events: from null */
     if (have) {
         buf_reset(&out->state);
         buf_adds(&out->state, "null");
-    } else {
+    } else if (stable_stream(db, stream)) {
         have = states_get(lg, key, klen, evs[0].version - 1, out);
     }
     if (have) {

@@ -796,3 +796,26 @@ def test_javascript_prototype_pollution_does_not_cross_databases():
         s.append("pr-1", [{"type": "T", "data": {}}], db="other")
         st, _, b = s.get("/v1/databases/other/streams/pr-1/state")
         check(st == 200 and b["state"] == {"pwned": None, "len": 2}, f"{st} {b}")
+
+
+def test_reducer_state_follows_what_reads_show_after_lifecycle_changes():
+    with Server() as s:
+        check(put(s, "orders", reducer())[0] == 201, "deploy")
+        append_n(s, "order-5", 20, amount=1)
+        st, _, b = state(s, "order-5")
+        check(b["state"]["count"] == 20, f"{b}")  # a snapshot is kept now
+        st, _, _ = s.request("DELETE", f"{DB}/streams/order-5")
+        check(st == 204, f"soft delete: {st}")
+        append_n(s, "order-5", 2, amount=5)
+        st, _, b = state(s, "order-5")
+        check(st == 200 and b["state"]["count"] == 2 and b["state"]["total"] == 10,
+              f"only the events a read shows: {b}")
+        st, _, b = s.post(f"{DB}/streams/order-5/events?returnState=true",
+                          {"events": [{"type": "Added", "data": {"amount": 1}}]})
+        check(b["state"]["count"] == 3, f"{b}")
+        # max count: the newest 2 only
+        st, _, _ = s.request("PUT", f"{DB}/streams/order-6/metadata", {"maxCount": 2})
+        check(st == 200, f"{st}")
+        append_n(s, "order-6", 30, amount=1)
+        st, _, b = state(s, "order-6")
+        check(b["state"]["count"] == 2, f"{b}")
