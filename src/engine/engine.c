@@ -59,6 +59,11 @@ uint64_t engine_db_id(const struct db *db)
     return db->id;
 }
 
+uint64_t engine_db_lifecycle_changes(struct db *db)
+{
+    return __atomic_load_n(&db->meta_changes, __ATOMIC_ACQUIRE);
+}
+
 struct engine *engine_db_engine(const struct db *db)
 {
     return db->e;

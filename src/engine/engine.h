@@ -124,6 +124,9 @@ const char *engine_db_name(const struct db *db);
 /* An id no other database opened by this process has had (a database deleted and made again
  * under its name gets a new one). */
 uint64_t engine_db_id(const struct db *db);
+/* A counter of db's lifecycle changes (stream settings, deletions, retention) since this
+ * process opened it: what reads show changed otherwise than by appends when it moved. */
+uint64_t engine_db_lifecycle_changes(struct db *db);
 /* The engine db belongs to. */
 struct engine *engine_db_engine(const struct db *db);
 

@@ -14,6 +14,7 @@
 #include "util/errors.h"
 #include "util/hash.h"
 #include "util/timeutil.h"
+#include "util/uuid.h"
 #include "util/strmap.h"
 
 /* A database's cached set. */
@@ -45,6 +46,8 @@ struct mod_set {
 
 struct logic {
     struct logic_config cfg;
+    uint64_t nonce;              /* random, per process: caches of an earlier process are
+                                    not trusted for lifecycle changes (views) */
     struct projections *projections; /* the runner (logic/projection.h) */
     pthread_mutex_t mu;          /* guards sets and mods (the maps, not what entries hold) */
     struct strmap sets;          /* db name -> struct set_ent */
@@ -142,6 +145,9 @@ int logic_new(const struct logic_config *cfg, struct logic **out)
     pthread_mutex_init(&lg->mu, NULL);
     strmap_init(&lg->sets, sizeof(struct set_ent));
     strmap_init(&lg->mods, sizeof(struct mod_set *));
+    uint8_t u[UUID_LEN];
+    uuid_v7(time_now_us(), u); /* its last 8 bytes are random */
+    memcpy(&lg->nonce, u + 8, sizeof lg->nonce);
     pthread_mutex_init(&lg->states_mu, NULL);
     strmap_init(&lg->states, sizeof(struct state_ent *));
     int rc = proj_start(lg, cfg->engine, &lg->projections);
@@ -506,7 +512,14 @@ void logic_state_fini(struct logic_state *s)
     buf_fini(&s->state);
 }
 
-enum { SNAP_HEADER = 24 }; /* version, position (u64), updated (i64), little-endian */
+/* version, position (u64), updated (i64), then a stamp (two u64: 0 0 for none), little
+ * endian */
+enum { SNAP_HEADER = 40 };
+
+/* What a kept result must match to be used (views: the process and its lifecycle changes). */
+struct snap_stamp {
+    uint64_t a, b;
+};
 
 static void put_u64(char *p, uint64_t v)
 {
@@ -527,7 +540,8 @@ static uint64_t get_u64(const char *p)
 /* Loads the snapshot of stream into out (state, version, position, updated) when there is one
  * usable for at. */
 static void snap_load(struct db *db, const char *table, struct slice stream,
-                      const struct as_of *at, struct logic_state *out)
+                      const struct as_of *at, const struct snap_stamp *stamp,
+                      struct logic_state *out)
 {
     struct derived_txn *t;
     if (derived_begin(db, false, &t) != 0) {
@@ -537,6 +551,8 @@ static void snap_load(struct db *db, const char *table, struct slice stream,
     if (derived_get(t, table, stream, &v) == 0 && v.len > SNAP_HEADER) {
         uint64_t pos = get_u64(v.ptr + 8);
         bool usable = !at || (!at->has_time && at->has_pos && pos <= at->pos);
+        usable = usable && get_u64(v.ptr + 24) == (stamp ? stamp->a : 0) &&
+                 get_u64(v.ptr + 32) == (stamp ? stamp->b : 0);
         if (usable) {
             out->version = get_u64(v.ptr);
             out->position = pos;
@@ -549,16 +565,18 @@ static void snap_load(struct db *db, const char *table, struct slice stream,
 }
 
 static void snap_store(struct db *db, const char *table, struct slice stream,
-                       const struct logic_state *s)
+                       const struct snap_stamp *stamp, const struct logic_state *s)
 {
     struct derived_txn *t;
     if (derived_begin(db, true, &t) != 0) {
         return;
     }
-    struct slice old;
-    if (derived_get(t, table, stream, &old) == 0 && old.len >= SNAP_HEADER &&
-        get_u64(old.ptr) >= s->version) {
-        derived_abort(t); /* a read as of an earlier point: the newer snapshot stays */
+    struct slice old = {NULL, 0};
+    bool found = derived_get(t, table, stream, &old) == 0 && old.len >= SNAP_HEADER;
+    bool same_stamp = found && get_u64(old.ptr + 24) == (stamp ? stamp->a : 0) &&
+                      get_u64(old.ptr + 32) == (stamp ? stamp->b : 0);
+    if (same_stamp && get_u64(old.ptr + 8) >= s->position) {
+        derived_abort(t); /* a read as of an earlier point: the newer one stays */
         return;
     }
     struct buf v;
@@ -567,6 +585,8 @@ static void snap_store(struct db *db, const char *table, struct slice stream,
     put_u64(v.ptr, s->version);
     put_u64(v.ptr + 8, s->position);
     put_u64(v.ptr + 16, (uint64_t)s->updated_us);
+    put_u64(v.ptr + 24, stamp ? stamp->a : 0);
+    put_u64(v.ptr + 32, stamp ? stamp->b : 0);
     v.len = SNAP_HEADER;
     buf_add(&v, s->state.ptr, s->state.len);
     if (derived_put(t, table, stream, (struct slice){v.ptr, v.len}) == 0) {
@@ -685,7 +705,7 @@ int logic_stream_state(struct logic *lg, struct db *db, struct slice stream,
     buf_adds(&out->state, "null");
     bool stable = stable_stream(db, stream);
     if (stable) {
-        snap_load(db, table, stream, at, out);
+        snap_load(db, table, stream, at, NULL, out);
     }
     struct mod_ent *me = mod_acquire(lg, db, def, err, &rc);
     if (me) {
@@ -700,7 +720,7 @@ int logic_stream_state(struct logic *lg, struct db *db, struct slice stream,
     }
     if (!rc && stable && out->folded >= LOGIC_SNAPSHOT_MIN_EVENTS) { /* a state at a version
                                                                           holds */
-        snap_store(db, table, stream, out);
+        snap_store(db, table, stream, NULL, out);
     }
     if (!rc && stable) {
         char key[STATE_KEY_BYTES];
@@ -893,10 +913,18 @@ int logic_view(struct logic *lg, struct db *db, const char *name, struct slice p
     snprintf(table, sizeof table, "v:%s:%llu", def->name, (unsigned long long)def->version);
     view_key(params, key);
     struct slice k = {key, 64};
+    /* a cached result holds while no lifecycle change (deletion, truncation, settings) came
+       since it was stored, in this process */
+    struct snap_stamp stamp = {lg->nonce, engine_db_lifecycle_changes(db)};
+    struct db_settings ds;
+    engine_db_settings(db, &ds);
+    bool cacheable = !ds.retention_days; /* retention hides events as time passes */
     buf_reset(&out->state);
     buf_adds(&out->state, "null");
     if (!rc) {
-        snap_load(db, table, k, at, out);
+        if (cacheable) {
+            snap_load(db, table, k, at, &stamp, out);
+        }
         struct mod_ent *me = mod_acquire(lg, db, def, err, &rc);
         if (me) {
             rc = fold_view(lg, db, me->m, &f, params, at, out, err);
@@ -907,8 +935,8 @@ int logic_view(struct logic *lg, struct db *db, const char *name, struct slice p
         }
         filter_fini(&f);
     }
-    if (!rc && out->folded >= LOGIC_SNAPSHOT_MIN_EVENTS) {
-        snap_store(db, table, k, out);
+    if (!rc && cacheable && out->folded >= LOGIC_SNAPSHOT_MIN_EVENTS) {
+        snap_store(db, table, k, &stamp, out);
     }
     comp_set_unref(set);
     return rc;

@@ -819,3 +819,20 @@ def test_reducer_state_follows_what_reads_show_after_lifecycle_changes():
         append_n(s, "order-6", 30, amount=1)
         st, _, b = state(s, "order-6")
         check(b["state"]["count"] == 2, f"{b}")
+
+
+def test_view_results_follow_deletions():
+    src = "function evolve(s, e, p) return (s or 0) + e.data.amount end"
+    with Server() as s:
+        check(put(s, "sum", {"kind": "view", "language": "lua", "source": src,
+                             "filter": {"types": ["Added"]}})[0] == 201, "deploy")
+        append_n(s, "cart-1", 20, amount=1)
+        append_n(s, "cart-2", 20, amount=10)
+        st, _, b = s.get(f"{DB}/views/sum")
+        check(b["state"] == 220, f"{b}")  # a cached result now
+        check(s.request("DELETE", f"{DB}/streams/cart-2")[0] == 204, "soft delete")
+        st, _, b = s.get(f"{DB}/views/sum")
+        check(b["state"] == 20, f"the deleted stream's events no longer count: {b}")
+        append_n(s, "cart-1", 20, amount=1)
+        st, _, b = s.get(f"{DB}/views/sum")
+        check(b["state"] == 40, f"{b}")
