@@ -256,10 +256,11 @@ static bool worker_is_idle(const struct js_worker *w)
 
 /* ---- frames ------------------------------------------------------------------------------- */
 
-static void frame_begin(struct js_module *m, uint8_t op, uint8_t flags, uint32_t cpu_ms)
+static void frame_begin(struct js_module *m, uint8_t op, uint8_t flags, uint32_t cpu_ms,
+                        size_t output_bytes)
 {
     struct jsw_request_head h = {.op = op, .flags = flags, .module = m->id, .cpu_ms = cpu_ms,
-                                 .output_bytes = (uint32_t)m->lim.output_bytes};
+                                 .output_bytes = (uint32_t)output_bytes};
     buf_reset(&m->frame);
     buf_add(&m->frame, &h, sizeof h);
 }
@@ -361,7 +362,7 @@ static int worker_load(struct js_module *m, struct logic_error *err)
     if (worker_start(m->pool, m->lim.mem_bytes, &m->worker, &m->reply) < 0)
         return fail(err, LOGIC_E_WORKER, ERR_IO, "worker_unavailable: %s did not start",
                     m->pool->worker_path);
-    frame_begin(m, JSW_OP_LOAD, 0, m->lim.cpu_ms);
+    frame_begin(m, JSW_OP_LOAD, 0, m->lim.cpu_ms, m->lim.output_bytes);
     frame_part(m, m->name, strlen(m->name));
     frame_part(m, m->js, m->js_len);
     for (char **e = m->entries; *e; e++, nparts++) frame_part(m, *e, strlen(*e));
@@ -484,7 +485,7 @@ static int js_call(struct logic_module *lm, const char *entry, const struct slic
         return fail(err, LOGIC_E_INVALID, ERR_INVALID, "bad entry point or arguments");
     int rc = ensure_worker(m, err);
     if (rc < 0) return rc;
-    frame_begin(m, JSW_OP_CALL, 0, m->lim.cpu_ms);
+    frame_begin(m, JSW_OP_CALL, 0, m->lim.cpu_ms, m->lim.output_bytes);
     frame_part(m, entry, strlen(entry));
     for (size_t i = 0; i < nargs; i++) {
         if (!frame_has_room(m, args[i].len))
@@ -505,7 +506,7 @@ static void fold_frame(struct js_module *m, const char *entry, struct slice stat
                        uint32_t cpu_ms, size_t *count)
 {
     size_t first = extra ? 3 : 2;
-    frame_begin(m, JSW_OP_FOLD, extra ? JSW_FLAG_EXTRA : 0, cpu_ms);
+    frame_begin(m, JSW_OP_FOLD, extra ? JSW_FLAG_EXTRA : 0, cpu_ms, m->lim.output_bytes);
     frame_part(m, entry, strlen(entry));
     frame_part(m, state.ptr, state.len);
     if (extra) frame_part(m, extra->ptr, extra->len);
@@ -564,6 +565,162 @@ static int js_fold(struct logic_module *lm, const char *entry, struct slice stat
     if (rc == 0) buf_add(out, st.ptr, st.len);
     buf_fini(&st);
     return rc;
+}
+
+/* ---- batches (map, fold_keyed) ------------------------------------------------------------
+ * A batch goes in frames of at most JSW_MAX_FRAME_BYTES, each answered by the JSON array of
+ * its events' results, which are joined here into one array. Each frame gets the CPU budget
+ * left and the output budget left. The frames of a keyed fold form one batch in the worker:
+ * the first carries the states, the next ones continue from the states the worker kept. */
+
+struct js_batch {
+    const char *entry;
+    struct slice states;        /* fold_keyed: the starting states (a JSON object) */
+    const struct slice *keys;   /* fold_keyed: the key of each event; NULL for map */
+    const struct slice *events;
+    size_t n;
+};
+
+/* How many of b's events from first on fit a frame that has used bytes and fixed parts. */
+static size_t batch_fit(const struct js_batch *b, size_t first, size_t used, size_t fixed)
+{
+    size_t per = b->keys ? 2 : 1;
+    size_t count = 0;
+    while (first + count < b->n && fixed + per * (count + 1) <= JSW_MAX_PARTS) {
+        size_t more = JSW_PART_HEAD_BYTES + b->events[first + count].len;
+        if (b->keys) more += JSW_PART_HEAD_BYTES + b->keys[first + count].len;
+        if (more > JSW_MAX_FRAME_BYTES - used) break;
+        used += more;
+        count++;
+    }
+    return count;
+}
+
+/* Builds the frame of b's events from first on, as many as fit (*count; 0 when even the
+ * first does not), with budgets cpu_ms and output_bytes. */
+static void batch_frame(struct js_module *m, const struct js_batch *b, size_t first,
+                        uint32_t cpu_ms, size_t output_bytes, size_t *count)
+{
+    bool is_keyed = b->keys != NULL;
+    size_t states_len = is_keyed && first == 0 ? b->states.len : 0;
+    size_t fixed = is_keyed ? 2 : 1;
+    size_t used = sizeof(struct jsw_request_head) + fixed * JSW_PART_HEAD_BYTES +
+                  strlen(b->entry) + states_len;
+    *count = batch_fit(b, first, used, fixed);
+    uint8_t flags = 0;
+    if (is_keyed && first > 0) flags |= JSW_FLAG_CONTINUE;
+    if (is_keyed && first + *count < b->n) flags |= JSW_FLAG_MORE;
+    frame_begin(m, is_keyed ? JSW_OP_FOLD_KEYED : JSW_OP_MAP, flags, cpu_ms, output_bytes);
+    frame_part(m, b->entry, strlen(b->entry));
+    if (is_keyed) frame_part(m, b->states.ptr, states_len);
+    for (size_t i = 0; is_keyed && i < *count; i++)
+        frame_part(m, b->keys[first + i].ptr, b->keys[first + i].len);
+    for (size_t i = 0; i < *count; i++)
+        frame_part(m, b->events[first + i].ptr, b->events[first + i].len);
+    frame_end(m, (uint32_t)(fixed + (is_keyed ? 2 : 1) * *count));
+}
+
+/* Before a frame that continues a keyed fold: the worker must still be the one that keeps
+ * the batch's states (one that died since cannot be restarted into the middle of it). */
+static int still_running(struct js_module *m, struct logic_error *err)
+{
+    if (worker_is_idle(&m->worker)) return 0;
+    worker_stop(&m->worker);
+    return fail(err, LOGIC_E_WORKER, ERR_IO, "worker_died: the JavaScript worker of %s stopped "
+                "between frames of a batch (restarted at the next call)", m->name);
+}
+
+/* Adds a frame's answer (a JSON array) to the batch's array in out, begun at start. */
+static int batch_join(struct js_module *m, struct slice result, struct buf *out, size_t start,
+                      struct logic_error *err)
+{
+    if (result.len < 2 || result.ptr[0] != '[' || result.ptr[result.len - 1] != ']') {
+        worker_stop(&m->worker);
+        return fail(err, LOGIC_E_WORKER, ERR_IO, "worker_broken: a batch's answer is not an "
+                    "array (restarted at the next call)");
+    }
+    if (result.len == 2) return 0;
+    if (out->len - start > 1) buf_addc(out, ',');
+    buf_add(out, result.ptr + 1, result.len - 2);
+    return 0;
+}
+
+/* One frame of a batch from done on: sends it and adds its results to out (begun at start);
+ * *count is the number of its events, *cpu_us the CPU time it took. */
+static int batch_step(struct js_module *m, const struct js_batch *b, size_t done,
+                      uint32_t cpu_ms, struct buf *out, size_t start, size_t *count,
+                      uint32_t *cpu_us, size_t *failed_at, struct logic_error *err)
+{
+    struct jsw_reply_head h = {0};
+    struct slice result;
+    size_t so_far = out->len - start; /* "[" and the results so far */
+    size_t output_bytes = m->lim.output_bytes - (so_far > 1 ? so_far : 0);
+    int rc = b->keys && done > 0 ? still_running(m, err) : ensure_worker(m, err);
+    if (rc < 0) return rc;
+    batch_frame(m, b, done, cpu_ms, output_bytes, count);
+    if (*count == 0 && b->n > done) {
+        *failed_at = done;
+        return fail(err, LOGIC_E_INVALID, ERR_TOOBIG, "an event exceeds the frame size");
+    }
+    rc = exchange(m, cpu_ms, &h, &result, err);
+    if (rc < 0) {
+        bool answered = h.len != 0; /* else the worker died: no event is to blame */
+        if (answered && h.failed_at < *count) *failed_at = done + h.failed_at;
+        return rc;
+    }
+    *cpu_us = h.cpu_us;
+    return batch_join(m, result, out, start, err);
+}
+
+static int js_batch(struct js_module *m, const struct js_batch *b, struct buf *out,
+                    size_t *failed_at, struct logic_error *err)
+{
+    size_t start = out->len;
+    size_t done = 0;
+    uint64_t used_us = 0;
+    *failed_at = b->n; /* until an event is to blame */
+    if (!name_ok(b->entry))
+        return fail(err, LOGIC_E_INVALID, ERR_INVALID, "bad entry point");
+    if (b->keys && b->states.len > JSW_MAX_FRAME_BYTES / 2)
+        return fail(err, LOGIC_E_INVALID, ERR_TOOBIG, "the states exceed %d bytes",
+                    JSW_MAX_FRAME_BYTES / 2);
+    int rc = 0;
+    buf_addc(out, '[');
+    do {
+        size_t count = 0;
+        uint32_t cpu_us = 0;
+        if (used_us / 1000 >= m->lim.cpu_ms) {
+            rc = fail(err, LOGIC_E_CPU, ERR_INVALID, "cpu_limit: the batch's CPU budget ran out");
+            break;
+        }
+        uint32_t left_ms = (uint32_t)(m->lim.cpu_ms - used_us / 1000);
+        rc = batch_step(m, b, done, left_ms, out, start, &count, &cpu_us, failed_at, err);
+        done += count;
+        used_us += cpu_us;
+    } while (rc == 0 && done < b->n);
+    if (rc == 0) {
+        buf_addc(out, ']');
+        return 0;
+    }
+    out->len = start;
+    out->ptr[start] = '\0';
+    return rc;
+}
+
+static int js_map(struct logic_module *lm, const char *entry, const struct slice *events,
+                  size_t n, struct buf *out, size_t *out_failed_at, struct logic_error *err)
+{
+    struct js_batch b = {.entry = entry, .events = events, .n = n};
+    return js_batch((struct js_module *)lm, &b, out, out_failed_at, err);
+}
+
+static int js_fold_keyed(struct logic_module *lm, const char *entry, struct slice states,
+                         const struct slice *keys, const struct slice *events, size_t n,
+                         struct buf *out, size_t *out_failed_at, struct logic_error *err)
+{
+    struct js_batch b = {.entry = entry, .states = states, .keys = keys, .events = events,
+                         .n = n};
+    return js_batch((struct js_module *)lm, &b, out, out_failed_at, err);
 }
 
 static size_t js_logs(struct logic_module *lm, char **lines, size_t max)
@@ -856,12 +1013,12 @@ static int load_ts(struct logic_env *env, const char *name, const char *source, 
 
 const struct logic_runtime logic_js_runtime = {
     .name = "javascript", .load = load_js, .call = js_call, .fold = js_fold,
-    .logs = js_logs, .unload = js_unload,
+    .logs = js_logs, .unload = js_unload, .map = js_map, .fold_keyed = js_fold_keyed,
 };
 
 const struct logic_runtime logic_ts_runtime = {
     .name = "typescript", .load = load_ts, .call = js_call, .fold = js_fold,
-    .logs = js_logs, .unload = js_unload,
+    .logs = js_logs, .unload = js_unload, .map = js_map, .fold_keyed = js_fold_keyed,
 };
 
 int js_pool_new(const struct logic_env_config *cfg, struct js_pool **out)

@@ -5,8 +5,9 @@
  *
  *   load_module: new state -> do_load (protected): sandbox libraries, compile the source as
  *                text, run its top level, freeze the globals, reference the entry points
- *   call_module / fold_module: call_begin (deadline, hook, flags) -> do_call / do_fold
- *                (protected) -> finish (classify a failure, empty the stack)
+ *   call_module / fold_module / map_module / fold_keyed_module: call_begin (deadline, hook,
+ *                flags) -> do_call / do_fold / do_map / do_fold_keyed (protected) -> finish
+ *                (classify a failure, empty the stack, give out back its length)
  *   unload_module: lua_close, then the C side
  *
  * Invariants:
@@ -85,12 +86,13 @@ struct call {
     const char *entry;
     const struct slice *args; /* call */
     size_t nargs;
-    struct slice state;       /* fold */
-    const struct slice *events;
+    struct slice state;       /* fold; fold_keyed: the object of the states */
+    const struct slice *events; /* fold, map, fold_keyed */
+    const struct slice *keys;   /* fold_keyed: the key of each event */
     size_t n;
     const struct slice *extra;
     const struct logic_host *host; /* call_ctx: what ctx's functions reach */
-    size_t index;             /* fold: the event being folded */
+    size_t index;             /* fold, map, fold_keyed: the event at work (n: none) */
     const char *source;       /* load */
     size_t len;
     const char *const *entries;
@@ -1833,6 +1835,113 @@ static int do_fold(lua_State *L)
     return encode_result(L, c, 4);
 }
 
+/* Appends the value at idx as element c->index of a batch's array (a comma before all but the
+ * first), leaving room for the closing bracket within the output budget of the whole array.
+ * Returns 0, or -1 after fail_call (the protected function then returns at once). */
+static int encode_item(lua_State *L, struct call *c, int idx)
+{
+    struct lua_module *m = c->m;
+    size_t used = c->out->len - c->out_start + (c->index ? 1 : 0) + 1; /* comma, ']' */
+    int rc = used < m->lim.output_bytes ? 0 : ERR_TOOBIG;
+    if (rc == 0) {
+        buf_adds(c->out, c->index ? "," : "");
+        rc = luajson_encode(&m->json, L, idx, c->out, m->lim.output_bytes - used);
+    }
+    if (rc == ERR_TOOBIG) {
+        fail_call(c, LOGIC_E_OUTPUT, "results exceed the output limit of %zu bytes at result %zu",
+                  m->lim.output_bytes, c->index);
+        return -1;
+    }
+    if (rc < 0) {
+        fail_call(c, LOGIC_E_OUTPUT, "result %zu: %s", c->index, m->json.err);
+        return -1;
+    }
+    return 0;
+}
+
+/* Stack: 1 the call, 2 the entry; per event 3 its result. */
+static int do_map(lua_State *L)
+{
+    struct call *c = lua_touserdata(L, 1);
+    struct lua_module *m = c->m;
+    c->index = c->n;
+    if (!push_entry(L, m, c->entry)) {
+        return fail_call(c, LOGIC_E_MISSING, "%s is not defined as a global function", c->entry);
+    }
+    if (m->lim.output_bytes < 2) {
+        return fail_call(c, LOGIC_E_OUTPUT, "results exceed the output limit of %zu bytes",
+                         m->lim.output_bytes);
+    }
+    buf_addc(c->out, '[');
+    for (c->index = 0; c->index < c->n; c->index++) {
+        const struct slice *ev = &c->events[c->index];
+        lua_pushvalue(L, 2);
+        if (luajson_decode(&m->json, L, ev->ptr, ev->len) < 0) {
+            return fail_call(c, LOGIC_E_INVALID, "event %zu: %s", c->index, m->json.err);
+        }
+        lua_call(L, 1, 1);
+        if (encode_item(L, c, 3) < 0) {
+            return 0;
+        }
+        lua_settop(L, 2);
+    }
+    buf_addc(c->out, ']');
+    return 0;
+}
+
+/* Whether text is a JSON object (its first byte after whitespace is '{'). */
+static bool is_object_text(struct slice text)
+{
+    size_t i = 0;
+    while (i < text.len && (text.ptr[i] == ' ' || text.ptr[i] == '\t' || text.ptr[i] == '\r' ||
+                             text.ptr[i] == '\n')) {
+        i++;
+    }
+    return i < text.len && text.ptr[i] == '{';
+}
+
+/* Stack: 1 the call, 2 the entry, 3 the states (a table from key to state, the runtime's
+ * values during the batch); per event 4 its key, 5 the new state. */
+static int do_fold_keyed(lua_State *L)
+{
+    struct call *c = lua_touserdata(L, 1);
+    struct lua_module *m = c->m;
+    c->index = c->n;
+    if (!push_entry(L, m, c->entry)) {
+        return fail_call(c, LOGIC_E_MISSING, "%s is not defined as a global function", c->entry);
+    }
+    if (!is_object_text(c->state)) {
+        return fail_call(c, LOGIC_E_INVALID, "states: not a JSON object");
+    }
+    if (luajson_decode_depth(&m->json, L, c->state.ptr, c->state.len,
+                             LOGIC_MAX_JSON_DEPTH + 1) < 0) {
+        return fail_call(c, LOGIC_E_INVALID, "states: %s", m->json.err);
+    }
+    if (m->lim.output_bytes < 2) {
+        return fail_call(c, LOGIC_E_OUTPUT, "results exceed the output limit of %zu bytes",
+                         m->lim.output_bytes);
+    }
+    buf_addc(c->out, '[');
+    for (c->index = 0; c->index < c->n; c->index++) {
+        const struct slice *key = &c->keys[c->index];
+        const struct slice *ev = &c->events[c->index];
+        lua_pushlstring(L, key->ptr, key->len);
+        lua_pushvalue(L, 2);
+        lua_pushvalue(L, 4);
+        lua_rawget(L, 3); /* the key's state, nil when it has none yet */
+        if (luajson_decode(&m->json, L, ev->ptr, ev->len) < 0) {
+            return fail_call(c, LOGIC_E_INVALID, "event %zu: %s", c->index, m->json.err);
+        }
+        lua_call(L, 2, 1);
+        if (encode_item(L, c, 5) < 0) {
+            return 0;
+        }
+        lua_rawset(L, 3); /* states[key] = the new state (nil removes it: null again) */
+    }
+    buf_addc(c->out, ']');
+    return 0;
+}
+
 /* ctx.<op>(...): upvalue 1 the call, 2 the op's name. Encodes the arguments as a JSON array,
  * asks the host, decodes its answer. */
 static int ctx_trampoline(lua_State *L)
@@ -1924,6 +2033,35 @@ static int fold_module(struct logic_module *lm, const char *entry, struct slice 
     return rc;
 }
 
+static int map_module(struct logic_module *lm, const char *entry, const struct slice *events,
+                      size_t n, struct buf *out, size_t *out_failed_at, struct logic_error *err)
+{
+    struct lua_module *m = (struct lua_module *)lm;
+    struct call c = {.m = m, .entry = entry, .events = events, .n = n, .index = n, .out = out,
+                     .out_start = out->len};
+    call_begin(m);
+    int rc = finish(m, &c, run(m, do_map, &c), err);
+    if (rc < 0) {
+        *out_failed_at = c.index;
+    }
+    return rc;
+}
+
+static int fold_keyed_module(struct logic_module *lm, const char *entry, struct slice states,
+                             const struct slice *keys, const struct slice *events, size_t n,
+                             struct buf *out, size_t *out_failed_at, struct logic_error *err)
+{
+    struct lua_module *m = (struct lua_module *)lm;
+    struct call c = {.m = m, .entry = entry, .state = states, .keys = keys, .events = events,
+                     .n = n, .index = n, .out = out, .out_start = out->len};
+    call_begin(m);
+    int rc = finish(m, &c, run(m, do_fold_keyed, &c), err);
+    if (rc < 0) {
+        *out_failed_at = c.index;
+    }
+    return rc;
+}
+
 static size_t copy_logs(struct logic_module *lm, char **lines, size_t max)
 {
     struct lua_module *m = (struct lua_module *)lm;
@@ -1962,4 +2100,6 @@ const struct logic_runtime logic_lua_runtime = {
     .call_ctx = call_ctx_module,
     .logs = copy_logs,
     .unload = unload_module,
+    .map = map_module,
+    .fold_keyed = fold_keyed_module,
 };

@@ -2,10 +2,11 @@
  *
  * Decoding is a recursive descent over the text that pushes values straight onto the Lua
  * stack; encoding walks tables raw (lua_next, lua_rawgeti) and writes text into a struct buf.
- * Invariants: nesting never exceeds LOGIC_MAX_JSON_DEPTH in either direction (so the C
- * recursion is bounded); encoding never calls a metamethod or any other user code; a failed
- * encode leaves out->len where it was; j->keys_len is reset at every encode, so a Lua error
- * raised in the middle of one leaves nothing that the next one trusts.
+ * Invariants: nesting never exceeds LOGIC_MAX_JSON_DEPTH in either direction, or one level more
+ * for the object of a keyed batch's states (so the C recursion is bounded); encoding never
+ * calls a metamethod or any other user code; a failed encode leaves out->len where it was;
+ * j->keys_len is reset at every encode, so a Lua error raised in the middle of one leaves
+ * nothing that the next one trusts.
  */
 #include "logic/luajson.h"
 
@@ -38,6 +39,7 @@ struct dec {
     const char *p;     /* next byte */
     const char *end;
     int depth;         /* containers open */
+    int max_depth;     /* containers that may be open at once */
     unsigned values;   /* decoded so far, for the tick */
 };
 
@@ -296,9 +298,9 @@ static int dec_literal(struct dec *d, const char *word, size_t n)
 
 static int dec_open(struct dec *d)
 {
-    if (++d->depth > LOGIC_MAX_JSON_DEPTH) {
+    if (++d->depth > d->max_depth) {
         snprintf(d->j->err, sizeof d->j->err, "JSON nested deeper than %d levels",
-                 LOGIC_MAX_JSON_DEPTH);
+                 d->max_depth);
         return ERR_INVALID;
     }
     luaL_checkstack(d->L, 4, "JSON nesting");
@@ -425,7 +427,13 @@ static int dec_value(struct dec *d)
 
 int luajson_decode(struct luajson *j, lua_State *L, const char *s, size_t len)
 {
-    struct dec d = {.j = j, .L = L, .start = s, .p = s, .end = s + len};
+    return luajson_decode_depth(j, L, s, len, LOGIC_MAX_JSON_DEPTH);
+}
+
+int luajson_decode_depth(struct luajson *j, lua_State *L, const char *s, size_t len,
+                         int max_depth)
+{
+    struct dec d = {.j = j, .L = L, .start = s, .p = s, .end = s + len, .max_depth = max_depth};
     int top = lua_gettop(L);
     int rc = dec_value(&d);
     if (rc == 0) {

@@ -65,6 +65,12 @@ void luajson_fini(struct luajson *j);
  * Lua error (memory, or from the tick function). */
 int luajson_decode(struct luajson *j, lua_State *L, const char *s, size_t len);
 
+/* luajson_decode with max_depth levels of nesting instead of LOGIC_MAX_JSON_DEPTH: one more
+ * for an object whose members are values of the usual depth (a keyed batch's states).
+ * max_depth must be at most LOGIC_MAX_JSON_DEPTH + 1 (the C recursion). */
+int luajson_decode_depth(struct luajson *j, lua_State *L, const char *s, size_t len,
+                         int max_depth);
+
 /* Appends the JSON text of the value at idx to out. Returns 0, ERR_INVALID with j->err set
  * (a value JSON cannot hold: function, NaN, infinity, a key neither string nor array index,
  * a sparse array, mixed keys, a cycle, invalid UTF-8, nesting deeper than

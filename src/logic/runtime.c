@@ -1,9 +1,11 @@
 /* The generic side of logic/runtime.h: names, limits, the shared environment, and the
- * dispatch of load, call, fold, logs and unload to the runtime that loaded a module.
+ * dispatch of load, call, fold, map, fold_keyed, logs and unload to the runtime that loaded a
+ * module, with the batches' fallbacks (one call per event) for a runtime that has none.
  *
- * Invariants: every module begins with a struct logic_module_base naming its runtime, so the
- * dispatch needs no table; the limits a runtime receives are complete (a zero field of the
- * caller's limits means the default); err is always set on failure and cleared on entry.
+ * Invariants: every module begins with a struct logic_module_base naming its runtime and its
+ * complete limits, so the dispatch needs no table; the limits a runtime receives are complete
+ * (a zero field of the caller's limits means the default); err is always set on failure and
+ * cleared on entry; a batch that fails leaves out as it was.
  */
 #include "logic/runtime.h"
 
@@ -12,9 +14,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json/jsonx.h"
+#include "json/validate.h"
 #include "logic/js_rt.h"
 #include "logic/lua_rt.h"
 #include "util/errors.h"
+#include "util/strmap.h"
 
 static void clear_error(struct logic_error *err)
 {
@@ -208,8 +213,12 @@ int logic_load(struct logic_env *env, enum logic_lang lang, const char *name,
         return ERR_INVALID;
     }
     struct logic_limits l = complete_limits(lim);
-    return rt->load(env, name && *name ? name : "module", source ? source : "", len, entries, &l,
-                    out, err);
+    int rc = rt->load(env, name && *name ? name : "module", source ? source : "", len, entries,
+                      &l, out, err);
+    if (rc == 0) {
+        ((struct logic_module_base *)(void *)*out)->lim = l;
+    }
+    return rc;
 }
 
 static const struct logic_runtime *runtime_of(struct logic_module *m)
@@ -240,6 +249,198 @@ int logic_fold(struct logic_module *m, const char *entry, struct slice state,
         return fail(err, ERR_INVALID, LOGIC_E_INVALID, "no module, entry or events");
     }
     return runtime_of(m)->fold(m, entry, state, events, n, extra, out, out_failed_at, err);
+}
+
+/* ---- batches ------------------------------------------------------------------------------
+ * A runtime's own map and fold_keyed run a batch under one CPU budget. Without them, the
+ * fallbacks below make one call per event (each call with its own CPU budget) and build the
+ * array here, keeping it within the module's output budget. */
+
+/* Appends item as element count of the array that began at out[start], when the whole array
+ * (its closing bracket included) stays within max bytes; false (out unchanged) otherwise. */
+static bool add_item(struct buf *out, size_t start, size_t count, struct slice item, size_t max)
+{
+    size_t need = out->len - start + (count ? 1 : 0) + item.len + 1;
+    if (need > max) {
+        return false;
+    }
+    if (count) {
+        buf_addc(out, ',');
+    }
+    buf_add(out, item.ptr, item.len);
+    return true;
+}
+
+static int fail_output(struct logic_error *err, size_t max)
+{
+    return fail(err, ERR_INVALID, LOGIC_E_OUTPUT,
+                "the results exceed the output limit of %zu bytes", max);
+}
+
+/* Ends a batch built in out from start: the closing bracket on success, out as it was on
+ * failure (no event to blame unless the code found one: *failed_at is n then). */
+static int end_batch(struct buf *out, size_t start, int rc)
+{
+    if (rc == 0) {
+        buf_addc(out, ']');
+        return 0;
+    }
+    out->len = start;
+    if (out->cap) {
+        out->ptr[start] = '\0';
+    }
+    return rc;
+}
+
+static int map_by_calls(struct logic_module *m, const char *entry, const struct slice *events,
+                        size_t n, struct buf *out, size_t *failed_at, struct logic_error *err)
+{
+    const struct logic_module_base *base = (const struct logic_module_base *)(const void *)m;
+    size_t max = complete_limits(&base->lim).output_bytes;
+    size_t start = out->len;
+    struct buf r;
+    int rc = 0;
+    buf_init(&r);
+    buf_addc(out, '[');
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        buf_reset(&r);
+        *failed_at = i;
+        rc = base->rt->call(m, entry, &events[i], 1, &r, err);
+        if (rc == 0 && !add_item(out, start, i, (struct slice){r.ptr, r.len}, max)) {
+            rc = fail_output(err, max);
+        }
+    }
+    if (rc == 0 && out->len - start + 1 > max) {
+        *failed_at = n;
+        rc = fail_output(err, max);
+    }
+    if (rc < 0 && err->kind == LOGIC_E_MISSING) {
+        *failed_at = n;
+    }
+    buf_fini(&r);
+    return end_batch(out, start, rc);
+}
+
+/* Fills st (key -> struct buf of the state's JSON) from the object states (whose members may
+ * nest as deep as any argument, so the object one level more). */
+static int load_states(struct strmap *st, struct slice states, struct logic_error *err)
+{
+    struct jsonv_error je;
+    if (jsonv_validate(states.ptr, states.len, LOGIC_MAX_JSON_DEPTH + 1, &je) < 0 ||
+        jsonx_kind(states) != '{') {
+        return fail(err, ERR_INVALID, LOGIC_E_INVALID, "states: not a JSON object");
+    }
+    struct buf key;
+    struct slice raw, val;
+    int rc = 0;
+    buf_init(&key);
+    for (size_t pos = 0; rc == 0 && jsonx_next_member(states, &pos, &raw, &val);) {
+        rc = jsonx_string(raw, &key);
+        if (rc == 0) {
+            struct buf *s = strmap_put(st, key.ptr ? key.ptr : "", key.len, NULL);
+            buf_reset(s);
+            buf_add(s, val.ptr, val.len);
+        }
+    }
+    buf_fini(&key);
+    return rc < 0 ? fail(err, ERR_INVALID, LOGIC_E_INVALID, "states: a key is not UTF-8") : 0;
+}
+
+static void free_states(struct strmap *st)
+{
+    const char *k;
+    size_t klen;
+    void *v;
+    for (size_t pos = 0; strmap_next(st, &pos, &k, &klen, &v);) {
+        buf_fini(v);
+    }
+    strmap_fini(st);
+}
+
+static int fold_keyed_by_calls(struct logic_module *m, const char *entry, struct slice states,
+                               const struct slice *keys, const struct slice *events, size_t n,
+                               struct buf *out, size_t *failed_at, struct logic_error *err)
+{
+    const struct logic_module_base *base = (const struct logic_module_base *)(const void *)m;
+    size_t max = complete_limits(&base->lim).output_bytes;
+    size_t start = out->len;
+    struct strmap st;
+    struct buf r;
+    strmap_init(&st, sizeof(struct buf)); /* a zeroed value is an empty buf: state null */
+    buf_init(&r);
+    buf_addc(out, '[');
+    int rc = load_states(&st, states, err);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        struct buf *s = strmap_put(&st, keys[i].ptr ? keys[i].ptr : "", keys[i].len, NULL);
+        struct slice args[2] = {{s->len ? s->ptr : "null", s->len ? s->len : 4}, events[i]};
+        buf_reset(&r);
+        *failed_at = i;
+        rc = base->rt->call(m, entry, args, 2, &r, err);
+        if (rc == 0 && !add_item(out, start, i, (struct slice){r.ptr, r.len}, max)) {
+            rc = fail_output(err, max);
+        }
+        if (rc == 0) {
+            buf_reset(s);
+            buf_add(s, r.ptr, r.len);
+        }
+    }
+    if (rc == 0 && out->len - start + 1 > max) {
+        *failed_at = n;
+        rc = fail_output(err, max);
+    }
+    if (rc < 0 && err->kind == LOGIC_E_MISSING) {
+        *failed_at = n;
+    }
+    buf_fini(&r);
+    free_states(&st);
+    return end_batch(out, start, rc);
+}
+
+int logic_map(struct logic_module *m, const char *entry, const struct slice *events, size_t n,
+              struct buf *out, size_t *out_failed_at, struct logic_error *err)
+{
+    struct logic_error spare;
+    size_t failed_at = n;
+    err = err ? err : &spare;
+    clear_error(err);
+    if (out_failed_at) {
+        *out_failed_at = n;
+    }
+    if (!m || !entry || !out || (n > 0 && !events)) {
+        return fail(err, ERR_INVALID, LOGIC_E_INVALID, "no module, entry, events or output");
+    }
+    const struct logic_runtime *rt = runtime_of(m);
+    int rc = rt->map ? rt->map(m, entry, events, n, out, &failed_at, err)
+                     : map_by_calls(m, entry, events, n, out, &failed_at, err);
+    if (rc < 0 && out_failed_at) {
+        *out_failed_at = failed_at;
+    }
+    return rc;
+}
+
+int logic_fold_keyed(struct logic_module *m, const char *entry, struct slice states,
+                     const struct slice *keys, const struct slice *events, size_t n,
+                     struct buf *out, size_t *out_failed_at, struct logic_error *err)
+{
+    struct logic_error spare;
+    size_t failed_at = n;
+    err = err ? err : &spare;
+    clear_error(err);
+    if (out_failed_at) {
+        *out_failed_at = n;
+    }
+    if (!m || !entry || !out || !states.ptr || (n > 0 && (!events || !keys))) {
+        return fail(err, ERR_INVALID, LOGIC_E_INVALID, "no module, entry, states, keys, events "
+                    "or output");
+    }
+    const struct logic_runtime *rt = runtime_of(m);
+    int rc = rt->fold_keyed
+                 ? rt->fold_keyed(m, entry, states, keys, events, n, out, &failed_at, err)
+                 : fold_keyed_by_calls(m, entry, states, keys, events, n, out, &failed_at, err);
+    if (rc < 0 && out_failed_at) {
+        *out_failed_at = failed_at;
+    }
+    return rc;
 }
 
 int logic_call_ctx(struct logic_module *m, const char *entry, const struct slice *args,

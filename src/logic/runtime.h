@@ -121,6 +121,40 @@ int logic_fold(struct logic_module *m, const char *entry, struct slice state,
                const struct slice *events, size_t n, const struct slice *extra,
                struct buf *out, size_t *out_failed_at, struct logic_error *err);
 
+/* The hot path of projections' key(event): calls entry(events[i]) for i in 0..n-1 in order and
+ * appends to out the JSON array of the n results, element i being what logic_call(m, entry,
+ * &events[i], 1, ...) would give (a function returning nothing gives null). One CPU budget
+ * (cpu_ms) covers the whole batch; the output budget (output_bytes) covers the whole array,
+ * brackets and commas included. n may be 0 (out gets "[]").
+ * Returns 0, or a negative ERR_* with err set as logic_call (ERR_INVALID for errors of the code
+ * or its limits; ERR_TOOBIG when one event does not fit a JavaScript frame; ERR_IO for a worker
+ * error). On failure out is unchanged and *out_failed_at (if not NULL) is the index of the
+ * failing event: the one whose call failed, whose JSON was refused, or whose result would take
+ * the array past the output budget (the results before it fit); it is n when no single event is
+ * to blame (the entry is missing, the CPU budget ran out between events, the worker died).
+ * A runtime without a batch of its own falls back to one logic_call per event (runtime.c):
+ * then each call has its own CPU budget. events and the strings they point to are borrowed for
+ * the call. */
+int logic_map(struct logic_module *m, const char *entry, const struct slice *events, size_t n,
+              struct buf *out, size_t *out_failed_at, struct logic_error *err);
+
+/* The hot path of projections' apply(state, event): keyed folds over one batch. states is the
+ * JSON text of an object mapping keys to their states at the start of the batch (a key not in
+ * it, or whose value is null, starts at null); keys[i] is the key of events[i], its raw text
+ * (UTF-8, decoded, not JSON-quoted; it may be any byte string in Lua). For i in order:
+ *     state[keys[i]] = entry(state[keys[i]], events[i])
+ * and out gets the JSON array of the n new states, element i being the state after event i.
+ * Keys may repeat and interleave; the states stay runtime values during the batch (no JSON
+ * round trip per event, only the result's encoding), as in logic_fold, so an element equals
+ * what the per-event logic_call with the previous element's JSON gives for every state that
+ * survives a JSON round trip unchanged (logic.md, "JSON mapping"). One CPU budget covers the
+ * batch; the output budget covers the whole array. states must be a JSON object (else
+ * LOGIC_E_INVALID, failed at n). Returns and fails as logic_map; out is unchanged on failure.
+ * Borrowed: states, keys, events and their bytes, for the call. */
+int logic_fold_keyed(struct logic_module *m, const char *entry, struct slice states,
+                     const struct slice *keys, const struct slice *events, size_t n,
+                     struct buf *out, size_t *out_failed_at, struct logic_error *err);
+
 /* A host function user code reaches through its ctx object during logic_call_ctx: ctx.<op>(...)
  * calls fn with op and the JSON array of the arguments; fn appends the JSON text of the result
  * to out and returns 0, or returns a negative ERR_* with a reason in why (the call then raises
@@ -164,11 +198,20 @@ struct logic_runtime {
                     struct logic_error *err); /* NULL: no ctx calls in this runtime */
     size_t (*logs)(struct logic_module *m, char **lines, size_t max);
     void (*unload)(struct logic_module *m);
+    /* Batches (logic_map, logic_fold_keyed); NULL: runtime.c loops over call instead. Called
+     * with err cleared, m, entry and the arrays checked, out_failed_at never NULL. */
+    int (*map)(struct logic_module *m, const char *entry, const struct slice *events, size_t n,
+               struct buf *out, size_t *out_failed_at, struct logic_error *err);
+    int (*fold_keyed)(struct logic_module *m, const char *entry, struct slice states,
+                      const struct slice *keys, const struct slice *events, size_t n,
+                      struct buf *out, size_t *out_failed_at, struct logic_error *err);
 };
 
 /* Every module starts with this header so the generic functions find their runtime. */
 struct logic_module_base {
     const struct logic_runtime *rt;
+    struct logic_limits lim; /* the module's complete limits, set by logic_load after the
+                                runtime's load (the batch fallbacks' output budget) */
 };
 
 #endif

@@ -966,3 +966,366 @@ TEST(ctx_calls_reach_the_host_with_json_and_back)
     buf_fini(&out);
     logic_unload(m);
 }
+
+/* ---- batches: logic_map and logic_fold_keyed (projections' key and apply) ---- */
+
+static const char PROJECTION[] =
+    "function key(e)\n"
+    "  if e.skip then return nil end\n"
+    "  return e.k\n"
+    "end\n"
+    "function apply(s, e)\n"
+    "  if e.boom then error('bad event ' .. e.id) end\n"
+    "  while e.spin do end\n"
+    "  for _ = 1, (e.work or 0) do end\n"
+    "  s = s or { n = 0, total = 0, ids = json.array() }\n"
+    "  s.n = s.n + 1\n"
+    "  s.total = s.total + e.amount\n"
+    "  table.insert(s.ids, e.id)\n"
+    "  if #s.ids > 3 then table.remove(s.ids, 1) end\n"
+    "  return s\n"
+    "end\n"
+    "function nothing(e) end\n"
+    "function keep(s, e) return s end\n"
+    "function deep(e) local o = {} for _ = 2, e.d do o = { o = o } end return o end\n"
+    "function big(e) return string.rep('x', e.size) end\n"
+    "function ok() return 'ok' end\n";
+
+/* Keys repeated and interleaved, a key of two-byte characters and an empty key, a skipped
+ * event, floats. */
+static const char *const PROJ_EVENTS[] = {
+    "{\"id\":1,\"k\":\"a\",\"amount\":1.5}",  "{\"id\":2,\"k\":\"b\",\"amount\":2}",
+    "{\"id\":3,\"k\":\"a\",\"amount\":0.25}", "{\"id\":4,\"k\":\"\xc3\xa9t\xc3\xa9\",\"amount\":7}",
+    "{\"id\":5,\"k\":\"b\",\"amount\":-1}",   "{\"id\":6,\"k\":\"\",\"amount\":3}",
+    "{\"id\":7,\"skip\":true,\"amount\":0}",  "{\"id\":8,\"k\":\"a\",\"amount\":1e2}",
+    "{\"id\":9,\"k\":\"a\",\"amount\":2}",    "{\"id\":10,\"k\":\"b\",\"amount\":0.1}",
+};
+static const char *const PROJ_KEYS[] = {"a", "b", "a", "\xc3\xa9t\xc3\xa9", "b", "", "x", "a",
+                                        "a", "b"};
+enum { PROJ_N = sizeof PROJ_EVENTS / sizeof PROJ_EVENTS[0] };
+static const char PROJ_STATES[] =
+    "{\"b\":{\"n\":5,\"total\":10.5,\"ids\":[\"x\",\"y\"]},\"x\":null,\"zz\":{\"n\":1}}";
+
+/* What the batches must give: the per-event calls, states crossing as JSON each time. */
+static void expected_by_calls(struct logic_module *m, struct buf *keys_out, struct buf *states_out)
+{
+    char state[PROJ_N][512];
+    buf_reset(keys_out);
+    buf_reset(states_out);
+    buf_addc(keys_out, '[');
+    buf_addc(states_out, '[');
+    for (int i = 0; i < PROJ_N; i++) {
+        buf_adds(keys_out, i ? "," : "");
+        buf_adds(keys_out, call(m, "key", PROJ_EVENTS[i], NULL));
+        const char *prev = "null"; /* the latest state of this key, else the starting one */
+        for (int j = i - 1; j >= 0 && !strcmp(prev, "null"); j--) {
+            prev = strcmp(PROJ_KEYS[j], PROJ_KEYS[i]) ? "null" : state[j];
+        }
+        if (!strcmp(prev, "null") && !strcmp(PROJ_KEYS[i], "b")) {
+            prev = "{\"n\":5,\"total\":10.5,\"ids\":[\"x\",\"y\"]}";
+        }
+        snprintf(state[i], sizeof state[i], "%s", call(m, "apply", prev, PROJ_EVENTS[i], NULL));
+        buf_adds(states_out, i ? "," : "");
+        buf_adds(states_out, state[i]);
+    }
+    buf_addc(keys_out, ']');
+    buf_addc(states_out, ']');
+}
+
+static void slices_of(const char *const *texts, struct slice *out, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        out[i] = S(texts[i]);
+    }
+}
+
+/* Runs both batches on m and checks them against want_keys and want_states (out appended to
+ * after a prefix that must stay). */
+static void check_batches(struct logic_module *m, const char *want_keys, const char *want_states)
+{
+    struct slice ev[PROJ_N], keys[PROJ_N];
+    slices_of(PROJ_EVENTS, ev, PROJ_N);
+    slices_of(PROJ_KEYS, keys, PROJ_N);
+    struct buf out;
+    struct logic_error err;
+    size_t failed_at = 99;
+    buf_init(&out);
+    buf_adds(&out, "prefix:");
+    ASSERT_EQ(logic_map(m, "key", ev, PROJ_N, &out, &failed_at, &err), 0);
+    ASSERT_STR(out.ptr + 7, want_keys);
+    buf_reset(&out);
+    buf_adds(&out, "prefix:");
+    ASSERT_EQ(logic_fold_keyed(m, "apply", S(PROJ_STATES), keys, ev, PROJ_N, &out, &failed_at,
+                               &err), 0);
+    ASSERT_STR(out.ptr + 7, want_states);
+    buf_reset(&out);
+    ASSERT_EQ(logic_map(m, "nothing", ev, 2, &out, NULL, &err), 0);
+    ASSERT_STR(out.ptr, "[null,null]");
+    buf_reset(&out);
+    ASSERT_EQ(logic_map(m, "key", ev, 0, &out, NULL, &err), 0);
+    ASSERT_STR(out.ptr, "[]");
+    buf_reset(&out);
+    ASSERT_EQ(logic_fold_keyed(m, "apply", S(" {} "), keys, ev, 0, &out, NULL, &err), 0);
+    ASSERT_STR(out.ptr, "[]");
+    buf_fini(&out);
+}
+
+/* The module with its runtime's batches hidden, so runtime.c falls back to calls. */
+static struct logic_runtime without_batches;
+
+static void hide_batches(struct logic_module *m)
+{
+    struct logic_module_base *base = (struct logic_module_base *)(void *)m;
+    without_batches = *base->rt;
+    without_batches.map = NULL;
+    without_batches.fold_keyed = NULL;
+    base->rt = &without_batches;
+}
+
+TEST(batches_equal_the_per_event_calls_byte_for_byte)
+{
+    const char *const entries[] = {"key", "apply", NULL};
+    struct logic_module *m = load_with(PROJECTION, entries, NULL);
+    struct buf want_keys, want_states;
+    buf_init(&want_keys);
+    buf_init(&want_states);
+    expected_by_calls(m, &want_keys, &want_states);
+    ASSERT_STR(want_keys.ptr, "[\"a\",\"b\",\"a\",\"\xc3\xa9t\xc3\xa9\",\"b\",\"\",null,\"a\","
+                              "\"a\",\"b\"]");
+    CHECK(strstr(want_states.ptr, "{\"ids\":[\"x\",\"y\",2],\"n\":6,\"total\":12.5}"));
+    CHECK(strstr(want_states.ptr, "{\"ids\":[1,3,8],\"n\":3,\"total\":101.75}"));
+    CHECK(strstr(want_states.ptr, "{\"ids\":[4],\"n\":1,\"total\":7}"));
+    printf("    %s\n", want_states.ptr);
+    check_batches(m, want_keys.ptr, want_states.ptr);
+    hide_batches(m); /* the fallback gives the same bytes */
+    check_batches(m, want_keys.ptr, want_states.ptr);
+    buf_fini(&want_keys);
+    buf_fini(&want_states);
+    logic_unload(m);
+}
+
+/* Runs a batch expected to fail with kind at failed_at; out must stay "kept". */
+static void batch_fails(struct logic_module *m, bool is_keyed, const char *entry,
+                        struct slice states, const struct slice *keys, const struct slice *ev,
+                        size_t n, enum logic_err_kind kind, size_t want_failed_at)
+{
+    struct buf out;
+    struct logic_error err;
+    size_t failed_at = 12345;
+    buf_init(&out);
+    buf_adds(&out, "kept");
+    int rc = is_keyed ? logic_fold_keyed(m, entry, states, keys, ev, n, &out, &failed_at, &err)
+                      : logic_map(m, entry, ev, n, &out, &failed_at, &err);
+    printf("    %s -> %s at %zu: %s\n", entry, logic_err_name(err.kind), failed_at, err.message);
+    ASSERT_EQ(rc, ERR_INVALID);
+    ASSERT_EQ(err.kind, kind);
+    ASSERT_EQ(failed_at, want_failed_at);
+    ASSERT_STR(out.ptr, "kept");
+    buf_fini(&out);
+}
+
+static void check_batch_failures(struct logic_module *m)
+{
+    struct slice ev[PROJ_N], keys[PROJ_N];
+    slices_of(PROJ_EVENTS, ev, PROJ_N);
+    slices_of(PROJ_KEYS, keys, PROJ_N);
+    struct slice states = S(PROJ_STATES);
+    ev[4] = S("{\"id\":5,\"k\":\"b\",\"amount\":1,\"boom\":true}");
+    batch_fails(m, true, "apply", states, keys, ev, PROJ_N, LOGIC_E_RUNTIME, 4);
+    ev[4] = S("{\"id\":5,\"k\":\"b\",\"amount\":1,\"boom\"");
+    batch_fails(m, true, "apply", states, keys, ev, PROJ_N, LOGIC_E_INVALID, 4);
+    batch_fails(m, false, "key", states, keys, ev, PROJ_N, LOGIC_E_INVALID, 4);
+    ev[4] = S("{\"id\":5,\"k\":\"b\",\"amount\":\"x\"}"); /* arithmetic on a string */
+    batch_fails(m, true, "apply", states, keys, ev, PROJ_N, LOGIC_E_RUNTIME, 4);
+    batch_fails(m, true, "nope", states, keys, ev, PROJ_N, LOGIC_E_MISSING, PROJ_N);
+    batch_fails(m, false, "nope", states, keys, ev, PROJ_N, LOGIC_E_MISSING, PROJ_N);
+    batch_fails(m, true, "apply", S("[]"), keys, ev, PROJ_N, LOGIC_E_INVALID, PROJ_N);
+    batch_fails(m, true, "apply", S("null"), keys, ev, PROJ_N, LOGIC_E_INVALID, PROJ_N);
+    batch_fails(m, true, "apply", S("{\"a\":"), keys, ev, PROJ_N, LOGIC_E_INVALID, PROJ_N);
+    check_usable(m);
+}
+
+TEST(batch_failure_names_the_event_and_leaves_out_unchanged)
+{
+    struct logic_module *m = load(PROJECTION);
+    check_batch_failures(m);
+    hide_batches(m);
+    check_batch_failures(m);
+    logic_unload(m);
+}
+
+/* A state may nest as deep as any argument (64), so the object of the states one level more. */
+static void check_deep_states(struct logic_module *m)
+{
+    enum { D = LOGIC_MAX_JSON_DEPTH };
+    char deep[2 * D + 1], states[2 * D + 32], want[2 * D + 8];
+    memset(deep, '[', D);
+    memset(deep + D, ']', D);
+    deep[2 * D] = '\0';
+    snprintf(states, sizeof states, "{\"a\":%s}", deep);
+    snprintf(want, sizeof want, "[%s]", deep);
+    struct slice ev = S("{}"), key = S("a");
+    struct buf out;
+    struct logic_error err;
+    buf_init(&out);
+    ASSERT_EQ(logic_fold_keyed(m, "keep", S(states), &key, &ev, 1, &out, NULL, &err), 0);
+    ASSERT_STR(out.ptr, want);
+    snprintf(states, sizeof states, "{\"a\":[%s]}", deep);
+    batch_fails(m, true, "keep", S(states), &key, &ev, 1, LOGIC_E_INVALID, 1);
+    struct slice evs[3] = {S("{\"d\":64}"), S("{\"d\":1}"), S("{\"d\":65}")};
+    buf_reset(&out);
+    ASSERT_EQ(logic_map(m, "deep", evs, 2, &out, NULL, &err), 0); /* results nest 64 deep */
+    batch_fails(m, false, "deep", S("{}"), NULL, evs, 3, LOGIC_E_OUTPUT, 2);
+    buf_fini(&out);
+}
+
+TEST(batch_states_as_deep_as_arguments)
+{
+    struct logic_module *m = load(PROJECTION);
+    check_deep_states(m);
+    hide_batches(m);
+    check_deep_states(m);
+    logic_unload(m);
+}
+
+TEST(batch_cpu_budget_covers_the_whole_batch)
+{
+    enum { N = 1000 };
+    struct logic_limits lim = limits(200, 0, 0);
+    struct logic_module *m = load_with(PROJECTION, NO_ENTRIES, &lim);
+    struct slice *ev = xmalloc(N * sizeof *ev);
+    struct slice *keys = xmalloc(N * sizeof *keys);
+    for (int i = 0; i < N; i++) {
+        ev[i] = S("{\"id\":1,\"k\":\"a\",\"amount\":1}");
+        keys[i] = S(i % 2 ? "a" : "b");
+    }
+    /* an infinite loop in event 500 of 1000 stops at the budget */
+    ev[500] = S("{\"id\":1,\"k\":\"a\",\"amount\":1,\"spin\":true}");
+    double t0 = now_ms();
+    batch_fails(m, true, "apply", S("{}"), keys, ev, N, LOGIC_E_CPU, 500);
+    double ms = now_ms() - t0;
+    printf("    loop in event 500 of %d stopped after %.0f ms (budget 200)\n", N, ms);
+    CHECK(ms < 1000);
+    /* events of a few ms each: none exceeds the budget, the batch does */
+    char heavy[128];
+    snprintf(heavy, sizeof heavy, "{\"id\":1,\"k\":\"a\",\"amount\":1,\"work\":%d}", 300000);
+    for (int i = 0; i < N; i++) {
+        ev[i] = S(heavy);
+    }
+    struct buf out;
+    struct logic_error err;
+    size_t failed_at = 0;
+    buf_init(&out);
+    t0 = now_ms();
+    ASSERT_EQ(logic_fold_keyed(m, "apply", S("{}"), keys, ev, N, &out, &failed_at, &err),
+              ERR_INVALID);
+    ms = now_ms() - t0;
+    printf("    %d events of ~%.2f ms: cpu_limit at event %zu after %.0f ms\n", N,
+           ms / (double)(failed_at + 1), failed_at, ms);
+    ASSERT_EQ(err.kind, LOGIC_E_CPU);
+    CHECK(failed_at > 0 && failed_at < N);
+    ASSERT_EQ(out.len, 0);
+    check_usable(m);
+    buf_fini(&out);
+    free(ev);
+    free(keys);
+    logic_unload(m);
+}
+
+TEST(batch_output_budget_covers_the_whole_array)
+{
+    struct logic_limits lim = limits(0, 0, 1000);
+    struct logic_module *m = load_with(PROJECTION, NO_ENTRIES, &lim);
+    struct slice ev[20], keys[20];
+    for (int i = 0; i < 20; i++) {
+        ev[i] = S("{\"size\":100}"); /* 102 bytes of JSON each, a comma between */
+        keys[i] = S("k");
+    }
+    /* 9 results take 1 + 9 * 103 = 928 bytes, a tenth would take 1031 */
+    struct buf out;
+    struct logic_error err;
+    buf_init(&out);
+    ASSERT_EQ(logic_map(m, "big", ev, 9, &out, NULL, &err), 0);
+    ASSERT_EQ(out.len, 928);
+    batch_fails(m, false, "big", S("{}"), keys, ev, 20, LOGIC_E_OUTPUT, 9);
+    ev[3] = S("{\"size\":5000}"); /* one result alone over the budget */
+    batch_fails(m, false, "big", S("{}"), keys, ev, 20, LOGIC_E_OUTPUT, 3);
+    hide_batches(m);
+    batch_fails(m, false, "big", S("{}"), keys, ev, 20, LOGIC_E_OUTPUT, 3);
+    ev[3] = ev[4];
+    batch_fails(m, false, "big", S("{}"), keys, ev, 20, LOGIC_E_OUTPUT, 9);
+    buf_fini(&out);
+    logic_unload(m);
+    /* a huge result with the default budget */
+    m = load(PROJECTION);
+    ev[1] = S("{\"size\":2000000}");
+    batch_fails(m, false, "big", S("{}"), keys, ev, 3, LOGIC_E_OUTPUT, 1);
+    check_usable(m);
+    logic_unload(m);
+}
+
+/* Figures (printed, not asserted): a projection's key and apply over 10,000 events of 100
+ * keys, as batches and as the per-event calls with the state crossing as JSON. */
+TEST(timing_of_batches)
+{
+    enum { N = 10000, KEYS = 100 };
+    const char *const entries[] = {"key", "apply", NULL};
+    struct logic_module *m = load_with(PROJECTION, entries, NULL);
+    char(*texts)[128] = xmalloc(N * sizeof *texts);
+    char(*names)[16] = xmalloc(KEYS * sizeof *names);
+    struct slice *ev = xmalloc(N * sizeof *ev);
+    struct slice *keys = xmalloc(N * sizeof *keys);
+    for (int i = 0; i < KEYS; i++) {
+        snprintf(names[i], sizeof names[i], "order-%d", i);
+    }
+    for (int i = 0; i < N; i++) {
+        snprintf(texts[i], sizeof texts[i], "{\"id\":%d,\"k\":\"%s\",\"amount\":%d.25}", i,
+                 names[(i * 7) % KEYS], i % 50);
+        ev[i] = S(texts[i]);
+        keys[i] = S(names[(i * 7) % KEYS]);
+    }
+    struct buf mapped, folded, by_calls, out;
+    struct logic_error err;
+    buf_init(&mapped);
+    buf_init(&folded);
+    buf_init(&by_calls);
+    buf_init(&out);
+    double t0 = now_ms();
+    ASSERT_EQ(logic_map(m, "key", ev, N, &mapped, NULL, &err), 0);
+    ASSERT_EQ(logic_fold_keyed(m, "apply", S("{}"), keys, ev, N, &folded, NULL, &err), 0);
+    double batch_ms = now_ms() - t0;
+    struct buf *state = xcalloc(KEYS, sizeof *state);
+    t0 = now_ms();
+    buf_addc(&by_calls, '[');
+    for (int i = 0; i < N; i++) {
+        buf_reset(&out);
+        ASSERT_EQ(logic_call(m, "key", &ev[i], 1, &out, &err), 0);
+        struct buf *s = &state[(i * 7) % KEYS];
+        struct slice args[2] = {{s->len ? s->ptr : "null", s->len ? s->len : 4}, ev[i]};
+        buf_reset(&out);
+        ASSERT_EQ(logic_call(m, "apply", args, 2, &out, &err), 0);
+        buf_reset(s);
+        buf_add(s, out.ptr, out.len);
+        buf_adds(&by_calls, i ? "," : "");
+        buf_add(&by_calls, out.ptr, out.len);
+    }
+    buf_addc(&by_calls, ']');
+    double calls_ms = now_ms() - t0;
+    ASSERT_STR(folded.ptr, by_calls.ptr); /* the same 10,000 states, byte for byte */
+    printf("  figure: Lua key+apply over %d events of %d keys: %.0f events/s batched "
+           "(map + fold_keyed), %.0f events/s per-event calls\n",
+           N, KEYS, N / batch_ms * 1e3, N / calls_ms * 1e3);
+    for (int i = 0; i < KEYS; i++) {
+        buf_fini(&state[i]);
+    }
+    free(state);
+    buf_fini(&mapped);
+    buf_fini(&folded);
+    buf_fini(&by_calls);
+    buf_fini(&out);
+    free(texts);
+    free(names);
+    free(ev);
+    free(keys);
+    logic_unload(m);
+}

@@ -281,6 +281,75 @@ static int do_fold(struct worker *w, const struct jsw_request_head *h, size_t *f
                     first == 3 ? &w->parts[2] : NULL, on_result, &w->result, failed_at, err);
 }
 
+/* The brackets of a batch's array, written around the shim's items: '[' now, and the byte of
+ * the closing ']' kept out of the output budget until batch_close. */
+static bool batch_open(struct worker *w)
+{
+    if (w->result.limit < 2 || !on_result(&w->result, "[", 1)) return false;
+    w->result.limit--;
+    return true;
+}
+
+static int batch_close(struct worker *w, int rc, struct logic_error *err)
+{
+    w->result.limit++;
+    if (rc == 0 && !on_result(&w->result, "]", 1))
+        return set_error(err, LOGIC_E_OUTPUT, "output_limit: the results exceed the output budget",
+                         "");
+    return rc;
+}
+
+static int do_map(struct worker *w, const struct jsw_request_head *h, size_t *failed_at,
+                  struct logic_error *err)
+{
+    char entry[JSW_ENTRY_NAME_BYTES];
+    if (h->nparts < 1 || !entry_name(w->parts[0], entry))
+        return set_error(err, LOGIC_E_INVALID, "bad map request", "");
+    size_t n = h->nparts - 1;
+    *failed_at = n; /* no event's failure */
+    if (check_inputs(w->parts + 1, n, failed_at, err) < 0) return ERR_INVALID;
+    if (!batch_open(w))
+        return set_error(err, LOGIC_E_OUTPUT, "output_limit: the results exceed the output budget",
+                         "");
+    int rc = jsw_map(w->module, entry, w->parts + 1, n, on_result, &w->result, failed_at, err);
+    return batch_close(w, rc, err);
+}
+
+static int do_fold_keyed(struct worker *w, const struct jsw_request_head *h, size_t *failed_at,
+                         struct logic_error *err)
+{
+    char entry[JSW_ENTRY_NAME_BYTES];
+    if (h->nparts < 2 || h->nparts % 2 != 0 || !entry_name(w->parts[0], entry))
+        return set_error(err, LOGIC_E_INVALID, "bad fold_keyed request", "");
+    size_t n = (h->nparts - 2) / 2;
+    const struct slice *states = (h->flags & JSW_FLAG_CONTINUE) ? NULL : &w->parts[1];
+    const struct slice *keys = w->parts + 2;
+    *failed_at = n; /* no event's failure */
+    if (states && !jsw_json_depth_ok(states->ptr, states->len, LOGIC_MAX_JSON_DEPTH + 1))
+        return set_error(err, LOGIC_E_INVALID, "the states nest too deep", "");
+    if (check_inputs(keys + n, n, failed_at, err) < 0) return ERR_INVALID;
+    if (!batch_open(w))
+        return set_error(err, LOGIC_E_OUTPUT, "output_limit: the results exceed the output budget",
+                         "");
+    int rc = jsw_fold_keyed(w->module, entry, states, keys, keys + n, n,
+                            (h->flags & JSW_FLAG_MORE) != 0, on_result, &w->result, failed_at, err);
+    return batch_close(w, rc, err);
+}
+
+/* The result's nesting: at most LOGIC_MAX_JSON_DEPTH, or for a batch's array, each item. */
+static void check_depth(struct worker *w, const struct jsw_request_head *h, size_t *failed_at,
+                        struct logic_error *err)
+{
+    if (h->op == JSW_OP_MAP || h->op == JSW_OP_FOLD_KEYED) {
+        size_t deep = jsw_json_deep_item(w->result.ptr, w->result.len, LOGIC_MAX_JSON_DEPTH);
+        if (deep == SIZE_MAX) return;
+        *failed_at = deep;
+    } else if (depth_ok((struct slice){w->result.ptr, w->result.len})) {
+        return;
+    }
+    set_error(err, LOGIC_E_OUTPUT, "output_limit: the result nests deeper than ", "64");
+}
+
 /* Runs one request under its CPU budget; fills err (kind 0 on success) and *failed_at. */
 static void run_request(struct worker *w, const struct jsw_request_head *h, size_t *failed_at,
                         uint32_t *cpu_us, struct logic_error *err)
@@ -295,15 +364,19 @@ static void run_request(struct worker *w, const struct jsw_request_head *h, size
         set_error(err, LOGIC_E_INVALID, "no such module in this worker", "");
         return;
     }
+    if (w->module && !(h->op == JSW_OP_FOLD_KEYED && (h->flags & JSW_FLAG_CONTINUE)))
+        jsw_batch_drop(w->module); /* only a continuing keyed fold uses the kept states */
     jsw_watchdog_arm(&w->watchdog, h->cpu_ms);
     if (h->op == JSW_OP_LOAD) rc = do_load(w, h, err);
     else if (h->op == JSW_OP_CALL) rc = do_call(w, h, err);
     else if (h->op == JSW_OP_FOLD) rc = do_fold(w, h, failed_at, err);
+    else if (h->op == JSW_OP_MAP) rc = do_map(w, h, failed_at, err);
+    else if (h->op == JSW_OP_FOLD_KEYED) rc = do_fold_keyed(w, h, failed_at, err);
     else if (h->op == JSW_OP_UNLOAD) unload(w);
     else rc = set_error(err, LOGIC_E_INVALID, "unknown request", "");
     *cpu_us = jsw_watchdog_disarm(&w->watchdog);
-    if (rc == 0 && !depth_ok((struct slice){w->result.ptr, w->result.len}))
-        set_error(err, LOGIC_E_OUTPUT, "output_limit: the result nests deeper than ", "64");
+    if (rc == 0) check_depth(w, h, failed_at, err);
+    if (err->kind != LOGIC_E_NONE && w->module) jsw_batch_drop(w->module);
     if (h->op == JSW_OP_UNLOAD || err->kind == LOGIC_E_MEMORY) jsw_engine_gc(w->engine);
 }
 
@@ -362,9 +435,9 @@ static int catch_crashes(void)
     return 0;
 }
 
-/* Runs one module through load, call and fold before the sandbox locks, so the engine's lazy
- * start-up (helper threads, JIT regions, the local time zone that glibc reads from a file,
- * ICU's locale data) happens while it still may. */
+/* Runs one module through load, call, fold, map and keyed fold before the sandbox locks, so
+ * the engine's lazy start-up (helper threads, JIT regions, the local time zone that glibc reads
+ * from a file, ICU's locale data) happens while it still may. */
 static int warm_up(struct worker *w)
 {
     static const char src[] =
@@ -372,8 +445,10 @@ static int warm_up(struct worker *w)
         "  return {n: (s ? s.n : 0) + e.n, t: d.toISOString() + d.toString() + d.getHours() +"
         "  d.toLocaleString() + (1234.5).toLocaleString() + 'a'.localeCompare('b') +"
         "  new Intl.DateTimeFormat().format(d) + 'I'.toLocaleLowerCase() +"
-        "  /\\p{L}/u.test('x'), r: Math.random()}; }";
+        "  /\\p{L}/u.test('x'), r: Math.random()}; }"
+        "function g(e) { return e.n }";
     struct slice args[2] = {{"null", 4}, {"{\"n\":1}", 7}};
+    struct slice states = {"{}", 2}, key = {"k", 1};
     struct logic_error err;
     size_t failed_at;
     struct jsw_module *m = jsw_module_new(w->engine, "warm-up", src, sizeof src - 1, on_log,
@@ -384,6 +459,9 @@ static int warm_up(struct worker *w)
     if (rc == 0) rc = jsw_call(m, "f", args, 2, on_result, &w->result, &err);
     if (rc == 0) rc = jsw_fold(m, "f", args[0], args + 1, 1, NULL, on_result, &w->result,
                                &failed_at, &err);
+    if (rc == 0) rc = jsw_map(m, "g", args + 1, 1, on_result, &w->result, &failed_at, &err);
+    if (rc == 0) rc = jsw_fold_keyed(m, "f", &states, &key, args + 1, 1, false, on_result,
+                                     &w->result, &failed_at, &err);
     jsw_watchdog_disarm(&w->watchdog);
     jsw_module_free(m);
     jsw_engine_gc(w->engine);

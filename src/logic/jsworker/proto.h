@@ -9,6 +9,14 @@
  *   CALL   parts: entry, argument JSON texts...
  *   FOLD   parts: entry, state JSON, [extra JSON when JSW_FLAG_EXTRA], event JSON texts...
  *   UNLOAD no parts
+ *   MAP    parts: entry, event JSON texts...                  (answer: the array of results)
+ *   FOLD_KEYED parts: entry, states JSON object (empty with JSW_FLAG_CONTINUE), the n keys,
+ *          the n event JSON texts                            (answer: the array of new states)
+ *
+ * A keyed fold bigger than a frame is sent as several FOLD_KEYED frames: every frame but the
+ * last has JSW_FLAG_MORE (the worker keeps the batch's states after answering), every frame
+ * but the first JSW_FLAG_CONTINUE (it starts from the states kept). Any other request, and any
+ * failure, drops the kept states.
  *
  * Answers: part 0 is the result JSON (kind 0) or the error message, then the console lines
  * the request produced (at most LOGIC_LOG_LINES, the latest kept). Right after start the
@@ -41,10 +49,15 @@ enum jsw_op {
     JSW_OP_CALL = 2,
     JSW_OP_FOLD = 3,
     JSW_OP_UNLOAD = 4,
+    JSW_OP_MAP = 5,
+    JSW_OP_FOLD_KEYED = 6,
 };
 
 enum {
     JSW_FLAG_EXTRA = 1,    /* request, FOLD: part 2 is the extra argument */
+    JSW_FLAG_CONTINUE = 2, /* request, FOLD_KEYED: start from the states the previous
+                              FOLD_KEYED kept (its states part is empty) */
+    JSW_FLAG_MORE = 4,     /* request, FOLD_KEYED: more frames follow; keep the states */
     JSW_REPLY_EXITING = 1, /* answer: the worker crashed and exits after this answer */
 };
 
@@ -67,7 +80,8 @@ struct jsw_reply_head {
     uint16_t reserved;  /* 0 */
     int32_t line;       /* error position, 0 when unknown */
     int32_t column;
-    uint32_t failed_at; /* FOLD: index of the failing event */
+    uint32_t failed_at; /* FOLD, MAP, FOLD_KEYED: index of the failing event in the frame
+                           (its number of events when none is to blame) */
     uint32_t cpu_us;    /* CPU time the request used in the worker */
     uint32_t nparts;    /* parts after the head */
 };

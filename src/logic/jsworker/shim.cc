@@ -12,12 +12,14 @@
 
 #include <jsapi.h>
 #include <jsfriendapi.h>
+#include <js/Array.h>
 #include <js/CompilationAndEvaluation.h>
 #include <js/Date.h>
 #include <js/ErrorReport.h>
 #include <js/Exception.h>
 #include <js/Initialization.h>
 #include <js/JSON.h>
+#include <js/MapAndSet.h>
 #include <js/Modules.h>
 #include <js/Promise.h>
 #include <js/PropertyAndElement.h>
@@ -89,7 +91,9 @@ struct jsw_module {
     uint64_t rng;                       /* Math.random state, reset per invocation */
     jsw_log_fn *log;
     void *log_arg;
-    jsw_module(JSContext *cx) : global(cx), exports(cx) {}
+    JS::PersistentRootedObject batch_states;  /* jsw_fold_keyed: the Map key -> state, or null */
+    JS::PersistentRootedObject batch_initial; /* ... and the object of the starting states */
+    jsw_module(JSContext *cx) : global(cx), exports(cx), batch_states(cx), batch_initial(cx) {}
 };
 
 /* ---- hooks -------------------------------------------------------------------------------- */
@@ -488,4 +492,131 @@ extern "C" int jsw_fold(jsw_module *m, const char *entry, struct slice state,
     }
     *failed_at = n;
     return write_json(m, argv[0], w, w_arg, err);
+}
+
+/* ---- batches ------------------------------------------------------------------------------ */
+
+/* Writes item i of a batch's results: a comma before all but the first, then v's JSON. */
+static int write_item(jsw_module *m, size_t i, JS::MutableHandleValue v, jsw_write_fn *w,
+                      void *w_arg, logic_error *err)
+{
+    if (i > 0 && !w(w_arg, ",", 1))
+        return fail_with(err, LOGIC_E_OUTPUT, "output_limit: the results exceed the output budget",
+                         "");
+    return write_json(m, v, w, w_arg, err);
+}
+
+extern "C" int jsw_map(jsw_module *m, const char *entry, const struct slice *events, size_t n,
+                       jsw_write_fn *w, void *w_arg, size_t *failed_at, logic_error *err)
+{
+    JSContext *cx = m->eng->cx;
+    JSAutoRealm ar(cx, m->global);
+    JS::RootedValue fn(cx);
+    *failed_at = n; /* no event's failure */
+    if (!find_entry(m, entry, &fn)) {
+        JS_ClearPendingException(cx);
+        return fail_with(err, LOGIC_E_MISSING, "missing entry point: ", entry);
+    }
+    JS::RootedValueArray<1> argv(cx);
+    JS::RootedValue rv(cx);
+    for (size_t i = 0; i < n; i++) {
+        *failed_at = i;
+        if (!parse_json(cx, events[i], argv[0])) return fail(m->eng, LOGIC_E_INVALID, err);
+        if (!invoke(m, fn, argv, &rv)) return fail(m->eng, LOGIC_E_RUNTIME, err);
+        int rc = write_item(m, i, &rv, w, w_arg, err);
+        if (rc) return rc;
+    }
+    *failed_at = n;
+    return 0;
+}
+
+extern "C" void jsw_batch_drop(jsw_module *m)
+{
+    m->batch_states = nullptr;
+    m->batch_initial = nullptr;
+}
+
+/* Makes the batch's Map and parses its starting states, or keeps those of the batch going on
+ * (states NULL). */
+static int begin_keyed(jsw_module *m, const struct slice *states, logic_error *err)
+{
+    JSContext *cx = m->eng->cx;
+    if (!states) {
+        if (m->batch_states) return 0;
+        return fail_with(err, LOGIC_E_INVALID, "no keyed batch to continue", "");
+    }
+    JS::RootedValue v(cx);
+    bool is_array = false;
+    if (!parse_json(cx, *states, &v)) return fail(m->eng, LOGIC_E_INVALID, err);
+    if (!v.isObject() || !JS::IsArrayObject(cx, v, &is_array) || is_array) {
+        JS_ClearPendingException(cx);
+        return fail_with(err, LOGIC_E_INVALID, "states: not a JSON object", "");
+    }
+    JS::RootedObject map(cx, JS::NewMapObject(cx));
+    if (!map) return fail(m->eng, LOGIC_E_MEMORY, err);
+    m->batch_initial = &v.toObject();
+    m->batch_states = map;
+    return 0;
+}
+
+/* The batch's state of key (a string): the Map's, else the starting states' own member of
+ * that name, else null. */
+static bool state_of(jsw_module *m, JS::HandleValue key, JS::MutableHandleValue state)
+{
+    JSContext *cx = m->eng->cx;
+    bool has = false;
+    if (!JS::MapHas(cx, m->batch_states, key, &has)) return false;
+    if (has) return JS::MapGet(cx, m->batch_states, key, state);
+    JS::RootedString name(cx, key.toString());
+    JS::RootedId id(cx);
+    if (!JS_StringToId(cx, name, &id) || !JS_HasOwnPropertyById(cx, m->batch_initial, id, &has))
+        return false;
+    if (!has) {
+        state.setNull();
+        return true;
+    }
+    return JS_GetPropertyById(cx, m->batch_initial, id, state);
+}
+
+static int fold_keyed(jsw_module *m, const char *entry, const struct slice *states,
+                      const struct slice *keys, const struct slice *events, size_t n,
+                      jsw_write_fn *w, void *w_arg, size_t *failed_at, logic_error *err)
+{
+    JSContext *cx = m->eng->cx;
+    JS::RootedValue fn(cx);
+    *failed_at = n; /* no event's failure */
+    if (!find_entry(m, entry, &fn)) {
+        JS_ClearPendingException(cx);
+        return fail_with(err, LOGIC_E_MISSING, "missing entry point: ", entry);
+    }
+    int rc = begin_keyed(m, states, err);
+    if (rc) return rc;
+    JS::RootedValueArray<2> argv(cx);
+    JS::RootedValue key(cx), rv(cx);
+    for (size_t i = 0; i < n; i++) {
+        *failed_at = i;
+        JSString *k = JS_NewStringCopyUTF8N(cx, JS::UTF8Chars(keys[i].ptr, keys[i].len));
+        if (!k) return fail(m->eng, LOGIC_E_INVALID, err);
+        key.setString(k);
+        if (!state_of(m, key, argv[0])) return fail(m->eng, LOGIC_E_MEMORY, err);
+        if (!parse_json(cx, events[i], argv[1])) return fail(m->eng, LOGIC_E_INVALID, err);
+        if (!invoke(m, fn, argv, &rv)) return fail(m->eng, LOGIC_E_RUNTIME, err);
+        if (rv.isUndefined()) rv.setNull(); /* as its JSON would come back in a call */
+        if (!JS::MapSet(cx, m->batch_states, key, rv)) return fail(m->eng, LOGIC_E_MEMORY, err);
+        if ((rc = write_item(m, i, &rv, w, w_arg, err))) return rc;
+    }
+    *failed_at = n;
+    return 0;
+}
+
+extern "C" int jsw_fold_keyed(jsw_module *m, const char *entry, const struct slice *states,
+                              const struct slice *keys, const struct slice *events, size_t n,
+                              bool keep, jsw_write_fn *w, void *w_arg, size_t *failed_at,
+                              logic_error *err)
+{
+    JSAutoRealm ar(m->eng->cx, m->global);
+    if (states) jsw_batch_drop(m);
+    int rc = fold_keyed(m, entry, states, keys, events, n, w, w_arg, failed_at, err);
+    if (rc || !keep) jsw_batch_drop(m);
+    return rc;
 }

@@ -1,7 +1,7 @@
 /* The JavaScript engine (SpiderMonkey 102) behind a small C API: the only C++ in Annals
  * (logic/jsworker/shim.cc). The worker (main.c) owns one engine on its main thread and one
- * module per loaded component; this API compiles, calls and folds with JSON text in and JSON
- * text out, and turns every failure into a struct logic_error.
+ * module per loaded component; this API compiles, calls, folds and maps with JSON text in and
+ * JSON text out, and turns every failure into a struct logic_error.
  *
  * Threads: everything runs on the thread that called jsw_engine_new, except
  * jsw_engine_interrupt, which any thread may call (the watchdog does).
@@ -12,7 +12,7 @@
  * Function constructors (EvalError), WeakRef and FinalizationRegistry (their results depend
  * on garbage-collection timing), WebAssembly. Date.now() and new Date() are JSW_FIXED_TIME_MS;
  * Math.random() restarts the same sequence (seed JSW_RANDOM_SEED) at every entry-point call
- * and every event of a fold. docs/design/jsworker.md has the reasons.
+ * and every event of a fold or batch. docs/design/jsworker.md has the reasons.
  */
 #ifndef LOGIC_JSWORKER_SHIM_H
 #define LOGIC_JSWORKER_SHIM_H
@@ -91,6 +91,28 @@ int jsw_call(struct jsw_module *m, const char *entry, const struct slice *args, 
 int jsw_fold(struct jsw_module *m, const char *entry, struct slice state,
              const struct slice *events, size_t n, const struct slice *extra, jsw_write_fn *w,
              void *w_arg, size_t *failed_at, struct logic_error *err);
+
+/* entry(events[i]) for i in [0, n); writes the n results' JSON to w, separated by commas
+ * (the caller writes the brackets). Errors as jsw_call; *failed_at is the failing event's
+ * index (the one whose call failed, or whose result w refused), or n when the failure is no
+ * event's (the entry). */
+int jsw_map(struct jsw_module *m, const char *entry, const struct slice *events, size_t n,
+            jsw_write_fn *w, void *w_arg, size_t *failed_at, struct logic_error *err);
+
+/* For i in [0, n): state[keys[i]] = entry(state[keys[i]], events[i]), the states held in a
+ * Map (engine values) during the batch; writes the n new states' JSON to w, separated by
+ * commas (the caller writes the brackets). A key's state starts as the own member of the
+ * object states (JSON text) of that name, else null; states NULL: go on from the states the
+ * previous jsw_fold_keyed kept (LOGIC_E_INVALID when there are none). keys are UTF-8. keep:
+ * keep the states for such a next call (until jsw_batch_drop, any failure, or a jsw_fold_keyed
+ * that starts afresh). Errors and *failed_at as jsw_map (n also for states that are not a
+ * JSON object). */
+int jsw_fold_keyed(struct jsw_module *m, const char *entry, const struct slice *states,
+                   const struct slice *keys, const struct slice *events, size_t n, bool keep,
+                   jsw_write_fn *w, void *w_arg, size_t *failed_at, struct logic_error *err);
+
+/* Drops the states a jsw_fold_keyed kept (none: nothing happens). */
+void jsw_batch_drop(struct jsw_module *m);
 
 #ifdef __cplusplus
 }

@@ -99,6 +99,29 @@ bool jsw_json_depth_ok(const char *p, size_t n, int max)
     return true;
 }
 
+size_t jsw_json_deep_item(const char *p, size_t n, int max)
+{
+    int depth = 0;
+    size_t item = 0;
+    bool in_string = false;
+    for (size_t i = 0; i < n; i++) {
+        char c = p[i];
+        if (in_string) {
+            if (c == '\\') i++;
+            else if (c == '"') in_string = false;
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == '[' || c == '{') {
+            if (++depth > max + 1) return item;
+        } else if (c == ']' || c == '}') {
+            depth--;
+        } else if (c == ',' && depth == 1) {
+            item++;
+        }
+    }
+    return SIZE_MAX;
+}
+
 static bool names_host_object(const char *msg)
 {
     static const char prefix[] = "ReferenceError: ";

@@ -43,6 +43,10 @@ bool jsw_line_add(void *arg, const char *p, size_t n);
 /* True when the JSON text nests at most max arrays and objects deep. */
 bool jsw_json_depth_ok(const char *p, size_t n, int max);
 
+/* The index of the first item of the JSON array text p[0..n) that nests more than max arrays
+ * and objects deep itself, or SIZE_MAX when none does. */
+size_t jsw_json_deep_item(const char *p, size_t n, int max);
+
 /* What an uncaught error's message (as "Name: text") means: LOGIC_E_MEMORY for the engine's
  * out-of-memory errors, LOGIC_E_FORBIDDEN for eval, imports and the host objects of other
  * runtimes (require, process, fetch, ...), else kind. */
