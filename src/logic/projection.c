@@ -359,6 +359,125 @@ static int apply_events(struct batch *b, struct proj *pr, struct derived_txn *t,
     return rc;
 }
 
+/* The decoded keys of a batch's events (key(event) in one call). */
+struct batch_keys {
+    struct buf text;     /* the keys, one after the other */
+    size_t *at, *len;    /* per selected event */
+    size_t *idx;         /* selected event -> event of the batch */
+    size_t n;            /* events with a key (the others returned nil) */
+};
+
+/* Reads logic_map's answer: false when an item is neither nil nor a valid key. */
+static bool take_keys(struct slice arr, size_t count, struct batch_keys *k)
+{
+    k->at = xcalloc(count ? count : 1, sizeof(*k->at));
+    k->len = xcalloc(count ? count : 1, sizeof(*k->len));
+    k->idx = xcalloc(count ? count : 1, sizeof(*k->idx));
+    struct buf one;
+    buf_init(&one);
+    size_t pos = 0, i = 0;
+    struct slice it;
+    bool ok = true;
+    for (; ok && jsonx_next_item(arr, &pos, &it); i++) {
+        if (jsonx_kind(it) == 'n') {
+            continue;
+        }
+        ok = i < count && jsonx_kind(it) == '"' && jsonx_string(it, &one) == 0 &&
+             one.len > 0 && one.len <= PROJ_KEY_BYTES && !memchr(one.ptr, '\0', one.len);
+        if (ok) {
+            k->at[k->n] = k->text.len;
+            k->len[k->n] = one.len;
+            k->idx[k->n++] = i;
+            buf_add(&k->text, one.ptr, one.len);
+        }
+    }
+    buf_fini(&one);
+    return ok && i == count;
+}
+
+static void batch_keys_fini(struct batch_keys *k)
+{
+    buf_fini(&k->text);
+    free(k->at);
+    free(k->len);
+    free(k->idx);
+}
+
+/* The states object a keyed fold starts from: each key of k with its state (read into b). */
+static void start_states(struct batch *b, struct proj *pr, struct derived_txn *t,
+                         const struct batch_keys *k, struct slice *keys, struct buf *out)
+{
+    buf_addc(out, '{');
+    size_t shown = 0;
+    for (size_t j = 0; j < k->n; j++) {
+        keys[j] = (struct slice){k->text.ptr + k->at[j], k->len[j]};
+        size_t before = b->nstates;
+        size_t s = state_slot(b, pr, t, keys[j]);
+        if (s >= before) { /* first time in this batch: once in the object */
+            buf_adds(out, shown++ ? "," : "");
+            buf_add_json_str(out, keys[j].ptr, keys[j].len);
+            buf_addc(out, ':');
+            buf_add(out, b->states[s].ptr, b->states[s].len);
+        }
+    }
+    buf_addc(out, '}');
+}
+
+/* The batched path: key(event) for the whole batch in one call, apply over the keyed events in
+ * a second. Returns 0, or 1 when anything failed: then nothing of b changed and the caller
+ * takes the per-event path, which stops at (and names) the failing event. */
+static int apply_batched(struct batch *b, struct proj *pr, struct derived_txn *t, uint64_t *seq)
+{
+    struct slice *evs = xcalloc(b->count ? b->count : 1, sizeof(*evs));
+    for (size_t i = 0; i < b->count; i++) {
+        evs[i] = event_at(b, i);
+    }
+    struct buf answer, states, results;
+    buf_init(&answer);
+    buf_init(&states);
+    buf_init(&results);
+    struct batch_keys k = {0};
+    buf_init(&k.text);
+    struct logic_error le;
+    size_t failed;
+    int rc = logic_map(pr->m, "key", evs, b->count, &answer, &failed, &le) != 0 ||
+             !take_keys((struct slice){answer.ptr, answer.len}, b->count, &k);
+    struct slice *keys = xcalloc(k.n ? k.n : 1, sizeof(*keys));
+    struct slice *sel = xcalloc(k.n ? k.n : 1, sizeof(*sel));
+    if (!rc && k.n) {
+        start_states(b, pr, t, &k, keys, &states);
+        for (size_t j = 0; j < k.n; j++) {
+            sel[j] = evs[k.idx[j]];
+        }
+        rc = logic_fold_keyed(pr->m, "apply", (struct slice){states.ptr, states.len}, keys, sel,
+                              k.n, &results, &failed, &le) != 0;
+    }
+    size_t pos = 0, j = 0, items = 0;
+    struct slice st;
+    while (!rc && k.n && jsonx_next_item((struct slice){results.ptr, results.len}, &pos, &st)) {
+        items++;
+    }
+    rc = rc || items != k.n; /* one state per keyed event, or the per-event path decides */
+    pos = 0;
+    while (!rc && j < k.n && jsonx_next_item((struct slice){results.ptr, results.len}, &pos,
+                                              &st)) {
+        size_t s = state_slot(b, pr, t, keys[j]);
+        buf_reset(&b->states[s]);
+        buf_add(&b->states[s], st.ptr, st.len);
+        b->state_pos[s] = b->pos[k.idx[j]];
+        add_change(b, ++*seq, keys[j], &b->states[s], b->state_pos[s]);
+        j++;
+    }
+    free(keys);
+    free(sel);
+    free(evs);
+    batch_keys_fini(&k);
+    buf_fini(&answer);
+    buf_fini(&states);
+    buf_fini(&results);
+    return rc;
+}
+
 /* Writes the batch's states and changes and the checkpoint (position, seq) into t. */
 static int write_batch(struct batch *b, struct proj *pr, struct derived_txn *t,
                        uint64_t position, uint64_t seq)
@@ -431,7 +550,9 @@ static bool step(struct projections *p, struct proj *pr)
     int urc = 0;
     if (!rc && page.position > pr->position) {
         rc = derived_begin(pr->db, true, &t);
-        if (!rc) urc = apply_events(b, pr, t, &seq, &failed_at, &le);
+        if (!rc && apply_batched(b, pr, t, &seq) != 0) {
+            urc = apply_events(b, pr, t, &seq, &failed_at, &le); /* names the failing event */
+        }
         uint64_t upto = urc ? b->pos[failed_at] : page.position; /* stop at the failing one */
         if (!rc) rc = write_batch(b, pr, t, upto, seq);
         if (!rc) {
