@@ -220,11 +220,15 @@ int kv_scan(struct kv_txn *t, const char *table, struct slice prefix, struct sli
     }
     char start[sizeof t->key];
     memcpy(start, t->key, n);
-    memcpy(t->key + n, prefix.ptr, prefix.len);
+    if (prefix.len) { /* an empty slice may carry no pointer */
+        memcpy(t->key + n, prefix.ptr, prefix.len);
+    }
     size_t plen = n + prefix.len; /* t->key[0..plen): every key shown starts so */
     bool skip_after = after.len > 0 && slice_cmp(after, prefix) > 0;
     struct slice from = skip_after ? after : prefix;
-    memcpy(start + n, from.ptr, from.len);
+    if (from.len) {
+        memcpy(start + n, from.ptr, from.len);
+    }
     MDB_cursor *c;
     int rc = mdb_cursor_open(t->txn, t->kv->dbi, &c);
     if (rc) {

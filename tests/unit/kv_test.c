@@ -68,6 +68,13 @@ TEST(tables_are_separate_and_commits_survive_reopen)
     ASSERT_EQ(kv_open(dir, 64 << 20, &kv), 0);
     struct seen s = scan(kv, "p1", "", "", 0);
     ASSERT_STR(s.keys, "order-1=a,order-2=b,user-1=u");
+    struct kv_txn *rt; /* empty slices without a pointer (as callers pass "none") */
+    ASSERT_EQ(kv_begin(kv, false, &rt), 0);
+    struct seen none = {{0}, 0};
+    ASSERT_EQ(kv_scan(rt, "p1", (struct slice){NULL, 0}, (struct slice){NULL, 0}, 0, on_entry,
+                      &none), 0);
+    ASSERT_STR(none.keys, "order-1=a,order-2=b,user-1=u");
+    kv_abort(rt);
     s = scan(kv, "p1", "order-", "", 0);
     ASSERT_STR(s.keys, "order-1=a,order-2=b");
     s = scan(kv, "p1", "", "order-1", 0);
