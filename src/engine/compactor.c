@@ -42,7 +42,7 @@ static bool is_meta_stream(struct slice s)
 static bool plan_keep(void *arg, const struct event_rec *ev)
 {
     const struct plan *p = arg;
-    if (is_meta_stream(ev->stream)) {
+    if (is_meta_stream(ev->stream) || !engine_retained(ev->stream)) {
         return true;
     }
     if (p->cutoff_us && ev->recorded_us < p->cutoff_us) {

@@ -730,13 +730,19 @@ static int visible_from(struct db *db, struct store_reader *r, struct slice stre
     if (has && m.tombstone) {
         return ERR_DELETED;
     }
-    uint64_t retention_us = db_retention_us(db);
+    uint64_t retention_us = engine_retained(stream) ? db_retention_us(db) : 0;
     if (retention_us && (!m.max_age_us || m.max_age_us > retention_us)) {
         m.max_age_us = retention_us; /* the database's retention caps every stream's age */
         has = true;
     }
     int rc = has ? meta_min_version(r, &m, s, time_now_us(), out) : 0;
     return rc ? rc : *out > s->version ? ERR_NOTFOUND : 0;
+}
+
+bool engine_retained(struct slice stream)
+{
+    return !(stream.len == sizeof ENGINE_LOGIC_STREAM - 1 &&
+             !memcmp(stream.ptr, ENGINE_LOGIC_STREAM, stream.len));
 }
 
 bool engine_stream_settings(struct db *db, struct slice stream, struct stream_meta *out)
@@ -794,7 +800,8 @@ bool vis_accept(void *arg, const struct event_rec *ev)
 {
     struct visibility *vis = arg;
     uint64_t retention_us = db_retention_us(vis->db); /* ranges start past it: a backstop */
-    if (retention_us && ev->recorded_us < vis->now_us - (int64_t)retention_us) {
+    if (retention_us && ev->recorded_us < vis->now_us - (int64_t)retention_us &&
+        engine_retained(ev->stream)) {
         return false;
     }
     if (__atomic_load_n(&vis->db->nmetas, __ATOMIC_ACQUIRE) == 0) {

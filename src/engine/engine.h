@@ -344,6 +344,9 @@ struct as_of {
     int64_t time_us;
 };
 
+/* False for the streams the database's retention does not apply to (ENGINE_LOGIC_STREAM: the
+ * deployed code is kept however old; compaction keeps it too). */
+bool engine_retained(struct slice stream);
 /* The lifecycle settings of stream (zeros and false when it has none). */
 bool engine_stream_settings(struct db *db, struct slice stream, struct stream_meta *out);
 /* Looks a stream up as of at (NULL = now). Returns 0, ERR_NOTFOUND, ERR_CORRUPT or ERR_IO. */

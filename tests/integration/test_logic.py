@@ -836,3 +836,33 @@ def test_view_results_follow_deletions():
         append_n(s, "cart-1", 20, amount=1)
         st, _, b = s.get(f"{DB}/views/sum")
         check(b["state"] == 40, f"{b}")
+
+
+def test_deployed_code_outlives_retention_and_compaction():
+    import os
+    from harness import Skip
+    faketime = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
+    if not os.path.exists(faketime):
+        raise Skip("libfaketime is not installed")
+    with Server() as s:
+        st, _, _ = s.post("/v1/databases", {"name": "ret", "settings": {"retentionPeriodDays": 1}})
+        check(st == 201, "db")
+        base = "/v1/databases/ret"
+        st, _, b = s.request("PUT", f"{base}/components/orders", reducer())
+        check(st == 201, f"{st} {b}")
+        s.stop()
+        env = dict(os.environ, LD_PRELOAD=faketime, FAKETIME="+3d",
+                   ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0")
+        later = Server(data_dir=s.data, env=env)
+        try:
+            st, _, b = later.get(f"{base}/components")
+            check([c["name"] for c in b["components"]] == ["orders"], f"kept: {b}")
+            from test_compaction import compact
+            c = compact(later, "ret")
+            check(c["last"] is not None, f"{c}")
+            st, _, b = later.get(f"{base}/components")
+            check([c["name"] for c in b["components"]] == ["orders"], f"after compaction: {b}")
+            st, _, b = later.request("PUT", f"{base}/components/orders", reducer(COUNTER + "--"))
+            check(st == 200 and b["version"] == 2, f"redeploy: {st} {b}")
+        finally:
+            later.cleanup()
