@@ -648,6 +648,7 @@ static void shutdown_gracefully(struct serving *sv)
         }
     }
     engine_stop(sv->api.engine);
+    logic_stop(sv->api.logic); /* answers the reads waiting on projections while we can */
     uint64_t deadline = time_mono_ns() + 5000000000ull;
     for (int i = 0; i <= NDIALECTS; i++) {
         while (all[i] && http_server_inflight(all[i]) > 0 && time_mono_ns() < deadline) {

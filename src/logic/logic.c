@@ -189,6 +189,13 @@ unsigned logic_command_tries(struct logic *lg)
     return lg->cfg.command_tries ? lg->cfg.command_tries : COMMAND_TRIES;
 }
 
+void logic_stop(struct logic *lg)
+{
+    if (lg && lg->projections) {
+        proj_halt(lg->projections); /* freed by logic_free: readers may still hold it */
+    }
+}
+
 void logic_free(struct logic *lg)
 {
     if (!lg) {

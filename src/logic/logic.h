@@ -39,6 +39,9 @@ struct logic_config {
 struct logic;
 
 int logic_new(const struct logic_config *cfg, struct logic **out);
+/* Stops the projection runner, answering every request that waits on it (a state read with
+ * minPosition: 202), while the listeners still run. Idempotent; logic_free does it too. */
+void logic_stop(struct logic *lg);
 /* Unloads every module and stops the projection runner. No call may be running. NULL is
  * allowed. */
 void logic_free(struct logic *lg);

@@ -64,6 +64,7 @@ struct projections {
     pthread_mutex_t mu;            /* guards what follows and each proj's status fields */
     pthread_cond_t cv;
     bool stop;
+    bool halted;                   /* proj_halt ran: the runner is gone */
     bool kicked;                   /* a deploy or removal: rescan now */
     bool woken;                    /* a commit: read again */
     struct proj **list;
@@ -740,11 +741,18 @@ void proj_wait(struct projections *p, struct db *db, const char *name, uint64_t 
     w->fn = fn;
     w->arg = arg;
     pthread_mutex_lock(&p->mu);
-    w->next = p->waiters;
-    p->waiters = w;
-    p->woken = true; /* let the runner look at it now */
-    pthread_cond_signal(&p->cv);
+    bool halted = p->halted;
+    if (!halted) {
+        w->next = p->waiters;
+        p->waiters = w;
+        p->woken = true; /* let the runner look at it now */
+        pthread_cond_signal(&p->cv);
+    }
     pthread_mutex_unlock(&p->mu);
+    if (halted) { /* the server stops: no position will be reached */
+        fn(arg, false);
+        free(w);
+    }
 }
 
 static void *runner_main(void *arg)
@@ -812,17 +820,26 @@ int proj_start(struct logic *lg, struct engine *e, struct projections **out)
     return 0;
 }
 
+void proj_halt(struct projections *p)
+{
+    pthread_mutex_lock(&p->mu);
+    bool joined = p->halted;
+    p->stop = true;
+    p->halted = true; /* waits from now on are answered at once */
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    if (!joined) {
+        pthread_join(p->thread, NULL);
+    }
+    settle_waiters(p, true);
+}
+
 void proj_stop(struct projections *p)
 {
     if (!p) {
         return;
     }
-    pthread_mutex_lock(&p->mu);
-    p->stop = true;
-    pthread_cond_signal(&p->cv);
-    pthread_mutex_unlock(&p->mu);
-    pthread_join(p->thread, NULL);
-    settle_waiters(p, true);
+    proj_halt(p);
     for (size_t i = 0; i < p->n; i++) {
         proj_free(p->list[i]);
     }

@@ -45,7 +45,10 @@ struct logic;
 
 /* Starts the runner for every database of e (it finds projections as they are deployed). */
 int proj_start(struct logic *lg, struct engine *e, struct projections **out);
-/* Stops the runner (and every cursor), releasing its databases. NULL is allowed. */
+/* Stops the runner thread and answers every waiter (reached false); reads keep working, later
+ * waits are answered at once. Idempotent. */
+void proj_halt(struct projections *p);
+/* proj_halt, then frees everything (every cursor, its databases). NULL is allowed. */
 void proj_stop(struct projections *p);
 /* Wakes the runner: a deploy or removal happened. Any thread. */
 void proj_kick(struct projections *p);

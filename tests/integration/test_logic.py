@@ -866,3 +866,23 @@ def test_deployed_code_outlives_retention_and_compaction():
             check(st == 200 and b["version"] == 2, f"redeploy: {st} {b}")
         finally:
             later.cleanup()
+
+
+def test_a_read_waiting_on_a_projection_is_answered_at_shutdown():
+    import threading
+    import time
+    with Server() as s:
+        check(put(s, "totals", projection())[0] == 201, "deploy")
+        wait_live(s, "totals")
+        got = []
+
+        def wait():
+            got.append(s.request("GET", f"{DB}/projections/totals/state/x?minPosition=999999"
+                                        "&timeoutMs=30000", conn=s.connect()))
+        t = threading.Thread(target=wait)
+        t.start()
+        time.sleep(0.3)
+        rc = s.stop()
+        t.join(10)
+        check(got and got[0][0] == 202, f"answered while stopping: {got}")
+        check(rc == 0, f"the server stopped cleanly: {rc}")
