@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/canon.h"
 #include "http/parse.h"
 #include "json/jsonx.h"
 #include "logic/command.h"
@@ -132,6 +133,13 @@ static void run_deploy(void *arg, bool cancelled)
     int rc = cancelled ? ERR_SHUTDOWN : logic_deploy(j->lg, j->db, &j->def, &le);
     if (rc == ERR_INVALID && le.kind) {
         fail_logic(j->req, 400, deploy_code(&le), &le, 0);
+    } else if (rc == ERR_EXISTS) {
+        out_error(j->req, 409, "category_taken", le.message, "category");
+    } else if (rc == ERR_TOOBIG && le.kind) {
+        out_error(j->req, 422, "too_many_components", le.message, "name");
+    } else if (rc == ERR_CONFLICT) {
+        out_error(j->req, 409, "deploy_conflict", "other deploys to this database kept coming "
+                  "first; try again", NULL);
     } else if (rc == ERR_TOOBIG) {
         out_error(j->req, 413, "component_too_large",
                   "the component is larger than one event of this database may be", "source");
@@ -152,6 +160,9 @@ static void run_remove(void *arg, bool cancelled)
     int rc = cancelled ? ERR_SHUTDOWN : logic_remove(j->lg, j->db, j->name);
     if (rc == ERR_NOTFOUND) {
         out_error(j->req, 404, "component_not_found", "no component of that name", "name");
+    } else if (rc == ERR_CONFLICT) {
+        out_error(j->req, 409, "deploy_conflict", "other deploys to this database kept coming "
+                  "first; try again", NULL);
     } else if (rc) {
         out_engine_error(j->req, rc);
     } else {
@@ -248,6 +259,23 @@ static void run_view(void *arg, bool cancelled)
     job_free(j);
 }
 
+/* The {name} path parameter when it can name a component (else 404 code, false): a name too
+ * long or of other characters is no component's, never a truncated one's. */
+static bool name_param(struct gate_call *c, const char *code, const char **out)
+{
+    *out = gate_param_str(c, "name");
+    if (!comp_name_ok(*out, strlen(*out))) {
+        out_error(c->req, 404, code, "no component of that name", "name");
+        return false;
+    }
+    return true;
+}
+
+enum {
+    VIEW_PARAMS_MAX = 64,   /* parameters of one view read */
+    VIEW_PARAM_BYTES = 256, /* a parameter's name, and its value */
+};
+
 /* ---- handlers ---- */
 
 static const char *get_param(void *arg, const char *name, size_t nth)
@@ -277,8 +305,12 @@ void api_comp_put(struct gate_call *c)
 
 void api_comp_delete(struct gate_call *c)
 {
+    const char *name;
+    if (!name_param(c, "component_not_found", &name)) {
+        return;
+    }
     struct logic_job *j = xcalloc(1, sizeof(*j));
-    snprintf(j->name, sizeof j->name, "%s", gate_param_str(c, "name"));
+    snprintf(j->name, sizeof j->name, "%s", name);
     submit(c, j, run_remove);
 }
 
@@ -310,7 +342,9 @@ void api_comp_get(struct gate_call *c)
         out_engine_error(c->req, rc);
         return;
     }
-    const struct comp_def *d = comp_set_find(set, gate_param_str(c, "name"));
+    const char *name = gate_param_str(c, "name");
+    const struct comp_def *d = comp_name_ok(name, strlen(name)) ? comp_set_find(set, name)
+                                                                : NULL;
     if (!d) {
         comp_set_unref(set);
         out_error(c->req, 404, "component_not_found", "no component of that name", "name");
@@ -357,15 +391,21 @@ void api_stream_state(struct gate_call *c)
 }
 
 /* The query parameters a view route does not declare, as a JSON object of strings (the
- * view's parameters), sorted by name so that one set of parameters is one cache entry. */
+ * view's parameters), sorted by name so that one set of parameters is one cache entry. NULL
+ * (answered 400) for more than VIEW_PARAMS_MAX of them or a bad percent-escape. */
 static char *view_params(struct http_req *req)
 {
     struct slice q = http_req_query_string(req), name, value;
-    struct { struct slice name, value; } all[64];
+    struct { struct slice name, value; } all[VIEW_PARAMS_MAX];
     size_t n = 0, pos = 0;
-    while (n < 64 && http_query_next(q, &pos, &name, &value)) {
+    while (http_query_next(q, &pos, &name, &value)) {
         bool own = name.len == 4 && !memcmp(name.ptr, "asOf", 4);
         own = own || (name.len == 8 && !memcmp(name.ptr, "asOfTime", 8));
+        if (!own && name.len && n == VIEW_PARAMS_MAX) {
+            out_error(req, 400, "invalid_parameter", "a view takes at most 64 parameters",
+                      NULL);
+            return NULL;
+        }
         if (!own && name.len) {
             all[n].name = name;
             all[n++].value = value;
@@ -389,13 +429,18 @@ static char *view_params(struct http_req *req)
     buf_addc(&b, '{');
     for (size_t i = 0; i < n; i++) {
         buf_adds(&b, i ? "," : "");
-        if (http_url_decode(all[i].name.ptr, all[i].name.len, true, &dec) != 0) {
-            buf_reset(&dec); /* a bad escape: the name as an empty string, refused below */
-        }
+        bool ok = http_url_decode(all[i].name.ptr, all[i].name.len, true, &dec) == 0 &&
+                  engine_name_ok(dec.ptr, dec.len, VIEW_PARAM_BYTES);
         buf_add_json_str(&b, dec.ptr ? dec.ptr : "", dec.len);
         buf_addc(&b, ':');
-        if (http_url_decode(all[i].value.ptr, all[i].value.len, true, &dec) != 0) {
-            buf_reset(&dec);
+        ok = ok && http_url_decode(all[i].value.ptr, all[i].value.len, true, &dec) == 0 &&
+             (dec.len == 0 || engine_name_ok(dec.ptr, dec.len, VIEW_PARAM_BYTES));
+        if (!ok) {
+            buf_fini(&dec);
+            buf_fini(&b);
+            out_error(req, 400, "invalid_parameter", "a view parameter is a name and a value "
+                      "of at most 256 bytes each, without control characters", NULL);
+            return NULL;
         }
         buf_add_json_str(&b, dec.ptr ? dec.ptr : "", dec.len);
     }
@@ -414,8 +459,17 @@ void api_view_get(struct gate_call *c)
         return;
     }
     j->has_at = j->at.has_pos || j->at.has_time;
-    snprintf(j->name, sizeof j->name, "%s", gate_param_str(c, "name"));
+    const char *name;
+    if (!name_param(c, "view_not_found", &name)) {
+        free(j);
+        return;
+    }
+    snprintf(j->name, sizeof j->name, "%s", name);
     j->params = view_params(c->req);
+    if (!j->params) {
+        free(j);
+        return;
+    }
     submit(c, j, run_view);
 }
 
@@ -483,7 +537,10 @@ static void add_proj_info(struct buf *b, const char *name, const struct proj_inf
 
 void api_proj_get(struct gate_call *c)
 {
-    const char *name = gate_param_str(c, "name");
+    const char *name;
+    if (!name_param(c, "projection_not_found", &name)) {
+        return;
+    }
     struct proj_info in;
     int rc = proj_info(logic_projections(api_of(c)->logic), c->db, name, &in);
     if (proj_missing(c, name, rc)) {
@@ -570,7 +627,10 @@ static void on_state_wait(void *arg, bool reached)
 
 void api_proj_state(struct gate_call *c)
 {
-    const char *name = gate_param_str(c, "name");
+    const char *name;
+    if (!name_param(c, "projection_not_found", &name)) {
+        return;
+    }
     struct slice key = gate_param(c, "key");
     const char *mp = http_req_query(c->req, "minPosition");
     const char *tm = http_req_query(c->req, "timeoutMs");
@@ -620,13 +680,21 @@ static bool page_limit(struct gate_call *c, size_t *out)
 
 void api_proj_keys(struct gate_call *c)
 {
-    const char *name = gate_param_str(c, "name");
+    const char *name;
+    if (!name_param(c, "projection_not_found", &name)) {
+        return;
+    }
     size_t limit;
     if (!page_limit(c, &limit)) {
         return;
     }
     const char *prefix = http_req_query(c->req, "prefix");
     const char *after = http_req_query(c->req, "after");
+    if ((prefix && strlen(prefix) > PROJ_KEY_BYTES) || (after && strlen(after) > PROJ_KEY_BYTES)) {
+        out_error(c->req, 400, "invalid_parameter", "a key is at most 256 bytes",
+                  prefix && strlen(prefix) > PROJ_KEY_BYTES ? "prefix" : "after");
+        return;
+    }
     struct buf b;
     buf_init(&b);
     int rc = proj_keys(logic_projections(api_of(c)->logic), c->db, name,
@@ -642,7 +710,10 @@ void api_proj_keys(struct gate_call *c)
 
 void api_proj_changes(struct gate_call *c)
 {
-    const char *name = gate_param_str(c, "name");
+    const char *name;
+    if (!name_param(c, "projection_not_found", &name)) {
+        return;
+    }
     size_t limit;
     if (!page_limit(c, &limit)) {
         return;
@@ -707,6 +778,28 @@ static void answer_rejection(struct logic_job *j, const struct command_result *r
     buf_fini(&msg);
 }
 
+/* The engine refused a decision's append for what deciding again cannot change. */
+static void answer_refusal(struct http_req *req, enum append_conflict why)
+{
+    switch (why) {
+    case CONFLICT_DELETED:
+        out_error(req, 410, "stream_deleted", "the decision writes to a stream deleted for "
+                  "good; nothing was written", "events");
+        break;
+    case CONFLICT_TOO_LARGE:
+        out_error(req, 413, "stream_too_large", "a stream would grow past the database's "
+                  "maxStreamSizeBytes; nothing was written", "events");
+        break;
+    case CONFLICT_TOO_BROAD:
+        out_error(req, 400, "condition_too_broad", "a condition of the decision is not narrowed "
+                  "by an index and the database is too large to check it", "conditions");
+        break;
+    default:
+        out_error(req, 409, "duplicate_event_id", "an event id of the decision is stored with "
+                  "other content; nothing was written", "events");
+    }
+}
+
 static void run_command(void *arg, bool cancelled)
 {
     struct logic_job *j = arg;
@@ -724,6 +817,11 @@ static void run_command(void *arg, bool cancelled)
     } else if (rc == ERR_CONFLICT) {
         out_error(j->req, 409, "command_conflict", "what the command handler read kept "
                   "changing while it decided; nothing was written", NULL);
+    } else if (rc == ERR_DENIED) {
+        answer_refusal(j->req, r.refusal);
+    } else if (rc == ERR_TOOBIG) {
+        out_error(j->req, 413, "too_many_events", "the decision's events are too many or one "
+                  "is too large; nothing was written", "events");
     } else if (rc) {
         out_engine_error(j->req, rc);
     } else if (r.rejected) {
@@ -758,8 +856,12 @@ void api_command(struct gate_call *c)
                   "command");
         return;
     }
+    const char *name;
+    if (!name_param(c, "command_not_found", &name)) {
+        return;
+    }
     struct logic_job *j = xcalloc(1, sizeof(*j));
-    snprintf(j->name, sizeof j->name, "%s", gate_param_str(c, "name"));
+    snprintf(j->name, sizeof j->name, "%s", name);
     struct buf text;
     buf_init(&text);
     jsonx_minify(cmd, &text);
@@ -832,8 +934,13 @@ static bool feed_pump(void *arg, struct http_req *req, enum http_pump_reason why
                               &page);
         struct slice p = {page.ptr, page.len}, list, item, seq;
         size_t pos = 0, n = 0;
+        bool full = false;
         if (rc == 0 && jsonx_member(p, "changes", &list)) {
             while (jsonx_next_item(list, &pos, &item) && jsonx_member(item, "sequence", &seq)) {
+                if (http_stream_room(req) < item.len + 64) {
+                    full = true; /* it waits for the next pump, read again after f->after */
+                    break;
+                }
                 f->after = strtoull(seq.ptr, NULL, 10);
                 feed_send(f, req, item, f->after);
                 n++;
@@ -849,7 +956,7 @@ static bool feed_pump(void *arg, struct http_req *req, enum http_pump_reason why
             return false;
         }
         sent = sent || n > 0;
-        if (rc || n < FEED_PAGE) {
+        if (rc || full || n < FEED_PAGE) {
             break;
         }
     }
@@ -872,7 +979,10 @@ static void feed_ws_msg(void *arg, struct http_req *req, int opcode, const char 
 
 void api_proj_live(struct gate_call *c)
 {
-    const char *name = gate_param_str(c, "name");
+    const char *name;
+    if (!name_param(c, "projection_not_found", &name)) {
+        return;
+    }
     const char *a = http_req_query(c->req, "after");
     const char *resume = http_req_header(c->req, "Last-Event-ID"); /* an EventSource again */
     uint64_t after = 0;

@@ -21,7 +21,7 @@ static struct kv_txn *kt(struct derived_txn *t)
 int derived_begin(struct db *db, bool write, struct derived_txn **out)
 {
     pthread_mutex_lock(&db->derived_mu);
-    int rc = db->deleted ? ERR_GONE : 0;
+    int rc = __atomic_load_n(&db->deleted, __ATOMIC_ACQUIRE) ? ERR_GONE : 0;
     if (!rc && !db->derived) {
         char dir[4200];
         snprintf(dir, sizeof dir, "%s/derived", db->dir);

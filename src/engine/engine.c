@@ -84,6 +84,7 @@ static void db_free(struct db *db)
     pthread_mutex_destroy(&db->derived_mu);
     store_close(db->st);
     free(db->evs);
+    free(db->evs_src);
     strmap_fini(&db->batch_states);
     strmap_fini(&db->batch_ids);
     strmap_fini(&db->metas);

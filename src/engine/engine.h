@@ -189,6 +189,7 @@ struct append_event {
     struct slice subject;    /* subject, empty when none */
     uint64_t position;       /* result: its position */
     uint64_t version;        /* result: its version in the stream */
+    uint8_t hash[32];        /* result: its chain hash, once written (not for duplicates) */
 };
 
 /* The events of one stream in an append, with their expected version. */

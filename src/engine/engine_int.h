@@ -31,6 +31,7 @@ struct db {
     void *deleted_arg;                  /* its argument */
     struct event_rec *evs;              /* writer only: the batch's events */
     size_t evs_cap;                     /* entries allocated in evs */
+    struct append_event **evs_src;      /* writer only: the append event of each of evs */
     struct strmap batch_states;         /* writer only: name -> stream_rec changed in batch */
     struct strmap batch_ids;            /* writer only: client event id -> index in evs */
     uint64_t commits;                   /* atomic: committed write transactions */

@@ -329,12 +329,15 @@ static int apply_meta_op(struct checks *cx, struct append_req *req)
 
 /* ---- laying out ---- */
 
-static struct event_rec *next_event(struct db *db, size_t *count)
+/* The next record of the batch, laid out for ae (whose hash is filled in once written). */
+static struct event_rec *next_event(struct db *db, size_t *count, struct append_event *ae)
 {
     if (*count == db->evs_cap) {
         db->evs_cap = db->evs_cap ? db->evs_cap * 2 : 256;
         db->evs = xrealloc(db->evs, db->evs_cap * sizeof(*db->evs));
+        db->evs_src = xrealloc(db->evs_src, db->evs_cap * sizeof(*db->evs_src));
     }
+    db->evs_src[*count] = ae;
     return &db->evs[(*count)++];
 }
 
@@ -350,7 +353,7 @@ static void lay_out_part(struct db *db, struct append_part *part, struct stream_
         }
         ae->position = *next_pos;
         ae->version = s->version + 1;
-        struct event_rec *ev = next_event(db, count);
+        struct event_rec *ev = next_event(db, count, ae);
         *ev = (struct event_rec){
             .position = (*next_pos)++,
             .version = ++s->version,
@@ -568,6 +571,9 @@ static bool commit_batch(struct db *db, struct append_req *batch)
         uint64_t t0 = time_mono_ns();
         fatal = store_append(db->st, db->evs, cx.count, db->idems, nidem);
         __atomic_add_fetch(&db->commit_ns, time_mono_ns() - t0, __ATOMIC_RELAXED);
+        for (size_t i = 0; !fatal && i < cx.count; i++) { /* the chain hashes, for answers */
+            memcpy(db->evs_src[i]->hash, db->evs[i].hash, sizeof db->evs[i].hash);
+        }
     }
     if (fatal) {
         log_error("database %s: commit failed: %s", db->name, err_name(fatal));

@@ -113,6 +113,12 @@ static int read_state(struct decision *d, struct slice args, struct buf *out, ch
     bool no_reducer = false;
     int rc = logic_stream_state(d->lg, d->db, (struct slice){stream.ptr, stream.len}, NULL, &st,
                                 &no_reducer, &le);
+    uint64_t seen = st.position; /* what the read covered: the stream's last position */
+    if (rc == ERR_NOTFOUND && no_reducer) { /* nil, but the stream's events count all the same */
+        struct stream_rec sr;
+        seen = engine_stream_info(d->db, (struct slice){stream.ptr, stream.len}, NULL, &sr) == 0
+                   ? sr.last_pos : 0;
+    }
     if (rc == ERR_NOTFOUND || rc == 0) {
         buf_add(out, rc ? "null" : st.state.ptr, rc ? 4 : st.state.len);
         struct buf f;
@@ -120,7 +126,7 @@ static int read_state(struct decision *d, struct slice args, struct buf *out, ch
         buf_adds(&f, "{\"streams\":[");
         buf_add_json_str(&f, stream.ptr, stream.len);
         buf_adds(&f, "]}");
-        rc = add_read(d, (struct slice){f.ptr, f.len}, rc ? 0 : st.position, w, cap);
+        rc = add_read(d, (struct slice){f.ptr, f.len}, rc && !no_reducer ? 0 : seen, w, cap);
         buf_fini(&f);
     } else if (rc == ERR_INVALID) {
         snprintf(w, cap, "the reducer failed: %.150s", le.message);
@@ -248,13 +254,19 @@ static int read_query(struct decision *d, struct slice args, struct buf *out, ch
     }
     struct engine_query q = {.filter = &d->filters[idx], .limit = limit,
                              .budget = 64 * COMMAND_QUERY_MAX};
-    struct engine_query_result res;
+    struct engine_query_result res = {0};
     struct query_out qo = {d->lg, out, 0};
     buf_addc(out, '[');
     rc = engine_query(d->db, &q, on_query_event, &qo, &res);
     buf_addc(out, ']');
     d->max[idx] = res.head; /* the snapshot it read: nothing of the filter may come after */
-    return rc ? why(w, cap, rc, "%s", "the query failed") : 0;
+    if (rc) { /* no read to stand on: the decision fails (a pcall cannot keep a false one) */
+        filter_fini(&d->filters[idx]);
+        d->used[idx] = false;
+        d->nreads--;
+        return why(w, cap, rc, "%s", "the query failed");
+    }
+    return 0;
 }
 
 static int on_host(void *arg, const char *op, struct slice args, struct buf *out, char *w,
@@ -338,7 +350,8 @@ static int take_event(struct plan *pl, struct slice ev, struct logic_error *err)
     struct slice stream_v = {NULL, 0};
     struct buf stream;
     buf_init(&stream);
-    if (!jsonx_member(ev, "stream", &stream_v) || jsonx_string(stream_v, &stream) != 0 ||
+    if (!jsonx_member(ev, "stream", &stream_v) || jsonx_kind(stream_v) != '"' ||
+        jsonx_string(stream_v, &stream) != 0 ||
         !engine_stream_writable(stream.ptr, stream.len)) {
         buf_fini(&stream);
         return bad(err, "decide: an event needs a stream (a name not starting with $)");
@@ -575,6 +588,11 @@ static int append_plan(struct decision *d, struct plan *pl, struct command_resul
         snprintf(err->message, sizeof err->message, "decide: an event: %s", req.fault.message);
     }
     rc = rc ? rc : req.err;
+    if (rc == ERR_CONFLICT && req.conflict != CONFLICT_CONDITION &&
+        req.conflict != CONFLICT_VERSION) { /* deciding again would not help */
+        out->refusal = req.conflict;
+        rc = ERR_DENIED;
+    }
     if (!rc) {
         answer_events(out, parts, pl->nparts, true);
     }

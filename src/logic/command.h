@@ -49,6 +49,7 @@ struct command_result {
     struct buf conditions;    /* dry run: the JSON array of the conditions it would append with */
     uint64_t last_position;   /* written: the newest position */
     unsigned attempts;        /* decisions run */
+    enum append_conflict refusal; /* with ERR_DENIED: what the engine refused the append for */
 };
 
 void command_result_init(struct command_result *r);
@@ -58,7 +59,9 @@ void command_result_fini(struct command_result *r);
  * (dry_run: only says what it would). Returns 0 (see *out), ERR_NOTFOUND (no such command
  * handler), ERR_INVALID with *err (the code failed, or returned something that is not a
  * decision; err->message says what), ERR_CONFLICT (its conditions still failed after
- * the configured number of decisions), ERR_TOOBIG or another engine error. */
+ * the configured number of decisions), ERR_DENIED (the engine refused the append for another
+ * reason: out->refusal, e.g. CONFLICT_DELETED), ERR_TOOBIG (too many events, or one too large)
+ * or another engine error. */
 int logic_command(struct logic *lg, struct db *db, const char *name, struct slice command,
                   bool dry_run, struct command_result *out, struct logic_error *err);
 

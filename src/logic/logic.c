@@ -52,6 +52,8 @@ struct logic {
     pthread_mutex_t mu;          /* guards sets and mods (the maps, not what entries hold) */
     struct strmap sets;          /* db name -> struct set_ent */
     struct strmap mods;          /* "db\0component" -> struct mod_set * */
+    pthread_mutex_t deploy_mu;   /* deploys and removals one at a time (they would only race
+                                    for the logic stream's next version) */
     pthread_mutex_t states_mu;   /* guards states, states_bytes */
     struct strmap states;        /* state_key() -> struct state_ent * */
     size_t states_bytes;
@@ -149,6 +151,7 @@ int logic_new(const struct logic_config *cfg, struct logic **out)
     uuid_v7(time_now_us(), u); /* its last 8 bytes are random */
     memcpy(&lg->nonce, u + 8, sizeof lg->nonce);
     pthread_mutex_init(&lg->states_mu, NULL);
+    pthread_mutex_init(&lg->deploy_mu, NULL);
     strmap_init(&lg->states, sizeof(struct state_ent *));
     int rc = proj_start(lg, cfg->engine, &lg->projections);
     if (rc) {
@@ -219,6 +222,7 @@ void logic_free(struct logic *lg)
     states_clear(lg);
     strmap_fini(&lg->states);
     pthread_mutex_destroy(&lg->states_mu);
+    pthread_mutex_destroy(&lg->deploy_mu);
     strmap_fini(&lg->sets);
     strmap_fini(&lg->mods);
     pthread_mutex_destroy(&lg->mu);
@@ -340,6 +344,18 @@ static void mod_release(struct mod_ent *me)
     pthread_mutex_unlock(&me->mu);
 }
 
+/* Unloads every loaded instance of component name of db (it was removed). */
+static void mod_unload_all(struct logic *lg, struct db *db, const char *name)
+{
+    struct mod_set *ms = mod_entry(lg, db, name);
+    for (int k = 0; k < LOGIC_INSTANCES; k++) {
+        pthread_mutex_lock(&ms->inst[k].mu);
+        logic_unload(ms->inst[k].m);
+        ms->inst[k].m = NULL;
+        pthread_mutex_unlock(&ms->inst[k].mu);
+    }
+}
+
 /* Counts a failed use of an instance (its code failed). */
 static void mod_failed(struct mod_ent *me)
 {
@@ -358,7 +374,9 @@ void logic_component_stats(struct logic *lg, struct db *db, const char *name,
     for (int k = 0; k < LOGIC_INSTANCES && logs; k++) {
         struct mod_ent *me = &ms->inst[k];
         char *lines[LOGIC_LOG_LINES];
-        pthread_mutex_lock(&me->mu);
+        if (pthread_mutex_trylock(&me->mu) != 0) {
+            continue; /* busy running code: an I/O thread does not wait for it */
+        }
         size_t n = me->m ? logic_logs(me->m, lines, LOGIC_LOG_LINES) : 0;
         pthread_mutex_unlock(&me->mu);
         for (size_t i = 0; i < n; i++) {
@@ -412,6 +430,47 @@ static void drop_snapshots(struct db *db, const char *name, uint64_t version)
 
 enum { DEPLOY_TRIES = 8 }; /* a deploy racing others re-reads the set this often */
 
+/* A deploy refused for what is in force: ERR_TOOBIG (a new name past COMP_MAX_PER_DB), ERR_EXISTS
+ * (another reducer holds the category), with err's message set. */
+static int deploy_allowed(const struct comp_set *set, const struct comp_def *def,
+                          struct logic_error *err)
+{
+    if (def->version == 1 && set->nseen >= COMP_MAX_PER_DB) {
+        err->kind = LOGIC_E_INVALID;
+        snprintf(err->message, sizeof err->message, "a database holds at most %d component "
+                 "names", COMP_MAX_PER_DB);
+        return ERR_TOOBIG;
+    }
+    for (size_t i = 0; def->kind == COMP_REDUCER && i < set->count; i++) {
+        const struct comp_def *o = &set->defs[i];
+        if (o->kind == COMP_REDUCER && strcmp(o->name, def->name) != 0 &&
+            !strcmp(o->category, def->category)) {
+            err->kind = LOGIC_E_INVALID;
+            snprintf(err->message, sizeof err->message, "reducer %s already holds category "
+                     "%.100s", o->name, o->category);
+            return ERR_EXISTS;
+        }
+    }
+    return 0;
+}
+
+/* Drops what a version of component name computed in the derived store (reducer snapshots,
+ * view results; a projection's tables go with the runner's copy of it). */
+static void drop_derived(struct db *db, const char *name, uint64_t version)
+{
+    char table[DERIVED_TABLE_BYTES + 1];
+    snprintf(table, sizeof table, "v:%s:%llu", name, (unsigned long long)version);
+    struct derived_txn *t;
+    if (derived_begin(db, true, &t) == 0) {
+        if (derived_drop(t, table) == 0) {
+            derived_commit(t);
+        } else {
+            derived_abort(t);
+        }
+    }
+    drop_snapshots(db, name, version);
+}
+
 /* Checks a projection's or view's filter as queries take it. */
 static int check_filter(struct logic *lg, const struct comp_def *def, struct logic_error *err)
 {
@@ -443,6 +502,7 @@ int logic_deploy(struct logic *lg, struct db *db, struct comp_def *def,
     logic_unload(m);
     uint64_t replaced = 0;
     rc = ERR_CONFLICT;
+    pthread_mutex_lock(&lg->deploy_mu);
     for (int i = 0; i < DEPLOY_TRIES && rc == ERR_CONFLICT; i++) {
         struct comp_set *set;
         rc = logic_set(lg, db, &set);
@@ -450,24 +510,29 @@ int logic_deploy(struct logic *lg, struct db *db, struct comp_def *def,
             break;
         }
         const struct comp_def *old = comp_set_find(set, def->name);
-        replaced = old && old->kind == COMP_REDUCER ? old->version : 0;
+        replaced = old && old->kind != COMP_COMMAND ? old->version : 0;
         def->version = comp_set_next_version(set, def->name);
-        rc = comp_deploy(db, def, set->stream_version);
+        rc = deploy_allowed(set, def, err);
+        if (!rc) {
+            rc = comp_deploy(db, def, set->stream_version);
+            logic_set_changed(lg, db); /* done, or another came first: read it again */
+        }
         comp_set_unref(set);
-        logic_set_changed(lg, db); /* done, or another came first: read it again */
     }
+    pthread_mutex_unlock(&lg->deploy_mu);
     if (!rc && replaced) {
-        drop_snapshots(db, def->name, replaced);
+        drop_derived(db, def->name, replaced); /* what the replaced version computed */
     }
     if (!rc) {
         proj_kick(lg->projections);
     }
-    return rc;
+    return rc; /* ERR_CONFLICT: others kept deploying */
 }
 
 int logic_remove(struct logic *lg, struct db *db, const char *name)
 {
     int rc = ERR_CONFLICT;
+    pthread_mutex_lock(&lg->deploy_mu);
     for (int i = 0; i < DEPLOY_TRIES && rc == ERR_CONFLICT; i++) {
         struct comp_set *set;
         rc = logic_set(lg, db, &set);
@@ -476,16 +541,18 @@ int logic_remove(struct logic *lg, struct db *db, const char *name)
         }
         const struct comp_def *old = comp_set_find(set, name);
         uint64_t version = old ? old->version : 0;
-        bool reducer = old && old->kind == COMP_REDUCER;
+        bool existed = old != NULL; /* its derived tables go (reducer, view) */
         rc = old ? comp_remove(db, name, set->stream_version) : ERR_NOTFOUND;
         comp_set_unref(set);
         if (old) {
             logic_set_changed(lg, db);
         }
-        if (!rc && reducer) {
-            drop_snapshots(db, name, version);
+        if (!rc && existed) {
+            drop_derived(db, name, version);
+            mod_unload_all(lg, db, name); /* its loaded code (a worker process each) */
         }
     }
+    pthread_mutex_unlock(&lg->deploy_mu);
     if (!rc) {
         proj_kick(lg->projections);
     }
@@ -658,6 +725,28 @@ static int fold_events(struct logic_module *m, struct page *pg, const struct sli
 }
 
 /* Folds stream's events after out->version (as of at) into out->state. */
+/* This thread's CPU time, ns. */
+static uint64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* One CPU budget covers a whole read, however many pages it folds: true (err set) once the
+ * thread has spent more than the budget since start_ns. */
+static bool read_budget_spent(struct logic *lg, uint64_t start_ns, struct logic_error *err)
+{
+    uint64_t budget = lg->cfg.limits.cpu_ms ? lg->cfg.limits.cpu_ms : LOGIC_DEFAULT_CPU_MS;
+    if (thread_cpu_ns() - start_ns <= budget * 1000000ull) {
+        return false;
+    }
+    err->kind = LOGIC_E_CPU;
+    snprintf(err->message, sizeof err->message, "cpu_limit: the read's CPU budget of %llu ms "
+             "ran out", (unsigned long long)budget);
+    return true;
+}
+
 static int fold_stream(struct logic *lg, struct db *db, struct logic_module *m,
                        struct slice stream, const struct as_of *at, struct logic_state *out,
                        struct logic_error *err)
@@ -666,9 +755,14 @@ static int fold_stream(struct logic *lg, struct db *db, struct logic_module *m,
     pg->lg = lg;
     buf_init(&pg->text);
     int rc = 0;
+    uint64_t start_ns = thread_cpu_ns();
     for (;;) {
         pg->count = 0;
         buf_reset(&pg->text);
+        if (read_budget_spent(lg, start_ns, err)) {
+            rc = ERR_INVALID;
+            break;
+        }
         struct stream_rec s;
         rc = engine_read_stream(db, stream, at, out->version + 1, false, LOGIC_FOLD_PAGE,
                                 on_page_event, pg, &s, NULL);
@@ -862,10 +956,15 @@ static int fold_view(struct logic *lg, struct db *db, struct logic_module *m,
     buf_init(&pg->text);
     int rc = 0;
     uint64_t from = out->position + 1;
+    uint64_t start_ns = thread_cpu_ns();
     for (;;) {
         pg->count = 0;
         pg->last_pos = 0;
         buf_reset(&pg->text);
+        if (read_budget_spent(lg, start_ns, err)) {
+            rc = ERR_INVALID;
+            break;
+        }
         struct engine_query q = {.filter = filter, .has_from = true, .from = from,
                                  .limit = LOGIC_FOLD_PAGE, .budget = 64 * LOGIC_FOLD_PAGE};
         if (at) {

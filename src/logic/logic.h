@@ -74,8 +74,9 @@ struct logic_stats {
     uint64_t errors;    /* ... in which the code failed or did not load */
     uint64_t busy_ns;   /* time spent in them */
 };
-/* Fills *out for component name of db and appends its loaded instances' log lines (JSON
- * strings, comma-separated; logs may be NULL). */
+/* Fills *out for component name of db and appends the log lines of its loaded instances that
+ * are not running code now (JSON strings, comma-separated; logs may be NULL). Never waits for
+ * user code: any thread. */
 void logic_component_stats(struct logic *lg, struct db *db, const char *name,
                            struct logic_stats *out, struct buf *logs);
 
@@ -86,7 +87,9 @@ int logic_set(struct logic *lg, struct db *db, struct comp_set **out);
 /* Worker. Checks def by loading it (its syntax, the entry points its kind needs), then
  * deploys it as the next version of its name (def->version and deployed_us are set). A
  * reducer's snapshots of earlier versions are dropped. Returns 0; ERR_INVALID with *err (the
- * code does not load, or its filter is not a valid query filter); ERR_TOOBIG (larger than the database takes in one event); ERR_*. */
+ * code does not load, or its filter is not a valid query filter); ERR_EXISTS with *err
+ * (another reducer holds the category); ERR_TOOBIG with err->kind set (a new name past
+ * COMP_MAX_PER_DB); ERR_CONFLICT (other deploys kept coming first); ERR_TOOBIG (larger than the database takes in one event); ERR_*. */
 int logic_deploy(struct logic *lg, struct db *db, struct comp_def *def,
                  struct logic_error *err);
 /* Worker. Removes the component called name. Returns 0, ERR_NOTFOUND or ERR_*. */

@@ -28,6 +28,7 @@ struct proj {
     char t_changes[DERIVED_TABLE_BYTES + 1];
     char t_meta[DERIVED_TABLE_BYTES + 1];
     bool seen;                     /* rescans: still deployed */
+    unsigned storage_failures;     /* batches in a row the derived store refused */
     /* guarded by projections.mu: */
     enum proj_status status;
     uint64_t position;             /* checkpoint: the next position to read */
@@ -138,6 +139,23 @@ static void drop_old_versions(struct proj *pr)
         if (rc) {
             derived_abort(t);
         }
+    }
+}
+
+/* Drops the tables of pr's own version. */
+static void drop_tables(struct proj *pr)
+{
+    struct derived_txn *t;
+    if (derived_begin(pr->db, true, &t) != 0) {
+        return;
+    }
+    int rc = derived_drop(t, pr->t_state);
+    if (!rc) rc = derived_drop(t, pr->t_changes);
+    if (!rc) rc = derived_drop(t, pr->t_meta);
+    if (!rc) {
+        derived_commit(t);
+    } else {
+        derived_abort(t);
     }
 }
 
@@ -550,17 +568,23 @@ static bool step(struct projections *p, struct proj *pr)
     uint64_t seq = pr->sequence;
     int urc = 0;
     if (!rc && page.position > pr->position) {
-        rc = derived_begin(pr->db, true, &t);
+        /* user code runs under a read transaction: the store's one write transaction is taken
+           only to write the batch (only this thread writes these tables) */
+        rc = derived_begin(pr->db, false, &t);
         if (!rc && apply_batched(b, pr, t, &seq) != 0) {
             urc = apply_events(b, pr, t, &seq, &failed_at, &le); /* names the failing event */
         }
+        derived_abort(t);
+        t = NULL;
         uint64_t upto = urc ? b->pos[failed_at] : page.position; /* stop at the failing one */
+        if (!rc) rc = derived_begin(pr->db, true, &t);
         if (!rc) rc = write_batch(b, pr, t, upto, seq);
         if (!rc) {
             rc = derived_commit(t);
             t = NULL;
         }
         if (!rc) {
+            pr->storage_failures = 0;
             pthread_mutex_lock(&p->mu);
             bool changed = seq != pr->sequence;
             pr->position = upto;
@@ -576,6 +600,10 @@ static bool step(struct projections *p, struct proj *pr)
     derived_abort(t);
     if (rc == ERR_GONE) {
         busy = false; /* the rescan lets it go */
+    } else if (rc && ++pr->storage_failures >= PROJ_STORAGE_TRIES) {
+        fail(p, pr, "storage", rc == ERR_TOOBIG ? "a state is larger than the store takes "
+             "(16 MiB)" : "its state could not be stored", pr->position);
+        busy = false;
     } else if (rc) {
         /* storage: read the batch again from the checkpoint later */
         engine_cursor_reset(pr->cursor, &pr->filter, pr->position);
@@ -618,6 +646,9 @@ static void scan_db(struct projections *p, struct db *db)
 {
     struct comp_set *set;
     if (logic_set(p->lg, db, &set) != 0) {
+        for (size_t i = 0; i < p->n; i++) { /* unknown now: keep what runs */
+            p->list[i]->seen = p->list[i]->seen || p->list[i]->db == db;
+        }
         return;
     }
     for (size_t i = 0; i < set->count; i++) {
@@ -664,6 +695,9 @@ static void sweep(struct projections *p)
     p->n = kept;
     pthread_mutex_unlock(&p->mu);
     for (size_t i = 0; i < ngone; i++) {
+        if (!engine_cursor_gone(gone[i]->cursor)) {
+            drop_tables(gone[i]); /* removed or replaced: what it computed goes */
+        }
         proj_free(gone[i]);
     }
     free(gone);
@@ -990,8 +1024,8 @@ struct change_page {
 static int on_change(void *arg, struct slice key, struct slice val)
 {
     struct change_page *cp = arg;
-    if (key.len != 8 || val.len < 16) {
-        return 1;
+    if (key.len != 8 || val.len < 16 || (cp->count && cp->out->len > PROJ_CHANGES_PAGE_BYTES)) {
+        return 1; /* (a page stops once past its bytes: the next one goes on after it) */
     }
     uint64_t seq = get_be64(key.ptr);
     uint32_t kl, sl;

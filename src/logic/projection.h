@@ -35,7 +35,10 @@ enum {
     PROJ_RESCAN_MS = 1000,        /* the runner looks for new or removed projections this
                                      often when nothing wakes it */
     PROJ_CHANGES_MAX = 1000,      /* changes per page of the feed */
+    PROJ_CHANGES_PAGE_BYTES = 4 * 1024 * 1024, /* ... and its bytes (past them it stops) */
     PROJ_WAIT_MAX_MS = 30000,     /* a state read waits for a position this long at most */
+    PROJ_STORAGE_TRIES = 5,       /* batches in a row the derived store may refuse before the
+                                     projection is marked failed (a state too large) */
 };
 
 enum proj_status { PROJ_CATCHING_UP = 1, PROJ_LIVE, PROJ_FAILED };

@@ -278,6 +278,7 @@ static void run_state(void *arg, bool cancelled)
                                         .metadata = e->metadata, .tags = e->tags,
                                         .subject = e->subject, .client_id = e->has_id};
             memcpy(evs[i].id, e->id, sizeof evs[i].id);
+            memcpy(evs[i].hash, e->hash, sizeof evs[i].hash);
         }
         rc = logic_state_after(ax->style.return_state, ax->db, p->stream, evs, p->count, &st,
                                &no_reducer, &le);

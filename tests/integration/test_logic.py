@@ -886,3 +886,87 @@ def test_a_read_waiting_on_a_projection_is_answered_at_shutdown():
         t.join(10)
         check(got and got[0][0] == 202, f"answered while stopping: {got}")
         check(rc == 0, f"the server stopped cleanly: {rc}")
+
+
+def test_append_state_sees_the_whole_event_as_a_read_does():
+    src = "function reduce(s, e) return {id = e.id, hash = e.hash, position = e.position, " \
+          "version = e.version, time = e.time, recorded = e.recorded, stream = e.stream} end"
+    with Server() as s:
+        check(put(s, "whole", reducer(src, category="w"))[0] == 201, "deploy")
+        for i in range(3):
+            st, _, a = s.post(f"{DB}/streams/w-1/events?returnState=true",
+                              {"events": [{"type": "T", "data": {"i": i}}]})
+            st, _, b = state(s, "w-1")
+            check(a["state"] == b["state"], f"append {a['state']} vs read {b['state']}")
+            check(a["state"]["hash"] and set(a["state"]["hash"]) != {"0"}, f"{a}")
+
+
+def test_review_findings_on_names_categories_commands_and_parameters():
+    with Server() as s:
+        check(put(s, "orders", reducer())[0] == 201, "deploy")
+        # a second reducer may not take the category
+        st, _, b = put(s, "orders2", reducer())
+        check(st == 409 and b["error"]["code"] == "category_taken", f"{st} {b}")
+        # a name longer than a component's never acts on the one it starts with
+        long = "o" + "a" * 63
+        check(put(s, long, reducer(category="long"))[0] == 201, "the longest name")
+        for path in (f"{DB}/components/{long}zzz", f"{DB}/views/{long}zzz",
+                     f"{DB}/projections/{long}zzz"):
+            st, _, b = s.request("DELETE" if "/components/" in path else "GET", path)
+            check(st == 404, f"{path}: {st} {b}")
+        check(s.get(f"{DB}/components/{long}")[0] == 200, "still there")
+        # ctx.state of a stream with events but no reducer: nil, and the command commits
+        cmd = "function decide(c, ctx) local s = ctx.state('misc-1') return {events = {{" \
+              "stream = 'misc-1', type = 'Seen', data = {had = s ~= nil}}}} end"
+        check(put(s, "see", {"kind": "command", "language": "lua", "source": cmd})[0] == 201, "")
+        s.append("misc-1", [{"type": "T", "data": {}}])
+        st, _, b = command(s, "see", {})
+        check(st == 201 and b["events"][0]["data"] == {"had": False}, f"{st} {b}")
+        # a stream member that is not a string
+        bad = "function decide(c, ctx) return {events = {{stream = 12345, type = 'x', " \
+              "data = {}}}} end"
+        check(put(s, "badstream", {"kind": "command", "language": "lua", "source": bad})[0]
+              == 201, "")
+        st, _, b = command(s, "badstream", {})
+        check(st == 422 and b["error"]["code"] == "command_failed", f"{st} {b}")
+        # writing to a stream deleted for good: 410 at once, not five decisions and a 409
+        s.append("gone-1", [{"type": "T", "data": {}}])
+        check(s.request("DELETE", f"{DB}/streams/gone-1?hard=true")[0] == 204, "hard delete")
+        tomb = "function decide(c, ctx) return {events = {{stream = 'gone-1', type = 'x', " \
+               "data = {}}}} end"
+        check(put(s, "tomb", {"kind": "command", "language": "lua", "source": tomb})[0] == 201, "")
+        st, _, b = command(s, "tomb", {})
+        check(st == 410 and b["error"]["code"] == "stream_deleted", f"{st} {b}")
+        # projection key parameters past a key's size, view parameters past their count
+        check(put(s, "p", projection())[0] == 201, "projection")
+        wait_live(s, "p")
+        expect_error(s.get(f"{DB}/projections/p/keys?prefix=" + "k" * 300), 400,
+                     "invalid_parameter", field="prefix")
+        check(put(s, "v", {"kind": "view", "language": "lua",
+                           "source": "function evolve(s, e, p) return 1 end"})[0] == 201, "view")
+        many = "&".join(f"p{i}=1" for i in range(65))
+        expect_error(s.get(f"{DB}/views/v?{many}"), 400, "invalid_parameter")
+        expect_error(s.get(f"{DB}/views/v?a=%ZZ"), 400, "invalid_parameter")
+
+
+def test_too_many_component_names():
+    with Server() as s:
+        src = "function decide(c, ctx) return {} end"
+        import threading
+        def deploy(lo, hi):
+            for i in range(lo, hi):
+                st, _, b = s.request("PUT", f"{DB}/components/c{i}",
+                                     {"kind": "command", "language": "lua", "source": src},
+                                     conn=s.connect())
+                check(st == 201, f"c{i}: {st} {b}")
+        ts = [threading.Thread(target=deploy, args=(k * 250, k * 250 + 250)) for k in range(4)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        st, _, b = put(s, "one_more", {"kind": "command", "language": "lua", "source": src})
+        check(st == 422 and b["error"]["code"] == "too_many_components", f"{st} {b}")
+        st, _, b = s.get(f"{DB}/components")
+        check(st == 200 and len(b["components"]) == 1000, f"{st}")
+        check(put(s, "c7", {"kind": "command", "language": "lua", "source": src})[0] == 200,
+              "a redeploy of a name it holds")
