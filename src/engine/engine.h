@@ -345,6 +345,9 @@ struct as_of {
     int64_t time_us;
 };
 
+/* True when events of db leave reads as time passes: the database has a retention period, or
+ * some stream a maxAge. */
+bool engine_db_ages_out(struct db *db);
 /* False for the streams the database's retention does not apply to (ENGINE_LOGIC_STREAM: the
  * deployed code is kept however old; compaction keeps it too). */
 bool engine_retained(struct slice stream);

@@ -143,3 +143,25 @@ int meta_min_version(struct store_reader *r, const struct stream_meta *m,
     *out = v;
     return 0;
 }
+
+bool engine_db_ages_out(struct db *db)
+{
+    struct db_settings ds;
+    engine_db_settings(db, &ds);
+    if (ds.retention_days) {
+        return true;
+    }
+    if (__atomic_load_n(&db->nmetas, __ATOMIC_ACQUIRE) == 0) {
+        return false;
+    }
+    bool ages = false;
+    pthread_rwlock_rdlock(&db->meta_lock);
+    const char *k;
+    size_t klen;
+    void *v;
+    for (size_t i = 0; !ages && strmap_next(&db->metas, &i, &k, &klen, &v);) {
+        ages = ((const struct stream_meta *)v)->max_age_us != 0;
+    }
+    pthread_rwlock_unlock(&db->meta_lock);
+    return ages;
+}

@@ -1022,9 +1022,7 @@ int logic_view(struct logic *lg, struct db *db, const char *name, struct slice p
     /* a cached result holds while no lifecycle change (deletion, truncation, settings) came
        since it was stored, in this process */
     struct snap_stamp stamp = {lg->nonce, engine_db_lifecycle_changes(db)};
-    struct db_settings ds;
-    engine_db_settings(db, &ds);
-    bool cacheable = !ds.retention_days; /* retention hides events as time passes */
+    bool cacheable = !engine_db_ages_out(db); /* events leaving as time passes: no cache */
     buf_reset(&out->state);
     buf_adds(&out->state, "null");
     if (!rc) {

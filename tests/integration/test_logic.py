@@ -970,3 +970,19 @@ def test_too_many_component_names():
         check(st == 200 and len(b["components"]) == 1000, f"{st}")
         check(put(s, "c7", {"kind": "command", "language": "lua", "source": src})[0] == 200,
               "a redeploy of a name it holds")
+
+
+def test_views_are_not_kept_where_events_age_out():
+    import time
+    src = "function evolve(s, e, p) return (s or 0) + 1 end"
+    with Server() as s:
+        check(put(s, "n", {"kind": "view", "language": "lua", "source": src,
+                           "filter": {"types": ["Added"]}})[0] == 201, "deploy")
+        check(s.request("PUT", f"{DB}/streams/old-1/metadata", {"maxAge": 2})[0] == 200, "maxAge")
+        append_n(s, "old-1", 20)
+        st, _, b = s.get(f"{DB}/views/n")
+        check(b["state"] == 20, f"{b}")
+        time.sleep(2.5)
+        append_n(s, "old-1", 1)
+        st, _, b = s.get(f"{DB}/views/n")
+        check(b["state"] == 1, f"the aged-out events left the view: {b}")
