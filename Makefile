@@ -53,7 +53,8 @@ $(BUILD)/annals: $(BUILD)/main.o $(BUILD)/libannals.a
 # room for ASan's shadow memory; the engine library is not instrumented anyway). C++ only in
 # shim.cc, built without RTTI or exceptions like the engine, and without DEBUG (it changes
 # the engine headers' layouts). GCC 12 mistakes the engine's stack roots for dangling pointers.
-JSW_SRC := $(wildcard src/logic/jsworker/*.c src/logic/jsworker/*.cc)
+JSW_SRC := $(wildcard src/logic/jsworker/*.c src/logic/jsworker/*.cc) \
+           src/util/buf.c src/util/strmap.c src/json/jsonx.c src/json/validate.c
 JSW_OBJ := $(patsubst src/%,$(BUILD)/jsw/%.o,$(basename $(JSW_SRC)))
 JSW_CFLAGS := $(filter-out -fsanitize=% -fno-sanitize-recover=%,$(CFLAGS))
 JSW_CXXFLAGS := -std=c++17 -O2 -g -Wall -Wextra -Wno-dangling-pointer -fno-rtti -fno-exceptions \
@@ -72,9 +73,15 @@ $(BUILD)/jsw/%.o: src/%.cc
 $(BUILD)/annals-jsworker: $(JSW_OBJ)
 	$(CXX) -o $@ $^ $(JSW_LIBS)
 
-# The JavaScript runtime's unit test starts the worker built beside it.
-$(BUILD)/tests/logic_js_test: $(BUILD)/annals-jsworker
-$(BUILD)/tests/logic_js_test: private CFLAGS += -DLOGIC_JS_TEST_WORKER='"$(abspath $(BUILD)/annals-jsworker)"'
+# The JavaScript runtime's unit test starts the worker built beside it, and loads the
+# WebAssembly modules of tests/wasm/, written as text and converted by wabt's wat2wasm.
+WASM_TEST := $(patsubst tests/wasm/%.wat,$(BUILD)/tests/wasm/%.wasm,$(wildcard tests/wasm/*.wat))
+$(BUILD)/tests/wasm/%.wasm: tests/wasm/%.wat
+	@mkdir -p $(dir $@)
+	wat2wasm $< -o $@
+$(BUILD)/tests/logic_js_test: $(BUILD)/annals-jsworker $(WASM_TEST)
+$(BUILD)/tests/logic_js_test: private CFLAGS += -DLOGIC_JS_TEST_WORKER='"$(abspath $(BUILD)/annals-jsworker)"' \
+    -DLOGIC_JS_TEST_WASM='"$(abspath $(BUILD)/tests/wasm)"'
 
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h $(BUILD)/libannals.a
 	@mkdir -p $(dir $@)

@@ -1,11 +1,13 @@
-/* JavaScript and TypeScript modules, each in a worker process of its own (js_rt.h,
- * docs/design/jsworker.md). This file is the server's side: it starts workers, speaks the
- * frames of logic/jsworker/proto.h with deadlines, restarts a worker that died and reloads
- * its module from the JavaScript kept here, and runs esbuild for TypeScript.
+/* JavaScript and TypeScript modules and WebAssembly components, each in a worker process of
+ * its own (js_rt.h, docs/design/jsworker.md). This file is the server's side: it starts
+ * workers, speaks the frames of logic/jsworker/proto.h with deadlines (answering a command
+ * handler's host calls on the way), restarts a worker that died and reloads its module from
+ * the code kept here, runs esbuild for TypeScript and decodes WebAssembly's base64.
  *
  * A module's worker:
  *
  *   (none) --js_rt_load: worker_start + LOAD--> RUNNING
+ *   RUNNING --CALL_CTX: each host-call frame answered by exchange_host--> RUNNING
  *   RUNNING --exchange fails, times out, or answers JSW_REPLY_EXITING: worker_stop--> DEAD
  *   RUNNING --found closed before a request (killed while idle)--> DEAD
  *   DEAD --ensure_worker (the next call): worker_start + LOAD--> RUNNING
@@ -82,8 +84,10 @@ struct js_module {
     struct js_pool *pool;          /* borrowed; outlives the module */
     uint32_t id;                   /* the module's id in its worker's frames */
     char *name;                    /* owned */
-    char *js;                      /* owned: the JavaScript, kept for restarts */
+    char *js;                      /* owned: the JavaScript (or, is_wasm, the WebAssembly
+                                      module's bytes), kept for restarts */
     size_t js_len;
+    bool is_wasm;                  /* a WebAssembly component (LOAD with JSW_FLAG_WASM) */
     char **entries; /* owned, NULL-terminated: the entry points load checked */
     struct logic_limits lim;
     struct js_worker worker;
@@ -323,16 +327,61 @@ static int take_reply(struct js_module *m, const struct jsw_reply_head *h, struc
     return h->kind == LOGIC_E_WORKER ? ERR_IO : ERR_INVALID;
 }
 
+/* Answers the host call in m->reply (parts: op, the arguments' JSON array) by calling
+ * host->fn, and sends its answer as a HOST_REPLY frame (in m->frame: the request was sent).
+ * Returns 0, ERR_PROTOCOL (not a host call of this request) or ERR_IO (the send failed). */
+static int serve_host_call(struct js_module *m, const struct jsw_reply_head *h,
+                           const struct logic_host *host, uint64_t wall_ms)
+{
+    const char *p[2];
+    uint32_t n[2];
+    size_t pos = 0;
+    char op[JSW_ENTRY_NAME_BYTES];
+    if (!host || h->nparts != 2 || jsw_part_next(m->reply.ptr, m->reply.len, &pos, &p[0], &n[0]) ||
+        jsw_part_next(m->reply.ptr, m->reply.len, &pos, &p[1], &n[1]) || n[0] == 0 ||
+        n[0] >= sizeof op)
+        return ERR_PROTOCOL;
+    memcpy(op, p[0], n[0]);
+    op[n[0]] = 0;
+    const char *const *o = host->ops;
+    while (*o && strcmp(*o, op) != 0) o++;
+    if (!*o) return ERR_PROTOCOL;
+    struct buf answer;
+    char why[256] = "";
+    buf_init(&answer);
+    int rc = host->fn(host->arg, op, (struct slice){p[1], n[1]}, &answer, why, sizeof why);
+    if (rc == 0 && answer.len > JSW_MAX_FRAME_BYTES - sizeof(struct jsw_request_head) -
+                                    JSW_PART_HEAD_BYTES) {
+        snprintf(why, sizeof why, "the answer exceeds %d bytes", JSW_MAX_FRAME_BYTES);
+        rc = ERR_TOOBIG;
+    }
+    frame_begin(m, JSW_OP_HOST_REPLY, rc ? JSW_FLAG_HOST_FAILED : 0, 0, 0);
+    if (rc == 0) frame_part(m, answer.len ? answer.ptr : "null", answer.len ? answer.len : 4);
+    else frame_part(m, why[0] ? why : "failed", strlen(why[0] ? why : "failed"));
+    frame_end(m, 1);
+    buf_fini(&answer);
+    uint64_t deadline = time_mono_ns() + wall_ms * NS_PER_MS;
+    return send_all(m->worker.fd, m->frame.ptr, m->frame.len, deadline);
+}
+
 /* Sends m->frame to a RUNNING worker and reads its answer, under a wall deadline derived from
- * cpu_ms. On failure the worker is stopped (DEAD) and err says why: LOGIC_E_CPU when it did
- * not answer in time, LOGIC_E_WORKER when it died or broke the format. */
-static int exchange(struct js_module *m, uint32_t cpu_ms, struct jsw_reply_head *h,
-                    struct slice *result, struct logic_error *err)
+ * cpu_ms; host calls the worker makes meanwhile (CALL_CTX, host not NULL) are served, each
+ * restarting the deadline (the host's time is not the worker's). On failure the worker is
+ * stopped (DEAD) and err says why: LOGIC_E_CPU when it did not answer in time,
+ * LOGIC_E_WORKER when it died or broke the format. */
+static int exchange_host(struct js_module *m, uint32_t cpu_ms, const struct logic_host *host,
+                         struct jsw_reply_head *h, struct slice *result, struct logic_error *err)
 {
     uint64_t wall_ms = (uint64_t)cpu_ms * JS_RT_WALL_FACTOR + JS_RT_GRACE_MS;
     uint64_t deadline = time_mono_ns() + wall_ms * NS_PER_MS;
     int rc = send_all(m->worker.fd, m->frame.ptr, m->frame.len, deadline);
-    if (rc == 0) rc = read_reply(m->worker.fd, &m->reply, h, deadline);
+    for (unsigned calls = 0; rc == 0;) {
+        rc = read_reply(m->worker.fd, &m->reply, h, deadline);
+        if (rc < 0 || !(h->flags & JSW_REPLY_HOST_CALL)) break;
+        if (++calls > JSW_MAX_HOST_CALLS) rc = ERR_PROTOCOL;
+        else rc = serve_host_call(m, h, host, wall_ms);
+        deadline = time_mono_ns() + wall_ms * NS_PER_MS;
+    }
     if (rc == 0) {
         rc = take_reply(m, h, result, err);
         if (rc != ERR_PROTOCOL) {
@@ -351,6 +400,12 @@ static int exchange(struct js_module *m, uint32_t cpu_ms, struct jsw_reply_head 
                 "at the next call)", m->name);
 }
 
+static int exchange(struct js_module *m, uint32_t cpu_ms, struct jsw_reply_head *h,
+                    struct slice *result, struct logic_error *err)
+{
+    return exchange_host(m, cpu_ms, NULL, h, result, err);
+}
+
 /* ---- loading ------------------------------------------------------------------------------ */
 
 /* Starts the module's worker and loads its JavaScript: RUNNING, or DEAD with err set. */
@@ -362,7 +417,8 @@ static int worker_load(struct js_module *m, struct logic_error *err)
     if (worker_start(m->pool, m->lim.mem_bytes, &m->worker, &m->reply) < 0)
         return fail(err, LOGIC_E_WORKER, ERR_IO, "worker_unavailable: %s did not start",
                     m->pool->worker_path);
-    frame_begin(m, JSW_OP_LOAD, 0, m->lim.cpu_ms, m->lim.output_bytes);
+    frame_begin(m, JSW_OP_LOAD, m->is_wasm ? JSW_FLAG_WASM : 0, m->lim.cpu_ms,
+                m->lim.output_bytes);
     frame_part(m, m->name, strlen(m->name));
     frame_part(m, m->js, m->js_len);
     for (char **e = m->entries; *e; e++, nparts++) frame_part(m, *e, strlen(*e));
@@ -439,6 +495,18 @@ static struct js_module *module_new(struct js_pool *pool, const char *name,
 static int ts_transpile(const struct js_pool *pool, const char *name, const char *src,
                         size_t len, struct buf *js, struct logic_error *err);
 static void srcmap_take(struct buf *js, struct js_srcmap *map);
+static int wasm_decode(const char *src, size_t len, struct buf *bytes, struct logic_error *err);
+
+/* The code the worker loads for source: esbuild's JavaScript for TypeScript, the module's
+ * bytes for WebAssembly (decoded from base64), the source itself for JavaScript. */
+static int worker_code(struct js_pool *pool, enum logic_lang lang, const char *name,
+                       const char *source, size_t len, struct buf *code, struct logic_error *err)
+{
+    if (lang == LOGIC_LANG_TYPESCRIPT) return ts_transpile(pool, name, source, len, code, err);
+    if (lang == LOGIC_LANG_WASM) return wasm_decode(source, len, code, err);
+    buf_add(code, source, len);
+    return 0;
+}
 
 int js_rt_load(struct js_pool *pool, enum logic_lang lang, const char *name, const char *source,
                size_t len, const char *const *entries, const struct logic_limits *lim,
@@ -454,14 +522,16 @@ int js_rt_load(struct js_pool *pool, enum logic_lang lang, const char *name, con
             return fail(err, LOGIC_E_INVALID, ERR_INVALID, "bad entry point name");
     }
     buf_init(&js);
-    int rc = lang == LOGIC_LANG_TYPESCRIPT ? ts_transpile(pool, name, source, len, &js, err) : 0;
+    int rc = worker_code(pool, lang, name, source, len, &js, err);
     if (rc < 0) {
         buf_fini(&js);
         return rc;
     }
-    if (lang != LOGIC_LANG_TYPESCRIPT) buf_add(&js, source, len);
     struct js_module *m = module_new(pool, name, entries, lim);
-    m->base.rt = lang == LOGIC_LANG_TYPESCRIPT ? &logic_ts_runtime : &logic_js_runtime;
+    m->base.rt = lang == LOGIC_LANG_TYPESCRIPT ? &logic_ts_runtime
+                 : lang == LOGIC_LANG_WASM     ? &logic_wasm_runtime
+                                               : &logic_js_runtime;
+    m->is_wasm = lang == LOGIC_LANG_WASM;
     if (lang == LOGIC_LANG_TYPESCRIPT) srcmap_take(&js, &m->map);
     m->js = buf_steal(&js, &m->js_len);
     rc = worker_load(m, err);
@@ -475,28 +545,60 @@ int js_rt_load(struct js_pool *pool, enum logic_lang lang, const char *name, con
 
 /* ---- calls -------------------------------------------------------------------------------- */
 
-static int js_call(struct logic_module *lm, const char *entry, const struct slice *args,
-                   size_t nargs, struct buf *out, struct logic_error *err)
+/* A CALL, or with host a CALL_CTX whose ctx offers host->ops (joined by NULs into one part). */
+static int call_request(struct js_module *m, const char *entry, const struct slice *args,
+                        size_t nargs, const struct logic_host *host, struct buf *out,
+                        struct logic_error *err)
 {
-    struct js_module *m = (struct js_module *)lm;
     struct jsw_reply_head h;
     struct slice result;
-    if (!name_ok(entry) || nargs >= JSW_MAX_PARTS)
+    struct buf ops;
+    uint32_t fixed = host ? 2 : 1; /* parts before the arguments */
+    if (!name_ok(entry) || nargs + fixed >= JSW_MAX_PARTS)
         return fail(err, LOGIC_E_INVALID, ERR_INVALID, "bad entry point or arguments");
-    int rc = ensure_worker(m, err);
-    if (rc < 0) return rc;
-    frame_begin(m, JSW_OP_CALL, 0, m->lim.cpu_ms, m->lim.output_bytes);
+    buf_init(&ops);
+    for (size_t i = 0; host && host->ops[i]; i++) {
+        if (!name_ok(host->ops[i]) || i == JSW_MAX_CTX_OPS) {
+            buf_fini(&ops);
+            return fail(err, LOGIC_E_INVALID, ERR_INVALID, "bad ctx function names");
+        }
+        buf_add(&ops, host->ops[i], strlen(host->ops[i]) + (host->ops[i + 1] ? 1 : 0));
+    }
+    int rc = ensure_worker(m, err); /* before the frame: a restart uses m->frame */
+    if (rc < 0) {
+        buf_fini(&ops);
+        return rc;
+    }
+    frame_begin(m, host ? JSW_OP_CALL_CTX : JSW_OP_CALL, 0, m->lim.cpu_ms, m->lim.output_bytes);
     frame_part(m, entry, strlen(entry));
+    if (host) frame_part(m, ops.ptr ? ops.ptr : "", ops.len);
+    buf_fini(&ops);
     for (size_t i = 0; i < nargs; i++) {
         if (!frame_has_room(m, args[i].len))
             return fail(err, LOGIC_E_INVALID, ERR_TOOBIG, "the arguments exceed %d bytes",
                         JSW_MAX_FRAME_BYTES);
         frame_part(m, args[i].ptr, args[i].len);
     }
-    frame_end(m, (uint32_t)(nargs + 1));
-    rc = exchange(m, m->lim.cpu_ms, &h, &result, err);
+    frame_end(m, (uint32_t)(nargs + fixed));
+    rc = exchange_host(m, m->lim.cpu_ms, host, &h, &result, err);
     if (rc == 0) buf_add(out, result.ptr, result.len);
     return rc;
+}
+
+static int js_call(struct logic_module *lm, const char *entry, const struct slice *args,
+                   size_t nargs, struct buf *out, struct logic_error *err)
+{
+    return call_request((struct js_module *)lm, entry, args, nargs, NULL, out, err);
+}
+
+/* ctx.<op>(...) in the worker becomes a host-call frame that exchange_host answers with
+ * host->fn on this thread, while the worker waits (its CPU clock stands still meanwhile). A
+ * WebAssembly component's entry gets the arguments alone (it imports nothing). */
+static int js_call_ctx(struct logic_module *lm, const char *entry, const struct slice *args,
+                       size_t nargs, const struct logic_host *host, struct buf *out,
+                       struct logic_error *err)
+{
+    return call_request((struct js_module *)lm, entry, args, nargs, host, out, err);
 }
 
 /* Builds one FOLD frame from state and as many of events[0..n) as fit; *count says how many
@@ -991,6 +1093,71 @@ static void srcmap_to_origin(const struct js_srcmap *map, int *line, int *column
     *column = (int)(best->src_col + (col - (best->gen_col <= col ? best->gen_col : col))) + 1;
 }
 
+/* ---- WebAssembly sources ----------------------------------------------------------------- */
+
+/* The value of a base64 character of the standard alphabet, -1 for '=', -2 for whitespace,
+ * -3 for anything else. */
+static int base64_class(unsigned char c)
+{
+    int v = base64_value((char)c);
+    if (v >= 0) return v;
+    if (c == '=') return -1;
+    if (c == ' ' || c == '\t' || c == '\r' || c == '\n') return -2;
+    return -3;
+}
+
+/* Fails a WebAssembly source at byte i of src: line and column of i. */
+static int base64_error(const char *src, size_t i, const char *why, struct logic_error *err)
+{
+    int line = 1, column = 1;
+    for (size_t k = 0; k < i; k++) {
+        column = src[k] == '\n' ? 1 : column + 1;
+        line += src[k] == '\n';
+    }
+    fail(err, LOGIC_E_SYNTAX, ERR_INVALID, "a WebAssembly component's source is its module in "
+         "base64: %s at line %d, column %d", why, line, column);
+    err->line = line;
+    err->column = column;
+    return ERR_INVALID;
+}
+
+/* Decodes src[0..len), the module in standard base64 (RFC 4648 section 4; whitespace between
+ * characters is skipped, the padding may be left out), into bytes. Anything else is
+ * LOGIC_E_SYNTAX naming the first bad character's place. */
+static int wasm_decode(const char *src, size_t len, struct buf *bytes, struct logic_error *err)
+{
+    uint32_t acc = 0;
+    size_t count = 0, pad = 0; /* characters of the alphabet, padding characters */
+    for (size_t i = 0; i < len; i++) {
+        int v = base64_class((unsigned char)src[i]);
+        if (v == -2) continue;
+        if (v == -3) return base64_error(src, i, "a character outside the base64 alphabet", err);
+        if (v == -1) {
+            if (count % 4 < 2 || (count + pad) % 4 == 0)
+                return base64_error(src, i, "padding out of place", err);
+            pad++;
+            continue;
+        }
+        if (pad) return base64_error(src, i, "text after the padding", err);
+        acc = (acc << 6) | (uint32_t)v;
+        if (++count % 4 == 0) {
+            char out[3] = {(char)(acc >> 16), (char)(acc >> 8), (char)acc};
+            buf_add(bytes, out, 3);
+        }
+    }
+    if (count % 4 == 1 || (pad && (count + pad) % 4 != 0))
+        return base64_error(src, len, "it ends in the middle of a group", err);
+    if (count % 4 == 2) buf_addc(bytes, (char)(acc >> 4));
+    if (count % 4 == 3) {
+        char out[2] = {(char)(acc >> 10), (char)(acc >> 2)};
+        buf_add(bytes, out, 2);
+    }
+    if (bytes->len == 0)
+        return fail(err, LOGIC_E_SYNTAX, ERR_INVALID, "a WebAssembly component's source is its "
+                    "module in base64: the source is empty");
+    return 0;
+}
+
 /* ---- the runtimes and the pool ------------------------------------------------------------ */
 
 static int load_js(struct logic_env *env, const char *name, const char *source, size_t len,
@@ -1011,14 +1178,31 @@ static int load_ts(struct logic_env *env, const char *name, const char *source, 
     return js_rt_load(pool, LOGIC_LANG_TYPESCRIPT, name, source, len, entries, lim, out, err);
 }
 
+static int load_wasm(struct logic_env *env, const char *name, const char *source, size_t len,
+                     const char *const *entries, const struct logic_limits *lim,
+                     struct logic_module **out, struct logic_error *err)
+{
+    struct js_pool *pool = logic_env_js_pool(env);
+    if (!pool) return fail(err, LOGIC_E_WORKER, ERR_IO, "wasm_unavailable: no worker");
+    return js_rt_load(pool, LOGIC_LANG_WASM, name, source, len, entries, lim, out, err);
+}
+
 const struct logic_runtime logic_js_runtime = {
     .name = "javascript", .load = load_js, .call = js_call, .fold = js_fold,
-    .logs = js_logs, .unload = js_unload, .map = js_map, .fold_keyed = js_fold_keyed,
+    .call_ctx = js_call_ctx, .logs = js_logs, .unload = js_unload, .map = js_map,
+    .fold_keyed = js_fold_keyed,
 };
 
 const struct logic_runtime logic_ts_runtime = {
     .name = "typescript", .load = load_ts, .call = js_call, .fold = js_fold,
-    .logs = js_logs, .unload = js_unload, .map = js_map, .fold_keyed = js_fold_keyed,
+    .call_ctx = js_call_ctx, .logs = js_logs, .unload = js_unload, .map = js_map,
+    .fold_keyed = js_fold_keyed,
+};
+
+const struct logic_runtime logic_wasm_runtime = {
+    .name = "wasm", .load = load_wasm, .call = js_call, .fold = js_fold,
+    .call_ctx = js_call_ctx, .logs = js_logs, .unload = js_unload, .map = js_map,
+    .fold_keyed = js_fold_keyed,
 };
 
 int js_pool_new(const struct logic_env_config *cfg, struct js_pool **out)

@@ -1,9 +1,13 @@
-/* The JavaScript and TypeScript runtime (docs/design/jsworker.md).
+/* The JavaScript, TypeScript and WebAssembly runtime (docs/design/jsworker.md).
  *
  * Each loaded module runs in an annals-jsworker process of its own (logic/jsworker/), started
  * at load with the module's memory budget as its address-space limit, and spoken to over a
  * socketpair in the frames of logic/jsworker/proto.h. TypeScript is transpiled by esbuild at
- * load (a child process with a timeout) and then is JavaScript. The server keeps each module's
+ * load (a child process with a timeout) and then is JavaScript. A WebAssembly component's
+ * source is its module in base64, decoded here at load and run by the same worker under a
+ * JSON-in/JSON-out ABI. Command handlers (logic_call_ctx) get a ctx object whose calls the
+ * worker sends back as host-call frames, answered on the calling thread by host->fn while the
+ * worker waits; its CPU budget counts the worker's time only. The server keeps each module's
  * JavaScript, so a worker that dies (out of memory, killed, crashed) is started again and the
  * module reloaded before its next call; the call that was running fails with LOGIC_E_WORKER
  * or LOGIC_E_MEMORY.
@@ -22,6 +26,8 @@ struct js_pool;
 
 extern const struct logic_runtime logic_js_runtime; /* LOGIC_LANG_JAVASCRIPT */
 extern const struct logic_runtime logic_ts_runtime; /* LOGIC_LANG_TYPESCRIPT */
+extern const struct logic_runtime logic_wasm_runtime; /* LOGIC_LANG_WASM: WebAssembly
+                                                        components, run by the same worker */
 
 enum {
     JS_RT_START_TIMEOUT_MS = 10000,   /* a worker's start, to its "ready" */

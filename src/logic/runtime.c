@@ -56,6 +56,9 @@ enum logic_lang logic_lang_parse(const char *name)
     if (strcmp(name, "typescript") == 0 || strcmp(name, "ts") == 0) {
         return LOGIC_LANG_TYPESCRIPT;
     }
+    if (strcmp(name, "wasm") == 0) {
+        return LOGIC_LANG_WASM;
+    }
     return 0;
 }
 
@@ -65,6 +68,7 @@ const char *logic_lang_name(enum logic_lang lang)
     case LOGIC_LANG_LUA: return "lua";
     case LOGIC_LANG_JAVASCRIPT: return "javascript";
     case LOGIC_LANG_TYPESCRIPT: return "typescript";
+    case LOGIC_LANG_WASM: return "wasm";
     }
     return "unknown";
 }
@@ -111,11 +115,11 @@ static char *copy_path(const char *s)
     return s ? strcpy(xmalloc(strlen(s) + 1), s) : NULL;
 }
 
-/* ===== JavaScript and TypeScript: the one place logic/js_rt.c plugs in ===================
+/* ===== JavaScript, TypeScript and WebAssembly: the one place logic/js_rt.c plugs in =======
  * The environment holds the JavaScript worker pool (logic/js_rt.h: one sandboxed
- * annals-jsworker process per loaded module, started at load); without a worker binary
- * (js_worker_path NULL) JavaScript and TypeScript loads fail with LOGIC_E_INVALID
- * "javascript runtime not available". */
+ * annals-jsworker process per loaded module, started at load; WebAssembly components run in
+ * the same worker); without a worker binary (js_worker_path NULL) their loads fail with
+ * LOGIC_E_INVALID "javascript runtime not available" ("wasm runtime ..." for WebAssembly). */
 
 struct logic_env {
     struct logic_env_config cfg; /* a copy; the path strings are owned */
@@ -131,8 +135,12 @@ static const struct logic_runtime *js_runtime(struct logic_env *env, enum logic_
                                               struct logic_error *err)
 {
     if (!logic_env_js_pool(env)) {
-        fail(err, ERR_INVALID, LOGIC_E_INVALID, "javascript runtime not available");
+        fail(err, ERR_INVALID, LOGIC_E_INVALID, "%s runtime not available",
+             lang == LOGIC_LANG_WASM ? "wasm" : "javascript");
         return NULL;
+    }
+    if (lang == LOGIC_LANG_WASM) {
+        return &logic_wasm_runtime;
     }
     return lang == LOGIC_LANG_TYPESCRIPT ? &logic_ts_runtime : &logic_js_runtime;
 }
@@ -187,7 +195,8 @@ static const struct logic_runtime *runtime_for(struct logic_env *env, enum logic
     switch (lang) {
     case LOGIC_LANG_LUA: return &logic_lua_runtime;
     case LOGIC_LANG_JAVASCRIPT:
-    case LOGIC_LANG_TYPESCRIPT: return js_runtime(env, lang, err);
+    case LOGIC_LANG_TYPESCRIPT:
+    case LOGIC_LANG_WASM: return js_runtime(env, lang, err);
     }
     fail(err, ERR_INVALID, LOGIC_E_INVALID, "unknown language %d", (int)lang);
     return NULL;

@@ -29,9 +29,12 @@ enum logic_lang {
     LOGIC_LANG_LUA = 1,
     LOGIC_LANG_JAVASCRIPT = 2,
     LOGIC_LANG_TYPESCRIPT = 3, /* transpiled to JavaScript at load (esbuild) */
+    LOGIC_LANG_WASM = 4,       /* a WebAssembly core module, its bytes in base64 as the source,
+                                  run in the JavaScript worker (docs/design/jsworker.md) */
 };
 
-/* Returns the language for "lua", "javascript"/"js", "typescript"/"ts"; 0 when unknown. */
+/* Returns the language for "lua", "javascript"/"js", "typescript"/"ts", "wasm"; 0 when
+ * unknown. */
 enum logic_lang logic_lang_parse(const char *name);
 const char *logic_lang_name(enum logic_lang lang);
 
@@ -159,7 +162,10 @@ int logic_fold_keyed(struct logic_module *m, const char *entry, struct slice sta
  * calls fn with op and the JSON array of the arguments; fn appends the JSON text of the result
  * to out and returns 0, or returns a negative ERR_* with a reason in why (the call then raises
  * an error "ctx.<op>: <why>" in the user's code). Runs on the calling thread, inside the call
- * (its time counts against the call's CPU budget). */
+ * (its time counts against the call's CPU budget). JavaScript and TypeScript: the call runs in
+ * a worker process, whose CPU budget counts the worker's time only (not fn's, during which it
+ * waits), and which allows at most 64 host calls per call (JSW_MAX_HOST_CALLS; the next
+ * throws). WebAssembly: no ctx (a module imports nothing); the entry gets args alone. */
 typedef int logic_host_fn(void *arg, const char *op, struct slice args_json, struct buf *out,
                           char *why, size_t why_cap);
 

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "logic/js_rt.h"
+#include "logic/jsworker/proto.h"
 #include "unit.h"
 #include "util/buf.h"
 #include "util/errors.h"
@@ -1040,5 +1041,495 @@ TEST(figures_batches_against_per_event_calls)
     free(names);
     free(ev);
     free(keys);
+    done(env, m);
+}
+
+/* ---- WebAssembly components ----------------------------------------------------------------
+ * The modules are the .wat files of tests/wasm/, converted to binary by wat2wasm at build time
+ * (LOGIC_JS_TEST_WASM is where). */
+
+#ifndef LOGIC_JS_TEST_WASM
+#define LOGIC_JS_TEST_WASM "build/tests/wasm"
+#endif
+
+/* Appends the standard base64 of p[0..n) to out. */
+static void base64_encode(const unsigned char *p, size_t n, struct buf *out)
+{
+    static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) |
+                     (i + 2 < n ? p[i + 2] : 0);
+        char q[4] = {abc[v >> 18], abc[(v >> 12) & 63], i + 1 < n ? abc[(v >> 6) & 63] : '=',
+                     i + 2 < n ? abc[v & 63] : '='};
+        buf_add(out, q, 4);
+    }
+}
+
+/* The base64 source of tests/wasm/<name>.wat (out reset first). */
+static void wasm_source(const char *name, struct buf *out)
+{
+    char path[512];
+    unsigned char bytes[65536];
+    snprintf(path, sizeof path, "%s/%s.wasm", LOGIC_JS_TEST_WASM, name);
+    FILE *f = fopen(path, "rb");
+    if (!f) fprintf(stderr, "  %s: not found (make builds it with wat2wasm)\n", path);
+    CHECK(f);
+    size_t n = fread(bytes, 1, sizeof bytes, f);
+    fclose(f);
+    buf_reset(out);
+    base64_encode(bytes, n, out);
+}
+
+/* Loads the base64 text src as a WebAssembly component with entries and budgets. */
+static int load_wasm_src(struct logic_env *env, const char *src, size_t len,
+                         const char *const *entries, uint32_t cpu_ms, size_t mem_bytes,
+                         struct logic_module **m, struct logic_error *err)
+{
+    struct logic_limits lim = {.cpu_ms = cpu_ms, .mem_bytes = mem_bytes};
+    *m = NULL;
+    return logic_wasm_runtime.load(env, "wasm-test", src, len, entries, &lim, m, err);
+}
+
+static struct logic_module *load_wasm_ok(struct logic_env *env, const char *name,
+                                         const char *const *entries, uint32_t cpu_ms,
+                                         size_t mem_bytes)
+{
+    struct buf src;
+    struct logic_module *m;
+    struct logic_error err;
+    buf_init(&src);
+    wasm_source(name, &src);
+    int rc = load_wasm_src(env, src.ptr, src.len, entries, cpu_ms, mem_bytes, &m, &err);
+    if (rc != 0) fprintf(stderr, "  load %s: %s\n", name, err.message);
+    CHECK(rc == 0);
+    buf_fini(&src);
+    return m;
+}
+
+TEST(wasm_reducer_call_byte_exact)
+{
+    static const char *const entries[] = {"reduce", "key", NULL};
+    struct logic_env *env = env_new();
+    struct logic_module *m = load_wasm_ok(env, "counter", entries, 0, 0);
+    struct buf out;
+    struct logic_error err;
+    buf_init(&out);
+    int rc = call(m, "reduce", "null", "{\"id\":\"e1\",\"data\":{\"amount\":2.5}}", &out, &err);
+    if (rc) fprintf(stderr, "  reduce: %s\n", err.message);
+    ASSERT_EQ(rc, 0);
+    ASSERT_STR(out.ptr, "{\"n\":1,\"bytes\":33}");
+    ASSERT_EQ(call(m, "reduce", "{\"n\":1,\"bytes\":33}", "{\"id\":\"e2\"}", &out, &err), 0);
+    ASSERT_STR(out.ptr, "{\"n\":2,\"bytes\":44}");
+    buf_fini(&out);
+    done(env, m);
+}
+
+
+static const struct slice wasm_events[3] = {
+    {"{\"id\":\"a\"}", 10}, {"{\"id\":\"bb\"}", 11}, {"{\"id\":\"ccc\"}", 12}};
+
+TEST(wasm_reducer_fold_map_and_keyed_fold_byte_exact)
+{
+    static const char *const entries[] = {"reduce", "key", NULL};
+    struct logic_env *env = env_new();
+    struct logic_module *m = load_wasm_ok(env, "counter", entries, 0, 0);
+    const struct logic_runtime *rt = rt_of(m);
+    struct buf out;
+    struct logic_error err;
+    size_t failed_at = 99;
+    buf_init(&out);
+    ASSERT_EQ(rt->fold(m, "reduce", S("null"), wasm_events, 3, NULL, &out, &failed_at, &err), 0);
+    ASSERT_STR(out.ptr, "{\"n\":3,\"bytes\":33}");
+    struct slice extra = S("{\"f\":1}"); /* [state, event, extra]: 8 more bytes per event */
+    buf_reset(&out);
+    ASSERT_EQ(rt->fold(m, "reduce", S("{\"n\":10,\"bytes\":0}"), wasm_events, 3, &extra, &out,
+                       NULL, &err), 0);
+    ASSERT_STR(out.ptr, "{\"n\":13,\"bytes\":57}");
+    /* key answers its argument as it came: insignificant whitespace goes, nothing else */
+    struct slice texts[4] = {S("{ \"k\" : \"\xc3\xa9\\u0041\" }"), S("[1, 2.50, -0]"), S("\"x\""),
+                             S("12345678901234567890")};
+    buf_reset(&out);
+    ASSERT_EQ(rt->map(m, "key", texts, 4, &out, &failed_at, &err), 0);
+    ASSERT_STR(out.ptr, "[{\"k\":\"\xc3\xa9\\u0041\"},[1,2.50,-0],\"x\",12345678901234567890]");
+    struct slice keys[3] = {S("a"), S("b"), S("a")};
+    buf_reset(&out);
+    ASSERT_EQ(rt->fold_keyed(m, "reduce", S("{\"a\":{\"n\":5,\"bytes\":100},\"c\":null}"), keys,
+                             wasm_events, 3, &out, &failed_at, &err), 0);
+    ASSERT_STR(out.ptr, "[{\"n\":6,\"bytes\":110},{\"n\":1,\"bytes\":11},{\"n\":7,\"bytes\":122}]");
+    /* a command handler's call: the entry gets its arguments alone (no ctx) */
+    static const char *const ops[] = {"state", NULL};
+    struct logic_host host = {.ops = ops, .fn = NULL, .arg = NULL};
+    struct slice args[2] = {S("null"), wasm_events[0]};
+    buf_reset(&out);
+    ASSERT_EQ(rt->call_ctx(m, "reduce", args, 2, &host, &out, &err), 0);
+    ASSERT_STR(out.ptr, "{\"n\":1,\"bytes\":10}");
+    /* an event that is not JSON is named */
+    struct slice bad[3] = {wasm_events[0], S("{\"id\":"), wasm_events[2]};
+    buf_reset(&out);
+    ASSERT_EQ(rt->fold(m, "reduce", S("null"), bad, 3, NULL, &out, &failed_at, &err),
+              ERR_INVALID);
+    ASSERT_EQ(err.kind, LOGIC_E_INVALID);
+    ASSERT_EQ(failed_at, 1);
+    ASSERT_EQ(rt->map(m, "nope", wasm_events, 3, &out, &failed_at, &err), ERR_INVALID);
+    ASSERT_EQ(err.kind, LOGIC_E_MISSING);
+    ASSERT_EQ(failed_at, 3);
+    ASSERT_EQ(out.len, 0);
+    /* figure: a fold of 10,000 events (the state crosses as JSON through memory per event) */
+    enum { N = 10000 };
+    struct slice *many = calloc(N, sizeof *many);
+    for (size_t i = 0; i < N; i++) many[i] = wasm_events[i % 3];
+    double t0 = now_us();
+    ASSERT_EQ(rt->fold(m, "reduce", S("null"), many, N, NULL, &out, NULL, &err), 0);
+    printf("  figure: WebAssembly fold: %.2f us per event over %d events\n",
+           (now_us() - t0) / N, N);
+    ASSERT_STR(out.ptr, "{\"n\":10000,\"bytes\":109999}");
+    free(many);
+    buf_fini(&out);
+    done(env, m);
+}
+
+/* Loads base64 text src and checks that the load fails with kind and a message holding want. */
+static void expect_wasm_refused(struct logic_env *env, const char *src, size_t len,
+                                const char *const *entries, int rc, enum logic_err_kind kind,
+                                const char *want)
+{
+    struct logic_module *m;
+    struct logic_error err;
+    int got = load_wasm_src(env, src, len, entries, 0, 64 << 20, &m, &err);
+    if (got != rc || err.kind != kind || !strstr(err.message, want))
+        fprintf(stderr, "  rc %d kind %d: %s (want %s)\n", got, err.kind, err.message, want);
+    ASSERT_EQ(got, rc);
+    ASSERT_EQ(err.kind, kind);
+    CHECK(strstr(err.message, want));
+    CHECK(m == NULL);
+}
+
+/* The base64 of tests/wasm/<name>.wat with the count of its code section's bodies raised by
+ * one: a module that only the engine's compiler refuses. */
+static void wasm_source_corrupt(const char *name, struct buf *out)
+{
+    char path[512];
+    unsigned char b[65536];
+    snprintf(path, sizeof path, "%s/%s.wasm", LOGIC_JS_TEST_WASM, name);
+    FILE *f = fopen(path, "rb");
+    CHECK(f);
+    size_t n = fread(b, 1, sizeof b, f), at = 8;
+    fclose(f);
+    while (at < n) {
+        unsigned id = b[at++];
+        size_t size = 0;
+        unsigned char byte;
+        int shift = 0;
+        do {
+            byte = b[at++];
+            size |= (size_t)(byte & 0x7f) << shift;
+            shift += 7;
+        } while (byte & 0x80);
+        if (id == 10) {
+            b[at]++;
+            break;
+        }
+        at += size;
+    }
+    buf_reset(out);
+    base64_encode(b, n, out);
+}
+
+TEST(wasm_modules_refused_at_load)
+{
+    static const char *const reduce[] = {"reduce", NULL};
+    static const char *const apply[] = {"apply", NULL};
+    struct logic_env *env = env_new();
+    struct buf src;
+    buf_init(&src);
+    wasm_source("imports", &src);
+    expect_wasm_refused(env, src.ptr, src.len, reduce, ERR_INVALID, LOGIC_E_FORBIDDEN,
+                        "the module imports env.log: a WebAssembly component imports nothing");
+    wasm_source("wrong_abi", &src);
+    expect_wasm_refused(env, src.ptr, src.len, reduce, ERR_INVALID, LOGIC_E_MISSING,
+                        "reduce must be (i32, i32) -> (i64), not (i32) -> (i64)");
+    wasm_source("counter", &src);
+    expect_wasm_refused(env, src.ptr, src.len, apply, ERR_INVALID, LOGIC_E_MISSING,
+                        "missing entry point: apply");
+    wasm_source("big_memory", &src);
+    expect_wasm_refused(env, src.ptr, src.len, reduce, ERR_INVALID, LOGIC_E_MEMORY,
+                        "memory starts at 131072000 bytes, over its budget of 67108864");
+    wasm_source_corrupt("counter", &src);
+    expect_wasm_refused(env, src.ptr, src.len, reduce, ERR_INVALID, LOGIC_E_SYNTAX,
+                        "CompileError");
+    /* the source is base64 of the module's bytes */
+    expect_wasm_refused(env, "AGFzbQ$", 7, reduce, ERR_INVALID, LOGIC_E_SYNTAX,
+                        "a character outside the base64 alphabet at line 1, column 7");
+    expect_wasm_refused(env, "AGFz\nbQ!=", 9, reduce, ERR_INVALID, LOGIC_E_SYNTAX,
+                        "at line 2, column 3");
+    expect_wasm_refused(env, "AGFzbQ==AA", 10, reduce, ERR_INVALID, LOGIC_E_SYNTAX,
+                        "text after the padding");
+    expect_wasm_refused(env, "AGFzb", 5, reduce, ERR_INVALID, LOGIC_E_SYNTAX,
+                        "it ends in the middle of a group");
+    expect_wasm_refused(env, "", 0, reduce, ERR_INVALID, LOGIC_E_SYNTAX, "the source is empty");
+    expect_wasm_refused(env, "aGVsbG8gd29ybGQ=", 16, reduce, ERR_INVALID, LOGIC_E_SYNTAX,
+                        "not a WebAssembly module");
+    expect_wasm_refused(env, "AGFzbQIAAAA=", 12, reduce, ERR_INVALID, LOGIC_E_SYNTAX,
+                        "WebAssembly binary version 2 is not supported");
+    size_t big = LOGIC_MAX_SOURCE_BYTES + 4;
+    char *huge = malloc(big);
+    memset(huge, 'A', big);
+    expect_wasm_refused(env, huge, big, reduce, ERR_TOOBIG, LOGIC_E_INVALID, "exceeds");
+    free(huge);
+    /* whitespace between the characters and a missing padding are fine */
+    wasm_source("counter", &src);
+    struct buf spaced;
+    buf_init(&spaced);
+    for (size_t i = 0; i < src.len; i++) {
+        buf_addc(&spaced, src.ptr[i]);
+        if (i % 60 == 59) buf_adds(&spaced, "\r\n");
+    }
+    while (spaced.len && spaced.ptr[spaced.len - 1] == '=') spaced.len--;
+    struct logic_module *m;
+    struct logic_error err;
+    ASSERT_EQ(load_wasm_src(env, spaced.ptr, spaced.len, reduce, 0, 0, &m, &err), 0);
+    expect_call(m, "ok", "1");
+    buf_fini(&spaced);
+    buf_fini(&src);
+    done(env, m);
+}
+
+TEST(wasm_budgets_stop_loops_growth_bad_output_and_traps)
+{
+    static const char *const entries[] = {"ok", NULL};
+    struct logic_env *env = env_new();
+    struct logic_module *m = load_wasm_ok(env, "hostile", entries, 300, 64 << 20);
+    double t0 = now_us();
+    expect_fail(m, "spin", LOGIC_E_CPU);
+    printf("    wasm infinite loop stopped after %.0f ms (budget 300)\n", (now_us() - t0) / 1e3);
+    CHECK(now_us() - t0 < 3e6);
+    t0 = now_us();
+    expect_fail(m, "grow", LOGIC_E_MEMORY);
+    printf("    wasm memory growth to its 64 MiB budget stopped after %.0f ms\n",
+           (now_us() - t0) / 1e3);
+    expect_fail(m, "grow", LOGIC_E_MEMORY); /* a new instance each time: the memory starts over */
+    expect_fail(m, "grow_at_once", LOGIC_E_RUNTIME); /* refused at once, far from the budget */
+    expect_fail(m, "trap", LOGIC_E_RUNTIME);
+    expect_fail(m, "bad_json", LOGIC_E_OUTPUT);
+    expect_fail(m, "out_of_bounds", LOGIC_E_OUTPUT);
+    expect_call(m, "spaces", "[1,\"a\",{\"b\":null}]");
+    struct buf out;
+    struct logic_error err;
+    buf_init(&out);
+    ASSERT_EQ(call(m, "trap", NULL, NULL, &out, &err), ERR_INVALID);
+    ASSERT_STR(err.message, "RuntimeError: unreachable executed");
+    ASSERT_EQ(call(m, "grow", NULL, NULL, &out, &err), ERR_INVALID);
+    CHECK(strstr(err.message, "memory_limit: the module's memory reached"));
+    ASSERT_EQ(call(m, "out_of_bounds", NULL, NULL, &out, &err), ERR_INVALID);
+    ASSERT_STR(err.message, "the result (256 bytes at 65520) lies outside the memory of 65536 "
+                            "bytes");
+    ASSERT_EQ(call(m, "bad_json", NULL, NULL, &out, &err), ERR_INVALID);
+    ASSERT_STR(err.message, "the result of bad_json is not JSON: object member name expected at "
+                            "byte 1");
+    rt_of(m)->unload(m);
+    /* the output budget counts the result as the module wrote it */
+    struct buf src;
+    struct logic_limits lim = {.output_bytes = 10};
+    buf_init(&src);
+    wasm_source("hostile", &src);
+    ASSERT_EQ(logic_wasm_runtime.load(env, "small", src.ptr, src.len, entries, &lim, &m, &err), 0);
+    ASSERT_EQ(call(m, "spaces", NULL, NULL, &out, &err), ERR_INVALID);
+    ASSERT_EQ(err.kind, LOGIC_E_OUTPUT);
+    expect_call(m, "ok", "1");
+    buf_fini(&src);
+    buf_fini(&out);
+    done(env, m);
+}
+
+/* ---- ctx: host calls of JavaScript command handlers ---------------------------------------- */
+
+static const char *const ctx_ops[] = {"state", "projection", "view", "query", NULL};
+
+/* The host of the ctx tests: records each call ("op args" lines), answers by op, and can
+ * fail, sleep or kill the worker. */
+struct host_rec {
+    int calls;
+    struct buf log;
+    int fail_at;    /* the call (from 1) that fails; 0: none */
+    int sleep_ms;   /* each call takes this long */
+    bool is_killer; /* each call kills the worker first */
+};
+
+static int on_host(void *arg, const char *op, struct slice args, struct buf *out, char *why,
+                   size_t why_cap)
+{
+    struct host_rec *h = arg;
+    h->calls++;
+    buf_printf(&h->log, "%s %.*s\n", op, (int)args.len, args.ptr);
+    if (h->sleep_ms) usleep((useconds_t)h->sleep_ms * 1000);
+    if (h->is_killer) kill_children((void *)(intptr_t)0);
+    if (h->calls == h->fail_at) {
+        snprintf(why, why_cap, "no stream %.*s", (int)args.len, args.ptr);
+        return ERR_NOTFOUND;
+    }
+    if (!strcmp(op, "state")) buf_adds(out, "{\"balance\":100,\"name\":\"Zo\xc3\xab\"}");
+    else if (!strcmp(op, "query")) buf_adds(out, "[{\"type\":\"X\",\"n\":1.5}]");
+    else buf_adds(out, "null");
+    return 0;
+}
+
+static const char ctx_source[] =
+    "export function decide(c, ctx) {\n"
+    "  const s = ctx.state('acct-' + c.id);\n"
+    "  const q = ctx.query({types: ['X'], gone: undefined}, 10);\n"
+    "  return {s, q, c, v: ctx.view('v', {p: '\\u00e9'})};\n"
+    "}\n"
+    "export function many(c, ctx) { let n = 0; for (let i = 0; i < c.n; i++) { ctx.state('s' + i); n++ } return n }\n"
+    "export function caught(c, ctx) { try { ctx.state('gone') } catch (e) { return e.message } }\n"
+    "export function uncaught(c, ctx) { return ctx.state('gone') }\n"
+    "export async function later_in_a_job(c, ctx) { await null; return ctx.state('x') }\n"
+    "let kept;\n"
+    "export function keep(c, ctx) { kept = ctx; return 1 }\n"
+    "export function use_kept() { return kept.state('x') }\n"
+    "export function burn(c, ctx) { for (;;) { ctx.state('x'); let x = 0; for (let i = 0; i < 3e7; i++) x += i } }\n"
+    "export function slow(c, ctx) { return [ctx.state('a'), ctx.state('b'), ctx.state('c')].length }\n"
+    "export function ok() { return 1 }\n";
+
+/* call_ctx of entry with one argument (the command) and host h; the result in out. */
+static int call_ctx(struct logic_module *m, const char *entry, const char *command,
+                    struct host_rec *h, struct buf *out, struct logic_error *err)
+{
+    struct logic_host host = {.ops = ctx_ops, .fn = on_host, .arg = h};
+    struct slice arg = {command, strlen(command)};
+    buf_reset(out);
+    buf_reset(&h->log);
+    h->calls = 0;
+    return rt_of(m)->call_ctx(m, entry, &arg, 1, &host, out, err);
+}
+
+TEST(ctx_host_calls_byte_exact)
+{
+    struct logic_env *env = env_new();
+    struct logic_module *m = load_ok(env, ctx_source, 0);
+    struct host_rec h = {0};
+    struct buf out;
+    struct logic_error err;
+    buf_init(&out);
+    buf_init(&h.log);
+    int rc = call_ctx(m, "decide", "{\"id\":1}", &h, &out, &err);
+    if (rc) fprintf(stderr, "  decide: %s\n", err.message);
+    ASSERT_EQ(rc, 0);
+    ASSERT_STR(h.log.ptr, "state [\"acct-1\"]\nquery [{\"types\":[\"X\"]},10]\n"
+                          "view [\"v\",{\"p\":\"\xc3\xa9\"}]\n");
+    ASSERT_STR(out.ptr, "{\"s\":{\"balance\":100,\"name\":\"Zo\xc3\xab\"},\"q\":[{\"type\":\"X\","
+                        "\"n\":1.5}],\"c\":{\"id\":1},\"v\":null}");
+    /* async handlers reach ctx too, in a promise job of the same request */
+    ASSERT_EQ(call_ctx(m, "later_in_a_job", "{}", &h, &out, &err), 0);
+    ASSERT_STR(out.ptr, "{\"balance\":100,\"name\":\"Zo\xc3\xab\"}");
+    buf_fini(&h.log);
+    buf_fini(&out);
+    done(env, m);
+}
+
+TEST(ctx_host_errors_are_thrown_errors)
+{
+    struct logic_env *env = env_new();
+    struct logic_module *m = load_ok(env, ctx_source, 0);
+    struct host_rec h = {.fail_at = 1};
+    struct buf out;
+    struct logic_error err;
+    buf_init(&out);
+    buf_init(&h.log);
+    ASSERT_EQ(call_ctx(m, "caught", "{}", &h, &out, &err), 0);
+    ASSERT_STR(out.ptr, "\"ctx.state: no stream [\\\"gone\\\"]\"");
+    ASSERT_EQ(call_ctx(m, "uncaught", "{}", &h, &out, &err), ERR_INVALID);
+    ASSERT_EQ(err.kind, LOGIC_E_RUNTIME);
+    ASSERT_STR(err.message, "Error: ctx.state: no stream [\"gone\"]");
+    ASSERT_EQ(err.line, 8);
+    ASSERT_EQ(out.len, 0);
+    /* a ctx kept past its call throws */
+    h.fail_at = 0;
+    ASSERT_EQ(call_ctx(m, "keep", "{}", &h, &out, &err), 0);
+    ASSERT_EQ(call(m, "use_kept", NULL, NULL, &out, &err), ERR_INVALID);
+    ASSERT_STR(err.message, "Error: ctx.state: the call that received ctx has ended");
+    ASSERT_EQ(h.calls, 0);
+    expect_call(m, "ok", "1");
+    buf_fini(&h.log);
+    buf_fini(&out);
+    done(env, m);
+}
+
+TEST(ctx_many_host_calls_up_to_the_limit)
+{
+    struct logic_env *env = env_new();
+    struct logic_module *m = load_ok(env, ctx_source, 0);
+    struct host_rec h = {0};
+    struct buf out;
+    struct logic_error err;
+    char cmd[32];
+    buf_init(&out);
+    buf_init(&h.log);
+    snprintf(cmd, sizeof cmd, "{\"n\":%d}", JSW_MAX_HOST_CALLS);
+    double t0 = now_us();
+    ASSERT_EQ(call_ctx(m, "many", cmd, &h, &out, &err), 0);
+    printf("    %d host calls in one call: %.0f us each\n", JSW_MAX_HOST_CALLS,
+           (now_us() - t0) / JSW_MAX_HOST_CALLS);
+    ASSERT_STR(out.ptr, "64");
+    ASSERT_EQ(h.calls, JSW_MAX_HOST_CALLS);
+    snprintf(cmd, sizeof cmd, "{\"n\":%d}", JSW_MAX_HOST_CALLS + 1);
+    ASSERT_EQ(call_ctx(m, "many", cmd, &h, &out, &err), ERR_INVALID);
+    ASSERT_EQ(err.kind, LOGIC_E_RUNTIME);
+    ASSERT_STR(err.message, "Error: ctx.state: more than 64 host calls in one call");
+    ASSERT_EQ(h.calls, JSW_MAX_HOST_CALLS);
+    ASSERT_EQ(call_ctx(m, "many", "{\"n\":3}", &h, &out, &err), 0); /* counted per call */
+    ASSERT_STR(out.ptr, "3");
+    buf_fini(&h.log);
+    buf_fini(&out);
+    done(env, m);
+}
+
+TEST(ctx_cpu_budget_counts_the_worker_only)
+{
+    struct logic_env *env = env_new();
+    struct logic_module *m = load_ok(env, ctx_source, 200);
+    struct host_rec h = {.sleep_ms = 1000};
+    struct buf out;
+    struct logic_error err;
+    buf_init(&out);
+    buf_init(&h.log);
+    /* 3 s in the host: past the worker's wall deadline (3 x 200 ms + 2 s), within its CPU */
+    double t0 = now_us();
+    int rc = call_ctx(m, "slow", "{}", &h, &out, &err);
+    if (rc) fprintf(stderr, "  slow: %s\n", err.message);
+    ASSERT_EQ(rc, 0);
+    ASSERT_STR(out.ptr, "3");
+    CHECK(now_us() - t0 >= 3e6);
+    /* code that burns its budget between host calls is stopped */
+    h.sleep_ms = 0;
+    t0 = now_us();
+    ASSERT_EQ(call_ctx(m, "burn", "{}", &h, &out, &err), ERR_INVALID);
+    ASSERT_EQ(err.kind, LOGIC_E_CPU);
+    printf("    burning between %d host calls: stopped after %.0f ms (budget 200)\n", h.calls,
+           (now_us() - t0) / 1e3);
+    CHECK(h.calls >= 1 && h.calls < JSW_MAX_HOST_CALLS);
+    expect_call(m, "ok", "1");
+    buf_fini(&h.log);
+    buf_fini(&out);
+    done(env, m);
+}
+
+TEST(ctx_worker_killed_during_a_host_call)
+{
+    struct logic_env *env = env_new();
+    struct logic_module *m = load_ok(env, ctx_source, 0);
+    struct host_rec h = {.is_killer = true};
+    struct buf out;
+    struct logic_error err;
+    buf_init(&out);
+    buf_init(&h.log);
+    ASSERT_EQ(call_ctx(m, "decide", "{\"id\":1}", &h, &out, &err), ERR_IO);
+    ASSERT_EQ(err.kind, LOGIC_E_WORKER);
+    ASSERT_EQ(h.calls, 1);
+    ASSERT_EQ(out.len, 0);
+    h.is_killer = false; /* the next call restarts the worker */
+    ASSERT_EQ(call_ctx(m, "decide", "{\"id\":2}", &h, &out, &err), 0);
+    CHECK(strstr(out.ptr, "\"c\":{\"id\":2}"));
+    buf_fini(&h.log);
+    buf_fini(&out);
     done(env, m);
 }

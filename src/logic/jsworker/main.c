@@ -1,6 +1,8 @@
-/* annals-jsworker: runs one JavaScript module for the server (logic/js_rt.c) in a process of
- * its own, confined (sandbox.h), with a CPU budget per request (watchdog.h), speaking the
- * frames of proto.h on fd JSW_SOCKET_FD. docs/design/jsworker.md describes the whole.
+/* annals-jsworker: runs one JavaScript module or WebAssembly component (wasm.h) for the
+ * server (logic/js_rt.c) in a process of its own, confined (sandbox.h), with a CPU budget per
+ * request (watchdog.h), speaking the frames of proto.h on fd JSW_SOCKET_FD; during a CALL_CTX
+ * its ctx functions ask the server through host-call frames and wait for the answers.
+ * docs/design/jsworker.md describes the whole.
  *
  *   annals-jsworker --mem-bytes N           serve (N: the module's memory budget)
  *   annals-jsworker --mem-bytes N --probe S  confine, then try system call S (tests)
@@ -26,6 +28,7 @@
 #include "logic/jsworker/proto.h"
 #include "logic/jsworker/sandbox.h"
 #include "logic/jsworker/shim.h"
+#include "logic/jsworker/wasm.h"
 #include "logic/jsworker/watchdog.h"
 #include "logic/runtime.h"
 #include "util/errors.h"
@@ -68,8 +71,10 @@ struct result {
 struct worker {
     struct jsw_engine *engine;
     struct jsw_watchdog watchdog;
-    struct jsw_module *module; /* the loaded module, or NULL */
+    struct jsw_module *module; /* the loaded JavaScript module, or NULL */
+    struct jsw_wasm *wasm;     /* the loaded WebAssembly component, or NULL (one of the two) */
     uint32_t module_id;        /* the server's id for it */
+    size_t mem_bytes;          /* the module's memory budget */
     char *frame;               /* the request being served */
     size_t frame_cap;
     struct slice *parts; /* the request's parts, pointing into frame */
@@ -234,6 +239,19 @@ static void unload(struct worker *w)
 {
     jsw_module_free(w->module);
     w->module = NULL;
+    jsw_wasm_free(w->wasm);
+    w->wasm = NULL;
+}
+
+static bool has_module(const struct worker *w)
+{
+    return w->module || w->wasm;
+}
+
+static void batch_drop(struct worker *w)
+{
+    if (w->module) jsw_batch_drop(w->module);
+    if (w->wasm) jsw_wasm_batch_drop(w->wasm);
 }
 
 static int do_load(struct worker *w, const struct jsw_request_head *h, struct logic_error *err)
@@ -241,7 +259,14 @@ static int do_load(struct worker *w, const struct jsw_request_head *h, struct lo
     char name[JSW_ENTRY_NAME_BYTES], entry[JSW_ENTRY_NAME_BYTES];
     if (h->nparts < 2 || !entry_name(w->parts[0], name))
         return set_error(err, LOGIC_E_INVALID, "bad load request", "");
-    jsw_module_free(w->module);
+    unload(w);
+    if (h->flags & JSW_FLAG_WASM) {
+        w->wasm = jsw_wasm_load(w->engine, name, (const uint8_t *)w->parts[1].ptr,
+                                w->parts[1].len, w->parts + 2, h->nparts - 2, w->mem_bytes, err);
+        if (!w->wasm) return ERR_INVALID;
+        w->module_id = h->module;
+        return 0; /* jsw_wasm_load checked the entry points */
+    }
     w->module = jsw_module_new(w->engine, name, w->parts[1].ptr, w->parts[1].len, on_log,
                                &w->logs, err);
     if (!w->module) return ERR_INVALID;
@@ -263,7 +288,77 @@ static int do_call(struct worker *w, const struct jsw_request_head *h, struct lo
     if (h->nparts < 1 || !entry_name(w->parts[0], entry))
         return set_error(err, LOGIC_E_INVALID, "bad call request", "");
     if (check_inputs(w->parts + 1, h->nparts - 1, &bad, err) < 0) return ERR_INVALID;
+    if (w->wasm)
+        return jsw_wasm_call(w->wasm, entry, w->parts + 1, h->nparts - 1, w->result.limit,
+                             on_result, &w->result, err);
     return jsw_call(w->module, entry, w->parts + 1, h->nparts - 1, on_result, &w->result, err);
+}
+
+/* ---- host calls (CALL_CTX) ---------------------------------------------------------------- */
+
+/* Sends a host-call frame (parts op and args) and reads the server's HOST_REPLY into w->frame:
+ * *answer is its part. The request being served needs its frame no more (jsw_call_ctx read
+ * its parts before the entry point ran). A server that closed the socket ends the worker
+ * (exit 0), one that broke the format too (EXIT_BAD_FRAME). */
+static int host_call(void *arg, const char *op, struct slice args, struct slice *answer,
+                     char *why, size_t why_cap)
+{
+    struct worker *w = arg;
+    uint32_t lens[2] = {(uint32_t)strlen(op), (uint32_t)args.len};
+    struct jsw_reply_head r = {.flags = JSW_REPLY_HOST_CALL, .nparts = 2};
+    r.len = (uint32_t)(sizeof r - sizeof r.len + 2 * sizeof lens[0] + lens[0] + lens[1]);
+    struct iovec iov[5] = {{&r, sizeof r}, {&lens[0], sizeof lens[0]}, {(void *)op, lens[0]},
+                           {&lens[1], sizeof lens[1]}, {(void *)args.ptr, lens[1]}};
+    struct jsw_request_head h;
+    if (args.len > JSW_MAX_FRAME_BYTES / 2) {
+        snprintf(why, why_cap, "the arguments exceed %d bytes", JSW_MAX_FRAME_BYTES / 2);
+        return ERR_INVALID;
+    }
+    if (write_full(JSW_SOCKET_FD, iov, 5) < 0) _exit(0);
+    int rc = read_request(w, &h);
+    if (rc == ERR_IO) _exit(0);
+    if (rc < 0 || h.op != JSW_OP_HOST_REPLY || h.nparts != 1) _exit(EXIT_BAD_FRAME);
+    if (h.flags & JSW_FLAG_HOST_FAILED) {
+        snprintf(why, why_cap, "%.*s", (int)w->parts[0].len, w->parts[0].ptr);
+        return ERR_INVALID;
+    }
+    *answer = w->parts[0];
+    return 0;
+}
+
+/* Splits the part of NUL-separated names into ops; false when there are too many or one is
+ * empty or too long. */
+static bool split_ops(struct slice part, struct slice *ops, size_t *nops)
+{
+    *nops = 0;
+    for (size_t at = 0; at < part.len;) {
+        const char *end = memchr(part.ptr + at, 0, part.len - at);
+        size_t n = end ? (size_t)(end - (part.ptr + at)) : part.len - at;
+        if (n == 0 || n >= JSW_ENTRY_NAME_BYTES || *nops == JSW_MAX_CTX_OPS) return false;
+        ops[(*nops)++] = (struct slice){part.ptr + at, n};
+        at += n + 1;
+    }
+    return true;
+}
+
+/* CALL_CTX: parts entry, the ctx names, the arguments. A WebAssembly component has no ctx (it
+ * imports nothing): its entry gets the arguments alone. */
+static int do_call_ctx(struct worker *w, const struct jsw_request_head *h,
+                       struct logic_error *err)
+{
+    char entry[JSW_ENTRY_NAME_BYTES];
+    struct slice ops[JSW_MAX_CTX_OPS];
+    size_t bad;
+    struct jsw_host host = {.ops = ops, .args_cap = w->result.limit, .fn = host_call, .arg = w};
+    if (h->nparts < 2 || !entry_name(w->parts[0], entry) ||
+        !split_ops(w->parts[1], ops, &host.nops))
+        return set_error(err, LOGIC_E_INVALID, "bad call_ctx request", "");
+    if (check_inputs(w->parts + 2, h->nparts - 2, &bad, err) < 0) return ERR_INVALID;
+    if (w->wasm)
+        return jsw_wasm_call(w->wasm, entry, w->parts + 2, h->nparts - 2, w->result.limit,
+                             on_result, &w->result, err);
+    return jsw_call_ctx(w->module, entry, w->parts + 2, h->nparts - 2, &host, on_result,
+                        &w->result, err);
 }
 
 static int do_fold(struct worker *w, const struct jsw_request_head *h, size_t *failed_at,
@@ -277,6 +372,10 @@ static int do_fold(struct worker *w, const struct jsw_request_head *h, size_t *f
     *failed_at = n; /* no event's failure */
     if (check_inputs(w->parts + 1, first - 1, &bad, err) < 0) return ERR_INVALID;
     if (check_inputs(w->parts + first, n, failed_at, err) < 0) return ERR_INVALID;
+    if (w->wasm)
+        return jsw_wasm_fold(w->wasm, entry, w->parts[1], w->parts + first, n,
+                             first == 3 ? &w->parts[2] : NULL, w->result.limit, on_result,
+                             &w->result, failed_at, err);
     return jsw_fold(w->module, entry, w->parts[1], w->parts + first, n,
                     first == 3 ? &w->parts[2] : NULL, on_result, &w->result, failed_at, err);
 }
@@ -311,7 +410,10 @@ static int do_map(struct worker *w, const struct jsw_request_head *h, size_t *fa
     if (!batch_open(w))
         return set_error(err, LOGIC_E_OUTPUT, "output_limit: the results exceed the output budget",
                          "");
-    int rc = jsw_map(w->module, entry, w->parts + 1, n, on_result, &w->result, failed_at, err);
+    int rc = w->wasm ? jsw_wasm_map(w->wasm, entry, w->parts + 1, n, w->result.limit, on_result,
+                                    &w->result, failed_at, err)
+                     : jsw_map(w->module, entry, w->parts + 1, n, on_result, &w->result,
+                               failed_at, err);
     return batch_close(w, rc, err);
 }
 
@@ -331,8 +433,12 @@ static int do_fold_keyed(struct worker *w, const struct jsw_request_head *h, siz
     if (!batch_open(w))
         return set_error(err, LOGIC_E_OUTPUT, "output_limit: the results exceed the output budget",
                          "");
-    int rc = jsw_fold_keyed(w->module, entry, states, keys, keys + n, n,
-                            (h->flags & JSW_FLAG_MORE) != 0, on_result, &w->result, failed_at, err);
+    bool keep = (h->flags & JSW_FLAG_MORE) != 0;
+    int rc = w->wasm ? jsw_wasm_fold_keyed(w->wasm, entry, states, keys, keys + n, n, keep,
+                                           w->result.limit, on_result, &w->result, failed_at,
+                                           err)
+                     : jsw_fold_keyed(w->module, entry, states, keys, keys + n, n, keep,
+                                      on_result, &w->result, failed_at, err);
     return batch_close(w, rc, err);
 }
 
@@ -360,15 +466,16 @@ static void run_request(struct worker *w, const struct jsw_request_head *h, size
     w->result.len = 0;
     w->result.limit = h->output_bytes;
     w->logs.count = w->logs.next = 0;
-    if (h->op != JSW_OP_LOAD && (!w->module || h->module != w->module_id)) {
+    if (h->op != JSW_OP_LOAD && (!has_module(w) || h->module != w->module_id)) {
         set_error(err, LOGIC_E_INVALID, "no such module in this worker", "");
         return;
     }
-    if (w->module && !(h->op == JSW_OP_FOLD_KEYED && (h->flags & JSW_FLAG_CONTINUE)))
-        jsw_batch_drop(w->module); /* only a continuing keyed fold uses the kept states */
+    if (!(h->op == JSW_OP_FOLD_KEYED && (h->flags & JSW_FLAG_CONTINUE)))
+        batch_drop(w); /* only a continuing keyed fold uses the kept states */
     jsw_watchdog_arm(&w->watchdog, h->cpu_ms);
     if (h->op == JSW_OP_LOAD) rc = do_load(w, h, err);
     else if (h->op == JSW_OP_CALL) rc = do_call(w, h, err);
+    else if (h->op == JSW_OP_CALL_CTX) rc = do_call_ctx(w, h, err);
     else if (h->op == JSW_OP_FOLD) rc = do_fold(w, h, failed_at, err);
     else if (h->op == JSW_OP_MAP) rc = do_map(w, h, failed_at, err);
     else if (h->op == JSW_OP_FOLD_KEYED) rc = do_fold_keyed(w, h, failed_at, err);
@@ -376,7 +483,7 @@ static void run_request(struct worker *w, const struct jsw_request_head *h, size
     else rc = set_error(err, LOGIC_E_INVALID, "unknown request", "");
     *cpu_us = jsw_watchdog_disarm(&w->watchdog);
     if (rc == 0) check_depth(w, h, failed_at, err);
-    if (err->kind != LOGIC_E_NONE && w->module) jsw_batch_drop(w->module);
+    if (err->kind != LOGIC_E_NONE) batch_drop(w);
     if (h->op == JSW_OP_UNLOAD || err->kind == LOGIC_E_MEMORY) jsw_engine_gc(w->engine);
 }
 
@@ -484,7 +591,7 @@ static int parse_args(int argc, char **argv, size_t *mem_bytes, const char **pro
 
 static void finish(struct worker *w)
 {
-    jsw_module_free(w->module);
+    unload(w);
     jsw_watchdog_stop(&w->watchdog);
     jsw_engine_free(w->engine);
     jsw_shutdown();
@@ -504,10 +611,14 @@ int main(int argc, char **argv)
     }
     struct worker *w = calloc(1, sizeof *w);
     mallopt(M_ARENA_MAX, 1);
-    if (!w || jsw_sandbox_prepare(mem_bytes) < 0 || jsw_init() < 0) return EXIT_START_FAILED;
+    /* The crash handlers go first: the engine installs its WebAssembly trap handlers (SIGSEGV,
+     * SIGBUS, SIGILL) after, and passes faults outside WebAssembly code on to ours. */
+    if (!w || jsw_sandbox_prepare(mem_bytes) < 0 || catch_crashes() < 0 || jsw_init() < 0)
+        return EXIT_START_FAILED;
+    w->mem_bytes = mem_bytes;
     w->engine = jsw_engine_new(mem_bytes / 100 * JSW_GC_SHARE_PERCENT, JSW_STACK_BYTES);
     if (!w->engine || jsw_watchdog_start(&w->watchdog, w->engine) < 0 || warm_up(w) < 0 ||
-        catch_crashes() < 0 || jsw_sandbox_lock(mem_bytes + JSW_IO_BYTES) < 0) {
+        jsw_sandbox_lock(mem_bytes + JSW_IO_BYTES) < 0) {
         fprintf(stderr, "annals-jsworker: the engine did not start\n");
         return EXIT_START_FAILED;
     }

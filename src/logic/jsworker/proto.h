@@ -12,6 +12,17 @@
  *   MAP    parts: entry, event JSON texts...                  (answer: the array of results)
  *   FOLD_KEYED parts: entry, states JSON object (empty with JSW_FLAG_CONTINUE), the n keys,
  *          the n event JSON texts                            (answer: the array of new states)
+ *   CALL_CTX parts: entry, the ctx function names (NUL-separated, one part), argument JSON
+ *          texts...                                          (the entry gets ctx last)
+ *   HOST_REPLY parts: the host's answer JSON, or why it failed (JSW_FLAG_HOST_FAILED)
+ *
+ * LOAD with JSW_FLAG_WASM: the source part holds a WebAssembly module's bytes (decoded from
+ * the component's base64 by the server).
+ *
+ * During a CALL_CTX the worker may send, before its answer, any number (at most
+ * JSW_MAX_HOST_CALLS) of host-call frames: an answer head flagged JSW_REPLY_HOST_CALL whose
+ * parts are the op name and the JSON array of its arguments. Each is answered by one
+ * HOST_REPLY request; then the worker goes on, and sends further host calls or its answer.
  *
  * A keyed fold bigger than a frame is sent as several FOLD_KEYED frames: every frame but the
  * last has JSW_FLAG_MORE (the worker keeps the batch's states after answering), every frame
@@ -42,6 +53,9 @@ enum {
     JSW_IO_BYTES = 2 * JSW_MAX_FRAME_BYTES + JSW_MAX_PARTS * 16,
     JSW_PART_HEAD_BYTES = 4,                /* the u32 length before each part */
     JSW_ENTRY_NAME_BYTES = 128,             /* an entry point's or module's name, NUL included */
+    JSW_MAX_HOST_CALLS = 64,                /* ctx calls of one CALL_CTX request (the logic
+                                               layer's command handlers read at most 64) */
+    JSW_MAX_CTX_OPS = 32,                   /* ctx functions of one CALL_CTX request */
 };
 
 enum jsw_op {
@@ -51,6 +65,8 @@ enum jsw_op {
     JSW_OP_UNLOAD = 4,
     JSW_OP_MAP = 5,
     JSW_OP_FOLD_KEYED = 6,
+    JSW_OP_CALL_CTX = 7,   /* a call whose last argument is a ctx object (host calls) */
+    JSW_OP_HOST_REPLY = 8, /* the server's answer to a host call (only inside CALL_CTX) */
 };
 
 enum {
@@ -58,7 +74,11 @@ enum {
     JSW_FLAG_CONTINUE = 2, /* request, FOLD_KEYED: start from the states the previous
                               FOLD_KEYED kept (its states part is empty) */
     JSW_FLAG_MORE = 4,     /* request, FOLD_KEYED: more frames follow; keep the states */
+    JSW_FLAG_WASM = 8,     /* request, LOAD: the source part is a WebAssembly module */
+    JSW_FLAG_HOST_FAILED = 16, /* request, HOST_REPLY: the host call failed; part 0 says why */
     JSW_REPLY_EXITING = 1, /* answer: the worker crashed and exits after this answer */
+    JSW_REPLY_HOST_CALL = 2, /* not the answer but a host call: parts op, arguments (JSON
+                                array); the server sends a HOST_REPLY and reads on */
 };
 
 struct jsw_request_head {

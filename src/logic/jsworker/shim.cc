@@ -2,8 +2,12 @@
  * worker's main thread, a promise job queue drained after every request, an interrupt flag
  * the watchdog sets), and modules (one global each, in its own compartment and zone, so one
  * module's prototypes and globals are not another's). JSON crosses in and out through the
- * engine's own JSON.parse and JSON.stringify. Everything the worker decides (limits, wire
- * format, sandbox) lives in C (main.c); this file only speaks JSAPI.
+ * engine's own JSON.parse and JSON.stringify. A command handler's ctx functions are natives
+ * that hand their arguments' JSON to the worker's host function. A WebAssembly component is
+ * a global of its own where the engine's WebAssembly support compiles and instantiates the
+ * module (the CSP hook allows that there only); its calls copy bytes in and out of the
+ * instance's memory. Everything the worker decides (limits, wire format, sandbox, the
+ * WebAssembly ABI's checks) lives in C (main.c, wasm.c); this file only speaks JSAPI.
  *
  * Invariant: no promise job outlives the request that queued it (drained or dropped before
  * the answer), so code of one module never runs inside another module's call.
@@ -13,6 +17,8 @@
 #include <jsapi.h>
 #include <jsfriendapi.h>
 #include <js/Array.h>
+#include <js/ArrayBuffer.h>
+#include <js/BigInt.h>
 #include <js/CompilationAndEvaluation.h>
 #include <js/Date.h>
 #include <js/ErrorReport.h>
@@ -29,6 +35,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "logic/jsworker/proto.h"
 #include "util/errors.h"
 
 namespace {
@@ -93,7 +100,20 @@ struct jsw_module {
     void *log_arg;
     JS::PersistentRootedObject batch_states;  /* jsw_fold_keyed: the Map key -> state, or null */
     JS::PersistentRootedObject batch_initial; /* ... and the object of the starting states */
-    jsw_module(JSContext *cx) : global(cx), exports(cx), batch_states(cx), batch_initial(cx) {}
+    const jsw_host *host;                     /* jsw_call_ctx: the ctx functions' host while
+                                                 the call runs, else NULL */
+    unsigned host_calls;                      /* ... and the host calls it made so far */
+    bool is_wasm;                             /* a WebAssembly module (jsw_wasm_new) */
+    JS::PersistentRootedObject compiled;      /* WebAssembly: the compiled module, for new
+                                                 instances (jsw_wasm_reset) */
+    JS::PersistentRootedObject memory;        /* ... the instance's exported memory */
+    JS::PersistentRootedValue alloc;          /* ... alloc, and dealloc (undefined if none) */
+    JS::PersistentRootedValue dealloc;
+    jsw_module(JSContext *cx)
+        : global(cx), exports(cx), batch_states(cx), batch_initial(cx), host(nullptr),
+          host_calls(0), is_wasm(false), compiled(cx), memory(cx), alloc(cx), dealloc(cx)
+    {
+    }
 };
 
 /* ---- hooks -------------------------------------------------------------------------------- */
@@ -104,7 +124,15 @@ static bool on_interrupt(JSContext *cx)
     return !e->stopped.load(std::memory_order_relaxed);
 }
 
-static bool on_eval(JSContext *, JS::RuntimeCode, JS::HandleString) { return false; }
+static jsw_module *current_module(JSContext *cx);
+
+/* The engine's CSP hook: no eval or Function anywhere; WebAssembly compiles only in the
+ * globals of WebAssembly components (JavaScript globals have no WebAssembly object anyway). */
+static bool on_eval(JSContext *cx, JS::RuntimeCode kind, JS::HandleString)
+{
+    jsw_module *m = kind == JS::RuntimeCode::WASM ? current_module(cx) : nullptr;
+    return m && m->is_wasm;
+}
 
 static const JSSecurityCallbacks security_callbacks = {on_eval, nullptr};
 
@@ -399,6 +427,7 @@ static bool find_entry(jsw_module *m, const char *entry, JS::MutableHandleValue 
         JS_GetProperty(cx, m->exports, entry, fn) && fn.isObject() &&
         JS::IsCallable(&fn.toObject()))
         return true;
+    if (m->is_wasm) return false; /* a WebAssembly module's entry points are its exports */
     if (JS_HasOwnProperty(cx, m->global, entry, &found) && found &&
         JS_GetProperty(cx, m->global, entry, fn) && fn.isObject() &&
         JS::IsCallable(&fn.toObject()))
@@ -619,4 +648,348 @@ extern "C" int jsw_fold_keyed(jsw_module *m, const char *entry, const struct sli
     int rc = fold_keyed(m, entry, states, keys, events, n, w, w_arg, failed_at, err);
     if (rc || !keep) jsw_batch_drop(m);
     return rc;
+}
+
+/* ---- ctx: host calls during jsw_call_ctx -------------------------------------------------- */
+
+/* The JSON text of a host call's arguments, within a cap. */
+struct host_args {
+    char *p;
+    size_t len;
+    size_t cap;
+    size_t limit;
+};
+
+static bool on_host_args(void *arg, const char *p, size_t n)
+{
+    auto *a = static_cast<host_args *>(arg);
+    if (n > a->limit - a->len) return false;
+    if (a->len + n > a->cap) {
+        size_t cap = a->cap ? a->cap : 256;
+        while (cap < a->len + n) cap *= 2;
+        auto *grown = static_cast<char *>(realloc(a->p, cap));
+        if (!grown) return false;
+        a->p = grown;
+        a->cap = cap;
+    }
+    memcpy(a->p + a->len, p, n);
+    a->len += n;
+    return true;
+}
+
+/* Encodes the arguments of a ctx call as a JSON array into a; false with an exception. */
+static bool encode_host_args(JSContext *cx, const JS::CallArgs &args, const char *op,
+                             host_args *a)
+{
+    JS::RootedObject arr(cx, JS::NewArrayObject(cx, args));
+    if (!arr) return false;
+    JS::RootedValue v(cx, JS::ObjectValue(*arr));
+    jsw_utf8_sink s = {on_host_args, a, 0, false, 0};
+    if (JS_Stringify(cx, &v, nullptr, JS::NullHandleValue, on_json, &s)) return true;
+    if (!s.is_stopped) return false;
+    JS_ClearPendingException(cx);
+    JS_ReportErrorUTF8(cx, "ctx.%s: the arguments exceed %zu bytes as JSON", op, a->limit);
+    return false;
+}
+
+/* ctx.<op>(...): reserved slot 0 holds op. Encodes the arguments, asks the host (which blocks
+ * until the server answers), and returns its answer parsed, or throws "ctx.<op>: <why>". */
+static bool native_ctx(JSContext *cx, unsigned argc, JS::Value *vp)
+{
+    JS::CallArgs args = JS::CallArgsFromVp(argc, vp);
+    jsw_module *m = current_module(cx);
+    JS::RootedString name(cx, js::GetFunctionNativeReserved(&args.callee(), 0).toString());
+    JS::UniqueChars op = JS_EncodeStringToUTF8(cx, name);
+    if (!op) return false;
+    if (!m->host) {
+        JS_ReportErrorUTF8(cx, "ctx.%s: the call that received ctx has ended", op.get());
+        return false;
+    }
+    if (m->host_calls >= JSW_MAX_HOST_CALLS) {
+        JS_ReportErrorUTF8(cx, "ctx.%s: more than %d host calls in one call", op.get(),
+                           (int)JSW_MAX_HOST_CALLS);
+        return false;
+    }
+    m->host_calls++;
+    host_args a = {nullptr, 0, 0, m->host->args_cap};
+    if (!encode_host_args(cx, args, op.get(), &a)) {
+        free(a.p);
+        return false;
+    }
+    struct slice answer = {"null", 4};
+    char why[256] = "";
+    struct slice text = {a.p, a.len}; /* JSON.stringify of an array wrote at least "[]" */
+    int rc = m->host->fn(m->host->arg, op.get(), text, &answer, why, sizeof why);
+    free(a.p);
+    if (rc) {
+        JS_ReportErrorUTF8(cx, "ctx.%s: %s", op.get(), why[0] ? why : "failed");
+        return false;
+    }
+    if (parse_json(cx, answer, args.rval())) return true;
+    if (JS_IsThrowingOutOfMemory(cx)) return false;
+    JS_ClearPendingException(cx);
+    JS_ReportErrorUTF8(cx, "ctx.%s: the server's answer is not JSON", op.get());
+    return false;
+}
+
+/* The ctx object: one function per host operation. */
+static bool make_ctx(JSContext *cx, const jsw_host *host, JS::MutableHandleValue ctx)
+{
+    JS::RootedObject obj(cx, JS_NewPlainObject(cx));
+    if (!obj) return false;
+    for (size_t i = 0; i < host->nops; i++) {
+        char op[JSW_ENTRY_NAME_BYTES];
+        size_t n = host->ops[i].len < sizeof op - 1 ? host->ops[i].len : sizeof op - 1;
+        memcpy(op, host->ops[i].ptr, n);
+        op[n] = 0;
+        JSFunction *fn = js::DefineFunctionWithReserved(cx, obj, op, native_ctx, 0,
+                                                        JSPROP_ENUMERATE);
+        JSString *s = fn ? JS_NewStringCopyZ(cx, op) : nullptr;
+        if (!s) return false;
+        js::SetFunctionNativeReserved(JS_GetFunctionObject(fn), 0, JS::StringValue(s));
+    }
+    ctx.setObject(*obj);
+    return true;
+}
+
+extern "C" int jsw_call_ctx(jsw_module *m, const char *entry, const struct slice *args,
+                            size_t nargs, const jsw_host *host, jsw_write_fn *w, void *w_arg,
+                            logic_error *err)
+{
+    JSContext *cx = m->eng->cx;
+    JSAutoRealm ar(cx, m->global);
+    JS::RootedValue fn(cx);
+    if (!find_entry(m, entry, &fn)) {
+        JS_ClearPendingException(cx);
+        return fail_with(err, LOGIC_E_MISSING, "missing entry point: ", entry);
+    }
+    JS::RootedValueVector argv(cx);
+    JS::RootedValue v(cx);
+    for (size_t i = 0; i < nargs; i++) {
+        if (!parse_json(cx, args[i], &v)) return fail(m->eng, LOGIC_E_INVALID, err);
+        if (!argv.append(v)) return fail(m->eng, LOGIC_E_MEMORY, err);
+    }
+    if (!make_ctx(cx, host, &v) || !argv.append(v)) return fail(m->eng, LOGIC_E_MEMORY, err);
+    m->host = host;
+    m->host_calls = 0;
+    bool ok = invoke(m, fn, argv, &v);
+    m->host = nullptr;
+    if (!ok) return fail(m->eng, LOGIC_E_RUNTIME, err);
+    return write_json(m, &v, w, w_arg, err);
+}
+
+/* ---- WebAssembly -------------------------------------------------------------------------- */
+
+/* WebAssembly[name] of m's global. */
+static bool wasm_class(jsw_module *m, const char *name, JS::MutableHandleValue out)
+{
+    JSContext *cx = m->eng->cx;
+    JS::RootedValue ns(cx);
+    if (!JS_GetProperty(cx, m->global, "WebAssembly", &ns)) return false;
+    if (!ns.isObject()) {
+        JS_ReportErrorASCII(cx, "this engine has no WebAssembly support");
+        return false;
+    }
+    JS::RootedObject obj(cx, &ns.toObject());
+    return JS_GetProperty(cx, obj, name, out);
+}
+
+/* The module's export called name, or undefined. */
+static bool wasm_export(jsw_module *m, const char *name, JS::MutableHandleValue out)
+{
+    return JS_GetProperty(m->eng->cx, m->exports, name, out);
+}
+
+/* new WebAssembly.Module(bytes) into m->compiled. */
+static bool wasm_compile(jsw_module *m, const uint8_t *bytes, size_t len)
+{
+    JSContext *cx = m->eng->cx;
+    JS::RootedValue module_class(cx);
+    if (!wasm_class(m, "Module", &module_class)) return false;
+    JS::RootedObject buffer(cx, JS::NewArrayBuffer(cx, len));
+    if (!buffer) return false;
+    {
+        JS::AutoCheckCannotGC nogc;
+        bool is_shared;
+        memcpy(JS::GetArrayBufferData(buffer, &is_shared, nogc), bytes, len);
+    }
+    JS::RootedValueArray<1> argv(cx);
+    JS::RootedObject module(cx);
+    argv[0].setObject(*buffer);
+    if (!JS::Construct(cx, module_class, argv, &module)) return false;
+    m->compiled = module;
+    return true;
+}
+
+/* new WebAssembly.Instance(m->compiled, {}); keeps its exports, memory, alloc and dealloc. */
+static bool wasm_instantiate(jsw_module *m)
+{
+    JSContext *cx = m->eng->cx;
+    JS::RootedValue instance_class(cx), v(cx);
+    if (!wasm_class(m, "Instance", &instance_class)) return false;
+    JS::RootedValueArray<1> argv(cx);
+    JS::RootedObject instance(cx);
+    argv[0].setObject(*m->compiled);
+    if (!JS::Construct(cx, instance_class, argv, &instance) ||
+        !JS_GetProperty(cx, instance, "exports", &v))
+        return false;
+    if (!v.isObject()) {
+        JS_ReportErrorASCII(cx, "the instance has no exports");
+        return false;
+    }
+    m->exports = &v.toObject();
+    if (!wasm_export(m, "memory", &v)) return false;
+    if (!v.isObject()) {
+        JS_ReportErrorASCII(cx, "the module exports no memory");
+        return false;
+    }
+    m->memory = &v.toObject();
+    return wasm_export(m, "alloc", &m->alloc) && wasm_export(m, "dealloc", &m->dealloc);
+}
+
+extern "C" jsw_module *jsw_wasm_new(jsw_engine *e, const char *name, const uint8_t *bytes,
+                                    size_t len, logic_error *err)
+{
+    JSContext *cx = e->cx;
+    JS::RealmOptions options;
+    options.creationOptions().setNewCompartmentAndZone();
+    JS::RootedObject global(cx, JS_NewGlobalObject(cx, &global_class, nullptr,
+                                                   JS::FireOnNewGlobalHook, options));
+    if (!global) {
+        fail(e, LOGIC_E_MEMORY, err);
+        return nullptr;
+    }
+    auto *m = new jsw_module(cx);
+    m->eng = e;
+    m->global = global;
+    m->is_wasm = true;
+    JSAutoRealm ar(cx, global);
+    JS::SetRealmPrivate(js::GetContextRealm(cx), m);
+    bool is_compiled = false;
+    if (!JS::InitRealmStandardClasses(cx) || !(is_compiled = wasm_compile(m, bytes, len)) ||
+        !wasm_instantiate(m)) {
+        fail(e, is_compiled ? LOGIC_E_RUNTIME : LOGIC_E_SYNTAX, err);
+        jsw_module_free(m);
+        return nullptr;
+    }
+    (void)name;
+    return m;
+}
+
+extern "C" int jsw_wasm_reset(jsw_module *m, logic_error *err)
+{
+    JSContext *cx = m->eng->cx;
+    JSAutoRealm ar(cx, m->global);
+    m->exports = nullptr;
+    m->memory = nullptr;
+    m->alloc.setUndefined();
+    m->dealloc.setUndefined();
+    JS_GC(cx); /* the old instance's memory goes before the new one's is reserved */
+    if (wasm_instantiate(m)) return 0;
+    return fail(m->eng, LOGIC_E_MEMORY, err);
+}
+
+/* The memory's current buffer (a new object after each growth). */
+static bool wasm_buffer(jsw_module *m, JS::MutableHandleObject out)
+{
+    JS::RootedValue v(m->eng->cx);
+    if (!JS_GetProperty(m->eng->cx, m->memory, "buffer", &v)) return false;
+    if (!v.isObject() || !JS::IsArrayBufferObject(&v.toObject())) {
+        JS_ReportErrorASCII(m->eng->cx, "the memory has no buffer");
+        return false;
+    }
+    out.set(&v.toObject());
+    return true;
+}
+
+extern "C" size_t jsw_wasm_memory_bytes(jsw_module *m)
+{
+    JSContext *cx = m->eng->cx;
+    JSAutoRealm ar(cx, m->global);
+    JS::RootedObject buffer(cx);
+    if (!wasm_buffer(m, &buffer)) {
+        JS_ClearPendingException(cx);
+        return 0;
+    }
+    return JS::GetArrayBufferByteLength(buffer);
+}
+
+/* Copies arg into the memory at ptr; false when it does not fit there. */
+static bool wasm_copy_in(jsw_module *m, uint32_t ptr, const char *arg, size_t len)
+{
+    JS::RootedObject buffer(m->eng->cx);
+    if (!wasm_buffer(m, &buffer)) return false;
+    JS::AutoCheckCannotGC nogc;
+    bool is_shared;
+    size_t size = JS::GetArrayBufferByteLength(buffer);
+    if ((uint64_t)ptr + len > size) return false;
+    if (len) memcpy(JS::GetArrayBufferData(buffer, &is_shared, nogc) + ptr, arg, len);
+    return true;
+}
+
+/* Writes the memory's bytes [ptr, ptr + len) to w. */
+static int wasm_copy_out(jsw_module *m, uint32_t ptr, uint32_t len, jsw_write_fn *w,
+                         void *w_arg, logic_error *err)
+{
+    JS::RootedObject buffer(m->eng->cx);
+    if (!wasm_buffer(m, &buffer)) return fail(m->eng, LOGIC_E_RUNTIME, err);
+    JS::AutoCheckCannotGC nogc;
+    bool is_shared;
+    size_t size = JS::GetArrayBufferByteLength(buffer);
+    if ((uint64_t)ptr + len > size) {
+        memset(err, 0, sizeof *err);
+        err->kind = LOGIC_E_OUTPUT;
+        snprintf(err->message, sizeof err->message, "the result (%u bytes at %u) lies outside "
+                 "the memory of %zu bytes", len, ptr, size);
+        return ERR_INVALID;
+    }
+    if (!w(w_arg, (const char *)JS::GetArrayBufferData(buffer, &is_shared, nogc) + ptr, len))
+        return fail_with(err, LOGIC_E_OUTPUT, "output_limit: the result exceeds the output budget",
+                         "");
+    return 0;
+}
+
+/* Calls fn(a, b) with two i32 arguments. */
+static bool wasm_call2(jsw_module *m, JS::HandleValue fn, uint32_t a, uint32_t b,
+                       JS::MutableHandleValue rv)
+{
+    JS::RootedValueArray<2> argv(m->eng->cx);
+    argv[0].setInt32((int32_t)a);
+    argv[1].setInt32((int32_t)b);
+    return JS::Call(m->eng->cx, JS::UndefinedHandleValue, fn, argv, rv);
+}
+
+extern "C" int jsw_wasm_invoke(jsw_module *m, const char *entry, const char *arg, size_t len,
+                               jsw_write_fn *w, void *w_arg, logic_error *err)
+{
+    JSContext *cx = m->eng->cx;
+    JSAutoRealm ar(cx, m->global);
+    JS::RootedValue fn(cx), rv(cx);
+    if (!find_entry(m, entry, &fn)) {
+        JS_ClearPendingException(cx);
+        return fail_with(err, LOGIC_E_MISSING, "missing entry point: ", entry);
+    }
+    if (m->eng->stopped.load()) return fail(m->eng, LOGIC_E_CPU, err); /* between calls */
+    if (len > INT32_MAX) return fail_with(err, LOGIC_E_INVALID, "the arguments exceed 2 GiB", "");
+    JS::RootedValueArray<1> one(cx);
+    one[0].setInt32((int32_t)len);
+    if (!JS::Call(cx, JS::UndefinedHandleValue, m->alloc, one, &rv))
+        return fail(m->eng, LOGIC_E_RUNTIME, err);
+    uint32_t ptr = rv.isInt32() ? (uint32_t)rv.toInt32() : 0;
+    if (!wasm_copy_in(m, ptr, arg, len)) {
+        if (JS_IsExceptionPending(cx)) return fail(m->eng, LOGIC_E_RUNTIME, err);
+        return fail_with(err, LOGIC_E_RUNTIME, "alloc returned a place outside the memory", "");
+    }
+    if (!wasm_call2(m, fn, ptr, (uint32_t)len, &rv)) return fail(m->eng, LOGIC_E_RUNTIME, err);
+    int64_t r = 0;
+    if (!rv.isBigInt() || !JS::BigIntFits(rv.toBigInt(), &r))
+        return fail_with(err, LOGIC_E_OUTPUT, "the entry point did not return an i64: ", entry);
+    uint32_t rptr = (uint32_t)((uint64_t)r >> 32), rlen = (uint32_t)r;
+    int rc = wasm_copy_out(m, rptr, rlen, w, w_arg, err);
+    if (rc) return rc;
+    if (m->dealloc.isObject() &&
+        (!wasm_call2(m, m->dealloc, ptr, (uint32_t)len, &rv) ||
+         !wasm_call2(m, m->dealloc, rptr, rlen, &rv)))
+        return fail(m->eng, LOGIC_E_RUNTIME, err);
+    return 0;
 }

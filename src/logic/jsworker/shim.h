@@ -10,7 +10,8 @@
  * console.log/info/warn/error/debug (lines go to the module's log function) and nothing of
  * the host: no require, import, fetch, timers, process or file access. Removed: eval and the
  * Function constructors (EvalError), WeakRef and FinalizationRegistry (their results depend
- * on garbage-collection timing), WebAssembly. Date.now() and new Date() are JSW_FIXED_TIME_MS;
+ * on garbage-collection timing), WebAssembly (compiled only for WebAssembly components,
+ * jsw_wasm_new, never from JavaScript). Date.now() and new Date() are JSW_FIXED_TIME_MS;
  * Math.random() restarts the same sequence (seed JSW_RANDOM_SEED) at every entry-point call
  * and every event of a fold or batch. docs/design/jsworker.md has the reasons.
  */
@@ -113,6 +114,62 @@ int jsw_fold_keyed(struct jsw_module *m, const char *entry, const struct slice *
 
 /* Drops the states a jsw_fold_keyed kept (none: nothing happens). */
 void jsw_batch_drop(struct jsw_module *m);
+
+/* ---- ctx: host calls (jsw_call_ctx) ---- */
+
+/* Answers ctx.<op>(...): args is the JSON array of the call's arguments (UTF-8). Returns 0
+ * with *answer the JSON text of the result (borrowed until the next host call), or a
+ * negative ERR_* with the reason in why (the JavaScript call then throws
+ * Error("ctx.<op>: <why>")). May block (the worker asks the server). */
+typedef int jsw_host_call_fn(void *arg, const char *op, struct slice args,
+                             struct slice *answer, char *why, size_t why_cap);
+
+/* What the ctx object of jsw_call_ctx offers. */
+struct jsw_host {
+    const struct slice *ops; /* the names of ctx's functions (borrowed for the call) */
+    size_t nops;
+    size_t args_cap;         /* bytes the JSON of one host call's arguments may take */
+    jsw_host_call_fn *fn;
+    void *arg;
+};
+
+/* jsw_call with one more argument after args: an object whose functions, one per name in
+ * host->ops, call host->fn synchronously (at most JSW_MAX_HOST_CALLS times per call; more
+ * throw). The functions throw if called after the call returned (code that kept ctx). Errors
+ * as jsw_call. */
+int jsw_call_ctx(struct jsw_module *m, const char *entry, const struct slice *args,
+                 size_t nargs, const struct jsw_host *host, jsw_write_fn *w, void *w_arg,
+                 struct logic_error *err);
+
+/* ---- WebAssembly modules (docs/design/jsworker.md, "WebAssembly components") ---- */
+
+/* Compiles bytes[0..len) as a WebAssembly module and instantiates it with no imports, in a
+ * global of its own (the only kind where the engine's WebAssembly support is reachable; no
+ * JavaScript runs there). The module should have passed jsw_wasm_check (wasm.h). Returns the
+ * module, or NULL with err set (LOGIC_E_SYNTAX when the engine refuses the bytes,
+ * LOGIC_E_RUNTIME for a failing instantiation or start function, LOGIC_E_CPU,
+ * LOGIC_E_MEMORY). Its entry points are its function exports (jsw_module_has). name is unused
+ * (a module has no source positions). */
+struct jsw_module *jsw_wasm_new(struct jsw_engine *e, const char *name, const uint8_t *bytes,
+                                size_t len, struct logic_error *err);
+
+/* One call of the ABI: ptr = alloc(len); arg[0..len) copied to the memory at ptr;
+ * r = entry(ptr, len); the result's bytes, memory[r >> 32, + (r & 0xffffffff)), written to w
+ * as they are; then dealloc(ptr, len) and dealloc(result) when the module exports dealloc.
+ * Returns 0 or ERR_INVALID with err set: LOGIC_E_MISSING (entry), LOGIC_E_RUNTIME (a trap,
+ * alloc's place outside the memory), LOGIC_E_CPU, LOGIC_E_MEMORY, LOGIC_E_OUTPUT (the result
+ * lies outside the memory, or w refused it). */
+int jsw_wasm_invoke(struct jsw_module *m, const char *entry, const char *arg, size_t len,
+                    jsw_write_fn *w, void *w_arg, struct logic_error *err);
+
+/* The size of the module's memory now, in bytes (0 when it cannot be read). */
+size_t jsw_wasm_memory_bytes(struct jsw_module *m);
+
+/* Replaces the module's instance by a new one of the same compiled module (fresh memory and
+ * globals), after a call that failed midway left the old one in an unknown state; its start
+ * function runs under the current request's budget. Returns 0, or ERR_INVALID with err set
+ * (the old instance is gone: call it again before the next call). */
+int jsw_wasm_reset(struct jsw_module *m, struct logic_error *err);
 
 #ifdef __cplusplus
 }
