@@ -131,7 +131,9 @@ static void run_deploy(void *arg, bool cancelled)
     struct logic_job *j = arg;
     struct logic_error le = {0};
     int rc = cancelled ? ERR_SHUTDOWN : logic_deploy(j->lg, j->db, &j->def, &le);
-    if (rc == ERR_INVALID && le.kind) {
+    if (rc && le.kind == LOGIC_E_WORKER) {
+        fail_logic(j->req, 503, "runtime_unavailable", &le, 0);
+    } else if (rc == ERR_INVALID && le.kind) {
         fail_logic(j->req, 400, deploy_code(&le), &le, 0);
     } else if (rc == ERR_EXISTS) {
         out_error(j->req, 409, "category_taken", le.message, "category");
@@ -207,7 +209,7 @@ static void run_state(void *arg, bool cancelled)
         out_error(j->req, 404, no_reducer ? "no_reducer" : "stream_not_found",
                   no_reducer ? "no reducer is deployed for this stream's category"
                              : "the stream has no events", "stream");
-    } else if (rc == ERR_INVALID && le.kind) {
+    } else if (rc && le.kind) { /* the code failed (a worker that died comes as ERR_IO) */
         fail_logic(j->req, 422, "reducer_failed", &le, s.failed_position);
     } else if (rc) {
         out_engine_error(j->req, rc);
@@ -248,7 +250,7 @@ static void run_view(void *arg, bool cancelled)
                                     j->has_at ? &j->at : NULL, &s, &le);
     if (rc == ERR_NOTFOUND) {
         out_error(j->req, 404, "view_not_found", "no view of that name", "name");
-    } else if (rc == ERR_INVALID && le.kind) {
+    } else if (rc && le.kind) {
         fail_logic(j->req, 422, "view_failed", &le, s.failed_position);
     } else if (rc) {
         out_engine_error(j->req, rc);
@@ -812,7 +814,7 @@ static void run_command(void *arg, bool cancelled)
                                        &r, &le);
     if (rc == ERR_NOTFOUND) {
         out_error(j->req, 404, "command_not_found", "no command handler of that name", "name");
-    } else if (rc == ERR_INVALID && le.kind) {
+    } else if (rc && le.kind && rc != ERR_TOOBIG && rc != ERR_DENIED) {
         fail_logic(j->req, 422, "command_failed", &le, 0);
     } else if (rc == ERR_CONFLICT) {
         out_error(j->req, 409, "command_conflict", "what the command handler read kept "

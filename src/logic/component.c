@@ -106,7 +106,8 @@ static int take_kind_lang(const struct slice *m, struct comp_def *out, struct co
     free(s);
     if (!out->lang) {
         return refuse(err, ERR_INVALID, "language",
-                      "language is one of \"lua\", \"javascript\", \"typescript\"");
+                      "language is one of \"lua\", \"javascript\", \"typescript\", "
+                      "\"wasm\"");
     }
     return 0;
 }
