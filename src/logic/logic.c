@@ -269,6 +269,22 @@ int logic_set(struct logic *lg, struct db *db, struct comp_set **out)
     return 0;
 }
 
+/* Caches set (the caller's reference stays the caller's) as db's, in place of whatever is
+ * cached: the deploy or removal that made it was this layer's, under deploy_mu. */
+static void logic_set_advance(struct logic *lg, struct db *db, struct comp_set *set)
+{
+    const char *name = engine_db_name(db);
+    pthread_mutex_lock(&lg->mu);
+    bool is_new;
+    struct set_ent *se = strmap_put(&lg->sets, name, strlen(name), &is_new);
+    comp_set_unref(se->set);
+    comp_set_ref(set);
+    se->set = set;
+    se->db_id = engine_db_id(db);
+    se->gen++; /* a read that began before it does not replace it */
+    pthread_mutex_unlock(&lg->mu);
+}
+
 /* Drops db's cached set: its logic stream changed (or may have). */
 static void logic_set_changed(struct logic *lg, struct db *db)
 {
@@ -515,7 +531,13 @@ int logic_deploy(struct logic *lg, struct db *db, struct comp_def *def,
         rc = deploy_allowed(set, def, err);
         if (!rc) {
             rc = comp_deploy(db, def, set->stream_version);
-            logic_set_changed(lg, db); /* done, or another came first: read it again */
+        }
+        if (!rc) { /* the set it made, without reading the whole logic stream again */
+            struct comp_set *next = comp_set_next(set, def, NULL, def->deployed_us);
+            logic_set_advance(lg, db, next);
+            comp_set_unref(next);
+        } else if (rc == ERR_CONFLICT) {
+            logic_set_changed(lg, db); /* another process came first: read it again */
         }
         comp_set_unref(set);
     }
@@ -543,10 +565,14 @@ int logic_remove(struct logic *lg, struct db *db, const char *name)
         uint64_t version = old ? old->version : 0;
         bool existed = old != NULL; /* its derived tables go (reducer, view) */
         rc = old ? comp_remove(db, name, set->stream_version) : ERR_NOTFOUND;
-        comp_set_unref(set);
-        if (old) {
+        if (!rc) {
+            struct comp_set *next = comp_set_next(set, NULL, name, 0);
+            logic_set_advance(lg, db, next);
+            comp_set_unref(next);
+        } else if (rc == ERR_CONFLICT) {
             logic_set_changed(lg, db);
         }
+        comp_set_unref(set);
         if (!rc && existed) {
             drop_derived(db, name, version);
             mod_unload_all(lg, db, name); /* its loaded code (a worker process each) */

@@ -256,3 +256,47 @@ int comp_remove(struct db *db, const char *name, uint64_t at)
     buf_fini(&data);
     return rc;
 }
+
+/* ---- the set after a deploy or removal, without reading the stream again ---- */
+
+static void copy_def(struct comp_def *to, const struct comp_def *from)
+{
+    *to = *from;
+    to->source = xstrndup(from->source, from->source_len);
+    to->category = from->category ? xstrndup(from->category, strlen(from->category)) : NULL;
+    to->filter = from->filter ? xstrndup(from->filter, strlen(from->filter)) : NULL;
+}
+
+struct comp_set *comp_set_next(const struct comp_set *old, const struct comp_def *deployed,
+                               const char *removed, int64_t updated_us)
+{
+    const char *name = deployed ? deployed->name : removed;
+    struct comp_set *set = xcalloc(1, sizeof(*set));
+    set->defs = xcalloc(old->count + 1, sizeof(*set->defs));
+    for (size_t i = 0; i < old->count; i++) {
+        if (strcmp(old->defs[i].name, name) != 0) {
+            copy_def(&set->defs[set->count++], &old->defs[i]);
+        }
+    }
+    if (deployed) {
+        copy_def(&set->defs[set->count++], deployed);
+    }
+    qsort(set->defs, set->count, sizeof(*set->defs), cmp_defs);
+    set->seen = xcalloc(old->nseen + 1, sizeof(*set->seen));
+    memcpy(set->seen, old->seen, old->nseen * sizeof(*set->seen));
+    set->nseen = old->nseen;
+    size_t i = 0;
+    while (i < set->nseen && strcmp(set->seen[i].name, name) != 0) {
+        i++;
+    }
+    if (i == set->nseen) {
+        snprintf(set->seen[set->nseen++].name, sizeof set->seen[0].name, "%s", name);
+    }
+    if (deployed && deployed->version > set->seen[i].version) {
+        set->seen[i].version = deployed->version;
+    }
+    set->stream_version = old->stream_version + 1;
+    set->stream_updated_us = updated_us;
+    set->refs = 1;
+    return set;
+}

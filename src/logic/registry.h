@@ -53,6 +53,12 @@ const struct comp_def *comp_set_reducer_for(const struct comp_set *set, struct s
  * the stream, removed or not (so versions are never reused). */
 uint64_t comp_set_next_version(const struct comp_set *set, const char *name);
 
+/* The set after one more event of the logic stream, made from old without reading it: the
+ * deploy of deployed (its version and deployed_us set), or the removal of removed. One
+ * reference for the caller. */
+struct comp_set *comp_set_next(const struct comp_set *old, const struct comp_def *deployed,
+                               const char *removed, int64_t updated_us);
+
 /* Appends a deploy of def (its version set by the caller, from comp_set_next_version) to db's
  * logic stream if the stream is still at version at (the set the caller read), and waits for
  * the commit (def->deployed_us gets its time). Returns 0 once durable, ERR_CONFLICT (another deploy or removal came first: read

@@ -170,6 +170,29 @@ TEST(registry_deploys_redeploys_and_removes)
     CHECK(comp_set_next_version(set, "orders") == 3); /* versions are never reused */
     CHECK(comp_set_find(old, "orders") != NULL);     /* an older set stays as it was */
     comp_set_unref(old);
+    /* the set made without reading equals the one read, after a deploy and after a removal */
+    def_of(&d, "orders", "{\"kind\":\"reducer\",\"language\":\"lua\",\"source\":\"c\","
+                         "\"category\":\"order\"}", comp_set_next_version(set, "orders"));
+    ASSERT_EQ(comp_deploy(db, &d, set->stream_version), 0);
+    struct comp_set *made = comp_set_next(set, &d, NULL, d.deployed_us), *read;
+    ASSERT_EQ(comp_set_read(db, &read), 0);
+    CHECK(made->count == read->count && made->stream_version == read->stream_version);
+    for (size_t i = 0; i < read->count; i++) {
+        CHECK(strcmp(made->defs[i].name, read->defs[i].name) == 0);
+        CHECK(made->defs[i].version == read->defs[i].version);
+        CHECK(strcmp(made->defs[i].source, read->defs[i].source) == 0);
+    }
+    CHECK(comp_set_next_version(made, "orders") == comp_set_next_version(read, "orders"));
+    comp_def_fini(&d);
+    ASSERT_EQ(comp_remove(db, "totals", read->stream_version), 0);
+    struct comp_set *made2 = comp_set_next(read, NULL, "totals", 0), *read2;
+    ASSERT_EQ(comp_set_read(db, &read2), 0);
+    CHECK(made2->count == read2->count && read2->count == 1 && !comp_set_find(made2, "totals"));
+    CHECK(comp_set_next_version(made2, "totals") == comp_set_next_version(read2, "totals"));
+    comp_set_unref(made);
+    comp_set_unref(read);
+    comp_set_unref(made2);
+    comp_set_unref(read2);
     comp_set_unref(set);
     engine_db_release(db);
     engine_stop(e);
