@@ -283,7 +283,9 @@ struct comp_set *comp_set_next(const struct comp_set *old, const struct comp_def
     }
     qsort(set->defs, set->count, sizeof(*set->defs), cmp_defs);
     set->seen = xcalloc(old->nseen + 1, sizeof(*set->seen));
-    memcpy(set->seen, old->seen, old->nseen * sizeof(*set->seen));
+    if (old->nseen) { /* a set read from an empty stream has no array */
+        memcpy(set->seen, old->seen, old->nseen * sizeof(*set->seen));
+    }
     set->nseen = old->nseen;
     size_t i = 0;
     while (i < set->nseen && strcmp(set->seen[i].name, name) != 0) {

@@ -138,6 +138,9 @@ TEST(registry_deploys_redeploys_and_removes)
     ASSERT_EQ(comp_set_read(db, &set), 0);
     CHECK(set->count == 0 && set->stream_version == 0);
     CHECK(comp_set_next_version(set, "orders") == 1);
+    struct comp_set *gone = comp_set_next(set, NULL, "nothing", 0); /* from an empty set */
+    CHECK(gone->count == 0 && gone->stream_version == 1);
+    comp_set_unref(gone);
     struct comp_def d;
     def_of(&d, "orders", "{\"kind\":\"reducer\",\"language\":\"lua\",\"source\":\"a\","
                          "\"category\":\"order\"}", 1);
