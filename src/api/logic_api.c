@@ -290,10 +290,18 @@ void api_comp_put(struct gate_call *c)
     struct logic_job *j = xcalloc(1, sizeof(*j));
     struct comp_error ce;
     const char *name = gate_param_str(c, "name");
+    struct parse_error pe;
+    void *root;
     if (!out_require_json(c->req)) {
         free(j);
         return;
     }
+    if (parse_json_object(http_req_body(c->req), &root, &pe) != 0) {
+        free(j); /* malformed JSON is invalid_json with its offset, as everywhere */
+        out_parse_error(c->req, &pe);
+        return;
+    }
+    json_decref(root);
     int rc = comp_parse(name, http_req_body(c->req), &j->def, &ce);
     if (rc) {
         free(j);

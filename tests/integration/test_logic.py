@@ -95,6 +95,12 @@ def test_deploy_refuses_bad_code_and_definitions():
         expect_error(put(s, "bad", {"kind": "view", "language": "cobol", "source": "x"}), 400,
                      "invalid_component", field="language")
         expect_error(put(s, "9bad", reducer()), 400, "invalid_component", field="name")
+        st, _, b = s.request("PUT", f"{DB}/components/bad", b'{"kind": ',
+                             headers={"Content-Type": "application/json"})
+        check(st == 400 and b["error"]["code"] == "invalid_json" and "offset" in b["error"],
+              f"malformed JSON: {st} {b}")
+        expect_error(s.request("PUT", f"{DB}/components/bad", b'x'), 415,
+                     "unsupported_media_type")
         expect_error(put(s, "bad", {"kind": "projection", "language": "lua",
                                     "source": "function key(e) end function apply(s,e) end",
                                     "filter": {"types": 7}}), 400, "invalid_component")
