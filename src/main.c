@@ -588,7 +588,8 @@ static int open_logic(const struct options *o, struct serving *sv)
     struct logic_config cfg = {.engine = sv->api.engine, .env = sv->logic_env,
                                .limits = o->logic_limits, .format_event = out_event,
                                .parse_filter = groups_parse_filter,
-                               .command_tries = o->command_tries};
+                               .command_tries = o->command_tries,
+                               .webhook_allow = o->webhook_allow};
     if (!rc) rc = logic_new(&cfg, &sv->api.logic);
     if (rc) {
         log_error("cannot start the user-code runtimes: %s", err_name(rc));

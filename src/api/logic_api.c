@@ -14,6 +14,7 @@
 #include "json/jsonx.h"
 #include "logic/command.h"
 #include "logic/logic.h"
+#include "logic/proj_hooks.h"
 #include "logic/projection.h"
 #include "ops/out.h"
 #include "ops/parse.h"
@@ -40,6 +41,10 @@ static void add_component(struct buf *b, const struct comp_def *d, bool with_sou
     if (d->kind == COMP_PROJECTION || d->kind == COMP_VIEW) {
         buf_adds(b, ",\"filter\":");
         buf_adds(b, d->filter ? d->filter : "null");
+    }
+    if (d->webhook) {
+        buf_adds(b, ",\"webhook\":");
+        buf_adds(b, d->webhook);
     }
     buf_addc(b, ',');
     out_time_field(b, "deployedAt", d->deployed_us, false);
@@ -95,6 +100,8 @@ struct logic_job {
     size_t stream_len;
     bool has_at;
     struct as_of at;
+    uint32_t grace_s;         /* secret rotations */
+    bool isolated;            /* ... of a projection's own secret (else the shared one) */
 };
 
 static void job_free(struct logic_job *j)
@@ -126,6 +133,28 @@ static void submit(struct gate_call *c, struct logic_job *j, workq_fn *fn)
     }
 }
 
+/* Answers a deploy: the component, and for a projection with a webhook the secret it signs
+ * with, "webhookSecret": {"secret", "isolated"} (shown on every deploy). */
+static void answer_deployed(struct logic_job *j)
+{
+    struct buf b;
+    buf_init(&b);
+    add_component(&b, &j->def, false);
+    struct comp_webhook *hook = j->def.webhook ? xcalloc(1, sizeof(*hook)) : NULL;
+    struct comp_error ce;
+    char secret[DELIVERY_SECRET_TEXT];
+    if (hook && comp_webhook_parse((struct slice){j->def.webhook, strlen(j->def.webhook)}, hook,
+                                   &ce) == 0 &&
+        phook_secret(j->db, j->def.name, hook->isolate, secret) == 0) {
+        b.len--; /* the closing brace */
+        buf_adds(&b, ",\"webhookSecret\":{\"secret\":");
+        buf_add_json_str(&b, secret, strlen(secret));
+        buf_adds(&b, hook->isolate ? ",\"isolated\":true}}" : ",\"isolated\":false}}");
+    }
+    free(hook);
+    out_json(j->req, j->def.version == 1 ? 201 : 200, &b);
+}
+
 static void run_deploy(void *arg, bool cancelled)
 {
     struct logic_job *j = arg;
@@ -135,6 +164,9 @@ static void run_deploy(void *arg, bool cancelled)
         fail_logic(j->req, 503, "runtime_unavailable", &le, 0);
     } else if (rc == ERR_INVALID && le.kind) {
         fail_logic(j->req, 400, deploy_code(&le), &le, 0);
+    } else if (rc == ERR_DENIED) {
+        out_error(j->req, 400, le.kind == LOGIC_E_FORBIDDEN ? "url_not_allowed" : "invalid_url",
+                  le.message, "webhook.url");
     } else if (rc == ERR_EXISTS) {
         out_error(j->req, 409, "category_taken", le.message, "category");
     } else if (rc == ERR_TOOBIG && le.kind) {
@@ -148,10 +180,7 @@ static void run_deploy(void *arg, bool cancelled)
     } else if (rc) {
         out_engine_error(j->req, rc);
     } else {
-        struct buf b;
-        buf_init(&b);
-        add_component(&b, &j->def, false);
-        out_json(j->req, j->def.version == 1 ? 201 : 200, &b);
+        answer_deployed(j);
     }
     job_free(j);
 }
@@ -559,7 +588,117 @@ void api_proj_get(struct gate_call *c)
     struct buf b;
     buf_init(&b);
     add_proj_info(&b, name, &in);
+    b.len--; /* its closing brace: the webhook's delivery goes in too */
+    size_t at = b.len;
+    buf_adds(&b, ",\"webhook\":");
+    if (proj_webhook(logic_projections(api_of(c)->logic), c->db, name, &b) != 0) {
+        b.len = at;
+    }
+    buf_addc(&b, '}');
     out_json(c->req, 200, &b);
+}
+
+/* ---- projection webhook secrets ---- */
+
+enum { GRACE_DEFAULT_S = 24 * 3600 };
+
+static void run_rotate(void *arg, bool cancelled)
+{
+    struct logic_job *j = arg;
+    char secret[DELIVERY_SECRET_TEXT];
+    int rc = cancelled ? ERR_SHUTDOWN
+                       : phook_rotate(j->db, j->name, j->isolated, j->grace_s, secret);
+    if (rc) {
+        out_engine_error(j->req, rc);
+    } else {
+        struct buf b;
+        buf_init(&b);
+        if (j->isolated) {
+            buf_adds(&b, "{\"projection\":");
+            buf_add_json_str(&b, j->name, strlen(j->name));
+            buf_adds(&b, ",\"secret\":");
+        } else {
+            buf_adds(&b, "{\"secret\":");
+        }
+        buf_add_json_str(&b, secret, strlen(secret));
+        buf_printf(&b, ",\"isolated\":%s,\"graceSeconds\":%u}", j->isolated ? "true" : "false",
+                   j->grace_s);
+        out_json(j->req, 200, &b);
+    }
+    job_free(j);
+}
+
+/* Reads the optional body {"graceSeconds"} into *grace_s. False when it answered. */
+static bool take_grace(struct gate_call *c, uint32_t *grace_s)
+{
+    *grace_s = GRACE_DEFAULT_S;
+    if (http_req_body(c->req).len == 0) {
+        return true;
+    }
+    static const char *const ALLOWED[] = {"graceSeconds"};
+    json_t *root = out_body_object(c->req);
+    if (!root) {
+        return false;
+    }
+    bool ok = out_only_members(c->req, root, ALLOWED, 1, "");
+    json_t *g = ok ? json_object_get(root, "graceSeconds") : NULL;
+    if (g && (!json_is_integer(g) || json_integer_value(g) < 0 ||
+              json_integer_value(g) > PHOOK_GRACE_MAX_S)) {
+        out_error(c->req, 400, "invalid_request", "graceSeconds is a whole number from 0 to "
+                  "604800", "graceSeconds");
+        ok = false;
+    } else if (g) {
+        *grace_s = (uint32_t)json_integer_value(g);
+    }
+    json_decref(root);
+    return ok;
+}
+
+void api_proj_hook_rotate(struct gate_call *c)
+{
+    const char *name;
+    if (!name_param(c, "webhook_not_found", &name)) {
+        return;
+    }
+    struct comp_set *set;
+    int rc = logic_set(api_of(c)->logic, c->db, &set);
+    if (rc) {
+        out_engine_error(c->req, rc);
+        return;
+    }
+    const struct comp_def *d = comp_set_find(set, name);
+    struct comp_webhook *hook = xcalloc(1, sizeof(*hook));
+    struct comp_error ce;
+    bool has = d && d->kind == COMP_PROJECTION && d->webhook &&
+               comp_webhook_parse((struct slice){d->webhook, strlen(d->webhook)}, hook, &ce) == 0;
+    bool isolated = has && hook->isolate;
+    free(hook);
+    comp_set_unref(set);
+    uint32_t grace;
+    if (!has) {
+        out_error(c->req, 404, "webhook_not_found", "no projection of that name has a webhook",
+                  "name");
+    } else if (!isolated) {
+        out_error(c->req, 400, "shared_secret", "this projection's webhook signs with the "
+                  "database's shared secret: rotate that one (POST .../projection-webhooks/"
+                  "rotate), or deploy it with isolateSecret", "name");
+    } else if (take_grace(c, &grace)) {
+        struct logic_job *j = xcalloc(1, sizeof(*j));
+        snprintf(j->name, sizeof j->name, "%s", name);
+        j->isolated = true;
+        j->grace_s = grace;
+        submit(c, j, run_rotate);
+    }
+}
+
+void api_proj_hooks_rotate(struct gate_call *c)
+{
+    uint32_t grace;
+    if (take_grace(c, &grace)) {
+        struct logic_job *j = xcalloc(1, sizeof(*j));
+        j->grace_s = grace;
+        submit(c, j, run_rotate);
+    }
 }
 
 /* Answers the state of key in projection name (200, 202 while catching up or not reached,

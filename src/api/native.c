@@ -292,6 +292,14 @@ static const struct route ROUTES[] = {
      LIVE | ROUTE_PENDING_202, NEED_READ, "subscribeProjectionChanges",
      "A projection's state changes as they happen (Server-Sent Events, or a WebSocket), "
      "after a sequence", P_PROJ_LIVE, NULL, "EventStream", 200},
+    {"POST", "v1/databases/{db}/projections/{name}/webhook/rotate", api_proj_hook_rotate,
+     DB | ROUTE_BODY_OPTIONAL, NEED_ADMIN, "rotateProjectionWebhookSecret",
+     "Replace the own secret of a projection's webhook (isolateSecret; the old one signs "
+     "during a grace period)", NULL, "WebhookRotate", "ProjectionSecret", 200},
+    {"POST", "v1/databases/{db}/projection-webhooks/rotate", api_proj_hooks_rotate,
+     DB | ROUTE_BODY_OPTIONAL, NEED_ADMIN, "rotateProjectionWebhooksSecret",
+     "Replace the database's shared secret of projection webhooks (the old one signs during a "
+     "grace period)", NULL, "WebhookRotate", "ProjectionSecret", 200},
     {"POST", "v1/databases/{db}/commands/{name}", api_command, DB | ROUTE_REPLACE_200,
      NEED_WRITE, "runCommand", "Run a command handler: append what it decides (with the "
      "conditions its reads imply), or with dryRun=true say what it would", P_DRY_RUN,

@@ -87,6 +87,8 @@ void api_proj_state(struct gate_call *c);    /* GET .../projections/{name}/state
 void api_proj_keys(struct gate_call *c);     /* GET .../projections/{name}/keys */
 void api_proj_changes(struct gate_call *c);  /* GET .../projections/{name}/changes */
 void api_command(struct gate_call *c);       /* POST .../commands/{name} (deferred) */
+void api_proj_hook_rotate(struct gate_call *c);  /* POST .../projections/{name}/webhook/rotate (deferred) */
+void api_proj_hooks_rotate(struct gate_call *c); /* POST .../projection-webhooks/rotate (deferred) */
 void api_proj_live(struct gate_call *c);     /* GET .../projections/{name}/changes/live */
 
 #endif

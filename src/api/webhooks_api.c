@@ -10,6 +10,7 @@
 #include "ops/parse.h"
 #include "ops/qparse.h"
 #include "engine/groups.h"
+#include "delivery/delivery.h"
 #include "engine/webhooks.h"
 #include "util/errors.h"
 
@@ -27,30 +28,6 @@ static bool bad(struct http_req *req, const char *field, const char *message)
     return false;
 }
 
-/* A header we let the client set: a token name that is not ours, a value without CR/LF. */
-static bool header_ok(const char *name, const char *value)
-{
-    static const char *const OURS[] = {"content-type", "content-length", "host",
-                                       "webhook-id", "webhook-timestamp", "webhook-signature",
-                                       "x-annals-attempt", "transfer-encoding", "expect",
-                                       "connection", "user-agent"};
-    if (!name[0] || strlen(name) + strlen(value) + 2 > WEBHOOK_HEADER_BYTES) {
-        return false;
-    }
-    for (const char *p = name; *p; p++) {
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-              strchr("!#$%&'*+-.^_`|~", *p))) {
-            return false;
-        }
-    }
-    for (size_t i = 0; i < sizeof OURS / sizeof OURS[0]; i++) {
-        if (strcasecmp(name, OURS[i]) == 0) {
-            return false;
-        }
-    }
-    return !strpbrk(value, "\r\n");
-}
-
 /* Fills def's headers (lines stored in lines) from the headers object. */
 static bool take_headers(struct http_req *req, json_t *h, struct webhook_def *def,
                          char lines[WEBHOOK_HEADERS_MAX][WEBHOOK_HEADER_BYTES + 1])
@@ -64,7 +41,7 @@ static bool take_headers(struct http_req *req, json_t *h, struct webhook_def *de
     const char *k;
     json_t *v;
     json_object_foreach(h, k, v) {
-        if (!json_is_string(v) || !header_ok(k, json_string_value(v))) {
+        if (!json_is_string(v) || !delivery_header_ok(k, json_string_value(v))) {
             char f[80];
             snprintf(f, sizeof f, "headers.%.60s", k);
             return bad(req, f, "a header name (token, not one the server sets) and a value "

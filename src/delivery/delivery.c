@@ -292,3 +292,26 @@ void delivery_post(const struct delivery_request *rq, struct delivery_result *ou
         snprintf(out->error, sizeof out->error, "HTTP %d", out->status);
     }
 }
+
+bool delivery_header_ok(const char *name, const char *value)
+{
+    static const char *const OURS[] = {"content-type", "content-length", "host",
+                                       "webhook-id", "webhook-timestamp", "webhook-signature",
+                                       "x-annals-attempt", "transfer-encoding", "expect",
+                                       "connection", "user-agent"};
+    if (!name[0] || strlen(name) + strlen(value) + 2 > DELIVERY_HEADER_BYTES) {
+        return false;
+    }
+    for (const char *p = name; *p; p++) {
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              strchr("!#$%&'*+-.^_`|~", *p))) {
+            return false;
+        }
+    }
+    for (size_t i = 0; i < sizeof OURS / sizeof OURS[0]; i++) {
+        if (strcasecmp(name, OURS[i]) == 0) {
+            return false;
+        }
+    }
+    return !strpbrk(value, "\r\n");
+}

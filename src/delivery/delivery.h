@@ -40,6 +40,7 @@ enum {
     DELIVERY_SECRET_TEXT = 64,        /* a secret's text with its NUL fits in this */
     DELIVERY_ERROR_BYTES = 160,       /* a failure's description */
     DELIVERY_BACKOFF_DOUBLINGS = 16,  /* the backoff stops doubling after this many */
+    DELIVERY_HEADER_BYTES = 1024,     /* a subscriber's own header, "Name: value" */
 };
 
 enum delivery_signing {
@@ -93,6 +94,11 @@ int delivery_check_url(const char *allow, const char *url, char *why, size_t why
 
 /* True when allow names url's host (connections to it skip the address check). Pure. */
 bool delivery_host_allowed(const char *allow, const char *url);
+
+/* True for a header a subscriber may have sent with its deliveries: a token name that is not
+ * one the server sets (Content-Type, the signature and attempt headers, hop-by-hop ones), a
+ * value without line breaks, "Name: value" at most DELIVERY_HEADER_BYTES. Pure. */
+bool delivery_header_ok(const char *name, const char *value);
 
 /* A new signing secret into out (DELIVERY_SECRET_TEXT bytes). */
 void delivery_secret_new(char out[DELIVERY_SECRET_TEXT]);

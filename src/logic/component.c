@@ -89,8 +89,9 @@ static char *take_string(struct slice v, size_t *len)
     return buf_steal(&b, len);
 }
 
-enum { M_KIND, M_LANG, M_SOURCE, M_CATEGORY, M_FILTER, M_N };
-static const char *const MEMBERS[] = {"kind", "language", "source", "category", "filter"};
+enum { M_KIND, M_LANG, M_SOURCE, M_CATEGORY, M_FILTER, M_WEBHOOK, M_N };
+static const char *const MEMBERS[] = {"kind", "language", "source", "category", "filter",
+                                      "webhook"};
 
 static int take_kind_lang(const struct slice *m, struct comp_def *out, struct comp_error *err)
 {
@@ -110,6 +111,123 @@ static int take_kind_lang(const struct slice *m, struct comp_def *out, struct co
                       "\"wasm\"");
     }
     return 0;
+}
+
+/* A whole number member in min..max (dflt when absent). */
+static int take_u32(struct slice v, const char *field, uint32_t min, uint32_t max, uint32_t dflt,
+                    uint32_t *out, struct comp_error *err)
+{
+    *out = dflt;
+    if (!v.ptr) {
+        return 0;
+    }
+    char num[24];
+    char *end = NULL;
+    snprintf(num, sizeof num, "%.*s", (int)(v.len < 23 ? v.len : 23), v.ptr);
+    char k = jsonx_kind(v);
+    unsigned long long n = k >= '0' && k <= '9' ? strtoull(num, &end, 10) : 0;
+    if (!end || *end || n < min || n > max) {
+        return refuse(err, ERR_INVALID, field, "%s is a whole number from %u to %u", field,
+                      min, max);
+    }
+    *out = (uint32_t)n;
+    return 0;
+}
+
+static int take_hook_headers(struct slice h, struct comp_webhook *out, struct comp_error *err)
+{
+    if (!h.ptr || jsonx_kind(h) == 'n') {
+        return 0;
+    }
+    if (jsonx_kind(h) != '{') {
+        return refuse(err, ERR_INVALID, "webhook.headers",
+                      "headers is an object of at most %d name: value strings",
+                      COMP_WEBHOOK_HEADERS);
+    }
+    size_t pos = 0;
+    struct slice k, v;
+    while (jsonx_next_member(h, &pos, &k, &v)) {
+        char *name = take_string(k, NULL), *value = take_string(v, NULL);
+        bool ok = name && value && out->nheaders < COMP_WEBHOOK_HEADERS &&
+                  delivery_header_ok(name, value);
+        if (ok) {
+            snprintf(out->headers[out->nheaders++], DELIVERY_HEADER_BYTES + 1, "%s: %s", name,
+                     value);
+        }
+        free(name);
+        free(value);
+        if (!ok) {
+            return refuse(err, ERR_INVALID, "webhook.headers",
+                          "at most %d headers, each a token name the server does not set and "
+                          "a string value without line breaks, at most %d bytes",
+                          COMP_WEBHOOK_HEADERS, DELIVERY_HEADER_BYTES);
+        }
+    }
+    return 0;
+}
+
+int comp_webhook_parse(struct slice json, struct comp_webhook *out, struct comp_error *err)
+{
+    static const char *const HOOK[] = {"url", "headers", "maxAttempts", "backoffMs",
+                                       "isolateSecret"};
+    memset(out, 0, sizeof(*out));
+    struct slice m[5];
+    struct buf bad;
+    buf_init(&bad);
+    bool dup = false;
+    int rc = jsonx_kind(json) == '{' ? jsonx_members(json, HOOK, 5, m, &bad, &dup) : ERR_INVALID;
+    if (rc) {
+        refuse(err, rc, "webhook", "webhook is an object of url, headers, maxAttempts, "
+               "backoffMs and isolateSecret%s%.40s", bad.ptr ? ", not " : "",
+               bad.ptr ? bad.ptr : "");
+    }
+    buf_fini(&bad);
+    size_t n = 0;
+    char *url = rc ? NULL : take_string(m[0], &n);
+    if (!rc && (!url || n > DELIVERY_URL_BYTES ||
+                (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0))) {
+        rc = refuse(err, ERR_INVALID, "webhook.url", "url is an http:// or https:// URL of at "
+                    "most %d bytes", DELIVERY_URL_BYTES);
+    }
+    if (!rc) {
+        snprintf(out->url, sizeof out->url, "%s", url);
+    }
+    free(url);
+    if (!rc) rc = take_hook_headers(m[1], out, err);
+    if (!rc) rc = take_u32(m[2], "webhook.maxAttempts", 1, COMP_WEBHOOK_ATTEMPTS_MAX, 5,
+                           &out->max_attempts, err);
+    if (!rc) rc = take_u32(m[3], "webhook.backoffMs", 0, COMP_WEBHOOK_BACKOFF_MAX_MS, 1000,
+                           &out->backoff_ms, err);
+    if (!rc && m[4].ptr && jsonx_kind(m[4]) != 't' && jsonx_kind(m[4]) != 'f') {
+        rc = refuse(err, ERR_INVALID, "webhook.isolateSecret", "isolateSecret is true or false");
+    }
+    out->isolate = !rc && m[4].ptr && jsonx_kind(m[4]) == 't';
+    return rc;
+}
+
+/* The webhook member: projections only, kept as minified text once it reads well. */
+static int take_webhook(struct slice v, struct comp_def *out, struct comp_error *err)
+{
+    if (!v.ptr || jsonx_kind(v) == 'n') {
+        return 0;
+    }
+    if (out->kind != COMP_PROJECTION) {
+        return refuse(err, ERR_INVALID, "webhook", "only a projection takes a webhook");
+    }
+    if (v.len > COMP_WEBHOOK_BYTES) {
+        return refuse(err, ERR_INVALID, "webhook", "webhook is at most %d bytes of JSON",
+                      COMP_WEBHOOK_BYTES);
+    }
+    struct comp_webhook *hook = xcalloc(1, sizeof(*hook));
+    int rc = comp_webhook_parse(v, hook, err);
+    free(hook);
+    if (!rc) {
+        struct buf f;
+        buf_init(&f);
+        jsonx_minify(v, &f);
+        out->webhook = buf_steal(&f, NULL);
+    }
+    return rc;
 }
 
 static int take_binding(const struct slice *m, struct comp_def *out, struct comp_error *err)
@@ -145,7 +263,7 @@ static int take_binding(const struct slice *m, struct comp_def *out, struct comp
         jsonx_minify(m[M_FILTER], &f);
         out->filter = buf_steal(&f, NULL);
     }
-    return 0;
+    return take_webhook(m[M_WEBHOOK], out, err);
 }
 
 static int parse_members(struct slice body, struct comp_def *out, struct comp_error *err)
@@ -213,6 +331,10 @@ void comp_to_json(const struct comp_def *def, struct buf *out)
         buf_adds(out, ",\"filter\":");
         buf_adds(out, def->filter);
     }
+    if (def->webhook) {
+        buf_adds(out, ",\"webhook\":");
+        buf_adds(out, def->webhook);
+    }
     buf_adds(out, ",\"source\":");
     buf_add_json_str(out, def->source, def->source_len);
     buf_addc(out, '}');
@@ -270,10 +392,25 @@ struct slice comp_category_of(struct slice stream)
     return filter_category(stream); /* as the native API's `categories` filter cuts it */
 }
 
+static char *dup_or_null(const char *s)
+{
+    return s ? xstrndup(s, strlen(s)) : NULL;
+}
+
+void comp_def_copy(struct comp_def *out, const struct comp_def *src)
+{
+    *out = *src;
+    out->source = xstrndup(src->source, src->source_len);
+    out->category = dup_or_null(src->category);
+    out->filter = dup_or_null(src->filter);
+    out->webhook = dup_or_null(src->webhook);
+}
+
 void comp_def_fini(struct comp_def *def)
 {
     free(def->source);
     free(def->category);
     free(def->filter);
-    def->source = def->category = def->filter = NULL;
+    free(def->webhook);
+    def->source = def->category = def->filter = def->webhook = NULL;
 }

@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "delivery/delivery.h"
 #include "logic/runtime.h"
 #include "util/buf.h"
 
@@ -29,6 +30,10 @@ enum {
     COMP_NAME_BYTES = 64,                 /* a component's name: [A-Za-z0-9_.-], from a letter */
     COMP_SOURCE_BYTES = 1000 * 1000,      /* its source (it is stored as one event) */
     COMP_FILTER_BYTES = 16 * 1024,        /* its filter's JSON text */
+    COMP_WEBHOOK_BYTES = 16 * 1024,       /* a projection's webhook member's JSON text */
+    COMP_WEBHOOK_HEADERS = 10,            /* ... its own headers */
+    COMP_WEBHOOK_ATTEMPTS_MAX = 20,       /* ... attempts per delivery (default 5) */
+    COMP_WEBHOOK_BACKOFF_MAX_MS = 3600 * 1000, /* ... first retry's wait (default 1000) */
 };
 
 struct comp_def {
@@ -39,6 +44,8 @@ struct comp_def {
     size_t source_len;
     char *category;        /* reducers: owned; NULL for other kinds */
     char *filter;          /* projections and views: owned minified JSON, NULL = every event */
+    char *webhook;         /* projections: owned minified JSON of the webhook member, NULL =
+                              none (comp_webhook_parse reads it) */
     uint64_t version;      /* 1 for the first deploy of the name */
     int64_t deployed_us;   /* when that deploy committed */
 };
@@ -59,15 +66,16 @@ struct comp_error {
     char message[192];
 };
 
-/* Reads a deploy body {"kind", "language", "source", "category"?, "filter"?} (valid JSON text)
- * for name into *out (version 0, deployed_us 0: set by the registry). The filter is kept as
- * minified text and only checked to be an object here; the caller parses it. Returns 0, or
+/* Reads a deploy body {"kind", "language", "source", "category"?, "filter"?, "webhook"?}
+ * (valid JSON text) for name into *out (version 0, deployed_us 0: set by the registry). The
+ * filter is kept as minified text and only checked to be an object here; the caller parses
+ * it. A webhook (projections only) is checked whole (comp_webhook_parse). Returns 0, or
  * ERR_INVALID / ERR_TOOBIG with *err filled (nothing to free then). */
 int comp_parse(const char *name, struct slice body, struct comp_def *out,
                struct comp_error *err);
 
 /* Appends the stored form of def, {"name","kind","language","version","source",
- * "category"?, "filter"?}, the data of its deploy event. */
+ * "category"?, "filter"?, "webhook"?}, the data of its deploy event. */
 void comp_to_json(const struct comp_def *def, struct buf *out);
 /* Reads a stored form back (version included). Returns 0 or ERR_CORRUPT. */
 int comp_from_json(struct slice text, struct comp_def *out);
@@ -76,6 +84,25 @@ int comp_from_json(struct slice text, struct comp_def *out);
  * it has none), as the native API's `categories` filter takes it. */
 struct slice comp_category_of(struct slice stream);
 
+/* A deep copy of src into *out. */
+void comp_def_copy(struct comp_def *out, const struct comp_def *src);
 void comp_def_fini(struct comp_def *def);
+
+/* A projection's webhook: its changes are POSTed to url (docs/api.md, "Projection webhooks"),
+ * signed with the database's shared projection secret, or with its own when isolate. */
+struct comp_webhook {
+    char url[DELIVERY_URL_BYTES + 1];
+    char headers[COMP_WEBHOOK_HEADERS][DELIVERY_HEADER_BYTES + 1]; /* "Name: value" */
+    size_t nheaders;
+    uint32_t max_attempts;   /* per batch before it is parked, 1..COMP_WEBHOOK_ATTEMPTS_MAX */
+    uint32_t backoff_ms;     /* wait before the second attempt; doubles after each */
+    bool isolate;            /* its own signing secret */
+};
+
+/* Reads a webhook member {"url", "headers"?: {name: value}, "maxAttempts"?, "backoffMs"?,
+ * "isolateSecret"?} (valid JSON) into *out: the url must be http(s) and at most
+ * DELIVERY_URL_BYTES (whether its host may be reached is checked at deploy); headers as
+ * delivery_header_ok takes them. Returns 0 or ERR_INVALID with *err ("webhook.<member>"). */
+int comp_webhook_parse(struct slice json, struct comp_webhook *out, struct comp_error *err);
 
 #endif

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "delivery/delivery.h"
 #include "engine/derived.h"
 #include "logic/command.h"
 #include "logic/projection.h"
@@ -185,6 +186,11 @@ void logic_format_event(struct logic *lg, struct buf *out, const struct event_re
 struct projections *logic_projections(struct logic *lg)
 {
     return lg->projections;
+}
+
+const char *logic_webhook_allow(struct logic *lg)
+{
+    return lg->cfg.webhook_allow;
 }
 
 unsigned logic_command_tries(struct logic *lg)
@@ -503,12 +509,40 @@ static int check_filter(struct logic *lg, const struct comp_def *def, struct log
     return 0;
 }
 
+/* A projection's webhook URL must reach an address the operator allows (resolves its host:
+ * worker). ERR_DENIED with err->kind LOGIC_E_FORBIDDEN (a refused address) or
+ * LOGIC_E_INVALID (the host does not resolve). */
+static int check_webhook(struct logic *lg, const struct comp_def *def, struct logic_error *err)
+{
+    if (!def->webhook) {
+        return 0;
+    }
+    struct comp_webhook *hook = xcalloc(1, sizeof(*hook));
+    struct comp_error ce;
+    int rc = comp_webhook_parse((struct slice){def->webhook, strlen(def->webhook)}, hook, &ce);
+    if (!rc) {
+        rc = delivery_check_url(lg->cfg.webhook_allow, hook->url, err->message,
+                                sizeof err->message);
+    } else {
+        snprintf(err->message, sizeof err->message, "%s", ce.message);
+    }
+    free(hook);
+    if (rc) {
+        err->kind = rc == ERR_DENIED ? LOGIC_E_FORBIDDEN : LOGIC_E_INVALID;
+        return ERR_DENIED;
+    }
+    return 0;
+}
+
 int logic_deploy(struct logic *lg, struct db *db, struct comp_def *def,
                  struct logic_error *err)
 {
     struct logic_module *m;
     if (check_filter(lg, def, err)) {
         return ERR_INVALID;
+    }
+    if (check_webhook(lg, def, err)) {
+        return ERR_DENIED;
     }
     int rc = logic_load(lg->cfg.env, def->lang, def->name, def->source, def->source_len,
                         comp_entries(def->kind), &lg->cfg.limits, &m, err);

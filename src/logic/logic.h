@@ -34,6 +34,8 @@ struct logic_config {
     engine_event_json_fn *format_event;  /* an event's JSON as user code sees it */
     engine_filter_parse_fn *parse_filter; /* checks projection and view filters */
     unsigned command_tries;              /* decisions per command at most (0: COMMAND_TRIES) */
+    const char *webhook_allow;           /* hosts or addresses projection webhooks may reach
+                                            though private (delivery/delivery.h); NULL: none */
 };
 
 struct logic;
@@ -57,6 +59,7 @@ engine_filter_parse_fn *logic_filter_parser(struct logic *lg);
 void logic_format_event(struct logic *lg, struct buf *out, const struct event_rec *ev);
 struct projections *logic_projections(struct logic *lg);
 unsigned logic_command_tries(struct logic *lg);
+const char *logic_webhook_allow(struct logic *lg);
 
 /* A loaded instance of def's code in db, for the caller's thread alone until released (loaded
  * or reloaded for def's version first). Returns the module, or NULL with *err and *rc set. */
@@ -88,7 +91,9 @@ int logic_set(struct logic *lg, struct db *db, struct comp_set **out);
  * deploys it as the next version of its name (def->version and deployed_us are set). A
  * reducer's snapshots of earlier versions are dropped. Returns 0; ERR_INVALID with *err (the
  * code does not load, or its filter is not a valid query filter); ERR_EXISTS with *err
- * (another reducer holds the category); ERR_TOOBIG with err->kind set (a new name past
+ * (another reducer holds the category); ERR_DENIED with *err (a projection's webhook URL:
+ * kind LOGIC_E_FORBIDDEN, an address the operator does not allow; LOGIC_E_INVALID, its host
+ * does not resolve); ERR_TOOBIG with err->kind set (a new name past
  * COMP_MAX_PER_DB); ERR_CONFLICT (other deploys kept coming first); ERR_TOOBIG (larger than the database takes in one event); ERR_*. */
 int logic_deploy(struct logic *lg, struct db *db, struct comp_def *def,
                  struct logic_error *err);

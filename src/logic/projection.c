@@ -10,6 +10,7 @@
 #include "engine/derived.h"
 #include "json/jsonx.h"
 #include "logic/logic.h"
+#include "logic/proj_hooks.h"
 #include "query/filter.h"
 #include "util/errors.h"
 #include "util/log.h"
@@ -24,6 +25,7 @@ struct proj {
     struct logic_module *m;        /* the runner's own instance */
     struct filter filter;
     struct engine_cursor *cursor;
+    struct phook *hook;            /* its webhook's delivery, NULL: none */
     char t_state[DERIVED_TABLE_BYTES + 1];
     char t_changes[DERIVED_TABLE_BYTES + 1];
     char t_meta[DERIVED_TABLE_BYTES + 1];
@@ -173,6 +175,7 @@ static void on_commit(void *arg, bool gone)
 
 static void proj_free(struct proj *pr)
 {
+    phook_stop(pr->hook); /* before the tables it reads may go */
     engine_cursor_close(pr->cursor);
     logic_unload(pr->m);
     filter_fini(&pr->filter);
@@ -204,10 +207,7 @@ static struct proj *proj_new(struct projections *p, struct db *db, const struct 
         free(pr);
         return NULL;
     }
-    pr->def = *def;
-    pr->def.source = xstrndup(def->source, def->source_len);
-    pr->def.category = def->category ? xstrndup(def->category, strlen(def->category)) : NULL;
-    pr->def.filter = def->filter ? xstrndup(def->filter, strlen(def->filter)) : NULL;
+    comp_def_copy(&pr->def, def);
     pr->status = PROJ_CATCHING_UP;
     tables(pr);
     filter_init(&pr->filter);
@@ -232,6 +232,12 @@ static struct proj *proj_new(struct projections *p, struct db *db, const struct 
     if (engine_cursor_open(pr->db, &o, &pr->cursor) != 0) {
         proj_free(pr);
         return NULL;
+    }
+    if (def->webhook) {
+        struct phook_spec hs = {.db = pr->db, .projection = def->name, .version = def->version,
+                                .webhook = def->webhook, .t_changes = pr->t_changes,
+                                .t_meta = pr->t_meta, .allow = logic_webhook_allow(p->lg)};
+        pr->hook = phook_start(&hs);
     }
     return pr;
 }
@@ -589,6 +595,9 @@ static bool step(struct projections *p, struct proj *pr)
             bool changed = seq != pr->sequence;
             pr->position = upto;
             pr->sequence = seq;
+            if (changed) {
+                phook_kick(pr->hook);
+            }
             for (struct proj_watch *w = p->watches; changed && w; w = w->next) {
                 if (w->db_id == engine_db_id(pr->db) && !strcmp(w->name, pr->def.name)) {
                     w->fn(w->arg);
@@ -1021,33 +1030,46 @@ struct change_page {
     uint64_t last;
 };
 
-static int on_change(void *arg, struct slice key, struct slice val)
+bool proj_change_decode(struct slice key, struct slice val, struct proj_change *out)
 {
-    struct change_page *cp = arg;
-    if (key.len != 8 || val.len < 16 || (cp->count && cp->out->len > PROJ_CHANGES_PAGE_BYTES)) {
-        return 1; /* (a page stops once past its bytes: the next one goes on after it) */
+    if (key.len != 8 || val.len < 16) {
+        return false;
     }
-    uint64_t seq = get_be64(key.ptr);
     uint32_t kl, sl;
     memcpy(&kl, val.ptr + 8, 4);
     if (12 + (size_t)kl + 4 > val.len) {
-        return 1;
+        return false;
     }
     memcpy(&sl, val.ptr + 12 + kl, 4);
     if (16 + (size_t)kl + sl != val.len) {
-        return 1;
+        return false;
+    }
+    out->sequence = get_be64(key.ptr);
+    out->position = get_be64(val.ptr);
+    out->key = (struct slice){val.ptr + 12, kl};
+    out->state = (struct slice){val.ptr + 16 + kl, sl};
+    return true;
+}
+
+static int on_change(void *arg, struct slice key, struct slice val)
+{
+    struct change_page *cp = arg;
+    struct proj_change ch;
+    if ((cp->count && cp->out->len > PROJ_CHANGES_PAGE_BYTES) ||
+        !proj_change_decode(key, val, &ch)) {
+        return 1; /* (a page stops once past its bytes: the next one goes on after it) */
     }
     buf_adds(cp->out, cp->count++ ? "," : "");
     buf_adds(cp->out, "{\"sequence\":");
-    buf_add_u64(cp->out, seq);
+    buf_add_u64(cp->out, ch.sequence);
     buf_adds(cp->out, ",\"key\":");
-    buf_add_json_str(cp->out, val.ptr + 12, kl);
+    buf_add_json_str(cp->out, ch.key.ptr, ch.key.len);
     buf_adds(cp->out, ",\"state\":");
-    buf_add(cp->out, val.ptr + 16 + kl, sl);
+    buf_add(cp->out, ch.state.ptr, ch.state.len);
     buf_adds(cp->out, ",\"position\":");
-    buf_add_u64(cp->out, get_be64(val.ptr));
+    buf_add_u64(cp->out, ch.position);
     buf_addc(cp->out, '}');
-    cp->last = seq;
+    cp->last = ch.sequence;
     return 0;
 }
 
@@ -1074,6 +1096,21 @@ int proj_changes(struct projections *p, struct db *db, const char *name, uint64_
     buf_adds(out, ",\"sequence\":");
     buf_add_u64(out, info.sequence);
     buf_addc(out, '}');
+    return rc;
+}
+
+int proj_webhook(struct projections *p, struct db *db, const char *name, struct buf *out)
+{
+    int rc = ERR_NOTFOUND;
+    pthread_mutex_lock(&p->mu);
+    for (size_t i = 0; i < p->n && rc; i++) {
+        struct proj *pr = p->list[i];
+        if (pr->db == db && pr->hook && !strcmp(pr->def.name, name)) {
+            phook_describe(pr->hook, out);
+            rc = 0;
+        }
+    }
+    pthread_mutex_unlock(&p->mu);
     return rc;
 }
 

@@ -87,6 +87,21 @@ int proj_keys(struct projections *p, struct db *db, const char *name, struct sli
 int proj_changes(struct projections *p, struct db *db, const char *name, uint64_t after,
                  size_t limit, struct buf *out);
 
+/* Appends the state of projection name's webhook delivery (logic/proj_hooks.h,
+ * phook_describe) to out. Returns 0, or ERR_NOTFOUND when it has none running. */
+int proj_webhook(struct projections *p, struct db *db, const char *name, struct buf *out);
+
+/* One change record of a projection's changes table ("pc:<name>:<v>"). */
+struct proj_change {
+    uint64_t sequence;
+    struct slice key;        /* the state's key */
+    struct slice state;      /* its new state, JSON text */
+    uint64_t position;       /* the event that changed it */
+};
+/* Reads the entry (key, val) of a changes table into *out (slices into val). Returns false
+ * when it is not a change record. Pure. */
+bool proj_change_decode(struct slice key, struct slice val, struct proj_change *out);
+
 /* Calls fn(arg, reached) exactly once, on the runner thread (not under its lock): reached true
  * as soon as projection name of db has applied every event up to position min_position,
  * false when timeout_ms pass first (checked at least every PROJ_RESCAN_MS) or the runner

@@ -259,14 +259,6 @@ int comp_remove(struct db *db, const char *name, uint64_t at)
 
 /* ---- the set after a deploy or removal, without reading the stream again ---- */
 
-static void copy_def(struct comp_def *to, const struct comp_def *from)
-{
-    *to = *from;
-    to->source = xstrndup(from->source, from->source_len);
-    to->category = from->category ? xstrndup(from->category, strlen(from->category)) : NULL;
-    to->filter = from->filter ? xstrndup(from->filter, strlen(from->filter)) : NULL;
-}
-
 struct comp_set *comp_set_next(const struct comp_set *old, const struct comp_def *deployed,
                                const char *removed, int64_t updated_us)
 {
@@ -275,11 +267,11 @@ struct comp_set *comp_set_next(const struct comp_set *old, const struct comp_def
     set->defs = xcalloc(old->count + 1, sizeof(*set->defs));
     for (size_t i = 0; i < old->count; i++) {
         if (strcmp(old->defs[i].name, name) != 0) {
-            copy_def(&set->defs[set->count++], &old->defs[i]);
+            comp_def_copy(&set->defs[set->count++], &old->defs[i]);
         }
     }
     if (deployed) {
-        copy_def(&set->defs[set->count++], deployed);
+        comp_def_copy(&set->defs[set->count++], deployed);
     }
     qsort(set->defs, set->count, sizeof(*set->defs), cmp_defs);
     set->seen = xcalloc(old->nseen + 1, sizeof(*set->seen));

@@ -625,6 +625,24 @@ def exercise_logic(c):
     c.call("GET", proj + "/changes", {"db": DB, "name": "later"}, status=200,
            query={"after": "1", "limit": "5"})
     c.fails("GET", proj, {"db": DB, "name": "nope"}, status=404, code="projection_not_found")
+    hooked = {"kind": "projection", "language": "lua", "webhook": {
+        "url": "http://127.0.0.1:9/hook", "headers": {"X-A": "b"}, "maxAttempts": 1,
+        "backoffMs": 10, "isolateSecret": True},
+        "source": "function key(e) return e.stream end function apply(s, e) return s end"}
+    c.call("PUT", comp, {"db": DB, "name": "hooked"}, body=hooked, status=201)
+    for _ in range(200):
+        _, _, info = c.call("GET", proj, {"db": DB, "name": "hooked"})
+        if info.get("webhook", {}).get("deliveries"):
+            break
+        time.sleep(0.05)
+    check(info["webhook"]["deliveries"], f"{info}")
+    c.call("POST", proj + "/webhook/rotate", {"db": DB, "name": "hooked"}, status=200,
+           body={"graceSeconds": 5})
+    c.fails("POST", proj + "/webhook/rotate", {"db": DB, "name": "later"}, status=404,
+            code="webhook_not_found")
+    c.call("POST", "/v1/databases/{db}/projection-webhooks/rotate", {"db": DB}, status=200,
+           body={})
+    c.call("DELETE", comp, {"db": DB, "name": "hooked"}, status=204)
     sock, rest = open_live(c.s, c, proj + "/changes/live", {"db": DB, "name": "later"},
                            {"after": "0"})
     deadline = time.monotonic() + 10

@@ -87,6 +87,46 @@ TEST(stored_form_round_trips)
     comp_def_fini(&back);
 }
 
+TEST(projection_webhook_parses_round_trips_and_copies)
+{
+    struct comp_def d, back, copy;
+    struct comp_error err;
+    ASSERT_EQ(comp_parse("p", S("{\"kind\":\"projection\",\"language\":\"lua\",\"source\":"
+                                "\"x\",\"webhook\":{\"url\": \"https://h.example/x\",\"headers\":"
+                                "{\"X-A\":\"1\"},\"maxAttempts\":3,\"backoffMs\":0,"
+                                "\"isolateSecret\":true}}"), &d, &err), 0);
+    ASSERT_STR(d.webhook, "{\"url\":\"https://h.example/x\",\"headers\":{\"X-A\":\"1\"},"
+                          "\"maxAttempts\":3,\"backoffMs\":0,\"isolateSecret\":true}");
+    struct comp_webhook hook;
+    ASSERT_EQ(comp_webhook_parse(S(d.webhook), &hook, &err), 0);
+    CHECK(strcmp(hook.url, "https://h.example/x") == 0 && hook.nheaders == 1 &&
+          strcmp(hook.headers[0], "X-A: 1") == 0 && hook.max_attempts == 3 &&
+          hook.backoff_ms == 0 && hook.isolate);
+    ASSERT_EQ(comp_webhook_parse(S("{\"url\":\"http://h\"}"), &hook, &err), 0);
+    CHECK(hook.max_attempts == 5 && hook.backoff_ms == 1000 && !hook.isolate);
+    d.version = 2;
+    struct buf b;
+    buf_init(&b);
+    comp_to_json(&d, &b);
+    ASSERT_EQ(comp_from_json((struct slice){b.ptr, b.len}, &back), 0);
+    ASSERT_STR(back.webhook, d.webhook);
+    comp_def_copy(&copy, &back);
+    CHECK(copy.webhook != back.webhook && strcmp(copy.webhook, d.webhook) == 0);
+    buf_fini(&b);
+    comp_def_fini(&copy);
+    comp_def_fini(&back);
+    comp_def_fini(&d);
+    static const char *const bad[] = {
+        "{\"url\":\"http://h\",\"maxAttempts\":21}", "{\"url\":\"http://h\",\"maxAttempts\":-1}",
+        "{\"url\":\"http://h\",\"backoffMs\":3600001}", "{\"url\":\"mailto:x\"}", "[]",
+        "{\"url\":\"http://h\",\"headers\":{\"Webhook-Signature\":\"x\"}}",
+        "{\"url\":\"http://h\",\"headers\":{\"A B\":\"x\"}}",
+        "{\"url\":\"http://h\",\"headers\":{\"A\":1}}"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CHECK(comp_webhook_parse(S(bad[i]), &hook, &err) == ERR_INVALID);
+    }
+}
+
 TEST(category_of_a_stream)
 {
     struct slice c = comp_category_of(S("order-12-a"));
