@@ -84,6 +84,9 @@ struct lua_module {
 struct call {
     struct lua_module *m;
     const char *entry;
+    const char *entry2;       /* project: apply (entry is key) */
+    logic_state_fn *state_fn; /* project: a key's first state */
+    void *state_arg;
     const struct slice *args; /* call */
     size_t nargs;
     struct slice state;       /* fold; fold_keyed: the object of the states */
@@ -1942,6 +1945,124 @@ static int do_fold_keyed(lua_State *L)
     return 0;
 }
 
+/* Pushes states[key] (stack index 6 holds the key), asking the state source the first time a
+ * key is seen in the batch (4 the states, 5 the keys seen). */
+static void push_key_state(lua_State *L, struct call *c)
+{
+    struct lua_module *m = c->m;
+    lua_pushvalue(L, 6);
+    if (lua_rawget(L, 5) != LUA_TNIL) {
+        lua_pop(L, 1);
+        lua_pushvalue(L, 6);
+        lua_rawget(L, 4);
+        return;
+    }
+    lua_pop(L, 1);
+    size_t klen;
+    const char *k = lua_tolstring(L, 6, &klen);
+    struct buf st;
+    buf_init(&st);
+    int rc = c->state_fn(c->state_arg, (struct slice){k, klen}, &st);
+    if (rc == 0 && luajson_decode_depth(&m->json, L, st.ptr ? st.ptr : "null",
+                                        st.ptr ? st.len : 4, LOGIC_MAX_JSON_DEPTH) < 0) {
+        rc = ERR_CORRUPT;
+    }
+    buf_fini(&st);
+    if (rc) {
+        fail_call(c, LOGIC_E_INVALID, "the state of key %zu could not be read", c->index);
+        lua_pushnil(L); /* the caller sees c->kind set and stops */
+        return;
+    }
+    lua_pushvalue(L, 6);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, 5);
+}
+
+/* Encodes [key, new state] (stack 6 and 7) into the answer. Returns -1 after fail_call. */
+static int encode_pair(lua_State *L, struct call *c)
+{
+    struct lua_module *m = c->m;
+    size_t klen;
+    const char *k = lua_tolstring(L, 6, &klen);
+    size_t used = c->out->len - c->out_start + klen * 6 + 8;
+    int rc = used < m->lim.output_bytes ? 0 : ERR_TOOBIG;
+    if (rc == 0) {
+        buf_adds(c->out, c->index ? ",[" : "[");
+        buf_add_json_str(c->out, k, klen);
+        buf_addc(c->out, ',');
+        rc = luajson_encode(&m->json, L, 7, c->out, m->lim.output_bytes - used);
+        buf_addc(c->out, ']');
+    }
+    if (rc == ERR_TOOBIG) {
+        fail_call(c, LOGIC_E_OUTPUT, "results exceed the output limit of %zu bytes at result "
+                  "%zu", m->lim.output_bytes, c->index);
+        return -1;
+    }
+    if (rc < 0) {
+        fail_call(c, LOGIC_E_OUTPUT, "result %zu: %s", c->index, m->json.err);
+        return -1;
+    }
+    return 0;
+}
+
+/* Stack: 1 the call, 2 key, 3 apply, 4 the states, 5 the keys seen; per event 6 the event,
+ * then 6 its key, 7 the new state. One decode of each event serves both entries. */
+static int do_project(lua_State *L)
+{
+    struct call *c = lua_touserdata(L, 1);
+    struct lua_module *m = c->m;
+    c->index = c->n;
+    if (!push_entry(L, m, c->entry) || !push_entry(L, m, c->entry2)) {
+        return fail_call(c, LOGIC_E_MISSING, "%s and %s must be global functions", c->entry,
+                         c->entry2);
+    }
+    lua_newtable(L);
+    lua_newtable(L);
+    buf_addc(c->out, '[');
+    for (c->index = 0; c->index < c->n; c->index++) {
+        const struct slice *ev = &c->events[c->index];
+        if (luajson_decode(&m->json, L, ev->ptr, ev->len) < 0) {
+            return fail_call(c, LOGIC_E_INVALID, "event %zu: %s", c->index, m->json.err);
+        }
+        lua_pushvalue(L, 2);
+        lua_pushvalue(L, 6);
+        lua_call(L, 1, 1); /* 6 the event, 7 its key */
+        int kt = lua_type(L, 7);
+        if (kt != LUA_TNIL && kt != LUA_TSTRING) {
+            return fail_call(c, LOGIC_E_OUTPUT, "event %zu: %s must return a string or nil",
+                             c->index, c->entry);
+        }
+        if (kt == LUA_TNIL) {
+            buf_adds(c->out, c->index ? ",null" : "null");
+            lua_settop(L, 5);
+            continue;
+        }
+        lua_insert(L, 6); /* 6 the key, 7 the event */
+        lua_pushvalue(L, 3);
+        lua_insert(L, 7); /* 7 apply, 8 the event */
+        push_key_state(L, c);
+        if (c->kind != LOGIC_E_NONE) {
+            return 0;
+        }
+        lua_insert(L, 8); /* 7 apply, 8 the state, 9 the event */
+        lua_call(L, 2, 1); /* 7 the new state */
+        if (encode_pair(L, c) < 0) {
+            return 0;
+        }
+        lua_pushvalue(L, 6);
+        lua_insert(L, 7);
+        lua_rawset(L, 4); /* states[key] = the new state */
+        lua_settop(L, 5);
+    }
+    buf_addc(c->out, ']');
+    if (c->out->len - c->out_start > m->lim.output_bytes) {
+        c->index = c->n;
+        return fail_call(c, LOGIC_E_OUTPUT, "results exceed the output limit of %zu bytes",
+                         m->lim.output_bytes);
+    }
+    return 0;
+}
+
 /* ctx.<op>(...): upvalue 1 the call, 2 the op's name. Encodes the arguments as a JSON array,
  * asks the host, decodes its answer. */
 static int ctx_trampoline(lua_State *L)
@@ -2062,6 +2183,23 @@ static int fold_keyed_module(struct logic_module *lm, const char *entry, struct 
     return rc;
 }
 
+static int project_module(struct logic_module *lm, const char *key_entry,
+                          const char *apply_entry, logic_state_fn *state_fn, void *state_arg,
+                          const struct slice *events, size_t n, struct buf *out,
+                          size_t *out_failed_at, struct logic_error *err)
+{
+    struct lua_module *m = (struct lua_module *)lm;
+    struct call c = {.m = m, .entry = key_entry, .entry2 = apply_entry, .state_fn = state_fn,
+                     .state_arg = state_arg, .events = events, .n = n, .index = n, .out = out,
+                     .out_start = out->len};
+    call_begin(m);
+    int rc = finish(m, &c, run(m, do_project, &c), err);
+    if (rc < 0) {
+        *out_failed_at = c.index;
+    }
+    return rc;
+}
+
 static size_t copy_logs(struct logic_module *lm, char **lines, size_t max)
 {
     struct lua_module *m = (struct lua_module *)lm;
@@ -2102,4 +2240,5 @@ const struct logic_runtime logic_lua_runtime = {
     .unload = unload_module,
     .map = map_module,
     .fold_keyed = fold_keyed_module,
+    .project = project_module,
 };

@@ -448,6 +448,78 @@ static void start_states(struct batch *b, struct proj *pr, struct derived_txn *t
     buf_addc(out, '}');
 }
 
+/* logic_project's state source: the batch's reads of stored states. */
+struct stored_states {
+    struct batch *b;
+    struct proj *pr;
+    struct derived_txn *t;
+};
+
+static int stored_state(void *arg, struct slice key, struct buf *out)
+{
+    struct stored_states *ss = arg;
+    if (key.len == 0 || key.len > PROJ_KEY_BYTES) {
+        buf_adds(out, "null"); /* refused below: the per-event path names it */
+        return 0;
+    }
+    size_t s = state_slot(ss->b, ss->pr, ss->t, key);
+    buf_add(out, ss->b->states[s].ptr, ss->b->states[s].len);
+    return 0;
+}
+
+/* The one-call path (logic_project): returns 0 with the batch applied, 1 when anything failed
+ * (the caller then takes the per-event path, nothing of b having changed but the stored states
+ * read into it), or ERR_NOTFOUND when the runtime has no such call. */
+static int apply_projected(struct batch *b, struct proj *pr, struct derived_txn *t,
+                           const struct slice *evs, uint64_t *seq)
+{
+    struct buf results, key;
+    buf_init(&results);
+    buf_init(&key);
+    struct stored_states ss = {b, pr, t};
+    struct logic_error le;
+    size_t failed;
+    int rc = logic_project(pr->m, "key", "apply", stored_state, &ss, evs, b->count, &results,
+                           &failed, &le);
+    if (rc == ERR_NOTFOUND) {
+        buf_fini(&results);
+        buf_fini(&key);
+        return rc;
+    }
+    rc = rc != 0;
+    /* check every item first: the batch applies whole or not at all */
+    struct slice arr = {results.ptr, results.len}, it, k, st;
+    size_t pos = 0, i = 0;
+    while (!rc && jsonx_next_item(arr, &pos, &it)) {
+        size_t p2 = 0;
+        rc = i >= b->count ||
+             (jsonx_kind(it) != 'n' &&
+              (!jsonx_next_item(it, &p2, &k) || jsonx_string(k, &key) != 0 || key.len == 0 ||
+               key.len > PROJ_KEY_BYTES || memchr(key.ptr, '\0', key.len)));
+        i++;
+    }
+    rc = rc || i != b->count;
+    pos = 0;
+    for (i = 0; !rc && jsonx_next_item(arr, &pos, &it); i++) {
+        if (jsonx_kind(it) == 'n') {
+            continue;
+        }
+        size_t p2 = 0;
+        jsonx_next_item(it, &p2, &k);
+        jsonx_next_item(it, &p2, &st);
+        jsonx_string(k, &key);
+        struct slice ks = {key.ptr, key.len};
+        size_t s = state_slot(b, pr, t, ks);
+        buf_reset(&b->states[s]);
+        buf_add(&b->states[s], st.ptr, st.len);
+        b->state_pos[s] = b->pos[i];
+        add_change(b, ++*seq, ks, &b->states[s], b->pos[i]);
+    }
+    buf_fini(&results);
+    buf_fini(&key);
+    return rc;
+}
+
 /* The batched path: key(event) for the whole batch in one call, apply over the keyed events in
  * a second. Returns 0, or 1 when anything failed: then nothing of b changed and the caller
  * takes the per-event path, which stops at (and names) the failing event. */
@@ -456,6 +528,11 @@ static int apply_batched(struct batch *b, struct proj *pr, struct derived_txn *t
     struct slice *evs = xcalloc(b->count ? b->count : 1, sizeof(*evs));
     for (size_t i = 0; i < b->count; i++) {
         evs[i] = event_at(b, i);
+    }
+    int prc = apply_projected(b, pr, t, evs, seq);
+    if (prc != ERR_NOTFOUND) {
+        free(evs);
+        return prc;
     }
     struct buf answer, states, results;
     buf_init(&answer);

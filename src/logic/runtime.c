@@ -452,6 +452,33 @@ int logic_fold_keyed(struct logic_module *m, const char *entry, struct slice sta
     return rc;
 }
 
+int logic_project(struct logic_module *m, const char *key_entry, const char *apply_entry,
+                  logic_state_fn *state_fn, void *state_arg, const struct slice *events,
+                  size_t n, struct buf *out, size_t *out_failed_at, struct logic_error *err)
+{
+    struct logic_error spare;
+    size_t failed_at = n;
+    err = err ? err : &spare;
+    clear_error(err);
+    if (out_failed_at) {
+        *out_failed_at = n;
+    }
+    if (!m || !key_entry || !apply_entry || !out || !state_fn || (n > 0 && !events)) {
+        return fail(err, ERR_INVALID, LOGIC_E_INVALID, "no module, entries, states, events or "
+                    "output");
+    }
+    const struct logic_runtime *rt = runtime_of(m);
+    if (!rt->project) {
+        return ERR_NOTFOUND;
+    }
+    int rc = rt->project(m, key_entry, apply_entry, state_fn, state_arg, events, n, out,
+                         &failed_at, err);
+    if (rc < 0 && out_failed_at) {
+        *out_failed_at = failed_at;
+    }
+    return rc;
+}
+
 int logic_call_ctx(struct logic_module *m, const char *entry, const struct slice *args,
                    size_t nargs, const struct logic_host *host, struct buf *out,
                    struct logic_error *err)

@@ -158,6 +158,23 @@ int logic_fold_keyed(struct logic_module *m, const char *entry, struct slice sta
                      const struct slice *keys, const struct slice *events, size_t n,
                      struct buf *out, size_t *out_failed_at, struct logic_error *err);
 
+/* Where logic_project finds a key's state at the start of a batch: fn appends its JSON text
+ * (or "null" when it has none) to out and returns 0, or returns a negative ERR_* (the batch
+ * then fails with LOGIC_E_INVALID). Called on the calling thread, at most once per key. */
+typedef int logic_state_fn(void *arg, struct slice key, struct buf *out);
+
+/* Projections' whole batch in one call, each event decoded once: for i in order,
+ *     k = key_entry(events[i]); if k ~= nil then state[k] = apply_entry(state[k], events[i])
+ * where a key's first state comes from state_fn. out gets the JSON array of n items: null when
+ * key_entry returned nil, else [k, the new state] (k a JSON string). key_entry must return a
+ * string or nil (else LOGIC_E_OUTPUT at that event); budgets and failures as
+ * logic_fold_keyed. Both entries see the same decoded event, so a key_entry that changes it
+ * changes what apply_entry sees. Returns ERR_NOTFOUND, with nothing done, when the module's
+ * runtime has no such batch (the caller then uses logic_map and logic_fold_keyed). */
+int logic_project(struct logic_module *m, const char *key_entry, const char *apply_entry,
+                  logic_state_fn *state_fn, void *state_arg, const struct slice *events,
+                  size_t n, struct buf *out, size_t *out_failed_at, struct logic_error *err);
+
 /* A host function user code reaches through its ctx object during logic_call_ctx: ctx.<op>(...)
  * calls fn with op and the JSON array of the arguments; fn appends the JSON text of the result
  * to out and returns 0, or returns a negative ERR_* with a reason in why (the call then raises
@@ -211,6 +228,10 @@ struct logic_runtime {
     int (*fold_keyed)(struct logic_module *m, const char *entry, struct slice states,
                       const struct slice *keys, const struct slice *events, size_t n,
                       struct buf *out, size_t *out_failed_at, struct logic_error *err);
+    /* logic_project; NULL: not offered. */
+    int (*project)(struct logic_module *m, const char *key_entry, const char *apply_entry,
+                   logic_state_fn *state_fn, void *state_arg, const struct slice *events,
+                   size_t n, struct buf *out, size_t *out_failed_at, struct logic_error *err);
 };
 
 /* Every module starts with this header so the generic functions find their runtime. */

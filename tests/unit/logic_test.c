@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "json/jsonx.h"
 #include "logic/runtime.h"
 #include "unit.h"
 #include "util/buf.h"
@@ -1101,6 +1102,107 @@ TEST(batches_equal_the_per_event_calls_byte_for_byte)
     check_batches(m, want_keys.ptr, want_states.ptr);
     buf_fini(&want_keys);
     buf_fini(&want_states);
+    logic_unload(m);
+}
+
+/* logic_project's state source in tests: PROJ_STATES's states, counting the asks per key. */
+struct asked {
+    char keys[16][16];
+    int n;
+    bool refuse;
+};
+
+static int test_state(void *arg, struct slice key, struct buf *out)
+{
+    struct asked *a = arg;
+    for (int i = 0; i < a->n; i++) {
+        CHECK(strlen(a->keys[i]) != key.len || memcmp(a->keys[i], key.ptr, key.len) != 0);
+    }
+    if (a->n < 16) {
+        snprintf(a->keys[a->n++], sizeof a->keys[0], "%.*s", (int)key.len, key.ptr);
+    }
+    if (a->refuse) {
+        return ERR_IO;
+    }
+    bool b = key.len == 1 && key.ptr[0] == 'b';
+    buf_adds(out, b ? "{\"n\":5,\"total\":10.5,\"ids\":[\"x\",\"y\"]}" : "null");
+    return 0;
+}
+
+TEST(project_equals_key_then_apply_and_asks_each_key_once)
+{
+    struct logic_module *m = load(PROJECTION);
+    struct buf want_keys, want_states, want, out;
+    buf_init(&want_keys);
+    buf_init(&want_states);
+    buf_init(&want);
+    buf_init(&out);
+    expected_by_calls(m, &want_keys, &want_states);
+    /* the pairs the one call must give, built from the two-call answers */
+    struct slice ks = {want_keys.ptr, want_keys.len}, ss = {want_states.ptr, want_states.len};
+    struct slice k, st;
+    size_t kp = 0, sp = 0;
+    buf_addc(&want, '[');
+    for (int i = 0; jsonx_next_item(ks, &kp, &k) && jsonx_next_item(ss, &sp, &st); i++) {
+        buf_adds(&want, i ? "," : "");
+        if (jsonx_kind(k) == 'n') {
+            buf_adds(&want, "null");
+            continue;
+        }
+        buf_addc(&want, '[');
+        buf_add(&want, k.ptr, k.len);
+        buf_addc(&want, ',');
+        buf_add(&want, st.ptr, st.len);
+        buf_addc(&want, ']');
+    }
+    buf_addc(&want, ']');
+    struct slice ev[PROJ_N];
+    slices_of(PROJ_EVENTS, ev, PROJ_N);
+    struct asked a = {.n = 0};
+    struct logic_error err;
+    size_t failed_at = 99;
+    buf_adds(&out, "prefix:");
+    ASSERT_EQ(logic_project(m, "key", "apply", test_state, &a, ev, PROJ_N, &out, &failed_at,
+                            &err), 0);
+    ASSERT_STR(out.ptr + 7, want.ptr);
+    ASSERT_EQ(a.n, 4); /* a, b, été and "": once each */
+    /* failures: the event to blame, nothing appended */
+    buf_reset(&out);
+    buf_adds(&out, "kept");
+    ev[4] = S("{\"id\":5,\"k\":\"b\",\"amount\":1,\"boom\":true}");
+    a.n = 0;
+    ASSERT_EQ(logic_project(m, "key", "apply", test_state, &a, ev, PROJ_N, &out, &failed_at,
+                            &err), ERR_INVALID);
+    CHECK(err.kind == LOGIC_E_RUNTIME && failed_at == 4);
+    ev[4] = S("{\"id\":5,\"k\":7,\"amount\":1}"); /* a key that is not a string */
+    a.n = 0;
+    ASSERT_EQ(logic_project(m, "key", "apply", test_state, &a, ev, PROJ_N, &out, &failed_at,
+                            &err), ERR_INVALID);
+    CHECK(err.kind == LOGIC_E_OUTPUT && failed_at == 4);
+    slices_of(PROJ_EVENTS, ev, PROJ_N);
+    a.n = 0;
+    a.refuse = true; /* the store cannot give a state */
+    ASSERT_EQ(logic_project(m, "key", "apply", test_state, &a, ev, PROJ_N, &out, &failed_at,
+                            &err), ERR_INVALID);
+    CHECK(err.kind == LOGIC_E_INVALID && failed_at == 0);
+    a.refuse = false;
+    a.n = 0;
+    ASSERT_EQ(logic_project(m, "key", "nope", test_state, &a, ev, PROJ_N, &out, &failed_at,
+                            &err), ERR_INVALID);
+    CHECK(err.kind == LOGIC_E_MISSING && failed_at == PROJ_N);
+    ASSERT_STR(out.ptr, "kept");
+    check_usable(m);
+    hide_batches(m); /* a runtime without it says so and does nothing */
+    struct logic_module_base *base = (struct logic_module_base *)(void *)m;
+    without_batches.project = NULL;
+    base->rt = &without_batches;
+    ASSERT_EQ(logic_project(m, "key", "apply", test_state, &a, ev, PROJ_N, &out, &failed_at,
+                            &err), ERR_NOTFOUND);
+    ASSERT_STR(out.ptr, "kept");
+    buf_fini(&want_keys);
+    buf_fini(&want_states);
+    buf_fini(&want);
+    buf_fini(&out);
     logic_unload(m);
 }
 
