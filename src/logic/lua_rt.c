@@ -253,6 +253,32 @@ static void *on_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     return p;
 }
 
+/* The calling thread's CPU clock, read at most once per window of wall time: reading it is a
+ * system call, which cost 3 % of the CPU when appends return a reducer's state. */
+static __thread struct {
+    uint64_t cpu_ns, mono_ns;
+    bool valid;
+} clock_base;
+
+/* Where a call's CPU budget starts. A call starts counting from the thread's CPU clock as read
+ * at most a window ago, so it is charged, besides its own time, with at most one window of the
+ * thread's time before it: the budget is never exceeded and ends at most one window early
+ * (1 ms, or 1 % of a budget under 100 ms). */
+static void call_clock(struct lua_module *m)
+{
+    uint64_t budget = (uint64_t)m->lim.cpu_ms * 1000000u;
+    uint64_t window = budget / 100 < 1000000u ? budget / 100 : 1000000u;
+    uint64_t now = time_mono_ns();
+    if (!clock_base.valid || now - clock_base.mono_ns > window) {
+        clock_base.cpu_ns = thread_cpu_ns();
+        clock_base.mono_ns = now;
+        clock_base.valid = true;
+    }
+    m->cpu_start_ns = clock_base.cpu_ns;
+    /* the CPU used since then is at most the wall time since then */
+    m->next_check_ns = clock_base.mono_ns + budget;
+}
+
 static void call_begin(struct lua_module *m)
 {
     m->cpu_expired = false;
@@ -263,8 +289,7 @@ static void call_begin(struct lua_module *m)
     m->has_err_msg = false;
     m->in_call = true;
     m->alloc_since_check = 0;
-    m->cpu_start_ns = thread_cpu_ns();
-    m->next_check_ns = time_mono_ns() + (uint64_t)m->lim.cpu_ms * 1000000u;
+    call_clock(m);
     lua_sethook(m->L, on_count, LUA_MASKCOUNT, LOGIC_LUA_HOOK_INSTRUCTIONS);
 }
 

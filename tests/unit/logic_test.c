@@ -520,6 +520,33 @@ TEST(cpu_limit_at_load)
     CHECK(m == NULL);
 }
 
+/* Burns ms of this thread's CPU time outside any call. */
+static void burn_cpu_ms(unsigned ms)
+{
+    struct timespec t0, t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
+    volatile unsigned long x = 0;
+    do {
+        for (int i = 0; i < 100000; i++) {
+            x += (unsigned long)i;
+        }
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    } while ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 < (long)ms);
+}
+
+TEST(cpu_budget_does_not_charge_time_spent_between_calls)
+{
+    /* the CPU clock is read at most once per window (1 ms here): what the thread did between
+       two calls, longer than that, is not the second call's */
+    struct logic_limits lim = limits(100, 0, 0);
+    struct logic_module *m = load_with("function ok() local n = 0 for i = 1, 100000 do n = n + i "
+                                       "end return 'ok' end\n", NO_ENTRIES, &lim);
+    ASSERT_STR(call(m, "ok", NULL), "\"ok\"");
+    burn_cpu_ms(150);
+    ASSERT_STR(call(m, "ok", NULL), "\"ok\"");
+    logic_unload(m);
+}
+
 TEST(catastrophic_pattern_is_stopped)
 {
     struct logic_limits lim = limits(200, 0, 0);
