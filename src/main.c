@@ -23,6 +23,7 @@
 #include "api/native.h"
 #include "dialect/deltabase/deltabase.h"
 #include "dialect/deltabase/translate.h"
+#include "dialect/evidentsource/evidentsource.h"
 #include "gate/gate.h"
 #include "gate/ratelimit.h"
 #include "auth/keys.h"
@@ -69,6 +70,7 @@ static const struct {
     const char *prefix;
 } DIALECTS[] = {
     {"deltabase", &deltabase_mount, "/deltabase"},
+    {"evidentsource", &evidentsource_mount, "/evidentsource"},
 };
 enum { NDIALECTS = sizeof DIALECTS / sizeof DIALECTS[0] };
 
@@ -475,6 +477,7 @@ struct serving {
     struct gate gate;
     struct api api;
     struct dlb_ctx dlb;
+    struct es_ctx es;
     struct http_server *srv;                 /* the main listener */
     struct http_server *ports[NDIALECTS];    /* --dialect-listen listeners */
     struct gate_port port_of[NDIALECTS];
@@ -485,7 +488,7 @@ struct serving {
 static void mount_surfaces(const struct options *o, struct serving *sv)
 {
     gate_mount(&sv->gate, &api_native_mount, "", &sv->api);
-    void *ctx[NDIALECTS] = {&sv->dlb};
+    void *ctx[NDIALECTS] = {&sv->dlb, &sv->es};
     for (int i = 0; i < NDIALECTS; i++) {
         char prefix[80], addr[96];
         if (!o->dialects || !dialect_value(o->dialects, DIALECTS[i].name, prefix, sizeof prefix)) {
@@ -688,6 +691,8 @@ static int cmd_serve(const struct options *o)
     sv.api = (struct api){.gate = &sv.gate, .limits = o->limits, .version = ANNALS_VERSION,
                           .started_us = time_now_us()};
     sv.dlb = (struct dlb_ctx){.limits = o->limits};
+    sv.es = (struct es_ctx){.limits = o->limits, .version = ANNALS_VERSION,
+                            .started_us = sv.api.started_us};
     mount_surfaces(o, &sv);
     if (bind_listeners(o, &sv, known_keys) || open_data(o, &sv)) {
         stop_listeners(&sv);
@@ -697,6 +702,8 @@ static int cmd_serve(const struct options *o)
     sv.gate.limiter = rl_new();
     sv.api.live = live_registry_new(&o->live);
     sv.dlb.live = sv.api.live;
+    sv.es.live = sv.api.live;
+    sv.es.logic = sv.api.logic;
     int rc = run_listeners(&sv);
     if (!rc) {
         serve_until_signal(o, &sv.api, sv.srv, &sigs);
