@@ -46,6 +46,14 @@ static void add_component(struct buf *b, const struct comp_def *d, bool with_sou
         buf_adds(b, ",\"webhook\":");
         buf_adds(b, d->webhook);
     }
+    if (d->event_format) {
+        buf_adds(b, ",\"eventFormat\":");
+        buf_add_json_str(b, d->event_format, strlen(d->event_format));
+    }
+    if (d->meta) {
+        buf_adds(b, ",\"meta\":");
+        buf_adds(b, d->meta);
+    }
     buf_addc(b, ',');
     out_time_field(b, "deployedAt", d->deployed_us, false);
     buf_adds(b, ",\"status\":\"active\"");

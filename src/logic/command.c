@@ -37,6 +37,10 @@ struct decision {
     struct logic *lg;
     struct db *db;
     const struct comp_set *set;
+    const struct comp_def *def;          /* the command handler */
+    const struct logic_event_format *fmt; /* its event format, NULL = native */
+    engine_event_json_fn *render;        /* how its code sees events */
+    struct slice metadata;               /* what ctx.metadata() answers, a JSON object */
     struct filter filters[COMMAND_READS_MAX + LIMIT_APPEND_CONDS]; /* reads, then the
                                                                     handler's conditions */
     uint64_t max[COMMAND_READS_MAX + LIMIT_APPEND_CONDS];
@@ -212,7 +216,7 @@ static int read_view(struct decision *d, struct slice args, struct buf *out, cha
 }
 
 struct query_out {
-    struct logic *lg;
+    engine_event_json_fn *render;
     struct buf *out;
     size_t count;
 };
@@ -221,7 +225,22 @@ static int on_query_event(void *arg, const struct event_rec *ev)
 {
     struct query_out *q = arg;
     buf_adds(q->out, q->count++ ? "," : "");
-    logic_format_event(q->lg, q->out, ev);
+    q->render(q->out, ev);
+    return 0;
+}
+
+/* The native filter text of what the code gave ctx.query (its format may translate it). */
+static int query_filter(struct decision *d, struct slice f, struct buf *text, char *w,
+                        size_t cap)
+{
+    if (!d->fmt || !d->fmt->filter) {
+        jsonx_minify(f, text);
+        return 0;
+    }
+    char why_f[160];
+    if (d->fmt->filter(f, text, why_f, sizeof why_f) != 0) {
+        return why(w, cap, ERR_INVALID, "%s", why_f);
+    }
     return 0;
 }
 
@@ -245,9 +264,9 @@ static int read_query(struct decision *d, struct slice args, struct buf *out, ch
     }
     struct buf text;
     buf_init(&text);
-    jsonx_minify(f, &text);
     size_t idx = d->nreads;
-    int rc = add_read(d, (struct slice){text.ptr, text.len}, 0, w, cap);
+    int rc = query_filter(d, f, &text, w, cap);
+    if (!rc) rc = add_read(d, (struct slice){text.ptr, text.len}, 0, w, cap);
     buf_fini(&text);
     if (rc) {
         return rc;
@@ -255,7 +274,7 @@ static int read_query(struct decision *d, struct slice args, struct buf *out, ch
     struct engine_query q = {.filter = &d->filters[idx], .limit = limit,
                              .budget = 64 * COMMAND_QUERY_MAX};
     struct engine_query_result res = {0};
-    struct query_out qo = {d->lg, out, 0};
+    struct query_out qo = {d->render, out, 0};
     buf_addc(out, '[');
     rc = engine_query(d->db, &q, on_query_event, &qo, &res);
     buf_addc(out, ']');
@@ -269,10 +288,32 @@ static int read_query(struct decision *d, struct slice args, struct buf *out, ch
     return 0;
 }
 
+/* ctx.metadata(): what the caller passed, with the database's newest revision now */
+static int read_metadata(struct decision *d, struct buf *out)
+{
+    struct slice m = d->metadata.ptr ? d->metadata : (struct slice){"{}", 2};
+    buf_adds(out, "{\"revision\":");
+    buf_add_u64(out, engine_db_head(d->db));
+    size_t pos = 0;
+    struct slice k, v;
+    while (jsonx_next_member(m, &pos, &k, &v)) {
+        if (k.len == 10 && !memcmp(k.ptr, "\"revision\"", 10)) {
+            continue;
+        }
+        buf_addc(out, ',');
+        buf_add(out, k.ptr, k.len);
+        buf_addc(out, ':');
+        buf_add(out, v.ptr, v.len);
+    }
+    buf_addc(out, '}');
+    return 0;
+}
+
 static int on_host(void *arg, const char *op, struct slice args, struct buf *out, char *w,
                    size_t cap)
 {
     struct decision *d = arg;
+    if (!strcmp(op, "metadata")) return read_metadata(d, out);
     if (!strcmp(op, "state")) return read_state(d, args, out, w, cap);
     if (!strcmp(op, "projection")) return read_projection(d, args, out, w, cap);
     if (!strcmp(op, "view")) return read_view(d, args, out, w, cap);
@@ -280,7 +321,8 @@ static int on_host(void *arg, const char *op, struct slice args, struct buf *out
     return why(w, cap, ERR_INVALID, "no such function: %s", op);
 }
 
-static const char *const CTX_OPS[] = {"state", "projection", "view", "query", NULL};
+static const char *const CTX_OPS[] = {"state", "projection", "view", "query", "metadata",
+                                      NULL};
 
 static void decision_fini(struct decision *d)
 {
@@ -341,8 +383,8 @@ static struct part *part_for(struct plan *pl, struct slice stream)
     return p;
 }
 
-/* Sorts one event object of the decision into its stream's part. */
-static int take_event(struct plan *pl, struct slice ev, struct logic_error *err)
+/* Sorts one native event object of the decision into its stream's part. */
+static int sort_event(struct plan *pl, struct slice ev, struct logic_error *err)
 {
     if (jsonx_kind(ev) != '{') {
         return bad(err, "decide: each event is a table with a stream");
@@ -376,6 +418,26 @@ static int take_event(struct plan *pl, struct slice ev, struct logic_error *err)
     buf_addc(&p->events, '}');
     pl->nevents++;
     return 0;
+}
+
+/* One event the handler returned: in its format, made native first. */
+static int take_event(struct decision *d, struct plan *pl, struct slice ev,
+                      struct logic_error *err)
+{
+    if (!d->fmt) {
+        return sort_event(pl, ev, err);
+    }
+    struct buf native;
+    buf_init(&native);
+    char w[160];
+    int rc = d->fmt->parse(ev, pl->nevents, d->def->name, &native, w, sizeof w);
+    if (rc) {
+        rc = bad(err, "decide: event %zu: %s", pl->nevents, w);
+    } else {
+        rc = sort_event(pl, (struct slice){native.ptr, native.len}, err);
+    }
+    buf_fini(&native);
+    return rc;
 }
 
 /* {"stream", "expectedVersion"} of the decision's conditions. */
@@ -414,8 +476,8 @@ static int take_expect(struct plan *pl, struct slice c, struct logic_error *err)
 }
 
 /* {"failIfEventsMatch": filter, "after": position} */
-static int take_condition(struct decision *d, struct plan *pl, struct slice c,
-                          struct logic_error *err)
+static int take_native_condition(struct decision *d, struct plan *pl, struct slice c,
+                                 struct logic_error *err)
 {
     struct slice f, after;
     if (jsonx_kind(c) != '{') {
@@ -445,6 +507,23 @@ static int take_condition(struct decision *d, struct plan *pl, struct slice c,
     int rc = add_read(d, (struct slice){text.ptr, text.len}, max, w, sizeof w);
     buf_fini(&text);
     return rc ? bad(err, "decide: condition: %s", w) : 0;
+}
+
+/* One condition the handler returned: in its format's form, made native first. */
+static int take_condition(struct decision *d, struct plan *pl, struct slice c,
+                          struct logic_error *err)
+{
+    if (!d->fmt || !d->fmt->condition) {
+        return take_native_condition(d, pl, c, err);
+    }
+    struct buf native;
+    buf_init(&native);
+    char w[160];
+    int rc = d->fmt->condition(c, &native, w, sizeof w);
+    rc = rc ? bad(err, "decide: condition: %s", w)
+            : take_native_condition(d, pl, (struct slice){native.ptr, native.len}, err);
+    buf_fini(&native);
+    return rc;
 }
 
 static void plan_fini(struct plan *pl)
@@ -480,10 +559,14 @@ static int take_decision(struct decision *d, struct plan *pl, struct slice answe
     int rc = 0;
     while (!rc && jsonx_kind(events) == '[' && jsonx_next_item(events, &pos, &e)) {
         rc = pl->nevents >= COMMAND_EVENTS_MAX
-                 ? bad(err, "decide: at most 1000 events") : take_event(pl, e, err);
+                 ? bad(err, "decide: at most 1000 events") : take_event(d, pl, e, err);
     }
     pos = 0;
-    if (!rc && jsonx_member(answer, "conditions", &conds) && jsonx_kind(conds) == '[') {
+    bool has_conds = jsonx_member(answer, "conditions", &conds);
+    if (!has_conds && d->fmt) { /* a dialect's word for them (EvidentSource's) */
+        has_conds = jsonx_member(answer, "constraints", &conds);
+    }
+    if (!rc && has_conds && jsonx_kind(conds) == '[') {
         for (size_t n = 0; !rc && jsonx_next_item(conds, &pos, &e); n++) {
             rc = n >= LIMIT_APPEND_CONDS ? bad(err, "decide: at most 16 conditions")
                                           : take_condition(d, pl, e, err);
@@ -632,8 +715,9 @@ static int decide_once(struct decision *d, struct logic_module *m, struct slice 
     return rc;
 }
 
-int logic_command(struct logic *lg, struct db *db, const char *name, struct slice command,
-                  bool dry_run, struct command_result *out, struct logic_error *err)
+int logic_command_with(struct logic *lg, struct db *db, const char *name, struct slice command,
+                       const struct command_opts *opts, struct command_result *out,
+                       struct logic_error *err)
 {
     struct comp_set *set;
     int rc = logic_set(lg, db, &set);
@@ -651,15 +735,24 @@ int logic_command(struct logic *lg, struct db *db, const char *name, struct slic
     unsigned tries = logic_command_tries(lg);
     for (unsigned i = 0; i < tries && rc == ERR_CONFLICT; i++) {
         struct decision *d = xcalloc(1, sizeof(*d));
-        *d = (struct decision){.lg = lg, .db = db, .set = set};
+        *d = (struct decision){.lg = lg, .db = db, .set = set, .def = def,
+                               .fmt = logic_event_format(lg, def->event_format),
+                               .render = logic_renderer(lg, def), .metadata = opts->metadata};
         out->attempts = i + 1;
         out->rejected = false;
         buf_reset(&out->rejection);
-        rc = decide_once(d, m, command, dry_run, out, err);
+        rc = decide_once(d, m, command, opts->dry_run, out, err);
         decision_fini(d);
         free(d);
     }
     logic_release(inst, rc == ERR_INVALID && err->kind != LOGIC_E_NONE);
     comp_set_unref(set);
     return rc;
+}
+
+int logic_command(struct logic *lg, struct db *db, const char *name, struct slice command,
+                  bool dry_run, struct command_result *out, struct logic_error *err)
+{
+    struct command_opts o = {.dry_run = dry_run};
+    return logic_command_with(lg, db, name, command, &o, out, err);
 }

@@ -11,6 +11,16 @@
  *   ctx.view(name, params)      a view's state for params (an object of strings)
  *   ctx.query(filter[, limit])  the events of a query filter, oldest first, at most limit
  *                               (default and most COMMAND_QUERY_MAX)
+ *   ctx.metadata()              what the API surface passed about the command (an object:
+ *                               a dialect's effective time, principal, ...) with "revision",
+ *                               the database's newest position now (no condition: it reads
+ *                               no events)
+ *
+ * A handler deployed with an eventFormat (logic/logic.h, struct logic_event_format) sees
+ * events in that format (ctx.query's answers), returns them in it (each made native by the
+ * format's parse before the engine's), and may give ctx.query and its conditions in the
+ * format's forms (its filter and condition translators); its conditions may also be named
+ * "constraints".
  *
  * The events a handler returns are native event objects with a "stream" member: {stream, type,
  * data, metadata?, tags?, id?, time?, subject?}. Conditions: {"failIfEventsMatch": <filter>,
@@ -64,5 +74,17 @@ void command_result_fini(struct command_result *r);
  * or another engine error. */
 int logic_command(struct logic *lg, struct db *db, const char *name, struct slice command,
                   bool dry_run, struct command_result *out, struct logic_error *err);
+
+/* How a command runs (logic_command_with). */
+struct command_opts {
+    bool dry_run;          /* only say what it would append */
+    struct slice metadata; /* a JSON object ctx.metadata() answers ("revision" added), ptr
+                              NULL: {}; borrowed for the call */
+};
+
+/* logic_command with opts. Returns as logic_command. */
+int logic_command_with(struct logic *lg, struct db *db, const char *name, struct slice command,
+                       const struct command_opts *opts, struct command_result *out,
+                       struct logic_error *err);
 
 #endif

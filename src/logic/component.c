@@ -89,9 +89,9 @@ static char *take_string(struct slice v, size_t *len)
     return buf_steal(&b, len);
 }
 
-enum { M_KIND, M_LANG, M_SOURCE, M_CATEGORY, M_FILTER, M_WEBHOOK, M_N };
+enum { M_KIND, M_LANG, M_SOURCE, M_CATEGORY, M_FILTER, M_WEBHOOK, M_FORMAT, M_META, M_N };
 static const char *const MEMBERS[] = {"kind", "language", "source", "category", "filter",
-                                      "webhook"};
+                                      "webhook", "eventFormat", "meta"};
 
 static int take_kind_lang(const struct slice *m, struct comp_def *out, struct comp_error *err)
 {
@@ -266,6 +266,49 @@ static int take_binding(const struct slice *m, struct comp_def *out, struct comp
     return take_webhook(m[M_WEBHOOK], out, err);
 }
 
+static bool format_name_ok(const char *s, size_t n)
+{
+    if (n < 1 || n > COMP_FORMAT_NAME_BYTES) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-')) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* eventFormat (a format's name) and meta (an object kept as minified text). */
+static int take_format_meta(const struct slice *m, struct comp_def *out, struct comp_error *err)
+{
+    if (m[M_FORMAT].ptr && jsonx_kind(m[M_FORMAT]) != 'n') {
+        size_t n = 0;
+        out->event_format = take_string(m[M_FORMAT], &n);
+        if (!out->event_format || !format_name_ok(out->event_format, n)) {
+            return refuse(err, ERR_INVALID, "eventFormat", "eventFormat is the name of an "
+                          "event format: 1 to %d of a-z, 0-9, '_' and '-'",
+                          COMP_FORMAT_NAME_BYTES);
+        }
+    }
+    if (!m[M_META].ptr || jsonx_kind(m[M_META]) == 'n') {
+        return 0;
+    }
+    struct buf f;
+    buf_init(&f);
+    if (jsonx_kind(m[M_META]) == '{') {
+        jsonx_minify(m[M_META], &f);
+    }
+    if (!f.len || f.len > COMP_META_BYTES) {
+        buf_fini(&f);
+        return refuse(err, ERR_INVALID, "meta", "meta is an object of at most %d bytes of JSON",
+                      COMP_META_BYTES);
+    }
+    out->meta = buf_steal(&f, NULL);
+    return 0;
+}
+
 static int parse_members(struct slice body, struct comp_def *out, struct comp_error *err)
 {
     struct jsonv_error ve;
@@ -293,7 +336,8 @@ static int parse_members(struct slice body, struct comp_def *out, struct comp_er
                         COMP_SOURCE_BYTES);
         }
     }
-    return rc ? rc : take_binding(m, out, err);
+    if (!rc) rc = take_binding(m, out, err);
+    return rc ? rc : take_format_meta(m, out, err);
 }
 
 int comp_parse(const char *name, struct slice body, struct comp_def *out,
@@ -334,6 +378,14 @@ void comp_to_json(const struct comp_def *def, struct buf *out)
     if (def->webhook) {
         buf_adds(out, ",\"webhook\":");
         buf_adds(out, def->webhook);
+    }
+    if (def->event_format) {
+        buf_adds(out, ",\"eventFormat\":");
+        buf_add_json_str(out, def->event_format, strlen(def->event_format));
+    }
+    if (def->meta) {
+        buf_adds(out, ",\"meta\":");
+        buf_adds(out, def->meta);
     }
     buf_adds(out, ",\"source\":");
     buf_add_json_str(out, def->source, def->source_len);
@@ -404,6 +456,8 @@ void comp_def_copy(struct comp_def *out, const struct comp_def *src)
     out->category = dup_or_null(src->category);
     out->filter = dup_or_null(src->filter);
     out->webhook = dup_or_null(src->webhook);
+    out->event_format = dup_or_null(src->event_format);
+    out->meta = dup_or_null(src->meta);
 }
 
 void comp_def_fini(struct comp_def *def)
@@ -412,5 +466,8 @@ void comp_def_fini(struct comp_def *def)
     free(def->category);
     free(def->filter);
     free(def->webhook);
+    free(def->event_format);
+    free(def->meta);
     def->source = def->category = def->filter = def->webhook = NULL;
+    def->event_format = def->meta = NULL;
 }

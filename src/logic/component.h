@@ -34,6 +34,8 @@ enum {
     COMP_WEBHOOK_HEADERS = 10,            /* ... its own headers */
     COMP_WEBHOOK_ATTEMPTS_MAX = 20,       /* ... attempts per delivery (default 5) */
     COMP_WEBHOOK_BACKOFF_MAX_MS = 3600 * 1000, /* ... first retry's wait (default 1000) */
+    COMP_FORMAT_NAME_BYTES = 32,          /* an event format's name: [a-z0-9_-]{1,32} */
+    COMP_META_BYTES = 4096,               /* the meta member's minified JSON text */
 };
 
 struct comp_def {
@@ -46,6 +48,11 @@ struct comp_def {
     char *filter;          /* projections and views: owned minified JSON, NULL = every event */
     char *webhook;         /* projections: owned minified JSON of the webhook member, NULL =
                               none (comp_webhook_parse reads it) */
+    char *event_format;    /* owned: the name of the event format its code sees events in and
+                              returns them in (logic_config.event_formats), NULL = native */
+    char *meta;            /* owned minified JSON object kept with the definition for the API
+                              surface that deployed it (a dialect's description, content
+                              type, ...), at most COMP_META_BYTES; NULL = none */
     uint64_t version;      /* 1 for the first deploy of the name */
     int64_t deployed_us;   /* when that deploy committed */
 };
@@ -66,16 +73,19 @@ struct comp_error {
     char message[192];
 };
 
-/* Reads a deploy body {"kind", "language", "source", "category"?, "filter"?, "webhook"?}
- * (valid JSON text) for name into *out (version 0, deployed_us 0: set by the registry). The
- * filter is kept as minified text and only checked to be an object here; the caller parses
- * it. A webhook (projections only) is checked whole (comp_webhook_parse). Returns 0, or
- * ERR_INVALID / ERR_TOOBIG with *err filled (nothing to free then). */
+/* Reads a deploy body {"kind", "language", "source", "category"?, "filter"?, "webhook"?,
+ * "eventFormat"?, "meta"?} (valid JSON text) for name into *out (version 0, deployed_us 0:
+ * set by the registry). The filter is kept as minified text and only checked to be an object
+ * here; the caller parses it. A webhook (projections only) is checked whole
+ * (comp_webhook_parse). eventFormat is only checked to be a format name here (whether such a
+ * format exists is the deploy's check); meta must be an object of at most COMP_META_BYTES
+ * minified. Returns 0, or ERR_INVALID / ERR_TOOBIG with *err filled (nothing to free then). */
 int comp_parse(const char *name, struct slice body, struct comp_def *out,
                struct comp_error *err);
 
 /* Appends the stored form of def, {"name","kind","language","version","source",
- * "category"?, "filter"?, "webhook"?}, the data of its deploy event. */
+ * "category"?, "filter"?, "webhook"?, "eventFormat"?, "meta"?}, the data of its deploy
+ * event. */
 void comp_to_json(const struct comp_def *def, struct buf *out);
 /* Reads a stored form back (version included). Returns 0 or ERR_CORRUPT. */
 int comp_from_json(struct slice text, struct comp_def *out);

@@ -178,9 +178,20 @@ engine_filter_parse_fn *logic_filter_parser(struct logic *lg)
     return lg->cfg.parse_filter;
 }
 
-void logic_format_event(struct logic *lg, struct buf *out, const struct event_rec *ev)
+const struct logic_event_format *logic_event_format(struct logic *lg, const char *name)
 {
-    lg->cfg.format_event(out, ev);
+    for (size_t i = 0; name && lg->cfg.event_formats && lg->cfg.event_formats[i]; i++) {
+        if (!strcmp(lg->cfg.event_formats[i]->name, name)) {
+            return lg->cfg.event_formats[i];
+        }
+    }
+    return NULL;
+}
+
+engine_event_json_fn *logic_renderer(struct logic *lg, const struct comp_def *def)
+{
+    const struct logic_event_format *f = logic_event_format(lg, def->event_format);
+    return f ? f->render : lg->cfg.format_event;
 }
 
 struct projections *logic_projections(struct logic *lg)
@@ -509,6 +520,26 @@ static int check_filter(struct logic *lg, const struct comp_def *def, struct log
     return 0;
 }
 
+/* A component's eventFormat must be one registered in this process. */
+static int check_format(struct logic *lg, const struct comp_def *def, struct logic_error *err)
+{
+    if (!def->event_format || logic_event_format(lg, def->event_format)) {
+        return 0;
+    }
+    err->kind = LOGIC_E_INVALID;
+    int n = snprintf(err->message, sizeof err->message, "eventFormat: no event format called "
+                     "\"%s\" (known:", def->event_format);
+    for (size_t i = 0; lg->cfg.event_formats && lg->cfg.event_formats[i] && n > 0 &&
+                       (size_t)n < sizeof err->message; i++) {
+        n += snprintf(err->message + n, sizeof err->message - (size_t)n, " %s",
+                      lg->cfg.event_formats[i]->name);
+    }
+    if (n > 0 && (size_t)n < sizeof err->message) {
+        snprintf(err->message + n, sizeof err->message - (size_t)n, ")");
+    }
+    return ERR_INVALID;
+}
+
 /* A projection's webhook URL must reach an address the operator allows (resolves its host:
  * worker). ERR_DENIED with err->kind LOGIC_E_FORBIDDEN (a refused address) or
  * LOGIC_E_INVALID (the host does not resolve). */
@@ -538,7 +569,7 @@ int logic_deploy(struct logic *lg, struct db *db, struct comp_def *def,
                  struct logic_error *err)
 {
     struct logic_module *m;
-    if (check_filter(lg, def, err)) {
+    if (check_filter(lg, def, err) || check_format(lg, def, err)) {
         return ERR_INVALID;
     }
     if (check_webhook(lg, def, err)) {
@@ -733,7 +764,7 @@ static void snap_store(struct db *db, const char *table, struct slice stream,
 
 /* One page of a stream's events as JSON texts, for a fold. */
 struct page {
-    struct logic *lg;
+    engine_event_json_fn *render; /* the component's view of an event */
     struct buf text;             /* the events' JSON, one after the other */
     size_t at[LOGIC_FOLD_PAGE];  /* where each starts in text */
     uint64_t pos[LOGIC_FOLD_PAGE];
@@ -750,7 +781,7 @@ static int on_page_event(void *arg, const struct event_rec *ev)
     pg->pos[pg->count] = ev->position;
     pg->ver[pg->count] = ev->version;
     pg->rec[pg->count] = ev->recorded_us;
-    pg->lg->cfg.format_event(&pg->text, ev);
+    pg->render(&pg->text, ev);
     pg->count++;
     return 0;
 }
@@ -808,11 +839,11 @@ static bool read_budget_spent(struct logic *lg, uint64_t start_ns, struct logic_
 }
 
 static int fold_stream(struct logic *lg, struct db *db, struct logic_module *m,
-                       struct slice stream, const struct as_of *at, struct logic_state *out,
-                       struct logic_error *err)
+                       engine_event_json_fn *render, struct slice stream,
+                       const struct as_of *at, struct logic_state *out, struct logic_error *err)
 {
     struct page *pg = xmalloc(sizeof(*pg));
-    pg->lg = lg;
+    pg->render = render;
     buf_init(&pg->text);
     int rc = 0;
     uint64_t start_ns = thread_cpu_ns();
@@ -870,7 +901,7 @@ int logic_stream_state(struct logic *lg, struct db *db, struct slice stream,
     }
     struct mod_ent *me = mod_acquire(lg, db, def, err, &rc);
     if (me) {
-        rc = fold_stream(lg, db, me->m, stream, at, out, err);
+        rc = fold_stream(lg, db, me->m, logic_renderer(lg, def), stream, at, out, err);
         if (rc == ERR_INVALID && err->kind) {
             mod_failed(me);
         }
@@ -900,9 +931,10 @@ static int fold_records(struct logic *lg, struct db *db, const struct comp_def *
     struct buf text;
     buf_init(&text);
     size_t *at = xcalloc(n + 1, sizeof(*at));
+    engine_event_json_fn *render = logic_renderer(lg, def);
     for (size_t i = 0; i < n; i++) {
         at[i] = text.len;
-        lg->cfg.format_event(&text, &evs[i]);
+        render(&text, &evs[i]);
     }
     at[n] = text.len;
     struct slice *sl = xcalloc(n, sizeof(*sl));
@@ -1008,11 +1040,12 @@ static int on_view_event(void *arg, const struct event_rec *ev)
 
 /* Folds the events of filter after out->position (as of at) into out->state with params. */
 static int fold_view(struct logic *lg, struct db *db, struct logic_module *m,
-                     const struct filter *filter, struct slice params, const struct as_of *at,
-                     struct logic_state *out, struct logic_error *err)
+                     engine_event_json_fn *render, const struct filter *filter,
+                     struct slice params, const struct as_of *at, struct logic_state *out,
+                     struct logic_error *err)
 {
     struct page *pg = xmalloc(sizeof(*pg));
-    pg->lg = lg;
+    pg->render = render;
     buf_init(&pg->text);
     int rc = 0;
     uint64_t from = out->position + 1;
@@ -1058,8 +1091,41 @@ static int view_filter(struct logic *lg, const struct comp_def *def, struct filt
     return lg->cfg.parse_filter((struct slice){def->filter, strlen(def->filter)}, f);
 }
 
-int logic_view(struct logic *lg, struct db *db, const char *name, struct slice params,
-               const struct as_of *at, struct logic_state *out, struct logic_error *err)
+/* Folds def's events for params into out: from the cached result when cache (then stored
+ * again when the read folded enough), else from the start. */
+static int view_fold_def(struct logic *lg, struct db *db, const struct comp_def *def,
+                         struct filter *f, struct slice params, const struct as_of *at,
+                         bool cache, struct logic_state *out, struct logic_error *err)
+{
+    char table[DERIVED_TABLE_BYTES + 1], key[65];
+    snprintf(table, sizeof table, "v:%s:%llu", def->name, (unsigned long long)def->version);
+    view_key(params, key);
+    struct slice k = {key, 64};
+    /* a cached result holds while no lifecycle change (deletion, truncation, settings) came
+       since it was stored, in this process */
+    struct snap_stamp stamp = {lg->nonce, engine_db_lifecycle_changes(db)};
+    cache = cache && !engine_db_ages_out(db); /* events leaving as time passes: no cache */
+    if (cache) {
+        snap_load(db, table, k, at, &stamp, out);
+    }
+    int rc = 0;
+    struct mod_ent *me = mod_acquire(lg, db, def, err, &rc);
+    if (me) {
+        rc = fold_view(lg, db, me->m, logic_renderer(lg, def), f, params, at, out, err);
+        if (rc == ERR_INVALID && err->kind) {
+            mod_failed(me);
+        }
+        mod_release(me);
+    }
+    if (!rc && cache && out->folded >= LOGIC_SNAPSHOT_MIN_EVENTS) {
+        snap_store(db, table, k, &stamp, out);
+    }
+    return rc;
+}
+
+int logic_view_at(struct logic *lg, struct db *db, const char *name, struct slice params,
+                  const struct logic_view_read *rd, struct logic_state *out,
+                  struct logic_error *err)
 {
     struct comp_set *set;
     int rc = logic_set(lg, db, &set);
@@ -1073,35 +1139,26 @@ int logic_view(struct logic *lg, struct db *db, const char *name, struct slice p
     }
     snprintf(out->reducer, sizeof out->reducer, "%s", def->name);
     out->reducer_version = def->version;
-    struct filter f;
-    rc = view_filter(lg, def, &f);
-    char table[DERIVED_TABLE_BYTES + 1], key[65];
-    snprintf(table, sizeof table, "v:%s:%llu", def->name, (unsigned long long)def->version);
-    view_key(params, key);
-    struct slice k = {key, 64};
-    /* a cached result holds while no lifecycle change (deletion, truncation, settings) came
-       since it was stored, in this process */
-    struct snap_stamp stamp = {lg->nonce, engine_db_lifecycle_changes(db)};
-    bool cacheable = !engine_db_ages_out(db); /* events leaving as time passes: no cache */
     buf_reset(&out->state);
     buf_adds(&out->state, "null");
-    if (!rc) {
-        if (cacheable) {
-            snap_load(db, table, k, at, &stamp, out);
-        }
-        struct mod_ent *me = mod_acquire(lg, db, def, err, &rc);
-        if (me) {
-            rc = fold_view(lg, db, me->m, &f, params, at, out, err);
-            if (rc == ERR_INVALID && err->kind) {
-                mod_failed(me);
-            }
-            mod_release(me);
-        }
-        filter_fini(&f);
+    struct filter f;
+    rc = view_filter(lg, def, &f);
+    bool effective = rd && rd->has_effective;
+    if (!rc && effective && (!f.has_time_to || f.time_to_us > rd->effective_us)) {
+        f.has_time_to = true; /* as of effective time: events effective later are not seen */
+        f.time_to_us = rd->effective_us;
     }
-    if (!rc && cacheable && out->folded >= LOGIC_SNAPSHOT_MIN_EVENTS) {
-        snap_store(db, table, k, &stamp, out);
+    if (!rc) {
+        rc = view_fold_def(lg, db, def, &f, params, rd ? rd->at : NULL, !effective, out, err);
+        filter_fini(&f);
     }
     comp_set_unref(set);
     return rc;
+}
+
+int logic_view(struct logic *lg, struct db *db, const char *name, struct slice params,
+               const struct as_of *at, struct logic_state *out, struct logic_error *err)
+{
+    struct logic_view_read rd = {.at = at};
+    return logic_view_at(lg, db, name, params, &rd, out, err);
 }

@@ -27,11 +27,37 @@ enum {
                                        several workers at once run side by side) */
 };
 
+/* How the components of an API surface see events: a dialect's shape of an event (CloudEvents
+ * for EvidentSource), chosen per component by its eventFormat member (logic/component.h);
+ * components without one see the native JSON (logic_config.format_event) and return native
+ * event objects. Static data of the surface, handed in by main (logic_config.event_formats),
+ * so this layer includes no dialect header. Its functions are pure: any thread. */
+struct logic_event_format {
+    const char *name;  /* what eventFormat names: [a-z0-9_-]{1,32} */
+    /* Appends one stored event as the code sees it: what reducers, projections and views
+     * fold and what a command handler's ctx.query answers. */
+    engine_event_json_fn *render;
+    /* Turns one event object a command handler returned (JSON text) into a native event
+     * object with its "stream" member (docs/api.md, "Command handlers"), appended to native.
+     * index: its place among the decision's events; component: the handler's name (for
+     * defaults such as a source). Returns 0, or ERR_INVALID with a reason in why. */
+    int (*parse)(struct slice event, size_t index, const char *component, struct buf *native,
+                 char *why, size_t why_cap);
+    /* Optional (NULL: the native forms only). Turns what the code gives ctx.query into a
+     * native query filter object, and one condition the handler returned into a native
+     * condition ({"failIfEventsMatch", "after"} or {"stream", "expectedVersion"}), appended
+     * to out. A native form may be passed through. Returns 0, or ERR_INVALID with why. */
+    int (*filter)(struct slice arg, struct buf *out, char *why, size_t why_cap);
+    int (*condition)(struct slice cond, struct buf *out, char *why, size_t why_cap);
+};
+
 struct logic_config {
     struct engine *engine;               /* borrowed */
     struct logic_env *env;               /* borrowed: the runtimes */
     struct logic_limits limits;          /* every module's budgets */
-    engine_event_json_fn *format_event;  /* an event's JSON as user code sees it */
+    engine_event_json_fn *format_event;  /* an event's JSON as user code sees it (native) */
+    const struct logic_event_format *const *event_formats; /* the surfaces' formats,
+                                            NULL-terminated (NULL: none); borrowed, static */
     engine_filter_parse_fn *parse_filter; /* checks projection and view filters */
     unsigned command_tries;              /* decisions per command at most (0: COMMAND_TRIES) */
     const char *webhook_allow;           /* hosts or addresses projection webhooks may reach
@@ -56,7 +82,11 @@ bool logic_user_event(const struct event_rec *ev);
 struct logic_env *logic_runtimes(struct logic *lg);
 const struct logic_limits *logic_budgets(struct logic *lg);
 engine_filter_parse_fn *logic_filter_parser(struct logic *lg);
-void logic_format_event(struct logic *lg, struct buf *out, const struct event_rec *ev);
+/* The registered event format called name, or NULL (NULL name: NULL). */
+const struct logic_event_format *logic_event_format(struct logic *lg, const char *name);
+/* How def's code sees events: its format's render, or the native JSON (also when its format
+ * is not registered in this process). */
+engine_event_json_fn *logic_renderer(struct logic *lg, const struct comp_def *def);
 struct projections *logic_projections(struct logic *lg);
 unsigned logic_command_tries(struct logic *lg);
 const char *logic_webhook_allow(struct logic *lg);
@@ -90,7 +120,8 @@ int logic_set(struct logic *lg, struct db *db, struct comp_set **out);
 /* Worker. Checks def by loading it (its syntax, the entry points its kind needs), then
  * deploys it as the next version of its name (def->version and deployed_us are set). A
  * reducer's snapshots of earlier versions are dropped. Returns 0; ERR_INVALID with *err (the
- * code does not load, or its filter is not a valid query filter); ERR_EXISTS with *err
+ * code does not load, its filter is not a valid query filter, or its eventFormat is no
+ * registered format: kind LOGIC_E_INVALID); ERR_EXISTS with *err
  * (another reducer holds the category); ERR_DENIED with *err (a projection's webhook URL:
  * kind LOGIC_E_FORBIDDEN, an address the operator does not allow; LOGIC_E_INVALID, its host
  * does not resolve); ERR_TOOBIG with err->kind set (a new name past
@@ -140,5 +171,20 @@ int logic_state_after(struct logic *lg, struct db *db, struct slice stream,
  * failed; out->failed_position) or ERR_*. */
 int logic_view(struct logic *lg, struct db *db, const char *name, struct slice params,
                const struct as_of *at, struct logic_state *out, struct logic_error *err);
+
+/* Where a view read stands (logic_view_at). */
+struct logic_view_read {
+    const struct as_of *at;     /* the database as of this point (NULL = now) */
+    bool has_effective;         /* fold only the events whose effective time is at or before
+                                   effective_us (as of effective time); such reads are folded
+                                   from the start, without the cache (effective times do not
+                                   follow the log's order) */
+    int64_t effective_us;
+};
+
+/* Worker. logic_view with a read point: rd (NULL: now, every event). */
+int logic_view_at(struct logic *lg, struct db *db, const char *name, struct slice params,
+                  const struct logic_view_read *rd, struct logic_state *out,
+                  struct logic_error *err);
 
 #endif

@@ -247,6 +247,7 @@ static struct proj *proj_new(struct projections *p, struct db *db, const struct 
 /* The events of one batch, as JSON texts, and the states they changed. */
 struct batch {
     struct projections *p;
+    engine_event_json_fn *render;  /* the projection's view of an event */
     struct buf text;               /* every event's JSON, one after the other */
     size_t at[PROJ_BATCH_EVENTS + 1];
     uint64_t pos[PROJ_BATCH_EVENTS];
@@ -268,7 +269,7 @@ static int on_event(void *arg, const struct event_rec *ev)
     }
     b->at[b->count] = b->text.len;
     b->pos[b->count] = ev->position;
-    logic_format_event(b->p->lg, &b->text, ev);
+    b->render(&b->text, ev);
     b->count++;
     return 0;
 }
@@ -639,6 +640,7 @@ static bool step(struct projections *p, struct proj *pr)
 {
     struct batch *b = xcalloc(1, sizeof(*b));
     b->p = p;
+    b->render = logic_renderer(p->lg, &pr->def);
     buf_init(&b->text);
     buf_init(&b->changes);
     strmap_init(&b->keys, sizeof(size_t));

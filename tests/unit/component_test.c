@@ -241,3 +241,240 @@ TEST(registry_deploys_redeploys_and_removes)
     engine_stop(e);
     engine_close(e);
 }
+
+/* ---- eventFormat and meta ---- */
+
+TEST(event_format_and_meta_are_kept_with_the_definition)
+{
+    struct comp_def d, back;
+    struct comp_error err;
+    ASSERT_EQ(comp_parse("v", S("{\"kind\":\"view\",\"language\":\"lua\",\"source\":\"x\","
+                                "\"eventFormat\":\"cloud-events_1\",\"meta\":{ \"a\" : [1, 2] }}"),
+                         &d, &err), 0);
+    ASSERT_STR(d.event_format, "cloud-events_1");
+    ASSERT_STR(d.meta, "{\"a\":[1,2]}");
+    d.version = 3;
+    struct buf b;
+    buf_init(&b);
+    comp_to_json(&d, &b);
+    ASSERT_EQ(comp_from_json((struct slice){b.ptr, b.len}, &back), 0);
+    ASSERT_STR(back.event_format, "cloud-events_1");
+    ASSERT_STR(back.meta, "{\"a\":[1,2]}");
+    struct comp_def copy;
+    comp_def_copy(&copy, &back);
+    ASSERT_STR(copy.event_format, "cloud-events_1");
+    comp_def_fini(&copy);
+    comp_def_fini(&back);
+    comp_def_fini(&d);
+    ASSERT_EQ(comp_parse("v", S("{\"kind\":\"view\",\"language\":\"lua\",\"source\":\"x\","
+                                "\"eventFormat\":null,\"meta\":null}"), &d, &err), 0);
+    CHECK(d.event_format == NULL && d.meta == NULL);
+    comp_def_fini(&d);
+    static const char *const bad[][2] = {
+        {"{\"kind\":\"view\",\"language\":\"lua\",\"source\":\"x\",\"eventFormat\":\"Cloud\"}",
+         "eventFormat"},
+        {"{\"kind\":\"view\",\"language\":\"lua\",\"source\":\"x\",\"eventFormat\":\"\"}",
+         "eventFormat"},
+        {"{\"kind\":\"view\",\"language\":\"lua\",\"source\":\"x\",\"eventFormat\":1}",
+         "eventFormat"},
+        {"{\"kind\":\"view\",\"language\":\"lua\",\"source\":\"x\",\"meta\":[1]}", "meta"},
+        {"{\"kind\":\"view\",\"language\":\"lua\",\"source\":\"x\",\"meta\":\"m\"}", "meta"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ASSERT_EQ(comp_parse("v", S(bad[i][0]), &d, &err), ERR_INVALID);
+        ASSERT_STR(err.field, bad[i][1]);
+    }
+    buf_reset(&b);
+    buf_adds(&b, "{\"kind\":\"view\",\"language\":\"lua\",\"source\":\"x\",\"meta\":{\"m\":\"");
+    for (int i = 0; i < COMP_META_BYTES; i++) {
+        buf_addc(&b, 'm');
+    }
+    buf_adds(&b, "\"}}");
+    ASSERT_EQ(comp_parse("v", (struct slice){b.ptr, b.len}, &d, &err), ERR_INVALID);
+    ASSERT_STR(err.field, "meta");
+    buf_fini(&b);
+}
+
+/* A format for the test: events are {"fake":1,"type","pos","data"}; the code returns
+ * {"s": stream, "t": type, "when"?: time, ...} (the whole object becomes the data), queries
+ * with {"t": type} and conditions {"none": type} (no such event at all). */
+#include "api/groups_api.h"
+#include "json/jsonx.h"
+#include "logic/command.h"
+#include "logic/logic.h"
+#include "ops/out.h"
+
+static void fake_render(struct buf *out, const struct event_rec *ev)
+{
+    buf_adds(out, "{\"fake\":1,\"type\":");
+    buf_add_json_str(out, ev->type.ptr, ev->type.len);
+    buf_printf(out, ",\"pos\":%llu,\"data\":", (unsigned long long)ev->position);
+    buf_add(out, ev->data.ptr, ev->data.len);
+    buf_addc(out, '}');
+}
+
+static int fake_parse(struct slice ev, size_t index, const char *component, struct buf *native,
+                      char *why, size_t cap)
+{
+    struct slice s, t, when;
+    if (!jsonx_member(ev, "s", &s) || !jsonx_member(ev, "t", &t)) {
+        snprintf(why, cap, "event %zu of %s: s and t are required", index, component);
+        return ERR_INVALID;
+    }
+    buf_adds(native, "{\"stream\":");
+    buf_add(native, s.ptr, s.len);
+    buf_adds(native, ",\"type\":");
+    buf_add(native, t.ptr, t.len);
+    if (jsonx_member(ev, "when", &when)) {
+        buf_adds(native, ",\"time\":");
+        buf_add(native, when.ptr, when.len);
+    }
+    buf_adds(native, ",\"data\":");
+    buf_add(native, ev.ptr, ev.len);
+    buf_addc(native, '}');
+    return 0;
+}
+
+static int fake_filter(struct slice arg, struct buf *out, char *why, size_t cap)
+{
+    struct slice t;
+    if (!jsonx_member(arg, "t", &t)) {
+        snprintf(why, cap, "a query is {t = type}");
+        return ERR_INVALID;
+    }
+    buf_adds(out, "{\"types\":[");
+    buf_add(out, t.ptr, t.len);
+    buf_adds(out, "]}");
+    return 0;
+}
+
+static int fake_condition(struct slice c, struct buf *out, char *why, size_t cap)
+{
+    struct slice t;
+    if (!jsonx_member(c, "none", &t)) {
+        snprintf(why, cap, "a condition is {none = type}");
+        return ERR_INVALID;
+    }
+    buf_adds(out, "{\"failIfEventsMatch\":{\"types\":[");
+    buf_add(out, t.ptr, t.len);
+    buf_adds(out, "]},\"after\":0}");
+    return 0;
+}
+
+static const struct logic_event_format FAKE = {"fake", fake_render, fake_parse, fake_filter,
+                                               fake_condition};
+
+static void deploy(struct logic *lg, struct db *db, const char *name, const char *body, int want)
+{
+    struct comp_def d;
+    struct comp_error ce;
+    ASSERT_EQ(comp_parse(name, S(body), &d, &ce), 0);
+    struct logic_error le = {0};
+    int rc = logic_deploy(lg, db, &d, &le);
+    if (rc != want) {
+        fprintf(stderr, "  deploy %s: %d %s\n", name, rc, le.message);
+    }
+    ASSERT_EQ(rc, want);
+    if (want == ERR_INVALID) {
+        ASSERT_EQ(le.kind, LOGIC_E_INVALID);
+        CHECK(strstr(le.message, "eventFormat") && strstr(le.message, "fake"));
+    }
+    comp_def_fini(&d);
+}
+
+static int command(struct logic *lg, struct db *db, const char *cmd, struct command_result *r)
+{
+    struct command_opts o = {.metadata = S("{\"principal\":\"alice\",\"revision\":99}")};
+    struct logic_error le = {0};
+    command_result_fini(r);
+    command_result_init(r);
+    int rc = logic_command_with(lg, db, "mk", S(cmd), &o, r, &le);
+    if (rc && rc != ERR_CONFLICT) {
+        fprintf(stderr, "  command: %d %s\n", rc, le.message);
+    }
+    return rc;
+}
+
+static int on_read(void *arg, const struct event_rec *ev)
+{
+    struct buf *b = arg;
+    buf_reset(b);
+    buf_add(b, ev->data.ptr, ev->data.len);
+    return 0;
+}
+
+static void view_n(struct logic *lg, struct db *db, const struct logic_view_read *rd,
+                   const char *want)
+{
+    struct logic_state st;
+    logic_state_init(&st);
+    struct logic_error le = {0};
+    ASSERT_EQ(logic_view_at(lg, db, "v", S("{}"), rd, &st, &le), 0);
+    buf_addc(&st.state, '\0');
+    ASSERT_STR(st.state.ptr, want);
+    logic_state_fini(&st);
+}
+
+TEST(event_formats_shape_what_code_sees_and_returns)
+{
+    char dir[128];
+    struct engine *e = open_engine(dir, sizeof dir);
+    struct db *db;
+    ASSERT_EQ(engine_db_acquire(e, "default", 7, &db), 0);
+    struct logic_env *env;
+    struct logic_env_config ec = {0};
+    ASSERT_EQ(logic_env_new(&ec, &env), 0);
+    static const struct logic_event_format *const formats[] = {&FAKE, NULL};
+    struct logic_config cfg = {.engine = e, .env = env, .format_event = out_event,
+                               .parse_filter = groups_parse_filter, .event_formats = formats};
+    logic_limits_default(&cfg.limits);
+    struct logic *lg;
+    ASSERT_EQ(logic_new(&cfg, &lg), 0);
+    deploy(lg, db, "bad", "{\"kind\":\"command\",\"language\":\"lua\",\"source\":\"function "
+           "decide() end\",\"eventFormat\":\"nope\"}", ERR_INVALID);
+    deploy(lg, db, "mk", "{\"kind\":\"command\",\"language\":\"lua\",\"eventFormat\":\"fake\","
+           "\"source\":\"function decide(cmd, ctx) local m = ctx.metadata() "
+           "local seen = ctx.query({t = 'T'}) "
+           "local c = {} if cmd.block then c = {{none = 'T'}} end "
+           "return {events = {{s = 's-1', t = 'T', when = cmd.when, n = #seen, "
+           "who = m.principal, rev = m.revision, fake = seen[1] and seen[1].fake}}, "
+           "constraints = c} end\"}", 0);
+    deploy(lg, db, "v", "{\"kind\":\"view\",\"language\":\"lua\",\"eventFormat\":\"fake\","
+           "\"source\":\"function evolve(s, e, p) s = s or {n = 0} "
+           "if e.fake == 1 then s.n = s.n + 1 s.last = e.data.n end return s end\"}", 0);
+    uint64_t head = engine_db_head(db);
+    struct command_result r;
+    command_result_init(&r);
+    ASSERT_EQ(command(lg, db, "{\"when\":\"2020-01-01T00:00:00Z\"}", &r), 0);
+    struct buf data;
+    buf_init(&data);
+    ASSERT_EQ(engine_read_event(db, r.last_position, on_read, &data), 0);
+    buf_addc(&data, '\0');
+    CHECK(strstr(data.ptr, "\"n\":0") && strstr(data.ptr, "\"who\":\"alice\""));
+    char rev[32];
+    snprintf(rev, sizeof rev, "\"rev\":%llu", (unsigned long long)head);
+    CHECK(strstr(data.ptr, rev)); /* the revision is the server's, not the caller's 99 */
+    ASSERT_EQ(command(lg, db, "{\"when\":\"2030-01-01T00:00:00Z\"}", &r), 0);
+    ASSERT_EQ(engine_read_event(db, r.last_position, on_read, &data), 0);
+    buf_addc(&data, '\0');
+    CHECK(strstr(data.ptr, "\"n\":1") && strstr(data.ptr, "\"fake\":1")); /* ctx.query: fake */
+    /* the condition in the format's form: no T event may exist, so it always fails */
+    ASSERT_EQ(command(lg, db, "{\"block\":true}", &r), ERR_CONFLICT);
+    view_n(lg, db, NULL, "{\"last\":1,\"n\":2}");
+    struct logic_view_read rd = {.has_effective = true, .effective_us = 1735689600000000ll};
+    view_n(lg, db, &rd, "{\"last\":0,\"n\":1}"); /* 2025: the 2030 event is not effective */
+    rd.effective_us = 1577836800000000ll;
+    view_n(lg, db, &rd, "{\"last\":0,\"n\":1}"); /* at its effective time exactly */
+    rd.effective_us -= 1;
+    view_n(lg, db, &rd, "null");
+    struct as_of at = {.has_pos = true, .pos = head + 1};
+    struct logic_view_read rev1 = {.at = &at};
+    view_n(lg, db, &rev1, "{\"last\":0,\"n\":1}");
+    command_result_fini(&r);
+    buf_fini(&data);
+    logic_free(lg);
+    logic_env_free(env);
+    engine_db_release(db);
+    engine_stop(e);
+    engine_close(e);
+}
