@@ -416,6 +416,7 @@ const struct gate_mount evidentsource_mount = {
     .rate_window_s = 1,
     .default_rate = 0,
     .cors_allow_headers = CORS_ALLOW,
+    .cors_allow_methods = "GET, POST, PUT, DELETE, OPTIONS",
     .cors_expose_headers = CORS_EXPOSE,
     .idem_namespace = 2,
 };
