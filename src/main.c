@@ -24,6 +24,7 @@
 #include "dialect/deltabase/deltabase.h"
 #include "dialect/deltabase/translate.h"
 #include "dialect/evidentsource/evidentsource.h"
+#include "dialect/evidentsource/format.h"
 #include "gate/gate.h"
 #include "gate/ratelimit.h"
 #include "auth/keys.h"
@@ -588,8 +589,10 @@ static int open_logic(const struct options *o, struct serving *sv)
     static char worker[4096];
     struct logic_env_config lc = {.js_worker_path = js_worker_path(worker, sizeof worker)};
     int rc = logic_env_new(&lc, &sv->logic_env);
+    static const struct logic_event_format *const formats[] = {&es_cloudevents_format, NULL};
     struct logic_config cfg = {.engine = sv->api.engine, .env = sv->logic_env,
                                .limits = o->logic_limits, .format_event = out_event,
+                               .event_formats = formats,
                                .parse_filter = groups_parse_filter,
                                .command_tries = o->command_tries,
                                .webhook_allow = o->webhook_allow};
