@@ -44,6 +44,9 @@ struct decision {
     struct filter filters[COMMAND_READS_MAX + LIMIT_APPEND_CONDS]; /* reads, then the
                                                                     handler's conditions */
     uint64_t max[COMMAND_READS_MAX + LIMIT_APPEND_CONDS];
+    uint64_t min[COMMAND_READS_MAX + LIMIT_APPEND_CONDS];  /* with has_min */
+    bool has_min[COMMAND_READS_MAX + LIMIT_APPEND_CONDS];  /* a {query, min} condition */
+    bool no_max[COMMAND_READS_MAX + LIMIT_APPEND_CONDS];   /* a {query, min} without max */
     bool used[COMMAND_READS_MAX + LIMIT_APPEND_CONDS];
     size_t nreads;
 };
@@ -475,38 +478,72 @@ static int take_expect(struct plan *pl, struct slice c, struct logic_error *err)
     return 0;
 }
 
-/* {"failIfEventsMatch": filter, "after": position} */
+/* A position member of a condition: false when present and not a whole number; *has tells
+ * whether it was given (null counts as absent). */
+static bool position_member(struct slice c, const char *name, bool *has, uint64_t *out)
+{
+    struct slice v;
+    *has = jsonx_member(c, name, &v) && jsonx_kind(v) != 'n';
+    *out = 0;
+    if (!*has) {
+        return true;
+    }
+    char t[24];
+    snprintf(t, sizeof t, "%.*s", (int)(v.len < 23 ? v.len : 23), v.ptr);
+    char *end;
+    *out = strtoull(t, &end, 10);
+    return !*end && t[0] >= '0' && t[0] <= '9';
+}
+
+/* Adds the condition of filter f with the bounds given (a max always, a min when has_min). */
+static int add_condition(struct decision *d, struct slice f, bool has_min, uint64_t min,
+                         bool has_max, uint64_t max, struct logic_error *err)
+{
+    struct buf text;
+    buf_init(&text);
+    jsonx_minify(f, &text);
+    char w[160];
+    size_t idx = d->nreads;
+    int rc = add_read(d, (struct slice){text.ptr, text.len}, max, w, sizeof w);
+    buf_fini(&text);
+    if (rc) {
+        return bad(err, "decide: condition: %s", w);
+    }
+    d->has_min[idx] = has_min;
+    d->min[idx] = min;
+    d->no_max[idx] = !has_max;
+    return 0;
+}
+
+/* {"failIfEventsMatch": filter, "after": position}, or as an append's conditions take them
+ * {"query": filter, "min"?, "max"?} (L, the newest matching position, min <= L <= max) */
 static int take_native_condition(struct decision *d, struct plan *pl, struct slice c,
                                  struct logic_error *err)
 {
-    struct slice f, after;
+    struct slice f;
     if (jsonx_kind(c) != '{') {
         return bad(err, "decide: each condition is a table");
     }
     if (jsonx_member(c, "expectedVersion", &f)) {
         return take_expect(pl, c, err);
     }
-    if (!jsonx_member(c, "failIfEventsMatch", &f) || jsonx_kind(f) != '{') {
-        return bad(err, "decide: a condition is {failIfEventsMatch, after} or {stream, "
-                        "expectedVersion}");
-    }
-    uint64_t max = 0;
-    if (jsonx_member(c, "after", &after) && jsonx_kind(after) != 'n') {
-        char t[24];
-        snprintf(t, sizeof t, "%.*s", (int)(after.len < 23 ? after.len : 23), after.ptr);
-        char *end;
-        max = strtoull(t, &end, 10);
-        if (*end || t[0] < '0' || t[0] > '9') {
-            return bad(err, "decide: a condition's after is a position");
+    bool has_min = false, has_max = false;
+    uint64_t min = 0, max = 0;
+    if (jsonx_member(c, "query", &f) && jsonx_kind(f) == '{') {
+        if (!position_member(c, "min", &has_min, &min) ||
+            !position_member(c, "max", &has_max, &max) || (!has_min && !has_max)) {
+            return bad(err, "decide: a {query} condition has min and/or max, positions");
         }
+        return add_condition(d, f, has_min, min, has_max, max, err);
     }
-    struct buf text;
-    buf_init(&text);
-    jsonx_minify(f, &text);
-    char w[160];
-    int rc = add_read(d, (struct slice){text.ptr, text.len}, max, w, sizeof w);
-    buf_fini(&text);
-    return rc ? bad(err, "decide: condition: %s", w) : 0;
+    if (!jsonx_member(c, "failIfEventsMatch", &f) || jsonx_kind(f) != '{') {
+        return bad(err, "decide: a condition is {failIfEventsMatch, after}, {query, min, "
+                        "max} or {stream, expectedVersion}");
+    }
+    if (!position_member(c, "after", &has_max, &max)) {
+        return bad(err, "decide: a condition's after is a position");
+    }
+    return add_condition(d, f, false, 0, true, max, err);
 }
 
 /* One condition the handler returned: in its format's form, made native first. */
@@ -631,8 +668,16 @@ static void answer_conditions(struct command_result *out, const struct decision 
     buf_reset(&out->conditions);
     buf_addc(&out->conditions, '[');
     for (size_t i = 0; i < d->nreads; i++) {
-        buf_adds(&out->conditions, i ? ",{\"after\":" : "{\"after\":");
-        buf_add_u64(&out->conditions, d->max[i]);
+        buf_adds(&out->conditions, i ? ",{" : "{");
+        if (d->has_min[i]) {
+            buf_adds(&out->conditions, "\"min\":");
+            buf_add_u64(&out->conditions, d->min[i]);
+            buf_adds(&out->conditions, d->no_max[i] ? "" : ",");
+        }
+        if (!d->no_max[i]) {
+            buf_adds(&out->conditions, d->has_min[i] ? "\"max\":" : "\"after\":");
+            buf_add_u64(&out->conditions, d->max[i]);
+        }
         buf_addc(&out->conditions, '}');
     }
     buf_addc(&out->conditions, ']');
@@ -659,7 +704,8 @@ static int append_plan(struct decision *d, struct plan *pl, struct command_resul
     }
     struct append_cond conds[LIMIT_APPEND_CONDS_ALL];
     for (size_t i = 0; i < d->nreads; i++) {
-        conds[i] = (struct append_cond){.filter = &d->filters[i], .has_max = true,
+        conds[i] = (struct append_cond){.filter = &d->filters[i], .has_min = d->has_min[i],
+                                        .min = d->min[i], .has_max = !d->no_max[i],
                                         .max = d->max[i]};
     }
     struct append_req req = {.parts = parts, .nparts = pl->nparts, .conds = conds,

@@ -350,7 +350,15 @@ static int fake_filter(struct slice arg, struct buf *out, char *why, size_t cap)
 
 static int fake_condition(struct slice c, struct buf *out, char *why, size_t cap)
 {
-    struct slice t;
+    struct slice t, n;
+    if (jsonx_member(c, "some", &t) && jsonx_member(c, "from", &n)) { /* L >= from */
+        buf_adds(out, "{\"query\":{\"types\":[");
+        buf_add(out, t.ptr, t.len);
+        buf_adds(out, "]},\"min\":");
+        buf_add(out, n.ptr, n.len);
+        buf_addc(out, '}');
+        return 0;
+    }
     if (!jsonx_member(c, "none", &t)) {
         snprintf(why, cap, "a condition is {none = type}");
         return ERR_INVALID;
@@ -436,6 +444,7 @@ TEST(event_formats_shape_what_code_sees_and_returns)
            "\"source\":\"function decide(cmd, ctx) local m = ctx.metadata() "
            "local seen = ctx.query({t = 'T'}) "
            "local c = {} if cmd.block then c = {{none = 'T'}} end "
+           "if cmd.from then c = {{some = 'T', from = cmd.from}} end "
            "return {events = {{s = 's-1', t = 'T', when = cmd.when, n = #seen, "
            "who = m.principal, rev = m.revision, fake = seen[1] and seen[1].fake}}, "
            "constraints = c} end\"}", 0);
@@ -460,7 +469,10 @@ TEST(event_formats_shape_what_code_sees_and_returns)
     CHECK(strstr(data.ptr, "\"n\":1") && strstr(data.ptr, "\"fake\":1")); /* ctx.query: fake */
     /* the condition in the format's form: no T event may exist, so it always fails */
     ASSERT_EQ(command(lg, db, "{\"block\":true}", &r), ERR_CONFLICT);
-    view_n(lg, db, NULL, "{\"last\":1,\"n\":2}");
+    /* {query, min}: a T event at or after position 1000 must exist (none does), then 1 */
+    ASSERT_EQ(command(lg, db, "{\"from\":1000}", &r), ERR_CONFLICT);
+    ASSERT_EQ(command(lg, db, "{\"from\":1,\"when\":\"2030-01-01T00:00:00Z\"}", &r), 0);
+    view_n(lg, db, NULL, "{\"last\":2,\"n\":3}");
     struct logic_view_read rd = {.has_effective = true, .effective_us = 1735689600000000ll};
     view_n(lg, db, &rd, "{\"last\":0,\"n\":1}"); /* 2025: the 2030 event is not effective */
     rd.effective_us = 1577836800000000ll;

@@ -125,59 +125,113 @@ static bool revision_of(struct slice c, const char *name, uint64_t *out)
     return parse_u64(num, out) == 0;
 }
 
-/* {"failIfEventsMatch":{"selector":<sel>},"after":N} */
-static void fail_if(struct buf *out, struct slice native_sel, uint64_t after)
+/* The constraint forms: where the selector comes from and what bounds they set. */
+enum sel_from { SEL_GIVEN, SEL_ANY, SEL_STREAM, SEL_SUBJECT, SEL_BOTH };
+enum bound { B_NONE, B_REVISION, B_ONE, B_ZERO, B_MIN, B_MAX, B_AFTER };
+
+struct form {
+    const char *type;
+    enum sel_from sel;
+    enum bound min, max;
+};
+
+static const struct form FORMS[] = {
+    {"min_revision", SEL_ANY, B_REVISION, B_NONE},
+    {"min", SEL_GIVEN, B_REVISION, B_NONE},
+    {"max", SEL_GIVEN, B_NONE, B_REVISION},
+    {"max_revision", SEL_GIVEN, B_NONE, B_REVISION},
+    {"range", SEL_GIVEN, B_MIN, B_MAX},
+    {"fail_if_events_match", SEL_GIVEN, B_NONE, B_AFTER},
+    {"stream_exists", SEL_STREAM, B_ONE, B_NONE},
+    {"stream_does_not_exist", SEL_STREAM, B_NONE, B_ZERO},
+    {"stream_max_revision", SEL_STREAM, B_NONE, B_REVISION},
+    {"subject_exists", SEL_SUBJECT, B_ONE, B_NONE},
+    {"subject_does_not_exist", SEL_SUBJECT, B_NONE, B_ZERO},
+    {"subject_max_revision", SEL_SUBJECT, B_NONE, B_REVISION},
+    {"subject_exists_on_stream", SEL_BOTH, B_ONE, B_NONE},
+    {"subject_does_not_exist_on_stream", SEL_BOTH, B_NONE, B_ZERO},
+    {"subject_max_revision_on_stream", SEL_BOTH, B_NONE, B_REVISION},
+};
+
+/* Appends ,"name":value for a bound; false when its member is missing or not a revision. */
+static bool add_bound(struct slice c, enum bound b, const char *name, struct buf *out)
 {
-    buf_adds(out, "{\"failIfEventsMatch\":{\"selector\":");
-    buf_add(out, native_sel.ptr, native_sel.len);
-    buf_printf(out, "},\"after\":%llu}", (unsigned long long)after);
+    uint64_t v = b == B_ONE ? 1 : 0;
+    if (b == B_NONE) {
+        return true;
+    }
+    if ((b == B_REVISION && !revision_of(c, "revision", &v)) ||
+        (b == B_MIN && !revision_of(c, "min", &v)) ||
+        (b == B_MAX && !revision_of(c, "max", &v))) {
+        return false;
+    }
+    struct slice a;
+    if (b == B_AFTER && jsonx_member(c, "after", &a) && !revision_of(c, "after", &v)) {
+        return false;
+    }
+    buf_printf(out, ",\"%s\":%llu", name, (unsigned long long)v);
+    return true;
 }
 
-/* EvidentDB's forms: a stream, a subject, or both; with a revision (max) or without
- * (does_not_exist: none at all). */
-static int evident_db(struct slice c, const char *type, struct buf *out, char *why, size_t cap)
+/* The native selector of a form (nothing for SEL_ANY without one: every event). */
+static int form_selector(struct slice c, const struct form *f, struct buf *out, char *why,
+                         size_t cap)
 {
-    bool on_stream = strstr(type, "_on_stream") != NULL;
-    bool subject = !strncmp(type, "subject_", 8);
-    bool max = strstr(type, "_max_revision") != NULL;
-    uint64_t rev = 0;
-    struct slice s = {NULL, 0}, sub = {NULL, 0};
-    bool want_stream = !subject || on_stream;
-    if ((want_stream && (!jsonx_member(c, "stream", &s) || jsonx_kind(s) != '"')) ||
-        (subject && (!jsonx_member(c, "subject", &sub) || jsonx_kind(sub) != '"')) ||
-        (max && !revision_of(c, "revision", &rev))) {
-        return say(why, cap, "this constraint names its stream and/or subject (strings) and, "
-                   "for a max revision, the revision");
+    struct slice sel, s = {NULL, 0}, sub = {NULL, 0};
+    if (f->sel == SEL_GIVEN || f->sel == SEL_ANY) {
+        if (!jsonx_member(c, "selector", &sel)) {
+            return f->sel == SEL_ANY ? 0 : say(why, cap, "this constraint has a selector");
+        }
+        return any_selector(sel, "selector", out, why, cap);
     }
-    struct buf sel, native;
-    buf_init(&sel);
-    buf_init(&native);
-    buf_adds(&sel, "{");
+    bool stream = f->sel != SEL_SUBJECT, subject = f->sel != SEL_STREAM;
+    if ((stream && (!jsonx_member(c, "stream", &s) || jsonx_kind(s) != '"')) ||
+        (subject && (!jsonx_member(c, "subject", &sub) || jsonx_kind(sub) != '"'))) {
+        return say(why, cap, "this constraint names its stream and/or subject (strings)");
+    }
+    struct buf flat;
+    buf_init(&flat);
+    buf_adds(&flat, "{");
     if (s.ptr) {
-        buf_adds(&sel, "\"stream\":");
-        buf_add(&sel, s.ptr, s.len);
+        buf_adds(&flat, "\"stream\":");
+        buf_add(&flat, s.ptr, s.len);
     }
     if (sub.ptr) {
-        buf_adds(&sel, s.ptr ? ",\"subject\":" : "\"subject\":");
-        buf_add(&sel, sub.ptr, sub.len);
+        buf_adds(&flat, s.ptr ? ",\"subject\":" : "\"subject\":");
+        buf_add(&flat, sub.ptr, sub.len);
     }
-    buf_addc(&sel, '}');
-    struct parse_error pe;
-    int rc = es_selector((struct slice){sel.ptr, sel.len}, "constraint", &native, &pe);
-    if (rc) {
-        say_parse(why, cap, &pe);
-    } else {
-        fail_if(out, (struct slice){native.ptr, native.len}, rev);
+    buf_addc(&flat, '}');
+    int rc = any_selector((struct slice){flat.ptr, flat.len}, "constraint", out, why, cap);
+    buf_fini(&flat);
+    return rc;
+}
+
+/* A constraint in one of FORMS as {"query":{"selector"?},"min"?,"max"?}. */
+static int ce_form(struct slice c, const struct form *f, struct buf *out, char *why, size_t cap)
+{
+    struct buf sel;
+    buf_init(&sel);
+    int rc = form_selector(c, f, &sel, why, cap);
+    if (!rc) {
+        buf_adds(out, "{\"query\":{");
+        if (sel.len) {
+            buf_adds(out, "\"selector\":");
+            buf_add(out, sel.ptr, sel.len);
+        }
+        buf_addc(out, '}');
+        if (!add_bound(c, f->min, "min", out) || !add_bound(c, f->max, "max", out)) {
+            rc = say(why, cap, "this constraint's revision (or min, max, after) is a whole "
+                     "number");
+        }
+        buf_addc(out, '}');
     }
     buf_fini(&sel);
-    buf_fini(&native);
     return rc;
 }
 
 static int ce_condition(struct slice c, struct buf *out, char *why, size_t cap)
 {
-    struct slice t, sel;
-    struct buf type;
+    struct slice t;
     if (jsonx_kind(c) != '{') {
         return say(why, cap, "a constraint is an object");
     }
@@ -185,40 +239,21 @@ static int ce_condition(struct slice c, struct buf *out, char *why, size_t cap)
         jsonx_minify(c, out);
         return 0;
     }
+    struct buf type;
     buf_init(&type);
-    int rc = jsonx_kind(t) == '"' ? jsonx_string(t, &type) : ERR_INVALID;
-    const char *ty = rc || !type.ptr ? "" : type.ptr;
-    uint64_t rev = 0;
-    bool max = !strcmp(ty, "max_revision") || !strcmp(ty, "max");
-    bool fail = !strcmp(ty, "fail_if_events_match");
-    if (max || fail) {
-        struct buf native;
-        buf_init(&native);
-        if (!jsonx_member(c, "selector", &sel)) {
-            rc = say(why, cap, "this constraint has a selector");
-        } else if (max ? !revision_of(c, "revision", &rev)
-                       : jsonx_member(c, "after", &t) && !revision_of(c, "after", &rev)) {
-            rc = say(why, cap, max ? "a max_revision constraint has a revision"
-                                   : "after is a revision");
-        } else {
-            rc = any_selector(sel, "selector", &native, why, cap);
+    const struct form *f = NULL;
+    if (jsonx_kind(t) == '"' && jsonx_string(t, &type) == 0 && type.ptr) {
+        for (size_t i = 0; i < sizeof FORMS / sizeof FORMS[0] && !f; i++) {
+            f = !strcmp(FORMS[i].type, type.ptr) ? &FORMS[i] : NULL;
         }
-        if (!rc) {
-            fail_if(out, (struct slice){native.ptr, native.len}, rev);
-        }
-        buf_fini(&native);
-    } else if (!strncmp(ty, "stream_", 7) || !strncmp(ty, "subject_", 8)) {
-        rc = strstr(ty, "_max_revision") || strstr(ty, "does_not_exist")
-                 ? evident_db(c, ty, out, why, cap)
-                 : say(why, cap, "a decision's constraints say what may not exist: "
-                       "*_exists forms are not supported here");
-    } else {
-        rc = say(why, cap, "a constraint's type is max_revision, fail_if_events_match or one "
-                 "of EvidentDB's (stream_max_revision, subject_does_not_exist, ...); "
-                 "min_revision and range are not supported in a decision");
     }
     buf_fini(&type);
-    return rc;
+    if (!f) {
+        return say(why, cap, "a constraint's type is min_revision, min, max, range, "
+                   "fail_if_events_match or one of EvidentDB's (stream_exists, "
+                   "subject_max_revision, ...)");
+    }
+    return ce_form(c, f, out, why, cap);
 }
 
 const struct logic_event_format es_cloudevents_format = {
