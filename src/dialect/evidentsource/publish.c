@@ -155,7 +155,9 @@ static bool check_view_meta(struct slice m, const struct publish_in *in,
     buf_init(&t);
     buf_adds(filter, "{\"selector\":");
     bool ok = es_selector(v, "metadata.event_selector", &t, &pe) == 0;
-    buf_add(filter, t.ptr, t.len);
+    if (ok) {
+        buf_add(filter, t.ptr, t.len);
+    }
     buf_addc(filter, '}');
     buf_fini(&t);
     return ok || refuse(e, "event_selector", pe.message);

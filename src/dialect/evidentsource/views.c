@@ -471,8 +471,9 @@ static void read_view(struct gate_call *c, struct db *db, const char *name)
     if (ok) {
         snprintf(j->name, sizeof j->name, "%s", d->name);
         bool has = es_meta_string(d, "content_type", &ct);
-        snprintf(j->content_type, sizeof j->content_type, "%s",
-                 has ? ct.ptr : "application/json");
+        char *type = has ? xstrndup(ct.ptr, ct.len) : xstrndup("application/json", 16);
+        http_set_user(c->req, type, free); /* lives as long as the request */
+        j->content_type = type;
     }
     buf_fini(&ct);
     comp_set_unref(set);

@@ -39,7 +39,9 @@ struct es_job {
     char *meta;                       /* owned: commands, what ctx.metadata() answers */
     struct as_of at;                  /* view reads: the database as of this point */
     struct logic_view_read rd;        /* view reads (rd.at points at at when used) */
-    char content_type[ES_CONTENT_TYPE_BYTES + 1]; /* view reads: the answer's type */
+    const char *content_type;         /* view reads: the answer's type, owned by the
+                                         request (http_respond keeps the pointer until the
+                                         answer is written) */
     char prefix[ES_PREFIX_BYTES];     /* publishes: the path before the routes (Location) */
 };
 
