@@ -624,3 +624,38 @@ def test_native_event_formats_and_meta():
         st, _, b = s.get(f"{db}/components/v")
         check(b["eventFormat"] == "cloudevents" and b["meta"]["content_type"] ==
               "application/json", f"{b}")
+
+
+def test_publish_with_curl_and_on_the_dialects_own_port():
+    """The seed's curl -F form (a metadata field with ;type=application/json and a file part),
+    on the dialect's own port: the Location has no /evidentsource prefix there."""
+    curl = shutil.which("curl")
+    if not curl:
+        raise Skip("no curl")
+    from test_databases import dialect_port
+    with Server(extra=["--dialect-listen", "evidentsource=127.0.0.1:0"]) as s:
+        port = dialect_port(s)
+        root = Es(s, base="", port=port)
+        root.database("my-events")
+        meta = json.dumps(view_meta("order-summary", {
+            "type": "or", "selectors": [
+                {"type": "equals", "attr": {"event_type": "OrderCreated"}},
+                {"type": "equals", "attr": {"event_type": "OrderCompleted"}}]}))
+        with tempfile.TemporaryDirectory() as d:
+            src = os.path.join(d, "order_summary.lua")
+            with open(src, "w") as f:
+                f.write(COUNTER_LUA)
+            out = subprocess.run(
+                [curl, "-s", "-i", "-X", "POST",
+                 f"http://127.0.0.1:{port}/api/v1/db/my-events/state-views",
+                 "-F", f"metadata={meta};type=application/json",
+                 "-F", f"source=@{src};type=text/x-lua"],
+                capture_output=True, timeout=30, check=True).stdout.decode()
+        check(out.startswith("HTTP/1.1 201") and
+              "location: /databases/my-events/state-views/order-summary?version=1" in
+              out.lower(), out)
+        native_append(s, "my-events", "shop", [{"type": "OrderCreated", "data": {"amount": 2}},
+                                               {"type": "Other", "data": {}},
+                                               {"type": "OrderCompleted", "data": {}}])
+        st, _, b = root.get("/databases/my-events/state-views/order-summary")
+        check(st == 200 and b["count"] == 2 and b["last"] == "OrderCompleted", f"{st} {b}")
