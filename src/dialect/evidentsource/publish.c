@@ -297,6 +297,7 @@ static bool prepare(struct gate_call *c, struct db *db, const struct publish_in 
         return false;
     }
     j->is_change = in->change;
+    j->code_field = in->code_field;
     return name_free(c, db, in, j->name);
 }
 
@@ -343,7 +344,7 @@ static void run_publish(void *arg, bool cancelled)
         es_job_fail_code(j, GK_UNAVAILABLE, "runtime_unavailable", &le, NULL);
     } else if (rc == ERR_INVALID && le.kind) {
         es_job_fail_code(j, GK_INVALID, filter ? "invalid_metadata" : load_code(&le), &le,
-                         filter ? "metadata.event_selector" : "code");
+                         filter ? "metadata.event_selector" : j->code_field);
     } else if (rc == ERR_TOOBIG && le.kind) {
         es_job_fail(j, GK_UNPROCESSABLE, "too_many_components", le.message, NULL, NULL);
     } else if (rc == ERR_CONFLICT) {
@@ -351,7 +352,7 @@ static void run_publish(void *arg, bool cancelled)
                     "kept coming first; try again", NULL, NULL);
     } else if (rc == ERR_TOOBIG) {
         es_job_fail(j, GK_TOO_LARGE, "component_too_large", "the code is larger than one "
-                    "event of this database may be", "code", NULL);
+                    "event of this database may be", j->code_field, NULL);
     } else if (rc) {
         struct gate_error e;
         gate_engine_error(rc, &e);

@@ -43,6 +43,8 @@ struct es_job {
                                          request (http_respond keeps the pointer until the
                                          answer is written) */
     char prefix[ES_PREFIX_BYTES];     /* publishes: the path before the routes (Location) */
+    const char *code_field;           /* publishes: the input that holds the code ("source",
+                                         "wasm"; static) */
 };
 
 /* A new job for c's request (mount and logic set). */

@@ -563,7 +563,7 @@ def test_bad_publications():
         # code that does not load: a syntax error with its line and column
         b = bad(publish(e, "shop", "state-views", view_meta("v"),
                         "function evolve(s, e)\n  return s +\nend\n", "v.lua"),
-                reason="syntax_error")
+                reason="syntax_error", field="source")
         check(b["error"]["details"]["line"] == 3, f"{b}")
         b = bad(publish(e, "shop", "state-views", view_meta("v"),
                         "function evolve(s, e) {\n  return s +;\n}\n", "v.js"),
@@ -601,8 +601,9 @@ def test_native_event_formats_and_meta():
         check(st == 201 and b["eventFormat"] == "cloudevents" and
               b["meta"]["query_temporality"] == "revision", f"{st} {b}")
         s.append("st-1", [{"type": "t", "data": {}}])
+        event_pos = s.head()
         st, _, b = s.get(f"{db}/views/v")
-        check(st == 200 and b["state"] == ["1.0", "st-1", s.head()], f"{st} {b}")
+        check(st == 200 and b["state"] == ["1.0", "st-1", event_pos], f"{st} {b}")
         expect_error(s.request("PUT", f"{db}/components/w", {
             "kind": "view", "language": "lua", "eventFormat": "avro",
             "source": "function evolve(s, e) return s end"}), 400, "invalid_component")
@@ -613,6 +614,24 @@ def test_native_event_formats_and_meta():
         expect_error(s.request("PUT", f"{db}/components/w", {
             "kind": "view", "language": "lua", "meta": {"x": "y" * 5000},
             "source": "function evolve(s, e) return s end"}), 400, "invalid_component", "meta")
+        # reducers and projections see CloudEvents too
+        st, _, b = s.request("PUT", f"{db}/components/r", {
+            "kind": "reducer", "language": "lua", "category": "st", "eventFormat": "cloudevents",
+            "source": "function reduce(s, e) return {e.specversion, e.source, e.type} end"})
+        check(st == 201, f"{st} {b}")
+        st, _, b = s.get(f"{db}/streams/st-1/state")
+        check(st == 200 and b["state"] == ["1.0", "st-1", "t"], f"reducer: {st} {b}")
+        st, _, b = s.request("PUT", f"{db}/components/p", {
+            "kind": "projection", "language": "lua", "eventFormat": "cloudevents",
+            "source": "function key(e) return e.source end "
+                      "function apply(s, e) return {e.specversion, e.revision} end"})
+        check(st == 201, f"{st} {b}")
+
+        def projected():
+            st, _, b = s.get(f"{db}/projections/p/state/st-1")
+            return b if st == 200 else None
+        wait_until(projected)
+        check(projected()["state"] == ["1.0", event_pos], f"projection: {projected()}")
         # a native view that the dialect does not list (no eventFormat)
         st, _, b = s.request("PUT", f"{db}/components/plain", {
             "kind": "view", "language": "lua", "source": "function evolve(s, e) return s end"})
