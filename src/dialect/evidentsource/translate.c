@@ -507,7 +507,7 @@ static int nested_list(struct slice list, const char *type, const char *field, i
     struct slice it;
     while (jsonx_next_item(list, &pos, &it)) {
         char sub[sizeof err->field];
-        snprintf(sub, sizeof sub, "%.60s.selectors[%zu]", field, n);
+        snprintf(sub, sizeof sub, "%s.selectors[%zu]", field, n);
         if (n == ES_SELECTORS_MAX) {
             return sel_fail(err, field, "an and/or selector has at most 64 selectors");
         }
