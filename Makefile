@@ -39,6 +39,14 @@ $(BUILD)/%.o: src/%.c
 # The OpenAPI schemas are linked in as they are (.incbin in openapi.c).
 $(BUILD)/api/openapi.o build-fuzz/api/openapi.o: src/api/openapi_schemas.json
 
+# htmx for the EvidentSource query builder, linked in too (.incbin in page.c), from the npm
+# package assets/package-lock.json pins (scripts/deps.sh installs it; so does this rule).
+HTMX_JS := assets/node_modules/htmx.org/dist/htmx.min.js
+$(HTMX_JS): assets/package.json assets/package-lock.json
+	cd assets && npm ci --no-audit --no-fund --loglevel=error >/dev/null
+	@touch $@
+$(BUILD)/dialect/evidentsource/page.o build-fuzz/dialect/evidentsource/page.o: $(HTMX_JS)
+
 $(BUILD)/libannals.a: $(LIB_OBJ)
 	ar rcs $@ $^
 

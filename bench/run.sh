@@ -29,6 +29,9 @@
 #      (j) single-event appends with ?returnState=true, a Lua reducer bound to their category,
 #          then (j') plain ones right after: the cost of the state in the answer;
 #      (k) the state of a 100-event stream (GET .../state, from the reducer's snapshot);
+#      (l) single-CloudEvent appends through the EvidentSource dialect, then (l') native ones
+#          right after; (m) 100-CloudEvent appends; (n) a selector query returning 100
+#          events; (o) a state view folding 1,000 events: its first read, then repeated reads;
 #   1a. projection catch-up: a Lua projection deployed over 1M events, until live;
 #   1b. live fan-out (bench/sse_fanout): 1,000 SSE subscribers on one database under a steady
 #      append load, delivery latency p50/p99 from commit to receipt, and server memory;
@@ -547,6 +550,7 @@ print(json.dumps({'events': [{'type': 'bench.appended', 'data': {'n': i, 'text':
         die "could not create the stream whose state is read"
     run_load annals_state_get "(k) state of a 100-event stream (Lua reducer, snapshot)" 1 \
         "$STREAMS/rs-read/state"
+    bench_evidentsource
 
     ANNALS_RSS_END=$(rss_kb "$APID")
     stop_pid "$APID"
@@ -555,6 +559,61 @@ print(json.dumps({'events': [{'type': 'bench.appended', 'data': {'n': i, 'text':
         say "  server errors logged:"
         grep '"level":"error"' "$TMP/annals.log" | head -5 | sed 's/^/    /'
     fi
+}
+
+# ---------------------------------------------------------------- EvidentSource dialect
+ES=/evidentsource/databases/default
+CE='{"specversion":"1.0","id":"{p}-{n}","source":"svc-{p}-{m}","type":"bench.appended","data":{"n":1,"text":"hello world"}}'
+ce_batch() { # N: N CloudEvents in one append (ids unique per request and event)
+    local i sep="" out='{"events":['
+    for i in $(seq 1 "$1"); do
+        out="$out$sep{\"specversion\":\"1.0\",\"id\":\"{p}-{n}-$i\",\"source\":\"batch-{p}-{m}\",\"type\":\"bench.appended\",\"data\":{\"n\":$i,\"text\":\"hello world\"}}"
+        sep=,
+    done
+    printf '%s]}' "$out"
+}
+# es_fill SOURCE N: appends N CloudEvents of SOURCE in batches of 100 through the dialect.
+es_fill() {
+    local src=$1 n=$2 i j body sep
+    for ((i = 0; i < n; i += 100)); do
+        body='{"events":['
+        sep=""
+        for ((j = i; j < i + 100 && j < n; j++)); do
+            body="$body$sep{\"specversion\":\"1.0\",\"id\":\"$src-$j\",\"source\":\"$src\",\"type\":\"bench.counted\",\"data\":{\"n\":$j}}"
+            sep=,
+        done
+        curl -sf -o /dev/null -X POST -H 'Content-Type: application/json' -d "$body]}" \
+            "http://127.0.0.1:$APORT$ES/events" || die "could not append CloudEvents of $src"
+    done
+}
+
+# (l) CloudEvents appends through the EvidentSource dialect, next to native appends (l');
+# (m) 100-CloudEvent appends; (n) a selector query returning 100 events; (o) a state view
+# folding 1,000 events: its first read (one request, no cached result) and repeated reads.
+bench_evidentsource() {
+    run_load_median annals_es "(l) 1-CloudEvent appends through the EvidentSource dialect" 1 \
+        "${JSON[@]}" -b "{\"events\":[$CE]}" "$ES/events"
+    run_load_median annals_native_l "(l') (a) again, next to (l)" 1 "${JSON[@]}" \
+        -b "{\"events\":[$EVENT]}" "$STREAMS/l-{p}-{m}/events"
+    ce_batch 100 >"$TMP/ce-batch.json"
+    run_load annals_es_batch "(m) 100-CloudEvent appends (EvidentSource)" 100 "${JSON[@]}" \
+        -b "$(cat "$TMP/ce-batch.json")" "$ES/events"
+    es_fill es-read 100
+    run_load annals_es_query "(n) EvidentSource selector query, 100 events" 100 "${JSON[@]}" \
+        -b '{"selectors":[{"source":"es-read","event_type":"bench.counted"}],"limit":100}' \
+        "$ES/query"
+    es_fill es-view 1000
+    printf 'function evolve(s, e, p)\n  s = s or {count = 0, total = 0}\n  s.count = s.count + 1\n  s.total = s.total + e.data.n\n  return s\nend\n' >"$TMP/view.lua"
+    curl -sf -o /dev/null -X POST \
+        -F 'metadata={"state_view_name":"bench-counter","content_type":"application/json","event_selector":{"type":"equals","attr":{"stream":"es-view"}},"query_temporality":"revision"};type=application/json' \
+        -F "source=@$TMP/view.lua;type=text/x-lua" \
+        "http://127.0.0.1:$APORT/evidentsource/api/v1/db/default/state-views" ||
+        { say "  (o) skipped: the state view could not be published"; return; }
+    ES_VIEW_FIRST=$(curl -sf -o /dev/null -w '%{time_total}' "http://127.0.0.1:$APORT$ES/state-views/bench-counter") ||
+        ES_VIEW_FIRST=""
+    say "  (o) first read of a state view over 1,000 events: ${ES_VIEW_FIRST:-failed} s"
+    run_load annals_es_view "(o) state view over 1,000 events, repeated reads" 1 \
+        "$ES/state-views/bench-counter"
 }
 
 # deploy_component NAME JSON: deploys user code to the default database of the Annals under test.
@@ -873,6 +932,11 @@ declare -A LABEL=(
     [annals_state_append]="Annals (j) 1-event appends returning a Lua reducer's state"
     [annals_native_j]="Annals (j') native 1-event appends next to (j)"
     [annals_state_get]="Annals (k) state of a 100-event stream (Lua reducer)"
+    [annals_es]="Annals (l) 1-CloudEvent appends (EvidentSource)"
+    [annals_native_l]="Annals (l') native 1-event appends next to (l)"
+    [annals_es_batch]="Annals (m) 100-CloudEvent appends (EvidentSource)"
+    [annals_es_query]="Annals (n) EvidentSource selector query (events/s)"
+    [annals_es_view]="Annals (o) state view over 1,000 events, repeated"
     [redis_distinct]="Redis XADD, distinct keys"
     [redis_one]="Redis XADD, one key"
     [pg_distinct]="PostgreSQL append(), distinct streams"
@@ -917,6 +981,8 @@ report() {
     say "  the DeltaBase dialect within 10 % of native appends:  $(dialect_cost)"
     say "  appends returning Lua state >= 70 % of plain appends: $(state_cost)"
     say "  >= 30,000 state reads/s of 100-event streams:        $(fmt_int "${RPS[annals_state_get]:-}") ($(target_note "${RPS[annals_state_get]:-}" ">=" 30000))"
+    say "  the EvidentSource dialect next to native appends:  $(es_cost)"
+    say "  EvidentSource state view over 1,000 events: first read ${ES_VIEW_FIRST:-n/a} s, then $(fmt_int "${RPS[annals_es_view]:-}") reads/s"
     say "  projection catch-up (Lua): $PROJ_LINE"
     say "  projection catch-up (JavaScript): $PROJ_LINE_JS"
 }
@@ -927,6 +993,13 @@ state_cost() {
         if (d == "" || n == "" || n + 0 == 0) { print "n/a"; exit }
         r = d / n * 100
         printf "%s (%.1f %% of plain)\n", (r >= 70 ? "met" : "not met"), r }'
+}
+
+# The EvidentSource dialect's cost: (l) against (l'), measured back to back.
+es_cost() {
+    awk -v d="${RPS[annals_es]:-}" -v n="${RPS[annals_native_l]:-}" 'BEGIN {
+        if (d == "" || n == "" || n + 0 == 0) { print "n/a"; exit }
+        printf "%.1f %% below native\n", (1 - d / n) * 100 }'
 }
 
 # The DeltaBase dialect's cost: (i) against (i'), measured back to back.
@@ -1010,6 +1083,8 @@ write_results() {
         say "| the DeltaBase dialect within 10 % of native single-event appends ((i) vs (i')) | $(fmt_int "${RPS[annals_dlb]:-}") vs $(fmt_int "${RPS[annals_native_i]:-}") | $(dialect_cost) |"
         say "| appends returning a Lua reducer's state at least 70 % of plain appends ((j) vs (j')) | $(fmt_int "${RPS[annals_state_append]:-}") vs $(fmt_int "${RPS[annals_native_j]:-}") | $(state_cost) |"
         say "| >= 30,000 state reads/s of 100-event streams ((k)) | $(fmt_int "${RPS[annals_state_get]:-}") | $(target_note "${RPS[annals_state_get]:-}" ">=" 30000) |"
+        say "| EvidentSource CloudEvents appends next to native ((l) vs (l')) | $(fmt_int "${RPS[annals_es]:-}") vs $(fmt_int "${RPS[annals_native_l]:-}") | $(es_cost) |"
+        say "| EvidentSource state view over 1,000 events: first read, repeated reads/s | ${ES_VIEW_FIRST:-n/a} s, $(fmt_int "${RPS[annals_es_view]:-}") | |"
         say "| projection catch-up in Lua >= 200,000 events/s | $PROJ_LINE | |"
         say "| projection catch-up in JavaScript >= 100,000 events/s | $PROJ_LINE_JS | |"
     } >"$f"

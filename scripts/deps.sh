@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages Annals needs to build (--run), build and test (default), or
-# also benchmark (--bench); for testing, also the npm packages of tests/package.json (npm ci,
-# from its lockfile, when tests/node_modules is missing or older than the lockfile).
+# also benchmark (--bench); the npm packages of assets/package.json (browser scripts the build
+# embeds) and, for testing, of tests/package.json (npm ci, from their lockfiles, when
+# node_modules is missing or older than the lockfile).
 # Idempotent: installs only what is missing. Run as root (make run / make test call it).
 set -eu
-BUILD_PKGS="build-essential pkg-config liblmdb-dev libjansson-dev libssl-dev libwslay-dev libcurl4-openssl-dev libtcmalloc-minimal4 liblua5.4-dev libmozjs-102-dev g++ esbuild"
-TEST_PKGS="python3 curl procps clang libclang-rt-14-dev libfaketime chromium python3-prometheus-client python3-jsonschema nodejs npm wabt"
+BUILD_PKGS="build-essential pkg-config liblmdb-dev libjansson-dev libssl-dev libwslay-dev libcurl4-openssl-dev libtcmalloc-minimal4 liblua5.4-dev libmozjs-102-dev g++ esbuild nodejs npm"
+TEST_PKGS="python3 curl procps clang libclang-rt-14-dev libfaketime chromium python3-prometheus-client python3-jsonschema wabt"
 BENCH_PKGS="wrk redis-server postgresql"
 want="$BUILD_PKGS $TEST_PKGS"
 case "${1:-}" in
@@ -38,12 +39,17 @@ if [ -n "$missing" ]; then
     apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 
+# The browser scripts the binary embeds (assets/package.json: htmx), as its lockfile pins them.
+npm_ci() { # DIR: npm ci there when node_modules is missing or older than the lockfile
+    local stamp="$1/node_modules/.package-lock.json"
+    if [ ! -f "$stamp" ] || [ "$1/package-lock.json" -nt "$stamp" ] ||
+        [ "$1/package.json" -nt "$stamp" ]; then
+        echo "deps: npm ci in $(basename "$1")/"
+        (cd "$1" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    fi
+}
+npm_ci "$(cd "$(dirname "$0")/../assets" && pwd)"
+
 [ "${1:-}" = --run ] && exit 0
 # The tests' npm packages (tests/package.json), exactly as tests/package-lock.json pins them.
-tests="$(cd "$(dirname "$0")/../tests" && pwd)"
-stamp="$tests/node_modules/.package-lock.json"
-if [ ! -f "$stamp" ] || [ "$tests/package-lock.json" -nt "$stamp" ] ||
-    [ "$tests/package.json" -nt "$stamp" ]; then
-    echo "deps: npm ci in tests/"
-    (cd "$tests" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
-fi
+npm_ci "$(cd "$(dirname "$0")/../tests" && pwd)"

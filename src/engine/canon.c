@@ -380,6 +380,21 @@ static bool is_reserved_ok(struct slice s)
             !memcmp(s.ptr, ENGINE_LOGIC_STREAM, s.len));
 }
 
+/* Part p names the stream of the earlier part q: neither may expect a version (each part
+ * would see its stream at another version). Names the part that carries one, q first. */
+static int check_repeat(const struct append_req *req, size_t p, size_t q,
+                        struct append_fault *f)
+{
+    size_t bad = req->parts[q].expect.kind != EXPECT_ANY ? q : p;
+    if (req->parts[bad].expect.kind == EXPECT_ANY) {
+        return 0;
+    }
+    part_fault(f, bad, "invalid_request",
+               "a stream that appears in several parts cannot carry an expected version");
+    snprintf(f->leaf, sizeof f->leaf, "expectedVersion");
+    return ERR_INVALID;
+}
+
 static int check_stream(const struct append_req *req, size_t p, struct append_fault *f)
 {
     struct slice s = req->parts[p].stream;
@@ -391,7 +406,10 @@ static int check_stream(const struct append_req *req, size_t p, struct append_fa
     for (size_t q = 0; q < p; q++) {
         struct slice o = req->parts[q].stream;
         if (o.len == s.len && !memcmp(o.ptr, s.ptr, s.len)) {
-            return part_fault(f, p, "invalid_request", "a stream may appear in one part only");
+            int rc = check_repeat(req, p, q, f);
+            if (rc) {
+                return rc;
+            }
         }
     }
     if (req->parts[p].count == 0) {

@@ -3,7 +3,11 @@
  *
  * - a part's stream is a name (1..LIMIT_STREAM_NAME_BYTES of UTF-8 without control characters,
  *   not "." or "..") that does not start with '$' (the engine's own names), except
- *   ENGINE_DCB_STREAM and ENGINE_LOGIC_STREAM; parts name distinct streams; each part has at least one event;
+ *   ENGINE_DCB_STREAM and ENGINE_LOGIC_STREAM; each part has at least one event;
+ * - a stream may appear in several parts (its events are appended in request order, the later
+ *   parts continuing its versions) only if none of those parts expects a version (expect.kind
+ *   is EXPECT_ANY in each): the refusal names a part that carries one, leaf
+ *   "expectedVersion";
  * - an event's type is a name up to LIMIT_TYPE_BYTES; data is minified JSON text; metadata a
  *   minified JSON object ("{}" when none); subject empty or a name up to LIMIT_SUBJECT_BYTES;
  *   tags a canonical array ("[]" when none: each tag a name up to LIMIT_TAG_BYTES written with

@@ -198,7 +198,8 @@ struct append_part {
     struct append_event *events;   /* count events */
     size_t count;                  /* >= 1 */
     struct expect expect;          /* expected version */
-    uint64_t actual_version;       /* result: the version the check saw */
+    uint64_t actual_version;       /* result: the version the check saw (the stream as the
+                                      earlier parts of the request leave it) */
 };
 
 enum { APPEND_CONFLICTS_MAX = 16 }; /* conflicting positions reported per condition */
@@ -264,8 +265,11 @@ struct append_fault {
     char message[160];
 };
 
-/* An append request: parts (distinct streams) committed together, all or nothing, if every
- * expected version and condition holds. Owned by the caller; valid until done runs. */
+/* An append request: parts committed together, all or nothing, if every expected version and
+ * condition holds. Events get consecutive positions in request order. A stream may appear in
+ * several parts when none of them expects a version (engine/canon.h): each part continues the
+ * stream's versions where the earlier parts left them. Owned by the caller; valid until done
+ * runs. */
 /* The stream that holds stream-less (DCB) events: they are found by their types and tags.
  * Names starting with '$' are the engine's; callers use this name, never spell it. */
 #define ENGINE_DCB_STREAM "$dcb"
@@ -274,7 +278,7 @@ struct append_fault {
 #define ENGINE_LOGIC_STREAM "$logic"
 
 struct append_req {
-    struct append_part *parts;     /* nparts >= 1, distinct streams */
+    struct append_part *parts;     /* nparts >= 1, in the order their events are laid out */
     size_t nparts;
     struct append_cond *conds;     /* nconds conditions, may be 0 */
     size_t nconds;

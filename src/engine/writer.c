@@ -4,12 +4,14 @@
  * as the batch leaves it (stored events plus the events laid out earlier in this batch):
  *   1. client event ids: all already stored with the same content -> acknowledged as a
  *      duplicate, nothing written; some stored, or stored with other content -> conflict;
- *   2. each part's expected version;
+ *   2. each part's expected version and its stream's size limit (against the stream as the
+ *      earlier parts of the request leave it: a stream may appear in several parts);
  *   3. each condition (the newest matching position against min/max);
- * then lays out the events of the requests that pass, hands them to the store as one durable
- * write (one fdatasync), and only then runs every request's done callback. A request that
- * fails a check fails alone; a storage error or failed sync fails every request of the batch,
- * and nothing of it is visible. */
+ * then lays out the events of the requests that pass, part by part in request order (a part
+ * continues its stream's versions where an earlier part of the request left them), hands them
+ * to the store as one durable write (one fdatasync), and only then runs every request's done
+ * callback. A request that fails a check fails alone; a storage error or failed sync fails
+ * every request of the batch, and nothing of it is visible. */
 #define _GNU_SOURCE /* pthread_setname_np */
 #include <stdlib.h>
 #include <string.h>
@@ -374,20 +376,62 @@ static void lay_out_part(struct db *db, struct append_part *part, struct stream_
                                      NULL) = *s;
 }
 
-/* True when part would grow its stream (now s) past the database's max stream size. Metadata
- * streams are not limited. */
-static bool too_large(const struct db *db, const struct append_part *part,
-                      const struct stream_rec *s)
+/* Advances s (part's stream as the earlier parts of the request leave it) past part's events:
+ * its version, and its bytes when they are limited. Returns true when the stream then holds
+ * more than max bytes (0: no limit). Metadata streams are not limited. */
+static bool grows_too_large(uint64_t max, const struct append_part *part, struct stream_rec *s)
 {
-    uint64_t max = __atomic_load_n(&db->settings.max_stream_bytes, __ATOMIC_ACQUIRE);
-    uint64_t bytes = s->bytes;
+    s->version += part->count;
     if (!max || part->stream.ptr[0] == '$') {
         return false;
     }
     for (size_t i = 0; i < part->count; i++) {
-        bytes += engine_event_bytes(part->stream, &part->events[i]);
+        s->bytes += engine_event_bytes(part->stream, &part->events[i]);
     }
-    return bytes > max;
+    return s->bytes > max;
+}
+
+/* The index of the first part of req that names part p's stream (p when no earlier one). */
+static size_t first_part(const struct append_req *req, size_t p)
+{
+    for (size_t q = 0; q < p; q++) {
+        if (same_slice(req->parts[q].stream, req->parts[p].stream)) {
+            return q;
+        }
+    }
+    return p;
+}
+
+/* Step 2 and the size limit. A stream may appear in several parts (engine/canon.h): reads each
+ * stream's state once, into states[f] with f the first part naming it (first[p] = f), and
+ * checks each part against its stream as the earlier parts of the request leave it, so a
+ * stream split into parts is held to its size limit as a whole. Returns 0, ERR_CONFLICT
+ * (req->conflict and failed set) or a storage error. */
+static int check_parts(struct checks *cx, struct append_req *req, struct stream_rec *states,
+                       size_t *first)
+{
+    struct stream_rec after[LIMIT_APPEND_PARTS]; /* at [f]: as the parts so far leave it */
+    uint64_t max = __atomic_load_n(&cx->db->settings.max_stream_bytes, __ATOMIC_ACQUIRE);
+    for (size_t p = 0; p < req->nparts; p++) {
+        struct append_part *part = &req->parts[p];
+        first[p] = first_part(req, p);
+        if (first[p] == p) {
+            int rc = batch_state(cx, part->stream, &states[p]);
+            if (rc) {
+                return rc;
+            }
+            after[p] = states[p];
+        }
+        struct stream_rec *s = &after[first[p]];
+        part->actual_version = s->version;
+        bool expected = expect_ok(&part->expect, s->version);
+        if (!expected || grows_too_large(max, part, s)) {
+            req->conflict = expected ? CONFLICT_TOO_LARGE : CONFLICT_VERSION;
+            req->failed = p;
+            return ERR_CONFLICT;
+        }
+    }
+    return 0;
 }
 
 /* Checks one request against the batch's view and lays out its events after cx->count.
@@ -415,25 +459,11 @@ static int apply_request(struct checks *cx, struct append_req *req, uint64_t *ne
             return rc;
         }
     }
-    struct stream_rec states[LIMIT_APPEND_PARTS];
-    for (size_t p = 0; p < req->nparts; p++) {
-        struct stream_rec s;
-        rc = batch_state(cx, req->parts[p].stream, &s);
-        if (rc) {
-            return rc;
-        }
-        states[p] = s;
-        req->parts[p].actual_version = s.version;
-        if (!expect_ok(&req->parts[p].expect, s.version)) {
-            req->conflict = CONFLICT_VERSION;
-            req->failed = p;
-            return ERR_CONFLICT;
-        }
-        if (too_large(db, &req->parts[p], &s)) {
-            req->conflict = CONFLICT_TOO_LARGE;
-            req->failed = p;
-            return ERR_CONFLICT;
-        }
+    struct stream_rec states[LIMIT_APPEND_PARTS]; /* at [first[p]]: before the request */
+    size_t first[LIMIT_APPEND_PARTS];
+    rc = check_parts(cx, req, states, first);
+    if (rc) {
+        return rc;
     }
     for (size_t i = 0; i < req->nconds; i++) {
         rc = check_cond(cx, &req->conds[i]);
@@ -453,8 +483,8 @@ static int apply_request(struct checks *cx, struct append_req *req, uint64_t *ne
         /* before the write: a compaction planned under the old settings gives up */
         __atomic_add_fetch(&db->meta_changes, 1, __ATOMIC_ACQ_REL);
     }
-    for (size_t p = 0; p < req->nparts; p++) { /* parts name distinct streams */
-        lay_out_part(db, &req->parts[p], &states[p], next_pos, &cx->count, now);
+    for (size_t p = 0; p < req->nparts; p++) { /* a repeat continues its stream's state */
+        lay_out_part(db, &req->parts[p], &states[first[p]], next_pos, &cx->count, now);
     }
     return 0;
 }

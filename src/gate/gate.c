@@ -405,7 +405,8 @@ static bool cors(const struct gate_mount *m, struct http_req *req, const char *o
     }
     if (origin && allowed) {
         http_add_header(req, "Access-Control-Allow-Methods",
-                        "GET, POST, PUT, PATCH, DELETE, OPTIONS");
+                        m->cors_allow_methods ? m->cors_allow_methods
+                                              : "GET, POST, PUT, PATCH, DELETE, OPTIONS");
         http_add_header(req, "Access-Control-Allow-Headers", m->cors_allow_headers);
         http_add_header(req, "Access-Control-Max-Age", "600");
     }

@@ -96,6 +96,8 @@ struct gate_mount {
     uint32_t default_rate;         /* requests per window when nothing else sets one (0 =
                                       the server's --rate-limit) */
     const char *cors_allow_headers;  /* Access-Control-Allow-Headers of its preflights */
+    const char *cors_allow_methods;  /* ... and -Allow-Methods (NULL: GET, POST, PUT, PATCH,
+                                        DELETE, OPTIONS) */
     const char *cors_expose_headers; /* Access-Control-Expose-Headers of its answers */
     uint8_t idem_namespace;        /* prefixes its idempotency keys (0 = none: native) */
 };

@@ -393,10 +393,11 @@ def test_multi_stream_validation_parts():
                 refused(post_multi(s, {"appends": appends}), 400, "invalid_request", "appends")
             parts = [{"stream": f"s{i}", "events": [ev("t")]} for i in range(101)]
             refused(post_multi(s, {"appends": parts}), 400, "invalid_request", "appends")
-            # the same stream twice
+            # the same stream twice, with an expectedVersion
             refused(post_multi(s, {"appends": [good, {"stream": "y", "events": [ev("t")]},
-                                               {"stream": "x", "events": [ev("u")]}]}),
-                    400, "invalid_request", "appends[2]")
+                                               {"stream": "x", "events": [ev("u")],
+                                                "expectedVersion": 1}]}),
+                    400, "invalid_request", "appends[2].expectedVersion")
             # a part without events
             for evs in (None, [], {}, "e"):
                 part = {"stream": "y"}
@@ -429,6 +430,66 @@ def test_multi_stream_validation_parts():
         check(ans["position"] == 101 and len(ans["appends"]) == 100, f"100 parts: {ans!r}")
         ans = multi_ok(s, {"appends": [{"stream": "s" * 256, "events": [ev("t")]}]})
         check(ans["appends"][0]["stream"] == "s" * 256, "256-byte stream name")
+
+
+def test_multi_stream_append_names_a_stream_in_several_parts():
+    """A stream may appear in several parts when none of them carries an expectedVersion
+    ("any" is none): one answer entry per part in request order, positions consecutive across
+    the request, versions consecutive per stream; a re-sent request is a duplicate; a stream's
+    size limit holds for all its parts together. An expectedVersion on any of the parts is 400
+    naming that part."""
+    with seeded() as s:
+        append_ok(s, "A", [ev("a", 0)])  # A: version 1, position 2
+        ids = [new_id() for _ in range(4)]
+        body = {"appends": [
+            {"stream": "A", "events": [ev("a", 1, id=ids[0])]},
+            {"stream": "B", "events": [ev("b", 2, id=ids[1]), ev("b", 3, id=ids[2])]},
+            {"stream": "A", "expectedVersion": "any", "events": [ev("a", 4, id=ids[3])]}]}
+        ans = multi_ok(s, body, what="A, B, A")
+        check([p["stream"] for p in ans["appends"]] == ["A", "B", "A"],
+              f"one entry per part in request order: {ans!r}")
+        got = [[(e["position"], e["version"], e["id"]) for e in p["events"]]
+               for p in ans["appends"]]
+        want = [[(3, 2, ids[0])], [(4, 1, ids[1]), (5, 2, ids[2])], [(6, 3, ids[3])]]
+        check(got == want, f"(position, version, id) per part: {got}, want {want}")
+        check(ans["position"] == 6, f"position {ans['position']}")
+        log = s.read_log()
+        check([(e["stream"], e["version"], e["data"]) for e in log[2:]] ==
+              [("A", 2, 1), ("B", 1, 2), ("B", 2, 3), ("A", 3, 4)], f"log {log[2:]!r}")
+        check([(e["position"], e["version"], e["data"]) for e in s.read_stream("A")] ==
+              [(2, 1, 0), (3, 2, 1), (6, 3, 4)], "stream A read back")
+        st, _, info = s.get("/v1/databases/default/streams/A")
+        check(st == 200 and info["version"] == 3 and info["lastPosition"] == 6,
+              f"stream A info {st} {info!r}")
+        with Unchanged(s):
+            expect_duplicate_ack(s, post_multi(s, body), ans, "A, B, A re-sent")
+            for k, expected in ((0, 3), (2, 3), (0, "no_stream"), (2, "exists")):
+                parts = [{"stream": p["stream"], "events": [ev("t")]} for p in body["appends"]]
+                parts[k]["expectedVersion"] = expected
+                err = refused(post_multi(s, {"appends": parts}), 400, "invalid_request",
+                              f"appends[{k}].expectedVersion")
+                check("several parts" in err["error"].get("message", ""),
+                      f"the message says why: {err!r}")
+        s.restart()
+        check([(e["position"], e["version"]) for e in s.read_stream("A")] ==
+              [(2, 1), (3, 2), (6, 3)], "stream A after a restart")
+        ans = multi_ok(s, {"appends": [{"stream": "A", "events": [ev("a", 5)],
+                                        "expectedVersion": 3},
+                                       {"stream": "B", "events": [ev("b", 6)]}]})
+        check([p["version"] for p in ans["appends"]] == [4, 3], f"after a restart: {ans!r}")
+        # the size limit: parts that each fit, but not together
+        st, _, _ = s.post("/v1/databases", {"name": "small",
+                                            "settings": {"maxStreamSizeBytes": 1000}})
+        check(st == 201, f"create small: {st}")
+        big = ev("x", "a" * 200)  # about 320 bytes stored: 3 fit in 1000, 4 do not
+        split = {"appends": [{"stream": "s", "events": [big, big]},
+                             {"stream": "t", "events": [big]},
+                             {"stream": "s", "events": [big, big]}]}
+        with Unchanged(s, "small"):
+            refused(post_multi(s, split, db="small"), 413, "stream_too_large",
+                    "appends[2].events")
+        split["appends"][2]["events"] = [big]
+        multi_ok(s, split, db="small", what="within the limit")
 
 
 def test_multi_stream_validation_top_level():

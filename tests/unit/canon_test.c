@@ -129,7 +129,7 @@ TEST(check_refuses_hand_built_events)
     CHECK(strcmp(f.leaf, "subject") == 0);
 }
 
-TEST(check_refuses_reserved_and_repeated_streams_and_ids)
+TEST(check_refuses_reserved_streams_and_repeated_ids)
 {
     struct append_fault f;
     struct append_event ev[2] = {good(), good()};
@@ -137,9 +137,6 @@ TEST(check_refuses_reserved_and_repeated_streams_and_ids)
                                    {.stream = S("b"), .events = &ev[1], .count = 1}};
     struct append_req req = {.parts = parts, .nparts = 2};
     ASSERT_EQ(engine_append_check(&req, &f), 0);
-    parts[1].stream = S("a");
-    ASSERT_EQ(engine_append_check(&req, &f), ERR_INVALID);
-    CHECK(!f.has_event && f.part == 1 && strcmp(f.code, "invalid_request") == 0);
     static const char *const bad[] = {"$$a", "$metadata", ".", "..", ""};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         parts[1].stream = S(bad[i]);
@@ -160,6 +157,56 @@ TEST(check_refuses_reserved_and_repeated_streams_and_ids)
     ASSERT_EQ(engine_append_check(&req, &f), 0);
     parts[0].count = 0;
     ASSERT_EQ(engine_append_check(&req, &f), ERR_INVALID);
+}
+
+/* Does the check refuse req with a fault on part p's expectedVersion? */
+static bool refused_expectation(const struct append_req *req, size_t p)
+{
+    struct append_fault f;
+    return engine_append_check(req, &f) == ERR_INVALID && !f.has_event && f.part == p &&
+           strcmp(f.code, "invalid_request") == 0 && strcmp(f.leaf, "expectedVersion") == 0 &&
+           strstr(f.message, "several parts") != NULL;
+}
+
+TEST(check_allows_a_repeated_stream_without_expectations)
+{
+    struct append_fault f;
+    struct append_event ev[3] = {good(), good(), good()};
+    struct append_part parts[3] = {{.stream = S("a"), .events = &ev[0], .count = 1},
+                                   {.stream = S("b"), .events = &ev[1], .count = 1},
+                                   {.stream = S("a"), .events = &ev[2], .count = 1}};
+    struct append_req req = {.parts = parts, .nparts = 3};
+    ASSERT_EQ(engine_append_check(&req, &f), 0);
+    parts[2].expect.kind = EXPECT_ANY; /* "any" explicitly: no expectation */
+    ASSERT_EQ(engine_append_check(&req, &f), 0);
+    parts[1].expect = (struct expect){EXPECT_VERSION, 4}; /* b appears once: it may expect */
+    ASSERT_EQ(engine_append_check(&req, &f), 0);
+    parts[2].stream = S(ENGINE_DCB_STREAM); /* reserved names callers use may repeat too */
+    parts[0].stream = S(ENGINE_DCB_STREAM);
+    ASSERT_EQ(engine_append_check(&req, &f), 0);
+    parts[2].count = 0; /* a repeated part still needs an event */
+    ASSERT_EQ(engine_append_check(&req, &f), ERR_INVALID);
+    CHECK(f.part == 2 && strcmp(f.leaf, "stream") == 0);
+}
+
+TEST(check_refuses_a_repeated_stream_with_an_expectation)
+{
+    struct append_event ev[3] = {good(), good(), good()};
+    struct append_part parts[3] = {{.stream = S("a"), .events = &ev[0], .count = 1},
+                                   {.stream = S("b"), .events = &ev[1], .count = 1},
+                                   {.stream = S("a"), .events = &ev[2], .count = 1}};
+    struct append_req req = {.parts = parts, .nparts = 3};
+    static const enum expect_kind kinds[] = {EXPECT_NO_STREAM, EXPECT_EXISTS, EXPECT_VERSION};
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+        parts[0].expect = (struct expect){kinds[k], 0}; /* on the first part: named */
+        parts[2].expect = (struct expect){EXPECT_ANY, 0};
+        CHECK(refused_expectation(&req, 0));
+        parts[0].expect = (struct expect){EXPECT_ANY, 0}; /* on the repeat: named */
+        parts[2].expect = (struct expect){kinds[k], 3};
+        CHECK(refused_expectation(&req, 2));
+    }
+    parts[0].expect = (struct expect){EXPECT_VERSION, 0}; /* both carry one: the first */
+    CHECK(refused_expectation(&req, 0));
 }
 
 TEST(jsonx_members_and_minified)

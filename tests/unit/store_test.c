@@ -100,6 +100,222 @@ TEST(append_read_reopen_verify)
     ASSERT_EQ(rep.events_checked, 3);
 }
 
+/* ---- one append naming a stream in several parts ---- */
+
+/* Three parts, streams a, b, a, one event each (event i's data is i). */
+struct aba {
+    struct append_event ev[3];
+    struct append_part parts[3];
+    struct append_req req;
+    struct done_flag done;
+};
+
+static void aba_init(struct aba *x)
+{
+    static const char *const streams[] = {"a", "b", "a"};
+    static const char *const data[] = {"0", "1", "2"};
+    memset(x, 0, sizeof(*x));
+    for (size_t i = 0; i < 3; i++) {
+        x->ev[i] = (struct append_event){.type = {"T", 1}, .data = {data[i], 1},
+                                         .metadata = {"{}", 2}, .tags = {"[]", 2}};
+        x->parts[i] = (struct append_part){.stream = {streams[i], 1}, .events = &x->ev[i],
+                                           .count = 1};
+    }
+    x->req = (struct append_req){.parts = x->parts, .nparts = 3, .done = on_done,
+                                 .arg = &x->done};
+}
+
+static void wait_done(struct done_flag *f, int n)
+{
+    while (__atomic_load_n(&f->n, __ATOMIC_ACQUIRE) < n) {
+        usleep(100);
+    }
+}
+
+/* Queues x, waits for it and returns its err. */
+static int aba_append(struct db *db, struct aba *x)
+{
+    ASSERT_EQ(engine_append(db, &x->req), 0);
+    wait_done(&x->done, 1);
+    return x->req.err;
+}
+
+/* What a read of a stream saw: positions and data of its events in order. */
+struct a_read {
+    int n;
+    uint64_t pos[4];
+    uint64_t version[4];
+    char data[4];
+};
+
+static int take_a(void *arg, const struct event_rec *ev)
+{
+    struct a_read *s = arg;
+    CHECK(s->n < 4 && ev->data.len == 1);
+    s->pos[s->n] = ev->position;
+    s->version[s->n] = ev->version;
+    s->data[s->n++] = ev->data.ptr[0];
+    return 0;
+}
+
+/* Stream a begins with events "0" (version 1, position p + 1) and "2" (version 2, p + 3). */
+static void check_stream_a(struct db *db, uint64_t p)
+{
+    struct a_read seen = {0};
+    struct stream_rec s;
+    ASSERT_EQ(engine_read_stream(db, (struct slice){"a", 1}, NULL, 1, false, 2, take_a, &seen,
+                                 &s, NULL), 0);
+    ASSERT_EQ(seen.n, 2);
+    ASSERT_EQ(s.first_pos, p + 1);
+    ASSERT_EQ(seen.pos[0], p + 1);
+    ASSERT_EQ(seen.pos[1], p + 3);
+    ASSERT_EQ(seen.version[0], 1);
+    ASSERT_EQ(seen.version[1], 2);
+    CHECK(seen.data[0] == '0' && seen.data[1] == '2');
+}
+
+TEST(a_stream_repeated_in_parts_gets_positions_in_request_order)
+{
+    char dir[256];
+    fresh_dir(dir, sizeof dir);
+    struct engine_config cfg = {.data_dir = dir, .limits = LIM};
+    struct engine *e;
+    ASSERT_EQ(engine_open(&cfg, &e), 0);
+    struct db *db;
+    ASSERT_EQ(engine_db_acquire(e, "default", 7, &db), 0);
+    uint64_t p = 0;
+    ASSERT_EQ(append_one(db, "x", (struct expect){EXPECT_ANY, 0}, &p), 0);
+    struct aba x;
+    aba_init(&x);
+    ASSERT_EQ(aba_append(db, &x), 0);
+    for (size_t i = 0; i < 3; i++) {
+        ASSERT_EQ(x.ev[i].position, p + 1 + i);
+    }
+    ASSERT_EQ(x.ev[0].version, 1);
+    ASSERT_EQ(x.ev[1].version, 1);
+    ASSERT_EQ(x.ev[2].version, 2);
+    ASSERT_EQ(x.parts[2].actual_version, 1); /* a as part 0 left it */
+    check_stream_a(db, p);
+    ASSERT_EQ(append_one(db, "a", (struct expect){EXPECT_VERSION, 2}, NULL), 0); /* a is at 2 */
+    engine_db_release(db);
+    engine_close(e);
+    ASSERT_EQ(engine_open(&cfg, &e), 0);
+    ASSERT_EQ(engine_db_acquire(e, "default", 7, &db), 0);
+    check_stream_a(db, p);
+    struct stream_rec s;
+    ASSERT_EQ(engine_stream_info(db, (struct slice){"a", 1}, NULL, &s), 0);
+    ASSERT_EQ(s.version, 3);
+    ASSERT_EQ(engine_stream_info(db, (struct slice){"b", 1}, NULL, &s), 0);
+    ASSERT_EQ(s.version, 1);
+    ASSERT_EQ(s.first_pos, p + 2);
+    engine_db_release(db);
+    engine_close(e);
+    char sdir[300];
+    snprintf(sdir, sizeof sdir, "%s/dbs/default", dir);
+    struct store_verify_report rep;
+    ASSERT_EQ(store_verify(sdir, LIM.map_bytes, &rep), 0);
+    ASSERT_EQ(rep.events_checked, 5);
+}
+
+TEST(a_stream_repeated_in_parts_in_one_batch_and_as_a_duplicate)
+{
+    char dir[256];
+    fresh_dir(dir, sizeof dir);
+    struct engine_config cfg = {.data_dir = dir, .limits = LIM};
+    struct engine *e;
+    ASSERT_EQ(engine_open(&cfg, &e), 0);
+    struct db *db;
+    ASSERT_EQ(engine_db_acquire(e, "default", 7, &db), 0);
+    struct aba x, y;
+    aba_init(&x);
+    aba_init(&y);
+    for (size_t i = 0; i < 3; i++) { /* client ids: a retry is a duplicate */
+        x.ev[i].has_id = true;
+        memset(x.ev[i].id, 0x40 + (int)i, sizeof x.ev[i].id);
+    }
+    y.parts[0].stream = y.parts[2].stream = (struct slice){"b", 1}; /* b, b, b */
+    y.req.arg = x.req.arg = &x.done;
+    ASSERT_EQ(engine_append(db, &x.req), 0); /* likely one batch: y sees x's states there */
+    ASSERT_EQ(engine_append(db, &y.req), 0);
+    wait_done(&x.done, 2);
+    ASSERT_EQ(x.req.err, 0);
+    ASSERT_EQ(y.req.err, 0);
+    ASSERT_EQ(x.ev[2].version, 2);
+    for (size_t i = 0; i < 3; i++) {
+        ASSERT_EQ(y.ev[i].version, 2 + i);
+        ASSERT_EQ(y.ev[i].position, 4 + i);
+    }
+    struct aba retry = x;
+    retry.parts[0].events = &retry.ev[0];
+    retry.parts[1].events = &retry.ev[1];
+    retry.parts[2].events = &retry.ev[2];
+    retry.req.parts = retry.parts;
+    retry.req.arg = &retry.done;
+    retry.done.n = 0;
+    ASSERT_EQ(aba_append(db, &retry), 0);
+    CHECK(retry.req.duplicate);
+    for (size_t i = 0; i < 3; i++) {
+        ASSERT_EQ(retry.ev[i].position, x.ev[i].position);
+        ASSERT_EQ(retry.ev[i].version, x.ev[i].version);
+    }
+    ASSERT_EQ(engine_db_head(db), 6);
+    check_stream_a(db, 0);
+    engine_db_release(db);
+    engine_close(e);
+}
+
+TEST(a_stream_repeated_in_parts_is_held_to_its_size_limit_as_a_whole)
+{
+    char dir[256];
+    fresh_dir(dir, sizeof dir);
+    struct engine_config cfg = {.data_dir = dir, .limits = LIM};
+    struct engine *e;
+    ASSERT_EQ(engine_open(&cfg, &e), 0);
+    struct aba x;
+    aba_init(&x);
+    uint64_t one = engine_event_bytes(x.parts[0].stream, &x.ev[0]);
+    struct db_settings set = {.max_stream_bytes = 2 * one - 1}; /* a's parts fit one by one */
+    ASSERT_EQ(engine_db_create(e, "small", 5, &set), 0);
+    struct db *db;
+    ASSERT_EQ(engine_db_acquire(e, "small", 5, &db), 0);
+    ASSERT_EQ(aba_append(db, &x), ERR_CONFLICT);
+    ASSERT_EQ(x.req.conflict, CONFLICT_TOO_LARGE);
+    ASSERT_EQ(x.req.failed, 2);
+    ASSERT_EQ(engine_db_head(db), 0); /* nothing written */
+    set.max_stream_bytes = 2 * one;
+    ASSERT_EQ(engine_db_set_settings(db, &set), 0);
+    aba_init(&x);
+    ASSERT_EQ(aba_append(db, &x), 0);
+    ASSERT_EQ(engine_db_head(db), 3);
+    aba_init(&x); /* a holds 2 * one bytes now: one more event in any part is too many */
+    x.parts[0].stream = (struct slice){"c", 1};
+    ASSERT_EQ(aba_append(db, &x), ERR_CONFLICT);
+    ASSERT_EQ(x.req.conflict, CONFLICT_TOO_LARGE);
+    ASSERT_EQ(x.req.failed, 2);
+    engine_db_release(db);
+    engine_close(e);
+}
+
+TEST(a_stream_repeated_with_an_expectation_is_refused)
+{
+    char dir[256];
+    fresh_dir(dir, sizeof dir);
+    struct engine_config cfg = {.data_dir = dir, .limits = LIM};
+    struct engine *e;
+    ASSERT_EQ(engine_open(&cfg, &e), 0);
+    struct db *db;
+    ASSERT_EQ(engine_db_acquire(e, "default", 7, &db), 0);
+    struct aba x;
+    aba_init(&x);
+    x.parts[2].expect = (struct expect){EXPECT_VERSION, 1};
+    ASSERT_EQ(engine_append(db, &x.req), ERR_INVALID);
+    ASSERT_EQ(x.req.fault.part, 2);
+    ASSERT_STR(x.req.fault.leaf, "expectedVersion");
+    ASSERT_EQ(engine_db_head(db), 0);
+    engine_db_release(db);
+    engine_close(e);
+}
+
 static void on_deleted(void *arg, int err)
 {
     *(int *)arg = err;

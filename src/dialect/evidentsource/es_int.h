@@ -63,6 +63,7 @@ void es_v1_component_add(struct gate_call *c); /* POST /v1/databases/{database}/
 
 /* page.c: the query builder */
 void es_query_builder(struct gate_call *c); /* GET /databases/{database}/query-builder */
+void es_query_results(struct gate_call *c); /* GET .../query-builder/results (HTML) */
 void es_asset(struct gate_call *c);         /* GET /static/{file} */
 
 #endif

@@ -21,7 +21,6 @@ struct es_ctx {
     struct live_registry *live;  /* borrowed: subscriptions */
     const char *version;         /* the server's version (health) */
     int64_t started_us;          /* when it started (health) */
-    const char *asset_dir;       /* where the query builder's scripts are (htmx.min.js) */
 };
 
 /* The mount: route table and descriptor (X-API-Key or Bearer keys, the database in the path,

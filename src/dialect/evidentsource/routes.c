@@ -294,6 +294,16 @@ static const struct route_param P_PAGE[] = {
      NULL},
     {NULL, 0, NULL, NULL},
 };
+static const struct route_param P_QB[] = {
+    {"stream", PARAM_STRING, "Only events of this stream (CloudEvents source)", NULL},
+    {"event_type", PARAM_STRING, "Only events of this type", NULL},
+    {"subject", PARAM_STRING, "Only events with this subject", NULL},
+    {"start", PARAM_STRING, "From this revision (inclusive)", NULL},
+    {"end", PARAM_STRING, "To this revision (inclusive)", NULL},
+    {"direction", PARAM_ENUM, "forward or backward", "forward,backward"},
+    {"limit", PARAM_STRING, "Most events (default 50, at most 1000)", NULL},
+    {NULL, 0, NULL, NULL},
+};
 static const struct route_param P_V1_EVENTS[] = {
     {"database", PARAM_STRING, "The database", NULL},
     {"stream", PARAM_STRING, "Only events of this stream (CloudEvents source)", NULL},
@@ -360,10 +370,14 @@ static const struct route ROUTES[] = {
     {"POST", "api/v1/db/{database}/state-changes", es_change_publish, DB, NEED_ADMIN,
      "publishStateChange", "Publish a state change (multipart: metadata and code)", NULL, NULL,
      "EsPublished", 201},
-    {"GET", "databases/{database}/query-builder", es_query_builder, DB, NEED_READ,
-     "queryBuilder", "An HTML page to build and run queries", NULL, NULL, NULL, 200},
+    {"GET", "databases/{database}/query-builder", es_query_builder, 0, NEED_NONE,
+     "queryBuilder", "An HTML page to build and run queries (it holds no data)", NULL, NULL,
+     NULL, 200},
+    {"GET", "databases/{database}/query-builder/results", es_query_results, DB, NEED_READ,
+     "queryBuilderResults", "The query builder's results: an HTML table of the events",
+     P_QB, NULL, NULL, 200},
     {"GET", "static/{file}", es_asset, 0, NEED_NONE, "asset",
-     "The query builder's scripts (htmx)", NULL, NULL, NULL, 200},
+     "The query builder's scripts: htmx.min.js, query-builder.js", NULL, NULL, NULL, 200},
     {"GET", "v1/databases", es_v1_db_list, 0, NEED_ANY, "v1ListDatabases", "List databases",
      NULL, NULL, "EsV1DatabaseList", 200},
     {"POST", "v1/databases", es_v1_db_create, ROUTE_ALL_DBS, NEED_ADMIN, "v1CreateDatabase",
@@ -402,6 +416,7 @@ const struct gate_mount evidentsource_mount = {
     .rate_window_s = 1,
     .default_rate = 0,
     .cors_allow_headers = CORS_ALLOW,
+    .cors_allow_methods = "GET, POST, PUT, DELETE, OPTIONS",
     .cors_expose_headers = CORS_EXPOSE,
     .idem_namespace = 2,
 };
