@@ -671,12 +671,12 @@ static size_t count_items(struct slice arr)
 
 /* The members a constraint may have (bit i = CONSTRAINT_MEMBERS[i]). */
 static const char *const CONSTRAINT_MEMBERS[] = {"type", "revision", "selector", "min", "max",
-                                                 "stream", "subject"};
+                                                 "stream", "subject", "after"};
 enum { CM_TYPE = 1, CM_REV = 2, CM_SEL = 4, CM_MIN = 8, CM_MAX = 16, CM_STREAM = 32,
-       CM_SUBJECT = 64, CM_COUNT = 7 };
+       CM_SUBJECT = 64, CM_AFTER = 128, CM_COUNT = 8 };
 
 /* What a constraint requires of L, the newest matching event's revision. */
-enum bound { B_MIN, B_MAX, B_RANGE, B_EXISTS, B_ABSENT };
+enum bound { B_MIN, B_MAX, B_RANGE, B_EXISTS, B_ABSENT, B_AFTER };
 
 static const struct {
     const char *name;
@@ -686,7 +686,9 @@ static const struct {
     {"min_revision", CM_REV | CM_SEL, CM_REV, B_MIN},
     {"min", CM_REV | CM_SEL, CM_REV | CM_SEL, B_MIN},
     {"max", CM_REV | CM_SEL, CM_REV | CM_SEL, B_MAX},
+    {"max_revision", CM_REV | CM_SEL, CM_REV | CM_SEL, B_MAX},
     {"range", CM_SEL | CM_MIN | CM_MAX, CM_SEL | CM_MIN | CM_MAX, B_RANGE},
+    {"fail_if_events_match", CM_SEL | CM_AFTER, CM_SEL, B_AFTER},
     {"stream_exists", CM_STREAM, CM_STREAM, B_EXISTS},
     {"stream_does_not_exist", CM_STREAM, CM_STREAM, B_ABSENT},
     {"stream_max_revision", CM_STREAM | CM_REV, CM_STREAM | CM_REV, B_MAX},
@@ -730,7 +732,7 @@ static int constraint_members(size_t k, const struct slice *m, const char *field
             return req_fail(err, f, "this constraint type requires this member");
         }
         uint64_t v;
-        if (m[i].ptr && (bit & (CM_REV | CM_MIN | CM_MAX)) && !span_u64(m[i], &v)) {
+        if (m[i].ptr && (bit & (CM_REV | CM_MIN | CM_MAX | CM_AFTER)) && !span_u64(m[i], &v)) {
             return req_fail(err, f, "a revision is a non-negative integer");
         }
     }
@@ -782,9 +784,10 @@ int es_constraint(struct slice c, size_t index, struct buf *out, struct parse_er
     if (k == CONSTRAINT_KINDS) {
         char f[64];
         snprintf(f, sizeof f, "%s.type", field);
-        return req_fail(err, f, "type is min_revision, min, max, range, stream_exists, "
-                        "stream_does_not_exist, stream_max_revision, subject_exists, "
-                        "subject_does_not_exist, subject_max_revision or subject_*_on_stream");
+        return req_fail(err, f, "type is min_revision, min, max, max_revision, range, "
+                        "fail_if_events_match, stream_exists, stream_does_not_exist, "
+                        "stream_max_revision, subject_exists, subject_does_not_exist, "
+                        "subject_max_revision or subject_*_on_stream");
     }
     rc = constraint_members(k, m, field, err);
     uint64_t lo = 0, hi = 0;
@@ -801,6 +804,9 @@ int es_constraint(struct slice c, size_t index, struct buf *out, struct parse_er
     case B_MAX: buf_printf(out, ",\"max\":%.*s", (int)m[1].len, m[1].ptr); break;
     case B_EXISTS: buf_adds(out, ",\"min\":1"); break;
     case B_ABSENT: buf_adds(out, ",\"max\":0"); break;
+    case B_AFTER: /* DCB: nothing matching after `after` (absent: nothing matching at all) */
+        buf_printf(out, ",\"max\":%.*s", m[7].ptr ? (int)m[7].len : 1, m[7].ptr ? m[7].ptr : "0");
+        break;
     case B_RANGE:
         buf_printf(out, ",\"min\":%.*s,\"max\":%.*s", (int)m[3].len, m[3].ptr, (int)m[4].len,
                    m[4].ptr);

@@ -101,7 +101,9 @@ int es_append_request(struct slice body, size_t max_events, struct buf *native,
  *   {"type":"min_revision","revision":N,"selector"?}  latest revision (of matching events) >= N
  *   {"type":"min","selector","revision":N}            newest matching event's revision >= N
  *   {"type":"max","selector","revision":N}            ... <= N (0: no matching event exists)
+ *   {"type":"max_revision","selector","revision":N}   the same
  *   {"type":"range","selector","min":a,"max":b}       ... within [a, b]
+ *   {"type":"fail_if_events_match","selector","after"?:N}  ... <= N (absent: 0; DCB)
  *   EvidentDB's stream_exists / stream_does_not_exist / stream_max_revision {stream,
  *   revision}, subject_exists / subject_does_not_exist / subject_max_revision {subject,
  *   revision}, and subject_*_on_stream {stream, subject, revision}: min 1, max 0 and max N

@@ -238,6 +238,11 @@ def constraint_cases():
         ({"type": "max", "selector": {"type": "and", "selectors": [
             {"type": "equals", "attr": {"stream": "orders"}},
             {"type": "starts_with", "attr": {"subject": "o-"}}]}, "revision": 3}, True),
+        ({"type": "max_revision", "selector": o, "revision": 2}, False),
+        ({"type": "fail_if_events_match", "selector": {"stream": "refunds"}}, True),
+        ({"type": "fail_if_events_match", "selector": o}, False),
+        ({"type": "fail_if_events_match", "selector": o, "after": 3}, True),
+        ({"type": "fail_if_events_match", "selector": o, "after": 2}, False),
         ({"type": "stream_exists", "stream": "payments"}, True),
         ({"type": "stream_exists", "stream": "refunds"}, False),
         ({"type": "stream_does_not_exist", "stream": "refunds"}, True),
