@@ -726,3 +726,21 @@ def test_keys_guard_the_event_routes():
         check(st == 200 and revs(b) == [1], f"{b}")
         st, _, b = Es(s, key=keys["read"], bearer=True).get(f"/databases/{DB}/events/1")
         check(st == 200, f"{st} {b}")
+
+
+def test_idempotency_key_replays_the_answer():
+    with Server() as s:
+        e = Es(s)
+        e.database("shop")
+        body = {"events": [ce("A")]}
+        key = {"Idempotency-Key": "k-1"}
+        st, h, first = e.post("/databases/shop/events", body, headers=key)
+        check(st == 200 and "x-idempotency-replayed" not in h, f"{st} {h} {first}")
+        st, h, again = e.post("/databases/shop/events", body, headers=key)
+        check(st == 200 and h.get("x-idempotency-replayed") == "true" and again == first,
+              f"replayed: {st} {h} {again}")
+        other = {"events": [ce("B")]}
+        st, _, b = e.post("/databases/shop/events", other, headers=key)
+        check(st == 422 and b["error"]["code"] == "FAILED_PRECONDITION", f"{st} {b}")
+        st, _, d = e.get("/databases/shop")
+        check(d["event_count"] == 1, f"one event written: {d}")
