@@ -190,6 +190,11 @@ def test_resent_cloudevents_are_acknowledged_and_other_content_is_refused():
         changed = dict(a, data={"other": True})
         es_error(e.append(DB, [changed]), 409, "ALREADY_EXISTS")
         es_error(e.append(DB, [dict(a, ext="x")]), 409, "ALREADY_EXISTS")
+        # in a request of several sources, the conflicting event is named by its place in
+        # the request, not by the part the server made of it
+        body = es_error(e.append(DB, [ce("T", "x"), ce("T", "y"), changed]), 409,
+                        "ALREADY_EXISTS")
+        check(body["error"]["details"]["field"].startswith("events[2]"), f"{body}")
         # the same id under another source is another event
         check(ok_append(e, [dict(a, source="elsewhere")])["revision"] == 4, "other source")
         check(latest(e) == 4, "latest")
