@@ -20,6 +20,7 @@
 #include "ops/live.h"
 #include "ops/out.h"
 #include "api/metrics.h"
+#include "util/assert.h"
 #include "api/native.h"
 #include "dialect/deltabase/deltabase.h"
 #include "dialect/deltabase/translate.h"
@@ -697,6 +698,7 @@ static int cmd_serve(const struct options *o)
     sv.es = (struct es_ctx){.limits = o->limits, .version = ANNALS_VERSION,
                             .started_us = sv.api.started_us};
     mount_surfaces(o, &sv);
+    ASSERT(gate_route_count(&sv.gate) <= METRICS_ROUTES); /* every route has its counters */
     if (bind_listeners(o, &sv, known_keys) || open_data(o, &sv)) {
         stop_listeners(&sv);
         return 1;

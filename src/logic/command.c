@@ -163,8 +163,14 @@ static int read_projection(struct decision *d, struct slice args, struct buf *ou
     uint64_t pos = 0;
     if (!rc) {
         size_t before = out->len;
-        rc = proj_state(logic_projections(d->lg), d->db, name.ptr,
-                        (struct slice){key.ptr, key.len}, out, &pos, &info);
+        struct projections *p = logic_projections(d->lg);
+        rc = proj_state(p, d->db, name.ptr, (struct slice){key.ptr, key.len}, out, &pos, &info);
+        if (rc == ERR_NOTFOUND && !info.status &&
+            proj_await(p, d->db, name.ptr, 0, PROJ_START_WAIT_MS)) { /* started meanwhile */
+            out->len = before;
+            rc = proj_state(p, d->db, name.ptr, (struct slice){key.ptr, key.len}, out, &pos,
+                            &info);
+        }
         if (rc == ERR_NOTFOUND && info.status) {
             out->len = before;
             buf_adds(out, "null");

@@ -877,6 +877,39 @@ void proj_wait(struct projections *p, struct db *db, const char *name, uint64_t 
     }
 }
 
+struct await {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done, reached;
+};
+
+static void on_await(void *arg, bool reached)
+{
+    struct await *a = arg;
+    pthread_mutex_lock(&a->mu);
+    a->done = true;
+    a->reached = reached;
+    pthread_cond_signal(&a->cv);
+    pthread_mutex_unlock(&a->mu);
+}
+
+bool proj_await(struct projections *p, struct db *db, const char *name, uint64_t min_position,
+                uint64_t timeout_ms)
+{
+    struct await a = {.done = false};
+    pthread_mutex_init(&a.mu, NULL);
+    pthread_cond_init(&a.cv, NULL);
+    proj_wait(p, db, name, min_position, timeout_ms, on_await, &a);
+    pthread_mutex_lock(&a.mu);
+    while (!a.done) { /* proj_wait answers exactly once, at the deadline at the latest */
+        pthread_cond_wait(&a.cv, &a.mu);
+    }
+    pthread_mutex_unlock(&a.mu);
+    pthread_cond_destroy(&a.cv);
+    pthread_mutex_destroy(&a.mu);
+    return a.reached;
+}
+
 static void *runner_main(void *arg)
 {
     struct projections *p = arg;

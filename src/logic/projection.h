@@ -37,6 +37,9 @@ enum {
     PROJ_CHANGES_MAX = 1000,      /* changes per page of the feed */
     PROJ_CHANGES_PAGE_BYTES = 4 * 1024 * 1024, /* ... and its bytes (past them it stops) */
     PROJ_WAIT_MAX_MS = 30000,     /* a state read waits for a position this long at most */
+    PROJ_START_WAIT_MS = 3000,    /* a command reading a projection that has not started yet
+                                     (just deployed, or the server just started) waits this
+                                     long for the runner to start it */
     PROJ_STORAGE_TRIES = 5,       /* batches in a row the derived store may refuse before the
                                      projection is marked failed (a state too large) */
 };
@@ -109,6 +112,12 @@ bool proj_change_decode(struct slice key, struct slice val, struct proj_change *
 typedef void proj_wait_fn(void *arg, bool reached);
 void proj_wait(struct projections *p, struct db *db, const char *name, uint64_t min_position,
                uint64_t timeout_ms, proj_wait_fn *fn, void *arg);
+
+/* proj_wait that blocks the calling thread (a worker's, never an I/O or writer thread) until
+ * the answer: true when projection name of db has applied every event up to min_position
+ * within timeout_ms (min_position 0: as soon as it runs at all). */
+bool proj_await(struct projections *p, struct db *db, const char *name, uint64_t min_position,
+                uint64_t timeout_ms);
 
 /* Tells fn(arg) (on the runner thread, under the runner's lock: quick, no logic or engine
  * calls) each time projection name of db commits new changes, until proj_unwatch. Returns a

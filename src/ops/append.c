@@ -78,7 +78,13 @@ static void ctx_unref(void *arg)
 static void event_field(const struct append_ctx *ax, size_t p, size_t i, const char *leaf,
                         char *out, size_t n)
 {
-    if (ax->multi && !ax->dcb) {
+    if (ax->style.flat_events) {
+        size_t k = i;
+        for (size_t q = 0; q < p && q < ax->req.nparts; q++) {
+            k += ax->req.parts[q].count;
+        }
+        snprintf(out, n, "events[%zu]%s", k, leaf);
+    } else if (ax->multi && !ax->dcb) {
         snprintf(out, n, "appends[%zu].events[%zu]%s", p, i, leaf);
     } else {
         snprintf(out, n, "events[%zu]%s", i, leaf);
@@ -333,7 +339,7 @@ static void on_appended(struct append_req *r)
 {
     struct append_ctx *ax = r->arg;
     char f[48] = "";
-    bool part = ax->multi && !ax->dcb;
+    bool part = ax->multi && !ax->dcb && !ax->style.flat_events;
     if (r->err == 0) {
         answer_success(ax);
     } else if (r->err == ERR_CONFLICT && r->conflict == CONFLICT_IDEM_MISMATCH) {
@@ -435,7 +441,7 @@ static void answer_fault(struct append_ctx *ax, struct http_req *req,
     snprintf(leaf, sizeof leaf, "%s%s", f->leaf[0] ? "." : "", f->leaf);
     if (f->has_event) {
         event_field(ax, f->part, f->event, leaf, field, sizeof field);
-    } else if (ax->multi && !ax->dcb) {
+    } else if (ax->multi && !ax->dcb && !ax->style.flat_events) {
         snprintf(field, sizeof field, "appends[%zu]%s", f->part, leaf);
     } else {
         snprintf(field, sizeof field, "%s", f->leaf);

@@ -22,6 +22,10 @@ struct append_style {
      * it as it is. Any thread; native is the callee's to use, not to keep. */
     void (*answer)(struct http_req *req, unsigned status, struct buf *native, bool replayed);
     unsigned flags;                 /* APPEND_* asked of the engine (APPEND_TAGS_NO_COMMA) */
+    bool flat_events;               /* errors name an event by its index in the request,
+                                       "events[k]", counting through the parts in order (a
+                                       dialect whose request is one list of events that it
+                                       splits into parts), not "appends[p].events[i]" */
     struct logic *return_state;     /* non-NULL: a single-stream append answers the stream's
                                        state too, from its reducer (logic/logic.h), as of
                                        the append's last event */

@@ -58,6 +58,7 @@ struct live_sub {
     char label[LIVE_LABEL_BYTES + 1];
     char peer[48];
     const struct live_protocol *proto; /* a dialect's WebSocket messages, or NULL */
+    live_sse_event_fn *sse_event;      /* a dialect's SSE events, or NULL (native) */
     struct live_sub *prev, *next_sub; /* registry list (guarded by reg->mu) */
 };
 
@@ -157,7 +158,13 @@ static int on_event(void *arg, const struct event_rec *ev)
         buf_adds(&b, "id: ");
         buf_add_u64(&b, ev->position);
         buf_adds(&b, "\ndata: ");
-        out_event(&b, ev); /* one line: stored JSON is minified */
+        if (s->sse_event && !s->sse_event(&b, ev)) {
+            buf_fini(&b); /* the dialect leaves this event out */
+            return 0;
+        }
+        if (!s->sse_event) {
+            out_event(&b, ev); /* one line: stored JSON is minified */
+        }
         buf_adds(&b, "\n\n");
         emit_buf(s, &b);
     }
@@ -384,10 +391,18 @@ static struct live_sub *sub_new(struct live_registry *reg, struct http_req *req,
 void live_sse(struct live_registry *reg, struct http_req *req, struct db *db,
               struct parsed_query *pq, uint64_t first, const char *label)
 {
+    live_sse_as(reg, req, db, pq, first, label, NULL);
+}
+
+void live_sse_as(struct live_registry *reg, struct http_req *req, struct db *db,
+                 struct parsed_query *pq, uint64_t first, const char *label,
+                 live_sse_event_fn *event)
+{
     struct live_sub *s = sub_new(reg, req, db, label);
     if (!s) {
         return;
     }
+    s->sse_event = event;
     filter_fini(&s->pq.filter);
     s->pq = *pq;
     s->pq.q.filter = &s->pq.filter;

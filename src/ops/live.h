@@ -37,6 +37,16 @@ void live_registry_free(struct live_registry *reg);
 void live_sse(struct live_registry *reg, struct http_req *req, struct db *db,
               struct parsed_query *pq, uint64_t first, const char *label);
 
+/* Writes one event of a dialect's SSE subscription, as JSON on one line, to out; returns
+ * false to leave the event out (then nothing is written or counted). Any I/O thread. */
+typedef bool live_sse_event_fn(struct buf *out, const struct event_rec *ev);
+
+/* live_sse with each event written by event (NULL: in the native shape, as live_sse). The
+ * messages are otherwise the same: `id: <position>` and `data: <event>`. */
+void live_sse_as(struct live_registry *reg, struct http_req *req, struct db *db,
+                 struct parsed_query *pq, uint64_t first, const char *label,
+                 live_sse_event_fn *event);
+
 /* Answers req (which asked to upgrade, http_ws_requested) with a WebSocket on which the
  * client subscribes to events of db (of stream only, when given) with messages (docs/api.md).
  * Takes over the reference on db. */

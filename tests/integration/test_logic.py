@@ -992,3 +992,24 @@ def test_views_are_not_kept_where_events_age_out():
         append_n(s, "old-1", 1)
         st, _, b = s.get(f"{DB}/views/n")
         check(b["state"] == 1, f"the aged-out events left the view: {b}")
+
+
+def test_a_command_reading_a_projection_waits_for_it_to_start():
+    """Right after a deploy or a restart the runner has not started the projection yet; a
+    command reading it waits for the start rather than failing."""
+    src = ("function decide(c, ctx)\n"
+           "  local n = ctx.projection('counts', 'all') or 0\n"
+           "  return {events = {{stream = 'seen-' .. c.id, type = 'Seen', data = {n = n}}}}\n"
+           "end\n")
+    with Server() as s:
+        append_n(s, "order-1", 3)
+        check(put(s, "counts", projection("function key(e) return 'all' end\n"
+                                          "function apply(s, e) return (s or 0) + 1 end",
+                                          {"categories": ["order"]}))[0] == 201, "projection")
+        check(put(s, "see", {"kind": "command", "language": "lua", "source": src})[0] == 201,
+              "command")
+        st, _, b = command(s, "see", {"id": 1})  # no wait: the runner may not have started it
+        check(st == 201, f"right after the deploy: {st} {b}")
+        s.restart()
+        st, _, b = command(s, "see", {"id": 2})
+        check(st == 201 and b["events"][0]["data"]["n"] == 3, f"right after a restart: {st} {b}")
