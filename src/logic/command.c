@@ -553,7 +553,7 @@ static int take_native_condition(struct decision *d, struct plan *pl, struct sli
 }
 
 /* One condition the handler returned: in its format's form, made native first. */
-static int take_condition(struct decision *d, struct plan *pl, struct slice c,
+static int take_condition(struct decision *d, struct plan *pl, struct slice c, size_t index,
                           struct logic_error *err)
 {
     if (!d->fmt || !d->fmt->condition) {
@@ -562,7 +562,7 @@ static int take_condition(struct decision *d, struct plan *pl, struct slice c,
     struct buf native;
     buf_init(&native);
     char w[160];
-    int rc = d->fmt->condition(c, &native, w, sizeof w);
+    int rc = d->fmt->condition(c, index, &native, w, sizeof w);
     rc = rc ? bad(err, "decide: condition: %s", w)
             : take_native_condition(d, pl, (struct slice){native.ptr, native.len}, err);
     buf_fini(&native);
@@ -612,7 +612,7 @@ static int take_decision(struct decision *d, struct plan *pl, struct slice answe
     if (!rc && has_conds && jsonx_kind(conds) == '[') {
         for (size_t n = 0; !rc && jsonx_next_item(conds, &pos, &e); n++) {
             rc = n >= LIMIT_APPEND_CONDS ? bad(err, "decide: at most 16 conditions")
-                                          : take_condition(d, pl, e, err);
+                                          : take_condition(d, pl, e, n, err);
         }
     }
     for (size_t i = 0; !rc && i < pl->nparts; i++) {

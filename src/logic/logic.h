@@ -48,7 +48,8 @@ struct logic_event_format {
      * condition ({"failIfEventsMatch", "after"} or {"stream", "expectedVersion"}), appended
      * to out. A native form may be passed through. Returns 0, or ERR_INVALID with why. */
     int (*filter)(struct slice arg, struct buf *out, char *why, size_t why_cap);
-    int (*condition)(struct slice cond, struct buf *out, char *why, size_t why_cap);
+    int (*condition)(struct slice cond, size_t index, struct buf *out, char *why,
+                     size_t why_cap); /* index: its place among the decision's conditions */
 };
 
 struct logic_config {

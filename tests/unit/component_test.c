@@ -348,8 +348,9 @@ static int fake_filter(struct slice arg, struct buf *out, char *why, size_t cap)
     return 0;
 }
 
-static int fake_condition(struct slice c, struct buf *out, char *why, size_t cap)
+static int fake_condition(struct slice c, size_t index, struct buf *out, char *why, size_t cap)
 {
+    (void)index;
     struct slice t, n;
     if (jsonx_member(c, "some", &t) && jsonx_member(c, "from", &n)) { /* L >= from */
         buf_adds(out, "{\"query\":{\"types\":[");

@@ -111,149 +111,26 @@ static int ce_filter(struct slice arg, struct buf *out, char *why, size_t cap)
     return rc;
 }
 
-/* A whole number member (a revision); false when absent or not one. */
-static bool revision_of(struct slice c, const char *name, uint64_t *out)
-{
-    struct slice v;
-    char num[24];
-    if (!jsonx_member(c, name, &v) || jsonx_kind(v) < '0' || jsonx_kind(v) > '9' ||
-        v.len >= sizeof num) {
-        return false;
-    }
-    memcpy(num, v.ptr, v.len);
-    num[v.len] = '\0';
-    return parse_u64(num, out) == 0;
-}
-
-/* The constraint forms: where the selector comes from and what bounds they set. */
-enum sel_from { SEL_GIVEN, SEL_ANY, SEL_STREAM, SEL_SUBJECT, SEL_BOTH };
-enum bound { B_NONE, B_REVISION, B_ONE, B_ZERO, B_MIN, B_MAX, B_AFTER };
-
-struct form {
-    const char *type;
-    enum sel_from sel;
-    enum bound min, max;
-};
-
-static const struct form FORMS[] = {
-    {"min_revision", SEL_ANY, B_REVISION, B_NONE},
-    {"min", SEL_GIVEN, B_REVISION, B_NONE},
-    {"max", SEL_GIVEN, B_NONE, B_REVISION},
-    {"max_revision", SEL_GIVEN, B_NONE, B_REVISION},
-    {"range", SEL_GIVEN, B_MIN, B_MAX},
-    {"fail_if_events_match", SEL_GIVEN, B_NONE, B_AFTER},
-    {"stream_exists", SEL_STREAM, B_ONE, B_NONE},
-    {"stream_does_not_exist", SEL_STREAM, B_NONE, B_ZERO},
-    {"stream_max_revision", SEL_STREAM, B_NONE, B_REVISION},
-    {"subject_exists", SEL_SUBJECT, B_ONE, B_NONE},
-    {"subject_does_not_exist", SEL_SUBJECT, B_NONE, B_ZERO},
-    {"subject_max_revision", SEL_SUBJECT, B_NONE, B_REVISION},
-    {"subject_exists_on_stream", SEL_BOTH, B_ONE, B_NONE},
-    {"subject_does_not_exist_on_stream", SEL_BOTH, B_NONE, B_ZERO},
-    {"subject_max_revision_on_stream", SEL_BOTH, B_NONE, B_REVISION},
-};
-
-/* Appends ,"name":value for a bound; false when its member is missing or not a revision. */
-static bool add_bound(struct slice c, enum bound b, const char *name, struct buf *out)
-{
-    uint64_t v = b == B_ONE ? 1 : 0;
-    if (b == B_NONE) {
-        return true;
-    }
-    if ((b == B_REVISION && !revision_of(c, "revision", &v)) ||
-        (b == B_MIN && !revision_of(c, "min", &v)) ||
-        (b == B_MAX && !revision_of(c, "max", &v))) {
-        return false;
-    }
-    struct slice a;
-    if (b == B_AFTER && jsonx_member(c, "after", &a) && !revision_of(c, "after", &v)) {
-        return false;
-    }
-    buf_printf(out, ",\"%s\":%llu", name, (unsigned long long)v);
-    return true;
-}
-
-/* The native selector of a form (nothing for SEL_ANY without one: every event). */
-static int form_selector(struct slice c, const struct form *f, struct buf *out, char *why,
-                         size_t cap)
-{
-    struct slice sel, s = {NULL, 0}, sub = {NULL, 0};
-    if (f->sel == SEL_GIVEN || f->sel == SEL_ANY) {
-        if (!jsonx_member(c, "selector", &sel)) {
-            return f->sel == SEL_ANY ? 0 : say(why, cap, "this constraint has a selector");
-        }
-        return any_selector(sel, "selector", out, why, cap);
-    }
-    bool stream = f->sel != SEL_SUBJECT, subject = f->sel != SEL_STREAM;
-    if ((stream && (!jsonx_member(c, "stream", &s) || jsonx_kind(s) != '"')) ||
-        (subject && (!jsonx_member(c, "subject", &sub) || jsonx_kind(sub) != '"'))) {
-        return say(why, cap, "this constraint names its stream and/or subject (strings)");
-    }
-    struct buf flat;
-    buf_init(&flat);
-    buf_adds(&flat, "{");
-    if (s.ptr) {
-        buf_adds(&flat, "\"stream\":");
-        buf_add(&flat, s.ptr, s.len);
-    }
-    if (sub.ptr) {
-        buf_adds(&flat, s.ptr ? ",\"subject\":" : "\"subject\":");
-        buf_add(&flat, sub.ptr, sub.len);
-    }
-    buf_addc(&flat, '}');
-    int rc = any_selector((struct slice){flat.ptr, flat.len}, "constraint", out, why, cap);
-    buf_fini(&flat);
-    return rc;
-}
-
-/* A constraint in one of FORMS as {"query":{"selector"?},"min"?,"max"?}. */
-static int ce_form(struct slice c, const struct form *f, struct buf *out, char *why, size_t cap)
-{
-    struct buf sel;
-    buf_init(&sel);
-    int rc = form_selector(c, f, &sel, why, cap);
-    if (!rc) {
-        buf_adds(out, "{\"query\":{");
-        if (sel.len) {
-            buf_adds(out, "\"selector\":");
-            buf_add(out, sel.ptr, sel.len);
-        }
-        buf_addc(out, '}');
-        if (!add_bound(c, f->min, "min", out) || !add_bound(c, f->max, "max", out)) {
-            rc = say(why, cap, "this constraint's revision (or min, max, after) is a whole "
-                     "number");
-        }
-        buf_addc(out, '}');
-    }
-    buf_fini(&sel);
-    return rc;
-}
-
-static int ce_condition(struct slice c, struct buf *out, char *why, size_t cap)
+/* A constraint (es_constraint's forms) as a native condition {"query","min"?,"max"?}; one
+ * without "type" is a native condition already. */
+static int ce_condition(struct slice c, size_t index, struct buf *out, char *why, size_t cap)
 {
     struct slice t;
     if (jsonx_kind(c) != '{') {
-        return say(why, cap, "a constraint is an object");
+        snprintf(why, cap, "constraints[%zu]: a constraint is an object", index);
+        return ERR_INVALID;
     }
-    if (!jsonx_member(c, "type", &t)) { /* a native condition */
+    if (!jsonx_member(c, "type", &t)) {
         jsonx_minify(c, out);
         return 0;
     }
-    struct buf type;
-    buf_init(&type);
-    const struct form *f = NULL;
-    if (jsonx_kind(t) == '"' && jsonx_string(t, &type) == 0 && type.ptr) {
-        for (size_t i = 0; i < sizeof FORMS / sizeof FORMS[0] && !f; i++) {
-            f = !strcmp(FORMS[i].type, type.ptr) ? &FORMS[i] : NULL;
-        }
-    }
-    buf_fini(&type);
-    if (!f) {
-        return say(why, cap, "a constraint's type is min_revision, min, max, range, "
-                   "fail_if_events_match or one of EvidentDB's (stream_exists, "
-                   "subject_max_revision, ...)");
-    }
-    return ce_form(c, f, out, why, cap);
+    struct buf min;
+    buf_init(&min);
+    jsonx_minify(c, &min);
+    struct parse_error pe;
+    int rc = es_constraint((struct slice){min.ptr, min.len}, index, out, &pe);
+    buf_fini(&min);
+    return rc ? say_parse(why, cap, &pe) : 0;
 }
 
 const struct logic_event_format es_cloudevents_format = {

@@ -9,14 +9,10 @@
  *              change's name as source are filled in when missing;
  *   filter     what ctx.query takes: a selector (flat or nested, es_selector) or an array of
  *              them (any of);
- *   condition  a constraint as {"query":{"selector"},"min"?,"max"?} (L, the newest matching
- *              revision, min <= L <= max): {"type":"min_revision","revision","selector"?},
- *              {"type":"min"|"max"|"max_revision","selector","revision"}, {"type":"range",
- *              "selector","min","max"}, {"type":"fail_if_events_match","selector","after"?}
- *              (max: after, default 0), EvidentDB's stream_exists, stream_does_not_exist,
- *              stream_max_revision, subject_* and subject_*_on_stream ({stream?, subject?,
- *              revision?}: min 1, max 0, max revision); a constraint without "type" is taken
- *              as a native condition as it is.
+ *   condition  a constraint: es_constraint's forms (min_revision, min, max, max_revision,
+ *              range, fail_if_events_match, EvidentDB's stream_* and subject_*) as the native
+ *              {"query":{"selector"?},"min"?,"max"?}; a constraint without "type" is taken as
+ *              a native condition as it is.
  *
  * Any thread; parse reads the clock and randomness only for a missing id. */
 #ifndef DIALECT_EVIDENTSOURCE_FORMAT_H

@@ -678,3 +678,43 @@ def test_publish_with_curl_and_on_the_dialects_own_port():
                                                {"type": "OrderCompleted", "data": {}}])
         st, _, b = root.get("/databases/my-events/state-views/order-summary")
         check(st == 200 and b["count"] == 2 and b["last"] == "OrderCompleted", f"{st} {b}")
+
+
+def test_views_and_changes_see_cloudevents_as_appended():
+    """Events appended through the dialect reach the code with their attributes as sent; a
+    state change's min_revision constraint is the seed's."""
+    with Server() as s:
+        e = Es(s)
+        e.database("shop")
+        published(publish(e, "shop", "state-views", view_meta("seen", {"source": "orders"}),
+                          "function evolve(s, e) s = s or {} s[#s + 1] = {e.id, e.time or '', "
+                          "e.traceparent or '', e.revision, e.data} return s end", "s.lua"),
+                  "seen", 1)
+        evs = [ce("OrderCreated", "orders", {"n": 1}, id="a-1", time="2024-01-15T10:30:00+01:00",
+                  traceparent="00-abc-01"),
+               ce("OrderCreated", "orders", {"n": 2}, id="a-2")]
+        st, _, b = e.append("shop", evs)
+        check(st == 200 and b["events_count"] == 2, f"{st} {b}")
+        last = b["revision"]
+        st, _, b = e.get("/databases/shop/state-views/seen")
+        check(st == 200 and b[0] == ["a-1", "2024-01-15T10:30:00+01:00", "00-abc-01", last - 1,
+                                     {"n": 1}] and b[1][0] == "a-2" and b[1][3] == last,
+              f"{st} {b}")
+        published(publish(e, "shop", "state-changes", change_meta("guarded"),
+                          "function decide(c, ctx) return {events = {{type = 'G', source = "
+                          "'orders', data = {}}}, constraints = {{type = 'min_revision', "
+                          "revision = c.at_least}}} end", "g.lua"), "guarded", 1)
+        head = s.head("shop")
+        es_error(e.post("/databases/shop/state-changes/guarded/process",
+                        {"command": {"at_least": head + 10}}), 409, "FAILED_PRECONDITION")
+        check(s.head("shop") == head, "a failed min_revision wrote something")
+        st, _, b = e.post("/databases/shop/state-changes/guarded/process",
+                          {"command": {"at_least": head}})
+        check(st == 200 and b["revision"] == head + 1, f"{st} {b}")
+        # a constraint that is no constraint fails the command, naming it
+        b = es_error(e.post("/databases/shop/state-changes/guarded/process",
+                            {"command": {"at_least": "x"}}), 422, "FAILED_PRECONDITION")
+        check("constraints[0]" in b["error"]["message"], f"{b}")
+        # and the events a change wrote read back through the event routes alike
+        st, _, got = e.get(f"/databases/shop/events/{head + 1}")
+        check(st == 200 and got["type"] == "G" and got["source"] == "orders", f"{st} {got}")
