@@ -129,9 +129,12 @@ static bool check_view_meta(struct slice m, const struct publish_in *in,
         !string_member(m, "query_temporality", true, &qt, e)) {
         return false;
     }
-    if (!media_type_ok(ct.ptr + 1, ct.len - 2)) {
-        return refuse(e, "content_type", "content_type is a media type (type/subtype, at most "
-                      "127 bytes, no escapes)");
+    buf_init(&t);
+    bool type_ok = jsonx_string(ct, &t) == 0 && media_type_ok(t.ptr ? t.ptr : "", t.len);
+    buf_fini(&t);
+    if (!type_ok) {
+        return refuse(e, "content_type", "content_type is a media type (type/subtype and "
+                      "parameters, at most 127 bytes, no control characters)");
     }
     if (strncmp(qt.ptr, "\"revision\"", qt.len) && strncmp(qt.ptr, "\"effective_timestamp\"",
                                                            qt.len)) {

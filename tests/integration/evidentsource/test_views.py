@@ -541,6 +541,9 @@ def test_bad_publications():
                 field=f"metadata.{member}")
         for member, value in (("state_view_name", "9lives"), ("state_view_name", 7),
                               ("content_type", "json"), ("content_type", "text/plain\u0001"),
+                              ("content_type", "text/plain\r\nX-Injected: 1"),
+                              ("content_type", "text/plain; a=\r\nX-Injected: 1"),
+                              ("content_type", "text/" + "p" * 130),
                               ("query_temporality", "bitemporal"),
                               ("event_selector", {"type": "xor"}), ("description", 5),
                               ("parameters", "customer_id")):
