@@ -67,29 +67,6 @@ static bool string_member(struct slice m, const char *name, bool required, struc
     return true;
 }
 
-/* A media type: type "/" subtype, then parameters, no control characters. */
-static bool media_type_ok(const char *s, size_t n)
-{
-    static const char tchar[] = "!#$%&'*+-.^_`|~";
-    size_t i = 0, slash = 0;
-    for (; i < n && s[i] != ';' && s[i] != ' '; i++) {
-        unsigned char c = (unsigned char)s[i];
-        bool tok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                   (c && strchr(tchar, c));
-        if (c == '/' && !slash && i > 0) {
-            slash = i;
-        } else if (!tok) {
-            return false;
-        }
-    }
-    for (size_t k = i; k < n; k++) {
-        if ((unsigned char)s[k] < 0x20 || s[k] == 0x7f) {
-            return false;
-        }
-    }
-    return slash > 0 && slash + 1 < i && n <= ES_CONTENT_TYPE_BYTES;
-}
-
 /* The component name: the metadata's name member and/or the one given beside it. */
 static bool take_name(struct slice m, const struct publish_in *in, const char *member,
                       char out[COMP_NAME_BYTES + 1], struct meta_error *e)
@@ -130,7 +107,7 @@ static bool check_view_meta(struct slice m, const struct publish_in *in,
         return false;
     }
     buf_init(&t);
-    bool type_ok = jsonx_string(ct, &t) == 0 && media_type_ok(t.ptr ? t.ptr : "", t.len);
+    bool type_ok = jsonx_string(ct, &t) == 0 && es_media_type_ok(t.ptr ? t.ptr : "", t.len);
     buf_fini(&t);
     if (!type_ok) {
         return refuse(e, "content_type", "content_type is a media type (type/subtype and "

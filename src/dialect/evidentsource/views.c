@@ -124,6 +124,28 @@ void es_path_prefix(const struct gate_call *c, size_t nsegs, char out[ES_PREFIX_
     snprintf(out, ES_PREFIX_BYTES, "%.*s", (int)(end < ES_PREFIX_BYTES ? end : 0), p.ptr);
 }
 
+bool es_media_type_ok(const char *s, size_t n)
+{
+    static const char tchar[] = "!#$%&'*+-.^_`|~";
+    size_t i = 0, slash = 0;
+    for (; i < n && s[i] != ';' && s[i] != ' '; i++) {
+        unsigned char c = (unsigned char)s[i];
+        bool tok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                   (c && strchr(tchar, c));
+        if (c == '/' && !slash && i > 0) {
+            slash = i;
+        } else if (!tok) {
+            return false;
+        }
+    }
+    for (size_t k = i; k < n; k++) {
+        if ((unsigned char)s[k] < 0x20 || s[k] == 0x7f) {
+            return false;
+        }
+    }
+    return slash > 0 && slash + 1 < i && n <= ES_CONTENT_TYPE_BYTES;
+}
+
 /* A metadata member as JSON text (the string given when absent or null). */
 static void add_meta_member(struct buf *b, const struct comp_def *d, const char *member,
                             const char *absent)
@@ -470,7 +492,7 @@ static void read_view(struct gate_call *c, struct db *db, const char *name)
     ok = ok && version_param(c, d) && read_point(c, d, j) && (j->text = view_params(c));
     if (ok) {
         snprintf(j->name, sizeof j->name, "%s", d->name);
-        bool has = es_meta_string(d, "content_type", &ct);
+        bool has = es_meta_string(d, "content_type", &ct) && es_media_type_ok(ct.ptr, ct.len);
         char *type = has ? xstrndup(ct.ptr, ct.len) : xstrndup("application/json", 16);
         http_set_user(c->req, type, free); /* lives as long as the request */
         j->content_type = type;

@@ -72,6 +72,11 @@ const struct comp_def *es_component_find(const struct comp_set *set, const char 
 /* The string member of def's metadata into out (reset first; NUL-terminated); false when it
  * has none. */
 bool es_meta_string(const struct comp_def *def, const char *member, struct buf *out);
+/* True for a media type as a state view's content_type may be: type "/" subtype, then
+ * parameters; at most ES_CONTENT_TYPE_BYTES, no control characters (s need not be
+ * NUL-terminated). A read of a view whose metadata has another (deployed natively) answers
+ * application/json. */
+bool es_media_type_ok(const char *s, size_t n);
 /* The path of c's request before its route's last nsegs segments: the mount's prefix
  * ("/evidentsource", or "" on the dialect's own port), into out. */
 void es_path_prefix(const struct gate_call *c, size_t nsegs, char out[ES_PREFIX_BYTES]);

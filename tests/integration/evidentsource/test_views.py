@@ -641,6 +641,15 @@ def test_native_event_formats_and_meta():
         check(st == 201 and "eventFormat" not in b and "meta" not in b, f"{b}")
         st, _, b = Es(s).get("/databases/default/state-views")
         check([v["name"] for v in b["state_views"]] == ["v"], f"{b}")
+        # metadata deployed natively is not checked: a content type that is none is not sent
+        st, _, b = s.request("PUT", f"{db}/components/inj", {
+            "kind": "view", "language": "lua", "eventFormat": "cloudevents",
+            "meta": {"content_type": "text/plain\r\nX-Injected: 1"},
+            "source": "function evolve(s, e) return 'x' end"})
+        check(st == 201, f"{st} {b}")
+        st, hdrs, b = Es(s).get("/databases/default/state-views/inj")
+        check(st == 200 and hdrs["content-type"] == "application/json" and b == "x" and
+              "x-injected" not in hdrs, f"{st} {hdrs} {b}")
         # the component survives a restart with its format and meta
         s.restart()
         st, _, b = s.get(f"{db}/components/v")
