@@ -143,6 +143,20 @@ static int read_state(struct decision *d, struct slice args, struct buf *out, ch
     return rc;
 }
 
+/* Waits (at most PROJ_START_WAIT_MS) until projection name has applied the database's head
+ * as of now: one not started yet (just deployed, or the server just started) or catching up
+ * would answer a state older than the log, and the decision's read condition would then fail
+ * on every try. */
+static void catch_up(struct projections *p, struct db *db, const char *name)
+{
+    uint64_t head = engine_db_head(db);
+    struct proj_info info;
+    if (proj_info(p, db, name, &info) == 0 && info.position > head) {
+        return; /* live at the head already: no round trip through the runner */
+    }
+    proj_await(p, db, name, head, PROJ_START_WAIT_MS);
+}
+
 /* ctx.projection(name, key) */
 static int read_projection(struct decision *d, struct slice args, struct buf *out, char *w,
                            size_t cap)
@@ -164,13 +178,8 @@ static int read_projection(struct decision *d, struct slice args, struct buf *ou
     if (!rc) {
         size_t before = out->len;
         struct projections *p = logic_projections(d->lg);
+        catch_up(p, d->db, name.ptr);
         rc = proj_state(p, d->db, name.ptr, (struct slice){key.ptr, key.len}, out, &pos, &info);
-        if (rc == ERR_NOTFOUND && !info.status &&
-            proj_await(p, d->db, name.ptr, 0, PROJ_START_WAIT_MS)) { /* started meanwhile */
-            out->len = before;
-            rc = proj_state(p, d->db, name.ptr, (struct slice){key.ptr, key.len}, out, &pos,
-                            &info);
-        }
         if (rc == ERR_NOTFOUND && info.status) {
             out->len = before;
             buf_adds(out, "null");

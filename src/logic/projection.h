@@ -38,8 +38,8 @@ enum {
     PROJ_CHANGES_PAGE_BYTES = 4 * 1024 * 1024, /* ... and its bytes (past them it stops) */
     PROJ_WAIT_MAX_MS = 30000,     /* a state read waits for a position this long at most */
     PROJ_START_WAIT_MS = 3000,    /* a command reading a projection that has not started yet
-                                     (just deployed, or the server just started) waits this
-                                     long for the runner to start it */
+                                     (just deployed, or the server just started) or is
+                                     catching up waits this long for it to reach the head */
     PROJ_STORAGE_TRIES = 5,       /* batches in a row the derived store may refuse before the
                                      projection is marked failed (a state too large) */
 };
