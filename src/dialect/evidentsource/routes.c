@@ -320,6 +320,8 @@ static const struct route_param P_VIEW[] = {
     {"revision", PARAM_POSITIVE, "The state as of this revision", NULL},
     {"asOfTransactionTime", PARAM_TIME, "The state as of this recorded time", NULL},
     {"asOfEffectiveTime", PARAM_TIME, "Only events effective at or before this time", NULL},
+    {"version", PARAM_POSITIVE, "Only this version of the view (404 when another is in "
+     "force)", NULL},
     {NULL, 0, NULL, NULL},
 };
 static const struct route_param P_V1_VIEW[] = {
@@ -327,6 +329,8 @@ static const struct route_param P_V1_VIEW[] = {
     {"revision", PARAM_POSITIVE, "The state as of this revision", NULL},
     {"asOfTransactionTime", PARAM_TIME, "The state as of this recorded time", NULL},
     {"asOfEffectiveTime", PARAM_TIME, "Only events effective at or before this time", NULL},
+    {"version", PARAM_POSITIVE, "Only this version of the view (404 when another is in "
+     "force)", NULL},
     {NULL, 0, NULL, NULL},
 };
 
