@@ -203,19 +203,45 @@ static bool num_param(struct gate_call *c, const char *name, bool positive, uint
     return true;
 }
 
+/* The bi-temporal parameters every event read takes (asOfTransactionTime, asOfEffectiveTime,
+ * asOfRevision) into p. */
+static void as_of_params(struct http_req *r, struct es_v1_params *p)
+{
+    p->as_of_transaction_time = http_req_query(r, "asOfTransactionTime");
+    p->as_of_effective_time = http_req_query(r, "asOfEffectiveTime");
+    p->as_of_revision = http_req_query(r, "asOfRevision");
+}
+
+/* Parses p into pq (answering 400 when bad). False when it answered. */
+static bool read_query(struct gate_call *c, const struct es_v1_params *p,
+                       struct parsed_query *pq, bool *has_pq)
+{
+    struct buf native;
+    buf_init(&native);
+    struct parse_error pe;
+    int rc = es_v1_query(p, &native, &pe);
+    *has_pq = rc == 0; /* parse_query_body initialises pq, fails or not */
+    if (!rc) rc = parse_query_body(buf_slice(&native), pq, &pe);
+    buf_fini(&native);
+    if (rc) {
+        es_fail_parse(c, &pe);
+    }
+    return rc == 0;
+}
+
 void es_events_page(struct gate_call *c)
 {
-    uint64_t limit, after;
-    if (!num_param(c, "limit", true, ES_PAGE_MAX, ES_PAGE_DEFAULT, &limit) ||
-        !num_param(c, "after", false, UINT64_MAX - 1, 0, &after)) {
-        return;
+    struct es_v1_params p = {.after = http_req_query(c->req, "after"),
+                             .limit = http_req_query(c->req, "limit")};
+    as_of_params(c->req, &p);
+    struct parsed_query pq;
+    bool has_pq;
+    if (read_query(c, &p, &pq, &has_pq)) {
+        answer_page(c, c->db, &pq.q, pq.q.limit, SHAPE_SEED);
     }
-    struct filter every;
-    filter_init(&every);
-    struct engine_query q = {.filter = &every, .has_from = true, .from = after + 1,
-                             .budget = QUERY_BUDGET};
-    answer_page(c, c->db, &q, (size_t)limit, SHAPE_SEED);
-    filter_fini(&every);
+    if (has_pq) {
+        parsed_query_fini(&pq);
+    }
 }
 
 /* ---- one event ---- */
@@ -238,15 +264,32 @@ static int on_one_event(void *arg, const struct event_rec *ev)
 void es_event_get(struct gate_call *c)
 {
     uint64_t rev;
-    if (es_parse_revision(gate_param_str(c, "revision"), true, &rev) != 0) {
+    const char *text = gate_param_str(c, "revision");
+    if (es_parse_revision(text, true, &rev) != 0) {
         es_fail(c, GK_INVALID, "invalid_parameter", "a revision is a whole number from 1",
                 "revision");
         return;
     }
+    char after[24];
+    snprintf(after, sizeof after, "%llu", (unsigned long long)(rev - 1));
+    struct es_v1_params p = {.after = after, .limit = "1"};
+    as_of_params(c->req, &p);
+    struct parsed_query pq;
+    bool has_pq;
+    if (!read_query(c, &p, &pq, &has_pq)) {
+        if (has_pq) {
+            parsed_query_fini(&pq);
+        }
+        return;
+    }
+    pq.q.has_to = true; /* this revision only, as of what the parameters say */
+    pq.q.to = rev;
     struct one_event o = {.found = false};
     buf_init(&o.b);
-    int rc = engine_read_event(c->db, rev, on_one_event, &o);
-    if (rc == ERR_NOTFOUND || (!rc && !o.found)) {
+    struct engine_query_result res;
+    int rc = engine_query(c->db, &pq.q, on_one_event, &o, &res);
+    parsed_query_fini(&pq);
+    if (!rc && !o.found) {
         es_fail(c, GK_NOT_FOUND, "event_not_found", "no event at this revision", "revision");
     } else if (rc) {
         gate_fail_engine(c, rc);

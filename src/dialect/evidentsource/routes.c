@@ -288,10 +288,19 @@ void es_v1_db_delete(struct gate_call *c)
 
 /* ---- the table ---- */
 
+#define P_AS_OF                                                                             \
+    {"asOfTransactionTime", PARAM_TIME, "Read as of this recorded time", NULL},               \
+    {"asOfEffectiveTime", PARAM_TIME, "Only events effective at or before this time", NULL},  \
+    {"asOfRevision", PARAM_POSITIVE, "Read as of this revision", NULL}
 static const struct route_param P_PAGE[] = {
     {"limit", PARAM_INTEGER, "Most events (default 100, at most 1000)", NULL},
     {"after", PARAM_INTEGER, "Only events after this revision (the last page's next_cursor)",
      NULL},
+    P_AS_OF,
+    {NULL, 0, NULL, NULL},
+};
+static const struct route_param P_EVENT[] = {
+    P_AS_OF,
     {NULL, 0, NULL, NULL},
 };
 static const struct route_param P_QB[] = {
@@ -354,7 +363,7 @@ static const struct route ROUTES[] = {
     {"POST", "databases/{database}/query", es_query, DB | ROUTE_READ_BODY, NEED_READ,
      "queryEvents", "Events matching selectors and ranges", NULL, "EsQuery", "EsEvents", 200},
     {"GET", "databases/{database}/events/{revision}", es_event_get, DB, NEED_READ,
-     "getEvent", "The event at a revision", NULL, NULL, "EsEvent", 200},
+     "getEvent", "The event at a revision", P_EVENT, NULL, "EsEvent", 200},
     {"GET", "databases/{database}/events", es_events_page, DB, NEED_READ, "listEvents",
      "Events by revision, a page at a time", P_PAGE, NULL, "EsEventPage", 200},
     {"GET", "databases/{database}/state-views", es_views_list, DB, NEED_READ, "listStateViews",

@@ -572,6 +572,22 @@ def test_as_of_transaction_and_effective_time():
         check(revs(b) == [1], f"{b}")
         es_error(e.post(f"/databases/{DB}/query", {"as_of_transaction_time": "noon"}), 400,
                  "INVALID_ARGUMENT", field="as_of_transaction_time")
+        # every event read takes them: the page of events and one event by revision
+        st, _, b = e.get(f"/databases/{DB}/events?asOfTransactionTime={first}")
+        check(st == 200 and revs(b) == [1, 2], f"page as of tx: {st} {b}")
+        st, _, b = e.get(f"/databases/{DB}/events?asOfEffectiveTime=2024-01-01T00:00:00Z")
+        check(st == 200 and revs(b) == [1, 3], f"page as of eff: {st} {b}")
+        st, _, b = e.get(f"/databases/{DB}/events?after=1&asOfRevision=2")
+        check(st == 200 and revs(b) == [2], f"page as of revision: {st} {b}")
+        st, _, b = e.get(f"/databases/{DB}/events/3?asOfTransactionTime={third}")
+        check(st == 200 and b["revision"] == 3, f"{st} {b}")
+        es_error(e.get(f"/databases/{DB}/events/3?asOfTransactionTime={first}"), 404,
+                 "NOT_FOUND")
+        es_error(e.get(f"/databases/{DB}/events/2?asOfEffectiveTime=2024-02-01T00:00:00Z"), 404,
+                 "NOT_FOUND")
+        es_error(e.get(f"/databases/{DB}/events/2?asOfRevision=1"), 404, "NOT_FOUND")
+        es_error(e.get(f"/databases/{DB}/events/2?asOfEffectiveTime=soon"), 400,
+                 "INVALID_ARGUMENT")
 
 
 # ---- GET /v1/events ----
