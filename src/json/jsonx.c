@@ -23,11 +23,22 @@ static size_t skip_ws(const char *p, size_t n, size_t i)
 /* p[i] == '"'; returns the index just after the closing quote. */
 static size_t skip_string(const char *p, size_t n, size_t i)
 {
-    i++;
-    while (i < n && p[i] != '"') {
-        i += (p[i] == '\\') ? 2 : 1;
+    size_t start = ++i;
+    while (i < n) {
+        const char *q = memchr(p + i, '"', n - i); /* word at a time, not byte by byte */
+        if (!q) {
+            return n;
+        }
+        size_t at = (size_t)(q - p), back = at;
+        while (back > start && p[back - 1] == '\\') {
+            back--;
+        }
+        if ((at - back) % 2 == 0) { /* not escaped: an even run of backslashes before it */
+            return at + 1;
+        }
+        i = at + 1;
     }
-    return i < n ? i + 1 : n;
+    return n;
 }
 
 /* Returns the index just after the value starting at p[i]. */

@@ -31,6 +31,28 @@ TEST(member_spans_and_minify)
     buf_fini(&b);
 }
 
+TEST(string_spans_end_at_the_first_unescaped_quote)
+{
+    /* runs of backslashes before a quote: odd escapes it, even does not */
+    static const struct {
+        const char *doc, *want;
+    } cases[] = {
+        {"{\"a\":\"\\\\\",\"b\":1}", "\"\\\\\""},               /* "\\" then "b" */
+        {"{\"a\":\"x\\\"y\",\"b\":1}", "\"x\\\"y\""},             /* an escaped quote */
+        {"{\"a\":\"\\\\\\\"\",\"b\":1}", "\"\\\\\\\"\""},   /* \\ then \" */
+        {"{\"a\":\"\\\\\\\\\",\"b\":1}", "\"\\\\\\\\\""}, /* two escaped backslashes */
+        {"{\"a\":\"\",\"b\":1}", "\"\""},                                 /* empty */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct slice v;
+        CHECK(jsonx_member(S(cases[i].doc), "a", &v));
+        CHECK(v.len == strlen(cases[i].want) && memcmp(v.ptr, cases[i].want, v.len) == 0);
+        CHECK(jsonx_member(S(cases[i].doc), "b", &v) && v.len == 1 && v.ptr[0] == '1');
+    }
+    struct slice v;
+    CHECK(!jsonx_member(S("{\"a\":\"never ends\\\"}"), "b", &v)); /* unterminated */
+}
+
 TEST(array_items)
 {
     struct slice arr = S("[ {\"a\":[1,2]} , \"x,y\" ,3 ]");
