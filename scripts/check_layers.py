@@ -24,10 +24,12 @@ ALLOWED = {
     "auth": BASE | {"auth"},
     "gate": BASE | {"json", "model", "query", "engine", "http", "auth", "gate"},
     "ops": BASE | {"json", "model", "query", "engine", "logic", "http", "auth", "gate", "ops"},
+    # (delivery: the one rule of which headers a subscriber may set, checked at creation)
     "api": BASE | {"json", "model", "query", "engine", "logic", "http", "auth", "gate", "ops", "api",
-                   "backup"},
+                   "backup", "delivery"},
     # user code: the runtimes (util, json only) and, above the engine, what runs on them
-    "logic": BASE | {"json", "model", "query", "engine", "logic"},
+    # (delivery: projection webhooks post through it, as the engine's webhooks do)
+    "logic": BASE | {"json", "model", "query", "engine", "logic", "delivery"},
     # the command-line tools beside the server (annals backup, restore): main's level
     "cli": BASE | {"json", "model", "query", "store", "engine", "http", "auth", "backup", "cli"},
 }

@@ -331,3 +331,28 @@ int jsonx_members(struct slice obj, const char *const *names, int count, struct 
     }
     return 0;
 }
+
+bool jsonx_u64(struct slice v, uint64_t *out)
+{
+    size_t i = 0;
+    while (i < v.len && is_ws(v.ptr[i])) {
+        i++;
+    }
+    size_t n = v.len;
+    while (n > i && is_ws(v.ptr[n - 1])) {
+        n--;
+    }
+    if (i == n || n - i > 20) {
+        return false;
+    }
+    uint64_t x = 0;
+    for (; i < n; i++) {
+        char c = v.ptr[i];
+        if (c < '0' || c > '9' || x > (UINT64_MAX - (uint64_t)(c - '0')) / 10) {
+            return false;
+        }
+        x = x * 10 + (uint64_t)(c - '0');
+    }
+    *out = x;
+    return true;
+}

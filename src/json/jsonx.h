@@ -5,6 +5,7 @@
 #define JSON_JSONX_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stddef.h>
 
 #include "util/buf.h"
@@ -37,6 +38,11 @@ void jsonx_minify(struct slice span, struct buf *out);
 
 /* True when span (valid JSON) holds no insignificant whitespace, as jsonx_minify writes it. */
 bool jsonx_is_minified(struct slice span);
+
+/* Reads v (a JSON value span) as a whole number from 0 to UINT64_MAX written with digits
+ * only (no sign, fraction or exponent) into *out. False for anything else, overflow included.
+ */
+bool jsonx_u64(struct slice v, uint64_t *out);
 
 /* Reads the members of object obj (valid JSON) whose decoded names are names[0..count) into
  * vals[i] (span of the value; ptr NULL when absent). Returns 0, or ERR_INVALID when a member

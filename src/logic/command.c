@@ -271,11 +271,8 @@ static int read_query(struct decision *d, struct slice args, struct buf *out, ch
         return why(w, cap, ERR_INVALID, "%s", "query takes a filter table");
     }
     if (arg_value(args, 1, &lim)) {
-        char num[24];
-        snprintf(num, sizeof num, "%.*s", (int)(lim.len < 23 ? lim.len : 23), lim.ptr);
-        char *end;
-        unsigned long long v = strtoull(num, &end, 10);
-        if (*end || v < 1 || v > COMMAND_QUERY_MAX) {
+        uint64_t v;
+        if (!jsonx_u64(lim, &v) || v < 1 || v > COMMAND_QUERY_MAX) {
             return why(w, cap, ERR_INVALID, "%s", "query's limit is 1 to 1000");
         }
         limit = v;
@@ -380,13 +377,17 @@ static int bad(struct logic_error *err, const char *fmt, ...)
     return ERR_INVALID;
 }
 
+static bool part_is(const struct part *p, struct slice stream)
+{
+    return p->stream.len == stream.len && !memcmp(p->stream.ptr, stream.ptr, stream.len);
+}
+
+/* The part an event of stream goes to: the last one when it is that stream's, else a new one,
+ * so that events are committed in the order decide returned them (A, B, A: three parts). */
 static struct part *part_for(struct plan *pl, struct slice stream)
 {
-    for (size_t i = 0; i < pl->nparts; i++) {
-        if (pl->parts[i].stream.len == stream.len &&
-            !memcmp(pl->parts[i].stream.ptr, stream.ptr, stream.len)) {
-            return &pl->parts[i];
-        }
+    if (pl->nparts && part_is(&pl->parts[pl->nparts - 1], stream)) {
+        return &pl->parts[pl->nparts - 1];
     }
     if (pl->nparts == LIMIT_APPEND_PARTS) {
         return NULL;
@@ -458,6 +459,26 @@ static int take_event(struct decision *d, struct plan *pl, struct slice ev,
     return rc;
 }
 
+/* Moves the events of every later part of part `first`'s stream into it (in their order):
+ * a stream with an expected version must be one part (the engine refuses a repeat then). */
+static void gather_stream(struct plan *pl, size_t first)
+{
+    struct part *f = &pl->parts[first];
+    size_t kept = first + 1;
+    for (size_t i = first + 1; i < pl->nparts; i++) {
+        struct part *q = &pl->parts[i];
+        if (!part_is(q, (struct slice){f->stream.ptr, f->stream.len})) {
+            pl->parts[kept++] = *q;
+            continue;
+        }
+        buf_addc(&f->events, ',');
+        buf_add(&f->events, q->events.ptr + 1, q->events.len - 1); /* without its '[' */
+        buf_fini(&q->stream);
+        buf_fini(&q->events);
+    }
+    pl->nparts = kept;
+}
+
 /* {"stream", "expectedVersion"} of the decision's conditions. */
 static int take_expect(struct plan *pl, struct slice c, struct logic_error *err)
 {
@@ -467,28 +488,28 @@ static int take_expect(struct plan *pl, struct slice c, struct logic_error *err)
     jsonx_member(c, "expectedVersion", &e);
     int rc = jsonx_member(c, "stream", &s) && jsonx_kind(s) == '"' ? jsonx_string(s, &name)
                                                                   : ERR_INVALID;
-    struct part *p = NULL;
-    for (size_t i = 0; !rc && i < pl->nparts; i++) {
-        p = pl->parts[i].stream.len == name.len &&
-            !memcmp(pl->parts[i].stream.ptr, name.ptr, name.len) ? &pl->parts[i] : p;
+    size_t at = pl->nparts;
+    for (size_t i = 0; !rc && i < pl->nparts && at == pl->nparts; i++) {
+        at = part_is(&pl->parts[i], (struct slice){name.ptr, name.len}) ? i : at;
     }
     buf_fini(&name);
-    if (rc || !p) {
+    if (rc || at == pl->nparts) {
         return bad(err, "decide: an expectedVersion condition names a stream it writes to");
     }
+    struct part *p = &pl->parts[at];
     char t[24];
     snprintf(t, sizeof t, "%.*s", (int)(e.len < 23 ? e.len : 23), e.ptr);
+    uint64_t v;
     if (!strcmp(t, "\"any\"")) p->expect.kind = EXPECT_ANY;
     else if (!strcmp(t, "\"no_stream\"")) p->expect.kind = EXPECT_NO_STREAM;
     else if (!strcmp(t, "\"exists\"")) p->expect.kind = EXPECT_EXISTS;
+    else if (jsonx_u64(e, &v)) p->expect = (struct expect){EXPECT_VERSION, v};
     else {
-        char *end;
-        unsigned long long v = strtoull(t, &end, 10);
-        if (*end || t[0] < '0' || t[0] > '9') {
-            return bad(err, "decide: expectedVersion is a number, \"any\", \"no_stream\" or "
-                            "\"exists\"");
-        }
-        p->expect = (struct expect){EXPECT_VERSION, v};
+        return bad(err, "decide: expectedVersion is a number, \"any\", \"no_stream\" or "
+                        "\"exists\"");
+    }
+    if (p->expect.kind != EXPECT_ANY) {
+        gather_stream(pl, at);
     }
     return 0;
 }
@@ -500,14 +521,7 @@ static bool position_member(struct slice c, const char *name, bool *has, uint64_
     struct slice v;
     *has = jsonx_member(c, name, &v) && jsonx_kind(v) != 'n';
     *out = 0;
-    if (!*has) {
-        return true;
-    }
-    char t[24];
-    snprintf(t, sizeof t, "%.*s", (int)(v.len < 23 ? v.len : 23), v.ptr);
-    char *end;
-    *out = strtoull(t, &end, 10);
-    return !*end && t[0] >= '0' && t[0] <= '9';
+    return !*has || jsonx_u64(v, out);
 }
 
 /* Adds the condition of filter f with the bounds given (a max always, a min when has_min). */

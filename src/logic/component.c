@@ -121,12 +121,8 @@ static int take_u32(struct slice v, const char *field, uint32_t min, uint32_t ma
     if (!v.ptr) {
         return 0;
     }
-    char num[24];
-    char *end = NULL;
-    snprintf(num, sizeof num, "%.*s", (int)(v.len < 23 ? v.len : 23), v.ptr);
-    char k = jsonx_kind(v);
-    unsigned long long n = k >= '0' && k <= '9' ? strtoull(num, &end, 10) : 0;
-    if (!end || *end || n < min || n > max) {
+    uint64_t n;
+    if (!jsonx_u64(v, &n) || n < min || n > max) {
         return refuse(err, ERR_INVALID, field, "%s is a whole number from %u to %u", field,
                       min, max);
     }

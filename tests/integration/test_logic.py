@@ -1013,3 +1013,32 @@ def test_a_command_reading_a_projection_waits_for_it_to_start():
         s.restart()
         st, _, b = command(s, "see", {"id": 2})
         check(st == 201 and b["events"][0]["data"]["n"] == 3, f"right after a restart: {st} {b}")
+
+
+def test_a_decision_commits_its_events_in_the_order_it_returned_them():
+    src = ("function decide(c, ctx)\n"
+           "  local p = c.prefix\n"
+           "  local ev = {{stream = p .. 'a-1', type = 'One', data = 1},\n"
+           "              {stream = p .. 'b-1', type = 'Two', data = 2},\n"
+           "              {stream = p .. 'a-1', type = 'Three', data = 3}}\n"
+           "  local conds = {}\n"
+           "  if c.expect then conds = {{stream = p .. 'a-1', expectedVersion = 'no_stream'}} end\n"
+           "  return {events = ev, conditions = conds}\n"
+           "end\n")
+    with Server() as s:
+        check(put(s, "order", {"kind": "command", "language": "lua", "source": src})[0] == 201,
+              "deploy")
+        st, _, b = command(s, "order", {"prefix": ""})
+        check(st == 201, f"{st} {b}")
+        got = [(e["stream"], e["type"], e["version"]) for e in b["events"]]
+        check(got == [("a-1", "One", 1), ("b-1", "Two", 1), ("a-1", "Three", 2)],
+              f"in the order decide returned them: {b['events']}")
+        pos = [e["position"] for e in b["events"]]
+        check(pos == sorted(pos) and pos[2] - pos[0] == 2, f"consecutive: {pos}")
+        # a stream with an expected version is one part: its events stay together, first
+        st, _, b = command(s, "order", {"prefix": "n", "expect": True})
+        check(st == 201, f"{st} {b}")
+        got = [(e["stream"], e["type"]) for e in b["events"]]
+        check(got == [("na-1", "One"), ("na-1", "Three"), ("nb-1", "Two")], f"{got}")
+        st, _, b = command(s, "order", {"prefix": "n", "expect": True})
+        check(st == 409, f"na-1 exists now: {st} {b}")

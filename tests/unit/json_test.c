@@ -53,6 +53,20 @@ TEST(string_spans_end_at_the_first_unescaped_quote)
     CHECK(!jsonx_member(S("{\"a\":\"never ends\\\"}"), "b", &v)); /* unterminated */
 }
 
+TEST(whole_numbers)
+{
+    uint64_t v = 7;
+    CHECK(jsonx_u64(S("0"), &v) && v == 0);
+    CHECK(jsonx_u64(S(" 42 "), &v) && v == 42);
+    CHECK(jsonx_u64(S("18446744073709551615"), &v) && v == UINT64_MAX);
+    static const char *const bad[] = {"18446744073709551616", "99999999999999999999",
+                                      "000000000000000000001", "-1", "1.0", "1e3", "\"1\"",
+                                      "", " ", "null", "12a"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CHECK(!jsonx_u64(S(bad[i]), &v));
+    }
+}
+
 TEST(array_items)
 {
     struct slice arr = S("[ {\"a\":[1,2]} , \"x,y\" ,3 ]");

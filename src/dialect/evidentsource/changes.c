@@ -231,14 +231,14 @@ static bool object_body(struct gate_call *c, struct slice *body)
 
 void es_change_process(struct gate_call *c)
 {
-    struct slice body, cmd, params = {"{}", 2};
+    struct slice body, cmd = {NULL, 0}, params = {"{}", 2};
     if (!object_body(c, &body)) {
         return;
     }
-    if (!jsonx_member(body, "command", &cmd) || jsonx_kind(cmd) != '{' ||
-        (jsonx_member(body, "parameters", &params) && jsonx_kind(params) != '{')) {
+    bool cmd_ok = jsonx_member(body, "command", &cmd) && jsonx_kind(cmd) == '{';
+    if (!cmd_ok || (jsonx_member(body, "parameters", &params) && jsonx_kind(params) != '{')) {
         es_fail(c, GK_INVALID, "invalid_request", "the body is {\"command\": {...}, "
-                "\"parameters\"?: {...}}", jsonx_kind(cmd) == '{' ? "parameters" : "command");
+                "\"parameters\"?: {...}}", cmd_ok ? "parameters" : "command");
         return;
     }
     struct comp_set *set;
