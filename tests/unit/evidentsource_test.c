@@ -6,6 +6,7 @@
 #include "dialect/evidentsource/translate.h"
 #include "gate/gate.h"
 #include "json/jsonx.h"
+#include "json/validate.h"
 #include "unit.h"
 #include "util/errors.h"
 #include "util/timeutil.h"
@@ -100,6 +101,8 @@ TEST(invalid_cloudevents_name_the_event_and_attribute)
         {"{\"specversion\":\"1.0\",\"id\":\"\",\"source\":\"s\",\"type\":\"t\"}", "events[3].id"},
         {"{\"specversion\":\"1.0\",\"id\":7,\"source\":\"s\",\"type\":\"t\"}", "events[3].id"},
         {"{\"specversion\":\"1.0\",\"id\":\"1\",\"type\":\"t\"}", "events[3].source"},
+        {"{\"specversion\":\"1.0\",\"id\":\"1\",\"stream\":\"s\",\"type\":\"t\"}",
+         "events[3].source"},
         {"{\"specversion\":\"1.0\",\"id\":\"1\",\"source\":\"$logic\",\"type\":\"t\"}",
          "events[3].source"},
         {"{\"specversion\":\"1.0\",\"id\":\"1\",\"source\":\"s\"}", "events[3].type"},
@@ -150,6 +153,9 @@ static void round_trip(const char *ce, struct buf *out)
     struct event_rec ev = {.position = 42, .version = 1, .recorded_us = 1700000000000000,
                            .stream = {stream.ptr, stream.len}, .type = S("t"), .data = data,
                            .metadata = meta};
+    struct slice id;
+    CHECK(jsonx_member(nat, "id", &id) && id.len == UUID_TEXT_LEN + 2);
+    CHECK(uuid_parse(id.ptr + 1, UUID_TEXT_LEN, ev.id) == 0); /* the stored event's id */
     es_event(out, &ev);
     buf_fini(&native);
     buf_fini(&stream);
@@ -177,6 +183,26 @@ TEST(cloudevents_come_back_as_sent_with_revision_and_recorded_time)
         CHECK(eq(&out, want.ptr));
         buf_fini(&out);
         buf_fini(&want);
+    }
+}
+
+TEST(cloudevent_attributes_count_only_on_the_events_they_made)
+{
+    /* metadata written natively may hold a "cloudevents" member: without the id derived from
+       it, the event reads as any native event (never an empty or forged object) */
+    static const char *const META[] = {
+        "{\"cloudevents\":{}}", "{\"cloudevents\":{\"id\":\"x\",\"revision\":1}}",
+        "{\"cloudevents\":[1]}", "{\"cloudevents\":{\"id\":7}}"};
+    for (size_t i = 0; i < sizeof META / sizeof META[0]; i++) {
+        struct event_rec ev = {.position = 3, .stream = S("acct"), .type = S("Opened"),
+                               .data = S("1"), .metadata = S(META[i])};
+        struct buf out;
+        buf_init(&out);
+        es_event(&out, &ev);
+        CHECK(strncmp(out.ptr, "{\"specversion\":\"1.0\",\"id\":\"00000000-", 35) == 0);
+        struct jsonv_error ve;
+        CHECK(jsonv_validate(out.ptr, out.len, 64, &ve) == 0);
+        buf_fini(&out);
     }
 }
 

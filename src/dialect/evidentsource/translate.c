@@ -275,7 +275,7 @@ static int check_attrs(const struct ce *a, size_t i, struct buf *stream, struct 
     if (!string_attr(a->id, ES_ID_BYTES, id)) {
         return bad(err, i, "id", "id is required: a non-empty string of at most 1024 bytes");
     }
-    struct slice src = a->source.ptr ? a->source : a->stream;
+    struct slice src = a->source;
     if (!string_attr(src, LIMIT_STREAM_NAME_BYTES, stream) ||
         !engine_stream_writable(stream->ptr, stream->len)) {
         return bad(err, i, "source", "source is required: a non-empty string of at most 256 "
@@ -367,12 +367,24 @@ int es_ce_to_native(struct slice ce, size_t index, struct buf *native, struct bu
 /* The kept attributes of ev, or ptr NULL when it was not appended as a CloudEvent. */
 static struct slice kept_attrs(const struct event_rec *ev)
 {
-    struct slice v = {NULL, 0};
-    if (ev->metadata.len && jsonx_member(ev->metadata, ES_CE_MEMBER, &v) &&
-        jsonx_kind(v) == '{') {
-        return v;
+    /* metadata is anyone's to write natively: the attributes count only when the event's id
+       is the one this dialect derives from them (it was appended as that CloudEvent), so a
+       forged or empty "cloudevents" member can never make a reader's answer invalid */
+    struct slice v, id;
+    if (!ev->metadata.len || !jsonx_member(ev->metadata, ES_CE_MEMBER, &v) ||
+        jsonx_kind(v) != '{' || !jsonx_member(v, "id", &id) || jsonx_kind(id) != '"') {
+        return (struct slice){NULL, 0};
     }
-    return (struct slice){NULL, 0};
+    struct buf text;
+    buf_init(&text);
+    uint8_t want[16];
+    bool ours = jsonx_string(id, &text) == 0;
+    if (ours) {
+        es_event_id(ev->stream, (struct slice){text.ptr, text.len}, want);
+        ours = memcmp(want, ev->id, sizeof want) == 0;
+    }
+    buf_fini(&text);
+    return ours ? v : (struct slice){NULL, 0};
 }
 
 /* Attributes for an event appended through another API surface. */

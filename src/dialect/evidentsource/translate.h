@@ -56,7 +56,7 @@ void es_event_id(struct slice source, struct slice id, uint8_t out[16]);
 /* Translates one CloudEvent (a JSON object, valid JSON text) into a native event object
  * {"id","type","data","subject"?,"time"?,"metadata":{"cloudevents":{...},
  * "cloudevents_no_data"?:true}} appended to native,
- * and its stream (the source; or the `stream` attribute when there is no source) into stream
+ * and its stream (the source: a CloudEvent must have one) into stream
  * (reset first). Checks: specversion "1.0"; id, source and type non-empty strings; subject,
  * datacontenttype, dataschema strings; time RFC 3339; not both data and data_base64 (a
  * string); extension names [a-z0-9]{1,20} with string, number or boolean values. Returns 0

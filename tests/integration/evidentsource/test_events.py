@@ -493,6 +493,16 @@ def test_events_appended_natively_read_as_cloudevents():
               got["type"] == "Opened" and got["subject"] == "s1" and got["data"] == {"n": 1} and
               got["time"].startswith("2024-02-01T00:00:00") and got["revision"] == 1 and
               got["id"] == b["events"][0]["id"], f"{got}")
+        # metadata written natively under "cloudevents" is not taken for attributes
+        for meta in ({"cloudevents": {}}, {"cloudevents": {"id": "x", "revision": 99}}):
+            st, _, b = s.append("acct-2", [{"type": "Forged", "data": 1, "metadata": meta}],
+                                db=DB)
+            check(st == 201, f"{st} {b}")
+            st, _, got = e.get(f"/databases/{DB}/events/{b['events'][0]['position']}")
+            check(st == 200 and got["source"] == "acct-2" and got["type"] == "Forged" and
+                  got["id"] == b["events"][0]["id"] and got["revision"] != 99, f"{got}")
+        st, _, page = e.post(f"/databases/{DB}/query", {"selectors": [{"source": "acct-2"}]})
+        check(st == 200 and len(page["events"]) == 2, f"the query stays valid JSON: {st} {page}")
 
 
 # ---- reads by revision and pages ----

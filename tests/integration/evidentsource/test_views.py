@@ -414,7 +414,10 @@ def test_state_changes_process_commands():
         es_error(e.post("/databases/nope/state-changes/create-order/process", {"command": {}}),
                  404, "NOT_FOUND")
         es_error(e.post("/databases/shop/state-changes/create-order/process", {"cmd": {}}), 400,
-                 "INVALID_ARGUMENT")
+                 "INVALID_ARGUMENT", field="command")
+        es_error(e.post("/databases/shop/state-changes/create-order/process",
+                        {"command": {}, "parameters": 1}), 400, "INVALID_ARGUMENT",
+                 field="parameters")
         es_error(e.post("/databases/shop/state-changes/create-order/process",
                         {"command": {}, "parameters": [1]}), 400, "INVALID_ARGUMENT")
         es_error(e.request("POST", "/databases/shop/state-changes/create-order/process",
