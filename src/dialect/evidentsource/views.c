@@ -308,6 +308,11 @@ static void answer_state(struct es_job *j, struct slice state)
 {
     struct buf b;
     buf_init(&b);
+    /* the state is made of event data anyone with a write key chose, sent with the type the
+       publisher chose (text/html, too): a browser must neither guess another type nor run
+       what it shows, on this origin */
+    http_add_header(j->req, "X-Content-Type-Options", "nosniff");
+    http_add_header(j->req, "Content-Security-Policy", "sandbox; default-src 'none'");
     if (!json_type(j->content_type) && jsonx_kind(state) == '"' &&
         jsonx_string(state, &b) == 0) {
         http_respond(j->req, 200, &b, j->content_type);

@@ -269,6 +269,9 @@ def test_parameters_as_of_reads_and_content_types():
         st, hdrs, b = e.get("/databases/shop/state-views/types")
         check(st == 200 and hdrs["content-type"] == "text/plain; charset=utf-8" and
               b == b"OrderCreated;OrderCreated;OrderPaid;", f"{st} {hdrs} {b!r}")
+        check(hdrs.get("x-content-type-options") == "nosniff" and
+              "sandbox" in hdrs.get("content-security-policy", ""),
+              f"a view's answer is never run by a browser: {hdrs}")
         # effective_timestamp: as of now by effective time (the 2030 event is not yet)
         st, _, b = e.get("/databases/shop/state-views/effective")
         check(b["count"] == 2 and b["total"] == 5, f"effective now: {b}")
