@@ -565,8 +565,26 @@ static int check_webhook(struct logic *lg, const struct comp_def *def, struct lo
     return 0;
 }
 
+/* True when the component in force, old, may be replaced or removed under guard g. */
+static bool guard_ok(const struct comp_def *old, const struct logic_guard *g)
+{
+    if (!g || !old) {
+        return true;
+    }
+    bool same_format = g->event_format ? old->event_format &&
+                                         !strcmp(old->event_format, g->event_format)
+                                       : !old->event_format;
+    return old->kind == g->kind && same_format;
+}
+
 int logic_deploy(struct logic *lg, struct db *db, struct comp_def *def,
                  struct logic_error *err)
+{
+    return logic_deploy_as(lg, db, def, NULL, err);
+}
+
+int logic_deploy_as(struct logic *lg, struct db *db, struct comp_def *def,
+                    const struct logic_guard *guard, struct logic_error *err)
 {
     struct logic_module *m;
     if (check_filter(lg, def, err) || check_format(lg, def, err)) {
@@ -593,7 +611,11 @@ int logic_deploy(struct logic *lg, struct db *db, struct comp_def *def,
         const struct comp_def *old = comp_set_find(set, def->name);
         replaced = old && old->kind != COMP_COMMAND ? old->version : 0;
         def->version = comp_set_next_version(set, def->name);
-        rc = deploy_allowed(set, def, err);
+        rc = guard_ok(old, guard) ? deploy_allowed(set, def, err) : ERR_EXISTS;
+        if (rc == ERR_EXISTS && !guard_ok(old, guard)) {
+            snprintf(err->message, sizeof err->message, "another kind of component has this "
+                     "name");
+        }
         if (!rc) {
             rc = comp_deploy(db, def, set->stream_version);
         }
@@ -618,6 +640,12 @@ int logic_deploy(struct logic *lg, struct db *db, struct comp_def *def,
 
 int logic_remove(struct logic *lg, struct db *db, const char *name)
 {
+    return logic_remove_as(lg, db, name, NULL);
+}
+
+int logic_remove_as(struct logic *lg, struct db *db, const char *name,
+                    const struct logic_guard *guard)
+{
     int rc = ERR_CONFLICT;
     pthread_mutex_lock(&lg->deploy_mu);
     for (int i = 0; i < DEPLOY_TRIES && rc == ERR_CONFLICT; i++) {
@@ -627,6 +655,7 @@ int logic_remove(struct logic *lg, struct db *db, const char *name)
             break;
         }
         const struct comp_def *old = comp_set_find(set, name);
+        old = guard_ok(old, guard) ? old : NULL; /* not one the caller may remove */
         uint64_t version = old ? old->version : 0;
         bool existed = old != NULL; /* its derived tables go (reducer, view) */
         rc = old ? comp_remove(db, name, set->stream_version) : ERR_NOTFOUND;

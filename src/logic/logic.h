@@ -132,6 +132,22 @@ int logic_deploy(struct logic *lg, struct db *db, struct comp_def *def,
 /* Worker. Removes the component called name. Returns 0, ERR_NOTFOUND or ERR_*. */
 int logic_remove(struct logic *lg, struct db *db, const char *name);
 
+/* What a deploy may replace and a removal remove (an API surface that owns only some
+ * components: a dialect's state views): the component in force under the name must be of
+ * kind, with event_format (NULL: without one). Checked under the deploy lock, against the
+ * components as they are then. */
+struct logic_guard {
+    enum comp_kind kind;
+    const char *event_format;
+};
+/* logic_deploy that refuses, ERR_EXISTS with *err, to replace a component the guard does
+ * not cover (guard NULL: any). */
+int logic_deploy_as(struct logic *lg, struct db *db, struct comp_def *def,
+                    const struct logic_guard *guard, struct logic_error *err);
+/* logic_remove that answers ERR_NOTFOUND for a component the guard does not cover. */
+int logic_remove_as(struct logic *lg, struct db *db, const char *name,
+                    const struct logic_guard *guard);
+
 /* A stream's state as its reducer computes it. */
 struct logic_state {
     struct buf state;            /* JSON text of the state ("null" before any event) */

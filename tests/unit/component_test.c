@@ -483,6 +483,26 @@ TEST(event_formats_shape_what_code_sees_and_returns)
     struct as_of at = {.has_pos = true, .pos = head + 1};
     struct logic_view_read rev1 = {.at = &at};
     view_n(lg, db, &rev1, "{\"last\":0,\"n\":1}");
+    /* guards: a surface that owns only views of its format replaces and removes only those */
+    struct logic_guard views_of_fake = {COMP_VIEW, "fake"}, plain_views = {COMP_VIEW, NULL};
+    struct comp_def d;
+    struct comp_error ce;
+    struct logic_error le = {0};
+    ASSERT_EQ(comp_parse("mk", S("{\"kind\":\"view\",\"language\":\"lua\",\"eventFormat\":"
+                                 "\"fake\",\"source\":\"function evolve(s, e) return s end\"}"),
+                         &d, &ce), 0);
+    ASSERT_EQ(logic_deploy_as(lg, db, &d, &views_of_fake, &le), ERR_EXISTS); /* a command */
+    comp_def_fini(&d);
+    ASSERT_EQ(comp_parse("v", S("{\"kind\":\"view\",\"language\":\"lua\",\"eventFormat\":"
+                                "\"fake\",\"source\":\"function evolve(s, e) return s end\"}"),
+                         &d, &ce), 0);
+    ASSERT_EQ(logic_deploy_as(lg, db, &d, &plain_views, &le), ERR_EXISTS); /* has a format */
+    ASSERT_EQ(logic_deploy_as(lg, db, &d, &views_of_fake, &le), 0);
+    comp_def_fini(&d);
+    ASSERT_EQ(logic_remove_as(lg, db, "mk", &views_of_fake), ERR_NOTFOUND);
+    ASSERT_EQ(logic_remove_as(lg, db, "v", &plain_views), ERR_NOTFOUND);
+    ASSERT_EQ(logic_remove_as(lg, db, "v", &views_of_fake), 0);
+    ASSERT_EQ(logic_remove(lg, db, "mk"), 0);
     command_result_fini(&r);
     buf_fini(&data);
     logic_free(lg);

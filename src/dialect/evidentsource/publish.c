@@ -318,7 +318,11 @@ static void run_publish(void *arg, bool cancelled)
 {
     struct es_job *j = arg;
     struct logic_error le = {0};
-    int rc = cancelled ? ERR_SHUTDOWN : logic_deploy(j->lg, j->db, &j->def, &le);
+    bool change = j->def.kind == COMP_COMMAND;
+    /* it replaces a state view (change) of this dialect only: checked again under the deploy
+       lock, as another publication or a native deploy may have come since name_free */
+    struct logic_guard guard = {j->def.kind, ES_FORMAT_NAME};
+    int rc = cancelled ? ERR_SHUTDOWN : logic_deploy_as(j->lg, j->db, &j->def, &guard, &le);
     bool filter = !strncmp(le.message, "filter:", 7);
     if (rc && le.kind == LOGIC_E_WORKER) {
         es_job_fail_code(j, GK_UNAVAILABLE, "runtime_unavailable", &le, NULL);
@@ -330,6 +334,11 @@ static void run_publish(void *arg, bool cancelled)
     } else if (rc == ERR_CONFLICT) {
         es_job_fail(j, GK_CONFLICT, "deploy_conflict", "other publications to this database "
                     "kept coming first; try again", NULL, NULL);
+    } else if (rc == ERR_EXISTS) {
+        es_job_fail(j, GK_CONFLICT, "component_exists", change
+                    ? "another component (a state view, or a native one) has this name"
+                    : "another component (a state change, or a native one) has this name",
+                    change ? "metadata.state_change_name" : "metadata.state_view_name", NULL);
     } else if (rc == ERR_TOOBIG) {
         es_job_fail(j, GK_TOO_LARGE, "component_too_large", "the code is larger than one "
                     "event of this database may be", j->code_field, NULL);

@@ -532,7 +532,8 @@ void es_v1_view_get(struct gate_call *c)
 static void run_remove(void *arg, bool cancelled)
 {
     struct es_job *j = arg;
-    int rc = cancelled ? ERR_SHUTDOWN : logic_remove(j->lg, j->db, j->name);
+    struct logic_guard guard = {COMP_VIEW, ES_FORMAT_NAME}; /* a state view, nothing else */
+    int rc = cancelled ? ERR_SHUTDOWN : logic_remove_as(j->lg, j->db, j->name, &guard);
     struct buf b;
     buf_init(&b);
     if (rc == ERR_NOTFOUND) {
