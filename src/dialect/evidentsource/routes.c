@@ -42,13 +42,20 @@ bool es_json_body(const struct gate_call *c)
 
 bool es_acquire_named_db(struct gate_call *c, const char *name, struct db **out)
 {
-    if (!name || !*name) {
-        es_fail(c, GK_INVALID, "invalid_parameter", "database is required", "database");
+    if (!name || !*name || !engine_db_name_ok(name, strlen(name))) {
+        es_fail(c, GK_INVALID, "invalid_parameter", "database is required: a database name "
+                "([a-z0-9][a-z0-9-]{0,62})", "database");
         return false;
     }
     size_t n = strlen(name);
-    bool other = c->authed && c->key.database[0] && strcmp(c->key.database, name) != 0;
-    if (!other && engine_db_acquire(c->gate->engine, name, n, out) == 0) {
+    /* the gate's own rule for a database named in the path, applied to this one */
+    unsigned refused = c->authed ? gate_key_refusal(&c->key, c->route, (struct slice){name, n})
+                                 : 0;
+    if (refused == GK_FORBIDDEN) {
+        es_fail(c, GK_FORBIDDEN, "forbidden", "this key may not do that", NULL);
+        return false;
+    }
+    if (!refused && engine_db_acquire(c->gate->engine, name, n, out) == 0) {
         return true;
     }
     es_fail(c, GK_NOT_FOUND, "database_not_found", "database not found", "database");

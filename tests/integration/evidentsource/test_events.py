@@ -759,6 +759,16 @@ def test_keys_guard_the_event_routes():
         check(st == 200, f"{st} {b}")
 
 
+def test_v1_routes_check_the_database_named_in_the_query():
+    with Server() as s:
+        e = Es(s)
+        for bad in ("", "Bad-Name", "x" * 64):
+            es_error(e.get(f"/v1/events?database={bad}"), 400, "INVALID_ARGUMENT",
+                     field="database")
+        es_error(e.get("/v1/events"), 400, "INVALID_ARGUMENT", field="database")
+        es_error(e.get("/v1/events?database=nope"), 404, "NOT_FOUND")
+
+
 def test_idempotency_key_replays_the_answer():
     with Server() as s:
         e = Es(s)
