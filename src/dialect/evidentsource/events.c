@@ -20,8 +20,8 @@
 #include "util/errors.h"
 
 enum {
-    ES_QUERY_PAGES = 16,            /* engine pages (each up to QUERY_BUDGET candidates) one
-                                       answer may take to fill itself and settle has_more */
+    ES_QUERY_PAGES = 2,             /* engine pages (each up to QUERY_BUDGET candidates) one
+                                       request examines at most: it runs on an I/O thread */
     ES_ANSWER_BYTES = 8 << 20,      /* an answer takes no more events once this large */
     ES_LABEL_BYTES = 256,           /* a subscription's label in listings (its path) */
 };
@@ -113,7 +113,9 @@ static int run_pages(struct db *db, struct engine_query *q, struct es_page *pg)
 {
     for (int i = 0; i < ES_QUERY_PAGES; i++) {
         struct engine_query_result res;
-        q->limit = pg->want - pg->count + 1;
+        /* the callback stops the page at want + 1 matches; events it hides (the server's own
+           streams) must not end the page early, so only the budget bounds it */
+        q->limit = QUERY_BUDGET;
         int rc = engine_query(db, q, on_page_event, pg, &res);
         if (rc || pg->more || !res.next) {
             return rc;
