@@ -28,6 +28,11 @@ static bool v4_public(uint32_t a)
              (b0 == 192 && b1 == 168) || b0 >= 224);
 }
 
+static uint32_t v4_at(const uint8_t *b)
+{
+    return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+}
+
 static bool addr_public(const struct sockaddr *sa)
 {
     if (sa->sa_family == AF_INET) {
@@ -37,10 +42,16 @@ static bool addr_public(const struct sockaddr *sa)
         return false;
     }
     const uint8_t *b = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
+    /* IPv6 forms that carry an IPv4 address reach that address: judge it */
     static const uint8_t MAPPED[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-    if (memcmp(b, MAPPED, 12) == 0) {
-        return v4_public((uint32_t)b[12] << 24 | (uint32_t)b[13] << 16 | (uint32_t)b[14] << 8 |
-                         b[15]);
+    static const uint8_t COMPAT[12] = {0};                                  /* ::a.b.c.d */
+    static const uint8_t NAT64[12] = {0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0};
+    if (!memcmp(b, MAPPED, 12) || !memcmp(b, NAT64, 12) ||
+        (!memcmp(b, COMPAT, 12) && v4_at(b + 12) > 1)) { /* (:: and ::1 are below) */
+        return v4_public(v4_at(b + 12));
+    }
+    if (b[0] == 0x20 && b[1] == 0x02) { /* 6to4 2002:a.b.c.d::/48 */
+        return v4_public(v4_at(b + 2));
     }
     bool zero_prefix = true;
     for (int i = 0; i < 15; i++) {
@@ -245,6 +256,10 @@ static void set_options(CURL *h, const struct delivery_request *rq, struct curl_
     curl_easy_setopt(h, CURLOPT_URL, rq->url);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+    /* never through a proxy from the environment (http_proxy, ALL_PROXY): the address policy
+       would then judge the proxy's address, not the subscriber's */
+    curl_easy_setopt(h, CURLOPT_PROXY, "");
+    curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_TIMEOUT, (long)DELIVERY_TIMEOUT_S);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, (long)DELIVERY_CONNECT_TIMEOUT_S);

@@ -49,6 +49,13 @@ TEST(urls_to_private_addresses_are_refused_unless_allowed)
               ERR_DENIED);
     ASSERT_EQ(delivery_check_url(NULL, "http://169.254.169.254/", why, sizeof why), ERR_DENIED);
     ASSERT_EQ(delivery_check_url(NULL, "http://100.64.0.1/", why, sizeof why), ERR_DENIED);
+    /* IPv6 forms that carry an IPv4 address are judged by it */
+    ASSERT_EQ(delivery_check_url(NULL, "http://[::10.0.0.1]/", why, sizeof why), ERR_DENIED);
+    ASSERT_EQ(delivery_check_url(NULL, "http://[64:ff9b::7f00:1]/", why, sizeof why),
+              ERR_DENIED);
+    ASSERT_EQ(delivery_check_url(NULL, "http://[2002:c0a8:0101::1]/", why, sizeof why),
+              ERR_DENIED);
+    ASSERT_EQ(delivery_check_url(NULL, "http://[64:ff9b::5db8:d822]/", why, sizeof why), 0);
     ASSERT_EQ(delivery_check_url(NULL, "http://93.184.216.34/", why, sizeof why), 0);
     ASSERT_EQ(delivery_check_url("a.test,127.0.0.1", "http://127.0.0.1/", why, sizeof why), 0);
     ASSERT_EQ(delivery_check_url("*", "http://10.1.2.3/", why, sizeof why), 0);

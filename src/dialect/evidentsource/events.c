@@ -55,7 +55,7 @@ static void answer_appended(struct http_req *req, unsigned status, struct buf *n
 }
 
 static const struct append_style APPEND_STYLE = {.mount = &evidentsource_mount,
-                                                 .idem_ns = 2, .answer = answer_appended,
+                                                 .idem_ns = ES_IDEM_NS, .answer = answer_appended,
                                                  .flat_events = true};
 
 void es_append(struct gate_call *c)

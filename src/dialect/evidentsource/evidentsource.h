@@ -11,6 +11,9 @@
 #include "gate/gate.h"
 #include "util/limits.h"
 
+/* The namespace of the dialect's idempotency keys (the mount's and its appends'). */
+enum { ES_IDEM_NS = 2 };
+
 struct live_registry;
 struct logic;
 

@@ -100,12 +100,18 @@ void es_health_detailed(struct gate_call *c)
 /* ---- databases ---- */
 
 /* The CloudEvents a database holds: every event but those of the server's own streams
- * (ENGINE_LOGIC_STREAM holds the published state views and changes). */
+ * (ENGINE_LOGIC_STREAM holds the published state views and changes; ENGINE_DCB_STREAM the
+ * stream-less events of the native API), which no EvidentSource read shows either. */
 static uint64_t event_count(struct db *db, const struct db_info *in)
 {
-    struct stream_rec s;
-    struct slice logic = {ENGINE_LOGIC_STREAM, sizeof ENGINE_LOGIC_STREAM - 1};
-    uint64_t own = engine_stream_info(db, logic, NULL, &s) == 0 ? s.version : 0;
+    static const char *const OWN[] = {ENGINE_LOGIC_STREAM, ENGINE_DCB_STREAM};
+    uint64_t own = 0;
+    for (size_t i = 0; i < sizeof OWN / sizeof OWN[0]; i++) {
+        struct stream_rec s;
+        if (engine_stream_info(db, (struct slice){OWN[i], strlen(OWN[i])}, NULL, &s) == 0) {
+            own += s.version;
+        }
+    }
     return in->events > own ? in->events - own : 0;
 }
 
@@ -439,5 +445,5 @@ const struct gate_mount evidentsource_mount = {
     .cors_allow_headers = CORS_ALLOW,
     .cors_allow_methods = "GET, POST, PUT, DELETE, OPTIONS",
     .cors_expose_headers = CORS_EXPOSE,
-    .idem_namespace = 2,
+    .idem_namespace = ES_IDEM_NS,
 };
