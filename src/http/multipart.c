@@ -119,7 +119,12 @@ int multipart_boundary(const char *content_type, char out[MULTIPART_BOUNDARY_BYT
                         is_boundary ? " (boundary: 1 to 70 characters)" : "");
         }
         if (is_boundary) {
-            memcpy(out, value, strlen(value) + 1);
+            size_t vn = strlen(value); /* value holds one byte more than a boundary may */
+            if (vn > MULTIPART_BOUNDARY_BYTES) {
+                return fail(err, ERR_INVALID, "multipart/form-data needs a boundary of 1 to "
+                            "70 characters");
+            }
+            memcpy(out, value, vn + 1);
         }
     }
     size_t n = strlen(out);
