@@ -23,6 +23,8 @@
 
 enum {
     COMPACT_MIN_BYTES = 1 << 20, /* a periodic compaction reclaims at least this ... */
+    COMPACT_INDEX_WAIT_MS = 10000, /* a compaction waits this long at most for the indexer to
+                                      cover what was committed when it began */
     COMPACT_MIN_SHARE = 4,       /* ... and at least this fraction (1/n) of the log */
 };
 
@@ -141,10 +143,28 @@ static void note(struct db *db, int rc, const struct store_compact_result *res, 
 }
 
 /* One wake: plans, checks when periodic, compacts. Returns the outcome. */
+/* Waits (up to COMPACT_INDEX_WAIT_MS) until the index covers what was committed when the
+ * compaction began: only indexed events are compacted, so one asked for right after a
+ * deletion would otherwise find the deleted events not yet indexed and reclaim nothing. */
+static void await_indexed(struct db *db)
+{
+    uint64_t head = engine_db_head(db);
+    for (int waited = 0; waited < COMPACT_INDEX_WAIT_MS; waited += 10) {
+        struct store_stats ss;
+        if (store_stats(db->st, &ss) != 0 || ss.indexed >= head ||
+            __atomic_load_n(&db->compact_stop, __ATOMIC_ACQUIRE)) {
+            return;
+        }
+        struct timespec ts = {0, 10 * 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
 static int compact_once(struct db *db, bool asked)
 {
     struct store_compact_result res = {0};
     struct plan p;
+    await_indexed(db);
     int rc = plan_build(db, &p);
     struct store_compact_spec spec = {.keep = plan_keep, .cancelled = plan_cancelled,
                                       .arg = &p, .dry_run = !asked};

@@ -302,3 +302,19 @@ def test_relaxed_settings_after_a_compaction_page_past_what_is_gone():
         check(st == 200 and info["version"] == 40, f"stream info {info}")
         check(s.stop() == 0, "stop")
         verify_ok(s.data)
+
+
+def test_a_compaction_asked_right_after_a_deletion_reclaims_it():
+    """Only indexed events are compacted: a compaction asked for the moment a stream is
+    deleted waits for the indexer instead of finding the events unindexed and reclaiming
+    nothing."""
+    with Server() as s:
+        st, _, _ = s.append("doomed", [{"type": "T", "data": {"pad": PAD}} for _ in range(200)])
+        check(st == 201, "append")
+        check(s.request("DELETE", "/v1/databases/default/streams/doomed")[0] == 204, "delete")
+        st, _, _ = s.post("/v1/databases/default/compaction", {})
+        check(st == 202, f"{st}")
+        check(wait_until(lambda: s.get("/v1/databases/default/compaction")[2]["compaction"]
+                         ["runs"] == 1, 30), "one compaction ran")
+        c = s.get("/v1/databases/default/compaction")[2]["compaction"]
+        check(c["generation"] == 1 and c["redactedEvents"] == 200, f"{c}")
