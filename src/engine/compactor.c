@@ -23,8 +23,9 @@
 
 enum {
     COMPACT_MIN_BYTES = 1 << 20, /* a periodic compaction reclaims at least this ... */
-    COMPACT_INDEX_WAIT_MS = 10000, /* a compaction waits this long at most for the indexer to
-                                      cover what was committed when it began */
+    COMPACT_INDEX_WAIT_MS = 3000,  /* a compaction waits this long at most for the indexer to
+                                      cover what was committed when it began ... */
+    COMPACT_INDEX_STALL_MS = 500,  /* ... and this long for it to move at all */
     COMPACT_MIN_SHARE = 4,       /* ... and at least this fraction (1/n) of the log */
 };
 
@@ -143,18 +144,24 @@ static void note(struct db *db, int rc, const struct store_compact_result *res, 
 }
 
 /* One wake: plans, checks when periodic, compacts. Returns the outcome. */
-/* Waits (up to COMPACT_INDEX_WAIT_MS) until the index covers what was committed when the
- * compaction began: only indexed events are compacted, so one asked for right after a
- * deletion would otherwise find the deleted events not yet indexed and reclaim nothing. */
+/* Waits until the index covers what was committed when the compaction began: only indexed
+ * events are compacted, so one asked for right after a deletion would otherwise find the
+ * deleted events not yet indexed and reclaim nothing. Gives up after COMPACT_INDEX_WAIT_MS, or
+ * once the indexer has not moved for COMPACT_INDEX_STALL_MS (it cannot write: the compaction
+ * then works on what is indexed, as before). */
 static void await_indexed(struct db *db)
 {
-    uint64_t head = engine_db_head(db);
-    for (int waited = 0; waited < COMPACT_INDEX_WAIT_MS; waited += 10) {
+    uint64_t head = engine_db_head(db), seen = 0;
+    int still = 0;
+    for (int waited = 0; waited < COMPACT_INDEX_WAIT_MS && still < COMPACT_INDEX_STALL_MS;
+         waited += 10) {
         struct store_stats ss;
         if (store_stats(db->st, &ss) != 0 || ss.indexed >= head ||
             __atomic_load_n(&db->compact_stop, __ATOMIC_ACQUIRE)) {
             return;
         }
+        still = ss.indexed == seen ? still + 10 : 0;
+        seen = ss.indexed;
         struct timespec ts = {0, 10 * 1000000};
         nanosleep(&ts, NULL);
     }
