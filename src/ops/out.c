@@ -3,6 +3,7 @@
 
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include <string.h>
 #include <strings.h>
@@ -209,4 +210,42 @@ bool out_only_members(struct http_req *req, const void *obj, const char *const *
         }
     }
     return true;
+}
+
+/* ---- deleting a database (the dialects') ---- */
+
+struct deleting {
+    struct http_req *req;
+    const struct gate_mount *mount;
+};
+
+static void on_deleted(void *arg, int err)
+{
+    struct deleting *d = arg;
+    struct buf b;
+    buf_init(&b);
+    if (err) {
+        struct gate_error e;
+        gate_engine_error(err, &e);
+        gate_fail_req(d->mount, d->req, &e);
+    } else {
+        http_respond(d->req, 204, &b, NULL);
+    }
+    free(d);
+}
+
+void out_delete_database(struct gate_call *c, struct slice name, const char *not_found,
+                         const char *field)
+{
+    engine_db_release(c->db);
+    c->db = NULL;
+    struct deleting *d = xcalloc(1, sizeof(*d));
+    *d = (struct deleting){c->req, c->mount};
+    http_defer(c->req);
+    if (engine_db_delete(c->gate->engine, name.ptr, name.len, on_deleted, d) != 0) {
+        free(d);
+        struct gate_error e = {.kind = GK_NOT_FOUND, .code = "database_not_found",
+                               .message = not_found, .field = field};
+        gate_fail(c, &e);
+    }
 }

@@ -43,4 +43,12 @@ void *out_body_object(struct http_req *req);
 bool out_only_members(struct http_req *req, const void *obj, const char *const *allowed,
                       size_t n, const char *prefix);
 
+/* A dialect's DELETE of the database of c (its path names it; c->db, the gate's reference,
+ * is let go first: the deletion waits for every user to let go): answers 204 once its files
+ * are gone, or the engine's error, in c's mount envelope; 404 with not_found (the message) and
+ * field when there is no such database. */
+struct gate_call;
+void out_delete_database(struct gate_call *c, struct slice name, const char *not_found,
+                         const char *field);
+
 #endif

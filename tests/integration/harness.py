@@ -377,3 +377,15 @@ def wait_until(fn, timeout=10.0, step=0.05):
             return v
         time.sleep(step)
     return fn()
+
+
+def dialect_port(server, name, timeout=10):
+    """The port a dialect's --dialect-listen listener reported in the server's log."""
+    pat = re.compile(rf"{name} dialect listening on 127\.0\.0\.1:(\d+)")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        m = pat.search(server.log())
+        if m:
+            return int(m.group(1))
+        time.sleep(0.05)
+    raise AssertionError(f"no {name} listener in the log:\n{server.log()[-2000:]}")

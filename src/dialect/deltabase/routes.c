@@ -262,38 +262,10 @@ static void store_get(struct gate_call *c)
     out_json(c->req, 200, &b);
 }
 
-struct deleting {
-    struct http_req *req;
-    const struct gate_mount *mount;
-};
-
-static void on_store_deleted(void *arg, int err)
-{
-    struct deleting *d = arg;
-    struct buf b;
-    buf_init(&b);
-    if (err) {
-        struct gate_error e;
-        gate_engine_error(err, &e);
-        gate_fail_req(d->mount, d->req, &e);
-    } else {
-        http_respond(d->req, 204, &b, NULL);
-    }
-    free(d);
-}
-
 static void store_delete(struct gate_call *c)
 {
-    struct slice name = gate_param(c, "eventStoreId");
-    engine_db_release(c->db); /* the deletion waits for every user to let go */
-    c->db = NULL;
-    struct deleting *d = xcalloc(1, sizeof(*d));
-    *d = (struct deleting){c->req, c->mount};
-    http_defer(c->req);
-    if (engine_db_delete(c->gate->engine, name.ptr, name.len, on_store_deleted, d) != 0) {
-        free(d);
-        fail(c, GK_NOT_FOUND, "database_not_found", "no such event store", "eventStoreId");
-    }
+    out_delete_database(c, gate_param(c, "eventStoreId"), "no such event store",
+                        "eventStoreId");
 }
 
 /* ---- streams ---- */

@@ -39,7 +39,6 @@ void es_db_get(struct gate_call *c);
 void es_db_delete(struct gate_call *c);
 void es_v1_db_list(struct gate_call *c);
 void es_v1_db_create(struct gate_call *c);
-void es_v1_db_delete(struct gate_call *c);
 
 /* events.c: appends, queries, reads, subscriptions */
 void es_append(struct gate_call *c);        /* POST /databases/{database}/events */

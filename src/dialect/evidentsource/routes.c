@@ -256,47 +256,10 @@ void es_db_get(struct gate_call *c)
     out_json(c->req, 200, &b);
 }
 
-struct deleting {
-    struct http_req *req;
-    const struct gate_mount *mount;
-};
-
-static void on_deleted(void *arg, int err)
-{
-    struct deleting *d = arg;
-    struct buf b;
-    buf_init(&b);
-    if (err) {
-        struct gate_error e;
-        gate_engine_error(err, &e);
-        gate_fail_req(d->mount, d->req, &e);
-    } else {
-        http_respond(d->req, 204, &b, NULL);
-    }
-    free(d);
-}
-
-static void delete_named(struct gate_call *c, struct slice name)
-{
-    engine_db_release(c->db); /* the deletion waits for every user to let go */
-    c->db = NULL;
-    struct deleting *d = xcalloc(1, sizeof(*d));
-    *d = (struct deleting){c->req, c->mount};
-    http_defer(c->req);
-    if (engine_db_delete(c->gate->engine, name.ptr, name.len, on_deleted, d) != 0) {
-        free(d);
-        es_fail(c, GK_NOT_FOUND, "database_not_found", "database not found", "database");
-    }
-}
-
+/* DELETE /databases/{database} and /v1/databases/{database} alike. */
 void es_db_delete(struct gate_call *c)
 {
-    delete_named(c, gate_param(c, "database"));
-}
-
-void es_v1_db_delete(struct gate_call *c)
-{
-    delete_named(c, gate_param(c, "database"));
+    out_delete_database(c, gate_param(c, "database"), "database not found", "database");
 }
 
 /* ---- the table ---- */
@@ -409,7 +372,7 @@ static const struct route ROUTES[] = {
      NULL, NULL, "EsV1DatabaseList", 200},
     {"POST", "v1/databases", es_v1_db_create, ROUTE_ALL_DBS, NEED_ADMIN, "v1CreateDatabase",
      "Create a database", NULL, "EsCreateDatabase", "EsV1DatabaseCreated", 201},
-    {"DELETE", "v1/databases/{database}", es_v1_db_delete, DB, NEED_ADMIN, "v1DeleteDatabase",
+    {"DELETE", "v1/databases/{database}", es_db_delete, DB, NEED_ADMIN, "v1DeleteDatabase",
      "Delete a database", NULL, NULL, NULL, 204},
     {"GET", "v1/databases/{database}/components", es_v1_components, DB, NEED_READ,
      "v1ListComponents", "The database's state views and state changes", NULL, NULL,

@@ -1,9 +1,8 @@
 """Helpers for the DeltaBase dialect's tests: a client for its paths (under /deltabase, or at
 the root of the dialect's own port) and checks of its error envelope."""
 import json
-import re
-import time
 
+import harness
 from harness import check
 
 
@@ -67,16 +66,7 @@ def dlb_error(resp, status, code, **details):
 
 
 def dialect_port(server, name="deltabase", timeout=10):
-    """The port a --dialect-listen listener reported in the server's log."""
-    pat = re.compile(rf"{name} dialect listening on 127\.0\.0\.1:(\d+)")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        m = pat.search(server.log())
-        if m:
-            return int(m.group(1))
-        time.sleep(0.05)
-    raise AssertionError(f"no {name} listener in the log:\n{server.log()[-2000:]}")
-
+    return harness.dialect_port(server, name, timeout)
 
 def events_of(body):
     return [(e["streamId"], e["streamPosition"], e["globalPosition"], e["type"], e["data"])

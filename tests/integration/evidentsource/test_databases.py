@@ -5,7 +5,7 @@ import json
 import socket
 
 from es import Es, ce, es_error
-from harness import Server, check, cli_keys, expect_error, split_raw
+from harness import Server, check, cli_keys, dialect_port, expect_error, split_raw
 
 
 def test_databases_create_list_get_delete():
@@ -144,22 +144,9 @@ def test_errors_of_the_http_layer_and_unknown_routes_use_the_envelope():
         expect_error(s.get("/v1/databases/nope"), 404, "database_not_found")
 
 
-def dialect_port(server, name="evidentsource", timeout=10):
-    import re
-    import time
-    pat = re.compile(rf"{name} dialect listening on 127\.0\.0\.1:(\d+)")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        m = pat.search(server.log())
-        if m:
-            return int(m.group(1))
-        time.sleep(0.05)
-    raise AssertionError(f"no {name} listener in the log:\n{server.log()[-2000:]}")
-
-
 def test_mount_options():
     with Server(extra=["--dialect-listen", "evidentsource=127.0.0.1:0"]) as s:
-        port = dialect_port(s)
+        port = dialect_port(s, "evidentsource")
         root = Es(s, base="", port=port)
         root.database("shop")
         st, _, b = Es(s).get("/databases/shop")

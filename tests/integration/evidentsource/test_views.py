@@ -669,9 +669,9 @@ def test_publish_with_curl_and_on_the_dialects_own_port():
     curl = shutil.which("curl")
     if not curl:
         raise Skip("no curl")
-    from test_databases import dialect_port
+    from harness import dialect_port
     with Server(extra=["--dialect-listen", "evidentsource=127.0.0.1:0"]) as s:
-        port = dialect_port(s)
+        port = dialect_port(s, "evidentsource")
         root = Es(s, base="", port=port)
         root.database("my-events")
         meta = json.dumps(view_meta("order-summary", {
