@@ -1233,6 +1233,41 @@ TEST(project_equals_key_then_apply_and_asks_each_key_once)
     logic_unload(m);
 }
 
+TEST(project_keeps_the_cpu_and_output_budgets)
+{
+    /* one call covers the whole batch: a loop in apply stops at the CPU budget, results past
+       the output budget fail the call, and the module serves on after both */
+    struct logic_limits lim = limits(200, 0, 0);
+    struct logic_module *m = load_with(PROJECTION, NO_ENTRIES, &lim);
+    struct slice ev[3] = {S("{\"id\":1,\"k\":\"a\",\"amount\":1}"),
+                          S("{\"id\":2,\"k\":\"a\",\"amount\":1,\"spin\":true}"),
+                          S("{\"id\":3,\"k\":\"a\",\"amount\":1}")};
+    struct asked a = {.n = 0};
+    struct buf out;
+    struct logic_error err;
+    size_t failed_at = 99;
+    buf_init(&out);
+    buf_adds(&out, "kept");
+    ASSERT_EQ(logic_project(m, "key", "apply", test_state, &a, ev, 3, &out, &failed_at, &err),
+              ERR_INVALID);
+    CHECK(err.kind == LOGIC_E_CPU && failed_at == 1);
+    ASSERT_STR(out.ptr, "kept");
+    check_usable(m);
+    logic_unload(m);
+    lim = limits(0, 0, 60);
+    m = load_with(PROJECTION, NO_ENTRIES, &lim);
+    ev[1] = ev[0];
+    a.n = 0;
+    ASSERT_EQ(logic_project(m, "key", "apply", test_state, &a, ev, 3, &out, &failed_at, &err),
+              ERR_INVALID);
+    CHECK(err.kind == LOGIC_E_OUTPUT && failed_at < 3);
+    ASSERT_STR(out.ptr, "kept");
+    check_usable(m);
+    buf_fini(&out);
+    logic_unload(m);
+}
+
+
 /* Runs a batch expected to fail with kind at failed_at; out must stay "kept". */
 static void batch_fails(struct logic_module *m, bool is_keyed, const char *entry,
                         struct slice states, const struct slice *keys, const struct slice *ev,
