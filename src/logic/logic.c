@@ -12,6 +12,7 @@
 #include "logic/command.h"
 #include "logic/projection.h"
 #include "query/filter.h"
+#include "util/assert.h"
 #include "util/errors.h"
 #include "util/hash.h"
 #include "util/timeutil.h"
@@ -56,16 +57,27 @@ struct logic {
     pthread_mutex_t deploy_mu;   /* deploys and removals one at a time (they would only race
                                     for the logic stream's next version) */
     pthread_mutex_t states_mu;   /* guards states, states_bytes */
-    struct strmap states;        /* state_key() -> struct state_ent * */
+    struct strmap states;        /* state_key() -> struct state_ent (in the map's block) */
     size_t states_bytes;
 };
 
-/* A reducer state kept in memory: the newest known of one stream. */
+enum { STATE_INLINE_BYTES = 64 }; /* states this short are kept in their entry */
+
+/* A reducer state kept in memory: the newest known of one stream. It lives in the map's own
+ * block next to its key, with a short state's text too: a lookup touches the slot and that
+ * block, not two more allocations. */
 struct state_ent {
     uint64_t version, position;
     int64_t updated_us;
-    struct buf state;
+    size_t len;                    /* the state's bytes */
+    char *big;                     /* owned; the text when len > STATE_INLINE_BYTES */
+    char small[STATE_INLINE_BYTES]; /* the text otherwise */
 };
+
+static const char *state_text(const struct state_ent *se)
+{
+    return se->len > STATE_INLINE_BYTES ? se->big : se->small;
+}
 
 /* ---- reducer states in memory ---- */
 
@@ -75,9 +87,7 @@ static void states_clear(struct logic *lg)
     size_t klen;
     void *v;
     for (size_t i = 0; strmap_next(&lg->states, &i, &k, &klen, &v);) {
-        struct state_ent *se = *(struct state_ent **)v;
-        buf_fini(&se->state);
-        free(se);
+        free(((struct state_ent *)v)->big);
     }
     strmap_clear(&lg->states);
     lg->states_bytes = 0;
@@ -85,13 +95,23 @@ static void states_clear(struct logic *lg)
 
 enum { STATE_KEY_BYTES = 24 + COMP_NAME_BYTES + 24 + LIMIT_STREAM_NAME_BYTES };
 
-/* The key of a stream's state under one reducer version of one database. */
+/* The key of a stream's state under one reducer version of one database: the database's id
+ * and the reducer's version as 8 raw bytes each around its name and a NUL, then the stream
+ * (not text: only compared whole; snprintf would cost more than the lookup). */
 static size_t state_key(char *out, size_t cap, struct db *db, const struct comp_def *def,
                         struct slice stream)
 {
-    int n = snprintf(out, cap, "%llu:%s:%llu:", (unsigned long long)engine_db_id(db), def->name,
-                     (unsigned long long)def->version);
-    size_t len = (size_t)n < cap ? (size_t)n : cap;
+    uint64_t id = engine_db_id(db);
+    uint64_t version = def->version;
+    size_t name = strlen(def->name);
+    ASSERT(cap >= 2 * sizeof id + name + 1);
+    size_t len = 0;
+    memcpy(out, &id, sizeof id);
+    len += sizeof id;
+    memcpy(out + len, def->name, name + 1);
+    len += name + 1;
+    memcpy(out + len, &version, sizeof version);
+    len += sizeof version;
     size_t take = stream.len < cap - len ? stream.len : cap - len;
     memcpy(out + len, stream.ptr, take);
     return len + take;
@@ -102,14 +122,14 @@ static bool states_get(struct logic *lg, const char *key, size_t klen, uint64_t 
                        struct logic_state *out)
 {
     pthread_mutex_lock(&lg->states_mu);
-    struct state_ent **se = strmap_get(&lg->states, key, klen);
-    bool hit = se && (!version || (*se)->version == version);
+    struct state_ent *se = strmap_get(&lg->states, key, klen);
+    bool hit = se && (!version || se->version == version);
     if (hit) {
-        out->version = (*se)->version;
-        out->position = (*se)->position;
-        out->updated_us = (*se)->updated_us;
+        out->version = se->version;
+        out->position = se->position;
+        out->updated_us = se->updated_us;
         buf_reset(&out->state);
-        buf_add(&out->state, (*se)->state.ptr, (*se)->state.len);
+        buf_add(&out->state, state_text(se), se->len);
     }
     pthread_mutex_unlock(&lg->states_mu);
     return hit;
@@ -124,19 +144,22 @@ static void states_put(struct logic *lg, const char *key, size_t klen, const str
         states_clear(lg); /* rare: start over rather than track recency */
     }
     bool is_new;
-    struct state_ent **se = strmap_put(&lg->states, key, klen, &is_new);
-    if (is_new) {
-        *se = xcalloc(1, sizeof(**se));
-        buf_init(&(*se)->state);
-    }
-    if (is_new || (*se)->version < s->version) {
-        lg->states_bytes -= (*se)->state.len;
-        buf_reset(&(*se)->state);
-        buf_add(&(*se)->state, s->state.ptr, s->state.len);
-        lg->states_bytes += s->state.len;
-        (*se)->version = s->version;
-        (*se)->position = s->position;
-        (*se)->updated_us = s->updated_us;
+    struct state_ent *se = strmap_put(&lg->states, key, klen, &is_new); /* new: zeroed */
+    if (is_new || se->version < s->version) {
+        lg->states_bytes -= se->len;
+        free(se->big);
+        se->big = NULL;
+        se->len = s->state.len;
+        if (se->len > STATE_INLINE_BYTES) {
+            se->big = xmalloc(se->len);
+            memcpy(se->big, s->state.ptr, se->len);
+        } else if (se->len) {
+            memcpy(se->small, s->state.ptr, se->len);
+        }
+        lg->states_bytes += se->len;
+        se->version = s->version;
+        se->position = s->position;
+        se->updated_us = s->updated_us;
     }
     pthread_mutex_unlock(&lg->states_mu);
 }
@@ -153,7 +176,7 @@ int logic_new(const struct logic_config *cfg, struct logic **out)
     memcpy(&lg->nonce, u + 8, sizeof lg->nonce);
     pthread_mutex_init(&lg->states_mu, NULL);
     pthread_mutex_init(&lg->deploy_mu, NULL);
-    strmap_init(&lg->states, sizeof(struct state_ent *));
+    strmap_init(&lg->states, sizeof(struct state_ent));
     int rc = proj_start(lg, cfg->engine, &lg->projections);
     if (rc) {
         logic_free(lg);

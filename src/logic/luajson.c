@@ -25,6 +25,8 @@ enum {
     KEY_SHOWN_BYTES = 40, /* of a key quoted in an error path */
     NUM_TEXT_BYTES = 64,  /* number literals copied to the stack for strtod */
     REAL_TEXT_BYTES = 32, /* luajson_format_real's output */
+    LUAJSON_PENDING_MEMBERS = 32, /* an object's members kept on the Lua stack before they
+                                     are moved into it (it is sized for the first ones) */
 };
 
 enum marker { MARK_NONE, MARK_ARRAY, MARK_OBJECT };
@@ -347,12 +349,15 @@ static int dec_array(struct dec *d)
     }
 }
 
+/* Decodes one member onto the stack as its name and value (nil for null: the member is left
+ * out, and an earlier one of the same name removed); returns 0 or < 0. */
 static int dec_member(struct dec *d)
 {
     skip_ws(d);
     if (d->p >= d->end || *d->p != '"') {
         return dec_fail(d, "expected a member name");
     }
+    luaL_checkstack(d->L, 2, "JSON members");
     int rc = dec_string(d);
     if (rc < 0) {
         return rc;
@@ -366,12 +371,27 @@ static int dec_member(struct dec *d)
     if (rc < 0) {
         return rc;
     }
-    if (lua_isnil(d->L, -1)) {
-        lua_pop(d->L, 2); /* a null member is left out */
-    } else {
-        lua_rawset(d->L, -3);
-    }
     return 0;
+}
+
+/* Moves the npairs name/value pairs above the object at index obj into it, in their order
+ * (a repeated name: the last one wins, a null one removes it), creating the object first when obj is 0 (sized for
+ * the pairs: a table grown one member at a time rehashes on every power of two). Returns
+ * the object's index. */
+static int obj_flush(lua_State *L, int base, int obj, int npairs)
+{
+    if (!obj) {
+        lua_createtable(L, 0, npairs);
+        lua_insert(L, base + 1);
+        obj = base + 1;
+    }
+    for (int i = 0; i < npairs; i++) {
+        lua_pushvalue(L, obj + 1 + 2 * i);
+        lua_pushvalue(L, obj + 2 + 2 * i);
+        lua_rawset(L, obj);
+    }
+    lua_settop(L, obj);
+    return obj;
 }
 
 static int dec_object(struct dec *d)
@@ -380,16 +400,24 @@ static int dec_object(struct dec *d)
     if (rc < 0) {
         return rc;
     }
-    lua_createtable(d->L, 0, 0);
+    int base = lua_gettop(d->L); /* the object goes above base, its pending members above it */
+    int obj = 0;
+    int pending = 0;
     if (d->p < d->end && *d->p == '}') {
         d->p++;
         d->depth--;
+        lua_createtable(d->L, 0, 0);
         return 0;
     }
     for (;;) {
         rc = dec_member(d);
         if (rc < 0) {
             return rc;
+        }
+        pending++;
+        if (pending == LUAJSON_PENDING_MEMBERS) {
+            obj = obj_flush(d->L, base, obj, pending);
+            pending = 0;
         }
         skip_ws(d);
         if (d->p < d->end && *d->p == ',') {
@@ -399,6 +427,7 @@ static int dec_object(struct dec *d)
         if (d->p < d->end && *d->p == '}') {
             d->p++;
             d->depth--;
+            obj_flush(d->L, base, obj, pending);
             return 0;
         }
         return dec_fail(d, "expected ',' or '}'");
@@ -636,12 +665,33 @@ size_t luajson_format_real(double v, char *out)
     return (size_t)n;
 }
 
+/* v in decimal into out (at least 21 bytes); returns its length. Hand-formatted: every state
+ * a reducer returns has integers, and snprintf is slow. */
+static size_t format_integer(lua_Integer v, char *out)
+{
+    char rev[24];
+    size_t n = 0;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        rev[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    size_t len = 0;
+    if (v < 0) {
+        out[len++] = '-';
+    }
+    while (n) {
+        out[len++] = rev[--n];
+    }
+    return len;
+}
+
 static int enc_number(struct enc *e, int idx)
 {
     char t[REAL_TEXT_BYTES];
     size_t n;
     if (lua_isinteger(e->L, idx)) {
-        n = (size_t)snprintf(t, sizeof t, "%lld", (long long)lua_tointeger(e->L, idx));
+        n = format_integer(lua_tointeger(e->L, idx), t);
     } else {
         double v = lua_tonumber(e->L, idx);
         if (!isfinite(v)) {

@@ -280,6 +280,42 @@ TEST(json_round_trips)
     logic_unload(m);
 }
 
+/* Objects are decoded with their members on the Lua stack, moved into the table in batches:
+ * more members than a batch, nulls left out, and a repeated name (the last one wins) across a
+ * batch's end and within one. */
+TEST(json_objects_past_a_batch_of_members)
+{
+    struct logic_module *m = load("function id(x) return x end");
+    struct buf in, want;
+    buf_init(&in);
+    buf_init(&want);
+    buf_addc(&in, '{');
+    buf_addc(&want, '{');
+    for (int i = 0; i < 70; i++) {
+        char member[32];
+        snprintf(member, sizeof member, "%s\"k%02d\":%s", i ? "," : "", i,
+                 i % 10 == 3 ? "null" : i == 5 ? "0" : "-1");
+        buf_adds(&in, member);
+    }
+    buf_adds(&in, ",\"k05\":5,\"k40\":40,\"k40\":41}"); /* k05 repeated after a batch */
+    for (int i = 0, n = 0; i < 70; i++) {
+        if (i % 10 == 3) {
+            continue;
+        }
+        char member[32];
+        snprintf(member, sizeof member, "%s\"k%02d\":%d", n++ ? "," : "", i,
+                 i == 5 ? 5 : i == 40 ? 41 : -1);
+        buf_adds(&want, member);
+    }
+    buf_addc(&want, '}');
+    ASSERT_STR(call(m, "id", in.ptr, NULL), want.ptr);
+    ASSERT_STR(call(m, "id", "{\"a\":1,\"a\":2,\"b\":{\"c\":[{\"d\":1,\"d\":null}]}}", NULL),
+               "{\"a\":2,\"b\":{\"c\":[{}]}}");
+    buf_fini(&in);
+    buf_fini(&want);
+    logic_unload(m);
+}
+
 TEST(json_numbers_from_lua)
 {
     struct logic_module *m = load(
