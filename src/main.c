@@ -26,6 +26,8 @@
 #include "dialect/deltabase/translate.h"
 #include "dialect/evidentsource/evidentsource.h"
 #include "dialect/evidentsource/format.h"
+#include "dialect/hapnd/format.h"
+#include "dialect/hapnd/hapnd.h"
 #include "gate/gate.h"
 #include "gate/ratelimit.h"
 #include "auth/keys.h"
@@ -73,6 +75,7 @@ static const struct {
 } DIALECTS[] = {
     {"deltabase", &deltabase_mount, "/deltabase"},
     {"evidentsource", &evidentsource_mount, "/evidentsource"},
+    {"hapnd", &hapnd_mount, "/hapnd"},
 };
 enum { NDIALECTS = sizeof DIALECTS / sizeof DIALECTS[0] };
 
@@ -480,6 +483,7 @@ struct serving {
     struct api api;
     struct dlb_ctx dlb;
     struct es_ctx es;
+    struct hapnd_ctx hapnd;
     struct http_server *srv;                 /* the main listener */
     struct http_server *ports[NDIALECTS];    /* --dialect-listen listeners */
     struct gate_port port_of[NDIALECTS];
@@ -490,7 +494,7 @@ struct serving {
 static void mount_surfaces(const struct options *o, struct serving *sv)
 {
     gate_mount(&sv->gate, &api_native_mount, "", &sv->api);
-    void *ctx[NDIALECTS] = {&sv->dlb, &sv->es};
+    void *ctx[NDIALECTS] = {&sv->dlb, &sv->es, &sv->hapnd};
     for (int i = 0; i < NDIALECTS; i++) {
         char prefix[80], addr[96];
         if (!o->dialects || !dialect_value(o->dialects, DIALECTS[i].name, prefix, sizeof prefix)) {
@@ -590,7 +594,8 @@ static int open_logic(const struct options *o, struct serving *sv)
     static char worker[4096];
     struct logic_env_config lc = {.js_worker_path = js_worker_path(worker, sizeof worker)};
     int rc = logic_env_new(&lc, &sv->logic_env);
-    static const struct logic_event_format *const formats[] = {&es_cloudevents_format, NULL};
+    static const struct logic_event_format *const formats[] = {&es_cloudevents_format,
+                                                                  &hapnd_format, NULL};
     struct logic_config cfg = {.engine = sv->api.engine, .env = sv->logic_env,
                                .limits = o->logic_limits, .format_event = out_event,
                                .event_formats = formats,
@@ -697,6 +702,7 @@ static int cmd_serve(const struct options *o)
     sv.dlb = (struct dlb_ctx){.limits = o->limits};
     sv.es = (struct es_ctx){.limits = o->limits, .version = ANNALS_VERSION,
                             .started_us = sv.api.started_us};
+    sv.hapnd = (struct hapnd_ctx){.limits = o->limits, .started_us = sv.api.started_us};
     mount_surfaces(o, &sv);
     ASSERT(gate_route_count(&sv.gate) <= METRICS_ROUTES); /* every route has its counters */
     if (bind_listeners(o, &sv, known_keys) || open_data(o, &sv)) {
@@ -709,6 +715,8 @@ static int cmd_serve(const struct options *o)
     sv.dlb.live = sv.api.live;
     sv.es.live = sv.api.live;
     sv.es.logic = sv.api.logic;
+    sv.hapnd.live = sv.api.live;
+    sv.hapnd.logic = sv.api.logic;
     int rc = run_listeners(&sv);
     if (!rc) {
         serve_until_signal(o, &sv.api, sv.srv, &sigs);

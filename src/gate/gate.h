@@ -55,6 +55,8 @@ struct gate_error {
     struct slice stream;   /* the stream concerned (ptr NULL: none) */
     bool has_actual_version;
     uint64_t actual_version;        /* the stream's version (native, 1-based count) */
+    bool has_expected_version;      /* the version the request expected, when it named one */
+    uint64_t expected_version;
     bool has_last_position;
     uint64_t last_position;         /* a condition's newest matching position (0: none) */
     const uint64_t *conflicts;      /* conflicting positions, ascending */

@@ -925,9 +925,35 @@ static int fold_stream(struct logic *lg, struct db *db, struct logic_module *m,
     return rc;
 }
 
+/* The reducer of category, or of stream's own category when category.ptr is NULL. */
+static const struct comp_def *reducer_for(const struct comp_set *set, struct slice stream,
+                                          struct slice category)
+{
+    return category.ptr ? comp_set_reducer_of(set, category) : comp_set_reducer_for(set, stream);
+}
+
+bool logic_has_reducer(struct logic *lg, struct db *db, struct slice category)
+{
+    struct comp_set *set;
+    if (logic_set(lg, db, &set) != 0) {
+        return false;
+    }
+    bool has = comp_set_reducer_of(set, category) != NULL;
+    comp_set_unref(set);
+    return has;
+}
+
 int logic_stream_state(struct logic *lg, struct db *db, struct slice stream,
                        const struct as_of *at, struct logic_state *out, bool *no_reducer,
                        struct logic_error *err)
+{
+    return logic_stream_state_as(lg, db, stream, (struct slice){NULL, 0}, at, out, no_reducer,
+                                 err);
+}
+
+int logic_stream_state_as(struct logic *lg, struct db *db, struct slice stream,
+                          struct slice category, const struct as_of *at,
+                          struct logic_state *out, bool *no_reducer, struct logic_error *err)
 {
     struct comp_set *set;
     *no_reducer = false;
@@ -935,7 +961,7 @@ int logic_stream_state(struct logic *lg, struct db *db, struct slice stream,
     if (rc) {
         return rc;
     }
-    const struct comp_def *def = comp_set_reducer_for(set, stream);
+    const struct comp_def *def = reducer_for(set, stream, category);
     if (!def) {
         comp_set_unref(set);
         *no_reducer = true;
@@ -1027,13 +1053,21 @@ int logic_state_after(struct logic *lg, struct db *db, struct slice stream,
                       const struct event_rec *evs, size_t n, struct logic_state *out,
                       bool *no_reducer, struct logic_error *err)
 {
+    return logic_state_after_as(lg, db, stream, (struct slice){NULL, 0}, evs, n, out,
+                                no_reducer, err);
+}
+
+int logic_state_after_as(struct logic *lg, struct db *db, struct slice stream,
+                         struct slice category, const struct event_rec *evs, size_t n,
+                         struct logic_state *out, bool *no_reducer, struct logic_error *err)
+{
     struct comp_set *set;
     *no_reducer = false;
     int rc = logic_set(lg, db, &set);
     if (rc) {
         return rc;
     }
-    const struct comp_def *def = n ? comp_set_reducer_for(set, stream) : NULL;
+    const struct comp_def *def = n ? reducer_for(set, stream, category) : NULL;
     if (!def) {
         comp_set_unref(set);
         *no_reducer = true;
@@ -1060,7 +1094,7 @@ int logic_state_after(struct logic *lg, struct db *db, struct slice stream,
     }
     comp_set_unref(set);
     struct as_of at = {.has_pos = true, .pos = evs[n - 1].position};
-    return logic_stream_state(lg, db, stream, &at, out, no_reducer, err);
+    return logic_stream_state_as(lg, db, stream, category, &at, out, no_reducer, err);
 }
 
 /* ---- views ---- */

@@ -170,6 +170,12 @@ void logic_state_fini(struct logic_state *s);
 int logic_stream_state(struct logic *lg, struct db *db, struct slice stream,
                        const struct as_of *at, struct logic_state *out, bool *no_reducer,
                        struct logic_error *err);
+/* logic_stream_state with the reducer bound to category (ptr NULL: the stream's own
+ * category), for an API surface whose streams name their category otherwise (Hapnd's
+ * aggregate types). */
+int logic_stream_state_as(struct logic *lg, struct db *db, struct slice stream,
+                          struct slice category, const struct as_of *at,
+                          struct logic_state *out, bool *no_reducer, struct logic_error *err);
 
 /* Worker. The state of stream right after an append whose events are evs[0..n) (committed,
  * in version order): folded from the state before them when it is in memory (the common case
@@ -178,6 +184,12 @@ int logic_stream_state(struct logic *lg, struct db *db, struct slice stream,
 int logic_state_after(struct logic *lg, struct db *db, struct slice stream,
                       const struct event_rec *evs, size_t n, struct logic_state *out,
                       bool *no_reducer, struct logic_error *err);
+/* logic_state_after with the reducer bound to category (ptr NULL: the stream's own). */
+int logic_state_after_as(struct logic *lg, struct db *db, struct slice stream,
+                         struct slice category, const struct event_rec *evs, size_t n,
+                         struct logic_state *out, bool *no_reducer, struct logic_error *err);
+/* True when a reducer is bound to category in db now. Reads only (any thread). */
+bool logic_has_reducer(struct logic *lg, struct db *db, struct slice category);
 
 /* Worker. The view called name computed for params (a JSON object: the view's parameters) as
  * of at (NULL = now): evolve(state, event, params) over every event of its filter in log

@@ -190,7 +190,11 @@ const struct comp_def *comp_set_find(const struct comp_set *set, const char *nam
 
 const struct comp_def *comp_set_reducer_for(const struct comp_set *set, struct slice stream)
 {
-    struct slice cat = comp_category_of(stream);
+    return comp_set_reducer_of(set, comp_category_of(stream));
+}
+
+const struct comp_def *comp_set_reducer_of(const struct comp_set *set, struct slice cat)
+{
     for (size_t i = 0; i < set->count; i++) {
         const struct comp_def *d = &set->defs[i];
         if (d->kind == COMP_REDUCER && strlen(d->category) == cat.len &&

@@ -48,6 +48,8 @@ void comp_set_unref(struct comp_set *set);
 const struct comp_def *comp_set_find(const struct comp_set *set, const char *name);
 /* The reducer bound to stream's category, or NULL. Borrowed from set. */
 const struct comp_def *comp_set_reducer_for(const struct comp_set *set, struct slice stream);
+/* The reducer bound to category, or NULL. Borrowed from set. */
+const struct comp_def *comp_set_reducer_of(const struct comp_set *set, struct slice category);
 
 /* The version the next deploy of name gets: one more than the newest deploy of that name in
  * the stream, removed or not (so versions are never reused). */

@@ -32,7 +32,10 @@ struct append_ctx {
     char idem_key[LIMIT_IDEM_KEY_BYTES + 2]; /* the request's idempotency key (after the
                                                  style's namespace byte), "" when none */
     const char *idem_header;        /* the header that carried it */
-    struct append_style style;      /* how this request is answered */
+    struct append_style style;      /* how this request is answered (its state_category
+                                       points at category) */
+    char *category;                 /* owned copy of the style's state_category, or NULL */
+    char *tag;                      /* owned copy of the style's tag, or NULL */
     int refs;                       /* atomic: 2 while queued (HTTP + writer) */
 };
 
@@ -63,6 +66,8 @@ static void ctx_free(struct append_ctx *ax)
     free(ax->parts);
     parse_multi_fini(&ax->parsed);
     engine_db_release(ax->db);
+    free(ax->category);
+    free(ax->tag);
     free(ax);
 }
 
@@ -162,7 +167,9 @@ static void answer_version_conflict(struct append_ctx *ax)
     struct gate_error e = {.kind = GK_CONFLICT, .code = "wrong_expected_version",
                            .message = "the stream's version does not match expectedVersion",
                            .field = field, .stream = p->stream, .has_actual_version = true,
-                           .actual_version = p->actual_version};
+                           .actual_version = p->actual_version,
+                           .has_expected_version = p->expect.kind == EXPECT_VERSION,
+                           .expected_version = p->expect.version};
     fail(ax, ax->http, &e);
 }
 
@@ -247,7 +254,7 @@ static void send_answer(struct append_ctx *ax)
         struct buf copy; /* the stored answer stays the request's */
         buf_init(&copy);
         buf_add(&copy, r->answer.ptr ? r->answer.ptr : "", r->answer.len);
-        ax->style.answer(ax->http, r->answer_status, &copy, r->replayed);
+        ax->style.answer(ax->http, r->answer_status, &copy, r->replayed, ax->tag);
         buf_fini(&copy);
     } else if (r->answer.len) {
         out_json(ax->http, r->answer_status, &r->answer);
@@ -270,9 +277,10 @@ static void run_state(void *arg, bool cancelled)
     struct logic_error le = {0};
     bool no_reducer = false;
     int rc = ERR_SHUTDOWN;
+    struct slice category = {ax->category, ax->category ? strlen(ax->category) : 0};
     if (!cancelled && (r->replayed || r->duplicate)) { /* written earlier: the state now */
-        rc = logic_stream_state(ax->style.return_state, ax->db, p->stream, NULL, &st,
-                                &no_reducer, &le);
+        rc = logic_stream_state_as(ax->style.return_state, ax->db, p->stream, category, NULL,
+                                   &st, &no_reducer, &le);
     } else if (!cancelled) {
         struct event_rec *evs = xcalloc(p->count, sizeof(*evs));
         for (size_t i = 0; i < p->count; i++) {
@@ -286,8 +294,8 @@ static void run_state(void *arg, bool cancelled)
             memcpy(evs[i].id, e->id, sizeof evs[i].id);
             memcpy(evs[i].hash, e->hash, sizeof evs[i].hash);
         }
-        rc = logic_state_after(ax->style.return_state, ax->db, p->stream, evs, p->count, &st,
-                               &no_reducer, &le);
+        rc = logic_state_after_as(ax->style.return_state, ax->db, p->stream, category, evs,
+                                  p->count, &st, &no_reducer, &le);
         free(evs);
     }
     struct buf b;
@@ -478,12 +486,26 @@ static void submit(struct http_req *req, struct append_ctx *ax)
     }
 }
 
+/* Copies the style's per-request strings into ax (the style's own may not outlive the call). */
+static void own_strings(struct append_ctx *ax)
+{
+    if (ax->style.state_category) {
+        ax->category = xstrndup(ax->style.state_category, strlen(ax->style.state_category));
+        ax->style.state_category = ax->category;
+    }
+    if (ax->style.tag) {
+        ax->tag = xstrndup(ax->style.tag, strlen(ax->style.tag));
+        ax->style.tag = ax->tag;
+    }
+}
+
 void append_stream(struct http_req *req, struct db *db, struct slice stream, struct slice body,
                    const struct limits *lim, const struct append_style *style)
 {
     struct append_ctx *ax = xcalloc(1, sizeof(*ax));
     ax->db = db;
     ax->style = style ? *style : NATIVE_STYLE;
+    own_strings(ax);
     ax->parsed.parts = xcalloc(1, sizeof(*ax->parsed.parts));
     ax->parsed.nparts = 1;
     struct parsed_append *pa = &ax->parsed.parts[0];
@@ -621,6 +643,7 @@ void append_multi(struct http_req *req, struct db *db, struct slice body,
     struct append_ctx *ax = xcalloc(1, sizeof(*ax));
     ax->db = db;
     ax->style = style ? *style : NATIVE_STYLE;
+    own_strings(ax);
     ax->multi = true;
     ax->filters = xcalloc(LIMIT_APPEND_CONDS_ALL, sizeof(*ax->filters));
     ax->conds = xcalloc(LIMIT_APPEND_CONDS_ALL, sizeof(*ax->conds));

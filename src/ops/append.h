@@ -20,7 +20,10 @@ struct append_style {
     /* Sends a success answer given in the native shape (status 201, or 200 for events
      * already stored; replayed: an idempotent replay, the stored native answer). NULL: send
      * it as it is. Any thread; native is the callee's to use, not to keep. */
-    void (*answer)(struct http_req *req, unsigned status, struct buf *native, bool replayed);
+    void (*answer)(struct http_req *req, unsigned status, struct buf *native, bool replayed,
+                   const char *tag);
+    const char *tag;                /* passed to answer (what the surface needs of its request
+                                       to answer it, e.g. Hapnd's aggregate type); copied */
     unsigned flags;                 /* APPEND_* asked of the engine (APPEND_TAGS_NO_COMMA) */
     bool flat_events;               /* errors name an event by its index in the request,
                                        "events[k]", counting through the parts in order (a
@@ -29,6 +32,8 @@ struct append_style {
     struct logic *return_state;     /* non-NULL: a single-stream append answers the stream's
                                        state too, from its reducer (logic/logic.h), as of
                                        the append's last event */
+    const char *state_category;     /* with return_state: the reducer bound to this category
+                                       (NULL: the stream's own category); copied */
 };
 
 /* Appends to stream (decoded, valid) of db what body (native shape; read before this

@@ -271,8 +271,9 @@ static void store_delete(struct gate_call *c)
 /* ---- streams ---- */
 
 static void answer_appended(struct http_req *req, unsigned status, struct buf *native,
-                            bool replayed)
+                            bool replayed, const char *tag)
 {
+    (void)tag;
     (void)status;
     (void)replayed;
     struct buf b;
@@ -552,8 +553,10 @@ static void streams_list(struct gate_call *c)
 
 /* ---- the DCB API ---- */
 
-static void answer_dcb(struct http_req *req, unsigned status, struct buf *native, bool replayed)
+static void answer_dcb(struct http_req *req, unsigned status, struct buf *native, bool replayed,
+                       const char *tag)
 {
+    (void)tag;
     (void)status;
     (void)replayed;
     struct buf b;

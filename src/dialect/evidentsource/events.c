@@ -42,8 +42,9 @@ static bool is_server_event(const struct event_rec *ev)
 /* Writer thread: the native answer of a committed (or re-sent) batch, in EvidentSource's
  * shape; 200 both times. */
 static void answer_appended(struct http_req *req, unsigned status, struct buf *native,
-                            bool replayed)
+                            bool replayed, const char *tag)
 {
+    (void)tag;
     (void)status;
     (void)replayed;
     struct buf b;

@@ -1,0 +1,33 @@
+/* The Hapnd dialect (seed 002; docs/dialects/hapnd.md): a tenant is the Annals database its
+ * key is bound to, aggregates are native streams, reducers and projections uploaded as zips of
+ * Lua, JavaScript or TypeScript files run on the logic layer (reducers on the write path, their
+ * state in the append answer; projections in the background, their state changes polled,
+ * streamed over WebSocket and pushed by signed webhooks). Mounted at /hapnd by default, and at
+ * the root of its own port with --dialect-listen hapnd=HOST:PORT. */
+#ifndef DIALECT_HAPND_HAPND_H
+#define DIALECT_HAPND_HAPND_H
+
+#include <stdint.h>
+
+#include "gate/gate.h"
+#include "util/limits.h"
+
+/* The namespace of the dialect's idempotency keys (the mount's and its appends'). */
+enum { HAPND_IDEM_NS = 3 };
+
+struct live_registry;
+struct logic;
+
+/* What the dialect's handlers need beyond the gate. Owned by main. */
+struct hapnd_ctx {
+    struct limits limits;        /* copied: batch and event sizes */
+    struct logic *logic;         /* borrowed: reducers and projections */
+    struct live_registry *live;  /* borrowed: WebSocket streams */
+    int64_t started_us;          /* when the server started */
+};
+
+/* The mount: route table and descriptor (X-API-Key keys, the key's database as the tenant,
+ * Hapnd's error envelope). */
+extern const struct gate_mount hapnd_mount;
+
+#endif
