@@ -159,11 +159,6 @@ void http_set_user(struct http_req *req, void *user, http_cleanup_fn *cleanup)
     req->cleanup = cleanup;
 }
 
-void *http_req_user(const struct http_req *req)
-{
-    return req->user;
-}
-
 void http_add_header(struct http_req *req, const char *name, const char *value)
 {
     size_t nl = strlen(name), vl = strlen(value);

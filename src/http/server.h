@@ -101,8 +101,6 @@ struct slice http_req_body(const struct http_req *req);
 
 /* Attaches user data freed by cleanup when the request ends. */
 void http_set_user(struct http_req *req, void *user, http_cleanup_fn *cleanup);
-/* What http_set_user attached (NULL: nothing). Any thread that holds the request. */
-void *http_req_user(const struct http_req *req);
 /* Adds a response header (copied). Call before http_respond. */
 void http_add_header(struct http_req *req, const char *name, const char *value);
 /* Labels the request for the observe callback (e.g. the route it matched). */
