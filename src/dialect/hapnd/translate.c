@@ -31,7 +31,7 @@ static const char *hapnd_code(const struct gate_error *e)
     case GK_METHOD: return "METHOD_NOT_ALLOWED";
     case GK_CONFLICT: return "CONFLICT";
     case GK_GONE: return "NOT_FOUND";
-    case GK_TOO_LARGE: return "FILE_TOO_LARGE";
+    case GK_TOO_LARGE: return "PAYLOAD_TOO_LARGE";
     case GK_MEDIA_TYPE: return "INVALID_REQUEST";
     case GK_UNPROCESSABLE: return "VALIDATION_ERROR";
     case GK_RATE_LIMITED: return "RATE_LIMITED";
