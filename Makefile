@@ -3,11 +3,11 @@ CC      ?= cc
 DEBUG   ?= 0
 SANITIZE ?=
 WERROR  ?=
-PKGS    := jansson libssl libcrypto lua5.4
+PKGS    := jansson libssl libcrypto lua5.4 libzip
 CFLAGS  := -std=gnu17 -O2 -g -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wvla -Wformat=2 -fno-omit-frame-pointer -pthread -Isrc \
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS  := -llmdb -lwslay -lcurl $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljansson -lssl -lcrypto -llua5.4) -lm -pthread
+LDLIBS  := -llmdb -lwslay -lcurl $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljansson -lssl -lcrypto -llua5.4 -lzip) -lm -pthread
 ifeq ($(DEBUG),1)
 CFLAGS  += -O0 -DDEBUG
 endif
