@@ -15,6 +15,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 
+#include "util/assert.h"
 #include "util/errors.h"
 #include "util/timeutil.h"
 
@@ -165,6 +166,22 @@ void delivery_sign(struct buf *out, const char *secret, struct slice msg)
     buf_printf(out, "%sv1,%s", out->len ? " " : "", b64);
 }
 
+void delivery_sign_hex(struct buf *out, const char *secret, struct slice msg)
+{
+    static const char HEX[] = "0123456789abcdef";
+    unsigned char mac[32];
+    unsigned int mlen = 0;
+    HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)msg.ptr, msg.len,
+         mac, &mlen);
+    char hex[2 * sizeof mac + 1];
+    for (unsigned int i = 0; i < mlen; i++) {
+        hex[2 * i] = HEX[mac[i] >> 4];
+        hex[2 * i + 1] = HEX[mac[i] & 15];
+    }
+    hex[2 * mlen] = '\0';
+    buf_printf(out, "%ssha256=%s", out->len ? ", " : "", hex);
+}
+
 /* ---- one POST ---- */
 
 uint64_t delivery_backoff_ms(uint32_t base_ms, uint32_t attempt)
@@ -206,13 +223,11 @@ static size_t discard(char *p, size_t size, size_t n, void *arg)
     return size * n;
 }
 
-/* Appends the signature headers of rq's scheme to hl (Standard Webhooks: id, timestamp and
- * one signature per secret over "id.timestamp.body"). */
-static struct curl_slist *add_signature(struct curl_slist *hl, const struct delivery_request *rq)
+/* Appends the Standard Webhooks headers to hl: id, timestamp and one signature per secret
+ * over "id.timestamp.body". */
+static struct curl_slist *add_standard_webhooks(struct curl_slist *hl,
+                                                const struct delivery_request *rq)
 {
-    if (rq->signing != DELIVERY_STANDARD_WEBHOOKS) {
-        return hl;
-    }
     int64_t ts = time_now_us() / 1000000;
     struct buf msg, line;
     buf_init(&msg);
@@ -238,6 +253,39 @@ static struct curl_slist *add_signature(struct curl_slist *hl, const struct deli
     buf_fini(&sig);
     buf_fini(&line);
     buf_fini(&msg);
+    return hl;
+}
+
+/* Appends "<signature_header>: sha256=<hex>[, sha256=<hex of the old secret>]" to hl. */
+static struct curl_slist *add_hmac_hex(struct curl_slist *hl, const struct delivery_request *rq)
+{
+    ASSERT(rq->signature_header && rq->signature_header[0]);
+    struct buf sig, line;
+    buf_init(&sig);
+    buf_init(&line);
+    delivery_sign_hex(&sig, rq->secret, rq->body);
+    if (rq->old_secret && rq->old_secret[0]) {
+        delivery_sign_hex(&sig, rq->old_secret, rq->body);
+    }
+    buf_printf(&line, "%s: ", rq->signature_header);
+    buf_add(&line, sig.ptr, sig.len);
+    hl = curl_slist_append(hl, line.ptr);
+    buf_fini(&line);
+    buf_fini(&sig);
+    return hl;
+}
+
+/* Appends the signature headers of rq's scheme to hl. */
+static struct curl_slist *add_signature(struct curl_slist *hl, const struct delivery_request *rq)
+{
+    switch (rq->signing) {
+    case DELIVERY_STANDARD_WEBHOOKS:
+        return add_standard_webhooks(hl, rq);
+    case DELIVERY_HMAC_HEX:
+        return add_hmac_hex(hl, rq);
+    case DELIVERY_UNSIGNED:
+        break;
+    }
     return hl;
 }
 

@@ -1,7 +1,8 @@
 /* Outbound HTTP deliveries: one POST of a body to a subscriber's URL, signed the way the
  * caller chooses, never to an address the operator did not allow. The transport under the
  * engine's webhooks (engine/webhooks.c keeps the subscriptions, cursors, batching, retries and
- * parking); it knows nothing of events or databases.
+ * parking) and under projection webhooks (logic/proj_hooks.c); it knows nothing of events,
+ * databases or API surfaces (a scheme's header names come from the request).
  *
  * Address policy (SSRF): a delivery never reaches a loopback, private, link-local, multicast
  * or otherwise non-public address, unless the operator's allow list names the URL's host or
@@ -17,7 +18,14 @@
  *                                webhook-signature = "v1,<base64 HMAC-SHA256(key,
  *                                id.timestamp.body)>", one per secret (two during a
  *                                rotation's grace), space-separated; secrets are
- *                                "whsec_" + base64 of DELIVERY_SECRET_BYTES random bytes.
+ *                                "whsec_" + base64 of DELIVERY_SECRET_BYTES random bytes;
+ *   DELIVERY_HMAC_HEX            one header, named by the request (signature_header), whose
+ *                                value is "sha256=<lowercase hex HMAC-SHA256(key, body)>" with
+ *                                the secret's whole text as the key (GitHub's and many
+ *                                services' shape); during a rotation's grace the old secret's
+ *                                signature follows, ", "-separated (an HTTP list). Nothing
+ *                                else is added: a message id or attempt number, if the
+ *                                receiver expects one, is one of the request's own headers.
  *
  * Threads: every function may be called from any thread, concurrently. delivery_check_url
  * resolves a host name and delivery_post waits for the network: call them from worker or
@@ -46,6 +54,7 @@ enum {
 enum delivery_signing {
     DELIVERY_UNSIGNED,
     DELIVERY_STANDARD_WEBHOOKS,
+    DELIVERY_HMAC_HEX,
 };
 
 /* One POST. Every pointer is borrowed for the call. */
@@ -58,7 +67,9 @@ struct delivery_request {
     size_t nheaders;
     enum delivery_signing signing;
     const char *msg_id;              /* the message id the signature covers (the same for
-                                        every attempt of one message); signed schemes only */
+                                        every attempt of one message); Standard Webhooks */
+    const char *signature_header;    /* the name of the header that carries the signature:
+                                        DELIVERY_HMAC_HEX (required there) */
     const char *secret;              /* signing secret; signed schemes only */
     const char *old_secret;          /* a second secret that also signs (a rotation's
                                         grace), or NULL */
@@ -107,5 +118,10 @@ void delivery_secret_new(char out[DELIVERY_SECRET_TEXT]);
  * (without the leading space when out is empty): one signature of the Standard Webhooks
  * scheme. Pure. */
 void delivery_sign(struct buf *out, const char *secret, struct slice msg);
+
+/* Appends ", sha256=<lowercase hex HMAC-SHA256(secret, msg)>" to out (without the leading
+ * ", " when out is empty): one signature of the DELIVERY_HMAC_HEX scheme, keyed by the
+ * secret's text as it is (all of it, "whsec_" included). Pure. */
+void delivery_sign_hex(struct buf *out, const char *secret, struct slice msg);
 
 #endif

@@ -27,6 +27,34 @@ enum {
                                        several workers at once run side by side) */
 };
 
+/* How a surface's projection webhooks look (docs/design/logic-layer.md, "Projections",
+ * "Webhooks"): for a surface whose receivers expect their own body, headers and signature
+ * rather than the native batches ({"type":"projection.changes",...}, Standard Webhooks).
+ * Only the shape is the surface's: order, retries (the webhook's maxAttempts and backoffMs),
+ * parking, the checkpoint and the secrets (shared or isolated, rotation) are
+ * logic/proj_hooks.c's as for the native shape. Static data of the surface; its functions
+ * run on the projection's delivery thread. */
+struct proj_change;
+struct logic_hook_style {
+    unsigned batch_max;             /* changes per POST at most: 1 for one change per POST;
+                                       0 or past PHOOK_BATCH means PHOOK_BATCH */
+    enum delivery_signing signing;  /* the scheme (delivery/delivery.h), keyed by the secret */
+    const char *signature_header;   /* DELIVERY_HMAC_HEX: the header carrying the signature */
+    const char *id_header;          /* NULL, or a header sent with the message id */
+    const char *attempt_header;     /* NULL, or a header sent with the attempt number (1..) */
+    /* Appends the body of one POST of changes[0..n) (n >= 1, in sequence order; borrowed for
+     * the call) of projection def (its name, version, meta; borrowed) of db to out. id: the
+     * message's id; attempt: 1 for the first. May read db (the event that made a change:
+     * engine_read_event at its position). Returns 0, or ERR_* for a failure that may pass
+     * (the attempt fails and is retried, then parked, as a refused POST is). */
+    int (*payload)(struct db *db, const struct comp_def *def, const struct proj_change *changes,
+                   size_t n, const char *id, uint32_t attempt, struct buf *out);
+    /* The id of the message of changes[0..n) into out (cap = PHOOK_ID_BYTES, NUL-terminated):
+     * the same for each of its attempts, what receivers drop repeats by. */
+    void (*message_id)(const struct comp_def *def, const struct proj_change *changes, size_t n,
+                       char *out, size_t cap);
+};
+
 /* How the components of an API surface see events: a dialect's shape of an event (CloudEvents
  * for EvidentSource), chosen per component by its eventFormat member (logic/component.h);
  * components without one see the native JSON (logic_config.format_event) and return native
@@ -50,6 +78,8 @@ struct logic_event_format {
     int (*filter)(struct slice arg, struct buf *out, char *why, size_t why_cap);
     int (*condition)(struct slice cond, size_t index, struct buf *out, char *why,
                      size_t why_cap); /* index: its place among the decision's conditions */
+    /* Optional (NULL: the native shape): how webhooks of projections in this format look. */
+    const struct logic_hook_style *hook_style;
 };
 
 struct logic_config {

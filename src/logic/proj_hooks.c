@@ -1,4 +1,4 @@
-/* Projection webhooks: the secrets, the delivery thread and its checkpoint
+/* Projection webhooks: the secrets, the delivery thread and its checkpoint, the native shape
  * (logic/proj_hooks.h). */
 #define _GNU_SOURCE /* pthread_setname_np */
 #include "logic/proj_hooks.h"
@@ -7,9 +7,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "engine/derived.h"
 #include "logic/component.h"
+#include "logic/logic.h"
 #include "logic/projection.h"
 #include "util/errors.h"
 #include "util/log.h"
@@ -117,7 +119,7 @@ int phook_rotate(struct db *db, const char *projection, bool isolated, uint32_t 
 /* ---- the delivery thread ---- */
 
 struct attempt {
-    char id[COMP_NAME_BYTES + 64];
+    char id[PHOOK_ID_BYTES];
     uint64_t first, last;
     uint32_t attempt;
     int status;
@@ -127,8 +129,8 @@ struct attempt {
 
 struct phook {
     struct db *db;                 /* the thread's reference */
-    char projection[COMP_NAME_BYTES + 1];
-    uint64_t version;
+    struct comp_def def;           /* owned copy: the projection version delivered */
+    const struct logic_hook_style *style; /* static: the shape of its POSTs (never NULL) */
     struct comp_webhook cfg;
     char t_changes[DERIVED_TABLE_BYTES + 1];
     char t_meta[DERIVED_TABLE_BYTES + 1];
@@ -227,32 +229,26 @@ static int save_checkpoint(struct phook *h)
     return rc;
 }
 
-/* The changes of one delivery: their JSON objects, comma-separated. */
+/* The changes of one delivery, copied out of the store: ch[i]'s key and state point into
+ * bytes once read_batch has returned (key then state, change after change). */
 struct batch {
-    struct buf changes;
+    struct proj_change ch[PHOOK_BATCH];
+    struct buf bytes;
     size_t n;
-    uint64_t first, last;
+    size_t max;                    /* changes it may take */
 };
 
 static int on_change(void *arg, struct slice key, struct slice val)
 {
     struct batch *b = arg;
     struct proj_change ch;
-    if ((b->n && b->changes.len + val.len > PHOOK_BATCH_BYTES) ||
-        !proj_change_decode(key, val, &ch)) {
+    if (b->n == b->max || !proj_change_decode(key, val, &ch) ||
+        (b->n && b->bytes.len + ch.key.len + ch.state.len > PHOOK_BATCH_BYTES)) {
         return 1;
     }
-    buf_adds(&b->changes, b->n++ ? ",{\"sequence\":" : "{\"sequence\":");
-    buf_add_u64(&b->changes, ch.sequence);
-    buf_adds(&b->changes, ",\"key\":");
-    buf_add_json_str(&b->changes, ch.key.ptr, ch.key.len);
-    buf_adds(&b->changes, ",\"state\":");
-    buf_add(&b->changes, ch.state.ptr, ch.state.len);
-    buf_adds(&b->changes, ",\"position\":");
-    buf_add_u64(&b->changes, ch.position);
-    buf_addc(&b->changes, '}');
-    b->first = b->n == 1 ? ch.sequence : b->first;
-    b->last = ch.sequence;
+    buf_add(&b->bytes, ch.key.ptr, ch.key.len);
+    buf_add(&b->bytes, ch.state.ptr, ch.state.len);
+    b->ch[b->n++] = ch; /* (its slices are fixed once the scan is over) */
     return 0;
 }
 
@@ -270,11 +266,62 @@ static int read_batch(struct phook *h, struct batch *b)
     char from[8];
     put_be64(from, after);
     rc = derived_scan(t, h->t_changes, (struct slice){NULL, 0},
-                      after ? (struct slice){from, 8} : (struct slice){NULL, 0}, PHOOK_BATCH,
+                      after ? (struct slice){from, 8} : (struct slice){NULL, 0}, b->max,
                       on_change, b);
     derived_abort(t);
+    size_t at = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        b->ch[i].key.ptr = b->bytes.ptr + at;
+        at += b->ch[i].key.len;
+        b->ch[i].state.ptr = b->bytes.ptr + at;
+        at += b->ch[i].state.len;
+    }
     return rc;
 }
+
+/* ---- the native shape ---- */
+
+static int native_payload(struct db *db, const struct comp_def *def,
+                          const struct proj_change *ch, size_t n, const char *id,
+                          uint32_t attempt, struct buf *out)
+{
+    buf_adds(out, "{\"type\":\"projection.changes\",\"database\":");
+    buf_add_json_str(out, engine_db_name(db), strlen(engine_db_name(db)));
+    buf_adds(out, ",\"projection\":");
+    buf_add_json_str(out, def->name, strlen(def->name));
+    buf_printf(out, ",\"version\":%llu,\"deliveryId\":", (unsigned long long)def->version);
+    buf_add_json_str(out, id, strlen(id));
+    buf_printf(out, ",\"attempt\":%u,\"changes\":[", attempt);
+    for (size_t i = 0; i < n; i++) {
+        buf_adds(out, i ? ",{\"sequence\":" : "{\"sequence\":");
+        buf_add_u64(out, ch[i].sequence);
+        buf_adds(out, ",\"key\":");
+        buf_add_json_str(out, ch[i].key.ptr, ch[i].key.len);
+        buf_adds(out, ",\"state\":");
+        buf_add(out, ch[i].state.ptr, ch[i].state.len);
+        buf_adds(out, ",\"position\":");
+        buf_add_u64(out, ch[i].position);
+        buf_addc(out, '}');
+    }
+    buf_adds(out, "]}");
+    return 0;
+}
+
+/* "<projection>.<version>.<first>-<last>" */
+static void native_message_id(const struct comp_def *def, const struct proj_change *ch,
+                              size_t n, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s.%llu.%llu-%llu", def->name, (unsigned long long)def->version,
+             (unsigned long long)ch[0].sequence, (unsigned long long)ch[n - 1].sequence);
+}
+
+static const struct logic_hook_style NATIVE = {
+    .batch_max = PHOOK_BATCH,
+    .signing = DELIVERY_STANDARD_WEBHOOKS,
+    .attempt_header = "X-Annals-Attempt",
+    .payload = native_payload,
+    .message_id = native_message_id,
+};
 
 static void add_log(struct phook *h, const struct attempt *a)
 {
@@ -285,56 +332,106 @@ static void add_log(struct phook *h, const struct attempt *a)
     pthread_mutex_unlock(&h->mu);
 }
 
+/* True when line ("Name: value") is a header called name. */
+static bool header_named(const char *line, const char *name)
+{
+    size_t n = name ? strlen(name) : 0;
+    return n && strncasecmp(line, name, n) == 0 && line[n] == ':';
+}
+
+/* The header lines of one attempt into lines (at most 2 + COMP_WEBHOOK_HEADERS): the style's
+ * id and attempt headers (their text in id_line and attempt_line), then the webhook's own
+ * but those the style's headers name (the server's win). Returns their count. */
+static size_t make_headers(const struct phook *h, const char *id, uint32_t attempt,
+                           char *id_line, char *attempt_line, size_t line_cap,
+                           const char **lines)
+{
+    const struct logic_hook_style *st = h->style;
+    size_t n = 0;
+    if (st->id_header) {
+        snprintf(id_line, line_cap, "%s: %s", st->id_header, id);
+        lines[n++] = id_line;
+    }
+    if (st->attempt_header) {
+        snprintf(attempt_line, line_cap, "%s: %u", st->attempt_header, attempt);
+        lines[n++] = attempt_line;
+    }
+    for (size_t i = 0; i < h->cfg.nheaders; i++) {
+        const char *l = h->cfg.headers[i];
+        if (!header_named(l, st->signature_header) && !header_named(l, st->id_header) &&
+            !header_named(l, st->attempt_header)) {
+            lines[n++] = l;
+        }
+    }
+    return n;
+}
+
+/* An attempt that failed before its POST: retried as a refused POST is. */
+static void fail_early(struct delivery_result *res, const char *what, int rc)
+{
+    *res = (struct delivery_result){.retry = true};
+    snprintf(res->error, sizeof res->error, "%s (%s)", what, err_name(rc));
+}
+
 static void post_once(struct phook *h, const struct batch *b, const char *id, uint32_t attempt,
                       struct delivery_result *res)
 {
     struct secret_rec keys;
     char kb[COMP_NAME_BYTES + 8];
-    int rc = secret_rec(h->db, secret_key(h->projection, h->cfg.isolate, kb, sizeof kb), false,
+    int rc = secret_rec(h->db, secret_key(h->def.name, h->cfg.isolate, kb, sizeof kb), false,
                         0, &keys);
     if (rc) {
-        *res = (struct delivery_result){.retry = true};
-        snprintf(res->error, sizeof res->error, "the signing secret could not be read (%s)",
-                 err_name(rc));
+        fail_early(res, "the signing secret could not be read", rc);
         return;
     }
     struct buf body;
     buf_init(&body);
-    buf_adds(&body, "{\"type\":\"projection.changes\",\"database\":");
-    buf_add_json_str(&body, engine_db_name(h->db), strlen(engine_db_name(h->db)));
-    buf_adds(&body, ",\"projection\":");
-    buf_add_json_str(&body, h->projection, strlen(h->projection));
-    buf_printf(&body, ",\"version\":%llu,\"deliveryId\":", (unsigned long long)h->version);
-    buf_add_json_str(&body, id, strlen(id));
-    buf_printf(&body, ",\"attempt\":%u,\"changes\":[", attempt);
-    buf_add(&body, b->changes.ptr, b->changes.len);
-    buf_adds(&body, "]}");
-    char attempt_line[48];
-    snprintf(attempt_line, sizeof attempt_line, "X-Annals-Attempt: %u", attempt);
-    const char *headers[COMP_WEBHOOK_HEADERS + 1] = {attempt_line};
-    for (size_t i = 0; i < h->cfg.nheaders; i++) {
-        headers[i + 1] = h->cfg.headers[i];
+    rc = h->style->payload(h->db, &h->def, b->ch, b->n, id, attempt, &body);
+    if (rc) {
+        buf_fini(&body);
+        fail_early(res, "the body could not be made", rc);
+        return;
     }
+    char id_line[DELIVERY_HEADER_BYTES], attempt_line[DELIVERY_HEADER_BYTES];
+    const char *headers[COMP_WEBHOOK_HEADERS + 2];
+    size_t nheaders = make_headers(h, id, attempt, id_line, attempt_line, sizeof id_line,
+                                   headers);
     bool old_valid = keys.old[0] && time_now_us() < keys.old_until_us;
     struct delivery_request rq = {
         .url = h->cfg.url, .allow = h->allow, .body = {body.ptr, body.len},
-        .headers = headers, .nheaders = h->cfg.nheaders + 1,
-        .signing = DELIVERY_STANDARD_WEBHOOKS, .msg_id = id, .secret = keys.now,
+        .headers = headers, .nheaders = nheaders, .signing = h->style->signing,
+        .msg_id = id, .signature_header = h->style->signature_header, .secret = keys.now,
         .old_secret = old_valid ? keys.old : NULL, .cancel = &h->stop};
     delivery_post(&rq, res);
     buf_fini(&body);
 }
 
+/* Sets first..last aside for good (the oldest parked range goes when there are too many). */
+static void park(struct phook *h, uint64_t first, uint64_t last, uint32_t attempts)
+{
+    pthread_mutex_lock(&h->mu);
+    if (h->nparked == PHOOK_PARKED_MAX) {
+        memmove(h->parked, h->parked + 1, (PHOOK_PARKED_MAX - 1) * sizeof h->parked[0]);
+        h->nparked--;
+    }
+    h->parked[h->nparked][0] = first;
+    h->parked[h->nparked++][1] = last;
+    pthread_mutex_unlock(&h->mu);
+    log_warn("projection %s of %s: webhook changes %llu..%llu parked after %u attempts",
+             h->def.name, engine_db_name(h->db), (unsigned long long)first,
+             (unsigned long long)last, attempts);
+}
+
 /* Delivers b with retries; false only when stopping before it was delivered or parked. */
 static bool deliver(struct phook *h, const struct batch *b)
 {
-    char id[COMP_NAME_BYTES + 64];
-    snprintf(id, sizeof id, "%s.%llu.%llu-%llu", h->projection, (unsigned long long)h->version,
-             (unsigned long long)b->first, (unsigned long long)b->last);
+    char id[PHOOK_ID_BYTES];
+    h->style->message_id(&h->def, b->ch, b->n, id, sizeof id);
+    uint64_t first = b->ch[0].sequence, last = b->ch[b->n - 1].sequence;
     for (uint32_t attempt = 1;; attempt++) {
         struct delivery_result res;
         post_once(h, b, id, attempt, &res);
-        struct attempt a = {.first = b->first, .last = b->last, .attempt = attempt,
+        struct attempt a = {.first = first, .last = last, .attempt = attempt,
                             .status = res.status, .at_us = time_now_us()};
         snprintf(a.id, sizeof a.id, "%s", id);
         snprintf(a.error, sizeof a.error, "%s", res.error);
@@ -346,17 +443,7 @@ static bool deliver(struct phook *h, const struct batch *b)
             return true;
         }
         if (!res.retry || attempt >= h->cfg.max_attempts) {
-            pthread_mutex_lock(&h->mu);
-            if (h->nparked == PHOOK_PARKED_MAX) {
-                memmove(h->parked, h->parked + 1, (PHOOK_PARKED_MAX - 1) * sizeof h->parked[0]);
-                h->nparked--;
-            }
-            h->parked[h->nparked][0] = b->first;
-            h->parked[h->nparked++][1] = b->last;
-            pthread_mutex_unlock(&h->mu);
-            log_warn("projection %s of %s: webhook changes %llu..%llu parked after %u attempts",
-                     h->projection, engine_db_name(h->db), (unsigned long long)b->first,
-                     (unsigned long long)b->last, attempt);
+            park(h, first, last, attempt);
             return true;
         }
         nap(h, delivery_backoff_ms(h->cfg.backoff_ms, attempt), false);
@@ -371,58 +458,76 @@ static void *hook_main(void *arg)
     struct phook *h = arg;
     pthread_setname_np(pthread_self(), "annals-projhook");
     load_checkpoint(h);
+    size_t max = h->style->batch_max;
+    struct batch *b = xcalloc(1, sizeof(*b));
+    b->max = max && max < PHOOK_BATCH ? max : PHOOK_BATCH;
+    buf_init(&b->bytes);
     while (!stopping(h)) {
-        struct batch b = {.n = 0};
-        buf_init(&b.changes);
-        int rc = read_batch(h, &b);
-        if (rc || b.n == 0) {
-            buf_fini(&b.changes);
+        b->n = 0;
+        buf_reset(&b->bytes);
+        int rc = read_batch(h, b);
+        if (rc || b->n == 0) {
             nap(h, rc == ERR_GONE ? 10 * PHOOK_IDLE_MS : PHOOK_IDLE_MS, rc == 0);
             continue;
         }
-        bool done = deliver(h, &b);
-        buf_fini(&b.changes);
-        if (!done) {
+        if (!deliver(h, b)) {
             break;
         }
         pthread_mutex_lock(&h->mu);
-        h->delivered = b.last;
+        h->delivered = b->ch[b->n - 1].sequence;
         pthread_mutex_unlock(&h->mu);
         while (save_checkpoint(h) != 0 && !stopping(h)) {
             nap(h, PHOOK_IDLE_MS, false); /* the store refused: try again, deliver nothing new */
         }
     }
+    buf_fini(&b->bytes);
+    free(b);
     return NULL;
+}
+
+/* Frees what phook_start made of h (not its thread). */
+static void hook_free(struct phook *h)
+{
+    if (h->db) {
+        engine_db_release(h->db);
+    }
+    comp_def_fini(&h->def);
+    free(h->allow);
+    free(h);
 }
 
 struct phook *phook_start(const struct phook_spec *s)
 {
+    const char *hook = s->def->webhook;
     struct phook *h = xcalloc(1, sizeof(*h));
     struct comp_error err;
-    if (comp_webhook_parse((struct slice){s->webhook, strlen(s->webhook)}, &h->cfg, &err) != 0) {
-        log_warn("projection %s: its webhook is not valid (%s)", s->projection, err.message);
+    if (!hook || comp_webhook_parse((struct slice){hook, strlen(hook)}, &h->cfg, &err) != 0) {
+        log_warn("projection %s: its webhook is not valid (%s)", s->def->name,
+                 hook ? err.message : "none");
         free(h);
         return NULL;
     }
+    comp_def_copy(&h->def, s->def);
+    free(h->def.source); /* (the deliveries need no code) */
+    h->def.source = NULL;
+    h->def.source_len = 0;
+    h->style = s->style ? s->style : &NATIVE;
+    h->allow = s->allow ? xstrndup(s->allow, strlen(s->allow)) : NULL;
     const char *name = engine_db_name(s->db);
     if (engine_db_acquire(engine_db_engine(s->db), name, strlen(name), &h->db) != 0) {
-        free(h);
+        h->db = NULL;
+        hook_free(h);
         return NULL;
     }
-    snprintf(h->projection, sizeof h->projection, "%s", s->projection);
     snprintf(h->t_changes, sizeof h->t_changes, "%s", s->t_changes);
     snprintf(h->t_meta, sizeof h->t_meta, "%s", s->t_meta);
-    h->version = s->version;
-    h->allow = s->allow ? xstrndup(s->allow, strlen(s->allow)) : NULL;
     pthread_mutex_init(&h->mu, NULL);
     pthread_cond_init(&h->cv, NULL);
     if (pthread_create(&h->thread, NULL, hook_main, h) != 0) {
-        log_warn("projection %s: no thread for its webhook", s->projection);
+        log_warn("projection %s: no thread for its webhook", s->def->name);
         pthread_cond_destroy(&h->cv);
         pthread_mutex_destroy(&h->mu);
-        engine_db_release(h->db);
-        free(h->allow);
-        free(h);
+        hook_free(h);
         return NULL;
     }
     return h;
@@ -451,9 +556,7 @@ void phook_stop(struct phook *h)
     pthread_join(h->thread, NULL);
     pthread_cond_destroy(&h->cv);
     pthread_mutex_destroy(&h->mu);
-    engine_db_release(h->db);
-    free(h->allow);
-    free(h);
+    hook_free(h);
 }
 
 void phook_describe(struct phook *h, struct buf *out)

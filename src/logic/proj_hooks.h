@@ -1,7 +1,8 @@
 /* Projection webhooks (docs/api.md, "Projection webhooks"): a projection deployed with a
  * webhook member has its changes POSTed to the webhook's URL, in sequence order, at least
- * once, in batches, signed with the Standard Webhooks scheme (delivery/delivery.h) by the
- * database's shared projection secret or by the projection's own (isolateSecret).
+ * once, in batches, signed (the Standard Webhooks scheme of delivery/delivery.h, unless its
+ * event format's hook style says otherwise) by the database's shared projection secret or by
+ * the projection's own (isolateSecret).
  *
  * One delivery thread per running projection version with a webhook, started and stopped
  * with it by the projection runner (logic/projection.c): it reads the changes after its
@@ -13,6 +14,12 @@
  * ("shared" and "p:<projection>"): none of it is in a backup; a restored database's webhooks
  * sign with new secrets, made at the first delivery or read.
  *
+ * The shape of a POST (body, changes per POST, message id, signing scheme, id and attempt
+ * headers) is the projection's event format's hook style (struct logic_hook_style in
+ * logic/logic.h) when it has one, else the native one (docs/api.md), itself a built-in style
+ * of proj_hooks.c; all the rest is shared. The webhook's own headers follow the style's,
+ * except one named like a header the style sets.
+ *
  * Threads: phook_secret and phook_rotate write the derived store (worker or delivery
  * threads, not an I/O or writer thread); the rest may be called from any thread. */
 #ifndef LOGIC_PROJ_HOOKS_H
@@ -23,6 +30,7 @@
 
 #include "delivery/delivery.h"
 #include "engine/engine.h"
+#include "logic/component.h"
 #include "util/buf.h"
 
 enum {
@@ -32,14 +40,19 @@ enum {
     PHOOK_PARKED_MAX = 100,            /* parked batches kept (oldest dropped) */
     PHOOK_IDLE_MS = 1000,              /* the thread looks for changes this often unwoken */
     PHOOK_GRACE_MAX_S = 7 * 24 * 3600, /* a rotation's grace at most */
+    PHOOK_ID_BYTES = COMP_NAME_BYTES + 64, /* a message id with its NUL */
 };
 
-/* What starts a projection's webhook delivery; every pointer is copied. */
+struct comp_def;
+struct logic_hook_style;
+
+/* What starts a projection's webhook delivery; every pointer is copied or static. */
 struct phook_spec {
     struct db *db;                /* the thread takes its own reference */
-    const char *projection;       /* its name */
-    uint64_t version;             /* the projection version whose changes it delivers */
-    const char *webhook;          /* the definition's webhook member (comp_webhook_parse) */
+    const struct comp_def *def;   /* the projection version whose changes it delivers (its
+                                     webhook member: comp_webhook_parse); copied */
+    const struct logic_hook_style *style; /* its event format's hook style (static data),
+                                     NULL: the native shape */
     const char *t_changes;        /* that version's changes table */
     const char *t_meta;           /* ... and meta table (the checkpoint goes there) */
     const char *allow;            /* the operator's allow list (NULL: none) */

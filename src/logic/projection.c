@@ -234,9 +234,10 @@ static struct proj *proj_new(struct projections *p, struct db *db, const struct 
         return NULL;
     }
     if (def->webhook) {
-        struct phook_spec hs = {.db = pr->db, .projection = def->name, .version = def->version,
-                                .webhook = def->webhook, .t_changes = pr->t_changes,
-                                .t_meta = pr->t_meta, .allow = logic_webhook_allow(p->lg)};
+        const struct logic_event_format *f = logic_event_format(p->lg, def->event_format);
+        struct phook_spec hs = {.db = pr->db, .def = def, .style = f ? f->hook_style : NULL,
+                                .t_changes = pr->t_changes, .t_meta = pr->t_meta,
+                                .allow = logic_webhook_allow(p->lg)};
         pr->hook = phook_start(&hs);
     }
     return pr;
