@@ -109,6 +109,14 @@ def test_whoami_answers_the_tenant():
         check(st == 200 and b.get("tenantId") == "other" and b.get("name") == "other" and
               b.get("keyId") == other_id, f"no description: the name: {b}")
         check_time(b.get("createdAt"), "createdAt")
+        created_other = b["createdAt"]
+        # the name follows the database's description
+        st, _, p = s.request("PATCH", "/v1/databases/other", {"description": "Other Ltd"},
+                             headers=bearer(admin))
+        check(st == 200, f"PATCH: {st} {p}")
+        st, _, b = Hapnd(s, key=other_key).get("/auth/whoami")
+        check(st == 200 and b.get("name") == "Other Ltd" and b.get("tenantId") == "other" and
+              b.get("createdAt") == created_other, f"after PATCH: {b}")
         st, _, b = Hapnd(s, key=admin).get("/auth/whoami")
         check(st == 200 and b.get("tenantId") == "default", f"all databases: default: {b}")
         check_time(b.get("createdAt"), "createdAt", near_now=False)

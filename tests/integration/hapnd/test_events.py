@@ -532,6 +532,33 @@ def test_idempotency_key_replays_the_answer():
         check(h.versions("order_1") == [1, 2, 3], "a batch replay wrote")
 
 
+def test_idempotent_replay_answers_the_original_state():
+    """A retried append (same Idempotency-Key, same body) gets the original answer again
+    (docs/api.md: "the original answer is sent again, byte for byte"): its state is the state
+    after that append, matching its version, not the aggregate's state now."""
+    with Server() as s:
+        deploy_reducer(s, "orders", "order", "function reduce(s, e) "
+                       "return {n = ((s and s.n) or 0) + 1, v = e.version} end")
+        h = Hapnd(s)
+        h.ok_append("order_1")
+        key = {"Idempotency-Key": "retry-1"}
+        body = {"aggregateId": "order_1", "eventType": "A", "data": {}}
+        st, _, first = h.raw("POST", "/events", body, headers=key)
+        check(st == 201 and json.loads(first)["state"] == {"n": 2, "v": 2}, f"{st} {first}")
+        h.ok_append("order_1")  # someone else appends in between
+        st, hdrs, again = h.raw("POST", "/events", body, headers=key)
+        check(st == 201 and hdrs.get("x-idempotency-replayed") == "true", f"{st} {hdrs}")
+        check(again == first, f"replay differs from the original answer:\n  first  {first}\n"
+                              f"  replay {again}")
+        bkey = {"Idempotency-Key": "retry-2"}
+        bbody = {"aggregateId": "order_1", "events": [ev(), ev()]}
+        st, _, first = h.raw("POST", "/events/batch", bbody, headers=bkey)
+        check(st == 201, f"{st} {first}")
+        h.ok_append("order_1")
+        st, _, again = h.raw("POST", "/events/batch", bbody, headers=bkey)
+        check(again == first, f"batch replay differs:\n  first  {first}\n  replay {again}")
+
+
 # ---- GET /events/{aggregateId} ----
 
 def test_get_events_ascending_with_every_field():
