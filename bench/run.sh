@@ -32,7 +32,11 @@
 #      (l) single-CloudEvent appends through the EvidentSource dialect, then (l') native ones
 #          right after; (m) 100-CloudEvent appends; (n) a selector query returning 100
 #          events; (o) a state view folding 1,000 events: its first read, then repeated reads;
-#   1a. projection catch-up: a Lua projection deployed over 1M events, until live;
+#      (p) single-event Hapnd appends to aggregates whose type has a Lua reducer (its state in
+#          every 201), then (p') native plain ones right after; (q) the Hapnd state GET of a
+#          100-event aggregate;
+#   1a. projection catch-up: a Lua projection deployed over 1M events, until live (natively
+#      in Lua, then JavaScript, then the Lua one uploaded as a zip through the Hapnd dialect);
 #   1b. live fan-out (bench/sse_fanout): 1,000 SSE subscribers on one database under a steady
 #      append load, delivery latency p50/p99 from commit to receipt, and server memory;
 #   1c. compaction (bench_compact): 1M events, half the streams deleted: duration, MB/s of log,
@@ -551,6 +555,7 @@ print(json.dumps({'events': [{'type': 'bench.appended', 'data': {'n': i, 'text':
     run_load annals_state_get "(k) state of a 100-event stream (Lua reducer, snapshot)" 1 \
         "$STREAMS/rs-read/state"
     bench_evidentsource
+    bench_hapnd
 
     ANNALS_RSS_END=$(rss_kb "$APID")
     stop_pid "$APID"
@@ -616,6 +621,45 @@ bench_evidentsource() {
         "$ES/state-views/bench-counter"
 }
 
+# ---------------------------------------------------------------- Hapnd dialect
+HD=/hapnd
+# hapnd_zip FILE NAME SOURCE: writes a zip holding one file NAME with SOURCE.
+hapnd_zip() {
+    python3 -c 'import sys, zipfile
+with zipfile.ZipFile(sys.argv[1], "w", zipfile.ZIP_DEFLATED) as z: z.writestr(sys.argv[2], sys.argv[3])' "$1" "$2" "$3"
+}
+# hapnd_upload KIND ZIP: uploads ZIP to /hapnd/KIND/upload, waits until it compiled; prints
+# the status answer.
+hapnd_upload() {
+    local up id st i
+    up=$(curl -sf -F "file=@$2" "http://127.0.0.1:$APORT$HD/$1/upload") || return 1
+    id=$(python3 -c 'import json, sys; b = json.loads(sys.argv[1]); print(b.get("reducerId") or b.get("uploadId"))' "$up")
+    for i in $(seq 1 600); do
+        st=$(curl -sf "http://127.0.0.1:$APORT$HD/$1/$id/status")
+        case $st in *'"status":"compiled"'*) echo "$st"; return 0 ;; *'"status":"failed"'*) return 1 ;; esac
+        sleep 0.05
+    done
+    return 1
+}
+HD_EVENT='{"aggregateId":"hb_{p}-{m}","eventType":"bench.appended","data":{"n":1,"text":"hello world"}}'
+bench_hapnd() {
+    hapnd_zip "$TMP/hb.zip" HbReducer.lua 'kind = "reducer"
+aggregateType = "hb"
+function apply(s, e) s = s or {n = 0, total = 0} s.n = s.n + 1 s.total = s.total + e.data.n return s end' &&
+        hapnd_upload reducers "$TMP/hb.zip" >/dev/null ||
+        { say "  (p) skipped: the Hapnd reducer could not be uploaded"; return; }
+    run_load_median annals_hapnd "(p) Hapnd single-event appends, a Lua reducer's state in each 201" 1 \
+        "${JSON[@]}" -b "$HD_EVENT" "$HD/events"
+    run_load_median annals_native_p "(p') (a) again, next to (p)" 1 "${JSON[@]}" \
+        -b "{\"events\":[$EVENT]}" "$STREAMS/p-{p}-{m}/events"
+    python3 -c 'import json
+print(json.dumps({"aggregateId": "hb_read", "events": [{"eventType": "bench.appended", "data": {"n": 1}} for _ in range(100)]}))' >"$TMP/hb-read.json"
+    curl -sf -o /dev/null -X POST -H 'Content-Type: application/json' --data-binary @"$TMP/hb-read.json" \
+        "http://127.0.0.1:$APORT$HD/events/batch" || { say "  (q) skipped: no aggregate"; return; }
+    run_load annals_hapnd_state "(q) Hapnd state of a 100-event aggregate (Lua reducer, snapshot)" 1 \
+        "$HD/aggregate-types/hb/hb_read/state"
+}
+
 # deploy_component NAME JSON: deploys user code to the default database of the Annals under test.
 deploy_component() {
     curl -sf -o /dev/null -X PUT -H 'Content-Type: application/json' -d "$2" \
@@ -629,12 +673,16 @@ deploy_component() {
 # the deploy until it reports live with no lag, as events applied per second.
 PROJ_LINE=""
 PROJ_LINE_JS=""
+PROJ_LINE_HAPND=""
 # proj_catchup NAME EVENTS TARGET JSON: deploys the projection JSON as NAME on the Annals under
 # test, waits until it reports live with no lag, and prints its catch-up rate.
 proj_catchup() {
     local name=$1 n=$2 target=$3 t0 t1 st i
     t0=$(date +%s.%N)
-    deploy_component "$name" "$4"
+    case $4 in
+        hapnd:*) hapnd_upload projections "${4#hapnd:}" >/dev/null || { echo "upload failed"; return; } ;;
+        *) deploy_component "$name" "$4" ;;
+    esac
     for i in $(seq 1 36000); do
         st=$(curl -sf "http://127.0.0.1:$APORT/v1/databases/default/projections/$name")
         case $st in *'"status":"live"'*'"lag":0'*|*'"status":"failed"'*) break ;; esac
@@ -662,6 +710,11 @@ bench_projection() {
         PROJ_LINE_JS=$(proj_catchup bench_proj_js "$n" 100,000 '{"kind":"projection","language":"javascript","source":"export function key(e) { return e.stream; }\nexport function apply(s, e) { s = s ?? {n: 0}; s.n += 1; s.last = e.position; return s; }"}')
         say "  JavaScript: $PROJ_LINE_JS"
     fi
+    # the Lua projection again, uploaded through the Hapnd dialect (it sees Hapnd's event shape)
+    hapnd_zip "$TMP/hp.zip" BenchProj.lua 'function resolveKey(e) return e.aggregateId end
+function apply(s, e) s = s or {n = 0} s.n = s.n + 1 s.last = e.position return s end'
+    PROJ_LINE_HAPND=$(proj_catchup hapnd.p.BenchProj "$n" "" "hapnd:$TMP/hp.zip")
+    say "  Hapnd (Lua, uploaded as a zip): $PROJ_LINE_HAPND"
     stop_pid "$APID"
     APID=""
     rm -rf "$TMP/proj"
@@ -985,6 +1038,15 @@ report() {
     say "  EvidentSource state view over 1,000 events: first read ${ES_VIEW_FIRST:-n/a} s, then $(fmt_int "${RPS[annals_es_view]:-}") reads/s"
     say "  projection catch-up (Lua): $PROJ_LINE"
     say "  projection catch-up (JavaScript): $PROJ_LINE_JS"
+    say "  the Hapnd dialect: appends with a reducer's state $(hapnd_cost); state reads $(fmt_int "${RPS[annals_hapnd_state]:-}")/s"
+    say "  projection catch-up (Hapnd, Lua): $PROJ_LINE_HAPND"
+}
+
+# Hapnd appends (a reducer's state in each answer) against native plain appends: (p) vs (p').
+hapnd_cost() {
+    awk -v d="${RPS[annals_hapnd]:-}" -v n="${RPS[annals_native_p]:-}" 'BEGIN {
+        if (d == "" || n == "" || n + 0 == 0) { print "n/a"; exit }
+        printf "%.1f %% of native plain appends\n", d / n * 100 }'
 }
 
 # Appends returning a reducer's state: (j) against (j'), measured back to back.
@@ -1087,6 +1149,9 @@ write_results() {
         say "| EvidentSource state view over 1,000 events: first read, repeated reads/s | ${ES_VIEW_FIRST:-n/a} s, $(fmt_int "${RPS[annals_es_view]:-}") | |"
         say "| projection catch-up in Lua >= 200,000 events/s | $PROJ_LINE | |"
         say "| projection catch-up in JavaScript >= 100,000 events/s | $PROJ_LINE_JS | |"
+        say "| Hapnd appends with a reducer's state next to native plain appends ((p) vs (p')) | $(fmt_int "${RPS[annals_hapnd]:-}") vs $(fmt_int "${RPS[annals_native_p]:-}") | $(hapnd_cost) |"
+        say "| Hapnd state reads of a 100-event aggregate ((q)) | $(fmt_int "${RPS[annals_hapnd_state]:-}") | |"
+        say "| Hapnd projection catch-up (Lua, uploaded zip) | $PROJ_LINE_HAPND | |"
     } >"$f"
     say ""
     say "wrote $f"

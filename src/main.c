@@ -703,10 +703,12 @@ static int cmd_serve(const struct options *o)
     sv.es = (struct es_ctx){.limits = o->limits, .version = ANNALS_VERSION,
                             .started_us = sv.api.started_us};
     sv.hapnd = (struct hapnd_ctx){.limits = o->limits, .started_us = sv.api.started_us};
+    hapnd_ctx_init(&sv.hapnd);
     mount_surfaces(o, &sv);
     ASSERT(gate_route_count(&sv.gate) <= METRICS_ROUTES); /* every route has its counters */
     if (bind_listeners(o, &sv, known_keys) || open_data(o, &sv)) {
         stop_listeners(&sv);
+        hapnd_ctx_fini(&sv.hapnd);
         return 1;
     }
     sv.api.metrics = metrics_new();
@@ -726,6 +728,7 @@ static int cmd_serve(const struct options *o)
     metrics_free(sv.api.metrics);
     rl_free(sv.gate.limiter);
     live_registry_free(sv.api.live);
+    hapnd_ctx_fini(&sv.hapnd);
     return rc ? 1 : 0;
 }
 

@@ -254,7 +254,8 @@ static void send_answer(struct append_ctx *ax)
         struct buf copy; /* the stored answer stays the request's */
         buf_init(&copy);
         buf_add(&copy, r->answer.ptr ? r->answer.ptr : "", r->answer.len);
-        ax->style.answer(ax->http, r->answer_status, &copy, r->replayed, ax->tag);
+        ax->style.answer(ax->http, r->answer_status, &copy, r->replayed, ax->tag,
+                         ax->style.answer_arg);
         buf_fini(&copy);
     } else if (r->answer.len) {
         out_json(ax->http, r->answer_status, &r->answer);
@@ -278,9 +279,16 @@ static void run_state(void *arg, bool cancelled)
     bool no_reducer = false;
     int rc = ERR_SHUTDOWN;
     struct slice category = {ax->category, ax->category ? strlen(ax->category) : 0};
-    if (!cancelled && (r->replayed || r->duplicate)) { /* written earlier: the state now */
-        rc = logic_stream_state_as(ax->style.return_state, ax->db, p->stream, category, NULL,
-                                   &st, &no_reducer, &le);
+    if (!cancelled && (r->replayed || r->duplicate)) {
+        /* written earlier: the state as of its last event (the answer's position), as the
+           first answer had it, not with what was appended since */
+        struct slice v;
+        uint64_t pos = 0;
+        bool has = r->answer.len && jsonx_member((struct slice){r->answer.ptr, r->answer.len},
+                                                 "position", &v) && jsonx_u64(v, &pos) && pos;
+        struct as_of at = {.has_pos = true, .pos = pos};
+        rc = logic_stream_state_as(ax->style.return_state, ax->db, p->stream, category,
+                                   has ? &at : NULL, &st, &no_reducer, &le);
     } else if (!cancelled) {
         struct event_rec *evs = xcalloc(p->count, sizeof(*evs));
         for (size_t i = 0; i < p->count; i++) {

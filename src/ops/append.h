@@ -21,9 +21,11 @@ struct append_style {
      * already stored; replayed: an idempotent replay, the stored native answer). NULL: send
      * it as it is. Any thread; native is the callee's to use, not to keep. */
     void (*answer)(struct http_req *req, unsigned status, struct buf *native, bool replayed,
-                   const char *tag);
+                   const char *tag, void *arg);
     const char *tag;                /* passed to answer (what the surface needs of its request
                                        to answer it, e.g. Hapnd's aggregate type); copied */
+    void *answer_arg;               /* passed to answer; borrowed (it must outlive the
+                                       request: the surface's context) */
     unsigned flags;                 /* APPEND_* asked of the engine (APPEND_TAGS_NO_COMMA) */
     bool flat_events;               /* errors name an event by its index in the request,
                                        "events[k]", counting through the parts in order (a

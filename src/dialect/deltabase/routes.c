@@ -271,9 +271,10 @@ static void store_delete(struct gate_call *c)
 /* ---- streams ---- */
 
 static void answer_appended(struct http_req *req, unsigned status, struct buf *native,
-                            bool replayed, const char *tag)
+                            bool replayed, const char *tag, void *arg)
 {
     (void)tag;
+    (void)arg;
     (void)status;
     (void)replayed;
     struct buf b;
@@ -554,9 +555,10 @@ static void streams_list(struct gate_call *c)
 /* ---- the DCB API ---- */
 
 static void answer_dcb(struct http_req *req, unsigned status, struct buf *native, bool replayed,
-                       const char *tag)
+                       const char *tag, void *arg)
 {
     (void)tag;
+    (void)arg;
     (void)status;
     (void)replayed;
     struct buf b;

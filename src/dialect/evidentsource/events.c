@@ -42,9 +42,10 @@ static bool is_server_event(const struct event_rec *ev)
 /* Writer thread: the native answer of a committed (or re-sent) batch, in EvidentSource's
  * shape; 200 both times. */
 static void answer_appended(struct http_req *req, unsigned status, struct buf *native,
-                            bool replayed, const char *tag)
+                            bool replayed, const char *tag, void *arg)
 {
     (void)tag;
+    (void)arg;
     (void)status;
     (void)replayed;
     struct buf b;

@@ -4,31 +4,57 @@
  * state when one is bound. */
 #include "dialect/hapnd/hd_int.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "dialect/hapnd/types.h"
+#include "json/jsonx.h"
 #include "logic/logic.h"
 #include "ops/append.h"
 #include "ops/out.h"
 #include "util/errors.h"
 
-/* The answer's tag (append_style.tag): 'b' for a batch or 's', then the aggregate type. */
-enum { TAG_BYTES = 1 + HAPND_TYPE_BYTES + 1 };
+/* The answer's tag (append_style.tag): 'b' for a batch or 's', the database's id in 16 hex
+ * digits, then the aggregate type. */
+enum { TAG_ID = 1, TAG_TYPE = 17, TAG_BYTES = TAG_TYPE + HAPND_TYPE_BYTES + 1 };
+
+static void make_tag(char *tag, bool batch, struct db *db, const char *type)
+{
+    snprintf(tag, TAG_BYTES, "%c%016llx%s", batch ? 'b' : 's',
+             (unsigned long long)engine_db_id(db), type);
+}
+
+/* Keeps the type of the aggregate the native answer is about (it has events now). */
+static void remember(const struct hapnd_ctx *x, const char *tag, struct slice native)
+{
+    struct slice stream;
+    struct buf name;
+    buf_init(&name);
+    if (jsonx_member(native, "stream", &stream) && jsonx_string(stream, &name) == 0) {
+        hd_types_put(x->types, strtoull(tag + TAG_ID, NULL, 16), (struct slice){name.ptr,
+                                                                                 name.len},
+                     tag + TAG_TYPE);
+    }
+    buf_fini(&name);
+}
 
 static void answer_appended(struct http_req *req, unsigned status, struct buf *native,
-                            bool replayed, const char *tag)
+                            bool replayed, const char *tag, void *arg)
 {
     (void)status; /* a replay, or events already stored: Hapnd answers 201 alike */
     (void)replayed;
+    struct slice n = {native->ptr, native->len};
     struct buf b;
     buf_init(&b);
-    if (!tag || !tag[0] || hapnd_append_answer((struct slice){native->ptr, native->len},
-                                               (struct slice){tag + 1, strlen(tag + 1)},
-                                               tag[0] == 'b', &b) != 0) {
+    if (!tag || strlen(tag) <= TAG_TYPE ||
+        hapnd_append_answer(n, (struct slice){tag + TAG_TYPE, strlen(tag + TAG_TYPE)},
+                            tag[0] == 'b', &b) != 0) {
         buf_fini(&b);
         hd_fail_req(req, GK_INTERNAL, "INTERNAL_ERROR", "the answer could not be made");
         return;
     }
+    remember(arg, tag, n);
     out_json(req, 201, &b);
 }
 
@@ -38,7 +64,7 @@ static bool choose_type(struct gate_call *c, const struct hapnd_append *a, char 
 {
     char existing[HAPND_TYPE_BYTES + 1];
     bool found;
-    int rc = hd_aggregate_type(c->db, a->aggregate_id, &found, existing);
+    int rc = hd_aggregate_type(hd_ctx_of(c), c->db, a->aggregate_id, &found, existing);
     if (rc) {
         gate_fail_engine(c, rc);
         return false;
@@ -47,13 +73,14 @@ static bool choose_type(struct gate_call *c, const struct hapnd_append *a, char 
     if (!t.ptr && found && existing[0]) {
         t = (struct slice){existing, strlen(existing)};
     } else if (!t.ptr && !hapnd_infer_type(a->aggregate_id, &t)) {
-        hd_fail(c, GK_INVALID, "VALIDATION_ERROR", "aggregateType is required: the "
-                "aggregateId has no '_' or '-' to infer it from");
+        hd_fail_at(c, GK_INVALID, "VALIDATION_ERROR", "aggregateType is required: the "
+                   "aggregateId has no '_' or '-' to infer it from", "aggregateType");
         return false;
     }
     if (!hapnd_type_ok(t)) {
-        hd_fail(c, GK_INVALID, "VALIDATION_ERROR", "the aggregate type (inferred from the "
-                "aggregateId) must be letters, digits, '_', '-' and '.'");
+        hd_fail_at(c, GK_INVALID, "VALIDATION_ERROR", "the aggregate type (inferred from the "
+                   "aggregateId) must be 1 to 48 letters, digits, '_', '-' and '.'",
+                   "aggregateId");
         return false;
     }
     if (found && existing[0] && (t.len != strlen(existing) || memcmp(t.ptr, existing, t.len))) {
@@ -75,9 +102,7 @@ static void append(struct gate_call *c, bool batch)
     struct hapnd_append a;
     hapnd_append_init(&a);
     struct parse_error pe;
-    char tag[TAG_BYTES];
-    tag[0] = batch ? 'b' : 's';
-    char *type = tag + 1;
+    char tag[TAG_BYTES], type[HAPND_TYPE_BYTES + 1];
     if (hapnd_append_parse(http_req_body(c->req), batch, x->limits.batch_events, &a, &pe)) {
         hd_fail_parse(c, &pe);
     } else if (choose_type(c, &a, type)) {
@@ -85,9 +110,10 @@ static void append(struct gate_call *c, bool batch)
         struct buf native;
         buf_init(&native);
         hapnd_native_body(&a, t, &native);
+        make_tag(tag, batch, c->db, type);
         struct append_style style = {.mount = &hapnd_mount, .idem_ns = HAPND_IDEM_NS,
                                      .answer = answer_appended, .tag = tag,
-                                     .flat_events = true};
+                                     .answer_arg = (void *)x, .flat_events = true};
         if (x->logic && logic_has_reducer(x->logic, c->db, t)) {
             style.return_state = x->logic;
             style.state_category = type;
@@ -138,9 +164,9 @@ static bool query_u64(struct gate_call *c, const char *name, uint64_t max, uint6
         return true;
     }
     if (parse_u64(s, &v) != 0 || v == 0 || v > max) {
-        hd_fail(c, GK_INVALID, "VALIDATION_ERROR", name[0] == 'l'
-                ? "limit must be a whole number from 1 to 1000"
-                : "fromVersion must be a whole number from 1");
+        hd_fail_at(c, GK_INVALID, "VALIDATION_ERROR", name[0] == 'l'
+                   ? "limit must be a whole number from 1 to 1000"
+                   : "fromVersion must be a whole number from 1", name);
         return false;
     }
     *out = v;

@@ -4,7 +4,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "dialect/hapnd/hd_int.h"
 #include "dialect/hapnd/translate.h"
+#include "logic/projection.h"
 #include "json/jsonx.h"
 #include "util/errors.h"
 
@@ -47,8 +49,45 @@ static int hd_parse(struct slice ev, size_t index, const char *component, struct
     return rc;
 }
 
+/* ---- webhooks: one change per POST, Hapnd's payload and headers ---- */
+
+static int hook_payload(struct db *db, const struct comp_def *def,
+                        const struct proj_change *changes, size_t n, const char *id,
+                        uint32_t attempt, struct buf *out)
+{
+    (void)n; /* batch_max 1 */
+    (void)id;
+    (void)attempt;
+    char pid[COMP_NAME_BYTES + 8];
+    hd_projection_id(def->name, pid, sizeof pid);
+    hd_render_change(db, "projection.state_changed", (struct slice){pid, strlen(pid)},
+                     changes[0].sequence, changes[0].key, changes[0].state,
+                     changes[0].position, out);
+    return 0;
+}
+
+static void hook_id(const struct comp_def *def, const struct proj_change *changes, size_t n,
+                    char *out, size_t cap)
+{
+    (void)n;
+    char pid[COMP_NAME_BYTES + 8];
+    hd_projection_id(def->name, pid, sizeof pid);
+    snprintf(out, cap, "%s-%llu", pid, (unsigned long long)changes[0].sequence);
+}
+
+static const struct logic_hook_style HAPND_HOOKS = {
+    .batch_max = 1,
+    .signing = DELIVERY_HMAC_HEX,
+    .signature_header = "X-Hapnd-Signature",
+    .id_header = "X-Hapnd-Delivery-Id",
+    .attempt_header = "X-Hapnd-Attempt",
+    .payload = hook_payload,
+    .message_id = hook_id,
+};
+
 const struct logic_event_format hapnd_format = {
     .name = HAPND_FORMAT_NAME,
     .render = hapnd_event_json,
     .parse = hd_parse,
+    .hook_style = &HAPND_HOOKS,
 };

@@ -18,13 +18,24 @@ enum { HAPND_IDEM_NS = 3 };
 struct live_registry;
 struct logic;
 
-/* What the dialect's handlers need beyond the gate. Owned by main. */
+struct hd_types;
+
+enum { HAPND_RUN_BYTES = 36 }; /* a server run's id: a UUID's text */
+
+/* What the dialect's handlers need beyond the gate. Owned by main: set limits, logic, live and
+ * started_us, then hapnd_ctx_init; hapnd_ctx_fini once no request runs. */
 struct hapnd_ctx {
     struct limits limits;        /* copied: batch and event sizes */
     struct logic *logic;         /* borrowed: reducers and projections */
     struct live_registry *live;  /* borrowed: WebSocket streams */
     int64_t started_us;          /* when the server started */
+    char run[HAPND_RUN_BYTES + 1]; /* this server run (upload records name the run that
+                                      compiles them) */
+    struct hd_types *types;      /* owned: aggregate types known (types.c) */
 };
+
+void hapnd_ctx_init(struct hapnd_ctx *x);
+void hapnd_ctx_fini(struct hapnd_ctx *x);
 
 /* The mount: route table and descriptor (X-API-Key keys, the key's database as the tenant,
  * Hapnd's error envelope). */

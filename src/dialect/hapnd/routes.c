@@ -7,14 +7,39 @@
 #include <string.h>
 #include <strings.h>
 
+#include "dialect/hapnd/types.h"
 #include "ops/out.h"
 #include "util/errors.h"
+#include "util/timeutil.h"
+#include "util/uuid.h"
+
+/* ---- the context ---- */
+
+void hapnd_ctx_init(struct hapnd_ctx *x)
+{
+    uint8_t u[UUID_LEN];
+    uuid_v7(time_now_us(), u);
+    uuid_format(u, x->run);
+    x->types = hd_types_new();
+}
+
+void hapnd_ctx_fini(struct hapnd_ctx *x)
+{
+    hd_types_free(x->types);
+    x->types = NULL;
+}
 
 /* ---- shared helpers (hd_int.h) ---- */
 
 void hd_fail(const struct gate_call *c, unsigned kind, const char *code, const char *msg)
 {
-    struct gate_error e = {.kind = kind, .code = code, .message = msg};
+    hd_fail_at(c, kind, code, msg, NULL);
+}
+
+void hd_fail_at(const struct gate_call *c, unsigned kind, const char *code, const char *msg,
+                const char *field)
+{
+    struct gate_error e = {.kind = kind, .code = code, .message = msg, .field = field};
     gate_fail(c, &e);
 }
 
@@ -60,13 +85,21 @@ static int on_first(void *arg, const struct event_rec *ev)
     return 1;
 }
 
-int hd_aggregate_type(struct db *db, struct slice id, bool *found, char *type)
+int hd_aggregate_type(const struct hapnd_ctx *x, struct db *db, struct slice id, bool *found,
+                      char *type)
 {
+    if (hd_types_get(x->types, engine_db_id(db), id, type)) {
+        *found = true;
+        return 0;
+    }
     struct first_event f = {.type = type};
     type[0] = '\0';
     struct stream_rec s;
     int rc = engine_read_stream(db, id, NULL, 1, false, 1, on_first, &f, &s, NULL);
     *found = rc == 0 && f.found;
+    if (*found && type[0]) {
+        hd_types_put(x->types, engine_db_id(db), id, type);
+    }
     return rc == ERR_NOTFOUND ? 0 : rc;
 }
 
@@ -114,6 +147,12 @@ static const struct route_param P_EVENTS[] = {
     {NULL, 0, NULL, NULL},
 };
 
+static const struct route_param P_NOTIFY[] = {
+    {"afterSequence", PARAM_INTEGER, "Changes after this sequence (0: from the first)", NULL},
+    {"limit", PARAM_LIMIT, "Most changes (default 100, at most 1000)", NULL},
+    {NULL, 0, NULL, NULL},
+};
+
 #define DB ROUTE_DB
 static const struct route ROUTES[] = {
     {"GET", "health", hd_health, 0, NEED_NONE, "health", "Health check", NULL, NULL, NULL, 200},
@@ -125,6 +164,34 @@ static const struct route ROUTES[] = {
      "appendEvents", "Append events to one aggregate atomically", NULL, NULL, NULL, 201},
     {"GET", "events/{aggregateId}", hd_events, DB, NEED_READ, "getEvents",
      "An aggregate's events, ascending versions", P_EVENTS, NULL, NULL, 200},
+    {"POST", "reducers/upload", hd_reducer_upload, DB, NEED_ADMIN, "uploadReducer",
+     "Upload reducers: a zip of .lua, .js or .ts files (multipart field file)", NULL, NULL,
+     NULL, 202},
+    {"GET", "reducers/{id}/status", hd_reducer_status, DB, NEED_READ, "reducerStatus",
+     "A reducer upload's compilation status and discovered classes", NULL, NULL, NULL, 200},
+    {"PUT", "aggregate-types/{type}", hd_bind, DB, NEED_ADMIN, "bindReducer",
+     "Bind a reducer of an upload to an aggregate type", NULL, NULL, NULL, 200},
+    {"GET", "aggregate-types/{type}", hd_binding_get, DB, NEED_READ, "getBinding",
+     "The reducer bound to an aggregate type", NULL, NULL, NULL, 200},
+    {"GET", "aggregate-types/{type}/{id}/state", hd_state, DB, NEED_READ, "aggregateState",
+     "An aggregate's state, computed by its type's reducer", NULL, NULL, NULL, 200},
+    {"POST", "projections/upload", hd_projection_upload, DB, NEED_ADMIN, "uploadProjection",
+     "Upload projections: a zip of .lua, .js or .ts files (multipart field file, optional "
+     "config)", NULL, NULL, NULL, 202},
+    {"GET", "projections/{id}/status", hd_projection_status, DB, NEED_READ,
+     "projectionStatus", "A projection upload's status and stable projectionId", NULL, NULL,
+     NULL, 200},
+    {"GET", "projections/{id}/state/{key}", hd_projection_state, DB | ROUTE_PENDING_202,
+     NEED_READ, "projectionState", "A projection's state by key (202 while catching up)",
+     NULL, NULL, NULL, 200},
+    {"GET", "projections/{id}/notifications", hd_projection_notifications, DB, NEED_READ,
+     "projectionNotifications", "A projection's state changes after a sequence",
+     P_NOTIFY, NULL, NULL, 200},
+    {"POST", "projections/{id}/webhook/rotate", hd_projection_rotate, DB | ROUTE_BODY_OPTIONAL,
+     NEED_ADMIN, "rotateProjectionSecret", "Rotate an isolated projection's webhook secret",
+     NULL, NULL, NULL, 200},
+    {"POST", "webhooks/rotate", hd_webhooks_rotate, DB | ROUTE_BODY_OPTIONAL, NEED_ADMIN,
+     "rotateTenantSecret", "Rotate the tenant's shared webhook secret", NULL, NULL, NULL, 200},
 };
 #undef DB
 

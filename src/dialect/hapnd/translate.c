@@ -1,13 +1,15 @@
 /* Hapnd dialect translators (translate.h). */
 #include "dialect/hapnd/translate.h"
 
-#include <jansson.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "engine/canon.h"
 #include "json/jsonx.h"
+#include "json/validate.h"
 #include "util/errors.h"
 #include "util/timeutil.h"
+#include "util/uuid.h"
 
 /* ---- errors ---- */
 
@@ -98,13 +100,11 @@ bool hapnd_type_ok(struct slice type)
 void hapnd_append_init(struct hapnd_append *a)
 {
     memset(a, 0, sizeof(*a));
-    buf_init(&a->text);
     buf_init(&a->events);
 }
 
 void hapnd_append_fini(struct hapnd_append *a)
 {
-    buf_fini(&a->text);
     buf_fini(&a->events);
 }
 
@@ -116,51 +116,83 @@ static int invalid(struct parse_error *pe, const char *field, const char *msg)
     return parse_fail(pe, 400, "VALIDATION_ERROR", field, "%s", msg);
 }
 
-/* A string member of obj that may be absent (or null): true with *out (ptr NULL when absent),
- * false after invalid() when it is another kind or longer than max. */
-static bool opt_string(json_t *obj, const char *name, size_t max, const char *field,
-                       const char **out, struct parse_error *pe)
+/* The members of an object this dialect reads, by decoded name (unknown ones ignored). */
+enum { M_ID, M_TYPE, M_EVENT_TYPE, M_DATA, M_META, M_CORR, M_CAUSE, M_EXPECTED, M_EVENTS, M_N };
+static const char *const MEMBERS[M_N] = {"aggregateId", "aggregateType", "eventType", "data",
+                                         "metadata", "correlationId", "causationId",
+                                         "expectedVersion", "events"};
+
+/* Finds the members of obj (a valid JSON object span) into vals (ptr NULL: absent; a null
+ * value counts as absent). False after invalid() when one is given twice. */
+static bool members(struct slice obj, const char *prefix, struct slice vals[M_N],
+                    struct parse_error *pe)
 {
-    json_t *v = json_object_get(obj, name);
-    *out = NULL;
-    if (!v || json_is_null(v)) {
-        return true;
+    struct buf name;
+    buf_init(&name);
+    memset(vals, 0, M_N * sizeof(*vals));
+    size_t pos = 0;
+    struct slice k, v;
+    bool ok = true;
+    while (ok && jsonx_next_member(obj, &pos, &k, &v)) {
+        if (jsonx_string(k, &name) != 0) {
+            continue; /* a name no member of ours has */
+        }
+        for (int i = 0; i < M_N; i++) {
+            if (name.len == strlen(MEMBERS[i]) && !memcmp(name.ptr, MEMBERS[i], name.len)) {
+                if (vals[i].ptr) {
+                    char field[64];
+                    snprintf(field, sizeof field, "%s%s", prefix, MEMBERS[i]);
+                    ok = invalid(pe, field, "a member is given twice") == 0;
+                }
+                vals[i] = jsonx_kind(v) == 'n' ? (struct slice){NULL, 0} : v;
+            }
+        }
     }
-    if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > max) {
-        char msg[96];
-        snprintf(msg, sizeof msg, "%s must be a non-empty string of at most %zu bytes", name,
-                 max);
+    buf_fini(&name);
+    return ok;
+}
+
+/* A string member (v: its span, ptr NULL when absent) decoded into out (reset), checked with
+ * engine_name_ok up to max bytes. False after invalid() when it is not such a string. */
+static bool name_member(struct slice v, size_t max, const char *field, const char *what,
+                        struct buf *out, struct parse_error *pe)
+{
+    buf_reset(out);
+    if (!v.ptr || jsonx_kind(v) != '"' || jsonx_string(v, out) != 0 ||
+        !engine_name_ok(out->ptr ? out->ptr : "", out->len, max)) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "%s is required: a string of 1 to %zu bytes without control "
+                 "characters", what, max);
         invalid(pe, field, msg);
         return false;
     }
-    *out = json_string_value(v);
     return true;
 }
 
-/* What one event of the request holds: its members, and the request's as defaults. */
+/* What one event of the request holds: raw spans, the request's as defaults. */
 struct ev_in {
-    const char *event_type;
-    struct slice data;           /* raw JSON span */
-    struct slice metadata;       /* raw JSON span of an object; ptr NULL: none */
-    const char *correlation, *causation;
+    struct slice event_type;     /* the raw string token */
+    struct slice data;
+    struct slice metadata;       /* ptr NULL: none */
+    struct slice correlation, causation; /* raw string tokens, ptr NULL: none */
 };
 
 /* Appends the native event of in to out, the aggregate type left as TYPE_MARK. */
 static void native_event(const struct ev_in *in, struct buf *out)
 {
     buf_adds(out, "{\"type\":");
-    buf_add_json_str(out, in->event_type, strlen(in->event_type));
+    jsonx_minify(in->event_type, out);
     buf_adds(out, ",\"data\":");
     jsonx_minify(in->data, out);
     buf_adds(out, ",\"metadata\":{\"" HAPND_MEMBER "\":{\"aggregateType\":");
     buf_addc(out, TYPE_MARK);
-    if (in->correlation) {
+    if (in->correlation.ptr) {
         buf_adds(out, ",\"correlationId\":");
-        buf_add_json_str(out, in->correlation, strlen(in->correlation));
+        jsonx_minify(in->correlation, out);
     }
-    if (in->causation) {
+    if (in->causation.ptr) {
         buf_adds(out, ",\"causationId\":");
-        buf_add_json_str(out, in->causation, strlen(in->causation));
+        jsonx_minify(in->causation, out);
     }
     if (in->metadata.ptr) {
         buf_adds(out, ",\"metadata\":");
@@ -169,166 +201,146 @@ static void native_event(const struct ev_in *in, struct buf *out)
     buf_adds(out, "}}}");
 }
 
-/* The members of one event object ev (jansson) whose raw text is raw, over the defaults. */
-static bool read_event(json_t *ev, struct slice raw, const char *prefix, struct ev_in *in,
+/* Checks the optional members shared by an event and a batch's top into in (over what it
+ * holds). False after invalid(). */
+static bool read_extras(const struct slice vals[M_N], const char *prefix, struct ev_in *in,
+                        struct parse_error *pe)
+{
+    char field[64];
+    struct buf text;
+    buf_init(&text);
+    bool ok = true;
+    if (vals[M_META].ptr && jsonx_kind(vals[M_META]) != '{') {
+        snprintf(field, sizeof field, "%smetadata", prefix);
+        ok = invalid(pe, field, "metadata must be an object") == 0;
+    }
+    in->metadata = vals[M_META].ptr ? vals[M_META] : in->metadata;
+    static const int IDS[] = {M_CORR, M_CAUSE};
+    for (size_t i = 0; ok && i < 2; i++) {
+        struct slice v = vals[IDS[i]];
+        if (v.ptr && (jsonx_kind(v) != '"' || jsonx_string(v, &text) != 0 || text.len == 0 ||
+                      text.len > HAPND_CORRELATION_BYTES)) {
+            snprintf(field, sizeof field, "%s%s", prefix, MEMBERS[IDS[i]]);
+            ok = invalid(pe, field, "correlationId and causationId are strings of 1 to 1024 "
+                         "bytes") == 0;
+        }
+    }
+    in->correlation = vals[M_CORR].ptr ? vals[M_CORR] : in->correlation;
+    in->causation = vals[M_CAUSE].ptr ? vals[M_CAUSE] : in->causation;
+    buf_fini(&text);
+    return ok;
+}
+
+/* One event object ev (its members in vals) over the defaults in *in. */
+static bool read_event(const struct slice vals[M_N], const char *prefix, struct ev_in *in,
                        struct parse_error *pe)
 {
     char field[64];
-    json_t *t = json_object_get(ev, "eventType");
+    struct buf text;
+    buf_init(&text);
     snprintf(field, sizeof field, "%seventType", prefix);
-    if (!json_is_string(t) || json_string_length(t) == 0 ||
-        json_string_length(t) > LIMIT_TYPE_BYTES) {
-        invalid(pe, field, "eventType is required: a non-empty string");
-        return false;
-    }
-    in->event_type = json_string_value(t);
+    bool ok = name_member(vals[M_EVENT_TYPE], LIMIT_TYPE_BYTES, field, "eventType", &text, pe);
+    buf_fini(&text);
+    in->event_type = vals[M_EVENT_TYPE];
     snprintf(field, sizeof field, "%sdata", prefix);
-    json_t *d = json_object_get(ev, "data");
-    if (!d || json_is_null(d) || !jsonx_member(raw, "data", &in->data)) {
-        invalid(pe, field, "data is required");
-        return false;
+    if (ok && !vals[M_DATA].ptr) {
+        ok = invalid(pe, field, "data is required") == 0;
     }
-    json_t *m = json_object_get(ev, "metadata");
-    struct slice mraw;
-    snprintf(field, sizeof field, "%smetadata", prefix);
-    if (m && !json_is_null(m)) {
-        if (!json_is_object(m) || !jsonx_member(raw, "metadata", &mraw)) {
-            invalid(pe, field, "metadata must be an object");
-            return false;
-        }
-        in->metadata = mraw;
-    }
-    const char *s;
-    snprintf(field, sizeof field, "%scorrelationId", prefix);
-    if (!opt_string(ev, "correlationId", HAPND_CORRELATION_BYTES, field, &s, pe)) {
-        return false;
-    }
-    in->correlation = s ? s : in->correlation;
-    snprintf(field, sizeof field, "%scausationId", prefix);
-    if (!opt_string(ev, "causationId", HAPND_CORRELATION_BYTES, field, &s, pe)) {
-        return false;
-    }
-    in->causation = s ? s : in->causation;
-    return true;
+    in->data = vals[M_DATA];
+    return ok && read_extras(vals, prefix, in, pe);
 }
 
-static bool read_top(json_t *root, struct hapnd_append *out, struct parse_error *pe)
+static bool read_top(const struct slice vals[M_N], struct hapnd_append *out,
+                     struct parse_error *pe)
 {
-    json_t *id = json_object_get(root, "aggregateId");
-    if (!json_is_string(id) || json_string_length(id) == 0) {
-        invalid(pe, "aggregateId", "aggregateId is required: a non-empty string");
-        return false;
+    struct buf text;
+    buf_init(&text);
+    bool ok = name_member(vals[M_ID], LIMIT_STREAM_NAME_BYTES, "aggregateId", "aggregateId",
+                          &text, pe);
+    if (ok && (!engine_stream_writable(text.ptr, text.len))) {
+        ok = invalid(pe, "aggregateId", "aggregateId may not start with '$' or be \".\" or "
+                     "\"..\"") == 0;
     }
-    size_t n = json_string_length(id);
-    const char *s = json_string_value(id);
-    if (n > LIMIT_STREAM_NAME_BYTES || s[0] == '$' || memchr(s, '\0', n)) {
-        invalid(pe, "aggregateId", "aggregateId must be at most 256 bytes, without NUL, and "
-                "not start with '$'");
-        return false;
+    if (ok) {
+        memcpy(out->id_text, text.ptr, text.len);
+        out->aggregate_id = (struct slice){out->id_text, text.len};
     }
-    buf_add(&out->text, s, n);
-    const char *type;
-    if (!opt_string(root, "aggregateType", HAPND_TYPE_BYTES, "aggregateType", &type, pe)) {
-        return false;
-    }
-    if (type && !hapnd_type_ok((struct slice){type, strlen(type)})) {
-        invalid(pe, "aggregateType", "aggregateType is letters, digits, '_', '-' and '.'");
-        return false;
-    }
-    out->aggregate_type = type ? (struct slice){type, strlen(type)} : (struct slice){NULL, 0};
-    json_t *ev = json_object_get(root, "expectedVersion");
-    if (ev && !json_is_null(ev)) {
-        if (!json_is_integer(ev) || json_integer_value(ev) < 0) {
-            invalid(pe, "expectedVersion", "expectedVersion must be a whole number from 0");
-            return false;
+    if (ok && vals[M_TYPE].ptr) {
+        buf_reset(&text);
+        ok = jsonx_kind(vals[M_TYPE]) == '"' && jsonx_string(vals[M_TYPE], &text) == 0 &&
+             hapnd_type_ok((struct slice){text.ptr, text.len});
+        if (ok) {
+            memcpy(out->type_text, text.ptr, text.len);
+            out->aggregate_type = (struct slice){out->type_text, text.len};
+        } else {
+            invalid(pe, "aggregateType", "aggregateType is 1 to 48 letters, digits, '_', '-' "
+                    "and '.'");
         }
-        out->has_expected = true;
-        out->expected = (uint64_t)json_integer_value(ev);
     }
-    return true;
+    buf_fini(&text);
+    if (ok && vals[M_EXPECTED].ptr) {
+        ok = jsonx_u64(vals[M_EXPECTED], &out->expected);
+        if (!ok) {
+            invalid(pe, "expectedVersion", "expectedVersion must be a whole number from 0");
+        }
+        out->has_expected = ok;
+    }
+    return ok;
 }
 
-static bool read_batch(json_t *root, struct slice body, size_t max_events, struct ev_in *dflt,
+static bool read_batch(struct slice arr, size_t max_events, const struct ev_in *dflt,
                        struct hapnd_append *out, struct parse_error *pe)
 {
-    json_t *evs = json_object_get(root, "events");
-    struct slice raw;
-    if (!json_is_array(evs) || json_array_size(evs) == 0 || !jsonx_member(body, "events", &raw)) {
-        invalid(pe, "events", "events is required: a non-empty array");
-        return false;
-    }
-    if (json_array_size(evs) > max_events) {
-        parse_fail(pe, 400, "VALIDATION_ERROR", "events", "at most %zu events in one batch",
-                   max_events);
-        return false;
+    if (!arr.ptr || jsonx_kind(arr) != '[') {
+        return invalid(pe, "events", "events is required: a non-empty array") == 0;
     }
     size_t pos = 0;
-    struct slice item;
-    for (size_t i = 0; jsonx_next_item(raw, &pos, &item); i++) {
-        json_t *ev = json_array_get(evs, i);
+    struct slice item, vals[M_N];
+    for (size_t i = 0; jsonx_next_item(arr, &pos, &item); i++) {
         char prefix[32];
         snprintf(prefix, sizeof prefix, "events[%zu].", i);
-        if (!json_is_object(ev)) {
-            invalid(pe, prefix, "each event is an object");
+        if (i == max_events) {
+            parse_fail(pe, 400, "VALIDATION_ERROR", "events", "at most %zu events in one batch",
+                       max_events);
             return false;
         }
+        if (jsonx_kind(item) != '{') {
+            snprintf(prefix, sizeof prefix, "events[%zu]", i);
+            return invalid(pe, prefix, "each event is an object") == 0;
+        }
         struct ev_in in = *dflt;
-        if (!read_event(ev, item, prefix, &in, pe)) {
+        if (!members(item, prefix, vals, pe) || !read_event(vals, prefix, &in, pe)) {
             return false;
         }
         buf_adds(&out->events, out->count++ ? "," : "");
         native_event(&in, &out->events);
     }
-    return true;
+    return out->count ? true : invalid(pe, "events", "events is required: a non-empty array") == 0;
 }
 
 int hapnd_append_parse(struct slice body, bool batch, size_t max_events,
                        struct hapnd_append *out, struct parse_error *pe)
 {
-    void *rootp;
-    if (parse_json_object(body, &rootp, pe) != 0) {
-        if (pe->status == 400) {
-            pe->code = "INVALID_REQUEST";
-        }
-        return ERR_INVALID;
+    struct jsonv_error je;
+    if (jsonv_validate(body.ptr, body.len, LIMIT_JSON_DEPTH, &je) != 0) {
+        return parse_fail(pe, 400, "INVALID_REQUEST", "", "the body is not JSON: %s at byte %zu",
+                          je.msg, je.offset);
     }
-    json_t *root = rootp;
-    bool ok = read_top(root, out, pe);
-    struct ev_in dflt = {0};
+    if (jsonx_kind(body) != '{') {
+        return parse_fail(pe, 400, "INVALID_REQUEST", "", "the body must be a JSON object");
+    }
+    struct slice vals[M_N];
+    struct ev_in in = {0};
+    bool ok = members(body, "", vals, pe) && read_top(vals, out, pe);
     if (ok && batch) {
-        json_t *m = json_object_get(root, "metadata");
-        struct slice mraw;
-        if (m && !json_is_null(m)) {
-            ok = json_is_object(m) && jsonx_member(body, "metadata", &mraw);
-            if (!ok) {
-                invalid(pe, "metadata", "metadata must be an object");
-            }
-            dflt.metadata = ok ? mraw : dflt.metadata;
-        }
-        ok = ok &&
-             opt_string(root, "correlationId", HAPND_CORRELATION_BYTES, "correlationId",
-                        &dflt.correlation, pe) &&
-             opt_string(root, "causationId", HAPND_CORRELATION_BYTES, "causationId",
-                        &dflt.causation, pe) &&
-             read_batch(root, body, max_events, &dflt, out, pe);
+        ok = read_extras(vals, "", &in, pe) && read_batch(vals[M_EVENTS], max_events, &in, out, pe);
     } else if (ok) {
-        ok = read_event(root, body, "", &dflt, pe);
+        ok = read_event(vals, "", &in, pe);
         if (ok) {
             out->count = 1;
-            native_event(&dflt, &out->events);
+            native_event(&in, &out->events);
         }
     }
-    if (ok) { /* the strings the slices point at outlive root: copy them into text */
-        size_t id_len = out->text.len;
-        if (out->aggregate_type.ptr) {
-            buf_add(&out->text, out->aggregate_type.ptr, out->aggregate_type.len);
-        }
-        out->aggregate_id = (struct slice){out->text.ptr, id_len};
-        if (out->aggregate_type.ptr) {
-            out->aggregate_type = (struct slice){out->text.ptr + id_len, out->aggregate_type.len};
-        }
-    }
-    json_decref(root);
     return ok ? 0 : ERR_INVALID;
 }
 
@@ -523,4 +535,39 @@ int hapnd_append_answer(struct slice native, struct slice type, bool batch, stru
     buf_addc(out, '}');
     buf_fini(&ids);
     return 0;
+}
+
+/* ---- projection changes ---- */
+
+void hapnd_change_json(struct buf *out, const char *type, struct slice projection_id,
+                       uint64_t sequence, struct slice key, struct slice state,
+                       const struct event_rec *ev)
+{
+    buf_addc(out, '{');
+    if (type) {
+        buf_adds(out, "\"type\":");
+        buf_add_json_str(out, type, strlen(type));
+        buf_addc(out, ',');
+    }
+    buf_printf(out, "\"sequence\":%llu,\"projectionId\":", (unsigned long long)sequence);
+    buf_add_json_str(out, projection_id.ptr, projection_id.len);
+    buf_adds(out, ",\"stateKey\":");
+    buf_add_json_str(out, key.ptr, key.len);
+    if (ev) {
+        char id[HAPND_ID_TEXT_BYTES + 1], when[HAPND_TIME_BYTES];
+        struct slice t;
+        buf_adds(out, ",\"aggregateId\":");
+        buf_add_json_str(out, ev->stream.ptr, ev->stream.len);
+        if (hapnd_event_type(ev, &t)) {
+            buf_adds(out, ",\"aggregateType\":");
+            buf_add_json_str(out, t.ptr, t.len);
+        }
+        hapnd_event_id(ev->id, id);
+        hapnd_time(ev->recorded_us, when);
+        buf_printf(out, ",\"version\":%llu,\"triggeredBy\":\"%s\",\"timestamp\":\"%s\"",
+                   (unsigned long long)ev->version, id, when);
+    }
+    buf_adds(out, ",\"state\":");
+    buf_add(out, state.len ? state.ptr : "null", state.len ? state.len : 4);
+    buf_addc(out, '}');
 }

@@ -26,7 +26,7 @@
 #define HAPND_MEMBER "hapnd"
 
 enum {
-    HAPND_TYPE_BYTES = 128,      /* an aggregate type */
+    HAPND_TYPE_BYTES = 48,       /* an aggregate type (it names a reducer binding) */
     HAPND_ID_TEXT_BYTES = 4 + 32, /* "evt_" and 32 hex digits */
     HAPND_CORRELATION_BYTES = 1024, /* correlationId, causationId */
 };
@@ -44,16 +44,17 @@ bool hapnd_infer_type(struct slice id, struct slice *type);
 bool hapnd_type_ok(struct slice type);
 
 /* The parts of an append request (POST /events or /events/batch) that do not depend on the
- * store: validated, borrowed from the request's JSON text. */
+ * store, validated. Not to be copied (slices point into it). */
 struct hapnd_append {
-    struct slice aggregate_id;   /* decoded (points into text) */
-    struct slice aggregate_type; /* as given; ptr NULL when absent */
+    struct slice aggregate_id;   /* decoded, in id_text */
+    struct slice aggregate_type; /* decoded, in type_text; ptr NULL when absent */
     bool has_expected;
     uint64_t expected;           /* expectedVersion */
-    struct buf text;             /* owned: decoded strings live here */
     struct buf events;           /* owned: the native events array's items, comma-separated,
                                     without aggregateType (hapnd_native_body adds it) */
     size_t count;
+    char id_text[LIMIT_STREAM_NAME_BYTES + 1];
+    char type_text[HAPND_TYPE_BYTES + 1];
 };
 
 void hapnd_append_init(struct hapnd_append *a);
@@ -62,8 +63,10 @@ void hapnd_append_fini(struct hapnd_append *a);
 /* Reads a POST /events body (batch false: one event, its eventType and data at the top) or a
  * POST /events/batch body (an "events" array of {eventType, data, metadata?, correlationId?,
  * causationId?}; the top-level correlationId, causationId and metadata apply to every event
- * that gives none), checking it: 0, or ERR_INVALID with *pe (code INVALID_REQUEST for JSON
- * that does not parse, VALIDATION_ERROR otherwise, field named). max_events bounds a batch. */
+ * that gives none), checking it: 0, or ERR_INVALID with *pe (code INVALID_REQUEST for text
+ * that is not a JSON object, VALIDATION_ERROR otherwise, field named in Hapnd's terms).
+ * Member names may be escaped; unknown members are ignored; data and metadata are kept as
+ * sent (numbers of any size), minified. max_events bounds a batch. */
 int hapnd_append_parse(struct slice body, bool batch, size_t max_events,
                        struct hapnd_append *out, struct parse_error *pe);
 
@@ -95,5 +98,15 @@ void hapnd_event_json(struct buf *out, const struct event_rec *ev);
  * shown when the reducer computed one; when it failed, "stateError" {"errorCode","error"}.
  * Returns 0 or ERR_INVALID (native is not such an answer). */
 int hapnd_append_answer(struct slice native, struct slice type, bool batch, struct buf *out);
+
+/* Appends one state change of a projection as Hapnd shows it: {"type"? (when type is not
+ * NULL: "projection.state_changed" in webhooks, "state_changed" on a stream), "sequence",
+ * "projectionId", "stateKey", "aggregateId", "aggregateType", "version", "state",
+ * "triggeredBy", "timestamp"}; the aggregate members, triggeredBy (its eventId) and timestamp
+ * (its commit time) come from ev, the event that made the change (NULL when it cannot be read:
+ * they are left out). */
+void hapnd_change_json(struct buf *out, const char *type, struct slice projection_id,
+                       uint64_t sequence, struct slice key, struct slice state,
+                       const struct event_rec *ev);
 
 #endif

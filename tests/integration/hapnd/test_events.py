@@ -65,10 +65,11 @@ def test_explicit_aggregate_type_overrides_inference():
         check(h.events("order_1")["events"][0]["aggregateType"] == "invoice", "GET")
         b = h.ok_append("abc", aggregateType="order")
         check(b["aggregateType"] == "order" and b["version"] == 1, f"{b}")
-        # 128 bytes of [A-Za-z0-9_.-] is a type
-        long_type = "T" * 127 + "."
+        # 48 bytes of [A-Za-z0-9_.-] is a type (it names a reducer binding), 49 are not
+        long_type = "T" * 47 + "."
         b = h.ok_append("x9", aggregateType=long_type)
         check(b["aggregateType"] == long_type, f"{b}")
+        hapnd_error(h.append("x10", aggregateType="T" * 49), 400, "VALIDATION_ERROR")
 
 
 def test_id_without_delimiter_and_no_type_is_400():

@@ -1,0 +1,360 @@
+"""Hapnd reducers and projections over the real server: zips of Lua, JavaScript and TypeScript
+uploaded as multipart, compiled on a worker (202, then a status), reducers bound to aggregate
+types (automatically and by PUT) with their state in every append answer and by GET, keyed
+projections caught up over history (202 while catching up, then 200), polled notifications,
+webhooks signed the Hapnd way (checked with Python's hmac) and secret rotation
+(docs/dialects/hapnd.md)."""
+import hashlib
+import hmac
+import io
+import json
+import time
+import uuid
+import zipfile
+
+from harness import Server, check, wait_until
+from test_webhooks import Receiver
+
+H = "/hapnd"
+
+ORDER_LUA = """
+kind = "reducer"
+aggregateType = "order"
+stateType = "OrderState"
+function apply(state, event)
+  state = state or {total = 0, items = {}, itemCount = 0}
+  if event.eventType == "ItemAdded" then
+    state.total = state.total + event.data.price
+    state.items[#state.items + 1] = event.data.item
+    state.itemCount = state.itemCount + 1
+  end
+  state.version = event.version
+  state.aggregate = event.aggregateId
+  return state
+end
+"""
+
+CART_JS = """
+export const kind = "reducer";
+export const aggregateType = "cart";
+export function apply(state, event) {
+  const s = state ?? { lines: 0 };
+  return { lines: s.lines + 1, last: event.eventType, corr: event.correlationId ?? null };
+}
+"""
+
+COUNTER_TS = """
+interface Counter { n: number }
+export const className = "Counter";
+export function apply(state: Counter | null, event: { eventType: string }): Counter {
+  return { n: (state?.n ?? 0) + 1 };
+}
+"""
+
+SALES_LUA = """
+kind = "projection"
+function resolveKey(event)
+  if event.data.customer == nil then return nil end
+  return event.data.customer
+end
+function apply(state, event)
+  state = state or {orders = 0, spend = 0}
+  state.orders = state.orders + 1
+  state.spend = state.spend + (event.data.amount or 0)
+  return state
+end
+"""
+
+
+def zip_of(files):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, text in files.items():
+            z.writestr(name, text)
+    return buf.getvalue()
+
+
+def multipart(fields):
+    """fields: name -> bytes (sent as a file) or str (a plain field)."""
+    boundary = "----annals" + uuid.uuid4().hex
+    out = io.BytesIO()
+    for name, value in fields.items():
+        out.write(f"--{boundary}\r\n".encode())
+        if isinstance(value, bytes):
+            out.write(f'Content-Disposition: form-data; name="{name}"; filename="{name}.zip"\r\n'
+                      "Content-Type: application/zip\r\n\r\n".encode())
+            out.write(value)
+        else:
+            out.write(f'Content-Disposition: form-data; name="{name}"\r\n\r\n'.encode())
+            out.write(value.encode())
+        out.write(b"\r\n")
+    out.write(f"--{boundary}--\r\n".encode())
+    return out.getvalue(), f"multipart/form-data; boundary={boundary}"
+
+
+def upload(s, what, files=None, raw_zip=None, config=None):
+    fields = {"file": raw_zip if raw_zip is not None else zip_of(files)}
+    if config is not None:
+        fields["config"] = json.dumps(config)
+    body, ctype = multipart(fields)
+    return s.request("POST", f"{H}/{what}/upload", body, headers={"Content-Type": ctype})
+
+
+def status_of(s, what, rid, want=("compiled", "failed")):
+    last = {}
+
+    def done():
+        nonlocal last
+        st, _, last = s.get(f"{H}/{what}/{rid}/status")
+        check(st == 200, f"status {st} {last}")
+        return last.get("status") in want
+
+    wait_until(done, timeout=30)
+    return last
+
+
+def append(s, agg, etype, data, **kw):
+    body = {"aggregateId": agg, "eventType": etype, "data": data, **kw}
+    st, _, b = s.post(f"{H}/events", body)
+    check(st == 201, f"append {st} {b}")
+    return b
+
+
+def expect(resp, status, code):
+    st, _, b = resp
+    check(st == status, f"want {status} {code}, got {st} {b}")
+    check(isinstance(b, dict) and b.get("errorCode") == code and isinstance(b.get("error"), str),
+          f"want errorCode {code}: {b}")
+
+
+def test_reducer_upload_compiles_binds_and_returns_state():
+    with Server() as s:
+        st, _, b = upload(s, "reducers", {"OrderReducer.lua": ORDER_LUA, "README.md": "docs"})
+        check(st == 202, f"upload {st} {b}")
+        check(b["status"] == "pending_compilation" and b["reducerId"].startswith("red_"), b)
+        rec = status_of(s, "reducers", b["reducerId"])
+        check(rec["status"] == "compiled" and rec["kind"] == "reducer", rec)
+        check(rec["discovered"] == [{"className": "OrderReducer", "stateTypeName": "OrderState",
+                                     "kind": "reducer", "aggregateType": "order"}], rec)
+        check("compiledAt" in rec and "createdAt" in rec and "source" not in json.dumps(rec), rec)
+        a = append(s, "order_123", "ItemAdded", {"item": "Widget", "price": 25.0})
+        check(a["state"] == {"total": 25.0, "items": ["Widget"], "itemCount": 1, "version": 1,
+                             "aggregate": "order_123"}, a)
+        st, _, bb = s.post(f"{H}/events/batch", {"aggregateId": "order_123", "events": [
+            {"eventType": "ItemAdded", "data": {"item": "Gadget", "price": 15.0}},
+            {"eventType": "Noted", "data": {}}]})
+        check(st == 201 and bb["state"]["total"] == 40.0 and bb["state"]["itemCount"] == 2
+              and bb["state"]["version"] == 3, f"{st} {bb}")
+        st, _, g = s.get(f"{H}/aggregate-types/order")
+        check(st == 200 and g["reducerId"] == b["reducerId"] and g["aggregateType"] == "order",
+              f"{st} {g}")
+        st, _, g = s.get(f"{H}/aggregate-types/order/order_123/state")
+        check(st == 200 and g["version"] == 3 and g["state"]["items"] == ["Widget", "Gadget"]
+              and g["aggregateId"] == "order_123" and g["lastModified"].endswith("Z"),
+              f"{st} {g}")
+        expect(s.get(f"{H}/aggregate-types/order/order_999/state"), 404, "NOT_FOUND")
+        expect(s.get(f"{H}/aggregate-types/cart/cart-1/state"), 404, "NOT_FOUND")
+        append(s, "cart-1", "Added", {})
+        expect(s.get(f"{H}/aggregate-types/cart/cart-1/state"), 404, "NO_REDUCER_BOUND")
+        expect(s.get(f"{H}/aggregate-types/cart"), 404, "NO_REDUCER_BOUND")
+        # an aggregate of another type is not this type's
+        expect(s.get(f"{H}/aggregate-types/order/cart-1/state"), 404, "NOT_FOUND")
+        # no reducer bound: no state member at all
+        check("state" not in append(s, "cart-2", "Added", {}), "state without a reducer")
+
+
+def test_javascript_and_typescript_reducers_and_manual_binding():
+    with Server() as s:
+        st, _, b = upload(s, "reducers", {"src/CartReducer.js": CART_JS,
+                                          "src/Counter.ts": COUNTER_TS})
+        check(st == 202, f"{st} {b}")
+        rec = status_of(s, "reducers", b["reducerId"])
+        check(rec["status"] == "compiled", rec)
+        by = {d["className"]: d for d in rec["discovered"]}
+        check(by["CartReducer"]["aggregateType"] == "cart", rec)
+        check(by["Counter"]["aggregateType"] == "counter", rec)  # from the class name
+        a = append(s, "cart-7", "LineAdded", {"sku": "x"}, correlationId="req-1")
+        check(a["state"] == {"lines": 1, "last": "LineAdded", "corr": "req-1"}, a)
+        # bind the TypeScript class to another type, explicitly
+        st, _, p = s.request("PUT", f"{H}/aggregate-types/visit",
+                             {"reducerId": b["reducerId"], "className": "Counter"})
+        check(st == 200 and p["aggregateType"] == "visit" and "boundAt" in p
+              and "catchup" in p["message"], f"{st} {p}")
+        for _ in range(3):
+            last = append(s, "visit_1", "Seen", {})
+        check(last["state"] == {"n": 3}, last)
+        # an explicit type on an id that infers nothing uses that type's reducer
+        check(append(s, "abc", "Seen", {}, aggregateType="visit")["state"] == {"n": 1}, "abc")
+        # binding errors
+        expect(s.request("PUT", f"{H}/aggregate-types/visit",
+                         {"reducerId": "red_nope"}), 404, "NOT_FOUND")
+        expect(s.request("PUT", f"{H}/aggregate-types/visit",
+                         {"reducerId": b["reducerId"], "className": "Nope"}), 400,
+               "INVALID_REDUCER")
+        expect(s.request("PUT", f"{H}/aggregate-types/visit", {"reducerId": b["reducerId"]}),
+               400, "INVALID_REDUCER")  # two reducers, none for "visit": name the class
+        expect(s.request("PUT", f"{H}/aggregate-types/visit", {}), 400, "VALIDATION_ERROR")
+
+
+def test_a_failing_reducer_never_loses_the_append():
+    src = 'kind = "reducer"\naggregateType = "bad"\nfunction apply(s, e) error("boom") end\n'
+    with Server() as s:
+        st, _, b = upload(s, "reducers", {"Bad.lua": src})
+        check(status_of(s, "reducers", b["reducerId"])["status"] == "compiled", "compiled")
+        a = append(s, "bad_1", "X", {})
+        check("state" not in a and a["stateError"]["errorCode"] == "REDUCER_FAILED"
+              and "boom" in a["stateError"]["error"], a)
+        st, _, ev = s.get(f"{H}/events/bad_1")
+        check(st == 200 and len(ev["events"]) == 1, f"{st} {ev}")
+        st, _, g = s.get(f"{H}/aggregate-types/bad/bad_1/state")
+        check(st == 500 and g["errorCode"] == "REDUCER_FAILED", f"{st} {g}")
+
+
+def test_bad_uploads_are_refused_with_hapnds_codes():
+    with Server(extra=["--max-body-bytes", str(8 * 1024 * 1024)]) as s:
+        expect(s.request("POST", f"{H}/reducers/upload", {"file": "x"}), 400, "INVALID_UPLOAD")
+        body, ctype = multipart({"other": zip_of({"a.lua": ORDER_LUA})})
+        expect(s.request("POST", f"{H}/reducers/upload", body,
+                         headers={"Content-Type": ctype}), 400, "INVALID_UPLOAD")
+        expect(upload(s, "reducers", raw_zip=b"PK\x03\x04 not really a zip"), 400, "INVALID_ZIP")
+        expect(upload(s, "reducers", {"OrderReducer.cs": "public class X {}"}), 400,
+               "INVALID_CONTENTS")
+        expect(upload(s, "projections", {"README.md": "nothing"}), 400, "INVALID_CONTENTS")
+        big = zipfile.ZIP_STORED
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", big) as z:
+            z.writestr("a.lua", ORDER_LUA)
+            z.writestr("blob.bin", bytes(uuid.uuid4().bytes * (5 * 1000 * 1000 // 16 + 1)))
+        expect(upload(s, "reducers", raw_zip=buf.getvalue()), 400, "FILE_TOO_LARGE")
+        expect(s.get(f"{H}/reducers/red_unknown/status"), 404, "NOT_FOUND")
+
+
+def test_compilation_errors_are_on_the_status_route():
+    with Server() as s:
+        st, _, b = upload(s, "reducers", {"Broken.lua": 'kind = "reducer"\nfunction apply(s, e\n'
+                                                        "  return s\nend\n"})
+        check(st == 202, f"{st} {b}")
+        rec = status_of(s, "reducers", b["reducerId"])
+        check(rec["status"] == "failed" and "Broken.lua:3:" in rec["compilationError"]
+              and rec.get("discovered", []) == [], rec)
+        st, _, b = upload(s, "reducers", {"NoApply.js": "export const kind = 'reducer';"})
+        rec = status_of(s, "reducers", b["reducerId"])
+        check(rec["status"] == "failed" and "apply" in rec["compilationError"], rec)
+        # binding a failed upload
+        expect(s.request("PUT", f"{H}/aggregate-types/x", {"reducerId": b["reducerId"]}), 400,
+               "INVALID_REDUCER")
+
+
+def test_projection_catches_up_then_serves_state_and_notifications():
+    with Server() as s:
+        # a history long enough to be caught up over: 20,000 events in batches
+        for i in range(40):
+            evs = [{"type": "OrderPlaced", "data": {"customer": f"c{(i * 500 + j) % 7}",
+                                                    "amount": 1}}
+                   for j in range(500)]
+            st, _, b = s.append(f"order_{i}", evs)
+            check(st == 201, f"history {st} {b}")
+        append(s, "order_x", "Noise", {"nobody": True})  # resolveKey nil: skipped
+        st, _, up = upload(s, "projections", {"Sales.lua": SALES_LUA})
+        check(st == 202 and up["projectionId"] is None and up["status"] == "compiling"
+              and up["success"] is True and "notifications" not in up, f"{st} {up}")
+        rec = status_of(s, "projections", up["uploadId"])
+        check(rec["status"] == "compiled" and rec["type"] == "runtime"
+              and rec["projectionId"] == "proj_Sales" and rec["uploadId"] == up["uploadId"],
+              rec)
+        seen = set()
+
+        def state_ready():
+            st, _, g = s.get(f"{H}/projections/proj_Sales/state/c3")
+            seen.add(st)
+            if st == 202:
+                check(g == {"projectionId": "proj_Sales", "status": "catching_up"}, g)
+            return st == 200
+
+        wait_until(state_ready, timeout=60, step=0.01)
+        check(202 in seen, f"no 202 while catching up: {seen}")
+        st, _, g = s.get(f"{H}/projections/proj_Sales/state/c3")
+        total = sum(1 for i in range(20000) if i % 7 == 3)
+        check(g["state"] == {"orders": total, "spend": total} and g["stateKey"] == "c3"
+              and g["updatedAt"].endswith("Z"), g)
+        expect(s.get(f"{H}/projections/proj_Sales/state/nobody"), 404, "NOT_FOUND")
+        expect(s.get(f"{H}/projections/proj_Nope/state/c3"), 404, "NOT_FOUND")
+        st, _, n = s.get(f"{H}/projections/proj_Sales/notifications?afterSequence=0&limit=3")
+        check(st == 200 and [x["sequence"] for x in n["notifications"]] == [1, 2, 3], n)
+        first = n["notifications"][0]
+        check(first["projectionId"] == "proj_Sales" and first["aggregateId"] == "order_0"
+              and first["aggregateType"] == "order" and first["stateKey"] == "c0"
+              and first["state"] == {"orders": 1, "spend": 1}, first)
+        st, _, n2 = s.get(f"{H}/projections/proj_Sales/notifications?afterSequence=2")
+        check(n2["notifications"][0]["sequence"] == 3, n2)
+        # live: a new event makes the next change
+        last = s.get(f"{H}/projections/proj_Sales/notifications?afterSequence=19999")[2]
+        check([x["sequence"] for x in last["notifications"]] == [20000], last)
+        append(s, "order_new", "OrderPlaced", {"customer": "c3", "amount": 5})
+        wait_until(lambda: s.get(f"{H}/projections/proj_Sales/notifications?afterSequence="
+                                 "20000")[2]["notifications"], timeout=10)
+        st, _, g = s.get(f"{H}/projections/proj_Sales/state/c3")
+        check(g["state"]["spend"] == total + 5, g)
+
+
+def verify(secret, headers, body):
+    want = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return headers.get("X-Hapnd-Signature") == want
+
+
+def test_webhooks_are_signed_the_hapnd_way_and_secrets_rotate():
+    rx = Receiver()
+    with Server(extra=["--webhook-allow", "127.0.0.1"]) as s:
+        append(s, "order_1", "OrderPlaced", {"customer": "c1", "amount": 3})
+        cfg = {"notifications": {"webhook": {"url": rx.url(), "headers": {"X-Team": "a"}}}}
+        st, _, up = upload(s, "projections", {"Sales.lua": SALES_LUA}, config=cfg)
+        check(st == 202, f"{st} {up}")
+        hook = up["notifications"]["webhook"]
+        check(hook["enabled"] is True and hook["isolated"] is False
+              and hook["secret"].startswith("whsec_") and up["notifications"]["sse"] is False,
+              up)
+        got = rx.wait(1)
+        h, body = got[0]["headers"], got[0]["body"]
+        check(verify(hook["secret"], h, body), f"signature {h}")
+        check(h.get("X-Hapnd-Delivery-Id") == "proj_Sales-1" and h.get("X-Hapnd-Attempt") == "1"
+              and h.get("X-Team") == "a" and h.get("Content-Type") == "application/json", h)
+        p = json.loads(body)
+        check(p["type"] == "projection.state_changed" and p["sequence"] == 1
+              and p["projectionId"] == "proj_Sales" and p["aggregateId"] == "order_1"
+              and p["aggregateType"] == "order" and p["version"] == 1
+              and p["state"] == {"orders": 1, "spend": 3} and p["triggeredBy"].startswith("evt_")
+              and p["timestamp"].endswith("Z"), p)
+        # one change per POST, retried with the attempt counted
+        rx.plan = [500]
+        append(s, "order_2", "OrderPlaced", {"customer": "c2", "amount": 1})
+        got = rx.wait(3)
+        check([g["headers"].get("X-Hapnd-Attempt") for g in got[1:3]] == ["1", "2"]
+              and got[1]["body"] == got[2]["body"], got[1:3])
+        # the tenant's shared secret: the projection rotate refuses, the tenant rotate works
+        expect(s.post(f"{H}/projections/proj_Sales/webhook/rotate", None), 400,
+               "VALIDATION_ERROR")
+        st, _, r = s.post(f"{H}/webhooks/rotate", None)
+        check(st == 200 and r["webhook"]["secret"].startswith("whsec_")
+              and r["webhook"]["secret"] != hook["secret"], f"{st} {r}")
+        append(s, "order_3", "OrderPlaced", {"customer": "c3", "amount": 1})
+        got = rx.wait(4)
+        check(verify(r["webhook"]["secret"], got[3]["headers"], got[3]["body"]),
+              "signed with the rotated secret")
+
+
+def test_isolated_secret_rotates_alone():
+    rx = Receiver()
+    with Server(extra=["--webhook-allow", "127.0.0.1"]) as s:
+        cfg = {"webhook": {"url": rx.url(), "isolateSecret": True}}  # bare config
+        st, _, up = upload(s, "projections", {"Sales.lua": SALES_LUA}, config=cfg)
+        check(st == 202 and up["notifications"]["webhook"]["isolated"] is True, up)
+        secret = up["notifications"]["webhook"]["secret"]
+        status_of(s, "projections", up["uploadId"])
+        st, _, r = s.post(f"{H}/projections/proj_Sales/webhook/rotate", None)
+        check(st == 200 and r["projectionId"] == "proj_Sales" and r["webhook"]["isolated"]
+              and r["webhook"]["secret"] != secret, f"{st} {r}")
+        append(s, "order_1", "OrderPlaced", {"customer": "c1", "amount": 3})
+        got = rx.wait(1)
+        check(verify(r["webhook"]["secret"], got[0]["headers"], got[0]["body"]),
+              "signed with the projection's new secret")
+        expect(s.post(f"{H}/projections/proj_Nope/webhook/rotate", None), 404, "NOT_FOUND")
