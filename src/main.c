@@ -539,7 +539,9 @@ static int bind_dialect_ports(const struct options *o, struct serving *sv, bool 
                                  .limits = o->limits, .handler = gate_handle_port,
                                  .handler_arg = &sv->port_of[i], .observe = api_observe,
                                  .observe_arg = &sv->api, .error_body = gate_http_error_port,
-                                 .error_arg = &sv->port_of[i], .tls_cert = o->tls_cert,
+                                 .error_arg = &sv->port_of[i],
+                                 .body_limit = gate_body_limit_port,
+                                 .body_limit_arg = &sv->port_of[i], .tls_cert = o->tls_cert,
                                  .tls_key = o->tls_key};
         if (http_server_bind(&hc, &sv->ports[i])) {
             return 1;
@@ -560,7 +562,8 @@ static int bind_listeners(const struct options *o, struct serving *sv, bool keys
                              .limits = o->limits, .handler = gate_handle,
                              .handler_arg = &sv->gate, .observe = api_observe,
                              .observe_arg = &sv->api, .error_body = gate_http_error,
-                             .error_arg = &sv->gate, .tls_cert = o->tls_cert,
+                             .error_arg = &sv->gate, .body_limit = gate_body_limit,
+                             .body_limit_arg = &sv->gate, .tls_cert = o->tls_cert,
                              .tls_key = o->tls_key};
     return http_server_bind(&hc, &sv->srv) || bind_dialect_ports(o, sv, keys) ? 1 : 0;
 }

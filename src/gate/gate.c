@@ -229,6 +229,21 @@ void gate_http_error(void *arg, struct slice path, unsigned status, const char *
     (void)m->error(&e, out); /* the HTTP layer keeps its own status */
 }
 
+size_t gate_body_limit(void *arg, struct slice path)
+{
+    struct gate *g = arg;
+    struct slice rest;
+    int k = path.len ? gate_find_mount(g, path, &rest) : -1;
+    return k >= 0 ? g->mounts[k].desc->max_body_bytes : 0;
+}
+
+size_t gate_body_limit_port(void *arg, struct slice path)
+{
+    struct gate_port *p = arg;
+    (void)path;
+    return p->mount->max_body_bytes;
+}
+
 /* ---- request ids ---- */
 
 /* Sets X-Request-Id: the client's (a token of at most 64 characters) or a new one. */

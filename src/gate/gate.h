@@ -102,6 +102,9 @@ struct gate_mount {
                                         DELETE, OPTIONS) */
     const char *cors_expose_headers; /* Access-Control-Expose-Headers of its answers */
     uint8_t idem_namespace;        /* prefixes its idempotency keys (0 = none: native) */
+    size_t max_body_bytes;         /* its requests' bodies may be this large when the server's
+                                      limit is lower (a dialect's documented upload size);
+                                      0 = the server's limit */
 };
 
 /* The shared configuration and state of the pipeline. Owned by main. */
@@ -170,6 +173,12 @@ void gate_handle_port(void *arg, struct http_req *req);
 /* Its http_error_body_fn (arg: struct gate_port). */
 void gate_http_error_port(void *arg, struct slice path, unsigned status, const char *code,
                           const char *message, struct buf *out);
+
+/* The http_body_limit_fn of the main listener (arg: struct gate): the max_body_bytes of the
+ * mount path falls under (0: none). */
+size_t gate_body_limit(void *arg, struct slice path);
+/* ... and of a mount's own port (arg: struct gate_port). */
+size_t gate_body_limit_port(void *arg, struct slice path);
 
 /* The http_error_fn of the HTTP layer (arg: struct gate): the error body of a request the
  * HTTP layer refuses itself, in the envelope of the mount its path falls under. */

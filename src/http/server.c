@@ -286,8 +286,13 @@ static enum step step_head(struct conn *c)
         answer_parse_error(c, HTTP_ERR_BAD);
         return STEP_GO;
     }
+    /* h's slices point into c->in: read the path before consuming the head moves the bytes
+       after it (the body's first bytes) into its place */
+    const struct http_config *cfg = &c->loop->srv->cfg;
+    size_t wider = cfg->body_limit ? cfg->body_limit(cfg->body_limit_arg, h.path) : 0;
+    c->body_max = wider > lim->body_bytes ? wider : lim->body_bytes;
     http_conn_consume(c, (size_t)rc);
-    if (h.content_length > (int64_t)lim->body_bytes) {
+    if (h.content_length > (int64_t)c->body_max) {
         http_put_error(c, 413, "body_too_large", "request body exceeds the limit");
         return STEP_GO;
     }
@@ -303,7 +308,6 @@ static enum step step_head(struct conn *c)
 
 static enum step step_body(struct conn *c)
 {
-    const struct limits *lim = &c->loop->srv->cfg.limits;
     struct http_req *req = c->req;
     if (c->out.len) {
         enum step s = http_conn_flush(c); /* the 100 Continue */
@@ -322,7 +326,7 @@ static enum step step_body(struct conn *c)
         }
     } else {
         ssize_t n = http_chunked_decode(&c->chunk, c->in.ptr ? c->in.ptr : "", c->in.len,
-                                        &req->body, lim->body_bytes);
+                                        &req->body, c->body_max);
         if (n == HTTP_ERR_TOO_LARGE) {
             http_put_error(c, 413, "body_too_large", "request body exceeds the limit");
             return STEP_GO;

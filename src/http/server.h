@@ -36,6 +36,10 @@ typedef void http_observe_fn(void *arg, struct http_req *req, int tag, unsigned 
 typedef void http_error_body_fn(void *arg, struct slice path, unsigned status, const char *code,
                                 const char *message, struct buf *out);
 
+/* The largest body a request to path (still percent-encoded) may send, when more than
+ * limits.body_bytes (0: limits.body_bytes). Pure, any I/O thread. */
+typedef size_t http_body_limit_fn(void *arg, struct slice path);
+
 struct http_config {
     const char *host;            /* IPv4 or IPv6 address to bind ("127.0.0.1", "::1", "[::1]") */
     uint16_t port;               /* 0 = any free port */
@@ -48,6 +52,8 @@ struct http_config {
     http_error_body_fn *error_body; /* optional: bodies of the layer's own errors (default
                                        {"error":{"code","message"}}) */
     void *error_arg;             /* borrowed, passed to error_body */
+    http_body_limit_fn *body_limit; /* optional: larger bodies for some paths (uploads) */
+    void *body_limit_arg;        /* borrowed, passed to body_limit */
     const char *tls_cert;        /* PEM certificate chain file: serve HTTPS (NULL: plain) */
     const char *tls_key;         /* PEM private key file (with tls_cert) */
 };

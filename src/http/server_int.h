@@ -81,6 +81,7 @@ struct conn {
     size_t in_off;               /* start of the current request in in */
     size_t head_len;             /* bytes of the current head */
     int64_t body_left;           /* Content-Length bytes still to read */
+    size_t body_max;             /* the current request's body limit */
     struct http_chunked chunk;   /* chunked decoder */
     struct buf out;              /* bytes to send, from out_off on */
     size_t out_off;              /* sent so far */

@@ -12,8 +12,11 @@
 #include "gate/gate.h"
 #include "util/limits.h"
 
-/* The namespace of the dialect's idempotency keys (the mount's and its appends'). */
-enum { HAPND_IDEM_NS = 3 };
+enum {
+    HAPND_IDEM_NS = 3, /* the namespace of the dialect's idempotency keys */
+    HAPND_BODY_BYTES = 5 * 1000 * 1000 + 64 * 1024, /* a request body at least (a 5 MB zip
+                                                       and the multipart around it) */
+};
 
 struct live_registry;
 struct logic;

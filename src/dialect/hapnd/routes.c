@@ -213,4 +213,5 @@ const struct gate_mount hapnd_mount = {
     .cors_allow_methods = "GET, POST, PUT, OPTIONS",
     .cors_expose_headers = CORS_EXPOSE,
     .idem_namespace = HAPND_IDEM_NS,
+    .max_body_bytes = HAPND_BODY_BYTES,
 };
