@@ -18,6 +18,7 @@
 #include "logic/projection.h"
 #include "ops/out.h"
 #include "ops/parse.h"
+#include "ops/projfeed.h"
 #include "ops/qparse.h"
 #include "util/errors.h"
 #include "util/limits.h"
@@ -1027,112 +1028,7 @@ void api_command(struct gate_call *c)
     submit(c, j, run_command);
 }
 
-/* ---- a projection's changes, live (Server-Sent Events or a WebSocket) ---- */
-
-enum { FEED_PAGE = 100, FEED_HEARTBEAT_S = 15 };
-
-struct feed {
-    struct logic *lg;
-    struct db *db;                 /* a reference, the feed's */
-    char name[COMP_NAME_BYTES + 1];
-    uint64_t after;                /* the newest sequence sent */
-    uint64_t version;              /* the projection version it follows */
-    struct proj_watch *watch;
-    bool ws;
-    int idle_ticks;
-};
-
-static void feed_free(void *arg)
-{
-    struct feed *f = arg;
-    proj_unwatch(logic_projections(f->lg), f->watch); /* no wake after this */
-    engine_db_release(f->db);
-    free(f);
-}
-
-static void on_feed_change(void *arg)
-{
-    http_stream_wake(arg);
-}
-
-static void feed_send(struct feed *f, struct http_req *req, struct slice change, uint64_t seq)
-{
-    if (f->ws) {
-        http_ws_send(req, change.ptr, change.len);
-        return;
-    }
-    char head[48];
-    int n = snprintf(head, sizeof head, "id: %llu\nevent: change\ndata: ",
-                     (unsigned long long)seq);
-    http_stream_write(req, head, (size_t)n);
-    http_stream_write(req, change.ptr, change.len);
-    http_stream_write(req, "\n\n", 2);
-}
-
-/* Sends what is new, while there is room. Returns false once the stream ended. */
-static bool feed_pump(void *arg, struct http_req *req, enum http_pump_reason why)
-{
-    struct feed *f = arg;
-    bool sent = false;
-    struct proj_info info;
-    if (proj_info(logic_projections(f->lg), f->db, f->name, &info) != 0 ||
-        info.version != f->version) { /* removed, or replaced: its sequences start over */
-        if (f->ws) {
-            http_ws_close(req, 1000, "projection removed or replaced");
-        } else {
-            http_stream_end(req);
-        }
-        return false;
-    }
-    while (http_stream_room(req) > 64 * 1024) {
-        struct buf page;
-        buf_init(&page);
-        int rc = proj_changes(logic_projections(f->lg), f->db, f->name, f->after, FEED_PAGE,
-                              &page);
-        struct slice p = {page.ptr, page.len}, list, item, seq;
-        size_t pos = 0, n = 0;
-        bool full = false;
-        if (rc == 0 && jsonx_member(p, "changes", &list)) {
-            while (jsonx_next_item(list, &pos, &item) && jsonx_member(item, "sequence", &seq)) {
-                if (http_stream_room(req) < item.len + 64) {
-                    full = true; /* it waits for the next pump, read again after f->after */
-                    break;
-                }
-                f->after = strtoull(seq.ptr, NULL, 10);
-                feed_send(f, req, item, f->after);
-                n++;
-            }
-        }
-        buf_fini(&page);
-        if (rc == ERR_NOTFOUND) { /* removed (or replaced: a new version starts over) */
-            if (f->ws) {
-                http_ws_close(req, 1000, "projection removed");
-            } else {
-                http_stream_end(req);
-            }
-            return false;
-        }
-        sent = sent || n > 0;
-        if (rc || full || n < FEED_PAGE) {
-            break;
-        }
-    }
-    f->idle_ticks = sent ? 0 : f->idle_ticks + (why == HTTP_PUMP_TICK);
-    if (f->idle_ticks >= FEED_HEARTBEAT_S) {
-        f->idle_ticks = 0;
-        if (f->ws) {
-            http_ws_ping(req);
-        } else {
-            http_stream_write(req, ": heartbeat\n\n", 13);
-        }
-    }
-    return true;
-}
-
-static void feed_ws_msg(void *arg, struct http_req *req, int opcode, const char *p, size_t n)
-{
-    (void)arg, (void)req, (void)opcode, (void)p, (void)n; /* the feed takes no messages */
-}
+/* ---- a projection's changes, live (Server-Sent Events or a WebSocket: ops/projfeed.h) ---- */
 
 void api_proj_live(struct gate_call *c)
 {
@@ -1148,32 +1044,18 @@ void api_proj_live(struct gate_call *c)
                   "number", resume ? "Last-Event-ID" : "after");
         return;
     }
-    struct proj_info info;
-    int rc = proj_info(logic_projections(api_of(c)->logic), c->db, name, &info);
-    if (rc) {
-        proj_missing(c, name, rc);
-        return;
-    }
-    bool ws = http_req_header(c->req, "Upgrade") != NULL;
-    if (ws && !http_ws_requested(c->req)) {
+    struct projfeed_spec spec = {.projection = name, .after = after,
+                                 .ws = http_req_header(c->req, "Upgrade") != NULL};
+    int rc = projfeed_start(c->req, api_of(c)->logic, c->db, &spec, &projfeed_native);
+    if (rc == ERR_INVALID) { /* (the projection runs: it is the upgrade) */
         out_error(c->req, 400, "invalid_upgrade", "a WebSocket upgrade needs Upgrade: "
                   "websocket, Connection: Upgrade, Sec-WebSocket-Version: 13 and a "
                   "Sec-WebSocket-Key", "Upgrade");
         return;
     }
-    struct feed *f = xcalloc(1, sizeof(*f));
-    f->lg = api_of(c)->logic;
-    f->db = c->db;
-    c->db = NULL; /* the feed's reference now */
-    snprintf(f->name, sizeof f->name, "%s", name);
-    f->after = after;
-    f->version = info.version;
-    f->ws = ws;
-    http_set_user(c->req, f, feed_free);
-    f->watch = proj_watch(logic_projections(f->lg), f->db, f->name, on_feed_change, c->req);
-    if (ws) {
-        http_ws_accept(c->req, feed_ws_msg, feed_pump, f);
-    } else {
-        http_stream_start(c->req, 200, "text/event-stream", feed_pump, f);
+    if (rc) {
+        proj_missing(c, name, rc);
+        return;
     }
+    c->db = NULL; /* the feed's reference now */
 }

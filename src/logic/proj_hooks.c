@@ -229,31 +229,8 @@ static int save_checkpoint(struct phook *h)
     return rc;
 }
 
-/* The changes of one delivery, copied out of the store: ch[i]'s key and state point into
- * bytes once read_batch has returned (key then state, change after change). */
-struct batch {
-    struct proj_change ch[PHOOK_BATCH];
-    struct buf bytes;
-    size_t n;
-    size_t max;                    /* changes it may take */
-};
-
-static int on_change(void *arg, struct slice key, struct slice val)
-{
-    struct batch *b = arg;
-    struct proj_change ch;
-    if (b->n == b->max || !proj_change_decode(key, val, &ch) ||
-        (b->n && b->bytes.len + ch.key.len + ch.state.len > PHOOK_BATCH_BYTES)) {
-        return 1;
-    }
-    buf_add(&b->bytes, ch.key.ptr, ch.key.len);
-    buf_add(&b->bytes, ch.state.ptr, ch.state.len);
-    b->ch[b->n++] = ch; /* (its slices are fixed once the scan is over) */
-    return 0;
-}
-
-/* Reads the changes after the checkpoint into b. Returns 0 or ERR_*. */
-static int read_batch(struct phook *h, struct batch *b)
+/* Reads the changes after the checkpoint into b (one delivery's). Returns 0 or ERR_*. */
+static int read_batch(struct phook *h, struct proj_change_list *b)
 {
     pthread_mutex_lock(&h->mu);
     uint64_t after = h->delivered;
@@ -263,19 +240,8 @@ static int read_batch(struct phook *h, struct batch *b)
     if (rc) {
         return rc;
     }
-    char from[8];
-    put_be64(from, after);
-    rc = derived_scan(t, h->t_changes, (struct slice){NULL, 0},
-                      after ? (struct slice){from, 8} : (struct slice){NULL, 0}, b->max,
-                      on_change, b);
+    rc = proj_change_list_read(t, h->t_changes, after, b);
     derived_abort(t);
-    size_t at = 0;
-    for (size_t i = 0; i < b->n; i++) {
-        b->ch[i].key.ptr = b->bytes.ptr + at;
-        at += b->ch[i].key.len;
-        b->ch[i].state.ptr = b->bytes.ptr + at;
-        at += b->ch[i].state.len;
-    }
     return rc;
 }
 
@@ -293,15 +259,8 @@ static int native_payload(struct db *db, const struct comp_def *def,
     buf_add_json_str(out, id, strlen(id));
     buf_printf(out, ",\"attempt\":%u,\"changes\":[", attempt);
     for (size_t i = 0; i < n; i++) {
-        buf_adds(out, i ? ",{\"sequence\":" : "{\"sequence\":");
-        buf_add_u64(out, ch[i].sequence);
-        buf_adds(out, ",\"key\":");
-        buf_add_json_str(out, ch[i].key.ptr, ch[i].key.len);
-        buf_adds(out, ",\"state\":");
-        buf_add(out, ch[i].state.ptr, ch[i].state.len);
-        buf_adds(out, ",\"position\":");
-        buf_add_u64(out, ch[i].position);
-        buf_addc(out, '}');
+        buf_adds(out, i ? "," : "");
+        proj_change_json(out, &ch[i]);
     }
     buf_adds(out, "]}");
     return 0;
@@ -373,8 +332,8 @@ static void fail_early(struct delivery_result *res, const char *what, int rc)
     snprintf(res->error, sizeof res->error, "%s (%s)", what, err_name(rc));
 }
 
-static void post_once(struct phook *h, const struct batch *b, const char *id, uint32_t attempt,
-                      struct delivery_result *res)
+static void post_once(struct phook *h, const struct proj_change_list *b, const char *id,
+                      uint32_t attempt, struct delivery_result *res)
 {
     struct secret_rec keys;
     char kb[COMP_NAME_BYTES + 8];
@@ -423,7 +382,7 @@ static void park(struct phook *h, uint64_t first, uint64_t last, uint32_t attemp
 }
 
 /* Delivers b with retries; false only when stopping before it was delivered or parked. */
-static bool deliver(struct phook *h, const struct batch *b)
+static bool deliver(struct phook *h, const struct proj_change_list *b)
 {
     char id[PHOOK_ID_BYTES];
     h->style->message_id(&h->def, b->ch, b->n, id, sizeof id);
@@ -459,12 +418,10 @@ static void *hook_main(void *arg)
     pthread_setname_np(pthread_self(), "annals-projhook");
     load_checkpoint(h);
     size_t max = h->style->batch_max;
-    struct batch *b = xcalloc(1, sizeof(*b));
-    b->max = max && max < PHOOK_BATCH ? max : PHOOK_BATCH;
-    buf_init(&b->bytes);
+    struct proj_change_list batch;
+    struct proj_change_list *b = &batch;
+    proj_change_list_init(b, max && max < PHOOK_BATCH ? max : PHOOK_BATCH, PHOOK_BATCH_BYTES);
     while (!stopping(h)) {
-        b->n = 0;
-        buf_reset(&b->bytes);
         int rc = read_batch(h, b);
         if (rc || b->n == 0) {
             nap(h, rc == ERR_GONE ? 10 * PHOOK_IDLE_MS : PHOOK_IDLE_MS, rc == 0);
@@ -480,8 +437,7 @@ static void *hook_main(void *arg)
             nap(h, PHOOK_IDLE_MS, false); /* the store refused: try again, deliver nothing new */
         }
     }
-    buf_fini(&b->bytes);
-    free(b);
+    proj_change_list_fini(b);
     return NULL;
 }
 

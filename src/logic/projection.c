@@ -1164,6 +1164,71 @@ bool proj_change_decode(struct slice key, struct slice val, struct proj_change *
     return true;
 }
 
+void proj_change_json(struct buf *out, const struct proj_change *ch)
+{
+    buf_adds(out, "{\"sequence\":");
+    buf_add_u64(out, ch->sequence);
+    buf_adds(out, ",\"key\":");
+    buf_add_json_str(out, ch->key.ptr, ch->key.len);
+    buf_adds(out, ",\"state\":");
+    buf_add(out, ch->state.ptr, ch->state.len);
+    buf_adds(out, ",\"position\":");
+    buf_add_u64(out, ch->position);
+    buf_addc(out, '}');
+}
+
+void proj_change_list_init(struct proj_change_list *l, size_t max, size_t max_bytes)
+{
+    l->max = max ? max : 1;
+    l->max_bytes = max_bytes;
+    l->ch = xcalloc(l->max, sizeof(*l->ch));
+    l->n = 0;
+    buf_init(&l->bytes);
+}
+
+void proj_change_list_fini(struct proj_change_list *l)
+{
+    free(l->ch);
+    buf_fini(&l->bytes);
+    memset(l, 0, sizeof(*l));
+}
+
+/* Copies one change into the list (its slices are set once the scan is over: bytes may
+ * move while it grows). Stops the scan when the list is full. */
+static int on_list_change(void *arg, struct slice key, struct slice val)
+{
+    struct proj_change_list *l = arg;
+    struct proj_change ch;
+    if (l->n == l->max || !proj_change_decode(key, val, &ch) ||
+        (l->n && l->bytes.len + ch.key.len + ch.state.len > l->max_bytes)) {
+        return 1;
+    }
+    buf_add(&l->bytes, ch.key.ptr, ch.key.len);
+    buf_add(&l->bytes, ch.state.ptr, ch.state.len);
+    l->ch[l->n++] = ch;
+    return 0;
+}
+
+int proj_change_list_read(struct derived_txn *t, const char *table, uint64_t after,
+                          struct proj_change_list *l)
+{
+    l->n = 0;
+    buf_reset(&l->bytes);
+    char from[8];
+    put_be64(from, after);
+    int rc = derived_scan(t, table, (struct slice){NULL, 0},
+                          after ? (struct slice){from, 8} : (struct slice){NULL, 0}, l->max,
+                          on_list_change, l);
+    size_t at = 0;
+    for (size_t i = 0; i < l->n; i++) {
+        l->ch[i].key.ptr = l->bytes.ptr + at;
+        at += l->ch[i].key.len;
+        l->ch[i].state.ptr = l->bytes.ptr + at;
+        at += l->ch[i].state.len;
+    }
+    return rc;
+}
+
 static int on_change(void *arg, struct slice key, struct slice val)
 {
     struct change_page *cp = arg;
@@ -1173,15 +1238,7 @@ static int on_change(void *arg, struct slice key, struct slice val)
         return 1; /* (a page stops once past its bytes: the next one goes on after it) */
     }
     buf_adds(cp->out, cp->count++ ? "," : "");
-    buf_adds(cp->out, "{\"sequence\":");
-    buf_add_u64(cp->out, ch.sequence);
-    buf_adds(cp->out, ",\"key\":");
-    buf_add_json_str(cp->out, ch.key.ptr, ch.key.len);
-    buf_adds(cp->out, ",\"state\":");
-    buf_add(cp->out, ch.state.ptr, ch.state.len);
-    buf_adds(cp->out, ",\"position\":");
-    buf_add_u64(cp->out, ch.position);
-    buf_addc(cp->out, '}');
+    proj_change_json(cp->out, &ch);
     cp->last = ch.sequence;
     return 0;
 }
@@ -1209,6 +1266,21 @@ int proj_changes(struct projections *p, struct db *db, const char *name, uint64_
     buf_adds(out, ",\"sequence\":");
     buf_add_u64(out, info.sequence);
     buf_addc(out, '}');
+    return rc;
+}
+
+int proj_changes_list(struct projections *p, struct db *db, const char *name, uint64_t after,
+                      struct proj_change_list *l, struct proj_info *info)
+{
+    char table[DERIVED_TABLE_BYTES + 1];
+    struct derived_txn *t;
+    l->n = 0;
+    int rc = lookup_read(p, db, name, info, NULL, table, &t);
+    if (rc) {
+        return rc;
+    }
+    rc = proj_change_list_read(t, table, after, l);
+    derived_abort(t);
     return rc;
 }
 

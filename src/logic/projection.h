@@ -104,6 +104,37 @@ struct proj_change {
 /* Reads the entry (key, val) of a changes table into *out (slices into val). Returns false
  * when it is not a change record. Pure. */
 bool proj_change_decode(struct slice key, struct slice val, struct proj_change *out);
+/* Appends ch as the API shows a change record, {"sequence","key","state","position"}: what a
+ * proj_changes page lists, what the native live feed sends and what native webhooks carry.
+ * Pure. */
+void proj_change_json(struct buf *out, const struct proj_change *ch);
+
+/* Changes copied out of a changes table, in sequence order: ch[0..n), each one's key and state
+ * pointing into bytes (valid until the list is read into again or finished). What a reader
+ * that works on changes after its read transaction has ended holds (a webhook's batch, a live
+ * feed's page). */
+struct proj_change_list {
+    struct proj_change *ch;  /* owned: room for max */
+    size_t n;
+    size_t max;              /* changes one read takes at most (>= 1) */
+    size_t max_bytes;        /* ... and key and state bytes: a read stops before the change
+                                that would pass them (the first one is taken whatever its
+                                size) */
+    struct buf bytes;        /* owned: the keys and states */
+};
+void proj_change_list_init(struct proj_change_list *l, size_t max, size_t max_bytes);
+/* Frees what l owns. On zeroed memory: nothing. */
+void proj_change_list_fini(struct proj_change_list *l);
+/* Reads into l (emptied first) the changes of changes table `table` after sequence after, in
+ * t. Returns 0 or ERR_*. Any thread. */
+struct derived_txn;
+int proj_change_list_read(struct derived_txn *t, const char *table, uint64_t after,
+                          struct proj_change_list *l);
+/* proj_change_list_read of the running version of projection name of db, in a read
+ * transaction of its own; *info as proj_info for that same version (its version tells which
+ * changes these are). Returns 0, ERR_NOTFOUND (no such projection running) or ERR_*. */
+int proj_changes_list(struct projections *p, struct db *db, const char *name, uint64_t after,
+                      struct proj_change_list *l, struct proj_info *info);
 
 /* Calls fn(arg, reached) exactly once, on the runner thread (not under its lock): reached true
  * as soon as projection name of db has applied every event up to position min_position,

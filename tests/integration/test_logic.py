@@ -633,6 +633,55 @@ def test_projection_changes_live_over_sse_with_resume():
         sub.close()
 
 
+def test_projection_changes_live_sends_a_change_larger_than_the_stream_buffer():
+    """A change whose message is past the stream's output cap (256 KiB) goes out alone, on
+    both transports, instead of waiting for room that never comes."""
+    from test_live import SSE
+    from test_websocket import WS
+    big = "function key(e) return e.stream end\n" \
+          "function apply(s, e) return {blob = string.rep('x', 300000), n = e.data.n} end"
+    with Server() as s:
+        s.append("a", [{"type": "T", "data": {"n": 1}}])
+        s.append("b", [{"type": "T", "data": {"n": 2}}])
+        check(put(s, "big", projection(big))[0] == 201, "deploy")
+        wait_live(s, "big")
+        sub = SSE(s.port, f"{DB}/projections/big/changes/live")
+        got = []
+        while len(got) < 2:
+            m = sub.message()
+            if m["event"] == "change":
+                got.append(json.loads(m["data"]))
+        check([(c["sequence"], c["state"]["n"], len(c["state"]["blob"])) for c in got] ==
+              [(1, 1, 300000), (2, 2, 300000)], f"{[c['sequence'] for c in got]}")
+        sub.close()
+        ws = WS(s.port, f"{DB}/projections/big/changes/live?after=1")
+        check(ws.status == 101, f"{ws.status}")
+        while True:
+            op, payload = ws.frame()
+            if op == 1:
+                break
+        c = json.loads(payload)
+        check(c["sequence"] == 2 and len(c["state"]["blob"]) == 300000, f"{c['sequence']}")
+        ws.sock.close()
+
+
+def test_projection_changes_live_catches_up_page_after_page():
+    from test_live import SSE
+    with Server() as s:
+        for i in range(250):  # one change each: more than a page (100)
+            s.append(f"shop-{i}", [{"type": "Placed", "data": {"amount": i}}])
+        check(put(s, "totals", projection())[0] == 201, "deploy")
+        wait_live(s, "totals")
+        sub = SSE(s.port, f"{DB}/projections/totals/changes/live?after=20")
+        got = []
+        while len(got) < 230:
+            m = sub.message()
+            if m["event"] == "change":
+                got.append(int(m["id"]))
+        check(got == list(range(21, 251)), f"{got}")
+        sub.close()
+
+
 # ---- JavaScript and TypeScript ----
 
 def test_javascript_and_typescript_reducers_and_projections():
