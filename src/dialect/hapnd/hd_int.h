@@ -54,6 +54,8 @@ void hd_projection_state(struct gate_call *c);   /* GET /projections/{id}/state/
 void hd_projection_notifications(struct gate_call *c); /* GET .../{id}/notifications */
 void hd_projection_rotate(struct gate_call *c);  /* POST /projections/{id}/webhook/rotate */
 void hd_webhooks_rotate(struct gate_call *c);    /* POST /webhooks/rotate */
+/* stream.c */
+void hd_projection_stream(struct gate_call *c);  /* GET /projections/{id}/stream (WebSocket) */
 
 /* The component name of projectionId pid ("proj_X" -> "hapnd.p.X", COMP_NAME_BYTES + 1);
  * false when pid is no Hapnd projectionId. */

@@ -153,6 +153,11 @@ static const struct route_param P_NOTIFY[] = {
     {NULL, 0, NULL, NULL},
 };
 
+static const struct route_param P_STREAM[] = {
+    {"afterSequence", PARAM_INTEGER, "Changes after this sequence (0: from the first)", NULL},
+    {NULL, 0, NULL, NULL},
+};
+
 #define DB ROUTE_DB
 static const struct route ROUTES[] = {
     {"GET", "health", hd_health, 0, NEED_NONE, "health", "Health check", NULL, NULL, NULL, 200},
@@ -187,6 +192,9 @@ static const struct route ROUTES[] = {
     {"GET", "projections/{id}/notifications", hd_projection_notifications, DB, NEED_READ,
      "projectionNotifications", "A projection's state changes after a sequence",
      P_NOTIFY, NULL, NULL, 200},
+    {"GET", "projections/{id}/stream", hd_projection_stream, DB | ROUTE_STREAMING, NEED_READ,
+     "projectionStream", "A projection's state changes over a WebSocket (afterSequence to "
+     "resume)", P_STREAM, NULL, NULL, 101},
     {"POST", "projections/{id}/webhook/rotate", hd_projection_rotate, DB | ROUTE_BODY_OPTIONAL,
      NEED_ADMIN, "rotateProjectionSecret", "Rotate an isolated projection's webhook secret",
      NULL, NULL, NULL, 200},

@@ -390,3 +390,55 @@ def test_isolated_secret_rotates_alone():
         check(verify(r["webhook"]["secret"], got[0]["headers"], got[0]["body"]),
               "signed with the projection's new secret")
         expect(s.post(f"{H}/projections/proj_Nope/webhook/rotate", None), 404, "NOT_FOUND")
+
+
+def test_websocket_stream_sends_state_changes_pings_and_resumes():
+    from test_websocket import WS
+    with Server(extra=["--webhook-allow", "127.0.0.1"]) as s:
+        for i in range(3):
+            append(s, f"order_{i}", "OrderPlaced", {"customer": "c1", "amount": i})
+        st, _, up = upload(s, "projections", {"Sales.lua": SALES_LUA})
+        status_of(s, "projections", up["uploadId"])
+        wait_until(lambda: s.get(f"{H}/projections/proj_Sales/state/c1")[0] == 200, timeout=20)
+        ws = WS(s.port, f"{H}/projections/proj_Sales/stream")
+        check(ws.status == 101, f"upgrade: {ws.status}")
+        got = [ws.message() for _ in range(3)]
+        check([m["sequence"] for m in got] == [1, 2, 3], got)
+        m = got[2]
+        check(m["type"] == "state_changed" and m["projectionId"] == "proj_Sales"
+              and m["aggregateId"] == "order_2" and m["aggregateType"] == "order"
+              and m["version"] == 1 and m["state"] == {"orders": 3, "spend": 3}
+              and m["timestamp"].endswith("Z"), m)
+        ws.send({"type": "pong"})  # taken without an answer, the stream goes on
+        append(s, "order_9", "OrderPlaced", {"customer": "c2", "amount": 7})
+        m = ws.message()
+        check(m["sequence"] == 4 and m["stateKey"] == "c2" and m["state"]["spend"] == 7, m)
+        ws.close()
+        # resume after a sequence
+        ws = WS(s.port, f"{H}/projections/proj_Sales/stream?afterSequence=3")
+        m = ws.message()
+        check(m["sequence"] == 4, m)
+        ws.close()
+        # errors: not an upgrade, an unknown projection, a bad afterSequence
+        expect(s.get(f"{H}/projections/proj_Sales/stream"), 400, "VALIDATION_ERROR")
+        expect(s.get(f"{H}/projections/proj_Nope/stream"), 404, "NOT_FOUND")
+        expect(s.get(f"{H}/projections/proj_Sales/stream?afterSequence=x"), 400,
+               "VALIDATION_ERROR")
+
+
+def test_websocket_keepalive_is_a_ping_text_message():
+    """After 15 s without a change the stream sends {"type":"ping"} (a text message, not a
+    WebSocket ping frame)."""
+    from test_websocket import WS
+    with Server() as s:
+        st, _, up = upload(s, "projections", {"Sales.lua": SALES_LUA})
+        status_of(s, "projections", up["uploadId"])
+        wait_until(lambda: s.get(f"{H}/projections/proj_Sales/notifications")[0] == 200
+                   and s.request("GET", f"/v1/databases/default/projections/hapnd.p.Sales")[0]
+                   == 200, timeout=20)
+        ws = WS(s.port, f"{H}/projections/proj_Sales/stream", timeout=25)
+        t0 = time.monotonic()
+        op, p = ws.frame()
+        check(op == 1 and json.loads(p) == {"type": "ping"}, f"a ping text message: {op} {p}")
+        check(time.monotonic() - t0 > 10, "not before the keepalive interval")
+        ws.close()
