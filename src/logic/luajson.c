@@ -556,37 +556,6 @@ static void put(struct buf *b, const char *s, size_t n)
     b->len += n;
 }
 
-/* Length of the valid UTF-8 sequence at s (lead byte >= 0x80), 0 when invalid. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    size_t len;
-    unsigned char lo = 0x80;
-    unsigned char hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) {
-        len = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        lo = (c == 0xE0) ? 0xA0 : 0x80;
-        hi = (c == 0xED) ? 0x9F : 0xBF;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        lo = (c == 0xF0) ? 0x90 : 0x80;
-        hi = (c == 0xF4) ? 0x8F : 0xBF;
-    } else {
-        return 0;
-    }
-    if (n < len || s[1] < lo || s[1] > hi) {
-        return 0;
-    }
-    for (size_t i = 2; i < len; i++) {
-        if (s[i] < 0x80 || s[i] > 0xBF) {
-            return 0;
-        }
-    }
-    return len;
-}
-
 static void put_escape(struct buf *b, unsigned char c)
 {
     static const char hex[] = "0123456789abcdef";
@@ -627,7 +596,7 @@ static int enc_string(struct enc *e, const char *s, size_t n)
             continue;
         }
         if (c >= 0x80) {
-            size_t len = utf8_len(u + i, n - i);
+            size_t len = utf8_seq_len(u + i, n - i);
             if (len == 0) {
                 return enc_fail(e, ERR_INVALID, "string is not valid UTF-8 (byte %zu)", i + 1);
             }

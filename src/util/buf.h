@@ -28,9 +28,13 @@ void buf_addc(struct buf *b, char c);
 void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void buf_add_u64(struct buf *b, uint64_t v);
 void buf_add_i64(struct buf *b, int64_t v);
-/* Appends s[0..n) as a quoted, escaped JSON string. Bytes >= 0x80 are copied as they are
- * (callers only pass valid UTF-8). */
+/* Appends s[0..n) as a quoted, escaped JSON string. UTF-8 sequences are copied as they are;
+ * a byte that is not part of one (text from user code, say) becomes \ufffd, so the result is
+ * always valid JSON. */
 void buf_add_json_str(struct buf *b, const char *s, size_t n);
+/* Length of the valid UTF-8 sequence at s (its lead byte >= 0x80; n bytes readable): 2 to 4,
+ * or 0 when it is not one (strict: no overlong forms, no surrogates, nothing past U+10FFFF). */
+size_t utf8_seq_len(const unsigned char *s, size_t n);
 /* Transfers the storage to the caller (malloc'd, NUL-terminated) and resets b. */
 char *buf_steal(struct buf *b, size_t *out_len);
 

@@ -19,6 +19,12 @@ TEST(json_string_escaping)
     buf_add_json_str(&b, "a\"b\\c\n\x01\xc3\xa9", 9);
     ASSERT_STR(b.ptr, "\"a\\\"b\\\\c\\n\\u0001\xc3\xa9\"");
     buf_reset(&b);
+    /* bytes that are not UTF-8 (a lone continuation, a cut sequence, an overlong form, a
+       surrogate) become U+FFFD: the text stays valid JSON */
+    buf_add_json_str(&b, "x\xff\x80y\xe2\x82z\xc0\xafw\xed\xa0\x80\xf0\x9f\x98\x80", 17);
+    ASSERT_STR(b.ptr, "\"x\\ufffd\\ufffdy\\ufffd\\ufffdz\\ufffd\\ufffdw\\ufffd\\ufffd\\ufffd"
+                      "\xf0\x9f\x98\x80\"");
+    buf_reset(&b);
     buf_add_u64(&b, 18446744073709551615ull);
     buf_addc(&b, ' ');
     buf_add_i64(&b, -9223372036854775807ll - 1);

@@ -25,15 +25,26 @@ static void make_tag(char *tag, bool batch, struct db *db, const char *type)
              (unsigned long long)engine_db_id(db), type);
 }
 
-/* Keeps the type of the aggregate the native answer is about (it has events now). */
+/* Keeps the type of the aggregate the native answer is about when this append made it (its
+ * first event is version 1): the type of an aggregate is its first event's. An append to one
+ * that existed found its type by reading it, which kept it already. */
 static void remember(const struct hapnd_ctx *x, const char *tag, struct slice native)
 {
-    struct slice stream;
+    struct slice stream, events, first, ver;
+    uint64_t v = 0;
+    size_t pos = 0;
+    if (!jsonx_member(native, "events", &events) || !jsonx_next_item(events, &pos, &first) ||
+        !jsonx_member(first, "version", &ver) || !jsonx_u64(ver, &v) || v != 1 ||
+        !jsonx_member(native, "stream", &stream)) {
+        return;
+    }
+    char hex[TAG_TYPE - TAG_ID + 1];
+    memcpy(hex, tag + TAG_ID, TAG_TYPE - TAG_ID); /* exactly the 16 digits */
+    hex[TAG_TYPE - TAG_ID] = '\0';
     struct buf name;
     buf_init(&name);
-    if (jsonx_member(native, "stream", &stream) && jsonx_string(stream, &name) == 0) {
-        hd_types_put(x->types, strtoull(tag + TAG_ID, NULL, 16), (struct slice){name.ptr,
-                                                                                 name.len},
+    if (jsonx_string(stream, &name) == 0) {
+        hd_types_put(x->types, strtoull(hex, NULL, 16), (struct slice){name.ptr, name.len},
                      tag + TAG_TYPE);
     }
     buf_fini(&name);

@@ -115,6 +115,39 @@ static json_t *webhook_of(json_t *config)
     return out;
 }
 
+/* The upload's notifications config, checked before anything is compiled: a webhook whose
+ * URL, headers or options the server would refuse at deploy is refused now (400
+ * INVALID_UPLOAD) rather than after the 202. Worker (the URL's name is resolved). */
+static int check_config(struct hd_upload *u, char *why, size_t cap)
+{
+    json_t *w = json_object_get(u->config, "webhook");
+    if (!w) {
+        return 0;
+    }
+    json_t *url = json_object_get(w, "url");
+    if (!json_is_object(w) || !json_is_string(url)) {
+        snprintf(why, cap, "notifications.webhook is an object with a url string");
+        return ERR_INVALID;
+    }
+    json_t *hook = webhook_of(u->config);
+    char *text = json_dumps(hook, JSON_COMPACT);
+    json_decref(hook);
+    struct comp_webhook cw;
+    struct comp_error ce;
+    int rc = comp_webhook_parse((struct slice){text, strlen(text)}, &cw, &ce);
+    free(text);
+    if (rc) {
+        snprintf(why, cap, "notifications.webhook: %s", ce.message);
+        return rc;
+    }
+    char reason[160] = "";
+    rc = delivery_check_url(logic_webhook_allow(u->lg), cw.url, reason, sizeof reason);
+    if (rc) {
+        snprintf(why, cap, "notifications.webhook.url: %s", reason[0] ? reason : "not allowed");
+    }
+    return rc;
+}
+
 static bool isolated(json_t *config)
 {
     json_t *w = webhook_of(config);
@@ -166,8 +199,45 @@ static int deploy_one(struct hd_upload *u, json_t *e, char *why, size_t cap)
     return rc;
 }
 
+/* A projection of upload u whose name a component deployed through another API has (nothing
+ * of the upload is deployed then): 0, or ERR_EXISTS with the record's compilationError. */
+static int check_names(struct hd_upload *u)
+{
+    struct comp_set *set;
+    int rc = logic_set(u->lg, u->db, &set);
+    if (rc) {
+        json_object_set_new(u->record, "compilationError", json_string(err_name(rc)));
+        return rc;
+    }
+    json_t *d = json_object_get(u->record, "discovered");
+    size_t i;
+    json_t *e;
+    json_array_foreach(d, i, e) {
+        const char *kind = json_string_value(json_object_get(e, "kind"));
+        char name[COMP_NAME_BYTES + 1];
+        snprintf(name, sizeof name, HD_PROJ_PREFIX "%s",
+                 json_string_value(json_object_get(e, "className")));
+        const struct comp_def *def = kind && !strcmp(kind, "projection")
+                                         ? comp_set_find(set, name) : NULL;
+        if (def && (def->kind != COMP_PROJECTION || !def->event_format ||
+                    strcmp(def->event_format, HAPND_FORMAT_NAME))) {
+            char why[160];
+            snprintf(why, sizeof why, "a component of another API is named %s", name);
+            json_object_set_new(u->record, "compilationError", json_string(why));
+            rc = ERR_EXISTS;
+            break;
+        }
+    }
+    comp_set_unref(set);
+    return rc;
+}
+
 static int deploy_projections(struct hd_upload *u)
 {
+    int rc = check_names(u);
+    if (rc) {
+        return rc;
+    }
     json_t *d = json_object_get(u->record, "discovered");
     size_t i;
     json_t *e;
@@ -227,6 +297,7 @@ void hd_projection_upload(struct gate_call *c)
 {
     struct hd_upload *u = hd_upload_read(c, true);
     if (u) {
+        u->check = check_config;
         u->deploy = deploy_projections;
         u->answer = answer_projection;
         hd_upload_submit(c, u);
@@ -255,6 +326,24 @@ static const struct comp_def *find(struct gate_call *c, struct comp_set **set)
     return def;
 }
 
+/* Adds "runtimeError" to record r when its projection runs and failed (it stopped at an
+ * event its code failed on: its state is not served until a fixed upload). */
+static void note_failure(struct gate_call *c, json_t *r)
+{
+    const char *pid = json_string_value(json_object_get(r, "projectionId"));
+    char name[COMP_NAME_BYTES + 1];
+    struct proj_info info;
+    if (pid && hd_projection_name((struct slice){pid, strlen(pid)}, name) &&
+        proj_info(logic_projections(hd_ctx_of(c)->logic), c->db, name, &info) == 0 &&
+        info.status == PROJ_FAILED) {
+        json_t *e = json_pack("{s:s, s:I}", "error", info.error, "position",
+                              (json_int_t)info.failed_position);
+        if (e) {
+            json_object_set_new(r, "runtimeError", e);
+        }
+    }
+}
+
 void hd_projection_status(struct gate_call *c)
 {
     const char *id = gate_param_str(c, "id");
@@ -269,6 +358,7 @@ void hd_projection_status(struct gate_call *c)
     } else if (!kind || strcmp(kind, "projection")) {
         hd_fail(c, GK_NOT_FOUND, "NOT_FOUND", "no projection upload with this id");
     } else {
+        note_failure(c, r);
         hd_record_status(r, hd_ctx_of(c)->run, &b);
         out_json(c->req, 200, &b);
         buf_init(&b);
@@ -304,11 +394,14 @@ void hd_projection_state(struct gate_call *c)
     int rc = proj_info(p, c->db, def->name, &info);
     bool catching_up = rc == ERR_NOTFOUND || (!rc && (info.version != def->version ||
                                                       info.status == PROJ_CATCHING_UP));
-    if (!catching_up && !rc) {
+    bool failed = !catching_up && !rc && info.status == PROJ_FAILED;
+    if (!catching_up && !failed && !rc) {
         rc = key.len <= PROJ_KEY_BYTES ? proj_state(p, c->db, def->name, key, &st, &pos, &info)
                                        : ERR_NOTFOUND;
     }
-    if (catching_up) {
+    if (failed) { /* its state would be of part of the history: not served */
+        hd_fail(c, GK_INTERNAL, "PROJECTION_FAILED", info.error);
+    } else if (catching_up) {
         buf_adds(&b, "{\"projectionId\":");
         buf_add_json_str(&b, pid.ptr, pid.len);
         buf_adds(&b, ",\"status\":\"catching_up\"}");
@@ -357,7 +450,11 @@ void hd_projection_notifications(struct gate_call *c)
         !query_num(c, "limit", HD_NOTIFY_MAX, &limit)) {
         return;
     }
-    limit = limit ? limit : 1;
+    if (limit == 0) {
+        hd_fail_at(c, GK_INVALID, "VALIDATION_ERROR", "limit is a number from 1 to 1000",
+                   "limit");
+        return;
+    }
     struct comp_set *set;
     const struct comp_def *def = find(c, &set);
     if (!def) {
@@ -374,8 +471,13 @@ void hd_projection_notifications(struct gate_call *c)
     buf_adds(&b, "{\"notifications\":[");
     if (rc == 0 && jsonx_member((struct slice){page.ptr, page.len}, "changes", &list)) {
         while (jsonx_next_item(list, &pos, &item)) {
-            buf_adds(&b, n++ ? "," : "");
-            hd_render_change_item(c->db, NULL, pid, item, &b);
+            size_t mark = b.len;
+            buf_adds(&b, n ? "," : "");
+            if (hd_render_change_item(c->db, NULL, pid, item, &b) == 0) {
+                n++;
+            } else {
+                b.len = mark; /* not a change record: left out */
+            }
         }
     }
     buf_adds(&b, "]}");

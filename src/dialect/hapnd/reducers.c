@@ -64,8 +64,44 @@ static int bind_reducer(struct logic *lg, struct db *db, const char *type, const
 
 /* ---- uploads ---- */
 
+/* A type of upload u's reducers that a reducer deployed through another API holds (nothing
+ * of the upload is deployed then): 0, or ERR_EXISTS with the record's compilationError. */
+static int check_bindings(struct hd_upload *u)
+{
+    struct comp_set *set;
+    int rc = logic_set(u->lg, u->db, &set);
+    if (rc) {
+        json_object_set_new(u->record, "compilationError", json_string(err_name(rc)));
+        return rc;
+    }
+    json_t *d = json_object_get(u->record, "discovered");
+    size_t i;
+    json_t *e;
+    json_array_foreach(d, i, e) {
+        const char *type = json_string_value(json_object_get(e, "aggregateType"));
+        const struct comp_def *def = !type ? NULL
+                                     : comp_set_reducer_of(set, (struct slice){type,
+                                                                               strlen(type)});
+        if (def && (!def->event_format || strcmp(def->event_format, HAPND_FORMAT_NAME) ||
+                    strncmp(def->name, HD_REDUCER_PREFIX, sizeof HD_REDUCER_PREFIX - 1))) {
+            char why[160];
+            snprintf(why, sizeof why, "aggregate type %s has a reducer deployed through another "
+                     "API (%s); remove it first", type, def->name);
+            json_object_set_new(u->record, "compilationError", json_string(why));
+            rc = ERR_EXISTS;
+            break;
+        }
+    }
+    comp_set_unref(set);
+    return rc;
+}
+
 static int deploy_reducers(struct hd_upload *u)
 {
+    int rc = check_bindings(u);
+    if (rc) {
+        return rc;
+    }
     json_t *d = json_object_get(u->record, "discovered");
     size_t i;
     json_t *e;

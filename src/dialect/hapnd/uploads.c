@@ -172,12 +172,14 @@ static enum logic_lang lang_of(const char *name)
 }
 
 /* The entry points each file is loaded with: Hapnd's, under the logic layer's names. */
+/* Lua's goes before the file, on its first line (a file may end with a top-level return, and
+ * its line numbers stay as they are; functions of the file's own with these names win). */
 static const char SHIM_LUA[] =
-    "\nfunction reduce(state, event) return apply(state, event) end\n"
-    "function key(event) return resolveKey(event) end\n"
+    "function reduce(state, event) return apply(state, event) end "
+    "function key(event) return resolveKey(event) end "
     "function __hapnd_describe() return {kind = kind, aggregateType = aggregateType, "
     "className = className, stateType = stateType, hasApply = type(apply) == 'function', "
-    "hasResolveKey = type(resolveKey) == 'function'} end\n";
+    "hasResolveKey = type(resolveKey) == 'function'} end ";
 static const char SHIM_JS[] =
     "\nexport function reduce(state, event) { return apply(state, event); }\n"
     "export function key(event) { return resolveKey(event); }\n"
@@ -291,8 +293,13 @@ static int compile_file(struct hd_upload *u, const struct zipread_file *f, enum 
     }
     struct buf src;
     buf_init(&src);
-    buf_add(&src, f->data, f->len);
-    buf_adds(&src, lang == LOGIC_LANG_LUA ? SHIM_LUA : SHIM_JS);
+    if (lang == LOGIC_LANG_LUA) {
+        buf_adds(&src, SHIM_LUA);
+        buf_add(&src, f->data, f->len);
+    } else {
+        buf_add(&src, f->data, f->len);
+        buf_adds(&src, SHIM_JS);
+    }
     static const char *const ENTRIES[] = {"__hapnd_describe", NULL};
     struct logic_module *m = NULL;
     struct logic_error le = {0};
@@ -321,23 +328,99 @@ static int compile_file(struct hd_upload *u, const struct zipread_file *f, enum 
     return rc;
 }
 
+/* True when f[0..n) is UTF-8 text without NUL bytes. */
+static bool is_text(const char *f, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)f;
+    for (size_t i = 0; i < n; i++) {
+        if (u[i] == 0) {
+            return false;
+        }
+        if (u[i] >= 0x80) {
+            size_t len = utf8_seq_len(u + i, n - i);
+            if (!len) {
+                return false;
+            }
+            i += len - 1;
+        }
+    }
+    return true;
+}
+
+/* Why the source files of z cannot be an upload (into why), or NULL. */
+static const char *contents_problem(const struct zipread *z, char *why, size_t cap)
+{
+    size_t sources = 0, cs = 0, bytes = 0;
+    for (size_t i = 0; i < z->count; i++) {
+        const struct zipread_file *f = &z->files[i];
+        const char *dot = strrchr(f->name, '.');
+        cs += dot && !strcasecmp(dot, ".cs");
+        if (!lang_of(f->name)) {
+            continue;
+        }
+        sources++;
+        bytes += f->len;
+        if (f->len > HD_SOURCE_BYTES || !is_text(f->data, f->len)) {
+            snprintf(why, cap, "%.200s: a source file is UTF-8 text without NUL bytes, at most "
+                     "512 KiB", f->name);
+            return why;
+        }
+    }
+    return cs ? "C# (.cs) cannot be compiled here: write each reducer or projection as a "
+                ".lua, .js or .ts file (docs/dialects/hapnd.md)"
+         : !sources ? "the zip holds no .lua, .js or .ts source file"
+         : sources > HD_UPLOAD_FILES ? "the zip holds more than 64 source files"
+         : bytes > HD_SOURCES_BYTES ? "the source files add up to more than 2 MiB" : NULL;
+}
+
 /* The source files of z (in u's language set), or an answer of 400 INVALID_CONTENTS. */
 static bool check_contents(struct hd_upload *u, const struct zipread *z)
 {
-    size_t sources = 0, cs = 0;
-    for (size_t i = 0; i < z->count; i++) {
-        const char *dot = strrchr(z->files[i].name, '.');
-        cs += dot && !strcasecmp(dot, ".cs");
-        sources += lang_of(z->files[i].name) != 0;
-    }
-    const char *why = cs ? "C# (.cs) cannot be compiled here: write each reducer or "
-                           "projection as a .lua, .js or .ts file (docs/dialects/hapnd.md)"
-                : !sources ? "the zip holds no .lua, .js or .ts source file"
-                : sources > HD_UPLOAD_FILES ? "the zip holds more than 64 source files" : NULL;
+    char text[320];
+    const char *why = contents_problem(z, text, sizeof text);
     if (why) {
         hd_fail_req(u->req, GK_INVALID, "INVALID_CONTENTS", why);
     }
     return why == NULL;
+}
+
+/* Replaces what is not UTF-8 in s (NUL-terminated) by '?': a compilation error quotes user
+ * code, and a record holds only text. */
+static void make_text(char *s)
+{
+    unsigned char *u = (unsigned char *)s;
+    for (size_t i = 0; u[i]; i++) {
+        size_t len = u[i] >= 0x80 ? utf8_seq_len(u + i, strlen(s + i)) : 1;
+        if (!len) {
+            u[i] = '?';
+        } else {
+            i += len - 1;
+        }
+    }
+}
+
+/* A className or aggregate type discovered twice in one upload: why, else NULL. */
+static const char *duplicate(json_t *discovered, char *why, size_t cap)
+{
+    size_t n = json_array_size(discovered);
+    for (size_t i = 0; i < n; i++) {
+        json_t *a = json_array_get(discovered, i);
+        for (size_t j = i + 1; j < n; j++) {
+            json_t *b = json_array_get(discovered, j);
+            if (json_equal(json_object_get(a, "className"), json_object_get(b, "className"))) {
+                snprintf(why, cap, "two classes are named %.60s",
+                         json_string_value(json_object_get(a, "className")));
+                return why;
+            }
+            json_t *ta = json_object_get(a, "aggregateType");
+            if (ta && json_equal(ta, json_object_get(b, "aggregateType"))) {
+                snprintf(why, cap, "two reducers are for aggregate type %.60s",
+                         json_string_value(ta));
+                return why;
+            }
+        }
+    }
+    return NULL;
 }
 
 /* Compiles every source file of z into the record's "discovered". Returns 0, or ERR_* with
@@ -347,10 +430,19 @@ static int compile_all(struct hd_upload *u, const struct zipread *z, char *why, 
     json_t *discovered = json_array();
     json_object_set_new(u->record, "discovered", discovered);
     int rc = 0;
+    uint64_t deadline = time_mono_ns() + (uint64_t)HD_COMPILE_MS * 1000000;
     for (size_t i = 0; i < z->count && !rc; i++) {
         enum logic_lang lang = lang_of(z->files[i].name);
-        rc = lang ? compile_file(u, &z->files[i], lang, discovered, why, cap) : 0;
+        if (lang && time_mono_ns() > deadline) {
+            snprintf(why, cap, "loading the files took longer than %d s", HD_COMPILE_MS / 1000);
+            rc = ERR_INVALID;
+        }
+        rc = rc ? rc : lang ? compile_file(u, &z->files[i], lang, discovered, why, cap) : 0;
     }
+    if (!rc && duplicate(discovered, why, cap)) {
+        rc = ERR_INVALID;
+    }
+    make_text(why);
     return rc;
 }
 
@@ -369,7 +461,18 @@ static void finish(struct hd_upload *u, int rc, const char *why)
         json_object_set_new(u->record, "status", json_string("compiled"));
     }
     json_object_set_new(u->record, "compiledAt", hd_now());
-    hd_record_put(u->db, u->id, u->record);
+    if (hd_record_put(u->db, u->id, u->record) != 0) {
+        /* too large to keep, or the store failed: keep that it failed, without the sources */
+        json_t *small = json_pack("{s:O, s:O, s:s, s:O, s:O, s:s}", "id",
+                                  json_object_get(u->record, "id"), "kind",
+                                  json_object_get(u->record, "kind"), "status", "failed",
+                                  "createdAt", json_object_get(u->record, "createdAt"),
+                                  "compiledAt", json_object_get(u->record, "compiledAt"),
+                                  "compilationError", "the upload could not be kept: upload "
+                                  "fewer or smaller files");
+        hd_record_put(u->db, u->id, small);
+        json_decref(small);
+    }
 }
 
 /* The record of a new upload, before it compiles. */
@@ -403,7 +506,11 @@ static void run_upload(void *arg, bool cancelled)
         hd_fail_req(u->req, GK_UNAVAILABLE, "SERVICE_UNAVAILABLE", "the server is stopping");
     } else if (rc) {
         hd_fail_req(u->req, GK_INVALID, "INVALID_ZIP", why[0] ? why : "not a zip archive");
-    } else if (check_contents(u, &z)) {
+    } else if (!check_contents(u, &z)) {
+        /* answered */
+    } else if (u->check && u->check(u, why, sizeof why) != 0) {
+        hd_fail_req(u->req, GK_INVALID, "INVALID_UPLOAD", why);
+    } else {
         u->record = pending_record(u);
         rc = hd_record_put(u->db, u->id, u->record);
         if (rc) {

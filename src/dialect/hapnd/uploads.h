@@ -22,6 +22,11 @@
 enum {
     HD_UPLOAD_BYTES = 5 * 1000 * 1000, /* a zip (Hapnd's limit: 5 MB) */
     HD_UPLOAD_FILES = 64,              /* source files in one zip */
+    HD_SOURCE_BYTES = 512 * 1024,      /* one source file (it is deployed as one event) */
+    HD_SOURCES_BYTES = 2 * 1024 * 1024, /* all of an upload's source files (they are kept in
+                                          its record) */
+    HD_COMPILE_MS = 10 * 1000,         /* loading an upload's files, at most (past it, the
+                                          upload fails: a top level that runs long) */
     HD_CLASS_BYTES = 48,               /* a className (it names components) */
     HD_CONFIG_BYTES = 16 * 1024,       /* a projection upload's config part */
     HD_ID_BYTES = 48,                  /* an upload's id: "red_" or a UUID, ... */
@@ -39,6 +44,9 @@ struct hd_upload {
     size_t zip_len;
     json_t *config;                 /* owned: a projection's notifications config, or NULL */
     json_t *record;                 /* owned: what is stored */
+    /* called on the worker before anything is compiled (NULL: nothing to check): 0, or
+       ERR_* with why (the upload is refused: 400 INVALID_UPLOAD) */
+    int (*check)(struct hd_upload *u, char *why, size_t cap);
     /* called on the worker once every file compiled (discovered holds them), to deploy them;
        fills the record's bindings; returns 0 or sets compilationError and returns ERR_* */
     int (*deploy)(struct hd_upload *u);
