@@ -370,8 +370,9 @@ static int fake_condition(struct slice c, size_t index, struct buf *out, char *w
     return 0;
 }
 
-static const struct logic_event_format FAKE = {"fake", fake_render, fake_parse, fake_filter,
-                                               fake_condition};
+static const struct logic_event_format FAKE = {.name = "fake", .render = fake_render,
+                                               .parse = fake_parse, .filter = fake_filter,
+                                               .condition = fake_condition};
 
 static void deploy(struct logic *lg, struct db *db, const char *name, const char *body, int want)
 {
