@@ -171,6 +171,24 @@ size_t utf8_seq_len(const unsigned char *s, size_t n)
     return len;
 }
 
+bool utf8_text_ok(const char *s, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    for (size_t i = 0; i < n; i++) {
+        if (u[i] == 0) {
+            return false;
+        }
+        if (u[i] >= 0x80) {
+            size_t len = utf8_seq_len(u + i, n - i);
+            if (!len) {
+                return false;
+            }
+            i += len - 1;
+        }
+    }
+    return true;
+}
+
 void buf_add_json_str(struct buf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";

@@ -3,6 +3,7 @@
 #define UTIL_BUF_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 struct buf {
@@ -35,6 +36,8 @@ void buf_add_json_str(struct buf *b, const char *s, size_t n);
 /* Length of the valid UTF-8 sequence at s (its lead byte >= 0x80; n bytes readable): 2 to 4,
  * or 0 when it is not one (strict: no overlong forms, no surrogates, nothing past U+10FFFF). */
 size_t utf8_seq_len(const unsigned char *s, size_t n);
+/* True when s[0..n) is UTF-8 text without NUL bytes (what a source file must be). */
+bool utf8_text_ok(const char *s, size_t n);
 /* Transfers the storage to the caller (malloc'd, NUL-terminated) and resets b. */
 char *buf_steal(struct buf *b, size_t *out_len);
 

@@ -412,6 +412,11 @@ static bool code_part(struct gate_call *c, const struct multipart_part *parts, s
         es_fail(c, GK_INVALID, "invalid_code", "the code part is empty", in->code_field);
         return false;
     }
+    if (!in->raw_wasm && !utf8_text_ok(in->code.ptr, in->code.len)) {
+        es_fail(c, GK_INVALID, "invalid_code", "the source is not UTF-8 text (or holds a NUL "
+                "byte)", in->code_field);
+        return false;
+    }
     return true;
 }
 

@@ -328,25 +328,6 @@ static int compile_file(struct hd_upload *u, const struct zipread_file *f, enum 
     return rc;
 }
 
-/* True when f[0..n) is UTF-8 text without NUL bytes. */
-static bool is_text(const char *f, size_t n)
-{
-    const unsigned char *u = (const unsigned char *)f;
-    for (size_t i = 0; i < n; i++) {
-        if (u[i] == 0) {
-            return false;
-        }
-        if (u[i] >= 0x80) {
-            size_t len = utf8_seq_len(u + i, n - i);
-            if (!len) {
-                return false;
-            }
-            i += len - 1;
-        }
-    }
-    return true;
-}
-
 /* Why the source files of z cannot be an upload (into why), or NULL. */
 static const char *contents_problem(const struct zipread *z, char *why, size_t cap)
 {
@@ -360,7 +341,7 @@ static const char *contents_problem(const struct zipread *z, char *why, size_t c
         }
         sources++;
         bytes += f->len;
-        if (f->len > HD_SOURCE_BYTES || !is_text(f->data, f->len)) {
+        if (f->len > HD_SOURCE_BYTES || !utf8_text_ok(f->data, f->len)) {
             snprintf(why, cap, "%.200s: a source file is UTF-8 text without NUL bytes, at most "
                      "512 KiB", f->name);
             return why;
