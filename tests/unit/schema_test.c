@@ -347,3 +347,301 @@ TEST(suite_optional)
 {
     run_files(OPTIONAL, sizeof OPTIONAL / sizeof *OPTIONAL, 0);
 }
+
+/* ---------------------------------------------------------------- the validator's contract */
+
+static struct schema *compile_ok(const char *text)
+{
+    struct schema *s = NULL;
+    struct schema_error err;
+    int rc = schema_compile(text, strlen(text), &s, &err);
+    if (rc < 0) {
+        fprintf(stderr, "  compile: %s at %s: %s\n", err.keyword, err.pointer, err.msg);
+    }
+    CHECK(rc == 0 && s);
+    return s;
+}
+
+static int compile_rc(const char *text, struct schema_error *err)
+{
+    struct schema *s = NULL;
+    int rc = schema_compile(text, strlen(text), &s, err);
+    CHECK((rc == 0) == (s != NULL));
+    schema_free(s);
+    return rc;
+}
+
+static const char EVENT_SCHEMA[] =
+    "{\"type\":\"object\",\"required\":[\"email\",\"name\"],"
+    "\"properties\":{\"email\":{\"type\":\"string\",\"format\":\"email\"},"
+    "\"name\":{\"type\":\"string\",\"minLength\":1},"
+    "\"age\":{\"type\":\"integer\",\"minimum\":0},"
+    "\"plan\":{\"enum\":[\"free\",\"pro\"]},"
+    "\"items\":{\"type\":\"array\",\"items\":{\"type\":\"object\","
+    "\"properties\":{\"name\":{\"type\":\"string\"}}}}},"
+    "\"additionalProperties\":false}";
+
+TEST(schema_reports_pointer_keyword_and_message)
+{
+    struct schema *s = compile_ok(EVENT_SCHEMA);
+    struct schema_result r;
+    schema_result_init(&r);
+    const char *ok = "{\"email\":\"a@example.com\",\"name\":\"A\",\"age\":3,\"plan\":\"pro\"}";
+    ASSERT_EQ(schema_validate(s, ok, strlen(ok), &r), 0);
+    ASSERT_STR(r.keyword, "");
+    const char *bad_email = "{\"email\":\"nope\",\"name\":\"A\"}";
+    ASSERT_EQ(schema_validate(s, bad_email, strlen(bad_email), &r), ERR_INVALID);
+    ASSERT_STR(r.keyword, "format");
+    ASSERT_STR(r.pointer.ptr, "/email");
+    CHECK(strstr(r.message, "email"));
+    const char *deep = "{\"email\":\"a@b.co\",\"name\":\"A\",\"items\":[{},{},{},{\"name\":5}]}";
+    ASSERT_EQ(schema_validate(s, deep, strlen(deep), &r), ERR_INVALID);
+    ASSERT_STR(r.keyword, "type");
+    ASSERT_STR(r.pointer.ptr, "/items/3/name");
+    struct buf dotted;
+    buf_init(&dotted);
+    ASSERT_EQ(schema_pointer_dotted(r.pointer.ptr, r.pointer.len, &dotted), 0);
+    ASSERT_STR(dotted.ptr, "items.3.name");
+    const char *missing = "{\"email\":\"a@b.co\"}";
+    ASSERT_EQ(schema_validate(s, missing, strlen(missing), &r), ERR_INVALID);
+    ASSERT_STR(r.keyword, "required");
+    ASSERT_STR(r.pointer.ptr, "");
+    CHECK(strstr(r.message, "\"name\""));
+    const char *extra = "{\"email\":\"a@b.co\",\"name\":\"x\",\"a/b~c\":1}";
+    ASSERT_EQ(schema_validate(s, extra, strlen(extra), &r), ERR_INVALID);
+    ASSERT_STR(r.keyword, "false");
+    ASSERT_STR(r.pointer.ptr, "/a~1b~0c");
+    buf_reset(&dotted);
+    ASSERT_EQ(schema_pointer_dotted(r.pointer.ptr, r.pointer.len, &dotted), 0);
+    ASSERT_STR(dotted.ptr, "a/b~c");
+    buf_fini(&dotted);
+    schema_result_fini(&r);
+    schema_free(s);
+}
+
+TEST(schema_pointer_dotted_forms)
+{
+    struct buf b;
+    buf_init(&b);
+    ASSERT_EQ(schema_pointer_dotted("", 0, &b), 0);
+    ASSERT_STR(b.ptr ? b.ptr : "", "");
+    ASSERT_EQ(schema_pointer_dotted("x", 1, &b), ERR_INVALID);
+    ASSERT_EQ(schema_pointer_dotted("/a~2", 4, &b), ERR_INVALID);
+    buf_reset(&b);
+    ASSERT_EQ(schema_pointer_dotted("/data/0", 7, &b), 0);
+    ASSERT_STR(b.ptr, "data.0");
+    buf_fini(&b);
+}
+
+TEST(schema_instance_errors)
+{
+    struct schema *s = compile_ok("{\"type\":\"array\"}");
+    struct schema_result r;
+    schema_result_init(&r);
+    ASSERT_EQ(schema_validate(s, "[1,", 3, &r), ERR_PROTOCOL);
+    ASSERT_STR(r.keyword, "json");
+    char deep[2 * SCHEMA_MAX_INSTANCE_DEPTH + 10];
+    int n = SCHEMA_MAX_INSTANCE_DEPTH + 1;
+    memset(deep, '[', (size_t)n);
+    memset(deep + n, ']', (size_t)n);
+    ASSERT_EQ(schema_validate(s, deep, 2 * (size_t)n, &r), ERR_TOOBIG);
+    ASSERT_EQ(schema_validate(s, deep + 1, 2 * (size_t)n - 2, &r), 0);
+    schema_result_fini(&r);
+    schema_free(s);
+}
+
+TEST(schema_compile_errors_name_the_place)
+{
+    struct schema_error err;
+    ASSERT_EQ(compile_rc("{\"type\":", &err), ERR_INVALID);
+    ASSERT_EQ(compile_rc("{\"properties\":{\"a\":{\"minLength\":-1}}}", &err), ERR_INVALID);
+    ASSERT_STR(err.keyword, "minLength");
+    ASSERT_STR(err.pointer, "/properties/a/minLength");
+    ASSERT_EQ(compile_rc("{\"$ref\":\"http://example.com/x.json\"}", &err), ERR_INVALID);
+    ASSERT_STR(err.keyword, "$ref");
+    ASSERT_EQ(compile_rc("{\"$ref\":\"#/$defs/missing\"}", &err), ERR_INVALID);
+    ASSERT_EQ(compile_rc("{\"pattern\":\"(\"}", &err), ERR_INVALID);
+    ASSERT_STR(err.keyword, "pattern");
+    ASSERT_EQ(compile_rc("{\"type\":\"strin\"}", &err), ERR_INVALID);
+    ASSERT_EQ(compile_rc("3", &err), ERR_INVALID);
+}
+
+TEST(schema_limits)
+{
+    struct schema_error err;
+    struct buf b;
+    buf_init(&b);
+    buf_adds(&b, "{\"pattern\":\"");
+    for (int i = 0; i <= SCHEMA_MAX_PATTERN_BYTES; i++) {
+        buf_addc(&b, 'a');
+    }
+    buf_adds(&b, "\"}");
+    ASSERT_EQ(compile_rc(b.ptr, &err), ERR_TOOBIG);
+    ASSERT_STR(err.keyword, "pattern");
+    buf_reset(&b);
+    for (int i = 0; i <= SCHEMA_MAX_DEPTH; i++) {
+        buf_adds(&b, "{\"not\":");
+    }
+    buf_adds(&b, "true");
+    for (int i = 0; i <= SCHEMA_MAX_DEPTH; i++) {
+        buf_addc(&b, '}');
+    }
+    ASSERT_EQ(compile_rc(b.ptr, &err), ERR_INVALID); /* nested too deeply: not JSON for us */
+    buf_reset(&b);
+    buf_adds(&b, "{\"enum\":[");
+    for (int i = 0; i <= SCHEMA_MAX_ENTRIES; i++) {
+        buf_adds(&b, i ? ",1" : "1");
+    }
+    buf_adds(&b, "]}");
+    ASSERT_EQ(compile_rc(b.ptr, &err), ERR_TOOBIG);
+    char *big = xcalloc(SCHEMA_MAX_TEXT_BYTES + 2, 1);
+    memset(big, ' ', SCHEMA_MAX_TEXT_BYTES + 1);
+    big[0] = '{';
+    big[SCHEMA_MAX_TEXT_BYTES] = '}';
+    ASSERT_EQ(compile_rc(big, &err), ERR_TOOBIG);
+    free(big);
+    buf_fini(&b);
+}
+
+TEST(schema_ref_cycle_stops_at_eval_depth)
+{
+    struct schema *s = compile_ok("{\"$defs\":{\"a\":{\"$ref\":\"#/$defs/b\"},"
+                                  "\"b\":{\"$ref\":\"#/$defs/a\"}},\"$ref\":\"#/$defs/a\"}");
+    struct schema_result r;
+    schema_result_init(&r);
+    ASSERT_EQ(schema_validate(s, "1", 1, &r), ERR_TOOBIG);
+    ASSERT_STR(r.keyword, "$ref");
+    schema_result_fini(&r);
+    schema_free(s);
+    /* recursion that consumes the instance is fine */
+    s = compile_ok("{\"type\":\"array\",\"items\":{\"$ref\":\"#\"}}");
+    schema_result_init(&r);
+    ASSERT_EQ(schema_validate(s, "[[[[]]],[]]", 11, &r), 0);
+    schema_result_fini(&r);
+    schema_free(s);
+}
+
+TEST(schema_hostile_regex_is_bounded)
+{
+    struct schema *s = compile_ok("{\"pattern\":\"^(a+)+$\"}");
+    struct schema_result r;
+    schema_result_init(&r);
+    char inst[64];
+    inst[0] = '"';
+    memset(inst + 1, 'a', 40);
+    memcpy(inst + 41, "!\"", 2);
+    time_t start = time(NULL);
+    int rc = schema_validate(s, inst, 43, &r);
+    CHECK(rc == ERR_TOOBIG || rc == ERR_INVALID);
+    CHECK(time(NULL) - start < 5);
+    if (rc == ERR_TOOBIG) {
+        ASSERT_STR(r.keyword, "pattern");
+    }
+    schema_result_fini(&r);
+    schema_free(s);
+}
+
+TEST(schema_numbers_are_exact)
+{
+    struct schema *s = compile_ok("{\"multipleOf\":0.01,\"maximum\":18446744073709551616}");
+    struct schema_result r;
+    schema_result_init(&r);
+    ASSERT_EQ(schema_validate(s, "19.99", 5, &r), 0);
+    ASSERT_EQ(schema_validate(s, "19.995", 6, &r), ERR_INVALID);
+    ASSERT_EQ(schema_validate(s, "18446744073709551616", 20, &r), 0);
+    ASSERT_EQ(schema_validate(s, "18446744073709551617", 20, &r), ERR_INVALID);
+    ASSERT_STR(r.keyword, "maximum");
+    schema_result_fini(&r);
+    schema_free(s);
+    s = compile_ok("{\"const\":1,\"type\":\"integer\"}");
+    schema_result_init(&r);
+    ASSERT_EQ(schema_validate(s, "1.0", 3, &r), 0);
+    ASSERT_EQ(schema_validate(s, "10e-1", 5, &r), 0);
+    schema_result_fini(&r);
+    schema_free(s);
+}
+
+TEST(schema_formats_assert_unless_asked_not_to)
+{
+    const char *text = "{\"format\":\"date-time\"}";
+    struct schema *s = compile_ok(text);
+    struct schema_result r;
+    schema_result_init(&r);
+    ASSERT_EQ(schema_validate(s, "\"2024-02-30T00:00:00Z\"", 22, &r), ERR_INVALID);
+    ASSERT_EQ(schema_validate(s, "\"2024-02-29T23:59:60Z\"", 22, &r), 0);
+    schema_free(s);
+    struct schema_options opt = {0};
+    struct schema_error err;
+    ASSERT_EQ(schema_compile_ex(text, strlen(text), &opt, &s, &err), 0);
+    ASSERT_EQ(schema_validate(s, "\"2024-02-30T00:00:00Z\"", 22, &r), 0);
+    schema_result_fini(&r);
+    schema_free(s);
+}
+
+TEST(schema_registry_contract)
+{
+    struct schema_registry *reg = schema_registry_new();
+    struct schema_error err;
+    const char *shared = "{\"$defs\":{\"email\":{\"type\":\"string\",\"format\":\"email\"}}}";
+    ASSERT_EQ(schema_registry_add(reg, "relative.json", shared, strlen(shared), &err),
+              ERR_INVALID);
+    ASSERT_EQ(schema_registry_add(reg, "https://x.test/s.json", "{", 1, &err), ERR_INVALID);
+    ASSERT_EQ(schema_registry_add(reg, "https://x.test/s.json", shared, strlen(shared), &err), 0);
+    ASSERT_EQ(schema_registry_add(reg, "https://x.test/s.json", shared, strlen(shared), &err),
+              ERR_EXISTS);
+    const char *text = "{\"properties\":{\"e\":{\"$ref\":\"https://x.test/s.json#/$defs/email\"}}}";
+    struct schema_options opt = {.registry = reg, .flags = SCHEMA_FORMAT_ASSERT};
+    struct schema *s;
+    ASSERT_EQ(schema_compile_ex(text, strlen(text), &opt, &s, &err), 0);
+    schema_registry_free(reg); /* the compiled schema keeps its own copies */
+    struct schema_result r;
+    schema_result_init(&r);
+    ASSERT_EQ(schema_validate(s, "{\"e\":\"x@y.z\"}", 13, &r), 0);
+    ASSERT_EQ(schema_validate(s, "{\"e\":\"xy.z\"}", 12, &r), ERR_INVALID);
+    ASSERT_STR(r.pointer.ptr, "/e");
+    schema_result_fini(&r);
+    schema_free(s);
+    schema_registry_free(NULL);
+    schema_free(NULL);
+}
+
+/* Arguments of one validating thread. */
+struct worker {
+    const struct schema *s;
+    int failures;
+};
+
+static void *validate_many(void *arg)
+{
+    struct worker *w = arg;
+    struct schema_result r;
+    schema_result_init(&r);
+    for (int i = 0; i < 2000; i++) {
+        char inst[128];
+        int n = snprintf(inst, sizeof inst, "{\"email\":\"u%d@example.com\",\"name\":\"%s\"}", i,
+                         i % 2 ? "x" : "");
+        int rc = schema_validate(w->s, inst, (size_t)n, &r);
+        bool want_ok = i % 2;
+        if ((rc == 0) != want_ok || (!want_ok && strcmp(r.pointer.ptr, "/name") != 0)) {
+            w->failures++;
+        }
+    }
+    schema_result_fini(&r);
+    return NULL;
+}
+
+TEST(schema_validates_from_many_threads)
+{
+    struct schema *s = compile_ok(EVENT_SCHEMA);
+    pthread_t t[4];
+    struct worker w[4];
+    for (int i = 0; i < 4; i++) {
+        w[i] = (struct worker){s, 0};
+        CHECK(pthread_create(&t[i], NULL, validate_many, &w[i]) == 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        ASSERT_EQ(w[i].failures, 0);
+    }
+    schema_free(s);
+}
