@@ -128,7 +128,9 @@ static struct evald set_new(struct vctx *c, uint32_t nbits)
         x->bits_cap = cap;
     }
     struct evald e = {x->bits_len, nbits};
-    memset(x->bits + e.off, 0, (size_t)words * sizeof(*x->bits));
+    if (words) {
+        memset(x->bits + e.off, 0, (size_t)words * sizeof(*x->bits));
+    }
     x->bits_len += words;
     return e;
 }
