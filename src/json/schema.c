@@ -124,7 +124,24 @@ static void add_token(char *out, size_t cap, const char *s, size_t len)
     out[n] = '\0';
 }
 
-/* The JSON Pointer of tape index target, found by descending from the root (errors only). */
+/* Appends "/" and the token of child m of container at (its key, or its index). */
+static void add_step(const struct jdoc *d, uint32_t at, uint32_t k, uint32_t m, char *out,
+                     size_t cap)
+{
+    size_t len = strlen(out);
+    if (len + 2 < cap) {
+        out[len] = '/';
+        out[len + 1] = '\0';
+    }
+    if (d->nodes[at].kind == JDOC_OBJECT) {
+        add_token(out, cap, d->nodes[k].str, d->nodes[k].count);
+    } else {
+        snprintf(out + strlen(out), cap - strlen(out), "%u", m);
+    }
+}
+
+/* The JSON Pointer of tape index target (a value, or an object member's name: then the
+ * member's pointer), found by descending from the root (errors only). */
 static void pointer_of(const struct jdoc *d, uint32_t target, char *out, size_t cap)
 {
     uint32_t at = 0;
@@ -132,26 +149,18 @@ static void pointer_of(const struct jdoc *d, uint32_t target, char *out, size_t 
     while (at != target) {
         const struct jdoc_node *n = &d->nodes[at];
         bool is_obj = n->kind == JDOC_OBJECT;
+        bool found = false;
         uint32_t k = at + 1;
-        for (uint32_t m = 0; m < n->count; m++) {
+        for (uint32_t m = 0; m < n->count && !found; m++) {
             uint32_t v = is_obj ? k + 1 : k;
-            if (target >= v && target < d->nodes[v].next) {
-                size_t len = strlen(out);
-                if (len + 2 < cap) {
-                    out[len] = '/';
-                    out[len + 1] = '\0';
-                }
-                if (is_obj) {
-                    add_token(out, cap, d->nodes[k].str, d->nodes[k].count);
-                } else {
-                    snprintf(out + strlen(out), cap - strlen(out), "%u", m);
-                }
-                at = v;
-                break;
+            if ((is_obj && k == target) || (target >= v && target < d->nodes[v].next)) {
+                add_step(d, at, k, m, out, cap);
+                found = true;
+                at = k == target ? target : v;
             }
             k = d->nodes[v].next;
         }
-        if (k == at + 1 && n->count == 0) {
+        if (!found) {
             return;
         }
     }

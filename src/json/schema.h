@@ -39,6 +39,11 @@ enum {
     SCHEMA_REGEX_HEAP_KIB = 1024,         /* PCRE2 heap limit per match */
     SCHEMA_MAX_EVAL_DEPTH = 256,          /* nested subschema evaluations for one instance
                                              ($ref cycles that consume nothing stop here) */
+    SCHEMA_EVAL_STEPS_BASE = 1000000,     /* subschema evaluations and uniqueItems comparisons
+                                             for one instance: this many, plus */
+    SCHEMA_EVAL_STEPS_PER_NODE = 64,      /* ... this many per value of the instance (bounds
+                                             exponential anyOf/$ref fan-out, and O(n^2)
+                                             uniqueItems) */
     SCHEMA_MAX_INSTANCE_DEPTH = 64,       /* nesting of an instance's JSON */
     SCHEMA_MAX_INSTANCE_BYTES = 16 * 1024 * 1024, /* one instance's JSON text */
     SCHEMA_MAX_MESSAGE_BYTES = 160,       /* an error message, NUL included */
@@ -117,7 +122,8 @@ void schema_result_fini(struct schema_result *r);
 /* Validates the JSON text inst[0..len) against s. Returns 0 when valid (r->keyword is "");
  * ERR_INVALID when the instance does not conform (r says where and why); ERR_PROTOCOL when
  * inst is not JSON (keyword "json"); ERR_TOOBIG when it exceeds SCHEMA_MAX_INSTANCE_BYTES or
- * SCHEMA_MAX_INSTANCE_DEPTH, or evaluation exceeds SCHEMA_MAX_EVAL_DEPTH or a regex limit
+ * SCHEMA_MAX_INSTANCE_DEPTH, or evaluation exceeds SCHEMA_MAX_EVAL_DEPTH, the
+ * SCHEMA_EVAL_STEPS_* budget or a regex limit
  * (keyword names what). inst is borrowed for the call. s is only read: any number of threads
  * may validate against one schema at once, each with its own r. */
 int schema_validate(const struct schema *s, const char *inst, size_t len,

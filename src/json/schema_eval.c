@@ -48,6 +48,8 @@ struct vctx {
     int quiet;                   /* > 0: inside a speculative subschema, errors not kept */
     int depth;                   /* nested evaluations */
     int path_len;                /* instance locations on path */
+    uint64_t steps;              /* evaluations and comparisons so far */
+    uint64_t max_steps;          /* budget (SCHEMA_EVAL_STEPS_*) */
     int scope_len;               /* resources on scope */
     uint32_t path[SCHEMA_MAX_INSTANCE_DEPTH + 2]; /* tape indexes from the root down */
     int32_t scope[SCHEMA_MAX_EVAL_DEPTH + 1];     /* dynamic scope: resources entered */
@@ -292,6 +294,10 @@ static bool check_unique(struct vctx *c, uint32_t i)
     const struct jdoc *d = c->d;
     for (uint32_t a = i + 1; a < d->nodes[i].next; a = d->nodes[a].next) {
         for (uint32_t b = d->nodes[a].next; b < d->nodes[i].next; b = d->nodes[b].next) {
+            if (++c->steps > c->max_steps) {
+                return fatal(c, ERR_TOOBIG, "uniqueItems",
+                             "evaluation over its budget (SCHEMA_EVAL_STEPS_*)");
+            }
             if (jdoc_equal(d, a, d, b)) {
                 return fail(c, "uniqueItems", "items are not unique");
             }
@@ -621,6 +627,9 @@ static bool eval(struct vctx *c, int32_t sn, uint32_t i, struct evald *ev)
     if (n->kind != SNODE_OBJECT) {
         return n->kind == SNODE_TRUE || fail(c, "false", "no value is allowed here");
     }
+    if (++c->steps > c->max_steps) {
+        return fatal(c, ERR_TOOBIG, "", "evaluation over its budget (SCHEMA_EVAL_STEPS_*)");
+    }
     if (c->depth >= SCHEMA_MAX_EVAL_DEPTH) {
         return fatal(c, ERR_TOOBIG, "$ref", "evaluation deeper than SCHEMA_MAX_EVAL_DEPTH");
     }
@@ -708,6 +717,8 @@ int schema_validate(const struct schema *s, const char *inst, size_t len,
     c->r = r;
     c->x = r->scratch;
     c->rc = c->quiet = c->depth = c->scope_len = 0;
+    c->steps = 0;
+    c->max_steps = SCHEMA_EVAL_STEPS_BASE + (uint64_t)SCHEMA_EVAL_STEPS_PER_NODE * c->d->count;
     c->path[0] = 0;
     c->path_len = 1;
     bool ok = eval(c, s->root, 0, NULL);

@@ -645,3 +645,35 @@ TEST(schema_validates_from_many_threads)
     }
     schema_free(s);
 }
+
+TEST(schema_exponential_fan_out_is_bounded)
+{
+    /* 40 levels, each an anyOf of two refs to the next, the last false: 2^40 evaluations
+     * without a budget. */
+    struct buf b;
+    buf_init(&b);
+    buf_adds(&b, "{\"$ref\":\"#/$defs/d0\",\"$defs\":{");
+    for (int i = 0; i < 40; i++) {
+        buf_printf(&b, "\"d%d\":{\"anyOf\":[{\"$ref\":\"#/$defs/d%d\"},{\"$ref\":\"#/$defs/d%d\"}]},",
+                   i, i + 1, i + 1);
+    }
+    buf_adds(&b, "\"d40\":false}}");
+    struct schema *s = compile_ok(b.ptr);
+    struct schema_result r;
+    schema_result_init(&r);
+    time_t start = time(NULL);
+    ASSERT_EQ(schema_validate(s, "1", 1, &r), ERR_TOOBIG);
+    CHECK(time(NULL) - start < 5);
+    CHECK(strstr(r.message, "SCHEMA_EVAL_STEPS"));
+    schema_result_fini(&r);
+    schema_free(s);
+    buf_fini(&b);
+}
+
+TEST(schema_compile_error_pointer_at_a_member_name)
+{
+    struct schema_error err;
+    ASSERT_EQ(compile_rc("{\"patternProperties\":{\"(\":true}}", &err), ERR_INVALID);
+    ASSERT_STR(err.keyword, "patternProperties");
+    ASSERT_STR(err.pointer, "/patternProperties/(");
+}
