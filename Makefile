@@ -3,11 +3,11 @@ CC      ?= cc
 DEBUG   ?= 0
 SANITIZE ?=
 WERROR  ?=
-PKGS    := jansson libssl libcrypto lua5.4 libzip
+PKGS    := jansson libssl libcrypto lua5.4 libzip libpcre2-8
 CFLAGS  := -std=gnu17 -O2 -g -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wvla -Wformat=2 -fno-omit-frame-pointer -pthread -Isrc \
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS  := -llmdb -lwslay -lcurl $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljansson -lssl -lcrypto -llua5.4 -lzip) -lm -pthread
+LDLIBS  := -llmdb -lwslay -lcurl $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljansson -lssl -lcrypto -llua5.4 -lzip -lpcre2-8) -lm -pthread
 ifeq ($(DEBUG),1)
 CFLAGS  += -O0 -DDEBUG
 endif
@@ -90,6 +90,10 @@ $(BUILD)/tests/wasm/%.wasm: tests/wasm/%.wat
 $(BUILD)/tests/logic_js_test: $(BUILD)/annals-jsworker $(WASM_TEST)
 $(BUILD)/tests/logic_js_test: private CFLAGS += -DLOGIC_JS_TEST_WORKER='"$(abspath $(BUILD)/annals-jsworker)"' \
     -DLOGIC_JS_TEST_WASM='"$(abspath $(BUILD)/tests/wasm)"'
+
+# The JSON Schema unit test reads the official test suite beside the repository (as the
+# integration tests find JSONTestSuite); ANNALS_SHARED_TESTDATA overrides it at run time.
+$(BUILD)/tests/schema_test: private CFLAGS += -DSCHEMA_TEST_SHARED='"$(abspath ../shared/testdata)"'
 
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h $(BUILD)/libannals.a
 	@mkdir -p $(dir $@)
