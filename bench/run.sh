@@ -692,8 +692,9 @@ proj_catchup() {
     python3 -c '
 import json, sys
 s = json.loads(sys.argv[1]); secs = float(sys.argv[3]) - float(sys.argv[2]); n = int(sys.argv[4])
-print("%s after %.1f s: %d events applied, %.0f events/s, %d state changes [target >= %s events/s]" % (
-      s["status"], secs, n, n / secs if secs > 0 else 0, s["sequence"], sys.argv[5]))' "$st" "$t0" "$t1" "$n" "$target"
+print("%s after %.1f s: %d events applied, %.0f events/s, %d state changes%s" % (
+      s["status"], secs, n, n / secs if secs > 0 else 0, s["sequence"],
+      " [target >= %s events/s]" % sys.argv[5] if sys.argv[5] else ""))' "$st" "$t0" "$t1" "$n" "$target"
 }
 
 bench_projection() {
@@ -990,6 +991,9 @@ declare -A LABEL=(
     [annals_es_batch]="Annals (m) 100-CloudEvent appends (EvidentSource)"
     [annals_es_query]="Annals (n) EvidentSource selector query (events/s)"
     [annals_es_view]="Annals (o) state view over 1,000 events, repeated"
+    [annals_hapnd]="Annals (p) Hapnd appends, reducer state in each 201"
+    [annals_native_p]="Annals (p') native 1-event appends next to (p)"
+    [annals_hapnd_state]="Annals (q) Hapnd state of a 100-event aggregate"
     [redis_distinct]="Redis XADD, distinct keys"
     [redis_one]="Redis XADD, one key"
     [pg_distinct]="PostgreSQL append(), distinct streams"
