@@ -575,3 +575,19 @@ def test_lua_files_may_end_with_a_top_level_return():
         st, _, up = upload(s, "reducers", {"Ret.lua": src})
         check(status_of(s, "reducers", up["reducerId"])["status"] == "compiled", "compiled")
         check(append(s, "ret_1", "E", {})["state"] == {"n": 1}, "state")
+
+
+def test_binding_an_upload_still_deploying_is_reducer_not_ready():
+    """Between the 202 and the end of the deploy the upload is not ready: a file whose top level
+    runs for a while (about 0.3 s, once to compile and once to deploy) holds it there."""
+    src = ('kind = "reducer"\naggregateType = "slow"\n'
+           'local t = 0 for i = 1, 30000000 do t = t + i end\n'
+           'function apply(s, e) return {n = 1} end\n')
+    with Server() as s:
+        st, _, up = upload(s, "reducers", {"SlowReducer.lua": src})
+        check(st == 202, f"{st} {up}")
+        expect(s.request("PUT", f"{H}/aggregate-types/other", {"reducerId": up["reducerId"]}),
+               400, "REDUCER_NOT_READY")
+        check(status_of(s, "reducers", up["reducerId"])["status"] == "compiled", "compiled")
+        st, _, b = s.request("PUT", f"{H}/aggregate-types/other", {"reducerId": up["reducerId"]})
+        check(st == 200, f"{st} {b}")
