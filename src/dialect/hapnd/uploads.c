@@ -55,6 +55,69 @@ int hd_record_put(struct db *db, const char *id, json_t *record)
     return rc;
 }
 
+/* The keys of the oldest entries of the creation order to forget. */
+struct prune {
+    size_t count;                                  /* entries seen */
+    size_t want;                                   /* how many to collect (0: count only) */
+    size_t n;
+    char keys[HD_PRUNE_BATCH][16 + HD_ID_BYTES + 1];
+};
+
+static int on_time(void *arg, struct slice key, struct slice val)
+{
+    struct prune *p = arg;
+    (void)val;
+    p->count++;
+    if (p->n < p->want && key.len <= 16 + HD_ID_BYTES) {
+        memcpy(p->keys[p->n], key.ptr, key.len);
+        p->keys[p->n++][key.len] = '\0';
+    }
+    return p->want && p->n == p->want ? 1 : 0;
+}
+
+/* Forgets the oldest records of t past HD_UPLOADS_KEPT (at most HD_PRUNE_BATCH). */
+static int prune(struct derived_txn *t)
+{
+    struct prune p = {0};
+    struct slice none = {NULL, 0};
+    int rc = derived_scan(t, HD_UPLOAD_TIMES, none, none, 0, on_time, &p);
+    if (rc || p.count <= HD_UPLOADS_KEPT) {
+        return rc;
+    }
+    size_t over = p.count - HD_UPLOADS_KEPT;
+    p = (struct prune){.want = over < HD_PRUNE_BATCH ? over : HD_PRUNE_BATCH};
+    rc = derived_scan(t, HD_UPLOAD_TIMES, none, none, p.want, on_time, &p);
+    for (size_t i = 0; !rc && i < p.n; i++) { /* keys copied: the scan is over */
+        const char *id = p.keys[i] + 16;
+        rc = derived_del(t, HD_UPLOADS, (struct slice){id, strlen(id)});
+        rc = rc ? rc : derived_del(t, HD_UPLOAD_TIMES, (struct slice){p.keys[i],
+                                                                      strlen(p.keys[i])});
+    }
+    return rc;
+}
+
+int hd_record_create(struct db *db, const char *id, json_t *record)
+{
+    char *text = json_dumps(record, JSON_COMPACT);
+    if (!text) {
+        return ERR_NOMEM;
+    }
+    char key[16 + HD_ID_BYTES + 1];
+    snprintf(key, sizeof key, "%016llx%s", (unsigned long long)time_now_us(), id);
+    struct derived_txn *t;
+    int rc = derived_begin(db, true, &t);
+    if (!rc) {
+        rc = derived_put(t, HD_UPLOADS, (struct slice){id, strlen(id)},
+                         (struct slice){text, strlen(text)});
+        rc = rc ? rc : derived_put(t, HD_UPLOAD_TIMES, (struct slice){key, strlen(key)},
+                                   (struct slice){"", 0});
+        rc = rc ? rc : prune(t);
+        rc = rc ? (derived_abort(t), rc) : derived_commit(t);
+    }
+    free(text);
+    return rc;
+}
+
 void hd_record_status(json_t *record, const char *run_now, struct buf *out)
 {
     json_t *r = json_deep_copy(record);
@@ -493,7 +556,7 @@ static void run_upload(void *arg, bool cancelled)
         hd_fail_req(u->req, GK_INVALID, "INVALID_UPLOAD", why);
     } else {
         u->record = pending_record(u);
-        rc = hd_record_put(u->db, u->id, u->record);
+        rc = hd_record_create(u->db, u->id, u->record);
         if (rc) {
             struct gate_error e;
             gate_engine_error(rc, &e);

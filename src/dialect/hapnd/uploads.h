@@ -17,7 +17,9 @@
 #include "logic/logic.h"
 #include "util/zipread.h"
 
-#define HD_UPLOADS "hpu" /* the derived table of upload records */
+#define HD_UPLOADS "hpu"      /* the derived table of upload records */
+#define HD_UPLOAD_TIMES "hpt" /* ... and of their creation order: 16 hex digits of the time
+                                 it was made, then the id -> "" */
 
 enum {
     HD_UPLOAD_BYTES = 5 * 1000 * 1000, /* a zip (Hapnd's limit: 5 MB) */
@@ -30,6 +32,10 @@ enum {
     HD_CLASS_BYTES = 48,               /* a className (it names components) */
     HD_CONFIG_BYTES = 16 * 1024,       /* a projection upload's config part */
     HD_ID_BYTES = 48,                  /* an upload's id: "red_" or a UUID, ... */
+    HD_UPLOADS_KEPT = 256,             /* upload records kept per tenant: a new one past
+                                          this forgets the oldest (its deployed reducers and
+                                          projections stay; it can no longer be bound) */
+    HD_PRUNE_BATCH = 16,               /* records forgotten per new upload at most */
 };
 
 /* One upload between the request and its compilation (owned by the worker job). */
@@ -69,6 +75,9 @@ void hd_upload_free(struct hd_upload *u);
 int hd_record_get(struct db *db, const char *id, struct buf *out);
 /* Stores record (JSON) under id. Worker. Returns 0 or ERR_*. */
 int hd_record_put(struct db *db, const char *id, json_t *record);
+/* Stores the record of a new upload id and its place in the creation order, forgetting the
+ * oldest records past HD_UPLOADS_KEPT, in one transaction. Worker. Returns 0 or ERR_*. */
+int hd_record_create(struct db *db, const char *id, json_t *record);
 
 /* The status view of a stored record: without the sources; a record compiling under an
  * earlier server run reads "failed" (cut short by a restart). */

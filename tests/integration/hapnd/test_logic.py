@@ -591,3 +591,20 @@ def test_binding_an_upload_still_deploying_is_reducer_not_ready():
         check(status_of(s, "reducers", up["reducerId"])["status"] == "compiled", "compiled")
         st, _, b = s.request("PUT", f"{H}/aggregate-types/other", {"reducerId": up["reducerId"]})
         check(st == 200, f"{st} {b}")
+
+
+def test_upload_records_are_kept_up_to_a_limit():
+    """A tenant keeps its 256 newest upload records: a new one forgets the oldest."""
+    src = 'function resolveKey(e) return nil end\nfunction apply(s, e) return s end\n'
+    z = zip_of({"P.lua": src})  # a projection in a reducer upload: listed, nothing deployed
+    with Server() as s:
+        ids = []
+        for _ in range(260):
+            st, _, up = upload(s, "reducers", raw_zip=z)
+            check(st == 202, f"{st} {up}")
+            ids.append(up["reducerId"])
+        for rid in ids[:4]:
+            expect(s.get(f"{H}/reducers/{rid}/status"), 404, "NOT_FOUND")
+        for rid in (ids[4], ids[-1]):
+            st, _, rec = s.get(f"{H}/reducers/{rid}/status")
+            check(st == 200 and rec["discovered"][0]["kind"] == "projection", f"{st} {rec}")
