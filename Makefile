@@ -207,3 +207,6 @@ clean:
 	rm -rf build build-san build-fuzz
 
 -include $(LIB_OBJ:.o=.d) $(BUILD)/main.d $(JSW_OBJ:.o=.d)
+
+# The Tick unit test reads its golden cases from the source tree wherever it runs.
+$(BUILD)/tests/tick_test: private CFLAGS += -DTICK_TEST_GOLDEN='"$(abspath tests/unit/golden/tick)"'

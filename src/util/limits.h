@@ -45,6 +45,20 @@ enum {
     LIMIT_BACKUP_PATH_BYTES = 255,                /* a file's relative path in a backup */
     LIMIT_BACKUP_JSON_BYTES = 4 << 20,            /* a backup's manifest, a database's
                                                      summary or an error, as JSON text */
+    LIMIT_JPATH_BYTES = 256,                      /* one JSONPath text in a j17 spec */
+    LIMIT_JPATH_SEGMENTS = 32,                    /* members and indexes in one JSONPath */
+    LIMIT_TICK_HANDLER_BYTES = 256 * 1024,        /* one Tick handler, as JSON text */
+    LIMIT_TICK_OPS = 256,                         /* operations in one handler, nested
+                                                     if/then/else branches included */
+    LIMIT_TICK_DEPTH = 8,                         /* nesting of if/then/else and of the
+                                                     predicates and/or/not in one handler */
+    LIMIT_TICK_VALUE_DEPTH = 16,                  /* nesting of a literal or template value */
+    LIMIT_TICK_STEPS = 100000,                    /* work units one handler may spend on one
+                                                     event (operations, values built, array
+                                                     elements visited) */
+    LIMIT_TICK_ARRAY_ITEMS = 10000,               /* elements in an array a handler grows */
+    LIMIT_TICK_STATE_NODES = 1000000,             /* JSON values in one aggregate's state */
+    LIMIT_TICK_STATE_DEPTH = 64,                  /* nesting of one aggregate's state */
 };
 
 /* The limits in force, as configured. */
