@@ -608,3 +608,24 @@ def test_upload_records_are_kept_up_to_a_limit():
         for rid in (ids[4], ids[-1]):
             st, _, rec = s.get(f"{H}/reducers/{rid}/status")
             check(st == 200 and rec["discovered"][0]["kind"] == "projection", f"{st} {rec}")
+
+
+def test_uploaded_code_is_held_to_its_cpu_and_memory_budgets():
+    """A file whose top level loops or eats memory fails its upload with the budget named,
+    and the server goes on serving."""
+    with Server() as s:
+        for src, word in (("while true do end\nfunction apply(s, e) return s end\n", "cpu"),
+                          ("local t = {} for i = 1, 1e9 do t[i] = string.rep('x', 64) .. i end\n"
+                           "function apply(s, e) return s end\n", "memory"),
+                          ("kind = 'reducer'\nfunction apply(s, e) while true do end end\n",
+                           None)):
+            st, _, up = upload(s, "reducers", {"Hog.lua": src})
+            check(st == 202, f"{st} {up}")
+            rec = status_of(s, "reducers", up["reducerId"])
+            if word:
+                check(rec["status"] == "failed" and word in rec["compilationError"].lower(), rec)
+        # the reducer that loops on each event: the append commits, its answer names the budget
+        st, _, b = s.post(f"{H}/events", {"aggregateId": "hog_1", "eventType": "E", "data": {}})
+        check(st == 201 and b["stateError"]["errorCode"] == "REDUCER_FAILED"
+              and "cpu" in b["stateError"]["error"].lower(), f"{st} {b}")
+        check(s.get(f"{H}/health")[0] == 200, "still serving")
