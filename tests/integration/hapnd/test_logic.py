@@ -615,7 +615,7 @@ def test_uploaded_code_is_held_to_its_cpu_and_memory_budgets():
     and the server goes on serving."""
     with Server() as s:
         for src, word in (("while true do end\nfunction apply(s, e) return s end\n", "cpu"),
-                          ("local t = {} for i = 1, 1e9 do t[i] = string.rep('x', 64) .. i end\n"
+                          ("local t = {} for i = 1, 1e6 do t[i] = string.rep('x', 1000000) .. i end\n"
                            "function apply(s, e) return s end\n", "memory"),
                           ("kind = 'reducer'\nfunction apply(s, e) while true do end end\n",
                            None)):
