@@ -1,0 +1,145 @@
+/* j17 specs (docs/dialects/j17.md, "Specs"): the JSON document that describes a j17
+ * instance's domain, compiled once per deploy into an immutable struct j17_spec that the
+ * dialect's routes read: aggregate types and their event types, each with a compiled JSON
+ * Schema for its data, a Tick handler and implications; agent and target types; singletons;
+ * modules (cache, sagas); projections; listeners.
+ *
+ * Pure: no I/O, no clock. A compiled spec is immutable and reference-counted: any thread may
+ * read it and take or drop references. */
+#ifndef DIALECT_J17_SPEC_H
+#define DIALECT_J17_SPEC_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/buf.h"
+
+enum {
+    J17_NAME_BYTES = 64,            /* a type name (aggregate, event, agent, target, singleton,
+                                       saga, projection, listener): [a-z][a-z0-9_]{0,63} */
+    J17_SPEC_BYTES = 2 * 1024 * 1024, /* a spec's JSON text */
+    J17_AGG_TYPES_MAX = 256,        /* aggregate types in a spec */
+    J17_EVENT_TYPES_MAX = 512,      /* event types of one aggregate type */
+    J17_IMPLICATIONS_MAX = 32,      /* implications of one event type */
+    J17_PROBLEMS_MAX = 64,          /* problems a failed compile reports (the rest: more) */
+    J17_PROBLEM_PATH_BYTES = 256,   /* where a problem is ("aggregate_types.user.events.
+                                       was_created.schema"), NUL included */
+    J17_PROBLEM_MSG_BYTES = 192,    /* what it is, NUL included */
+    J17_IMPLY_DEPTH = 4,            /* chained implications: an implied event's own
+                                       implications run up to this depth (the trigger is 0) */
+    J17_IMPLIED_MAX = 100,          /* implied events of one write, all depths together */
+    J17_SCHEDULE_MIN_MS = 5 * 60 * 1000, /* a scheduled implication's least delay */
+    J17_ID_BYTES = 128,             /* an aggregate id as written (UUID with a tag) */
+};
+
+/* One thing wrong with a spec (or an incompatible change). */
+struct j17_problem {
+    char path[J17_PROBLEM_PATH_BYTES]; /* dotted path in the spec, "" for the whole spec */
+    char msg[J17_PROBLEM_MSG_BYTES];
+};
+
+struct j17_problems {
+    struct j17_problem items[J17_PROBLEMS_MAX];
+    size_t count;
+    bool more;                         /* more problems than items */
+};
+
+struct j17_spec;
+struct j17_agg;  /* an aggregate type */
+struct j17_evt;  /* an event type of an aggregate type */
+
+/* Compiles the spec text[0..len) (the spec object itself, not wrapped in {"spec": ...}).
+ * Checks everything and reports every problem it finds (up to J17_PROBLEMS_MAX) in *pr:
+ * JSON syntax, unknown top-level members, names, each event's schema (compiled with format
+ * assertion), handler (tick_compile), implications (their kinds: emit, map, schedule,
+ * pipeline; wasm and the container kinds are refused), agent_types (required, strings),
+ * target_types, singletons, modules.cache (known aggregate types), modules.sagas,
+ * projections and listeners. Returns 0 with *out (one reference for the caller),
+ * ERR_INVALID with *pr filled, or ERR_TOOBIG (text over J17_SPEC_BYTES; *pr says so). */
+int j17_spec_compile(const char *text, size_t len, struct j17_spec **out,
+                     struct j17_problems *pr);
+
+void j17_spec_ref(struct j17_spec *s);
+/* Drops a reference; the last one frees the spec. NULL does nothing. */
+void j17_spec_unref(struct j17_spec *s);
+
+/* The changes from old to new that need "force": an aggregate type or an event type removed,
+ * a member added to an event schema's top-level "required", a property of an event schema
+ * removed or its "type" changed. Returns 0 (compatible) or ERR_CONFLICT with each change in
+ * *pr. */
+int j17_spec_compat(const struct j17_spec *old, const struct j17_spec *new,
+                    struct j17_problems *pr);
+
+/* The spec's minified JSON text (as deployed, members in the order given). Borrowed. */
+struct slice j17_spec_text(const struct j17_spec *s);
+
+/* ---- lookups ---- */
+
+const struct j17_agg *j17_spec_agg(const struct j17_spec *s, struct slice type);
+size_t j17_spec_agg_count(const struct j17_spec *s);
+const struct j17_agg *j17_spec_agg_at(const struct j17_spec *s, size_t i); /* name order */
+const char *j17_agg_name(const struct j17_agg *a);
+/* True when the type is in modules.cache. */
+bool j17_agg_cached(const struct j17_agg *a);
+const struct j17_evt *j17_agg_event(const struct j17_agg *a, struct slice event_type);
+const char *j17_evt_name(const struct j17_evt *e);
+
+bool j17_spec_agent_type(const struct j17_spec *s, struct slice type);
+bool j17_spec_target_type(const struct j17_spec *s, struct slice type);
+/* True for "global" and the names in singletons. */
+bool j17_spec_singleton(const struct j17_spec *s, struct slice id);
+
+/* Appends the handlers of a, {"<event type>": <handler JSON>, ...}: the source of the
+ * aggregate type's reducer (language tick, logic/tick_rt.c). */
+void j17_agg_handlers(const struct j17_agg *a, struct buf *out);
+
+/* ---- writes ---- */
+
+/* Validates data (the event's "data" member; NULL when absent) against e's schema. Returns 0,
+ * or ERR_INVALID with path the failing instance location dotted from "data" ("data",
+ * "data.email", "data.items.2.sku"; cap bytes, NUL-terminated) and msg why. */
+int j17_evt_validate(const struct j17_evt *e, const json_t *data, char *path, size_t path_cap,
+                     char *msg, size_t msg_cap);
+
+/* An event an implication derives. */
+struct j17_implied {
+    char agg_type[J17_NAME_BYTES + 1];
+    char id[J17_ID_BYTES + 1];       /* canonical (j17_id_check) */
+    char event_type[J17_NAME_BYTES + 1];
+    json_t *data;                    /* owned */
+    unsigned depth;                  /* 1: implied by the trigger, 2: by an implied event... */
+    uint64_t delay_ms;               /* 0: written with the trigger; else a scheduled event */
+    json_t *cancel_on;               /* scheduled: owned array of {"aggregate_type","id",
+                                        "event_type"} (ids resolved), or NULL */
+};
+
+struct j17_implied_list {
+    struct j17_implied *items;       /* owned */
+    size_t count;
+};
+
+void j17_implied_list_fini(struct j17_implied_list *l);
+
+/* Runs the implications of the event ctx (jpath_event_new's object for an event of a's
+ * type e, with "metadata" as it will be stored) and, depth first, those of each implied event
+ * up to J17_IMPLY_DEPTH, appending every implied event to out in order. Each implied event's
+ * aggregate type and event type must be in s, its id valid (j17_id_check) and its data valid
+ * against its schema. Returns 0; ERR_INVALID (*why names the implication and the fault:
+ * "aggregate_types.user.events.was_created.implications[0]: ..."), ERR_TOOBIG (more than
+ * J17_IMPLIED_MAX events or J17_IMPLY_DEPTH levels). On error out holds what was appended
+ * (free it). */
+int j17_imply(const struct j17_spec *s, const struct j17_agg *a, const struct j17_evt *e,
+              const json_t *ctx, struct j17_implied_list *out, char *why, size_t why_cap);
+
+/* ---- identifiers (docs/dialects/j17.md, "Identifiers") ---- */
+
+/* Checks an aggregate id (as in a URL, actor.id, target.id, or an implication's id): a UUID of
+ * version 4 or 5 (any case; canonical lower case), a 9-character Crockford base32 humane code
+ * (canonical upper case; I, L, O read as 1, 1, 0 are refused), "global" or a singleton of s
+ * (s NULL: "global" only), or a UUID followed by ":" and a tag ([a-z0-9_-]{1,32}). Writes the
+ * canonical form to canon (J17_ID_BYTES + 1). Returns 0 or ERR_INVALID. */
+int j17_id_check(const struct j17_spec *s, struct slice id, char *canon);
+
+#endif
