@@ -37,6 +37,7 @@ struct cursor {
     size_t i;                /* next byte */
     struct jpath *p;         /* the path being built */
     struct jpath_error *err; /* where failures are reported */
+    unsigned flags;          /* JPATH_ALLOW_*: extra first members of a $ path */
 };
 
 static int fail(struct jpath_error *err, size_t pos, int code, const char *msg)
@@ -135,6 +136,12 @@ static int check_event_member(struct cursor *c)
     for (size_t i = 0; first->name && i < sizeof EVENT_MEMBERS / sizeof *EVENT_MEMBERS; i++) {
         if (strcmp(first->name, EVENT_MEMBERS[i]) == 0) return 0;
     }
+    if (first->name && (c->flags & JPATH_ALLOW_ITEM) && strcmp(first->name, "item") == 0) {
+        return 0;
+    }
+    if (first->name && (c->flags & JPATH_ALLOW_PREV) && strcmp(first->name, "prev") == 0) {
+        return 0;
+    }
     return fail(c->err, first->pos, ERR_INVALID,
                 "$ paths start with data, metadata, key, id or type");
 }
@@ -166,11 +173,17 @@ static int parse_path(struct cursor *c, enum jpath_mode mode)
 int jpath_compile(const char *text, size_t len, enum jpath_mode mode, struct jpath **out,
                   struct jpath_error *err)
 {
+    return jpath_compile_ex(text, len, mode, 0, out, err);
+}
+
+int jpath_compile_ex(const char *text, size_t len, enum jpath_mode mode, unsigned flags,
+                     struct jpath **out, struct jpath_error *err)
+{
     *out = NULL;
     if (len > LIMIT_JPATH_BYTES) {
         return fail(err, LIMIT_JPATH_BYTES, ERR_TOOBIG, "path longer than its limit");
     }
-    struct cursor c = {.s = text, .len = len, .err = err};
+    struct cursor c = {.s = text, .len = len, .err = err, .flags = flags};
     c.p = xcalloc(1, sizeof(*c.p));
     int rc = parse_path(&c, mode);
     if (rc < 0) {

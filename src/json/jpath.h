@@ -46,6 +46,18 @@ struct jpath_ctx {
 int jpath_compile(const char *text, size_t len, enum jpath_mode mode, struct jpath **out,
                   struct jpath_error *err);
 
+/* Extra first members a $ path may name, for contexts that add members to the event object
+ * (flags of jpath_compile_ex). The caller puts the member into the context it reads against. */
+enum {
+    JPATH_ALLOW_ITEM = 1 << 0, /* $.item: the array element a j17 map implication is at */
+    JPATH_ALLOW_PREV = 1 << 1, /* $.prev: the event a j17 saga step awaited before this one */
+};
+
+/* jpath_compile, also accepting the first members that flags (JPATH_ALLOW_*) allow. Same
+ * returns and ownership. */
+int jpath_compile_ex(const char *text, size_t len, enum jpath_mode mode, unsigned flags,
+                     struct jpath **out, struct jpath_error *err);
+
 /* Frees a compiled path; NULL does nothing. */
 void jpath_free(struct jpath *p);
 

@@ -54,6 +54,7 @@ struct cc {
     char path[TICK_ERROR_PATH_BYTES]; /* JSON path of the member being compiled */
     size_t path_len;               /* bytes of path used */
     struct tick_error *err;        /* where failures go */
+    unsigned jpath_flags;          /* JPATH_ALLOW_*: extra $ members (0 in handlers) */
 };
 
 void tick_limits_default(struct tick_limits *lim)
@@ -104,7 +105,8 @@ static int compile_path(struct cc *c, json_t *j, enum jpath_mode mode, struct jp
 {
     if (!json_is_string(j)) return CC_FAIL(c, ERR_INVALID, "expected a path string");
     struct jpath_error perr;
-    int rc = jpath_compile(json_string_value(j), json_string_length(j), mode, out, &perr);
+    int rc = jpath_compile_ex(json_string_value(j), json_string_length(j), mode,
+                              c->jpath_flags, out, &perr);
     if (rc < 0) {
         return CC_FAIL(c, rc, "bad path \"%.64s\" at offset %zu: %s", json_string_value(j),
                        perr.pos, perr.msg);
@@ -475,4 +477,54 @@ void tick_plan_free(struct tick_plan *plan)
     if (!plan) return;
     tick_block_fini(&plan->root);
     free(plan);
+}
+
+/* ---- predicates and values on their own ---- */
+
+static int compile_expr(const json_t *j, const struct tick_limits *lim, unsigned jpath_flags,
+                        bool is_pred, struct tick_expr **out, struct tick_error *err)
+{
+    *out = NULL;
+    struct tick_expr *x = xcalloc(1, sizeof(*x));
+    x->is_pred = is_pred;
+    if (lim) {
+        x->lim = *lim;
+    } else {
+        tick_limits_default(&x->lim);
+    }
+    struct cc c = {.lim = &x->lim, .path = "$", .path_len = 1, .err = err,
+                   .jpath_flags = jpath_flags};
+    int rc = is_pred ? compile_pred(&c, (json_t *)j, 0, &x->pred)
+                     : compile_value_at(&c, (json_t *)j, 0, &x->value);
+    if (rc < 0) {
+        tick_expr_free(x);
+        return rc;
+    }
+    *out = x;
+    return 0;
+}
+
+int tick_pred_compile(const json_t *j, const struct tick_limits *lim, unsigned jpath_flags,
+                      struct tick_expr **out, struct tick_error *err)
+{
+    return compile_expr(j, lim, jpath_flags, true, out, err);
+}
+
+int tick_value_compile(const json_t *j, const struct tick_limits *lim, unsigned jpath_flags,
+                       struct tick_expr **out, struct tick_error *err)
+{
+    return compile_expr(j, lim, jpath_flags, false, out, err);
+}
+
+bool tick_expr_is_const(const struct tick_expr *x)
+{
+    return !x->is_pred && x->value.kind == TICK_VALUE_CONST;
+}
+
+void tick_expr_free(struct tick_expr *x)
+{
+    if (!x) return;
+    pred_fini(&x->pred);
+    value_fini(&x->value);
+    free(x);
 }

@@ -12,7 +12,10 @@
 #define LOGIC_TICK_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
+
+#include "json/jpath.h"
 
 /* Room for the location of an error inside a handler ("$[2].then[0].set.value"). */
 enum { TICK_ERROR_PATH_BYTES = 128, TICK_ERROR_MSG_BYTES = 160 };
@@ -66,5 +69,41 @@ void tick_plan_free(struct tick_plan *plan);
  * visited. */
 int tick_apply(const struct tick_plan *plan, const json_t *state, const json_t *event,
                json_t **out_state, struct tick_error *err);
+
+/* ---- predicates and values on their own (j17 implication conditions, emitted data) ----
+ *
+ * A struct tick_expr is one compiled predicate or one compiled value (literal, reference or
+ * template), with the syntax and the limits of a handler's. Immutable once compiled: any
+ * thread may evaluate it concurrently; its owner frees it. */
+struct tick_expr;
+
+/* Compiles the predicate j (borrowed for the call) under lim (NULL: the defaults) into *out
+ * (owned by the caller: tick_expr_free). jpath_flags (JPATH_ALLOW_*) lets its $ paths name
+ * extra context members. Returns 0, ERR_INVALID or ERR_TOOBIG (*err names the place: "$" is
+ * the predicate, "$.and[1].equals[0]" a member inside); on error *out is NULL. */
+int tick_pred_compile(const json_t *j, const struct tick_limits *lim, unsigned jpath_flags,
+                      struct tick_expr **out, struct tick_error *err);
+
+/* Compiles the value j (a literal, a reference, or a template holding references) like
+ * tick_pred_compile. */
+int tick_value_compile(const json_t *j, const struct tick_limits *lim, unsigned jpath_flags,
+                       struct tick_expr **out, struct tick_error *err);
+
+/* True when x is a value without references (a literal): it evaluates the same every time. */
+bool tick_expr_is_const(const struct tick_expr *x);
+
+/* Evaluates the predicate x against ctx (borrowed; the state may be NULL). Returns 0 with *out,
+ * or ERR_TOOBIG (the step budget of x's limits). */
+int tick_expr_test(const struct tick_expr *x, const struct jpath_ctx *ctx, bool *out,
+                   struct tick_error *err);
+
+/* Evaluates the value x against ctx into *out (a new reference owned by the caller, a fresh
+ * tree; a reference that names nothing is null). Returns 0, or ERR_TOOBIG (the step budget,
+ * or a value nested deeper than the state limit); on error *out is NULL. */
+int tick_expr_eval(const struct tick_expr *x, const struct jpath_ctx *ctx, json_t **out,
+                   struct tick_error *err);
+
+/* Frees x; NULL does nothing. */
+void tick_expr_free(struct tick_expr *x);
 
 #endif

@@ -42,6 +42,14 @@ struct tick_pred {
     struct tick_pred *subs;  /* owned, count of them */
 };
 
+/* A predicate or a value compiled on its own (tick_pred_compile, tick_value_compile). */
+struct tick_expr {
+    bool is_pred;            /* pred is used, else value */
+    struct tick_pred pred;   /* owned */
+    struct tick_value value; /* owned */
+    struct tick_limits lim;  /* budgets applied when it is evaluated */
+};
+
 /* {element path: value} pairs of remove_where (match) and update_where (match, then set). */
 struct tick_fields {
     size_t count;               /* pairs */

@@ -591,3 +591,23 @@ int tick_apply(const struct tick_plan *plan, const json_t *state, const json_t *
     *out_state = r.state;
     return 0;
 }
+
+/* ---- predicates and values on their own ---- */
+
+int tick_expr_test(const struct tick_expr *x, const struct jpath_ctx *ctx, bool *out,
+                   struct tick_error *err)
+{
+    *out = false;
+    if (!x->is_pred) return tick_fail(err, "$", ERR_INVALID, "not a predicate");
+    struct tick_run r = {.lim = &x->lim, .where = "$", .err = err, .ctx = *ctx};
+    return eval_pred(&r, &x->pred, out);
+}
+
+int tick_expr_eval(const struct tick_expr *x, const struct jpath_ctx *ctx, json_t **out,
+                   struct tick_error *err)
+{
+    *out = NULL;
+    if (x->is_pred) return tick_fail(err, "$", ERR_INVALID, "not a value");
+    struct tick_run r = {.lim = &x->lim, .where = "$", .err = err, .ctx = *ctx};
+    return resolve(&r, &x->value, true, out);
+}
