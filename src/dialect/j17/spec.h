@@ -32,7 +32,27 @@ enum {
     J17_IMPLIED_MAX = 100,          /* implied events of one write, all depths together */
     J17_SCHEDULE_MIN_MS = 5 * 60 * 1000, /* a scheduled implication's least delay */
     J17_ID_BYTES = 128,             /* an aggregate id as written (UUID with a tag) */
+    J17_AGENT_TYPES_MAX = 64,       /* agent_types */
+    J17_TARGET_TYPES_MAX = 64,      /* target_types */
+    J17_SINGLETONS_MAX = 256,       /* singletons */
+    J17_PIPELINE_STEPS_MAX = 16,    /* steps of one pipeline implication */
+    J17_CANCEL_ON_MAX = 16,         /* cancel_on entries of one scheduled implication */
+    J17_SAGAS_MAX = 64,             /* modules.sagas */
+    J17_SAGA_STEPS_MAX = 32,        /* steps of one saga */
+    J17_AWAIT_EVENTS_MAX = 32,      /* event_types a saga step awaits */
+    J17_PROJECTIONS_MAX = 64,       /* projections */
+    J17_PROJ_SOURCES_MAX = 16,      /* sources plus include of one projection */
+    J17_SELECT_DEPTH = 16,          /* nesting of a projection's select ($map, $lookup and
+                                       objects) */
+    J17_SELECT_NODES = 1024,        /* values in one projection's select */
+    J17_LISTENERS_MAX = 32,         /* listeners */
+    J17_LISTENER_FILTERS_MAX = 64,  /* aggregate_types plus event_types of one listener */
+    J17_URL_BYTES = 2048,           /* a listener's url */
+    J17_SECRET_BYTES = 256,         /* a listener's secret */
 };
+
+/* A scheduled implication's longest delay (a year). */
+#define J17_SCHEDULE_MAX_MS (365ULL * 24 * 3600 * 1000)
 
 /* One thing wrong with a spec (or an incompatible change). */
 struct j17_problem {
@@ -60,6 +80,18 @@ struct j17_evt;  /* an event type of an aggregate type */
  * ERR_INVALID with *pr filled, or ERR_TOOBIG (text over J17_SPEC_BYTES; *pr says so). */
 int j17_spec_compile(const char *text, size_t len, struct j17_spec **out,
                      struct j17_problems *pr);
+
+/* What j17_spec_compile_ex may change. j17_spec_options_default fills the defaults. */
+struct j17_spec_options {
+    uint64_t schedule_min_ms; /* a scheduled implication's least delay (J17_SCHEDULE_MIN_MS;
+                                 a test setting may lower it) */
+};
+
+void j17_spec_options_default(struct j17_spec_options *opt);
+
+/* j17_spec_compile with options (NULL: the defaults). Same returns. */
+int j17_spec_compile_ex(const char *text, size_t len, const struct j17_spec_options *opt,
+                        struct j17_spec **out, struct j17_problems *pr);
 
 void j17_spec_ref(struct j17_spec *s);
 /* Drops a reference; the last one frees the spec. NULL does nothing. */
@@ -132,6 +164,45 @@ void j17_implied_list_fini(struct j17_implied_list *l);
  * (free it). */
 int j17_imply(const struct j17_spec *s, const struct j17_agg *a, const struct j17_evt *e,
               const json_t *ctx, struct j17_implied_list *out, char *why, size_t why_cap);
+
+/* ---- sagas, projections, listeners (read API) ----
+ * Each is checked by j17_spec_compile and kept in the order the spec gives (an object's members
+ * in their order). Pointers and strings are borrowed from the spec: valid while a reference to
+ * it is held. */
+
+struct j17_saga;
+struct j17_projection;
+struct j17_listener;
+
+size_t j17_spec_saga_count(const struct j17_spec *s);
+const struct j17_saga *j17_spec_saga_at(const struct j17_spec *s, size_t i);
+const char *j17_saga_name(const struct j17_saga *g);
+const char *j17_saga_trigger_agg(const struct j17_saga *g);   /* trigger.aggregate_type */
+const char *j17_saga_trigger_event(const struct j17_saga *g); /* trigger.event_type */
+/* The definition as deployed: {"trigger": {...}, "steps": [...]}. Within a step, $.prev in
+ * "condition", "emit" and "compensate" is the event the previous step awaited ("$prev.x" is
+ * read as "$.prev.x"). */
+const json_t *j17_saga_json(const struct j17_saga *g);
+
+size_t j17_spec_projection_count(const struct j17_spec *s);
+const struct j17_projection *j17_spec_projection_at(const struct j17_spec *s, size_t i);
+/* By name; NULL when there is none. */
+const struct j17_projection *j17_spec_projection(const struct j17_spec *s, struct slice name);
+const char *j17_projection_name(const struct j17_projection *p);
+const char *j17_projection_for_each(const struct j17_projection *p); /* an aggregate type */
+bool j17_projection_substreams(const struct j17_projection *p);     /* include_substreams */
+/* The definition as deployed ({"for_each", "sources", "include"?, "select", ...}). */
+const json_t *j17_projection_json(const struct j17_projection *p);
+
+size_t j17_spec_listener_count(const struct j17_spec *s);
+const struct j17_listener *j17_spec_listener_at(const struct j17_spec *s, size_t i);
+const char *j17_listener_name(const struct j17_listener *l);
+const char *j17_listener_url(const struct j17_listener *l);
+const char *j17_listener_secret(const struct j17_listener *l); /* NULL when none */
+/* True when an event of agg_type / event_type is to be delivered to l: its aggregate_types
+ * (absent: any) holds agg_type and its event_types (absent: any) holds "agg_type.event_type". */
+bool j17_listener_matches(const struct j17_listener *l, const char *agg_type,
+                          const char *event_type);
 
 /* ---- identifiers (docs/dialects/j17.md, "Identifiers") ---- */
 
