@@ -210,6 +210,9 @@ TEST(problems_are_all_reported_with_paths)
                 "             'c': {'$weird': 1}}}],"
                 "'foo': 1}",
                 &pr);
+    for (size_t i = 0; getenv("J17_DUMP") && i < pr.count; i++) {
+        fprintf(stderr, "    %s: %s\n", pr.items[i].path, pr.items[i].msg);
+    }
     const char *ev = "aggregate_types.user.events.was_created";
     char at[256];
     CHECK(has_problem(&pr, "foo", "unknown member"));
@@ -249,6 +252,7 @@ TEST(problems_are_all_reported_with_paths)
     CHECK(has_problem(&pr, "projections[0].select.a", "no source"));
     CHECK(has_problem(&pr, "projections[0].select.c.$weird", "unknown operator"));
     CHECK(!pr.more);
+    ASSERT_EQ(pr.count, 24); /* and nothing else */
 }
 
 TEST(spec_level_failures)

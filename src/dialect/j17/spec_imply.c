@@ -273,9 +273,9 @@ static const char *find_kind(struct j17_cc *c, const json_t *j, const char *path
         for (size_t r = 0; REFUSED[r]; r++) is_refused = is_refused || !strcmp(REFUSED[r], key);
         if (strcmp(key, "condition") == 0) continue;
         if (is_refused) {
-            j17_problem(c->pr, at, "%s runs code j17 hosts in containers; Annals runs "
-                                   "declarative implications only (emit, map, schedule, "
-                                   "pipeline)", key);
+            j17_problem(c->pr, at, "%s runs code j17 hosts in WebAssembly or containers; "
+                                   "Annals runs declarative implications only (emit, map, "
+                                   "schedule, pipeline)", key);
         } else if (k == 4) {
             j17_problem(c->pr, at, "unknown member");
         } else if (is_step && k >= 2) {
