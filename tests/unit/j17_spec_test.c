@@ -264,6 +264,8 @@ TEST(spec_level_failures)
     const char *wrapped = q("{'spec': {'aggregate_types': {}, 'agent_types': []}}");
     ASSERT_EQ(j17_spec_compile(wrapped, strlen(wrapped), &s, &pr), ERR_INVALID);
     CHECK(has_problem(&pr, "spec", "not wrapped"));
+    ASSERT_EQ(j17_spec_compile("[]", 2, &s, &pr), ERR_INVALID);
+    CHECK(has_problem(&pr, "", "a spec is a JSON object"));
     ASSERT_EQ(j17_spec_compile("{}", J17_SPEC_BYTES + 1, &s, &pr), ERR_TOOBIG);
     CHECK(s == NULL && pr.count == 1);
     compile_bad("{'agent_types': ['user']}", &pr);
@@ -666,4 +668,23 @@ TEST(identifiers)
     longid[sizeof longid - 1] = '\0';
     ASSERT_EQ(j17_id_check(s, sl(longid), canon), ERR_INVALID);
     j17_spec_unref(s);
+}
+
+TEST(jpath_extra_members_only_when_allowed)
+{
+    struct jpath *p;
+    struct jpath_error err;
+    ASSERT_EQ(jpath_compile("$.item.x", 8, JPATH_VALUE, &p, &err), ERR_INVALID);
+    ASSERT_EQ(jpath_compile_ex("$.item.x", 8, JPATH_VALUE, JPATH_ALLOW_PREV, &p, &err),
+              ERR_INVALID);
+    ASSERT_EQ(jpath_compile_ex("$.item.x", 8, JPATH_VALUE, JPATH_ALLOW_ITEM, &p, &err), 0);
+    jpath_free(p);
+    ASSERT_EQ(jpath_compile_ex("$.prev.type", 11, JPATH_VALUE, JPATH_ALLOW_PREV, &p, &err), 0);
+    jpath_free(p);
+    /* in a spec, $.item outside a map is a problem */
+    struct j17_problems pr;
+    compile_bad("{'agent_types': [], 'aggregate_types': {'a': {'events': {'x': {'schema': {},"
+                " 'handler': [], 'implications': [{'emit': {'aggregate_type': 'a',"
+                " 'id': '$.item.id', 'event_type': 'x'}}]}}}}}", &pr);
+    CHECK(has_problem(&pr, "aggregate_types.a.events.x.implications[0].emit.id", "bad path"));
 }

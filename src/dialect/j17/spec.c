@@ -377,6 +377,11 @@ int j17_spec_compile_ex(const char *text, size_t len, const struct j17_spec_opti
                     jerr.text);
         return ERR(ERR_INVALID);
     }
+    if (!json_is_object(doc)) {
+        json_decref(doc);
+        j17_problem(pr, "", "a spec is a JSON object {aggregate_types, agent_types, ...}");
+        return ERR(ERR_INVALID);
+    }
     struct j17_spec *s = xcalloc(1, sizeof(*s));
     s->refs = 1;
     s->doc = doc;
@@ -420,6 +425,7 @@ struct slice j17_spec_text(const struct j17_spec *s)
 static int cmp_slice(struct slice a, const char *name)
 {
     size_t n = strlen(name);
+    if (a.len == 0) return n ? -1 : 0;
     int r = memcmp(a.ptr, name, a.len < n ? a.len : n);
     if (r) return r;
     return (a.len > n) - (a.len < n);
