@@ -347,6 +347,7 @@ static void spec_free(struct j17_spec *s)
         for (size_t k = 0; k < a->evt_count; k++) {
             schema_free(a->evts[k].schema);
             j17_imps_free(a->evts[k].imps, a->evts[k].imp_count);
+            free(a->evts[k].imps);
         }
         free(a->evts);
     }
