@@ -337,8 +337,14 @@ static void check_select(struct j17_cc *c, struct select_scope *sc, const json_t
         return;
     }
     if (!json_is_object(j)) return;
-    if (json_object_get(j, "$map")) return check_map(c, sc, j, path, depth);
-    if (json_object_get(j, "$lookup")) return check_lookup(c, sc, j, path, depth);
+    if (json_object_get(j, "$map")) {
+        check_map(c, sc, j, path, depth);
+        return;
+    }
+    if (json_object_get(j, "$lookup")) {
+        check_lookup(c, sc, j, path, depth);
+        return;
+    }
     const char *key;
     json_t *v;
     json_object_foreach ((json_t *)j, key, v) {
