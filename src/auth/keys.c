@@ -16,7 +16,7 @@
 #include "util/hash.h"
 #include "util/log.h"
 
-enum { SECRET_BYTES = 32, SECRET_CHARS = 43 };
+enum { SECRET_BYTES = 32, SECRET_CHARS = KEY_SECRET_CHARS };
 
 struct keyring {
     pthread_mutex_t mu;
@@ -32,6 +32,21 @@ static const char *const SCOPES[] = {[SCOPE_READ] = "read", [SCOPE_WRITE] = "wri
 const char *key_scope_name(enum key_scope s)
 {
     return s >= SCOPE_READ && s <= SCOPE_ADMIN ? SCOPES[s] : "none";
+}
+
+bool key_prefix_ok(const char *prefix)
+{
+    size_t n = prefix ? strlen(prefix) : 0;
+    if (n == 0 || n > KEY_PREFIX_MAX) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char ch = prefix[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_')) {
+            return false;
+        }
+    }
+    return true;
 }
 
 int key_scope_parse(const char *s, enum key_scope *out)
@@ -68,7 +83,8 @@ static int key_from_json(json_t *o, struct api_key *k)
     const char *id = json_string_value(json_object_get(o, "id"));
     const char *db = json_string_value(json_object_get(o, "database"));
     const char *name = json_string_value(json_object_get(o, "name"));
-    if (!id || strlen(id) != KEY_ID_CHARS || !db || strlen(db) > KEY_DB_BYTES || !name ||
+    json_t *prefix = json_object_get(o, "prefix"); /* absent in files of before prefixes */
+    if ((prefix && !key_prefix_ok(json_string_value(prefix))) || !id || strlen(id) != KEY_ID_CHARS || !db || strlen(db) > KEY_DB_BYTES || !name ||
         strlen(name) > KEY_NAME_BYTES ||
         key_scope_parse(json_string_value(json_object_get(o, "scope")), &k->scope) ||
         hex_to_bytes(json_string_value(json_object_get(o, "hash")), k->hash, 32)) {
@@ -77,6 +93,7 @@ static int key_from_json(json_t *o, struct api_key *k)
     strcpy(k->id, id);
     strcpy(k->database, db);
     strcpy(k->name, name);
+    strcpy(k->prefix, prefix ? json_string_value(prefix) : "");
     k->created_us = json_integer_value(json_object_get(o, "created"));
     k->not_after_us = json_integer_value(json_object_get(o, "notAfter"));
     k->rate_limit = (uint32_t)json_integer_value(json_object_get(o, "rateLimit"));
@@ -135,12 +152,15 @@ static int save(struct keyring *kr)
         const struct api_key *k = &kr->keys[i];
         char hash[65];
         hash_hex(k->hash, 32, hash);
-        json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:I}", "id", k->id,
-                                             "hash", hash, "scope", key_scope_name(k->scope),
-                                             "database", k->database, "name", k->name,
-                                             "created", (json_int_t)k->created_us, "notAfter",
-                                             (json_int_t)k->not_after_us, "rateLimit",
-                                             (json_int_t)k->rate_limit));
+        json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:I}", "id", k->id, "hash", hash,
+                              "scope", key_scope_name(k->scope), "database", k->database,
+                              "name", k->name, "created", (json_int_t)k->created_us,
+                              "notAfter", (json_int_t)k->not_after_us, "rateLimit",
+                              (json_int_t)k->rate_limit);
+        if (k->prefix[0]) { /* only then: files without prefixed keys stay as they were */
+            json_object_set_new(o, "prefix", json_string(k->prefix));
+        }
+        json_array_append_new(arr, o);
     }
     json_t *root = json_pack("{s:i,s:o}", "version", 1, "keys", arr);
     char *text = json_dumps(root, JSON_INDENT(1));
@@ -230,23 +250,61 @@ static struct api_key *find(struct keyring *kr, const char *id)
     return NULL;
 }
 
+static bool is_hex_id(const char *s)
+{
+    for (size_t i = 0; i < KEY_ID_CHARS; i++) {
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Splits a presented key into the prefix it claims ("" for the "ak_" form; at most
+ * KEY_PREFIX_MAX bytes), its id and its secret (pointing into text). False when text has
+ * neither shape. The shapes are disjoint (keys.h), so at most one applies. */
+static bool split_key(const char *text, size_t len, char prefix[KEY_PREFIX_MAX + 1],
+                      char id[KEY_ID_CHARS + 1], const char **secret)
+{
+    size_t tail = KEY_ID_CHARS + SECRET_CHARS;
+    size_t plen;
+    const char *at;
+    if (len == 3 + KEY_ID_CHARS + 1 + SECRET_CHARS && memcmp(text, "ak_", 3) == 0 &&
+        text[3 + KEY_ID_CHARS] == '_') { /* ak_<16 hex>_<43 base64url> */
+        plen = 0;
+        at = text + 3;
+        *secret = at + KEY_ID_CHARS + 1;
+    } else if (len > tail && len - tail <= KEY_PREFIX_MAX) { /* <prefix><16 hex><43> */
+        plen = len - tail;
+        at = text + plen;
+        *secret = at + KEY_ID_CHARS;
+    } else {
+        return false;
+    }
+    memcpy(prefix, text, plen);
+    prefix[plen] = '\0';
+    memcpy(id, at, KEY_ID_CHARS);
+    id[KEY_ID_CHARS] = '\0';
+    return is_hex_id(id) && strlen(prefix) == plen && (plen == 0 || key_prefix_ok(prefix));
+}
+
 int keyring_verify(struct keyring *kr, const char *text, size_t len, int64_t now_us,
                    struct api_key *out)
 {
-    /* ak_<16 hex>_<43 base64url> */
-    if (len != 3 + KEY_ID_CHARS + 1 + SECRET_CHARS || memcmp(text, "ak_", 3) != 0 ||
-        text[3 + KEY_ID_CHARS] != '_') {
+    char prefix[KEY_PREFIX_MAX + 1];
+    char id[KEY_ID_CHARS + 1];
+    const char *secret;
+    if (!split_key(text, len, prefix, id, &secret)) {
         return ERR_NOTFOUND;
     }
-    char id[KEY_ID_CHARS + 1];
-    memcpy(id, text + 3, KEY_ID_CHARS);
-    id[KEY_ID_CHARS] = '\0';
     uint8_t h[32];
-    struct hash_part part = {text + 4 + KEY_ID_CHARS, SECRET_CHARS};
+    struct hash_part part = {secret, SECRET_CHARS};
     hash_sha256(&part, 1, h);
     pthread_mutex_lock(&kr->mu);
     const struct api_key *k = find(kr, id);
-    bool ok = k && CRYPTO_memcmp(k->hash, h, sizeof h) == 0 && valid_at(k, now_us);
+    /* the prefix is public: compared plainly; the hash in constant time */
+    bool ok = k && CRYPTO_memcmp(k->hash, h, sizeof h) == 0 && strcmp(k->prefix, prefix) == 0 &&
+              valid_at(k, now_us);
     if (ok) {
         *out = *k;
     }
@@ -265,7 +323,8 @@ static void random_bytes(uint8_t *p, size_t n)
     }
 }
 
-/* A new key: random id and secret; *k gets everything but scope, database, name. */
+/* A new key: random id and secret; *k gets everything but scope, database, name and prefix,
+ * which it must hold already (its text begins with k->prefix, or "ak_"). */
 static void make_key(struct api_key *k, char text[KEY_TEXT_MAX], int64_t now_us)
 {
     static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -279,7 +338,11 @@ static void make_key(struct api_key *k, char text[KEY_TEXT_MAX], int64_t now_us)
         s[i] = B64[v & 63];
     }
     s[SECRET_CHARS] = '\0';
-    snprintf(text, KEY_TEXT_MAX, "ak_%s_%s", k->id, s);
+    if (k->prefix[0]) {
+        snprintf(text, KEY_TEXT_MAX, "%s%s%s", k->prefix, k->id, s);
+    } else {
+        snprintf(text, KEY_TEXT_MAX, "ak_%s_%s", k->id, s);
+    }
     struct hash_part part = {s, SECRET_CHARS};
     hash_sha256(&part, 1, k->hash);
     k->created_us = now_us;
@@ -313,7 +376,20 @@ int keyring_create(struct keyring *kr, enum key_scope scope, const char *databas
                    const char *name, int64_t not_after_us, uint32_t rate_limit,
                    char text_out[KEY_TEXT_MAX], struct api_key *out)
 {
+    return keyring_create_prefixed(kr, NULL, scope, database, name, not_after_us, rate_limit,
+                                   text_out, out);
+}
+
+int keyring_create_prefixed(struct keyring *kr, const char *prefix, enum key_scope scope,
+                            const char *database, const char *name, int64_t not_after_us,
+                            uint32_t rate_limit, char text_out[KEY_TEXT_MAX],
+                            struct api_key *out)
+{
+    if (prefix && *prefix && !key_prefix_ok(prefix)) {
+        return ERR_INVALID;
+    }
     struct api_key k = {.scope = scope, .not_after_us = not_after_us, .rate_limit = rate_limit};
+    snprintf(k.prefix, sizeof k.prefix, "%s", prefix ? prefix : "");
     snprintf(k.database, sizeof k.database, "%s", database ? database : "");
     snprintf(k.name, sizeof k.name, "%s", name ? name : "");
     make_key(&k, text_out, now());
@@ -355,6 +431,7 @@ int keyring_rotate(struct keyring *kr, const char *id, int64_t old_until_us,
     struct api_key k = {.scope = old->scope, .rate_limit = old->rate_limit};
     strcpy(k.database, old->database);
     strcpy(k.name, old->name);
+    strcpy(k.prefix, old->prefix);
     make_key(&k, text_out, now());
     int64_t was = old->not_after_us;
     size_t idx = (size_t)(old - kr->keys);

@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +60,16 @@ void gate_set_rate(struct gate *g, const struct gate_mount *desc, uint32_t rate)
         if (g->mounts[k].desc == desc) {
             g->mounts[k].has_rate = true;
             g->mounts[k].rate = rate;
+        }
+    }
+}
+
+void gate_set_ip_rate(struct gate *g, const struct gate_mount *desc, uint32_t rate)
+{
+    for (size_t k = 0; k < g->nmounts; k++) {
+        if (g->mounts[k].desc == desc) {
+            g->mounts[k].has_ip_rate = true;
+            g->mounts[k].ip_rate = rate;
         }
     }
 }
@@ -834,47 +845,120 @@ static bool acquire_db(struct gate_call *c)
     return true;
 }
 
-static void rate_headers(struct http_req *req, const struct rl_result *rr, unsigned window_s,
-                         double rate_per_s)
+void gate_rate_plan(const struct gate *g, int k, const struct api_key *key, uint32_t db_rate,
+                    struct gate_rates *out)
 {
-    char v[24];
-    snprintf(v, sizeof v, "%u", window_s > 1 ? (unsigned)(rate_per_s * window_s + 0.5)
-                                             : rr->limit);
-    http_add_header(req, "X-RateLimit-Limit", v);
-    snprintf(v, sizeof v, "%u", rr->remaining);
-    http_add_header(req, "X-RateLimit-Remaining", v);
-    snprintf(v, sizeof v, "%u", rr->reset_s);
-    http_add_header(req, "X-RateLimit-Reset", v);
+    const struct gate_mount *m = g->mounts[k].desc;
+    unsigned window = m->rate_window_s ? m->rate_window_s : 1;
+    uint32_t dflt = g->mounts[k].has_rate ? g->mounts[k].rate : m->default_rate;
+    bool own = g->mounts[k].has_rate || m->default_rate;
+    double rate = own ? (double)dflt / window : g->rate_limit;
+    rate = db_rate ? db_rate : rate;
+    rate = key && key->rate_limit ? key->rate_limit : rate;
+    out->rate = rate;
+    out->burst = window > 1 ? rate * window : g->rate_burst ? g->rate_burst : rate;
+    uint32_t ip = g->mounts[k].has_ip_rate ? g->mounts[k].ip_rate : m->ip_rate;
+    out->ip_rate = (double)ip / window;
+    out->ip_burst = ip;
 }
 
-/* Applies the caller's rate limit (its key's, else its database's, else the mount's or the
- * server's) and sets the X-RateLimit-* headers. Answers 429 and returns false when the
- * bucket is empty. The mount's window turns the per-second bucket into its unit. */
+static void add_rate_header(struct gate_rate_answer *a, const char *name, const char *text)
+{
+    a->headers[a->count].name = name;
+    snprintf(a->headers[a->count].value, GATE_RATE_VALUE_BYTES, "%s", text);
+    a->count++;
+}
+
+static void add_rate_number(struct gate_rate_answer *a, const char *name, unsigned v)
+{
+    char text[GATE_RATE_VALUE_BYTES];
+    snprintf(text, sizeof text, "%u", v);
+    add_rate_header(a, name, text);
+}
+
+void gate_rate_answer(const struct gate_mount *m, bool keyed, const struct gate_bucket *client,
+                      const struct gate_bucket *ip, struct gate_rate_answer *out)
+{
+    const struct rl_result *c = client->rr, *a = ip->rr;
+    *out = (struct gate_rate_answer){.count = 0};
+    out->by_ip = a && (a->limited || !c || (!c->limited && a->remaining < c->remaining));
+    const struct gate_bucket *b = out->by_ip ? ip : client;
+    if (!b->rr) {
+        return; /* no limit applies: no headers */
+    }
+    unsigned window = m->rate_window_s ? m->rate_window_s : 1;
+    out->limited = b->rr->limited;
+    add_rate_number(out, "X-RateLimit-Limit",
+                    window > 1 ? (unsigned)(b->rate * window + 0.5) : b->rr->limit);
+    add_rate_number(out, "X-RateLimit-Remaining", b->rr->remaining);
+    if (!m->rate_no_reset) {
+        add_rate_number(out, "X-RateLimit-Reset", b->rr->reset_s);
+    }
+    if (m->rate_scope) {
+        add_rate_header(out, "X-RateLimit-Scope", out->by_ip || !keyed ? "ip" : m->rate_scope);
+    }
+    if (out->limited) {
+        add_rate_number(out, "Retry-After", b->rr->retry_after_s);
+    }
+}
+
+/* The name of a bucket, into who (cap bytes): returns its length (clamped to fit). */
+static size_t bucket_name(char *who, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static size_t bucket_name(char *who, size_t cap, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(who, cap, fmt, ap);
+    va_end(ap);
+    return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
+}
+
+void gate_rate_check(struct ratelimiter *rl, const struct gate_mount *m, bool keyed,
+                     const struct gate_rates *r, struct slice who, struct slice ip_who,
+                     uint64_t now_ns, struct gate_rate_answer *out)
+{
+    struct rl_result ip_rr, client_rr;
+    struct gate_bucket ip = {NULL, r->ip_rate}, client = {NULL, r->rate};
+    if (r->ip_rate > 0) {
+        rl_take(rl, ip_who.ptr, ip_who.len, r->ip_rate, r->ip_burst, now_ns, &ip_rr);
+        ip.rr = &ip_rr;
+    }
+    if (r->rate > 0 && !(ip.rr && ip_rr.limited)) {
+        rl_take(rl, who.ptr, who.len, r->rate, r->burst, now_ns, &client_rr);
+        client.rr = &client_rr;
+        if (client_rr.limited && ip.rr) {
+            rl_give(rl, ip_who.ptr, ip_who.len, now_ns);
+        }
+    }
+    gate_rate_answer(m, keyed, &client, &ip, out);
+}
+
+/* Applies the caller's rate limits (gate_rate_plan, gate_rate_check) and sets the
+ * X-RateLimit-* headers. Answers 429 and returns false when a bucket is empty. The client's
+ * bucket is its key's (or its address's without one) on its database; the address's bucket
+ * (ip_rate) spans the mount. */
 static bool rate_ok(struct gate_call *c, int k)
 {
     const struct gate_mount *m = c->mount;
-    unsigned window = m->rate_window_s ? m->rate_window_s : 1;
-    uint32_t dflt = c->gate->mounts[k].has_rate ? c->gate->mounts[k].rate : m->default_rate;
-    bool own = c->gate->mounts[k].has_rate || m->default_rate;
-    double rate = own ? (double)dflt / window : c->gate->rate_limit;
-    uint32_t db_rate = c->db ? engine_db_rate_limit(c->db) : 0;
-    rate = db_rate ? db_rate : rate;
-    rate = c->authed && c->key.rate_limit ? c->key.rate_limit : rate;
-    if (rate <= 0 || !c->gate->limiter) {
+    struct gate_rates rates;
+    gate_rate_plan(c->gate, k, c->authed ? &c->key : NULL,
+                   c->db ? engine_db_rate_limit(c->db) : 0, &rates);
+    if ((rates.rate <= 0 && rates.ip_rate <= 0) || !c->gate->limiter) {
         return true;
     }
-    char who[200];
-    int n = snprintf(who, sizeof who, "%s|%s%s|%s", m->name, c->authed ? "key:" : "ip:",
-                     c->authed ? c->key.id : http_req_peer(c->req),
-                     c->db ? engine_db_name(c->db) : "");
-    double burst = window > 1 ? rate * window : c->gate->rate_burst ? c->gate->rate_burst : rate;
-    struct rl_result rr;
-    rl_take(c->gate->limiter, who, (size_t)n, rate, burst, time_mono_ns(), &rr);
-    rate_headers(c->req, &rr, window, rate);
-    if (rr.limited) {
-        char v[24];
-        snprintf(v, sizeof v, "%u", rr.retry_after_s);
-        http_add_header(c->req, "Retry-After", v);
+    const char *peer = http_req_peer(c->req);
+    char who[200], ip_who[120];
+    size_t n = bucket_name(who, sizeof who, "%s|%s%s|%s", m->name, c->authed ? "key:" : "ip:",
+                           c->authed ? c->key.id : peer, c->db ? engine_db_name(c->db) : "");
+    size_t ip_n = bucket_name(ip_who, sizeof ip_who, "%s|addr:%s", m->name, peer);
+    struct gate_rate_answer a;
+    gate_rate_check(c->gate->limiter, m, c->authed, &rates, (struct slice){who, n},
+                    (struct slice){ip_who, ip_n}, time_mono_ns(), &a);
+    for (size_t i = 0; i < a.count; i++) {
+        http_add_header(c->req, a.headers[i].name, a.headers[i].value);
+    }
+    if (a.limited) {
         fail(c, GK_RATE_LIMITED, "rate_limited",
              "too many requests; retry after Retry-After seconds", NULL);
         return false;

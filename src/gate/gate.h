@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "gate/route.h"
+#include "gate/ratelimit.h"
 #include "auth/keys.h"
 #include "engine/engine.h"
 #include "http/server.h"
@@ -94,9 +95,23 @@ struct gate_mount {
     const char *db_param;          /* GATE_DB_PATH: the path parameter ("db") */
     const char *default_db;        /* GATE_DB_KEY without keys: this database */
     gate_error_fn *error;          /* its envelope */
-    unsigned rate_window_s;        /* rate limits are told per this many seconds (1, 60) */
+    unsigned rate_window_s;        /* rate limits are told per this many seconds (1, 60); a
+                                      window over 1 s holds a whole window's requests (the
+                                      bucket's burst), a 1 s one holds --rate-burst */
     uint32_t default_rate;         /* requests per window when nothing else sets one (0 =
                                       the server's --rate-limit) */
+    uint32_t ip_rate;              /* requests per window from one address (peer IP) over
+                                      every key and database of this mount, checked besides
+                                      the client's bucket; its bucket holds a whole window's
+                                      requests (gate_set_ip_rate replaces it; 0 = no such
+                                      limit) */
+    const char *rate_scope;        /* when set, each answer that carries X-RateLimit-* also
+                                      carries X-RateLimit-Scope: this ("api-key") when the
+                                      headers tell the bucket of the caller's key, "ip" when
+                                      they tell the address's (ip_rate, or no key); NULL = no
+                                      such header; at most 23 bytes */
+    bool rate_no_reset;            /* leave out X-RateLimit-Reset (a surface that documents
+                                      only Limit and Remaining); 429s keep Retry-After */
     const char *cors_allow_headers;  /* Access-Control-Allow-Headers of its preflights */
     const char *cors_allow_methods;  /* ... and -Allow-Methods (NULL: GET, POST, PUT, PATCH,
                                         DELETE, OPTIONS) */
@@ -123,9 +138,11 @@ struct gate {
         void *ctx;                 /* passed to the handlers (struct api * for native) */
         bool unlisted;             /* not on the main listener (only a port of its own) */
         bool has_rate;             /* rate replaces desc->default_rate (gate_set_rate) */
+        bool has_ip_rate;          /* ip_rate replaces desc->ip_rate (gate_set_ip_rate) */
         uint8_t *route_segs;       /* owned: segments of each route's pattern (a route is
                                       tried only for paths of as many segments) */
         uint32_t rate;
+        uint32_t ip_rate;
         int tag_base;              /* metrics tag of its first route */
     } mounts[GATE_MAX_MOUNTS];
     size_t nmounts;
@@ -158,6 +175,9 @@ int gate_mount(struct gate *g, const struct gate_mount *desc, const char *prefix
 
 /* Replaces the default rate limit of mount desc (requests per its window; 0 = none). */
 void gate_set_rate(struct gate *g, const struct gate_mount *desc, uint32_t rate);
+/* Replaces the per-address rate limit of mount desc (desc->ip_rate: requests per its window;
+ * 0 = none). Before serving, as gate_set_rate. */
+void gate_set_ip_rate(struct gate *g, const struct gate_mount *desc, uint32_t rate);
 
 /* The http_handler_fn: arg is a struct gate. */
 void gate_handle(void *arg, struct http_req *req);
@@ -268,6 +288,65 @@ struct slice gate_db_name(const struct gate_call *c);
  * answers (ROUTE_IDEMPOTENT), a read sent as POST (ROUTE_READ_BODY: ignored there) or a GET.
  * On any other route the gate refuses one rather than run without the promised protection. */
 bool gate_takes_idempotency_key(const struct route *r);
+
+/* The rate limits of one request, per second, and the sizes of their token buckets. */
+struct gate_rates {
+    double rate;        /* the client's bucket (its key, or its address without one, and its
+                           database): requests per second; 0 = none */
+    double burst;       /* its capacity */
+    double ip_rate;     /* the address's bucket on the mount (ip_rate): per second; 0 = none */
+    double ip_burst;    /* its capacity: a whole window's requests */
+};
+
+/* The rate limits of a request on mount k of g made with key (NULL: no verified key) on a
+ * database whose rateLimit setting is db_rate (requests per second; 0 = none or no database).
+ * The client's rate is the key's own rate_limit (per second), else db_rate, else the mount's
+ * (gate_set_rate, else desc->default_rate; per its window), else the server's --rate-limit
+ * (per second). Its burst is a whole window's requests when the window is over 1 s, else
+ * --rate-burst (0: one second's worth). ip_rate is gate_set_ip_rate's, else desc->ip_rate,
+ * per the window. Pure. */
+void gate_rate_plan(const struct gate *g, int k, const struct api_key *key, uint32_t db_rate,
+                    struct gate_rates *out);
+
+/* What one bucket told a request (gate_rate_answer's input). */
+struct gate_bucket {
+    const struct rl_result *rr;   /* borrowed: its rl_take answer; NULL = not consulted */
+    double rate;                  /* its rate, per second */
+};
+
+enum { GATE_RATE_HEADERS_MAX = 5, GATE_RATE_VALUE_BYTES = 24 };
+
+/* The verdict of a request's rate limits and the headers that tell it. */
+struct gate_rate_answer {
+    bool limited;                 /* answer 429 rate_limited */
+    bool by_ip;                   /* the headers tell the address's bucket */
+    size_t count;                 /* headers[0..count) */
+    struct {
+        const char *name;         /* static */
+        char value[GATE_RATE_VALUE_BYTES];
+    } headers[GATE_RATE_HEADERS_MAX];
+};
+
+/* The rate-limit answer of a request on mount m whose client bucket (client->rr NULL: none,
+ * or not reached) and address bucket (ip->rr NULL: none) answered as given; keyed tells
+ * whether the client is a verified key. The headers tell one bucket: the one that refused the
+ * request, else the one with fewer whole requests left (the client's on a tie), else the only
+ * one. They are X-RateLimit-Limit (requests per window: the rate times a window over 1 s,
+ * rounded; else rl_result.limit), X-RateLimit-Remaining, X-RateLimit-Reset (unless
+ * m->rate_no_reset), X-RateLimit-Scope (when m->rate_scope: "ip" for the address's bucket or a
+ * client without a key, else m->rate_scope) and, when limited, Retry-After; in that order, so
+ * a mount whose new fields are zero answers as before. Pure. */
+void gate_rate_answer(const struct gate_mount *m, bool keyed, const struct gate_bucket *client,
+                      const struct gate_bucket *ip, struct gate_rate_answer *out);
+
+/* Takes one request's tokens at now_ns from limiter rl as r plans: from the address's bucket
+ * ip_who when r->ip_rate > 0, then, unless that refused, from the client's bucket who when
+ * r->rate > 0 (its name says whose: a key or an address, and the database), giving the
+ * address's token back when the client's bucket refuses (a refused request counts in
+ * neither); then gate_rate_answer into *out. Touches nothing but rl; thread-safe as rl is. */
+void gate_rate_check(struct ratelimiter *rl, const struct gate_mount *m, bool keyed,
+                     const struct gate_rates *r, struct slice who, struct slice ip_who,
+                     uint64_t now_ns, struct gate_rate_answer *out);
 
 /* The path parameter name of c's route ("stream" for "{stream}"), or a slice with ptr NULL. */
 struct slice gate_param(const struct gate_call *c, const char *name);

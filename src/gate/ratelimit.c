@@ -1,3 +1,5 @@
+/* Token buckets (ratelimit.h) in a strmap under one mutex. A bucket's tokens are computed
+ * lazily: refilled from its last use to now at its rate, never above its burst. */
 #include "gate/ratelimit.h"
 
 #include <math.h>
@@ -91,6 +93,20 @@ void rl_take(struct ratelimiter *rl, const char *who, size_t n, double rate, dou
     out->retry_after_s = out->limited ? (unsigned)ceil((1.0 - b->tokens) / rate) : 0;
     if (out->limited && out->retry_after_s < 1) {
         out->retry_after_s = 1;
+    }
+    pthread_mutex_unlock(&rl->mu);
+}
+
+void rl_give(struct ratelimiter *rl, const char *who, size_t n, uint64_t now_ns)
+{
+    pthread_mutex_lock(&rl->mu);
+    struct bucket *b = strmap_get(&rl->buckets, who, n);
+    if (b) {
+        b->tokens = refill(b, now_ns) + 1.0;
+        b->at_ns = now_ns;
+        if (b->tokens > b->burst) {
+            b->tokens = b->burst;
+        }
     }
     pthread_mutex_unlock(&rl->mu);
 }

@@ -1,6 +1,7 @@
-/* Token-bucket rate limits: one bucket per client (an API key, or an address when no key is
- * used) and database. A bucket holds up to `burst` tokens and refills at `rate` per second;
- * each request takes one. Thread-safe. Idle full buckets are dropped when there are many. */
+/* Token-bucket rate limits: one bucket per name the caller chooses (the gate's: a client, an
+ * API key or an address when no key is used, and its database; or an address alone). A bucket
+ * holds up to `burst` tokens and refills at `rate` per second; each request takes one.
+ * Thread-safe. Idle full buckets are dropped when there are many. */
 #ifndef GATE_RATELIMIT_H
 #define GATE_RATELIMIT_H
 
@@ -26,5 +27,8 @@ void rl_free(struct ratelimiter *rl);
 /* Takes one token from bucket `who` (n bytes) with this rate and burst (both > 0). */
 void rl_take(struct ratelimiter *rl, const char *who, size_t n, double rate, double burst,
              uint64_t now_ns, struct rl_result *out);
+/* Gives back the token a request took from bucket `who` (n bytes) when another limit refused
+ * that request after all (never above the bucket's burst; nothing when the bucket is gone). */
+void rl_give(struct ratelimiter *rl, const char *who, size_t n, uint64_t now_ns);
 
 #endif

@@ -687,3 +687,247 @@ TEST(error_of_the_engine_as_neutral_errors)
     gate_engine_error(ERR_IO, &e);
     CHECK(e.kind == GK_INTERNAL && strcmp(e.code, "storage_error") == 0);
 }
+
+/* ---- rate limits ---- */
+
+/* A surface that tells its limits per minute, per key and per address, with a scope and no
+ * Reset (j17's shape), beside the native-like mount (per second, no new fields). */
+static const struct gate_mount MINUTE = {
+    .name = "minute",
+    .routes = V2_ROUTES,
+    .nroutes = 1,
+    .db_from = GATE_DB_KEY,
+    .error = gate_native_error,
+    .rate_window_s = 60,
+    .default_rate = 500,
+    .ip_rate = 2000,
+    .rate_scope = "api-key",
+    .rate_no_reset = true,
+};
+
+static int mount_k(const struct gate *g, const struct gate_mount *desc)
+{
+    for (size_t k = 0; k < g->nmounts; k++) {
+        if (g->mounts[k].desc == desc) {
+            return (int)k;
+        }
+    }
+    CHECK(!"mounted");
+    return -1;
+}
+
+/* The answer's headers as "Name: value\n" lines, in order. */
+static const char *header_lines(const struct gate_rate_answer *a)
+{
+    static char out[512];
+    out[0] = '\0';
+    for (size_t i = 0; i < a->count; i++) {
+        size_t n = strlen(out);
+        snprintf(out + n, sizeof out - n, "%s: %s\n", a->headers[i].name, a->headers[i].value);
+    }
+    return out;
+}
+
+static bool near(double a, double b)
+{
+    return a - b < 1e-9 && b - a < 1e-9;
+}
+
+TEST(rate_plan_precedence_window_and_bursts)
+{
+    static struct gate g = {.rate_limit = 50, .rate_burst = 5};
+    CHECK(gate_mount(&g, &NATIVE, "", NULL) == 0);
+    CHECK(gate_mount(&g, &MINUTE, "/m", NULL) == 0);
+    int kn = mount_k(&g, &NATIVE), km = mount_k(&g, &MINUTE);
+    struct gate_rates r;
+    /* native: the server's rate and --rate-burst; the database's setting, then the key's win */
+    gate_rate_plan(&g, kn, NULL, 0, &r);
+    CHECK(near(r.rate, 50) && near(r.burst, 5) && near(r.ip_rate, 0));
+    gate_rate_plan(&g, kn, NULL, 30, &r);
+    CHECK(near(r.rate, 30) && near(r.burst, 5));
+    struct api_key key = {.rate_limit = 20};
+    gate_rate_plan(&g, kn, &key, 30, &r);
+    CHECK(near(r.rate, 20));
+    g.rate_burst = 0; /* one second's worth */
+    gate_rate_plan(&g, kn, NULL, 0, &r);
+    CHECK(near(r.burst, 50));
+    /* per minute: 500 per key with a whole minute's burst, 2000 per address */
+    gate_rate_plan(&g, km, NULL, 0, &r);
+    CHECK(near(r.rate, 500.0 / 60) && near(r.burst, 500));
+    CHECK(near(r.ip_rate, 2000.0 / 60) && near(r.ip_burst, 2000));
+    key.rate_limit = 0; /* a key without a rate of its own takes the mount's */
+    gate_rate_plan(&g, km, &key, 0, &r);
+    CHECK(near(r.rate, 500.0 / 60));
+    /* the settings replace the descriptor's; 0 turns a limit off */
+    gate_set_rate(&g, &MINUTE, 120);
+    gate_set_ip_rate(&g, &MINUTE, 600);
+    gate_rate_plan(&g, km, NULL, 0, &r);
+    CHECK(near(r.rate, 2) && near(r.burst, 120) && near(r.ip_rate, 10) && near(r.ip_burst, 600));
+    gate_set_ip_rate(&g, &MINUTE, 0);
+    gate_rate_plan(&g, km, NULL, 0, &r);
+    CHECK(near(r.ip_rate, 0) && near(r.rate, 2));
+    gate_rate_plan(&g, kn, NULL, 0, &r); /* the other mount keeps its own */
+    CHECK(near(r.rate, 50) && near(r.ip_rate, 0));
+}
+
+TEST(rate_answer_of_a_mount_without_the_new_fields_is_as_before)
+{
+    struct rl_result rr = {.limit = 50, .remaining = 3, .reset_s = 1};
+    struct gate_bucket client = {&rr, 50}, none = {NULL, 0};
+    struct gate_rate_answer a;
+    gate_rate_answer(&NATIVE, true, &client, &none, &a);
+    CHECK(!a.limited && !a.by_ip);
+    ASSERT_STR(header_lines(&a),
+               "X-RateLimit-Limit: 50\nX-RateLimit-Remaining: 3\nX-RateLimit-Reset: 1\n");
+    rr = (struct rl_result){.limited = true, .limit = 50, .remaining = 0, .reset_s = 1,
+                            .retry_after_s = 1};
+    gate_rate_answer(&NATIVE, false, &client, &none, &a);
+    CHECK(a.limited);
+    ASSERT_STR(header_lines(&a), "X-RateLimit-Limit: 50\nX-RateLimit-Remaining: 0\n"
+                                 "X-RateLimit-Reset: 1\nRetry-After: 1\n");
+    /* no bucket at all: no headers */
+    gate_rate_answer(&NATIVE, false, &none, &none, &a);
+    CHECK(!a.limited && a.count == 0);
+}
+
+TEST(rate_answer_per_minute_with_scope_and_without_reset)
+{
+    /* the key's bucket: 500/min, 499 left; the address's: 2000/min, 1999 left */
+    struct rl_result key_rr = {.limit = 9, .remaining = 499, .reset_s = 1};
+    struct rl_result ip_rr = {.limit = 34, .remaining = 1999, .reset_s = 1};
+    struct gate_bucket client = {&key_rr, 500.0 / 60}, ip = {&ip_rr, 2000.0 / 60};
+    struct gate_rate_answer a;
+    gate_rate_answer(&MINUTE, true, &client, &ip, &a);
+    CHECK(!a.limited && !a.by_ip);
+    ASSERT_STR(header_lines(&a), "X-RateLimit-Limit: 500\nX-RateLimit-Remaining: 499\n"
+                                 "X-RateLimit-Scope: api-key\n");
+    /* without a key the client's bucket is the address's own: scope ip */
+    gate_rate_answer(&MINUTE, false, &client, &ip, &a);
+    ASSERT_STR(header_lines(&a), "X-RateLimit-Limit: 500\nX-RateLimit-Remaining: 499\n"
+                                 "X-RateLimit-Scope: ip\n");
+    /* the address's bucket has fewer left (other keys used it): it is told */
+    ip_rr.remaining = 10;
+    gate_rate_answer(&MINUTE, true, &client, &ip, &a);
+    CHECK(a.by_ip);
+    ASSERT_STR(header_lines(&a), "X-RateLimit-Limit: 2000\nX-RateLimit-Remaining: 10\n"
+                                 "X-RateLimit-Scope: ip\n");
+    /* a tie tells the key's */
+    ip_rr.remaining = 499;
+    gate_rate_answer(&MINUTE, true, &client, &ip, &a);
+    CHECK(!a.by_ip);
+    /* the key's bucket refuses: 429 told in the key's terms */
+    key_rr = (struct rl_result){.limited = true, .remaining = 0, .retry_after_s = 1};
+    gate_rate_answer(&MINUTE, true, &client, &ip, &a);
+    CHECK(a.limited && !a.by_ip);
+    ASSERT_STR(header_lines(&a), "X-RateLimit-Limit: 500\nX-RateLimit-Remaining: 0\n"
+                                 "X-RateLimit-Scope: api-key\nRetry-After: 1\n");
+    /* the address's refuses (the key's was not consulted): 429 with scope ip */
+    ip_rr = (struct rl_result){.limited = true, .remaining = 0, .retry_after_s = 2};
+    struct gate_bucket unasked = {NULL, 500.0 / 60};
+    gate_rate_answer(&MINUTE, true, &unasked, &ip, &a);
+    CHECK(a.limited && a.by_ip);
+    ASSERT_STR(header_lines(&a), "X-RateLimit-Limit: 2000\nX-RateLimit-Remaining: 0\n"
+                                 "X-RateLimit-Scope: ip\nRetry-After: 2\n");
+}
+
+TEST(rate_buckets_hold_a_whole_minute_and_refill)
+{
+    struct ratelimiter *rl = rl_new();
+    struct rl_result rr;
+    uint64_t t = 1000000000ull;
+    for (int i = 0; i < 500; i++) {
+        rl_take(rl, "k", 1, 500.0 / 60, 500, t, &rr);
+        CHECK(!rr.limited);
+    }
+    ASSERT_EQ(rr.remaining, 0);
+    rl_take(rl, "k", 1, 500.0 / 60, 500, t, &rr);
+    CHECK(rr.limited && rr.retry_after_s == 1);
+    /* a given-back token is there again, never above the burst */
+    rl_give(rl, "k", 1, t);
+    rl_take(rl, "k", 1, 500.0 / 60, 500, t, &rr);
+    CHECK(!rr.limited);
+    rl_give(rl, "nobody", 6, t); /* no such bucket: nothing */
+    /* a minute later the bucket is full again */
+    t += 60ull * 1000000000ull;
+    rl_take(rl, "k", 1, 500.0 / 60, 500, t, &rr);
+    CHECK(!rr.limited && rr.remaining == 499);
+    rl_give(rl, "k", 1, t);
+    rl_give(rl, "k", 1, t);
+    rl_take(rl, "k", 1, 500.0 / 60, 500, t, &rr);
+    ASSERT_EQ(rr.remaining, 499);
+    rl_free(rl);
+}
+
+/* One request of key id (NULL: none) from the address through gate_rate_check as rate_ok
+ * names the buckets. */
+static void one_request(struct ratelimiter *rl, const struct gate_rates *r, const char *id,
+                        uint64_t now_ns, struct gate_rate_answer *a)
+{
+    char who[64];
+    snprintf(who, sizeof who, "minute|%s%s|shop", id ? "key:" : "ip:", id ? id : "10.0.0.1");
+    gate_rate_check(rl, &MINUTE, id != NULL, r, S(who), S("minute|addr:10.0.0.1"), now_ns, a);
+}
+
+TEST(rate_check_per_key_then_per_address)
+{
+    struct ratelimiter *rl = rl_new();
+    struct gate_rates r = {.rate = 500.0 / 60, .burst = 500, .ip_rate = 2000.0 / 60,
+                           .ip_burst = 2000};
+    struct gate_rate_answer a;
+    uint64_t t = 5000000000ull;
+    /* key a: 500 in a minute, the 501st refused in the key's terms; refused requests take
+       nothing from the address */
+    for (int i = 0; i < 500; i++) {
+        one_request(rl, &r, "a", t, &a);
+        CHECK(!a.limited);
+    }
+    for (int i = 0; i < 50; i++) {
+        one_request(rl, &r, "a", t, &a);
+        CHECK(a.limited && !a.by_ip);
+    }
+    ASSERT_STR(header_lines(&a), "X-RateLimit-Limit: 500\nX-RateLimit-Remaining: 0\n"
+                                 "X-RateLimit-Scope: api-key\nRetry-After: 1\n");
+    /* keys b, c, d from the same address use up its 2000 (1500 left after a) */
+    const char *keys[] = {"b", "c", "d"};
+    for (int k = 0; k < 3; k++) {
+        for (int i = 0; i < 500; i++) {
+            one_request(rl, &r, keys[k], t, &a);
+            CHECK(!a.limited);
+        }
+    }
+    /* d's last answer: both buckets at 0 left, the key's told on the tie */
+    CHECK(!a.by_ip);
+    /* key e is fresh, but the address is spent: 429 with scope ip */
+    one_request(rl, &r, "e", t, &a);
+    CHECK(a.limited && a.by_ip);
+    ASSERT_STR(header_lines(&a), "X-RateLimit-Limit: 2000\nX-RateLimit-Remaining: 0\n"
+                                 "X-RateLimit-Scope: ip\nRetry-After: 1\n");
+    /* e's bucket was not touched: after the address refills a little, e has its 500 */
+    t += 60ull * 1000000000ull;
+    one_request(rl, &r, "e", t, &a);
+    CHECK(!a.limited && !a.by_ip);
+    ASSERT_STR(header_lines(&a), "X-RateLimit-Limit: 500\nX-RateLimit-Remaining: 499\n"
+                                 "X-RateLimit-Scope: api-key\n");
+    /* without a key: the client's bucket is the address's on the database, scope ip */
+    one_request(rl, &r, NULL, t, &a);
+    CHECK(!a.limited);
+    ASSERT_STR(header_lines(&a), "X-RateLimit-Limit: 500\nX-RateLimit-Remaining: 499\n"
+                                 "X-RateLimit-Scope: ip\n");
+    rl_free(rl);
+}
+
+TEST(rate_check_without_an_address_limit_is_the_client_bucket_alone)
+{
+    struct ratelimiter *rl = rl_new();
+    struct gate_rates r = {.rate = 2, .burst = 2};
+    struct gate_rate_answer a;
+    for (int i = 0; i < 2; i++) {
+        gate_rate_check(rl, &NATIVE, true, &r, S("native|key:x|db"), S("native|addr:1"), 0, &a);
+        CHECK(!a.limited);
+    }
+    gate_rate_check(rl, &NATIVE, true, &r, S("native|key:x|db"), S("native|addr:1"), 0, &a);
+    CHECK(a.limited);
+    ASSERT_STR(header_lines(&a), "X-RateLimit-Limit: 2\nX-RateLimit-Remaining: 0\n"
+                                 "X-RateLimit-Reset: 1\nRetry-After: 1\n");
+    rl_free(rl);
+}
