@@ -348,6 +348,13 @@ void api_comp_put(struct gate_call *c)
                   ce.field[0] ? ce.field : NULL);
         return;
     }
+    if (j->def.kind == COMP_DOCUMENT) { /* an API surface's own configuration (a j17 spec) */
+        comp_def_fini(&j->def);
+        free(j);
+        out_error(c->req, 400, "invalid_component", "documents are deployed by the API "
+                  "surface that owns them; this API lists, shows and removes them", "kind");
+        return;
+    }
     submit(c, j, run_deploy);
 }
 

@@ -12,11 +12,12 @@
 #include "util/errors.h"
 #include "util/limits.h"
 
-static const char *const KIND_NAMES[] = {NULL, "reducer", "projection", "view", "command"};
+static const char *const KIND_NAMES[] = {NULL, "reducer", "projection", "view", "command",
+                                         "document"};
 
 enum comp_kind comp_kind_parse(const char *s)
 {
-    for (int k = COMP_REDUCER; k <= COMP_COMMAND; k++) {
+    for (int k = COMP_REDUCER; k <= COMP_DOCUMENT; k++) {
         if (s && strcmp(s, KIND_NAMES[k]) == 0) {
             return (enum comp_kind)k;
         }
@@ -26,7 +27,7 @@ enum comp_kind comp_kind_parse(const char *s)
 
 const char *comp_kind_name(enum comp_kind kind)
 {
-    return kind >= COMP_REDUCER && kind <= COMP_COMMAND ? KIND_NAMES[kind] : "unknown";
+    return kind >= COMP_REDUCER && kind <= COMP_DOCUMENT ? KIND_NAMES[kind] : "unknown";
 }
 
 const char *const *comp_entries(enum comp_kind kind)
@@ -35,11 +36,13 @@ const char *const *comp_entries(enum comp_kind kind)
     static const char *const projection[] = {"key", "apply", NULL};
     static const char *const view[] = {"evolve", NULL};
     static const char *const command[] = {"decide", NULL};
+    static const char *const none[] = {NULL};
     switch (kind) {
     case COMP_REDUCER: return reducer;
     case COMP_PROJECTION: return projection;
     case COMP_VIEW: return view;
     case COMP_COMMAND: return command;
+    case COMP_DOCUMENT: return none;
     }
     return NULL;
 }
@@ -99,16 +102,20 @@ static int take_kind_lang(const struct slice *m, struct comp_def *out, struct co
     out->kind = comp_kind_parse(s);
     free(s);
     if (!out->kind) {
-        return refuse(err, ERR_INVALID, "kind",
-                      "kind is one of \"reducer\", \"projection\", \"view\", \"command\"");
+        return refuse(err, ERR_INVALID, "kind", "kind is one of \"reducer\", \"projection\", "
+                      "\"view\", \"command\", \"document\"");
     }
     s = take_string(m[M_LANG], NULL);
     out->lang = logic_lang_parse(s ? s : "");
     free(s);
-    if (!out->lang) {
+    bool is_doc = out->kind == COMP_DOCUMENT;
+    if (is_doc && out->lang != LOGIC_LANG_JSON) {
+        return refuse(err, ERR_INVALID, "language", "a document's language is \"json\"");
+    }
+    if (!out->lang || (!is_doc && out->lang == LOGIC_LANG_JSON)) {
         return refuse(err, ERR_INVALID, "language",
                       "language is one of \"lua\", \"javascript\", \"typescript\", "
-                      "\"wasm\"");
+                      "\"wasm\", \"tick\" (\"json\" for a document)");
     }
     return 0;
 }

@@ -1,7 +1,7 @@
 /* Components: user code deployed to a database (docs/design/logic.md, "Components").
  *
- * A component has a name, a kind (reducer, projection, view, command handler), a language,
- * its source and its binding: a stream category for a reducer, a filter (the query filter
+ * A component has a name, a kind (reducer, projection, view, command handler, or document:
+ * a JSON text kept like code and never run), a language, its source and its binding: a stream category for a reducer, a filter (the query filter
  * JSON of the native API) for a projection or a view. Each deploy of a name gets the next
  * version. Deploys and removals are kept as events of the database's ENGINE_LOGIC_STREAM, so
  * they are durable, ordered and in every backup; the registry is rebuilt from that stream.
@@ -24,6 +24,9 @@ enum comp_kind {
     COMP_PROJECTION,    /* key(event), apply(state, event) over a filter of the log */
     COMP_VIEW,          /* evolve(state, event, params) over a filter, at read time */
     COMP_COMMAND,       /* decide(command, ctx) */
+    COMP_DOCUMENT,      /* not code: a surface's versioned configuration document (a j17
+                           spec), language LOGIC_LANG_JSON, its source a JSON text; kept and
+                           versioned like code, never loaded or run */
 };
 
 enum {
@@ -57,11 +60,11 @@ struct comp_def {
     int64_t deployed_us;   /* when that deploy committed */
 };
 
-/* "reducer", "projection", "view", "command"; 0 when unknown. */
+/* "reducer", "projection", "view", "command", "document"; 0 when unknown. */
 enum comp_kind comp_kind_parse(const char *s);
 const char *comp_kind_name(enum comp_kind kind);
 
-/* The entry points a kind must define, NULL-terminated. */
+/* The entry points a kind must define, NULL-terminated (a document: none, an empty list). */
 const char *const *comp_entries(enum comp_kind kind);
 
 /* True for a valid component name. */

@@ -3,12 +3,14 @@
 #include "logic/logic.h"
 
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "delivery/delivery.h"
 #include "engine/derived.h"
+#include "json/validate.h"
 #include "logic/command.h"
 #include "logic/projection.h"
 #include "query/filter.h"
@@ -486,30 +488,6 @@ static void drop_snapshots(struct db *db, const char *name, uint64_t version)
 
 enum { DEPLOY_TRIES = 8 }; /* a deploy racing others re-reads the set this often */
 
-/* A deploy refused for what is in force: ERR_TOOBIG (a new name past COMP_MAX_PER_DB), ERR_EXISTS
- * (another reducer holds the category), with err's message set. */
-static int deploy_allowed(const struct comp_set *set, const struct comp_def *def,
-                          struct logic_error *err)
-{
-    if (def->version == 1 && set->nseen >= COMP_MAX_PER_DB) {
-        err->kind = LOGIC_E_INVALID;
-        snprintf(err->message, sizeof err->message, "a database holds at most %d component "
-                 "names", COMP_MAX_PER_DB);
-        return ERR_TOOBIG;
-    }
-    for (size_t i = 0; def->kind == COMP_REDUCER && i < set->count; i++) {
-        const struct comp_def *o = &set->defs[i];
-        if (o->kind == COMP_REDUCER && strcmp(o->name, def->name) != 0 &&
-            !strcmp(o->category, def->category)) {
-            err->kind = LOGIC_E_INVALID;
-            snprintf(err->message, sizeof err->message, "reducer %s already holds category "
-                     "%.100s", o->name, o->category);
-            return ERR_EXISTS;
-        }
-    }
-    return 0;
-}
-
 /* Drops what a version of component name computed in the derived store (reducer snapshots,
  * view results; a projection's tables go with the runner's copy of it). */
 static void drop_derived(struct db *db, const char *name, uint64_t version)
@@ -588,8 +566,11 @@ static int check_webhook(struct logic *lg, const struct comp_def *def, struct lo
     return 0;
 }
 
-/* True when the component in force, old, may be replaced or removed under guard g. */
-static bool guard_ok(const struct comp_def *old, const struct logic_guard *g)
+/* True when the component in force, old, may be replaced by a component of kind (0: it is
+ * removed) under guard g: old has the guard's kind (a guard of kind 0: the new component's
+ * own kind, any kind for a removal) and the guard's event format. */
+static bool guard_ok(const struct comp_def *old, const struct logic_guard *g,
+                     enum comp_kind kind)
 {
     if (!g || !old) {
         return true;
@@ -597,7 +578,228 @@ static bool guard_ok(const struct comp_def *old, const struct logic_guard *g)
     bool same_format = g->event_format ? old->event_format &&
                                          !strcmp(old->event_format, g->event_format)
                                        : !old->event_format;
-    return old->kind == g->kind && same_format;
+    enum comp_kind want = g->kind ? g->kind : kind;
+    return (!want || old->kind == want) && same_format;
+}
+
+static int refuse(struct logic_error *err, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int refuse(struct logic_error *err, int rc, const char *fmt, ...)
+{
+    va_list ap;
+    err->kind = LOGIC_E_INVALID;
+    va_start(ap, fmt);
+    vsnprintf(err->message, sizeof err->message, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* Checks def before it is deployed: a document's source is a JSON text; code loads, with the
+ * entry points its kind needs; a filter, event format and webhook hold. */
+static int check_def(struct logic *lg, const struct comp_def *def, struct logic_error *err)
+{
+    if (check_format(lg, def, err)) {
+        return ERR_INVALID;
+    }
+    if (def->kind == COMP_DOCUMENT) {
+        struct jsonv_error je;
+        if (def->lang != LOGIC_LANG_JSON) {
+            return refuse(err, ERR_INVALID, "a document's language is json");
+        }
+        if (jsonv_validate(def->source, def->source_len, LIMIT_JSON_DEPTH, &je) != 0) {
+            return refuse(err, ERR_INVALID, "source: not a JSON document (byte %zu: %s)",
+                          je.offset, je.msg);
+        }
+        return 0;
+    }
+    if (check_filter(lg, def, err)) {
+        return ERR_INVALID;
+    }
+    if (check_webhook(lg, def, err)) {
+        return ERR_DENIED;
+    }
+    struct logic_module *m;
+    int rc = logic_load(lg->cfg.env, def->lang, def->name, def->source, def->source_len,
+                        comp_entries(def->kind), &lg->cfg.limits, &m, err);
+    if (!rc) {
+        logic_unload(m);
+    }
+    return rc;
+}
+
+/* Each name of a batch valid and named once: else ERR_INVALID with *failed at the second. */
+static int check_names(const struct comp_def *defs, size_t n, const char *const *removals,
+                       size_t nremovals, struct logic_error *err, size_t *failed)
+{
+    for (size_t i = 0; i < n + nremovals; i++) {
+        const char *name = i < n ? defs[i].name : removals[i - n];
+        *failed = i;
+        if (!name || !comp_name_ok(name, strlen(name))) {
+            return refuse(err, ERR_INVALID, "not a component name: %.80s", name ? name : "");
+        }
+        for (size_t j = 0; j < i; j++) {
+            if (!strcmp(name, j < n ? defs[j].name : removals[j - n])) {
+                return refuse(err, ERR_INVALID, "%s appears twice in one deploy", name);
+            }
+        }
+    }
+    return 0;
+}
+
+/* The events of one batch as planned against a set, and what each replaces. */
+struct batch {
+    struct comp_change *changes; /* count: the removals that apply, then every deploy */
+    uint64_t *replaced;          /* per change: the version whose derived data goes (0: none) */
+    size_t count;
+};
+
+/* True when name leaves the set or is replaced in batch b. */
+static bool in_batch(const struct batch *b, const char *name)
+{
+    for (size_t i = 0; i < b->count; i++) {
+        const char *c = b->changes[i].def ? b->changes[i].def->name : b->changes[i].removed;
+        if (!strcmp(c, name)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* ERR_EXISTS (err set) when reducer def would share its category, after the batch b (def's
+ * own change included), with another reducer: one staying in force, or another of b. */
+static int category_free(const struct comp_set *set, const struct batch *b,
+                         const struct comp_def *def, struct logic_error *err)
+{
+    const char *holder = NULL;
+    for (size_t i = 0; def->kind == COMP_REDUCER && i < b->count && !holder; i++) {
+        const struct comp_def *o = b->changes[i].def;
+        bool same = o && o != def && o->kind == COMP_REDUCER;
+        holder = same && !strcmp(o->category, def->category) ? o->name : NULL;
+    }
+    for (size_t i = 0; def->kind == COMP_REDUCER && i < set->count && !holder; i++) {
+        const struct comp_def *o = &set->defs[i];
+        bool same = o->kind == COMP_REDUCER && !in_batch(b, o->name);
+        holder = same && !strcmp(o->category, def->category) ? o->name : NULL;
+    }
+    if (holder) {
+        return refuse(err, ERR_EXISTS, "reducer %s already holds category %.100s", holder,
+                      def->category);
+    }
+    return 0;
+}
+
+/* Plans the batch against set: the removals of names in force that the guard covers (others
+ * are skipped), then each deploy with its version, checked against the guard, the names a
+ * database may hold and the reducers' categories. Returns 0, or ERR_EXISTS / ERR_TOOBIG with
+ * err and *failed set. */
+static int plan_batch(const struct comp_set *set, struct comp_def *defs, size_t n,
+                      const char *const *removals, size_t nremovals,
+                      const struct logic_guard *guard, struct batch *b, struct logic_error *err,
+                      size_t *failed)
+{
+    b->count = 0;
+    for (size_t j = 0; j < nremovals; j++) {
+        const struct comp_def *old = comp_set_find(set, removals[j]);
+        if (old && guard_ok(old, guard, 0)) {
+            b->changes[b->count] = (struct comp_change){.removed = removals[j]};
+            b->replaced[b->count++] = old->version;
+        }
+    }
+    size_t fresh = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct comp_def *old = comp_set_find(set, defs[i].name);
+        *failed = i;
+        if (!guard_ok(old, guard, defs[i].kind)) {
+            return refuse(err, ERR_EXISTS, "another kind of component has this name");
+        }
+        defs[i].version = comp_set_next_version(set, defs[i].name);
+        fresh += defs[i].version == 1;
+        if (defs[i].version == 1 && set->nseen + fresh > COMP_MAX_PER_DB) {
+            return refuse(err, ERR_TOOBIG, "a database holds at most %d component names",
+                          COMP_MAX_PER_DB);
+        }
+        bool has_derived = old && old->kind != COMP_COMMAND && old->kind != COMP_DOCUMENT;
+        b->changes[b->count] = (struct comp_change){.def = &defs[i]};
+        b->replaced[b->count++] = has_derived ? old->version : 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        *failed = i;
+        int rc = category_free(set, b, &defs[i], err);
+        if (rc) {
+            return rc;
+        }
+    }
+    *failed = n + nremovals;
+    return 0;
+}
+
+/* One try of a batch under deploy_mu: plan it against the set in force, append it at that
+ * set's version, and cache the set it makes. ERR_CONFLICT: another process came first. */
+static int deploy_batch_once(struct logic *lg, struct db *db, struct comp_def *defs, size_t n,
+                             const char *const *removals, size_t nremovals,
+                             const struct logic_guard *guard, struct batch *b,
+                             struct logic_error *err, size_t *failed)
+{
+    struct comp_set *set;
+    int rc = logic_set(lg, db, &set);
+    if (rc) {
+        return rc;
+    }
+    rc = plan_batch(set, defs, n, removals, nremovals, guard, b, err, failed);
+    int64_t us = 0;
+    if (!rc && b->count) {
+        rc = comp_deploy_many(db, b->changes, b->count, set->stream_version, &us);
+    }
+    if (!rc && b->count) { /* the set it made, without reading the whole logic stream again */
+        struct comp_set *next = comp_set_apply(set, b->changes, b->count, us);
+        logic_set_advance(lg, db, next);
+        comp_set_unref(next);
+    } else if (rc == ERR_CONFLICT) {
+        logic_set_changed(lg, db); /* another process came first: read it again */
+    }
+    comp_set_unref(set);
+    return rc;
+}
+
+int logic_deploy_many(struct logic *lg, struct db *db, struct comp_def *defs, size_t n,
+                      const char *const *removals, size_t nremovals,
+                      const struct logic_guard *guard, struct logic_error *err, size_t *failed)
+{
+    size_t spare;
+    failed = failed ? failed : &spare;
+    int rc = check_names(defs, n, removals, nremovals, err, failed);
+    for (size_t i = 0; i < n && !rc; i++) {
+        *failed = i;
+        rc = check_def(lg, &defs[i], err);
+    }
+    if (rc) {
+        return rc;
+    }
+    *failed = n + nremovals;
+    struct batch b = {.changes = xcalloc(n + nremovals + 1, sizeof(*b.changes)),
+                      .replaced = xcalloc(n + nremovals + 1, sizeof(*b.replaced))};
+    rc = ERR_CONFLICT;
+    pthread_mutex_lock(&lg->deploy_mu);
+    for (int i = 0; i < DEPLOY_TRIES && rc == ERR_CONFLICT; i++) {
+        rc = deploy_batch_once(lg, db, defs, n, removals, nremovals, guard, &b, err, failed);
+    }
+    pthread_mutex_unlock(&lg->deploy_mu);
+    for (size_t i = 0; !rc && i < b.count; i++) { /* what the replaced versions computed */
+        const struct comp_change *c = &b.changes[i];
+        if (b.replaced[i]) {
+            drop_derived(db, c->def ? c->def->name : c->removed, b.replaced[i]);
+        }
+        if (!c->def) {
+            mod_unload_all(lg, db, c->removed); /* its loaded code (a worker process each) */
+        }
+    }
+    if (!rc && b.count) {
+        proj_kick(lg->projections);
+    }
+    free(b.changes);
+    free(b.replaced);
+    return rc; /* ERR_CONFLICT: others kept deploying */
 }
 
 int logic_deploy(struct logic *lg, struct db *db, struct comp_def *def,
@@ -609,56 +811,7 @@ int logic_deploy(struct logic *lg, struct db *db, struct comp_def *def,
 int logic_deploy_as(struct logic *lg, struct db *db, struct comp_def *def,
                     const struct logic_guard *guard, struct logic_error *err)
 {
-    struct logic_module *m;
-    if (check_filter(lg, def, err) || check_format(lg, def, err)) {
-        return ERR_INVALID;
-    }
-    if (check_webhook(lg, def, err)) {
-        return ERR_DENIED;
-    }
-    int rc = logic_load(lg->cfg.env, def->lang, def->name, def->source, def->source_len,
-                        comp_entries(def->kind), &lg->cfg.limits, &m, err);
-    if (rc) {
-        return rc;
-    }
-    logic_unload(m);
-    uint64_t replaced = 0;
-    rc = ERR_CONFLICT;
-    pthread_mutex_lock(&lg->deploy_mu);
-    for (int i = 0; i < DEPLOY_TRIES && rc == ERR_CONFLICT; i++) {
-        struct comp_set *set;
-        rc = logic_set(lg, db, &set);
-        if (rc) {
-            break;
-        }
-        const struct comp_def *old = comp_set_find(set, def->name);
-        replaced = old && old->kind != COMP_COMMAND ? old->version : 0;
-        def->version = comp_set_next_version(set, def->name);
-        rc = guard_ok(old, guard) ? deploy_allowed(set, def, err) : ERR_EXISTS;
-        if (rc == ERR_EXISTS && !guard_ok(old, guard)) {
-            snprintf(err->message, sizeof err->message, "another kind of component has this "
-                     "name");
-        }
-        if (!rc) {
-            rc = comp_deploy(db, def, set->stream_version);
-        }
-        if (!rc) { /* the set it made, without reading the whole logic stream again */
-            struct comp_set *next = comp_set_next(set, def, NULL, def->deployed_us);
-            logic_set_advance(lg, db, next);
-            comp_set_unref(next);
-        } else if (rc == ERR_CONFLICT) {
-            logic_set_changed(lg, db); /* another process came first: read it again */
-        }
-        comp_set_unref(set);
-    }
-    pthread_mutex_unlock(&lg->deploy_mu);
-    if (!rc && replaced) {
-        drop_derived(db, def->name, replaced); /* what the replaced version computed */
-    }
-    if (!rc) {
-        proj_kick(lg->projections);
-    }
-    return rc; /* ERR_CONFLICT: others kept deploying */
+    return logic_deploy_many(lg, db, def, 1, NULL, 0, guard, err, NULL);
 }
 
 int logic_remove(struct logic *lg, struct db *db, const char *name)
@@ -678,7 +831,7 @@ int logic_remove_as(struct logic *lg, struct db *db, const char *name,
             break;
         }
         const struct comp_def *old = comp_set_find(set, name);
-        old = guard_ok(old, guard) ? old : NULL; /* not one the caller may remove */
+        old = guard_ok(old, guard, 0) ? old : NULL; /* not one the caller may remove */
         uint64_t version = old ? old->version : 0;
         bool existed = old != NULL; /* its derived tables go (reducer, view) */
         rc = old ? comp_remove(db, name, set->stream_version) : ERR_NOTFOUND;

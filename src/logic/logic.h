@@ -148,8 +148,10 @@ void logic_component_stats(struct logic *lg, struct db *db, const char *name,
  * database and re-read when its logic stream moved. Returns 0 or ERR_*. */
 int logic_set(struct logic *lg, struct db *db, struct comp_set **out);
 
-/* Worker. Checks def by loading it (its syntax, the entry points its kind needs), then
- * deploys it as the next version of its name (def->version and deployed_us are set). A
+/* Worker. Checks def by loading it (its syntax, the entry points its kind needs; a document
+ * (COMP_DOCUMENT) is not loaded: its source must be a JSON text, else ERR_INVALID with
+ * LOGIC_E_INVALID), then deploys it as the next version of its name (def->version and
+ * deployed_us are set). A
  * reducer's snapshots of earlier versions are dropped. Returns 0; ERR_INVALID with *err (the
  * code does not load, its filter is not a valid query filter, or its eventFormat is no
  * registered format: kind LOGIC_E_INVALID); ERR_EXISTS with *err
@@ -164,8 +166,10 @@ int logic_remove(struct logic *lg, struct db *db, const char *name);
 
 /* What a deploy may replace and a removal remove (an API surface that owns only some
  * components: a dialect's state views): the component in force under the name must be of
- * kind, with event_format (NULL: without one). Checked under the deploy lock, against the
- * components as they are then. */
+ * kind, with event_format (NULL: without one). kind 0: of the deployed component's own kind
+ * (any kind, for a removal), for a surface that owns components of several kinds (j17: its
+ * spec document and its reducers). Checked under the deploy lock, against the components as
+ * they are then. */
 struct logic_guard {
     enum comp_kind kind;
     const char *event_format;
@@ -174,6 +178,31 @@ struct logic_guard {
  * not cover (guard NULL: any). */
 int logic_deploy_as(struct logic *lg, struct db *db, struct comp_def *def,
                     const struct logic_guard *guard, struct logic_error *err);
+/* Worker. Deploys defs[0..n) and removes the components called removals[0..nremovals) in
+ * one append to the logic stream, hence one commit: all of it or nothing, one version step of
+ * the stream per event (removals first, then the deploys in order). Every def is checked
+ * first as logic_deploy checks it (code loads, a document's source is JSON, filter, format,
+ * webhook); then, under the deploy lock and against the components in force, each def gets
+ * the next version of its name and is held to guard (NULL: any) and to the rules of
+ * logic_deploy (names per database, one reducer per category, counting the batch's own
+ * deploys and removals). A removal of a name not in force, or in force but not covered by
+ * guard, is skipped (nothing to remove: not an error). Each name appears once in a batch.
+ * On success each def's version and deployed_us are set, the cached set moves past every
+ * event, and what replaced or removed versions computed (reducer snapshots, view results) is
+ * dropped; states kept in memory are keyed by reducer version, so none of a replaced
+ * version is served again. A batch with nothing left to write (n 0, every removal skipped)
+ * returns 0 and writes nothing.
+ * Returns 0 or, with nothing written: ERR_INVALID with *err (a def that does not check, a
+ * name that is invalid or appears twice), ERR_DENIED, ERR_EXISTS (the guard, a category
+ * taken), ERR_TOOBIG with err->kind set (names past COMP_MAX_PER_DB), as logic_deploy_as
+ * for one def; ERR_CONFLICT (other deploys kept coming first); ERR_TOOBIG (an event larger
+ * than the database takes, or more events than one append takes); ERR_*. *failed (may be
+ * NULL) is the index of the item to blame: i < n for defs[i], n + j for removals[j], n +
+ * nremovals when none is. defs and removals are borrowed; defs' versions and deployed_us are
+ * written. */
+int logic_deploy_many(struct logic *lg, struct db *db, struct comp_def *defs, size_t n,
+                      const char *const *removals, size_t nremovals,
+                      const struct logic_guard *guard, struct logic_error *err, size_t *failed);
 /* logic_remove that answers ERR_NOTFOUND for a component the guard does not cover. */
 int logic_remove_as(struct logic *lg, struct db *db, const char *name,
                     const struct logic_guard *guard);

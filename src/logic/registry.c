@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "json/jsonx.h"
+#include "util/assert.h"
 #include "util/errors.h"
 
 /* What reading the stream gathers: every name's newest deploy or removal. */
@@ -217,15 +218,21 @@ uint64_t comp_set_next_version(const struct comp_set *set, const char *name)
 
 /* ---- writing ---- */
 
-/* Appends one event of type to the logic stream at version at and waits for the outcome;
- * *out_us (may be NULL) gets its commit time. */
-static int append_wait(struct db *db, const char *type, struct slice data, uint64_t at,
+/* The data of a removal event. */
+static void removal_json(const char *name, struct buf *out)
+{
+    buf_adds(out, "{\"name\":");
+    buf_add_json_str(out, name, strlen(name));
+    buf_addc(out, '}');
+}
+
+/* Appends the n events evs to the logic stream at version at, in one append, and waits for
+ * the outcome; *out_us (may be NULL) gets their commit time. */
+static int append_wait(struct db *db, struct append_event *evs, size_t n, uint64_t at,
                        int64_t *out_us)
 {
-    struct append_event ev = {.type = {type, strlen(type)}, .data = data,
-                              .metadata = {"{}", 2}, .tags = {"[]", 2}};
     struct append_part part = {.stream = {ENGINE_LOGIC_STREAM, sizeof ENGINE_LOGIC_STREAM - 1},
-                               .events = &ev, .count = 1,
+                               .events = evs, .count = n,
                                .expect = {EXPECT_VERSION, at}};
     struct append_req req = {.parts = &part, .nparts = 1};
     buf_init(&req.answer);
@@ -238,26 +245,55 @@ static int append_wait(struct db *db, const char *type, struct slice data, uint6
     return rc;
 }
 
+static struct append_event logic_event(const char *type, const struct buf *data)
+{
+    return (struct append_event){.type = {type, strlen(type)}, .data = {data->ptr, data->len},
+                                 .metadata = {"{}", 2}, .tags = {"[]", 2}};
+}
+
 int comp_deploy(struct db *db, struct comp_def *def, uint64_t at)
 {
-    struct buf data;
-    buf_init(&data);
-    comp_to_json(def, &data);
-    int rc = append_wait(db, COMP_EVENT_DEPLOYED, (struct slice){data.ptr, data.len}, at,
-                         &def->deployed_us);
-    buf_fini(&data);
-    return rc;
+    struct comp_change ch = {.def = def};
+    return comp_deploy_many(db, &ch, 1, at, NULL);
 }
 
 int comp_remove(struct db *db, const char *name, uint64_t at)
 {
-    struct buf data;
-    buf_init(&data);
-    buf_adds(&data, "{\"name\":");
-    buf_add_json_str(&data, name, strlen(name));
-    buf_addc(&data, '}');
-    int rc = append_wait(db, COMP_EVENT_REMOVED, (struct slice){data.ptr, data.len}, at, NULL);
-    buf_fini(&data);
+    struct comp_change ch = {.removed = name};
+    return comp_deploy_many(db, &ch, 1, at, NULL);
+}
+
+int comp_deploy_many(struct db *db, struct comp_change *changes, size_t n, uint64_t at,
+                     int64_t *out_us)
+{
+    if (n == 0) {
+        return ERR_INVALID;
+    }
+    struct buf *data = xcalloc(n, sizeof(*data));
+    struct append_event *evs = xcalloc(n, sizeof(*evs));
+    for (size_t i = 0; i < n; i++) {
+        buf_init(&data[i]);
+        if (changes[i].def) {
+            comp_to_json(changes[i].def, &data[i]);
+        } else {
+            removal_json(changes[i].removed, &data[i]);
+        }
+        evs[i] = logic_event(changes[i].def ? COMP_EVENT_DEPLOYED : COMP_EVENT_REMOVED,
+                             &data[i]);
+    }
+    int64_t us = 0;
+    int rc = append_wait(db, evs, n, at, &us);
+    for (size_t i = 0; i < n; i++) {
+        if (!rc && changes[i].def) {
+            changes[i].def->deployed_us = us;
+        }
+        buf_fini(&data[i]);
+    }
+    free(evs);
+    free(data);
+    if (!rc && out_us) {
+        *out_us = us;
+    }
     return rc;
 }
 
@@ -296,5 +332,19 @@ struct comp_set *comp_set_next(const struct comp_set *old, const struct comp_def
     set->stream_version = old->stream_version + 1;
     set->stream_updated_us = updated_us;
     set->refs = 1;
+    return set;
+}
+
+struct comp_set *comp_set_apply(const struct comp_set *old, const struct comp_change *changes,
+                                size_t n, int64_t updated_us)
+{
+    ASSERT(n >= 1);
+    struct comp_set *set = comp_set_next(old, changes[0].def, changes[0].removed, updated_us);
+    for (size_t i = 1; i < n; i++) {
+        struct comp_set *next = comp_set_next(set, changes[i].def, changes[i].removed,
+                                              updated_us);
+        comp_set_unref(set);
+        set = next;
+    }
     return set;
 }

@@ -61,6 +61,19 @@ uint64_t comp_set_next_version(const struct comp_set *set, const char *name);
 struct comp_set *comp_set_next(const struct comp_set *old, const struct comp_def *deployed,
                                const char *removed, int64_t updated_us);
 
+/* One event of an atomic batch for the logic stream: the deploy of def, or (def NULL) the
+ * removal of the component called removed. */
+struct comp_change {
+    struct comp_def *def;  /* borrowed; its version set by the caller; deployed_us set by
+                              comp_deploy_many on success */
+    const char *removed;   /* borrowed; with def NULL: the name removed */
+};
+
+/* The set after the n (>= 1) events of changes, in order (comp_set_next for each; the
+ * stream's version moves by n). One reference for the caller. old is borrowed. */
+struct comp_set *comp_set_apply(const struct comp_set *old, const struct comp_change *changes,
+                                size_t n, int64_t updated_us);
+
 /* Appends a deploy of def (its version set by the caller, from comp_set_next_version) to db's
  * logic stream if the stream is still at version at (the set the caller read), and waits for
  * the commit (def->deployed_us gets its time). Returns 0 once durable, ERR_CONFLICT (another deploy or removal came first: read
@@ -69,5 +82,14 @@ struct comp_set *comp_set_next(const struct comp_set *old, const struct comp_def
 int comp_deploy(struct db *db, struct comp_def *def, uint64_t at);
 /* The same for the removal of name. */
 int comp_remove(struct db *db, const char *name, uint64_t at);
+/* Appends the n events of changes (n >= 1, each def's version set by the caller) to db's
+ * logic stream in one append, hence one commit: all or none, if the stream is still at
+ * version at. Waits for the commit; every def gets its time as deployed_us, and so does
+ * *out_us (may be NULL). Returns 0 once
+ * durable, ERR_CONFLICT (the stream moved: read the set again), ERR_TOOBIG (one event larger
+ * than the database's event limit, or more events than it takes in one append) or ERR_*.
+ * Nothing is written on failure. Blocks: worker threads only. */
+int comp_deploy_many(struct db *db, struct comp_change *changes, size_t n, uint64_t at,
+                     int64_t *out_us);
 
 #endif

@@ -18,6 +18,7 @@
 #include "json/validate.h"
 #include "logic/js_rt.h"
 #include "logic/lua_rt.h"
+#include "logic/tick_rt.h"
 #include "util/errors.h"
 #include "util/strmap.h"
 
@@ -59,6 +60,12 @@ enum logic_lang logic_lang_parse(const char *name)
     if (strcmp(name, "wasm") == 0) {
         return LOGIC_LANG_WASM;
     }
+    if (strcmp(name, "tick") == 0) {
+        return LOGIC_LANG_TICK;
+    }
+    if (strcmp(name, "json") == 0) {
+        return LOGIC_LANG_JSON;
+    }
     return 0;
 }
 
@@ -69,6 +76,8 @@ const char *logic_lang_name(enum logic_lang lang)
     case LOGIC_LANG_JAVASCRIPT: return "javascript";
     case LOGIC_LANG_TYPESCRIPT: return "typescript";
     case LOGIC_LANG_WASM: return "wasm";
+    case LOGIC_LANG_TICK: return "tick";
+    case LOGIC_LANG_JSON: return "json";
     }
     return "unknown";
 }
@@ -197,6 +206,10 @@ static const struct logic_runtime *runtime_for(struct logic_env *env, enum logic
     case LOGIC_LANG_JAVASCRIPT:
     case LOGIC_LANG_TYPESCRIPT:
     case LOGIC_LANG_WASM: return js_runtime(env, lang, err);
+    case LOGIC_LANG_TICK: return &logic_tick_runtime;
+    case LOGIC_LANG_JSON:
+        fail(err, ERR_INVALID, LOGIC_E_INVALID, "json documents are not code");
+        return NULL;
     }
     fail(err, ERR_INVALID, LOGIC_E_INVALID, "unknown language %d", (int)lang);
     return NULL;

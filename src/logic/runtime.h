@@ -2,8 +2,9 @@
  *
  * A runtime turns a component's source into a loaded module and calls its entry points with
  * JSON in and JSON out. Lua 5.4 runs in process (logic/lua_rt.c); JavaScript and TypeScript
- * run in sandboxed worker processes (logic/js_rt.c, the worker itself in logic/jsworker/).
- * A third runtime plugs in by providing a struct logic_runtime.
+ * run in sandboxed worker processes (logic/js_rt.c, the worker itself in logic/jsworker/);
+ * j17's Tick handlers run in process (logic/tick_rt.c). A runtime plugs in by providing a
+ * struct logic_runtime.
  *
  * Threads: a module is used by one thread at a time (the caller serialises); different modules
  * may be used from different threads at once. No call here may run on an I/O thread or the
@@ -31,10 +32,14 @@ enum logic_lang {
     LOGIC_LANG_TYPESCRIPT = 3, /* transpiled to JavaScript at load (esbuild) */
     LOGIC_LANG_WASM = 4,       /* a WebAssembly core module, its bytes in base64 as the source,
                                   run in the JavaScript worker (docs/design/jsworker.md) */
+    LOGIC_LANG_TICK = 5,       /* j17's declarative handlers: a JSON object of event type:
+                                  Tick handler, a reducer only (logic/tick_rt.h) */
+    LOGIC_LANG_JSON = 6,       /* not code: a JSON document kept as a component
+                                  (COMP_DOCUMENT); logic_load refuses it */
 };
 
-/* Returns the language for "lua", "javascript"/"js", "typescript"/"ts", "wasm"; 0 when
- * unknown. */
+/* Returns the language for "lua", "javascript"/"js", "typescript"/"ts", "wasm", "tick",
+ * "json"; 0 when unknown. */
 enum logic_lang logic_lang_parse(const char *name);
 const char *logic_lang_name(enum logic_lang lang);
 
@@ -103,7 +108,7 @@ void logic_env_free(struct logic_env *env);
 /* Loads source (len bytes, need not be NUL-terminated) as a module and checks that each name in
  * entries (NULL-terminated list) is a function it defines. name labels logs and errors.
  * Returns 0 and *out, or a negative ERR_* with err filled (ERR_INVALID for syntax and missing
- * entries, ERR_TOOBIG for a source over LOGIC_MAX_SOURCE_BYTES, ERR_IO when a worker cannot
+ * entries, and with LOGIC_E_INVALID for LOGIC_LANG_JSON, which is no code; ERR_TOOBIG for a source over LOGIC_MAX_SOURCE_BYTES, ERR_IO when a worker cannot
  * be started). */
 int logic_load(struct logic_env *env, enum logic_lang lang, const char *name,
                const char *source, size_t len, const char *const *entries, const struct logic_limits *lim,

@@ -1091,3 +1091,29 @@ def test_a_decision_commits_its_events_in_the_order_it_returned_them():
         check(got == [("na-1", "One"), ("na-1", "Three"), ("nb-1", "Two")], f"{got}")
         st, _, b = command(s, "order", {"prefix": "n", "expect": True})
         check(st == 409, f"na-1 exists now: {st} {b}")
+
+
+def test_tick_reducer_and_documents_over_the_native_api():
+    spec = {"Added": [{"increment": {"target": "count"}},
+                      {"increment": {"target": "total", "by": "$.data.amount"}},
+                      {"set": {"target": "last", "value": "$.type"}}]}
+    with Server() as s:
+        st, _, b = put(s, "orders", reducer(json.dumps(spec), language="tick"))
+        check(st == 201 and b["language"] == "tick", f"deploy: {st} {b}")
+        append_n(s, "order-1", 3, amount=5)
+        st, _, b = s.append("order-1", [{"type": "Unknown", "data": {}}])
+        check(st == 201, f"append: {st} {b}")
+        st, _, b = state(s, "order-1")
+        check(st == 200 and b["state"] == {"count": 3, "total": 15, "last": "Added"} and
+              b["version"] == 4, f"state: {st} {b}")
+        # a handler that does not compile names the event type
+        st, _, b = put(s, "bad", reducer(json.dumps({"Added": {"frob": {}}}), category="x",
+                                         language="tick"))
+        check(st == 400 and b["error"]["code"] == "syntax_error" and
+              b["error"]["message"].startswith("Added: $"), f"syntax: {st} {b}")
+        # documents belong to the surface that owns them: not deployed here
+        st, _, b = put(s, "spec", {"kind": "document", "language": "json", "source": "{}"})
+        check(st == 400 and b["error"]["code"] == "invalid_component", f"document: {st} {b}")
+        st, _, b = put(s, "spec", {"kind": "reducer", "language": "json", "source": "{}",
+                                   "category": "y"})
+        check(st == 400 and b["error"]["code"] == "invalid_component", f"json code: {st} {b}")

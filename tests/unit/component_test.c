@@ -512,3 +512,345 @@ TEST(event_formats_shape_what_code_sees_and_returns)
     engine_stop(e);
     engine_close(e);
 }
+
+/* ---- Tick reducers, documents and atomic deploys ---- */
+
+/* A format shaped as j17 events: {"type","key","id","data","metadata"}, the key being the
+ * stream's name and the id what follows its first '-'. */
+static void j17ish_render(struct buf *out, const struct event_rec *ev)
+{
+    const char *dash = memchr(ev->stream.ptr, '-', ev->stream.len);
+    size_t id_at = dash ? (size_t)(dash - ev->stream.ptr) + 1 : 0;
+    buf_adds(out, "{\"type\":");
+    buf_add_json_str(out, ev->type.ptr, ev->type.len);
+    buf_adds(out, ",\"key\":");
+    buf_add_json_str(out, ev->stream.ptr, ev->stream.len);
+    buf_adds(out, ",\"id\":");
+    buf_add_json_str(out, ev->stream.ptr + id_at, ev->stream.len - id_at);
+    buf_adds(out, ",\"data\":");
+    buf_add(out, ev->data.ptr, ev->data.len);
+    buf_adds(out, ",\"metadata\":");
+    buf_add(out, ev->metadata.ptr, ev->metadata.len);
+    buf_addc(out, '}');
+}
+
+static const struct logic_event_format J17ISH = {.name = "j17ish", .render = j17ish_render,
+                                                 .parse = fake_parse};
+
+/* Appends one event to stream; its record (slices borrowed from the arguments) in *rec. */
+static void append(struct db *db, const char *stream, const char *type, const char *data,
+                   struct event_rec *rec)
+{
+    struct append_event ev = {.type = S(type), .data = S(data), .metadata = S("{}"),
+                              .tags = S("[]")};
+    struct append_part part = {.stream = S(stream), .events = &ev, .count = 1,
+                               .expect = {EXPECT_ANY, 0}};
+    struct append_req req = {.parts = &part, .nparts = 1};
+    buf_init(&req.answer);
+    ASSERT_EQ(engine_append_wait(db, &req), 0);
+    ASSERT_EQ(req.err, 0);
+    buf_fini(&req.answer);
+    if (rec) {
+        *rec = (struct event_rec){.position = ev.position, .version = ev.version,
+                                  .recorded_us = req.recorded_us, .stream = S(stream),
+                                  .type = S(type), .data = S(data), .metadata = S("{}"),
+                                  .tags = S("[]")};
+    }
+}
+
+/* The state of stream under the reducer of its category, checked against want. */
+static void state_is(struct logic *lg, struct db *db, const char *stream, const char *want,
+                     uint64_t reducer_version)
+{
+    struct logic_state st;
+    logic_state_init(&st);
+    struct logic_error le = {0};
+    bool none = false;
+    int rc = logic_stream_state_as(lg, db, S(stream), (struct slice){NULL, 0}, NULL, &st, &none,
+                                   &le);
+    if (rc) {
+        fprintf(stderr, "  state of %s: %d %s\n", stream, rc, le.message);
+    }
+    ASSERT_EQ(rc, 0);
+    buf_addc(&st.state, '\0');
+    ASSERT_STR(st.state.ptr, want);
+    ASSERT_EQ(st.reducer_version, reducer_version);
+    logic_state_fini(&st);
+}
+
+static struct logic *open_logic(struct engine *e, struct logic_env **env)
+{
+    static const struct logic_event_format *const formats[] = {&J17ISH, NULL};
+    struct logic_env_config ec = {0};
+    ASSERT_EQ(logic_env_new(&ec, env), 0);
+    struct logic_config cfg = {.engine = e, .env = *env, .format_event = out_event,
+                               .parse_filter = groups_parse_filter, .event_formats = formats};
+    logic_limits_default(&cfg.limits);
+    struct logic *lg;
+    ASSERT_EQ(logic_new(&cfg, &lg), 0);
+    return lg;
+}
+
+static void def_json(struct comp_def *d, const char *name, const char *kind, const char *lang,
+                     const char *category, const char *format, const char *source)
+{
+    struct buf b;
+    buf_init(&b);
+    buf_printf(&b, "{\"kind\":\"%s\",\"language\":\"%s\",\"source\":", kind, lang);
+    buf_add_json_str(&b, source, strlen(source));
+    if (category) {
+        buf_printf(&b, ",\"category\":\"%s\"", category);
+    }
+    if (format) {
+        buf_printf(&b, ",\"eventFormat\":\"%s\"", format);
+    }
+    buf_addc(&b, '}');
+    struct comp_error ce;
+    int rc = comp_parse(name, (struct slice){b.ptr, b.len}, d, &ce);
+    if (rc) {
+        fprintf(stderr, "  %s: %s %s\n", name, ce.field, ce.message);
+    }
+    ASSERT_EQ(rc, 0);
+    buf_fini(&b);
+}
+
+static const char USERS_V1[] =
+    "{\"Created\": {\"set\": {\"target\": \"name\", \"value\": \"$.data.name\"}},"
+    " \"Renamed\": [{\"set\": {\"target\": \"name\", \"value\": \"$.data.name\"}},"
+    " {\"increment\": {\"target\": \"renames\"}}]}";
+static const char USERS_V2[] =
+    "{\"Created\": {\"set\": {\"target\": \"who\", \"value\": \"$.data.name\"}},"
+    " \"Renamed\": {\"increment\": {\"target\": \"changes\", \"by\": 10}}}";
+
+TEST(tick_reducers_fold_stream_state)
+{
+    char dir[128];
+    struct engine *e = open_engine(dir, sizeof dir);
+    struct db *db;
+    ASSERT_EQ(engine_db_acquire(e, "default", 7, &db), 0);
+    struct logic_env *env;
+    struct logic *lg = open_logic(e, &env);
+    struct comp_def d;
+    struct logic_error le = {0};
+    /* native events: $.data and $.type read the same members as in a j17 event */
+    def_json(&d, "users", "reducer", "tick", "user", NULL, USERS_V1);
+    ASSERT_EQ(logic_deploy(lg, db, &d, &le), 0);
+    comp_def_fini(&d);
+    /* a j17-shaped format: $.id and $.key too */
+    def_json(&d, "accounts", "reducer", "tick", "acct", "j17ish",
+             "{\"Opened\": {\"set\": {\"target\": \"\", \"value\": {\"id\": \"$.id\", "
+             "\"key\": \"$.key\", \"owner\": \"$.data.owner\"}}}}");
+    ASSERT_EQ(logic_deploy(lg, db, &d, &le), 0);
+    comp_def_fini(&d);
+    /* a Tick module that does not compile is refused at deploy, naming the event type */
+    def_json(&d, "broken", "reducer", "tick", "brk", NULL, "{\"X\": {\"nope\": {}}}");
+    ASSERT_EQ(logic_deploy(lg, db, &d, &le), ERR_INVALID);
+    ASSERT_EQ(le.kind, LOGIC_E_SYNTAX);
+    CHECK(strncmp(le.message, "X: $", 4) == 0);
+    comp_def_fini(&d);
+    /* ... and so is one for a kind whose entries it does not define */
+    def_json(&d, "tview", "view", "tick", NULL, NULL, "{}");
+    ASSERT_EQ(logic_deploy(lg, db, &d, &le), ERR_INVALID);
+    ASSERT_EQ(le.kind, LOGIC_E_MISSING);
+    comp_def_fini(&d);
+    append(db, "user-1", "Created", "{\"name\":\"Ada\"}", NULL);
+    append(db, "user-1", "Deleted", "{}", NULL); /* no handler: unchanged */
+    append(db, "user-1", "Renamed", "{\"name\":\"Ada L\"}", NULL);
+    append(db, "acct-7", "Opened", "{\"owner\":\"bo\"}", NULL);
+    state_is(lg, db, "user-1", "{\"name\":\"Ada L\",\"renames\":1}", 1);
+    state_is(lg, db, "acct-7", "{\"id\":\"7\",\"key\":\"acct-7\",\"owner\":\"bo\"}", 1);
+    /* the state right after an append, from the state in memory */
+    struct event_rec rec;
+    append(db, "user-1", "Renamed", "{\"name\":\"Ada B\"}", &rec);
+    struct logic_state st;
+    logic_state_init(&st);
+    bool none = false;
+    ASSERT_EQ(logic_state_after(lg, db, S("user-1"), &rec, 1, &st, &none, &le), 0);
+    ASSERT_EQ(st.folded, 1);
+    buf_addc(&st.state, '\0');
+    ASSERT_STR(st.state.ptr, "{\"name\":\"Ada B\",\"renames\":2}");
+    logic_state_fini(&st);
+    logic_free(lg);
+    logic_env_free(env);
+    engine_db_release(db);
+    engine_stop(e);
+    engine_close(e);
+}
+
+TEST(documents_are_kept_like_code_and_never_run)
+{
+    struct comp_def d, back;
+    struct comp_error ce;
+    ASSERT_EQ(comp_parse("spec", S("{\"kind\":\"document\",\"language\":\"json\","
+                                   "\"source\":\"{\\\"aggregates\\\":{}}\","
+                                   "\"eventFormat\":\"j17ish\"}"), &d, &ce), 0);
+    CHECK(d.kind == COMP_DOCUMENT && d.lang == LOGIC_LANG_JSON);
+    CHECK(comp_entries(COMP_DOCUMENT)[0] == NULL);
+    ASSERT_STR(comp_kind_name(COMP_DOCUMENT), "document");
+    d.version = 2;
+    struct buf b;
+    buf_init(&b);
+    comp_to_json(&d, &b);
+    buf_addc(&b, '\0');
+    CHECK(strstr(b.ptr, "\"kind\":\"document\",\"language\":\"json\""));
+    ASSERT_EQ(comp_from_json((struct slice){b.ptr, b.len - 1}, &back), 0);
+    CHECK(back.kind == COMP_DOCUMENT && back.lang == LOGIC_LANG_JSON && back.version == 2);
+    comp_def_fini(&back);
+    buf_fini(&b);
+    comp_def_fini(&d);
+    /* json is a document's language only; a document binds to nothing */
+    static const char *const bad[][2] = {
+        {"{\"kind\":\"document\",\"language\":\"lua\",\"source\":\"{}\"}", "language"},
+        {"{\"kind\":\"reducer\",\"language\":\"json\",\"source\":\"{}\",\"category\":\"a\"}",
+         "language"},
+        {"{\"kind\":\"document\",\"language\":\"json\",\"source\":\"{}\",\"category\":\"a\"}",
+         "category"},
+        {"{\"kind\":\"document\",\"language\":\"json\",\"source\":\"{}\",\"filter\":{}}",
+         "filter"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ASSERT_EQ(comp_parse("spec", S(bad[i][0]), &d, &ce), ERR_INVALID);
+        ASSERT_STR(ce.field, bad[i][1]);
+    }
+    /* deployed: its source must be JSON; it is listed, found, and nothing runs it */
+    char dir[128];
+    struct engine *e = open_engine(dir, sizeof dir);
+    struct db *db;
+    ASSERT_EQ(engine_db_acquire(e, "default", 7, &db), 0);
+    struct logic_env *env;
+    struct logic *lg = open_logic(e, &env);
+    struct logic_error le = {0};
+    def_json(&d, "spec", "document", "json", NULL, NULL, "{\"a\": [1, 2");
+    ASSERT_EQ(logic_deploy(lg, db, &d, &le), ERR_INVALID);
+    ASSERT_EQ(le.kind, LOGIC_E_INVALID);
+    CHECK(strstr(le.message, "not a JSON document"));
+    comp_def_fini(&d);
+    def_json(&d, "spec", "document", "json", NULL, NULL, "{\"a\": [1, 2]}");
+    ASSERT_EQ(logic_deploy(lg, db, &d, &le), 0);
+    ASSERT_EQ(d.version, 1);
+    comp_def_fini(&d);
+    struct comp_set *set;
+    ASSERT_EQ(logic_set(lg, db, &set), 0);
+    const struct comp_def *found = comp_set_find(set, "spec");
+    CHECK(found && found->kind == COMP_DOCUMENT && !strcmp(found->source, "{\"a\": [1, 2]}"));
+    CHECK(comp_set_reducer_of(set, S("spec")) == NULL);
+    comp_set_unref(set);
+    struct logic_state st;
+    logic_state_init(&st);
+    ASSERT_EQ(logic_view(lg, db, "spec", S("{}"), NULL, &st, &le), ERR_NOTFOUND);
+    logic_state_fini(&st);
+    ASSERT_EQ(logic_remove(lg, db, "spec"), 0);
+    logic_free(lg);
+    logic_env_free(env);
+    engine_db_release(db);
+    engine_stop(e);
+    engine_close(e);
+}
+
+static uint64_t logic_stream_version(struct logic *lg, struct db *db)
+{
+    struct comp_set *set;
+    ASSERT_EQ(logic_set(lg, db, &set), 0);
+    uint64_t v = set->stream_version;
+    comp_set_unref(set);
+    return v;
+}
+
+TEST(deploy_many_is_one_commit_and_replaced_states_are_not_served)
+{
+    char dir[128];
+    struct engine *e = open_engine(dir, sizeof dir);
+    struct db *db;
+    ASSERT_EQ(engine_db_acquire(e, "default", 7, &db), 0);
+    struct logic_env *env;
+    struct logic *lg = open_logic(e, &env);
+    struct logic_error le = {0};
+    struct comp_def d;
+    def_json(&d, "users", "reducer", "tick", "user", NULL, USERS_V1);
+    ASSERT_EQ(logic_deploy(lg, db, &d, &le), 0);
+    comp_def_fini(&d);
+    def_json(&d, "old", "view", "lua", NULL, NULL, "function evolve(s, e) return s end");
+    ASSERT_EQ(logic_deploy(lg, db, &d, &le), 0);
+    comp_def_fini(&d);
+    /* v1's state: 20 events (a snapshot is stored) and the newest state in memory */
+    struct event_rec rec;
+    append(db, "user-1", "Created", "{\"name\":\"Ada\"}", NULL);
+    for (int i = 0; i < 19; i++) {
+        append(db, "user-1", "Renamed", "{\"name\":\"Ada L\"}", NULL);
+    }
+    state_is(lg, db, "user-1", "{\"name\":\"Ada L\",\"renames\":19}", 1);
+    uint64_t before = logic_stream_version(lg, db);
+    /* a failing def writes nothing (checked before the lock) */
+    struct comp_def defs[4];
+    def_json(&defs[0], "spec", "document", "json", NULL, NULL, "{\"v\": 2}");
+    def_json(&defs[1], "users", "reducer", "tick", "user", NULL, USERS_V2);
+    def_json(&defs[2], "orders", "reducer", "tick", "order", NULL, "{\"X\": {\"bad\": 1}}");
+    const char *const removals[] = {"old", "never-deployed"};
+    size_t failed = 99;
+    ASSERT_EQ(logic_deploy_many(lg, db, defs, 3, removals, 2, NULL, &le, &failed), ERR_INVALID);
+    ASSERT_EQ(failed, 2);
+    ASSERT_EQ(le.kind, LOGIC_E_SYNTAX);
+    ASSERT_EQ(logic_stream_version(lg, db), before);
+    comp_def_fini(&defs[2]);
+    /* a batch that takes a category twice, or names a component twice, writes nothing */
+    def_json(&defs[2], "orders", "reducer", "tick", "user", NULL, "{}");
+    ASSERT_EQ(logic_deploy_many(lg, db, defs, 3, removals, 2, NULL, &le, &failed), ERR_EXISTS);
+    ASSERT_EQ(failed, 1);
+    comp_def_fini(&defs[2]);
+    def_json(&defs[2], "old", "reducer", "tick", "order", NULL, "{}");
+    ASSERT_EQ(logic_deploy_many(lg, db, defs, 3, removals, 2, NULL, &le, &failed), ERR_INVALID);
+    ASSERT_EQ(failed, 3); /* removals[0] names defs[2] again */
+    comp_def_fini(&defs[2]);
+    /* a guard of kind 0 lets each def replace only its own kind */
+    struct logic_guard own = {0, NULL};
+    def_json(&defs[2], "old", "reducer", "tick", "order", NULL, "{}");
+    ASSERT_EQ(logic_deploy_many(lg, db, defs, 3, NULL, 0, &own, &le, &failed), ERR_EXISTS);
+    ASSERT_EQ(failed, 2); /* "old" is a view */
+    comp_def_fini(&defs[2]);
+    ASSERT_EQ(logic_stream_version(lg, db), before);
+    /* the batch: a document, a replaced reducer, a new reducer, a removal and a removal of
+       a name never deployed (skipped): one append of four events */
+    def_json(&defs[2], "orders", "reducer", "tick", "order", NULL,
+             "{\"Placed\": {\"increment\": {\"target\": \"n\"}}}");
+    ASSERT_EQ(logic_deploy_many(lg, db, defs, 3, removals, 2, &own, &le, &failed), 0);
+    ASSERT_EQ(logic_stream_version(lg, db), before + 4);
+    ASSERT_EQ(defs[0].version, 1);
+    ASSERT_EQ(defs[1].version, 2);
+    ASSERT_EQ(defs[2].version, 1);
+    CHECK(defs[0].deployed_us > 0 && defs[0].deployed_us == defs[1].deployed_us &&
+          defs[1].deployed_us == defs[2].deployed_us);
+    /* the stream holds the four events in one commit, and a fresh read agrees */
+    struct comp_set *read;
+    ASSERT_EQ(comp_set_read(db, &read), 0);
+    ASSERT_EQ(read->stream_version, before + 4);
+    ASSERT_EQ(read->count, 3);
+    CHECK(!comp_set_find(read, "old") && comp_set_find(read, "spec")->kind == COMP_DOCUMENT);
+    ASSERT_EQ(comp_set_find(read, "users")->version, 2);
+    ASSERT_EQ(comp_set_find(read, "orders")->deployed_us, defs[2].deployed_us);
+    comp_set_unref(read);
+    /* v2 folds from the start: neither v1's snapshot nor its state in memory is served */
+    append(db, "user-1", "Renamed", "{\"name\":\"x\"}", &rec);
+    struct logic_state st;
+    logic_state_init(&st);
+    bool none = false;
+    ASSERT_EQ(logic_state_after(lg, db, S("user-1"), &rec, 1, &st, &none, &le), 0);
+    buf_addc(&st.state, '\0');
+    ASSERT_STR(st.state.ptr, "{\"who\":\"Ada\",\"changes\":200}");
+    ASSERT_EQ(st.reducer_version, 2);
+    ASSERT_EQ(st.folded, 21);
+    logic_state_fini(&st);
+    state_is(lg, db, "user-1", "{\"who\":\"Ada\",\"changes\":200}", 2);
+    append(db, "order-1", "Placed", "{}", NULL);
+    state_is(lg, db, "order-1", "{\"n\":1}", 1);
+    /* a batch of only removals of names not in force writes nothing */
+    ASSERT_EQ(logic_deploy_many(lg, db, NULL, 0, removals, 2, NULL, &le, &failed), 0);
+    ASSERT_EQ(logic_stream_version(lg, db), before + 4);
+    for (int i = 0; i < 3; i++) {
+        comp_def_fini(&defs[i]);
+    }
+    logic_free(lg);
+    logic_env_free(env);
+    engine_db_release(db);
+    engine_stop(e);
+    engine_close(e);
+}
