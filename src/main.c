@@ -28,6 +28,7 @@
 #include "dialect/evidentsource/format.h"
 #include "dialect/hapnd/format.h"
 #include "dialect/hapnd/hapnd.h"
+#include "dialect/j17/j17.h"
 #include "gate/gate.h"
 #include "gate/ratelimit.h"
 #include "auth/keys.h"
@@ -76,6 +77,9 @@ static const struct {
     {"deltabase", &deltabase_mount, "/deltabase"},
     {"evidentsource", &evidentsource_mount, "/evidentsource"},
     {"hapnd", &hapnd_mount, "/hapnd"},
+    {"j17", &j17_mount_prod, "/j17"},
+    {"j17-staging", &j17_mount_staging, "/j17-staging"},
+    {"j17-test", &j17_mount_test, "/j17-test"},
 };
 enum { NDIALECTS = sizeof DIALECTS / sizeof DIALECTS[0] };
 
@@ -484,6 +488,7 @@ struct serving {
     struct dlb_ctx dlb;
     struct es_ctx es;
     struct hapnd_ctx hapnd;
+    struct j17_ctx j17;                      /* one for the three environments' mounts */
     struct http_server *srv;                 /* the main listener */
     struct http_server *ports[NDIALECTS];    /* --dialect-listen listeners */
     struct gate_port port_of[NDIALECTS];
@@ -494,7 +499,7 @@ struct serving {
 static void mount_surfaces(const struct options *o, struct serving *sv)
 {
     gate_mount(&sv->gate, &api_native_mount, "", &sv->api);
-    void *ctx[NDIALECTS] = {&sv->dlb, &sv->es, &sv->hapnd};
+    void *ctx[NDIALECTS] = {&sv->dlb, &sv->es, &sv->hapnd, &sv->j17, &sv->j17, &sv->j17};
     for (int i = 0; i < NDIALECTS; i++) {
         char prefix[80], addr[96];
         if (!o->dialects || !dialect_value(o->dialects, DIALECTS[i].name, prefix, sizeof prefix)) {
@@ -598,7 +603,8 @@ static int open_logic(const struct options *o, struct serving *sv)
     struct logic_env_config lc = {.js_worker_path = js_worker_path(worker, sizeof worker)};
     int rc = logic_env_new(&lc, &sv->logic_env);
     static const struct logic_event_format *const formats[] = {&es_cloudevents_format,
-                                                                  &hapnd_format, NULL};
+                                                                  &hapnd_format, &j17_format,
+                                                                  NULL};
     struct logic_config cfg = {.engine = sv->api.engine, .env = sv->logic_env,
                                .limits = o->logic_limits, .format_event = out_event,
                                .event_formats = formats,
@@ -618,7 +624,8 @@ static int open_logic(const struct options *o, struct serving *sv)
 /* Opens the data directory and the keys. Returns 0 or 1 (logged). */
 static int open_data(const struct options *o, struct serving *sv)
 {
-    static const struct webhook_format *const formats[] = {&dlb_webhook_format, NULL};
+    static const struct webhook_format *const formats[] = {&dlb_webhook_format,
+                                                           &j17_webhook_format, NULL};
     struct engine_config ec = {.data_dir = o->data_dir, .limits = o->limits,
                                .parse_filter = groups_parse_filter, .format_event = out_event,
                                .webhook_allow = o->webhook_allow, .webhook_formats = formats};
@@ -707,11 +714,14 @@ static int cmd_serve(const struct options *o)
                             .started_us = sv.api.started_us};
     sv.hapnd = (struct hapnd_ctx){.limits = o->limits, .started_us = sv.api.started_us};
     hapnd_ctx_init(&sv.hapnd);
+    sv.j17 = (struct j17_ctx){.limits = o->limits, .webhook_allow = o->webhook_allow};
+    j17_ctx_init(&sv.j17);
     mount_surfaces(o, &sv);
     ASSERT(gate_route_count(&sv.gate) <= METRICS_ROUTES); /* every route has its counters */
     if (bind_listeners(o, &sv, known_keys) || open_data(o, &sv)) {
         stop_listeners(&sv);
         hapnd_ctx_fini(&sv.hapnd);
+        j17_ctx_fini(&sv.j17);
         return 1;
     }
     sv.api.metrics = metrics_new();
@@ -722,6 +732,8 @@ static int cmd_serve(const struct options *o)
     sv.es.logic = sv.api.logic;
     sv.hapnd.live = sv.api.live;
     sv.hapnd.logic = sv.api.logic;
+    sv.j17.logic = sv.api.logic;
+    sv.j17.engine = sv.api.engine;
     int rc = run_listeners(&sv);
     if (!rc) {
         serve_until_signal(o, &sv.api, sv.srv, &sigs);
@@ -732,6 +744,7 @@ static int cmd_serve(const struct options *o)
     rl_free(sv.gate.limiter);
     live_registry_free(sv.api.live);
     hapnd_ctx_fini(&sv.hapnd);
+    j17_ctx_fini(&sv.j17);
     return rc ? 1 : 0;
 }
 

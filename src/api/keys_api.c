@@ -100,13 +100,7 @@ static void answer_new_key(struct http_req *req, struct api *api, int rc,
         out_engine_error(req, rc);
         return;
     }
-    if (!__atomic_exchange_n(&api->gate->auth_required, true, __ATOMIC_ACQ_REL)) { /* keys exist */
-        log_warn("authentication is now ON: the first API key was created (%s, %s scope); every "
-                 "request but GET /health and /v1/openapi.json needs a key from now on%s",
-                 k->id, key_scope_name(k->scope),
-                 api->gate->cors_origins ? "" : ", and browser pages of this machine are no longer "
-                 "allowed by default (list them with --cors-origins)");
-    }
+    gate_keys_made(api->gate, k);
     struct buf b;
     buf_init(&b);
     buf_adds(&b, "{\"key\":\"");

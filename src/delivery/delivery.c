@@ -193,6 +193,18 @@ uint64_t delivery_backoff_ms(uint32_t base_ms, uint32_t attempt)
     return (uint64_t)base_ms << doublings;
 }
 
+uint64_t delivery_backoff_factor_ms(uint32_t base_ms, uint32_t factor, uint32_t attempt)
+{
+    if (factor < 2 || factor > 10) {
+        factor = 2;
+    }
+    uint64_t ms = base_ms;
+    for (uint32_t i = 1; i < attempt && ms < DELIVERY_BACKOFF_MAX_MS; i++) {
+        ms *= factor;
+    }
+    return ms < DELIVERY_BACKOFF_MAX_MS ? ms : DELIVERY_BACKOFF_MAX_MS;
+}
+
 /* curl's socket opener: refuses a connection to an address the policy refuses (the name
  * could resolve differently than when the URL was checked). */
 static curl_socket_t open_checked(void *arg, curlsocktype purpose, struct curl_sockaddr *a)

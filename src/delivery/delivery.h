@@ -47,7 +47,8 @@ enum {
     DELIVERY_SECRET_BYTES = 24,       /* random bytes of a signing secret */
     DELIVERY_SECRET_TEXT = 64,        /* a secret's text with its NUL fits in this */
     DELIVERY_ERROR_BYTES = 160,       /* a failure's description */
-    DELIVERY_BACKOFF_DOUBLINGS = 16,  /* the backoff stops doubling after this many */
+    DELIVERY_BACKOFF_DOUBLINGS = 16,
+    DELIVERY_BACKOFF_MAX_MS = 24 * 3600 * 1000, /* a scaled backoff's longest wait */  /* the backoff stops doubling after this many */
     DELIVERY_HEADER_BYTES = 1024,     /* a subscriber's own header, "Name: value" */
 };
 
@@ -96,6 +97,9 @@ void delivery_post(const struct delivery_request *rq, struct delivery_result *ou
 /* The wait before the attempt after failed attempt number attempt (1-based): base_ms doubled
  * per attempt since the first, at most DELIVERY_BACKOFF_DOUBLINGS times. */
 uint64_t delivery_backoff_ms(uint32_t base_ms, uint32_t attempt);
+/* The same growing by factor (2..10; other values: 2) per attempt instead of doubling: base,
+ * base * factor, base * factor^2, ..., capped at DELIVERY_BACKOFF_MAX_MS. */
+uint64_t delivery_backoff_factor_ms(uint32_t base_ms, uint32_t factor, uint32_t attempt);
 
 /* Checks a subscriber's URL: http(s), at most DELIVERY_URL_BYTES, with a host whose every
  * address the policy allows (its host is resolved, unless allow names it). Returns 0,

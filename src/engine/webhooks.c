@@ -131,6 +131,7 @@ static void add_log(struct webhook *w, const struct delivery *d)
 struct batch {
     struct db *db;
     const struct webhook_format *format; /* the webhook's, or NULL */
+    const char *meta;   /* the webhook's meta text, or NULL */
     struct buf events;  /* JSON objects, comma-separated */
     size_t n;
     uint64_t first, last;
@@ -139,6 +140,10 @@ struct batch {
 static int on_batch_event(void *arg, const struct event_rec *ev)
 {
     struct batch *b = arg;
+    if (b->format && b->format->want &&
+        !b->format->want((struct slice){b->meta, b->meta ? strlen(b->meta) : 0}, ev)) {
+        return 0; /* passed over: the checkpoint moves past it */
+    }
     if (b->n++) {
         buf_addc(&b->events, ',');
     } else {
@@ -174,7 +179,9 @@ static void post_once(struct webhook *w, const struct secrets *keys, const struc
         .url = w->url, .allow = w->db->e->webhook_allow,
         .body = {body->ptr, body->len}, .headers = headers, .nheaders = w->nheaders + 1,
         .signing = !w->format || w->format->sign ? DELIVERY_STANDARD_WEBHOOKS
+                   : w->format->signature_header ? DELIVERY_HMAC_HEX
                                                  : DELIVERY_UNSIGNED,
+        .signature_header = w->format ? w->format->signature_header : NULL,
         .msg_id = id, .secret = keys->now, .old_secret = old_valid ? keys->old : NULL,
         .cancel = &w->stop};
     delivery_post(&rq, res);
@@ -259,7 +266,9 @@ static bool deliver(struct webhook *w, struct batch *b)
         if (ok || give_up || stopping(w)) {
             return ok;
         }
-        nap(w, delivery_backoff_ms(w->backoff_ms, attempt));
+        nap(w, w->format && w->format->backoff_factor
+                   ? delivery_backoff_factor_ms(w->backoff_ms, w->format->backoff_factor, attempt)
+                   : delivery_backoff_ms(w->backoff_ms, attempt));
         if (stopping(w)) {
             return false;
         }
@@ -288,7 +297,7 @@ static void *hook_main(void *arg)
     struct webhook *w = arg;
     pthread_setname_np(pthread_self(), "annals-webhook");
     while (!stopping(w)) {
-        struct batch b = {.db = w->db, .format = w->format};
+        struct batch b = {.db = w->db, .format = w->format, .meta = w->meta};
         buf_init(&b.events);
         struct engine_cursor_page pg;
         int rc = engine_cursor_next(w->cur, w->format ? w->format->batch : WEBHOOK_BATCH,
@@ -478,7 +487,11 @@ int engine_webhook_create(struct db *db, const struct webhook_def *def, char *se
     w->max_attempts = def->max_attempts;
     w->backoff_ms = def->backoff_ms;
     w->checkpoint = def->start ? def->start - 1 : 0;
-    delivery_secret_new(w->secret);
+    if (def->secret && def->secret[0] && strlen(def->secret) < sizeof w->secret) {
+        snprintf(w->secret, sizeof w->secret, "%s", def->secret);
+    } else {
+        delivery_secret_new(w->secret);
+    }
     pthread_mutex_lock(&db->hooks_mu);
     rc = find(db, def->name) ? ERR_EXISTS : db->nhooks >= WEBHOOKS_MAX ? ERR_TOOBIG : 0;
     if (!rc) {

@@ -45,6 +45,16 @@ struct webhook_format {
     /* Writes the POST body: events is the batch's event JSON, comma-separated. */
     void (*body)(struct buf *out, const char *database, const char *webhook,
                  struct slice events, uint32_t attempt);
+    /* Optional (NULL: every event of the filter is delivered). Whether the webhook whose
+     * meta object is meta (its JSON text; ptr NULL: none) delivers ev; the others of its
+     * filter are passed over (the checkpoint moves past them). Pure: any thread. */
+    bool (*want)(struct slice meta, const struct event_rec *ev);
+    /* Optional: with sign false, a header that carries the hex HMAC-SHA256 of the body keyed
+     * by the webhook's secret (DELIVERY_HMAC_HEX) instead of no signature. */
+    const char *signature_header;
+    /* The wait before each retry is the webhook's backoff_ms times this to the power of the
+     * retries before it (0 or 2: doubling). */
+    uint32_t backoff_factor;
 };
 
 struct webhook_def {
@@ -61,6 +71,8 @@ struct webhook_def {
     uint32_t max_attempts;          /* attempts per batch before it is parked (default 5) */
     uint32_t backoff_ms;            /* wait before the 2nd attempt; doubles each time */
     uint64_t start;                 /* first position to deliver */
+    const char *secret;             /* its signing secret (1..DELIVERY_SECRET_TEXT - 1 bytes,
+                                       a format's signature_header schemes), NULL: made */
 };
 
 /* Creates a webhook and starts its delivery; secret_out (at least 64 bytes) gets its secret

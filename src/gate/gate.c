@@ -416,12 +416,23 @@ static bool origin_allowed(const struct gate *g, struct http_req *req, const cha
     return same_origin(req, origin);
 }
 
+/* True when mount m lets pages of every origin use it: it asks so (cors_any_origin) and keys
+ * are checked (its keys travel in headers a page must set itself, so a page cannot act with
+ * a user's credentials; without keys the usual policy keeps other pages off). */
+static bool any_origin(const struct gate *g, const struct gate_mount *m)
+{
+    return m->cors_any_origin && __atomic_load_n(&g->auth_required, __ATOMIC_ACQUIRE);
+}
+
 /* Adds the CORS answer headers; answers a preflight (OPTIONS) itself and returns true. */
 static bool cors(const struct gate_mount *m, struct http_req *req, const char *origin,
                  bool allowed)
 {
     bool preflight = strcmp(http_req_method(req), "OPTIONS") == 0;
-    if (origin && allowed) {
+    if (origin && allowed && m->cors_any_origin) {
+        http_add_header(req, "Access-Control-Allow-Origin", "*");
+        http_add_header(req, "Access-Control-Expose-Headers", m->cors_expose_headers);
+    } else if (origin && allowed) {
         http_add_header(req, "Access-Control-Allow-Origin", origin);
         http_add_header(req, "Vary", "Origin");
         http_add_header(req, "Access-Control-Expose-Headers", m->cors_expose_headers);
@@ -966,6 +977,17 @@ static bool rate_ok(struct gate_call *c, int k)
     return true;
 }
 
+void gate_keys_made(struct gate *g, const struct api_key *k)
+{
+    if (!__atomic_exchange_n(&g->auth_required, true, __ATOMIC_ACQ_REL)) { /* keys exist */
+        log_warn("authentication is now ON: the first API key was created (%s, %s scope); every "
+                 "request but GET /health and /v1/openapi.json needs a key from now on%s",
+                 k->id, key_scope_name(k->scope),
+                 g->cors_origins ? "" : ", and browser pages of this machine are no longer "
+                 "allowed by default (list them with --cors-origins)");
+    }
+}
+
 bool gate_takes_idempotency_key(const struct route *r)
 {
     return (r->flags & (ROUTE_IDEMPOTENT | ROUTE_READ_BODY)) || !strcmp(r->method, "GET");
@@ -1035,7 +1057,7 @@ static void handle_on(struct gate *g, int k, struct slice rest, struct http_req 
         return;
     }
     const char *origin = http_req_header(req, "Origin");
-    bool allowed = origin && origin_allowed(g, req, origin);
+    bool allowed = origin && (any_origin(g, c.mount) || origin_allowed(g, req, origin));
     if (!cors(c.mount, req, origin, allowed) && browser_ok(&c, origin, allowed)) {
         dispatch(&c, rest, k);
     }

@@ -116,6 +116,10 @@ struct gate_mount {
     const char *cors_allow_methods;  /* ... and -Allow-Methods (NULL: GET, POST, PUT, PATCH,
                                         DELETE, OPTIONS) */
     const char *cors_expose_headers; /* Access-Control-Expose-Headers of its answers */
+    bool cors_any_origin;          /* pages of any origin may use it, answered with
+                                      Access-Control-Allow-Origin: * (once keys are on: its
+                                      keys travel only in headers; without keys the server's
+                                      origin policy applies) */
     uint8_t idem_namespace;        /* prefixes its idempotency keys (0 = none: native) */
     size_t max_body_bytes;         /* its requests' bodies may be this large when the server's
                                       limit is lower (a dialect's documented upload size);
@@ -178,6 +182,9 @@ void gate_set_rate(struct gate *g, const struct gate_mount *desc, uint32_t rate)
 /* Replaces the per-address rate limit of mount desc (desc->ip_rate: requests per its window;
  * 0 = none). Before serving, as gate_set_rate. */
 void gate_set_ip_rate(struct gate *g, const struct gate_mount *desc, uint32_t rate);
+
+/* Tells the gate key k was made: the first key turns authentication on for good (logged). */
+void gate_keys_made(struct gate *g, const struct api_key *k);
 
 /* The http_handler_fn: arg is a struct gate. */
 void gate_handle(void *arg, struct http_req *req);

@@ -535,7 +535,8 @@ static void hook_body(struct buf *out, const char *database, const char *webhook
     buf_addc(out, '}');
 }
 
-const struct webhook_format dlb_webhook_format = {"deltabase", 1, false, dlb_event, hook_body};
+const struct webhook_format dlb_webhook_format = {
+    .name = "deltabase", .batch = 1, .sign = false, .event = dlb_event, .body = hook_body};
 
 /* Reads retryPolicy {maxRetries, backoffMultiplier, initialBackoffMs} into def. */
 static int retry_policy(json_t *rp, struct webhook_def *def, struct parse_error *err)

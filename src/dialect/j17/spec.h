@@ -199,6 +199,11 @@ const struct j17_listener *j17_spec_listener_at(const struct j17_spec *s, size_t
 const char *j17_listener_name(const struct j17_listener *l);
 const char *j17_listener_url(const struct j17_listener *l);
 const char *j17_listener_secret(const struct j17_listener *l); /* NULL when none */
+/* The listener called name, or NULL. */
+const struct j17_listener *j17_spec_listener(const struct j17_spec *s, struct slice name);
+/* Its aggregate_types and event_types arrays of strings (borrowed), NULL when absent. */
+const json_t *j17_listener_aggregate_types(const struct j17_listener *l);
+const json_t *j17_listener_event_types(const struct j17_listener *l);
 /* True when an event of agg_type / event_type is to be delivered to l: its aggregate_types
  * (absent: any) holds agg_type and its event_types (absent: any) holds "agg_type.event_type". */
 bool j17_listener_matches(const struct j17_listener *l, const char *agg_type,

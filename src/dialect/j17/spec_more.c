@@ -645,6 +645,27 @@ const char *j17_listener_name(const struct j17_listener *l) { return l->name; }
 const char *j17_listener_url(const struct j17_listener *l) { return l->url; }
 const char *j17_listener_secret(const struct j17_listener *l) { return l->secret; }
 
+const json_t *j17_listener_aggregate_types(const struct j17_listener *l)
+{
+    return l->agg_types;
+}
+
+const json_t *j17_listener_event_types(const struct j17_listener *l)
+{
+    return l->event_types;
+}
+
+const struct j17_listener *j17_spec_listener(const struct j17_spec *s, struct slice name)
+{
+    for (size_t i = 0; i < j17_spec_listener_count(s); i++) {
+        const struct j17_listener *l = j17_spec_listener_at(s, i);
+        if (strlen(l->name) == name.len && !memcmp(l->name, name.ptr, name.len)) {
+            return l;
+        }
+    }
+    return NULL;
+}
+
 bool j17_listener_matches(const struct j17_listener *l, const char *agg_type,
                           const char *event_type)
 {

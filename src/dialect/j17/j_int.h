@@ -1,0 +1,92 @@
+/* What the j17 dialect's files share (routes.c, specs.c, writes.c, reads.c, admin.c): the
+ * handlers of the route table and small helpers. Internal to the dialect. */
+#ifndef DIALECT_J17_J_INT_H
+#define DIALECT_J17_J_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "dialect/j17/j17.h"
+#include "dialect/j17/spec.h"
+#include "dialect/j17/translate.h"
+
+/* The document component holding a database's spec, and the prefix of its reducers'
+ * names ("j17.r.<aggregate type>"). */
+#define J17_SPEC_COMPONENT "j17.spec"
+#define J17_REDUCER_PREFIX "j17.r."
+
+static inline struct j17_ctx *j_ctx_of(const struct gate_call *c)
+{
+    return c->ctx;
+}
+
+/* The environment a mount serves. */
+enum j17_env j_env_of(const struct gate_mount *m);
+/* "prod", "staging", "test". */
+const char *j_env_name(enum j17_env env);
+/* Parses an environment name. False when unknown. */
+bool j_env_parse(const char *s, enum j17_env *out);
+/* The database name of instance in env ("shop", "shop-staging", "shop-test") into out
+ * (cap >= LIMIT_DB_NAME_BYTES + 1). False when it does not fit or is no database name. */
+bool j_env_db(const char *instance, enum j17_env env, char *out, size_t cap);
+/* The API key prefix of env's keys ("j17_0_staging_"). */
+const char *j_key_prefix(enum j17_env env);
+
+/* Answers an error in j17's envelope (path: the offending input, or NULL). */
+void j_fail(const struct gate_call *c, unsigned kind, const char *msg, const char *path);
+/* The same for a request whose call is gone (a worker's answer). */
+void j_fail_req(const struct gate_mount *m, struct http_req *req, unsigned kind,
+                const char *msg, const char *path);
+/* True when the body is JSON (Content-Type application/json); else answers 400. */
+bool j_json_body(const struct gate_call *c);
+/* Checks that the key presented is for the mount's environment (403 "wrong environment"
+ * otherwise). True when the request may go on. */
+bool j_env_ok(const struct gate_call *c);
+
+/* ---- admin.c ---- */
+
+/* The path's {instance}, checked (it and its environments' names are database names), into
+ * out (LIMIT_DB_NAME_BYTES + 1), and that the caller may manage it. False after answering. */
+bool j_path_instance(const struct gate_call *c, char *out);
+/* True when the caller's admin key may manage instance: a key for every database, or bound to
+ * one of the instance's (development mode: true). answer: answer 403 when not. */
+bool j_may_manage(const struct gate_call *c, const char *instance, bool answer);
+
+/* ---- specs.c ---- */
+
+struct j17_spec_cache *j_specs_new(void);
+void j_specs_free(struct j17_spec_cache *c);
+/* The spec in force in db (one reference for the caller), or *out NULL when none was
+ * deployed. Returns 0 or ERR_*. */
+int j_spec_get(struct j17_ctx *x, struct db *db, struct j17_spec **out);
+/* The spec, the aggregate type and (when event_type.ptr) the event type a request names,
+ * answering 404 when the database has no spec or the spec lacks them. On true *spec holds a
+ * reference. */
+bool j_spec_find(const struct gate_call *c, struct slice type, struct slice event_type,
+                 struct j17_spec **spec, const struct j17_agg **agg,
+                 const struct j17_evt **evt);
+
+/* ---- listeners.c ---- */
+
+/* Checks every listener's url against the address policy (allow: the operator's list) and
+ * its secret's size; ERR_INVALID with *pr naming each refused one. Resolves names: a worker's
+ * call. */
+int j_listeners_check(const struct j17_spec *s, const char *allow, struct j17_problems *pr);
+/* Makes db's listener webhooks those of s (kept when unchanged). Worker. */
+void j_listeners_sync(struct db *db, const struct j17_spec *s);
+
+/* ---- the route handlers ---- */
+void j_write(struct gate_call *c);        /* POST /{type}/{id}/{event_type} */
+void j_write_batch(struct gate_call *c);  /* POST /{type}/{id} */
+void j_get(struct gate_call *c);          /* GET /{type}/{id} */
+void j_length(struct gate_call *c);       /* GET /{type}/{id}/length */
+void j_events(struct gate_call *c);       /* GET /{type}/{id}/events */
+void j_deploy(struct gate_call *c);       /* POST /api/instances/{id}/spec */
+void j_spec_show(struct gate_call *c);    /* GET /api/instances/{id}/spec */
+void j_keys_list(struct gate_call *c);    /* GET /api/instances/{id}/keys */
+void j_keys_create(struct gate_call *c);  /* POST /api/instances/{id}/keys */
+void j_key_rotate(struct gate_call *c);   /* POST /api/keys/{id}/rotate */
+void j_key_schedule(struct gate_call *c); /* POST /api/keys/{id}/schedule_revocation */
+void j_key_delete(struct gate_call *c);   /* DELETE /api/keys/{id} */
+
+#endif
