@@ -133,7 +133,7 @@ static const struct flag FLAGS[] = {
     {"--dialect-listen", "ANNALS_DIALECT_LISTEN", "NAME=ADDR",
      "also serve a dialect at the root of its own address, e.g. deltabase=127.0.0.1:8787 (comma-separated)"},
     {"--dialect-rate", "ANNALS_DIALECT_RATE", "NAME=N",
-     "a dialect's default rate limit in its own unit (deltabase: requests per minute per key, default 1000; 0 = none)"},
+     "a dialect's default rate limit in its own unit (deltabase: requests per minute per key, default 1000; j17: per minute per key, default 500, with 2000 per address; 0 = none)"},
     {"--logic-cpu-ms", "ANNALS_LOGIC_CPU_MS", "N",
      "CPU time one call of user code may take (default 1000)"},
     {"--logic-memory-bytes", "ANNALS_LOGIC_MEMORY_BYTES", "N",
@@ -517,6 +517,9 @@ static void mount_surfaces(const struct options *o, struct serving *sv)
         if (o->dialect_rate && dialect_value(o->dialect_rate, DIALECTS[i].name, rate, sizeof rate) &&
             !parse_size(rate, 0, LIMIT_RATE_MAX, &n)) {
             gate_set_rate(&sv->gate, DIALECTS[i].mount, (uint32_t)n);
+            if (n == 0) { /* off: the per-address limit too */
+                gate_set_ip_rate(&sv->gate, DIALECTS[i].mount, 0);
+            }
         }
     }
 }
