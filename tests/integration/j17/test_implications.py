@@ -157,3 +157,37 @@ def test_chain_deeper_than_the_limit_is_refused():
         check(400 <= st < 500 and isinstance(b, dict) and b.get("ok") is False,
               f"an endless chain is refused: {st} {b}")
         check(j.length("step", U1) == 0, "nothing written")
+
+
+def test_scheduled_implication_is_refused_at_write():
+    from j17_client import sample_spec
+    spec = sample_spec()
+    spec["aggregate_types"]["order"]["events"]["was_shipped"]["implications"] = [
+        {"schedule": {"delay": "24h", "emit": {"aggregate_type": "order", "id": "$.id",
+                                               "event_type": "was_shipped"}}}]
+    s, j = dev_server(spec=spec)
+    with s:
+        st, _, b = j.write("order", O1, "was_shipped", {})
+        check(400 <= st < 600 and st != 500 and isinstance(b, dict) and b.get("ok") is False,
+              f"not written yet: refused: {st} {b}")
+        check(j.length("order", O1) == 0, "nothing written")
+        # other events of the spec still work
+        j.ok_write("order", O1, "was_placed", {"items": [], "total": 1})
+
+
+def test_implied_event_type_resolved_at_run_time_must_exist():
+    ev = {"schema": {"type": "object"}, "handler": []}
+    spec = {"aggregate_types": {"task": {"events": {
+        "was_routed": dict(ev, implications=[{"emit": {
+            "aggregate_type": "task", "id": "$.id", "event_type": "$.data.next"}}]),
+        "was_done": ev}}}, "agent_types": ["user"]}
+    s, j = dev_server(spec=spec)
+    with s:
+        b = j.ok_write("task", U1, "was_routed", {"next": "was_done"})
+        check(b.get("implied_count") == 1, f"{b}")
+        evs = j.events("task", U1)["events"]
+        check([e["type"] for e in evs] == ["was_routed", "was_done"],
+              f"implied events of the same aggregate follow the trigger's: {evs}")
+        st, _, b = j.write("task", U2, "was_routed", {"next": "was_lost"})
+        check(400 <= st < 500, f"{st} {b}")
+        check(j.length("task", U2) == 0, "nothing written")

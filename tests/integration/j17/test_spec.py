@@ -233,3 +233,60 @@ def test_spec_needs_aggregate_and_agent_types():
                          headers={"Content-Type": "application/json"}), 400)
         j17_error(j.deploy(sample_spec(), environment="production"), 400)
         j17_error(j.get("/api/instances/default/spec"), 404)
+
+
+def test_problems_stop_at_64_with_more():
+    with Server() as s:
+        j = J17(s)
+        spec = sample_spec()
+        for i in range(70):
+            spec["aggregate_types"]["user"]["events"][f"bad{i}"] = {"schema": {"type": "object"}}
+        b = j17_error(j.deploy(spec), 422, "Spec validation failed")
+        check(len(b["errors"]) == 64 and b.get("more") is True, f"{len(b['errors'])} {b.get('more')}")
+        check(all(e["path"].startswith("aggregate_types.user.events.bad") for e in b["errors"]),
+              f"{b['errors'][:3]}")
+
+
+def test_sagas_projections_and_listeners_are_checked_at_deploy():
+    with Server(extra=["--webhook-allow", "127.0.0.1"]) as s:
+        j = J17(s)
+        spec = sample_spec()
+        spec["modules"]["sagas"] = {"checkout": {
+            "trigger": {"aggregate_type": "order", "event_type": "was_lost"},
+            "steps": [{"name": "reserve", "emit": {"aggregate_type": "product", "id": "$.id",
+                                                    "event_type": "was_reserved"},
+                       "await": {"aggregate_type": "product", "event_types": ["was_reserved"]},
+                       "timeout_ms": 30000}]}}
+        spec["projections"] = [{"name": "order_summary", "for_each": "invoice",
+                                "select": {"total": "$.order.total"}}]
+        spec["listeners"] = {"crm": {"url": "ftp://crm.example.com/hook", "secret": "x",
+                                     "event_types": ["user.was_renamed"]}}
+        b = j17_error(j.deploy(spec), 422, "Spec validation failed")
+        paths = [e["path"] for e in b["errors"]]
+        for prefix in ("modules.sagas.checkout.trigger", "projections", "listeners.crm.url",
+                       "listeners.crm.event_types"):
+            check(any(p.startswith(prefix) for p in paths), f"{prefix}: {b['errors']}")
+        # the good forms deploy
+        spec["modules"]["sagas"]["checkout"]["trigger"]["event_type"] = "was_placed"
+        spec["projections"][0]["for_each"] = "order"
+        spec["projections"][0]["sources"] = {"order": "$key"}
+        spec["listeners"]["crm"]["url"] = "http://127.0.0.1:9/hook"
+        spec["listeners"]["crm"]["event_types"] = ["user.was_created"]
+        st, _, b = j.deploy(spec)
+        check(st == 200, f"{st} {b}")
+
+
+def test_spec_survives_a_restart():
+    s, j = dev_server()
+    with s:
+        j.ok_write("user", U1, "was_created", {"email": "a@example.com"})
+        j.ok_write("user", U1, "did_log_in", {"method": "sso"})
+        before = j.ok_state("user", U1)
+        s.restart()
+        check(j.ok_state("user", U1) == before, "the same state after a restart")
+        st, _, got = j.get("/api/instances/default/spec")
+        check(st == 200 and got["spec"] == sample_spec(), f"{st} {got}")
+        j17_error(j.write("user", U2, "was_created", {"email": "nope"}), 400,
+                  path="data.email")
+        j.ok_write("user", U1, "had_tag_added", {"tag": "t"})
+        check(j.ok_state("user", U1)["data"]["tags"] == ["t"], "handlers after a restart")

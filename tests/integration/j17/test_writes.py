@@ -311,3 +311,33 @@ def test_event_over_max_event_bytes_is_413():
                           {"email": "a@example.com", "name": "x" * 8000}), 413)
         check(j.length("user", U1) == 0, "nothing written")
         j.ok_write("user", U1, "was_created", {"email": "a@example.com", "name": "x" * 100})
+
+
+def small_spec():
+    """One aggregate type: a deploy of it writes two components (the spec and a reducer)."""
+    return {"aggregate_types": {"user": {"events": {"had_tag_added": {
+        "schema": {"type": "object"},
+        "handler": {"append": {"target": "tags", "value": "$.data.tag"}}}}}},
+        "agent_types": ["user"]}
+
+
+def test_batch_over_max_batch_events_is_refused():
+    s, j = dev_server(extra=["--max-batch-events", "3"], spec=small_spec())
+    with s:
+        evs = [{"type": "had_tag_added", "data": {"tag": str(i)}} for i in range(4)]
+        st, _, b = j.batch("user", U1, evs)
+        check(400 <= st < 500 and isinstance(b, dict) and b.get("ok") is False, f"{st} {b}")
+        check(j.length("user", U1) == 0, "nothing written")
+        st, _, b = j.batch("user", U1, evs[:3])
+        check(st == 201 and b["count"] == 3, f"{st} {b}")
+        check(j.ok_state("user", U1)["data"] == {"tags": ["0", "1", "2"]}, "state")
+
+
+def test_deploy_is_not_bounded_by_max_batch_events():
+    """A spec of five aggregate types is six components; --max-batch-events bounds clients'
+    batches, not a deploy (and a deploy never answers 500)."""
+    with Server(extra=["--max-batch-events", "3"]) as s:
+        j = J17(s)
+        st, _, b = j.deploy(__import__("j17_client").sample_spec())
+        check(st == 200, f"{st} {b}")
+        j.ok_write("order", U1, "was_shipped", {})
