@@ -29,6 +29,7 @@
 #include "dialect/hapnd/format.h"
 #include "dialect/hapnd/hapnd.h"
 #include "dialect/j17/j17.h"
+#include "dialect/j17/spec.h"
 #include "gate/gate.h"
 #include "gate/ratelimit.h"
 #include "auth/keys.h"
@@ -66,6 +67,7 @@ struct options {
     const char *dialect_rate;  /* --dialect-rate: NAME=N,... */
     struct logic_limits logic_limits; /* --logic-cpu-ms, --logic-memory-bytes, --logic-output-bytes */
     unsigned command_tries;   /* --logic-command-tries */
+    uint64_t j17_schedule_min_ms; /* --j17-schedule-min-ms (0: j17's) */
 };
 
 /* The API surfaces besides the native one, and where they are mounted by default. */
@@ -142,6 +144,8 @@ static const struct flag FLAGS[] = {
      "largest JSON result of one call of user code (default 1048576)"},
     {"--logic-command-tries", "ANNALS_LOGIC_COMMAND_TRIES", "N",
      "decisions a command handler may run when what it read changed (default 5, at most 100)"},
+    {"--j17-schedule-min-ms", "ANNALS_J17_SCHEDULE_MIN_MS", "N",
+     "least delay of a j17 scheduled implication (default 300000, j17's 5 minutes; lower it to test)"},
 };
 enum { NFLAGS = sizeof FLAGS / sizeof FLAGS[0] };
 
@@ -314,6 +318,7 @@ static int set_option(struct options *o, int idx, const char *v)
     case 29: if (parse_size(v, 1 << 20, 1ull << 36, &n)) return ERR_INVALID; o->logic_limits.mem_bytes = n; return 0;
     case 30: if (parse_size(v, 1024, 1ull << 30, &n)) return ERR_INVALID; o->logic_limits.output_bytes = n; return 0;
     case 31: if (parse_size(v, 1, COMMAND_TRIES_MAX, &n)) return ERR_INVALID; o->command_tries = (unsigned)n; return 0;
+    case 32: if (parse_size(v, 1, J17_SCHEDULE_MIN_MS, &n)) return ERR_INVALID; o->j17_schedule_min_ms = n; return 0;
     }
     return ERR_INVALID;
 }
@@ -674,6 +679,7 @@ static void shutdown_gracefully(struct serving *sv)
         }
     }
     engine_stop(sv->api.engine);
+    j17_timers_stop(&sv->j17); /* its thread ends with its current job */
     logic_stop(sv->api.logic); /* answers the reads waiting on projections while we can */
     uint64_t deadline = time_mono_ns() + 5000000000ull;
     for (int i = 0; i <= NDIALECTS; i++) {
@@ -717,7 +723,8 @@ static int cmd_serve(const struct options *o)
                             .started_us = sv.api.started_us};
     sv.hapnd = (struct hapnd_ctx){.limits = o->limits, .started_us = sv.api.started_us};
     hapnd_ctx_init(&sv.hapnd);
-    sv.j17 = (struct j17_ctx){.limits = o->limits, .webhook_allow = o->webhook_allow};
+    sv.j17 = (struct j17_ctx){.limits = o->limits, .webhook_allow = o->webhook_allow,
+                              .schedule_min_ms = o->j17_schedule_min_ms};
     j17_ctx_init(&sv.j17);
     mount_surfaces(o, &sv);
     ASSERT(gate_route_count(&sv.gate) <= METRICS_ROUTES); /* every route has its counters */
@@ -737,7 +744,11 @@ static int cmd_serve(const struct options *o)
     sv.hapnd.logic = sv.api.logic;
     sv.j17.logic = sv.api.logic;
     sv.j17.engine = sv.api.engine;
-    int rc = run_listeners(&sv);
+    int rc = j17_timers_start(&sv.j17);
+    if (rc) {
+        log_error("cannot start the j17 timer thread: %s", err_name(rc));
+    }
+    rc = rc ? rc : run_listeners(&sv);
     if (!rc) {
         serve_until_signal(o, &sv.api, sv.srv, &sigs);
     }

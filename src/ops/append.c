@@ -670,6 +670,46 @@ void append_multi(struct http_req *req, struct db *db, struct slice body,
     submit(req, ax);
 }
 
+int append_multi_wait(struct db *db, struct slice body, const struct limits *lim,
+                      struct append_outcome *out)
+{
+    memset(out, 0, sizeof *out);
+    struct append_ctx *ax = xcalloc(1, sizeof(*ax));
+    ax->style = NATIVE_STYLE;
+    ax->multi = true;
+    ax->filters = xcalloc(LIMIT_APPEND_CONDS_ALL, sizeof(*ax->filters));
+    ax->conds = xcalloc(LIMIT_APPEND_CONDS_ALL, sizeof(*ax->conds));
+    buf_init(&ax->req.answer);
+    struct parse_error pe;
+    int rc = parse_multi_append(body, lim, 0, &ax->parsed, &pe);
+    if (!rc && ax->parsed.condition.ptr) rc = parse_dcb_condition(ax, ax->parsed.condition, &pe);
+    if (!rc && ax->parsed.conditions.ptr) rc = parse_conditions(ax, ax->parsed.conditions, &pe);
+    if (rc) {
+        snprintf(out->why, sizeof out->why, "%.60s%s%.120s", pe.field,
+                 pe.field[0] ? ": " : "", pe.message);
+    } else {
+        ax->req.conds = ax->conds;
+        make_parts(ax);
+        rc = engine_append_wait(db, &ax->req);
+        if (rc == ERR_INVALID && ax->req.fault.code) {
+            snprintf(out->why, sizeof out->why, "%s", ax->req.fault.message);
+        }
+        rc = rc ? rc : ax->req.err;
+        out->conflict = ax->req.conflict;
+        out->failed = ax->req.failed;
+        out->recorded_us = ax->req.recorded_us;
+        size_t last = ax->req.nparts;
+        if (!rc && last) {
+            const struct append_part *p = &ax->req.parts[last - 1];
+            out->position = p->count ? p->events[p->count - 1].position : 0;
+        }
+    }
+    out->err = rc;
+    ax->db = NULL; /* the caller's */
+    ctx_free(ax);
+    return rc;
+}
+
 void append_meta_op(struct http_req *req, struct db *db, struct slice stream, enum meta_op op,
                     const struct stream_meta *meta)
 {

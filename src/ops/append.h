@@ -48,6 +48,25 @@ void append_stream(struct http_req *req, struct db *db, struct slice stream, str
 void append_multi(struct http_req *req, struct db *db, struct slice body,
                   const struct limits *lim, const struct append_style *style);
 
+/* What append_multi_wait did. */
+struct append_outcome {
+    int err;                        /* 0: committed; ERR_INVALID / ERR_TOOBIG: the body was
+                                       refused (why); ERR_CONFLICT: a check failed (conflict,
+                                       failed); other ERR_*: the engine's */
+    enum append_conflict conflict;
+    size_t failed;                  /* with ERR_CONFLICT: the part or condition (in the order
+                                       of the body's condition, then its conditions) */
+    int64_t recorded_us;            /* commit time */
+    uint64_t position;              /* the last event's position */
+    char why[192];
+};
+
+/* append_multi without a request: the server's own writes (a j17 timer firing). Parses body
+ * (native shape) and appends it, waiting for the commit. Blocks: worker or background
+ * threads only, never an I/O or writer thread. Returns out->err. */
+int append_multi_wait(struct db *db, struct slice body, const struct limits *lim,
+                      struct append_outcome *out);
+
 /* Changes a stream's lifecycle settings (META_SET with meta, or a delete), answering 200 with
  * the settings, or 204, once durable. Takes over the reference on db. */
 void append_meta_op(struct http_req *req, struct db *db, struct slice stream, enum meta_op op,

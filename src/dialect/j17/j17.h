@@ -29,6 +29,7 @@ enum j17_env { J17_PROD, J17_STAGING, J17_TEST, J17_ENVS };
 
 struct logic;
 struct j17_spec_cache;
+struct j17_timers;
 
 /* What the dialect's handlers need beyond the gate. Owned by main: set limits, logic and
  * engine, then j17_ctx_init; j17_ctx_fini once no request runs. */
@@ -41,10 +42,17 @@ struct j17_ctx {
     uint64_t schedule_min_ms;      /* a scheduled implication's least delay (0: the j17
                                       minimum, 5 minutes; tests lower it) */
     struct j17_spec_cache *specs;  /* owned: compiled specs by database (specs.c) */
+    struct j17_timers *timers;     /* owned: the thread firing scheduled implications */
 };
 
 void j17_ctx_init(struct j17_ctx *x);
 void j17_ctx_fini(struct j17_ctx *x);
+
+/* Starts the thread that fires scheduled implications (timers.c), once the engine and the
+ * logic layer are set. Returns 0 or ERR_IO. */
+int j17_timers_start(struct j17_ctx *x);
+/* Stops it (before the engine stops); nothing when it is not running. */
+void j17_timers_stop(struct j17_ctx *x);
 
 /* The mounts: prod, staging, test (Bearer keys, the key's database, j17's envelope). */
 extern const struct gate_mount j17_mount_prod;

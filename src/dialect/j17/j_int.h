@@ -43,6 +43,61 @@ bool j_json_body(const struct gate_call *c);
  * otherwise). True when the request may go on. */
 bool j_env_ok(const struct gate_call *c);
 
+/* ---- batch.c ---- */
+
+/* The stream of the timers of scheduled implications (no aggregate's: those hold a ':'), the
+ * types of its events and the tag that names one timer ("j17timer:<uuid>"). */
+#define J17_TIMER_STREAM "j17.timers"
+#define J17_TIMER_SCHEDULED "j17.scheduled"
+#define J17_TIMER_FIRED "j17.fired"
+#define J17_TIMER_CANCELLED "j17.cancelled"
+#define J17_TIMER_TAG "j17timer:"
+
+/* One event to append: its stream, type, data, metadata and tags (JSON text, or NULL). */
+struct j_out_event {
+    char stream[2 * J17_NAME_BYTES + J17_ID_BYTES + 2];
+    const char *type;            /* borrowed */
+    json_t *data;                /* borrowed */
+    json_t *metadata;            /* borrowed, or NULL */
+    const char *tags;            /* borrowed, or NULL */
+};
+
+/* The events of one write. What it points to must outlive it (the request's trees, the
+ * spec); what it makes itself (implied metadata, timer records) it keeps. */
+struct j_batch {
+    const struct j17_spec *spec;     /* borrowed */
+    int64_t now_ms;                  /* when the write is made (timers count from it) */
+    struct j_out_event *evs;
+    size_t count, cap;
+    size_t own;                      /* the first events: the aggregate's own */
+    size_t scheduled;                /* timer records among evs */
+    struct j17_implied_list implied; /* what implications gave */
+    json_t **from;                   /* implied.count: the metadata each implied event gets */
+    json_t *owned;                   /* values the batch keeps alive */
+};
+
+void j_batch_init(struct j_batch *b, const struct j17_spec *spec, int64_t now_ms);
+void j_batch_fini(struct j_batch *b);
+/* Adds an event of stream "<type>:<id>" (id NULL: the stream type). */
+void j_batch_push(struct j_batch *b, const char *type, const char *id, const char *event_type,
+                  json_t *data, json_t *metadata, const char *tags);
+/* Runs the implications of one event of aggregate key ("<type>:<id>"), keeping what they
+ * imply (with metadata and implied_by) for j_batch_push_implied. Returns 0, or ERR_INVALID /
+ * ERR_TOOBIG with why. */
+int j_batch_imply(struct j_batch *b, const struct j17_agg *a, const struct j17_evt *e,
+                  const char *key, json_t *data, json_t *metadata, char *why, size_t cap);
+/* Adds every implied event after the aggregate's own: those written now, and a timer record
+ * for each scheduled one. */
+void j_batch_push_implied(struct j_batch *b);
+/* Appends the native multi-stream body: one part per stream in the order streams first
+ * appear (the first part carrying expectedVersion *expected when not NULL), then extra_part
+ * (a part object's JSON text, ptr NULL: none), then "conditions" (a JSON array's text, ptr
+ * NULL: none). */
+void j_batch_body(const struct j_batch *b, const uint64_t *expected, struct slice extra_part,
+                  struct slice conditions, struct buf *out);
+/* Appends the compact JSON text of v ("null" for NULL). */
+void j_add_json(struct buf *out, const json_t *v);
+
 /* ---- admin.c ---- */
 
 /* The path's {instance}, checked (it and its environments' names are database names), into

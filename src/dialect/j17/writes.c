@@ -37,103 +37,20 @@ static void answer_written(struct http_req *req, unsigned status, struct buf *na
     out_json(req, 201, &b);
 }
 
-/* ---- the events of one write ---- */
+/* ---- checks ---- */
 
-/* One event to append: its stream ("<type>:<id>"), type, data and metadata. */
-struct out_event {
-    char stream[2 * J17_NAME_BYTES + J17_ID_BYTES + 2];
-    const char *type;            /* borrowed from the spec or the implied list */
-    json_t *data;                /* borrowed */
-    json_t *metadata;            /* borrowed */
-};
-
+/* One write: the call and its spec, and the events it appends. */
 struct write {
     const struct gate_call *c;
     struct j17_spec *spec;
-    struct out_event *evs;
-    size_t count, cap;
-    size_t own;                  /* events of the aggregate written to (the first ones) */
-    struct j17_implied_list implied;
-    json_t *implied_meta;        /* owned: metadata of implied events */
+    struct j_batch b;
 };
 
 static void write_fini(struct write *w)
 {
-    free(w->evs);
-    j17_implied_list_fini(&w->implied);
-    json_decref(w->implied_meta);
+    j_batch_fini(&w->b);
     j17_spec_unref(w->spec);
 }
-
-static void push(struct write *w, const char *type, const char *id, const char *event_type,
-                 json_t *data, json_t *metadata)
-{
-    if (w->count == w->cap) {
-        w->cap = w->cap ? w->cap * 2 : 8;
-        w->evs = xrealloc(w->evs, w->cap * sizeof(*w->evs));
-    }
-    struct out_event *e = &w->evs[w->count++];
-    snprintf(e->stream, sizeof e->stream, "%s:%s", type, id);
-    e->type = event_type;
-    e->data = data;
-    e->metadata = metadata;
-}
-
-/* Appends the JSON text of v. */
-static int dump_cb(const char *p, size_t n, void *arg)
-{
-    buf_add(arg, p, n);
-    return 0;
-}
-
-static void add_json(struct buf *b, const json_t *v)
-{
-    if (!v) {
-        buf_adds(b, "null");
-    } else {
-        json_dump_callback(v, dump_cb, b, JSON_COMPACT | JSON_ENCODE_ANY);
-    }
-}
-
-/* The native body: one part per stream, the aggregate's own first (its own events, then
- * those implied for it), the others in the order they first appear. */
-static void native_body(const struct write *w, const struct j17_meta *m, struct buf *out)
-{
-    bool *done = xcalloc(w->count ? w->count : 1, sizeof(bool));
-    buf_adds(out, "{\"appends\":[");
-    size_t parts = 0;
-    for (size_t i = 0; i < w->count; i++) {
-        if (done[i]) {
-            continue;
-        }
-        buf_printf(out, "%s{\"stream\":", parts++ ? "," : "");
-        buf_add_json_str(out, w->evs[i].stream, strlen(w->evs[i].stream));
-        buf_adds(out, ",\"events\":[");
-        size_t n = 0;
-        for (size_t k = i; k < w->count; k++) {
-            if (done[k] || strcmp(w->evs[k].stream, w->evs[i].stream) != 0) {
-                continue;
-            }
-            done[k] = true;
-            buf_adds(out, n++ ? ",{\"type\":" : "{\"type\":");
-            buf_add_json_str(out, w->evs[k].type, strlen(w->evs[k].type));
-            buf_adds(out, ",\"data\":");
-            add_json(out, w->evs[k].data);
-            buf_adds(out, ",\"metadata\":");
-            add_json(out, w->evs[k].metadata);
-            buf_addc(out, '}');
-        }
-        buf_addc(out, ']');
-        if (i == 0 && m->has_previous && !m->skip_occ) {
-            buf_printf(out, ",\"expectedVersion\":%llu", (unsigned long long)m->previous_length);
-        }
-        buf_addc(out, '}');
-    }
-    buf_adds(out, "]}");
-    free(done);
-}
-
-/* ---- checks ---- */
 
 /* Checks a party (actor or target) of the metadata against the spec and makes its id
  * canonical. False when it answered 400. */
@@ -190,46 +107,19 @@ static bool check_data(const struct write *w, const struct j17_evt *e, const jso
     return false;
 }
 
-/* Runs the implications of one event of the aggregate (type/id) and queues what they imply.
- * False when it answered. */
+/* Runs the implications of one event of the aggregate and keeps what they imply. False when
+ * it answered 400. */
 static bool imply(struct write *w, const struct j17_agg *a, const struct j17_evt *e,
-                  const char *key, json_t *data, const struct j17_meta *m)
+                  const char *key, json_t *data, json_t *metadata)
 {
-    json_t *ctx = jpath_event_new(j17_evt_name(e), key, data, m->stored);
     char why[512];
-    size_t before = w->implied.count;
-    int rc = j17_imply(w->spec, a, e, ctx, &w->implied, why, sizeof why);
-    json_decref(ctx);
-    if (!rc && w->implied.count > J17_IMPLIED_MAX) {
-        snprintf(why, sizeof why, "more than %d implied events", J17_IMPLIED_MAX);
-        rc = ERR_TOOBIG;
+    if (j_batch_imply(&w->b, a, e, key, data, metadata, why, sizeof why) == 0) {
+        return true;
     }
-    if (rc) {
-        char msg[600];
-        snprintf(msg, sizeof msg, "Implication failed: %s", why);
-        j_fail(w->c, GK_INVALID, msg, NULL);
-        return false;
-    }
-    (void)before;
-    return true;
-}
-
-/* Queues the implied events (those written now; scheduled ones are kept elsewhere). */
-static void push_implied(struct write *w, const struct j17_meta *m, const char *key,
-                         const char *event_type)
-{
-    if (!w->implied.count) {
-        return;
-    }
-    w->implied_meta = json_deep_copy(m->stored);
-    json_object_set_new(w->implied_meta, "implied_by",
-                        json_pack("{s:s,s:s}", "key", key, "event_type", event_type));
-    for (size_t i = 0; i < w->implied.count; i++) {
-        const struct j17_implied *im = &w->implied.items[i];
-        if (!im->delay_ms) {
-            push(w, im->agg_type, im->id, im->event_type, im->data, w->implied_meta);
-        }
-    }
+    char msg[600];
+    snprintf(msg, sizeof msg, "Implication failed: %s", why);
+    j_fail(w->c, GK_INVALID, msg, NULL);
+    return false;
 }
 
 /* ---- the request ---- */
@@ -300,9 +190,12 @@ static void submit(struct gate_call *c, struct write *w, const struct j17_meta *
 {
     struct buf native;
     buf_init(&native);
-    native_body(w, m, &native);
+    bool expect = m->has_previous && !m->skip_occ;
+    j_batch_body(&w->b, expect ? &m->previous_length : NULL, (struct slice){NULL, 0},
+                 (struct slice){NULL, 0}, &native);
     char tag[TAG_BYTES];
-    snprintf(tag, sizeof tag, "%c%zu:%zu", batch ? 'b' : 's', w->own, w->count - w->own);
+    snprintf(tag, sizeof tag, "%c%zu:%zu", batch ? 'b' : 's', w->b.own,
+             w->b.count - w->b.own - w->b.scheduled);
     struct append_style style = {.mount = c->mount, .idem_ns = J17_IDEM_NS,
                                  .answer = answer_written, .tag = tag,
                                  .answer_arg = (void *)c->mount};
@@ -323,12 +216,14 @@ void j_write(struct gate_call *c)
         !j_spec_find(c, gate_param(c, "type"), gate_param(c, "event_type"), &w.spec, &a, &e)) {
         return;
     }
+    j_batch_init(&w.b, w.spec, time_now_us() / 1000);
     if (read_request(&w, a, false, &rq)) {
         json_t *data = json_object_get(rq.root, "data");
-        if (check_data(&w, e, data, "data") && imply(&w, a, e, rq.key, data, &rq.meta)) {
-            push(&w, j17_agg_name(a), rq.id, j17_evt_name(e), data, rq.meta.stored);
-            w.own = 1;
-            push_implied(&w, &rq.meta, rq.key, j17_evt_name(e));
+        if (check_data(&w, e, data, "data") && imply(&w, a, e, rq.key, data, rq.meta.stored)) {
+            j_batch_push(&w.b, j17_agg_name(a), rq.id, j17_evt_name(e), data, rq.meta.stored,
+                         NULL);
+            w.b.own = 1;
+            j_batch_push_implied(&w.b);
             submit(c, &w, &rq.meta, false);
         }
     }
@@ -346,6 +241,7 @@ void j_write_batch(struct gate_call *c)
         !j_spec_find(c, gate_param(c, "type"), (struct slice){NULL, 0}, &w.spec, &a, &unused)) {
         return;
     }
+    j_batch_init(&w.b, w.spec, time_now_us() / 1000);
     bool ok = read_request(&w, a, true, &rq);
     size_t n = ok ? json_array_size(rq.events) : 0;
     for (size_t i = 0; ok && i < n; i++) {
@@ -364,15 +260,16 @@ void j_write_batch(struct gate_call *c)
         } else {
             json_t *data = json_object_get(ev, "data");
             snprintf(at, sizeof at, "events[%zu].data", i);
-            ok = check_data(&w, e, data, at) && imply(&w, a, e, rq.key, data, &rq.meta);
+            ok = check_data(&w, e, data, at) && imply(&w, a, e, rq.key, data, rq.meta.stored);
             if (ok) {
-                push(&w, j17_agg_name(a), rq.id, j17_evt_name(e), data, rq.meta.stored);
+                j_batch_push(&w.b, j17_agg_name(a), rq.id, j17_evt_name(e), data,
+                             rq.meta.stored, NULL);
             }
         }
     }
     if (ok) {
-        w.own = n;
-        push_implied(&w, &rq.meta, rq.key, "batch");
+        w.b.own = n;
+        j_batch_push_implied(&w.b);
         submit(c, &w, &rq.meta, true);
     }
     request_fini(&rq);

@@ -1,0 +1,191 @@
+/* The events of one j17 write, and the native append body that writes them (j_int.h,
+ * "batch.c"): the aggregate's own events first, then the events their implications imply
+ * now, and the timer records of those they imply later (scheduled implications), each kept
+ * as an event of the stream J17_TIMER_STREAM. */
+#include "dialect/j17/j_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json/jpath.h"
+#include "util/errors.h"
+#include "util/uuid.h"
+
+void j_batch_init(struct j_batch *b, const struct j17_spec *spec, int64_t now_ms)
+{
+    memset(b, 0, sizeof *b);
+    b->spec = spec;
+    b->now_ms = now_ms;
+    b->owned = json_array();
+}
+
+void j_batch_fini(struct j_batch *b)
+{
+    free(b->evs);
+    free(b->from);
+    j17_implied_list_fini(&b->implied);
+    json_decref(b->owned);
+    memset(b, 0, sizeof *b);
+}
+
+void j_batch_push(struct j_batch *b, const char *type, const char *id, const char *event_type,
+                  json_t *data, json_t *metadata, const char *tags)
+{
+    if (b->count == b->cap) {
+        b->cap = b->cap ? b->cap * 2 : 8;
+        b->evs = xrealloc(b->evs, b->cap * sizeof(*b->evs));
+    }
+    struct j_out_event *e = &b->evs[b->count++];
+    if (id) {
+        snprintf(e->stream, sizeof e->stream, "%s:%s", type, id);
+    } else {
+        snprintf(e->stream, sizeof e->stream, "%s", type);
+    }
+    e->type = event_type;
+    e->data = data;
+    e->metadata = metadata;
+    e->tags = tags;
+}
+
+/* Keeps v alive as long as the batch; returns it (borrowed). */
+static json_t *keep(struct j_batch *b, json_t *v)
+{
+    json_array_append_new(b->owned, v);
+    return v;
+}
+
+int j_batch_imply(struct j_batch *b, const struct j17_agg *a, const struct j17_evt *e,
+                  const char *key, json_t *data, json_t *metadata, char *why, size_t cap)
+{
+    json_t *ctx = jpath_event_new(j17_evt_name(e), key, data, metadata);
+    size_t before = b->implied.count;
+    int rc = j17_imply(b->spec, a, e, ctx, &b->implied, why, cap);
+    json_decref(ctx);
+    if (!rc && b->implied.count > J17_IMPLIED_MAX) {
+        snprintf(why, cap, "more than %d implied events in one write", J17_IMPLIED_MAX);
+        rc = ERR_TOOBIG;
+    }
+    b->from = xrealloc(b->from, (b->implied.count ? b->implied.count : 1) * sizeof(*b->from));
+    json_t *meta = keep(b, json_deep_copy(metadata));
+    json_object_set_new(meta, "implied_by", json_pack("{s:s,s:s}", "key", key, "event_type",
+                                                      j17_evt_name(e)));
+    for (size_t i = before; i < b->implied.count; i++) {
+        b->from[i] = meta;
+    }
+    return rc;
+}
+
+/* The timer record of scheduled implied event im: its data, tags into tags (cap). */
+static json_t *timer_record(struct j_batch *b, const struct j17_implied *im, json_t *meta,
+                            char *tags, size_t cap)
+{
+    uint8_t u[UUID_LEN];
+    char id[UUID_TEXT_LEN + 1];
+    uuid_v7(b->now_ms * 1000, u);
+    uuid_format(u, id);
+    snprintf(tags, cap, "[\"%s%s\"]", J17_TIMER_TAG, id);
+    json_t *r = json_pack("{s:s,s:I,s:s,s:s,s:s,s:O,s:O}", "timer", id, "fire_at_ms",
+                          (json_int_t)(b->now_ms + (int64_t)im->delay_ms), "aggregate_type",
+                          im->agg_type, "id", im->id, "event_type", im->event_type, "data",
+                          im->data ? im->data : json_null(), "metadata", meta);
+    if (im->cancel_on) {
+        json_object_set(r, "cancel_on", im->cancel_on);
+    }
+    return r;
+}
+
+void j_batch_push_implied(struct j_batch *b)
+{
+    for (size_t i = 0; i < b->implied.count; i++) {
+        const struct j17_implied *im = &b->implied.items[i];
+        if (!im->delay_ms) {
+            j_batch_push(b, im->agg_type, im->id, im->event_type, im->data, b->from[i], NULL);
+            continue;
+        }
+        char tags[64 + UUID_TEXT_LEN];
+        json_t *r = keep(b, timer_record(b, im, b->from[i], tags, sizeof tags));
+        json_t *t = keep(b, json_string(tags));
+        j_batch_push(b, J17_TIMER_STREAM, NULL, J17_TIMER_SCHEDULED, r, NULL,
+                     json_string_value(t));
+        b->scheduled++;
+    }
+}
+
+/* Appends the JSON text of v ("null" for NULL). */
+static int dump_cb(const char *p, size_t n, void *arg)
+{
+    buf_add(arg, p, n);
+    return 0;
+}
+
+void j_add_json(struct buf *out, const json_t *v)
+{
+    if (!v) {
+        buf_adds(out, "null");
+    } else {
+        json_dump_callback(v, dump_cb, out, JSON_COMPACT | JSON_ENCODE_ANY);
+    }
+}
+
+static void add_event(struct buf *out, const struct j_out_event *e, bool first)
+{
+    buf_adds(out, first ? "{\"type\":" : ",{\"type\":");
+    buf_add_json_str(out, e->type, strlen(e->type));
+    buf_adds(out, ",\"data\":");
+    j_add_json(out, e->data);
+    if (e->metadata) {
+        buf_adds(out, ",\"metadata\":");
+        j_add_json(out, e->metadata);
+    }
+    if (e->tags) {
+        buf_printf(out, ",\"tags\":%s", e->tags);
+    }
+    buf_addc(out, '}');
+}
+
+/* Appends the part of stream evs[i] (every event of that stream not done yet). */
+static void add_part(const struct j_batch *b, size_t i, bool *done, struct buf *out)
+{
+    buf_adds(out, "{\"stream\":");
+    buf_add_json_str(out, b->evs[i].stream, strlen(b->evs[i].stream));
+    buf_adds(out, ",\"events\":[");
+    size_t n = 0;
+    for (size_t k = i; k < b->count; k++) {
+        if (!done[k] && !strcmp(b->evs[k].stream, b->evs[i].stream)) {
+            done[k] = true;
+            add_event(out, &b->evs[k], n++ == 0);
+        }
+    }
+    buf_addc(out, ']');
+}
+
+void j_batch_body(const struct j_batch *b, const uint64_t *expected, struct slice extra_part,
+                  struct slice conditions, struct buf *out)
+{
+    bool *done = xcalloc(b->count ? b->count : 1, sizeof(bool));
+    buf_adds(out, "{\"appends\":[");
+    size_t parts = 0;
+    for (size_t i = 0; i < b->count; i++) {
+        if (done[i]) {
+            continue;
+        }
+        buf_adds(out, parts++ ? "," : "");
+        add_part(b, i, done, out);
+        if (i == 0 && expected) {
+            buf_printf(out, ",\"expectedVersion\":%llu", (unsigned long long)*expected);
+        }
+        buf_addc(out, '}');
+    }
+    if (extra_part.ptr) {
+        buf_adds(out, parts++ ? "," : "");
+        buf_add(out, extra_part.ptr, extra_part.len);
+    }
+    buf_addc(out, ']');
+    if (conditions.ptr) {
+        buf_adds(out, ",\"conditions\":");
+        buf_add(out, conditions.ptr, conditions.len);
+    }
+    buf_addc(out, '}');
+    free(done);
+}
