@@ -218,4 +218,61 @@ bool j17_listener_matches(const struct j17_listener *l, const char *agg_type,
  * canonical form to canon (J17_ID_BYTES + 1). Returns 0 or ERR_INVALID. */
 int j17_id_check(const struct j17_spec *s, struct slice id, char *canon);
 
+/* ---- projection evaluation (docs/dialects/j17.md, "Projections (spec syntax)", "Evaluation")
+ * Pure: the caller fetches the aggregate states and passes them in ctx, a JSON object
+ * {source or include name: state}. A source whose aggregate has no events is null (or [] in
+ * array mode). ctx is only read (never referenced nor changed): it may hold values other
+ * threads read too. Strings returned are borrowed from the spec (valid while a reference to it
+ * is held). Any thread. */
+
+enum {
+    J17_SELECT_STEPS = 100000,          /* one select evaluation: elements visited ($map, $lookup,
+                                           [*], where fields) plus values built */
+    J17_PROJECTION_OUT_NODES = 50000,   /* values built by one select evaluation */
+    J17_PROJECTION_OUT_BYTES = 4 * 1024 * 1024, /* their strings and member names, in bytes */
+    J17_PROJ_SOURCE_IDS_MAX = 1024,     /* ids one source names (mode array) */
+};
+
+/* Sources, in the order the definition gives them. */
+size_t j17_projection_source_count(const struct j17_projection *p);
+/* Source i's name; NULL when i is out of range (so are the three below). */
+const char *j17_projection_source_name(const struct j17_projection *p, size_t i);
+/* NULL for the "$key" source (the for_each aggregate itself), else the aggregate type. */
+const char *j17_projection_source_type(const struct j17_projection *p, size_t i);
+/* True for mode "array": the source is an array of states, one per id. */
+bool j17_projection_source_array(const struct j17_projection *p, size_t i);
+
+/* The ids that source i names, evaluated against ctx (the sources before it, as resolved, and
+ * the includes): *ids is a new JSON array of canonical ids (j17_id_check), in the order the
+ * path gives them: at most one for a plain source; any number for mode array, where [*] fans
+ * out and a value that is an array gives its elements. Missing or null values, non-strings
+ * and strings that are not valid ids are skipped (so an empty array is possible). Duplicates
+ * are kept. Returns 0; ERR_INVALID (i out of range, a "$key" source, ctx not an object; *why
+ * says which) or ERR_TOOBIG (more than J17_PROJ_SOURCE_IDS_MAX ids); *ids is NULL on error.
+ * why: cap bytes, NUL-terminated; may be NULL. */
+int j17_projection_source_ids(const struct j17_projection *p, size_t i, const json_t *ctx,
+                              json_t **ids, char *why, size_t cap);
+
+/* Includes, in the order the definition gives them: "pricing": "pricing_rules:global". */
+size_t j17_projection_include_count(const struct j17_projection *p);
+/* Include i's name, aggregate type and canonical id ("pricing", "pricing_rules", "global");
+ * NULL when i is out of range. */
+const char *j17_projection_include_name(const struct j17_projection *p, size_t i);
+const char *j17_projection_include_type(const struct j17_projection *p, size_t i);
+const char *j17_projection_include_id(const struct j17_projection *p, size_t i);
+
+/* Builds the projection's document from ctx by evaluating its select (compiled once, with the
+ * spec): literals are copied; a path ($.<name>..., $<variable>...) gives a copy of what it
+ * names (.name, [n], [-n]; [*] maps the rest of the path over an array, giving an array;
+ * anything missing gives null); objects and arrays are built member by member; $map gives an
+ * array of "to" per element with the element bound to its variable (not an array: null);
+ * $lookup gives the first element of the array whose every "where" field (a member name or a
+ * relative path such as "a.b") is present and equal to the value (numbers by value): "select"
+ * evaluated with it bound, or a copy of it; no match or not an array: null. *out is a new
+ * reference that shares nothing with ctx or the spec. Returns 0; ERR_INVALID (ctx not an
+ * object) or ERR_TOOBIG (over J17_SELECT_STEPS, J17_PROJECTION_OUT_NODES or
+ * J17_PROJECTION_OUT_BYTES; *why names the budget); *out is NULL on error. */
+int j17_projection_select(const struct j17_projection *p, const json_t *ctx, json_t **out,
+                          char *why, size_t cap);
+
 #endif

@@ -1,7 +1,7 @@
 /* The layout of a compiled j17 spec, shared by the files of the module: spec.c (the document,
  * aggregate and event types, lookups, compat, validation), spec_imply.c (implications),
- * spec_more.c (sagas, projections, listeners) and ident.c (identifiers and names). Not for use
- * outside src/dialect/j17/. */
+ * spec_more.c (sagas, projections, listeners), projection.c (projection evaluation) and ident.c
+ * (identifiers and names). Not for use outside src/dialect/j17/. */
 #ifndef DIALECT_J17_SPEC_INT_H
 #define DIALECT_J17_SPEC_INT_H
 
@@ -68,11 +68,57 @@ struct j17_saga {
     size_t step_count;
 };
 
+/* A select path, parsed once (projection.c): "$.<root>" (a source or include), "$<root>" (a
+ * variable) or, for a $lookup "where" field, no root; then its segments. */
+enum j17_seg_kind {
+    J17_SEG_MEMBER, /* .name */
+    J17_SEG_INDEX,  /* [n], [-n] */
+    J17_SEG_ALL,    /* [*] */
+};
+
+struct j17_seg {
+    enum j17_seg_kind kind;
+    const char *name;            /* MEMBER: borrowed from the path's text, len bytes */
+    size_t len;
+    long index;                  /* INDEX: negative counts from the end */
+};
+
+struct j17_sel_path {
+    bool is_var;                 /* "$name...": a variable; else "$.name..." or relative */
+    char root[J17_NAME_BYTES + 1]; /* the source, include or variable; "" when relative */
+    struct j17_seg *segs;        /* owned, seg_count of them */
+    size_t seg_count;
+    bool has_all;                /* a [*] among segs */
+};
+
+/* One source of a projection, in definition order. */
+struct j17_proj_source {
+    const char *name;            /* borrowed from the document */
+    const char *type;            /* borrowed aggregate type; NULL for "$key" */
+    bool is_array;               /* mode "array" */
+    struct j17_sel_path id;      /* its "id" path (unused for "$key") */
+};
+
+/* One include of a projection: "type:id" split, the id canonical. */
+struct j17_proj_include {
+    const char *name;            /* borrowed from the document */
+    char type[J17_NAME_BYTES + 1];
+    char id[J17_ID_BYTES + 1];
+};
+
+struct j17_sel; /* a compiled select template (projection.c) */
+
 struct j17_projection {
     const char *name;            /* borrowed from the document */
     const char *for_each;        /* borrowed */
     bool has_substreams;         /* include_substreams */
     json_t *def;                 /* borrowed */
+    const struct j17_spec *spec; /* the spec that holds it (for ids) */
+    struct j17_proj_source *sources; /* owned, source_count of them; NULL until prepared */
+    size_t source_count;
+    struct j17_proj_include *includes; /* owned, include_count of them */
+    size_t include_count;
+    struct j17_sel *select;      /* owned compiled "select"; NULL until prepared */
 };
 
 struct j17_listener {
@@ -154,5 +200,21 @@ void j17_sagas_compile(struct j17_cc *c, const json_t *j, const char *path);
 void j17_projections_compile(struct j17_cc *c, const json_t *j, const char *path);
 void j17_listeners_compile(struct j17_cc *c, const json_t *j, const char *path);
 void j17_more_free(struct j17_spec *s);
+
+/* ---- projection evaluation (projection.c) ---- */
+
+/* Parses a select path s: "$.<name>" or "$<name>" (a name of [A-Za-z0-9_-] or non-ASCII bytes,
+ * at most J17_NAME_BYTES), then .name, [n] (strtol's syntax) and [*], at most LIMIT_JPATH_BYTES
+ * in all. Returns NULL with *out filled (segment names borrowed from s; free with
+ * j17_sel_path_fini), or why it is not a path (*out then needs no fini). */
+const char *j17_sel_path_parse(const char *s, struct j17_sel_path *out);
+void j17_sel_path_fini(struct j17_sel_path *p);
+
+/* Prepares a projection that j17_spec_compile checked without a problem: its sources, includes
+ * and select compiled for evaluation. Returns false (with a problem at path) if something does
+ * not compile, which the checks should have caught. */
+bool j17_projection_prepare(struct j17_cc *c, struct j17_projection *p, const char *path);
+/* Frees what j17_projection_prepare made; an unprepared projection is fine. */
+void j17_projection_fini(struct j17_projection *p);
 
 #endif

@@ -1,6 +1,7 @@
 /* j17 specs, the parts beside the aggregate types (docs/dialects/j17.md, "Sagas (spec
  * syntax)", "Projections (spec syntax)", "Listeners (spec syntax)"): checks modules.sagas,
- * projections and listeners against the spec's types and keeps them, with a small read API.
+ * projections and listeners against the spec's types and keeps them, with a small read API;
+ * projection.c prepares each projection for evaluation once its checks pass.
  * Invariants: everything kept refers only to types the spec has; strings are borrowed from
  * the spec's document. */
 #include <stdio.h>
@@ -10,7 +11,6 @@
 #include "dialect/j17/spec.h"
 #include "dialect/j17/spec_int.h"
 #include "util/errors.h"
-#include "util/limits.h"
 
 /* ---- sagas ---- */
 
@@ -196,53 +196,24 @@ static bool is_proj_name(const char *s)
     return true;
 }
 
-/* Length of the name at s ([A-Za-z0-9_-] and bytes >= 0x80). */
-static size_t name_len(const char *s)
-{
-    size_t n = 0;
-    while (s[n] && (strchr("_-", s[n]) || (s[n] >= 'a' && s[n] <= 'z') ||
-                    (s[n] >= 'A' && s[n] <= 'Z') || (s[n] >= '0' && s[n] <= '9') ||
-                    (unsigned char)s[n] >= 0x80)) {
-        n++;
-    }
-    return n;
-}
-
-/* Checks a select path: "$.source..." or "$var...", then .name, [n], [*]. Returns NULL or
- * why it is wrong. */
+/* Checks a select path (j17_sel_path_parse: "$.source..." or "$var...", then .name, [n], [*])
+ * and that it starts from a source, include or variable in scope. Returns NULL or why it is
+ * wrong. */
 static const char *check_select_path(const struct select_scope *sc, const char *s)
 {
-    if (strlen(s) > LIMIT_JPATH_BYTES) return "path longer than its limit";
-    bool is_source = s[1] == '.';
-    const char *root = s + (is_source ? 2 : 1);
-    size_t n = name_len(root);
-    if (n == 0) return "a path starts $.<source> or $<variable>";
-    char name[J17_NAME_BYTES + 1];
-    snprintf(name, sizeof name, "%.*s", (int)(n < J17_NAME_BYTES ? n : J17_NAME_BYTES), root);
+    struct j17_sel_path p;
+    const char *why = j17_sel_path_parse(s, &p);
+    if (why) return why;
+    j17_sel_path_fini(&p);
     bool is_known = false;
-    if (is_source) {
-        is_known = json_object_get(sc->sources, name) || json_object_get(sc->include, name);
+    if (!p.is_var) {
+        is_known = json_object_get(sc->sources, p.root) || json_object_get(sc->include, p.root);
     }
-    for (size_t i = 0; !is_source && i < sc->var_count; i++) {
-        is_known = is_known || !strcmp(sc->vars[i], name);
+    for (size_t i = 0; p.is_var && i < sc->var_count; i++) {
+        is_known = is_known || !strcmp(sc->vars[i], p.root);
     }
-    if (!is_known) return is_source ? "no source or include of that name" : "no variable of "
-                                                                            "that name";
-    for (const char *p = root + n; *p;) {
-        if (*p == '.' && name_len(p + 1) > 0) {
-            p += 1 + name_len(p + 1);
-        } else if (!strncmp(p, "[*]", 3)) {
-            p += 3;
-        } else if (*p == '[') {
-            char *end;
-            strtol(p + 1, &end, 10);
-            if (end == p + 1 || *end != ']') return "expected [n] or [*]";
-            p = end + 1;
-        } else {
-            return "expected .name, [n] or [*]";
-        }
-    }
-    return NULL;
+    if (is_known) return NULL;
+    return p.is_var ? "no variable of that name" : "no source or include of that name";
 }
 
 static void check_select(struct j17_cc *c, struct select_scope *sc, const json_t *j,
@@ -357,7 +328,41 @@ static void check_select(struct j17_cc *c, struct select_scope *sc, const json_t
     }
 }
 
-static void check_sources(struct j17_cc *c, const json_t *src, const char *path)
+/* True when name is a source defined before the source key. */
+static bool is_earlier_source(const json_t *src, const char *key, const char *name)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach ((json_t *)src, k, v) {
+        if (!strcmp(k, key)) return false;
+        if (!strcmp(k, name)) return true;
+    }
+    return false;
+}
+
+/* A source's id path: from an include or an earlier source, [*] only in mode array. */
+static void check_source_id(struct j17_cc *c, const json_t *src, const json_t *inc,
+                            const char *key, bool is_array, const char *path)
+{
+    const char *id = json_string_value(json_object_get(json_object_get(src, key), "id"));
+    char at[J17_PATH];
+    j17_path_member(at, path, "id");
+    struct j17_sel_path p;
+    const char *why = j17_sel_path_parse(id, &p);
+    if (why) {
+        j17_problem(c->pr, at, "%s", why);
+        return;
+    }
+    j17_sel_path_fini(&p);
+    if (p.is_var || (!json_object_get(inc, p.root) && !is_earlier_source(src, key, p.root))) {
+        j17_problem(c->pr, at, "a path $.<include or source defined before this one>...");
+    } else if (p.has_all && !is_array) {
+        j17_problem(c->pr, at, "[*] gives several ids: mode \"array\"");
+    }
+}
+
+static void check_sources(struct j17_cc *c, const json_t *src, const json_t *inc,
+                          const char *path)
 {
     static const char *const known[] = {"type", "id", "mode", NULL};
     if (!json_is_object(src) || json_object_size(src) == 0) {
@@ -385,6 +390,7 @@ static void check_sources(struct j17_cc *c, const json_t *src, const char *path)
         if (mode && !(json_is_string(mode) && !strcmp(json_string_value(mode), "array"))) {
             j17_problem(c->pr, at, "mode is \"array\" when given");
         }
+        check_source_id(c, src, inc, key, mode != NULL, at);
     }
 }
 
@@ -428,7 +434,7 @@ static void compile_projection(struct j17_cc *c, struct j17_projection *p, const
     struct select_scope sc = {.sources = json_object_get(p->def, "sources"),
                               .include = json_object_get(p->def, "include")};
     j17_path_member(at, path, "sources");
-    check_sources(c, sc.sources, at);
+    check_sources(c, sc.sources, sc.include, at);
     j17_path_member(at, path, "include");
     if (sc.include) check_include(c, sc.include, at);
     if (json_object_size(sc.sources) + json_object_size(sc.include) > J17_PROJ_SOURCES_MAX) {
@@ -492,7 +498,10 @@ void j17_projections_compile(struct j17_cc *c, const json_t *j, const char *path
             continue;
         }
         compile_projection(c, &p, at);
-        s->projs[s->proj_count++] = p;
+        struct j17_projection *kept = &s->projs[s->proj_count++];
+        *kept = p;
+        /* Evaluation needs a projection without problems; a spec with any is not kept. */
+        if (c->pr->count == 0) j17_projection_prepare(c, kept, at);
     }
 }
 
@@ -595,6 +604,7 @@ void j17_more_free(struct j17_spec *s)
         free(g->steps);
     }
     free(s->sagas);
+    for (size_t i = 0; i < s->proj_count; i++) j17_projection_fini(&s->projs[i]);
     free(s->projs);
     free(s->listeners);
 }
