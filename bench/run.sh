@@ -35,6 +35,11 @@
 #      (p) single-event Hapnd appends to aggregates whose type has a Lua reducer (its state in
 #          every 201), then (p') native plain ones right after; (q) the Hapnd state GET of a
 #          100-event aggregate;
+#      (r) j17 single-event writes through the j17 dialect: the data validated against the
+#          event's JSON Schema, a Tick handler, and one implication (an event to a second
+#          aggregate in the same commit), then (r') native plain ones right after; (s) the j17
+#          state GET of a 100-event aggregate (Tick reducer, state cache and snapshot), and
+#          (s') the same with ?synchronous=true;
 #   1a. projection catch-up: a Lua projection deployed over 1M events, until live (natively
 #      in Lua, then JavaScript, then the Lua one uploaded as a zip through the Hapnd dialect);
 #   1b. live fan-out (bench/sse_fanout): 1,000 SSE subscribers on one database under a steady
@@ -266,7 +271,7 @@ start_annals() { # [DATA_DIR]
     local data=${1:-$TMP/annals}
     mkdir -p "$data"
     "$ANNALS" serve --data "$data" --listen "127.0.0.1:$APORT" --log-level warn \
-        --dialect-rate deltabase=0 \
+        --dialect-rate deltabase=0,j17=0 \
         >"$TMP/annals.log" 2>&1 &
     APID=$!
     local i
@@ -556,6 +561,7 @@ print(json.dumps({'events': [{'type': 'bench.appended', 'data': {'n': i, 'text':
         "$STREAMS/rs-read/state"
     bench_evidentsource
     bench_hapnd
+    bench_j17
 
     ANNALS_RSS_END=$(rss_kb "$APID")
     stop_pid "$APID"
@@ -658,6 +664,34 @@ print(json.dumps({"aggregateId": "hb_read", "events": [{"eventType": "bench.appe
         "http://127.0.0.1:$APORT$HD/events/batch" || { say "  (q) skipped: no aggregate"; return; }
     run_load annals_hapnd_state "(q) Hapnd state of a 100-event aggregate (Lua reducer, snapshot)" 1 \
         "$HD/aggregate-types/hb/hb_read/state"
+}
+
+# ---------------------------------------------------------------- j17 dialect
+J17_UUID=550e8400-e29b-41d4-a716-446655440000
+J17_SPEC='{"environment":"prod","spec":{"agent_types":["user"],"aggregate_types":{
+ "acct":{"events":{"was_credited":{
+   "schema":{"type":"object","required":["amount"],"properties":{"amount":{"type":"number","minimum":0},"note":{"type":"string","maxLength":200}}},
+   "handler":[{"increment":{"target":"balance","by":"$.data.amount"}},{"set":{"target":"last_note","value":"$.data.note"}}],
+   "implications":[{"emit":{"aggregate_type":"ledger","id":"$.id","event_type":"entry_added","data":{"amount":"$.data.amount","account":"$.key"}}}]}}},
+ "ledger":{"events":{"entry_added":{"schema":{"type":"object"},"handler":[{"increment":{"target":"entries"}}]}}}}}}'
+J17_EVENT="{\"data\":{\"amount\":5,\"note\":\"hello world\"},\"metadata\":{\"actor\":{\"type\":\"user\",\"id\":\"$J17_UUID\"}}}"
+bench_j17() {
+    curl -sf -o /dev/null -X POST -H 'Content-Type: application/json' -d "$J17_SPEC" \
+        "http://127.0.0.1:$APORT/j17/api/instances/default/spec" ||
+        { say "  (r) skipped: the j17 spec could not be deployed"; return; }
+    run_load_median annals_j17 "(r) j17 writes: JSON Schema, a Tick handler, one implication" 1 \
+        "${JSON[@]}" -b "$J17_EVENT" "/j17/acct/$J17_UUID:{p}-{m}/was_credited"
+    run_load_median annals_native_r "(r') (a) again, next to (r)" 1 "${JSON[@]}" \
+        -b "{\"events\":[$EVENT]}" "$STREAMS/r-{p}-{m}/events"
+    python3 -c 'import json, sys
+print(json.dumps({"events": [{"type": "was_credited", "data": {"amount": 1, "note": "n"}} for _ in range(100)],
+                  "metadata": {"actor": {"type": "user", "id": sys.argv[1]}}}))' "$J17_UUID" >"$TMP/j17-read.json"
+    curl -sf -o /dev/null -X POST -H 'Content-Type: application/json' --data-binary @"$TMP/j17-read.json" \
+        "http://127.0.0.1:$APORT/j17/acct/$J17_UUID:read" || { say "  (s) skipped: no aggregate"; return; }
+    run_load annals_j17_state "(s) j17 state of a 100-event aggregate (Tick reducer)" 1 \
+        "/j17/acct/$J17_UUID:read"
+    run_load annals_j17_sync "(s') the same with ?synchronous=true" 1 \
+        "/j17/acct/$J17_UUID:read?synchronous=true"
 }
 
 # deploy_component NAME JSON: deploys user code to the default database of the Annals under test.
@@ -994,6 +1028,10 @@ declare -A LABEL=(
     [annals_hapnd]="Annals (p) Hapnd appends, reducer state in each 201"
     [annals_native_p]="Annals (p') native 1-event appends next to (p)"
     [annals_hapnd_state]="Annals (q) Hapnd state of a 100-event aggregate"
+    [annals_j17]="Annals (r) j17 writes (schema, handler, implication)"
+    [annals_native_r]="Annals (r') native 1-event appends next to (r)"
+    [annals_j17_state]="Annals (s) j17 state of a 100-event aggregate"
+    [annals_j17_sync]="Annals (s') j17 state, ?synchronous=true"
     [redis_distinct]="Redis XADD, distinct keys"
     [redis_one]="Redis XADD, one key"
     [pg_distinct]="PostgreSQL append(), distinct streams"
@@ -1044,6 +1082,15 @@ report() {
     say "  projection catch-up (JavaScript): $PROJ_LINE_JS"
     say "  the Hapnd dialect: appends with a reducer's state $(hapnd_cost); state reads $(fmt_int "${RPS[annals_hapnd_state]:-}")/s"
     say "  projection catch-up (Hapnd, Lua): $PROJ_LINE_HAPND"
+    say "  the j17 dialect: writes with a schema, a handler and an implication $(j17_cost); state reads $(fmt_int "${RPS[annals_j17_state]:-}")/s, synchronous $(fmt_int "${RPS[annals_j17_sync]:-}")/s"
+}
+
+# j17 writes (schema, handler, one implication: two events per commit) against native plain
+# appends: (r) vs (r').
+j17_cost() {
+    awk -v d="${RPS[annals_j17]:-}" -v n="${RPS[annals_native_r]:-}" 'BEGIN {
+        if (d == "" || n == "" || n + 0 == 0) { print "n/a"; exit }
+        printf "%.1f %% of native plain appends\n", d / n * 100 }'
 }
 
 # Hapnd appends (a reducer's state in each answer) against native plain appends: (p) vs (p').
@@ -1156,6 +1203,8 @@ write_results() {
         say "| Hapnd appends with a reducer's state next to native plain appends ((p) vs (p')) | $(fmt_int "${RPS[annals_hapnd]:-}") vs $(fmt_int "${RPS[annals_native_p]:-}") | $(hapnd_cost) |"
         say "| Hapnd state reads of a 100-event aggregate ((q)) | $(fmt_int "${RPS[annals_hapnd_state]:-}") | |"
         say "| Hapnd projection catch-up (Lua, uploaded zip) | $PROJ_LINE_HAPND | |"
+        say "| j17 writes (schema, handler, one implication) next to native plain appends ((r) vs (r')) | $(fmt_int "${RPS[annals_j17]:-}") vs $(fmt_int "${RPS[annals_native_r]:-}") | $(j17_cost) |"
+        say "| j17 state reads of a 100-event aggregate ((s); (s') ?synchronous=true) | $(fmt_int "${RPS[annals_j17_state]:-}"); $(fmt_int "${RPS[annals_j17_sync]:-}") | |"
     } >"$f"
     say ""
     say "wrote $f"

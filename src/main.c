@@ -75,13 +75,14 @@ static const struct {
     const char *name;
     const struct gate_mount *mount;
     const char *prefix;
+    const char *family; /* another name whose --dialect-rate applies too, or NULL */
 } DIALECTS[] = {
-    {"deltabase", &deltabase_mount, "/deltabase"},
-    {"evidentsource", &evidentsource_mount, "/evidentsource"},
-    {"hapnd", &hapnd_mount, "/hapnd"},
-    {"j17", &j17_mount_prod, "/j17"},
-    {"j17-staging", &j17_mount_staging, "/j17-staging"},
-    {"j17-test", &j17_mount_test, "/j17-test"},
+    {"deltabase", &deltabase_mount, "/deltabase", NULL},
+    {"evidentsource", &evidentsource_mount, "/evidentsource", NULL},
+    {"hapnd", &hapnd_mount, "/hapnd", NULL},
+    {"j17", &j17_mount_prod, "/j17", NULL},
+    {"j17-staging", &j17_mount_staging, "/j17-staging", "j17"},
+    {"j17-test", &j17_mount_test, "/j17-test", "j17"},
 };
 enum { NDIALECTS = sizeof DIALECTS / sizeof DIALECTS[0] };
 
@@ -519,7 +520,10 @@ static void mount_surfaces(const struct options *o, struct serving *sv)
         }
         char rate[24];
         uint64_t n;
-        if (o->dialect_rate && dialect_value(o->dialect_rate, DIALECTS[i].name, rate, sizeof rate) &&
+        if (o->dialect_rate &&
+            (dialect_value(o->dialect_rate, DIALECTS[i].name, rate, sizeof rate) ||
+             (DIALECTS[i].family && /* "j17=N" sets the staging and test mounts too */
+              dialect_value(o->dialect_rate, DIALECTS[i].family, rate, sizeof rate))) &&
             !parse_size(rate, 0, LIMIT_RATE_MAX, &n)) {
             gate_set_rate(&sv->gate, DIALECTS[i].mount, (uint32_t)n);
             if (n == 0) { /* off: the per-address limit too */

@@ -47,8 +47,8 @@ enum {
     DELIVERY_SECRET_BYTES = 24,       /* random bytes of a signing secret */
     DELIVERY_SECRET_TEXT = 64,        /* a secret's text with its NUL fits in this */
     DELIVERY_ERROR_BYTES = 160,       /* a failure's description */
-    DELIVERY_BACKOFF_DOUBLINGS = 16,
-    DELIVERY_BACKOFF_MAX_MS = 24 * 3600 * 1000, /* a scaled backoff's longest wait */  /* the backoff stops doubling after this many */
+    DELIVERY_BACKOFF_DOUBLINGS = 16,  /* the backoff stops doubling after this many */
+    DELIVERY_BACKOFF_MAX_MS = 24 * 3600 * 1000, /* a scaled backoff's longest wait */
     DELIVERY_HEADER_BYTES = 1024,     /* a subscriber's own header, "Name: value" */
 };
 

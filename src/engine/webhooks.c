@@ -487,7 +487,12 @@ int engine_webhook_create(struct db *db, const struct webhook_def *def, char *se
     w->max_attempts = def->max_attempts;
     w->backoff_ms = def->backoff_ms;
     w->checkpoint = def->start ? def->start - 1 : 0;
-    if (def->secret && def->secret[0] && strlen(def->secret) < sizeof w->secret) {
+    if (def->secret && (!def->secret[0] || strlen(def->secret) >= sizeof w->secret)) {
+        hook_free(w);
+        snprintf(why, why_len, "a secret is 1 to %zu bytes", sizeof w->secret - 1);
+        return ERR_INVALID;
+    }
+    if (def->secret) {
         snprintf(w->secret, sizeof w->secret, "%s", def->secret);
     } else {
         delivery_secret_new(w->secret);

@@ -713,10 +713,12 @@ int engine_append(struct db *db, struct append_req *req)
     } else if (engine_append_check(req, &req->fault) != 0) {
         return ERR_INVALID;
     }
-    size_t total = 0;
+    size_t total = 0, logic = 0; /* the logic stream's events: deploys, not the client's */
     for (size_t p = 0; p < req->nparts; p++) {
         const struct append_part *part = &req->parts[p];
-        total += part->count;
+        bool is_logic = part->stream.len == sizeof ENGINE_LOGIC_STREAM - 1 &&
+                        !memcmp(part->stream.ptr, ENGINE_LOGIC_STREAM, part->stream.len);
+        *(is_logic ? &logic : &total) += part->count;
         for (size_t i = 0; i < part->count; i++) {
             if (engine_event_bytes(part->stream, &part->events[i]) > db->limits->event_bytes) {
                 return ERR_TOOBIG;
@@ -727,6 +729,7 @@ int engine_append(struct db *db, struct append_req *req)
         }
     }
     if (req->nparts == 0 || req->nparts > LIMIT_APPEND_PARTS || total > db->limits->batch_events ||
+        logic > LIMIT_APPEND_LOGIC_EVENTS ||
         req->nconds > LIMIT_APPEND_CONDS_ALL) {
         return ERR_TOOBIG;
     }

@@ -426,10 +426,10 @@ static bool any_origin(const struct gate *g, const struct gate_mount *m)
 
 /* Adds the CORS answer headers; answers a preflight (OPTIONS) itself and returns true. */
 static bool cors(const struct gate_mount *m, struct http_req *req, const char *origin,
-                 bool allowed)
+                 bool allowed, bool any)
 {
     bool preflight = strcmp(http_req_method(req), "OPTIONS") == 0;
-    if (origin && allowed && m->cors_any_origin) {
+    if (origin && allowed && any) {
         http_add_header(req, "Access-Control-Allow-Origin", "*");
         http_add_header(req, "Access-Control-Expose-Headers", m->cors_expose_headers);
     } else if (origin && allowed) {
@@ -935,7 +935,10 @@ void gate_rate_check(struct ratelimiter *rl, const struct gate_mount *m, bool ke
         rl_take(rl, ip_who.ptr, ip_who.len, r->ip_rate, r->ip_burst, now_ns, &ip_rr);
         ip.rr = &ip_rr;
     }
-    if (r->rate > 0 && !(ip.rr && ip_rr.limited)) {
+    /* without a key, a mount with an address limit counts the address alone (the key's
+     * limit is per key) */
+    bool client_counts = r->rate > 0 && (keyed || r->ip_rate <= 0);
+    if (client_counts && !(ip.rr && ip_rr.limited)) {
         rl_take(rl, who.ptr, who.len, r->rate, r->burst, now_ns, &client_rr);
         client.rr = &client_rr;
         if (client_rr.limited && ip.rr) {
@@ -962,7 +965,8 @@ static bool rate_ok(struct gate_call *c, int k)
     char who[200], ip_who[120];
     size_t n = bucket_name(who, sizeof who, "%s|%s%s|%s", m->name, c->authed ? "key:" : "ip:",
                            c->authed ? c->key.id : peer, c->db ? engine_db_name(c->db) : "");
-    size_t ip_n = bucket_name(ip_who, sizeof ip_who, "%s|addr:%s", m->name, peer);
+    size_t ip_n = bucket_name(ip_who, sizeof ip_who, "%s|addr:%s",
+                              m->rate_group ? m->rate_group : m->name, peer);
     struct gate_rate_answer a;
     gate_rate_check(c->gate->limiter, m, c->authed, &rates, (struct slice){who, n},
                     (struct slice){ip_who, ip_n}, time_mono_ns(), &a);
@@ -1057,8 +1061,9 @@ static void handle_on(struct gate *g, int k, struct slice rest, struct http_req 
         return;
     }
     const char *origin = http_req_header(req, "Origin");
-    bool allowed = origin && (any_origin(g, c.mount) || origin_allowed(g, req, origin));
-    if (!cors(c.mount, req, origin, allowed) && browser_ok(&c, origin, allowed)) {
+    bool any = any_origin(g, c.mount);
+    bool allowed = origin && (any || origin_allowed(g, req, origin));
+    if (!cors(c.mount, req, origin, allowed, any) && browser_ok(&c, origin, allowed)) {
         dispatch(&c, rest, k);
     }
     call_fini(&c);

@@ -116,6 +116,8 @@ struct gate_mount {
     const char *cors_allow_methods;  /* ... and -Allow-Methods (NULL: GET, POST, PUT, PATCH,
                                         DELETE, OPTIONS) */
     const char *cors_expose_headers; /* Access-Control-Expose-Headers of its answers */
+    const char *rate_group;        /* mounts with the same rate_group share each address's
+                                      bucket (ip_rate); NULL: the name */
     bool cors_any_origin;          /* pages of any origin may use it, answered with
                                       Access-Control-Allow-Origin: * (once keys are on: its
                                       keys travel only in headers; without keys the server's
@@ -348,7 +350,9 @@ void gate_rate_answer(const struct gate_mount *m, bool keyed, const struct gate_
 
 /* Takes one request's tokens at now_ns from limiter rl as r plans: from the address's bucket
  * ip_who when r->ip_rate > 0, then, unless that refused, from the client's bucket who when
- * r->rate > 0 (its name says whose: a key or an address, and the database), giving the
+ * r->rate > 0 and the client has a key or there is no address limit (its name says whose: a
+ * key or an address, and the database; a client without a key on a mount with an address
+ * limit counts in the address's bucket alone), giving the
  * address's token back when the client's bucket refuses (a refused request counts in
  * neither); then gate_rate_answer into *out. Touches nothing but rl; thread-safe as rl is. */
 void gate_rate_check(struct ratelimiter *rl, const struct gate_mount *m, bool keyed,

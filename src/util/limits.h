@@ -23,6 +23,9 @@ enum {
     LIMIT_TAG_BYTES = 256,                        /* one tag */
     LIMIT_SUBJECT_BYTES = 256,                    /* an event's subject */
     LIMIT_APPEND_PARTS = 100,                     /* streams in one multi-stream append */
+    LIMIT_APPEND_LOGIC_EVENTS = 4096,             /* deploys and removals of user code in one
+                                                     append (one deploy of several components,
+                                                     not bounded by --max-batch-events) */
     LIMIT_APPEND_CONDS = 16,                      /* conditions on one append */
     LIMIT_APPEND_CONDS_ALL = LIMIT_APPEND_CONDS + 1, /* ... and its DCB condition */
     LIMIT_MAX_AGE_S = 10 * 365 * 24 * 3600,       /* a stream's maxAge setting, seconds */

@@ -908,10 +908,11 @@ TEST(rate_check_per_key_then_per_address)
     CHECK(!a.limited && !a.by_ip);
     ASSERT_STR(header_lines(&a), "X-RateLimit-Limit: 500\nX-RateLimit-Remaining: 499\n"
                                  "X-RateLimit-Scope: api-key\n");
-    /* without a key: the client's bucket is the address's on the database, scope ip */
+    /* without a key on a mount with an address limit: the address's bucket alone (the
+     * per-key limit is a key's), scope ip */
     one_request(rl, &r, NULL, t, &a);
-    CHECK(!a.limited);
-    ASSERT_STR(header_lines(&a), "X-RateLimit-Limit: 500\nX-RateLimit-Remaining: 499\n"
+    CHECK(!a.limited && a.by_ip);
+    ASSERT_STR(header_lines(&a), "X-RateLimit-Limit: 2000\nX-RateLimit-Remaining: 1998\n"
                                  "X-RateLimit-Scope: ip\n");
     rl_free(rl);
 }

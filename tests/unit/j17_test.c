@@ -153,3 +153,18 @@ TEST(write_answers_name_the_aggregates_own_events_and_count_implied_ones)
     ASSERT_EQ(j17_write_answer((struct slice){"{}", 2}, 1, 0, false, &b), ERR_CORRUPT);
     buf_fini(&b);
 }
+
+TEST(metadata_members_the_server_sets_are_refused)
+{
+    struct j17_meta m;
+    struct j17_fault f;
+    ASSERT_EQ(meta("{\"actor\":{\"type\":\"u\",\"id\":\"x\"},\"timestamp\":5}", &m, &f),
+              ERR_INVALID);
+    ASSERT_STR(f.path, "metadata.timestamp");
+    ASSERT_EQ(meta("{\"actor\":{\"type\":\"u\",\"id\":\"x\"},\"stream_id\":\"1-0\"}", &m, &f),
+              ERR_INVALID);
+    ASSERT_STR(f.path, "metadata.stream_id");
+    ASSERT_EQ(meta("{\"actor\":{\"type\":\"u\",\"id\":\"x\"},\"implied_by\":{}}", &m, &f),
+              ERR_INVALID);
+    ASSERT_STR(f.path, "metadata.implied_by");
+}

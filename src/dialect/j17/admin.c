@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json/jenc.h"
 #include "logic/logic.h"
 #include "ops/out.h"
 #include "util/errors.h"
@@ -15,27 +16,13 @@
 
 /* ---- who may administer which instance ---- */
 
-/* The instance a database belongs to (its name without an environment suffix), into out. */
-static void instance_of(const char *db, char *out, size_t cap)
-{
-    snprintf(out, cap, "%s", db);
-    size_t n = strlen(out);
-    for (int e = J17_STAGING; e < J17_ENVS; e++) {
-        size_t k = strlen(j_env_name((enum j17_env)e));
-        if (n > k + 1 && out[n - k - 1] == '-' && !strcmp(out + n - k, j_env_name(e))) {
-            out[n - k - 1] = '\0';
-            return;
-        }
-    }
-}
-
 bool j_may_manage(const struct gate_call *c, const char *instance, bool answer)
 {
     if (!c->authed || !c->key.database[0]) {
         return true;
     }
     char mine[KEY_DB_BYTES + 1];
-    instance_of(c->key.database, mine, sizeof mine);
+    j_db_env(c->key.database, mine, sizeof mine);
     if (!strcmp(mine, instance)) {
         return true;
     }
@@ -59,6 +46,13 @@ bool j_path_instance(const struct gate_call *c, char *out)
         j_fail(c, GK_INVALID, "an instance id is 1 to 55 of a-z, 0-9 and -", "instance");
         return false;
     }
+    char base[LIMIT_DB_NAME_BYTES + 1];
+    j_db_env(out, base, sizeof base);
+    if (strcmp(base, out) != 0) { /* "acme-test" is the test database of "acme" */
+        j_fail(c, GK_INVALID, "an instance id may not end in -staging or -test (those name "
+               "the environments of another instance)", "instance");
+        return false;
+    }
     return j_may_manage(c, out, true);
 }
 
@@ -78,11 +72,15 @@ struct deploy_job {
     bool force;
     char db[LIMIT_DB_NAME_BYTES + 1];
     struct buf text;              /* the spec, minified */
+    struct buf stored;            /* ... as kept: without the listeners' secrets (readers of
+                                     the database's components must not learn them; each is
+                                     kept by its listener's webhook) */
 };
 
 static void deploy_free(struct deploy_job *j)
 {
     buf_fini(&j->text);
+    buf_fini(&j->stored);
     free(j);
 }
 
@@ -128,8 +126,8 @@ static size_t spec_defs(const struct j17_spec *s, const struct deploy_job *j,
     snprintf(d->name, sizeof d->name, "%s", J17_SPEC_COMPONENT);
     d->kind = COMP_DOCUMENT;
     d->lang = LOGIC_LANG_JSON;
-    d->source = xstrndup(j->text.ptr, j->text.len);
-    d->source_len = j->text.len;
+    d->source = xstrndup(j->stored.ptr, j->stored.len);
+    d->source_len = j->stored.len;
     char meta[64];
     snprintf(meta, sizeof meta, "{\"environment\":\"%s\"}", j_env_name(j->env));
     d->meta = dup(meta);
@@ -175,6 +173,25 @@ static size_t stale_reducers(struct logic *lg, struct db *db, const struct j17_s
     return n;
 }
 
+/* Refuses aggregate types whose paths the admin API's and projections' routes take
+ * ("/api/...", "/projections/..."); false after answering 422. */
+static bool names_free(struct deploy_job *j, const struct j17_spec *s)
+{
+    static const char *const TAKEN[] = {"api", "projections"};
+    for (size_t i = 0; i < sizeof TAKEN / sizeof TAKEN[0]; i++) {
+        if (j17_spec_agg(s, (struct slice){TAKEN[i], strlen(TAKEN[i])})) {
+            struct j17_problems pr;
+            char path[64];
+            snprintf(path, sizeof path, "aggregate_types.%s", TAKEN[i]);
+            problem1(&pr, path, "this name is taken by the API's own routes (/api/..., "
+                     "/projections/...): choose another");
+            answer_problems(j, "Spec validation failed", &pr);
+            return false;
+        }
+    }
+    return true;
+}
+
 /* Checks the change from the spec in force; false after answering 422. */
 static bool change_allowed(struct deploy_job *j, struct db *db, const struct j17_spec *s)
 {
@@ -213,6 +230,19 @@ static int open_db(struct deploy_job *j, struct db **db)
     return rc;
 }
 
+/* Compiles the stored form of the spec just deployed as version and keeps it, so the first
+ * request after the deploy finds it compiled (not on its I/O thread). */
+static void keep_compiled(struct deploy_job *j, struct db *db, uint64_t version)
+{
+    struct j17_problems pr;
+    struct j17_spec *kept;
+    struct j17_spec_options opt = {.schedule_min_ms = j->x->schedule_min_ms};
+    if (j17_spec_compile_ex(j->stored.ptr, j->stored.len, &opt, &kept, &pr) == 0) {
+        j_spec_keep(j->x, db, version, kept);
+        j17_spec_unref(kept);
+    }
+}
+
 static void deploy_spec(struct deploy_job *j, struct j17_spec *s, struct db *db)
 {
     size_t n = 1 + j17_spec_agg_count(s);
@@ -226,19 +256,27 @@ static void deploy_spec(struct deploy_job *j, struct j17_spec *s, struct db *db)
                                NULL, &le, &failed);
     if (rc == ERR_INVALID || rc == ERR_EXISTS) {
         struct j17_problems pr;
-        problem1(&pr, defs[failed].name, le.message);
+        problem1(&pr, failed < n ? defs[failed].name : "", le.message);
         answer_problems(j, "Spec validation failed", &pr);
     } else if (rc) {
         struct gate_error ge;
         gate_engine_error(rc, &ge);
         gate_fail_req(j->mount, j->req, &ge);
     } else {
-        j_listeners_sync(db, s);
+        keep_compiled(j, db, defs[0].version);
+        struct buf warn;
+        buf_init(&warn);
+        size_t nwarn = j_listeners_sync(db, s, &warn);
         struct buf b;
         buf_init(&b);
         buf_printf(&b, "{\"ok\":true,\"environment\":\"%s\",\"version\":%llu,"
-                   "\"aggregate_types\":%zu}", j_env_name(j->env),
+                   "\"aggregate_types\":%zu", j_env_name(j->env),
                    (unsigned long long)defs[0].version, n - 1);
+        if (nwarn) {
+            buf_printf(&b, ",\"warnings\":[%s]", warn.ptr);
+        }
+        buf_addc(&b, '}');
+        buf_fini(&warn);
         out_json(j->req, 200, &b);
     }
     for (size_t i = 0; i < n; i++) {
@@ -251,6 +289,15 @@ static void deploy_spec(struct deploy_job *j, struct j17_spec *s, struct db *db)
     free(gone);
 }
 
+/* Answers an engine error of a deploy. */
+static void deploy_failed(struct deploy_job *j, int rc)
+{
+    struct gate_error ge;
+    gate_engine_error(rc, &ge);
+    gate_fail_req(j->mount, j->req, &ge);
+}
+
+/* Everything is checked before the database is made: a refused deploy changes nothing. */
 static void run_deploy(void *arg, bool cancelled)
 {
     struct deploy_job *j = arg;
@@ -262,31 +309,28 @@ static void run_deploy(void *arg, bool cancelled)
                        : j17_spec_compile_ex(j->text.ptr, j->text.len, &opt, &s, &pr);
     if (rc == ERR_INVALID || rc == ERR_TOOBIG) {
         answer_problems(j, "Spec validation failed", &pr);
-    } else if (!rc && (rc = open_db(j, &db)) != 0) {
-        struct gate_error ge;
-        gate_engine_error(rc, &ge);
-        gate_fail_req(j->mount, j->req, &ge);
-    } else if (!rc && j_listeners_check(s, j->x->webhook_allow, &pr) != 0) {
-        answer_problems(j, "Spec validation failed", &pr);
-    } else if (!rc && change_allowed(j, db, s)) {
-        deploy_spec(j, s, db);
     } else if (rc) {
-        struct gate_error ge;
-        gate_engine_error(rc, &ge);
-        gate_fail_req(j->mount, j->req, &ge);
+        deploy_failed(j, rc);
+    } else if (j_listeners_check(s, j->x->webhook_allow, &pr) != 0) {
+        answer_problems(j, "Spec validation failed", &pr);
+    } else if (names_free(j, s)) {
+        pthread_mutex_lock(&j->x->deploy_mu);
+        rc = engine_db_acquire(j->engine, j->db, strlen(j->db), &db);
+        if ((rc == 0 || rc == ERR_NOTFOUND) && (!db || change_allowed(j, db, s))) {
+            rc = db ? 0 : open_db(j, &db);
+            if (rc) {
+                deploy_failed(j, rc);
+            } else {
+                deploy_spec(j, s, db);
+            }
+        } else if (rc && rc != ERR_NOTFOUND) {
+            deploy_failed(j, rc);
+        }
+        pthread_mutex_unlock(&j->x->deploy_mu);
     }
     j17_spec_unref(s);
-    if (db) {
-        engine_db_release(db);
-    }
+    engine_db_release(db);
     deploy_free(j);
-}
-
-/* Appends v's compact JSON text. */
-static int dump_cb(const char *p, size_t n, void *arg)
-{
-    buf_add(arg, p, n);
-    return 0;
 }
 
 void j_deploy(struct gate_call *c)
@@ -303,6 +347,7 @@ void j_deploy(struct gate_call *c)
     json_t *force = json_object_get(root, "force");
     struct deploy_job *j = xcalloc(1, sizeof(*j));
     buf_init(&j->text);
+    buf_init(&j->stored);
     const char *bad = !json_is_object(root) ? "the body must be a JSON object (the spec, or "
                                               "{\"environment\",\"spec\",\"force\"?})"
                       : spec && !json_is_object(spec) ? "spec must be an object"
@@ -318,7 +363,14 @@ void j_deploy(struct gate_call *c)
         return;
     }
     j->force = json_is_true(force);
-    json_dump_callback(spec ? spec : root, dump_cb, &j->text, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_t *doc = spec ? spec : root;
+    jenc_tree(doc, &j->text, J17_SPEC_BYTES * 2, J17_JSON_DEPTH);
+    const char *lname;
+    json_t *l;
+    json_object_foreach(json_object_get(doc, "listeners"), lname, l) {
+        json_object_del(l, "secret");
+    }
+    jenc_tree(doc, &j->stored, J17_SPEC_BYTES * 2, J17_JSON_DEPTH);
     json_decref(root);
     j_env_db(instance, j->env, j->db, sizeof j->db);
     j->req = c->req;

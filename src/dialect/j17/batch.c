@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json/jenc.h"
 #include "json/jpath.h"
 #include "util/errors.h"
 #include "util/uuid.h"
@@ -44,6 +45,7 @@ void j_batch_push(struct j_batch *b, const char *type, const char *id, const cha
     }
     e->type = event_type;
     e->data = data;
+    e->raw_data = (struct slice){NULL, 0};
     e->metadata = metadata;
     e->tags = tags;
 }
@@ -112,19 +114,10 @@ void j_batch_push_implied(struct j_batch *b)
     }
 }
 
-/* Appends the JSON text of v ("null" for NULL). */
-static int dump_cb(const char *p, size_t n, void *arg)
-{
-    buf_add(arg, p, n);
-    return 0;
-}
-
 void j_add_json(struct buf *out, const json_t *v)
 {
-    if (!v) {
-        buf_adds(out, "null");
-    } else {
-        json_dump_callback(v, dump_cb, out, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!v || jenc_tree(v, out, SIZE_MAX, J17_JSON_DEPTH) != 0) {
+        buf_adds(out, "null"); /* deeper than any request or state the server takes */
     }
 }
 
@@ -133,7 +126,11 @@ static void add_event(struct buf *out, const struct j_out_event *e, bool first)
     buf_adds(out, first ? "{\"type\":" : ",{\"type\":");
     buf_add_json_str(out, e->type, strlen(e->type));
     buf_adds(out, ",\"data\":");
-    j_add_json(out, e->data);
+    if (e->raw_data.ptr) {
+        buf_add(out, e->raw_data.ptr, e->raw_data.len); /* as the client sent it, minified */
+    } else {
+        j_add_json(out, e->data);
+    }
     if (e->metadata) {
         buf_adds(out, ",\"metadata\":");
         j_add_json(out, e->metadata);

@@ -43,6 +43,8 @@ struct j17_ctx {
                                       minimum, 5 minutes; tests lower it) */
     struct j17_spec_cache *specs;  /* owned: compiled specs by database (specs.c) */
     struct j17_timers *timers;     /* owned: the thread firing scheduled implications */
+    pthread_mutex_t deploy_mu;     /* one spec deploy at a time: the check against the spec
+                                      in force, the deploy and the listeners' sync */
 };
 
 void j17_ctx_init(struct j17_ctx *x);

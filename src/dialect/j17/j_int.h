@@ -22,6 +22,9 @@ static inline struct j17_ctx *j_ctx_of(const struct gate_call *c)
 
 /* The environment a mount serves. */
 enum j17_env j_env_of(const struct gate_mount *m);
+/* The environment database db belongs to (by its suffix "-staging", "-test"; else prod),
+ * and its instance (the name without the suffix) into instance (cap bytes; may be NULL). */
+enum j17_env j_db_env(const char *db, char *instance, size_t cap);
 /* "prod", "staging", "test". */
 const char *j_env_name(enum j17_env env);
 /* Parses an environment name. False when unknown. */
@@ -53,11 +56,15 @@ bool j_env_ok(const struct gate_call *c);
 #define J17_TIMER_CANCELLED "j17.cancelled"
 #define J17_TIMER_TAG "j17timer:"
 
+enum { J17_JSON_DEPTH = 128 }; /* nesting j_add_json writes (deeper than any input takes) */
+
 /* One event to append: its stream, type, data, metadata and tags (JSON text, or NULL). */
 struct j_out_event {
     char stream[2 * J17_NAME_BYTES + J17_ID_BYTES + 2];
     const char *type;            /* borrowed */
     json_t *data;                /* borrowed */
+    struct slice raw_data;       /* when ptr: data's text as sent, minified (borrowed; numbers
+                                    kept exactly), written instead of data */
     json_t *metadata;            /* borrowed, or NULL */
     const char *tags;            /* borrowed, or NULL */
 };
@@ -114,6 +121,8 @@ void j_specs_free(struct j17_spec_cache *c);
 /* The spec in force in db (one reference for the caller), or *out NULL when none was
  * deployed. Returns 0 or ERR_*. */
 int j_spec_get(struct j17_ctx *x, struct db *db, struct j17_spec **out);
+/* Keeps s (the caller keeps its reference) as db's compiled spec of document version. */
+void j_spec_keep(struct j17_ctx *x, struct db *db, uint64_t version, struct j17_spec *s);
 /* The spec, the aggregate type and (when event_type.ptr) the event type a request names,
  * answering 404 when the database has no spec or the spec lacks them. On true *spec holds a
  * reference. */
@@ -127,8 +136,10 @@ bool j_spec_find(const struct gate_call *c, struct slice type, struct slice even
  * its secret's size; ERR_INVALID with *pr naming each refused one. Resolves names: a worker's
  * call. */
 int j_listeners_check(const struct j17_spec *s, const char *allow, struct j17_problems *pr);
-/* Makes db's listener webhooks those of s (kept when unchanged). Worker. */
-void j_listeners_sync(struct db *db, const struct j17_spec *s);
+/* Makes db's listener webhooks those of s: kept when unchanged, replaced (from the old one's
+ * next undelivered event) when changed, deleted when dropped. Appends a JSON string to warn
+ * (comma-separated) for each listener that could not be made, and returns how many. Worker. */
+size_t j_listeners_sync(struct db *db, const struct j17_spec *s, struct buf *warn);
 
 /* ---- the route handlers ---- */
 void j_write(struct gate_call *c);        /* POST /{type}/{id}/{event_type} */
@@ -136,6 +147,7 @@ void j_write_batch(struct gate_call *c);  /* POST /{type}/{id} */
 void j_get(struct gate_call *c);          /* GET /{type}/{id} */
 void j_length(struct gate_call *c);       /* GET /{type}/{id}/length */
 void j_events(struct gate_call *c);       /* GET /{type}/{id}/events */
+void j_projection(struct gate_call *c);   /* GET /projections/{name}/{id} */
 void j_deploy(struct gate_call *c);       /* POST /api/instances/{id}/spec */
 void j_spec_show(struct gate_call *c);    /* GET /api/instances/{id}/spec */
 void j_keys_list(struct gate_call *c);    /* GET /api/instances/{id}/keys */

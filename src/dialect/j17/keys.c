@@ -22,16 +22,6 @@ static bool key_env(const struct api_key *k, enum j17_env *env)
     return false;
 }
 
-/* The instance a j17 key of env belongs to: its database without the environment suffix. */
-static void key_instance(const struct api_key *k, enum j17_env env, char *out, size_t cap)
-{
-    snprintf(out, cap, "%s", k->database);
-    size_t n = strlen(out), k_len = strlen(j_env_name(env)) + 1;
-    if (env != J17_PROD && n > k_len) {
-        out[n - k_len] = '\0';
-    }
-}
-
 static void add_time(struct buf *b, const char *name, int64_t us)
 {
     char when[TIME_RFC3339_LEN];
@@ -129,7 +119,7 @@ void j_keys_list(struct gate_call *c)
         if (!key_env(&all[i], &env)) {
             continue;
         }
-        key_instance(&all[i], env, inst, sizeof inst);
+        j_db_env(all[i].database, inst, sizeof inst);
         if (!strcmp(inst, instance)) {
             buf_adds(&b, shown++ ? "," : "");
             key_json(&b, &all[i], env, NULL);
@@ -149,7 +139,7 @@ static bool path_key(const struct gate_call *c, struct api_key *k, enum j17_env 
         return false;
     }
     char inst[KEY_DB_BYTES + 1];
-    key_instance(k, *env, inst, sizeof inst);
+    j_db_env(k->database, inst, sizeof inst);
     if (!j_may_manage(c, inst, false)) {
         j_fail(c, GK_NOT_FOUND, "no such key", NULL);
         return false;

@@ -74,10 +74,13 @@ static void hook_body(struct buf *out, const char *database, const char *webhook
 {
     const char *name = strncmp(webhook, HOOK_PREFIX, strlen(HOOK_PREFIX)) == 0
                            ? webhook + strlen(HOOK_PREFIX) : webhook;
+    char instance[LIMIT_DB_NAME_BYTES + 1];
+    enum j17_env env = j_db_env(database, instance, sizeof instance);
     buf_adds(out, "{\"listener\":");
     buf_add_json_str(out, name, strlen(name));
     buf_adds(out, ",\"instance\":");
-    buf_add_json_str(out, database, strlen(database));
+    buf_add_json_str(out, instance, strlen(instance));
+    buf_printf(out, ",\"environment\":\"%s\"", j_env_name(env));
     buf_printf(out, ",\"attempt\":%u,\"event\":", attempt);
     buf_add(out, events.ptr, events.len); /* batch 1: one event */
     buf_addc(out, '}');
@@ -132,16 +135,16 @@ int j_listeners_check(const struct j17_spec *s, const char *allow, struct j17_pr
         const struct j17_listener *l = j17_spec_listener_at(s, i);
         const char *secret = j17_listener_secret(l);
         char why[160] = "";
-        if (secret && strlen(secret) >= DELIVERY_SECRET_TEXT) {
-            snprintf(why, sizeof why, "a listener's secret is at most %d bytes",
-                     DELIVERY_SECRET_TEXT - 1);
+        if (!secret || strlen(secret) >= DELIVERY_SECRET_TEXT) {
+            snprintf(why, sizeof why, "a listener needs a secret of 1 to %d bytes (deliveries "
+                     "are signed with it)", DELIVERY_SECRET_TEXT - 1);
         } else if (delivery_check_url(allow, j17_listener_url(l), why, sizeof why) == 0) {
             continue;
         }
         if (pr->count < J17_PROBLEMS_MAX) {
             struct j17_problem *p = &pr->items[pr->count++];
             snprintf(p->path, sizeof p->path, "listeners.%s.%s", j17_listener_name(l),
-                     secret && strlen(secret) >= DELIVERY_SECRET_TEXT ? "secret" : "url");
+                     !secret || strlen(secret) >= DELIVERY_SECRET_TEXT ? "secret" : "url");
             snprintf(p->msg, sizeof p->msg, "%s", why);
         }
     }
@@ -153,7 +156,9 @@ struct hooks {
     json_t *list; /* owned: the described array */
 };
 
-static const char *meta_of(const struct hooks *h, const char *name, char **text)
+/* The description of webhook name in h (borrowed), or NULL; *text gets its meta's text
+ * (owned, NULL when it has none). */
+static const json_t *find_hook(const struct hooks *h, const char *name, char **text)
 {
     size_t i;
     json_t *w;
@@ -163,7 +168,7 @@ static const char *meta_of(const struct hooks *h, const char *name, char **text)
         if (n && !strcmp(n, name)) {
             json_t *m = json_object_get(w, "meta");
             *text = m ? json_dumps(m, JSON_COMPACT) : NULL;
-            return n;
+            return w;
         }
     }
     return NULL;
@@ -173,12 +178,11 @@ static void hooks_read(struct db *db, struct hooks *h)
 {
     struct buf b;
     buf_init(&b);
+    buf_addc(&b, '['); /* the description is the objects, comma-separated */
     h->list = NULL;
     if (engine_webhook_describe(db, NULL, false, &b) == 0) {
-        json_t *root = json_loadb(b.ptr, b.len, 0, NULL);
-        h->list = json_is_array(root) ? json_incref(root)
-                                      : json_incref(json_object_get(root, "webhooks"));
-        json_decref(root);
+        buf_addc(&b, ']');
+        h->list = json_loadb(b.ptr, b.len, 0, NULL);
     }
     if (!json_is_array(h->list)) {
         json_decref(h->list);
@@ -187,30 +191,44 @@ static void hooks_read(struct db *db, struct hooks *h)
     buf_fini(&b);
 }
 
-/* Creates listener l's webhook, delivering events from the database's next position. */
-static void create(struct db *db, const struct j17_listener *l, const char *name,
-                   struct slice meta)
+/* Creates listener l's webhook delivering from position start (0: the database's next);
+ * false with a warning appended when it could not. */
+static bool create(struct db *db, const struct j17_listener *l, const char *name,
+                   struct slice meta, uint64_t start, struct buf *warn)
 {
     struct db_info in = {0};
     engine_db_info(db, &in);
     struct webhook_def d = {.url = j17_listener_url(l), .format = "j17", .meta = meta,
                             .max_attempts = 1 + LISTENER_RETRIES,
-                            .backoff_ms = LISTENER_BACKOFF_MS, .start = in.head + 1,
+                            .backoff_ms = LISTENER_BACKOFF_MS,
+                            .start = start ? start : in.head + 1,
                             .secret = j17_listener_secret(l)};
     snprintf(d.name, sizeof d.name, "%.*s", (int)sizeof d.name - 1, name);
-    char secret[DELIVERY_SECRET_TEXT], why[160] = "";
+    char secret[DELIVERY_SECRET_TEXT], why[160] = "", msg[300];
     int rc = engine_webhook_create(db, &d, secret, why, sizeof why);
     if (rc) {
-        log_warn("j17 listener %s of %s: not created (%s%s%s)", name, engine_db_name(db),
+        snprintf(msg, sizeof msg, "listener %s not made: %s%s%s", j17_listener_name(l),
                  err_name(rc), why[0] ? ": " : "", why);
+        log_warn("j17 %s of %s", msg, engine_db_name(db));
+        buf_adds(warn, warn->len ? "," : "");
+        buf_add_json_str(warn, msg, strlen(msg));
     }
+    return rc == 0;
 }
 
-void j_listeners_sync(struct db *db, const struct j17_spec *s)
+/* The next position webhook w (its description) would deliver: its checkpoint + 1. */
+static uint64_t next_of(const json_t *w)
+{
+    json_t *c = json_object_get(w, "checkpoint");
+    return json_is_integer(c) ? (uint64_t)json_integer_value(c) + 1 : 0;
+}
+
+size_t j_listeners_sync(struct db *db, const struct j17_spec *s, struct buf *warn)
 {
     struct hooks h;
     hooks_read(db, &h);
     char name[80];
+    size_t failed = 0;
     for (size_t i = 0; i < j17_spec_listener_count(s); i++) {
         const struct j17_listener *l = j17_spec_listener_at(s, i);
         snprintf(name, sizeof name, "%s%s", HOOK_PREFIX, j17_listener_name(l));
@@ -218,21 +236,23 @@ void j_listeners_sync(struct db *db, const struct j17_spec *s)
         buf_init(&meta);
         listener_meta(l, &meta);
         char *old;
-        bool exists = meta_of(&h, name, &old) != NULL;
-        if (exists && (!old || strcmp(old, meta.ptr) != 0)) {
+        const json_t *w = find_hook(&h, name, &old);
+        uint64_t start = 0;
+        if (w && (!old || strcmp(old, meta.ptr) != 0)) {
+            start = next_of(w); /* the changed one goes on where the old one stood */
             engine_webhook_delete(db, name);
-            exists = false;
+            w = NULL;
         }
-        if (!exists) {
-            create(db, l, name, (struct slice){meta.ptr, meta.len});
+        if (!w && !create(db, l, name, (struct slice){meta.ptr, meta.len}, start, warn)) {
+            failed++;
         }
         free(old);
         buf_fini(&meta);
     }
-    size_t i;
-    json_t *w;
-    json_array_foreach(h.list, i, w) { /* the listeners the spec dropped */
-        const char *n = json_string_value(json_object_get(w, "name"));
+    size_t k;
+    json_t *hw;
+    json_array_foreach(h.list, k, hw) { /* the listeners the spec dropped */
+        const char *n = json_string_value(json_object_get(hw, "name"));
         if (n && !strncmp(n, HOOK_PREFIX, strlen(HOOK_PREFIX)) &&
             !j17_spec_listener(s, (struct slice){n + strlen(HOOK_PREFIX),
                                                  strlen(n + strlen(HOOK_PREFIX))})) {
@@ -240,4 +260,5 @@ void j_listeners_sync(struct db *db, const struct j17_spec *s)
         }
     }
     json_decref(h.list);
+    return failed;
 }

@@ -192,7 +192,7 @@ void j_events(struct gate_call *c)
             j_fail(c, GK_INVALID, "start must be a stream id (\"<ms>-<seq>\")", "start");
             return;
         }
-        from = start[0] == '0' && start[1] == '-' ? 1 : from + 1; /* "0-0": from the first */
+        from = !strcmp(start, "0-0") ? 1 : from + 1; /* "0-0": from the first */
     }
     if (count && (parse_u64(count, &limit) != 0 || limit == 0 || limit > LIMIT_READ_MAX)) {
         j_fail(c, GK_INVALID, "count must be a whole number from 1 to 1000", "count");

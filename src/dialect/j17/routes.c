@@ -14,13 +14,18 @@
 
 void j17_ctx_init(struct j17_ctx *x)
 {
+    if (!x->schedule_min_ms) {
+        x->schedule_min_ms = J17_SCHEDULE_MIN_MS;
+    }
     x->specs = j_specs_new();
+    pthread_mutex_init(&x->deploy_mu, NULL);
 }
 
 void j17_ctx_fini(struct j17_ctx *x)
 {
     j_specs_free(x->specs);
     x->specs = NULL;
+    pthread_mutex_destroy(&x->deploy_mu);
 }
 
 /* ---- environments ---- */
@@ -62,15 +67,20 @@ const char *j_key_prefix(enum j17_env env)
     return ENV_PREFIXES[env];
 }
 
-/* The environment a database name belongs to, by its suffix. */
-static enum j17_env db_env(const char *db)
+enum j17_env j_db_env(const char *db, char *instance, size_t cap)
 {
     size_t n = strlen(db);
     for (int e = J17_STAGING; e < J17_ENVS; e++) {
         size_t k = strlen(ENV_NAMES[e]);
         if (n > k + 1 && db[n - k - 1] == '-' && !strcmp(db + n - k, ENV_NAMES[e])) {
+            if (instance) {
+                snprintf(instance, cap, "%.*s", (int)(n - k - 1), db);
+            }
             return (enum j17_env)e;
         }
+    }
+    if (instance) {
+        snprintf(instance, cap, "%s", db);
     }
     return J17_PROD;
 }
@@ -85,7 +95,7 @@ bool j_env_ok(const struct gate_call *c)
     if (!strncmp(c->key.prefix, "j17_", 4)) {
         ok = !strcmp(c->key.prefix, ENV_PREFIXES[want]);
     } else {
-        ok = !c->key.database[0] || db_env(c->key.database) == want;
+        ok = !c->key.database[0] || j_db_env(c->key.database, NULL, 0) == want;
     }
     if (!ok) {
         j_fail(c, GK_FORBIDDEN, "wrong environment: this key is for another environment of "
@@ -128,6 +138,11 @@ static const struct route_param P_GET[] = {
     {NULL, 0, NULL, NULL},
 };
 
+static const struct route_param P_SPEC[] = {
+    {"environment", PARAM_ENUM, "The environment (default prod)", "prod,staging,test"},
+    {NULL, 0, NULL, NULL},
+};
+
 static const struct route_param P_EVENTS[] = {
     {"start", PARAM_STRING, "After this stream id (exclusive)", NULL},
     {"count", PARAM_LIMIT, "Most events (default 100, at most 1000)", NULL},
@@ -140,7 +155,7 @@ static const struct route ROUTES[] = {
     {"POST", "api/instances/{instance}/spec", j_deploy, 0, NEED_ADMIN, "deploySpec",
      "Deploy a spec to an environment of an instance", NULL, NULL, NULL, 200},
     {"GET", "api/instances/{instance}/spec", j_spec_show, 0, NEED_ADMIN, "getSpec",
-     "The spec in force in an environment (?environment=)", NULL, NULL, NULL, 200},
+     "The spec in force in an environment (?environment=)", P_SPEC, NULL, NULL, 200},
     {"GET", "api/instances/{instance}/keys", j_keys_list, 0, NEED_ADMIN, "listKeys",
      "The API keys of an instance", NULL, NULL, NULL, 200},
     {"POST", "api/instances/{instance}/keys", j_keys_create, 0, NEED_ADMIN, "createKey",
@@ -152,6 +167,8 @@ static const struct route ROUTES[] = {
      "scheduleRevocation", "Revoke a key at a given time", NULL, NULL, NULL, 200},
     {"DELETE", "api/keys/{key}", j_key_delete, 0, NEED_ADMIN, "revokeKey",
      "Revoke a key now", NULL, NULL, NULL, 200},
+    {"GET", "projections/{name}/{id}", j_projection, DB, NEED_READ, "getProjection",
+     "A projection of the spec for one aggregate of its for_each type", NULL, NULL, NULL, 200},
     {"POST", "{type}/{id}/{event_type}", j_write, W, NEED_WRITE, "writeEvent",
      "Write one event to an aggregate (with its implied events)", NULL, NULL, NULL, 201},
     {"POST", "{type}/{id}", j_write_batch, W, NEED_WRITE, "writeBatch",
@@ -184,6 +201,7 @@ static const char CORS_EXPOSE[] = "X-Request-Id, X-RateLimit-Limit, X-RateLimit-
         .default_rate = J17_RATE_PER_KEY,                                                      \
         .ip_rate = J17_RATE_PER_IP,                                                            \
         .rate_scope = "api-key",                                                               \
+        .rate_group = "j17",                                                                   \
         .rate_no_reset = true,                                                                 \
         .cors_allow_headers = CORS_ALLOW,                                                      \
         .cors_allow_methods = CORS_METHODS,                                                    \

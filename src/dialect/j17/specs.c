@@ -87,6 +87,11 @@ static void keep(struct j17_spec_cache *c, uint64_t db_id, uint64_t version,
     pthread_mutex_unlock(&c->mu);
 }
 
+void j_spec_keep(struct j17_ctx *x, struct db *db, uint64_t version, struct j17_spec *s)
+{
+    keep(x->specs, engine_db_id(db), version, s);
+}
+
 int j_spec_get(struct j17_ctx *x, struct db *db, struct j17_spec **out)
 {
     *out = NULL;

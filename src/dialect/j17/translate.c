@@ -131,6 +131,14 @@ int j17_meta_read(const json_t *metadata, struct j17_meta *out, struct j17_fault
     const json_t *target = json_object_get(metadata, "target");
     const json_t *prev = json_object_get(metadata, "previous_length");
     const json_t *skip = json_object_get(metadata, "skip_occ");
+    static const char *const SERVERS[] = {"timestamp", "stream_id", "implied_by"};
+    for (size_t i = 0; i < sizeof SERVERS / sizeof SERVERS[0]; i++) {
+        if (json_object_get(metadata, SERVERS[i])) {
+            char path[48];
+            snprintf(path, sizeof path, "metadata.%s", SERVERS[i]);
+            return fault(f, path, "is set by the server; leave it out");
+        }
+    }
     if (party(actor, "actor", f) || (target && !json_is_null(target) &&
                                      party(target, "target", f))) {
         return ERR_INVALID;

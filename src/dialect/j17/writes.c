@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "json/jpath.h"
+#include "json/jsonx.h"
 #include "ops/append.h"
 #include "ops/out.h"
 #include "util/errors.h"
@@ -95,15 +96,13 @@ static bool check_data(const struct write *w, const struct j17_evt *e, const jso
     snprintf(full, sizeof full, "%s%s", at, path + 4); /* path starts with "data" */
     struct gate_error ge = {.kind = GK_INVALID, .code = "j17",
                             .message = "Event data failed schema validation", .field = full};
-    char details[J17_PROBLEM_MSG_BYTES + 32];
     struct buf d;
     buf_init(&d);
     buf_adds(&d, "\"detail\":");
     buf_add_json_str(&d, msg, strlen(msg));
-    snprintf(details, sizeof details, "%s", d.ptr);
-    buf_fini(&d);
-    ge.details = details;
+    ge.details = d.ptr;
     gate_fail(w->c, &ge);
+    buf_fini(&d);
     return false;
 }
 
@@ -130,6 +129,8 @@ struct request {
     struct j17_meta meta;
     char key[2 * J17_NAME_BYTES + J17_ID_BYTES + 2];
     char id[J17_ID_BYTES + 1];
+    struct buf raw;      /* the own events' data as sent, minified */
+    size_t *raw_at;      /* per own event: offset and length in raw */
 };
 
 /* Reads the body and the metadata, and checks the aggregate id. False when it answered. */
@@ -183,6 +184,35 @@ static void request_fini(struct request *rq)
 {
     j17_meta_fini(&rq->meta);
     json_decref(rq->root);
+    buf_fini(&rq->raw);
+    free(rq->raw_at);
+}
+
+/* Keeps the text of each of the aggregate's own events' data as sent (minified: numbers are
+ * stored exactly as the client wrote them, not as a double reads them), and points the
+ * batch's first events at it. Absent data stays the tree's null. */
+static void keep_raw_data(struct write *w, struct request *rq, bool batch)
+{
+    struct slice body = http_req_body(w->c->req), events, item, data;
+    size_t n = w->b.own, pos = 0;
+    rq->raw_at = xcalloc(n ? n : 1, 2 * sizeof(size_t));
+    buf_init(&rq->raw);
+    bool have = batch ? jsonx_member(body, "events", &events) : true;
+    for (size_t i = 0; have && i < n; i++) {
+        bool got = batch ? jsonx_next_item(events, &pos, &item) && jsonx_member(item, "data", &data)
+                         : jsonx_member(body, "data", &data);
+        rq->raw_at[2 * i] = rq->raw.len;
+        if (got) {
+            jsonx_minify(data, &rq->raw);
+        }
+        rq->raw_at[2 * i + 1] = rq->raw.len - rq->raw_at[2 * i];
+    }
+    for (size_t i = 0; have && i < n; i++) {
+        if (rq->raw_at[2 * i + 1]) {
+            w->b.evs[i].raw_data = (struct slice){rq->raw.ptr + rq->raw_at[2 * i],
+                                                  rq->raw_at[2 * i + 1]};
+        }
+    }
 }
 
 /* Hands the write to the shared append. */
@@ -223,6 +253,7 @@ void j_write(struct gate_call *c)
             j_batch_push(&w.b, j17_agg_name(a), rq.id, j17_evt_name(e), data, rq.meta.stored,
                          NULL);
             w.b.own = 1;
+            keep_raw_data(&w, &rq, false);
             j_batch_push_implied(&w.b);
             submit(c, &w, &rq.meta, false);
         }
@@ -269,6 +300,7 @@ void j_write_batch(struct gate_call *c)
     }
     if (ok) {
         w.b.own = n;
+        keep_raw_data(&w, &rq, true);
         j_batch_push_implied(&w.b);
         submit(c, &w, &rq.meta, true);
     }

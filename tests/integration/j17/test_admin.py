@@ -4,6 +4,7 @@ deploys specs and makes j17 keys (j17_0_{env}_...), keys work only on their envi
 mount and instance, read keys cannot write, 401 without a known key, list, rotate,
 scheduled revocation and DELETE, and admin routes refuse data keys."""
 import datetime
+import json
 import re
 
 from j17_client import (ALICE, J17, U1, U2, j17_error, keyed_server, sample_spec)
@@ -264,3 +265,51 @@ def test_development_mode_serves_instance_default():
         st, _, b = s.get(f"/v1/databases/default-test/streams/user:{U2}/events")
         check(st == 200 and len(b["events"]) == 1, f"default-test: {st} {b}")
         check(ALICE in str(b["events"][0]), "the actor is in the native metadata")
+
+
+def test_an_instance_id_may_not_name_another_instances_environment():
+    # "acme-test" is the test database of "acme": as an instance of its own, its prod data
+    # would be acme's test data, and keys bound to one would manage the other
+    s, admin = keyed_server()
+    with s:
+        a = J17(s, key=admin)
+        for bad in ("acme-test", "acme-staging"):
+            j17_error(a.deploy(sample_spec(), instance=bad), 400, path="instance")
+            j17_error(a.post(f"/api/instances/{bad}/keys",
+                             {"name": "k", "scope": "write", "environment": "prod"}),
+                      400, path="instance")
+        st, _, b = s.get("/v1/databases", headers={"Authorization": f"Bearer {admin}"})
+        names = [d.get("name") for d in b.get("databases", [])] if isinstance(b, dict) else []
+        check("acme-test" not in names and "acme-staging" not in names,
+              f"a refused deploy makes no database: {names}")
+        # a key bound to acme's test database manages acme only
+        a.ok_deploy(sample_spec(), instance="acme", environment="test")
+        st, _, b = s.post("/v1/keys", {"scope": "admin", "database": "acme-test"},
+                          headers={"Authorization": f"Bearer {admin}"})
+        check(st == 201, f"{st} {b}")
+        bound = J17(s, key=b["key"])
+        check(bound.get("/api/instances/acme/keys")[0] == 200, "it manages acme")
+        j17_error(bound.get("/api/instances/acme-test/keys"), 400, path="instance")
+
+
+def test_listener_secrets_are_not_readable_with_a_read_key():
+    s, admin = keyed_server(["--webhook-allow", "127.0.0.1"])
+    with s:
+        spec = sample_spec()
+        spec["listeners"] = {"audit": {"url": "http://127.0.0.1:9/hook",
+                                       "secret": "topsecret-value"}}
+        a = J17(s, key=admin)
+        a.ok_deploy(spec, instance="shop")
+        read = a.create_key("shop", "reader", "read")["key"]
+        st, _, b = s.get("/v1/databases/shop/components/j17.spec",
+                         headers={"Authorization": f"Bearer {read}"})
+        check(st in (200, 403, 404), f"{st} {b}")
+        check("topsecret-value" not in json.dumps(b), f"the secret leaked: {b}")
+        st, _, b = a.get("/api/instances/shop/spec")
+        check(st == 200 and "topsecret-value" not in json.dumps(b), f"{st} {b}")
+        check(b["spec"]["listeners"]["audit"].get("url") == "http://127.0.0.1:9/hook", f"{b}")
+        # a listener without a secret could never be verified: a 422 problem
+        del spec["listeners"]["audit"]["secret"]
+        st, _, b = a.deploy(spec, instance="shop")
+        check(st == 422 and any(e["path"] == "listeners.audit.secret" for e in b["errors"]),
+              f"{st} {b}")

@@ -118,6 +118,9 @@ def test_events_route():
         for zero in ("0", "0-0"):
             got = j.events("user", U1, f"?start={zero}")["events"]
             check([e["stream_id"] for e in got] == ids, f"start={zero}: {got}")
+        # "0-1" is an id like any other: after seq 1 (not "from the first")
+        got = j.events("user", U1, "?start=0-1")["events"]
+        check([e["stream_id"] for e in got] == ids[2:], f"start=0-1: {got}")
         # count
         two = j.events("user", U1, "?count=2")
         check([e["stream_id"] for e in two["events"]] == ids[:2] and two["count"] == 2,

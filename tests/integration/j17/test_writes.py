@@ -341,3 +341,32 @@ def test_deploy_is_not_bounded_by_max_batch_events():
         st, _, b = j.deploy(__import__("j17_client").sample_spec())
         check(st == 200, f"{st} {b}")
         j.ok_write("order", U1, "was_shipped", {})
+
+
+def test_data_numbers_are_stored_as_sent():
+    s, j = dev_server()
+    with s:
+        st, _, _ = j.raw("POST", f"/user/{U1}/was_created",
+                         b'{"data":{"email":"a@example.com","price":0.1,"n":1e2,"big":12345678901234567890123},'
+                         b'"metadata":{"actor":{"type":"user","id":"' + ALICE.encode() + b'"}}}',
+                         headers={"Content-Type": "application/json"})
+        check(st in (201, 400), f"{st}")
+        if st == 400:  # integers past 64 bits are refused by the reader (documented)
+            st, _, _ = j.raw("POST", f"/user/{U1}/was_created",
+                             b'{"data":{"email":"a@example.com","price":0.1,"n":1e2},'
+                             b'"metadata":{"actor":{"type":"user","id":"' + ALICE.encode() +
+                             b'"}}}', headers={"Content-Type": "application/json"})
+            check(st == 201, f"{st}")
+        _, _, raw = j.raw("GET", f"/user/{U1}/events")
+        check(b'"price":0.1,' in raw and b'"n":1e2' in raw, f"numbers as sent: {raw!r}")
+
+
+def test_metadata_members_the_server_sets_are_refused():
+    s, j = dev_server()
+    with s:
+        for member in ("timestamp", "stream_id", "implied_by"):
+            meta = dict(ACTOR)
+            meta[member] = 5
+            j17_error(j.write("user", U1, "was_created", {"email": "a@example.com"}, meta),
+                      400, path=f"metadata.{member}")
+        check(j.length("user", U1) == 0, "nothing written")
