@@ -165,10 +165,18 @@ TEST(ended_instances_are_swept_and_the_table_is_bounded)
     ASSERT_EQ(j_sagas_apply(&s, J17_SAGA_ENDED, end, 12), J_APPLY_IGNORED);
     ASSERT_EQ(s.ended, 1);
     ASSERT_EQ(j_sagas_apply(&s, J17_SAGA_START, other, 13), J_APPLY_DONE); /* room again */
+    j_sagas_remove_ended(&s, U2); /* running: kept */
+    ASSERT_EQ(s.count, 2);
     j_sagas_sweep(&s);
     ASSERT_EQ(s.count, 1);
     CHECK(j_sagas_find(&s, I1) == NULL);
     CHECK(j_sagas_find(&s, U2) != NULL);
+    json_object_set_new(end, "instance", json_string(U2));
+    ASSERT_EQ(j_sagas_apply(&s, J17_SAGA_ENDED, end, 14), J_APPLY_DONE);
+    j_sagas_remove_ended(&s, U2);
+    ASSERT_EQ(s.count, 0);
+    ASSERT_EQ(s.ended, 0);
+    CHECK(j_sagas_find(&s, U2) == NULL);
     json_decref(end);
     json_decref(other);
     json_decref(t);

@@ -41,21 +41,35 @@ struct j_saga_inst *j_sagas_find(const struct j_sagas *s, const char *id)
     return at ? s->items[*at] : NULL;
 }
 
+/* Frees items[i] (ended), moving the last item to its place. */
+static void remove_at(struct j_sagas *s, size_t i)
+{
+    struct j_saga_inst *g = s->items[i];
+    strmap_remove(&s->by_id, g->id, strlen(g->id));
+    inst_free(g);
+    s->ended--;
+    s->items[i] = s->items[--s->count];
+    if (i < s->count) {
+        *(size_t *)strmap_get(&s->by_id, s->items[i]->id, strlen(s->items[i]->id)) = i;
+    }
+}
+
 void j_sagas_sweep(struct j_sagas *s)
 {
     for (size_t i = 0; s->ended && i < s->count;) {
-        struct j_saga_inst *g = s->items[i];
-        if (g->phase != J_SAGA_ENDED) {
+        if (s->items[i]->phase == J_SAGA_ENDED) {
+            remove_at(s, i);
+        } else {
             i++;
-            continue;
         }
-        strmap_remove(&s->by_id, g->id, strlen(g->id));
-        inst_free(g);
-        s->ended--;
-        s->items[i] = s->items[--s->count];
-        if (i < s->count) {
-            *(size_t *)strmap_get(&s->by_id, s->items[i]->id, strlen(s->items[i]->id)) = i;
-        }
+    }
+}
+
+void j_sagas_remove_ended(struct j_sagas *s, const char *id)
+{
+    size_t *at = strmap_get(&s->by_id, id, strlen(id));
+    if (at && s->items[*at]->phase == J_SAGA_ENDED) {
+        remove_at(s, *at);
     }
 }
 

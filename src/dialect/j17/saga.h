@@ -24,7 +24,7 @@
  *   start --> RUN(0)
  *   RUN(i) --step i skipped | done--> RUN(i + 1)
  *   RUN(i) --step i awaiting--> AWAIT(i) --step i done with prev--> RUN(i + 1)
- *   any --ended--> ENDED --j_sagas_sweep--> freed
+ *   any --ended--> ENDED --j_sagas_sweep, j_sagas_remove_ended--> freed
  */
 #ifndef DIALECT_J17_SAGA_H
 #define DIALECT_J17_SAGA_H
@@ -96,8 +96,10 @@ void j_sagas_init(struct j_sagas *s, size_t max);
 void j_sagas_fini(struct j_sagas *s);
 /* The instance id, or NULL. */
 struct j_saga_inst *j_sagas_find(const struct j_sagas *s, const char *id);
-/* Frees the instances in phase J_SAGA_ENDED. */
+/* Frees the instances in phase J_SAGA_ENDED. Moves items: not while iterating them. */
 void j_sagas_sweep(struct j_sagas *s);
+/* Frees instance id if it is in phase J_SAGA_ENDED (in constant time). Same caveat. */
+void j_sagas_remove_ended(struct j_sagas *s, const char *id);
 
 enum j_apply {
     J_APPLY_IGNORED,  /* not a saga record, malformed, or it does not fit the state */

@@ -33,7 +33,12 @@ int j_sagas_on_record(struct j_sagas *s, const struct event_rec *ev, const json_
     }
     memcpy(type, ev->type.ptr, ev->type.len);
     type[ev->type.len] = '\0';
-    if (j_sagas_apply(s, type, data, ev->position) != J_APPLY_FULL) {
+    enum j_apply a = j_sagas_apply(s, type, data, ev->position);
+    if (a == J_APPLY_DONE && !strcmp(type, J17_SAGA_ENDED)) {
+        /* at once, so that rebuilding a long history keeps only the running instances */
+        j_sagas_remove_ended(s, json_string_value(json_object_get(data, "instance")));
+    }
+    if (a != J_APPLY_FULL) {
         return 0;
     }
     if (s->overflow_count == J17_SAGA_OVERFLOW_MAX) {
