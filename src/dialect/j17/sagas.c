@@ -244,14 +244,16 @@ static enum wrote fail(struct run *r, struct j_saga_inst *g, const struct j17_sa
     json_t *done = NULL;
     struct j_batch b;
     char why[512];
-    for (int tries = 0; tries <= J17_SAGA_STEPS_MAX; tries++) {
+    bool is_built = false;
+    for (int tries = 0; !is_built; tries++) { /* each retry skips one more step */
         json_decref(done);
         done = json_array();
         j_batch_init(&b, r->spec, r->now_ms);
-        if (build_compensations(r, g, def, failed, &b, &skip, done, unc)) {
-            break;
+        is_built = tries > J17_SAGA_STEPS_MAX ||
+                   build_compensations(r, g, def, failed, &b, &skip, done, unc);
+        if (!is_built) {
+            j_batch_fini(&b);
         }
-        j_batch_fini(&b);
     }
     enum wrote w = WROTE_REFUSED;
     if (j_batch_push_implied(&b, why, sizeof why) == 0) {

@@ -28,9 +28,9 @@ def saga_spec(sagas):
             "modules": {"sagas": sagas}}
 
 
-def saga_deploy(s, sagas):
+def saga_deploy(s, sagas, spec=None):
     st, _, b = s.post("/j17/api/instances/default/spec",
-                      {"environment": "prod", "spec": saga_spec(sagas)})
+                      {"environment": "prod", "spec": spec or saga_spec(sagas)})
     check(st == 200, f"deploy: {st} {b}")
 
 
@@ -228,3 +228,29 @@ def test_saga_survives_a_restart_each_step_once():
         time.sleep(2.5)
         check(saga_types(s, "payment", oid) == ["was_charged"], "nothing after a second restart")
         check(len(saga_ended(s)) == 1, "ended once")
+
+
+def test_saga_emit_refused_by_its_schema_compensates():
+    with Server() as s:
+        spec = saga_spec({"strict": {
+            "trigger": {"aggregate_type": "order", "event_type": "was_placed"},
+            "steps": [
+                {"name": "confirm",
+                 "emit": {"aggregate_type": "order", "id": "$.id", "event_type": "was_confirmed"},
+                 "compensate": {"aggregate_type": "order", "id": "$.id",
+                                "event_type": "was_cancelled"}},
+                {"name": "charge",
+                 "emit": {"aggregate_type": "payment", "id": "$.id", "event_type": "was_charged",
+                          "data": {"amount": "$.data.amount"}}}]}})
+        spec["aggregate_types"]["payment"]["events"]["was_charged"]["schema"] = {
+            "type": "object", "required": ["amount"],
+            "properties": {"amount": {"type": "integer"}}}
+        saga_deploy(s, None, spec)
+        oid = str(uuid.uuid4())
+        saga_write(s, "order", oid, "was_placed", {"amount": "ten"})
+        ended = saga_wait("the saga's end", lambda: saga_ended(s))
+        check(ended[0]["status"] == "compensated" and ended[0]["failed_step"] == 1 and
+              "data.amount" in ended[0]["reason"], f"ended: {ended}")
+        check(saga_types(s, "order", oid) == ["was_placed", "was_confirmed", "was_cancelled"],
+              f"order: {saga_types(s, 'order', oid)}")
+        check(saga_types(s, "payment", oid) == [], "nothing charged")
