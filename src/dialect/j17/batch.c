@@ -1,7 +1,8 @@
 /* The events of one j17 write, and the native append body that writes them (j_int.h,
  * "batch.c"): the aggregate's own events first, then the events their implications imply
  * now, and the timer records of those they imply later (scheduled implications), each kept
- * as an event of the stream J17_TIMER_STREAM. */
+ * as an event of the stream J17_TIMER_STREAM, and the start record of each saga an event of
+ * the write triggers (saga.h), in the same stream. */
 #include "dialect/j17/j_int.h"
 
 #include <stdio.h>
@@ -50,8 +51,7 @@ void j_batch_push(struct j_batch *b, const char *type, const char *id, const cha
     e->tags = tags;
 }
 
-/* Keeps v alive as long as the batch; returns it (borrowed). */
-static json_t *keep(struct j_batch *b, json_t *v)
+json_t *j_batch_keep(struct j_batch *b, json_t *v)
 {
     json_array_append_new(b->owned, v);
     return v;
@@ -69,7 +69,7 @@ int j_batch_imply(struct j_batch *b, const struct j17_agg *a, const struct j17_e
         rc = ERR_TOOBIG;
     }
     b->from = xrealloc(b->from, (b->implied.count ? b->implied.count : 1) * sizeof(*b->from));
-    json_t *meta = keep(b, json_deep_copy(metadata));
+    json_t *meta = j_batch_keep(b, json_deep_copy(metadata));
     json_object_set_new(meta, "implied_by", json_pack("{s:s,s:s}", "key", key, "event_type",
                                                       j17_evt_name(e)));
     for (size_t i = before; i < b->implied.count; i++) {
@@ -97,7 +97,56 @@ static json_t *timer_record(struct j_batch *b, const struct j17_implied *im, jso
     return r;
 }
 
-void j_batch_push_implied(struct j_batch *b)
+/* Adds the start record of saga g, triggered by evs[i]. */
+static void push_saga_start(struct j_batch *b, const struct j17_saga *g, size_t i)
+{
+    const struct j_out_event *e = &b->evs[i];
+    uint8_t u[UUID_LEN];
+    char id[UUID_TEXT_LEN + 1];
+    uuid_v7(b->now_ms * 1000, u);
+    uuid_format(u, id);
+    json_t *trigger = jpath_event_new(e->type, e->stream, e->data, e->metadata);
+    json_t *r = j_batch_keep(b, j_saga_start_rec(j17_saga_name(g), id, trigger));
+    json_decref(trigger);
+    struct buf tags;
+    buf_init(&tags);
+    j_saga_tags(&tags, id, NULL, -1);
+    json_t *t = j_batch_keep(b, json_string(tags.ptr));
+    buf_fini(&tags);
+    j_batch_push(b, J17_TIMER_STREAM, NULL, J17_SAGA_START, r, NULL, json_string_value(t));
+    b->sagas++;
+}
+
+/* Adds a start record for each saga an aggregate event of the batch triggers. */
+static int push_saga_starts(struct j_batch *b, char *why, size_t cap)
+{
+    size_t n = b->count;
+    size_t sagas = j17_spec_saga_count(b->spec);
+    for (size_t i = 0; i < n && sagas; i++) {
+        const char *colon = strchr(b->evs[i].stream, ':');
+        if (!colon) {
+            continue; /* a record, not an aggregate's event */
+        }
+        size_t type_len = (size_t)(colon - b->evs[i].stream);
+        for (size_t k = 0; k < sagas; k++) {
+            const struct j17_saga *g = j17_spec_saga_at(b->spec, k);
+            const char *agg = j17_saga_trigger_agg(g);
+            if (strlen(agg) != type_len || memcmp(agg, b->evs[i].stream, type_len) != 0 ||
+                strcmp(j17_saga_trigger_event(g), b->evs[i].type) != 0) {
+                continue;
+            }
+            if (b->sagas >= J17_SAGA_STARTS_MAX) {
+                snprintf(why, cap, "more than %d sagas started by one write",
+                         J17_SAGA_STARTS_MAX);
+                return ERR(ERR_TOOBIG);
+            }
+            push_saga_start(b, g, i);
+        }
+    }
+    return 0;
+}
+
+int j_batch_push_implied(struct j_batch *b, char *why, size_t cap)
 {
     for (size_t i = 0; i < b->implied.count; i++) {
         const struct j17_implied *im = &b->implied.items[i];
@@ -106,12 +155,13 @@ void j_batch_push_implied(struct j_batch *b)
             continue;
         }
         char tags[64 + UUID_TEXT_LEN];
-        json_t *r = keep(b, timer_record(b, im, b->from[i], tags, sizeof tags));
-        json_t *t = keep(b, json_string(tags));
+        json_t *r = j_batch_keep(b, timer_record(b, im, b->from[i], tags, sizeof tags));
+        json_t *t = j_batch_keep(b, json_string(tags));
         j_batch_push(b, J17_TIMER_STREAM, NULL, J17_TIMER_SCHEDULED, r, NULL,
                      json_string_value(t));
         b->scheduled++;
     }
+    return push_saga_starts(b, why, cap);
 }
 
 void j_add_json(struct buf *out, const json_t *v)

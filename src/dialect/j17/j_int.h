@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "dialect/j17/j17.h"
+#include "dialect/j17/saga.h"
 #include "dialect/j17/spec.h"
 #include "dialect/j17/translate.h"
 
@@ -78,6 +79,7 @@ struct j_batch {
     size_t count, cap;
     size_t own;                      /* the first events: the aggregate's own */
     size_t scheduled;                /* timer records among evs */
+    size_t sagas;                    /* saga start records among evs */
     struct j17_implied_list implied; /* what implications gave */
     json_t **from;                   /* implied.count: the metadata each implied event gets */
     json_t *owned;                   /* values the batch keeps alive */
@@ -94,8 +96,13 @@ void j_batch_push(struct j_batch *b, const char *type, const char *id, const cha
 int j_batch_imply(struct j_batch *b, const struct j17_agg *a, const struct j17_evt *e,
                   const char *key, json_t *data, json_t *metadata, char *why, size_t cap);
 /* Adds every implied event after the aggregate's own: those written now, and a timer record
- * for each scheduled one. */
-void j_batch_push_implied(struct j_batch *b);
+ * for each scheduled one; then a saga start record (saga.h) for each saga that an event of
+ * the batch so far (the aggregate's own and the implied ones) triggers. The one place sagas
+ * start: client writes, fired timers and saga steps all come through here. Returns 0, or
+ * ERR_TOOBIG (more than J17_SAGA_STARTS_MAX starts) with why. */
+int j_batch_push_implied(struct j_batch *b, char *why, size_t cap);
+/* Keeps v (a new reference) alive as long as the batch; returns it, borrowed. */
+json_t *j_batch_keep(struct j_batch *b, json_t *v);
 /* Appends the native multi-stream body: one part per stream in the order streams first
  * appear (the first part carrying expectedVersion *expected when not NULL), then extra_part
  * (a part object's JSON text, ptr NULL: none), then "conditions" (a JSON array's text, ptr
@@ -104,6 +111,17 @@ void j_batch_body(const struct j_batch *b, const uint64_t *expected, struct slic
                   struct slice conditions, struct buf *out);
 /* Appends the compact JSON text of v ("null" for NULL). */
 void j_add_json(struct buf *out, const json_t *v);
+
+/* ---- sagas.c (run by the timer thread, timers.c) ---- */
+
+/* Applies one event of J17_TIMER_STREAM to s if it is a saga record; a start record that
+ * finds s full is kept aside and ended as failed by the next j_sagas_tick. Returns 1 when
+ * that room is full too (read it again later), else 0. */
+int j_sagas_on_record(struct j_sagas *s, const struct event_rec *ev, const json_t *data);
+/* Advances db's running instances (s) by what the spec in force and the streams say: runs
+ * steps, looks for awaited events, times out, compensates, ends. Bounded per call
+ * (J17_SAGA_CHECKS_PER_TICK reads). Timer thread. */
+void j_sagas_tick(struct j17_ctx *x, struct db *db, struct j_sagas *s);
 
 /* ---- admin.c ---- */
 

@@ -184,6 +184,37 @@ const char *j17_saga_trigger_event(const struct j17_saga *g); /* trigger.event_t
  * read as "$.prev.x"). */
 const json_t *j17_saga_json(const struct j17_saga *g);
 
+/* ---- running sagas (docs/dialects/j17.md, "Running sagas") ----
+ * A step's context ctx is the trigger event object {"type","key","id","data","metadata"} with
+ * a member "prev": the event the previous step awaited (same shape), or null. */
+
+/* The saga called name (NUL-terminated), or NULL. */
+const struct j17_saga *j17_spec_saga(const struct j17_spec *s, const char *name);
+size_t j17_saga_step_count(const struct j17_saga *g);
+/* Step i's name (i < j17_saga_step_count). Borrowed. */
+const char *j17_saga_step_name(const struct j17_saga *g, size_t i);
+/* True when step i has an await: its aggregate type (*agg_type) and its event_types, an array
+ * of 1 to J17_AWAIT_EVENTS_MAX strings (*event_types). Both borrowed from the spec. */
+bool j17_saga_step_await(const struct j17_saga *g, size_t i, const char **agg_type,
+                         const json_t **event_types);
+/* Step i's timeout_ms; 0 when it has none (it waits for ever). */
+uint64_t j17_saga_step_timeout_ms(const struct j17_saga *g, size_t i);
+bool j17_saga_step_has_compensate(const struct j17_saga *g, size_t i);
+/* Tests step i's condition against ctx (borrowed); *out true when the step has none. Returns 0,
+ * or ERR_TOOBIG (the condition's step budget) with why (cap bytes). Pure. */
+int j17_saga_step_test(const struct j17_saga *g, size_t i, const json_t *ctx, bool *out,
+                       char *why, size_t cap);
+/* Resolves step i's emit (compensate: its compensate) in ctx into *out (depth 1, no delay):
+ * its aggregate type and event type must be in s, its id valid (made canonical), its data
+ * ({} when absent) valid against the event's schema. s may be a later spec than g's (the one
+ * in force): g's types are looked up in s. Returns 0 (out->data owned by *out: free with
+ * j17_implied_list_fini or json_decref); ERR_NOTFOUND (compensate, and the step has none);
+ * ERR_INVALID or ERR_TOOBIG with why ("modules.sagas.checkout.steps[0].emit: product.
+ * was_reserved: implied data fails its schema at data.qty: ..."). Pure. */
+int j17_saga_step_event(const struct j17_spec *s, const struct j17_saga *g, size_t i,
+                        bool compensate, const json_t *ctx, struct j17_implied *out, char *why,
+                        size_t cap);
+
 size_t j17_spec_projection_count(const struct j17_spec *s);
 const struct j17_projection *j17_spec_projection_at(const struct j17_spec *s, size_t i);
 /* By name; NULL when there is none. */

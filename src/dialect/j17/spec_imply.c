@@ -636,6 +636,29 @@ void j17_implied_list_fini(struct j17_implied_list *l)
     l->count = 0;
 }
 
+int j17_saga_step_event(const struct j17_spec *s, const struct j17_saga *g, size_t i,
+                        bool compensate, const json_t *ctx, struct j17_implied *out, char *why,
+                        size_t cap)
+{
+    const struct j17_emit *em = compensate ? &g->steps[i].compensate : &g->steps[i].emit;
+    memset(out, 0, sizeof(*out));
+    if (why && cap) why[0] = '\0';
+    if (!em->agg_type || !em->event_type || !em->id) {
+        if (compensate) return ERR_NOTFOUND;
+        snprintf(why, cap, "modules.sagas.%s.steps[%zu].emit: not compiled", g->name, i);
+        return ERR(ERR_INVALID);
+    }
+    char where[J17_PATH];
+    snprintf(where, sizeof where, "modules.sagas.%s.steps[%zu].%s", g->name, i,
+             compensate ? "compensate" : "emit");
+    struct j17_imp m = {.kind = J17_IMP_EMIT, .where = where};
+    struct imply_run r = {.s = s, .why = why, .why_cap = cap};
+    const struct j17_evt *evt;
+    int rc = build_event(&r, &m, em, ctx, out, &evt);
+    out->depth = 1;
+    return rc;
+}
+
 int j17_imply(const struct j17_spec *s, const struct j17_agg *a, const struct j17_evt *e,
               const json_t *ctx, struct j17_implied_list *out, char *why, size_t why_cap)
 {

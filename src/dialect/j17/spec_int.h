@@ -57,6 +57,8 @@ struct j17_saga_step {
     struct j17_emit compensate;  /* all NULL when absent */
     struct tick_expr *cond;      /* owned or NULL; $.prev allowed */
     uint64_t timeout_ms;         /* 0 when absent */
+    const char *await_agg;       /* borrowed: await.aggregate_type, NULL without await */
+    const json_t *await_types;   /* borrowed: await.event_types, NULL without await */
 };
 
 struct j17_saga {

@@ -89,7 +89,11 @@ static void compile_step_parts(struct j17_cc *c, const json_t *j, const char *pa
     json_decref(rw);
     json_t *await = json_object_get(j, "await");
     j17_path_member(at, path, "await");
-    if (await) check_await(c, await, at);
+    if (await) {
+        check_await(c, await, at);
+        st->await_agg = json_string_value(json_object_get(await, "aggregate_type"));
+        st->await_types = json_object_get(await, "event_types");
+    }
     json_t *timeout = json_object_get(j, "timeout_ms");
     j17_path_member(at, path, "timeout_ms");
     if (timeout && (!json_is_integer(timeout) || json_integer_value(timeout) <= 0)) {
@@ -622,6 +626,49 @@ const char *j17_saga_name(const struct j17_saga *g) { return g->name; }
 const char *j17_saga_trigger_agg(const struct j17_saga *g) { return g->trigger_agg; }
 const char *j17_saga_trigger_event(const struct j17_saga *g) { return g->trigger_evt; }
 const json_t *j17_saga_json(const struct j17_saga *g) { return g->def; }
+
+const struct j17_saga *j17_spec_saga(const struct j17_spec *s, const char *name)
+{
+    for (size_t i = 0; i < s->saga_count; i++) {
+        if (!strcmp(s->sagas[i].name, name)) return &s->sagas[i];
+    }
+    return NULL;
+}
+
+size_t j17_saga_step_count(const struct j17_saga *g) { return g->step_count; }
+const char *j17_saga_step_name(const struct j17_saga *g, size_t i) { return g->steps[i].name; }
+uint64_t j17_saga_step_timeout_ms(const struct j17_saga *g, size_t i)
+{
+    return g->steps[i].timeout_ms;
+}
+
+bool j17_saga_step_has_compensate(const struct j17_saga *g, size_t i)
+{
+    return g->steps[i].compensate.agg_type != NULL;
+}
+
+bool j17_saga_step_await(const struct j17_saga *g, size_t i, const char **agg_type,
+                         const json_t **event_types)
+{
+    const struct j17_saga_step *st = &g->steps[i];
+    *agg_type = st->await_agg;
+    *event_types = st->await_types;
+    return st->await_agg && json_array_size(st->await_types) > 0;
+}
+
+int j17_saga_step_test(const struct j17_saga *g, size_t i, const json_t *ctx, bool *out,
+                       char *why, size_t cap)
+{
+    *out = true;
+    if (!g->steps[i].cond) return 0;
+    struct jpath_ctx jc = {.event = ctx};
+    struct tick_error err;
+    int rc = tick_expr_test(g->steps[i].cond, &jc, out, &err);
+    if (rc < 0) {
+        snprintf(why, cap, "modules.sagas.%s.steps[%zu].condition: %s", g->name, i, err.msg);
+    }
+    return rc;
+}
 
 size_t j17_spec_projection_count(const struct j17_spec *s) { return s->proj_count; }
 

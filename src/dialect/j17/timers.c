@@ -5,7 +5,9 @@
  * spec then in force) together with a J17_TIMER_FIRED marker, on the conditions that no
  * marker of that timer exists yet (so a timer fires once, across restarts and processes) and
  * that no cancel_on event came after the timer was written (then a J17_TIMER_CANCELLED
- * marker is written instead). Pending timers are rebuilt from the streams after a restart. */
+ * marker is written instead). Pending timers are rebuilt from the streams after a restart.
+ * The same thread runs sagas: it applies the saga records of the same stream (saga.h) and
+ * advances the running instances each tick (sagas.c). */
 #define _GNU_SOURCE /* pthread_setname_np */
 #include "dialect/j17/j_int.h"
 
@@ -37,6 +39,7 @@ struct tdb {                      /* what is known of one database's timers */
     uint64_t read_version;        /* timer stream events read */
     struct timer *pending;
     size_t n, cap;
+    struct j_sagas sagas;         /* its running saga instances (sagas.c) */
 };
 
 struct j17_timers {
@@ -61,6 +64,7 @@ static struct tdb *tdb_of(struct j17_timers *t, uint64_t id)
     }
     t->dbs = xrealloc(t->dbs, (t->ndbs + 1) * sizeof(*t->dbs));
     t->dbs[t->ndbs] = (struct tdb){.db_id = id};
+    j_sagas_init(&t->dbs[t->ndbs].sagas, J17_SAGAS_LIVE_MAX);
     return &t->dbs[t->ndbs++];
 }
 
@@ -78,8 +82,17 @@ static void drop(struct tdb *d, const char *id)
 static int on_timer_event(void *arg, const struct event_rec *ev)
 {
     struct tdb *d = arg;
-    d->read_version = ev->version;
     json_t *data = json_loadb(ev->data.ptr, ev->data.len, 0, NULL);
+    static const char SAGA[] = "j17.saga";
+    if (ev->type.len >= sizeof SAGA - 1 && !memcmp(ev->type.ptr, SAGA, sizeof SAGA - 1)) {
+        int stop = j_sagas_on_record(&d->sagas, ev, data);
+        json_decref(data);
+        if (!stop) {
+            d->read_version = ev->version;
+        }
+        return stop;
+    }
+    d->read_version = ev->version;
     const char *id = json_string_value(json_object_get(data, "timer"));
     bool scheduled = ev->type.len == strlen(J17_TIMER_SCHEDULED) &&
                      !memcmp(ev->type.ptr, J17_TIMER_SCHEDULED, ev->type.len);
@@ -211,8 +224,7 @@ static const char *fire_events(struct j_batch *b, const struct j17_spec *spec,
     }
     j_batch_push(b, type, id, et, data, meta, NULL);
     b->own = 1;
-    j_batch_push_implied(b);
-    return NULL;
+    return j_batch_push_implied(b, why, cap) == 0 ? NULL : why;
 }
 
 /* Fires tm (due) in db; true when it is settled (fired, cancelled, or done elsewhere). */
@@ -274,6 +286,7 @@ static void scan_db(struct j17_timers *t, struct db *db)
             i++;
         }
     }
+    j_sagas_tick(t->x, db, &d->sagas);
 }
 
 static void scan(struct j17_timers *t)
@@ -346,6 +359,7 @@ void j17_timers_stop(struct j17_ctx *x)
             json_decref(t->dbs[i].pending[k].record);
         }
         free(t->dbs[i].pending);
+        j_sagas_fini(&t->dbs[i].sagas);
     }
     free(t->dbs);
     pthread_cond_destroy(&t->cv);

@@ -1,8 +1,8 @@
 /* j17 writes: POST /{type}/{id}/{event_type} and the batch POST /{type}/{id}. A write is
  * checked against the spec (aggregate and event types, the aggregate id, metadata.actor and
  * .target, the data's JSON Schema), its implications are run, and the events, the
- * aggregate's first and then each implied aggregate's, go to the shared multi-stream append:
- * one commit, all or nothing. */
+ * aggregate's first and then each implied aggregate's (and the start record of each saga they
+ * trigger), go to the shared multi-stream append: one commit, all or nothing. */
 #include "dialect/j17/j_int.h"
 
 #include <stdio.h>
@@ -121,6 +121,18 @@ static bool imply(struct write *w, const struct j17_agg *a, const struct j17_evt
     return false;
 }
 
+/* Adds the implied events and the saga start records after the aggregate's own. False when
+ * it answered (too many sagas started). */
+static bool push_implied(struct write *w)
+{
+    char why[160];
+    if (j_batch_push_implied(&w->b, why, sizeof why) == 0) {
+        return true;
+    }
+    j_fail(w->c, GK_TOO_LARGE, why, NULL);
+    return false;
+}
+
 /* ---- the request ---- */
 
 struct request {
@@ -225,7 +237,7 @@ static void submit(struct gate_call *c, struct write *w, const struct j17_meta *
                  (struct slice){NULL, 0}, &native);
     char tag[TAG_BYTES];
     snprintf(tag, sizeof tag, "%c%zu:%zu", batch ? 'b' : 's', w->b.own,
-             w->b.count - w->b.own - w->b.scheduled);
+             w->b.count - w->b.own - w->b.scheduled - w->b.sagas);
     struct append_style style = {.mount = c->mount, .idem_ns = J17_IDEM_NS,
                                  .answer = answer_written, .tag = tag,
                                  .answer_arg = (void *)c->mount};
@@ -254,8 +266,9 @@ void j_write(struct gate_call *c)
                          NULL);
             w.b.own = 1;
             keep_raw_data(&w, &rq, false);
-            j_batch_push_implied(&w.b);
-            submit(c, &w, &rq.meta, false);
+            if (push_implied(&w)) {
+                submit(c, &w, &rq.meta, false);
+            }
         }
     }
     request_fini(&rq);
@@ -301,8 +314,9 @@ void j_write_batch(struct gate_call *c)
     if (ok) {
         w.b.own = n;
         keep_raw_data(&w, &rq, true);
-        j_batch_push_implied(&w.b);
-        submit(c, &w, &rq.meta, true);
+        if (push_implied(&w)) {
+            submit(c, &w, &rq.meta, true);
+        }
     }
     request_fini(&rq);
     write_fini(&w);
