@@ -221,15 +221,24 @@ static int query_visible(struct checks *cx, struct store_reader *r, struct store
     return vis_query(cx->db, r, store_reader_head(r), cx->now_us, q, fn, arg, res);
 }
 
-/* The newest stored event matching c->filter, or 0. Returns ERR_TOOBIG when CONDITION_BUDGET
+/* The newest stored event matching c->filter, or 0 (for a condition with a max alone: 0 also
+ * when the newest is at or before max, which is all it needs). Returns ERR_TOOBIG when CONDITION_BUDGET
  * candidates did not settle it (a filter no index narrows, on a large database): the writer
  * must not stall every append, nor the readers waiting behind the indexer, on one scan. */
 static int newest_stored(struct checks *cx, struct store_reader *r, const struct append_cond *c,
                          uint64_t *out)
 {
     *out = 0;
-    struct store_query q = {.filter = c->filter, .from = UINT64_MAX, .to = 1,
-                            .backward = true, .limit = 1, .budget = CONDITION_BUDGET};
+    /* a condition with a max alone asks whether anything newer than max exists: the search
+     * stops at max + 1, so it costs what was written since (a DCB `after`, a j17 timer's
+     * cancel_on), not the whole history of what it names; nothing found there holds */
+    bool max_only = c->has_max && !c->has_min;
+    if (max_only && c->max == UINT64_MAX) {
+        return 0;
+    }
+    struct store_query q = {.filter = c->filter, .from = UINT64_MAX,
+                            .to = max_only ? c->max + 1 : 1, .backward = true, .limit = 1,
+                            .budget = CONDITION_BUDGET};
     struct store_query_result res;
     int rc = query_visible(cx, r, &q, take_position, out, &res);
     return !rc && !*out && res.next ? ERR_TOOBIG : rc;

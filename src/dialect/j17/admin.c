@@ -236,7 +236,7 @@ static void keep_compiled(struct deploy_job *j, struct db *db, uint64_t version)
 {
     struct j17_problems pr;
     struct j17_spec *kept;
-    struct j17_spec_options opt = {.schedule_min_ms = j->x->schedule_min_ms};
+    struct j17_spec_options opt = {.schedule_min_ms = 0}; /* as j_spec_get loads it */
     if (j17_spec_compile_ex(j->stored.ptr, j->stored.len, &opt, &kept, &pr) == 0) {
         j_spec_keep(j->x, db, version, kept);
         j17_spec_unref(kept);

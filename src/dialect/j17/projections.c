@@ -46,7 +46,8 @@ static int state_of(struct proj_job *j, const char *type, const char *id, json_t
                                    err);
     *out = NULL;
     if (!rc) {
-        *out = json_loadb(st.state.ptr, st.state.len, JSON_DECODE_ANY, NULL);
+        *out = json_loadb(st.state.ptr, st.state.len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+        rc = *out ? 0 : ERR_CORRUPT; /* a state jansson cannot hold (an integer past 64 bits) */
     }
     if (json_is_object(*out) && !json_object_get(*out, "id")) {
         json_object_set_new(*out, "id", json_string(id)); /* what $lookup's where matches */
@@ -109,14 +110,14 @@ static int compose(struct proj_job *j, json_t **out, struct logic_error *err, ch
         rc = ERR_NOTFOUND;
     }
     json_t *ctx = json_object();
-    for (size_t i = 0; !rc && i < j17_projection_source_count(j->p); i++) {
-        rc = resolve_source(j, i, ctx, self, err, why, cap);
-    }
     for (size_t i = 0; !rc && i < j17_projection_include_count(j->p); i++) {
-        json_t *st = NULL;
+        json_t *st = NULL; /* includes first: a source's id may read one */
         rc = state_of(j, j17_projection_include_type(j->p, i),
                       j17_projection_include_id(j->p, i), &st, err);
         json_object_set_new(ctx, j17_projection_include_name(j->p, i), st ? st : json_null());
+    }
+    for (size_t i = 0; !rc && i < j17_projection_source_count(j->p); i++) {
+        rc = resolve_source(j, i, ctx, self, err, why, cap);
     }
     if (!rc) {
         rc = j17_projection_select(j->p, ctx, out, why, cap);
@@ -135,6 +136,10 @@ static void run_projection(void *arg, bool cancelled)
     int rc = cancelled ? ERR_SHUTDOWN : compose(j, &doc, &le, why, sizeof why);
     if (rc == ERR_NOTFOUND) {
         j_fail_req(j->mount, j->req, GK_NOT_FOUND, "Aggregate not found", NULL);
+    } else if (rc == ERR_TOOBIG && !le.kind) { /* the data asks more than the budgets */
+        char msg[600];
+        snprintf(msg, sizeof msg, "the projection exceeds a limit: %s", why);
+        j_fail_req(j->mount, j->req, GK_UNPROCESSABLE, msg, NULL);
     } else if (rc == ERR_INVALID || rc == ERR_TOOBIG) {
         char msg[600];
         snprintf(msg, sizeof msg, "the projection failed: %s", le.kind ? le.message : why);

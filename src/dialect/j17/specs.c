@@ -105,7 +105,9 @@ int j_spec_get(struct j17_ctx *x, struct db *db, struct j17_spec **out)
         *out = cached(x->specs, engine_db_id(db), d->version);
         if (!*out) {
             struct j17_problems pr;
-            struct j17_spec_options opt = {.schedule_min_ms = x->schedule_min_ms};
+            /* the minimum delay was checked when it was deployed (under that server's
+             * setting): a stored spec loads whatever this server's is */
+            struct j17_spec_options opt = {.schedule_min_ms = 0};
             rc = j17_spec_compile_ex(d->source, d->source_len, &opt, out, &pr);
             if (!rc) {
                 keep(x->specs, engine_db_id(db), d->version, *out);

@@ -19,26 +19,34 @@
 #include "ops/append.h"
 #include "util/errors.h"
 #include "util/log.h"
+#include "util/strmap.h"
 #include "util/timeutil.h"
 
 enum {
     TIMERS_TICK_MS = 1000,        /* how often due timers are looked for */
     TIMERS_READ_PAGE = 1000,      /* timer stream events read per call */
-    TIMERS_PENDING_MAX = 1000000, /* pending timers kept in memory per database */
+    TIMERS_PENDING_MAX = 1000000, /* pending timers kept in memory per database (56 bytes
+                                     each: the record is read back when it fires); past it
+                                     the stream is read on once some have fired */
+    TIMERS_FIRES_PER_TICK = 256,  /* timers one database fires per tick at most (each is a
+                                     commit): no database starves the others or a shutdown */
 };
 
+/* A pending timer: what the thread keeps of it (its record is read back when it fires). */
 struct timer {
-    char id[64];
+    char id[40];                  /* a UUID's text */
     int64_t fire_at_ms;
     uint64_t position;            /* of its record */
-    json_t *record;               /* owned: the record's data */
 };
 
 struct tdb {                      /* what is known of one database's timers */
     uint64_t db_id;
     uint64_t read_version;        /* timer stream events read */
-    struct timer *pending;
+    struct timer *heap;           /* pending timers, a min-heap by fire_at_ms (entries whose
+                                     id left `live` are stale: skipped when they surface) */
     size_t n, cap;
+    struct strmap live;           /* ids of the pending timers (no value) */
+    bool seen;                    /* its database was there at this scan */
     struct j_sagas sagas;         /* its running saga instances (sagas.c) */
 };
 
@@ -46,7 +54,7 @@ struct j17_timers {
     struct j17_ctx *x;            /* borrowed */
     pthread_t thread;
     bool running;
-    bool stop;                    /* under mu */
+    bool stop;                    /* under mu; read atomically between writes */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     struct tdb *dbs;              /* the thread's own */
@@ -64,25 +72,64 @@ static struct tdb *tdb_of(struct j17_timers *t, uint64_t id)
     }
     t->dbs = xrealloc(t->dbs, (t->ndbs + 1) * sizeof(*t->dbs));
     t->dbs[t->ndbs] = (struct tdb){.db_id = id};
+    strmap_init(&t->dbs[t->ndbs].live, 0);
     j_sagas_init(&t->dbs[t->ndbs].sagas, J17_SAGAS_LIVE_MAX);
     return &t->dbs[t->ndbs++];
 }
 
-static void drop(struct tdb *d, const char *id)
+static void tdb_fini(struct tdb *d)
 {
-    for (size_t i = 0; i < d->n; i++) {
-        if (!strcmp(d->pending[i].id, id)) {
-            json_decref(d->pending[i].record);
-            d->pending[i] = d->pending[--d->n];
-            return;
+    free(d->heap);
+    strmap_fini(&d->live);
+    j_sagas_fini(&d->sagas);
+}
+
+static bool earlier(const struct timer *a, const struct timer *b)
+{
+    return a->fire_at_ms < b->fire_at_ms;
+}
+
+static void heap_push(struct tdb *d, const struct timer *tm)
+{
+    if (d->n == d->cap) {
+        d->cap = d->cap ? d->cap * 2 : 16;
+        d->heap = xrealloc(d->heap, d->cap * sizeof(*d->heap));
+    }
+    size_t i = d->n++;
+    while (i > 0 && earlier(tm, &d->heap[(i - 1) / 2])) {
+        d->heap[i] = d->heap[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    d->heap[i] = *tm;
+}
+
+static void heap_pop(struct tdb *d)
+{
+    struct timer last = d->heap[--d->n];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= d->n) {
+            break;
         }
+        if (c + 1 < d->n && earlier(&d->heap[c + 1], &d->heap[c])) {
+            c++;
+        }
+        if (!earlier(&d->heap[c], &last)) {
+            break;
+        }
+        d->heap[i] = d->heap[c];
+        i = c;
+    }
+    if (d->n) {
+        d->heap[i] = last;
     }
 }
 
 static int on_timer_event(void *arg, const struct event_rec *ev)
 {
     struct tdb *d = arg;
-    json_t *data = json_loadb(ev->data.ptr, ev->data.len, 0, NULL);
+    json_t *data = json_loadb(ev->data.ptr, ev->data.len, JSON_ALLOW_NUL, NULL);
     static const char SAGA[] = "j17.saga";
     if (ev->type.len >= sizeof SAGA - 1 && !memcmp(ev->type.ptr, SAGA, sizeof SAGA - 1)) {
         int stop = j_sagas_on_record(&d->sagas, ev, data);
@@ -92,24 +139,26 @@ static int on_timer_event(void *arg, const struct event_rec *ev)
         }
         return stop;
     }
-    d->read_version = ev->version;
     const char *id = json_string_value(json_object_get(data, "timer"));
     bool scheduled = ev->type.len == strlen(J17_TIMER_SCHEDULED) &&
                      !memcmp(ev->type.ptr, J17_TIMER_SCHEDULED, ev->type.len);
     json_t *at = json_object_get(data, "fire_at_ms");
-    if (id && strlen(id) < sizeof d->pending[0].id && scheduled && json_is_integer(at) &&
-        d->n < TIMERS_PENDING_MAX) {
-        if (d->n == d->cap) {
-            d->cap = d->cap ? d->cap * 2 : 16;
-            d->pending = xrealloc(d->pending, d->cap * sizeof(*d->pending));
+    size_t idlen = id ? strlen(id) : 0;
+    if (scheduled && d->live.count >= TIMERS_PENDING_MAX) {
+        json_decref(data);
+        return 1; /* full: read on once some have fired (nothing is skipped) */
+    }
+    d->read_version = ev->version;
+    if (id && idlen < sizeof d->heap[0].id && scheduled && json_is_integer(at)) {
+        struct timer tm = {.fire_at_ms = json_integer_value(at), .position = ev->position};
+        memcpy(tm.id, id, idlen + 1);
+        bool fresh;
+        strmap_put(&d->live, id, idlen, &fresh);
+        if (fresh) {
+            heap_push(d, &tm);
         }
-        struct timer *tm = &d->pending[d->n++];
-        snprintf(tm->id, sizeof tm->id, "%s", id);
-        tm->fire_at_ms = json_integer_value(at);
-        tm->position = ev->position;
-        tm->record = json_incref(data);
     } else if (id && !scheduled) {
-        drop(d, id); /* fired or cancelled */
+        strmap_remove(&d->live, id, idlen); /* fired or cancelled */
     }
     json_decref(data);
     return 0;
@@ -131,6 +180,20 @@ static void read_new(struct db *db, struct tdb *d)
 }
 
 /* ---- firing ---- */
+
+/* A timer being fired: its id, record (read back) and the record's position. */
+struct fired {
+    const char *id;
+    json_t *record;
+    uint64_t position;
+};
+
+static int take_record(void *arg, const struct event_rec *ev)
+{
+    json_t **out = arg;
+    *out = json_loadb(ev->data.ptr, ev->data.len, JSON_ALLOW_NUL, NULL);
+    return 1;
+}
 
 /* The marker part of timer id: {"stream","events":[{"type":kind,"data","tags"}]}. */
 static void marker(struct buf *out, const char *kind, const char *id, const char *reason)
@@ -157,7 +220,7 @@ static void unmarked(struct buf *out, const char *id)
 }
 
 /* Writes timer tm's cancelled marker (once). */
-static void cancel(struct j17_ctx *x, struct db *db, const struct timer *tm, const char *why)
+static void cancel(struct j17_ctx *x, struct db *db, const struct fired *tm, const char *why)
 {
     struct buf body;
     buf_init(&body);
@@ -172,7 +235,7 @@ static void cancel(struct j17_ctx *x, struct db *db, const struct timer *tm, con
 }
 
 /* The conditions of firing tm: unmarked, and no cancel_on event after its record. */
-static void fire_conditions(const struct timer *tm, struct buf *out)
+static void fire_conditions(const struct fired *tm, struct buf *out)
 {
     buf_addc(out, '[');
     unmarked(out, tm->id);
@@ -198,7 +261,7 @@ static void fire_conditions(const struct timer *tm, struct buf *out)
 
 /* Builds the events of firing tm under spec into b; NULL, or why it cannot fire. */
 static const char *fire_events(struct j_batch *b, const struct j17_spec *spec,
-                               const struct timer *tm, char *why, size_t cap)
+                               const struct fired *tm, char *why, size_t cap)
 {
     json_t *r = tm->record;
     const char *type = json_string_value(json_object_get(r, "aggregate_type"));
@@ -228,7 +291,7 @@ static const char *fire_events(struct j_batch *b, const struct j17_spec *spec,
 }
 
 /* Fires tm (due) in db; true when it is settled (fired, cancelled, or done elsewhere). */
-static bool fire(struct j17_ctx *x, struct db *db, const struct timer *tm)
+static bool fire(struct j17_ctx *x, struct db *db, const struct fired *tm)
 {
     struct j17_spec *spec = NULL;
     if (j_spec_get(x, db, &spec) != 0) {
@@ -271,29 +334,74 @@ static bool fire(struct j17_ctx *x, struct db *db, const struct timer *tm)
     return settled;
 }
 
-/* Fires the due timers of one database. */
+static bool stopping(struct j17_timers *t)
+{
+    return __atomic_load_n(&t->stop, __ATOMIC_ACQUIRE);
+}
+
+/* Fires up to TIMERS_FIRES_PER_TICK due timers of one database, earliest first; a timer that
+ * could not be settled goes back for the next tick. */
+static void fire_due(struct j17_timers *t, struct db *db, struct tdb *d)
+{
+    int64_t now = time_now_us() / 1000;
+    struct timer *retry = NULL;
+    size_t nretry = 0;
+    for (unsigned k = 0; d->n && d->heap[0].fire_at_ms <= now && k < TIMERS_FIRES_PER_TICK &&
+                         !stopping(t); k++) {
+        struct timer tm = d->heap[0];
+        heap_pop(d);
+        size_t idlen = strlen(tm.id);
+        if (!strmap_get(&d->live, tm.id, idlen)) {
+            continue; /* fired or cancelled already */
+        }
+        struct fired f = {.id = tm.id, .position = tm.position};
+        bool settled = false;
+        if (engine_read_event(db, tm.position, take_record, &f.record) == 0 && f.record) {
+            settled = fire(t->x, db, &f);
+        }
+        json_decref(f.record);
+        if (settled) {
+            strmap_remove(&d->live, tm.id, idlen); /* its marker will say so too */
+        } else {
+            retry = xrealloc(retry, (nretry + 1) * sizeof(*retry));
+            retry[nretry++] = tm;
+        }
+    }
+    for (size_t i = 0; i < nretry; i++) {
+        heap_push(d, &retry[i]);
+    }
+    free(retry);
+}
+
 static void scan_db(struct j17_timers *t, struct db *db)
 {
     struct tdb *d = tdb_of(t, engine_db_id(db));
+    d->seen = true;
     read_new(db, d);
-    int64_t now = time_now_us() / 1000;
-    for (size_t i = 0; i < d->n;) {
-        struct timer *tm = &d->pending[i];
-        if (tm->fire_at_ms <= now && fire(t->x, db, tm)) {
-            json_decref(tm->record);
-            *tm = d->pending[--d->n]; /* its marker will say so too */
+    fire_due(t, db, d);
+    j_sagas_tick(t->x, db, &d->sagas);
+}
+
+/* Forgets the databases that are gone (deleted: their ids are never used again). */
+static void prune(struct j17_timers *t)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < t->ndbs; i++) {
+        if (t->dbs[i].seen) {
+            t->dbs[i].seen = false;
+            t->dbs[k++] = t->dbs[i];
         } else {
-            i++;
+            tdb_fini(&t->dbs[i]);
         }
     }
-    j_sagas_tick(t->x, db, &d->sagas);
+    t->ndbs = k;
 }
 
 static void scan(struct j17_timers *t)
 {
     size_t n;
     char **names = engine_db_names(t->x->engine, &n);
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n && !stopping(t); i++) {
         struct db *db;
         if (engine_db_acquire(t->x->engine, names[i], strlen(names[i]), &db) == 0) {
             scan_db(t, db);
@@ -301,6 +409,9 @@ static void scan(struct j17_timers *t)
         }
     }
     engine_names_free(names, n);
+    if (!stopping(t)) {
+        prune(t);
+    }
 }
 
 static void *timers_main(void *arg)
@@ -350,16 +461,12 @@ void j17_timers_stop(struct j17_ctx *x)
         return;
     }
     pthread_mutex_lock(&t->mu);
-    t->stop = true;
+    __atomic_store_n(&t->stop, true, __ATOMIC_RELEASE);
     pthread_cond_signal(&t->cv);
     pthread_mutex_unlock(&t->mu);
     pthread_join(t->thread, NULL);
     for (size_t i = 0; i < t->ndbs; i++) {
-        for (size_t k = 0; k < t->dbs[i].n; k++) {
-            json_decref(t->dbs[i].pending[k].record);
-        }
-        free(t->dbs[i].pending);
-        j_sagas_fini(&t->dbs[i].sagas);
+        tdb_fini(&t->dbs[i]);
     }
     free(t->dbs);
     pthread_cond_destroy(&t->cv);

@@ -131,7 +131,7 @@ int j17_meta_read(const json_t *metadata, struct j17_meta *out, struct j17_fault
     const json_t *target = json_object_get(metadata, "target");
     const json_t *prev = json_object_get(metadata, "previous_length");
     const json_t *skip = json_object_get(metadata, "skip_occ");
-    static const char *const SERVERS[] = {"timestamp", "stream_id", "implied_by"};
+    static const char *const SERVERS[] = {"timestamp", "stream_id", "implied_by", "saga"};
     for (size_t i = 0; i < sizeof SERVERS / sizeof SERVERS[0]; i++) {
         if (json_object_get(metadata, SERVERS[i])) {
             char path[48];

@@ -54,8 +54,8 @@ struct j17_fault {
 
 /* Reads the members of metadata (a JSON object, or NULL: absent) other than the ids'
  * checks, which need the spec: actor required with string type and id, target optional,
- * previous_length a whole number, skip_occ a boolean; timestamp, stream_id and implied_by
- * are the server's (refused). Returns 0 or ERR_INVALID with *f. */
+ * previous_length a whole number, skip_occ a boolean; timestamp, stream_id, implied_by and
+ * saga are the server's (refused). Returns 0 or ERR_INVALID with *f. */
 int j17_meta_read(const json_t *metadata, struct j17_meta *out, struct j17_fault *f);
 void j17_meta_fini(struct j17_meta *m);
 

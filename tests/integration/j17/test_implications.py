@@ -3,8 +3,8 @@ JSONPath ids and data written with the trigger, conditions, map over an array, c
 pipelines, all or nothing when an implied event is refused, implied_count in batches, the
 implied_by metadata, and the depth limit."""
 from j17_client import (ACTOR, ALICE, BOB, J17, O1, P1, P2, U1, U2, U3, dev_server, j17_error,
-                        stream_seq)
-from harness import check, wait_until
+                        sample_spec, stream_seq)
+from harness import Server, check, wait_until
 
 ITEMS = [{"product_id": P1, "qty": 2}, {"product_id": P2, "qty": 3}]
 
@@ -218,3 +218,18 @@ def test_implied_event_type_resolved_at_run_time_must_exist():
         st, _, b = j.write("task", U2, "was_routed", {"next": "was_lost"})
         check(400 <= st < 500, f"{st} {b}")
         check(j.length("task", U2) == 0, "nothing written")
+
+
+def test_a_spec_deployed_under_a_lower_minimum_loads_after_a_restart_without_it():
+    spec = sample_spec()
+    spec["aggregate_types"]["order"]["events"]["was_placed"].setdefault("implications", []).append(
+        {"schedule": {"delay": "2s", "emit": {"aggregate_type": "order", "id": "$.id",
+                                               "event_type": "was_shipped", "data": {}}}})
+    s = Server(extra=["--j17-schedule-min-ms", "1000"])
+    with s:
+        J17(s).ok_deploy(spec)
+        s.stop()
+        s.start(extra=[])  # the default 5-minute minimum from now on
+        st, _, b = J17(s).get(f"/order/{O1}")
+        check(st == 404 and b.get("error") == "Aggregate not found",
+              f"the spec in force still loads (not a 500): {st} {b}")

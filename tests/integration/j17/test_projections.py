@@ -88,3 +88,36 @@ def test_missing_sources_read_as_null_and_errors():
         j17_error(j.get(f"/projections/order_summary/{P1}"), 404, "Aggregate not found")
         j17_error(j.get("/projections/order_summary/not-an-id"), 422)
         j17_error(j.get(f"/projections/order_summary/{O1}:2026"), 422)  # no include_substreams
+
+
+def test_a_source_id_may_read_an_include():
+    spec = {
+        "agent_types": ["user"],
+        "aggregate_types": {
+            "store": {"events": {"was_set": {"schema": {"type": "object"},
+                                             "handler": [{"merge": {"target": "",
+                                                                    "value": "$.data"}}]}}},
+            "manager": {"events": {"was_named": {"schema": {"type": "object"},
+                                                 "handler": [{"merge": {"target": "",
+                                                                        "value": "$.data"}}]}}},
+            "ticket": {"events": {"was_opened": {"schema": {"type": "object"},
+                                                 "handler": [{"merge": {"target": "",
+                                                                        "value": "$.data"}}]}}},
+        },
+        "projections": [{
+            "name": "ticket_view", "for_each": "ticket",
+            "sources": {"ticket": "$key",
+                        "manager": {"type": "manager", "id": "$.store.manager_id"}},
+            "include": {"store": "store:global"},
+            "select": {"title": "$.ticket.title", "manager": "$.manager.name"},
+        }],
+    }
+    with Server() as s:
+        j = J17(s)
+        j.ok_deploy(spec)
+        j.ok_write("manager", U1, "was_named", {"name": "Mo"})
+        j.ok_write("store", "global", "was_set", {"manager_id": U1})
+        j.ok_write("ticket", O1, "was_opened", {"title": "Broken"})
+        b = j.get(f"/projections/ticket_view/{O1}")[2]
+        check(b.get("data") == {"title": "Broken", "manager": "Mo"},
+              f"the include is read before the source that names it: {b}")

@@ -364,7 +364,7 @@ def test_data_numbers_are_stored_as_sent():
 def test_metadata_members_the_server_sets_are_refused():
     s, j = dev_server()
     with s:
-        for member in ("timestamp", "stream_id", "implied_by"):
+        for member in ("timestamp", "stream_id", "implied_by", "saga"):
             meta = dict(ACTOR)
             meta[member] = 5
             j17_error(j.write("user", U1, "was_created", {"email": "a@example.com"}, meta),
