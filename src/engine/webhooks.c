@@ -2,6 +2,7 @@
 #include "engine/webhooks.h"
 
 #include <jansson.h>
+#include <openssl/crypto.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -457,6 +458,17 @@ static struct webhook *find(struct db *db, const char *name)
         }
     }
     return NULL;
+}
+
+bool engine_webhook_signs_with(struct db *db, const char *name, const char *secret)
+{
+    size_t n = strlen(secret);
+    pthread_mutex_lock(&db->hooks_mu);
+    const struct webhook *w = find(db, name);
+    bool same = w && n < sizeof w->secret && strlen(w->secret) == n &&
+                CRYPTO_memcmp(w->secret, secret, n) == 0;
+    pthread_mutex_unlock(&db->hooks_mu);
+    return same;
 }
 
 int engine_webhook_create(struct db *db, const struct webhook_def *def, char *secret_out,

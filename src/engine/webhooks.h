@@ -82,6 +82,10 @@ struct webhook_def {
  * address; why names it) or ERR_IO. */
 int engine_webhook_create(struct db *db, const struct webhook_def *def, char *secret_out,
                           char *why, size_t why_len);
+/* True when webhook name exists and signs with secret (its current one; compared in constant
+ * time): a maker that keeps the secret elsewhere tells whether it changed without storing
+ * anything derived from it. */
+bool engine_webhook_signs_with(struct db *db, const char *name, const char *secret);
 /* Stops and deletes. Returns 0, ERR_NOTFOUND or ERR_IO. */
 int engine_webhook_delete(struct db *db, const char *name);
 /* A new secret (to secret_out); the old one also signs for grace_s seconds. */

@@ -14,7 +14,6 @@
 #include "engine/webhooks.h"
 #include "json/jsonx.h"
 #include "util/errors.h"
-#include "util/hash.h"
 #include "util/log.h"
 
 #define HOOK_PREFIX "j17.l."
@@ -99,8 +98,8 @@ const struct webhook_format j17_webhook_format = {
 
 /* ---- deploys ---- */
 
-/* The meta object of listener l: what it delivers and where, with the secret's digest (so a
- * changed secret is a changed listener; the secret itself is the webhook's). */
+/* The meta object of listener l: what it delivers and where (the secret is the webhook's
+ * alone; engine_webhook_signs_with tells whether it changed). */
 static void listener_meta(const struct j17_listener *l, struct buf *out)
 {
     json_t *m = json_object();
@@ -112,15 +111,6 @@ static void listener_meta(const struct j17_listener *l, struct buf *out)
     }
     if (evts) {
         json_object_set_new(m, "event_types", json_deep_copy(evts));
-    }
-    const char *secret = j17_listener_secret(l);
-    if (secret) {
-        uint8_t h[32];
-        char hex[65];
-        struct hash_part part = {secret, strlen(secret)};
-        hash_sha256(&part, 1, h);
-        hash_hex(h, sizeof h, hex);
-        json_object_set_new(m, "secret_sha256", json_string(hex));
     }
     char *t = json_dumps(m, JSON_COMPACT);
     buf_adds(out, t);
@@ -238,7 +228,9 @@ size_t j_listeners_sync(struct db *db, const struct j17_spec *s, struct buf *war
         char *old;
         const json_t *w = find_hook(&h, name, &old);
         uint64_t start = 0;
-        if (w && (!old || strcmp(old, meta.ptr) != 0)) {
+        const char *secret = j17_listener_secret(l);
+        if (w && (!old || strcmp(old, meta.ptr) != 0 ||
+                  (secret && !engine_webhook_signs_with(db, name, secret)))) {
             start = next_of(w); /* the changed one goes on where the old one stood */
             engine_webhook_delete(db, name);
             w = NULL;

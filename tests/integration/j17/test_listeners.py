@@ -199,3 +199,27 @@ def test_failed_delivery_is_retried():
             check(signature_ok(h1, raw1) and signature_ok(h2, raw2), "both signed")
             time.sleep(0.5)
             check(len(rec.deliveries()) == 2, f"no more after a 200: {rec.deliveries()}")
+
+
+def test_a_new_secret_signs_from_the_redeploy_on_and_no_event_is_lost():
+    with Receiver() as rec:
+        s, j = dev_server(extra=["--webhook-allow", "127.0.0.1"],
+                          spec=listener_spec(rec.url()))
+        with s:
+            j.ok_write("user", U1, "was_created", {"email": "a@example.com"})
+            check(wait_until(lambda: len(rec.deliveries()) >= 1, timeout=15), "delivered")
+            # the same definition: kept as it is (nothing delivered twice)
+            j.ok_deploy(listener_spec(rec.url()))
+            j.ok_deploy(listener_spec(rec.url(), secret="n3w-secret"))
+            j.ok_write("user", U2, "was_created", {"email": "b@example.com"})
+            check(wait_until(lambda: len(rec.deliveries()) >= 2, timeout=15), "delivered")
+            time.sleep(0.5)
+            got = rec.deliveries()
+            check(len(got) == 2, f"one delivery per event: {[json.loads(b) for _, _, b in got]}")
+            _, h, raw = got[1]
+            want = hmac.new(b"n3w-secret", raw, hashlib.sha256).hexdigest()
+            check(h.get("x-j17-signature") == "sha256=" + want, f"signed with the new secret: {h}")
+            # the webhook's meta (shown by the native API) holds nothing derived from it
+            st, _, b = s.get("/v1/databases/default/webhooks")
+            check("n3w-secret" not in json.dumps(b) and "s3cret" not in json.dumps(b) and
+                  "secret_sha256" not in json.dumps(b), f"{st} {b}")
