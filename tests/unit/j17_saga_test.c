@@ -1,9 +1,12 @@
 /* dialect/j17/saga and the spec's saga API: start and step records, the instance state they
  * give (applied in order, applied twice, out of place, past the table's size, ended and swept),
+ * records that name events by position (the trigger, the awaited event) and the saga depth,
  * a step's context ($prev), the await target rule, tags; a step's condition and emit against
- * a context, a compensation, and an emit whose data fails its schema. */
+ * a context, a compensation, and an emit whose data fails its schema; the start records a
+ * batch makes (the trigger's offset in the body's order, the depth limit). */
 #include <string.h>
 
+#include "dialect/j17/j_int.h"
 #include "dialect/j17/saga.h"
 #include "json/jpath.h"
 #include "unit.h"
@@ -25,13 +28,11 @@ static json_t *trigger(void)
     return t;
 }
 
-/* A state with instance I1 started (position 10). */
+/* A state with instance I1 started (position 10, its trigger at 9). */
 static void started(struct j_sagas *s, size_t max)
 {
     j_sagas_init(s, max);
-    json_t *t = trigger();
-    json_t *rec = j_saga_start_rec("checkout", I1, t);
-    json_decref(t);
+    json_t *rec = j_saga_start_rec("checkout", I1, -1, 0);
     ASSERT_EQ(j_sagas_apply(s, J17_SAGA_START, rec, 10), J_APPLY_DONE);
     ASSERT_EQ(j_sagas_apply(s, J17_SAGA_START, rec, 10), J_APPLY_IGNORED); /* twice */
     json_decref(rec);
@@ -39,25 +40,56 @@ static void started(struct j_sagas *s, size_t max)
 
 TEST(start_record_shape_and_instance)
 {
-    json_t *t = trigger();
-    json_t *rec = j_saga_start_rec("checkout", I1, t);
+    json_t *rec = j_saga_start_rec("checkout", I1, -3, 2);
     ASSERT_STR(json_string_value(json_object_get(rec, "saga")), "checkout");
     ASSERT_STR(json_string_value(json_object_get(rec, "instance")), I1);
-    CHECK(json_equal(json_object_get(rec, "trigger"), t));
-    json_decref(t);
-    json_decref(rec);
+    ASSERT_EQ(json_integer_value(json_object_get(rec, "trigger_offset")), -3);
+    ASSERT_EQ(json_integer_value(json_object_get(rec, "depth")), 2);
+    CHECK(json_object_get(rec, "trigger") == NULL); /* a position, never a copy */
     struct j_sagas s;
-    started(&s, 10);
+    j_sagas_init(&s, 10);
+    ASSERT_EQ(j_sagas_apply(&s, J17_SAGA_START, rec, 20), J_APPLY_DONE);
     struct j_saga_inst *g = j_sagas_find(&s, I1);
     CHECK(g != NULL);
     ASSERT_STR(g->saga, "checkout");
     ASSERT_EQ(g->phase, J_SAGA_RUN);
     ASSERT_EQ(g->step, 0);
-    json_t *ctx = j_saga_ctx(g, 0);
+    ASSERT_EQ(g->trigger_pos, 17);
+    ASSERT_EQ(g->depth, 2);
+    CHECK(g->trigger == NULL); /* read back by the timer thread when it runs a step */
+    g->trigger = trigger();
+    json_t *ctx = j_saga_ctx(g, NULL);
     CHECK(json_is_null(json_object_get(ctx, "prev")));
     ASSERT_STR(json_string_value(json_object_get(ctx, "id")), U1);
     ASSERT_STR(json_string_value(json_object_get(ctx, "type")), "was_placed");
     json_decref(ctx);
+    json_decref(rec);
+    j_sagas_fini(&s);
+}
+
+TEST(start_record_offsets_and_depths_are_checked)
+{
+    struct j_sagas s;
+    j_sagas_init(&s, 10);
+    json_t *zero = j_saga_start_rec("checkout", I1, 0, 0);       /* names itself */
+    json_t *before = j_saga_start_rec("checkout", I1, -10, 0);   /* position 0 */
+    json_t *deep = j_saga_start_rec("checkout", I1, -1, J17_SAGA_DEPTH_MAX + 1);
+    json_t *legacy = json_pack("{s:s,s:s,s:{}}", "saga", "checkout", "instance", I1,
+                               "trigger");                       /* a copy: not read */
+    ASSERT_EQ(j_sagas_apply(&s, J17_SAGA_START, zero, 10), J_APPLY_IGNORED);
+    ASSERT_EQ(j_sagas_apply(&s, J17_SAGA_START, before, 10), J_APPLY_IGNORED);
+    ASSERT_EQ(j_sagas_apply(&s, J17_SAGA_START, deep, 10), J_APPLY_IGNORED);
+    ASSERT_EQ(j_sagas_apply(&s, J17_SAGA_START, legacy, 10), J_APPLY_IGNORED);
+    ASSERT_EQ(s.count, 0);
+    json_t *after = j_saga_start_rec("checkout", I1, 2, J17_SAGA_DEPTH_MAX);
+    ASSERT_EQ(j_sagas_apply(&s, J17_SAGA_START, after, 10), J_APPLY_DONE);
+    ASSERT_EQ(j_sagas_find(&s, I1)->trigger_pos, 12); /* a later part of the same commit */
+    ASSERT_EQ(j_sagas_find(&s, I1)->depth, J17_SAGA_DEPTH_MAX);
+    json_decref(zero);
+    json_decref(before);
+    json_decref(deep);
+    json_decref(legacy);
+    json_decref(after);
     j_sagas_fini(&s);
 }
 
@@ -65,9 +97,8 @@ TEST(malformed_records_are_ignored)
 {
     struct j_sagas s;
     j_sagas_init(&s, 10);
-    json_t *t = trigger();
-    json_t *bad_id = j_saga_start_rec("checkout", "not-a-uuid", t);
-    ASSERT_EQ(j_sagas_apply(&s, J17_SAGA_START, bad_id, 1), J_APPLY_IGNORED);
+    json_t *bad_id = j_saga_start_rec("checkout", "not-a-uuid", -1, 0);
+    ASSERT_EQ(j_sagas_apply(&s, J17_SAGA_START, bad_id, 2), J_APPLY_IGNORED);
     json_t *no_trigger = json_pack("{s:s,s:s}", "saga", "checkout", "instance", I1);
     ASSERT_EQ(j_sagas_apply(&s, J17_SAGA_START, no_trigger, 1), J_APPLY_IGNORED);
     ASSERT_EQ(j_sagas_apply(&s, "j17.other", no_trigger, 1), J_APPLY_IGNORED);
@@ -77,7 +108,6 @@ TEST(malformed_records_are_ignored)
     json_decref(step);
     json_decref(bad_id);
     json_decref(no_trigger);
-    json_decref(t);
     j_sagas_fini(&s);
 }
 
@@ -122,19 +152,30 @@ TEST(await_position_prev_and_context)
     ASSERT_EQ(j_sagas_apply(&s, J17_SAGA_STEP, aw, 24), J_APPLY_IGNORED);
     json_t *plain = j_saga_step_rec(I1, 0, "done", 5); /* a done without prev: not an await's */
     ASSERT_EQ(j_sagas_apply(&s, J17_SAGA_STEP, plain, 25), J_APPLY_IGNORED);
+    json_t *copy = j_saga_step_rec(I1, 0, "done", 5); /* the event copied: not read */
+    json_object_set_new(copy, "prev", json_pack("{s:s}", "type", "was_reserved"));
+    ASSERT_EQ(j_sagas_apply(&s, J17_SAGA_STEP, copy, 25), J_APPLY_IGNORED);
+    json_t *early = j_saga_step_rec(I1, 0, "done", 5); /* not after the emitted event */
+    json_object_set_new(early, "prev_position", json_integer(21));
+    ASSERT_EQ(j_sagas_apply(&s, J17_SAGA_STEP, early, 25), J_APPLY_IGNORED);
     json_t *done = j_saga_step_rec(I1, 0, "done", 5);
-    json_object_set_new(done, "prev", json_pack("{s:s,s:{s:i}}", "type", "was_reserved",
-                                                "data", "qty", 3));
+    json_object_set_new(done, "prev_position", json_integer(27));
     ASSERT_EQ(j_sagas_apply(&s, J17_SAGA_STEP, done, 30), J_APPLY_DONE);
     ASSERT_EQ(g->phase, J_SAGA_RUN);
     ASSERT_EQ(g->step, 1);
+    ASSERT_EQ(g->awaited[0], 27);
     CHECK(g->await_types == NULL);
-    json_t *ctx = j_saga_ctx(g, 1);
+    json_t *prev = json_pack("{s:s,s:{s:i}}", "type", "was_reserved", "data", "qty", 3);
+    json_t *ctx = j_saga_ctx(g, prev); /* g->trigger not loaded: an empty object */
     ASSERT_STR(json_string_value(json_object_get(json_object_get(ctx, "prev"), "type")),
                "was_reserved");
+    ASSERT_EQ(json_object_size(ctx), 1);
     json_decref(ctx);
+    json_decref(prev);
     json_decref(aw);
     json_decref(plain);
+    json_decref(copy);
+    json_decref(early);
     json_decref(done);
     j_sagas_fini(&s);
 }
@@ -157,8 +198,7 @@ TEST(ended_instances_are_swept_and_the_table_is_bounded)
 {
     struct j_sagas s;
     started(&s, 1);
-    json_t *t = trigger();
-    json_t *other = j_saga_start_rec("checkout", U2, t); /* a v4 UUID is a UUID too */
+    json_t *other = j_saga_start_rec("checkout", U2, -1, 0); /* a v4 UUID is a UUID too */
     ASSERT_EQ(j_sagas_apply(&s, J17_SAGA_START, other, 11), J_APPLY_FULL);
     json_t *end = json_pack("{s:s,s:s}", "instance", I1, "status", "completed");
     ASSERT_EQ(j_sagas_apply(&s, J17_SAGA_ENDED, end, 12), J_APPLY_DONE);
@@ -179,7 +219,19 @@ TEST(ended_instances_are_swept_and_the_table_is_bounded)
     CHECK(j_sagas_find(&s, U2) == NULL);
     json_decref(end);
     json_decref(other);
-    json_decref(t);
+    j_sagas_fini(&s);
+}
+
+TEST(overflow_grows_up_to_its_limit)
+{
+    struct j_sagas s;
+    j_sagas_init(&s, 1);
+    for (size_t i = 0; i < J17_SAGA_OVERFLOW_MAX; i++) {
+        CHECK(j_sagas_overflow_push(&s, I1));
+    }
+    CHECK(!j_sagas_overflow_push(&s, U2)); /* full: the caller reads the record again */
+    ASSERT_EQ(s.overflow_count, J17_SAGA_OVERFLOW_MAX);
+    ASSERT_STR(s.overflow[J17_SAGA_OVERFLOW_MAX - 1], I1);
     j_sagas_fini(&s);
 }
 
@@ -283,5 +335,98 @@ TEST(step_condition_and_emit_read_the_context)
     CHECK(strstr(why, "modules.sagas.checkout.steps[0].emit") != NULL);
     CHECK(strstr(why, "data.qty") != NULL);
     json_decref(ctx);
+    j17_spec_unref(sp);
+}
+
+TEST(starts_past_a_full_table_never_stall_the_read_before_the_overflow_limit)
+{
+    struct j_sagas s;
+    j_sagas_init(&s, 1);
+    static const char type[] = J17_SAGA_START;
+    for (size_t i = 0; i < 200; i++) { /* the list held 64 once: the 65th stopped the read */
+        uint8_t u[UUID_LEN];
+        char id[UUID_TEXT_LEN + 1];
+        uuid_v7((int64_t)i * 1000, u);
+        uuid_format(u, id);
+        json_t *rec = j_saga_start_rec("checkout", id, -1, 0);
+        struct event_rec ev = {.position = 10 + i, .type = {type, sizeof type - 1}};
+        ASSERT_EQ(j_sagas_on_record(&s, &ev, rec), 0);
+        json_decref(rec);
+    }
+    ASSERT_EQ(s.count, 1);
+    ASSERT_EQ(s.overflow_count, 199);
+    j_sagas_fini(&s);
+}
+
+/* ---- start records of a batch ---- */
+
+/* The batch of a write whose events are, in order: product:U2 reserve, a record of
+ * J17_TIMER_STREAM, order:U1 was_placed (the trigger), made at saga depth depth. */
+static void mixed_batch(struct j_batch *b, const struct j17_spec *sp, unsigned depth)
+{
+    j_batch_init(b, sp, 1000);
+    b->saga_depth = depth;
+    json_t *data = j_batch_keep(b, json_pack("{s:i}", "qty", 1));
+    json_t *meta = j_batch_keep(b, json_object());
+    j_batch_push(b, "product", U2, "reserve", data, meta, NULL);
+    j_batch_push(b, J17_TIMER_STREAM, NULL, "j17.scheduled", data, NULL, NULL);
+    j_batch_push(b, "order", U1, "was_placed", data, meta, NULL);
+    b->own = 1;
+}
+
+TEST(batch_start_record_names_its_trigger_in_the_body_order)
+{
+    struct j17_spec *sp;
+    struct j17_problems pr;
+    ASSERT_EQ(j17_spec_compile(SPEC, strlen(SPEC), &sp, &pr), 0);
+    struct j_batch b;
+    mixed_batch(&b, sp, 0);
+    char why[160];
+    ASSERT_EQ(j_batch_push_implied(&b, why, sizeof why), 0);
+    ASSERT_EQ(b.count, 4);
+    ASSERT_EQ(b.sagas, 1);
+    ASSERT_STR(b.evs[3].type, J17_SAGA_START);
+    /* the body: product (1), j17.timers (the record, then the start record), order */
+    struct buf body;
+    buf_init(&body);
+    j_batch_body(&b, NULL, (struct slice){NULL, 0}, (struct slice){NULL, 0}, &body);
+    json_t *doc = json_loadb(body.ptr, body.len, 0, NULL);
+    CHECK(doc != NULL);
+    json_t *parts = json_object_get(doc, "appends");
+    ASSERT_EQ(json_array_size(parts), 3);
+    json_t *timers = json_array_get(parts, 1);
+    ASSERT_STR(json_string_value(json_object_get(timers, "stream")), J17_TIMER_STREAM);
+    json_t *start = json_object_get(json_array_get(json_object_get(timers, "events"), 1), "data");
+    /* positions p+0 (product), p+1 (record), p+2 (start), p+3 (order: the trigger) */
+    ASSERT_EQ(json_integer_value(json_object_get(start, "trigger_offset")), 1);
+    ASSERT_EQ(json_integer_value(json_object_get(start, "depth")), 0);
+    struct j_sagas s;
+    j_sagas_init(&s, 10);
+    ASSERT_EQ(j_sagas_apply(&s, J17_SAGA_START, start, 102), J_APPLY_DONE);
+    ASSERT_EQ(s.items[0]->trigger_pos, 103);
+    j_sagas_fini(&s);
+    json_decref(doc);
+    buf_fini(&body);
+    j_batch_fini(&b);
+    j17_spec_unref(sp);
+}
+
+TEST(batch_of_a_step_too_deep_starts_no_saga)
+{
+    struct j17_spec *sp;
+    struct j17_problems pr;
+    ASSERT_EQ(j17_spec_compile(SPEC, strlen(SPEC), &sp, &pr), 0);
+    struct j_batch b;
+    char why[160];
+    mixed_batch(&b, sp, J17_SAGA_DEPTH_MAX);
+    ASSERT_EQ(j_batch_push_implied(&b, why, sizeof why), 0);
+    ASSERT_EQ(b.sagas, 1); /* the deepest allowed */
+    ASSERT_EQ(json_integer_value(json_object_get(b.evs[3].data, "depth")), J17_SAGA_DEPTH_MAX);
+    j_batch_fini(&b);
+    mixed_batch(&b, sp, J17_SAGA_DEPTH_MAX + 1);
+    ASSERT_EQ(j_batch_push_implied(&b, why, sizeof why), 0);
+    ASSERT_EQ(b.sagas, 0); /* the start is not made; the write goes on */
+    ASSERT_EQ(b.count, 3);
+    j_batch_fini(&b);
     j17_spec_unref(sp);
 }

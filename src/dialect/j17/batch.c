@@ -2,7 +2,8 @@
  * "batch.c"): the aggregate's own events first, then the events their implications imply
  * now, and the timer records of those they imply later (scheduled implications), each kept
  * as an event of the stream J17_TIMER_STREAM, and the start record of each saga an event of
- * the write triggers (saga.h), in the same stream. */
+ * the write triggers (saga.h), in the same stream: it names its trigger by position (the
+ * events of one write are in one commit), never copies it. */
 #include "dialect/j17/j_int.h"
 
 #include <stdio.h>
@@ -97,17 +98,14 @@ static json_t *timer_record(struct j_batch *b, const struct j17_implied *im, jso
     return r;
 }
 
-/* Adds the start record of saga g, triggered by evs[i]. */
-static void push_saga_start(struct j_batch *b, const struct j17_saga *g, size_t i)
+/* Adds the start record of saga g (its trigger_offset set by set_trigger_offsets). */
+static void push_saga_start(struct j_batch *b, const struct j17_saga *g)
 {
-    const struct j_out_event *e = &b->evs[i];
     uint8_t u[UUID_LEN];
     char id[UUID_TEXT_LEN + 1];
     uuid_v7(b->now_ms * 1000, u);
     uuid_format(u, id);
-    json_t *trigger = jpath_event_new(e->type, e->stream, e->data, e->metadata);
-    json_t *r = j_batch_keep(b, j_saga_start_rec(j17_saga_name(g), id, trigger));
-    json_decref(trigger);
+    json_t *r = j_batch_keep(b, j_saga_start_rec(j17_saga_name(g), id, 0, b->saga_depth));
     struct buf tags;
     buf_init(&tags);
     j_saga_tags(&tags, id, NULL, -1);
@@ -117,11 +115,47 @@ static void push_saga_start(struct j_batch *b, const struct j17_saga *g, size_t 
     b->sagas++;
 }
 
-/* Adds a start record for each saga an aggregate event of the batch triggers. */
+/* The index each event of b has in the append j_batch_body writes (streams in the order they
+ * first appear, each stream's events together, in order) into at (b->count). Mirrors
+ * add_part. */
+static void body_order(const struct j_batch *b, size_t *at)
+{
+    bool *done = xcalloc(b->count ? b->count : 1, sizeof(bool));
+    size_t next = 0;
+    for (size_t i = 0; i < b->count; i++) {
+        if (done[i]) {
+            continue;
+        }
+        for (size_t k = i; k < b->count; k++) {
+            if (!done[k] && !strcmp(b->evs[k].stream, b->evs[i].stream)) {
+                done[k] = true;
+                at[k] = next++;
+            }
+        }
+    }
+    free(done);
+}
+
+/* Sets the trigger_offset of the start records evs[first..] (triggered by evs[trig[k]]) now
+ * that every event of the batch is in place: positions follow the body's order. */
+static void set_trigger_offsets(struct j_batch *b, size_t first, const size_t *trig)
+{
+    size_t *at = xcalloc(b->count, sizeof(*at));
+    body_order(b, at);
+    for (size_t k = first; k < b->count; k++) {
+        long offset = (long)at[trig[k - first]] - (long)at[k];
+        json_object_set_new(b->evs[k].data, "trigger_offset", json_integer(offset));
+    }
+    free(at);
+}
+
+/* Adds a start record for each saga an aggregate event of the batch triggers (none when the
+ * batch is a step of an instance J17_SAGA_DEPTH_MAX deep). */
 static int push_saga_starts(struct j_batch *b, char *why, size_t cap)
 {
     size_t n = b->count;
-    size_t sagas = j17_spec_saga_count(b->spec);
+    size_t sagas = b->saga_depth <= J17_SAGA_DEPTH_MAX ? j17_spec_saga_count(b->spec) : 0;
+    size_t trig[J17_SAGA_STARTS_MAX];
     for (size_t i = 0; i < n && sagas; i++) {
         const char *colon = strchr(b->evs[i].stream, ':');
         if (!colon) {
@@ -135,13 +169,17 @@ static int push_saga_starts(struct j_batch *b, char *why, size_t cap)
                 strcmp(j17_saga_trigger_event(g), b->evs[i].type) != 0) {
                 continue;
             }
-            if (b->sagas >= J17_SAGA_STARTS_MAX) {
+            if (b->count - n >= J17_SAGA_STARTS_MAX) {
                 snprintf(why, cap, "more than %d sagas started by one write",
                          J17_SAGA_STARTS_MAX);
                 return ERR(ERR_TOOBIG);
             }
-            push_saga_start(b, g, i);
+            trig[b->count - n] = i;
+            push_saga_start(b, g);
         }
+    }
+    if (b->count > n) {
+        set_trigger_offsets(b, n, trig);
     }
     return 0;
 }

@@ -80,6 +80,8 @@ struct j_batch {
     size_t own;                      /* the first events: the aggregate's own */
     size_t scheduled;                /* timer records among evs */
     size_t sagas;                    /* saga start records among evs */
+    unsigned saga_depth;             /* the depth of the instances it starts (saga.h): 0, or
+                                        for a saga step's write its instance's depth + 1 */
     struct j17_implied_list implied; /* what implications gave */
     json_t **from;                   /* implied.count: the metadata each implied event gets */
     json_t *owned;                   /* values the batch keeps alive */
@@ -97,9 +99,12 @@ int j_batch_imply(struct j_batch *b, const struct j17_agg *a, const struct j17_e
                   const char *key, json_t *data, json_t *metadata, char *why, size_t cap);
 /* Adds every implied event after the aggregate's own: those written now, and a timer record
  * for each scheduled one; then a saga start record (saga.h) for each saga that an event of
- * the batch so far (the aggregate's own and the implied ones) triggers. The one place sagas
- * start: client writes, fired timers and saga steps all come through here. Returns 0, or
- * ERR_TOOBIG (more than J17_SAGA_STARTS_MAX starts) with why. */
+ * the batch so far (the aggregate's own and the implied ones) triggers, unless saga_depth is
+ * over J17_SAGA_DEPTH_MAX (then none is made). The one place sagas start: client writes, fired
+ * timers and saga steps all come through here. A start record names its trigger by position
+ * (trigger_offset, from the order j_batch_body writes the events in), so it must be the last
+ * call adding events before j_batch_body. Returns 0, or ERR_TOOBIG (more than
+ * J17_SAGA_STARTS_MAX starts) with why. */
 int j_batch_push_implied(struct j_batch *b, char *why, size_t cap);
 /* Keeps v (a new reference) alive as long as the batch; returns it, borrowed. */
 json_t *j_batch_keep(struct j_batch *b, json_t *v);
@@ -115,12 +120,15 @@ void j_add_json(struct buf *out, const json_t *v);
 /* ---- sagas.c (run by the timer thread, timers.c) ---- */
 
 /* Applies one event of J17_TIMER_STREAM to s if it is a saga record; a start record that
- * finds s full is kept aside and ended as failed by the next j_sagas_tick. Returns 1 when
- * that room is full too (read it again later), else 0. */
+ * finds s full is kept aside and ended as failed by j_sagas_tick (the next ones, as their
+ * write budget allows). Returns 1 when J17_SAGA_OVERFLOW_MAX instances wait to be ended
+ * already (read it again later), else 0. */
 int j_sagas_on_record(struct j_sagas *s, const struct event_rec *ev, const json_t *data);
-/* Advances db's running instances (s) by what the spec in force and the streams say: runs
- * steps, looks for awaited events, times out, compensates, ends. Bounded per call
- * (J17_SAGA_CHECKS_PER_TICK reads). Timer thread. */
+/* Ends the instances kept aside (the table was full), then advances db's running instances
+ * (s) by what the spec in force and the streams say: runs steps, looks for awaited events,
+ * times out, compensates, ends. Bounded per call: J17_SAGA_CHECKS_PER_TICK reads for awaited
+ * events and about J17_SAGA_WRITES_PER_TICK appends (the next call goes on where this one
+ * stopped). Timer thread. */
 void j_sagas_tick(struct j17_ctx *x, struct db *db, struct j_sagas *s);
 
 /* ---- admin.c ---- */

@@ -1,7 +1,8 @@
 /* The state of running j17 saga instances, rebuilt from their records (saga.h). Invariants:
  * by_id maps the id of every item to its index; an instance's step is at most its saga's
  * J17_SAGA_STEPS_MAX; await_types and the await fields are set only in J_SAGA_AWAIT; ended
- * counts the items in J_SAGA_ENDED. */
+ * counts the items in J_SAGA_ENDED; awaited[k] is non-zero only for a step k < step that
+ * completed an await; overflow_count <= J17_SAGA_OVERFLOW_MAX. */
 #include "dialect/j17/saga.h"
 
 #include <stdio.h>
@@ -19,9 +20,6 @@ static void inst_free(struct j_saga_inst *g)
 {
     json_decref(g->trigger);
     json_decref(g->await_types);
-    for (size_t i = 0; i < J17_SAGA_STEPS_MAX; i++) {
-        json_decref(g->awaited[i]);
-    }
     free(g);
 }
 
@@ -31,6 +29,7 @@ void j_sagas_fini(struct j_sagas *s)
         inst_free(s->items[i]);
     }
     free(s->items);
+    free(s->overflow);
     strmap_fini(&s->by_id);
     memset(s, 0, sizeof(*s));
 }
@@ -80,15 +79,46 @@ static const char *str_of(const json_t *data, const char *member)
     return json_string_value(json_object_get(data, member));
 }
 
-static enum j_apply apply_start(struct j_sagas *s, const json_t *data)
+bool j_sagas_overflow_push(struct j_sagas *s, const char *id)
+{
+    if (s->overflow_count == J17_SAGA_OVERFLOW_MAX) {
+        return false;
+    }
+    if (s->overflow_count == s->overflow_cap) {
+        s->overflow_cap = s->overflow_cap ? s->overflow_cap * 2 : 16;
+        s->overflow = xrealloc(s->overflow, s->overflow_cap * sizeof(*s->overflow));
+    }
+    snprintf(s->overflow[s->overflow_count++], UUID_TEXT_LEN + 1, "%s", id);
+    return true;
+}
+
+/* The trigger's position of a start record at position (offset and depth checked), or 0. */
+static uint64_t trigger_pos(const json_t *data, uint64_t position, unsigned *depth)
+{
+    json_t *off = json_object_get(data, "trigger_offset");
+    json_t *dv = json_object_get(data, "depth");
+    if (position == 0 || !json_is_integer(off) || (dv && !json_is_integer(dv))) {
+        return 0;
+    }
+    json_int_t o = json_integer_value(off);
+    json_int_t d = dv ? json_integer_value(dv) : 0;
+    if (o == 0 || d < 0 || d > J17_SAGA_DEPTH_MAX ||
+        (o < 0 ? (uint64_t)-(o + 1) >= position - 1 : (uint64_t)o > UINT64_MAX - position)) {
+        return 0; /* the trigger would be at position 0 or less, or past the last one */
+    }
+    *depth = (unsigned)d;
+    return o < 0 ? position - (uint64_t)-(o + 1) - 1 : position + (uint64_t)o;
+}
+
+static enum j_apply apply_start(struct j_sagas *s, const json_t *data, uint64_t position)
 {
     const char *saga = str_of(data, "saga");
     const char *id = str_of(data, "instance");
-    json_t *trigger = json_object_get(data, "trigger");
+    unsigned depth = 0;
+    uint64_t tpos = trigger_pos(data, position, &depth);
     uint8_t u[UUID_LEN];
     if (!saga || !id || strlen(id) != UUID_TEXT_LEN || uuid_parse(id, UUID_TEXT_LEN, u) != 0 ||
-        strlen(saga) > J17_NAME_BYTES ||
-        !json_is_object(trigger) || j_sagas_find(s, id)) {
+        strlen(saga) > J17_NAME_BYTES || tpos == 0 || j_sagas_find(s, id)) {
         return J_APPLY_IGNORED;
     }
     if (s->count - s->ended >= s->max) {
@@ -97,7 +127,8 @@ static enum j_apply apply_start(struct j_sagas *s, const json_t *data)
     struct j_saga_inst *g = xcalloc(1, sizeof(*g));
     snprintf(g->id, sizeof g->id, "%s", id);
     snprintf(g->saga, sizeof g->saga, "%s", saga);
-    g->trigger = json_incref(trigger);
+    g->trigger_pos = tpos;
+    g->depth = depth;
     if (s->count == s->cap) {
         s->cap = s->cap ? s->cap * 2 : 16;
         s->items = xrealloc(s->items, s->cap * sizeof(*s->items));
@@ -142,13 +173,14 @@ static enum j_apply apply_step(struct j_sagas *s, const json_t *data, uint64_t p
         json_integer_value(stepv) != (json_int_t)g->step || g->step >= J17_SAGA_STEPS_MAX) {
         return J_APPLY_IGNORED;
     }
-    json_t *prev = json_object_get(data, "prev");
+    json_t *prev = json_object_get(data, "prev_position");
     bool is_done = !strcmp(state, "done");
     if (g->phase == J_SAGA_AWAIT) {
-        if (!is_done || !json_is_object(prev)) {
+        if (!is_done || !json_is_integer(prev) || json_integer_value(prev) <= 0 ||
+            (uint64_t)json_integer_value(prev) <= g->emit_pos) {
             return J_APPLY_IGNORED;
         }
-        g->awaited[g->step] = json_incref(prev);
+        g->awaited[g->step] = (uint64_t)json_integer_value(prev);
         json_decref(g->await_types);
         g->await_types = NULL;
         g->phase = J_SAGA_RUN;
@@ -179,7 +211,7 @@ enum j_apply j_sagas_apply(struct j_sagas *s, const char *type, const json_t *da
         return J_APPLY_IGNORED;
     }
     if (!strcmp(type, J17_SAGA_START)) {
-        return apply_start(s, data);
+        return apply_start(s, data, position);
     }
     if (!strcmp(type, J17_SAGA_STEP)) {
         return apply_step(s, data, position);
@@ -199,9 +231,11 @@ enum j_apply j_sagas_apply(struct j_sagas *s, const char *type, const json_t *da
 
 /* ---- records and contexts ---- */
 
-json_t *j_saga_start_rec(const char *saga, const char *instance, json_t *trigger)
+json_t *j_saga_start_rec(const char *saga, const char *instance, long trigger_offset,
+                         unsigned depth)
 {
-    return json_pack("{s:s,s:s,s:O}", "saga", saga, "instance", instance, "trigger", trigger);
+    return json_pack("{s:s,s:s,s:I,s:I}", "saga", saga, "instance", instance, "trigger_offset",
+                     (json_int_t)trigger_offset, "depth", (json_int_t)depth);
 }
 
 json_t *j_saga_step_rec(const char *instance, size_t step, const char *state, int64_t at_ms)
@@ -210,11 +244,10 @@ json_t *j_saga_step_rec(const char *instance, size_t step, const char *state, in
                      "state", state, "at_ms", (json_int_t)at_ms);
 }
 
-json_t *j_saga_ctx(const struct j_saga_inst *g, size_t i)
+json_t *j_saga_ctx(const struct j_saga_inst *g, const json_t *prev)
 {
-    json_t *ctx = json_copy(g->trigger);
-    json_t *prev = i > 0 && i <= J17_SAGA_STEPS_MAX ? g->awaited[i - 1] : NULL;
-    json_object_set(ctx, "prev", prev ? prev : json_null());
+    json_t *ctx = json_is_object(g->trigger) ? json_copy(g->trigger) : json_object();
+    json_object_set_new(ctx, "prev", prev ? json_deep_copy(prev) : json_null());
     return ctx;
 }
 

@@ -9,9 +9,18 @@
  * it again when the stream is read changes nothing); after a condition failed the stream read
  * of the next tick brings what the other writer did.
  *
+ * Records name events by position (saga.h): the trigger and the awaited events are read back
+ * when a step's context is built, so no record of the runner grows with the events it names,
+ * and an instance in memory keeps no event. An await completes when its event is found: the
+ * completion record is small and fixed, and a refusal of it is logged and retried, never
+ * taken for a failure of the saga. A timeout fails the saga only after a read that reached
+ * the head of the log found nothing.
+ *
  * Bounds: J17_SAGAS_LIVE_MAX instances per database (saga.h), J17_SAGA_CHECKS_PER_TICK reads
  * for awaited events per database per tick, each examining at most J17_SAGA_AWAIT_BUDGET
- * events; a step's events are those of one write (J17_IMPLIED_MAX, J17_SAGA_STARTS_MAX). */
+ * events, J17_SAGA_WRITES_PER_TICK appends per database per tick (a move under way finishes:
+ * a failure's compensations and its plain end may add one); a step's events are those of one
+ * write (J17_IMPLIED_MAX, J17_SAGA_STARTS_MAX). */
 #include "dialect/j17/j_int.h"
 
 #include <stdio.h>
@@ -41,12 +50,8 @@ int j_sagas_on_record(struct j_sagas *s, const struct event_rec *ev, const json_
     if (a != J_APPLY_FULL) {
         return 0;
     }
-    if (s->overflow_count == J17_SAGA_OVERFLOW_MAX) {
-        return 1;
-    }
-    snprintf(s->overflow[s->overflow_count++], UUID_TEXT_LEN + 1, "%s",
-             json_string_value(json_object_get(data, "instance")));
-    return 0;
+    return j_sagas_overflow_push(s, json_string_value(json_object_get(data, "instance"))) ? 0
+                                                                                           : 1;
 }
 
 /* One tick of one database. */
@@ -54,19 +59,30 @@ struct run {
     struct j17_ctx *x;       /* borrowed */
     struct db *db;           /* borrowed */
     struct j_sagas *s;       /* borrowed */
-    struct j17_spec *spec;   /* a reference: the spec in force */
-    int64_t now_ms;
+    struct j17_spec *spec;   /* a reference: the spec in force (NULL while ending overflow) */
     size_t checks;           /* awaited-event reads made */
+    size_t writes;           /* appends tried */
 };
 
 /* What a write of the timer thread came to. */
 enum wrote {
     WROTE,                   /* committed, and applied to the instance */
-    WROTE_NOT,               /* not now: a condition failed (done elsewhere) or an error to
-                                retry at the next tick */
+    WROTE_CONFLICT,          /* a condition failed: done elsewhere (the next read brings it) */
+    WROTE_NOT,               /* not now: an error to retry at the next tick */
     WROTE_REFUSED,           /* the append was refused (ERR_INVALID, ERR_TOOBIG): it never
                                 will be written */
 };
+
+/* The clock, read for each write (a tick's writes may take a while). */
+static int64_t clock_ms(void)
+{
+    return time_now_us() / 1000;
+}
+
+static bool has_budget(const struct run *r)
+{
+    return r->writes < J17_SAGA_WRITES_PER_TICK;
+}
 
 /* ---- writing records ---- */
 
@@ -110,6 +126,7 @@ static enum wrote write_rec(struct run *r, const struct j_batch *b, const char *
     j_batch_body(b, NULL, (struct slice){part.ptr, part.len},
                  (struct slice){conds.ptr, conds.len}, &body);
     struct append_outcome out;
+    r->writes++;
     int rc = append_multi_wait(r->db, (struct slice){body.ptr, body.len}, &r->x->limits, &out);
     buf_fini(&part);
     buf_fini(&conds);
@@ -122,10 +139,11 @@ static enum wrote write_rec(struct run *r, const struct j_batch *b, const char *
         snprintf(why, cap, "%s", out.why[0] ? out.why : "the write was refused");
         return WROTE_REFUSED;
     }
-    if (!(rc == ERR_CONFLICT && out.conflict == CONFLICT_CONDITION)) {
-        log_warn("j17 saga %s of %s: not written (%s%s%s); retried", id,
-                 engine_db_name(r->db), err_name(rc), out.why[0] ? ": " : "", out.why);
+    if (rc == ERR_CONFLICT && out.conflict == CONFLICT_CONDITION) {
+        return WROTE_CONFLICT;
     }
+    log_warn("j17 saga %s of %s: not written (%s%s%s); retried", id, engine_db_name(r->db),
+             err_name(rc), out.why[0] ? ": " : "", out.why);
     return WROTE_NOT;
 }
 
@@ -135,7 +153,7 @@ static enum wrote end_plain(struct run *r, const char *id, const char *status, l
                             const char *reason, const char *cond_kind, long cond_step)
 {
     struct j_batch b;
-    j_batch_init(&b, r->spec, r->now_ms);
+    j_batch_init(&b, r->spec, clock_ms());
     json_t *rec = json_pack("{s:s,s:s}", "instance", id, "status", status);
     if (failed_step >= 0) {
         json_object_set_new(rec, "failed_step", json_integer(failed_step));
@@ -151,15 +169,87 @@ static enum wrote end_plain(struct run *r, const char *id, const char *status, l
     return w;
 }
 
+/* ---- events read back ---- */
+
+/* What reading one event by position gave. */
+struct got {
+    json_t *ev;              /* owned: the event as Tick sees it */
+};
+
+/* A JSON string of s, or null when it is not UTF-8. A new reference. */
+static json_t *str_or_null(const char *s, size_t len)
+{
+    json_t *v = json_stringn(s, len);
+    return v ? v : json_null();
+}
+
+static int on_event(void *arg, const struct event_rec *ev)
+{
+    struct got *got = arg;
+    struct buf b;
+    buf_init(&b);
+    j17_event_render(&b, ev);
+    got->ev = json_loadb(b.ptr, b.len, JSON_ALLOW_NUL, NULL);
+    buf_fini(&b);
+    if (!got->ev) {
+        /* a native event jansson cannot hold (an integer over 64 bits): its data and
+           metadata read as null, the event is still the one found */
+        const char *colon = memchr(ev->stream.ptr, ':', ev->stream.len);
+        const char *id = colon ? colon + 1 : ev->stream.ptr;
+        got->ev = json_pack("{s:o,s:o,s:o,s:n,s:n}", "type",
+                            str_or_null(ev->type.ptr, ev->type.len), "key",
+                            str_or_null(ev->stream.ptr, ev->stream.len), "id",
+                            str_or_null(id, ev->stream.len - (size_t)(id - ev->stream.ptr)),
+                            "data", "metadata");
+    }
+    return 1;
+}
+
+/* Reads the event at position as handlers see it into *out (a new reference). Returns 0,
+ * ERR_NOTFOUND (gone: retention, a deleted stream, compaction) or the engine's error. */
+static int read_event(struct run *r, uint64_t position, json_t **out)
+{
+    struct got got = {0};
+    int rc = engine_read_event(r->db, position, on_event, &got);
+    if (rc == 0 && !got.ev) {
+        rc = ERR_NOTFOUND; /* not delivered */
+    }
+    if (rc != 0) {
+        json_decref(got.ev);
+        got.ev = NULL;
+    }
+    *out = got.ev;
+    return rc;
+}
+
+/* The context of step i of g (its trigger loaded) into *out: the event step i - 1 awaited
+ * as $prev, null when it awaited none or that event can no longer be read. Returns 0 or an
+ * engine error (try again later). */
+static int step_ctx(struct run *r, const struct j_saga_inst *g, size_t i, json_t **out)
+{
+    json_t *prev = NULL;
+    uint64_t at = i > 0 && i <= J17_SAGA_STEPS_MAX ? g->awaited[i - 1] : 0;
+    int rc = at ? read_event(r, at, &prev) : 0;
+    if (rc != 0 && rc != ERR_NOTFOUND) {
+        return rc;
+    }
+    *out = j_saga_ctx(g, prev);
+    json_decref(prev);
+    return 0;
+}
+
 /* ---- the events of steps and compensations ---- */
 
-/* The metadata of an event of step i: the trigger's (without implied_by) and "saga". */
+/* The metadata of an event of step i: the trigger's (without what the server adds:
+ * implied_by, timestamp, stream_id) and "saga". */
 static json_t *saga_meta(const struct j_saga_inst *g, const struct j17_saga *def, size_t i,
                          bool is_compensation)
 {
     json_t *m = json_object_get(g->trigger, "metadata");
     json_t *meta = json_is_object(m) ? json_deep_copy(m) : json_object();
     json_object_del(meta, "implied_by");
+    json_object_del(meta, "timestamp");
+    json_object_del(meta, "stream_id");
     json_t *sg = json_pack("{s:s,s:s,s:s}", "name", g->saga, "instance", g->id, "step",
                            j17_saga_step_name(def, i));
     if (is_compensation) {
@@ -197,24 +287,22 @@ static int add_event(struct j_batch *b, struct j17_implied *im, json_t *meta, ch
 }
 
 /* Builds into b (initialised) the compensations of the steps before failed that are done and
- * have one, in reverse order, skipping those in *skip (a bit per step). Each one that cannot
- * be built goes to unc ({"step","reason"}) and into *skip; one whose implications fail leaves
- * b unusable: returns false then (build again). done gets the steps compensated. */
+ * have one, in reverse order, each in its context ctxs[k], skipping those in *skip (a bit per
+ * step). Each one that cannot be built goes to unc ({"step","reason"}) and into *skip; one
+ * whose implications fail leaves b unusable: returns false then (build again). done gets the
+ * steps compensated. */
 static bool build_compensations(struct run *r, const struct j_saga_inst *g,
-                                const struct j17_saga *def, size_t failed, struct j_batch *b,
-                                uint64_t *skip, json_t *done, json_t *unc)
+                                const struct j17_saga *def, size_t failed,
+                                json_t *const *ctxs, struct j_batch *b, uint64_t *skip,
+                                json_t *done, json_t *unc)
 {
-    size_t count = j17_saga_step_count(def);
-    for (size_t k = failed < count ? failed : count; k-- > 0;) {
-        if (g->states[k] != J_STEP_DONE || !j17_saga_step_has_compensate(def, k) ||
-            (*skip >> k & 1)) {
+    for (size_t k = failed; k-- > 0;) {
+        if (!ctxs[k] || (*skip >> k & 1)) {
             continue;
         }
         char why[512];
-        json_t *ctx = j_saga_ctx(g, k);
         struct j17_implied im;
-        int rc = j17_saga_step_event(r->spec, def, k, true, ctx, &im, why, sizeof why);
-        json_decref(ctx);
+        int rc = j17_saga_step_event(r->spec, def, k, true, ctxs[k], &im, why, sizeof why);
         bool is_built = rc == 0;
         if (rc == 0) {
             rc = add_event(b, &im, saga_meta(g, def, k, true), why, sizeof why);
@@ -234,29 +322,44 @@ static bool build_compensations(struct run *r, const struct j_saga_inst *g,
     return true;
 }
 
-/* Fails instance g at step failed for reason: compensates the completed steps and ends it,
- * conditioned also on nothing tagged cond_kind<id>:<failed>. */
-static enum wrote fail(struct run *r, struct j_saga_inst *g, const struct j17_saga *def,
-                       size_t failed, const char *reason, const char *cond_kind)
+/* The contexts of the steps before failed that completed and have a compensation into ctxs
+ * (NULL for the others; the caller frees them). Returns 0 or an engine error. */
+static int compensation_ctxs(struct run *r, const struct j_saga_inst *g,
+                             const struct j17_saga *def, size_t failed, json_t **ctxs)
+{
+    int rc = 0;
+    for (size_t k = 0; k < failed && rc == 0; k++) {
+        if (g->states[k] == J_STEP_DONE && j17_saga_step_has_compensate(def, k)) {
+            rc = step_ctx(r, g, k, &ctxs[k]);
+        }
+    }
+    return rc;
+}
+
+/* Writes the compensations (contexts ctxs) and the ended record of g failed at step failed;
+ * why (cap) says why when refused. */
+static enum wrote compensate(struct run *r, struct j_saga_inst *g, const struct j17_saga *def,
+                             size_t failed, json_t *const *ctxs, const char *reason,
+                             const char *cond_kind, char *why, size_t cap)
 {
     uint64_t skip = 0;
     json_t *unc = json_array();
     json_t *done = NULL;
     struct j_batch b;
-    char why[512];
     bool is_built = false;
     for (int tries = 0; !is_built; tries++) { /* each retry skips one more step */
         json_decref(done);
         done = json_array();
-        j_batch_init(&b, r->spec, r->now_ms);
+        j_batch_init(&b, r->spec, clock_ms());
+        b.saga_depth = g->depth + 1;
         is_built = tries > J17_SAGA_STEPS_MAX ||
-                   build_compensations(r, g, def, failed, &b, &skip, done, unc);
+                   build_compensations(r, g, def, failed, ctxs, &b, &skip, done, unc);
         if (!is_built) {
             j_batch_fini(&b);
         }
     }
     enum wrote w = WROTE_REFUSED;
-    if (j_batch_push_implied(&b, why, sizeof why) == 0) {
+    if (j_batch_push_implied(&b, why, cap) == 0) {
         json_t *rec = json_pack("{s:s,s:s,s:I,s:s,s:O}", "instance", g->id, "status",
                                 "compensated", "failed_step", (json_int_t)failed, "reason",
                                 reason, "compensated", done);
@@ -264,12 +367,58 @@ static enum wrote fail(struct run *r, struct j_saga_inst *g, const struct j17_sa
             json_object_set(rec, "uncompensated", unc);
         }
         w = write_rec(r, &b, J17_SAGA_ENDED, rec, g->id, J17_SAGA_END_TAG, -1, cond_kind,
-                      (long)failed, why, sizeof why);
+                      (long)failed, why, cap);
         json_decref(rec);
     }
     j_batch_fini(&b);
     json_decref(done);
     json_decref(unc);
+    return w;
+}
+
+/* Reads g's trigger back, once per advance (advance drops it). False when it cannot be had:
+ * then either it can no longer be read and g was ended (*is_ended true when that end was
+ * written), or the read is retried at the next tick. */
+static bool has_trigger(struct run *r, struct j_saga_inst *g, bool *is_ended)
+{
+    *is_ended = false;
+    if (g->trigger) {
+        return true;
+    }
+    int rc = read_event(r, g->trigger_pos, &g->trigger);
+    if (rc == ERR_NOTFOUND) {
+        *is_ended = end_plain(r, g->id, "failed", (long)g->step,
+                              "the trigger event can no longer be read", NULL, -1) == WROTE;
+    } else if (rc) {
+        log_warn("j17 saga %s of %s: its trigger could not be read (%s); retried", g->id,
+                 engine_db_name(r->db), err_name(rc));
+    }
+    return rc == 0;
+}
+
+/* Fails instance g at step failed for reason: compensates the completed steps and ends it,
+ * conditioned also on nothing tagged cond_kind<id>:<failed>. */
+static enum wrote fail(struct run *r, struct j_saga_inst *g, const struct j17_saga *def,
+                       size_t failed, const char *reason, const char *cond_kind)
+{
+    bool is_ended;
+    if (!has_trigger(r, g, &is_ended)) {
+        return is_ended ? WROTE : WROTE_NOT;
+    }
+    size_t count = j17_saga_step_count(def);
+    failed = failed < count ? failed : count;
+    json_t *ctxs[J17_SAGA_STEPS_MAX] = {0};
+    char why[512];
+    int rc = compensation_ctxs(r, g, def, failed, ctxs);
+    enum wrote w = rc ? WROTE_NOT
+                      : compensate(r, g, def, failed, ctxs, reason, cond_kind, why, sizeof why);
+    for (size_t k = 0; k < failed; k++) {
+        json_decref(ctxs[k]);
+    }
+    if (rc) {
+        log_warn("j17 saga %s of %s: its contexts could not be read (%s); retried", g->id,
+                 engine_db_name(r->db), err_name(rc));
+    }
     if (w != WROTE_REFUSED) {
         return w;
     }
@@ -281,16 +430,15 @@ static enum wrote fail(struct run *r, struct j_saga_inst *g, const struct j17_sa
 /* ---- steps ---- */
 
 /* The progress record of step i of g after its emit in b: done, or awaiting. */
-static json_t *emitted_rec(struct run *r, const struct j_saga_inst *g,
-                           const struct j17_saga *def, size_t i, const struct j17_implied *im,
-                           const struct j_batch *b)
+static json_t *emitted_rec(const struct j_saga_inst *g, const struct j17_saga *def, size_t i,
+                           const struct j17_implied *im, const struct j_batch *b)
 {
     const char *await_agg;
     const json_t *types;
     if (!j17_saga_step_await(def, i, &await_agg, &types)) {
-        return j_saga_step_rec(g->id, i, "done", r->now_ms);
+        return j_saga_step_rec(g->id, i, "done", clock_ms());
     }
-    json_t *rec = j_saga_step_rec(g->id, i, "awaiting", r->now_ms);
+    json_t *rec = j_saga_step_rec(g->id, i, "awaiting", clock_ms());
     char stream[J17_SAGA_STREAM_BYTES];
     j_saga_await_stream(await_agg, im->agg_type, im->id, g->trigger, stream);
     json_object_set_new(rec, "events", json_integer((json_int_t)b->count));
@@ -303,6 +451,24 @@ static json_t *emitted_rec(struct run *r, const struct j_saga_inst *g,
     return rec;
 }
 
+/* Builds into b the emit of step i (in ctx) with its implications and start records; its
+ * progress record into *rec. Returns 0 or ERR_INVALID / ERR_TOOBIG with why. */
+static int build_emit(struct run *r, const struct j_saga_inst *g, const struct j17_saga *def,
+                      size_t i, const json_t *ctx, struct j_batch *b, json_t **rec, char *why,
+                      size_t cap)
+{
+    struct j17_implied im;
+    int rc = j17_saga_step_event(r->spec, def, i, false, ctx, &im, why, cap);
+    if (rc == 0) {
+        struct j17_implied target = im; /* the names, for the record */
+        rc = add_event(b, &im, saga_meta(g, def, i, false), why, cap);
+        rc = rc ? rc : j_batch_push_implied(b, why, cap);
+        *rec = rc ? NULL : emitted_rec(g, def, i, &target, b);
+    }
+    json_decref(im.data);
+    return rc;
+}
+
 /* Runs step g->step (phase RUN): skips it, or writes its emit with its progress record.
  * True when the instance moved. */
 static bool run_step(struct run *r, struct j_saga_inst *g, const struct j17_saga *def)
@@ -310,23 +476,23 @@ static bool run_step(struct run *r, struct j_saga_inst *g, const struct j17_saga
     size_t i = g->step;
     char why[512];
     bool is_on;
-    json_t *ctx = j_saga_ctx(g, i);
+    bool is_ended;
+    json_t *ctx;
+    if (!has_trigger(r, g, &is_ended)) {
+        return is_ended;
+    }
+    if (step_ctx(r, g, i, &ctx) != 0) {
+        return false; /* the log could not be read: next tick */
+    }
     int rc = j17_saga_step_test(def, i, ctx, &is_on, why, sizeof why);
     struct j_batch b;
-    j_batch_init(&b, r->spec, r->now_ms);
+    j_batch_init(&b, r->spec, clock_ms());
+    b.saga_depth = g->depth + 1;
     json_t *rec = NULL;
     if (rc == 0 && !is_on) {
-        rec = j_saga_step_rec(g->id, i, "skipped", r->now_ms);
+        rec = j_saga_step_rec(g->id, i, "skipped", clock_ms());
     } else if (rc == 0) {
-        struct j17_implied im;
-        rc = j17_saga_step_event(r->spec, def, i, false, ctx, &im, why, sizeof why);
-        if (rc == 0) {
-            struct j17_implied target = im; /* the names, for the record */
-            rc = add_event(&b, &im, saga_meta(g, def, i, false), why, sizeof why);
-            rc = rc ? rc : j_batch_push_implied(&b, why, sizeof why);
-            rec = rc ? NULL : emitted_rec(r, g, def, i, &target, &b);
-        }
-        json_decref(im.data);
+        rc = build_emit(r, g, def, i, ctx, &b, &rec, why, sizeof why);
     }
     json_decref(ctx);
     enum wrote w = WROTE_REFUSED;
@@ -342,29 +508,23 @@ static bool run_step(struct run *r, struct j_saga_inst *g, const struct j17_saga
     return w == WROTE;
 }
 
-/* What the read for an awaited event found. */
-struct found {
-    json_t *prev;            /* owned: the event as Tick sees it, or NULL */
+/* What the read for an awaited event came to. */
+enum look {
+    LOOK_FOUND,              /* found: at *pos */
+    LOOK_NONE,               /* the read reached the head of the log: nothing yet */
+    LOOK_PARTIAL,            /* the read stopped before the head (its budget, an error) */
 };
 
 static int on_awaited(void *arg, const struct event_rec *ev)
 {
-    struct found *f = arg;
-    struct buf b;
-    buf_init(&b);
-    j17_event_render(&b, ev);
-    f->prev = json_loadb(b.ptr, b.len, 0, NULL);
-    buf_fini(&b);
+    *(uint64_t *)arg = ev->position;
     return 1;
 }
 
-/* Looks for the event step g->step awaits, after g->scan_from. Returns the event (a new
- * reference) or NULL; advances g->scan_from past what it read. */
-static json_t *find_awaited(struct run *r, struct j_saga_inst *g)
+/* Builds the filter of what g awaits into f. False when it awaits no event type. */
+static bool await_filter(const struct j_saga_inst *g, struct filter *f)
 {
-    struct filter f;
-    filter_init(&f);
-    struct filter_item *it = filter_add_item(&f);
+    struct filter_item *it = filter_add_item(f);
     struct pattern stream = {PAT_EXACT, {g->await_stream, strlen(g->await_stream)}};
     struct pattern types[J17_AWAIT_EVENTS_MAX];
     size_t n = 0;
@@ -376,27 +536,42 @@ static json_t *find_awaited(struct run *r, struct j_saga_inst *g)
                                                       json_string_length(t)}};
         }
     }
-    uint64_t from = g->scan_from ? g->scan_from : g->emit_pos + 1;
-    struct found fd = {0};
-    if (!it || n == 0 || filter_add_atom(&f, it, FF_STREAM, &stream, 1) != 0 ||
-        filter_add_atom(&f, it, FF_TYPE, types, n) != 0) {
+    return it && n > 0 && filter_add_atom(f, it, FF_STREAM, &stream, 1) == 0 &&
+           filter_add_atom(f, it, FF_TYPE, types, n) == 0;
+}
+
+/* Looks for the event step g->step awaits, from g->scan_from, advancing g->scan_from past
+ * what it read. */
+static enum look find_awaited(struct run *r, struct j_saga_inst *g, uint64_t *pos)
+{
+    struct filter f;
+    filter_init(&f);
+    if (!await_filter(g, &f)) {
         filter_fini(&f);
-        return NULL;
+        return LOOK_NONE; /* nothing can match (a malformed record): only a timeout ends it */
     }
+    uint64_t from = g->scan_from ? g->scan_from : g->emit_pos + 1;
     struct engine_query q = {.filter = &f, .has_from = true, .from = from, .limit = 1,
                              .budget = J17_SAGA_AWAIT_BUDGET};
     struct engine_query_result res;
-    int rc = engine_query(r->db, &q, on_awaited, &fd, &res);
+    *pos = 0;
+    int rc = engine_query(r->db, &q, on_awaited, pos, &res);
     filter_fini(&f);
-    if (rc == 0 && !fd.prev) {
-        uint64_t next = res.next ? res.next : res.head + 1;
-        g->scan_from = next > from ? next : from;
+    if (rc != 0) {
+        log_warn("j17 saga %s of %s: the awaited event could not be looked for (%s)", g->id,
+                 engine_db_name(r->db), err_name(rc));
+        return LOOK_PARTIAL;
     }
-    return fd.prev;
+    if (*pos) {
+        return LOOK_FOUND;
+    }
+    uint64_t next = res.next ? res.next : res.head + 1;
+    g->scan_from = next > from ? next : from;
+    return res.next ? LOOK_PARTIAL : LOOK_NONE; /* next: where the budget ran out */
 }
 
 /* Phase AWAIT: completes step g->step when its event came, or fails the saga when its
- * timeout passed. True when the instance moved. */
+ * timeout passed and a read up to the head found nothing. True when the instance moved. */
 static bool check_await(struct run *r, struct j_saga_inst *g, const struct j17_saga *def)
 {
     if (r->checks >= J17_SAGA_CHECKS_PER_TICK) {
@@ -404,34 +579,39 @@ static bool check_await(struct run *r, struct j_saga_inst *g, const struct j17_s
     }
     r->checks++;
     size_t i = g->step;
-    json_t *prev = find_awaited(r, g);
-    if (!prev) {
-        if (g->timeout_ms && r->now_ms - g->await_since_ms >= (int64_t)g->timeout_ms) {
-            return fail(r, g, def, i, "timeout", J17_SAGA_DONE_TAG) == WROTE;
-        }
+    int64_t now_ms = clock_ms(); /* before the read: what was written by then, it sees */
+    uint64_t pos;
+    enum look l = find_awaited(r, g, &pos);
+    if (l == LOOK_NONE && g->timeout_ms &&
+        now_ms - g->await_since_ms >= (int64_t)g->timeout_ms) {
+        return fail(r, g, def, i, "timeout", J17_SAGA_DONE_TAG) == WROTE;
+    }
+    if (l != LOOK_FOUND) {
         return false;
     }
-    json_t *rec = j_saga_step_rec(g->id, i, "done", r->now_ms);
-    json_object_set_new(rec, "prev", prev);
+    json_t *rec = j_saga_step_rec(g->id, i, "done", clock_ms());
+    json_object_set_new(rec, "prev_position", json_integer((json_int_t)pos));
     struct j_batch b;
-    j_batch_init(&b, r->spec, r->now_ms);
+    j_batch_init(&b, r->spec, clock_ms());
     char why[192];
     enum wrote w = write_rec(r, &b, J17_SAGA_STEP, rec, g->id, J17_SAGA_DONE_TAG, (long)i,
                              J17_SAGA_DONE_TAG, (long)i, why, sizeof why);
     j_batch_fini(&b);
     json_decref(rec);
     if (w == WROTE_REFUSED) {
-        w = fail(r, g, def, i, why, J17_SAGA_DONE_TAG);
+        /* the event came: the saga has not failed; the record is retried */
+        log_error("j17 saga %s of %s: the completion of step %zu was refused (%s); retried",
+                  g->id, engine_db_name(r->db), i, why);
     }
     return w == WROTE;
 }
 
-/* Moves g on as far as it goes now. */
+/* Moves g on as far as it goes now (and the write budget allows). */
 static void advance(struct run *r, struct j_saga_inst *g)
 {
     for (size_t guard = 0; guard < 2 * J17_SAGA_STEPS_MAX + 2; guard++) {
-        if (g->phase == J_SAGA_ENDED) {
-            return;
+        if (g->phase == J_SAGA_ENDED || !has_budget(r)) {
+            break;
         }
         const struct j17_saga *def = j17_spec_saga(r->spec, g->saga);
         bool is_moved;
@@ -446,36 +626,46 @@ static void advance(struct run *r, struct j_saga_inst *g)
             is_moved = check_await(r, g, def);
         }
         if (!is_moved) {
-            return;
+            break;
         }
     }
+    json_decref(g->trigger); /* instances keep no events between ticks */
+    g->trigger = NULL;
+}
+
+/* Ends the instances kept aside because the table was full, as far as the write budget
+ * goes; an id whose end could not be written yet stays for the next tick. */
+static void end_overflow(struct run *r)
+{
+    struct j_sagas *s = r->s;
+    char reason[96];
+    snprintf(reason, sizeof reason, "more than %zu sagas running in this database", s->max);
+    size_t kept = 0;
+    for (size_t i = 0; i < s->overflow_count; i++) {
+        if (!has_budget(r) ||
+            end_plain(r, s->overflow[i], "failed", -1, reason, NULL, -1) == WROTE_NOT) {
+            memmove(s->overflow[kept++], s->overflow[i], sizeof s->overflow[i]);
+        }
+    }
+    s->overflow_count = kept;
 }
 
 void j_sagas_tick(struct j17_ctx *x, struct db *db, struct j_sagas *s)
 {
-    if (s->count == 0 && s->overflow_count == 0) {
+    struct run r = {.x = x, .db = db, .s = s};
+    end_overflow(&r); /* needs no spec */
+    if (s->count == 0 || j_spec_get(x, db, &r.spec) != 0 || !r.spec) {
         return;
     }
-    struct run r = {.x = x, .db = db, .s = s, .now_ms = time_now_us() / 1000};
-    if (j_spec_get(x, db, &r.spec) != 0 || !r.spec) {
-        return;
-    }
-    for (size_t i = 0; i < s->overflow_count; i++) {
-        char reason[96];
-        snprintf(reason, sizeof reason, "more than %zu sagas running in this database",
-                 s->max);
-        end_plain(&r, s->overflow[i], "failed", -1, reason, NULL, -1);
-    }
-    s->overflow_count = 0;
     size_t count = s->count;
     size_t start = s->next < count ? s->next : 0;
     for (size_t k = 0; k < count; k++) {
         size_t i = (start + k) % count;
-        if (r.checks == J17_SAGA_CHECKS_PER_TICK) {
-            s->next = i; /* where the next tick begins */
+        advance(&r, s->items[i]);
+        if (r.checks >= J17_SAGA_CHECKS_PER_TICK || !has_budget(&r)) {
+            s->next = i; /* where the next tick begins: this one may have more to do */
             break;
         }
-        advance(&r, s->items[i]);
     }
     j_sagas_sweep(s);
     j17_spec_unref(r.spec);

@@ -2,8 +2,11 @@
 without awaits completes, each step once and in order; a step that awaits an event goes on when
 it is written, the next step reading it as $prev; a timeout compensates the completed steps in
 reverse order and the saga stays ended; an instance survives a restart and each step happens
-exactly once. The timer thread ticks every second: every wait is a poll with a generous
-deadline."""
+exactly once; records name events by position, so a trigger or an awaited event as large as
+--max-event-bytes allows (or nested as deep as an event may be) still runs the saga; an awaited
+native event jansson reads only with \\u0000, or not at all (an integer over 64 bits), is found;
+a saga whose step triggers it again stops at J17_SAGA_DEPTH_MAX. The timer thread ticks every
+second: every wait is a poll with a generous deadline."""
 import time
 import uuid
 
@@ -125,10 +128,14 @@ def test_saga_without_await_completes_each_step_once_in_order():
               log.index((f"order:{oid}", "was_confirmed")), f"steps in order: {log}")
         ended = saga_ended(s)
         check(len(ended) == 1 and ended[0]["status"] == "completed", f"ended: {ended}")
-        starts = saga_records(s, "j17.saga")
-        check(len(starts) == 1 and starts[0]["saga"] == "two_steps" and
-              starts[0]["trigger"]["type"] == "was_placed" and
-              starts[0]["trigger"]["id"] == oid, f"start record: {starts}")
+        starts = [e for e in s.read_stream("j17.timers") if e["type"] == "j17.saga"]
+        check(len(starts) == 1 and starts[0]["data"]["saga"] == "two_steps" and
+              starts[0]["data"]["depth"] == 0 and "trigger" not in starts[0]["data"],
+              f"start record: {starts}")
+        at = starts[0]["position"] + starts[0]["data"]["trigger_offset"]
+        trig = [e for e in s.read_log() if e["position"] == at]
+        check(len(trig) == 1 and trig[0]["stream"] == f"order:{oid}" and
+              trig[0]["type"] == "was_placed", f"the trigger by position: {trig}")
 
 
 def test_saga_await_goes_on_when_the_event_comes_with_prev():
@@ -254,3 +261,94 @@ def test_saga_emit_refused_by_its_schema_compensates():
         check(saga_types(s, "order", oid) == ["was_placed", "was_confirmed", "was_cancelled"],
               f"order: {saga_types(s, 'order', oid)}")
         check(saga_types(s, "payment", oid) == [], "nothing charged")
+
+
+def nested(depth, leaf):
+    """A JSON value nested depth objects deep."""
+    v = leaf
+    for _ in range(depth):
+        v = {"n": v}
+    return v
+
+
+def test_saga_runs_with_a_trigger_and_an_awaited_event_as_large_as_allowed():
+    """The start and completion records name events by position: a trigger or an awaited
+    event near --max-event-bytes no longer makes them too large (the write was refused, or
+    the saga compensated although its event came)."""
+    with Server(extra=["--max-event-bytes", "4096"]) as s:
+        saga_deploy(s, {"checkout": CHECKOUT})
+        oid, pid = str(uuid.uuid4()), str(uuid.uuid4())
+        saga_write(s, "order", oid, "was_placed", {"product": pid, "note": "x" * 3700})
+        saga_wait("the reservation request",
+                  lambda: saga_types(s, "product", pid) == ["reservation_requested"])
+        saga_write(s, "product", pid, "was_reserved", {"qty": 2, "note": "y" * 3800})
+        ended = saga_wait("the end", lambda: saga_ended(s))
+        check(ended[0]["status"] == "completed", f"ended: {ended}")
+        pay = saga_events(s, "payment", oid)
+        check([e["data"]["qty"] for e in pay] == [2], f"the step read $prev: {pay}")
+        done = [r for r in saga_records(s, "j17.saga_step") if r["state"] == "done"]
+        check(isinstance(done[0].get("prev_position"), int) and "prev" not in done[0],
+              f"done record: {done}")
+
+
+def test_saga_runs_with_an_awaited_event_nested_as_deep_as_allowed():
+    with Server() as s:
+        saga_deploy(s, {"checkout": CHECKOUT})
+        oid, pid = str(uuid.uuid4()), str(uuid.uuid4())
+        saga_write(s, "order", oid, "was_placed", {"product": pid})
+        saga_wait("the reservation request",
+                  lambda: saga_types(s, "product", pid) == ["reservation_requested"])
+        deepest = None
+        for depth in range(62, 40, -1):  # the deepest data the server takes
+            st, _, _ = s.post(f"/j17/product/{pid}/was_reserved",
+                              {"data": {"qty": 5, "deep": nested(depth, 1)},
+                               "metadata": {"actor": SAGA_ACTOR}})
+            if st == 201:
+                deepest = depth
+                break
+        check(deepest is not None, "no nesting was accepted")
+        ended = saga_wait("the end", lambda: saga_ended(s))
+        check(ended[0]["status"] == "completed", f"ended at depth {deepest}: {ended}")
+        check([e["data"]["qty"] for e in saga_events(s, "payment", oid)] == [5], "paid")
+
+
+def test_saga_awaited_native_event_with_nul_or_a_huge_integer_is_found():
+    """An awaited event written with the native API that jansson reads only with
+    JSON_ALLOW_NUL (a \\u0000), or cannot read (an integer over 64 bits, then its data reads
+    as null), completes the await: it is never skipped."""
+    with Server() as s:
+        saga_deploy(s, {"checkout": CHECKOUT})
+        cases = [('{"qty":7,"note":"a\\u0000b"}', 7),
+                 ('{"qty":123456789012345678901234567890}', None)]
+        for text, qty in cases:
+            oid, pid = str(uuid.uuid4()), str(uuid.uuid4())
+            saga_write(s, "order", oid, "was_placed", {"product": pid})
+            saga_wait("the reservation request",
+                      lambda: saga_types(s, "product", pid) == ["reservation_requested"])
+            body = '{"events":[{"type":"was_reserved","data":%s}]}' % text
+            st, _, b = s.post(f"/v1/databases/default/streams/product:{pid}/events", body,
+                              headers={"Content-Type": "application/json"})
+            check(st in (200, 201), f"native write: {st} {b}")
+            pay = saga_wait("the payment", lambda: saga_events(s, "payment", oid))
+            check(pay[0]["data"].get("qty") == qty, f"$prev.data.qty ({text}): {pay}")
+        ended = saga_wait("both ends", lambda: len(saga_ended(s)) == 2 and saga_ended(s))
+        check([e["status"] for e in ended] == ["completed", "completed"], f"ended: {ended}")
+
+
+def test_saga_that_triggers_itself_stops_at_the_depth_limit():
+    with Server() as s:
+        saga_deploy(s, {"echo": {
+            "trigger": {"aggregate_type": "order", "event_type": "was_placed"},
+            "steps": [{"name": "again",
+                       "emit": {"aggregate_type": "order", "id": "$.id",
+                                "event_type": "was_placed"}}]}})
+        oid = str(uuid.uuid4())
+        saga_write(s, "order", oid, "was_placed", {})
+        saga_wait("five ends", lambda: len(saga_ended(s)) >= 5)
+        time.sleep(3)  # a few more ticks: nothing more starts
+        starts = saga_records(s, "j17.saga")
+        check(sorted(r["depth"] for r in starts) == [0, 1, 2, 3, 4], f"starts: {starts}")
+        check(len(saga_ended(s)) == 5 and all(e["status"] == "completed" for e in saga_ended(s)),
+              f"ended: {saga_ended(s)}")
+        check(saga_types(s, "order", oid) == ["was_placed"] * 6,
+              f"the trigger and one event per instance: {saga_types(s, 'order', oid)}")
