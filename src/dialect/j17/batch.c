@@ -95,6 +95,9 @@ static json_t *timer_record(struct j_batch *b, const struct j17_implied *im, jso
     if (im->cancel_on) {
         json_object_set(r, "cancel_on", im->cancel_on);
     }
+    if (b->saga_depth) { /* a saga step scheduled it: what it starts keeps counting */
+        json_object_set_new(r, "saga_depth", json_integer(b->saga_depth));
+    }
     return r;
 }
 

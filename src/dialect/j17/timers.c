@@ -299,6 +299,11 @@ static bool fire(struct j17_ctx *x, struct db *db, const struct fired *tm)
     }
     struct j_batch b;
     j_batch_init(&b, spec, time_now_us() / 1000);
+    json_t *depth = json_object_get(tm->record, "saga_depth");
+    if (json_is_integer(depth) && json_integer_value(depth) > 0 &&
+        json_integer_value(depth) <= J17_SAGA_DEPTH_MAX + 1) {
+        b.saga_depth = (unsigned)json_integer_value(depth);
+    }
     char why[512];
     const char *no = fire_events(&b, spec, tm, why, sizeof why);
     bool settled = true;
