@@ -727,8 +727,7 @@ static int cmd_serve(const struct options *o)
                             .started_us = sv.api.started_us};
     sv.hapnd = (struct hapnd_ctx){.limits = o->limits, .started_us = sv.api.started_us};
     hapnd_ctx_init(&sv.hapnd);
-    sv.j17 = (struct j17_ctx){.limits = o->limits, .webhook_allow = o->webhook_allow,
-                              .schedule_min_ms = o->j17_schedule_min_ms};
+    sv.j17 = (struct j17_ctx){.limits = o->limits, .schedule_min_ms = o->j17_schedule_min_ms};
     j17_ctx_init(&sv.j17);
     mount_surfaces(o, &sv);
     ASSERT(gate_route_count(&sv.gate) <= METRICS_ROUTES); /* every route has its counters */

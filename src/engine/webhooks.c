@@ -460,6 +460,13 @@ static struct webhook *find(struct db *db, const char *name)
     return NULL;
 }
 
+_Static_assert((int)WEBHOOK_SECRET_TEXT == (int)DELIVERY_SECRET_TEXT, "one secret size");
+
+int engine_webhook_url_check(struct engine *e, const char *url, char *why, size_t why_len)
+{
+    return delivery_check_url(e->webhook_allow, url, why, why_len);
+}
+
 bool engine_webhook_signs_with(struct db *db, const char *name, const char *secret)
 {
     size_t n = strlen(secret);

@@ -31,6 +31,7 @@ enum {
     WEBHOOK_PARKED_MAX = 1000,      /* parked batches kept (oldest dropped) */
     WEBHOOK_ATTEMPTS_MAX = 20,
     WEBHOOK_META_BYTES = 4096,      /* a webhook's meta object */
+    WEBHOOK_SECRET_TEXT = 64,       /* a secret's text with its NUL (= DELIVERY_SECRET_TEXT) */
 };
 
 /* How a webhook's deliveries look, chosen by the API surface that made it (engine_config's
@@ -82,6 +83,11 @@ struct webhook_def {
  * address; why names it) or ERR_IO. */
 int engine_webhook_create(struct db *db, const struct webhook_def *def, char *secret_out,
                           char *why, size_t why_len);
+/* Whether url may be a webhook's of this server: http(s), every address its host resolves to
+ * public or allowed by the operator (engine_config.webhook_allow). Returns 0, or ERR_INVALID /
+ * ERR_DENIED with why. Resolves names: a worker's call. */
+int engine_webhook_url_check(struct engine *e, const char *url, char *why, size_t why_len);
+
 /* True when webhook name exists and signs with secret (its current one; compared in constant
  * time): a maker that keeps the secret elsewhere tells whether it changed without storing
  * anything derived from it. */

@@ -311,7 +311,7 @@ static void run_deploy(void *arg, bool cancelled)
         answer_problems(j, "Spec validation failed", &pr);
     } else if (rc) {
         deploy_failed(j, rc);
-    } else if (j_listeners_check(s, j->x->webhook_allow, &pr) != 0) {
+    } else if (j_listeners_check(s, j->engine, &pr) != 0) {
         answer_problems(j, "Spec validation failed", &pr);
     } else if (names_free(j, s)) {
         pthread_mutex_lock(&j->x->deploy_mu);

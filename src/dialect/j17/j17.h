@@ -37,8 +37,6 @@ struct j17_ctx {
     struct limits limits;          /* copied: batch and event sizes */
     struct logic *logic;           /* borrowed: reducers, the spec's document */
     struct engine *engine;         /* borrowed: databases made by a first deploy */
-    const char *webhook_allow;     /* borrowed: private hosts listeners may reach
-                                      (--webhook-allow), NULL: none */
     uint64_t schedule_min_ms;      /* a scheduled implication's least delay (0: the j17
                                       minimum, 5 minutes; tests lower it) */
     struct j17_spec_cache *specs;  /* owned: compiled specs by database (specs.c) */

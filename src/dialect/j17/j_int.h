@@ -158,10 +158,9 @@ bool j_spec_find(const struct gate_call *c, struct slice type, struct slice even
 
 /* ---- listeners.c ---- */
 
-/* Checks every listener's url against the address policy (allow: the operator's list) and
- * its secret's size; ERR_INVALID with *pr naming each refused one. Resolves names: a worker's
- * call. */
-int j_listeners_check(const struct j17_spec *s, const char *allow, struct j17_problems *pr);
+/* Checks every listener's url against the server's address policy and its secret; ERR_INVALID
+ * with *pr naming each refused one. Resolves names: a worker's call. */
+int j_listeners_check(const struct j17_spec *s, struct engine *e, struct j17_problems *pr);
 /* Makes db's listener webhooks those of s: kept when unchanged, replaced (from the old one's
  * next undelivered event) when changed, deleted when dropped. Appends a JSON string to warn
  * (comma-separated) for each listener that could not be made, and returns how many. Worker. */

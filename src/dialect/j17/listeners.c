@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "delivery/delivery.h"
 #include "engine/webhooks.h"
 #include "json/jsonx.h"
 #include "util/errors.h"
@@ -118,23 +117,23 @@ static void listener_meta(const struct j17_listener *l, struct buf *out)
     json_decref(m);
 }
 
-int j_listeners_check(const struct j17_spec *s, const char *allow, struct j17_problems *pr)
+int j_listeners_check(const struct j17_spec *s, struct engine *e, struct j17_problems *pr)
 {
     memset(pr, 0, sizeof *pr);
     for (size_t i = 0; i < j17_spec_listener_count(s); i++) {
         const struct j17_listener *l = j17_spec_listener_at(s, i);
         const char *secret = j17_listener_secret(l);
         char why[160] = "";
-        if (!secret || strlen(secret) >= DELIVERY_SECRET_TEXT) {
+        if (!secret || strlen(secret) >= WEBHOOK_SECRET_TEXT) {
             snprintf(why, sizeof why, "a listener needs a secret of 1 to %d bytes (deliveries "
-                     "are signed with it)", DELIVERY_SECRET_TEXT - 1);
-        } else if (delivery_check_url(allow, j17_listener_url(l), why, sizeof why) == 0) {
+                     "are signed with it)", WEBHOOK_SECRET_TEXT - 1);
+        } else if (engine_webhook_url_check(e, j17_listener_url(l), why, sizeof why) == 0) {
             continue;
         }
         if (pr->count < J17_PROBLEMS_MAX) {
             struct j17_problem *p = &pr->items[pr->count++];
             snprintf(p->path, sizeof p->path, "listeners.%s.%s", j17_listener_name(l),
-                     !secret || strlen(secret) >= DELIVERY_SECRET_TEXT ? "secret" : "url");
+                     !secret || strlen(secret) >= WEBHOOK_SECRET_TEXT ? "secret" : "url");
             snprintf(p->msg, sizeof p->msg, "%s", why);
         }
     }
@@ -194,7 +193,7 @@ static bool create(struct db *db, const struct j17_listener *l, const char *name
                             .start = start ? start : in.head + 1,
                             .secret = j17_listener_secret(l)};
     snprintf(d.name, sizeof d.name, "%.*s", (int)sizeof d.name - 1, name);
-    char secret[DELIVERY_SECRET_TEXT], why[160] = "", msg[300];
+    char secret[WEBHOOK_SECRET_TEXT], why[160] = "", msg[300];
     int rc = engine_webhook_create(db, &d, secret, why, sizeof why);
     if (rc) {
         snprintf(msg, sizeof msg, "listener %s not made: %s%s%s", j17_listener_name(l),
