@@ -151,13 +151,17 @@ void out_parse_error(struct http_req *req, const struct parse_error *pe)
     out_json(req, pe->status, &b);
 }
 
-bool out_require_json(struct http_req *req)
+bool out_is_json(struct http_req *req)
 {
     const char *ct = http_req_header(req, "Content-Type");
     static const char want[] = "application/json";
-    if (ct && strncasecmp(ct, want, sizeof want - 1) == 0 &&
-        (ct[sizeof want - 1] == '\0' || ct[sizeof want - 1] == ';' ||
-         ct[sizeof want - 1] == ' ')) {
+    size_t n = sizeof want - 1;
+    return ct && strncasecmp(ct, want, n) == 0 && (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
+}
+
+bool out_require_json(struct http_req *req)
+{
+    if (out_is_json(req)) {
         return true;
     }
     out_error(req, 415, "unsupported_media_type", "send the body as application/json",

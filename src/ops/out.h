@@ -25,6 +25,10 @@ struct stream_meta;
 /* Appends a stream's settings as {"maxAge","maxCount","truncateBefore"} (null when unset). */
 void out_stream_meta(struct buf *b, const struct stream_meta *m);
 
+/* True when the request says its body is JSON (Content-Type application/json, with or without
+ * parameters); every surface refuses other bodies in its own envelope. */
+bool out_is_json(struct http_req *req);
+
 struct parse_error;
 struct gate_mount;
 /* The same in the envelope of mount m. */

@@ -40,10 +40,7 @@ static void fail_parse(const struct gate_call *c, const struct parse_error *pe)
 /* True when the body is JSON (Content-Type application/json); else answers 415. */
 static bool json_body(const struct gate_call *c)
 {
-    const char *ct = http_req_header(c->req, "Content-Type");
-    static const char want[] = "application/json";
-    size_t n = sizeof want - 1;
-    if (ct && !strncasecmp(ct, want, n) && (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ')) {
+    if (out_is_json(c->req)) {
         return true;
     }
     fail(c, GK_MEDIA_TYPE, "unsupported_media_type", "send the body as application/json",

@@ -58,10 +58,7 @@ void hd_fail_parse(const struct gate_call *c, const struct parse_error *pe)
 
 bool hd_json_body(const struct gate_call *c)
 {
-    const char *ct = http_req_header(c->req, "Content-Type");
-    static const char want[] = "application/json";
-    size_t n = sizeof want - 1;
-    if (ct && !strncasecmp(ct, want, n) && (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ')) {
+    if (out_is_json(c->req)) {
         return true;
     }
     hd_fail(c, GK_INVALID, "INVALID_REQUEST", "send the body as application/json");

@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "engine/engine.h"
+#include "ops/out.h"
 #include "util/errors.h"
 
 /* ---- the context ---- */
@@ -121,10 +122,7 @@ void j_fail_req(const struct gate_mount *m, struct http_req *req, unsigned kind,
 
 bool j_json_body(const struct gate_call *c)
 {
-    const char *ct = http_req_header(c->req, "Content-Type");
-    static const char want[] = "application/json";
-    size_t n = sizeof want - 1;
-    if (ct && !strncasecmp(ct, want, n) && (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ')) {
+    if (out_is_json(c->req)) {
         return true;
     }
     j_fail(c, GK_INVALID, "Content-Type must be application/json", "Content-Type");
