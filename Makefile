@@ -3,11 +3,11 @@ CC      ?= cc
 DEBUG   ?= 0
 SANITIZE ?=
 WERROR  ?=
-PKGS    := jansson libssl libcrypto lua5.4 libzip libpcre2-8
+PKGS    := jansson libssl libcrypto lua5.4 libzip libpcre2-8 sqlite3
 CFLAGS  := -std=gnu17 -O2 -g -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wvla -Wformat=2 -fno-omit-frame-pointer -pthread -Isrc \
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS  := -llmdb -lwslay -lcurl $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljansson -lssl -lcrypto -llua5.4 -lzip -lpcre2-8) -lm -pthread
+LDLIBS  := -llmdb -lwslay -lcurl $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljansson -lssl -lcrypto -llua5.4 -lzip -lpcre2-8 -lsqlite3) -lm -pthread
 ifeq ($(DEBUG),1)
 CFLAGS  += -O0 -DDEBUG
 endif
@@ -20,7 +20,7 @@ CFLAGS  += -Werror
 endif
 
 BUILD   := build$(if $(SANITIZE),-san)
-LIB_SRC := $(wildcard src/util/*.c src/json/*.c src/delivery/*.c src/backup/*.c src/store/*.c src/engine/*.c src/http/*.c src/gate/*.c src/ops/*.c src/api/*.c src/query/*.c src/auth/*.c src/dialect/*/*.c src/cli/*.c src/logic/*.c)
+LIB_SRC := $(wildcard src/util/*.c src/json/*.c src/delivery/*.c src/backup/*.c src/store/*.c src/engine/*.c src/http/*.c src/gate/*.c src/ops/*.c src/api/*.c src/query/*.c src/auth/*.c src/dialect/*/*.c src/cli/*.c src/logic/*.c src/sql/*.c)
 LIB_OBJ := $(LIB_SRC:src/%.c=$(BUILD)/%.o)
 UNIT_SRC := $(wildcard tests/unit/*_test.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)

@@ -30,11 +30,13 @@ ALLOWED = {
     # user code: the runtimes (util, json only) and, above the engine, what runs on them
     # (delivery: projection webhooks post through it, as the engine's webhooks do)
     "logic": BASE | {"json", "model", "query", "engine", "logic", "delivery"},
+    # the SQL engine (SQLite, locked down) with the store's events as read-only virtual tables
+    "sql": BASE | {"json", "model", "query", "engine", "sql"},
     # the command-line tools beside the server (annals backup, restore): main's level
     "cli": BASE | {"json", "model", "query", "store", "engine", "http", "auth", "backup", "cli"},
 }
 # every dialect: what the native API may use, except the native API itself (and storage)
-DIALECT = BASE | {"json", "model", "query", "engine", "logic", "http", "auth", "gate", "ops"}
+DIALECT = BASE | {"json", "model", "query", "engine", "logic", "sql", "http", "auth", "gate", "ops"}
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([a-z0-9_]+)/([^"]+)"', re.M)
 
 

@@ -5,7 +5,7 @@
 # node_modules is missing or older than the lockfile).
 # Idempotent: installs only what is missing. Run as root (make run / make test call it).
 set -eu
-BUILD_PKGS="build-essential pkg-config liblmdb-dev libjansson-dev libssl-dev libwslay-dev libcurl4-openssl-dev libtcmalloc-minimal4 liblua5.4-dev libmozjs-102-dev libzip-dev libpcre2-dev g++ esbuild nodejs npm"
+BUILD_PKGS="build-essential pkg-config liblmdb-dev libjansson-dev libssl-dev libwslay-dev libcurl4-openssl-dev libtcmalloc-minimal4 liblua5.4-dev libmozjs-102-dev libzip-dev libpcre2-dev libsqlite3-dev g++ esbuild nodejs npm"
 TEST_PKGS="python3 curl procps clang libclang-rt-14-dev libfaketime chromium python3-prometheus-client python3-jsonschema wabt"
 BENCH_PKGS="wrk redis-server postgresql"
 want="$BUILD_PKGS $TEST_PKGS"
