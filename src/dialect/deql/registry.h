@@ -179,7 +179,9 @@ void deql_reg_counts(const struct deql_reg *r, size_t out[DEQL_OBJ_EVENTSTORE + 
  * field_name, field_type, is_key, ordinal; decisions: name, aggregate, command, has_guard,
  * emitted_events, guard_sql, state_as_sql; emits: decision_name, event_name.
  * Returns 0; ERR_NOTFOUND (unknown group or sub, unknown name: *what says "group", "name" or
- * "sub"). */
+ * "sub"; what may be NULL; *out is then zeroed, so arrow_table_fini on it is harmless);
+ * ERR_TOOBIG (the table would pass ARROW_MAX_TABLE_BYTES; *out zeroed). Text that is not
+ * UTF-8 is written with U+FFFD for each bad byte. Implemented in reg_tables.c. */
 int deql_reg_table(const struct deql_reg *r, const char *group, const char *name,
                    const char *sub, struct arrow_table *out, const char **what);
 
