@@ -57,6 +57,31 @@ static const char *apply_expect(struct deql_reg *r, const char *script, int rc_w
     return err.msg;
 }
 
+/* A statement and the result applying it must give. */
+struct apply_case {
+    const char *script;
+    int rc;
+};
+
+static void apply_cases(struct deql_reg *r, const struct apply_case *cases, size_t n)
+{
+    for (size_t i = 0; i < n; i++) apply_expect(r, cases[i].script, cases[i].rc);
+}
+
+/* The base script, the Entity template used for Customer, then extra. */
+static struct deql_reg *full_reg(const char *extra)
+{
+    struct buf script;
+    buf_init(&script);
+    buf_adds(&script, base_script);
+    buf_adds(&script, tmpl_script);
+    buf_adds(&script, "USE TEMPLATE Entity WITH (Name = 'Customer', Kind = 'vip');\n");
+    buf_adds(&script, extra);
+    struct deql_reg *r = reg_with(script.ptr);
+    buf_fini(&script);
+    return r;
+}
+
 static char *export_of(const struct deql_reg *r)
 {
     struct buf b;
@@ -113,12 +138,15 @@ TEST(every_statement_kind)
 
 TEST(non_definitions_refused)
 {
+    static const struct apply_case cases[] = {
+        {"EXECUTE Foo(a := 1)", ERR_INVALID},
+        {"SELECT 1", ERR_INVALID},
+        {"CREATE TABLE t AS VALUES (1)", ERR_INVALID},
+        {"VALIDATE DEREG", ERR_INVALID},
+        {"USE TEMPLATE Nope WITH (A = 1)", ERR_NOTFOUND},
+    };
     struct deql_reg *r = deql_reg_new();
-    apply_expect(r, "EXECUTE Foo(a := 1)", ERR_INVALID);
-    apply_expect(r, "SELECT 1", ERR_INVALID);
-    apply_expect(r, "CREATE TABLE t AS VALUES (1)", ERR_INVALID);
-    apply_expect(r, "VALIDATE DEREG", ERR_INVALID);
-    apply_expect(r, "USE TEMPLATE Nope WITH (A = 1)", ERR_NOTFOUND);
+    apply_cases(r, cases, sizeof cases / sizeof cases[0]);
     ASSERT_EQ(deql_reg_generation(r), 0);
     deql_reg_free(r);
 }
@@ -161,16 +189,18 @@ TEST(one_decision_per_command)
 
 TEST(invalid_names)
 {
+    static const struct apply_case cases[] = {
+        {"CREATE EVENT \"a-b\" (x INT)", ERR_INVALID},
+        {"CREATE EVENT \"1a\" (x INT)", ERR_INVALID},
+        {"CREATE EVENT a$b (x INT)", ERR_INVALID},
+        {"CREATE EVENT E (\"bad name\" INT)", ERR_INVALID},
+        {"CREATE EVENT E (x INT, x STRING)", ERR_INVALID},
+        {"CREATE COMMAND C (x INT KEY, y INT KEY)", ERR_INVALID},
+        {"CREATE DECISION D FOR \"A b\" ON COMMAND C EMIT AS SELECT EVENT E ()", ERR_INVALID},
+        {"CREATE EVENTSTORE S WITH (a.b = 1, a.b = 2)", ERR_INVALID},
+    };
     struct deql_reg *r = deql_reg_new();
-    apply_expect(r, "CREATE EVENT \"a-b\" (x INT)", ERR_INVALID);
-    apply_expect(r, "CREATE EVENT \"1a\" (x INT)", ERR_INVALID);
-    apply_expect(r, "CREATE EVENT a$b (x INT)", ERR_INVALID);
-    apply_expect(r, "CREATE EVENT E (\"bad name\" INT)", ERR_INVALID);
-    apply_expect(r, "CREATE EVENT E (x INT, x STRING)", ERR_INVALID);
-    apply_expect(r, "CREATE COMMAND C (x INT KEY, y INT KEY)", ERR_INVALID);
-    apply_expect(r, "CREATE DECISION D FOR \"A b\" ON COMMAND C EMIT AS SELECT EVENT E ()",
-                 ERR_INVALID);
-    apply_expect(r, "CREATE EVENTSTORE S WITH (a.b = 1, a.b = 2)", ERR_INVALID);
+    apply_cases(r, cases, sizeof cases / sizeof cases[0]);
     char name[DEQL_NAME_MAX + 32];
     memset(name, 'n', DEQL_NAME_MAX - 1);
     strcpy(name + DEQL_NAME_MAX - 1, " ()");
@@ -358,16 +388,10 @@ TEST(validate_messages)
 
 TEST(export_round_trip)
 {
-    struct buf script;
-    buf_init(&script);
-    buf_adds(&script, base_script);
-    buf_adds(&script, tmpl_script);
-    buf_adds(&script, "USE TEMPLATE Entity WITH (Name = 'Customer', Kind = 'vip');\n"
-                      "ALTER COMMAND Promote ADD reason STRING;\n"
-                      "CREATE OR REPLACE EVENT Promoted (grade INT, since TIMESTAMP);\n"
-                      "CREATE TEMPLATE Later (N) AS (CREATE EVENT {{N}} ());\n"
-                      "USE TEMPLATE Later WITH (N = Ev1);\n");
-    struct deql_reg *r = reg_with(script.ptr);
+    struct deql_reg *r = full_reg("ALTER COMMAND Promote ADD reason STRING;\n"
+                                  "CREATE OR REPLACE EVENT Promoted (grade INT, since TIMESTAMP);\n"
+                                  "CREATE TEMPLATE Later (N) AS (CREATE EVENT {{N}} ());\n"
+                                  "USE TEMPLATE Later WITH (N = Ev1);\n");
     char *ex1 = export_of(r);
     CHECK(strstr(ex1, "CREATE TEMPLATE Later") < strstr(ex1, "CREATE AGGREGATE Employee"));
     CHECK(!strstr(ex1, "CREATE AGGREGATE Customer"));
@@ -383,7 +407,6 @@ TEST(export_round_trip)
     CHECK(deql_reg_find(r2, DEQL_OBJ_EVENT, "Ev1"));
     free(ex1);
     free(ex2);
-    buf_fini(&script);
     deql_reg_free(r);
     deql_reg_free(r2);
 }
@@ -425,12 +448,7 @@ static void table_ok(const struct deql_reg *r, const char *g, const char *name, 
 
 TEST(tables_groups)
 {
-    struct buf script;
-    buf_init(&script);
-    buf_adds(&script, base_script);
-    buf_adds(&script, tmpl_script);
-    buf_adds(&script, "USE TEMPLATE Entity WITH (Name = 'Customer', Kind = 'vip');\n");
-    struct deql_reg *r = reg_with(script.ptr);
+    struct deql_reg *r = full_reg("");
     struct arrow_table t;
     table_ok(r, "aggregates", NULL, NULL, &t, 5, 2);
     ASSERT_STR(cell_text(&t, 0, 0), "Customer");
@@ -478,18 +496,12 @@ TEST(tables_groups)
     buf_fini(&ipc);
     arrow_table_fini(&t);
     deql_reg_free(empty);
-    buf_fini(&script);
     deql_reg_free(r);
 }
 
 TEST(tables_subs_and_errors)
 {
-    struct buf script;
-    buf_init(&script);
-    buf_adds(&script, base_script);
-    buf_adds(&script, tmpl_script);
-    buf_adds(&script, "USE TEMPLATE Entity WITH (Name = 'Customer', Kind = 'vip');\n");
-    struct deql_reg *r = reg_with(script.ptr);
+    struct deql_reg *r = full_reg("");
     struct arrow_table t;
     table_ok(r, "commands", "HireEmployee", "fields", &t, 7, 3);
     ASSERT_STR(t.cols[0].name, "command_name");
@@ -532,7 +544,6 @@ TEST(tables_subs_and_errors)
     ASSERT_EQ(deql_reg_table(r, "projections", "Headcount", "fields", &t, &what), ERR_NOTFOUND);
     ASSERT_STR(what, "sub");
     arrow_table_fini(&t);
-    buf_fini(&script);
     deql_reg_free(r);
 }
 

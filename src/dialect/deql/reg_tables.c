@@ -494,6 +494,10 @@ struct table_spec {
 #define T ARROW_UTF8
 #define I ARROW_INT64
 #define B ARROW_BOOL
+/* The fields sub-table of a kind whose owner column is owner. */
+#define FIELD_COLS(owner)                                                                      \
+    {owner, "field_name", "field_type", "is_key", "is_sensitive", "is_volatile", "ordinal"},   \
+        {T, T, T, B, B, B, I}
 static const struct table_spec tables[] = {
     {"aggregates", NULL, DEQL_OBJ_AGGREGATE, row_aggregate,
      {"name", "field_count", "decision_count", "definition", "template_name"}, {T, I, I, T, T}},
@@ -512,18 +516,9 @@ static const struct table_spec tables[] = {
      {"name", "params", "instance_count", "definition"}, {T, T, I, T}},
     {"eventstores", NULL, DEQL_OBJ_EVENTSTORE, row_eventstore,
      {"name", "options", "option_count", "definition", "template_name"}, {T, T, I, T, T}},
-    {"aggregates", "fields", DEQL_OBJ_AGGREGATE, sub_fields,
-     {"aggregate_name", "field_name", "field_type", "is_key", "is_sensitive", "is_volatile",
-      "ordinal"},
-     {T, T, T, B, B, B, I}},
-    {"commands", "fields", DEQL_OBJ_COMMAND, sub_fields,
-     {"command_name", "field_name", "field_type", "is_key", "is_sensitive", "is_volatile",
-      "ordinal"},
-     {T, T, T, B, B, B, I}},
-    {"events", "fields", DEQL_OBJ_EVENT, sub_fields,
-     {"event_name", "field_name", "field_type", "is_key", "is_sensitive", "is_volatile",
-      "ordinal"},
-     {T, T, T, B, B, B, I}},
+    {"aggregates", "fields", DEQL_OBJ_AGGREGATE, sub_fields, FIELD_COLS("aggregate_name")},
+    {"commands", "fields", DEQL_OBJ_COMMAND, sub_fields, FIELD_COLS("command_name")},
+    {"events", "fields", DEQL_OBJ_EVENT, sub_fields, FIELD_COLS("event_name")},
     {"decisions", "emits", DEQL_OBJ_DECISION, sub_emits,
      {"decision_name", "branch_index", "branch_id", "branch_label", "branch_guard", "event_name",
       "assignments"},
@@ -536,6 +531,7 @@ static const struct table_spec tables[] = {
 #undef T
 #undef I
 #undef B
+#undef FIELD_COLS
 
 /* The spec of group (and sub, NULL for the group's own table), or NULL. */
 static const struct table_spec *find_table(const char *group, const char *sub)
