@@ -293,9 +293,9 @@ TEST(template_errors_all_or_nothing)
     apply_expect(r, "CREATE TEMPLATE Bad (A) AS (CREATE EVENT {{A-}} ())", ERR_INVALID);
     apply_expect(r, "CREATE TEMPLATE Nest (A) AS (USE TEMPLATE Entity WITH (Name = {{A}}, Kind = 1))",
                  0);
-    apply_expect(r, "USE TEMPLATE Nest WITH (A = Z)", ERR_INVALID);
-    apply_expect(r, "CREATE TEMPLATE Bad2 () AS (CREATE TEMPLATE Inner () AS (SELECT 1))", 0);
-    apply_expect(r, "USE TEMPLATE Bad2 WITH ()", ERR_INVALID);
+    CHECK(strstr(apply_expect(r, "USE TEMPLATE Nest WITH (A = Z)", ERR_INVALID), "cannot use"));
+    apply_expect(r, "CREATE TEMPLATE Bad2 (A) AS (CREATE TEMPLATE I{{A}} (B) AS (SELECT 1))", 0);
+    CHECK(strstr(apply_expect(r, "USE TEMPLATE Bad2 WITH (A = x)", ERR_INVALID), "cannot create"));
     deql_reg_free(r);
 }
 
