@@ -112,6 +112,13 @@ void deql_reg_free(struct deql_reg *r);
  *     registered yet (deql_reg_validate reports what is missing);
  *   - any other statement kind: ERR_INVALID;
  *   - DEQL_REG_MAX_OBJECTS objects: ERR_TOOBIG.
+ * Also (docs/dialects/deql.md "Registry"): USE TEMPLATE of an unknown template: ERR_NOTFOUND;
+ * a missing, unknown or repeated parameter, an unknown placeholder, an expansion that uses or
+ * creates a template: ERR_INVALID; an expansion longer than DEQL_MAX_SCRIPT_BYTES: ERR_TOOBIG.
+ * So that deql_reg_export always rebuilds the same registry, an object made by a template is
+ * changed (OR REPLACE, ALTER) only by an expansion, an expansion ALTERs only objects made by a
+ * template, and a template with instances is replaced only by the same parameters and body
+ * (else ERR_INVALID). At most one field of an object is marked KEY (else ERR_INVALID).
  * Returns 0 or the error with err->msg (a sentence; line and column of st). On error the
  * registry is unchanged (a USE TEMPLATE is applied whole or not at all). */
 int deql_reg_apply(struct deql_reg *r, const char *text, const struct deql_stmt *st,
@@ -123,7 +130,8 @@ int deql_reg_apply(struct deql_reg *r, const char *text, const struct deql_stmt 
 int deql_reg_apply_script(struct deql_reg *r, const char *script, size_t len, size_t *applied,
                           struct deql_error *err);
 
-/* Changes since creation: 0 for a new registry, +1 per successful apply. */
+/* Changes since creation: 0 for a new registry, +1 per successful apply (per statement:
+ * deql_reg_apply_script adds the number of statements it applied). */
 uint64_t deql_reg_generation(const struct deql_reg *r);
 
 /* The object of kind named name, or NULL. */
@@ -179,7 +187,9 @@ void deql_reg_counts(const struct deql_reg *r, size_t out[DEQL_OBJ_EVENTSTORE + 
  * field_name, field_type, is_key, ordinal; decisions: name, aggregate, command, has_guard,
  * emitted_events, guard_sql, state_as_sql; emits: decision_name, event_name.
  * Returns 0; ERR_NOTFOUND (unknown group or sub, unknown name: *what says "group", "name" or
- * "sub"). */
+ * "sub"; what may be NULL; *out is then zeroed, so arrow_table_fini on it is harmless);
+ * ERR_TOOBIG (the table would pass ARROW_MAX_TABLE_BYTES; *out zeroed). Text that is not
+ * UTF-8 is written with U+FFFD for each bad byte. Implemented in reg_tables.c. */
 int deql_reg_table(const struct deql_reg *r, const char *group, const char *name,
                    const char *sub, struct arrow_table *out, const char **what);
 
