@@ -81,14 +81,17 @@ static int on_authorize(void *arg, int action, const char *a, const char *b, con
     (void)b;
     (void)db;
     (void)trigger;
-    const struct sql_conn *c = arg;
+    struct sql_conn *c = arg;
+    bool ok;
     switch (action) {
-    case SQLITE_FUNCTION: return function_banned(b) ? SQLITE_DENY : SQLITE_OK;
+    case SQLITE_FUNCTION: ok = !function_banned(b); break;
     case SQLITE_SELECT:
     case SQLITE_READ:
-    case SQLITE_RECURSIVE: return SQLITE_OK;
-    default: (void)a; return c->defining && !c->sealed ? SQLITE_OK : SQLITE_DENY;
+    case SQLITE_RECURSIVE: ok = true; break;
+    default: (void)a; ok = c->defining && !c->sealed; break;
     }
+    c->denied |= !ok; /* (SQLite reports some denials as SQLITE_ERROR) */
+    return ok ? SQLITE_OK : SQLITE_DENY;
 }
 
 /* Stops the running statement once it has taken limits.steps ticks. */
@@ -416,18 +419,16 @@ int sql_define_events(struct sql_conn *c, const struct sql_events_def *def,
         return ERR_INVALID;
     }
     c->defs = xrealloc(c->defs, (c->ndefs + 1) * sizeof(*c->defs));
-    c->defs[c->ndefs] = def_copy(def);
+    c->defs[c->ndefs++] = def_copy(def); /* (xCreate looks it up) */
     struct buf sql;
     buf_init(&sql);
     buf_adds(&sql, "CREATE VIRTUAL TABLE DeReg.");
     sql_quote_ident(def->table, &sql);
-    buf_printf(&sql, " USING annals_events(%zu)", c->ndefs);
+    buf_printf(&sql, " USING annals_events(%zu)", c->ndefs - 1);
     int rc = define(c, sql.ptr, err);
     buf_fini(&sql);
-    if (rc == 0) {
-        c->ndefs++;
-    } else {
-        def_free(c->defs[c->ndefs]);
+    if (rc) {
+        def_free(c->defs[--c->ndefs]);
     }
     return rc;
 }
@@ -546,10 +547,11 @@ static int statement_error(struct sql_conn *c, int rc, struct sql_error *err)
         set_error(err, "the query ran past its step budget (sql steps)");
         return ERR_TOOBIG;
     }
-    switch (rc & 0xff) {
-    case SQLITE_AUTH:
+    if (c->denied || (rc & 0xff) == SQLITE_AUTH) {
         set_error(err, sqlite3_errmsg(c->db));
         return ERR_DENIED;
+    }
+    switch (rc & 0xff) {
     case SQLITE_NOMEM:
         set_error(err, "the query ran out of memory (heap)");
         return ERR_TOOBIG;
@@ -558,7 +560,8 @@ static int statement_error(struct sql_conn *c, int rc, struct sql_error *err)
         return ERR_TOOBIG;
     default:
         set_error(err, sqlite3_errmsg(c->db));
-        return ERR_INVALID;
+        /* a write to an events table is refused before the authorizer is asked */
+        return strstr(err ? err->msg : "", "may not be modified") ? ERR_DENIED : ERR_INVALID;
     }
 }
 
@@ -568,6 +571,7 @@ static int prepare_one(struct sql_conn *c, const char *sql, size_t len, sqlite3_
     *out = NULL;
     c->vt_err = 0;
     c->out_of_steps = false;
+    c->denied = false;
     const char *tail = NULL;
     int rc = sqlite3_prepare_v3(c->db, sql, (int)len, 0, out, &tail);
     if (rc != SQLITE_OK) {
@@ -706,6 +710,11 @@ int sql_query(struct sql_conn *c, const char *sql, size_t len, const struct sql_
     if (rc) {
         return rc;
     }
+    if (c->sealed && !sqlite3_stmt_readonly(st)) { /* (a REINDEX with nothing to do) */
+        set_error(err, "only reads are allowed");
+        rc = ERR_DENIED;
+        goto out_finalize;
+    }
     if (bind_all(st, binds, nbinds) != SQLITE_OK) {
         rc = statement_error(c, sqlite3_errcode(c->db), err);
         goto out_finalize;
@@ -838,6 +847,12 @@ static int add_cell(struct arrow_table *t, size_t k, enum arrow_type type,
         buf_fini(&b);
         return rc;
     }
+}
+
+const char *sql_result_arrow_type(const struct sql_result *r, size_t col)
+{
+    enum arrow_type t = column_type(r, col);
+    return arrow_type_name(t == ARROW_NULL ? ARROW_UTF8 : t);
 }
 
 int sql_result_arrow(const struct sql_result *r, struct buf *out)

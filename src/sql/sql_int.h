@@ -38,6 +38,7 @@ struct sql_conn {
     /* The running sql_query. */
     uint64_t ticks;               /* progress-handler calls so far */
     bool out_of_steps;            /* the progress handler stopped it */
+    bool denied;                  /* the authorizer refused something while preparing it */
     size_t scanned;               /* events the virtual tables read */
     int vt_err;                   /* an error a virtual table saw (0: none) */
     char vt_msg[sizeof(((struct sql_error *)0)->msg)]; /* and its text */
