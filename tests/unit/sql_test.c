@@ -161,6 +161,19 @@ static void refuse(struct sql_conn *c, const char *sql, int rc, const char *has)
     sql_result_fini(&r);
 }
 
+/* The read set is one read: of stream (NULL: the whole tag). */
+static void check_one_read(const struct sql_conn *c, const char *stream)
+{
+    size_t n;
+    const struct sql_read *reads = sql_reads(c, &n);
+    ASSERT_EQ(n, 1);
+    ASSERT_STR(reads[0].tag, "deql:Employee");
+    ASSERT_EQ(reads[0].whole, stream == NULL);
+    if (stream) {
+        ASSERT_STR(reads[0].stream, stream);
+    }
+}
+
 static void begin(struct fixture *fx, bool reveal)
 {
     uint64_t snap;
@@ -185,11 +198,7 @@ TEST(sql_reads_every_event_with_fields_as_columns)
                "[2,\"Employee\",\"2\",1,\"Hired\",\"2023-11-14T22:13:20.000000Z\",\"Bob\",90,"
                "null,0,null,null],[4,\"Employee\",\"1\",2,\"Hired\","
                "\"2023-11-14T22:13:20.000000Z\",null,120,null,null,null,null]]}");
-    size_t n;
-    const struct sql_read *reads = sql_reads(fx.c, &n);
-    ASSERT_EQ(n, 1);
-    CHECK(reads[0].whole);
-    ASSERT_STR(reads[0].tag, "deql:Employee");
+    check_one_read(fx.c, NULL);
     sql_end(fx.c);
     fixture_close(&fx);
 }
@@ -219,9 +228,7 @@ TEST(sql_stream_id_pushdown_reads_one_stream)
     sql_reads(fx.c, &n);
     ASSERT_EQ(n, 3);
     free(run(fx.c, "SELECT 1 FROM DeReg.\"Employee$Events\""));
-    reads = sql_reads(fx.c, &n);
-    ASSERT_EQ(n, 1);
-    CHECK(reads[0].whole);
+    check_one_read(fx.c, NULL);
     sql_end(fx.c);
     fixture_close(&fx);
 }
@@ -237,10 +244,7 @@ TEST(sql_read_set_collapses_past_its_maximum)
                                   "'s%d'", i);
         free(run(fx.c, sql));
     }
-    size_t n;
-    const struct sql_read *reads = sql_reads(fx.c, &n);
-    ASSERT_EQ(n, 1);
-    CHECK(reads[0].whole);
+    check_one_read(fx.c, NULL);
     sql_end(fx.c);
     fixture_close(&fx);
 }
@@ -260,11 +264,7 @@ TEST(sql_agg_view_with_last_and_a_pushed_down_id)
                                 "WHERE aggregate_id = :id", &id, 1);
     ASSERT_STR(got, "{\"columns\":[\"name\",\"salary\"],\"rows\":[[\"Ann\",120]]}");
     free(got);
-    size_t n;
-    const struct sql_read *reads = sql_reads(fx.c, &n);
-    ASSERT_EQ(n, 1);
-    CHECK(!reads[0].whole);
-    ASSERT_STR(reads[0].stream, "Employee-1");
+    check_one_read(fx.c, "Employee-1");
     /* a parameter the binds do not give is NULL; binds the SQL does not name are ignored */
     struct sql_bind other = {"other", {.type = SQL_INT, .i = 7}};
     got = run_binds(fx.c, "SELECT :id IS NULL, :n", &other, 1);
