@@ -326,13 +326,14 @@ void sql_close(struct sql_conn *c)
     free(c);
 }
 
-/* Our own statements may be longer than a user's: a table of SQL_MAX_FIELDS columns, a
- * long view. */
+/* Our own statements may be longer than a user's, and compile to larger programs: a table
+ * of SQL_MAX_FIELDS columns, a long view (SQLite caps the VDBE limit at its own maximum). */
 static void set_sql_length(struct sql_conn *c, bool defining)
 {
     c->ticks = 0;
     sqlite3_limit(c->db, SQLITE_LIMIT_SQL_LENGTH,
                   defining ? SQL_DEFINE_SQL_BYTES : c->lim.sql_bytes);
+    sqlite3_limit(c->db, SQLITE_LIMIT_VDBE_OP, defining ? INT32_MAX : c->lim.vdbe_ops);
 }
 
 /* Runs one of our own definition statements (authorized while defining). */
@@ -535,9 +536,9 @@ void sql_quote_ident(const char *name, struct buf *out)
 
 /* ---------------------------------------------------------------- running a statement */
 
-/* The ERR_* of a failed statement, with *err saying why: our own record first, then SQLite's
- * code. */
-static int statement_error(struct sql_conn *c, int rc, struct sql_error *err)
+/* The ERR_* of a failed statement (preparing: while it compiled), with *err saying why: our
+ * own record first, then SQLite's code. */
+static int statement_error(struct sql_conn *c, int rc, bool preparing, struct sql_error *err)
 {
     if (c->vt_err) {
         set_error(err, c->vt_msg);
@@ -552,8 +553,10 @@ static int statement_error(struct sql_conn *c, int rc, struct sql_error *err)
         return ERR_DENIED;
     }
     switch (rc & 0xff) {
-    case SQLITE_NOMEM:
-        set_error(err, "the query ran out of memory (heap)");
+    case SQLITE_NOMEM: /* SQLite reports a program past SQLITE_LIMIT_VDBE_OP as NOMEM too */
+        set_error(err, preparing ? "the statement compiles to too large a program or ran out "
+                                   "of memory (vdbe ops, heap)"
+                                 : "the query ran out of memory (heap)");
         return ERR_TOOBIG;
     case SQLITE_TOOBIG:
         set_error(err, "a string or blob is too long (value bytes)");
@@ -575,7 +578,7 @@ static int prepare_one(struct sql_conn *c, const char *sql, size_t len, sqlite3_
     const char *tail = NULL;
     int rc = sqlite3_prepare_v3(c->db, sql, (int)len, 0, out, &tail);
     if (rc != SQLITE_OK) {
-        return statement_error(c, rc, err);
+        return statement_error(c, rc, true, err);
     }
     if (!*out) {
         set_error(err, "no statement");
@@ -716,7 +719,7 @@ int sql_query(struct sql_conn *c, const char *sql, size_t len, const struct sql_
         goto out_finalize;
     }
     if (bind_all(st, binds, nbinds) != SQLITE_OK) {
-        rc = statement_error(c, sqlite3_errcode(c->db), err);
+        rc = statement_error(c, sqlite3_errcode(c->db), false, err);
         goto out_finalize;
     }
     struct builder b = {.r = out};
@@ -727,7 +730,7 @@ int sql_query(struct sql_conn *c, const char *sql, size_t len, const struct sql_
         if (rc) break;
     }
     if (!rc && step != SQLITE_DONE) {
-        rc = statement_error(c, step, err);
+        rc = statement_error(c, step, false, err);
     }
     finish_result(&b);
     if (rc) {

@@ -621,3 +621,20 @@ TEST(sql_quote_ident_doubles_quotes)
     ASSERT_STR(b.ptr, "\"a\"\"b$c\"");
     buf_fini(&b);
 }
+
+TEST(sql_heap_and_program_size_limits)
+{
+    struct fixture fx = {0};
+    sql_limits_default(&fx.lim);
+    fx.lim.heap_bytes = 8 * 1024 * 1024; /* (process-wide: this test's process only) */
+    fx.lim.vdbe_ops = 60;
+    fixture_open(&fx, false);
+    refuse(fx.c, "WITH RECURSIVE r(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM r "
+                 "WHERE x < 1000000) SELECT count(DISTINCT randomblob(64)) FROM r",
+           ERR_TOOBIG, "(heap)");
+    refuse(fx.c, "SELECT 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,"
+                 "27,28,29,30,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47,48,49,50,51,"
+                 "52,53,54,55,56,57,58,59,60,61,62,63,64", ERR_TOOBIG, "(vdbe ops, heap)");
+    ASSERT_SQL(fx.c, "SELECT 1", "{\"columns\":[\"1\"],\"rows\":[[1]]}");
+    fixture_close(&fx);
+}
