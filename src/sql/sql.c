@@ -503,7 +503,7 @@ void sql_begin(struct sql_conn *c, struct db *db, uint64_t snapshot, bool reveal
 {
     clear_reads(c);
     c->edb = db;
-    c->snapshot = snapshot ? snapshot : engine_db_head(db);
+    c->snapshot = snapshot ? snapshot : db ? engine_db_head(db) : 0;
     c->reveal = reveal;
     if (out_snapshot) {
         *out_snapshot = c->snapshot;
