@@ -180,6 +180,9 @@ int sql_result_arrow(const struct sql_result *r, struct buf *out);
 /* Appends r as JSON: {"columns":[names],"rows":[[cells]]} (integers and reals as numbers,
  * non-finite reals null, text as strings). */
 void sql_result_json(const struct sql_result *r, struct buf *out);
+/* The Arrow type sql_result_arrow gives column col of r, by its readable name (util/arrow.h's
+ * arrow_type_name: "int64", "float64", "bool", "utf8", "timestamp_us"); static text. */
+const char *sql_result_arrow_type(const struct sql_result *r, size_t col);
 
 /* Quotes an identifier for SQL text ("a""b"), appending to out. */
 void sql_quote_ident(const char *name, struct buf *out);
