@@ -23,6 +23,7 @@
 #include "util/assert.h"
 #include "api/native.h"
 #include "dialect/deltabase/deltabase.h"
+#include "dialect/deql/deql.h"
 #include "dialect/deltabase/translate.h"
 #include "dialect/evidentsource/evidentsource.h"
 #include "dialect/evidentsource/format.h"
@@ -68,6 +69,9 @@ struct options {
     struct logic_limits logic_limits; /* --logic-cpu-ms, --logic-memory-bytes, --logic-output-bytes */
     unsigned command_tries;   /* --logic-command-tries */
     uint64_t j17_schedule_min_ms; /* --j17-schedule-min-ms (0: j17's) */
+    bool deql_readonly;       /* --deql-readonly */
+    unsigned deql_workers;    /* --deql-workers */
+    uint64_t deql_steps;      /* --deql-sql-steps (0: the default) */
 };
 
 /* The API surfaces besides the native one, and where they are mounted by default. */
@@ -83,6 +87,7 @@ static const struct {
     {"j17", &j17_mount_prod, "/j17", NULL},
     {"j17-staging", &j17_mount_staging, "/j17-staging", "j17"},
     {"j17-test", &j17_mount_test, "/j17-test", "j17"},
+    {"deql", &deql_mount, "/deql", NULL},
 };
 enum { NDIALECTS = sizeof DIALECTS / sizeof DIALECTS[0] };
 
@@ -147,6 +152,11 @@ static const struct flag FLAGS[] = {
      "decisions a command handler may run when what it read changed (default 5, at most 100)"},
     {"--j17-schedule-min-ms", "ANNALS_J17_SCHEDULE_MIN_MS", "N",
      "least delay of a j17 scheduled implication (default 300000, j17's 5 minutes; lower it to test)"},
+    {"--deql-readonly", "ANNALS_DEQL_READONLY", "BOOL",
+     "serve the DeQL dialect read-only: definitions, EXECUTE and other writes answer 403 (default false)"},
+    {"--deql-workers", "ANNALS_DEQL_WORKERS", "N", "threads running DeQL's SQL (default 2)"},
+    {"--deql-sql-steps", "ANNALS_DEQL_SQL_STEPS", "N",
+     "progress ticks (1000 SQLite instructions each) one DeQL query may take (default 1000000)"},
 };
 enum { NFLAGS = sizeof FLAGS / sizeof FLAGS[0] };
 
@@ -320,6 +330,12 @@ static int set_option(struct options *o, int idx, const char *v)
     case 30: if (parse_size(v, 1024, 1ull << 30, &n)) return ERR_INVALID; o->logic_limits.output_bytes = n; return 0;
     case 31: if (parse_size(v, 1, COMMAND_TRIES_MAX, &n)) return ERR_INVALID; o->command_tries = (unsigned)n; return 0;
     case 32: if (parse_size(v, 1, J17_SCHEDULE_MIN_MS, &n)) return ERR_INVALID; o->j17_schedule_min_ms = n; return 0;
+    case 33:
+        if (strcmp(v, "true") && strcmp(v, "false")) return ERR_INVALID;
+        o->deql_readonly = !strcmp(v, "true");
+        return 0;
+    case 34: if (parse_size(v, 1, 64, &n)) return ERR_INVALID; o->deql_workers = (unsigned)n; return 0;
+    case 35: if (parse_size(v, 1, 1ull << 40, &n)) return ERR_INVALID; o->deql_steps = n; return 0;
     }
     return ERR_INVALID;
 }
@@ -495,6 +511,7 @@ struct serving {
     struct es_ctx es;
     struct hapnd_ctx hapnd;
     struct j17_ctx j17;                      /* one for the three environments' mounts */
+    struct deql_ctx deql;
     struct http_server *srv;                 /* the main listener */
     struct http_server *ports[NDIALECTS];    /* --dialect-listen listeners */
     struct gate_port port_of[NDIALECTS];
@@ -505,7 +522,8 @@ struct serving {
 static void mount_surfaces(const struct options *o, struct serving *sv)
 {
     gate_mount(&sv->gate, &api_native_mount, "", &sv->api);
-    void *ctx[NDIALECTS] = {&sv->dlb, &sv->es, &sv->hapnd, &sv->j17, &sv->j17, &sv->j17};
+    void *ctx[NDIALECTS] = {&sv->dlb, &sv->es, &sv->hapnd, &sv->j17, &sv->j17, &sv->j17,
+                            &sv->deql};
     for (int i = 0; i < NDIALECTS; i++) {
         char prefix[80], addr[96];
         if (!o->dialects || !dialect_value(o->dialects, DIALECTS[i].name, prefix, sizeof prefix)) {
@@ -682,6 +700,7 @@ static void shutdown_gracefully(struct serving *sv)
             http_server_quiesce(all[i]);
         }
     }
+    deql_ctx_stop(&sv->deql); /* its queued jobs run and answer while appends work */
     engine_stop(sv->api.engine);
     j17_timers_stop(&sv->j17); /* its thread ends with its current job */
     logic_stop(sv->api.logic); /* answers the reads waiting on projections while we can */
@@ -729,12 +748,25 @@ static int cmd_serve(const struct options *o)
     hapnd_ctx_init(&sv.hapnd);
     sv.j17 = (struct j17_ctx){.limits = o->limits, .schedule_min_ms = o->j17_schedule_min_ms};
     j17_ctx_init(&sv.j17);
+    sv.deql = (struct deql_ctx){.limits = o->limits, .version = ANNALS_VERSION,
+                                .readonly = o->deql_readonly, .workers = o->deql_workers};
+    sql_limits_default(&sv.deql.sql);
+    if (o->deql_steps) {
+        sv.deql.sql.steps = o->deql_steps;
+    }
+    if (deql_ctx_init(&sv.deql)) {
+        log_error("cannot start the DeQL workers");
+        hapnd_ctx_fini(&sv.hapnd);
+        j17_ctx_fini(&sv.j17);
+        return 1;
+    }
     mount_surfaces(o, &sv);
     ASSERT(gate_route_count(&sv.gate) <= METRICS_ROUTES); /* every route has its counters */
     if (bind_listeners(o, &sv, known_keys) || open_data(o, &sv)) {
         stop_listeners(&sv);
         hapnd_ctx_fini(&sv.hapnd);
         j17_ctx_fini(&sv.j17);
+        deql_ctx_fini(&sv.deql);
         return 1;
     }
     sv.api.metrics = metrics_new();
@@ -762,6 +794,7 @@ static int cmd_serve(const struct options *o)
     live_registry_free(sv.api.live);
     hapnd_ctx_fini(&sv.hapnd);
     j17_ctx_fini(&sv.j17);
+    deql_ctx_fini(&sv.deql);
     return rc ? 1 : 0;
 }
 

@@ -157,6 +157,14 @@ struct sql_result {
     void *mem;             /* (internal) */
 };
 void sql_result_fini(struct sql_result *r);
+/* Results built by hand (result.c): an empty table of ncols columns named names[i] (copied;
+ * no declared types). */
+void sql_result_init(struct sql_result *r, size_t ncols, const char *const *names);
+/* Appends a row of ncols cells (text copied). Only on a result made by sql_result_init or
+ * sql_result_copy, never on a query's. */
+void sql_result_add_row(struct sql_result *r, const struct sql_value *cells);
+/* dst := a copy of src (any result), which may then take more rows. */
+void sql_result_copy(struct sql_result *dst, const struct sql_result *src);
 /* The cell of row, col. */
 const struct sql_value *sql_cell(const struct sql_result *r, size_t row, size_t col);
 
