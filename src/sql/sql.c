@@ -88,7 +88,7 @@ static int on_authorize(void *arg, int action, const char *a, const char *b, con
     case SQLITE_SELECT:
     case SQLITE_READ:
     case SQLITE_RECURSIVE: ok = true; break;
-    default: (void)a; ok = c->defining && !c->sealed; break;
+    default: (void)a; ok = (c->defining && !c->sealed) || c->loading; break;
     }
     c->denied |= !ok; /* (SQLite reports some denials as SQLITE_ERROR) */
     return ok ? SQLITE_OK : SQLITE_DENY;
@@ -323,6 +323,10 @@ void sql_close(struct sql_conn *c)
     }
     free(c->defs);
     clear_reads(c);
+    for (size_t i = 0; i < c->nloaded; i++) {
+        free(c->loaded[i]);
+    }
+    free(c->loaded);
     free(c);
 }
 
@@ -880,4 +884,111 @@ int sql_result_arrow(const struct sql_result *r, struct buf *out)
     arrow_table_fini(&t);
     free(types);
     return rc == ERR_INVALID && r->nrows ? ERR_TOOBIG : rc;
+}
+
+/* ---------------------------------------------------------------- loaded tables */
+
+/* Runs one of our own statements on loaded tables (authorized while loading). */
+static int load_exec(struct sql_conn *c, const char *sql, struct sql_error *err)
+{
+    c->ticks = 0;
+    c->loading = true;
+    char *msg = NULL;
+    int rc = sqlite3_exec(c->db, sql, NULL, NULL, &msg);
+    c->loading = false;
+    if (rc != SQLITE_OK) {
+        set_error(err, msg ? msg : sqlite3_errstr(rc));
+    }
+    sqlite3_free(msg);
+    return rc == SQLITE_OK ? 0 : ERR_INVALID;
+}
+
+/* Inserts every row of rows into the loaded table `quoted` (an identifier, quoted). */
+static int load_rows(struct sql_conn *c, const char *quoted, const struct sql_result *rows,
+                     struct sql_error *err)
+{
+    struct buf q;
+    buf_init(&q);
+    buf_printf(&q, "INSERT INTO temp.%s VALUES (", quoted);
+    for (size_t k = 0; k < rows->ncols; k++) {
+        buf_adds(&q, k ? ", ?" : "?");
+    }
+    buf_addc(&q, ')');
+    c->ticks = 0;
+    c->loading = true;
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(c->db, q.ptr, (int)q.len, &st, NULL);
+    for (size_t row = 0; rc == SQLITE_OK && row < rows->nrows; row++) {
+        for (size_t k = 0; rc == SQLITE_OK && k < rows->ncols; k++) {
+            const struct sql_value *v = sql_cell(rows, row, k);
+            int i = (int)k + 1;
+            switch (v->type) {
+            case SQL_INT: rc = sqlite3_bind_int64(st, i, v->i); break;
+            case SQL_REAL: rc = sqlite3_bind_double(st, i, v->d); break;
+            case SQL_TEXT:
+                rc = sqlite3_bind_text64(st, i, v->s ? v->s : "", v->len, SQLITE_TRANSIENT,
+                                         SQLITE_UTF8);
+                break;
+            default: rc = sqlite3_bind_null(st, i); break;
+            }
+        }
+        if (rc == SQLITE_OK) {
+            rc = sqlite3_step(st) == SQLITE_DONE ? sqlite3_reset(st) : sqlite3_errcode(c->db);
+        }
+    }
+    if (rc != SQLITE_OK) {
+        set_error(err, sqlite3_errmsg(c->db));
+    }
+    sqlite3_finalize(st);
+    c->loading = false;
+    buf_fini(&q);
+    return rc == SQLITE_OK ? 0 : ERR_INVALID;
+}
+
+int sql_load_table(struct sql_conn *c, const char *name, const struct sql_result *rows,
+                   struct sql_error *err)
+{
+    if (!name || !name[0] || rows->ncols == 0) {
+        set_error(err, "a loaded table needs a name and columns");
+        return ERR_INVALID;
+    }
+    struct buf quoted, q;
+    buf_init(&quoted);
+    buf_init(&q);
+    sql_quote_ident(name, &quoted);
+    buf_printf(&q, "DROP TABLE IF EXISTS temp.%s; CREATE TEMP TABLE %s (", quoted.ptr,
+               quoted.ptr);
+    for (size_t k = 0; k < rows->ncols; k++) {
+        if (k) {
+            buf_adds(&q, ", ");
+        }
+        sql_quote_ident(rows->names[k], &q);
+    }
+    buf_addc(&q, ')');
+    int rc = load_exec(c, q.ptr, err);
+    if (!rc) {
+        rc = load_rows(c, quoted.ptr, rows, err);
+    }
+    if (!rc) {
+        c->loaded = xrealloc(c->loaded, (c->nloaded + 1) * sizeof(*c->loaded));
+        c->loaded[c->nloaded++] = xstrndup(name, strlen(name));
+    }
+    buf_fini(&quoted);
+    buf_fini(&q);
+    return rc;
+}
+
+void sql_drop_loaded(struct sql_conn *c)
+{
+    for (size_t i = 0; i < c->nloaded; i++) {
+        struct buf q;
+        buf_init(&q);
+        buf_adds(&q, "DROP TABLE IF EXISTS temp.");
+        sql_quote_ident(c->loaded[i], &q);
+        struct sql_error err;
+        load_exec(c, q.ptr, &err);
+        buf_fini(&q);
+        free(c->loaded[i]);
+    }
+    c->nloaded = 0;
 }

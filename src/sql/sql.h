@@ -192,6 +192,14 @@ void sql_result_json(const struct sql_result *r, struct buf *out);
  * arrow_type_name: "int64", "float64", "bool", "utf8", "timestamp_us"); static text. */
 const char *sql_result_arrow_type(const struct sql_result *r, size_t col);
 
+/* Loads rows as the temporary table temp."<name>" (replacing one of that name): a table a
+ * query may read by its bare name (a session's inspection tables). Our own statement, so it
+ * works after sql_seal; the tables are the caller's to drop. Returns 0 or ERR_INVALID. */
+int sql_load_table(struct sql_conn *c, const char *name, const struct sql_result *rows,
+                   struct sql_error *err);
+/* Drops every table sql_load_table made on c. */
+void sql_drop_loaded(struct sql_conn *c);
+
 /* Quotes an identifier for SQL text ("a""b"), appending to out. */
 void sql_quote_ident(const char *name, struct buf *out);
 

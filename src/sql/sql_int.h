@@ -26,6 +26,9 @@ struct sql_conn {
     struct sql_limits lim;        /* copied at sql_open */
     bool sealed;                  /* sql_seal was called: only reads are authorized */
     bool defining;                /* one of our own definitions runs (before sealing) */
+    bool loading;                 /* one of our own statements on loaded tables runs */
+    char **loaded;                /* names of the tables sql_load_table made (nloaded) */
+    size_t nloaded;
     struct events_def **defs;     /* ndefs owned definitions; a table's module argument is its
                                      index here, so a vtab never parses strings */
     size_t ndefs;

@@ -177,6 +177,11 @@ void dq_session_record(struct deql_ctx *x, uint64_t db_id, const char *session, 
  * full_sql); only name's row when name is not NULL. */
 void dq_session_inspections(struct deql_ctx *x, uint64_t db_id, const char *session,
                             const char *name, struct sql_result *out);
+/* Loads every table of session into sc (sql_load_table), so queries read them by name; the
+ * tables loaded before are dropped first. The caller drops them (sql_drop_loaded) before the
+ * connection serves another request. Returns 0 or ERR_INVALID (err). */
+int dq_session_load(struct deql_ctx *x, uint64_t db_id, const char *session,
+                    struct sql_conn *sc, struct sql_error *err);
 struct deql_sessions *dq_sessions_new(void);
 void dq_sessions_free(struct deql_sessions *s);
 

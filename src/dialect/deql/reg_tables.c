@@ -347,7 +347,7 @@ static void row_decision(const struct deql_reg *r, const struct deql_obj *o, str
     for (size_t br = 0, k = 0; br < o->dec.nbranches; br++) {
         const char *guard = o->dec.branches[br].guard;
         if (!guard) continue;
-        buf_printf(&g, guards == 1 ? "%s" : "%s(%s)", k++ ? " OR " : "", guard);
+        buf_printf(&g, guards == 1 ? "%s%s" : "%s(%s)", k++ ? " OR " : "", guard);
     }
     emitted_events(o, &ev);
     put_text(w, o->name);
@@ -417,7 +417,8 @@ static void sub_fields(const struct deql_reg *r, const struct deql_obj *o, struc
         put_text(w, o->name);
         put_text(w, f->name);
         put_text(w, f->type);
-        put_bool(w, f->is_key);
+        /* a command's key is the field marked KEY, else its first */
+        put_bool(w, o->kind == DEQL_OBJ_COMMAND ? i == deql_reg_key_field(o) : f->is_key);
         put_bool(w, f->is_sensitive);
         put_bool(w, f->is_volatile);
         put_i64(w, (int64_t)i + 1);

@@ -665,12 +665,15 @@ static bool read_only_sql(const char *s, size_t len)
 
 static void run_query(struct dq_job *j, const struct dq_reg *r, struct sql_conn *sc)
 {
-    (void)r;
-    struct sql_result res;
+    struct sql_result res = {0};
     struct sql_error se = {{0}};
-    sql_begin(sc, j->db, 0, false, NULL);
-    int rc = sql_query(sc, j->arg, j->arg_len, NULL, 0, &res, &se);
-    sql_end(sc);
+    int rc = dq_session_load(j->x, r->db_id, j->session, sc, &se);
+    if (!rc) {
+        sql_begin(sc, j->db, 0, false, NULL);
+        rc = sql_query(sc, j->arg, j->arg_len, NULL, 0, &res, &se);
+        sql_end(sc);
+    }
+    sql_drop_loaded(sc);
     if (rc) {
         dq_fail_req(j->req,
                     rc == ERR_DENIED    ? 403
@@ -696,6 +699,11 @@ static void h_query(struct gate_call *c)
         free(j->arg);
         free(j);
         fail(c, 403, "only SELECT or WITH queries may be run here");
+        return;
+    }
+    if (!dq_session_of(c, j->session)) {
+        free(j->arg);
+        free(j);
         return;
     }
     dq_submit(c, j);

@@ -109,10 +109,14 @@ static int run_definitions(struct runner *u, size_t from, size_t to)
     return refresh(u);
 }
 
-/* Runs a query on the head of the database. */
+/* Runs a query on the head of the database, with the session's tables loaded. */
 static int query(struct runner *u, const char *sql, size_t len, struct sql_result *res)
 {
     struct sql_error se = {{0}};
+    if (dq_session_load(u->j->x, u->r->db_id, u->j->session, u->sc, &se) != 0) {
+        memset(res, 0, sizeof(*res));
+        return failf(u, 500, se.msg);
+    }
     sql_begin(u->sc, u->j->db, 0, false, NULL);
     int rc = sql_query(u->sc, sql, len, NULL, 0, res, &se);
     sql_end(u->sc);
@@ -541,6 +545,9 @@ void dq_run_job(struct dq_job *j, const struct dq_reg *r, struct sql_conn *sc)
         }
     }
     answer(&u, done);
+    if (u.sc) {
+        sql_drop_loaded(u.sc);
+    }
     deql_script_free(u.script);
     json_decref(u.results);
     json_decref(u.extra);

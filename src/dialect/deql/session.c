@@ -249,3 +249,28 @@ void dq_session_inspections(struct deql_ctx *x, uint64_t db_id, const char *sess
     }
     pthread_mutex_unlock(&x->sessions->mu);
 }
+
+int dq_session_load(struct deql_ctx *x, uint64_t db_id, const char *session,
+                    struct sql_conn *sc, struct sql_error *err)
+{
+    sql_drop_loaded(sc);
+    pthread_mutex_lock(&x->sessions->mu);
+    struct session *s = find(x->sessions, db_id, session, false);
+    size_t n = s ? s->ntables : 0;
+    struct stable *copy = xcalloc(n ? n : 1, sizeof(*copy));
+    for (size_t i = 0; i < n; i++) {
+        copy[i].name = strdup(s->tables[i].name);
+        sql_result_copy(&copy[i].rows, &s->tables[i].rows);
+    }
+    pthread_mutex_unlock(&x->sessions->mu);
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!rc && copy[i].rows.ncols) {
+            rc = sql_load_table(sc, copy[i].name, &copy[i].rows, err);
+        }
+        free(copy[i].name);
+        sql_result_fini(&copy[i].rows);
+    }
+    free(copy);
+    return rc;
+}
