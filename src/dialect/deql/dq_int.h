@@ -185,6 +185,22 @@ int dq_session_load(struct deql_ctx *x, uint64_t db_id, const char *session,
 struct deql_sessions *dq_sessions_new(void);
 void dq_sessions_free(struct deql_sessions *s);
 
+/* ---- rewrite.c: INSPECT PROJECTION's source ---- */
+
+/* A table of events a projection is computed over instead of the live ones. */
+struct dq_source {
+    const char *table;        /* SQL table expression: temp."t", DeReg."A$Events" */
+    const char *const *cols;  /* its columns */
+    size_t ncols;
+    bool has_offset;
+    uint64_t offset;          /* only its events with event_id > offset (when it has one) */
+};
+/* Appends sql with every DeReg."<A>$Events" of a registered aggregate replaced by a subquery
+ * of s's events of A (stream_type = A when s has that column; a column per payload field,
+ * from `data` when s lacks it) and every DeReg."<A>$Agg" by the $Agg view over that. */
+void dq_rewrite_sources(const struct deql_reg *reg, const char *sql, const struct dq_source *s,
+                        struct buf *out);
+
 /* ---- run.c: scripts ---- */
 
 /* POST /api/deql/run and /api/deql/create (create_only) on the pool. */

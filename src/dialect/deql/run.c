@@ -385,37 +385,65 @@ static int run_inspect_decision(struct runner *u, const struct deql_stmt *st)
     return rc;
 }
 
-/* INSPECT PROJECTION over the live events: the projection's rows, filtered and
- * limited. */
+/* The source table of an INSPECT PROJECTION: its SQL text and columns (in *cols). */
+static int projection_source(struct runner *u, const struct deql_qname *from, struct buf *table,
+                             struct sql_result *cols)
+{
+    struct sql_result probe;
+    bool session = !from->schema && dq_session_get(u->j->x, u->r->db_id, u->j->session,
+                                                   from->name, &probe) == 0;
+    if (session) {
+        sql_result_fini(&probe);
+        buf_adds(table, "temp.");
+    } else if (from->schema) {
+        sql_quote_ident(from->schema, table);
+        buf_addc(table, '.');
+    }
+    sql_quote_ident(from->name, table);
+    struct buf q;
+    buf_init(&q);
+    buf_printf(&q, "SELECT * FROM %s LIMIT 0", table->ptr);
+    int rc = query(u, q.ptr, q.len, cols);
+    buf_fini(&q);
+    return rc;
+}
+
+/* INSPECT PROJECTION P FROM t INTO o [OFFSET n] [WHERE g] [LIMIT m]: the projection computed
+ * over t's events (those after position n), filtered and limited, into o. */
 static int run_inspect_projection(struct runner *u, const struct deql_stmt *st)
 {
     char m[400];
-    if (!deql_reg_find(u->r->reg, DEQL_OBJ_PROJECTION, st->name)) {
+    const struct deql_obj *p = deql_reg_find(u->r->reg, DEQL_OBJ_PROJECTION, st->name);
+    if (!p) {
         snprintf(m, sizeof m, "projection %s is not registered", st->name);
         return failf(u, 404, m);
-    }
-    if (st->inspect.has_offset && st->inspect.offset != 0) {
-        return failf(u, 400,
-                     "INSPECT PROJECTION ... OFFSET is not supported yet: the "
-                     "projection is computed over every event");
     }
     if (st->inspect.into.schema || !dq_ident_ok(st->inspect.into.name)) {
         return failf(u, 400, "INTO names a session table (an unqualified identifier)");
     }
-    struct buf q;
+    struct buf table, q;
+    buf_init(&table);
     buf_init(&q);
-    buf_adds(&q, "SELECT * FROM DeReg.");
-    sql_quote_ident(st->name, &q);
-    if (st->inspect.where.len) {
-        buf_printf(&q, " WHERE (%.*s)", (int)st->inspect.where.len,
-                   u->text + st->inspect.where.off);
+    struct sql_result cols = {0}, res = {0};
+    int rc = projection_source(u, &st->inspect.from, &table, &cols);
+    if (!rc) {
+        struct dq_source src = {table.ptr, (const char *const *)cols.names, cols.ncols,
+                                st->inspect.has_offset, st->inspect.offset};
+        buf_adds(&q, "SELECT * FROM (");
+        dq_rewrite_sources(u->r->reg, p->body, &src, &q);
+        buf_addc(&q, ')');
+        if (st->inspect.where.len) {
+            buf_printf(&q, " WHERE (%.*s)", (int)st->inspect.where.len,
+                       u->text + st->inspect.where.off);
+        }
+        if (st->inspect.has_limit) {
+            buf_printf(&q, " LIMIT %llu", (unsigned long long)st->inspect.limit);
+        }
+        rc = query(u, q.ptr, q.len, &res);
     }
-    if (st->inspect.has_limit) {
-        buf_printf(&q, " LIMIT %llu", (unsigned long long)st->inspect.limit);
-    }
-    struct sql_result res;
-    int rc = query(u, q.ptr, q.len, &res);
+    buf_fini(&table);
     buf_fini(&q);
+    sql_result_fini(&cols);
     if (rc) {
         return rc;
     }
