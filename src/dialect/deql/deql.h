@@ -33,6 +33,7 @@ enum {
     DEQL_SESSION_TABLES_MAX = 64, /* tables of one session */
     DEQL_SESSION_IDLE_S = 3600,   /* a session unused this long is dropped with its tables */
     DEQL_SESSION_ID_MAX = 64,     /* bytes of an X-DeQL-Session value: [A-Za-z0-9_.-]+ */
+    DEQL_STRIPES = 64,            /* locks serializing the decisions of one stream */
 };
 
 /* The stream of a database holding its DeReg: one event per applied script. */
@@ -54,6 +55,9 @@ struct deql_ctx {
     struct workq *pool;             /* owned: the SQL worker pool */
     struct deql_dbs *dbs;           /* owned: each database's DeReg (dereg.c) */
     struct deql_sessions *sessions; /* owned: inspection sessions (session.c) */
+    pthread_mutex_t stripes[DEQL_STRIPES]; /* a decision holds its stream's stripe from its
+                                              first read to its commit: commands of one
+                                              instance run one at a time in this process */
 };
 
 /* Starts the worker pool. Returns 0 or ERR_IO. */

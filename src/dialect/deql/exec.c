@@ -12,15 +12,18 @@
  * two commands deciding on the same state the second decides again on what the
  * first wrote. */
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "dialect/deql/dq_int.h"
 #include "engine/engine.h"
 #include "query/filter.h"
 #include "util/errors.h"
+#include "util/strmap.h"
 #include "util/timeutil.h"
 #include "util/uuid.h"
 #include "json/jenc.h"
@@ -177,7 +180,7 @@ static void branch_sql(const struct try_ctx *t, const struct deql_reg_branch *b,
  * ones). */
 static int emit_data(const struct try_ctx *t, const struct deql_reg_emit *em,
                      const struct sql_result *row, size_t *col, json_t *stored, json_t *shown,
-                     struct dq_exec *out)
+                     json_t *visible, struct dq_exec *out)
 {
     const struct deql_obj *ev = deql_reg_find(t->reg, DEQL_OBJ_EVENT, em->event);
     if (!ev) {
@@ -197,6 +200,9 @@ static int emit_data(const struct try_ctx *t, const struct deql_reg_emit *em,
         if (!f->is_sensitive) {
             json_object_set(shown, f->name, v);
         }
+        if (!f->is_sensitive && !f->is_volatile) {
+            json_object_set(visible, f->name, v);
+        }
         json_decref(v);
     }
     return 0;
@@ -205,8 +211,9 @@ static int emit_data(const struct try_ctx *t, const struct deql_reg_emit *em,
 /* One emitted event until it is appended. */
 struct emitted {
     const char *type;
-    struct buf data; /* stored JSON */
-    json_t *shown;   /* returned fields */
+    struct buf data;  /* stored JSON */
+    json_t *shown;    /* returned fields (no SENSITIVE ones) */
+    json_t *visible;  /* what reads would show of the stored data (an INSPECT's output) */
 };
 
 /* Runs every branch; fills ev (cap events) and out->branches. Returns 0 (with
@@ -245,7 +252,8 @@ static int run_branches(struct try_ctx *t, struct emitted *ev, size_t cap, size_
             buf_init(&em->data);
             json_t *stored = json_object();
             em->shown = json_object();
-            rc = emit_data(t, &b->emits[e], &row, &col, stored, em->shown, out);
+            em->visible = json_object();
+            rc = emit_data(t, &b->emits[e], &row, &col, stored, em->shown, em->visible, out);
             if (!rc && jenc_tree(stored, &em->data, SIZE_MAX, 64) != 0) {
                 rc = fail(out, ERR_INVALID, 422, "an event of decision %s cannot be stored",
                           t->dec->name);
@@ -269,14 +277,21 @@ static int run_branches(struct try_ctx *t, struct emitted *ev, size_t cap, size_
 /* The rejection: every guard, the state's values and the command's. */
 static json_t *rejection(const struct try_ctx *t, const struct dq_exec *out)
 {
+    size_t n = deql_reg_agg_columns(t->reg, t->agg->name, NULL, 0);
+    struct deql_column *cols = xcalloc(n ? n : 1, sizeof(*cols));
+    deql_reg_agg_columns(t->reg, t->agg->name, cols, n);
     json_t *state = json_object();
     for (size_t i = 0; t->state.nrows == 1 && i < t->state.ncols; i++) {
-        const struct deql_field *f = field_of(t->agg, t->state.names[i]);
-        if (!f || !f->is_sensitive) {
+        bool hidden = false; /* a column named as a SENSITIVE payload field */
+        for (size_t k = 0; k < n && !hidden; k++) {
+            hidden = cols[k].sensitive && !strcmp(cols[k].name, t->state.names[i]);
+        }
+        if (!hidden) {
             json_object_set_new(state, t->state.names[i],
                                 value_json(sql_cell(&t->state, 0, i), NULL));
         }
     }
+    free(cols);
     json_t *values = json_object();
     for (size_t i = 0; i < t->ncmd; i++) {
         const struct deql_field *f = field_of(t->cmd, t->binds[i].name);
@@ -315,6 +330,7 @@ static void emitted_free(struct emitted *ev, size_t n)
     for (size_t i = 0; i < n; i++) {
         buf_fini(&ev[i].data);
         json_decref(ev[i].shown);
+        json_decref(ev[i].visible);
     }
 }
 
@@ -390,8 +406,12 @@ static void keep_emitted(const struct emitted *ev, size_t n, struct dq_exec *out
     json_decref(out->emitted);
     out->emitted = json_array();
     for (size_t i = 0; i < n; i++) {
+        struct buf data;
+        buf_init(&data);
+        jenc_tree(ev[i].visible, &data, SIZE_MAX, 64);
         json_array_append_new(out->emitted, json_pack("{s:s,s:s%}", "event_type", ev[i].type,
-                                                      "data", ev[i].data.ptr, ev[i].data.len));
+                                                      "data", data.ptr, data.len));
+        buf_fini(&data);
     }
 }
 
@@ -496,6 +516,12 @@ int dq_execute(struct deql_ctx *x, struct db *db, const struct dq_reg *r, struct
                     t.dec->dec.aggregate, t.dec->name);
     }
     int rc = prepare(&t, values, nvalues, out);
+    pthread_mutex_t *stripe = NULL;
+    if (!rc && !dry) { /* same-stream commands would only conflict: take turns */
+        stripe = &x->stripes[strmap_hash(t.stream, strlen(t.stream)) % DEQL_STRIPES];
+        pthread_mutex_lock(stripe);
+    }
+    unsigned seed = (unsigned)(uintptr_t)&t ^ (unsigned)time_mono_ns();
     for (unsigned i = 0; !rc && i < DEQL_EXECUTE_TRIES; i++) {
         bool retry = false;
         rc = one_try(x, db, &t, dry, &retry, out);
@@ -506,7 +532,12 @@ int dq_execute(struct deql_ctx *x, struct db *db, const struct dq_reg *r, struct
         if (rc) {
             fail(out, rc, 409, "command %s: what decision %s read kept changing; try again",
                  command, t.dec->name);
+        } else { /* another instance's command changed what this one read: back off a little */
+            usleep((useconds_t)(rand_r(&seed) % 1000) * (i + 1));
         }
+    }
+    if (stripe) {
+        pthread_mutex_unlock(stripe);
     }
     free(t.binds);
     sql_result_fini(&t.state);

@@ -869,6 +869,9 @@ const struct gate_mount deql_mount = {
 
 int deql_ctx_init(struct deql_ctx *x)
 {
+    for (int i = 0; i < DEQL_STRIPES; i++) {
+        pthread_mutex_init(&x->stripes[i], NULL);
+    }
     x->dbs = dq_dbs_new();
     x->sessions = dq_sessions_new();
     int rc = workq_new("annals-deql", x->workers ? x->workers : DEQL_WORKERS, DEQL_QUEUE, &x->pool);
@@ -899,4 +902,7 @@ void deql_ctx_fini(struct deql_ctx *x)
     dq_sessions_free(x->sessions);
     x->dbs = NULL;
     x->sessions = NULL;
+    for (int i = 0; i < DEQL_STRIPES; i++) {
+        pthread_mutex_destroy(&x->stripes[i]);
+    }
 }
