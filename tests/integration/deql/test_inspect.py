@@ -118,3 +118,18 @@ INSPECT PROJECTION Balances FROM DeReg."Account$Events" INTO every""")
         st, body = s1.run("INSPECT PROJECTION Nope FROM DeReg.\"Account$Events\" INTO x")
         check(st == 404, f"unknown projection: {st} {body}")
         error(d.get("/api/aggregates/Account/inspect/output/big"), 404)
+
+
+def test_inspect_output_never_shows_sensitive_nor_volatile():
+    s, d = registry_server(BANK)
+    with s:
+        st, body = d.run("CREATE TABLE o AS VALUES ('B1', 'Ann', 'PIN-4471', 'OTP-8832');"
+                         "INSPECT DECISION Open FROM o INTO out")
+        check(st == 200 and body["results"][1]["rows"] == 1, f"inspect Open: {st} {body}")
+        out, br = tables(d, ["/api/aggregates/Account/inspect/output/out",
+                             "/api/aggregates/Account/inspect/output/out__branches"])
+        o = records(out)
+        check(len(o) == 1 and '"owner":"Ann"' in o[0]["data"], f"output: {o}")
+        check("OTP-8832" not in o[0]["data"], f"VOLATILE in the would-be stored data: {o}")
+        check("PIN-4471" not in str(o) and "PIN-4471" not in str(br),
+              f"SENSITIVE shown in the inspection output: {o}")
