@@ -121,8 +121,10 @@ class DeQL:
 
 def error(resp, status, contains=None):
     """Checks a DeQL error answer: status and {"error": "..."}."""
-    st, _, b = resp
+    st, h, b = resp
     check(st == status, f"want {status}, got {st} {b!r}"[:400])
+    check(h.get("content-type", "").startswith("application/json"),
+          f"error content type: {h.get('content-type')}")
     check(isinstance(b, dict) and isinstance(b.get("error"), str) and b["error"],
           f"not a DeQL error: {b!r}"[:300])
     if contains:
