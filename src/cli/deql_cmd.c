@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,6 +30,7 @@
 enum {
     SHELL_CELL_MAX_CHARS = 60,              /* a table cell longer than this is cut, with "…" */
     SHELL_STATEMENT_MAX_BYTES = 1 << 20,    /* one statement (the server's script limit) */
+    SHELL_BATCH_MAX_BYTES = 256 << 10,      /* definitions sent together, about */
     SHELL_ANSWER_MAX_BYTES = 256 << 20,     /* one answer's body */
     SHELL_SESSION_MAX_BYTES = 64,           /* an X-DeQL-Session id */
     SHELL_CONNECT_TIMEOUT_S = 10,           /* to reach the server */
@@ -41,12 +43,48 @@ enum outcome { RUN_OK = 0, RUN_FAILED = 1, RUN_UNREACHABLE = 2 };
 
 enum scan_state { SCAN_CODE, SCAN_STRING, SCAN_IDENT, SCAN_LINE_COMMENT, SCAN_BLOCK_COMMENT };
 
+enum { SCAN_WORD_MAX = 12 };
+
 /* The lexical state between chunks of one statement. Zeroed: the start of a statement. */
 struct scanner {
     enum scan_state state;
     int depth;        /* parentheses open (never below 0) */
     bool has_content; /* something besides blanks and comments (and ';') so far */
+    /* the statement's first two words, to tell definitions (cut at SCAN_WORD_MAX - 1) */
+    char words[2][SCAN_WORD_MAX];
+    size_t nwords, wlen;
+    bool in_word, words_done;
 };
+
+/* Notes byte c of code for the statement's first two words. */
+static void scan_word(struct scanner *s, char c)
+{
+    bool is_word = isalpha((unsigned char)c) || c == '_';
+    if (s->words_done || (!is_word && !s->in_word && isspace((unsigned char)c))) {
+        return;
+    }
+    if (is_word) {
+        if (s->wlen < SCAN_WORD_MAX - 1) {
+            s->words[s->nwords][s->wlen++] = c;
+        }
+        s->in_word = true;
+        return;
+    }
+    s->in_word = false;
+    s->wlen = 0;
+    s->words_done = !isspace((unsigned char)c) || ++s->nwords == 2;
+}
+
+/* True when the statement scanned is a definition (CREATE, ALTER, USE, APPLY; not CREATE
+ * TABLE), which the server applies together with the definitions next to it. */
+static bool scan_is_definition(const struct scanner *s)
+{
+    const char *w = s->words[0];
+    if (!strcasecmp(w, "CREATE")) {
+        return strcasecmp(s->words[1], "TABLE") != 0;
+    }
+    return !strcasecmp(w, "ALTER") || !strcasecmp(w, "USE") || !strcasecmp(w, "APPLY");
+}
 
 /* Scans t[*pos..n). Returns true with *pos just after the ';' that ends the statement, or false
  * with *pos = n when the statement goes on. */
@@ -72,12 +110,17 @@ static bool scan_statement(struct scanner *s, const char *t, size_t n, size_t *p
             break;
         case SCAN_CODE:
             if ((c == '-' && next == '-') || (c == '/' && next == '*')) {
+                scan_word(s, ' '); /* a comment ends a word */
                 s->state = c == '-' ? SCAN_LINE_COMMENT : SCAN_BLOCK_COMMENT;
                 i++;
-            } else if (c == ';' && s->depth == 0) {
+                break;
+            }
+            scan_word(s, c);
+            if (c == ';' && s->depth == 0) {
                 *pos = i + 1;
                 return true;
-            } else if (!isspace((unsigned char)c)) {
+            }
+            if (!isspace((unsigned char)c)) {
                 s->has_content = true;
                 s->state = c == '\'' ? SCAN_STRING : c == '"' ? SCAN_IDENT : SCAN_CODE;
                 s->depth += c == '(' ? 1 : c == ')' && s->depth > 0 ? -1 : 0;
@@ -97,8 +140,9 @@ struct shell {
     struct curl_slist *headers; /* owned */
     struct buf answer;          /* the last answer's body */
     bool answer_too_big;
-    bool relocate;              /* move "line N" of errors to the input's lines */
     bool is_terminal;
+    bool batches;               /* definitions wait for the next statement (not a terminal) */
+    size_t ndefs;               /* definitions in text before the statement being read */
     /* the statement being read */
     struct buf text;            /* from its first non-blank byte */
     struct scanner sc;
@@ -147,6 +191,7 @@ static void reset_statement(struct shell *sh)
     buf_reset(&sh->text);
     sh->sc = (struct scanner){0};
     sh->too_long = false;
+    sh->ndefs = 0;
 }
 
 /* ---- printing ---- */
@@ -385,9 +430,13 @@ static void print_refusal(struct shell *sh, long st)
     struct buf m;
     buf_init(&m);
     if (msg) {
-        relocate(msg, sh->relocate ? sh->start_line : 1, sh->relocate ? sh->start_col : 1, &m);
+        relocate(msg, sh->start_line, sh->start_col, &m);
     } else {
         buf_printf(&m, "HTTP %ld: %.300s", st, sh->answer.len ? sh->answer.ptr : "(no body)");
+    }
+    json_int_t done = json_integer_value(json_object_get(doc, "completed"));
+    if (sh->ndefs && done >= (json_int_t)sh->ndefs) { /* they were applied before the failure */
+        printf("OK: %zu definition%s\n", sh->ndefs, plural((json_int_t)sh->ndefs));
     }
     print_error(m.ptr);
     buf_fini(&m);
@@ -473,7 +522,7 @@ static enum outcome finish_statement(struct shell *sh)
                  SHELL_STATEMENT_MAX_BYTES);
         print_error(m);
         o = RUN_FAILED;
-    } else if (sh->sc.has_content) {
+    } else if (sh->sc.has_content || sh->ndefs) {
         o = send_statement(sh, sh->text.ptr, sh->text.len);
     }
     reset_statement(sh);
@@ -492,6 +541,11 @@ static enum outcome feed(struct shell *sh, const char *p, size_t n, bool stop_on
         append(sh, p + from, pos - from);
         if (!ended) {
             break;
+        }
+        if (sh->batches && scan_is_definition(&sh->sc) && sh->text.len < SHELL_BATCH_MAX_BYTES) {
+            sh->ndefs++; /* the text goes on with the next statement */
+            sh->sc = (struct scanner){0};
+            continue;
         }
         enum outcome o = finish_statement(sh);
         worst = o > worst ? o : worst;
@@ -534,6 +588,10 @@ static enum outcome read_lines(struct shell *sh, FILE *f)
         if (between_statements(sh) && t >= 2 &&
             !strncmp(line + t - 2, "\\q", 2) && strspn(line, " \t") == t - 2) {
             break;
+        }
+        if (sh->is_terminal && between_statements(sh)) {
+            reset_statement(sh); /* a comment after the last ';' is dropped */
+            sh->line = sh->col = 1; /* errors count lines from the statement's first */
         }
         enum outcome o = feed(sh, line, (size_t)n, !sh->is_terminal);
         worst = o > worst ? o : worst;
@@ -703,12 +761,12 @@ int cli_deql_main(int argc, char **argv)
     struct shell sh = {0};
     rc = shell_init(&sh, &a);
     if (!rc && a.command) {
-        sh.relocate = true;
+        sh.batches = true;
         rc = (int)feed(&sh, a.command, strlen(a.command), true);
         rc = rc ? rc : (int)finish_statement(&sh);
     } else if (!rc) {
         sh.is_terminal = !f && isatty(STDIN_FILENO);
-        sh.relocate = !sh.is_terminal;
+        sh.batches = !sh.is_terminal;
         if (sh.is_terminal) {
             fprintf(stderr, "annals deql: %s, session %s; end statements with ';', \\q quits\n",
                     sh.endpoint, a.session);
