@@ -4,8 +4,10 @@
  * knows DeQL's lexical rules (strings '...' with '' for a quote, identifiers "...", -- and
  * block comments, parentheses) finds the `;` that ends each statement; the statement, from its
  * first non-blank byte, goes to the server as a script of its own, so each answer belongs to one
- * statement and output follows input. The server numbers lines from the start of what it got;
- * an error's leading "line N" is moved to the line of the file or -c text.
+ * statement and output follows input. Outside a terminal, definitions wait and go with the next
+ * other statement (or the end of input), so that the server applies them together, as it would
+ * the whole file. The server numbers lines from the start of what it got; an error's leading
+ * "line N" is moved to the line of the file, the -c text or the statement typed.
  *
  *   reading --statement ends--> sending --2xx--> print results, reading
  *                                       --4xx/5xx--> ERROR; a file stops (exit 1), a terminal reads on
@@ -289,13 +291,9 @@ static void print_table(const json_t *t)
     const json_t *cols = json_object_get(t, "columns"), *rows = json_object_get(t, "rows");
     size_t ncols = json_array_size(cols), nrows = json_array_size(rows);
     if (ncols > 0) {
-        char **cells = calloc((nrows + 1) * ncols, sizeof(*cells));
-        bool *right = calloc((nrows + 1) * ncols, sizeof(*right));
-        size_t *width = calloc(ncols, sizeof(*width));
-        if (!cells || !right || !width) {
-            fputs("annals deql: out of memory\n", stderr);
-            exit(2);
-        }
+        char **cells = xcalloc((nrows + 1) * ncols, sizeof(*cells));
+        bool *right = xcalloc((nrows + 1) * ncols, sizeof(*right));
+        size_t *width = xcalloc(ncols, sizeof(*width));
         struct buf b;
         buf_init(&b);
         for (size_t r = 0; r <= nrows; r++) {
