@@ -35,6 +35,7 @@
 #include "gate/ratelimit.h"
 #include "auth/keys.h"
 #include "cli/backup_cmd.h"
+#include "cli/deql_cmd.h"
 #include "cli/restore_cmd.h"
 #include "engine/engine.h"
 #include "http/server.h"
@@ -171,6 +172,7 @@ static void usage(FILE *f)
                "  keys      create, list, revoke and rotate API keys (server stopped; see keys --help)\n"
                "  backup    copy every database of a running server into a new directory (see backup --help)\n"
                "  restore   bring a backup back as a data directory, checked (see restore --help)\n"
+               "  deql      a shell for the DeQL dialect of a running server (see deql --help)\n"
                "  version   print the version\n"
                "  help      this text; 'annals serve --help' lists the flags\n",
             ANNALS_VERSION);
@@ -1100,6 +1102,9 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "keys")) {
         return cmd_keys(argc, argv);
+    }
+    if (!strcmp(cmd, "deql")) {
+        return cli_deql_main(argc - 1, argv + 1);
     }
     if (!strcmp(cmd, "backup") || !strcmp(cmd, "restore")) {
         return !strcmp(cmd, "backup") ? cli_backup_main(argc - 1, argv + 1)
