@@ -402,7 +402,7 @@ static void print_rejection(const json_t *doc)
         const json_t *b = json_array_get(branches, i);
         const char *label = str_member(b, "label"), *guard = str_member(b, "guard");
         fprintf(stderr, "  branch %lld%s%s%s (%s) %s%s%s\n",
-                (long long)json_integer_value(json_object_get(b, "branch_index")) + 1,
+                (long long)json_integer_value(json_object_get(b, "branch_index")),
                 label ? " \"" : "", label ? label : "", label ? "\"" : "",
                 str_member(b, "branch_id") ? str_member(b, "branch_id") : "?",
                 str_member(b, "status") ? str_member(b, "status") : "?",
