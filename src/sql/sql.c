@@ -317,6 +317,10 @@ void sql_close(struct sql_conn *c)
     if (!c) {
         return;
     }
+    for (size_t i = 0; i < SQL_STMT_CACHE; i++) {
+        sqlite3_finalize(c->cache[i].st);
+        free(c->cache[i].sql);
+    }
     sqlite3_close_v2(c->db);
     for (size_t i = 0; i < c->ndefs; i++) {
         def_free(c->defs[i]);
@@ -580,7 +584,7 @@ static int prepare_one(struct sql_conn *c, const char *sql, size_t len, sqlite3_
     c->out_of_steps = false;
     c->denied = false;
     const char *tail = NULL;
-    int rc = sqlite3_prepare_v3(c->db, sql, (int)len, 0, out, &tail);
+    int rc = sqlite3_prepare_v3(c->db, sql, (int)len, SQLITE_PREPARE_PERSISTENT, out, &tail);
     if (rc != SQLITE_OK) {
         return statement_error(c, rc, true, err);
     }
@@ -702,6 +706,70 @@ static void finish_result(struct builder *b)
     }
 }
 
+/* The cached statement of sql[0..len), or NULL. */
+static struct cached_stmt *cache_find(struct sql_conn *c, const char *sql, size_t len)
+{
+    for (size_t i = 0; i < SQL_STMT_CACHE; i++) {
+        struct cached_stmt *e = &c->cache[i];
+        if (e->st && e->len == len && !memcmp(e->sql, sql, len)) {
+            e->used = ++c->cache_clock;
+            return e;
+        }
+    }
+    return NULL;
+}
+
+/* Keeps st (prepared from sql) in the cache, in place of the least recently used one. */
+static void cache_put(struct sql_conn *c, const char *sql, size_t len, sqlite3_stmt *st)
+{
+    struct cached_stmt *victim = &c->cache[0];
+    for (size_t i = 0; i < SQL_STMT_CACHE; i++) {
+        if (!c->cache[i].st) {
+            victim = &c->cache[i];
+            break;
+        }
+        if (c->cache[i].used < victim->used) {
+            victim = &c->cache[i];
+        }
+    }
+    sqlite3_finalize(victim->st);
+    free(victim->sql);
+    *victim = (struct cached_stmt){xstrndup(sql, len), len, st, ++c->cache_clock};
+}
+
+/* A statement for sql: the cached one (its last run reset), or a new one, kept when it is a
+ * read. Returns 0 or prepare_one's error. */
+static int statement_for(struct sql_conn *c, const char *sql, size_t len, sqlite3_stmt **out,
+                         struct sql_error *err)
+{
+    c->vt_err = 0;
+    c->out_of_steps = false;
+    c->denied = false;
+    struct cached_stmt *e = cache_find(c, sql, len);
+    if (e) {
+        *out = e->st;
+        return 0;
+    }
+    int rc = prepare_one(c, sql, len, out, err);
+    if (!rc && (!c->sealed || sqlite3_stmt_readonly(*out))) {
+        cache_put(c, sql, len, *out);
+    }
+    return rc;
+}
+
+/* Ends a statement's run: a cached one is reset for its next, another finalized. */
+static void statement_done(struct sql_conn *c, sqlite3_stmt *st)
+{
+    for (size_t i = 0; i < SQL_STMT_CACHE; i++) {
+        if (c->cache[i].st == st) {
+            sqlite3_reset(st);
+            sqlite3_clear_bindings(st);
+            return;
+        }
+    }
+    sqlite3_finalize(st);
+}
+
 int sql_query(struct sql_conn *c, const char *sql, size_t len, const struct sql_bind *binds,
               size_t nbinds, struct sql_result *out, struct sql_error *err)
 {
@@ -713,18 +781,18 @@ int sql_query(struct sql_conn *c, const char *sql, size_t len, const struct sql_
     c->ticks = 0;
     c->scanned = 0;
     sqlite3_stmt *st;
-    int rc = prepare_one(c, sql, len, &st, err);
+    int rc = statement_for(c, sql, len, &st, err);
     if (rc) {
         return rc;
     }
     if (c->sealed && !sqlite3_stmt_readonly(st)) { /* (a REINDEX with nothing to do) */
         set_error(err, "only reads are allowed");
         rc = ERR_DENIED;
-        goto out_finalize;
+        goto out_done;
     }
     if (bind_all(st, binds, nbinds) != SQLITE_OK) {
         rc = statement_error(c, sqlite3_errcode(c->db), false, err);
-        goto out_finalize;
+        goto out_done;
     }
     struct builder b = {.r = out};
     start_result(&b, st);
@@ -740,8 +808,8 @@ int sql_query(struct sql_conn *c, const char *sql, size_t len, const struct sql_
     if (rc) {
         sql_result_fini(out);
     }
-out_finalize:
-    sqlite3_finalize(st);
+out_done:
+    statement_done(c, st);
     return rc;
 }
 

@@ -19,6 +19,16 @@ struct events_def {
     bool has_sensitive;        /* some field is sensitive */
 };
 
+enum { SQL_STMT_CACHE = 32 }; /* prepared statements kept per connection */
+
+/* A prepared statement kept for its text (a decision's STATE AS runs with every command). */
+struct cached_stmt {
+    char *sql;            /* owned copy of the text it was prepared from */
+    size_t len;
+    sqlite3_stmt *st;     /* NULL: an empty slot */
+    uint64_t used;        /* when last used (the connection's counter): the oldest goes */
+};
+
 /* Why the running statement was stopped by us rather than by SQLite (checked first when a
  * statement fails, since SQLite then only says SQLITE_INTERRUPT or SQLITE_ERROR). */
 struct sql_conn {
@@ -27,6 +37,8 @@ struct sql_conn {
     bool sealed;                  /* sql_seal was called: only reads are authorized */
     bool defining;                /* one of our own definitions runs (before sealing) */
     bool loading;                 /* one of our own statements on loaded tables runs */
+    struct cached_stmt cache[SQL_STMT_CACHE]; /* sql_query's statements, by text */
+    uint64_t cache_clock;
     char **loaded;                /* names of the tables sql_load_table made (nloaded) */
     size_t nloaded;
     struct events_def **defs;     /* ndefs owned definitions; a table's module argument is its

@@ -638,3 +638,67 @@ TEST(sql_heap_and_program_size_limits)
     ASSERT_SQL(fx.c, "SELECT 1", "{\"columns\":[\"1\"],\"rows\":[[1]]}");
     fixture_close(&fx);
 }
+
+/* ---- statements kept between queries, and loaded tables ---- */
+
+TEST(sql_cached_statements_run_again_with_new_binds_and_data)
+{
+    struct fixture fx = {0};
+    sql_limits_default(&fx.lim);
+    fx.lim.steps = 1000;
+    fixture_open(&fx, true);
+    begin(&fx, false);
+    static const char q[] = "SELECT name FROM DeReg.\"Employee$Agg\" WHERE aggregate_id = :id";
+    struct sql_bind b1 = {"id", {.type = SQL_TEXT, .s = "1", .len = 1}};
+    struct sql_bind b2 = {"id", {.type = SQL_TEXT, .s = "2", .len = 1}};
+    for (int i = 0; i < 3; i++) { /* the same text: the kept statement, with each run's binds */
+        char *one = run_binds(fx.c, q, &b1, 1);
+        char *two = run_binds(fx.c, q, &b2, 1);
+        ASSERT_STR(one, "{\"columns\":[\"name\"],\"rows\":[[\"Ann\"]]}");
+        ASSERT_STR(two, "{\"columns\":[\"name\"],\"rows\":[[\"Bob\"]]}");
+        free(one);
+        free(two);
+    }
+    sql_end(fx.c);
+    /* a later session sees later events through the kept statement */
+    append_one(fx.db, "Employee-2", "{\"name\":\"Bobby\"}");
+    begin(&fx, false);
+    char *two = run_binds(fx.c, q, &b2, 1);
+    ASSERT_STR(two, "{\"columns\":[\"name\"],\"rows\":[[\"Bobby\"]]}");
+    free(two);
+    /* a kept statement stopped by a budget is stopped again, and others still run */
+    static const char loop[] = "WITH RECURSIVE r(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM r) "
+                               "SELECT count(*) FROM r";
+    refuse(fx.c, loop, ERR_TOOBIG, "(sql steps)");
+    refuse(fx.c, loop, ERR_TOOBIG, "(sql steps)");
+    two = run_binds(fx.c, q, &b2, 1);
+    ASSERT_STR(two, "{\"columns\":[\"name\"],\"rows\":[[\"Bobby\"]]}");
+    free(two);
+    fixture_close(&fx);
+}
+
+TEST(sql_loaded_tables_are_read_by_name_and_dropped)
+{
+    struct fixture fx = {0};
+    fixture_open(&fx, false);
+    static const char *const names[] = {"k", "v"};
+    struct sql_result t;
+    sql_result_init(&t, 2, names);
+    struct sql_value row[2] = {{.type = SQL_TEXT, .s = "a", .len = 1}, {.type = SQL_INT, .i = 1}};
+    sql_result_add_row(&t, row);
+    struct sql_error err = {{0}};
+    ASSERT_EQ(sql_load_table(fx.c, "t", &t, &err), 0);
+    ASSERT_SQL(fx.c, "SELECT k, v FROM t", "{\"columns\":[\"k\",\"v\"],\"rows\":[[\"a\",1]]}");
+    /* still read-only for queries */
+    refuse(fx.c, "INSERT INTO t VALUES ('b', 2)", ERR_DENIED, "");
+    /* loaded again with other rows: the kept statement reads them */
+    row[1].i = 2;
+    sql_result_add_row(&t, row);
+    ASSERT_EQ(sql_load_table(fx.c, "t", &t, &err), 0);
+    ASSERT_SQL(fx.c, "SELECT k, v FROM t",
+               "{\"columns\":[\"k\",\"v\"],\"rows\":[[\"a\",1],[\"a\",2]]}");
+    sql_drop_loaded(fx.c);
+    refuse(fx.c, "SELECT k, v FROM t", ERR_INVALID, "no such table");
+    sql_result_fini(&t);
+    fixture_close(&fx);
+}
