@@ -155,7 +155,7 @@ static const struct flag FLAGS[] = {
      "least delay of a j17 scheduled implication (default 300000, j17's 5 minutes; lower it to test)"},
     {"--deql-readonly", "ANNALS_DEQL_READONLY", "BOOL",
      "serve the DeQL dialect read-only: definitions, EXECUTE and other writes answer 403 (default false)"},
-    {"--deql-workers", "ANNALS_DEQL_WORKERS", "N", "threads running DeQL's SQL (default 2)"},
+    {"--deql-workers", "ANNALS_DEQL_WORKERS", "N", "threads running DeQL's SQL (default 8: a command waits for its commit on its thread)"},
     {"--deql-sql-steps", "ANNALS_DEQL_SQL_STEPS", "N",
      "progress ticks (1000 SQLite instructions each) one DeQL query may take (default 1000000)"},
 };

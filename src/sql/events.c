@@ -16,6 +16,7 @@
  *          ROWS --xNext (last row, no more pages)--> EOF --xFilter--> ROWS ... --xClose */
 #include "sql/sql_int.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,7 @@
 
 #include "engine/engine.h"
 #include "json/jenc.h"
+#include "json/jsonx.h"
 #include "query/filter.h"
 #include "util/errors.h"
 #include "util/timeutil.h"
@@ -430,24 +432,59 @@ static void column_data(struct ev_cursor *cur, sqlite3_context *ctx)
     result_json(ctx, doc);
 }
 
-/* Field column k: data's member of that name. */
+/* Sets the result to the JSON number span v: an integer when it is written as one and fits,
+ * else a real. */
+static void result_number(sqlite3_context *ctx, struct slice v)
+{
+    char small[64];
+    char *text = v.len < sizeof small ? small : xmalloc(v.len + 1);
+    memcpy(text, v.ptr, v.len);
+    text[v.len] = 0;
+    bool integral = !memchr(v.ptr, '.', v.len) && !memchr(v.ptr, 'e', v.len) &&
+                    !memchr(v.ptr, 'E', v.len);
+    errno = 0;
+    long long i = integral ? strtoll(text, NULL, 10) : 0;
+    if (integral && errno == 0) {
+        sqlite3_result_int64(ctx, i);
+    } else {
+        sqlite3_result_double(ctx, strtod(text, NULL));
+    }
+    if (text != small) {
+        free(text);
+    }
+}
+
+/* Field column k: data's member of that name, read from the stored text without building a
+ * tree (the stored data is valid, minified JSON; field names need no escapes). */
 static void column_field(struct ev_cursor *cur, sqlite3_context *ctx, size_t k)
 {
     const struct sql_field *f = &cursor_def(cur)->fields[k];
-    json_t *doc = f->sensitive && !cursor_conn(cur)->reveal ? NULL : row_doc(cur);
-    json_t *v = doc ? json_object_get(doc, f->name) : NULL;
-    switch (v ? json_typeof(v) : JSON_NULL) {
-    case JSON_TRUE: sqlite3_result_int(ctx, 1); break;
-    case JSON_FALSE: sqlite3_result_int(ctx, 0); break;
-    case JSON_INTEGER: sqlite3_result_int64(ctx, json_integer_value(v)); break;
-    case JSON_REAL: sqlite3_result_double(ctx, json_real_value(v)); break;
-    case JSON_STRING:
-        sqlite3_result_text64(ctx, json_string_value(v), json_string_length(v),
-                              SQLITE_TRANSIENT, SQLITE_UTF8);
+    const struct ev_row *r = &cur->rows[cur->at];
+    struct slice data = {cur->text.ptr + r->data_off, r->data_len};
+    struct slice v = {0};
+    if ((f->sensitive && !cursor_conn(cur)->reveal) || jsonx_kind(data) != '{' ||
+        !jsonx_member(data, f->name, &v)) {
+        sqlite3_result_null(ctx);
+        return;
+    }
+    switch (jsonx_kind(v)) {
+    case 't': sqlite3_result_int(ctx, 1); break;
+    case 'f': sqlite3_result_int(ctx, 0); break;
+    case 'n': sqlite3_result_null(ctx); break;
+    case '"': {
+        struct buf b;
+        buf_init(&b);
+        if (jsonx_string(v, &b) == 0) {
+            sqlite3_result_text64(ctx, b.ptr ? b.ptr : "", b.len, SQLITE_TRANSIENT, SQLITE_UTF8);
+        } else {
+            sqlite3_result_null(ctx);
+        }
+        buf_fini(&b);
         break;
-    case JSON_OBJECT:
-    case JSON_ARRAY: result_json(ctx, v); break;
-    default: sqlite3_result_null(ctx); break;
+    }
+    case '{':
+    case '[': sqlite3_result_text64(ctx, v.ptr, v.len, SQLITE_TRANSIENT, SQLITE_UTF8); break;
+    default: result_number(ctx, v); break;
     }
 }
 

@@ -23,7 +23,7 @@
 #include "util/strmap.h"
 
 enum {
-    DEQL_WORKERS = 2,             /* SQL worker threads (--deql-workers) */
+    DEQL_WORKERS = 8,             /* SQL worker threads (--deql-workers) */
     DEQL_QUEUE = 1024,            /* jobs waiting for a SQL worker at most (then 503) */
     DEQL_PAGE_DEFAULT = 1000,     /* limit of the paged routes when not given */
     DEQL_PAGE_MAX = 100000,       /* ... at most */
