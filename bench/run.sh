@@ -877,7 +877,7 @@ except Exception: print("no answer")')
     rps=$(awk -v m="$med" 'BEGIN { printf "%.2f", 1000 / m }')
     evs=$(awk -v m="$med" -v n="$((streams * 1000))" 'BEGIN { printf "%.0f", n / (m / 1000) }')
     DQ_SCAN_LINE="GROUP BY over $(fmt_int "$((streams * 1000))") events: first query $(awk -v f="$first" 'BEGIN { printf "%.0f", f * 1000 }') ms, then median $med ms of $q (max $p_max ms) = $(fmt_int "$evs") events scanned/s; $steps_note; check: $check"
-    LABEL[annals_deql_scan]="Annals (v) DeQL GROUP BY projection over $(fmt_int "$((streams * 1000))") events (one at a time; events/s scanned)"
+    LABEL[annals_deql_scan]="Annals (v) DeQL GROUP BY over $(fmt_int "$((streams * 1000))") events (events/s scanned)"
     record annals_deql_scan "$rps" "$evs" "$med" "$p_max" "$errs" "$rss" "$anon" \
         "one request at a time, $q after a first; p50 = median, p99 = max; $steps_note; check: $check; filled in $fill"
     say "  (v) $DQ_SCAN_LINE"
