@@ -40,12 +40,21 @@
 #          aggregate in the same commit), then (r') native plain ones right after; (s) the j17
 #          state GET of a 100-event aggregate (Tick reducer, state cache and snapshot), and
 #          (s') the same with ?synchronous=true;
+#      (t) DeQL EXECUTE through the DeQL dialect: a decision whose STATE AS sums the command's
+#          stream (DeReg."Account$Events") and whose guard checks the amount, each request to
+#          its own stream (a few events each, no append condition fails), then (t') native plain
+#          appends right after; the group-commit factor during (t); (u) the DeQL state GET
+#          (GET /deql/api/aggregates/Account/{id}, the $Agg view) of a 100-event stream;
 #   1a. projection catch-up: a Lua projection deployed over 1M events, until live (natively
 #      in Lua, then JavaScript, then the Lua one uploaded as a zip through the Hapnd dialect);
 #   1b. live fan-out (bench/sse_fanout): 1,000 SSE subscribers on one database under a steady
 #      append load, delivery latency p50/p99 from commit to receipt, and server memory;
 #   1c. compaction (bench_compact): 1M events, half the streams deleted: duration, MB/s of log,
 #      bytes reclaimed, server memory;
+#   1d. DeQL on its own server (--deql-workers 32): (t*) as (t), then (v) a GROUP BY projection
+#      over BENCH_DEQL_EVENTS events (default 1M, appended through the native API with the tag
+#      deql:Reading): GET .../projections/ByDevice/query one at a time, median latency and events
+#      scanned per second; if the default SQL step budget stops it, again with --deql-sql-steps;
 #   2. the in-process group-commit ceiling of the log-based store (bench/commit_ceiling.c, no
 #      HTTP), distinct streams and ONE=1;
 #   3. Redis 7 streams (XADD, appendfsync always) with redis-benchmark, distinct keys / one key;
@@ -64,6 +73,8 @@
 #   BENCH_RUNS=3              runs of (a) and (b), the cases with targets: the median is kept
 #   BENCH_CONNECTIONS=64      concurrent connections / clients
 #   BENCH_WRK_THREADS=2       load generator threads (loadgen -t, wrk -t, pgbench -j)
+#   BENCH_DEQL_EVENTS=1000000 events the DeQL GROUP BY projection (v) reads
+#   BENCH_DEQL_QUERIES=5      timed queries of (v) after the first
 #   BENCH_CEILING_SECONDS=1   seconds per batch size in the commit ceiling tool (5 sizes x 2)
 #   BENCH_STRACE=1            0 skips the strace confirmation of (e)
 #   BENCH_WRITE_RESULTS=0     1 writes the figures to docs/benchmarks.md
@@ -266,12 +277,13 @@ wait_indexed() {
     awk -v t0="$t0" -v now="$(date +%s.%N)" 'BEGIN { printf "%.1f", now - t0 }'
 }
 
-start_annals() { # [DATA_DIR]
+start_annals() { # [DATA_DIR [SERVER FLAGS...]]
     APORT=$(free_port 7171)
     local data=${1:-$TMP/annals}
+    [ $# -gt 0 ] && shift
     mkdir -p "$data"
     "$ANNALS" serve --data "$data" --listen "127.0.0.1:$APORT" --log-level warn \
-        --dialect-rate deltabase=0,j17=0 \
+        --dialect-rate deltabase=0,j17=0 "$@" \
         >"$TMP/annals.log" 2>&1 &
     APID=$!
     local i
@@ -562,6 +574,7 @@ print(json.dumps({'events': [{'type': 'bench.appended', 'data': {'n': i, 'text':
     bench_evidentsource
     bench_hapnd
     bench_j17
+    bench_deql
 
     ANNALS_RSS_END=$(rss_kb "$APID")
     stop_pid "$APID"
@@ -692,6 +705,186 @@ print(json.dumps({"events": [{"type": "was_credited", "data": {"amount": 1, "not
         "/j17/acct/$J17_UUID:read"
     run_load annals_j17_sync "(s') the same with ?synchronous=true" 1 \
         "/j17/acct/$J17_UUID:read?synchronous=true"
+}
+
+# ---------------------------------------------------------------- DeQL dialect
+# Definitions are registered through POST /deql/api/deql/create; EXECUTE and the reads answer
+# Arrow IPC. The events the DeQL tables read are those tagged "deql:<Agg>" in streams
+# "<Agg>-<id>" (the aggregate's fields in data), so the reads are filled through the native API.
+DQ=/deql/api
+DQ_ACCOUNT='CREATE AGGREGATE Account;
+CREATE COMMAND Deposit (account_id STRING, amount INT);
+CREATE EVENT Deposited (amount INT, balance INT);
+CREATE DECISION DoDeposit FOR Account ON COMMAND Deposit
+  STATE AS SELECT COALESCE(SUM(amount), 0) AS balance FROM DeReg."Account$Events" WHERE stream_id = :account_id
+  EMIT AS SELECT EVENT Deposited (amount := :amount, balance := balance + :amount) WHERE :amount > 0;'
+DQ_READING='CREATE AGGREGATE Reading (value INT);
+CREATE PROJECTION ByDevice AS SELECT stream_id, COUNT(*) AS n, SUM(value) AS total,
+  LAST(value, event_id) AS latest FROM DeReg."Reading$Events" GROUP BY stream_id;'
+DQ_EXEC='{"params":{"account_id":"acct-{p}-{m}","amount":5}}'
+DQ_LINE=""         # the group-commit note of (t), for the report
+DQ_SCAN_LINE=""    # (v), for the report
+
+# dq_create SCRIPT: registers DeQL definitions on the Annals under test; on failure prints why
+# and returns 1.
+dq_create() {
+    local body st
+    body=$(python3 -c 'import json, sys; print(json.dumps({"deql": sys.argv[1]}))' "$1")
+    st=$(curl -s -o "$TMP/deql-create.out" -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
+        -d "$body" "http://127.0.0.1:$APORT$DQ/deql/create")
+    [ "$st" = 200 ] && return 0
+    echo "POST $DQ/deql/create answered ${st:-nothing}: $(head -c 300 "$TMP/deql-create.out")"
+    return 1
+}
+
+# dq_fill AGG PREFIX COUNT N: N events per stream, tagged deql:AGG, into the COUNT streams
+# AGG-PREFIX0 .. AGG-PREFIX<COUNT-1> (curl's URL range, 4 requests in flight, one append each)
+# through the native API; data {"amount": 1, "balance": i, "value": i % 100}. Returns 1 unless
+# every append answered 201.
+dq_fill() {
+    local agg=$1 prefix=$2 count=$3 n=$4 body=$TMP/deql-fill-$1.json ok
+    python3 -c 'import json, sys
+agg, n = sys.argv[1], int(sys.argv[2])
+print(json.dumps({"events": [{"type": agg + "Recorded", "data": {"amount": 1, "balance": i + 1, "value": i % 100},
+                              "tags": ["deql:" + agg]} for i in range(n)]}, separators=(",", ":")))' "$agg" "$n" >"$body"
+    ok=$(curl -s --no-progress-meter -o /dev/null --parallel --parallel-max 4 -w '%{http_code}\n' \
+        -X POST -H 'Content-Type: application/json' --data-binary @"$body" \
+        "http://127.0.0.1:$APORT$STREAMS/$agg-$prefix[0-$((count - 1))]/events" 2>>"$TMP/deql-fill.err" |
+        grep -c '^201$')
+    [ "$ok" = "$count" ]
+}
+
+# (t) EXECUTE of a decision with a STATE AS (a SUM over the command's stream) and a guard, each
+# request to its own stream (acct-{p}-{m}: a fresh set per run, a few events each, never two
+# requests in flight on one stream, so no append condition fails), then (t') native appends
+# right after; (u) the $Agg state GET of a 100-event stream.
+bench_deql() {
+    local why
+    why=$(dq_create "$DQ_ACCOUNT") || { say "  (t) (u) skipped: the DeQL definitions could not be registered: $why"; return 0; }
+    local before after
+    before=$(annals_stats)
+    run_load_median annals_deql "(t) DeQL EXECUTE (STATE AS + guard), distinct streams" 1 \
+        "${JSON[@]}" -b "$DQ_EXEC" "$DQ/aggregates/Account/execute/Deposit"
+    after=$(annals_stats)
+    local b a group=""
+    read -r -a b <<<"$before"
+    read -r -a a <<<"$after"
+    [ ${#a[@]} -ge 2 ] && [ ${#b[@]} -ge 2 ] && [ $((a[0] - b[0])) -gt 0 ] &&
+        group=$(awk -v c=$((a[0] - b[0])) -v n=$((a[1] - b[1])) 'BEGIN { printf "%.2f", n / c }')
+    DQ_LINE="(t) group-commit factor ${group:-?} appends/commit (each SQL worker waits for its append to be durable; $GROUP in (a))"
+    say "    $DQ_LINE"
+    run_load_median annals_native_t "(t') (a) again, next to (t)" 1 "${JSON[@]}" \
+        -b "{\"events\":[$EVENT]}" "$STREAMS/t-{p}-{m}/events"
+    dq_fill Account read- 4 100 || { say "  (u) skipped: the 100-event streams could not be appended"; return 0; }
+    # The state must hold the 100 events (the $Agg view: the newest balance is 100).
+    local st check
+    st=$(curl -s -o "$TMP/deql-get.out" -w '%{http_code} %{content_type}' "http://127.0.0.1:$APORT$DQ/aggregates/Account/read-0")
+    check=$(curl -s -X POST -H 'Content-Type: application/json' -H 'Accept: application/json' \
+        -d '{"deql":"SELECT balance FROM DeReg.\"Account$Agg\" WHERE aggregate_id = '"'read-0'"'"}' \
+        "http://127.0.0.1:$APORT$DQ/deql/run")
+    case "$st|$check" in
+        "200 application/vnd.apache.arrow.stream"*'"rows":[[100]]'*) ;;
+        *) say "  (u) skipped: GET $DQ/aggregates/Account/read-0 answered $st: $(head -c 200 "$TMP/deql-get.out"); the state: $check"; return 0 ;;
+    esac
+    run_load annals_deql_get "(u) DeQL state GET of a 100-event aggregate" 1 -m 4 \
+        "$DQ/aggregates/Account/read-{m}"
+}
+
+# (v) a GROUP BY projection over BENCH_DEQL_EVENTS events (default 1M: 1,000 streams
+# Reading-<n> of 1,000 events, appended through the native API in 1,000-event batches), one
+# GET .../projections/ByDevice/query at a time: the first, then BENCH_DEQL_QUERIES more (default
+# 5), median latency and events scanned per second. The server runs with --deql-workers 32, and
+# (t*) repeats (t) on it first: the SQL workers wait for each append to be durable, so their count
+# bounds EXECUTE. When the query runs past the SQL step budget it is run again on a server with
+# --deql-sql-steps raised, and the report says so.
+bench_deql_scan() {
+    local n=${BENCH_DEQL_EVENTS:-1000000} q=${BENCH_DEQL_QUERIES:-5} workers=32 streams why
+    streams=$(((n + 999) / 1000))
+    [ "$q" -ge 1 ] 2>/dev/null || q=1
+    say ""
+    say "== 3d. DeQL: EXECUTE with --deql-workers $workers, then a GROUP BY projection over $(fmt_int "$((streams * 1000))") events"
+    if ! "$ANNALS" serve --help 2>&1 | grep -q -- '--deql-sql-steps'; then
+        say "  (t*) (v) skipped: this Annals has no --deql-workers / --deql-sql-steps"
+        DQ_SCAN_LINE="skipped (no DeQL server flags)"
+        return 0
+    fi
+    start_annals "$TMP/deql" --deql-workers "$workers"
+    if ! why=$(dq_create "$DQ_ACCOUNT
+$DQ_READING"); then
+        say "  (t*) (v) skipped: the DeQL definitions could not be registered: $why"
+        DQ_SCAN_LINE="skipped (definitions refused)"
+        stop_pid "$APID"
+        APID=""
+        return 0
+    fi
+    LABEL[annals_deql_w]="Annals (t*) DeQL EXECUTE as (t), --deql-workers $workers"
+    run_load annals_deql_w "(t*) DeQL EXECUTE as (t), --deql-workers $workers" 1 "${JSON[@]}" \
+        -b "$DQ_EXEC" "$DQ/aggregates/Account/execute/Deposit"
+    local t0 t1 fill
+    t0=$(date +%s.%N)
+    if ! dq_fill Reading "" "$streams" 1000; then
+        say "  (v) skipped: appending the readings failed"
+        DQ_SCAN_LINE="skipped (fill failed)"
+        stop_pid "$APID"
+        APID=""
+        return 0
+    fi
+    t1=$(date +%s.%N)
+    fill=$(awk -v a="$t0" -v b="$t1" -v n="$((streams * 1000))" 'BEGIN { printf "%.1f s (%.0f events/s)", b - a, n / (b - a) }')
+    wait_indexed 120 >/dev/null
+    say "  filled $(fmt_int "$((streams * 1000))") events in $streams streams through the native API in $fill"
+    local steps_note="default SQL step budget" st i times=() first="" out=$TMP/deql-proj.out url
+    url="http://127.0.0.1:$APORT$DQ/projections/ByDevice/query?limit=$streams"
+    st=$(curl -s -o "$out" -w '%{http_code} %{time_total}' "$url")
+    if [ "${st%% *}" != 200 ] && grep -q 'step budget' "$out"; then
+        local steps=10000000
+        say "  (v) the query ran past the default SQL step budget ($(head -c 200 "$out")):"
+        say "      restarting the server with --deql-sql-steps $steps"
+        steps_note="needs --deql-sql-steps $steps: the default step budget is too small"
+        stop_pid "$APID"
+        APID=""
+        start_annals "$TMP/deql" --deql-workers "$workers" --deql-sql-steps "$steps"
+        url="http://127.0.0.1:$APORT$DQ/projections/ByDevice/query?limit=$streams"
+        st=$(curl -s -o "$out" -w '%{http_code} %{time_total}' "$url")
+    fi
+    if [ "${st%% *}" != 200 ]; then
+        say "  (v) skipped: the projection query answered ${st%% *}: $(head -c 300 "$out")"
+        DQ_SCAN_LINE="skipped (query answered ${st%% *})"
+        stop_pid "$APID"
+        APID=""
+        rm -rf "$TMP/deql"
+        return 0
+    fi
+    first=${st#* }
+    local errs=0
+    for i in $(seq 1 "$q"); do
+        st=$(curl -s -o "$out" -w '%{http_code} %{time_total}' "$url")
+        [ "${st%% *}" = 200 ] || errs=$((errs + 1))
+        times+=("${st#* }")
+    done
+    # The answer checked once: a row per stream, every event counted.
+    local check
+    check=$(curl -s -X POST -H 'Content-Type: application/json' -H 'Accept: application/json' \
+        -d '{"deql":"SELECT COUNT(*), SUM(n) FROM DeReg.\"ByDevice\""}' "http://127.0.0.1:$APORT$DQ/deql/run" |
+        python3 -c 'import json, sys
+try: print(*json.load(sys.stdin)["results"][0]["rows"][0], sep=" rows, ", end=" events\n")
+except Exception: print("no answer")')
+    local med p_max rss anon logm idxm
+    read -r med p_max < <(printf '%s\n' "${times[@]}" | sort -n |
+        awk '{ v[NR] = $1 } END { printf "%.1f %.1f\n", v[int((NR + 1) / 2)] * 1000, v[NR] * 1000 }')
+    read -r rss anon logm idxm < <(mem_sample "$APID")
+    local evs rps
+    rps=$(awk -v m="$med" 'BEGIN { printf "%.2f", 1000 / m }')
+    evs=$(awk -v m="$med" -v n="$((streams * 1000))" 'BEGIN { printf "%.0f", n / (m / 1000) }')
+    DQ_SCAN_LINE="GROUP BY over $(fmt_int "$((streams * 1000))") events: first query $(awk -v f="$first" 'BEGIN { printf "%.0f", f * 1000 }') ms, then median $med ms of $q (max $p_max ms) = $(fmt_int "$evs") events scanned/s; $steps_note; check: $check"
+    LABEL[annals_deql_scan]="Annals (v) DeQL GROUP BY over $(fmt_int "$((streams * 1000))") events (events/s scanned)"
+    record annals_deql_scan "$rps" "$evs" "$med" "$p_max" "$errs" "$rss" "$anon" \
+        "one request at a time, $q after a first; p50 = median, p99 = max; $steps_note; check: $check; filled in $fill"
+    say "  (v) $DQ_SCAN_LINE"
+    say "    memory: VmRSS $(mib "$rss") MiB = anon $(mib "$anon") + event log mapping $(mib "$logm") + index mapping $(mib "$idxm") + other"
+    stop_pid "$APID"
+    APID=""
+    rm -rf "$TMP/deql"
 }
 
 # deploy_component NAME JSON: deploys user code to the default database of the Annals under test.
@@ -1032,6 +1225,9 @@ declare -A LABEL=(
     [annals_native_r]="Annals (r') native 1-event appends next to (r)"
     [annals_j17_state]="Annals (s) j17 state of a 100-event aggregate"
     [annals_j17_sync]="Annals (s') j17 state, ?synchronous=true"
+    [annals_deql]="Annals (t) DeQL EXECUTE (STATE AS + guard), distinct streams"
+    [annals_native_t]="Annals (t') native 1-event appends next to (t)"
+    [annals_deql_get]="Annals (u) DeQL state GET of a 100-event aggregate"
     [redis_distinct]="Redis XADD, distinct keys"
     [redis_one]="Redis XADD, one key"
     [pg_distinct]="PostgreSQL append(), distinct streams"
@@ -1083,6 +1279,17 @@ report() {
     say "  the Hapnd dialect: appends with a reducer's state $(hapnd_cost); state reads $(fmt_int "${RPS[annals_hapnd_state]:-}")/s"
     say "  projection catch-up (Hapnd, Lua): $PROJ_LINE_HAPND"
     say "  the j17 dialect: writes with a schema, a handler and an implication $(j17_cost); state reads $(fmt_int "${RPS[annals_j17_state]:-}")/s, synchronous $(fmt_int "${RPS[annals_j17_sync]:-}")/s"
+    say "  the DeQL dialect: EXECUTE (STATE AS + guard) $(deql_cost); with --deql-workers 32 $(fmt_int "${RPS[annals_deql_w]:-}")/s; state GETs $(fmt_int "${RPS[annals_deql_get]:-}")/s"
+    say "    ${DQ_LINE:-(t) not run}"
+    say "  DeQL projection: ${DQ_SCAN_LINE:-not run}"
+}
+
+# DeQL EXECUTE (a decision with STATE AS and a guard, run on SQLite) against native plain
+# appends: (t) vs (t').
+deql_cost() {
+    awk -v d="${RPS[annals_deql]:-}" -v n="${RPS[annals_native_t]:-}" 'BEGIN {
+        if (d == "" || n == "" || n + 0 == 0) { print "n/a"; exit }
+        printf "%.1f %% of native plain appends\n", d / n * 100 }'
 }
 
 # j17 writes (schema, handler, one implication: two events per commit) against native plain
@@ -1205,6 +1412,9 @@ write_results() {
         say "| Hapnd projection catch-up (Lua, uploaded zip) | $PROJ_LINE_HAPND | |"
         say "| j17 writes (schema, handler, one implication) next to native plain appends ((r) vs (r')) | $(fmt_int "${RPS[annals_j17]:-}") vs $(fmt_int "${RPS[annals_native_r]:-}") | $(j17_cost) |"
         say "| j17 state reads of a 100-event aggregate ((s); (s') ?synchronous=true) | $(fmt_int "${RPS[annals_j17_state]:-}"); $(fmt_int "${RPS[annals_j17_sync]:-}") | |"
+        say "| DeQL EXECUTE (STATE AS + guard) next to native plain appends ((t) vs (t')); (t*) with --deql-workers 32 | $(fmt_int "${RPS[annals_deql]:-}") vs $(fmt_int "${RPS[annals_native_t]:-}"); $(fmt_int "${RPS[annals_deql_w]:-}") | $(deql_cost); ${DQ_LINE:-} |"
+        say "| DeQL state GETs of a 100-event aggregate ((u)) | $(fmt_int "${RPS[annals_deql_get]:-}") | |"
+        say "| DeQL GROUP BY projection ((v)) | ${DQ_SCAN_LINE:-not run} | |"
     } >"$f"
     say ""
     say "wrote $f"
@@ -1217,6 +1427,7 @@ say "Annals benchmark: $CONNS connections, ${SECS} s per run, $(nproc) cores, te
 bench_annals
 bench_query
 bench_projection
+bench_deql_scan
 bench_compact
 bench_fanout
 bench_ceiling
