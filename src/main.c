@@ -157,7 +157,7 @@ static const struct flag FLAGS[] = {
      "serve the DeQL dialect read-only: definitions, EXECUTE and other writes answer 403 (default false)"},
     {"--deql-workers", "ANNALS_DEQL_WORKERS", "N", "threads running DeQL's SQL (default 8: a command waits for its commit on its thread)"},
     {"--deql-sql-steps", "ANNALS_DEQL_SQL_STEPS", "N",
-     "progress ticks (1000 SQLite instructions each) one DeQL query may take (default 1000000)"},
+     "progress ticks (1000 SQLite instructions each) one DeQL query may take (default 100000)"},
 };
 enum { NFLAGS = sizeof FLAGS / sizeof FLAGS[0] };
 
