@@ -12,6 +12,7 @@
 #include "sql/sql_int.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,13 +139,106 @@ static int configure(sqlite3 *db)
     return rc;
 }
 
-/* The process-wide heap limit, set once (the first sql_open's). */
+/* SQLite's memory: our allocator, counting every byte in one atomic counter against the
+ * process-wide cap (the first sql_open's heap_bytes). SQLite's own accounting
+ * (SQLITE_CONFIG_MEMSTATUS, which sqlite3_hard_heap_limit64 needs) takes a global mutex on every
+ * allocation: with a connection per worker thread, that mutex was most of the CPU of a state
+ * read. Each block carries its size in a 16-byte header (alignment kept). */
+enum { HEAP_HDR = 16 };
+static int64_t heap_cap;  /* bytes; 0 = no cap */
+static int64_t heap_used; /* atomic */
+
+static bool heap_take(int64_t n)
+{
+    int64_t after = __atomic_add_fetch(&heap_used, n, __ATOMIC_RELAXED);
+    if (heap_cap && n > 0 && after > heap_cap) {
+        __atomic_sub_fetch(&heap_used, n, __ATOMIC_RELAXED);
+        return false;
+    }
+    return true;
+}
+
+static void *heap_malloc(int n)
+{
+    if (n <= 0 || !heap_take(n)) {
+        return NULL;
+    }
+    char *p = malloc((size_t)n + HEAP_HDR);
+    if (!p) {
+        heap_take(-(int64_t)n);
+        return NULL;
+    }
+    *(size_t *)p = (size_t)n;
+    return p + HEAP_HDR;
+}
+
+static int heap_size(void *p)
+{
+    return p ? (int)*(size_t *)((char *)p - HEAP_HDR) : 0;
+}
+
+static void heap_free(void *p)
+{
+    if (p) {
+        heap_take(-(int64_t)heap_size(p));
+        free((char *)p - HEAP_HDR);
+    }
+}
+
+static void *heap_realloc(void *p, int n)
+{
+    if (!p) {
+        return heap_malloc(n);
+    }
+    int64_t old = heap_size(p);
+    if (n <= 0 || !heap_take((int64_t)n - old)) {
+        return NULL;
+    }
+    char *q = realloc((char *)p - HEAP_HDR, (size_t)n + HEAP_HDR);
+    if (!q) {
+        heap_take(old - (int64_t)n);
+        return NULL;
+    }
+    *(size_t *)q = (size_t)n;
+    return q + HEAP_HDR;
+}
+
+static int heap_roundup(int n)
+{
+    return (n + 7) & ~7;
+}
+
+static int heap_init(void *arg)
+{
+    (void)arg;
+    return SQLITE_OK;
+}
+
+static void heap_shutdown(void *arg)
+{
+    (void)arg;
+}
+
+static int64_t first_cap;
+static pthread_once_t heap_once = PTHREAD_ONCE_INIT;
+
+static void heap_configure(void)
+{
+    static const sqlite3_mem_methods methods = {heap_malloc, heap_free, heap_realloc,
+                                                heap_size,   heap_roundup, heap_init,
+                                                heap_shutdown, NULL};
+    sqlite3_config(SQLITE_CONFIG_MALLOC, &methods);
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    heap_cap = first_cap > 0 ? first_cap : 0;
+}
+
+/* The process-wide heap limit, set once (the first sql_open's), before SQLite starts. */
 static void set_heap_limit(int64_t bytes)
 {
-    static bool done;
-    if (!__atomic_exchange_n(&done, true, __ATOMIC_ACQ_REL)) {
-        sqlite3_hard_heap_limit64(bytes);
-    }
+    int64_t none = 0; /* the first caller's cap wins (-1: no cap) */
+    __atomic_compare_exchange_n(&first_cap, &none, bytes > 0 ? bytes : -1, false,
+                                __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+    pthread_once(&heap_once, heap_configure);
 }
 
 /* ---------------------------------------------------------------- LAST and FIRST */
