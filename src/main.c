@@ -780,6 +780,7 @@ static int cmd_serve(const struct options *o)
     sv.hapnd.live = sv.api.live;
     sv.hapnd.logic = sv.api.logic;
     sv.j17.logic = sv.api.logic;
+    sv.deql.logic = sv.api.logic;
     sv.j17.engine = sv.api.engine;
     int rc = j17_timers_start(&sv.j17);
     if (rc) {

@@ -95,23 +95,68 @@ static void drop_stream_reads(struct sql_conn *c, const char *tag)
     c->nreads = k;
 }
 
+/* The tag with the most single-stream reads, and how many (0: none). */
+static const char *busiest_tag(const struct sql_conn *c, size_t *count)
+{
+    const char *best = NULL;
+    *count = 0;
+    for (size_t i = 0; i < c->nreads; i++) {
+        if (c->reads[i].whole) {
+            continue;
+        }
+        size_t n = 0;
+        for (size_t k = 0; k < c->nreads; k++) {
+            n += !c->reads[k].whole && c->reads[k].tag == c->reads[i].tag;
+        }
+        if (n > *count) {
+            best = c->reads[i].tag;
+            *count = n;
+        }
+    }
+    return best;
+}
+
+/* Makes room for one more read when the set is full: the tag with the most stream reads
+ * becomes one whole read; when no tag has two, the set becomes "everything" (one read with
+ * tag NULL), which a condition turns into "nothing at all changed". */
+static void make_room(struct sql_conn *c)
+{
+    while (c->nreads >= SQL_MAX_READS) {
+        size_t n;
+        const char *tag = busiest_tag(c, &n);
+        if (n < 2) {
+            for (size_t i = 0; i < c->nreads; i++) {
+                free(c->reads[i].stream);
+            }
+            c->nreads = 0;
+            c->reads[c->nreads++] = (struct sql_read){.tag = NULL, .whole = true};
+            return;
+        }
+        drop_stream_reads(c, tag);
+        c->reads[c->nreads++] = (struct sql_read){.tag = tag, .whole = true};
+    }
+}
+
 /* Records a read of the whole tag (stream NULL) or of one stream, deduplicated; past
- * SQL_MAX_READS the tag's reads collapse into one whole read. */
+ * SQL_MAX_READS reads collapse (make_room). */
 static void note_read(struct sql_conn *c, const char *tag, const char *stream, size_t len)
 {
     for (size_t i = 0; i < c->nreads; i++) {
         const struct sql_read *r = &c->reads[i];
-        if (r->tag == tag && (r->whole || (stream && strlen(r->stream) == len &&
-                                           !memcmp(r->stream, stream, len)))) {
+        if (!r->tag || (r->tag == tag && (r->whole || (stream && strlen(r->stream) == len &&
+                                                       !memcmp(r->stream, stream, len))))) {
             return;
         }
     }
-    if (!stream || c->nreads == SQL_MAX_READS) {
+    if (!stream) {
         drop_stream_reads(c, tag);
-        c->reads[c->nreads++] = (struct sql_read){.tag = tag, .whole = true};
-        return;
     }
-    c->reads[c->nreads++] = (struct sql_read){.tag = tag, .stream = xstrndup(stream, len)};
+    make_room(c);
+    if (c->nreads == 1 && !c->reads[0].tag) {
+        return; /* everything is read already */
+    }
+    c->reads[c->nreads++] = stream ? (struct sql_read){.tag = tag, .stream = xstrndup(stream, len)}
+                                   : (struct sql_read){.tag = tag, .whole = true};
 }
 
 /* ---------------------------------------------------------------- schema */

@@ -99,6 +99,9 @@ static int on_authorize(void *arg, int action, const char *a, const char *b, con
 static int on_progress(void *arg)
 {
     struct sql_conn *c = arg;
+    if (c->loading) { /* our own statements (loading tables) are not the user's budget */
+        return 0;
+    }
     if (++c->ticks > c->lim.steps) {
         c->out_of_steps = true;
         return 1;
@@ -1128,12 +1131,10 @@ int sql_load_table(struct sql_conn *c, const char *name, const struct sql_result
     }
     buf_addc(&q, ')');
     int rc = load_exec(c, q.ptr, err);
-    if (!rc) {
-        rc = load_rows(c, quoted.ptr, rows, err);
-    }
-    if (!rc) {
+    if (!rc) { /* made: dropped by sql_drop_loaded even when its rows do not all load */
         c->loaded = xrealloc(c->loaded, (c->nloaded + 1) * sizeof(*c->loaded));
         c->loaded[c->nloaded++] = xstrndup(name, strlen(name));
+        rc = load_rows(c, quoted.ptr, rows, err);
     }
     buf_fini(&quoted);
     buf_fini(&q);
@@ -1142,15 +1143,19 @@ int sql_load_table(struct sql_conn *c, const char *name, const struct sql_result
 
 void sql_drop_loaded(struct sql_conn *c)
 {
+    size_t kept = 0;
     for (size_t i = 0; i < c->nloaded; i++) {
         struct buf q;
         buf_init(&q);
         buf_adds(&q, "DROP TABLE IF EXISTS temp.");
         sql_quote_ident(c->loaded[i], &q);
         struct sql_error err;
-        load_exec(c, q.ptr, &err);
+        if (load_exec(c, q.ptr, &err) != 0) { /* kept for the next try */
+            c->loaded[kept++] = c->loaded[i];
+        } else {
+            free(c->loaded[i]);
+        }
         buf_fini(&q);
-        free(c->loaded[i]);
     }
-    c->nloaded = 0;
+    c->nloaded = kept;
 }

@@ -120,12 +120,15 @@ void sql_end(struct sql_conn *c);
 
 /* One read of the session: what the events tables read, for an append condition. */
 struct sql_read {
-    const char *tag;       /* the table's tag (borrowed from the connection) */
+    const char *tag;       /* the table's tag (borrowed from the connection); NULL: too many
+                              reads to keep apart, take every event as read */
     bool whole;            /* every stream of the tag was read */
     char *stream;          /* else this stream's full name (prefix + id), owned by c */
 };
 /* The reads since sql_begin, deduplicated (*n of them; borrowed, valid until the next
- * sql_begin or sql_close). At most SQL_MAX_READS: beyond that the tag's read becomes whole. */
+ * sql_begin or sql_close). At most SQL_MAX_READS: beyond that the tag with the most stream
+ * reads becomes one whole read, and when no tag has two, the set becomes one read of
+ * everything (tag NULL). */
 const struct sql_read *sql_reads(const struct sql_conn *c, size_t *n);
 enum { SQL_MAX_READS = 64 };
 

@@ -1,6 +1,6 @@
 /* The DeQL dialect (seed 003; docs/dialects/deql.md): DeQL scripts define
  * aggregates, commands, events, decisions and projections in a registry (DeReg)
- * kept durable in the database's stream "deql.dereg"; commands are executed by
+ * kept durable as a logic-layer document ("deql.dereg"); commands are executed by
  * decisions written in SQL, which SQLite runs (src/sql/sql.h) over the
  * database's events; tables come back as Apache Arrow IPC streams. Mounted at
  * /deql by default, and at the root of its own port with
@@ -33,12 +33,17 @@ enum {
     DEQL_SESSION_TABLES_MAX = 64, /* tables of one session */
     DEQL_SESSION_IDLE_S = 3600,   /* a session unused this long is dropped with its tables */
     DEQL_SESSION_ID_MAX = 64,     /* bytes of an X-DeQL-Session value: [A-Za-z0-9_.-]+ */
+    DEQL_SESSION_BYTES_MAX = 64 << 20, /* bytes of the rows of one session's tables */
+    DEQL_INSPECT_ROWS_MAX = 100000,    /* rows of an INSPECT DECISION's input (and branch
+                                          rows of its output) */
+    DEQL_SCRIPT_RESULT_BYTES = 64 << 20, /* JSON results of one script's statements */
     DEQL_STRIPES = 64,            /* locks serializing the decisions of one stream */
 };
 
-/* The stream of a database holding its DeReg: one event per applied script. */
-#define DEQL_DEREG_STREAM "deql.dereg"
+/* The logic-layer document holding a database's DeReg (its export, logic/component.h). */
+#define DEQL_DEREG_COMPONENT "deql.dereg"
 
+struct logic;
 struct workq;
 struct deql_dbs;
 struct deql_sessions;
@@ -49,6 +54,7 @@ struct deql_sessions;
 struct deql_ctx {
     struct limits limits;           /* set: event and batch sizes */
     const char *version;            /* set: the server's version (GET /info) */
+    struct logic *logic;            /* set: keeps each database's DeReg as a document */
     struct sql_limits sql;          /* set: every SQL connection's budgets */
     bool readonly;                  /* set: --deql-readonly: every write answers 403 */
     unsigned workers;               /* set: SQL threads (0: DEQL_WORKERS) */

@@ -14,14 +14,14 @@
 #include "sql/sql.h"
 #include "util/buf.h"
 
-/* ---- dereg.c: each database's registry, durable in DEQL_DEREG_STREAM ---- */
+/* ---- dereg.c: each database's registry, durable as the document DEQL_DEREG_COMPONENT ---- */
 
 /* A registry as of one version of its stream, shared by the jobs that use it.
  */
 struct dq_reg {
     int refs;             /* atomic */
     struct deql_reg *reg; /* owned; never changed once shared */
-    uint64_t version;     /* DEQL_DEREG_STREAM's version it holds (0: empty) */
+    uint64_t version;     /* the version of the DeReg document it was built from (0: none) */
     uint64_t db_id;       /* engine_db_id of its database */
 };
 void dq_reg_unref(struct dq_reg *r);
@@ -37,12 +37,11 @@ struct dq_apply {
     struct deql_error perr; /* parse or registry error (rc ERR_INVALID/EXISTS/NOTFOUND) */
     char msg[320];          /* the message to answer with on failure */
 };
-/* Applies script (only definition statements: CREATE ..., ALTER ... ADD, USE
- * TEMPLATE) to db's registry, all or nothing: the new registry must build
- * (every projection compiles), then the script is appended to DEQL_DEREG_STREAM
- * (durable before this returns) and the new registry is in force. One at a time
- * per process. Worker threads. Returns 0 or ERR_INVALID, ERR_EXISTS,
- * ERR_NOTFOUND, ERR_TOOBIG (out->msg says why), or an engine error. */
+/* Applies script (only definition statements: CREATE ..., ALTER ... ADD, USE TEMPLATE) to db's
+ * registry, all or nothing: the new registry must build (every projection compiles), then its
+ * export is deployed as the next version of the document (durable before this returns) and
+ * the new registry is in force. One at a time per process. Worker threads. Returns 0 or
+ * ERR_INVALID, ERR_EXISTS, ERR_NOTFOUND, ERR_TOOBIG (out->msg says why), or an engine error. */
 int dq_reg_apply(struct deql_ctx *x, struct db *db, const char *script, size_t len,
                  struct dq_apply *out);
 
@@ -160,8 +159,12 @@ struct dq_job *dq_job_new(struct gate_call *c, dq_job_fn *fn);
 /* The session named by the request's X-DeQL-Session (or "default") into out;
  * false (after answering 400) when the header is not a valid session id. */
 bool dq_session_of(struct gate_call *c, char out[DEQL_SESSION_ID_MAX + 1]);
-/* Stores a copy of table res as name in session (of database db_id), replacing
- * one of that name. Returns 0 or ERR_TOOBIG (too many tables). */
+/* True for a session table's name: an identifier not starting with "sqlite_". */
+bool dq_table_name_ok(const char *name);
+/* Stores a copy of table res as name in session (of database db_id), replacing one of that
+ * name. Returns 0, ERR_INVALID (a bad name, no columns, two columns whose names differ only
+ * in case: SQLite could not load it) or ERR_TOOBIG (too many tables, or rows or bytes past
+ * the session's limits). */
 int dq_session_put(struct deql_ctx *x, uint64_t db_id, const char *session, const char *name,
                    const struct sql_result *res);
 /* A copy of table name of session into *out; ERR_NOTFOUND when absent. */

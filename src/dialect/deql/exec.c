@@ -311,6 +311,13 @@ static int reads_filter(struct sql_conn *sc, struct filter *f)
     size_t n;
     const struct sql_read *r = sql_reads(sc, &n);
     for (size_t i = 0; i < n; i++) {
+        if (!r[i].tag) { /* too much was read to tell apart: nothing at all may change */
+            filter_fini(f);
+            filter_init(f);
+            return 1;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
         struct filter_item *it = filter_add_item(f);
         if (!it) {
             return ERR_TOOBIG;

@@ -109,6 +109,9 @@ static void job_run(void *arg, bool cancelled)
         snprintf(msg, sizeof msg, "the registry does not build on SQL: %s", se.msg);
         dq_fail_req(j->req, 500, msg);
     } else {
+        if (sc) {
+            sql_drop_loaded(sc); /* another request's session tables must not be seen */
+        }
         j->fn(j, r, sc);
     }
     dq_reg_unref(r);

@@ -24,7 +24,8 @@ struct runner {
     struct sql_conn *sc;
     const char *text;
     struct deql_script *script;
-    json_t *results;        /* what each statement did */
+    struct buf results;     /* what each statement did: JSON items, comma-separated */
+    size_t nresults;
     struct sql_result last; /* the last statement's table, when it made one */
     bool has_last;
     unsigned status; /* failure: its HTTP status (0: none) */
@@ -39,7 +40,26 @@ static int failf(struct runner *u, unsigned status, const char *msg)
     return ERR_INVALID;
 }
 
-static void set_table(struct runner *u, struct sql_result *res, const char *kind)
+/* Adds one item (JSON text of an object, without its braces when inner) to the results;
+ * false past DEQL_SCRIPT_RESULT_BYTES. */
+static bool add_result(struct runner *u, const char *kind, const char *inner, size_t len)
+{
+    if (u->results.len + len > DEQL_SCRIPT_RESULT_BYTES) {
+        failf(u, 422, "the script's results would pass 64 MiB; run fewer statements at once");
+        return false;
+    }
+    buf_adds(&u->results, u->nresults++ ? ",{\"statement\":" : "{\"statement\":");
+    buf_add_json_str(&u->results, kind, strlen(kind));
+    if (len) {
+        buf_addc(&u->results, ',');
+        buf_add(&u->results, inner, len);
+    }
+    buf_addc(&u->results, '}');
+    return true;
+}
+
+/* A statement's table: the answer when it is the script's last; in the JSON results. */
+static int set_table(struct runner *u, struct sql_result *res, const char *kind)
 {
     if (u->has_last) {
         sql_result_fini(&u->last);
@@ -47,22 +67,33 @@ static void set_table(struct runner *u, struct sql_result *res, const char *kind
     u->last = *res;
     u->has_last = true;
     memset(res, 0, sizeof(*res));
+    if (!u->j->json_answer) {
+        return 0;
+    }
     struct buf b;
     buf_init(&b);
-    sql_result_json(&u->last, &b);
-    json_t *t = json_loadb(b.ptr, b.len, 0, NULL);
+    sql_result_json(&u->last, &b); /* {"columns":...,"rows":...} */
+    bool ok = add_result(u, kind, b.ptr + 1, b.len - 2);
     buf_fini(&b);
-    json_object_set_new(t, "statement", json_string(kind));
-    json_array_append_new(u->results, t);
+    return ok ? 0 : ERR_TOOBIG;
 }
 
+/* A statement's status (st taken: its members other than "statement"). */
 static void set_status(struct runner *u, json_t *st)
 {
     if (u->has_last) {
         sql_result_fini(&u->last);
         u->has_last = false;
     }
-    json_array_append_new(u->results, st);
+    char kind[64];
+    snprintf(kind, sizeof kind, "%s", json_string_value(json_object_get(st, "statement")));
+    json_object_del(st, "statement");
+    struct buf b;
+    buf_init(&b);
+    jenc_tree(st, &b, SIZE_MAX, 64);
+    json_decref(st);
+    add_result(u, kind, b.ptr + 1, b.len - 2);
+    buf_fini(&b);
 }
 
 /* Takes the registry in force now (after a change) and its connection. */
@@ -139,6 +170,7 @@ static int run_execute(struct runner *u, const struct deql_stmt *st)
     struct dq_cmd_value *vals = xcalloc(st->assign_count + 1, sizeof(*vals));
     struct sql_result hold = {0};
     char m[400];
+    sql_drop_loaded(u->sc); /* a decision reads the registry's tables, not the session's */
     sql_begin(u->sc, u->j->db, 0, false, NULL);
     int rc = dq_eval_assigns(u->sc, u->text, st, vals, &hold, m, sizeof m);
     sql_end(u->sc);
@@ -154,7 +186,7 @@ static int run_execute(struct runner *u, const struct deql_stmt *st)
         } else if (rc) {
             failf(u, e.status ? e.status : 500, e.msg);
         } else {
-            set_table(u, &e.events, "EXECUTE");
+            rc = set_table(u, &e.events, "EXECUTE");
         }
         dq_exec_fini(&e);
     }
@@ -163,12 +195,29 @@ static int run_execute(struct runner *u, const struct deql_stmt *st)
     return rc;
 }
 
+/* Keeps res as the session's table name; answers the failure. */
+static int put_table(struct runner *u, const char *name, const struct sql_result *res)
+{
+    int rc = dq_session_put(u->j->x, u->r->db_id, u->j->session, name, res);
+    if (rc == ERR_INVALID) {
+        char m[300];
+        snprintf(m, sizeof m, "table %s cannot be kept: a table name is an identifier not "
+                 "starting with sqlite_, and its columns need distinct names", name);
+        return failf(u, 400, m);
+    }
+    if (rc) {
+        return failf(u, 422, "the session would hold more than 64 tables or 64 MiB of rows; "
+                             "drop some tables first");
+    }
+    return 0;
+}
+
 static int run_create_table(struct runner *u, const struct deql_stmt *st)
 {
     if (st->table.schema) {
         return failf(u, 400, "session tables are unqualified names");
     }
-    if (strchr(st->table.name, '$') || !dq_ident_ok(st->table.name)) {
+    if (!dq_table_name_ok(st->table.name)) {
         return failf(u, 400, "invalid table name");
     }
     struct sql_result res;
@@ -176,9 +225,9 @@ static int run_create_table(struct runner *u, const struct deql_stmt *st)
     if (rc) {
         return rc;
     }
-    if (dq_session_put(u->j->x, u->r->db_id, u->j->session, st->table.name, &res) != 0) {
+    if (put_table(u, st->table.name, &res) != 0) {
         sql_result_fini(&res);
-        return failf(u, 400, "the session holds too many tables (64)");
+        return ERR_INVALID;
     }
     set_status(u, json_pack("{s:s,s:s,s:s,s:I}", "statement", "CREATE TABLE", "status", "ok",
                             "table", st->table.name, "rows", (json_int_t)res.nrows));
@@ -297,11 +346,7 @@ static int store_outputs(struct runner *u, const char *into, struct sql_result *
 {
     char brname[DEQL_NAME_MAX * 2];
     snprintf(brname, sizeof brname, "%s__branches", into);
-    if (dq_session_put(u->j->x, u->r->db_id, u->j->session, into, out) != 0 ||
-        dq_session_put(u->j->x, u->r->db_id, u->j->session, brname, br) != 0) {
-        return failf(u, 400, "the session holds too many tables (64)");
-    }
-    return 0;
+    return put_table(u, into, out) ? ERR_INVALID : put_table(u, brname, br) ? ERR_INVALID : 0;
 }
 
 static int run_inspect_decision(struct runner *u, const struct deql_stmt *st)
@@ -314,13 +359,18 @@ static int run_inspect_decision(struct runner *u, const struct deql_stmt *st)
         snprintf(m, sizeof m, "decision %s (or its command) is not registered", st->name);
         return failf(u, 404, m);
     }
-    if (st->inspect.into.schema || !dq_ident_ok(st->inspect.into.name)) {
+    if (st->inspect.into.schema || !dq_table_name_ok(st->inspect.into.name)) {
         return failf(u, 400, "INTO names a session table (an unqualified identifier)");
     }
     struct sql_result in;
     int rc = inspect_input(u, &st->inspect.from, &in);
     if (rc) {
         return rc;
+    }
+    sql_drop_loaded(u->sc); /* the decision reads the registry's tables, not the session's */
+    if (in.nrows > DEQL_INSPECT_ROWS_MAX) {
+        sql_result_fini(&in);
+        return failf(u, 422, "INSPECT DECISION takes at most 100000 input rows");
     }
     if (in.ncols > cmd->nfields) {
         sql_result_fini(&in);
@@ -358,6 +408,9 @@ static int run_inspect_decision(struct runner *u, const struct deql_stmt *st)
         }
         if (!rc) {
             inspect_rows(u, dec, row, key, &e, &seqs, &out, &br);
+        }
+        if (!rc && (out.nrows > DEQL_INSPECT_ROWS_MAX || br.nrows > DEQL_INSPECT_ROWS_MAX)) {
+            rc = failf(u, 422, "INSPECT DECISION would make more than 100000 rows");
         }
         dq_exec_fini(&e);
     }
@@ -418,7 +471,7 @@ static int run_inspect_projection(struct runner *u, const struct deql_stmt *st)
         snprintf(m, sizeof m, "projection %s is not registered", st->name);
         return failf(u, 404, m);
     }
-    if (st->inspect.into.schema || !dq_ident_ok(st->inspect.into.name)) {
+    if (st->inspect.into.schema || !dq_table_name_ok(st->inspect.into.name)) {
         return failf(u, 400, "INTO names a session table (an unqualified identifier)");
     }
     struct buf table, q;
@@ -447,9 +500,9 @@ static int run_inspect_projection(struct runner *u, const struct deql_stmt *st)
     if (rc) {
         return rc;
     }
-    if (dq_session_put(u->j->x, u->r->db_id, u->j->session, st->inspect.into.name, &res) != 0) {
+    if (put_table(u, st->inspect.into.name, &res) != 0) {
         sql_result_fini(&res);
-        return failf(u, 400, "the session holds too many tables (64)");
+        return ERR_INVALID;
     }
     char *full = xstrndup(u->text + st->text.off, st->text.len);
     dq_session_record(u->j->x, u->r->db_id, u->j->session, st->name, "Projection",
@@ -497,10 +550,7 @@ static int run_one(struct runner *u, size_t *i)
     case DEQL_QUERY: {
         struct sql_result res;
         int rc = query(u, u->text + st->body.off, st->body.len, &res);
-        if (!rc) {
-            set_table(u, &res, "SELECT");
-        }
-        return rc;
+        return rc ? rc : set_table(u, &res, "SELECT");
     }
     case DEQL_CREATE_TABLE:
         return run_create_table(u, st);
@@ -535,17 +585,18 @@ static void answer(struct runner *u, size_t done)
         dq_answer_table(req, &u->last);
         return;
     }
-    json_t *body = json_pack("{s:s,s:O}", "status", "ok", "results", u->results);
     struct buf b;
     buf_init(&b);
-    jenc_tree(body, &b, SIZE_MAX, 64);
-    json_decref(body);
+    buf_adds(&b, "{\"status\":\"ok\",\"results\":[");
+    buf_add(&b, u->results.ptr ? u->results.ptr : "", u->results.len);
+    buf_adds(&b, "]}");
     http_respond(req, 200, &b, NULL);
 }
 
 void dq_run_job(struct dq_job *j, const struct dq_reg *r, struct sql_conn *sc)
 {
-    struct runner u = {.j = j, .sc = sc, .text = j->arg, .results = json_array()};
+    struct runner u = {.j = j, .sc = sc, .text = j->arg};
+    buf_init(&u.results);
     u.r = (struct dq_reg *)r;
     __atomic_add_fetch(&u.r->refs, 1, __ATOMIC_ACQ_REL);
     struct deql_error pe = {0};
@@ -577,7 +628,7 @@ void dq_run_job(struct dq_job *j, const struct dq_reg *r, struct sql_conn *sc)
         sql_drop_loaded(u.sc);
     }
     deql_script_free(u.script);
-    json_decref(u.results);
+    buf_fini(&u.results);
     json_decref(u.extra);
     if (u.has_last) {
         sql_result_fini(&u.last);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "dialect/deql/dq_int.h"
 #include "util/errors.h"
@@ -161,16 +162,43 @@ static struct stable *table_of(struct session *s, const char *name)
     return NULL;
 }
 
+bool dq_table_name_ok(const char *name)
+{
+    return dq_ident_ok(name) && strncasecmp(name, "sqlite_", 7) != 0;
+}
+
+/* True when no two columns of res have names SQLite would take as one (case folded). */
+static bool columns_distinct(const struct sql_result *res)
+{
+    for (size_t i = 0; i < res->ncols; i++) {
+        for (size_t k = i + 1; k < res->ncols; k++) {
+            if (!strcasecmp(res->names[i], res->names[k])) {
+                return false;
+            }
+        }
+    }
+    return res->ncols > 0;
+}
+
 int dq_session_put(struct deql_ctx *x, uint64_t db_id, const char *session, const char *name,
                    const struct sql_result *res)
 {
+    if (!dq_table_name_ok(name) || !columns_distinct(res)) {
+        return ERR_INVALID;
+    }
     struct sql_result copy;
     sql_result_copy(&copy, res);
     pthread_mutex_lock(&x->sessions->mu);
     struct session *s = find(x->sessions, db_id, session, true);
     struct stable *t = table_of(s, name);
+    size_t bytes = copy.bytes;
+    for (size_t i = 0; i < s->ntables; i++) {
+        bytes += &s->tables[i] == t ? 0 : s->tables[i].rows.bytes;
+    }
     int rc = 0;
-    if (t) {
+    if (bytes > DEQL_SESSION_BYTES_MAX) {
+        rc = ERR_TOOBIG;
+    } else if (t) {
         sql_result_fini(&t->rows);
         t->rows = copy;
     } else if (s->ntables == DEQL_SESSION_TABLES_MAX) {
