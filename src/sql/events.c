@@ -215,7 +215,9 @@ static int ev_best_index(sqlite3_vtab *vtab, sqlite3_index_info *info)
     (void)vtab;
     for (int i = 0; i < info->nConstraint; i++) {
         const struct sqlite3_index_constraint *k = &info->aConstraint[i];
-        if (k->usable && k->iColumn == EV_COL_STREAM_ID && k->op == SQLITE_INDEX_CONSTRAINT_EQ) {
+        const char *coll = k->usable ? sqlite3_vtab_collation(info, i) : NULL;
+        if (k->usable && k->iColumn == EV_COL_STREAM_ID && k->op == SQLITE_INDEX_CONSTRAINT_EQ &&
+            (!coll || !strcmp(coll, "BINARY"))) { /* (NOCASE would match other streams) */
             info->aConstraintUsage[i].argvIndex = 1;
             info->idxNum = 1;
             info->estimatedCost = 10;
@@ -277,6 +279,20 @@ static const struct events_def *cursor_def(const struct ev_cursor *cur)
 }
 
 /* engine_event_fn: copies ev into the page when its stream has the prefix. */
+/* True when the stored tags array carries tag. */
+static bool has_tag(struct slice tags, const char *tag)
+{
+    char scratch[FILTER_TAG_SCRATCH];
+    size_t pos = 0, n = strlen(tag);
+    struct slice t;
+    while (filter_next_tag(tags, &pos, scratch, &t)) {
+        if (t.len == n && !memcmp(t.ptr, tag, n)) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static int on_event(void *arg, const struct event_rec *ev)
 {
     struct ev_cursor *cur = arg;
@@ -289,7 +305,9 @@ static int on_event(void *arg, const struct event_rec *ev)
         return 1;
     }
     if (ev->stream.len < def->prefix_len ||
-        memcmp(ev->stream.ptr, def->prefix, def->prefix_len) != 0) {
+        memcmp(ev->stream.ptr, def->prefix, def->prefix_len) != 0 ||
+        (cur->stream && !has_tag(ev->tags, def->tag))) { /* a stream read sees the tag's
+                                                            events only, as a scan does */
         return 0;
     }
     if (cur->count == cur->cap) {
@@ -343,11 +361,11 @@ static int read_page(struct ev_cursor *cur)
         filter_add_atom(&f, filter_add_item(&f), FF_TAG, &pat, 1);
         struct engine_query q = {.filter = &f, .has_from = true, .from = cur->next,
                                  .limit = EV_PAGE, .budget = EV_BUDGET, .at = at};
-        struct engine_query_result res;
+        struct engine_query_result res = {0};
         rc = engine_query(c->edb, &q, on_event, cur, &res);
         filter_fini(&f);
-        cur->next = res.next;
-        cur->more = rc >= 0 && res.next != 0;
+        cur->next = rc == 0 ? res.next : 0;
+        cur->more = rc == 0 && res.next != 0;
     }
     if (c->vt_err) {
         return SQLITE_ERROR;

@@ -22,6 +22,7 @@
 #include "json/jenc.h"
 #include "util/arrow.h"
 #include "util/errors.h"
+#include "util/log.h"
 #include "util/timeutil.h"
 
 enum {
@@ -230,8 +231,11 @@ static void heap_configure(void)
     static const sqlite3_mem_methods methods = {heap_malloc, heap_free, heap_realloc,
                                                 heap_size,   heap_roundup, heap_init,
                                                 heap_shutdown, NULL};
-    sqlite3_config(SQLITE_CONFIG_MALLOC, &methods);
-    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    if (sqlite3_config(SQLITE_CONFIG_MALLOC, &methods) != SQLITE_OK ||
+        sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0) != SQLITE_OK) {
+        /* SQLite started before us: its own allocator, without a cap */
+        log_error("sql: SQLite was initialized before its allocator was set; no heap cap");
+    }
     heap_cap = first_cap > 0 ? first_cap : 0;
 }
 

@@ -120,6 +120,10 @@ int dq_eval_assigns(struct sql_conn *sc, const char *script, const struct deql_s
 
 /* ---- answers ---- */
 
+/* The status of a failed SQL query: 400 (ERR_INVALID), 403 (ERR_DENIED), 422 (ERR_TOOBIG: a
+ * budget), else 500. */
+unsigned dq_sql_status(int err);
+
 /* Answers {"error": msg} with status (the dialect's envelope). Any thread. */
 void dq_fail_req(struct http_req *req, unsigned status, const char *msg);
 /* Answers r as an Arrow IPC stream (or 500 when it cannot be written). */

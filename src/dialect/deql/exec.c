@@ -86,9 +86,8 @@ bool dq_key_text(const struct sql_value *v, char *out, size_t cap)
     case SQL_INT:
         snprintf(out, cap, "%lld", (long long)v->i);
         return true;
-    case SQL_REAL:
-        snprintf(out, cap, "%.17g", v->d);
-        return true;
+    case SQL_REAL: /* SQLite and we would spell it differently: 3.0 vs 3 */
+        return false;
     case SQL_TEXT:
         if (v->len == 0 || v->len >= cap || memchr(v->s, 0, v->len)) {
             return false;
@@ -125,7 +124,7 @@ static int run_state(struct try_ctx *t, struct dq_exec *out)
     int rc = sql_query(t->sc, t->dec->dec.state, strlen(t->dec->dec.state), t->binds, t->ncmd,
                        &t->state, &se);
     if (rc) {
-        return fail(out, rc, rc == ERR_TOOBIG ? 422 : 400, "STATE AS of decision %s: %s",
+        return fail(out, rc, dq_sql_status(rc), "STATE AS of decision %s: %s",
                     t->dec->name, se.msg);
     }
     if (t->state.nrows > 1) {
@@ -139,7 +138,7 @@ static int run_state(struct try_ctx *t, struct dq_exec *out)
     t->binds = xrealloc(t->binds, (t->ncmd + t->state.ncols + 1) * sizeof(*t->binds));
     for (size_t i = 0; i < t->state.ncols; i++) {
         char *name = xmalloc(32);
-        snprintf(name, 32, "__s%zu", i);
+        snprintf(name, 32, "__s$%zu", i); /* '$': never a DeQL field name */
         struct sql_value v = {.type = SQL_NULL};
         if (t->state.nrows == 1) {
             v = *sql_cell(&t->state, 0, i);
@@ -169,7 +168,7 @@ static void branch_sql(const struct try_ctx *t, const struct deql_reg_branch *b,
     }
     buf_adds(q, " FROM (SELECT ");
     for (size_t i = 0; i < t->state.ncols; i++) {
-        buf_printf(q, "%s:__s%zu AS ", i ? ", " : "", i);
+        buf_printf(q, "%s:__s$%zu AS ", i ? ", " : "", i);
         sql_quote_ident(t->state.names[i], q);
     }
     buf_adds(q, ")");
@@ -234,7 +233,7 @@ static int run_branches(struct try_ctx *t, struct emitted *ev, size_t cap, size_
         int rc = sql_query(t->sc, q.ptr, q.len, t->binds, t->nbinds, &row, &se);
         buf_fini(&q);
         if (rc) {
-            return fail(out, rc, rc == ERR_TOOBIG ? 422 : 400, "decision %s: %s", t->dec->name,
+            return fail(out, rc, dq_sql_status(rc), "decision %s: %s", t->dec->name,
                         se.msg);
         }
         const struct sql_value *g = row.nrows == 1 ? sql_cell(&row, 0, row.ncols - 1) : NULL;
@@ -275,20 +274,21 @@ static int run_branches(struct try_ctx *t, struct emitted *ev, size_t cap, size_
 }
 
 /* The rejection: every guard, the state's values and the command's. */
-static json_t *rejection(const struct try_ctx *t, const struct dq_exec *out)
+static json_t *rejection(const struct try_ctx *t, const struct sql_result *shown,
+                         const struct dq_exec *out)
 {
     size_t n = deql_reg_agg_columns(t->reg, t->agg->name, NULL, 0);
     struct deql_column *cols = xcalloc(n ? n : 1, sizeof(*cols));
     deql_reg_agg_columns(t->reg, t->agg->name, cols, n);
     json_t *state = json_object();
-    for (size_t i = 0; t->state.nrows == 1 && i < t->state.ncols; i++) {
+    for (size_t i = 0; shown->nrows == 1 && i < shown->ncols; i++) {
         bool hidden = false; /* a column named as a SENSITIVE payload field */
         for (size_t k = 0; k < n && !hidden; k++) {
-            hidden = cols[k].sensitive && !strcmp(cols[k].name, t->state.names[i]);
+            hidden = cols[k].sensitive && !strcmp(cols[k].name, shown->names[i]);
         }
         if (!hidden) {
-            json_object_set_new(state, t->state.names[i],
-                                value_json(sql_cell(&t->state, 0, i), NULL));
+            json_object_set_new(state, shown->names[i],
+                                value_json(sql_cell(shown, 0, i), NULL));
         }
     }
     free(cols);
@@ -372,10 +372,9 @@ static int append_events(struct db *db, struct try_ctx *t, struct emitted *ev, s
     *retry = rc == ERR_CONFLICT && req.conflict == CONFLICT_CONDITION;
     if (rc && !*retry) {
         const char *why = rc == ERR_INVALID ? req.fault.message : err_name(rc);
-        return fail(out, rc,
-                    rc == ERR_INVALID  ? 400
-                    : rc == ERR_TOOBIG ? 413
-                                       : 500,
+        struct gate_error ge;
+        gate_engine_error(rc, &ge); /* 409 deleted stream, 413, 503 stopping, 507 full, ... */
+        return fail(out, rc, rc == ERR_INVALID ? 400 : ge.kind,
                     "the events could not be appended: %s", why);
     }
     return rc;
@@ -446,7 +445,8 @@ static int prepare(struct try_ctx *t, const struct dq_cmd_value *values, size_t 
     size_t key = deql_reg_key_field(t->cmd);
     if (!dq_key_text(&t->binds[key].v, t->key, sizeof t->key)) {
         return fail(out, ERR_INVALID, 400,
-                    "the key field %s of command %s needs a value (it names the stream)",
+                    "the key field %s of command %s needs a value that names the stream: "
+                    "non-empty text (no NUL, short enough for a stream name) or an integer",
                     t->cmd->fields[key].name, t->cmd->name);
     }
     if (!dq_stream_name(t->agg->name, t->key, t->stream, sizeof t->stream)) {
@@ -479,8 +479,21 @@ static int one_try(struct deql_ctx *x, struct db *db, struct try_ctx *t, bool dr
     }
     sql_end(t->sc);
     if (!rc && n == 0) {
+        /* the state as reads show it: STATE AS again on the same snapshot, SENSITIVE fields
+         * hidden (the decision itself saw them) */
+        struct sql_result shown = {0};
+        struct sql_error se = {{0}};
+        if (t->dec->dec.state) {
+            sql_begin(t->sc, db, snap, false, NULL);
+            if (sql_query(t->sc, t->dec->dec.state, strlen(t->dec->dec.state), t->binds,
+                          t->ncmd, &shown, &se) != 0) {
+                memset(&shown, 0, sizeof(shown));
+            }
+            sql_end(t->sc);
+        }
         out->rejected = true;
-        out->rejection = rejection(t, out);
+        out->rejection = rejection(t, &shown, out);
+        sql_result_fini(&shown);
         out->status = 422;
         snprintf(out->msg, sizeof out->msg,
                  "command %s rejected: no branch of decision %s "
@@ -525,7 +538,7 @@ int dq_execute(struct deql_ctx *x, struct db *db, const struct dq_reg *r, struct
     int rc = prepare(&t, values, nvalues, out);
     pthread_mutex_t *stripe = NULL;
     if (!rc && !dry) { /* same-stream commands would only conflict: take turns */
-        stripe = &x->stripes[strmap_hash(t.stream, strlen(t.stream)) % DEQL_STRIPES];
+        stripe = &x->stripes[(strmap_hash(t.stream, strlen(t.stream)) ^ r->db_id) % DEQL_STRIPES];
         pthread_mutex_lock(stripe);
     }
     unsigned seed = (unsigned)(uintptr_t)&t ^ (unsigned)time_mono_ns();

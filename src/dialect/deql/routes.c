@@ -41,6 +41,11 @@ static void fail(const struct gate_call *c, unsigned status, const char *msg)
     gate_fail(c, &e);
 }
 
+unsigned dq_sql_status(int err)
+{
+    return err == ERR_INVALID ? 400 : err == ERR_DENIED ? 403 : err == ERR_TOOBIG ? 422 : 500;
+}
+
 void dq_fail_req(struct http_req *req, unsigned status, const char *msg)
 {
     struct gate_error e = {.kind = status, .message = msg};
@@ -214,7 +219,7 @@ static void run_table(struct dq_job *j, const struct dq_reg *r, struct sql_conn 
     sql_end(sc);
     if (rc) {
         snprintf(msg, sizeof msg, "%s", se.msg);
-        dq_fail_req(j->req, rc == ERR_DENIED ? 403 : rc == ERR_INVALID ? 400 : 500, msg);
+        dq_fail_req(j->req, dq_sql_status(rc), msg);
         return;
     }
     dq_answer_table(j->req, &res);
@@ -678,12 +683,7 @@ static void run_query(struct dq_job *j, const struct dq_reg *r, struct sql_conn 
     }
     sql_drop_loaded(sc);
     if (rc) {
-        dq_fail_req(j->req,
-                    rc == ERR_DENIED    ? 403
-                    : rc == ERR_INVALID ? 400
-                    : rc == ERR_TOOBIG  ? 422
-                                        : 500,
-                    se.msg);
+        dq_fail_req(j->req, dq_sql_status(rc), se.msg);
         return;
     }
     dq_answer_table(j->req, &res);

@@ -152,12 +152,7 @@ static int query(struct runner *u, const char *sql, size_t len, struct sql_resul
     int rc = sql_query(u->sc, sql, len, NULL, 0, res, &se);
     sql_end(u->sc);
     if (rc) {
-        failf(u,
-              rc == ERR_DENIED    ? 403
-              : rc == ERR_TOOBIG  ? 422
-              : rc == ERR_INVALID ? 400
-                                  : 500,
-              se.msg);
+        failf(u, dq_sql_status(rc), se.msg);
     }
     return rc;
 }
