@@ -31,6 +31,7 @@
 
 enum {
     EV_PAGE = 512,             /* events read per engine call */
+    EV_PAGE_BYTES = 8 << 20,   /* ... and text bytes copied per page at most (large events) */
     EV_BUDGET = 64 * EV_PAGE,  /* candidates engine_query examines per page at most */
     EV_JSON_DEPTH = 4096,      /* nesting jenc_tree writes back (jansson parses less) */
     EV_NCOLS = 7,              /* columns before the fields */
@@ -71,6 +72,7 @@ struct ev_cursor {
     size_t at;                    /* current row */
     struct buf text;              /* the page's strings */
     bool more;                    /* a further page may exist */
+    bool full;                    /* the page being fetched stopped at EV_PAGE_BYTES */
     uint64_t next;                /* plan 0: position, plan 1: version the next page starts at */
     char *stream;                 /* plan 1: the stream's full name (owned) */
     size_t stream_len;
@@ -326,6 +328,10 @@ static int on_event(void *arg, const struct event_rec *ev)
     r->data_off = cur->text.len;
     r->data_len = ev->data.len;
     buf_add(&cur->text, ev->data.ptr, ev->data.len);
+    if (cur->text.len >= EV_PAGE_BYTES) { /* the page is full: the next starts at cur->next */
+        cur->full = true;
+        return 1;
+    }
     return 0;
 }
 
@@ -344,6 +350,7 @@ static int read_page(struct ev_cursor *cur)
     struct sql_conn *c = cursor_conn(cur);
     struct as_of at = {.has_pos = true, .pos = c->snapshot};
     cur->delivered = 0;
+    cur->full = false;
     int rc;
     if (cur->stream) {
         rc = engine_read_stream(c->edb, (struct slice){cur->stream, cur->stream_len}, &at,
@@ -352,7 +359,7 @@ static int read_page(struct ev_cursor *cur)
         if (rc == ERR_NOTFOUND || rc == ERR_DELETED) {
             rc = 0;
         }
-        cur->more = rc == 0 && cur->delivered == EV_PAGE;
+        cur->more = rc == 0 && (cur->delivered == EV_PAGE || cur->full);
     } else {
         const char *tag = cursor_def(cur)->tag;
         struct pattern pat = {.kind = PAT_EXACT, .text = {tag, strlen(tag)}};
@@ -364,8 +371,10 @@ static int read_page(struct ev_cursor *cur)
         struct engine_query_result res = {0};
         rc = engine_query(c->edb, &q, on_event, cur, &res);
         filter_fini(&f);
-        cur->next = rc == 0 ? res.next : 0;
-        cur->more = rc == 0 && res.next != 0;
+        if (!cur->full) { /* (when full, on_event has set next past the last event kept) */
+            cur->next = rc == 0 ? res.next : 0;
+        }
+        cur->more = rc == 0 && (cur->full || res.next != 0);
     }
     if (c->vt_err) {
         return SQLITE_ERROR;

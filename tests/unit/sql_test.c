@@ -702,3 +702,29 @@ TEST(sql_loaded_tables_are_read_by_name_and_dropped)
     sql_result_fini(&t);
     fixture_close(&fx);
 }
+
+TEST(sql_pages_of_large_events_are_cut_by_bytes)
+{
+    struct fixture fx = {0};
+    fixture_open(&fx, false);
+    /* 24 events of ~900 KB: more than one page of EV_PAGE_BYTES (8 MiB) in a scan and in a
+     * stream read; every one is read once */
+    size_t big = 900 * 1000;
+    char *data = malloc(big + 32);
+    strcpy(data, "{\"name\":\"");
+    memset(data + 9, 'x', big);
+    strcpy(data + 9 + big, "\",\"salary\":1}");
+    for (int i = 0; i < 24; i++) {
+        append_one(fx.db, "Employee-big", data);
+    }
+    free(data);
+    begin(&fx, false);
+    ASSERT_SQL(fx.c, "SELECT COUNT(*), SUM(salary), MIN(event_id), MAX(event_id) FROM "
+                     "DeReg.\"Employee$Events\"",
+               "{\"columns\":[\"COUNT(*)\",\"SUM(salary)\",\"MIN(event_id)\",\"MAX(event_id)\"],"
+               "\"rows\":[[24,24,1,24]]}");
+    ASSERT_SQL(fx.c, "SELECT COUNT(*), MIN(seq), MAX(seq) FROM DeReg.\"Employee$Events\" "
+                     "WHERE stream_id = 'big'",
+               "{\"columns\":[\"COUNT(*)\",\"MIN(seq)\",\"MAX(seq)\"],\"rows\":[[24,1,24]]}");
+    fixture_close(&fx);
+}
