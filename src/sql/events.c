@@ -141,21 +141,30 @@ static void make_room(struct sql_conn *c)
 
 /* Records a read of the whole tag (stream NULL) or of one stream, deduplicated; past
  * SQL_MAX_READS reads collapse (make_room). */
-static void note_read(struct sql_conn *c, const char *tag, const char *stream, size_t len)
+/* True when the reads already cover this one. */
+static bool covered(const struct sql_conn *c, const char *tag, const char *stream, size_t len)
 {
     for (size_t i = 0; i < c->nreads; i++) {
         const struct sql_read *r = &c->reads[i];
         if (!r->tag || (r->tag == tag && (r->whole || (stream && strlen(r->stream) == len &&
                                                        !memcmp(r->stream, stream, len))))) {
-            return;
+            return true;
         }
+    }
+    return false;
+}
+
+static void note_read(struct sql_conn *c, const char *tag, const char *stream, size_t len)
+{
+    if (covered(c, tag, stream, len)) {
+        return;
     }
     if (!stream) {
         drop_stream_reads(c, tag);
     }
     make_room(c);
-    if (c->nreads == 1 && !c->reads[0].tag) {
-        return; /* everything is read already */
+    if (covered(c, tag, stream, len)) {
+        return; /* a collapse made room by covering it */
     }
     c->reads[c->nreads++] = stream ? (struct sql_read){.tag = tag, .stream = xstrndup(stream, len)}
                                    : (struct sql_read){.tag = tag, .whole = true};
