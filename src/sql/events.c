@@ -5,6 +5,9 @@
  * Plans (xBestIndex):
  *   1  an EQ constraint on stream_id: engine_read_stream of prefix + value, in pages of
  *      EV_PAGE versions;
+ *   2  ordered (or grouped) by stream_id alone: every stream of the prefix in name order
+ *      (engine_list_streams), each read as plan 1, so GROUP BY stream_id needs no sort and
+ *      the events of each group come in seq order (LAST(x) is then the stream's newest);
  *   0  anything else: engine_query on the tag, in pages of EV_PAGE events.
  * Both read as of the session's snapshot, so every scan of a session sees one database. A
  * page's events are copied into the cursor (the engine's slices die with its callback).
@@ -74,7 +77,8 @@ struct ev_cursor {
     bool more;                    /* a further page may exist */
     bool full;                    /* the page being fetched stopped at EV_PAGE_BYTES */
     uint64_t next;                /* plan 0: position, plan 1: version the next page starts at */
-    char *stream;                 /* plan 1: the stream's full name (owned) */
+    char *stream;                 /* plans 1, 2: the stream's full name (owned) */
+    bool by_stream;               /* plan 2: stream after stream */
     size_t stream_len;
     json_t *doc;                  /* the current row's data, parsed on first use (owned) */
     bool parsed;                  /* doc is this row's (NULL: not an object or unparsable) */
@@ -242,6 +246,10 @@ static int ev_best_index(sqlite3_vtab *vtab, sqlite3_index_info *info)
     if (info->nOrderBy == 1 && info->aOrderBy[0].iColumn == EV_COL_EVENT_ID &&
         !info->aOrderBy[0].desc) {
         info->orderByConsumed = 1;
+    } else if (info->nOrderBy == 1 && info->aOrderBy[0].iColumn == EV_COL_STREAM_ID &&
+               !info->aOrderBy[0].desc) { /* (SQLite passes no term with a COLLATE here) */
+        info->idxNum = 2;
+        info->orderByConsumed = 1;
     }
     return SQLITE_OK;
 }
@@ -354,13 +362,44 @@ static int read_failed(struct ev_cursor *cur, int rc)
 
 /* Reads the next page into the cursor: engine_query on the tag (plan 0) or
  * engine_read_stream (plan 1), as of the session's snapshot. */
+/* engine_stream_fn: takes the first stream listed (plan 2). */
+static int first_stream(void *arg, struct slice name, const struct stream_rec *st)
+{
+    (void)st;
+    struct ev_cursor *cur = arg;
+    free(cur->stream);
+    cur->stream = xstrndup(name.ptr, name.len);
+    cur->stream_len = name.len;
+    return 1;
+}
+
+/* Plan 2: moves to the stream after the current one (the first when none); false at the end
+ * (or on an error: *rc). */
+static bool next_stream(struct ev_cursor *cur, const struct as_of *at, int *rc)
+{
+    struct sql_conn *c = cursor_conn(cur);
+    const struct events_def *def = cursor_def(cur);
+    char *prev = cur->stream;
+    size_t prev_len = cur->stream_len;
+    cur->stream = NULL;
+    *rc = engine_list_streams(c->edb, (struct slice){def->prefix, def->prefix_len},
+                              (struct slice){prev, prev ? prev_len : 0}, at, first_stream, cur);
+    free(prev);
+    cur->next = 1;
+    return *rc == 0 && cur->stream;
+}
+
 static int read_page(struct ev_cursor *cur)
 {
     struct sql_conn *c = cursor_conn(cur);
     struct as_of at = {.has_pos = true, .pos = c->snapshot};
     cur->delivered = 0;
     cur->full = false;
-    int rc;
+    int rc = 0;
+    if (cur->by_stream && !cur->stream && !next_stream(cur, &at, &rc)) {
+        cur->more = false;
+        return rc < 0 ? read_failed(cur, rc) : SQLITE_OK;
+    }
     if (cur->stream) {
         rc = engine_read_stream(c->edb, (struct slice){cur->stream, cur->stream_len}, &at,
                                 cur->next, false, EV_PAGE, on_event, cur, &(struct stream_rec){0},
@@ -369,6 +408,9 @@ static int read_page(struct ev_cursor *cur)
             rc = 0;
         }
         cur->more = rc == 0 && (cur->delivered == EV_PAGE || cur->full);
+        if (rc == 0 && cur->by_stream && !cur->more) { /* this stream is done: the next */
+            cur->more = next_stream(cur, &at, &rc);
+        }
     } else {
         const char *tag = cursor_def(cur)->tag;
         struct pattern pat = {.kind = PAT_EXACT, .text = {tag, strlen(tag)}};
@@ -416,6 +458,7 @@ static int ev_filter(sqlite3_vtab_cursor *base, int plan, const char *plan_str, 
     const struct events_def *def = cursor_def(cur);
     free(cur->stream);
     cur->stream = NULL;
+    cur->by_stream = plan == 2;
     cur->count = cur->at = 0;
     cur->more = false;
     if (!c->edb) {

@@ -728,3 +728,34 @@ TEST(sql_pages_of_large_events_are_cut_by_bytes)
                "{\"columns\":[\"COUNT(*)\",\"MIN(seq)\",\"MAX(seq)\"],\"rows\":[[24,1,24]]}");
     fixture_close(&fx);
 }
+
+TEST(sql_group_by_stream_reads_stream_after_stream)
+{
+    struct fixture fx = {0};
+    fixture_open(&fx, false);
+    /* three streams written interleaved: grouped by stream_id, each group's rows come in seq
+     * order, so the one-argument LAST and FIRST are each stream's newest and oldest */
+    for (int i = 1; i <= 300; i++) {
+        char data[64], stream[32];
+        snprintf(data, sizeof data, "{\"salary\":%d}", i);
+        snprintf(stream, sizeof stream, "Employee-%c", "bca"[i % 3]);
+        append_one(fx.db, stream, data);
+    }
+    append_one(fx.db, "Other-z", "{\"salary\":1000}"); /* tagged, another prefix: not a row */
+    begin(&fx, false);
+    ASSERT_SQL(fx.c, "SELECT stream_id, LAST(salary), FIRST(salary), COUNT(*) FROM "
+                     "DeReg.\"Employee$Events\" GROUP BY stream_id",
+               "{\"columns\":[\"stream_id\",\"LAST(salary)\",\"FIRST(salary)\",\"COUNT(*)\"],"
+               "\"rows\":[[\"a\",299,2,100],[\"b\",300,3,100],[\"c\",298,1,100]]}");
+    ASSERT_SQL(fx.c, "SELECT stream_id, seq FROM DeReg.\"Employee$Events\" WHERE seq > 99 "
+                     "ORDER BY stream_id",
+               "{\"columns\":[\"stream_id\",\"seq\"],\"rows\":[[\"a\",100],[\"b\",100],"
+               "[\"c\",100]]}");
+    check_one_read(fx.c, NULL);
+    /* no sort: the table delivers the groups */
+    char *plan = run(fx.c, "EXPLAIN QUERY PLAN SELECT stream_id, LAST(salary) FROM "
+                           "DeReg.\"Employee$Events\" GROUP BY stream_id");
+    CHECK(strstr(plan, "VIRTUAL TABLE INDEX 2:") && !strstr(plan, "TEMP B-TREE"));
+    free(plan);
+    fixture_close(&fx);
+}
