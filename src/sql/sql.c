@@ -772,8 +772,12 @@ static int add_row(struct sql_conn *c, struct builder *b, sqlite3_stmt *st,
         *v = (struct sql_value){.type = SQL_NULL};
         r->bytes += sizeof(*v);
         switch (sqlite3_column_type(st, (int)k)) {
-        case SQLITE_INTEGER: *v = (struct sql_value){SQL_INT, .i = sqlite3_column_int64(st, (int)k)}; break;
-        case SQLITE_FLOAT: *v = (struct sql_value){SQL_REAL, .d = sqlite3_column_double(st, (int)k)}; break;
+        case SQLITE_INTEGER:
+            *v = (struct sql_value){SQL_INT, .i = sqlite3_column_int64(st, (int)k)};
+            break;
+        case SQLITE_FLOAT:
+            *v = (struct sql_value){SQL_REAL, .d = sqlite3_column_double(st, (int)k)};
+            break;
         case SQLITE_NULL: break;
         default: { /* text, and blobs as their bytes */
             const unsigned char *s = sqlite3_column_text(st, (int)k);

@@ -263,9 +263,10 @@ static int run_branches(struct try_ctx *t, struct emitted *ev, size_t cap, size_
         sql_result_fini(&row);
         json_array_append_new(out->branches,
                               json_pack("{s:s,s:I,s:s?,s:s?,s:s,s:o}", "branch_id", b->id,
-                                        "branch_index", (json_int_t)i + 1, "label", b->label, "guard",
-                                        b->guard, "status", pass ? "emitted" : "guard_failed",
-                                        "event_types", types));
+                                        "branch_index", (json_int_t)i + 1, "label", b->label,
+                                        "guard", b->guard, "status",
+                                        pass ? "emitted" : "guard_failed", "event_types",
+                                        types));
         if (rc) {
             return rc;
         }

@@ -614,7 +614,9 @@ static int apply_alter(struct deql_reg *r, const struct deql_stmt *st, struct ap
     int rc = check_name(err, st, kind_words[k], st->name);
     if (rc < 0) return rc;
     struct deql_obj *old = find_obj(r, k, st->name);
-    if (!old) return fail(err, st, ERR_NOTFOUND, "%s %.60s does not exist.", kind_words[k], st->name);
+    if (!old) {
+        return fail(err, st, ERR_NOTFOUND, "%s %.60s does not exist.", kind_words[k], st->name);
+    }
     rc = check_changeable(old, ctx, st, err);
     for (size_t i = 0; rc == 0 && i < st->field_count; i++) {
         for (size_t j = 0; j < old->nfields; j++) {
@@ -877,7 +879,9 @@ static int apply_one(struct deql_reg *r, const char *text, const struct deql_stm
     case DEQL_ALTER:
         return apply_alter(r, st, ctx, err);
     case DEQL_USE_TEMPLATE:
-        if (ctx->tmpl) return fail(err, st, ERR_INVALID, "A template expansion cannot use a template.");
+        if (ctx->tmpl) {
+            return fail(err, st, ERR_INVALID, "A template expansion cannot use a template.");
+        }
         return apply_use(r, text, st, err);
     default:
         return fail(err, st, ERR_INVALID,

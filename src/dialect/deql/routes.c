@@ -661,7 +661,13 @@ static bool read_only_sql(const char *s, size_t len)
                 return false;
             }
             first = false;
-            if (mutating_word(s + b, i - b)) {
+            size_t k = i;
+            while (k < len && (s[k] == ' ' || s[k] == '\t' || s[k] == '\n' || s[k] == '\r')) {
+                k++;
+            }
+            bool call = k < len && s[k] == '('; /* replace(x, y, z) is a function */
+            bool is_replace = i - b == 7 && !strncasecmp(s + b, "REPLACE", 7);
+            if (mutating_word(s + b, i - b) && !(call && is_replace)) {
                 return false;
             }
         } else {

@@ -612,8 +612,8 @@ void dq_run_job(struct dq_job *j, const struct dq_reg *r, struct sql_conn *sc)
             if (u.status) {
                 char m[sizeof u.msg];
                 const struct deql_stmt *st = &u.script->stmts[before];
-                snprintf(m, sizeof m, "line %d (%s): %.500s", st->line, deql_stmt_kind_name(st->kind),
-                         u.msg);
+                snprintf(m, sizeof m, "line %d (%s): %.500s", st->line,
+                         deql_stmt_kind_name(st->kind), u.msg);
                 memcpy(u.msg, m, sizeof m);
             }
         }

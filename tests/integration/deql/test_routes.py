@@ -168,11 +168,13 @@ def test_query_route():
         for sql in ["SELECT 1 AS x, 'a' AS y",
                     "WITH t(v) AS (SELECT 2) SELECT v FROM t",
                     "select name from DeReg.\"Employee$Agg\"",
-                    "SELECT * FROM DeReg.\"Headcount\""]:
+                    "SELECT * FROM DeReg.\"Headcount\"",
+                    "SELECT replace('abc', 'b', 'x') AS r"]:  # the function, not REPLACE INTO
             st, h, b = d.post("/api/query", {"sql": sql})
             check(st == 200 and h.get("content-type") == ARROW, f"{sql}: {st} {b!r}"[:300])
             ok.append(b)
-        one, two, names, head = decode_many(ok)
+        one, two, names, head, rep = decode_many(ok)
+        check(rep["rows"] == [["axc"]], f"replace(): {rep}")
         check(one["rows"] == [["1", "a"]] and columns(one) == ["x", "y"], f"SELECT 1: {one}")
         check(two["rows"] == [["2"]], f"WITH: {two}")
         check(names["rows"] == [["Ann"]], f"$Agg: {names}")
@@ -186,6 +188,7 @@ def test_query_route():
                     "WITH t AS (SELECT 1) INSERT INTO x SELECT * FROM t",
                     "WITH t AS (SELECT 1) UPDATE x SET a = 1",
                     "VALUES (1)",
+                    "WITH t AS (SELECT 1) REPLACE INTO x SELECT * FROM t",
                     "EXPLAIN SELECT 1"]:
             error(d.post("/api/query", {"sql": sql}), 403)
         for sql in ["SELECT FROM WHERE", "SELECT * FROM no_such_table",
