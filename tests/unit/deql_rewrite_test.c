@@ -36,7 +36,7 @@ TEST(events_reference_becomes_a_subquery)
     char *out = rewrite(r, "SELECT SUM(n) FROM DeReg.\"Acct$Events\" GROUP BY stream_id", &s);
     ASSERT_STR(out, "SELECT SUM(n) FROM (SELECT *, json_extract(data, '$.\"n\"') AS \"n\" "
                     "FROM temp.\"t\" WHERE 1 AND stream_type = 'Acct' AND event_id > 7) "
-                    "GROUP BY stream_id");
+                    "AS \"Acct$Events\" GROUP BY stream_id");
     free(out);
     deql_reg_free(r);
 }
@@ -49,7 +49,7 @@ TEST(agg_reference_becomes_the_view_over_the_source)
     char *out = rewrite(r, "select * from dereg . Acct$Agg", &s);
     ASSERT_STR(out, "select * from (SELECT stream_id AS aggregate_id, LAST(\"n\", event_id) AS "
                     "\"n\" FROM (SELECT * FROM DeReg.\"Acct$Events\" WHERE 1) GROUP BY "
-                    "stream_id)");
+                    "stream_id) AS \"Acct$Agg\"");
     free(out);
     deql_reg_free(r);
 }
@@ -69,5 +69,30 @@ TEST(strings_comments_and_other_tables_stay)
         ASSERT_STR(out, same[i]);
         free(out);
     }
+    deql_reg_free(r);
+}
+
+TEST(quoted_schema_aliases_and_column_references)
+{
+    struct deql_reg *r = reg();
+    static const char *const cols[] = {"event_id", "n"};
+    struct dq_source s = {"src", cols, 2, false, 0};
+    /* a quoted schema, an alias kept as written */
+    char *out = rewrite(r, "SELECT e.n FROM \"dereg\".\"Acct$Events\" e WHERE e.n > 1", &s);
+    ASSERT_STR(out, "SELECT e.n FROM (SELECT * FROM src WHERE 1) e WHERE e.n > 1");
+    free(out);
+    out = rewrite(r, "SELECT 1 FROM DeReg.Acct$Events AS x", &s);
+    ASSERT_STR(out, "SELECT 1 FROM (SELECT * FROM src WHERE 1) AS x");
+    free(out);
+    /* schema.table.column is a column, not a table */
+    static const char col[] = "SELECT DeReg.\"Acct$Events\".n FROM DeReg.\"Acct$Events\"";
+    out = rewrite(r, col, &s);
+    ASSERT_STR(out, "SELECT DeReg.\"Acct$Events\".n FROM (SELECT * FROM src WHERE 1) AS "
+                    "\"Acct$Events\"");
+    free(out);
+    /* a quoted name that is not DeReg is copied as a name */
+    out = rewrite(r, "SELECT \"DeRegs\".x FROM y", &s);
+    ASSERT_STR(out, "SELECT \"DeRegs\".x FROM y");
+    free(out);
     deql_reg_free(r);
 }

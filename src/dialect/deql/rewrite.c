@@ -169,31 +169,95 @@ static bool copy_opaque(const char *sql, size_t len, size_t *i, struct buf *out)
     return true;
 }
 
+static bool blank(char ch)
+{
+    return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r';
+}
+
+/* The length of a schema name DeReg at sql[i] (bare, or quoted "DeReg"; any case), or 0. */
+static size_t dereg_at(const char *sql, size_t len, size_t i)
+{
+    bool word_start = i == 0 || !ident_char(sql[i - 1]);
+    if (word_start && len - i > 5 && !strncasecmp(sql + i, "DeReg", 5) &&
+        !ident_char(sql[i + 5])) {
+        return 5;
+    }
+    if (len - i > 7 && sql[i] == '"' && !strncasecmp(sql + i + 1, "DeReg", 5) &&
+        sql[i + 6] == '"') {
+        return 7;
+    }
+    return 0;
+}
+
+/* Words that may follow a table where no alias is given. */
+static bool clause_word(const char *w, size_t n)
+{
+    static const char *const WORDS[] = {"WHERE", "GROUP", "ORDER", "JOIN", "ON", "LIMIT",
+                                        "UNION", "INNER", "LEFT", "RIGHT", "FULL", "CROSS",
+                                        "NATURAL", "HAVING", "WINDOW", "USING", "EXCEPT",
+                                        "INTERSECT", "OFFSET", "INDEXED", "NOT"};
+    for (size_t i = 0; i < sizeof WORDS / sizeof WORDS[0]; i++) {
+        if (strlen(WORDS[i]) == n && !strncasecmp(WORDS[i], w, n)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* True when the reference ending at sql[q] is followed by an alias (AS, or a name that is no
+ * clause word); *column when it is followed by '.' (schema.table.column: not a table). */
+static bool has_alias(const char *sql, size_t len, size_t q, bool *column)
+{
+    while (q < len && blank(sql[q])) {
+        q++;
+    }
+    *column = q < len && sql[q] == '.';
+    if (q >= len || !(ident_char(sql[q]) || sql[q] == '"')) {
+        return false;
+    }
+    if (sql[q] == '"') {
+        return true;
+    }
+    size_t e = q;
+    while (e < len && ident_char(sql[e])) {
+        e++;
+    }
+    return !clause_word(sql + q, e - q);
+}
+
 void dq_rewrite_sources(const struct deql_reg *reg, const char *sql, const struct dq_source *s,
                         struct buf *out)
 {
     size_t len = strlen(sql);
     for (size_t i = 0; i < len;) {
-        if (copy_opaque(sql, len, &i, out)) {
+        size_t schema = dereg_at(sql, len, i);
+        if (!schema && copy_opaque(sql, len, &i, out)) {
             continue;
         }
-        bool word_start = i == 0 || !ident_char(sql[i - 1]);
-        if (word_start && len - i > 6 && !strncasecmp(sql + i, "DeReg", 5) &&
-            !ident_char(sql[i + 5])) {
-            size_t p = i + 5;
-            while (p < len && (sql[p] == ' ' || sql[p] == '\t' || sql[p] == '\n')) {
+        if (schema) {
+            size_t p = i + schema;
+            while (p < len && blank(sql[p])) {
                 p++;
             }
             char name[2 * DEQL_NAME_MAX];
             size_t q = p + 1;
-            while (q < len && (sql[q] == ' ' || sql[q] == '\t' || sql[q] == '\n')) {
+            while (q < len && blank(sql[q])) {
                 q++;
             }
-            if (p < len && sql[p] == '.' && read_name(sql, len, &q, name, sizeof name) &&
-                replace(reg, name, s, out)) {
+            bool column = false;
+            bool alias = p < len && sql[p] == '.' && read_name(sql, len, &q, name, sizeof name) &&
+                         has_alias(sql, len, q, &column);
+            if (p < len && sql[p] == '.' && !column && replace(reg, name, s, out)) {
+                if (!alias) { /* keep the table's name for columns qualified by it */
+                    buf_adds(out, " AS ");
+                    sql_quote_ident(name, out);
+                }
                 i = q;
                 continue;
             }
+            buf_add(out, sql + i, schema); /* not one of ours: as written */
+            i += schema;
+            continue;
         }
         buf_addc(out, sql[i++]);
     }
