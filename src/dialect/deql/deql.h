@@ -46,6 +46,7 @@ enum {
 struct logic;
 struct workq;
 struct deql_dbs;
+struct dq_cache;
 struct deql_sessions;
 
 /* What the dialect's handlers need beyond the gate. Owned by main: set the
@@ -60,6 +61,7 @@ struct deql_ctx {
     unsigned workers;               /* set: SQL threads (0: DEQL_WORKERS) */
     struct workq *pool;             /* owned: the SQL worker pool */
     struct deql_dbs *dbs;           /* owned: each database's DeReg (dereg.c) */
+    struct dq_cache *cache;         /* owned: state answers by what they depend on (cache.c) */
     struct deql_sessions *sessions; /* owned: inspection sessions (session.c) */
     pthread_mutex_t stripes[DEQL_STRIPES]; /* a decision holds its stream's stripe from its
                                               first read to its commit: commands of one

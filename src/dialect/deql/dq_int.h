@@ -152,6 +152,7 @@ struct dq_job {
     char *arg2; /* owned */
     uint64_t limit, offset;
     bool json_answer; /* Accept: application/json (run) */
+    char *cache_key;  /* owned: keep the answer in the cache under this key */
 };
 /* Defers c's request and queues fn with j (taken; its db is c's, taken from c).
  * On a full queue answers 503 and frees j. */
@@ -191,6 +192,20 @@ int dq_session_load(struct deql_ctx *x, uint64_t db_id, const char *session,
                     struct sql_conn *sc, struct sql_error *err);
 struct deql_sessions *dq_sessions_new(void);
 void dq_sessions_free(struct deql_sessions *s);
+
+/* ---- cache.c: state answers ---- */
+
+struct dq_cache *dq_cache_new(void);
+void dq_cache_free(struct dq_cache *c);
+/* The cache key of the state of agg's instance id in db: database id, registry version,
+ * lifecycle counter, stream version (appended to key). False when the answer may not be
+ * cached (the database ages events out, a read failed). Any thread. */
+bool dq_state_key(struct deql_ctx *x, struct db *db, const char *agg, const char *id,
+                  struct buf *key);
+/* The answer kept for key, appended to out; false when none. */
+bool dq_cache_get(struct dq_cache *c, const char *key, struct buf *out);
+/* Keeps bytes[0..len) for key (not when larger than 64 KiB). */
+void dq_cache_put(struct dq_cache *c, const char *key, const char *bytes, size_t len);
 
 /* ---- rewrite.c: INSPECT PROJECTION's source ---- */
 

@@ -160,3 +160,33 @@ def test_sixty_five_reads_of_two_tables_do_not_break_the_read_set():
         # and the server still answers
         st, _, _ = d.get("/health")
         check(st == 200, f"{st}")
+
+
+def test_kept_state_answers_follow_every_change():
+    """GET /api/aggregates/{agg}/{id} answers are kept by what they depend on (cache.c): each
+    write, deletion, registry change and database re-made shows in the next read."""
+    s, d = registry_server(BANK)
+    with s:
+        def owner_and_count():
+            rows = d.rows("/api/aggregates/Account/a1")
+            return [(r["owner"], r.get("amount")) for r in rows]
+        check(owner_and_count() == [], "no events yet")
+        check(owner_and_count() == [], "no events yet, asked again")
+        ok = d.execute("Account", "OpenAccount", {"account_id": "a1", "owner": "Ann",
+                                                  "pin": "1", "otp": "x"})
+        check(ok[0] == 200, f"{ok}")
+        check(owner_and_count() == [("Ann", None)], f"{owner_and_count()}")
+        check(owner_and_count() == [("Ann", None)], "asked again")
+        ok = d.execute("Account", "Deposit", {"account_id": "a1", "amount": 7})
+        check(ok[0] == 200, f"{ok}")
+        check(owner_and_count() == [("Ann", "7")], f"{owner_and_count()}")
+        # a registry change (a new field in the aggregate's columns) shows at once
+        d.ok_run("CREATE EVENT Renamed (nickname STRING); CREATE COMMAND Rename "
+                 "(account_id STRING, nickname STRING); CREATE DECISION Rn FOR Account ON "
+                 "COMMAND Rename EMIT AS SELECT EVENT Renamed (nickname := :nickname);")
+        cols = [c["name"] for c in d.table("/api/aggregates/Account/a1")["columns"]]
+        check("nickname" in cols, f"{cols}")
+        # a stream deleted through the native API
+        st, _, b = s.request("DELETE", "/v1/databases/default/streams/Account-a1")
+        check(st in (200, 204), f"{st} {b}")
+        check(owner_and_count() == [], f"after the deletion: {owner_and_count()}")
