@@ -702,6 +702,19 @@ static int prepare_one(struct sql_conn *c, const char *sql, size_t len, sqlite3_
     return 0;
 }
 
+/* Binds v (NULL: SQL NULL) as parameter i of st; a SQLite code. */
+static int bind_value(sqlite3_stmt *st, int i, const struct sql_value *v)
+{
+    switch (v ? v->type : SQL_NULL) {
+    case SQL_INT: return sqlite3_bind_int64(st, i, v->i);
+    case SQL_REAL: return sqlite3_bind_double(st, i, v->d);
+    case SQL_TEXT:
+        return sqlite3_bind_text64(st, i, v->s ? v->s : "", v->len, SQLITE_TRANSIENT,
+                                   SQLITE_UTF8);
+    default: return sqlite3_bind_null(st, i);
+    }
+}
+
 /* Binds every :name of st that binds give (the others stay NULL). */
 static int bind_all(sqlite3_stmt *st, const struct sql_bind *binds, size_t nbinds)
 {
@@ -712,15 +725,7 @@ static int bind_all(sqlite3_stmt *st, const struct sql_bind *binds, size_t nbind
         for (size_t k = 0; name && name[0] != '?' && k < nbinds && !v; k++) {
             if (!strcmp(name + 1, binds[k].name)) v = &binds[k].v;
         }
-        switch (v ? v->type : SQL_NULL) {
-        case SQL_INT: rc = sqlite3_bind_int64(st, i, v->i); break;
-        case SQL_REAL: rc = sqlite3_bind_double(st, i, v->d); break;
-        case SQL_TEXT:
-            rc = sqlite3_bind_text64(st, i, v->s ? v->s : "", v->len, SQLITE_TRANSIENT,
-                                     SQLITE_UTF8);
-            break;
-        default: rc = sqlite3_bind_null(st, i); break;
-        }
+        rc = bind_value(st, i, v);
     }
     return rc;
 }
@@ -1093,17 +1098,7 @@ static int load_rows(struct sql_conn *c, const char *quoted, const struct sql_re
     int rc = sqlite3_prepare_v2(c->db, q.ptr, (int)q.len, &st, NULL);
     for (size_t row = 0; rc == SQLITE_OK && row < rows->nrows; row++) {
         for (size_t k = 0; rc == SQLITE_OK && k < rows->ncols; k++) {
-            const struct sql_value *v = sql_cell(rows, row, k);
-            int i = (int)k + 1;
-            switch (v->type) {
-            case SQL_INT: rc = sqlite3_bind_int64(st, i, v->i); break;
-            case SQL_REAL: rc = sqlite3_bind_double(st, i, v->d); break;
-            case SQL_TEXT:
-                rc = sqlite3_bind_text64(st, i, v->s ? v->s : "", v->len, SQLITE_TRANSIENT,
-                                         SQLITE_UTF8);
-                break;
-            default: rc = sqlite3_bind_null(st, i); break;
-            }
+            rc = bind_value(st, (int)k + 1, sql_cell(rows, row, k));
         }
         if (rc == SQLITE_OK) {
             rc = sqlite3_step(st) == SQLITE_DONE ? sqlite3_reset(st) : sqlite3_errcode(c->db);

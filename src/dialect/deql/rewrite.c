@@ -26,13 +26,21 @@ static bool has_col(const struct dq_source *s, const char *name)
     return false;
 }
 
+/* The payload columns of agg (malloc'd, *n of them). */
+static struct deql_column *agg_columns(const struct deql_reg *reg, const char *agg, size_t *n)
+{
+    *n = deql_reg_agg_columns(reg, agg, NULL, 0);
+    struct deql_column *cols = xcalloc(*n ? *n : 1, sizeof(*cols));
+    deql_reg_agg_columns(reg, agg, cols, *n);
+    return cols;
+}
+
 /* The events of aggregate agg in the source, with a column per payload field. */
 static void events_sql(const struct deql_reg *reg, const char *agg, const struct dq_source *s,
                        struct buf *out)
 {
-    size_t n = deql_reg_agg_columns(reg, agg, NULL, 0);
-    struct deql_column *cols = xcalloc(n ? n : 1, sizeof(*cols));
-    deql_reg_agg_columns(reg, agg, cols, n);
+    size_t n;
+    struct deql_column *cols = agg_columns(reg, agg, &n);
     buf_adds(out, "(SELECT *");
     for (size_t i = 0; i < n; i++) {
         if (!has_col(s, cols[i].name) && has_col(s, "data")) {
@@ -64,9 +72,8 @@ static void events_sql(const struct deql_reg *reg, const char *agg, const struct
 static void agg_sql(const struct deql_reg *reg, const char *agg, const struct dq_source *s,
                     struct buf *out)
 {
-    size_t n = deql_reg_agg_columns(reg, agg, NULL, 0);
-    struct deql_column *cols = xcalloc(n ? n : 1, sizeof(*cols));
-    deql_reg_agg_columns(reg, agg, cols, n);
+    size_t n;
+    struct deql_column *cols = agg_columns(reg, agg, &n);
     buf_adds(out, "(SELECT stream_id AS aggregate_id");
     for (size_t i = 0; i < n; i++) {
         buf_adds(out, ", LAST(");

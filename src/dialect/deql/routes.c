@@ -255,19 +255,30 @@ static void from_table(struct buf *q, const char *agg, const char *suffix)
     sql_quote_ident(t, q);
 }
 
-static void h_aggregates(struct gate_call *c)
+/* Queues `SELECT * FROM DeReg."<agg><suffix>" <tail>` for the route's {agg}, with paging
+ * parameters when paged and :__id bound to path parameter id_param (when not NULL). */
+static void table_route(struct gate_call *c, const char *suffix, const char *tail, bool paged,
+                        const char *id_param)
 {
     struct dq_job *j = dq_job_new(c, run_table);
-    if (!ident_param(c, "agg", j->agg) || !page_params(c, j)) {
+    if (!ident_param(c, "agg", j->agg) || (paged && !page_params(c, j))) {
         free(j);
         return;
+    }
+    if (id_param) {
+        j->arg2 = strdup(gate_param_str(c, id_param));
     }
     struct buf q;
     buf_init(&q);
     buf_adds(&q, "SELECT *");
-    from_table(&q, j->agg, "$Agg");
-    buf_adds(&q, " ORDER BY aggregate_id LIMIT :__limit OFFSET :__offset");
+    from_table(&q, j->agg, suffix);
+    buf_adds(&q, tail);
     submit_table(c, j, &q);
+}
+
+static void h_aggregates(struct gate_call *c)
+{
+    table_route(c, "$Agg", " ORDER BY aggregate_id LIMIT :__limit OFFSET :__offset", true, NULL);
 }
 
 static void h_aggregate(struct gate_call *c)
@@ -303,33 +314,12 @@ static void h_aggregate(struct gate_call *c)
 
 static void h_events(struct gate_call *c)
 {
-    struct dq_job *j = dq_job_new(c, run_table);
-    if (!ident_param(c, "agg", j->agg) || !page_params(c, j)) {
-        free(j);
-        return;
-    }
-    struct buf q;
-    buf_init(&q);
-    buf_adds(&q, "SELECT *");
-    from_table(&q, j->agg, "$Events");
-    buf_adds(&q, " ORDER BY event_id LIMIT :__limit OFFSET :__offset");
-    submit_table(c, j, &q);
+    table_route(c, "$Events", " ORDER BY event_id LIMIT :__limit OFFSET :__offset", true, NULL);
 }
 
 static void h_stream_events(struct gate_call *c)
 {
-    struct dq_job *j = dq_job_new(c, run_table);
-    if (!ident_param(c, "agg", j->agg)) {
-        free(j);
-        return;
-    }
-    j->arg2 = strdup(gate_param_str(c, "stream_id"));
-    struct buf q;
-    buf_init(&q);
-    buf_adds(&q, "SELECT *");
-    from_table(&q, j->agg, "$Events");
-    buf_adds(&q, " WHERE stream_id = :__id ORDER BY seq");
-    submit_table(c, j, &q);
+    table_route(c, "$Events", " WHERE stream_id = :__id ORDER BY seq", false, "stream_id");
 }
 
 static void h_projection_query(struct gate_call *c)
